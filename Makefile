@@ -1,0 +1,125 @@
+# dripd build. `make` leaves bin/dripd and bin/dripctl.
+#
+#   make deps        install the Debian packages the build and tests need
+#   make run         deps + build + start dripd on 127.0.0.1:8080 (embedded defaults)
+#   make test        unit tests (Check) + black-box tests against the real daemon
+#   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
+#   make valgrind    unit tests under valgrind
+#   make install PREFIX=/usr/local DESTDIR=
+#   make fuzz        libFuzzer targets (clang) into build/fuzz/
+#   make format-check
+#
+# Every src/*.c except the program entry points goes into build/libdripd.a;
+# adding a module is adding a file, never editing this Makefile.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+SANITIZE ?=
+BUILD    ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+comma    := ,
+
+PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libcrypto sqlite3 expat
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
+
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) -MMD -MP -pthread
+LDLIBS   += $(PKG_LIBS) -pthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+ifeq ($(CI),true)
+CFLAGS   += -Werror
+endif
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+CFLAGS   += -DDRIPD_VERSION=\"$(VERSION)\"
+
+MAINS    := src/main.c
+LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+CTL_SRC  := $(wildcard src/dripctl/*.c)
+CTL_OBJ  := $(CTL_SRC:src/%.c=$(BUILD)/src/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+WEB_SRC  := $(shell find web/dist -type f 2>/dev/null)
+
+BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+BIN_CTL    := bin/dripctl
+
+.PHONY: all deps run test unit blackbox systemd-check valgrind install clean \
+        format format-check fuzz fuzz-smoke bench chaos web
+
+all: $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libdripd.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN_DRIPD): $(BUILD)/src/main.o $(BUILD)/libdripd.a
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN_CTL): $(CTL_OBJ) $(BUILD)/libdripd.a
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libdripd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps all
+	$(BIN_DRIPD) $(if $(CONFIG),-c $(CONFIG))
+
+# Unit tests: each Check binary prints its own summary; the line counting
+# every suite comes last.
+unit: $(TEST_BIN)
+	@sh scripts/run-unit.sh $(TEST_BIN)
+
+blackbox: all
+	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
+	  sh scripts/run-blackbox.sh
+
+systemd-check:
+	@sh scripts/systemd-check.sh
+
+test: all unit systemd-check blackbox
+
+valgrind: $(TEST_BIN)
+	@VALGRIND=1 sh scripts/run-unit.sh $(TEST_BIN)
+
+install: all
+	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) sh scripts/install.sh
+
+fuzz:
+	@sh scripts/build-fuzz.sh
+
+fuzz-smoke: fuzz
+	@sh scripts/fuzz-smoke.sh $(or $(FUZZ_SECONDS),60)
+
+bench: all
+	@sh bench/run.sh
+
+chaos: all
+	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) sh scripts/run-blackbox.sh --chaos
+
+format:
+	clang-format -i src/*.c src/*/*.c include/dripd/*.h tests/*.c fuzz/*.c 2>/dev/null || true
+
+format-check:
+	@sh scripts/format-check.sh
+
+clean:
+	rm -rf build build-* bin
+
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/src/main.d

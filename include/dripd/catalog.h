@@ -1,0 +1,234 @@
+/* catalog.h - the shared catalog and durable job queue.
+ *
+ * This is the "shared state" interface: media, shares, users, jobs, events
+ * and tus sessions. The implementation in catalog.c is SQLite (WAL,
+ * synchronous=FULL) in <data_dir>/catalog.db; a PostgreSQL implementation
+ * of this same header (jobs claimed with SELECT ... FOR UPDATE SKIP LOCKED,
+ * events via LISTEN/NOTIFY) is how several nodes will share one catalog.
+ * Nothing here knows about HTTP, files or encryption.
+ *
+ * Threads: a `struct catalog` is one connection and belongs to ONE thread
+ * at a time; each thread that needs the catalog opens its own handle.
+ * Processes: any number may open the same catalog concurrently; writers
+ * serialise on SQLite's lock with a busy timeout (5 s).
+ *
+ * Durability: every function that changes state commits before returning
+ * 0, so a 0 from catalog_intake_uploads() means the job is durable.
+ *
+ * Errors: 0 / -errno. -ENOENT absent or not visible to that user,
+ * -EEXIST path taken, -EBUSY database locked past the timeout (transient),
+ * -EIO anything else (the SQLite message is logged).
+ *
+ * Strings in returned structs are heap copies owned by the caller; release
+ * them with the matching *_clear() (which accepts a zeroed struct).
+ *
+ * Paths: a media path is absolute, normalised ("/photos/cat.jpg"), never
+ * ends in '/', and its folder is everything before the last '/' ("/photos",
+ * or "/" for top-level files). Validation lives in path.h; the catalog
+ * assumes it was done.
+ *
+ * States. media.state: "queued" (accepted, not yet stored) -> "available";
+ * or "failed". job.state: "queued" -> "running" -> "done" | "failed";
+ * a job waiting for its retry backoff is "queued" with not_before > now.
+ * job.stage names the step still to do: upload jobs go
+ * "encrypt" -> "store" -> "notify"; download jobs "fetch" -> "decrypt" ->
+ * "notify"; a finished job keeps its last stage.
+ */
+#ifndef DRIPD_CATALOG_H
+#define DRIPD_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dripd/id.h"
+
+struct catalog;
+struct dr_config;
+
+struct dr_media {
+    char id[DR_ID_LEN + 1];
+    char *owner;
+    char *path;            /* "/photos/cat.jpg" */
+    char *name;            /* "cat.jpg" */
+    char *folder;          /* "/photos" */
+    uint64_t size;         /* plaintext bytes */
+    char sha256[65];       /* hex, "" until encrypted */
+    char *content_type;    /* may be NULL */
+    char *state;           /* "queued" | "available" | "failed" */
+    char *storage_key;     /* object key in the store; NULL until stored */
+    uint8_t *wrapped_key;  /* data key wrapped by the master key; NULL until encrypted */
+    size_t wrapped_key_len;
+    int64_t created_at;    /* ms since epoch */
+    int64_t uploaded_at;   /* ms; 0 until stored */
+};
+
+struct dr_job {
+    char id[DR_ID_LEN + 1];
+    char kind[16];         /* "upload" | "download" */
+    char media_id[DR_ID_LEN + 1];
+    char *owner;           /* the user who caused the job */
+    char state[16];        /* "queued" | "running" | "done" | "failed" */
+    char stage[16];
+    int attempts;          /* failed attempts so far */
+    char *error;           /* last error, NULL if none */
+    char *spool_path;      /* upload: plaintext spool file; NULL otherwise */
+    char *work_path;       /* stage scratch file (e.g. sealed file), NULL if none */
+    int64_t not_before;    /* ms; retry backoff */
+    int64_t created_at, updated_at;
+};
+
+struct dr_event {
+    int64_t seq;           /* strictly increasing */
+    char *user;            /* whom it is for */
+    char type[24];         /* "job.created" | "job.stage" | "job.done" | "job.failed" */
+    char job_id[DR_ID_LEN + 1];
+    char media_id[DR_ID_LEN + 1];
+    char *data;            /* JSON object text (the job as GET /v1/jobs/{id} shows it) */
+    int64_t created_at;
+};
+
+struct dr_folder_entry {   /* an immediate subfolder, summed over everything below it */
+    char *name;
+    uint64_t files;
+    uint64_t size;
+};
+
+struct dr_tus {
+    char id[DR_ID_LEN + 1];
+    char *owner;
+    int64_t length;        /* -1 while deferred */
+    uint64_t offset;
+    char *path;            /* target media path, from metadata filename/folder */
+    char *metadata;        /* raw Upload-Metadata header, for HEAD */
+    char *content_type;
+    char *spool_path;
+    int64_t expires_at;    /* ms */
+    int64_t created_at;
+    char job_id[DR_ID_LEN + 1];   /* "" until finished */
+    char media_id[DR_ID_LEN + 1]; /* "" until finished */
+};
+
+/* ---- lifecycle ---- */
+/* Create or upgrade the schema in <data_dir>/catalog.db. Run once by the
+ * supervisor before it forks; idempotent. */
+int catalog_migrate(const char *data_dir);
+int catalog_open(const char *data_dir, struct catalog **out);
+void catalog_close(struct catalog *cat);            /* NULL ok */
+/* Insert/refresh the users of the config (name, admin). */
+int catalog_sync_users(struct catalog *cat, const struct dr_config *cfg);
+
+/* ---- upload intake (http worker) ---- */
+struct dr_intake {
+    /* in */
+    const char *owner;
+    const char *path;        /* normalised media path */
+    uint64_t size;
+    const char *content_type;/* may be NULL */
+    const char *spool_path;  /* fsynced plaintext file */
+    /* out */
+    char media_id[DR_ID_LEN + 1];
+    char job_id[DR_ID_LEN + 1];
+    int result;              /* 0 or -EEXIST */
+};
+/* In ONE transaction, for each item: insert the media row (state "queued"),
+ * an upload job (stage "encrypt", state "queued") and a "job.created"
+ * event. Items whose path is taken get result -EEXIST and are skipped;
+ * the others are committed. Returns 0 when the transaction committed
+ * (check each item's result), else -errno and nothing is committed. */
+int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
+/* 1 if owner already has a live media at path, 0 if not, -errno. */
+int catalog_path_exists(struct catalog *cat, const char *owner, const char *path);
+/* Jobs not yet done or failed (the queue depth that queue_limit bounds). */
+int catalog_queue_depth(struct catalog *cat, uint64_t *out);
+
+/* ---- media API (http worker) ---- */
+/* viewer sees media it owns or that was shared with it; NULL viewer = admin/internal. */
+int catalog_media_get(struct catalog *cat, const char *id, const char *viewer, struct dr_media *out);
+int catalog_media_by_path(struct catalog *cat, const char *owner, const char *path, struct dr_media *out);
+/* Files directly in folder and its immediate subfolders (prefix-safe:
+ * "/ab" never matches "/abc"). Arrays are caller-owned; free with
+ * catalog_media_list_free. */
+int catalog_media_list(struct catalog *cat, const char *viewer, const char *folder,
+                       struct dr_media **files, size_t *n_files,
+                       struct dr_folder_entry **folders, size_t *n_folders);
+void catalog_media_list_free(struct dr_media *files, size_t n_files,
+                             struct dr_folder_entry *folders, size_t n_folders);
+/* Move/rename; only the owner. -ENOENT not owner's, -EEXIST taken. */
+int catalog_media_move(struct catalog *cat, const char *id, const char *owner, const char *new_path);
+/* Delete the row (and its shares); only the owner. On success copies the
+ * storage key (may be NULL) into *storage_key_out (caller frees) so the
+ * caller can remove the object. */
+int catalog_media_delete(struct catalog *cat, const char *id, const char *owner, char **storage_key_out);
+/* Share with user; only the owner. -ENOENT media not owner's or user unknown. */
+int catalog_media_share(struct catalog *cat, const char *id, const char *owner, const char *user);
+/* Every media row (for scrub/usage/rebuild); callback returns non-zero to stop. */
+int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *m, void *arg), void *arg);
+/* Insert a complete media row as found in a self-describing object
+ * (rebuild-catalog). -EEXIST if the id is already there. */
+int catalog_media_insert(struct catalog *cat, const struct dr_media *m);
+void dr_media_clear(struct dr_media *m);
+
+/* ---- jobs (pipeline worker, and GET /v1/jobs) ---- */
+int catalog_job_get(struct catalog *cat, const char *id, const char *viewer, struct dr_job *out);
+/* Create a download job for media (visible to viewer) + "job.created" event. */
+int catalog_enqueue_download(struct catalog *cat, const char *media_id, const char *viewer,
+                             char job_id_out[DR_ID_LEN + 1]);
+/* Claim up to max queued jobs of kind with not_before <= now, oldest first:
+ * state -> "running", claimed_by = claimer. *n_out jobs are written to out.
+ * Never returns a job to two claimers. */
+int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
+                       struct dr_job *out, int *n_out);
+/* Commit that job finished its current stage and moves to next_stage
+ * (still "running"), with a "job.stage" event. work_path may be NULL. */
+int catalog_job_advance(struct catalog *cat, const char *job_id, const char *next_stage,
+                        const char *work_path);
+/* Transient failure: attempts++, error kept, state "queued",
+ * not_before = now + delay_ms (the stage stays, so it resumes there). */
+int catalog_job_retry(struct catalog *cat, const char *job_id, const char *error, int64_t delay_ms);
+/* Permanent failure: state "failed", error kept, media state "failed" for
+ * uploads, "job.failed" event. */
+int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error);
+/* Done: state "done", "job.done" event. */
+int catalog_job_done(struct catalog *cat, const char *job_id);
+/* Put "running" jobs whose claimer is not alive back to "queued", keeping
+ * their stage. alive(claimer) decides; returns how many were released. */
+int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer, void *arg),
+                         void *arg, int *released);
+void dr_job_clear(struct dr_job *j);
+
+/* Media fields the upload stages fill in. */
+int catalog_media_set_sealed(struct catalog *cat, const char *media_id, const char *sha256_hex,
+                             const uint8_t *wrapped_key, size_t wrapped_key_len);
+int catalog_media_set_stored(struct catalog *cat, const char *media_id, const char *storage_key);
+/* "available" (and uploaded_at = now). */
+int catalog_media_set_available(struct catalog *cat, const char *media_id);
+
+/* ---- events (SSE and webhooks) ---- */
+/* Events with seq > after_seq, for user (NULL = all users), oldest first,
+ * at most max. Caller frees with catalog_events_free. */
+int catalog_events_since(struct catalog *cat, const char *user, int64_t after_seq, int max,
+                         struct dr_event **out, size_t *n_out);
+void catalog_events_free(struct dr_event *ev, size_t n);
+int catalog_events_last_seq(struct catalog *cat, int64_t *out);
+
+/* ---- tus sessions (http worker; node-local spool, shared row) ---- */
+int catalog_tus_create(struct catalog *cat, const struct dr_tus *t);
+int catalog_tus_get(struct catalog *cat, const char *id, const char *owner, struct dr_tus *out);
+int catalog_tus_set_offset(struct catalog *cat, const char *id, uint64_t offset);
+int catalog_tus_set_length(struct catalog *cat, const char *id, int64_t length);
+/* The last PATCH: in ONE transaction, media + upload job + event (as
+ * catalog_intake_uploads) and the tus row marked finished with their ids. */
+int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *intake);
+int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner);
+/* Unfinished sessions with expires_at < now_ms; caller frees with dr_tus_clear each. */
+int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out, size_t *n_out);
+void dr_tus_clear(struct dr_tus *t);
+
+/* ---- usage ---- */
+struct dr_usage { char *user; uint64_t files; uint64_t bytes; };
+/* Users ranked by bytes desc; free with catalog_usage_free. */
+int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out);
+void catalog_usage_free(struct dr_usage *u, size_t n);
+
+#endif

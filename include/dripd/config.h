@@ -1,0 +1,168 @@
+/* config.h - dripd's typed configuration and its YAML loader.
+ *
+ * The supervisor loads and validates the file (config_load), keeps the
+ * struct, and every worker inherits it by fork. A reload loads a new struct
+ * and starts new workers with it; a struct is never mutated after load, so
+ * any thread may read it without locks.
+ *
+ * Sizes are bytes (uint64_t), durations are milliseconds (uint64_t).
+ * Every field has a default (config_defaults) except users, which a file
+ * must give (the embedded defaults used without -c generate one admin).
+ */
+#ifndef DRIPD_CONFIG_H
+#define DRIPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dr_user {
+    char *name;
+    char *token;      /* from token: or read from token_file: */
+    bool admin;
+};
+
+struct dr_stage_cfg {
+    int concurrency;  /* threads */
+    int max_demand;
+    int min_demand;
+};
+
+struct dr_webhook {
+    char *url;
+    char *secret;     /* HMAC-SHA256 key for X-Dripd-Signature */
+};
+
+enum dr_store_backend { DR_STORE_LOCAL = 0, DR_STORE_S3 = 1 };
+
+struct dr_config {
+    char *path;                 /* file it came from; "<defaults>" if none */
+
+    char **listen;              /* "host:port", "[v6]:port" or "unix:/path" */
+    size_t n_listen;
+    char *data_dir;             /* node-local: spool/, cache/, run/, catalog.db */
+
+    struct dr_user *users;
+    size_t n_users;
+
+    struct {
+        enum dr_store_backend backend;
+        struct {
+            char *path;         /* default <data_dir>/objects */
+        } local;
+        struct {
+            char *endpoint;     /* http(s)://host:port */
+            char *bucket;
+            char *region;       /* default us-east-1 */
+            char *access_key_id;
+            char *secret_access_key;   /* or secret_access_key_file */
+            char *session_token;       /* optional */
+            bool path_style;           /* default true */
+            bool verify_tls;           /* default true */
+            uint64_t part_size;        /* multipart part size, >= 5MiB, default 16MiB */
+            int parallel_parts;        /* parts in flight per object, default 4 */
+            uint64_t connect_timeout;  /* default 5s */
+            uint64_t idle_timeout;     /* no bytes moving for this long: abort; default 30s */
+            uint64_t timeout;          /* whole transfer; default 1h */
+        } s3;
+    } storage;
+
+    struct {
+        char *key_file;         /* default <data_dir>/master.key, created if absent */
+    } encryption;
+
+    struct {
+        uint64_t queue_limit;   /* accepted jobs waiting; then 503 */
+        struct {
+            struct dr_stage_cfg encrypt, store;
+        } upload;
+        struct {
+            struct dr_stage_cfg fetch, decrypt;
+        } download;
+        struct {
+            int attempts;
+            uint64_t backoff;
+            uint64_t max_backoff;
+        } retry;
+        uint64_t segment_size;  /* AEAD segment, default 64KiB */
+        uint64_t test_store_delay; /* test hook: store stage sleeps this long per job; default 0 */
+    } pipeline;
+
+    struct {
+        uint64_t max_size;
+        uint64_t ttl;
+    } cache;
+
+    struct {
+        uint64_t max_upload_size;
+        uint64_t header_timeout;
+        uint64_t body_timeout;
+        uint64_t keepalive_timeout;   /* default 75s */
+        int max_connections;
+        uint64_t max_header_size;     /* default 16KiB */
+        int max_headers;              /* default 100 */
+    } limits;
+
+    struct {
+        int threads;            /* event-loop threads in the http worker; 0 = one per core */
+    } http;
+
+    struct {
+        uint64_t expiration;    /* unfinished tus uploads expire after; default 24h */
+    } tus;
+
+    struct {
+        int max_restarts;
+        uint64_t max_seconds;       /* window, ms (key is seconds-valued duration) */
+        uint64_t heartbeat_interval;/* default 1s */
+        uint64_t heartbeat_timeout; /* silent this long: killed and restarted; default 10s */
+        uint64_t drain_timeout;     /* graceful stop/reload; default 30s */
+    } supervisor;
+
+    struct {
+        uint64_t min_free_disk;     /* /readyz fails below; default 256MiB */
+    } health;
+
+    struct {
+        uint64_t rate_limit;        /* bytes/s read by scrub; default 50MiB */
+    } scrub;
+
+    struct {
+        char *level;                /* error|warn|info|debug */
+    } log;
+
+    struct dr_webhook *webhooks;
+    size_t n_webhooks;
+};
+
+/* A list of problems, each "FILE:LINE:COL: message". */
+struct dr_config_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Embedded defaults (listen 127.0.0.1:8080, data_dir ./var, local store,
+ * no users). Caller owns the result; free with config_free(). */
+struct dr_config *config_defaults(void);
+
+/* Load and validate FILE. On success returns 0 and sets *out (caller owns).
+ * On failure returns -EINVAL (or -errno when the file cannot be read),
+ * sets *out to NULL and appends every problem found to errs (caller frees
+ * with config_errors_free). Relative paths stay relative to the cwd. */
+int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs);
+
+/* Fill in derived defaults that depend on data_dir (local.path, key_file).
+ * config_load and config_defaults already call it. */
+void config_finish(struct dr_config *cfg);
+
+void config_free(struct dr_config *cfg);         /* NULL ok */
+void config_errors_free(struct dr_config_errors *errs);
+
+/* "10MiB" -> bytes, "30s" -> ms. 0 / -EINVAL. Exposed for tests and dripctl. */
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_duration(const char *s, uint64_t *out_ms);
+
+/* Find the user whose token matches (constant time per candidate); NULL if none. */
+const struct dr_user *config_find_token(const struct dr_config *cfg, const char *token, size_t len);
+
+#endif

@@ -1,0 +1,66 @@
+/* store.h - where sealed objects live: a small put/get/delete/exists
+ * interface with one implementation per backend (store_local.c,
+ * store_s3.c). Objects are immutable once put; keys are
+ * "<media id>_<UTC yyyymmddThhmmssZ><ext>" as in ElixirDrip, plain ASCII.
+ *
+ * Threads: a `struct dr_store` handle belongs to one thread (the S3 one
+ * owns a curl easy handle reused for keep-alive); each stage thread opens
+ * its own with store_open().
+ *
+ * Errors: 0 on success; -EAGAIN for transient failures the caller should
+ * retry with backoff (connection refused, timeout, 5xx, SlowDown);
+ * -ENOENT object absent; any other -errno is permanent (-EACCES bucket
+ * denied, -ENXIO no such bucket, -EINVAL bad request). Every failure writes
+ * one human line into err (e.g. "s3: NoSuchBucket: media-x does not exist").
+ */
+#ifndef DRIPD_STORE_H
+#define DRIPD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dr_config;
+struct dr_store;
+
+struct dr_store_ops {
+    const char *name; /* "local" | "s3" */
+    /* Put the whole file at src_path as key, atomically (all or nothing visible). */
+    int (*put)(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
+    /* Write the object into dst_path (created or truncated), streaming. */
+    int (*get)(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
+    /* Remove; absent is success (idempotent). */
+    int (*del)(struct dr_store *st, const char *key, char *err, size_t errlen);
+    /* 1 present, 0 absent, -errno. If size is not NULL it receives the object size. */
+    int (*exists)(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t errlen);
+    /* Call fn for every key (rebuild-catalog, scrub); fn returns non-zero to stop. */
+    int (*list)(struct dr_store *st, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
+                char *err, size_t errlen);
+    /* Is the backend reachable and writable? (readiness). 0 or -errno + err. */
+    int (*check)(struct dr_store *st, char *err, size_t errlen);
+    void (*close)(struct dr_store *st);
+};
+
+/* Every backend's handle starts with this header. */
+struct dr_store {
+    const struct dr_store_ops *ops;
+    const struct dr_config *cfg;
+};
+
+/* Open a handle for cfg->storage.backend. 0 / -errno + err. */
+int store_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
+void store_close(struct dr_store *st); /* NULL ok */
+
+/* Backend constructors (called by store_open). */
+int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
+int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
+
+static inline int store_put(struct dr_store *st, const char *key, const char *src, char *err, size_t n)
+{ return st->ops->put(st, key, src, err, n); }
+static inline int store_get(struct dr_store *st, const char *key, const char *dst, char *err, size_t n)
+{ return st->ops->get(st, key, dst, err, n); }
+static inline int store_delete(struct dr_store *st, const char *key, char *err, size_t n)
+{ return st->ops->del(st, key, err, n); }
+static inline int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t n)
+{ return st->ops->exists(st, key, size, err, n); }
+
+#endif

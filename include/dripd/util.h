@@ -1,0 +1,57 @@
+/* util.h - allocation, time and small string helpers used by every module.
+ *
+ * Error convention (whole project): functions return 0 on success and a
+ * negative errno value on failure (-ENOENT, -EAGAIN, ...). Where a human
+ * explanation helps, the function also takes `char *err, size_t errlen`
+ * and writes one line into it on failure. -EAGAIN means "transient, retry".
+ *
+ * Allocation goes through x*alloc(), which abort() on out-of-memory, so
+ * callers never check for NULL (redis zmalloc style).
+ */
+#ifndef DRIPD_UTIL_H
+#define DRIPD_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define DR_ERRLEN 256
+#define DR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define DR_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define DR_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);                  /* NULL in, NULL out */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap);
+
+/* Clocks. Wall time for records, monotonic for timeouts. */
+int64_t dr_now_ms(void);        /* CLOCK_REALTIME, ms since epoch */
+int64_t dr_mono_ms(void);       /* CLOCK_MONOTONIC, ms */
+uint64_t dr_mono_ns(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-25T00:06:05.123Z". buf >= 32. */
+void dr_fmt_time(int64_t ms, char *buf, size_t len);
+
+/* Whole-buffer I/O that retries on EINTR and short writes. 0 / -errno. */
+int dr_write_all(int fd, const void *buf, size_t len);
+int dr_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Reads up to len bytes; returns bytes read (< len only at EOF) or -errno. */
+ssize_t dr_read_full(int fd, void *buf, size_t len);
+ssize_t dr_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* mkdir -p with mode; 0 / -errno. */
+int dr_mkdirs(const char *path, unsigned mode);
+/* fsync the directory containing path (after a rename/create). 0 / -errno. */
+int dr_fsync_parent(const char *path);
+/* Secure random bytes (getrandom). Aborts if the kernel cannot give any. */
+void dr_random(void *buf, size_t len);
+/* Constant-time comparison; true when equal. */
+bool dr_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
+/* Lower-case hex of len bytes into out (2*len+1). */
+void dr_hex(const uint8_t *in, size_t len, char *out);
+
+#endif

@@ -1,0 +1,70 @@
+/* worker.h - the contract between the supervisor and its worker processes.
+ *
+ * The supervisor forks each worker with a dr_worker_ctx. The worker:
+ *   - sets its process name (prctl PR_SET_NAME "dripd-http"/"dripd-pipeline")
+ *     and log role, then runs its *_worker_main() and returns an exit status;
+ *   - sends DR_MSG_READY once it serves, then DR_MSG_HEARTBEAT every
+ *     cfg->supervisor.heartbeat_interval from the thread that does its real
+ *     work loop (so a hung loop stops the heartbeat);
+ *   - on SIGTERM drains (stops taking new work, finishes what it has, up to
+ *     cfg->supervisor.drain_timeout) and returns 0;
+ *   - returns DR_EXIT_FATAL_CONFIG when it can never run with this config
+ *     (the supervisor does not restart it);
+ *   - exits when chan_fd reads EOF (the supervisor died).
+ *
+ * chan_fd is one end of a SOCK_SEQPACKET socketpair; each message is one
+ * struct dr_msg. The supervisor relays "notify" messages between roles:
+ * DR_MSG_JOB_ENQUEUED from an http worker goes to every pipeline worker,
+ * DR_MSG_EVENT from a pipeline worker goes to every http worker. These are
+ * wake-ups only: the durable state is in the catalog, so a lost message
+ * costs latency, never data (receivers also re-check on a slow timer).
+ * For several nodes this relay becomes PostgreSQL LISTEN/NOTIFY.
+ */
+#ifndef DRIPD_WORKER_H
+#define DRIPD_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dr_config;
+struct dr_metrics;
+
+#define DR_EXIT_FATAL_CONFIG 78 /* sysexits EX_CONFIG: do not restart */
+
+enum dr_role { DR_ROLE_HTTP = 0, DR_ROLE_PIPELINE = 1, DR_ROLE_COUNT };
+
+enum dr_msg_type {
+    DR_MSG_READY = 1,        /* worker -> supervisor: serving */
+    DR_MSG_HEARTBEAT = 2,    /* worker -> supervisor: alive; arg = pid */
+    DR_MSG_JOB_ENQUEUED = 3, /* http -> pipeline (relayed): arg = queued-job hint */
+    DR_MSG_EVENT = 4,        /* pipeline -> http (relayed): arg = newest event seq */
+    DR_MSG_STATUS = 5,       /* worker -> supervisor: arg = queue depth (for STATUS=) */
+};
+
+struct dr_msg {
+    uint32_t type;
+    uint32_t flags;
+    uint64_t arg;
+};
+
+struct dr_worker_ctx {
+    const struct dr_config *cfg;
+    enum dr_role role;
+    int chan_fd;              /* SEQPACKET to the supervisor, non-blocking */
+    const int *listen_fds;    /* inherited listening sockets (http role) */
+    size_t n_listen;
+    struct dr_metrics *metrics; /* MAP_SHARED, created by the supervisor */
+    unsigned generation;      /* bumps on every reload */
+};
+
+/* Send one message; never blocks. Returns 0, or -EAGAIN when the channel is
+ * full (the message is dropped: heartbeats and wake-ups are idempotent). */
+int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg);
+/* Read one message if one is waiting: 1 got one, 0 none, -EPIPE supervisor gone. */
+int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg);
+
+/* Worker entry points; each returns the process exit status. */
+int http_worker_main(struct dr_worker_ctx *ctx);
+int pipeline_worker_main(struct dr_worker_ctx *ctx);
+
+#endif

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Black-box tests: the real daemon on ephemeral loopback ports, driven by
+# real clients (curl, tus-js-client, awscli, raw sockets). pytest prints
+# the closing "N passed, N failed" line.
+#   --chaos      run the long chaos suite instead of the quick one
+#   PYTEST_ARGS  extra arguments, e.g. PYTEST_ARGS="-k tus"
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/node-deps.sh >/dev/null 2>&1 || echo "blackbox: node test deps unavailable; node-based tests will skip"
+mkdir -p tests/artifacts
+if [ "${1:-}" = "--chaos" ]; then
+  exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/chaos ${PYTEST_ARGS:-}
+fi
+exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/blackbox ${PYTEST_ARGS:-}
