@@ -139,6 +139,9 @@ void http_close_after(struct http_exchange *ex);
  * will be called; answer 503). While pending, ex stays valid. */
 int http_defer(struct http_exchange *ex, void (*work)(void *arg),
                void (*done)(struct http_exchange *ex, void *arg), void *arg);
+/* Inside a work() function only: the calling pool thread's own catalog
+ * connection (opened lazily; NULL if the catalog cannot be opened). */
+struct catalog *http_work_catalog(void);
 /* Run fn(t, arg) on every loop thread (e.g. wake SSE streams after an event). */
 void http_server_post_all(struct http_server *srv, void (*fn)(struct http_thread *t, void *arg),
                           void *arg);
