@@ -3,6 +3,5 @@
 
 int pipeline_worker_main(struct dr_worker_ctx *ctx)
 {
-    (void)ctx;
-    return 0;
+    return worker_idle_loop(ctx);
 }

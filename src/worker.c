@@ -38,3 +38,49 @@ int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg)
         return -errno;
     }
 }
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+
+#include "dripd/config.h"
+
+static volatile sig_atomic_t idle_stop;
+
+static void idle_on_term(int sig)
+{
+    (void)sig;
+    idle_stop = 1;
+}
+
+int worker_idle_loop(struct dr_worker_ctx *ctx)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = idle_on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t none, term;
+    sigemptyset(&none);
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    worker_send(ctx, DR_MSG_READY, 0);
+    uint64_t iv = ctx->cfg->supervisor.heartbeat_interval;
+    struct timespec ts = {.tv_sec = (time_t)(iv / 1000), .tv_nsec = (long)(iv % 1000) * 1000000};
+    while (!idle_stop) {
+        struct pollfd pfd = {.fd = ctx->chan_fd, .events = POLLIN};
+        int n = ppoll(&pfd, 1, &ts, &none); /* signals are delivered only here */
+        if (n > 0) {
+            struct dr_msg m;
+            int r;
+            while ((r = worker_recv(ctx, &m)) == 1)
+                ;
+            if (r < 0)
+                return 0; /* supervisor gone */
+        }
+        worker_send(ctx, DR_MSG_HEARTBEAT, 0);
+    }
+    return 0;
+}

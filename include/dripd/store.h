@@ -28,6 +28,10 @@ struct dr_store_ops {
     int (*put)(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
     /* Write the object into dst_path (created or truncated), streaming. */
     int (*get)(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
+    /* Read len bytes at offset into buf (object headers, scrub, ranged
+     * parallel fetches). Returns bytes read (< len only at the end) or -errno. */
+    long (*get_range)(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,
+                      char *err, size_t errlen);
     /* Remove; absent is success (idempotent). */
     int (*del)(struct dr_store *st, const char *key, char *err, size_t errlen);
     /* 1 present, 0 absent, -errno. If size is not NULL it receives the object size. */

@@ -1,0 +1,45 @@
+/* ingest.h - turning finished upload bodies into durable jobs.
+ *
+ * Used by every upload route (PUT, multipart, tus). ingest_submit() hands
+ * a batch of finished spool files to the committer thread, which
+ * group-commits: it fdatasyncs every spool file of every waiting request,
+ * then runs ONE catalog_intake_uploads() transaction for all of them, then
+ * completes each request on its own loop thread and wakes the pipeline
+ * (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the bytes and
+ * the job are durable.
+ *
+ * Back-pressure: the committer's queue is bounded; and ingest_queue_full()
+ * tells routes, before they read any body, that the durable queue holds
+ * pipeline.queue_limit jobs (answer 503 + Retry-After).
+ */
+#ifndef DRIPD_INGEST_H
+#define DRIPD_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dripd/catalog.h"
+#include "dripd/http.h"
+
+/* Called on ex's loop thread. rc == 0: the transaction committed, look at
+ * each items[i].result (0 accepted, -EEXIST path taken) and ids. rc < 0:
+ * nothing was committed (-ENOSPC, -EIO...). Also called when the client
+ * is gone (http_ex_closed(ex)): the jobs are durable anyway. */
+typedef void (*ingest_done_fn)(struct http_exchange *ex, struct dr_intake *items, size_t n, int rc,
+                               void *arg);
+
+/* items and fds (open spool fds, one per item) stay owned by the caller and
+ * must stay valid until done runs; ingest never closes the fds.
+ * Returns 0 (done will run exactly once) or -EAGAIN when the committer
+ * queue is full (done will not run; answer 503). */
+int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
+                  ingest_done_fn done, void *arg);
+/* True when the durable job queue is at pipeline.queue_limit. */
+bool ingest_queue_full(struct http_exchange *ex);
+/* Respond 503 problem+json with Retry-After for a full queue or draining. */
+void ingest_respond_busy(struct http_exchange *ex);
+/* {"media":{...},"job":{...}} JSON text for one accepted item (caller frees);
+ * used for 202 bodies. */
+char *ingest_item_json(const struct dr_intake *item, const char *state);
+
+#endif
