@@ -62,8 +62,8 @@ static int parse_port(const char *s, uint16_t *out)
 
 static bool host_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
 }
 
 int listen_parse(const char *spec, struct dr_listen_addr *out, char *err, size_t errlen)
@@ -79,8 +79,8 @@ int listen_parse(const char *spec, struct dr_listen_addr *out, char *err, size_t
         if (n == 0 || (n == 1 && p[0] == '@'))
             return fail(err, errlen, -EINVAL, "listen %s: empty socket path", spec);
         if (n >= sizeof out->path)
-            return fail(err, errlen, -EINVAL, "listen %s: socket path longer than %zu bytes",
-                        spec, sizeof out->path - 1);
+            return fail(err, errlen, -EINVAL, "listen %s: socket path longer than %zu bytes", spec,
+                        sizeof out->path - 1);
         memcpy(out->path, p, n + 1);
         return 0;
     }
@@ -160,8 +160,8 @@ static int open_unix(const struct dr_listen_addr *a, int *fdp, char *err, size_t
     memcpy(sa.sun_path, a->path, n);
     if (a->path[0] == '@')
         sa.sun_path[0] = '\0';
-    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
-                                  (a->path[0] == '@' ? 0 : 1));
+    socklen_t salen =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (a->path[0] == '@' ? 0 : 1));
     unlink_stale_unix(&sa, salen);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -193,13 +193,11 @@ int listen_open(const struct dr_listen_addr *a, int *fdp, char *err, size_t errl
         hints.ai_flags |= AI_NUMERICHOST;
     int g = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &res);
     if (g != 0)
-        return fail(err, errlen, -EADDRNOTAVAIL, "listen %s:%s: %s", shown, port,
-                    gai_strerror(g));
+        return fail(err, errlen, -EADDRNOTAVAIL, "listen %s:%s: %s", shown, port, gai_strerror(g));
     int rc = 0, fd = -1;
     /* The first address that binds wins ("localhost" may give ::1 first). */
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             rc = -errno;
             continue;
@@ -284,8 +282,7 @@ static int check_listening_socket(int fd, const char *name, char *err, size_t er
     if (fcntl(fd, F_GETFD) < 0)
         return fail(err, errlen, -EBADF, "LISTEN_FDS: fd %d (%s) is not open", fd, name);
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l2) < 0 || type != SOCK_STREAM ||
-        !acc)
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l2) < 0 || type != SOCK_STREAM || !acc)
         return fail(err, errlen, -ENOTSOCK,
                     "LISTEN_FDS: fd %d (%s) is not a listening stream socket", fd, name);
     int r = set_listen_opts(fd);

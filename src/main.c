@@ -22,22 +22,21 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: dripd [-c FILE] [--check | --rebuild-catalog]\n"
-            "       dripd --version | --help\n"
-            "\n"
-            "  -c, --config FILE    YAML configuration (default: embedded defaults,\n"
-            "                       listen 127.0.0.1:8080, data_dir ./var, one admin\n"
-            "                       user whose token is kept in ./var/admin.token)\n"
-            "      --check          validate the configuration and exit (0 ok, 1 errors)\n"
-            "      --rebuild-catalog recreate the catalog's media rows from the stored\n"
-            "                       objects, then exit (0 ok, 1 failed)\n"
-            "  -V, --version        print the version and exit\n"
-            "  -h, --help           print this help and exit\n"
-            "\n"
-            "Signals: TERM/INT drain and stop, HUP reload the configuration.\n"
-            "Exit codes: 0 clean stop, 1 bad config or start-up failure,\n"
-            "            2 restart intensity exceeded.\n");
+    fprintf(f, "usage: dripd [-c FILE] [--check | --rebuild-catalog]\n"
+               "       dripd --version | --help\n"
+               "\n"
+               "  -c, --config FILE    YAML configuration (default: embedded defaults,\n"
+               "                       listen 127.0.0.1:8080, data_dir ./var, one admin\n"
+               "                       user whose token is kept in ./var/admin.token)\n"
+               "      --check          validate the configuration and exit (0 ok, 1 errors)\n"
+               "      --rebuild-catalog recreate the catalog's media rows from the stored\n"
+               "                       objects, then exit (0 ok, 1 failed)\n"
+               "  -V, --version        print the version and exit\n"
+               "  -h, --help           print this help and exit\n"
+               "\n"
+               "Signals: TERM/INT drain and stop, HUP reload the configuration.\n"
+               "Exit codes: 0 clean stop, 1 bad config or start-up failure,\n"
+               "            2 restart intensity exceeded.\n");
 }
 
 enum { OPT_CHECK = 256, OPT_REBUILD };
@@ -122,8 +121,7 @@ int main(int argc, char **argv)
         config_free(cfg);
         return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
     }
-    if (path == NULL && cfg->n_users == 0 &&
-        supervisor_default_admin(cfg, err, sizeof err) < 0) {
+    if (path == NULL && cfg->n_users == 0 && supervisor_default_admin(cfg, err, sizeof err) < 0) {
         log_error("%s", err);
         config_free(cfg);
         return DR_EXIT_STARTUP;

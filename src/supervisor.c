@@ -71,12 +71,12 @@
 
 #define MAX_SLOTS (2 * DR_ROLE_COUNT * DR_SUP_MAX_PER_ROLE) /* two generations */
 #define READY_TIMEOUT_MS 30000
-#define KILL_GRACE_MS 2000      /* hung worker: SIGTERM .. SIGKILL */
-#define GIVE_UP_GRACE_MS 5000   /* exit 1/2: at most this long for the others */
+#define KILL_GRACE_MS 2000    /* hung worker: SIGTERM .. SIGKILL */
+#define GIVE_UP_GRACE_MS 5000 /* exit 1/2: at most this long for the others */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define RESTART_RING 256        /* restart timestamps kept for the intensity check */
-#define MSGS_PER_WAKE 64        /* channel messages read per worker per loop turn */
+#define RESTART_RING 256 /* restart timestamps kept for the intensity check */
+#define MSGS_PER_WAKE 64 /* channel messages read per worker per loop turn */
 
 static volatile sig_atomic_t sig_stop, sig_hup, sig_chld;
 
@@ -97,15 +97,15 @@ struct slot {
     bool used;
     unsigned gen;
     enum dr_role role;
-    pid_t pid;             /* 0: no process (waiting for a restart, or done) */
-    int chan;              /* supervisor's end, -1 when closed */
-    bool chan_open;        /* still worth polling (no EOF seen) */
+    pid_t pid;      /* 0: no process (waiting for a restart, or done) */
+    int chan;       /* supervisor's end, -1 when closed */
+    bool chan_open; /* still worth polling (no EOF seen) */
     bool ready;
-    bool has_run;          /* a later start is a restart */
+    bool has_run; /* a later start is a restart */
     int64_t started_ms;
-    int64_t last_seen_ms;  /* READY or last HEARTBEAT */
-    int64_t term_ms;       /* SIGTERM sent at; 0 none */
-    int64_t kill_at_ms;    /* SIGKILL due at; 0 none */
+    int64_t last_seen_ms; /* READY or last HEARTBEAT */
+    int64_t term_ms;      /* SIGTERM sent at; 0 none */
+    int64_t kill_at_ms;   /* SIGKILL due at; 0 none */
     bool kill_sent;
     uint64_t backoff_ms;   /* delay before the next restart */
     int64_t restart_at_ms; /* 0: no restart scheduled */
@@ -117,16 +117,16 @@ struct sup {
     struct dr_config *prev_cfg; /* during a reload: the one to go back to */
     const char *config_path;
     int per_role[DR_ROLE_COUNT];
-    unsigned gen;               /* current generation */
-    unsigned prev_gen;          /* during a reload: the one being replaced */
-    unsigned last_gen;          /* generation numbers are never reused */
+    unsigned gen;      /* current generation */
+    unsigned prev_gen; /* during a reload: the one being replaced */
+    unsigned last_gen; /* generation numbers are never reused */
     bool reloading;
     bool hup_pending;
     struct dr_listen_set ls, prev_ls;
     struct slot slots[MAX_SLOTS];
     struct dr_metrics *metrics;
     struct dr_sdnotify *sd;
-    uint64_t wd_ms;             /* WATCHDOG=1 period; 0 off */
+    uint64_t wd_ms; /* WATCHDOG=1 period; 0 off */
     int64_t wd_next_ms;
     int64_t restarts[RESTART_RING];
     size_t n_restarts;
@@ -146,8 +146,7 @@ int supervisor_prepare(const struct dr_config *cfg, char *err, size_t errlen)
 {
     int lvl = cfg->log.level ? log_level_parse(cfg->log.level) : LOG_LVL_INFO;
     if (lvl < 0) {
-        snprintf(err, errlen, "log.level %s: expected error, warn, info or debug",
-                 cfg->log.level);
+        snprintf(err, errlen, "log.level %s: expected error, warn, info or debug", cfg->log.level);
         return -EINVAL;
     }
     log_set_level((enum log_level)lvl);
@@ -243,14 +242,13 @@ int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen)
         r = write_token(path, &token);
     if (r < 0) {
         snprintf(err, errlen, "admin token %s: %s", path,
-                 r == -EINVAL ? "empty or too short (delete it to get a new one)"
-                              : strerror(-r));
+                 r == -EINVAL ? "empty or too short (delete it to get a new one)" : strerror(-r));
         free(path);
         return r;
     }
     cfg->users = xrealloc(cfg->users, (cfg->n_users + 1) * sizeof *cfg->users);
-    cfg->users[cfg->n_users] = (struct dr_user){.name = xstrdup("admin"), .token = token,
-                                                .admin = true};
+    cfg->users[cfg->n_users] =
+        (struct dr_user){.name = xstrdup("admin"), .token = token, .admin = true};
     cfg->n_users++;
     log_info("no config file: user \"admin\", admin token in %s", path);
     free(path);
@@ -274,8 +272,8 @@ static int lock_data_dir(struct sup *s, char *err, size_t errlen)
         ssize_t n = pread(fd, other, sizeof other - 1, 0);
         other[n > 0 ? n : 0] = '\0';
         other[strcspn(other, "\n")] = '\0';
-        snprintf(err, errlen, "data_dir %s is in use by another dripd (pid %s)",
-                 s->cfg->data_dir, other[0] ? other : "?");
+        snprintf(err, errlen, "data_dir %s is in use by another dripd (pid %s)", s->cfg->data_dir,
+                 other[0] ? other : "?");
         close(fd);
         goto out;
     }
@@ -623,8 +621,8 @@ static void apply_log_level(const struct dr_config *cfg)
 
 static void reload_rejected(struct sup *s, const char *why)
 {
-    log_error("reload failed: %s; still serving generation %u with the previous configuration",
-              why, s->gen);
+    log_error("reload failed: %s; still serving generation %u with the previous configuration", why,
+              s->gen);
     send_ready(s);
 }
 
@@ -857,16 +855,16 @@ static void worker_exited(struct sup *s, struct slot *w, int status)
     if (!note_restart(s, now)) {
         log_error("restart intensity exceeded: more than %d restarts within %.1fs; giving up "
                   "(exit %d)",
-                  s->cfg->supervisor.max_restarts,
-                  (double)s->cfg->supervisor.max_seconds / 1000.0, DR_EXIT_GAVE_UP);
+                  s->cfg->supervisor.max_restarts, (double)s->cfg->supervisor.max_seconds / 1000.0,
+                  DR_EXIT_GAVE_UP);
         begin_stop(s, DR_EXIT_GAVE_UP,
                    DR_MIN((int64_t)s->cfg->supervisor.drain_timeout, GIVE_UP_GRACE_MS));
         return;
     }
     if (ran >= (int64_t)s->cfg->supervisor.max_seconds)
         w->backoff_ms = BACKOFF_MIN_MS;
-    log_info("worker %s will restart in %" PRIu64 "ms (%zu of %d restarts allowed in %.1fs)",
-             role, w->backoff_ms, s->n_restarts, s->cfg->supervisor.max_restarts,
+    log_info("worker %s will restart in %" PRIu64 "ms (%zu of %d restarts allowed in %.1fs)", role,
+             w->backoff_ms, s->n_restarts, s->cfg->supervisor.max_restarts,
              (double)s->cfg->supervisor.max_seconds / 1000.0);
     schedule_retry(w, now);
 }
@@ -977,8 +975,8 @@ static void check_timers(struct sup *s, int64_t now)
                              (double)(now - w->last_seen_ms) / 1000.0);
                     terminate(w, now, KILL_GRACE_MS);
                 } else if (!w->ready && now - w->started_ms >= READY_TIMEOUT_MS) {
-                    log_warn("worker %s pid %d not ready after %.1fs, killing", role,
-                             (int)w->pid, (double)(now - w->started_ms) / 1000.0);
+                    log_warn("worker %s pid %d not ready after %.1fs, killing", role, (int)w->pid,
+                             (double)(now - w->started_ms) / 1000.0);
                     terminate(w, now, KILL_GRACE_MS);
                 }
             }
@@ -1130,8 +1128,7 @@ static void install_signals(struct sup *s)
     sigdelset(&s->wait_mask, SIGCHLD);
 }
 
-int supervisor_run(struct dr_config *cfg, const char *config_path,
-                   const struct dr_sup_opts *opts)
+int supervisor_run(struct dr_config *cfg, const char *config_path, const struct dr_sup_opts *opts)
 {
     struct sup *s = xcalloc(1, sizeof *s);
     char err[DR_ERRLEN] = "";
@@ -1215,8 +1212,11 @@ out:
     config_free(s->prev_cfg);
     config_free(s->cfg);
     free(s->listen_file);
-    if (s->lock_fd >= 0)
+    if (s->lock_fd >= 0) {
+        if (ftruncate(s->lock_fd, 0) < 0) /* no stale pid; the file itself stays */
+            log_debug("run/dripd.pid: %s", strerror(errno));
         close(s->lock_fd);
+    }
     free(s);
     return rc;
 }

@@ -27,10 +27,10 @@ enum dr_listen_kind { DR_LISTEN_TCP = 0, DR_LISTEN_UNIX = 1 };
 
 struct dr_listen_addr {
     enum dr_listen_kind kind;
-    char host[256];   /* TCP: name or literal without brackets; "" = any IPv4 */
-    uint16_t port;    /* TCP */
-    bool ipv6;        /* TCP: host was a bracketed IPv6 literal */
-    char path[108];   /* UNIX: "/path" or "@abstract" */
+    char host[256]; /* TCP: name or literal without brackets; "" = any IPv4 */
+    uint16_t port;  /* TCP */
+    bool ipv6;      /* TCP: host was a bracketed IPv6 literal */
+    char path[108]; /* UNIX: "/path" or "@abstract" */
 };
 
 /* Parse one `listen:` entry. 0 / -EINVAL with a line in err. */
@@ -46,16 +46,16 @@ int listen_open(const struct dr_listen_addr *a, int *fd, char *err, size_t errle
 int listen_bound_name(int fd, char *buf, size_t len);
 
 struct dr_listener {
-    char *spec;       /* the config entry; "systemd:NAME" when inherited */
-    char *name;       /* bound address (listen_bound_name) */
-    char *unix_path;  /* socket file this process created (unlinked on close); NULL */
+    char *spec;      /* the config entry; "systemd:NAME" when inherited */
+    char *name;      /* bound address (listen_bound_name) */
+    char *unix_path; /* socket file this process created (unlinked on close); NULL */
     int fd;
 };
 
 struct dr_listen_set {
     struct dr_listener *v; /* owned */
     size_t n;
-    bool from_systemd;     /* LISTEN_FDS sockets: `listen:` is ignored */
+    bool from_systemd; /* LISTEN_FDS sockets: `listen:` is ignored */
 };
 
 /* systemd socket activation: when LISTEN_PID == getpid(), take fds

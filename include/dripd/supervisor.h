@@ -47,7 +47,6 @@ int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen);
  * defaults (a SIGHUP then only logs). opts may be NULL (one worker per
  * role). Call supervisor_prepare first. Reads and unsets NOTIFY_SOCKET,
  * WATCHDOG_USEC/PID and LISTEN_PID/FDS/FDNAMES. */
-int supervisor_run(struct dr_config *cfg, const char *config_path,
-                   const struct dr_sup_opts *opts);
+int supervisor_run(struct dr_config *cfg, const char *config_path, const struct dr_sup_opts *opts);
 
 #endif
