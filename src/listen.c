@@ -347,14 +347,6 @@ out:
     return rc;
 }
 
-static const struct dr_listener *find_spec(const struct dr_listen_set *s, const char *spec)
-{
-    for (size_t i = 0; s != NULL && i < s->n; i++)
-        if (strcmp(s->v[i].spec, spec) == 0)
-            return &s->v[i];
-    return NULL;
-}
-
 static bool holds_fd(const struct dr_listen_set *s, int fd)
 {
     for (size_t i = 0; s != NULL && i < s->n; i++)
@@ -369,11 +361,32 @@ int listen_set_open(struct dr_listen_set *out, char *const *specs, size_t n,
     memset(out, 0, sizeof *out);
     if (n > DR_LISTEN_MAX)
         return fail(err, errlen, -EINVAL, "listen: more than %d addresses", DR_LISTEN_MAX);
+    size_t nr = reuse ? reuse->n : 0;
+    /* which old listener each entry takes (-1: open a new one); an old one
+     * is taken at most once. Exact bound addresses ("127.0.0.1:41234")
+     * claim first, so an entry "127.0.0.1:0" next to it gets a new port. */
+    int take[DR_LISTEN_MAX];
+    bool taken[DR_LISTEN_MAX + 1] = {false};
+    bool dup[DR_LISTEN_MAX] = {false};
     for (size_t i = 0; i < n; i++) {
-        if (find_spec(out, specs[i]) != NULL)
-            continue; /* listed twice: one socket */
-        const struct dr_listener *old = find_spec(reuse, specs[i]);
-        if (old != NULL) {
+        take[i] = -1;
+        for (size_t j = 0; j < i && !dup[i]; j++)
+            dup[i] = strcmp(specs[i], specs[j]) == 0; /* listed twice: one socket */
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < nr && j < DR_LISTEN_MAX && !dup[i] && take[i] < 0; j++) {
+                const char *have = pass == 0 ? reuse->v[j].name : reuse->v[j].spec;
+                if (!taken[j] && strcmp(have, specs[i]) == 0) {
+                    take[i] = (int)j;
+                    taken[j] = true;
+                }
+            }
+    for (size_t i = 0; i < n; i++) {
+        if (dup[i])
+            continue;
+        if (take[i] >= 0) {
+            const struct dr_listener *old = &reuse->v[take[i]];
             add_listener(out, specs[i], old->fd, old->unix_path);
             continue;
         }

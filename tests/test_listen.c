@@ -184,6 +184,21 @@ START_TEST(reuse_across_reload)
     ck_assert_int_eq(port_of(b.v[0].fd), port_a);
     int fd_new = b.v[1].fd;
 
+    /* naming the port a "...:0" entry got also keeps the socket, whatever
+     * the order; another "...:0" entry beside it gets a new socket */
+    char bound[64];
+    snprintf(bound, sizeof bound, "127.0.0.1:%d", port_a);
+    char *vb[] = {"127.0.0.1:0", bound};
+    struct dr_listen_set bb;
+    ck_assert_msg(listen_set_open(&bb, vb, 2, &a, err, sizeof err) == 0, "%s", err);
+    ck_assert_uint_eq(bb.n, 2);
+    ck_assert_int_eq(bb.v[1].fd, fd_a);
+    ck_assert_int_ne(bb.v[0].fd, fd_a);
+    int fd_extra = bb.v[0].fd;
+    listen_set_close(&bb, &a);
+    ck_assert_int_ge(fcntl(fd_a, F_GETFD), 0);
+    ck_assert_int_eq(fcntl(fd_extra, F_GETFD), -1);
+
     /* commit: the old set goes, shared fds stay open */
     listen_set_close(&a, &b);
     ck_assert_int_ge(fcntl(fd_a, F_GETFD), 0);

@@ -66,8 +66,9 @@ struct dr_listen_set {
 int listen_set_from_systemd(struct dr_listen_set *out, char *err, size_t errlen);
 
 /* Open one listener per spec. An entry whose spec string equals one in
- * reuse (may be NULL) shares that listener's fd instead of binding again
- * (a reload keeps unchanged sockets, and their ports). On failure closes
+ * reuse (may be NULL), or equals the bound name of one ("127.0.0.1:41234"
+ * for an earlier "127.0.0.1:0"), shares that listener's fd instead of
+ * binding again (a reload keeps unchanged sockets, and their ports). On failure closes
  * what it opened (never reused fds), zeroes out, returns -errno with err. */
 int listen_set_open(struct dr_listen_set *out, char *const *specs, size_t n,
                     const struct dr_listen_set *reuse, char *err, size_t errlen);
