@@ -6,13 +6,13 @@ cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/usr/local}
 D=${DESTDIR:-}
 BIN=$D$PREFIX/bin
-install -d "$BIN" "$D$PREFIX/share/dripd" "$D/etc/dripd" "$D/lib/systemd/system"
+install -d "$BIN" "$D$PREFIX/share/dripd" "$D/etc/dripd" "$D$PREFIX/lib/systemd/system"
 install -m 0755 bin/dripd "$BIN/dripd"
 [ -x bin/dripctl ] && install -m 0755 bin/dripctl "$BIN/dripctl"
 for u in systemd/dripd.service systemd/dripd.socket; do
   [ -f "$u" ] || continue
-  sed "s|/usr/local/bin/|$PREFIX/bin/|g" "$u" > "$D/lib/systemd/system/$(basename "$u")"
-  chmod 0644 "$D/lib/systemd/system/$(basename "$u")"
+  sed "s|/usr/local/bin/|$PREFIX/bin/|g" "$u" > "$D$PREFIX/lib/systemd/system/$(basename "$u")"
+  chmod 0644 "$D$PREFIX/lib/systemd/system/$(basename "$u")"
 done
 install -m 0644 config/dripd.yaml "$D$PREFIX/share/dripd/dripd.yaml.example"
 if [ ! -e "$D/etc/dripd/dripd.yaml" ]; then
