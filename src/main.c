@@ -86,6 +86,7 @@ int main(int argc, char **argv)
         return DR_EXIT_STARTUP;
     }
 
+    log_set_role("supervisor"); /* start-up lines (catalog, key) come from this process */
     struct dr_config *cfg = NULL;
     if (path != NULL) {
         struct dr_config_errors errs = {0};
