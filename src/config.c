@@ -369,7 +369,8 @@ static int problem_cmp(const void *a, const void *b)
 /* Appends the collected problems, in file order, to errs (may be NULL). */
 static void flush_problems(struct loader *L, struct dr_config_errors *errs)
 {
-    qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
+    if (L->n_probs > 1)
+        qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
     for (size_t i = 0; i < L->n_probs; i++) {
         if (errs == NULL) {
             free(L->probs[i].msg);
