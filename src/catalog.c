@@ -247,16 +247,17 @@ static const char *const st_sql[ST_COUNT] = {
                          "ORDER BY m.state = 'failed', m.created_at DESC, m.id DESC LIMIT 1",
     [ST_LIST_FILES] = "SELECT " MEDIA_COLS " FROM media m WHERE m.folder = ?1 AND " VISIBLE_TO(
         "?2") " ORDER BY m.name, m.owner, m.id",
-    /* Descendants of folder F are the folders in [P, U): P = F + "/" ("/"
+    /* Descendants of folder F are the folders in (P, U): P = F + "/" ("/"
      * for the root) and U = P with its final '/' turned into '0', the next
-     * byte. So "/ab/..." is in, and "/abc" and "/ab-x" are not. The
+     * byte. So "/ab/..." is in, and "/abc" and "/ab-x" are not; P itself
+     * (the root "/", for F = "/") is not a descendant. The
      * immediate child is the text after P up to the next '/'. length() and
      * substr() both count characters, so they agree on UTF-8 names. */
     [ST_LIST_FOLDERS] =
         "SELECT CASE WHEN instr(r, '/') > 0 THEN substr(r, 1, instr(r, '/') - 1) ELSE r END "
         "AS sub, count(*), coalesce(sum(size), 0) FROM ("
         "  SELECT substr(m.folder, length(?1) + 1) AS r, m.size AS size FROM media m"
-        "  WHERE m.folder >= ?1 AND m.folder < ?2 AND " VISIBLE_TO("?3") ") "
+        "  WHERE m.folder > ?1 AND m.folder < ?2 AND " VISIBLE_TO("?3") ") "
         "GROUP BY sub ORDER BY sub",
     [ST_MEDIA_MOVE] = "UPDATE media SET path = ?3, folder = ?4, name = ?5 "
                       "WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
