@@ -275,8 +275,8 @@ static const char *const st_sql[ST_COUNT] = {
     [ST_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_JOB_CLAIM] = "UPDATE jobs SET state = 'running', claimed_by = ?1, updated_at = ?2 "
                      "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = ?3 "
-                     "AND not_before <= ?2 ORDER BY created_at, id LIMIT ?4) "
-                     "RETURNING " JOB_COLS,
+                     "AND not_before <= ?2 ORDER BY created_at, rowid LIMIT ?4) "
+                     "RETURNING " JOB_COLS ", rowid",
     [ST_JOB_ADVANCE] = "UPDATE jobs SET stage = ?2, work_path = ?3, updated_at = ?4 "
                        "WHERE id = ?1 AND state = 'running'",
     [ST_JOB_RETRY] = "UPDATE jobs SET state = 'queued', attempts = attempts + 1, error = ?2, "
@@ -1461,12 +1461,21 @@ out:
     return rc;
 }
 
-static int job_cmp(const void *a, const void *b)
+/* A claimed job and its rowid, for handing them out in queue order. */
+struct claimed {
+    int64_t created_at, rowid;
+    struct dr_job job;
+};
+
+/* Queue order: created_at, then insertion order. ULIDs are random within
+ * one millisecond, so the id cannot break ties; the rowid (which grows
+ * with every insert) can. */
+static int claimed_cmp(const void *a, const void *b)
 {
-    const struct dr_job *x = a, *y = b;
+    const struct claimed *x = a, *y = b;
     if (x->created_at != y->created_at)
         return x->created_at < y->created_at ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
 
 int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
@@ -1481,10 +1490,11 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
         return 0;
     if (max > CLAIM_MAX)
         max = CLAIM_MAX;
+    struct claimed *got = xcalloc((size_t)max, sizeof *got);
     int n = 0;
     int rc = tx_begin(cat);
     if (rc < 0)
-        return rc;
+        goto done;
     sqlite3_stmt *s;
     rc = prep(cat, ST_JOB_CLAIM, &s);
     if (rc < 0)
@@ -1494,22 +1504,30 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
     bind_text(s, 3, kind);
     bind_i64(s, 4, max);
     while ((rc = step(cat, s, "jobs claim")) == SQLITE_ROW) {
-        if (n < max)
-            read_job(s, &out[n++]);
+        if (n < max) {
+            read_job(s, &got[n].job);
+            got[n].created_at = got[n].job.created_at;
+            got[n].rowid = sqlite3_column_int64(s, 13);
+            n++;
+        }
     }
     release(s);
     rc = rc < 0 ? rc : 0;
 out:
     rc = tx_end(cat, rc);
+done:
     if (rc < 0) {
         for (int i = 0; i < n; i++)
-            dr_job_clear(&out[i]);
-        return rc;
+            dr_job_clear(&got[i].job);
+    } else {
+        /* RETURNING gives no order guarantee; hand them out oldest first. */
+        qsort(got, (size_t)n, sizeof *got, claimed_cmp);
+        for (int i = 0; i < n; i++)
+            out[i] = got[i].job;
+        *n_out = n;
     }
-    /* RETURNING gives no order guarantee; hand them out oldest first. */
-    qsort(out, (size_t)n, sizeof *out, job_cmp);
-    *n_out = n;
-    return 0;
+    free(got);
+    return rc;
 }
 
 /* Inside a transaction: run an UPDATE of one job (0 rows: -ENOENT) and

@@ -504,6 +504,37 @@ START_TEST(test_retry_backoff_and_claim_order)
 }
 END_TEST
 
+START_TEST(test_claim_is_fifo_within_one_millisecond)
+{
+    /* One batch: the jobs share created_at (mostly one ms), and ULIDs are
+     * random within a millisecond, so only insertion order can be FIFO. */
+    enum { N = 50 };
+    struct dr_intake items[N];
+    char paths[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "/q/%d", i);
+        items[i] = (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1,
+                                      .spool_path = "/s"};
+    }
+    ck_assert_int_eq(catalog_intake_uploads(cat, items, N), 0);
+    int next = 0;
+    for (;;) {
+        struct dr_job jobs[7];
+        int n = 0;
+        ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 7, "n:1", jobs, &n), 0);
+        for (int i = 0; i < n; i++) {
+            ck_assert_msg(next < N, "too many jobs");
+            ck_assert_str_eq(jobs[i].id, items[next].job_id);
+            next++;
+            dr_job_clear(&jobs[i]);
+        }
+        if (n == 0)
+            break;
+    }
+    ck_assert_int_eq(next, N);
+}
+END_TEST
+
 static bool alive_only_node1(const char *claimer, void *arg)
 {
     int *calls = arg;
@@ -1388,6 +1419,7 @@ static Suite *catalog_suite(void)
     tcase_add_test(tc, test_job_lifecycle_events_in_order);
     tcase_add_test(tc, test_job_fail_marks_upload_media_failed);
     tcase_add_test(tc, test_retry_backoff_and_claim_order);
+    tcase_add_test(tc, test_claim_is_fifo_within_one_millisecond);
     tcase_add_test(tc, test_recover_releases_dead_claimers);
     tcase_add_test(tc, test_visibility_owner_shared_stranger);
     tcase_add_test(tc, test_list_aggregates_and_is_prefix_safe);
