@@ -698,6 +698,9 @@ START_TEST(test_concurrent_claim_processes)
     make_jobs(created, CONC_JOBS);
     enum { PROCS = 3 };
     pid_t pids[PROCS];
+    /* A handle never crosses fork(): close ours, reopen after. */
+    catalog_close(cat);
+    cat = NULL;
     for (int p = 0; p < PROCS; p++) {
         pids[p] = fork();
         ck_assert_int_ge(pids[p], 0);
@@ -738,6 +741,10 @@ START_TEST(test_concurrent_claim_processes)
     }
     check_union(created, all, n);
     free(all);
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, CONC_JOBS); /* all running */
 }
 END_TEST
 
