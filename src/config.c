@@ -369,7 +369,8 @@ static int problem_cmp(const void *a, const void *b)
 /* Appends the collected problems, in file order, to errs (may be NULL). */
 static void flush_problems(struct loader *L, struct dr_config_errors *errs)
 {
-    qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
+    if (L->n_probs > 1)
+        qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
     for (size_t i = 0; i < L->n_probs; i++) {
         if (errs == NULL) {
             free(L->probs[i].msg);
@@ -989,7 +990,8 @@ static void range_text(const struct field *f, char *buf, size_t len)
                        : f->kind == K_DUR ? "a duration (e.g. 30s)"
                                           : "an integer";
     bool no_max = f->max >= (f->kind == K_INT ? INT_LIMIT : U64_LIMIT);
-    if (no_max && f->min == 0)
+    bool integer = f->kind == K_INT || f->kind == K_U64;
+    if (no_max && f->min == 0 && !integer)
         snprintf(buf, len, "%s", what);
     else if (no_max)
         snprintf(buf, len, "%s >= %s", what, lo);
@@ -1417,6 +1419,16 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct dr_
     }
     walk_map(&L, root, root_fields, (char *)c, "");
     validate(&L, c);
+    /* Paths derived from the default data_dir follow the loaded one. */
+    if (!given(&L, "storage.local.path")) {
+        free(c->storage.local.path);
+        c->storage.local.path = NULL;
+    }
+    if (!given(&L, "encryption.key_file")) {
+        free(c->encryption.key_file);
+        c->encryption.key_file = NULL;
+    }
+    config_finish(c);
 
 out:
     if (have_doc)
@@ -1430,8 +1442,6 @@ out:
         config_free(c);
         return -EINVAL;
     }
-    /* derived paths follow the loaded data_dir unless given */
-    config_finish(c);
     *out = c;
     return 0;
 }
