@@ -72,7 +72,7 @@ static const struct http_route_ops healthz_ops = {.route_class = "health",
                                                   .on_head = healthz_head};
 static const struct http_route_ops readyz_ops = {.route_class = "health", .on_head = readyz_head};
 
-void health_register(void)
+void health_register_routes(void)
 {
     router_add("GET", "/healthz", false, &healthz_ops);
     router_add("GET", "/readyz", false, &readyz_ops);

@@ -17,7 +17,7 @@
  *     supervisor.drain_timeout whatever is left is aborted. Exit status 0.
  *
  * Route registration lives in setup_routes(): modules expose a
- * *_register() function and are listed there.
+ * *_register_routes() function and are listed there.
  */
 #include "dripd/worker.h"
 
@@ -29,6 +29,8 @@
 
 #include <event2/event.h>
 
+#include "dripd/api_admin.h"
+#include "dripd/api_metrics.h"
 #include "dripd/config.h"
 #include "dripd/health.h"
 #include "dripd/http.h"
@@ -37,6 +39,7 @@
 #include "dripd/router.h"
 #include "dripd/upload_put.h"
 #include "dripd/util.h"
+#include "dripd/web.h"
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100
@@ -60,10 +63,13 @@ struct hw {
 static void setup_routes(void)
 {
     router_reset();
-    health_register();
-    upload_put_register();
+    health_register_routes();
+    upload_put_register_routes();
+    api_metrics_register_routes();
+    api_admin_register_routes();
+    web_register_routes();
     /* other route modules register here (multipart, tus, media API, jobs,
-     * events, metrics, web) */
+     * events) */
 }
 
 static void on_heartbeat(void *arg)

@@ -249,7 +249,7 @@ static const struct http_route_ops put_ops = {
     .on_done = put_finish,
 };
 
-void upload_put_register(void)
+void upload_put_register_routes(void)
 {
     router_add("PUT", PREFIX "/", true, &put_ops);
 }

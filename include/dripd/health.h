@@ -4,6 +4,6 @@
 #define DRIPD_HEALTH_H
 
 /* Register both routes. Call once before the server starts. */
-void health_register(void);
+void health_register_routes(void);
 
 #endif

@@ -7,6 +7,6 @@
 
 /* Register the route (router_add("PUT", "/v1/files/", auth)). Call once
  * before the server starts. */
-void upload_put_register(void);
+void upload_put_register_routes(void);
 
 #endif
