@@ -806,7 +806,7 @@ void http_close_after(struct http_exchange *ex)
 static void server_error(struct http_conn *c, int status, const char *detail)
 {
     struct dr_metrics *m = metrics_of(c);
-    bool head = c->ex != NULL && c->ex->req.method == HTTP_HEAD && c->head_done;
+    bool head = c->head_done && c->p.method == HTTP_HEAD;
     uint64_t t0 = c->ex ? c->ex->t0_us : now_us();
     ex_free(c->ex);
     c->ex = NULL;
@@ -1211,9 +1211,16 @@ static void flush_output(struct http_conn *c)
         return;
     size_t before = evbuffer_get_length(c->out);
     if (before > 0) {
+        errno = 0;
         int n = evbuffer_write_atmost(c->out, c->fd, -1);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             log_debug("http: %s: write: %s", c->remote, strerror(errno));
+            conn_kill(c);
+            return;
+        }
+        if (n == 0 && errno == 0) {
+            /* sendfile hit the end of a file shorter than announced */
+            log_warn("http: %s: response file ended early; closing", c->remote);
             conn_kill(c);
             return;
         }
