@@ -37,8 +37,8 @@ static void echo_head(struct http_exchange *ex)
     const struct http_request *r = http_req(ex);
     const char *q = http_query_param(ex, "q");
     const char *h = http_header(ex, "X-Test");
-    char *body = xasprintf("%s %s %s %s", r->method_name, r->path ? r->path : "-", q ? q : "-",
-                           h ? h : "-");
+    char *body =
+        xasprintf("%s %s %s %s", r->method_name, r->path ? r->path : "-", q ? q : "-", h ? h : "-");
     http_add_header(ex, "X-Echo", h ? h : "none");
     http_respond(ex, 200, "text/plain", body, strlen(body));
     free(body);

@@ -114,8 +114,8 @@ static void put_head(struct http_exchange *ex)
         return;
     }
     if (req->has_length && req->content_length > cfg->limits.max_upload_size) {
-        http_respond_problem(ex, 413, "%" PRIu64 " bytes is over limits.max_upload_size (%" PRIu64
-                                      " bytes)",
+        http_respond_problem(ex, 413,
+                             "%" PRIu64 " bytes is over limits.max_upload_size (%" PRIu64 " bytes)",
                              req->content_length, cfg->limits.max_upload_size);
         free(path);
         return;

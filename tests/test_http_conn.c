@@ -298,7 +298,8 @@ END_TEST
 
 START_TEST(pipelined_in_order)
 {
-    send_str("GET /echo?q=1 HTTP/1.1\r\n\r\nGET /defer HTTP/1.1\r\n\r\nGET /echo?q=3 HTTP/1.1\r\n\r\n");
+    send_str(
+        "GET /echo?q=1 HTTP/1.1\r\n\r\nGET /defer HTTP/1.1\r\n\r\nGET /echo?q=3 HTTP/1.1\r\n\r\n");
     ck_assert(pump(two, 2000));
     int64_t end = dr_mono_ms() + 2000;
     while (responses() < 3 && dr_mono_ms() < end)
@@ -374,7 +375,7 @@ static void send_body(size_t n)
 
 START_TEST(put_content_length)
 {
-    size_t n = 300000; /* more than the 256 KiB input bound */
+    size_t n = 300000;                /* more than the 256 KiB input bound */
     cfg->limits.body_timeout = 10000; /* a loaded machine must not fail this one */
     char head[128];
     snprintf(head, sizeof head, "PUT /up/x HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
