@@ -118,7 +118,14 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "  created_at  INTEGER NOT NULL,"
     "  updated_at  INTEGER NOT NULL"
     ");"
-    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, kind, not_before, created_at);"
+    /* Claiming walks (state='queued', kind) in created_at order (rowid,
+     * implicit at the end of every index, breaks ties), skips the few jobs
+     * still in backoff (not_before > now) and stops after LIMIT rows: no
+     * sort, whatever the queue depth. Putting not_before in the index
+     * before created_at would force a sort of every ready job; after it,
+     * it would break the rowid tie order. Also serves the state lookups
+     * (queue depth, running claimers). */
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, kind, created_at);"
     "CREATE INDEX IF NOT EXISTS jobs_media ON jobs(media_id);"
     "CREATE TABLE IF NOT EXISTS events ("
     "  seq        INTEGER PRIMARY KEY AUTOINCREMENT,"

@@ -713,6 +713,8 @@ START_TEST(test_concurrent_claim_processes)
                 fprintf(f, "%s\n", c->ids[i]);
             if (f != NULL && fclose(f) != 0)
                 ok = 0;
+            free(out);
+            free(c);
             _exit(ok ? 0 : 1);
         }
     }
