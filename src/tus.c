@@ -6,7 +6,9 @@
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
  * Threads: handlers run on the connection's loop thread. Body bytes are
- * written to the spool file there (page cache writes). Everything slow
+ * written to the spool file there (page cache writes; every 8 MiB the
+ * written range is handed to writeback without waiting, so the fsync at
+ * the end of a PATCH finds little left to flush). Everything slow
  * goes through http_defer(): creating the session row, fsync + recording
  * the new offset, the final catalog_tus_finish(), termination. Two short
  * things run on the loop thread's own catalog connection: the session
@@ -33,6 +35,7 @@
 #include "dripd/tus.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
@@ -64,6 +67,7 @@
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
+#define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
 #define EXPOSE_HEADERS                                                                            \
     "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "        \
@@ -90,6 +94,7 @@ struct tus_req {
     int fd;
     uint64_t start;     /* offset the body is written at */
     uint64_t received;
+    uint64_t writeback_at; /* bytes of this body already handed to writeback */
     int64_t length;     /* the upload's length, -1 while deferred */
     int64_t new_length; /* Upload-Length given on PATCH for a deferred upload, else -1 */
     bool streaming;     /* body accepted, bytes may be in the file */
@@ -844,6 +849,12 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         return rc;
     }
     st->received += len;
+    if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
+        /* never waits: the fsync at the end then finds little to flush */
+        (void)sync_file_range(st->fd, (off_t)(st->start + st->writeback_at),
+                              (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
+        st->writeback_at = st->received;
+    }
     return 0;
 }
 
