@@ -406,3 +406,28 @@ def test_tus_js_client_resumes_after_interruption(dripd, tmpdir_path, interrupt)
     if interrupt == "mid":
         assert out["interrupted_at"] % (5 * 1024 * 1024) != 0
         assert "saved offset %d" % out["interrupted_at"] in dripd.log_text()
+
+
+def test_one_writer_at_a_time(dripd):
+    """While a PATCH is streaming, a second PATCH or a DELETE gets 423 (tus
+    clients retry it); once the first is cut, its bytes are saved."""
+    loc, _, _ = create(dripd, 1000, filename="locked.bin")
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Content-Length: 1000\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET)
+               ).encode() + b"a" * 300)
+    sp = spool_of(dripd, loc)
+    wait_until(lambda: os.path.getsize(sp) == 300, 10, "the first PATCH to be streaming")
+    st, h, b = patch(dripd, loc, 0, b"b" * 10)
+    assert st == 423, b
+    assert h["tus-resumable"] == "1.0.0"
+    st, _, _ = req(dripd, "DELETE", loc)
+    assert st == 423
+    st, h, _ = head(dripd, loc)     # HEAD is never blocked; it shows the durable offset
+    assert st == 200 and h["upload-offset"] == "0"
+    s.close()
+    wait_until(lambda: offset_of(dripd, loc) == 300, 10, "the cut PATCH's bytes to be saved")
+    st, h, b = patch(dripd, loc, 300, b"c" * 700)
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 300 + b"c" * 700
