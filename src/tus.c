@@ -62,19 +62,19 @@
 
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
-#define TUS_EXTENSIONS                                                                            \
+#define TUS_EXTENSIONS                                                                             \
     "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
 #define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
-#define EXPOSE_HEADERS                                                                            \
-    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "        \
-    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "             \
+#define EXPOSE_HEADERS                                                                             \
+    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "         \
+    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "              \
     "Tus-Max-Size, Tus-Checksum-Algorithm"
-#define ALLOW_HEADERS                                                                             \
-    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "            \
+#define ALLOW_HEADERS                                                                              \
+    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "             \
     "Upload-Metadata, Upload-Offset, Upload-Checksum, X-Requested-With"
 
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
@@ -87,19 +87,19 @@ struct tus_req {
     struct dr_worker_ctx *wctx;
     char *owner;
     char id[DR_ID_LEN + 1];
-    bool busy;          /* holds the busy mark of id */
-    struct dr_tus row;  /* the session (PATCH, DELETE; POST fills it) */
+    bool busy;         /* holds the busy mark of id */
+    struct dr_tus row; /* the session (PATCH, DELETE; POST fills it) */
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
-    uint64_t start;     /* offset the body is written at */
+    uint64_t start; /* offset the body is written at */
     uint64_t received;
     uint64_t writeback_at; /* bytes of this body already handed to writeback */
-    int64_t length;     /* the upload's length, -1 while deferred */
-    int64_t new_length; /* Upload-Length given on PATCH for a deferred upload, else -1 */
-    bool streaming;     /* body accepted, bytes may be in the file */
-    bool committed;     /* the commit work ran (nothing left to save) */
-    bool committed_row; /* POST: the session row exists */
+    int64_t length;        /* the upload's length, -1 while deferred */
+    int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
+    bool streaming;        /* body accepted, bytes may be in the file */
+    bool committed;        /* the commit work ran (nothing left to save) */
+    bool committed_row;    /* POST: the session row exists */
     bool responded;
     EVP_MD_CTX *md;
     struct tus_checksum ck;
@@ -176,8 +176,8 @@ static void sweep(void *arg)
             rc = catalog_tus_delete(cat, rows[i].id, NULL);
             if (rc == 0) {
                 spool_remove(rows[i].spool_path);
-                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64,
-                         rows[i].id, rows[i].owner, rows[i].path, rows[i].offset);
+                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64, rows[i].id,
+                         rows[i].owner, rows[i].path, rows[i].offset);
                 done++;
             } else if (rc != -ENOENT) {
                 log_warn("tus: removing expired upload %s: %s", rows[i].id, strerror(-rc));
@@ -188,7 +188,6 @@ static void sweep(void *arg)
     }
     free(rows);
 }
-
 
 void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
 {
@@ -396,8 +395,7 @@ static void work_commit(void *arg)
         if (st->new_length >= 0) {
             rc = catalog_tus_set_length(cat, st->id, st->new_length);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the length: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the length: %s", strerror(-rc));
                 goto out;
             }
             st->row.length = st->new_length;
@@ -405,8 +403,7 @@ static void work_commit(void *arg)
         if (st->received > 0) {
             rc = catalog_tus_set_offset(cat, st->id, off);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
                 goto out;
             }
         }
@@ -421,8 +418,8 @@ static void work_commit(void *arg)
             /* Nobody can ever finish this one: drop it so a retry sees 404. */
             (void)catalog_tus_delete(cat, st->id, st->owner);
             spool_remove(st->row.spool_path);
-            snprintf(st->detail, sizeof(st->detail),
-                     "%s already exists; the upload was terminated", st->row.path);
+            snprintf(st->detail, sizeof(st->detail), "%s already exists; the upload was terminated",
+                     st->row.path);
             goto out;
         }
         if (rc < 0) {
@@ -430,8 +427,8 @@ static void work_commit(void *arg)
             goto out;
         }
         st->finished = true;
-        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id,
-                 st->owner, st->row.path, off, st->intake.job_id);
+        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
+                 st->row.path, off, st->intake.job_id);
     }
 out:
     st->rc = rc;
@@ -869,8 +866,9 @@ static void tus_on_end(struct http_exchange *ex)
         if (EVP_DigestFinal_ex(st->md, got, &n) != 1 || n != st->ck.len ||
             CRYPTO_memcmp(got, st->ck.digest, n) != 0) {
             st->streaming = false; /* the chunk is discarded, the offset stays */
-            fail(st, 460, "Upload-Checksum does not match the body; %" PRIu64
-                          " bytes discarded, the offset is still %" PRIu64,
+            fail(st, 460,
+                 "Upload-Checksum does not match the body; %" PRIu64
+                 " bytes discarded, the offset is still %" PRIu64,
                  st->received, st->start);
             return;
         }
@@ -895,8 +893,8 @@ static void save_partial(struct tus_req *st)
     if (rc == 0)
         rc = catalog_tus_set_offset(cat, st->id, off);
     if (rc < 0)
-        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id,
-                 off, strerror(-rc));
+        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id, off,
+                 strerror(-rc));
     else
         log_info("tus: upload %s interrupted; saved offset %" PRIu64, st->id, off);
 }
