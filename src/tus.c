@@ -106,7 +106,6 @@ struct tus_req {
 
     /* deferred work results */
     int rc;
-    int status;
     char detail[200];
     struct dr_intake intake;
     bool finished;
@@ -362,12 +361,15 @@ static int start_checksum(struct tus_req *st)
     return 0;
 }
 
+static void head_respond(struct tus_req *st);
+
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
 static void work_commit(void *arg)
 {
     struct tus_req *st = arg;
     uint64_t off = st->start + st->received;
+    bool completes = st->length >= 0 && off == (uint64_t)st->length;
     int rc = 0;
     st->committed = true;
     struct catalog *cat = http_work_catalog();
@@ -400,7 +402,10 @@ static void work_commit(void *arg)
             }
             st->row.length = st->new_length;
         }
-        if (st->received > 0) {
+        /* The request that completes the upload leaves the offset to
+         * catalog_tus_finish (same transaction as the job): if that fails,
+         * the old offset stands and the client sends the chunk again. */
+        if (st->received > 0 && !completes) {
             rc = catalog_tus_set_offset(cat, st->id, off);
             if (rc < 0) {
                 snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
@@ -409,7 +414,7 @@ static void work_commit(void *arg)
         }
         st->row.offset = off;
     }
-    if (st->length >= 0 && off == (uint64_t)st->length) {
+    if (completes) {
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
@@ -427,6 +432,9 @@ static void work_commit(void *arg)
             goto out;
         }
         st->finished = true;
+        st->row.offset = off;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
         log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
                  st->row.path, off, st->intake.job_id);
     }
@@ -444,6 +452,10 @@ static void done_commit(struct http_exchange *ex, void *arg)
     if (st->rc < 0) {
         int status = status_for(st->rc);
         fail(st, status, "%s", status == 507 ? "no space left on the server" : st->detail);
+        return;
+    }
+    if (st->op == OP_HEAD) {
+        head_respond(st);
         return;
     }
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
@@ -618,11 +630,9 @@ static int load_row(struct tus_req *st)
     return 0;
 }
 
-static void head_head(struct tus_req *st)
+static void head_respond(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
-    if (load_row(st) < 0)
-        return;
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
     if (st->row.length >= 0)
         http_add_headerf(ex, "Upload-Length", "%" PRId64, st->row.length);
@@ -638,6 +648,24 @@ static void head_head(struct tus_req *st)
     }
     http_add_header(ex, "Cache-Control", "no-store");
     respond_empty(st, 200);
+}
+
+static void head_head(struct tus_req *st)
+{
+    if (load_row(st) < 0)
+        return;
+    /* All bytes are there but the upload never became a job (its last
+     * request was cut after the bytes were saved): finish it now, or a
+     * client that sees offset == length would stop with no job. */
+    if (st->row.job_id[0] == '\0' && st->row.length >= 0 &&
+        st->row.offset == (uint64_t)st->row.length && busy_take(st->id)) {
+        st->busy = true;
+        st->length = st->row.length;
+        st->start = st->row.offset;
+        begin_commit(st);
+        return;
+    }
+    head_respond(st);
 }
 
 /* ---- PATCH ---- */

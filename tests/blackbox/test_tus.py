@@ -431,3 +431,25 @@ def test_one_writer_at_a_time(dripd):
     st, h, b = patch(dripd, loc, 300, b"c" * 700)
     assert st == 204 and "upload-job" in h, b
     assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 300 + b"c" * 700
+
+
+def test_head_finishes_an_upload_whose_last_request_was_cut(dripd):
+    """A chunked PATCH that delivered every byte but died before its last
+    chunk marker: the bytes are saved (offset == length) and the next HEAD
+    turns the upload into a job instead of reporting a complete upload
+    that has none."""
+    data = os.urandom(5000)
+    loc, _, _ = create(dripd, len(data), filename="healed.bin")
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n%x\r\n" % (loc, dripd.addr, dripd.token(), OCTET,
+                                                             len(data))).encode() + data + b"\r\n")
+    s.close()
+    dripd.wait_log(r"upload %s interrupted; saved offset %d" % (loc.rsplit("/", 1)[1], len(data)))
+    st, h, _ = head(dripd, loc)
+    assert st == 200, st
+    assert h["upload-offset"] == str(len(data)) and "upload-job" in h, h
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+    st, h2, _ = head(dripd, loc)
+    assert h2["upload-job"] == h["upload-job"]
