@@ -24,6 +24,11 @@
  *    dropped (the offset stays);
  *  - bytes past the recorded offset are never trusted: spool_reopen()
  *    truncates to it before the next PATCH writes;
+ *  - an upload reports offset == length only together with its job: the
+ *    completing request records the final offset inside
+ *    catalog_tus_finish(); and should bytes ever be saved up to the
+ *    length without a finish (a cut last request), the next HEAD finishes
+ *    it before answering;
  *  - a user only ever sees their own uploads (404 otherwise);
  *  - one request at a time per upload in this process: PATCH/DELETE take
  *    the upload's busy mark (423 Locked while another holds it), and the
