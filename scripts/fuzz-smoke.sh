@@ -9,7 +9,7 @@
 # build/fuzz/artifacts/<name>-crash-*. A dictionary fuzz/<name>.dict is used
 # when present.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 SECONDS_EACH=${1:-60}
 case $SECONDS_EACH in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2;; esac

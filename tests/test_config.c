@@ -156,73 +156,72 @@ START_TEST(test_defaults)
 END_TEST
 
 /* Every key in block style, none at its default. */
-static const char full_yaml[] =
-    "# every key\n"
-    "listen:\n"
-    "  - 127.0.0.1:0\n"
-    "  - \"[::1]:9000\"\n"
-    "  - unix:/tmp/dripd.sock\n"
-    "data_dir: /srv/dripd\n"
-    "users:\n"
-    "  - name: alice\n"
-    "    token: \"alice-secret\"\n"
-    "    admin: yes\n"
-    "  - name: bob.smith-2_x\n"
-    "    token: bob-secret-token\n"
-    "storage:\n"
-    "  backend: s3\n"
-    "  local: { path: /srv/objects }\n"
-    "  s3:\n"
-    "    endpoint: https://s3.example.com:9000\n"
-    "    bucket: media\n"
-    "    region: eu-west-3\n"
-    "    access_key_id: AKID\n"
-    "    secret_access_key: SECRET\n"
-    "    session_token: SESSION\n"
-    "    path_style: false\n"
-    "    verify_tls: no\n"
-    "    part_size: 8MiB\n"
-    "    parallel_parts: 8\n"
-    "    connect_timeout: 2s\n"
-    "    idle_timeout: 45s\n"
-    "    timeout: 2h\n"
-    "encryption:\n"
-    "  key_file: /etc/dripd/master.key\n"
-    "pipeline:\n"
-    "  queue_limit: 42\n"
-    "  upload:\n"
-    "    encrypt: { concurrency: 3, max_demand: 20, min_demand: 2 }\n"
-    "    store:   { concurrency: 5, max_demand: 30, min_demand: 3 }\n"
-    "  download:\n"
-    "    fetch:   { concurrency: 6, max_demand: 7, min_demand: 4 }\n"
-    "    decrypt: { concurrency: 1 }\n"
-    "  retry: { attempts: 9, backoff: 250ms, max_backoff: 2m }\n"
-    "  segment_size: 128KiB\n"
-    "  test_store_delay: 1.5s\n"
-    "cache: { max_size: 2GB, ttl: 1d }\n"
-    "limits:\n"
-    "  max_upload_size: 1 TiB\n"
-    "  header_timeout: 3s\n"
-    "  body_timeout: 4s\n"
-    "  keepalive_timeout: 0\n"
-    "  max_connections: 77\n"
-    "  max_header_size: 32KiB\n"
-    "  max_headers: 50\n"
-    "http: { threads: 3 }\n"
-    "tus: { expiration: 36h }\n"
-    "supervisor:\n"
-    "  max_restarts: 0\n"
-    "  max_seconds: 60\n"
-    "  heartbeat_interval: 200ms\n"
-    "  heartbeat_timeout: 3s\n"
-    "  drain_timeout: 15s\n"
-    "health: { min_free_disk: 1GiB }\n"
-    "scrub: { rate_limit: 10MB }\n"
-    "log: { level: debug }\n"
-    "webhooks:\n"
-    "  - url: http://127.0.0.1:9000/hook\n"
-    "    secret: s\n"
-    "  - { url: \"https://hooks.example.com/x\", secret: \"t\" }\n";
+static const char full_yaml[] = "# every key\n"
+                                "listen:\n"
+                                "  - 127.0.0.1:0\n"
+                                "  - \"[::1]:9000\"\n"
+                                "  - unix:/tmp/dripd.sock\n"
+                                "data_dir: /srv/dripd\n"
+                                "users:\n"
+                                "  - name: alice\n"
+                                "    token: \"alice-secret\"\n"
+                                "    admin: yes\n"
+                                "  - name: bob.smith-2_x\n"
+                                "    token: bob-secret-token\n"
+                                "storage:\n"
+                                "  backend: s3\n"
+                                "  local: { path: /srv/objects }\n"
+                                "  s3:\n"
+                                "    endpoint: https://s3.example.com:9000\n"
+                                "    bucket: media\n"
+                                "    region: eu-west-3\n"
+                                "    access_key_id: AKID\n"
+                                "    secret_access_key: SECRET\n"
+                                "    session_token: SESSION\n"
+                                "    path_style: false\n"
+                                "    verify_tls: no\n"
+                                "    part_size: 8MiB\n"
+                                "    parallel_parts: 8\n"
+                                "    connect_timeout: 2s\n"
+                                "    idle_timeout: 45s\n"
+                                "    timeout: 2h\n"
+                                "encryption:\n"
+                                "  key_file: /etc/dripd/master.key\n"
+                                "pipeline:\n"
+                                "  queue_limit: 42\n"
+                                "  upload:\n"
+                                "    encrypt: { concurrency: 3, max_demand: 20, min_demand: 2 }\n"
+                                "    store:   { concurrency: 5, max_demand: 30, min_demand: 3 }\n"
+                                "  download:\n"
+                                "    fetch:   { concurrency: 6, max_demand: 7, min_demand: 4 }\n"
+                                "    decrypt: { concurrency: 1 }\n"
+                                "  retry: { attempts: 9, backoff: 250ms, max_backoff: 2m }\n"
+                                "  segment_size: 128KiB\n"
+                                "  test_store_delay: 1.5s\n"
+                                "cache: { max_size: 2GB, ttl: 1d }\n"
+                                "limits:\n"
+                                "  max_upload_size: 1 TiB\n"
+                                "  header_timeout: 3s\n"
+                                "  body_timeout: 4s\n"
+                                "  keepalive_timeout: 0\n"
+                                "  max_connections: 77\n"
+                                "  max_header_size: 32KiB\n"
+                                "  max_headers: 50\n"
+                                "http: { threads: 3 }\n"
+                                "tus: { expiration: 36h }\n"
+                                "supervisor:\n"
+                                "  max_restarts: 0\n"
+                                "  max_seconds: 60\n"
+                                "  heartbeat_interval: 200ms\n"
+                                "  heartbeat_timeout: 3s\n"
+                                "  drain_timeout: 15s\n"
+                                "health: { min_free_disk: 1GiB }\n"
+                                "scrub: { rate_limit: 10MB }\n"
+                                "log: { level: debug }\n"
+                                "webhooks:\n"
+                                "  - url: http://127.0.0.1:9000/hook\n"
+                                "    secret: s\n"
+                                "  - { url: \"https://hooks.example.com/x\", secret: \"t\" }\n";
 
 START_TEST(test_full_file)
 {
@@ -414,8 +413,9 @@ START_TEST(test_bad_integer)
                "pipeline.queue_limit: expected an integer >= 1, got \"0\"");
     expect_one(USERS_OK "supervisor: {max_restarts: -1}\n", 2, 28,
                "supervisor.max_restarts: expected an integer >= 0, got \"-1\"");
-    expect_one(USERS_OK "pipeline: {upload: {store: {concurrency: 257}}}\n", 2, 42,
-               "pipeline.upload.store.concurrency: expected an integer between 1 and 256, got \"257\"");
+    expect_one(
+        USERS_OK "pipeline: {upload: {store: {concurrency: 257}}}\n", 2, 42,
+        "pipeline.upload.store.concurrency: expected an integer between 1 and 256, got \"257\"");
     expect_one(USERS_OK "limits: {max_connections: 99999999999999999999999}\n", 2, 27,
                "limits.max_connections: expected an integer >= 1, got \"99999999999999999999999\"");
     expect_one(USERS_OK "http: {threads: 1.5}\n", 2, 17,
@@ -441,8 +441,7 @@ END_TEST
 
 START_TEST(test_wrong_types)
 {
-    expect_one(USERS_OK "storage: local\n", 2, 10,
-               "storage: expected a mapping, got \"local\"");
+    expect_one(USERS_OK "storage: local\n", 2, 10, "storage: expected a mapping, got \"local\"");
     expect_one(USERS_OK "data_dir: [a, b]\n", 2, 11, "data_dir: expected a string, got a sequence");
     expect_one(USERS_OK "listen: {a: 1}\n", 2, 9,
                "listen: expected a sequence of strings, got a mapping");
@@ -453,11 +452,13 @@ START_TEST(test_wrong_types)
                "webhooks: expected a sequence of mappings, got a mapping");
     expect_one(USERS_OK "webhooks: [http://x]\n", 2, 12,
                "webhooks[0]: expected a mapping, got \"http://x\"");
-    expect_one(USERS_OK "log: {level: {a: b}}\n", 2, 14, "log.level: expected a string, got a mapping");
+    expect_one(USERS_OK "log: {level: {a: b}}\n", 2, 14,
+               "log.level: expected a string, got a mapping");
     expect_one(USERS_OK "pipeline: {queue_limit: [1]}\n", 2, 25,
                "pipeline.queue_limit: expected an integer >= 1, got a sequence");
     expect_one("[1, 2]\n", 1, 1, "expected a mapping of keys at the top level, got a sequence");
-    expect_one("just text\n", 1, 1, "expected a mapping of keys at the top level, got \"just text\"");
+    expect_one("just text\n", 1, 1,
+               "expected a mapping of keys at the top level, got \"just text\"");
 }
 END_TEST
 
@@ -506,8 +507,9 @@ START_TEST(test_unknown_keys)
     expect_one(USERS_OK "supervisor: {heartbeat: 1s}\n", 2, 14,
                "supervisor.heartbeat: unknown key, did you mean 'heartbeat_interval'?");
     /* a known key with junk after it */
-    expect_one(USERS_OK "pipeline: {upload: {encrypt: {concurrency_limit: 3}}}\n", 2, 31,
-               "pipeline.upload.encrypt.concurrency_limit: unknown key, did you mean 'concurrency'?");
+    expect_one(
+        USERS_OK "pipeline: {upload: {encrypt: {concurrency_limit: 3}}}\n", 2, 31,
+        "pipeline.upload.encrypt.concurrency_limit: unknown key, did you mean 'concurrency'?");
     /* nothing close */
     struct dr_config_errors e = {NULL, 0};
     load_bad(USERS_OK "frobnicate: 1\n", &e);
@@ -541,7 +543,8 @@ START_TEST(test_syntax_errors)
                "YAML syntax error: found a tab character that violates indentation (while "
                "scanning a plain scalar at 1:4)");
     /* invalid UTF-8: position computed from the byte offset */
-    expect_one(USERS_OK "log: {level: \"\xff\"}\n", 2, 15, "YAML error: invalid leading UTF-8 octet");
+    expect_one(USERS_OK "log: {level: \"\xff\"}\n", 2, 15,
+               "YAML error: invalid leading UTF-8 octet");
     expect_one(USERS_OK "---\nlog: {}\n", 3, 1, "only one YAML document is allowed");
 }
 END_TEST
@@ -572,8 +575,9 @@ START_TEST(test_missing_file)
     ck_assert_int_eq(config_load("/nonexistent/dripd.yaml", &c, &e), -ENOENT);
     ck_assert_ptr_null(c);
     ck_assert_uint_eq(e.n, 1);
-    ck_assert_str_eq(e.msgs[0],
-                     "/nonexistent/dripd.yaml:1:1: cannot open config file: No such file or directory");
+    ck_assert_str_eq(
+        e.msgs[0],
+        "/nonexistent/dripd.yaml:1:1: cannot open config file: No such file or directory");
     config_errors_free(&e);
     /* errs may be NULL */
     ck_assert_int_eq(config_load("/nonexistent/dripd.yaml", &c, NULL), -ENOENT);
@@ -602,8 +606,9 @@ START_TEST(test_users)
                "users[0].token: expected a token of at least 8 characters");
     expect_one("users: [{name: a, token: \"has space\"}]\n", 1, 26,
                "users[0].token: expected a token of printable ASCII without spaces");
-    expect_one("users: [{name: \"a b\", token: abcdefgh}]\n", 1, 16,
-               "users[0].name: expected a name of 1-64 characters from A-Z a-z 0-9 _ . -, got \"a b\"");
+    expect_one(
+        "users: [{name: \"a b\", token: abcdefgh}]\n", 1, 16,
+        "users[0].name: expected a name of 1-64 characters from A-Z a-z 0-9 _ . -, got \"a b\"");
     char name65[200];
     memset(name65, 'n', 65);
     name65[65] = '\0';
@@ -631,8 +636,9 @@ END_TEST
 
 START_TEST(test_listen)
 {
-    expect_one(USERS_OK "listen: [\"localhost\"]\n", 2, 10,
-               "listen[0]: expected an address host:port, [v6]:port or unix:/path, got \"localhost\"");
+    expect_one(
+        USERS_OK "listen: [\"localhost\"]\n", 2, 10,
+        "listen[0]: expected an address host:port, [v6]:port or unix:/path, got \"localhost\"");
     expect_one(USERS_OK "listen: [\"127.0.0.1:65536\"]\n", 2, 10,
                "listen[0]: expected an address whose port is 0-65535, got \"127.0.0.1:65536\"");
     expect_one(USERS_OK "listen: [\"127.0.0.1:http\"]\n", 2, 10,
@@ -665,7 +671,8 @@ START_TEST(test_storage)
     struct dr_config_errors e = {NULL, 0};
     load_bad(USERS_OK "storage:\n  backend: s3\n  s3:\n    region: x\n", &e);
     ck_assert_uint_eq(e.n, 4);
-    ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.endpoint: required when storage.backend is s3"), 0);
+    ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.endpoint: required when storage.backend is s3"),
+                     0);
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.bucket: required"), 1);
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.access_key_id: required"), 2);
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.secret_access_key: required"), 3);
@@ -675,9 +682,11 @@ START_TEST(test_storage)
     ck_assert_uint_eq(e.n, 4);
     ck_assert_int_eq(find_msg(&e, 3, 3, "storage.s3.endpoint: required"), 0);
     config_errors_free(&e);
-    expect_one(USERS_OK "storage: {s3: {endpoint: \"s3.amazonaws.com\"}}\n", 2, 26,
-               "storage.s3.endpoint: expected an http:// or https:// URL, got \"s3.amazonaws.com\"");
-    expect_one(USERS_OK "storage: {s3: {secret_access_key: abc, secret_access_key_file: /etc/hostname}}\n",
+    expect_one(
+        USERS_OK "storage: {s3: {endpoint: \"s3.amazonaws.com\"}}\n", 2, 26,
+        "storage.s3.endpoint: expected an http:// or https:// URL, got \"s3.amazonaws.com\"");
+    expect_one(USERS_OK
+               "storage: {s3: {secret_access_key: abc, secret_access_key_file: /etc/hostname}}\n",
                2, 64,
                "storage.s3.secret_access_key_file: give either secret_access_key or "
                "secret_access_key_file, not both");
@@ -694,8 +703,9 @@ START_TEST(test_pipeline_checks)
 {
     expect_one(USERS_OK "pipeline: {upload: {encrypt: {min_demand: 11}}}\n", 2, 43,
                "pipeline.upload.encrypt.min_demand: min_demand (11) must be <= max_demand (10)");
-    expect_one(USERS_OK "pipeline:\n  download:\n    fetch:\n      max_demand: 2\n      min_demand: 3\n",
-               6, 19, "pipeline.download.fetch.min_demand: min_demand (3) must be <= max_demand (2)");
+    expect_one(
+        USERS_OK "pipeline:\n  download:\n    fetch:\n      max_demand: 2\n      min_demand: 3\n",
+        6, 19, "pipeline.download.fetch.min_demand: min_demand (3) must be <= max_demand (2)");
     /* only max given: points at max */
     expect_one(USERS_OK "pipeline: {download: {decrypt: {max_demand: 0}}}\n", 2, 45,
                "pipeline.download.decrypt.max_demand: expected an integer >= 1, got \"0\"");
@@ -726,15 +736,15 @@ END_TEST
 /* Many problems at once: all reported, in file order. */
 START_TEST(test_multiple_errors)
 {
-    static const char doc[] = "listen: [\"nope\"]\n"                      /* 1 */
-                              "users:\n"                                  /* 2 */
-                              "  - name: alice\n"                         /* 3 */
-                              "    token: abc\n"                          /* 4 */
-                              "pipeline:\n"                               /* 5 */
-                              "  queue_limit: many\n"                     /* 6 */
-                              "  upload: {encrypt: {concurrency: 0}}\n"   /* 7 */
-                              "cache: {max_size: 1XB}\n"                  /* 8 */
-                              "loq: {level: debug}\n";                    /* 9 */
+    static const char doc[] = "listen: [\"nope\"]\n"                    /* 1 */
+                              "users:\n"                                /* 2 */
+                              "  - name: alice\n"                       /* 3 */
+                              "    token: abc\n"                        /* 4 */
+                              "pipeline:\n"                             /* 5 */
+                              "  queue_limit: many\n"                   /* 6 */
+                              "  upload: {encrypt: {concurrency: 0}}\n" /* 7 */
+                              "cache: {max_size: 1XB}\n"                /* 8 */
+                              "loq: {level: debug}\n";                  /* 9 */
     struct dr_config_errors e = {NULL, 0};
     e.msgs = malloc(sizeof(char *));
     e.msgs[0] = strdup("earlier message");
@@ -800,9 +810,32 @@ START_TEST(test_parse_size)
         {"8388607TiB", 8388607ull << 40},
     };
     static const char *const bad[] = {
-        "", " 1", "-1", "+1", "1 ", "1KiBx", "1kib", "1K", "1k", "1 kB", "1mb", "MiB", "1.5", "1.5B",
-        "1.", ".5KiB", "1..5KiB", "1.1234567MiB", "0x10", "1e3", "10 apples", "1  MiB x",
-        "9223372036854775808", "18446744073709551616", "8388608TiB", "99999999999999999999999GiB",
+        "",
+        " 1",
+        "-1",
+        "+1",
+        "1 ",
+        "1KiBx",
+        "1kib",
+        "1K",
+        "1k",
+        "1 kB",
+        "1mb",
+        "MiB",
+        "1.5",
+        "1.5B",
+        "1.",
+        ".5KiB",
+        "1..5KiB",
+        "1.1234567MiB",
+        "0x10",
+        "1e3",
+        "10 apples",
+        "1  MiB x",
+        "9223372036854775808",
+        "18446744073709551616",
+        "8388608TiB",
+        "99999999999999999999999GiB",
         "1,000",
     };
     uint64_t v;
@@ -841,8 +874,24 @@ START_TEST(test_parse_duration)
         {"9223372036854775807ms", 9223372036854775807ull},
     };
     static const char *const bad[] = {
-        "", "-1", "-5s", "1x", "10 seconds", "1S", "1H", "1ms2", "s", "1.5ms", "0.0001s", "1w",
-        "1y", "1.s", "9223372036854775808ms", "9223372036854776s", "99999999999999999999d", " 1s",
+        "",
+        "-1",
+        "-5s",
+        "1x",
+        "10 seconds",
+        "1S",
+        "1H",
+        "1ms2",
+        "s",
+        "1.5ms",
+        "0.0001s",
+        "1w",
+        "1y",
+        "1.s",
+        "9223372036854775808ms",
+        "9223372036854776s",
+        "99999999999999999999d",
+        " 1s",
         "1s ",
     };
     uint64_t v;
