@@ -679,7 +679,7 @@ static void *drain_main(void *arg)
 static int begin_drain(struct worker *w)
 {
     pthread_mutex_lock(&w->pc.stop_mu);
-    w->pc.stopping = 1;
+    __atomic_store_n(&w->pc.stopping, 1, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&w->pc.stop_cv);
     pthread_mutex_unlock(&w->pc.stop_mu);
     runner_signal_stop(&w->up);

@@ -84,7 +84,9 @@ START_TEST(test_open_fresh_hit_miss)
     ck_assert_int_eq(fstat(fd, &st), 0);
     ck_assert_int_le(dr_now_ms() - ((int64_t)st.st_atim.tv_sec * 1000 + st.st_atim.tv_nsec / 1000000), 1000);
     ck_assert_int_ge(dr_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000), 900);
-    int probe = open(cache_path(dir, "m1"), O_RDONLY);
+    char *m1 = cache_path(dir, "m1");
+    int probe = open(m1, O_RDONLY);
+    free(m1);
     ck_assert_int_eq(flock(probe, LOCK_EX | LOCK_NB), -1);
     close(probe);
     close(fd);
