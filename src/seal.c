@@ -41,9 +41,9 @@
 
 #include "dripd/util.h"
 
-#define FIXED_LEN 128        /* bytes before the owner field */
+#define FIXED_LEN 128 /* bytes before the owner field */
 #define TRAILER_LEN (32 + SEAL_TAG_LEN)
-#define CHUNK (1u << 20)     /* plaintext bytes per read (rounded to segments) */
+#define CHUNK (1u << 20) /* plaintext bytes per read (rounded to segments) */
 #define KICK_WRITEBACK (8u << 20)
 #define HEADER_NONCE_CTR 0xffffffffu
 
@@ -343,7 +343,8 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     uint64_t size = (uint64_t)st.st_size;
     uint64_t nseg = seal_segments(size, seg);
     if (nseg >= HEADER_NONCE_CTR) {
-        rc = fail(err, errlen, -EFBIG, "seal: %s too large for segment size %" PRIu32, in_path, seg);
+        rc =
+            fail(err, errlen, -EFBIG, "seal: %s too large for segment size %" PRIu32, in_path, seg);
         goto out;
     }
     posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -371,7 +372,8 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     obuf = xmalloc(ichunk + (size_t)k * SEAL_TAG_LEN);
     c = EVP_CIPHER_CTX_new();
     md = EVP_MD_CTX_new();
-    if (c == NULL || md == NULL || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, p->data_key, NULL) != 1 ||
+    if (c == NULL || md == NULL ||
+        EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, p->data_key, NULL) != 1 ||
         EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         rc = fail(err, errlen, -EIO, "libcrypto: cannot set up AES-256-GCM/SHA-256");
         goto out;
@@ -400,9 +402,11 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
             make_aad(aad, hbind, idx, final);
             ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1;
             ok = ok && EVP_EncryptUpdate(c, NULL, &len, aad, sizeof aad) == 1;
-            ok = ok && (sl == 0 || EVP_EncryptUpdate(c, obuf + ooff, &len, ibuf + off, (int)sl) == 1);
+            ok = ok &&
+                 (sl == 0 || EVP_EncryptUpdate(c, obuf + ooff, &len, ibuf + off, (int)sl) == 1);
             ok = ok && EVP_EncryptFinal_ex(c, obuf + ooff + sl, &len) == 1;
-            ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, obuf + ooff + sl) == 1;
+            ok = ok &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, obuf + ooff + sl) == 1;
             if (!ok) {
                 rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
                 goto out;
@@ -420,7 +424,8 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         }
         written += ooff;
         if (written - kicked >= KICK_WRITEBACK) { /* start writeback now, fsync later */
-            sync_file_range(out, (off64_t)kicked, (off64_t)(written - kicked), SYNC_FILE_RANGE_WRITE);
+            sync_file_range(out, (off64_t)kicked, (off64_t)(written - kicked),
+                            SYNC_FILE_RANGE_WRITE);
             kicked = written;
         }
         left -= want;
@@ -555,9 +560,10 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
             make_aad(aad, hbind, idx, idx == nseg - 1);
             ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) == 1;
             ok = ok && EVP_DecryptUpdate(c, NULL, &len, aad, sizeof aad) == 1;
-            ok = ok && (sl == 0 || EVP_DecryptUpdate(c, obuf + ooff, &len, ibuf + ioff, (int)sl) == 1);
-            ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
-                                           ibuf + ioff + sl) == 1;
+            ok = ok &&
+                 (sl == 0 || EVP_DecryptUpdate(c, obuf + ooff, &len, ibuf + ioff, (int)sl) == 1);
+            ok = ok &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, ibuf + ioff + sl) == 1;
             ok = ok && EVP_DecryptFinal_ex(c, obuf + ooff + sl, &len) == 1;
             if (!ok) {
                 rc = fail(err, errlen, -EBADMSG, "object corrupt: segment %" PRIu64 " tag mismatch",
