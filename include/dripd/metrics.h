@@ -31,6 +31,11 @@ enum dr_route_class {
 
 enum dr_pipeline_id { DR_PL_UPLOAD, DR_PL_DOWNLOAD, DR_PL_SCRUB, DR_PL_COUNT };
 #define DR_STAGE_SLOTS 5
+/* Stage slot names per pipeline (NULL = unused slot): upload starter,
+ * encrypt, store, notify; download starter, fetch, decrypt, notify;
+ * scrub starter, verify. The stage engine indexes stages[][] by these. */
+extern const char *const dr_pipeline_names[DR_PL_COUNT];
+extern const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS];
 
 struct dr_stage_metrics {
     uint64_t queued;      /* gauge: jobs waiting in the stage's inbox */
