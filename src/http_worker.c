@@ -30,6 +30,9 @@
 #include <event2/event.h>
 
 #include "dripd/api_admin.h"
+#include "dripd/api_content.h"
+#include "dripd/api_events.h"
+#include "dripd/api_media.h"
 #include "dripd/api_metrics.h"
 #include "dripd/config.h"
 #include "dripd/health.h"
@@ -72,8 +75,9 @@ static void setup_routes(void)
     web_register_routes();
     upload_multipart_register_routes();
     tus_register_routes();
-    /* other route modules register here (multipart, tus, media API, jobs,
-     * events) */
+    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs/ */
+    api_content_register_routes(); /* event hook; content is routed by api_media */
+    api_events_register_routes();  /* /v1/events + event hook */
 }
 
 static void on_heartbeat(void *arg)
