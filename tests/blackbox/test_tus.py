@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -456,3 +457,40 @@ def test_head_finishes_an_upload_whose_last_request_was_cut(dripd):
     assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
     st, h2, _ = head(dripd, loc)
     assert h2["upload-job"] == h["upload-job"]
+
+
+def test_http_worker_killed_mid_patch(dripd):
+    """kill -9 of the http worker while a PATCH streams: the new worker
+    reports the last durable offset (the cut request was never
+    acknowledged), and a resume overwrites the unacknowledged bytes that
+    reached the spool file."""
+    data = os.urandom(3 * 1024 * 1024)
+    loc, _, _ = create(dripd, len(data), filename="killed.bin")
+    first = 1024 * 1024
+    st, _, _ = patch(dripd, loc, 0, data[:first])
+    assert st == 204
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: %d\r\n"
+               "Content-Length: %d\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET, first,
+                                              len(data) - first)).encode()
+              + b"\xee" * (1024 * 1024))   # not the real bytes: they must never count
+    sp = spool_of(dripd, loc)
+    wait_until(lambda: os.path.getsize(sp) >= 2 * 1024 * 1024, 15, "the PATCH bytes on disk")
+    old = dripd.worker("http")
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: dripd.workers("http") and dripd.workers("http")[0] != old, 30,
+               "a new http worker")
+    s.close()
+
+    def offset_now():
+        try:
+            st, h, _ = head(dripd, loc)
+        except OSError:
+            return None
+        return int(h["upload-offset"]) if st == 200 else None
+    wait_until(lambda: offset_now() is not None, 30, "the new worker to answer")
+    assert offset_now() == first
+    st, h, b = patch(dripd, loc, first, data[first:])
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
