@@ -17,7 +17,9 @@
  * encrypting each chunk, writes the header with zeroed SHA/tag first and
  * rewrites those 48 bytes at the end (pwrite), then fsyncs. Writeback is
  * started every 8 MiB (sync_file_range) so the disk works while the CPU
- * encrypts, and the final fsync has little left to do. One EVP cipher
+ * encrypts, and the final fsync has little left to do. For objects of
+ * 8 MiB and more the SHA-256 runs on a helper thread (struct hasher) beside
+ * the cipher. One EVP cipher
  * context per call is keyed once and only re-IVed per segment.
  *
  * Unsealing checks the header (magic, version, bounds, key unwrap, header
