@@ -128,6 +128,9 @@ START_TEST(test_round_trip_edges)
     round_trip((3u << 20) + 7, seg);
     round_trip(10000, 1024);
     round_trip(1024 * 1024, 1024); /* exactly one chunk of minimum-size segments */
+    /* big enough for the SHA-256 helper thread (seal and unseal) */
+    round_trip((20u << 20) + 3, seg);
+    round_trip(9u << 20, 1024);
 }
 END_TEST
 
