@@ -71,11 +71,11 @@ struct content_req {
     char *user;
     char *name;
     char *content_type;
-    char etag[72];          /* "\"<sha256>\"" or "" */
+    char etag[72]; /* "\"<sha256>\"" or "" */
     uint64_t size;
     enum range_result rr;
     uint64_t start, len;
-    int lock_fd;            /* holds LOCK_SH while the response is sent; -1 */
+    int lock_fd; /* holds LOCK_SH while the response is sent; -1 */
     /* miss path */
     char job_id[DR_ID_LEN + 1];
     int jobs_started;
@@ -365,7 +365,8 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "failed") == 0) {
         wait_end(cr);
         log_warn("content %s: download job %s failed: %s", cr->id, j.id, j.error ? j.error : "?");
-        http_respond_problem(cr->ex, 502, "download failed: %s", j.error ? j.error : "unknown error");
+        http_respond_problem(cr->ex, 502, "download failed: %s",
+                             j.error ? j.error : "unknown error");
         dr_job_clear(&j);
         return;
     }

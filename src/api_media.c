@@ -171,9 +171,9 @@ struct media_req {
     size_t body_len;
     bool body_too_big;
     /* work in/out (pool thread) */
-    char *arg;                   /* PATCH: new path; shares: target user */
+    char *arg; /* PATCH: new path; shares: target user */
     int rc;
-    int status;                  /* shares: 200/201 */
+    int status; /* shares: 200/201 */
     bool have_media, have_job;
     struct dr_media m;
     struct dr_job job;
@@ -292,7 +292,8 @@ static void store_key_init(void)
 
 /* Delete key from the store with the calling pool thread's own handle
  * (opened on first use, closed when the thread exits). 0 / -errno + err. */
-static int media_store_delete(const struct dr_config *cfg, const char *key, char *err, size_t errlen)
+static int media_store_delete(const struct dr_config *cfg, const char *key, char *err,
+                              size_t errlen)
 {
     pthread_once(&store_key_once, store_key_init);
     struct dr_store *st = pthread_getspecific(store_key);
