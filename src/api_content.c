@@ -313,15 +313,6 @@ static void content_serve(struct content_req *cr, int fd)
     http_respond_file(ex, status, ct, fd, off, len);
 }
 
-static bool content_try_serve(struct content_req *cr)
-{
-    int fd;
-    if (content_cache_open(cr, NULL, &fd) < 0)
-        return false;
-    content_serve(cr, fd);
-    return true;
-}
-
 /* ------------------------------------------------------------------ */
 /* miss path                                                           */
 
@@ -355,8 +346,10 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "done") == 0) {
         dr_job_clear(&j);
         waiter_remove(cr);
-        if (content_try_serve(cr)) {
-            wait_end(cr);
+        int fd;
+        if (content_cache_open(cr, NULL, &fd) == 0) {
+            wait_end(cr); /* before answering: cr may be freed once it is sent */
+            content_serve(cr, fd);
             return;
         }
         content_miss(cr); /* evicted or expired already: once more */
