@@ -400,7 +400,8 @@ static void enqueue_done(struct http_exchange *ex, void *arg)
     struct content_req *cr = arg;
     cr->defer_pending = false;
     if (cr->enqueue_rc == 0) {
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+        if (http_worker_ctx(ex))
+            worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
         log_debug("content %s: cache miss, download job %s", cr->id, cr->job_id);
     }
     if (http_ex_closed(ex))

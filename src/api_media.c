@@ -696,8 +696,9 @@ static void download_work(void *arg)
 static void download_done(struct http_exchange *ex, void *arg)
 {
     struct media_req *r = arg;
-    if (r->rc == 0)
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+    if (r->rc == 0 && http_worker_ctx(ex))
+        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED,
+                    1); /* a lost wake-up only costs latency */
     if (http_ex_closed(ex))
         return;
     if (r->rc == -EINPROGRESS) {
