@@ -40,12 +40,12 @@ CFLAGS   += -DDRIPD_VERSION=\"$(VERSION)\"
 
 MAINS    := src/main.c
 LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o) $(BUILD)/gen/web_assets.o
+WEB_FILES := $(shell find web/public -type f 2>/dev/null)
 CTL_SRC  := $(wildcard src/dripctl/*.c)
 CTL_OBJ  := $(CTL_SRC:src/%.c=$(BUILD)/src/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-WEB_SRC  := $(shell find web/dist -type f 2>/dev/null)
 
 BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_CTL    := bin/dripctl
@@ -57,6 +57,14 @@ all: $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The web UI is embedded in the binary (scripts/embed-web.sh).
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-web.sh $@
+
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libdripd.a: $(LIB_OBJ)

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# make bench: dripd side by side with its anchors (nginx WebDAV, @tus/server)
+# in the same run, on loopback, alternating runs (A B A B) and comparing
+# medians, because this machine's speed for large transfers drifts up to 2x.
+#
+#   RUNS=3 (default)    runs per scenario and server
+#   SETTLE_S=65         wait before small-file phases (ext4 recently-deleted inodes)
+#   SKIP="tus idle"     scenarios to skip: put tus small get get100 download idle
+#
+# Output: a table of ratios (dripd / anchor) with medians and spreads on
+# stdout, detail on stderr, and bench/results/latest.json.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/anchors/lib.sh"
+RUNS=${RUNS:-3}
+SKIP=${SKIP:-}
+B=$ANCHOR/bench
+R=$B/results
+NGX_P=$B/nginx
+BIG=$ANCHOR/src-1g.bin
+MIB1=$ANCHOR/src-1m.bin
+SMALL=$ANCHOR/src-4k.bin
+DPORT=18090
+DURL=http://127.0.0.1:$DPORT
+NURL=http://127.0.0.1:18080
+TURL=http://127.0.0.1:18081/files/
+TOKEN=bench-token-0123456789
+AUTH="Authorization: Bearer $TOKEN"
+skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (drop_caches, clear_refs of other users' processes)"
+[ -x "$ROOT/bin/dripd" ] || die "build first: make"
+for p in 18080 18081 $DPORT; do port_free $p || die "127.0.0.1:$p is in use"; done
+rm -rf "$B"; mkdir -p "$R" "$NGX_P"/{logs,data,tmp} "$B/tus/files" "$B/dripd"
+chown nobody:nogroup "$NGX_P/data"
+rm -f "$ANCHOR/busy.log"
+mkrand "$BIG" $GIB; mkrand "$MIB1" 1048576; mkrand "$SMALL" 4096
+sh "$ROOT/scripts/node-deps.sh" >/dev/null
+ln -sfn "$ROOT/tests/node/node_modules" "$HERE/node/node_modules"
+
+# ---- servers ----------------------------------------------------------------------
+cat > "$B/dripd.yaml" <<EOF
+listen: ["127.0.0.1:$DPORT"]
+data_dir: $B/dripd/var
+users: [{name: bench, token: "$TOKEN", admin: true}]
+pipeline: {queue_limit: 10000000}
+cache: {max_size: 8GiB, ttl: 2h}
+limits: {max_connections: 20000, max_upload_size: 4GiB, keepalive_timeout: 300s}
+log: {level: warn}
+EOF
+"$ROOT/bin/dripd" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
+DRIPD=$!
+nginx -p "$NGX_P/" -c "$HERE/anchors/nginx.conf" -e "$NGX_P/logs/error.log" &
+NGX=$!
+node "$HERE/node/tus_server.mjs" "$B/tus/files" > "$B/tus/server.log" 2>&1 &
+TUS=$!
+cleanup() { stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd; }
+trap cleanup EXIT; trap 'exit 143' INT TERM
+wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
+wait_http "$NURL/" || die "nginx did not start"
+wait_http "$TURL" || die "tus server did not start"
+dpids() { echo "$DRIPD $(pgrep -P "$DRIPD" | tr '\n' ' ')"; }
+nwork() { echo "$NGX $(pgrep -P "$NGX" | tr '\n' ' ')"; }
+sum_hwm_mib() { local p s=0; for p in "$@"; do s=$((s + $(hwm_kib "$p"))); done; awk -v k=$s 'BEGIN{printf "%.1f", k/1024}'; }
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN{printf "%.1f", b/t/1e6}'; }
+now() { date +%s.%N; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+wait_job() {  # wait_job ID: until done; prints the state
+  local i st
+  for i in $(seq 1 12000); do
+    st=$(curl -sS -H "$AUTH" "$DURL/v1/jobs/$1" | jget 'd["state"]')
+    case "$st" in done|failed) echo "$st"; return 0 ;; esac
+    sleep 0.05
+  done
+  echo timeout
+}
+log "dripd $(dpids)| nginx $(nwork)| tus $TUS"
+
+# ---- 1 GiB PUT (+ upload pipeline end to end, + peak RSS) ---------------------------
+declare -A MEDIA
+if ! skip put; then
+  for i in $(seq 1 "$RUNS"); do
+    sync; quiet; hwm_reset $(nwork)
+    read -r code bytes secs < <(curl -sS --max-time 600 -T "$BIG" -o /dev/null \
+        -w '%{http_code} %{size_upload} %{time_total}\n' "$NURL/big/$i.bin")
+    [ "$code" = 201 ] || die "nginx PUT $code"
+    echo "$(mbps "$bytes" "$secs")" >> "$R/nginx_put"
+    echo "$(sum_hwm_mib $(nwork))" >> "$R/nginx_put_rss"
+    sync; quiet; hwm_reset $(dpids)
+    out=$(curl -sS --max-time 600 -T "$BIG" -H "$AUTH" -w '\n%{http_code} %{size_upload} %{time_total}\n' \
+          "$DURL/v1/files/bench/big-$i.bin")
+    t_acc=$(now)
+    read -r code bytes secs < <(echo "$out" | tail -1)
+    [ "$code" = 202 ] || die "dripd PUT $code: $out"
+    echo "$(mbps "$bytes" "$secs")" >> "$R/dripd_put"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_put_rss"
+    job=$(echo "$out" | head -1 | jget 'd["job"]["id"]')
+    MEDIA[$i]=$(echo "$out" | head -1 | jget 'd["media"]["id"]')
+    st=$(wait_job "$job"); t_done=$(now)
+    [ "$st" = done ] || die "upload job $job: $st"
+    echo "$(awk -v b=$GIB -v a="$t_acc" -v d="$t_done" 'BEGIN{printf "%.1f", b/(d-a)/1e6}')" >> "$R/dripd_pipeline_up"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_pipeline_rss"
+    log "PUT run $i: nginx $(tail -1 "$R/nginx_put") MB/s, dripd $(tail -1 "$R/dripd_put") MB/s" \
+        "(rss $(tail -1 "$R/dripd_put_rss") MiB), pipeline $(tail -1 "$R/dripd_pipeline_up") MB/s"
+  done
+fi
+
+# ---- 1 GiB GET from cache vs nginx static GET --------------------------------------
+if ! skip get && [ -n "${MEDIA[1]:-}" ]; then
+  for i in $(seq 1 "$RUNS"); do
+    sync; quiet
+    read -r code bytes secs < <(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}\n' "$NURL/big/1.bin")
+    [ "$code" = 200 ] || die "nginx GET $code"; echo "$(mbps "$bytes" "$secs")" >> "$R/nginx_get"
+    sync; quiet; hwm_reset $(dpids)
+    read -r code bytes secs < <(curl -sS -H "$AUTH" -o /dev/null -w '%{http_code} %{size_download} %{time_total}\n' \
+        "$DURL/v1/media/${MEDIA[1]}/content")
+    [ "$code" = 200 ] && [ "$bytes" = $GIB ] || die "dripd GET $code $bytes"
+    echo "$(mbps "$bytes" "$secs")" >> "$R/dripd_get"; echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_get_rss"
+    log "GET run $i: nginx $(tail -1 "$R/nginx_get"), dripd $(tail -1 "$R/dripd_get") MB/s"
+  done
+fi
+
+# ---- download pipeline: stored -> cached, 1 GiB --------------------------------------
+if ! skip download && [ -n "${MEDIA[1]:-}" ]; then
+  for i in $(seq 1 "$RUNS"); do
+    rm -f "$B/dripd/var/cache/${MEDIA[1]}"
+    sync; quiet; hwm_reset $(dpids)
+    t0=$(now)
+    job=$(curl -sS -X POST -H "$AUTH" "$DURL/v1/media/${MEDIA[1]}/download" | jget 'd["job"]["id"]')
+    st=$(wait_job "$job"); t1=$(now)
+    [ "$st" = done ] || die "download job $st"
+    echo "$(awk -v b=$GIB -v a="$t0" -v d="$t1" 'BEGIN{printf "%.1f", b/(d-a)/1e6}')" >> "$R/dripd_pipeline_down"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_download_rss"
+    log "download pipeline run $i: $(tail -1 "$R/dripd_pipeline_down") MB/s"
+  done
+fi
+
+# ---- 100 concurrent 1 MiB GETs --------------------------------------------------------
+if ! skip get100; then
+  curl -sS -T "$MIB1" "$NURL/m1.bin" -o /dev/null
+  out=$(curl -sS -T "$MIB1" -H "$AUTH" "$DURL/v1/files/bench/m1.bin")
+  j=$(echo "$out" | jget 'd["job"]["id"]'); M1=$(echo "$out" | jget 'd["media"]["id"]')
+  [ "$(wait_job "$j")" = done ] || die "1 MiB upload"
+  for i in $(seq 1 "$RUNS"); do
+    quiet
+    ab -q -c 100 -n 3000 "$NURL/m1.bin" > "$B/ab-n.txt" 2>&1 || die "ab nginx: $(tail -3 "$B/ab-n.txt")"
+    awk '/^Requests per second/ {print $4}' "$B/ab-n.txt" >> "$R/nginx_get100"
+    quiet; hwm_reset $(dpids)
+    ab -q -c 100 -n 3000 -H "$AUTH" "$DURL/v1/media/$M1/content" > "$B/ab-d.txt" 2>&1 || die "ab dripd: $(tail -3 "$B/ab-d.txt")"
+    bad=$(awk '/^Failed requests|^Non-2xx/ {s+=$NF} END{print s+0}' "$B/ab-d.txt")
+    [ "$bad" = 0 ] || die "dripd 1 MiB GETs: $bad failures"
+    awk '/^Requests per second/ {print $4}' "$B/ab-d.txt" >> "$R/dripd_get100"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_get100_rss"
+    log "100x1MiB run $i: nginx $(tail -1 "$R/nginx_get100"), dripd $(tail -1 "$R/dripd_get100") req/s"
+  done
+fi
+
+# ---- 1 GiB tus upload: dripd vs @tus/server --------------------------------------------
+if ! skip tus; then
+  for i in $(seq 1 "$RUNS"); do
+    sync; quiet
+    out=$(timeout 660 node "$HERE/node/tus_client.mjs" "$BIG" "$TURL") || die "tus anchor: $out"
+    m=${out#*MBps=}; echo "${m%% *}" >> "$R/tus_put"
+    rm -f "$B"/tus/files/*
+    sync; quiet; hwm_reset $(dpids)
+    out=$(timeout 660 node "$HERE/node/tus_client.mjs" "$BIG" "$DURL/v1/uploads" "$TOKEN" /tus) || die "tus dripd: $out"
+    m=${out#*MBps=}; echo "${m%% *}" >> "$R/dripd_tus"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_tus_rss"
+    job=${out##*job=}; [ "$(wait_job "$job")" = done ] || die "tus job"
+    log "tus run $i: @tus/server $(tail -1 "$R/tus_put"), dripd $(tail -1 "$R/dripd_tus") MB/s"
+  done
+fi
+
+# ---- 4 KiB PUTs, 64 concurrent (wrk, keep-alive) + the 4 KiB job rate -------------------
+if ! skip small; then
+  settle
+  for i in $(seq 1 "$RUNS"); do
+    sync; quiet
+    timeout 30 wrk -t 2 -c 64 -d 10s -s "$HERE/anchors/put4k.lua" "$NURL" -- "w$i" > "$B/wrk-n.txt" 2>&1
+    line=$(grep '^WRK ' "$B/wrk-n.txt") || die "wrk nginx: $(tail -3 "$B/wrk-n.txt")"
+    echo "$line" | sed 's/.*rps=\([0-9.]*\).*/\1/' >> "$R/nginx_put4k"
+    sync; quiet; hwm_reset $(dpids)
+    t0=$(now)
+    timeout 30 wrk -t 2 -c 64 -d 10s -s "$HERE/anchors/put4k_dripd.lua" "$DURL" -- "w$i" "$TOKEN" > "$B/wrk-d.txt" 2>&1
+    line=$(grep '^WRK ' "$B/wrk-d.txt") || die "wrk dripd: $(tail -3 "$B/wrk-d.txt")"
+    echo "$line" | sed 's/.*rps=\([0-9.]*\).*/\1/' >> "$R/dripd_put4k"
+    echo "$line" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/' >> "$R/dripd_put4k_p99"
+    n=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    # job rate: accepted 4 KiB uploads until the queue is empty again
+    for k in $(seq 1 6000); do
+      q=$(curl -sS "$DURL/metrics" | awk '$1=="dripd_jobs_queue_depth" {print $2}')
+      [ "${q:-1}" = 0 ] && break; sleep 0.1
+    done
+    t1=$(now)
+    echo "$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", n/(b-a)}')" >> "$R/dripd_jobs4k"
+    echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_put4k_rss"
+    log "4KiB run $i: nginx $(tail -1 "$R/nginx_put4k"), dripd $(tail -1 "$R/dripd_put4k") req/s, jobs $(tail -1 "$R/dripd_jobs4k")/s"
+  done
+fi
+
+# ---- 10,000 idle keep-alive connections ------------------------------------------------
+if ! skip idle; then
+  quiet
+  out=$(python3 "$HERE/node/idle_conns.py" 127.0.0.1 $DPORT 10000 500 $(dpids)) || die "idle: $out"
+  log "idle: $out"
+  echo "$out" | sed 's/.*rss_mib=\([0-9.]*\).*/\1/' >> "$R/dripd_idle_rss"
+  echo "$out" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/' >> "$R/dripd_idle_p99"
+fi
+
+# ---- report ------------------------------------------------------------------------------
+python3 - "$R" "$ROOT/bench/results/latest.json" <<'PY'
+import json, os, statistics, sys, platform, subprocess
+R, out = sys.argv[1], sys.argv[2]
+def vals(k):
+    p = os.path.join(R, k)
+    return [float(x) for x in open(p).read().split()] if os.path.exists(p) else []
+def stat(k):
+    v = vals(k)
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} if v else None
+rows = [
+    ("1 GiB PUT (MB/s)", "dripd_put", "nginx_put", 0.9),
+    ("1 GiB tus upload (MB/s)", "dripd_tus", "tus_put", 2.0),
+    ("4 KiB PUT, 64 conns (req/s)", "dripd_put4k", "nginx_put4k", 0.5),
+    ("1 GiB GET from cache (MB/s)", "dripd_get", "nginx_get", 0.9),
+    ("100 x 1 MiB GET (req/s)", "dripd_get100", "nginx_get100", None),
+    ("upload pipeline 1 GiB, accepted->available (MB/s)", "dripd_pipeline_up", None, None),
+    ("download pipeline 1 GiB, stored->cached (MB/s)", "dripd_pipeline_down", None, None),
+    ("4 KiB jobs, accepted->done (jobs/s)", "dripd_jobs4k", "dripd_put4k", None),
+    ("peak RSS during 1 GiB PUT, all dripd procs (MiB)", "dripd_put_rss", None, None),
+    ("peak RSS during upload pipeline (MiB)", "dripd_pipeline_rss", None, None),
+    ("peak RSS during 1 GiB tus upload (MiB)", "dripd_tus_rss", None, None),
+    ("peak RSS during GET (MiB)", "dripd_get_rss", None, None),
+    ("peak RSS during 4 KiB PUTs (MiB)", "dripd_put4k_rss", None, None),
+    ("RSS with 10,000 idle keep-alive conns (MiB)", "dripd_idle_rss", None, None),
+    ("p99 of a request beside 10,000 idle conns (ms)", "dripd_idle_p99", None, None),
+]
+res = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                   "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+       "scenarios": []}
+print("%-52s %12s %12s %8s %7s" % ("scenario", "dripd", "anchor", "ratio", "target"))
+for name, d, a, target in rows:
+    sd, sa = stat(d), (stat(a) if a else None)
+    if not sd:
+        continue
+    ratio = sd["median"] / sa["median"] if sa and sa["median"] else None
+    spread = "%.1f-%.1f" % (sd["min"], sd["max"])
+    print("%-52s %12s %12s %8s %7s" % (name, "%.1f (%s)" % (sd["median"], spread),
+          "%.1f" % sa["median"] if sa else "-", "%.2f" % ratio if ratio else "-",
+          ("%.1fx" % target) if target else ""))
+    res["scenarios"].append({"name": name, "dripd": sd, "anchor": sa, "anchor_key": a,
+                             "ratio_of_medians": ratio, "target_ratio": target})
+os.makedirs(os.path.dirname(out), exist_ok=True)
+json.dump(res, open(out, "w"), indent=2)
+print("written", out)
+PY

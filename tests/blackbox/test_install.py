@@ -1,0 +1,29 @@
+"""make install DESTDIR=... gives the expected tree and keeps an existing config."""
+import os
+import subprocess
+
+from conftest import ROOT
+
+
+def test_install_tree(tmpdir_path):
+    dest = os.path.join(tmpdir_path, "root")
+    r = subprocess.run(["make", "-s", "install", "DESTDIR=" + dest, "PREFIX=/usr/local"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in ["usr/local/bin/dripd", "usr/local/bin/dripctl", "etc/dripd/dripd.yaml",
+              "usr/local/share/dripd/dripd.yaml.example",
+              "usr/local/lib/systemd/system/dripd.service", "usr/local/lib/systemd/system/dripd.socket",
+              "usr/local/share/man/man8/dripd.8", "usr/local/share/man/man1/dripctl.1",
+              "usr/local/share/man/man5/dripd.yaml.5"]:
+        assert os.path.exists(os.path.join(dest, p)), p
+    assert os.access(os.path.join(dest, "usr/local/bin/dripd"), os.X_OK)
+    unit = open(os.path.join(dest, "usr/local/lib/systemd/system/dripd.service")).read()
+    assert "ExecStart=/usr/local/bin/dripd" in unit
+    # An operator's config survives a second install.
+    cfg = os.path.join(dest, "etc/dripd/dripd.yaml")
+    with open(cfg, "w") as f:
+        f.write("# mine\n")
+    r = subprocess.run(["make", "-s", "install", "DESTDIR=" + dest, "PREFIX=/usr/local"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    assert open(cfg).read() == "# mine\n"

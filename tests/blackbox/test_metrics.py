@@ -1,0 +1,82 @@
+"""GET /metrics: strict Prometheus text format, and counters that move with traffic."""
+import os
+import re
+
+from conftest import make_file
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
+                    r'(-?[0-9.]+(?:e[-+]?[0-9]+)?|\+Inf|NaN)$')
+
+
+def parse(text):
+    """Returns {series: value}; asserts the exposition format line by line."""
+    types, out = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            assert typ in ("counter", "gauge", "histogram"), line
+            assert name not in types, "family declared twice: " + name
+            types[name] = typ
+            continue
+        m = SAMPLE.match(line)
+        assert m, "bad line: %r" % line
+        fam = m.group(1)
+        base = re.sub(r"_(bucket|sum|count)$", "", fam) if fam not in types else fam
+        assert base in types, "sample without TYPE: " + line
+        if types[base] == "counter":
+            assert fam.endswith("_total"), "counter without _total: " + fam
+        key = line.rsplit(" ", 1)[0]
+        assert key not in out, "duplicate series: " + key
+        out[key] = float(m.group(4))
+    return types, out
+
+
+def scrape(d):
+    st, h, body = d.curl(d.url("/metrics"), user=None)
+    assert st == 200
+    assert h["content-type"].startswith("text/plain")
+    return parse(body.decode())
+
+
+def test_format_and_required_families(dripd):
+    types, s = scrape(dripd)
+    for fam in ["dripd_http_requests_total", "dripd_http_request_duration_seconds",
+                "dripd_http_received_bytes_total", "dripd_http_sent_bytes_total",
+                "dripd_http_open_connections", "dripd_stage_queued", "dripd_stage_in_flight",
+                "dripd_stage_processed_total", "dripd_stage_failed_total", "dripd_stage_duration_seconds",
+                "dripd_jobs_queue_depth", "dripd_job_retries_total", "dripd_cache_hits_total",
+                "dripd_cache_misses_total", "dripd_cache_bytes", "dripd_cache_evictions_total",
+                "dripd_store_request_duration_seconds", "dripd_supervisor_restarts_total",
+                "dripd_build_info"]:
+        assert fam in types, fam
+
+
+def test_counters_move(dripd, tmpdir_path):
+    _, before = scrape(dripd)
+    f = make_file(os.path.join(tmpdir_path, "m.bin"), 200000)
+    st, doc = dripd.put_file(f, "/m/m.bin")
+    assert st == 202
+    dripd.wait_job(doc["job"]["id"])
+    _, after = scrape(dripd)
+    key = 'dripd_http_requests_total{route="upload",status="202"}'
+    assert after.get(key, 0) == before.get(key, 0) + 1
+    assert after["dripd_http_received_bytes_total"] >= before["dripd_http_received_bytes_total"] + 200000
+    done = 'dripd_stage_processed_total{pipeline="upload",stage="store"}'
+    assert after[done] == before[done] + 1
+    assert after['dripd_jobs_completed_total{pipeline="upload"}'] >= 1
+    # Counters are node-wide totals from shared memory: a worker restart keeps them.
+    import os as _os, signal
+    old = dripd.worker("http")
+    _os.kill(old, signal.SIGKILL)
+    from conftest import wait_until
+    wait_until(lambda: dripd.workers("http") and dripd.workers("http")[0] != old, 20, "new http worker")
+    def scraped():
+        try:
+            return scrape(dripd)[1]
+        except AssertionError:
+            return None
+    again = wait_until(scraped, 20, "metrics after restart")
+    assert again[key] >= after[key]
+    assert again['dripd_supervisor_restarts_total{role="http"}'] >= 1
