@@ -257,7 +257,7 @@ class SigV4Proxy:
         self.checked = 0
         self.failures = []
         self.requests = []  # (method, path) in arrival order
-        self.inject = []    # (status, code) answered instead of forwarding, FIFO
+        self.inject = []    # [regex, status, code] answered instead of forwarding
         self.lock = threading.Lock()
         proxy = self
 
@@ -278,9 +278,13 @@ class SigV4Proxy:
                     proxy.requests.append((self.command, self.path))
                     if why:
                         proxy.failures.append("%s %s: %s" % (self.command, self.path, why))
-                    fake = proxy.inject.pop(0) if proxy.inject else None
+                    fake = None
+                    for i, (rx, st, code) in enumerate(proxy.inject):
+                        if re.search(rx, "%s %s" % (self.command, self.path)):
+                            fake = proxy.inject.pop(i)
+                            break
                 if fake:
-                    st, code = fake
+                    _rx, st, code = fake
                     xml = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
                            "<Message>injected by the test proxy</Message></Error>" % code).encode()
                     self.send_response(st)
@@ -326,9 +330,11 @@ class SigV4Proxy:
     def endpoint(self):
         return "http://127.0.0.1:%d" % self.port
 
-    def fail_next(self, n, status=503, code="SlowDown"):
+    def fail_next(self, n, status=503, code="SlowDown", match=""):
+        """Answer the next n requests whose "METHOD /path?query" matches the
+        regex `match` with this S3 error instead of forwarding them."""
         with self.lock:
-            self.inject.extend([(status, code)] * n)
+            self.inject.extend([(match, status, code)] * n)
 
     def close(self):
         self.server.shutdown()
