@@ -62,7 +62,7 @@
 #include "dripd/s3xml.h"
 #include "dripd/util.h"
 
-#define S3_MAX_PARALLEL 16          /* cap on storage.s3.parallel_parts */
+#define S3_MAX_PARALLEL 64          /* cap on storage.s3.parallel_parts */
 #define S3_MIN_PART (5ull << 20)    /* S3's minimum part size (all but the last) */
 #define S3_MAX_PARTS 10000          /* S3's maximum part count */
 #define S3_BODY_MAX (16u << 20)     /* largest XML reply we buffer (a list page is < 1 MiB) */
