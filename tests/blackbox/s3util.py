@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -59,8 +60,9 @@ def _wait(pred, timeout, what):
 
 
 class S3rver:
-    def __init__(self, tmp, bucket="media", port=0):
+    def __init__(self, tmp, bucket="media", port=0, tls=False):
         self.dir = tmp
+        self.tls = tls
         self.data = os.path.join(tmp, "s3rver-data")
         self.log_path = os.path.join(tmp, "s3rver.log")
         self.bucket = bucket
@@ -71,7 +73,18 @@ class S3rver:
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
+
+    def _make_cert(self):
+        """A self-signed certificate for 127.0.0.1 (openssl CLI)."""
+        key = os.path.join(self.dir, "tls.key")
+        cert = os.path.join(self.dir, "tls.crt")
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                            key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+        return key, cert
 
     def start(self, timeout=30.0):
         if not have_s3rver():
@@ -80,6 +93,9 @@ class S3rver:
         self.logf = open(self.log_path, "ab")
         cmd = ["node", S3RVER_JS, "-d", self.data, "-a", "127.0.0.1", "-p", str(self.port),
                "--no-vhost-buckets", "--configure-bucket", self.bucket]
+        if self.tls:
+            key, cert = self._make_cert()
+            cmd += ["--key", key, "--cert", cert]
         # s3rver encrypts ListObjectsV2 continuation tokens with DES, which
         # OpenSSL 3 (Node >= 17) only offers through its legacy provider.
         env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
@@ -100,7 +116,11 @@ class S3rver:
 
     def _answers(self):
         try:
-            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            if self.tls:
+                c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2,
+                                                context=ssl._create_unverified_context())
+            else:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             c.request("GET", "/%s?list-type=2&max-keys=1" % self.bucket)
             st = c.getresponse().status
             c.close()

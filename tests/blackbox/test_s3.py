@@ -13,7 +13,7 @@ import re
 import pytest
 
 from conftest import make_file, same_file, wait_until
-from s3util import SigV4Proxy, aws, have_s3rver, s3_config, s3rver  # noqa: F401
+from s3util import S3rver, SigV4Proxy, aws, have_s3rver, s3_config, s3rver  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not have_s3rver(), reason="s3rver not installed (sh scripts/node-deps.sh)")
 
@@ -219,3 +219,26 @@ def test_store_metrics_count_bytes_and_requests(dripd_factory, s3rver, tmp_path)
     assert m and int(m.group(1)) > 2 * MiB, text[-3000:]
     m = re.search(r'^dripd_store_request_duration_seconds_count\{op="put"\} (\d+)', text, re.M)
     assert m and int(m.group(1)) >= 1, text[-3000:]
+
+
+def test_tls_verified_by_default(dripd_factory, tmp_path):
+    """https endpoint with a self-signed certificate: refused with verify_tls
+    (the default), usable with verify_tls: false."""
+    srv = S3rver(str(tmp_path / "tls"), tls=True)
+    os.makedirs(srv.dir, exist_ok=True)
+    srv.start()
+    try:
+        assert srv.endpoint.startswith("https://")
+        src = make_file(str(tmp_path / "a.bin"), 1000)
+        d = dripd_factory(config=s3_config(srv.endpoint))
+        _mid, jid = upload(d, src, "/tls/a.bin")
+        job = d.wait_job(jid, timeout=60)
+        assert job["state"] == "failed", job
+        assert "TLS verification" in job["error"] and "verify_tls" in job["error"], job
+
+        d2 = dripd_factory(config=s3_config(srv.endpoint, verify_tls=False))
+        mid, jid = upload(d2, src, "/tls/a.bin")
+        assert d2.wait_job(jid, timeout=60)["state"] == "done"
+        assert same_file(src, download(d2, mid, str(tmp_path / "back.bin")))
+    finally:
+        srv.stop()
