@@ -511,8 +511,12 @@ static void xfer_run(struct s3_xfer *x)
         }
         if (!done && running > 0)
             curl_multi_poll(m, NULL, 0, 1000, NULL);
-        else if (!done)
-            done = true; /* nothing running and no message: treat as ended */
+        else if (!done) {
+            /* Nothing running and no result: never seen, but not a success. */
+            snprintf(x->curl_err, sizeof x->curl_err, "transfer ended without a result");
+            cc = CURLE_RECV_ERROR;
+            done = true;
+        }
     }
     curl_multi_remove_handle(m, x->easy);
     xfer_done(x, cc);
