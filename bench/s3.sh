@@ -2,7 +2,7 @@
 # bench/s3.sh: the S3 store stage's throughput to s3rver (loopback), side by
 # side with `aws s3 cp` of the same file to the same s3rver.
 #
-#   RUNS=5 (default)     runs per client, alternating (A B C A B C ...)
+#   RUNS=5 (default)     runs per client, alternating, order rotated (A B C, B C A, ...)
 #   SIZE=1073741824      file size in bytes (1 GiB)
 #   PART=16MiB PAR=4     storage.s3.part_size / parallel_parts (awscli gets the same
 #                        multipart_chunksize / max_concurrent_requests)
@@ -252,9 +252,13 @@ run_one() {  # run_one CLIENT RUN -> seconds on stdout
 
 CLIENTS="store aws"; skip threads || CLIENTS="store threads aws"
 log "s3rver $EP (pid $S3P), file $SRC ($SIZE bytes), part $PART, $PAR in flight, $RUNS runs"
+# The order rotates every run (A B C, B C A, C A B, ...): whoever runs right
+# after another client's 1 GiB (s3rver still writing it back) would
+# otherwise always pay for it. sync before each run for the same reason.
+rotate() { local n=$1; shift; local a=("$@"); local i; for i in "${!a[@]}"; do echo "${a[$(( (i + n) % ${#a[@]} ))]}"; done; }
 for r in $(seq 1 "$RUNS"); do
-  for c in $CLIENTS; do
-    quiet
+  for c in $(rotate "$r" $CLIENTS); do
+    sync; quiet
     s=$(run_one "$c" "$r")
     R[$c]="${R[$c]:-} $s"
     log "put run $r $c: ${s}s = $(mbps "$s") MB/s"
@@ -264,8 +268,8 @@ done
 if ! skip get; then
   drv store-put bench-get "$SRC" >/dev/null
   for r in $(seq 1 "$RUNS"); do
-    for c in store-get aws-get; do
-      quiet
+    for c in $(rotate "$r" store-get aws-get); do
+      sync; quiet
       s=$(run_one "$c" "$r"); R[$c]="${R[$c]:-} $s"
       log "get run $r $c: ${s}s = $(mbps "$s") MB/s"
       cmp -s "$SRC" "$W/out-${c%-get}" || die "$c: downloaded file differs"
