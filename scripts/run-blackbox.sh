@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 sh scripts/node-deps.sh >/dev/null 2>&1 || echo "blackbox: node test deps unavailable; node-based tests will skip"
 mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
-  exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/chaos ${PYTEST_ARGS:-}
+  export CHAOS_LONG=1
+  exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs -s tests/blackbox/test_chaos.py ${PYTEST_ARGS:-}
 fi
 exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/blackbox ${PYTEST_ARGS:-}

@@ -52,10 +52,10 @@
 
 #define CATALOG_SCHEMA_VERSION 1
 #define CATALOG_BUSY_MS 5000
-#define FOREACH_PAGE 256        /* rows read per statement by media_foreach */
-#define EVENTS_MAX 10000        /* cap of one catalog_events_since call */
-#define TUS_EXPIRED_MAX 1000    /* cap of one catalog_tus_expired call */
-#define CLAIM_MAX 1000          /* cap of one catalog_jobs_claim call */
+#define FOREACH_PAGE 256     /* rows read per statement by media_foreach */
+#define EVENTS_MAX 10000     /* cap of one catalog_events_since call */
+#define TUS_EXPIRED_MAX 1000 /* cap of one catalog_tus_expired call */
+#define CLAIM_MAX 1000       /* cap of one catalog_jobs_claim call */
 
 /* ---- schema ---------------------------------------------------------- */
 
@@ -118,7 +118,14 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "  created_at  INTEGER NOT NULL,"
     "  updated_at  INTEGER NOT NULL"
     ");"
-    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, kind, not_before, created_at);"
+    /* Claiming walks (state='queued', kind) in created_at order (rowid,
+     * implicit at the end of every index, breaks ties), skips the few jobs
+     * still in backoff (not_before > now) and stops after LIMIT rows: no
+     * sort, whatever the queue depth. Putting not_before in the index
+     * before created_at would force a sort of every ready job; after it,
+     * it would break the rowid tie order. Also serves the state lookups
+     * (queue depth, running claimers). */
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, kind, created_at);"
     "CREATE INDEX IF NOT EXISTS jobs_media ON jobs(media_id);"
     "CREATE TABLE IF NOT EXISTS events ("
     "  seq        INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -151,19 +158,19 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
 
 /* ---- statements -------------------------------------------------------- */
 
-#define MEDIA_COLS                                                                         \
-    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, " \
+#define MEDIA_COLS                                                                                 \
+    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
     "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at"
-#define JOB_COLS                                                                          \
-    "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, " \
+#define JOB_COLS                                                                                   \
+    "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "            \
     "not_before, created_at, updated_at"
-#define TUS_COLS                                                                          \
-    "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, " \
+#define TUS_COLS                                                                                   \
+    "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "        \
     "created_at, job_id, media_id"
 #define EVENT_COLS "seq, user, type, job_id, media_id, data, created_at"
 /* ?V is the viewer: NULL sees everything, else own or shared media. */
-#define VISIBLE_TO(v)                                                                   \
-    "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "       \
+#define VISIBLE_TO(v)                                                                              \
+    "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "                   \
     "s.media_id = m.id AND s.user = " v "))"
 
 enum st {
@@ -247,17 +254,18 @@ static const char *const st_sql[ST_COUNT] = {
                          "ORDER BY m.state = 'failed', m.created_at DESC, m.id DESC LIMIT 1",
     [ST_LIST_FILES] = "SELECT " MEDIA_COLS " FROM media m WHERE m.folder = ?1 AND " VISIBLE_TO(
         "?2") " ORDER BY m.name, m.owner, m.id",
-    /* Descendants of folder F are the folders in [P, U): P = F + "/" ("/"
+    /* Descendants of folder F are the folders in (P, U): P = F + "/" ("/"
      * for the root) and U = P with its final '/' turned into '0', the next
-     * byte. So "/ab/..." is in, and "/abc" and "/ab-x" are not. The
+     * byte. So "/ab/..." is in, and "/abc" and "/ab-x" are not; P itself
+     * (the root "/", for F = "/") is not a descendant. The
      * immediate child is the text after P up to the next '/'. length() and
      * substr() both count characters, so they agree on UTF-8 names. */
     [ST_LIST_FOLDERS] =
         "SELECT CASE WHEN instr(r, '/') > 0 THEN substr(r, 1, instr(r, '/') - 1) ELSE r END "
         "AS sub, count(*), coalesce(sum(size), 0) FROM ("
         "  SELECT substr(m.folder, length(?1) + 1) AS r, m.size AS size FROM media m"
-        "  WHERE m.folder >= ?1 AND m.folder < ?2 AND " VISIBLE_TO("?3") ") "
-        "GROUP BY sub ORDER BY sub",
+        "  WHERE m.folder > ?1 AND m.folder < ?2 AND " VISIBLE_TO("?3") ") "
+                                                                        "GROUP BY sub ORDER BY sub",
     [ST_MEDIA_MOVE] = "UPDATE media SET path = ?3, folder = ?4, name = ?5 "
                       "WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_SHARES_DELETE] = "DELETE FROM shares WHERE media_id = ?1",
@@ -274,8 +282,8 @@ static const char *const st_sql[ST_COUNT] = {
     [ST_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_JOB_CLAIM] = "UPDATE jobs SET state = 'running', claimed_by = ?1, updated_at = ?2 "
                      "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = ?3 "
-                     "AND not_before <= ?2 ORDER BY created_at, id LIMIT ?4) "
-                     "RETURNING " JOB_COLS,
+                     "AND not_before <= ?2 ORDER BY created_at, rowid LIMIT ?4) "
+                     "RETURNING " JOB_COLS ", rowid",
     [ST_JOB_ADVANCE] = "UPDATE jobs SET stage = ?2, work_path = ?3, updated_at = ?4 "
                        "WHERE id = ?1 AND state = 'running'",
     [ST_JOB_RETRY] = "UPDATE jobs SET state = 'queued', attempts = attempts + 1, error = ?2, "
@@ -657,8 +665,8 @@ static int configure(struct catalog *cat)
         return -EIO;
     }
     char *msg = NULL;
-    rc = sqlite3_exec(cat->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                      &msg);
+    rc =
+        sqlite3_exec(cat->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         log_error("catalog: pragmas: %s", msg != NULL ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
@@ -703,8 +711,7 @@ static int migrate_db(struct catalog *cat)
             rc = fail(cat, src, "set user_version");
             goto out;
         }
-        log_info("catalog: schema migrated from version %d to %d", version,
-                 CATALOG_SCHEMA_VERSION);
+        log_info("catalog: schema migrated from version %d to %d", version, CATALOG_SCHEMA_VERSION);
     }
 out:
     return tx_end(cat, rc);
@@ -719,9 +726,8 @@ int catalog_open(const char *data_dir, struct catalog **out)
         return -EINVAL;
     char *path = xasprintf("%s/catalog.db", data_dir);
     struct catalog *cat = xcalloc(1, sizeof *cat);
-    int rc = sqlite3_open_v2(path, &cat->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &cat->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         int sys = cat->db != NULL ? sqlite3_system_errno(cat->db) : 0;
         log_error("catalog: open %s: %s", path,
@@ -1069,8 +1075,8 @@ void catalog_media_list_free(struct dr_media *files, size_t n_files,
 }
 
 int catalog_media_list(struct catalog *cat, const char *viewer, const char *folder,
-                       struct dr_media **files, size_t *n_files,
-                       struct dr_folder_entry **folders, size_t *n_folders)
+                       struct dr_media **files, size_t *n_files, struct dr_folder_entry **folders,
+                       size_t *n_folders)
 {
     if (cat == NULL || files == NULL || n_files == NULL || folders == NULL || n_folders == NULL)
         return -EINVAL;
@@ -1145,8 +1151,7 @@ out:
     return rc;
 }
 
-int catalog_media_move(struct catalog *cat, const char *id, const char *owner,
-                       const char *new_path)
+int catalog_media_move(struct catalog *cat, const char *id, const char *owner, const char *new_path)
 {
     if (cat == NULL || id == NULL)
         return -EINVAL;
@@ -1315,8 +1320,7 @@ int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *
 
 int catalog_media_insert(struct catalog *cat, const struct dr_media *m)
 {
-    if (cat == NULL || m == NULL || !dr_id_valid(m->id) || m->owner == NULL ||
-        m->size > INT64_MAX)
+    if (cat == NULL || m == NULL || !dr_id_valid(m->id) || m->owner == NULL || m->size > INT64_MAX)
         return -EINVAL;
     char *folder, *name;
     int rc = split_path(m->path, &folder, &name);
@@ -1448,8 +1452,8 @@ int catalog_enqueue_download(struct catalog *cat, const char *media_id, const ch
     /* The job belongs to whoever asked (a shared media's downloader gets
      * the events); an internal request (NULL viewer) to the media owner. */
     dr_id_new(job_id);
-    rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch",
-                 NULL, dr_now_ms());
+    rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch", NULL,
+                 dr_now_ms());
     if (rc == 0)
         rc = add_event(cat, job_id, "job.created", dr_now_ms());
 out:
@@ -1460,12 +1464,21 @@ out:
     return rc;
 }
 
-static int job_cmp(const void *a, const void *b)
+/* A claimed job and its rowid, for handing them out in queue order. */
+struct claimed {
+    int64_t created_at, rowid;
+    struct dr_job job;
+};
+
+/* Queue order: created_at, then insertion order. ULIDs are random within
+ * one millisecond, so the id cannot break ties; the rowid (which grows
+ * with every insert) can. */
+static int claimed_cmp(const void *a, const void *b)
 {
-    const struct dr_job *x = a, *y = b;
+    const struct claimed *x = a, *y = b;
     if (x->created_at != y->created_at)
         return x->created_at < y->created_at ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
 
 int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
@@ -1473,17 +1486,17 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
 {
     if (n_out != NULL)
         *n_out = 0;
-    if (cat == NULL || kind == NULL || claimer == NULL || n_out == NULL ||
-        (out == NULL && max > 0))
+    if (cat == NULL || kind == NULL || claimer == NULL || n_out == NULL || (out == NULL && max > 0))
         return -EINVAL;
     if (max <= 0)
         return 0;
     if (max > CLAIM_MAX)
         max = CLAIM_MAX;
+    struct claimed *got = xcalloc((size_t)max, sizeof *got);
     int n = 0;
     int rc = tx_begin(cat);
     if (rc < 0)
-        return rc;
+        goto done;
     sqlite3_stmt *s;
     rc = prep(cat, ST_JOB_CLAIM, &s);
     if (rc < 0)
@@ -1493,22 +1506,30 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
     bind_text(s, 3, kind);
     bind_i64(s, 4, max);
     while ((rc = step(cat, s, "jobs claim")) == SQLITE_ROW) {
-        if (n < max)
-            read_job(s, &out[n++]);
+        if (n < max) {
+            read_job(s, &got[n].job);
+            got[n].created_at = got[n].job.created_at;
+            got[n].rowid = sqlite3_column_int64(s, 13);
+            n++;
+        }
     }
     release(s);
     rc = rc < 0 ? rc : 0;
 out:
     rc = tx_end(cat, rc);
+done:
     if (rc < 0) {
         for (int i = 0; i < n; i++)
-            dr_job_clear(&out[i]);
-        return rc;
+            dr_job_clear(&got[i].job);
+    } else {
+        /* RETURNING gives no order guarantee; hand them out oldest first. */
+        qsort(got, (size_t)n, sizeof *got, claimed_cmp);
+        for (int i = 0; i < n; i++)
+            out[i] = got[i].job;
+        *n_out = n;
     }
-    /* RETURNING gives no order guarantee; hand them out oldest first. */
-    qsort(out, (size_t)n, sizeof *out, job_cmp);
-    *n_out = n;
-    return 0;
+    free(got);
+    return rc;
 }
 
 /* Inside a transaction: run an UPDATE of one job (0 rows: -ENOENT) and
@@ -1776,8 +1797,8 @@ int catalog_events_last_seq(struct catalog *cat, int64_t *out)
 
 int catalog_tus_create(struct catalog *cat, const struct dr_tus *t)
 {
-    if (cat == NULL || t == NULL || !dr_id_valid(t->id) || t->owner == NULL ||
-        t->path == NULL || t->spool_path == NULL || t->offset > INT64_MAX)
+    if (cat == NULL || t == NULL || !dr_id_valid(t->id) || t->owner == NULL || t->path == NULL ||
+        t->spool_path == NULL || t->offset > INT64_MAX)
         return -EINVAL;
     sqlite3_stmt *s;
     int rc = prep(cat, ST_TUS_INSERT, &s);

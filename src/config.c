@@ -1,12 +1,64 @@
-/* config.c - defaults and helpers. STUB LOADER: the YAML loader is being
- * written; config_load() below only returns the defaults. */
+/* config.c - dripd's YAML configuration: defaults, loader, validation.
+ *
+ * What: config_load()/config_load_buffer() turn a YAML file (block or flow
+ * style; JSON is flow-style YAML) into a struct dr_config. libyaml's
+ * document API builds the node graph; a table-driven walker (`struct field`
+ * schemas below, one per mapping) copies every known key into the struct.
+ * The YAML key names are the struct field names, so the schema tables are
+ * the single place that knows the file format (docs/CONFIG.md documents it).
+ *
+ * Errors: nothing stops at the first problem. Every problem becomes one
+ * "FILE:LINE:COL: dotted.key: message" line (1-based, from the offending
+ * node's libyaml start mark) appended to struct dr_config_errors; the walk
+ * goes on, then the cross-field checks run. The dotted key names list items
+ * by their 0-based index ("users[1].token"). While walking, every visited
+ * key's path is recorded with its value's mark (`struct loc`), so later
+ * checks can point at the right place, fall back to the nearest enclosing
+ * key when a required key is absent, and skip follow-on complaints about a
+ * key that was already reported as bad. The number of messages is bounded
+ * (MAX_ERRORS).
+ *
+ * Aliases: libyaml resolves them to shared nodes and lets an anchored
+ * collection contain itself. The walker only descends along the schema,
+ * whose depth is fixed, so cycles and alias bombs cannot make it loop or
+ * blow up.
+ *
+ * Threads: none of its own; the loader keeps no global state, so any thread
+ * may load. A loaded struct is never mutated afterwards (see config.h).
+ *
+ * Secrets (tokens, secret keys, webhook secrets) are never echoed back in
+ * messages. *_file keys are read from regular files only, at most
+ * SECRET_FILE_MAX bytes, trailing CR/LF stripped; relative paths are
+ * relative to the cwd.
+ */
 #include "dripd/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
 
 #include "dripd/util.h"
+
+#define CONFIG_FILE_MAX (4u << 20) /* larger config files are refused */
+#define SECRET_FILE_MAX 4096       /* token_file / secret_access_key_file */
+#define MAX_ERRORS 100             /* then one "too many problems" line */
+#define VALUE_SHOW_MAX 48          /* echoed value bytes in a message */
+#define NAME_MAX_LEN 64            /* user names */
+#define TOKEN_MIN_LEN 8
+#define SIZE_VALUE_MAX ((uint64_t)INT64_MAX) /* consumers may use off_t */
+
+/* ------------------------------------------------------------------ */
+/* Defaults                                                             */
+/* ------------------------------------------------------------------ */
 
 struct dr_config *config_defaults(void)
 {
@@ -56,21 +108,23 @@ struct dr_config *config_defaults(void)
     return c;
 }
 
+/* "<dir>/<leaf>" without doubling a trailing '/'. */
+static char *join_dir(const char *dir, const char *leaf)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 1 && dir[0] == '/')
+        return xasprintf("/%s", leaf);
+    return xasprintf("%.*s/%s", (int)n, dir, leaf);
+}
+
 void config_finish(struct dr_config *c)
 {
     if (c->storage.local.path == NULL)
-        c->storage.local.path = xasprintf("%s/objects", c->data_dir);
+        c->storage.local.path = join_dir(c->data_dir, "objects");
     if (c->encryption.key_file == NULL)
-        c->encryption.key_file = xasprintf("%s/master.key", c->data_dir);
-}
-
-int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs)
-{
-    (void)errs;
-    *out = config_defaults();
-    free((*out)->path);
-    (*out)->path = xstrdup(path);
-    return 0;
+        c->encryption.key_file = join_dir(c->data_dir, "master.key");
 }
 
 void config_free(struct dr_config *c)
@@ -115,27 +169,1319 @@ void config_errors_free(struct dr_config_errors *errs)
     errs->n = 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Sizes and durations                                                  */
+/* ------------------------------------------------------------------ */
+
+struct unit {
+    const char *name;
+    uint64_t mult;
+};
+
+static const struct unit size_units[] = {
+    {"", 1},
+    {"B", 1},
+    {"KiB", 1ull << 10},
+    {"MiB", 1ull << 20},
+    {"GiB", 1ull << 30},
+    {"TiB", 1ull << 40},
+    {"KB", 1000ull},
+    {"MB", 1000ull * 1000},
+    {"GB", 1000ull * 1000 * 1000},
+    {"TB", 1000ull * 1000 * 1000 * 1000},
+};
+
+/* clang-format off */
+static const struct unit duration_units[] = {
+    {"", 1000}, /* a bare number is seconds */
+    {"ms", 1},
+    {"s", 1000},
+    {"m", 60ull * 1000},
+    {"h", 3600ull * 1000},
+    {"d", 86400ull * 1000},
+};
+/* clang-format on */
+
+#define FRAC_DIGITS_MAX 6 /* keeps frac * mult (<= 10^6 * 2^40) inside uint64 */
+
+/* NUMBER [' '...] UNIT, NUMBER = DIGITS [ '.' DIGITS ]. The result must be
+ * a whole number of base units ("1.5KiB" ok, "1.5B" not) and <= INT64_MAX. */
+static int parse_scaled(const char *s, const struct unit *units, size_t n_units, uint64_t *out)
+{
+    const char *p = s;
+    uint64_t ip = 0, fp = 0, pow10 = 1;
+
+    if (s == NULL || *p < '0' || *p > '9')
+        return -EINVAL;
+    while (*p >= '0' && *p <= '9') {
+        unsigned d = (unsigned)(*p++ - '0');
+        if (ip > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        ip = ip * 10 + d;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        int k = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (++k > FRAC_DIGITS_MAX)
+                return -EINVAL;
+            fp = fp * 10 + (uint64_t)(*p++ - '0');
+            pow10 *= 10;
+        }
+    }
+    const char *num_end = p;
+    while (*p == ' ')
+        p++;
+    if (*p == '\0' && p != num_end)
+        return -EINVAL; /* trailing blanks without a unit */
+
+    for (size_t i = 0; i < n_units; i++) {
+        if (strcmp(p, units[i].name) != 0)
+            continue;
+        uint64_t mult = units[i].mult, v;
+        if (__builtin_mul_overflow(ip, mult, &v))
+            return -EINVAL;
+        uint64_t f = fp * mult; /* cannot overflow, see FRAC_DIGITS_MAX */
+        if (f % pow10 != 0)
+            return -EINVAL;
+        if (__builtin_add_overflow(v, f / pow10, &v) || v > SIZE_VALUE_MAX)
+            return -EINVAL;
+        *out = v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
 int config_parse_size(const char *s, uint64_t *out)
 {
-    (void)s;
-    (void)out;
-    return -EINVAL;
+    return parse_scaled(s, size_units, DR_ARRAY_LEN(size_units), out);
 }
 
 int config_parse_duration(const char *s, uint64_t *out_ms)
 {
-    (void)s;
-    (void)out_ms;
-    return -EINVAL;
+    return parse_scaled(s, duration_units, DR_ARRAY_LEN(duration_units), out_ms);
 }
+
+/* Human form of a size / duration for messages: the largest exact unit. */
+static void fmt_size(uint64_t v, char *buf, size_t len)
+{
+    static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    size_t i = 0;
+    while (i + 1 < DR_ARRAY_LEN(names) && v != 0 && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(buf, len, "%llu%s", (unsigned long long)v, names[i]);
+}
+
+static void fmt_duration(uint64_t ms, char *buf, size_t len)
+{
+    static const struct unit u[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+    for (size_t i = 0; i < DR_ARRAY_LEN(u); i++) {
+        if (ms != 0 && ms % u[i].mult == 0) {
+            snprintf(buf, len, "%llu%s", (unsigned long long)(ms / u[i].mult), u[i].name);
+            return;
+        }
+    }
+    snprintf(buf, len, "%llums", (unsigned long long)ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tokens                                                               */
+/* ------------------------------------------------------------------ */
 
 const struct dr_user *config_find_token(const struct dr_config *cfg, const char *token, size_t len)
 {
     const struct dr_user *found = NULL;
+    if (cfg == NULL || token == NULL)
+        return NULL;
+    /* Compare against every user (no early exit) so the time taken does not
+     * tell which user, if any, matched. */
     for (size_t i = 0; i < cfg->n_users; i++) {
         const char *t = cfg->users[i].token;
-        if (t && dr_consttime_eq(t, strlen(t), token, len) && found == NULL)
+        if (t == NULL)
+            continue;
+        bool eq = dr_consttime_eq(t, strlen(t), token, len);
+        if (eq && found == NULL)
             found = &cfg->users[i];
     }
     return found;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loader state and error collection                                    */
+/* ------------------------------------------------------------------ */
+
+/* Where a key's value sits in the file. */
+struct loc {
+    char *path;       /* dotted key, "" for the document root */
+    yaml_mark_t mark; /* start of the value node */
+    yaml_node_type_t type;
+    bool bad; /* a problem was already reported for it */
+};
+
+/* One problem, kept until the end of the load so the messages come out
+ * in file order. */
+struct problem {
+    size_t line, column, seq;
+    char *msg;
+};
+
+struct loader {
+    const char *name; /* file name used in messages */
+    size_t n_errors;  /* problems found, including dropped ones */
+    struct problem *probs;
+    size_t n_probs;
+    yaml_document_t *doc;
+    struct loc *locs;
+    size_t n_locs, cap_locs;
+};
+
+static void err_mark(struct loader *L, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_mark(struct loader *L, yaml_mark_t m, const char *fmt, ...)
+{
+    L->n_errors++;
+    if (L->n_probs >= MAX_ERRORS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = xvasprintf(fmt, ap);
+    va_end(ap);
+    L->probs = xrealloc(L->probs, (L->n_probs + 1) * sizeof *L->probs);
+    L->probs[L->n_probs] =
+        (struct problem){m.line + 1, m.column + 1, L->n_probs,
+                         xasprintf("%s:%zu:%zu: %s", L->name, m.line + 1, m.column + 1, body)};
+    L->n_probs++;
+    free(body);
+}
+
+static int problem_cmp(const void *a, const void *b)
+{
+    const struct problem *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->column != y->column)
+        return x->column < y->column ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Appends the collected problems, in file order, to errs (may be NULL). */
+static void flush_problems(struct loader *L, struct dr_config_errors *errs)
+{
+    if (L->n_probs > 1)
+        qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
+    for (size_t i = 0; i < L->n_probs; i++) {
+        if (errs == NULL) {
+            free(L->probs[i].msg);
+            continue;
+        }
+        errs->msgs = xrealloc(errs->msgs, (errs->n + 2) * sizeof(char *));
+        errs->msgs[errs->n++] = L->probs[i].msg;
+    }
+    if (errs != NULL && L->n_errors > L->n_probs)
+        errs->msgs[errs->n++] = xasprintf("%s:1:1: too many problems, %zu more not shown", L->name,
+                                          L->n_errors - L->n_probs);
+    free(L->probs);
+    L->probs = NULL;
+    L->n_probs = 0;
+}
+
+static void record_loc(struct loader *L, const char *path, const yaml_node_t *node)
+{
+    if (L->n_locs == L->cap_locs) {
+        L->cap_locs = L->cap_locs ? 2 * L->cap_locs : 64;
+        L->locs = xrealloc(L->locs, L->cap_locs * sizeof *L->locs);
+    }
+    L->locs[L->n_locs++] = (struct loc){xstrdup(path), node->start_mark, node->type, false};
+}
+
+static struct loc *find_loc(struct loader *L, const char *path)
+{
+    for (size_t i = L->n_locs; i-- > 0;)
+        if (strcmp(L->locs[i].path, path) == 0)
+            return &L->locs[i];
+    return NULL;
+}
+
+static bool given(struct loader *L, const char *path)
+{
+    return find_loc(L, path) != NULL;
+}
+
+static bool is_bad(struct loader *L, const char *path)
+{
+    struct loc *l = find_loc(L, path);
+    return l != NULL && l->bad;
+}
+
+/* The nearest recorded location for path: itself, else its closest
+ * enclosing key ("a.b[2].c" -> "a.b[2]" -> "a.b" -> "a" -> root). */
+static struct loc *near_loc(struct loader *L, const char *path)
+{
+    char *p = xstrdup(path);
+    struct loc *l = NULL;
+    for (;;) {
+        l = find_loc(L, p);
+        if (l != NULL || p[0] == '\0')
+            break;
+        char *dot = strrchr(p, '.'), *br = strrchr(p, '[');
+        char *cut = dot > br ? dot : br;
+        if (cut == NULL)
+            p[0] = '\0';
+        else
+            *cut = '\0';
+    }
+    free(p);
+    return l;
+}
+
+/* Report "path: message" at path's (or its nearest parent's) location. */
+static void err_path(struct loader *L, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_path(struct loader *L, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = xvasprintf(fmt, ap);
+    va_end(ap);
+    struct loc *l = near_loc(L, path);
+    yaml_mark_t m = {0, 0, 0};
+    if (l != NULL) {
+        m = l->mark;
+        if (strcmp(l->path, path) == 0)
+            l->bad = true;
+    }
+    err_mark(L, m, "%s: %s", path, body);
+    free(body);
+}
+
+/* A bounded, escaped copy of a scalar for messages (caller frees):
+ * control bytes become \xNN, '"' and '\' are escaped, long values end
+ * in "...". */
+static char *escape(const unsigned char *s, size_t len)
+{
+    size_t n = len > VALUE_SHOW_MAX ? VALUE_SHOW_MAX : len;
+    char *out = xmalloc(n * 4 + 4), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += sprintf(o, "\\x%02x", c);
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    if (n < len)
+        o += sprintf(o, "...");
+    *o = '\0';
+    return out;
+}
+
+/* The same, in double quotes. */
+static char *show(const unsigned char *s, size_t len)
+{
+    char *e = escape(s, len);
+    char *q = xasprintf("\"%s\"", e);
+    free(e);
+    return q;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    return len == 0 || (len == 1 && v[0] == '~') ||
+           (len == 4 && (!memcmp(v, "null", 4) || !memcmp(v, "Null", 4) || !memcmp(v, "NULL", 4)));
+}
+
+/* What a node is, for "got ..." (caller frees). */
+static char *describe(const yaml_node_t *n, bool secret)
+{
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        if (is_null(n))
+            return xstrdup("null");
+        if (secret)
+            return xstrdup("a string");
+        return show(n->data.scalar.value, n->data.scalar.length);
+    case YAML_SEQUENCE_NODE:
+        return xstrdup("a sequence");
+    case YAML_MAPPING_NODE:
+        return xstrdup("a mapping");
+    default:
+        return xstrdup("nothing");
+    }
+}
+
+static void err_expected(struct loader *L, const char *path, const yaml_node_t *n, bool secret,
+                         const char *expected)
+{
+    char *got = describe(n, secret);
+    err_path(L, path, "expected %s, got %s", expected, got);
+    free(got);
+}
+
+/* ------------------------------------------------------------------ */
+/* Value checks used by the schema                                      */
+/* ------------------------------------------------------------------ */
+
+/* Each returns NULL when s is acceptable, else what was expected. */
+typedef const char *(*check_fn)(const char *s);
+
+static const char *check_listen(const char *s)
+{
+    static const char *const what = "an address host:port, [v6]:port or unix:/path";
+    if (strncmp(s, "unix:", 5) == 0) {
+        size_t n = strlen(s + 5);
+        if (n == 0 || n >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return "unix:PATH with a path of 1-107 bytes";
+        return NULL;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return what;
+    const char *port = colon + 1;
+    size_t plen = strlen(port);
+    if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen || atoi(port) > 65535)
+        return "an address whose port is 0-65535";
+    if (s[0] == '[') {
+        char host[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        size_t hl = (size_t)(colon - s);
+        if (hl < 3 || s[hl - 1] != ']' || hl - 2 > INET6_ADDRSTRLEN)
+            return what;
+        memcpy(host, s + 1, hl - 2);
+        host[hl - 2] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return "an address with a valid IPv6 literal in [ ]";
+        return NULL;
+    }
+    for (const char *p = s; p < colon; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_' || c == '*';
+        if (!ok)
+            return what;
+    }
+    return NULL;
+}
+
+static const char *check_user_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > NAME_MAX_LEN ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+        return "a name of 1-64 characters from A-Z a-z 0-9 _ . -";
+    return NULL;
+}
+
+static const char *check_token(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < TOKEN_MIN_LEN)
+        return "a token of at least 8 characters";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return "a token of printable ASCII without spaces";
+    return NULL;
+}
+
+static const char *check_http_url(const char *s)
+{
+    const char *rest = NULL;
+    if (strncmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else if (strncmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    if (rest == NULL || rest[0] == '\0' || rest[0] == '/')
+        return "an http:// or https:// URL";
+    return NULL;
+}
+
+static const char *check_level(const char *s)
+{
+    static const char *const ok[] = {"error", "warn", "info", "debug"};
+    for (size_t i = 0; i < DR_ARRAY_LEN(ok); i++)
+        if (strcmp(s, ok[i]) == 0)
+            return NULL;
+    return "one of error, warn, info, debug";
+}
+
+/* ------------------------------------------------------------------ */
+/* Schema                                                               */
+/* ------------------------------------------------------------------ */
+
+enum kind {
+    K_MAP,     /* nested mapping: sub, base moves by off */
+    K_STR,     /* char *, non-empty */
+    K_FILE,    /* char * read from the file named by the value */
+    K_BOOL,    /* bool */
+    K_INT,     /* int in [min, max] */
+    K_U64,     /* uint64_t integer in [min, max] */
+    K_SIZE,    /* uint64_t bytes in [min, max] */
+    K_DUR,     /* uint64_t ms in [min, max] */
+    K_BACKEND, /* enum dr_store_backend */
+    K_STRLIST, /* char ** at off, size_t count at off_n */
+    K_LIST,    /* array of item_size structs at off, count at off_n, each a sub mapping */
+};
+
+struct field {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    size_t off_n;
+    const struct field *sub; /* NULL-name terminated */
+    size_t item_size;
+    uint64_t min, max;
+    check_fn check;
+    bool secret; /* never echo the value */
+};
+
+#define C(m) offsetof(struct dr_config, m)
+/* clang-format off */
+#define END {NULL, K_MAP, 0, 0, NULL, 0, 0, 0, NULL, false}
+#define F_MAP(n, o, s) {n, K_MAP, o, 0, s, 0, 0, 0, NULL, false}
+#define F_STR(n, o) {n, K_STR, o, 0, NULL, 0, 0, 0, NULL, false}
+#define F_STRC(n, o, chk) {n, K_STR, o, 0, NULL, 0, 0, 0, chk, false}
+#define F_SECRET(n, o, chk) {n, K_STR, o, 0, NULL, 0, 0, 0, chk, true}
+#define F_FILE(n, o, chk) {n, K_FILE, o, 0, NULL, 0, 0, 0, chk, true}
+#define F_BOOL(n, o) {n, K_BOOL, o, 0, NULL, 0, 0, 0, NULL, false}
+#define F_INT(n, o, lo, hi) {n, K_INT, o, 0, NULL, 0, lo, hi, NULL, false}
+#define F_U64(n, o, lo, hi) {n, K_U64, o, 0, NULL, 0, lo, hi, NULL, false}
+#define F_SIZE(n, o, lo, hi) {n, K_SIZE, o, 0, NULL, 0, lo, hi, NULL, false}
+#define F_DUR(n, o, lo, hi) {n, K_DUR, o, 0, NULL, 0, lo, hi, NULL, false}
+/* clang-format on */
+
+#define INT_LIMIT 1000000000ull
+#define U64_LIMIT SIZE_VALUE_MAX
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+
+static const struct field user_fields[] = {
+    F_STRC("name", offsetof(struct dr_user, name), check_user_name),
+    F_SECRET("token", offsetof(struct dr_user, token), check_token),
+    F_FILE("token_file", offsetof(struct dr_user, token), check_token),
+    F_BOOL("admin", offsetof(struct dr_user, admin)),
+    END,
+};
+
+static const struct field webhook_fields[] = {
+    F_STRC("url", offsetof(struct dr_webhook, url), check_http_url),
+    F_SECRET("secret", offsetof(struct dr_webhook, secret), NULL),
+    END,
+};
+
+static const struct field local_fields[] = {
+    F_STR("path", C(storage.local.path)),
+    END,
+};
+
+static const struct field s3_fields[] = {
+    F_STRC("endpoint", C(storage.s3.endpoint), check_http_url),
+    F_STR("bucket", C(storage.s3.bucket)),
+    F_STR("region", C(storage.s3.region)),
+    F_STR("access_key_id", C(storage.s3.access_key_id)),
+    F_SECRET("secret_access_key", C(storage.s3.secret_access_key), NULL),
+    F_FILE("secret_access_key_file", C(storage.s3.secret_access_key), NULL),
+    F_SECRET("session_token", C(storage.s3.session_token), NULL),
+    F_BOOL("path_style", C(storage.s3.path_style)),
+    F_BOOL("verify_tls", C(storage.s3.verify_tls)),
+    F_SIZE("part_size", C(storage.s3.part_size), 5 * MiB, 5 * GiB),
+    F_INT("parallel_parts", C(storage.s3.parallel_parts), 1, 256),
+    F_DUR("connect_timeout", C(storage.s3.connect_timeout), 1, U64_LIMIT),
+    F_DUR("idle_timeout", C(storage.s3.idle_timeout), 1, U64_LIMIT),
+    F_DUR("timeout", C(storage.s3.timeout), 1, U64_LIMIT),
+    END,
+};
+
+static const struct field storage_fields[] = {
+    {"backend", K_BACKEND, C(storage.backend), 0, NULL, 0, 0, 0, NULL, false},
+    F_MAP("local", 0, local_fields),
+    F_MAP("s3", 0, s3_fields),
+    END,
+};
+
+static const struct field encryption_fields[] = {
+    F_STR("key_file", C(encryption.key_file)),
+    END,
+};
+
+/* Relative to a struct dr_stage_cfg. */
+static const struct field stage_fields[] = {
+    F_INT("concurrency", offsetof(struct dr_stage_cfg, concurrency), 1, 256),
+    F_INT("max_demand", offsetof(struct dr_stage_cfg, max_demand), 1, INT_LIMIT),
+    F_INT("min_demand", offsetof(struct dr_stage_cfg, min_demand), 1, INT_LIMIT),
+    END,
+};
+
+static const struct field upload_fields[] = {
+    F_MAP("encrypt", C(pipeline.upload.encrypt), stage_fields),
+    F_MAP("store", C(pipeline.upload.store), stage_fields),
+    END,
+};
+
+static const struct field download_fields[] = {
+    F_MAP("fetch", C(pipeline.download.fetch), stage_fields),
+    F_MAP("decrypt", C(pipeline.download.decrypt), stage_fields),
+    END,
+};
+
+static const struct field retry_fields[] = {
+    F_INT("attempts", C(pipeline.retry.attempts), 1, 1000),
+    F_DUR("backoff", C(pipeline.retry.backoff), 0, U64_LIMIT),
+    F_DUR("max_backoff", C(pipeline.retry.max_backoff), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field pipeline_fields[] = {
+    F_U64("queue_limit", C(pipeline.queue_limit), 1, U64_LIMIT),
+    F_MAP("upload", 0, upload_fields),
+    F_MAP("download", 0, download_fields),
+    F_MAP("retry", 0, retry_fields),
+    F_SIZE("segment_size", C(pipeline.segment_size), 1ull << 10, 64 * MiB),
+    F_DUR("test_store_delay", C(pipeline.test_store_delay), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field cache_fields[] = {
+    F_SIZE("max_size", C(cache.max_size), 0, U64_LIMIT),
+    F_DUR("ttl", C(cache.ttl), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field limits_fields[] = {
+    F_SIZE("max_upload_size", C(limits.max_upload_size), 1, U64_LIMIT),
+    F_DUR("header_timeout", C(limits.header_timeout), 1, U64_LIMIT),
+    F_DUR("body_timeout", C(limits.body_timeout), 1, U64_LIMIT),
+    F_DUR("keepalive_timeout", C(limits.keepalive_timeout), 0, U64_LIMIT),
+    F_INT("max_connections", C(limits.max_connections), 1, INT_LIMIT),
+    F_SIZE("max_header_size", C(limits.max_header_size), 1ull << 10, 1 * MiB),
+    F_INT("max_headers", C(limits.max_headers), 1, 10000),
+    END,
+};
+
+static const struct field http_fields[] = {
+    F_INT("threads", C(http.threads), 0, 256),
+    END,
+};
+
+static const struct field tus_fields[] = {
+    F_DUR("expiration", C(tus.expiration), 1, U64_LIMIT),
+    END,
+};
+
+static const struct field supervisor_fields[] = {
+    F_INT("max_restarts", C(supervisor.max_restarts), 0, INT_LIMIT),
+    F_DUR("max_seconds", C(supervisor.max_seconds), 1, U64_LIMIT),
+    F_DUR("heartbeat_interval", C(supervisor.heartbeat_interval), 1, U64_LIMIT),
+    F_DUR("heartbeat_timeout", C(supervisor.heartbeat_timeout), 1, U64_LIMIT),
+    F_DUR("drain_timeout", C(supervisor.drain_timeout), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field health_fields[] = {
+    F_SIZE("min_free_disk", C(health.min_free_disk), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field scrub_fields[] = {
+    F_SIZE("rate_limit", C(scrub.rate_limit), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field log_fields[] = {
+    F_STRC("level", C(log.level), check_level),
+    END,
+};
+
+static const struct field root_fields[] = {
+    {"listen", K_STRLIST, C(listen), C(n_listen), NULL, 0, 0, 0, check_listen, false},
+    F_STR("data_dir", C(data_dir)),
+    {"users", K_LIST, C(users), C(n_users), user_fields, sizeof(struct dr_user), 0, 0, NULL, false},
+    F_MAP("storage", 0, storage_fields),
+    F_MAP("encryption", 0, encryption_fields),
+    F_MAP("pipeline", 0, pipeline_fields),
+    F_MAP("cache", 0, cache_fields),
+    F_MAP("limits", 0, limits_fields),
+    F_MAP("http", 0, http_fields),
+    F_MAP("tus", 0, tus_fields),
+    F_MAP("supervisor", 0, supervisor_fields),
+    F_MAP("health", 0, health_fields),
+    F_MAP("scrub", 0, scrub_fields),
+    F_MAP("log", 0, log_fields),
+    {"webhooks", K_LIST, C(webhooks), C(n_webhooks), webhook_fields, sizeof(struct dr_webhook), 0,
+     0, NULL, false},
+    END,
+};
+
+/* ------------------------------------------------------------------ */
+/* Walker                                                               */
+/* ------------------------------------------------------------------ */
+
+#define FIELDS_MAX 32 /* per mapping; checked by the unit tests' coverage */
+
+static char *child_path(const char *parent, const char *name)
+{
+    return parent[0] ? xasprintf("%s.%s", parent, name) : xstrdup(name);
+}
+
+/* Levenshtein distance, cut off above 3 (only small distances matter). */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    size_t prev[NAME_MAX_LEN + 1], cur[NAME_MAX_LEN + 1];
+    if (la > NAME_MAX_LEN || lb > NAME_MAX_LEN)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = DR_MIN(sub, DR_MIN(del, ins));
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+    }
+    return prev[lb];
+}
+
+/* The known sibling a mistyped key most likely meant, or NULL. */
+static const char *suggest(const struct field *fields, const char *key, size_t len)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (const struct field *f = fields; f->name; f++) {
+        size_t d = edit_distance(key, len, f->name, strlen(f->name));
+        if (d < best_d) {
+            best_d = d;
+            best = f->name;
+        }
+    }
+    if (best != NULL || len < 3)
+        return best;
+    for (const struct field *f = fields; f->name; f++) {
+        size_t fl = strlen(f->name);
+        size_t n = DR_MIN(len, fl);
+        if (memcmp(key, f->name, n) == 0)
+            return f->name;
+    }
+    return NULL;
+}
+
+/* Scalar text as a C string; NULL (with a message) if it is not a usable
+ * non-null scalar without NUL bytes. */
+static const char *scalar_str(struct loader *L, const yaml_node_t *n, const char *path, bool secret,
+                              const char *expected)
+{
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err_expected(L, path, n, secret, expected);
+        return NULL;
+    }
+    const char *v = (const char *)n->data.scalar.value;
+    if (memchr(v, '\0', n->data.scalar.length) != NULL) {
+        err_path(L, path, "contains a NUL byte");
+        return NULL;
+    }
+    return v;
+}
+
+/* Decimal integer, no sign, no junk. */
+static int parse_uint(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -EINVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes"}, *const no[] = {"false", "no"};
+    for (size_t i = 0; i < 2; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Reads a secret from a regular file (bounded), strips trailing CR/LF.
+ * Returns the string (caller frees) or NULL after reporting why. */
+static char *read_secret_file(struct loader *L, const char *path, const char *file)
+{
+    char *buf = NULL;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0) {
+        err_path(L, path, "cannot read \"%s\": %s", file, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_path(L, path, "\"%s\" is not a regular file", file);
+        goto out;
+    }
+    buf = xmalloc(SECRET_FILE_MAX + 1);
+    ssize_t n = dr_read_full(fd, buf, SECRET_FILE_MAX + 1);
+    if (n < 0) {
+        err_path(L, path, "cannot read \"%s\": %s", file, strerror((int)-n));
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    if (n > SECRET_FILE_MAX) {
+        err_path(L, path, "\"%s\" is larger than %d bytes", file, SECRET_FILE_MAX);
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    if (memchr(buf, '\0', (size_t)n) != NULL || n == 0) {
+        err_path(L, path, "\"%s\" is empty or contains a NUL byte", file);
+        free(buf);
+        buf = NULL;
+    }
+out:
+    close(fd);
+    return buf;
+}
+
+static void set_str(char **slot, char *v)
+{
+    free(*slot);
+    *slot = v;
+}
+
+static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields,
+                     char *base, const char *path);
+
+static void range_text(const struct field *f, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+    if (f->kind == K_SIZE) {
+        fmt_size(f->min, lo, sizeof lo);
+        fmt_size(f->max, hi, sizeof hi);
+    } else if (f->kind == K_DUR) {
+        fmt_duration(f->min, lo, sizeof lo);
+        fmt_duration(f->max, hi, sizeof hi);
+    } else {
+        snprintf(lo, sizeof lo, "%llu", (unsigned long long)f->min);
+        snprintf(hi, sizeof hi, "%llu", (unsigned long long)f->max);
+    }
+    const char *what = f->kind == K_SIZE  ? "a size (e.g. 10MiB)"
+                       : f->kind == K_DUR ? "a duration (e.g. 30s)"
+                                          : "an integer";
+    bool no_max = f->max >= (f->kind == K_INT ? INT_LIMIT : U64_LIMIT);
+    bool integer = f->kind == K_INT || f->kind == K_U64;
+    if (no_max && f->min == 0 && !integer)
+        snprintf(buf, len, "%s", what);
+    else if (no_max)
+        snprintf(buf, len, "%s >= %s", what, lo);
+    else
+        snprintf(buf, len, "%s between %s and %s", what, lo, hi);
+}
+
+static void apply_number(struct loader *L, const struct field *f, const yaml_node_t *n, char *slot,
+                         const char *path)
+{
+    char expected[128];
+    range_text(f, expected, sizeof expected);
+    const char *s = scalar_str(L, n, path, false, expected);
+    if (s == NULL)
+        return;
+    uint64_t v;
+    int rc = f->kind == K_SIZE  ? config_parse_size(s, &v)
+             : f->kind == K_DUR ? config_parse_duration(s, &v)
+                                : parse_uint(s, &v);
+    if (rc != 0 || v < f->min || v > f->max) {
+        err_expected(L, path, n, false, expected);
+        return;
+    }
+    if (f->kind == K_INT)
+        *(int *)(void *)slot = (int)v;
+    else
+        *(uint64_t *)(void *)slot = v;
+}
+
+static void apply_string(struct loader *L, const struct field *f, const yaml_node_t *n, char **slot,
+                         const char *path)
+{
+    const char *s =
+        scalar_str(L, n, path, f->secret, f->kind == K_FILE ? "a file name" : "a string");
+    if (s == NULL)
+        return;
+    if (s[0] == '\0') {
+        err_path(L, path, "must not be empty");
+        return;
+    }
+    char *v = f->kind == K_FILE ? read_secret_file(L, path, s) : xstrdup(s);
+    if (v == NULL)
+        return;
+    const char *why = f->check ? f->check(v) : NULL;
+    if (why != NULL) {
+        if (f->secret) {
+            err_path(L, path, "expected %s", why);
+        } else {
+            char *got = show((const unsigned char *)v, strlen(v));
+            err_path(L, path, "expected %s, got %s", why, got);
+            free(got);
+        }
+        free(v);
+        return;
+    }
+    set_str(slot, v);
+}
+
+static void apply_strlist(struct loader *L, const struct field *f, const yaml_node_t *n, char *base,
+                          const char *path)
+{
+    char ***arr = (char ***)(void *)(base + f->off);
+    size_t *cnt = (size_t *)(void *)(base + f->off_n);
+    if (n->type != YAML_SEQUENCE_NODE) {
+        err_expected(L, path, n, false, "a sequence of strings");
+        return;
+    }
+    for (size_t i = 0; i < *cnt; i++)
+        free((*arr)[i]);
+    free(*arr);
+    size_t items = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    *arr = xcalloc(items ? items : 1, sizeof(char *));
+    *cnt = 0;
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *it = yaml_document_get_node(L->doc, n->data.sequence.items.start[i]);
+        char *ipath = xasprintf("%s[%zu]", path, i);
+        char *v = NULL;
+        record_loc(L, ipath, it);
+        struct field one = *f;
+        one.kind = K_STR;
+        apply_string(L, &one, it, &v, ipath);
+        if (v != NULL)
+            (*arr)[(*cnt)++] = v;
+        free(ipath);
+    }
+}
+
+static void apply_list(struct loader *L, const struct field *f, const yaml_node_t *n, char *base,
+                       const char *path)
+{
+    void **arr = (void **)(void *)(base + f->off);
+    size_t *cnt = (size_t *)(void *)(base + f->off_n);
+    if (n->type != YAML_SEQUENCE_NODE) {
+        err_expected(L, path, n, false, "a sequence of mappings");
+        return;
+    }
+    if (*arr != NULL) /* defaults never hold items; duplicates are skipped */
+        return;
+    size_t items = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    *arr = xcalloc(items ? items : 1, f->item_size);
+    *cnt = items;
+    for (size_t i = 0; i < items; i++) {
+        yaml_node_t *it = yaml_document_get_node(L->doc, n->data.sequence.items.start[i]);
+        char *ipath = xasprintf("%s[%zu]", path, i);
+        record_loc(L, ipath, it);
+        if (it->type != YAML_MAPPING_NODE)
+            err_expected(L, ipath, it, false, "a mapping");
+        else
+            walk_map(L, it, f->sub, (char *)*arr + i * f->item_size, ipath);
+        free(ipath);
+    }
+}
+
+static void apply_field(struct loader *L, const struct field *f, const yaml_node_t *n, char *base,
+                        const char *path)
+{
+    char *slot = base + f->off;
+    switch (f->kind) {
+    case K_MAP:
+        if (n->type != YAML_MAPPING_NODE)
+            err_expected(L, path, n, false, "a mapping");
+        else
+            walk_map(L, n, f->sub, slot, path);
+        break;
+    case K_STR:
+    case K_FILE:
+        apply_string(L, f, n, (char **)(void *)slot, path);
+        break;
+    case K_BOOL: {
+        static const char *const expected = "a boolean (true/false/yes/no)";
+        const char *s = scalar_str(L, n, path, false, expected);
+        bool b;
+        if (s != NULL && parse_bool(s, &b) != 0)
+            err_expected(L, path, n, false, expected);
+        else if (s != NULL)
+            *(bool *)(void *)slot = b;
+        break;
+    }
+    case K_INT:
+    case K_U64:
+    case K_SIZE:
+    case K_DUR:
+        apply_number(L, f, n, slot, path);
+        break;
+    case K_BACKEND: {
+        static const char *const expected = "one of local, s3";
+        const char *s = scalar_str(L, n, path, false, expected);
+        if (s == NULL)
+            break;
+        if (strcmp(s, "local") == 0)
+            *(enum dr_store_backend *)(void *)slot = DR_STORE_LOCAL;
+        else if (strcmp(s, "s3") == 0)
+            *(enum dr_store_backend *)(void *)slot = DR_STORE_S3;
+        else
+            err_expected(L, path, n, false, expected);
+        break;
+    }
+    case K_STRLIST:
+        apply_strlist(L, f, n, base, path);
+        break;
+    case K_LIST:
+        apply_list(L, f, n, base, path);
+        break;
+    }
+}
+
+static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields,
+                     char *base, const char *path)
+{
+    const yaml_node_t *seen[FIELDS_MAX] = {0};
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
+        if (k == NULL || v == NULL)
+            continue;
+        if (k->type != YAML_SCALAR_NODE) {
+            err_mark(L, k->start_mark, "%s%skeys must be plain strings, got %s", path,
+                     path[0] ? ": " : "",
+                     k->type == YAML_SEQUENCE_NODE ? "a sequence" : "a mapping");
+            continue;
+        }
+        const char *key = (const char *)k->data.scalar.value;
+        size_t klen = k->data.scalar.length;
+        size_t idx = 0;
+        const struct field *f = NULL;
+        for (const struct field *c = fields; c->name; c++, idx++) {
+            if (strlen(c->name) == klen && memcmp(c->name, key, klen) == 0) {
+                f = c;
+                break;
+            }
+        }
+        if (f == NULL) {
+            char *shown = escape(k->data.scalar.value, klen);
+            char *kpath = child_path(path, shown);
+            const char *hint = suggest(fields, key, klen);
+            if (hint != NULL)
+                err_mark(L, k->start_mark, "%s: unknown key, did you mean '%s'?", kpath, hint);
+            else
+                err_mark(L, k->start_mark, "%s: unknown key", kpath);
+            free(kpath);
+            free(shown);
+            continue;
+        }
+        char *cpath = child_path(path, f->name);
+        if (idx < FIELDS_MAX && seen[idx] != NULL) {
+            err_mark(L, k->start_mark, "%s: duplicate key (first given at %zu:%zu)", cpath,
+                     seen[idx]->start_mark.line + 1, seen[idx]->start_mark.column + 1);
+        } else {
+            if (idx < FIELDS_MAX)
+                seen[idx] = k;
+            record_loc(L, cpath, v);
+            apply_field(L, f, v, base, cpath);
+        }
+        free(cpath);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Cross-field validation                                               */
+/* ------------------------------------------------------------------ */
+
+static void validate_users(struct loader *L, const struct dr_config *c)
+{
+    if (c->n_users == 0) {
+        if (!is_bad(L, "users"))
+            err_path(L, "users", "at least one user is required");
+        return;
+    }
+    for (size_t i = 0; i < c->n_users; i++) {
+        const struct dr_user *u = &c->users[i];
+        char *up = xasprintf("users[%zu]", i);
+        char *np = xasprintf("%s.name", up), *tp = xasprintf("%s.token", up),
+             *fp = xasprintf("%s.token_file", up);
+        struct loc *ul = find_loc(L, up);
+        if (ul == NULL || ul->type != YAML_MAPPING_NODE)
+            goto next; /* already reported as not a mapping */
+        if (!given(L, np))
+            err_path(L, np, "required");
+        bool has_t = given(L, tp), has_f = given(L, fp);
+        if (!has_t && !has_f)
+            err_path(L, up, "needs token or token_file");
+        else if (has_t && has_f)
+            err_path(L, fp, "give either token or token_file, not both");
+        for (size_t j = 0; j < i; j++) {
+            const struct dr_user *o = &c->users[j];
+            if (u->name && o->name && strcmp(u->name, o->name) == 0)
+                err_path(L, np, "duplicate user name \"%s\" (also users[%zu])", u->name, j);
+            if (u->token && o->token && !(has_t && has_f) && strcmp(u->token, o->token) == 0)
+                err_path(L, has_t ? tp : fp, "same token as users[%zu]", j);
+        }
+    next:
+        free(up);
+        free(np);
+        free(tp);
+        free(fp);
+    }
+}
+
+static void validate_s3(struct loader *L, const struct dr_config *c)
+{
+    bool has_k = given(L, "storage.s3.secret_access_key");
+    bool has_f = given(L, "storage.s3.secret_access_key_file");
+    if (has_k && has_f)
+        err_path(L, "storage.s3.secret_access_key_file",
+                 "give either secret_access_key or secret_access_key_file, not both");
+    if (c->storage.backend != DR_STORE_S3)
+        return;
+    static const struct {
+        const char *path;
+        size_t off;
+    } req[] = {
+        {"storage.s3.endpoint", C(storage.s3.endpoint)},
+        {"storage.s3.bucket", C(storage.s3.bucket)},
+        {"storage.s3.access_key_id", C(storage.s3.access_key_id)},
+    };
+    for (size_t i = 0; i < DR_ARRAY_LEN(req); i++) {
+        const char *v = *(char *const *)(const void *)((const char *)c + req[i].off);
+        if (v == NULL && !given(L, req[i].path))
+            err_path(L, req[i].path, "required when storage.backend is s3");
+    }
+    if (!has_k && !has_f)
+        err_path(L, "storage.s3.secret_access_key",
+                 "required (or secret_access_key_file) when storage.backend is s3");
+}
+
+static void validate_stages(struct loader *L, const struct dr_config *c)
+{
+    static const struct {
+        const char *path;
+        size_t off;
+    } st[] = {
+        {"pipeline.upload.encrypt", C(pipeline.upload.encrypt)},
+        {"pipeline.upload.store", C(pipeline.upload.store)},
+        {"pipeline.download.fetch", C(pipeline.download.fetch)},
+        {"pipeline.download.decrypt", C(pipeline.download.decrypt)},
+    };
+    for (size_t i = 0; i < DR_ARRAY_LEN(st); i++) {
+        const struct dr_stage_cfg *s =
+            (const struct dr_stage_cfg *)(const void *)((const char *)c + st[i].off);
+        char *minp = xasprintf("%s.min_demand", st[i].path);
+        char *maxp = xasprintf("%s.max_demand", st[i].path);
+        if (s->min_demand > s->max_demand && !is_bad(L, minp) && !is_bad(L, maxp))
+            err_path(L, given(L, minp) ? minp : maxp, "min_demand (%d) must be <= max_demand (%d)",
+                     s->min_demand, s->max_demand);
+        free(minp);
+        free(maxp);
+    }
+}
+
+static void validate(struct loader *L, const struct dr_config *c)
+{
+    validate_users(L, c);
+    validate_s3(L, c);
+    validate_stages(L, c);
+
+    if (c->pipeline.retry.max_backoff < c->pipeline.retry.backoff &&
+        !is_bad(L, "pipeline.retry.backoff") && !is_bad(L, "pipeline.retry.max_backoff")) {
+        char a[32], b[32];
+        fmt_duration(c->pipeline.retry.max_backoff, a, sizeof a);
+        fmt_duration(c->pipeline.retry.backoff, b, sizeof b);
+        err_path(L,
+                 given(L, "pipeline.retry.max_backoff") ? "pipeline.retry.max_backoff"
+                                                        : "pipeline.retry.backoff",
+                 "max_backoff (%s) must be >= backoff (%s)", a, b);
+    }
+    if (c->supervisor.heartbeat_timeout <= c->supervisor.heartbeat_interval &&
+        !is_bad(L, "supervisor.heartbeat_timeout") && !is_bad(L, "supervisor.heartbeat_interval")) {
+        char a[32], b[32];
+        fmt_duration(c->supervisor.heartbeat_timeout, a, sizeof a);
+        fmt_duration(c->supervisor.heartbeat_interval, b, sizeof b);
+        err_path(L,
+                 given(L, "supervisor.heartbeat_timeout") ? "supervisor.heartbeat_timeout"
+                                                          : "supervisor.heartbeat_interval",
+                 "heartbeat_timeout (%s) must be longer than heartbeat_interval (%s)", a, b);
+    }
+    for (size_t i = 0; i < c->n_webhooks; i++) {
+        char *wp = xasprintf("webhooks[%zu]", i);
+        struct loc *wl = find_loc(L, wp);
+        if (wl != NULL && wl->type == YAML_MAPPING_NODE) {
+            char *u = xasprintf("%s.url", wp), *s = xasprintf("%s.secret", wp);
+            if (!given(L, u))
+                err_path(L, u, "required");
+            if (!given(L, s))
+                err_path(L, s, "required");
+            free(u);
+            free(s);
+        }
+        free(wp);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points                                                         */
+/* ------------------------------------------------------------------ */
+
+/* 0-based line/column of a byte offset, for libyaml reader errors. */
+static yaml_mark_t mark_at(const char *buf, size_t len, size_t off)
+{
+    yaml_mark_t m = {off, 0, 0};
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (buf[i] == '\n') {
+            m.line++;
+            m.column = 0;
+        } else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+            m.column++;
+        }
+    }
+    return m;
+}
+
+static void err_syntax(struct loader *L, const yaml_parser_t *p, const char *buf, size_t len)
+{
+    const char *problem = p->problem ? p->problem : "cannot parse";
+    if (p->error == YAML_READER_ERROR) {
+        err_mark(L, mark_at(buf, len, p->problem_offset), "YAML error: %s", problem);
+    } else if (p->context != NULL) {
+        err_mark(L, p->problem_mark, "YAML syntax error: %s (%s at %zu:%zu)", problem, p->context,
+                 p->context_mark.line + 1, p->context_mark.column + 1);
+    } else {
+        err_mark(L, p->problem_mark, "YAML syntax error: %s", problem);
+    }
+}
+
+int config_load_buffer(const char *name, const char *buf, size_t len, struct dr_config **out,
+                       struct dr_config_errors *errs)
+{
+    struct loader L = {.name = name ? name : "<config>"};
+    struct dr_config *c = config_defaults();
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    bool have_doc = false;
+
+    *out = NULL;
+    free(c->path);
+    c->path = xstrdup(L.name);
+    if (!yaml_parser_initialize(&parser))
+        abort(); /* only fails on out-of-memory; see xmalloc */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+
+    if (!yaml_parser_load(&parser, &doc)) {
+        err_syntax(&L, &parser, buf, len);
+        goto out;
+    }
+    have_doc = true;
+    L.doc = &doc;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root == NULL || is_null(root)) {
+        yaml_mark_t m = {0, 0, 0};
+        err_mark(&L, root ? root->start_mark : m, "empty config file");
+        goto out;
+    }
+    if (!yaml_parser_load(&parser, &extra)) {
+        err_syntax(&L, &parser, buf, len);
+    } else {
+        yaml_node_t *r2 = yaml_document_get_root_node(&extra);
+        if (r2 != NULL)
+            err_mark(&L, r2->start_mark, "only one YAML document is allowed");
+        yaml_document_delete(&extra);
+    }
+    record_loc(&L, "", root);
+    if (root->type != YAML_MAPPING_NODE) {
+        char *got = describe(root, false);
+        err_mark(&L, root->start_mark, "expected a mapping of keys at the top level, got %s", got);
+        free(got);
+        goto out;
+    }
+    walk_map(&L, root, root_fields, (char *)c, "");
+    validate(&L, c);
+    /* Paths derived from the default data_dir follow the loaded one. */
+    if (!given(&L, "storage.local.path")) {
+        free(c->storage.local.path);
+        c->storage.local.path = NULL;
+    }
+    if (!given(&L, "encryption.key_file")) {
+        free(c->encryption.key_file);
+        c->encryption.key_file = NULL;
+    }
+    config_finish(c);
+
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    for (size_t i = 0; i < L.n_locs; i++)
+        free(L.locs[i].path);
+    free(L.locs);
+    flush_problems(&L, errs);
+    if (L.n_errors > 0) {
+        config_free(c);
+        return -EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs)
+{
+    struct dr_config_errors scratch = {NULL, 0};
+    struct dr_config_errors *e = errs ? errs : &scratch;
+    char *buf = NULL;
+    int rc, fd;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        rc = -errno;
+        e->msgs = xrealloc(e->msgs, (e->n + 1) * sizeof(char *));
+        e->msgs[e->n++] = xasprintf("%s:1:1: cannot open config file: %s", path, strerror(-rc));
+        goto out;
+    }
+    buf = xmalloc(CONFIG_FILE_MAX + 1);
+    ssize_t n = dr_read_full(fd, buf, CONFIG_FILE_MAX + 1);
+    if (n < 0 || n > CONFIG_FILE_MAX) {
+        rc = n < 0 ? (int)n : -EFBIG;
+        e->msgs = xrealloc(e->msgs, (e->n + 1) * sizeof(char *));
+        e->msgs[e->n++] =
+            n < 0 ? xasprintf("%s:1:1: cannot read config file: %s", path, strerror((int)-n))
+                  : xasprintf("%s:1:1: config file is larger than %u bytes", path, CONFIG_FILE_MAX);
+        goto out;
+    }
+    rc = config_load_buffer(path, buf, (size_t)n, out, e);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    config_errors_free(&scratch);
+    return rc;
 }

@@ -165,4 +165,13 @@ int config_parse_duration(const char *s, uint64_t *out_ms);
 /* Find the user whose token matches (constant time per candidate); NULL if none. */
 const struct dr_user *config_find_token(const struct dr_config *cfg, const char *token, size_t len);
 
+/* Added by the config loader: load and validate an in-memory YAML text of
+ * len bytes (need not be NUL-terminated); name is the file name used in
+ * messages (and cfg->path). Same contract as config_load: 0 and *out set
+ * (caller owns), or -EINVAL with *out NULL and every problem appended to
+ * errs (errs may be NULL to discard them). Used by config_load and the
+ * fuzz target. */
+int config_load_buffer(const char *name, const char *buf, size_t len, struct dr_config **out,
+                       struct dr_config_errors *errs);
+
 #endif

@@ -1,0 +1,128 @@
+"""Chaos helpers: a steady upload load whose acknowledgements are recorded,
+and the check that every acknowledged upload completes with the right bytes.
+
+A scenario runs Load while it breaks something (kill -9 a worker, the whole
+tree, the store, the disk), then calls verify(): every upload answered 202
+must reach "available" and download byte for byte. The report counts
+attempted / acknowledged / completed / lost; lost must be 0.
+"""
+import hashlib
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+
+from conftest import wait_until
+
+
+class Load:
+    """`threads` clients PUT random small files until stopped (or `limit` uploads)."""
+
+    def __init__(self, d, workdir, threads=4, size=(1, 256 << 10), prefix="/chaos", limit=None):
+        self.d, self.workdir, self.threads = d, workdir, threads
+        self.size, self.prefix, self.limit = size, prefix, limit
+        self.lock = threading.Lock()
+        self.attempted = 0
+        self.acked = {}        # media id -> (sha256, size, path)
+        self.rejected = {}     # status -> count (503/507 are allowed answers)
+        self.errors = 0        # transport errors (connection reset while a worker died)
+        self.stop_ev = threading.Event()
+        self.ts = []
+        os.makedirs(workdir, exist_ok=True)
+
+    def _one(self, tid, n):
+        size = random.randint(*self.size)
+        data = os.urandom(size)
+        path = os.path.join(self.workdir, "t%d-%d" % (tid, n))
+        with open(path, "wb") as f:
+            f.write(data)
+        remote = "%s/t%d/%d-%d.bin" % (self.prefix, tid, n, random.randint(0, 1 << 30))
+        with self.lock:
+            self.attempted += 1
+        st, h, body = self.d.curl("-T", path, "--max-time", "60", self.d.url("/v1/files" + remote))
+        os.unlink(path)
+        with self.lock:
+            if st == 202:
+                doc = json.loads(body)
+                self.acked[doc["media"]["id"]] = (hashlib.sha256(data).hexdigest(), size, remote)
+            elif st:
+                self.rejected[st] = self.rejected.get(st, 0) + 1
+                assert st in (503, 507), "unexpected status %s: %r" % (st, body[:300])
+            else:
+                self.errors += 1
+
+    def _run(self, tid):
+        n = 0
+        while not self.stop_ev.is_set():
+            with self.lock:
+                if self.limit is not None and self.attempted >= self.limit:
+                    return
+            self._one(tid, n)
+            n += 1
+
+    def start(self):
+        for t in range(self.threads):
+            th = threading.Thread(target=self._run, args=(t,), daemon=True)
+            th.start()
+            self.ts.append(th)
+        return self
+
+    def wait_acked(self, n, timeout=60):
+        wait_until(lambda: len(self.acked) >= n, timeout, "%d acknowledged uploads" % n)
+
+    def stop(self):
+        self.stop_ev.set()
+        for th in self.ts:
+            th.join(120)
+
+
+def verify(d, load, timeout=180, user="alice"):
+    """Every acknowledged upload becomes available and downloads byte for byte.
+    Returns the report dict; asserts lost == 0."""
+    lost, completed = [], 0
+    deadline = time.monotonic() + timeout
+    for mid, (sha, size, remote) in sorted(load.acked.items()):
+        while True:
+            st, doc, _ = d.json("GET", "/v1/media/" + mid, user=user)
+            if st == 200 and doc.get("state") in ("available", "failed"):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if st != 200 or doc.get("state") != "available":
+            lost.append((mid, st, doc))
+            continue
+        s2, h, body = d.curl(d.url("/v1/media/%s/content" % mid), user=user)
+        if s2 != 200 or hashlib.sha256(body).hexdigest() != sha or doc.get("sha256") != sha:
+            lost.append((mid, "content", s2))
+            continue
+        completed += 1
+    # No duplicates: one media row per acknowledged upload path.
+    report = {"attempted": load.attempted, "acknowledged": len(load.acked), "completed": completed,
+              "lost": len(lost), "rejected": load.rejected, "transport_errors": load.errors}
+    print("CHAOS REPORT " + json.dumps(report))
+    with open(os.path.join(d.dir, "chaos-report.json"), "w") as f:
+        json.dump(report, f)
+    assert not lost, "lost or corrupted acknowledged uploads: %r" % lost[:5]
+    return report
+
+
+def healthy(d):
+    """The daemon ends healthy: /healthz answers and both workers are there."""
+    st, _, _ = d.curl(d.url("/healthz"), user=None)
+    assert st == 200
+    assert d.workers("http") and d.workers("pipeline")
+
+
+def mount_tmpfs(path, size="8m"):
+    """A small filesystem for disk-full tests; None when mounting is impossible."""
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", path],
+                       capture_output=True, text=True)
+    return path if r.returncode == 0 else None
+
+
+def umount(path):
+    subprocess.run(["umount", "-l", path], capture_output=True)

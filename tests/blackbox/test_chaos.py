@@ -1,0 +1,204 @@
+"""Chaos suite: under a steady upload load, break things and assert that no
+acknowledged upload is lost or corrupted and that the daemon ends healthy.
+
+`make test` runs the short version; `make chaos` sets CHAOS_LONG=1 for more
+rounds, more clients and bigger bursts. Every scenario prints a
+"CHAOS REPORT {attempted, acknowledged, completed, lost}" line.
+"""
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from chaos_lib import Load, healthy, mount_tmpfs, umount, verify
+from conftest import DRIPCTL, make_file, same_file, wait_until
+
+LONG = os.environ.get("CHAOS_LONG") == "1"
+ROUNDS = 5 if LONG else 1
+THREADS = 6 if LONG else 3
+
+
+def running_in_stage(d, stage):
+    """Jobs currently claimed by the pipeline in that stage (read-only look at the catalog)."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"), uri=True, timeout=5)
+        n = db.execute("SELECT count(*) FROM jobs WHERE state='running' AND stage=?", (stage,)).fetchone()[0]
+        db.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def replace_worker(d, role, sig=signal.SIGKILL):
+    old = d.worker(role)
+    os.kill(old, sig)
+    wait_until(lambda: d.workers(role) and d.workers(role)[0] != old, 30, "a new %s worker" % role)
+
+
+def test_kill9_pipeline_in_each_stage(dripd_factory, tmpdir_path):
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "150ms"}})
+    load = Load(d, os.path.join(tmpdir_path, "load"), threads=THREADS).start()
+    try:
+        for _ in range(ROUNDS):
+            for stage in ("encrypt", "store", "notify"):
+                wait_until(lambda: running_in_stage(d, stage) > 0, 60, "a job in stage " + stage,
+                           interval=0.005)
+                replace_worker(d, "pipeline")
+        load.wait_acked(len(load.acked) + 3)
+    finally:
+        load.stop()
+    verify(d, load)
+    healthy(d)
+
+
+@pytest.mark.skipif(not os.path.exists(DRIPCTL), reason="bin/dripctl not built")
+def test_kill9_http_mid_upload_tus_resumes(dripd, tmpdir_path):
+    src = make_file(os.path.join(tmpdir_path, "tus.bin"), 12 << 20)
+    env = dict(os.environ, DRIPD_URL=dripd.url(), DRIPD_TOKEN=dripd.token(), HOME=dripd.dir,
+               XDG_STATE_HOME=os.path.join(dripd.dir, "state"))
+    p = subprocess.Popen([DRIPCTL, "--json", "upload", src, "--to", "/chaos", "--wait",
+                          "--chunk-size", str(1 << 20), "--limit-rate", str(3 << 20)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Once some bytes are durable on the server, kill the http worker under the client.
+    wait_until(lambda: os.path.exists(os.path.join(dripd.dir, "state", "dripctl", "uploads.json")),
+               30, "the upload to start")
+    spool = os.path.join(dripd.data_dir, "spool")
+    wait_until(lambda: any(os.path.getsize(os.path.join(spool, f)) >= 2 << 20 for f in os.listdir(spool)),
+               30, "2 MiB spooled")
+    replace_worker(dripd, "http")
+    out, err = p.communicate(timeout=180)
+    assert p.returncode == 0, err
+    import json
+    res = json.loads(out)[0]
+    assert res["job"]["state"] == "done"
+    got = os.path.join(tmpdir_path, "got.bin")
+    st, _, body = dripd.curl(dripd.url("/v1/media/%s/content" % res["media_id"]))
+    assert st == 200
+    with open(got, "wb") as f:
+        f.write(body)
+    assert same_file(src, got)
+    healthy(dripd)
+
+
+def test_kill9_whole_tree_then_restart(dripd_factory, tmpdir_path):
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "100ms"}})
+    load = Load(d, os.path.join(tmpdir_path, "load"), threads=THREADS).start()
+    for _ in range(ROUNDS):
+        load.wait_acked(len(load.acked) + 5)
+        d.kill_tree()          # a node crash: supervisor and workers at once
+        d.restart()
+    load.wait_acked(len(load.acked) + 3)
+    load.stop()
+    verify(d, load)
+    healthy(d)
+
+
+def test_disk_full_gives_507_then_recovers(dripd_factory, tmpdir_path):
+    mnt = mount_tmpfs(os.path.join(tmpdir_path, "small"), "24m")
+    if mnt is None:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        d = dripd_factory(config={"data_dir": os.path.join(mnt, "var"),
+                                  "cache": {"max_size": "1MiB"},
+                                  "health": {"min_free_disk": "1MiB"}})
+        load = Load(d, os.path.join(tmpdir_path, "load"), threads=2, size=(1 << 20, 3 << 20))
+        load.start()
+        wait_until(lambda: load.rejected.get(507, 0) > 0, 120, "a 507 Insufficient Storage")
+        load.stop()
+        subprocess.run(["mount", "-o", "remount,size=256m", mnt], check=True)
+        more = Load(d, os.path.join(tmpdir_path, "load2"), threads=2, size=(1 << 20, 2 << 20), limit=4)
+        more.start()
+        for t in more.ts:  # runs to its limit
+            t.join(120)
+        assert len(more.acked) == 4, more.rejected
+        load.acked.update(more.acked)
+        load.attempted += more.attempted
+        verify(d, load)
+        healthy(d)
+        d.stop()
+    finally:
+        umount(mnt)
+
+
+def test_slowloris_does_not_starve_others(dripd_factory, tmpdir_path):
+    n = 1000 if LONG else 300
+    d = dripd_factory(config={"limits": {"header_timeout": "5s", "max_connections": n + 200}})
+    socks = []
+    for i in range(n):
+        s = socket.create_connection((d.host, d.port))
+        s.sendall(b"PUT /v1/files/slow/%d HTTP/1.1\r\nHost: x\r\n" % i)
+        socks.append(s)
+    stop = threading.Event()
+
+    def drip():  # one header byte per socket per second, never finishing
+        while not stop.is_set():
+            for s in socks:
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    pass
+            stop.wait(1)
+
+    t = threading.Thread(target=drip, daemon=True)
+    t.start()
+    load = Load(d, os.path.join(tmpdir_path, "load"), threads=3, limit=30)
+    t0 = time.monotonic()
+    load.start()
+    for th in load.ts:
+        th.join(120)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    assert len(load.acked) == 30, (load.rejected, load.errors)
+    assert elapsed < 60, "normal clients were starved: %.1fs" % elapsed
+    # The slow connections are cut by header_timeout.
+    def closed(s):
+        s.settimeout(0.01)
+        try:
+            return s.recv(4096) is not None
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+    wait_until(lambda: all(closed(s) for s in socks[:20]), 30, "slow connections closed")
+    for s in socks:
+        s.close()
+    verify(d, load)
+    healthy(d)
+
+
+def test_burst_above_queue_limit(dripd_factory, tmpdir_path):
+    d = dripd_factory(config={"pipeline": {"queue_limit": 5, "test_store_delay": "200ms"}})
+    burst = 60 if LONG else 30
+    results = []
+    lock = threading.Lock()
+    f = make_file(os.path.join(tmpdir_path, "b.bin"), 10000)
+
+    def one(i):
+        st, h, body = d.curl("-T", f, d.url("/v1/files/burst/%d.bin" % i))
+        with lock:
+            results.append((st, h, body))
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(burst)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    busy = [r for r in results if r[0] == 503]
+    ok = [r for r in results if r[0] == 202]
+    assert busy, "no 503 although the burst was above queue_limit"
+    assert all("retry-after" in h for _, h, _ in busy)
+    assert len(ok) + len(busy) == burst
+    import json
+    load = Load(d, tmpdir_path)
+    for _, _, body in ok:
+        doc = json.loads(body)
+        import hashlib
+        load.acked[doc["media"]["id"]] = (hashlib.sha256(open(f, "rb").read()).hexdigest(), 10000, "")
+    load.attempted = burst
+    verify(d, load)
+    healthy(d)
