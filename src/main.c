@@ -1,13 +1,130 @@
-/* main.c - placeholder entry point; the supervisor lands next. */
+/* main.c - dripd's command line; everything else is in supervisor.c.
+ *
+ *   dripd [-c FILE]                      run (supervisor + workers)
+ *   dripd [-c FILE] --check              validate the config, exit 0/1
+ *   dripd -c FILE --rebuild-catalog      recreate media rows from the store
+ *   dripd --version | --help
+ *
+ * Exit codes: 0 clean stop, 1 bad config or start-up failure, 2 the
+ * supervisor gave up (restart intensity exceeded). See docs/OPERATIONS.md.
+ */
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/rebuild.h"
+#include "dripd/supervisor.h"
+#include "dripd/util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dripd [-c FILE] [--check | --rebuild-catalog]\n"
+               "       dripd --version | --help\n"
+               "\n"
+               "  -c, --config FILE    YAML configuration (default: embedded defaults,\n"
+               "                       listen 127.0.0.1:8080, data_dir ./var, one admin\n"
+               "                       user whose token is kept in ./var/admin.token)\n"
+               "      --check          validate the configuration and exit (0 ok, 1 errors)\n"
+               "      --rebuild-catalog recreate the catalog's media rows from the stored\n"
+               "                       objects, then exit (0 ok, 1 failed)\n"
+               "  -V, --version        print the version and exit\n"
+               "  -h, --help           print this help and exit\n"
+               "\n"
+               "Signals: TERM/INT drain and stop, HUP reload the configuration.\n"
+               "Exit codes: 0 clean stop, 1 bad config or start-up failure,\n"
+               "            2 restart intensity exceeded.\n");
+}
+
+enum { OPT_CHECK = 256, OPT_REBUILD };
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("dripd %s\n", DRIPD_VERSION);
-        return 0;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, OPT_CHECK},
+        {"rebuild-catalog", no_argument, NULL, OPT_REBUILD},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool check = false, rebuild = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case OPT_CHECK:
+            check = true;
+            break;
+        case OPT_REBUILD:
+            rebuild = true;
+            break;
+        case 'V':
+            printf("dripd %s\n", DRIPD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return DR_EXIT_STARTUP;
+        }
     }
-    fprintf(stderr, "dripd: supervisor not built yet\n");
-    return 1;
+    if (optind < argc) {
+        fprintf(stderr, "dripd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return DR_EXIT_STARTUP;
+    }
+    if (check && rebuild) {
+        fprintf(stderr, "dripd: --check and --rebuild-catalog exclude each other\n");
+        return DR_EXIT_STARTUP;
+    }
+
+    struct dr_config *cfg = NULL;
+    if (path != NULL) {
+        struct dr_config_errors errs = {0};
+        int r = config_load(path, &cfg, &errs);
+        if (r < 0) {
+            for (size_t i = 0; i < errs.n; i++)
+                fprintf(stderr, "%s\n", errs.msgs[i]);
+            if (errs.n == 0)
+                fprintf(stderr, "%s: %s\n", path, strerror(-r));
+            config_errors_free(&errs);
+            return DR_EXIT_STARTUP;
+        }
+        config_errors_free(&errs);
+    } else {
+        cfg = config_defaults();
+    }
+    if (check) {
+        printf("ok\n");
+        config_free(cfg);
+        return DR_EXIT_OK;
+    }
+
+    char err[DR_ERRLEN] = "";
+    if (supervisor_prepare(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        config_free(cfg);
+        return DR_EXIT_STARTUP;
+    }
+    if (rebuild) {
+        int r = rebuild_catalog(cfg, err, sizeof err);
+        if (r < 0)
+            log_error("rebuild-catalog: %s", err[0] ? err : strerror(-r));
+        config_free(cfg);
+        return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
+    }
+    if (path == NULL && cfg->n_users == 0 && supervisor_default_admin(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        config_free(cfg);
+        return DR_EXIT_STARTUP;
+    }
+    return supervisor_run(cfg, path, NULL);
 }

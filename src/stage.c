@@ -119,6 +119,22 @@ int stage_demand_ask(int outstanding, int max_demand, int min_demand)
     return max_demand - outstanding;
 }
 
+uint64_t stage_backoff_ms(int attempt, uint64_t base_ms, uint64_t max_ms, uint32_t rnd)
+{
+    if (attempt < 1)
+        attempt = 1;
+    uint64_t d = base_ms;
+    for (int i = 1; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    uint64_t half = d / 2;
+    uint64_t span = d - half; /* <= max_ms / 2 + 1: no overflow below 2^32 ms */
+    uint64_t j = span < (UINT64_C(1) << 32) ? (span * rnd) >> 32 : (span >> 32) * rnd;
+    uint64_t r = half + j;
+    return r == 0 && base_ms > 0 ? 1 : r;
+}
+
 /* ---- small helpers ---- */
 
 static void cond_init_mono(pthread_cond_t *cv)
@@ -392,7 +408,7 @@ bool stage_pipeline_stopping(const struct stage_pipeline *p)
     return __atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE) != 0;
 }
 
-void stage_pipeline_stop(struct stage_pipeline *p)
+void stage_pipeline_signal_stop(struct stage_pipeline *p)
 {
     if (p == NULL || __atomic_exchange_n(&p->stopping, 1, __ATOMIC_ACQ_REL) != 0)
         return;
@@ -417,6 +433,13 @@ void stage_pipeline_stop(struct stage_pipeline *p)
             left = next;
         }
     }
+}
+
+void stage_pipeline_stop(struct stage_pipeline *p)
+{
+    if (p == NULL)
+        return;
+    stage_pipeline_signal_stop(p);
     for (int i = 0; i < p->n; i++) {
         struct stage *st = &p->stages[i];
         for (int k = 0; k < st->spec.concurrency; k++)

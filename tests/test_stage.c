@@ -45,6 +45,28 @@ START_TEST(test_demand_clamp)
 }
 END_TEST
 
+START_TEST(test_backoff)
+{
+    /* exponential, capped, jitter within [d/2, d] */
+    ck_assert_uint_eq(stage_backoff_ms(1, 1000, 60000, 0), 500);
+    ck_assert_uint_eq(stage_backoff_ms(1, 1000, 60000, UINT32_MAX), 999);
+    ck_assert_uint_eq(stage_backoff_ms(2, 1000, 60000, 0), 1000);
+    ck_assert_uint_eq(stage_backoff_ms(3, 1000, 60000, 0), 2000);
+    ck_assert_uint_eq(stage_backoff_ms(10, 1000, 60000, 0), 30000);
+    ck_assert_uint_le(stage_backoff_ms(10, 1000, 60000, UINT32_MAX), 60000);
+    ck_assert_uint_le(stage_backoff_ms(1000, 1000, 60000, UINT32_MAX), 60000);
+    ck_assert_uint_ge(stage_backoff_ms(1000, 1000, 60000, 0), 30000);
+    ck_assert_uint_eq(stage_backoff_ms(0, 100, 1000, 0), 50);
+    ck_assert_uint_eq(stage_backoff_ms(1, 1, 1, 0), 1); /* never 0 */
+    uint64_t prev = 0;
+    for (int a = 1; a < 12; a++) { /* monotone for a fixed rnd */
+        uint64_t d = stage_backoff_ms(a, 100, 60000, 1u << 31);
+        ck_assert_uint_ge(d, prev);
+        prev = d;
+    }
+}
+END_TEST
+
 /* ---- a gated test stage ---- */
 
 struct titem {
@@ -321,6 +343,7 @@ static Suite *stage_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_demand_ask);
     tcase_add_test(tc, test_demand_clamp);
+    tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_slow_consumer_bounded);
     tcase_add_test(tc, test_backpressure_two_stages);
     tcase_add_test(tc, test_work_sharing);

@@ -78,6 +78,9 @@ int stage_demand(struct stage_pipeline *p);
 int stage_push(struct stage_pipeline *p, struct stage_item **items, int n);
 /* Wake a producer blocked in stage_wait_demand (returns 0 at once). */
 void stage_pipeline_wake(struct stage_pipeline *p);
+/* Begin stopping without waiting (marks, discards queued items, wakes
+ * everybody); stage_pipeline_stop() then joins. Idempotent. */
+void stage_pipeline_signal_stop(struct stage_pipeline *p);
 /* Stop: the producer's wait returns -ECANCELED, each thread finishes the
  * item it is processing (a finished item is not forwarded any more),
  * queued items go to ops->discard, threads are joined. Idempotent. */
@@ -102,6 +105,10 @@ void stage_get_stats(struct stage_pipeline *p, int stage, struct stage_stats *ou
 /* How many items a consumer with `outstanding` asked-and-unfinished items
  * asks for now: max - outstanding when outstanding <= min, else 0. */
 int stage_demand_ask(int outstanding, int max_demand, int min_demand);
+/* Retry delay before attempt `attempt` (1 = the first retry): exponential,
+ * base * 2^(attempt-1) capped at max_ms, with "equal jitter": half of it
+ * fixed, the other half scaled by rnd / 2^32. Never 0 when base > 0. */
+uint64_t stage_backoff_ms(int attempt, uint64_t base_ms, uint64_t max_ms, uint32_t rnd);
 /* Clamp a (max, min) pair to a valid one: max >= 1, 0 <= min < max. */
 void stage_demand_clamp(int *max_demand, int *min_demand);
 

@@ -1,0 +1,52 @@
+/* supervisor.h - dripd's process tree: the supervisor that forks, watches,
+ * restarts and reloads the worker processes (see worker.h for the worker
+ * side and docs/OPERATIONS.md for signals, exit codes and systemd).
+ *
+ * The supervisor is single-threaded and does no request work. Its only
+ * inputs are signals (TERM/INT stop, HUP reload, CHLD), the workers'
+ * channels and its own timers; its outputs are fork/kill, the workers'
+ * relayed wake-ups, log lines and sd_notify messages.
+ */
+#ifndef DRIPD_SUPERVISOR_H
+#define DRIPD_SUPERVISOR_H
+
+#include <stddef.h>
+
+#include "dripd/worker.h"
+
+struct dr_config;
+
+/* Process exit codes (CONTRACT.md). */
+enum {
+    DR_EXIT_OK = 0,      /* clean stop */
+    DR_EXIT_STARTUP = 1, /* bad config, start-up failure, worker said "fatal config" */
+    DR_EXIT_GAVE_UP = 2, /* restart intensity exceeded */
+};
+
+#define DR_SUP_MAX_PER_ROLE 16
+
+struct dr_sup_opts {
+    int workers[DR_ROLE_COUNT]; /* processes per role, 1..DR_SUP_MAX_PER_ROLE; 0 means 1 */
+};
+
+/* Everything that must exist before a worker runs, for cfg: applies
+ * log.level, creates data_dir and its run/ spool/ cache/ work/ (0700),
+ * migrates the catalog, loads (or creates) the master key. Idempotent; a
+ * reload runs it for the new config. 0 / -errno with one line in err. */
+int supervisor_prepare(const struct dr_config *cfg, char *err, size_t errlen);
+
+/* For the embedded defaults (no -c), which have no users: add user
+ * "admin" (admin: true) whose token is kept in <data_dir>/admin.token
+ * (created 0600 with a random token on first use, reused afterwards), and
+ * log where it is. data_dir must exist. 0 / -errno with err. */
+int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen);
+
+/* Run the supervisor until it stops; returns the process exit code
+ * (DR_EXIT_*). Takes ownership of cfg (freed before returning, also on
+ * failure). config_path is what SIGHUP reloads; NULL means the embedded
+ * defaults (a SIGHUP then only logs). opts may be NULL (one worker per
+ * role). Call supervisor_prepare first. Reads and unsets NOTIFY_SOCKET,
+ * WATCHDOG_USEC/PID and LISTEN_PID/FDS/FDNAMES. */
+int supervisor_run(struct dr_config *cfg, const char *config_path, const struct dr_sup_opts *opts);
+
+#endif
