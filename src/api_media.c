@@ -314,10 +314,30 @@ static int media_store_delete(const struct dr_config *cfg, const char *key, char
 /* ------------------------------------------------------------------ */
 /* GET /v1/media?folder=/x                                             */
 
+/* Is `key` present in the raw query? http_query_param() answers NULL both
+ * for an absent parameter and for one that does not percent-decode. */
+static bool query_has(const struct http_exchange *ex, const char *key)
+{
+    const char *q = http_req(ex)->query;
+    size_t n = strlen(key);
+    while (q && *q) {
+        if (strncmp(q, key, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
+            return true;
+        q = strchr(q, '&');
+        if (q)
+            q++;
+    }
+    return false;
+}
+
 static void list_on_head(struct http_exchange *ex)
 {
     const char *folder_in = http_query_param(ex, "folder");
     char *folder = NULL, err[DR_ERRLEN];
+    if (!folder_in && query_has(ex, "folder")) {
+        http_respond_problem(ex, 400, "bad folder: not decodable");
+        return;
+    }
     if (path_normalize_folder(folder_in ? folder_in : "/", &folder, err, sizeof err) < 0) {
         http_respond_problem(ex, 400, "bad folder: %s", err);
         return;
@@ -584,6 +604,11 @@ static void shares_work(void *arg)
         return;
     }
     r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    if (r->rc == -ENOENT && catalog_sync_users(cat, r->cfg) == 0) {
+        /* A configured user the catalog has not been told about yet (users
+         * are synced at start-up and reload): the config is the truth. */
+        r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    }
     if (r->rc == -ENOENT)
         r->rc = -ESRCH; /* owner checked above: the catalog does not know the user */
     r->status = 201;

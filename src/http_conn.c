@@ -568,7 +568,8 @@ static void decide_close(struct http_exchange *ex)
 {
     struct http_conn *c = ex->c;
     bool close = ex->close_after || !ex->req.keep_alive || c->draining ||
-                 http_thread_draining(c->t) || c->p.upgrade;
+                 http_thread_draining(c->t) || c->p.upgrade ||
+                 cfg_of(c)->limits.keepalive_timeout == 0;
     switch (ex->rq) {
     case RQ_WAIT:
         if (body_empty(ex)) {
@@ -1111,6 +1112,10 @@ static void finish_exchange(struct http_conn *c)
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *ex = c->ex;
+    if (c->p.http_major != 1) {
+        server_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here");
+        return;
+    }
     build_request(c, ex);
     ex->rq = RQ_WAIT;
     ex->t0_us = now_us();

@@ -1144,6 +1144,7 @@ int supervisor_run(struct dr_config *cfg, const char *config_path, const struct 
         int n = opts ? opts->workers[r] : 0;
         s->per_role[r] = n <= 0 ? 1 : DR_MIN(n, DR_SUP_MAX_PER_ROLE);
     }
+    prctl(PR_SET_NAME, "dripd", 0, 0, 0); /* the contract's name, whatever the binary is called */
     log_set_role("supervisor");
     install_signals(s);
     log_info("dripd %s starting (config %s, data_dir %s)", DRIPD_VERSION,

@@ -6,7 +6,9 @@
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
  * Threads: handlers run on the connection's loop thread. Body bytes are
- * written to the spool file there (page cache writes). Everything slow
+ * written to the spool file there (page cache writes; every 8 MiB the
+ * written range is handed to writeback without waiting, so the fsync at
+ * the end of a PATCH finds little left to flush). Everything slow
  * goes through http_defer(): creating the session row, fsync + recording
  * the new offset, the final catalog_tus_finish(), termination. Two short
  * things run on the loop thread's own catalog connection: the session
@@ -33,12 +35,12 @@
 #include "dripd/tus.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,7 @@
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
+#define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
 #define EXPOSE_HEADERS                                                                            \
     "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "        \
@@ -91,6 +94,7 @@ struct tus_req {
     int fd;
     uint64_t start;     /* offset the body is written at */
     uint64_t received;
+    uint64_t writeback_at; /* bytes of this body already handed to writeback */
     int64_t length;     /* the upload's length, -1 while deferred */
     int64_t new_length; /* Upload-Length given on PATCH for a deferred upload, else -1 */
     bool streaming;     /* body accepted, bytes may be in the file */
@@ -151,7 +155,7 @@ static void busy_release(const char *id)
 
 /* ---- the expiry sweep ---- */
 
-static atomic_bool g_sweep_started;
+static struct http_timer *g_sweep; /* loop 0's; set before the server runs */
 
 static void sweep(void *arg)
 {
@@ -186,31 +190,21 @@ static void sweep(void *arg)
 }
 
 
-static void start_sweep(struct http_thread *t, const struct dr_config *cfg)
+void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
 {
-    bool expected = false;
-    if (atomic_load(&g_sweep_started) ||
-        !atomic_compare_exchange_strong(&g_sweep_started, &expected, true))
+    if (g_sweep != NULL)
         return;
     uint64_t every = cfg->tus.expiration / 4;
     every = DR_MAX(every, 100);
     every = DR_MIN(every, 30000);
-    if (http_timer_start(t, every, true, sweep, t) == NULL) {
-        atomic_store(&g_sweep_started, false);
-        log_warn("tus: cannot start the expiry sweep timer");
-        return;
-    }
+    g_sweep = http_timer_start(t, every, true, sweep, t);
     log_debug("tus: expiry sweep every %" PRIu64 " ms", every);
 }
 
-static void start_sweep_post(struct http_thread *t, void *arg)
+void tus_sweep_stop(void)
 {
-    start_sweep(t, arg);
-}
-
-void tus_server_started(struct http_server *srv, const struct dr_config *cfg)
-{
-    http_server_post_all(srv, start_sweep_post, (void *)cfg);
+    http_timer_stop(g_sweep);
+    g_sweep = NULL;
 }
 
 /* ---- helpers ---- */
@@ -277,6 +271,24 @@ static void common_headers(struct http_exchange *ex)
     http_add_header(ex, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
 }
 
+/* The answer is out: nothing of this request touches the upload any more,
+ * so the next request may take it (the client can send one before this
+ * exchange has wound down and on_done ran). */
+static void release(struct tus_req *st)
+{
+    st->responded = true;
+    if (st->busy) {
+        busy_release(st->id);
+        st->busy = false;
+    }
+}
+
+static void respond_empty(struct tus_req *st, int status)
+{
+    release(st);
+    http_respond(st->ex, status, NULL, NULL, 0);
+}
+
 static void fail(struct tus_req *st, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(struct tus_req *st, int status, const char *fmt, ...)
@@ -288,7 +300,7 @@ static void fail(struct tus_req *st, int status, const char *fmt, ...)
     va_end(ap);
     if (status == 503)
         http_add_header(st->ex, "Retry-After", "1");
-    st->responded = true;
+    release(st);
     http_respond_problem(st->ex, status, "%s", detail);
 }
 
@@ -444,13 +456,9 @@ static void done_commit(struct http_exchange *ex, void *arg)
     } else {
         add_expires(st);
     }
-    st->responded = true;
-    if (st->op == OP_CREATE) {
+    if (st->op == OP_CREATE)
         http_add_headerf(ex, "Location", TUS_PREFIX "/%s", st->id);
-        http_respond(ex, 201, NULL, NULL, 0);
-    } else {
-        http_respond(ex, 204, NULL, NULL, 0);
-    }
+    respond_empty(st, st->op == OP_CREATE ? 201 : 204);
 }
 
 static void begin_commit(struct tus_req *st)
@@ -632,8 +640,7 @@ static void head_head(struct tus_req *st)
         add_expires(st);
     }
     http_add_header(ex, "Cache-Control", "no-store");
-    st->responded = true;
-    http_respond(ex, 200, NULL, NULL, 0);
+    respond_empty(st, 200);
 }
 
 /* ---- PATCH ---- */
@@ -701,8 +708,7 @@ static void patch_head(struct tus_req *st)
         http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
         http_add_header(ex, "Upload-Job", st->row.job_id);
         http_add_header(ex, "Upload-Media", st->row.media_id);
-        st->responded = true;
-        http_respond(ex, 204, NULL, NULL, 0);
+        respond_empty(st, 204);
         return;
     }
     st->start = off;
@@ -754,8 +760,7 @@ static void done_delete(struct http_exchange *ex, void *arg)
         fail_rc(st, st->rc, "terminating the upload");
         return;
     }
-    st->responded = true;
-    http_respond(ex, 204, NULL, NULL, 0);
+    respond_empty(st, 204);
 }
 
 static void delete_head(struct tus_req *st)
@@ -775,8 +780,6 @@ static void tus_on_head(struct http_exchange *ex)
 {
     const struct http_request *rq = http_req(ex);
     const struct dr_config *cfg = http_cfg(ex);
-    start_sweep(http_ex_thread(ex), cfg);
-
     struct tus_req *st = xcalloc(1, sizeof(*st));
     st->ex = ex;
     st->cfg = cfg;
@@ -846,6 +849,12 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         return rc;
     }
     st->received += len;
+    if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
+        /* never waits: the fsync at the end then finds little to flush */
+        (void)sync_file_range(st->fd, (off_t)(st->start + st->writeback_at),
+                              (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
+        st->writeback_at = st->received;
+    }
     return 0;
 }
 

@@ -85,6 +85,7 @@ START_TEST(metadata_pairs)
     tus_metadata_clear(&m);
     ck_assert_int_eq(tus_parse_metadata(NULL, &m, err, sizeof(err)), 0);
     ck_assert_uint_eq(m.n, 0);
+    tus_metadata_clear(&m);
 
     /* a value with a NUL byte is there but not a string */
     ck_assert_int_eq(tus_parse_metadata("bin YQBi", &m, err, sizeof(err)), 0);

@@ -202,6 +202,11 @@ def test_crashed_worker_is_restarted(dripd, role):
     assert dripd.workers("pipeline" if role == "http" else "http") == [other], \
         "a crash restarts only the crashed worker"
     assert dripd.proc.poll() is None
+    # counted in the shared metrics, once an HTTP worker serves /metrics
+    st, _, body = dripd.curl(dripd.url("/metrics"), user=None, timeout=5)
+    if st == 200:
+        line = 'dripd_supervisor_restarts_total{role="%s"} 1' % role
+        assert line in body.decode(), body.decode()[:2000]
 
 
 def test_crash_loop_gives_up_with_exit_2(dripd_factory):
@@ -408,11 +413,19 @@ def test_watchdog_pings_only_while_workers_are_healthy(dripd_factory):
     d.wait_log(r"systemd watchdog: WATCHDOG=1 every 200ms")
 
 
+def http_serves(d, path):
+    st, _, _ = d.curl(d.url(path), user=None, timeout=5)
+    return st != 0
+
+
 def test_healthz_if_served(dripd):
-    try:
-        st, _, body = dripd.curl(dripd.url("/healthz"), user=None, timeout=5)
-    except Exception:
-        st = 0
-    if st != 200:
+    if not http_serves(dripd, "/healthz"):
         pytest.skip("/healthz not served yet (HTTP worker not merged)")
-    assert body
+    st, _, _ = dripd.curl(dripd.url("/healthz"), user=None, timeout=5)
+    assert st == 200
+    # still answered after the http worker is replaced
+    old = dripd.worker("http")
+    os.kill(old, signal.SIGKILL)
+    new_worker(dripd, "http", [old])
+    wait_until(lambda: dripd.curl(dripd.url("/healthz"), user=None, timeout=5)[0] == 200, 20,
+               "/healthz from the new http worker")
