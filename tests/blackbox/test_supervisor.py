@@ -121,6 +121,43 @@ def test_check_missing_file_and_run_with_bad_config(dripd_factory):
     assert d.config_path + ":" in r.stderr
 
 
+def test_startup_failures_exit_1(dripd_factory, tmpdir_path):
+    # data_dir cannot be created (a file is in the way)
+    blocker = os.path.join(tmpdir_path, "a-file")
+    with open(blocker, "w") as f:
+        f.write("x")
+    d = dripd_factory(config={"data_dir": os.path.join(blocker, "var")}, start=False)
+    d.write_config()
+    r = run_dripd("-c", d.config_path)
+    assert r.returncode == 1
+    assert "data_dir: cannot create" in r.stderr, r.stderr
+
+    # the listen address is taken
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        d = dripd_factory(config={"listen": ["127.0.0.1:%d" % busy.getsockname()[1]]}, start=False)
+        d.write_config()
+        r = run_dripd("-c", d.config_path)
+        assert r.returncode == 1
+        assert "Address already in use" in r.stderr, r.stderr
+        assert "start-up failed; exit status 1" in r.stderr
+        assert not os.path.exists(os.path.join(d.data_dir, "run", "listen"))
+        assert not pids_of(os.getpid(), "dripd-http")
+    finally:
+        busy.close()
+
+
+def test_rebuild_catalog_never_creates_a_master_key(dripd_factory):
+    d = dripd_factory(start=False)
+    d.write_config()
+    r = run_dripd("-c", d.config_path, "--rebuild-catalog", timeout=60)
+    # no key yet: nothing can be decrypted, so it fails, and must not invent a key
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not os.path.exists(os.path.join(d.data_dir, "master.key"))
+
+
 def test_no_config_generates_admin_token(tmpdir_path):
     """Without -c: embedded defaults plus user admin, token kept in ./var/admin.token."""
     def start_once():
