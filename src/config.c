@@ -48,11 +48,11 @@
 
 #include "dripd/util.h"
 
-#define CONFIG_FILE_MAX (4u << 20)  /* larger config files are refused */
-#define SECRET_FILE_MAX 4096        /* token_file / secret_access_key_file */
-#define MAX_ERRORS 100              /* then one "too many problems" line */
-#define VALUE_SHOW_MAX 48           /* echoed value bytes in a message */
-#define NAME_MAX_LEN 64             /* user names */
+#define CONFIG_FILE_MAX (4u << 20) /* larger config files are refused */
+#define SECRET_FILE_MAX 4096       /* token_file / secret_access_key_file */
+#define MAX_ERRORS 100             /* then one "too many problems" line */
+#define VALUE_SHOW_MAX 48          /* echoed value bytes in a message */
+#define NAME_MAX_LEN 64            /* user names */
 #define TOKEN_MIN_LEN 8
 #define SIZE_VALUE_MAX ((uint64_t)INT64_MAX) /* consumers may use off_t */
 
@@ -191,6 +191,7 @@ static const struct unit size_units[] = {
     {"TB", 1000ull * 1000 * 1000 * 1000},
 };
 
+/* clang-format off */
 static const struct unit duration_units[] = {
     {"", 1000}, /* a bare number is seconds */
     {"ms", 1},
@@ -199,6 +200,7 @@ static const struct unit duration_units[] = {
     {"h", 3600ull * 1000},
     {"d", 86400ull * 1000},
 };
+/* clang-format on */
 
 #define FRAC_DIGITS_MAX 6 /* keeps frac * mult (<= 10^6 * 2^40) inside uint64 */
 
@@ -314,10 +316,10 @@ const struct dr_user *config_find_token(const struct dr_config *cfg, const char 
 
 /* Where a key's value sits in the file. */
 struct loc {
-    char *path;          /* dotted key, "" for the document root */
-    yaml_mark_t mark;    /* start of the value node */
+    char *path;       /* dotted key, "" for the document root */
+    yaml_mark_t mark; /* start of the value node */
     yaml_node_type_t type;
-    bool bad;            /* a problem was already reported for it */
+    bool bad; /* a problem was already reported for it */
 };
 
 /* One problem, kept until the end of the load so the messages come out
@@ -328,8 +330,8 @@ struct problem {
 };
 
 struct loader {
-    const char *name;    /* file name used in messages */
-    size_t n_errors;     /* problems found, including dropped ones */
+    const char *name; /* file name used in messages */
+    size_t n_errors;  /* problems found, including dropped ones */
     struct problem *probs;
     size_t n_probs;
     yaml_document_t *doc;
@@ -349,9 +351,9 @@ static void err_mark(struct loader *L, yaml_mark_t m, const char *fmt, ...)
     char *body = xvasprintf(fmt, ap);
     va_end(ap);
     L->probs = xrealloc(L->probs, (L->n_probs + 1) * sizeof *L->probs);
-    L->probs[L->n_probs] = (struct problem){
-        m.line + 1, m.column + 1, L->n_probs,
-        xasprintf("%s:%zu:%zu: %s", L->name, m.line + 1, m.column + 1, body)};
+    L->probs[L->n_probs] =
+        (struct problem){m.line + 1, m.column + 1, L->n_probs,
+                         xasprintf("%s:%zu:%zu: %s", L->name, m.line + 1, m.column + 1, body)};
     L->n_probs++;
     free(body);
 }
@@ -369,7 +371,8 @@ static int problem_cmp(const void *a, const void *b)
 /* Appends the collected problems, in file order, to errs (may be NULL). */
 static void flush_problems(struct loader *L, struct dr_config_errors *errs)
 {
-    qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
+    if (L->n_probs > 1)
+        qsort(L->probs, L->n_probs, sizeof *L->probs, problem_cmp);
     for (size_t i = 0; i < L->n_probs; i++) {
         if (errs == NULL) {
             free(L->probs[i].msg);
@@ -638,10 +641,11 @@ struct field {
     size_t item_size;
     uint64_t min, max;
     check_fn check;
-    bool secret;             /* never echo the value */
+    bool secret; /* never echo the value */
 };
 
 #define C(m) offsetof(struct dr_config, m)
+/* clang-format off */
 #define END {NULL, K_MAP, 0, 0, NULL, 0, 0, 0, NULL, false}
 #define F_MAP(n, o, s) {n, K_MAP, o, 0, s, 0, 0, 0, NULL, false}
 #define F_STR(n, o) {n, K_STR, o, 0, NULL, 0, 0, 0, NULL, false}
@@ -653,6 +657,7 @@ struct field {
 #define F_U64(n, o, lo, hi) {n, K_U64, o, 0, NULL, 0, lo, hi, NULL, false}
 #define F_SIZE(n, o, lo, hi) {n, K_SIZE, o, 0, NULL, 0, lo, hi, NULL, false}
 #define F_DUR(n, o, lo, hi) {n, K_DUR, o, 0, NULL, 0, lo, hi, NULL, false}
+/* clang-format on */
 
 #define INT_LIMIT 1000000000ull
 #define U64_LIMIT SIZE_VALUE_MAX
@@ -969,8 +974,8 @@ static void set_str(char **slot, char *v)
     *slot = v;
 }
 
-static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields, char *base,
-                     const char *path);
+static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields,
+                     char *base, const char *path);
 
 static void range_text(const struct field *f, char *buf, size_t len)
 {
@@ -985,11 +990,12 @@ static void range_text(const struct field *f, char *buf, size_t len)
         snprintf(lo, sizeof lo, "%llu", (unsigned long long)f->min);
         snprintf(hi, sizeof hi, "%llu", (unsigned long long)f->max);
     }
-    const char *what = f->kind == K_SIZE ? "a size (e.g. 10MiB)"
+    const char *what = f->kind == K_SIZE  ? "a size (e.g. 10MiB)"
                        : f->kind == K_DUR ? "a duration (e.g. 30s)"
                                           : "an integer";
     bool no_max = f->max >= (f->kind == K_INT ? INT_LIMIT : U64_LIMIT);
-    if (no_max && f->min == 0)
+    bool integer = f->kind == K_INT || f->kind == K_U64;
+    if (no_max && f->min == 0 && !integer)
         snprintf(buf, len, "%s", what);
     else if (no_max)
         snprintf(buf, len, "%s >= %s", what, lo);
@@ -1022,8 +1028,8 @@ static void apply_number(struct loader *L, const struct field *f, const yaml_nod
 static void apply_string(struct loader *L, const struct field *f, const yaml_node_t *n, char **slot,
                          const char *path)
 {
-    const char *s = scalar_str(L, n, path, f->secret,
-                               f->kind == K_FILE ? "a file name" : "a string");
+    const char *s =
+        scalar_str(L, n, path, f->secret, f->kind == K_FILE ? "a file name" : "a string");
     if (s == NULL)
         return;
     if (s[0] == '\0') {
@@ -1156,18 +1162,20 @@ static void apply_field(struct loader *L, const struct field *f, const yaml_node
     }
 }
 
-static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields, char *base,
-                     const char *path)
+static void walk_map(struct loader *L, const yaml_node_t *map, const struct field *fields,
+                     char *base, const char *path)
 {
     const yaml_node_t *seen[FIELDS_MAX] = {0};
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
         if (k == NULL || v == NULL)
             continue;
         if (k->type != YAML_SCALAR_NODE) {
             err_mark(L, k->start_mark, "%s%skeys must be plain strings, got %s", path,
-                     path[0] ? ": " : "", k->type == YAML_SEQUENCE_NODE ? "a sequence" : "a mapping");
+                     path[0] ? ": " : "",
+                     k->type == YAML_SEQUENCE_NODE ? "a sequence" : "a mapping");
             continue;
         }
         const char *key = (const char *)k->data.scalar.value;
@@ -1417,6 +1425,16 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct dr_
     }
     walk_map(&L, root, root_fields, (char *)c, "");
     validate(&L, c);
+    /* Paths derived from the default data_dir follow the loaded one. */
+    if (!given(&L, "storage.local.path")) {
+        free(c->storage.local.path);
+        c->storage.local.path = NULL;
+    }
+    if (!given(&L, "encryption.key_file")) {
+        free(c->encryption.key_file);
+        c->encryption.key_file = NULL;
+    }
+    config_finish(c);
 
 out:
     if (have_doc)
@@ -1430,8 +1448,6 @@ out:
         config_free(c);
         return -EINVAL;
     }
-    /* derived paths follow the loaded data_dir unless given */
-    config_finish(c);
     *out = c;
     return 0;
 }
@@ -1456,10 +1472,9 @@ int config_load(const char *path, struct dr_config **out, struct dr_config_error
     if (n < 0 || n > CONFIG_FILE_MAX) {
         rc = n < 0 ? (int)n : -EFBIG;
         e->msgs = xrealloc(e->msgs, (e->n + 1) * sizeof(char *));
-        e->msgs[e->n++] = n < 0 ? xasprintf("%s:1:1: cannot read config file: %s", path,
-                                            strerror((int)-n))
-                                : xasprintf("%s:1:1: config file is larger than %u bytes", path,
-                                            CONFIG_FILE_MAX);
+        e->msgs[e->n++] =
+            n < 0 ? xasprintf("%s:1:1: cannot read config file: %s", path, strerror((int)-n))
+                  : xasprintf("%s:1:1: config file is larger than %u bytes", path, CONFIG_FILE_MAX);
         goto out;
     }
     rc = config_load_buffer(path, buf, (size_t)n, out, e);

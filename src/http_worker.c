@@ -1,7 +1,224 @@
-/* http_worker.c - placeholder; the HTTP front end lands next. */
+/* http_worker.c - the dripd-http worker process (worker.h contract).
+ *
+ * Sets up the routes, starts the HTTP server with cfg->http.threads loops
+ * (0 = one per core) and the ingest committer, tells the supervisor it is
+ * READY, then runs loop 0 on this (main) thread until the server stops.
+ *
+ * On loop 0 (so a stuck loop stops them):
+ *   - heartbeat timer (supervisor.heartbeat_interval): DR_MSG_HEARTBEAT,
+ *     sent only while every loop thread ticks (http_server_loops_alive);
+ *   - the supervisor channel: DR_MSG_EVENT -> router_run_event_hooks(seq);
+ *     EOF (the supervisor died) -> stop now;
+ *   - a 1 s fallback timer -> router_run_event_hooks(seq 0), because relay
+ *     messages are wake-ups that may be lost;
+ *   - a 100 ms timer that notices the SIGTERM/SIGINT flag (the handler only
+ *     sets a sig_atomic_t) and starts the drain: stop accepting, finish
+ *     in-flight exchanges, close idle keep-alives; after
+ *     supervisor.drain_timeout whatever is left is aborted. Exit status 0.
+ *
+ * Route registration lives in setup_routes(): modules expose a
+ * *_register_routes() function and are listed there.
+ */
 #include "dripd/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "dripd/api_admin.h"
+#include "dripd/api_content.h"
+#include "dripd/api_events.h"
+#include "dripd/api_media.h"
+#include "dripd/api_metrics.h"
+#include "dripd/config.h"
+#include "dripd/health.h"
+#include "dripd/http.h"
+#include "dripd/ingest.h"
+#include "dripd/log.h"
+#include "dripd/router.h"
+#include "dripd/tus.h"
+#include "dripd/upload_multipart.h"
+#include "dripd/upload_put.h"
+#include "dripd/util.h"
+#include "dripd/web.h"
+
+#define EVENT_FALLBACK_MS 1000
+#define SIGNAL_POLL_MS 100
+
+static volatile sig_atomic_t term_requested;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    term_requested = 1;
+}
+
+struct hw {
+    struct dr_worker_ctx *ctx;
+    struct http_server *srv;
+    struct http_timer *heartbeat, *fallback, *sigpoll, *drain_deadline;
+    struct event *chan_ev;
+    bool draining;
+};
+
+static void setup_routes(void)
+{
+    router_reset();
+    health_register_routes();
+    upload_put_register_routes();
+    api_metrics_register_routes();
+    api_admin_register_routes();
+    web_register_routes();
+    upload_multipart_register_routes();
+    tus_register_routes();
+    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs/ */
+    api_content_register_routes(); /* event hook; content is routed by api_media */
+    api_events_register_routes();  /* /v1/events + event hook */
+}
+
+static void on_heartbeat(void *arg)
+{
+    struct hw *w = arg;
+    uint64_t iv = w->ctx->cfg->supervisor.heartbeat_interval;
+    uint64_t max_age = DR_MAX(3 * iv, 2000);
+    if (http_server_loops_alive(w->srv, max_age))
+        worker_send(w->ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
+    else
+        log_warn("http: a loop thread is stuck; heartbeat withheld");
+}
+
+static void on_fallback(void *arg)
+{
+    struct hw *w = arg;
+    router_run_event_hooks(w->srv, 0);
+}
+
+static void on_drain_deadline(void *arg)
+{
+    struct hw *w = arg;
+    log_warn("http: drain_timeout reached; aborting the exchanges still in flight");
+    http_server_stop(w->srv);
+}
+
+static void start_drain(struct hw *w, const char *why)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    log_info("http: %s: draining", why);
+    http_server_drain(w->srv);
+    w->drain_deadline =
+        http_timer_start(http_server_thread(w->srv, 0), w->ctx->cfg->supervisor.drain_timeout,
+                         false, on_drain_deadline, w);
+}
+
+static void on_sigpoll(void *arg)
+{
+    struct hw *w = arg;
+    if (term_requested)
+        start_drain(w, "SIGTERM");
+}
+
+static void on_chan(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hw *w = arg;
+    struct dr_msg m;
+    int r;
+    uint64_t newest = 0;
+    bool event = false;
+    while ((r = worker_recv(w->ctx, &m)) == 1) {
+        if (m.type == DR_MSG_EVENT) {
+            event = true;
+            newest = DR_MAX(newest, m.arg);
+        }
+    }
+    if (event)
+        router_run_event_hooks(w->srv, newest);
+    if (r < 0) {
+        log_warn("http: the supervisor is gone; stopping");
+        event_del(w->chan_ev);
+        http_server_stop(w->srv);
+    }
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* reload is the supervisor's business */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
 
 int http_worker_main(struct dr_worker_ctx *ctx)
 {
-    return worker_idle_loop(ctx);
+    const struct dr_config *cfg = ctx->cfg;
+    prctl(PR_SET_NAME, "dripd-http", 0, 0, 0);
+    log_set_role("http");
+    install_signals();
+    setup_routes();
+
+    struct hw w = {.ctx = ctx};
+    struct http_server_opts opts = {
+        .cfg = cfg,
+        .ctx = ctx,
+        .listen_fds = ctx->listen_fds,
+        .n_listen = ctx->n_listen,
+        .threads = cfg->http.threads,
+        .dispatch = router_dispatch,
+    };
+    int rc = http_server_create(&opts, &w.srv);
+    if (rc < 0) {
+        log_error("http: cannot start the server: %s", strerror(-rc));
+        return 1;
+    }
+    rc = ingest_start(cfg, ctx);
+    if (rc < 0) {
+        http_server_destroy(w.srv);
+        return 1;
+    }
+    struct http_thread *t0 = http_server_thread(w.srv, 0);
+    uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
+    w.heartbeat = http_timer_start(t0, iv, true, on_heartbeat, &w);
+    w.fallback = http_timer_start(t0, EVENT_FALLBACK_MS, true, on_fallback, &w);
+    w.sigpoll = http_timer_start(t0, SIGNAL_POLL_MS, true, on_sigpoll, &w);
+    tus_sweep_start(t0, cfg);
+    w.chan_ev = event_new(http_thread_base(t0), ctx->chan_fd, EV_READ | EV_PERSIST, on_chan, &w);
+    if (w.chan_ev != NULL)
+        event_add(w.chan_ev, NULL);
+
+    log_info("http: serving with %d loop thread(s)", http_server_thread_count(w.srv));
+    worker_send(ctx, DR_MSG_READY, 0);
+    worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
+    if (term_requested)
+        start_drain(&w, "SIGTERM");
+    rc = http_server_run(w.srv);
+
+    http_timer_stop(w.heartbeat);
+    http_timer_stop(w.fallback);
+    http_timer_stop(w.sigpoll);
+    http_timer_stop(w.drain_deadline);
+    tus_sweep_stop();
+    if (w.chan_ev != NULL)
+        event_free(w.chan_ev);
+    ingest_stop();
+    http_server_destroy(w.srv);
+    log_info("http: stopped");
+    return rc < 0 ? 1 : 0;
 }

@@ -231,4 +231,21 @@ struct dr_usage { char *user; uint64_t files; uint64_t bytes; };
 int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out);
 void catalog_usage_free(struct dr_usage *u, size_t n);
 
+/* ---- additions (catalog branch) ---- */
+/* Connection settings as the database reports them (tests, diagnostics). */
+struct dr_catalog_info {
+    char journal_mode[16]; /* "wal" */
+    int synchronous;       /* 2 = FULL */
+    bool foreign_keys;
+    int busy_timeout_ms; /* 5000 */
+    int schema_version;  /* PRAGMA user_version */
+};
+int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
+/* Housekeeping, in one transaction: delete events created before before_ms,
+ * done/failed jobs last updated before before_ms, and finished tus rows
+ * that expired before before_ms. Never touches queued/running jobs, media
+ * or unfinished tus sessions. Event seqs are never reused after pruning.
+ * *removed (may be NULL) gets the number of rows deleted. */
+int catalog_prune(struct catalog *cat, int64_t before_ms, uint64_t *removed);
+
 #endif

@@ -171,4 +171,39 @@ void http_server_destroy(struct http_server *srv); /* NULL ok */
 /* Reason phrase for a status ("Not Found"; 460 "Checksum Mismatch"). */
 const char *http_reason(int status);
 
+/* ---- additions (httpcore): add-only extensions of the contract above ---- */
+/* Timer lifetime: a one-shot timer stays allocated after it fired; always
+ * release it with http_timer_stop() (safe after it fired, and from inside
+ * its own fn). */
+
+/* Keep ex valid across an asynchronous operation of your own (ingest uses
+ * it): while held, the exchange is neither finished nor freed and on_abort
+ * waits, exactly as for http_defer(). Loop thread only; every hold needs
+ * one release. A release that drops the last hold of a dead connection
+ * runs on_abort and frees it. */
+void http_ex_hold(struct http_exchange *ex);
+void http_ex_release(struct http_exchange *ex);
+/* Run fn(t, arg) on loop thread t (from any thread). Returns 0; fn runs
+ * exactly once, in order with other posts to t (at the latest while the
+ * server is destroyed). */
+int http_thread_post(struct http_thread *t, void (*fn)(struct http_thread *t, void *arg), void *arg);
+/* Streaming back-pressure: fn(ex, arg) runs on the loop thread each time
+ * the queued output drops below the http_stream_write() limit after a
+ * write returned -EAGAIN. NULL fn clears it. */
+void http_stream_on_drain(struct http_exchange *ex, void (*fn)(struct http_exchange *ex, void *arg),
+                          void *arg);
+/* Shared counters (never NULL: a private zeroed struct without a worker ctx). */
+struct dr_metrics *http_ex_metrics(const struct http_exchange *ex);
+/* Loop threads: index 0 is the thread that calls http_server_run(). */
+int http_server_thread_count(const struct http_server *srv);
+struct http_thread *http_server_thread(struct http_server *srv, int i);
+/* True once http_server_drain() was called (long-lived streams should end). */
+bool http_server_draining(const struct http_server *srv);
+/* Stop now: http_server_run() returns; in-flight exchanges are aborted by
+ * http_server_destroy(). Any thread. */
+void http_server_stop(struct http_server *srv);
+/* True when every loop thread ran its tick timer within max_age_ms (the
+ * http worker sends heartbeats only then, so a stuck loop stops them). */
+bool http_server_loops_alive(struct http_server *srv, uint64_t max_age_ms);
+
 #endif

@@ -42,4 +42,13 @@ void ingest_respond_busy(struct http_exchange *ex);
  * used for 202 bodies. */
 char *ingest_item_json(const struct dr_intake *item, const char *state);
 
+/* ---- additions (httpcore) ---- */
+struct dr_worker_ctx;
+/* Start the committer thread now (else the first ingest_submit starts it
+ * with that exchange's config and worker ctx). 0 / -errno. */
+int ingest_start(const struct dr_config *cfg, struct dr_worker_ctx *ctx);
+/* Commit everything queued, complete it (posts to the loop threads), and
+ * stop the committer. Call after the HTTP server has drained. */
+void ingest_stop(void);
+
 #endif

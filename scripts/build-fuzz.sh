@@ -1,0 +1,72 @@
+#!/bin/sh
+# Build every libFuzzer target fuzz/fuzz_*.c into build/fuzz/<name>.
+#
+# Each target links against all of src/*.c except the program entry point
+# (src/main.c), compiled once with the same sanitizers into
+# build/fuzz/libdripd-fuzz.a, plus the libraries the Makefile's PKGS line
+# names and -lhttp_parser. Objects are rebuilt when their source or any
+# header changed. Needs clang.
+#   FUZZ_CC=clang-17 sh scripts/build-fuzz.sh  # another clang
+#   FUZZ_CFLAGS="-O2" sh scripts/build-fuzz.sh # override optimisation
+# The flag variables below are word-split on purpose.
+# shellcheck disable=SC2086
+set -eu
+cd "$(dirname "$0")/.."
+
+CC=${FUZZ_CC:-clang}
+OUT=build/fuzz
+OBJ=$OUT/obj
+SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+VERSION=$(cat VERSION 2>/dev/null || echo 0.1.0)
+CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -g -O1 -fno-omit-frame-pointer -pthread ${FUZZ_CFLAGS:-}"
+
+command -v "$CC" >/dev/null 2>&1 || { echo "build-fuzz: $CC not found" >&2; exit 1; }
+PKGS=$(sed -n 's/^PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
+[ -n "$PKGS" ] || { echo "build-fuzz: no PKGS line in Makefile" >&2; exit 1; }
+PKG_CFLAGS=$(pkg-config --cflags $PKGS)
+PKG_LIBS="$(pkg-config --libs $PKGS) -lhttp_parser -pthread -lm"
+
+mkdir -p "$OBJ"
+objs=""
+bad=""
+for src in src/*.c; do
+  [ "$src" = src/main.c ] && continue
+  o=$OBJ/$(basename "$src" .c).o
+  # Rebuild when the source or any header is newer than the object.
+  if [ ! -f "$o" ] || [ -n "$(find "$src" include -newer "$o" -name '*.[ch]' | head -1)" ]; then
+    echo "  CC      $src"
+    rm -f "$o"
+    # fuzzer-no-link: instrument without pulling in libFuzzer's main().
+    if ! $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS \
+        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+        -c "$src" -o "$o"; then
+      bad="$bad $src"
+      continue
+    fi
+  fi
+  objs="$objs $o"
+done
+# An archive, as the Makefile's libdripd.a: a target pulls in only the
+# modules it uses, so unrelated unfinished modules cannot break its link.
+LIB=$OUT/libdripd-fuzz.a
+rm -f "$LIB"
+ar rcs "$LIB" $objs
+
+n=0
+for f in fuzz/fuzz_*.c; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f" .c)
+  echo "  FUZZ    $OUT/$name"
+  rm -f "$OUT/$name"   # never leave a stale binary for fuzz-smoke to run
+  if $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS $SAN "$f" "$LIB" \
+      -o "$OUT/$name" $PKG_LIBS; then
+    n=$((n + 1))
+  else
+    bad="$bad $f"
+  fi
+done
+echo "build-fuzz: $n target(s) in $OUT/"
+if [ -n "$bad" ]; then
+  echo "build-fuzz: failed:$bad" >&2
+  exit 1
+fi

@@ -1,0 +1,213 @@
+/* router.c - route table, bearer authentication and the fallback answers
+ * (400 undecodable path, 401, 404, 405) for the HTTP front end (router.h).
+ *
+ * Threads: routes and event hooks are registered once on the main thread
+ * before the server starts; afterwards the tables are read-only, so
+ * router_dispatch() runs on every loop thread without locks.
+ *
+ * Matching: among the routes whose pattern matches the decoded path (a
+ * pattern ending in '/' is a prefix, any other pattern is exact), the
+ * longest pattern whose method matches wins; HEAD also matches GET routes,
+ * "*" matches every method. When only other methods match, the answer is
+ * 405 with Allow. Authentication runs after matching, so an unknown path
+ * is 404 even without a token.
+ */
+#include "dripd/router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/util.h"
+
+#define MAX_ROUTES 128
+#define MAX_HOOKS 16
+
+struct route {
+    const char *method;
+    const char *pattern;
+    size_t plen;
+    bool prefix;
+    bool auth;
+    const struct http_route_ops *ops;
+};
+
+static struct route routes[MAX_ROUTES];
+static size_t n_routes;
+static router_event_hook hooks[MAX_HOOKS];
+static size_t n_hooks;
+
+void router_add(const char *method, const char *pattern, bool auth,
+                const struct http_route_ops *ops)
+{
+    if (n_routes == MAX_ROUTES) {
+        log_error("router: more than %d routes; %s %s ignored", MAX_ROUTES, method, pattern);
+        return;
+    }
+    size_t len = strlen(pattern);
+    routes[n_routes++] = (struct route){
+        .method = method,
+        .pattern = pattern,
+        .plen = len,
+        .prefix = len > 0 && pattern[len - 1] == '/',
+        .auth = auth,
+        .ops = ops,
+    };
+}
+
+void router_add_event_hook(router_event_hook fn)
+{
+    if (n_hooks < MAX_HOOKS)
+        hooks[n_hooks++] = fn;
+    else
+        log_error("router: more than %d event hooks", MAX_HOOKS);
+}
+
+void router_run_event_hooks(struct http_server *srv, uint64_t seq)
+{
+    for (size_t i = 0; i < n_hooks; i++)
+        hooks[i](srv, seq);
+}
+
+void router_reset(void)
+{
+    n_routes = 0;
+    n_hooks = 0;
+}
+
+static bool path_matches(const struct route *r, const char *path)
+{
+    if (r->prefix)
+        return strncmp(path, r->pattern, r->plen) == 0;
+    return strcmp(path, r->pattern) == 0;
+}
+
+static bool method_matches(const struct route *r, const char *method)
+{
+    if (strcmp(r->method, "*") == 0 || strcmp(r->method, method) == 0)
+        return true;
+    return strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0;
+}
+
+/* ---- fallback answers ---- */
+
+static void bad_path_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 400, "the request path is not valid (bad percent-encoding or NUL)");
+}
+
+static void not_found_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 404, "no such resource: %s", http_req(ex)->path);
+}
+
+/* "GET, HEAD, PUT" for every method registered on a pattern matching path */
+static char *allow_list(const char *path)
+{
+    char buf[256] = "";
+    size_t len = 0;
+    bool get = false;
+    for (size_t i = 0; i < n_routes; i++) {
+        const struct route *r = &routes[i];
+        if (!path_matches(r, path) || strcmp(r->method, "*") == 0)
+            continue;
+        char needle[40];
+        size_t ml = strlen(r->method);
+        if (ml + 3 > sizeof needle)
+            continue;
+        memcpy(needle, r->method, ml + 1);
+        bool dup = false;
+        for (const char *p = buf; (p = strstr(p, needle)) != NULL; p += ml) {
+            if ((p == buf || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0')) {
+                dup = true;
+                break;
+            }
+        }
+        if (dup || len + ml + 3 >= sizeof buf)
+            continue;
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", len ? ", " : "", r->method);
+        get = get || strcmp(r->method, "GET") == 0;
+    }
+    if (get && strstr(buf, "HEAD") == NULL && len + 7 < sizeof buf)
+        snprintf(buf + len, sizeof buf - len, ", HEAD");
+    return xstrdup(buf);
+}
+
+static void not_allowed_head(struct http_exchange *ex)
+{
+    char *allow = allow_list(http_req(ex)->path);
+    http_add_header(ex, "Allow", allow);
+    http_respond_problem(ex, 405, "%s is not allowed here; allowed: %s", http_req(ex)->method_name,
+                         allow);
+    free(allow);
+}
+
+static void unauthorized_head(struct http_exchange *ex)
+{
+    const char *h = http_header(ex, "Authorization");
+    if (h != NULL)
+        http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"dripd\", error=\"invalid_token\"");
+    else
+        http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"dripd\"");
+    http_respond_problem(ex, 401,
+                         h ? "the bearer token is not valid"
+                           : "this resource needs an Authorization: Bearer token");
+}
+
+static const struct http_route_ops bad_path_ops = {.route_class = "other",
+                                                   .on_head = bad_path_head};
+static const struct http_route_ops not_found_ops = {.route_class = "other",
+                                                    .on_head = not_found_head};
+static const struct http_route_ops not_allowed_ops = {.route_class = "other",
+                                                      .on_head = not_allowed_head};
+static const struct http_route_ops unauthorized_ops = {.route_class = "other",
+                                                       .on_head = unauthorized_head};
+
+/* Authorization: Bearer <token> -> the user, or NULL. */
+static const struct dr_user *authenticate(struct http_exchange *ex)
+{
+    const char *h = http_header(ex, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+        return NULL;
+    const char *tok = h + 7;
+    while (*tok == ' ' || *tok == '\t')
+        tok++;
+    size_t len = strlen(tok);
+    if (len == 0)
+        return NULL;
+    return config_find_token(http_cfg(ex), tok, len);
+}
+
+const struct http_route_ops *router_dispatch(struct http_exchange *ex)
+{
+    const struct http_request *req = http_req(ex);
+    if (req->path == NULL)
+        return &bad_path_ops;
+    const struct route *best = NULL;
+    bool other_method = false;
+    for (size_t i = 0; i < n_routes; i++) {
+        const struct route *r = &routes[i];
+        if (!path_matches(r, req->path))
+            continue;
+        if (!method_matches(r, req->method_name)) {
+            other_method = true;
+            continue;
+        }
+        if (best == NULL || r->plen > best->plen)
+            best = r;
+    }
+    if (best == NULL)
+        return other_method ? &not_allowed_ops : &not_found_ops;
+    if (best->auth) {
+        const struct dr_user *u = authenticate(ex);
+        if (u == NULL)
+            return &unauthorized_ops;
+        http_set_user(ex, u->name, u->admin);
+    }
+    return best->ops;
+}

@@ -1,0 +1,1471 @@
+/* test_catalog.c - Check suite for the SQLite catalog (catalog.h).
+ *
+ * Each test gets a fresh temporary data_dir (checked fixture), a migrated
+ * catalog, and the users alice, bob and carol. Concurrency is tested with
+ * threads (one handle each; also run under SANITIZE=thread) and with
+ * forked processes.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dripd/catalog.h"
+#include "dripd/config.h"
+#include "dripd/id.h"
+#include "dripd/util.h"
+
+static char tmpdir[256];
+static struct catalog *cat;
+
+static void sync_users(struct catalog *c)
+{
+    struct dr_user users[] = {
+        {.name = (char *)"alice", .token = (char *)"a", .admin = true},
+        {.name = (char *)"bob", .token = (char *)"b", .admin = false},
+        {.name = (char *)"carol", .token = (char *)"c", .admin = false},
+    };
+    struct dr_config cfg = {0};
+    cfg.users = users;
+    cfg.n_users = DR_ARRAY_LEN(users);
+    ck_assert_int_eq(catalog_sync_users(c, &cfg), 0);
+}
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_catalog.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    sync_users(cat);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void teardown(void)
+{
+    catalog_close(cat);
+    cat = NULL;
+    nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* One upload through intake; returns its result. */
+static int intake1(struct catalog *c, const char *owner, const char *path, uint64_t size,
+                   char *media_id, char *job_id)
+{
+    struct dr_intake it = {.owner = owner,
+                           .path = path,
+                           .size = size,
+                           .content_type = "text/plain",
+                           .spool_path = "/spool/x"};
+    ck_assert_int_eq(catalog_intake_uploads(c, &it, 1), 0);
+    if (media_id != NULL)
+        memcpy(media_id, it.media_id, DR_ID_LEN + 1);
+    if (job_id != NULL)
+        memcpy(job_id, it.job_id, DR_ID_LEN + 1);
+    return it.result;
+}
+
+/* Claim exactly one job of kind; fails the test otherwise. */
+static void claim_one(const char *kind, const char *claimer, struct dr_job *j)
+{
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim(cat, kind, 1, claimer, j, &n), 0);
+    ck_assert_int_eq(n, 1);
+}
+
+static json_t *event_json(const struct dr_event *e)
+{
+    json_error_t err;
+    json_t *j = json_loads(e->data, 0, &err);
+    ck_assert_msg(j != NULL, "event data is not JSON: %s", e->data);
+    return j;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    ck_assert_msg(json_is_string(v), "%s is not a string", k);
+    return json_string_value(v);
+}
+
+/* ---- lifecycle, pragmas ------------------------------------------------- */
+
+START_TEST(test_pragmas_and_migrate)
+{
+    struct dr_catalog_info info;
+    ck_assert_int_eq(catalog_info(cat, &info), 0);
+    ck_assert_str_eq(info.journal_mode, "wal");
+    ck_assert_int_eq(info.synchronous, 2); /* FULL */
+    ck_assert(info.foreign_keys);
+    ck_assert_int_eq(info.busy_timeout_ms, 5000);
+    ck_assert_int_eq(info.schema_version, 1);
+
+    /* Idempotent, also while a handle is open; data survives. */
+    char mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/a.txt", 3, mid, NULL), 0);
+    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), 0);
+    dr_media_clear(&m);
+
+    /* The file itself says WAL and user_version 1 to any other client. */
+    char *path = xasprintf("%s/catalog.db", tmpdir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), 1);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    free(path);
+
+    /* A fresh directory: open alone creates the schema too. */
+    char *sub = xasprintf("%s/fresh", tmpdir);
+    ck_assert_int_eq(dr_mkdirs(sub, 0700), 0);
+    struct catalog *c2;
+    ck_assert_int_eq(catalog_open(sub, &c2), 0);
+    uint64_t depth = 99;
+    ck_assert_int_eq(catalog_queue_depth(c2, &depth), 0);
+    ck_assert_int_eq((int)depth, 0);
+    catalog_close(c2);
+    catalog_close(NULL);
+    free(sub);
+
+    /* A directory that does not exist cannot be opened. */
+    struct catalog *c3 = (struct catalog *)1;
+    ck_assert_int_lt(catalog_open("/nonexistent/dir/for/dripd", &c3), 0);
+    ck_assert_ptr_null(c3);
+}
+END_TEST
+
+START_TEST(test_busy_maps_to_ebusy_and_readers_proceed)
+{
+    char mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/a.txt", 3, mid, NULL), 0);
+    /* Another connection holds the write lock. */
+    char *path = xasprintf("%s/catalog.db", tmpdir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    /* WAL: readers are not blocked by the writer. */
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
+    dr_media_clear(&m);
+    /* A writer gives up after the 5 s busy timeout with -EBUSY. */
+    int64_t t0 = dr_mono_ms();
+    struct dr_intake it = {.owner = "alice", .path = "/b.txt", .size = 1, .spool_path = "/s"};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), -EBUSY);
+    ck_assert_int_eq(it.result, -EBUSY);
+    int64_t waited = dr_mono_ms() - t0;
+    ck_assert_msg(waited >= 4500, "gave up after %lld ms", (long long)waited);
+    ck_assert_int_eq(catalog_job_retry(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x", 0), -EBUSY);
+    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    free(path);
+    /* Once the lock is free, writes work again. */
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+    ck_assert_int_eq(it.result, 0);
+}
+END_TEST
+
+/* ---- intake ------------------------------------------------------------- */
+
+START_TEST(test_intake_batch_with_taken_path)
+{
+    char a_mid[DR_ID_LEN + 1], a_jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/photos/a.jpg", 10, a_mid, a_jid), 0);
+    ck_assert(dr_id_valid(a_mid));
+    ck_assert(dr_id_valid(a_jid));
+
+    struct dr_intake items[4] = {
+        {.owner = "alice", .path = "/photos/b.jpg", .size = 20, .spool_path = "/s/b"},
+        {.owner = "alice", .path = "/photos/a.jpg", .size = 30, .spool_path = "/s/a2"},
+        {.owner = "alice", .path = "/photos/b.jpg", .size = 40, .spool_path = "/s/b2"},
+        {.owner = "bob", .path = "/photos/a.jpg", .size = 50, .spool_path = "/s/ba"},
+    };
+    ck_assert_int_eq(catalog_intake_uploads(cat, items, 4), 0);
+    ck_assert_int_eq(items[0].result, 0);
+    ck_assert_int_eq(items[1].result, -EEXIST); /* taken before */
+    ck_assert_int_eq(items[2].result, -EEXIST); /* taken by items[0] in the same batch */
+    ck_assert_int_eq(items[3].result, 0);       /* another user's tree */
+    ck_assert_str_eq(items[1].media_id, "");
+    ck_assert_str_eq(items[1].job_id, "");
+    ck_assert(dr_id_valid(items[0].media_id) && dr_id_valid(items[0].job_id));
+
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, items[0].media_id, "alice", &m), 0);
+    ck_assert_str_eq(m.owner, "alice");
+    ck_assert_str_eq(m.path, "/photos/b.jpg");
+    ck_assert_str_eq(m.folder, "/photos");
+    ck_assert_str_eq(m.name, "b.jpg");
+    ck_assert_str_eq(m.state, "queued");
+    ck_assert_int_eq((int)m.size, 20);
+    ck_assert_str_eq(m.sha256, "");
+    ck_assert_ptr_null(m.storage_key);
+    ck_assert_ptr_null(m.wrapped_key);
+    ck_assert_ptr_null(m.content_type);
+    ck_assert_int_gt(m.created_at, 0);
+    ck_assert_int_eq(m.uploaded_at, 0);
+    dr_media_clear(&m);
+
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, items[0].job_id, "alice", &j), 0);
+    ck_assert_str_eq(j.kind, "upload");
+    ck_assert_str_eq(j.state, "queued");
+    ck_assert_str_eq(j.stage, "encrypt");
+    ck_assert_str_eq(j.media_id, items[0].media_id);
+    ck_assert_str_eq(j.owner, "alice");
+    ck_assert_str_eq(j.spool_path, "/s/b");
+    ck_assert_ptr_null(j.work_path);
+    ck_assert_ptr_null(j.error);
+    ck_assert_int_eq(j.attempts, 0);
+    dr_job_clear(&j);
+
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 3);
+
+    /* One job.created per accepted item, to its owner, nothing for the rest. */
+    struct dr_event *ev;
+    size_t n;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 100, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 3);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_str_eq(ev[i].type, "job.created");
+    ck_assert_str_eq(ev[0].job_id, a_jid);
+    ck_assert_str_eq(ev[1].job_id, items[0].job_id);
+    ck_assert_str_eq(ev[2].job_id, items[3].job_id);
+    ck_assert_str_eq(ev[2].user, "bob");
+    json_t *o = event_json(&ev[1]);
+    ck_assert_str_eq(jstr(o, "id"), items[0].job_id);
+    ck_assert_str_eq(jstr(o, "kind"), "upload");
+    ck_assert_str_eq(jstr(o, "state"), "queued");
+    ck_assert_str_eq(jstr(o, "stage"), "encrypt");
+    ck_assert_str_eq(jstr(o, "media_id"), items[0].media_id);
+    ck_assert_str_eq(jstr(o, "path"), "/photos/b.jpg");
+    ck_assert_str_eq(jstr(o, "name"), "b.jpg");
+    ck_assert(json_is_integer(json_object_get(o, "attempts")));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "attempts")), 0);
+    ck_assert(json_is_null(json_object_get(o, "error")));
+    json_decref(o);
+    catalog_events_free(ev, n);
+
+    /* Empty batch, malformed paths. */
+    ck_assert_int_eq(catalog_intake_uploads(cat, NULL, 0), 0);
+    struct dr_intake bad = {.owner = "alice", .path = "/dir/", .spool_path = "/s"};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &bad, 1), -EINVAL);
+    bad.path = "relative.txt";
+    ck_assert_int_eq(catalog_intake_uploads(cat, &bad, 1), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_path_exists_and_by_path)
+{
+    char mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/x/y.txt", 5, mid, NULL), 0);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/x/y.txt"), 1);
+    ck_assert_int_eq(catalog_path_exists(cat, "bob", "/x/y.txt"), 0);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/x/y.tx"), 0);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_by_path(cat, "alice", "/x/y.txt", &m), 0);
+    ck_assert_str_eq(m.id, mid);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_by_path(cat, "bob", "/x/y.txt", &m), -ENOENT);
+    dr_media_clear(&m);
+}
+END_TEST
+
+/* ---- jobs --------------------------------------------------------------- */
+
+START_TEST(test_job_lifecycle_events_in_order)
+{
+    char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/docs/r.pdf", 7, mid, jid), 0);
+
+    struct dr_job j;
+    claim_one("upload", "node:1", &j);
+    ck_assert_str_eq(j.id, jid);
+    ck_assert_str_eq(j.state, "running");
+    ck_assert_str_eq(j.stage, "encrypt");
+    dr_job_clear(&j);
+    /* Nothing else to claim. */
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 5, "node:1", &j, &n), 0);
+    ck_assert_int_eq(n, 0);
+
+    uint8_t wk[40];
+    memset(wk, 0xab, sizeof wk);
+    ck_assert_int_eq(catalog_media_set_sealed(cat, mid, "ff00", wk, sizeof wk), 0);
+    ck_assert_int_eq(catalog_job_advance(cat, jid, "store", "/work/sealed"), 0);
+    ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
+    ck_assert_str_eq(j.stage, "store");
+    ck_assert_str_eq(j.state, "running");
+    ck_assert_str_eq(j.work_path, "/work/sealed");
+    dr_job_clear(&j);
+
+    /* A transient error: back to queued, same stage, attempts 1. */
+    ck_assert_int_eq(catalog_job_retry(cat, jid, "store: 503 Slow Down", 0), 0);
+    ck_assert_int_eq(catalog_job_get(cat, jid, NULL, &j), 0);
+    ck_assert_str_eq(j.state, "queued");
+    ck_assert_str_eq(j.stage, "store");
+    ck_assert_int_eq(j.attempts, 1);
+    ck_assert_str_eq(j.error, "store: 503 Slow Down");
+    dr_job_clear(&j);
+    /* Advance/done/retry on a job that is not running: -ENOENT. */
+    ck_assert_int_eq(catalog_job_advance(cat, jid, "notify", NULL), -ENOENT);
+    ck_assert_int_eq(catalog_job_done(cat, jid), -ENOENT);
+    ck_assert_int_eq(catalog_job_retry(cat, jid, "x", 0), -ENOENT);
+
+    claim_one("upload", "node:2", &j);
+    ck_assert_str_eq(j.stage, "store"); /* resumes where it was */
+    ck_assert_int_eq(j.attempts, 1);
+    ck_assert_str_eq(j.work_path, "/work/sealed");
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "KEY_1.pdf"), 0);
+    ck_assert_int_eq(catalog_media_set_available(cat, mid), 0);
+    ck_assert_int_eq(catalog_job_advance(cat, jid, "notify", NULL), 0);
+    ck_assert_int_eq(catalog_job_done(cat, jid), 0);
+
+    ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
+    ck_assert_str_eq(j.state, "done");
+    ck_assert_str_eq(j.stage, "notify"); /* keeps its last stage */
+    ck_assert_ptr_null(j.work_path);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_done(cat, jid), -ENOENT);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, "late"), -ENOENT);
+
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
+    ck_assert_str_eq(m.state, "available");
+    ck_assert_str_eq(m.sha256, "ff00");
+    ck_assert_str_eq(m.storage_key, "KEY_1.pdf");
+    ck_assert_int_eq((int)m.wrapped_key_len, 40);
+    ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
+    ck_assert_int_gt(m.uploaded_at, 0);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_set_available(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), -ENOENT);
+
+    uint64_t depth = 9;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 0);
+
+    struct dr_event *ev;
+    size_t ne;
+    ck_assert_int_eq(catalog_events_since(cat, "alice", 0, 100, &ev, &ne), 0);
+    ck_assert_int_eq((int)ne, 4);
+    const char *types[] = {"job.created", "job.stage", "job.stage", "job.done"};
+    const char *stages[] = {"encrypt", "store", "notify", "notify"};
+    const char *states[] = {"queued", "running", "running", "done"};
+    for (size_t i = 0; i < ne; i++) {
+        ck_assert_str_eq(ev[i].type, types[i]);
+        ck_assert_str_eq(ev[i].job_id, jid);
+        ck_assert_str_eq(ev[i].media_id, mid);
+        ck_assert_str_eq(ev[i].user, "alice");
+        if (i > 0)
+            ck_assert_int_gt(ev[i].seq, ev[i - 1].seq);
+        json_t *o = event_json(&ev[i]);
+        ck_assert_str_eq(jstr(o, "stage"), stages[i]);
+        ck_assert_str_eq(jstr(o, "state"), states[i]);
+        ck_assert_str_eq(jstr(o, "path"), "/docs/r.pdf");
+        if (i == 3) {
+            ck_assert_int_eq(json_integer_value(json_object_get(o, "attempts")), 1);
+            ck_assert_str_eq(jstr(o, "error"), "store: 503 Slow Down");
+        }
+        json_decref(o);
+    }
+    int64_t last = 0;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, ev[ne - 1].seq);
+    catalog_events_free(ev, ne);
+}
+END_TEST
+
+START_TEST(test_job_fail_marks_upload_media_failed)
+{
+    char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/f.bin", 1, mid, jid), 0);
+    struct dr_job j;
+    claim_one("upload", "node:1", &j);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, "encrypt: spool file vanished"), 0);
+    ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
+    ck_assert_str_eq(j.state, "failed");
+    ck_assert_str_eq(j.error, "encrypt: spool file vanished");
+    ck_assert_int_eq(j.attempts, 1);
+    dr_job_clear(&j);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
+    ck_assert_str_eq(m.state, "failed");
+    dr_media_clear(&m);
+
+    struct dr_event *ev;
+    size_t n;
+    ck_assert_int_eq(catalog_events_since(cat, "alice", 0, 10, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 2);
+    ck_assert_str_eq(ev[1].type, "job.failed");
+    json_t *o = event_json(&ev[1]);
+    ck_assert_str_eq(jstr(o, "state"), "failed");
+    ck_assert_str_eq(jstr(o, "error"), "encrypt: spool file vanished");
+    json_decref(o);
+    catalog_events_free(ev, n);
+
+    /* A failed upload does not hold its path; the failed row stays visible. */
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/f.bin"), 0);
+    char mid2[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/f.bin", 2, mid2, NULL), 0);
+    ck_assert_int_eq(catalog_media_by_path(cat, "alice", "/f.bin", &m), 0);
+    ck_assert_str_eq(m.id, mid2); /* the live one wins */
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
+    dr_media_clear(&m);
+
+    /* A queued job can be failed too; a download failing leaves media alone. */
+    char did[DR_ID_LEN + 1];
+    ck_assert_int_eq(catalog_enqueue_download(cat, mid2, "alice", did), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, did, "cancelled"), 0);
+    ck_assert_int_eq(catalog_media_get(cat, mid2, NULL, &m), 0);
+    ck_assert_str_eq(m.state, "queued");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_job_fail(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x"), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_retry_backoff_and_claim_order)
+{
+    char j1[DR_ID_LEN + 1], j2[DR_ID_LEN + 1], j3[DR_ID_LEN + 1], mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/1", 1, mid, j1), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/2", 1, NULL, j2), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/3", 1, NULL, j3), 0);
+    char d1[DR_ID_LEN + 1];
+    ck_assert_int_eq(catalog_enqueue_download(cat, mid, "alice", d1), 0);
+
+    /* Oldest first, only the asked kind, at most max. */
+    struct dr_job jobs[4];
+    int n = 0;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 2, "node:1", jobs, &n), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(jobs[0].id, j1);
+    ck_assert_str_eq(jobs[1].id, j2);
+    ck_assert_str_eq(jobs[0].kind, "upload");
+    dr_job_clear(&jobs[0]);
+    dr_job_clear(&jobs[1]);
+    ck_assert_int_eq(catalog_jobs_claim(cat, "download", 4, "node:1", jobs, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(jobs[0].id, d1);
+    ck_assert_str_eq(jobs[0].stage, "fetch");
+    dr_job_clear(&jobs[0]);
+
+    /* j1 backs off for a minute: not claimable, still counted as queued. */
+    ck_assert_int_eq(catalog_job_retry(cat, j1, "timeout", 60000), 0);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, j1, NULL, &j), 0);
+    ck_assert_int_ge(j.not_before, dr_now_ms() + 50000);
+    ck_assert_str_eq(j.state, "queued");
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 4, "node:1", jobs, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(jobs[0].id, j3);
+    dr_job_clear(&jobs[0]);
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 4, "node:1", jobs, &n), 0);
+    ck_assert_int_eq(n, 0);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 4); /* j1 queued, j2 j3 d1 running */
+
+    /* j2 retries with no delay: claimable at once, ahead of newer work. */
+    ck_assert_int_eq(catalog_job_retry(cat, j2, "e", 0), 0);
+    char j4[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/4", 1, NULL, j4), 0);
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 1, "node:1", jobs, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(jobs[0].id, j2);
+    ck_assert_int_eq(jobs[0].attempts, 1);
+    dr_job_clear(&jobs[0]);
+    /* max <= 0 claims nothing. */
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 0, "node:1", NULL, &n), 0);
+    ck_assert_int_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_claim_is_fifo_within_one_millisecond)
+{
+    /* One batch: the jobs share created_at (mostly one ms), and ULIDs are
+     * random within a millisecond, so only insertion order can be FIFO. */
+    enum { N = 50 };
+    struct dr_intake items[N];
+    char paths[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "/q/%d", i);
+        items[i] =
+            (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1, .spool_path = "/s"};
+    }
+    ck_assert_int_eq(catalog_intake_uploads(cat, items, N), 0);
+    int next = 0;
+    for (;;) {
+        struct dr_job jobs[7];
+        int n = 0;
+        ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 7, "n:1", jobs, &n), 0);
+        for (int i = 0; i < n; i++) {
+            ck_assert_msg(next < N, "too many jobs");
+            ck_assert_str_eq(jobs[i].id, items[next].job_id);
+            next++;
+            dr_job_clear(&jobs[i]);
+        }
+        if (n == 0)
+            break;
+    }
+    ck_assert_int_eq(next, N);
+}
+END_TEST
+
+static bool alive_only_node1(const char *claimer, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    return strcmp(claimer, "node:1") == 0;
+}
+
+START_TEST(test_recover_releases_dead_claimers)
+{
+    char j1[DR_ID_LEN + 1], j2[DR_ID_LEN + 1], j3[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/1", 1, NULL, j1), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/2", 1, NULL, j2), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/3", 1, NULL, j3), 0);
+    struct dr_job j;
+    claim_one("upload", "node:1", &j);
+    dr_job_clear(&j);
+    claim_one("upload", "node:2", &j);
+    dr_job_clear(&j);
+    claim_one("upload", "node:2", &j);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_advance(cat, j3, "store", "/w/3"), 0);
+
+    int calls = 0, released = -1;
+    ck_assert_int_eq(catalog_jobs_recover(cat, alive_only_node1, &calls, &released), 0);
+    ck_assert_int_eq(released, 2);
+    ck_assert_int_eq(calls, 2); /* once per distinct claimer */
+    ck_assert_int_eq(catalog_job_get(cat, j1, NULL, &j), 0);
+    ck_assert_str_eq(j.state, "running");
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_get(cat, j3, NULL, &j), 0);
+    ck_assert_str_eq(j.state, "queued");
+    ck_assert_str_eq(j.stage, "store"); /* keeps its stage */
+    ck_assert_int_eq(j.attempts, 0);
+    dr_job_clear(&j);
+    /* The released claimer's late calls are refused. */
+    ck_assert_int_eq(catalog_job_done(cat, j2), -ENOENT);
+
+    /* Released jobs are claimable again, oldest first. */
+    struct dr_job jobs[3];
+    int n = 0;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 3, "node:3", jobs, &n), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(jobs[0].id, j2);
+    ck_assert_str_eq(jobs[1].id, j3);
+    dr_job_clear(&jobs[0]);
+    dr_job_clear(&jobs[1]);
+
+    calls = 0;
+    ck_assert_int_eq(catalog_jobs_recover(cat, alive_only_node1, &calls, &released), 0);
+    ck_assert_int_eq(released, 2);
+    ck_assert_int_eq(catalog_jobs_recover(cat, alive_only_node1, &calls, &released), 0);
+    ck_assert_int_eq(released, 0);
+}
+END_TEST
+
+/* ---- concurrent claims -------------------------------------------------- */
+
+#define CONC_JOBS 240
+#define CONC_THREADS 4
+
+struct claimer {
+    pthread_t thr;
+    int index;
+    char ids[CONC_JOBS][DR_ID_LEN + 1];
+    int n;
+    int err;
+};
+
+static void *claim_thread(void *arg)
+{
+    struct claimer *c = arg;
+    struct catalog *h;
+    c->err = catalog_open(tmpdir, &h);
+    if (c->err < 0)
+        return NULL;
+    char name[32];
+    snprintf(name, sizeof name, "node:%d", c->index);
+    for (;;) {
+        struct dr_job jobs[3];
+        int n = 0;
+        int rc = catalog_jobs_claim(h, "upload", 3, name, jobs, &n);
+        if (rc < 0) {
+            c->err = rc;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (c->n < CONC_JOBS)
+                memcpy(c->ids[c->n++], jobs[i].id, DR_ID_LEN + 1);
+            dr_job_clear(&jobs[i]);
+        }
+        if (n == 0)
+            break;
+    }
+    catalog_close(h);
+    return NULL;
+}
+
+static void make_jobs(char ids[][DR_ID_LEN + 1], int n)
+{
+    struct dr_intake *items = xcalloc((size_t)n, sizeof *items);
+    char **paths = xcalloc((size_t)n, sizeof *paths);
+    for (int i = 0; i < n; i++) {
+        paths[i] = xasprintf("/c/%d", i);
+        items[i] =
+            (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1, .spool_path = "/s"};
+    }
+    ck_assert_int_eq(catalog_intake_uploads(cat, items, (size_t)n), 0);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(items[i].result, 0);
+        memcpy(ids[i], items[i].job_id, DR_ID_LEN + 1);
+        free(paths[i]);
+    }
+    free(paths);
+    free(items);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The claimed ids, all together, are exactly the created ids. */
+static void check_union(char created[][DR_ID_LEN + 1], char (*got)[DR_ID_LEN + 1], int n_got)
+{
+    ck_assert_int_eq(n_got, CONC_JOBS);
+    qsort(got, (size_t)n_got, DR_ID_LEN + 1, cmp_id);
+    qsort(created, CONC_JOBS, DR_ID_LEN + 1, cmp_id);
+    for (int i = 0; i < n_got; i++) {
+        if (i > 0)
+            ck_assert_msg(strcmp(got[i - 1], got[i]) != 0, "job %s claimed twice", got[i]);
+        ck_assert_str_eq(got[i], created[i]);
+    }
+}
+
+START_TEST(test_concurrent_claim_threads)
+{
+    static char created[CONC_JOBS][DR_ID_LEN + 1];
+    make_jobs(created, CONC_JOBS);
+    struct claimer *c = xcalloc(CONC_THREADS, sizeof *c);
+    for (int i = 0; i < CONC_THREADS; i++) {
+        c[i].index = i;
+        ck_assert_int_eq(pthread_create(&c[i].thr, NULL, claim_thread, &c[i]), 0);
+    }
+    char(*all)[DR_ID_LEN + 1] = xcalloc(CONC_JOBS * CONC_THREADS, DR_ID_LEN + 1);
+    int n = 0;
+    for (int i = 0; i < CONC_THREADS; i++) {
+        pthread_join(c[i].thr, NULL);
+        ck_assert_int_eq(c[i].err, 0);
+        for (int k = 0; k < c[i].n; k++)
+            memcpy(all[n++], c[i].ids[k], DR_ID_LEN + 1);
+    }
+    check_union(created, all, n);
+    free(all);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_concurrent_claim_processes)
+{
+    static char created[CONC_JOBS][DR_ID_LEN + 1];
+    make_jobs(created, CONC_JOBS);
+    enum { PROCS = 3 };
+    pid_t pids[PROCS];
+    /* A handle never crosses fork(): close ours, reopen after. */
+    catalog_close(cat);
+    cat = NULL;
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        ck_assert_int_ge(pids[p], 0);
+        if (pids[p] == 0) {
+            /* Child: its own handle; ids go to claims.<p>. */
+            struct claimer *c = xcalloc(1, sizeof *c);
+            c->index = 100 + p;
+            claim_thread(c);
+            char *out = xasprintf("%s/claims.%d", tmpdir, p);
+            FILE *f = fopen(out, "w");
+            int ok = f != NULL && c->err == 0;
+            for (int i = 0; ok && i < c->n; i++)
+                fprintf(f, "%s\n", c->ids[i]);
+            if (f != NULL && fclose(f) != 0)
+                ok = 0;
+            free(out);
+            free(c);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    char(*all)[DR_ID_LEN + 1] = xcalloc(CONC_JOBS * PROCS, DR_ID_LEN + 1);
+    int n = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        ck_assert_int_eq(waitpid(pids[p], &st, 0), pids[p]);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        char *in = xasprintf("%s/claims.%d", tmpdir, p);
+        FILE *f = fopen(in, "r");
+        ck_assert_ptr_nonnull(f);
+        char line[64];
+        while (fgets(line, sizeof line, f) != NULL && n < CONC_JOBS * PROCS) {
+            line[strcspn(line, "\n")] = '\0';
+            ck_assert_int_eq((int)strlen(line), DR_ID_LEN);
+            memcpy(all[n++], line, DR_ID_LEN + 1);
+        }
+        fclose(f);
+        free(in);
+    }
+    check_union(created, all, n);
+    free(all);
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, CONC_JOBS); /* all running */
+}
+END_TEST
+
+/* ---- visibility, sharing ------------------------------------------------ */
+
+START_TEST(test_visibility_owner_shared_stranger)
+{
+    char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/p/cat.jpg", 9, mid, jid), 0);
+    struct dr_media m;
+    struct dr_job j;
+    char did[DR_ID_LEN + 1];
+
+    /* Stranger: nothing. */
+    ck_assert_int_eq(catalog_media_get(cat, mid, "bob", &m), -ENOENT);
+    ck_assert_int_eq(catalog_job_get(cat, jid, "bob", &j), -ENOENT);
+    ck_assert_int_eq(catalog_enqueue_download(cat, mid, "bob", did), -ENOENT);
+    ck_assert_str_eq(did, "");
+    /* Owner and internal see it. */
+    ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), 0);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
+    dr_job_clear(&j);
+
+    /* Sharing rules: only the owner; only known users; idempotent. */
+    ck_assert_int_eq(catalog_media_share(cat, mid, "bob", "bob"), -ENOENT);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "mallory"), -ENOENT);
+    ck_assert_int_eq(catalog_media_share(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "alice", "bob"),
+                     -ENOENT);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "bob"), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "bob"), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "alice"), 0);
+
+    /* Bob now sees the media (owner still alice), not alice's upload job. */
+    ck_assert_int_eq(catalog_media_get(cat, mid, "bob", &m), 0);
+    ck_assert_str_eq(m.owner, "alice");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_job_get(cat, jid, "bob", &j), -ENOENT);
+    ck_assert_int_eq(catalog_media_get(cat, mid, "carol", &m), -ENOENT);
+
+    /* Bob's download job is his: he sees it and gets its events. */
+    ck_assert_int_eq(catalog_enqueue_download(cat, mid, "bob", did), 0);
+    ck_assert(dr_id_valid(did));
+    ck_assert_int_eq(catalog_job_get(cat, did, "bob", &j), 0);
+    ck_assert_str_eq(j.kind, "download");
+    ck_assert_str_eq(j.owner, "bob");
+    ck_assert_str_eq(j.state, "queued");
+    ck_assert_str_eq(j.stage, "fetch");
+    ck_assert_ptr_null(j.spool_path);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_get(cat, did, "alice", &j), -ENOENT);
+    ck_assert_int_eq(catalog_job_get(cat, did, "carol", &j), -ENOENT);
+    struct dr_event *ev;
+    size_t n;
+    ck_assert_int_eq(catalog_events_since(cat, "bob", 0, 10, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 1);
+    ck_assert_str_eq(ev[0].job_id, did);
+    ck_assert_str_eq(ev[0].type, "job.created");
+    json_t *o = event_json(&ev[0]);
+    ck_assert_str_eq(jstr(o, "kind"), "download");
+    ck_assert_str_eq(jstr(o, "path"), "/p/cat.jpg"); /* the owner's path */
+    json_decref(o);
+    catalog_events_free(ev, n);
+
+    /* Shared media cannot be moved, deleted or re-shared by bob. */
+    ck_assert_int_eq(catalog_media_move(cat, mid, "bob", "/mine.jpg"), -ENOENT);
+    char *key = (char *)"x";
+    ck_assert_int_eq(catalog_media_delete(cat, mid, "bob", &key), -ENOENT);
+    ck_assert_ptr_null(key);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "bob", "carol"), -ENOENT);
+
+    /* An internal download request belongs to the media owner. */
+    ck_assert_int_eq(catalog_enqueue_download(cat, mid, NULL, did), 0);
+    ck_assert_int_eq(catalog_job_get(cat, did, "alice", &j), 0);
+    dr_job_clear(&j);
+}
+END_TEST
+
+/* ---- folder listing ------------------------------------------------------ */
+
+static const struct dr_folder_entry *find_folder(const struct dr_folder_entry *v, size_t n,
+                                                 const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0)
+            return &v[i];
+    return NULL;
+}
+
+START_TEST(test_list_aggregates_and_is_prefix_safe)
+{
+    const struct {
+        const char *owner, *path;
+        uint64_t size;
+    } rows[] = {
+        {"alice", "/a.txt", 1},
+        {"alice", "/photos/x.jpg", 10},
+        {"alice", "/photos/2024/y", 100},
+        {"alice", "/photos/2024/z/w", 1000},
+        {"alice", "/ab/f", 1},
+        {"alice", "/ab/c/h", 4},
+        {"alice", "/abc/g", 2},
+        {"alice", "/ab-x/q", 8},
+        {"alice", "/ab0/r", 16},
+        {"bob", "/ab/bobs", 32},
+        {"carol", "/ab/shared", 64},
+        {"carol", "/ab/private", 128},
+    };
+    char ids[DR_ARRAY_LEN(rows)][DR_ID_LEN + 1];
+    for (size_t i = 0; i < DR_ARRAY_LEN(rows); i++)
+        ck_assert_int_eq(intake1(cat, rows[i].owner, rows[i].path, rows[i].size, ids[i], NULL), 0);
+    ck_assert_int_eq(catalog_media_share(cat, ids[10], "carol", "alice"), 0);
+
+    struct dr_media *files;
+    struct dr_folder_entry *dirs;
+    size_t nf, nd;
+    const struct dr_folder_entry *e;
+
+    /* "/ab": its own file and carol's shared one (where carol keeps it),
+     * one subfolder c; nothing from /abc, /ab-x, /ab0 or bob. */
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "/ab", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nf, 2);
+    ck_assert_str_eq(files[0].name, "f");
+    ck_assert_str_eq(files[0].owner, "alice");
+    ck_assert_str_eq(files[1].name, "shared");
+    ck_assert_str_eq(files[1].owner, "carol");
+    ck_assert_int_eq((int)nd, 1);
+    ck_assert_str_eq(dirs[0].name, "c");
+    ck_assert_int_eq((int)dirs[0].files, 1);
+    ck_assert_int_eq((int)dirs[0].size, 4);
+    catalog_media_list_free(files, nf, dirs, nd);
+
+    /* Root: a.txt; subfolders summed over everything below them. */
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "/", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nf, 1);
+    ck_assert_str_eq(files[0].path, "/a.txt");
+    ck_assert_int_eq((int)nd, 5);
+    ck_assert_str_eq(dirs[0].name, "ab"); /* sorted by name */
+    e = find_folder(dirs, nd, "ab");
+    ck_assert_int_eq((int)e->files, 3); /* f, c/h, carol's shared */
+    ck_assert_int_eq((int)e->size, 1 + 4 + 64);
+    e = find_folder(dirs, nd, "abc");
+    ck_assert_int_eq((int)e->files, 1);
+    ck_assert_int_eq((int)e->size, 2);
+    e = find_folder(dirs, nd, "ab-x");
+    ck_assert_int_eq((int)e->size, 8);
+    e = find_folder(dirs, nd, "ab0");
+    ck_assert_int_eq((int)e->size, 16);
+    e = find_folder(dirs, nd, "photos");
+    ck_assert_int_eq((int)e->files, 3);
+    ck_assert_int_eq((int)e->size, 1110);
+    catalog_media_list_free(files, nf, dirs, nd);
+
+    /* A trailing slash and "" are accepted as the same folders. */
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "/photos/", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nf, 1);
+    ck_assert_str_eq(files[0].name, "x.jpg");
+    ck_assert_int_eq((int)nd, 1);
+    ck_assert_str_eq(dirs[0].name, "2024");
+    ck_assert_int_eq((int)dirs[0].files, 2);
+    ck_assert_int_eq((int)dirs[0].size, 1100);
+    catalog_media_list_free(files, nf, dirs, nd);
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nd, 5);
+    catalog_media_list_free(files, nf, dirs, nd);
+
+    /* "/abc" sees only itself; an unknown folder is empty, not an error. */
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "/abc", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nf, 1);
+    ck_assert_str_eq(files[0].name, "g");
+    ck_assert_int_eq((int)nd, 0);
+    catalog_media_list_free(files, nf, dirs, nd);
+    ck_assert_int_eq(catalog_media_list(cat, "alice", "/nope", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)(nf + nd), 0);
+    catalog_media_list_free(files, nf, dirs, nd);
+
+    /* Bob sees only his own. */
+    ck_assert_int_eq(catalog_media_list(cat, "bob", "/", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nf, 0);
+    ck_assert_int_eq((int)nd, 1);
+    ck_assert_str_eq(dirs[0].name, "ab");
+    ck_assert_int_eq((int)dirs[0].files, 1);
+    ck_assert_int_eq((int)dirs[0].size, 32);
+    catalog_media_list_free(files, nf, dirs, nd);
+
+    /* UTF-8 folder names split correctly. */
+    ck_assert_int_eq(intake1(cat, "bob", "/ünï/çødé/ß.txt", 5, NULL, NULL), 0);
+    ck_assert_int_eq(catalog_media_list(cat, "bob", "/ünï", &files, &nf, &dirs, &nd), 0);
+    ck_assert_int_eq((int)nd, 1);
+    ck_assert_str_eq(dirs[0].name, "çødé");
+    ck_assert_int_eq((int)dirs[0].size, 5);
+    catalog_media_list_free(files, nf, dirs, nd);
+}
+END_TEST
+
+/* ---- move, delete ------------------------------------------------------- */
+
+START_TEST(test_move_and_rename)
+{
+    char a[DR_ID_LEN + 1], b[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/in/a.txt", 1, a, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/in/b.txt", 1, b, NULL), 0);
+
+    ck_assert_int_eq(catalog_media_move(cat, a, "alice", "/out/deep/a2.txt"), 0);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, a, "alice", &m), 0);
+    ck_assert_str_eq(m.path, "/out/deep/a2.txt");
+    ck_assert_str_eq(m.folder, "/out/deep");
+    ck_assert_str_eq(m.name, "a2.txt");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/in/a.txt"), 0);
+
+    /* Onto a taken path: -EEXIST and nothing changes. */
+    ck_assert_int_eq(catalog_media_move(cat, a, "alice", "/in/b.txt"), -EEXIST);
+    ck_assert_int_eq(catalog_media_get(cat, a, NULL, &m), 0);
+    ck_assert_str_eq(m.path, "/out/deep/a2.txt");
+    dr_media_clear(&m);
+    /* Not the owner, or no such media: -ENOENT. */
+    ck_assert_int_eq(catalog_media_move(cat, a, "bob", "/x.txt"), -ENOENT);
+    ck_assert_int_eq(catalog_media_move(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "alice", "/x"), -ENOENT);
+    /* Rename in place, to the top level, and to itself. */
+    ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/in/c.txt"), 0);
+    ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/c.txt"), 0);
+    ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/c.txt"), 0);
+    ck_assert_int_eq(catalog_media_get(cat, b, NULL, &m), 0);
+    ck_assert_str_eq(m.folder, "/");
+    ck_assert_str_eq(m.name, "c.txt");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/dir/"), -EINVAL);
+    /* The old path is free again. */
+    ck_assert_int_eq(intake1(cat, "alice", "/in/b.txt", 1, NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_delete)
+{
+    char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/d.txt", 1, mid, jid), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "bob"), 0);
+    char *key = NULL;
+    ck_assert_int_eq(catalog_media_delete(cat, mid, "bob", &key), -ENOENT);
+    /* Not stored yet: no key. */
+    char mid2[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/e.txt", 1, mid2, NULL), 0);
+    ck_assert_int_eq(catalog_media_delete(cat, mid2, "alice", &key), 0);
+    ck_assert_ptr_null(key);
+
+    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "OBJ_KEY.txt"), 0);
+    ck_assert_int_eq(catalog_media_delete(cat, mid, "alice", &key), 0);
+    ck_assert_str_eq(key, "OBJ_KEY.txt");
+    free(key);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), -ENOENT);
+    ck_assert_int_eq(catalog_media_get(cat, mid, "bob", &m), -ENOENT);
+    ck_assert_int_eq(catalog_media_delete(cat, mid, "alice", NULL), -ENOENT);
+    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "k"), -ENOENT);
+    /* The shares went with it (the file itself confirms). */
+    char *path = xasprintf("%s/catalog.db", tmpdir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM shares WHERE media_id = ?1", -1, &s, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(s, 1, mid, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    free(path);
+    /* The job stays (history); the path is free. */
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
+    dr_job_clear(&j);
+    ck_assert_int_eq(intake1(cat, "alice", "/d.txt", 1, NULL, NULL), 0);
+    /* Failing the orphaned upload job still works (media gone). */
+    claim_one("upload", "n:1", &j);
+    ck_assert_str_eq(j.id, jid);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, "media deleted"), 0);
+}
+END_TEST
+
+/* ---- foreach, insert ---------------------------------------------------- */
+
+static int count_cb(const struct dr_media *m, void *arg)
+{
+    int *n = arg;
+    ck_assert(dr_id_valid(m->id));
+    (*n)++;
+    return 0;
+}
+
+static int stop_at_3(const struct dr_media *m, void *arg)
+{
+    (void)m;
+    int *n = arg;
+    return ++(*n) == 3;
+}
+
+START_TEST(test_foreach_and_insert)
+{
+    /* More than one page (256) of rows. */
+    enum { N = 300 };
+    struct dr_intake *items = xcalloc(N, sizeof *items);
+    char **paths = xcalloc(N, sizeof *paths);
+    for (int i = 0; i < N; i++) {
+        paths[i] = xasprintf("/f/%03d", i);
+        items[i] =
+            (struct dr_intake){.owner = "bob", .path = paths[i], .size = 2, .spool_path = "/s"};
+    }
+    ck_assert_int_eq(catalog_intake_uploads(cat, items, N), 0);
+    for (int i = 0; i < N; i++)
+        free(paths[i]);
+    free(paths);
+    free(items);
+
+    int n = 0;
+    ck_assert_int_eq(catalog_media_foreach(cat, count_cb, &n), 0);
+    ck_assert_int_eq(n, N);
+    n = 0;
+    ck_assert_int_eq(catalog_media_foreach(cat, stop_at_3, &n), 0);
+    ck_assert_int_eq(n, 3);
+
+    /* A rebuilt row: complete, available, visible to its owner. */
+    uint8_t wk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    struct dr_media m = {0};
+    dr_id_new(m.id);
+    m.owner = (char *)"carol";
+    m.path = (char *)"/r/e.bin";
+    m.size = 77;
+    snprintf(m.sha256, sizeof m.sha256, "%064d", 0);
+    m.storage_key = (char *)"K_e.bin";
+    m.wrapped_key = wk;
+    m.wrapped_key_len = sizeof wk;
+    m.created_at = 1234;
+    m.uploaded_at = 5678;
+    ck_assert_int_eq(catalog_media_insert(cat, &m), 0);
+    ck_assert_int_eq(catalog_media_insert(cat, &m), -EEXIST);
+    struct dr_media got;
+    ck_assert_int_eq(catalog_media_get(cat, m.id, "carol", &got), 0);
+    ck_assert_str_eq(got.state, "available");
+    ck_assert_str_eq(got.folder, "/r");
+    ck_assert_str_eq(got.name, "e.bin");
+    ck_assert_str_eq(got.storage_key, "K_e.bin");
+    ck_assert_int_eq(got.created_at, 1234);
+    ck_assert_int_eq(got.uploaded_at, 5678);
+    ck_assert_int_eq((int)got.wrapped_key_len, 8);
+    ck_assert_mem_eq(got.wrapped_key, wk, 8);
+    dr_media_clear(&got);
+    /* Same path, other id: the path is taken. */
+    dr_id_new(m.id);
+    ck_assert_int_eq(catalog_media_insert(cat, &m), -EEXIST);
+    snprintf(m.id, sizeof m.id, "not-an-id");
+    ck_assert_int_eq(catalog_media_insert(cat, &m), -EINVAL);
+    n = 0;
+    ck_assert_int_eq(catalog_media_foreach(cat, count_cb, &n), 0);
+    ck_assert_int_eq(n, N + 1);
+}
+END_TEST
+
+/* ---- events ------------------------------------------------------------- */
+
+START_TEST(test_events_filter_and_paging)
+{
+    int64_t last = -1;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, 0);
+    for (int i = 0; i < 5; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "/%d", i);
+        ck_assert_int_eq(intake1(cat, i % 2 ? "bob" : "alice", p, 1, NULL, NULL), 0);
+    }
+    struct dr_event *ev;
+    size_t n;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 2, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 2);
+    int64_t after = ev[1].seq;
+    catalog_events_free(ev, n);
+    ck_assert_int_eq(catalog_events_since(cat, NULL, after, 100, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 3);
+    ck_assert_int_gt(ev[0].seq, after);
+    catalog_events_free(ev, n);
+    ck_assert_int_eq(catalog_events_since(cat, "bob", 0, 100, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 2);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_str_eq(ev[i].user, "bob");
+    catalog_events_free(ev, n);
+    ck_assert_int_eq(catalog_events_since(cat, "nobody", 0, 100, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    catalog_events_free(ev, n);
+    ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 0, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, 5);
+
+    /* Pruning keeps the high-water mark: seqs are never reused. */
+    uint64_t removed = 0;
+    ck_assert_int_eq(catalog_prune(cat, dr_now_ms() + 1000, &removed), 0);
+    ck_assert_int_eq((int)removed, 5); /* the events; the jobs are still queued */
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, 5);
+    ck_assert_int_eq(intake1(cat, "alice", "/new", 1, NULL, NULL), 0);
+    ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 10, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 1);
+    ck_assert_int_eq(ev[0].seq, 6);
+    catalog_events_free(ev, n);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 6);
+}
+END_TEST
+
+START_TEST(test_prune_finished_only)
+{
+    char jid[DR_ID_LEN + 1], j2[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/a", 1, NULL, jid), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/b", 1, NULL, j2), 0);
+    struct dr_job j;
+    claim_one("upload", "n:1", &j);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_job_done(cat, jid), 0);
+    uint64_t removed = 0;
+    ck_assert_int_eq(catalog_prune(cat, 0, &removed), 0); /* nothing that old */
+    ck_assert_int_eq((int)removed, 0);
+    ck_assert_int_eq(catalog_prune(cat, dr_now_ms() + 1000, NULL), 0);
+    ck_assert_int_eq(catalog_job_get(cat, jid, NULL, &j), -ENOENT);
+    ck_assert_int_eq(catalog_job_get(cat, j2, NULL, &j), 0); /* queued: kept */
+    dr_job_clear(&j);
+}
+END_TEST
+
+/* ---- tus ---------------------------------------------------------------- */
+
+static void tus_new(struct dr_tus *t, const char *owner, const char *path, int64_t length,
+                    int64_t expires_at)
+{
+    memset(t, 0, sizeof *t);
+    dr_id_new(t->id);
+    t->owner = (char *)owner;
+    t->length = length;
+    t->path = (char *)path;
+    t->metadata = (char *)"filename dC50eHQ=";
+    t->content_type = (char *)"text/plain";
+    t->spool_path = (char *)"/spool/t.part";
+    t->expires_at = expires_at;
+}
+
+START_TEST(test_tus_lifecycle)
+{
+    int64_t now = dr_now_ms();
+    struct dr_tus t;
+    tus_new(&t, "alice", "/up/t.txt", -1, now + 3600000);
+    ck_assert_int_eq(catalog_tus_create(cat, &t), 0);
+    ck_assert_int_eq(catalog_tus_create(cat, &t), -EEXIST);
+
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, "bob", &got), -ENOENT);
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, "alice", &got), 0);
+    ck_assert_int_eq(got.length, -1);
+    ck_assert_int_eq((int)got.offset, 0);
+    ck_assert_str_eq(got.path, "/up/t.txt");
+    ck_assert_str_eq(got.metadata, "filename dC50eHQ=");
+    ck_assert_str_eq(got.content_type, "text/plain");
+    ck_assert_str_eq(got.spool_path, "/spool/t.part");
+    ck_assert_int_eq(got.expires_at, now + 3600000);
+    ck_assert_int_gt(got.created_at, 0);
+    ck_assert_str_eq(got.job_id, "");
+    ck_assert_str_eq(got.media_id, "");
+    dr_tus_clear(&got);
+
+    /* Deferred length: offsets grow freely until the length is known. */
+    ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 4), 0);
+    ck_assert_int_eq(catalog_tus_set_length(cat, t.id, 10), 0);
+    ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 11), -EINVAL); /* past the length */
+    ck_assert_int_eq(catalog_tus_set_length(cat, t.id, 3), -EINVAL);  /* below the offset */
+    ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 10), 0);
+    ck_assert_int_eq(catalog_tus_set_offset(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 1), -ENOENT);
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, NULL, &got), 0);
+    ck_assert_int_eq(got.length, 10);
+    ck_assert_int_eq((int)got.offset, 10);
+    dr_tus_clear(&got);
+
+    /* Finish: media + job + event and the row marked, in one go. The
+     * caller may leave path/content type/spool to the session row. */
+    struct dr_intake it = {.owner = "alice", .size = 10};
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &it), 0);
+    ck_assert_int_eq(it.result, 0);
+    ck_assert(dr_id_valid(it.media_id) && dr_id_valid(it.job_id));
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, it.job_id);
+    ck_assert_str_eq(got.media_id, it.media_id);
+    ck_assert_int_eq((int)got.offset, 10);
+    dr_tus_clear(&got);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, it.media_id, "alice", &m), 0);
+    ck_assert_str_eq(m.path, "/up/t.txt");
+    ck_assert_str_eq(m.content_type, "text/plain");
+    ck_assert_int_eq((int)m.size, 10);
+    dr_media_clear(&m);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, it.job_id, "alice", &j), 0);
+    ck_assert_str_eq(j.spool_path, "/spool/t.part");
+    ck_assert_str_eq(j.stage, "encrypt");
+    dr_job_clear(&j);
+    struct dr_event *ev;
+    size_t n;
+    ck_assert_int_eq(catalog_events_since(cat, "alice", 0, 10, &ev, &n), 0);
+    ck_assert_int_eq((int)n, 1);
+    ck_assert_str_eq(ev[0].type, "job.created");
+    ck_assert_str_eq(ev[0].job_id, it.job_id);
+    catalog_events_free(ev, n);
+
+    /* Finishing again (a retried last PATCH) gives the same ids, no new job. */
+    struct dr_intake again = {.owner = "alice", .size = 10};
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &again), 0);
+    ck_assert_str_eq(again.job_id, it.job_id);
+    ck_assert_str_eq(again.media_id, it.media_id);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 1);
+    /* A finished session no longer moves; others cannot finish it. */
+    ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 5), -ENOENT);
+    struct dr_intake other = {.owner = "bob", .size = 10};
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &other), -ENOENT);
+
+    /* Termination: owner only. */
+    ck_assert_int_eq(catalog_tus_delete(cat, t.id, "bob"), -ENOENT);
+    ck_assert_int_eq(catalog_tus_delete(cat, t.id, "alice"), 0);
+    ck_assert_int_eq(catalog_tus_delete(cat, t.id, "alice"), -ENOENT);
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, NULL, &got), -ENOENT);
+    /* The upload it made is unaffected. */
+    ck_assert_int_eq(catalog_media_get(cat, it.media_id, "alice", &m), 0);
+    dr_media_clear(&m);
+}
+END_TEST
+
+START_TEST(test_tus_finish_path_taken)
+{
+    ck_assert_int_eq(intake1(cat, "alice", "/taken.txt", 1, NULL, NULL), 0);
+    struct dr_tus t;
+    tus_new(&t, "alice", "/taken.txt", 3, dr_now_ms() + 1000);
+    ck_assert_int_eq(catalog_tus_create(cat, &t), 0);
+    ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 3), 0);
+    struct dr_intake it = {
+        .owner = "alice", .path = "/taken.txt", .size = 3, .spool_path = "/spool/t.part"};
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &it), -EEXIST);
+    ck_assert_int_eq(it.result, -EEXIST);
+    ck_assert_str_eq(it.job_id, "");
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, NULL, &got), 0);
+    ck_assert_str_eq(got.job_id, ""); /* still open */
+    dr_tus_clear(&got);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 1);
+    /* Another path (e.g. after the client renamed): it finishes. */
+    it.path = "/taken (1).txt";
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &it), 0);
+    ck_assert_int_eq(it.result, 0);
+    ck_assert_int_eq(catalog_tus_finish(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", &it), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_tus_expiry)
+{
+    int64_t now = dr_now_ms();
+    struct dr_tus a, b, c;
+    tus_new(&a, "alice", "/a", 5, now - 10);  /* expired */
+    tus_new(&b, "bob", "/b", 5, now + 60000); /* live */
+    tus_new(&c, "alice", "/c", 5, now - 5);   /* expired but finished */
+    ck_assert_int_eq(catalog_tus_create(cat, &a), 0);
+    ck_assert_int_eq(catalog_tus_create(cat, &b), 0);
+    ck_assert_int_eq(catalog_tus_create(cat, &c), 0);
+    struct dr_intake it = {.owner = "alice", .size = 5};
+    ck_assert_int_eq(catalog_tus_finish(cat, c.id, &it), 0);
+
+    struct dr_tus *v;
+    size_t n;
+    ck_assert_int_eq(catalog_tus_expired(cat, now, &v, &n), 0);
+    ck_assert_int_eq((int)n, 1);
+    ck_assert_str_eq(v[0].id, a.id);
+    ck_assert_str_eq(v[0].spool_path, "/spool/t.part");
+    for (size_t i = 0; i < n; i++)
+        dr_tus_clear(&v[i]);
+    free(v);
+    ck_assert_int_eq(catalog_tus_expired(cat, now + 120000, &v, &n), 0);
+    ck_assert_int_eq((int)n, 2);
+    ck_assert_str_eq(v[0].id, a.id);
+    ck_assert_str_eq(v[1].id, b.id);
+    for (size_t i = 0; i < n; i++)
+        dr_tus_clear(&v[i]);
+    free(v);
+    /* The sweeper deletes what it cleaned up. */
+    ck_assert_int_eq(catalog_tus_delete(cat, a.id, NULL), 0);
+    ck_assert_int_eq(catalog_tus_expired(cat, now, &v, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    free(v);
+    /* Prune drops the finished, expired row. */
+    uint64_t removed = 0;
+    ck_assert_int_eq(catalog_prune(cat, now, &removed), 0);
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, c.id, NULL, &got), -ENOENT);
+    ck_assert_int_eq(catalog_tus_get(cat, b.id, NULL, &got), 0);
+    dr_tus_clear(&got);
+}
+END_TEST
+
+/* ---- usage, users ------------------------------------------------------- */
+
+START_TEST(test_usage_ranking)
+{
+    char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/a1", 100, NULL, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "bob", "/b1", 60, NULL, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "bob", "/b2", 40, NULL, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "bob", "/b3", 0, NULL, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "carol", "/c1", 500, mid, jid), 0);
+    ck_assert_int_eq(intake1(cat, "dave", "/d1", 1, NULL, NULL), 0); /* not a config user */
+    /* Shared media counts for its owner only; failed uploads not at all. */
+    char amid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/a2", 0, amid, NULL), 0);
+    ck_assert_int_eq(catalog_media_share(cat, amid, "alice", "bob"), 0);
+    int n = 0;
+    struct dr_job all[8];
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 8, "n:1", all, &n), 0);
+    for (int i = 0; i < n; i++)
+        dr_job_clear(&all[i]);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, "boom"), 0);
+
+    struct dr_usage *u;
+    size_t nu;
+    ck_assert_int_eq(catalog_usage(cat, &u, &nu), 0);
+    ck_assert_int_eq((int)nu, 4);
+    /* bob and alice tie on bytes (100): bob has more files. */
+    ck_assert_str_eq(u[0].user, "bob");
+    ck_assert_int_eq((int)u[0].bytes, 100);
+    ck_assert_int_eq((int)u[0].files, 3);
+    ck_assert_str_eq(u[1].user, "alice");
+    ck_assert_int_eq((int)u[1].bytes, 100);
+    ck_assert_int_eq((int)u[1].files, 2);
+    ck_assert_str_eq(u[2].user, "dave");
+    ck_assert_int_eq((int)u[2].bytes, 1);
+    ck_assert_str_eq(u[3].user, "carol"); /* only a failed upload */
+    ck_assert_int_eq((int)u[3].bytes, 0);
+    ck_assert_int_eq((int)u[3].files, 0);
+    catalog_usage_free(u, nu);
+}
+END_TEST
+
+START_TEST(test_sync_users)
+{
+    /* New users appear (share targets must exist); old ones may stay. */
+    char mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/s", 1, mid, NULL), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "erin"), -ENOENT);
+    struct dr_user users[] = {{.name = (char *)"erin", .token = (char *)"e", .admin = true}};
+    struct dr_config cfg = {0};
+    cfg.users = users;
+    cfg.n_users = 1;
+    ck_assert_int_eq(catalog_sync_users(cat, &cfg), 0);
+    ck_assert_int_eq(catalog_sync_users(cat, &cfg), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "erin"), 0);
+    ck_assert_int_eq(catalog_media_share(cat, mid, "alice", "bob"), 0);
+    struct dr_usage *u;
+    size_t nu;
+    ck_assert_int_eq(catalog_usage(cat, &u, &nu), 0);
+    ck_assert_int_eq((int)nu, 4); /* alice bob carol erin */
+    catalog_usage_free(u, nu);
+    ck_assert_int_eq(catalog_sync_users(cat, NULL), -EINVAL);
+}
+END_TEST
+
+static Suite *catalog_suite(void)
+{
+    Suite *s = suite_create("catalog");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_pragmas_and_migrate);
+    tcase_add_test(tc, test_intake_batch_with_taken_path);
+    tcase_add_test(tc, test_path_exists_and_by_path);
+    tcase_add_test(tc, test_job_lifecycle_events_in_order);
+    tcase_add_test(tc, test_job_fail_marks_upload_media_failed);
+    tcase_add_test(tc, test_retry_backoff_and_claim_order);
+    tcase_add_test(tc, test_claim_is_fifo_within_one_millisecond);
+    tcase_add_test(tc, test_recover_releases_dead_claimers);
+    tcase_add_test(tc, test_visibility_owner_shared_stranger);
+    tcase_add_test(tc, test_list_aggregates_and_is_prefix_safe);
+    tcase_add_test(tc, test_move_and_rename);
+    tcase_add_test(tc, test_delete);
+    tcase_add_test(tc, test_foreach_and_insert);
+    tcase_add_test(tc, test_events_filter_and_paging);
+    tcase_add_test(tc, test_prune_finished_only);
+    tcase_add_test(tc, test_tus_lifecycle);
+    tcase_add_test(tc, test_tus_finish_path_taken);
+    tcase_add_test(tc, test_tus_expiry);
+    tcase_add_test(tc, test_usage_ranking);
+    tcase_add_test(tc, test_sync_users);
+    suite_add_tcase(s, tc);
+
+    TCase *conc = tcase_create("concurrency");
+    tcase_add_checked_fixture(conc, setup, teardown);
+    tcase_set_timeout(conc, 120);
+    tcase_add_test(conc, test_concurrent_claim_threads);
+    tcase_add_test(conc, test_concurrent_claim_processes);
+    tcase_add_test(conc, test_busy_maps_to_ebusy_and_readers_proceed);
+    suite_add_tcase(s, conc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(catalog_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
