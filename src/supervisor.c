@@ -249,7 +249,9 @@ int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/admin.token", cfg->data_dir);
     char *token = NULL;
-    int r = read_token(path, &token);
+    int r = dr_mkdirs(cfg->data_dir, 0700);
+    if (r == 0)
+        r = read_token(path, &token);
     if (r == -ENOENT)
         r = write_token(path, &token);
     if (r < 0) {
