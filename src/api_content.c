@@ -71,11 +71,11 @@ struct content_req {
     char *user;
     char *name;
     char *content_type;
-    char etag[72];          /* "\"<sha256>\"" or "" */
+    char etag[72]; /* "\"<sha256>\"" or "" */
     uint64_t size;
     enum range_result rr;
     uint64_t start, len;
-    int lock_fd;            /* holds LOCK_SH while the response is sent; -1 */
+    int lock_fd; /* holds LOCK_SH while the response is sent; -1 */
     /* miss path */
     char job_id[DR_ID_LEN + 1];
     int jobs_started;
@@ -313,15 +313,6 @@ static void content_serve(struct content_req *cr, int fd)
     http_respond_file(ex, status, ct, fd, off, len);
 }
 
-static bool content_try_serve(struct content_req *cr)
-{
-    int fd;
-    if (content_cache_open(cr, NULL, &fd) < 0)
-        return false;
-    content_serve(cr, fd);
-    return true;
-}
-
 /* ------------------------------------------------------------------ */
 /* miss path                                                           */
 
@@ -355,8 +346,10 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "done") == 0) {
         dr_job_clear(&j);
         waiter_remove(cr);
-        if (content_try_serve(cr)) {
-            wait_end(cr);
+        int fd;
+        if (content_cache_open(cr, NULL, &fd) == 0) {
+            wait_end(cr); /* before answering: cr may be freed once it is sent */
+            content_serve(cr, fd);
             return;
         }
         content_miss(cr); /* evicted or expired already: once more */
@@ -365,7 +358,8 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "failed") == 0) {
         wait_end(cr);
         log_warn("content %s: download job %s failed: %s", cr->id, j.id, j.error ? j.error : "?");
-        http_respond_problem(cr->ex, 502, "download failed: %s", j.error ? j.error : "unknown error");
+        http_respond_problem(cr->ex, 502, "download failed: %s",
+                             j.error ? j.error : "unknown error");
         dr_job_clear(&j);
         return;
     }
@@ -406,7 +400,8 @@ static void enqueue_done(struct http_exchange *ex, void *arg)
     struct content_req *cr = arg;
     cr->defer_pending = false;
     if (cr->enqueue_rc == 0) {
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+        if (http_worker_ctx(ex))
+            worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
         log_debug("content %s: cache miss, download job %s", cr->id, cr->job_id);
     }
     if (http_ex_closed(ex))

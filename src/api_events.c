@@ -56,8 +56,8 @@ struct sse_stream {
     struct http_timer *ping;  /* repeating */
     struct http_timer *retry; /* one-shot; NULL once fired */
     bool linked;
-    bool blocked;             /* waiting for on_drained() */
-    bool ended;               /* http_stream_end() called (drain) */
+    bool blocked; /* waiting for on_drained() */
+    bool ended;   /* http_stream_end() called (drain) */
     struct sse_stream *prev, *next;
 };
 

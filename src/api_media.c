@@ -171,9 +171,9 @@ struct media_req {
     size_t body_len;
     bool body_too_big;
     /* work in/out (pool thread) */
-    char *arg;                   /* PATCH: new path; shares: target user */
+    char *arg; /* PATCH: new path; shares: target user */
     int rc;
-    int status;                  /* shares: 200/201 */
+    int status; /* shares: 200/201 */
     bool have_media, have_job;
     struct dr_media m;
     struct dr_job job;
@@ -292,7 +292,8 @@ static void store_key_init(void)
 
 /* Delete key from the store with the calling pool thread's own handle
  * (opened on first use, closed when the thread exits). 0 / -errno + err. */
-static int media_store_delete(const struct dr_config *cfg, const char *key, char *err, size_t errlen)
+static int media_store_delete(const struct dr_config *cfg, const char *key, char *err,
+                              size_t errlen)
 {
     pthread_once(&store_key_once, store_key_init);
     struct dr_store *st = pthread_getspecific(store_key);
@@ -695,8 +696,9 @@ static void download_work(void *arg)
 static void download_done(struct http_exchange *ex, void *arg)
 {
     struct media_req *r = arg;
-    if (r->rc == 0)
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+    if (r->rc == 0 && http_worker_ctx(ex))
+        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED,
+                    1); /* a lost wake-up only costs latency */
     if (http_ex_closed(ex))
         return;
     if (r->rc == -EINPROGRESS) {

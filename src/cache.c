@@ -245,8 +245,8 @@ static int by_atime(const void *a, const void *b)
     return 0;
 }
 
-int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms,
-                     struct dr_metrics *m, struct cache_pass *out)
+int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
+                     struct cache_pass *out)
 {
     struct cache_pass res;
     memset(&res, 0, sizeof res);
@@ -351,7 +351,7 @@ struct cache_evictor {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, kick;
-    uint64_t estimate;        /* bytes after the last pass + inserted since */
+    uint64_t estimate; /* bytes after the last pass + inserted since */
 };
 
 static void *evictor_main(void *arg)

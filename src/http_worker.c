@@ -111,9 +111,9 @@ static void start_drain(struct hw *w, const char *why)
     w->draining = true;
     log_info("http: %s: draining", why);
     http_server_drain(w->srv);
-    w->drain_deadline = http_timer_start(http_server_thread(w->srv, 0),
-                                         w->ctx->cfg->supervisor.drain_timeout, false,
-                                         on_drain_deadline, w);
+    w->drain_deadline =
+        http_timer_start(http_server_thread(w->srv, 0), w->ctx->cfg->supervisor.drain_timeout,
+                         false, on_drain_deadline, w);
 }
 
 static void on_sigpoll(void *arg)

@@ -149,7 +149,8 @@ void keys_new_data_key(const uint8_t master[DR_KEY_LEN], uint8_t data_key[DR_KEY
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int len = 0, ok = c != NULL;
     ok = ok && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, master, wrapped) == 1;
-    ok = ok && EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)wrap_aad, sizeof wrap_aad - 1) == 1;
+    ok =
+        ok && EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)wrap_aad, sizeof wrap_aad - 1) == 1;
     ok = ok && EVP_EncryptUpdate(c, wrapped + 12, &len, data_key, DR_KEY_LEN) == 1;
     ok = ok && EVP_EncryptFinal_ex(c, wrapped + 12 + len, &len) == 1;
     ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, wrapped + 12 + DR_KEY_LEN) == 1;
@@ -170,7 +171,8 @@ int keys_unwrap(const uint8_t master[DR_KEY_LEN], const uint8_t *wrapped, size_t
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int len = 0, ok = c != NULL;
     ok = ok && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, master, wrapped) == 1;
-    ok = ok && EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)wrap_aad, sizeof wrap_aad - 1) == 1;
+    ok =
+        ok && EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)wrap_aad, sizeof wrap_aad - 1) == 1;
     ok = ok && EVP_DecryptUpdate(c, out, &len, wrapped + 12, DR_KEY_LEN) == 1;
     ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1;
     int fin = ok ? EVP_DecryptFinal_ex(c, out + len, &len) : 0;

@@ -147,7 +147,8 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
                  j->job.work_path ? j->job.work_path : "(none)");
         goto out;
     }
-    if (pc->cfg->pipeline.test_store_delay > 0 && !pl_sleep(pc, pc->cfg->pipeline.test_store_delay)) {
+    if (pc->cfg->pipeline.test_store_delay > 0 &&
+        !pl_sleep(pc, pc->cfg->pipeline.test_store_delay)) {
         rc = -ECANCELED;
         snprintf(err, errlen, "draining");
         goto out;

@@ -83,7 +83,7 @@ struct pl_stage {
     struct runner *r;
     int order;
     const char *name;
-    const char *next;          /* NULL: last stage */
+    const char *next; /* NULL: last stage */
     pl_step_fn fn;
 };
 
@@ -96,14 +96,14 @@ struct runner {
     struct stage_pipeline *sp;
     pthread_t starter;
     bool starter_started;
-    struct webhooks **hooks;   /* to wake after commits */
+    struct webhooks **hooks; /* to wake after commits */
     /* wake-ups, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint64_t gen;
-    int64_t next_retry;        /* mono ms of the earliest known retry, 0 none */
+    int64_t next_retry; /* mono ms of the earliest known retry, 0 none */
     bool stop;
-    char *orphans[MAX_ORPHANS];/* jobs whose release to the queue failed */
+    char *orphans[MAX_ORPHANS]; /* jobs whose release to the queue failed */
     int n_orphans;
 };
 
@@ -270,9 +270,8 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
         dr_random(&rnd, sizeof rnd);
         uint64_t delay = stage_backoff_ms(attempt, cfg->pipeline.retry.backoff,
                                           cfg->pipeline.retry.max_backoff, rnd);
-        log_warn("job %s (%s) at %s: %s; attempt %d of %d, retrying in %llu ms", j->job.id,
-                 r->kind, s->name, err, attempt, cfg->pipeline.retry.attempts,
-                 (unsigned long long)delay);
+        log_warn("job %s (%s) at %s: %s; attempt %d of %d, retrying in %llu ms", j->job.id, r->kind,
+                 s->name, err, attempt, cfg->pipeline.retry.attempts, (unsigned long long)delay);
         for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
             crc = catalog_job_retry(t->cat, j->job.id, err, (int64_t)delay);
         metrics_add(&pc->metrics->jobs_retries, 1);
@@ -592,7 +591,9 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     }
     sc[2] = &notify_cfg;
     for (int i = 0; i < N_STAGES; i++) {
-        r->stages[i] = (struct pl_stage){.r = r, .order = i, .name = r->names[i],
+        r->stages[i] = (struct pl_stage){.r = r,
+                                         .order = i,
+                                         .name = r->names[i],
                                          .next = i + 1 < N_STAGES ? r->names[i + 1] : NULL,
                                          .fn = fns[i]};
         specs[i] = (struct stage_spec){
@@ -663,7 +664,7 @@ static void *drain_main(void *arg)
     struct worker *w = arg;
     pthread_setname_np(pthread_self(), "drain");
     int64_t t0 = dr_mono_ms();
-    runner_join(&w->up);   /* each finishes the steps in flight */
+    runner_join(&w->up); /* each finishes the steps in flight */
     runner_join(&w->down);
     webhooks_stop(w->hooks);
     w->hooks = NULL;
@@ -679,7 +680,7 @@ static void *drain_main(void *arg)
 static int begin_drain(struct worker *w)
 {
     pthread_mutex_lock(&w->pc.stop_mu);
-    w->pc.stopping = 1;
+    __atomic_store_n(&w->pc.stopping, 1, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&w->pc.stop_cv);
     pthread_mutex_unlock(&w->pc.stop_mu);
     runner_signal_stop(&w->up);

@@ -68,7 +68,7 @@ struct stage_thread {
     int index;
     pthread_t tid;
     bool started;
-    int outstanding;          /* under st->mu */
+    int outstanding; /* under st->mu */
     struct stage_item sentinel;
 };
 
@@ -81,19 +81,19 @@ struct stage {
     pthread_cond_t demand_cv;
     struct stage_item *head, *tail;
     int queued;
-    int demand;               /* unmet demand announced to the producer(s) */
-    int held;                 /* popped by a thread and not yet finished */
-    int max_held;             /* peak of queued + held (stats) */
+    int demand;   /* unmet demand announced to the producer(s) */
+    int held;     /* popped by a thread and not yet finished */
+    int max_held; /* peak of queued + held (stats) */
     uint64_t processed;
     bool stopping;
-    bool wake;                /* stage 0 only: stage_pipeline_wake() */
+    bool wake; /* stage 0 only: stage_pipeline_wake() */
     struct stage_thread *threads;
 };
 
 struct stage_pipeline {
     struct stage *stages;
     int n;
-    int stopping;             /* atomic */
+    int stopping; /* atomic */
     bool started;
 };
 
@@ -241,7 +241,8 @@ static void *stage_thread_main(void *arg)
     char name[32];
     void *tls = NULL;
 
-    snprintf(name, sizeof name, "%.10s-%u", st->spec.short_name ? st->spec.short_name : st->spec.name,
+    snprintf(name, sizeof name, "%.10s-%u",
+             st->spec.short_name ? st->spec.short_name : st->spec.name,
              (unsigned)(t->index + 1) % 1000u);
     name[15] = '\0'; /* the kernel's limit */
     pthread_setname_np(pthread_self(), name);

@@ -24,6 +24,11 @@
  *    dropped (the offset stays);
  *  - bytes past the recorded offset are never trusted: spool_reopen()
  *    truncates to it before the next PATCH writes;
+ *  - an upload reports offset == length only together with its job: the
+ *    completing request records the final offset inside
+ *    catalog_tus_finish(); and should bytes ever be saved up to the
+ *    length without a finish (a cut last request), the next HEAD finishes
+ *    it before answering;
  *  - a user only ever sees their own uploads (404 otherwise);
  *  - one request at a time per upload in this process: PATCH/DELETE take
  *    the upload's busy mark (423 Locked while another holds it), and the
@@ -62,19 +67,19 @@
 
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
-#define TUS_EXTENSIONS                                                                            \
+#define TUS_EXTENSIONS                                                                             \
     "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
 #define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
-#define EXPOSE_HEADERS                                                                            \
-    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "        \
-    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "             \
+#define EXPOSE_HEADERS                                                                             \
+    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "         \
+    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "              \
     "Tus-Max-Size, Tus-Checksum-Algorithm"
-#define ALLOW_HEADERS                                                                             \
-    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "            \
+#define ALLOW_HEADERS                                                                              \
+    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "             \
     "Upload-Metadata, Upload-Offset, Upload-Checksum, X-Requested-With"
 
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
@@ -87,26 +92,25 @@ struct tus_req {
     struct dr_worker_ctx *wctx;
     char *owner;
     char id[DR_ID_LEN + 1];
-    bool busy;          /* holds the busy mark of id */
-    struct dr_tus row;  /* the session (PATCH, DELETE; POST fills it) */
+    bool busy;         /* holds the busy mark of id */
+    struct dr_tus row; /* the session (PATCH, DELETE; POST fills it) */
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
-    uint64_t start;     /* offset the body is written at */
+    uint64_t start; /* offset the body is written at */
     uint64_t received;
     uint64_t writeback_at; /* bytes of this body already handed to writeback */
-    int64_t length;     /* the upload's length, -1 while deferred */
-    int64_t new_length; /* Upload-Length given on PATCH for a deferred upload, else -1 */
-    bool streaming;     /* body accepted, bytes may be in the file */
-    bool committed;     /* the commit work ran (nothing left to save) */
-    bool committed_row; /* POST: the session row exists */
+    int64_t length;        /* the upload's length, -1 while deferred */
+    int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
+    bool streaming;        /* body accepted, bytes may be in the file */
+    bool committed;        /* the commit work ran (nothing left to save) */
+    bool committed_row;    /* POST: the session row exists */
     bool responded;
     EVP_MD_CTX *md;
     struct tus_checksum ck;
 
     /* deferred work results */
     int rc;
-    int status;
     char detail[200];
     struct dr_intake intake;
     bool finished;
@@ -176,8 +180,8 @@ static void sweep(void *arg)
             rc = catalog_tus_delete(cat, rows[i].id, NULL);
             if (rc == 0) {
                 spool_remove(rows[i].spool_path);
-                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64,
-                         rows[i].id, rows[i].owner, rows[i].path, rows[i].offset);
+                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64, rows[i].id,
+                         rows[i].owner, rows[i].path, rows[i].offset);
                 done++;
             } else if (rc != -ENOENT) {
                 log_warn("tus: removing expired upload %s: %s", rows[i].id, strerror(-rc));
@@ -188,7 +192,6 @@ static void sweep(void *arg)
     }
     free(rows);
 }
-
 
 void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
 {
@@ -363,12 +366,15 @@ static int start_checksum(struct tus_req *st)
     return 0;
 }
 
+static void head_respond(struct tus_req *st);
+
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
 static void work_commit(void *arg)
 {
     struct tus_req *st = arg;
     uint64_t off = st->start + st->received;
+    bool completes = st->length >= 0 && off == (uint64_t)st->length;
     int rc = 0;
     st->committed = true;
     struct catalog *cat = http_work_catalog();
@@ -396,23 +402,24 @@ static void work_commit(void *arg)
         if (st->new_length >= 0) {
             rc = catalog_tus_set_length(cat, st->id, st->new_length);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the length: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the length: %s", strerror(-rc));
                 goto out;
             }
             st->row.length = st->new_length;
         }
-        if (st->received > 0) {
+        /* The request that completes the upload leaves the offset to
+         * catalog_tus_finish (same transaction as the job): if that fails,
+         * the old offset stands and the client sends the chunk again. */
+        if (st->received > 0 && !completes) {
             rc = catalog_tus_set_offset(cat, st->id, off);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
                 goto out;
             }
         }
         st->row.offset = off;
     }
-    if (st->length >= 0 && off == (uint64_t)st->length) {
+    if (completes) {
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
@@ -421,8 +428,8 @@ static void work_commit(void *arg)
             /* Nobody can ever finish this one: drop it so a retry sees 404. */
             (void)catalog_tus_delete(cat, st->id, st->owner);
             spool_remove(st->row.spool_path);
-            snprintf(st->detail, sizeof(st->detail),
-                     "%s already exists; the upload was terminated", st->row.path);
+            snprintf(st->detail, sizeof(st->detail), "%s already exists; the upload was terminated",
+                     st->row.path);
             goto out;
         }
         if (rc < 0) {
@@ -430,8 +437,11 @@ static void work_commit(void *arg)
             goto out;
         }
         st->finished = true;
-        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id,
-                 st->owner, st->row.path, off, st->intake.job_id);
+        st->row.offset = off;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
+                 st->row.path, off, st->intake.job_id);
     }
 out:
     st->rc = rc;
@@ -447,6 +457,10 @@ static void done_commit(struct http_exchange *ex, void *arg)
     if (st->rc < 0) {
         int status = status_for(st->rc);
         fail(st, status, "%s", status == 507 ? "no space left on the server" : st->detail);
+        return;
+    }
+    if (st->op == OP_HEAD) {
+        head_respond(st);
         return;
     }
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
@@ -621,11 +635,9 @@ static int load_row(struct tus_req *st)
     return 0;
 }
 
-static void head_head(struct tus_req *st)
+static void head_respond(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
-    if (load_row(st) < 0)
-        return;
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
     if (st->row.length >= 0)
         http_add_headerf(ex, "Upload-Length", "%" PRId64, st->row.length);
@@ -641,6 +653,24 @@ static void head_head(struct tus_req *st)
     }
     http_add_header(ex, "Cache-Control", "no-store");
     respond_empty(st, 200);
+}
+
+static void head_head(struct tus_req *st)
+{
+    if (load_row(st) < 0)
+        return;
+    /* All bytes are there but the upload never became a job (its last
+     * request was cut after the bytes were saved): finish it now, or a
+     * client that sees offset == length would stop with no job. */
+    if (st->row.job_id[0] == '\0' && st->row.length >= 0 &&
+        st->row.offset == (uint64_t)st->row.length && busy_take(st->id)) {
+        st->busy = true;
+        st->length = st->row.length;
+        st->start = st->row.offset;
+        begin_commit(st);
+        return;
+    }
+    head_respond(st);
 }
 
 /* ---- PATCH ---- */
@@ -869,8 +899,9 @@ static void tus_on_end(struct http_exchange *ex)
         if (EVP_DigestFinal_ex(st->md, got, &n) != 1 || n != st->ck.len ||
             CRYPTO_memcmp(got, st->ck.digest, n) != 0) {
             st->streaming = false; /* the chunk is discarded, the offset stays */
-            fail(st, 460, "Upload-Checksum does not match the body; %" PRIu64
-                          " bytes discarded, the offset is still %" PRIu64,
+            fail(st, 460,
+                 "Upload-Checksum does not match the body; %" PRIu64
+                 " bytes discarded, the offset is still %" PRIu64,
                  st->received, st->start);
             return;
         }
@@ -895,8 +926,8 @@ static void save_partial(struct tus_req *st)
     if (rc == 0)
         rc = catalog_tus_set_offset(cat, st->id, off);
     if (rc < 0)
-        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id,
-                 off, strerror(-rc));
+        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id, off,
+                 strerror(-rc));
     else
         log_info("tus: upload %s interrupted; saved offset %" PRIu64, st->id, off);
 }

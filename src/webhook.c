@@ -62,7 +62,7 @@ struct webhooks {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint64_t gen;
-    int stop;                  /* under mu; read atomically by curl's callback */
+    int stop; /* under mu; read atomically by curl's callback */
     struct hook *hooks;
     size_t n;
 };

@@ -82,9 +82,13 @@ START_TEST(test_open_fresh_hit_miss)
     /* reading takes a shared lock and touches atime, not mtime */
     struct stat st;
     ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_int_le(dr_now_ms() - ((int64_t)st.st_atim.tv_sec * 1000 + st.st_atim.tv_nsec / 1000000), 1000);
-    ck_assert_int_ge(dr_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000), 900);
-    int probe = open(cache_path(dir, "m1"), O_RDONLY);
+    ck_assert_int_le(
+        dr_now_ms() - ((int64_t)st.st_atim.tv_sec * 1000 + st.st_atim.tv_nsec / 1000000), 1000);
+    ck_assert_int_ge(
+        dr_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000), 900);
+    char *m1 = cache_path(dir, "m1");
+    int probe = open(m1, O_RDONLY);
+    free(m1);
     ck_assert_int_eq(flock(probe, LOCK_EX | LOCK_NB), -1);
     close(probe);
     close(fd);
@@ -103,7 +107,7 @@ START_TEST(test_ttl_by_mtime)
     uint64_t size;
     fill("old", 100);
     fill("new", 100);
-    age("old", 0, 10000);  /* filled 10 s ago, read just now */
+    age("old", 0, 10000); /* filled 10 s ago, read just now */
     ck_assert_int_eq(cache_open_fresh(dir, "old", 5000, &met, &fd, &size), -ENOENT);
     ck_assert(!cache_is_fresh(dir, "old", 5000, NULL));
     ck_assert_int_eq(cache_open_fresh(dir, "new", 5000, &met, &fd, &size), 0);

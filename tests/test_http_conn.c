@@ -113,6 +113,16 @@ static void stream_head(struct http_exchange *ex)
     http_stream_end(ex);
 }
 
+static char file_path[64];
+
+static void file_head(struct http_exchange *ex)
+{
+    int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    http_respond_file(ex, 200, "application/octet-stream", fd, 10, 50000);
+}
+
+static const struct http_route_ops file_ops = {.route_class = "content", .on_head = file_head};
 static const struct http_route_ops echo_ops = {.route_class = "other", .on_head = echo_head};
 static const struct http_route_ops upload_ops = {.route_class = "upload",
                                                  .on_head = upload_head,
@@ -145,6 +155,7 @@ static void setup(void)
     router_add("GET", "/defer", false, &defer_ops);
     router_add("GET", "/stream", false, &stream_ops);
     router_add("GET", "/private/", true, &echo_ops);
+    router_add("GET", "/file", false, &file_ops);
     struct http_server_opts o = {.cfg = cfg, .threads = 1, .dispatch = router_dispatch};
     ck_assert_int_eq(http_server_create(&o, &srv), 0);
     struct http_thread *t = http_server_thread(srv, 0);
@@ -287,7 +298,8 @@ END_TEST
 
 START_TEST(pipelined_in_order)
 {
-    send_str("GET /echo?q=1 HTTP/1.1\r\n\r\nGET /defer HTTP/1.1\r\n\r\nGET /echo?q=3 HTTP/1.1\r\n\r\n");
+    send_str(
+        "GET /echo?q=1 HTTP/1.1\r\n\r\nGET /defer HTTP/1.1\r\n\r\nGET /echo?q=3 HTTP/1.1\r\n\r\n");
     ck_assert(pump(two, 2000));
     int64_t end = dr_mono_ms() + 2000;
     while (responses() < 3 && dr_mono_ms() < end)
@@ -363,7 +375,7 @@ static void send_body(size_t n)
 
 START_TEST(put_content_length)
 {
-    size_t n = 300000; /* more than the 256 KiB input bound */
+    size_t n = 300000;                /* more than the 256 KiB input bound */
     cfg->limits.body_timeout = 10000; /* a loaded machine must not fail this one */
     char head[128];
     snprintf(head, sizeof head, "PUT /up/x HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
@@ -538,6 +550,35 @@ START_TEST(smuggling_cl_and_te_rejected)
 }
 END_TEST
 
+START_TEST(file_response_by_sendfile)
+{
+    snprintf(file_path, sizeof file_path, "/tmp/test_http_conn.%d", (int)getpid());
+    int fd = open(file_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    static char data[100000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i * 7);
+    ck_assert_int_eq(dr_write_all(fd, data, sizeof data), 0);
+    close(fd);
+    send_str("HEAD /file HTTP/1.1\r\n\r\nGET /file HTTP/1.1\r\n\r\n");
+    int64_t end = dr_mono_ms() + 3000;
+    while (rlen < 50000 && dr_mono_ms() < end)
+        pump(one, 10);
+    unlink(file_path);
+    /* HEAD: head only; then GET: head + exactly bytes 10..50009 */
+    const char *h1 = strstr(rbuf, "\r\n\r\n");
+    ck_assert_ptr_nonnull(h1);
+    ck_assert_ptr_nonnull(strstr(rbuf, "Content-Length: 50000\r\n"));
+    const char *g = h1 + 4;
+    ck_assert(strncmp(g, "HTTP/1.1 200 OK", 15) == 0);
+    const char *b = strstr(g, "\r\n\r\n");
+    ck_assert_ptr_nonnull(b);
+    b += 4;
+    ck_assert_int_eq((long)(rbuf + rlen - b), 50000);
+    ck_assert(memcmp(b, data + 10, 50000) == 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("http_conn");
@@ -565,6 +606,7 @@ int main(void)
     tcase_add_test(tc, encoded_nul_400);
     tcase_add_test(tc, router_auth_404_405);
     tcase_add_test(tc, smuggling_cl_and_te_rejected);
+    tcase_add_test(tc, file_response_by_sendfile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -65,9 +65,13 @@ static uint8_t *make_sealed(size_t size, uint32_t seg, const char *plain, const 
     write_all(plain, p, size);
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
     keys_new_data_key(master, dk, wk);
-    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .owner = "alice",
-                             .path = "/photos/cat.jpg", .content_type = "image/jpeg",
-                             .created_at = 1764000000123, .segment_size = seg, .data_key = dk,
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .content_type = "image/jpeg",
+                             .created_at = 1764000000123,
+                             .segment_size = seg,
+                             .data_key = dk,
                              .wrapped_key = wk};
     char err[256] = "";
     int rc = seal_file(plain, obj, &sp, res, err, sizeof err);
@@ -124,6 +128,9 @@ START_TEST(test_round_trip_edges)
     round_trip((3u << 20) + 7, seg);
     round_trip(10000, 1024);
     round_trip(1024 * 1024, 1024); /* exactly one chunk of minimum-size segments */
+    /* big enough for the SHA-256 helper thread (seal and unseal) */
+    round_trip((20u << 20) + 3, seg);
+    round_trip(9u << 20, 1024);
 }
 END_TEST
 
@@ -236,9 +243,13 @@ START_TEST(test_truncation_and_reorder)
     struct seal_result res2;
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
     keys_new_data_key(master, dk, wk);
-    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0", .owner = "alice",
-                             .path = "/photos/cat.jpg", .created_at = 1, .segment_size = 1024,
-                             .data_key = dk, .wrapped_key = wk};
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .created_at = 1,
+                             .segment_size = 1024,
+                             .data_key = dk,
+                             .wrapped_key = wk};
     ck_assert_int_eq(seal_file(plain, obj2, &sp, &res2, err, sizeof err), 0);
     size_t len2;
     uint8_t *o2 = read_all(obj2, &len2);
@@ -249,7 +260,8 @@ START_TEST(test_truncation_and_reorder)
     write_all(bad, ext, len);
     ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
     /* expected sha from the catalog differs */
-    ck_assert_int_eq(try_unseal(obj, res2.sha256_hex[0] == res.sha256_hex[0] ? "00" : res2.sha256_hex,
+    ck_assert_int_eq(try_unseal(obj,
+                                res2.sha256_hex[0] == res.sha256_hex[0] ? "00" : res2.sha256_hex,
                                 err, sizeof err),
                      -EBADMSG);
     seal_header_clear(&h);

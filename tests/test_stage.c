@@ -75,13 +75,13 @@ struct titem {
 };
 
 struct tstage {
-    sem_t gate;              /* each handled item takes one token (if gated) */
+    sem_t gate; /* each handled item takes one token (if gated) */
     bool gated;
     pthread_mutex_t mu;
     int seen[256];
     int n_seen;
     int discarded;
-    int block_item;          /* item number that blocks until `unblock` (-1 none) */
+    int block_item; /* item number that blocks until `unblock` (-1 none) */
     sem_t unblock;
     char names[256][16];
 };
@@ -173,8 +173,13 @@ START_TEST(test_slow_consumer_bounded)
     tstage_init(&t, true);
     struct dr_stage_metrics m;
     memset(&m, 0, sizeof m);
-    struct stage_spec spec = {.name = "slow", .short_name = "slow", .concurrency = 1,
-                              .max_demand = 3, .min_demand = 1, .ops = &t_ops, .arg = &t,
+    struct stage_spec spec = {.name = "slow",
+                              .short_name = "slow",
+                              .concurrency = 1,
+                              .max_demand = 3,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t,
                               .metrics = &m};
     struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
@@ -222,10 +227,20 @@ START_TEST(test_backpressure_two_stages)
     tstage_init(&a, false);
     tstage_init(&b, true);
     struct stage_spec specs[2] = {
-        {.name = "a", .short_name = "a", .concurrency = 1, .max_demand = 2, .min_demand = 1,
-         .ops = &t_ops, .arg = &a},
-        {.name = "b", .short_name = "b", .concurrency = 1, .max_demand = 2, .min_demand = 1,
-         .ops = &t_ops, .arg = &b},
+        {.name = "a",
+         .short_name = "a",
+         .concurrency = 1,
+         .max_demand = 2,
+         .min_demand = 1,
+         .ops = &t_ops,
+         .arg = &a},
+        {.name = "b",
+         .short_name = "b",
+         .concurrency = 1,
+         .max_demand = 2,
+         .min_demand = 1,
+         .ops = &t_ops,
+         .arg = &b},
     };
     struct stage_pipeline *p = stage_pipeline_new(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
@@ -263,8 +278,13 @@ START_TEST(test_work_sharing)
     struct tstage t;
     tstage_init(&t, false);
     t.block_item = 0;
-    struct stage_spec spec = {.name = "w", .short_name = "w", .concurrency = 2, .max_demand = 10,
-                              .min_demand = 1, .ops = &t_ops, .arg = &t};
+    struct stage_spec spec = {.name = "w",
+                              .short_name = "w",
+                              .concurrency = 2,
+                              .max_demand = 10,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t};
     struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
@@ -282,8 +302,13 @@ START_TEST(test_stop_discards_queued)
     struct tstage t;
     tstage_init(&t, false);
     t.block_item = 0;
-    struct stage_spec spec = {.name = "s", .short_name = "s", .concurrency = 1, .max_demand = 5,
-                              .min_demand = 1, .ops = &t_ops, .arg = &t};
+    struct stage_spec spec = {.name = "s",
+                              .short_name = "s",
+                              .concurrency = 1,
+                              .max_demand = 5,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t};
     struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
@@ -310,10 +335,20 @@ START_TEST(test_stop_unblocks_forwarder)
     tstage_init(&a, false);
     tstage_init(&b, true);
     struct stage_spec specs[2] = {
-        {.name = "a", .short_name = "a", .concurrency = 1, .max_demand = 1, .min_demand = 0,
-         .ops = &t_ops, .arg = &a},
-        {.name = "b", .short_name = "b", .concurrency = 1, .max_demand = 1, .min_demand = 0,
-         .ops = &t_ops, .arg = &b},
+        {.name = "a",
+         .short_name = "a",
+         .concurrency = 1,
+         .max_demand = 1,
+         .min_demand = 0,
+         .ops = &t_ops,
+         .arg = &a},
+        {.name = "b",
+         .short_name = "b",
+         .concurrency = 1,
+         .max_demand = 1,
+         .min_demand = 0,
+         .ops = &t_ops,
+         .arg = &b},
     };
     struct stage_pipeline *p = stage_pipeline_new(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);

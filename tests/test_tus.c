@@ -49,7 +49,8 @@ START_TEST(base64)
     ck_assert_int_eq(tus_base64_decode("Y", 1, out), -EINVAL);
     ck_assert_int_eq(tus_base64_decode("YW=j", 4, out), -EINVAL);
     ck_assert_int_eq(tus_base64_decode("YW J", 4, out), -EINVAL);
-    ck_assert_int_eq(tus_base64_decode("YW-_", 4, out), -EINVAL); /* url-safe alphabet is not base64 */
+    ck_assert_int_eq(tus_base64_decode("YW-_", 4, out),
+                     -EINVAL); /* url-safe alphabet is not base64 */
 }
 END_TEST
 

@@ -60,11 +60,11 @@ int cache_remove(const char *data_dir, const char *id);
  * an hour (left by a crash) go too. Updates m->cache_bytes and
  * m->cache_evictions when m is not NULL. */
 struct cache_pass {
-    uint64_t entries, bytes;   /* what is left */
+    uint64_t entries, bytes; /* what is left */
     uint64_t evicted, evicted_bytes, skipped_busy;
 };
-int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms,
-                     struct dr_metrics *m, struct cache_pass *out);
+int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
+                     struct cache_pass *out);
 
 /* The evictor thread ("cache-evict"). */
 struct cache_evictor;

@@ -37,31 +37,31 @@ struct cache_evictor;
  * except where noted. */
 struct pl_ctx {
     const struct dr_config *cfg;
-    struct dr_worker_ctx *wctx;     /* may be NULL (tests) */
-    struct dr_metrics *metrics;     /* never NULL (a private struct in tests) */
+    struct dr_worker_ctx *wctx; /* may be NULL (tests) */
+    struct dr_metrics *metrics; /* never NULL (a private struct in tests) */
     uint8_t master[DR_KEY_LEN];
-    char claimer[320];              /* "<hostname>:<pid>" */
-    char *work_dir;                 /* <data_dir>/work */
-    struct cache_evictor *evictor;  /* may be NULL */
-    int stopping;                   /* drain began; under stop_mu (read atomically too) */
-    pthread_mutex_t stop_mu;        /* guards stopping for pl_sleep */
-    pthread_cond_t stop_cv;         /* CLOCK_MONOTONIC */
+    char claimer[320];             /* "<hostname>:<pid>" */
+    char *work_dir;                /* <data_dir>/work */
+    struct cache_evictor *evictor; /* may be NULL */
+    int stopping;                  /* drain began; under stop_mu (read atomically too) */
+    pthread_mutex_t stop_mu;       /* guards stopping for pl_sleep */
+    pthread_cond_t stop_cv;        /* CLOCK_MONOTONIC */
 };
 
 /* A job travelling through a pipeline (intrusive stage item first). */
 struct pl_job {
     struct stage_item link;
-    struct dr_job job;              /* as claimed; stage/work_path kept current */
+    struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
-    bool original;                  /* download: served from a fresh cache entry */
-    bool refetched;                 /* download: scratch fetched again after a bad read */
+    bool original;  /* download: served from a fresh cache entry */
+    bool refetched; /* download: scratch fetched again after a bad read */
 };
 
 /* Per stage thread: its own catalog connection and (lazily) store handle. */
 struct pl_tls {
     struct pl_ctx *pc;
     struct catalog *cat;
-    struct dr_store *store;         /* opened on first use; NULL until then */
+    struct dr_store *store; /* opened on first use; NULL until then */
 };
 
 /* Open the thread's store handle if not open yet. 0 / -errno + err. */
@@ -73,13 +73,19 @@ typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_o
                           size_t errlen);
 
 /* Upload steps. */
-int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
-int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
-int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
+int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen);
+int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                    size_t errlen);
+int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                     size_t errlen);
 /* Download steps. */
-int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
-int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
-int pl_download_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err, size_t errlen);
+int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen);
+int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                        size_t errlen);
+int pl_download_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                       size_t errlen);
 
 /* Clean up node-local files of a job that failed for good. */
 void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j);

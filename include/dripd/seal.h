@@ -10,7 +10,7 @@
  * segment index and a final-segment flag in its associated data, so any
  * changed byte, truncation, extension or reordering is detected.
  *
- * Streaming with bounded memory (about 2 MiB per call); thread-safe (no
+ * Streaming with bounded memory (about 5 MiB per call); thread-safe (no
  * global state). Errors: 0 / -errno with one line in err; a corrupt or
  * truncated object or a wrong key is -EBADMSG with a line that says where
  * ("object corrupt: segment 3 tag mismatch").
@@ -44,33 +44,33 @@ struct seal_header {
     char media_id[DR_ID_LEN + 1];
     char *owner;
     char *path;
-    char *content_type;      /* NULL when none */
-    uint64_t size;           /* plaintext bytes */
-    uint8_t sha256[32];      /* of the plaintext */
+    char *content_type; /* NULL when none */
+    uint64_t size;      /* plaintext bytes */
+    uint8_t sha256[32]; /* of the plaintext */
     char sha256_hex[65];
-    int64_t created_at;      /* ms since epoch */
+    int64_t created_at; /* ms since epoch */
     uint32_t segment_size;
     uint8_t wrapped_key[DR_WRAPPED_KEY_LEN];
     uint8_t nonce_prefix[SEAL_NONCE_PREFIX_LEN];
-    uint32_t header_len;     /* header bytes on disk (object offset of segment 0) */
-    uint64_t object_size;    /* header_len + size + SEAL_TAG_LEN * segments */
+    uint32_t header_len;  /* header bytes on disk (object offset of segment 0) */
+    uint64_t object_size; /* header_len + size + SEAL_TAG_LEN * segments */
 };
 void seal_header_clear(struct seal_header *h);
 
 /* What seal_file writes into the header. */
 struct seal_params {
-    const char *media_id;    /* DR_ID_LEN chars */
+    const char *media_id; /* DR_ID_LEN chars */
     const char *owner;
     const char *path;
-    const char *content_type;/* may be NULL */
+    const char *content_type; /* may be NULL */
     int64_t created_at;
-    uint32_t segment_size;   /* SEAL_MIN_SEGMENT .. SEAL_MAX_SEGMENT */
-    const uint8_t *data_key; /* DR_KEY_LEN bytes */
+    uint32_t segment_size;      /* SEAL_MIN_SEGMENT .. SEAL_MAX_SEGMENT */
+    const uint8_t *data_key;    /* DR_KEY_LEN bytes */
     const uint8_t *wrapped_key; /* DR_WRAPPED_KEY_LEN bytes: data_key under the master key */
 };
 
 struct seal_result {
-    uint64_t size;           /* plaintext bytes sealed */
+    uint64_t size; /* plaintext bytes sealed */
     uint8_t sha256[32];
     char sha256_hex[65];
     uint64_t object_size;

@@ -49,11 +49,11 @@ struct stage_ops {
 };
 
 struct stage_spec {
-    const char *name;          /* "encrypt"; threads are named "<short>-<n>" */
-    const char *short_name;    /* <= 10 chars, e.g. "enc" (thread names are <= 15) */
-    int concurrency;           /* >= 1 */
-    int max_demand;            /* >= 1 */
-    int min_demand;            /* 0 <= min < max */
+    const char *name;       /* "encrypt"; threads are named "<short>-<n>" */
+    const char *short_name; /* <= 10 chars, e.g. "enc" (thread names are <= 15) */
+    int concurrency;        /* >= 1 */
+    int max_demand;         /* >= 1 */
+    int min_demand;         /* 0 <= min < max */
     const struct stage_ops *ops;
     void *arg;
     struct dr_stage_metrics *metrics; /* may be NULL */

@@ -35,8 +35,7 @@ void webhooks_stop(struct webhooks *wh);
 
 /* "sha256=" + lower-case hex HMAC-SHA256(secret, body): 71 chars + NUL. */
 #define WEBHOOK_SIG_LEN 72
-void webhook_signature(const char *secret, const void *body, size_t len,
-                       char out[WEBHOOK_SIG_LEN]);
+void webhook_signature(const char *secret, const void *body, size_t len, char out[WEBHOOK_SIG_LEN]);
 /* The POST body of an event: {"seq","type","user","job_id","media_id",
  * "created_at" (RFC 3339),"data":{the job}}. Caller frees. */
 char *webhook_event_json(const struct dr_event *ev);

@@ -26,30 +26,25 @@ def catalog_row(d, sql, *args):
     return rows[0] if rows else None
 
 def uploaded_bytes(d, media_id, job_id, user="alice"):
-    """The bytes dripd holds for an accepted upload: the spool file named in
-    the jobs table or the cache entry while they exist (no pipeline needed),
-    else the content route once the upload job is done."""
+    """The bytes dripd holds for an accepted upload. With the media API and
+    the pipeline: wait for the upload job, then download the content. On a
+    build without them (no /v1/jobs route): the spool file named in the
+    jobs table, or the cache entry the pipeline filled."""
+    st, _, _ = d.curl(d.url("/v1/jobs/" + job_id), user=user)
+    if st == 200:
+        job = d.wait_job(job_id, user=user)
+        assert job["state"] == "done", job
+        st, _, body = d.curl(d.url("/v1/media/%s/content" % media_id), user=user)
+        assert st == 200, "content of %s: %s %r" % (media_id, st, body[:200])
+        return body
     db = os.path.join(d.data_dir, "catalog.db")
-
-    def local():
-        r = subprocess.run(["sqlite3", db, "SELECT spool_path FROM jobs WHERE id='%s'" % job_id],
-                           capture_output=True, text=True)
-        for p in (r.stdout.strip(), os.path.join(d.data_dir, "cache", media_id)):
-            if p and os.path.isfile(p):
-                try:
-                    with open(p, "rb") as f:
-                        return f.read()
-                except FileNotFoundError:
-                    pass
-        return None
-
-    data = local()
-    if data is not None:
-        return data
-    d.wait_job(job_id, user=user)
-    st, _, body = d.curl(d.url("/v1/media/%s/content" % media_id), user=user)
-    assert st == 200, "content of %s: %s %r" % (media_id, st, body[:200])
-    return body
+    r = subprocess.run(["sqlite3", db, "SELECT spool_path FROM jobs WHERE id='%s'" % job_id],
+                       capture_output=True, text=True)
+    for p in (r.stdout.strip(), os.path.join(d.data_dir, "cache", media_id)):
+        if p and os.path.isfile(p):
+            with open(p, "rb") as f:
+                return f.read()
+    raise AssertionError("no bytes found for media %s (job %s)" % (media_id, job_id))
 
 
 def read(path):

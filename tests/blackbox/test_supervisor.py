@@ -335,6 +335,23 @@ def test_sighup_bad_config_keeps_old_workers_then_good_config_reloads(dripd):
     assert d.stop() == 0
 
 
+def test_kill9_supervisor_workers_follow_and_restart_on_same_port(dripd):
+    """SIGKILL of the supervisor alone: PDEATHSIG stops the workers; the
+    next start takes the same port and data_dir (lock released, SO_REUSEADDR)."""
+    d = dripd
+    kids = d.workers("http") + d.workers("pipeline")
+    port = d.port
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(10)
+    wait_until(lambda: not any(alive(p) for p in kids), 20, "orphaned workers to exit")
+    d.notify.close()
+    d.logf.close()
+    d.restart()
+    assert d.port == port
+    assert len(d.workers("http")) == 1 and len(d.workers("pipeline")) == 1
+    assert d.stop() == 0
+
+
 def test_hung_worker_is_killed_and_replaced(dripd):
     d = dripd  # heartbeat_interval 200ms, heartbeat_timeout 3s
     old = d.worker("pipeline")
