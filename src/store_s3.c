@@ -29,6 +29,18 @@
  * Nothing is visible under the key until the PUT or the
  * CompleteMultipartUpload succeeds: put is all or nothing.
  *
+ * Why a multi handle and not one thread per part: the store stage already
+ * runs one thread per handle, the client side of an upload costs almost no
+ * CPU (pread + send; the service is the bottleneck), and a multi handle
+ * gives the parts one shared connection pool and one place to cancel them
+ * all, without threads to start, join and cancel per object. bench/s3.sh
+ * measures both; they are within noise of each other (docs/S3.md).
+ *
+ * get() writes the object into dst_path as it arrives and fsyncs it; on
+ * any failure it removes dst_path, so a partial object is never left.
+ * Never creates buckets, never follows redirects (a redirect means a wrong
+ * region or endpoint: reported, not chased).
+ *
  * Timeouts: every transfer has CURLOPT_CONNECTTIMEOUT_MS (connect_timeout),
  * a low-speed limit of 1 byte/s for idle_timeout (nothing moving) and
  * CURLOPT_TIMEOUT_MS (timeout) for the whole request.
