@@ -23,7 +23,7 @@ B=$ANCHOR/put-bench
 R=$B/results
 BIG=$ANCHOR/src-1g.bin
 DPORT=18092
-NPORT=18080
+NPORT=${NPORT:-18082}    # not 18080: bench/run.sh and the anchors use that one
 DURL=http://127.0.0.1:$DPORT
 NURL=http://127.0.0.1:$NPORT
 TOKEN=put-bench-token-0123456789
@@ -47,7 +47,10 @@ log: {level: warn}
 EOF
 "$DRIPD_BIN" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
 DRIPD=$!
-nginx -p "$B/nginx/" -c "$HERE/anchors/nginx.conf" -e "$B/nginx/logs/error.log" &
+# the anchor's nginx.conf, moved to our port
+sed "s/127\.0\.0\.1:18080/127.0.0.1:$NPORT/" "$HERE/anchors/nginx.conf" > "$B/nginx.conf"
+grep -q "127.0.0.1:$NPORT" "$B/nginx.conf" || die "could not set the nginx port in $B/nginx.conf"
+nginx -p "$B/nginx/" -c "$B/nginx.conf" -e "$B/nginx/logs/error.log" &
 NGX=$!
 cleanup() { stop_pid $NGX nginx; stop_pid $DRIPD dripd; rm -rf "$B/nginx/data" "$B/dripd/var/spool"; }
 trap cleanup EXIT; trap 'exit 143' INT TERM
