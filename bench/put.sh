@@ -10,6 +10,11 @@
 #   RUNS=3 (default)     runs per server
 #   QUIET_PCT=10         wait (<=120 s) until the machine is this idle before a run
 #   DRIPD_BIN=bin/dripd  the binary to measure
+#   COLD=1               keep every uploaded file until the end (as anchors/nginx.sh
+#                        does), so each run writes into memory nobody freed just
+#                        before; default: delete after each run, so both servers
+#                        write into pages the previous run freed (see the anchors
+#                        README: on this VM fresh pages cost up to 5x more)
 #
 # Output: detail on stderr; "RESULT name min=.. median=.. max=.. n=.." lines
 # and a "RATIO" line on stdout. Run as root (clear_refs, chown for nginx).
@@ -81,7 +86,7 @@ put_nginx() {
   local mbs; mbs=$(awk -v b="$bytes" -v t="$secs" 'BEGIN{printf "%.1f", b/t/1e6}')
   log "nginx PUT run $i: ${secs}s $mbs MB/s"
   echo "$mbs" >> "$R/nginx_put"
-  curl -sS -o /dev/null -X DELETE "$NURL/big/$i.bin"
+  [ "${COLD:-0}" = 1 ] || curl -sS -o /dev/null -X DELETE "$NURL/big/$i.bin"
 }
 
 put_dripd() {
@@ -98,8 +103,8 @@ put_dripd() {
   echo "$mbs" >> "$R/dripd_put"; echo "$rss" >> "$R/dripd_rss_sum"
   local job; job=$(sed -n 's/.*"job":{"id":"\([0-9A-Z]*\)".*/\1/p' "$B/put.json")
   [ -n "$job" ] && settle_job "$job"
-  # keep the disk from filling up: drop a spool file no pipeline took
-  find "$B/dripd/var/spool" -name '*.part' -size +512M -delete 2>/dev/null || true
+  # drop a spool file no pipeline took (the disk must not fill up)
+  [ "${COLD:-0}" = 1 ] || find "$B/dripd/var/spool" -name '*.part' -size +512M -delete 2>/dev/null || true
 }
 
 for i in $(seq 1 "$RUNS"); do
