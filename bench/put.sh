@@ -98,8 +98,10 @@ put_dripd() {
       -w '%{http_code} %{size_upload} %{time_total}\n' "$DURL/v1/files/bench/$i.bin")
   [ "$code" = 202 ] || die "dripd PUT returned $code: $(cat "$B/put.json")"
   local rss; rss=$(for p in $pids; do hwm_kib "$p"; done | awk '{s+=$1} END{printf "%.1f", s/1024}')
+  local each; each=$(for p in $pids; do printf '%s=%.1f ' "$(cat /proc/$p/comm)" \
+      "$(awk -v k="$(hwm_kib "$p")" 'BEGIN{print k/1024}')"; done)
   local mbs; mbs=$(awk -v b="$bytes" -v t="$secs" 'BEGIN{printf "%.1f", b/t/1e6}')
-  log "dripd PUT run $i: ${secs}s $mbs MB/s, peak RSS (sum of $pids) ${rss} MiB"
+  log "dripd PUT run $i: ${secs}s $mbs MB/s, peak RSS sum ${rss} MiB ($each)"
   echo "$mbs" >> "$R/dripd_put"; echo "$rss" >> "$R/dripd_rss_sum"
   local job; job=$(sed -n 's/.*"job":{"id":"\([0-9A-Z]*\)".*/\1/p' "$B/put.json")
   [ -n "$job" ] && settle_job "$job"
