@@ -1,7 +1,848 @@
-/* pipeline_worker.c - placeholder; the pipeline lands next. */
+/* pipeline_worker.c - the dripd-pipeline worker process: durable,
+ * demand-driven upload and download pipelines over the catalog's job queue.
+ *
+ * DESIGN
+ *
+ * Threads (all named, all with signals blocked except the main thread):
+ *   main         the supervisor channel: READY once started, HEARTBEAT every
+ *                heartbeat_interval, DR_MSG_JOB_ENQUEUED wakes the starters
+ *                and webhooks; SIGTERM (or the channel's EOF) starts a
+ *                drain, which runs on a "drain" thread while main keeps
+ *                heartbeating.
+ *   up-start,    one starter per pipeline: waits for demand from its first
+ *   dl-start     stage (stage.h), then claims at most that many jobs
+ *                (catalog_jobs_claim, claimer "<hostname>:<pid>") and pushes
+ *                them in. With demand but no work it sleeps until woken by a
+ *                JOB_ENQUEUED message, by a retry backoff falling due, or by
+ *                a 1 s fallback re-check (wake-ups can be lost by design).
+ *                The upload starter also releases, at start and every 5 s,
+ *                jobs claimed by dead pipeline processes of this node
+ *                (catalog_jobs_recover: kill(pid, 0) + comm check).
+ *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
+ *   fetch-N, dec-N, dnot-N   download stages: fetch -> decrypt -> notify
+ *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
+ *
+ * Durability. A job's stage in the catalog names the step still to do.
+ * After a step succeeds, its thread commits the next stage
+ * (catalog_job_advance, a "job.stage" event) BEFORE it hands the job on;
+ * the last step commits catalog_job_done. So after a crash a job resumes at
+ * its last committed stage (steps are idempotent, see pipeline_upload.c and
+ * pipeline_download.c). A resumed job still enters its pipeline at the
+ * first stage and passes through the stages it has already done. Failures:
+ * transient errors (pipeline_is_transient) go back to the queue with
+ * exponential backoff and jitter (catalog_job_retry: attempts++, the error
+ * kept, not_before); after pipeline.retry.attempts attempts, or on a
+ * permanent error, catalog_job_fail keeps the error and the job's
+ * node-local files are removed. After every commit the newest event seq is
+ * sent to the supervisor (DR_MSG_EVENT: http wakes SSE streams and
+ * download waiters), and after each claim and each finish the exact queue
+ * depth (catalog_queue_depth) goes to metrics and DR_MSG_STATUS.
+ *
+ * Drain: stop claiming, let every stage thread finish the step it is in
+ * (that step's commit included), join. Jobs that were queued inside the
+ * pipeline stay claimed by this pid and are released by the next worker's
+ * recovery once this process is gone.
+ *
+ * Lock order: a starter's wake mutex (runner.mu) and the stage mutexes
+ * inside stage.c are never held together; pc.stop_mu is a leaf. Each
+ * thread has its own catalog connection and store handle.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dripd/cache.h"
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/pipeline.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+#include "dripd/scrub.h"
+#include "dripd/webhook.h"
 #include "dripd/worker.h"
+
+#define N_STAGES 3
+#define CLAIM_BATCH 16
+#define FALLBACK_MS 1000
+#define RECOVER_EVERY_MS 5000
+#define MAX_ORPHANS 256
+
+struct runner;
+
+struct pl_stage {
+    struct runner *r;
+    int order;
+    const char *name;
+    const char *next; /* NULL: last stage */
+    pl_step_fn fn;
+};
+
+struct runner {
+    struct pl_ctx *pc;
+    enum dr_pipeline_id pl;
+    const char *kind;
+    const char *names[N_STAGES];
+    struct pl_stage stages[N_STAGES];
+    struct stage_pipeline *sp;
+    pthread_t starter;
+    bool starter_started;
+    struct webhooks **hooks; /* to wake after commits */
+    /* wake-ups, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen;
+    int64_t next_retry; /* mono ms of the earliest known retry, 0 none */
+    bool stop;
+    char *orphans[MAX_ORPHANS]; /* jobs whose release to the queue failed */
+    int n_orphans;
+};
+
+static volatile sig_atomic_t got_term;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    got_term = 1;
+}
+
+/* ---- helpers shared with the step files ---- */
+
+char *pl_work_path(const struct pl_ctx *pc, const char *job_id)
+{
+    return xasprintf("%s/%s.sealed", pc->work_dir, job_id);
+}
+
+bool pipeline_is_transient(int rc)
+{
+    switch (-rc) {
+    case EAGAIN:
+    case EIO:
+    case ENOSPC:
+    case EDQUOT:
+    case EBUSY:
+    case ETIMEDOUT:
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EINTR:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)
+{
+    if (t->store)
+        return 0;
+    int rc = store_open(t->pc->cfg, &t->store, err, errlen);
+    if (rc != 0 && rc != -EINVAL && rc != -ENOTSUP)
+        rc = -EAGAIN; /* unreachable for now: retry */
+    return rc;
+}
+
+static void mono_deadline(struct timespec *ts, int64_t mono_ms)
+{
+    ts->tv_sec = (time_t)(mono_ms / 1000);
+    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
+}
+
+bool pl_sleep(struct pl_ctx *pc, uint64_t ms)
+{
+    struct timespec ts;
+    mono_deadline(&ts, dr_mono_ms() + (int64_t)ms);
+    pthread_mutex_lock(&pc->stop_mu);
+    while (!pc->stopping)
+        if (pthread_cond_timedwait(&pc->stop_cv, &pc->stop_mu, &ts) == ETIMEDOUT)
+            break;
+    bool ok = !pc->stopping;
+    pthread_mutex_unlock(&pc->stop_mu);
+    return ok;
+}
+
+static bool stopping(struct pl_ctx *pc)
+{
+    return __atomic_load_n(&pc->stopping, __ATOMIC_RELAXED) != 0;
+}
+
+static void cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* ---- reporting ---- */
+
+static void report_event(struct runner *r, struct catalog *cat)
+{
+    int64_t seq = 0;
+    if (catalog_events_last_seq(cat, &seq) == 0 && r->pc->wctx)
+        worker_send(r->pc->wctx, DR_MSG_EVENT, (uint64_t)seq);
+    webhooks_wake(*r->hooks);
+}
+
+static void report_depth(struct pl_ctx *pc, struct catalog *cat)
+{
+    uint64_t depth = 0;
+    if (catalog_queue_depth(cat, &depth) != 0)
+        return;
+    metrics_gauge_set(&pc->metrics->jobs_queue_depth, (int64_t)depth);
+    if (pc->wctx)
+        worker_send(pc->wctx, DR_MSG_STATUS, depth);
+}
+
+static void runner_wake(struct runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->gen++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void runner_note_retry(struct runner *r, uint64_t delay_ms)
+{
+    int64_t at = dr_mono_ms() + (int64_t)delay_ms;
+    pthread_mutex_lock(&r->mu);
+    if (r->next_retry == 0 || at < r->next_retry) {
+        r->next_retry = at;
+        pthread_cond_broadcast(&r->cv); /* the starter recomputes its deadline */
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void runner_add_orphan(struct runner *r, const char *job_id)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->n_orphans < MAX_ORPHANS)
+        r->orphans[r->n_orphans++] = xstrdup(job_id);
+    else
+        log_error("job %s stays claimed until this worker restarts", job_id);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- the stage wrapper: run a step, commit, retry or fail ---- */
+
+static void free_job(struct pl_job *j)
+{
+    dr_job_clear(&j->job);
+    free(j);
+}
+
+static int stage_index(const struct runner *r, const char *stage)
+{
+    for (int i = 0; i < N_STAGES; i++)
+        if (strcmp(r->names[i], stage) == 0)
+            return i;
+    return -1;
+}
+
+/* Retry a catalog write a few times (the catalog already waits 5 s on a lock). */
+#define CATALOG_TRIES 3
+
+static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, int rc,
+                        const char *err)
+{
+    struct runner *r = s->r;
+    struct pl_ctx *pc = r->pc;
+    const struct dr_config *cfg = pc->cfg;
+    metrics_add(&pc->metrics->stages[r->pl][s->order].failed, 1);
+    int attempt = j->job.attempts + 1;
+    int crc = -EIO;
+    if (pipeline_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
+        uint32_t rnd;
+        dr_random(&rnd, sizeof rnd);
+        uint64_t delay = stage_backoff_ms(attempt, cfg->pipeline.retry.backoff,
+                                          cfg->pipeline.retry.max_backoff, rnd);
+        log_warn("job %s (%s) at %s: %s; attempt %d of %d, retrying in %llu ms", j->job.id, r->kind,
+                 s->name, err, attempt, cfg->pipeline.retry.attempts, (unsigned long long)delay);
+        for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
+            crc = catalog_job_retry(t->cat, j->job.id, err, (int64_t)delay);
+        metrics_add(&pc->metrics->jobs_retries, 1);
+        runner_note_retry(r, delay);
+    } else {
+        log_error("job %s (%s) failed at %s after %d attempt%s: %s", j->job.id, r->kind, s->name,
+                  attempt, attempt == 1 ? "" : "s", err);
+        if (r->pl == DR_PL_UPLOAD)
+            pl_upload_cleanup(t, j);
+        else
+            pl_download_cleanup(t, j);
+        for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
+            crc = catalog_job_fail(t->cat, j->job.id, err);
+        metrics_add(&pc->metrics->jobs_failed[r->pl], 1);
+    }
+    if (crc != 0 && crc != -ENOENT) {
+        log_error("job %s: catalog: cannot record the failure: %s", j->job.id, strerror(-crc));
+        runner_add_orphan(r, j->job.id);
+    }
+    report_depth(pc, t->cat);
+    report_event(r, t->cat);
+}
+
+static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
+{
+    struct pl_stage *s = arg;
+    struct pl_tls *t = tls;
+    struct pl_job *j = (struct pl_job *)it;
+    struct runner *r = s->r;
+    struct pl_ctx *pc = r->pc;
+    char err[512] = "";
+    char *wp = NULL;
+
+    int cur = stage_index(r, j->job.stage);
+    if (cur > s->order)
+        return STAGE_FORWARD; /* resumed past this stage */
+    if (cur < s->order) {
+        snprintf(err, sizeof err, "job is at unknown stage '%s'", j->job.stage);
+        job_failure(s, t, j, -EINVAL, err);
+        free_job(j);
+        return STAGE_DONE;
+    }
+    int rc = s->fn(t, j, &wp, err, sizeof err);
+    if (rc == 0) {
+        const char *keep = wp; /* each step names the scratch file the next one needs */
+        int crc = -EIO;
+        for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
+            crc = s->next ? catalog_job_advance(t->cat, j->job.id, s->next, keep)
+                          : catalog_job_done(t->cat, j->job.id);
+        if (crc == 0) {
+            report_event(r, t->cat);
+            if (s->next == NULL) {
+                metrics_add(&pc->metrics->jobs_completed[r->pl], 1);
+                report_depth(pc, t->cat);
+                log_info("job %s (%s) done: media %s", j->job.id, r->kind, j->job.media_id);
+                free(wp);
+                free_job(j);
+                return STAGE_DONE;
+            }
+            char *nw = keep ? xstrdup(keep) : NULL;
+            free(j->job.work_path);
+            j->job.work_path = nw;
+            snprintf(j->job.stage, sizeof j->job.stage, "%s", s->next);
+            free(wp);
+            log_debug("job %s (%s): %s done, next %s", j->job.id, r->kind, s->name, s->next);
+            return STAGE_FORWARD;
+        }
+        free(wp);
+        if (crc == -ENOENT) {
+            log_warn("job %s is no longer ours (released or deleted); dropping it", j->job.id);
+            free_job(j);
+            return STAGE_DONE;
+        }
+        rc = crc;
+        snprintf(err, sizeof err, "catalog: cannot commit stage %s: %s", s->name, strerror(-crc));
+    }
+    if (rc == -ECANCELED && stopping(pc)) {
+        /* drained mid-step: it stays claimed and resumes in the next worker */
+        free_job(j);
+        return STAGE_DONE;
+    }
+    if (rc == -ESTALE && r->pl == DR_PL_UPLOAD) {
+        /* sealed scratch lost: back to encrypt (if the plaintext is gone too,
+         * encrypt fails the job) */
+        log_warn("job %s: %s; sealing again", j->job.id, err);
+        catalog_job_advance(t->cat, j->job.id, "encrypt", NULL);
+        rc = -EAGAIN;
+    }
+    job_failure(s, t, j, rc, err);
+    free_job(j);
+    return STAGE_DONE;
+}
+
+static int pl_thread_init(void *arg, int index, void **tls)
+{
+    struct pl_stage *s = arg;
+    (void)index;
+    struct pl_tls *t = xcalloc(1, sizeof *t);
+    t->pc = s->r->pc;
+    int rc = catalog_open(t->pc->cfg->data_dir, &t->cat);
+    if (rc != 0) {
+        log_error("stage %s: cannot open the catalog: %s", s->name, strerror(-rc));
+        free(t);
+        return rc;
+    }
+    *tls = t;
+    return 0;
+}
+
+static void pl_thread_fini(void *arg, void *tls)
+{
+    (void)arg;
+    struct pl_tls *t = tls;
+    if (t == NULL)
+        return;
+    store_close(t->store);
+    catalog_close(t->cat);
+    free(t);
+}
+
+static void pl_discard(void *arg, struct stage_item *it)
+{
+    (void)arg;
+    free_job((struct pl_job *)it); /* stays claimed; recovery releases it */
+}
+
+static const struct stage_ops pl_ops = {
+    .thread_init = pl_thread_init,
+    .thread_fini = pl_thread_fini,
+    .handle = pl_handle,
+    .discard = pl_discard,
+};
+
+/* ---- recovery ---- */
+
+static bool claimer_alive(const char *claimer, void *arg)
+{
+    struct pl_ctx *pc = arg;
+    const char *colon = strrchr(claimer, ':');
+    const char *mine = strrchr(pc->claimer, ':');
+    if (colon == NULL || mine == NULL)
+        return true; /* not ours to judge */
+    size_t nl = (size_t)(colon - claimer);
+    if (nl != (size_t)(mine - pc->claimer) || memcmp(claimer, pc->claimer, nl) != 0)
+        return true; /* another node: its own workers recover it */
+    char *end;
+    long pid = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || pid <= 0)
+        return false;
+    if (pid == (long)getpid())
+        return true;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false;
+    /* alive, but is it still a pipeline worker (pids are reused)? */
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* cannot tell: assume alive */
+    ssize_t n = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    comm[n] = '\0';
+    if (comm[n - 1] == '\n')
+        comm[n - 1] = '\0';
+    return strcmp(comm, "dripd-pipeline") == 0;
+}
+
+static void recover(struct runner *r, struct catalog *cat)
+{
+    int released = 0;
+    int rc = catalog_jobs_recover(cat, claimer_alive, r->pc, &released);
+    if (rc != 0) {
+        log_warn("recovery: catalog: %s", strerror(-rc));
+        return;
+    }
+    if (released > 0)
+        log_info("recovery: released %d job%s claimed by pipeline workers that are gone", released,
+                 released == 1 ? "" : "s");
+}
+
+static void release_orphans(struct runner *r, struct catalog *cat)
+{
+    char *ids[MAX_ORPHANS];
+    pthread_mutex_lock(&r->mu);
+    int n = r->n_orphans;
+    memcpy(ids, r->orphans, (size_t)n * sizeof *ids);
+    r->n_orphans = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < n; i++) {
+        int rc = catalog_job_retry(cat, ids[i], "released after a catalog error", 0);
+        if (rc != 0 && rc != -ENOENT)
+            runner_add_orphan(r, ids[i]);
+        free(ids[i]);
+    }
+}
+
+/* ---- starters ---- */
+
+/* Sleep until woken (gen moves), a retry falls due, the fallback passes or
+ * stop. */
+static void wait_for_work(struct runner *r, uint64_t seen_gen)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->gen == seen_gen && !r->stop) {
+        int64_t now = dr_mono_ms(), until = now + FALLBACK_MS;
+        if (r->next_retry && r->next_retry < until)
+            until = r->next_retry;
+        if (until <= now) {
+            r->next_retry = 0;
+            break;
+        }
+        struct timespec ts;
+        mono_deadline(&ts, until);
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
+            if (r->next_retry && r->next_retry <= dr_mono_ms())
+                r->next_retry = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *starter_main(void *arg)
+{
+    struct runner *r = arg;
+    struct pl_ctx *pc = r->pc;
+    struct catalog *cat = NULL;
+    pthread_setname_np(pthread_self(), r->pl == DR_PL_UPLOAD ? "up-start" : "dl-start");
+    while (!stopping(pc)) {
+        int rc = catalog_open(pc->cfg->data_dir, &cat);
+        if (rc == 0)
+            break;
+        log_error("%s starter: cannot open the catalog: %s", r->kind, strerror(-rc));
+        pl_sleep(pc, 1000);
+    }
+    int64_t last_recover = 0;
+    bool first = true;
+    while (cat && !stopping(pc)) {
+        if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_recover >= RECOVER_EVERY_MS) {
+            recover(r, cat);
+            last_recover = dr_mono_ms();
+        }
+        if (first) {
+            report_depth(pc, cat);
+            first = false;
+        }
+        release_orphans(r, cat);
+        int d = stage_wait_demand(r->sp, 500);
+        if (d < 0)
+            break;
+        if (d == 0 || stopping(pc))
+            continue;
+        pthread_mutex_lock(&r->mu);
+        uint64_t gen = r->gen;
+        pthread_mutex_unlock(&r->mu);
+        struct dr_job jobs[CLAIM_BATCH];
+        int n = 0;
+        int rc = catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
+        if (rc != 0) {
+            log_warn("%s starter: claim: %s", r->kind, strerror(-rc));
+            wait_for_work(r, gen);
+            continue;
+        }
+        if (n == 0) {
+            wait_for_work(r, gen);
+            continue;
+        }
+        struct stage_item *items[CLAIM_BATCH];
+        for (int i = 0; i < n; i++) {
+            struct pl_job *j = xcalloc(1, sizeof *j);
+            j->job = jobs[i];
+            j->pl = r->pl;
+            items[i] = &j->link;
+            log_info("job %s (%s) claimed at stage %s (attempt %d): media %s", j->job.id, r->kind,
+                     j->job.stage, j->job.attempts + 1, j->job.media_id);
+        }
+        int taken = stage_push(r->sp, items, n);
+        for (int i = taken; i < n; i++) /* stopping: leave them claimed for recovery */
+            free_job((struct pl_job *)items[i]);
+        report_depth(pc, cat);
+    }
+    catalog_close(cat);
+    return NULL;
+}
+
+/* ---- runners ---- */
+
+static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id pl,
+                        struct webhooks **hooks)
+{
+    memset(r, 0, sizeof *r);
+    r->pc = pc;
+    r->pl = pl;
+    r->hooks = hooks;
+    pthread_mutex_init(&r->mu, NULL);
+    cond_init_mono(&r->cv);
+    const struct dr_config *cfg = pc->cfg;
+    struct stage_spec specs[N_STAGES];
+    static const struct dr_stage_cfg notify_cfg = {1, 10, 1};
+    const struct dr_stage_cfg *sc[N_STAGES];
+    const char *shorts[N_STAGES];
+    pl_step_fn fns[N_STAGES];
+    if (pl == DR_PL_UPLOAD) {
+        r->kind = "upload";
+        r->names[0] = "encrypt", r->names[1] = "store", r->names[2] = "notify";
+        shorts[0] = "enc", shorts[1] = "store", shorts[2] = "unot";
+        sc[0] = &cfg->pipeline.upload.encrypt, sc[1] = &cfg->pipeline.upload.store;
+        fns[0] = pl_upload_encrypt, fns[1] = pl_upload_store, fns[2] = pl_upload_notify;
+    } else {
+        r->kind = "download";
+        r->names[0] = "fetch", r->names[1] = "decrypt", r->names[2] = "notify";
+        shorts[0] = "fetch", shorts[1] = "dec", shorts[2] = "dnot";
+        sc[0] = &cfg->pipeline.download.fetch, sc[1] = &cfg->pipeline.download.decrypt;
+        fns[0] = pl_download_fetch, fns[1] = pl_download_decrypt, fns[2] = pl_download_notify;
+    }
+    sc[2] = &notify_cfg;
+    for (int i = 0; i < N_STAGES; i++) {
+        r->stages[i] = (struct pl_stage){.r = r,
+                                         .order = i,
+                                         .name = r->names[i],
+                                         .next = i + 1 < N_STAGES ? r->names[i + 1] : NULL,
+                                         .fn = fns[i]};
+        specs[i] = (struct stage_spec){
+            .name = r->names[i],
+            .short_name = shorts[i],
+            .concurrency = sc[i]->concurrency > 0 ? sc[i]->concurrency : 1,
+            .max_demand = sc[i]->max_demand > 0 ? sc[i]->max_demand : 10,
+            .min_demand = sc[i]->min_demand >= 0 ? sc[i]->min_demand : 1,
+            .ops = &pl_ops,
+            .arg = &r->stages[i],
+            .metrics = &pc->metrics->stages[pl][i],
+        };
+    }
+    r->sp = stage_pipeline_new(specs, N_STAGES);
+}
+
+static int runner_start(struct runner *r)
+{
+    int rc = stage_pipeline_start(r->sp);
+    if (rc != 0)
+        return rc;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(&r->starter, NULL, starter_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0)
+        return -e;
+    r->starter_started = true;
+    return 0;
+}
+
+static void runner_signal_stop(struct runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    stage_pipeline_signal_stop(r->sp);
+}
+
+static void runner_join(struct runner *r)
+{
+    if (r->starter_started)
+        pthread_join(r->starter, NULL);
+    r->starter_started = false;
+    stage_pipeline_free(r->sp);
+    r->sp = NULL;
+    for (int i = 0; i < r->n_orphans; i++)
+        free(r->orphans[i]);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+}
+
+/* ---- the process ---- */
+
+struct worker {
+    struct pl_ctx pc;
+    struct runner up, down;
+    struct webhooks *hooks;
+    struct scrub *scrub;     /* admin scrub runs (scrub.c) */
+    int drained_pipe[2];
+    pthread_t drain_thread;
+    bool draining;
+};
+
+static void *drain_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_setname_np(pthread_self(), "drain");
+    int64_t t0 = dr_mono_ms();
+    runner_join(&w->up); /* each finishes the steps in flight */
+    runner_join(&w->down);
+    webhooks_stop(w->hooks);
+    w->hooks = NULL;
+    cache_evictor_stop(w->pc.evictor);
+    w->pc.evictor = NULL;
+    log_info("drained in %lld ms", (long long)(dr_mono_ms() - t0));
+    char c = 1;
+    if (write(w->drained_pipe[1], &c, 1) < 0)
+        log_warn("drain: cannot signal the main thread");
+    return NULL;
+}
+
+static int begin_drain(struct worker *w)
+{
+    pthread_mutex_lock(&w->pc.stop_mu);
+    __atomic_store_n(&w->pc.stopping, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&w->pc.stop_cv);
+    pthread_mutex_unlock(&w->pc.stop_mu);
+    runner_signal_stop(&w->up);
+    runner_signal_stop(&w->down);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(&w->drain_thread, NULL, drain_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0)
+        return -e;
+    w->draining = true;
+    return 0;
+}
+
+static void clean_work_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    int64_t now = dr_now_ms();
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 4, ".tmp") != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+            now - ((int64_t)st.st_mtim.tv_sec * 1000) > 3600 * 1000)
+            unlinkat(dirfd(d), e->d_name, 0); /* left by a crash long ago */
+    }
+    closedir(d);
+}
 
 int pipeline_worker_main(struct dr_worker_ctx *ctx)
 {
-    return worker_idle_loop(ctx);
+    const struct dr_config *cfg = ctx->cfg;
+    static struct dr_metrics private_metrics;
+    struct worker *w = xcalloc(1, sizeof *w);
+    struct pl_ctx *pc = &w->pc;
+    char err[DR_ERRLEN] = "";
+    int rc, exit_code = 0;
+
+    prctl(PR_SET_NAME, "dripd-pipeline", 0, 0, 0);
+    log_set_role("pipeline");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t term, none;
+    sigemptyset(&none);
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    sigprocmask(SIG_BLOCK, &term, NULL); /* delivered only inside ppoll */
+
+    pc->cfg = cfg;
+    pc->wctx = ctx;
+    pc->metrics = ctx->metrics ? ctx->metrics : &private_metrics;
+    pthread_mutex_init(&pc->stop_mu, NULL);
+    cond_init_mono(&pc->stop_cv);
+    if (pipe2(w->drained_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        log_error("pipe: %s", strerror(errno));
+        free(w);
+        return 1;
+    }
+    rc = keys_load_master(cfg->encryption.key_file, true, pc->master, err, sizeof err);
+    if (rc != 0) {
+        log_error("%s", err);
+        exit_code = rc == -EINVAL ? DR_EXIT_FATAL_CONFIG : 1;
+        goto out;
+    }
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(pc->claimer, sizeof pc->claimer, "%s:%ld", host, (long)getpid());
+    pc->work_dir = xasprintf("%s/work", cfg->data_dir);
+    char *cache_dir = xasprintf("%s/cache", cfg->data_dir);
+    if ((rc = dr_mkdirs(pc->work_dir, 0700)) != 0 || (rc = dr_mkdirs(cache_dir, 0700)) != 0) {
+        log_error("cannot create %s or %s: %s", pc->work_dir, cache_dir, strerror(-rc));
+        free(cache_dir);
+        exit_code = 1;
+        goto out;
+    }
+    free(cache_dir);
+    clean_work_dir(pc->work_dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    pc->evictor = cache_evictor_start(cfg, pc->metrics);
+    w->hooks = webhooks_start(cfg, pc->metrics);
+    runner_init(&w->up, pc, DR_PL_UPLOAD, &w->hooks);
+    runner_init(&w->down, pc, DR_PL_DOWNLOAD, &w->hooks);
+    if ((rc = runner_start(&w->up)) != 0 || (rc = runner_start(&w->down)) != 0) {
+        log_error("cannot start the pipelines: %s", strerror(-rc));
+        exit_code = 1;
+        begin_drain(w);
+    } else {
+        log_info("pipelines running as %s: upload encrypt x%d, store x%d; download fetch x%d, "
+                 "decrypt x%d",
+                 pc->claimer, cfg->pipeline.upload.encrypt.concurrency,
+                 cfg->pipeline.upload.store.concurrency, cfg->pipeline.download.fetch.concurrency,
+                 cfg->pipeline.download.decrypt.concurrency);
+        worker_send(ctx, DR_MSG_READY, 0);
+    }
+    w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
+
+    uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
+    int64_t next_hb = dr_mono_ms();
+    for (;;) {
+        int64_t now = dr_mono_ms();
+        if (now >= next_hb) {
+            worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
+            next_hb = now + (int64_t)iv;
+            if (!w->draining)
+                scrub_poll(w->scrub); /* fallback for a lost wake-up */
+        }
+        struct pollfd pfd[2] = {{.fd = ctx->chan_fd, .events = POLLIN},
+                                {.fd = w->drained_pipe[0], .events = POLLIN}};
+        int64_t wait = next_hb - dr_mono_ms();
+        struct timespec ts = {.tv_sec = (time_t)(wait > 0 ? wait / 1000 : 0),
+                              .tv_nsec = (long)(wait > 0 ? wait % 1000 : 0) * 1000000L};
+        int n = ppoll(pfd, 2, &ts, &none);
+        if (got_term && !w->draining) {
+            log_info("SIGTERM: draining (no new jobs; steps in flight finish)");
+            begin_drain(w);
+        }
+        if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            struct dr_msg m;
+            int r;
+            bool wake = false;
+            while ((r = worker_recv(ctx, &m)) == 1)
+                if (m.type == DR_MSG_JOB_ENQUEUED)
+                    wake = true;
+            if (wake && !w->draining) {
+                runner_wake(&w->up);
+                runner_wake(&w->down);
+                webhooks_wake(w->hooks);
+                scrub_poll(w->scrub);
+            }
+            if (r < 0 && !w->draining) {
+                log_info("supervisor gone: draining");
+                begin_drain(w);
+                ctx->chan_fd = -1;
+            } else if (r < 0) {
+                ctx->chan_fd = -1;
+            }
+        }
+        if (n > 0 && (pfd[1].revents & POLLIN))
+            break;
+    }
+    pthread_join(w->drain_thread, NULL);
+    scrub_destroy(w->scrub);
+out:
+    close(w->drained_pipe[0]);
+    close(w->drained_pipe[1]);
+    memset(pc->master, 0, sizeof pc->master);
+    free(pc->work_dir);
+    pthread_mutex_destroy(&pc->stop_mu);
+    pthread_cond_destroy(&pc->stop_cv);
+    free(w);
+    return exit_code;
 }

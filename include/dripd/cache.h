@@ -1,0 +1,82 @@
+/* cache.h - the node-local plaintext cache: <data_dir>/cache/<media id>.
+ *
+ * Conventions (shared by the http worker, which serves entries, and the
+ * pipeline, which fills and evicts them):
+ *   - an entry is written as cache/<id>.tmp.<random>, fsynced, then renamed
+ *     to cache/<id>: a present cache/<id> is always complete;
+ *   - its MTIME is the time it was filled (never touched afterwards): an
+ *     entry older than cache.ttl is a miss for everybody;
+ *   - its ATIME is the LRU clock: readers set it to now when they open it;
+ *   - readers hold flock(LOCK_SH) while serving; the evictor unlinks an
+ *     entry only while holding flock(LOCK_EX|LOCK_NB) on it, so an entry
+ *     being served is never evicted under its reader (it is skipped and
+ *     retried on the next pass).
+ * The evictor (cache_evictor_*) runs as one thread in the pipeline process:
+ * after inserts that push the cache over cache.max_size, and on a timer for
+ * TTL expiry. Everything else here is thread-safe and stateless.
+ */
+#ifndef DRIPD_CACHE_H
+#define DRIPD_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dr_config;
+struct dr_metrics;
+
+/* "<data_dir>/cache/<id>" (caller frees). */
+char *cache_path(const char *data_dir, const char *id);
+
+/* Open a fresh entry for reading: open, flock(LOCK_SH) (kept until the fd
+ * is closed), check it was not evicted meanwhile and is younger than
+ * ttl_ms (0 = no TTL), set its atime to now. 0 with *fd (caller closes)
+ * and *size; -ENOENT on a miss or a stale entry; other -errno. Counts
+ * m->cache_hits / cache_misses when m is not NULL. */
+int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, struct dr_metrics *m,
+                     int *fd, uint64_t *size);
+
+/* Is there a fresh entry (no lock, no atime touch, no metrics)? Its size in
+ * *size when not NULL. */
+bool cache_is_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, uint64_t *size);
+
+/* A new temporary entry cache/<id>.tmp.<random> (0600, O_EXCL): 0 with
+ * *fd (caller closes) and *tmp_path (caller frees). */
+int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_path);
+/* Publish a complete, fsynced temporary entry: set its mtime/atime to now,
+ * rename it to cache/<id>, fsync the directory. On failure tmp_path is
+ * removed. */
+int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path);
+/* Move an existing complete, fsynced file (a finished upload's spool file,
+ * same filesystem) into the cache as cache/<id>; same as commit. */
+int cache_adopt(const char *data_dir, const char *id, const char *path);
+/* Remove an entry if no reader holds it (flock LOCK_EX|LOCK_NB). 1 removed,
+ * 0 absent, -EBUSY being read. */
+int cache_remove(const char *data_dir, const char *id);
+
+/* One eviction pass: remove entries whose mtime is older than ttl_ms, then
+ * the least recently used (oldest atime) until the total is at most
+ * max_size; entries a reader holds are skipped. Temporary files older than
+ * an hour (left by a crash) go too. Updates m->cache_bytes and
+ * m->cache_evictions when m is not NULL. */
+struct cache_pass {
+    uint64_t entries, bytes; /* what is left */
+    uint64_t evicted, evicted_bytes, skipped_busy;
+};
+int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
+                     struct cache_pass *out);
+
+/* The evictor thread ("cache-evict"). */
+struct cache_evictor;
+struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr_metrics *m);
+/* Tell it bytes were added; it runs a pass when the cache may be over
+ * max_size. Any thread. */
+void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes);
+void cache_evictor_stop(struct cache_evictor *ev); /* joins; NULL ok */
+
+/* How long a freshly filled entry is safe from LRU eviction (default 30 s),
+ * so the request that ran the download can open it even if it alone is
+ * over max_size. Set once at start (tests use 0). */
+void cache_set_pin_ms(int64_t ms);
+
+#endif

@@ -1,0 +1,105 @@
+/* pipeline.h - the upload and download pipelines of the dripd-pipeline
+ * worker: the state their stage handlers share (pipeline_worker.c) and the
+ * handlers themselves (pipeline_upload.c, pipeline_download.c).
+ *
+ * Upload:   starter -> encrypt -> store -> notify
+ * Download: starter -> fetch -> decrypt -> notify
+ *
+ * A handler does one step of one job and returns 0 when the step is done
+ * (the caller then commits the job's next stage with catalog_job_advance
+ * before handing the job on), or -errno with a line in err: -EAGAIN and
+ * other transient errors are retried with backoff (pipeline_is_transient),
+ * anything else fails the job. Every handler is idempotent: after a crash
+ * a job re-runs the step it had not committed.
+ *
+ * Not a library interface: only the pipeline worker includes it (and its
+ * tests).
+ */
+#ifndef DRIPD_PIPELINE_H
+#define DRIPD_PIPELINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dripd/catalog.h"
+#include "dripd/keys.h"
+#include "dripd/metrics.h"
+#include "dripd/stage.h"
+
+struct dr_config;
+struct dr_worker_ctx;
+struct dr_store;
+struct cache_evictor;
+
+/* Shared by every thread of the pipeline process; read-only after start
+ * except where noted. */
+struct pl_ctx {
+    const struct dr_config *cfg;
+    struct dr_worker_ctx *wctx; /* may be NULL (tests) */
+    struct dr_metrics *metrics; /* never NULL (a private struct in tests) */
+    uint8_t master[DR_KEY_LEN];
+    char claimer[320];             /* "<hostname>:<pid>" */
+    char *work_dir;                /* <data_dir>/work */
+    struct cache_evictor *evictor; /* may be NULL */
+    int stopping;                  /* drain began; under stop_mu (read atomically too) */
+    pthread_mutex_t stop_mu;       /* guards stopping for pl_sleep */
+    pthread_cond_t stop_cv;        /* CLOCK_MONOTONIC */
+};
+
+/* A job travelling through a pipeline (intrusive stage item first). */
+struct pl_job {
+    struct stage_item link;
+    struct dr_job job; /* as claimed; stage/work_path kept current */
+    enum dr_pipeline_id pl;
+    bool original;  /* download: served from a fresh cache entry */
+    bool refetched; /* download: scratch fetched again after a bad read */
+};
+
+/* Per stage thread: its own catalog connection and (lazily) store handle. */
+struct pl_tls {
+    struct pl_ctx *pc;
+    struct catalog *cat;
+    struct dr_store *store; /* opened on first use; NULL until then */
+};
+
+/* Open the thread's store handle if not open yet. 0 / -errno + err. */
+int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
+
+/* A step: 0 done (*work_path_out: heap path to record with the next stage,
+ * or NULL for none), or -errno + err. */
+typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                          size_t errlen);
+
+/* Upload steps. */
+int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen);
+int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                    size_t errlen);
+int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                     size_t errlen);
+/* Download steps. */
+int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen);
+int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                        size_t errlen);
+int pl_download_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                       size_t errlen);
+
+/* Clean up node-local files of a job that failed for good. */
+void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j);
+void pl_download_cleanup(struct pl_tls *t, struct pl_job *j);
+
+/* "<media id>_<UTC yyyymmddThhmmssZ><ext>": ext is the name's extension
+ * when it is short and alphanumeric (".jpg"), else empty. out >= 64. */
+void pl_storage_key(const char *media_id, int64_t created_at_ms, const char *name, char *out,
+                    size_t outlen);
+/* "<work_dir>/<job id>.sealed" (caller frees). */
+char *pl_work_path(const struct pl_ctx *pc, const char *job_id);
+/* Is this -errno worth a retry (EAGAIN, EIO, ENOSPC, EBUSY, ETIMEDOUT...)? */
+bool pipeline_is_transient(int rc);
+/* Sleep up to ms, waking early when the pipeline drains. false if it did. */
+bool pl_sleep(struct pl_ctx *pc, uint64_t ms);
+
+#endif

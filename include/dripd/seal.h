@@ -1,0 +1,114 @@
+/* seal.h - dripd's sealed object format: self-describing, streaming
+ * AES-256-GCM (docs/FORMAT.md is the byte-level reference).
+ *
+ * An object is a header (magic "DRIPD1", version, media id, owner, path,
+ * plaintext size, SHA-256, content type, created_at, segment size, the data
+ * key wrapped by the master key, a random nonce prefix; authenticated by
+ * its own GCM tag under the data key) followed by the plaintext in fixed
+ * segments, each encrypted under the data key with its own nonce
+ * (prefix || segment index) and tag, and with the header digest, the
+ * segment index and a final-segment flag in its associated data, so any
+ * changed byte, truncation, extension or reordering is detected.
+ *
+ * Streaming with bounded memory (about 5 MiB per call); thread-safe (no
+ * global state). Errors: 0 / -errno with one line in err; a corrupt or
+ * truncated object or a wrong key is -EBADMSG with a line that says where
+ * ("object corrupt: segment 3 tag mismatch").
+ */
+#ifndef DRIPD_SEAL_H
+#define DRIPD_SEAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dripd/id.h"
+#include "dripd/keys.h"
+
+#define SEAL_MAGIC "DRIPD1"
+#define SEAL_VERSION 1
+#define SEAL_TAG_LEN 16
+#define SEAL_NONCE_PREFIX_LEN 8
+/* Read this much of an object to get its header in one go in practice
+ * (headers are smaller unless paths are very long; seal_read_header says
+ * how much it needs when the buffer is short). */
+#define SEAL_HEADER_READ 4096
+#define SEAL_HEADER_MAX 65536
+#define SEAL_MIN_SEGMENT 1024u
+#define SEAL_MAX_SEGMENT (16u << 20)
+
+/* Everything an object says about itself. Strings are heap copies owned by
+ * the struct (seal_header_clear frees them; a zeroed struct is fine). */
+struct seal_header {
+    unsigned version;
+    char media_id[DR_ID_LEN + 1];
+    char *owner;
+    char *path;
+    char *content_type; /* NULL when none */
+    uint64_t size;      /* plaintext bytes */
+    uint8_t sha256[32]; /* of the plaintext */
+    char sha256_hex[65];
+    int64_t created_at; /* ms since epoch */
+    uint32_t segment_size;
+    uint8_t wrapped_key[DR_WRAPPED_KEY_LEN];
+    uint8_t nonce_prefix[SEAL_NONCE_PREFIX_LEN];
+    uint32_t header_len;  /* header bytes on disk (object offset of segment 0) */
+    uint64_t object_size; /* header_len + size + SEAL_TAG_LEN * segments */
+};
+void seal_header_clear(struct seal_header *h);
+
+/* What seal_file writes into the header. */
+struct seal_params {
+    const char *media_id; /* DR_ID_LEN chars */
+    const char *owner;
+    const char *path;
+    const char *content_type; /* may be NULL */
+    int64_t created_at;
+    uint32_t segment_size;      /* SEAL_MIN_SEGMENT .. SEAL_MAX_SEGMENT */
+    const uint8_t *data_key;    /* DR_KEY_LEN bytes */
+    const uint8_t *wrapped_key; /* DR_WRAPPED_KEY_LEN bytes: data_key under the master key */
+};
+
+struct seal_result {
+    uint64_t size; /* plaintext bytes sealed */
+    uint8_t sha256[32];
+    char sha256_hex[65];
+    uint64_t object_size;
+};
+
+/* Number of segments for a plaintext size (an empty plaintext still has
+ * one, empty, final segment) and the resulting object size. */
+uint64_t seal_segments(uint64_t size, uint32_t segment_size);
+uint64_t seal_object_size(uint32_t header_len, uint64_t size, uint32_t segment_size);
+
+/* Seal the file in_path into out_path in one streaming pass (SHA-256 and
+ * encryption together). out_path is replaced atomically: the object is
+ * written to "<out_path>.tmp", fsynced, renamed, and the directory fsynced,
+ * so out_path is always absent or complete. Returns 0 and fills res. */
+int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
+              struct seal_result *res, char *err, size_t errlen);
+
+/* Parse and authenticate the header at the start of buf (len bytes): the
+ * magic, the fields, the wrapped key (unwrapped with master) and the header
+ * tag. 0 and *out filled (caller clears it); -EMSGSIZE when buf is shorter
+ * than the header (out->header_len then says how many bytes are needed,
+ * if known, else 0: read SEAL_HEADER_MAX); -EBADMSG corrupt or wrong key. */
+int seal_read_header(const void *buf, size_t len, const uint8_t master[DR_KEY_LEN],
+                     struct seal_header *out, char *err, size_t errlen);
+
+/* Verify and decrypt the object read from in_fd (from offset 0) into out_fd
+ * (written from its current position; -1 = verify only). Every segment
+ * tag, the order, the end, the length and the SHA-256 of the plaintext are
+ * checked; expected_sha_hex (may be NULL) must match the header's too.
+ * out_fd is not fsynced here. On failure out_fd holds a prefix of the
+ * plaintext at most: the caller must discard it. hdr (may be NULL) gets
+ * the header. */
+int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const char *expected_sha_hex,
+              struct seal_header *hdr, char *err, size_t errlen);
+/* unseal_fd from in_path into out_path (created or truncated, 0600, and
+ * fsynced when done). out_path NULL = verify only. On failure out_path is
+ * removed. */
+int unseal_file(const char *in_path, const char *out_path, const uint8_t master[DR_KEY_LEN],
+                const char *expected_sha_hex, struct seal_header *hdr, char *err, size_t errlen);
+
+#endif

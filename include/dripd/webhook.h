@@ -1,0 +1,43 @@
+/* webhook.h - at-least-once delivery of catalog events to the configured
+ * webhooks (config `webhooks: [{url, secret}]`).
+ *
+ * One thread per webhook ("hook-<n>") in the pipeline process reads events
+ * in seq order (catalog_events_since) after the last seq it delivered, and
+ * POSTs each one as JSON with
+ *     Content-Type: application/json
+ *     X-Dripd-Event: <type>
+ *     X-Dripd-Delivery: <seq>
+ *     X-Dripd-Signature: sha256=<hex HMAC-SHA256(secret, body)>
+ * retrying with exponential backoff (pipeline.retry.backoff doubling up to
+ * pipeline.retry.max_backoff) until the endpoint answers 2xx. The last
+ * delivered seq is kept in <data_dir>/run/webhook-<hash of url>.seq
+ * (written atomically), so a restart resends at most the events after it:
+ * receivers should deduplicate on X-Dripd-Delivery.
+ */
+#ifndef DRIPD_WEBHOOK_H
+#define DRIPD_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dr_config;
+struct dr_metrics;
+struct dr_event;
+struct webhooks;
+
+/* Start one thread per configured webhook; NULL when there are none.
+ * Call curl_global_init() first (once per process). */
+struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *m);
+/* New events may be there (any thread). NULL ok. */
+void webhooks_wake(struct webhooks *wh);
+/* Stop and join (an in-flight POST is aborted). NULL ok. */
+void webhooks_stop(struct webhooks *wh);
+
+/* "sha256=" + lower-case hex HMAC-SHA256(secret, body): 71 chars + NUL. */
+#define WEBHOOK_SIG_LEN 72
+void webhook_signature(const char *secret, const void *body, size_t len, char out[WEBHOOK_SIG_LEN]);
+/* The POST body of an event: {"seq","type","user","job_id","media_id",
+ * "created_at" (RFC 3339),"data":{the job}}. Caller frees. */
+char *webhook_event_json(const struct dr_event *ev);
+
+#endif

@@ -1,0 +1,584 @@
+/* api_content.c - GET/HEAD /v1/media/{id}/content (see api_content.h).
+ *
+ * What: serves a media's plaintext from this node's cache with sendfile,
+ * with conditional and range requests; on a cache miss it enqueues a
+ * download job and waits for it, then serves.
+ *
+ * Order of checks (all on the loop thread, before any byte is read):
+ * visibility (404) -> media state (409 unless "available") ->
+ * If-None-Match (304) -> If-Range/Range (416) -> cache -> miss path.
+ * So a 304 or 416 never starts a download.
+ *
+ * Cache protocol (TEAM.md, cache.h): cache_open_fresh() opens
+ * <data_dir>/cache/<id>, takes flock(LOCK_SH) (the evictor only holds
+ * LOCK_EX for an unlink), refuses an entry evicted meanwhile or whose MTIME
+ * is older than cache.ttl, and sets its ATIME to now (the LRU clock); this
+ * file also refuses an entry whose size is not the media's. The lock
+ * lives on the open file description: the fd handed to
+ * http_respond_file() is a dup of ours, and ours (lock_fd) is closed in
+ * on_done/on_abort, so the lock is held until the response is complete.
+ *
+ * Miss path: the request enqueues a download job (pool thread, with the
+ * queue_limit check), wakes the pipeline (DR_MSG_JOB_ENQUEUED) and parks
+ * on its loop thread's waiter list. router event hook -> post to every
+ * loop thread -> each re-reads its waiters' jobs (catalog_job_get with
+ * the loop thread's connection). done -> serve from the cache (a job done
+ * but the entry gone again is retried, at most CONTENT_MAX_JOBS jobs);
+ * failed -> 502 with the job's error; nothing after API_CONTENT_WAIT_MS
+ * -> 503 + Retry-After. Requests on the same loop thread for the same
+ * media share one job.
+ *
+ * Threads: everything except enqueue_work() runs on the exchange's loop
+ * thread; waiter lists are thread-local, so no locks. enqueue_work() runs
+ * on a pool thread and touches only its struct content_req's id/user/rc.
+ */
+#include "dripd/api_content.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+
+#include "dripd/cache.h"
+#include "dripd/catalog.h"
+#include "dripd/config.h"
+#include "dripd/http.h"
+#include "dripd/id.h"
+#include "dripd/log.h"
+#include "dripd/metrics.h"
+#include "dripd/range.h"
+#include "dripd/router.h"
+#include "dripd/sniff.h"
+#include "dripd/util.h"
+#include "dripd/worker.h"
+
+#define CONTENT_PREFIX "/v1/media/"
+#define CONTENT_SUFFIX "/content"
+/* Download jobs one request may start (a done job whose entry vanished). */
+#define CONTENT_MAX_JOBS 3
+
+struct content_req {
+    struct http_exchange *ex;
+    struct http_thread *thread;
+    const struct dr_config *cfg;
+    char id[DR_ID_LEN + 1];
+    char *user;
+    char *name;
+    char *content_type;
+    char etag[72]; /* "\"<sha256>\"" or "" */
+    uint64_t size;
+    enum range_result rr;
+    uint64_t start, len;
+    int lock_fd; /* holds LOCK_SH while the response is sent; -1 */
+    /* miss path */
+    char job_id[DR_ID_LEN + 1];
+    int jobs_started;
+    int enqueue_rc;
+    bool defer_pending;
+    bool timed_out;
+    bool waiting;
+    struct content_req *prev, *next;
+    struct http_timer *timer;
+};
+
+/* Requests of this loop thread waiting for a download job. */
+static _Thread_local struct content_req *tl_waiters;
+/* All waiters of the process: lets the event hook skip posting when idle. */
+static int n_waiters;
+
+static void waiter_add(struct content_req *cr)
+{
+    if (cr->waiting)
+        return;
+    cr->waiting = true;
+    cr->prev = NULL;
+    cr->next = tl_waiters;
+    if (tl_waiters)
+        tl_waiters->prev = cr;
+    tl_waiters = cr;
+    __atomic_add_fetch(&n_waiters, 1, __ATOMIC_RELAXED);
+}
+
+static void waiter_remove(struct content_req *cr)
+{
+    if (!cr->waiting)
+        return;
+    if (cr->prev)
+        cr->prev->next = cr->next;
+    else
+        tl_waiters = cr->next;
+    if (cr->next)
+        cr->next->prev = cr->prev;
+    cr->prev = cr->next = NULL;
+    cr->waiting = false;
+    __atomic_sub_fetch(&n_waiters, 1, __ATOMIC_RELAXED);
+}
+
+/* Leave the miss path for good (before answering). */
+static void wait_end(struct content_req *cr)
+{
+    waiter_remove(cr);
+    http_timer_stop(cr->timer);
+    cr->timer = NULL;
+}
+
+static void cr_free(struct http_exchange *ex)
+{
+    struct content_req *cr = http_get_data(ex);
+    if (!cr)
+        return;
+    http_set_data(ex, NULL);
+    wait_end(cr);
+    if (cr->lock_fd >= 0)
+        close(cr->lock_fd);
+    free(cr->user);
+    free(cr->name);
+    free(cr->content_type);
+    free(cr);
+}
+
+/* ------------------------------------------------------------------ */
+/* the cache entry                                                     */
+
+/* Open this media's cache entry through cache.h (open, flock(LOCK_SH),
+ * evicted/stale checks, atime touch; hits/misses counted when m is not
+ * NULL) and also refuse one whose size is not the media's: 0 and *out =
+ * the locked fd, or -ENOENT on a miss. */
+static int content_cache_open(const struct content_req *cr, struct dr_metrics *m, int *out)
+{
+    int fd = -1;
+    uint64_t size = 0;
+    int rc = cache_open_fresh(cr->cfg->data_dir, cr->id, cr->cfg->cache.ttl, m, &fd, &size);
+    if (rc < 0) {
+        if (rc != -ENOENT)
+            log_warn("content %s: cache entry unreadable: %s", cr->id, strerror(-rc));
+        return -ENOENT;
+    }
+    if (size != cr->size) {
+        log_warn("content %s: cache entry has %llu bytes, the media %llu; refilling", cr->id,
+                 (unsigned long long)size, (unsigned long long)cr->size);
+        close(fd);
+        return -ENOENT;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* headers                                                             */
+
+static bool etag_char(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c != 0x7f);
+}
+
+/* Does an If-None-Match value ("*", or a list of possibly weak entity
+ * tags) match our tag (weak comparison: the opaque parts are equal)?
+ * A malformed list matches nothing. */
+static bool etag_list_matches(const char *hdr, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = hdr;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            return false;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p != '"')
+            return false;
+        const char *q = p + 1;
+        while (*q && etag_char((unsigned char)*q))
+            q++;
+        if (*q != '"')
+            return false;
+        if ((size_t)(q + 1 - p) == elen && memcmp(p, etag, elen) == 0)
+            return true;
+        p = q + 1;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != ',' && *p != '\0')
+            return false;
+    }
+}
+
+/* Does If-Range allow the range? Only our exact strong entity tag does;
+ * a date or another tag means "send everything". */
+static bool if_range_ok(const char *hdr, const char *etag)
+{
+    if (!hdr)
+        return true;
+    while (*hdr == ' ' || *hdr == '\t')
+        hdr++;
+    size_t n = strlen(hdr);
+    while (n > 0 && (hdr[n - 1] == ' ' || hdr[n - 1] == '\t'))
+        n--;
+    return etag[0] && n == strlen(etag) && memcmp(hdr, etag, n) == 0;
+}
+
+static bool attr_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$&+-.^_`|~", c) != NULL);
+}
+
+/* attachment; filename="<ASCII fallback>"; filename*=UTF-8''<RFC 8187>.
+ * The fallback keeps printable ASCII except '"', '\\' and '%' and puts one
+ * '_' per other character; caller frees. */
+static char *content_disposition(const char *name)
+{
+    if (!name || !*name)
+        name = "download";
+    size_t n = strlen(name);
+    char *fb = xmalloc(n + 1), *star = xmalloc(3 * n + 1);
+    size_t f = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '%')
+            fb[f++] = (char)c;
+        else if (c < 0x80 || c >= 0xC0)
+            fb[f++] = '_'; /* one per character: UTF-8 continuation bytes add none */
+        if (attr_char(c)) {
+            star[s++] = (char)c;
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            star[s++] = '%';
+            star[s++] = hex[c >> 4];
+            star[s++] = hex[c & 15];
+        }
+    }
+    fb[f] = '\0';
+    star[s] = '\0';
+    char *v = xasprintf("attachment; filename=\"%s\"; filename*=UTF-8''%s", fb, star);
+    free(fb);
+    free(star);
+    return v;
+}
+
+static void add_common_headers(struct content_req *cr)
+{
+    if (cr->etag[0])
+        http_add_header(cr->ex, "ETag", cr->etag);
+    http_add_header(cr->ex, "Cache-Control", "private");
+    http_add_header(cr->ex, "X-Content-Type-Options", "nosniff");
+}
+
+/* ------------------------------------------------------------------ */
+/* serving                                                             */
+
+/* Answer from the open, locked cache entry fd (ownership passes here). */
+static void content_serve(struct content_req *cr, int fd)
+{
+    struct http_exchange *ex = cr->ex;
+    const char *ct = cr->content_type;
+    if (!sniff_type_usable(ct)) {
+        uint8_t head[SNIFF_LEN];
+        ssize_t got = dr_pread_full(fd, head, sizeof head, 0);
+        ct = sniff_content_type(head, got > 0 ? (size_t)got : 0);
+    }
+    add_common_headers(cr);
+    http_add_header(ex, "Accept-Ranges", "bytes");
+    char *cd = content_disposition(cr->name);
+    http_add_header(ex, "Content-Disposition", cd);
+    free(cd);
+    http_add_header(ex, "Content-Security-Policy", "default-src 'none'; sandbox");
+
+    int status = 200;
+    uint64_t off = 0, len = cr->size;
+    if (cr->rr == RANGE_PARTIAL) {
+        char buf[96];
+        status = 206;
+        off = cr->start;
+        len = cr->len;
+        http_add_header(ex, "Content-Range",
+                        range_content_range(buf, sizeof buf, cr->start, cr->len, cr->size));
+    }
+    if (len == 0) {
+        close(fd);
+        http_respond(ex, status, ct, "", 0);
+        return;
+    }
+    /* Keep our own reference to the open file description: the lock stays
+     * until on_done/on_abort closes lock_fd, whatever the server does with fd. */
+    cr->lock_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    http_respond_file(ex, status, ct, fd, off, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* miss path                                                           */
+
+static void content_miss(struct content_req *cr);
+
+static void respond_wait_timeout(struct content_req *cr)
+{
+    wait_end(cr);
+    http_add_header(cr->ex, "Retry-After", "5");
+    http_respond_problem(cr->ex, 503, "the download of media %s is still running; retry later",
+                         cr->id);
+}
+
+/* Re-read cr's job; answer if it finished. Loop thread. */
+static void content_check(struct content_req *cr)
+{
+    if (!cr->waiting)
+        return;
+    struct catalog *cat = http_thread_catalog(cr->thread);
+    if (!cat)
+        return; /* try again at the next wake-up or time out */
+    struct dr_job j = {0};
+    int rc = catalog_job_get(cat, cr->job_id, NULL, &j);
+    if (rc == -ENOENT) {
+        wait_end(cr);
+        http_respond_problem(cr->ex, 500, "download job %s disappeared", cr->job_id);
+        return;
+    }
+    if (rc < 0)
+        return;
+    if (strcmp(j.state, "done") == 0) {
+        dr_job_clear(&j);
+        waiter_remove(cr);
+        int fd;
+        if (content_cache_open(cr, NULL, &fd) == 0) {
+            wait_end(cr); /* before answering: cr may be freed once it is sent */
+            content_serve(cr, fd);
+            return;
+        }
+        content_miss(cr); /* evicted or expired already: once more */
+        return;
+    }
+    if (strcmp(j.state, "failed") == 0) {
+        wait_end(cr);
+        log_warn("content %s: download job %s failed: %s", cr->id, j.id, j.error ? j.error : "?");
+        http_respond_problem(cr->ex, 502, "download failed: %s",
+                             j.error ? j.error : "unknown error");
+        dr_job_clear(&j);
+        return;
+    }
+    dr_job_clear(&j);
+}
+
+static void content_deadline(void *arg)
+{
+    struct content_req *cr = arg;
+    http_timer_stop(cr->timer); /* one-shot timers are released by their owner */
+    cr->timer = NULL;
+    if (cr->defer_pending) {
+        cr->timed_out = true; /* enqueue_done answers */
+        return;
+    }
+    respond_wait_timeout(cr);
+}
+
+static void enqueue_work(void *arg)
+{
+    struct content_req *cr = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        cr->enqueue_rc = -EAGAIN;
+        return;
+    }
+    uint64_t depth = 0;
+    if (cr->cfg->pipeline.queue_limit > 0 && catalog_queue_depth(cat, &depth) == 0 &&
+        depth >= cr->cfg->pipeline.queue_limit) {
+        cr->enqueue_rc = -ENOSPC;
+        return;
+    }
+    cr->enqueue_rc = catalog_enqueue_download(cat, cr->id, cr->user, cr->job_id);
+}
+
+static void enqueue_done(struct http_exchange *ex, void *arg)
+{
+    struct content_req *cr = arg;
+    cr->defer_pending = false;
+    if (cr->enqueue_rc == 0) {
+        if (http_worker_ctx(ex))
+            worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+        log_debug("content %s: cache miss, download job %s", cr->id, cr->job_id);
+    }
+    if (http_ex_closed(ex))
+        return;
+    if (cr->timed_out) {
+        respond_wait_timeout(cr);
+        return;
+    }
+    if (cr->enqueue_rc == -ENOSPC) {
+        wait_end(cr);
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the job queue is full");
+        return;
+    }
+    if (cr->enqueue_rc == -ENOENT) {
+        wait_end(cr);
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    if (cr->enqueue_rc < 0) {
+        wait_end(cr);
+        http_add_header(ex, "Retry-After", "1");
+        http_respond_problem(ex, 503, "cannot start the download: %s", strerror(-cr->enqueue_rc));
+        return;
+    }
+    waiter_add(cr);
+    content_check(cr); /* it may be done already */
+}
+
+/* The entry is not there: start (or join) a download job and wait. */
+static void content_miss(struct content_req *cr)
+{
+    if (cr->jobs_started >= CONTENT_MAX_JOBS) {
+        wait_end(cr);
+        http_add_header(cr->ex, "Retry-After", "5");
+        http_respond_problem(cr->ex, 503, "the cache entry of media %s keeps disappearing", cr->id);
+        return;
+    }
+    if (!cr->timer && cr->jobs_started == 0)
+        cr->timer = http_timer_start(cr->thread, API_CONTENT_WAIT_MS, false, content_deadline, cr);
+    cr->jobs_started++;
+    /* Someone on this thread already waits for this media: share the job. */
+    for (struct content_req *w = tl_waiters; w; w = w->next) {
+        if (w != cr && strcmp(w->id, cr->id) == 0 && w->job_id[0] &&
+            strcmp(w->job_id, cr->job_id) != 0) {
+            memcpy(cr->job_id, w->job_id, sizeof cr->job_id);
+            waiter_add(cr);
+            content_check(cr);
+            return;
+        }
+    }
+    cr->job_id[0] = '\0';
+    cr->defer_pending = true;
+    if (http_defer(cr->ex, enqueue_work, enqueue_done, cr) < 0) {
+        cr->defer_pending = false;
+        wait_end(cr);
+        http_add_header(cr->ex, "Retry-After", "1");
+        http_respond_problem(cr->ex, 503, "the server is busy, retry shortly");
+    }
+}
+
+static void wake_thread(struct http_thread *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    struct content_req *next;
+    for (struct content_req *cr = tl_waiters; cr; cr = next) {
+        next = cr->next;
+        content_check(cr);
+    }
+}
+
+static void content_event_hook(struct http_server *srv, uint64_t seq)
+{
+    (void)seq;
+    if (__atomic_load_n(&n_waiters, __ATOMIC_RELAXED) > 0)
+        http_server_post_all(srv, wake_thread, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the route                                                           */
+
+static bool content_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1])
+{
+    const char *p = http_req(ex)->path;
+    size_t pl = sizeof CONTENT_PREFIX - 1, sl = sizeof CONTENT_SUFFIX - 1;
+    if (!p || strlen(p) != pl + DR_ID_LEN + sl || strncmp(p, CONTENT_PREFIX, pl) != 0 ||
+        strcmp(p + pl + DR_ID_LEN, CONTENT_SUFFIX) != 0)
+        return false;
+    memcpy(id, p + pl, DR_ID_LEN);
+    id[DR_ID_LEN] = '\0';
+    return dr_id_valid(id);
+}
+
+static void content_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    if (!content_path_id(ex, id)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
+    if (!cat) {
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the catalog cannot be opened");
+        return;
+    }
+    struct dr_media m = {0};
+    int rc = catalog_media_get(cat, id, http_user(ex), &m);
+    if (rc == -ENOENT) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    if (rc < 0) {
+        http_add_header(ex, "Retry-After", "1");
+        http_respond_problem(ex, 503, "media lookup failed: %s", strerror(-rc));
+        return;
+    }
+    if (!m.state || strcmp(m.state, "available") != 0) {
+        http_respond_problem(ex, 409, "media %s is not available yet (state %s)", id,
+                             m.state ? m.state : "unknown");
+        dr_media_clear(&m);
+        return;
+    }
+
+    struct content_req *cr = xcalloc(1, sizeof *cr);
+    cr->ex = ex;
+    cr->thread = http_ex_thread(ex);
+    cr->cfg = http_cfg(ex);
+    cr->lock_fd = -1;
+    memcpy(cr->id, id, sizeof cr->id);
+    cr->user = xstrdup(http_user(ex));
+    cr->name = xstrdup(m.name);
+    cr->content_type = xstrdup(m.content_type);
+    cr->size = m.size;
+    if (m.sha256[0])
+        snprintf(cr->etag, sizeof cr->etag, "\"%s\"", m.sha256);
+    dr_media_clear(&m);
+    http_set_data(ex, cr);
+
+    const char *inm = http_header(ex, "If-None-Match");
+    if (inm && cr->etag[0] && etag_list_matches(inm, cr->etag)) {
+        add_common_headers(cr);
+        http_respond(ex, 304, NULL, NULL, 0);
+        return;
+    }
+    const char *range = http_header(ex, "Range");
+    if (range && !if_range_ok(http_header(ex, "If-Range"), cr->etag))
+        range = NULL;
+    cr->rr = range_parse(range, cr->size, &cr->start, &cr->len);
+    if (cr->rr == RANGE_UNSATISFIABLE) {
+        http_add_headerf(ex, "Content-Range", "bytes */%llu", (unsigned long long)cr->size);
+        http_respond_problem(ex, 416, "range not satisfiable for %llu bytes",
+                             (unsigned long long)cr->size);
+        return;
+    }
+    int fd;
+    if (content_cache_open(cr, http_ex_metrics(ex), &fd) == 0) {
+        content_serve(cr, fd);
+        return;
+    }
+    content_miss(cr);
+}
+
+static const struct http_route_ops content_ops = {
+    .route_class = "content",
+    .on_head = content_on_head,
+    .on_abort = cr_free,
+    .on_done = cr_free,
+};
+
+const struct http_route_ops *api_content_route(void)
+{
+    return &content_ops;
+}
+
+void api_content_register_routes(void)
+{
+    router_add_event_hook(content_event_hook);
+}

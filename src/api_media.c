@@ -1,0 +1,897 @@
+/* api_media.c - the media and jobs routes (see api_media.h, docs/API.md).
+ *
+ * What: folder listing, get, move/rename, delete, share, download warm-up
+ * and job status. GET /v1/media/{id}/content is api_content.c's; this file
+ * only routes it there, because the router matches prefixes, not mid-path
+ * parameters: one "*" route on "/v1/media/" picks the sub-route from the
+ * path and method for every callback of the exchange (media_pick()).
+ *
+ * Threads: handlers run on the connection's event-loop thread. Reads
+ * (get, list, job) use the loop thread's catalog connection: SQLite WAL
+ * readers never wait for writers. Every write (move, delete, share,
+ * enqueue) runs on the server's worker pool (http_defer) with that pool
+ * thread's own catalog connection, because a writer may wait up to the
+ * busy timeout. The pool work functions only touch their struct media_req
+ * and the immutable config.
+ *
+ * DELETE: the catalog row (and its shares) goes first, in one commit;
+ * then, still on the pool thread, the node's cache entry is unlinked and
+ * the object is deleted from the store through a store handle owned by
+ * that pool thread (pthread key, closed when the thread exits). A store
+ * failure after the row is gone is logged and still answered 204: the
+ * row is the truth, and the leftover object is an orphan that scrub
+ * reports. Only this node's cache entry is removed; other nodes' entries
+ * expire by cache.ttl and can never be served again, since the row is gone.
+ *
+ * Ownership: struct media_req is the exchange's data from on_head until
+ * on_done/on_abort, which free it; a pending http_defer never outlives it
+ * (the server holds on_abort until the done callback ran).
+ */
+#include "dripd/api_media.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dripd/api_content.h"
+#include "dripd/catalog.h"
+#include "dripd/config.h"
+#include "dripd/http.h"
+#include "dripd/id.h"
+#include "dripd/log.h"
+#include "dripd/path.h"
+#include "dripd/router.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+#include "dripd/worker.h"
+
+#include <http_parser.h>
+
+#define MEDIA_PREFIX "/v1/media/"
+#define JOBS_PREFIX "/v1/jobs/"
+/* Largest JSON request body (PATCH, shares). */
+#define MEDIA_BODY_MAX (64 * 1024)
+/* Store delete attempts for a transient error before leaving an orphan. */
+#define STORE_DELETE_TRIES 3
+
+/* ------------------------------------------------------------------ */
+/* JSON views                                                          */
+
+static json_t *json_str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *json_time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    dr_fmt_time(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+json_t *api_media_json(const struct dr_media *m, const char *viewer)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(m->id));
+    json_object_set_new(o, "path", json_str_or_null(m->path));
+    json_object_set_new(o, "name", json_str_or_null(m->name));
+    json_object_set_new(o, "folder", json_str_or_null(m->folder));
+    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+    json_object_set_new(o, "sha256", json_str_or_null(m->sha256));
+    json_object_set_new(o, "content_type", json_str_or_null(m->content_type));
+    json_object_set_new(o, "state", json_str_or_null(m->state));
+    json_object_set_new(o, "owner", json_str_or_null(m->owner));
+    json_object_set_new(o, "created_at", json_time_or_null(m->created_at));
+    json_object_set_new(o, "uploaded_at", json_time_or_null(m->uploaded_at));
+    bool shared = viewer && m->owner && strcmp(viewer, m->owner) != 0;
+    json_object_set_new(o, "shared", json_boolean(shared));
+    return o;
+}
+
+json_t *api_job_json(const struct dr_job *j)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(j->id));
+    json_object_set_new(o, "kind", json_string(j->kind));
+    json_object_set_new(o, "state", json_string(j->state));
+    json_object_set_new(o, "stage", json_str_or_null(j->stage));
+    json_object_set_new(o, "media_id", json_str_or_null(j->media_id));
+    json_object_set_new(o, "attempts", json_integer(j->attempts));
+    json_object_set_new(o, "error", json_str_or_null(j->error));
+    json_object_set_new(o, "created_at", json_time_or_null(j->created_at));
+    json_object_set_new(o, "updated_at", json_time_or_null(j->updated_at));
+    return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+
+static void respond_busy(struct http_exchange *ex, const char *what)
+{
+    http_add_header(ex, "Retry-After", "1");
+    http_respond_problem(ex, 503, "%s: the catalog is busy, retry shortly", what);
+}
+
+/* Answer a catalog error that is not a 404/409 the caller handles. */
+static void respond_catalog_error(struct http_exchange *ex, int rc, const char *what)
+{
+    if (rc == -ENOENT)
+        http_respond_problem(ex, 404, "no such media");
+    else if (rc == -EBUSY || rc == -EAGAIN)
+        respond_busy(ex, what);
+    else
+        http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
+}
+
+static struct catalog *loop_catalog(struct http_exchange *ex)
+{
+    struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
+    if (!cat) {
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the catalog cannot be opened");
+    }
+    return cat;
+}
+
+/* The id in "/v1/media/<id>[/<rest>]"; *rest is "" or the part after the
+ * id's slash. False if the path has no well-formed id. */
+static bool media_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1], const char **rest)
+{
+    const char *p = http_req(ex)->path;
+    if (!p || strncmp(p, MEDIA_PREFIX, sizeof MEDIA_PREFIX - 1) != 0)
+        return false;
+    p += sizeof MEDIA_PREFIX - 1;
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if (n != DR_ID_LEN)
+        return false;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    if (!dr_id_valid(id))
+        return false;
+    *rest = slash ? slash + 1 : "";
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-request state                                                   */
+
+struct media_req {
+    char id[DR_ID_LEN + 1];
+    char *user;                  /* copy of the caller's name */
+    const struct dr_config *cfg; /* immutable, safe on the pool */
+    /* request body */
+    char *body;
+    size_t body_len;
+    bool body_too_big;
+    /* work in/out (pool thread) */
+    char *arg; /* PATCH: new path; shares: target user */
+    int rc;
+    int status; /* shares: 200/201 */
+    bool have_media, have_job;
+    struct dr_media m;
+    struct dr_job job;
+};
+
+static struct media_req *req_new(struct http_exchange *ex, const char *id)
+{
+    struct media_req *r = xcalloc(1, sizeof *r);
+    if (id)
+        snprintf(r->id, sizeof r->id, "%s", id);
+    r->user = xstrdup(http_user(ex));
+    r->cfg = http_cfg(ex);
+    http_set_data(ex, r);
+    return r;
+}
+
+static void req_free(struct http_exchange *ex)
+{
+    struct media_req *r = http_get_data(ex);
+    if (!r)
+        return;
+    http_set_data(ex, NULL);
+    free(r->user);
+    free(r->body);
+    free(r->arg);
+    dr_media_clear(&r->m);
+    dr_job_clear(&r->job);
+    free(r);
+}
+
+static void req_on_finish(struct http_exchange *ex)
+{
+    req_free(ex);
+}
+
+/* Start taking a JSON body of at most MEDIA_BODY_MAX bytes. */
+static bool body_start(struct http_exchange *ex)
+{
+    const struct http_request *rq = http_req(ex);
+    if (rq->has_length && rq->content_length > MEDIA_BODY_MAX) {
+        http_respond_problem(ex, 413, "request body over %d bytes", MEDIA_BODY_MAX);
+        return false;
+    }
+    http_accept_body(ex);
+    return true;
+}
+
+static int body_append(struct http_exchange *ex, const char *data, size_t len)
+{
+    struct media_req *r = http_get_data(ex);
+    if (r->body_len + len > MEDIA_BODY_MAX) {
+        r->body_too_big = true;
+        http_respond_problem(ex, 413, "request body over %d bytes", MEDIA_BODY_MAX);
+        return -EFBIG;
+    }
+    r->body = xrealloc(r->body, r->body_len + len + 1);
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+/* The body's string member `key`, or NULL after answering 400. */
+static const char *body_string(struct http_exchange *ex, const char *key, json_t **doc_out)
+{
+    struct media_req *r = http_get_data(ex);
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        http_respond_problem(ex, 400, "body is not valid JSON: %s", jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        http_respond_problem(ex, 400, "body must be a JSON object");
+        return NULL;
+    }
+    json_t *v = json_object_get(doc, key);
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        json_decref(doc);
+        http_respond_problem(ex, 400, "body needs a non-empty string \"%s\"", key);
+        return NULL;
+    }
+    *doc_out = doc;
+    return json_string_value(v);
+}
+
+static int defer_or_busy(struct http_exchange *ex, void (*work)(void *),
+                         void (*done)(struct http_exchange *, void *), struct media_req *r)
+{
+    int rc = http_defer(ex, work, done, r);
+    if (rc < 0) {
+        http_add_header(ex, "Retry-After", "1");
+        http_respond_problem(ex, 503, "the server is busy, retry shortly");
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the object store, behind one function                               */
+
+static pthread_key_t store_key;
+static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
+
+static void store_key_destroy(void *p)
+{
+    store_close(p);
+}
+
+static void store_key_init(void)
+{
+    if (pthread_key_create(&store_key, store_key_destroy) != 0)
+        abort();
+}
+
+/* Delete key from the store with the calling pool thread's own handle
+ * (opened on first use, closed when the thread exits). 0 / -errno + err. */
+static int media_store_delete(const struct dr_config *cfg, const char *key, char *err,
+                              size_t errlen)
+{
+    pthread_once(&store_key_once, store_key_init);
+    struct dr_store *st = pthread_getspecific(store_key);
+    if (!st) {
+        int rc = store_open(cfg, &st, err, errlen);
+        if (rc < 0)
+            return rc;
+        pthread_setspecific(store_key, st);
+    }
+    int rc = -EAGAIN;
+    for (int i = 0; i < STORE_DELETE_TRIES && rc == -EAGAIN; i++) {
+        if (i > 0)
+            usleep(100000u << i); /* 200 ms, 400 ms: a pool thread may wait */
+        rc = store_delete(st, key, err, errlen);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /v1/media?folder=/x                                             */
+
+/* Is `key` present in the raw query? http_query_param() answers NULL both
+ * for an absent parameter and for one that does not percent-decode. */
+static bool query_has(const struct http_exchange *ex, const char *key)
+{
+    const char *q = http_req(ex)->query;
+    size_t n = strlen(key);
+    while (q && *q) {
+        if (strncmp(q, key, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
+            return true;
+        q = strchr(q, '&');
+        if (q)
+            q++;
+    }
+    return false;
+}
+
+static void list_on_head(struct http_exchange *ex)
+{
+    const char *folder_in = http_query_param(ex, "folder");
+    char *folder = NULL, err[DR_ERRLEN];
+    if (!folder_in && query_has(ex, "folder")) {
+        http_respond_problem(ex, 400, "bad folder: not decodable");
+        return;
+    }
+    if (path_normalize_folder(folder_in ? folder_in : "/", &folder, err, sizeof err) < 0) {
+        http_respond_problem(ex, 400, "bad folder: %s", err);
+        return;
+    }
+    struct catalog *cat = loop_catalog(ex);
+    if (!cat) {
+        free(folder);
+        return;
+    }
+    struct dr_media *files = NULL;
+    struct dr_folder_entry *folders = NULL;
+    size_t nf = 0, nd = 0;
+    const char *user = http_user(ex);
+    int rc = catalog_media_list(cat, user, folder, &files, &nf, &folders, &nd);
+    if (rc < 0) {
+        free(folder);
+        respond_catalog_error(ex, rc == -ENOENT ? -EIO : rc, "listing");
+        return;
+    }
+    json_t *jfolders = json_array(), *jfiles = json_array();
+    for (size_t i = 0; i < nd; i++) {
+        char *sub = NULL;
+        json_t *f = json_object();
+        json_object_set_new(f, "name", json_string(folders[i].name));
+        if (path_join(folder, folders[i].name, &sub, err, sizeof err) == 0)
+            json_object_set_new(f, "path", json_string(sub));
+        free(sub);
+        json_object_set_new(f, "files", json_integer((json_int_t)folders[i].files));
+        json_object_set_new(f, "size", json_integer((json_int_t)folders[i].size));
+        json_array_append_new(jfolders, f);
+    }
+    for (size_t i = 0; i < nf; i++)
+        json_array_append_new(jfiles, api_media_json(&files[i], user));
+    catalog_media_list_free(files, nf, folders, nd);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "folder", json_string(folder));
+    json_object_set_new(doc, "folders", jfolders);
+    json_object_set_new(doc, "files", jfiles);
+    free(folder);
+    http_respond_json(ex, 200, doc);
+}
+
+static const struct http_route_ops list_ops = {
+    .route_class = "media",
+    .on_head = list_on_head,
+};
+
+/* ------------------------------------------------------------------ */
+/* GET /v1/media/{id}                                                  */
+
+static void get_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    struct catalog *cat = loop_catalog(ex);
+    if (!cat)
+        return;
+    struct dr_media m = {0};
+    int rc = catalog_media_get(cat, id, http_user(ex), &m);
+    if (rc < 0) {
+        respond_catalog_error(ex, rc, "media lookup");
+        return;
+    }
+    http_respond_json(ex, 200, api_media_json(&m, http_user(ex)));
+    dr_media_clear(&m);
+}
+
+static const struct http_route_ops get_ops = {
+    .route_class = "media",
+    .on_head = get_on_head,
+};
+
+/* ------------------------------------------------------------------ */
+/* PATCH /v1/media/{id}  {"path": "/new/place/name.ext"}               */
+
+static void patch_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    req_new(ex, id);
+    body_start(ex);
+}
+
+static void patch_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        r->rc = -EAGAIN;
+        return;
+    }
+    r->rc = catalog_media_move(cat, r->id, r->user, r->arg);
+    if (r->rc == 0 && catalog_media_get(cat, r->id, r->user, &r->m) == 0)
+        r->have_media = true;
+}
+
+static void patch_done(struct http_exchange *ex, void *arg)
+{
+    struct media_req *r = arg;
+    if (http_ex_closed(ex))
+        return;
+    if (r->rc == -EEXIST) {
+        http_respond_problem(ex, 409, "%s already exists", r->arg);
+    } else if (r->rc == -ENOENT) {
+        http_respond_problem(ex, 404, "no such media of yours");
+    } else if (r->rc < 0) {
+        respond_catalog_error(ex, r->rc, "move");
+    } else if (r->have_media) {
+        log_info("media %s moved to %s by %s", r->id, r->arg, r->user);
+        http_respond_json(ex, 200, api_media_json(&r->m, r->user));
+    } else {
+        http_respond_problem(ex, 500, "moved, but the media could not be read back");
+    }
+}
+
+static void patch_on_end(struct http_exchange *ex)
+{
+    struct media_req *r = http_get_data(ex);
+    json_t *doc = NULL;
+    const char *p = body_string(ex, "path", &doc);
+    if (!p)
+        return;
+    char err[DR_ERRLEN];
+    int rc = path_normalize_file(p, &r->arg, err, sizeof err);
+    json_decref(doc);
+    if (rc < 0) {
+        http_respond_problem(ex, 400, "bad path: %s", err);
+        return;
+    }
+    defer_or_busy(ex, patch_work, patch_done, r);
+}
+
+static const struct http_route_ops patch_ops = {
+    .route_class = "media",
+    .on_head = patch_on_head,
+    .on_body = body_append,
+    .on_end = patch_on_end,
+    .on_abort = req_on_finish,
+    .on_done = req_on_finish,
+};
+
+/* ------------------------------------------------------------------ */
+/* DELETE /v1/media/{id}                                               */
+
+static void delete_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        r->rc = -EAGAIN;
+        return;
+    }
+    char *key = NULL;
+    r->rc = catalog_media_delete(cat, r->id, r->user, &key);
+    if (r->rc < 0)
+        return;
+    /* The row is gone: from here on, failures leave garbage, never a lie. */
+    char *cache = xasprintf("%s/cache/%s", r->cfg->data_dir, r->id);
+    if (unlink(cache) < 0 && errno != ENOENT)
+        log_warn("media %s: cannot remove cache entry %s: %s", r->id, cache, strerror(errno));
+    free(cache);
+    if (key) {
+        char err[DR_ERRLEN] = "";
+        int rc = media_store_delete(r->cfg, key, err, sizeof err);
+        if (rc < 0)
+            log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan "
+                     "for scrub",
+                     r->id, key, strerror(-rc), err);
+    }
+    log_info("media %s deleted by %s (object %s)", r->id, r->user, key ? key : "none");
+    free(key);
+}
+
+static void delete_done(struct http_exchange *ex, void *arg)
+{
+    struct media_req *r = arg;
+    if (http_ex_closed(ex))
+        return;
+    if (r->rc == -ENOENT)
+        http_respond_problem(ex, 404, "no such media of yours");
+    else if (r->rc < 0)
+        respond_catalog_error(ex, r->rc, "delete");
+    else
+        http_respond(ex, 204, NULL, NULL, 0);
+}
+
+static void delete_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    struct media_req *r = req_new(ex, id);
+    defer_or_busy(ex, delete_work, delete_done, r);
+}
+
+static const struct http_route_ops delete_ops = {
+    .route_class = "media",
+    .on_head = delete_on_head,
+    .on_abort = req_on_finish,
+    .on_done = req_on_finish,
+};
+
+/* ------------------------------------------------------------------ */
+/* POST /v1/media/{id}/shares  {"user": "bob"}                         */
+
+static bool user_known(const struct dr_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_users; i++)
+        if (strcmp(cfg->users[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static void shares_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    req_new(ex, id);
+    body_start(ex);
+}
+
+static void shares_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        r->rc = -EAGAIN;
+        return;
+    }
+    struct dr_media m = {0};
+    r->rc = catalog_media_get(cat, r->id, r->user, &m);
+    bool owner = r->rc == 0 && m.owner && strcmp(m.owner, r->user) == 0;
+    dr_media_clear(&m);
+    if (r->rc < 0)
+        return;
+    if (!owner) {
+        r->rc = -ENOENT; /* visible through a share, but not theirs */
+        return;
+    }
+    if (!user_known(r->cfg, r->arg)) {
+        r->rc = -ESRCH;
+        return;
+    }
+    /* Already visible to that user (the owner, or shared before): 200. */
+    struct dr_media seen = {0};
+    if (catalog_media_get(cat, r->id, r->arg, &seen) == 0) {
+        dr_media_clear(&seen);
+        r->status = 200;
+        return;
+    }
+    r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    if (r->rc == -ENOENT && catalog_sync_users(cat, r->cfg) == 0) {
+        /* A configured user the catalog has not been told about yet (users
+         * are synced at start-up and reload): the config is the truth. */
+        r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    }
+    if (r->rc == -ENOENT)
+        r->rc = -ESRCH; /* owner checked above: the catalog does not know the user */
+    r->status = 201;
+}
+
+static void shares_done(struct http_exchange *ex, void *arg)
+{
+    struct media_req *r = arg;
+    if (http_ex_closed(ex))
+        return;
+    if (r->rc == -ENOENT) {
+        http_respond_problem(ex, 404, "no such media of yours");
+    } else if (r->rc == -ESRCH) {
+        http_respond_problem(ex, 400, "unknown user \"%s\"", r->arg);
+    } else if (r->rc < 0) {
+        respond_catalog_error(ex, r->rc, "share");
+    } else {
+        if (r->status == 201)
+            log_info("media %s shared with %s by %s", r->id, r->arg, r->user);
+        json_t *doc = json_object();
+        json_object_set_new(doc, "media_id", json_string(r->id));
+        json_object_set_new(doc, "user", json_string(r->arg));
+        json_object_set_new(doc, "created", json_boolean(r->status == 201));
+        http_respond_json(ex, r->status, doc);
+    }
+}
+
+static void shares_on_end(struct http_exchange *ex)
+{
+    struct media_req *r = http_get_data(ex);
+    json_t *doc = NULL;
+    const char *u = body_string(ex, "user", &doc);
+    if (!u)
+        return;
+    r->arg = xstrdup(u);
+    json_decref(doc);
+    defer_or_busy(ex, shares_work, shares_done, r);
+}
+
+static const struct http_route_ops shares_ops = {
+    .route_class = "media",
+    .on_head = shares_on_head,
+    .on_body = body_append,
+    .on_end = shares_on_end,
+    .on_abort = req_on_finish,
+    .on_done = req_on_finish,
+};
+
+/* ------------------------------------------------------------------ */
+/* POST /v1/media/{id}/download                                        */
+
+static void download_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        r->rc = -EAGAIN;
+        return;
+    }
+    r->rc = catalog_media_get(cat, r->id, r->user, &r->m);
+    if (r->rc < 0)
+        return;
+    r->have_media = true;
+    if (!r->m.state || strcmp(r->m.state, "available") != 0) {
+        r->rc = -EINPROGRESS;
+        return;
+    }
+    uint64_t depth = 0;
+    if (r->cfg->pipeline.queue_limit > 0 && catalog_queue_depth(cat, &depth) == 0 &&
+        depth >= r->cfg->pipeline.queue_limit) {
+        r->rc = -ENOSPC;
+        return;
+    }
+    char job_id[DR_ID_LEN + 1];
+    r->rc = catalog_enqueue_download(cat, r->id, r->user, job_id);
+    if (r->rc < 0)
+        return;
+    if (catalog_job_get(cat, job_id, NULL, &r->job) == 0)
+        r->have_job = true;
+    else
+        snprintf(r->job.id, sizeof r->job.id, "%s", job_id);
+}
+
+static void download_done(struct http_exchange *ex, void *arg)
+{
+    struct media_req *r = arg;
+    if (r->rc == 0 && http_worker_ctx(ex))
+        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED,
+                    1); /* a lost wake-up only costs latency */
+    if (http_ex_closed(ex))
+        return;
+    if (r->rc == -EINPROGRESS) {
+        http_respond_problem(ex, 409, "media %s is not available yet (state %s)", r->id,
+                             r->m.state ? r->m.state : "unknown");
+    } else if (r->rc == -ENOSPC) {
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the job queue is full");
+    } else if (r->rc < 0) {
+        respond_catalog_error(ex, r->rc, "download");
+    } else {
+        http_add_headerf(ex, "Location", "/v1/jobs/%s", r->job.id);
+        json_t *doc = json_object();
+        if (r->have_job) {
+            json_object_set_new(doc, "job", api_job_json(&r->job));
+        } else {
+            json_t *j = json_object();
+            json_object_set_new(j, "id", json_string(r->job.id));
+            json_object_set_new(doc, "job", j);
+        }
+        http_respond_json(ex, 202, doc);
+    }
+}
+
+static void download_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    struct media_req *r = req_new(ex, id);
+    defer_or_busy(ex, download_work, download_done, r);
+}
+
+static const struct http_route_ops download_ops = {
+    .route_class = "media",
+    .on_head = download_on_head,
+    .on_abort = req_on_finish,
+    .on_done = req_on_finish,
+};
+
+/* ------------------------------------------------------------------ */
+/* GET /v1/jobs/{id}                                                   */
+
+static void job_on_head(struct http_exchange *ex)
+{
+    const char *p = http_req(ex)->path;
+    const char *id = p ? p + sizeof JOBS_PREFIX - 1 : "";
+    if (!p || !dr_id_valid(id)) {
+        http_respond_problem(ex, 404, "no such job");
+        return;
+    }
+    struct catalog *cat = loop_catalog(ex);
+    if (!cat)
+        return;
+    struct dr_job j = {0};
+    int rc = catalog_job_get(cat, id, http_user(ex), &j);
+    if (rc == -ENOENT) {
+        http_respond_problem(ex, 404, "no such job");
+        return;
+    }
+    if (rc < 0) {
+        respond_catalog_error(ex, rc, "job lookup");
+        return;
+    }
+    http_respond_json(ex, 200, api_job_json(&j));
+    dr_job_clear(&j);
+}
+
+static const struct http_route_ops job_ops = {
+    .route_class = "jobs",
+    .on_head = job_on_head,
+};
+
+/* ------------------------------------------------------------------ */
+/* "/v1/media/" sub-router                                             */
+
+static void not_found_on_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 404, "no such resource");
+}
+
+static const struct http_route_ops not_found_ops = {
+    .route_class = "media",
+    .on_head = not_found_on_head,
+};
+
+/* The Allow list for a sub-resource ("" item, "content", ...), or NULL. */
+static const char *sub_allow(const char *rest)
+{
+    if (rest[0] == '\0')
+        return "GET, HEAD, PATCH, DELETE";
+    if (strcmp(rest, "content") == 0)
+        return "GET, HEAD";
+    if (strcmp(rest, "download") == 0 || strcmp(rest, "shares") == 0)
+        return "POST";
+    return NULL;
+}
+
+static void method_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest = "";
+    const char *allow = media_path_id(ex, id, &rest) ? sub_allow(rest) : NULL;
+    if (allow)
+        http_add_header(ex, "Allow", allow);
+    http_respond_problem(ex, 405, "%s is not allowed here", http_req(ex)->method_name);
+}
+
+static const struct http_route_ops method_ops = {
+    .route_class = "media",
+    .on_head = method_on_head,
+};
+
+/* Which ops serve this exchange. Deterministic in (path, method), so every
+ * callback of the exchange lands in the same place. */
+static const struct http_route_ops *media_pick(const struct http_exchange *ex)
+{
+    const struct http_request *rq = http_req(ex);
+    if (rq->path && strcmp(rq->path, MEDIA_PREFIX) == 0)
+        return rq->method == HTTP_GET || rq->method == HTTP_HEAD ? &list_ops : &method_ops;
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest) || !sub_allow(rest))
+        return &not_found_ops;
+    int m = rq->method;
+    bool get = m == HTTP_GET || m == HTTP_HEAD;
+    if (rest[0] == '\0') {
+        if (get)
+            return &get_ops;
+        if (m == HTTP_PATCH)
+            return &patch_ops;
+        if (m == HTTP_DELETE)
+            return &delete_ops;
+    } else if (strcmp(rest, "content") == 0) {
+        if (get)
+            return api_content_route();
+    } else if (strcmp(rest, "download") == 0) {
+        if (m == HTTP_POST)
+            return &download_ops;
+    } else if (strcmp(rest, "shares") == 0) {
+        if (m == HTTP_POST)
+            return &shares_ops;
+    }
+    return &method_ops;
+}
+
+static void media_on_head(struct http_exchange *ex)
+{
+    media_pick(ex)->on_head(ex);
+}
+
+static int media_on_body(struct http_exchange *ex, const char *data, size_t len)
+{
+    const struct http_route_ops *o = media_pick(ex);
+    return o->on_body ? o->on_body(ex, data, len) : 0;
+}
+
+static void media_on_end(struct http_exchange *ex)
+{
+    const struct http_route_ops *o = media_pick(ex);
+    if (o->on_end)
+        o->on_end(ex);
+}
+
+static void media_on_abort(struct http_exchange *ex)
+{
+    const struct http_route_ops *o = media_pick(ex);
+    if (o->on_abort)
+        o->on_abort(ex);
+}
+
+static void media_on_done(struct http_exchange *ex)
+{
+    const struct http_route_ops *o = media_pick(ex);
+    if (o->on_done)
+        o->on_done(ex);
+}
+
+static const struct http_route_ops media_ops = {
+    .route_class = "media",
+    .on_head = media_on_head,
+    .on_body = media_on_body,
+    .on_end = media_on_end,
+    .on_abort = media_on_abort,
+    .on_done = media_on_done,
+};
+
+void api_media_register_routes(void)
+{
+    router_add("GET", "/v1/media", true, &list_ops);
+    router_add("*", MEDIA_PREFIX, true, &media_ops);
+    router_add("GET", JOBS_PREFIX, true, &job_ops);
+}

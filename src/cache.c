@@ -1,0 +1,470 @@
+/* cache.c - the node-local plaintext cache and its evictor (cache.h has the
+ * conventions shared with the http worker).
+ *
+ * DESIGN
+ *
+ * The cache is a plain directory, <data_dir>/cache, one file per media id;
+ * there is no index to corrupt or to keep in sync across processes. The
+ * file system's own metadata is the state: MTIME = filled at (TTL), ATIME
+ * = last served (LRU), flock = "being served".
+ *
+ * Filling: the download pipeline writes cache/<id>.tmp.<random>, fsyncs and
+ * renames it (cache_create_tmp/cache_commit_tmp); a finished upload renames
+ * its fsynced spool file in (cache_adopt). Both stamp atime = mtime = now.
+ *
+ * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
+ * re-check that the open file is still the one named cache/<id> (the
+ * evictor may have unlinked it, or a new fill replaced it, between our open
+ * and our lock), check the TTL, set atime. The shared lock is held until
+ * the reader closes the fd.
+ *
+ * Evicting (cache_evict_pass, the "cache-evict" thread of the pipeline
+ * process): scan, expire by mtime, then drop least recently used entries
+ * until the total fits cache.max_size. An entry is unlinked only under
+ * flock(LOCK_EX|LOCK_NB) taken on the same inode the name still points to;
+ * a held entry is skipped, so a reader never loses the file it serves
+ * (and, thanks to the re-check above, never serves an unlinked one after
+ * waiting for the lock). The thread runs a pass when inserts may have
+ * pushed the cache over max_size and on a timer (ttl/4, 1..60 s).
+ *
+ * Lock order: the evictor's own mutex guards only its counters and flags;
+ * flock()s are never held while taking it. A pass holds at most one entry's
+ * flock at a time.
+ */
+#include "dripd/cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/metrics.h"
+#include "dripd/util.h"
+
+#define TMP_MAX_AGE_MS (3600 * 1000)
+/* An entry filled by the download pipeline is not an LRU victim until its
+ * first read or for this long, so the request that ran the download can
+ * open it even when the entry alone is larger than cache.max_size (the
+ * cache may overshoot by such unread entries). TTL expiry still applies. */
+static int64_t cache_pin_ms = 30 * 1000;
+
+void cache_set_pin_ms(int64_t ms)
+{
+    cache_pin_ms = ms;
+}
+
+char *cache_path(const char *data_dir, const char *id)
+{
+    return xasprintf("%s/cache/%s", data_dir, id);
+}
+
+static char *cache_dir(const char *data_dir)
+{
+    return xasprintf("%s/cache", data_dir);
+}
+
+static int64_t ts_ms(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+}
+
+static bool stale(const struct stat *st, uint64_t ttl_ms)
+{
+    return ttl_ms > 0 && dr_now_ms() - ts_ms(&st->st_mtim) > (int64_t)ttl_ms;
+}
+
+static bool valid_id(const char *id)
+{
+    return id && *id && strchr(id, '/') == NULL && id[0] != '.' && strlen(id) < 128;
+}
+
+int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, struct dr_metrics *m,
+                     int *fd_out, uint64_t *size)
+{
+    if (!valid_id(id))
+        return -EINVAL;
+    char *path = cache_path(data_dir, id);
+    int rc = -ENOENT;
+    for (int tries = 0; tries < 3; tries++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            rc = errno == ENOENT ? -ENOENT : -errno;
+            break;
+        }
+        struct stat st, cur;
+        if (flock(fd, LOCK_SH) != 0 || fstat(fd, &st) != 0) {
+            rc = -errno;
+            close(fd);
+            break;
+        }
+        /* Evicted or replaced between open and lock? Try the current one. */
+        if (st.st_nlink == 0 || stat(path, &cur) != 0 || cur.st_ino != st.st_ino ||
+            cur.st_dev != st.st_dev) {
+            close(fd);
+            rc = -ENOENT;
+            continue;
+        }
+        if (!S_ISREG(st.st_mode) || stale(&st, ttl_ms)) {
+            close(fd);
+            rc = -ENOENT;
+            break;
+        }
+        struct timespec ts[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
+        futimens(fd, ts); /* the LRU clock */
+        *fd_out = fd;
+        if (size)
+            *size = (uint64_t)st.st_size;
+        rc = 0;
+        break;
+    }
+    free(path);
+    if (m)
+        metrics_add(rc == 0 ? &m->cache_hits : &m->cache_misses, 1);
+    return rc;
+}
+
+bool cache_is_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, uint64_t *size)
+{
+    if (!valid_id(id))
+        return false;
+    char *path = cache_path(data_dir, id);
+    struct stat st;
+    bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode) && !stale(&st, ttl_ms);
+    free(path);
+    if (ok && size)
+        *size = (uint64_t)st.st_size;
+    return ok;
+}
+
+int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_path)
+{
+    if (!valid_id(id))
+        return -EINVAL;
+    char *dir = cache_dir(data_dir);
+    int rc = dr_mkdirs(dir, 0700);
+    free(dir);
+    if (rc != 0)
+        return rc;
+    uint8_t r[6];
+    char hex[13];
+    dr_random(r, sizeof r);
+    dr_hex(r, sizeof r, hex);
+    char *p = xasprintf("%s/cache/%s.tmp.%s", data_dir, id, hex);
+    int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f < 0) {
+        rc = -errno;
+        free(p);
+        return rc;
+    }
+    *fd = f;
+    *tmp_path = p;
+    return 0;
+}
+
+/* Rename src into the cache as id. mtime = now (the TTL clock); atime =
+ * now, or now + cache_pin_ms when `reserve` (see cache_commit_tmp). */
+static int publish(const char *data_dir, const char *id, const char *src, bool remove_on_fail,
+                   bool reserve)
+{
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[1]);
+    ts[0] = ts[1];
+    if (reserve)
+        ts[0].tv_sec += cache_pin_ms / 1000;
+    if (!valid_id(id))
+        return -EINVAL;
+    char *dir = cache_dir(data_dir);
+    int rc = dr_mkdirs(dir, 0700);
+    free(dir);
+    char *dst = cache_path(data_dir, id);
+    if (rc == 0 && utimensat(AT_FDCWD, src, ts, 0) != 0)
+        rc = -errno;
+    if (rc == 0 && rename(src, dst) != 0)
+        rc = -errno;
+    if (rc == 0)
+        dr_fsync_parent(dst);
+    else if (remove_on_fail)
+        unlink(src);
+    free(dst);
+    return rc;
+}
+
+int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path)
+{
+    /* Reserve the entry for the request that is waiting for it: an atime
+     * in the future is "not yet read", and the LRU pass skips it until
+     * then or until a reader touches it (setting atime to now). */
+    return publish(data_dir, id, tmp_path, true, true);
+}
+
+int cache_adopt(const char *data_dir, const char *id, const char *path)
+{
+    return publish(data_dir, id, path, false, false);
+}
+
+/* Unlink dir/name only under an exclusive, non-blocking flock on the inode
+ * the name points to. 1 removed, 0 absent, -EBUSY held by a reader. */
+static int evict_one(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int rc;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return rc;
+    }
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || fstatat(dirfd, name, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+        a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd); /* replaced meanwhile: leave the new one for the next pass */
+        return 0;
+    }
+    rc = unlinkat(dirfd, name, 0) == 0 ? 1 : (errno == ENOENT ? 0 : -errno);
+    close(fd);
+    return rc;
+}
+
+int cache_remove(const char *data_dir, const char *id)
+{
+    if (!valid_id(id))
+        return -EINVAL;
+    char *dir = cache_dir(data_dir);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (dirfd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = evict_one(dirfd, id);
+    close(dirfd);
+    return rc;
+}
+
+struct entry {
+    char *name;
+    uint64_t size;
+    struct timespec atime;
+    bool young; /* atime in the future: filled for a waiter that has not read it yet */
+};
+
+static int by_atime(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    if (x->atime.tv_sec != y->atime.tv_sec)
+        return x->atime.tv_sec < y->atime.tv_sec ? -1 : 1;
+    if (x->atime.tv_nsec != y->atime.tv_nsec)
+        return x->atime.tv_nsec < y->atime.tv_nsec ? -1 : 1;
+    return 0;
+}
+
+int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
+                     struct cache_pass *out)
+{
+    struct cache_pass res;
+    memset(&res, 0, sizeof res);
+    char *dir = cache_dir(data_dir);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (dirfd < 0) {
+        if (out)
+            *out = res;
+        if (m)
+            metrics_gauge_set(&m->cache_bytes, 0);
+        return errno == ENOENT ? 0 : -errno;
+    }
+    int lfd = dup(dirfd);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d == NULL) {
+        int rc = -errno;
+        if (lfd >= 0)
+            close(lfd);
+        close(dirfd);
+        return rc;
+    }
+    struct entry *ents = NULL;
+    size_t n = 0, cap = 0;
+    int64_t now = dr_now_ms();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct stat st;
+        if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (strstr(e->d_name, ".tmp.") != NULL) {
+            /* a fill in progress, or left by a crash when old */
+            if (now - ts_ms(&st.st_mtim) > TMP_MAX_AGE_MS)
+                unlinkat(dirfd, e->d_name, 0);
+            continue;
+        }
+        if (stale(&st, ttl_ms)) {
+            int r = evict_one(dirfd, e->d_name);
+            if (r == 1) {
+                res.evicted++;
+                res.evicted_bytes += (uint64_t)st.st_size;
+                continue;
+            }
+            if (r == -EBUSY)
+                res.skipped_busy++;
+            /* still there (busy): counts toward the size */
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            ents = xrealloc(ents, cap * sizeof *ents);
+        }
+        ents[n].name = xstrdup(e->d_name);
+        ents[n].size = (uint64_t)st.st_size;
+        ents[n].atime = st.st_atim;
+        ents[n].young = ts_ms(&st.st_atim) > now; /* reserved by cache_commit_tmp */
+        res.bytes += (uint64_t)st.st_size;
+        n++;
+    }
+    closedir(d);
+    size_t gone = 0;
+    if (res.bytes > max_size && n > 0) {
+        qsort(ents, n, sizeof *ents, by_atime);
+        for (size_t i = 0; i < n && res.bytes > max_size; i++) {
+            if (ents[i].young) {
+                res.skipped_busy++; /* just filled: its requester has not opened it yet */
+                continue;
+            }
+            int r = evict_one(dirfd, ents[i].name);
+            if (r == 1 || r == 0) {
+                res.bytes -= ents[i].size;
+                gone++;
+                if (r == 1) {
+                    res.evicted++;
+                    res.evicted_bytes += ents[i].size;
+                }
+            } else if (r == -EBUSY) {
+                res.skipped_busy++;
+            }
+        }
+    }
+    res.entries = n - gone;
+    for (size_t i = 0; i < n; i++)
+        free(ents[i].name);
+    free(ents);
+    close(dirfd);
+    if (m) {
+        metrics_gauge_set(&m->cache_bytes, (int64_t)res.bytes);
+        metrics_add(&m->cache_evictions, res.evicted);
+    }
+    if (res.evicted)
+        log_debug("cache: evicted %llu entries (%llu bytes), %llu bytes left",
+                  (unsigned long long)res.evicted, (unsigned long long)res.evicted_bytes,
+                  (unsigned long long)res.bytes);
+    if (out)
+        *out = res;
+    return 0;
+}
+
+/* ---- the evictor thread ---- */
+
+struct cache_evictor {
+    const struct dr_config *cfg;
+    struct dr_metrics *m;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kick;
+    uint64_t estimate; /* bytes after the last pass + inserted since */
+};
+
+static void *evictor_main(void *arg)
+{
+    struct cache_evictor *ev = arg;
+    pthread_setname_np(pthread_self(), "cache-evict");
+    uint64_t ttl = ev->cfg->cache.ttl;
+    int64_t period = ttl ? (int64_t)DR_MAX(1000, DR_MIN(60000, ttl / 4)) : 60000;
+    pthread_mutex_lock(&ev->mu);
+    while (!ev->stop) {
+        pthread_mutex_unlock(&ev->mu);
+        struct cache_pass p;
+        if (cache_evict_pass(ev->cfg->data_dir, ev->cfg->cache.max_size, ttl, ev->m, &p) != 0)
+            memset(&p, 0, sizeof p);
+        pthread_mutex_lock(&ev->mu);
+        ev->estimate = p.bytes;
+        if (ev->stop)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += period / 1000;
+        ts.tv_nsec += (period % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!ev->stop && !ev->kick)
+            if (pthread_cond_timedwait(&ev->cv, &ev->mu, &ts) == ETIMEDOUT)
+                break;
+        ev->kick = false;
+    }
+    pthread_mutex_unlock(&ev->mu);
+    return NULL;
+}
+
+struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr_metrics *m)
+{
+    struct cache_evictor *ev = xcalloc(1, sizeof *ev);
+    ev->cfg = cfg;
+    ev->m = m;
+    pthread_mutex_init(&ev->mu, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&ev->cv, &a);
+    pthread_condattr_destroy(&a);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int e = pthread_create(&ev->tid, NULL, evictor_main, ev);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        log_error("cache: cannot start the evictor: %s", strerror(e));
+        pthread_mutex_destroy(&ev->mu);
+        pthread_cond_destroy(&ev->cv);
+        free(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes)
+{
+    if (ev == NULL)
+        return;
+    if (ev->m)
+        metrics_gauge_add(&ev->m->cache_bytes, (int64_t)bytes);
+    pthread_mutex_lock(&ev->mu);
+    ev->estimate += bytes;
+    if (ev->estimate > ev->cfg->cache.max_size) {
+        ev->kick = true;
+        pthread_cond_signal(&ev->cv);
+    }
+    pthread_mutex_unlock(&ev->mu);
+}
+
+void cache_evictor_stop(struct cache_evictor *ev)
+{
+    if (ev == NULL)
+        return;
+    pthread_mutex_lock(&ev->mu);
+    ev->stop = true;
+    pthread_cond_signal(&ev->cv);
+    pthread_mutex_unlock(&ev->mu);
+    pthread_join(ev->tid, NULL);
+    pthread_mutex_destroy(&ev->mu);
+    pthread_cond_destroy(&ev->cv);
+    free(ev);
+}

@@ -1,0 +1,224 @@
+/* pipeline_download.c - the steps of the download pipeline (cache warm-up):
+ *
+ *   fetch    a fresh cache entry (cache/<id> younger than cache.ttl) is
+ *            passed on as is ("original", as in the book); otherwise the
+ *            sealed object is copied from the store to work/<job>.sealed
+ *            (through a temporary name). Next: "decrypt".
+ *   decrypt  unless original: verify and decrypt the scratch copy into
+ *            cache/<id>.tmp.<random>, fsync, rename to cache/<id>. Every
+ *            segment tag, the length and the SHA-256 (against the catalog's
+ *            too) are checked before the rename, so the cache never holds
+ *            wrong bytes; a corrupt object fails the job with the reason
+ *            ("object corrupt: segment 3 tag mismatch"). The scratch copy is
+ *            not fsynced (it is scratch): if it does not verify, it is
+ *            fetched once more before the object is declared corrupt, which
+ *            also covers a scratch file damaged by a crash. Next: "notify".
+ *   notify   nothing left but the job's completion (by the caller).
+ *
+ * Idempotence: fetch re-copies; decrypt skips work when a fresh entry is
+ * already there (it re-fetches when the scratch file is gone); notify does
+ * nothing twice.
+ *
+ * Threads: each function runs on a stage thread with its own catalog and
+ * store handles (struct pl_tls).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dripd/cache.h"
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/pipeline.h"
+#include "dripd/seal.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+
+static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
+                      size_t errlen)
+{
+    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
+        return rc;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
+        return rc;
+    }
+    if (m->storage_key == NULL || strcmp(m->state, "available") != 0) {
+        snprintf(err, errlen, "media %s is not available (state %s)", m->id, m->state);
+        dr_media_clear(m);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* Copy the object to dst (via dst.tmp + rename). */
+static int fetch_object(struct pl_tls *t, const struct dr_media *m, const char *dst, char *err,
+                        size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    int rc = pl_tls_store(t, err, errlen);
+    if (rc != 0)
+        return rc;
+    char *tmp = xasprintf("%s.tmp", dst);
+    uint64_t t0 = dr_mono_ns();
+    rc = store_get(t->store, m->storage_key, tmp, err, errlen);
+    uint64_t us = (dr_mono_ns() - t0) / 1000;
+    metrics_observe(&pc->metrics->store_duration[DR_SOP_GET], us);
+    if (rc != 0) {
+        metrics_add(&pc->metrics->store_errors[DR_SOP_GET], 1);
+        unlink(tmp);
+        if (rc == -ENOENT)
+            snprintf(err, errlen, "object %s of media %s is missing from the store", m->storage_key,
+                     m->id);
+        free(tmp);
+        return rc;
+    }
+    struct stat st;
+    if (stat(tmp, &st) == 0)
+        metrics_add(&pc->metrics->store_bytes_down, (uint64_t)st.st_size);
+    if (rename(tmp, dst) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    if (cache_is_fresh(pc->cfg->data_dir, j->job.media_id, pc->cfg->cache.ttl, NULL)) {
+        j->original = true;
+        return 0;
+    }
+    struct dr_media m;
+    int rc = load_media(t, j, &m, err, errlen);
+    if (rc != 0)
+        return rc;
+    char *work = pl_work_path(pc, j->job.id);
+    rc = fetch_object(t, &m, work, err, errlen);
+    if (rc == 0)
+        *work_path_out = work;
+    else
+        free(work);
+    dr_media_clear(&m);
+    return rc;
+}
+
+/* Decrypt src into a new cache entry for m. */
+static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *src, char *err,
+                      size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "open %s: %s", src, strerror(errno));
+        return rc;
+    }
+    int out;
+    char *tmp = NULL;
+    int rc = cache_create_tmp(pc->cfg->data_dir, m->id, &out, &tmp);
+    if (rc != 0) {
+        snprintf(err, errlen, "cache: cannot create an entry: %s", strerror(-rc));
+        close(in);
+        return rc;
+    }
+    struct seal_header h;
+    memset(&h, 0, sizeof h);
+    rc = unseal_fd(in, out, pc->master, m->sha256[0] ? m->sha256 : NULL, &h, err, errlen);
+    if (rc == 0 && strcmp(h.media_id, m->id) != 0) {
+        rc = -EBADMSG;
+        snprintf(err, errlen, "object corrupt: it holds media %s, not %s", h.media_id, m->id);
+    }
+    if (rc == 0 && fsync(out) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "fsync %s: %s", tmp, strerror(errno));
+    }
+    close(out);
+    close(in);
+    if (rc == 0) {
+        rc = cache_commit_tmp(pc->cfg->data_dir, m->id, tmp);
+        if (rc != 0)
+            snprintf(err, errlen, "cache: cannot publish the entry: %s", strerror(-rc));
+        else
+            cache_evictor_note_insert(pc->evictor, h.size);
+    } else {
+        unlink(tmp);
+    }
+    seal_header_clear(&h);
+    free(tmp);
+    return rc;
+}
+
+int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                        size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    (void)work_path_out;
+    if (j->original)
+        return 0;
+    if (cache_is_fresh(pc->cfg->data_dir, j->job.media_id, pc->cfg->cache.ttl, NULL)) {
+        if (j->job.work_path) /* filled by an earlier run or another job meanwhile */
+            unlink(j->job.work_path);
+        return 0;
+    }
+    struct dr_media m;
+    int rc = load_media(t, j, &m, err, errlen);
+    if (rc != 0)
+        return rc;
+    char *work = j->job.work_path ? xstrdup(j->job.work_path) : pl_work_path(pc, j->job.id);
+    if (access(work, R_OK) != 0) { /* resumed after a crash without its scratch copy */
+        rc = fetch_object(t, &m, work, err, errlen);
+        j->refetched = true;
+        if (rc != 0)
+            goto out;
+    }
+    rc = fill_cache(t, &m, work, err, errlen);
+    if (rc == -EBADMSG && !j->refetched) {
+        /* The scratch copy may be what is damaged: fetch once more. */
+        char first[256];
+        snprintf(first, sizeof first, "%s", err);
+        log_warn("job %s: %s; fetching the object again to be sure", j->job.id, first);
+        j->refetched = true;
+        rc = fetch_object(t, &m, work, err, errlen);
+        if (rc == 0)
+            rc = fill_cache(t, &m, work, err, errlen);
+    }
+    if (rc == 0)
+        log_debug("job %s: media %s decrypted into the cache", j->job.id, m.id);
+    unlink(work);
+out:
+    free(work);
+    dr_media_clear(&m);
+    return rc;
+}
+
+int pl_download_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                       size_t errlen)
+{
+    (void)t;
+    (void)j;
+    (void)work_path_out;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+void pl_download_cleanup(struct pl_tls *t, struct pl_job *j)
+{
+    if (j->job.work_path)
+        unlink(j->job.work_path);
+    char *w = pl_work_path(t->pc, j->job.id);
+    unlink(w);
+    free(w);
+}

@@ -1,0 +1,220 @@
+/* pipeline_upload.c - the steps of the upload pipeline:
+ *
+ *   encrypt  spool file -> work/<job>.sealed (seal.h), a fresh data key per
+ *            run wrapped by the master key; the SHA-256 and the wrapped key
+ *            go to the media row (catalog_media_set_sealed) and into the
+ *            object header. Next: "store" with the sealed path.
+ *   store    store_put(key "<media id>_<UTC created>Z<ext>", sealed file),
+ *            then catalog_media_set_stored. Next: "notify".
+ *   notify   media "available"; the plaintext spool file becomes the cache
+ *            entry cache/<media id> (a finished upload warms the cache) or
+ *            is removed; the sealed work file is removed; job done (by the
+ *            caller, after this step).
+ *
+ * Idempotence (a crash may re-run any step): encrypt writes a new sealed
+ * file under a temporary name and renames it over the old one, and
+ * overwrites the media's key and hash with the new ones; the store key is
+ * a function of the media (id, created_at, name), so a re-run puts the same
+ * key again (atomic replace); notify only renames/removes files that are
+ * still there. Files are cleaned up before the job is marked done, so a
+ * done job never leaves node-local files behind.
+ *
+ * Threads: each function runs on a stage thread with its own catalog and
+ * store handles (struct pl_tls); nothing here is shared.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dripd/cache.h"
+#include "dripd/config.h"
+#include "dripd/log.h"
+#include "dripd/pipeline.h"
+#include "dripd/seal.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+
+void pl_storage_key(const char *media_id, int64_t created_at_ms, const char *name, char *out,
+                    size_t outlen)
+{
+    char ext[18] = "";
+    const char *dot = name ? strrchr(name, '.') : NULL;
+    if (dot && dot != name && dot[1] != '\0' && strlen(dot) <= 16) {
+        bool ok = true;
+        for (const char *p = dot + 1; *p; p++) {
+            char c = *p;
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+                ok = false;
+        }
+        if (ok)
+            snprintf(ext, sizeof ext, "%s", dot);
+    }
+    time_t secs = (time_t)(created_at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(out, outlen, "%s_%s%s", media_id, ts, ext);
+}
+
+static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
+                      size_t errlen)
+{
+    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
+    else if (rc != 0)
+        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
+    return rc;
+}
+
+int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                      size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    struct dr_media m;
+    memset(&m, 0, sizeof m);
+    char *sealed = NULL;
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    int rc;
+
+    if (j->job.spool_path == NULL || access(j->job.spool_path, R_OK) != 0) {
+        snprintf(err, errlen, "spool file %s is missing",
+                 j->job.spool_path ? j->job.spool_path : "(none)");
+        return -ENOENT;
+    }
+    rc = load_media(t, j, &m, err, errlen);
+    if (rc != 0)
+        return rc;
+    keys_new_data_key(pc->master, dk, wk);
+    sealed = pl_work_path(pc, j->job.id);
+    struct seal_params sp = {
+        .media_id = m.id,
+        .owner = m.owner,
+        .path = m.path,
+        .content_type = m.content_type,
+        .created_at = m.created_at,
+        .segment_size = (uint32_t)pc->cfg->pipeline.segment_size,
+        .data_key = dk,
+        .wrapped_key = wk,
+    };
+    struct seal_result res;
+    rc = seal_file(j->job.spool_path, sealed, &sp, &res, err, errlen);
+    memset(dk, 0, sizeof dk);
+    if (rc != 0)
+        goto out;
+    if (res.size != m.size) {
+        rc = -EIO;
+        snprintf(err, errlen, "spool file %s has %llu bytes, the upload had %llu",
+                 j->job.spool_path, (unsigned long long)res.size, (unsigned long long)m.size);
+        unlink(sealed);
+        goto out;
+    }
+    rc = catalog_media_set_sealed(t->cat, m.id, res.sha256_hex, wk, sizeof wk);
+    if (rc != 0) {
+        snprintf(err, errlen, "catalog: cannot record the sealed media: %s", strerror(-rc));
+        goto out;
+    }
+    log_debug("job %s: sealed %llu bytes of media %s (sha256 %.16s...)", j->job.id,
+              (unsigned long long)res.size, m.id, res.sha256_hex);
+    *work_path_out = sealed;
+    sealed = NULL;
+out:
+    free(sealed);
+    dr_media_clear(&m);
+    return rc;
+}
+
+int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                    size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    struct dr_media m;
+    memset(&m, 0, sizeof m);
+    int rc = load_media(t, j, &m, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (j->job.work_path == NULL || access(j->job.work_path, R_OK) != 0) {
+        /* The sealed file is gone (disk trouble, manual cleanup): seal again
+         * if the plaintext is still here. */
+        rc = -ESTALE;
+        snprintf(err, errlen, "sealed file %s is missing",
+                 j->job.work_path ? j->job.work_path : "(none)");
+        goto out;
+    }
+    if (pc->cfg->pipeline.test_store_delay > 0 &&
+        !pl_sleep(pc, pc->cfg->pipeline.test_store_delay)) {
+        rc = -ECANCELED;
+        snprintf(err, errlen, "draining");
+        goto out;
+    }
+    rc = pl_tls_store(t, err, errlen);
+    if (rc != 0)
+        goto out;
+    char key[300];
+    pl_storage_key(m.id, m.created_at, m.name, key, sizeof key);
+    struct stat st;
+    uint64_t bytes = stat(j->job.work_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    uint64_t t0 = dr_mono_ns();
+    rc = store_put(t->store, key, j->job.work_path, err, errlen);
+    uint64_t us = (dr_mono_ns() - t0) / 1000;
+    metrics_observe(&pc->metrics->store_duration[DR_SOP_PUT], us);
+    if (rc != 0) {
+        metrics_add(&pc->metrics->store_errors[DR_SOP_PUT], 1);
+        goto out;
+    }
+    metrics_add(&pc->metrics->store_bytes_up, bytes);
+    rc = catalog_media_set_stored(t->cat, m.id, key);
+    if (rc != 0) {
+        snprintf(err, errlen, "catalog: cannot record the stored media: %s", strerror(-rc));
+        goto out;
+    }
+    log_debug("job %s: stored media %s as %s (%llu bytes, %.1f ms)", j->job.id, m.id, key,
+              (unsigned long long)bytes, (double)us / 1000.0);
+    *work_path_out = xstrdup(j->job.work_path); /* notify removes it */
+out:
+    dr_media_clear(&m);
+    return rc;
+}
+
+int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                     size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    (void)work_path_out;
+    int rc = catalog_media_set_available(t->cat, j->job.media_id);
+    if (rc != 0 && rc != -ENOENT) {
+        snprintf(err, errlen, "catalog: cannot mark media available: %s", strerror(-rc));
+        return rc;
+    }
+    struct stat st;
+    if (j->job.spool_path && stat(j->job.spool_path, &st) == 0) {
+        uint64_t size = (uint64_t)st.st_size;
+        if (rc == 0 && size <= pc->cfg->cache.max_size &&
+            cache_adopt(pc->cfg->data_dir, j->job.media_id, j->job.spool_path) == 0) {
+            cache_evictor_note_insert(pc->evictor, size);
+        } else {
+            unlink(j->job.spool_path);
+        }
+    }
+    if (j->job.work_path)
+        unlink(j->job.work_path);
+    return 0;
+}
+
+void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)
+{
+    (void)t;
+    if (j->job.work_path)
+        unlink(j->job.work_path);
+    char *sealed = pl_work_path(t->pc, j->job.id);
+    unlink(sealed);
+    free(sealed);
+    if (j->job.spool_path)
+        unlink(j->job.spool_path);
+}

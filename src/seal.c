@@ -1,0 +1,771 @@
+/* seal.c - sealing and unsealing dripd objects (format: docs/FORMAT.md).
+ *
+ * DESIGN
+ *
+ * Layout: header || segment_0 || ... || segment_{n-1}; segment i is
+ * AES-256-GCM(data key, nonce = prefix || be32(i), aad = H || be64(i) ||
+ * final(i)) of plaintext bytes [i*S, min((i+1)*S, size)) followed by its
+ * 16-byte tag, where H = SHA-256 of the header up to (not including) the
+ * plaintext SHA-256 field and final(i) is 1 only for the last segment. The
+ * header ends with the plaintext SHA-256 and a GCM tag (under the data key,
+ * nonce prefix || 0xffffffff, no plaintext, aad = every header byte before
+ * the tag). So every header byte is authenticated by the header tag, every
+ * segment is bound to the header (H), to its place (i) and to the end
+ * (final), and an object's length follows from its header.
+ *
+ * One pass: sealing reads the plaintext once in ~1 MiB chunks, hashing and
+ * encrypting each chunk, writes the header with zeroed SHA/tag first and
+ * rewrites those 48 bytes at the end (pwrite), then fsyncs. Writeback is
+ * started every 8 MiB (sync_file_range) so the disk works while the CPU
+ * encrypts, and the final fsync has little left to do. For objects of
+ * 8 MiB and more the SHA-256 runs on a helper thread (struct hasher) beside
+ * the cipher. One EVP cipher
+ * context per call is keyed once and only re-IVed per segment.
+ *
+ * Unsealing checks the header (magic, version, bounds, key unwrap, header
+ * tag) and the object length before it decrypts anything, then every
+ * segment tag in order, then the SHA-256 of all the plaintext.
+ *
+ * Threads: any; no shared state. Memory: two buffers of ~1 MiB per call.
+ */
+#include "dripd/seal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dripd/util.h"
+
+#define FIXED_LEN 128 /* bytes before the owner field */
+#define TRAILER_LEN (32 + SEAL_TAG_LEN)
+#define CHUNK (1u << 20) /* plaintext bytes per read (rounded to segments) */
+#define KICK_WRITEBACK (8u << 20)
+#define HEADER_NONCE_CTR 0xffffffffu
+
+/* ---- byte helpers ---- */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+uint64_t seal_segments(uint64_t size, uint32_t segment_size)
+{
+    if (segment_size == 0)
+        return 0;
+    return size == 0 ? 1 : (size + segment_size - 1) / segment_size;
+}
+
+uint64_t seal_object_size(uint32_t header_len, uint64_t size, uint32_t segment_size)
+{
+    return (uint64_t)header_len + size + SEAL_TAG_LEN * seal_segments(size, segment_size);
+}
+
+void seal_header_clear(struct seal_header *h)
+{
+    if (h == NULL)
+        return;
+    free(h->owner);
+    free(h->path);
+    free(h->content_type);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- GCM pieces ---- */
+
+static void make_nonce(uint8_t nonce[12], const uint8_t prefix[SEAL_NONCE_PREFIX_LEN], uint32_t ctr)
+{
+    memcpy(nonce, prefix, SEAL_NONCE_PREFIX_LEN);
+    put32(nonce + SEAL_NONCE_PREFIX_LEN, ctr);
+}
+
+static void make_aad(uint8_t aad[41], const uint8_t hbind[32], uint64_t idx, bool final)
+{
+    memcpy(aad, hbind, 32);
+    put64(aad + 32, idx);
+    aad[40] = final ? 1 : 0;
+}
+
+/* GMAC of the header (everything before its tag). */
+static int header_tag(const uint8_t key[DR_KEY_LEN], const uint8_t *hdr, size_t len_before_tag,
+                      const uint8_t prefix[SEAL_NONCE_PREFIX_LEN], uint8_t tag[SEAL_TAG_LEN])
+{
+    uint8_t nonce[12];
+    make_nonce(nonce, prefix, HEADER_NONCE_CTR);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int len = 0, ok = c != NULL;
+    uint8_t dummy[16];
+    ok = ok && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1;
+    ok = ok && EVP_EncryptUpdate(c, NULL, &len, hdr, (int)len_before_tag) == 1;
+    ok = ok && EVP_EncryptFinal_ex(c, dummy, &len) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : -EIO;
+}
+
+static void sha256(const void *buf, size_t len, uint8_t out[32])
+{
+    unsigned n = 32;
+    EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* ---- SHA-256 beside the cipher ----
+ * For big objects the plaintext hash runs on a helper thread ("seal-sha"),
+ * overlapping AES-GCM and the file I/O on the caller's thread; SHA-256 is
+ * the slowest of the three per byte. The caller cycles through RING
+ * buffers: it hands buffer n to the hasher (hasher_submit) and, before
+ * refilling the buffer of submission n, waits until the hasher is done
+ * with submission n - RING (hasher_wait). Small objects hash inline. */
+#define RING 3
+#define THREADED_HASH_MIN (8u << 20)
+
+struct hasher {
+    EVP_MD_CTX *md;
+    bool threaded, stop;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const uint8_t *buf[RING];
+    size_t len[RING];
+    uint64_t posted, done;
+};
+
+static void *hasher_main(void *arg)
+{
+    struct hasher *h = arg;
+    pthread_setname_np(pthread_self(), "seal-sha");
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (h->done == h->posted && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (h->done == h->posted)
+            break;
+        unsigned slot = (unsigned)(h->done % RING);
+        const uint8_t *b = h->buf[slot];
+        size_t n = h->len[slot];
+        pthread_mutex_unlock(&h->mu);
+        EVP_DigestUpdate(h->md, b, n);
+        pthread_mutex_lock(&h->mu);
+        h->done++;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+static int hasher_init(struct hasher *h, bool threaded)
+{
+    memset(h, 0, sizeof *h);
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1)
+        return -EIO;
+    if (!threaded)
+        return 0;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    h->threaded = pthread_create(&h->tid, NULL, hasher_main, h) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!h->threaded) {
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+    }
+    return 0;
+}
+
+/* Wait until submissions [0, upto) are hashed. */
+static void hasher_wait(struct hasher *h, uint64_t upto)
+{
+    if (!h->threaded)
+        return;
+    pthread_mutex_lock(&h->mu);
+    while (h->done < upto && h->done < h->posted)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Submission number h->posted: buf stays untouched until hasher_wait(n + 1). */
+static void hasher_submit(struct hasher *h, const uint8_t *buf, size_t len)
+{
+    if (!h->threaded) {
+        EVP_DigestUpdate(h->md, buf, len);
+        h->posted++;
+        h->done++;
+        return;
+    }
+    pthread_mutex_lock(&h->mu);
+    while (h->posted - h->done >= RING)
+        pthread_cond_wait(&h->cv, &h->mu);
+    h->buf[h->posted % RING] = buf;
+    h->len[h->posted % RING] = len;
+    h->posted++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Stop the helper (after finishing what was submitted); out may be NULL. */
+static void hasher_finish(struct hasher *h, uint8_t out[32])
+{
+    if (h->threaded) {
+        pthread_mutex_lock(&h->mu);
+        h->stop = true;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->tid, NULL);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        h->threaded = false;
+    }
+    if (h->md && out) {
+        unsigned n = 32;
+        EVP_DigestFinal_ex(h->md, out, &n);
+    }
+    EVP_MD_CTX_free(h->md);
+    h->md = NULL;
+}
+
+/* ---- header ---- */
+
+/* Build the header with zeroed SHA-256 and tag. Returns its length and a
+ * heap buffer in *out. */
+static size_t build_header(const struct seal_params *p, uint64_t size, const uint8_t prefix[8],
+                           uint8_t **out)
+{
+    size_t lo = strlen(p->owner), lp = strlen(p->path);
+    size_t lc = p->content_type ? strlen(p->content_type) : 0;
+    size_t len = FIXED_LEN + 2 + lo + 2 + lp + 2 + lc + TRAILER_LEN;
+    uint8_t *h = xcalloc(1, len);
+    memcpy(h, SEAL_MAGIC, 6);
+    put16(h + 6, SEAL_VERSION);
+    put32(h + 8, (uint32_t)len);
+    put32(h + 12, p->segment_size);
+    put64(h + 16, size);
+    put64(h + 24, (uint64_t)p->created_at);
+    memcpy(h + 32, p->media_id, DR_ID_LEN);
+    put16(h + 58, DR_WRAPPED_KEY_LEN);
+    memcpy(h + 60, p->wrapped_key, DR_WRAPPED_KEY_LEN);
+    memcpy(h + 120, prefix, SEAL_NONCE_PREFIX_LEN);
+    uint8_t *q = h + FIXED_LEN;
+    put16(q, (uint16_t)lo);
+    memcpy(q + 2, p->owner, lo);
+    q += 2 + lo;
+    put16(q, (uint16_t)lp);
+    memcpy(q + 2, p->path, lp);
+    q += 2 + lp;
+    put16(q, (uint16_t)lc);
+    if (lc)
+        memcpy(q + 2, p->content_type, lc);
+    *out = h;
+    return len;
+}
+
+static bool text_ok(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == 0)
+            return false;
+    return true;
+}
+
+/* Parse + authenticate. data_key and hbind (may be NULL) receive the data
+ * key and the header digest bound into every segment. */
+static int parse_header(const uint8_t *b, size_t len, const uint8_t master[DR_KEY_LEN],
+                        struct seal_header *h, uint8_t data_key[DR_KEY_LEN], uint8_t hbind[32],
+                        char *err, size_t errlen)
+{
+    uint8_t key[DR_KEY_LEN];
+    int rc;
+    memset(h, 0, sizeof *h);
+    if (len < 6 && memcmp(b, SEAL_MAGIC, len) == 0)
+        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
+    if (len < 6 || memcmp(b, SEAL_MAGIC, 6) != 0)
+        return fail(err, errlen, -EBADMSG, "object corrupt: not a dripd object (bad magic)");
+    if (len < 12)
+        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
+    h->version = get16(b + 6);
+    if (h->version != SEAL_VERSION)
+        return fail(err, errlen, -EBADMSG, "object corrupt: unsupported format version %u",
+                    h->version);
+    uint32_t hl = get32(b + 8);
+    if (hl < FIXED_LEN + 6 + TRAILER_LEN || hl > SEAL_HEADER_MAX)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad header length %" PRIu32, hl);
+    h->header_len = hl;
+    if (len < hl)
+        return fail(err, errlen, -EMSGSIZE, "object header: need %" PRIu32 " bytes", hl);
+    h->segment_size = get32(b + 12);
+    h->size = get64(b + 16);
+    h->created_at = (int64_t)get64(b + 24);
+    if (h->segment_size < SEAL_MIN_SEGMENT || h->segment_size > SEAL_MAX_SEGMENT)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad segment size %" PRIu32,
+                    h->segment_size);
+    if (h->size > (UINT64_C(1) << 60) ||
+        seal_segments(h->size, h->segment_size) >= HEADER_NONCE_CTR)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad plaintext size %" PRIu64, h->size);
+    memcpy(h->media_id, b + 32, DR_ID_LEN);
+    h->media_id[DR_ID_LEN] = '\0';
+    if (!text_ok(b + 32, DR_ID_LEN))
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad media id");
+    if (get16(b + 58) != DR_WRAPPED_KEY_LEN)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad wrapped key length");
+    memcpy(h->wrapped_key, b + 60, DR_WRAPPED_KEY_LEN);
+    memcpy(h->nonce_prefix, b + 120, SEAL_NONCE_PREFIX_LEN);
+    size_t end = hl - TRAILER_LEN, off = FIXED_LEN;
+    const uint8_t *str[3];
+    size_t slen[3];
+    for (int i = 0; i < 3; i++) {
+        if (off + 2 > end)
+            return fail(err, errlen, -EBADMSG, "object corrupt: header fields overrun");
+        slen[i] = get16(b + off);
+        str[i] = b + off + 2;
+        off += 2 + slen[i];
+        if (off > end || !text_ok(str[i], slen[i]))
+            return fail(err, errlen, -EBADMSG, "object corrupt: header fields overrun");
+    }
+    if (off != end || slen[0] == 0 || slen[1] == 0)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad header fields");
+    memcpy(h->sha256, b + end, 32);
+    dr_hex(h->sha256, 32, h->sha256_hex);
+    h->object_size = seal_object_size(hl, h->size, h->segment_size);
+
+    if (keys_unwrap(master, h->wrapped_key, DR_WRAPPED_KEY_LEN, key) != 0) {
+        rc = fail(err, errlen, -EBADMSG,
+                  "object corrupt or wrong master key: the data key does not unwrap");
+        goto bad;
+    }
+    uint8_t tag[SEAL_TAG_LEN];
+    if (header_tag(key, b, hl - SEAL_TAG_LEN, h->nonce_prefix, tag) != 0) {
+        rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
+        goto bad;
+    }
+    if (!dr_consttime_eq(tag, sizeof tag, b + hl - SEAL_TAG_LEN, SEAL_TAG_LEN)) {
+        rc = fail(err, errlen, -EBADMSG, "object corrupt: header tag mismatch");
+        goto bad;
+    }
+    h->owner = xstrndup((const char *)str[0], slen[0]);
+    h->path = xstrndup((const char *)str[1], slen[1]);
+    h->content_type = slen[2] ? xstrndup((const char *)str[2], slen[2]) : NULL;
+    if (hbind)
+        sha256(b, end, hbind);
+    if (data_key)
+        memcpy(data_key, key, DR_KEY_LEN);
+    OPENSSL_cleanse(key, sizeof key);
+    return 0;
+bad:
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+int seal_read_header(const void *buf, size_t len, const uint8_t master[DR_KEY_LEN],
+                     struct seal_header *out, char *err, size_t errlen)
+{
+    int rc = parse_header(buf, len, master, out, NULL, NULL, err, errlen);
+    if (rc != 0) {
+        uint32_t need = rc == -EMSGSIZE ? out->header_len : 0;
+        seal_header_clear(out);
+        out->header_len = need;
+    }
+    return rc;
+}
+
+/* ---- sealing ---- */
+
+static uint32_t segs_per_chunk(uint32_t seg)
+{
+    uint32_t k = CHUNK / seg;
+    return k ? k : 1;
+}
+
+int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
+              struct seal_result *res, char *err, size_t errlen)
+{
+    int rc = 0, in = -1, out = -1;
+    uint8_t *hdr = NULL, *ibufs = NULL, *obuf = NULL;
+    EVP_CIPHER_CTX *c = NULL;
+    struct hasher hs;
+    bool hs_on = false;
+    char *tmp = xasprintf("%s.tmp", out_path);
+    uint32_t seg = p->segment_size;
+
+    if (seg < SEAL_MIN_SEGMENT || seg > SEAL_MAX_SEGMENT) {
+        rc = fail(err, errlen, -EINVAL, "seal: segment size %" PRIu32 " out of range", seg);
+        goto out;
+    }
+    if (p->media_id == NULL || strlen(p->media_id) != DR_ID_LEN || p->owner == NULL ||
+        p->path == NULL || !*p->owner || !*p->path || strlen(p->owner) > 4096 ||
+        strlen(p->path) > 4096 || (p->content_type && strlen(p->content_type) > 1024)) {
+        rc = fail(err, errlen, -EINVAL, "seal: bad header fields");
+        goto out;
+    }
+    in = open(in_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        rc = fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
+        goto out;
+    }
+    struct stat st;
+    if (fstat(in, &st) != 0) {
+        rc = fail(err, errlen, -errno, "stat %s: %s", in_path, strerror(errno));
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t nseg = seal_segments(size, seg);
+    if (nseg >= HEADER_NONCE_CTR) {
+        rc =
+            fail(err, errlen, -EFBIG, "seal: %s too large for segment size %" PRIu32, in_path, seg);
+        goto out;
+    }
+    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+    uint8_t prefix[SEAL_NONCE_PREFIX_LEN];
+    dr_random(prefix, sizeof prefix);
+    size_t hl = build_header(p, size, prefix, &hdr);
+    uint8_t hbind[32];
+    sha256(hdr, hl - TRAILER_LEN, hbind);
+
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        rc = fail(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    rc = dr_write_all(out, hdr, hl);
+    if (rc != 0) {
+        fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
+        goto out;
+    }
+
+    uint32_t k = segs_per_chunk(seg);
+    size_t ichunk = (size_t)k * seg;
+    ibufs = xmalloc(ichunk * RING);
+    obuf = xmalloc(ichunk + (size_t)k * SEAL_TAG_LEN);
+    c = EVP_CIPHER_CTX_new();
+    int hrc = hasher_init(&hs, size >= THREADED_HASH_MIN);
+    hs_on = true;
+    if (c == NULL || hrc != 0 ||
+        EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, p->data_key, NULL) != 1) {
+        rc = fail(err, errlen, -EIO, "libcrypto: cannot set up AES-256-GCM/SHA-256");
+        goto out;
+    }
+
+    uint64_t left = size, idx = 0, written = hl, kicked = 0, chunk_no = 0;
+    do {
+        size_t want = (size_t)DR_MIN((uint64_t)ichunk, left);
+        uint8_t *ibuf = ibufs + (chunk_no % RING) * ichunk;
+        if (chunk_no >= RING)
+            hasher_wait(&hs, chunk_no - RING + 1); /* the hasher is done with it */
+        ssize_t n = want ? dr_read_full(in, ibuf, want) : 0;
+        if (n < 0) {
+            rc = fail(err, errlen, (int)n, "read %s: %s", in_path, strerror((int)-n));
+            goto out;
+        }
+        if ((size_t)n != want) {
+            rc = fail(err, errlen, -EIO, "read %s: file shrank while sealing", in_path);
+            goto out;
+        }
+        hasher_submit(&hs, ibuf, want);
+        chunk_no++;
+        size_t ooff = 0;
+        for (size_t off = 0; off < want || (want == 0 && idx == 0);) {
+            size_t sl = DR_MIN((size_t)seg, want - off);
+            bool final = idx == nseg - 1;
+            uint8_t nonce[12], aad[41];
+            int len = 0, ok;
+            make_nonce(nonce, prefix, (uint32_t)idx);
+            make_aad(aad, hbind, idx, final);
+            ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1;
+            ok = ok && EVP_EncryptUpdate(c, NULL, &len, aad, sizeof aad) == 1;
+            ok = ok &&
+                 (sl == 0 || EVP_EncryptUpdate(c, obuf + ooff, &len, ibuf + off, (int)sl) == 1);
+            ok = ok && EVP_EncryptFinal_ex(c, obuf + ooff + sl, &len) == 1;
+            ok = ok &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, obuf + ooff + sl) == 1;
+            if (!ok) {
+                rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
+                goto out;
+            }
+            ooff += sl + SEAL_TAG_LEN;
+            off += sl;
+            idx++;
+            if (want == 0)
+                break;
+        }
+        rc = dr_write_all(out, obuf, ooff);
+        if (rc != 0) {
+            fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
+            goto out;
+        }
+        written += ooff;
+        if (written - kicked >= KICK_WRITEBACK) { /* start writeback now, fsync later */
+            sync_file_range(out, (off64_t)kicked, (off64_t)(written - kicked),
+                            SYNC_FILE_RANGE_WRITE);
+            kicked = written;
+        }
+        left -= want;
+    } while (left > 0);
+    if (idx != nseg) {
+        rc = fail(err, errlen, -EIO, "seal: internal error: %" PRIu64 " of %" PRIu64 " segments",
+                  idx, nseg);
+        goto out;
+    }
+
+    hasher_finish(&hs, res->sha256);
+    hs_on = false;
+    memcpy(hdr + hl - TRAILER_LEN, res->sha256, 32);
+    if (header_tag(p->data_key, hdr, hl - SEAL_TAG_LEN, prefix, hdr + hl - SEAL_TAG_LEN) != 0) {
+        rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
+        goto out;
+    }
+    rc = dr_pwrite_all(out, hdr + hl - TRAILER_LEN, TRAILER_LEN, hl - TRAILER_LEN);
+    if (rc == 0 && fsync(out) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
+        goto out;
+    }
+    close(out);
+    out = -1;
+    if (rename(tmp, out_path) != 0) {
+        rc = fail(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    dr_fsync_parent(out_path);
+    res->size = size;
+    dr_hex(res->sha256, 32, res->sha256_hex);
+    res->object_size = written;
+out:
+    if (out >= 0)
+        close(out);
+    if (rc != 0)
+        unlink(tmp);
+    if (in >= 0)
+        close(in);
+    if (hs_on)
+        hasher_finish(&hs, NULL);
+    EVP_CIPHER_CTX_free(c);
+    free(hdr);
+    free(ibufs);
+    free(obuf);
+    free(tmp);
+    return rc;
+}
+
+/* ---- unsealing ---- */
+
+int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const char *expected_sha_hex,
+              struct seal_header *hdr_out, char *err, size_t errlen)
+{
+    int rc = 0;
+    uint8_t *hb = xmalloc(SEAL_HEADER_READ), *ibuf = NULL, *obufs = NULL;
+    uint8_t key[DR_KEY_LEN], hbind[32];
+    struct seal_header h;
+    EVP_CIPHER_CTX *c = NULL;
+    struct hasher hs;
+    bool hs_on = false;
+    memset(&h, 0, sizeof h);
+
+    ssize_t n = dr_pread_full(in_fd, hb, SEAL_HEADER_READ, 0);
+    if (n < 0) {
+        rc = fail(err, errlen, (int)n, "read object: %s", strerror((int)-n));
+        goto out;
+    }
+    rc = parse_header(hb, (size_t)n, master, &h, key, hbind, err, errlen);
+    if (rc == -EMSGSIZE && h.header_len > (size_t)n) {
+        uint32_t need = h.header_len;
+        hb = xrealloc(hb, need);
+        n = dr_pread_full(in_fd, hb, need, 0);
+        if (n < 0) {
+            rc = fail(err, errlen, (int)n, "read object: %s", strerror((int)-n));
+            goto out;
+        }
+        rc = parse_header(hb, (size_t)n, master, &h, key, hbind, err, errlen);
+    }
+    if (rc == -EMSGSIZE)
+        rc = fail(err, errlen, -EBADMSG, "object truncated: %zd bytes, shorter than its header", n);
+    if (rc != 0)
+        goto out;
+    struct stat st;
+    if (fstat(in_fd, &st) != 0) {
+        rc = fail(err, errlen, -errno, "stat object: %s", strerror(errno));
+        goto out;
+    }
+    if ((uint64_t)st.st_size != h.object_size) {
+        rc = fail(err, errlen, -EBADMSG, "object %s: %" PRIu64 " bytes, its header says %" PRIu64,
+                  (uint64_t)st.st_size < h.object_size ? "truncated" : "corrupt (trailing bytes)",
+                  (uint64_t)st.st_size, h.object_size);
+        goto out;
+    }
+    if (expected_sha_hex && *expected_sha_hex && strcmp(expected_sha_hex, h.sha256_hex) != 0) {
+        rc = fail(err, errlen, -EBADMSG, "object corrupt: its sha256 is not the catalog's");
+        goto out;
+    }
+
+    uint32_t seg = h.segment_size, k = segs_per_chunk(seg);
+    size_t ichunk = (size_t)k * (seg + SEAL_TAG_LEN);
+    size_t ochunk = (size_t)k * seg;
+    ibuf = xmalloc(ichunk);
+    obufs = xmalloc(ochunk * RING);
+    c = EVP_CIPHER_CTX_new();
+    int hrc = hasher_init(&hs, h.size >= THREADED_HASH_MIN);
+    hs_on = true;
+    if (c == NULL || hrc != 0 || EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, NULL) != 1) {
+        rc = fail(err, errlen, -EIO, "libcrypto: cannot set up AES-256-GCM/SHA-256");
+        goto out;
+    }
+    posix_fadvise(in_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint64_t nseg = seal_segments(h.size, seg), idx = 0, left = h.size, pos = h.header_len;
+    uint64_t chunk_no = 0;
+    while (idx < nseg) {
+        uint8_t *obuf = obufs + (chunk_no % RING) * ochunk;
+        if (chunk_no >= RING)
+            hasher_wait(&hs, chunk_no - RING + 1);
+        uint64_t segs = DR_MIN((uint64_t)k, nseg - idx);
+        uint64_t plain = DR_MIN(segs * seg, left);
+        size_t want = (size_t)(plain + segs * SEAL_TAG_LEN);
+        n = dr_pread_full(in_fd, ibuf, want, pos);
+        if (n < 0) {
+            rc = fail(err, errlen, (int)n, "read object: %s", strerror((int)-n));
+            goto out;
+        }
+        if ((size_t)n != want) {
+            rc = fail(err, errlen, -EBADMSG, "object truncated at segment %" PRIu64, idx);
+            goto out;
+        }
+        size_t ioff = 0, ooff = 0;
+        for (uint64_t s = 0; s < segs; s++, idx++) {
+            size_t sl = (size_t)DR_MIN((uint64_t)seg, left - ooff);
+            uint8_t nonce[12], aad[41];
+            int len = 0, ok;
+            make_nonce(nonce, h.nonce_prefix, (uint32_t)idx);
+            make_aad(aad, hbind, idx, idx == nseg - 1);
+            ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) == 1;
+            ok = ok && EVP_DecryptUpdate(c, NULL, &len, aad, sizeof aad) == 1;
+            ok = ok &&
+                 (sl == 0 || EVP_DecryptUpdate(c, obuf + ooff, &len, ibuf + ioff, (int)sl) == 1);
+            ok = ok &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, ibuf + ioff + sl) == 1;
+            ok = ok && EVP_DecryptFinal_ex(c, obuf + ooff + sl, &len) == 1;
+            if (!ok) {
+                rc = fail(err, errlen, -EBADMSG, "object corrupt: segment %" PRIu64 " tag mismatch",
+                          idx);
+                goto out;
+            }
+            ioff += sl + SEAL_TAG_LEN;
+            ooff += sl;
+        }
+        hasher_submit(&hs, obuf, ooff);
+        chunk_no++;
+        if (out_fd >= 0 && ooff > 0) {
+            rc = dr_write_all(out_fd, obuf, ooff);
+            if (rc != 0) {
+                fail(err, errlen, rc, "write plaintext: %s", strerror(-rc));
+                goto out;
+            }
+        }
+        pos += (uint64_t)want;
+        left -= ooff;
+    }
+    uint8_t got[32];
+    hasher_finish(&hs, got);
+    hs_on = false;
+    if (!dr_consttime_eq(got, 32, h.sha256, 32)) {
+        rc = fail(err, errlen, -EBADMSG, "object corrupt: plaintext sha256 mismatch");
+        goto out;
+    }
+    if (hdr_out) {
+        *hdr_out = h;
+        memset(&h, 0, sizeof h);
+    }
+out:
+    OPENSSL_cleanse(key, sizeof key);
+    seal_header_clear(&h);
+    if (hs_on)
+        hasher_finish(&hs, NULL);
+    EVP_CIPHER_CTX_free(c);
+    free(hb);
+    free(ibuf);
+    free(obufs);
+    return rc;
+}
+
+int unseal_file(const char *in_path, const char *out_path, const uint8_t master[DR_KEY_LEN],
+                const char *expected_sha_hex, struct seal_header *hdr, char *err, size_t errlen)
+{
+    int rc, out = -1;
+    int in = open(in_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
+    if (out_path) {
+        out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (out < 0) {
+            rc = fail(err, errlen, -errno, "create %s: %s", out_path, strerror(errno));
+            close(in);
+            return rc;
+        }
+    }
+    rc = unseal_fd(in, out, master, expected_sha_hex, hdr, err, errlen);
+    if (rc == 0 && out >= 0 && fsync(out) != 0)
+        rc = fail(err, errlen, -errno, "fsync %s: %s", out_path, strerror(errno));
+    if (out >= 0) {
+        close(out);
+        if (rc != 0)
+            unlink(out_path);
+    }
+    close(in);
+    if (rc != 0 && hdr)
+        seal_header_clear(hdr);
+    return rc;
+}

@@ -1,0 +1,482 @@
+/* stage.c - the demand-driven stage engine behind the upload and download
+ * pipelines (GenStage's producer/consumer contract, in POSIX threads).
+ *
+ * DESIGN
+ *
+ * A pipeline is a chain of stages; the caller's "starter" thread produces
+ * into the first one. A stage is:
+ *   - one mutex `mu`, two condition variables (`items_cv`: its threads wait
+ *     for items; `demand_cv`: producers wait for its demand) and one
+ *     intrusive FIFO (`head`/`tail`): the stage's inbox;
+ *   - `concurrency` threads, each a GenStage consumer of the stage above.
+ *
+ * Demand. Each thread keeps `outstanding`: items it asked for and has not
+ * finished. It asks (adds to the stage's `demand`, the count its producers
+ * may still deliver) max_demand - outstanding items whenever outstanding
+ * falls to min_demand (stage_demand_ask(), a pure function); at start that
+ * is max_demand. A producer may move an item into the inbox only while
+ * demand > 0 (and decrements it). Any idle thread of the stage pops the
+ * oldest item (work sharing: no item waits behind a long one while a
+ * sibling is idle); the thread that finishes an item decrements its own
+ * outstanding. Invariant (under mu):
+ *     sum(outstanding) == demand + queued + held-by-threads
+ * so a stage never holds more than concurrency * max_demand items and one
+ * thread never more than max_demand.
+ *
+ * Back-pressure. A thread that finished an item must hand it downstream
+ * before it counts the item finished; when the next stage has no demand it
+ * blocks (on that stage's demand_cv) holding the item, asks its own
+ * producer for nothing more, and so the stall travels up to the starter,
+ * which only takes new work from stage_wait_demand().
+ *
+ * Stop. stage_pipeline_stop() marks every stage stopping, takes the queued
+ * items out (they go to ops->discard), puts one sentinel per thread in each
+ * inbox and wakes every waiter. A thread that is running a handler
+ * finishes that step; a finished item that can no longer be handed on is
+ * discarded; then the thread pops its sentinel and exits. Threads are
+ * joined. Items are never freed by the engine itself: the caller's
+ * discard() decides (the pipeline leaves such jobs claimed in the catalog,
+ * where crash recovery releases them).
+ *
+ * Threads. Stage threads are named "<short>-<n>" (e.g. "enc-1") and run
+ * with every signal blocked. The producer calls stage_wait_demand /
+ * stage_push; the owner calls start/stop/free.
+ *
+ * Lock order. A thread holds at most ONE stage mutex at any time (it takes
+ * its own stage's mu to pop and to count a finish, and the next stage's mu
+ * to hand an item on, never both), so there is no order to get wrong.
+ * Handlers run with no engine lock held. Metrics are relaxed atomics.
+ */
+#include "dripd/stage.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dripd/log.h"
+#include "dripd/metrics.h"
+#include "dripd/util.h"
+
+struct stage;
+
+struct stage_thread {
+    struct stage *st;
+    int index;
+    pthread_t tid;
+    bool started;
+    int outstanding; /* under st->mu */
+    struct stage_item sentinel;
+};
+
+struct stage {
+    struct stage_pipeline *p;
+    struct stage_spec spec;
+    int idx;
+    pthread_mutex_t mu;
+    pthread_cond_t items_cv;
+    pthread_cond_t demand_cv;
+    struct stage_item *head, *tail;
+    int queued;
+    int demand;   /* unmet demand announced to the producer(s) */
+    int held;     /* popped by a thread and not yet finished */
+    int max_held; /* peak of queued + held (stats) */
+    uint64_t processed;
+    bool stopping;
+    bool wake; /* stage 0 only: stage_pipeline_wake() */
+    struct stage_thread *threads;
+};
+
+struct stage_pipeline {
+    struct stage *stages;
+    int n;
+    int stopping; /* atomic */
+    bool started;
+};
+
+/* ---- demand arithmetic ---- */
+
+void stage_demand_clamp(int *max_demand, int *min_demand)
+{
+    if (*max_demand < 1)
+        *max_demand = 1;
+    if (*min_demand < 0)
+        *min_demand = 0;
+    if (*min_demand >= *max_demand)
+        *min_demand = *max_demand - 1;
+}
+
+int stage_demand_ask(int outstanding, int max_demand, int min_demand)
+{
+    stage_demand_clamp(&max_demand, &min_demand);
+    if (outstanding < 0)
+        outstanding = 0;
+    if (outstanding > min_demand)
+        return 0;
+    return max_demand - outstanding;
+}
+
+uint64_t stage_backoff_ms(int attempt, uint64_t base_ms, uint64_t max_ms, uint32_t rnd)
+{
+    if (attempt < 1)
+        attempt = 1;
+    uint64_t d = base_ms;
+    for (int i = 1; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    uint64_t half = d / 2;
+    uint64_t span = d - half; /* <= max_ms / 2 + 1: no overflow below 2^32 ms */
+    uint64_t j = span < (UINT64_C(1) << 32) ? (span * rnd) >> 32 : (span >> 32) * rnd;
+    uint64_t r = half + j;
+    return r == 0 && base_ms > 0 ? 1 : r;
+}
+
+/* ---- small helpers ---- */
+
+static void cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void gauge_set(uint64_t *g, uint64_t v)
+{
+    __atomic_store_n(g, v, __ATOMIC_RELAXED);
+}
+
+/* Caller holds st->mu. */
+static void fifo_push(struct stage *st, struct stage_item *it)
+{
+    it->next = NULL;
+    if (st->tail)
+        st->tail->next = it;
+    else
+        st->head = it;
+    st->tail = it;
+    st->queued++;
+    if (st->queued + st->held > st->max_held)
+        st->max_held = st->queued + st->held;
+    if (st->spec.metrics)
+        gauge_set(&st->spec.metrics->queued, (uint64_t)st->queued);
+}
+
+/* Caller holds st->mu; inbox not empty. */
+static struct stage_item *fifo_pop(struct stage *st)
+{
+    struct stage_item *it = st->head;
+    st->head = it->next;
+    if (st->head == NULL)
+        st->tail = NULL;
+    it->next = NULL;
+    st->queued--;
+    if (st->spec.metrics)
+        gauge_set(&st->spec.metrics->queued, (uint64_t)st->queued);
+    return it;
+}
+
+/* Caller holds st->mu: thread t asks for more if its outstanding fell to min. */
+static void ask_more(struct stage *st, struct stage_thread *t)
+{
+    int ask = stage_demand_ask(t->outstanding, st->spec.max_demand, st->spec.min_demand);
+    if (ask <= 0 || st->stopping)
+        return;
+    t->outstanding += ask;
+    st->demand += ask;
+    pthread_cond_broadcast(&st->demand_cv);
+}
+
+static bool is_sentinel(struct stage *st, struct stage_item *it)
+{
+    for (int i = 0; i < st->spec.concurrency; i++)
+        if (it == &st->threads[i].sentinel)
+            return true;
+    return false;
+}
+
+/* Hand it to stage `to`; blocks while `to` has no demand. Returns false when
+ * the pipeline stops first (the item was discarded). */
+static bool forward(struct stage *from, struct stage *to, struct stage_item *it)
+{
+    pthread_mutex_lock(&to->mu);
+    while (to->demand == 0 && !to->stopping)
+        pthread_cond_wait(&to->demand_cv, &to->mu);
+    if (to->stopping) {
+        pthread_mutex_unlock(&to->mu);
+        if (from->spec.ops->discard)
+            from->spec.ops->discard(from->spec.arg, it);
+        return false;
+    }
+    to->demand--;
+    fifo_push(to, it);
+    pthread_cond_signal(&to->items_cv);
+    pthread_mutex_unlock(&to->mu);
+    return true;
+}
+
+static void *stage_thread_main(void *arg)
+{
+    struct stage_thread *t = arg;
+    struct stage *st = t->st;
+    struct stage_pipeline *p = st->p;
+    const struct stage_ops *ops = st->spec.ops;
+    struct dr_stage_metrics *m = st->spec.metrics;
+    char name[32];
+    void *tls = NULL;
+
+    snprintf(name, sizeof name, "%.10s-%u",
+             st->spec.short_name ? st->spec.short_name : st->spec.name,
+             (unsigned)(t->index + 1) % 1000u);
+    name[15] = '\0'; /* the kernel's limit */
+    pthread_setname_np(pthread_self(), name);
+    if (ops->thread_init && ops->thread_init(st->spec.arg, t->index, &tls) != 0) {
+        log_error("stage %s: thread %s could not start; the stage runs without it", st->spec.name,
+                  name);
+        /* It never asks for work, so it never gets any: wait for stop. The
+         * sentinel pushed for it is left in the dead inbox. */
+        pthread_mutex_lock(&st->mu);
+        while (!st->stopping)
+            pthread_cond_wait(&st->items_cv, &st->mu);
+        pthread_mutex_unlock(&st->mu);
+        return NULL;
+    }
+
+    pthread_mutex_lock(&st->mu);
+    ask_more(st, t);
+    for (;;) {
+        while (st->head == NULL)
+            pthread_cond_wait(&st->items_cv, &st->mu);
+        struct stage_item *it = fifo_pop(st);
+        if (is_sentinel(st, it))
+            break;
+        st->held++;
+        pthread_mutex_unlock(&st->mu);
+
+        if (m)
+            metrics_add(&m->in_flight, 1);
+        uint64_t t0 = dr_mono_ns();
+        enum stage_verdict v = ops->handle(st->spec.arg, tls, it);
+        uint64_t us = (dr_mono_ns() - t0) / 1000;
+        if (m) {
+            __atomic_fetch_sub(&m->in_flight, 1, __ATOMIC_RELAXED);
+            metrics_add(&m->processed, 1);
+            metrics_add(&m->busy_us, us);
+            metrics_observe(&m->duration, us);
+        }
+        if (v == STAGE_FORWARD) {
+            if (st->idx + 1 < p->n)
+                forward(st, &p->stages[st->idx + 1], it);
+            else if (ops->discard)
+                ops->discard(st->spec.arg, it); /* nothing downstream: treat as done */
+        }
+
+        pthread_mutex_lock(&st->mu);
+        st->held--;
+        st->processed++;
+        t->outstanding--;
+        ask_more(st, t);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (ops->thread_fini)
+        ops->thread_fini(st->spec.arg, tls);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n)
+{
+    struct stage_pipeline *p = xcalloc(1, sizeof *p);
+    p->n = n;
+    p->stages = xcalloc((size_t)n, sizeof *p->stages);
+    for (int i = 0; i < n; i++) {
+        struct stage *st = &p->stages[i];
+        st->p = p;
+        st->idx = i;
+        st->spec = specs[i];
+        if (st->spec.concurrency < 1)
+            st->spec.concurrency = 1;
+        stage_demand_clamp(&st->spec.max_demand, &st->spec.min_demand);
+        pthread_mutex_init(&st->mu, NULL);
+        cond_init_mono(&st->items_cv);
+        cond_init_mono(&st->demand_cv);
+        st->threads = xcalloc((size_t)st->spec.concurrency, sizeof *st->threads);
+        for (int k = 0; k < st->spec.concurrency; k++) {
+            st->threads[k].st = st;
+            st->threads[k].index = k;
+        }
+    }
+    return p;
+}
+
+int stage_pipeline_start(struct stage_pipeline *p)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* threads inherit the mask */
+    int rc = 0;
+    for (int i = 0; i < p->n && rc == 0; i++) {
+        struct stage *st = &p->stages[i];
+        for (int k = 0; k < st->spec.concurrency; k++) {
+            int e = pthread_create(&st->threads[k].tid, NULL, stage_thread_main, &st->threads[k]);
+            if (e != 0) {
+                log_error("stage %s: pthread_create: %s", st->spec.name, strerror(e));
+                rc = -e;
+                break;
+            }
+            st->threads[k].started = true;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    p->started = true;
+    if (rc != 0)
+        stage_pipeline_stop(p);
+    return rc;
+}
+
+int stage_wait_demand(struct stage_pipeline *p, int64_t timeout_ms)
+{
+    struct stage *st = &p->stages[0];
+    struct timespec ts;
+    if (timeout_ms >= 0)
+        deadline_after(&ts, timeout_ms);
+    pthread_mutex_lock(&st->mu);
+    while (st->demand == 0 && !st->stopping && !st->wake) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&st->demand_cv, &st->mu);
+        } else if (pthread_cond_timedwait(&st->demand_cv, &st->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    int r = st->stopping ? -ECANCELED : st->demand;
+    st->wake = false;
+    pthread_mutex_unlock(&st->mu);
+    return r;
+}
+
+int stage_demand(struct stage_pipeline *p)
+{
+    struct stage *st = &p->stages[0];
+    pthread_mutex_lock(&st->mu);
+    int r = st->stopping ? 0 : st->demand;
+    pthread_mutex_unlock(&st->mu);
+    return r;
+}
+
+int stage_push(struct stage_pipeline *p, struct stage_item **items, int n)
+{
+    struct stage *st = &p->stages[0];
+    int taken = 0;
+    pthread_mutex_lock(&st->mu);
+    while (taken < n && st->demand > 0 && !st->stopping) {
+        st->demand--;
+        fifo_push(st, items[taken++]);
+    }
+    if (taken > 0)
+        pthread_cond_broadcast(&st->items_cv);
+    pthread_mutex_unlock(&st->mu);
+    return taken;
+}
+
+void stage_pipeline_wake(struct stage_pipeline *p)
+{
+    struct stage *st = &p->stages[0];
+    pthread_mutex_lock(&st->mu);
+    st->wake = true;
+    pthread_cond_broadcast(&st->demand_cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+bool stage_pipeline_stopping(const struct stage_pipeline *p)
+{
+    return __atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE) != 0;
+}
+
+void stage_pipeline_signal_stop(struct stage_pipeline *p)
+{
+    if (p == NULL || __atomic_exchange_n(&p->stopping, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        struct stage *st = &p->stages[i];
+        pthread_mutex_lock(&st->mu);
+        st->stopping = true;
+        struct stage_item *left = st->head;
+        st->head = st->tail = NULL;
+        st->queued = 0;
+        st->demand = 0;
+        for (int k = 0; k < st->spec.concurrency; k++)
+            if (st->threads[k].started)
+                fifo_push(st, &st->threads[k].sentinel);
+        pthread_cond_broadcast(&st->items_cv);
+        pthread_cond_broadcast(&st->demand_cv);
+        pthread_mutex_unlock(&st->mu);
+        while (left) {
+            struct stage_item *next = left->next;
+            if (st->spec.ops->discard)
+                st->spec.ops->discard(st->spec.arg, left);
+            left = next;
+        }
+    }
+}
+
+void stage_pipeline_stop(struct stage_pipeline *p)
+{
+    if (p == NULL)
+        return;
+    stage_pipeline_signal_stop(p);
+    for (int i = 0; i < p->n; i++) {
+        struct stage *st = &p->stages[i];
+        for (int k = 0; k < st->spec.concurrency; k++)
+            if (st->threads[k].started) {
+                pthread_join(st->threads[k].tid, NULL);
+                st->threads[k].started = false;
+            }
+        if (st->spec.metrics)
+            gauge_set(&st->spec.metrics->queued, 0);
+    }
+}
+
+void stage_pipeline_free(struct stage_pipeline *p)
+{
+    if (p == NULL)
+        return;
+    stage_pipeline_stop(p);
+    for (int i = 0; i < p->n; i++) {
+        struct stage *st = &p->stages[i];
+        pthread_mutex_destroy(&st->mu);
+        pthread_cond_destroy(&st->items_cv);
+        pthread_cond_destroy(&st->demand_cv);
+        free(st->threads);
+    }
+    free(p->stages);
+    free(p);
+}
+
+void stage_get_stats(struct stage_pipeline *p, int stage, struct stage_stats *out)
+{
+    struct stage *st = &p->stages[stage];
+    pthread_mutex_lock(&st->mu);
+    out->queued = st->queued;
+    out->demand = st->demand;
+    out->in_flight = st->held;
+    out->max_outstanding_seen = st->max_held;
+    out->processed = st->processed;
+    pthread_mutex_unlock(&st->mu);
+}

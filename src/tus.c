@@ -1,0 +1,992 @@
+/* tus.c - the tus 1.0.0 endpoint: /v1/uploads (see tus.h, docs/UPLOADS.md).
+ *
+ * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
+ * (optionally with its first bytes), HEAD reports the durable offset,
+ * PATCH appends at that offset, DELETE terminates. Session rows live in
+ * the shared catalog (catalog_tus_*), bodies in node-local spool files.
+ *
+ * Threads: handlers run on the connection's loop thread. Body bytes are
+ * written to the spool file there (page cache writes; every 8 MiB the
+ * written range is handed to writeback without waiting, so the fsync at
+ * the end of a PATCH finds little left to flush). Everything slow
+ * goes through http_defer(): creating the session row, fsync + recording
+ * the new offset, the final catalog_tus_finish(), termination. Two short
+ * things run on the loop thread's own catalog connection: the session
+ * lookup of HEAD/PATCH (a read), and - rarely - the expiry sweep and the
+ * save of an interrupted PATCH (see below).
+ *
+ * Guarantees:
+ *  - the offset a client is told (PATCH 204, HEAD) is durable: the bytes
+ *    up to it were fdatasync'ed before the catalog recorded it;
+ *  - a PATCH cut short (client gone, timeout) keeps what arrived: on_abort
+ *    fsyncs and records the partial offset, synchronously, so a HEAD that
+ *    follows sees it. Not with Upload-Checksum: unverifiable bytes are
+ *    dropped (the offset stays);
+ *  - bytes past the recorded offset are never trusted: spool_reopen()
+ *    truncates to it before the next PATCH writes;
+ *  - an upload reports offset == length only together with its job: the
+ *    completing request records the final offset inside
+ *    catalog_tus_finish(); and should bytes ever be saved up to the
+ *    length without a finish (a cut last request), the next HEAD finishes
+ *    it before answering;
+ *  - a user only ever sees their own uploads (404 otherwise);
+ *  - one request at a time per upload in this process: PATCH/DELETE take
+ *    the upload's busy mark (423 Locked while another holds it), and the
+ *    expiry sweep skips (and so never deletes) a busy upload.
+ *
+ * Locks: g_busy.mu only guards the busy set; it is a leaf (nothing is
+ * called while holding it).
+ */
+#include "dripd/tus.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "dripd/catalog.h"
+#include "dripd/config.h"
+#include "dripd/http.h"
+#include "dripd/id.h"
+#include "dripd/ingest.h"
+#include "dripd/log.h"
+#include "dripd/path.h"
+#include "dripd/router.h"
+#include "dripd/spool.h"
+#include "dripd/tus_header.h"
+#include "dripd/util.h"
+#include "dripd/worker.h"
+
+#define TUS_PREFIX "/v1/uploads"
+#define TUS_VERSION "1.0.0"
+#define TUS_EXTENSIONS                                                                             \
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+#define TUS_OCTET "application/offset+octet-stream"
+#define TUS_CT_MAX 255
+#define TUS_SWEEP_BATCH 64
+#define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
+
+#define EXPOSE_HEADERS                                                                             \
+    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "         \
+    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "              \
+    "Tus-Max-Size, Tus-Checksum-Algorithm"
+#define ALLOW_HEADERS                                                                              \
+    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "             \
+    "Upload-Metadata, Upload-Offset, Upload-Checksum, X-Requested-With"
+
+enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
+
+/* One exchange's state. */
+struct tus_req {
+    enum tus_op op;
+    struct http_exchange *ex;
+    const struct dr_config *cfg;
+    struct dr_worker_ctx *wctx;
+    char *owner;
+    char id[DR_ID_LEN + 1];
+    bool busy;         /* holds the busy mark of id */
+    struct dr_tus row; /* the session (PATCH, DELETE; POST fills it) */
+
+    /* body streaming (PATCH, POST with upload) */
+    int fd;
+    uint64_t start; /* offset the body is written at */
+    uint64_t received;
+    uint64_t writeback_at; /* bytes of this body already handed to writeback */
+    int64_t length;        /* the upload's length, -1 while deferred */
+    int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
+    bool streaming;        /* body accepted, bytes may be in the file */
+    bool committed;        /* the commit work ran (nothing left to save) */
+    bool committed_row;    /* POST: the session row exists */
+    bool responded;
+    EVP_MD_CTX *md;
+    struct tus_checksum ck;
+
+    /* deferred work results */
+    int rc;
+    char detail[200];
+    struct dr_intake intake;
+    bool finished;
+};
+
+/* ---- the busy set ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    char (*ids)[DR_ID_LEN + 1];
+    size_t n, cap;
+} g_busy = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static bool busy_take(const char *id)
+{
+    bool ok = true;
+    pthread_mutex_lock(&g_busy.mu);
+    for (size_t i = 0; i < g_busy.n; i++) {
+        if (strcmp(g_busy.ids[i], id) == 0) {
+            ok = false;
+            break;
+        }
+    }
+    if (ok) {
+        if (g_busy.n == g_busy.cap) {
+            g_busy.cap = g_busy.cap ? g_busy.cap * 2 : 16;
+            g_busy.ids = xrealloc(g_busy.ids, g_busy.cap * sizeof(*g_busy.ids));
+        }
+        memcpy(g_busy.ids[g_busy.n++], id, DR_ID_LEN + 1);
+    }
+    pthread_mutex_unlock(&g_busy.mu);
+    return ok;
+}
+
+static void busy_release(const char *id)
+{
+    pthread_mutex_lock(&g_busy.mu);
+    for (size_t i = 0; i < g_busy.n; i++) {
+        if (strcmp(g_busy.ids[i], id) == 0) {
+            memcpy(g_busy.ids[i], g_busy.ids[--g_busy.n], DR_ID_LEN + 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_busy.mu);
+}
+
+/* ---- the expiry sweep ---- */
+
+static struct http_timer *g_sweep; /* loop 0's; set before the server runs */
+
+static void sweep(void *arg)
+{
+    struct http_thread *t = arg;
+    struct catalog *cat = http_thread_catalog(t);
+    if (cat == NULL)
+        return;
+    struct dr_tus *rows = NULL;
+    size_t n = 0;
+    int rc = catalog_tus_expired(cat, dr_now_ms(), &rows, &n);
+    if (rc < 0) {
+        log_warn("tus: expiry sweep: %s", strerror(-rc));
+        return;
+    }
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (done < TUS_SWEEP_BATCH && busy_take(rows[i].id)) {
+            rc = catalog_tus_delete(cat, rows[i].id, NULL);
+            if (rc == 0) {
+                spool_remove(rows[i].spool_path);
+                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64, rows[i].id,
+                         rows[i].owner, rows[i].path, rows[i].offset);
+                done++;
+            } else if (rc != -ENOENT) {
+                log_warn("tus: removing expired upload %s: %s", rows[i].id, strerror(-rc));
+            }
+            busy_release(rows[i].id);
+        }
+        dr_tus_clear(&rows[i]);
+    }
+    free(rows);
+}
+
+void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
+{
+    if (g_sweep != NULL)
+        return;
+    uint64_t every = cfg->tus.expiration / 4;
+    every = DR_MAX(every, 100);
+    every = DR_MIN(every, 30000);
+    g_sweep = http_timer_start(t, every, true, sweep, t);
+    log_debug("tus: expiry sweep every %" PRIu64 " ms", every);
+}
+
+void tus_sweep_stop(void)
+{
+    http_timer_stop(g_sweep);
+    g_sweep = NULL;
+}
+
+/* ---- helpers ---- */
+
+static bool media_type_is(const char *v, const char *want)
+{
+    if (v == NULL)
+        return false;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(want);
+    return strncasecmp(v, want, n) == 0 &&
+           (v[n] == '\0' || v[n] == ';' || v[n] == ' ' || v[n] == '\t');
+}
+
+static bool content_type_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > TUS_CT_MAX || strchr(s, '/') == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static int status_for(int rc)
+{
+    switch (rc) {
+    case -ENOENT:
+        return 404;
+    case -EEXIST:
+        return 409;
+    case -EFBIG:
+        return 413;
+    case -EBUSY:
+    case -EAGAIN:
+        return 503;
+    case -ENOSPC:
+    case -EDQUOT:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+/* Headers every tus response carries: the protocol version, and CORS for
+ * a same-origin browser (tus-js-client reads Location/Upload-Offset). */
+static void common_headers(struct http_exchange *ex)
+{
+    http_add_header(ex, "Tus-Resumable", TUS_VERSION);
+    const char *origin = http_header(ex, "Origin");
+    const char *host = http_header(ex, "Host");
+    if (origin != NULL) {
+        const char *rest = NULL;
+        if (strncasecmp(origin, "http://", 7) == 0)
+            rest = origin + 7;
+        else if (strncasecmp(origin, "https://", 8) == 0)
+            rest = origin + 8;
+        if (rest != NULL && host != NULL && strcasecmp(rest, host) == 0)
+            http_add_header(ex, "Access-Control-Allow-Origin", origin);
+        http_add_header(ex, "Vary", "Origin");
+    }
+    http_add_header(ex, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
+}
+
+/* The answer is out: nothing of this request touches the upload any more,
+ * so the next request may take it (the client can send one before this
+ * exchange has wound down and on_done ran). */
+static void release(struct tus_req *st)
+{
+    st->responded = true;
+    if (st->busy) {
+        busy_release(st->id);
+        st->busy = false;
+    }
+}
+
+static void respond_empty(struct tus_req *st, int status)
+{
+    release(st);
+    http_respond(st->ex, status, NULL, NULL, 0);
+}
+
+static void fail(struct tus_req *st, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct tus_req *st, int status, const char *fmt, ...)
+{
+    char detail[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    if (status == 503)
+        http_add_header(st->ex, "Retry-After", "1");
+    release(st);
+    http_respond_problem(st->ex, status, "%s", detail);
+}
+
+static void fail_rc(struct tus_req *st, int rc, const char *what)
+{
+    int status = status_for(rc);
+    if (status == 404)
+        fail(st, 404, "no such upload");
+    else if (status == 507)
+        fail(st, 507, "%s: no space left on the server", what);
+    else
+        fail(st, status, "%s: %s", what, strerror(-rc));
+}
+
+static void add_expires(struct tus_req *st)
+{
+    char date[40];
+    tus_http_date(st->row.expires_at, date, sizeof(date));
+    http_add_header(st->ex, "Upload-Expires", date);
+}
+
+static bool body_empty(const struct http_request *rq)
+{
+    return !rq->chunked && (!rq->has_length || rq->content_length == 0);
+}
+
+static void req_free(struct tus_req *st)
+{
+    if (st == NULL)
+        return;
+    if (st->fd >= 0)
+        close(st->fd);
+    /* A creation that never got its session row leaves no file behind. */
+    if (st->op == OP_CREATE && !st->committed_row && st->row.spool_path != NULL)
+        spool_remove(st->row.spool_path);
+    if (st->busy)
+        busy_release(st->id);
+    EVP_MD_CTX_free(st->md);
+    dr_tus_clear(&st->row);
+    free(st->owner);
+    free(st);
+}
+
+static int start_checksum(struct tus_req *st)
+{
+    const char *h = http_header(st->ex, "Upload-Checksum");
+    if (h == NULL)
+        return 0;
+    char err[160];
+    if (tus_parse_checksum(h, &st->ck, err, sizeof(err)) < 0) {
+        fail(st, 400, "%s", err);
+        return -EINVAL;
+    }
+    st->md = EVP_MD_CTX_new();
+    const EVP_MD *alg = st->ck.algo == TUS_ALGO_SHA1 ? EVP_sha1() : EVP_sha256();
+    if (st->md == NULL || EVP_DigestInit_ex(st->md, alg, NULL) != 1) {
+        fail(st, 500, "checksum initialisation failed");
+        return -EIO;
+    }
+    return 0;
+}
+
+static void head_respond(struct tus_req *st);
+
+/* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
+
+static void work_commit(void *arg)
+{
+    struct tus_req *st = arg;
+    uint64_t off = st->start + st->received;
+    bool completes = st->length >= 0 && off == (uint64_t)st->length;
+    int rc = 0;
+    st->committed = true;
+    struct catalog *cat = http_work_catalog();
+    if (cat == NULL) {
+        rc = -EAGAIN;
+        snprintf(st->detail, sizeof(st->detail), "catalog unavailable");
+        goto out;
+    }
+    if (st->fd >= 0 && (st->received > 0 || st->op == OP_CREATE)) {
+        rc = spool_sync(st->fd);
+        if (rc < 0) {
+            snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
+            goto out;
+        }
+    }
+    if (st->op == OP_CREATE) {
+        st->row.offset = off;
+        rc = catalog_tus_create(cat, &st->row);
+        if (rc < 0) {
+            snprintf(st->detail, sizeof(st->detail), "creating the upload: %s", strerror(-rc));
+            goto out;
+        }
+        st->committed_row = true;
+    } else {
+        if (st->new_length >= 0) {
+            rc = catalog_tus_set_length(cat, st->id, st->new_length);
+            if (rc < 0) {
+                snprintf(st->detail, sizeof(st->detail), "recording the length: %s", strerror(-rc));
+                goto out;
+            }
+            st->row.length = st->new_length;
+        }
+        /* The request that completes the upload leaves the offset to
+         * catalog_tus_finish (same transaction as the job): if that fails,
+         * the old offset stands and the client sends the chunk again. */
+        if (st->received > 0 && !completes) {
+            rc = catalog_tus_set_offset(cat, st->id, off);
+            if (rc < 0) {
+                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
+                goto out;
+            }
+        }
+        st->row.offset = off;
+    }
+    if (completes) {
+        memset(&st->intake, 0, sizeof(st->intake));
+        st->intake.owner = st->owner;
+        st->intake.size = off;
+        rc = catalog_tus_finish(cat, st->id, &st->intake);
+        if (rc == -EEXIST) {
+            /* Nobody can ever finish this one: drop it so a retry sees 404. */
+            (void)catalog_tus_delete(cat, st->id, st->owner);
+            spool_remove(st->row.spool_path);
+            snprintf(st->detail, sizeof(st->detail), "%s already exists; the upload was terminated",
+                     st->row.path);
+            goto out;
+        }
+        if (rc < 0) {
+            snprintf(st->detail, sizeof(st->detail), "finishing the upload: %s", strerror(-rc));
+            goto out;
+        }
+        st->finished = true;
+        st->row.offset = off;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
+                 st->row.path, off, st->intake.job_id);
+    }
+out:
+    st->rc = rc;
+}
+
+static void done_commit(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
+    if (st->finished && st->wctx != NULL)
+        (void)worker_send(st->wctx, DR_MSG_JOB_ENQUEUED, 1);
+    if (http_ex_closed(ex))
+        return; /* on_abort frees st; the state is durable already */
+    if (st->rc < 0) {
+        int status = status_for(st->rc);
+        fail(st, status, "%s", status == 507 ? "no space left on the server" : st->detail);
+        return;
+    }
+    if (st->op == OP_HEAD) {
+        head_respond(st);
+        return;
+    }
+    http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
+    if (st->finished) {
+        http_add_header(ex, "Upload-Job", st->intake.job_id);
+        http_add_header(ex, "Upload-Media", st->intake.media_id);
+    } else {
+        add_expires(st);
+    }
+    if (st->op == OP_CREATE)
+        http_add_headerf(ex, "Location", TUS_PREFIX "/%s", st->id);
+    respond_empty(st, st->op == OP_CREATE ? 201 : 204);
+}
+
+static void begin_commit(struct tus_req *st)
+{
+    int rc = http_defer(st->ex, work_commit, done_commit, st);
+    if (rc < 0)
+        fail(st, 503, "server busy, retry later");
+}
+
+/* ---- POST: creation (+ creation-with-upload, creation-defer-length) ---- */
+
+static void create_head(struct tus_req *st)
+{
+    struct http_exchange *ex = st->ex;
+    const struct http_request *rq = http_req(ex);
+    struct tus_metadata meta = {0};
+    char *folder = NULL, *path = NULL;
+    char err[DR_ERRLEN];
+    uint64_t len = 0;
+
+    if (ingest_queue_full(ex)) {
+        st->responded = true;
+        ingest_respond_busy(ex);
+        goto out;
+    }
+    const char *ul = http_header(ex, "Upload-Length");
+    const char *dl = http_header(ex, "Upload-Defer-Length");
+    if (ul != NULL && dl != NULL) {
+        fail(st, 400, "Upload-Length and Upload-Defer-Length exclude each other");
+        goto out;
+    }
+    if (ul == NULL && dl == NULL) {
+        fail(st, 400, "Upload-Length or Upload-Defer-Length: 1 is required");
+        goto out;
+    }
+    if (dl != NULL && strcmp(dl, "1") != 0) {
+        fail(st, 400, "Upload-Defer-Length must be 1");
+        goto out;
+    }
+    if (ul != NULL && tus_parse_uint(ul, &len) < 0) {
+        fail(st, 400, "Upload-Length must be a non-negative integer");
+        goto out;
+    }
+    if (ul != NULL && len > st->cfg->limits.max_upload_size) {
+        fail(st, 413, "Upload-Length %" PRIu64 " is over the limit of %" PRIu64 " bytes", len,
+             st->cfg->limits.max_upload_size);
+        goto out;
+    }
+    st->length = ul != NULL ? (int64_t)len : -1;
+
+    const char *mh = http_header(ex, "Upload-Metadata");
+    if (tus_parse_metadata(mh, &meta, err, sizeof(err)) < 0) {
+        fail(st, 400, "%s", err);
+        goto out;
+    }
+    const char *filename = tus_metadata_str(&meta, "filename");
+    if (filename == NULL || filename[0] == '\0') {
+        fail(st, 400, "Upload-Metadata must carry a filename");
+        goto out;
+    }
+    const char *fin = "/";
+    if (tus_metadata_get(&meta, "folder") != NULL) {
+        fin = tus_metadata_str(&meta, "folder");
+        if (fin == NULL) {
+            fail(st, 400, "bad folder: NUL byte");
+            goto out;
+        }
+    }
+    if (path_normalize_folder(fin, &folder, err, sizeof(err)) < 0) {
+        fail(st, 400, "bad folder: %s", err);
+        goto out;
+    }
+    if (path_join(folder, filename, &path, err, sizeof(err)) < 0) {
+        fail(st, 400, "bad filename: %s", err);
+        goto out;
+    }
+    const char *ctype = tus_metadata_str(&meta, "filetype");
+    if (ctype == NULL || ctype[0] == '\0')
+        ctype = tus_metadata_str(&meta, "content-type");
+    if (ctype != NULL && ctype[0] == '\0')
+        ctype = NULL;
+    if (ctype != NULL && !content_type_ok(ctype)) {
+        fail(st, 400, "bad filetype: not a media type");
+        goto out;
+    }
+
+    struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
+    if (cat == NULL) {
+        fail(st, 503, "catalog unavailable");
+        goto out;
+    }
+    int rc = catalog_path_exists(cat, st->owner, path);
+    if (rc < 0) {
+        fail_rc(st, rc, "checking the path");
+        goto out;
+    }
+    if (rc == 1) {
+        fail(st, 409, "%s already exists", path);
+        goto out;
+    }
+
+    int64_t now = dr_now_ms();
+    dr_id_new(st->id);
+    memcpy(st->row.id, st->id, sizeof(st->id));
+    st->row.owner = xstrdup(st->owner);
+    st->row.length = st->length;
+    st->row.offset = 0;
+    st->row.path = path;
+    path = NULL;
+    st->row.metadata = mh != NULL && mh[0] != '\0' ? xstrdup(mh) : NULL;
+    st->row.content_type = xstrdup(ctype);
+    st->row.created_at = now;
+    st->row.expires_at = now + (int64_t)st->cfg->tus.expiration;
+    rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
+    if (rc < 0) {
+        fail_rc(st, rc, "creating the spool file");
+        goto out;
+    }
+
+    bool with_upload = media_type_is(http_header(ex, "Content-Type"), TUS_OCTET) && !body_empty(rq);
+    if (with_upload) {
+        if (rq->has_length && st->length >= 0 && rq->content_length > (uint64_t)st->length) {
+            fail(st, 413, "the body is longer than Upload-Length");
+            goto out;
+        }
+        if (start_checksum(st) < 0)
+            goto out;
+        st->start = 0;
+        st->streaming = true;
+        http_accept_body(ex);
+        goto out;
+    }
+    begin_commit(st);
+out:
+    tus_metadata_clear(&meta);
+    free(folder);
+    free(path);
+}
+
+/* ---- HEAD ---- */
+
+/* Look the session up for HEAD/PATCH (a read, on the loop thread's
+ * connection). 0, or responded. */
+static int load_row(struct tus_req *st)
+{
+    struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
+    if (cat == NULL) {
+        fail(st, 503, "catalog unavailable");
+        return -EAGAIN;
+    }
+    int rc = catalog_tus_get(cat, st->id, st->owner, &st->row);
+    if (rc < 0) {
+        fail_rc(st, rc, "reading the upload");
+        return rc;
+    }
+    if (st->row.job_id[0] == '\0' && st->row.expires_at <= dr_now_ms()) {
+        fail(st, 404, "no such upload (expired)");
+        return -ENOENT;
+    }
+    return 0;
+}
+
+static void head_respond(struct tus_req *st)
+{
+    struct http_exchange *ex = st->ex;
+    http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
+    if (st->row.length >= 0)
+        http_add_headerf(ex, "Upload-Length", "%" PRId64, st->row.length);
+    else
+        http_add_header(ex, "Upload-Defer-Length", "1");
+    if (st->row.metadata != NULL && st->row.metadata[0] != '\0')
+        http_add_header(ex, "Upload-Metadata", st->row.metadata);
+    if (st->row.job_id[0] != '\0') {
+        http_add_header(ex, "Upload-Job", st->row.job_id);
+        http_add_header(ex, "Upload-Media", st->row.media_id);
+    } else {
+        add_expires(st);
+    }
+    http_add_header(ex, "Cache-Control", "no-store");
+    respond_empty(st, 200);
+}
+
+static void head_head(struct tus_req *st)
+{
+    if (load_row(st) < 0)
+        return;
+    /* All bytes are there but the upload never became a job (its last
+     * request was cut after the bytes were saved): finish it now, or a
+     * client that sees offset == length would stop with no job. */
+    if (st->row.job_id[0] == '\0' && st->row.length >= 0 &&
+        st->row.offset == (uint64_t)st->row.length && busy_take(st->id)) {
+        st->busy = true;
+        st->length = st->row.length;
+        st->start = st->row.offset;
+        begin_commit(st);
+        return;
+    }
+    head_respond(st);
+}
+
+/* ---- PATCH ---- */
+
+static void patch_head(struct tus_req *st)
+{
+    struct http_exchange *ex = st->ex;
+    const struct http_request *rq = http_req(ex);
+    uint64_t off, ul = 0;
+
+    if (!media_type_is(http_header(ex, "Content-Type"), TUS_OCTET)) {
+        fail(st, 415, "PATCH needs Content-Type: " TUS_OCTET);
+        return;
+    }
+    if (tus_parse_uint(http_header(ex, "Upload-Offset"), &off) < 0) {
+        fail(st, 400, "Upload-Offset must be a non-negative integer");
+        return;
+    }
+    const char *ulh = http_header(ex, "Upload-Length");
+    if (ulh != NULL && tus_parse_uint(ulh, &ul) < 0) {
+        fail(st, 400, "Upload-Length must be a non-negative integer");
+        return;
+    }
+    if (!busy_take(st->id)) {
+        fail(st, 423, "another request is writing this upload; retry");
+        return;
+    }
+    st->busy = true;
+    if (load_row(st) < 0)
+        return;
+    if (off != st->row.offset) {
+        fail(st, 409, "Upload-Offset %" PRIu64 " does not match the upload's offset %" PRIu64, off,
+             st->row.offset);
+        return;
+    }
+    uint64_t max = st->cfg->limits.max_upload_size;
+    st->length = st->row.length;
+    if (ulh != NULL) {
+        if (st->row.length >= 0 && ul != (uint64_t)st->row.length) {
+            fail(st, 400, "Upload-Length cannot change once set");
+            return;
+        }
+        if (st->row.length < 0) {
+            if (ul < st->row.offset) {
+                fail(st, 400, "Upload-Length is below the current offset");
+                return;
+            }
+            if (ul > max) {
+                fail(st, 413, "Upload-Length %" PRIu64 " is over the limit of %" PRIu64 " bytes",
+                     ul, max);
+                return;
+            }
+            st->new_length = (int64_t)ul;
+            st->length = (int64_t)ul;
+        }
+    }
+    uint64_t limit = st->length >= 0 ? (uint64_t)st->length : max;
+    if (rq->has_length && !rq->chunked && rq->content_length > limit - off) {
+        fail(st, 413, "the body would take the upload past %s (%" PRIu64 " bytes)",
+             st->length >= 0 ? "its Upload-Length" : "the size limit", limit);
+        return;
+    }
+    if (st->row.job_id[0] != '\0') {
+        /* A retried last PATCH: answer as the first time. */
+        http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
+        http_add_header(ex, "Upload-Job", st->row.job_id);
+        http_add_header(ex, "Upload-Media", st->row.media_id);
+        respond_empty(st, 204);
+        return;
+    }
+    st->start = off;
+    if (body_empty(rq)) {
+        begin_commit(st); /* may set the length and finish */
+        return;
+    }
+    int rc = spool_reopen(st->row.spool_path, off, &st->fd);
+    if (rc < 0) {
+        fail(st, rc == -ENOENT ? 404 : status_for(rc), "the upload's data is %s",
+             rc == -ENOENT ? "gone" : "unavailable");
+        return;
+    }
+    if (start_checksum(st) < 0)
+        return;
+    st->streaming = true;
+    http_accept_body(ex);
+}
+
+/* ---- DELETE (termination) ---- */
+
+static void work_delete(void *arg)
+{
+    struct tus_req *st = arg;
+    struct catalog *cat = http_work_catalog();
+    if (cat == NULL) {
+        st->rc = -EAGAIN;
+        return;
+    }
+    st->rc = catalog_tus_get(cat, st->id, st->owner, &st->row);
+    if (st->rc < 0)
+        return;
+    st->rc = catalog_tus_delete(cat, st->id, st->owner);
+    if (st->rc < 0)
+        return;
+    /* A finished upload's spool file belongs to its job now. */
+    if (st->row.job_id[0] == '\0')
+        spool_remove(st->row.spool_path);
+    log_info("tus: upload %s of %s terminated at offset %" PRIu64, st->id, st->owner,
+             st->row.offset);
+}
+
+static void done_delete(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
+    if (http_ex_closed(ex))
+        return;
+    if (st->rc < 0) {
+        fail_rc(st, st->rc, "terminating the upload");
+        return;
+    }
+    respond_empty(st, 204);
+}
+
+static void delete_head(struct tus_req *st)
+{
+    if (!busy_take(st->id)) {
+        fail(st, 423, "another request is writing this upload; retry");
+        return;
+    }
+    st->busy = true;
+    if (http_defer(st->ex, work_delete, done_delete, st) < 0)
+        fail(st, 503, "server busy, retry later");
+}
+
+/* ---- route ops ---- */
+
+static void tus_on_head(struct http_exchange *ex)
+{
+    const struct http_request *rq = http_req(ex);
+    const struct dr_config *cfg = http_cfg(ex);
+    struct tus_req *st = xcalloc(1, sizeof(*st));
+    st->ex = ex;
+    st->cfg = cfg;
+    st->wctx = http_worker_ctx(ex);
+    st->owner = xstrdup(http_user(ex));
+    st->fd = -1;
+    st->length = -1;
+    st->new_length = -1;
+    http_set_data(ex, st);
+    common_headers(ex);
+
+    const char *tr = http_header(ex, "Tus-Resumable");
+    if (tr == NULL || strcmp(tr, TUS_VERSION) != 0) {
+        http_add_header(ex, "Tus-Version", TUS_VERSION);
+        fail(st, 412, "this server speaks tus 1.0.0: send Tus-Resumable: 1.0.0");
+        return;
+    }
+    const char *m = rq->method_name;
+    if (strcmp(m, "POST") == 0) {
+        st->op = OP_CREATE;
+        create_head(st);
+        return;
+    }
+    const char *id = rq->path != NULL ? rq->path + strlen(TUS_PREFIX "/") : "";
+    if (strcmp(m, "HEAD") != 0 && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0) {
+        http_add_header(ex, "Allow", "HEAD, PATCH, DELETE, OPTIONS");
+        fail(st, 405, "%s is not a tus method", m);
+        return;
+    }
+    if (rq->path == NULL || strncmp(rq->path, TUS_PREFIX "/", strlen(TUS_PREFIX "/")) != 0 ||
+        !dr_id_valid(id)) {
+        fail(st, 404, "no such upload");
+        return;
+    }
+    memcpy(st->id, id, DR_ID_LEN + 1);
+    if (strcmp(m, "HEAD") == 0) {
+        st->op = OP_HEAD;
+        head_head(st);
+    } else if (strcmp(m, "PATCH") == 0) {
+        st->op = OP_PATCH;
+        patch_head(st);
+    } else {
+        st->op = OP_DELETE;
+        delete_head(st);
+    }
+}
+
+static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
+{
+    struct tus_req *st = http_get_data(ex);
+    if (st == NULL || st->responded || !st->streaming)
+        return -ECANCELED;
+    uint64_t limit = st->length >= 0 ? (uint64_t)st->length : st->cfg->limits.max_upload_size;
+    uint64_t at = st->start + st->received;
+    if (len > limit - at) {
+        fail(st, 413, "the body would take the upload past %s (%" PRIu64 " bytes)",
+             st->length >= 0 ? "its Upload-Length" : "the size limit", limit);
+        return -EFBIG;
+    }
+    if (st->md != NULL && EVP_DigestUpdate(st->md, data, len) != 1) {
+        fail(st, 500, "checksum update failed");
+        return -EIO;
+    }
+    int rc = spool_write(st->fd, data, len);
+    if (rc < 0) {
+        fail_rc(st, rc, "writing the upload");
+        return rc;
+    }
+    st->received += len;
+    if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
+        /* never waits: the fsync at the end then finds little to flush */
+        (void)sync_file_range(st->fd, (off_t)(st->start + st->writeback_at),
+                              (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
+        st->writeback_at = st->received;
+    }
+    return 0;
+}
+
+static void tus_on_end(struct http_exchange *ex)
+{
+    struct tus_req *st = http_get_data(ex);
+    if (st == NULL || st->responded)
+        return;
+    if (st->md != NULL) {
+        uint8_t got[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_DigestFinal_ex(st->md, got, &n) != 1 || n != st->ck.len ||
+            CRYPTO_memcmp(got, st->ck.digest, n) != 0) {
+            st->streaming = false; /* the chunk is discarded, the offset stays */
+            fail(st, 460,
+                 "Upload-Checksum does not match the body; %" PRIu64
+                 " bytes discarded, the offset is still %" PRIu64,
+                 st->received, st->start);
+            return;
+        }
+    }
+    begin_commit(st);
+}
+
+/* Save what a cut-short PATCH received (see the design comment). */
+static void save_partial(struct tus_req *st)
+{
+    if (!st->streaming || st->committed || st->responded || st->fd < 0)
+        return;
+    if (st->op != OP_PATCH || st->md != NULL || st->received == 0)
+        return; /* creation: no Location was given; checksum: unverifiable */
+    uint64_t off = st->start + st->received;
+    int rc = spool_sync(st->fd);
+    struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
+    if (rc == 0 && cat == NULL)
+        rc = -EAGAIN;
+    if (rc == 0 && st->new_length >= 0)
+        rc = catalog_tus_set_length(cat, st->id, st->new_length);
+    if (rc == 0)
+        rc = catalog_tus_set_offset(cat, st->id, off);
+    if (rc < 0)
+        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id, off,
+                 strerror(-rc));
+    else
+        log_info("tus: upload %s interrupted; saved offset %" PRIu64, st->id, off);
+}
+
+static void tus_on_abort(struct http_exchange *ex)
+{
+    struct tus_req *st = http_get_data(ex);
+    if (st == NULL)
+        return;
+    http_set_data(ex, NULL);
+    save_partial(st);
+    req_free(st);
+}
+
+static void tus_on_done(struct http_exchange *ex)
+{
+    struct tus_req *st = http_get_data(ex);
+    http_set_data(ex, NULL);
+    req_free(st);
+}
+
+/* OPTIONS: protocol discovery and CORS preflight; no auth, no state. */
+static void tus_options(struct http_exchange *ex)
+{
+    char max[32];
+    snprintf(max, sizeof(max), "%" PRIu64, http_cfg(ex)->limits.max_upload_size);
+    common_headers(ex);
+    http_add_header(ex, "Tus-Version", TUS_VERSION);
+    http_add_header(ex, "Tus-Extension", TUS_EXTENSIONS);
+    http_add_header(ex, "Tus-Max-Size", max);
+    http_add_header(ex, "Tus-Checksum-Algorithm", TUS_CHECKSUM_ALGORITHMS);
+    if (http_header(ex, "Access-Control-Request-Method") != NULL) {
+        http_add_header(ex, "Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS");
+        http_add_header(ex, "Access-Control-Allow-Headers", ALLOW_HEADERS);
+        http_add_header(ex, "Access-Control-Max-Age", "86400");
+    }
+    http_respond(ex, 204, NULL, NULL, 0);
+}
+
+static const struct http_route_ops tus_ops = {
+    .route_class = "tus",
+    .on_head = tus_on_head,
+    .on_body = tus_on_body,
+    .on_end = tus_on_end,
+    .on_abort = tus_on_abort,
+    .on_done = tus_on_done,
+};
+
+static const struct http_route_ops tus_options_ops = {
+    .route_class = "tus",
+    .on_head = tus_options,
+};
+
+void tus_register_routes(void)
+{
+    router_add("OPTIONS", TUS_PREFIX, false, &tus_options_ops);
+    router_add("OPTIONS", TUS_PREFIX "/", false, &tus_options_ops);
+    router_add("POST", TUS_PREFIX, true, &tus_ops);
+    router_add("GET", TUS_PREFIX "/", true, &tus_ops); /* HEAD; GET itself gets 405 */
+    router_add("PATCH", TUS_PREFIX "/", true, &tus_ops);
+    router_add("DELETE", TUS_PREFIX "/", true, &tus_ops);
+}

@@ -1,0 +1,496 @@
+"""The tus 1.0.0 endpoint /v1/uploads against the real daemon: raw HTTP for
+the protocol edges (interrupted PATCH, checksums, offsets), and
+tus-js-client 4.3.1 for a real resumable upload."""
+import base64
+import email.utils
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, make_file, wait_until
+
+NODE_DIR = os.path.join(ROOT, "tests", "node")
+OCTET = "application/offset+octet-stream"
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def meta(**kv):
+    return ",".join("%s %s" % (k, b64(v)) for k, v in kv.items())
+
+
+def req(d, method, path, headers=None, body=None, user="alice", tus=True):
+    h = {}
+    if tus:
+        h["Tus-Resumable"] = "1.0.0"
+    if user:
+        h["Authorization"] = "Bearer " + d.token(user)
+    h.update(headers or {})
+    h = {k: v for k, v in h.items() if v is not None}
+    c = http.client.HTTPConnection(d.host, d.port, timeout=60)
+    try:
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+def create(d, length=None, defer=False, user="alice", expect=201, body=None, **md):
+    md.setdefault("filename", "f.bin")
+    h = {"Upload-Metadata": meta(**md)}
+    if defer:
+        h["Upload-Defer-Length"] = "1"
+    else:
+        h["Upload-Length"] = str(length)
+    if body is not None:
+        h["Content-Type"] = OCTET
+    st, hd, b = req(d, "POST", "/v1/uploads", h, body=body, user=user)
+    assert st == expect, (st, b)
+    if st == 201:
+        assert re.fullmatch(r"/v1/uploads/[0-9A-HJKMNP-TV-Z]{26}", hd["location"]), hd
+    return hd.get("location"), hd, b
+
+
+def patch(d, loc, offset, data, user="alice", headers=None):
+    h = {"Content-Type": OCTET, "Upload-Offset": str(offset)}
+    h.update(headers or {})
+    return req(d, "PATCH", loc, h, body=data, user=user)
+
+
+def head(d, loc, user="alice"):
+    return req(d, "HEAD", loc, user=user)
+
+
+def offset_of(d, loc):
+    st, h, _ = head(d, loc)
+    assert st == 200, st
+    return int(h["upload-offset"])
+
+
+def spool_of(d, loc):
+    return os.path.join(d.data_dir, "spool", loc.rsplit("/", 1)[1] + ".part")
+
+
+
+def catalog_row(d, sql, *args):
+    """One row of the catalog as a dict (sqlite3 CLI, read-only), or None."""
+    q = sql
+    for a in args:
+        q = q.replace("?", "'%s'" % str(a).replace("'", "''"), 1)
+    r = subprocess.run(["sqlite3", "-json", "file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"),
+                        q], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout) if r.stdout.strip() else []
+    return rows[0] if rows else None
+
+def uploaded_bytes(d, media_id, job_id, user="alice"):
+    """The bytes dripd holds for an accepted upload. With the media API and
+    the pipeline: wait for the upload job, then download the content. On a
+    build without them (no /v1/jobs route): the spool file named in the
+    jobs table, or the cache entry the pipeline filled."""
+    st, _, _ = d.curl(d.url("/v1/jobs/" + job_id), user=user)
+    if st == 200:
+        job = d.wait_job(job_id, user=user)
+        assert job["state"] == "done", job
+        st, _, body = d.curl(d.url("/v1/media/%s/content" % media_id), user=user)
+        assert st == 200, "content of %s: %s %r" % (media_id, st, body[:200])
+        return body
+    db = os.path.join(d.data_dir, "catalog.db")
+    r = subprocess.run(["sqlite3", db, "SELECT spool_path FROM jobs WHERE id='%s'" % job_id],
+                       capture_output=True, text=True)
+    for p in (r.stdout.strip(), os.path.join(d.data_dir, "cache", media_id)):
+        if p and os.path.isfile(p):
+            with open(p, "rb") as f:
+                return f.read()
+    raise AssertionError("no bytes found for media %s (job %s)" % (media_id, job_id))
+
+
+def assert_problem(st, h, body, status):
+    assert st == status, (st, body)
+    if body:
+        assert h["content-type"].startswith("application/problem+json"), h
+        assert json.loads(body)["status"] == status
+
+
+# ---- discovery and protocol guard ----
+
+def test_options_without_auth(dripd):
+    st, h, _ = req(dripd, "OPTIONS", "/v1/uploads", user=None, tus=False,
+                   headers={"Origin": "http://" + dripd.addr,
+                            "Access-Control-Request-Method": "PATCH"})
+    assert st in (200, 204)
+    assert h["tus-resumable"] == "1.0.0"
+    assert h["tus-version"] == "1.0.0"
+    assert set(h["tus-extension"].split(",")) == {
+        "creation", "creation-with-upload", "creation-defer-length", "termination", "checksum",
+        "expiration"}
+    assert int(h["tus-max-size"]) > 0
+    assert set(h["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256"}
+    assert h["access-control-allow-origin"] == "http://" + dripd.addr
+    assert "PATCH" in h["access-control-allow-methods"]
+    assert "upload-offset" in h["access-control-allow-headers"].lower()
+    exposed = h["access-control-expose-headers"].lower()
+    for name in ("upload-offset", "location", "upload-length", "tus-resumable", "upload-job"):
+        assert name in exposed
+    # a foreign origin is not allowed
+    st, h, _ = req(dripd, "OPTIONS", "/v1/uploads", user=None, tus=False,
+                   headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in h
+
+
+def test_tus_resumable_required(dripd):
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "3",
+                                                  "Upload-Metadata": meta(filename="x")}, tus=False)
+    assert_problem(st, h, b, 412)
+    assert h["tus-version"] == "1.0.0"
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Tus-Resumable": "0.2.2", "Upload-Length": "3",
+                                                  "Upload-Metadata": meta(filename="x")}, tus=False)
+    assert st == 412
+    st, _, _ = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "3"}, user=None)
+    assert st == 401
+
+
+# ---- the main path: create, interrupted PATCH, HEAD, resume, finish ----
+
+def test_interrupted_patch_resumes_and_finishes(dripd, tmpdir_path):
+    src = make_file(os.path.join(tmpdir_path, "big.bin"), 3 * 1024 * 1024 + 17)
+    data = open(src, "rb").read()
+    loc, h, _ = create(dripd, len(data), filename="big.bin", folder="/tus/a", filetype="video/mp4")
+    exp = email.utils.parsedate_to_datetime(h["upload-expires"])
+    assert exp.timestamp() > time.time()
+    assert h["upload-expires"].endswith(" GMT")
+    st, h, _ = head(dripd, loc)
+    assert st == 200 and h["upload-offset"] == "0" and h["upload-length"] == str(len(data))
+    assert h["cache-control"] == "no-store"
+    assert h["upload-metadata"] == meta(filename="big.bin", folder="/tus/a", filetype="video/mp4")
+
+    # a PATCH whose client dies halfway through the body
+    half = 1024 * 1024 + 5
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Content-Length: %d\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET, len(data))
+               ).encode() + data[:half])
+    s.close()
+    # what arrived before the cut is durable and reported
+    wait_until(lambda: offset_of(dripd, loc) == half, 15, "HEAD to show the received offset")
+    assert os.path.getsize(spool_of(dripd, loc)) >= half
+
+    # a resume at a stale offset is refused
+    st, h, b = patch(dripd, loc, 0, data[:10])
+    assert_problem(st, h, b, 409)
+    # resume in two more PATCHes
+    mid = 2 * 1024 * 1024
+    st, h, b = patch(dripd, loc, half, data[half:mid])
+    assert st == 204, b
+    assert h["upload-offset"] == str(mid)
+    assert "upload-job" not in h and "upload-expires" in h
+    st, h, b = patch(dripd, loc, mid, data[mid:])
+    assert st == 204, b
+    assert h["upload-offset"] == str(len(data))
+    job, media = h["upload-job"], h["upload-media"]
+    assert re.fullmatch(r"[0-9A-Z]{26}", job) and re.fullmatch(r"[0-9A-Z]{26}", media)
+    doc = catalog_row(dripd, "SELECT kind, media_id, owner FROM jobs WHERE id = ?", job)
+    assert doc == {"kind": "upload", "media_id": media, "owner": "alice"}
+    doc = catalog_row(dripd, "SELECT path, size, content_type FROM media WHERE id = ?", media)
+    assert doc == {"path": "/tus/a/big.bin", "size": len(data), "content_type": "video/mp4"}
+    assert uploaded_bytes(dripd, media, job) == data
+    # HEAD of a finished upload names its job; a retried last PATCH gets the same answer
+    st, h, _ = head(dripd, loc)
+    assert st == 200 and h["upload-offset"] == str(len(data)) and h["upload-job"] == job
+    st, h, _ = patch(dripd, loc, len(data), b"")
+    assert st == 204 and h["upload-job"] == job
+
+
+def test_checksum(dripd):
+    data = os.urandom(100_000)
+    loc, _, _ = create(dripd, len(data), filename="ck.bin")
+    part = data[:60_000]
+    good1 = "sha1 " + b64(hashlib.sha1(part).digest())
+    bad = "sha256 " + b64(hashlib.sha256(b"something else").digest())
+    st, h, b = patch(dripd, loc, 0, part, headers={"Upload-Checksum": bad})
+    assert_problem(st, h, b, 460)
+    assert offset_of(dripd, loc) == 0
+    st, h, b = patch(dripd, loc, 0, part, headers={"Upload-Checksum": "md5 " + b64(b"x" * 16)})
+    assert_problem(st, h, b, 400)
+    st, h, b = patch(dripd, loc, 0, part, headers={"Upload-Checksum": "sha1 !!!"})
+    assert_problem(st, h, b, 400)
+    assert offset_of(dripd, loc) == 0
+    st, h, b = patch(dripd, loc, 0, part, headers={"Upload-Checksum": good1})
+    assert st == 204, b
+    assert h["upload-offset"] == "60000"
+    rest = data[60_000:]
+    st, h, b = patch(dripd, loc, 60_000, rest,
+                     headers={"Upload-Checksum": "sha256 " + b64(hashlib.sha256(rest).digest())})
+    assert st == 204, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+
+
+def test_request_errors(dripd):
+    loc, _, _ = create(dripd, 10, filename="e.bin")
+    st, h, b = req(dripd, "PATCH", loc, {"Content-Type": "application/octet-stream",
+                                         "Upload-Offset": "0"}, body=b"12345")
+    assert_problem(st, h, b, 415)
+    st, h, b = req(dripd, "PATCH", loc, {"Content-Type": OCTET}, body=b"12345")
+    assert_problem(st, h, b, 400)
+    st, h, b = patch(dripd, loc, 3, b"12345")
+    assert_problem(st, h, b, 409)
+    st, h, b = patch(dripd, loc, 0, b"x" * 11)
+    assert_problem(st, h, b, 413)
+    assert offset_of(dripd, loc) == 0
+    # creation errors
+    _, _, b = create(dripd, 5, expect=400, filename="")
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "5"})
+    assert_problem(st, h, b, 400)
+    _, _, b = create(dripd, 5, expect=400, filename="../x")
+    _, _, b = create(dripd, 5, expect=400, filename="a/b")
+    _, _, b = create(dripd, 5, expect=400, filename="ok", folder="no-slash/../x")
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "-1",
+                                                  "Upload-Metadata": meta(filename="x")})
+    assert_problem(st, h, b, 400)
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "5", "Upload-Defer-Length": "1",
+                                                  "Upload-Metadata": meta(filename="x")})
+    assert_problem(st, h, b, 400)
+    st, h, b = req(dripd, "POST", "/v1/uploads", {"Upload-Length": "5",
+                                                  "Upload-Metadata": "filename not-base64!"})
+    assert_problem(st, h, b, 400)
+    st, h, b = req(dripd, "HEAD", "/v1/uploads/not-an-id")
+    assert st == 404
+    st, h, b = req(dripd, "HEAD", "/v1/uploads/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    assert st == 404
+
+
+def test_path_taken_and_size_limit(dripd_factory):
+    d = dripd_factory(config={"limits": {"max_upload_size": "1MiB"}})
+    st, h, _ = req(d, "OPTIONS", "/v1/uploads", user=None, tus=False)
+    assert h["tus-max-size"] == str(1024 * 1024)
+    _, _, b = create(d, 1024 * 1024 + 1, expect=413, filename="big")
+    # deferred length: the limit holds while streaming and when the length comes
+    loc, _, _ = create(d, defer=True, filename="d")
+    st, h, b = patch(d, loc, 0, b"x" * 100, headers={"Upload-Length": str(1024 * 1024 + 1)})
+    assert_problem(st, h, b, 413)
+    # a path taken by a finished upload is refused at creation
+    loc, _, _ = create(d, 3, filename="taken.txt")
+    st, h, _ = patch(d, loc, 0, b"abc")
+    assert st == 204 and "upload-job" in h
+    create(d, 3, expect=409, filename="taken.txt")
+    create(d, 3, expect=201, filename="taken.txt", user="bob")
+
+
+def test_defer_length(dripd):
+    data = os.urandom(70_000)
+    loc, _, _ = create(dripd, defer=True, filename="deferred.bin")
+    st, h, _ = head(dripd, loc)
+    assert h["upload-defer-length"] == "1" and "upload-length" not in h
+    st, h, b = patch(dripd, loc, 0, data[:50_000])
+    assert st == 204 and h["upload-offset"] == "50000" and "upload-job" not in h
+    st, h, b = patch(dripd, loc, 50_000, data[50_000:], headers={"Upload-Length": str(len(data))})
+    assert st == 204, b
+    assert "upload-job" in h
+    st, h, _ = head(dripd, loc)
+    assert h["upload-length"] == str(len(data))
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+    # the length may also come alone, in an empty PATCH, once all bytes are there
+    loc, _, _ = create(dripd, defer=True, filename="deferred2.bin")
+    st, h, _ = patch(dripd, loc, 0, data)
+    assert st == 204 and "upload-job" not in h
+    st, h, b = patch(dripd, loc, len(data), b"", headers={"Upload-Length": str(len(data))})
+    assert st == 204 and "upload-job" in h, b
+    # and cannot change once known
+    loc, _, _ = create(dripd, 10, filename="fixed.bin")
+    st, h, b = patch(dripd, loc, 0, b"12", headers={"Upload-Length": "11"})
+    assert_problem(st, h, b, 400)
+
+
+def test_creation_with_upload(dripd):
+    data = os.urandom(40_000)
+    loc, h, b = create(dripd, len(data), body=data, filename="whole.bin")
+    assert h["upload-offset"] == str(len(data))
+    assert "upload-job" in h
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+    # the first part only, then PATCH the rest
+    loc, h, _ = create(dripd, len(data), body=data[:15_000], filename="part.bin")
+    assert h["upload-offset"] == "15000" and "upload-job" not in h
+    st, h, b = patch(dripd, loc, 15_000, data[15_000:])
+    assert st == 204 and "upload-job" in h
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+    # an empty file finishes at creation
+    loc, h, _ = create(dripd, 0, filename="empty.bin")
+    assert h["upload-offset"] == "0" and "upload-job" in h
+
+
+def test_termination(dripd):
+    loc, _, _ = create(dripd, 1000, filename="gone.bin")
+    st, _, _ = patch(dripd, loc, 0, b"x" * 500)
+    assert st == 204
+    assert os.path.exists(spool_of(dripd, loc))
+    st, h, b = req(dripd, "DELETE", loc)
+    assert st == 204, b
+    assert not os.path.exists(spool_of(dripd, loc))
+    st, _, _ = head(dripd, loc)
+    assert st == 404
+    st, _, _ = req(dripd, "DELETE", loc)
+    assert st == 404
+    st, _, _ = patch(dripd, loc, 500, b"y")
+    assert st == 404
+
+
+def test_other_users_upload_is_invisible(dripd):
+    loc, _, _ = create(dripd, 100, filename="private.bin")
+    st, _, _ = patch(dripd, loc, 0, b"a" * 10)
+    assert st == 204
+    for method, hdrs, body in (("HEAD", {}, None),
+                               ("PATCH", {"Content-Type": OCTET, "Upload-Offset": "10"}, b"b" * 10),
+                               ("DELETE", {}, None)):
+        st, _, _ = req(dripd, method, loc, hdrs, body=body, user="bob")
+        assert st == 404, method
+    assert offset_of(dripd, loc) == 10
+    assert os.path.exists(spool_of(dripd, loc))
+
+
+def test_expiration(dripd_factory):
+    d = dripd_factory(config={"tus": {"expiration": "1s"}})
+    loc, h, _ = create(d, 100, filename="exp.bin")
+    exp = email.utils.parsedate_to_datetime(h["upload-expires"]).timestamp()
+    assert exp <= time.time() + 3
+    st, _, _ = patch(d, loc, 0, b"x" * 10)
+    assert st == 204
+    sp = spool_of(d, loc)
+    assert os.path.exists(sp)
+    wait_until(lambda: head(d, loc)[0] == 404, 15, "the upload to expire")
+    wait_until(lambda: not os.path.exists(sp), 15, "the expiry sweep to remove the spool file")
+    # finished uploads never expire away from their job
+    loc, h, _ = create(d, 3, body=b"abc", filename="kept.bin")
+    assert catalog_row(d, "SELECT kind FROM jobs WHERE id = ?", h["upload-job"])
+
+
+def node_ready():
+    return (shutil.which("node") is not None and
+            os.path.isdir(os.path.join(NODE_DIR, "node_modules", "tus-js-client")))
+
+
+@pytest.mark.skipif(not node_ready(), reason="tests/node/node_modules/tus-js-client missing: "
+                    "run `sh scripts/node-deps.sh`")
+@pytest.mark.parametrize("interrupt", ["mid", "chunk"])
+def test_tus_js_client_resumes_after_interruption(dripd, tmpdir_path, interrupt):
+    size = 20 * 1024 * 1024
+    src = make_file(os.path.join(tmpdir_path, "movie.bin"), size)
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "tus_upload.mjs"),
+                        "--endpoint", dripd.url("/v1/uploads"), "--token", dripd.token(),
+                        "--file", src, "--name", "movie-%s.bin" % interrupt, "--folder", "/js",
+                        "--chunk-size", str(5 * 1024 * 1024), "--interrupt", interrupt,
+                        "--store", os.path.join(tmpdir_path, "urls.json")],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr + dripd.log_tail()
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["size"] == size and out["interrupted_at"] > 0
+    assert out["url"].endswith(out["url"].rsplit("/", 1)[1]) and "/v1/uploads/" in out["url"]
+    st, h, _ = head(dripd, out["url"].split(dripd.addr, 1)[1])
+    assert st == 200 and h["upload-job"] == out["job"]
+    doc = catalog_row(dripd, "SELECT path, size FROM media WHERE id = ?", out["media"])
+    assert doc == {"path": "/js/movie-%s.bin" % interrupt, "size": size}
+    with open(src, "rb") as f:
+        assert uploaded_bytes(dripd, out["media"], out["job"]) == f.read()
+    # the resume started where the server said it was; for a cut mid-body
+    # that is every byte that reached the server, not a chunk boundary
+    assert out["resumed_from"] == out["interrupted_at"], out
+    if interrupt == "mid":
+        assert out["interrupted_at"] % (5 * 1024 * 1024) != 0
+        assert "saved offset %d" % out["interrupted_at"] in dripd.log_text()
+
+
+def test_one_writer_at_a_time(dripd):
+    """While a PATCH is streaming, a second PATCH or a DELETE gets 423 (tus
+    clients retry it); once the first is cut, its bytes are saved."""
+    loc, _, _ = create(dripd, 1000, filename="locked.bin")
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Content-Length: 1000\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET)
+               ).encode() + b"a" * 300)
+    sp = spool_of(dripd, loc)
+    wait_until(lambda: os.path.getsize(sp) == 300, 10, "the first PATCH to be streaming")
+    st, h, b = patch(dripd, loc, 0, b"b" * 10)
+    assert st == 423, b
+    assert h["tus-resumable"] == "1.0.0"
+    st, _, _ = req(dripd, "DELETE", loc)
+    assert st == 423
+    st, h, _ = head(dripd, loc)     # HEAD is never blocked; it shows the durable offset
+    assert st == 200 and h["upload-offset"] == "0"
+    s.close()
+    wait_until(lambda: offset_of(dripd, loc) == 300, 10, "the cut PATCH's bytes to be saved")
+    st, h, b = patch(dripd, loc, 300, b"c" * 700)
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 300 + b"c" * 700
+
+
+def test_head_finishes_an_upload_whose_last_request_was_cut(dripd):
+    """A chunked PATCH that delivered every byte but died before its last
+    chunk marker: the bytes are saved (offset == length) and the next HEAD
+    turns the upload into a job instead of reporting a complete upload
+    that has none."""
+    data = os.urandom(5000)
+    loc, _, _ = create(dripd, len(data), filename="healed.bin")
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n%x\r\n" % (loc, dripd.addr, dripd.token(), OCTET,
+                                                             len(data))).encode() + data + b"\r\n")
+    s.close()
+    dripd.wait_log(r"upload %s interrupted; saved offset %d" % (loc.rsplit("/", 1)[1], len(data)))
+    st, h, _ = head(dripd, loc)
+    assert st == 200, st
+    assert h["upload-offset"] == str(len(data)) and "upload-job" in h, h
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+    st, h2, _ = head(dripd, loc)
+    assert h2["upload-job"] == h["upload-job"]
+
+
+def test_http_worker_killed_mid_patch(dripd):
+    """kill -9 of the http worker while a PATCH streams: the new worker
+    reports the last durable offset (the cut request was never
+    acknowledged), and a resume overwrites the unacknowledged bytes that
+    reached the spool file."""
+    data = os.urandom(3 * 1024 * 1024)
+    loc, _, _ = create(dripd, len(data), filename="killed.bin")
+    first = 1024 * 1024
+    st, _, _ = patch(dripd, loc, 0, data[:first])
+    assert st == 204
+    s = socket.create_connection((dripd.host, dripd.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: %d\r\n"
+               "Content-Length: %d\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET, first,
+                                              len(data) - first)).encode()
+              + b"\xee" * (1024 * 1024))   # not the real bytes: they must never count
+    sp = spool_of(dripd, loc)
+    wait_until(lambda: os.path.getsize(sp) >= 2 * 1024 * 1024, 15, "the PATCH bytes on disk")
+    old = dripd.worker("http")
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: dripd.workers("http") and dripd.workers("http")[0] != old, 30,
+               "a new http worker")
+    s.close()
+
+    def offset_now():
+        try:
+            st, h, _ = head(dripd, loc)
+        except OSError:
+            return None
+        return int(h["upload-offset"]) if st == 200 else None
+    wait_until(lambda: offset_now() is not None, 30, "the new worker to answer")
+    assert offset_now() == first
+    st, h, b = patch(dripd, loc, first, data[first:])
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data

@@ -1,0 +1,267 @@
+/* test_cache.c - the plaintext cache: fill/serve conventions, TTL by mtime,
+ * LRU by atime, and the evictor skipping entries a reader holds. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dripd/cache.h"
+#include "dripd/config.h"
+#include "dripd/metrics.h"
+#include "dripd/util.h"
+
+static char dir[256];
+static struct dr_metrics met;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/dripd-test-cache-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    memset(&met, 0, sizeof met);
+}
+
+static void teardown(void)
+{
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+}
+
+static void fill(const char *id, size_t size)
+{
+    int fd;
+    char *tmp;
+    ck_assert_int_eq(cache_create_tmp(dir, id, &fd, &tmp), 0);
+    char *buf = xcalloc(1, size + 1);
+    memset(buf, 'a', size);
+    ck_assert_int_eq(dr_write_all(fd, buf, size), 0);
+    fsync(fd);
+    close(fd);
+    ck_assert_int_eq(cache_commit_tmp(dir, id, tmp), 0);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    free(tmp);
+    free(buf);
+}
+
+/* Set an entry's atime/mtime to now - age_ms. */
+static void age(const char *id, int64_t atime_age_ms, int64_t mtime_age_ms)
+{
+    char *p = cache_path(dir, id);
+    int64_t now = dr_now_ms();
+    struct timespec ts[2] = {
+        {.tv_sec = (now - atime_age_ms) / 1000, .tv_nsec = ((now - atime_age_ms) % 1000) * 1000000},
+        {.tv_sec = (now - mtime_age_ms) / 1000, .tv_nsec = ((now - mtime_age_ms) % 1000) * 1000000},
+    };
+    ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+    free(p);
+}
+
+static bool present(const char *id)
+{
+    char *p = cache_path(dir, id);
+    bool ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+START_TEST(test_open_fresh_hit_miss)
+{
+    int fd;
+    uint64_t size;
+    ck_assert_int_eq(cache_open_fresh(dir, "nope", 0, &met, &fd, &size), -ENOENT);
+    fill("m1", 1234);
+    age("m1", 5000, 1000);
+    ck_assert_int_eq(cache_open_fresh(dir, "m1", 60000, &met, &fd, &size), 0);
+    ck_assert_uint_eq(size, 1234);
+    /* reading takes a shared lock and touches atime, not mtime */
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_int_le(
+        dr_now_ms() - ((int64_t)st.st_atim.tv_sec * 1000 + st.st_atim.tv_nsec / 1000000), 1000);
+    ck_assert_int_ge(
+        dr_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000), 900);
+    char *m1 = cache_path(dir, "m1");
+    int probe = open(m1, O_RDONLY);
+    free(m1);
+    ck_assert_int_eq(flock(probe, LOCK_EX | LOCK_NB), -1);
+    close(probe);
+    close(fd);
+    ck_assert_uint_eq(met.cache_hits, 1);
+    ck_assert_uint_eq(met.cache_misses, 1);
+    ck_assert(cache_is_fresh(dir, "m1", 60000, &size));
+    /* invalid ids never escape the directory */
+    ck_assert_int_eq(cache_open_fresh(dir, "../x", 0, NULL, &fd, &size), -EINVAL);
+    ck_assert_int_eq(cache_open_fresh(dir, ".hidden", 0, NULL, &fd, &size), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ttl_by_mtime)
+{
+    int fd;
+    uint64_t size;
+    fill("old", 100);
+    fill("new", 100);
+    age("old", 0, 10000); /* filled 10 s ago, read just now */
+    ck_assert_int_eq(cache_open_fresh(dir, "old", 5000, &met, &fd, &size), -ENOENT);
+    ck_assert(!cache_is_fresh(dir, "old", 5000, NULL));
+    ck_assert_int_eq(cache_open_fresh(dir, "new", 5000, &met, &fd, &size), 0);
+    close(fd);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 30, 5000, &met, &p), 0);
+    ck_assert_uint_eq(p.evicted, 1);
+    ck_assert(!present("old"));
+    ck_assert(present("new"));
+    ck_assert_uint_eq(p.bytes, 100);
+    ck_assert_int_eq(met.cache_bytes, 100);
+    ck_assert_uint_eq(met.cache_evictions, 1);
+}
+END_TEST
+
+START_TEST(test_lru_by_atime)
+{
+    fill("a", 1000);
+    fill("b", 1000);
+    fill("c", 1000);
+    age("a", 3000, 3000);
+    age("b", 2000, 3000);
+    age("c", 1000, 3000);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 2000, 0, &met, &p), 0);
+    ck_assert_uint_eq(p.evicted, 1);
+    ck_assert(!present("a"));
+    ck_assert(present("b") && present("c"));
+    /* serving b makes it the most recently used: c goes next */
+    int fd;
+    uint64_t size;
+    ck_assert_int_eq(cache_open_fresh(dir, "b", 0, NULL, &fd, &size), 0);
+    close(fd);
+    ck_assert_int_eq(cache_evict_pass(dir, 1000, 0, &met, &p), 0);
+    ck_assert(present("b"));
+    ck_assert(!present("c"));
+    ck_assert_uint_eq(p.entries, 1);
+}
+END_TEST
+
+START_TEST(test_reader_lock_skipped)
+{
+    fill("held", 1000);
+    fill("free", 1000);
+    age("held", 5000, 5000); /* oldest: would go first */
+    int fd;
+    uint64_t size;
+    ck_assert_int_eq(cache_open_fresh(dir, "held", 0, NULL, &fd, &size), 0);
+    age("held", 5000, 5000);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 0, 0, &met, &p), 0);
+    ck_assert(present("held")); /* a reader holds it: skipped */
+    ck_assert(!present("free"));
+    ck_assert_uint_eq(p.skipped_busy, 1);
+    ck_assert_int_eq(cache_remove(dir, "held"), -EBUSY);
+    /* the reader still reads all of it */
+    char buf[2000];
+    ck_assert_int_eq(pread(fd, buf, sizeof buf, 0), 1000);
+    close(fd);
+    ck_assert_int_eq(cache_evict_pass(dir, 0, 0, &met, &p), 0);
+    ck_assert(!present("held"));
+    ck_assert_int_eq(cache_remove(dir, "held"), 0);
+}
+END_TEST
+
+START_TEST(test_evicted_between_open_and_lock)
+{
+    /* A reader that opened an entry the evictor then removed must not serve it. */
+    fill("x", 10);
+    char *p = cache_path(dir, "x");
+    ck_assert_int_eq(cache_remove(dir, "x"), 1);
+    int fd;
+    uint64_t size;
+    ck_assert_int_eq(cache_open_fresh(dir, "x", 0, NULL, &fd, &size), -ENOENT);
+    free(p);
+}
+END_TEST
+
+START_TEST(test_stale_tmp_removed)
+{
+    char *old = xasprintf("%s/cache/m.tmp.abc", dir), *fresh = xasprintf("%s/cache/n.tmp.def", dir);
+    fill("keep", 10);
+    int fd = open(old, O_WRONLY | O_CREAT, 0600);
+    close(fd);
+    fd = open(fresh, O_WRONLY | O_CREAT, 0600);
+    close(fd);
+    struct timespec ts[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    utimensat(AT_FDCWD, old, ts, 0);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 0, NULL, &p), 0);
+    ck_assert_int_ne(access(old, F_OK), 0);
+    ck_assert_int_eq(access(fresh, F_OK), 0); /* a fill in progress stays */
+    ck_assert_uint_eq(p.entries, 1);
+    free(old);
+    free(fresh);
+}
+END_TEST
+
+START_TEST(test_adopt_and_evictor_thread)
+{
+    struct dr_config *cfg = config_defaults();
+    free(cfg->data_dir);
+    cfg->data_dir = xstrdup(dir);
+    cfg->cache.max_size = 2500;
+    cfg->cache.ttl = 3600000;
+    struct cache_evictor *ev = cache_evictor_start(cfg, &met);
+    ck_assert_ptr_nonnull(ev);
+    for (int i = 0; i < 5; i++) {
+        char id[8], *spool = xasprintf("%s/spool-%d", dir, i);
+        snprintf(id, sizeof id, "u%d", i);
+        int fd = open(spool, O_WRONLY | O_CREAT, 0600);
+        char buf[1000];
+        memset(buf, 'z', sizeof buf);
+        ck_assert_int_eq(dr_write_all(fd, buf, sizeof buf), 0);
+        close(fd);
+        ck_assert_int_eq(cache_adopt(dir, id, spool), 0);
+        ck_assert_int_ne(access(spool, F_OK), 0);
+        age(id, 10000 - i * 1000, 0);
+        cache_evictor_note_insert(ev, 1000);
+        free(spool);
+    }
+    /* the thread brings it back under 2500 bytes: the two newest stay */
+    for (int i = 0; i < 2000 && (present("u0") || present("u1") || present("u2")); i++)
+        usleep(1000);
+    ck_assert(!present("u0") && !present("u1") && !present("u2"));
+    ck_assert(present("u3") && present("u4"));
+    cache_evictor_stop(ev);
+    ck_assert_int_eq(met.cache_bytes, 2000);
+    config_free(cfg);
+}
+END_TEST
+
+static Suite *cache_suite(void)
+{
+    Suite *s = suite_create("cache");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_open_fresh_hit_miss);
+    tcase_add_test(tc, test_ttl_by_mtime);
+    tcase_add_test(tc, test_lru_by_atime);
+    tcase_add_test(tc, test_reader_lock_skipped);
+    tcase_add_test(tc, test_evicted_between_open_and_lock);
+    tcase_add_test(tc, test_stale_tmp_removed);
+    tcase_add_test(tc, test_adopt_and_evictor_thread);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    cache_set_pin_ms(0); /* these tests evict entries they just made */
+    SRunner *sr = srunner_create(cache_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,417 @@
+/* test_seal.c - the sealed object format (seal.c) and envelope keys (keys.c):
+ * round trips at segment edges, and every kind of tampering detected. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dripd/keys.h"
+#include "dripd/seal.h"
+#include "dripd/util.h"
+
+static char dir[256];
+static uint8_t master[DR_KEY_LEN];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/dripd-test-seal-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    memset(master, 0x42, sizeof master);
+}
+
+static void teardown(void)
+{
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+}
+
+static char *pth(const char *name)
+{
+    return xasprintf("%s/%s", dir, name);
+}
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    fstat(fd, &st);
+    uint8_t *b = xmalloc((size_t)st.st_size + 1);
+    ck_assert_int_eq(dr_read_full(fd, b, (size_t)st.st_size), st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return b;
+}
+
+static void write_all(const char *path, const void *b, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dr_write_all(fd, b, len), 0);
+    close(fd);
+}
+
+/* Seal a random plaintext of size bytes with segment seg; returns its bytes. */
+static uint8_t *make_sealed(size_t size, uint32_t seg, const char *plain, const char *obj,
+                            struct seal_result *res)
+{
+    uint8_t *p = xmalloc(size + 1);
+    dr_random(p, size);
+    write_all(plain, p, size);
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(master, dk, wk);
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .content_type = "image/jpeg",
+                             .created_at = 1764000000123,
+                             .segment_size = seg,
+                             .data_key = dk,
+                             .wrapped_key = wk};
+    char err[256] = "";
+    int rc = seal_file(plain, obj, &sp, res, err, sizeof err);
+    ck_assert_msg(rc == 0, "seal: %s", err);
+    ck_assert_uint_eq(res->size, size);
+    return p;
+}
+
+static void round_trip(size_t size, uint32_t seg)
+{
+    char *plain = pth("plain"), *obj = pth("obj"), *back = pth("back");
+    struct seal_result res;
+    uint8_t *p = make_sealed(size, seg, plain, obj, &res);
+    struct stat st;
+    ck_assert_int_eq(stat(obj, &st), 0);
+    ck_assert_uint_eq((uint64_t)st.st_size, res.object_size);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.tmp", obj);
+    ck_assert_int_ne(access(tmp, F_OK), 0); /* no temp file left */
+    struct seal_header h;
+    memset(&h, 0, sizeof h);
+    char err[256] = "";
+    int rc = unseal_file(obj, back, master, res.sha256_hex, &h, err, sizeof err);
+    ck_assert_msg(rc == 0, "unseal %zu/%u: %s", size, seg, err);
+    size_t blen;
+    uint8_t *b = read_all(back, &blen);
+    ck_assert_uint_eq(blen, size);
+    ck_assert(memcmp(b, p, size) == 0);
+    ck_assert_str_eq(h.owner, "alice");
+    ck_assert_str_eq(h.path, "/photos/cat.jpg");
+    ck_assert_str_eq(h.content_type, "image/jpeg");
+    ck_assert_str_eq(h.media_id, "01JABCDEFGHJKMNPQRSTVWXYZ0");
+    ck_assert_int_eq(h.created_at, 1764000000123);
+    ck_assert_uint_eq(h.size, size);
+    ck_assert_uint_eq(h.segment_size, seg);
+    ck_assert_str_eq(h.sha256_hex, res.sha256_hex);
+    ck_assert_uint_eq(h.object_size, res.object_size);
+    ck_assert_uint_eq(res.object_size, seal_object_size(h.header_len, size, seg));
+    seal_header_clear(&h);
+    free(b);
+    free(p);
+    free(plain);
+    free(obj);
+    free(back);
+}
+
+START_TEST(test_round_trip_edges)
+{
+    const uint32_t seg = 65536;
+    size_t sizes[] = {0, 1, seg - 1, seg, seg + 1, 3 * seg, 3 * seg + 17};
+    for (size_t i = 0; i < DR_ARRAY_LEN(sizes); i++)
+        round_trip(sizes[i], seg);
+    /* several read chunks (1 MiB each) and small segments */
+    round_trip((3u << 20) + 7, seg);
+    round_trip(10000, 1024);
+    round_trip(1024 * 1024, 1024); /* exactly one chunk of minimum-size segments */
+    /* big enough for the SHA-256 helper thread (seal and unseal) */
+    round_trip((20u << 20) + 3, seg);
+    round_trip(9u << 20, 1024);
+}
+END_TEST
+
+START_TEST(test_segments_math)
+{
+    ck_assert_uint_eq(seal_segments(0, 1024), 1);
+    ck_assert_uint_eq(seal_segments(1, 1024), 1);
+    ck_assert_uint_eq(seal_segments(1024, 1024), 1);
+    ck_assert_uint_eq(seal_segments(1025, 1024), 2);
+    ck_assert_uint_eq(seal_object_size(200, 1025, 1024), 200 + 1025 + 32);
+}
+END_TEST
+
+static int try_unseal(const char *obj, const char *sha, char *err, size_t errlen)
+{
+    return unseal_file(obj, NULL, master, sha, NULL, err, errlen);
+}
+
+START_TEST(test_every_byte_flip_detected)
+{
+    char *plain = pth("plain"), *obj = pth("obj"), *bad = pth("bad");
+    struct seal_result res;
+    uint8_t *p = make_sealed(2500, 1024, plain, obj, &res); /* 3 segments */
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    char err[256];
+    for (size_t i = 0; i < len; i++) {
+        o[i] ^= 0x01;
+        write_all(bad, o, len);
+        err[0] = 0;
+        int rc = try_unseal(bad, NULL, err, sizeof err);
+        ck_assert_msg(rc == -EBADMSG, "flip of byte %zu not detected (rc %d)", i, rc);
+        ck_assert_msg(strstr(err, "object") != NULL, "unclear error: %s", err);
+        o[i] ^= 0x01;
+    }
+    /* untouched it still verifies */
+    write_all(bad, o, len);
+    ck_assert_int_eq(try_unseal(bad, res.sha256_hex, err, sizeof err), 0);
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+    free(bad);
+}
+END_TEST
+
+START_TEST(test_error_names_segment)
+{
+    char *plain = pth("plain"), *obj = pth("obj"), *back = pth("back");
+    struct seal_result res;
+    uint8_t *p = make_sealed(5000, 1024, plain, obj, &res);
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    struct seal_header h;
+    char err[256];
+    ck_assert_int_eq(seal_read_header(o, len, master, &h, err, sizeof err), 0);
+    size_t seg3 = h.header_len + 3 * (1024 + 16) + 10;
+    o[seg3] ^= 0x80;
+    write_all(obj, o, len);
+    ck_assert_int_eq(unseal_file(obj, back, master, NULL, NULL, err, sizeof err), -EBADMSG);
+    ck_assert_str_eq(err, "object corrupt: segment 3 tag mismatch");
+    ck_assert_int_ne(access(back, F_OK), 0); /* no partial plaintext left behind */
+    seal_header_clear(&h);
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+    free(back);
+}
+END_TEST
+
+START_TEST(test_truncation_and_reorder)
+{
+    char *plain = pth("plain"), *obj = pth("obj"), *bad = pth("bad");
+    struct seal_result res;
+    uint8_t *p = make_sealed(4096, 1024, plain, obj, &res); /* 4 full segments */
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    struct seal_header h;
+    char err[256];
+    ck_assert_int_eq(seal_read_header(o, len, master, &h, err, sizeof err), 0);
+    size_t sl = 1024 + 16;
+    /* truncation at every segment boundary, including "header only" */
+    for (size_t k = 0; k < 4; k++) {
+        write_all(bad, o, h.header_len + k * sl);
+        ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
+        ck_assert_msg(strstr(err, "truncated") != NULL, "%s", err);
+    }
+    /* a trailing extra segment (copy of the last) */
+    uint8_t *ext = xmalloc(len + sl);
+    memcpy(ext, o, len);
+    memcpy(ext + len, o + len - sl, sl);
+    write_all(bad, ext, len + sl);
+    ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
+    /* swap segments 1 and 2 (same length): wrong place */
+    memcpy(ext, o, len);
+    memcpy(ext + h.header_len + 1 * sl, o + h.header_len + 2 * sl, sl);
+    memcpy(ext + h.header_len + 2 * sl, o + h.header_len + 1 * sl, sl);
+    write_all(bad, ext, len);
+    ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
+    ck_assert_str_eq(err, "object corrupt: segment 1 tag mismatch");
+    /* the last segment moved before its place: final flag and index differ */
+    memcpy(ext, o, len);
+    memcpy(ext + h.header_len + 2 * sl, o + h.header_len + 3 * sl, sl);
+    memcpy(ext + h.header_len + 3 * sl, o + h.header_len + 2 * sl, sl);
+    write_all(bad, ext, len);
+    ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
+    /* a segment from another sealing of the same plaintext (other key) */
+    char *obj2 = pth("obj2");
+    struct seal_result res2;
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(master, dk, wk);
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .created_at = 1,
+                             .segment_size = 1024,
+                             .data_key = dk,
+                             .wrapped_key = wk};
+    ck_assert_int_eq(seal_file(plain, obj2, &sp, &res2, err, sizeof err), 0);
+    size_t len2;
+    uint8_t *o2 = read_all(obj2, &len2);
+    struct seal_header h2;
+    ck_assert_int_eq(seal_read_header(o2, len2, master, &h2, err, sizeof err), 0);
+    memcpy(ext, o, len);
+    memcpy(ext + h.header_len, o2 + h2.header_len, sl);
+    write_all(bad, ext, len);
+    ck_assert_int_eq(try_unseal(bad, NULL, err, sizeof err), -EBADMSG);
+    /* expected sha from the catalog differs */
+    ck_assert_int_eq(try_unseal(obj,
+                                res2.sha256_hex[0] == res.sha256_hex[0] ? "00" : res2.sha256_hex,
+                                err, sizeof err),
+                     -EBADMSG);
+    seal_header_clear(&h);
+    seal_header_clear(&h2);
+    free(o2);
+    free(obj2);
+    free(ext);
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+    free(bad);
+}
+END_TEST
+
+START_TEST(test_wrong_master_key)
+{
+    char *plain = pth("plain"), *obj = pth("obj");
+    struct seal_result res;
+    uint8_t *p = make_sealed(3000, 1024, plain, obj, &res);
+    uint8_t other[DR_KEY_LEN];
+    memset(other, 0x43, sizeof other);
+    char err[256];
+    ck_assert_int_eq(unseal_file(obj, NULL, other, NULL, NULL, err, sizeof err), -EBADMSG);
+    ck_assert_msg(strstr(err, "master key") != NULL, "%s", err);
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    struct seal_header h;
+    ck_assert_int_eq(seal_read_header(o, len, other, &h, err, sizeof err), -EBADMSG);
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+}
+END_TEST
+
+START_TEST(test_read_header)
+{
+    char *plain = pth("plain"), *obj = pth("obj");
+    struct seal_result res;
+    uint8_t *p = make_sealed(100, 65536, plain, obj, &res);
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    struct seal_header h;
+    char err[256];
+    ck_assert_int_eq(seal_read_header(o, len, master, &h, err, sizeof err), 0);
+    ck_assert_uint_eq(h.version, SEAL_VERSION);
+    ck_assert_uint_eq(h.size, 100);
+    ck_assert_str_eq(h.sha256_hex, res.sha256_hex);
+    uint32_t hl = h.header_len;
+    seal_header_clear(&h);
+    /* short buffers: need more */
+    ck_assert_int_eq(seal_read_header(o, 3, master, &h, err, sizeof err), -EMSGSIZE);
+    ck_assert_int_eq(seal_read_header(o, 20, master, &h, err, sizeof err), -EMSGSIZE);
+    ck_assert_uint_eq(h.header_len, hl);
+    ck_assert_int_eq(seal_read_header(o, hl - 1, master, &h, err, sizeof err), -EMSGSIZE);
+    ck_assert_int_eq(seal_read_header(o, hl, master, &h, err, sizeof err), 0);
+    seal_header_clear(&h);
+    /* not an object */
+    ck_assert_int_eq(seal_read_header("hello world, plain text", 23, master, &h, err, sizeof err),
+                     -EBADMSG);
+    ck_assert_msg(strstr(err, "magic") != NULL, "%s", err);
+    /* any header byte flipped */
+    for (uint32_t i = 0; i < hl; i++) {
+        o[i] ^= 0x20;
+        int rc = seal_read_header(o, len, master, &h, err, sizeof err);
+        ck_assert_msg(rc == -EBADMSG || rc == -EMSGSIZE, "header byte %u flip: rc %d", i, rc);
+        seal_header_clear(&h);
+        o[i] ^= 0x20;
+    }
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+}
+END_TEST
+
+START_TEST(test_plaintext_not_in_object)
+{
+    char *plain = pth("plain"), *obj = pth("obj");
+    struct seal_result res;
+    uint8_t *p = make_sealed(200000, 65536, plain, obj, &res);
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    ck_assert_ptr_null(memmem(o, len, p + 1000, 64));
+    ck_assert_ptr_null(memmem(o, len, p + 150000, 64));
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+    char *kf = pth("master.key");
+    uint8_t k1[DR_KEY_LEN], k2[DR_KEY_LEN];
+    char err[256];
+    ck_assert_int_eq(keys_load_master(kf, false, k1, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(keys_load_master(kf, true, k1, err, sizeof err), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(kf, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(st.st_size, 65);
+    ck_assert_int_eq(keys_load_master(kf, true, k2, err, sizeof err), 0);
+    ck_assert(memcmp(k1, k2, DR_KEY_LEN) == 0);
+    write_all(kf, "abcd\n", 5);
+    ck_assert_int_eq(keys_load_master(kf, true, k2, err, sizeof err), -EINVAL);
+    ck_assert_msg(strstr(err, "bad length") != NULL, "%s", err);
+
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN], back[DR_KEY_LEN];
+    keys_new_data_key(k1, dk, wk);
+    ck_assert_int_eq(keys_unwrap(k1, wk, sizeof wk, back), 0);
+    ck_assert(memcmp(dk, back, DR_KEY_LEN) == 0);
+    uint8_t dk2[DR_KEY_LEN], wk2[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(k1, dk2, wk2);
+    ck_assert(memcmp(dk, dk2, DR_KEY_LEN) != 0); /* a fresh key each time */
+    memset(k2, 0, sizeof k2);
+    ck_assert_int_eq(keys_unwrap(k2, wk, sizeof wk, back), -EBADMSG);
+    wk[20] ^= 1;
+    ck_assert_int_eq(keys_unwrap(k1, wk, sizeof wk, back), -EBADMSG);
+    ck_assert_int_eq(keys_unwrap(k1, wk, 10, back), -EINVAL);
+    free(kf);
+}
+END_TEST
+
+static Suite *seal_suite(void)
+{
+    Suite *s = suite_create("seal");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_segments_math);
+    tcase_add_test(tc, test_round_trip_edges);
+    tcase_add_test(tc, test_every_byte_flip_detected);
+    tcase_add_test(tc, test_error_names_segment);
+    tcase_add_test(tc, test_truncation_and_reorder);
+    tcase_add_test(tc, test_wrong_master_key);
+    tcase_add_test(tc, test_read_header);
+    tcase_add_test(tc, test_plaintext_not_in_object);
+    tcase_add_test(tc, test_keys);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(seal_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

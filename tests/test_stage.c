@@ -1,0 +1,398 @@
+/* test_stage.c - the stage engine: demand arithmetic (pure) and the
+ * bounded, demand-driven hand-off between threads. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dripd/metrics.h"
+#include "dripd/stage.h"
+
+/* ---- pure demand arithmetic ---- */
+
+START_TEST(test_demand_ask)
+{
+    /* GenStage: ask max at first, then only when outstanding falls to min. */
+    ck_assert_int_eq(stage_demand_ask(0, 10, 1), 10);
+    ck_assert_int_eq(stage_demand_ask(1, 10, 1), 9);
+    ck_assert_int_eq(stage_demand_ask(2, 10, 1), 0);
+    ck_assert_int_eq(stage_demand_ask(10, 10, 1), 0);
+    ck_assert_int_eq(stage_demand_ask(5, 10, 5), 5);
+    ck_assert_int_eq(stage_demand_ask(6, 10, 5), 0);
+    ck_assert_int_eq(stage_demand_ask(0, 1, 0), 1);
+    ck_assert_int_eq(stage_demand_ask(1, 1, 0), 0);
+    ck_assert_int_eq(stage_demand_ask(-3, 4, 1), 4); /* never asks beyond max */
+}
+END_TEST
+
+START_TEST(test_demand_clamp)
+{
+    int mx = 0, mn = 5;
+    stage_demand_clamp(&mx, &mn);
+    ck_assert_int_eq(mx, 1);
+    ck_assert_int_eq(mn, 0);
+    mx = 10, mn = 10;
+    stage_demand_clamp(&mx, &mn);
+    ck_assert_int_eq(mn, 9);
+    mx = 10, mn = -1;
+    stage_demand_clamp(&mx, &mn);
+    ck_assert_int_eq(mn, 0);
+    /* clamped values drive the ask: min >= max behaves as max - 1 */
+    ck_assert_int_eq(stage_demand_ask(9, 10, 10), 1);
+}
+END_TEST
+
+START_TEST(test_backoff)
+{
+    /* exponential, capped, jitter within [d/2, d] */
+    ck_assert_uint_eq(stage_backoff_ms(1, 1000, 60000, 0), 500);
+    ck_assert_uint_eq(stage_backoff_ms(1, 1000, 60000, UINT32_MAX), 999);
+    ck_assert_uint_eq(stage_backoff_ms(2, 1000, 60000, 0), 1000);
+    ck_assert_uint_eq(stage_backoff_ms(3, 1000, 60000, 0), 2000);
+    ck_assert_uint_eq(stage_backoff_ms(10, 1000, 60000, 0), 30000);
+    ck_assert_uint_le(stage_backoff_ms(10, 1000, 60000, UINT32_MAX), 60000);
+    ck_assert_uint_le(stage_backoff_ms(1000, 1000, 60000, UINT32_MAX), 60000);
+    ck_assert_uint_ge(stage_backoff_ms(1000, 1000, 60000, 0), 30000);
+    ck_assert_uint_eq(stage_backoff_ms(0, 100, 1000, 0), 50);
+    ck_assert_uint_eq(stage_backoff_ms(1, 1, 1, 0), 1); /* never 0 */
+    uint64_t prev = 0;
+    for (int a = 1; a < 12; a++) { /* monotone for a fixed rnd */
+        uint64_t d = stage_backoff_ms(a, 100, 60000, 1u << 31);
+        ck_assert_uint_ge(d, prev);
+        prev = d;
+    }
+}
+END_TEST
+
+/* ---- a gated test stage ---- */
+
+struct titem {
+    struct stage_item link;
+    int n;
+};
+
+struct tstage {
+    sem_t gate; /* each handled item takes one token (if gated) */
+    bool gated;
+    pthread_mutex_t mu;
+    int seen[256];
+    int n_seen;
+    int discarded;
+    int block_item; /* item number that blocks until `unblock` (-1 none) */
+    sem_t unblock;
+    char names[256][16];
+};
+
+static void tstage_init(struct tstage *t, bool gated)
+{
+    memset(t, 0, sizeof *t);
+    sem_init(&t->gate, 0, 0);
+    sem_init(&t->unblock, 0, 0);
+    pthread_mutex_init(&t->mu, NULL);
+    t->gated = gated;
+    t->block_item = -1;
+}
+
+static enum stage_verdict t_handle(void *arg, void *tls, struct stage_item *it)
+{
+    (void)tls;
+    struct tstage *t = arg;
+    struct titem *x = (struct titem *)it;
+    if (t->gated)
+        sem_wait(&t->gate);
+    if (x->n == t->block_item)
+        sem_wait(&t->unblock);
+    pthread_mutex_lock(&t->mu);
+    if (t->n_seen < 256) {
+        pthread_getname_np(pthread_self(), t->names[t->n_seen], 16);
+        t->seen[t->n_seen] = x->n;
+        t->n_seen++;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return STAGE_FORWARD;
+}
+
+static void t_discard(void *arg, struct stage_item *it)
+{
+    struct tstage *t = arg;
+    (void)it;
+    pthread_mutex_lock(&t->mu);
+    t->discarded++;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static const struct stage_ops t_ops = {.handle = t_handle, .discard = t_discard};
+
+static int seen(struct tstage *t)
+{
+    pthread_mutex_lock(&t->mu);
+    int n = t->n_seen;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+static void wait_seen(struct tstage *t, int n)
+{
+    for (int i = 0; i < 5000 && seen(t) < n; i++)
+        usleep(1000);
+    ck_assert_int_ge(seen(t), n);
+}
+
+static struct titem items[256];
+
+static void *stop_thread(void *p)
+{
+    stage_pipeline_stop(p);
+    return NULL;
+}
+
+/* Push as many items as the pipeline will take without blocking. */
+static int push_until_full(struct stage_pipeline *p, int *next, int limit)
+{
+    int pushed = 0;
+    for (;;) {
+        int d = stage_wait_demand(p, 50);
+        if (d <= 0 || *next >= limit)
+            return pushed;
+        for (int k = 0; k < d && *next < limit; k++) {
+            struct stage_item *it = &items[*next].link;
+            items[*next].n = *next;
+            ck_assert_int_eq(stage_push(p, &it, 1), 1);
+            (*next)++;
+            pushed++;
+        }
+    }
+}
+
+START_TEST(test_slow_consumer_bounded)
+{
+    struct tstage t;
+    tstage_init(&t, true);
+    struct dr_stage_metrics m;
+    memset(&m, 0, sizeof m);
+    struct stage_spec spec = {.name = "slow",
+                              .short_name = "slow",
+                              .concurrency = 1,
+                              .max_demand = 3,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t,
+                              .metrics = &m};
+    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    /* the consumer asked for max_demand and nothing more */
+    ck_assert_int_eq(push_until_full(p, &next, 200), 3);
+    ck_assert_int_eq(stage_wait_demand(p, 30), 0);
+    /* a push beyond the demand is refused */
+    struct stage_item *extra = &items[199].link;
+    ck_assert_int_eq(stage_push(p, &extra, 1), 0);
+    /* one item done: outstanding 2 > min 1, no new demand */
+    sem_post(&t.gate);
+    wait_seen(&t, 1);
+    ck_assert_int_eq(stage_wait_demand(p, 30), 0);
+    /* second done: outstanding 1 == min: asks max - 1 = 2 */
+    sem_post(&t.gate);
+    wait_seen(&t, 2);
+    ck_assert_int_eq(stage_wait_demand(p, 1000), 2);
+    /* run 100 items through with the gate open slowly; never more than 3 held */
+    for (int i = 0; i < 200; i++)
+        sem_post(&t.gate);
+    while (next < 100) {
+        push_until_full(p, &next, 100);
+        struct stage_stats s;
+        stage_get_stats(p, 0, &s);
+        ck_assert_int_le(s.queued + s.in_flight, 3);
+    }
+    wait_seen(&t, 100);
+    struct stage_stats s;
+    stage_get_stats(p, 0, &s);
+    ck_assert_int_le(s.max_outstanding_seen, 3);
+    ck_assert_uint_eq(s.processed, 100);
+    ck_assert_uint_eq(m.processed, 100);
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(t.seen[i], i); /* FIFO */
+    ck_assert_str_eq(t.names[0], "slow-1");
+    stage_pipeline_free(p);
+    ck_assert_int_eq(t.discarded, 100); /* the last stage hands finished items back */
+}
+END_TEST
+
+START_TEST(test_backpressure_two_stages)
+{
+    struct tstage a, b;
+    tstage_init(&a, false);
+    tstage_init(&b, true);
+    struct stage_spec specs[2] = {
+        {.name = "a",
+         .short_name = "a",
+         .concurrency = 1,
+         .max_demand = 2,
+         .min_demand = 1,
+         .ops = &t_ops,
+         .arg = &a},
+        {.name = "b",
+         .short_name = "b",
+         .concurrency = 1,
+         .max_demand = 2,
+         .min_demand = 1,
+         .ops = &t_ops,
+         .arg = &b},
+    };
+    struct stage_pipeline *p = stage_pipeline_new(specs, 2);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    /* b holds 2 (its max), a holds 2 (one finished and blocked handing on,
+     * one queued): the starter got exactly 4 and is then refused. */
+    int got = push_until_full(p, &next, 100);
+    for (int i = 0; i < 100 && seen(&a) < 3; i++)
+        usleep(2000);
+    got += push_until_full(p, &next, 100);
+    ck_assert_int_eq(got, 4);
+    ck_assert_int_eq(stage_wait_demand(p, 50), 0);
+    struct stage_stats sa, sb;
+    stage_get_stats(p, 0, &sa);
+    stage_get_stats(p, 1, &sb);
+    ck_assert_int_le(sa.max_outstanding_seen, 2);
+    ck_assert_int_le(sb.max_outstanding_seen, 2);
+    /* open the slow stage: everything drains, in order */
+    for (int i = 0; i < 64; i++)
+        sem_post(&b.gate);
+    while (next < 40)
+        push_until_full(p, &next, 40);
+    wait_seen(&b, 40);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(b.seen[i], i);
+    stage_get_stats(p, 1, &sb);
+    ck_assert_int_le(sb.max_outstanding_seen, 2);
+    stage_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(test_work_sharing)
+{
+    /* One thread stuck on item 0 never keeps the sibling from the rest. */
+    struct tstage t;
+    tstage_init(&t, false);
+    t.block_item = 0;
+    struct stage_spec spec = {.name = "w",
+                              .short_name = "w",
+                              .concurrency = 2,
+                              .max_demand = 10,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t};
+    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    push_until_full(p, &next, 12);
+    wait_seen(&t, 11);
+    ck_assert_int_eq(seen(&t), 11);
+    sem_post(&t.unblock);
+    wait_seen(&t, 12);
+    stage_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(test_stop_discards_queued)
+{
+    struct tstage t;
+    tstage_init(&t, false);
+    t.block_item = 0;
+    struct stage_spec spec = {.name = "s",
+                              .short_name = "s",
+                              .concurrency = 1,
+                              .max_demand = 5,
+                              .min_demand = 1,
+                              .ops = &t_ops,
+                              .arg = &t};
+    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    ck_assert_int_eq(push_until_full(p, &next, 5), 5);
+    /* stop while item 0 is in the handler: it finishes, 1..4 are discarded */
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stop_thread, p), 0);
+    while (!stage_pipeline_stopping(p))
+        usleep(1000);
+    ck_assert_int_eq(stage_wait_demand(p, 10), -ECANCELED);
+    usleep(20000);
+    sem_post(&t.unblock);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(seen(&t), 1);
+    ck_assert_int_eq(t.discarded, 5); /* 4 queued + the finished one (last stage) */
+    stage_pipeline_free(p);
+}
+END_TEST
+
+START_TEST(test_stop_unblocks_forwarder)
+{
+    /* a's thread blocked handing on (b full) must exit on stop */
+    struct tstage a, b;
+    tstage_init(&a, false);
+    tstage_init(&b, true);
+    struct stage_spec specs[2] = {
+        {.name = "a",
+         .short_name = "a",
+         .concurrency = 1,
+         .max_demand = 1,
+         .min_demand = 0,
+         .ops = &t_ops,
+         .arg = &a},
+        {.name = "b",
+         .short_name = "b",
+         .concurrency = 1,
+         .max_demand = 1,
+         .min_demand = 0,
+         .ops = &t_ops,
+         .arg = &b},
+    };
+    struct stage_pipeline *p = stage_pipeline_new(specs, 2);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    push_until_full(p, &next, 10);
+    for (int i = 0; i < 100 && seen(&a) < 2; i++)
+        usleep(2000);
+    ck_assert_int_eq(seen(&a), 2);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stop_thread, p), 0);
+    while (!stage_pipeline_stopping(p))
+        usleep(1000);
+    usleep(20000);
+    sem_post(&b.gate); /* b's handler finishes its step; then everything exits */
+    pthread_join(th, NULL);
+    ck_assert_int_eq(seen(&b), 1);
+    /* item 1 (blocked in a's hand-off) and item 0 (finished by the last stage) */
+    ck_assert_int_eq(a.discarded + b.discarded, 2);
+    stage_pipeline_free(p);
+}
+END_TEST
+
+static Suite *stage_suite(void)
+{
+    Suite *s = suite_create("stage");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_demand_ask);
+    tcase_add_test(tc, test_demand_clamp);
+    tcase_add_test(tc, test_backoff);
+    tcase_add_test(tc, test_slow_consumer_bounded);
+    tcase_add_test(tc, test_backpressure_two_stages);
+    tcase_add_test(tc, test_work_sharing);
+    tcase_add_test(tc, test_stop_discards_queued);
+    tcase_add_test(tc, test_stop_unblocks_forwarder);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(stage_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
