@@ -34,3 +34,25 @@ def test_store_gone_then_back(dripd_factory):
     os.rename(objects + ".away", objects)
     st, doc = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(readyz(d)), 20, "ready again")
     assert doc["store"] == "reachable"
+
+
+def test_s3_outage_then_back(dripd_factory, tmpdir_path):
+    """With the S3 backend: killing s3rver turns /readyz 503, restarting it brings 200 back."""
+    import pytest
+    from s3util import S3rver, have_s3rver, s3_config
+    if not have_s3rver():
+        pytest.skip("s3rver not installed (sh scripts/node-deps.sh)")
+    srv = S3rver(os.path.join(tmpdir_path, "s3"))
+    srv.start()
+    try:
+        cfg = s3_config(srv.endpoint)
+        cfg["health"] = {"store_probe_interval": "200ms"}
+        d = dripd_factory(config=cfg)
+        wait_until(lambda: readyz(d)[0] == 200 and readyz(d)[1]["store"] == "reachable", 30, "ready")
+        srv.kill()
+        st, doc = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(readyz(d)), 30, "503")
+        assert any("s3" in p for p in doc["problems"]), doc
+        srv.restart()
+        wait_until(lambda: readyz(d)[0] == 200, 30, "ready again")
+    finally:
+        srv.stop()
