@@ -48,7 +48,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
-BIN_CTL    := bin/dripctl
+BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
 .PHONY: all deps run test unit blackbox systemd-check valgrind install clean \
         format format-check fuzz fuzz-smoke bench chaos web
