@@ -668,6 +668,10 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
     posix_fadvise(in_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t nseg = seal_segments(h.size, seg), idx = 0, left = h.size, pos = h.header_len;
     uint64_t chunk_no = 0;
+    /* Start writeback of the plaintext as it is written (as seal_file does),
+     * when out_fd is a regular file: the caller's fsync then has little left. */
+    off_t out_start = out_fd >= 0 ? lseek(out_fd, 0, SEEK_CUR) : -1;
+    uint64_t out_written = 0, out_kicked = 0;
     while (idx < nseg) {
         uint8_t *obuf = obufs + (chunk_no % RING) * ochunk;
         if (chunk_no >= RING)
@@ -713,6 +717,12 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
             if (rc != 0) {
                 fail(err, errlen, rc, "write plaintext: %s", strerror(-rc));
                 goto out;
+            }
+            out_written += ooff;
+            if (out_start >= 0 && out_written - out_kicked >= KICK_WRITEBACK) {
+                sync_file_range(out_fd, out_start + (off64_t)out_kicked,
+                                (off64_t)(out_written - out_kicked), SYNC_FILE_RANGE_WRITE);
+                out_kicked = out_written;
             }
         }
         pos += (uint64_t)want;
