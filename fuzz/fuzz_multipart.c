@@ -55,8 +55,7 @@ static int on_end(void *arg)
 
 static const struct mp_callbacks CB = {on_begin, on_data, on_end};
 
-static int run(const char *boundary, const uint8_t *body, size_t len, size_t chunk,
-               struct trace *t)
+static int run(const char *boundary, const uint8_t *body, size_t len, size_t chunk, struct trace *t)
 {
     struct mp_parser *p;
     if (mp_parser_create(boundary, &CB, t, &p) < 0)

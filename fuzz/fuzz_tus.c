@@ -82,7 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ck != NULL) {
         struct tus_checksum c;
         if (tus_parse_checksum(ck, &c, NULL, 0) == 0 &&
-            !((c.algo == TUS_ALGO_SHA1 && c.len == 20) || (c.algo == TUS_ALGO_SHA256 && c.len == 32)))
+            !((c.algo == TUS_ALGO_SHA1 && c.len == 20) ||
+              (c.algo == TUS_ALGO_SHA256 && c.len == 32)))
             abort();
     }
     if (num != NULL) {

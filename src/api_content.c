@@ -9,12 +9,12 @@
  * If-None-Match (304) -> If-Range/Range (416) -> cache -> miss path.
  * So a 304 or 416 never starts a download.
  *
- * Cache protocol (TEAM.md): open <data_dir>/cache/<id>, flock(LOCK_SH |
- * LOCK_NB) (the evictor holds LOCK_EX only while unlinking, so a refusal
- * means "being evicted": a miss), refuse an entry that was unlinked
- * meanwhile (st_nlink == 0), whose size is not the media's, or whose
- * MTIME is older than cache.ttl; then set its ATIME to now (the LRU
- * clock). The lock lives on the open file description: the fd handed to
+ * Cache protocol (TEAM.md, cache.h): cache_open_fresh() opens
+ * <data_dir>/cache/<id>, takes flock(LOCK_SH) (the evictor only holds
+ * LOCK_EX for an unlink), refuses an entry evicted meanwhile or whose MTIME
+ * is older than cache.ttl, and sets its ATIME to now (the LRU clock); this
+ * file also refuses an entry whose size is not the media's. The lock
+ * lives on the open file description: the fd handed to
  * http_respond_file() is a dup of ours, and ours (lock_fd) is closed in
  * on_done/on_abort, so the lock is held until the response is complete.
  *
@@ -45,6 +45,7 @@
 
 #include <http_parser.h>
 
+#include "dripd/cache.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
@@ -70,11 +71,11 @@ struct content_req {
     char *user;
     char *name;
     char *content_type;
-    char etag[72];          /* "\"<sha256>\"" or "" */
+    char etag[72]; /* "\"<sha256>\"" or "" */
     uint64_t size;
     enum range_result rr;
     uint64_t start, len;
-    int lock_fd;            /* holds LOCK_SH while the response is sent; -1 */
+    int lock_fd; /* holds LOCK_SH while the response is sent; -1 */
     /* miss path */
     char job_id[DR_ID_LEN + 1];
     int jobs_started;
@@ -142,56 +143,31 @@ static void cr_free(struct http_exchange *ex)
     free(cr);
 }
 
-static struct dr_metrics *metrics_of(struct http_exchange *ex)
-{
-    struct dr_worker_ctx *ctx = http_worker_ctx(ex);
-    return ctx ? ctx->metrics : NULL;
-}
-
 /* ------------------------------------------------------------------ */
 /* the cache entry                                                     */
 
-/* Open a fresh, complete cache entry for media id of `size` bytes:
- * 0 and *out = fd holding flock(LOCK_SH) with its atime set to now;
- * -ENOENT on a miss (absent, being evicted, stale, wrong size). */
-static int content_cache_open(const struct dr_config *cfg, const char *id, uint64_t size, int *out)
+/* Open this media's cache entry through cache.h (open, flock(LOCK_SH),
+ * evicted/stale checks, atime touch; hits/misses counted when m is not
+ * NULL) and also refuse one whose size is not the media's: 0 and *out =
+ * the locked fd, or -ENOENT on a miss. */
+static int content_cache_open(const struct content_req *cr, struct dr_metrics *m, int *out)
 {
-    char *path = xasprintf("%s/cache/%s", cfg->data_dir, id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-    int rc = fd < 0 ? -errno : 0;
-    if (fd < 0)
-        goto out;
-    if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? -ENOENT : -errno;
-        goto out;
+    int fd = -1;
+    uint64_t size = 0;
+    int rc = cache_open_fresh(cr->cfg->data_dir, cr->id, cr->cfg->cache.ttl, m, &fd, &size);
+    if (rc < 0) {
+        if (rc != -ENOENT)
+            log_warn("content %s: cache entry unreadable: %s", cr->id, strerror(-rc));
+        return -ENOENT;
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_nlink == 0 || (uint64_t)st.st_size != size) {
-        rc = -ENOENT;
-        goto out;
-    }
-    int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-    if (cfg->cache.ttl > 0 && dr_now_ms() - mtime_ms > (int64_t)cfg->cache.ttl) {
-        rc = -ENOENT;
-        goto out;
-    }
-    const struct timespec times[2] = {{.tv_sec = 0, .tv_nsec = UTIME_NOW},
-                                      {.tv_sec = 0, .tv_nsec = UTIME_OMIT}};
-    if (futimens(fd, times) < 0)
-        log_debug("cache %s: cannot touch atime: %s", path, strerror(errno));
-    *out = fd;
-    fd = -1;
-out:
-    if (fd >= 0)
+    if (size != cr->size) {
+        log_warn("content %s: cache entry has %llu bytes, the media %llu; refilling", cr->id,
+                 (unsigned long long)size, (unsigned long long)cr->size);
         close(fd);
-    if (rc < 0 && rc != -ENOENT)
-        log_warn("cache %s: %s", path, strerror(-rc));
-    free(path);
-    return rc < 0 ? -ENOENT : 0;
+        return -ENOENT;
+    }
+    *out = fd;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -337,15 +313,6 @@ static void content_serve(struct content_req *cr, int fd)
     http_respond_file(ex, status, ct, fd, off, len);
 }
 
-static bool content_try_serve(struct content_req *cr)
-{
-    int fd;
-    if (content_cache_open(cr->cfg, cr->id, cr->size, &fd) < 0)
-        return false;
-    content_serve(cr, fd);
-    return true;
-}
-
 /* ------------------------------------------------------------------ */
 /* miss path                                                           */
 
@@ -379,8 +346,10 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "done") == 0) {
         dr_job_clear(&j);
         waiter_remove(cr);
-        if (content_try_serve(cr)) {
-            wait_end(cr);
+        int fd;
+        if (content_cache_open(cr, NULL, &fd) == 0) {
+            wait_end(cr); /* before answering: cr may be freed once it is sent */
+            content_serve(cr, fd);
             return;
         }
         content_miss(cr); /* evicted or expired already: once more */
@@ -389,7 +358,8 @@ static void content_check(struct content_req *cr)
     if (strcmp(j.state, "failed") == 0) {
         wait_end(cr);
         log_warn("content %s: download job %s failed: %s", cr->id, j.id, j.error ? j.error : "?");
-        http_respond_problem(cr->ex, 502, "download failed: %s", j.error ? j.error : "unknown error");
+        http_respond_problem(cr->ex, 502, "download failed: %s",
+                             j.error ? j.error : "unknown error");
         dr_job_clear(&j);
         return;
     }
@@ -399,7 +369,8 @@ static void content_check(struct content_req *cr)
 static void content_deadline(void *arg)
 {
     struct content_req *cr = arg;
-    cr->timer = NULL; /* one-shot: gone once it fired */
+    http_timer_stop(cr->timer); /* one-shot timers are released by their owner */
+    cr->timer = NULL;
     if (cr->defer_pending) {
         cr->timed_out = true; /* enqueue_done answers */
         return;
@@ -429,7 +400,8 @@ static void enqueue_done(struct http_exchange *ex, void *arg)
     struct content_req *cr = arg;
     cr->defer_pending = false;
     if (cr->enqueue_rc == 0) {
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+        if (http_worker_ctx(ex))
+            worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
         log_debug("content %s: cache miss, download job %s", cr->id, cr->job_id);
     }
     if (http_ex_closed(ex))
@@ -468,12 +440,8 @@ static void content_miss(struct content_req *cr)
         http_respond_problem(cr->ex, 503, "the cache entry of media %s keeps disappearing", cr->id);
         return;
     }
-    if (!cr->timer && cr->jobs_started == 0) {
+    if (!cr->timer && cr->jobs_started == 0)
         cr->timer = http_timer_start(cr->thread, API_CONTENT_WAIT_MS, false, content_deadline, cr);
-        struct dr_metrics *mt = metrics_of(cr->ex);
-        if (mt)
-            metrics_add(&mt->cache_misses, 1);
-    }
     cr->jobs_started++;
     /* Someone on this thread already waits for this media: share the job. */
     for (struct content_req *w = tl_waiters; w; w = w->next) {
@@ -590,11 +558,8 @@ static void content_on_head(struct http_exchange *ex)
                              (unsigned long long)cr->size);
         return;
     }
-    struct dr_metrics *mt = metrics_of(ex);
     int fd;
-    if (content_cache_open(cr->cfg, cr->id, cr->size, &fd) == 0) {
-        if (mt)
-            metrics_add(&mt->cache_hits, 1);
+    if (content_cache_open(cr, http_ex_metrics(ex), &fd) == 0) {
         content_serve(cr, fd);
         return;
     }

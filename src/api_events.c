@@ -11,11 +11,17 @@
  * the router's slow fallback timer) posts to every loop thread, which
  * pumps its own streams. The 15 s ping timer pumps too, as a last resort.
  *
- * Back-pressure: a pump writes at most SSE_BATCHES * SSE_BATCH events; when
- * http_stream_write() answers -EAGAIN (more than 256 KiB unsent) it stops
- * without advancing last_seq and retries on a short timer, so a slow
- * reader holds at most that much memory on the server and never blocks
- * the loop.
+ * Back-pressure: a pump writes at most SSE_BATCHES * SSE_BATCH events, then
+ * yields to the loop (1 ms timer). When http_stream_write() answers -EAGAIN
+ * (more than 256 KiB unsent) the stream stops without advancing last_seq
+ * and resumes from the catalog when the server reports the output drained
+ * (http_stream_on_drain), so a slow reader holds at most that much memory
+ * on the server and never blocks the loop.
+ *
+ * Drain (SIGTERM/reload): the next wake-up (the router's 1 s fallback
+ * tick at the latest) or ping ends every stream with http_stream_end(), so
+ * streams never hold a drain until drain_timeout; clients reconnect with
+ * Last-Event-ID.
  *
  * Threads: a stream lives on its exchange's loop thread; stream lists are
  * thread-local, so no locks. Ownership: struct sse_stream is the
@@ -39,7 +45,7 @@
 
 #define SSE_BATCH 64     /* events per catalog read */
 #define SSE_BATCHES 16   /* reads per pump before yielding to the loop */
-#define SSE_RETRY_MS 250 /* back-off while the socket is backed up */
+#define SSE_RETRY_MS 250 /* back-off after a catalog error */
 #define SSE_RECONNECT_MS 2000
 
 struct sse_stream {
@@ -50,6 +56,8 @@ struct sse_stream {
     struct http_timer *ping;  /* repeating */
     struct http_timer *retry; /* one-shot; NULL once fired */
     bool linked;
+    bool blocked; /* waiting for on_drained() */
+    bool ended;   /* http_stream_end() called (drain) */
     struct sse_stream *prev, *next;
 };
 
@@ -90,6 +98,7 @@ static void stream_free(struct http_exchange *ex)
     if (!s)
         return;
     http_set_data(ex, NULL);
+    http_stream_on_drain(ex, NULL, NULL);
     stream_unlink(s);
     http_timer_stop(s->ping);
     http_timer_stop(s->retry);
@@ -131,6 +140,7 @@ static void stream_pump(struct sse_stream *s);
 static void retry_fire(void *arg)
 {
     struct sse_stream *s = arg;
+    http_timer_stop(s->retry); /* one-shot timers are released by their owner */
     s->retry = NULL;
     stream_pump(s);
 }
@@ -141,10 +151,34 @@ static void arm_retry(struct sse_stream *s, uint64_t ms)
         s->retry = http_timer_start(s->thread, ms, false, retry_fire, s);
 }
 
+static void on_drained(struct http_exchange *ex, void *arg)
+{
+    struct sse_stream *s = arg;
+    http_stream_on_drain(ex, NULL, NULL);
+    s->blocked = false;
+    stream_pump(s);
+}
+
+/* The server drains (SIGTERM, reload): end the stream so the drain can
+ * finish; EventSource clients reconnect with Last-Event-ID elsewhere. */
+static bool stream_end_if_draining(struct sse_stream *s)
+{
+    if (!http_server_draining(http_thread_server(s->thread)))
+        return false;
+    stream_unlink(s);
+    http_timer_stop(s->ping);
+    http_timer_stop(s->retry);
+    s->ping = s->retry = NULL;
+    s->ended = true;
+    http_stream_on_drain(s->ex, NULL, NULL);
+    http_stream_end(s->ex);
+    return true;
+}
+
 /* Send what the catalog has after last_seq, as far as the socket takes it. */
 static void stream_pump(struct sse_stream *s)
 {
-    if (http_ex_closed(s->ex))
+    if (s->ended || s->blocked || http_ex_closed(s->ex) || stream_end_if_draining(s))
         return;
     struct catalog *cat = http_thread_catalog(s->thread);
     if (!cat)
@@ -164,8 +198,10 @@ static void stream_pump(struct sse_stream *s)
             free(frame);
             if (wrc < 0) {
                 catalog_events_free(ev, n);
-                if (wrc == -EAGAIN)
-                    arm_retry(s, SSE_RETRY_MS);
+                if (wrc == -EAGAIN) {
+                    s->blocked = true; /* resumes from last_seq in on_drained() */
+                    http_stream_on_drain(s->ex, on_drained, s);
+                }
                 return;
             }
             s->last_seq = ev[i].seq;
@@ -180,7 +216,7 @@ static void stream_pump(struct sse_stream *s)
 static void ping_fire(void *arg)
 {
     struct sse_stream *s = arg;
-    if (http_ex_closed(s->ex))
+    if (s->ended || http_ex_closed(s->ex) || stream_end_if_draining(s))
         return;
     static const char ping[] = ": ping\n\n";
     (void)http_stream_write(s->ex, ping, sizeof ping - 1); /* backed up is alive too */
@@ -241,6 +277,9 @@ static void events_on_head(struct http_exchange *ex)
     if (!from) {
         from = http_query_param(ex, "after");
         what = "after";
+        const char *q = http_req(ex)->query;
+        if (!from && q && (strncmp(q, "after=", 6) == 0 || strstr(q, "&after=")))
+            from = ""; /* present but not decodable */
     }
     if (from && !parse_seq(from, &after)) {
         http_respond_problem(ex, 400, "%s must be an event id (a non-negative integer)", what);

@@ -171,9 +171,9 @@ struct media_req {
     size_t body_len;
     bool body_too_big;
     /* work in/out (pool thread) */
-    char *arg;                   /* PATCH: new path; shares: target user */
+    char *arg; /* PATCH: new path; shares: target user */
     int rc;
-    int status;                  /* shares: 200/201 */
+    int status; /* shares: 200/201 */
     bool have_media, have_job;
     struct dr_media m;
     struct dr_job job;
@@ -292,7 +292,8 @@ static void store_key_init(void)
 
 /* Delete key from the store with the calling pool thread's own handle
  * (opened on first use, closed when the thread exits). 0 / -errno + err. */
-static int media_store_delete(const struct dr_config *cfg, const char *key, char *err, size_t errlen)
+static int media_store_delete(const struct dr_config *cfg, const char *key, char *err,
+                              size_t errlen)
 {
     pthread_once(&store_key_once, store_key_init);
     struct dr_store *st = pthread_getspecific(store_key);
@@ -314,10 +315,30 @@ static int media_store_delete(const struct dr_config *cfg, const char *key, char
 /* ------------------------------------------------------------------ */
 /* GET /v1/media?folder=/x                                             */
 
+/* Is `key` present in the raw query? http_query_param() answers NULL both
+ * for an absent parameter and for one that does not percent-decode. */
+static bool query_has(const struct http_exchange *ex, const char *key)
+{
+    const char *q = http_req(ex)->query;
+    size_t n = strlen(key);
+    while (q && *q) {
+        if (strncmp(q, key, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
+            return true;
+        q = strchr(q, '&');
+        if (q)
+            q++;
+    }
+    return false;
+}
+
 static void list_on_head(struct http_exchange *ex)
 {
     const char *folder_in = http_query_param(ex, "folder");
     char *folder = NULL, err[DR_ERRLEN];
+    if (!folder_in && query_has(ex, "folder")) {
+        http_respond_problem(ex, 400, "bad folder: not decodable");
+        return;
+    }
     if (path_normalize_folder(folder_in ? folder_in : "/", &folder, err, sizeof err) < 0) {
         http_respond_problem(ex, 400, "bad folder: %s", err);
         return;
@@ -584,6 +605,11 @@ static void shares_work(void *arg)
         return;
     }
     r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    if (r->rc == -ENOENT && catalog_sync_users(cat, r->cfg) == 0) {
+        /* A configured user the catalog has not been told about yet (users
+         * are synced at start-up and reload): the config is the truth. */
+        r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
+    }
     if (r->rc == -ENOENT)
         r->rc = -ESRCH; /* owner checked above: the catalog does not know the user */
     r->status = 201;
@@ -670,8 +696,9 @@ static void download_work(void *arg)
 static void download_done(struct http_exchange *ex, void *arg)
 {
     struct media_req *r = arg;
-    if (r->rc == 0)
-        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
+    if (r->rc == 0 && http_worker_ctx(ex))
+        worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED,
+                    1); /* a lost wake-up only costs latency */
     if (http_ex_closed(ex))
         return;
     if (r->rc == -EINPROGRESS) {

@@ -52,10 +52,10 @@
 
 #define CATALOG_SCHEMA_VERSION 1
 #define CATALOG_BUSY_MS 5000
-#define FOREACH_PAGE 256        /* rows read per statement by media_foreach */
-#define EVENTS_MAX 10000        /* cap of one catalog_events_since call */
-#define TUS_EXPIRED_MAX 1000    /* cap of one catalog_tus_expired call */
-#define CLAIM_MAX 1000          /* cap of one catalog_jobs_claim call */
+#define FOREACH_PAGE 256     /* rows read per statement by media_foreach */
+#define EVENTS_MAX 10000     /* cap of one catalog_events_since call */
+#define TUS_EXPIRED_MAX 1000 /* cap of one catalog_tus_expired call */
+#define CLAIM_MAX 1000       /* cap of one catalog_jobs_claim call */
 
 /* ---- schema ---------------------------------------------------------- */
 
@@ -158,19 +158,19 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
 
 /* ---- statements -------------------------------------------------------- */
 
-#define MEDIA_COLS                                                                         \
-    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, " \
+#define MEDIA_COLS                                                                                 \
+    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
     "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at"
-#define JOB_COLS                                                                          \
-    "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, " \
+#define JOB_COLS                                                                                   \
+    "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "            \
     "not_before, created_at, updated_at"
-#define TUS_COLS                                                                          \
-    "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, " \
+#define TUS_COLS                                                                                   \
+    "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "        \
     "created_at, job_id, media_id"
 #define EVENT_COLS "seq, user, type, job_id, media_id, data, created_at"
 /* ?V is the viewer: NULL sees everything, else own or shared media. */
-#define VISIBLE_TO(v)                                                                   \
-    "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "       \
+#define VISIBLE_TO(v)                                                                              \
+    "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "                   \
     "s.media_id = m.id AND s.user = " v "))"
 
 enum st {
@@ -265,7 +265,7 @@ static const char *const st_sql[ST_COUNT] = {
         "AS sub, count(*), coalesce(sum(size), 0) FROM ("
         "  SELECT substr(m.folder, length(?1) + 1) AS r, m.size AS size FROM media m"
         "  WHERE m.folder > ?1 AND m.folder < ?2 AND " VISIBLE_TO("?3") ") "
-        "GROUP BY sub ORDER BY sub",
+                                                                        "GROUP BY sub ORDER BY sub",
     [ST_MEDIA_MOVE] = "UPDATE media SET path = ?3, folder = ?4, name = ?5 "
                       "WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
     [ST_SHARES_DELETE] = "DELETE FROM shares WHERE media_id = ?1",
@@ -665,8 +665,8 @@ static int configure(struct catalog *cat)
         return -EIO;
     }
     char *msg = NULL;
-    rc = sqlite3_exec(cat->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                      &msg);
+    rc =
+        sqlite3_exec(cat->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         log_error("catalog: pragmas: %s", msg != NULL ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
@@ -711,8 +711,7 @@ static int migrate_db(struct catalog *cat)
             rc = fail(cat, src, "set user_version");
             goto out;
         }
-        log_info("catalog: schema migrated from version %d to %d", version,
-                 CATALOG_SCHEMA_VERSION);
+        log_info("catalog: schema migrated from version %d to %d", version, CATALOG_SCHEMA_VERSION);
     }
 out:
     return tx_end(cat, rc);
@@ -727,9 +726,8 @@ int catalog_open(const char *data_dir, struct catalog **out)
         return -EINVAL;
     char *path = xasprintf("%s/catalog.db", data_dir);
     struct catalog *cat = xcalloc(1, sizeof *cat);
-    int rc = sqlite3_open_v2(path, &cat->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &cat->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         int sys = cat->db != NULL ? sqlite3_system_errno(cat->db) : 0;
         log_error("catalog: open %s: %s", path,
@@ -1077,8 +1075,8 @@ void catalog_media_list_free(struct dr_media *files, size_t n_files,
 }
 
 int catalog_media_list(struct catalog *cat, const char *viewer, const char *folder,
-                       struct dr_media **files, size_t *n_files,
-                       struct dr_folder_entry **folders, size_t *n_folders)
+                       struct dr_media **files, size_t *n_files, struct dr_folder_entry **folders,
+                       size_t *n_folders)
 {
     if (cat == NULL || files == NULL || n_files == NULL || folders == NULL || n_folders == NULL)
         return -EINVAL;
@@ -1153,8 +1151,7 @@ out:
     return rc;
 }
 
-int catalog_media_move(struct catalog *cat, const char *id, const char *owner,
-                       const char *new_path)
+int catalog_media_move(struct catalog *cat, const char *id, const char *owner, const char *new_path)
 {
     if (cat == NULL || id == NULL)
         return -EINVAL;
@@ -1323,8 +1320,7 @@ int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *
 
 int catalog_media_insert(struct catalog *cat, const struct dr_media *m)
 {
-    if (cat == NULL || m == NULL || !dr_id_valid(m->id) || m->owner == NULL ||
-        m->size > INT64_MAX)
+    if (cat == NULL || m == NULL || !dr_id_valid(m->id) || m->owner == NULL || m->size > INT64_MAX)
         return -EINVAL;
     char *folder, *name;
     int rc = split_path(m->path, &folder, &name);
@@ -1456,8 +1452,8 @@ int catalog_enqueue_download(struct catalog *cat, const char *media_id, const ch
     /* The job belongs to whoever asked (a shared media's downloader gets
      * the events); an internal request (NULL viewer) to the media owner. */
     dr_id_new(job_id);
-    rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch",
-                 NULL, dr_now_ms());
+    rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch", NULL,
+                 dr_now_ms());
     if (rc == 0)
         rc = add_event(cat, job_id, "job.created", dr_now_ms());
 out:
@@ -1490,8 +1486,7 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
 {
     if (n_out != NULL)
         *n_out = 0;
-    if (cat == NULL || kind == NULL || claimer == NULL || n_out == NULL ||
-        (out == NULL && max > 0))
+    if (cat == NULL || kind == NULL || claimer == NULL || n_out == NULL || (out == NULL && max > 0))
         return -EINVAL;
     if (max <= 0)
         return 0;
@@ -1802,8 +1797,8 @@ int catalog_events_last_seq(struct catalog *cat, int64_t *out)
 
 int catalog_tus_create(struct catalog *cat, const struct dr_tus *t)
 {
-    if (cat == NULL || t == NULL || !dr_id_valid(t->id) || t->owner == NULL ||
-        t->path == NULL || t->spool_path == NULL || t->offset > INT64_MAX)
+    if (cat == NULL || t == NULL || !dr_id_valid(t->id) || t->owner == NULL || t->path == NULL ||
+        t->spool_path == NULL || t->offset > INT64_MAX)
         return -EINVAL;
     sqlite3_stmt *s;
     int rc = prep(cat, ST_TUS_INSERT, &s);

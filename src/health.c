@@ -68,8 +68,7 @@ static void readyz_head(struct http_exchange *ex)
     http_respond_json(ex, ready ? 200 : 503, o);
 }
 
-static const struct http_route_ops healthz_ops = {.route_class = "health",
-                                                  .on_head = healthz_head};
+static const struct http_route_ops healthz_ops = {.route_class = "health", .on_head = healthz_head};
 static const struct http_route_ops readyz_ops = {.route_class = "health", .on_head = readyz_head};
 
 void health_register_routes(void)

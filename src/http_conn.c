@@ -174,42 +174,78 @@ static const char *http_date(void)
 const char *http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 460: return "Checksum Mismatch";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: break;
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 460:
+        return "Checksum Mismatch";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        break;
     }
     if (status >= 100 && status < 200)
         return "Informational";
@@ -568,7 +604,8 @@ static void decide_close(struct http_exchange *ex)
 {
     struct http_conn *c = ex->c;
     bool close = ex->close_after || !ex->req.keep_alive || c->draining ||
-                 http_thread_draining(c->t) || c->p.upgrade;
+                 http_thread_draining(c->t) || c->p.upgrade ||
+                 cfg_of(c)->limits.keepalive_timeout == 0;
     switch (ex->rq) {
     case RQ_WAIT:
         if (body_empty(ex)) {
@@ -805,7 +842,7 @@ void http_close_after(struct http_exchange *ex)
 static void server_error(struct http_conn *c, int status, const char *detail)
 {
     struct dr_metrics *m = metrics_of(c);
-    bool head = c->ex != NULL && c->ex->req.method == HTTP_HEAD && c->head_done;
+    bool head = c->head_done && c->p.method == HTTP_HEAD;
     uint64_t t0 = c->ex ? c->ex->t0_us : now_us();
     ex_free(c->ex);
     c->ex = NULL;
@@ -1090,8 +1127,8 @@ static void finish_exchange(struct http_conn *c)
     int status = ex->rs == RS_NONE ? 0 : ex->status;
     metrics_add(&m->http_requests[ex->rclass][metrics_status_slot(status)], 1);
     metrics_observe(&m->http_duration[ex->rclass], us);
-    log_debug("http: %s \"%s %.200s\" %d%s %.1fms", c->remote, ex->req.method_name,
-              ex->req.target, status, sent ? "" : " (aborted)", (double)us / 1000.0);
+    log_debug("http: %s \"%s %.200s\" %d%s %.1fms", c->remote, ex->req.method_name, ex->req.target,
+              status, sent ? "" : " (aborted)", (double)us / 1000.0);
     bool close = ex->close_after || ex->rq == RQ_ABANDONED || c->draining ||
                  http_thread_draining(c->t) || c->p.upgrade;
     ex_free(ex);
@@ -1111,6 +1148,10 @@ static void finish_exchange(struct http_conn *c)
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *ex = c->ex;
+    if (c->p.http_major != 1) {
+        server_error(c, 505, "only HTTP/1.0 and HTTP/1.1 are spoken here");
+        return;
+    }
     build_request(c, ex);
     ex->rq = RQ_WAIT;
     ex->t0_us = now_us();
@@ -1206,9 +1247,16 @@ static void flush_output(struct http_conn *c)
         return;
     size_t before = evbuffer_get_length(c->out);
     if (before > 0) {
+        errno = 0;
         int n = evbuffer_write_atmost(c->out, c->fd, -1);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             log_debug("http: %s: write: %s", c->remote, strerror(errno));
+            conn_kill(c);
+            return;
+        }
+        if (n == 0 && errno == 0) {
+            /* sendfile hit the end of a file shorter than announced */
+            log_warn("http: %s: response file ended early; closing", c->remote);
             conn_kill(c);
             return;
         }
@@ -1343,8 +1391,9 @@ static void update_io(struct http_conn *c)
         set_timer(c, T_NONE, 0, false);
     } else if (ex == NULL) {
         if (evbuffer_get_length(c->in) == 0)
-            set_timer(c, T_IDLE, c->nreq == 0 ? cfg->limits.header_timeout
-                                                : cfg->limits.keepalive_timeout, false);
+            set_timer(c, T_IDLE,
+                      c->nreq == 0 ? cfg->limits.header_timeout : cfg->limits.keepalive_timeout,
+                      false);
         else
             set_timer(c, T_HEADER, cfg->limits.header_timeout, false);
     } else if (ex->rq == RQ_HEAD) {

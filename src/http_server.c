@@ -186,8 +186,7 @@ struct catalog *http_thread_catalog(struct http_thread *t)
         return NULL;
     int rc = catalog_open(t->srv->cfg->data_dir, &t->cat);
     if (rc < 0) {
-        log_error("http: cannot open the catalog in %s: %s", t->srv->cfg->data_dir,
-                  strerror(-rc));
+        log_error("http: cannot open the catalog in %s: %s", t->srv->cfg->data_dir, strerror(-rc));
         t->cat = NULL;
         t->cat_retry_at = now + CATALOG_RETRY_MS;
     }
@@ -646,8 +645,8 @@ int http_server_create(const struct http_server_opts *opts, struct http_server *
         int fl = fcntl(fd, F_GETFL);
         if (fl >= 0)
             fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-        struct evconnlistener *l = evconnlistener_new(srv->threads[0].base, on_accept, srv,
-                                                      LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        struct evconnlistener *l =
+            evconnlistener_new(srv->threads[0].base, on_accept, srv, LEV_OPT_CLOSE_ON_EXEC, -1, fd);
         if (l == NULL) {
             rc = -EINVAL;
             log_error("http: cannot listen on fd %d", fd);

@@ -30,6 +30,9 @@
 #include <event2/event.h>
 
 #include "dripd/api_admin.h"
+#include "dripd/api_content.h"
+#include "dripd/api_events.h"
+#include "dripd/api_media.h"
 #include "dripd/api_metrics.h"
 #include "dripd/config.h"
 #include "dripd/health.h"
@@ -37,6 +40,8 @@
 #include "dripd/ingest.h"
 #include "dripd/log.h"
 #include "dripd/router.h"
+#include "dripd/tus.h"
+#include "dripd/upload_multipart.h"
 #include "dripd/upload_put.h"
 #include "dripd/util.h"
 #include "dripd/web.h"
@@ -68,8 +73,11 @@ static void setup_routes(void)
     api_metrics_register_routes();
     api_admin_register_routes();
     web_register_routes();
-    /* other route modules register here (multipart, tus, media API, jobs,
-     * events) */
+    upload_multipart_register_routes();
+    tus_register_routes();
+    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs/ */
+    api_content_register_routes(); /* event hook; content is routed by api_media */
+    api_events_register_routes();  /* /v1/events + event hook */
 }
 
 static void on_heartbeat(void *arg)
@@ -103,9 +111,9 @@ static void start_drain(struct hw *w, const char *why)
     w->draining = true;
     log_info("http: %s: draining", why);
     http_server_drain(w->srv);
-    w->drain_deadline = http_timer_start(http_server_thread(w->srv, 0),
-                                         w->ctx->cfg->supervisor.drain_timeout, false,
-                                         on_drain_deadline, w);
+    w->drain_deadline =
+        http_timer_start(http_server_thread(w->srv, 0), w->ctx->cfg->supervisor.drain_timeout,
+                         false, on_drain_deadline, w);
 }
 
 static void on_sigpoll(void *arg)
@@ -190,6 +198,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     w.heartbeat = http_timer_start(t0, iv, true, on_heartbeat, &w);
     w.fallback = http_timer_start(t0, EVENT_FALLBACK_MS, true, on_fallback, &w);
     w.sigpoll = http_timer_start(t0, SIGNAL_POLL_MS, true, on_sigpoll, &w);
+    tus_sweep_start(t0, cfg);
     w.chan_ev = event_new(http_thread_base(t0), ctx->chan_fd, EV_READ | EV_PERSIST, on_chan, &w);
     if (w.chan_ev != NULL)
         event_add(w.chan_ev, NULL);
@@ -205,6 +214,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     http_timer_stop(w.fallback);
     http_timer_stop(w.sigpoll);
     http_timer_stop(w.drain_deadline);
+    tus_sweep_stop();
     if (w.chan_ev != NULL)
         event_free(w.chan_ev);
     ingest_stop();

@@ -1,6 +1,7 @@
-/* id.c - ULID generation, see id.h. */
+/* id.c - ULID generation, see id.h. Thread-safe (one small mutex). */
 #include "dripd/id.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -8,13 +9,30 @@
 
 static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* Monotonic within a process: ids made in the same millisecond increment
+ * the random part instead of drawing a new one, so sorting by id is
+ * creation order (the ULID spec's monotonic mode). */
+static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t id_last_ms;
+static uint8_t id_last_rand[10];
+
 void dr_id_new(char out[DR_ID_LEN + 1])
 {
     uint8_t raw[16];
     uint64_t ms = (uint64_t)dr_now_ms();
+    pthread_mutex_lock(&id_mu);
+    if (ms <= id_last_ms) {
+        ms = id_last_ms;
+        for (int i = 9; i >= 0 && ++id_last_rand[i] == 0; i--)
+            ;
+    } else {
+        id_last_ms = ms;
+        dr_random(id_last_rand, sizeof id_last_rand);
+    }
+    memcpy(raw + 6, id_last_rand, 10);
+    pthread_mutex_unlock(&id_mu);
     for (int i = 0; i < 6; i++)
         raw[i] = (uint8_t)(ms >> (40 - 8 * i));
-    dr_random(raw + 6, 10);
     /* 128 bits -> 26 base32 digits (the first digit carries 3 bits). */
     unsigned bit = 0;
     for (int i = 0; i < DR_ID_LEN; i++) {

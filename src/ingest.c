@@ -298,11 +298,12 @@ void ingest_respond_busy(struct http_exchange *ex)
     metrics_add(&http_ex_metrics(ex)->uploads_rejected_full, 1);
     http_add_header(ex, "Retry-After", "5");
     if (http_server_draining(http_thread_server(http_ex_thread(ex))))
-        http_respond_problem(ex, 503, "the server is shutting down; retry on another node or later");
+        http_respond_problem(ex, 503,
+                             "the server is shutting down; retry on another node or later");
     else
-        http_respond_problem(ex, 503, "the job queue is full (pipeline.queue_limit %" PRIu64
-                                      "); retry later",
-                             http_cfg(ex)->pipeline.queue_limit);
+        http_respond_problem(
+            ex, 503, "the job queue is full (pipeline.queue_limit %" PRIu64 "); retry later",
+            http_cfg(ex)->pipeline.queue_limit);
 }
 
 char *ingest_item_json(const struct dr_intake *item, const char *state)
@@ -316,11 +317,11 @@ char *ingest_item_json(const struct dr_intake *item, const char *state)
     name = xstrdup(slash ? slash + 1 : item->path);
     char ts[32];
     dr_fmt_time(dr_now_ms(), ts, sizeof ts);
-    json_t *media = json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s}", "id",
-                              item->media_id, "path", item->path, "name", name, "folder", folder,
-                              "size", (json_int_t)item->size, "sha256", "content_type",
-                              item->content_type, "state", state ? state : "queued", "owner",
-                              item->owner, "created_at", ts);
+    json_t *media =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s}", "id", item->media_id,
+                  "path", item->path, "name", name, "folder", folder, "size",
+                  (json_int_t)item->size, "sha256", "content_type", item->content_type, "state",
+                  state ? state : "queued", "owner", item->owner, "created_at", ts);
     json_t *job = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n}", "id", item->job_id, "kind",
                             "upload", "state", "queued", "stage", "encrypt", "media_id",
                             item->media_id, "attempts", 0, "error");

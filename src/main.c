@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     }
 
     char err[DR_ERRLEN] = "";
-    if (supervisor_prepare(cfg, err, sizeof err) < 0) {
+    if (supervisor_prepare(cfg, rebuild ? DR_PREP_NO_NEW_KEY : 0, err, sizeof err) < 0) {
         log_error("%s", err);
         config_free(cfg);
         return DR_EXIT_STARTUP;

@@ -230,8 +230,7 @@ struct ct_params {
     char *boundary;
 };
 
-static int ct_param(void *arg, const char *name, size_t nlen, char *value, char *err,
-                    size_t errlen)
+static int ct_param(void *arg, const char *name, size_t nlen, char *value, char *err, size_t errlen)
 {
     struct ct_params *cp = arg;
     if (!name_is(name, nlen, "boundary")) {
@@ -257,8 +256,8 @@ int mp_boundary_from_content_type(const char *ct, char out[MP_BOUNDARY_MAX + 1],
     }
     const char *s = skip_ows(ct);
     size_t tl = sizeof(type) - 1;
-    if (strncasecmp(s, type, tl) != 0 || (s[tl] != '\0' && s[tl] != ';' && s[tl] != ' ' &&
-                                          s[tl] != '\t')) {
+    if (strncasecmp(s, type, tl) != 0 ||
+        (s[tl] != '\0' && s[tl] != ';' && s[tl] != ' ' && s[tl] != '\t')) {
         set_err(err, errlen, "Content-Type must be multipart/form-data");
         return -ENOTSUP;
     }

@@ -26,8 +26,8 @@
 #include <strings.h>
 
 struct spec {
-    bool suffix;       /* "-n" */
-    uint64_t first;    /* int-range */
+    bool suffix;    /* "-n" */
+    uint64_t first; /* int-range */
     bool has_last;
     uint64_t last;
 };

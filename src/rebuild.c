@@ -1,12 +1,292 @@
-/* rebuild.c - placeholder until the self-describing object format lands. */
+/* rebuild.c - disaster recovery: recreate the catalog's media rows from the
+ * self-describing sealed objects in the store (dripd --rebuild-catalog).
+ *
+ * What: lists every object of the configured store (local or s3: only the
+ * store.h interface is used), reads the start of each with get_range,
+ * parses and authenticates its header with the master key
+ * (seal_read_header: media id, owner, path, size, SHA-256, content type,
+ * created_at, wrapped data key) and inserts the media rows the catalog
+ * lacks, state "available", storage_key = the object key. The body is not
+ * read: every download verifies it anyway (unseal), and scrub exists for
+ * a full check.
+ *
+ * What it cannot restore: shares (only the owner's link is recreated),
+ * jobs, events and tus sessions, none of which the objects carry; an
+ * upload whose object never reached the store is gone with its catalog.
+ *
+ * Safe to run again: rows whose id is already present are left alone, so
+ * a rebuild interrupted by a store outage is finished by running it again.
+ *
+ * Threads: runs in the supervisor before any worker starts, on the calling
+ * thread only. Never deletes or changes an object.
+ */
 #include "dripd/rebuild.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dripd/catalog.h"
+#include "dripd/config.h"
+#include "dripd/keys.h"
+#include "dripd/log.h"
+#include "dripd/seal.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+
+#define READ_TRIES 4 /* per object, on transient store errors */
+
+enum skip_reason {                   /* > 0: 0 means restored */
+                   SKIP_PRESENT = 1, /* the catalog already has this media id */
+                   SKIP_FOREIGN,     /* does not start with the dripd magic */
+                   SKIP_BADHDR,      /* header does not verify: corrupt, or another master key */
+                   SKIP_SIZE,        /* object size differs from what its header says (truncated) */
+                   SKIP_PATHTAKEN,   /* the owner already has another media at that path */
+                   SKIP_INVALID,     /* the catalog refused the row (bad path in header) */
+                   SKIP_UNREADABLE,  /* the store would not give the header (after retries) */
+                   SKIP_COUNT
+};
+
+static const char *const skip_names[SKIP_COUNT] = {
+    "",
+    "already in the catalog",
+    "not dripd objects",
+    "header not verifiable (corrupt or another master key)",
+    "truncated",
+    "path taken by another media",
+    "refused by the catalog",
+    "unreadable (store errors)",
+};
+
+struct keylist {
+    char **keys;
+    uint64_t *sizes;
+    size_t n, cap;
+};
+
+static int collect(const char *key, uint64_t size, void *arg)
+{
+    struct keylist *l = arg;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->keys = xrealloc(l->keys, l->cap * sizeof *l->keys);
+        l->sizes = xrealloc(l->sizes, l->cap * sizeof *l->sizes);
+    }
+    l->keys[l->n] = xstrdup(key);
+    l->sizes[l->n] = size;
+    l->n++;
+    return 0;
+}
+
+/* get_range with a few retries on -EAGAIN (short backoff). */
+static long read_range(struct dr_store *st, const char *key, void *buf, size_t len, char *err,
+                       size_t errlen)
+{
+    long n = -EAGAIN;
+    for (int t = 0; t < READ_TRIES && n == -EAGAIN; t++) {
+        if (t > 0)
+            usleep((useconds_t)(200000u << (t - 1)));
+        n = st->ops->get_range(st, key, 0, buf, len, err, errlen);
+    }
+    return n;
+}
+
+/* Read and verify the header of one object. 0 and *h filled, or a skip
+ * reason (> 0) with why in err, or -errno for a store failure. */
+static int read_header(struct dr_store *st, const char *key, uint64_t size,
+                       const uint8_t master[DR_KEY_LEN], struct seal_header *h, char *err,
+                       size_t errlen)
+{
+    size_t want = SEAL_HEADER_READ;
+    uint8_t *buf = NULL;
+    int rc;
+    for (int round = 0; round < 2; round++) {
+        free(buf);
+        buf = xmalloc(want);
+        long n = read_range(st, key, buf, want, err, errlen);
+        if (n < 0) {
+            rc = (int)n;
+            goto out;
+        }
+        if ((size_t)n < sizeof SEAL_MAGIC - 1 ||
+            memcmp(buf, SEAL_MAGIC, sizeof SEAL_MAGIC - 1) != 0) {
+            snprintf(err, errlen, "does not start with %s", SEAL_MAGIC);
+            rc = SKIP_FOREIGN;
+            goto out;
+        }
+        memset(h, 0, sizeof *h);
+        rc = seal_read_header(buf, (size_t)n, master, h, err, errlen);
+        if (rc == -EMSGSIZE && round == 0 && (size_t)n == want) {
+            /* A long header: read exactly what it says it needs. */
+            want = h->header_len ? h->header_len : SEAL_HEADER_MAX;
+            seal_header_clear(h);
+            continue;
+        }
+        break;
+    }
+    if (rc == -EMSGSIZE || rc == -EBADMSG) {
+        seal_header_clear(h);
+        rc = rc == -EMSGSIZE ? SKIP_SIZE : SKIP_BADHDR;
+        goto out;
+    }
+    if (rc < 0) {
+        seal_header_clear(h);
+        goto out;
+    }
+    if (h->object_size != size) {
+        snprintf(err, errlen, "object is %llu bytes, its header says %llu",
+                 (unsigned long long)size, (unsigned long long)h->object_size);
+        seal_header_clear(h);
+        rc = SKIP_SIZE;
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+/* Insert the row one header describes. 0, or a skip reason (> 0), or -errno. */
+static int restore_one(struct catalog *cat, const char *key, const struct seal_header *h, char *err,
+                       size_t errlen)
+{
+    struct dr_media have;
+    memset(&have, 0, sizeof have);
+    int rc = catalog_media_get(cat, h->media_id, NULL, &have);
+    dr_media_clear(&have);
+    if (rc == 0)
+        return SKIP_PRESENT;
+    if (rc != -ENOENT) {
+        snprintf(err, errlen, "catalog lookup of %s failed: %s", h->media_id, strerror(-rc));
+        return rc;
+    }
+    const char *slash = strrchr(h->path, '/');
+    struct dr_media m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.id, sizeof m.id, "%s", h->media_id);
+    m.owner = h->owner;
+    m.path = h->path;
+    m.name = (char *)(slash ? slash + 1 : h->path);
+    m.folder =
+        slash && slash != h->path ? xstrndup(h->path, (size_t)(slash - h->path)) : xstrdup("/");
+    m.size = h->size;
+    memcpy(m.sha256, h->sha256_hex, sizeof m.sha256);
+    m.content_type = h->content_type;
+    m.state = (char *)"available";
+    m.storage_key = (char *)key;
+    m.wrapped_key = (uint8_t *)h->wrapped_key;
+    m.wrapped_key_len = DR_WRAPPED_KEY_LEN;
+    m.created_at = h->created_at;
+    m.uploaded_at = h->created_at; /* the store keeps no upload time dripd can read */
+    rc = catalog_media_insert(cat, &m);
+    free(m.folder);
+    if (rc == -EEXIST) {
+        snprintf(err, errlen, "%s already has a media at %s", h->owner, h->path);
+        return SKIP_PATHTAKEN;
+    }
+    if (rc == -EINVAL) {
+        snprintf(err, errlen, "the catalog refused path %s of owner %s", h->path, h->owner);
+        return SKIP_INVALID;
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "inserting media %s failed: %s", h->media_id, strerror(-rc));
+    return rc;
+}
 
 int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
 {
-    (void)cfg;
-    snprintf(err, errlen, "--rebuild-catalog is not available in this build");
-    return -ENOTSUP;
+    uint8_t master[DR_KEY_LEN];
+    struct catalog *cat = NULL;
+    struct dr_store *st = NULL;
+    struct keylist l = {0};
+    size_t skipped[SKIP_COUNT] = {0};
+    size_t restored = 0;
+    char why[DR_ERRLEN];
+    int rc = keys_load_master(cfg->encryption.key_file, false, master, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "rebuild: the master key is needed to read the objects: %s", why);
+        return rc;
+    }
+    rc = catalog_migrate(cfg->data_dir);
+    if (rc == 0)
+        rc = catalog_open(cfg->data_dir, &cat);
+    if (rc == 0)
+        rc = catalog_sync_users(cat, cfg);
+    if (rc < 0) {
+        snprintf(err, errlen, "rebuild: catalog in %s: %s", cfg->data_dir, strerror(-rc));
+        goto out;
+    }
+    rc = store_open(cfg, &st, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "rebuild: %s", why);
+        goto out;
+    }
+    rc = st->ops->list(st, collect, &l, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "rebuild: listing the %s store: %s", st->ops->name, why);
+        goto out;
+    }
+    log_info("rebuild: %zu objects in the %s store", l.n, st->ops->name);
+    for (size_t i = 0; i < l.n; i++) {
+        struct seal_header h;
+        memset(&h, 0, sizeof h);
+        why[0] = '\0';
+        int r = read_header(st, l.keys[i], l.sizes[i], master, &h, why, sizeof why);
+        if (r < 0) {
+            log_warn("rebuild: %s: %s", l.keys[i], why);
+            skipped[SKIP_UNREADABLE]++;
+            continue;
+        }
+        if (r == 0) {
+            r = restore_one(cat, l.keys[i], &h, why, sizeof why);
+            seal_header_clear(&h);
+        }
+        if (r < 0) {
+            snprintf(err, errlen, "rebuild: %s: %s", l.keys[i], why);
+            rc = r;
+            goto out;
+        }
+        if (r == 0) {
+            restored++;
+            log_debug("rebuild: %s restored", l.keys[i]);
+        } else {
+            skipped[r]++;
+            if (r != SKIP_PRESENT)
+                log_warn("rebuild: %s skipped, %s: %s", l.keys[i], skip_names[r], why);
+        }
+    }
+
+    /* The summary: "rebuild: N objects, M media restored, K skipped (reasons)". */
+    size_t total_skipped = 0;
+    char reasons[512] = "";
+    size_t at = 0;
+    for (int r = 1; r < SKIP_COUNT; r++) {
+        if (skipped[r] == 0)
+            continue;
+        total_skipped += skipped[r];
+        int k = snprintf(reasons + at, sizeof reasons - at, "%s%zu %s", at ? ", " : "", skipped[r],
+                         skip_names[r]);
+        if (k > 0 && (size_t)k < sizeof reasons - at)
+            at += (size_t)k;
+    }
+    fprintf(stderr, "rebuild: %zu objects, %zu media restored, %zu skipped%s%s%s\n", l.n, restored,
+            total_skipped, at ? " (" : "", reasons, at ? ")" : "");
+    fprintf(stderr, "rebuild: shares, jobs and events are not in the objects and were not "
+                    "restored; owners must share again\n");
+    if (skipped[SKIP_UNREADABLE] > 0) {
+        snprintf(err, errlen,
+                 "rebuild: %zu objects could not be read from the store; run --rebuild-catalog "
+                 "again when it is reachable (restored rows are kept)",
+                 skipped[SKIP_UNREADABLE]);
+        rc = -EAGAIN;
+    }
+out:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.keys[i]);
+    free(l.keys);
+    free(l.sizes);
+    store_close(st);
+    catalog_close(cat);
+    explicit_bzero(master, sizeof master);
+    return rc;
 }

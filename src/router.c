@@ -42,7 +42,8 @@ static size_t n_routes;
 static router_event_hook hooks[MAX_HOOKS];
 static size_t n_hooks;
 
-void router_add(const char *method, const char *pattern, bool auth, const struct http_route_ops *ops)
+void router_add(const char *method, const char *pattern, bool auth,
+                const struct http_route_ops *ops)
 {
     if (n_routes == MAX_ROUTES) {
         log_error("router: more than %d routes; %s %s ignored", MAX_ROUTES, method, pattern);
@@ -150,12 +151,12 @@ static void unauthorized_head(struct http_exchange *ex)
 {
     const char *h = http_header(ex, "Authorization");
     if (h != NULL)
-        http_add_header(ex, "WWW-Authenticate",
-                        "Bearer realm=\"dripd\", error=\"invalid_token\"");
+        http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"dripd\", error=\"invalid_token\"");
     else
         http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"dripd\"");
-    http_respond_problem(ex, 401, h ? "the bearer token is not valid"
-                                    : "this resource needs an Authorization: Bearer token");
+    http_respond_problem(ex, 401,
+                         h ? "the bearer token is not valid"
+                           : "this resource needs an Authorization: Bearer token");
 }
 
 static const struct http_route_ops bad_path_ops = {.route_class = "other",

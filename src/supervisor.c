@@ -142,7 +142,7 @@ struct sup {
 
 /* ---------------------------------------------------------------- start-up */
 
-int supervisor_prepare(const struct dr_config *cfg, char *err, size_t errlen)
+int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, size_t errlen)
 {
     int lvl = cfg->log.level ? log_level_parse(cfg->log.level) : LOG_LVL_INFO;
     if (lvl < 0) {
@@ -170,7 +170,8 @@ int supervisor_prepare(const struct dr_config *cfg, char *err, size_t errlen)
     }
     uint8_t key[DR_KEY_LEN];
     char kerr[DR_ERRLEN] = "";
-    r = keys_load_master(cfg->encryption.key_file, true, key, kerr, sizeof kerr);
+    r = keys_load_master(cfg->encryption.key_file, !(flags & DR_PREP_NO_NEW_KEY), key, kerr,
+                         sizeof kerr);
     explicit_bzero(key, sizeof key);
     if (r < 0) {
         snprintf(err, errlen, "%s", kerr[0] ? kerr : strerror(-r));
@@ -665,7 +666,7 @@ static void start_reload(struct sup *s)
         snprintf(err, sizeof err, "the previous reload is still draining");
         goto reject;
     }
-    if (supervisor_prepare(nc, err, sizeof err) < 0) {
+    if (supervisor_prepare(nc, 0, err, sizeof err) < 0) {
         apply_log_level(s->cfg);
         goto reject;
     }
@@ -1144,6 +1145,7 @@ int supervisor_run(struct dr_config *cfg, const char *config_path, const struct 
         int n = opts ? opts->workers[r] : 0;
         s->per_role[r] = n <= 0 ? 1 : DR_MIN(n, DR_SUP_MAX_PER_ROLE);
     }
+    prctl(PR_SET_NAME, "dripd", 0, 0, 0); /* the contract's name, whatever the binary is called */
     log_set_role("supervisor");
     install_signals(s);
     log_info("dripd %s starting (config %s, data_dir %s)", DRIPD_VERSION,

@@ -6,7 +6,9 @@
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
  * Threads: handlers run on the connection's loop thread. Body bytes are
- * written to the spool file there (page cache writes). Everything slow
+ * written to the spool file there (page cache writes; every 8 MiB the
+ * written range is handed to writeback without waiting, so the fsync at
+ * the end of a PATCH finds little left to flush). Everything slow
  * goes through http_defer(): creating the session row, fsync + recording
  * the new offset, the final catalog_tus_finish(), termination. Two short
  * things run on the loop thread's own catalog connection: the session
@@ -22,6 +24,11 @@
  *    dropped (the offset stays);
  *  - bytes past the recorded offset are never trusted: spool_reopen()
  *    truncates to it before the next PATCH writes;
+ *  - an upload reports offset == length only together with its job: the
+ *    completing request records the final offset inside
+ *    catalog_tus_finish(); and should bytes ever be saved up to the
+ *    length without a finish (a cut last request), the next HEAD finishes
+ *    it before answering;
  *  - a user only ever sees their own uploads (404 otherwise);
  *  - one request at a time per upload in this process: PATCH/DELETE take
  *    the upload's busy mark (423 Locked while another holds it), and the
@@ -33,12 +40,12 @@
 #include "dripd/tus.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,18 +67,19 @@
 
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
-#define TUS_EXTENSIONS                                                                            \
+#define TUS_EXTENSIONS                                                                             \
     "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
+#define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
-#define EXPOSE_HEADERS                                                                            \
-    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "        \
-    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "             \
+#define EXPOSE_HEADERS                                                                             \
+    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "         \
+    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "              \
     "Tus-Max-Size, Tus-Checksum-Algorithm"
-#define ALLOW_HEADERS                                                                             \
-    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "            \
+#define ALLOW_HEADERS                                                                              \
+    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "             \
     "Upload-Metadata, Upload-Offset, Upload-Checksum, X-Requested-With"
 
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
@@ -84,25 +92,25 @@ struct tus_req {
     struct dr_worker_ctx *wctx;
     char *owner;
     char id[DR_ID_LEN + 1];
-    bool busy;          /* holds the busy mark of id */
-    struct dr_tus row;  /* the session (PATCH, DELETE; POST fills it) */
+    bool busy;         /* holds the busy mark of id */
+    struct dr_tus row; /* the session (PATCH, DELETE; POST fills it) */
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
-    uint64_t start;     /* offset the body is written at */
+    uint64_t start; /* offset the body is written at */
     uint64_t received;
-    int64_t length;     /* the upload's length, -1 while deferred */
-    int64_t new_length; /* Upload-Length given on PATCH for a deferred upload, else -1 */
-    bool streaming;     /* body accepted, bytes may be in the file */
-    bool committed;     /* the commit work ran (nothing left to save) */
-    bool committed_row; /* POST: the session row exists */
+    uint64_t writeback_at; /* bytes of this body already handed to writeback */
+    int64_t length;        /* the upload's length, -1 while deferred */
+    int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
+    bool streaming;        /* body accepted, bytes may be in the file */
+    bool committed;        /* the commit work ran (nothing left to save) */
+    bool committed_row;    /* POST: the session row exists */
     bool responded;
     EVP_MD_CTX *md;
     struct tus_checksum ck;
 
     /* deferred work results */
     int rc;
-    int status;
     char detail[200];
     struct dr_intake intake;
     bool finished;
@@ -151,7 +159,7 @@ static void busy_release(const char *id)
 
 /* ---- the expiry sweep ---- */
 
-static atomic_bool g_sweep_started;
+static struct http_timer *g_sweep; /* loop 0's; set before the server runs */
 
 static void sweep(void *arg)
 {
@@ -172,8 +180,8 @@ static void sweep(void *arg)
             rc = catalog_tus_delete(cat, rows[i].id, NULL);
             if (rc == 0) {
                 spool_remove(rows[i].spool_path);
-                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64,
-                         rows[i].id, rows[i].owner, rows[i].path, rows[i].offset);
+                log_info("tus: upload %s of %s expired; removed %s at offset %" PRIu64, rows[i].id,
+                         rows[i].owner, rows[i].path, rows[i].offset);
                 done++;
             } else if (rc != -ENOENT) {
                 log_warn("tus: removing expired upload %s: %s", rows[i].id, strerror(-rc));
@@ -185,32 +193,21 @@ static void sweep(void *arg)
     free(rows);
 }
 
-
-static void start_sweep(struct http_thread *t, const struct dr_config *cfg)
+void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
 {
-    bool expected = false;
-    if (atomic_load(&g_sweep_started) ||
-        !atomic_compare_exchange_strong(&g_sweep_started, &expected, true))
+    if (g_sweep != NULL)
         return;
     uint64_t every = cfg->tus.expiration / 4;
     every = DR_MAX(every, 100);
     every = DR_MIN(every, 30000);
-    if (http_timer_start(t, every, true, sweep, t) == NULL) {
-        atomic_store(&g_sweep_started, false);
-        log_warn("tus: cannot start the expiry sweep timer");
-        return;
-    }
+    g_sweep = http_timer_start(t, every, true, sweep, t);
     log_debug("tus: expiry sweep every %" PRIu64 " ms", every);
 }
 
-static void start_sweep_post(struct http_thread *t, void *arg)
+void tus_sweep_stop(void)
 {
-    start_sweep(t, arg);
-}
-
-void tus_server_started(struct http_server *srv, const struct dr_config *cfg)
-{
-    http_server_post_all(srv, start_sweep_post, (void *)cfg);
+    http_timer_stop(g_sweep);
+    g_sweep = NULL;
 }
 
 /* ---- helpers ---- */
@@ -277,6 +274,24 @@ static void common_headers(struct http_exchange *ex)
     http_add_header(ex, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
 }
 
+/* The answer is out: nothing of this request touches the upload any more,
+ * so the next request may take it (the client can send one before this
+ * exchange has wound down and on_done ran). */
+static void release(struct tus_req *st)
+{
+    st->responded = true;
+    if (st->busy) {
+        busy_release(st->id);
+        st->busy = false;
+    }
+}
+
+static void respond_empty(struct tus_req *st, int status)
+{
+    release(st);
+    http_respond(st->ex, status, NULL, NULL, 0);
+}
+
 static void fail(struct tus_req *st, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(struct tus_req *st, int status, const char *fmt, ...)
@@ -288,7 +303,7 @@ static void fail(struct tus_req *st, int status, const char *fmt, ...)
     va_end(ap);
     if (status == 503)
         http_add_header(st->ex, "Retry-After", "1");
-    st->responded = true;
+    release(st);
     http_respond_problem(st->ex, status, "%s", detail);
 }
 
@@ -351,12 +366,15 @@ static int start_checksum(struct tus_req *st)
     return 0;
 }
 
+static void head_respond(struct tus_req *st);
+
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
 static void work_commit(void *arg)
 {
     struct tus_req *st = arg;
     uint64_t off = st->start + st->received;
+    bool completes = st->length >= 0 && off == (uint64_t)st->length;
     int rc = 0;
     st->committed = true;
     struct catalog *cat = http_work_catalog();
@@ -384,23 +402,24 @@ static void work_commit(void *arg)
         if (st->new_length >= 0) {
             rc = catalog_tus_set_length(cat, st->id, st->new_length);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the length: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the length: %s", strerror(-rc));
                 goto out;
             }
             st->row.length = st->new_length;
         }
-        if (st->received > 0) {
+        /* The request that completes the upload leaves the offset to
+         * catalog_tus_finish (same transaction as the job): if that fails,
+         * the old offset stands and the client sends the chunk again. */
+        if (st->received > 0 && !completes) {
             rc = catalog_tus_set_offset(cat, st->id, off);
             if (rc < 0) {
-                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s",
-                         strerror(-rc));
+                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
                 goto out;
             }
         }
         st->row.offset = off;
     }
-    if (st->length >= 0 && off == (uint64_t)st->length) {
+    if (completes) {
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
@@ -409,8 +428,8 @@ static void work_commit(void *arg)
             /* Nobody can ever finish this one: drop it so a retry sees 404. */
             (void)catalog_tus_delete(cat, st->id, st->owner);
             spool_remove(st->row.spool_path);
-            snprintf(st->detail, sizeof(st->detail),
-                     "%s already exists; the upload was terminated", st->row.path);
+            snprintf(st->detail, sizeof(st->detail), "%s already exists; the upload was terminated",
+                     st->row.path);
             goto out;
         }
         if (rc < 0) {
@@ -418,8 +437,11 @@ static void work_commit(void *arg)
             goto out;
         }
         st->finished = true;
-        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id,
-                 st->owner, st->row.path, off, st->intake.job_id);
+        st->row.offset = off;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
+                 st->row.path, off, st->intake.job_id);
     }
 out:
     st->rc = rc;
@@ -437,6 +459,10 @@ static void done_commit(struct http_exchange *ex, void *arg)
         fail(st, status, "%s", status == 507 ? "no space left on the server" : st->detail);
         return;
     }
+    if (st->op == OP_HEAD) {
+        head_respond(st);
+        return;
+    }
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
     if (st->finished) {
         http_add_header(ex, "Upload-Job", st->intake.job_id);
@@ -444,13 +470,9 @@ static void done_commit(struct http_exchange *ex, void *arg)
     } else {
         add_expires(st);
     }
-    st->responded = true;
-    if (st->op == OP_CREATE) {
+    if (st->op == OP_CREATE)
         http_add_headerf(ex, "Location", TUS_PREFIX "/%s", st->id);
-        http_respond(ex, 201, NULL, NULL, 0);
-    } else {
-        http_respond(ex, 204, NULL, NULL, 0);
-    }
+    respond_empty(st, st->op == OP_CREATE ? 201 : 204);
 }
 
 static void begin_commit(struct tus_req *st)
@@ -613,11 +635,9 @@ static int load_row(struct tus_req *st)
     return 0;
 }
 
-static void head_head(struct tus_req *st)
+static void head_respond(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
-    if (load_row(st) < 0)
-        return;
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
     if (st->row.length >= 0)
         http_add_headerf(ex, "Upload-Length", "%" PRId64, st->row.length);
@@ -632,8 +652,25 @@ static void head_head(struct tus_req *st)
         add_expires(st);
     }
     http_add_header(ex, "Cache-Control", "no-store");
-    st->responded = true;
-    http_respond(ex, 200, NULL, NULL, 0);
+    respond_empty(st, 200);
+}
+
+static void head_head(struct tus_req *st)
+{
+    if (load_row(st) < 0)
+        return;
+    /* All bytes are there but the upload never became a job (its last
+     * request was cut after the bytes were saved): finish it now, or a
+     * client that sees offset == length would stop with no job. */
+    if (st->row.job_id[0] == '\0' && st->row.length >= 0 &&
+        st->row.offset == (uint64_t)st->row.length && busy_take(st->id)) {
+        st->busy = true;
+        st->length = st->row.length;
+        st->start = st->row.offset;
+        begin_commit(st);
+        return;
+    }
+    head_respond(st);
 }
 
 /* ---- PATCH ---- */
@@ -701,8 +738,7 @@ static void patch_head(struct tus_req *st)
         http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
         http_add_header(ex, "Upload-Job", st->row.job_id);
         http_add_header(ex, "Upload-Media", st->row.media_id);
-        st->responded = true;
-        http_respond(ex, 204, NULL, NULL, 0);
+        respond_empty(st, 204);
         return;
     }
     st->start = off;
@@ -754,8 +790,7 @@ static void done_delete(struct http_exchange *ex, void *arg)
         fail_rc(st, st->rc, "terminating the upload");
         return;
     }
-    st->responded = true;
-    http_respond(ex, 204, NULL, NULL, 0);
+    respond_empty(st, 204);
 }
 
 static void delete_head(struct tus_req *st)
@@ -775,8 +810,6 @@ static void tus_on_head(struct http_exchange *ex)
 {
     const struct http_request *rq = http_req(ex);
     const struct dr_config *cfg = http_cfg(ex);
-    start_sweep(http_ex_thread(ex), cfg);
-
     struct tus_req *st = xcalloc(1, sizeof(*st));
     st->ex = ex;
     st->cfg = cfg;
@@ -846,6 +879,12 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         return rc;
     }
     st->received += len;
+    if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
+        /* never waits: the fsync at the end then finds little to flush */
+        (void)sync_file_range(st->fd, (off_t)(st->start + st->writeback_at),
+                              (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
+        st->writeback_at = st->received;
+    }
     return 0;
 }
 
@@ -860,8 +899,9 @@ static void tus_on_end(struct http_exchange *ex)
         if (EVP_DigestFinal_ex(st->md, got, &n) != 1 || n != st->ck.len ||
             CRYPTO_memcmp(got, st->ck.digest, n) != 0) {
             st->streaming = false; /* the chunk is discarded, the offset stays */
-            fail(st, 460, "Upload-Checksum does not match the body; %" PRIu64
-                          " bytes discarded, the offset is still %" PRIu64,
+            fail(st, 460,
+                 "Upload-Checksum does not match the body; %" PRIu64
+                 " bytes discarded, the offset is still %" PRIu64,
                  st->received, st->start);
             return;
         }
@@ -886,8 +926,8 @@ static void save_partial(struct tus_req *st)
     if (rc == 0)
         rc = catalog_tus_set_offset(cat, st->id, off);
     if (rc < 0)
-        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id,
-                 off, strerror(-rc));
+        log_warn("tus: upload %s interrupted; could not save offset %" PRIu64 ": %s", st->id, off,
+                 strerror(-rc));
     else
         log_info("tus: upload %s interrupted; saved offset %" PRIu64, st->id, off);
 }

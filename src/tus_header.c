@@ -219,8 +219,8 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
         algo = TUS_ALGO_SHA256;
         want = 32;
     } else {
-        set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)",
-                (int)DR_MIN(al, 32), hdr, TUS_CHECKSUM_ALGORITHMS);
+        set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)", (int)DR_MIN(al, 32),
+                hdr, TUS_CHECKSUM_ALGORITHMS);
         return -ENOTSUP;
     }
     const char *d = sp + 1;

@@ -66,8 +66,11 @@ static void teardown(void)
 static int intake1(struct catalog *c, const char *owner, const char *path, uint64_t size,
                    char *media_id, char *job_id)
 {
-    struct dr_intake it = {.owner = owner, .path = path, .size = size,
-                           .content_type = "text/plain", .spool_path = "/spool/x"};
+    struct dr_intake it = {.owner = owner,
+                           .path = path,
+                           .size = size,
+                           .content_type = "text/plain",
+                           .spool_path = "/spool/x"};
     ck_assert_int_eq(catalog_intake_uploads(c, &it, 1), 0);
     if (media_id != NULL)
         memcpy(media_id, it.media_id, DR_ID_LEN + 1);
@@ -513,8 +516,8 @@ START_TEST(test_claim_is_fifo_within_one_millisecond)
     char paths[N][16];
     for (int i = 0; i < N; i++) {
         snprintf(paths[i], sizeof paths[i], "/q/%d", i);
-        items[i] = (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1,
-                                      .spool_path = "/s"};
+        items[i] =
+            (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1, .spool_path = "/s"};
     }
     ck_assert_int_eq(catalog_intake_uploads(cat, items, N), 0);
     int next = 0;
@@ -638,8 +641,8 @@ static void make_jobs(char ids[][DR_ID_LEN + 1], int n)
     char **paths = xcalloc((size_t)n, sizeof *paths);
     for (int i = 0; i < n; i++) {
         paths[i] = xasprintf("/c/%d", i);
-        items[i] = (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1,
-                                      .spool_path = "/s"};
+        items[i] =
+            (struct dr_intake){.owner = "alice", .path = paths[i], .size = 1, .spool_path = "/s"};
     }
     ck_assert_int_eq(catalog_intake_uploads(cat, items, (size_t)n), 0);
     for (int i = 0; i < n; i++) {
@@ -698,6 +701,9 @@ START_TEST(test_concurrent_claim_processes)
     make_jobs(created, CONC_JOBS);
     enum { PROCS = 3 };
     pid_t pids[PROCS];
+    /* A handle never crosses fork(): close ours, reopen after. */
+    catalog_close(cat);
+    cat = NULL;
     for (int p = 0; p < PROCS; p++) {
         pids[p] = fork();
         ck_assert_int_ge(pids[p], 0);
@@ -738,6 +744,10 @@ START_TEST(test_concurrent_claim_processes)
     }
     check_union(created, all, n);
     free(all);
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, CONC_JOBS); /* all running */
 }
 END_TEST
 
@@ -835,17 +845,22 @@ START_TEST(test_list_aggregates_and_is_prefix_safe)
         const char *owner, *path;
         uint64_t size;
     } rows[] = {
-        {"alice", "/a.txt", 1},          {"alice", "/photos/x.jpg", 10},
-        {"alice", "/photos/2024/y", 100}, {"alice", "/photos/2024/z/w", 1000},
-        {"alice", "/ab/f", 1},           {"alice", "/ab/c/h", 4},
-        {"alice", "/abc/g", 2},          {"alice", "/ab-x/q", 8},
-        {"alice", "/ab0/r", 16},         {"bob", "/ab/bobs", 32},
-        {"carol", "/ab/shared", 64},     {"carol", "/ab/private", 128},
+        {"alice", "/a.txt", 1},
+        {"alice", "/photos/x.jpg", 10},
+        {"alice", "/photos/2024/y", 100},
+        {"alice", "/photos/2024/z/w", 1000},
+        {"alice", "/ab/f", 1},
+        {"alice", "/ab/c/h", 4},
+        {"alice", "/abc/g", 2},
+        {"alice", "/ab-x/q", 8},
+        {"alice", "/ab0/r", 16},
+        {"bob", "/ab/bobs", 32},
+        {"carol", "/ab/shared", 64},
+        {"carol", "/ab/private", 128},
     };
     char ids[DR_ARRAY_LEN(rows)][DR_ID_LEN + 1];
     for (size_t i = 0; i < DR_ARRAY_LEN(rows); i++)
-        ck_assert_int_eq(intake1(cat, rows[i].owner, rows[i].path, rows[i].size, ids[i], NULL),
-                         0);
+        ck_assert_int_eq(intake1(cat, rows[i].owner, rows[i].path, rows[i].size, ids[i], NULL), 0);
     ck_assert_int_eq(catalog_media_share(cat, ids[10], "carol", "alice"), 0);
 
     struct dr_media *files;
@@ -954,8 +969,7 @@ START_TEST(test_move_and_rename)
     dr_media_clear(&m);
     /* Not the owner, or no such media: -ENOENT. */
     ck_assert_int_eq(catalog_media_move(cat, a, "bob", "/x.txt"), -ENOENT);
-    ck_assert_int_eq(catalog_media_move(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "alice", "/x"),
-                     -ENOENT);
+    ck_assert_int_eq(catalog_media_move(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "alice", "/x"), -ENOENT);
     /* Rename in place, to the top level, and to itself. */
     ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/in/c.txt"), 0);
     ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/c.txt"), 0);
@@ -997,9 +1011,9 @@ START_TEST(test_delete)
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *s;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM shares WHERE media_id = ?1", -1,
-                                        &s, NULL),
-                     SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM shares WHERE media_id = ?1", -1, &s, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(s, 1, mid, -1, SQLITE_STATIC);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
     ck_assert_int_eq(sqlite3_column_int(s, 0), 0);
@@ -1044,8 +1058,8 @@ START_TEST(test_foreach_and_insert)
     char **paths = xcalloc(N, sizeof *paths);
     for (int i = 0; i < N; i++) {
         paths[i] = xasprintf("/f/%03d", i);
-        items[i] = (struct dr_intake){.owner = "bob", .path = paths[i], .size = 2,
-                                      .spool_path = "/s"};
+        items[i] =
+            (struct dr_intake){.owner = "bob", .path = paths[i], .size = 2, .spool_path = "/s"};
     }
     ck_assert_int_eq(catalog_intake_uploads(cat, items, N), 0);
     for (int i = 0; i < N; i++)
@@ -1280,8 +1294,8 @@ START_TEST(test_tus_finish_path_taken)
     tus_new(&t, "alice", "/taken.txt", 3, dr_now_ms() + 1000);
     ck_assert_int_eq(catalog_tus_create(cat, &t), 0);
     ck_assert_int_eq(catalog_tus_set_offset(cat, t.id, 3), 0);
-    struct dr_intake it = {.owner = "alice", .path = "/taken.txt", .size = 3,
-                           .spool_path = "/spool/t.part"};
+    struct dr_intake it = {
+        .owner = "alice", .path = "/taken.txt", .size = 3, .spool_path = "/spool/t.part"};
     ck_assert_int_eq(catalog_tus_finish(cat, t.id, &it), -EEXIST);
     ck_assert_int_eq(it.result, -EEXIST);
     ck_assert_str_eq(it.job_id, "");
@@ -1304,9 +1318,9 @@ START_TEST(test_tus_expiry)
 {
     int64_t now = dr_now_ms();
     struct dr_tus a, b, c;
-    tus_new(&a, "alice", "/a", 5, now - 10);    /* expired */
-    tus_new(&b, "bob", "/b", 5, now + 60000);   /* live */
-    tus_new(&c, "alice", "/c", 5, now - 5);     /* expired but finished */
+    tus_new(&a, "alice", "/a", 5, now - 10);  /* expired */
+    tus_new(&b, "bob", "/b", 5, now + 60000); /* live */
+    tus_new(&c, "alice", "/c", 5, now - 5);   /* expired but finished */
     ck_assert_int_eq(catalog_tus_create(cat, &a), 0);
     ck_assert_int_eq(catalog_tus_create(cat, &b), 0);
     ck_assert_int_eq(catalog_tus_create(cat, &c), 0);

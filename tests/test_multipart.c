@@ -110,7 +110,8 @@ static const char SAMPLE[] =
     "Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
     "Content-Type: text/plain\r\n"
     "\r\n"
-    "line1\r\n\r\r\n-\r\n--\r\n--" "----WebKitFormBoundary7MA4YWxkTrZu0g\r\nend\r"
+    "line1\r\n\r\r\n-\r\n--\r\n--"
+    "----WebKitFormBoundary7MA4YWxkTrZu0g\r\nend\r"
     "\r\n--" BND "\r\n"
     "content-disposition: form-data; name=file; filename*=UTF-8''%e2%82%ac%20rates.bin\r\n"
     "\r\n"
@@ -222,8 +223,9 @@ START_TEST(no_parts_and_folding)
     ck_assert_int_eq(parse_whole("b", "--b--", 5, &log), 0);
     ck_assert_str_eq(log, "");
     free(log);
-    const char body[] = "--b\r\nContent-Disposition: form-data;\r\n name=\"x\";\r\n\tfilename=\"y\"\r\n"
-                        "X-Other: 1\r\n\r\nD\r\n--b--\r\n";
+    const char body[] =
+        "--b\r\nContent-Disposition: form-data;\r\n name=\"x\";\r\n\tfilename=\"y\"\r\n"
+        "X-Other: 1\r\n\r\nD\r\n--b--\r\n";
     ck_assert_int_eq(parse_whole("b", body, sizeof(body) - 1, &log), 0);
     ck_assert_str_eq(log, "[B name=x fn=y ct=(none)]D[E]");
     free(log);
@@ -272,20 +274,22 @@ START_TEST(malformed_bodies)
                                err, sizeof(err)),
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "bare LF"));
-    ck_assert_int_eq(parse_err("b", "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--", err,
-                               sizeof(err)),
-                     -EINVAL);
+    ck_assert_int_eq(
+        parse_err("b", "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--", err, sizeof(err)),
+        -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "no Content-Disposition"));
-    ck_assert_int_eq(parse_err("b", "--b\r\nContent-Disposition: attachment; name=a\r\n\r\n\r\n--b--",
+    ck_assert_int_eq(parse_err("b",
+                               "--b\r\nContent-Disposition: attachment; name=a\r\n\r\n\r\n--b--",
                                err, sizeof(err)),
                      -EINVAL);
-    ck_assert_int_eq(parse_err("b", "--b\r\nContent-Disposition: form-data\r\n\r\n\r\n--b--", err,
-                               sizeof(err)),
-                     -EINVAL);
+    ck_assert_int_eq(
+        parse_err("b", "--b\r\nContent-Disposition: form-data\r\n\r\n\r\n--b--", err, sizeof(err)),
+        -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "no name"));
     ck_assert_int_eq(parse_err("b", "--b\r\nNo colon here\r\n\r\n\r\n--b--", err, sizeof(err)),
                      -EINVAL);
-    ck_assert_int_eq(parse_err("b", "--b\r\n\tContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--",
+    ck_assert_int_eq(parse_err("b",
+                               "--b\r\n\tContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--",
                                err, sizeof(err)),
                      -EINVAL);
     ck_assert_int_eq(parse_err("b",
@@ -293,7 +297,8 @@ START_TEST(malformed_bodies)
                                "Content-Disposition: form-data; name=b\r\n\r\n\r\n--b--",
                                err, sizeof(err)),
                      -EINVAL);
-    ck_assert_int_eq(parse_err("b", "--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\n\r\n--b--",
+    ck_assert_int_eq(parse_err("b",
+                               "--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\n\r\n--b--",
                                err, sizeof(err)),
                      -EINVAL);
     char nul[] = "--b\r\nContent-Disposition: form-data; name=a\r\nX: \0\r\n\r\n\r\n--b--";
@@ -352,19 +357,19 @@ END_TEST
 START_TEST(boundary_from_content_type)
 {
     char b[MP_BOUNDARY_MAX + 1], err[200];
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=abc", b, err,
-                                                   sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data; boundary=abc", b, err, sizeof(err)), 0);
     ck_assert_str_eq(b, "abc");
-    ck_assert_int_eq(mp_boundary_from_content_type(
-                         "Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b'()+_,-./:=?\"", b, err,
-                         sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type(
+            "Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b'()+_,-./:=?\"", b, err, sizeof(err)),
+        0);
     ck_assert_str_eq(b, "a b'()+_,-./:=?");
-    ck_assert_int_eq(mp_boundary_from_content_type(
-                         "multipart/form-data ; boundary=------------------------d74496d66958873e ;",
-                         b, err, sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type(
+            "multipart/form-data ; boundary=------------------------d74496d66958873e ;", b, err,
+            sizeof(err)),
+        0);
     ck_assert_str_eq(b, "------------------------d74496d66958873e");
     char seventy[80], ct[120];
     memset(seventy, 'z', 70);
@@ -378,30 +383,30 @@ START_TEST(boundary_from_content_type)
     ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data", b, err, sizeof(err)),
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "boundary"));
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=", b, err,
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data; boundary=", b, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data; boundary=\"\"", b, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data; boundary=\"ab \"", b, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=\"a\rb\"", b, err,
                                                    sizeof(err)),
                      -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=\"\"", b, err,
-                                                   sizeof(err)),
-                     -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=\"ab \"", b, err,
-                                                   sizeof(err)),
-                     -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=\"a\rb\"", b,
+    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=a;boundary=b", b,
                                                    err, sizeof(err)),
                      -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=a;boundary=b",
-                                                   b, err, sizeof(err)),
-                     -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data; boundary=\"abc", b, err,
-                                                   sizeof(err)),
-                     -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-data boundary=abc", b, err,
-                                                   sizeof(err)),
-                     -EINVAL);
-    ck_assert_int_eq(mp_boundary_from_content_type("multipart/form-datax; boundary=a", b, err,
-                                                   sizeof(err)),
-                     -ENOTSUP);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data; boundary=\"abc", b, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-data boundary=abc", b, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_int_eq(
+        mp_boundary_from_content_type("multipart/form-datax; boundary=a", b, err, sizeof(err)),
+        -ENOTSUP);
     ck_assert_int_eq(mp_boundary_from_content_type("text/plain", b, err, sizeof(err)), -ENOTSUP);
     ck_assert_int_eq(mp_boundary_from_content_type(NULL, b, err, sizeof(err)), -ENOTSUP);
     struct mp_parser *p;
@@ -449,8 +454,7 @@ START_TEST(content_disposition)
     disp_ok("form-data; name=f; filename=\"x.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt",
             "form-data", "f", "\xe2\x82\xac rates.txt");
     disp_ok("form-data; filename*=utf-8'en'a%2fb; name=f", "form-data", "f", "a/b");
-    disp_ok("form-data; name=f; filename*=ISO-8859-1''caf%E9", "form-data", "f",
-            "caf\xc3\xa9");
+    disp_ok("form-data; name=f; filename*=ISO-8859-1''caf%E9", "form-data", "f", "caf\xc3\xa9");
     disp_ok("form-data; name=\"\"; filename=\"\"", "form-data", "", "");
     disp_ok("form-data; name=a; size=123;", "form-data", "a", NULL);
     disp_ok("inline", "inline", NULL, NULL);

@@ -33,10 +33,10 @@ START_TEST(file_ok)
     ok_file("/.hidden");
     ok_file("/...");
     ok_file("/a..b/c.");
-    ok_file("/caf\xc3\xa9/\xe2\x82\xac.txt");         /* é, € */
-    ok_file("/\xf0\x9f\x98\x80");                      /* emoji */
-    ok_file("/\xed\x9f\xbf");                          /* U+D7FF, last before surrogates */
-    ok_file("/\xf4\x8f\xbf\xbf");                      /* U+10FFFF */
+    ok_file("/caf\xc3\xa9/\xe2\x82\xac.txt"); /* é, € */
+    ok_file("/\xf0\x9f\x98\x80");             /* emoji */
+    ok_file("/\xed\x9f\xbf");                 /* U+D7FF, last before surrogates */
+    ok_file("/\xf4\x8f\xbf\xbf");             /* U+10FFFF */
 }
 END_TEST
 
@@ -53,7 +53,9 @@ START_TEST(file_bad)
     bad_file("/..", "'..'");
     bad_file("/a/../b", "'..'");
     bad_file("/a\x01", "control");
-    bad_file("/a\x1f" "b", "control");
+    bad_file("/a\x1f"
+             "b",
+             "control");
     bad_file("/a\x7f", "control");
     bad_file("/a\tb", "control");
     bad_file("/\xff", "UTF-8");
@@ -63,7 +65,7 @@ START_TEST(file_bad)
     bad_file("/\xf4\x90\x80\x80", "UTF-8"); /* > U+10FFFF */
     bad_file("/\xc3", "UTF-8");             /* truncated */
     bad_file("/\xe2\x82", "UTF-8");
-    bad_file("/\x80", "UTF-8");             /* lone continuation */
+    bad_file("/\x80", "UTF-8"); /* lone continuation */
 }
 END_TEST
 

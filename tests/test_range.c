@@ -78,7 +78,7 @@ START_TEST(test_invalid_is_ignored)
     FULL("bytes=5", 100);
     FULL("bytes=a-b", 100);
     FULL("bytes=1-a", 100);
-    FULL("bytes=10-5", 100);   /* last < first */
+    FULL("bytes=10-5", 100); /* last < first */
     FULL("bytes=+1-5", 100);
     FULL("bytes=0x10-20", 100);
     FULL("bytes=1 -5", 100);
@@ -92,7 +92,7 @@ START_TEST(test_invalid_is_ignored)
     FULL("bytesx=1-5", 100);
     FULL("bytes=1-5\r\n", 100);
     FULL("bytes=\x01-5", 100);
-    FULL("bytes=1-2,x", 100);  /* one bad element spoils the header */
+    FULL("bytes=1-2,x", 100); /* one bad element spoils the header */
     FULL("bytes=100-200,x", 100);
 }
 END_TEST
@@ -102,8 +102,8 @@ START_TEST(test_whitespace_and_case)
     PARTIAL("  bytes=1-5  ", 100, 1, 5);
     PARTIAL("Bytes=1-5", 100, 1, 5);
     PARTIAL("BYTES=1-5", 100, 1, 5);
-    PARTIAL("bytes= 1-5", 100, 1, 5);   /* OWS before a list element */
-    PARTIAL("bytes=1-5 ,", 100, 1, 5);  /* empty elements do not count */
+    PARTIAL("bytes= 1-5", 100, 1, 5);  /* OWS before a list element */
+    PARTIAL("bytes=1-5 ,", 100, 1, 5); /* empty elements do not count */
     PARTIAL("bytes=,,1-5,\t,", 100, 1, 5);
 }
 END_TEST

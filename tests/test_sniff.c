@@ -32,8 +32,12 @@ END_TEST
 
 START_TEST(test_audio_video)
 {
-    ck_assert_str_eq(SN("\0\0\0\x20" "ftypisom\0\0\x02\0"), "video/mp4");
-    ck_assert_str_eq(SN("\0\0\0\x20" "ftypM4A \0\0\x02\0"), "audio/mp4");
+    ck_assert_str_eq(SN("\0\0\0\x20"
+                        "ftypisom\0\0\x02\0"),
+                     "video/mp4");
+    ck_assert_str_eq(SN("\0\0\0\x20"
+                        "ftypM4A \0\0\x02\0"),
+                     "audio/mp4");
     ck_assert_str_eq(SN("\x1A\x45\xDF\xA3\x9F\x42\x86\x81\x01\x42\x82\x84webm"), "video/webm");
     ck_assert_str_eq(SN("\x1A\x45\xDF\xA3\x9F\x42\x86\x81\x01\x42\x82\x88matroska"),
                      "video/x-matroska");

@@ -49,7 +49,8 @@ START_TEST(base64)
     ck_assert_int_eq(tus_base64_decode("Y", 1, out), -EINVAL);
     ck_assert_int_eq(tus_base64_decode("YW=j", 4, out), -EINVAL);
     ck_assert_int_eq(tus_base64_decode("YW J", 4, out), -EINVAL);
-    ck_assert_int_eq(tus_base64_decode("YW-_", 4, out), -EINVAL); /* url-safe alphabet is not base64 */
+    ck_assert_int_eq(tus_base64_decode("YW-_", 4, out),
+                     -EINVAL); /* url-safe alphabet is not base64 */
 }
 END_TEST
 
@@ -85,6 +86,7 @@ START_TEST(metadata_pairs)
     tus_metadata_clear(&m);
     ck_assert_int_eq(tus_parse_metadata(NULL, &m, err, sizeof(err)), 0);
     ck_assert_uint_eq(m.n, 0);
+    tus_metadata_clear(&m);
 
     /* a value with a NUL byte is there but not a string */
     ck_assert_int_eq(tus_parse_metadata("bin YQBi", &m, err, sizeof(err)), 0);

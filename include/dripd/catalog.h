@@ -234,11 +234,11 @@ void catalog_usage_free(struct dr_usage *u, size_t n);
 /* ---- additions (catalog branch) ---- */
 /* Connection settings as the database reports them (tests, diagnostics). */
 struct dr_catalog_info {
-    char journal_mode[16];  /* "wal" */
-    int synchronous;        /* 2 = FULL */
+    char journal_mode[16]; /* "wal" */
+    int synchronous;       /* 2 = FULL */
     bool foreign_keys;
-    int busy_timeout_ms;    /* 5000 */
-    int schema_version;     /* PRAGMA user_version */
+    int busy_timeout_ms; /* 5000 */
+    int schema_version;  /* PRAGMA user_version */
 };
 int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
 /* Housekeeping, in one transaction: delete events created before before_ms,

@@ -67,4 +67,13 @@ static inline int store_delete(struct dr_store *st, const char *key, char *err, 
 static inline int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t n)
 { return st->ops->exists(st, key, size, err, n); }
 
+/* Added by the s3 branch: the process-global metrics sink every backend
+ * reports into (store_duration/errors per op, store_bytes_up/down). Set it
+ * once per process, before any store thread starts (the shared mapping is
+ * inherited across fork); NULL (the default) records nothing. Defined in
+ * store_s3.c for now. */
+struct dr_metrics;
+void store_set_metrics(struct dr_metrics *m);
+struct dr_metrics *store_metrics(void);
+
 #endif

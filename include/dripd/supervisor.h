@@ -29,11 +29,15 @@ struct dr_sup_opts {
     int workers[DR_ROLE_COUNT]; /* processes per role, 1..DR_SUP_MAX_PER_ROLE; 0 means 1 */
 };
 
+/* supervisor_prepare flags */
+#define DR_PREP_NO_NEW_KEY 1u /* the master key must exist already (--rebuild-catalog) */
+
 /* Everything that must exist before a worker runs, for cfg: applies
  * log.level, creates data_dir and its run/ spool/ cache/ work/ (0700),
- * migrates the catalog, loads (or creates) the master key. Idempotent; a
- * reload runs it for the new config. 0 / -errno with one line in err. */
-int supervisor_prepare(const struct dr_config *cfg, char *err, size_t errlen);
+ * migrates the catalog, loads the master key (creating it on first start
+ * unless DR_PREP_NO_NEW_KEY). Idempotent; a reload runs it for the new
+ * config. 0 / -errno with one line in err. */
+int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, size_t errlen);
 
 /* For the embedded defaults (no -c), which have no users: add user
  * "admin" (admin: true) whose token is kept in <data_dir>/admin.token

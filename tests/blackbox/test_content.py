@@ -1,11 +1,15 @@
 """GET/HEAD /v1/media/{id}/content black-box tests: full and ranged
 bodies, conditional requests, headers, the cache-miss download path and
 its failures, against the real daemon with curl and raw sockets."""
+import concurrent.futures
+import fcntl
 import glob
 import hashlib
+import json
 import os
 import re
 import socket
+import time
 import urllib.parse
 
 from conftest import make_file, wait_until
@@ -19,7 +23,6 @@ def upload(d, remote, local, user="alice", headers=(), wait=True):
         args += ["-H", h]
     st, h, b = d.curl(*args, "-T", local, d.url("/v1/files" + urllib.parse.quote(remote)), user=user)
     assert st == 202, (st, b[:300])
-    import json
     doc = json.loads(b)
     if wait:
         assert d.wait_job(doc["job"]["id"], user=user)["state"] == "done"
@@ -114,6 +117,14 @@ def test_conditional_get(dripd):
         st, h, body = d.curl("-H", "If-None-Match: " + inm, url)
         assert st == 200 and len(body) == 1000, inm
 
+    # A 304 needs no bytes: it never starts a download.
+    cache = os.path.join(d.data_dir, "cache", m["id"])
+    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
+    os.unlink(cache)
+    st, h, body = d.curl("-H", "If-None-Match: " + etag, url)
+    assert st == 304
+    assert not os.path.exists(cache)
+
 
 def test_head(dripd):
     d = dripd
@@ -160,7 +171,6 @@ def test_content_type_catalog_or_sniffed(dripd):
     st, h, _ = d.curl(content_url(d, m["id"]))
     assert h["content-type"].startswith("text/plain")
 
-    st, doc, _ = d.json("GET", "/v1/media/" + m["id"])
     m2 = upload(d, "/c/notes.md", txt, headers=["Content-Type: text/markdown"])
     st, doc, _ = d.json("GET", "/v1/media/" + m2["id"])
     st, h, _ = d.curl(content_url(d, m2["id"]))
@@ -188,7 +198,6 @@ def test_cache_miss_runs_download(dripd):
 
     # Concurrent misses all get the bytes.
     os.unlink(cache)
-    import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: d.curl(content_url(d, m["id"])), range(4)))
     for st, h, body in results:
@@ -204,8 +213,7 @@ def test_not_available_yet_and_visibility(dripd_factory):
     assert h["content-type"].startswith("application/problem+json")
     assert b"not available" in body
     st, doc, _ = d.json("GET", "/v1/media/" + m["id"])
-    jobs = doc  # media is visible while queued
-    assert jobs["state"] in ("queued",)
+    assert st == 200 and doc["state"] == "queued"  # visible while queued
     # Once stored, it serves.
     wait_until(lambda: d.json("GET", "/v1/media/" + m["id"])[1]["state"] == "available", 30,
                "media available")
@@ -235,3 +243,60 @@ def test_corrupt_object_is_502(dripd):
     assert h["content-type"].startswith("application/problem+json")
     assert b"download failed" in body
     assert not os.path.exists(cache)
+
+
+def test_cache_entry_locked_while_served_and_atime_touched(dripd):
+    d = dripd
+    size = 10 * 1024 * 1024  # more than the kernel's socket buffers (tcp_wmem max 4 MiB)
+    local = make_file(os.path.join(d.dir, "lock.bin"), size)
+    m = upload(d, "/c/lock.bin", local)
+    cache = os.path.join(d.data_dir, "cache", m["id"])
+    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
+
+    # The LRU clock: reading sets atime to now and leaves mtime alone.
+    old = time.time() - 3600
+    mtime = os.stat(cache).st_mtime
+    os.utime(cache, (old, mtime))
+    st, h, body = d.curl("-H", "Range: bytes=0-0", content_url(d, m["id"]))
+    assert st == 206
+    after = os.stat(cache)
+    assert after.st_atime > time.time() - 60
+    assert after.st_mtime == mtime
+
+    # A reader that does not read: the response cannot complete, and the
+    # entry stays locked (LOCK_SH) so the evictor's LOCK_EX|LOCK_NB fails.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((d.host, d.port))
+    s.sendall(("GET /v1/media/%s/content HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+               % (m["id"], d.token())).encode())
+    assert s.recv(12).startswith(b"HTTP/1.1 200")
+
+    def locked():
+        with open(cache, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    assert locked()
+    s.close()
+    # The client went away: the lock goes with the exchange.
+    wait_until(lambda: not locked(), what="the cache lock released after the client left")
+
+
+def test_stale_entry_is_a_miss(dripd_factory):
+    d = dripd_factory(config={"cache": {"ttl": "1h"}})
+    local = make_file(os.path.join(d.dir, "stale.bin"), 5000)
+    m = upload(d, "/c/stale.bin", local)
+    cache = os.path.join(d.data_dir, "cache", m["id"])
+    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
+    # Filled two hours ago (and garbage): must not be served.
+    with open(cache, "r+b") as f:
+        f.write(b"X" * 100)
+    old = time.time() - 7200
+    os.utime(cache, (old, old))
+    st, h, body = d.curl(content_url(d, m["id"]))
+    assert st == 200 and body == read(local)
+    assert os.stat(cache).st_mtime > time.time() - 60

@@ -262,3 +262,24 @@ def test_many_streams_open_and_close(dripd):
         s.close()
     assert d.json("GET", "/v1/jobs/" + doc["job"]["id"], user="bob")[0] == 200
     assert d.stop() == 0
+
+
+def test_heartbeat_comment(dripd):
+    s = SSE(dripd, "alice")
+    try:
+        s.wait_comment("connected")
+        s.wait_comment("ping", timeout=25)  # every 15 s
+    finally:
+        s.close()
+
+
+def test_streams_end_when_the_server_drains(dripd):
+    d = dripd
+    s = SSE(d, "alice")
+    s.wait_comment("connected")
+    t0 = time.monotonic()
+    assert d.stop() == 0
+    # drain_timeout is 10 s in the harness: a stream must not hold it.
+    assert time.monotonic() - t0 < 8
+    assert s.closed.wait(5)
+    s.close()

@@ -121,6 +121,43 @@ def test_check_missing_file_and_run_with_bad_config(dripd_factory):
     assert d.config_path + ":" in r.stderr
 
 
+def test_startup_failures_exit_1(dripd_factory, tmpdir_path):
+    # data_dir cannot be created (a file is in the way)
+    blocker = os.path.join(tmpdir_path, "a-file")
+    with open(blocker, "w") as f:
+        f.write("x")
+    d = dripd_factory(config={"data_dir": os.path.join(blocker, "var")}, start=False)
+    d.write_config()
+    r = run_dripd("-c", d.config_path)
+    assert r.returncode == 1
+    assert "data_dir: cannot create" in r.stderr, r.stderr
+
+    # the listen address is taken
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        d = dripd_factory(config={"listen": ["127.0.0.1:%d" % busy.getsockname()[1]]}, start=False)
+        d.write_config()
+        r = run_dripd("-c", d.config_path)
+        assert r.returncode == 1
+        assert "Address already in use" in r.stderr, r.stderr
+        assert "start-up failed; exit status 1" in r.stderr
+        assert not os.path.exists(os.path.join(d.data_dir, "run", "listen"))
+        assert not pids_of(os.getpid(), "dripd-http")
+    finally:
+        busy.close()
+
+
+def test_rebuild_catalog_never_creates_a_master_key(dripd_factory):
+    d = dripd_factory(start=False)
+    d.write_config()
+    r = run_dripd("-c", d.config_path, "--rebuild-catalog", timeout=60)
+    # no key yet: nothing can be decrypted, so it fails, and must not invent a key
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert not os.path.exists(os.path.join(d.data_dir, "master.key"))
+
+
 def test_no_config_generates_admin_token(tmpdir_path):
     """Without -c: embedded defaults plus user admin, token kept in ./var/admin.token."""
     def start_once():
@@ -202,6 +239,11 @@ def test_crashed_worker_is_restarted(dripd, role):
     assert dripd.workers("pipeline" if role == "http" else "http") == [other], \
         "a crash restarts only the crashed worker"
     assert dripd.proc.poll() is None
+    # counted in the shared metrics, once an HTTP worker serves /metrics
+    st, _, body = dripd.curl(dripd.url("/metrics"), user=None, timeout=5)
+    if st == 200:
+        line = 'dripd_supervisor_restarts_total{role="%s"} 1' % role
+        assert line in body.decode(), body.decode()[:2000]
 
 
 def test_crash_loop_gives_up_with_exit_2(dripd_factory):
@@ -290,6 +332,23 @@ def test_sighup_bad_config_keeps_old_workers_then_good_config_reloads(dripd):
     h, p = extra.rsplit(":", 1)
     with pytest.raises(OSError):
         socket.create_connection((h, int(p)), timeout=5).close()
+    assert d.stop() == 0
+
+
+def test_kill9_supervisor_workers_follow_and_restart_on_same_port(dripd):
+    """SIGKILL of the supervisor alone: PDEATHSIG stops the workers; the
+    next start takes the same port and data_dir (lock released, SO_REUSEADDR)."""
+    d = dripd
+    kids = d.workers("http") + d.workers("pipeline")
+    port = d.port
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(10)
+    wait_until(lambda: not any(alive(p) for p in kids), 20, "orphaned workers to exit")
+    d.notify.close()
+    d.logf.close()
+    d.restart()
+    assert d.port == port
+    assert len(d.workers("http")) == 1 and len(d.workers("pipeline")) == 1
     assert d.stop() == 0
 
 
@@ -408,11 +467,19 @@ def test_watchdog_pings_only_while_workers_are_healthy(dripd_factory):
     d.wait_log(r"systemd watchdog: WATCHDOG=1 every 200ms")
 
 
+def http_serves(d, path):
+    st, _, _ = d.curl(d.url(path), user=None, timeout=5)
+    return st != 0
+
+
 def test_healthz_if_served(dripd):
-    try:
-        st, _, body = dripd.curl(dripd.url("/healthz"), user=None, timeout=5)
-    except Exception:
-        st = 0
-    if st != 200:
+    if not http_serves(dripd, "/healthz"):
         pytest.skip("/healthz not served yet (HTTP worker not merged)")
-    assert body
+    st, _, _ = dripd.curl(dripd.url("/healthz"), user=None, timeout=5)
+    assert st == 200
+    # still answered after the http worker is replaced
+    old = dripd.worker("http")
+    os.kill(old, signal.SIGKILL)
+    new_worker(dripd, "http", [old])
+    wait_until(lambda: dripd.curl(dripd.url("/healthz"), user=None, timeout=5)[0] == 200, 20,
+               "/healthz from the new http worker")

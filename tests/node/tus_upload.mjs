@@ -6,8 +6,10 @@
 //        --token T --file PATH [--name NAME] [--folder /x] [--chunk-size 5242880] \
 //        [--interrupt mid|chunk] [--store /tmp/tus-urls.json]
 //
-// --interrupt mid   (default) abort in the middle of the second chunk's PATCH,
-//                   so the server must keep the bytes it got before the cut
+// --interrupt mid   (default) cut the second chunk's PATCH after half its body
+//                   reached the socket, so the server must keep the bytes it
+//                   got before the cut (tus-js-client's own progress events are
+//                   throttled to 100 ms, too coarse to cut with on loopback)
 // --interrupt chunk abort right after the first chunk's onChunkComplete
 //
 // Prints one JSON line: {"url", "job", "media", "interrupted_at",
@@ -16,6 +18,7 @@ import { createRequire } from 'node:module'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import { Transform } from 'node:stream'
 
 const require = createRequire(import.meta.url)
 const tus = require('tus-js-client')
@@ -63,8 +66,66 @@ function options(a, extra) {
   }
 }
 
+// An httpStack around tus-js-client's own: the second PATCH gets only the
+// first half of its body, and once that half went into the socket, onCut
+// runs (which aborts the upload: the socket is destroyed mid-body).
+class CuttingStack {
+  constructor(inner, chunkSize, onCut) {
+    this.inner = inner
+    this.half = Math.floor(chunkSize / 2)
+    this.onCut = onCut
+    this.patches = 0
+  }
+
+  getName() {
+    return 'dripd-test-cutting-stack'
+  }
+
+  createRequest(method, url) {
+    const r = this.inner.createRequest(method, url)
+    if (method !== 'PATCH' || ++this.patches !== 2) return r
+    const send = r.send.bind(r)
+    const half = this.half
+    r.send = (body) => {
+      let passed = 0
+      const cut = new Transform({
+        transform(chunk, _enc, cb) {
+          if (passed >= half) return cb()
+          const take = Math.min(chunk.length, half - passed)
+          passed += take
+          cb(null, chunk.subarray(0, take))
+        },
+      })
+      cut.size = body.size // keeps the Content-Length of the whole chunk
+      body.pipe(cut)
+      const p = send(cut)
+      const req = r.getUnderlyingObject()
+      let base = null
+      req.on('socket', (sock) => {
+        base = sock.bytesWritten // keep-alive sockets count earlier requests too
+      })
+      const timer = setInterval(() => {
+        const sock = req.socket
+        // the request head and half the body are in the kernel: the server
+        // will read them all before it sees the connection end
+        const head = typeof req._header === 'string' ? Buffer.byteLength(req._header) : 0
+        if (base !== null && sock && sock.bytesWritten - base >= head + half) {
+          clearInterval(timer)
+          this.onCut(passed)
+        }
+      }, 2)
+      p.then(
+        () => clearInterval(timer),
+        () => clearInterval(timer),
+      )
+      return p
+    }
+    return r
+  }
+}
+
 // First attempt: runs until the forced interruption, resolves with the
-// number of bytes the client had seen acknowledged or sent.
+// offset the client had reached (acknowledged + bytes of the cut PATCH).
 function firstAttempt(a) {
   return new Promise((resolve, reject) => {
     let done = false
@@ -74,25 +135,23 @@ function firstAttempt(a) {
       done = true
       upload.abort().then(() => resolve(at), reject)
     }
-    const upload = new tus.Upload(
-      fs.createReadStream(a.file),
-      options(a, {
-        onChunkComplete(_chunk, accepted) {
-          acked = accepted
-          if (a.interrupt === 'chunk') stop(accepted)
-        },
-        onProgress(sent) {
-          // Halfway into the second chunk: cut the PATCH mid-body.
-          if (a.interrupt === 'mid' && acked > 0 && sent >= acked + a.chunkSize / 2) stop(sent)
-        },
-        onSuccess() {
-          if (!done) reject(new Error('the upload finished before the forced interruption'))
-        },
-        onError(err) {
-          if (!done) reject(err)
-        },
-      }),
-    )
+    const extra = {
+      onChunkComplete(_chunk, accepted) {
+        acked = accepted
+        if (a.interrupt === 'chunk') stop(accepted)
+      },
+      onSuccess() {
+        if (!done) reject(new Error('the upload finished before the forced interruption'))
+      },
+      onError(err) {
+        if (!done) reject(err)
+      },
+    }
+    if (a.interrupt === 'mid')
+      extra.httpStack = new CuttingStack(new tus.DefaultHttpStack(), a.chunkSize, (sent) =>
+        stop(acked + sent),
+      )
+    const upload = new tus.Upload(fs.createReadStream(a.file), options(a, extra))
     upload.start()
   })
 }
@@ -103,8 +162,8 @@ function resume(a) {
     const upload = new tus.Upload(
       fs.createReadStream(a.file),
       options(a, {
-        onProgress(sent) {
-          if (resumedFrom === null) resumedFrom = sent
+        onChunkComplete(chunk, accepted) {
+          if (resumedFrom === null) resumedFrom = accepted - chunk
         },
         onSuccess({ lastResponse }) {
           resolve({
