@@ -52,6 +52,16 @@
 #include "dripd/util.h"
 
 #define TMP_MAX_AGE_MS (3600 * 1000)
+/* An entry filled by the download pipeline is not an LRU victim until its
+ * first read or for this long, so the request that ran the download can
+ * open it even when the entry alone is larger than cache.max_size (the
+ * cache may overshoot by such unread entries). TTL expiry still applies. */
+static int64_t cache_pin_ms = 30 * 1000;
+
+void cache_set_pin_ms(int64_t ms)
+{
+    cache_pin_ms = ms;
+}
 
 char *cache_path(const char *data_dir, const char *id)
 {
@@ -161,15 +171,23 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
     return 0;
 }
 
-static int publish(const char *data_dir, const char *id, const char *src, bool remove_on_fail)
+/* Rename src into the cache as id. mtime = now (the TTL clock); atime =
+ * now, or now + cache_pin_ms when `reserve` (see cache_commit_tmp). */
+static int publish(const char *data_dir, const char *id, const char *src, bool remove_on_fail,
+                   bool reserve)
 {
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[1]);
+    ts[0] = ts[1];
+    if (reserve)
+        ts[0].tv_sec += cache_pin_ms / 1000;
     if (!valid_id(id))
         return -EINVAL;
     char *dir = cache_dir(data_dir);
     int rc = dr_mkdirs(dir, 0700);
     free(dir);
     char *dst = cache_path(data_dir, id);
-    if (rc == 0 && utimensat(AT_FDCWD, src, NULL, 0) != 0) /* atime = mtime = now */
+    if (rc == 0 && utimensat(AT_FDCWD, src, ts, 0) != 0)
         rc = -errno;
     if (rc == 0 && rename(src, dst) != 0)
         rc = -errno;
@@ -183,12 +201,15 @@ static int publish(const char *data_dir, const char *id, const char *src, bool r
 
 int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path)
 {
-    return publish(data_dir, id, tmp_path, true);
+    /* Reserve the entry for the request that is waiting for it: an atime
+     * in the future is "not yet read", and the LRU pass skips it until
+     * then or until a reader touches it (setting atime to now). */
+    return publish(data_dir, id, tmp_path, true, true);
 }
 
 int cache_adopt(const char *data_dir, const char *id, const char *path)
 {
-    return publish(data_dir, id, path, false);
+    return publish(data_dir, id, path, false, false);
 }
 
 /* Unlink dir/name only under an exclusive, non-blocking flock on the inode
@@ -233,6 +254,7 @@ struct entry {
     char *name;
     uint64_t size;
     struct timespec atime;
+    bool young; /* atime in the future: filled for a waiter that has not read it yet */
 };
 
 static int by_atime(const void *a, const void *b)
@@ -303,6 +325,7 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
         ents[n].name = xstrdup(e->d_name);
         ents[n].size = (uint64_t)st.st_size;
         ents[n].atime = st.st_atim;
+        ents[n].young = ts_ms(&st.st_atim) > now; /* reserved by cache_commit_tmp */
         res.bytes += (uint64_t)st.st_size;
         n++;
     }
@@ -311,6 +334,10 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
     if (res.bytes > max_size && n > 0) {
         qsort(ents, n, sizeof *ents, by_atime);
         for (size_t i = 0; i < n && res.bytes > max_size; i++) {
+            if (ents[i].young) {
+                res.skipped_busy++; /* just filled: its requester has not opened it yet */
+                continue;
+            }
             int r = evict_one(dirfd, ents[i].name);
             if (r == 1 || r == 0) {
                 res.bytes -= ents[i].size;

@@ -68,6 +68,7 @@
 #include "dripd/pipeline.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
+#include "dripd/scrub.h"
 #include "dripd/webhook.h"
 #include "dripd/worker.h"
 
@@ -653,6 +654,7 @@ struct worker {
     struct pl_ctx pc;
     struct runner up, down;
     struct webhooks *hooks;
+    struct scrub *scrub;     /* admin scrub runs (scrub.c) */
     int drained_pipe[2];
     pthread_t drain_thread;
     bool draining;
@@ -785,6 +787,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
                  cfg->pipeline.download.decrypt.concurrency);
         worker_send(ctx, DR_MSG_READY, 0);
     }
+    w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
 
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
     int64_t next_hb = dr_mono_ms();
@@ -794,6 +797,8 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         if (now >= next_hb) {
             worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
             next_hb = now + (int64_t)iv;
+            if (!w->draining)
+                scrub_poll(w->scrub); /* fallback for a lost wake-up */
         }
         struct pollfd pfd[2] = {{.fd = chan_open ? ctx->chan_fd : -1, .events = POLLIN},
                                 {.fd = w->drained_pipe[0], .events = POLLIN}};
@@ -816,6 +821,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
                 runner_wake(&w->up);
                 runner_wake(&w->down);
                 webhooks_wake(w->hooks);
+                scrub_poll(w->scrub);
             }
             if (r < 0) {
                 chan_open = false; /* the supervisor is gone: stop listening */
@@ -829,6 +835,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             break;
     }
     pthread_join(w->drain_thread, NULL);
+    scrub_destroy(w->scrub);
 out:
     close(w->drained_pipe[0]);
     close(w->drained_pipe[1]);

@@ -168,6 +168,17 @@ int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, s
                  strerror(-r));
         return r;
     }
+    /* The catalog knows the configured users (sharing checks them). */
+    struct catalog *cat = NULL;
+    r = catalog_open(cfg->data_dir, &cat);
+    if (r == 0)
+        r = catalog_sync_users(cat, cfg);
+    catalog_close(cat);
+    if (r < 0) {
+        snprintf(err, errlen, "catalog %s/catalog.db: cannot record the users: %s", cfg->data_dir,
+                 strerror(-r));
+        return r;
+    }
     uint8_t key[DR_KEY_LEN];
     char kerr[DR_ERRLEN] = "";
     r = keys_load_master(cfg->encryption.key_file, !(flags & DR_PREP_NO_NEW_KEY), key, kerr,

@@ -74,4 +74,9 @@ struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr
 void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes);
 void cache_evictor_stop(struct cache_evictor *ev); /* joins; NULL ok */
 
+/* How long a freshly filled entry is safe from LRU eviction (default 30 s),
+ * so the request that ran the download can open it even if it alone is
+ * over max_size. Set once at start (tests use 0). */
+void cache_set_pin_ms(int64_t ms);
+
 #endif

@@ -205,7 +205,7 @@ static int cmd_upload(struct client *c, int argc, char **argv)
                                          {"chunk-size", required_argument, 0, 'c'},
                                          {"limit-rate", required_argument, 0, 'l'},
                                          {0, 0, 0, 0}};
-    optind = 1;
+    optind = 0; /* glibc: 0 re-initialises getopt after the "+" pass in main */
     int o;
     while ((o = getopt_long(argc, argv, "t:w", opts, NULL)) != -1) {
         if (o == 't')
@@ -267,7 +267,7 @@ static int cmd_upload(struct client *c, int argc, char **argv)
 static int cmd_download(struct client *c, int argc, char **argv)
 {
     const char *out = NULL;
-    optind = 1;
+    optind = 0; /* glibc: 0 re-initialises getopt after the "+" pass in main */
     int o;
     while ((o = getopt(argc, argv, "o:")) != -1) {
         if (o == 'o')

@@ -39,8 +39,6 @@ class Load:
         with open(path, "wb") as f:
             f.write(data)
         remote = "%s/t%d/%d-%d.bin" % (self.prefix, tid, n, random.randint(0, 1 << 30))
-        with self.lock:
-            self.attempted += 1
         st, h, body = self.d.curl("-T", path, "--max-time", "60", self.d.url("/v1/files" + remote))
         os.unlink(path)
         with self.lock:
@@ -56,9 +54,10 @@ class Load:
     def _run(self, tid):
         n = 0
         while not self.stop_ev.is_set():
-            with self.lock:
+            with self.lock:  # reserve the attempt, so `limit` is exact
                 if self.limit is not None and self.attempted >= self.limit:
                     return
+                self.attempted += 1
             self._one(tid, n)
             n += 1
 
@@ -105,7 +104,7 @@ def verify(d, load, timeout=180, user="alice"):
     print("CHAOS REPORT " + json.dumps(report))
     with open(os.path.join(d.dir, "chaos-report.json"), "w") as f:
         json.dump(report, f)
-    assert not lost, "lost or corrupted acknowledged uploads: %r" % lost[:5]
+    assert not lost, "lost or corrupted acknowledged uploads: %r\nlog:\n%s" % (lost[:5], d.log_tail(40))
     return report
 
 

@@ -137,6 +137,7 @@ class Dripd:
             "log": {"level": "debug"},
         }
         self.config = deep_merge(base, config)
+        self.data_dir = self.config["data_dir"]
         self.raw_config = raw_config
         self.args = args or []
         self.env = env or {}

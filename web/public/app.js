@@ -6,7 +6,7 @@
  *    headers (never a URL), so SSE and downloads use fetch(), not
  *    EventSource or plain links;
  *  - every user-controlled string reaches the DOM through textContent or
- *    an attribute setter, never through innerHTML;
+ *    an attribute setter, never as markup;
  *  - no inline scripts or styles (the CSP forbids them).
  */
 'use strict';
