@@ -10,6 +10,11 @@
 #   RUNS=3 (default)     runs per server
 #   QUIET_PCT=10         wait (<=120 s) until the machine is this idle before a run
 #   DRIPD_BIN=bin/dripd  the binary to measure
+#   COLD=1               keep every uploaded file until the end (as anchors/nginx.sh
+#                        does), so each run writes into memory nobody freed just
+#                        before; default: delete after each run, so both servers
+#                        write into pages the previous run freed (see the anchors
+#                        README: on this VM fresh pages cost up to 5x more)
 #
 # Output: detail on stderr; "RESULT name min=.. median=.. max=.. n=.." lines
 # and a "RATIO" line on stdout. Run as root (clear_refs, chown for nginx).
@@ -23,7 +28,7 @@ B=$ANCHOR/put-bench
 R=$B/results
 BIG=$ANCHOR/src-1g.bin
 DPORT=18092
-NPORT=18080
+NPORT=${NPORT:-18082}    # not 18080: bench/run.sh and the anchors use that one
 DURL=http://127.0.0.1:$DPORT
 NURL=http://127.0.0.1:$NPORT
 TOKEN=put-bench-token-0123456789
@@ -47,7 +52,10 @@ log: {level: warn}
 EOF
 "$DRIPD_BIN" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
 DRIPD=$!
-nginx -p "$B/nginx/" -c "$HERE/anchors/nginx.conf" -e "$B/nginx/logs/error.log" &
+# the anchor's nginx.conf, moved to our port
+sed "s/127\.0\.0\.1:18080/127.0.0.1:$NPORT/" "$HERE/anchors/nginx.conf" > "$B/nginx.conf"
+grep -q "127.0.0.1:$NPORT" "$B/nginx.conf" || die "could not set the nginx port in $B/nginx.conf"
+nginx -p "$B/nginx/" -c "$B/nginx.conf" -e "$B/nginx/logs/error.log" &
 NGX=$!
 cleanup() { stop_pid $NGX nginx; stop_pid $DRIPD dripd; rm -rf "$B/nginx/data" "$B/dripd/var/spool"; }
 trap cleanup EXIT; trap 'exit 143' INT TERM
@@ -78,7 +86,7 @@ put_nginx() {
   local mbs; mbs=$(awk -v b="$bytes" -v t="$secs" 'BEGIN{printf "%.1f", b/t/1e6}')
   log "nginx PUT run $i: ${secs}s $mbs MB/s"
   echo "$mbs" >> "$R/nginx_put"
-  curl -sS -o /dev/null -X DELETE "$NURL/big/$i.bin"
+  [ "${COLD:-0}" = 1 ] || curl -sS -o /dev/null -X DELETE "$NURL/big/$i.bin"
 }
 
 put_dripd() {
@@ -90,13 +98,15 @@ put_dripd() {
       -w '%{http_code} %{size_upload} %{time_total}\n' "$DURL/v1/files/bench/$i.bin")
   [ "$code" = 202 ] || die "dripd PUT returned $code: $(cat "$B/put.json")"
   local rss; rss=$(for p in $pids; do hwm_kib "$p"; done | awk '{s+=$1} END{printf "%.1f", s/1024}')
+  local each; each=$(for p in $pids; do printf '%s=%.1f ' "$(cat /proc/$p/comm)" \
+      "$(awk -v k="$(hwm_kib "$p")" 'BEGIN{print k/1024}')"; done)
   local mbs; mbs=$(awk -v b="$bytes" -v t="$secs" 'BEGIN{printf "%.1f", b/t/1e6}')
-  log "dripd PUT run $i: ${secs}s $mbs MB/s, peak RSS (sum of $pids) ${rss} MiB"
+  log "dripd PUT run $i: ${secs}s $mbs MB/s, peak RSS sum ${rss} MiB ($each)"
   echo "$mbs" >> "$R/dripd_put"; echo "$rss" >> "$R/dripd_rss_sum"
   local job; job=$(sed -n 's/.*"job":{"id":"\([0-9A-Z]*\)".*/\1/p' "$B/put.json")
   [ -n "$job" ] && settle_job "$job"
-  # keep the disk from filling up: drop a spool file no pipeline took
-  find "$B/dripd/var/spool" -name '*.part' -size +512M -delete 2>/dev/null || true
+  # drop a spool file no pipeline took (the disk must not fill up)
+  [ "${COLD:-0}" = 1 ] || find "$B/dripd/var/spool" -name '*.part' -size +512M -delete 2>/dev/null || true
 }
 
 for i in $(seq 1 "$RUNS"); do

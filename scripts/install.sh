@@ -15,10 +15,16 @@ for u in systemd/dripd.service systemd/dripd.socket; do
   chmod 0644 "$D$PREFIX/lib/systemd/system/$(basename "$u")"
 done
 install -m 0644 config/dripd.yaml "$D$PREFIX/share/dripd/dripd.yaml.example"
+# The service config holds no secrets (0644: the dynamic user must read it);
+# the admin token is a systemd credential file, created once, 0600 root.
 if [ ! -e "$D/etc/dripd/dripd.yaml" ]; then
-  install -m 0640 config/dripd.yaml "$D/etc/dripd/dripd.yaml"
+  install -m 0644 systemd/dripd.yaml "$D/etc/dripd/dripd.yaml"
 else
   echo "install: keeping existing $D/etc/dripd/dripd.yaml"
+fi
+if [ ! -e "$D/etc/dripd/admin.token" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$D/etc/dripd/admin.token")
+  echo "install: created $D/etc/dripd/admin.token (the admin user's bearer token)"
 fi
 for page in docs/man/*.[158]; do
   [ -f "$page" ] || continue

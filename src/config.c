@@ -102,6 +102,7 @@ struct dr_config *config_defaults(void)
     c->supervisor.heartbeat_timeout = 10000;
     c->supervisor.drain_timeout = 30000;
     c->health.min_free_disk = 256ull << 20;
+    c->health.store_probe_interval = 5000;
     c->scrub.rate_limit = 50ull << 20;
     c->log.level = xstrdup("info");
     config_finish(c);
@@ -788,6 +789,7 @@ static const struct field supervisor_fields[] = {
 
 static const struct field health_fields[] = {
     F_SIZE("min_free_disk", C(health.min_free_disk), 0, U64_LIMIT),
+    F_DUR("store_probe_interval", C(health.store_probe_interval), 100, U64_LIMIT),
     END,
 };
 

@@ -58,11 +58,22 @@ static void readyz_head(struct http_exchange *ex)
         if (free_bytes < cfg->health.min_free_disk)
             json_array_append_new(problems, json_string("low free disk space in data_dir"));
     }
+    /* The pipeline's store probe (store_probe.c) publishes reachability. */
+    int64_t up = __atomic_load_n(&http_ex_metrics(ex)->store_up, __ATOMIC_RELAXED);
+    if (up == 0) {
+        int64_t e = __atomic_load_n(&http_ex_metrics(ex)->store_errno, __ATOMIC_RELAXED);
+        char *msg = xasprintf("store (%s) unreachable: %s",
+                              cfg->storage.backend == DR_STORE_S3 ? "s3" : "local", strerror((int)e));
+        json_array_append_new(problems, json_string(msg));
+        free(msg);
+    }
     bool ready = json_array_size(problems) == 0;
-    json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:o}", "ready", ready, "queue_depth",
+    json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:s, s:o}", "ready", ready, "queue_depth",
                           (json_int_t)(depth < 0 ? 0 : depth), "queue_limit",
                           (json_int_t)cfg->pipeline.queue_limit, "free_disk",
-                          (json_int_t)free_bytes, "problems", problems);
+                          (json_int_t)free_bytes, "store",
+                          up == 1 ? "reachable" : up == 0 ? "unreachable" : "unknown", "problems",
+                          problems);
     if (!ready)
         http_add_header(ex, "Retry-After", "5");
     http_respond_json(ex, ready ? 200 : 503, o);

@@ -86,6 +86,7 @@ int main(int argc, char **argv)
         return DR_EXIT_STARTUP;
     }
 
+    log_set_role("supervisor"); /* start-up lines (catalog, key) come from this process */
     struct dr_config *cfg = NULL;
     if (path != NULL) {
         struct dr_config_errors errs = {0};
@@ -109,6 +110,13 @@ int main(int argc, char **argv)
     }
 
     char err[DR_ERRLEN] = "";
+    /* before prepare, which records the users in the catalog */
+    if (path == NULL && !rebuild && cfg->n_users == 0 &&
+        supervisor_default_admin(cfg, err, sizeof err) < 0) {
+        log_error("%s", err);
+        config_free(cfg);
+        return DR_EXIT_STARTUP;
+    }
     if (supervisor_prepare(cfg, rebuild ? DR_PREP_NO_NEW_KEY : 0, err, sizeof err) < 0) {
         log_error("%s", err);
         config_free(cfg);
@@ -120,11 +128,6 @@ int main(int argc, char **argv)
             log_error("rebuild-catalog: %s", err[0] ? err : strerror(-r));
         config_free(cfg);
         return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
-    }
-    if (path == NULL && cfg->n_users == 0 && supervisor_default_admin(cfg, err, sizeof err) < 0) {
-        log_error("%s", err);
-        config_free(cfg);
-        return DR_EXIT_STARTUP;
     }
     return supervisor_run(cfg, path, NULL);
 }

@@ -26,6 +26,7 @@ struct dr_metrics *metrics_create_shared(void)
         return NULL;
     memset(p, 0, sizeof(struct dr_metrics));
     ((struct dr_metrics *)p)->start_time_ms = (uint64_t)dr_now_ms();
+    ((struct dr_metrics *)p)->store_up = -1;
     return p;
 }
 
@@ -269,6 +270,8 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     for (int o = 0; o < DR_SOP_COUNT; o++)
         mb_printf(&b, "dripd_store_errors_total{op=\"%s\"} %llu\n", sop_names[o],
                   (unsigned long long)ld(&m->store_errors[o]));
+    gauge1(&b, "dripd_store_up", "1 when the last probe reached the storage backend, 0 when not, -1 before the first.",
+           lds(&m->store_up));
     counter1(&b, "dripd_store_uploaded_bytes_total", "Bytes put to the store.", ld(&m->store_bytes_up));
     counter1(&b, "dripd_store_downloaded_bytes_total", "Bytes read from the store.", ld(&m->store_bytes_down));
 

@@ -69,6 +69,7 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "dripd/scrub.h"
+#include "dripd/store_probe.h"
 #include "dripd/webhook.h"
 #include "dripd/worker.h"
 
@@ -655,6 +656,7 @@ struct worker {
     struct runner up, down;
     struct webhooks *hooks;
     struct scrub *scrub;     /* admin scrub runs (scrub.c) */
+    struct store_probe *probe; /* store reachability for /readyz */
     int drained_pipe[2];
     pthread_t drain_thread;
     bool draining;
@@ -788,6 +790,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         worker_send(ctx, DR_MSG_READY, 0);
     }
     w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
+    w->probe = store_probe_start(cfg, pc->metrics, cfg->health.store_probe_interval);
 
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
     int64_t next_hb = dr_mono_ms();
@@ -836,6 +839,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     }
     pthread_join(w->drain_thread, NULL);
     scrub_destroy(w->scrub);
+    store_probe_stop(w->probe);
 out:
     close(w->drained_pipe[0]);
     close(w->drained_pipe[1]);

@@ -125,6 +125,10 @@ struct sup {
     struct dr_listen_set ls, prev_ls;
     struct slot slots[MAX_SLOTS];
     struct dr_metrics *metrics;
+    /* STATUS= rates, recomputed every RATE_WINDOW_MS from the shared counters */
+    int64_t rate_t_ms;
+    uint64_t rate_uploads, rate_jobs;
+    double uploads_per_s, jobs_per_s;
     struct dr_sdnotify *sd;
     uint64_t wd_ms; /* WATCHDOG=1 period; 0 off */
     int64_t wd_next_ms;
@@ -249,7 +253,9 @@ int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/admin.token", cfg->data_dir);
     char *token = NULL;
-    int r = read_token(path, &token);
+    int r = dr_mkdirs(cfg->data_dir, 0700);
+    if (r == 0)
+        r = read_token(path, &token);
     if (r == -ENOENT)
         r = write_token(path, &token);
     if (r < 0) {
@@ -538,10 +544,44 @@ static void send_ready(struct sup *s)
         log_warn("sd_notify READY=1: %s", strerror(-r));
 }
 
+#define RATE_WINDOW_MS 5000
+
+/* Uploads accepted by PUT/multipart (202s) and finished jobs, node-wide,
+ * from the shared counters. */
+static void rate_totals(const struct dr_metrics *m, uint64_t *uploads, uint64_t *jobs)
+{
+    *uploads = __atomic_load_n(&m->http_requests[DR_RC_UPLOAD][metrics_status_slot(202)],
+                               __ATOMIC_RELAXED);
+    *jobs = 0;
+    for (int p = 0; p < DR_PL_COUNT; p++)
+        *jobs += __atomic_load_n(&m->jobs_completed[p], __ATOMIC_RELAXED);
+}
+
+static void update_rates(struct sup *s, int64_t now)
+{
+    if (now - s->rate_t_ms < RATE_WINDOW_MS)
+        return;
+    uint64_t up, jobs;
+    rate_totals(s->metrics, &up, &jobs);
+    if (s->rate_t_ms != 0) {
+        double secs = (double)(now - s->rate_t_ms) / 1000.0;
+        s->uploads_per_s = (double)(up - s->rate_uploads) / secs;
+        s->jobs_per_s = (double)(jobs - s->rate_jobs) / secs;
+    }
+    s->rate_t_ms = now;
+    s->rate_uploads = up;
+    s->rate_jobs = jobs;
+}
+
 static void update_status(struct sup *s)
 {
     char st[sizeof s->status];
-    sdnotify_fmt_status(st, sizeof st, ready_workers(s), queue_depth(s));
+    update_rates(s, dr_mono_ms());
+    int n = sdnotify_fmt_status(st, sizeof st, ready_workers(s), queue_depth(s));
+    /* "STATUS=2 workers, queue depth 3, 12.4 uploads/s, 11.8 jobs/s" */
+    if (n > 0 && (size_t)n < sizeof st)
+        snprintf(st + n, sizeof st - (size_t)n, ", %.1f uploads/s, %.1f jobs/s", s->uploads_per_s,
+                 s->jobs_per_s);
     if (strcmp(st, s->status) == 0)
         return;
     memcpy(s->status, st, sizeof st);

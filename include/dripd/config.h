@@ -121,6 +121,7 @@ struct dr_config {
 
     struct {
         uint64_t min_free_disk;     /* /readyz fails below; default 256MiB */
+        uint64_t store_probe_interval; /* how often the store's reachability is checked; default 5s */
     } health;
 
     struct {

@@ -71,6 +71,9 @@ struct dr_metrics {
     struct dr_hist store_duration[DR_SOP_COUNT];
     uint64_t store_errors[DR_SOP_COUNT];
     uint64_t store_bytes_up, store_bytes_down;
+    int64_t store_up;                 /* gauge: 1 reachable, 0 not, -1 not probed yet (store_probe.c) */
+    int64_t store_errno;              /* gauge: errno of the last failed probe */
+    int64_t store_probe_ms;           /* gauge: wall time of the last probe */
     /* supervisor */
     uint64_t restarts[2];             /* by enum dr_role */
     uint64_t reloads;

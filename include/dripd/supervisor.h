@@ -42,7 +42,9 @@ int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, s
 /* For the embedded defaults (no -c), which have no users: add user
  * "admin" (admin: true) whose token is kept in <data_dir>/admin.token
  * (created 0600 with a random token on first use, reused afterwards), and
- * log where it is. data_dir must exist. 0 / -errno with err. */
+ * log where it is. Creates data_dir if needed. Call it before
+ * supervisor_prepare, which records the users in the catalog.
+ * 0 / -errno with err. */
 int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen);
 
 /* Run the supervisor until it stops; returns the process exit code

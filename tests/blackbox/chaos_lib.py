@@ -45,10 +45,10 @@ class Load:
             if st == 202:
                 doc = json.loads(body)
                 self.acked[doc["media"]["id"]] = (hashlib.sha256(data).hexdigest(), size, remote)
-            elif st:
+            elif st >= 200:
                 self.rejected[st] = self.rejected.get(st, 0) + 1
                 assert st in (503, 507), "unexpected status %s: %r" % (st, body[:300])
-            else:
+            else:  # no final answer: the connection died (e.g. after 100 Continue)
                 self.errors += 1
 
     def _run(self, tid):

@@ -37,7 +37,11 @@ def running_in_stage(d, stage):
 def replace_worker(d, role, sig=signal.SIGKILL):
     old = d.worker(role)
     os.kill(old, sig)
-    wait_until(lambda: d.workers(role) and d.workers(role)[0] != old, 30, "a new %s worker" % role)
+
+    def new_pid():
+        pids = d.workers(role)
+        return pids and pids[0] != old
+    wait_until(new_pid, 30, "a new %s worker" % role)
 
 
 def test_kill9_pipeline_in_each_stage(dripd_factory, tmpdir_path):

@@ -160,6 +160,21 @@ def test_rebuild_catalog_never_creates_a_master_key(dripd_factory):
 
 def test_no_config_generates_admin_token(tmpdir_path):
     """Without -c: embedded defaults plus user admin, token kept in ./var/admin.token."""
+    served = []
+
+    def check_admin_api():
+        """The generated admin is a real user of the API (if 8080 was free)."""
+        with open(os.path.join(tmpdir_path, "var", "admin.token")) as f:
+            tok = f.read().strip()
+        url = "http://127.0.0.1:8080/v1/media?folder=/"
+        codes = []
+        for t in (tok, "wrong-" + tok):
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                                "10", "-H", "Authorization: Bearer " + t, url],
+                               capture_output=True, text=True)
+            codes.append(r.stdout)
+        return codes
+
     def start_once():
         logp = os.path.join(tmpdir_path, "log%d" % time.monotonic_ns())
         npath = os.path.join(tmpdir_path, "n.sock")
@@ -173,6 +188,8 @@ def test_no_config_generates_admin_token(tmpdir_path):
                 # Ready (port 8080 free) or exit 1 (8080 taken): the token exists either way.
                 wait_until(lambda: p.poll() is not None or "READY=1" in list(n.msgs), 30,
                            "READY=1 or exit")
+                if p.poll() is None:
+                    served.append(check_admin_api())
             finally:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
@@ -193,6 +210,10 @@ def test_no_config_generates_admin_token(tmpdir_path):
     assert "admin token in ./var/admin.token" in log2
     with open(tok_path) as f:
         assert f.read().strip() == token, "token must be reused on later starts"
+    for codes in served:
+        if codes[0] == "000":
+            continue  # no HTTP worker answering yet
+        assert codes == ["200", "401"], codes
 
 
 # ---------------------------------------------------------------- process tree
@@ -446,7 +467,7 @@ def test_watchdog_pings_only_while_workers_are_healthy(dripd_factory):
         d.notify.msgs = TimedList(d.notify.msgs)
     wait_until(lambda: len(d.notify.msgs.stamped("WATCHDOG=1")) >= 5, 10, "5 WATCHDOG=1")
     ts = d.notify.msgs.stamped("WATCHDOG=1")
-    assert max(b - a for a, b in zip(ts, ts[1:])) < 1.0, "steady pings about every 200ms"
+    assert max(b - a for a, b in zip(ts, ts[1:])) < 1.2, "steady pings about every 200ms"
 
     old = d.worker("pipeline")
     at = d.log_size()
