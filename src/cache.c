@@ -377,7 +377,8 @@ struct cache_evictor {
     pthread_t tid;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop, kick;
+    bool stop, kick, dirty;
+    uint64_t added;    /* bytes inserted, ever */
     uint64_t estimate; /* bytes after the last pass + inserted since */
 };
 
@@ -389,25 +390,27 @@ static void *evictor_main(void *arg)
     int64_t period = ttl ? (int64_t)DR_MAX(1000, DR_MIN(60000, ttl / 4)) : 60000;
     pthread_mutex_lock(&ev->mu);
     while (!ev->stop) {
+        ev->dirty = false; /* inserts from now on need another pass */
+        uint64_t added = ev->added;
         pthread_mutex_unlock(&ev->mu);
         struct cache_pass p;
         if (cache_evict_pass(ev->cfg->data_dir, ev->cfg->cache.max_size, ttl, ev->m, &p) != 0)
             memset(&p, 0, sizeof p);
         pthread_mutex_lock(&ev->mu);
-        ev->estimate = p.bytes;
+        ev->estimate = p.bytes + (ev->added - added); /* + what came in meanwhile */
         if (ev->stop)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += period / 1000;
-        ts.tv_nsec += (period % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        while (!ev->stop && !ev->kick)
-            if (pthread_cond_timedwait(&ev->cv, &ev->mu, &ts) == ETIMEDOUT)
+        int64_t last = dr_mono_ms();
+        while (!ev->stop && !ev->kick) {
+            /* the next pass: on the timer, or a second after an insert */
+            int64_t due = last + (ev->dirty ? DR_MIN(period, 1000) : period);
+            if (dr_mono_ms() >= due)
                 break;
+            struct timespec ts;
+            ts.tv_sec = (time_t)(due / 1000);
+            ts.tv_nsec = (long)(due % 1000) * 1000000L;
+            pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
+        }
         ev->kick = false;
     }
     pthread_mutex_unlock(&ev->mu);
@@ -444,14 +447,13 @@ void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes)
 {
     if (ev == NULL)
         return;
-    if (ev->m)
-        metrics_gauge_add(&ev->m->cache_bytes, (int64_t)bytes);
     pthread_mutex_lock(&ev->mu);
     ev->estimate += bytes;
-    if (ev->estimate > ev->cfg->cache.max_size) {
+    ev->added += bytes;
+    ev->dirty = true; /* refresh the cache_bytes gauge within a second */
+    if (ev->estimate > ev->cfg->cache.max_size)
         ev->kick = true;
-        pthread_cond_signal(&ev->cv);
-    }
+    pthread_cond_signal(&ev->cv); /* recompute its deadline */
     pthread_mutex_unlock(&ev->mu);
 }
 

@@ -151,10 +151,7 @@ int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)
 {
     if (t->store)
         return 0;
-    int rc = store_open(t->pc->cfg, &t->store, err, errlen);
-    if (rc != 0 && rc != -EINVAL && rc != -ENOTSUP)
-        rc = -EAGAIN; /* unreachable for now: retry */
-    return rc;
+    return store_open(t->pc->cfg, &t->store, err, errlen); /* -EAGAIN: retried */
 }
 
 static void mono_deadline(struct timespec *ts, int64_t mono_ms)
@@ -574,7 +571,9 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     cond_init_mono(&r->cv);
     const struct dr_config *cfg = pc->cfg;
     struct stage_spec specs[N_STAGES];
-    static const struct dr_stage_cfg notify_cfg = {1, 10, 1};
+    /* notify is short but does two catalog commits and a directory fsync
+     * per job: two threads keep it off the critical path of small jobs */
+    static const struct dr_stage_cfg notify_cfg = {2, 10, 1};
     const struct dr_stage_cfg *sc[N_STAGES];
     const char *shorts[N_STAGES];
     pl_step_fn fns[N_STAGES];
@@ -795,6 +794,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
 
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
     int64_t next_hb = dr_mono_ms();
+    bool chan_open = true;
     for (;;) {
         int64_t now = dr_mono_ms();
         if (now >= next_hb) {
@@ -803,7 +803,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             if (!w->draining)
                 scrub_poll(w->scrub); /* fallback for a lost wake-up */
         }
-        struct pollfd pfd[2] = {{.fd = ctx->chan_fd, .events = POLLIN},
+        struct pollfd pfd[2] = {{.fd = chan_open ? ctx->chan_fd : -1, .events = POLLIN},
                                 {.fd = w->drained_pipe[0], .events = POLLIN}};
         int64_t wait = next_hb - dr_mono_ms();
         struct timespec ts = {.tv_sec = (time_t)(wait > 0 ? wait / 1000 : 0),
@@ -826,12 +826,12 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
                 webhooks_wake(w->hooks);
                 scrub_poll(w->scrub);
             }
-            if (r < 0 && !w->draining) {
-                log_info("supervisor gone: draining");
-                begin_drain(w);
-                ctx->chan_fd = -1;
-            } else if (r < 0) {
-                ctx->chan_fd = -1;
+            if (r < 0) {
+                chan_open = false; /* the supervisor is gone: stop listening */
+                if (!w->draining) {
+                    log_info("supervisor gone: draining");
+                    begin_drain(w);
+                }
             }
         }
         if (n > 0 && (pfd[1].revents & POLLIN))

@@ -19,8 +19,9 @@
  * started every 8 MiB (sync_file_range) so the disk works while the CPU
  * encrypts, and the final fsync has little left to do. For objects of
  * 8 MiB and more the SHA-256 runs on a helper thread (struct hasher) beside
- * the cipher. One EVP cipher
- * context per call is keyed once and only re-IVed per segment.
+ * the cipher, and input and output go through a small page-cache window
+ * (stream_input/stream_output). One EVP cipher context per call is keyed
+ * once and only re-IVed per segment.
  *
  * Unsealing checks the header (magic, version, bounds, key unwrap, header
  * tag) and the object length before it decrypts anything, then every
@@ -423,6 +424,46 @@ int seal_read_header(const void *buf, size_t len, const uint8_t master[DR_KEY_LE
     return rc;
 }
 
+/* ---- streaming big files through a small page-cache window ----
+ * On the virtual machines dripd runs on, filling fresh page-cache pages is
+ * several times slower than reusing recently freed ones, and a 1 GiB
+ * object would otherwise leave 1 GiB of cache behind (the upload path
+ * drops the spool file the same way). So for big objects: ask for the next
+ * window ahead of the reader (WILLNEED), drop the window behind it
+ * (DONTNEED); on the output, start writeback of each window, then wait for
+ * the one two windows back and drop it. Dirty memory stays bounded and the
+ * final fsync has little left to do. Measured on this VM (1 GiB, spool not
+ * cached): seal 620 -> 790 MB/s (median of 3; O_DIRECT reads gave 650).
+ * Unsealing reads its input the same way but keeps its output (a cache
+ * entry about to be served) in the page cache. */
+static void stream_input(int fd, uint64_t off, size_t len)
+{
+    uint64_t w = off / KICK_WRITEBACK, w_end = (off + len) / KICK_WRITEBACK;
+    if (off % KICK_WRITEBACK != 0 && w == w_end)
+        return; /* same window as the last call */
+    posix_fadvise(fd, (off_t)((w + 1) * KICK_WRITEBACK), 2 * KICK_WRITEBACK, POSIX_FADV_WILLNEED);
+    if (w >= 1)
+        posix_fadvise(fd, (off_t)((w - 1) * KICK_WRITEBACK), KICK_WRITEBACK, POSIX_FADV_DONTNEED);
+}
+
+/* Output side: called with the bytes written so far; *kicked tracks the
+ * writeback start. drop: also wait for and drop old windows. */
+static void stream_output(int fd, uint64_t base, uint64_t written, uint64_t *kicked, bool drop)
+{
+    if (written - *kicked < KICK_WRITEBACK)
+        return;
+    sync_file_range(fd, (off64_t)(base + *kicked), (off64_t)(written - *kicked),
+                    SYNC_FILE_RANGE_WRITE);
+    if (drop && *kicked >= 2 * KICK_WRITEBACK) {
+        off64_t old = (off64_t)(base + *kicked - 2 * KICK_WRITEBACK);
+        sync_file_range(fd, old, KICK_WRITEBACK,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER);
+        posix_fadvise(fd, old, KICK_WRITEBACK, POSIX_FADV_DONTNEED);
+    }
+    *kicked = written;
+}
+
 /* ---- sealing ---- */
 
 static uint32_t segs_per_chunk(uint32_t seg)
@@ -507,7 +548,10 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         uint8_t *ibuf = ibufs + (chunk_no % RING) * ichunk;
         if (chunk_no >= RING)
             hasher_wait(&hs, chunk_no - RING + 1); /* the hasher is done with it */
-        ssize_t n = want ? dr_read_full(in, ibuf, want) : 0;
+        uint64_t roff = size - left;
+        if (size >= THREADED_HASH_MIN)
+            stream_input(in, roff, want);
+        ssize_t n = want ? dr_pread_full(in, ibuf, want, roff) : 0;
         if (n < 0) {
             rc = fail(err, errlen, (int)n, "read %s: %s", in_path, strerror((int)-n));
             goto out;
@@ -549,11 +593,8 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
             goto out;
         }
         written += ooff;
-        if (written - kicked >= KICK_WRITEBACK) { /* start writeback now, fsync later */
-            sync_file_range(out, (off64_t)kicked, (off64_t)(written - kicked),
-                            SYNC_FILE_RANGE_WRITE);
-            kicked = written;
-        }
+        /* start writeback now, fsync later */
+        stream_output(out, 0, written, &kicked, size >= THREADED_HASH_MIN);
         left -= want;
     } while (left > 0);
     if (idx != nseg) {
@@ -668,6 +709,10 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
     posix_fadvise(in_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t nseg = seal_segments(h.size, seg), idx = 0, left = h.size, pos = h.header_len;
     uint64_t chunk_no = 0;
+    /* Start writeback of the plaintext as it is written (as seal_file does),
+     * when out_fd is a regular file: the caller's fsync then has little left. */
+    off_t out_start = out_fd >= 0 ? lseek(out_fd, 0, SEEK_CUR) : -1;
+    uint64_t out_written = 0, out_kicked = 0;
     while (idx < nseg) {
         uint8_t *obuf = obufs + (chunk_no % RING) * ochunk;
         if (chunk_no >= RING)
@@ -675,6 +720,8 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
         uint64_t segs = DR_MIN((uint64_t)k, nseg - idx);
         uint64_t plain = DR_MIN(segs * seg, left);
         size_t want = (size_t)(plain + segs * SEAL_TAG_LEN);
+        if (h.size >= THREADED_HASH_MIN)
+            stream_input(in_fd, pos, want);
         n = dr_pread_full(in_fd, ibuf, want, pos);
         if (n < 0) {
             rc = fail(err, errlen, (int)n, "read object: %s", strerror((int)-n));
@@ -714,6 +761,10 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
                 fail(err, errlen, rc, "write plaintext: %s", strerror(-rc));
                 goto out;
             }
+            out_written += ooff;
+            if (out_start >= 0)
+                stream_output(out_fd, (uint64_t)out_start, out_written, &out_kicked,
+                              false); /* the plaintext is about to be served: keep it */
         }
         pos += (uint64_t)want;
         left -= ooff;

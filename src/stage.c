@@ -249,12 +249,8 @@ static void *stage_thread_main(void *arg)
     if (ops->thread_init && ops->thread_init(st->spec.arg, t->index, &tls) != 0) {
         log_error("stage %s: thread %s could not start; the stage runs without it", st->spec.name,
                   name);
-        /* It never asks for work, so it never gets any: wait for stop. The
-         * sentinel pushed for it is left in the dead inbox. */
-        pthread_mutex_lock(&st->mu);
-        while (!st->stopping)
-            pthread_cond_wait(&st->items_cv, &st->mu);
-        pthread_mutex_unlock(&st->mu);
+        /* It never asked for work, so it owns none: just end. stop() still
+         * joins it; the sentinel it leaves unused is harmless. */
         return NULL;
     }
 

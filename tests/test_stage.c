@@ -371,6 +371,39 @@ START_TEST(test_stop_unblocks_forwarder)
 }
 END_TEST
 
+static int fail_first_init(void *arg, int index, void **tls)
+{
+    (void)arg;
+    *tls = NULL;
+    return index == 0 ? -EIO : 0;
+}
+
+START_TEST(test_thread_init_failure)
+{
+    /* a thread that cannot start takes no work; its sibling does it all */
+    struct tstage t;
+    tstage_init(&t, false);
+    struct stage_ops ops = t_ops;
+    ops.thread_init = fail_first_init;
+    struct stage_spec spec = {.name = "f",
+                              .short_name = "f",
+                              .concurrency = 2,
+                              .max_demand = 2,
+                              .min_demand = 1,
+                              .ops = &ops,
+                              .arg = &t};
+    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    int next = 0;
+    while (next < 30)
+        push_until_full(p, &next, 30);
+    wait_seen(&t, 30);
+    for (int i = 0; i < 30; i++)
+        ck_assert_str_eq(t.names[i], "f-2");
+    stage_pipeline_free(p);
+}
+END_TEST
+
 static Suite *stage_suite(void)
 {
     Suite *s = suite_create("stage");
@@ -384,6 +417,7 @@ static Suite *stage_suite(void)
     tcase_add_test(tc, test_work_sharing);
     tcase_add_test(tc, test_stop_discards_queued);
     tcase_add_test(tc, test_stop_unblocks_forwarder);
+    tcase_add_test(tc, test_thread_init_failure);
     suite_add_tcase(s, tc);
     return s;
 }

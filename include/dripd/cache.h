@@ -69,8 +69,9 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
 /* The evictor thread ("cache-evict"). */
 struct cache_evictor;
 struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr_metrics *m);
-/* Tell it bytes were added; it runs a pass when the cache may be over
- * max_size. Any thread. */
+/* Tell it bytes were added; it runs a pass at once when the cache may be
+ * over max_size, else within a second (which refreshes the cache_bytes
+ * gauge). Any thread. */
 void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes);
 void cache_evictor_stop(struct cache_evictor *ev); /* joins; NULL ok */
 

@@ -444,3 +444,38 @@ def test_job_events_and_stage_metrics(dripd):
     stages = [json.loads(r["data"])["stage"] for r in rows if r["type"] == "job.stage"]
     assert stages == ["store", "notify"], stages
     assert metric(dripd, "dripd_jobs_queue_depth") == 0
+
+
+# ---------------------------------------------------------------- retries
+
+def test_transient_store_errors_retry_then_fail(dripd_factory):
+    """An unreachable store is transient (-EAGAIN): the job is retried with
+    growing backoff, then failed after pipeline.retry.attempts with the
+    store's error kept; the media is failed, nothing node-local is left."""
+    d = dripd_factory(config={
+        "storage": {"backend": "s3",
+                    "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "media", "region": "us-east-1",
+                           "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret-example",
+                           "connect_timeout": "1s"}},
+        "pipeline": {"retry": {"attempts": 3, "backoff": "200ms", "max_backoff": "1s"}}})
+    src = make_file(os.path.join(d.dir, "r.bin"), 5000)
+    after = d.log_size()
+    mid, jid = upload(d, src, "/retry/r.bin")
+    job = d.wait_job(jid, timeout=60)
+    assert job["state"] == "failed", job
+    assert job["stage"] == "store" and job["attempts"] == 3, job
+    assert job["error"], job
+    m = d.json("GET", "/v1/media/" + mid, expect=200)[1]
+    assert m["state"] == "failed"
+    log = d.log_text()[after:]
+    delays = [int(x) for x in re.findall(r"job %s .*retrying in (\d+) ms" % jid, log)]
+    assert len(delays) == 2, log[-3000:]
+    assert 100 <= delays[0] <= 200 and 200 <= delays[1] <= 400, delays  # equal jitter, doubling
+    assert re.search(r"job %s \(upload\) failed at store after 3 attempts" % jid, log)
+    # the retries really waited: claimed three times, spread by the backoff
+    claims = re.findall(r"(\d\d:\d\d:\d\d\.\d+)Z INFO pipeline\[\d+\] job %s \(upload\) claimed" % jid, log)
+    assert len(claims) == 3, claims
+    assert os.listdir(os.path.join(d.data_dir, "work")) == []
+    assert [n for n in os.listdir(os.path.join(d.data_dir, "spool"))] == []
+    ev = query(d, "SELECT type FROM events WHERE job_id = ? ORDER BY seq", jid)
+    assert [e["type"] for e in ev][-1] == "job.failed"
