@@ -127,7 +127,9 @@ def test_put_needs_a_valid_token(dripd, tmpdir_path):
 
 def test_put_409_when_path_taken(dripd, tmpdir_path):
     f = make_file(os.path.join(tmpdir_path, "dup.bin"), 5000)
-    assert dripd.put_file(f, "/d/dup.bin")[0] == 202
+    st, first = dripd.put_file(f, "/d/dup.bin")
+    assert st == 202
+    dripd.wait_job(first["job"]["id"])  # the pipeline is done with its spool file
     n_spool = len(spool_files(dripd))
     st, doc = dripd.put_file(f, "/d/dup.bin")
     assert st == 409 and doc["status"] == 409

@@ -171,7 +171,9 @@ def test_s3rver_killed_mid_upload_retries_then_succeeds(dripd_factory, s3rver, t
 
 
 def test_wrong_bucket_fails_the_job_with_nosuchbucket(dripd_factory, s3rver, tmp_path):  # noqa: F811
-    d = dripd_factory(config=s3_config(s3rver.endpoint, bucket="media-x"))
+    cfg = s3_config(s3rver.endpoint, bucket="media-x")
+    cfg["health"] = {"store_probe_interval": "1h"}  # one readiness probe, at start
+    d = dripd_factory(config=cfg)
     src = make_file(str(tmp_path / "a.bin"), 1000)
     mid, jid = upload(d, src, "/x/a.bin")
     job = d.wait_job(jid, timeout=60)
@@ -180,7 +182,10 @@ def test_wrong_bucket_fails_the_job_with_nosuchbucket(dripd_factory, s3rver, tmp
     assert "media-x" in job["error"] and s3rver.endpoint in job["error"], job
     # Permanent: one attempt, never retried.
     assert job["attempts"] <= 1, job
-    assert s3rver.count(r'No bucket found for "media-x"') == 1, s3rver.log_text()[-2000:]
+    # One PUT (never retried) plus the store probe's one HEAD at start.
+    assert s3rver.count(r'No bucket found for "media-x"') <= 2, s3rver.log_text()[-2000:]
+    st, ready, _h = d.json("GET", "/readyz", user=None)
+    assert st == 503 and ready["store"] == "unreachable", ready
     st, media, _h = d.json("GET", "/v1/media/" + mid)
     assert st == 200 and media["state"] == "failed", media
     assert bucket_keys(s3rver) == []
