@@ -61,18 +61,6 @@ struct mp_parser {
 
 /* ---- small lexical helpers ---- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool is_tchar(unsigned char c)
 {
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
@@ -122,7 +110,7 @@ static char *parse_value(const char **ps, char *err, size_t errlen)
             unsigned char c = (unsigned char)*s;
             if (c == 0) {
                 free(out);
-                set_err(err, errlen, "unterminated quoted string");
+                dr_set_err(err, errlen, "unterminated quoted string");
                 return NULL;
             }
             if (c == '"') {
@@ -131,7 +119,7 @@ static char *parse_value(const char **ps, char *err, size_t errlen)
             }
             if ((c < 0x20 && c != '\t') || c == 0x7f) {
                 free(out);
-                set_err(err, errlen, "control character in quoted string");
+                dr_set_err(err, errlen, "control character in quoted string");
                 return NULL;
             }
             if (c == '\\' && (s[1] == '"' || s[1] == '\\'))
@@ -151,7 +139,7 @@ static char *parse_value(const char **ps, char *err, size_t errlen)
         s++;
     }
     if (s == start) {
-        set_err(err, errlen, "empty parameter value");
+        dr_set_err(err, errlen, "empty parameter value");
         return NULL;
     }
     *ps = s;
@@ -170,7 +158,7 @@ static int parse_params(const char *s, param_fn fn, void *arg, char *err, size_t
         if (*s == '\0')
             return 0;
         if (*s != ';') {
-            set_err(err, errlen, "expected ';' between parameters");
+            dr_set_err(err, errlen, "expected ';' between parameters");
             return -EINVAL;
         }
         s = skip_ows(s + 1);
@@ -181,12 +169,12 @@ static int parse_params(const char *s, param_fn fn, void *arg, char *err, size_t
             s++;
         size_t nlen = (size_t)(s - name);
         if (nlen == 0) {
-            set_err(err, errlen, "malformed parameter name");
+            dr_set_err(err, errlen, "malformed parameter name");
             return -EINVAL;
         }
         s = skip_ows(s);
         if (*s != '=') {
-            set_err(err, errlen, "parameter '%.*s' has no value", (int)DR_MIN(nlen, 40), name);
+            dr_set_err(err, errlen, "parameter '%.*s' has no value", (int)DR_MIN(nlen, 40), name);
             return -EINVAL;
         }
         s = skip_ows(s + 1);
@@ -210,17 +198,17 @@ static int check_boundary(const char *b, char *err, size_t errlen)
 {
     size_t n = strlen(b);
     if (n == 0 || n > MP_BOUNDARY_MAX) {
-        set_err(err, errlen, "boundary must be 1 to %d characters", MP_BOUNDARY_MAX);
+        dr_set_err(err, errlen, "boundary must be 1 to %d characters", MP_BOUNDARY_MAX);
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         if (!is_bchar((unsigned char)b[i])) {
-            set_err(err, errlen, "boundary contains an invalid character");
+            dr_set_err(err, errlen, "boundary contains an invalid character");
             return -EINVAL;
         }
     }
     if (b[n - 1] == ' ') {
-        set_err(err, errlen, "boundary must not end with a space");
+        dr_set_err(err, errlen, "boundary must not end with a space");
         return -EINVAL;
     }
     return 0;
@@ -239,7 +227,7 @@ static int ct_param(void *arg, const char *name, size_t nlen, char *value, char 
     }
     if (cp->boundary != NULL) {
         free(value);
-        set_err(err, errlen, "duplicate boundary parameter");
+        dr_set_err(err, errlen, "duplicate boundary parameter");
         return -EINVAL;
     }
     cp->boundary = value;
@@ -251,14 +239,14 @@ int mp_boundary_from_content_type(const char *ct, char out[MP_BOUNDARY_MAX + 1],
 {
     static const char type[] = "multipart/form-data";
     if (ct == NULL) {
-        set_err(err, errlen, "Content-Type must be multipart/form-data");
+        dr_set_err(err, errlen, "Content-Type must be multipart/form-data");
         return -ENOTSUP;
     }
     const char *s = skip_ows(ct);
     size_t tl = sizeof(type) - 1;
     if (strncasecmp(s, type, tl) != 0 ||
         (s[tl] != '\0' && s[tl] != ';' && s[tl] != ' ' && s[tl] != '\t')) {
-        set_err(err, errlen, "Content-Type must be multipart/form-data");
+        dr_set_err(err, errlen, "Content-Type must be multipart/form-data");
         return -ENOTSUP;
     }
     struct ct_params cp = {0};
@@ -266,7 +254,7 @@ int mp_boundary_from_content_type(const char *ct, char out[MP_BOUNDARY_MAX + 1],
     if (rc < 0)
         goto out;
     if (cp.boundary == NULL) {
-        set_err(err, errlen, "multipart/form-data without a boundary parameter");
+        dr_set_err(err, errlen, "multipart/form-data without a boundary parameter");
         rc = -EINVAL;
         goto out;
     }
@@ -294,7 +282,7 @@ static char *decode_ext_value(const char *v, char *err, size_t errlen)
     const char *q1 = strchr(v, '\'');
     const char *q2 = q1 != NULL ? strchr(q1 + 1, '\'') : NULL;
     if (q2 == NULL) {
-        set_err(err, errlen, "filename* is not charset'lang'value");
+        dr_set_err(err, errlen, "filename* is not charset'lang'value");
         return NULL;
     }
     size_t cl = (size_t)(q1 - v);
@@ -304,7 +292,7 @@ static char *decode_ext_value(const char *v, char *err, size_t errlen)
     } else if (cl == 10 && strncasecmp(v, "iso-8859-1", 10) == 0) {
         latin1 = true;
     } else {
-        set_err(err, errlen, "filename* charset must be UTF-8 or ISO-8859-1");
+        dr_set_err(err, errlen, "filename* charset must be UTF-8 or ISO-8859-1");
         return NULL;
     }
     const char *s = q2 + 1;
@@ -317,7 +305,7 @@ static char *decode_ext_value(const char *v, char *err, size_t errlen)
             int lo = hi < 0 ? -1 : hexval((unsigned char)s[2]);
             if (lo < 0) {
                 free(out);
-                set_err(err, errlen, "bad percent-encoding in filename*");
+                dr_set_err(err, errlen, "bad percent-encoding in filename*");
                 return NULL;
             }
             c = (unsigned char)(hi * 16 + lo);
@@ -327,7 +315,7 @@ static char *decode_ext_value(const char *v, char *err, size_t errlen)
         }
         if (c == 0) {
             free(out);
-            set_err(err, errlen, "NUL in filename*");
+            dr_set_err(err, errlen, "NUL in filename*");
             return NULL;
         }
         if (latin1 && c >= 0x80) {
@@ -362,7 +350,7 @@ static int disp_param(void *arg, const char *name, size_t nlen, char *value, cha
         return 0;
     }
     if (*slot != NULL) {
-        set_err(err, errlen, "duplicate '%.*s' parameter", (int)nlen, name);
+        dr_set_err(err, errlen, "duplicate '%.*s' parameter", (int)nlen, name);
         free(value);
         return -EINVAL;
     }
@@ -378,7 +366,7 @@ int mp_parse_disposition(const char *value, char **type, char **name, char **fil
     while (is_tchar((unsigned char)*s))
         s++;
     if (s == t) {
-        set_err(err, errlen, "Content-Disposition has no type");
+        dr_set_err(err, errlen, "Content-Disposition has no type");
         return -EINVAL;
     }
     struct disp_params dp = {0};

@@ -166,18 +166,6 @@ static struct s3_store *S3(struct dr_store *st)
     return (struct s3_store *)st;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* AWS URI encoding: everything but A-Z a-z 0-9 - _ . ~ as %XX (and '/'
  * kept when keep_slash, for object keys). */
 static char *uri_encode(const char *s, bool keep_slash)
@@ -572,18 +560,18 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
     const char *sp = key ? " " : "";
     if (x->cc != CURLE_OK) {
         if (x->cc == CURLE_WRITE_ERROR && x->write_errno) {
-            seterr(err, errlen, "s3: %s %s: writing the local file: %s", op, k,
+            dr_set_err(err, errlen, "s3: %s %s: writing the local file: %s", op, k,
                    strerror(x->write_errno));
             return -x->write_errno;
         }
         if ((x->cc == CURLE_ABORTED_BY_CALLBACK || x->cc == CURLE_READ_ERROR) && x->read_errno) {
-            seterr(err, errlen, "s3: %s %s: reading the local file: %s", op, k,
+            dr_set_err(err, errlen, "s3: %s %s: reading the local file: %s", op, k,
                    strerror(x->read_errno));
             return -x->read_errno;
         }
         const char *detail = x->curl_err[0] ? x->curl_err : curl_easy_strerror(x->cc);
         if (x->cc == CURLE_OPERATION_TIMEDOUT) {
-            seterr(err, errlen,
+            dr_set_err(err, errlen,
                    "s3: %s%s%s: timed out talking to %s: %s (storage.s3.connect_timeout, "
                    "idle_timeout, timeout; transient, will retry)",
                    op, sp, k, s->origin, detail);
@@ -591,23 +579,23 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
         }
         if (x->cc == CURLE_PEER_FAILED_VERIFICATION || x->cc == CURLE_SSL_CACERT_BADFILE ||
             x->cc == CURLE_SSL_CERTPROBLEM) {
-            seterr(err, errlen,
+            dr_set_err(err, errlen,
                    "s3: %s%s%s: TLS verification of %s failed: %s (fix the certificate, or set "
                    "storage.s3.verify_tls: false for a test endpoint)",
                    op, sp, k, s->origin, detail);
             return -EPROTO;
         }
         if (transient_curl(x->cc)) {
-            seterr(err, errlen, "s3: %s%s%s: %s: %s (transient, will retry)", op, sp, k, s->origin,
+            dr_set_err(err, errlen, "s3: %s%s%s: %s: %s (transient, will retry)", op, sp, k, s->origin,
                    detail);
             return -EAGAIN;
         }
         if (x->cc == CURLE_WRITE_ERROR && x->body_cut) {
-            seterr(err, errlen, "s3: %s%s%s: reply larger than %u bytes", op, sp, k,
+            dr_set_err(err, errlen, "s3: %s%s%s: reply larger than %u bytes", op, sp, k,
                    (unsigned)x->body_max);
             return -EBADMSG;
         }
-        seterr(err, errlen, "s3: %s%s%s: %s: %s", op, sp, k, s->origin, detail);
+        dr_set_err(err, errlen, "s3: %s%s%s: %s: %s", op, sp, k, s->origin, detail);
         return -EIO;
     }
     if (x->status >= 200 && x->status < 300)
@@ -624,21 +612,21 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
     const char *id = s->base.cfg->storage.s3.access_key_id;
 
     if ((code && code_is(&e, "NoSuchBucket")) || (x->status == 404 && !code && !key)) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: NoSuchBucket: bucket '%s' does not exist at %s (check storage.s3.bucket "
                "and storage.s3.endpoint)",
                s->bucket, s->origin);
         return -ENXIO;
     }
     if (code && (code_is(&e, "InvalidAccessKeyId") || code_is(&e, "NotSignedUp"))) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: %s: %s does not know access key id '%s' (check "
                "storage.s3.access_key_id)%s%s",
                e.code, s->origin, id, ms, msg);
         return -EPERM;
     }
     if (code && code_is(&e, "SignatureDoesNotMatch")) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: SignatureDoesNotMatch: %s rejected the request signature for key id '%s' "
                "(check storage.s3.secret_access_key and storage.s3.region '%s')",
                s->origin, id, s->base.cfg->storage.s3.region);
@@ -646,14 +634,14 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
     }
     if (code && (code_is(&e, "ExpiredToken") || code_is(&e, "InvalidToken") ||
                  code_is(&e, "TokenRefreshRequired"))) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: %s: the session token was refused (renew "
                "storage.s3.session_token)%s%s",
                e.code, ms, msg);
         return -EPERM;
     }
     if (code && code_is(&e, "RequestTimeTooSkewed")) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: RequestTimeTooSkewed: this host's clock differs from %s by more than 15 "
                "minutes (fix the clock: NTP)",
                s->origin);
@@ -663,12 +651,12 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
                 code_is(&e, "InternalError") || code_is(&e, "RequestTimeout") ||
                 code_is(&e, "OperationAborted") || code_is(&e, "IncompleteBody");
     if (busy || x->status == 429 || x->status >= 500) {
-        seterr(err, errlen, "s3: %s%s%s: %s%s%s (transient, will retry)", op, sp, k, codebuf, ms,
+        dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s (transient, will retry)", op, sp, k, codebuf, ms,
                msg);
         return -EAGAIN;
     }
     if (x->status == 403) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: %s: %s denied %s%s%s in bucket '%s' to key id '%s' (check the bucket "
                "policy or the key's permissions)%s%s",
                code ? code : "AccessDenied (HTTP 403)", s->origin, op, sp, k, s->bucket, id, ms,
@@ -676,20 +664,20 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
         return -EACCES;
     }
     if (x->status == 404) {
-        seterr(err, errlen, "s3: %s: %s'%s' not found in bucket '%s'%s%s",
+        dr_set_err(err, errlen, "s3: %s: %s'%s' not found in bucket '%s'%s%s",
                code ? code : "NoSuchKey", key ? "object " : "", k, s->bucket, ms, msg);
         return -ENOENT;
     }
     if (x->status == 301 || x->status == 307 || (code && code_is(&e, "PermanentRedirect")) ||
         (code && code_is(&e, "AuthorizationHeaderMalformed"))) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: %s: bucket '%s' is not served by %s in region '%s' (check "
                "storage.s3.endpoint and storage.s3.region)%s%s",
                code ? code : codebuf, s->bucket, s->origin, s->base.cfg->storage.s3.region, ms,
                msg);
         return -EINVAL;
     }
-    seterr(err, errlen, "s3: %s%s%s: %s%s%s", op, sp, k, codebuf, ms, msg);
+    dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s", op, sp, k, codebuf, ms, msg);
     return -EINVAL;
 }
 
@@ -825,7 +813,7 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
                     usleep((useconds_t)ms * 1000);
                 continue;
             }
-            seterr(err, errlen, "s3: UploadPart %s: %d of %d parts done and none queued", mp->key,
+            dr_set_err(err, errlen, "s3: UploadPart %s: %d of %d parts done and none queued", mp->key,
                    mp->done, mp->n_parts);
             rc = -EIO; /* cannot happen: nothing pending, nothing running */
             break;
@@ -833,7 +821,7 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
         int running = 0;
         CURLMcode mc = curl_multi_perform(s->multi, &running);
         if (mc != CURLM_OK) {
-            seterr(err, errlen, "s3: UploadPart: %s", curl_multi_strerror(mc));
+            dr_set_err(err, errlen, "s3: UploadPart: %s", curl_multi_strerror(mc));
             rc = -EIO;
         }
         CURLMsg *msg;
@@ -870,7 +858,7 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
                 mp->pend_tail++;
             } else if (rc == 0) {
                 rc = prc;
-                seterr(err, errlen, "%s", perr);
+                dr_set_err(err, errlen, "%s", perr);
             }
         }
         if (rc != 0) {
@@ -920,7 +908,7 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
         struct s3xml_error e;
         int prc = s3xml_parse_initiate(x.body, x.body_len, &upload_id, &e);
         if (prc < 0) {
-            seterr(err, errlen, "s3: CreateMultipartUpload %s: unexpected reply from %s (%s)", key,
+            dr_set_err(err, errlen, "s3: CreateMultipartUpload %s: unexpected reply from %s (%s)", key,
                    s->origin, prc == -EREMOTEIO ? e.code : "no UploadId");
             rc = prc == -EREMOTEIO ? -EAGAIN : -EBADMSG;
         }
@@ -971,12 +959,12 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
             struct s3xml_error e;
             int prc = s3xml_parse_complete(x.body, x.body_len, &etag, &e);
             if (prc == -EREMOTEIO) {
-                seterr(err, errlen,
+                dr_set_err(err, errlen,
                        "s3: CompleteMultipartUpload %s: %s: %s (transient, will retry)", key,
                        e.code, e.message);
                 rc = -EAGAIN;
             } else if (prc < 0) {
-                seterr(err, errlen, "s3: CompleteMultipartUpload %s: unexpected reply from %s", key,
+                dr_set_err(err, errlen, "s3: CompleteMultipartUpload %s: unexpected reply from %s", key,
                        s->origin);
                 rc = -EBADMSG;
             }
@@ -1005,13 +993,13 @@ static int s3_put(struct dr_store *st, const char *key, const char *src_path, ch
     int fd = open(src_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        seterr(err, errlen, "s3: PutObject %s: open %s: %s", key, src_path, strerror(errno));
+        dr_set_err(err, errlen, "s3: PutObject %s: open %s: %s", key, src_path, strerror(errno));
         goto out;
     }
     struct stat sb;
     if (fstat(fd, &sb) < 0) {
         rc = -errno;
-        seterr(err, errlen, "s3: PutObject %s: stat %s: %s", key, src_path, strerror(errno));
+        dr_set_err(err, errlen, "s3: PutObject %s: stat %s: %s", key, src_path, strerror(errno));
         goto out;
     }
     uint64_t size = (uint64_t)sb.st_size;
@@ -1035,7 +1023,7 @@ static int s3_get(struct dr_store *st, const char *key, const char *dst_path, ch
     int fd = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
-        seterr(err, errlen, "s3: GetObject %s: open %s: %s", key, dst_path, strerror(errno));
+        dr_set_err(err, errlen, "s3: GetObject %s: open %s: %s", key, dst_path, strerror(errno));
         observe(DR_SOP_GET, t0, rc);
         return rc;
     }
@@ -1046,11 +1034,11 @@ static int s3_get(struct dr_store *st, const char *key, const char *dst_path, ch
     xfer_clear(&x);
     if (rc == 0 && fsync(fd) < 0) {
         rc = -errno;
-        seterr(err, errlen, "s3: GetObject %s: fsync %s: %s", key, dst_path, strerror(errno));
+        dr_set_err(err, errlen, "s3: GetObject %s: fsync %s: %s", key, dst_path, strerror(errno));
     }
     if (close(fd) < 0 && rc == 0) {
         rc = -errno;
-        seterr(err, errlen, "s3: GetObject %s: close %s: %s", key, dst_path, strerror(errno));
+        dr_set_err(err, errlen, "s3: GetObject %s: close %s: %s", key, dst_path, strerror(errno));
     }
     if (rc < 0)
         unlink(dst_path); /* never leave a partial object behind */
@@ -1143,7 +1131,7 @@ static int list_page(struct s3_store *s, const char *token, const char *max_keys
         struct s3xml_error e;
         int prc = s3xml_parse_list(x.body, x.body_len, page, &e);
         if (prc < 0) {
-            seterr(err, errlen, "s3: ListObjectsV2 bucket '%s': unexpected reply from %s%s%s",
+            dr_set_err(err, errlen, "s3: ListObjectsV2 bucket '%s': unexpected reply from %s%s%s",
                    s->bucket, s->origin, prc == -EREMOTEIO ? ": " : "",
                    prc == -EREMOTEIO ? e.code : "");
             rc = prc == -EREMOTEIO ? -EAGAIN : -EBADMSG;
@@ -1236,18 +1224,18 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
     const char *bucket = cfg->storage.s3.bucket;
     const char *region = cfg->storage.s3.region ? cfg->storage.s3.region : "us-east-1";
     if (bucket == NULL || bucket[0] == '\0') {
-        seterr(err, errlen, "s3: storage.s3.bucket is not set");
+        dr_set_err(err, errlen, "s3: storage.s3.bucket is not set");
         return -EINVAL;
     }
     if (cfg->storage.s3.access_key_id == NULL || cfg->storage.s3.secret_access_key == NULL) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: storage.s3.access_key_id and secret_access_key (or "
                "secret_access_key_file) are required");
         return -EINVAL;
     }
     pthread_once(&g_curl_once, curl_init_once);
     if (g_curl_init_rc != CURLE_OK) {
-        seterr(err, errlen, "s3: curl_global_init: %s", curl_easy_strerror(g_curl_init_rc));
+        dr_set_err(err, errlen, "s3: curl_global_init: %s", curl_easy_strerror(g_curl_init_rc));
         return -EIO;
     }
     char *origin;
@@ -1261,13 +1249,13 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
     const char *hostpart = strstr(origin, "://");
     if (hostpart == NULL ||
         (strncmp(origin, "http://", 7) != 0 && strncmp(origin, "https://", 8) != 0)) {
-        seterr(err, errlen, "s3: storage.s3.endpoint '%s' must start with http:// or https://",
+        dr_set_err(err, errlen, "s3: storage.s3.endpoint '%s' must start with http:// or https://",
                origin);
         free(origin);
         return -EINVAL;
     }
     if (!cfg->storage.s3.path_style && !dns_bucket(bucket)) {
-        seterr(err, errlen,
+        dr_set_err(err, errlen,
                "s3: bucket '%s' cannot be used in a host name; set storage.s3.path_style: true",
                bucket);
         free(origin);

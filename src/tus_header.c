@@ -16,18 +16,6 @@
 
 #include "dripd/util.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int tus_parse_uint(const char *s, uint64_t *out)
 {
     if (s == NULL || *s == '\0')
@@ -120,7 +108,7 @@ int tus_parse_metadata(const char *hdr, struct tus_metadata *out, char *err, siz
         if (e == s) {
             if (*end == '\0' && m.n == 0)
                 break; /* empty header */
-            set_err(err, errlen, "Upload-Metadata has an empty pair");
+            dr_set_err(err, errlen, "Upload-Metadata has an empty pair");
             rc = -EINVAL;
             goto out;
         }
@@ -128,13 +116,13 @@ int tus_parse_metadata(const char *hdr, struct tus_metadata *out, char *err, siz
         const char *kend = sp != NULL ? sp : e;
         for (const char *k = s; k < kend; k++) {
             if (*k <= 0x20 || *k >= 0x7f) {
-                set_err(err, errlen, "Upload-Metadata key must be printable ASCII");
+                dr_set_err(err, errlen, "Upload-Metadata key must be printable ASCII");
                 rc = -EINVAL;
                 goto out;
             }
         }
         if (m.n == TUS_METADATA_MAX_PAIRS) {
-            set_err(err, errlen, "Upload-Metadata has more than %d pairs", TUS_METADATA_MAX_PAIRS);
+            dr_set_err(err, errlen, "Upload-Metadata has more than %d pairs", TUS_METADATA_MAX_PAIRS);
             rc = -EINVAL;
             goto out;
         }
@@ -142,7 +130,7 @@ int tus_parse_metadata(const char *hdr, struct tus_metadata *out, char *err, siz
         p->key = xstrndup(s, (size_t)(kend - s));
         for (size_t i = 0; i < m.n; i++) {
             if (strcmp(m.pairs[i].key, p->key) == 0) {
-                set_err(err, errlen, "Upload-Metadata key '%s' appears twice", p->key);
+                dr_set_err(err, errlen, "Upload-Metadata key '%s' appears twice", p->key);
                 free(p->key);
                 p->key = NULL;
                 rc = -EINVAL;
@@ -156,7 +144,7 @@ int tus_parse_metadata(const char *hdr, struct tus_metadata *out, char *err, siz
         p->value = xmalloc(vlen * 3 / 4 + 2);
         long dl = tus_base64_decode(v, vlen, (uint8_t *)p->value);
         if (dl < 0) {
-            set_err(err, errlen, "Upload-Metadata value of '%s' is not base64", p->key);
+            dr_set_err(err, errlen, "Upload-Metadata value of '%s' is not base64", p->key);
             free(p->key);
             free(p->value);
             p->key = p->value = NULL;
@@ -201,12 +189,12 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
 {
     memset(out, 0, sizeof(*out));
     if (hdr == NULL) {
-        set_err(err, errlen, "no Upload-Checksum");
+        dr_set_err(err, errlen, "no Upload-Checksum");
         return -EINVAL;
     }
     const char *sp = strchr(hdr, ' ');
     if (sp == NULL || sp == hdr) {
-        set_err(err, errlen, "Upload-Checksum must be '<algorithm> <base64 digest>'");
+        dr_set_err(err, errlen, "Upload-Checksum must be '<algorithm> <base64 digest>'");
         return -EINVAL;
     }
     size_t al = (size_t)(sp - hdr);
@@ -219,7 +207,7 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
         algo = TUS_ALGO_SHA256;
         want = 32;
     } else {
-        set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)", (int)DR_MIN(al, 32),
+        dr_set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)", (int)DR_MIN(al, 32),
                 hdr, TUS_CHECKSUM_ALGORITHMS);
         return -ENOTSUP;
     }
@@ -227,12 +215,12 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
     size_t dl = strlen(d);
     uint8_t buf[64];
     if (dl > 64) {
-        set_err(err, errlen, "Upload-Checksum digest is too long");
+        dr_set_err(err, errlen, "Upload-Checksum digest is too long");
         return -EINVAL;
     }
     long n = tus_base64_decode(d, dl, buf);
     if (n < 0 || (size_t)n != want) {
-        set_err(err, errlen, "Upload-Checksum digest is not a base64 %s digest",
+        dr_set_err(err, errlen, "Upload-Checksum digest is not a base64 %s digest",
                 algo == TUS_ALGO_SHA1 ? "sha1" : "sha256");
         return -EINVAL;
     }

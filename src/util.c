@@ -91,6 +91,16 @@ char *xasprintf(const char *fmt, ...)
     return p;
 }
 
+void dr_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 int64_t dr_now_ms(void)
 {
     struct timespec ts;

@@ -30,6 +30,10 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap);
 
+/* Write one formatted line into err (the `char *err, size_t errlen`
+ * convention); err may be NULL or errlen 0, then nothing is written. */
+void dr_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Clocks. Wall time for records, monotonic for timeouts. */
 int64_t dr_now_ms(void);        /* CLOCK_REALTIME, ms since epoch */
 int64_t dr_mono_ms(void);       /* CLOCK_MONOTONIC, ms */
