@@ -80,3 +80,22 @@ def test_counters_move(dripd, tmpdir_path):
     again = wait_until(scraped, 20, "metrics after restart")
     assert again[key] >= after[key]
     assert again['dripd_supervisor_restarts_total{role="http"}'] >= 1
+
+
+def test_status_line_has_queue_depth_and_rates(dripd, tmpdir_path):
+    """sd_notify STATUS= shows the queue depth and upload/job rates (5 s windows)."""
+    import re as _re
+    from conftest import wait_until
+    f = make_file(os.path.join(tmpdir_path, "s.bin"), 1000)
+    for i in range(5):
+        assert dripd.put_file(f, "/status/%d.bin" % i)[0] == 202
+
+    def rated():
+        with dripd.notify.cv:
+            for m in dripd.notify.msgs:
+                r = _re.search(r"STATUS=.*queue depth \d+, ([0-9.]+) uploads/s, ([0-9.]+) jobs/s", m)
+                if r and float(r.group(1)) > 0 and float(r.group(2)) > 0:
+                    return m
+        return None
+    msg = wait_until(rated, 30, "a STATUS= line with non-zero rates")
+    assert "worker" in msg
