@@ -6,8 +6,11 @@
  *     FIFO (INGEST_QUEUE_MAX requests; full -> -EAGAIN -> 503) and the
  *     exchange is held (http_ex_hold) until its completion has run;
  *   - ONE committer thread ("dripd-ingest") takes everything that is
- *     waiting (at most BATCH_MAX requests), fdatasyncs every spool file,
- *     fsyncs the spool directory once, then runs ONE
+ *     waiting (at most BATCH_MAX requests), makes every spool file durable
+ *     at once (spool_sync_batch: one syncfs of the spool filesystem when
+ *     there are several, instead of one fdatasync + cache flush per file),
+ *     fsyncs the spool directory once (also the flush that ends the
+ *     syncfs), then runs ONE
  *     catalog_intake_uploads() transaction for all items of all requests,
  *     posts each completion to its exchange's loop thread
  *     (http_thread_post: a locked list + event_active per loop), and wakes
@@ -97,15 +100,24 @@ static int open_catalog(void)
 /* Commit one batch (a list of requests). */
 static void commit_batch(struct ingest_req *batch)
 {
-    size_t total = 0;
+    size_t total = 0, nfds = 0;
     const char *dir_of = NULL;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        nfds += r->n;
+    int *fds = xcalloc(nfds ? nfds : 1, sizeof *fds);
+    int *rcs = xcalloc(nfds ? nfds : 1, sizeof *rcs);
+    size_t k = 0;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        for (size_t i = 0; i < r->n; i++)
+            fds[k++] = r->fds[i];
+    spool_sync_batch(fds, rcs, nfds);
+    k = 0;
     for (struct ingest_req *r = batch; r != NULL; r = r->next) {
         r->rc = 0;
-        for (size_t i = 0; i < r->n && r->rc == 0; i++) {
-            int rc = spool_sync(r->fds[i]);
-            if (rc < 0) {
-                log_error("ingest: fdatasync %s: %s", r->items[i].spool_path, strerror(-rc));
-                r->rc = rc;
+        for (size_t i = 0; i < r->n; i++, k++) {
+            if (rcs[k] < 0 && r->rc == 0) {
+                log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-rcs[k]));
+                r->rc = rcs[k];
             }
         }
         if (r->rc == 0) {
@@ -114,6 +126,8 @@ static void commit_batch(struct ingest_req *batch)
                 dir_of = r->items[0].spool_path;
         }
     }
+    free(fds);
+    free(rcs);
     /* the spool files' directory entries must be durable too */
     if (dir_of != NULL) {
         int rc = dr_fsync_parent(dir_of);
@@ -128,7 +142,7 @@ static void commit_batch(struct ingest_req *batch)
     int rc = 0;
     if (total > 0) {
         struct dr_intake *all = xcalloc(total, sizeof *all);
-        size_t k = 0;
+        k = 0;
         for (struct ingest_req *r = batch; r != NULL; r = r->next)
             if (r->rc == 0)
                 for (size_t i = 0; i < r->n; i++)
