@@ -23,15 +23,23 @@
 
 int spool_create(const char *data_dir, const char *id, int *fd, char **path)
 {
-    char *dir = xasprintf("%s/spool", data_dir);
-    int rc = dr_mkdirs(dir, 0700);
-    free(dir);
-    if (rc < 0)
-        return rc;
     char *p = xasprintf("%s/spool/%s.part", data_dir, id);
     int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f < 0 && errno == ENOENT) {
+        /* only the first upload (or one after someone removed spool/)
+         * makes the directory: an mkdir per upload costs ~5 syscalls and
+         * takes the parent directories' locks that creates contend for */
+        char *dir = xasprintf("%s/spool", data_dir);
+        int rc = dr_mkdirs(dir, 0700);
+        free(dir);
+        if (rc < 0) {
+            free(p);
+            return rc;
+        }
+        f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (f < 0) {
-        rc = -errno;
+        int rc = -errno;
         free(p);
         return rc;
     }
