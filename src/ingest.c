@@ -81,7 +81,7 @@ static struct {
     struct fifo waiting; /* submitted, not yet synced */
     struct fifo synced;  /* spool files durable (or failed), not yet committed */
     unsigned n;          /* requests submitted and not yet completed */
-    bool started, stop, sync_done;
+    bool started, starting, stop, sync_done;
     pthread_t sync_th, commit_th;
     const struct dr_config *cfg;
     struct dr_worker_ctx *ctx;
@@ -315,6 +315,8 @@ static int start_locked(const struct dr_config *cfg, struct dr_worker_ctx *ctx,
 {
     if (G.started)
         return 0;
+    if (G.starting)
+        return -EAGAIN; /* another caller is undoing a failed start */
     G.cfg = cfg;
     G.ctx = ctx;
     G.metrics = metrics;
@@ -326,10 +328,12 @@ static int start_locked(const struct dr_config *cfg, struct dr_worker_ctx *ctx,
     if (rc < 0) {
         /* nothing was queued yet: the commit thread exits at once */
         G.sync_done = true;
+        G.starting = true;
         pthread_cond_signal(&G.cv_commit);
         pthread_mutex_unlock(&G.mu);
         pthread_join(G.commit_th, NULL);
         pthread_mutex_lock(&G.mu);
+        G.starting = false;
         return rc;
     }
     G.started = true;
