@@ -2,28 +2,39 @@
  * (see ingest.h).
  *
  * Threads:
- *   - loop threads call ingest_submit(): the request goes on a bounded
- *     FIFO (INGEST_QUEUE_MAX requests; full -> -EAGAIN -> 503) and the
- *     exchange is held (http_ex_hold) until its completion has run;
- *   - ONE committer thread ("dripd-ingest") takes everything that is
- *     waiting (at most BATCH_MAX requests), fdatasyncs every spool file,
- *     fsyncs the spool directory once, then runs ONE
+ *   - loop threads call ingest_submit(): the request goes on the "waiting"
+ *     FIFO (at most INGEST_QUEUE_MAX requests in flight in all; more ->
+ *     -EAGAIN -> 503) and the exchange is held (http_ex_hold) until its
+ *     completion has run;
+ *   - the sync thread ("dripd-ingest") takes everything waiting (at most
+ *     BATCH_MAX requests), makes every spool file durable at once
+ *     (spool_sync_batch: one syncfs of the spool filesystem when there are
+ *     several, instead of one fdatasync + cache flush per file), fsyncs
+ *     the spool directory once (also the cache flush that ends the
+ *     syncfs), and moves the requests to the "synced" FIFO;
+ *   - the commit thread ("dripd-commit") takes everything synced, runs ONE
  *     catalog_intake_uploads() transaction for all items of all requests,
  *     posts each completion to its exchange's loop thread
- *     (http_thread_post: a locked list + event_active per loop), and wakes
- *     the pipeline (DR_MSG_JOB_ENQUEUED) and bumps jobs_queue_depth.
- *   So N concurrent uploads cost one SQLite commit (one WAL fsync) instead
- *   of N, and while one batch commits the next one gathers.
+ *     (http_thread_post: a locked list + event_active per loop), bumps
+ *     jobs_queue_depth and wakes the pipeline (DR_MSG_JOB_ENQUEUED).
+ *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
+ *   fsync) instead of N of each, and the two stages overlap: while one
+ *   batch commits, the next one is being synced and the one after that
+ *   gathers. A stage that is slower than the other gets bigger batches.
  *
  * Guarantees: done() runs exactly once per accepted submit, on the
- * exchange's loop thread, after the batch's transaction committed (rc 0)
- * or failed (rc < 0, nothing of that request committed). A request whose
- * spool file cannot be synced is left out of the transaction and gets
- * that error; the rest of the batch commits.
+ * exchange's loop thread, after the transaction that holds its items
+ * committed (rc 0) or failed (rc < 0, nothing of that request committed).
+ * Nothing is committed before its spool files and their directory entry
+ * are durable (the synced FIFO only holds requests whose sync finished).
+ * A request whose spool file cannot be synced is left out of the
+ * transaction and gets that error; the rest of the batch commits.
+ * Requests keep their submission order through both stages.
  *
- * Lock order: the queue mutex is a leaf; nothing else is locked here.
- * The committer starts on the first submit (or ingest_start) and stops in
- * ingest_stop(), which commits what is queued first.
+ * Lock order: the one mutex G.mu is a leaf (both FIFOs, the in-flight
+ * count, start/stop); nothing else is locked here, and no I/O runs under
+ * it. The threads start on the first submit (or ingest_start) and stop in
+ * ingest_stop(), which syncs and commits what is queued first.
  */
 #include "dripd/ingest.h"
 
@@ -44,8 +55,8 @@
 #include "dripd/util.h"
 #include "dripd/worker.h"
 
-#define INGEST_QUEUE_MAX 512
-#define BATCH_MAX 128
+#define INGEST_QUEUE_MAX 512 /* requests submitted and not yet completed */
+#define BATCH_MAX 128        /* requests per sync round */
 #define BUSY_RETRIES 3
 
 struct ingest_req {
@@ -60,18 +71,56 @@ struct ingest_req {
     int rc;
 };
 
+struct fifo {
+    struct ingest_req *head, *tail;
+};
+
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct ingest_req *head, *tail;
-    unsigned n;
-    bool started, stop;
-    pthread_t th;
+    pthread_cond_t cv_sync, cv_commit;
+    struct fifo waiting; /* submitted, not yet synced */
+    struct fifo synced;  /* spool files durable (or failed), not yet committed */
+    unsigned n;          /* requests submitted and not yet completed */
+    bool started, starting, stop, sync_done;
+    pthread_t sync_th, commit_th;
     const struct dr_config *cfg;
     struct dr_worker_ctx *ctx;
     struct dr_metrics *metrics;
-    struct catalog *cat;
-} G = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct catalog *cat; /* the commit thread's */
+} G = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .cv_sync = PTHREAD_COND_INITIALIZER,
+       .cv_commit = PTHREAD_COND_INITIALIZER};
+
+/* Append a NULL-terminated list. Caller holds G.mu. */
+static void fifo_append(struct fifo *f, struct ingest_req *list)
+{
+    if (list == NULL)
+        return;
+    if (f->tail)
+        f->tail->next = list;
+    else
+        f->head = list;
+    struct ingest_req *last = list;
+    while (last->next != NULL)
+        last = last->next;
+    f->tail = last;
+}
+
+/* Detach the first max requests (all if fewer) as a NULL-terminated list.
+ * Caller holds G.mu. */
+static struct ingest_req *fifo_take(struct fifo *f, unsigned max)
+{
+    struct ingest_req *list = f->head, *last = f->head;
+    if (list == NULL)
+        return NULL;
+    for (unsigned k = 1; last->next != NULL && k < max; k++)
+        last = last->next;
+    f->head = last->next;
+    if (f->head == NULL)
+        f->tail = NULL;
+    last->next = NULL;
+    return list;
+}
 
 static void complete(struct http_thread *t, void *arg)
 {
@@ -94,26 +143,35 @@ static int open_catalog(void)
     return rc;
 }
 
-/* Commit one batch (a list of requests). */
-static void commit_batch(struct ingest_req *batch)
+/* Make the spool files of a list of requests durable; a request whose
+ * file (or the directory) could not be synced gets r->rc < 0. */
+static void sync_batch(struct ingest_req *batch)
 {
-    size_t total = 0;
+    size_t nfds = 0;
     const char *dir_of = NULL;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        nfds += r->n;
+    int *fds = xcalloc(nfds ? nfds : 1, sizeof *fds);
+    int *rcs = xcalloc(nfds ? nfds : 1, sizeof *rcs);
+    size_t k = 0;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        for (size_t i = 0; i < r->n; i++)
+            fds[k++] = r->fds[i];
+    spool_sync_batch(fds, rcs, nfds);
+    k = 0;
     for (struct ingest_req *r = batch; r != NULL; r = r->next) {
         r->rc = 0;
-        for (size_t i = 0; i < r->n && r->rc == 0; i++) {
-            int rc = spool_sync(r->fds[i]);
-            if (rc < 0) {
-                log_error("ingest: fdatasync %s: %s", r->items[i].spool_path, strerror(-rc));
-                r->rc = rc;
+        for (size_t i = 0; i < r->n; i++, k++) {
+            if (rcs[k] < 0 && r->rc == 0) {
+                log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-rcs[k]));
+                r->rc = rcs[k];
             }
         }
-        if (r->rc == 0) {
-            total += r->n;
-            if (r->n > 0 && dir_of == NULL)
-                dir_of = r->items[0].spool_path;
-        }
+        if (r->rc == 0 && r->n > 0 && dir_of == NULL)
+            dir_of = r->items[0].spool_path;
     }
+    free(fds);
+    free(rcs);
     /* the spool files' directory entries must be durable too */
     if (dir_of != NULL) {
         int rc = dr_fsync_parent(dir_of);
@@ -122,13 +180,37 @@ static void commit_batch(struct ingest_req *batch)
             for (struct ingest_req *r = batch; r != NULL; r = r->next)
                 if (r->rc == 0)
                     r->rc = rc;
-            total = 0;
         }
     }
+}
+
+/* Release the in-flight count of a list and post each completion. */
+static void complete_all(struct ingest_req *batch)
+{
+    unsigned k = 0;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        k++;
+    pthread_mutex_lock(&G.mu);
+    G.n -= k;
+    pthread_mutex_unlock(&G.mu);
+    for (struct ingest_req *r = batch, *next; r != NULL; r = next) {
+        next = r->next;
+        http_thread_post(r->t, complete, r);
+    }
+}
+
+/* ONE transaction for every synced request of the list, then complete
+ * them all (those that failed to sync with their error). */
+static void commit_batch(struct ingest_req *batch)
+{
+    size_t total = 0, k;
+    for (struct ingest_req *r = batch; r != NULL; r = r->next)
+        if (r->rc == 0)
+            total += r->n;
     int rc = 0;
     if (total > 0) {
         struct dr_intake *all = xcalloc(total, sizeof *all);
-        size_t k = 0;
+        k = 0;
         for (struct ingest_req *r = batch; r != NULL; r = r->next)
             if (r->rc == 0)
                 for (size_t i = 0; i < r->n; i++)
@@ -162,44 +244,49 @@ static void commit_batch(struct ingest_req *batch)
         if (accepted > 0 && G.metrics != NULL)
             metrics_gauge_add(&G.metrics->jobs_queue_depth, (int64_t)accepted);
         /* completions first, then wake the pipeline */
-        for (struct ingest_req *r = batch, *next; r != NULL; r = next) {
-            next = r->next;
-            http_thread_post(r->t, complete, r);
-        }
+        complete_all(batch);
         if (accepted > 0 && G.ctx != NULL)
             worker_send(G.ctx, DR_MSG_JOB_ENQUEUED, accepted);
         return;
     }
-    for (struct ingest_req *r = batch, *next; r != NULL; r = next) {
-        next = r->next;
-        http_thread_post(r->t, complete, r);
-    }
+    complete_all(batch);
 }
 
-static void *committer_main(void *arg)
+static void *sync_main(void *arg)
 {
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&G.mu);
-        while (G.head == NULL && !G.stop)
-            pthread_cond_wait(&G.cv, &G.mu);
-        if (G.head == NULL) {
+        while (G.waiting.head == NULL && !G.stop)
+            pthread_cond_wait(&G.cv_sync, &G.mu);
+        struct ingest_req *batch = fifo_take(&G.waiting, BATCH_MAX);
+        if (batch == NULL) {
+            G.sync_done = true;
+            pthread_cond_signal(&G.cv_commit);
             pthread_mutex_unlock(&G.mu);
             break;
         }
-        /* take up to BATCH_MAX requests */
-        struct ingest_req *batch = G.head, *last = G.head;
-        unsigned k = 1;
-        while (last->next != NULL && k < BATCH_MAX) {
-            last = last->next;
-            k++;
-        }
-        G.head = last->next;
-        if (G.head == NULL)
-            G.tail = NULL;
-        last->next = NULL;
-        G.n -= k;
         pthread_mutex_unlock(&G.mu);
+        sync_batch(batch);
+        pthread_mutex_lock(&G.mu);
+        fifo_append(&G.synced, batch);
+        pthread_cond_signal(&G.cv_commit);
+        pthread_mutex_unlock(&G.mu);
+    }
+    return NULL;
+}
+
+static void *commit_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&G.mu);
+        while (G.synced.head == NULL && !G.sync_done)
+            pthread_cond_wait(&G.cv_commit, &G.mu);
+        struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
+        pthread_mutex_unlock(&G.mu);
+        if (batch == NULL)
+            break;
         commit_batch(batch);
     }
     catalog_close(G.cat);
@@ -207,26 +294,48 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-/* Start the committer (idempotent). Caller holds G.mu. */
+static int spawn(pthread_t *th, void *(*fn)(void *), const char *name)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(th, NULL, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error("ingest: cannot start the %s thread: %s", name, strerror(rc));
+        return -rc;
+    }
+    pthread_setname_np(*th, name);
+    return 0;
+}
+
+/* Start both threads (idempotent). Caller holds G.mu. */
 static int start_locked(const struct dr_config *cfg, struct dr_worker_ctx *ctx,
                         struct dr_metrics *metrics)
 {
     if (G.started)
         return 0;
+    if (G.starting)
+        return -EAGAIN; /* another caller is undoing a failed start */
     G.cfg = cfg;
     G.ctx = ctx;
     G.metrics = metrics;
-    G.stop = false;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&G.th, NULL, committer_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        log_error("ingest: cannot start the committer thread: %s", strerror(rc));
-        return -rc;
+    G.stop = G.sync_done = false;
+    int rc = spawn(&G.commit_th, commit_main, "dripd-commit");
+    if (rc < 0)
+        return rc;
+    rc = spawn(&G.sync_th, sync_main, "dripd-ingest");
+    if (rc < 0) {
+        /* nothing was queued yet: the commit thread exits at once */
+        G.sync_done = true;
+        G.starting = true;
+        pthread_cond_signal(&G.cv_commit);
+        pthread_mutex_unlock(&G.mu);
+        pthread_join(G.commit_th, NULL);
+        pthread_mutex_lock(&G.mu);
+        G.starting = false;
+        return rc;
     }
-    pthread_setname_np(G.th, "dripd-ingest");
     G.started = true;
     return 0;
 }
@@ -247,9 +356,10 @@ void ingest_stop(void)
         return;
     }
     G.stop = true;
-    pthread_cond_broadcast(&G.cv);
+    pthread_cond_signal(&G.cv_sync);
     pthread_mutex_unlock(&G.mu);
-    pthread_join(G.th, NULL);
+    pthread_join(G.sync_th, NULL); /* syncs what is waiting, then sync_done */
+    pthread_join(G.commit_th, NULL);
     pthread_mutex_lock(&G.mu);
     G.started = false;
     pthread_mutex_unlock(&G.mu);
@@ -274,14 +384,10 @@ int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *
     r->n = n;
     r->done = done;
     r->arg = arg;
-    if (G.tail)
-        G.tail->next = r;
-    else
-        G.head = r;
-    G.tail = r;
+    fifo_append(&G.waiting, r);
     G.n++;
     http_ex_hold(ex);
-    pthread_cond_signal(&G.cv);
+    pthread_cond_signal(&G.cv_sync);
     pthread_mutex_unlock(&G.mu);
     return 0;
 }

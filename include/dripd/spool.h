@@ -21,6 +21,17 @@ int spool_reopen(const char *path, uint64_t offset, int *fd);
 int spool_write(int fd, const void *data, size_t len);
 /* fsync the file (and, the first time, its directory). 0 / -errno. */
 int spool_sync(int fd);
+/* Make n spool files (open fds, all on the spool filesystem) durable at
+ * once, for group commit; rcs[i] gets 0 or -errno for fds[i]. One file:
+ * fdatasync. Several: ONE syncfs(2) of the spool filesystem (it writes
+ * and waits for every dirty page, inode and metadata block there, which
+ * costs one round of I/O instead of one per file), then a per-file check
+ * of the writeback error state (sync_file_range WAIT, no I/O); if syncfs
+ * fails, each file is fdatasynced on its own to tell which one failed.
+ * The caller must still fsync the spool directory afterwards: that fsync
+ * is also the device cache flush that follows syncfs's last metadata
+ * writes. Returns how many files failed. */
+size_t spool_sync_batch(const int *fds, int *rcs, size_t n);
 /* Remove a spool file; absent is fine. */
 void spool_remove(const char *path);
 
