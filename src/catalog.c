@@ -222,6 +222,9 @@ enum st {
     ST_PRUNE_EVENTS,
     ST_PRUNE_JOBS,
     ST_PRUNE_TUS,
+    ST_SAVEPOINT,
+    ST_SAVEPOINT_RELEASE,
+    ST_SAVEPOINT_ROLLBACK,
     ST_COUNT
 };
 
@@ -325,6 +328,9 @@ static const char *const st_sql[ST_COUNT] = {
     [ST_PRUNE_EVENTS] = "DELETE FROM events WHERE created_at < ?1",
     [ST_PRUNE_JOBS] = "DELETE FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ?1",
     [ST_PRUNE_TUS] = "DELETE FROM tus WHERE job_id IS NOT NULL AND expires_at < ?1",
+    [ST_SAVEPOINT] = "SAVEPOINT step",
+    [ST_SAVEPOINT_RELEASE] = "RELEASE step",
+    [ST_SAVEPOINT_ROLLBACK] = "ROLLBACK TO step",
 };
 
 struct catalog {
@@ -1670,6 +1676,123 @@ int catalog_job_done(struct catalog *cat, const char *job_id)
         rc = job_change(cat, s, job_id, "job.done", now, "job done");
     }
     return tx_end(cat, rc);
+}
+
+/* Inside a transaction: the media part of a step. 0, -ENOENT (no such
+ * media row), -errno. */
+static int step_media(struct catalog *cat, const struct dr_job_step *st, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc;
+    if (st->sha256_hex != NULL) {
+        if (st->wrapped_key_len > INT32_MAX)
+            return -EINVAL;
+        if ((rc = prep(cat, ST_MEDIA_SET_SEALED, &s)) < 0)
+            return rc;
+        bind_text(s, 1, st->media_id);
+        bind_text(s, 2, st->sha256_hex);
+        if (st->wrapped_key != NULL && st->wrapped_key_len > 0)
+            sqlite3_bind_blob(s, 3, st->wrapped_key, (int)st->wrapped_key_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 3);
+        if ((rc = update_media(cat, s, "step: media set sealed")) < 0)
+            return rc;
+    }
+    if (st->storage_key != NULL) {
+        if ((rc = prep(cat, ST_MEDIA_SET_STORED, &s)) < 0)
+            return rc;
+        bind_text(s, 1, st->media_id);
+        bind_text(s, 2, st->storage_key);
+        if ((rc = update_media(cat, s, "step: media set stored")) < 0)
+            return rc;
+    }
+    if (st->available) {
+        if ((rc = prep(cat, ST_MEDIA_SET_AVAILABLE, &s)) < 0)
+            return rc;
+        bind_text(s, 1, st->media_id);
+        bind_i64(s, 2, now);
+        if ((rc = update_media(cat, s, "step: media set available")) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Inside a transaction: the job part of a step (advance or done, with its
+ * event). 0, -ENOENT (the job is not running), -errno. */
+static int step_job(struct catalog *cat, const struct dr_job_step *st, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc;
+    if (st->next_stage != NULL) {
+        if ((rc = prep(cat, ST_JOB_ADVANCE, &s)) < 0)
+            return rc;
+        bind_text(s, 1, st->job_id);
+        bind_text(s, 2, st->next_stage);
+        bind_text(s, 3, st->work_path);
+        bind_i64(s, 4, now);
+        return job_change(cat, s, st->job_id, "job.stage", now, "step: job advance");
+    }
+    if ((rc = prep(cat, ST_JOB_DONE, &s)) < 0)
+        return rc;
+    bind_text(s, 1, st->job_id);
+    bind_i64(s, 2, now);
+    return job_change(cat, s, st->job_id, "job.done", now, "step: job done");
+}
+
+int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq)
+{
+    if (cat == NULL || (steps == NULL && n > 0))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        struct dr_job_step *st = &steps[i];
+        bool media = st->sha256_hex != NULL || st->storage_key != NULL || st->available;
+        if (st->job_id == NULL || (media && st->media_id == NULL))
+            return -EINVAL;
+        st->result = 0;
+        st->media_gone = false;
+    }
+    if (n == 0)
+        return 0;
+    int rc = tx_begin(cat);
+    if (rc < 0)
+        return rc;
+    int64_t now = dr_now_ms(), seq = 0;
+    /* Each step runs inside a savepoint, so a step that cannot apply is
+     * undone alone and the others still commit. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct dr_job_step *st = &steps[i];
+        if ((rc = run_simple(cat, ST_SAVEPOINT, "step: savepoint")) < 0)
+            break;
+        int r = step_job(cat, st, now);
+        if (r == 0) {
+            r = step_media(cat, st, now);
+            if (r == -ENOENT) {
+                st->media_gone = true;
+                if (st->media_optional)
+                    r = 0;
+            }
+        }
+        if (r == -ENOENT) {
+            st->result = -ENOENT;
+            rc = run_simple(cat, ST_SAVEPOINT_ROLLBACK, "step: rollback to savepoint");
+        } else {
+            rc = r;
+        }
+        if (rc == 0)
+            rc = run_simple(cat, ST_SAVEPOINT_RELEASE, "step: release savepoint");
+        if (rc == 0 && st->result == 0)
+            seq = sqlite3_last_insert_rowid(cat->db); /* its event, inserted last */
+    }
+    rc = tx_end(cat, rc);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            steps[i].result = rc;
+    } else if (last_seq != NULL) {
+        /* The events of this transaction were the newest when it
+         * committed (writers are serialised). 0 when none was written. */
+        *last_seq = seq;
+    }
+    return rc;
 }
 
 int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer, void *arg),

@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -307,6 +308,18 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
     int cur = stage_index(r, j->job.stage);
     if (cur > s->order)
         return STAGE_FORWARD; /* resumed past this stage */
+    if (t->cat == NULL) {
+        /* Opened on a thread's first job, so idle threads (most download
+         * threads, most of the time) hold no connection and its memory. */
+        int orc = catalog_open(pc->cfg->data_dir, &t->cat);
+        if (orc != 0) {
+            log_error("stage %s: cannot open the catalog: %s; job %s goes back to the queue",
+                      s->name, strerror(-orc), j->job.id);
+            runner_add_orphan(r, j->job.id); /* the starter releases it */
+            free_job(j);
+            return STAGE_DONE;
+        }
+    }
     if (cur < s->order) {
         snprintf(err, sizeof err, "job is at unknown stage '%s'", j->job.stage);
         job_failure(s, t, j, -EINVAL, err);
@@ -369,13 +382,7 @@ static int pl_thread_init(void *arg, int index, void **tls)
     struct pl_stage *s = arg;
     (void)index;
     struct pl_tls *t = xcalloc(1, sizeof *t);
-    t->pc = s->r->pc;
-    int rc = catalog_open(t->pc->cfg->data_dir, &t->cat);
-    if (rc != 0) {
-        log_error("stage %s: cannot open the catalog: %s", s->name, strerror(-rc));
-        free(t);
-        return rc;
-    }
+    t->pc = s->r->pc; /* the catalog is opened on the first job (pl_handle) */
     *tls = t;
     return 0;
 }
@@ -718,6 +725,25 @@ static void clean_work_dir(const char *dir)
     closedir(d);
 }
 
+/* Malloc settings for a process of ~20 threads that allocate little except
+ * the seal buffers (~1 MiB per big seal/unseal). glibc's defaults cost
+ * this process 5-10 MiB of RSS and let it grow from one big job to the
+ * next: every thread that mallocs gets its own arena (up to 8 per core),
+ * each keeping its own free memory; and the mmap threshold adapts
+ * upwards when a big mmapped block is freed, after which the next seal's
+ * buffers come from an arena and stay there when freed. So: two arenas
+ * (one per core of the machines dripd is sized for; the stage threads
+ * spend their time in syscalls and crypto, not in malloc), and fixed
+ * thresholds (setting them turns the adaptation off): blocks of 128 KiB
+ * and more are mmapped and given back on free, and an arena gives back
+ * free memory above 256 KiB at its top. Must run before the first thread. */
+static void tune_malloc(void)
+{
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+}
+
 int pipeline_worker_main(struct dr_worker_ctx *ctx)
 {
     const struct dr_config *cfg = ctx->cfg;
@@ -727,6 +753,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     char err[DR_ERRLEN] = "";
     int rc, exit_code = 0;
 
+    tune_malloc();
     prctl(PR_SET_NAME, "dripd-pipeline", 0, 0, 0);
     log_set_role("pipeline");
     struct sigaction sa;

@@ -400,6 +400,153 @@ START_TEST(test_job_lifecycle_events_in_order)
 }
 END_TEST
 
+/* catalog_jobs_step: a stage's media fields and the job's advance in one
+ * transaction, several jobs at once; a step that cannot apply is undone
+ * alone. */
+START_TEST(test_jobs_step_batch)
+{
+    char mid[4][DR_ID_LEN + 1], jid[4][DR_ID_LEN + 1];
+    for (int i = 0; i < 4; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/s/%d.bin", i);
+        ck_assert_int_eq(intake1(cat, "alice", path, 10, mid[i], jid[i]), 0);
+    }
+    struct dr_job j[4];
+    int n = 0;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 3, "node:1", j, &n), 0);
+    ck_assert_int_eq(n, 3); /* jobs 0..2 run; job 3 stays queued */
+    for (int i = 0; i < n; i++)
+        dr_job_clear(&j[i]);
+    int64_t before = 0;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &before), 0);
+    /* media 2 is deleted meanwhile */
+    char *key = NULL;
+    ck_assert_int_eq(catalog_media_delete(cat, mid[2], "alice", &key), 0);
+    free(key);
+
+    uint8_t wk[40];
+    memset(wk, 0x5a, sizeof wk);
+    struct dr_job_step st[4] = {
+        {.job_id = jid[0],
+         .next_stage = "store",
+         .work_path = "/w/0",
+         .media_id = mid[0],
+         .sha256_hex = "aa00",
+         .wrapped_key = wk,
+         .wrapped_key_len = sizeof wk},
+        {.job_id = jid[1],
+         .next_stage = "store",
+         .work_path = "/w/1",
+         .media_id = mid[1],
+         .sha256_hex = "bb11",
+         .wrapped_key = wk,
+         .wrapped_key_len = sizeof wk},
+        {.job_id = jid[2],
+         .next_stage = "store",
+         .work_path = "/w/2",
+         .media_id = mid[2],
+         .sha256_hex = "cc22",
+         .wrapped_key = wk,
+         .wrapped_key_len = sizeof wk},
+        {.job_id = jid[3],
+         .next_stage = "store",
+         .work_path = "/w/3",
+         .media_id = mid[3],
+         .sha256_hex = "dd33",
+         .wrapped_key = wk,
+         .wrapped_key_len = sizeof wk},
+    };
+    int64_t seq = -1;
+    ck_assert_int_eq(catalog_jobs_step(cat, st, 4, &seq), 0);
+    ck_assert_int_eq(st[0].result, 0);
+    ck_assert_int_eq(st[1].result, 0);
+    ck_assert_int_eq(st[2].result, -ENOENT); /* media gone: not applied */
+    ck_assert(st[2].media_gone);
+    ck_assert_int_eq(st[3].result, -ENOENT); /* not running */
+    ck_assert(!st[3].media_gone);
+    ck_assert_int_gt(seq, before);
+    int64_t last = 0;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, seq);
+
+    struct dr_job g;
+    ck_assert_int_eq(catalog_job_get(cat, jid[1], NULL, &g), 0);
+    ck_assert_str_eq(g.stage, "store");
+    ck_assert_str_eq(g.work_path, "/w/1");
+    dr_job_clear(&g);
+    ck_assert_int_eq(catalog_job_get(cat, jid[2], NULL, &g), 0);
+    ck_assert_str_eq(g.stage, "encrypt"); /* rolled back with its savepoint */
+    ck_assert_ptr_null(g.work_path);
+    dr_job_clear(&g);
+    ck_assert_int_eq(catalog_job_get(cat, jid[3], NULL, &g), 0);
+    ck_assert_str_eq(g.state, "queued");
+    ck_assert_str_eq(g.stage, "encrypt");
+    dr_job_clear(&g);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid[1], NULL, &m), 0);
+    ck_assert_str_eq(m.sha256, "bb11");
+    ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
+    ck_assert_str_eq(m.state, "queued");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_get(cat, mid[3], NULL, &m), 0);
+    ck_assert_str_eq(m.sha256, ""); /* job 3's step was undone */
+    dr_media_clear(&m);
+
+    /* store, then notify (available + done) for job 0; media_optional lets
+     * job 1 finish although its media goes away now */
+    ck_assert_int_eq(catalog_media_delete(cat, mid[1], "alice", &key), 0);
+    free(key);
+    struct dr_job_step st2[2] = {
+        {.job_id = jid[0], .next_stage = "notify", .media_id = mid[0], .storage_key = "K0"},
+        {.job_id = jid[1], .media_id = mid[1], .available = true, .media_optional = true},
+    };
+    ck_assert_int_eq(catalog_jobs_step(cat, st2, 2, NULL), 0);
+    ck_assert_int_eq(st2[0].result, 0);
+    ck_assert_int_eq(st2[1].result, 0);
+    ck_assert(st2[1].media_gone);
+    ck_assert_int_eq(catalog_job_get(cat, jid[1], NULL, &g), 0);
+    ck_assert_str_eq(g.state, "done");
+    dr_job_clear(&g);
+    struct dr_job_step st3 = {.job_id = jid[0], .media_id = mid[0], .available = true};
+    ck_assert_int_eq(catalog_jobs_step(cat, &st3, 1, &seq), 0);
+    ck_assert_int_eq(st3.result, 0);
+    ck_assert_int_eq(catalog_media_get(cat, mid[0], NULL, &m), 0);
+    ck_assert_str_eq(m.state, "available");
+    ck_assert_str_eq(m.storage_key, "K0");
+    ck_assert_str_eq(m.sha256, "aa00");
+    ck_assert_int_gt(m.uploaded_at, 0);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_job_get(cat, jid[0], NULL, &g), 0);
+    ck_assert_str_eq(g.state, "done");
+    ck_assert_str_eq(g.stage, "notify");
+    dr_job_clear(&g);
+    /* done twice: not applied, no event */
+    ck_assert_int_eq(catalog_jobs_step(cat, &st3, 1, &seq), 0);
+    ck_assert_int_eq(st3.result, -ENOENT);
+    ck_assert_int_eq(seq, 0);
+
+    /* the events: job 0 has job.stage store, job.stage notify, job.done */
+    struct dr_event *ev;
+    size_t ne;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, before, 100, &ev, &ne), 0);
+    int n0 = 0;
+    const char *types[] = {"job.stage", "job.stage", "job.done"};
+    for (size_t i = 0; i < ne; i++) {
+        if (strcmp(ev[i].job_id, jid[0]) != 0)
+            continue;
+        ck_assert_int_lt(n0, 3);
+        ck_assert_str_eq(ev[i].type, types[n0]);
+        n0++;
+    }
+    ck_assert_int_eq(n0, 3);
+    ck_assert_int_eq((int)ne, 3 + 2); /* job 1: store, done */
+    catalog_events_free(ev, ne);
+    ck_assert_int_eq(catalog_jobs_step(cat, NULL, 0, NULL), 0);
+    struct dr_job_step bad = {.job_id = jid[0], .available = true}; /* no media id */
+    ck_assert_int_eq(catalog_jobs_step(cat, &bad, 1, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_job_fail_marks_upload_media_failed)
 {
     char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
@@ -1433,6 +1580,7 @@ static Suite *catalog_suite(void)
     tcase_add_test(tc, test_intake_batch_with_taken_path);
     tcase_add_test(tc, test_path_exists_and_by_path);
     tcase_add_test(tc, test_job_lifecycle_events_in_order);
+    tcase_add_test(tc, test_jobs_step_batch);
     tcase_add_test(tc, test_job_fail_marks_upload_media_failed);
     tcase_add_test(tc, test_retry_backoff_and_claim_order);
     tcase_add_test(tc, test_claim_is_fifo_within_one_millisecond);

@@ -248,4 +248,35 @@ int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
  * *removed (may be NULL) gets the number of rows deleted. */
 int catalog_prune(struct catalog *cat, int64_t before_ms, uint64_t *removed);
 
+/* ---- additions (perfpipe branch) ---- */
+/* One finished stage of one job, for catalog_jobs_step: the media fields
+ * the stage filled in and the job's next stage, committed together. */
+struct dr_job_step {
+    /* in (strings are borrowed for the call) */
+    const char *job_id;
+    const char *next_stage; /* as catalog_job_advance; NULL: the job is done (catalog_job_done) */
+    const char *work_path;  /* recorded with next_stage; may be NULL */
+    const char *media_id;   /* needed when any media field below is set */
+    const char *sha256_hex; /* non-NULL: as catalog_media_set_sealed (with the wrapped key) */
+    const uint8_t *wrapped_key;
+    size_t wrapped_key_len;
+    const char *storage_key; /* non-NULL: as catalog_media_set_stored */
+    bool available;          /* as catalog_media_set_available */
+    bool media_optional;     /* a missing media row is no reason to refuse the step */
+    /* out */
+    int result;      /* 0 applied; -ENOENT not applied: the job is not running, or
+                      * (media_gone) its media row is missing and not optional */
+    bool media_gone; /* the media row was not there */
+};
+/* In ONE transaction (one fsync), for each step: the job's advance to
+ * next_stage (or done) with its "job.stage" ("job.done") event, and the
+ * media updates asked for. A step that cannot apply (see result) is undone
+ * alone; the others commit. Returns 0 when the transaction committed
+ * (check each result; *last_seq, may be NULL, gets the seq of the newest
+ * event it wrote, or 0 if none), else -errno: nothing was committed and
+ * every result is that -errno. The single-purpose calls above still work;
+ * this one saves the pipeline a commit per stage and lets it commit the
+ * stages of several jobs at once. */
+int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq);
+
 #endif

@@ -60,7 +60,7 @@ struct pl_job {
 /* Per stage thread: its own catalog connection and (lazily) store handle. */
 struct pl_tls {
     struct pl_ctx *pc;
-    struct catalog *cat;
+    struct catalog *cat;    /* opened on the thread's first job; NULL until then */
     struct dr_store *store; /* opened on first use; NULL until then */
 };
 

@@ -10,7 +10,7 @@
  * segment index and a final-segment flag in its associated data, so any
  * changed byte, truncation, extension or reordering is detected.
  *
- * Streaming with bounded memory (about 5 MiB per call); thread-safe (no
+ * Streaming with bounded memory (about 1 MiB per call); thread-safe (no
  * global state). Errors: 0 / -errno with one line in err; a corrupt or
  * truncated object or a wrong key is -EBADMSG with a line that says where
  * ("object corrupt: segment 3 tag mismatch").
