@@ -243,6 +243,8 @@ static void runner_add_orphan(struct runner *r, const char *job_id)
 
 static void free_job(struct pl_job *j)
 {
+    if (j->obj_fd >= 0)
+        close(j->obj_fd);
     dr_job_clear(&j->job);
     free(j);
 }
@@ -576,6 +578,7 @@ static void *starter_main(void *arg)
         struct stage_item *items[CLAIM_BATCH];
         for (int i = 0; i < n; i++) {
             struct pl_job *j = xcalloc(1, sizeof *j);
+            j->obj_fd = -1;
             j->job = jobs[i];
             j->pl = r->pl;
             items[i] = &j->link;

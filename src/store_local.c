@@ -18,7 +18,9 @@
  *     file, i.e. an inode allocated and freed, and right after mass
  *     deletes ext4's inode allocator is slow: 4 KiB jobs spent half their
  *     CPU there.)
- *   - get streams the object into dst (in-kernel copy), get_range preads;
+ *   - get streams the object into dst (in-kernel copy), get_range preads,
+ *     open_read hands out a read-only fd on the object file itself (the
+ *     download pipeline decrypts from it: no copy);
  *   - del is idempotent (absent is success); exists/list never see
  *     temporary files (keys never start with '.').
  * Keys are validated: 1..255 bytes, no '/', no NUL, not starting with '.',
@@ -187,6 +189,21 @@ static int local_get(struct dr_store *st, const char *key, const char *dst_path,
     return rc;
 }
 
+static int local_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    int rc = key_ok(key, err, errlen);
+    if (rc != 0)
+        return rc;
+    int f = openat(ls->dirfd, key, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        rc = set_err(err, errlen, -errno, errno == ENOENT ? "no such object" : "open", key);
+        return rc == -EIO ? -EAGAIN : rc;
+    }
+    *fd = f;
+    return 0;
+}
+
 static long local_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf,
                             size_t len, char *err, size_t errlen)
 {
@@ -291,6 +308,7 @@ static const struct dr_store_ops local_ops = {
     .list = local_list,
     .check = local_check,
     .close = local_close,
+    .open_read = local_open_read,
 };
 
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen)

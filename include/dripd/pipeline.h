@@ -69,9 +69,10 @@ struct pl_job {
     struct stage_item link;
     struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
-    bool original;              /* download: served from a fresh cache entry */
-    bool refetched;             /* download: scratch fetched again after a bad read */
-    bool sealed_here;           /* upload: encrypt ran in this process (see pl_upload_store) */
+    bool original;    /* download: served from a fresh cache entry */
+    bool refetched;   /* download: scratch fetched again after a bad read */
+    bool sealed_here; /* upload: encrypt ran in this process (see pl_upload_store) */
+    int obj_fd;       /* download: the local object, opened by fetch for decrypt; -1 none */
     struct pl_media_update upd; /* cleared before each step */
 };
 
