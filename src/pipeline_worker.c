@@ -266,7 +266,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
     struct runner *r = s->r;
     struct pl_ctx *pc = r->pc;
     const struct dr_config *cfg = pc->cfg;
-    metrics_add(&pc->metrics->stages[r->pl][s->order].failed, 1);
+    metrics_add(&pc->metrics->stages[r->pl][s->order + 1].failed, 1); /* slot 0: starter */
     int attempt = j->job.attempts + 1;
     int crc = -EIO;
     if (pipeline_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
@@ -378,8 +378,7 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
             /* the media row was deleted while this step ran */
             if (u->stored && pl_tls_store(t, err, sizeof err) == 0 &&
                 store_delete(t->store, u->storage_key, err, sizeof err) != 0)
-                log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id,
-                         err);
+                log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id, err);
             rc = -ENOENT;
             snprintf(err, sizeof err, "media %s no longer exists", j->job.media_id);
         } else {
@@ -641,7 +640,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .min_demand = sc[i]->min_demand >= 0 ? sc[i]->min_demand : 1,
             .ops = &pl_ops,
             .arg = &r->stages[i],
-            .metrics = &pc->metrics->stages[pl][i],
+            .metrics = &pc->metrics->stages[pl][i + 1], /* slot 0 is the starter (metrics.h) */
         };
     }
     r->sp = stage_pipeline_new(specs, N_STAGES);
@@ -691,7 +690,7 @@ struct worker {
     struct pl_ctx pc;
     struct runner up, down;
     struct webhooks *hooks;
-    struct scrub *scrub;     /* admin scrub runs (scrub.c) */
+    struct scrub *scrub;       /* admin scrub runs (scrub.c) */
     struct store_probe *probe; /* store reachability for /readyz */
     int drained_pipe[2];
     pthread_t drain_thread;
