@@ -183,14 +183,20 @@ static int publish(const char *data_dir, const char *id, const char *src, bool r
         ts[0].tv_sec += cache_pin_ms / 1000;
     if (!valid_id(id))
         return -EINVAL;
-    char *dir = cache_dir(data_dir);
-    int rc = dr_mkdirs(dir, 0700);
-    free(dir);
+    int rc = 0;
     char *dst = cache_path(data_dir, id);
-    if (rc == 0 && utimensat(AT_FDCWD, src, ts, 0) != 0)
+    if (utimensat(AT_FDCWD, src, ts, 0) != 0)
         rc = -errno;
-    if (rc == 0 && rename(src, dst) != 0)
+    if (rc == 0 && rename(src, dst) != 0) {
         rc = -errno;
+        if (rc == -ENOENT) { /* the cache directory is gone (src is there: utimensat) */
+            char *dir = cache_dir(data_dir);
+            rc = dr_mkdirs(dir, 0700);
+            free(dir);
+            if (rc == 0 && rename(src, dst) != 0)
+                rc = -errno;
+        }
+    }
     if (rc == 0)
         dr_fsync_parent(dst);
     else if (remove_on_fail)

@@ -1,10 +1,15 @@
 /* pipeline_download.c - the steps of the download pipeline (cache warm-up):
  *
  *   fetch    a fresh cache entry (cache/<id> younger than cache.ttl) is
- *            passed on as is ("original", as in the book); otherwise the
- *            sealed object is copied from the store to work/<job>.sealed
- *            (through a temporary name). Next: "decrypt".
- *   decrypt  unless original: verify and decrypt the scratch copy into
+ *            passed on as is ("original", as in the book); otherwise, when
+ *            the store keeps objects as local files (store_open_read), the
+ *            object itself is opened and the fd goes to decrypt with the
+ *            job (no copy); else the sealed object is copied from the
+ *            store to work/<job>.sealed (through a temporary name).
+ *            Next: "decrypt".
+ *   decrypt  unless original: verify and decrypt the object (in place,
+ *            from fetch's fd, or opened again after a crash) or the scratch
+ *            copy into
  *            cache/<id>.tmp.<random>, fsync, rename to cache/<id>. Every
  *            segment tag, the length and the SHA-256 (against the catalog's
  *            too) are checked before the rename, so the cache never holds
@@ -92,6 +97,34 @@ static int fetch_object(struct pl_tls *t, const struct dr_media *m, const char *
     return rc;
 }
 
+/* Open the object itself for reading when the backend keeps it as a local
+ * file (0 and *fd); -EOPNOTSUPP when it does not (copy it instead). */
+static int open_in_place(struct pl_tls *t, const struct dr_media *m, int *fd, char *err,
+                         size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    *fd = -1;
+    int rc = pl_tls_store(t, err, errlen);
+    if (rc != 0)
+        return rc;
+    uint64_t t0 = dr_mono_ns();
+    rc = store_open_read(t->store, m->storage_key, fd, err, errlen);
+    if (rc == -EOPNOTSUPP)
+        return rc;
+    metrics_observe(&pc->metrics->store_duration[DR_SOP_GET], (dr_mono_ns() - t0) / 1000);
+    if (rc != 0) {
+        metrics_add(&pc->metrics->store_errors[DR_SOP_GET], 1);
+        if (rc == -ENOENT)
+            snprintf(err, errlen, "object %s of media %s is missing from the store", m->storage_key,
+                     m->id);
+        return rc;
+    }
+    struct stat st;
+    if (fstat(*fd, &st) == 0)
+        metrics_add(&pc->metrics->store_bytes_down, (uint64_t)st.st_size);
+    return 0;
+}
+
 int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                       size_t errlen)
 {
@@ -104,6 +137,19 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     int rc = load_media(t, j, &m, err, errlen);
     if (rc != 0)
         return rc;
+    /* A local object is decrypted where it is: keep it open for decrypt
+     * (the fd pins it, even if the media is deleted meanwhile). */
+    int fd;
+    rc = open_in_place(t, &m, &fd, err, errlen);
+    if (rc != -EOPNOTSUPP) {
+        if (rc == 0) {
+            if (j->obj_fd >= 0)
+                close(j->obj_fd);
+            j->obj_fd = fd;
+        }
+        dr_media_clear(&m);
+        return rc;
+    }
     char *work = pl_work_path(pc, j->job.id);
     rc = fetch_object(t, &m, work, err, errlen);
     if (rc == 0)
@@ -114,23 +160,17 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     return rc;
 }
 
-/* Decrypt src into a new cache entry for m. */
-static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *src, char *err,
-                      size_t errlen)
+/* Decrypt the object read from in (not closed here) into a new cache
+ * entry for m. */
+static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, int in, char *err,
+                         size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        int rc = -errno;
-        snprintf(err, errlen, "open %s: %s", src, strerror(errno));
-        return rc;
-    }
     int out;
     char *tmp = NULL;
     int rc = cache_create_tmp(pc->cfg->data_dir, m->id, &out, &tmp);
     if (rc != 0) {
         snprintf(err, errlen, "cache: cannot create an entry: %s", strerror(-rc));
-        close(in);
         return rc;
     }
     struct seal_header h;
@@ -145,7 +185,6 @@ static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *sr
         snprintf(err, errlen, "fsync %s: %s", tmp, strerror(errno));
     }
     close(out);
-    close(in);
     if (rc == 0) {
         rc = cache_commit_tmp(pc->cfg->data_dir, m->id, tmp);
         if (rc != 0)
@@ -160,6 +199,21 @@ static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *sr
     return rc;
 }
 
+/* Decrypt the scratch copy at src into a new cache entry for m. */
+static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *src, char *err,
+                      size_t errlen)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "open %s: %s", src, strerror(errno));
+        return rc;
+    }
+    int rc = fill_cache_fd(t, m, in, err, errlen);
+    close(in);
+    return rc;
+}
+
 int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                         size_t errlen)
 {
@@ -167,15 +221,39 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
     (void)work_path_out;
     if (j->original)
         return 0;
+    int in = j->obj_fd; /* the object itself, opened by fetch (local store) */
+    j->obj_fd = -1;
     if (cache_is_fresh(pc->cfg->data_dir, j->job.media_id, pc->cfg->cache.ttl, NULL)) {
         if (j->job.work_path) /* filled by an earlier run or another job meanwhile */
             unlink(j->job.work_path);
+        if (in >= 0)
+            close(in);
         return 0;
     }
     struct dr_media m;
     int rc = load_media(t, j, &m, err, errlen);
-    if (rc != 0)
+    if (rc != 0) {
+        if (in >= 0)
+            close(in);
         return rc;
+    }
+    if (in < 0 && j->job.work_path == NULL) {
+        /* resumed after a crash: open the object in place if it is local */
+        rc = open_in_place(t, &m, &in, err, errlen);
+        if (rc != 0 && rc != -EOPNOTSUPP) {
+            dr_media_clear(&m);
+            return rc;
+        }
+    }
+    if (in >= 0) {
+        /* No scratch copy that could be damaged: a bad object is bad. */
+        rc = fill_cache_fd(t, &m, in, err, errlen);
+        close(in);
+        if (rc == 0)
+            log_debug("job %s: media %s decrypted into the cache (in place)", j->job.id, m.id);
+        dr_media_clear(&m);
+        return rc;
+    }
     char *work = j->job.work_path ? xstrdup(j->job.work_path) : pl_work_path(pc, j->job.id);
     if (access(work, R_OK) != 0) { /* resumed after a crash without its scratch copy */
         rc = fetch_object(t, &m, work, err, errlen);

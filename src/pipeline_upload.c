@@ -2,18 +2,27 @@
  *
  *   encrypt  spool file -> work/<job>.sealed (seal.h), a fresh data key per
  *            run wrapped by the master key; the SHA-256 and the wrapped key
- *            go to the media row (catalog_media_set_sealed) and into the
- *            object header. Next: "store" with the sealed path.
- *   store    store_put(key "<media id>_<UTC created>Z<ext>", sealed file),
- *            then catalog_media_set_stored. Next: "notify".
- *   notify   media "available"; the plaintext spool file becomes the cache
- *            entry cache/<media id> (a finished upload warms the cache) or
- *            is removed; the sealed work file is removed; job done (by the
- *            caller, after this step).
+ *            go into the object header and, committed by the caller with
+ *            the next stage, into the media row (as
+ *            catalog_media_set_sealed). Next: "store" with the sealed path.
+ *            The sealed file is scratch: not fsynced (see store).
+ *   store    store_put(key "<media id>_<UTC created>Z<ext>", sealed file);
+ *            the key is committed with the next stage (as
+ *            catalog_media_set_stored). Next: "notify". The store makes
+ *            the object durable (local: fsync of the object, which for a
+ *            hard link is the scratch file itself). A sealed file the job
+ *            did not seal in this process (resumed after a crash) may have
+ *            been lost with the page cache, so it is verified against the
+ *            catalog first and sealed again if it does not match.
+ *   notify   the plaintext spool file becomes the cache entry
+ *            cache/<media id> (a finished upload warms the cache) or is
+ *            removed; the sealed work file is removed; then media
+ *            "available" and job done in one commit (by the caller).
  *
  * Idempotence (a crash may re-run any step): encrypt writes a new sealed
  * file under a temporary name and renames it over the old one, and
- * overwrites the media's key and hash with the new ones; the store key is
+ * overwrites the media's key and hash with the new ones (committed before
+ * the store step can put the new object); the store key is
  * a function of the media (id, created_at, name), so a re-run puts the same
  * key again (atomic replace); notify only renames/removes files that are
  * still there. Files are cleaned up before the job is marked done, so a
@@ -102,6 +111,7 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         .segment_size = (uint32_t)pc->cfg->pipeline.segment_size,
         .data_key = dk,
         .wrapped_key = wk,
+        .scratch = true, /* the store makes it durable; see pl_upload_store */
     };
     struct seal_result res;
     rc = seal_file(j->job.spool_path, sealed, &sp, &res, err, errlen);
@@ -115,11 +125,11 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         unlink(sealed);
         goto out;
     }
-    rc = catalog_media_set_sealed(t->cat, m.id, res.sha256_hex, wk, sizeof wk);
-    if (rc != 0) {
-        snprintf(err, errlen, "catalog: cannot record the sealed media: %s", strerror(-rc));
-        goto out;
-    }
+    /* committed with the job's next stage, before anything is stored */
+    j->upd.sealed = true;
+    memcpy(j->upd.sha256_hex, res.sha256_hex, sizeof j->upd.sha256_hex);
+    memcpy(j->upd.wrapped_key, wk, sizeof wk);
+    j->sealed_here = true;
     log_debug("job %s: sealed %llu bytes of media %s (sha256 %.16s...)", j->job.id,
               (unsigned long long)res.size, m.id, res.sha256_hex);
     *work_path_out = sealed;
@@ -127,6 +137,39 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
 out:
     free(sealed);
     dr_media_clear(&m);
+    return rc;
+}
+
+/* The sealed scratch file of a job that reached "store" in an earlier
+ * worker was never fsynced: after a system crash it may be empty, short,
+ * stale or garbage. Use it only if it is exactly the object the catalog
+ * recorded: header tag, every segment and the plaintext SHA-256 verify,
+ * and the SHA-256, the wrapped key and the media id are the catalog's.
+ * -ESTALE (seal again) otherwise. */
+static int check_sealed(struct pl_tls *t, const struct dr_media *m, const char *path, char *err,
+                        size_t errlen)
+{
+    struct seal_header h;
+    memset(&h, 0, sizeof h);
+    int rc = -EBADMSG;
+    if (m->sha256[0] != '\0' && m->wrapped_key != NULL)
+        rc = unseal_file(path, NULL, t->pc->master, m->sha256, &h, err, errlen);
+    else
+        snprintf(err, errlen, "media %s has no sealed record", m->id);
+    if (rc == 0 && (m->wrapped_key_len != DR_WRAPPED_KEY_LEN ||
+                    memcmp(h.wrapped_key, m->wrapped_key, DR_WRAPPED_KEY_LEN) != 0 ||
+                    strcmp(h.media_id, m->id) != 0)) {
+        rc = -EBADMSG;
+        snprintf(err, errlen, "it is not the sealed object the catalog recorded");
+    }
+    seal_header_clear(&h);
+    if (rc == -EBADMSG || rc == -ENOENT) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "sealed file %s left by an earlier worker is unusable (%s)", path,
+                 why);
+        rc = -ESTALE;
+    }
     return rc;
 }
 
@@ -146,6 +189,12 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         snprintf(err, errlen, "sealed file %s is missing",
                  j->job.work_path ? j->job.work_path : "(none)");
         goto out;
+    }
+    if (!j->sealed_here) {
+        rc = check_sealed(t, &m, j->job.work_path, err, errlen);
+        if (rc != 0)
+            goto out;
+        j->sealed_here = true; /* checked once, even if the put is retried */
     }
     if (pc->cfg->pipeline.test_store_delay > 0 &&
         !pl_sleep(pc, pc->cfg->pipeline.test_store_delay)) {
@@ -169,11 +218,8 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         goto out;
     }
     metrics_add(&pc->metrics->store_bytes_up, bytes);
-    rc = catalog_media_set_stored(t->cat, m.id, key);
-    if (rc != 0) {
-        snprintf(err, errlen, "catalog: cannot record the stored media: %s", strerror(-rc));
-        goto out;
-    }
+    j->upd.stored = true; /* committed with the job's next stage */
+    snprintf(j->upd.storage_key, sizeof j->upd.storage_key, "%s", key);
     log_debug("job %s: stored media %s as %s (%llu bytes, %.1f ms)", j->job.id, m.id, key,
               (unsigned long long)bytes, (double)us / 1000.0);
     *work_path_out = xstrdup(j->job.work_path); /* notify removes it */
@@ -187,15 +233,12 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
 {
     struct pl_ctx *pc = t->pc;
     (void)work_path_out;
-    int rc = catalog_media_set_available(t->cat, j->job.media_id);
-    if (rc != 0 && rc != -ENOENT) {
-        snprintf(err, errlen, "catalog: cannot mark media available: %s", strerror(-rc));
-        return rc;
-    }
+    (void)err;
+    (void)errlen;
     struct stat st;
     if (j->job.spool_path && stat(j->job.spool_path, &st) == 0) {
         uint64_t size = (uint64_t)st.st_size;
-        if (rc == 0 && size <= pc->cfg->cache.max_size &&
+        if (size <= pc->cfg->cache.max_size &&
             cache_adopt(pc->cfg->data_dir, j->job.media_id, j->job.spool_path) == 0) {
             cache_evictor_note_insert(pc->evictor, size);
         } else {
@@ -204,12 +247,15 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
     }
     if (j->job.work_path)
         unlink(j->job.work_path);
+    /* "available" commits with "done"; a media deleted meanwhile does not
+     * stop the job (the caller then drops the cache entry made above) */
+    j->upd.available = true;
+    j->upd.media_optional = true;
     return 0;
 }
 
 void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)
 {
-    (void)t;
     if (j->job.work_path)
         unlink(j->job.work_path);
     char *sealed = pl_work_path(t->pc, j->job.id);
@@ -217,4 +263,6 @@ void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)
     free(sealed);
     if (j->job.spool_path)
         unlink(j->job.spool_path);
+    /* notify may have moved the plaintext into the cache before its commit */
+    cache_remove(t->pc->cfg->data_dir, j->job.media_id);
 }

@@ -67,6 +67,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/pipeline.h"
+#include "dripd/pipeline_commit.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "dripd/scrub.h"
@@ -79,6 +80,7 @@
 #define FALLBACK_MS 1000
 #define RECOVER_EVERY_MS 5000
 #define MAX_ORPHANS 256
+#define COMMIT_BATCH 64 /* job steps per group commit */
 
 struct runner;
 
@@ -241,6 +243,8 @@ static void runner_add_orphan(struct runner *r, const char *job_id)
 
 static void free_job(struct pl_job *j)
 {
+    if (j->obj_fd >= 0)
+        close(j->obj_fd);
     dr_job_clear(&j->job);
     free(j);
 }
@@ -262,7 +266,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
     struct runner *r = s->r;
     struct pl_ctx *pc = r->pc;
     const struct dr_config *cfg = pc->cfg;
-    metrics_add(&pc->metrics->stages[r->pl][s->order].failed, 1);
+    metrics_add(&pc->metrics->stages[r->pl][s->order + 1].failed, 1); /* slot 0: starter */
     int attempt = j->job.attempts + 1;
     int crc = -EIO;
     if (pipeline_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
@@ -326,18 +330,31 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
         free_job(j);
         return STAGE_DONE;
     }
+    memset(&j->upd, 0, sizeof j->upd);
     int rc = s->fn(t, j, &wp, err, sizeof err);
     if (rc == 0) {
         const char *keep = wp; /* each step names the scratch file the next one needs */
-        int crc = -EIO;
-        for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
-            crc = s->next ? catalog_job_advance(t->cat, j->job.id, s->next, keep)
-                          : catalog_job_done(t->cat, j->job.id);
-        if (crc == 0) {
-            report_event(r, t->cat);
+        const struct pl_media_update *u = &j->upd;
+        struct dr_job_step step = {
+            .job_id = j->job.id,
+            .next_stage = s->next,
+            .work_path = s->next ? keep : NULL,
+            .media_id = j->job.media_id,
+            .sha256_hex = u->sealed ? u->sha256_hex : NULL,
+            .wrapped_key = u->sealed ? u->wrapped_key : NULL,
+            .wrapped_key_len = u->sealed ? sizeof u->wrapped_key : 0,
+            .storage_key = u->stored ? u->storage_key : NULL,
+            .available = u->available,
+            .media_optional = u->media_optional,
+        };
+        int crc = pl_commit_step(pc->committer, t->cat, &step);
+        for (int i = 1; i < CATALOG_TRIES && crc != 0; i++)
+            crc = pl_commit_step(pc->committer, t->cat, &step);
+        if (crc == 0 && step.result == 0) {
+            if (step.media_gone && r->pl == DR_PL_UPLOAD) /* deleted during notify */
+                cache_remove(pc->cfg->data_dir, j->job.media_id);
             if (s->next == NULL) {
                 metrics_add(&pc->metrics->jobs_completed[r->pl], 1);
-                report_depth(pc, t->cat);
                 log_info("job %s (%s) done: media %s", j->job.id, r->kind, j->job.media_id);
                 free(wp);
                 free_job(j);
@@ -352,13 +369,23 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
             return STAGE_FORWARD;
         }
         free(wp);
-        if (crc == -ENOENT) {
+        if (crc == 0 && !step.media_gone) {
             log_warn("job %s is no longer ours (released or deleted); dropping it", j->job.id);
             free_job(j);
             return STAGE_DONE;
         }
-        rc = crc;
-        snprintf(err, sizeof err, "catalog: cannot commit stage %s: %s", s->name, strerror(-crc));
+        if (crc == 0) {
+            /* the media row was deleted while this step ran */
+            if (u->stored && pl_tls_store(t, err, sizeof err) == 0 &&
+                store_delete(t->store, u->storage_key, err, sizeof err) != 0)
+                log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id, err);
+            rc = -ENOENT;
+            snprintf(err, sizeof err, "media %s no longer exists", j->job.media_id);
+        } else {
+            rc = crc;
+            snprintf(err, sizeof err, "catalog: cannot commit stage %s: %s", s->name,
+                     strerror(-crc));
+        }
     }
     if (rc == -ECANCELED && stopping(pc)) {
         /* drained mid-step: it stays claimed and resumes in the next worker */
@@ -550,6 +577,7 @@ static void *starter_main(void *arg)
         struct stage_item *items[CLAIM_BATCH];
         for (int i = 0; i < n; i++) {
             struct pl_job *j = xcalloc(1, sizeof *j);
+            j->obj_fd = -1;
             j->job = jobs[i];
             j->pl = r->pl;
             items[i] = &j->link;
@@ -612,7 +640,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .min_demand = sc[i]->min_demand >= 0 ? sc[i]->min_demand : 1,
             .ops = &pl_ops,
             .arg = &r->stages[i],
-            .metrics = &pc->metrics->stages[pl][i],
+            .metrics = &pc->metrics->stages[pl][i + 1], /* slot 0 is the starter (metrics.h) */
         };
     }
     r->sp = stage_pipeline_new(specs, N_STAGES);
@@ -662,12 +690,25 @@ struct worker {
     struct pl_ctx pc;
     struct runner up, down;
     struct webhooks *hooks;
-    struct scrub *scrub;     /* admin scrub runs (scrub.c) */
+    struct scrub *scrub;       /* admin scrub runs (scrub.c) */
     struct store_probe *probe; /* store reachability for /readyz */
     int drained_pipe[2];
     pthread_t drain_thread;
     bool draining;
 };
+
+/* After each group commit (pipeline_commit.h), on the leading stage
+ * thread: wake SSE streams, content waiters and webhooks, and refresh the
+ * queue depth when jobs finished. */
+static void on_commit(void *arg, struct catalog *cat, int64_t last_seq, int done)
+{
+    struct worker *w = arg;
+    if (last_seq > 0 && w->pc.wctx)
+        worker_send(w->pc.wctx, DR_MSG_EVENT, (uint64_t)last_seq);
+    webhooks_wake(w->hooks);
+    if (done > 0)
+        report_depth(&w->pc, cat);
+}
 
 static void *drain_main(void *arg)
 {
@@ -680,7 +721,10 @@ static void *drain_main(void *arg)
     w->hooks = NULL;
     cache_evictor_stop(w->pc.evictor);
     w->pc.evictor = NULL;
-    log_info("drained in %lld ms", (long long)(dr_mono_ms() - t0));
+    uint64_t txs = 0, steps = 0;
+    pl_committer_stats(w->pc.committer, &txs, &steps);
+    log_info("drained in %lld ms (job steps committed: %llu in %llu transactions)",
+             (long long)(dr_mono_ms() - t0), (unsigned long long)steps, (unsigned long long)txs);
     char c = 1;
     if (write(w->drained_pipe[1], &c, 1) < 0)
         log_warn("drain: cannot signal the main thread");
@@ -800,6 +844,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     clean_work_dir(pc->work_dir);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
+    pc->committer = pl_committer_new(COMMIT_BATCH, on_commit, w);
     pc->evictor = cache_evictor_start(cfg, pc->metrics);
     w->hooks = webhooks_start(cfg, pc->metrics);
     runner_init(&w->up, pc, DR_PL_UPLOAD, &w->hooks);
@@ -867,6 +912,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     pthread_join(w->drain_thread, NULL);
     scrub_destroy(w->scrub);
     store_probe_stop(w->probe);
+    pl_committer_free(pc->committer);
 out:
     close(w->drained_pipe[0]);
     close(w->drained_pipe[1]);

@@ -15,7 +15,8 @@
  *
  * One pass: sealing reads the plaintext once in ~1 MiB chunks, hashing and
  * encrypting each chunk, writes the header with zeroed SHA/tag first and
- * rewrites those 48 bytes at the end (pwrite), then fsyncs. Writeback is
+ * rewrites those 48 bytes at the end (pwrite), then fsyncs (unless the
+ * caller says the file is scratch, see seal_params.scratch). Writeback is
  * started every 8 MiB (sync_file_range) so the disk works while the CPU
  * encrypts, and the final fsync has little left to do. For objects of
  * 8 MiB and more the SHA-256 runs on a helper thread (struct hasher) beside
@@ -623,7 +624,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         goto out;
     }
     rc = dr_pwrite_all(out, hdr + hl - TRAILER_LEN, TRAILER_LEN, hl - TRAILER_LEN);
-    if (rc == 0 && fsync(out) != 0)
+    if (rc == 0 && !p->scratch && fsync(out) != 0)
         rc = -errno;
     if (rc != 0) {
         fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
@@ -635,7 +636,8 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         rc = fail(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
         goto out;
     }
-    dr_fsync_parent(out_path);
+    if (!p->scratch)
+        dr_fsync_parent(out_path);
     res->size = size;
     dr_hex(res->sha256, 32, res->sha256_hex);
     res->object_size = written;

@@ -6,13 +6,21 @@
  *     file (".tmp-<random>-<key>") in the same directory, fsynced, renamed
  *     to its key, and the directory is fsynced; a reader sees the whole
  *     object or nothing, and a crash leaves at most a temporary file.
- *     The temporary file is made, cheapest first, by a reflink (FICLONE,
- *     copy-on-write filesystems), by a hard link when src is on the same
- *     filesystem (zero copy: the pipeline's sealed work files are written
- *     once, fsynced, and never modified in place; they are replaced by
- *     rename, so sharing the inode is safe), else by copy_file_range.
+ *     The temporary file is made, cheapest first, by a hard link when src
+ *     is on the same filesystem (zero copy, and no new inode: the
+ *     pipeline's sealed work files are written once and never modified in
+ *     place; they are replaced by rename, so sharing the inode is safe;
+ *     the fsync of the object is then the fsync of the work file, which
+ *     the pipeline leaves to this put), else by a reflink (FICLONE,
+ *     copy-on-write filesystems), else by copy_file_range.
  *     Callers must therefore never modify src in place after a put.
- *   - get streams the object into dst (in-kernel copy), get_range preads;
+ *     (Link first: trying FICLONE first cost every put on ext4 a probe
+ *     file, i.e. an inode allocated and freed, and right after mass
+ *     deletes ext4's inode allocator is slow: 4 KiB jobs spent half their
+ *     CPU there.)
+ *   - get streams the object into dst (in-kernel copy), get_range preads,
+ *     open_read hands out a read-only fd on the object file itself (the
+ *     download pipeline decrypts from it: no copy);
  *   - del is idempotent (absent is success); exists/list never see
  *     temporary files (keys never start with '.').
  * Keys are validated: 1..255 bytes, no '/', no NUL, not starting with '.',
@@ -25,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,26 +119,16 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
         rc = set_err(err, errlen, -errno, "open source", src_path);
         goto out;
     }
-    dst = openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (dst < 0) {
-        rc = set_err(err, errlen, -errno, "create", tmp);
-        goto out;
-    }
-    if (ioctl(dst, FICLONE, src) != 0) {
-        /* No reflink here: try a hard link (same filesystem), else copy. */
-        char *abs_tmp = xasprintf("%s/%s", ls->dir, tmp);
-        close(dst);
-        dst = -1;
-        unlinkat(ls->dirfd, tmp, 0);
-        int linked = link(src_path, abs_tmp) == 0;
-        free(abs_tmp);
-        dst = linked ? openat(ls->dirfd, tmp, O_RDONLY | O_CLOEXEC)
-                     : openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool linked = linkat(AT_FDCWD, src_path, ls->dirfd, tmp, 0) == 0;
+    if (!linked) {
+        /* Another filesystem (or no hard links): a reflink if the
+         * filesystem can, else a copy. */
+        dst = openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (dst < 0) {
             rc = set_err(err, errlen, -errno, "create", tmp);
             goto out;
         }
-        if (!linked) {
+        if (ioctl(dst, FICLONE, src) != 0) {
             rc = copy_fd(src, dst);
             if (rc != 0) {
                 set_err(err, errlen, rc, "write", tmp);
@@ -137,7 +136,7 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
             }
         }
     }
-    if (fsync(dst) != 0) {
+    if (fsync(linked ? src : dst) != 0) { /* a link: the same inode */
         rc = set_err(err, errlen, -errno, "fsync", tmp);
         goto out;
     }
@@ -188,6 +187,21 @@ static int local_get(struct dr_store *st, const char *key, const char *dst_path,
     if (rc == -EIO || rc == -ENOSPC)
         rc = -EAGAIN;
     return rc;
+}
+
+static int local_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    int rc = key_ok(key, err, errlen);
+    if (rc != 0)
+        return rc;
+    int f = openat(ls->dirfd, key, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        rc = set_err(err, errlen, -errno, errno == ENOENT ? "no such object" : "open", key);
+        return rc == -EIO ? -EAGAIN : rc;
+    }
+    *fd = f;
+    return 0;
 }
 
 static long local_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf,
@@ -294,6 +308,7 @@ static const struct dr_store_ops local_ops = {
     .list = local_list,
     .check = local_check,
     .close = local_close,
+    .open_read = local_open_read,
 };
 
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen)

@@ -165,6 +165,37 @@ START_TEST(test_copy_across_filesystems)
 }
 END_TEST
 
+START_TEST(test_open_read_in_place)
+{
+    char err[256], *src = xasprintf("%s/src", dir);
+    static uint8_t data[100000], back[100001];
+    dr_random(data, sizeof data);
+    write_file(src, data, sizeof data);
+    ck_assert_int_eq(store_put(st, "k3", src, err, sizeof err), 0);
+    int fd = 99;
+    ck_assert_int_eq(store_open_read(st, "k3", &fd, err, sizeof err), 0);
+    ck_assert_int_ge(fd, 0);
+    /* the fd stays valid while the object is deleted or replaced */
+    ck_assert_int_eq(store_delete(st, "k3", err, sizeof err), 0);
+    ck_assert_int_eq((int)dr_pread_full(fd, back, sizeof back, 0), (int)sizeof data);
+    ck_assert(memcmp(back, data, sizeof data) == 0);
+    ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    close(fd);
+    fd = 99;
+    ck_assert_int_eq(store_open_read(st, "k3", &fd, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(fd, -1);
+    ck_assert_msg(strstr(err, "no such object") != NULL, "%s", err);
+    ck_assert_int_eq(store_open_read(st, "../k3", &fd, err, sizeof err), -EINVAL);
+    /* a backend without local files says so */
+    struct dr_store_ops no_local = *st->ops;
+    no_local.open_read = NULL;
+    struct dr_store fake = {.ops = &no_local, .cfg = cfg};
+    ck_assert_int_eq(store_open_read(&fake, "k3", &fd, err, sizeof err), -EOPNOTSUPP);
+    ck_assert_int_eq(fd, -1);
+    free(src);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -173,6 +204,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_put_get_del);
     tcase_add_test(tc, test_bad_keys);
     tcase_add_test(tc, test_copy_across_filesystems);
+    tcase_add_test(tc, test_open_read_in_place);
     suite_add_tcase(s, tc);
     return s;
 }

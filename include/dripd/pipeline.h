@@ -6,8 +6,10 @@
  * Download: starter -> fetch -> decrypt -> notify
  *
  * A handler does one step of one job and returns 0 when the step is done
- * (the caller then commits the job's next stage with catalog_job_advance
- * before handing the job on), or -errno with a line in err: -EAGAIN and
+ * (the caller then commits the job's next stage, with the media fields the
+ * step left in j->upd, in one catalog_jobs_step transaction shared with
+ * other threads' steps (pipeline_commit.h) before handing the job on), or
+ * -errno with a line in err: -EAGAIN and
  * other transient errors are retried with backoff (pipeline_is_transient),
  * anything else fails the job. Every handler is idempotent: after a crash
  * a job re-runs the step it had not committed.
@@ -32,6 +34,7 @@ struct dr_config;
 struct dr_worker_ctx;
 struct dr_store;
 struct cache_evictor;
+struct pl_committer;
 
 /* Shared by every thread of the pipeline process; read-only after start
  * except where noted. */
@@ -40,12 +43,25 @@ struct pl_ctx {
     struct dr_worker_ctx *wctx; /* may be NULL (tests) */
     struct dr_metrics *metrics; /* never NULL (a private struct in tests) */
     uint8_t master[DR_KEY_LEN];
-    char claimer[320];             /* "<hostname>:<pid>" */
-    char *work_dir;                /* <data_dir>/work */
-    struct cache_evictor *evictor; /* may be NULL */
-    int stopping;                  /* drain began; under stop_mu (read atomically too) */
-    pthread_mutex_t stop_mu;       /* guards stopping for pl_sleep */
-    pthread_cond_t stop_cv;        /* CLOCK_MONOTONIC */
+    char claimer[320];              /* "<hostname>:<pid>" */
+    char *work_dir;                 /* <data_dir>/work */
+    struct cache_evictor *evictor;  /* may be NULL */
+    struct pl_committer *committer; /* group commit of job steps (pipeline_commit.h) */
+    int stopping;                   /* drain began; under stop_mu (read atomically too) */
+    pthread_mutex_t stop_mu;        /* guards stopping for pl_sleep */
+    pthread_cond_t stop_cv;         /* CLOCK_MONOTONIC */
+};
+
+/* Media fields a step filled in: committed by the caller together with
+ * the job's next stage (catalog_jobs_step), so a stage is one commit. */
+struct pl_media_update {
+    bool sealed; /* sha256_hex + wrapped_key (catalog_media_set_sealed) */
+    char sha256_hex[65];
+    uint8_t wrapped_key[DR_WRAPPED_KEY_LEN];
+    bool stored; /* storage_key (catalog_media_set_stored) */
+    char storage_key[300];
+    bool available;      /* catalog_media_set_available */
+    bool media_optional; /* a deleted media does not stop the step */
 };
 
 /* A job travelling through a pipeline (intrusive stage item first). */
@@ -53,8 +69,11 @@ struct pl_job {
     struct stage_item link;
     struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
-    bool original;  /* download: served from a fresh cache entry */
-    bool refetched; /* download: scratch fetched again after a bad read */
+    bool original;    /* download: served from a fresh cache entry */
+    bool refetched;   /* download: scratch fetched again after a bad read */
+    bool sealed_here; /* upload: encrypt ran in this process (see pl_upload_store) */
+    int obj_fd;       /* download: the local object, opened by fetch for decrypt; -1 none */
+    struct pl_media_update upd; /* cleared before each step */
 };
 
 /* Per stage thread: its own catalog connection and (lazily) store handle. */

@@ -16,6 +16,7 @@
 #ifndef DRIPD_STORE_H
 #define DRIPD_STORE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,10 @@ struct dr_store_ops {
     /* Is the backend reachable and writable? (readiness). 0 or -errno + err. */
     int (*check)(struct dr_store *st, char *err, size_t errlen);
     void (*close)(struct dr_store *st);
+    /* Optional (NULL: not supported), added by the perfpipe branch: a
+     * read-only fd on the object itself, for backends whose objects are
+     * local files, so a reader needs no copy (see store_open_read). */
+    int (*open_read)(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
 };
 
 /* Every backend's handle starts with this header. */
@@ -75,5 +80,18 @@ static inline int store_exists(struct dr_store *st, const char *key, uint64_t *s
 struct dr_metrics;
 void store_set_metrics(struct dr_metrics *m);
 struct dr_metrics *store_metrics(void);
+
+/* Added by the perfpipe branch: open the object key for reading in place.
+ * 0 and *fd (the caller closes it; the object stays readable through it
+ * even if it is deleted or replaced meanwhile), -ENOENT absent,
+ * -EOPNOTSUPP when the backend has no local files (fetch a copy with
+ * store_get instead), other -errno + err. */
+static inline int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t n)
+{
+    *fd = -1;
+    if (st->ops->open_read == NULL)
+        return -EOPNOTSUPP;
+    return st->ops->open_read(st, key, fd, err, n);
+}
 
 #endif

@@ -129,10 +129,16 @@ def test_download_job_warms_cache(dripd):
     mid, jid = upload(dripd, src, "/warm/w.bin")
     assert dripd.wait_job(jid)["state"] == "done"
     os.unlink(cache_file(dripd, mid))
+    before = metric(dripd, "dripd_store_downloaded_bytes_total")
     djid = download_job(dripd, mid)
     job = dripd.wait_job(djid)
     assert job["state"] == "done" and job["kind"] == "download", job
     assert same_file(src, cache_file(dripd, mid))
+    # the local store's object is decrypted where it is: no scratch copy
+    (obj,) = objects_of(dripd, mid)
+    assert metric(dripd, "dripd_store_downloaded_bytes_total") - before == os.path.getsize(obj)
+    assert "job %s: media %s decrypted into the cache (in place)" % (djid, mid) in dripd.log_text()
+    assert os.listdir(os.path.join(dripd.data_dir, "work")) == []
     # a second download with a fresh entry passes it on ("original"): no store read
     before = metric(dripd, "dripd_store_downloaded_bytes_total")
     job = dripd.wait_job(download_job(dripd, mid))

@@ -1,0 +1,51 @@
+/* pipeline_commit.h - group commit of job steps for the pipeline worker.
+ *
+ * Every finished stage of every job is one durable catalog commit, and in
+ * SQLite's WAL mode commits are serialised, each with its own fsync: a
+ * pipeline that commits stages one by one does at most one stage per
+ * fsync, whatever its number of threads. A committer lets the stage
+ * threads of a process share commits: a thread that finished a step
+ * submits it and waits; if no commit is in flight it leads, taking every
+ * step queued so far (its own included) into one catalog_jobs_step
+ * transaction on its own connection; steps submitted meanwhile wait for
+ * the next leader. Alone, a thread commits at once (no timer, no added
+ * latency); under load, one fsync covers the steps of many jobs.
+ *
+ * Durability is unchanged: pl_commit_step returns only after the
+ * transaction holding the step committed (or failed).
+ *
+ * Threads: any number of threads, each with its own catalog connection.
+ * Lock order: the committer's mutex is a leaf; no catalog call and no
+ * callback runs under it.
+ */
+#ifndef DRIPD_PIPELINE_COMMIT_H
+#define DRIPD_PIPELINE_COMMIT_H
+
+#include <stdint.h>
+
+#include "dripd/catalog.h"
+
+struct pl_committer;
+
+/* Called by the leader after each transaction that committed, outside the
+ * lock, on the leader's thread, with its connection: last_seq is the
+ * newest event seq written (0 if none) and done the number of steps that
+ * finished a job. */
+typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, int done);
+
+/* max_batch: steps per transaction (>= 1). cb may be NULL. */
+struct pl_committer *pl_committer_new(int max_batch, pl_commit_cb cb, void *arg);
+void pl_committer_free(struct pl_committer *c); /* NULL ok; no thread may be inside */
+
+/* Commit step durably, possibly with other threads' steps (see above), on
+ * cat if this thread leads. Blocks until the transaction holding it ended.
+ * Returns 0 when it committed (step->result says whether the step applied,
+ * as catalog_jobs_step), else the transaction's -errno (nothing of the step
+ * was committed; step->result is that -errno too). The step's strings are
+ * borrowed until the call returns. */
+int pl_commit_step(struct pl_committer *c, struct catalog *cat, struct dr_job_step *step);
+
+/* Stats for tests and logs: transactions run and steps committed. */
+void pl_committer_stats(struct pl_committer *c, uint64_t *transactions, uint64_t *steps);
+
+#endif

@@ -1,0 +1,220 @@
+/* test_pipeline_commit.c - the pipeline's group commit of job steps. */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dripd/catalog.h"
+#include "dripd/pipeline_commit.h"
+#include "dripd/util.h"
+
+#define THREADS 6
+#define PER_THREAD 25
+
+static char tmpdir[256];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_pipeline_commit.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+}
+
+static void teardown(void)
+{
+    nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* n upload jobs, claimed (running); ids into jid/mid. */
+static void make_running(struct catalog *cat, int n, char (*jid)[DR_ID_LEN + 1],
+                         char (*mid)[DR_ID_LEN + 1])
+{
+    for (int i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/c/%d.bin", i);
+        struct dr_intake it = {.owner = "alice", .path = path, .size = 1, .spool_path = "/s"};
+        ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+        ck_assert_int_eq(it.result, 0);
+        memcpy(jid[i], it.job_id, sizeof jid[i]);
+        memcpy(mid[i], it.media_id, sizeof mid[i]);
+    }
+    struct dr_job *got = xcalloc((size_t)n, sizeof *got);
+    int k = 0;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", n, "node:1", got, &k), 0);
+    ck_assert_int_eq(k, n);
+    for (int i = 0; i < k; i++)
+        dr_job_clear(&got[i]);
+    free(got);
+}
+
+static char jids[THREADS * PER_THREAD][DR_ID_LEN + 1];
+static char mids[THREADS * PER_THREAD][DR_ID_LEN + 1];
+
+struct cb_count {
+    pthread_mutex_t mu;
+    int calls, done;
+    int64_t max_seq;
+};
+
+static void on_commit(void *arg, struct catalog *cat, int64_t last_seq, int done)
+{
+    struct cb_count *c = arg;
+    ck_assert_ptr_nonnull(cat);
+    pthread_mutex_lock(&c->mu);
+    c->calls++;
+    c->done += done;
+    if (last_seq > c->max_seq)
+        c->max_seq = last_seq;
+    pthread_mutex_unlock(&c->mu);
+}
+
+struct worker_arg {
+    struct pl_committer *c;
+    int index;
+    int failures;
+};
+
+/* Each job: encrypt -> store (sealed), store -> notify (stored), done
+ * (available): three steps, each through the committer. */
+static void *worker(void *arg)
+{
+    struct worker_arg *w = arg;
+    struct catalog *cat = NULL;
+    if (catalog_open(tmpdir, &cat) != 0) {
+        w->failures++;
+        return NULL;
+    }
+    uint8_t wk[40];
+    memset(wk, 7, sizeof wk);
+    for (int k = 0; k < PER_THREAD; k++) {
+        int i = w->index * PER_THREAD + k;
+        struct dr_job_step a = {.job_id = jids[i],
+                                .next_stage = "store",
+                                .work_path = "/w",
+                                .media_id = mids[i],
+                                .sha256_hex = "ab",
+                                .wrapped_key = wk,
+                                .wrapped_key_len = sizeof wk};
+        struct dr_job_step b = {
+            .job_id = jids[i], .next_stage = "notify", .media_id = mids[i], .storage_key = "K"};
+        struct dr_job_step c = {.job_id = jids[i], .media_id = mids[i], .available = true};
+        if (pl_commit_step(w->c, cat, &a) != 0 || a.result != 0 ||
+            pl_commit_step(w->c, cat, &b) != 0 || b.result != 0 ||
+            pl_commit_step(w->c, cat, &c) != 0 || c.result != 0)
+            w->failures++;
+        /* done twice: refused, nothing changes */
+        if (pl_commit_step(w->c, cat, &c) != 0 || c.result != -ENOENT)
+            w->failures++;
+    }
+    catalog_close(cat);
+    return NULL;
+}
+
+START_TEST(test_threads_share_commits)
+{
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    make_running(cat, THREADS * PER_THREAD, jids, mids);
+    struct cb_count cc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct pl_committer *c = pl_committer_new(8, on_commit, &cc);
+    pthread_t tid[THREADS];
+    struct worker_arg wa[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        wa[t] = (struct worker_arg){.c = c, .index = t};
+        ck_assert_int_eq(pthread_create(&tid[t], NULL, worker, &wa[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(tid[t], NULL);
+        ck_assert_int_eq(wa[t].failures, 0);
+    }
+    uint64_t txs = 0, steps = 0;
+    pl_committer_stats(c, &txs, &steps);
+    int total = THREADS * PER_THREAD;
+    ck_assert_int_eq((int)steps, total * 4);
+    ck_assert_int_le((int)txs, total * 4);
+    ck_assert_int_eq((int)txs, cc.calls);
+    ck_assert_int_eq(cc.done, total);
+    int64_t last = 0;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(cc.max_seq, last);
+    uint64_t depth = 1;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 0);
+    for (int i = 0; i < total; i++) {
+        struct dr_media m;
+        ck_assert_int_eq(catalog_media_get(cat, mids[i], NULL, &m), 0);
+        ck_assert_str_eq(m.state, "available");
+        ck_assert_str_eq(m.storage_key, "K");
+        ck_assert_str_eq(m.sha256, "ab");
+        dr_media_clear(&m);
+    }
+    /* every job: created, stage store, stage notify, done */
+    struct dr_event *ev;
+    size_t ne;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 10000, &ev, &ne), 0);
+    ck_assert_int_eq((int)ne, total * 4);
+    catalog_events_free(ev, ne);
+    pl_committer_free(c);
+    catalog_close(cat);
+    printf("group commit: %d steps in %llu transactions\n", total * 4, (unsigned long long)txs);
+}
+END_TEST
+
+START_TEST(test_alone_commits_at_once)
+{
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    make_running(cat, 1, jids, mids);
+    struct pl_committer *c = pl_committer_new(0, NULL, NULL); /* batch clamped to 1 */
+    struct dr_job_step s = {.job_id = jids[0], .next_stage = "store"};
+    ck_assert_int_eq(pl_commit_step(c, cat, &s), 0);
+    ck_assert_int_eq(s.result, 0);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, jids[0], NULL, &j), 0);
+    ck_assert_str_eq(j.stage, "store");
+    dr_job_clear(&j);
+    /* a step the catalog refuses as a whole: the transaction's error */
+    struct dr_job_step bad = {.job_id = jids[0], .available = true}; /* no media id */
+    ck_assert_int_eq(pl_commit_step(c, cat, &bad), -EINVAL);
+    ck_assert_int_eq(bad.result, -EINVAL);
+    uint64_t txs = 0, steps = 0;
+    pl_committer_stats(c, &txs, &steps);
+    ck_assert_int_eq((int)txs, 2);
+    ck_assert_int_eq((int)steps, 2);
+    pl_committer_free(c);
+    pl_committer_free(NULL);
+    catalog_close(cat);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("pipeline_commit");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_threads_share_commits);
+    tcase_add_test(tc, test_alone_commits_at_once);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
