@@ -222,6 +222,24 @@ def test_missing_object_fails_cleanly(dripd):
 
 # ---------------------------------------------------------------- crash recovery
 
+def _wait_stopped(pid):
+    """kill(SIGSTOP) returns before the group stop completes: a thread inside
+    a syscall (an fsync of the catalog, say) runs on until it returns.  Wait
+    until every thread is in state T, so the catalog we read next is the one
+    the worker dies with."""
+    def all_stopped():
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                continue
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_until(all_stopped, 20, "pipeline worker %d stopped" % pid)
+
+
 def _stop_when(d, pid, pattern, after, timeout=60):
     """SIGSTOP the pipeline worker as soon as the log matches (a tight tail:
     the notify step takes a few milliseconds)."""
@@ -236,6 +254,7 @@ def _stop_when(d, pid, pattern, after, timeout=60):
                 buf += chunk.decode(errors="replace")
                 if rx.search(buf):
                     os.kill(pid, signal.SIGSTOP)
+                    _wait_stopped(pid)
                     return
             elif time.monotonic() > deadline:
                 raise AssertionError("log never matched /%s/; tail:\n%s" % (pattern, d.log_tail()))
@@ -260,7 +279,10 @@ def test_crash_in_each_stage(dripd_factory, stage):
         (row,) = query(d, "SELECT state, stage FROM jobs WHERE id = ?", jid)
         caught = row["state"] == "running" and row["stage"] == stage
         if caught:
-            os.kill(pid, signal.SIGSEGV)
+            # SIGKILL, not SIGSEGV: a core-dumping signal is taken by one
+            # thread while the others run on until the dump zaps them, so
+            # the step under test could still commit after SIGCONT.
+            os.kill(pid, signal.SIGKILL)
         os.kill(pid, signal.SIGCONT)
         if caught:
             print("caught in %s at try %d" % (stage, attempt + 1))
