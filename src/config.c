@@ -748,6 +748,7 @@ static const struct field pipeline_fields[] = {
     F_MAP("retry", 0, retry_fields),
     F_SIZE("segment_size", C(pipeline.segment_size), 1ull << 10, 64 * MiB),
     F_DUR("test_store_delay", C(pipeline.test_store_delay), 0, U64_LIMIT),
+    F_DUR("test_notify_delay", C(pipeline.test_notify_delay), 0, U64_LIMIT),
     END,
 };
 

@@ -233,8 +233,11 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
 {
     struct pl_ctx *pc = t->pc;
     (void)work_path_out;
-    (void)err;
-    (void)errlen;
+    if (pc->cfg->pipeline.test_notify_delay > 0 &&
+        !pl_sleep(pc, pc->cfg->pipeline.test_notify_delay)) {
+        snprintf(err, errlen, "draining");
+        return -ECANCELED;
+    }
     struct stat st;
     if (j->job.spool_path && stat(j->job.spool_path, &st) == 0) {
         uint64_t size = (uint64_t)st.st_size;

@@ -86,6 +86,7 @@ struct dr_config {
         } retry;
         uint64_t segment_size;  /* AEAD segment, default 64KiB */
         uint64_t test_store_delay; /* test hook: store stage sleeps this long per job; default 0 */
+        uint64_t test_notify_delay; /* test hook: the same in the upload notify stage */
     } pipeline;
 
     struct {

@@ -5,8 +5,8 @@ GET /v1/media/{id}/content; the catalog (catalog.db, SQLite WAL) and the
 node-local directories are inspected read-only to check what the API
 cannot show (objects on disk, job and event rows).
 
-Big files: DRIPD_TEST_BIG_MB (default 64) sets the large round-trip size;
-the issue's 300 MiB is `DRIPD_TEST_BIG_MB=300` on an idle machine.
+Big files: the large round trip is 300 MiB (DRIPD_TEST_BIG_MB) and the
+crash-in-each-stage uploads are 200 MiB (DRIPD_TEST_CRASH_MB).
 """
 import hashlib
 import hmac
@@ -24,7 +24,8 @@ import pytest
 from conftest import make_file, same_file, wait_until
 
 SEG = 64 * 1024
-BIG_MB = int(os.environ.get("DRIPD_TEST_BIG_MB", "64"))
+BIG_MB = int(os.environ.get("DRIPD_TEST_BIG_MB", "300"))
+CRASH_MB = int(os.environ.get("DRIPD_TEST_CRASH_MB", "200"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -264,9 +265,13 @@ def _stop_when(d, pid, pattern, after, timeout=60):
 
 @pytest.mark.parametrize("stage", ["encrypt", "store", "notify"])
 def test_crash_in_each_stage(dripd_factory, stage):
-    d = dripd_factory(config={"pipeline": {"test_store_delay": "1500ms"},
+    # store and notify hold the job 1.5 s (test hooks), so the stop lands
+    # inside the step; encrypt is caught sealing the big file itself
+    hold = {"store": {"test_store_delay": "1500ms"},
+            "notify": {"test_notify_delay": "1500ms"}}.get(stage, {})
+    d = dripd_factory(config={"pipeline": hold,
                               "supervisor": {"max_restarts": 20, "max_seconds": "60s"}})
-    size = BIG_MB << 20 if stage == "encrypt" else 3 * SEG + 9
+    size = CRASH_MB << 20
     trigger = {"encrypt": r"job {job} \(upload\) claimed at stage encrypt",
                "store": r"job {job} \(upload\): encrypt done, next store",
                "notify": r"job {job} \(upload\): store done, next notify"}[stage]
@@ -279,10 +284,10 @@ def test_crash_in_each_stage(dripd_factory, stage):
         (row,) = query(d, "SELECT state, stage FROM jobs WHERE id = ?", jid)
         caught = row["state"] == "running" and row["stage"] == stage
         if caught:
-            # SIGKILL, not SIGSEGV: a core-dumping signal is taken by one
-            # thread while the others run on until the dump zaps them, so
-            # the step under test could still commit after SIGCONT.
-            os.kill(pid, signal.SIGKILL)
+            # A core-dumping signal is taken by one thread while the others
+            # run on for a moment after SIGCONT: the holds above make sure
+            # the step under test cannot finish in that moment.
+            os.kill(pid, signal.SIGSEGV)
         os.kill(pid, signal.SIGCONT)
         if caught:
             print("caught in %s at try %d" % (stage, attempt + 1))
