@@ -25,13 +25,14 @@ DPORT=18090
 DURL=http://127.0.0.1:$DPORT
 NURL=http://127.0.0.1:18080
 TURL=http://127.0.0.1:18081/files/
+SURL=http://127.0.0.1:18082/files/
 TOKEN=bench-token-0123456789
 AUTH="Authorization: Bearer $TOKEN"
 skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (drop_caches, clear_refs of other users' processes)"
 [ -x "$ROOT/bin/dripd" ] || die "build first: make"
-for p in 18080 18081 $DPORT; do port_free $p || die "127.0.0.1:$p is in use"; done
+for p in 18080 18081 18082 $DPORT; do port_free $p || die "127.0.0.1:$p is in use"; done
 rm -rf "$B"; mkdir -p "$R" "$NGX_P"/{logs,data,tmp} "$B/tus/files" "$B/dripd"
 chown nobody:nogroup "$NGX_P/data"
 rm -f "$ANCHOR/busy.log"
@@ -55,11 +56,15 @@ nginx -p "$NGX_P/" -c "$HERE/anchors/nginx.conf" -e "$NGX_P/logs/error.log" &
 NGX=$!
 node "$HERE/node/tus_server.mjs" "$B/tus/files" > "$B/tus/server.log" 2>&1 &
 TUS=$!
-cleanup() { stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd; }
+# the client's own ceiling: a tus endpoint that discards the bytes
+python3 "$HERE/node/tus_sink.py" 18082 > "$B/tus/sink.log" 2>&1 &
+SINK=$!
+cleanup() { stop_pid $SINK sink; stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd; }
 trap cleanup EXIT; trap 'exit 143' INT TERM
 wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
 wait_http "$NURL/" || die "nginx did not start"
 wait_http "$TURL" || die "tus server did not start"
+for i in $(seq 1 100); do grep -q "tus sink" "$B/tus/sink.log" && break; sleep 0.05; done
 dpids() { echo "$DRIPD $(pgrep -P "$DRIPD" | tr '\n' ' ')"; }
 nwork() { echo "$NGX $(pgrep -P "$NGX" | tr '\n' ' ')"; }
 sum_hwm_mib() { local p s=0; for p in "$@"; do s=$((s + $(hwm_kib "$p"))); done; awk -v k=$s 'BEGIN{printf "%.1f", k/1024}'; }
@@ -160,6 +165,9 @@ fi
 if ! skip tus; then
   for i in $(seq 1 "$RUNS"); do
     sync; quiet
+    out=$(timeout 660 node "$HERE/node/tus_client.mjs" "$BIG" "$SURL") || die "tus sink: $out"
+    m=${out#*MBps=}; echo "${m%% *}" >> "$R/tus_ceiling"
+    sync; quiet
     out=$(timeout 660 node "$HERE/node/tus_client.mjs" "$BIG" "$TURL") || die "tus anchor: $out"
     m=${out#*MBps=}; echo "${m%% *}" >> "$R/tus_put"
     rm -f "$B"/tus/files/*
@@ -168,7 +176,7 @@ if ! skip tus; then
     m=${out#*MBps=}; echo "${m%% *}" >> "$R/dripd_tus"
     echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_tus_rss"
     job=${out##*job=}; [ "$(wait_job "$job")" = done ] || die "tus job"
-    log "tus run $i: @tus/server $(tail -1 "$R/tus_put"), dripd $(tail -1 "$R/dripd_tus") MB/s"
+    log "tus run $i: client ceiling $(tail -1 "$R/tus_ceiling"), @tus/server $(tail -1 "$R/tus_put"), dripd $(tail -1 "$R/dripd_tus") MB/s"
   done
 fi
 
@@ -221,6 +229,7 @@ def stat(k):
 rows = [
     ("1 GiB PUT (MB/s)", "dripd_put", "nginx_put", 0.9),
     ("1 GiB tus upload (MB/s)", "dripd_tus", "tus_put", 2.0),
+    ("1 GiB tus upload / client ceiling (a sink) (MB/s)", "dripd_tus", "tus_ceiling", None),
     ("4 KiB PUT, 64 conns (req/s)", "dripd_put4k", "nginx_put4k", 0.5),
     ("1 GiB GET from cache (MB/s)", "dripd_get", "nginx_get", 0.9),
     ("100 x 1 MiB GET (req/s)", "dripd_get100", "nginx_get100", None),

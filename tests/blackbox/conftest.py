@@ -362,6 +362,10 @@ def same_file(a, b):
                 return True
 
 
+SANITIZER_REPORT = re.compile(r"WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|"
+                              r"\bruntime error: ")
+
+
 @pytest.fixture
 def tmpdir_path():
     d = tempfile.mkdtemp(prefix="dripd-test-")
@@ -387,6 +391,14 @@ def dripd_factory(tmpdir_path):
                 inst.stop(timeout=15)
             except AssertionError:
                 pass
+    # a sanitizer build (DRIPD_BIN=bin/dripd-thread, ...) reports into the log
+    for inst in made:
+        if not os.path.exists(inst.log_path):
+            continue
+        text = inst.log_text()
+        m = SANITIZER_REPORT.search(text)
+        if m:
+            pytest.fail("sanitizer report in %s:\n%s" % (inst.log_path, text[m.start():m.start() + 4000]))
 
 
 @pytest.fixture
