@@ -78,6 +78,7 @@ struct dr_config *config_defaults(void)
     c->storage.s3.idle_timeout = 30000;
     c->storage.s3.timeout = 3600000;
     c->pipeline.queue_limit = 10000;
+    c->pipeline.retention = 7ull * 24 * 3600 * 1000;
     c->pipeline.upload.encrypt = (struct dr_stage_cfg){2, 10, 1};
     c->pipeline.upload.store = (struct dr_stage_cfg){4, 10, 1};
     c->pipeline.download.fetch = (struct dr_stage_cfg){4, 10, 1};
@@ -747,6 +748,7 @@ static const struct field pipeline_fields[] = {
     F_MAP("download", 0, download_fields),
     F_MAP("retry", 0, retry_fields),
     F_SIZE("segment_size", C(pipeline.segment_size), 1ull << 10, 64 * MiB),
+    F_DUR("retention", C(pipeline.retention), 0, U64_LIMIT),
     F_DUR("test_store_delay", C(pipeline.test_store_delay), 0, U64_LIMIT),
     F_DUR("test_notify_delay", C(pipeline.test_notify_delay), 0, U64_LIMIT),
     END,

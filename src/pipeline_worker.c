@@ -50,6 +50,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <dirent.h>
 #include <malloc.h>
 #include <poll.h>
@@ -79,6 +80,7 @@
 #define CLAIM_BATCH 16
 #define FALLBACK_MS 1000
 #define RECOVER_EVERY_MS 5000
+#define PRUNE_EVERY_MS (3600 * 1000)
 #define MAX_ORPHANS 256
 #define COMMIT_BATCH 64 /* job steps per group commit */
 
@@ -487,6 +489,22 @@ static void recover(struct runner *r, struct catalog *cat)
                  released == 1 ? "" : "s");
 }
 
+/* Finished jobs, their events and finished tus rows older than
+ * pipeline.retention go (at start, then hourly); media never do. */
+static void prune(struct pl_ctx *pc, struct catalog *cat)
+{
+    uint64_t keep = pc->cfg->pipeline.retention, removed = 0;
+    if (keep == 0 || keep > (uint64_t)INT64_MAX / 2)
+        return;
+    int rc = catalog_prune(cat, dr_now_ms() - (int64_t)keep, &removed);
+    if (rc != 0)
+        log_warn("retention: catalog: %s", strerror(-rc));
+    else if (removed > 0)
+        log_info("retention: removed %" PRIu64 " finished job, event and upload-session rows "
+                 "older than %" PRIu64 " s",
+                 removed, keep / 1000);
+}
+
 static void release_orphans(struct runner *r, struct catalog *cat)
 {
     char *ids[MAX_ORPHANS];
@@ -542,12 +560,16 @@ static void *starter_main(void *arg)
         log_error("%s starter: cannot open the catalog: %s", r->kind, strerror(-rc));
         pl_sleep(pc, 1000);
     }
-    int64_t last_recover = 0;
+    int64_t last_recover = 0, last_prune = INT64_MIN / 2;
     bool first = true;
     while (cat && !stopping(pc)) {
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_recover >= RECOVER_EVERY_MS) {
             recover(r, cat);
             last_recover = dr_mono_ms();
+        }
+        if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_prune >= PRUNE_EVERY_MS) {
+            prune(pc, cat);
+            last_prune = dr_mono_ms();
         }
         if (first) {
             report_depth(pc, cat);

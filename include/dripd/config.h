@@ -18,29 +18,29 @@
 
 struct dr_user {
     char *name;
-    char *token;      /* from token: or read from token_file: */
+    char *token; /* from token: or read from token_file: */
     bool admin;
 };
 
 struct dr_stage_cfg {
-    int concurrency;  /* threads */
+    int concurrency; /* threads */
     int max_demand;
     int min_demand;
 };
 
 struct dr_webhook {
     char *url;
-    char *secret;     /* HMAC-SHA256 key for X-Dripd-Signature */
+    char *secret; /* HMAC-SHA256 key for X-Dripd-Signature */
 };
 
 enum dr_store_backend { DR_STORE_LOCAL = 0, DR_STORE_S3 = 1 };
 
 struct dr_config {
-    char *path;                 /* file it came from; "<defaults>" if none */
+    char *path; /* file it came from; "<defaults>" if none */
 
-    char **listen;              /* "host:port", "[v6]:port" or "unix:/path" */
+    char **listen; /* "host:port", "[v6]:port" or "unix:/path" */
     size_t n_listen;
-    char *data_dir;             /* node-local: spool/, cache/, run/, catalog.db */
+    char *data_dir; /* node-local: spool/, cache/, run/, catalog.db */
 
     struct dr_user *users;
     size_t n_users;
@@ -48,31 +48,31 @@ struct dr_config {
     struct {
         enum dr_store_backend backend;
         struct {
-            char *path;         /* default <data_dir>/objects */
+            char *path; /* default <data_dir>/objects */
         } local;
         struct {
-            char *endpoint;     /* http(s)://host:port */
+            char *endpoint; /* http(s)://host:port */
             char *bucket;
-            char *region;       /* default us-east-1 */
+            char *region; /* default us-east-1 */
             char *access_key_id;
-            char *secret_access_key;   /* or secret_access_key_file */
-            char *session_token;       /* optional */
-            bool path_style;           /* default true */
-            bool verify_tls;           /* default true */
-            uint64_t part_size;        /* multipart part size, >= 5MiB, default 16MiB */
-            int parallel_parts;        /* parts in flight per object, default 4 */
-            uint64_t connect_timeout;  /* default 5s */
-            uint64_t idle_timeout;     /* no bytes moving for this long: abort; default 30s */
-            uint64_t timeout;          /* whole transfer; default 1h */
+            char *secret_access_key;  /* or secret_access_key_file */
+            char *session_token;      /* optional */
+            bool path_style;          /* default true */
+            bool verify_tls;          /* default true */
+            uint64_t part_size;       /* multipart part size, >= 5MiB, default 16MiB */
+            int parallel_parts;       /* parts in flight per object, default 4 */
+            uint64_t connect_timeout; /* default 5s */
+            uint64_t idle_timeout;    /* no bytes moving for this long: abort; default 30s */
+            uint64_t timeout;         /* whole transfer; default 1h */
         } s3;
     } storage;
 
     struct {
-        char *key_file;         /* default <data_dir>/master.key, created if absent */
+        char *key_file; /* default <data_dir>/master.key, created if absent */
     } encryption;
 
     struct {
-        uint64_t queue_limit;   /* accepted jobs waiting; then 503 */
+        uint64_t queue_limit; /* accepted jobs waiting; then 503 */
         struct {
             struct dr_stage_cfg encrypt, store;
         } upload;
@@ -84,8 +84,9 @@ struct dr_config {
             uint64_t backoff;
             uint64_t max_backoff;
         } retry;
-        uint64_t segment_size;  /* AEAD segment, default 64KiB */
-        uint64_t test_store_delay; /* test hook: store stage sleeps this long per job; default 0 */
+        uint64_t segment_size; /* AEAD segment, default 64KiB */
+        uint64_t retention;    /* ms finished jobs and events are kept; 0 = forever; default 7d */
+        uint64_t test_store_delay;  /* test hook: store stage sleeps this long per job; default 0 */
         uint64_t test_notify_delay; /* test hook: the same in the upload notify stage */
     } pipeline;
 
@@ -98,39 +99,40 @@ struct dr_config {
         uint64_t max_upload_size;
         uint64_t header_timeout;
         uint64_t body_timeout;
-        uint64_t keepalive_timeout;   /* default 75s */
+        uint64_t keepalive_timeout; /* default 75s */
         int max_connections;
-        uint64_t max_header_size;     /* default 16KiB */
-        int max_headers;              /* default 100 */
+        uint64_t max_header_size; /* default 16KiB */
+        int max_headers;          /* default 100 */
     } limits;
 
     struct {
-        int threads;            /* event-loop threads in the http worker; 0 = one per core */
+        int threads; /* event-loop threads in the http worker; 0 = one per core */
     } http;
 
     struct {
-        uint64_t expiration;    /* unfinished tus uploads expire after; default 24h */
+        uint64_t expiration; /* unfinished tus uploads expire after; default 24h */
     } tus;
 
     struct {
         int max_restarts;
-        uint64_t max_seconds;       /* window, ms (key is seconds-valued duration) */
-        uint64_t heartbeat_interval;/* default 1s */
-        uint64_t heartbeat_timeout; /* silent this long: killed and restarted; default 10s */
-        uint64_t drain_timeout;     /* graceful stop/reload; default 30s */
+        uint64_t max_seconds;        /* window, ms (key is seconds-valued duration) */
+        uint64_t heartbeat_interval; /* default 1s */
+        uint64_t heartbeat_timeout;  /* silent this long: killed and restarted; default 10s */
+        uint64_t drain_timeout;      /* graceful stop/reload; default 30s */
     } supervisor;
 
     struct {
-        uint64_t min_free_disk;     /* /readyz fails below; default 256MiB */
-        uint64_t store_probe_interval; /* how often the store's reachability is checked; default 5s */
+        uint64_t min_free_disk; /* /readyz fails below; default 256MiB */
+        uint64_t
+            store_probe_interval; /* how often the store's reachability is checked; default 5s */
     } health;
 
     struct {
-        uint64_t rate_limit;        /* bytes/s read by scrub; default 50MiB */
+        uint64_t rate_limit; /* bytes/s read by scrub; default 50MiB */
     } scrub;
 
     struct {
-        char *level;                /* error|warn|info|debug */
+        char *level; /* error|warn|info|debug */
     } log;
 
     struct dr_webhook *webhooks;
@@ -157,7 +159,7 @@ int config_load(const char *path, struct dr_config **out, struct dr_config_error
  * config_load and config_defaults already call it. */
 void config_finish(struct dr_config *cfg);
 
-void config_free(struct dr_config *cfg);         /* NULL ok */
+void config_free(struct dr_config *cfg); /* NULL ok */
 void config_errors_free(struct dr_config_errors *errs);
 
 /* "10MiB" -> bytes, "30s" -> ms. 0 / -EINVAL. Exposed for tests and dripctl. */

@@ -221,6 +221,24 @@ def test_missing_object_fails_cleanly(dripd):
     assert job["state"] == "failed" and "missing from the store" in job["error"], job
 
 
+def test_retention_prunes_finished_jobs_not_media(dripd_factory):
+    d = dripd_factory(config={"pipeline": {"retention": "1ms"}})
+    src = make_file(os.path.join(d.dir, "r.bin"), SEG + 5)
+    mid, jid = upload(d, src, "/keep/r.bin")
+    assert d.wait_job(jid)["state"] == "done"
+    d.json("GET", "/v1/jobs/" + jid, expect=200)
+    # the sweep runs when the pipeline worker starts (then hourly)
+    at = d.log_size()
+    old = d.worker("pipeline")
+    os.kill(old, signal.SIGKILL)
+    d.wait_log(r"retention: removed \d+ finished job", after=at)
+    d.json("GET", "/v1/jobs/" + jid, expect=404)
+    assert query(d, "SELECT id FROM jobs WHERE id = ?", jid) == []
+    assert d.json("GET", "/v1/media/" + mid, expect=200)[1]["state"] == "available"
+    out = os.path.join(d.dir, "r.out")
+    assert get_content(d, mid, out) == 200 and same_file(src, out)
+
+
 # ---------------------------------------------------------------- crash recovery
 
 def _wait_stopped(pid):
