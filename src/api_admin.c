@@ -39,8 +39,9 @@ static void usage_on_head(struct http_exchange *ex)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:I}", "user", u[i].user, "files",
-                                             (json_int_t)u[i].files, "bytes", (json_int_t)u[i].bytes));
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I,s:I}", "user", u[i].user, "files",
+                                        (json_int_t)u[i].files, "bytes", (json_int_t)u[i].bytes));
     catalog_usage_free(u, n);
     http_respond_json(ex, 200, json_pack("{s:o}", "users", arr));
 }
@@ -95,9 +96,9 @@ static void scrub_post_on_head(struct http_exchange *ex)
     json_decref(cur);
     char ts[32];
     dr_fmt_time(dr_now_ms(), ts, sizeof ts);
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:i,s:i,s:[],s:[]}", "state", "requested", "requested_at", ts,
-                            "requested_by", http_user(ex), "checked", 0, "total", 0, "corrupt",
-                            "missing");
+    json_t *doc =
+        json_pack("{s:s,s:s,s:s,s:i,s:i,s:[],s:[]}", "state", "requested", "requested_at", ts,
+                  "requested_by", http_user(ex), "checked", 0, "total", 0, "corrupt", "missing");
     char *text = json_dumps(doc, JSON_COMPACT);
     char *req = run_path(ex, "scrub.request"), *status = run_path(ex, "scrub.json");
     int rc = write_atomic(status, text);
@@ -117,8 +118,10 @@ static void scrub_post_on_head(struct http_exchange *ex)
 }
 
 static const struct http_route_ops usage_ops = {.route_class = "media", .on_head = usage_on_head};
-static const struct http_route_ops scrub_get_ops = {.route_class = "jobs", .on_head = scrub_get_on_head};
-static const struct http_route_ops scrub_post_ops = {.route_class = "jobs", .on_head = scrub_post_on_head};
+static const struct http_route_ops scrub_get_ops = {.route_class = "jobs",
+                                                    .on_head = scrub_get_on_head};
+static const struct http_route_ops scrub_post_ops = {.route_class = "jobs",
+                                                     .on_head = scrub_post_on_head};
 
 void api_admin_register_routes(void)
 {

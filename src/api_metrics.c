@@ -24,7 +24,8 @@ static void metrics_on_head(struct http_exchange *ex)
     free(text);
 }
 
-static const struct http_route_ops metrics_ops = {.route_class = "metrics", .on_head = metrics_on_head};
+static const struct http_route_ops metrics_ops = {.route_class = "metrics",
+                                                  .on_head = metrics_on_head};
 
 void api_metrics_register_routes(void)
 {

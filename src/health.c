@@ -62,8 +62,9 @@ static void readyz_head(struct http_exchange *ex)
     int64_t up = __atomic_load_n(&http_ex_metrics(ex)->store_up, __ATOMIC_RELAXED);
     if (up == 0) {
         int64_t e = __atomic_load_n(&http_ex_metrics(ex)->store_errno, __ATOMIC_RELAXED);
-        char *msg = xasprintf("store (%s) unreachable: %s",
-                              cfg->storage.backend == DR_STORE_S3 ? "s3" : "local", strerror((int)e));
+        char *msg =
+            xasprintf("store (%s) unreachable: %s",
+                      cfg->storage.backend == DR_STORE_S3 ? "s3" : "local", strerror((int)e));
         json_array_append_new(problems, json_string(msg));
         free(msg);
     }
@@ -72,8 +73,10 @@ static void readyz_head(struct http_exchange *ex)
                           (json_int_t)(depth < 0 ? 0 : depth), "queue_limit",
                           (json_int_t)cfg->pipeline.queue_limit, "free_disk",
                           (json_int_t)free_bytes, "store",
-                          up == 1 ? "reachable" : up == 0 ? "unreachable" : "unknown", "problems",
-                          problems);
+                          up == 1   ? "reachable"
+                          : up == 0 ? "unreachable"
+                                    : "unknown",
+                          "problems", problems);
     if (!ready)
         http_add_header(ex, "Retry-After", "5");
     http_respond_json(ex, ready ? 200 : 503, o);

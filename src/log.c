@@ -58,8 +58,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 {
     if ((int)lvl > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
         return;
-    static const char *names[] = {[LOG_LVL_ERROR] = "ERROR", [LOG_LVL_WARN] = "WARN",
-                                  [LOG_LVL_INFO] = "INFO", [LOG_LVL_DEBUG] = "DEBUG"};
+    static const char *names[] = {[LOG_LVL_ERROR] = "ERROR",
+                                  [LOG_LVL_WARN] = "WARN",
+                                  [LOG_LVL_INFO] = "INFO",
+                                  [LOG_LVL_DEBUG] = "DEBUG"};
     char line[2048];
     int n;
     if (to_journal()) {

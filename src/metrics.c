@@ -77,8 +77,8 @@ const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS] = {
     {"starter", "verify", NULL, NULL, NULL},
 };
 
-static const char *const rc_names[DR_RC_COUNT] = {"upload", "tus",    "media",   "content", "jobs",
-                                                  "events", "health", "metrics", "web",     "other"};
+static const char *const rc_names[DR_RC_COUNT] = {
+    "upload", "tus", "media", "content", "jobs", "events", "health", "metrics", "web", "other"};
 static const char *const sop_names[DR_SOP_COUNT] = {"put", "get", "delete", "exists"};
 
 /* A bounded text builder: the struct is fixed-size, so the output is too. */
@@ -161,10 +161,12 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
 
     head(&b, "dripd_build_info", "gauge", "Build information.");
     mb_printf(&b, "dripd_build_info{version=\"%s\"} 1\n", DRIPD_VERSION);
-    head(&b, "dripd_start_time_seconds", "gauge", "Start time of the supervisor, seconds since the epoch.");
+    head(&b, "dripd_start_time_seconds", "gauge",
+         "Start time of the supervisor, seconds since the epoch.");
     mb_printf(&b, "dripd_start_time_seconds %.3f\n", (double)m->start_time_ms / 1000);
 
-    head(&b, "dripd_http_requests_total", "counter", "HTTP requests by route class and status code.");
+    head(&b, "dripd_http_requests_total", "counter",
+         "HTTP requests by route class and status code.");
     for (int r = 0; r < DR_RC_COUNT; r++)
         for (int s = 0; s < DR_STATUS_SLOTS; s++) {
             uint64_t v = ld(&m->http_requests[r][s]);
@@ -178,24 +180,28 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
                 mb_printf(&b, "dripd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
                           rc_names[r], (unsigned long long)v);
         }
-    head(&b, "dripd_http_request_duration_seconds", "histogram", "HTTP request duration by route class.");
+    head(&b, "dripd_http_request_duration_seconds", "histogram",
+         "HTTP request duration by route class.");
     for (int r = 0; r < DR_RC_COUNT; r++) {
         if (ld(&m->http_duration[r].count) == 0)
             continue;
         snprintf(l, sizeof l, "route=\"%s\",", rc_names[r]);
         hist(&b, "dripd_http_request_duration_seconds", l, &m->http_duration[r]);
     }
-    counter1(&b, "dripd_http_received_bytes_total", "Request bytes received.", ld(&m->http_bytes_received));
+    counter1(&b, "dripd_http_received_bytes_total", "Request bytes received.",
+             ld(&m->http_bytes_received));
     counter1(&b, "dripd_http_sent_bytes_total", "Response bytes sent.", ld(&m->http_bytes_sent));
-    gauge1(&b, "dripd_http_open_connections", "Open client connections.", lds(&m->http_connections_open));
-    counter1(&b, "dripd_http_refused_connections_total", "Connections refused over limits.max_connections.",
-             ld(&m->http_connections_refused));
+    gauge1(&b, "dripd_http_open_connections", "Open client connections.",
+           lds(&m->http_connections_open));
+    counter1(&b, "dripd_http_refused_connections_total",
+             "Connections refused over limits.max_connections.", ld(&m->http_connections_refused));
 
     static const char *const sf[] = {"queued", "in_flight"};
     for (int g = 0; g < 2; g++) {
         char name[64];
         snprintf(name, sizeof name, "dripd_stage_%s", sf[g]);
-        head(&b, name, "gauge", g ? "Jobs being handled by a stage." : "Jobs waiting in a stage's inbox.");
+        head(&b, name, "gauge",
+             g ? "Jobs being handled by a stage." : "Jobs waiting in a stage's inbox.");
         for (int p = 0; p < DR_PL_COUNT; p++)
             for (int s = 0; s < DR_STAGE_SLOTS; s++) {
                 if (dr_stage_names[p][s] == NULL)
@@ -210,7 +216,8 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     for (int c = 0; c < 2; c++) {
         char name[64];
         snprintf(name, sizeof name, "dripd_stage_%s_total", cf[c]);
-        head(&b, name, "counter", c ? "Jobs a stage failed (each attempt)." : "Jobs a stage finished.");
+        head(&b, name, "counter",
+             c ? "Jobs a stage failed (each attempt)." : "Jobs a stage finished.");
         for (int p = 0; p < DR_PL_COUNT; p++)
             for (int s = 0; s < DR_STAGE_SLOTS; s++) {
                 if (dr_stage_names[p][s] == NULL)
@@ -228,7 +235,8 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
                 mb_printf(&b, "dripd_stage_busy_seconds_total{pipeline=\"%s\",stage=\"%s\"} %.6f\n",
                           dr_pipeline_names[p], dr_stage_names[p][s],
                           (double)ld(&m->stages[p][s].busy_us) / 1e6);
-    head(&b, "dripd_stage_duration_seconds", "histogram", "Time one job spent in a stage's handler.");
+    head(&b, "dripd_stage_duration_seconds", "histogram",
+         "Time one job spent in a stage's handler.");
     for (int p = 0; p < DR_PL_COUNT; p++)
         for (int s = 0; s < DR_STAGE_SLOTS; s++) {
             if (dr_stage_names[p][s] == NULL)
@@ -238,9 +246,10 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
             hist(&b, "dripd_stage_duration_seconds", l, &m->stages[p][s].duration);
         }
 
-    gauge1(&b, "dripd_jobs_queue_depth", "Durable jobs not yet done or failed.", lds(&m->jobs_queue_depth));
-    counter1(&b, "dripd_job_retries_total", "Job attempts that failed transiently and were retried.",
-             ld(&m->jobs_retries));
+    gauge1(&b, "dripd_jobs_queue_depth", "Durable jobs not yet done or failed.",
+           lds(&m->jobs_queue_depth));
+    counter1(&b, "dripd_job_retries_total",
+             "Job attempts that failed transiently and were retried.", ld(&m->jobs_retries));
     static const char *const jf[] = {"completed", "failed"};
     for (int c = 0; c < 2; c++) {
         char name[64];
@@ -250,16 +259,19 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
             mb_printf(&b, "%s{pipeline=\"%s\"} %llu\n", name, dr_pipeline_names[p],
                       (unsigned long long)ld(c ? &m->jobs_failed[p] : &m->jobs_completed[p]));
     }
-    counter1(&b, "dripd_uploads_rejected_total", "Uploads refused with 503 because the queue was full.",
-             ld(&m->uploads_rejected_full));
+    counter1(&b, "dripd_uploads_rejected_total",
+             "Uploads refused with 503 because the queue was full.", ld(&m->uploads_rejected_full));
 
-    counter1(&b, "dripd_cache_hits_total", "Content requests served from the cache.", ld(&m->cache_hits));
+    counter1(&b, "dripd_cache_hits_total", "Content requests served from the cache.",
+             ld(&m->cache_hits));
     counter1(&b, "dripd_cache_misses_total", "Content requests that needed the download pipeline.",
              ld(&m->cache_misses));
-    counter1(&b, "dripd_cache_evictions_total", "Cache entries evicted (LRU or TTL).", ld(&m->cache_evictions));
+    counter1(&b, "dripd_cache_evictions_total", "Cache entries evicted (LRU or TTL).",
+             ld(&m->cache_evictions));
     gauge1(&b, "dripd_cache_bytes", "Bytes held in the plaintext cache.", lds(&m->cache_bytes));
 
-    head(&b, "dripd_store_request_duration_seconds", "histogram", "Storage backend request duration.");
+    head(&b, "dripd_store_request_duration_seconds", "histogram",
+         "Storage backend request duration.");
     for (int o = 0; o < DR_SOP_COUNT; o++) {
         if (ld(&m->store_duration[o].count) == 0)
             continue;
@@ -270,25 +282,32 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     for (int o = 0; o < DR_SOP_COUNT; o++)
         mb_printf(&b, "dripd_store_errors_total{op=\"%s\"} %llu\n", sop_names[o],
                   (unsigned long long)ld(&m->store_errors[o]));
-    gauge1(&b, "dripd_store_up", "1 when the last probe reached the storage backend, 0 when not, -1 before the first.",
+    gauge1(&b, "dripd_store_up",
+           "1 when the last probe reached the storage backend, 0 when not, -1 before the first.",
            lds(&m->store_up));
-    counter1(&b, "dripd_store_uploaded_bytes_total", "Bytes put to the store.", ld(&m->store_bytes_up));
-    counter1(&b, "dripd_store_downloaded_bytes_total", "Bytes read from the store.", ld(&m->store_bytes_down));
+    counter1(&b, "dripd_store_uploaded_bytes_total", "Bytes put to the store.",
+             ld(&m->store_bytes_up));
+    counter1(&b, "dripd_store_downloaded_bytes_total", "Bytes read from the store.",
+             ld(&m->store_bytes_down));
 
-    head(&b, "dripd_supervisor_restarts_total", "counter", "Worker restarts after a crash or hang.");
+    head(&b, "dripd_supervisor_restarts_total", "counter",
+         "Worker restarts after a crash or hang.");
     mb_printf(&b, "dripd_supervisor_restarts_total{role=\"http\"} %llu\n",
               (unsigned long long)ld(&m->restarts[0]));
     mb_printf(&b, "dripd_supervisor_restarts_total{role=\"pipeline\"} %llu\n",
               (unsigned long long)ld(&m->restarts[1]));
-    counter1(&b, "dripd_supervisor_reloads_total", "Successful configuration reloads.", ld(&m->reloads));
+    counter1(&b, "dripd_supervisor_reloads_total", "Successful configuration reloads.",
+             ld(&m->reloads));
     counter1(&b, "dripd_webhook_deliveries_total", "Webhook deliveries acknowledged with 2xx.",
              ld(&m->webhook_deliveries));
     counter1(&b, "dripd_webhook_failures_total", "Webhook delivery attempts that failed.",
              ld(&m->webhook_failures));
     counter1(&b, "dripd_scrub_objects_total", "Objects verified by scrub.", ld(&m->scrub_objects));
     counter1(&b, "dripd_scrub_bytes_total", "Bytes read by scrub.", ld(&m->scrub_bytes));
-    counter1(&b, "dripd_scrub_corrupt_total", "Objects scrub found corrupt.", ld(&m->scrub_corrupt));
-    counter1(&b, "dripd_scrub_missing_total", "Objects scrub found missing.", ld(&m->scrub_missing));
+    counter1(&b, "dripd_scrub_corrupt_total", "Objects scrub found corrupt.",
+             ld(&m->scrub_corrupt));
+    counter1(&b, "dripd_scrub_missing_total", "Objects scrub found missing.",
+             ld(&m->scrub_missing));
 
     *out = b.p;
     *len = b.len;

@@ -52,10 +52,10 @@ struct scrub {
     int threads;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* queue changes */
+    pthread_cond_t cv; /* queue changes */
     pthread_t coord;
-    bool running;               /* a run's coordinator exists (joined by the next poll/destroy) */
-    bool finished;              /* that coordinator has written its last status (under mu) */
+    bool running;  /* a run's coordinator exists (joined by the next poll/destroy) */
+    bool finished; /* that coordinator has written its last status (under mu) */
     bool stop;
     /* the run's queue and results, under mu */
     struct item *q;
@@ -84,9 +84,10 @@ static void write_status(struct scrub *s, const char *state, const char *error)
     pthread_mutex_lock(&s->mu);
     char ts[32];
     dr_fmt_time(s->started_ms, ts, sizeof ts);
-    json_t *doc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:O,s:O}", "state", state, "started_at", ts, "checked",
-                            (json_int_t)s->checked, "total", (json_int_t)s->total, "bytes",
-                            (json_int_t)s->bytes, "corrupt", s->corrupt, "missing", s->missing);
+    json_t *doc =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:O,s:O}", "state", state, "started_at", ts, "checked",
+                  (json_int_t)s->checked, "total", (json_int_t)s->total, "bytes",
+                  (json_int_t)s->bytes, "corrupt", s->corrupt, "missing", s->missing);
     pthread_mutex_unlock(&s->mu);
     if (error)
         json_object_set_new(doc, "error", json_string(error));
@@ -138,14 +139,15 @@ static void record(struct scrub *s, const struct item *it, int rc, const char *e
         json_array_append_new(s->missing, json_pack("{s:s,s:s}", "id", it->id, "path", it->path));
         metrics_add(&s->m->scrub_missing, 1);
     } else if (rc < 0) {
-        json_array_append_new(s->corrupt,
-                              json_pack("{s:s,s:s,s:s}", "id", it->id, "path", it->path, "error", err));
+        json_array_append_new(
+            s->corrupt, json_pack("{s:s,s:s,s:s}", "id", it->id, "path", it->path, "error", err));
         metrics_add(&s->m->scrub_corrupt, 1);
     }
     pthread_mutex_unlock(&s->mu);
     metrics_add(&s->m->scrub_objects, 1);
     if (rc < 0)
-        log_warn("scrub: media %s (%s): %s", it->id, it->path, rc == -ENOENT ? "object missing" : err);
+        log_warn("scrub: media %s (%s): %s", it->id, it->path,
+                 rc == -ENOENT ? "object missing" : err);
 }
 
 struct verifier_arg {
@@ -316,7 +318,8 @@ static void *coordinator(void *arg)
     s->finished = true;
     pthread_mutex_unlock(&s->mu);
     log_info("scrub: %s, %llu checked, %zu corrupt, %zu missing", stopped ? "interrupted" : "done",
-             (unsigned long long)s->checked, json_array_size(s->corrupt), json_array_size(s->missing));
+             (unsigned long long)s->checked, json_array_size(s->corrupt),
+             json_array_size(s->missing));
 out:
     free(c.v);
     return NULL;

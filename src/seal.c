@@ -454,7 +454,7 @@ int seal_read_header(const void *buf, size_t len, const uint8_t master[DR_KEY_LE
  * spool not cached, bench/pipeline.sh): accepted -> available 620 -> 790
  * MB/s with the window, then ~750 -> ~880 MB/s with the pager; stored ->
  * cached ~780 -> ~900 MB/s. */
-#define PAGER_AHEAD 3          /* windows of input asked for ahead of the reader */
+#define PAGER_AHEAD 3 /* windows of input asked for ahead of the reader */
 #define PAGER_MAX_DIRTY (64u << 20)
 
 struct pager {

@@ -561,38 +561,38 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
     if (x->cc != CURLE_OK) {
         if (x->cc == CURLE_WRITE_ERROR && x->write_errno) {
             dr_set_err(err, errlen, "s3: %s %s: writing the local file: %s", op, k,
-                   strerror(x->write_errno));
+                       strerror(x->write_errno));
             return -x->write_errno;
         }
         if ((x->cc == CURLE_ABORTED_BY_CALLBACK || x->cc == CURLE_READ_ERROR) && x->read_errno) {
             dr_set_err(err, errlen, "s3: %s %s: reading the local file: %s", op, k,
-                   strerror(x->read_errno));
+                       strerror(x->read_errno));
             return -x->read_errno;
         }
         const char *detail = x->curl_err[0] ? x->curl_err : curl_easy_strerror(x->cc);
         if (x->cc == CURLE_OPERATION_TIMEDOUT) {
             dr_set_err(err, errlen,
-                   "s3: %s%s%s: timed out talking to %s: %s (storage.s3.connect_timeout, "
-                   "idle_timeout, timeout; transient, will retry)",
-                   op, sp, k, s->origin, detail);
+                       "s3: %s%s%s: timed out talking to %s: %s (storage.s3.connect_timeout, "
+                       "idle_timeout, timeout; transient, will retry)",
+                       op, sp, k, s->origin, detail);
             return -EAGAIN;
         }
         if (x->cc == CURLE_PEER_FAILED_VERIFICATION || x->cc == CURLE_SSL_CACERT_BADFILE ||
             x->cc == CURLE_SSL_CERTPROBLEM) {
             dr_set_err(err, errlen,
-                   "s3: %s%s%s: TLS verification of %s failed: %s (fix the certificate, or set "
-                   "storage.s3.verify_tls: false for a test endpoint)",
-                   op, sp, k, s->origin, detail);
+                       "s3: %s%s%s: TLS verification of %s failed: %s (fix the certificate, or set "
+                       "storage.s3.verify_tls: false for a test endpoint)",
+                       op, sp, k, s->origin, detail);
             return -EPROTO;
         }
         if (transient_curl(x->cc)) {
-            dr_set_err(err, errlen, "s3: %s%s%s: %s: %s (transient, will retry)", op, sp, k, s->origin,
-                   detail);
+            dr_set_err(err, errlen, "s3: %s%s%s: %s: %s (transient, will retry)", op, sp, k,
+                       s->origin, detail);
             return -EAGAIN;
         }
         if (x->cc == CURLE_WRITE_ERROR && x->body_cut) {
             dr_set_err(err, errlen, "s3: %s%s%s: reply larger than %u bytes", op, sp, k,
-                   (unsigned)x->body_max);
+                       (unsigned)x->body_max);
             return -EBADMSG;
         }
         dr_set_err(err, errlen, "s3: %s%s%s: %s: %s", op, sp, k, s->origin, detail);
@@ -613,68 +613,68 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
 
     if ((code && code_is(&e, "NoSuchBucket")) || (x->status == 404 && !code && !key)) {
         dr_set_err(err, errlen,
-               "s3: NoSuchBucket: bucket '%s' does not exist at %s (check storage.s3.bucket "
-               "and storage.s3.endpoint)",
-               s->bucket, s->origin);
+                   "s3: NoSuchBucket: bucket '%s' does not exist at %s (check storage.s3.bucket "
+                   "and storage.s3.endpoint)",
+                   s->bucket, s->origin);
         return -ENXIO;
     }
     if (code && (code_is(&e, "InvalidAccessKeyId") || code_is(&e, "NotSignedUp"))) {
         dr_set_err(err, errlen,
-               "s3: %s: %s does not know access key id '%s' (check "
-               "storage.s3.access_key_id)%s%s",
-               e.code, s->origin, id, ms, msg);
+                   "s3: %s: %s does not know access key id '%s' (check "
+                   "storage.s3.access_key_id)%s%s",
+                   e.code, s->origin, id, ms, msg);
         return -EPERM;
     }
     if (code && code_is(&e, "SignatureDoesNotMatch")) {
         dr_set_err(err, errlen,
-               "s3: SignatureDoesNotMatch: %s rejected the request signature for key id '%s' "
-               "(check storage.s3.secret_access_key and storage.s3.region '%s')",
-               s->origin, id, s->base.cfg->storage.s3.region);
+                   "s3: SignatureDoesNotMatch: %s rejected the request signature for key id '%s' "
+                   "(check storage.s3.secret_access_key and storage.s3.region '%s')",
+                   s->origin, id, s->base.cfg->storage.s3.region);
         return -EPERM;
     }
     if (code && (code_is(&e, "ExpiredToken") || code_is(&e, "InvalidToken") ||
                  code_is(&e, "TokenRefreshRequired"))) {
         dr_set_err(err, errlen,
-               "s3: %s: the session token was refused (renew "
-               "storage.s3.session_token)%s%s",
-               e.code, ms, msg);
+                   "s3: %s: the session token was refused (renew "
+                   "storage.s3.session_token)%s%s",
+                   e.code, ms, msg);
         return -EPERM;
     }
     if (code && code_is(&e, "RequestTimeTooSkewed")) {
         dr_set_err(err, errlen,
-               "s3: RequestTimeTooSkewed: this host's clock differs from %s by more than 15 "
-               "minutes (fix the clock: NTP)",
-               s->origin);
+                   "s3: RequestTimeTooSkewed: this host's clock differs from %s by more than 15 "
+                   "minutes (fix the clock: NTP)",
+                   s->origin);
         return -EPERM;
     }
     bool busy = code_is(&e, "SlowDown") || code_is(&e, "ServiceUnavailable") ||
                 code_is(&e, "InternalError") || code_is(&e, "RequestTimeout") ||
                 code_is(&e, "OperationAborted") || code_is(&e, "IncompleteBody");
     if (busy || x->status == 429 || x->status >= 500) {
-        dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s (transient, will retry)", op, sp, k, codebuf, ms,
-               msg);
+        dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s (transient, will retry)", op, sp, k, codebuf,
+                   ms, msg);
         return -EAGAIN;
     }
     if (x->status == 403) {
         dr_set_err(err, errlen,
-               "s3: %s: %s denied %s%s%s in bucket '%s' to key id '%s' (check the bucket "
-               "policy or the key's permissions)%s%s",
-               code ? code : "AccessDenied (HTTP 403)", s->origin, op, sp, k, s->bucket, id, ms,
-               msg);
+                   "s3: %s: %s denied %s%s%s in bucket '%s' to key id '%s' (check the bucket "
+                   "policy or the key's permissions)%s%s",
+                   code ? code : "AccessDenied (HTTP 403)", s->origin, op, sp, k, s->bucket, id, ms,
+                   msg);
         return -EACCES;
     }
     if (x->status == 404) {
         dr_set_err(err, errlen, "s3: %s: %s'%s' not found in bucket '%s'%s%s",
-               code ? code : "NoSuchKey", key ? "object " : "", k, s->bucket, ms, msg);
+                   code ? code : "NoSuchKey", key ? "object " : "", k, s->bucket, ms, msg);
         return -ENOENT;
     }
     if (x->status == 301 || x->status == 307 || (code && code_is(&e, "PermanentRedirect")) ||
         (code && code_is(&e, "AuthorizationHeaderMalformed"))) {
         dr_set_err(err, errlen,
-               "s3: %s: bucket '%s' is not served by %s in region '%s' (check "
-               "storage.s3.endpoint and storage.s3.region)%s%s",
-               code ? code : codebuf, s->bucket, s->origin, s->base.cfg->storage.s3.region, ms,
-               msg);
+                   "s3: %s: bucket '%s' is not served by %s in region '%s' (check "
+                   "storage.s3.endpoint and storage.s3.region)%s%s",
+                   code ? code : codebuf, s->bucket, s->origin, s->base.cfg->storage.s3.region, ms,
+                   msg);
         return -EINVAL;
     }
     dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s", op, sp, k, codebuf, ms, msg);
@@ -813,8 +813,8 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
                     usleep((useconds_t)ms * 1000);
                 continue;
             }
-            dr_set_err(err, errlen, "s3: UploadPart %s: %d of %d parts done and none queued", mp->key,
-                   mp->done, mp->n_parts);
+            dr_set_err(err, errlen, "s3: UploadPart %s: %d of %d parts done and none queued",
+                       mp->key, mp->done, mp->n_parts);
             rc = -EIO; /* cannot happen: nothing pending, nothing running */
             break;
         }
@@ -908,8 +908,8 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
         struct s3xml_error e;
         int prc = s3xml_parse_initiate(x.body, x.body_len, &upload_id, &e);
         if (prc < 0) {
-            dr_set_err(err, errlen, "s3: CreateMultipartUpload %s: unexpected reply from %s (%s)", key,
-                   s->origin, prc == -EREMOTEIO ? e.code : "no UploadId");
+            dr_set_err(err, errlen, "s3: CreateMultipartUpload %s: unexpected reply from %s (%s)",
+                       key, s->origin, prc == -EREMOTEIO ? e.code : "no UploadId");
             rc = prc == -EREMOTEIO ? -EAGAIN : -EBADMSG;
         }
     }
@@ -960,12 +960,12 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
             int prc = s3xml_parse_complete(x.body, x.body_len, &etag, &e);
             if (prc == -EREMOTEIO) {
                 dr_set_err(err, errlen,
-                       "s3: CompleteMultipartUpload %s: %s: %s (transient, will retry)", key,
-                       e.code, e.message);
+                           "s3: CompleteMultipartUpload %s: %s: %s (transient, will retry)", key,
+                           e.code, e.message);
                 rc = -EAGAIN;
             } else if (prc < 0) {
-                dr_set_err(err, errlen, "s3: CompleteMultipartUpload %s: unexpected reply from %s", key,
-                       s->origin);
+                dr_set_err(err, errlen, "s3: CompleteMultipartUpload %s: unexpected reply from %s",
+                           key, s->origin);
                 rc = -EBADMSG;
             }
             free(etag);
@@ -1132,8 +1132,8 @@ static int list_page(struct s3_store *s, const char *token, const char *max_keys
         int prc = s3xml_parse_list(x.body, x.body_len, page, &e);
         if (prc < 0) {
             dr_set_err(err, errlen, "s3: ListObjectsV2 bucket '%s': unexpected reply from %s%s%s",
-                   s->bucket, s->origin, prc == -EREMOTEIO ? ": " : "",
-                   prc == -EREMOTEIO ? e.code : "");
+                       s->bucket, s->origin, prc == -EREMOTEIO ? ": " : "",
+                       prc == -EREMOTEIO ? e.code : "");
             rc = prc == -EREMOTEIO ? -EAGAIN : -EBADMSG;
         }
     }
@@ -1229,8 +1229,8 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
     }
     if (cfg->storage.s3.access_key_id == NULL || cfg->storage.s3.secret_access_key == NULL) {
         dr_set_err(err, errlen,
-               "s3: storage.s3.access_key_id and secret_access_key (or "
-               "secret_access_key_file) are required");
+                   "s3: storage.s3.access_key_id and secret_access_key (or "
+                   "secret_access_key_file) are required");
         return -EINVAL;
     }
     pthread_once(&g_curl_once, curl_init_once);
@@ -1250,14 +1250,14 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
     if (hostpart == NULL ||
         (strncmp(origin, "http://", 7) != 0 && strncmp(origin, "https://", 8) != 0)) {
         dr_set_err(err, errlen, "s3: storage.s3.endpoint '%s' must start with http:// or https://",
-               origin);
+                   origin);
         free(origin);
         return -EINVAL;
     }
     if (!cfg->storage.s3.path_style && !dns_bucket(bucket)) {
         dr_set_err(err, errlen,
-               "s3: bucket '%s' cannot be used in a host name; set storage.s3.path_style: true",
-               bucket);
+                   "s3: bucket '%s' cannot be used in a host name; set storage.s3.path_style: true",
+                   bucket);
         free(origin);
         return -EINVAL;
     }

@@ -122,7 +122,8 @@ int tus_parse_metadata(const char *hdr, struct tus_metadata *out, char *err, siz
             }
         }
         if (m.n == TUS_METADATA_MAX_PAIRS) {
-            dr_set_err(err, errlen, "Upload-Metadata has more than %d pairs", TUS_METADATA_MAX_PAIRS);
+            dr_set_err(err, errlen, "Upload-Metadata has more than %d pairs",
+                       TUS_METADATA_MAX_PAIRS);
             rc = -EINVAL;
             goto out;
         }
@@ -207,8 +208,8 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
         algo = TUS_ALGO_SHA256;
         want = 32;
     } else {
-        dr_set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)", (int)DR_MIN(al, 32),
-                hdr, TUS_CHECKSUM_ALGORITHMS);
+        dr_set_err(err, errlen, "unsupported checksum algorithm '%.*s' (use %s)",
+                   (int)DR_MIN(al, 32), hdr, TUS_CHECKSUM_ALGORITHMS);
         return -ENOTSUP;
     }
     const char *d = sp + 1;
@@ -221,7 +222,7 @@ int tus_parse_checksum(const char *hdr, struct tus_checksum *out, char *err, siz
     long n = tus_base64_decode(d, dl, buf);
     if (n < 0 || (size_t)n != want) {
         dr_set_err(err, errlen, "Upload-Checksum digest is not a base64 %s digest",
-                algo == TUS_ALGO_SHA1 ? "sha1" : "sha256");
+                   algo == TUS_ALGO_SHA1 ? "sha1" : "sha256");
         return -EINVAL;
     }
     out->algo = algo;

@@ -14,8 +14,9 @@
 #include "dripd/http.h"
 #include "dripd/router.h"
 
-const char web_csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                       "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const char web_csp[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const struct web_asset *web_find(const char *path)
 {

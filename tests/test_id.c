@@ -24,8 +24,8 @@ START_TEST(test_invalid)
     ck_assert(!dr_id_valid(""));
     ck_assert(!dr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FA"));   /* 25 chars */
     ck_assert(!dr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAVX")); /* 27 chars */
-    ck_assert(!dr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAI")); /* I is not Crockford */
-    ck_assert(!dr_id_valid("81ARZ3NDEKTSV4RRFFQ69G5FAV")); /* overflows 128 bits */
+    ck_assert(!dr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAI"));  /* I is not Crockford */
+    ck_assert(!dr_id_valid("81ARZ3NDEKTSV4RRFFQ69G5FAV"));  /* overflows 128 bits */
     ck_assert(!dr_id_valid("../../../../../etc/passwd00"));
     ck_assert(dr_id_valid("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
 }

@@ -12,11 +12,12 @@
 static void assert_exposition(const char *text)
 {
     regex_t sample, help, type;
-    ck_assert_int_eq(regcomp(&sample,
-                             "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\",?)*\\})? "
-                             "[-+]?([0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN)$",
-                             REG_EXTENDED),
-                     0);
+    ck_assert_int_eq(
+        regcomp(&sample,
+                "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\",?)*\\})? "
+                "[-+]?([0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|\\+Inf|NaN)$",
+                REG_EXTENDED),
+        0);
     ck_assert_int_eq(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED), 0);
     ck_assert_int_eq(regcomp(&type, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$",
                              REG_EXTENDED),
@@ -29,7 +30,8 @@ static void assert_exposition(const char *text)
             ck_assert_msg(regexec(&help, line, 0, NULL, 0) == 0, "bad HELP: %s", line);
         } else if (strncmp(line, "# TYPE", 6) == 0) {
             ck_assert_msg(regexec(&type, line, 2, mt, 0) == 0, "bad TYPE: %s", line);
-            snprintf(family, sizeof family, "%.*s", (int)(mt[1].rm_eo - mt[1].rm_so), line + mt[1].rm_so);
+            snprintf(family, sizeof family, "%.*s", (int)(mt[1].rm_eo - mt[1].rm_so),
+                     line + mt[1].rm_so);
         } else {
             ck_assert_msg(regexec(&sample, line, 2, mt, 0) == 0, "bad sample: %s", line);
             ck_assert_msg(family[0] && strncmp(line, family, strlen(family)) == 0,
@@ -55,14 +57,16 @@ START_TEST(test_render_format)
     ck_assert_int_eq(metrics_render(m, &text, &len), 0);
     ck_assert_uint_eq(strlen(text), len);
     assert_exposition(text);
-    ck_assert_ptr_nonnull(strstr(text, "dripd_http_requests_total{route=\"upload\",status=\"202\"} 3\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "dripd_http_requests_total{route=\"upload\",status=\"202\"} 3\n"));
     ck_assert_ptr_nonnull(strstr(text, "dripd_jobs_queue_depth 7\n"));
+    ck_assert_ptr_nonnull(strstr(text, "dripd_stage_duration_seconds_bucket{pipeline=\"upload\","
+                                       "stage=\"encrypt\",le=\"+Inf\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(
-        text, "dripd_stage_duration_seconds_bucket{pipeline=\"upload\",stage=\"encrypt\",le=\"+Inf\"} 1\n"));
-    ck_assert_ptr_nonnull(strstr(
-        text, "dripd_stage_duration_seconds_bucket{pipeline=\"upload\",stage=\"encrypt\",le=\"1\"} 0\n"));
-    ck_assert_ptr_nonnull(strstr(
-        text, "dripd_stage_duration_seconds_bucket{pipeline=\"upload\",stage=\"encrypt\",le=\"2.5\"} 1\n"));
+        text,
+        "dripd_stage_duration_seconds_bucket{pipeline=\"upload\",stage=\"encrypt\",le=\"1\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "dripd_stage_duration_seconds_bucket{pipeline=\"upload\","
+                                       "stage=\"encrypt\",le=\"2.5\"} 1\n"));
     free(text);
     metrics_destroy_shared(m);
 }
@@ -71,8 +75,8 @@ END_TEST
 START_TEST(test_histogram_buckets)
 {
     struct dr_metrics *m = metrics_create_shared();
-    metrics_observe(&m->http_duration[0], 1000);    /* exactly 1 ms: le=0.001 */
-    metrics_observe(&m->http_duration[0], 1001);    /* just over */
+    metrics_observe(&m->http_duration[0], 1000);      /* exactly 1 ms: le=0.001 */
+    metrics_observe(&m->http_duration[0], 1001);      /* just over */
     metrics_observe(&m->http_duration[0], 999999999); /* beyond 60 s: +Inf only */
     ck_assert_uint_eq(m->http_duration[0].buckets[0], 1);
     ck_assert_uint_eq(m->http_duration[0].buckets[1], 1);

@@ -49,46 +49,46 @@ struct dr_config;
 struct dr_media {
     char id[DR_ID_LEN + 1];
     char *owner;
-    char *path;            /* "/photos/cat.jpg" */
-    char *name;            /* "cat.jpg" */
-    char *folder;          /* "/photos" */
-    uint64_t size;         /* plaintext bytes */
-    char sha256[65];       /* hex, "" until encrypted */
-    char *content_type;    /* may be NULL */
-    char *state;           /* "queued" | "available" | "failed" */
-    char *storage_key;     /* object key in the store; NULL until stored */
-    uint8_t *wrapped_key;  /* data key wrapped by the master key; NULL until encrypted */
+    char *path;           /* "/photos/cat.jpg" */
+    char *name;           /* "cat.jpg" */
+    char *folder;         /* "/photos" */
+    uint64_t size;        /* plaintext bytes */
+    char sha256[65];      /* hex, "" until encrypted */
+    char *content_type;   /* may be NULL */
+    char *state;          /* "queued" | "available" | "failed" */
+    char *storage_key;    /* object key in the store; NULL until stored */
+    uint8_t *wrapped_key; /* data key wrapped by the master key; NULL until encrypted */
     size_t wrapped_key_len;
-    int64_t created_at;    /* ms since epoch */
-    int64_t uploaded_at;   /* ms; 0 until stored */
+    int64_t created_at;  /* ms since epoch */
+    int64_t uploaded_at; /* ms; 0 until stored */
 };
 
 struct dr_job {
     char id[DR_ID_LEN + 1];
-    char kind[16];         /* "upload" | "download" */
+    char kind[16]; /* "upload" | "download" */
     char media_id[DR_ID_LEN + 1];
-    char *owner;           /* the user who caused the job */
-    char state[16];        /* "queued" | "running" | "done" | "failed" */
+    char *owner;    /* the user who caused the job */
+    char state[16]; /* "queued" | "running" | "done" | "failed" */
     char stage[16];
-    int attempts;          /* failed attempts so far */
-    char *error;           /* last error, NULL if none */
-    char *spool_path;      /* upload: plaintext spool file; NULL otherwise */
-    char *work_path;       /* stage scratch file (e.g. sealed file), NULL if none */
-    int64_t not_before;    /* ms; retry backoff */
+    int attempts;       /* failed attempts so far */
+    char *error;        /* last error, NULL if none */
+    char *spool_path;   /* upload: plaintext spool file; NULL otherwise */
+    char *work_path;    /* stage scratch file (e.g. sealed file), NULL if none */
+    int64_t not_before; /* ms; retry backoff */
     int64_t created_at, updated_at;
 };
 
 struct dr_event {
-    int64_t seq;           /* strictly increasing */
-    char *user;            /* whom it is for */
-    char type[24];         /* "job.created" | "job.stage" | "job.done" | "job.failed" */
+    int64_t seq;   /* strictly increasing */
+    char *user;    /* whom it is for */
+    char type[24]; /* "job.created" | "job.stage" | "job.done" | "job.failed" */
     char job_id[DR_ID_LEN + 1];
     char media_id[DR_ID_LEN + 1];
-    char *data;            /* JSON object text (the job as GET /v1/jobs/{id} shows it) */
+    char *data; /* JSON object text (the job as GET /v1/jobs/{id} shows it) */
     int64_t created_at;
 };
 
-struct dr_folder_entry {   /* an immediate subfolder, summed over everything below it */
+struct dr_folder_entry { /* an immediate subfolder, summed over everything below it */
     char *name;
     uint64_t files;
     uint64_t size;
@@ -97,13 +97,13 @@ struct dr_folder_entry {   /* an immediate subfolder, summed over everything bel
 struct dr_tus {
     char id[DR_ID_LEN + 1];
     char *owner;
-    int64_t length;        /* -1 while deferred */
+    int64_t length; /* -1 while deferred */
     uint64_t offset;
-    char *path;            /* target media path, from metadata filename/folder */
-    char *metadata;        /* raw Upload-Metadata header, for HEAD */
+    char *path;     /* target media path, from metadata filename/folder */
+    char *metadata; /* raw Upload-Metadata header, for HEAD */
     char *content_type;
     char *spool_path;
-    int64_t expires_at;    /* ms */
+    int64_t expires_at; /* ms */
     int64_t created_at;
     char job_id[DR_ID_LEN + 1];   /* "" until finished */
     char media_id[DR_ID_LEN + 1]; /* "" until finished */
@@ -114,7 +114,7 @@ struct dr_tus {
  * supervisor before it forks; idempotent. */
 int catalog_migrate(const char *data_dir);
 int catalog_open(const char *data_dir, struct catalog **out);
-void catalog_close(struct catalog *cat);            /* NULL ok */
+void catalog_close(struct catalog *cat); /* NULL ok */
 /* Insert/refresh the users of the config (name, admin). */
 int catalog_sync_users(struct catalog *cat, const struct dr_config *cfg);
 
@@ -122,14 +122,14 @@ int catalog_sync_users(struct catalog *cat, const struct dr_config *cfg);
 struct dr_intake {
     /* in */
     const char *owner;
-    const char *path;        /* normalised media path */
+    const char *path; /* normalised media path */
     uint64_t size;
-    const char *content_type;/* may be NULL */
-    const char *spool_path;  /* fsynced plaintext file */
+    const char *content_type; /* may be NULL */
+    const char *spool_path;   /* fsynced plaintext file */
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
-    int result;              /* 0 or -EEXIST */
+    int result; /* 0 or -EEXIST */
 };
 /* In ONE transaction, for each item: insert the media row (state "queued"),
  * an upload job (stage "encrypt", state "queued") and a "job.created"
@@ -144,26 +144,31 @@ int catalog_queue_depth(struct catalog *cat, uint64_t *out);
 
 /* ---- media API (http worker) ---- */
 /* viewer sees media it owns or that was shared with it; NULL viewer = admin/internal. */
-int catalog_media_get(struct catalog *cat, const char *id, const char *viewer, struct dr_media *out);
-int catalog_media_by_path(struct catalog *cat, const char *owner, const char *path, struct dr_media *out);
+int catalog_media_get(struct catalog *cat, const char *id, const char *viewer,
+                      struct dr_media *out);
+int catalog_media_by_path(struct catalog *cat, const char *owner, const char *path,
+                          struct dr_media *out);
 /* Files directly in folder and its immediate subfolders (prefix-safe:
  * "/ab" never matches "/abc"). Arrays are caller-owned; free with
  * catalog_media_list_free. */
 int catalog_media_list(struct catalog *cat, const char *viewer, const char *folder,
-                       struct dr_media **files, size_t *n_files,
-                       struct dr_folder_entry **folders, size_t *n_folders);
+                       struct dr_media **files, size_t *n_files, struct dr_folder_entry **folders,
+                       size_t *n_folders);
 void catalog_media_list_free(struct dr_media *files, size_t n_files,
                              struct dr_folder_entry *folders, size_t n_folders);
 /* Move/rename; only the owner. -ENOENT not owner's, -EEXIST taken. */
-int catalog_media_move(struct catalog *cat, const char *id, const char *owner, const char *new_path);
+int catalog_media_move(struct catalog *cat, const char *id, const char *owner,
+                       const char *new_path);
 /* Delete the row (and its shares); only the owner. On success copies the
  * storage key (may be NULL) into *storage_key_out (caller frees) so the
  * caller can remove the object. */
-int catalog_media_delete(struct catalog *cat, const char *id, const char *owner, char **storage_key_out);
+int catalog_media_delete(struct catalog *cat, const char *id, const char *owner,
+                         char **storage_key_out);
 /* Share with user; only the owner. -ENOENT media not owner's or user unknown. */
 int catalog_media_share(struct catalog *cat, const char *id, const char *owner, const char *user);
 /* Every media row (for scrub/usage/rebuild); callback returns non-zero to stop. */
-int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *m, void *arg), void *arg);
+int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *m, void *arg),
+                          void *arg);
 /* Insert a complete media row as found in a self-describing object
  * (rebuild-catalog). -EEXIST if the id is already there. */
 int catalog_media_insert(struct catalog *cat, const struct dr_media *m);
@@ -226,7 +231,11 @@ int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out
 void dr_tus_clear(struct dr_tus *t);
 
 /* ---- usage ---- */
-struct dr_usage { char *user; uint64_t files; uint64_t bytes; };
+struct dr_usage {
+    char *user;
+    uint64_t files;
+    uint64_t bytes;
+};
 /* Users ranked by bytes desc; free with catalog_usage_free. */
 int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out);
 void catalog_usage_free(struct dr_usage *u, size_t n);

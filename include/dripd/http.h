@@ -46,22 +46,22 @@ struct catalog;
 struct json_t;
 
 struct http_request {
-    int method;               /* enum http_method from http_parser.h */
-    const char *method_name;  /* "GET" */
-    const char *target;       /* raw request-target */
-    const char *path;         /* percent-decoded path, no query; NULL if undecodable */
-    const char *query;        /* raw query string after '?', or NULL */
+    int method;              /* enum http_method from http_parser.h */
+    const char *method_name; /* "GET" */
+    const char *target;      /* raw request-target */
+    const char *path;        /* percent-decoded path, no query; NULL if undecodable */
+    const char *query;       /* raw query string after '?', or NULL */
     int http_major, http_minor;
     bool keep_alive;
-    bool chunked;             /* Transfer-Encoding: chunked */
-    bool has_length;          /* Content-Length given */
+    bool chunked;    /* Transfer-Encoding: chunked */
+    bool has_length; /* Content-Length given */
     uint64_t content_length;
     bool expect_continue;
-    const char *remote_addr;  /* "127.0.0.1:5555" */
+    const char *remote_addr; /* "127.0.0.1:5555" */
 };
 
 struct http_route_ops {
-    const char *route_class;  /* metrics label: "upload", "tus", "media", ... */
+    const char *route_class; /* metrics label: "upload", "tus", "media", ... */
     void (*on_head)(struct http_exchange *ex);
     int (*on_body)(struct http_exchange *ex, const char *data, size_t len);
     void (*on_end)(struct http_exchange *ex);
@@ -158,7 +158,7 @@ struct http_server_opts {
     struct dr_worker_ctx *ctx;
     const int *listen_fds;
     size_t n_listen;
-    int threads;              /* event-loop threads */
+    int threads; /* event-loop threads */
     http_dispatch_fn dispatch;
 };
 int http_server_create(const struct http_server_opts *opts, struct http_server **out);
@@ -186,7 +186,8 @@ void http_ex_release(struct http_exchange *ex);
 /* Run fn(t, arg) on loop thread t (from any thread). Returns 0; fn runs
  * exactly once, in order with other posts to t (at the latest while the
  * server is destroyed). */
-int http_thread_post(struct http_thread *t, void (*fn)(struct http_thread *t, void *arg), void *arg);
+int http_thread_post(struct http_thread *t, void (*fn)(struct http_thread *t, void *arg),
+                     void *arg);
 /* Streaming back-pressure: fn(ex, arg) runs on the loop thread each time
  * the queued output drops below the http_stream_write() limit after a
  * write returned -EAGAIN. NULL fn clears it. */

@@ -3,10 +3,10 @@
  * Used by every upload route (PUT, multipart, tus). ingest_submit() hands
  * a batch of finished spool files to the committer thread, which
  * group-commits: it makes every spool file of every waiting request
- * durable (one syncfs for several files, see spool_sync_batch), then runs ONE catalog_intake_uploads() transaction for all of them, then
- * completes each request on its own loop thread and wakes the pipeline
- * (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the bytes and
- * the job are durable.
+ * durable (one syncfs for several files, see spool_sync_batch), then runs ONE
+ * catalog_intake_uploads() transaction for all of them, then completes each request on its own loop
+ * thread and wakes the pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
+ * bytes and the job are durable.
  *
  * Back-pressure: the committer's queue is bounded; and ingest_queue_full()
  * tells routes, before they read any body, that the durable queue holds

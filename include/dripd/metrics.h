@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DR_HIST_BUCKETS 14 /* 1ms .. 60s, plus +Inf */
+#define DR_HIST_BUCKETS 14                               /* 1ms .. 60s, plus +Inf */
 extern const double dr_hist_bounds[DR_HIST_BUCKETS - 1]; /* seconds */
 
 struct dr_hist {
@@ -24,8 +24,17 @@ struct dr_hist {
 };
 
 enum dr_route_class {
-    DR_RC_UPLOAD, DR_RC_TUS, DR_RC_MEDIA, DR_RC_CONTENT, DR_RC_JOBS, DR_RC_EVENTS,
-    DR_RC_HEALTH, DR_RC_METRICS, DR_RC_WEB, DR_RC_OTHER, DR_RC_COUNT
+    DR_RC_UPLOAD,
+    DR_RC_TUS,
+    DR_RC_MEDIA,
+    DR_RC_CONTENT,
+    DR_RC_JOBS,
+    DR_RC_EVENTS,
+    DR_RC_HEALTH,
+    DR_RC_METRICS,
+    DR_RC_WEB,
+    DR_RC_OTHER,
+    DR_RC_COUNT
 };
 #define DR_STATUS_SLOTS 24 /* see metrics_status_slot() */
 
@@ -38,11 +47,11 @@ extern const char *const dr_pipeline_names[DR_PL_COUNT];
 extern const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS];
 
 struct dr_stage_metrics {
-    uint64_t queued;      /* gauge: jobs waiting in the stage's inbox */
-    uint64_t in_flight;   /* gauge */
-    uint64_t processed;   /* counter */
-    uint64_t failed;      /* counter */
-    uint64_t busy_us;     /* counter: handler time */
+    uint64_t queued;    /* gauge: jobs waiting in the stage's inbox */
+    uint64_t in_flight; /* gauge */
+    uint64_t processed; /* counter */
+    uint64_t failed;    /* counter */
+    uint64_t busy_us;   /* counter: handler time */
     struct dr_hist duration;
 };
 
@@ -55,27 +64,27 @@ struct dr_metrics {
     struct dr_hist http_duration[DR_RC_COUNT];
     uint64_t http_bytes_received;
     uint64_t http_bytes_sent;
-    int64_t http_connections_open;   /* gauge */
+    int64_t http_connections_open; /* gauge */
     uint64_t http_connections_refused;
     /* pipeline */
     struct dr_stage_metrics stages[DR_PL_COUNT][DR_STAGE_SLOTS];
-    int64_t jobs_queue_depth;         /* gauge, refreshed by the pipeline */
+    int64_t jobs_queue_depth; /* gauge, refreshed by the pipeline */
     uint64_t jobs_retries;
     uint64_t jobs_completed[DR_PL_COUNT];
     uint64_t jobs_failed[DR_PL_COUNT];
-    uint64_t uploads_rejected_full;   /* 503 queue full */
+    uint64_t uploads_rejected_full; /* 503 queue full */
     /* cache */
     uint64_t cache_hits, cache_misses, cache_evictions;
-    int64_t cache_bytes;              /* gauge */
+    int64_t cache_bytes; /* gauge */
     /* store */
     struct dr_hist store_duration[DR_SOP_COUNT];
     uint64_t store_errors[DR_SOP_COUNT];
     uint64_t store_bytes_up, store_bytes_down;
-    int64_t store_up;                 /* gauge: 1 reachable, 0 not, -1 not probed yet (store_probe.c) */
-    int64_t store_errno;              /* gauge: errno of the last failed probe */
-    int64_t store_probe_ms;           /* gauge: wall time of the last probe */
+    int64_t store_up;       /* gauge: 1 reachable, 0 not, -1 not probed yet (store_probe.c) */
+    int64_t store_errno;    /* gauge: errno of the last failed probe */
+    int64_t store_probe_ms; /* gauge: wall time of the last probe */
     /* supervisor */
-    uint64_t restarts[2];             /* by enum dr_role */
+    uint64_t restarts[2]; /* by enum dr_role */
     uint64_t reloads;
     /* webhooks */
     uint64_t webhook_deliveries, webhook_failures;
@@ -87,9 +96,18 @@ struct dr_metrics {
 struct dr_metrics *metrics_create_shared(void);
 void metrics_destroy_shared(struct dr_metrics *m); /* NULL ok */
 
-static inline void metrics_add(uint64_t *c, uint64_t n) { __atomic_fetch_add(c, n, __ATOMIC_RELAXED); }
-static inline void metrics_gauge_add(int64_t *g, int64_t n) { __atomic_fetch_add(g, n, __ATOMIC_RELAXED); }
-static inline void metrics_gauge_set(int64_t *g, int64_t v) { __atomic_store_n(g, v, __ATOMIC_RELAXED); }
+static inline void metrics_add(uint64_t *c, uint64_t n)
+{
+    __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+static inline void metrics_gauge_add(int64_t *g, int64_t n)
+{
+    __atomic_fetch_add(g, n, __ATOMIC_RELAXED);
+}
+static inline void metrics_gauge_set(int64_t *g, int64_t v)
+{
+    __atomic_store_n(g, v, __ATOMIC_RELAXED);
+}
 void metrics_observe(struct dr_hist *h, uint64_t usec);
 /* Status code -> slot in http_requests[][] (and back, for rendering). */
 int metrics_status_slot(int status);

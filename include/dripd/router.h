@@ -23,7 +23,8 @@
 
 #include "dripd/http.h"
 
-void router_add(const char *method, const char *pattern, bool auth, const struct http_route_ops *ops);
+void router_add(const char *method, const char *pattern, bool auth,
+                const struct http_route_ops *ops);
 /* The http_dispatch_fn given to the server. */
 const struct http_route_ops *router_dispatch(struct http_exchange *ex);
 /* Called (on the http worker's main thread) whenever the pipeline reports

@@ -26,9 +26,11 @@ struct dr_store;
 struct dr_store_ops {
     const char *name; /* "local" | "s3" */
     /* Put the whole file at src_path as key, atomically (all or nothing visible). */
-    int (*put)(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
+    int (*put)(struct dr_store *st, const char *key, const char *src_path, char *err,
+               size_t errlen);
     /* Write the object into dst_path (created or truncated), streaming. */
-    int (*get)(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
+    int (*get)(struct dr_store *st, const char *key, const char *dst_path, char *err,
+               size_t errlen);
     /* Read len bytes at offset into buf (object headers, scrub, ranged
      * parallel fetches). Returns bytes read (< len only at the end) or -errno. */
     long (*get_range)(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,
@@ -38,8 +40,8 @@ struct dr_store_ops {
     /* 1 present, 0 absent, -errno. If size is not NULL it receives the object size. */
     int (*exists)(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t errlen);
     /* Call fn for every key (rebuild-catalog, scrub); fn returns non-zero to stop. */
-    int (*list)(struct dr_store *st, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
-                char *err, size_t errlen);
+    int (*list)(struct dr_store *st, int (*fn)(const char *key, uint64_t size, void *arg),
+                void *arg, char *err, size_t errlen);
     /* Is the backend reachable and writable? (readiness). 0 or -errno + err. */
     int (*check)(struct dr_store *st, char *err, size_t errlen);
     void (*close)(struct dr_store *st);
@@ -63,14 +65,25 @@ void store_close(struct dr_store *st); /* NULL ok */
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
 int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
 
-static inline int store_put(struct dr_store *st, const char *key, const char *src, char *err, size_t n)
-{ return st->ops->put(st, key, src, err, n); }
-static inline int store_get(struct dr_store *st, const char *key, const char *dst, char *err, size_t n)
-{ return st->ops->get(st, key, dst, err, n); }
+static inline int store_put(struct dr_store *st, const char *key, const char *src, char *err,
+                            size_t n)
+{
+    return st->ops->put(st, key, src, err, n);
+}
+static inline int store_get(struct dr_store *st, const char *key, const char *dst, char *err,
+                            size_t n)
+{
+    return st->ops->get(st, key, dst, err, n);
+}
 static inline int store_delete(struct dr_store *st, const char *key, char *err, size_t n)
-{ return st->ops->del(st, key, err, n); }
-static inline int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t n)
-{ return st->ops->exists(st, key, size, err, n); }
+{
+    return st->ops->del(st, key, err, n);
+}
+static inline int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err,
+                               size_t n)
+{
+    return st->ops->exists(st, key, size, err, n);
+}
 
 /* Added by the s3 branch: the process-global metrics sink every backend
  * reports into (store_duration/errors per op, store_bytes_up/down). Set it
@@ -86,7 +99,8 @@ struct dr_metrics *store_metrics(void);
  * even if it is deleted or replaced meanwhile), -ENOENT absent,
  * -EOPNOTSUPP when the backend has no local files (fetch a copy with
  * store_get instead), other -errno + err. */
-static inline int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t n)
+static inline int store_open_read(struct dr_store *st, const char *key, int *fd, char *err,
+                                  size_t n)
 {
     *fd = -1;
     if (st->ops->open_read == NULL)

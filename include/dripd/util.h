@@ -25,18 +25,19 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);                  /* NULL in, NULL out */
+char *xstrdup(const char *s); /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap);
 
 /* Write one formatted line into err (the `char *err, size_t errlen`
  * convention); err may be NULL or errlen 0, then nothing is written. */
-void dr_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void dr_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Clocks. Wall time for records, monotonic for timeouts. */
-int64_t dr_now_ms(void);        /* CLOCK_REALTIME, ms since epoch */
-int64_t dr_mono_ms(void);       /* CLOCK_MONOTONIC, ms */
+int64_t dr_now_ms(void);  /* CLOCK_REALTIME, ms since epoch */
+int64_t dr_mono_ms(void); /* CLOCK_MONOTONIC, ms */
 uint64_t dr_mono_ns(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-25T00:06:05.123Z". buf >= 32. */
 void dr_fmt_time(int64_t ms, char *buf, size_t len);

@@ -7,11 +7,11 @@
 #include <stddef.h>
 
 struct web_asset {
-    const char *path;          /* "/index.html", "/app.js" */
-    const char *content_type;  /* "text/html; charset=utf-8" */
+    const char *path;         /* "/index.html", "/app.js" */
+    const char *content_type; /* "text/html; charset=utf-8" */
     const unsigned char *data;
     size_t len;
-    const char *etag;          /* "\"<16 hex of sha256>\"" */
+    const char *etag; /* "\"<16 hex of sha256>\"" */
 };
 
 extern const struct web_asset web_assets[];

@@ -50,11 +50,11 @@ struct dr_msg {
 struct dr_worker_ctx {
     const struct dr_config *cfg;
     enum dr_role role;
-    int chan_fd;              /* SEQPACKET to the supervisor, non-blocking */
-    const int *listen_fds;    /* inherited listening sockets (http role) */
+    int chan_fd;           /* SEQPACKET to the supervisor, non-blocking */
+    const int *listen_fds; /* inherited listening sockets (http role) */
     size_t n_listen;
     struct dr_metrics *metrics; /* MAP_SHARED, created by the supervisor */
-    unsigned generation;      /* bumps on every reload */
+    unsigned generation;        /* bumps on every reload */
 };
 
 /* Send one message; never blocks. Returns 0, or -EAGAIN when the channel is

@@ -92,7 +92,7 @@ static size_t hdr_cb(char *data, size_t size, size_t n, void *arg)
 struct progress {
     struct client *c;
     const char *label;
-    uint64_t base;     /* bytes done before this transfer (resume) */
+    uint64_t base; /* bytes done before this transfer (resume) */
     uint64_t total;
     uint64_t t0_ms;
     uint64_t last_ms;
@@ -151,7 +151,8 @@ static void progress_show(struct progress *p, uint64_t done, bool final)
     }
 }
 
-static int xfer_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+static int xfer_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                   curl_off_t ulnow)
 {
     struct progress *p = arg;
     if (ultotal > 0 || ulnow > 0)
@@ -238,7 +239,9 @@ static void set_error(struct client *c, CURLcode rc, const struct buf *b)
     const char *detail = doc ? json_string_value(json_object_get(doc, "detail")) : NULL;
     const char *title = doc ? json_string_value(json_object_get(doc, "title")) : NULL;
     snprintf(c->err, sizeof c->err, "HTTP %ld%s%s", c->status, detail || title ? ": " : "",
-             detail ? detail : title ? title : "");
+             detail  ? detail
+             : title ? title
+                     : "");
     json_decref(doc);
 }
 
@@ -405,13 +408,14 @@ static int64_t tus_head(struct client *c, const char *loc)
     return strtoll(hd.offset, NULL, 10);
 }
 
-int client_tus_upload(struct client *c, const char *file, const char *folder, const char *state_file,
-                      uint64_t chunk, uint64_t limit_rate, char *job_id, char *media_id,
-                      uint64_t *resumed_at)
+int client_tus_upload(struct client *c, const char *file, const char *folder,
+                      const char *state_file, uint64_t chunk, uint64_t limit_rate, char *job_id,
+                      char *media_id, uint64_t *resumed_at)
 {
     struct stat st;
     if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(c->err, sizeof c->err, "%s: %s", file, errno ? strerror(errno) : "not a regular file");
+        snprintf(c->err, sizeof c->err, "%s: %s", file,
+                 errno ? strerror(errno) : "not a regular file");
         c->status = 0;
         return -1;
     }
@@ -482,7 +486,10 @@ int client_tus_upload(struct client *c, const char *file, const char *folder, co
         snprintf(c->err, sizeof c->err, "%s: %s", file, strerror(errno));
         goto out;
     }
-    struct progress pg = {.c = c, .label = base, .base = (uint64_t)off, .total = (uint64_t)st.st_size,
+    struct progress pg = {.c = c,
+                          .label = base,
+                          .base = (uint64_t)off,
+                          .total = (uint64_t)st.st_size,
                           .t0_ms = now_ms()};
     int transient = 0;
     do {
@@ -618,8 +625,8 @@ static size_t sse_write(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-int client_sse(struct client *c, const char *path, int (*fn)(const char *type, const char *data, void *arg),
-               void *arg)
+int client_sse(struct client *c, const char *path,
+               int (*fn)(const char *type, const char *data, void *arg), void *arg)
 {
     reset(c, path);
     struct sse s = {.fn = fn, .arg = arg};

@@ -65,7 +65,9 @@ static void load_rc(char **url, char **token)
 {
     const char *home = getenv("HOME");
     const char *xdg = getenv("XDG_CONFIG_HOME");
-    char *path = xdg ? xasprintf("%s/dripctl.yaml", xdg) : home ? xasprintf("%s/.config/dripctl.yaml", home) : NULL;
+    char *path = xdg    ? xasprintf("%s/dripctl.yaml", xdg)
+                 : home ? xasprintf("%s/.config/dripctl.yaml", home)
+                        : NULL;
     FILE *f = path ? fopen(path, "r") : NULL;
     free(path);
     if (f == NULL)
@@ -124,8 +126,8 @@ static int fail(struct client *c, const char *what)
 {
     int code = client_exit_code(c);
     if (c->json) {
-        json_t *o = json_pack("{s:b,s:s,s:i,s:s}", "ok", 0, "error", c->err, "status", (int)c->status,
-                              "what", what);
+        json_t *o = json_pack("{s:b,s:s,s:i,s:s}", "ok", 0, "error", c->err, "status",
+                              (int)c->status, "what", what);
         json_dumpf(o, stdout, JSON_COMPACT);
         putchar('\n');
         json_decref(o);
@@ -330,8 +332,7 @@ static int cmd_ls(struct client *c, int argc, char **argv)
         json_array_foreach(json_object_get(doc, "files"), i, e)
         {
             printf("%-26s  %12lld  %-10s %s\n", json_string_value(json_object_get(e, "id")),
-                   (long long)json_integer_value(json_object_get(e, "size")),
-                   jstr(e, "state", ""),
+                   (long long)json_integer_value(json_object_get(e, "size")), jstr(e, "state", ""),
                    jstr(e, "name", ""));
         }
     }
@@ -347,7 +348,9 @@ static int cmd_media_op(struct client *c, const char *cmd, int argc, char **argv
     int need = strcmp(cmd, "rm") == 0 ? 2 : 3;
     if (argc != need) {
         fprintf(stderr, "usage: dripctl %s ID|PATH%s\n", cmd,
-                need == 2 ? "" : strcmp(cmd, "mv") == 0 ? " NEWPATH" : " USER");
+                need == 2                ? ""
+                : strcmp(cmd, "mv") == 0 ? " NEWPATH"
+                                         : " USER");
         return EXIT_USAGE;
     }
     char *id = resolve(c, argv[1]);
@@ -407,7 +410,8 @@ static int cmd_usage(struct client *c)
         printf("%-4s %-20s %10s %16s\n", "rank", "user", "files", "bytes");
         json_array_foreach(json_object_get(doc, "users"), i, u)
         {
-            printf("%-4zu %-20s %10lld %16lld\n", i + 1, json_string_value(json_object_get(u, "user")),
+            printf("%-4zu %-20s %10lld %16lld\n", i + 1,
+                   json_string_value(json_object_get(u, "user")),
                    (long long)json_integer_value(json_object_get(u, "files")),
                    (long long)json_integer_value(json_object_get(u, "bytes")));
         }
@@ -430,7 +434,8 @@ static int cmd_scrub(struct client *c)
         long long done = json_integer_value(json_object_get(doc, "checked"));
         long long total = json_integer_value(json_object_get(doc, "total"));
         if (!c->json && !c->quiet)
-            fprintf(stderr, c->tty ? "\rscrub: %lld/%lld objects" : "scrub: %lld/%lld objects\n", done, total);
+            fprintf(stderr, c->tty ? "\rscrub: %lld/%lld objects" : "scrub: %lld/%lld objects\n",
+                    done, total);
         if (st && strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
             if (c->tty && !c->json && !c->quiet)
                 fputc('\n', stderr);
@@ -442,10 +447,10 @@ static int cmd_scrub(struct client *c)
                 size_t k;
                 json_t *e;
                 json_array_foreach(json_object_get(doc, "corrupt"), k, e)
-                printf("corrupt %s: %s\n", json_string_value(json_object_get(e, "id")),
-                       jstr(e, "error", ""));
+                    printf("corrupt %s: %s\n", json_string_value(json_object_get(e, "id")),
+                           jstr(e, "error", ""));
                 json_array_foreach(json_object_get(doc, "missing"), k, e)
-                printf("missing %s\n", json_string_value(json_object_get(e, "id")));
+                    printf("missing %s\n", json_string_value(json_object_get(e, "id")));
                 printf("scrub: %lld objects checked, %lld bad\n", done, bad);
             }
             json_decref(doc);
@@ -466,10 +471,8 @@ static int print_event(const char *type, const char *data, void *arg)
         printf("{\"event\":\"%s\",\"data\":%s}\n", type, data);
     else {
         json_t *j = json_loads(data, 0, NULL);
-        printf("%-11s job %s %s/%s %s%s\n", type, jstr(j, "id", "?"),
-               jstr(j, "kind", ""),
-               jstr(j, "stage", ""),
-               jstr(j, "path", ""),
+        printf("%-11s job %s %s/%s %s%s\n", type, jstr(j, "id", "?"), jstr(j, "kind", ""),
+               jstr(j, "stage", ""), jstr(j, "path", ""),
                json_string_value(json_object_get(j, "error")) ? " error" : "");
         json_decref(j);
     }
