@@ -48,6 +48,8 @@ struct pl_ctx {
     struct cache_evictor *evictor;  /* may be NULL */
     struct pl_committer *committer; /* group commit of job steps (pipeline_commit.h) */
     int stopping;                   /* drain began; under stop_mu (read atomically too) */
+    int64_t depth_at;               /* when the queue depth was last counted (atomic) */
+    int depth_stale;                /* a count was skipped since (atomic) */
     pthread_mutex_t stop_mu;        /* guards stopping for pl_sleep */
     pthread_cond_t stop_cv;         /* CLOCK_MONOTONIC */
 };
