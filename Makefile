@@ -116,7 +116,7 @@ fuzz-smoke: fuzz
 	@sh scripts/fuzz-smoke.sh $(or $(FUZZ_SECONDS),60)
 
 bench: all
-	@sh bench/run.sh
+	@bash bench/run.sh
 
 chaos: all
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) sh scripts/run-blackbox.sh --chaos
