@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -434,13 +433,9 @@ struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(&ev->cv, &a);
     pthread_condattr_destroy(&a);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&ev->tid, NULL, evictor_main, ev);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int e = dr_thread_start(&ev->tid, evictor_main, ev);
     if (e != 0) {
-        log_error("cache: cannot start the evictor: %s", strerror(e));
+        log_error("cache: cannot start the evictor: %s", strerror(-e));
         pthread_mutex_destroy(&ev->mu);
         pthread_cond_destroy(&ev->cv);
         free(ev);

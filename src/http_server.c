@@ -372,13 +372,9 @@ int http_defer(struct http_exchange *ex, void (*work)(void *arg),
 /* Spawn a thread with every signal blocked and a name. */
 static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const char *name)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(th, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = dr_thread_start(th, fn, arg);
     if (rc != 0)
-        return -rc;
+        return rc;
     pthread_setname_np(*th, name);
     return 0;
 }

@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -296,14 +295,10 @@ static void *commit_main(void *arg)
 
 static int spawn(pthread_t *th, void *(*fn)(void *), const char *name)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(th, NULL, fn, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = dr_thread_start(th, fn, NULL);
     if (rc != 0) {
-        log_error("ingest: cannot start the %s thread: %s", name, strerror(rc));
-        return -rc;
+        log_error("ingest: cannot start the %s thread: %s", name, strerror(-rc));
+        return rc;
     }
     pthread_setname_np(*th, name);
     return 0;

@@ -688,13 +688,9 @@ static int runner_start(struct runner *r)
     int rc = stage_pipeline_start(r->sp);
     if (rc != 0)
         return rc;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&r->starter, NULL, starter_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int e = dr_thread_start(&r->starter, starter_main, r);
     if (e != 0)
-        return -e;
+        return e;
     r->starter_started = true;
     return 0;
 }
@@ -776,13 +772,9 @@ static int begin_drain(struct worker *w)
     pthread_mutex_unlock(&w->pc.stop_mu);
     runner_signal_stop(&w->up);
     runner_signal_stop(&w->down);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int e = pthread_create(&w->drain_thread, NULL, drain_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int e = dr_thread_start(&w->drain_thread, drain_main, w);
     if (e != 0)
-        return -e;
+        return e;
     w->draining = true;
     return 0;
 }

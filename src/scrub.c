@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,13 +376,8 @@ void scrub_poll(struct scrub *s)
     s->corrupt = json_array();
     s->missing = json_array();
     s->started_ms = dr_now_ms();
-    /* Threads inherit a full signal mask: signals stay with the main thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&s->coord, NULL, coordinator, s) == 0)
+    if (dr_thread_start(&s->coord, coordinator, s) == 0)
         s->running = true;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void scrub_destroy(struct scrub *s)

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,13 +87,9 @@ struct store_probe *store_probe_start(const struct dr_config *cfg, struct dr_met
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the main thread */
-    int rc = pthread_create(&p->tid, NULL, probe_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = dr_thread_start(&p->tid, probe_main, p);
     if (rc != 0) {
-        log_error("store probe: cannot start a thread: %s", strerror(rc));
+        log_error("store probe: cannot start a thread: %s", strerror(-rc));
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p);

@@ -11,6 +11,7 @@
 #ifndef DRIPD_UTIL_H
 #define DRIPD_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,9 @@ ssize_t dr_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int dr_mkdirs(const char *path, unsigned mode);
 /* fsync the directory containing path (after a rename/create). 0 / -errno. */
 int dr_fsync_parent(const char *path);
+/* Start a thread with every signal blocked, so signals stay with the main
+ * thread (whose handlers only set flags). 0 / -errno. */
+int dr_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
 /* Secure random bytes (getrandom). Aborts if the kernel cannot give any. */
 void dr_random(void *buf, size_t len);
 /* Constant-time comparison; true when equal. */
