@@ -117,6 +117,7 @@ fuzz-smoke: fuzz
 
 bench: all
 	@bash bench/run.sh
+	@RUNS=$${RUNS:-3} bash bench/pipeline.sh
 
 chaos: all
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) sh scripts/run-blackbox.sh --chaos
