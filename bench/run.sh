@@ -59,7 +59,10 @@ TUS=$!
 # the client's own ceiling: a tus endpoint that discards the bytes
 python3 "$HERE/node/tus_sink.py" 18082 > "$B/tus/sink.log" 2>&1 &
 SINK=$!
-cleanup() { stop_pid $SINK sink; stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd; }
+cleanup() {
+  stop_pid $SINK sink; stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd
+  rm -rf "$B/dripd" "$NGX_P/data" "$B/tus/files"  # several GiB; the results stay
+}
 trap cleanup EXIT; trap 'exit 143' INT TERM
 wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
 wait_http "$NURL/" || die "nginx did not start"
