@@ -46,7 +46,7 @@ cleanup() {
   [ -n "$SUP" ] && stop_pid "$SUP" dripd
   rm -rf "$W"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT; trap 'exit 143' INT TERM
 
 mkdir -p "$W"
 mkrand "$BIG" $GIB
