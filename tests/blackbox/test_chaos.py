@@ -18,6 +18,7 @@ import time
 import pytest
 
 from chaos_lib import Load, healthy, mount_tmpfs, umount, verify
+from s3util import have_s3rver, s3_config, s3rver  # noqa: F401
 from conftest import DRIPCTL, make_file, same_file, wait_until
 
 LONG = os.environ.get("CHAOS_LONG") == "1"
@@ -25,15 +26,20 @@ ROUNDS = 5 if LONG else 1
 THREADS = 6 if LONG else 3
 
 
-def running_in_stage(d, stage):
-    """Jobs currently claimed by the pipeline in that stage (read-only look at the catalog)."""
+def count_jobs(d, where, *args):
+    """count(*) of jobs matching `where` (a read-only look at the catalog); 0 if busy."""
     try:
         db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"), uri=True, timeout=5)
-        n = db.execute("SELECT count(*) FROM jobs WHERE state='running' AND stage=?", (stage,)).fetchone()[0]
+        n = db.execute("SELECT count(*) FROM jobs WHERE " + where, args).fetchone()[0]
         db.close()
         return n
     except sqlite3.Error:
         return 0
+
+
+def running_in_stage(d, stage):
+    """Jobs currently claimed by the pipeline in that stage."""
+    return count_jobs(d, "state = 'running' AND stage = ?", stage)
 
 
 def replace_worker(d, role, sig=signal.SIGKILL):
@@ -160,47 +166,32 @@ def test_disk_full_gives_507_then_recovers(dripd_factory, tmpdir_path):
         umount(mnt)
 
 
-def test_storage_outage_under_load(dripd_factory, tmpdir_path):
+@pytest.mark.skipif(not have_s3rver(), reason="s3rver not installed (sh scripts/node-deps.sh)")
+def test_storage_outage_under_load(dripd_factory, s3rver, tmpdir_path):  # noqa: F811
     """The S3 store dies under a steady upload load and comes back: uploads
     are still accepted meanwhile (the spool is local), their store steps
     retry, and every acknowledged one completes once the store is back."""
-    from s3util import S3rver, have_s3rver, s3_config
-    if not have_s3rver():
-        pytest.skip("s3rver not installed (sh scripts/node-deps.sh)")
-    srv = S3rver(os.path.join(tmpdir_path, "s3"))
-    srv.start()
+    srv = s3rver
+    cfg = s3_config(srv.endpoint)
+    cfg["pipeline"] = {"retry": {"attempts": 100, "backoff": "100ms", "max_backoff": "1s"}}
+    cfg["health"] = {"store_probe_interval": "200ms"}
+    d = dripd_factory(config=cfg)
+    load = Load(d, os.path.join(tmpdir_path, "load"), threads=THREADS,
+                limit=300 if LONG else 100).start()
     try:
-        cfg = s3_config(srv.endpoint)
-        cfg["pipeline"] = {"retry": {"attempts": 100, "backoff": "100ms", "max_backoff": "1s"}}
-        cfg["health"] = {"store_probe_interval": "200ms"}
-        d = dripd_factory(config=cfg)
-        load = Load(d, os.path.join(tmpdir_path, "load"), threads=THREADS,
-                    limit=300 if LONG else 100).start()
-        try:
-            load.wait_acked(10)
-            srv.kill()
-            wait_until(lambda: d.curl(d.url("/readyz"), user=None)[0] == 503, 30, "readyz 503")
-            down_at = len(load.acked)
-            load.wait_acked(down_at + 10)  # still accepting while the store is down
-            # some of them wait for the store, retrying
-            wait_until(lambda: query_one(d, "SELECT count(*) FROM jobs WHERE attempts > 0") > 0,
-                       30, "store steps retrying")
-            srv.restart()
-            wait_until(lambda: d.curl(d.url("/readyz"), user=None)[0] == 200, 30, "readyz 200")
-        finally:
-            load.stop()
-        verify(d, load)
-        healthy(d)
+        load.wait_acked(10)
+        srv.kill()
+        wait_until(lambda: d.curl(d.url("/readyz"), user=None)[0] == 503, 30, "readyz 503")
+        down_at = len(load.acked)
+        load.wait_acked(down_at + 10)  # still accepting while the store is down
+        # some of them wait for the store, retrying
+        wait_until(lambda: count_jobs(d, "attempts > 0") > 0, 30, "store steps retrying")
+        srv.restart()
+        wait_until(lambda: d.curl(d.url("/readyz"), user=None)[0] == 200, 30, "readyz 200")
     finally:
-        srv.stop()
-
-
-def query_one(d, sql):
-    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"), uri=True)
-    try:
-        return c.execute(sql).fetchone()[0]
-    finally:
-        c.close()
+        load.stop()
+    verify(d, load)
+    healthy(d)
 
 
 def test_slowloris_does_not_starve_others(dripd_factory, tmpdir_path):
