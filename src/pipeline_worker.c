@@ -586,7 +586,8 @@ static void *starter_main(void *arg)
             prune(pc, cat);
             last_prune = dr_mono_ms();
         }
-        if (first || (r->pl == DR_PL_UPLOAD && __atomic_load_n(&pc->depth_stale, __ATOMIC_RELAXED))) {
+        if (first ||
+            (r->pl == DR_PL_UPLOAD && __atomic_load_n(&pc->depth_stale, __ATOMIC_RELAXED))) {
             report_depth(pc, cat);
             first = false;
         }
