@@ -27,3 +27,5 @@ if [ -n "$missing" ]; then
 else
   echo "deps: all present"
 fi
+# promtool for the metrics test, without installing a Prometheus server.
+sh "$(dirname "$0")/promtool.sh" >/dev/null || echo "deps: promtool unavailable; the metrics test will use its own format check only"

@@ -7,6 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/node-deps.sh >/dev/null 2>&1 || echo "blackbox: node test deps unavailable; node-based tests will skip"
+sh scripts/promtool.sh >/dev/null 2>&1 || echo "blackbox: promtool unavailable; the metrics test uses its own format check only"
 mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
   export CHAOS_LONG=1
