@@ -776,6 +776,64 @@ static const struct http_route_ops job_ops = {
 };
 
 /* ------------------------------------------------------------------ */
+/* GET /v1/jobs?state=S&limit=N: the caller's newest jobs first        */
+
+#define JOBS_LIST_DEFAULT 50
+#define JOBS_LIST_MAX 1000
+
+static void jobs_list_on_head(struct http_exchange *ex)
+{
+    static const char *const states[] = {"queued", "running", "done", "failed"};
+    const char *state = http_query_param(ex, "state");
+    const char *lim = http_query_param(ex, "limit");
+    if (state != NULL) {
+        size_t i = 0;
+        while (i < DR_ARRAY_LEN(states) && strcmp(state, states[i]) != 0)
+            i++;
+        if (i == DR_ARRAY_LEN(states)) {
+            http_respond_problem(ex, 400, "bad state: want queued, running, done or failed");
+            return;
+        }
+    } else if (query_has(ex, "state")) {
+        http_respond_problem(ex, 400, "bad state: not decodable");
+        return;
+    }
+    long limit = JOBS_LIST_DEFAULT;
+    if (lim != NULL || query_has(ex, "limit")) {
+        char *end = NULL;
+        errno = 0;
+        limit = lim != NULL ? strtol(lim, &end, 10) : -1;
+        if (lim == NULL || end == lim || *end != '\0' || errno != 0 || limit < 1 ||
+            limit > JOBS_LIST_MAX) {
+            http_respond_problem(ex, 400, "bad limit: want 1..%d", JOBS_LIST_MAX);
+            return;
+        }
+    }
+    struct catalog *cat = loop_catalog(ex);
+    if (!cat)
+        return;
+    struct dr_job *jobs = NULL;
+    size_t n = 0;
+    int rc = catalog_jobs_list(cat, http_user(ex), state, (int)limit, &jobs, &n);
+    if (rc < 0) {
+        respond_catalog_error(ex, rc, "job listing");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, api_job_json(&jobs[i]));
+    catalog_jobs_list_free(jobs, n);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "jobs", arr);
+    http_respond_json(ex, 200, doc);
+}
+
+static const struct http_route_ops jobs_list_ops = {
+    .route_class = "jobs",
+    .on_head = jobs_list_on_head,
+};
+
+/* ------------------------------------------------------------------ */
 /* "/v1/media/" sub-router                                             */
 
 static void not_found_on_head(struct http_exchange *ex)
@@ -894,4 +952,5 @@ void api_media_register_routes(void)
     router_add("GET", "/v1/media", true, &list_ops);
     router_add("*", MEDIA_PREFIX, true, &media_ops);
     router_add("GET", JOBS_PREFIX, true, &job_ops);
+    router_add("GET", "/v1/jobs", true, &jobs_list_ops);
 }

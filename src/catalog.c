@@ -51,7 +51,7 @@
 #include "dripd/log.h"
 #include "dripd/util.h"
 
-#define CATALOG_SCHEMA_VERSION 1
+#define CATALOG_SCHEMA_VERSION 2
 #define CATALOG_BUSY_MS 5000
 #define FOREACH_PAGE 256     /* rows read per statement by media_foreach */
 #define EVENTS_MAX 10000     /* cap of one catalog_events_since call */
@@ -155,6 +155,8 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "  CHECK (\"offset\" >= 0 AND (length < 0 OR \"offset\" <= length))"
     ");"
     "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;",
+    /* v2: GET /v1/jobs lists a user's newest jobs without a scan. */
+    "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);",
 };
 
 /* ---- statements -------------------------------------------------------- */
@@ -201,6 +203,7 @@ enum st {
     ST_MEDIA_SET_FAILED,
     ST_MEDIA_VISIBLE_OWNER,
     ST_JOB_GET,
+    ST_JOB_LIST,
     ST_JOB_CLAIM,
     ST_JOB_ADVANCE,
     ST_JOB_RETRY,
@@ -284,6 +287,8 @@ static const char *const st_sql[ST_COUNT] = {
     [ST_MEDIA_SET_FAILED] = "UPDATE media SET state = 'failed' WHERE id = ?1 AND state = 'queued'",
     [ST_MEDIA_VISIBLE_OWNER] = "SELECT m.owner FROM media m WHERE m.id = ?1 AND " VISIBLE_TO("?2"),
     [ST_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
+    [ST_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE owner = ?1 AND (?2 IS NULL OR state = ?2) "
+                    "ORDER BY created_at DESC, rowid DESC LIMIT ?3",
     [ST_JOB_CLAIM] = "UPDATE jobs SET state = 'running', claimed_by = ?1, updated_at = ?2 "
                      "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = ?3 "
                      "AND not_before <= ?2 ORDER BY created_at, rowid LIMIT ?4) "
@@ -1450,6 +1455,48 @@ int catalog_job_get(struct catalog *cat, const char *id, const char *viewer, str
     }
     release(s);
     return rc;
+}
+
+int catalog_jobs_list(struct catalog *cat, const char *owner, const char *state, int max,
+                      struct dr_job **out, size_t *n_out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || owner == NULL || out == NULL || n_out == NULL || max <= 0)
+        return -EINVAL;
+    sqlite3_stmt *s;
+    int rc = prep(cat, ST_JOB_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_text(s, 1, owner);
+    bind_text(s, 2, state);
+    sqlite3_bind_int(s, 3, max);
+    struct dr_job *j = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = step(cat, s, "job list")) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            j = xrealloc(j, cap * sizeof *j);
+        }
+        read_job(s, &j[n++]);
+    }
+    release(s);
+    if (rc < 0) {
+        catalog_jobs_list_free(j, n);
+        return rc;
+    }
+    *out = j;
+    *n_out = n;
+    return 0;
+}
+
+void catalog_jobs_list_free(struct dr_job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dr_job_clear(&jobs[i]);
+    free(jobs);
 }
 
 int catalog_enqueue_download(struct catalog *cat, const char *media_id, const char *viewer,

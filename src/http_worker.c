@@ -75,7 +75,7 @@ static void setup_routes(void)
     web_register_routes();
     upload_multipart_register_routes();
     tus_register_routes();
-    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs/ */
+    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs, /v1/jobs/ */
     api_content_register_routes(); /* event hook; content is routed by api_media */
     api_events_register_routes();  /* /v1/events + event hook */
 }

@@ -112,7 +112,7 @@ START_TEST(test_pragmas_and_migrate)
     ck_assert_int_eq(info.synchronous, 2); /* FULL */
     ck_assert(info.foreign_keys);
     ck_assert_int_eq(info.busy_timeout_ms, 5000);
-    ck_assert_int_eq(info.schema_version, 1);
+    ck_assert_int_eq(info.schema_version, 2);
 
     /* Idempotent, also while a handle is open; data survives. */
     char mid[DR_ID_LEN + 1];
@@ -123,7 +123,7 @@ START_TEST(test_pragmas_and_migrate)
     ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), 0);
     dr_media_clear(&m);
 
-    /* The file itself says WAL and user_version 1 to any other client. */
+    /* The file itself says WAL and user_version 2 to any other client. */
     char *path = xasprintf("%s/catalog.db", tmpdir);
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
@@ -134,7 +134,23 @@ START_TEST(test_pragmas_and_migrate)
     sqlite3_finalize(s);
     ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), 2);
+    sqlite3_finalize(s);
+
+    /* A version-1 file (no jobs_owner index) is brought to version 2. */
+    ck_assert_int_eq(
+        sqlite3_exec(db, "DROP INDEX jobs_owner; PRAGMA user_version=1", NULL, NULL, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM sqlite_master WHERE "
+                                        "name = 'jobs_owner'), (SELECT user_version FROM "
+                                        "pragma_user_version)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
     ck_assert_int_eq(sqlite3_column_int(s, 0), 1);
+    ck_assert_int_eq(sqlite3_column_int(s, 1), 2);
     sqlite3_finalize(s);
     sqlite3_close(db);
     free(path);
@@ -594,6 +610,43 @@ START_TEST(test_job_fail_marks_upload_media_failed)
     ck_assert_str_eq(m.state, "queued");
     dr_media_clear(&m);
     ck_assert_int_eq(catalog_job_fail(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x"), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_jobs_list_own_newest_first)
+{
+    char j[3][DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/l0", 1, NULL, j[0]), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/l1", 1, NULL, j[1]), 0);
+    ck_assert_int_eq(intake1(cat, "bob", "/l2", 1, NULL, j[2]), 0);
+    struct dr_job claimed;
+    claim_one("upload", "node:1", &claimed); /* alice's oldest: running */
+    ck_assert_str_eq(claimed.id, j[0]);
+    dr_job_clear(&claimed);
+
+    struct dr_job *l;
+    size_t n;
+    ck_assert_int_eq(catalog_jobs_list(cat, "alice", NULL, 10, &l, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(l[0].id, j[1]);
+    ck_assert_str_eq(l[1].id, j[0]);
+    ck_assert_str_eq(l[1].state, "running");
+    catalog_jobs_list_free(l, n);
+
+    ck_assert_int_eq(catalog_jobs_list(cat, "alice", "queued", 10, &l, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(l[0].id, j[1]);
+    catalog_jobs_list_free(l, n);
+
+    ck_assert_int_eq(catalog_jobs_list(cat, "alice", NULL, 1, &l, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    catalog_jobs_list_free(l, n);
+
+    ck_assert_int_eq(catalog_jobs_list(cat, "carol", NULL, 10, &l, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    catalog_jobs_list_free(l, n);
+    ck_assert_int_eq(catalog_jobs_list(cat, NULL, NULL, 10, &l, &n), -EINVAL);
+    ck_assert_int_eq(catalog_jobs_list(cat, "alice", NULL, 0, &l, &n), -EINVAL);
 }
 END_TEST
 
@@ -1582,6 +1635,7 @@ static Suite *catalog_suite(void)
     tcase_add_test(tc, test_job_lifecycle_events_in_order);
     tcase_add_test(tc, test_jobs_step_batch);
     tcase_add_test(tc, test_job_fail_marks_upload_media_failed);
+    tcase_add_test(tc, test_jobs_list_own_newest_first);
     tcase_add_test(tc, test_retry_backoff_and_claim_order);
     tcase_add_test(tc, test_claim_is_fifo_within_one_millisecond);
     tcase_add_test(tc, test_recover_releases_dead_claimers);

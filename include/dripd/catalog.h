@@ -176,6 +176,11 @@ void dr_media_clear(struct dr_media *m);
 
 /* ---- jobs (pipeline worker, and GET /v1/jobs) ---- */
 int catalog_job_get(struct catalog *cat, const char *id, const char *viewer, struct dr_job *out);
+/* owner's newest jobs first, at most max, only those in state unless NULL.
+ * Free with catalog_jobs_list_free. */
+int catalog_jobs_list(struct catalog *cat, const char *owner, const char *state, int max,
+                      struct dr_job **out, size_t *n_out);
+void catalog_jobs_list_free(struct dr_job *jobs, size_t n);
 /* Create a download job for media (visible to viewer) + "job.created" event. */
 int catalog_enqueue_download(struct catalog *cat, const char *media_id, const char *viewer,
                              char job_id_out[DR_ID_LEN + 1]);

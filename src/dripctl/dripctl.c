@@ -30,7 +30,7 @@ static void usage(FILE *f)
           "  mv ID|PATH NEWPATH                       move or rename\n"
           "  rm ID|PATH                               delete\n"
           "  share ID|PATH USER                       share with another user\n"
-          "  jobs ID                                  show a job\n"
+          "  jobs [ID] [--state S] [--limit N]        show a job, or list your newest jobs\n"
           "  watch                                    follow job events (SSE)\n"
           "  usage                                    media count and bytes per user (admin)\n"
           "  scrub                                    verify every stored object (admin)\n"
@@ -397,6 +397,57 @@ static int cmd_get(struct client *c, const char *path, const char *what)
     return EXIT_OK;
 }
 
+/* jobs [ID] [--state S] [--limit N]: one job, or the caller's newest. */
+static int cmd_jobs(struct client *c, int argc, char **argv)
+{
+    const char *id = NULL, *state = NULL, *limit = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+            state = argv[++i];
+        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
+            limit = argv[++i];
+        else if (argv[i][0] != '-' && id == NULL)
+            id = argv[i];
+        else {
+            fprintf(stderr, "usage: dripctl jobs [ID] [--state S] [--limit N]\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (id != NULL) {
+        char *p = xasprintf("/v1/jobs/%s", id);
+        int code = cmd_get(c, p, id);
+        free(p);
+        return code;
+    }
+    char *es = state ? client_escape(c, state) : NULL, *el = limit ? client_escape(c, limit) : NULL;
+    char *path = xasprintf("/v1/jobs?%s%s%s%s%s", es ? "state=" : "", es ? es : "",
+                           es && el ? "&" : "", el ? "limit=" : "", el ? el : "");
+    free(es);
+    free(el);
+    json_t *doc = NULL;
+    int rc = client_json(c, "GET", path, NULL, &doc);
+    free(path);
+    if (rc < 0)
+        return fail(c, "jobs");
+    if (c->json)
+        print_json(doc);
+    else {
+        size_t i;
+        json_t *j;
+        printf("%-26s %-8s %-7s %-7s %-26s %s\n", "id", "kind", "state", "stage", "media",
+               "updated / error");
+        json_array_foreach(json_object_get(doc, "jobs"), i, j)
+        {
+            const char *err = jstr(j, "error", NULL);
+            printf("%-26s %-8s %-7s %-7s %-26s %s\n", jstr(j, "id", "-"), jstr(j, "kind", "-"),
+                   jstr(j, "state", "-"), jstr(j, "stage", "-"), jstr(j, "media_id", "-"),
+                   err ? err : jstr(j, "updated_at", "-"));
+        }
+    }
+    json_decref(doc);
+    return EXIT_OK;
+}
+
 static int cmd_usage(struct client *c)
 {
     json_t *doc = NULL;
@@ -550,11 +601,9 @@ int main(int argc, char **argv)
         code = cmd_ls(&c, cargc, cargv);
     else if (strcmp(cmd, "mv") == 0 || strcmp(cmd, "rm") == 0 || strcmp(cmd, "share") == 0)
         code = cmd_media_op(&c, cmd, cargc, cargv);
-    else if (strcmp(cmd, "jobs") == 0 && cargc == 2) {
-        char *p = xasprintf("/v1/jobs/%s", cargv[1]);
-        code = cmd_get(&c, p, cargv[1]);
-        free(p);
-    } else if (strcmp(cmd, "watch") == 0)
+    else if (strcmp(cmd, "jobs") == 0)
+        code = cmd_jobs(&c, cargc, cargv);
+    else if (strcmp(cmd, "watch") == 0)
         code = client_sse(&c, "/v1/events", print_event, &c) < 0 ? fail(&c, "watch") : EXIT_OK;
     else if (strcmp(cmd, "usage") == 0)
         code = cmd_usage(&c);

@@ -86,6 +86,31 @@ def test_commands_and_json(dripd, tmpdir_path):
     assert ctl(dripd, "frobnicate").returncode == 2
 
 
+def test_jobs_lists_own_newest_first_and_filters(dripd, tmpdir_path):
+    ids = []
+    for i in range(3):
+        f = make_file(os.path.join(tmpdir_path, "j%d" % i), 500 + i)
+        out = json.loads(ctl(dripd, "--json", "upload", f, "--to", "/j", "--wait", check=True).stdout)
+        ids.append(out[0]["job"]["id"])
+    bob = make_file(os.path.join(tmpdir_path, "bob"), 10)
+    ctl(dripd, "upload", bob, "--to", "/j", "--wait", user="bob", check=True)
+    jobs = json.loads(ctl(dripd, "--json", "jobs", check=True).stdout)["jobs"]
+    assert [j["id"] for j in jobs] == ids[::-1], "alice's own jobs, newest first"
+    assert all(j["state"] == "done" and j["kind"] == "upload" for j in jobs)
+    assert len(json.loads(ctl(dripd, "--json", "jobs", "--limit", "2", check=True).stdout)["jobs"]) == 2
+    assert json.loads(ctl(dripd, "--json", "jobs", "--state", "failed", check=True).stdout)["jobs"] == []
+    one = json.loads(ctl(dripd, "--json", "jobs", ids[0], check=True).stdout)
+    assert one["id"] == ids[0] and one["state"] == "done"
+    table = ctl(dripd, "jobs", check=True).stdout.splitlines()
+    assert table[0].split()[:4] == ["id", "kind", "state", "stage"] and len(table) == 4
+    assert ids[2] in table[1]
+    # bad filters are the server's 400: a non-zero exit and the problem's detail
+    r = ctl(dripd, "jobs", "--state", "sleeping")
+    assert r.returncode != 0 and "bad state" in r.stderr
+    st, _, body = dripd.curl(dripd.url("/v1/jobs?limit=0"))
+    assert st == 400 and b"bad limit" in body
+
+
 def test_usage_matches_uploads(dripd, tmpdir_path):
     sizes = {"alice": [1000, 2000], "bob": [5000]}
     for user, ss in sizes.items():

@@ -7,6 +7,7 @@ worker detection, the run/listen + READY=1 ordering, systemd socket
 activation and the systemd watchdog. Every wait has a deadline and waits
 for an event (a log line, an sd_notify message, a pid), never a fixed sleep.
 """
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import time
 import pytest
 
 from conftest import DRIPD, Notify, pids_of, wait_until
+from httpraw import Conn
 
 
 def run_dripd(*args, cwd=None, timeout=30):
@@ -354,6 +356,41 @@ def test_sighup_bad_config_keeps_old_workers_then_good_config_reloads(dripd):
     with pytest.raises(OSError):
         socket.create_connection((h, int(p)), timeout=5).close()
     assert d.stop() == 0
+
+
+def test_sighup_keeps_an_upload_in_flight_on_the_old_generation(dripd, tmpdir_path):
+    """A reload must not drop a connection: an upload whose headers the old
+    http worker has already answered (100 Continue) finishes on that worker
+    after the new generation is serving, and its bytes are stored."""
+    d = dripd
+    http0 = d.worker("http")
+    body = os.urandom(3 << 20)
+    half = len(body) // 2
+    c = Conn(d.host, d.port, 30)
+    c.send("PUT /v1/files/reload/in-flight.bin HTTP/1.1\r\nHost: x\r\n"
+           "Authorization: Bearer %s\r\nContent-Length: %d\r\n"
+           "Expect: 100-continue\r\n\r\n" % (d.token(), len(body)))
+    assert c.read_response().status == 100  # the old worker owns this request now
+    c.send(body[:half])
+
+    at = d.log_size()
+    d.write_config(dict(d.config))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload ok: generation 2 serving, generation 1 draining", after=at)
+    new_worker(d, "http", [http0])
+    assert alive(http0), "the old http worker must drain, not drop the upload"
+
+    c.send(body[half:])
+    r = c.read_response(timeout=30)
+    assert r.status == 202, r
+    doc = json.loads(r.body)
+    c.close()
+    wait_until(lambda: not alive(http0), 20, "old http worker gone after its last request")
+
+    job = d.wait_job(doc["job"]["id"])
+    assert job["state"] == "done", job
+    st, _, got = d.curl(d.url("/v1/media/%s/content" % doc["media"]["id"]))
+    assert st == 200 and got == body
 
 
 def test_kill9_supervisor_workers_follow_and_restart_on_same_port(dripd):
