@@ -42,6 +42,7 @@
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
+#include "dripd/link.h"
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
@@ -743,6 +744,102 @@ static const struct http_route_ops download_ops = {
 };
 
 /* ------------------------------------------------------------------ */
+/* POST /v1/media/{id}/link?expires_in=S: a signed content URL (link.h) */
+
+static void link_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat = http_work_catalog();
+    if (!cat) {
+        r->rc = -EAGAIN;
+        return;
+    }
+    r->rc = catalog_media_get(cat, r->id, r->user, &r->m);
+    r->have_media = r->rc == 0;
+}
+
+static void link_done(struct http_exchange *ex, void *arg)
+{
+    struct media_req *r = arg;
+    if (http_ex_closed(ex))
+        return;
+    const struct dr_user *u = NULL;
+    for (size_t i = 0; i < r->cfg->n_users && r->rc == 0; i++)
+        if (strcmp(r->cfg->users[i].name, r->user) == 0)
+            u = &r->cfg->users[i];
+    if (r->rc < 0) {
+        respond_catalog_error(ex, r->rc, "link");
+    } else if (u == NULL || u->token == NULL) {
+        http_respond_problem(ex, 403, "this user cannot make links");
+    } else {
+        int64_t expires = dr_now_ms() / 1000 + r->status; /* status holds expires_in here */
+        char *url = link_make(u, r->id, expires);
+        json_t *doc = json_object();
+        json_object_set_new(doc, "url", json_string(url));
+        json_object_set_new(doc, "expires_at", json_time_or_null(expires * 1000));
+        json_object_set_new(doc, "media_id", json_string(r->id));
+        free(url);
+        http_add_header(ex, "Cache-Control", "no-store");
+        http_respond_json(ex, 200, doc);
+    }
+}
+
+static void link_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (!media_path_id(ex, id, &rest)) {
+        http_respond_problem(ex, 404, "no such media");
+        return;
+    }
+    long ttl = DR_LINK_DEFAULT_TTL;
+    const char *v = http_query_param(ex, "expires_in");
+    if (v != NULL || query_has(ex, "expires_in")) {
+        char *end = NULL;
+        errno = 0;
+        ttl = v != NULL ? strtol(v, &end, 10) : -1;
+        if (v == NULL || end == v || *end != '\0' || errno != 0 || ttl < 1 ||
+            ttl > DR_LINK_MAX_TTL) {
+            http_respond_problem(ex, 400, "bad expires_in: want 1..%d seconds", DR_LINK_MAX_TTL);
+            return;
+        }
+    }
+    struct media_req *r = req_new(ex, id);
+    r->status = (int)ttl;
+    defer_or_busy(ex, link_work, link_done, r);
+}
+
+static const struct http_route_ops link_ops = {
+    .route_class = "media",
+    .on_head = link_on_head,
+    .on_abort = req_on_finish,
+    .on_done = req_on_finish,
+};
+
+/* Signed links get GET/HEAD of /v1/media/{id}/content without a bearer
+ * token (router_set_alt_auth); anything else is not a link (0). */
+static int link_auth(struct http_exchange *ex, const char **user, bool *admin)
+{
+    const char *sig = http_query_param(ex, "sig");
+    const struct http_request *rq = http_req(ex);
+    char id[DR_ID_LEN + 1];
+    const char *rest;
+    if (sig == NULL || (rq->method != HTTP_GET && rq->method != HTTP_HEAD) ||
+        !media_path_id(ex, id, &rest) || strcmp(rest, "content") != 0)
+        return 0;
+    const struct dr_user *u = NULL;
+    enum link_verdict v = link_check(http_cfg(ex), id, http_query_param(ex, "user"),
+                                     http_query_param(ex, "expires"), sig, dr_now_ms() / 1000, &u);
+    if (v == LINK_EXPIRED)
+        return -2;
+    if (v != LINK_OK)
+        return -1;
+    *user = u->name;
+    *admin = false; /* a link is for reading one media, never admin work */
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* GET /v1/jobs/{id}                                                   */
 
 static void job_on_head(struct http_exchange *ex)
@@ -853,7 +950,7 @@ static const char *sub_allow(const char *rest)
         return "GET, HEAD, PATCH, DELETE";
     if (strcmp(rest, "content") == 0)
         return "GET, HEAD";
-    if (strcmp(rest, "download") == 0 || strcmp(rest, "shares") == 0)
+    if (strcmp(rest, "download") == 0 || strcmp(rest, "shares") == 0 || strcmp(rest, "link") == 0)
         return "POST";
     return NULL;
 }
@@ -902,6 +999,9 @@ static const struct http_route_ops *media_pick(const struct http_exchange *ex)
     } else if (strcmp(rest, "shares") == 0) {
         if (m == HTTP_POST)
             return &shares_ops;
+    } else if (strcmp(rest, "link") == 0) {
+        if (m == HTTP_POST)
+            return &link_ops;
     }
     return &method_ops;
 }
@@ -952,5 +1052,6 @@ void api_media_register_routes(void)
     router_add("GET", "/v1/media", true, &list_ops);
     router_add("*", MEDIA_PREFIX, true, &media_ops);
     router_add("GET", JOBS_PREFIX, true, &job_ops);
+    router_set_alt_auth(link_auth);
     router_add("GET", "/v1/jobs", true, &jobs_list_ops);
 }

@@ -10,7 +10,8 @@
  * longest pattern whose method matches wins; HEAD also matches GET routes,
  * "*" matches every method. When only other methods match, the answer is
  * 405 with Allow. Authentication runs after matching, so an unknown path
- * is 404 even without a token.
+ * is 404 even without a token. A request with no Authorization header may
+ * still get in through the alt-auth hook (signed download links).
  */
 #include "dripd/router.h"
 
@@ -38,6 +39,7 @@ struct route {
 };
 
 static struct route routes[MAX_ROUTES];
+static router_alt_auth_fn alt_auth; /* signed links (link.h), or NULL */
 static size_t n_routes;
 static router_event_hook hooks[MAX_HOOKS];
 static size_t n_hooks;
@@ -78,6 +80,7 @@ void router_reset(void)
 {
     n_routes = 0;
     n_hooks = 0;
+    alt_auth = NULL;
 }
 
 static bool path_matches(const struct route *r, const char *path)
@@ -168,6 +171,26 @@ static const struct http_route_ops not_allowed_ops = {.route_class = "other",
 static const struct http_route_ops unauthorized_ops = {.route_class = "other",
                                                        .on_head = unauthorized_head};
 
+static void link_bad_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 403, "the link's signature is not valid");
+}
+
+static void link_expired_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 403, "the link has expired; ask for a new one");
+}
+
+static const struct http_route_ops link_bad_ops = {.route_class = "other",
+                                                   .on_head = link_bad_head};
+static const struct http_route_ops link_expired_ops = {.route_class = "other",
+                                                       .on_head = link_expired_head};
+
+void router_set_alt_auth(router_alt_auth_fn fn)
+{
+    alt_auth = fn;
+}
+
 /* Authorization: Bearer <token> -> the user, or NULL. */
 static const struct dr_user *authenticate(struct http_exchange *ex)
 {
@@ -204,6 +227,19 @@ const struct http_route_ops *router_dispatch(struct http_exchange *ex)
     if (best == NULL)
         return other_method ? &not_allowed_ops : &not_found_ops;
     if (best->auth) {
+        if (alt_auth != NULL && http_header(ex, "Authorization") == NULL) {
+            const char *user = NULL;
+            bool admin = false;
+            int v = alt_auth(ex, &user, &admin);
+            if (v == -1)
+                return &link_bad_ops;
+            if (v == -2)
+                return &link_expired_ops;
+            if (v == 1) {
+                http_set_user(ex, user, admin);
+                return best->ops;
+            }
+        }
         const struct dr_user *u = authenticate(ex);
         if (u == NULL)
             return &unauthorized_ops;

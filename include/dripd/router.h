@@ -25,6 +25,12 @@
 
 void router_add(const char *method, const char *pattern, bool auth,
                 const struct http_route_ops *ops);
+/* A second way in for auth=true routes, tried only when the request has
+ * no Authorization header at all (signed download links, link.h). fn
+ * returns 1 and sets *user (authenticated), 0 (not its kind of request:
+ * the usual 401), -1 (a bad signature: 403) or -2 (expired: 403). */
+typedef int (*router_alt_auth_fn)(struct http_exchange *ex, const char **user, bool *admin);
+void router_set_alt_auth(router_alt_auth_fn fn);
 /* The http_dispatch_fn given to the server. */
 const struct http_route_ops *router_dispatch(struct http_exchange *ex);
 /* Called (on the http worker's main thread) whenever the pipeline reports

@@ -88,6 +88,9 @@ try {
   await dl.saveAs(got);
   if (!fs.readFileSync(got).equals(fs.readFileSync(fileA))) throw new Error('downloaded bytes differ');
   if (dl.suggestedFilename() !== 'renamed.bin') throw new Error('download name ' + dl.suggestedFilename());
+  // the browser's own download, from a signed link: never the token in a URL
+  if (!/\/content\?user=[^&]+&expires=\d+&sig=[0-9a-f]{64}$/.test(dl.url())) throw new Error('download url ' + dl.url());
+  if (dl.url().includes(token)) throw new Error('the token leaked into a URL');
   step('downloaded and compared');
 
   // Delete it, with confirmation.

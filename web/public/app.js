@@ -3,8 +3,8 @@
  *
  * Security rules this file keeps:
  *  - the token lives in sessionStorage and goes only into Authorization
- *    headers (never a URL), so SSE and downloads use fetch(), not
- *    EventSource or plain links;
+ *    headers (never a URL), so SSE uses fetch(), not EventSource, and a
+ *    download follows a short-lived signed link (POST /v1/media/{id}/link);
  *  - every user-controlled string reaches the DOM through textContent or
  *    an attribute setter, never as markup;
  *  - no inline scripts or styles (the CSP forbids them).
@@ -199,22 +199,23 @@ function fileRow(m) {
 
 /* ---------- actions ---------- */
 async function download(m) {
+  // The browser's own download manager streams the file to disk (progress,
+  // pause, no copy in memory). It cannot send our Authorization header, so
+  // ask for a short-lived signed link to the content route (the token
+  // itself never goes into a URL) and let the browser follow it.
   try {
-    toast('Preparing ' + m.name + '…');
-    const r = await fetch('/v1/media/' + encodeURIComponent(m.id) + '/content',
-      { headers: { Authorization: 'Bearer ' + state.token } });
+    const r = await fetch('/v1/media/' + encodeURIComponent(m.id) + '/link?expires_in=60',
+      { method: 'POST', headers: { Authorization: 'Bearer ' + state.token } });
     if (!r.ok) {
       let detail = r.status + ' ' + r.statusText;
       try { const d = await r.json(); detail = d.detail || d.title || detail; } catch (e) { /* not JSON */ }
       throw new Error(detail);
     }
-    const blob = await r.blob();
-    const url = URL.createObjectURL(blob);
-    const a = el('a', { href: url, download: m.name });
+    const link = await r.json();
+    const a = el('a', { href: link.url, download: m.name });
     document.body.append(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
   } catch (e) {
     toast('Download failed: ' + e.message);
   }
