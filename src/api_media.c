@@ -160,6 +160,16 @@ static bool media_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1]
     return true;
 }
 
+/* The id of /v1/media/{id}[/...]; false after answering 404. */
+static bool media_id_or_404(struct http_exchange *ex, char id[DR_ID_LEN + 1])
+{
+    const char *rest;
+    if (media_path_id(ex, id, &rest))
+        return true;
+    http_respond_problem(ex, 404, "no such media");
+    return false;
+}
+
 /* ------------------------------------------------------------------ */
 /* per-request state                                                   */
 
@@ -332,6 +342,26 @@ static bool query_has(const struct http_exchange *ex, const char *key)
     return false;
 }
 
+/* Integer query parameter name in lo..hi, *out = dflt when absent; false
+ * after answering 400 "bad NAME: want lo..hi". */
+static bool query_long(struct http_exchange *ex, const char *name, long lo, long hi, long dflt,
+                       long *out)
+{
+    const char *v = http_query_param(ex, name);
+    *out = dflt;
+    if (v == NULL && !query_has(ex, name))
+        return true;
+    char *end = NULL;
+    errno = 0;
+    long n = v != NULL ? strtol(v, &end, 10) : 0;
+    if (v == NULL || end == v || *end != '\0' || errno != 0 || n < lo || n > hi) {
+        http_respond_problem(ex, 400, "bad %s: want %ld..%ld", name, lo, hi);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
 static void list_on_head(struct http_exchange *ex)
 {
     const char *folder_in = http_query_param(ex, "folder");
@@ -393,11 +423,8 @@ static const struct http_route_ops list_ops = {
 static void get_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
     struct catalog *cat = loop_catalog(ex);
     if (!cat)
         return;
@@ -422,11 +449,8 @@ static const struct http_route_ops get_ops = {
 static void patch_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
     req_new(ex, id);
     body_start(ex);
 }
@@ -537,11 +561,8 @@ static void delete_done(struct http_exchange *ex, void *arg)
 static void delete_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
     struct media_req *r = req_new(ex, id);
     defer_or_busy(ex, delete_work, delete_done, r);
 }
@@ -567,11 +588,8 @@ static bool user_known(const struct dr_config *cfg, const char *name)
 static void shares_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
     req_new(ex, id);
     body_start(ex);
 }
@@ -727,11 +745,8 @@ static void download_done(struct http_exchange *ex, void *arg)
 static void download_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
     struct media_req *r = req_new(ex, id);
     defer_or_busy(ex, download_work, download_done, r);
 }
@@ -787,23 +802,11 @@ static void link_done(struct http_exchange *ex, void *arg)
 static void link_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
-    const char *rest;
-    if (!media_path_id(ex, id, &rest)) {
-        http_respond_problem(ex, 404, "no such media");
+    if (!media_id_or_404(ex, id))
         return;
-    }
-    long ttl = DR_LINK_DEFAULT_TTL;
-    const char *v = http_query_param(ex, "expires_in");
-    if (v != NULL || query_has(ex, "expires_in")) {
-        char *end = NULL;
-        errno = 0;
-        ttl = v != NULL ? strtol(v, &end, 10) : -1;
-        if (v == NULL || end == v || *end != '\0' || errno != 0 || ttl < 1 ||
-            ttl > DR_LINK_MAX_TTL) {
-            http_respond_problem(ex, 400, "bad expires_in: want 1..%d seconds", DR_LINK_MAX_TTL);
-            return;
-        }
-    }
+    long ttl;
+    if (!query_long(ex, "expires_in", 1, DR_LINK_MAX_TTL, DR_LINK_DEFAULT_TTL, &ttl))
+        return;
     struct media_req *r = req_new(ex, id);
     r->status = (int)ttl;
     defer_or_busy(ex, link_work, link_done, r);
@@ -882,7 +885,6 @@ static void jobs_list_on_head(struct http_exchange *ex)
 {
     static const char *const states[] = {"queued", "running", "done", "failed"};
     const char *state = http_query_param(ex, "state");
-    const char *lim = http_query_param(ex, "limit");
     if (state != NULL) {
         size_t i = 0;
         while (i < DR_ARRAY_LEN(states) && strcmp(state, states[i]) != 0)
@@ -895,17 +897,9 @@ static void jobs_list_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 400, "bad state: not decodable");
         return;
     }
-    long limit = JOBS_LIST_DEFAULT;
-    if (lim != NULL || query_has(ex, "limit")) {
-        char *end = NULL;
-        errno = 0;
-        limit = lim != NULL ? strtol(lim, &end, 10) : -1;
-        if (lim == NULL || end == lim || *end != '\0' || errno != 0 || limit < 1 ||
-            limit > JOBS_LIST_MAX) {
-            http_respond_problem(ex, 400, "bad limit: want 1..%d", JOBS_LIST_MAX);
-            return;
-        }
-    }
+    long limit;
+    if (!query_long(ex, "limit", 1, JOBS_LIST_MAX, JOBS_LIST_DEFAULT, &limit))
+        return;
     struct catalog *cat = loop_catalog(ex);
     if (!cat)
         return;
