@@ -124,6 +124,7 @@ struct http_conn {
     bool in_progress, again, head_done, refused, freed;
     int64_t linger_end;
     unsigned nreq;
+    unsigned idle_nreq; /* nreq when the T_IDLE timer was last armed */
     char remote[64];
 };
 
@@ -1390,10 +1391,15 @@ static void update_io(struct http_conn *c)
     if (c->closing) {
         set_timer(c, T_NONE, 0, false);
     } else if (ex == NULL) {
-        if (evbuffer_get_length(c->in) == 0)
+        if (evbuffer_get_length(c->in) == 0) {
+            /* A request answered within one read never leaves T_IDLE, so
+             * a new request must restart the idle clock explicitly. */
+            bool fresh = c->idle_nreq != c->nreq;
+            c->idle_nreq = c->nreq;
             set_timer(c, T_IDLE,
                       c->nreq == 0 ? cfg->limits.header_timeout : cfg->limits.keepalive_timeout,
-                      false);
+                      fresh);
+        }
         else
             set_timer(c, T_HEADER, cfg->limits.header_timeout, false);
     } else if (ex->rq == RQ_HEAD) {

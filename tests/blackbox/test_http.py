@@ -148,7 +148,25 @@ def test_keepalive_idle_timeout_closes(dripd_factory):
     t0 = time.monotonic()
     assert c.wait_closed(10), "idle keep-alive connection was not closed"
     assert c.buf == b""  # closed silently
-    assert time.monotonic() - t0 >= 0.5
+    # keepalive_timeout, not header_timeout (10 s), is the clock after a request
+    assert 0.5 <= time.monotonic() - t0 < 5
+
+
+def test_busy_keepalive_connection_outlives_the_timeouts(dripd_factory):
+    """A connection that keeps sending requests, each within keepalive_timeout
+    of the last answer, stays open past header_timeout: each request
+    restarts the idle clock."""
+    d = dripd_factory(config={"limits": {"keepalive_timeout": "1s", "header_timeout": "2s"}})
+    c = conn(d)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 4.5:  # > 2 x header_timeout, > 4 x keepalive_timeout
+        c.send(request("GET", "/healthz"))
+        assert c.read_response().status == 200, "request %d" % n
+        n += 1
+        time.sleep(0.4)  # the client's pace, well inside keepalive_timeout
+    assert not c.eof and n >= 8
+    assert c.wait_closed(10)
 
 
 def test_slow_client_does_not_block_others(dripd_factory, tmpdir_path):
