@@ -1399,8 +1399,7 @@ static void update_io(struct http_conn *c)
             set_timer(c, T_IDLE,
                       c->nreq == 0 ? cfg->limits.header_timeout : cfg->limits.keepalive_timeout,
                       fresh);
-        }
-        else
+        } else
             set_timer(c, T_HEADER, cfg->limits.header_timeout, false);
     } else if (ex->rq == RQ_HEAD) {
         set_timer(c, T_HEADER, cfg->limits.header_timeout, false);
