@@ -36,8 +36,12 @@
  * all, without threads to start, join and cancel per object. bench/s3.sh
  * measures both; they are within noise of each other (docs/S3.md).
  *
- * get() writes the object into dst_path as it arrives and fsyncs it; on
- * any failure it removes dst_path, so a partial object is never left.
+ * get() fetches ranges of part_size: the first also gives the size
+ * (Content-Range) and ETag, the rest run like parts, up to parallel_parts
+ * in flight (run_units), each written in place with pwrite and pinned to
+ * the version with If-Match; a failed range is retried on its own. It
+ * fsyncs dst_path, and on any failure removes it, so a partial object is
+ * never left.
  * Never creates buckets, never follows redirects (a redirect means a wrong
  * region or endpoint: reported, not chased).
  *
@@ -132,6 +136,11 @@ struct s3_xfer {
     bool range_seen;    /* the first body bytes were looked at */
     uint64_t out_skip;  /* bytes to drop first (a 200 where a 206 was asked) */
     bool out_full;      /* out_mem is full: stop the transfer, not an error */
+    /* 2xx body written with pwrite at out_at_off (parallel get): a 206 of at
+     * most out_at_len bytes, or (out_at_off 0 only) a 200 with everything */
+    bool out_at, out_whole;
+    uint64_t out_at_off, out_at_len, out_at_done;
+    uint64_t total; /* object size from Content-Range ".../total", 0 if none */
     /* buffered body: XML results and error documents */
     char *body;
     size_t body_len, body_cap, body_max;
@@ -265,6 +274,27 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
     long code = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
     bool ok = code >= 200 && code < 300;
+    if (ok && x->out_at) {
+        if (code == 200 && x->out_at_off == 0)
+            x->out_whole = true; /* Range ignored: this is the whole object */
+        if (!x->out_whole && (code != 206 || x->out_at_done + n > x->out_at_len)) {
+            x->write_errno = EPROTO; /* a range we did not ask for */
+            return 0;
+        }
+        for (size_t off = 0; off < n;) {
+            ssize_t w = pwrite(x->out_fd, data + off, n - off,
+                               (off_t)(x->out_at_off + x->out_at_done + off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                x->write_errno = w < 0 ? errno : EIO;
+                return 0;
+            }
+            off += (size_t)w;
+        }
+        x->out_at_done += n;
+        return n;
+    }
     if (ok && x->out_fd >= 0) {
         int rc = dr_write_all(x->out_fd, data, n);
         if (rc < 0) {
@@ -304,6 +334,18 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *ud)
     size_t n = size * nitems;
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         x->etag[0] = '\0'; /* a new response (after 100 Continue) */
+        return n;
+    }
+    if (n > 14 && strncasecmp(data, "content-range:", 14) == 0) {
+        /* "Content-Range: bytes 0-16777215/1073741824" */
+        const char *slash = memchr(data, '/', n);
+        if (slash != NULL) {
+            char num[24];
+            size_t len = DR_MIN((size_t)(data + n - slash - 1), sizeof num - 1);
+            memcpy(num, slash + 1, len);
+            num[len] = '\0';
+            x->total = strtoull(num, NULL, 10);
+        }
         return n;
     }
     if (n > 5 && strncasecmp(data, "etag:", 5) == 0) {
@@ -392,6 +434,9 @@ static void xfer_prepare(struct s3_xfer *x, const char *method, const char *key,
     x->out_full = false;
     x->range_seen = false;
     x->out_skip = 0;
+    x->out_whole = false;
+    x->out_at_done = 0;
+    x->total = 0;
     x->body_len = 0;
     x->body_cut = false;
 
@@ -745,62 +790,57 @@ static void abort_multipart(struct s3_store *s, const char *key, const char *upl
     xfer_clear(&x);
 }
 
-struct mp_state {
-    struct s3_store *s;
-    const char *key;
-    char *eid; /* encoded upload id */
-    int fd;
-    uint64_t size, part_size;
-    int n_parts;
-    char (*etags)[S3_ETAG_MAX];
-    int *tries;
-    int *pending; /* part numbers to send, a queue */
-    int pend_head, pend_tail;
-    int done;
+/* ---- many ranged transfers at once (multipart put, parallel get) ---- */
+
+/* A job of units (parts, ranges) numbered first..last, run with up to
+ * s->parallel in flight on the multi handle. start() prepares x for a unit
+ * (xfer_prepare + headers); finish() classifies it: 0 done, -EAGAIN to
+ * retry (up to S3_PART_TRIES attempts, backoff doubling from
+ * S3_PART_BACKOFF_MS), anything else fails the job. */
+struct par_ops {
+    const char *method; /* for the debug log */
+    void (*start)(void *ctx, struct s3_xfer *x, int unit);
+    int (*finish)(void *ctx, struct s3_xfer *x, int unit, char *perr, size_t perrlen);
 };
 
-static void mp_start_part(struct mp_state *mp, struct s3_xfer *x, int part)
+static int run_units(struct s3_store *s, int first, int last, const struct par_ops *ops, void *ctx,
+                     char *err, size_t errlen)
 {
-    x->in_fd = mp->fd;
-    x->in_off = (uint64_t)(part - 1) * mp->part_size;
-    x->in_len = DR_MIN(mp->part_size, mp->size - x->in_off);
-    x->part = part;
-    char *q = xasprintf("partNumber=%d&uploadId=%s", part, mp->eid);
-    xfer_prepare(x, "PUT", mp->key, q);
-    free(q);
-    xfer_finish_headers(x);
-    x->t0 = dr_mono_ns();
-    mp->tries[part - 1]++;
-    CURLMcode mc = curl_multi_add_handle(mp->s->multi, x->easy);
-    if (mc != CURLM_OK)
-        abort(); /* only on misuse or out-of-memory */
-}
-
-/* Upload every part with up to s->parallel in flight. 0 or -errno + err. */
-static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
-{
-    struct s3_store *s = mp->s;
-    int P = DR_MIN(s->parallel, mp->n_parts);
+    int n = last - first + 1;
+    if (n <= 0)
+        return 0;
+    int P = DR_MIN(s->parallel, n);
     struct s3_xfer *xs = xcalloc((size_t)P, sizeof *xs);
     bool *busy = xcalloc((size_t)P, sizeof *busy);
-    int in_flight = 0, rc = 0;
+    int *unit_of = xcalloc((size_t)P, sizeof *unit_of);
+    int *tries = xcalloc((size_t)n, sizeof *tries);
+    int64_t *ready_at = xcalloc((size_t)n, sizeof *ready_at);
+    int *pending = xcalloc((size_t)n + 1, sizeof *pending); /* a ring of unit numbers */
+    int head = 0, tail = 0, done = 0, in_flight = 0, rc = 0;
+    for (int u = first; u <= last; u++)
+        pending[tail++ % (n + 1)] = u;
     for (int i = 0; i < P; i++)
         xfer_init(&xs[i], s, i);
-    int64_t *ready_at = xcalloc((size_t)mp->n_parts + 1, sizeof *ready_at);
 
-    while (mp->done < mp->n_parts) {
-        /* Fill idle slots with parts whose retry delay has passed. */
+    while (done < n) {
+        /* Fill idle slots with units whose retry delay has passed. */
         int64_t now = dr_mono_ms(), next_wake = INT64_MAX;
-        for (int i = 0; i < P && rc == 0 && mp->pend_head != mp->pend_tail; i++) {
+        for (int i = 0; i < P && rc == 0 && head != tail; i++) {
             if (busy[i])
                 continue;
-            int part = mp->pending[mp->pend_head % (mp->n_parts + 1)];
-            if (ready_at[part] > now) {
-                next_wake = ready_at[part];
+            int u = pending[head % (n + 1)];
+            if (ready_at[u - first] > now) {
+                next_wake = ready_at[u - first];
                 break;
             }
-            mp->pend_head++;
-            mp_start_part(mp, &xs[i], part);
+            head++;
+            ops->start(ctx, &xs[i], u);
+            xfer_finish_headers(&xs[i]);
+            xs[i].t0 = dr_mono_ns();
+            tries[u - first]++;
+            unit_of[i] = u;
+            if (curl_multi_add_handle(s->multi, xs[i].easy) != CURLM_OK)
+                abort(); /* only on misuse or out-of-memory */
             busy[i] = true;
             in_flight++;
         }
@@ -813,15 +853,14 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
                     usleep((useconds_t)ms * 1000);
                 continue;
             }
-            dr_set_err(err, errlen, "s3: UploadPart %s: %d of %d parts done and none queued",
-                       mp->key, mp->done, mp->n_parts);
+            dr_set_err(err, errlen, "s3: %d of %d transfers done and none queued", done, n);
             rc = -EIO; /* cannot happen: nothing pending, nothing running */
             break;
         }
         int running = 0;
         CURLMcode mc = curl_multi_perform(s->multi, &running);
         if (mc != CURLM_OK) {
-            dr_set_err(err, errlen, "s3: UploadPart: %s", curl_multi_strerror(mc));
+            dr_set_err(err, errlen, "s3: %s: %s", ops->method, curl_multi_strerror(mc));
             rc = -EIO;
         }
         CURLMsg *msg;
@@ -832,37 +871,29 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
             struct s3_xfer *x = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
             int slot = (int)(x - xs);
+            int u = unit_of[slot];
             CURLcode cc = msg->data.result;
             curl_multi_remove_handle(s->multi, x->easy);
             busy[slot] = false;
             in_flight--;
             xfer_done(x, cc);
-            log_xfer(x, "PUT", x->t0);
+            log_xfer(x, ops->method, x->t0);
             char perr[DR_ERRLEN];
-            char what[64];
-            snprintf(what, sizeof what, "UploadPart %d/%d", x->part, mp->n_parts);
-            int prc = xfer_result(x, what, mp->key, perr, sizeof perr);
-            if (prc == 0 && x->etag[0] == '\0') {
-                snprintf(perr, sizeof perr, "s3: %s %s: the reply carried no ETag", what, mp->key);
-                prc = -EBADMSG;
-            }
+            int prc = ops->finish(ctx, x, u, perr, sizeof perr);
+            int t = tries[u - first];
             if (prc == 0) {
-                memcpy(mp->etags[x->part - 1], x->etag, S3_ETAG_MAX);
-                mp->done++;
-            } else if (prc == -EAGAIN && rc == 0 && mp->tries[x->part - 1] < S3_PART_TRIES) {
-                int t = mp->tries[x->part - 1];
-                log_warn("%s; retrying part %d (attempt %d of %d)", perr, x->part, t + 1,
-                         S3_PART_TRIES);
-                ready_at[x->part] = dr_mono_ms() + ((int64_t)S3_PART_BACKOFF_MS << (t - 1));
-                mp->pending[mp->pend_tail % (mp->n_parts + 1)] = x->part;
-                mp->pend_tail++;
+                done++;
+            } else if (prc == -EAGAIN && rc == 0 && t < S3_PART_TRIES) {
+                log_warn("%s; retrying (attempt %d of %d)", perr, t + 1, S3_PART_TRIES);
+                ready_at[u - first] = dr_mono_ms() + ((int64_t)S3_PART_BACKOFF_MS << (t - 1));
+                pending[tail++ % (n + 1)] = u;
             } else if (rc == 0) {
                 rc = prc;
                 dr_set_err(err, errlen, "%s", perr);
             }
         }
         if (rc != 0) {
-            /* Stop every part still in flight. */
+            /* Stop every transfer still in flight. */
             for (int i = 0; i < P; i++) {
                 if (busy[i]) {
                     curl_multi_remove_handle(s->multi, xs[i].easy);
@@ -877,11 +908,51 @@ static int mp_upload_parts(struct mp_state *mp, char *err, size_t errlen)
     }
     for (int i = 0; i < P; i++)
         xfer_clear(&xs[i]);
+    free(pending);
     free(ready_at);
+    free(tries);
+    free(unit_of);
     free(busy);
     free(xs);
     return rc;
 }
+
+struct mp_state {
+    const char *key;
+    char *eid; /* encoded upload id */
+    int fd;
+    uint64_t size, part_size;
+    int n_parts;
+    char (*etags)[S3_ETAG_MAX];
+};
+
+static void mp_start(void *ctx, struct s3_xfer *x, int part)
+{
+    struct mp_state *mp = ctx;
+    x->in_fd = mp->fd;
+    x->in_off = (uint64_t)(part - 1) * mp->part_size;
+    x->in_len = DR_MIN(mp->part_size, mp->size - x->in_off);
+    char *q = xasprintf("partNumber=%d&uploadId=%s", part, mp->eid);
+    xfer_prepare(x, "PUT", mp->key, q);
+    free(q);
+}
+
+static int mp_finish(void *ctx, struct s3_xfer *x, int part, char *perr, size_t perrlen)
+{
+    struct mp_state *mp = ctx;
+    char what[64];
+    snprintf(what, sizeof what, "UploadPart %d/%d", part, mp->n_parts);
+    int rc = xfer_result(x, what, mp->key, perr, perrlen);
+    if (rc == 0 && x->etag[0] == '\0') {
+        snprintf(perr, perrlen, "s3: %s %s: the reply carried no ETag", what, mp->key);
+        rc = -EBADMSG;
+    }
+    if (rc == 0)
+        memcpy(mp->etags[part - 1], x->etag, S3_ETAG_MAX);
+    return rc;
+}
+
+static const struct par_ops mp_ops = {"PUT", mp_start, mp_finish};
 
 static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_t size, char *err,
                             size_t errlen)
@@ -918,7 +989,6 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
         return rc;
 
     struct mp_state mp = {
-        .s = s,
         .key = key,
         .eid = uri_encode(upload_id, false),
         .fd = fd,
@@ -927,15 +997,11 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
         .n_parts = (int)((size + part_size - 1) / part_size),
     };
     mp.etags = xcalloc((size_t)mp.n_parts, sizeof *mp.etags);
-    mp.tries = xcalloc((size_t)mp.n_parts, sizeof *mp.tries);
-    mp.pending = xcalloc((size_t)mp.n_parts + 1, sizeof *mp.pending);
-    for (int i = 0; i < mp.n_parts; i++)
-        mp.pending[mp.pend_tail++] = i + 1;
     log_debug("s3: multipart %s: %d parts of %llu bytes, %d in flight, upload id %s", key,
               mp.n_parts, (unsigned long long)part_size, DR_MIN(s->parallel, mp.n_parts),
               upload_id);
 
-    rc = mp_upload_parts(&mp, err, errlen);
+    rc = run_units(s, 1, mp.n_parts, &mp_ops, &mp, err, errlen);
     if (rc == 0) {
         struct s3xml_part *parts = xcalloc((size_t)mp.n_parts, sizeof *parts);
         for (int i = 0; i < mp.n_parts; i++)
@@ -976,8 +1042,6 @@ static int s3_put_multipart(struct s3_store *s, const char *key, int fd, uint64_
     }
     if (rc < 0)
         abort_multipart(s, key, upload_id);
-    free(mp.pending);
-    free(mp.tries);
     free(mp.etags);
     free(mp.eid);
     free(upload_id);
@@ -1014,6 +1078,101 @@ out:
     return rc;
 }
 
+/* Parallel get: the first range (part_size bytes) is one plain request
+ * that also tells the object's size (Content-Range) and ETag; a small
+ * object ends there, in one request as before. The other ranges then run
+ * with up to parallel_parts in flight, each written in place with pwrite
+ * and bound to the same object version by If-Match. */
+struct get_state {
+    const char *key;
+    int fd;
+    uint64_t size, part_size;
+    int n_ranges;
+    char etag[S3_ETAG_MAX];
+};
+
+static void get_start(void *ctx, struct s3_xfer *x, int unit)
+{
+    struct get_state *g = ctx;
+    x->out_fd = g->fd;
+    x->out_at = true;
+    x->out_at_off = (uint64_t)(unit - 1) * g->part_size;
+    x->out_at_len = DR_MIN(g->part_size, g->size - x->out_at_off);
+    xfer_prepare(x, "GET", g->key, NULL);
+    add_header(x, "Range: bytes=%llu-%llu", (unsigned long long)x->out_at_off,
+               (unsigned long long)(x->out_at_off + x->out_at_len - 1));
+    if (g->etag[0] != '\0')
+        add_header(x, "If-Match: %s", g->etag);
+}
+
+static int get_finish(void *ctx, struct s3_xfer *x, int unit, char *perr, size_t perrlen)
+{
+    struct get_state *g = ctx;
+    char what[64];
+    snprintf(what, sizeof what, "GetObject range %d/%d", unit, g->n_ranges);
+    if (x->status == 412) {
+        snprintf(perr, perrlen,
+                 "s3: %s %s: the object changed while it was read (transient, will retry)", what,
+                 g->key);
+        return -EAGAIN; /* the next job attempt starts again from the first range */
+    }
+    int rc = xfer_result(x, what, g->key, perr, perrlen);
+    if (rc == 0 && x->out_at_done != x->out_at_len) {
+        snprintf(perr, perrlen, "s3: %s %s: %llu of %llu bytes arrived (transient, will retry)",
+                 what, g->key, (unsigned long long)x->out_at_done,
+                 (unsigned long long)x->out_at_len);
+        rc = -EAGAIN;
+    }
+    return rc;
+}
+
+static const struct par_ops get_ops = {"GET", get_start, get_finish};
+
+static int s3_get_ranges(struct s3_store *s, const char *key, int fd, char *err, size_t errlen)
+{
+    struct get_state g = {.key = key, .fd = fd, .part_size = DR_MAX(s->part_size, S3_MIN_PART)};
+    /* Range 1, before the size is known: ask for part_size bytes. */
+    struct s3_xfer x;
+    xfer_init(&x, s, 0);
+    x.out_fd = fd;
+    x.out_at = true;
+    x.out_at_off = 0;
+    x.out_at_len = g.part_size;
+    xfer_prepare(&x, "GET", key, NULL);
+    add_header(&x, "Range: bytes=0-%llu", (unsigned long long)(g.part_size - 1));
+    uint64_t t0 = dr_mono_ns();
+    xfer_run(&x);
+    log_xfer(&x, "GET", t0);
+    int rc;
+    if (x.cc == CURLE_OK && x.status == 416) {
+        rc = 0; /* an empty object: no byte 0 to send */
+    } else {
+        rc = xfer_result(&x, "GetObject", key, err, errlen);
+    }
+    if (rc == 0 && x.status == 206 && x.total > x.out_at_done) {
+        if (x.out_at_done != g.part_size) {
+            dr_set_err(err, errlen,
+                       "s3: GetObject %s: the first range was cut short (transient, will retry)",
+                       key);
+            rc = -EAGAIN;
+        } else {
+            g.size = x.total;
+            g.n_ranges = (int)((g.size + g.part_size - 1) / g.part_size);
+            snprintf(g.etag, sizeof g.etag, "%s", x.etag);
+            if (ftruncate(fd, (off_t)g.size) < 0) {
+                rc = -errno;
+                dr_set_err(err, errlen, "s3: GetObject %s: ftruncate: %s", key, strerror(errno));
+            } else {
+                log_debug("s3: get %s: %d ranges of %llu bytes, %d in flight", key, g.n_ranges,
+                          (unsigned long long)g.part_size, DR_MIN(s->parallel, g.n_ranges - 1));
+                rc = run_units(s, 2, g.n_ranges, &get_ops, &g, err, errlen);
+            }
+        }
+    }
+    xfer_clear(&x);
+    return rc;
+}
+
 static int s3_get(struct dr_store *st, const char *key, const char *dst_path, char *err,
                   size_t errlen)
 {
@@ -1027,11 +1186,15 @@ static int s3_get(struct dr_store *st, const char *key, const char *dst_path, ch
         observe(DR_SOP_GET, t0, rc);
         return rc;
     }
-    struct s3_xfer x;
-    xfer_init(&x, s, 0);
-    x.out_fd = fd;
-    rc = simple_request(&x, "GET", "GetObject", key, NULL, err, errlen);
-    xfer_clear(&x);
+    if (s->parallel > 1) {
+        rc = s3_get_ranges(s, key, fd, err, errlen);
+    } else {
+        struct s3_xfer x;
+        xfer_init(&x, s, 0);
+        x.out_fd = fd;
+        rc = simple_request(&x, "GET", "GetObject", key, NULL, err, errlen);
+        xfer_clear(&x);
+    }
     if (rc == 0 && fsync(fd) < 0) {
         rc = -errno;
         dr_set_err(err, errlen, "s3: GetObject %s: fsync %s: %s", key, dst_path, strerror(errno));

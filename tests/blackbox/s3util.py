@@ -276,6 +276,7 @@ class SigV4Proxy:
         self.checked = 0
         self.failures = []
         self.requests = []  # (method, path) in arrival order
+        self.gets = []      # (path, Range header or None, status) of each GET answered
         self.inject = []    # [regex, status, code] answered instead of forwarding
         self.lock = threading.Lock()
         proxy = self
@@ -298,12 +299,19 @@ class SigV4Proxy:
                     if why:
                         proxy.failures.append("%s %s: %s" % (self.command, self.path, why))
                     fake = None
+                    # matched against "METHOD /path?query [Range: bytes=a-b]"
+                    line = "%s %s" % (self.command, self.path)
+                    if self.headers.get("Range"):
+                        line += " Range: " + self.headers["Range"]
                     for i, (rx, st, code) in enumerate(proxy.inject):
-                        if re.search(rx, "%s %s" % (self.command, self.path)):
+                        if re.search(rx, line):
                             fake = proxy.inject.pop(i)
                             break
                 if fake:
                     _rx, st, code = fake
+                    if self.command == "GET":
+                        with proxy.lock:
+                            proxy.gets.append((self.path, self.headers.get("Range"), st))
                     xml = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
                            "<Message>injected by the test proxy</Message></Error>" % code).encode()
                     self.send_response(st)
@@ -324,6 +332,9 @@ class SigV4Proxy:
                     return
                 finally:
                     c.close()
+                if self.command == "GET":
+                    with proxy.lock:
+                        proxy.gets.append((self.path, self.headers.get("Range"), r.status))
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length",
@@ -350,8 +361,9 @@ class SigV4Proxy:
         return "http://127.0.0.1:%d" % self.port
 
     def fail_next(self, n, status=503, code="SlowDown", match=""):
-        """Answer the next n requests whose "METHOD /path?query" matches the
-        regex `match` with this S3 error instead of forwarding them."""
+        """Answer the next n requests whose "METHOD /path?query" (plus
+        " Range: bytes=a-b" when the request has one) matches the regex
+        `match` with this S3 error instead of forwarding them."""
         with self.lock:
             self.inject.extend([(match, status, code)] * n)
 

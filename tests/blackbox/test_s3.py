@@ -75,6 +75,7 @@ def test_round_trip_0b_1mib_64mib_multipart_and_signatures(dripd_factory, s3rver
         assert job["state"] == "done", job
         assert job["attempts"] == 0, job
     for name, (mid, _jid) in ids.items():
+        os.unlink(os.path.join(d.data_dir, "cache", mid))  # fetch from S3, not the cache
         got = download(d, mid, str(tmp_path / ("got-" + name)))
         assert same_file(files[name], got), name
 
@@ -94,7 +95,20 @@ def test_round_trip_0b_1mib_64mib_multipart_and_signatures(dripd_factory, s3rver
     # The small ones were single PUTs.
     for name in ("empty.bin", "one.bin"):
         k = key_of(s3rver, ids[name][0])
-        assert [p for (m, p) in proxy.requests if k in p] == ["/media/" + k], proxy.requests
+        assert [p for (m, p) in proxy.requests if k in p and m == "PUT"] == ["/media/" + k], proxy.requests
+
+    # The 64 MiB media came back as parallel ranged GETs of part_size: the
+    # first (which tells the size), then the rest, each answered 206.
+    gets = [(r, st) for (p, r, st) in proxy.gets if big_key in p]
+    assert len(gets) == want_parts, gets
+    assert gets[0] == ("bytes=0-%d" % (16 * MiB - 1), 206), gets
+    want = ["bytes=%d-%d" % (i * 16 * MiB, min(obj_size, (i + 1) * 16 * MiB) - 1)
+            for i in range(want_parts)]
+    assert sorted(r for r, _ in gets) == sorted(want) and all(st == 206 for _, st in gets)
+    # a small object is still one request
+    for name in ("empty.bin", "one.bin"):
+        k = key_of(s3rver, ids[name][0])
+        assert len([p for (p, _r, _s) in proxy.gets if k in p]) == 1, proxy.gets
 
     # Every request dripd sent carried a valid Signature V4.
     assert proxy.checked >= 9
@@ -201,6 +215,27 @@ def test_slowdown_and_503_are_retried(dripd_factory, s3rver, proxy, tmp_path):  
     assert job["state"] == "done", job
     assert job["attempts"] == 2, job
     assert same_file(src, download(d, mid, str(tmp_path / "back.bin")))
+    assert proxy.failures == [], proxy.failures
+
+
+def test_parallel_get_retries_one_failed_range(dripd_factory, s3rver, proxy, tmp_path):  # noqa: F811
+    """A range that fails transiently is fetched again on its own: the
+    download job neither fails nor restarts, and the bytes are right."""
+    d = dripd_factory(config=s3_config(proxy.endpoint, part_size="5MiB", parallel_parts=3))
+    src = make_file(str(tmp_path / "r.bin"), 12 * MiB)
+    mid, jid = upload(d, src, "/r/r.bin")
+    assert d.wait_job(jid, timeout=120)["state"] == "done"
+    key = key_of(s3rver, mid)
+    os.unlink(os.path.join(d.data_dir, "cache", mid))  # the next GET must fetch from S3
+    second = "bytes=%d-" % (5 * MiB)
+    proxy.fail_next(1, 503, "SlowDown", match=r"^GET /media/%s Range: %s" % (re.escape(key), second))
+    assert same_file(src, download(d, mid, str(tmp_path / "back.bin")))
+    gets = [(r, st) for (p, r, st) in proxy.gets if key in p]
+    tries = [st for r, st in gets if r.startswith(second)]
+    assert tries == [503, 206], gets
+    assert len(gets) == 4, gets  # 3 ranges + the retried one
+    st, jobs, _h = d.json("GET", "/v1/jobs?limit=1")
+    assert jobs["jobs"][0]["kind"] == "download" and jobs["jobs"][0]["attempts"] == 0, jobs
     assert proxy.failures == [], proxy.failures
 
 
