@@ -4,7 +4,7 @@
  * and job status. GET /v1/media/{id}/content is api_content.c's; this file
  * only routes it there, because the router matches prefixes, not mid-path
  * parameters: one "*" route on "/v1/media/" picks the sub-route from the
- * path and method for every callback of the exchange (media_pick()).
+ * path and method once per exchange (media_pick(), http_route_ops.pick).
  *
  * Threads: handlers run on the connection's event-loop thread. Reads
  * (get, list, job) use the loop thread's catalog connection: SQLite WAL
@@ -964,8 +964,7 @@ static const struct http_route_ops method_ops = {
     .on_head = method_on_head,
 };
 
-/* Which ops serve this exchange. Deterministic in (path, method), so every
- * callback of the exchange lands in the same place. */
+/* Which ops serve this exchange, from its path and method. */
 static const struct http_route_ops *media_pick(const struct http_exchange *ex)
 {
     const struct http_request *rq = http_req(ex);
@@ -1000,45 +999,11 @@ static const struct http_route_ops *media_pick(const struct http_exchange *ex)
     return &method_ops;
 }
 
-static void media_on_head(struct http_exchange *ex)
-{
-    media_pick(ex)->on_head(ex);
-}
-
-static int media_on_body(struct http_exchange *ex, const char *data, size_t len)
-{
-    const struct http_route_ops *o = media_pick(ex);
-    return o->on_body ? o->on_body(ex, data, len) : 0;
-}
-
-static void media_on_end(struct http_exchange *ex)
-{
-    const struct http_route_ops *o = media_pick(ex);
-    if (o->on_end)
-        o->on_end(ex);
-}
-
-static void media_on_abort(struct http_exchange *ex)
-{
-    const struct http_route_ops *o = media_pick(ex);
-    if (o->on_abort)
-        o->on_abort(ex);
-}
-
-static void media_on_done(struct http_exchange *ex)
-{
-    const struct http_route_ops *o = media_pick(ex);
-    if (o->on_done)
-        o->on_done(ex);
-}
-
+/* The router calls media_pick once per exchange (http_route_ops.pick), so
+ * each sub-resource keeps its own handlers and metrics label. */
 static const struct http_route_ops media_ops = {
     .route_class = "media",
-    .on_head = media_on_head,
-    .on_body = media_on_body,
-    .on_end = media_on_end,
-    .on_abort = media_on_abort,
-    .on_done = media_on_done,
+    .pick = media_pick,
 };
 
 void api_media_register_routes(void)

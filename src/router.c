@@ -237,7 +237,7 @@ const struct http_route_ops *router_dispatch(struct http_exchange *ex)
                 return &link_expired_ops;
             if (v == 1) {
                 http_set_user(ex, user, admin);
-                return best->ops;
+                return best->ops->pick ? best->ops->pick(ex) : best->ops;
             }
         }
         const struct dr_user *u = authenticate(ex);
@@ -245,5 +245,5 @@ const struct http_route_ops *router_dispatch(struct http_exchange *ex)
             return &unauthorized_ops;
         http_set_user(ex, u->name, u->admin);
     }
-    return best->ops;
+    return best->ops->pick ? best->ops->pick(ex) : best->ops;
 }

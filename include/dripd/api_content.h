@@ -14,8 +14,8 @@
 #define API_CONTENT_WAIT_MS 60000
 
 /* The route ops for GET/HEAD /v1/media/{id}/content. The router has no
- * mid-path parameters, so api_media's "/v1/media/" route hands these
- * requests to them (every callback, for the whole exchange). */
+ * mid-path parameters, so api_media's "/v1/media/" route picks these ops
+ * for such requests (http_route_ops.pick); metrics count them as "content". */
 const struct http_route_ops *api_content_route(void);
 
 /* Register the event hook that wakes requests waiting for a download job.

@@ -67,6 +67,11 @@ struct http_route_ops {
     void (*on_end)(struct http_exchange *ex);
     void (*on_abort)(struct http_exchange *ex);
     void (*on_done)(struct http_exchange *ex);
+    /* Optional sub-router: the router calls it once the route matched and
+     * the caller is authenticated, and the exchange then uses the ops it
+     * returns (never NULL) for its whole life, metrics label included.
+     * The other members of a route with pick are not used. */
+    const struct http_route_ops *(*pick)(const struct http_exchange *ex);
 };
 
 /* The application: chooses ops for a request head (never NULL: return a

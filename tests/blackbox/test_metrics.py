@@ -80,7 +80,10 @@ def test_promtool_check_metrics_after_traffic(dripd, tmpdir_path):
     assert dripd.curl(dripd.url("/v1/media/nope"))[0] == 404
     st, _, body = dripd.curl(dripd.url("/metrics"), user=None)
     assert st == 200
-    parse(body.decode())
+    _, s = parse(body.decode())
+    # the content route has its own label, though it is routed via /v1/media/
+    assert s.get('dripd_http_requests_total{route="content",status="200"}', 0) >= 1
+    assert s.get('dripd_http_requests_total{route="media",status="404"}', 0) >= 1
     r = subprocess.run([tool, "check", "metrics"], input=body, capture_output=True)
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), \
         "promtool: rc %d\n%s%s" % (r.returncode, r.stdout.decode(), r.stderr.decode())
