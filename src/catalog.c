@@ -921,6 +921,7 @@ static int insert_media(struct catalog *cat, const struct dr_media *m, const cha
  * transaction goes on. Returns 0 or a fatal -errno. */
 static int intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
 {
+    it->created_at = now;
     char *folder = NULL, *name = NULL;
     int rc = split_path(it->path, &folder, &name);
     if (rc < 0)
@@ -2117,6 +2118,7 @@ int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *in
     if (rc < 0)
         goto out;
     intake->result = it.result;
+    intake->created_at = it.created_at;
     if (it.result < 0) {
         rc = it.result; /* -EEXIST: nothing written, the session stays open */
         goto out;

@@ -229,6 +229,7 @@ static void commit_batch(struct ingest_req *batch)
             for (size_t i = 0; i < r->n; i++, k++) {
                 memcpy(r->items[i].media_id, all[k].media_id, sizeof all[k].media_id);
                 memcpy(r->items[i].job_id, all[k].job_id, sizeof all[k].job_id);
+                r->items[i].created_at = all[k].created_at;
                 r->items[i].result = rc < 0 ? rc : all[k].result;
                 if (rc == 0 && all[k].result == 0)
                     accepted++;
@@ -417,7 +418,7 @@ char *ingest_item_json(const struct dr_intake *item, const char *state)
         folder = xstrndup(item->path, (size_t)(slash - item->path));
     name = xstrdup(slash ? slash + 1 : item->path);
     char ts[32];
-    dr_fmt_time(dr_now_ms(), ts, sizeof ts);
+    dr_fmt_time(item->created_at > 0 ? item->created_at : dr_now_ms(), ts, sizeof ts);
     json_t *media =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s}", "id", item->media_id,
                   "path", item->path, "name", name, "folder", folder, "size",

@@ -129,7 +129,8 @@ struct dr_intake {
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
-    int result; /* 0 or -EEXIST */
+    int result;         /* 0 or -EEXIST */
+    int64_t created_at; /* ms, the media's created_at as committed */
 };
 /* In ONE transaction, for each item: insert the media row (state "queued"),
  * an upload job (stage "encrypt", state "queued") and a "job.created"

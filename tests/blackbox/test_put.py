@@ -42,6 +42,9 @@ def check_stored(d, doc, local):
     waits, or through GET .../content once the pipeline has taken it."""
     job = db_row(d, "SELECT * FROM jobs WHERE id = ?", (doc["job"]["id"],))
     assert job is not None, "no job row"
+    # the 202 tells the same creation time the catalog keeps
+    media = d.json("GET", "/v1/media/" + doc["media"]["id"], expect=200)[1]
+    assert media["created_at"] == doc["media"]["created_at"], (media, doc)
     assert job["kind"] == "upload" and job["media_id"] == doc["media"]["id"]
     spool = job.get("spool_path")
     if spool and os.path.exists(spool) and job["state"] == "queued":
