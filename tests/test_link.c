@@ -69,6 +69,11 @@ START_TEST(test_rejections)
     ck_assert_int_eq(link_check(&cfg, MID, user, exp, "abc", 0, &u), LINK_BAD);
     ck_assert_int_eq(link_check(&cfg, MID, NULL, exp, sig, 0, &u), LINK_BAD);
     ck_assert_int_eq(link_check(&cfg, MID, user, exp, NULL, 0, &u), LINK_BAD);
+    /* a message too long to sign is refused, never signed cut short */
+    char longid[600];
+    memset(longid, 'A', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    ck_assert_int_eq(link_check(&cfg, longid, user, exp, sig, 0, &u), LINK_BAD);
     /* a token change revokes every link made with the old one */
     users[0].token = "alice-new-token-1";
     ck_assert_int_eq(link_check(&cfg, MID, user, exp, sig, 0, &u), LINK_BAD);
