@@ -577,14 +577,6 @@ static const struct http_route_ops delete_ops = {
 /* ------------------------------------------------------------------ */
 /* POST /v1/media/{id}/shares  {"user": "bob"}                         */
 
-static bool user_known(const struct dr_config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->n_users; i++)
-        if (strcmp(cfg->users[i].name, name) == 0)
-            return true;
-    return false;
-}
-
 static void shares_on_head(struct http_exchange *ex)
 {
     char id[DR_ID_LEN + 1];
@@ -612,7 +604,7 @@ static void shares_work(void *arg)
         r->rc = -ENOENT; /* visible through a share, but not theirs */
         return;
     }
-    if (!user_known(r->cfg, r->arg)) {
+    if (config_find_user(r->cfg, r->arg) == NULL) {
         r->rc = -ESRCH;
         return;
     }
@@ -680,18 +672,28 @@ static const struct http_route_ops shares_ops = {
 /* ------------------------------------------------------------------ */
 /* POST /v1/media/{id}/download                                        */
 
-static void download_work(void *arg)
+/* Pool thread: r->m = media r->id as r->user sees it. false with r->rc set
+ * (-EAGAIN without a catalog connection, -ENOENT if not visible). */
+static bool work_load_media(struct media_req *r, struct catalog **cat_out)
 {
-    struct media_req *r = arg;
     struct catalog *cat = http_work_catalog();
     if (!cat) {
         r->rc = -EAGAIN;
-        return;
+        return false;
     }
     r->rc = catalog_media_get(cat, r->id, r->user, &r->m);
-    if (r->rc < 0)
+    r->have_media = r->rc == 0;
+    if (cat_out != NULL)
+        *cat_out = cat;
+    return r->have_media;
+}
+
+static void download_work(void *arg)
+{
+    struct media_req *r = arg;
+    struct catalog *cat;
+    if (!work_load_media(r, &cat))
         return;
-    r->have_media = true;
     if (!r->m.state || strcmp(r->m.state, "available") != 0) {
         r->rc = -EINPROGRESS;
         return;
@@ -763,14 +765,7 @@ static const struct http_route_ops download_ops = {
 
 static void link_work(void *arg)
 {
-    struct media_req *r = arg;
-    struct catalog *cat = http_work_catalog();
-    if (!cat) {
-        r->rc = -EAGAIN;
-        return;
-    }
-    r->rc = catalog_media_get(cat, r->id, r->user, &r->m);
-    r->have_media = r->rc == 0;
+    work_load_media(arg, NULL);
 }
 
 static void link_done(struct http_exchange *ex, void *arg)
@@ -778,10 +773,7 @@ static void link_done(struct http_exchange *ex, void *arg)
     struct media_req *r = arg;
     if (http_ex_closed(ex))
         return;
-    const struct dr_user *u = NULL;
-    for (size_t i = 0; i < r->cfg->n_users && r->rc == 0; i++)
-        if (strcmp(r->cfg->users[i].name, r->user) == 0)
-            u = &r->cfg->users[i];
+    const struct dr_user *u = config_find_user(r->cfg, r->user);
     if (r->rc < 0) {
         respond_catalog_error(ex, r->rc, "link");
     } else if (u == NULL || u->token == NULL) {

@@ -312,6 +312,14 @@ const struct dr_user *config_find_token(const struct dr_config *cfg, const char 
     return found;
 }
 
+const struct dr_user *config_find_user(const struct dr_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg != NULL && name != NULL && i < cfg->n_users; i++)
+        if (strcmp(cfg->users[i].name, name) == 0)
+            return &cfg->users[i];
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Loader state and error collection                                    */
 /* ------------------------------------------------------------------ */

@@ -47,14 +47,6 @@ char *link_make(const struct dr_user *u, const char *media_id, int64_t expires)
                      (long long)expires, sig);
 }
 
-static const struct dr_user *find_user(const struct dr_config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->n_users; i++)
-        if (strcmp(cfg->users[i].name, name) == 0)
-            return &cfg->users[i];
-    return NULL;
-}
-
 enum link_verdict link_check(const struct dr_config *cfg, const char *media_id, const char *user,
                              const char *expires, const char *sig, int64_t now,
                              const struct dr_user **out)
@@ -67,7 +59,7 @@ enum link_verdict link_check(const struct dr_config *cfg, const char *media_id, 
     long long e = strtoll(expires, &end, 10);
     if (end == expires || *end != '\0' || errno != 0 || e <= 0 || strlen(sig) != SIG_HEX)
         return LINK_BAD;
-    const struct dr_user *u = find_user(cfg, user);
+    const struct dr_user *u = config_find_user(cfg, user);
     if (u == NULL || u->token == NULL)
         return LINK_BAD;
     char want[SIG_HEX + 1];

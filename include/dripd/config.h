@@ -168,6 +168,8 @@ int config_parse_duration(const char *s, uint64_t *out_ms);
 
 /* Find the user whose token matches (constant time per candidate); NULL if none. */
 const struct dr_user *config_find_token(const struct dr_config *cfg, const char *token, size_t len);
+/* The configured user with that name, or NULL. */
+const struct dr_user *config_find_user(const struct dr_config *cfg, const char *name);
 
 /* Added by the config loader: load and validate an in-memory YAML text of
  * len bytes (need not be NUL-terminated); name is the file name used in
