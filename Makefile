@@ -9,8 +9,11 @@
 #   make fuzz        libFuzzer targets (clang) into build/fuzz/
 #   make format-check
 #
-# Every src/*.c except the program entry points goes into build/libdripd.a;
-# adding a module is adding a file, never editing this Makefile.
+# src/ is laid out by what runs where (docs/ARCHITECTURE.md): every
+# src/<folder>/*.c except the program entry points goes into
+# build/libdripd.a; adding a module is adding a file, never editing this
+# Makefile. scripts/check-layers.sh (run by every build) keeps each folder
+# to the folders below it: http never includes pipeline, nor the reverse.
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -38,8 +41,8 @@ endif
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CFLAGS   += -DDRIPD_VERSION=\"$(VERSION)\"
 
-MAINS    := src/main.c
-LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*.c))
+MAINS    := src/supervisor/main.c
+LIB_SRC  := $(filter-out $(MAINS),$(filter-out src/dripctl/%,$(wildcard src/*/*.c)))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o) $(BUILD)/gen/web_assets.o
 WEB_FILES := $(shell find web/public -type f 2>/dev/null)
 CTL_SRC  := $(wildcard src/dripctl/*.c)
@@ -50,10 +53,13 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-.PHONY: all deps run test unit blackbox systemd-check valgrind install clean \
+.PHONY: all check-layers deps run test unit blackbox systemd-check valgrind install clean \
         format format-check fuzz fuzz-smoke bench chaos web
 
-all: $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
+all: check-layers $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
+
+check-layers:
+	@sh scripts/check-layers.sh
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -65,13 +71,13 @@ $(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.sh
 	sh scripts/embed-web.sh $@
 
 $(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -Isrc/api -c $< -o $@
 
 $(BUILD)/libdripd.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BIN_DRIPD): $(BUILD)/src/main.o $(BUILD)/libdripd.a
+$(BIN_DRIPD): $(BUILD)/src/supervisor/main.o $(BUILD)/libdripd.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -79,9 +85,10 @@ $(BIN_CTL): $(CTL_OBJ) $(BUILD)/libdripd.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Tests may reach a folder's own headers ("api/spool.h"); src/ may not.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libdripd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
 
 deps:
 	@sh scripts/deps.sh
@@ -123,7 +130,7 @@ chaos: all
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) sh scripts/run-blackbox.sh --chaos
 
 format:
-	clang-format -i src/*.c src/*/*.c include/dripd/*.h tests/*.c fuzz/*.c 2>/dev/null || true
+	clang-format -i src/*/*.c src/*/*.h include/dripd/*.h tests/*.c fuzz/*.c 2>/dev/null || true
 
 format-check:
 	@sh scripts/format-check.sh
@@ -131,4 +138,4 @@ format-check:
 clean:
 	rm -rf build build-* bin
 
--include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/src/supervisor/main.d

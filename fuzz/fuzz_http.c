@@ -23,7 +23,7 @@
 
 #include "dripd/config.h"
 #include "dripd/http.h"
-#include "dripd/http_conn.h"
+#include "http/http_conn.h"
 #include "dripd/log.h"
 #include "dripd/router.h"
 #include "dripd/util.h"

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build every libFuzzer target fuzz/fuzz_*.c into build/fuzz/<name>.
 #
-# Each target links against all of src/*.c except the program entry point
-# (src/main.c), compiled once with the same sanitizers into
+# Each target links against all of src/*/*.c except dripctl and the program
+# entry point (src/supervisor/main.c), compiled once with the same sanitizers into
 # build/fuzz/libdripd-fuzz.a, plus the libraries the Makefile's PKGS line
 # names and -lhttp_parser. Objects are rebuilt when their source or any
 # header changed. Needs clang.
@@ -18,7 +18,7 @@ OUT=build/fuzz
 OBJ=$OUT/obj
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 VERSION=$(cat VERSION 2>/dev/null || echo 0.1.0)
-CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -g -O1 -fno-omit-frame-pointer -pthread ${FUZZ_CFLAGS:-}"
+CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fno-omit-frame-pointer -pthread ${FUZZ_CFLAGS:-}"
 
 command -v "$CC" >/dev/null 2>&1 || { echo "build-fuzz: $CC not found" >&2; exit 1; }
 PKGS=$(sed -n 's/^PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
@@ -29,11 +29,11 @@ PKG_LIBS="$(pkg-config --libs $PKGS) -lhttp_parser -pthread -lm"
 mkdir -p "$OBJ"
 objs=""
 bad=""
-for src in src/*.c; do
-  [ "$src" = src/main.c ] && continue
-  o=$OBJ/$(basename "$src" .c).o
+for src in src/*/*.c; do
+  case "$src" in src/supervisor/main.c|src/dripctl/*) continue ;; esac
+  o=$OBJ/$(echo "${src#src/}" | tr / _ | sed 's/\.c$//').o
   # Rebuild when the source or any header is newer than the object.
-  if [ ! -f "$o" ] || [ -n "$(find "$src" include -newer "$o" -name '*.[ch]' | head -1)" ]; then
+  if [ ! -f "$o" ] || [ -n "$(find "$src" include src -newer "$o" -name '*.h' | head -1)" ] || [ "$src" -nt "$o" ]; then
     echo "  CC      $src"
     rm -f "$o"
     # fuzzer-no-link: instrument without pulling in libFuzzer's main().

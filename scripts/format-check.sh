@@ -3,7 +3,7 @@
 set -u
 cd "$(dirname "$0")/.."
 bad=0
-for f in $(git ls-files 'src/*.c' 'src/*/*.c' 'include/dripd/*.h' 'tests/*.c' 'fuzz/*.c'); do
+for f in $(git ls-files 'src/*/*.c' 'src/*/*.h' 'include/dripd/*.h' 'tests/*.c' 'fuzz/*.c'); do
   if ! clang-format --dry-run --Werror "$f" >/dev/null 2>&1; then
     echo "format: $f"; bad=$((bad + 1))
   fi

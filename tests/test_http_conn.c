@@ -19,7 +19,7 @@
 
 #include "dripd/config.h"
 #include "dripd/http.h"
-#include "dripd/http_conn.h"
+#include "http/http_conn.h"
 #include "dripd/router.h"
 #include "dripd/util.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dripd/link.h"
+#include "api/link.h"
 
 #define MID "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 

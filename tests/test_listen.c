@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "dripd/listen.h"
+#include "supervisor/listen.h"
 #include "dripd/util.h"
 
 static void parse_ok(const char *spec, enum dr_listen_kind kind, const char *host, unsigned port,

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dripd/catalog.h"
-#include "dripd/pipeline_commit.h"
+#include "pipeline/pipeline_commit.h"
 #include "dripd/util.h"
 
 #define THREADS 6

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dripd/s3xml.h"
+#include "store/s3xml.h"
 
 #define XMLDECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 #define NS " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""

@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "dripd/sdnotify.h"
+#include "supervisor/sdnotify.h"
 
 /* A bound datagram socket standing in for systemd's notify socket. */
 struct listener {

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dripd/spool.h"
+#include "api/spool.h"
 #include "dripd/util.h"
 
 static char *tmp_dir(void)

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "dripd/metrics.h"
-#include "dripd/stage.h"
+#include "pipeline/stage.h"
 
 /* ---- pure demand arithmetic ---- */
 

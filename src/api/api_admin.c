@@ -1,7 +1,7 @@
 /* api_admin.c - admin routes (see api_admin.h). Runs on http loop threads;
  * the usage query is a single aggregate over the catalog, fast enough to
  * run on the loop. Non-admins get 403. */
-#include "dripd/api_admin.h"
+#include "api_admin.h"
 
 #include <errno.h>
 #include <fcntl.h>

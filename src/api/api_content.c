@@ -32,7 +32,7 @@
  * thread; waiter lists are thread-local, so no locks. enqueue_work() runs
  * on a pool thread and touches only its struct content_req's id/user/rc.
  */
-#include "dripd/api_content.h"
+#include "api_content.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -28,7 +28,7 @@
  * exchange's data from on_head until on_abort/on_done frees it (timers
  * stopped, unlinked).
  */
-#include "dripd/api_events.h"
+#include "api_events.h"
 
 #include <errno.h>
 #include <stdbool.h>

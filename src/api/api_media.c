@@ -27,7 +27,7 @@
  * on_done/on_abort, which free it; a pending http_defer never outlives it
  * (the server holds on_abort until the done callback ran).
  */
-#include "dripd/api_media.h"
+#include "api_media.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -37,12 +37,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dripd/api_content.h"
+#include "api_content.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
-#include "dripd/link.h"
+#include "link.h"
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"

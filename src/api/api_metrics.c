@@ -1,7 +1,7 @@
 /* api_metrics.c - GET /metrics (see api_metrics.h). Renders the shared
  * counters on the loop thread: a fixed-size struct, so a bounded amount of
  * work per scrape. */
-#include "dripd/api_metrics.h"
+#include "api_metrics.h"
 
 #include <stdlib.h>
 

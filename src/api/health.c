@@ -8,7 +8,7 @@
  * the failed checks listed. Both run on the loop thread and only do cheap
  * local checks (access(2), statvfs(2), a shared counter).
  */
-#include "dripd/health.h"
+#include "health.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@
 
 #include "dripd/config.h"
 #include "dripd/http.h"
-#include "dripd/ingest.h"
+#include "ingest.h"
 #include "dripd/metrics.h"
 #include "dripd/router.h"
 #include "dripd/util.h"

@@ -29,22 +29,22 @@
 
 #include <event2/event.h>
 
-#include "dripd/api_admin.h"
-#include "dripd/api_content.h"
-#include "dripd/api_events.h"
-#include "dripd/api_media.h"
-#include "dripd/api_metrics.h"
+#include "api_admin.h"
+#include "api_content.h"
+#include "api_events.h"
+#include "api_media.h"
+#include "api_metrics.h"
 #include "dripd/config.h"
-#include "dripd/health.h"
+#include "health.h"
 #include "dripd/http.h"
-#include "dripd/ingest.h"
+#include "ingest.h"
 #include "dripd/log.h"
 #include "dripd/router.h"
-#include "dripd/tus.h"
-#include "dripd/upload_multipart.h"
-#include "dripd/upload_put.h"
+#include "tus.h"
+#include "upload_multipart.h"
+#include "upload_put.h"
 #include "dripd/util.h"
-#include "dripd/web.h"
+#include "web.h"
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100

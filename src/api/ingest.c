@@ -36,7 +36,7 @@
  * it. The threads start on the first submit (or ingest_start) and stop in
  * ingest_stop(), which syncs and commits what is queued first.
  */
-#include "dripd/ingest.h"
+#include "ingest.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -50,7 +50,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
-#include "dripd/spool.h"
+#include "spool.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
 

@@ -6,7 +6,7 @@
  * signature, so an attacker learns nothing from which check failed first
  * beyond "expired" for links that were genuinely issued.
  */
-#include "dripd/link.h"
+#include "link.h"
 
 #include <errno.h>
 #include <stdbool.h>

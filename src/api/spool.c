@@ -12,7 +12,7 @@
  * filesystems without a journal, so the caller's directory fsync (one
  * more flush) is what makes those last writes durable.
  */
-#include "dripd/spool.h"
+#include "spool.h"
 
 #include <errno.h>
 #include <fcntl.h>

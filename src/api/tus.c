@@ -37,7 +37,7 @@
  * Locks: g_busy.mu only guards the busy set; it is a leaf (nothing is
  * called while holding it).
  */
-#include "dripd/tus.h"
+#include "tus.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,11 +56,11 @@
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
-#include "dripd/ingest.h"
+#include "ingest.h"
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
-#include "dripd/spool.h"
+#include "spool.h"
 #include "dripd/tus_header.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"

@@ -23,7 +23,7 @@
  * Cleanup: every spool file that did not become a job is removed, on any
  * error, abort or conflict.
  */
-#include "dripd/upload_multipart.h"
+#include "upload_multipart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,12 +38,12 @@
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
-#include "dripd/ingest.h"
+#include "ingest.h"
 #include "dripd/log.h"
 #include "dripd/multipart.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
-#include "dripd/spool.h"
+#include "spool.h"
 #include "dripd/util.h"
 
 #define FILES_PREFIX "/v1/files"

@@ -23,7 +23,7 @@
  * spool file is removed in on_abort. Once committed, the spool file
  * belongs to the job (the pipeline reads and removes it).
  */
-#include "dripd/upload_put.h"
+#include "upload_put.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +36,11 @@
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
-#include "dripd/ingest.h"
+#include "ingest.h"
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
-#include "dripd/spool.h"
+#include "spool.h"
 #include "dripd/util.h"
 
 #define PREFIX "/v1/files"

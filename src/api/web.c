@@ -7,7 +7,7 @@
  * no-cache + ETag); the other files are cacheable for an hour and
  * revalidated by ETag after that. Runs on http loop threads; no state.
  */
-#include "dripd/web.h"
+#include "web.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
 #ifndef DRIPD_WEB_H
 #define DRIPD_WEB_H
 
-#include "dripd/web_assets.h"
+#include "web_assets.h"
 
 /* Registers GET "/" (the UI and its static files; the catch-all for GET). */
 void web_register_routes(void);

@@ -31,7 +31,7 @@
  * request is DONE or ABANDONED, and nothing holds it (http_defer, ingest).
  * Then exactly one of on_done / on_abort runs.
  */
-#include "dripd/http_conn.h"
+#include "http_conn.h"
 
 #include <errno.h>
 #include <inttypes.h>

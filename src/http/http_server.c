@@ -47,7 +47,7 @@
 
 #include "dripd/catalog.h"
 #include "dripd/config.h"
-#include "dripd/http_conn.h"
+#include "http_conn.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"

@@ -28,7 +28,7 @@
 #include "dripd/catalog.h"
 #include "dripd/keys.h"
 #include "dripd/metrics.h"
-#include "dripd/stage.h"
+#include "stage.h"
 
 struct dr_config;
 struct dr_worker_ctx;

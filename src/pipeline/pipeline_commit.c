@@ -18,7 +18,7 @@
  * edges TSan wants). Lock order: the mutex is a leaf; the catalog call and
  * the callback run without it.
  */
-#include "dripd/pipeline_commit.h"
+#include "pipeline_commit.h"
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -67,13 +67,13 @@
 #include "dripd/cache.h"
 #include "dripd/config.h"
 #include "dripd/log.h"
-#include "dripd/pipeline.h"
-#include "dripd/pipeline_commit.h"
+#include "pipeline.h"
+#include "pipeline_commit.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
-#include "dripd/scrub.h"
+#include "scrub.h"
 #include "dripd/store_probe.h"
-#include "dripd/webhook.h"
+#include "webhook.h"
 #include "dripd/worker.h"
 
 #define N_STAGES 3

@@ -13,7 +13,7 @@
  * means missing; -EBADMSG corrupt; other errors are recorded as corrupt
  * with their message (a scrub reports, it does not retry).
  */
-#include "dripd/scrub.h"
+#include "scrub.h"
 
 #include <errno.h>
 #include <fcntl.h>

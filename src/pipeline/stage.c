@@ -47,7 +47,7 @@
  * to hand an item on, never both), so there is no order to get wrong.
  * Handlers run with no engine lock held. Metrics are relaxed atomics.
  */
-#include "dripd/stage.h"
+#include "stage.h"
 
 #include <errno.h>
 #include <pthread.h>

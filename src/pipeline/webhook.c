@@ -20,7 +20,7 @@
  * and by curl's progress callback (aborts a POST in flight).
  * Lock order: wh->mu is a leaf; no lock is held during I/O.
  */
-#include "dripd/webhook.h"
+#include "webhook.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -41,7 +41,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
-#include "dripd/stage.h"
+#include "stage.h"
 #include "dripd/util.h"
 
 #define BATCH 32

@@ -11,7 +11,7 @@
  * Threads: none of its own; no global state. Never expands entities:
  * a DOCTYPE or entity declaration stops the parse with -EBADMSG.
  */
-#include "dripd/s3xml.h"
+#include "s3xml.h"
 
 #include <errno.h>
 #include <expat.h>

@@ -75,7 +75,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
-#include "dripd/s3xml.h"
+#include "s3xml.h"
 #include "dripd/util.h"
 
 #define S3_MAX_PARALLEL 64          /* cap on storage.s3.parallel_parts */

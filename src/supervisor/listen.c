@@ -11,7 +11,7 @@
  *
  * Never: exec, threads, blocking I/O on the sockets.
  */
-#include "dripd/listen.h"
+#include "listen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

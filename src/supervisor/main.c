@@ -16,8 +16,8 @@
 
 #include "dripd/config.h"
 #include "dripd/log.h"
-#include "dripd/rebuild.h"
-#include "dripd/supervisor.h"
+#include "rebuild.h"
+#include "supervisor.h"
 #include "dripd/util.h"
 
 static void usage(FILE *f)

@@ -20,7 +20,7 @@
  * Threads: runs in the supervisor before any worker starts, on the calling
  * thread only. Never deletes or changes an object.
  */
-#include "dripd/rebuild.h"
+#include "rebuild.h"
 
 #include <errno.h>
 #include <stdio.h>

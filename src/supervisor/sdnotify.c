@@ -11,7 +11,7 @@
  * Never: blocks (MSG_DONTWAIT), raises SIGPIPE (datagram socket), or
  * allocates per message (a bounded stack buffer).
  */
-#include "dripd/sdnotify.h"
+#include "sdnotify.h"
 
 #include <errno.h>
 #include <inttypes.h>

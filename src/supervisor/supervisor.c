@@ -40,7 +40,7 @@
  * MSG_DONTWAIT; a full channel drops an idempotent wake-up), allocation in
  * a signal handler.
  */
-#include "dripd/supervisor.h"
+#include "supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,10 +63,10 @@
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/keys.h"
-#include "dripd/listen.h"
+#include "listen.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
-#include "dripd/sdnotify.h"
+#include "sdnotify.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
 
