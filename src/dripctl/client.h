@@ -10,25 +10,25 @@
 #include <stdio.h>
 
 struct client {
-    char *url;          /* base, no trailing slash */
+    char *url; /* base, no trailing slash */
     char *token;
-    bool json;          /* --json output */
+    bool json; /* --json output */
     bool quiet;
-    bool tty;           /* stderr is a terminal: progress bars */
-    void *curl;         /* CURL * */
-    char err[512];      /* last error, one line */
-    long status;        /* last HTTP status */
+    bool tty;      /* stderr is a terminal: progress bars */
+    void *curl;    /* CURL * */
+    char err[512]; /* last error, one line */
+    long status;   /* last HTTP status */
 };
 
 /* Exit codes (documented in dripctl(1)). */
 enum {
     EXIT_OK = 0,
-    EXIT_FAIL = 1,      /* server error, network, local I/O */
+    EXIT_FAIL = 1, /* server error, network, local I/O */
     EXIT_USAGE = 2,
-    EXIT_AUTH = 3,      /* 401 */
-    EXIT_NOTFOUND = 4,  /* 404 */
-    EXIT_CONFLICT = 5,  /* 409 */
-    EXIT_BUSY = 6,      /* 503: try again later */
+    EXIT_AUTH = 3,     /* 401 */
+    EXIT_NOTFOUND = 4, /* 404 */
+    EXIT_CONFLICT = 5, /* 409 */
+    EXIT_BUSY = 6,     /* 503: try again later */
 };
 
 int client_init(struct client *c);
@@ -46,13 +46,13 @@ int client_download(struct client *c, const char *path, const char *dst, const c
  * The upload URL is kept in state_file so an interrupted run resumes.
  * limit_rate (bytes/s, 0 = none) exists for tests. On success fills
  * job_id/media_id (64 bytes each) and returns 0. */
-int client_tus_upload(struct client *c, const char *file, const char *folder, const char *state_file,
-                      uint64_t chunk, uint64_t limit_rate, char *job_id, char *media_id,
-                      uint64_t *resumed_at);
+int client_tus_upload(struct client *c, const char *file, const char *folder,
+                      const char *state_file, uint64_t chunk, uint64_t limit_rate, char *job_id,
+                      char *media_id, uint64_t *resumed_at);
 /* Follow an SSE stream, calling fn(event type, data) per event; returns
  * when the server closes or fn returns non-zero. */
-int client_sse(struct client *c, const char *path, int (*fn)(const char *type, const char *data, void *arg),
-               void *arg);
+int client_sse(struct client *c, const char *path,
+               int (*fn)(const char *type, const char *data, void *arg), void *arg);
 
 /* URL-encode s (heap). */
 char *client_escape(struct client *c, const char *s);
