@@ -1,7 +1,8 @@
 /* http.h - the HTTP/1.1 server's face towards route handlers.
  *
  * The server (http_server.c: listener + event-loop threads; http_conn.c:
- * one connection's state machine over a bufferevent + http_parser) parses
+ * one connection's state machine: its own socket I/O with two events and
+ * two evbuffers, no bufferevent, plus http_parser) parses
  * request heads, then asks the application's dispatch function for a
  * route. Handlers run on the connection's loop thread and must never
  * block for long; slow work (fsync, catalog writes, waiting) goes through
@@ -44,6 +45,7 @@ struct dr_config;
 struct dr_worker_ctx;
 struct catalog;
 struct json_t;
+struct dr_metrics;
 
 struct http_request {
     int method;              /* enum http_method from http_parser.h */
@@ -97,6 +99,8 @@ bool http_user_admin(const struct http_exchange *ex);
 struct http_thread *http_ex_thread(const struct http_exchange *ex);
 const struct dr_config *http_cfg(const struct http_exchange *ex);
 struct dr_worker_ctx *http_worker_ctx(const struct http_exchange *ex);
+/* Shared counters (never NULL: a private zeroed struct without a worker ctx). */
+struct dr_metrics *http_ex_metrics(const struct http_exchange *ex);
 /* The loop thread's own catalog connection (opened lazily, never NULL
  * unless the catalog cannot be opened; then NULL and the caller answers 503). */
 struct catalog *http_thread_catalog(struct http_thread *t);
@@ -132,6 +136,11 @@ void http_stream_start(struct http_exchange *ex, int status, const char *content
 /* Queue bytes; returns -EAGAIN (and queues nothing) while more than
  * 256 KiB is waiting to be written: the caller retries later. */
 int http_stream_write(struct http_exchange *ex, const void *data, size_t len);
+/* Streaming back-pressure: fn(ex, arg) runs on the loop thread each time
+ * the queued output drops below the http_stream_write() limit after a
+ * write returned -EAGAIN. NULL fn clears it. */
+void http_stream_on_drain(struct http_exchange *ex, void (*fn)(struct http_exchange *ex, void *arg),
+                          void *arg);
 void http_stream_end(struct http_exchange *ex);
 /* True once the client is gone (a deferred done callback must check it). */
 bool http_ex_closed(const struct http_exchange *ex);
@@ -147,11 +156,25 @@ int http_defer(struct http_exchange *ex, void (*work)(void *arg),
 /* Inside a work() function only: the calling pool thread's own catalog
  * connection (opened lazily; NULL if the catalog cannot be opened). */
 struct catalog *http_work_catalog(void);
+/* Keep ex valid across an asynchronous operation of your own (ingest uses
+ * it): while held, the exchange is neither finished nor freed and on_abort
+ * waits, exactly as for http_defer(). Loop thread only; every hold needs
+ * one release. A release that drops the last hold of a dead connection
+ * runs on_abort and frees it. */
+void http_ex_hold(struct http_exchange *ex);
+void http_ex_release(struct http_exchange *ex);
+/* Run fn(t, arg) on loop thread t (from any thread). Returns 0; fn runs
+ * exactly once, in order with other posts to t (at the latest while the
+ * server is destroyed). */
+int http_thread_post(struct http_thread *t, void (*fn)(struct http_thread *t, void *arg),
+                     void *arg);
 /* Run fn(t, arg) on every loop thread (e.g. wake SSE streams after an event). */
 void http_server_post_all(struct http_server *srv, void (*fn)(struct http_thread *t, void *arg),
                           void *arg);
 struct http_server *http_thread_server(struct http_thread *t);
-/* Timers on the loop thread. */
+/* Timers on the loop thread. A one-shot timer stays allocated after it
+ * fired; always release it with http_timer_stop() (safe after it fired,
+ * and from inside its own fn). */
 struct http_timer;
 struct http_timer *http_timer_start(struct http_thread *t, uint64_t ms, bool repeat,
                                     void (*fn)(void *arg), void *arg);
@@ -171,45 +194,20 @@ int http_server_create(const struct http_server_opts *opts, struct http_server *
 int http_server_run(struct http_server *srv);
 /* Stop accepting; finish in-flight exchanges; close idle keep-alives. */
 void http_server_drain(struct http_server *srv);
-void http_server_destroy(struct http_server *srv); /* NULL ok */
-
-/* Reason phrase for a status ("Not Found"; 460 "Checksum Mismatch"). */
-const char *http_reason(int status);
-
-/* ---- additions (httpcore): add-only extensions of the contract above ---- */
-/* Timer lifetime: a one-shot timer stays allocated after it fired; always
- * release it with http_timer_stop() (safe after it fired, and from inside
- * its own fn). */
-
-/* Keep ex valid across an asynchronous operation of your own (ingest uses
- * it): while held, the exchange is neither finished nor freed and on_abort
- * waits, exactly as for http_defer(). Loop thread only; every hold needs
- * one release. A release that drops the last hold of a dead connection
- * runs on_abort and frees it. */
-void http_ex_hold(struct http_exchange *ex);
-void http_ex_release(struct http_exchange *ex);
-/* Run fn(t, arg) on loop thread t (from any thread). Returns 0; fn runs
- * exactly once, in order with other posts to t (at the latest while the
- * server is destroyed). */
-int http_thread_post(struct http_thread *t, void (*fn)(struct http_thread *t, void *arg),
-                     void *arg);
-/* Streaming back-pressure: fn(ex, arg) runs on the loop thread each time
- * the queued output drops below the http_stream_write() limit after a
- * write returned -EAGAIN. NULL fn clears it. */
-void http_stream_on_drain(struct http_exchange *ex, void (*fn)(struct http_exchange *ex, void *arg),
-                          void *arg);
-/* Shared counters (never NULL: a private zeroed struct without a worker ctx). */
-struct dr_metrics *http_ex_metrics(const struct http_exchange *ex);
-/* Loop threads: index 0 is the thread that calls http_server_run(). */
-int http_server_thread_count(const struct http_server *srv);
-struct http_thread *http_server_thread(struct http_server *srv, int i);
 /* True once http_server_drain() was called (long-lived streams should end). */
 bool http_server_draining(const struct http_server *srv);
 /* Stop now: http_server_run() returns; in-flight exchanges are aborted by
  * http_server_destroy(). Any thread. */
 void http_server_stop(struct http_server *srv);
+void http_server_destroy(struct http_server *srv); /* NULL ok */
+/* Loop threads: index 0 is the thread that calls http_server_run(). */
+int http_server_thread_count(const struct http_server *srv);
+struct http_thread *http_server_thread(struct http_server *srv, int i);
 /* True when every loop thread ran its tick timer within max_age_ms (the
  * http worker sends heartbeats only then, so a stuck loop stops them). */
 bool http_server_loops_alive(struct http_server *srv, uint64_t max_age_ms);
+
+/* Reason phrase for a status ("Not Found"; 460 "Checksum Mismatch"). */
+const char *http_reason(int status);
 
 #endif

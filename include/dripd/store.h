@@ -45,9 +45,9 @@ struct dr_store_ops {
     /* Is the backend reachable and writable? (readiness). 0 or -errno + err. */
     int (*check)(struct dr_store *st, char *err, size_t errlen);
     void (*close)(struct dr_store *st);
-    /* Optional (NULL: not supported), added by the perfpipe branch: a
-     * read-only fd on the object itself, for backends whose objects are
-     * local files, so a reader needs no copy (see store_open_read). */
+    /* Optional (NULL: not supported): a read-only fd on the object itself,
+     * for backends whose objects are local files, so a reader needs no
+     * copy (see store_open_read). */
     int (*open_read)(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
 };
 
@@ -85,7 +85,7 @@ static inline int store_exists(struct dr_store *st, const char *key, uint64_t *s
     return st->ops->exists(st, key, size, err, n);
 }
 
-/* Added by the s3 branch: the process-global metrics sink every backend
+/* The process-global metrics sink every backend
  * reports into (store_duration/errors per op, store_bytes_up/down). Set it
  * once per process, before any store thread starts (the shared mapping is
  * inherited across fork); NULL (the default) records nothing. Defined in
@@ -94,7 +94,7 @@ struct dr_metrics;
 void store_set_metrics(struct dr_metrics *m);
 struct dr_metrics *store_metrics(void);
 
-/* Added by the perfpipe branch: open the object key for reading in place.
+/* Open the object key for reading in place.
  * 0 and *fd (the caller closes it; the object stays readable through it
  * even if it is deleted or replaced meanwhile), -ENOENT absent,
  * -EOPNOTSUPP when the backend has no local files (fetch a copy with

@@ -1,7 +1,16 @@
-/* api_admin.c - admin routes (see api_admin.h). Runs on http loop threads;
- * the usage query is a single aggregate over the catalog, fast enough to
- * run on the loop. Non-admins get 403. */
-#include "api_admin.h"
+/* api_admin.c - admin-only routes: usage report and scrub control.
+ *
+ *   GET  /v1/admin/usage   users ranked by bytes: {"users":[{"user","files","bytes"}]}
+ *   POST /v1/admin/scrub   ask the pipeline to verify every stored object (202)
+ *   GET  /v1/admin/scrub   progress and findings of the last scrub
+ *
+ * Scrub hand-off: the http worker writes <data_dir>/run/scrub.request and
+ * wakes the pipeline; the pipeline's scrub (scrub.c) reports into
+ * <data_dir>/run/scrub.json (replaced atomically), which GET returns.
+ *
+ * Runs on http loop threads; the usage query is a single aggregate over
+ * the catalog, fast enough to run on the loop. Non-admins get 403. */
+#include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>

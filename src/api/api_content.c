@@ -1,4 +1,4 @@
-/* api_content.c - GET/HEAD /v1/media/{id}/content (see api_content.h).
+/* api_content.c - GET/HEAD /v1/media/{id}/content (routes.h, docs/API.md).
  *
  * What: serves a media's plaintext from this node's cache with sendfile,
  * with conditional and range requests; on a cache miss it enqueues a
@@ -32,7 +32,7 @@
  * thread; waiter lists are thread-local, so no locks. enqueue_work() runs
  * on a pool thread and touches only its struct content_req's id/user/rc.
  */
-#include "api_content.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +62,8 @@
 #define CONTENT_SUFFIX "/content"
 /* Download jobs one request may start (a done job whose entry vanished). */
 #define CONTENT_MAX_JOBS 3
+/* How long a request waits for its download job before 503. */
+#define API_CONTENT_WAIT_MS 60000
 
 struct content_req {
     struct http_exchange *ex;

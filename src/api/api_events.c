@@ -1,4 +1,4 @@
-/* api_events.c - GET /v1/events, Server-Sent Events (see api_events.h).
+/* api_events.c - GET /v1/events, Server-Sent Events (routes.h, docs/API.md).
  *
  * What: one long streaming response per client carrying that user's job
  * events from the catalog's event log, in seq order, each as
@@ -28,7 +28,7 @@
  * exchange's data from on_head until on_abort/on_done frees it (timers
  * stopped, unlinked).
  */
-#include "api_events.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -43,6 +43,9 @@
 #include "dripd/router.h"
 #include "dripd/util.h"
 
+#define API_EVENTS_PING_MS 15000
+/* Open streams per event-loop thread; more get 503. */
+#define API_EVENTS_MAX_STREAMS 1024
 #define SSE_BATCH 64     /* events per catalog read */
 #define SSE_BATCHES 16   /* reads per pump before yielding to the loop */
 #define SSE_RETRY_MS 250 /* back-off after a catalog error */

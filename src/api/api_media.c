@@ -1,4 +1,13 @@
-/* api_media.c - the media and jobs routes (see api_media.h, docs/API.md).
+/* api_media.c - the media and jobs routes (routes.h, docs/API.md).
+ *
+ *   GET    /v1/media?folder=/x          folder listing
+ *   GET    /v1/media/{id}               one media
+ *   PATCH  /v1/media/{id}               move/rename {"path":"/new/name.ext"}
+ *   DELETE /v1/media/{id}               delete row, cache entry and object
+ *   POST   /v1/media/{id}/shares        share {"user":"bob"}
+ *   POST   /v1/media/{id}/download      warm the cache (download job)
+ *   GET    /v1/media/{id}/content       handed to api_content.c
+ *   GET    /v1/jobs/{id}                one job
  *
  * What: folder listing, get, move/rename, delete, share, download warm-up
  * and job status. GET /v1/media/{id}/content is api_content.c's; this file
@@ -27,7 +36,7 @@
  * on_done/on_abort, which free it; a pending http_defer never outlives it
  * (the server holds on_abort until the done callback ran).
  */
-#include "api_media.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -37,7 +46,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api_content.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
@@ -76,7 +84,11 @@ static json_t *json_time_or_null(int64_t ms)
     return json_string(buf);
 }
 
-json_t *api_media_json(const struct dr_media *m, const char *viewer)
+/* A media as the API shows it to viewer (new reference, caller owns):
+ * {"id","path","name","folder","size","sha256","content_type","state",
+ *  "owner","created_at","uploaded_at","shared"}; times RFC 3339, absent
+ * values null, "shared" true when viewer is not the owner. */
+static json_t *api_media_json(const struct dr_media *m, const char *viewer)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(m->id));
@@ -95,7 +107,10 @@ json_t *api_media_json(const struct dr_media *m, const char *viewer)
     return o;
 }
 
-json_t *api_job_json(const struct dr_job *j)
+/* A job as GET /v1/jobs/{id} shows it (new reference, caller owns):
+ * {"id","kind","state","stage","media_id","attempts","error",
+ *  "created_at","updated_at"}. */
+static json_t *api_job_json(const struct dr_job *j)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(j->id));

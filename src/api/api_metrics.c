@@ -1,7 +1,8 @@
-/* api_metrics.c - GET /metrics (see api_metrics.h). Renders the shared
- * counters on the loop thread: a fixed-size struct, so a bounded amount of
- * work per scrape. */
-#include "api_metrics.h"
+/* api_metrics.c - GET /metrics: the node-wide counters (metrics.h) in the
+ * Prometheus text format, no auth (bind the listener or firewall it if the
+ * numbers are sensitive). Renders the shared counters on the loop thread:
+ * a fixed-size struct, so a bounded amount of work per scrape. */
+#include "routes.h"
 
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* health.c - GET /healthz and GET /readyz (health.h). No authentication.
+/* health.c - GET /healthz and GET /readyz (routes.h). No authentication.
  *
  * /healthz answers 200 whenever the loop that serves it runs: that is
  * liveness. /readyz answers 200 {"ready":true,...} only when this node can
@@ -8,7 +8,7 @@
  * the failed checks listed. Both run on the loop thread and only do cheap
  * local checks (access(2), statvfs(2), a shared counter).
  */
-#include "health.h"
+#include "routes.h"
 
 #include <stdlib.h>
 #include <string.h>

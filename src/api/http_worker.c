@@ -16,8 +16,12 @@
  *     in-flight exchanges, close idle keep-alives; after
  *     supervisor.drain_timeout whatever is left is aborted. Exit status 0.
  *
- * Route registration lives in setup_routes(): modules expose a
- * *_register_routes() function and are listed there.
+ * Route registration lives in setup_routes(): each route module declares
+ * its *_register_routes() function in routes.h and is listed there.
+ *
+ * This file lives in src/api/, not src/http/: it is the process that wires
+ * the routes (api) to the server (http), and src/http/ stays the HTTP
+ * layer below the routes, which never includes api code.
  */
 #include "dripd/worker.h"
 
@@ -29,22 +33,13 @@
 
 #include <event2/event.h>
 
-#include "api_admin.h"
-#include "api_content.h"
-#include "api_events.h"
-#include "api_media.h"
-#include "api_metrics.h"
 #include "dripd/config.h"
-#include "health.h"
 #include "dripd/http.h"
 #include "ingest.h"
+#include "routes.h"
 #include "dripd/log.h"
 #include "dripd/router.h"
-#include "tus.h"
-#include "upload_multipart.h"
-#include "upload_put.h"
 #include "dripd/util.h"
-#include "web.h"
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100

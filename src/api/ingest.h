@@ -21,6 +21,15 @@
 #include "dripd/catalog.h"
 #include "dripd/http.h"
 
+struct dr_worker_ctx;
+
+/* Start the committer thread now (else the first ingest_submit starts it
+ * with that exchange's config and worker ctx). 0 / -errno. */
+int ingest_start(const struct dr_config *cfg, struct dr_worker_ctx *ctx);
+/* Commit everything queued, complete it (posts to the loop threads), and
+ * stop the committer. Call after the HTTP server has drained. */
+void ingest_stop(void);
+
 /* Called on ex's loop thread. rc == 0: the transaction committed, look at
  * each items[i].result (0 accepted, -EEXIST path taken) and ids. rc < 0:
  * nothing was committed (-ENOSPC, -EIO...). Also called when the client
@@ -41,14 +50,5 @@ void ingest_respond_busy(struct http_exchange *ex);
 /* {"media":{...},"job":{...}} JSON text for one accepted item (caller frees);
  * used for 202 bodies. */
 char *ingest_item_json(const struct dr_intake *item, const char *state);
-
-/* ---- additions (httpcore) ---- */
-struct dr_worker_ctx;
-/* Start the committer thread now (else the first ingest_submit starts it
- * with that exchange's config and worker ctx). 0 / -errno. */
-int ingest_start(const struct dr_config *cfg, struct dr_worker_ctx *ctx);
-/* Commit everything queued, complete it (posts to the loop threads), and
- * stop the committer. Call after the HTTP server has drained. */
-void ingest_stop(void);
 
 #endif

@@ -1,4 +1,10 @@
-/* tus.c - the tus 1.0.0 endpoint: /v1/uploads (see tus.h, docs/UPLOADS.md).
+/* tus.c - the tus 1.0.0 endpoint: /v1/uploads (routes.h, docs/UPLOADS.md).
+ *
+ * Core protocol plus the extensions creation, creation-with-upload,
+ * creation-defer-length, termination, checksum (sha1, sha256) and
+ * expiration. A finished upload becomes an upload job (catalog_tus_finish)
+ * whose id the last PATCH returns in the Upload-Job header. The header
+ * grammar lives in tus_header.h.
  *
  * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
  * (optionally with its first bytes), HEAD reports the durable offset,
@@ -37,7 +43,7 @@
  * Locks: g_busy.mu only guards the busy set; it is a leaf (nothing is
  * called while holding it).
  */
-#include "tus.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>

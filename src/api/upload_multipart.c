@@ -23,7 +23,7 @@
  * Cleanup: every spool file that did not become a job is removed, on any
  * error, abort or conflict.
  */
-#include "upload_multipart.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +47,9 @@
 #include "dripd/util.h"
 
 #define FILES_PREFIX "/v1/files"
+/* At most this many file parts per request (each holds a spool fd until
+ * the batch commits). */
+#define UPLOAD_MULTIPART_MAX_FILES 100
 #define CT_MAX 255
 #define WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a part */
 

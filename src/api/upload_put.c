@@ -1,4 +1,6 @@
-/* upload_put.c - PUT /v1/files/{path} (see upload_put.h).
+/* upload_put.c - PUT /v1/files/{path}: a raw request body becomes a file
+ * at that path in the caller's tree (routes.h; docs/HTTP.md for the
+ * back-pressure design).
  *
  * Flow (all on the connection's loop thread, except the commit):
  *   on_head  path check (400), size check from Content-Length (413, before
@@ -23,7 +25,7 @@
  * spool file is removed in on_abort. Once committed, the spool file
  * belongs to the job (the pipeline reads and removes it).
  */
-#include "upload_put.h"
+#include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,18 +7,21 @@
  * no-cache + ETag); the other files are cacheable for an hour and
  * revalidated by ETag after that. Runs on http loop threads; no state.
  */
-#include "web.h"
+#include "routes.h"
+#include "web_assets.h"
 
 #include <string.h>
 
 #include "dripd/http.h"
 #include "dripd/router.h"
 
-const char web_csp[] =
+/* The Content-Security-Policy every UI response carries. */
+static const char web_csp[] =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-const struct web_asset *web_find(const char *path)
+/* The asset for a request path ("/" -> "/index.html"), or NULL. */
+static const struct web_asset *web_find(const char *path)
 {
     if (path == NULL)
         return NULL;

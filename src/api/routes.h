@@ -1,0 +1,59 @@
+/* routes.h - the HTTP API's routes, one registration function per module.
+ *
+ * The dripd-http process (http_worker.c) calls router_reset() and then
+ * each *_register_routes() below once, before the server starts; each
+ * adds its routes with router_add() (router.h) and, where it waits for
+ * pipeline events, an event hook. docs/API.md is the reference for bodies
+ * and status codes.
+ *
+ *   health.c            GET /healthz, GET /readyz (no auth)
+ *   api_metrics.c       GET /metrics (Prometheus text, no auth)
+ *   api_admin.c         GET /v1/admin/usage, POST|GET /v1/admin/scrub (admin only)
+ *   web.c               GET / and the UI's static files (the catch-all for GET)
+ *   upload_put.c        PUT /v1/files/{path}
+ *   upload_multipart.c  POST /v1/files/{folder} (multipart/form-data)
+ *   tus.c               /v1/uploads (tus 1.0.0, docs/UPLOADS.md)
+ *   api_media.c         GET|PATCH|DELETE /v1/media[/{id}], POST /v1/media/{id}/shares,
+ *                       POST /v1/media/{id}/download, GET /v1/jobs[/{id}]
+ *   api_content.c       GET|HEAD /v1/media/{id}/content (reached through api_media)
+ *   api_events.c        GET /v1/events (Server-Sent Events)
+ *
+ * Threads: registration runs on the process's main thread before any loop
+ * thread exists; the handlers run on loop threads (http.h).
+ */
+#ifndef DRIPD_ROUTES_H
+#define DRIPD_ROUTES_H
+
+struct http_route_ops;
+struct http_thread;
+struct dr_config;
+
+void health_register_routes(void);
+void api_metrics_register_routes(void);
+void api_admin_register_routes(void);
+void web_register_routes(void);
+void upload_put_register_routes(void);
+void upload_multipart_register_routes(void);
+void tus_register_routes(void);
+void api_media_register_routes(void);
+/* Only the event hook that wakes requests waiting for a download job: the
+ * content route itself is api_content_route(). */
+void api_content_register_routes(void);
+void api_events_register_routes(void);
+
+/* The ops for GET/HEAD /v1/media/{id}/content. The router has no mid-path
+ * parameters, so api_media's "/v1/media/" route picks these ops for such
+ * requests (http_route_ops.pick); metrics count them as "content". */
+const struct http_route_ops *api_content_route(void);
+
+/* tus expiry sweep on loop thread t: every expiration/4 (clamped to
+ * 100 ms .. 30 s) it removes unfinished uploads whose expires_at passed,
+ * with their spool files (catalog_tus_expired/catalog_tus_delete), skipping
+ * any upload a request is using. Start once, from the thread that runs t's
+ * loop or before the server runs (http_worker: loop 0); stop after
+ * http_server_run() returned, before http_server_destroy() (safe when
+ * never started). */
+void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg);
+void tus_sweep_stop(void);
+
+#endif
