@@ -54,7 +54,7 @@ BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
 .PHONY: all check-layers deps run test unit blackbox systemd-check valgrind install clean \
-        format format-check fuzz fuzz-smoke bench chaos web
+        format format-check fuzz fuzz-smoke bench chaos web lossyfs
 
 all: check-layers $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
 
@@ -90,6 +90,24 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libdripd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
 
+# Test tools (never sanitized, whatever SANITIZE says): lossyfs, a FUSE
+# file system that forgets what was not made durable, and its LD_PRELOAD
+# shim that turns a syncfs(2) of the mount into a lossyfs sync.
+TOOLS        := build/tools
+LOSSYFS      := $(TOOLS)/lossyfs
+LOSSYFS_SO   := $(TOOLS)/liblossyfs-preload.so
+TOOL_CFLAGS  := -O2 -g -std=c11 -D_GNU_SOURCE $(WARN) $(if $(filter true,$(CI)),-Werror)
+
+lossyfs: $(LOSSYFS) $(LOSSYFS_SO)
+
+$(LOSSYFS): tests/tools/lossyfs/lossyfs.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) $(shell pkg-config --cflags fuse3) -o $@ $< $(shell pkg-config --libs fuse3) -pthread
+
+$(LOSSYFS_SO): tests/tools/lossyfs/preload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) -fPIC -shared -o $@ $< -ldl
+
 deps:
 	@sh scripts/deps.sh
 
@@ -101,8 +119,9 @@ run: deps all
 unit: $(TEST_BIN)
 	@sh scripts/run-unit.sh $(TEST_BIN)
 
-blackbox: all
+blackbox: all lossyfs
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
+	  LOSSYFS_BIN=$(abspath $(LOSSYFS)) LOSSYFS_PRELOAD=$(abspath $(LOSSYFS_SO)) \
 	  sh scripts/run-blackbox.sh
 
 systemd-check:

@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config clang clang-format libclang-rt-14-dev
 libevent-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libssl-dev libsqlite3-dev libexpat1-dev check
 curl python3 python3-pytest nginx-light apache2-utils wrk awscli sqlite3
-systemd valgrind procps iproute2 openssl nodejs npm chromium"
+systemd valgrind procps iproute2 openssl nodejs npm chromium
+libfuse3-dev fuse3 util-linux"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
