@@ -4,6 +4,8 @@
 #   make run         deps + build + start dripd on 127.0.0.1:8080 (embedded defaults)
 #   make test        unit tests (Check) + black-box tests against the real daemon
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
+#   make CFLAGS='-O0 -g'   your CFLAGS/CPPFLAGS/LDFLAGS are added after the
+#                          project's (which stay: -Iinclude, warnings, hardening)
 #   make valgrind    unit tests under valgrind
 #   make install PREFIX=/usr/local DESTDIR=
 #   make fuzz        libFuzzer targets (clang) into build/fuzz/
@@ -26,20 +28,39 @@ PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libcrypto sqlite
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
 
+# Flags. The project's own live in DRIPD_*; CPPFLAGS, CFLAGS and LDFLAGS
+# are the user's and come last, so `make CFLAGS=-O0` changes the
+# optimisation and keeps -Iinclude, the warnings and the hardening.
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) -MMD -MP -pthread
+CFLAGS   ?= $(if $(SANITIZE),-O1,-O2) -g
+DRIPD_CPPFLAGS := -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -DDRIPD_VERSION=\"$(VERSION)\"
+DRIPD_CFLAGS   := -std=c11 $(WARN) -MMD -MP -pthread
+DRIPD_LDFLAGS  :=
 LDLIBS   += $(PKG_LIBS) -pthread -lm
+
+# Hardening, on by default: stack protector, PIE, full RELRO (GOT read-only
+# after start-up), CET where the compiler targets it, and
+# _FORTIFY_SOURCE=3 when optimising (it needs -O). Sanitizer builds leave
+# FORTIFY out: its __*_chk functions bypass the sanitizers' interceptors.
+DRIPD_CFLAGS  += -fstack-protector-strong -fPIE
+DRIPD_CFLAGS  += $(shell $(CC) -fcf-protection -x c -c /dev/null -o /dev/null 2>/dev/null && echo -fcf-protection)
+DRIPD_LDFLAGS += -pie -Wl,-z,relro,-z,now
+OPT_LEVEL := $(lastword $(filter -O%,$(CFLAGS)))
+ifeq ($(SANITIZE),)
+ifneq ($(filter-out -O0,$(OPT_LEVEL)),)
+DRIPD_CPPFLAGS += -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3
+endif
+endif
 ifneq ($(SANITIZE),)
-CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
-LDFLAGS  += -fsanitize=$(SANITIZE)
+DRIPD_CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+DRIPD_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 ifeq ($(CI),true)
-CFLAGS   += -Werror
+DRIPD_CFLAGS  += -Werror
 endif
-
-VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
-CFLAGS   += -DDRIPD_VERSION=\"$(VERSION)\"
+ALL_CFLAGS  = $(DRIPD_CPPFLAGS) $(DRIPD_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(DRIPD_LDFLAGS) $(LDFLAGS)
 
 MAINS    := src/supervisor/main.c
 LIB_SRC  := $(filter-out $(MAINS),$(filter-out src/dripctl/%,$(wildcard src/*/*.c)))
@@ -63,7 +84,7 @@ check-layers:
 
 $(BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # The web UI is embedded in the binary (scripts/embed-web.sh).
 $(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.sh
@@ -71,7 +92,7 @@ $(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.sh
 	sh scripts/embed-web.sh $@
 
 $(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
-	$(CC) $(CFLAGS) -Isrc/api -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Isrc/api -c $< -o $@
 
 $(BUILD)/libdripd.a: $(LIB_OBJ)
 	@rm -f $@
@@ -79,16 +100,16 @@ $(BUILD)/libdripd.a: $(LIB_OBJ)
 
 $(BIN_DRIPD): $(BUILD)/src/supervisor/main.o $(BUILD)/libdripd.a
 	@mkdir -p bin
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN_CTL): $(CTL_OBJ) $(BUILD)/libdripd.a
 	@mkdir -p bin
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Tests may reach a folder's own headers ("api/spool.h"); src/ may not.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libdripd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
+	$(CC) $(ALL_CFLAGS) -Isrc $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libdripd.a $(LDLIBS) $(shell pkg-config --libs check)
 
 # Test tools (never sanitized, whatever SANITIZE says): lossyfs, a FUSE
 # file system that forgets what was not made durable, and its LD_PRELOAD

@@ -216,7 +216,7 @@ START_TEST(test_adopt_and_evictor_thread)
     struct cache_evictor *ev = cache_evictor_start(cfg, &met);
     ck_assert_ptr_nonnull(ev);
     for (int i = 0; i < 5; i++) {
-        char id[8], *spool = xasprintf("%s/spool-%d", dir, i);
+        char id[16], *spool = xasprintf("%s/spool-%d", dir, i);
         snprintf(id, sizeof id, "u%d", i);
         int fd = open(spool, O_WRONLY | O_CREAT, 0600);
         char buf[1000];

@@ -83,7 +83,7 @@ END_TEST
 static void make_files(const char *d, int *fds, char **paths, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        char id[32];
+        char id[48];
         snprintf(id, sizeof id, "01ARZ3NDEKTSV4RRFFQ69G5F%02zu", i);
         ck_assert_int_eq(spool_create(d, id, &fds[i], &paths[i]), 0);
         ck_assert_int_eq(spool_write(fds[i], id, strlen(id)), 0);
