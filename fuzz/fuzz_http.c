@@ -8,7 +8,8 @@
  * between; then the client half-closes, the loop runs until the connection
  * is gone or stops progressing, and the client end is closed. Routes cover
  * the handler paths: immediate answers, accepted bodies (with pause and
- * resume), refusals before the body, streamed and file responses, HEAD.
+ * resume; on_end reads the head back, after any chunked trailers),
+ * refusals before the body, streamed and file responses, HEAD.
  * Build: sh scripts/build-fuzz.sh; run: build/fuzz/fuzz_http fuzz/corpus/http
  */
 #include <errno.h>
@@ -73,6 +74,9 @@ static int up_body(struct http_exchange *ex, const char *data, size_t len)
 static void up_end(struct http_exchange *ex)
 {
     struct up *u = http_get_data(ex);
+    const char *h = http_header(ex, "X-Test");
+    /* the head must still be intact after the body (and its trailers) */
+    http_add_headerf(ex, "X-Target", "%.40s %s", http_req(ex)->target, h ? h : "-");
     http_add_headerf(ex, "X-Bytes", "%zu", u->n);
     http_respond(ex, 201, "text/plain", "ok", 2);
 }

@@ -122,7 +122,25 @@ static void file_head(struct http_exchange *ex)
     http_respond_file(ex, 200, "application/octet-stream", fd, 10, 50000);
 }
 
+/* on_end sees the request as it was when the head was dispatched, however
+ * long the chunked trailers were. */
+static void trailer_end(struct http_exchange *ex)
+{
+    n_end++;
+    const struct http_request *r = http_req(ex);
+    ck_assert_str_eq(r->target, "/up/trailer?x=1");
+    ck_assert_str_eq(r->path, "/up/trailer");
+    ck_assert_str_eq(http_header(ex, "X-Head"), "kept");
+    http_respond(ex, 201, "text/plain", "ok", 2);
+}
+
 static const struct http_route_ops file_ops = {.route_class = "content", .on_head = file_head};
+static const struct http_route_ops trailer_ops = {.route_class = "upload",
+                                                  .on_head = upload_head,
+                                                  .on_body = upload_body,
+                                                  .on_end = trailer_end,
+                                                  .on_done = count_done,
+                                                  .on_abort = count_abort};
 static const struct http_route_ops echo_ops = {.route_class = "other", .on_head = echo_head};
 static const struct http_route_ops upload_ops = {.route_class = "upload",
                                                  .on_head = upload_head,
@@ -150,6 +168,7 @@ static void setup(void)
     cfg->users[0].token = xstrdup("sekrit");
     router_reset();
     router_add("GET", "/echo", false, &echo_ops);
+    router_add("PUT", "/up/trailer", false, &trailer_ops);
     router_add("PUT", "/up/", false, &upload_ops);
     router_add("PUT", "/reject", false, &reject_ops);
     router_add("GET", "/defer", false, &defer_ops);
@@ -579,6 +598,48 @@ START_TEST(file_response_by_sendfile)
 }
 END_TEST
 
+/* Trailers after a chunked body: they are read (within max_header_size)
+ * and dropped; the head the handler saw stays valid (it was
+ * use-after-free: the trailers grew the head arena by realloc). */
+START_TEST(chunked_trailers_do_not_move_the_head)
+{
+    char trailers[1600];
+    size_t off = 0;
+    for (int i = 0; i < 8; i++) /* 10 fields in all: limits.max_headers here */
+        off += (size_t)snprintf(trailers + off, sizeof trailers - off, "X-Trailer-%02d: %0120d\r\n",
+                                i, i);
+    char *msg = xasprintf("PUT /up/trailer?x=1 HTTP/1.1\r\nX-Head: kept\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n0\r\n%s\r\nGET /echo?q=next HTTP/1.1\r\n\r\n",
+                          trailers);
+    send_str(msg);
+    free(msg);
+    bool both = pump(two, 3000);
+    ck_assert_msg(both, "got: %.400s", rbuf);
+    ck_assert_ptr_nonnull(strstr(rbuf, "HTTP/1.1 201 "));
+    ck_assert_ptr_nonnull(strstr(rbuf, "q=next"));
+    ck_assert_int_eq(n_end, 1);
+    ck_assert_int_eq(body_bytes, 3);
+}
+END_TEST
+
+/* Trailers count against limits.max_header_size like a head does. */
+START_TEST(chunked_trailers_too_large_400)
+{
+    send_str("PUT /up/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n");
+    char line[128];
+    for (int i = 0; i < 40; i++) {
+        snprintf(line, sizeof line, "X-T%02d: %080d\r\n", i, i);
+        send_str(line);
+    }
+    send_str("\r\n");
+    ck_assert(pump(closed, 3000));
+    ck_assert_ptr_nonnull(strstr(rbuf, "HTTP/1.1 400 "));
+    ck_assert_ptr_nonnull(strstr(rbuf, "trailer"));
+    ck_assert_int_eq(n_end, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("http_conn");
@@ -607,6 +668,8 @@ int main(void)
     tcase_add_test(tc, router_auth_404_405);
     tcase_add_test(tc, smuggling_cl_and_te_rejected);
     tcase_add_test(tc, file_response_by_sendfile);
+    tcase_add_test(tc, chunked_trailers_do_not_move_the_head);
+    tcase_add_test(tc, chunked_trailers_too_large_400);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

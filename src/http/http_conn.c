@@ -89,6 +89,8 @@ struct http_exchange {
     struct hdr *hdrs;
     unsigned n_hdrs, cap_hdrs;
     enum hstate hstate;
+    uint64_t trailer_bytes; /* chunked trailer fields: counted, never stored */
+    unsigned n_trailers;
     char *path, *query;
     struct qparam *qparams;
     /* handler state */
@@ -119,7 +121,8 @@ struct http_conn {
     struct http_exchange *ex;
     enum tmode tmode;
     uint64_t head_bytes;
-    int err_status; /* set by parser callbacks: 431 */
+    int err_status;         /* set by parser callbacks: 431 */
+    const char *err_detail; /* set by parser callbacks: why a body failed */
     bool reading, writing, peer_eof, dead, closing, lingering, draining;
     bool in_progress, again, head_done, refused, freed;
     int64_t linger_end;
@@ -333,6 +336,27 @@ static int p_on_message_begin(http_parser *p)
     return 0;
 }
 
+/* A trailer field (after a chunked body; the head is done). The head arena
+ * must not grow any more: handlers hold pointers into it (req.target,
+ * http_header() values) and a realloc would leave them dangling. Nobody
+ * reads trailers (RFC 9110 6.5.1 lets a recipient drop them), so they are
+ * counted against the head's limits and dropped. */
+static int trailer_part(struct http_conn *c, size_t len, bool field_start)
+{
+    struct http_exchange *ex = c->ex;
+    const struct dr_config *cfg = cfg_of(c);
+    ex->trailer_bytes += len + (field_start ? 4 : 0); /* ": " and CRLF */
+    if (field_start)
+        ex->n_trailers++;
+    if (ex->trailer_bytes > cfg->limits.max_header_size ||
+        ex->n_trailers > (unsigned)cfg->limits.max_headers) {
+        c->err_detail = "chunked trailer section too large (limits.max_header_size / "
+                        "limits.max_headers)";
+        return -1;
+    }
+    return 0;
+}
+
 static int p_on_url(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
@@ -347,6 +371,11 @@ static int p_on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     struct http_exchange *ex = c->ex;
+    if (c->head_done) {
+        bool start = ex->hstate != H_FIELD;
+        ex->hstate = H_FIELD;
+        return trailer_part(c, len, start);
+    }
     if (ex->hstate != H_FIELD) {
         if ((int)ex->n_hdrs >= cfg_of(c)->limits.max_headers) {
             c->err_status = 431;
@@ -376,6 +405,10 @@ static int p_on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_conn *c = p->data;
     struct http_exchange *ex = c->ex;
+    if (c->head_done) {
+        ex->hstate = H_VALUE;
+        return trailer_part(c, len, false);
+    }
     if (ex->hstate != H_VALUE) {
         if (arena_nul(ex) < 0) {
             c->err_status = 431;
@@ -1198,7 +1231,7 @@ static void parse_error(struct http_conn *c, enum http_errno err)
                                    : http_errno_description(err));
         return;
     }
-    fail_body(c, 400, http_errno_description(err));
+    fail_body(c, 400, c->err_detail ? c->err_detail : http_errno_description(err));
 }
 
 /* Run the parser over buffered input while the state allows it. */
