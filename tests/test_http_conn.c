@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -598,6 +600,57 @@ START_TEST(file_response_by_sendfile)
 }
 END_TEST
 
+static int want_responses;
+
+static bool enough(void)
+{
+    return responses() >= want_responses || peer_closed;
+}
+
+/* Replace the socketpair client by a TCP loopback connection: its socket
+ * buffers take thousands of small responses without blocking the server
+ * (a unix socket charges each write a whole buffer). */
+static void use_tcp(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(l, 1), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    int s = accept(l, NULL, NULL);
+    ck_assert_int_ge(s, 0);
+    close(l);
+    close(cli);
+    cli = c;
+    fcntl(cli, F_SETFL, fcntl(cli, F_GETFL) | O_NONBLOCK);
+    http_conn_start(http_server_thread(srv, 0), s, "tcp", false);
+}
+
+/* 2,400 requests in one send, more than the old guard of 10,000 steps per
+ * callback. The connection must be rescheduled when it yields with input
+ * left (it was not: 2,000 answers, then 408 after header_timeout). */
+START_TEST(pipelined_2400_in_one_send_all_answered)
+{
+    use_tcp();
+    static const char req[] = "GET /echo HTTP/1.1\r\n\r\n";
+    size_t n = 2400, rl = sizeof req - 1;
+    char *all = xmalloc(n * rl);
+    for (size_t i = 0; i < n; i++)
+        memcpy(all + i * rl, req, rl);
+    send_all(all, n * rl);
+    free(all);
+    want_responses = (int)n;
+    ck_assert(pump(enough, 10000));
+    ck_assert_int_eq(responses(), (int)n);
+    ck_assert_ptr_null(strstr(rbuf, " 408 "));
+    ck_assert(!peer_closed);
+}
+END_TEST
+
 /* Trailers after a chunked body: they are read (within max_header_size)
  * and dropped; the head the handler saw stays valid (it was
  * use-after-free: the trailers grew the head arena by realloc). */
@@ -668,6 +721,7 @@ int main(void)
     tcase_add_test(tc, router_auth_404_405);
     tcase_add_test(tc, smuggling_cl_and_te_rejected);
     tcase_add_test(tc, file_response_by_sendfile);
+    tcase_add_test(tc, pipelined_2400_in_one_send_all_answered);
     tcase_add_test(tc, chunked_trailers_do_not_move_the_head);
     tcase_add_test(tc, chunked_trailers_too_large_400);
     suite_add_tcase(s, tc);

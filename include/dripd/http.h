@@ -174,7 +174,8 @@ void http_server_post_all(struct http_server *srv, void (*fn)(struct http_thread
 struct http_server *http_thread_server(struct http_thread *t);
 /* Timers on the loop thread. A one-shot timer stays allocated after it
  * fired; always release it with http_timer_stop() (safe after it fired,
- * and from inside its own fn). */
+ * and from inside its own fn). Timers run before connection events (the
+ * loop's higher priority), so keep fn short. */
 struct http_timer;
 struct http_timer *http_timer_start(struct http_thread *t, uint64_t ms, bool repeat,
                                     void (*fn)(void *arg), void *arg);

@@ -63,6 +63,7 @@
 #define LINGER_IDLE_MS 2000
 #define LINGER_TOTAL_MS 10000
 #define RH_MAX (16u << 10) /* extra response header bytes per exchange */
+#define STEP_BUDGET 64     /* state-machine steps per callback; then yield to the loop */
 
 enum rq { RQ_HEAD, RQ_WAIT, RQ_BODY, RQ_DISCARD, RQ_DONE, RQ_ABANDONED };
 enum rs { RS_NONE, RS_STREAM, RS_COMPLETE };
@@ -1444,6 +1445,12 @@ static void update_io(struct http_conn *c)
     }
 }
 
+/* Run the state machine for at most STEP_BUDGET steps (a few pipelined
+ * requests). A connection with work left yields: its kick event goes into
+ * the loop's timer queue with a zero timeout, so it runs again on the next
+ * loop turn, after the other connections and the loop's timers (heartbeat
+ * tick, signal poll) had theirs. Nothing else would wake it: its input may
+ * all be buffered already. */
 static void conn_progress(struct http_conn *c)
 {
     if (c->in_progress) {
@@ -1451,17 +1458,21 @@ static void conn_progress(struct http_conn *c)
         return;
     }
     c->in_progress = true;
-    int guard = 0;
+    int steps = 0;
     do {
         c->again = false;
         step(c);
-    } while (c->again && ++guard < 10000);
+    } while (c->again && ++steps < STEP_BUDGET);
     c->in_progress = false;
     if (c->dead && c->ex == NULL) {
         conn_free(c);
         return;
     }
     update_io(c);
+    if (c->again) {
+        static const struct timeval next_turn = {0, 0};
+        event_add(c->kick, &next_turn);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -19,6 +19,14 @@
  *
  * Lock order: pool mutex and inbox mutexes are leaves (never nested).
  *
+ * Fairness: a connection callback does a bounded amount of work and then
+ * yields (http_conn.c, STEP_BUDGET). Housekeeping timers (the heartbeat
+ * tick, http_timer_start(): heartbeat, signal poll, drain deadline) have
+ * the higher of two priorities, and a loop looks for due timers after
+ * DISPATCH_SLICE_MS of connection callbacks, so a flood of pipelined
+ * requests on thousands of connections neither withholds the heartbeat
+ * nor delays a SIGTERM drain.
+ *
  * Drain: stop accepting, ask every connection to close after its current
  * exchange (idle ones close at once), and stop the loops when the last
  * connection is gone. http_server_stop() stops at once; destroy then
@@ -57,6 +65,9 @@
 #define POOL_QUEUE_MAX 1024
 #define REFUSING_MAX 256 /* connections answered 503 and still lingering */
 #define CATALOG_RETRY_MS 1000
+#define PRIO_TIMERS 0        /* heartbeat tick, http_timer_start() timers */
+#define PRIO_CONNS 1         /* everything else (libevent's default: the middle one) */
+#define DISPATCH_SLICE_MS 20 /* connection callbacks in a row before timers are checked */
 
 struct post {
     struct post *next;
@@ -289,6 +300,7 @@ struct http_timer *http_timer_start(struct http_thread *t, uint64_t ms, bool rep
     tm->ev = event_new(t->base, -1, repeat ? EV_PERSIST : 0, on_timer, tm);
     if (tm->ev == NULL)
         abort();
+    event_priority_set(tm->ev, PRIO_TIMERS);
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     event_add(tm->ev, &tv);
     return tm;
@@ -586,14 +598,20 @@ static int thread_init(struct http_server *srv, struct http_thread *t, int idx)
     struct event_config *ec = event_config_new();
     if (ec == NULL)
         return -ENOMEM;
+    /* Two priorities: housekeeping timers (PRIO_TIMERS) run before any
+     * connection event, and the loop stops running connection callbacks
+     * after DISPATCH_SLICE_MS to look for due timers. */
+    struct timeval slice = {.tv_sec = 0, .tv_usec = DISPATCH_SLICE_MS * 1000};
+    event_config_set_max_dispatch_interval(ec, &slice, -1, PRIO_CONNS);
     t->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    if (t->base == NULL)
+    if (t->base == NULL || event_base_priority_init(t->base, 2) != 0)
         return -ENOMEM;
     t->inbox_ev = event_new(t->base, -1, EV_PERSIST, on_inbox, t);
     t->tick_ev = event_new(t->base, -1, EV_PERSIST, on_tick, t);
     if (t->inbox_ev == NULL || t->tick_ev == NULL)
         return -ENOMEM;
+    event_priority_set(t->tick_ev, PRIO_TIMERS);
     uint64_t iv = srv->cfg->supervisor.heartbeat_interval;
     if (iv == 0 || iv > 1000)
         iv = 1000;

@@ -20,6 +20,7 @@ import pytest
 from chaos_lib import Load, healthy, mount_tmpfs, umount, verify
 from s3util import have_s3rver, s3_config, s3rver  # noqa: F401
 from conftest import DRIPCTL, make_file, same_file, wait_until
+from flood import PipelineFlood
 
 LONG = os.environ.get("CHAOS_LONG") == "1"
 ROUNDS = 5 if LONG else 1
@@ -268,5 +269,44 @@ def test_burst_above_queue_limit(dripd_factory, tmpdir_path):
         load.acked[json.loads(body)["media"]["id"]] = (digest, 10000, "")
     load.attempted = burst
     load.rejected = {"503": len(busy)}
+    verify(d, load)
+    healthy(d)
+
+
+def test_pipelining_flood_under_upload_load(dripd_factory, tmpdir_path):
+    """Issue 17: unauthenticated clients pipelining ~1,900 GET /healthz each
+    on many connections (1,500 in the long run) while normal uploads go on.
+    Every flood request is answered, the uploads keep being acknowledged
+    during the flood, nothing acknowledged is lost, and the http worker is
+    never killed for a withheld heartbeat."""
+    conns = 1500 if LONG else 200
+    # The short run has fewer connections, so a tighter heartbeat_timeout
+    # catches a loop that stops ticking for a fraction of the flood.
+    hb = {} if LONG else {"heartbeat_interval": "100ms", "heartbeat_timeout": "1500ms"}
+    d = dripd_factory(config={"log": {"level": "info"}, "supervisor": hb})
+    pid = d.worker("http")
+    load = Load(d, os.path.join(tmpdir_path, "load"), threads=THREADS).start()
+    flood = None
+    try:
+        load.wait_acked(3)
+        flood = PipelineFlood(d.host, d.port, conns=conns, per_conn=1900).start()
+        assert flood.started.wait(120), "the flood could not connect"
+        acked_before = len(load.acked)
+        assert flood.join(900), "the flood did not finish"
+        acked_during = len(load.acked) - acked_before
+    finally:
+        if flood is not None:
+            flood.abort()
+        load.stop()
+    print("FLOOD REPORT " + json.dumps({"conns": conns, "answered": flood.answered,
+                                         "closed_early": flood.closed_early,
+                                         "uploads_acked_during": acked_during}))
+    assert not flood.errors, flood.errors
+    assert flood.answered == conns * 1900 and flood.closed_early == 0, \
+        (flood.answered, flood.closed_early)
+    assert acked_during > 0, "no upload was acknowledged during the flood"
+    log = d.log_text()
+    assert "silent for" not in log and "heartbeat withheld" not in log, d.log_tail(20)
+    assert d.workers("http") == [pid], "the http worker was replaced"
     verify(d, load)
     healthy(d)
