@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define DR_ERRLEN 256
 #define DR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -40,6 +41,13 @@ void dr_set_err(char *err, size_t errlen, const char *fmt, ...)
 int64_t dr_now_ms(void);  /* CLOCK_REALTIME, ms since epoch */
 int64_t dr_mono_ms(void); /* CLOCK_MONOTONIC, ms */
 uint64_t dr_mono_ns(void);
+/* Condition variables whose timed waits run on CLOCK_MONOTONIC, so a step
+ * of the wall clock never stretches or cuts a timeout. Every timed wait in
+ * dripd uses one: init it with dr_cond_init_mono() and give
+ * pthread_cond_timedwait() the deadline from dr_mono_timespec(), an
+ * absolute dr_mono_ms() value (e.g. dr_mono_ms() + 200). */
+void dr_cond_init_mono(pthread_cond_t *cv);
+void dr_mono_timespec(struct timespec *ts, int64_t mono_ms);
 /* RFC 3339 UTC with milliseconds: "2026-11-25T00:06:05.123Z". buf >= 32. */
 void dr_fmt_time(int64_t ms, char *buf, size_t len);
 

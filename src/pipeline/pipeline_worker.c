@@ -159,16 +159,10 @@ int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)
     return store_open(t->pc->cfg, &t->store, err, errlen); /* -EAGAIN: retried */
 }
 
-static void mono_deadline(struct timespec *ts, int64_t mono_ms)
-{
-    ts->tv_sec = (time_t)(mono_ms / 1000);
-    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
-}
-
 bool pl_sleep(struct pl_ctx *pc, uint64_t ms)
 {
     struct timespec ts;
-    mono_deadline(&ts, dr_mono_ms() + (int64_t)ms);
+    dr_mono_timespec(&ts, dr_mono_ms() + (int64_t)ms);
     pthread_mutex_lock(&pc->stop_mu);
     while (!pc->stopping)
         if (pthread_cond_timedwait(&pc->stop_cv, &pc->stop_mu, &ts) == ETIMEDOUT)
@@ -181,15 +175,6 @@ bool pl_sleep(struct pl_ctx *pc, uint64_t ms)
 static bool stopping(struct pl_ctx *pc)
 {
     return __atomic_load_n(&pc->stopping, __ATOMIC_RELAXED) != 0;
-}
-
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
 }
 
 /* ---- reporting ---- */
@@ -552,7 +537,7 @@ static void wait_for_work(struct runner *r, uint64_t seen_gen)
             break;
         }
         struct timespec ts;
-        mono_deadline(&ts, until);
+        dr_mono_timespec(&ts, until);
         if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
             if (r->next_retry && r->next_retry <= dr_mono_ms())
                 r->next_retry = 0;
@@ -641,7 +626,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     r->pl = pl;
     r->hooks = hooks;
     pthread_mutex_init(&r->mu, NULL);
-    cond_init_mono(&r->cv);
+    dr_cond_init_mono(&r->cv);
     const struct dr_config *cfg = pc->cfg;
     struct stage_spec specs[N_STAGES];
     /* notify is short but does two catalog commits and a directory fsync
@@ -847,7 +832,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     pc->wctx = ctx;
     pc->metrics = ctx->metrics ? ctx->metrics : &private_metrics;
     pthread_mutex_init(&pc->stop_mu, NULL);
-    cond_init_mono(&pc->stop_cv);
+    dr_cond_init_mono(&pc->stop_cv);
     if (pipe2(w->drained_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         log_error("pipe: %s", strerror(errno));
         free(w);

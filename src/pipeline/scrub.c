@@ -282,12 +282,7 @@ static void *coordinator(void *arg)
             s->feeding_done = true;
         pthread_cond_broadcast(&s->cv);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        dr_mono_timespec(&ts, dr_mono_ms() + 200);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         if (dr_mono_ms() - last >= 500) {
             pthread_mutex_unlock(&s->mu);
@@ -335,7 +330,7 @@ struct scrub *scrub_create(const struct dr_config *cfg, struct dr_metrics *m,
     s->qcap = (size_t)s->threads * 2;
     s->q = xcalloc(s->qcap, sizeof *s->q);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    dr_cond_init_mono(&s->cv);
     return s;
 }
 

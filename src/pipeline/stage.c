@@ -137,26 +137,6 @@ uint64_t stage_backoff_ms(int attempt, uint64_t base_ms, uint64_t max_ms, uint32
 
 /* ---- small helpers ---- */
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-}
-
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void gauge_set(uint64_t *g, uint64_t v)
 {
     __atomic_store_n(g, v, __ATOMIC_RELAXED);
@@ -311,8 +291,8 @@ struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n)
             st->spec.concurrency = 1;
         stage_demand_clamp(&st->spec.max_demand, &st->spec.min_demand);
         pthread_mutex_init(&st->mu, NULL);
-        cond_init_mono(&st->items_cv);
-        cond_init_mono(&st->demand_cv);
+        dr_cond_init_mono(&st->items_cv);
+        dr_cond_init_mono(&st->demand_cv);
         st->threads = xcalloc((size_t)st->spec.concurrency, sizeof *st->threads);
         for (int k = 0; k < st->spec.concurrency; k++) {
             st->threads[k].st = st;
@@ -352,7 +332,7 @@ int stage_wait_demand(struct stage_pipeline *p, int64_t timeout_ms)
     struct stage *st = &p->stages[0];
     struct timespec ts;
     if (timeout_ms >= 0)
-        deadline_after(&ts, timeout_ms);
+        dr_mono_timespec(&ts, dr_mono_ms() + timeout_ms);
     pthread_mutex_lock(&st->mu);
     while (st->demand == 0 && !st->stopping && !st->wake) {
         if (timeout_ms < 0) {

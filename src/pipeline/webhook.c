@@ -194,13 +194,7 @@ static int post(struct hook *h, CURL *curl, const struct dr_event *ev, const cha
 static bool hook_wait(struct webhooks *wh, bool wake_on_gen, uint64_t seen_gen, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    dr_mono_timespec(&ts, dr_mono_ms() + ms);
     pthread_mutex_lock(&wh->mu);
     while (!wh->stop && (!wake_on_gen || wh->gen == seen_gen))
         if (pthread_cond_timedwait(&wh->cv, &wh->mu, &ts) == ETIMEDOUT)
@@ -289,11 +283,7 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
     wh->cfg = cfg;
     wh->m = m;
     pthread_mutex_init(&wh->mu, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&wh->cv, &a);
-    pthread_condattr_destroy(&a);
+    dr_cond_init_mono(&wh->cv);
     wh->n = cfg->n_webhooks;
     wh->hooks = xcalloc(wh->n, sizeof *wh->hooks);
     char *run = xasprintf("%s/run", cfg->data_dir);

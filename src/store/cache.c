@@ -412,8 +412,7 @@ static void *evictor_main(void *arg)
             if (dr_mono_ms() >= due)
                 break;
             struct timespec ts;
-            ts.tv_sec = (time_t)(due / 1000);
-            ts.tv_nsec = (long)(due % 1000) * 1000000L;
+            dr_mono_timespec(&ts, due);
             pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
         }
         ev->kick = false;
@@ -428,11 +427,7 @@ struct cache_evictor *cache_evictor_start(const struct dr_config *cfg, struct dr
     ev->cfg = cfg;
     ev->m = m;
     pthread_mutex_init(&ev->mu, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&ev->cv, &a);
-    pthread_condattr_destroy(&a);
+    dr_cond_init_mono(&ev->cv);
     int e = dr_thread_start(&ev->tid, evictor_main, ev);
     if (e != 0) {
         log_error("cache: cannot start the evictor: %s", strerror(-e));

@@ -59,13 +59,7 @@ static void *probe_main(void *arg)
             last = up;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(p->interval_ms / 1000);
-        ts.tv_nsec += (long)(p->interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        dr_mono_timespec(&ts, dr_mono_ms() + (int64_t)p->interval_ms);
         pthread_mutex_lock(&p->mu);
         while (!p->stop && pthread_cond_timedwait(&p->cv, &p->mu, &ts) != ETIMEDOUT)
             ;
@@ -82,11 +76,7 @@ struct store_probe *store_probe_start(const struct dr_config *cfg, struct dr_met
     p->m = m;
     p->interval_ms = interval_ms ? interval_ms : 5000;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dr_cond_init_mono(&p->cv);
     int rc = dr_thread_start(&p->tid, probe_main, p);
     if (rc != 0) {
         log_error("store probe: cannot start a thread: %s", strerror(-rc));
