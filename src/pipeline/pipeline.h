@@ -1,21 +1,28 @@
-/* pipeline.h - the upload and download pipelines of the dripd-pipeline
- * worker: the state their stage handlers share (pipeline_worker.c) and the
- * handlers themselves (pipeline_upload.c, pipeline_download.c).
+/* pipeline.h - what the stage threads of the dripd-pipeline worker
+ * share: the process context, the job as it travels, the per-thread
+ * handles, the signature of a step, and the small helpers every step uses
+ * (pipeline.c). pipeline_worker.c runs the stages; the steps live in
+ * pipeline_upload.c and pipeline_download.c, which include only this
+ * header (and never the worker's), so the dependencies run one way:
+ * worker -> steps -> pipeline.
  *
  * Upload:   starter -> encrypt -> store -> notify
  * Download: starter -> fetch -> decrypt -> notify
  *
- * A handler does one step of one job and returns 0 when the step is done
- * (the caller then commits the job's next stage, with the media fields the
- * step left in j->upd, in one catalog_jobs_step transaction shared with
- * other threads' steps (pipeline_commit.h) before handing the job on), or
- * -errno with a line in err: -EAGAIN and
- * other transient errors are retried with backoff (pipeline_is_transient),
- * anything else fails the job. Every handler is idempotent: after a crash
- * a job re-runs the step it had not committed.
+ * A step does one step of one job and returns 0 when it is done (the
+ * worker then commits the job's next stage, with the media fields the step
+ * left in j->upd, in one catalog_jobs_step transaction shared with other
+ * threads' steps (pipeline_commit.h) before handing the job on), or
+ * -errno with a line in err: -EAGAIN and other transient errors are
+ * retried with backoff (pl_is_transient), anything else fails the job.
+ * Every step is idempotent: after a crash a job re-runs the step it had
+ * not committed.
  *
- * Not a library interface: only the pipeline worker includes it (and its
- * tests).
+ * Stop protocol: pl_ctx_stop() sets pc->stopping under stop_mu and wakes
+ * every pl_sleep(); pl_stopping() reads it without the lock. stop_mu is a
+ * leaf lock.
+ *
+ * Not a library interface: only src/pipeline includes it (and its tests).
  */
 #ifndef DRIPD_PIPELINE_H
 #define DRIPD_PIPELINE_H
@@ -47,22 +54,23 @@ struct pl_ctx {
     char *work_dir;                 /* <data_dir>/work */
     struct cache_evictor *evictor;  /* may be NULL */
     struct pl_committer *committer; /* group commit of job steps (pipeline_commit.h) */
-    int stopping;                   /* drain began; under stop_mu (read atomically too) */
+    int stopping;                   /* drain began; set by pl_ctx_stop() */
     int64_t depth_at;               /* when the queue depth was last counted (atomic) */
     int depth_stale;                /* a count was skipped since (atomic) */
-    pthread_mutex_t stop_mu;        /* guards stopping for pl_sleep */
+    pthread_mutex_t stop_mu;        /* guards stopping for pl_sleep (leaf) */
     pthread_cond_t stop_cv;         /* CLOCK_MONOTONIC */
 };
 
-/* Media fields a step filled in: committed by the caller together with
- * the job's next stage (catalog_jobs_step), so a stage is one commit. */
+/* Media fields a step filled in: committed by the worker together with
+ * the job's next stage (struct dr_job_step, catalog_jobs_step), so a stage
+ * is one commit. */
 struct pl_media_update {
-    bool sealed; /* sha256_hex + wrapped_key (catalog_media_set_sealed) */
+    bool sealed; /* sha256_hex + wrapped_key */
     char sha256_hex[65];
     uint8_t wrapped_key[DR_WRAPPED_KEY_LEN];
-    bool stored; /* storage_key (catalog_media_set_stored) */
+    bool stored; /* storage_key */
     char storage_key[300];
-    bool available;      /* catalog_media_set_available */
+    bool available;      /* the media becomes "available" */
     bool media_optional; /* a deleted media does not stop the step */
 };
 
@@ -85,42 +93,22 @@ struct pl_tls {
     struct dr_store *store; /* opened on first use; NULL until then */
 };
 
-/* Open the thread's store handle if not open yet. 0 / -errno + err. */
-int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
-
 /* A step: 0 done (*work_path_out: heap path to record with the next stage,
  * or NULL for none), or -errno + err. */
 typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                           size_t errlen);
 
-/* Upload steps. */
-int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                      size_t errlen);
-int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                    size_t errlen);
-int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                     size_t errlen);
-/* Download steps. */
-int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                      size_t errlen);
-int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                        size_t errlen);
-int pl_download_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                       size_t errlen);
-
-/* Clean up node-local files of a job that failed for good. */
-void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j);
-void pl_download_cleanup(struct pl_tls *t, struct pl_job *j);
-
-/* "<media id>_<UTC yyyymmddThhmmssZ><ext>": ext is the name's extension
- * when it is short and alphanumeric (".jpg"), else empty. out >= 64. */
-void pl_storage_key(const char *media_id, int64_t created_at_ms, const char *name, char *out,
-                    size_t outlen);
+/* Open the thread's store handle if not open yet. 0 / -errno + err. */
+int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
 /* "<work_dir>/<job id>.sealed" (caller frees). */
 char *pl_work_path(const struct pl_ctx *pc, const char *job_id);
 /* Is this -errno worth a retry (EAGAIN, EIO, ENOSPC, EBUSY, ETIMEDOUT...)? */
-bool pipeline_is_transient(int rc);
-/* Sleep up to ms, waking early when the pipeline drains. false if it did. */
+bool pl_is_transient(int rc);
+/* Sleep up to ms, waking early when the pipeline stops. false if it did. */
 bool pl_sleep(struct pl_ctx *pc, uint64_t ms);
+/* Begin the stop: every pl_sleep() returns false from now on. Any thread. */
+void pl_ctx_stop(struct pl_ctx *pc);
+/* True once pl_ctx_stop() was called. Any thread, no lock. */
+bool pl_stopping(struct pl_ctx *pc);
 
 #endif

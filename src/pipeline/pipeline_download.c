@@ -38,7 +38,7 @@
 #include "dripd/cache.h"
 #include "dripd/config.h"
 #include "dripd/log.h"
-#include "pipeline.h"
+#include "pipeline_download.h"
 #include "dripd/seal.h"
 #include "dripd/store.h"
 #include "dripd/util.h"

@@ -43,13 +43,15 @@
 #include "dripd/cache.h"
 #include "dripd/config.h"
 #include "dripd/log.h"
-#include "pipeline.h"
+#include "pipeline_upload.h"
 #include "dripd/seal.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 
-void pl_storage_key(const char *media_id, int64_t created_at_ms, const char *name, char *out,
-                    size_t outlen)
+/* "<media id>_<UTC yyyymmddThhmmssZ><ext>": ext is the name's extension
+ * when it is short and alphanumeric (".jpg"), else empty. out >= 64. */
+static void storage_key(const char *media_id, int64_t created_at_ms, const char *name, char *out,
+                        size_t outlen)
 {
     char ext[18] = "";
     const char *dot = name ? strrchr(name, '.') : NULL;
@@ -206,7 +208,7 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     if (rc != 0)
         goto out;
     char key[300];
-    pl_storage_key(m.id, m.created_at, m.name, key, sizeof key);
+    storage_key(m.id, m.created_at, m.name, key, sizeof key);
     struct stat st;
     uint64_t bytes = stat(j->job.work_path, &st) == 0 ? (uint64_t)st.st_size : 0;
     uint64_t t0 = dr_mono_ns();

@@ -29,7 +29,7 @@
  * its last committed stage (steps are idempotent, see pipeline_upload.c and
  * pipeline_download.c). A resumed job still enters its pipeline at the
  * first stage and passes through the stages it has already done. Failures:
- * transient errors (pipeline_is_transient) go back to the queue with
+ * transient errors (pl_is_transient) go back to the queue with
  * exponential backoff and jitter (catalog_job_retry: attempts++, the error
  * kept, not_before); after pipeline.retry.attempts attempts, or on a
  * permanent error, catalog_job_fail keeps the error and the job's
@@ -68,6 +68,8 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "pipeline.h"
+#include "pipeline_download.h"
+#include "pipeline_upload.h"
 #include "pipeline_commit.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
@@ -120,61 +122,6 @@ static void on_term(int sig)
 {
     (void)sig;
     got_term = 1;
-}
-
-/* ---- helpers shared with the step files ---- */
-
-char *pl_work_path(const struct pl_ctx *pc, const char *job_id)
-{
-    return xasprintf("%s/%s.sealed", pc->work_dir, job_id);
-}
-
-bool pipeline_is_transient(int rc)
-{
-    switch (-rc) {
-    case EAGAIN:
-    case EIO:
-    case ENOSPC:
-    case EDQUOT:
-    case EBUSY:
-    case ETIMEDOUT:
-    case ECONNREFUSED:
-    case ECONNRESET:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-    case EINTR:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE:
-        return true;
-    default:
-        return false;
-    }
-}
-
-int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)
-{
-    if (t->store)
-        return 0;
-    return store_open(t->pc->cfg, &t->store, err, errlen); /* -EAGAIN: retried */
-}
-
-bool pl_sleep(struct pl_ctx *pc, uint64_t ms)
-{
-    struct timespec ts;
-    dr_mono_timespec(&ts, dr_mono_ms() + (int64_t)ms);
-    pthread_mutex_lock(&pc->stop_mu);
-    while (!pc->stopping)
-        if (pthread_cond_timedwait(&pc->stop_cv, &pc->stop_mu, &ts) == ETIMEDOUT)
-            break;
-    bool ok = !pc->stopping;
-    pthread_mutex_unlock(&pc->stop_mu);
-    return ok;
-}
-
-static bool stopping(struct pl_ctx *pc)
-{
-    return __atomic_load_n(&pc->stopping, __ATOMIC_RELAXED) != 0;
 }
 
 /* ---- reporting ---- */
@@ -271,7 +218,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
     metrics_add(&pc->metrics->stages[r->pl][s->order + 1].failed, 1); /* slot 0: starter */
     int attempt = j->job.attempts + 1;
     int crc = -EIO;
-    if (pipeline_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
+    if (pl_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
         uint32_t rnd;
         dr_random(&rnd, sizeof rnd);
         uint64_t delay = stage_backoff_ms(attempt, cfg->pipeline.retry.backoff,
@@ -389,7 +336,7 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
                      strerror(-crc));
         }
     }
-    if (rc == -ECANCELED && stopping(pc)) {
+    if (rc == -ECANCELED && pl_stopping(pc)) {
         /* drained mid-step: it stays claimed and resumes in the next worker */
         free_job(j);
         return STAGE_DONE;
@@ -553,7 +500,7 @@ static void *starter_main(void *arg)
     struct pl_ctx *pc = r->pc;
     struct catalog *cat = NULL;
     pthread_setname_np(pthread_self(), r->pl == DR_PL_UPLOAD ? "up-start" : "dl-start");
-    while (!stopping(pc)) {
+    while (!pl_stopping(pc)) {
         int rc = catalog_open(pc->cfg->data_dir, &cat);
         if (rc == 0)
             break;
@@ -562,7 +509,7 @@ static void *starter_main(void *arg)
     }
     int64_t last_recover = 0, last_prune = INT64_MIN / 2;
     bool first = true;
-    while (cat && !stopping(pc)) {
+    while (cat && !pl_stopping(pc)) {
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_recover >= RECOVER_EVERY_MS) {
             recover(r, cat);
             last_recover = dr_mono_ms();
@@ -580,7 +527,7 @@ static void *starter_main(void *arg)
         int d = stage_wait_demand(r->sp, 500);
         if (d < 0)
             break;
-        if (d == 0 || stopping(pc))
+        if (d == 0 || pl_stopping(pc))
             continue;
         pthread_mutex_lock(&r->mu);
         uint64_t gen = r->gen;
@@ -752,10 +699,7 @@ static void *drain_main(void *arg)
 
 static int begin_drain(struct worker *w)
 {
-    pthread_mutex_lock(&w->pc.stop_mu);
-    __atomic_store_n(&w->pc.stopping, 1, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&w->pc.stop_cv);
-    pthread_mutex_unlock(&w->pc.stop_mu);
+    pl_ctx_stop(&w->pc);
     runner_signal_stop(&w->up);
     runner_signal_stop(&w->down);
     int e = dr_thread_start(&w->drain_thread, drain_main, w);
