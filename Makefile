@@ -28,6 +28,14 @@ PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libcrypto sqlite
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
 
+# The dripd-decode helper alone links the decoders (src/decode/decoder.c,
+# sandbox.c, decode_main.c); dripd itself never loads them. Their headers
+# are system headers (-isystem): glib's do not pass -Wpedantic.
+DECODE_PKGS   := vips libavformat libavcodec libswscale libavutil libmagic libseccomp
+DECODE_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(DECODE_PKGS) gmodule-2.0 2>/dev/null))
+DECODE_CFLAGS += -DDRIPD_VIPS_LIBDIR=\"$(shell pkg-config --variable=libdir vips 2>/dev/null)\"
+DECODE_LIBS   := $(shell pkg-config --libs $(DECODE_PKGS) gmodule-2.0 2>/dev/null)
+
 # Flags. The project's own live in DRIPD_*; CPPFLAGS, CFLAGS and LDFLAGS
 # are the user's and come last, so `make CFLAGS=-O0` changes the
 # optimisation and keeps -Iinclude, the warnings and the hardening.
@@ -63,7 +71,9 @@ ALL_CFLAGS  = $(DRIPD_CPPFLAGS) $(DRIPD_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(DRIPD_LDFLAGS) $(LDFLAGS)
 
 MAINS    := src/supervisor/main.c
-LIB_SRC  := $(filter-out $(MAINS),$(filter-out src/dripctl/%,$(wildcard src/*/*.c)))
+DECODE_ONLY := src/decode/decoder.c src/decode/sandbox.c src/decode/decode_main.c
+DECODE_OBJ := $(DECODE_ONLY:src/%.c=$(BUILD)/src/%.o)
+LIB_SRC  := $(filter-out $(MAINS) $(DECODE_ONLY),$(filter-out src/dripctl/%,$(wildcard src/*/*.c)))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o) $(BUILD)/gen/web_assets.o
 WEB_FILES := $(shell find web/public -type f 2>/dev/null)
 CTL_SRC  := $(wildcard src/dripctl/*.c)
@@ -73,11 +83,12 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+BIN_DECODE := bin/dripd-decode$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
 .PHONY: all check-layers deps run test unit blackbox systemd-check valgrind install clean \
         format format-check fuzz fuzz-smoke bench chaos web lossyfs
 
-all: check-layers $(BIN_DRIPD) $(if $(CTL_SRC),$(BIN_CTL))
+all: check-layers $(BIN_DRIPD) $(BIN_DECODE) $(if $(CTL_SRC),$(BIN_CTL))
 
 check-layers:
 	@sh scripts/check-layers.sh
@@ -101,6 +112,12 @@ $(BUILD)/libdripd.a: $(LIB_OBJ)
 $(BIN_DRIPD): $(BUILD)/src/supervisor/main.o $(BUILD)/libdripd.a
 	@mkdir -p bin
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(DECODE_OBJ): DRIPD_CPPFLAGS += $(DECODE_CFLAGS)
+
+$(BIN_DECODE): $(DECODE_OBJ) $(BUILD)/libdripd.a
+	@mkdir -p bin
+	$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $^ $(DECODE_LIBS) $(LDLIBS)
 
 $(BIN_CTL): $(CTL_OBJ) $(BUILD)/libdripd.a
 	@mkdir -p bin
@@ -137,8 +154,8 @@ run: deps all
 
 # Unit tests: each Check binary prints its own summary; the line counting
 # every suite comes last.
-unit: $(TEST_BIN)
-	@sh scripts/run-unit.sh $(TEST_BIN)
+unit: $(TEST_BIN) $(BIN_DECODE)
+	@DRIPD_DECODE_BIN=$(abspath $(BIN_DECODE)) sh scripts/run-unit.sh $(TEST_BIN)
 
 blackbox: all lossyfs
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
@@ -150,8 +167,8 @@ systemd-check:
 
 test: all unit systemd-check blackbox
 
-valgrind: $(TEST_BIN)
-	@VALGRIND=1 sh scripts/run-unit.sh $(TEST_BIN)
+valgrind: $(TEST_BIN) $(BIN_DECODE)
+	@DRIPD_DECODE_BIN=$(abspath $(BIN_DECODE)) VALGRIND=1 sh scripts/run-unit.sh $(TEST_BIN)
 
 install: all
 	@PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) sh scripts/install.sh
@@ -178,4 +195,4 @@ format-check:
 clean:
 	rm -rf build build-* bin
 
--include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(BUILD)/src/supervisor/main.d
+-include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(DECODE_OBJ:.o=.d) $(BUILD)/src/supervisor/main.d

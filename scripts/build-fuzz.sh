@@ -25,19 +25,25 @@ PKGS=$(sed -n 's/^PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
 [ -n "$PKGS" ] || { echo "build-fuzz: no PKGS line in Makefile" >&2; exit 1; }
 PKG_CFLAGS=$(pkg-config --cflags $PKGS)
 PKG_LIBS="$(pkg-config --libs $PKGS) -lhttp_parser -pthread -lm"
+# src/decode/decoder.c and its target also need the decoders' libraries
+DECODE_PKGS=$(sed -n 's/^DECODE_PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
+DECODE_CFLAGS="$(pkg-config --cflags $DECODE_PKGS gmodule-2.0 | sed 's/-I/-isystem /g') -DDRIPD_VIPS_LIBDIR=\"$(pkg-config --variable=libdir vips)\""
+DECODE_LIBS="$(pkg-config --libs $DECODE_PKGS gmodule-2.0)"
 
 mkdir -p "$OBJ"
 objs=""
 bad=""
 for src in src/*/*.c; do
-  case "$src" in src/supervisor/main.c|src/dripctl/*) continue ;; esac
+  case "$src" in src/supervisor/main.c|src/dripctl/*|src/decode/decode_main.c) continue ;; esac
+  extra=""
+  case "$src" in src/decode/decoder.c|src/decode/sandbox.c) extra=$DECODE_CFLAGS ;; esac
   o=$OBJ/$(echo "${src#src/}" | tr / _ | sed 's/\.c$//').o
   # Rebuild when the source or any header is newer than the object.
   if [ ! -f "$o" ] || [ -n "$(find "$src" include src -newer "$o" -name '*.h' | head -1)" ] || [ "$src" -nt "$o" ]; then
     echo "  CC      $src"
     rm -f "$o"
     # fuzzer-no-link: instrument without pulling in libFuzzer's main().
-    if ! $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS \
+    if ! $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS $extra \
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
         -c "$src" -o "$o"; then
       bad="$bad $src"
@@ -58,8 +64,10 @@ for f in fuzz/fuzz_*.c; do
   name=$(basename "$f" .c)
   echo "  FUZZ    $OUT/$name"
   rm -f "$OUT/$name"   # never leave a stale binary for fuzz-smoke to run
+  libs=$PKG_LIBS
+  [ "$name" = fuzz_decoder ] && libs="$DECODE_LIBS $PKG_LIBS"
   if $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS $SAN "$f" "$LIB" \
-      -o "$OUT/$name" $PKG_LIBS; then
+      -o "$OUT/$name" $libs; then
     n=$((n + 1))
   else
     bad="$bad $f"

@@ -18,6 +18,7 @@ allowed() {
   case "$1" in
     core) echo "" ;;
     catalog | store) echo "core" ;;
+    decode) echo "core" ;; # the dripd-decode helper and its client (decode.h)
     http) echo "core catalog" ;; # each loop and pool thread owns a catalog handle
     pipeline) echo "core catalog store" ;;
     api) echo "core catalog store http" ;;

@@ -7,6 +7,9 @@ set -eu
 PKGS="build-essential pkg-config clang clang-format libclang-rt-14-dev
 libevent-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libssl-dev libsqlite3-dev libexpat1-dev check
+libvips-dev libmagic-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+libseccomp-dev
+libvips-tools ffmpeg libimage-exiftool-perl imagemagick
 curl python3 python3-pytest nginx-light apache2-utils wrk awscli sqlite3
 systemd valgrind procps iproute2 openssl nodejs npm chromium
 libfuse3-dev fuse3 util-linux"

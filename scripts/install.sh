@@ -9,6 +9,8 @@ BIN=$D$PREFIX/bin
 install -d "$BIN" "$D$PREFIX/share/dripd" "$D/etc/dripd" "$D$PREFIX/lib/systemd/system"
 install -m 0755 bin/dripd "$BIN/dripd"
 [ -x bin/dripctl ] && install -m 0755 bin/dripctl "$BIN/dripctl"
+# the sandboxed decoding helper; dripd-pipeline runs it from dripd's own directory
+install -m 0755 bin/dripd-decode "$BIN/dripd-decode"
 for u in systemd/dripd.service systemd/dripd.socket; do
   [ -f "$u" ] || continue
   sed "s|/usr/local/bin/|$PREFIX/bin/|g" "$u" > "$D$PREFIX/lib/systemd/system/$(basename "$u")"

@@ -10,7 +10,8 @@ def test_install_tree(tmpdir_path):
     r = subprocess.run(["make", "-s", "install", "DESTDIR=" + dest, "PREFIX=/usr/local"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    for p in ["usr/local/bin/dripd", "usr/local/bin/dripctl", "etc/dripd/dripd.yaml", "etc/dripd/admin.token",
+    for p in ["usr/local/bin/dripd", "usr/local/bin/dripctl", "usr/local/bin/dripd-decode",
+              "etc/dripd/dripd.yaml", "etc/dripd/admin.token",
               "usr/local/share/dripd/dripd.yaml.example",
               "usr/local/lib/systemd/system/dripd.service", "usr/local/lib/systemd/system/dripd.socket",
               "usr/local/share/man/man8/dripd.8", "usr/local/share/man/man1/dripctl.1",
