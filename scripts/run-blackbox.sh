@@ -6,7 +6,9 @@
 #   PYTEST_ARGS  extra arguments, e.g. PYTEST_ARGS="-k tus"
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/node-deps.sh >/dev/null 2>&1 || echo "blackbox: node test deps unavailable; node-based tests will skip"
+# The npm test tools are needed, not optional: without them this fails here
+# rather than letting the tests that use them skip.
+sh scripts/node-deps.sh || { echo "blackbox: cannot install the npm test tools (sh scripts/node-deps.sh); run make deps" >&2; exit 1; }
 sh scripts/promtool.sh >/dev/null 2>&1 || echo "blackbox: promtool unavailable; the metrics test uses its own format check only"
 mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
