@@ -2,17 +2,28 @@
  *
  * One easy handle is reused for every request so connections stay alive.
  * Response bodies are collected into a buffer capped at 16 MiB (JSON only;
- * downloads stream to a file). tus uploads send fixed-size PATCH chunks
- * read straight from the file, so memory stays small whatever the size,
- * and after each acknowledged chunk the server's offset is durable: a
- * killed dripctl resumes from there on its next run (state_file maps the
- * file to its upload URL).
+ * downloads stream to a file or stdout, and only a 200's body gets there).
+ * tus uploads send fixed-size PATCH chunks read straight from the file, so
+ * memory stays small whatever the size, and after each acknowledged chunk
+ * the server's offset is durable: a killed dripctl resumes from there on
+ * its next run (state_file maps the file to its upload URL). A chunk that
+ * fails on the way (connection lost, 5xx, 409/423 from a race) is not an
+ * error yet: the server's offset is asked for again with HEAD, with a
+ * growing pause, for about 20 s (a daemon restart fits in that).
+ *
+ * Ctrl-C (client_catch_interrupt) only sets a flag; every request's
+ * progress callback returns non-zero once it is set, so libcurl stops the
+ * transfer within about a second and the caller reports where it stopped.
+ *
+ * Threads: one, dripctl's.
  */
 #include "client.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +31,7 @@
 #include <unistd.h>
 
 #include "dripd/util.h"
+#include "progress.h"
 
 #define BODY_CAP (16u << 20)
 
@@ -88,78 +100,61 @@ static size_t hdr_cb(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* ---------- progress bar ---------- */
-struct progress {
-    struct client *c;
-    const char *label;
-    uint64_t base; /* bytes done before this transfer (resume) */
-    uint64_t total;
-    uint64_t t0_ms;
-    uint64_t last_ms;
-    uint64_t last_line;
-};
+/* ---------- interruption and progress ---------- */
+static volatile sig_atomic_t g_interrupted;
 
-static uint64_t now_ms(void)
+static void on_interrupt(int sig)
 {
-    return (uint64_t)dr_mono_ms();
+    (void)sig;
+    g_interrupted = 1; /* SA_RESETHAND: a second Ctrl-C kills as usual */
 }
 
-static void human(double v, char *out, size_t n)
+void client_catch_interrupt(void)
 {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: waits end at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
-static void progress_show(struct progress *p, uint64_t done, bool final)
+bool client_interrupted(void)
 {
-    if (p->c->quiet || p->c->json)
-        return;
-    uint64_t t = now_ms();
-    if (!final && t - p->last_ms < 200)
-        return;
-    p->last_ms = t;
-    double secs = (double)(t - p->t0_ms) / 1000.0;
-    double rate = secs > 0 ? (double)(done - p->base) / secs : 0;
-    char r[32], d[32], tot[32];
-    human(rate, r, sizeof r);
-    human((double)done, d, sizeof d);
-    human((double)p->total, tot, sizeof tot);
-    int pct = p->total ? (int)(done * 100 / p->total) : 100;
-    if (p->c->tty) {
-        char bar[31];
-        int fill = pct * 30 / 100;
-        for (int i = 0; i < 30; i++)
-            bar[i] = i < fill ? '#' : ' ';
-        bar[30] = '\0';
-        char eta[32] = "--:--";
-        if (rate > 0 && p->total >= done) {
-            uint64_t s = (uint64_t)((double)(p->total - done) / rate);
-            snprintf(eta, sizeof eta, "%02llu:%02llu", (unsigned long long)(s / 60),
-                     (unsigned long long)(s % 60));
-        }
-        fprintf(stderr, "\r%-24.24s [%s] %3d%% %9s/s ETA %s%s", p->label, bar, pct, r, eta,
-                final ? "\n" : "");
-    } else if (final || t - p->last_line >= 2000) {
-        /* Plain lines for logs and pipes: at most one every 2 s. */
-        p->last_line = t;
-        fprintf(stderr, "%s: %s of %s (%d%%) at %s/s\n", p->label, d, tot, pct, r);
+    return g_interrupted != 0;
+}
+
+void client_sleep_ms(long ms)
+{
+    uint64_t end = (uint64_t)dr_mono_ms() + (uint64_t)ms;
+    while (!g_interrupted) {
+        uint64_t now = (uint64_t)dr_mono_ms();
+        if (now >= end)
+            return;
+        uint64_t left = DR_MIN(end - now, 100);
+        struct timespec ts = {0, (long)left * 1000000L};
+        nanosleep(&ts, NULL);
     }
 }
 
+/* Every request's progress callback: stops it on Ctrl-C, and moves the
+ * transfer's progress when one is on screen. */
 static int xfer_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                    curl_off_t ulnow)
 {
-    struct progress *p = arg;
+    struct client *c = arg;
+    if (g_interrupted)
+        return 1;
+    struct progress *p = c->progress;
+    if (p == NULL)
+        return 0;
     if (ultotal > 0 || ulnow > 0)
-        progress_show(p, p->base + (uint64_t)ulnow, false);
-    else if (dltotal > 0) {
-        p->total = (uint64_t)dltotal;
-        progress_show(p, (uint64_t)dlnow, false);
+        progress_update(p, c->xfer_base + (uint64_t)ulnow);
+    else if (dltotal > 0 || dlnow > 0) {
+        if (dltotal > 0)
+            p->total = (uint64_t)dltotal;
+        progress_update(p, (uint64_t)dlnow);
     }
     return 0;
 }
@@ -183,6 +178,8 @@ void client_cleanup(struct client *c)
 int client_exit_code(const struct client *c)
 {
     switch (c->status) {
+    case 0:
+        return c->local_code ? c->local_code : EXIT_FAIL;
     case 401:
     case 403:
         return EXIT_AUTH;
@@ -195,6 +192,16 @@ int client_exit_code(const struct client *c)
     default:
         return EXIT_FAIL;
     }
+}
+
+void client_local_error(struct client *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    c->status = 0;
+    c->local_code = code;
 }
 
 char *client_escape(struct client *c, const char *s)
@@ -226,12 +233,31 @@ static void reset(struct client *c, const char *path)
     curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(k, CURLOPT_USERAGENT, "dripctl/" DRIPD_VERSION);
+    curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, xfer_cb);
+    curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
+    c->status = 0;
+    c->local_code = 0;
+}
+
+/* Run the prepared request; c->status is its HTTP status (0 when none). */
+static CURLcode perform(struct client *c)
+{
+    CURLcode rc = curl_easy_perform(c->curl);
+    c->status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    return rc;
 }
 
 /* Fill c->err from a problem+json body (or the status line). */
 static void set_error(struct client *c, CURLcode rc, const struct buf *b)
 {
-    if (rc != CURLE_OK && c->status == 0) {
+    if (rc == CURLE_ABORTED_BY_CALLBACK && g_interrupted) {
+        client_local_error(c, EXIT_INTERRUPTED, "interrupted");
+        return;
+    }
+    if (rc != CURLE_OK && (c->status == 0 || c->status / 100 == 2)) {
+        c->status = 0;
         snprintf(c->err, sizeof c->err, "%s: %s", c->url, curl_easy_strerror(rc));
         return;
     }
@@ -264,9 +290,7 @@ int client_json(struct client *c, const char *method, const char *path, json_t *
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 120L);
-    c->status = 0;
-    CURLcode rc = curl_easy_perform(c->curl);
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    CURLcode rc = perform(c);
     curl_slist_free_all(h);
     free(text);
     int ret = -1;
@@ -281,60 +305,69 @@ int client_json(struct client *c, const char *method, const char *path, json_t *
     return ret;
 }
 
-int client_download(struct client *c, const char *path, const char *dst, const char *label)
+/* A download's body: a 200's goes to the stream, anything else into err. */
+struct dl {
+    struct client *c;
+    FILE *f;
+    int ok; /* -1 until the status is known */
+    bool write_failed;
+    struct buf err;
+};
+
+static size_t dl_write(char *data, size_t size, size_t n, void *arg)
+{
+    struct dl *d = arg;
+    size_t len = size * n;
+    if (d->ok < 0) {
+        long st = 0;
+        curl_easy_getinfo(d->c->curl, CURLINFO_RESPONSE_CODE, &st);
+        d->ok = st == 200;
+    }
+    if (!d->ok)
+        return d->err.len < 4096 ? buf_write(data, size, n, &d->err) : len;
+    if (fwrite(data, 1, len, d->f) != len) {
+        d->write_failed = true;
+        return 0;
+    }
+    return len;
+}
+
+int client_download(struct client *c, const char *path, FILE *f, const char *label)
 {
     reset(c, path);
-    char *tmp = xasprintf("%s.part", dst);
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL) {
-        snprintf(c->err, sizeof c->err, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        c->status = 0;
-        return -1;
-    }
     struct curl_slist *h = base_headers(c);
-    struct progress p = {.c = c, .label = label, .t0_ms = now_ms()};
+    struct dl d = {.c = c, .f = f, .ok = -1};
+    struct progress p;
+    progress_begin(&p, !c->quiet && !c->json, c->tty, label, 0, 0);
+    c->progress = &p;
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xfer_cb);
-    curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &p);
-    curl_easy_setopt(c->curl, CURLOPT_FAILONERROR, 0L);
-    c->status = 0;
-    CURLcode rc = curl_easy_perform(c->curl);
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, dl_write);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &d);
+    CURLcode rc = perform(c);
+    c->progress = NULL;
     curl_slist_free_all(h);
-    int ok = rc == CURLE_OK && c->status == 200;
-    if (fclose(f) != 0)
-        ok = 0;
-    if (!ok) {
-        /* The body is a problem+json document: read it back for the message. */
-        struct buf b = {0};
-        FILE *e = fopen(tmp, "rb");
-        if (e) {
-            char chunk[4096];
-            size_t n = fread(chunk, 1, sizeof chunk - 1, e);
-            fclose(e);
-            buf_write(chunk, 1, n, &b);
-        }
-        set_error(c, rc, &b);
-        free(b.p);
-        unlink(tmp);
-        free(tmp);
-        return -1;
+    int ret = -1;
+    if (d.write_failed)
+        client_local_error(c, EXIT_FAIL, "writing: %s", strerror(errno));
+    else if (rc != CURLE_OK || c->status != 200)
+        set_error(c, rc, &d.err);
+    else
+        ret = 0;
+    if (ret == 0) {
+        curl_off_t got = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        p.done = (uint64_t)got;
+        progress_end(&p);
+    } else {
+        progress_break(&p);
     }
-    curl_off_t got = 0;
-    curl_easy_getinfo(c->curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
-    p.total = (uint64_t)got;
-    progress_show(&p, (uint64_t)got, true);
-    int r = rename(tmp, dst) == 0 ? 0 : -1;
-    if (r < 0)
-        snprintf(c->err, sizeof c->err, "%s: %s", dst, strerror(errno));
-    free(tmp);
-    return r;
+    free(d.err.p);
+    return ret;
 }
 
 /* ---------- tus ---------- */
+#define TUS_RETRIES 6 /* pauses of 1, 2, 3, 4, 5, 5 s: about 20 s in all */
+
 static char *b64(const char *s)
 {
     size_t n = strlen(s);
@@ -387,7 +420,8 @@ static size_t read_cb(char *dst, size_t size, size_t n, void *arg)
     return got;
 }
 
-/* HEAD the upload: its offset, or -1 when it is gone. */
+/* HEAD the upload: its offset, or -1 with c->err set (c->status 404 when
+ * it is gone). */
 static int64_t tus_head(struct client *c, const char *loc)
 {
     reset(c, loc);
@@ -399,13 +433,152 @@ static int64_t tus_head(struct client *c, const char *loc)
     curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
     curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 30L);
-    c->status = 0;
-    CURLcode rc = curl_easy_perform(c->curl);
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    CURLcode rc = perform(c);
     curl_slist_free_all(h);
-    if (rc != CURLE_OK || c->status != 200 || hd.offset[0] == '\0')
+    if (rc == CURLE_OK && c->status == 200 && hd.offset[0] != '\0')
+        return strtoll(hd.offset, NULL, 10);
+    set_error(c, rc, NULL);
+    return -1;
+}
+
+/* A chunk failed with c->status / c->err. When that may pass (no answer,
+ * 5xx, 409 or 423: a race on the offset), ask the server for its offset
+ * again, pausing longer each time, until it answers or *attempts reaches
+ * TUS_RETRIES. 0 with *off updated, or -1 with the reason in c->err. */
+static int tus_recover(struct client *c, const char *label, const char *loc, int *attempts,
+                       int64_t *off)
+{
+    long first = c->status;
+    char why[sizeof c->err];
+    snprintf(why, sizeof why, "%s", c->err);
+    if (c->local_code == EXIT_INTERRUPTED ||
+        !(first == 0 || first >= 500 || first == 409 || first == 423))
         return -1;
-    return strtoll(hd.offset, NULL, 10);
+    while (*attempts < TUS_RETRIES) {
+        long pause = DR_MIN(*attempts + 1, 5);
+        (*attempts)++;
+        if (c->progress)
+            progress_break(c->progress);
+        if (!c->quiet)
+            fprintf(stderr, "dripctl: %s: %s; retrying in %ld s\n", label, why, pause);
+        client_sleep_ms(pause * 1000);
+        if (g_interrupted) {
+            client_local_error(c, EXIT_INTERRUPTED, "interrupted");
+            return -1;
+        }
+        int64_t o = tus_head(c, loc);
+        if (o >= 0) {
+            *off = o;
+            return 0;
+        }
+        if (c->local_code == EXIT_INTERRUPTED)
+            return -1;
+        if (c->status != 0 && c->status < 500 && c->status != 423) {
+            /* The upload is gone (a 409 that ended it, an expiry): the
+             * chunk's own answer says why. */
+            if (first != 0) {
+                c->status = first;
+                snprintf(c->err, sizeof c->err, "%s", why);
+            }
+            return -1;
+        }
+        snprintf(why, sizeof why, "%s", c->err);
+    }
+    snprintf(c->err, sizeof c->err, "%.400s (gave up after %d retries; rerun to resume)", why,
+             TUS_RETRIES);
+    return -1;
+}
+
+/* POST /v1/uploads: a new upload of size bytes; its path into *loc. */
+static int tus_create(struct client *c, const char *name, const char *folder, uint64_t size,
+                      char **loc)
+{
+    reset(c, "/v1/uploads");
+    struct hdrs hd = {0};
+    struct buf b = {0};
+    char *m1 = b64(name), *m2 = b64(folder);
+    char *meta = xasprintf("Upload-Metadata: filename %s,folder %s", m1, m2);
+    char *len = xasprintf("Upload-Length: %llu", (unsigned long long)size);
+    struct curl_slist *h = base_headers(c);
+    h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
+    h = curl_slist_append(h, meta);
+    h = curl_slist_append(h, len);
+    free(m1);
+    free(m2);
+    free(meta);
+    free(len);
+    curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, 0L);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
+    CURLcode rc = perform(c);
+    curl_slist_free_all(h);
+    int ret = -1;
+    if (rc != CURLE_OK || c->status != 201 || hd.location[0] == '\0') {
+        set_error(c, rc, &b);
+    } else {
+        /* Keep only the path part so the state survives a host alias. */
+        const char *p = strstr(hd.location, "://");
+        p = p ? strchr(p + 3, '/') : hd.location;
+        *loc = xstrdup(p ? p : hd.location);
+        ret = 0;
+    }
+    free(b.p);
+    return ret;
+}
+
+/* One PATCH of n bytes of f at *off. 0 with *off moved on (and the job and
+ * media ids once the server has them); -1 with c->status / c->err. */
+static int tus_patch(struct client *c, const char *loc, FILE *f, int64_t *off, uint64_t n,
+                     uint64_t limit_rate, char *job_id, char *media_id)
+{
+    if (fseeko(f, (off_t)*off, SEEK_SET) < 0) {
+        client_local_error(c, EXIT_FAIL, "%s", strerror(errno));
+        return -1;
+    }
+    reset(c, loc);
+    struct hdrs hd = {0};
+    struct buf b = {0};
+    struct reader rd = {.f = f, .left = n};
+    char *oh = xasprintf("Upload-Offset: %lld", (long long)*off);
+    struct curl_slist *h = base_headers(c);
+    h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
+    h = curl_slist_append(h, "Content-Type: application/offset+octet-stream");
+    h = curl_slist_append(h, "Expect:");
+    h = curl_slist_append(h, oh);
+    free(oh);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "PATCH");
+    curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c->curl, CURLOPT_READDATA, &rd);
+    curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)n);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
+    if (limit_rate)
+        curl_easy_setopt(c->curl, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)limit_rate);
+    c->xfer_base = (uint64_t)*off;
+    CURLcode rc = perform(c);
+    curl_slist_free_all(h);
+    int ret = -1;
+    if (rc == CURLE_OK && c->status == 204 && hd.offset[0]) {
+        *off = strtoll(hd.offset, NULL, 10);
+        if (hd.job[0])
+            snprintf(job_id, 64, "%s", hd.job);
+        if (hd.media[0])
+            snprintf(media_id, 64, "%s", hd.media);
+        ret = 0;
+    } else {
+        set_error(c, rc, &b);
+    }
+    free(b.p);
+    return ret;
 }
 
 int client_tus_upload(struct client *c, const char *file, const char *folder,
@@ -413,10 +586,22 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
                       char *media_id, uint64_t *resumed_at)
 {
     struct stat st;
-    if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(c->err, sizeof c->err, "%s: %s", file,
-                 errno ? strerror(errno) : "not a regular file");
-        c->status = 0;
+    *resumed_at = 0;
+    if (stat(file, &st) < 0) {
+        client_local_error(c, EXIT_FAIL, "%s", strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        client_local_error(c, EXIT_USAGE, "is a directory; upload takes files (e.g. %s/*)", file);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        client_local_error(c, EXIT_USAGE, "not a regular file");
+        return -1;
+    }
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        client_local_error(c, EXIT_FAIL, "%s", strerror(errno));
         return -1;
     }
     char *abs = realpath(file, NULL);
@@ -429,10 +614,11 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
     char *loc = known ? xstrdup(known) : NULL;
     int64_t off = -1;
     int ret = -1;
-    FILE *f = NULL;
-    *resumed_at = 0;
+    struct progress pg;
     if (loc) {
         off = tus_head(c, loc);
+        if (off < 0 && c->local_code == EXIT_INTERRUPTED)
+            goto out;
         if (off < 0) { /* expired or gone: start again */
             free(loc);
             loc = NULL;
@@ -441,126 +627,45 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
         }
     }
     if (loc == NULL) {
-        reset(c, "/v1/uploads");
-        struct hdrs hd = {0};
-        struct buf b = {0};
-        char *m1 = b64(base), *m2 = b64(folder);
-        char *meta = xasprintf("Upload-Metadata: filename %s,folder %s", m1, m2);
-        char *len = xasprintf("Upload-Length: %lld", (long long)st.st_size);
-        struct curl_slist *h = base_headers(c);
-        h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
-        h = curl_slist_append(h, meta);
-        h = curl_slist_append(h, len);
-        free(m1);
-        free(m2);
-        free(meta);
-        free(len);
-        curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, 0L);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
-        c->status = 0;
-        CURLcode rc = curl_easy_perform(c->curl);
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
-        curl_slist_free_all(h);
-        if (rc != CURLE_OK || c->status != 201 || hd.location[0] == '\0') {
-            set_error(c, rc, &b);
-            free(b.p);
+        if (tus_create(c, base, folder, (uint64_t)st.st_size, &loc) < 0)
             goto out;
-        }
-        free(b.p);
-        /* Keep only the path part so the state survives a host alias. */
-        const char *p = strstr(hd.location, "://");
-        p = p ? strchr(p + 3, '/') : hd.location;
-        loc = xstrdup(p ? p : hd.location);
         off = 0;
         json_object_set_new(state, fp, json_string(loc));
         state_save(state_file, state);
     }
-    f = fopen(file, "rb");
-    if (f == NULL) {
-        snprintf(c->err, sizeof c->err, "%s: %s", file, strerror(errno));
-        goto out;
-    }
-    struct progress pg = {.c = c,
-                          .label = base,
-                          .base = (uint64_t)off,
-                          .total = (uint64_t)st.st_size,
-                          .t0_ms = now_ms()};
-    int transient = 0;
-    do {
+    progress_begin(&pg, !c->quiet && !c->json, c->tty, base, (uint64_t)st.st_size, (uint64_t)off);
+    c->progress = &pg;
+    int attempts = 0;
+    while ((uint64_t)off < (uint64_t)st.st_size || (st.st_size == 0 && job_id[0] == '\0')) {
         uint64_t n = DR_MIN(chunk, (uint64_t)st.st_size - (uint64_t)off);
-        if (fseeko(f, (off_t)off, SEEK_SET) < 0) {
-            snprintf(c->err, sizeof c->err, "%s: %s", file, strerror(errno));
-            goto out;
-        }
-        reset(c, loc);
-        struct hdrs hd = {0};
-        struct buf b = {0};
-        struct reader rd = {.f = f, .left = n};
-        char *oh = xasprintf("Upload-Offset: %lld", (long long)off);
-        struct curl_slist *h = base_headers(c);
-        h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
-        h = curl_slist_append(h, "Content-Type: application/offset+octet-stream");
-        h = curl_slist_append(h, "Expect:");
-        h = curl_slist_append(h, oh);
-        free(oh);
-        curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "PATCH");
-        curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, read_cb);
-        curl_easy_setopt(c->curl, CURLOPT_READDATA, &rd);
-        curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)n);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xfer_cb);
-        curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &pg);
-        if (limit_rate)
-            curl_easy_setopt(c->curl, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)limit_rate);
-        pg.base = (uint64_t)off;
-        c->status = 0;
-        CURLcode rc = curl_easy_perform(c->curl);
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
-        curl_slist_free_all(h);
-        if (rc == CURLE_OK && c->status == 204) {
-            off = strtoll(hd.offset, NULL, 10);
-            transient = 0;
-            if (hd.job[0])
-                snprintf(job_id, 64, "%s", hd.job);
-            if (hd.media[0])
-                snprintf(media_id, 64, "%s", hd.media);
-            free(b.p);
+        int64_t before = off;
+        if (tus_patch(c, loc, f, &off, n, limit_rate, job_id, media_id) == 0) {
+            if (off > before)
+                attempts = 0;
+            progress_update(&pg, (uint64_t)off);
             continue;
         }
-        /* Network trouble or 5xx: ask the server where it is, then go on. */
-        if ((rc != CURLE_OK || c->status >= 500 || c->status == 409) && transient++ < 5) {
-            free(b.p);
-            struct timespec ts = {.tv_sec = transient, .tv_nsec = 0};
-            nanosleep(&ts, NULL);
-            int64_t o = tus_head(c, loc);
-            if (o >= 0) {
-                off = o;
-                continue;
-            }
-        }
-        set_error(c, rc, &b);
-        free(b.p);
-        goto out;
-    } while ((uint64_t)off < (uint64_t)st.st_size || (st.st_size == 0 && job_id[0] == '\0'));
-    progress_show(&pg, (uint64_t)st.st_size, true);
+        if (c->local_code == EXIT_INTERRUPTED || tus_recover(c, base, loc, &attempts, &off) < 0)
+            goto out;
+    }
+    pg.done = (uint64_t)st.st_size;
+    progress_end(&pg);
     json_object_del(state, fp);
     state_save(state_file, state);
     ret = 0;
 out:
-    if (f)
-        fclose(f);
+    if (c->progress) {
+        progress_break(c->progress);
+        c->progress = NULL;
+    }
+    if (ret < 0 && c->local_code == EXIT_INTERRUPTED) {
+        char d[32], t[32];
+        human_size((double)DR_MAX(off, 0), d, sizeof d);
+        human_size((double)st.st_size, t, sizeof t);
+        client_local_error(c, EXIT_INTERRUPTED,
+                           "interrupted at %s of %s; rerun the same command to resume", d, t);
+    }
+    fclose(f);
     json_decref(state);
     free(loc);
     free(fp);
@@ -571,8 +676,12 @@ out:
 struct sse {
     struct buf line;
     char type[64];
+    char id[64];
     struct buf data;
-    int (*fn)(const char *, const char *, void *);
+    char *last_id;
+    size_t last_cap;
+    long *retry_ms;
+    int (*fn)(const char *, const char *, const char *, void *);
     void *arg;
     int stop;
 };
@@ -580,9 +689,12 @@ struct sse {
 static void sse_line(struct sse *s, const char *l)
 {
     if (l[0] == '\0') {
-        if (s->data.len && s->fn(s->type[0] ? s->type : "message", s->data.p, s->arg))
+        if (s->id[0])
+            snprintf(s->last_id, s->last_cap, "%s", s->id);
+        if (s->data.len && s->fn(s->id, s->type[0] ? s->type : "message", s->data.p, s->arg))
             s->stop = 1;
         s->type[0] = '\0';
+        s->id[0] = '\0';
         s->data.len = 0;
         if (s->data.p)
             s->data.p[0] = '\0';
@@ -597,6 +709,10 @@ static void sse_line(struct sse *s, const char *l)
         v++;
     if (k == 5 && strncmp(l, "event", 5) == 0)
         snprintf(s->type, sizeof s->type, "%s", v);
+    else if (k == 2 && strncmp(l, "id", 2) == 0)
+        snprintf(s->id, sizeof s->id, "%s", v);
+    else if (k == 5 && strncmp(l, "retry", 5) == 0 && *v >= '0' && *v <= '9')
+        *s->retry_ms = strtol(v, NULL, 10);
     else if (k == 4 && strncmp(l, "data", 4) == 0) {
         if (s->data.len)
             buf_write("\n", 1, 1, &s->data);
@@ -625,19 +741,26 @@ static size_t sse_write(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-int client_sse(struct client *c, const char *path,
-               int (*fn)(const char *type, const char *data, void *arg), void *arg)
+int client_sse(struct client *c, const char *path, char *last_id, size_t cap, long *retry_ms,
+               int (*fn)(const char *id, const char *type, const char *data, void *arg), void *arg)
 {
     reset(c, path);
-    struct sse s = {.fn = fn, .arg = arg};
+    struct sse s = {
+        .fn = fn, .arg = arg, .last_id = last_id, .last_cap = cap, .retry_ms = retry_ms};
     struct curl_slist *h = base_headers(c);
     h = curl_slist_append(h, "Accept: text/event-stream");
+    if (last_id[0]) {
+        char *l = xasprintf("Last-Event-ID: %s", last_id);
+        h = curl_slist_append(h, l);
+        free(l);
+    }
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, sse_write);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
-    c->status = 0;
-    CURLcode rc = curl_easy_perform(c->curl);
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
+    /* The server pings every 15 s: a silent minute is a dead connection. */
+    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    CURLcode rc = perform(c);
     curl_slist_free_all(h);
     free(s.line.p);
     free(s.data.p);

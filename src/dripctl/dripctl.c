@@ -1,49 +1,232 @@
-/* dripctl.c - the command-line client for dripd.
+/* dripctl.c - the command-line client for dripd: settings, the command
+ * line and help; the commands themselves are in commands.c.
  *
- *   dripctl [--url URL] [--token TOKEN] [--json] [--quiet] COMMAND ...
+ *   dripctl [OPTIONS] COMMAND [ARGS] [OPTIONS]
+ *
+ * Options go anywhere, before or after the command and among its
+ * arguments, as with git subcommands, docker and aws: the global ones
+ * (--url, --token, --json, --quiet) and the command's own. `--` ends the
+ * options. `dripctl CMD --help` and `dripctl help CMD` print that
+ * command's help. A usage error exits 2 with one line saying what is
+ * wrong and a pointer to the help.
  *
  * The server and token come from the flags, else DRIPD_URL / DRIPD_TOKEN,
- * else ~/.config/dripctl.yaml (keys url, token, token_file), else
- * http://127.0.0.1:8080. Every command prints human lines, or one JSON
- * document with --json; exit codes are in client.h and dripctl(1).
+ * else ~/.config/dripctl.yaml (keys url, token, token_file; another key is
+ * a warning), else http://127.0.0.1:8080. Exit codes are in client.h,
+ * README.md and dripctl(1).
+ *
+ * Threads: one.
  */
 #include <errno.h>
-#include <time.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 #include "client.h"
+#include "commands.h"
 #include "dripd/util.h"
 
-static void usage(FILE *f)
+/* ---------- the commands ---------- */
+enum {
+    OPT_CHUNK = 256,
+    OPT_LIMIT_RATE,
+    OPT_STATE,
+    OPT_LIMIT,
+};
+
+#define NO_OPTS                                                                                    \
+    {                                                                                              \
+        {                                                                                          \
+            0, 0, 0, 0                                                                             \
+        }                                                                                          \
+    }
+
+struct command {
+    const char *name;
+    const char *synopsis; /* after "dripctl NAME" */
+    const char *summary;  /* one line for the overview */
+    const char *help;     /* the rest of `dripctl NAME --help` */
+    int min_args, max_args;
+    int (*run)(struct client *c, const struct args *a);
+    const char *shortopts;
+    struct option opts[5];
+};
+
+static const struct command commands[] = {
+    {"upload",
+     "FILE... [--to /folder] [--wait]",
+     "resumable (tus) upload; rerun to resume",
+     "Upload files into a folder (default /), each under its own name. An\n"
+     "interrupted upload (Ctrl-C, a lost connection) resumes where the server's\n"
+     "durable offset stands when the same command runs again. With several\n"
+     "files a failure does not stop the others: a summary follows and the exit\n"
+     "code is the first failure's.\n"
+     "\n"
+     "  -t, --to FOLDER     the folder to upload into (default /)\n"
+     "  -w, --wait          wait until each upload's job is done (or failed)\n"
+     "      --chunk-size N  bytes per PATCH request (default 8M; K, M, G suffixes)\n"
+     "      --limit-rate N  at most N bytes/s (K, M, G suffixes)\n",
+     1,
+     -1,
+     cmd_upload,
+     "t:w",
+     {{"to", required_argument, 0, 't'},
+      {"wait", no_argument, 0, 'w'},
+      {"chunk-size", required_argument, 0, OPT_CHUNK},
+      {"limit-rate", required_argument, 0, OPT_LIMIT_RATE},
+      {0, 0, 0, 0}}},
+    {"download",
+     "ID|PATH [-o FILE|DIR|-] [--force]",
+     "fetch the plaintext",
+     "Save a file's plaintext. Without -o it goes into the current directory\n"
+     "under the file's name, but never over an existing file (unless --force)\n"
+     "and never as a hidden file (a name starting with a dot).\n"
+     "\n"
+     "  -o, --output FILE   save as FILE (replaced if it exists); a directory\n"
+     "                      keeps the file's name; - writes to stdout\n"
+     "  -f, --force         replace an existing file of the same name\n",
+     1,
+     1,
+     cmd_download,
+     "o:f",
+     {{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'}, {0, 0, 0, 0}}},
+    {"ls", "[/folder]", "list a folder",
+     "List a folder's subfolders (with the number of files and the size of\n"
+     "everything below them) and files (id, size, state, name; files shared\n"
+     "with you say by whom).\n",
+     0, 1, cmd_ls, "", NO_OPTS},
+    {"mv", "ID|PATH NEWPATH", "move or rename",
+     "Move or rename a file, as mv(1) does: a NEWPATH that ends in / or names\n"
+     "an existing folder receives the file under its own name; any other\n"
+     "NEWPATH is the file's new full path.\n",
+     2, 2, cmd_mv, "", NO_OPTS},
+    {"rm", "ID|PATH", "delete", "Delete a file (its stored object goes too). Only its owner may.\n",
+     1, 1, cmd_rm, "", NO_OPTS},
+    {"share", "ID|PATH USER", "share with another user",
+     "Let another user see and download a file. Only its owner may.\n", 2, 2, cmd_share, "",
+     NO_OPTS},
+    {"jobs",
+     "[ID] [--state S] [--limit N]",
+     "show a job, or list your newest jobs",
+     "Show one job, or list your newest jobs.\n"
+     "\n"
+     "  --state S   only jobs in state S: queued, running, done or failed\n"
+     "  --limit N   at most N jobs, 1 to 1000 (default 50)\n",
+     0,
+     1,
+     cmd_jobs,
+     "",
+     {{"state", required_argument, 0, OPT_STATE},
+      {"limit", required_argument, 0, OPT_LIMIT},
+      {0, 0, 0, 0}}},
+    {"watch", "", "follow job events as they happen",
+     "Print your job events as they happen (Server-Sent Events). When the\n"
+     "connection drops or the server restarts, reconnect and carry on from the\n"
+     "last event seen (Last-Event-ID), so none is missed. Runs until Ctrl-C.\n",
+     0, 0, cmd_watch, "", NO_OPTS},
+    {"usage", "", "media count and size per user (admin)",
+     "Rank users by the bytes they store, with their file counts (admin).\n", 0, 0, cmd_usage, "",
+     NO_OPTS},
+    {"scrub", "", "verify every stored object (admin)",
+     "Re-verify every stored object (tags and SHA-256) with progress; list what\n"
+     "is corrupt or missing and exit 1 if anything is (admin).\n",
+     0, 0, cmd_scrub, "", NO_OPTS},
+};
+
+static const char *const global_help =
+    "options (anywhere on the line):\n"
+    "  --url URL       the server (default $DRIPD_URL, the config file, then\n"
+    "                  http://127.0.0.1:8080)\n"
+    "  --token TOKEN   bearer token (default $DRIPD_TOKEN, then the config file)\n"
+    "  -j, --json      print one JSON document, errors included\n"
+    "  -q, --quiet     no progress or summary output\n"
+    "  -h, --help      this help; `dripctl help COMMAND` for a command's\n"
+    "      --version\n"
+    "\n"
+    "config file: ~/.config/dripctl.yaml (url:, token: or token_file:)\n"
+    "exit codes: 0 ok, 1 failure, 2 usage, 3 auth (401/403), 4 not found,\n"
+    "            5 conflict (409), 6 busy (503), 130 interrupted (Ctrl-C)\n";
+
+static const struct command *find_command(const char *name)
 {
-    fputs("usage: dripctl [--url URL] [--token TOKEN] [--json] [--quiet] COMMAND [ARGS]\n"
-          "\n"
-          "commands:\n"
-          "  upload FILE... [--to /folder] [--wait]   resumable (tus) upload; rerun to resume\n"
-          "  download ID|PATH [-o FILE]               fetch the plaintext\n"
-          "  ls [/folder]                             list a folder\n"
-          "  mv ID|PATH NEWPATH                       move or rename\n"
-          "  rm ID|PATH                               delete\n"
-          "  share ID|PATH USER                       share with another user\n"
-          "  jobs [ID] [--state S] [--limit N]        show a job, or list your newest jobs\n"
-          "  watch                                    follow job events (SSE)\n"
-          "  usage                                    media count and bytes per user (admin)\n"
-          "  scrub                                    verify every stored object (admin)\n"
-          "\n"
-          "environment: DRIPD_URL, DRIPD_TOKEN; file: ~/.config/dripctl.yaml (url, token)\n",
-          f);
+    for (size_t i = 0; i < DR_ARRAY_LEN(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
 }
 
-/* A string member of o, or dflt when absent or not a string. */
-static const char *jstr(json_t *o, const char *key, const char *dflt)
+static void overview(FILE *f)
 {
-    const char *v = json_string_value(json_object_get(o, key));
-    return v ? v : dflt;
+    fputs("usage: dripctl [OPTIONS] COMMAND [ARGS]\n\ncommands:\n", f);
+    for (size_t i = 0; i < DR_ARRAY_LEN(commands); i++) {
+        char *head = xasprintf("%s %s", commands[i].name, commands[i].synopsis);
+        fprintf(f, "  %-44s %s\n", head, commands[i].summary);
+        free(head);
+    }
+    fputc('\n', f);
+    fputs(global_help, f);
+}
+
+static void command_help(const struct command *cmd, FILE *f)
+{
+    fprintf(f, "usage: dripctl %s %s\n\n%s\n%s", cmd->name, cmd->synopsis, cmd->help, global_help);
+}
+
+static int usage_error(const struct command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* One line saying what is wrong, then where the help is; EXIT_USAGE. */
+static int usage_error(const struct command *cmd, const char *fmt, ...)
+{
+    fprintf(stderr, "dripctl%s%s: ", cmd ? " " : "", cmd ? cmd->name : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "\nusage: dripctl %s %s\n(dripctl %s --help for more)\n", cmd->name,
+                cmd->synopsis, cmd->name);
+    else
+        fputs("\n(dripctl --help for the commands)\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* "8M", "512k", "1G", "4096" -> bytes; false when not a positive size. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return false;
+    uint64_t mul = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024ull * 1024 * 1024;
+        end++;
+        break;
+    }
+    if (*end == 'i' || *end == 'B') /* KiB, MB... */
+        end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+    if (*end != '\0' || v == 0 || v > UINT64_MAX / mul)
+        return false;
+    *out = v * mul;
+    return true;
 }
 
 /* ---------- settings ---------- */
@@ -60,7 +243,9 @@ static char *read_first_line(const char *path)
     return r;
 }
 
-/* A flat YAML mapping of strings: url, token, token_file. */
+/* A flat YAML mapping of strings: url, token, token_file. Anything else,
+ * and a file that does not parse, is a warning on stderr
+ * (FILE:LINE:COL: ...), never silence and never fatal. */
 static void load_rc(char **url, char **token)
 {
     const char *home = getenv("HOME");
@@ -69,37 +254,65 @@ static void load_rc(char **url, char **token)
                  : home ? xasprintf("%s/.config/dripctl.yaml", home)
                         : NULL;
     FILE *f = path ? fopen(path, "r") : NULL;
-    free(path);
-    if (f == NULL)
+    if (f == NULL) {
+        free(path);
         return;
+    }
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
     char *key = NULL;
-    int depth = 0;
+    int depth = 0, seq = 0;
     for (;;) {
         yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev))
+        if (!yaml_parser_parse(&p, &ev)) {
+            fprintf(stderr, "dripctl: warning: %s:%zu:%zu: %s; the file is ignored from there\n",
+                    path, p.problem_mark.line + 1, p.problem_mark.column + 1,
+                    p.problem ? p.problem : "cannot parse");
             break;
+        }
         int done = ev.type == YAML_STREAM_END_EVENT;
-        if (ev.type == YAML_MAPPING_START_EVENT)
-            depth++;
-        else if (ev.type == YAML_MAPPING_END_EVENT)
-            depth--;
-        else if (ev.type == YAML_SCALAR_EVENT && depth == 1) {
-            const char *v = (const char *)ev.data.scalar.value;
-            if (key == NULL) {
-                key = xstrdup(v);
-            } else {
-                if (strcmp(key, "url") == 0 && *url == NULL)
-                    *url = xstrdup(v);
-                else if (strcmp(key, "token") == 0 && *token == NULL)
-                    *token = xstrdup(v);
-                else if (strcmp(key, "token_file") == 0 && *token == NULL)
-                    *token = read_first_line(v);
+        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT) {
+            if (depth == 1 && key) { /* a key whose value is not a string */
+                fprintf(stderr, "dripctl: warning: %s:%zu:%zu: %s: want a string; ignored\n", path,
+                        line, col, key);
                 free(key);
                 key = NULL;
             }
+            depth++;
+            seq += ev.type == YAML_SEQUENCE_START_EVENT;
+        } else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+        } else if (ev.type == YAML_SCALAR_EVENT && depth == 1 && seq == 0) {
+            const char *v = (const char *)ev.data.scalar.value;
+            if (key == NULL) {
+                if (strcmp(v, "url") != 0 && strcmp(v, "token") != 0 &&
+                    strcmp(v, "token_file") != 0)
+                    fprintf(stderr,
+                            "dripctl: warning: %s:%zu:%zu: unknown key \"%s\" (known: url, "
+                            "token, token_file); ignored\n",
+                            path, line, col, v);
+                key = xstrdup(v);
+            } else {
+                if (strcmp(key, "url") == 0 && *url == NULL) {
+                    *url = xstrdup(v);
+                } else if (strcmp(key, "token") == 0 && *token == NULL) {
+                    *token = xstrdup(v);
+                } else if (strcmp(key, "token_file") == 0 && *token == NULL) {
+                    *token = read_first_line(v);
+                    if (*token == NULL)
+                        fprintf(stderr, "dripctl: warning: %s:%zu:%zu: token_file %s: %s\n", path,
+                                line, col, v, strerror(errno));
+                }
+                free(key);
+                key = NULL;
+            }
+        } else if (ev.type == YAML_SCALAR_EVENT && depth == 0) {
+            fprintf(stderr,
+                    "dripctl: warning: %s:%zu:%zu: want a mapping (url: ..., token: ...); "
+                    "ignored\n",
+                    path, line, col);
         }
         yaml_event_delete(&ev);
         if (done)
@@ -108,514 +321,226 @@ static void load_rc(char **url, char **token)
     free(key);
     yaml_parser_delete(&p);
     fclose(f);
-}
-
-static char *state_file(void)
-{
-    const char *xdg = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg)
-        return xasprintf("%s/dripctl/uploads.json", xdg);
-    if (home)
-        return xasprintf("%s/.local/state/dripctl/uploads.json", home);
-    return xstrdup(".dripctl-uploads.json");
-}
-
-/* ---------- output ---------- */
-static int fail(struct client *c, const char *what)
-{
-    int code = client_exit_code(c);
-    if (c->json) {
-        json_t *o = json_pack("{s:b,s:s,s:i,s:s}", "ok", 0, "error", c->err, "status",
-                              (int)c->status, "what", what);
-        json_dumpf(o, stdout, JSON_COMPACT);
-        putchar('\n');
-        json_decref(o);
-    } else {
-        fprintf(stderr, "dripctl: %s: %s\n", what, c->err);
-    }
-    return code;
-}
-
-static void print_json(json_t *o)
-{
-    json_dumpf(o, stdout, JSON_INDENT(2));
-    putchar('\n');
-}
-
-/* ID or /path -> media id (heap). */
-static char *resolve(struct client *c, const char *arg)
-{
-    if (arg[0] != '/')
-        return xstrdup(arg);
-    const char *slash = strrchr(arg, '/');
-    char *folder = slash == arg ? xstrdup("/") : xstrndup(arg, (size_t)(slash - arg));
-    char *ef = client_escape(c, folder);
-    char *path = xasprintf("/v1/media?folder=%s", ef);
-    json_t *doc = NULL;
-    char *id = NULL;
-    if (client_json(c, "GET", path, NULL, &doc) == 0) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(json_object_get(doc, "files"), i, m)
-        {
-            if (strcmp(jstr(m, "name", ""), slash + 1) == 0)
-                id = xstrdup(json_string_value(json_object_get(m, "id")));
-        }
-        if (id == NULL) {
-            c->status = 404;
-            snprintf(c->err, sizeof c->err, "no file at %s", arg);
-        }
-    }
-    json_decref(doc);
     free(path);
-    free(ef);
-    free(folder);
-    return id;
 }
 
-/* ---------- commands ---------- */
-static int wait_job(struct client *c, const char *job, json_t **out)
+/* ---------- the command line ---------- */
+static const struct option global_opts[] = {
+    {"url", required_argument, 0, 'u'}, {"token", required_argument, 0, 'T'},
+    {"json", no_argument, 0, 'j'},      {"quiet", no_argument, 0, 'q'},
+    {"help", no_argument, 0, 'h'},      {"version", no_argument, 0, 'V'},
+};
+#define GLOBAL_SHORT "jqh"
+
+/* The command word: the first argument that is not an option (nor the
+ * value of a global option that takes one). NULL when there is none. */
+static const char *find_command_word(int argc, char **argv)
 {
-    char *path = xasprintf("/v1/jobs/%s", job);
-    int rc = -1;
-    for (int i = 0; i < 6000; i++) { /* bounded: 10 minutes */
-        json_t *doc = NULL;
-        if (client_json(c, "GET", path, NULL, &doc) < 0)
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            return i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-' || a[1] == '\0')
+            return a;
+        if ((strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0) && i + 1 < argc)
+            i++;
+    }
+    return NULL;
+}
+
+struct globals {
+    char *url, *token;
+    bool json, quiet, help, version;
+};
+
+/* Parse every option of the whole line (global and cmd's own; cmd may be
+ * NULL) into g and a; the positional arguments, command word first, end
+ * up in argv[*first..argc). EXIT_OK, or EXIT_USAGE after a message. */
+static int parse(int argc, char **argv, const struct command *cmd, struct globals *g,
+                 struct args *a, int *first)
+{
+    struct option opts[DR_ARRAY_LEN(global_opts) + 5];
+    size_t n = 0;
+    for (size_t i = 0; i < DR_ARRAY_LEN(global_opts); i++)
+        opts[n++] = global_opts[i];
+    for (size_t i = 0; cmd && cmd->opts[i].name; i++)
+        opts[n++] = cmd->opts[i];
+    opts[n] = (struct option){0, 0, 0, 0};
+    /* ":" first: a missing value is ':' rather than '?'; "+" never, so
+     * options and arguments mix in any order. */
+    char *shortopts = xasprintf(":%s%s", GLOBAL_SHORT, cmd ? cmd->shortopts : "");
+    opterr = 0;
+    optind = 0; /* glibc: a full re-initialisation */
+    int o, rc = EXIT_OK;
+    while (rc == EXIT_OK && (o = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        switch (o) {
+        case 'u':
+            free(g->url);
+            g->url = xstrdup(optarg);
             break;
-        const char *st = json_string_value(json_object_get(doc, "state"));
-        if (st && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0)) {
-            *out = doc;
-            rc = 0;
+        case 'T':
+            free(g->token);
+            g->token = xstrdup(optarg);
+            break;
+        case 'j':
+            g->json = true;
+            break;
+        case 'q':
+            g->quiet = true;
+            break;
+        case 'h':
+            g->help = true;
+            break;
+        case 'V':
+            g->version = true;
+            break;
+        case 't':
+            a->to = optarg;
+            break;
+        case 'w':
+            a->wait = true;
+            break;
+        case 'o':
+            a->output = optarg;
+            break;
+        case 'f':
+            a->force = true;
+            break;
+        case OPT_CHUNK:
+            if (!parse_size(optarg, &a->chunk))
+                rc = usage_error(cmd, "--chunk-size wants a size in bytes (8M, 512K): %s", optarg);
+            break;
+        case OPT_LIMIT_RATE:
+            if (!parse_size(optarg, &a->limit_rate))
+                rc = usage_error(cmd, "--limit-rate wants bytes per second (1M, 500K): %s", optarg);
+            break;
+        case OPT_STATE:
+            a->state = optarg;
+            break;
+        case OPT_LIMIT:
+            a->limit = optarg;
+            break;
+        case ':':
+            if (optopt > 0 && optopt < 256)
+                rc = usage_error(cmd, "option -%c needs a value", optopt);
+            else
+                rc = usage_error(cmd, "option %s needs a value", argv[optind - 1]);
+            break;
+        default:
+            if (optopt > 0 && optopt < 256)
+                rc = usage_error(cmd, "unknown option -%c", optopt);
+            else
+                rc = usage_error(cmd, "unknown option %s", argv[optind - 1]);
             break;
         }
-        json_decref(doc);
-        struct timespec ts = {0, 100 * 1000000};
-        nanosleep(&ts, NULL);
     }
-    free(path);
+    free(shortopts);
+    *first = optind;
     return rc;
 }
 
-static int cmd_upload(struct client *c, int argc, char **argv)
+/* What the command's options need beyond their syntax. */
+static int check_args(const struct command *cmd, struct args *a)
 {
-    const char *to = "/";
-    int wait = 0;
-    uint64_t chunk = 8u << 20, limit = 0;
-    static const struct option opts[] = {{"to", required_argument, 0, 't'},
-                                         {"wait", no_argument, 0, 'w'},
-                                         {"chunk-size", required_argument, 0, 'c'},
-                                         {"limit-rate", required_argument, 0, 'l'},
-                                         {0, 0, 0, 0}};
-    optind = 0; /* glibc: 0 re-initialises getopt after the "+" pass in main */
-    int o;
-    while ((o = getopt_long(argc, argv, "t:w", opts, NULL)) != -1) {
-        if (o == 't')
-            to = optarg;
-        else if (o == 'w')
-            wait = 1;
-        else if (o == 'c')
-            chunk = strtoull(optarg, NULL, 10);
-        else if (o == 'l')
-            limit = strtoull(optarg, NULL, 10);
-        else
-            return EXIT_USAGE;
+    if (a->argc < cmd->min_args)
+        return usage_error(cmd, "%s", a->argc ? "too few arguments" : "missing arguments");
+    if (cmd->max_args >= 0 && a->argc > cmd->max_args)
+        return usage_error(cmd, "unexpected argument %s", a->argv[cmd->max_args]);
+    if (a->to && a->to[0] != '/')
+        return usage_error(cmd, "--to wants an absolute folder (/photos): %s", a->to);
+    if (a->state) {
+        bool known = false;
+        for (int i = 0; job_states[i]; i++)
+            known |= strcmp(job_states[i], a->state) == 0;
+        if (!known)
+            return usage_error(cmd, "--state wants queued, running, done or failed, not %s",
+                               a->state);
     }
-    if (optind >= argc || chunk == 0) {
-        fprintf(stderr, "usage: dripctl upload FILE... [--to /folder] [--wait]\n");
-        return EXIT_USAGE;
+    if (a->limit) {
+        char *end;
+        long v = strtol(a->limit, &end, 10);
+        if (*end != '\0' || end == a->limit || v < 1 || v > 1000)
+            return usage_error(cmd, "--limit wants a number from 1 to 1000, not %s", a->limit);
     }
-    char *sf = state_file();
-    json_t *all = json_array();
-    int code = EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        char job[64] = "", media[64] = "";
-        uint64_t resumed = 0;
-        if (client_tus_upload(c, argv[i], to, sf, chunk, limit, job, media, &resumed) < 0) {
-            code = fail(c, argv[i]);
-            break;
-        }
-        if (resumed && !c->json && !c->quiet)
-            fprintf(stderr, "%s: resumed at byte %llu\n", argv[i], (unsigned long long)resumed);
-        json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:I}", "file", argv[i], "folder", to, "job_id", job,
-                              "media_id", media, "resumed_at", (json_int_t)resumed);
-        if (wait && job[0]) {
-            json_t *j = NULL;
-            if (wait_job(c, job, &j) == 0) {
-                json_object_set(r, "job", j);
-                const char *st = json_string_value(json_object_get(j, "state"));
-                if (st && strcmp(st, "failed") == 0) {
-                    snprintf(c->err, sizeof c->err, "job %s failed: %s", job,
-                             jstr(j, "error", "?"));
-                    c->status = 0;
-                    code = fail(c, argv[i]);
-                }
-                json_decref(j);
-            }
-        }
-        if (!c->json && !c->quiet)
-            printf("%s -> %s (media %s, job %s)\n", argv[i], to, media, job);
-        json_array_append_new(all, r);
-        if (code != EXIT_OK)
-            break;
-    }
-    if (c->json && code == EXIT_OK)
-        print_json(all);
-    json_decref(all);
-    free(sf);
-    return code;
-}
-
-static int cmd_download(struct client *c, int argc, char **argv)
-{
-    const char *out = NULL;
-    optind = 0; /* glibc: 0 re-initialises getopt after the "+" pass in main */
-    int o;
-    while ((o = getopt(argc, argv, "o:")) != -1) {
-        if (o == 'o')
-            out = optarg;
-        else
-            return EXIT_USAGE;
-    }
-    if (optind != argc - 1) {
-        fprintf(stderr, "usage: dripctl download ID|PATH [-o FILE]\n");
-        return EXIT_USAGE;
-    }
-    char *id = resolve(c, argv[optind]);
-    if (id == NULL)
-        return fail(c, argv[optind]);
-    char *path = xasprintf("/v1/media/%s", id);
-    json_t *m = NULL;
-    int code = EXIT_OK;
-    if (client_json(c, "GET", path, NULL, &m) < 0) {
-        code = fail(c, argv[optind]);
-        goto out;
-    }
-    const char *name = json_string_value(json_object_get(m, "name"));
-    const char *dst = out ? out : name ? name : id;
-    char *cpath = xasprintf("/v1/media/%s/content", id);
-    if (client_download(c, cpath, dst, name ? name : id) < 0)
-        code = fail(c, argv[optind]);
-    else if (c->json) {
-        json_object_set_new(m, "saved_to", json_string(dst));
-        print_json(m);
-    } else if (!c->quiet)
-        printf("%s -> %s\n", argv[optind], dst);
-    free(cpath);
-out:
-    json_decref(m);
-    free(path);
-    free(id);
-    return code;
-}
-
-static int cmd_ls(struct client *c, int argc, char **argv)
-{
-    const char *folder = argc > 1 ? argv[1] : "/";
-    char *ef = client_escape(c, folder);
-    char *path = xasprintf("/v1/media?folder=%s", ef);
-    json_t *doc = NULL;
-    int code = EXIT_OK;
-    if (client_json(c, "GET", path, NULL, &doc) < 0)
-        code = fail(c, folder);
-    else if (c->json)
-        print_json(doc);
-    else {
-        size_t i;
-        json_t *e;
-        json_array_foreach(json_object_get(doc, "folders"), i, e)
-        {
-            printf("%-28s  %12lld  %lld files\n", json_string_value(json_object_get(e, "name")),
-                   (long long)json_integer_value(json_object_get(e, "size")),
-                   (long long)json_integer_value(json_object_get(e, "files")));
-        }
-        json_array_foreach(json_object_get(doc, "files"), i, e)
-        {
-            printf("%-26s  %12lld  %-10s %s\n", json_string_value(json_object_get(e, "id")),
-                   (long long)json_integer_value(json_object_get(e, "size")), jstr(e, "state", ""),
-                   jstr(e, "name", ""));
-        }
-    }
-    json_decref(doc);
-    free(path);
-    free(ef);
-    return code;
-}
-
-/* mv / rm / share: one request on a resolved media id. */
-static int cmd_media_op(struct client *c, const char *cmd, int argc, char **argv)
-{
-    int need = strcmp(cmd, "rm") == 0 ? 2 : 3;
-    if (argc != need) {
-        fprintf(stderr, "usage: dripctl %s ID|PATH%s\n", cmd,
-                need == 2                ? ""
-                : strcmp(cmd, "mv") == 0 ? " NEWPATH"
-                                         : " USER");
-        return EXIT_USAGE;
-    }
-    char *id = resolve(c, argv[1]);
-    if (id == NULL)
-        return fail(c, argv[1]);
-    char *path = NULL;
-    json_t *body = NULL, *doc = NULL;
-    const char *method;
-    if (strcmp(cmd, "mv") == 0) {
-        method = "PATCH";
-        path = xasprintf("/v1/media/%s", id);
-        body = json_pack("{s:s}", "path", argv[2]);
-    } else if (strcmp(cmd, "rm") == 0) {
-        method = "DELETE";
-        path = xasprintf("/v1/media/%s", id);
-    } else {
-        method = "POST";
-        path = xasprintf("/v1/media/%s/shares", id);
-        body = json_pack("{s:s}", "user", argv[2]);
-    }
-    int code = EXIT_OK;
-    if (client_json(c, method, path, body, &doc) < 0)
-        code = fail(c, argv[1]);
-    else if (c->json) {
-        json_t *o = doc ? json_incref(doc) : json_pack("{s:b,s:s}", "ok", 1, "id", id);
-        print_json(o);
-        json_decref(o);
-    } else if (!c->quiet)
-        printf("%s %s: ok\n", cmd, argv[1]);
-    json_decref(doc);
-    json_decref(body);
-    free(path);
-    free(id);
-    return code;
-}
-
-static int cmd_get(struct client *c, const char *path, const char *what)
-{
-    json_t *doc = NULL;
-    if (client_json(c, "GET", path, NULL, &doc) < 0)
-        return fail(c, what);
-    print_json(doc);
-    json_decref(doc);
+    if (a->argc > 0 && (a->state || a->limit) && cmd->run == cmd_jobs)
+        return usage_error(cmd, "%s", "--state and --limit list jobs; give them without an ID");
     return EXIT_OK;
-}
-
-/* jobs [ID] [--state S] [--limit N]: one job, or the caller's newest. */
-static int cmd_jobs(struct client *c, int argc, char **argv)
-{
-    const char *id = NULL, *state = NULL, *limit = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
-            state = argv[++i];
-        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc)
-            limit = argv[++i];
-        else if (argv[i][0] != '-' && id == NULL)
-            id = argv[i];
-        else {
-            fprintf(stderr, "usage: dripctl jobs [ID] [--state S] [--limit N]\n");
-            return EXIT_USAGE;
-        }
-    }
-    if (id != NULL) {
-        char *p = xasprintf("/v1/jobs/%s", id);
-        int code = cmd_get(c, p, id);
-        free(p);
-        return code;
-    }
-    char *es = state ? client_escape(c, state) : NULL, *el = limit ? client_escape(c, limit) : NULL;
-    char *path = xasprintf("/v1/jobs?%s%s%s%s%s", es ? "state=" : "", es ? es : "",
-                           es && el ? "&" : "", el ? "limit=" : "", el ? el : "");
-    free(es);
-    free(el);
-    json_t *doc = NULL;
-    int rc = client_json(c, "GET", path, NULL, &doc);
-    free(path);
-    if (rc < 0)
-        return fail(c, "jobs");
-    if (c->json)
-        print_json(doc);
-    else {
-        size_t i;
-        json_t *j;
-        printf("%-26s %-8s %-7s %-7s %-26s %s\n", "id", "kind", "state", "stage", "media",
-               "updated / error");
-        json_array_foreach(json_object_get(doc, "jobs"), i, j)
-        {
-            const char *err = jstr(j, "error", NULL);
-            printf("%-26s %-8s %-7s %-7s %-26s %s\n", jstr(j, "id", "-"), jstr(j, "kind", "-"),
-                   jstr(j, "state", "-"), jstr(j, "stage", "-"), jstr(j, "media_id", "-"),
-                   err ? err : jstr(j, "updated_at", "-"));
-        }
-    }
-    json_decref(doc);
-    return EXIT_OK;
-}
-
-static int cmd_usage(struct client *c)
-{
-    json_t *doc = NULL;
-    if (client_json(c, "GET", "/v1/admin/usage", NULL, &doc) < 0)
-        return fail(c, "usage");
-    if (c->json)
-        print_json(doc);
-    else {
-        size_t i;
-        json_t *u;
-        printf("%-4s %-20s %10s %16s\n", "rank", "user", "files", "bytes");
-        json_array_foreach(json_object_get(doc, "users"), i, u)
-        {
-            printf("%-4zu %-20s %10lld %16lld\n", i + 1,
-                   json_string_value(json_object_get(u, "user")),
-                   (long long)json_integer_value(json_object_get(u, "files")),
-                   (long long)json_integer_value(json_object_get(u, "bytes")));
-        }
-    }
-    json_decref(doc);
-    return EXIT_OK;
-}
-
-static int cmd_scrub(struct client *c)
-{
-    json_t *doc = NULL;
-    if (client_json(c, "POST", "/v1/admin/scrub", NULL, &doc) < 0)
-        return fail(c, "scrub");
-    json_decref(doc);
-    for (int i = 0; i < 36000; i++) { /* bounded: one hour */
-        doc = NULL;
-        if (client_json(c, "GET", "/v1/admin/scrub", NULL, &doc) < 0)
-            return fail(c, "scrub");
-        const char *st = json_string_value(json_object_get(doc, "state"));
-        long long done = json_integer_value(json_object_get(doc, "checked"));
-        long long total = json_integer_value(json_object_get(doc, "total"));
-        if (!c->json && !c->quiet)
-            fprintf(stderr, c->tty ? "\rscrub: %lld/%lld objects" : "scrub: %lld/%lld objects\n",
-                    done, total);
-        if (st && strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
-            if (c->tty && !c->json && !c->quiet)
-                fputc('\n', stderr);
-            long long bad = json_array_size(json_object_get(doc, "corrupt")) +
-                            json_array_size(json_object_get(doc, "missing"));
-            if (c->json)
-                print_json(doc);
-            else {
-                size_t k;
-                json_t *e;
-                json_array_foreach(json_object_get(doc, "corrupt"), k, e)
-                    printf("corrupt %s: %s\n", json_string_value(json_object_get(e, "id")),
-                           jstr(e, "error", ""));
-                json_array_foreach(json_object_get(doc, "missing"), k, e)
-                    printf("missing %s\n", json_string_value(json_object_get(e, "id")));
-                printf("scrub: %lld objects checked, %lld bad\n", done, bad);
-            }
-            json_decref(doc);
-            return bad ? EXIT_FAIL : EXIT_OK;
-        }
-        json_decref(doc);
-        struct timespec ts = {0, 100 * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    snprintf(c->err, sizeof c->err, "scrub did not finish within an hour");
-    return fail(c, "scrub");
-}
-
-static int print_event(const char *type, const char *data, void *arg)
-{
-    struct client *c = arg;
-    if (c->json)
-        printf("{\"event\":\"%s\",\"data\":%s}\n", type, data);
-    else {
-        json_t *j = json_loads(data, 0, NULL);
-        printf("%-11s job %s %s/%s %s%s\n", type, jstr(j, "id", "?"), jstr(j, "kind", ""),
-               jstr(j, "stage", ""), jstr(j, "path", ""),
-               json_string_value(json_object_get(j, "error")) ? " error" : "");
-        json_decref(j);
-    }
-    fflush(stdout);
-    return 0;
 }
 
 int main(int argc, char **argv)
 {
     struct client c = {0};
-    char *url = NULL, *token = NULL;
-    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
-                                         {"token", required_argument, 0, 'T'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},
-                                         {0, 0, 0, 0}};
-    int o;
-    /* "+": stop at the command, whose own options are parsed by it. */
-    while ((o = getopt_long(argc, argv, "+u:T:jqh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'u':
-            url = xstrdup(optarg);
-            break;
-        case 'T':
-            token = xstrdup(optarg);
-            break;
-        case 'j':
-            c.json = true;
-            break;
-        case 'q':
-            c.quiet = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        case 'V':
-            printf("dripctl %s\n", DRIPD_VERSION);
-            return EXIT_OK;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
+    struct globals g = {0};
+    struct args a = {.to = "/", .chunk = 8u << 20};
+    const char *word = find_command_word(argc, argv);
+    const struct command *cmd = word ? find_command(word) : NULL;
+    bool help_cmd = word && strcmp(word, "help") == 0;
+    int first = argc, code;
+    if (word && !cmd && !help_cmd) {
+        code = usage_error(NULL, "unknown command \"%s\"", word);
+        goto out;
+    }
+    code = parse(argc, argv, cmd, &g, &a, &first);
+    if (code != EXIT_OK)
+        goto out;
+    /* argv[first] is the command word; its arguments follow. */
+    a.argc = argc - first - (word ? 1 : 0);
+    a.argv = argv + first + (word ? 1 : 0);
+    if (g.version) {
+        printf("dripctl %s\n", DRIPD_VERSION);
+        goto out;
+    }
+    if (help_cmd) {
+        const struct command *about = a.argc > 0 ? find_command(a.argv[0]) : NULL;
+        if (a.argc > 0 && about == NULL) {
+            code = usage_error(NULL, "no command \"%s\"", a.argv[0]);
+        } else if (about) {
+            command_help(about, stdout);
+        } else {
+            overview(stdout);
         }
+        goto out;
     }
-    if (optind >= argc) {
-        usage(stderr);
-        return EXIT_USAGE;
+    if (g.help) {
+        if (cmd)
+            command_help(cmd, stdout);
+        else
+            overview(stdout);
+        goto out;
     }
-    if (url == NULL && getenv("DRIPD_URL"))
-        url = xstrdup(getenv("DRIPD_URL"));
-    if (token == NULL && getenv("DRIPD_TOKEN"))
-        token = xstrdup(getenv("DRIPD_TOKEN"));
-    load_rc(&url, &token);
-    if (url == NULL)
-        url = xstrdup("http://127.0.0.1:8080");
-    size_t ul = strlen(url);
-    while (ul > 0 && url[ul - 1] == '/')
-        url[--ul] = '\0';
-    c.url = url;
-    c.token = token;
+    if (cmd == NULL) {
+        overview(stderr);
+        code = EXIT_USAGE;
+        goto out;
+    }
+    code = check_args(cmd, &a);
+    if (code != EXIT_OK)
+        goto out;
+
+    if (g.url == NULL && getenv("DRIPD_URL"))
+        g.url = xstrdup(getenv("DRIPD_URL"));
+    if (g.token == NULL && getenv("DRIPD_TOKEN"))
+        g.token = xstrdup(getenv("DRIPD_TOKEN"));
+    load_rc(&g.url, &g.token);
+    if (g.url == NULL)
+        g.url = xstrdup("http://127.0.0.1:8080");
+    size_t ul = strlen(g.url);
+    while (ul > 0 && g.url[ul - 1] == '/')
+        g.url[--ul] = '\0';
+    c.url = g.url;
+    c.token = g.token;
+    c.json = g.json;
+    c.quiet = g.quiet;
     if (client_init(&c) < 0) {
         fprintf(stderr, "dripctl: cannot initialise libcurl\n");
-        return EXIT_FAIL;
+        code = EXIT_FAIL;
+        goto out;
     }
-    const char *cmd = argv[optind];
-    int cargc = argc - optind;
-    char **cargv = argv + optind;
-    int code;
-    if (strcmp(cmd, "upload") == 0)
-        code = cmd_upload(&c, cargc, cargv);
-    else if (strcmp(cmd, "download") == 0)
-        code = cmd_download(&c, cargc, cargv);
-    else if (strcmp(cmd, "ls") == 0)
-        code = cmd_ls(&c, cargc, cargv);
-    else if (strcmp(cmd, "mv") == 0 || strcmp(cmd, "rm") == 0 || strcmp(cmd, "share") == 0)
-        code = cmd_media_op(&c, cmd, cargc, cargv);
-    else if (strcmp(cmd, "jobs") == 0)
-        code = cmd_jobs(&c, cargc, cargv);
-    else if (strcmp(cmd, "watch") == 0)
-        code = client_sse(&c, "/v1/events", print_event, &c) < 0 ? fail(&c, "watch") : EXIT_OK;
-    else if (strcmp(cmd, "usage") == 0)
-        code = cmd_usage(&c);
-    else if (strcmp(cmd, "scrub") == 0)
-        code = cmd_scrub(&c);
-    else {
-        fprintf(stderr, "dripctl: unknown command '%s'\n", cmd);
-        usage(stderr);
-        code = EXIT_USAGE;
-    }
+    client_catch_interrupt();
+    code = cmd->run(&c, &a);
     client_cleanup(&c);
-    free(url);
-    free(token);
+out:
+    free(g.url);
+    free(g.token);
     return code;
 }

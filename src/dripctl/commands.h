@@ -1,0 +1,39 @@
+/* commands.h - dripctl's commands, each one request or a few against the
+ * server (see commands.c). dripctl.c parses the command line into struct
+ * args and calls one of these; each returns the process's exit code. */
+#ifndef DRIPCTL_COMMANDS_H
+#define DRIPCTL_COMMANDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client.h"
+
+/* Everything any command may take; each command reads its own fields. */
+struct args {
+    int argc;    /* positional arguments after the command word */
+    char **argv; /* borrowed from main's argv */
+    const char *to;
+    bool wait;
+    uint64_t chunk, limit_rate;
+    const char *output;
+    bool force;
+    const char *state;
+    const char *limit;
+};
+
+int cmd_upload(struct client *c, const struct args *a);
+int cmd_download(struct client *c, const struct args *a);
+int cmd_ls(struct client *c, const struct args *a);
+int cmd_mv(struct client *c, const struct args *a);
+int cmd_rm(struct client *c, const struct args *a);
+int cmd_share(struct client *c, const struct args *a);
+int cmd_jobs(struct client *c, const struct args *a);
+int cmd_watch(struct client *c, const struct args *a);
+int cmd_usage(struct client *c, const struct args *a);
+int cmd_scrub(struct client *c, const struct args *a);
+
+/* The job states `jobs --state` takes (the server's four), NULL-ended. */
+extern const char *const job_states[];
+
+#endif
