@@ -7,6 +7,13 @@
  * All fields are updated with relaxed __atomic builtins (lock-free on
  * 64-bit, so safe across processes). Fixed-size arrays only: nothing
  * here ever allocates.
+ *
+ * Gauges that count what a worker process holds (open connections, jobs
+ * in a stage) live in that process's own block, procs[slot] (the
+ * supervisor's worker slot, dr_worker_ctx.slot): a process only ever
+ * changes its own block, the supervisor zeroes a block when its process
+ * is gone (a SIGKILLed worker never decrements), and /metrics renders the
+ * sum over the blocks.
  */
 #ifndef DRIPD_METRICS_H
 #define DRIPD_METRICS_H
@@ -47,8 +54,6 @@ extern const char *const dr_pipeline_names[DR_PL_COUNT];
 extern const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS];
 
 struct dr_stage_metrics {
-    uint64_t queued;    /* gauge: jobs waiting in the stage's inbox */
-    uint64_t in_flight; /* gauge */
     uint64_t processed; /* counter */
     uint64_t failed;    /* counter */
     uint64_t busy_us;   /* counter: handler time */
@@ -57,6 +62,18 @@ struct dr_stage_metrics {
 
 enum dr_store_op { DR_SOP_PUT, DR_SOP_GET, DR_SOP_DELETE, DR_SOP_EXISTS, DR_SOP_COUNT };
 
+struct dr_stage_gauges {
+    int64_t queued;    /* jobs waiting in the stage's inbox */
+    int64_t in_flight; /* jobs being handled */
+};
+
+/* One worker process's gauges (see the top of this file). */
+struct dr_proc_gauges {
+    int64_t http_connections_open;
+    struct dr_stage_gauges stages[DR_PL_COUNT][DR_STAGE_SLOTS];
+};
+#define DR_PROC_SLOTS 64 /* >= the supervisor's worker slots (two generations) */
+
 struct dr_metrics {
     uint64_t start_time_ms;
     /* http */
@@ -64,7 +81,6 @@ struct dr_metrics {
     struct dr_hist http_duration[DR_RC_COUNT];
     uint64_t http_bytes_received;
     uint64_t http_bytes_sent;
-    int64_t http_connections_open; /* gauge */
     uint64_t http_connections_refused;
     /* pipeline */
     struct dr_stage_metrics stages[DR_PL_COUNT][DR_STAGE_SLOTS];
@@ -90,6 +106,8 @@ struct dr_metrics {
     uint64_t webhook_deliveries, webhook_failures;
     /* scrub */
     uint64_t scrub_objects, scrub_bytes, scrub_corrupt, scrub_missing;
+    /* per worker process */
+    struct dr_proc_gauges procs[DR_PROC_SLOTS];
 };
 
 /* Map a zeroed struct shared with future children. NULL on failure. */
@@ -109,6 +127,12 @@ static inline void metrics_gauge_set(int64_t *g, int64_t v)
     __atomic_store_n(g, v, __ATOMIC_RELAXED);
 }
 void metrics_observe(struct dr_hist *h, uint64_t usec);
+/* The gauge block of worker slot `slot`; a private block when m is NULL
+ * or slot is out of range (tests, tools). Never NULL. */
+struct dr_proc_gauges *metrics_proc(struct dr_metrics *m, unsigned slot);
+/* Zero a block whose process is gone (the supervisor, after reaping it,
+ * and before a new process gets the slot). */
+void metrics_proc_reset(struct dr_metrics *m, unsigned slot);
 /* Status code -> slot in http_requests[][] (and back, for rendering). */
 int metrics_status_slot(int status);
 int metrics_slot_status(int slot);

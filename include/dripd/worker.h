@@ -55,6 +55,7 @@ struct dr_worker_ctx {
     size_t n_listen;
     struct dr_metrics *metrics; /* MAP_SHARED, created by the supervisor */
     unsigned generation;        /* bumps on every reload */
+    unsigned slot;              /* the supervisor's worker slot: metrics_proc(metrics, slot) */
 };
 
 /* Send one message; never blocks. Returns 0, or -EAGAIN when the channel is

@@ -5,6 +5,7 @@
 #include "dripd/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -114,6 +115,36 @@ static int64_t lds(const int64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+struct dr_proc_gauges *metrics_proc(struct dr_metrics *m, unsigned slot)
+{
+    static struct dr_proc_gauges private_gauges;
+    if (m == NULL || slot >= DR_PROC_SLOTS)
+        return &private_gauges;
+    return &m->procs[slot];
+}
+
+void metrics_proc_reset(struct dr_metrics *m, unsigned slot)
+{
+    if (m == NULL || slot >= DR_PROC_SLOTS)
+        return;
+    struct dr_proc_gauges *g = &m->procs[slot];
+    __atomic_store_n(&g->http_connections_open, 0, __ATOMIC_RELAXED);
+    for (int p = 0; p < DR_PL_COUNT; p++)
+        for (int s = 0; s < DR_STAGE_SLOTS; s++) {
+            __atomic_store_n(&g->stages[p][s].queued, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&g->stages[p][s].in_flight, 0, __ATOMIC_RELAXED);
+        }
+}
+
+/* The sum of one gauge over every process block (offset into the block). */
+static int64_t proc_sum(const struct dr_metrics *m, size_t off)
+{
+    int64_t v = 0;
+    for (int i = 0; i < DR_PROC_SLOTS; i++)
+        v += __atomic_load_n((const int64_t *)((const char *)&m->procs[i] + off), __ATOMIC_RELAXED);
+    return v;
+}
+
 static void head(struct mbuf *b, const char *name, const char *type, const char *help)
 {
     mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -192,7 +223,7 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
              ld(&m->http_bytes_received));
     counter1(&b, "dripd_http_sent_bytes_total", "Response bytes sent.", ld(&m->http_bytes_sent));
     gauge1(&b, "dripd_http_open_connections", "Open client connections.",
-           lds(&m->http_connections_open));
+           proc_sum(m, offsetof(struct dr_proc_gauges, http_connections_open)));
     counter1(&b, "dripd_http_refused_connections_total",
              "Connections refused over limits.max_connections.", ld(&m->http_connections_refused));
 
@@ -206,10 +237,13 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
             for (int s = 0; s < DR_STAGE_SLOTS; s++) {
                 if (dr_stage_names[p][s] == NULL)
                     continue;
-                const struct dr_stage_metrics *sm = &m->stages[p][s];
-                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %llu\n", name, dr_pipeline_names[p],
-                          dr_stage_names[p][s],
-                          (unsigned long long)ld(g ? &sm->in_flight : &sm->queued));
+                size_t off =
+                    offsetof(struct dr_proc_gauges, stages) +
+                    ((size_t)p * DR_STAGE_SLOTS + (size_t)s) * sizeof(struct dr_stage_gauges) +
+                    (g ? offsetof(struct dr_stage_gauges, in_flight)
+                       : offsetof(struct dr_stage_gauges, queued));
+                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %lld\n", name, dr_pipeline_names[p],
+                          dr_stage_names[p][s], (long long)proc_sum(m, off));
             }
     }
     static const char *const cf[] = {"processed", "failed"};

@@ -1123,7 +1123,7 @@ static void conn_free(struct http_conn *c)
     event_free(c->timer);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
-    metrics_gauge_add(&metrics_of(c)->http_connections_open, -1);
+    metrics_gauge_add(&http_thread_gauges(c->t)->http_connections_open, -1);
     http_thread_conn_gone(c->t, c->refused);
     free(c);
 }
@@ -1508,7 +1508,7 @@ struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *rem
     if (*head)
         (*head)->prev = c;
     *head = c;
-    metrics_gauge_add(&http_thread_metrics(t)->http_connections_open, 1);
+    metrics_gauge_add(&http_thread_gauges(t)->http_connections_open, 1);
     if (refuse) {
         metrics_add(&http_thread_metrics(t)->http_connections_refused, 1);
         server_error(c, 503, "too many connections (limits.max_connections)");

@@ -42,6 +42,8 @@ struct http_conn *http_conn_next(const struct http_conn *c);
 /* ---- what the connection layer needs from the server (http_server.c) ---- */
 const struct dr_config *http_thread_config(struct http_thread *t);
 struct dr_metrics *http_thread_metrics(struct http_thread *t);
+/* This process's gauge block (metrics_proc) */
+struct dr_proc_gauges *http_thread_gauges(struct http_thread *t);
 http_dispatch_fn http_thread_dispatch_fn(struct http_thread *t);
 /* True once the server drains: responses say Connection: close. */
 bool http_thread_draining(struct http_thread *t);

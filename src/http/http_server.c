@@ -104,6 +104,7 @@ struct http_server {
     const struct dr_config *cfg;
     struct dr_worker_ctx *ctx;
     struct dr_metrics *metrics;
+    struct dr_proc_gauges *gauges; /* this process's block */
     http_dispatch_fn dispatch;
     int n_threads;
     struct http_thread *threads;
@@ -141,6 +142,11 @@ const struct dr_config *http_thread_config(struct http_thread *t)
 struct dr_metrics *http_thread_metrics(struct http_thread *t)
 {
     return t->srv->metrics;
+}
+
+struct dr_proc_gauges *http_thread_gauges(struct http_thread *t)
+{
+    return t->srv->gauges;
 }
 
 http_dispatch_fn http_thread_dispatch_fn(struct http_thread *t)
@@ -642,6 +648,8 @@ int http_server_create(const struct http_server_opts *opts, struct http_server *
     srv->cfg = opts->cfg;
     srv->ctx = opts->ctx;
     srv->metrics = opts->ctx && opts->ctx->metrics ? opts->ctx->metrics : &fallback_metrics;
+    srv->gauges =
+        metrics_proc(opts->ctx ? opts->ctx->metrics : NULL, opts->ctx ? opts->ctx->slot : 0);
     srv->dispatch = opts->dispatch;
     srv->n_threads = opts->threads > 0 ? opts->threads : nproc();
     srv->threads = xcalloc((size_t)srv->n_threads, sizeof *srv->threads);

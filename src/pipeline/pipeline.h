@@ -47,8 +47,9 @@ struct pl_committer;
  * except where noted. */
 struct pl_ctx {
     const struct dr_config *cfg;
-    struct dr_worker_ctx *wctx; /* may be NULL (tests) */
-    struct dr_metrics *metrics; /* never NULL (a private struct in tests) */
+    struct dr_worker_ctx *wctx;    /* may be NULL (tests) */
+    struct dr_metrics *metrics;    /* never NULL (a private struct in tests) */
+    struct dr_proc_gauges *gauges; /* this process's block (metrics_proc); never NULL */
     uint8_t master[DR_KEY_LEN];
     char claimer[320];              /* "<hostname>:<pid>" */
     char *work_dir;                 /* <data_dir>/work */

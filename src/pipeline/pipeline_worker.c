@@ -611,6 +611,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .ops = &pl_ops,
             .arg = &r->stages[i],
             .metrics = &pc->metrics->stages[pl][i + 1], /* slot 0 is the starter (metrics.h) */
+            .gauges = &pc->gauges->stages[pl][i + 1],
         };
     }
     r->sp = stage_pipeline_new(specs, N_STAGES);
@@ -775,6 +776,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     pc->cfg = cfg;
     pc->wctx = ctx;
     pc->metrics = ctx->metrics ? ctx->metrics : &private_metrics;
+    pc->gauges = metrics_proc(ctx->metrics, ctx->slot);
     pthread_mutex_init(&pc->stop_mu, NULL);
     dr_cond_init_mono(&pc->stop_cv);
     if (pipe2(w->drained_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {

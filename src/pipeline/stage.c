@@ -137,7 +137,7 @@ uint64_t stage_backoff_ms(int attempt, uint64_t base_ms, uint64_t max_ms, uint32
 
 /* ---- small helpers ---- */
 
-static void gauge_set(uint64_t *g, uint64_t v)
+static void gauge_set(int64_t *g, int64_t v)
 {
     __atomic_store_n(g, v, __ATOMIC_RELAXED);
 }
@@ -154,8 +154,8 @@ static void fifo_push(struct stage *st, struct stage_item *it)
     st->queued++;
     if (st->queued + st->held > st->max_held)
         st->max_held = st->queued + st->held;
-    if (st->spec.metrics)
-        gauge_set(&st->spec.metrics->queued, (uint64_t)st->queued);
+    if (st->spec.gauges)
+        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
 }
 
 /* Caller holds st->mu; inbox not empty. */
@@ -167,8 +167,8 @@ static struct stage_item *fifo_pop(struct stage *st)
         st->tail = NULL;
     it->next = NULL;
     st->queued--;
-    if (st->spec.metrics)
-        gauge_set(&st->spec.metrics->queued, (uint64_t)st->queued);
+    if (st->spec.gauges)
+        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
     return it;
 }
 
@@ -218,6 +218,7 @@ static void *stage_thread_main(void *arg)
     struct stage_pipeline *p = st->p;
     const struct stage_ops *ops = st->spec.ops;
     struct dr_stage_metrics *m = st->spec.metrics;
+    struct dr_stage_gauges *g = st->spec.gauges;
     char name[32];
     void *tls = NULL;
 
@@ -245,13 +246,14 @@ static void *stage_thread_main(void *arg)
         st->held++;
         pthread_mutex_unlock(&st->mu);
 
-        if (m)
-            metrics_add(&m->in_flight, 1);
+        if (g)
+            metrics_gauge_add(&g->in_flight, 1);
         uint64_t t0 = dr_mono_ns();
         enum stage_verdict v = ops->handle(st->spec.arg, tls, it);
         uint64_t us = (dr_mono_ns() - t0) / 1000;
+        if (g)
+            metrics_gauge_add(&g->in_flight, -1);
         if (m) {
-            __atomic_fetch_sub(&m->in_flight, 1, __ATOMIC_RELAXED);
             metrics_add(&m->processed, 1);
             metrics_add(&m->busy_us, us);
             metrics_observe(&m->duration, us);
@@ -424,8 +426,8 @@ void stage_pipeline_stop(struct stage_pipeline *p)
                 pthread_join(st->threads[k].tid, NULL);
                 st->threads[k].started = false;
             }
-        if (st->spec.metrics)
-            gauge_set(&st->spec.metrics->queued, 0);
+        if (st->spec.gauges)
+            gauge_set(&st->spec.gauges->queued, 0);
     }
 }
 

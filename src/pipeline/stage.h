@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 struct dr_stage_metrics;
+struct dr_stage_gauges;
 
 struct stage_item {
     struct stage_item *next; /* engine-private link */
@@ -56,7 +57,8 @@ struct stage_spec {
     int min_demand;         /* 0 <= min < max */
     const struct stage_ops *ops;
     void *arg;
-    struct dr_stage_metrics *metrics; /* may be NULL */
+    struct dr_stage_metrics *metrics; /* counters; may be NULL */
+    struct dr_stage_gauges *gauges;   /* this process's queued/in_flight; may be NULL */
 };
 
 struct stage_pipeline;

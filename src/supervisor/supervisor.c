@@ -71,6 +71,7 @@
 #include "dripd/worker.h"
 
 #define MAX_SLOTS (2 * DR_ROLE_COUNT * DR_SUP_MAX_PER_ROLE) /* two generations */
+_Static_assert(MAX_SLOTS <= DR_PROC_SLOTS, "every worker slot needs its metrics gauge block");
 #define READY_TIMEOUT_MS 30000
 #define KILL_GRACE_MS 2000    /* hung worker: SIGTERM .. SIGKILL */
 #define GIVE_UP_GRACE_MS 5000 /* exit 1/2: at most this long for the others */
@@ -433,6 +434,7 @@ static void __attribute__((noreturn)) child_run(struct sup *s, struct slot *w, i
         .n_listen = nl,
         .metrics = s->metrics,
         .generation = w->gen,
+        .slot = (unsigned)(w - s->slots),
     };
     int rc = w->role == DR_ROLE_HTTP ? http_worker_main(&ctx) : pipeline_worker_main(&ctx);
     _exit(rc & 0xff);
@@ -928,6 +930,8 @@ static void worker_exited(struct sup *s, struct slot *w, int status)
         log_warn("worker %s pid %d %s", role, (int)pid, how);
 
     int64_t ran = now - w->started_ms;
+    /* what the dead process held (connections, jobs in stages) is gone */
+    metrics_proc_reset(s->metrics, (unsigned)(w - s->slots));
     w->pid = 0;
     w->ready = false;
     w->term_ms = 0;

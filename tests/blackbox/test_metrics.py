@@ -138,3 +138,33 @@ def test_status_line_has_queue_depth_and_rates(dripd, tmpdir_path):
         return None
     msg = wait_until(rated, 30, "a STATUS= line with non-zero rates")
     assert "worker" in msg
+
+
+def test_dead_workers_gauges_are_reset(dripd_factory, tmpdir_path):
+    """Issue 17 item 7: a SIGKILLed worker never decrements its gauges. The
+    open-connection gauge used to stay at the dead worker's count forever,
+    and a job killed mid-stage left dripd_stage_in_flight at 1."""
+    import signal
+    import socket
+    from conftest import wait_until
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "2s"}})
+    conns = [socket.create_connection((d.host, d.port)) for _ in range(40)]
+    gauge = 'dripd_http_open_connections'
+    wait_until(lambda: scrape(d)[1][gauge] >= 40, 20, "40 open connections counted")
+    f = make_file(os.path.join(tmpdir_path, "a.bin"), 1000)
+    st, doc = d.put_file(f, "/g/a.bin")
+    assert st == 202
+    store = 'dripd_stage_in_flight{pipeline="upload",stage="store"}'
+    wait_until(lambda: scrape(d)[1][store] == 1, 30, "the job in the store stage")
+    for role in ("http", "pipeline"):
+        old = d.worker(role)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: d.workers(role) and d.workers(role)[0] != old, 30, "a new %s worker" % role)
+    d.wait_job(doc["job"]["id"], timeout=60)
+    for c in conns:
+        c.close()
+    # only the scrape's own connection (curl) is open now; nothing is in flight
+    wait_until(lambda: scrape(d)[1][gauge] <= 1, 20, "the gauge back to the live connections")
+    _, s = scrape(d)
+    stuck = {k: v for k, v in s.items() if k.startswith("dripd_stage_in_flight") and v != 0}
+    assert not stuck, stuck
