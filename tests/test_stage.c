@@ -9,7 +9,11 @@
 #include <unistd.h>
 
 #include "dripd/metrics.h"
+#include "dripd/util.h"
 #include "pipeline/stage.h"
+
+/* Generous: a loaded CI machine is slow, a hang is still caught. */
+#define DEADLINE_MS 20000
 
 /* ---- pure demand arithmetic ---- */
 
@@ -134,11 +138,30 @@ static int seen(struct tstage *t)
     return n;
 }
 
+static int discarded(struct tstage *t)
+{
+    pthread_mutex_lock(&t->mu);
+    int n = t->discarded;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* Poll until seen(t) reaches n (deadline: the assert fails). */
 static void wait_seen(struct tstage *t, int n)
 {
-    for (int i = 0; i < 5000 && seen(t) < n; i++)
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    while (seen(t) < n && dr_mono_ms() < end)
         usleep(1000);
     ck_assert_int_ge(seen(t), n);
+}
+
+/* Poll until discarded(a) + discarded(b) reaches n (b may be NULL). */
+static void wait_discarded(struct tstage *a, struct tstage *b, int n)
+{
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    while (discarded(a) + (b ? discarded(b) : 0) < n && dr_mono_ms() < end)
+        usleep(1000);
+    ck_assert_int_eq(discarded(a) + (b ? discarded(b) : 0), n);
 }
 
 static struct titem items[256];
@@ -167,6 +190,15 @@ static int push_until_full(struct stage_pipeline *p, int *next, int limit)
     }
 }
 
+/* Push until `limit` items went in, however slowly the stages ask. */
+static void push_all(struct stage_pipeline *p, int *next, int limit)
+{
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    while (*next < limit && dr_mono_ms() < end)
+        push_until_full(p, next, limit);
+    ck_assert_int_eq(*next, limit);
+}
+
 START_TEST(test_slow_consumer_bounded)
 {
     struct tstage t;
@@ -185,8 +217,9 @@ START_TEST(test_slow_consumer_bounded)
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     /* the consumer asked for max_demand and nothing more */
-    ck_assert_int_eq(push_until_full(p, &next, 200), 3);
+    push_all(p, &next, 3);
     ck_assert_int_eq(stage_wait_demand(p, 30), 0);
+    ck_assert_int_eq(push_until_full(p, &next, 200), 0);
     /* a push beyond the demand is refused */
     struct stage_item *extra = &items[199].link;
     ck_assert_int_eq(stage_push(p, &extra, 1), 0);
@@ -197,7 +230,7 @@ START_TEST(test_slow_consumer_bounded)
     /* second done: outstanding 1 == min: asks max - 1 = 2 */
     sem_post(&t.gate);
     wait_seen(&t, 2);
-    ck_assert_int_eq(stage_wait_demand(p, 1000), 2);
+    ck_assert_int_eq(stage_wait_demand(p, DEADLINE_MS), 2);
     /* run 100 items through with the gate open slowly; never more than 3 held */
     for (int i = 0; i < 200; i++)
         sem_post(&t.gate);
@@ -245,14 +278,19 @@ START_TEST(test_backpressure_two_stages)
     struct stage_pipeline *p = stage_pipeline_new(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
-    /* b holds 2 (its max), a holds 2 (one finished and blocked handing on,
-     * one queued): the starter got exactly 4 and is then refused. */
-    int got = push_until_full(p, &next, 100);
-    for (int i = 0; i < 100 && seen(&a) < 3; i++)
-        usleep(2000);
-    got += push_until_full(p, &next, 100);
+    /* b holds 2 (its max: item 0 in its handler, item 1 queued), a holds 2
+     * (item 2 handled and blocked handing on, item 3 queued): the starter
+     * gets exactly 4, however long the threads take to get there, and is
+     * then refused. */
+    int got = 0;
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    while (got < 4 && dr_mono_ms() < end)
+        got += push_until_full(p, &next, 100);
     ck_assert_int_eq(got, 4);
+    wait_seen(&a, 3);
     ck_assert_int_eq(stage_wait_demand(p, 50), 0);
+    ck_assert_int_eq(push_until_full(p, &next, 100), 0);
+    ck_assert_int_eq(seen(&a), 3);
     struct stage_stats sa, sb;
     stage_get_stats(p, 0, &sa);
     stage_get_stats(p, 1, &sb);
@@ -288,7 +326,7 @@ START_TEST(test_work_sharing)
     struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
-    push_until_full(p, &next, 12);
+    push_all(p, &next, 12);
     wait_seen(&t, 11);
     ck_assert_int_eq(seen(&t), 11);
     sem_post(&t.unblock);
@@ -312,14 +350,14 @@ START_TEST(test_stop_discards_queued)
     struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
-    ck_assert_int_eq(push_until_full(p, &next, 5), 5);
-    /* stop while item 0 is in the handler: it finishes, 1..4 are discarded */
+    push_all(p, &next, 5);
+    /* stop while item 0 is in the handler: 1..4 are discarded at once, the
+     * stop waits for the handler, which then finishes item 0 */
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, stop_thread, p), 0);
-    while (!stage_pipeline_stopping(p))
-        usleep(1000);
+    wait_discarded(&t, NULL, 4);
     ck_assert_int_eq(stage_wait_demand(p, 10), -ECANCELED);
-    usleep(20000);
+    ck_assert_int_eq(seen(&t), 0);
     sem_post(&t.unblock);
     pthread_join(th, NULL);
     ck_assert_int_eq(seen(&t), 1);
@@ -353,15 +391,17 @@ START_TEST(test_stop_unblocks_forwarder)
     struct stage_pipeline *p = stage_pipeline_new(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
-    push_until_full(p, &next, 10);
-    for (int i = 0; i < 100 && seen(&a) < 2; i++)
-        usleep(2000);
+    /* a handled 2: item 0 went to b (in b's handler), item 1 is blocked in
+     * a's hand-off; nobody asks for a third */
+    push_all(p, &next, 2);
+    wait_seen(&a, 2);
+    ck_assert_int_eq(stage_wait_demand(p, 50), 0);
     ck_assert_int_eq(seen(&a), 2);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, stop_thread, p), 0);
-    while (!stage_pipeline_stopping(p))
-        usleep(1000);
-    usleep(20000);
+    /* the stop frees a's thread from its hand-off: item 1 is discarded */
+    wait_discarded(&a, &b, 1);
+    ck_assert_int_eq(stage_wait_demand(p, 10), -ECANCELED);
     sem_post(&b.gate); /* b's handler finishes its step; then everything exits */
     pthread_join(th, NULL);
     ck_assert_int_eq(seen(&b), 1);

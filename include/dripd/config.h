@@ -155,10 +155,6 @@ struct dr_config *config_defaults(void);
  * with config_errors_free). Relative paths stay relative to the cwd. */
 int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs);
 
-/* Fill in derived defaults that depend on data_dir (local.path, key_file).
- * config_load and config_defaults already call it. */
-void config_finish(struct dr_config *cfg);
-
 void config_free(struct dr_config *cfg); /* NULL ok */
 void config_errors_free(struct dr_config_errors *errs);
 

@@ -75,8 +75,6 @@ int mp_parser_feed(struct mp_parser *p, const char *data, size_t len);
 int mp_parser_finish(struct mp_parser *p);
 /* Human explanation of the last error ("" if none). */
 const char *mp_parser_error(const struct mp_parser *p);
-/* Parts begun so far. */
-size_t mp_parser_parts(const struct mp_parser *p);
 void mp_parser_destroy(struct mp_parser *p); /* NULL ok */
 
 #endif

@@ -64,10 +64,6 @@ int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t
 /* Read one message if one is waiting: 1 got one, 0 none, -EPIPE supervisor gone. */
 int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg);
 
-/* A worker with nothing to do yet: READY, heartbeats, returns 0 on SIGTERM
- * or when the supervisor goes away. */
-int worker_idle_loop(struct dr_worker_ctx *ctx);
-
 /* Worker entry points; each returns the process exit status. */
 int http_worker_main(struct dr_worker_ctx *ctx);
 int pipeline_worker_main(struct dr_worker_ctx *ctx);

@@ -50,6 +50,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
+#include "dripd/path.h"
 #include "spool.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
@@ -410,13 +411,8 @@ void ingest_respond_busy(struct http_exchange *ex)
 
 char *ingest_item_json(const struct dr_intake *item, const char *state)
 {
-    char *folder = NULL, *name = NULL;
-    const char *slash = strrchr(item->path, '/');
-    if (slash == NULL || slash == item->path)
-        folder = xstrdup("/");
-    else
-        folder = xstrndup(item->path, (size_t)(slash - item->path));
-    name = xstrdup(slash ? slash + 1 : item->path);
+    char *folder, *name;
+    path_split(item->path, &folder, &name);
     char ts[32];
     dr_fmt_time(item->created_at > 0 ? item->created_at : dr_now_ms(), ts, sizeof ts);
     json_t *media =

@@ -60,6 +60,26 @@
 /* Defaults                                                             */
 /* ------------------------------------------------------------------ */
 
+/* "<dir>/<leaf>" without doubling a trailing '/'. */
+static char *join_dir(const char *dir, const char *leaf)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 1 && dir[0] == '/')
+        return xasprintf("/%s", leaf);
+    return xasprintf("%.*s/%s", (int)n, dir, leaf);
+}
+
+/* Fill in derived defaults that depend on data_dir (local.path, key_file). */
+static void config_finish(struct dr_config *c)
+{
+    if (c->storage.local.path == NULL)
+        c->storage.local.path = join_dir(c->data_dir, "objects");
+    if (c->encryption.key_file == NULL)
+        c->encryption.key_file = join_dir(c->data_dir, "master.key");
+}
+
 struct dr_config *config_defaults(void)
 {
     struct dr_config *c = xcalloc(1, sizeof *c);
@@ -108,25 +128,6 @@ struct dr_config *config_defaults(void)
     c->log.level = xstrdup("info");
     config_finish(c);
     return c;
-}
-
-/* "<dir>/<leaf>" without doubling a trailing '/'. */
-static char *join_dir(const char *dir, const char *leaf)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    if (n == 1 && dir[0] == '/')
-        return xasprintf("/%s", leaf);
-    return xasprintf("%.*s/%s", (int)n, dir, leaf);
-}
-
-void config_finish(struct dr_config *c)
-{
-    if (c->storage.local.path == NULL)
-        c->storage.local.path = join_dir(c->data_dir, "objects");
-    if (c->encryption.key_file == NULL)
-        c->encryption.key_file = join_dir(c->data_dir, "master.key");
 }
 
 void config_free(struct dr_config *c)

@@ -439,11 +439,6 @@ const char *mp_parser_error(const struct mp_parser *p)
     return p->errmsg;
 }
 
-size_t mp_parser_parts(const struct mp_parser *p)
-{
-    return p->parts;
-}
-
 static int emit(struct mp_parser *p, const char *data, size_t len)
 {
     if (len == 0 || p->cb == NULL || p->cb->on_part_data == NULL)

@@ -86,7 +86,6 @@ struct stage {
     int max_held; /* peak of queued + held (stats) */
     uint64_t processed;
     bool stopping;
-    bool wake; /* stage 0 only: stage_pipeline_wake() */
     struct stage_thread *threads;
 };
 
@@ -336,7 +335,7 @@ int stage_wait_demand(struct stage_pipeline *p, int64_t timeout_ms)
     if (timeout_ms >= 0)
         dr_mono_timespec(&ts, dr_mono_ms() + timeout_ms);
     pthread_mutex_lock(&st->mu);
-    while (st->demand == 0 && !st->stopping && !st->wake) {
+    while (st->demand == 0 && !st->stopping) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&st->demand_cv, &st->mu);
         } else if (pthread_cond_timedwait(&st->demand_cv, &st->mu, &ts) == ETIMEDOUT) {
@@ -344,16 +343,6 @@ int stage_wait_demand(struct stage_pipeline *p, int64_t timeout_ms)
         }
     }
     int r = st->stopping ? -ECANCELED : st->demand;
-    st->wake = false;
-    pthread_mutex_unlock(&st->mu);
-    return r;
-}
-
-int stage_demand(struct stage_pipeline *p)
-{
-    struct stage *st = &p->stages[0];
-    pthread_mutex_lock(&st->mu);
-    int r = st->stopping ? 0 : st->demand;
     pthread_mutex_unlock(&st->mu);
     return r;
 }
@@ -371,20 +360,6 @@ int stage_push(struct stage_pipeline *p, struct stage_item **items, int n)
         pthread_cond_broadcast(&st->items_cv);
     pthread_mutex_unlock(&st->mu);
     return taken;
-}
-
-void stage_pipeline_wake(struct stage_pipeline *p)
-{
-    struct stage *st = &p->stages[0];
-    pthread_mutex_lock(&st->mu);
-    st->wake = true;
-    pthread_cond_broadcast(&st->demand_cv);
-    pthread_mutex_unlock(&st->mu);
-}
-
-bool stage_pipeline_stopping(const struct stage_pipeline *p)
-{
-    return __atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE) != 0;
 }
 
 void stage_pipeline_signal_stop(struct stage_pipeline *p)

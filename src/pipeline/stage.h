@@ -70,16 +70,12 @@ struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n)
 int stage_pipeline_start(struct stage_pipeline *p);
 /* Producer side. Wait up to timeout_ms (-1 forever) for demand of the first
  * stage. Returns the number of items the producer may push now (0 on
- * timeout or after stage_pipeline_wake), or -ECANCELED once stopping. */
+ * timeout), or -ECANCELED once stopping. */
 int stage_wait_demand(struct stage_pipeline *p, int64_t timeout_ms);
-/* Unmet demand of the first stage right now (no wait). */
-int stage_demand(struct stage_pipeline *p);
 /* Hand n items (n <= the demand just returned) to the first stage. Items
  * beyond the demand are refused: returns how many were taken; the caller
  * keeps the rest. */
 int stage_push(struct stage_pipeline *p, struct stage_item **items, int n);
-/* Wake a producer blocked in stage_wait_demand (returns 0 at once). */
-void stage_pipeline_wake(struct stage_pipeline *p);
 /* Begin stopping without waiting (marks, discards queued items, wakes
  * everybody); stage_pipeline_stop() then joins. Idempotent. */
 void stage_pipeline_signal_stop(struct stage_pipeline *p);
@@ -87,8 +83,6 @@ void stage_pipeline_signal_stop(struct stage_pipeline *p);
  * item it is processing (a finished item is not forwarded any more),
  * queued items go to ops->discard, threads are joined. Idempotent. */
 void stage_pipeline_stop(struct stage_pipeline *p);
-/* True once stop began (handlers of long steps may poll it). */
-bool stage_pipeline_stopping(const struct stage_pipeline *p);
 void stage_pipeline_free(struct stage_pipeline *p); /* stops first; NULL ok */
 
 /* Stats for tests: items queued in stage i's inbox, its unmet demand, items

@@ -67,7 +67,11 @@ struct webhooks {
     size_t n;
 };
 
-void webhook_signature(const char *secret, const void *body, size_t len, char out[WEBHOOK_SIG_LEN])
+/* "sha256=" + lower-case hex HMAC-SHA256(secret, body): 71 chars + NUL. */
+#define WEBHOOK_SIG_LEN 72
+
+static void webhook_signature(const char *secret, const void *body, size_t len,
+                              char out[WEBHOOK_SIG_LEN])
 {
     uint8_t mac[32];
     unsigned mlen = sizeof mac;
@@ -77,7 +81,9 @@ void webhook_signature(const char *secret, const void *body, size_t len, char ou
     dr_hex(mac, 32, out + 7);
 }
 
-char *webhook_event_json(const struct dr_event *ev)
+/* The POST body of an event: {"seq","type","user","job_id","media_id",
+ * "created_at" (RFC 3339),"data":{the job}}. Caller frees. */
+static char *webhook_event_json(const struct dr_event *ev)
 {
     char ts[40];
     dr_fmt_time(ev->created_at, ts, sizeof ts);

@@ -17,12 +17,8 @@
 #ifndef DRIPD_WEBHOOK_H
 #define DRIPD_WEBHOOK_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 struct dr_config;
 struct dr_metrics;
-struct dr_event;
 struct webhooks;
 
 /* Start one thread per configured webhook; NULL when there are none.
@@ -32,12 +28,5 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
 void webhooks_wake(struct webhooks *wh);
 /* Stop and join (an in-flight POST is aborted). NULL ok. */
 void webhooks_stop(struct webhooks *wh);
-
-/* "sha256=" + lower-case hex HMAC-SHA256(secret, body): 71 chars + NUL. */
-#define WEBHOOK_SIG_LEN 72
-void webhook_signature(const char *secret, const void *body, size_t len, char out[WEBHOOK_SIG_LEN]);
-/* The POST body of an event: {"seq","type","user","job_id","media_id",
- * "created_at" (RFC 3339),"data":{the job}}. Caller frees. */
-char *webhook_event_json(const struct dr_event *ev);
 
 #endif

@@ -32,6 +32,7 @@
 #include "dripd/config.h"
 #include "dripd/keys.h"
 #include "dripd/log.h"
+#include "dripd/path.h"
 #include "dripd/seal.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
@@ -160,15 +161,12 @@ static int restore_one(struct catalog *cat, const char *key, const struct seal_h
         snprintf(err, errlen, "catalog lookup of %s failed: %s", h->media_id, strerror(-rc));
         return rc;
     }
-    const char *slash = strrchr(h->path, '/');
     struct dr_media m;
     memset(&m, 0, sizeof m);
     snprintf(m.id, sizeof m.id, "%s", h->media_id);
     m.owner = h->owner;
     m.path = h->path;
-    m.name = (char *)(slash ? slash + 1 : h->path);
-    m.folder =
-        slash && slash != h->path ? xstrndup(h->path, (size_t)(slash - h->path)) : xstrdup("/");
+    path_split(h->path, &m.folder, &m.name);
     m.size = h->size;
     memcpy(m.sha256, h->sha256_hex, sizeof m.sha256);
     m.content_type = h->content_type;
@@ -180,6 +178,7 @@ static int restore_one(struct catalog *cat, const char *key, const struct seal_h
     m.uploaded_at = h->created_at; /* the store keeps no upload time dripd can read */
     rc = catalog_media_insert(cat, &m);
     free(m.folder);
+    free(m.name);
     if (rc == -EEXIST) {
         snprintf(err, errlen, "%s already has a media at %s", h->owner, h->path);
         return SKIP_PATHTAKEN;
