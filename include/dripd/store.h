@@ -4,8 +4,8 @@
  * "<media id>_<UTC yyyymmddThhmmssZ><ext>" as in ElixirDrip, plain ASCII.
  *
  * Threads: a `struct dr_store` handle belongs to one thread (the S3 one
- * owns a curl easy handle reused for keep-alive); each stage thread opens
- * its own with store_open().
+ * owns curl handles whose connections it keeps alive); each stage thread
+ * opens its own with store_open().
  *
  * Errors: 0 on success; -EAGAIN for transient failures the caller should
  * retry with backoff (connection refused, timeout, 5xx, SlowDown);
@@ -16,7 +16,6 @@
 #ifndef DRIPD_STORE_H
 #define DRIPD_STORE_H
 
-#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,47 +64,34 @@ void store_close(struct dr_store *st); /* NULL ok */
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
 int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen);
 
-static inline int store_put(struct dr_store *st, const char *key, const char *src, char *err,
-                            size_t n)
-{
-    return st->ops->put(st, key, src, err, n);
-}
-static inline int store_get(struct dr_store *st, const char *key, const char *dst, char *err,
-                            size_t n)
-{
-    return st->ops->get(st, key, dst, err, n);
-}
-static inline int store_delete(struct dr_store *st, const char *key, char *err, size_t n)
-{
-    return st->ops->del(st, key, err, n);
-}
-static inline int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err,
-                               size_t n)
-{
-    return st->ops->exists(st, key, size, err, n);
-}
+/* The operations, for every backend: callers use these, never st->ops
+ * directly, because this dispatch (store.c) is where every operation is
+ * measured, once, whatever the backend: store_duration[op] and, unless it
+ * failed with anything but -ENOENT (absent is an answer, not an error),
+ * store_errors[op]; store_bytes_up counts the object bytes a put stored,
+ * store_bytes_down the bytes a get or get_range fetched. get_range counts
+ * as a get, and so does store_open_read(), with the object's size as its
+ * bytes (the caller reads all of it); list and check are not measured. */
+int store_put(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
+int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
+long store_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,
+                     char *err, size_t errlen);
+int store_delete(struct dr_store *st, const char *key, char *err, size_t errlen);
+int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t errlen);
+int store_list(struct dr_store *st, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
+               char *err, size_t errlen);
+int store_check(struct dr_store *st, char *err, size_t errlen);
+/* Open the object key for reading in place. 0 and *fd (the caller closes
+ * it; the object stays readable through it even if it is deleted or
+ * replaced meanwhile), -ENOENT absent, -EOPNOTSUPP when the backend has no
+ * local files (fetch a copy with store_get instead; not measured), other
+ * -errno + err. */
+int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
 
-/* The process-global metrics sink every backend
- * reports into (store_duration/errors per op, store_bytes_up/down). Set it
- * once per process, before any store thread starts (the shared mapping is
- * inherited across fork); NULL (the default) records nothing. Defined in
- * store_s3.c for now. */
+/* The process-global metrics sink of the dispatch above. Set it once per
+ * process, before any thread opens a store (each worker does, with the
+ * supervisor's shared counters); NULL (the default) records nothing. */
 struct dr_metrics;
 void store_set_metrics(struct dr_metrics *m);
-struct dr_metrics *store_metrics(void);
-
-/* Open the object key for reading in place.
- * 0 and *fd (the caller closes it; the object stays readable through it
- * even if it is deleted or replaced meanwhile), -ENOENT absent,
- * -EOPNOTSUPP when the backend has no local files (fetch a copy with
- * store_get instead), other -errno + err. */
-static inline int store_open_read(struct dr_store *st, const char *key, int *fd, char *err,
-                                  size_t n)
-{
-    *fd = -1;
-    if (st->ops->open_read == NULL)
-        return -EOPNOTSUPP;
-    return st->ops->open_read(st, key, fd, err, n);
-}
 
 #endif

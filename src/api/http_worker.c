@@ -39,6 +39,7 @@
 #include "routes.h"
 #include "dripd/log.h"
 #include "dripd/router.h"
+#include "dripd/store.h"
 #include "dripd/util.h"
 
 #define EVENT_FALLBACK_MS 1000
@@ -167,6 +168,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     prctl(PR_SET_NAME, "dripd-http", 0, 0, 0);
     log_set_role("http");
     install_signals();
+    store_set_metrics(ctx->metrics); /* DELETE removes objects (api_media.c) */
     setup_routes();
 
     struct hw w = {.ctx = ctx};

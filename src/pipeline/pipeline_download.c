@@ -67,17 +67,12 @@ static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, ch
 static int fetch_object(struct pl_tls *t, const struct dr_media *m, const char *dst, char *err,
                         size_t errlen)
 {
-    struct pl_ctx *pc = t->pc;
     int rc = pl_tls_store(t, err, errlen);
     if (rc != 0)
         return rc;
     char *tmp = xasprintf("%s.tmp", dst);
-    uint64_t t0 = dr_mono_ns();
-    rc = store_get(t->store, m->storage_key, tmp, err, errlen);
-    uint64_t us = (dr_mono_ns() - t0) / 1000;
-    metrics_observe(&pc->metrics->store_duration[DR_SOP_GET], us);
+    rc = store_get(t->store, m->storage_key, tmp, err, errlen); /* measured by store.c */
     if (rc != 0) {
-        metrics_add(&pc->metrics->store_errors[DR_SOP_GET], 1);
         unlink(tmp);
         if (rc == -ENOENT)
             snprintf(err, errlen, "object %s of media %s is missing from the store", m->storage_key,
@@ -85,9 +80,6 @@ static int fetch_object(struct pl_tls *t, const struct dr_media *m, const char *
         free(tmp);
         return rc;
     }
-    struct stat st;
-    if (stat(tmp, &st) == 0)
-        metrics_add(&pc->metrics->store_bytes_down, (uint64_t)st.st_size);
     if (rename(tmp, dst) != 0) {
         rc = -errno;
         snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
@@ -102,27 +94,15 @@ static int fetch_object(struct pl_tls *t, const struct dr_media *m, const char *
 static int open_in_place(struct pl_tls *t, const struct dr_media *m, int *fd, char *err,
                          size_t errlen)
 {
-    struct pl_ctx *pc = t->pc;
     *fd = -1;
     int rc = pl_tls_store(t, err, errlen);
     if (rc != 0)
         return rc;
-    uint64_t t0 = dr_mono_ns();
-    rc = store_open_read(t->store, m->storage_key, fd, err, errlen);
-    if (rc == -EOPNOTSUPP)
-        return rc;
-    metrics_observe(&pc->metrics->store_duration[DR_SOP_GET], (dr_mono_ns() - t0) / 1000);
-    if (rc != 0) {
-        metrics_add(&pc->metrics->store_errors[DR_SOP_GET], 1);
-        if (rc == -ENOENT)
-            snprintf(err, errlen, "object %s of media %s is missing from the store", m->storage_key,
-                     m->id);
-        return rc;
-    }
-    struct stat st;
-    if (fstat(*fd, &st) == 0)
-        metrics_add(&pc->metrics->store_bytes_down, (uint64_t)st.st_size);
-    return 0;
+    rc = store_open_read(t->store, m->storage_key, fd, err, errlen); /* measured by store.c */
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "object %s of media %s is missing from the store", m->storage_key,
+                 m->id);
+    return rc;
 }
 
 int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,

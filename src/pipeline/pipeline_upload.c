@@ -212,14 +212,10 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     struct stat st;
     uint64_t bytes = stat(j->job.work_path, &st) == 0 ? (uint64_t)st.st_size : 0;
     uint64_t t0 = dr_mono_ns();
-    rc = store_put(t->store, key, j->job.work_path, err, errlen);
+    rc = store_put(t->store, key, j->job.work_path, err, errlen); /* measured by store.c */
     uint64_t us = (dr_mono_ns() - t0) / 1000;
-    metrics_observe(&pc->metrics->store_duration[DR_SOP_PUT], us);
-    if (rc != 0) {
-        metrics_add(&pc->metrics->store_errors[DR_SOP_PUT], 1);
+    if (rc != 0)
         goto out;
-    }
-    metrics_add(&pc->metrics->store_bytes_up, bytes);
     j->upd.stored = true; /* committed with the job's next stage */
     snprintf(j->upd.storage_key, sizeof j->upd.storage_key, "%s", key);
     log_debug("job %s: stored media %s as %s (%llu bytes, %.1f ms)", j->job.id, m.id, key,

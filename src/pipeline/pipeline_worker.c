@@ -777,6 +777,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     pc->wctx = ctx;
     pc->metrics = ctx->metrics ? ctx->metrics : &private_metrics;
     pc->gauges = metrics_proc(ctx->metrics, ctx->slot);
+    store_set_metrics(pc->metrics); /* before any thread opens a store */
     pthread_mutex_init(&pc->stop_mu, NULL);
     dr_cond_init_mono(&pc->stop_cv);
     if (pipe2(w->drained_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {

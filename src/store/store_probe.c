@@ -31,8 +31,8 @@ static int probe_once(struct store_probe *p, char *err, size_t errlen)
 {
     struct dr_store *st = NULL;
     int rc = store_open(p->cfg, &st, err, errlen);
-    if (rc == 0 && st->ops->check)
-        rc = st->ops->check(st, err, errlen);
+    if (rc == 0)
+        rc = store_check(st, err, errlen);
     store_close(st);
     return rc;
 }

@@ -16,8 +16,9 @@
  * use and reused for every request (connections are kept alive in the multi
  * handle's pool, so single requests and parts share them). Every transfer,
  * single or not, runs through the multi handle on the calling thread; no
- * thread is ever started here. The only process-global state is the
- * metrics pointer (store_set_metrics) and curl_global_init, run once.
+ * thread is ever started here. The only process-global state is
+ * curl_global_init, run once. Metrics are taken by the dispatch (store.c),
+ * not here.
  *
  * Objects: put() of a file smaller than part_size is one PUT streamed from
  * the file; a larger one is a multipart upload with up to parallel_parts
@@ -74,7 +75,6 @@
 
 #include "dripd/config.h"
 #include "dripd/log.h"
-#include "dripd/metrics.h"
 #include "s3xml.h"
 #include "dripd/util.h"
 
@@ -91,21 +91,10 @@
 static const char EMPTY_SHA256[] =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/* ---- process-global: metrics sink, curl init ---- */
+/* ---- process-global: curl init ---- */
 
-static struct dr_metrics *g_metrics;
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode g_curl_init_rc;
-
-void store_set_metrics(struct dr_metrics *m)
-{
-    g_metrics = m;
-}
-
-struct dr_metrics *store_metrics(void)
-{
-    return g_metrics;
-}
 
 static void curl_init_once(void)
 {
@@ -508,20 +497,13 @@ static void xfer_finish_headers(struct s3_xfer *x)
 
 /* ---- running transfers on the multi handle ---- */
 
-/* After a transfer ended: status, bytes, metrics. */
+/* After a transfer ended: its status. */
 static void xfer_done(struct s3_xfer *x, CURLcode cc)
 {
     x->cc = cc;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
     if (cc == CURLE_WRITE_ERROR && x->out_full) {
         x->cc = CURLE_OK;
-    }
-    if (g_metrics != NULL) {
-        curl_off_t up = 0, down = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-        curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
-        metrics_add(&g_metrics->store_bytes_up, (uint64_t)up);
-        metrics_add(&g_metrics->store_bytes_down, (uint64_t)down);
     }
 }
 
@@ -724,15 +706,6 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
     }
     dr_set_err(err, errlen, "s3: %s%s%s: %s%s%s", op, sp, k, codebuf, ms, msg);
     return -EINVAL;
-}
-
-static void observe(enum dr_store_op op, uint64_t t0_ns, int rc)
-{
-    if (g_metrics == NULL)
-        return;
-    metrics_observe(&g_metrics->store_duration[op], (dr_mono_ns() - t0_ns) / 1000);
-    if (rc < 0 && rc != -ENOENT)
-        metrics_add(&g_metrics->store_errors[op], 1);
 }
 
 static void log_xfer(const struct s3_xfer *x, const char *method, uint64_t t0_ns)
@@ -1052,7 +1025,6 @@ static int s3_put(struct dr_store *st, const char *key, const char *src_path, ch
                   size_t errlen)
 {
     struct s3_store *s = S3(st);
-    uint64_t t0 = dr_mono_ns();
     int rc;
     int fd = open(src_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -1074,7 +1046,6 @@ static int s3_put(struct dr_store *st, const char *key, const char *src_path, ch
 out:
     if (fd >= 0)
         close(fd);
-    observe(DR_SOP_PUT, t0, rc);
     return rc;
 }
 
@@ -1177,13 +1148,11 @@ static int s3_get(struct dr_store *st, const char *key, const char *dst_path, ch
                   size_t errlen)
 {
     struct s3_store *s = S3(st);
-    uint64_t t0 = dr_mono_ns();
     int rc;
     int fd = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         dr_set_err(err, errlen, "s3: GetObject %s: open %s: %s", key, dst_path, strerror(errno));
-        observe(DR_SOP_GET, t0, rc);
         return rc;
     }
     if (s->parallel > 1) {
@@ -1205,7 +1174,6 @@ static int s3_get(struct dr_store *st, const char *key, const char *dst_path, ch
     }
     if (rc < 0)
         unlink(dst_path); /* never leave a partial object behind */
-    observe(DR_SOP_GET, t0, rc);
     return rc;
 }
 
@@ -1235,28 +1203,24 @@ static long s3_get_range(struct dr_store *st, const char *key, uint64_t offset, 
             rc = (long)x.out_len;
     }
     xfer_clear(&x);
-    observe(DR_SOP_GET, t0, (int)(rc < 0 ? rc : 0));
     return rc;
 }
 
 static int s3_del(struct dr_store *st, const char *key, char *err, size_t errlen)
 {
     struct s3_store *s = S3(st);
-    uint64_t t0 = dr_mono_ns();
     struct s3_xfer x;
     xfer_init(&x, s, 0);
     int rc = simple_request(&x, "DELETE", "DeleteObject", key, NULL, err, errlen);
     xfer_clear(&x);
     if (rc == -ENOENT)
         rc = 0; /* already gone: delete is idempotent */
-    observe(DR_SOP_DELETE, t0, rc);
     return rc;
 }
 
 static int s3_exists(struct dr_store *st, const char *key, uint64_t *size, char *err, size_t errlen)
 {
     struct s3_store *s = S3(st);
-    uint64_t t0 = dr_mono_ns();
     struct s3_xfer x;
     xfer_init(&x, s, 0);
     int rc = simple_request(&x, "HEAD", "HeadObject", key, NULL, err, errlen);
@@ -1270,7 +1234,6 @@ static int s3_exists(struct dr_store *st, const char *key, uint64_t *size, char 
         rc = 0;
     }
     xfer_clear(&x);
-    observe(DR_SOP_EXISTS, t0, rc);
     return rc;
 }
 

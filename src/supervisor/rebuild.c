@@ -89,7 +89,7 @@ static long read_range(struct dr_store *st, const char *key, void *buf, size_t l
     for (int t = 0; t < READ_TRIES && n == -EAGAIN; t++) {
         if (t > 0)
             usleep((useconds_t)(200000u << (t - 1)));
-        n = st->ops->get_range(st, key, 0, buf, len, err, errlen);
+        n = store_get_range(st, key, 0, buf, len, err, errlen);
     }
     return n;
 }
@@ -220,7 +220,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "rebuild: %s", why);
         goto out;
     }
-    rc = st->ops->list(st, collect, &l, why, sizeof why);
+    rc = store_list(st, collect, &l, why, sizeof why);
     if (rc < 0) {
         snprintf(err, errlen, "rebuild: listing the %s store: %s", st->ops->name, why);
         goto out;

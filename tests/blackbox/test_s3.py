@@ -260,6 +260,24 @@ def test_store_metrics_count_bytes_and_requests(dripd_factory, s3rver, tmp_path)
     assert m and int(m.group(1)) > 2 * MiB, text[-3000:]
     m = re.search(r'^dripd_store_request_duration_seconds_count\{op="put"\} (\d+)', text, re.M)
     assert m and int(m.group(1)) >= 1, text[-3000:]
+    # the http worker's DELETE reaches the bucket, and is counted like the
+    # pipeline's requests (one dispatch measures every backend, every process)
+    assert store_ops(d, "delete") == 0
+    key = key_of(s3rver, mid)
+    st, _, _ = d.json("DELETE", "/v1/media/" + mid)
+    assert st == 204
+    wait_until(lambda: store_ops(d, "delete") >= 1, 30, "the DELETE to be counted")
+    assert store_ops(d, "delete") == 1
+    assert head_status(s3rver, key) == 404
+
+
+def store_ops(d, op):
+    """Store requests of that op so far (a histogram with none is not shown)."""
+    st, _h, body = d.curl(d.url("/metrics"), user=None)
+    assert st == 200
+    m = re.search(r'^dripd_store_request_duration_seconds_count\{op="%s"\} (\d+)' % op,
+                  body.decode(), re.M)
+    return int(m.group(1)) if m else 0
 
 
 def test_tls_verified_by_default(dripd_factory, tmp_path):
