@@ -722,6 +722,64 @@ START_TEST(test_pipeline_checks)
 }
 END_TEST
 
+START_TEST(test_processing)
+{
+    /* defaults: on, thumb + preview, poster, originals untouched */
+    struct dr_config *c = load_ok(USERS_OK);
+    ck_assert(c->processing.enabled);
+    ck_assert_uint_eq(c->processing.n_variants, 2);
+    ck_assert_str_eq(c->processing.variants[0].name, "thumb");
+    ck_assert_int_eq(c->processing.variants[0].max, 256);
+    ck_assert_str_eq(c->processing.variants[0].format, "webp");
+    ck_assert_str_eq(c->processing.variants[1].name, "preview");
+    ck_assert_int_eq(c->processing.variants[1].quality, 82);
+    ck_assert(c->processing.video_poster);
+    ck_assert(!c->processing.strip_metadata);
+    ck_assert_uint_eq(c->processing.limits.max_pixels, 100000000);
+    ck_assert_uint_eq(c->processing.limits.timeout, 30000);
+    ck_assert_uint_eq(c->processing.limits.memory, 512ull << 20);
+    ck_assert_int_eq(c->pipeline.upload.process.concurrency, 2);
+    config_free(c);
+    /* a list replaces the defaults; quality defaults to 80; [] is none */
+    c = load_ok(USERS_OK "processing:\n  variants:\n    - {name: small, max: 64, format: png}\n"
+                         "  strip_metadata: true\n  limits: {memory: 1GiB}\n");
+    ck_assert_uint_eq(c->processing.n_variants, 1);
+    ck_assert_str_eq(c->processing.variants[0].name, "small");
+    ck_assert_int_eq(c->processing.variants[0].quality, 80);
+    ck_assert(c->processing.strip_metadata);
+    ck_assert_uint_eq(c->processing.limits.memory, 1ull << 30);
+    config_free(c);
+    c = load_ok(USERS_OK "processing: {enabled: false, variants: []}\n");
+    ck_assert(!c->processing.enabled);
+    ck_assert_uint_eq(c->processing.n_variants, 0);
+    config_free(c);
+
+    expect_one(USERS_OK "processing: {variants: [{name: Big, max: 9, format: webp}]}\n", 2, 32,
+               "processing.variants[0].name: expected a name of 1-31 characters from a-z 0-9 _ "
+               "-, got \"Big\"");
+    expect_one(USERS_OK "processing: {variants: [{name: a, max: 9, format: gif}]}\n", 2, 51,
+               "processing.variants[0].format: expected one of webp, jpeg, png, got \"gif\"");
+    expect_one(USERS_OK "processing: {variants: [{name: a, max: 20000, format: png}]}\n", 2, 40,
+               "processing.variants[0].max: expected an integer between 1 and 16384, got "
+               "\"20000\"");
+    expect_one(USERS_OK "processing: {variants: [{name: a, format: png}]}\n", 2, 25,
+               "processing.variants[0].max: required");
+    expect_one(USERS_OK "processing:\n  variants:\n    - {name: a, max: 9, format: png}\n"
+                        "    - {name: a, max: 8, format: png}\n",
+               5, 14,
+               "processing.variants[1].name: duplicate variant name 'a' (also "
+               "processing.variants[0])");
+    expect_one(USERS_OK "processing: {limits: {timeout: 5ms}}\n", 2, 32,
+               "processing.limits.timeout: expected a duration (e.g. 30s) between 100ms and 1h, "
+               "got \"5ms\"");
+    expect_one(USERS_OK "processing: {test_decoder: crash}\n", 2, 28,
+               "processing.test_decoder: expected one of socket, open, segv, hang, alloc, got "
+               "\"crash\"");
+    expect_one(USERS_OK "pipeline: {upload: {process: {min_demand: 11}}}\n", 2, 43,
+               "pipeline.upload.process.min_demand: min_demand (11) must be <= max_demand (10)");
+}
+END_TEST
+
 START_TEST(test_webhooks)
 {
     expect_one(USERS_OK "webhooks: [{url: \"ftp://x\", secret: s}]\n", 2, 18,
@@ -1013,6 +1071,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parse_duration);
     tcase_add_test(tc, test_token_file);
     tcase_add_test(tc, test_find_token);
+    tcase_add_test(tc, test_processing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -35,6 +35,16 @@ struct dr_webhook {
 
 enum dr_store_backend { DR_STORE_LOCAL = 0, DR_STORE_S3 = 1 };
 
+/* processing.variants[i]: an image the process stage makes from a photo,
+ * a video's poster frame or a PDF's first page. */
+struct dr_variant_cfg {
+    char *name;   /* 1-31 of [a-z0-9_-], unique */
+    int max;      /* longest side in px, 1..16384; never enlarged */
+    char *format; /* "webp" | "jpeg" | "png" */
+    int quality;  /* 1..100; default 80 */
+};
+#define DR_MAX_VARIANTS 8
+
 struct dr_config {
     char *path; /* file it came from; "<defaults>" if none */
 
@@ -74,7 +84,7 @@ struct dr_config {
     struct {
         uint64_t queue_limit; /* accepted jobs waiting; then 503 */
         struct {
-            struct dr_stage_cfg encrypt, store;
+            struct dr_stage_cfg process, encrypt, store;
         } upload;
         struct {
             struct dr_stage_cfg fetch, decrypt;
@@ -137,6 +147,23 @@ struct dr_config {
 
     struct dr_webhook *webhooks;
     size_t n_webhooks;
+
+    struct {
+        bool enabled; /* default true: the process stage runs (docs/PROCESSING.md) */
+        struct dr_variant_cfg *variants; /* default thumb 256 webp, preview 1280 jpeg 82 */
+        size_t n_variants;               /* <= DR_MAX_VARIANTS */
+        bool video_poster;               /* default true: variants of videos from a frame */
+        bool strip_metadata;             /* default false: the original stays byte-identical */
+        struct {
+            uint64_t max_pixels; /* default 100000000 */
+            uint64_t timeout;    /* ms, default 30s */
+            uint64_t memory;     /* bytes (RLIMIT_AS of a helper), default 512MiB */
+        } limits;
+        uint64_t rate_limit; /* reprocess: bytes/s of originals read; default 50MiB */
+        /* test hook: every helper misbehaves once sandboxed: "socket",
+         * "open", "segv", "hang" or "alloc"; NULL none */
+        char *test_decoder;
+    } processing;
 };
 
 /* A list of problems, each "FILE:LINE:COL: message". */

@@ -80,6 +80,28 @@ static void config_finish(struct dr_config *c)
         c->encryption.key_file = join_dir(c->data_dir, "master.key");
 }
 
+static void free_variants(struct dr_config *c)
+{
+    for (size_t i = 0; i < c->processing.n_variants; i++) {
+        free(c->processing.variants[i].name);
+        free(c->processing.variants[i].format);
+    }
+    free(c->processing.variants);
+    c->processing.variants = NULL;
+    c->processing.n_variants = 0;
+}
+
+/* thumb (256 px WebP) and preview (1280 px JPEG, quality 82) */
+static void default_variants(struct dr_config *c)
+{
+    free_variants(c);
+    c->processing.variants = xcalloc(2, sizeof *c->processing.variants);
+    c->processing.variants[0] = (struct dr_variant_cfg){xstrdup("thumb"), 256, xstrdup("webp"), 80};
+    c->processing.variants[1] =
+        (struct dr_variant_cfg){xstrdup("preview"), 1280, xstrdup("jpeg"), 82};
+    c->processing.n_variants = 2;
+}
+
 struct dr_config *config_defaults(void)
 {
     struct dr_config *c = xcalloc(1, sizeof *c);
@@ -99,6 +121,7 @@ struct dr_config *config_defaults(void)
     c->storage.s3.timeout = 3600000;
     c->pipeline.queue_limit = 10000;
     c->pipeline.retention = 7ull * 24 * 3600 * 1000;
+    c->pipeline.upload.process = (struct dr_stage_cfg){2, 10, 1};
     c->pipeline.upload.encrypt = (struct dr_stage_cfg){2, 10, 1};
     c->pipeline.upload.store = (struct dr_stage_cfg){4, 10, 1};
     c->pipeline.download.fetch = (struct dr_stage_cfg){4, 10, 1};
@@ -126,6 +149,13 @@ struct dr_config *config_defaults(void)
     c->health.store_probe_interval = 5000;
     c->scrub.rate_limit = 50ull << 20;
     c->log.level = xstrdup("info");
+    c->processing.enabled = true;
+    c->processing.video_poster = true;
+    c->processing.limits.max_pixels = 100000000;
+    c->processing.limits.timeout = 30000;
+    c->processing.limits.memory = 512ull << 20;
+    c->processing.rate_limit = 50ull << 20;
+    default_variants(c);
     config_finish(c);
     return c;
 }
@@ -158,6 +188,8 @@ void config_free(struct dr_config *c)
         free(c->webhooks[i].secret);
     }
     free(c->webhooks);
+    free_variants(c);
+    free(c->processing.test_decoder);
     free(c);
 }
 
@@ -616,6 +648,30 @@ static const char *check_http_url(const char *s)
     return NULL;
 }
 
+static const char *check_variant_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 31 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+        return "a name of 1-31 characters from a-z 0-9 _ -";
+    return NULL;
+}
+
+static const char *check_format(const char *s)
+{
+    if (strcmp(s, "webp") == 0 || strcmp(s, "jpeg") == 0 || strcmp(s, "png") == 0)
+        return NULL;
+    return "one of webp, jpeg, png";
+}
+
+static const char *check_test_decoder(const char *s)
+{
+    static const char *const ok[] = {"socket", "open", "segv", "hang", "alloc"};
+    for (size_t i = 0; i < DR_ARRAY_LEN(ok); i++)
+        if (strcmp(s, ok[i]) == 0)
+            return NULL;
+    return "one of socket, open, segv, hang, alloc";
+}
+
 static const char *check_level(const char *s)
 {
     static const char *const ok[] = {"error", "warn", "info", "debug"};
@@ -733,6 +789,7 @@ static const struct field stage_fields[] = {
 };
 
 static const struct field upload_fields[] = {
+    F_MAP("process", C(pipeline.upload.process), stage_fields),
     F_MAP("encrypt", C(pipeline.upload.encrypt), stage_fields),
     F_MAP("store", C(pipeline.upload.store), stage_fields),
     END,
@@ -815,6 +872,33 @@ static const struct field log_fields[] = {
     END,
 };
 
+static const struct field variant_fields[] = {
+    F_STRC("name", offsetof(struct dr_variant_cfg, name), check_variant_name),
+    F_INT("max", offsetof(struct dr_variant_cfg, max), 1, 16384),
+    F_STRC("format", offsetof(struct dr_variant_cfg, format), check_format),
+    F_INT("quality", offsetof(struct dr_variant_cfg, quality), 1, 100),
+    END,
+};
+
+static const struct field processing_limits_fields[] = {
+    F_U64("max_pixels", C(processing.limits.max_pixels), 1, U64_LIMIT),
+    F_DUR("timeout", C(processing.limits.timeout), 100, 3600000),
+    F_SIZE("memory", C(processing.limits.memory), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field processing_fields[] = {
+    F_BOOL("enabled", C(processing.enabled)),
+    {"variants", K_LIST, C(processing.variants), C(processing.n_variants), variant_fields,
+     sizeof(struct dr_variant_cfg), 0, 0, NULL, false},
+    F_BOOL("video_poster", C(processing.video_poster)),
+    F_BOOL("strip_metadata", C(processing.strip_metadata)),
+    F_MAP("limits", 0, processing_limits_fields),
+    F_SIZE("rate_limit", C(processing.rate_limit), 0, U64_LIMIT),
+    F_STRC("test_decoder", C(processing.test_decoder), check_test_decoder),
+    END,
+};
+
 static const struct field root_fields[] = {
     {"listen", K_STRLIST, C(listen), C(n_listen), NULL, 0, 0, 0, check_listen, false},
     F_STR("data_dir", C(data_dir)),
@@ -830,6 +914,7 @@ static const struct field root_fields[] = {
     F_MAP("health", 0, health_fields),
     F_MAP("scrub", 0, scrub_fields),
     F_MAP("log", 0, log_fields),
+    F_MAP("processing", 0, processing_fields),
     {"webhooks", K_LIST, C(webhooks), C(n_webhooks), webhook_fields, sizeof(struct dr_webhook), 0,
      0, NULL, false},
     END,
@@ -1302,6 +1387,7 @@ static void validate_stages(struct loader *L, const struct dr_config *c)
         const char *path;
         size_t off;
     } st[] = {
+        {"pipeline.upload.process", C(pipeline.upload.process)},
         {"pipeline.upload.encrypt", C(pipeline.upload.encrypt)},
         {"pipeline.upload.store", C(pipeline.upload.store)},
         {"pipeline.download.fetch", C(pipeline.download.fetch)},
@@ -1320,9 +1406,39 @@ static void validate_stages(struct loader *L, const struct dr_config *c)
     }
 }
 
+static void validate_variants(struct loader *L, const struct dr_config *c)
+{
+    if (c->processing.n_variants > DR_MAX_VARIANTS && !is_bad(L, "processing.variants"))
+        err_path(L, "processing.variants", "at most %d variants", DR_MAX_VARIANTS);
+    for (size_t i = 0; i < c->processing.n_variants; i++) {
+        const struct dr_variant_cfg *v = &c->processing.variants[i];
+        char *vp = xasprintf("processing.variants[%zu]", i);
+        struct loc *vl = find_loc(L, vp);
+        if (vl != NULL && vl->type == YAML_MAPPING_NODE) {
+            static const char *const req[] = {"name", "max", "format"};
+            for (size_t k = 0; k < DR_ARRAY_LEN(req); k++) {
+                char *kp = xasprintf("%s.%s", vp, req[k]);
+                if (!given(L, kp))
+                    err_path(L, kp, "required");
+                free(kp);
+            }
+        }
+        for (size_t k = 0; k < i && v->name; k++)
+            if (c->processing.variants[k].name &&
+                strcmp(c->processing.variants[k].name, v->name) == 0) {
+                char *np = xasprintf("%s.name", vp);
+                err_path(L, np, "duplicate variant name '%s' (also processing.variants[%zu])",
+                         v->name, k);
+                free(np);
+            }
+        free(vp);
+    }
+}
+
 static void validate(struct loader *L, const struct dr_config *c)
 {
     validate_users(L, c);
+    validate_variants(L, c);
     validate_s3(L, c);
     validate_stages(L, c);
 
@@ -1437,7 +1553,13 @@ int config_load_buffer(const char *name, const char *buf, size_t len, struct dr_
         free(got);
         goto out;
     }
+    free_variants(c); /* a list in the file replaces the defaults (apply_list) */
     walk_map(&L, root, root_fields, (char *)c, "");
+    if (!given(&L, "processing.variants"))
+        default_variants(c);
+    for (size_t i = 0; i < c->processing.n_variants; i++)
+        if (c->processing.variants[i].quality == 0)
+            c->processing.variants[i].quality = 80;
     validate(&L, c);
     /* Paths derived from the default data_dir follow the loaded one. */
     if (!given(&L, "storage.local.path")) {
