@@ -61,6 +61,11 @@ ssize_t dr_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int dr_mkdirs(const char *path, unsigned mode);
 /* fsync the directory containing path (after a rename/create). 0 / -errno. */
 int dr_fsync_parent(const char *path);
+/* Test hook (power-cut suite, docs/PIPELINE.md): true when the sync named
+ * `what` ("spool", "spool_dir", "tus", "store", "store_dir", "catalog")
+ * is listed in $DRIPD_TEST_SKIP_SYNC, so that the suite can prove it
+ * notices that sync missing. Never set it in production. */
+bool dr_test_skip_sync(const char *what);
 /* Start a thread with every signal blocked, so signals stay with the main
  * thread (whose handlers only set flags). 0 / -errno. */
 int dr_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);

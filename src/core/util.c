@@ -268,6 +268,18 @@ int dr_fsync_parent(const char *path)
     return rc;
 }
 
+bool dr_test_skip_sync(const char *what)
+{
+    const char *list = getenv("DRIPD_TEST_SKIP_SYNC");
+    size_t n = strlen(what);
+    for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ",")) {
+        p += *p == ',';
+        if (strncmp(p, what, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
 void dr_random(void *buf, size_t len)
 {
     char *p = buf;

@@ -136,7 +136,8 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
             }
         }
     }
-    if (fsync(linked ? src : dst) != 0) { /* a link: the same inode */
+    if (!dr_test_skip_sync("store") &&
+        fsync(linked ? src : dst) != 0) { /* a link: the same inode */
         rc = set_err(err, errlen, -errno, "fsync", tmp);
         goto out;
     }
@@ -144,7 +145,7 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
         rc = set_err(err, errlen, -errno, "rename to", key);
         goto out;
     }
-    if (fsync(ls->dirfd) != 0) {
+    if (!dr_test_skip_sync("store_dir") && fsync(ls->dirfd) != 0) {
         rc = set_err(err, errlen, -errno, "fsync directory of", key);
         goto out;
     }
