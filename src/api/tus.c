@@ -391,6 +391,10 @@ static void work_commit(void *arg)
     }
     if (st->fd >= 0 && (st->received > 0 || st->op == OP_CREATE)) {
         rc = dr_test_skip_sync("tus") ? 0 : spool_sync(st->fd);
+        /* a new spool file's name must be durable before the catalog
+         * points at it: else a power cut keeps the row, loses the file */
+        if (rc == 0 && st->op == OP_CREATE && !dr_test_skip_sync("tus"))
+            rc = dr_fsync_parent(st->row.spool_path);
         if (rc < 0) {
             snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
             goto out;
