@@ -57,7 +57,9 @@ int dr_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Reads up to len bytes; returns bytes read (< len only at EOF) or -errno. */
 ssize_t dr_read_full(int fd, void *buf, size_t len);
 ssize_t dr_pread_full(int fd, void *buf, size_t len, uint64_t off);
-/* mkdir -p with mode; 0 / -errno. */
+/* mkdir -p with mode; every directory it creates is made durable (its
+ * parent is fsynced: else a power cut can take it, and all that was
+ * synced inside it, away). 0 / -errno. */
 int dr_mkdirs(const char *path, unsigned mode);
 /* fsync the directory containing path (after a rename/create). 0 / -errno. */
 int dr_fsync_parent(const char *path);

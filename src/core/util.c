@@ -220,9 +220,13 @@ int dr_mkdirs(const char *path, unsigned mode)
         if (*s == '/' || *s == '\0') {
             char c = *s;
             *s = '\0';
-            if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST) {
-                rc = -errno;
-                break;
+            if (mkdir(p, (mode_t)mode) < 0) {
+                if (errno != EEXIST) {
+                    rc = -errno;
+                    break;
+                }
+            } else if ((rc = dr_fsync_parent(p)) < 0) {
+                break; /* a directory we made is durable only once its parent is synced */
             }
             *s = c;
             if (c == '\0')
