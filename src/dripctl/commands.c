@@ -665,6 +665,8 @@ int cmd_scrub(struct client *c, const struct args *a)
                     printf("corrupt %s: %s\n", jstr(e, "id", "?"), jstr(e, "error", ""));
                 json_array_foreach(json_object_get(doc, "missing"), k, e)
                     printf("missing %s\n", jstr(e, "id", "?"));
+                json_array_foreach(json_object_get(doc, "orphans"), k, e) printf(
+                    "orphan %s (no media: garbage a delete left behind)\n", jstr(e, "key", "?"));
                 printf("scrub: %lld objects checked, %lld bad\n", done, bad);
             }
             json_decref(doc);

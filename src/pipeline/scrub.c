@@ -12,6 +12,13 @@
  * the length and the SHA-256 against the catalog's. -ENOENT from the store
  * means missing; -EBADMSG corrupt; other errors are recorded as corrupt
  * with their message (a scrub reports, it does not retry).
+ *
+ * Orphans: after the verification the coordinator lists the store and
+ * reports every object whose media id (the key up to its '_') has no
+ * media row: what a delete leaves when the process or the power dies
+ * between its catalog commit and its store delete (the row is the
+ * truth, so the object is garbage). Reported, never deleted: an operator
+ * decides.
  */
 #include "scrub.h"
 
@@ -61,7 +68,7 @@ struct scrub {
     size_t qcap, qhead, qlen;
     bool feeding_done;
     uint64_t checked, total, bytes;
-    json_t *corrupt, *missing;
+    json_t *corrupt, *missing, *orphans;
     int64_t started_ms;
     /* rate limit: bytes allowed since start */
     uint64_t budget_used;
@@ -83,10 +90,10 @@ static void write_status(struct scrub *s, const char *state, const char *error)
     pthread_mutex_lock(&s->mu);
     char ts[32];
     dr_fmt_time(s->started_ms, ts, sizeof ts);
-    json_t *doc =
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:O,s:O}", "state", state, "started_at", ts, "checked",
-                  (json_int_t)s->checked, "total", (json_int_t)s->total, "bytes",
-                  (json_int_t)s->bytes, "corrupt", s->corrupt, "missing", s->missing);
+    json_t *doc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:O,s:O,s:O}", "state", state, "started_at", ts,
+                            "checked", (json_int_t)s->checked, "total", (json_int_t)s->total,
+                            "bytes", (json_int_t)s->bytes, "corrupt", s->corrupt, "missing",
+                            s->missing, "orphans", s->orphans);
     pthread_mutex_unlock(&s->mu);
     if (error)
         json_object_set_new(doc, "error", json_string(error));
@@ -237,6 +244,48 @@ static int collect_one(const struct dr_media *m, void *arg)
     return 0;
 }
 
+struct orphan_scan {
+    struct scrub *s;
+    struct catalog *cat;
+};
+
+static int orphan_one(const char *key, uint64_t size, void *arg)
+{
+    (void)size;
+    struct orphan_scan *o = arg;
+    char id[DR_ID_LEN + 1];
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "_."), key);
+    struct dr_media m;
+    memset(&m, 0, sizeof m);
+    int rc = catalog_media_get(o->cat, id, NULL, &m);
+    if (rc == 0) {
+        dr_media_clear(&m);
+        return 0;
+    }
+    if (rc == -ENOENT) {
+        log_warn("scrub: object %s has no media in the catalog (orphan)", key);
+        pthread_mutex_lock(&o->s->mu);
+        json_array_append_new(o->s->orphans, json_pack("{s:s}", "key", key));
+        pthread_mutex_unlock(&o->s->mu);
+    }
+    return 0;
+}
+
+/* Objects whose media is gone from the catalog (see the design comment). */
+static void find_orphans(struct scrub *s)
+{
+    struct orphan_scan o = {.s = s};
+    struct dr_store *st = NULL;
+    char err[DR_ERRLEN] = "";
+    int rc = catalog_open(s->cfg->data_dir, &o.cat);
+    if (rc == 0 && (rc = store_open(s->cfg, &st, err, sizeof err)) == 0)
+        rc = st->ops->list(st, orphan_one, &o, err, sizeof err);
+    if (rc < 0)
+        log_warn("scrub: cannot look for orphan objects: %s", err[0] ? err : strerror(-rc));
+    store_close(st);
+    catalog_close(o.cat);
+}
+
 static void *coordinator(void *arg)
 {
     struct scrub *s = arg;
@@ -307,13 +356,15 @@ static void *coordinator(void *arg)
         s->qlen--;
     }
     pthread_mutex_unlock(&s->mu);
+    if (!stopped)
+        find_orphans(s);
     write_status(s, stopped ? "failed" : "done", stopped ? "interrupted by shutdown" : NULL);
     pthread_mutex_lock(&s->mu);
     s->finished = true;
     pthread_mutex_unlock(&s->mu);
-    log_info("scrub: %s, %llu checked, %zu corrupt, %zu missing", stopped ? "interrupted" : "done",
-             (unsigned long long)s->checked, json_array_size(s->corrupt),
-             json_array_size(s->missing));
+    log_info("scrub: %s, %llu checked, %zu corrupt, %zu missing, %zu orphans",
+             stopped ? "interrupted" : "done", (unsigned long long)s->checked,
+             json_array_size(s->corrupt), json_array_size(s->missing), json_array_size(s->orphans));
 out:
     free(c.v);
     return NULL;
@@ -343,7 +394,8 @@ static void reap(struct scrub *s)
     s->running = false;
     json_decref(s->corrupt);
     json_decref(s->missing);
-    s->corrupt = s->missing = NULL;
+    json_decref(s->orphans);
+    s->corrupt = s->missing = s->orphans = NULL;
 }
 
 void scrub_poll(struct scrub *s)
@@ -370,6 +422,7 @@ void scrub_poll(struct scrub *s)
     s->finished = false;
     s->corrupt = json_array();
     s->missing = json_array();
+    s->orphans = json_array();
     s->started_ms = dr_now_ms();
     if (dr_thread_start(&s->coord, coordinator, s) == 0)
         s->running = true;
