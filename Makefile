@@ -3,6 +3,7 @@
 #   make deps        install the Debian packages the build and tests need
 #   make run         deps + build + start dripd on 127.0.0.1:8080 (embedded defaults)
 #   make test        deps + unit tests (Check) + black-box tests against the real daemon
+#   make test-powerloss  the long power-cut suite (dripd on lossyfs, issue 19)
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make CFLAGS='-O0 -g'   your CFLAGS/CPPFLAGS/LDFLAGS are added after the
 #                          project's (which stay: -Iinclude, warnings, hardening)
@@ -90,7 +91,8 @@ BIN_CTL    := bin/dripctl$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 BIN_DECODE := bin/dripd-decode$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
 .PHONY: all check-layers check-pkgs deps run test test-all unit blackbox systemd-check \
-        valgrind install clean format format-check fuzz fuzz-smoke bench chaos web lossyfs
+        valgrind install clean format format-check fuzz fuzz-smoke bench chaos web lossyfs \
+        test-powerloss
 
 all: check-layers $(BIN_DRIPD) $(BIN_DECODE) $(if $(CTL_SRC),$(BIN_CTL))
 
@@ -173,6 +175,12 @@ blackbox: all lossyfs
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
 	  LOSSYFS_BIN=$(abspath $(LOSSYFS)) LOSSYFS_PRELOAD=$(abspath $(LOSSYFS_SO)) \
 	  sh scripts/run-blackbox.sh
+
+# Hundreds of power cuts (the short version is part of blackbox).
+test-powerloss: all lossyfs
+	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
+	  LOSSYFS_BIN=$(abspath $(LOSSYFS)) LOSSYFS_PRELOAD=$(abspath $(LOSSYFS_SO)) \
+	  sh scripts/run-blackbox.sh --powerloss
 
 systemd-check:
 	@sh scripts/systemd-check.sh

@@ -3,6 +3,7 @@
 # real clients (curl, tus-js-client, awscli, raw sockets). pytest prints
 # the closing "N passed, N failed" line.
 #   --chaos      run the long chaos suite instead of the quick one
+#   --powerloss  run the long power-cut suite (hundreds of cuts on lossyfs)
 #   PYTEST_ARGS  extra arguments, e.g. PYTEST_ARGS="-k tus"
 set -eu
 cd "$(dirname "$0")/.."
@@ -14,5 +15,9 @@ mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
   export CHAOS_LONG=1
   exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs -s tests/blackbox/test_chaos.py ${PYTEST_ARGS:-}
+fi
+if [ "${1:-}" = "--powerloss" ]; then
+  export POWERLOSS_LONG=1
+  exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs -s tests/blackbox/test_powerloss.py ${PYTEST_ARGS:-}
 fi
 exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/blackbox ${PYTEST_ARGS:-}
