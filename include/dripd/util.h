@@ -77,5 +77,9 @@ void dr_random(void *buf, size_t len);
 bool dr_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 /* Lower-case hex of len bytes into out (2*len+1). */
 void dr_hex(const uint8_t *in, size_t len, char *out);
+/* The byte the two hex digits at s spell (either case), or -1 when they
+ * are not two hex digits. Reads s[1] only when s[0] is one, so a string
+ * that ends after s[0] is safe. */
+int dr_hex_byte(const char *s);
 
 #endif

@@ -23,6 +23,7 @@
 #ifndef DRIPD_WORKER_H
 #define DRIPD_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,24 @@ struct dr_worker_ctx {
 int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg);
 /* Read one message if one is waiting: 1 got one, 0 none, -EPIPE supervisor gone. */
 int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg);
+
+/* The signals of a worker process; both workers call it first thing.
+ *   SIGTERM, SIGINT  set a flag and nothing else (SA_RESTART); the worker
+ *                    reads it with worker_term_requested() in its own loop
+ *                    and drains;
+ *   SIGPIPE          ignored: a write to a closed socket or pipe fails with
+ *                    EPIPE where it happens;
+ *   SIGHUP           ignored. Reload is the supervisor's business: on HUP it
+ *                    starts a new generation of workers and sends the old
+ *                    ones SIGTERM. A HUP that reaches a worker anyway (a
+ *                    closing terminal signals the whole process group, so
+ *                    does `kill -HUP -<pgid>`) must neither kill it mid-job
+ *                    (the default action) nor make it act alone.
+ * Everything else keeps its default. Threads started afterwards block every
+ * signal (dr_thread_start), so signals reach the main thread only. */
+void worker_install_signals(void);
+/* True once SIGTERM or SIGINT arrived. */
+bool worker_term_requested(void);
 
 /* Worker entry points; each returns the process exit status. */
 int http_worker_main(struct dr_worker_ctx *ctx);

@@ -26,7 +26,6 @@
 #include "dripd/worker.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -44,14 +43,6 @@
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100
-
-static volatile sig_atomic_t term_requested;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    term_requested = 1;
-}
 
 struct hw {
     struct dr_worker_ctx *ctx;
@@ -115,7 +106,7 @@ static void start_drain(struct hw *w, const char *why)
 static void on_sigpoll(void *arg)
 {
     struct hw *w = arg;
-    if (term_requested)
+    if (worker_term_requested())
         start_drain(w, "SIGTERM");
 }
 
@@ -143,31 +134,12 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* reload is the supervisor's business */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-}
-
 int http_worker_main(struct dr_worker_ctx *ctx)
 {
     const struct dr_config *cfg = ctx->cfg;
     prctl(PR_SET_NAME, "dripd-http", 0, 0, 0);
     log_set_role("http");
-    install_signals();
+    worker_install_signals();
     store_set_metrics(ctx->metrics); /* DELETE removes objects (api_media.c) */
     setup_routes();
 
@@ -203,7 +175,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     log_info("http: serving with %d loop thread(s)", http_server_thread_count(w.srv));
     worker_send(ctx, DR_MSG_READY, 0);
     worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
-    if (term_requested)
+    if (worker_term_requested())
         start_drain(&w, "SIGTERM");
     rc = http_server_run(w.srv);
 

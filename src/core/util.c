@@ -310,6 +310,26 @@ bool dr_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
     return diff == 0;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int dr_hex_byte(const char *s)
+{
+    int hi = hex_digit(s[0]);
+    if (hi < 0)
+        return -1;
+    int lo = hex_digit(s[1]);
+    return lo < 0 ? -1 : hi << 4 | lo;
+}
+
 void dr_hex(const uint8_t *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -1,10 +1,42 @@
-/* worker.c - the worker side of the supervisor channel (see worker.h).
+/* worker.c - the worker side of the supervisor channel, and the signal
+ * setup every worker process shares (see worker.h).
  * Non-blocking SEQPACKET sends: a full channel drops the message, which is
- * fine because every message is an idempotent heartbeat or wake-up. */
+ * fine because every message is an idempotent heartbeat or wake-up.
+ * Signals: the handler only sets a sig_atomic_t; the worker's main loop
+ * polls it. */
 #include "dripd/worker.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/socket.h>
+
+static volatile sig_atomic_t term_flag;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    term_flag = 1;
+}
+
+void worker_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* reload is the supervisor's (worker.h) */
+}
+
+bool worker_term_requested(void)
+{
+    return term_flag != 0;
+}
 
 int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg)
 {

@@ -480,17 +480,6 @@ static const http_parser_settings parser_settings = {
 /* ------------------------------------------------------------------ */
 /* request head -> struct http_request                                 */
 
-static int unhex(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode s[0..n) into a heap string; plus_space turns '+' into ' '
  * (query strings). NULL for a bad escape or an encoded NUL. */
 static char *pct_decode(const char *s, size_t n, bool plus_space)
@@ -504,12 +493,12 @@ static char *pct_decode(const char *s, size_t n, bool plus_space)
                 free(out);
                 return NULL;
             }
-            int a = unhex((unsigned char)s[i + 1]), b = unhex((unsigned char)s[i + 2]);
-            if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+            int b = dr_hex_byte(s + i + 1);
+            if (b <= 0) { /* a bad escape, or an encoded NUL */
                 free(out);
                 return NULL;
             }
-            out[j++] = (char)(a * 16 + b);
+            out[j++] = (char)b;
             i += 2;
         } else if (ch == '+' && plus_space) {
             out[j++] = ' ';

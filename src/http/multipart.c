@@ -84,17 +84,6 @@ static const char *skip_ows(const char *s)
     return s;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parse one parameter value at *ps: a quoted-string or a token-like run.
  * In quoted strings a backslash escapes only '"' and '\' (browsers send
  * Windows paths with bare backslashes). Returns a heap copy or NULL with
@@ -301,14 +290,13 @@ static char *decode_ext_value(const char *v, char *err, size_t errlen)
     while (*s != '\0') {
         unsigned char c = (unsigned char)*s;
         if (c == '%') {
-            int hi = hexval((unsigned char)s[1]);
-            int lo = hi < 0 ? -1 : hexval((unsigned char)s[2]);
-            if (lo < 0) {
+            int b = dr_hex_byte(s + 1);
+            if (b < 0) {
                 free(out);
                 dr_set_err(err, errlen, "bad percent-encoding in filename*");
                 return NULL;
             }
-            c = (unsigned char)(hi * 16 + lo);
+            c = (unsigned char)b;
             s += 3;
         } else {
             s++;

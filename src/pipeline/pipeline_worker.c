@@ -116,14 +116,6 @@ struct runner {
     int n_orphans;
 };
 
-static volatile sig_atomic_t got_term;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    got_term = 1;
-}
-
 /* ---- reporting ---- */
 
 static void report_event(struct runner *r, struct catalog *cat)
@@ -760,12 +752,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     tune_malloc();
     prctl(PR_SET_NAME, "dripd-pipeline", 0, 0, 0);
     log_set_role("pipeline");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    worker_install_signals();
     sigset_t term, none;
     sigemptyset(&none);
     sigemptyset(&term);
@@ -843,7 +830,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         struct timespec ts = {.tv_sec = (time_t)(wait > 0 ? wait / 1000 : 0),
                               .tv_nsec = (long)(wait > 0 ? wait % 1000 : 0) * 1000000L};
         int n = ppoll(pfd, 2, &ts, &none);
-        if (got_term && !w->draining) {
+        if (worker_term_requested() && !w->draining) {
             log_info("SIGTERM: draining (no new jobs; steps in flight finish)");
             begin_drain(w);
         }

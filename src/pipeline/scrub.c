@@ -311,11 +311,28 @@ static void *coordinator(void *arg)
     write_status(s, "running", NULL);
 
     pthread_t *tids = xcalloc((size_t)s->threads, sizeof *tids);
+    int started = 0;
     for (int i = 0; i < s->threads; i++) {
         struct verifier_arg *va = xmalloc(sizeof *va);
         va->s = s;
         va->n = i;
-        pthread_create(&tids[i], NULL, verifier, va);
+        int e = dr_thread_start(&tids[started], verifier, va);
+        if (e != 0) {
+            log_error("scrub: cannot start verifier %d: %s", i + 1, strerror(-e));
+            free(va);
+            continue;
+        }
+        started++;
+    }
+    if (started == 0) { /* nobody would take from the queue */
+        free(tids);
+        write_status(s, "failed", "cannot start a verifier thread");
+        pthread_mutex_lock(&s->mu);
+        s->finished = true;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < c.n; i++)
+            item_free(&c.v[i]);
+        goto out;
     }
     int64_t last = dr_mono_ms();
     size_t next = 0;
@@ -344,7 +361,7 @@ static void *coordinator(void *arg)
     bool stopped = s->stop;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->threads; i++)
+    for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     free(tids);
     for (size_t i = next; i < c.n; i++)

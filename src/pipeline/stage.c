@@ -51,7 +51,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,23 +304,19 @@ struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n)
 
 int stage_pipeline_start(struct stage_pipeline *p)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* threads inherit the mask */
     int rc = 0;
     for (int i = 0; i < p->n && rc == 0; i++) {
         struct stage *st = &p->stages[i];
         for (int k = 0; k < st->spec.concurrency; k++) {
-            int e = pthread_create(&st->threads[k].tid, NULL, stage_thread_main, &st->threads[k]);
+            int e = dr_thread_start(&st->threads[k].tid, stage_thread_main, &st->threads[k]);
             if (e != 0) {
-                log_error("stage %s: pthread_create: %s", st->spec.name, strerror(e));
-                rc = -e;
+                log_error("stage %s: cannot start a thread: %s", st->spec.name, strerror(-e));
+                rc = e;
                 break;
             }
             st->threads[k].started = true;
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     p->started = true;
     if (rc != 0)
         stage_pipeline_stop(p);

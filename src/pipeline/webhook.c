@@ -30,7 +30,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,9 +293,6 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
     wh->hooks = xcalloc(wh->n, sizeof *wh->hooks);
     char *run = xasprintf("%s/run", cfg->data_dir);
     dr_mkdirs(run, 0700);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (size_t i = 0; i < wh->n; i++) {
         struct hook *h = &wh->hooks[i];
         h->wh = wh;
@@ -313,13 +309,12 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
             log_warn("webhook %zu has no url; skipped", i + 1);
             continue;
         }
-        int e = pthread_create(&h->tid, NULL, hook_main, h);
+        int e = dr_thread_start(&h->tid, hook_main, h);
         if (e != 0)
-            log_error("webhook %s: cannot start its thread: %s", h->conf->url, strerror(e));
+            log_error("webhook %s: cannot start its thread: %s", h->conf->url, strerror(-e));
         else
             h->started = true;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(run);
     return wh;
 }

@@ -30,17 +30,6 @@
 
 static const char wrap_aad[] = "dripd data key v1";
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int parse_key(const char *buf, size_t len, uint8_t key[DR_KEY_LEN])
 {
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
@@ -48,10 +37,10 @@ static int parse_key(const char *buf, size_t len, uint8_t key[DR_KEY_LEN])
     if (len != 2 * DR_KEY_LEN)
         return -EINVAL;
     for (size_t i = 0; i < DR_KEY_LEN; i++) {
-        int hi = hexval((unsigned char)buf[2 * i]), lo = hexval((unsigned char)buf[2 * i + 1]);
-        if (hi < 0 || lo < 0)
+        int b = dr_hex_byte(buf + 2 * i);
+        if (b < 0)
             return -EINVAL;
-        key[i] = (uint8_t)(hi << 4 | lo);
+        key[i] = (uint8_t)b;
     }
     return 0;
 }
