@@ -1,5 +1,8 @@
-/* api_admin.c - admin-only routes: usage report and scrub control.
+/* api_admin.c - who the caller is, and the admin-only routes: usage
+ * report and scrub control.
  *
+ *   GET  /v1/me            any user: {"user": name, "admin": bool} (the web
+ *                          UI shows who is signed in and what they may do)
  *   GET  /v1/admin/usage   users ranked by bytes: {"users":[{"user","files","bytes"}]}
  *   POST /v1/admin/scrub   ask the pipeline to verify every stored object (202)
  *   GET  /v1/admin/scrub   progress and findings of the last scrub
@@ -33,6 +36,13 @@ static int require_admin(struct http_exchange *ex)
         return 0;
     http_respond_problem(ex, 403, "this route needs an admin user");
     return -1;
+}
+
+static void me_on_head(struct http_exchange *ex)
+{
+    http_add_header(ex, "Cache-Control", "no-store");
+    http_respond_json(ex, 200,
+                      json_pack("{s:s,s:b}", "user", http_user(ex), "admin", http_user_admin(ex)));
 }
 
 static void usage_on_head(struct http_exchange *ex)
@@ -126,6 +136,7 @@ static void scrub_post_on_head(struct http_exchange *ex)
     http_respond_json(ex, 202, doc);
 }
 
+static const struct http_route_ops me_ops = {.route_class = "media", .on_head = me_on_head};
 static const struct http_route_ops usage_ops = {.route_class = "media", .on_head = usage_on_head};
 static const struct http_route_ops scrub_get_ops = {.route_class = "jobs",
                                                     .on_head = scrub_get_on_head};
@@ -134,6 +145,7 @@ static const struct http_route_ops scrub_post_ops = {.route_class = "jobs",
 
 void api_admin_register_routes(void)
 {
+    router_add("GET", "/v1/me", true, &me_ops);
     router_add("GET", "/v1/admin/usage", true, &usage_ops);
     router_add("GET", "/v1/admin/scrub", true, &scrub_get_ops);
     router_add("POST", "/v1/admin/scrub", true, &scrub_post_ops);

@@ -8,7 +8,7 @@
  *
  *   health.c            GET /healthz, GET /readyz (no auth)
  *   api_metrics.c       GET /metrics (Prometheus text, no auth)
- *   api_admin.c         GET /v1/admin/usage, POST|GET /v1/admin/scrub (admin only)
+ *   api_admin.c         GET /v1/me; GET /v1/admin/usage, POST|GET /v1/admin/scrub (admin)
  *   web.c               GET / and the UI's static files (the catch-all for GET)
  *   upload_put.c        PUT /v1/files/{path}
  *   upload_multipart.c  POST /v1/files/{folder} (multipart/form-data)

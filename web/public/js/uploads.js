@@ -1,0 +1,311 @@
+/* uploads.js - resumable uploads over tus (the vendored tus-js-client),
+ * one row per file in the Uploads panel.
+ *
+ * Each row shows a bar, the bytes done, the speed over the last few
+ * seconds and the time left, then the job's progress (processing ->
+ * available) live from the event stream. Failures are plain sentences:
+ *   - a lost connection or a 5xx is retried by tus, then offers Retry;
+ *   - any other 4xx is final: the bar turns red and no Retry is offered;
+ *   - a name that exists already (409) offers Rename... (the next free
+ *     name, "photo (2).jpg", is proposed) or Skip. Replace and a
+ *     server-side "keep both" come with If-Match / ?conflict=rename.
+ * "Clear finished" empties the panel of what is done; deleting a file in
+ * the folder view removes its row too.
+ */
+import { $, el, fmtSize, fmtDuration, freeName, RateMeter } from './util.js';
+import { api, authHeaders, plainError, problemDetail } from './api.js';
+import { ask } from './dialog.js';
+import { jobs, onJobEvent } from './events.js';
+import { onListing } from './browser.js';
+
+const CHUNK = 8 * 1024 * 1024;
+const FINISHED = new Set(['available', 'skipped', 'failed', 'cancelled', 'gone']);
+const recs = new Map();
+let seq = 0;
+
+export function initUploads() {
+  $('uploads-clear').addEventListener('click', clearFinished);
+  onJobEvent(onJob);
+  onListing(checkStillThere);
+}
+
+export function addFiles(files, folder) {
+  for (const f of files) startUpload(f, folder);
+}
+
+function startUpload(file, folder) {
+  const rec = {
+    id: 'u' + (++seq), file, folder, name: file.name, status: 'uploading', message: '',
+    bytes: 0, total: file.size, meter: new RateMeter(), t0: 0, secs: 0,
+    jobId: null, mediaId: null, upload: null,
+  };
+  recs.set(rec.id, rec);
+  buildRow(rec);
+  begin(rec, true);
+}
+
+/* ---------- the row ---------- */
+function buildRow(rec) {
+  const b = (cls, text, fn) => el('button', { type: 'button', class: cls, text, onclick: fn, hidden: true });
+  rec.ui = {
+    name: el('span', { class: 'uname' }),
+    where: el('span', { class: 'uwhere muted' }),
+    state: el('span', { class: 'ustate' }),
+    bar: el('progress', { max: '100', value: '0' }),
+    stat: el('span', { class: 'stat' }),
+    msg: el('p', { class: 'umsg' }),
+    pause: b('pause', 'Pause', () => togglePause(rec)),
+    cancel: b('cancel', 'Cancel', () => cancel(rec)),
+    retry: b('retry', 'Retry', () => begin(rec, true)),
+    rename: b('rename', 'Rename…', () => renameAfterConflict(rec)),
+    skip: b('skip', 'Skip', () => setStatus(rec, 'skipped', 'Skipped: a file with this name was already there.')),
+    dismiss: b('dismiss', 'Dismiss', () => removeRow(rec)),
+  };
+  const u = rec.ui;
+  rec.li = el('li', { class: 'upload', 'data-upload': rec.id, 'data-name': rec.name },
+    el('div', { class: 'uhead' }, u.name, u.state),
+    u.where, u.bar, u.stat, u.msg,
+    el('div', { class: 'uacts' }, u.pause, u.cancel, u.retry, u.rename, u.skip, u.dismiss));
+  $('uploads').prepend(rec.li);
+  render(rec);
+}
+
+const STATE_LABEL = {
+  uploading: 'uploading', paused: 'paused', error: 'interrupted', failed: 'failed',
+  conflict: 'name taken', skipped: 'skipped', cancelled: 'cancelled', queued: 'processing',
+  processing: 'processing', available: 'available', gone: 'gone',
+};
+
+function render(rec) {
+  const u = rec.ui;
+  const s = rec.status;
+  rec.li.dataset.state = s;
+  rec.li.dataset.name = rec.name;
+  u.name.textContent = rec.name;
+  u.where.textContent = 'to ' + rec.folder;
+  u.state.textContent = STATE_LABEL[s] || s;
+  u.state.className = 'ustate st-' + s;
+  const pct = rec.total ? Math.floor((rec.bytes / rec.total) * 100) : (s === 'uploading' ? 0 : 100);
+  u.bar.value = pct;
+  u.bar.setAttribute('aria-label', 'Upload of ' + rec.name + ': ' + pct + '%');
+  u.stat.textContent = statLine(rec, pct);
+  u.msg.textContent = rec.message;
+  u.msg.hidden = !rec.message;
+  u.msg.setAttribute('role', s === 'failed' || s === 'error' || s === 'conflict' ? 'alert' : 'status');
+  u.pause.hidden = !(s === 'uploading' || s === 'paused');
+  u.pause.textContent = s === 'paused' ? 'Resume' : 'Pause';
+  u.cancel.hidden = !(s === 'uploading' || s === 'paused' || s === 'error');
+  u.retry.hidden = s !== 'error';
+  u.rename.hidden = s !== 'conflict';
+  u.skip.hidden = s !== 'conflict';
+  u.dismiss.hidden = !(FINISHED.has(s) || s === 'conflict');
+  updatePanel();
+}
+
+function statLine(rec, pct) {
+  const of = fmtSize(rec.bytes) + ' of ' + fmtSize(rec.total);
+  switch (rec.status) {
+    case 'uploading': {
+      const rate = rec.meter.rate();
+      const eta = rec.meter.eta(rec.total);
+      return pct + '% · ' + of + (rate ? ' · ' + fmtSize(rate) + '/s' : '') +
+        (eta != null && rate ? ' · ' + fmtDuration(eta) + ' left' : '');
+    }
+    case 'paused': return 'paused at ' + pct + '% · ' + of;
+    case 'queued': case 'processing': case 'available':
+      return fmtSize(rec.total) + ' in ' + fmtDuration(rec.secs) +
+        (rec.secs > 0 ? ' · ' + fmtSize(rec.total / rec.secs) + '/s' : '') +
+        (rec.stage && rec.status !== 'available' ? ' · ' + rec.stage : '');
+    default: return rec.bytes ? of : '';
+  }
+}
+
+function setStatus(rec, status, message) {
+  rec.status = status;
+  rec.message = message || '';
+  render(rec);
+}
+
+function removeRow(rec) {
+  if (rec.upload && (rec.status === 'uploading' || rec.status === 'paused')) rec.upload.abort(true);
+  rec.li.remove();
+  recs.delete(rec.id);
+  updatePanel();
+}
+
+function clearFinished() {
+  for (const rec of [...recs.values()]) if (FINISHED.has(rec.status)) removeRow(rec);
+}
+
+/* A listing of a folder is the truth about it: an upload that finished
+ * there and is missing from it was moved or deleted (by anyone); one
+ * whose name changed was renamed. */
+function checkStillThere(listing) {
+  const byId = new Map((listing.files || []).map((f) => [f.id, f]));
+  for (const rec of recs.values()) {
+    if (rec.status !== 'available' || rec.folder !== listing.folder || !rec.mediaId) continue;
+    const m = byId.get(rec.mediaId);
+    if (!m) setStatus(rec, 'gone', 'No longer in ' + rec.folder + ' (moved or deleted).');
+    else if (m.name !== rec.name) setStatus(rec, 'available', 'Renamed to “' + m.name + '”.');
+  }
+}
+
+/* The folder view deleted this media: its upload row is stale. */
+export function mediaGone(mediaId) {
+  for (const rec of [...recs.values()]) if (rec.mediaId === mediaId) removeRow(rec);
+}
+
+function updatePanel() {
+  const all = [...recs.values()];
+  $('uploads-panel').hidden = all.length === 0;
+  const active = all.filter((r) => r.status === 'uploading' || r.status === 'paused').length;
+  const done = all.filter((r) => r.status === 'available').length;
+  const bad = all.filter((r) => ['error', 'failed', 'conflict'].includes(r.status)).length;
+  const parts = [];
+  if (active) parts.push(active + ' uploading');
+  if (done) parts.push(done + ' done');
+  if (bad) parts.push(bad + ' need attention');
+  $('uploads-summary').textContent = parts.join(' · ');
+  $('uploads-clear').hidden = !all.some((r) => FINISHED.has(r.status));
+}
+
+/* ---------- tus ---------- */
+function statusOf(err) {
+  return err && err.originalResponse ? err.originalResponse.getStatus() : 0;
+}
+
+function detailOf(err) {
+  return err && err.originalResponse ? problemDetail(err.originalResponse.getBody() || '') : '';
+}
+
+/* Worth another automatic try: no answer, a server error, a lock, or an
+ * offset race on a PATCH. Never a 4xx that says what is wrong. */
+function transient(err) {
+  const st = statusOf(err);
+  const method = err && err.originalRequest ? err.originalRequest.getMethod() : '';
+  if (st === 0 || st === 423) return true;
+  if (st === 409) return method === 'PATCH' && /Upload-Offset/.test(detailOf(err));
+  return st >= 500 && st !== 507;
+}
+
+function begin(rec, resume) {
+  if (rec.upload) rec.upload.abort(false);
+  rec.bytes = 0;
+  rec.meter = new RateMeter();
+  rec.t0 = performance.now();
+  setStatus(rec, 'uploading');
+  const up = new window.tus.Upload(rec.file, {
+    endpoint: '/v1/uploads',
+    headers: authHeaders(),
+    metadata: { filename: rec.name, folder: rec.folder, filetype: rec.file.type || 'application/octet-stream' },
+    chunkSize: CHUNK,
+    retryDelays: [0, 1000, 3000, 5000, 10000],
+    removeFingerprintOnSuccess: true,
+    /* resume only an upload of the same file to the same place */
+    fingerprint: (file) => Promise.resolve(['dripd', rec.folder, rec.name, file.name, file.size,
+      file.type, file.lastModified].join('|')),
+    onShouldRetry(err) {
+      if (!transient(err)) return false;
+      rec.message = statusOf(err) ? 'The server is busy; trying again…' : 'The connection was lost; trying again…';
+      render(rec);
+      return true;
+    },
+    onProgress(sent, total) {
+      rec.bytes = sent;
+      rec.total = total;
+      rec.meter.add(sent);
+      if (rec.message && rec.status === 'uploading') rec.message = '';
+      render(rec);
+    },
+    onAfterResponse(req, res) {
+      const job = res.getHeader('Upload-Job');
+      const media = res.getHeader('Upload-Media');
+      if (job) rec.jobId = job;
+      if (media) rec.mediaId = media;
+    },
+    onError(err) {
+      if (rec.status !== 'uploading') return; /* cancelled or paused meanwhile */
+      const st = statusOf(err);
+      const ctx = { name: rec.name, folder: rec.folder };
+      const msg = plainError(st, detailOf(err), ctx);
+      if (st === 409 && /exists/.test(detailOf(err))) setStatus(rec, 'conflict', msg);
+      else if (st === 0 || st >= 500) setStatus(rec, 'error', msg + ' Retry resumes where it stopped.');
+      else setStatus(rec, 'failed', msg);
+    },
+    onSuccess() {
+      rec.bytes = rec.total;
+      rec.secs = (performance.now() - rec.t0) / 1000;
+      setStatus(rec, 'queued');
+      if (!rec.jobId) return;
+      const seen = jobs.get(rec.jobId);
+      if (seen) applyJob(rec, seen);
+      api('GET', '/v1/jobs/' + encodeURIComponent(rec.jobId)).then((j) => applyJob(rec, j)).catch(() => {});
+    },
+  });
+  rec.upload = up;
+  if (!resume) { up.start(); return; }
+  up.findPreviousUploads().then((prev) => {
+    if (prev.length) up.resumeFromPreviousUpload(prev[0]);
+    up.start();
+  });
+}
+
+function togglePause(rec) {
+  if (rec.status === 'paused') {
+    setStatus(rec, 'uploading');
+    rec.meter = new RateMeter();
+    rec.upload.start();
+  } else {
+    rec.upload.abort(false);
+    setStatus(rec, 'paused');
+  }
+}
+
+function cancel(rec) {
+  if (rec.upload) rec.upload.abort(true); /* and terminate it on the server */
+  setStatus(rec, 'cancelled');
+}
+
+async function renameAfterConflict(rec) {
+  const names = async () => {
+    const doc = await api('GET', '/v1/media?folder=' + encodeURIComponent(rec.folder));
+    return new Set([...(doc.files || []), ...(doc.folders || [])].map((f) => f.name));
+  };
+  let taken = new Set([rec.name]);
+  try { taken = await names(); taken.add(rec.name); } catch (e) { /* propose from what we know */ }
+  const name = await ask({
+    title: 'Upload “' + rec.name + '” under another name',
+    text: 'A file named “' + rec.name + '” already exists in ' + rec.folder + '.',
+    label: 'New name',
+    value: freeName(rec.name, taken),
+    okText: 'Upload',
+    submit: async (v) => {
+      const n = v.trim();
+      if (!n) throw new Error('Type a name.');
+      if (n.includes('/')) throw new Error('A name cannot contain /.');
+      if ((await names()).has(n)) throw new Error('“' + n + '” exists too. Choose another name.');
+      return n;
+    },
+  });
+  if (!name) return;
+  rec.name = name;
+  begin(rec, false);
+}
+
+/* ---------- the job after the upload ---------- */
+function applyJob(rec, job) {
+  if (rec.status !== 'queued' && rec.status !== 'processing') return;
+  if (job.media_id) rec.mediaId = job.media_id;
+  if (job.state === 'done') {
+    setStatus(rec, 'available');
+  } else if (job.state === 'failed') {
+    setStatus(rec, 'failed', 'The server could not store the file: ' + (job.error || 'unknown error') + '.');
+  } else {
+    rec.stage = job.stage || job.state;
+    setStatus(rec, 'processing');
+  }
+}
+
+function onJob(job) {
+  for (const rec of recs.values()) if (rec.jobId === job.id) applyJob(rec, job);
+}
