@@ -62,10 +62,13 @@ phase() {
   git ls-files -z -co --exclude-standard | tar -c --null -T - -f - | tar -x -C "$root/src" -f -
   echo "nameserver 10.0.2.3" >"$root/etc/resolv.conf"
   # A network that re-signs TLS (this workplace's does) needs the host's
-  # local CAs; a real machine on such a network has them too.
+  # local CAs, and a Node.js with its own CA list needs to be told about
+  # them (NODE_EXTRA_CA_CERTS); a real machine on such a network has both.
+  extra_env=
   if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
     cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
     chroot "$root" update-ca-certificates >/dev/null 2>&1
+    extra_env=NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
   fi
   cat >"$root/phase.sh" <<EOF
 set -eu
@@ -93,7 +96,7 @@ EOF
     mount -t tmpfs tmpfs "$2/tmp"
     exec chroot "$2" /usr/bin/env -i HOME=/root TERM=dumb \
       PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      LANG=C.UTF-8 sh /phase.sh' sh "$ready" "$root" >"$DIR/$name.log" 2>&1 &
+      LANG=C.UTF-8 $3 sh /phase.sh' sh "$ready" "$root" "$extra_env" >"$DIR/$name.log" 2>&1 &
   ns=$!
   i=0
   while [ ! -s "$ready.pid" ]; do

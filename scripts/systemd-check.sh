@@ -1,7 +1,8 @@
 #!/bin/sh
 # systemd-check.sh - the shipped units must load cleanly and stay sandboxed.
 #
-#   1. `systemd-analyze verify` on systemd/dripd.service and dripd.socket
+#   1. `systemd-analyze verify` on systemd/dripd.service, dripd.socket and
+#      dripd-token.service
 #      (a temporary copy whose ExecStart= names this tree's bin/dripd, since
 #      verify insists that the binary exists);
 #   2. `systemd-analyze security --offline=yes` on the service: the overall
@@ -20,15 +21,16 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 bin="$(pwd)/bin/dripd"
 [ -x "$bin" ] || bin=/bin/true  # verify only needs an executable path
 sed "s|^ExecStart=/usr/local/bin/dripd |ExecStart=$bin |" systemd/dripd.service >"$tmp/dripd.service"
+sed "s|^ExecStart=/usr/local/bin/dripd |ExecStart=$bin |" systemd/dripd-token.service >"$tmp/dripd-token.service"
 cp systemd/dripd.socket "$tmp/dripd.socket"
 
 fail=""
 # verify exits 0 on unknown keys and unparsable values (it only warns), so
 # any complaint that names our units fails the check too.
-out=$(systemd-analyze verify --man=no "$tmp/dripd.service" "$tmp/dripd.socket" 2>&1)
+out=$(systemd-analyze verify --man=no "$tmp/dripd.service" "$tmp/dripd.socket" "$tmp/dripd-token.service" 2>&1)
 rc=$?
 [ -n "$out" ] && echo "$out" | sed 's/^/verify: /'
-if [ "$rc" != 0 ] || echo "$out" | grep -q 'dripd\.\(service\|socket\)'; then
+if [ "$rc" != 0 ] || echo "$out" | grep -q 'dripd\(-token\)\?\.\(service\|socket\)'; then
   fail="$fail verify"
 fi
 

@@ -182,6 +182,14 @@ struct dr_config *config_defaults(void);
  * with config_errors_free). Relative paths stay relative to the cwd. */
 int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs);
 
+/* For `dripd --check`, before config_load: a token_file or other secret
+ * file under /run/credentials/ (a systemd LoadCredential= that only the
+ * running service has) that cannot be read while CREDENTIALS_DIRECTORY is
+ * unset is noted on stderr ("FILE:LINE:COL: note: ...") instead of being an
+ * error, so the documented check after an install passes. Process-wide;
+ * off by default. */
+void config_check_mode(bool on);
+
 void config_free(struct dr_config *cfg); /* NULL ok */
 void config_errors_free(struct dr_config_errors *errs);
 

@@ -1025,13 +1025,39 @@ static int parse_bool(const char *s, bool *out)
     return -EINVAL;
 }
 
+static bool check_mode; /* config_check_mode() */
+
+void config_check_mode(bool on)
+{
+    check_mode = on;
+}
+
+/* A systemd credential (LoadCredential=) that --check, outside the
+ * service, cannot see: it exists only in the service's own
+ * /run/credentials/<unit>/ while the service runs. */
+static bool credential_elsewhere(const char *file, int err)
+{
+    return check_mode && (err == ENOENT || err == EACCES) &&
+           getenv("CREDENTIALS_DIRECTORY") == NULL && strncmp(file, "/run/credentials/", 17) == 0;
+}
+
 /* Reads a secret from a regular file (bounded), strips trailing CR/LF.
- * Returns the string (caller frees) or NULL after reporting why. */
+ * Returns the string (caller frees) or NULL after reporting why. In
+ * check mode a credential of a service is noted on stderr and stands in
+ * as a placeholder, since only the service can read it. */
 static char *read_secret_file(struct loader *L, const char *path, const char *file)
 {
     char *buf = NULL;
     int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
+    if (fd < 0 && credential_elsewhere(file, errno)) {
+        struct loc *l = near_loc(L, path);
+        fprintf(stderr,
+                "%s:%zu:%zu: note: %s: \"%s\" is a systemd credential, there only while the "
+                "service runs; not read by --check\n",
+                L->name, l ? l->mark.line + 1 : 1, l ? l->mark.column + 1 : 1, path, file);
+        return xasprintf("unchecked-credential:%s", path);
+    }
     if (fd < 0) {
         err_path(L, path, "cannot read \"%s\": %s", file, strerror(errno));
         return NULL;

@@ -3,16 +3,22 @@
  *   dripd [-c FILE]                      run (supervisor + workers)
  *   dripd [-c FILE] --check              validate the config, exit 0/1
  *   dripd -c FILE --rebuild-catalog      recreate media rows from the store
+ *   dripd --make-token FILE              create a bearer token file once
  *   dripd --version | --help
  *
  * Exit codes: 0 clean stop, 1 bad config or start-up failure, 2 the
  * supervisor gave up (restart intensity exceeded). See docs/OPERATIONS.md.
+ *
+ * Everything dripd creates is private to it (umask 077): data_dir and all
+ * below it, catalog.db with its -wal and -shm, spool, cache and objects.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dripd/config.h"
 #include "dripd/log.h"
@@ -23,6 +29,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dripd [-c FILE] [--check | --rebuild-catalog]\n"
+               "       dripd --make-token FILE\n"
                "       dripd --version | --help\n"
                "\n"
                "  -c, --config FILE    YAML configuration (default: embedded defaults,\n"
@@ -31,6 +38,9 @@ static void usage(FILE *f)
                "      --check          validate the configuration and exit (0 ok, 1 errors)\n"
                "      --rebuild-catalog recreate the catalog's media rows from the stored\n"
                "                       objects, then exit (0 ok, 1 failed)\n"
+               "      --make-token FILE create FILE (0600) with a random bearer token unless\n"
+               "                       it exists, then exit (0 ok, 1 failed); dripd-token.service\n"
+               "                       makes /etc/dripd/admin.token with it at the first start\n"
                "  -V, --version        print the version and exit\n"
                "  -h, --help           print this help and exit\n"
                "\n"
@@ -39,7 +49,25 @@ static void usage(FILE *f)
                "            2 restart intensity exceeded.\n");
 }
 
-enum { OPT_CHECK = 256, OPT_REBUILD };
+enum { OPT_CHECK = 256, OPT_REBUILD, OPT_MAKE_TOKEN };
+
+/* --make-token FILE: the token file exists afterwards; says whether it was
+ * made now. */
+static int make_token(const char *file)
+{
+    char *token = NULL;
+    bool created = false;
+    int r = supervisor_token_file(file, &token, &created);
+    if (r < 0) {
+        fprintf(stderr, "dripd: %s: %s\n", file,
+                r == -EINVAL ? "exists but is empty or too short to be a token" : strerror(-r));
+        return DR_EXIT_STARTUP;
+    }
+    printf("%s: %s\n", file, created ? "created a new token" : "exists; kept");
+    explicit_bzero(token, strlen(token));
+    free(token);
+    return DR_EXIT_OK;
+}
 
 int main(int argc, char **argv)
 {
@@ -47,12 +75,14 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, OPT_CHECK},
         {"rebuild-catalog", no_argument, NULL, OPT_REBUILD},
+        {"make-token", required_argument, NULL, OPT_MAKE_TOKEN},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *token_file = NULL;
     bool check = false, rebuild = false;
+    umask(077);
     int c;
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
@@ -64,6 +94,9 @@ int main(int argc, char **argv)
             break;
         case OPT_REBUILD:
             rebuild = true;
+            break;
+        case OPT_MAKE_TOKEN:
+            token_file = optarg;
             break;
         case 'V':
             printf("dripd %s\n", DRIPD_VERSION);
@@ -85,6 +118,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "dripd: --check and --rebuild-catalog exclude each other\n");
         return DR_EXIT_STARTUP;
     }
+    if (token_file)
+        return make_token(token_file);
+    config_check_mode(check);
 
     log_set_role("supervisor"); /* start-up lines (catalog, key) come from this process */
     struct dr_config *cfg = NULL;

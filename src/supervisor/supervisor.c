@@ -237,13 +237,13 @@ static int write_token(const char *path, char **out)
     if (rc == 0 && fsync(fd) < 0)
         rc = -errno;
     close(fd);
-    if (rc == 0 && rename(tmp, path) < 0)
+    /* link(), not rename(): a token someone made meanwhile is never replaced */
+    if (rc == 0 && link(tmp, path) < 0)
         rc = -errno;
+    unlink(tmp);
     if (rc == 0)
         rc = dr_fsync_parent(path);
-    if (rc < 0)
-        unlink(tmp);
-    else
+    if (rc == 0)
         *out = xstrdup(hex);
 out:
     explicit_bzero(hex, sizeof hex);
@@ -251,15 +251,27 @@ out:
     return rc;
 }
 
+int supervisor_token_file(const char *path, char **token, bool *created)
+{
+    *created = false;
+    int r = read_token(path, token);
+    if (r != -ENOENT)
+        return r;
+    r = write_token(path, token);
+    if (r == -EEXIST) /* made by someone else meanwhile: theirs stands */
+        return read_token(path, token);
+    *created = r == 0;
+    return r;
+}
+
 int supervisor_default_admin(struct dr_config *cfg, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/admin.token", cfg->data_dir);
     char *token = NULL;
+    bool created;
     int r = dr_mkdirs(cfg->data_dir, 0700);
     if (r == 0)
-        r = read_token(path, &token);
-    if (r == -ENOENT)
-        r = write_token(path, &token);
+        r = supervisor_token_file(path, &token, &created);
     if (r < 0) {
         snprintf(err, errlen, "admin token %s: %s", path,
                  r == -EINVAL ? "empty or too short (delete it to get a new one)" : strerror(-r));

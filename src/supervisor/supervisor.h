@@ -10,6 +10,7 @@
 #ifndef DRIPD_SUPERVISOR_H
 #define DRIPD_SUPERVISOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dripd/worker.h"
@@ -38,6 +39,14 @@ struct dr_sup_opts {
  * unless DR_PREP_NO_NEW_KEY). Idempotent; a reload runs it for the new
  * config. 0 / -errno with one line in err. */
 int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, size_t errlen);
+
+/* The bearer token kept in the file at path: read it, or, when there is
+ * no such file, create it (0600, 48 random hex digits, fsynced; a file made
+ * meanwhile by another process is never replaced). *token is the caller's
+ * to free; *created says whether this call made it. 0 / -errno (-EINVAL: the
+ * file is empty or too short to be a token). `dripd --make-token` and the
+ * embedded defaults' admin use it. */
+int supervisor_token_file(const char *path, char **token, bool *created);
 
 /* For the embedded defaults (no -c), which have no users: add user
  * "admin" (admin: true) whose token is kept in <data_dir>/admin.token
