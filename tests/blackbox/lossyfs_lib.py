@@ -95,6 +95,20 @@ class Lossyfs:
             time.sleep(0.01)
         return self
 
+    def threads(self):
+        """Where each thread of lossyfs is (state, kernel wait channel)."""
+        out = []
+        try:
+            for t in sorted(os.listdir("/proc/%d/task" % self.proc.pid)):
+                base = "/proc/%d/task/%s/" % (self.proc.pid, t)
+                with open(base + "stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(base + "wchan") as f:
+                    out.append("%s %s %s" % (t, state, f.read()))
+        except OSError as e:
+            out.append(str(e))
+        return "\n".join(out)
+
     def log_tail(self, n=30):
         try:
             with open(self.log_path, "rb") as f:
@@ -148,13 +162,14 @@ class Lossyfs:
         """Forget whatever is not durable; lossyfs unmounts and exits."""
         ans = self.command("crash", timeout=timeout)
         assert ans.startswith("ok"), ans
-        self.wait_exit(timeout)
+        self.wait_exit()
 
-    def wait_exit(self, timeout=30):
+    def wait_exit(self, timeout=90):
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError("lossyfs did not exit; log:\n%s" % self.log_tail())
+            raise AssertionError("lossyfs did not exit within %ss; threads:\n%s\nlog:\n%s"
+                                 % (timeout, self.threads(), self.log_tail()))
         self.proc.stdout.close()
         self.logf.close()
         deadline = time.monotonic() + timeout

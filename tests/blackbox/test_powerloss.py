@@ -44,7 +44,7 @@ def report(c):
 
 def test_acknowledged_uploads_survive_power_cuts(root):
     seed = seed_from_env()
-    cuts = int(os.environ.get("POWERLOSS_CUTS") or (300 if LONG else 25))
+    cuts = int(os.environ.get("POWERLOSS_CUTS") or (250 if LONG else 25))
     print("powerloss: seed %d, %d cuts (replay: POWERLOSS_SEED=%d POWERLOSS_CUTS=%d)" % (seed, cuts, seed, cuts))
     c = pl.run(root, seed, cuts)
     assert not c.problems, report(c)

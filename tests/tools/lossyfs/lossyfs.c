@@ -1005,6 +1005,18 @@ static void trip_after(struct trip *t)
     } while (0)
 #define UNLOCK() pthread_mutex_unlock(&G.mu)
 
+/* Lock, and the node of ino; NULL (answered ESTALE, unlocked) if none. */
+static struct node *lock_node(fuse_req_t req, fuse_ino_t ino)
+{
+    LOCK();
+    struct node *n = node_by_ino(ino);
+    if (n == NULL) {
+        fuse_reply_err(req, ESTALE);
+        UNLOCK();
+    }
+    return n;
+}
+
 static void fill_attr(const struct node *n, struct stat *st)
 {
     memset(st, 0, sizeof *st);
@@ -1129,13 +1141,9 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                        struct fuse_file_info *fi)
 {
     (void)fi;
-    LOCK();
-    struct node *n = node_by_ino(ino);
-    if (n == NULL) {
-        fuse_reply_err(req, ESTALE);
-        UNLOCK();
+    struct node *n = lock_node(req, ino);
+    if (n == NULL)
         return;
-    }
     struct trip t = {0};
     if (to_set & FUSE_SET_ATTR_SIZE) {
         if (!S_ISREG(n->mode)) {
@@ -1458,13 +1466,9 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     (void)fi;
-    LOCK();
-    struct node *n = node_by_ino(ino);
-    if (n == NULL) {
-        fuse_reply_err(req, ESTALE);
-        UNLOCK();
+    struct node *n = lock_node(req, ino);
+    if (n == NULL)
         return;
-    }
     if ((uint64_t)off >= n->size)
         size = 0;
     else if (size > n->size - (uint64_t)off)
@@ -1483,13 +1487,9 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
     (void)fi;
-    LOCK();
-    struct node *n = node_by_ino(ino);
-    if (n == NULL) {
-        fuse_reply_err(req, ESTALE);
-        UNLOCK();
+    struct node *n = lock_node(req, ino);
+    if (n == NULL)
         return;
-    }
     struct trip t;
     trip_before(&t, OP_WRITE, n, NULL, NULL, NULL, NULL);
     int rc = file_write(n, buf, (uint64_t)off, size);
@@ -1527,13 +1527,9 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
     (void)datasync;
     (void)fi;
-    LOCK();
-    struct node *n = node_by_ino(ino);
-    if (n == NULL) {
-        fuse_reply_err(req, ESTALE);
-        UNLOCK();
+    struct node *n = lock_node(req, ino);
+    if (n == NULL)
         return;
-    }
     struct trip t;
     trip_before(&t, OP_FSYNC, n, NULL, NULL, NULL, NULL);
     int rc = file_flush(n);
@@ -1624,13 +1620,9 @@ static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 {
     (void)datasync;
     (void)fi;
-    LOCK();
-    struct node *p = node_by_ino(ino);
-    if (p == NULL) {
-        fuse_reply_err(req, ESTALE);
-        UNLOCK();
+    struct node *p = lock_node(req, ino);
+    if (p == NULL)
         return;
-    }
     struct trip t;
     trip_before(&t, OP_FSYNCDIR, p, NULL, NULL, NULL, NULL);
     int rc = dir_sync(p);
