@@ -2,7 +2,8 @@
  *
  *   GET    /v1/media?folder=/x          folder listing
  *   GET    /v1/media/{id}               one media
- *   PATCH  /v1/media/{id}               move/rename {"path":"/new/name.ext"}
+ *   PATCH  /v1/media/{id}               move/rename {"path":"/new/name.ext"};
+ *                                       {"path":"/folder/"} moves in, keeping the name
  *   DELETE /v1/media/{id}               delete row, cache entry and object
  *   POST   /v1/media/{id}/shares        share {"user":"bob"}
  *   POST   /v1/media/{id}/download      warm the cache (download job)
@@ -197,7 +198,8 @@ struct media_req {
     size_t body_len;
     bool body_too_big;
     /* work in/out (pool thread) */
-    char *arg; /* PATCH: new path; shares: target user */
+    char *arg;        /* PATCH: new path (a folder when into_folder); shares: target user */
+    bool into_folder; /* PATCH: the path ended in '/': keep the name, as mv does */
     int rc;
     int status; /* shares: 200/201 */
     bool have_media, have_job;
@@ -459,7 +461,7 @@ static const struct http_route_ops get_ops = {
 };
 
 /* ------------------------------------------------------------------ */
-/* PATCH /v1/media/{id}  {"path": "/new/place/name.ext"}               */
+/* PATCH /v1/media/{id}  {"path": "/new/place/name.ext"} or "/folder/"  */
 
 static void patch_on_head(struct http_exchange *ex)
 {
@@ -478,6 +480,20 @@ static void patch_work(void *arg)
         r->rc = -EAGAIN;
         return;
     }
+    if (r->into_folder) {
+        struct dr_media cur = {0};
+        r->rc = catalog_media_get(cat, r->id, r->user, &cur);
+        if (r->rc < 0)
+            return;
+        char *full = xasprintf("%s/%s", strcmp(r->arg, "/") == 0 ? "" : r->arg, cur.name);
+        dr_media_clear(&cur);
+        free(r->arg);
+        r->arg = full;
+        if (strlen(full) > DR_PATH_MAX) {
+            r->rc = -ENAMETOOLONG;
+            return;
+        }
+    }
     r->rc = catalog_media_move(cat, r->id, r->user, r->arg);
     if (r->rc == 0 && catalog_media_get(cat, r->id, r->user, &r->m) == 0)
         r->have_media = true;
@@ -492,6 +508,8 @@ static void patch_done(struct http_exchange *ex, void *arg)
         http_respond_problem(ex, 409, "%s already exists", r->arg);
     } else if (r->rc == -ENOENT) {
         http_respond_problem(ex, 404, "no such media of yours");
+    } else if (r->rc == -ENAMETOOLONG) {
+        http_respond_problem(ex, 400, "bad path: %s is longer than %d bytes", r->arg, DR_PATH_MAX);
     } else if (r->rc < 0) {
         respond_catalog_error(ex, r->rc, "move");
     } else if (r->have_media) {
@@ -510,7 +528,12 @@ static void patch_on_end(struct http_exchange *ex)
     if (!p)
         return;
     char err[DR_ERRLEN];
-    int rc = path_normalize_file(p, &r->arg, err, sizeof err);
+    /* "/archive/" (or "/") names a folder: the file goes in under its own
+     * name, as mv(1) does; the name is read on the pool thread. */
+    size_t pl = strlen(p);
+    r->into_folder = pl > 0 && p[pl - 1] == '/';
+    int rc = r->into_folder ? path_normalize_folder(p, &r->arg, err, sizeof err)
+                            : path_normalize_file(p, &r->arg, err, sizeof err);
     json_decref(doc);
     if (rc < 0) {
         http_respond_problem(ex, 400, "bad path: %s", err);

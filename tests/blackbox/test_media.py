@@ -146,14 +146,31 @@ def test_move_rename(dripd):
     assert st == 404
 
     # Bad bodies and paths: 400.
-    for body in ({"path": "/a/../b.txt"}, {"path": "relative.txt"}, {"path": "/dir/"},
-                 {"path": ""}, {"path": 5}, {}, ["/x.txt"]):
+    for body in ({"path": "/a/../b.txt"}, {"path": "relative.txt"}, {"path": "/a/../dir/"},
+                 {"path": "//"}, {"path": ""}, {"path": 5}, {}, ["/x.txt"]):
         st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], body)
         assert st == 400, (body, st, doc)
     st, _, _ = d.curl("-X", "PATCH", "-H", "Content-Type: application/json", "--data-binary",
                       "{not json", d.url("/v1/media/" + m["id"]))
     assert st == 400
     assert get_media(d, m["id"])[1]["path"] == "/archive/2024/r.txt"
+
+
+def test_move_into_a_folder_keeps_the_name(dripd):
+    """{"path": "/folder/"} moves the file in under its own name, as mv does."""
+    d = dripd
+    m, _ = upload(d, "/inbox/cat.jpg", 30)
+    upload(d, "/pets/dog.jpg", 31)
+    st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], {"path": "/pets/"})
+    assert st == 200 and doc["path"] == "/pets/cat.jpg", doc
+    st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], {"path": "/new/place/"})  # a new folder too
+    assert st == 200 and doc["path"] == "/new/place/cat.jpg", doc
+    st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], {"path": "/"})
+    assert st == 200 and doc["path"] == "/cat.jpg" and doc["folder"] == "/", doc
+    other, _ = upload(d, "/pets/cat.jpg", 32)
+    st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], {"path": "/pets/"})
+    assert st == 409 and "/pets/cat.jpg already exists" in doc["detail"], doc
+    assert get_media(d, m["id"])[1]["path"] == "/cat.jpg"
 
 
 def test_delete_removes_row_cache_and_object(dripd):
