@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # The npm test tools are needed, not optional: without them this fails here
 # rather than letting the tests that use them skip.
 sh scripts/node-deps.sh || { echo "blackbox: cannot install the npm test tools (sh scripts/node-deps.sh); run make deps" >&2; exit 1; }
-sh scripts/promtool.sh >/dev/null 2>&1 || echo "blackbox: promtool unavailable; the metrics test uses its own format check only"
+sh scripts/promtool.sh >/dev/null || { echo "blackbox: cannot get promtool (sh scripts/promtool.sh); the metrics test needs it" >&2; exit 1; }
 mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
   export CHAOS_LONG=1

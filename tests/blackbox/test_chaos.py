@@ -15,10 +15,9 @@ import subprocess
 import threading
 import time
 
-import pytest
 
 from chaos_lib import Load, healthy, mount_tmpfs, umount, verify
-from s3util import have_s3rver, s3_config, s3rver  # noqa: F401
+from s3util import s3_config, s3rver  # noqa: F401
 from conftest import DRIPCTL, make_file, same_file, wait_until
 from flood import PipelineFlood
 
@@ -72,7 +71,6 @@ def test_kill9_pipeline_in_each_stage(dripd_factory, tmpdir_path):
     healthy(d)
 
 
-@pytest.mark.skipif(not os.path.exists(DRIPCTL), reason="bin/dripctl not built")
 def test_kill9_http_mid_upload_tus_resumes(dripd, tmpdir_path):
     src = make_file(os.path.join(tmpdir_path, "tus.bin"), 12 << 20)
     env = dict(os.environ, DRIPD_URL=dripd.url(), DRIPD_TOKEN=dripd.token(), HOME=dripd.dir,
@@ -142,8 +140,7 @@ def test_kill9_whole_tree_under_concurrent_small_puts(dripd_factory, tmpdir_path
 
 def test_disk_full_gives_507_then_recovers(dripd_factory, tmpdir_path):
     mnt = mount_tmpfs(os.path.join(tmpdir_path, "small"), "24m")
-    if mnt is None:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+    assert mnt is not None, "cannot mount a tmpfs here: the disk-full test needs root (as make deps)"
     try:
         d = dripd_factory(config={"data_dir": os.path.join(mnt, "var"),
                                   "cache": {"max_size": "1MiB"},
@@ -167,7 +164,6 @@ def test_disk_full_gives_507_then_recovers(dripd_factory, tmpdir_path):
         umount(mnt)
 
 
-@pytest.mark.skipif(not have_s3rver(), reason="s3rver not installed (sh scripts/node-deps.sh)")
 def test_storage_outage_under_load(dripd_factory, s3rver, tmpdir_path):  # noqa: F811
     """The S3 store dies under a steady upload load and comes back: uploads
     are still accepted meanwhile (the spool is local), their store steps

@@ -11,10 +11,9 @@ import re
 import shutil
 import subprocess
 
-import pytest
 
 from conftest import DRIPD, make_file, same_file
-from s3util import aws, have_s3rver, s3_config, s3rver  # noqa: F401
+from s3util import aws, s3_config, s3rver  # noqa: F401
 
 MiB = 1 << 20
 
@@ -154,7 +153,6 @@ def test_rebuild_local_store(dripd_factory, tmp_path):
     check_rebuild(d, tmp_path)
 
 
-@pytest.mark.skipif(not have_s3rver(), reason="s3rver not installed (sh scripts/node-deps.sh)")
 def test_rebuild_s3_store(dripd_factory, s3rver, tmp_path):  # noqa: F811
     d = dripd_factory(config=s3_config(s3rver.endpoint))
     # Something that is not a dripd object shares the bucket: it is skipped, named.

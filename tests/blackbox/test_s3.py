@@ -13,9 +13,8 @@ import re
 import pytest
 
 from conftest import make_file, same_file, wait_until
-from s3util import S3rver, SigV4Proxy, aws, have_s3rver, s3_config, s3rver  # noqa: F401
+from s3util import S3rver, SigV4Proxy, aws, s3_config, s3rver  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not have_s3rver(), reason="s3rver not installed (sh scripts/node-deps.sh)")
 
 MiB = 1 << 20
 

@@ -418,7 +418,9 @@ def test_hung_worker_is_killed_and_replaced(dripd):
     os.kill(old, signal.SIGSTOP)
     try:
         m = d.wait_log(r"worker pipeline pid %d silent for (\d+\.\d)s, killing" % old, after=at)
-        assert 3.0 <= float(m.group(1)) < 5.0
+        # never before the timeout; after it, as soon as the supervisor's
+        # loop runs again (seconds late on a loaded machine, never 10)
+        assert 3.0 <= float(m.group(1)) < 10.0
         assert time.monotonic() - t0 >= 2.9
         d.wait_log(r"worker pipeline pid %d still running .* sending SIGKILL" % old, after=at)
         d.wait_log(r"worker pipeline pid %d killed by signal 9 \(Killed\)" % old, after=at)
@@ -525,14 +527,7 @@ def test_watchdog_pings_only_while_workers_are_healthy(dripd_factory):
     d.wait_log(r"systemd watchdog: WATCHDOG=1 every 200ms")
 
 
-def http_serves(d, path):
-    st, _, _ = d.curl(d.url(path), user=None, timeout=5)
-    return st != 0
-
-
-def test_healthz_if_served(dripd):
-    if not http_serves(dripd, "/healthz"):
-        pytest.skip("/healthz not served yet (HTTP worker not merged)")
+def test_healthz_survives_http_worker_restart(dripd):
     st, _, _ = dripd.curl(dripd.url("/healthz"), user=None, timeout=5)
     assert st == 200
     # still answered after the http worker is replaced
