@@ -28,8 +28,11 @@
  *    fsyncs and records the partial offset, synchronously, so a HEAD that
  *    follows sees it. Not with Upload-Checksum: unverifiable bytes are
  *    dropped (the offset stays);
- *  - bytes past the recorded offset are never trusted: spool_reopen()
- *    truncates to it before the next PATCH writes;
+ *  - bytes past the recorded offset are never trusted: a refused chunk
+ *    (413, 460, an unverifiable cut) is truncated away at once,
+ *    spool_reopen() truncates to the offset before the next PATCH writes,
+ *    and the request that finishes an upload truncates the file to its
+ *    final offset before the fsync, so the job never sees stray bytes;
  *  - an upload reports offset == length only together with its job: the
  *    completing request records the final offset inside
  *    catalog_tus_finish(); and should bytes ever be saved up to the
@@ -374,6 +377,37 @@ static int start_checksum(struct tus_req *st)
 
 static void head_respond(struct tus_req *st);
 
+/* Drop the bytes this request wrote past its start offset (a refused or
+ * unverifiable chunk): they must not sit in the spool file. */
+static void drop_received(struct tus_req *st)
+{
+    if (st->fd < 0 || st->received == 0)
+        return;
+    if (ftruncate(st->fd, (off_t)st->start) < 0)
+        log_warn("tus: upload %s: dropping %" PRIu64 " refused bytes: %s", st->id, st->received,
+                 strerror(errno));
+    st->received = 0;
+}
+
+/* The finishing request: the spool file holds exactly the upload's bytes
+ * (whatever an earlier refused or cut request left past the offset is
+ * cut off), durably. Pool thread. */
+static int trim_for_finish(struct tus_req *st, uint64_t off, bool skip_sync)
+{
+    int fd = st->fd, rc = 0;
+    if (fd < 0) {
+        rc = spool_reopen(st->row.spool_path, off, &fd); /* truncates to off */
+        if (rc < 0)
+            return rc;
+    } else if (ftruncate(fd, (off_t)off) < 0) {
+        return -errno;
+    }
+    rc = skip_sync ? 0 : spool_sync(fd);
+    if (fd != st->fd)
+        close(fd);
+    return rc;
+}
+
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
 static void work_commit(void *arg)
@@ -389,16 +423,18 @@ static void work_commit(void *arg)
         snprintf(st->detail, sizeof(st->detail), "catalog unavailable");
         goto out;
     }
-    if (st->fd >= 0 && (st->received > 0 || st->op == OP_CREATE)) {
-        rc = dr_test_skip_sync("tus") ? 0 : spool_sync(st->fd);
-        /* a new spool file's name must be durable before the catalog
-         * points at it: else a power cut keeps the row, loses the file */
-        if (rc == 0 && st->op == OP_CREATE && !dr_test_skip_sync("tus"))
-            rc = dr_fsync_parent(st->row.spool_path);
-        if (rc < 0) {
-            snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
-            goto out;
-        }
+    bool skip = dr_test_skip_sync("tus");
+    if (completes)
+        rc = trim_for_finish(st, off, skip);
+    else if (st->fd >= 0 && (st->received > 0 || st->op == OP_CREATE))
+        rc = skip ? 0 : spool_sync(st->fd);
+    /* a new spool file's name must be durable before the catalog points
+     * at it: else a power cut keeps the row, loses the file */
+    if (rc == 0 && st->op == OP_CREATE && !skip)
+        rc = dr_fsync_parent(st->row.spool_path);
+    if (rc < 0) {
+        snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
+        goto out;
     }
     if (st->op == OP_CREATE) {
         st->row.offset = off;
@@ -875,6 +911,8 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
     uint64_t limit = st->length >= 0 ? (uint64_t)st->length : st->cfg->limits.max_upload_size;
     uint64_t at = st->start + st->received;
     if (len > limit - at) {
+        st->streaming = false; /* the chunk is refused, the offset stays */
+        drop_received(st);
         fail(st, 413, "the body would take the upload past %s (%" PRIu64 " bytes)",
              st->length >= 0 ? "its Upload-Length" : "the size limit", limit);
         return -EFBIG;
@@ -909,10 +947,12 @@ static void tus_on_end(struct http_exchange *ex)
         if (EVP_DigestFinal_ex(st->md, got, &n) != 1 || n != st->ck.len ||
             CRYPTO_memcmp(got, st->ck.digest, n) != 0) {
             st->streaming = false; /* the chunk is discarded, the offset stays */
+            uint64_t dropped = st->received;
+            drop_received(st);
             fail(st, 460,
                  "Upload-Checksum does not match the body; %" PRIu64
                  " bytes discarded, the offset is still %" PRIu64,
-                 st->received, st->start);
+                 dropped, st->start);
             return;
         }
     }
@@ -924,8 +964,12 @@ static void save_partial(struct tus_req *st)
 {
     if (!st->streaming || st->committed || st->responded || st->fd < 0)
         return;
-    if (st->op != OP_PATCH || st->md != NULL || st->received == 0)
-        return; /* creation: no Location was given; checksum: unverifiable */
+    if (st->op == OP_PATCH && st->md != NULL) {
+        drop_received(st); /* checksum: unverifiable bytes are dropped */
+        return;
+    }
+    if (st->op != OP_PATCH || st->received == 0)
+        return; /* creation: no Location was given (req_free removes the file) */
     uint64_t off = st->start + st->received;
     int rc = spool_sync(st->fd);
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));

@@ -494,3 +494,60 @@ def test_http_worker_killed_mid_patch(dripd):
     st, h, b = patch(dripd, loc, first, data[first:])
     assert st == 204 and "upload-job" in h, b
     assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+
+
+# ---- issue 17: half-finished uploads never leave bytes behind ----
+
+def test_rejected_chunk_then_empty_finish_is_not_poisoned(dripd):
+    """Issue 17 item 3: a deferred-length PATCH refused with 460 left its 24
+    bytes in the spool file at offset 0; an empty PATCH with
+    Upload-Length: 0 then got 204 + Upload-Job, and the job failed five
+    times ("spool file has 24 bytes, the upload had 0"). The refused bytes
+    are dropped at once, and a finish truncates to the offset anyway."""
+    loc, _, _ = create(dripd, defer=True, filename="poisoned.bin")
+    bad = "sha256 " + b64(hashlib.sha256(b"not these bytes").digest())
+    st, h, b = patch(dripd, loc, 0, b"x" * 24, headers={"Upload-Checksum": bad})
+    assert_problem(st, h, b, 460)
+    assert os.path.getsize(spool_of(dripd, loc)) == 0, "the refused chunk stayed in the spool"
+    st, h, b = patch(dripd, loc, 0, b"", headers={"Upload-Length": "0"})
+    assert st == 204 and "upload-job" in h, (st, b)
+    job = dripd.wait_job(h["upload-job"])
+    assert job["state"] == "done" and job["attempts"] <= 1, job
+    st, _, body = dripd.curl(dripd.url("/v1/media/%s/content" % h["upload-media"]))
+    assert st == 200 and body == b""
+
+
+def test_chunked_patch_over_the_limit_leaves_nothing(dripd_factory):
+    """Issue 17 item 4: a chunked PATCH refused with 413 part way left the
+    bytes it had written (67 MB in the report) behind a session at offset 3."""
+    d = dripd_factory(config={"limits": {"max_upload_size": "1MiB"}})
+    loc, _, _ = create(d, defer=True, filename="big.bin")
+    st, h, _ = patch(d, loc, 0, b"abc")
+    assert st == 204 and h["upload-offset"] == "3"
+
+    def chunks():
+        for _ in range(40):
+            yield os.urandom(64 << 10)
+    h = {"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + d.token(),
+         "Content-Type": OCTET, "Upload-Offset": "3", "Transfer-Encoding": "chunked"}
+    c = http.client.HTTPConnection(d.host, d.port, timeout=60)
+    try:
+        c.putrequest("PATCH", loc)
+        for k, v in h.items():
+            c.putheader(k, v)
+        c.endheaders()
+        try:
+            for ch in chunks():
+                c.send(b"%x\r\n%s\r\n" % (len(ch), ch))
+            c.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered 413 and closed
+        r = c.getresponse()
+        assert r.status == 413, r.status
+    finally:
+        c.close()
+    assert offset_of(d, loc) == 3
+    assert os.path.getsize(spool_of(d, loc)) == 3, "bytes past the offset stayed in the spool"
+    st, h, _ = patch(d, loc, 3, b"def", headers={"Upload-Length": "6"})
+    assert st == 204 and "upload-job" in h
+    assert uploaded_bytes(d, h["upload-media"], h["upload-job"]) == b"abcdef"
