@@ -54,6 +54,7 @@
 #include "link.h"
 #include "dripd/log.h"
 #include "dripd/path.h"
+#include "dripd/redact.h"
 #include "dripd/router.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
@@ -110,8 +111,9 @@ static json_t *api_media_json(const struct dr_media *m, const char *viewer)
 
 /* A job as GET /v1/jobs/{id} shows it (new reference, caller owns):
  * {"id","kind","state","stage","media_id","attempts","error",
- *  "created_at","updated_at"}. */
-static json_t *api_job_json(const struct dr_job *j)
+ *  "created_at","updated_at"}. The error names no server file (redact.h:
+ * the log has the full text). */
+static json_t *api_job_json(const struct dr_job *j, const struct dr_config *cfg)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(j->id));
@@ -120,7 +122,9 @@ static json_t *api_job_json(const struct dr_job *j)
     json_object_set_new(o, "stage", json_str_or_null(j->stage));
     json_object_set_new(o, "media_id", json_str_or_null(j->media_id));
     json_object_set_new(o, "attempts", json_integer(j->attempts));
-    json_object_set_new(o, "error", json_str_or_null(j->error));
+    char *error = redact_server_paths(j->error, cfg);
+    json_object_set_new(o, "error", json_str_or_null(error));
+    free(error);
     json_object_set_new(o, "created_at", json_time_or_null(j->created_at));
     json_object_set_new(o, "updated_at", json_time_or_null(j->updated_at));
     return o;
@@ -772,7 +776,7 @@ static void download_done(struct http_exchange *ex, void *arg)
         http_add_headerf(ex, "Location", "/v1/jobs/%s", r->job.id);
         json_t *doc = json_object();
         if (r->have_job) {
-            json_object_set_new(doc, "job", api_job_json(&r->job));
+            json_object_set_new(doc, "job", api_job_json(&r->job, http_cfg(ex)));
         } else {
             json_t *j = json_object();
             json_object_set_new(j, "id", json_string(r->job.id));
@@ -896,7 +900,7 @@ static void job_on_head(struct http_exchange *ex)
         respond_catalog_error(ex, rc, "job lookup");
         return;
     }
-    http_respond_json(ex, 200, api_job_json(&j));
+    http_respond_json(ex, 200, api_job_json(&j, http_cfg(ex)));
     dr_job_clear(&j);
 }
 
@@ -942,7 +946,7 @@ static void jobs_list_on_head(struct http_exchange *ex)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, api_job_json(&jobs[i]));
+        json_array_append_new(arr, api_job_json(&jobs[i], http_cfg(ex)));
     catalog_jobs_list_free(jobs, n);
     json_t *doc = json_object();
     json_object_set_new(doc, "jobs", arr);

@@ -46,6 +46,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "dripd/redact.h"
 #include "dripd/util.h"
 
 #define CONFIG_FILE_MAX (4u << 20) /* larger config files are refused */
@@ -1169,7 +1170,9 @@ static void apply_string(struct loader *L, const struct field *f, const yaml_nod
         if (f->secret) {
             err_path(L, path, "expected %s", why);
         } else {
-            char *got = show((const unsigned char *)v, strlen(v));
+            char url[512]; /* a URL's userinfo and query may be credentials */
+            const char *shown = f->check == check_http_url ? redact_url(v, url, sizeof url) : v;
+            char *got = show((const unsigned char *)shown, strlen(shown));
             err_path(L, path, "expected %s, got %s", why, got);
             free(got);
         }

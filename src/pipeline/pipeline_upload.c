@@ -121,7 +121,7 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     if (rc != 0)
         goto out;
     if (res.size != m.size) {
-        rc = -EIO;
+        rc = -EBADMSG; /* permanent: retrying cannot make the sizes agree */
         snprintf(err, errlen, "spool file %s has %llu bytes, the upload had %llu",
                  j->job.spool_path, (unsigned long long)res.size, (unsigned long long)m.size);
         unlink(sealed);

@@ -40,6 +40,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
+#include "dripd/redact.h"
 #include "stage.h"
 #include "dripd/util.h"
 
@@ -50,6 +51,7 @@ struct hook {
     struct webhooks *wh;
     int index;
     const struct dr_webhook *conf;
+    char *log_url; /* conf->url without userinfo or query (redact.h): what the log shows */
     char *state_path;
     pthread_t tid;
     bool started;
@@ -230,12 +232,12 @@ static void *hook_main(void *arg)
         int rc = catalog_open(cfg->data_dir, &cat);
         if (rc == 0)
             break;
-        log_error("webhook %s: cannot open the catalog: %s", h->conf->url, strerror(-rc));
+        log_error("webhook %s: cannot open the catalog: %s", h->log_url, strerror(-rc));
         hook_wait(wh, false, 0, 1000);
     }
     CURL *curl = curl_easy_init();
     int64_t last = read_state(h->state_path);
-    log_info("webhook %s: delivering events after seq %" PRId64, h->conf->url, last);
+    log_info("webhook %s: delivering events after seq %" PRId64, h->log_url, last);
     while (cat && curl && !stopped(wh)) {
         uint64_t gen = current_gen(wh);
         struct dr_event *ev = NULL;
@@ -243,7 +245,7 @@ static void *hook_main(void *arg)
         int rc = catalog_events_since(cat, NULL, last, BATCH, &ev, &n);
         if (rc != 0 || n == 0) {
             if (rc != 0)
-                log_warn("webhook %s: catalog: %s", h->conf->url, strerror(-rc));
+                log_warn("webhook %s: catalog: %s", h->log_url, strerror(-rc));
             hook_wait(wh, true, gen, FALLBACK_MS);
             continue;
         }
@@ -264,8 +266,8 @@ static void *hook_main(void *arg)
                 dr_random(&rnd, sizeof rnd);
                 uint64_t d = stage_backoff_ms(attempt, cfg->pipeline.retry.backoff,
                                               cfg->pipeline.retry.max_backoff, rnd);
-                log_warn("webhook %s: event %" PRId64 " (%s): %s; retrying in %llu ms",
-                         h->conf->url, ev[i].seq, ev[i].type, err, (unsigned long long)d);
+                log_warn("webhook %s: event %" PRId64 " (%s): %s; retrying in %llu ms", h->log_url,
+                         ev[i].seq, ev[i].type, err, (unsigned long long)d);
                 hook_wait(wh, false, 0, (int64_t)d); /* only stop ends it early */
             }
             free(body);
@@ -305,13 +307,15 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
         char hex[65];
         dr_hex(dg, 8, hex);
         h->state_path = xasprintf("%s/webhook-%s.seq", run, hex);
+        char shown[512];
+        h->log_url = xstrdup(redact_url(url, shown, sizeof shown));
         if (h->conf->url == NULL || *h->conf->url == '\0') {
             log_warn("webhook %zu has no url; skipped", i + 1);
             continue;
         }
         int e = dr_thread_start(&h->tid, hook_main, h);
         if (e != 0)
-            log_error("webhook %s: cannot start its thread: %s", h->conf->url, strerror(-e));
+            log_error("webhook %s: cannot start its thread: %s", h->log_url, strerror(-e));
         else
             h->started = true;
     }
@@ -341,6 +345,7 @@ void webhooks_stop(struct webhooks *wh)
         if (wh->hooks[i].started)
             pthread_join(wh->hooks[i].tid, NULL);
         free(wh->hooks[i].state_path);
+        free(wh->hooks[i].log_url);
     }
     free(wh->hooks);
     pthread_mutex_destroy(&wh->mu);

@@ -75,6 +75,7 @@
 
 #include "dripd/config.h"
 #include "dripd/log.h"
+#include "dripd/redact.h"
 #include "s3xml.h"
 #include "dripd/util.h"
 
@@ -710,8 +711,9 @@ static int xfer_result(struct s3_xfer *x, const char *op, const char *key, char 
 
 static void log_xfer(const struct s3_xfer *x, const char *method, uint64_t t0_ns)
 {
-    log_debug("s3: %s %s -> %ld%s%s (%.1f ms)", method, x->url, x->status,
-              x->cc != CURLE_OK ? " curl: " : "",
+    char shown[512];
+    log_debug("s3: %s %s -> %ld%s%s (%.1f ms)", method, redact_url(x->url, shown, sizeof shown),
+              x->status, x->cc != CURLE_OK ? " curl: " : "",
               x->cc != CURLE_OK ? (x->curl_err[0] ? x->curl_err : curl_easy_strerror(x->cc)) : "",
               (double)(dr_mono_ns() - t0_ns) / 1e6);
 }

@@ -15,13 +15,14 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sqlite3
 import threading
 import time
 
 import pytest
 
-from conftest import make_file, same_file, wait_until
+from conftest import DRIPD, make_file, same_file, wait_until
 
 SEG = 64 * 1024
 BIG_MB = int(os.environ.get("DRIPD_TEST_BIG_MB", "300"))
@@ -539,3 +540,56 @@ def test_transient_store_errors_retry_then_fail(dripd_factory):
     assert [n for n in os.listdir(os.path.join(d.data_dir, "spool"))] == []
     ev = query(d, "SELECT type FROM events WHERE job_id = ? ORDER BY seq", jid)
     assert [e["type"] for e in ev][-1] == "job.failed"
+
+
+# ---------------------------------------------------------------- issue 17: errors and secrets
+
+def test_spool_size_mismatch_fails_once_without_server_paths(dripd_factory):
+    """A spool file that does not hold the upload's bytes can never become
+    the object: the job fails at once (it was retried five times as if the
+    disk had hiccupped). The API's error names no server file; the log
+    keeps the full text."""
+    d = dripd_factory(config={"supervisor": {"heartbeat_timeout": "60s"}})
+    src = make_file(os.path.join(d.dir, "mm.bin"), 1000)
+    pl = d.worker("pipeline")
+    os.kill(pl, signal.SIGSTOP)
+    try:
+        mid, jid = upload(d, src, "/mm/mm.bin")
+        parts = [os.path.join(d.data_dir, "spool", n) for n in os.listdir(os.path.join(d.data_dir, "spool"))]
+        assert len(parts) == 1, parts
+        with open(parts[0], "ab") as f:
+            f.write(b"stray bytes")
+    finally:
+        os.kill(pl, signal.SIGCONT)
+    job = d.wait_job(jid, timeout=60)
+    assert job["state"] == "failed" and job["attempts"] == 1, job
+    assert "1011 bytes, the upload had 1000" in job["error"], job
+    assert d.data_dir not in job["error"] and "/spool/" not in job["error"], job
+    assert "[server path]" in job["error"], job
+    st, doc, _ = d.json("GET", "/v1/jobs?state=failed")
+    assert st == 200 and all(d.data_dir not in (j["error"] or "") for j in doc["jobs"]), doc
+    assert re.search(r"spool file %s has 1011 bytes" % re.escape(parts[0]), d.log_text())
+
+
+def test_webhook_url_secrets_never_logged(dripd_factory, hook_server):
+    """A webhook URL with user:pass@ and ?api_key= was logged in full."""
+    port = hook_server.server_address[1]
+    url = "http://hookuser:hookpass@127.0.0.1:%d/hook?api_key=SECRETKEY" % port
+    d = dripd_factory(config={"webhooks": [{"url": url, "secret": "s"}]})
+    src = make_file(os.path.join(d.dir, "w.bin"), 100)
+    mid, jid = upload(d, src, "/w/w.bin")
+    assert d.wait_job(jid)["state"] == "done"
+    # the first two deliveries are refused (hook_server), so failures are logged too
+    d.wait_log(r"webhook http://\*\*\*@127\.0\.0\.1:%d/hook\?\*\*\*: event .*retrying" % port, timeout=30)
+    wait_until(lambda: any(json.loads(b)["job_id"] == jid for _, b in list(_Hooks.got)), 30,
+               "a delivery")
+    log = d.log_text()
+    assert "hookpass" not in log and "SECRETKEY" not in log and "hookuser" not in log, \
+        [l for l in log.splitlines() if "hook" in l][:5]
+    # and an invalid URL in a config file is reported without its secrets
+    bad = dict(d.config)
+    bad["webhooks"] = [{"url": "ftp://u:topsecret@example.com/x?k=alsosecret", "secret": "s"}]
+    d.write_config(bad)
+    r = subprocess.run([DRIPD, "-c", d.config_path, "--check"], capture_output=True, text=True)
+    assert r.returncode == 1 and "webhooks" in r.stderr + r.stdout, r
+    assert "topsecret" not in r.stderr + r.stdout and "alsosecret" not in r.stderr + r.stdout, r
