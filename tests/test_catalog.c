@@ -87,6 +87,13 @@ static void claim_one(const char *kind, const char *claimer, struct dr_job *j)
     ck_assert_int_eq(n, 1);
 }
 
+/* One step through catalog_jobs_step, which must commit; the step's result. */
+static int step1(struct dr_job_step st)
+{
+    ck_assert_int_eq(catalog_jobs_step(cat, &st, 1, NULL), 0);
+    return st.result;
+}
+
 static json_t *event_json(const struct dr_event *e)
 {
     json_error_t err;
@@ -331,8 +338,14 @@ START_TEST(test_job_lifecycle_events_in_order)
 
     uint8_t wk[40];
     memset(wk, 0xab, sizeof wk);
-    ck_assert_int_eq(catalog_media_set_sealed(cat, mid, "ff00", wk, sizeof wk), 0);
-    ck_assert_int_eq(catalog_job_advance(cat, jid, "store", "/work/sealed"), 0);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid,
+                                                .next_stage = "store",
+                                                .work_path = "/work/sealed",
+                                                .media_id = mid,
+                                                .sha256_hex = "ff00",
+                                                .wrapped_key = wk,
+                                                .wrapped_key_len = sizeof wk}),
+                     0);
     ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
     ck_assert_str_eq(j.stage, "store");
     ck_assert_str_eq(j.state, "running");
@@ -349,7 +362,7 @@ START_TEST(test_job_lifecycle_events_in_order)
     dr_job_clear(&j);
     /* Advance/done/retry on a job that is not running: -ENOENT. */
     ck_assert_int_eq(catalog_job_advance(cat, jid, "notify", NULL), -ENOENT);
-    ck_assert_int_eq(catalog_job_done(cat, jid), -ENOENT);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid}), -ENOENT); /* done */
     ck_assert_int_eq(catalog_job_retry(cat, jid, "x", 0), -ENOENT);
 
     claim_one("upload", "node:2", &j);
@@ -357,17 +370,19 @@ START_TEST(test_job_lifecycle_events_in_order)
     ck_assert_int_eq(j.attempts, 1);
     ck_assert_str_eq(j.work_path, "/work/sealed");
     dr_job_clear(&j);
-    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "KEY_1.pdf"), 0);
-    ck_assert_int_eq(catalog_media_set_available(cat, mid), 0);
-    ck_assert_int_eq(catalog_job_advance(cat, jid, "notify", NULL), 0);
-    ck_assert_int_eq(catalog_job_done(cat, jid), 0);
+    ck_assert_int_eq(
+        step1((struct dr_job_step){
+            .job_id = jid, .next_stage = "notify", .media_id = mid, .storage_key = "KEY_1.pdf"}),
+        0);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid, .media_id = mid, .available = true}),
+                     0);
 
     ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
     ck_assert_str_eq(j.state, "done");
     ck_assert_str_eq(j.stage, "notify"); /* keeps its last stage */
     ck_assert_ptr_null(j.work_path);
     dr_job_clear(&j);
-    ck_assert_int_eq(catalog_job_done(cat, jid), -ENOENT);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid}), -ENOENT);
     ck_assert_int_eq(catalog_job_fail(cat, jid, "late"), -ENOENT);
 
     struct dr_media m;
@@ -379,7 +394,6 @@ START_TEST(test_job_lifecycle_events_in_order)
     ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
     ck_assert_int_gt(m.uploaded_at, 0);
     dr_media_clear(&m);
-    ck_assert_int_eq(catalog_media_set_available(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), -ENOENT);
 
     uint64_t depth = 9;
     ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
@@ -773,7 +787,7 @@ START_TEST(test_recover_releases_dead_claimers)
     ck_assert_int_eq(j.attempts, 0);
     dr_job_clear(&j);
     /* The released claimer's late calls are refused. */
-    ck_assert_int_eq(catalog_job_done(cat, j2), -ENOENT);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = j2}), -ENOENT);
 
     /* Released jobs are claimable again, oldest first. */
     struct dr_job jobs[3];
@@ -1197,7 +1211,14 @@ START_TEST(test_delete)
     ck_assert_int_eq(catalog_media_delete(cat, mid2, "alice", &key), 0);
     ck_assert_ptr_null(key);
 
-    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "OBJ_KEY.txt"), 0);
+    struct dr_job j;
+    claim_one("upload", "n:1", &j);
+    ck_assert_str_eq(j.id, jid);
+    dr_job_clear(&j);
+    ck_assert_int_eq(
+        step1((struct dr_job_step){
+            .job_id = jid, .next_stage = "notify", .media_id = mid, .storage_key = "OBJ_KEY.txt"}),
+        0);
     ck_assert_int_eq(catalog_media_delete(cat, mid, "alice", &key), 0);
     ck_assert_str_eq(key, "OBJ_KEY.txt");
     free(key);
@@ -1205,7 +1226,11 @@ START_TEST(test_delete)
     ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), -ENOENT);
     ck_assert_int_eq(catalog_media_get(cat, mid, "bob", &m), -ENOENT);
     ck_assert_int_eq(catalog_media_delete(cat, mid, "alice", NULL), -ENOENT);
-    ck_assert_int_eq(catalog_media_set_stored(cat, mid, "k"), -ENOENT);
+    struct dr_job_step gone = {
+        .job_id = jid, .next_stage = "notify", .media_id = mid, .storage_key = "k"};
+    ck_assert_int_eq(catalog_jobs_step(cat, &gone, 1, NULL), 0);
+    ck_assert_int_eq(gone.result, -ENOENT);
+    ck_assert(gone.media_gone);
     /* The shares went with it (the file itself confirms). */
     char *path = xasprintf("%s/catalog.db", tmpdir);
     sqlite3 *db;
@@ -1221,14 +1246,10 @@ START_TEST(test_delete)
     sqlite3_close(db);
     free(path);
     /* The job stays (history); the path is free. */
-    struct dr_job j;
     ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
     dr_job_clear(&j);
     ck_assert_int_eq(intake1(cat, "alice", "/d.txt", 1, NULL, NULL), 0);
-    /* Failing the orphaned upload job still works (media gone). */
-    claim_one("upload", "n:1", &j);
-    ck_assert_str_eq(j.id, jid);
-    dr_job_clear(&j);
+    /* Failing the orphaned upload job (still running) works (media gone). */
     ck_assert_int_eq(catalog_job_fail(cat, jid, "media deleted"), 0);
 }
 END_TEST
@@ -1371,7 +1392,7 @@ START_TEST(test_prune_finished_only)
     struct dr_job j;
     claim_one("upload", "n:1", &j);
     dr_job_clear(&j);
-    ck_assert_int_eq(catalog_job_done(cat, jid), 0);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid}), 0); /* done */
     uint64_t removed = 0;
     ck_assert_int_eq(catalog_prune(cat, 0, &removed), 0); /* nothing that old */
     ck_assert_int_eq((int)removed, 0);

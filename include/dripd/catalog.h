@@ -1,11 +1,13 @@
 /* catalog.h - the shared catalog and durable job queue.
  *
  * This is the "shared state" interface: media, shares, users, jobs, events
- * and tus sessions. The implementation in catalog.c is SQLite (WAL,
- * synchronous=FULL) in <data_dir>/catalog.db; a PostgreSQL implementation
- * of this same header (jobs claimed with SELECT ... FOR UPDATE SKIP LOCKED,
- * events via LISTEN/NOTIFY) is how several nodes will share one catalog.
- * Nothing here knows about HTTP, files or encryption.
+ * and tus sessions. It is implemented in src/catalog/ (split by table, all
+ * SQL through the database layer src/catalog/db.h) on SQLite (WAL,
+ * synchronous=FULL) in <data_dir>/catalog.db; a PostgreSQL backend of the
+ * same layer (jobs claimed with SELECT ... FOR UPDATE SKIP LOCKED, events
+ * via LISTEN/NOTIFY) is how several nodes will share one catalog.
+ * Nothing here knows about HTTP, files or encryption. docs/CATALOG.md has
+ * the schema and the semantics.
  *
  * Threads: a `struct catalog` is one connection and belongs to ONE thread
  * at a time; each thread that needs the catalog opens its own handle.
@@ -17,7 +19,7 @@
  *
  * Errors: 0 / -errno. -ENOENT absent or not visible to that user,
  * -EEXIST path taken, -EBUSY database locked past the timeout (transient),
- * -EIO anything else (the SQLite message is logged).
+ * -EIO anything else (the database's message is logged).
  *
  * Strings in returned structs are heap copies owned by the caller; release
  * them with the matching *_clear() (which accepts a zeroed struct).
@@ -117,6 +119,21 @@ int catalog_open(const char *data_dir, struct catalog **out);
 void catalog_close(struct catalog *cat); /* NULL ok */
 /* Insert/refresh the users of the config (name, admin). */
 int catalog_sync_users(struct catalog *cat, const struct dr_config *cfg);
+/* Connection settings as the database reports them (tests, diagnostics). */
+struct dr_catalog_info {
+    char journal_mode[16]; /* "wal" */
+    int synchronous;       /* 2 = FULL */
+    bool foreign_keys;
+    int busy_timeout_ms; /* 5000 */
+    int schema_version;  /* PRAGMA user_version */
+};
+int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
+/* Housekeeping, in one transaction: delete events created before before_ms,
+ * done/failed jobs last updated before before_ms, and finished tus rows
+ * that expired before before_ms. Never touches queued/running jobs, media
+ * or unfinished tus sessions. Event seqs are never reused after pruning.
+ * *removed (may be NULL) gets the number of rows deleted. */
+int catalog_prune(struct catalog *cat, int64_t before_ms, uint64_t *removed);
 
 /* ---- upload intake (http worker) ---- */
 struct dr_intake {
@@ -200,20 +217,39 @@ int catalog_job_retry(struct catalog *cat, const char *job_id, const char *error
 /* Permanent failure: state "failed", error kept, media state "failed" for
  * uploads, "job.failed" event. */
 int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error);
-/* Done: state "done", "job.done" event. */
-int catalog_job_done(struct catalog *cat, const char *job_id);
+/* One finished stage of one job, for catalog_jobs_step: the media fields
+ * the stage filled in and the job's next stage, committed together. */
+struct dr_job_step {
+    /* in (strings are borrowed for the call) */
+    const char *job_id;
+    const char *next_stage; /* as catalog_job_advance; NULL: the job is done ("done") */
+    const char *work_path;  /* recorded with next_stage; may be NULL */
+    const char *media_id;   /* needed when any media field below is set */
+    const char *sha256_hex; /* non-NULL: the media's hash (and wrapped key) are set */
+    const uint8_t *wrapped_key;
+    size_t wrapped_key_len;
+    const char *storage_key; /* non-NULL: the media's storage key is set */
+    bool available;          /* the media becomes "available", uploaded_at = now */
+    bool media_optional;     /* a missing media row is no reason to refuse the step */
+    /* out */
+    int result;      /* 0 applied; -ENOENT not applied: the job is not running, or
+                      * (media_gone) its media row is missing and not optional */
+    bool media_gone; /* the media row was not there */
+};
+/* In ONE transaction (one fsync), for each step: the job's advance to
+ * next_stage (or done) with its "job.stage" ("job.done") event, and the
+ * media updates asked for. A step that cannot apply (see result) is undone
+ * alone; the others commit. Returns 0 when the transaction committed
+ * (check each result; *last_seq, may be NULL, gets the seq of the newest
+ * event it wrote, or 0 if none), else -errno: nothing was committed and
+ * every result is that -errno. The pipeline's stages commit this way
+ * (pipeline_commit.c), the stages of several jobs in one transaction. */
+int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq);
 /* Put "running" jobs whose claimer is not alive back to "queued", keeping
  * their stage. alive(claimer) decides; returns how many were released. */
 int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer, void *arg),
                          void *arg, int *released);
 void dr_job_clear(struct dr_job *j);
-
-/* Media fields the upload stages fill in. */
-int catalog_media_set_sealed(struct catalog *cat, const char *media_id, const char *sha256_hex,
-                             const uint8_t *wrapped_key, size_t wrapped_key_len);
-int catalog_media_set_stored(struct catalog *cat, const char *media_id, const char *storage_key);
-/* "available" (and uploaded_at = now). */
-int catalog_media_set_available(struct catalog *cat, const char *media_id);
 
 /* ---- events (SSE and webhooks) ---- */
 /* Events with seq > after_seq, for user (NULL = all users), oldest first,
@@ -245,53 +281,5 @@ struct dr_usage {
 /* Users ranked by bytes desc; free with catalog_usage_free. */
 int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out);
 void catalog_usage_free(struct dr_usage *u, size_t n);
-
-/* ---- additions (catalog branch) ---- */
-/* Connection settings as the database reports them (tests, diagnostics). */
-struct dr_catalog_info {
-    char journal_mode[16]; /* "wal" */
-    int synchronous;       /* 2 = FULL */
-    bool foreign_keys;
-    int busy_timeout_ms; /* 5000 */
-    int schema_version;  /* PRAGMA user_version */
-};
-int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
-/* Housekeeping, in one transaction: delete events created before before_ms,
- * done/failed jobs last updated before before_ms, and finished tus rows
- * that expired before before_ms. Never touches queued/running jobs, media
- * or unfinished tus sessions. Event seqs are never reused after pruning.
- * *removed (may be NULL) gets the number of rows deleted. */
-int catalog_prune(struct catalog *cat, int64_t before_ms, uint64_t *removed);
-
-/* ---- additions (perfpipe branch) ---- */
-/* One finished stage of one job, for catalog_jobs_step: the media fields
- * the stage filled in and the job's next stage, committed together. */
-struct dr_job_step {
-    /* in (strings are borrowed for the call) */
-    const char *job_id;
-    const char *next_stage; /* as catalog_job_advance; NULL: the job is done (catalog_job_done) */
-    const char *work_path;  /* recorded with next_stage; may be NULL */
-    const char *media_id;   /* needed when any media field below is set */
-    const char *sha256_hex; /* non-NULL: as catalog_media_set_sealed (with the wrapped key) */
-    const uint8_t *wrapped_key;
-    size_t wrapped_key_len;
-    const char *storage_key; /* non-NULL: as catalog_media_set_stored */
-    bool available;          /* as catalog_media_set_available */
-    bool media_optional;     /* a missing media row is no reason to refuse the step */
-    /* out */
-    int result;      /* 0 applied; -ENOENT not applied: the job is not running, or
-                      * (media_gone) its media row is missing and not optional */
-    bool media_gone; /* the media row was not there */
-};
-/* In ONE transaction (one fsync), for each step: the job's advance to
- * next_stage (or done) with its "job.stage" ("job.done") event, and the
- * media updates asked for. A step that cannot apply (see result) is undone
- * alone; the others commit. Returns 0 when the transaction committed
- * (check each result; *last_seq, may be NULL, gets the seq of the newest
- * event it wrote, or 0 if none), else -errno: nothing was committed and
- * every result is that -errno. The single-purpose calls above still work;
- * this one saves the pipeline a commit per stage and lets it commit the
- * stages of several jobs at once. */
-int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq);
 
 #endif

@@ -1,0 +1,648 @@
+/* catalog_jobs.c - upload intake and the durable job queue.
+ *
+ * What: the `jobs` table (docs/CATALOG.md, "States", "The queue"): the
+ * intake that turns accepted uploads into media rows, jobs and events;
+ * download jobs; claims; the stage changes of running jobs (advance,
+ * retry, fail, and the group-committed catalog_jobs_step); recovery of
+ * the jobs of dead claimers; and the reads of GET /v1/jobs.
+ *
+ * Threads: a handle is used by one thread at a time (catalog.h); no state
+ * of its own.
+ *
+ * Guarantees:
+ *  - Intake writes all its items in ONE transaction (one fsync for the
+ *    batch); an item whose path is taken is skipped alone.
+ *  - A job state change a user can observe commits with its event
+ *    (catalog_event_add in the same transaction).
+ *  - No job is handed to two claimers. SQLite: the claim is one UPDATE
+ *    ... WHERE id IN (SELECT ... LIMIT n) RETURNING inside BEGIN
+ *    IMMEDIATE, so claimers are serialised by the write lock and a job
+ *    leaves "queued" in the statement that picks it. PostgreSQL: the
+ *    picking SELECT locks its rows FOR UPDATE SKIP LOCKED, so concurrent
+ *    claimers take different rows and the UPDATE re-checks each.
+ *  - Claimed jobs come back oldest first: created_at, then insertion
+ *    order (SQLite's rowid, PostgreSQL's pos), sorted in C because
+ *    RETURNING has no defined order.
+ *  - advance/retry/done act only on a running job, fail on a queued or
+ *    running one; otherwise -ENOENT, so a claimer whose jobs were released
+ *    by recovery drops its late calls.
+ *  - Recovery asks alive() with no statement or transaction open.
+ */
+#include "dripd/catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_events.h"
+#include "catalog_internal.h"
+#include "catalog_jobs.h"
+#include "catalog_media.h"
+#include "db.h"
+#include "dripd/log.h"
+#include "dripd/util.h"
+
+#define CLAIM_MAX 1000 /* cap of one catalog_jobs_claim call */
+
+#define JOB_COLS                                                                                   \
+    "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "            \
+    "not_before, created_at, updated_at"
+#define JOB_COLS_J                                                                                 \
+    "j.id, j.kind, j.media_id, j.owner, j.state, j.stage, j.attempts, j.error, j.spool_path, "     \
+    "j.work_path, j.not_before, j.created_at, j.updated_at"
+
+static const struct db_sql q_insert = {
+    "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
+    "not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7)",
+    NULL};
+static const struct db_sql q_depth = {
+    "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
+static const struct db_sql q_get = {
+    "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
+/* Newest first, insertion order breaking ties within a millisecond. */
+static const struct db_sql q_list = {
+    "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
+    "ORDER BY created_at DESC, rowid DESC LIMIT $3",
+    "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
+    "ORDER BY created_at DESC, pos DESC LIMIT $3"};
+/* The claim. Column 13 is the queue position (see the design comment). */
+static const struct db_sql q_claim = {
+    "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
+    "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
+    "AND not_before <= $2 ORDER BY created_at, rowid LIMIT $4) "
+    "RETURNING " JOB_COLS ", rowid",
+    "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
+    "AND not_before <= $2 ORDER BY created_at, pos LIMIT $4 FOR UPDATE SKIP LOCKED) "
+    "UPDATE jobs j SET state = 'running', claimed_by = $1, updated_at = $2 "
+    "FROM picked WHERE j.id = picked.id AND j.state = 'queued' "
+    "RETURNING " JOB_COLS_J ", j.pos"};
+static const struct db_sql q_advance = {"UPDATE jobs SET stage = $2, work_path = $3, "
+                                        "updated_at = $4 WHERE id = $1 AND state = 'running'",
+                                        NULL};
+static const struct db_sql q_retry = {
+    "UPDATE jobs SET state = 'queued', attempts = attempts + 1, error = $2, not_before = $3, "
+    "claimed_by = NULL, updated_at = $4 WHERE id = $1 AND state = 'running'",
+    NULL};
+static const struct db_sql q_fail = {
+    "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = $2, updated_at = $3 "
+    "WHERE id = $1 AND state IN ('queued', 'running') RETURNING kind, media_id",
+    NULL};
+static const struct db_sql q_done = {
+    "UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1 AND state = 'running'", NULL};
+static const struct db_sql q_claimers = {
+    "SELECT DISTINCT claimed_by FROM jobs WHERE state = 'running'", NULL};
+static const struct db_sql q_release = {
+    "UPDATE jobs SET state = 'queued', claimed_by = NULL, updated_at = $2 "
+    "WHERE state = 'running' AND claimed_by IS NOT DISTINCT FROM $1",
+    NULL};
+
+static void read_job(struct db_stmt *s, struct dr_job *j)
+{
+    memset(j, 0, sizeof *j);
+    db_col_copy(s, 0, j->id, sizeof j->id);
+    db_col_copy(s, 1, j->kind, sizeof j->kind);
+    db_col_copy(s, 2, j->media_id, sizeof j->media_id);
+    j->owner = db_col_strdup(s, 3);
+    db_col_copy(s, 4, j->state, sizeof j->state);
+    db_col_copy(s, 5, j->stage, sizeof j->stage);
+    j->attempts = (int)db_col_i64(s, 6);
+    j->error = db_col_strdup(s, 7);
+    j->spool_path = db_col_strdup(s, 8);
+    j->work_path = db_col_strdup(s, 9);
+    j->not_before = db_col_i64(s, 10);
+    j->created_at = db_col_i64(s, 11);
+    j->updated_at = db_col_i64(s, 12);
+}
+
+void dr_job_clear(struct dr_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->owner);
+    free(j->error);
+    free(j->spool_path);
+    free(j->work_path);
+    memset(j, 0, sizeof *j);
+}
+
+static int add_job(struct db *db, const char *job_id, const char *kind, const char *media_id,
+                   const char *owner, const char *stage, const char *spool_path, int64_t now)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_insert, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, job_id);
+    db_bind_text(s, 2, kind);
+    db_bind_text(s, 3, media_id);
+    db_bind_text(s, 4, owner);
+    db_bind_text(s, 5, stage);
+    db_bind_text(s, 6, spool_path);
+    db_bind_i64(s, 7, now);
+    rc = db_exec(s, "insert job");
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- upload intake ------------------------------------------------------ */
+
+bool catalog_intake_valid(const struct dr_intake *it)
+{
+    return it->owner != NULL && it->path != NULL && it->path[0] == '/' &&
+           it->path[strlen(it->path) - 1] != '/' && it->size <= INT64_MAX;
+}
+
+int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
+{
+    it->created_at = now;
+    struct dr_media m = {0};
+    dr_id_new(m.id);
+    m.owner = (char *)it->owner;
+    m.path = (char *)it->path;
+    m.size = it->size;
+    m.content_type = (char *)it->content_type;
+    m.state = (char *)"queued";
+    m.created_at = now;
+    int rc = catalog_media_add(db, &m);
+    if (rc == -EEXIST) {
+        it->result = -EEXIST;
+        it->media_id[0] = it->job_id[0] = '\0';
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    char job_id[DR_ID_LEN + 1];
+    dr_id_new(job_id);
+    rc = catalog_share_add(db, m.id, it->owner, now);
+    if (rc == 0)
+        rc = add_job(db, job_id, "upload", m.id, it->owner, "encrypt", it->spool_path, now);
+    if (rc == 0)
+        rc = catalog_event_add(db, job_id, "job.created", now);
+    if (rc == 0) {
+        it->result = 0;
+        memcpy(it->media_id, m.id, sizeof it->media_id);
+        memcpy(it->job_id, job_id, sizeof it->job_id);
+    }
+    return rc;
+}
+
+int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n)
+{
+    if (cat == NULL || (items == NULL && n > 0))
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!catalog_intake_valid(&items[i]))
+            return -EINVAL;
+    /* Every upload of the batch waits for this commit: poll for the lock. */
+    int rc = db_begin(cat->db, DB_BEGIN_POLL);
+    if (rc == 0) {
+        int64_t now = dr_now_ms();
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = catalog_intake_one(cat->db, &items[i], now);
+        rc = db_end(cat->db, rc);
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++) {
+            items[i].result = rc;
+            items[i].media_id[0] = items[i].job_id[0] = '\0';
+        }
+    return rc;
+}
+
+int catalog_queue_depth(struct catalog *cat, uint64_t *out)
+{
+    if (cat == NULL || out == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_depth, &s);
+    if (rc < 0)
+        return rc;
+    rc = db_step(s, "queue depth");
+    *out = rc == DB_ROW ? (uint64_t)db_col_i64(s, 0) : 0;
+    db_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+int catalog_job_get(struct catalog *cat, const char *id, const char *viewer, struct dr_job *out)
+{
+    if (cat == NULL || id == NULL || out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_get, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, viewer);
+    rc = db_step(s, "job get");
+    if (rc == DB_ROW) {
+        read_job(s, out);
+        rc = 0;
+    } else if (rc == DB_DONE) {
+        rc = -ENOENT;
+    }
+    db_reset(s);
+    return rc;
+}
+
+int catalog_jobs_list(struct catalog *cat, const char *owner, const char *state, int max,
+                      struct dr_job **out, size_t *n_out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || owner == NULL || out == NULL || n_out == NULL || max <= 0)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_list, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, owner);
+    db_bind_text(s, 2, state);
+    db_bind_i64(s, 3, max);
+    struct dr_job *j = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = db_step(s, "job list")) == DB_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            j = xrealloc(j, cap * sizeof *j);
+        }
+        read_job(s, &j[n++]);
+    }
+    db_reset(s);
+    if (rc < 0) {
+        catalog_jobs_list_free(j, n);
+        return rc;
+    }
+    *out = j;
+    *n_out = n;
+    return 0;
+}
+
+void catalog_jobs_list_free(struct dr_job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dr_job_clear(&jobs[i]);
+    free(jobs);
+}
+
+/* ---- enqueue and claim -------------------------------------------------- */
+
+int catalog_enqueue_download(struct catalog *cat, const char *media_id, const char *viewer,
+                             char job_id_out[DR_ID_LEN + 1])
+{
+    if (cat == NULL || media_id == NULL || job_id_out == NULL)
+        return -EINVAL;
+    job_id_out[0] = '\0';
+    char *owner = NULL;
+    char job_id[DR_ID_LEN + 1];
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    rc = catalog_media_owner_for(cat->db, media_id, viewer, &owner);
+    if (rc < 0)
+        goto out;
+    /* The job belongs to whoever asked (a shared media's downloader gets
+     * the events); an internal request (NULL viewer) to the media owner. */
+    dr_id_new(job_id);
+    int64_t now = dr_now_ms();
+    rc = add_job(cat->db, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch",
+                 NULL, now);
+    if (rc == 0)
+        rc = catalog_event_add(cat->db, job_id, "job.created", now);
+out:
+    rc = db_end(cat->db, rc);
+    if (rc == 0)
+        memcpy(job_id_out, job_id, DR_ID_LEN + 1);
+    free(owner);
+    return rc;
+}
+
+/* A claimed job and its queue position, for handing them out in order. */
+struct claimed {
+    int64_t created_at, pos;
+    struct dr_job job;
+};
+
+/* Queue order: created_at, then insertion order. ULIDs are random within
+ * one millisecond, so the id cannot break ties; the position (which grows
+ * with every insert) can. */
+static int claimed_cmp(const void *a, const void *b)
+{
+    const struct claimed *x = a, *y = b;
+    if (x->created_at != y->created_at)
+        return x->created_at < y->created_at ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
+                       struct dr_job *out, int *n_out)
+{
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || kind == NULL || claimer == NULL || n_out == NULL || (out == NULL && max > 0))
+        return -EINVAL;
+    if (max <= 0)
+        return 0;
+    if (max > CLAIM_MAX)
+        max = CLAIM_MAX;
+    struct claimed *got = xcalloc((size_t)max, sizeof *got);
+    int n = 0;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        goto done;
+    struct db_stmt *s;
+    rc = db_prepare(cat->db, &q_claim, &s);
+    if (rc < 0)
+        goto out;
+    db_bind_text(s, 1, claimer);
+    db_bind_i64(s, 2, dr_now_ms());
+    db_bind_text(s, 3, kind);
+    db_bind_i64(s, 4, max);
+    while ((rc = db_step(s, "jobs claim")) == DB_ROW) {
+        if (n < max) {
+            read_job(s, &got[n].job);
+            got[n].created_at = got[n].job.created_at;
+            got[n].pos = db_col_i64(s, 13);
+            n++;
+        }
+    }
+    db_reset(s);
+    rc = rc < 0 ? rc : 0;
+out:
+    rc = db_end(cat->db, rc);
+done:
+    if (rc < 0) {
+        for (int i = 0; i < n; i++)
+            dr_job_clear(&got[i].job);
+    } else {
+        /* RETURNING gives no order guarantee; hand them out oldest first. */
+        qsort(got, (size_t)n, sizeof *got, claimed_cmp);
+        for (int i = 0; i < n; i++)
+            out[i] = got[i].job;
+        *n_out = n;
+    }
+    free(got);
+    return rc;
+}
+
+/* ---- changes of running jobs -------------------------------------------- */
+
+/* Inside a transaction: run a bound UPDATE of one job (0 rows: -ENOENT)
+ * and append its event. */
+static int job_change(struct db *db, struct db_stmt *s, const char *job_id, const char *type,
+                      int64_t now, const char *what)
+{
+    int rc = db_exec(s, what);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return -ENOENT;
+    return catalog_event_add(db, job_id, type, now);
+}
+
+/* Bind and run the advance of a running job to next_stage, with its
+ * "job.stage" event, inside a transaction. */
+static int advance(struct db *db, const char *job_id, const char *next_stage, const char *work_path,
+                   int64_t now)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_advance, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, job_id);
+    db_bind_text(s, 2, next_stage);
+    db_bind_text(s, 3, work_path);
+    db_bind_i64(s, 4, now);
+    return job_change(db, s, job_id, "job.stage", now, "job advance");
+}
+
+int catalog_job_advance(struct catalog *cat, const char *job_id, const char *next_stage,
+                        const char *work_path)
+{
+    if (cat == NULL || job_id == NULL || next_stage == NULL)
+        return -EINVAL;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    rc = advance(cat->db, job_id, next_stage, work_path, dr_now_ms());
+    return db_end(cat->db, rc);
+}
+
+int catalog_job_retry(struct catalog *cat, const char *job_id, const char *error, int64_t delay_ms)
+{
+    if (cat == NULL || job_id == NULL)
+        return -EINVAL;
+    int64_t now = dr_now_ms();
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_retry, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, job_id);
+    db_bind_text(s, 2, error);
+    db_bind_i64(s, 3, now + (delay_ms > 0 ? delay_ms : 0));
+    db_bind_i64(s, 4, now);
+    rc = db_exec(s, "job retry");
+    if (rc < 0)
+        return rc;
+    return rc == 0 ? -ENOENT : 0;
+}
+
+int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error)
+{
+    if (cat == NULL || job_id == NULL)
+        return -EINVAL;
+    char kind[16] = "", media_id[DR_ID_LEN + 1] = "";
+    bool found = false;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    int64_t now = dr_now_ms();
+    struct db_stmt *s;
+    rc = db_prepare(cat->db, &q_fail, &s);
+    if (rc < 0)
+        goto out;
+    db_bind_text(s, 1, job_id);
+    db_bind_text(s, 2, error);
+    db_bind_i64(s, 3, now);
+    while ((rc = db_step(s, "job fail")) == DB_ROW) {
+        found = true;
+        db_col_copy(s, 0, kind, sizeof kind);
+        db_col_copy(s, 1, media_id, sizeof media_id);
+    }
+    db_reset(s);
+    if (rc < 0)
+        goto out;
+    if (!found) {
+        rc = -ENOENT;
+        goto out;
+    }
+    /* Only a media still waiting for its upload fails; the row may also be
+     * gone (deleted meanwhile), which is fine. */
+    rc = strcmp(kind, "upload") == 0 ? catalog_media_fail_queued(cat->db, media_id) : 0;
+    if (rc == 0)
+        rc = catalog_event_add(cat->db, job_id, "job.failed", now);
+out:
+    return db_end(cat->db, rc);
+}
+
+/* Inside a transaction: the job part of a step (advance, or done with its
+ * "job.done" event). 0, -ENOENT (the job is not running), -errno. */
+static int step_job(struct db *db, const struct dr_job_step *st, int64_t now)
+{
+    if (st->next_stage != NULL)
+        return advance(db, st->job_id, st->next_stage, st->work_path, now);
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_done, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, st->job_id);
+    db_bind_i64(s, 2, now);
+    return job_change(db, s, st->job_id, "job.done", now, "job done");
+}
+
+int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq)
+{
+    if (cat == NULL || (steps == NULL && n > 0))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        struct dr_job_step *st = &steps[i];
+        bool media = st->sha256_hex != NULL || st->storage_key != NULL || st->available;
+        if (st->job_id == NULL || (media && st->media_id == NULL)) {
+            for (size_t k = 0; k < n; k++)
+                steps[k].result = -EINVAL;
+            return -EINVAL;
+        }
+        st->result = 0;
+        st->media_gone = false;
+    }
+    if (n == 0)
+        return 0;
+    struct db *db = cat->db;
+    int rc = db_begin(db, 0);
+    if (rc < 0)
+        return rc;
+    int64_t now = dr_now_ms(), seq = 0;
+    bool applied = false;
+    /* Each step runs inside a savepoint, so a step that cannot apply is
+     * undone alone and the others still commit. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct dr_job_step *st = &steps[i];
+        if ((rc = db_savepoint(db)) < 0)
+            break;
+        int r = step_job(db, st, now);
+        if (r == 0) {
+            r = catalog_media_apply_step(db, st, now);
+            if (r == -ENOENT) {
+                st->media_gone = true;
+                if (st->media_optional)
+                    r = 0;
+            }
+        }
+        if (r == -ENOENT) {
+            st->result = -ENOENT;
+            rc = db_savepoint_rollback(db);
+        } else {
+            rc = r;
+        }
+        if (rc == 0)
+            rc = db_savepoint_release(db);
+        applied = applied || (rc == 0 && st->result == 0);
+    }
+    /* The newest event is this transaction's last (writers are serialised). */
+    if (rc == 0 && applied && last_seq != NULL)
+        rc = catalog_event_newest(db, &seq);
+    rc = db_end(db, rc);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            steps[i].result = rc;
+    } else if (last_seq != NULL) {
+        *last_seq = seq; /* 0 when no event was written */
+    }
+    return rc;
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer, void *arg),
+                         void *arg, int *released)
+{
+    if (released != NULL)
+        *released = 0;
+    if (cat == NULL || alive == NULL)
+        return -EINVAL;
+    /* 1. The claimers of running jobs (a plain read). */
+    char **claimers = NULL;
+    size_t n = 0, cap = 0;
+    bool orphan = false; /* running with no claimer: never alive */
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_claimers, &s);
+    if (rc < 0)
+        return rc;
+    while ((rc = db_step(s, "recover: claimers")) == DB_ROW) {
+        const char *c = db_col_text(s, 0);
+        if (c == NULL) {
+            orphan = true;
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            claimers = xrealloc(claimers, cap * sizeof *claimers);
+        }
+        claimers[n++] = xstrdup(c);
+    }
+    db_reset(s);
+    if (rc < 0)
+        goto out;
+    /* 2. Ask alive() with no transaction open. A dead claimer claims
+     *    nothing new, so its set of jobs cannot grow meanwhile. */
+    size_t dead = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (alive(claimers[i], arg)) {
+            free(claimers[i]);
+            continue;
+        }
+        claimers[dead++] = claimers[i];
+    }
+    n = dead;
+    if (n == 0 && !orphan) {
+        rc = 0;
+        goto out;
+    }
+    /* 3. Release their jobs in one transaction, keeping stage and attempts. */
+    rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        goto out;
+    int64_t now = dr_now_ms();
+    int total = 0;
+    for (size_t i = 0; i <= n && rc == 0; i++) {
+        if (i == n && !orphan)
+            break;
+        rc = db_prepare(cat->db, &q_release, &s);
+        if (rc < 0)
+            break;
+        db_bind_text(s, 1, i < n ? claimers[i] : NULL);
+        db_bind_i64(s, 2, now);
+        rc = db_exec(s, "recover: release");
+        if (rc >= 0) {
+            if (rc > 0)
+                log_info("catalog: released %d job(s) of %s", rc,
+                         i < n ? claimers[i] : "no claimer");
+            total += rc;
+            rc = 0;
+        }
+    }
+    rc = db_end(cat->db, rc);
+    if (rc == 0 && released != NULL)
+        *released = total;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(claimers[i]);
+    free(claimers);
+    return rc;
+}

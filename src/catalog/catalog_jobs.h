@@ -1,0 +1,21 @@
+/* catalog_jobs.h - what catalog_jobs.c gives the other catalog modules:
+ * the intake of one upload, which the tus module's finish shares. (Its
+ * public calls are in include/dripd/catalog.h.) */
+#ifndef DRIPD_CATALOG_JOBS_H
+#define DRIPD_CATALOG_JOBS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "dripd/catalog.h"
+
+/* The inputs of an intake item are complete and well formed. */
+bool catalog_intake_valid(const struct dr_intake *it);
+/* One intake item inside the caller's transaction: media row, owner link,
+ * upload job, "job.created" event. A taken path is not an error here: the
+ * item gets result -EEXIST (nothing of it written) and the transaction
+ * goes on. Returns 0 or a fatal -errno. */
+int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now);
+
+#endif

@@ -1,0 +1,30 @@
+/* catalog_media.h - what catalog_media.c gives the other catalog modules:
+ * the media and shares rows, written inside the caller's transaction.
+ * (Its public calls are in include/dripd/catalog.h.) */
+#ifndef DRIPD_CATALOG_MEDIA_H
+#define DRIPD_CATALOG_MEDIA_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "dripd/catalog.h"
+
+/* Insert m (folder and name derived from m->path). -EEXIST when the path
+ * is taken among live media or the id exists (nothing written, and the
+ * transaction goes on); -EINVAL for a path that is not absolute or has an
+ * empty name. */
+int catalog_media_add(struct db *db, const struct dr_media *m);
+/* Link user to media_id; a link that exists already is kept. */
+int catalog_share_add(struct db *db, const char *media_id, const char *user, int64_t now);
+/* The owner of media id if viewer may see it (NULL viewer: anyone), as
+ * a heap copy in *owner (caller frees); -ENOENT otherwise. */
+int catalog_media_owner_for(struct db *db, const char *id, const char *viewer, char **owner);
+/* The media fields a job step fills in (sealed: hash and wrapped key;
+ * stored: storage key; available: state and uploaded_at = now). 0, or
+ * -ENOENT when the row is gone. */
+int catalog_media_apply_step(struct db *db, const struct dr_job_step *st, int64_t now);
+/* A media still "queued" becomes "failed" (its upload job failed); any
+ * other state, or no row, is left alone. */
+int catalog_media_fail_queued(struct db *db, const char *id);
+
+#endif

@@ -1,0 +1,184 @@
+/* catalog_schema.c - the catalog's tables, and the migrations that make them.
+ *
+ * What: the DDL of each schema version, one text per dialect (DDL is where
+ * SQLite and PostgreSQL differ most: types, WITHOUT ROWID, sequences), the
+ * schema version the database records, and the migration that brings an
+ * older database up to CATALOG_SCHEMA_VERSION. docs/CATALOG.md shows the
+ * tables and explains the indexes.
+ *
+ * Threads: called with one connection by one thread (the supervisor's
+ * catalog_migrate, or any catalog_open that finds an old schema).
+ *
+ * Guarantees: migration i brings the schema from version i to i + 1. Each
+ * runs inside the write transaction that also records the new version,
+ * and the version is read again under the write lock, so concurrent
+ * migrators (the supervisor and a worker already running, or two dripd
+ * processes) apply each step exactly once, and a crash leaves either the
+ * old or the new schema. IF NOT EXISTS keeps a step harmless if it ever
+ * meets a half-made database. A database newer than this binary is
+ * refused (-EIO, logged), never written.
+ *
+ * SQLite records the version in PRAGMA user_version.
+ */
+#include "catalog_schema.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#include "dripd/log.h"
+
+/* One schema step, per dialect. */
+struct migration {
+    const char *sqlite;
+    const char *pg; /* NULL: this dialect has no catalog yet */
+};
+
+static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
+    /* v1 */
+    {.sqlite = "CREATE TABLE IF NOT EXISTS users ("
+               "  name        TEXT PRIMARY KEY,"
+               "  admin       INTEGER NOT NULL DEFAULT 0,"
+               "  created_at  INTEGER NOT NULL"
+               ");"
+               "CREATE TABLE IF NOT EXISTS media ("
+               "  id           TEXT PRIMARY KEY,"
+               "  owner        TEXT NOT NULL,"
+               "  path         TEXT NOT NULL CHECK (substr(path, 1, 1) = '/'),"
+               "  folder       TEXT NOT NULL,"
+               "  name         TEXT NOT NULL CHECK (name <> '' AND instr(name, '/') = 0),"
+               "  size         INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),"
+               "  sha256       TEXT NOT NULL DEFAULT '',"
+               "  content_type TEXT,"
+               "  state        TEXT NOT NULL DEFAULT 'queued'"
+               "               CHECK (state IN ('queued', 'available', 'failed')),"
+               "  storage_key  TEXT,"
+               "  wrapped_key  BLOB,"
+               "  created_at   INTEGER NOT NULL,"
+               "  uploaded_at  INTEGER NOT NULL DEFAULT 0"
+               ");"
+               /* UNIQUE(owner, path) among live media: a failed upload keeps its row
+                * (so its owner can see and delete it) but does not hold the path. */
+               "CREATE UNIQUE INDEX IF NOT EXISTS media_owner_path ON media(owner, path)"
+               "  WHERE state <> 'failed';"
+               "CREATE INDEX IF NOT EXISTS media_folder ON media(folder);"
+               "CREATE INDEX IF NOT EXISTS media_owner ON media(owner);"
+               /* The owner is linked too (as ElixirDrip's media_owners): "who may see
+                * this media" is one lookup. */
+               "CREATE TABLE IF NOT EXISTS shares ("
+               "  media_id   TEXT NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+               "  user       TEXT NOT NULL,"
+               "  created_at INTEGER NOT NULL,"
+               "  PRIMARY KEY (media_id, user)"
+               ") WITHOUT ROWID;"
+               "CREATE INDEX IF NOT EXISTS shares_user ON shares(user);"
+               "CREATE TABLE IF NOT EXISTS jobs ("
+               "  id          TEXT PRIMARY KEY,"
+               "  kind        TEXT NOT NULL CHECK (kind IN ('upload', 'download')),"
+               "  media_id    TEXT NOT NULL,"
+               "  owner       TEXT NOT NULL,"
+               "  state       TEXT NOT NULL"
+               "              CHECK (state IN ('queued', 'running', 'done', 'failed')),"
+               "  stage       TEXT NOT NULL,"
+               "  attempts    INTEGER NOT NULL DEFAULT 0,"
+               "  error       TEXT,"
+               "  spool_path  TEXT,"
+               "  work_path   TEXT,"
+               "  claimed_by  TEXT,"
+               "  not_before  INTEGER NOT NULL DEFAULT 0,"
+               "  created_at  INTEGER NOT NULL,"
+               "  updated_at  INTEGER NOT NULL"
+               ");"
+               /* Claiming walks (state='queued', kind) in created_at order (rowid,
+                * implicit at the end of every index, breaks ties), skips the few jobs
+                * still in backoff (not_before > now) and stops after LIMIT rows: no
+                * sort, whatever the queue depth. Putting not_before in the index
+                * before created_at would force a sort of every ready job; after it,
+                * it would break the rowid tie order. Also serves the state lookups
+                * (queue depth, running claimers). */
+               "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, kind, created_at);"
+               "CREATE INDEX IF NOT EXISTS jobs_media ON jobs(media_id);"
+               "CREATE TABLE IF NOT EXISTS events ("
+               "  seq        INTEGER PRIMARY KEY AUTOINCREMENT,"
+               "  user       TEXT NOT NULL,"
+               "  type       TEXT NOT NULL,"
+               "  job_id     TEXT NOT NULL,"
+               "  media_id   TEXT NOT NULL,"
+               "  data       TEXT NOT NULL,"
+               "  created_at INTEGER NOT NULL"
+               ");"
+               "CREATE INDEX IF NOT EXISTS events_user ON events(user, seq);"
+               "CREATE TABLE IF NOT EXISTS tus ("
+               "  id           TEXT PRIMARY KEY,"
+               "  owner        TEXT NOT NULL,"
+               "  length       INTEGER NOT NULL DEFAULT -1,"
+               "  \"offset\"     INTEGER NOT NULL DEFAULT 0,"
+               "  path         TEXT NOT NULL,"
+               "  metadata     TEXT,"
+               "  content_type TEXT,"
+               "  spool_path   TEXT NOT NULL,"
+               "  expires_at   INTEGER NOT NULL,"
+               "  created_at   INTEGER NOT NULL,"
+               "  job_id       TEXT,"
+               "  media_id     TEXT,"
+               "  finished_at  INTEGER,"
+               "  CHECK (\"offset\" >= 0 AND (length < 0 OR \"offset\" <= length))"
+               ");"
+               "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"},
+    /* v2: GET /v1/jobs lists a user's newest jobs without a scan. */
+    {.sqlite = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);"},
+};
+
+static const struct db_sql q_version = {"SELECT user_version FROM pragma_user_version", NULL};
+
+int catalog_schema_version(struct db *db, int *out)
+{
+    *out = 0;
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_version, &s);
+    if (rc < 0)
+        return rc;
+    rc = db_step(s, "schema version");
+    if (rc == DB_ROW)
+        *out = (int)db_col_i64(s, 0);
+    db_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int set_version(struct db *db, int version)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", version);
+    return db_script(db, sql, "set user_version");
+}
+
+int catalog_schema_migrate(struct db *db)
+{
+    int rc = db_begin(db, 0);
+    if (rc < 0)
+        return rc;
+    int version = 0;
+    rc = catalog_schema_version(db, &version);
+    if (rc < 0)
+        goto out;
+    if (version > CATALOG_SCHEMA_VERSION) {
+        log_error("catalog: schema version %d is newer than this dripd understands (%d)", version,
+                  CATALOG_SCHEMA_VERSION);
+        rc = -EIO;
+        goto out;
+    }
+    for (int v = version; v < CATALOG_SCHEMA_VERSION && rc == 0; v++) {
+        const struct migration *m = &migrations[v];
+        const char *sql = db_dialect(db) == DB_SQLITE ? m->sqlite : m->pg;
+        char what[48];
+        snprintf(what, sizeof what, "migration to schema %d", v + 1);
+        rc = sql != NULL ? db_script(db, sql, what) : -ENOSYS;
+    }
+    if (rc == 0 && version < CATALOG_SCHEMA_VERSION) {
+        rc = set_version(db, CATALOG_SCHEMA_VERSION);
+        if (rc == 0)
+            log_info("catalog: schema migrated from version %d to %d", version,
+                     CATALOG_SCHEMA_VERSION);
+    }
+out:
+    return db_end(db, rc);
+}

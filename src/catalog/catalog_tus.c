@@ -1,0 +1,291 @@
+/* catalog_tus.c - tus upload sessions.
+ *
+ * What: the `tus` table (docs/CATALOG.md, "tus sessions"): one row per
+ * upload session, shared by the nodes (the bytes are in a node-local spool
+ * file), from creation through offsets to the last PATCH, whose finish
+ * turns the session into an upload job exactly once.
+ *
+ * Threads: a handle is used by one thread at a time (catalog.h); no state
+ * of its own.
+ *
+ * Guarantees:
+ *  - set_offset and set_length change unfinished sessions only, and the
+ *    table's CHECK refuses an offset past a known length (-EINVAL).
+ *  - catalog_tus_finish is one transaction: the intake of the upload
+ *    (media, job, event, as catalog_intake_uploads) and the session marked
+ *    finished with their ids. Finishing a finished session returns the
+ *    same ids and creates nothing; a taken path writes nothing and leaves
+ *    the session open.
+ */
+#include "dripd/catalog.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_internal.h"
+#include "catalog_jobs.h"
+#include "db.h"
+#include "dripd/util.h"
+
+#define TUS_EXPIRED_MAX 1000 /* cap of one catalog_tus_expired call */
+#define TUS_COLS                                                                                   \
+    "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "        \
+    "created_at, job_id, media_id"
+
+/* A duplicate id is "0 rows" (-EEXIST). */
+static const struct db_sql q_insert = {
+    "INSERT INTO tus(id, owner, length, \"offset\", path, metadata, content_type, spool_path, "
+    "expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT DO NOTHING",
+    NULL};
+static const struct db_sql q_get = {
+    "SELECT " TUS_COLS " FROM tus WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
+static const struct db_sql q_set_offset = {
+    "UPDATE tus SET \"offset\" = $2 WHERE id = $1 AND job_id IS NULL", NULL};
+static const struct db_sql q_set_length = {
+    "UPDATE tus SET length = $2 WHERE id = $1 AND job_id IS NULL", NULL};
+static const struct db_sql q_finish = {
+    "UPDATE tus SET job_id = $2, media_id = $3, \"offset\" = $4, length = $4, finished_at = $5 "
+    "WHERE id = $1 AND job_id IS NULL",
+    NULL};
+static const struct db_sql q_delete = {
+    "DELETE FROM tus WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
+static const struct db_sql q_expired = {"SELECT " TUS_COLS
+                                        " FROM tus WHERE job_id IS NULL AND expires_at < $1 "
+                                        "ORDER BY expires_at, id LIMIT $2",
+                                        NULL};
+
+static void read_tus(struct db_stmt *s, struct dr_tus *t)
+{
+    memset(t, 0, sizeof *t);
+    db_col_copy(s, 0, t->id, sizeof t->id);
+    t->owner = db_col_strdup(s, 1);
+    t->length = db_col_i64(s, 2);
+    t->offset = (uint64_t)db_col_i64(s, 3);
+    t->path = db_col_strdup(s, 4);
+    t->metadata = db_col_strdup(s, 5);
+    t->content_type = db_col_strdup(s, 6);
+    t->spool_path = db_col_strdup(s, 7);
+    t->expires_at = db_col_i64(s, 8);
+    t->created_at = db_col_i64(s, 9);
+    db_col_copy(s, 10, t->job_id, sizeof t->job_id);
+    db_col_copy(s, 11, t->media_id, sizeof t->media_id);
+}
+
+void dr_tus_clear(struct dr_tus *t)
+{
+    if (t == NULL)
+        return;
+    free(t->owner);
+    free(t->path);
+    free(t->metadata);
+    free(t->content_type);
+    free(t->spool_path);
+    memset(t, 0, sizeof *t);
+}
+
+int catalog_tus_create(struct catalog *cat, const struct dr_tus *t)
+{
+    if (cat == NULL || t == NULL || !dr_id_valid(t->id) || t->owner == NULL || t->path == NULL ||
+        t->spool_path == NULL || t->offset > INT64_MAX)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_insert, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, t->id);
+    db_bind_text(s, 2, t->owner);
+    db_bind_i64(s, 3, t->length < 0 ? -1 : t->length);
+    db_bind_i64(s, 4, (int64_t)t->offset);
+    db_bind_text(s, 5, t->path);
+    db_bind_text(s, 6, t->metadata);
+    db_bind_text(s, 7, t->content_type);
+    db_bind_text(s, 8, t->spool_path);
+    db_bind_i64(s, 9, t->expires_at);
+    db_bind_i64(s, 10, t->created_at != 0 ? t->created_at : dr_now_ms());
+    rc = db_exec(s, "tus create");
+    if (rc < 0)
+        return rc;
+    return rc == 1 ? 0 : -EEXIST;
+}
+
+/* The session id as owner (NULL: anyone) may see it: 0, -ENOENT. */
+static int get_row(struct db *db, const char *id, const char *owner, struct dr_tus *out,
+                   const char *what)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_get, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, owner);
+    rc = db_step(s, what);
+    if (rc == DB_ROW) {
+        read_tus(s, out);
+        rc = 0;
+    } else if (rc == DB_DONE) {
+        rc = -ENOENT;
+    }
+    db_reset(s);
+    return rc;
+}
+
+int catalog_tus_get(struct catalog *cat, const char *id, const char *owner, struct dr_tus *out)
+{
+    if (cat == NULL || id == NULL || out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    return get_row(cat->db, id, owner, out, "tus get");
+}
+
+static int tus_update(struct catalog *cat, const struct db_sql *q, const char *tus_id, int64_t v,
+                      const char *what)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, q, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, tus_id);
+    db_bind_i64(s, 2, v);
+    rc = db_exec(s, what);
+    if (rc < 0)
+        return rc;
+    return rc == 0 ? -ENOENT : 0;
+}
+
+int catalog_tus_set_offset(struct catalog *cat, const char *id, uint64_t offset)
+{
+    if (cat == NULL || id == NULL || offset > INT64_MAX)
+        return -EINVAL;
+    return tus_update(cat, &q_set_offset, id, (int64_t)offset, "tus set offset");
+}
+
+int catalog_tus_set_length(struct catalog *cat, const char *id, int64_t length)
+{
+    if (cat == NULL || id == NULL || length < 0)
+        return -EINVAL;
+    return tus_update(cat, &q_set_length, id, length, "tus set length");
+}
+
+/* Inside finish's transaction: the intake of the session row's upload and
+ * the row marked finished. -EEXIST (path taken) writes nothing. */
+static int finish_open(struct db *db, const char *id, const struct dr_tus *row,
+                       struct dr_intake *intake)
+{
+    /* Inputs the caller left NULL come from the session row. */
+    struct dr_intake it = *intake;
+    if (it.owner == NULL)
+        it.owner = row->owner;
+    if (it.path == NULL)
+        it.path = row->path;
+    if (it.content_type == NULL)
+        it.content_type = row->content_type;
+    if (it.spool_path == NULL)
+        it.spool_path = row->spool_path;
+    if (!catalog_intake_valid(&it))
+        return -EINVAL;
+    int rc = catalog_intake_one(db, &it, dr_now_ms());
+    if (rc < 0)
+        return rc;
+    intake->result = it.result;
+    intake->created_at = it.created_at;
+    if (it.result < 0)
+        return it.result; /* -EEXIST: nothing written, the session stays open */
+    struct db_stmt *s;
+    rc = db_prepare(db, &q_finish, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, it.job_id);
+    db_bind_text(s, 3, it.media_id);
+    db_bind_i64(s, 4, (int64_t)it.size);
+    db_bind_i64(s, 5, dr_now_ms());
+    rc = db_exec(s, "tus finish");
+    if (rc >= 0)
+        rc = rc == 1 ? 0 : -ENOENT;
+    if (rc == 0) {
+        memcpy(intake->media_id, it.media_id, sizeof intake->media_id);
+        memcpy(intake->job_id, it.job_id, sizeof intake->job_id);
+    }
+    return rc;
+}
+
+int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *intake)
+{
+    if (cat == NULL || id == NULL || intake == NULL || intake->size > INT64_MAX)
+        return -EINVAL;
+    intake->media_id[0] = intake->job_id[0] = '\0';
+    struct dr_tus row = {0};
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        goto out;
+    rc = get_row(cat->db, id, intake->owner, &row, "tus finish");
+    if (rc == 0 && row.job_id[0] != '\0') {
+        /* Finished already (a retried last PATCH): the same ids, no new job. */
+        memcpy(intake->media_id, row.media_id, sizeof intake->media_id);
+        memcpy(intake->job_id, row.job_id, sizeof intake->job_id);
+        intake->result = 0;
+    } else if (rc == 0) {
+        rc = finish_open(cat->db, id, &row, intake);
+    }
+    rc = db_end(cat->db, rc); /* the idempotent path commits an empty transaction */
+out:
+    if (rc < 0) {
+        intake->result = rc;
+        intake->media_id[0] = intake->job_id[0] = '\0';
+    }
+    dr_tus_clear(&row);
+    return rc;
+}
+
+int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner)
+{
+    if (cat == NULL || id == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_delete, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, owner);
+    rc = db_exec(s, "tus delete");
+    if (rc < 0)
+        return rc;
+    return rc == 0 ? -ENOENT : 0;
+}
+
+int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out, size_t *n_out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || out == NULL || n_out == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_expired, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_i64(s, 1, now_ms);
+    db_bind_i64(s, 2, TUS_EXPIRED_MAX);
+    struct dr_tus *v = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = db_step(s, "tus expired")) == DB_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        read_tus(s, &v[n++]);
+    }
+    db_reset(s);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            dr_tus_clear(&v[i]);
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}

@@ -1,0 +1,115 @@
+/* db.h - the catalog's database layer: what the per-table modules
+ * (catalog_*.c) use to talk SQL, whatever the engine underneath.
+ *
+ * A `struct db` is one connection with its own cache of prepared
+ * statements. Like the `struct catalog` that owns it, it is used by one
+ * thread at a time and never crosses fork().
+ *
+ * SQL text. Statements are `static const struct db_sql` objects, written
+ * once in SQL that SQLite 3.40 and PostgreSQL 15 both accept: numbered
+ * placeholders `$1`, `$2`... (a placeholder may repeat and appear in any
+ * order), ON CONFLICT DO NOTHING instead of INSERT OR IGNORE/REPLACE,
+ * RETURNING, COALESCE, CASE; no IFNULL, GLOB or scalar MAX(a, b); the
+ * column names "user" and "offset" quoted, as both are keywords. Where a
+ * statement must differ (DDL, the job claim, JSON building, anything that
+ * names SQLite's rowid), the struct carries an explicit PostgreSQL text
+ * next to the SQLite one: the dialect branch is visible where the
+ * statement is written, never hidden in this layer.
+ *
+ * Statements are prepared on first use on a connection and kept (keyed by
+ * the address of their struct db_sql) until db_close, so a statement is
+ * parsed once per connection whatever the call rate.
+ *
+ * Binds are typed (int64, text, blob, null), so a backend that needs
+ * parameter types (PostgreSQL) takes them from the binds. Text and blob
+ * binds are borrowed: the caller's buffer must outlive the statement's
+ * execution, up to db_reset (or db_exec, which resets). Columns are read
+ * by 0-based index; text and blob pointers stay valid until the next
+ * db_step or db_reset of that statement.
+ *
+ * Errors: every call returns 0 (or a count, or DB_ROW/DB_DONE) or -errno,
+ * mapped in one place per backend: -EBUSY transient (a lock held past the
+ * timeout, a serialisation failure: retry), -EEXIST a uniqueness
+ * constraint, -EINVAL a CHECK constraint, -ENOSPC disk full, -EIO anything
+ * else. The backend's message is logged once, here, with the caller's
+ * `what` (-EEXIST and -EINVAL are answers, not logged).
+ */
+#ifndef DRIPD_CATALOG_DB_H
+#define DRIPD_CATALOG_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct db_stmt;
+
+enum db_dialect { DB_SQLITE, DB_POSTGRES };
+
+/* One statement. `sql` is the text for every dialect unless `pg` is set,
+ * which is then PostgreSQL's own (a dialect branch). */
+struct db_sql {
+    const char *sql;
+    const char *pg;
+};
+
+enum { DB_DONE = 0, DB_ROW = 1 }; /* what db_step returns besides -errno */
+
+/* ---- connections ---- */
+/* Open (creating if needed) the SQLite database file at path: WAL,
+ * synchronous=FULL, foreign_keys=ON, a 5 s busy timeout. On failure
+ * *out is NULL and the error is logged; a missing directory gives the OS
+ * errno (-ENOENT). */
+int db_sqlite_open(const char *path, struct db **out);
+void db_close(struct db *db); /* NULL ok; finalises every cached statement */
+enum db_dialect db_dialect(const struct db *db);
+
+/* ---- statements ---- */
+/* The statement for q on this connection, prepared on first use. The
+ * statement belongs to db; the caller only binds, steps and resets it. */
+int db_prepare(struct db *db, const struct db_sql *q, struct db_stmt **out);
+void db_bind_i64(struct db_stmt *s, int i, int64_t v);                /* i is 1-based, as $i */
+void db_bind_text(struct db_stmt *s, int i, const char *v);           /* NULL binds a NULL text */
+void db_bind_blob(struct db_stmt *s, int i, const void *p, size_t n); /* NULL or 0: NULL */
+void db_bind_null(struct db_stmt *s, int i);
+/* Next row: DB_ROW, DB_DONE or -errno (logged with what). */
+int db_step(struct db_stmt *s, const char *what);
+int64_t db_col_i64(struct db_stmt *s, int i);                   /* NULL reads as 0 */
+const char *db_col_text(struct db_stmt *s, int i);              /* NULL for NULL */
+const void *db_col_blob(struct db_stmt *s, int i, size_t *len); /* NULL, 0 for NULL/empty */
+char *db_col_strdup(struct db_stmt *s, int i); /* heap copy (caller frees) or NULL */
+void db_col_copy(struct db_stmt *s, int i, char *dst, size_t len); /* "" for NULL */
+/* Done with s: end its rows and drop its binds. Every statement is reset
+ * before the next call into the catalog returns, so no connection keeps
+ * a read snapshot open. NULL ok. */
+void db_reset(struct db_stmt *s);
+/* Run s to completion and reset it: the rows it changed, or -errno. */
+int db_exec(struct db_stmt *s, const char *what);
+
+/* ---- transactions ---- */
+enum {
+    /* Waiting for the write lock, poll often instead of backing off
+     * (SQLite's busy handler sleeps up to 25 ms between tries): for
+     * latency-sensitive writers like the upload intake. Same timeout. */
+    DB_BEGIN_POLL = 1u << 0,
+};
+/* Begin a write transaction: SQLite BEGIN IMMEDIATE (the write lock is
+ * taken before the first read, so a read-then-write transaction never
+ * fails on a stale snapshot); PostgreSQL BEGIN (READ COMMITTED). */
+int db_begin(struct db *db, unsigned flags);
+/* Commit; on failure the transaction is rolled back and -errno returned. */
+int db_commit(struct db *db);
+void db_rollback(struct db *db); /* no-op outside a transaction */
+/* Finish a write transaction: commit when rc is 0, else roll back; the
+ * result (rc, or the commit's error). */
+int db_end(struct db *db, int rc);
+/* One level of savepoint inside a transaction: undo a part alone. */
+int db_savepoint(struct db *db);
+int db_savepoint_release(struct db *db);
+int db_savepoint_rollback(struct db *db);
+
+/* Run a script of statements without parameters (DDL), in the current
+ * transaction if any. 0 / -errno. */
+int db_script(struct db *db, const char *sql, const char *what);
+
+#endif

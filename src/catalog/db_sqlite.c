@@ -1,0 +1,337 @@
+/* db_sqlite.c - the SQLite backend of the catalog's database layer.
+ *
+ * What: one SQLite connection (opened SQLITE_OPEN_NOMUTEX) per struct db,
+ * set up for the catalog's durability rules, and the mapping of SQLite's
+ * result codes to -errno. db.h describes the interface, db.c the shared
+ * half (statement cache, transactions, logging).
+ *
+ * Threads: a connection is used by one thread at a time; any number of
+ * connections, in any number of processes, share the file. WAL lets
+ * readers run alongside the one writer; writers wait for SQLite's lock
+ * through the busy handler (CATALOG_BUSY_MS), then get -EBUSY.
+ *
+ * Guarantees:
+ *  - journal_mode=WAL (persistent in the file) and synchronous=FULL: a
+ *    commit that returned has fsynced its WAL frames.
+ *  - foreign_keys=ON on every connection.
+ *  - Statements are prepared with SQLITE_PREPARE_PERSISTENT (they live
+ *    as long as the connection) from text whose `$n` placeholders are
+ *    rewritten to SQLite's `?n` once, at prepare time.
+ *
+ * Errors: BUSY/LOCKED -> -EBUSY, FULL -> -ENOSPC, NOMEM -> -ENOMEM,
+ * CONSTRAINT UNIQUE/PRIMARY KEY -> -EEXIST, CONSTRAINT CHECK -> -EINVAL,
+ * CANTOPEN at open -> the OS errno, anything else -> -EIO.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db_backend.h"
+#include "dripd/log.h"
+#include "dripd/util.h"
+
+#define CATALOG_BUSY_MS 5000
+/* The polling busy handler (DB_BEGIN_POLL): SQLite's default one
+ * (busy_timeout) sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so an
+ * intake that finds the write lock held for 0.3 ms by a pipeline stage's
+ * commit sleeps 1 ms, and one that loses a few races sleeps tens of ms
+ * while every upload of the batch waits. Polling every POLL_US gets the
+ * lock within a fraction of a WAL commit of its release, for the same
+ * CATALOG_BUSY_MS in all. */
+#define POLL_US 100
+
+struct sq_db {
+    struct db base;
+    sqlite3 *conn;
+    uint64_t busy_since; /* the polling busy handler's start, ns */
+};
+
+struct sq_stmt {
+    struct db_stmt base;
+    sqlite3_stmt *st;
+};
+
+static sqlite3 *conn_of(struct db *db)
+{
+    return ((struct sq_db *)db)->conn;
+}
+
+static sqlite3_stmt *st_of(struct db_stmt *s)
+{
+    return ((struct sq_stmt *)s)->st;
+}
+
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return -EEXIST;
+        if (rc == SQLITE_CONSTRAINT_CHECK)
+            return -EINVAL;
+        return -EIO;
+    default:
+        return -EIO;
+    }
+}
+
+/* A failed SQLite call: its -errno, with the message in db->err. */
+static int fail(struct db *db, int rc, const char *msg)
+{
+    int e = map_rc(rc);
+    if (msg == NULL)
+        msg = sqlite3_errmsg(conn_of(db));
+    if (e == -EBUSY)
+        db_set_err(db, "database locked for more than %d ms (%s)", CATALOG_BUSY_MS, msg);
+    else
+        db_set_err(db, "%s (sqlite %d)", msg, rc);
+    return e;
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+/* The SQL with each `$n` placeholder written as SQLite's `?n` (the same
+ * numbered parameter). Quoted text is left alone. Caller frees. */
+static char *sqlite_text(const char *sql)
+{
+    char *out = xstrdup(sql);
+    char quote = 0;
+    for (char *p = out; *p != '\0'; p++) {
+        if (quote != 0) {
+            if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"') {
+            quote = *p;
+        } else if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
+            *p = '?';
+        }
+    }
+    return out;
+}
+
+static int sq_prepare(struct db *db, const char *sql, struct db_stmt **out)
+{
+    char *text = sqlite_text(sql);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(conn_of(db), text, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    free(text);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return fail(db, rc, NULL);
+    }
+    struct sq_stmt *s = xcalloc(1, sizeof *s);
+    s->base.db = db;
+    s->st = st;
+    *out = &s->base;
+    return 0;
+}
+
+static void sq_finalize(struct db_stmt *s)
+{
+    sqlite3_finalize(st_of(s));
+    free(s);
+}
+
+static void sq_bind_i64(struct db_stmt *s, int i, int64_t v)
+{
+    sqlite3_bind_int64(st_of(s), i, v);
+}
+
+static void sq_bind_text(struct db_stmt *s, int i, const char *v)
+{
+    if (v != NULL)
+        sqlite3_bind_text(st_of(s), i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st_of(s), i);
+}
+
+static void sq_bind_blob(struct db_stmt *s, int i, const void *p, size_t n)
+{
+    if (p != NULL)
+        sqlite3_bind_blob64(st_of(s), i, p, n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st_of(s), i);
+}
+
+static void sq_bind_null(struct db_stmt *s, int i)
+{
+    sqlite3_bind_null(st_of(s), i);
+}
+
+static int sq_step(struct db_stmt *s)
+{
+    int rc = sqlite3_step(st_of(s));
+    if (rc == SQLITE_ROW)
+        return DB_ROW;
+    if (rc == SQLITE_DONE)
+        return DB_DONE;
+    return fail(s->db, rc, NULL);
+}
+
+static int64_t sq_col_i64(struct db_stmt *s, int i)
+{
+    return sqlite3_column_int64(st_of(s), i);
+}
+
+static const char *sq_col_text(struct db_stmt *s, int i)
+{
+    return (const char *)sqlite3_column_text(st_of(s), i);
+}
+
+static const void *sq_col_blob(struct db_stmt *s, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(st_of(s), i);
+    int n = sqlite3_column_bytes(st_of(s), i);
+    *len = p != NULL && n > 0 ? (size_t)n : 0;
+    return *len > 0 ? p : NULL;
+}
+
+/* Reset ends the statement's implicit read transaction; the binds may
+ * point at the caller's strings, so they go too. */
+static void sq_reset(struct db_stmt *s)
+{
+    sqlite3_reset(st_of(s));
+    sqlite3_clear_bindings(st_of(s));
+}
+
+static int sq_changes(struct db_stmt *s)
+{
+    return sqlite3_changes(conn_of(s->db));
+}
+
+static int sq_script(struct db *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(conn_of(db), sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return 0;
+    rc = fail(db, rc, msg != NULL ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+static bool sq_in_tx(struct db *db)
+{
+    return !sqlite3_get_autocommit(conn_of(db));
+}
+
+static int poll_handler(void *arg, int count)
+{
+    uint64_t *start = arg;
+    uint64_t now = dr_mono_ns();
+    if (count == 0)
+        *start = now;
+    else if (now - *start >= (uint64_t)CATALOG_BUSY_MS * 1000000u)
+        return 0;
+    struct timespec ts = {0, POLL_US * 1000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static void sq_busy_poll(struct db *db, bool on)
+{
+    struct sq_db *d = (struct sq_db *)db;
+    if (on)
+        sqlite3_busy_handler(d->conn, poll_handler, &d->busy_since);
+    else
+        sqlite3_busy_timeout(d->conn, CATALOG_BUSY_MS);
+}
+
+static void sq_close(struct db *db)
+{
+    struct sq_db *d = (struct sq_db *)db;
+    sqlite3_close_v2(d->conn);
+    free(d);
+}
+
+static const struct db_ops sqlite_ops = {
+    .dialect = DB_SQLITE,
+    .close = sq_close,
+    .prepare = sq_prepare,
+    .finalize = sq_finalize,
+    .bind_i64 = sq_bind_i64,
+    .bind_text = sq_bind_text,
+    .bind_blob = sq_bind_blob,
+    .bind_null = sq_bind_null,
+    .step = sq_step,
+    .col_i64 = sq_col_i64,
+    .col_text = sq_col_text,
+    .col_blob = sq_col_blob,
+    .reset = sq_reset,
+    .changes = sq_changes,
+    .script = sq_script,
+    .in_tx = sq_in_tx,
+    .busy_poll = sq_busy_poll,
+};
+
+/* ---- opening ------------------------------------------------------------ */
+
+/* Per-connection settings. journal_mode=WAL is persistent in the file;
+ * setting it again is a no-op once it is WAL. */
+static int configure(struct sq_db *d)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(d->conn, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        rc = fail(&d->base, rc, NULL);
+        sqlite3_finalize(st);
+        log_error("catalog: journal_mode=WAL: %s", d->base.err);
+        return rc;
+    }
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+    bool wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+    if (!wal)
+        log_error("catalog: cannot switch to WAL mode (journal_mode is %s)",
+                  mode != NULL ? (const char *)mode : "?");
+    sqlite3_finalize(st);
+    if (!wal)
+        return -EIO;
+    /* DRIPD_TEST_SKIP_SYNC=catalog (util.h): the power-cut suite's proof
+     * that it can see a lost commit. */
+    rc = sq_script(&d->base, dr_test_skip_sync("catalog")
+                                 ? "PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON;"
+                                 : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    if (rc < 0)
+        log_error("catalog: pragmas: %s", d->base.err);
+    return rc;
+}
+
+int db_sqlite_open(const char *path, struct db **out)
+{
+    *out = NULL;
+    struct sq_db *d = xcalloc(1, sizeof *d);
+    db_init(&d->base, &sqlite_ops);
+    int rc = sqlite3_open_v2(
+        path, &d->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int sys = d->conn != NULL ? sqlite3_system_errno(d->conn) : 0;
+        log_error("catalog: open %s: %s", path,
+                  d->conn != NULL ? sqlite3_errmsg(d->conn) : sqlite3_errstr(rc));
+        rc = (rc & 0xff) == SQLITE_CANTOPEN && sys > 0 ? -sys : map_rc(rc);
+        sq_close(&d->base);
+        return rc;
+    }
+    sqlite3_extended_result_codes(d->conn, 1);
+    sqlite3_busy_timeout(d->conn, CATALOG_BUSY_MS);
+    rc = configure(d);
+    if (rc < 0) {
+        sq_close(&d->base);
+        return rc;
+    }
+    *out = &d->base;
+    return 0;
+}
