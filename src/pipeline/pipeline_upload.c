@@ -3,12 +3,12 @@
  *   encrypt  spool file -> work/<job>.sealed (seal.h), a fresh data key per
  *            run wrapped by the master key; the SHA-256 and the wrapped key
  *            go into the object header and, committed by the caller with
- *            the next stage, into the media row (as
- *            catalog_media_set_sealed). Next: "store" with the sealed path.
+ *            the next stage, into the media row (catalog_jobs_step).
+ *            Next: "store" with the sealed path.
  *            The sealed file is scratch: not fsynced (see store).
  *   store    store_put(key "<media id>_<UTC created>Z<ext>", sealed file);
- *            the key is committed with the next stage (as
- *            catalog_media_set_stored). Next: "notify". The store makes
+ *            the key is committed with the next stage (catalog_jobs_step).
+ *            Next: "notify". The store makes
  *            the object durable (local: fsync of the object, which for a
  *            hard link is the scratch file itself). A sealed file the job
  *            did not seal in this process (resumed after a crash) may have

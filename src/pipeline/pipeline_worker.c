@@ -23,9 +23,10 @@
  *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
  *
  * Durability. A job's stage in the catalog names the step still to do.
- * After a step succeeds, its thread commits the next stage
- * (catalog_job_advance, a "job.stage" event) BEFORE it hands the job on;
- * the last step commits catalog_job_done. So after a crash a job resumes at
+ * After a step succeeds, its thread commits the next stage (a "job.stage"
+ * event; catalog_jobs_step, group-committed by pipeline_commit.c) BEFORE it
+ * hands the job on; the last step commits the job done ("job.done"). So
+ * after a crash a job resumes at
  * its last committed stage (steps are idempotent, see pipeline_upload.c and
  * pipeline_download.c). A resumed job still enters its pipeline at the
  * first stage and passes through the stages it has already done. Failures:
