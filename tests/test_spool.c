@@ -1,13 +1,15 @@
 /* test_spool.c - spool files: creation (directory made on demand, O_EXCL),
- * and the batch sync used by the group commit (per-file results, both the
- * syncfs path and the per-file fallback). */
+ * the batch sync used by the group commit (per-file results, both the
+ * syncfs path and the per-file fallback), and the orphan sweep. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api/spool.h"
@@ -153,6 +155,105 @@ START_TEST(test_sync_batch_reports_each_file)
 }
 END_TEST
 
+static const char *ref_name;
+
+static int refs_one(void *arg, char ***paths, size_t *n)
+{
+    (void)arg;
+    *paths = xcalloc(1, sizeof **paths);
+    (*paths)[0] = xasprintf("/anywhere/spool/%s", ref_name);
+    *n = 1;
+    return 0;
+}
+
+static int refs_fail(void *arg, char ***paths, size_t *n)
+{
+    (void)arg;
+    *paths = NULL;
+    *n = 0;
+    return -EIO;
+}
+
+static void touch(const char *dir, const char *name, size_t size)
+{
+    char *p = xasprintf("%s/spool/%s", dir, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    for (size_t i = 0; i < size; i++)
+        ck_assert_int_eq(write(fd, "x", 1), 1);
+    close(fd);
+    free(p);
+}
+
+static bool there(const char *dir, const char *name)
+{
+    char *p = xasprintf("%s/spool/%s", dir, name);
+    bool ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+/* Orphans go; a file a live process holds, a referenced file and anything
+ * not named *.part stay; a failing reference lookup removes nothing. */
+START_TEST(test_sweep)
+{
+    char *d = tmp_dir();
+    size_t removed = 9;
+    uint64_t bytes = 9;
+    /* no spool directory yet: nothing to do */
+    ck_assert_int_eq(spool_sweep(d, refs_one, NULL, &removed, &bytes), 0);
+    ck_assert_uint_eq(removed, 0);
+    int live = -1;
+    char *live_path = NULL;
+    ck_assert_int_eq(spool_create(d, "01ARZ3NDEKTSV4RRFFQ69G5FA1", &live, &live_path), 0);
+    /* held by another process (a worker of the other generation) */
+    int child_fd = -1;
+    char *child_path = NULL;
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        if (spool_create(d, "01ARZ3NDEKTSV4RRFFQ69G5FA2", &child_fd, &child_path) != 0)
+            _exit(1);
+        if (write(pipefd[1], "k", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char k;
+    ck_assert_int_eq(read(pipefd[0], &k, 1), 1);
+    touch(d, "01ARZ3NDEKTSV4RRFFQ69G5FA3.part", 100); /* orphan */
+    touch(d, "01ARZ3NDEKTSV4RRFFQ69G5FA4.part", 10);  /* a tus session's */
+    touch(d, "notes.txt", 5);                         /* not ours */
+    ref_name = "01ARZ3NDEKTSV4RRFFQ69G5FA4.part";
+    ck_assert_int_eq(spool_sweep(d, refs_fail, NULL, &removed, &bytes), -EIO);
+    ck_assert(there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA3.part"));
+    ck_assert_int_eq(spool_sweep(d, refs_one, NULL, &removed, &bytes), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_uint_eq(bytes, 100);
+    ck_assert(!there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA3.part"));
+    ck_assert(there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA1.part"));
+    ck_assert(there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA2.part"));
+    ck_assert(there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA4.part"));
+    ck_assert(there(d, "notes.txt"));
+    /* the holders are gone (a process killed mid-upload): their files go */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(live);
+    ck_assert_int_eq(spool_sweep(d, refs_one, NULL, &removed, &bytes), 0);
+    ck_assert_uint_eq(removed, 2);
+    ck_assert(!there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA1.part"));
+    ck_assert(!there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA2.part"));
+    ck_assert(there(d, "01ARZ3NDEKTSV4RRFFQ69G5FA4.part"));
+    free(live_path);
+    close(pipefd[0]);
+    rm_tree(d);
+    free(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("spool");
@@ -160,6 +261,7 @@ int main(void)
     tcase_add_test(tc, test_create_makes_dir_once);
     tcase_add_test(tc, test_sync_batch);
     tcase_add_test(tc, test_sync_batch_reports_each_file);
+    tcase_add_test(tc, test_sweep);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

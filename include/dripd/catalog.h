@@ -270,6 +270,9 @@ int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *in
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner);
 /* Unfinished sessions with expires_at < now_ms; caller frees with dr_tus_clear each. */
 int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out, size_t *n_out);
+/* Every spool file something still needs (a queued or running job's body,
+ * any tus session's bytes), as stored. Caller frees with dr_strv_free. */
+int catalog_spool_refs(struct catalog *cat, char ***out, size_t *n_out);
 void dr_tus_clear(struct dr_tus *t);
 
 /* ---- usage ---- */

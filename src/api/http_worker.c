@@ -16,6 +16,11 @@
  *     in-flight exchanges, close idle keep-alives; after
  *     supervisor.drain_timeout whatever is left is aborted. Exit status 0.
  *
+ * Before it serves, it removes orphaned spool files (spool_sweep: bodies
+ * of uploads a killed worker was receiving, files no tus session or
+ * pending job names); a file another live process is still writing is
+ * never touched, so this is safe during a reload.
+ *
  * Route registration lives in setup_routes(): each route module declares
  * its *_register_routes() function in routes.h and is listed there.
  *
@@ -26,12 +31,14 @@
 #include "dripd/worker.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "ingest.h"
@@ -40,6 +47,7 @@
 #include "dripd/router.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
+#include "spool.h"
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100
@@ -65,6 +73,28 @@ static void setup_routes(void)
     api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs, /v1/jobs/ */
     api_content_register_routes(); /* event hook; content is routed by api_media */
     api_events_register_routes();  /* /v1/events + event hook */
+}
+
+static int spool_refs(void *arg, char ***paths, size_t *n)
+{
+    return catalog_spool_refs(arg, paths, n);
+}
+
+/* Orphaned spool files go before we serve (see the top of the file). */
+static void sweep_spool(const struct dr_config *cfg)
+{
+    struct catalog *cat = NULL;
+    int rc = catalog_open(cfg->data_dir, &cat);
+    size_t removed = 0;
+    uint64_t bytes = 0;
+    if (rc == 0)
+        rc = spool_sweep(cfg->data_dir, spool_refs, cat, &removed, &bytes);
+    catalog_close(cat);
+    if (rc < 0)
+        log_warn("spool: sweeping orphaned files: %s", strerror(-rc));
+    else if (removed > 0)
+        log_info("spool: removed %zu unreferenced spool file(s), %" PRIu64 " bytes", removed,
+                 bytes);
 }
 
 static void on_heartbeat(void *arg)
@@ -162,6 +192,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
         http_server_destroy(w.srv);
         return 1;
     }
+    sweep_spool(cfg);
     struct http_thread *t0 = http_server_thread(w.srv, 0);
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
     w.heartbeat = http_timer_start(t0, iv, true, on_heartbeat, &w);

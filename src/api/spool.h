@@ -3,7 +3,8 @@
  *
  * Written by http worker loop threads (one file per upload, one writer),
  * read by the pipeline's encrypt stage, then renamed into the cache
- * (a finished upload warms the cache) or removed. Spool files are node-local
+ * (a finished upload warms the cache) or removed. A file is flock()ed by
+ * its creator while held open, which tells spool_sweep() it is in use. Spool files are node-local
  * state: a job whose spool file lives on this node is processed here.
  */
 #ifndef DRIPD_SPOOL_H
@@ -12,8 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Create <data_dir>/spool/<id>.part exclusively (O_EXCL, 0600). On success
- * returns 0, sets *fd (caller owns) and *path (caller frees). */
+/* Create <data_dir>/spool/<id>.part exclusively (O_EXCL, 0600) and lock
+ * it (flock LOCK_EX, held until *fd is closed). On success returns 0,
+ * sets *fd (caller owns) and *path (caller frees). */
 int spool_create(const char *data_dir, const char *id, int *fd, char **path);
 /* Reopen an existing spool file for appending at offset (tus resume). */
 int spool_reopen(const char *path, uint64_t offset, int *fd);
@@ -34,5 +36,15 @@ int spool_sync(int fd);
 size_t spool_sync_batch(const int *fds, int *rcs, size_t n);
 /* Remove a spool file; absent is fine. */
 void spool_remove(const char *path);
+
+/* The spool files something still needs (full paths or names; only the
+ * names count); 0 and *paths (caller frees with dr_strv_free), or -errno. */
+typedef int (*spool_refs_fn)(void *arg, char ***paths, size_t *n);
+/* Remove orphans: spool files that no live process holds (spool_create's
+ * lock, see spool.c) and refs() does not name (a worker killed mid-upload,
+ * a lost tus session). Safe while other processes upload. Sets the count
+ * and bytes removed; 0, or -errno (refs() failing removes nothing). */
+int spool_sweep(const char *data_dir, spool_refs_fn refs, void *arg, size_t *removed,
+                uint64_t *bytes);
 
 #endif

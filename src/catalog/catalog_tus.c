@@ -3,7 +3,9 @@
  * What: the `tus` table (docs/CATALOG.md, "tus sessions"): one row per
  * upload session, shared by the nodes (the bytes are in a node-local spool
  * file), from creation through offsets to the last PATCH, whose finish
- * turns the session into an upload job exactly once.
+ * turns the session into an upload job exactly once. Also which spool
+ * files are still needed (catalog_spool_refs: sessions and pending jobs),
+ * for the http worker's orphan sweep at start.
  *
  * Threads: a handle is used by one thread at a time (catalog.h); no state
  * of its own.
@@ -55,6 +57,12 @@ static const struct db_sql q_expired = {"SELECT " TUS_COLS
                                         " FROM tus WHERE job_id IS NULL AND expires_at < $1 "
                                         "ORDER BY expires_at, id LIMIT $2",
                                         NULL};
+/* spool files something still needs: a pending job's body, a tus
+ * session's bytes (finished or not) */
+static const struct db_sql q_spool_refs = {
+    "SELECT spool_path FROM jobs WHERE state IN ('queued', 'running') AND spool_path IS NOT NULL "
+    "UNION SELECT spool_path FROM tus",
+    NULL};
 
 static void read_tus(struct db_stmt *s, struct dr_tus *t)
 {
@@ -283,6 +291,39 @@ int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out
         for (size_t i = 0; i < n; i++)
             dr_tus_clear(&v[i]);
         free(v);
+        return rc;
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+int catalog_spool_refs(struct catalog *cat, char ***out, size_t *n_out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || out == NULL || n_out == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_spool_refs, &s);
+    if (rc < 0)
+        return rc;
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = db_step(s, "spool refs")) == DB_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            v = xrealloc(v, cap * sizeof *v);
+        }
+        v[n] = db_col_strdup(s, 0);
+        if (v[n] != NULL)
+            n++;
+    }
+    db_reset(s);
+    if (rc < 0) {
+        dr_strv_free(v, n);
         return rc;
     }
     *out = v;

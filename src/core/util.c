@@ -64,6 +64,13 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+void dr_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
     /* Format into a stack buffer first: most strings fit, and the second

@@ -275,3 +275,51 @@ def test_put_disk_full_507(dripd_factory, tmpdir_path):
     finally:
         d.stop()
         subprocess.run(["umount", "-l", spool], capture_output=True)
+
+
+def test_spool_orphans_swept_at_start(dripd_factory):
+    """Issue 17 item 4: after kill -9 of the http worker mid-PUT, the
+    .part of the cut upload stayed in the spool for ever (6.4 MB in the
+    report), and so did spool files no session or job names. The http
+    worker removes unreferenced, unused spool files when it starts; a tus
+    session's file and a live upload's file stay."""
+    import signal
+    import socket
+    from conftest import wait_until
+    d = dripd_factory()
+    spool = os.path.join(d.data_dir, "spool")
+    # a live tus session: its file must survive
+    st, h, _ = d.curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 10",
+                      "-H", "Upload-Metadata: filename YS5iaW4=", d.url("/v1/uploads"))
+    assert st == 201, st
+    tus_file = os.path.join(spool, h["location"].rsplit("/", 1)[1] + ".part")
+    assert os.path.exists(tus_file)
+    # an orphan nobody names (a lost session, a crashed build)
+    orphan = os.path.join(spool, "01ARZ3NDEKTSV4RRFFQ69G5FAV.part")
+    with open(orphan, "wb") as f:
+        f.write(b"o" * 1000)
+    # a PUT cut by kill -9 of the http worker
+    s = socket.create_connection((d.host, d.port))
+    s.sendall(b"PUT /v1/files/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Content-Length: %d\r\n\r\n" % (d.token().encode(), 20 << 20) + b"x" * (6 << 20))
+
+    def cut_part():
+        names = [n for n in os.listdir(spool) if n.endswith(".part")]
+        big = [n for n in names if os.path.getsize(os.path.join(spool, n)) >= (6 << 20)]
+        return big[0] if big else None
+    part = wait_until(cut_part, 20, "the cut upload's bytes in the spool")
+    old = d.worker("http")
+    os.kill(old, signal.SIGKILL)
+    s.close()
+    wait_until(lambda: d.workers("http") and d.workers("http")[0] != old, 30, "a new http worker")
+    wait_until(lambda: d.curl(d.url("/healthz"), user=None)[0] == 200, 30, "the new worker serving")
+    d.wait_log(r"spool: removed 2 unreferenced", timeout=30)
+    left = sorted(os.listdir(spool))
+    assert part not in left and os.path.basename(orphan) not in left, left
+    assert os.path.basename(tus_file) in left, left
+    # the session still works
+    loc = h["location"]
+    st, h2, _ = d.curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                       "-H", "Content-Type: application/offset+octet-stream",
+                       "--data-binary", "0123456789", d.url(loc))
+    assert st == 204 and "upload-job" in h2, st
