@@ -124,10 +124,11 @@ START_TEST(test_round_trip_edges)
     size_t sizes[] = {0, 1, seg - 1, seg, seg + 1, 3 * seg, 3 * seg + 17};
     for (size_t i = 0; i < DR_ARRAY_LEN(sizes); i++)
         round_trip(sizes[i], seg);
-    /* several read chunks (1 MiB each) and small segments */
+    /* several read chunks (256 KiB each, seal.c CHUNK) and small segments */
     round_trip((3u << 20) + 7, seg);
     round_trip(10000, 1024);
-    round_trip(1024 * 1024, 1024); /* exactly one chunk of minimum-size segments */
+    round_trip(256 * 1024, 1024);  /* exactly one chunk of minimum-size segments */
+    round_trip(1024 * 1024, 1024); /* exactly four */
     /* big enough for the SHA-256 helper thread (seal and unseal) */
     round_trip((20u << 20) + 3, seg);
     round_trip(9u << 20, 1024);

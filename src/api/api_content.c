@@ -9,7 +9,7 @@
  * If-None-Match (304) -> If-Range/Range (416) -> cache -> miss path.
  * So a 304 or 416 never starts a download.
  *
- * Cache protocol (TEAM.md, cache.h): cache_open_fresh() opens
+ * Cache protocol (cache.h): cache_open_fresh() opens
  * <data_dir>/cache/<id>, takes flock(LOCK_SH) (the evictor only holds
  * LOCK_EX for an unlink), refuses an entry evicted meanwhile or whose MTIME
  * is older than cache.ttl, and sets its ATIME to now (the LRU clock); this

@@ -1,11 +1,12 @@
 /* ingest.h - turning finished upload bodies into durable jobs.
  *
  * Used by every upload route (PUT, multipart, tus). ingest_submit() hands
- * a batch of finished spool files to the committer thread, which
- * group-commits: it makes every spool file of every waiting request
- * durable (one syncfs for several files, see spool_sync_batch), then runs ONE
- * catalog_intake_uploads() transaction for all of them, then completes each request on its own loop
- * thread and wakes the pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
+ * a batch of finished spool files to the committer, which group-commits
+ * in two threads (ingest.c): one makes every spool file of every waiting
+ * request durable (one syncfs for several files, see spool_sync_batch),
+ * the other runs ONE catalog_intake_uploads() transaction for all of
+ * them, then completes each request on its own loop thread and wakes the
+ * pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
  * bytes and the job are durable.
  *
  * Back-pressure: the committer's queue is bounded; and ingest_queue_full()
@@ -23,7 +24,7 @@
 
 struct dr_worker_ctx;
 
-/* Start the committer thread now (else the first ingest_submit starts it
+/* Start the committer threads now (else the first ingest_submit starts them
  * with that exchange's config and worker ctx). 0 / -errno. */
 int ingest_start(const struct dr_config *cfg, struct dr_worker_ctx *ctx);
 /* Commit everything queued, complete it (posts to the loop threads), and

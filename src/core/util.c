@@ -1,4 +1,6 @@
-/* util.c - allocation wrappers, clocks and whole-buffer I/O.
+/* util.c - allocation wrappers, clocks, monotonic condition variables,
+ * whole-buffer I/O, directories, threads started with signals blocked,
+ * randomness and hex (util.h).
  *
  * Thread-safe, no global state. x*alloc() abort on OOM: a daemon that
  * bounds every queue and buffer treats OOM as a bug, not a condition.

@@ -1306,7 +1306,8 @@ static void flush_output(struct http_conn *c)
     }
 }
 
-/* One pass over the state machine; returns true if something changed. */
+/* One pass over the state machine; sets c->again when something changed,
+ * so conn_progress() runs another (up to STEP_BUDGET). */
 static void step(struct http_conn *c)
 {
     struct http_exchange *ex = c->ex;

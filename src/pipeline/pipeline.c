@@ -1,7 +1,7 @@
 /* pipeline.c - the helpers every pipeline step uses (pipeline.h): the
- * scratch path of a job, which errors are worth a retry, the stage
- * thread's lazily opened store handle, and the interruptible sleep of the
- * stop protocol.
+ * scratch path of a job, which errors are worth a retry, the job's media
+ * row, the stage thread's lazily opened store handle, and the
+ * interruptible sleep of the stop protocol.
  *
  * Threads: any stage thread. pl_tls_store() touches only the calling
  * thread's struct pl_tls; pl_sleep()/pl_ctx_stop() meet under pc->stop_mu
@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "dripd/store.h"
@@ -42,6 +44,17 @@ bool pl_is_transient(int rc)
     default:
         return false;
     }
+}
+
+int pl_load_media(struct pl_tls *t, const struct pl_job *j, struct dr_media *m, char *err,
+                  size_t errlen)
+{
+    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
+    else if (rc != 0)
+        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
+    return rc;
 }
 
 int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)

@@ -99,6 +99,11 @@ struct pl_tls {
 typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                           size_t errlen);
 
+/* The job's media row, read with the thread's catalog connection into m
+ * (dr_media_clear() it). 0, -ENOENT ("media X no longer exists") or
+ * another -errno, with a line in err. */
+int pl_load_media(struct pl_tls *t, const struct pl_job *j, struct dr_media *m, char *err,
+                  size_t errlen);
 /* Open the thread's store handle if not open yet. 0 / -errno + err. */
 int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
 /* "<work_dir>/<job id>.sealed" (caller frees). */

@@ -43,18 +43,13 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 
+/* The job's media, which must be available (stored). */
 static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
                       size_t errlen)
 {
-    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
-    if (rc == -ENOENT) {
-        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
+    int rc = pl_load_media(t, j, m, err, errlen);
+    if (rc != 0)
         return rc;
-    }
-    if (rc != 0) {
-        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
-        return rc;
-    }
     if (m->storage_key == NULL || strcmp(m->state, "available") != 0) {
         snprintf(err, errlen, "media %s is not available (state %s)", m->id, m->state);
         dr_media_clear(m);

@@ -73,17 +73,6 @@ static void storage_key(const char *media_id, int64_t created_at_ms, const char 
     snprintf(out, outlen, "%s_%s%s", media_id, ts, ext);
 }
 
-static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
-                      size_t errlen)
-{
-    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
-    if (rc == -ENOENT)
-        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
-    else if (rc != 0)
-        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
-    return rc;
-}
-
 int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                       size_t errlen)
 {
@@ -99,7 +88,7 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
                  j->job.spool_path ? j->job.spool_path : "(none)");
         return -ENOENT;
     }
-    rc = load_media(t, j, &m, err, errlen);
+    rc = pl_load_media(t, j, &m, err, errlen);
     if (rc != 0)
         return rc;
     keys_new_data_key(pc->master, dk, wk);
@@ -181,7 +170,7 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     struct pl_ctx *pc = t->pc;
     struct dr_media m;
     memset(&m, 0, sizeof m);
-    int rc = load_media(t, j, &m, err, errlen);
+    int rc = pl_load_media(t, j, &m, err, errlen);
     if (rc != 0)
         return rc;
     if (j->job.work_path == NULL || access(j->job.work_path, R_OK) != 0) {

@@ -24,10 +24,13 @@
  *
  * Durability. A job's stage in the catalog names the step still to do.
  * After a step succeeds, its thread commits the next stage (a "job.stage"
- * event; catalog_jobs_step, group-committed by pipeline_commit.c) BEFORE it
- * hands the job on; the last step commits the job done ("job.done"). So
- * after a crash a job resumes at
- * its last committed stage (steps are idempotent, see pipeline_upload.c and
+ * event; the last step: the job done, "job.done") together with the media
+ * fields the step produced, BEFORE it hands the job on. That commit is
+ * group-committed (pipeline_commit.h): the thread waits until a
+ * catalog_jobs_step transaction that holds its step, and possibly other
+ * threads' steps, committed, so one fsync covers the steps of many jobs.
+ * So after a crash a job resumes at its last committed stage (steps are
+ * idempotent, see pipeline_upload.c and
  * pipeline_download.c). A resumed job still enters its pipeline at the
  * first stage and passes through the stages it has already done. Failures:
  * transient errors (pl_is_transient) go back to the queue with
@@ -36,8 +39,9 @@
  * permanent error, catalog_job_fail keeps the error and the job's
  * node-local files are removed. After every commit the newest event seq is
  * sent to the supervisor (DR_MSG_EVENT: http wakes SSE streams and
- * download waiters), and after each claim and each finish the exact queue
- * depth (catalog_queue_depth) goes to metrics and DR_MSG_STATUS.
+ * download waiters), and after each claim and each commit that finished
+ * jobs the queue depth (catalog_queue_depth, counted at most every
+ * DEPTH_EVERY_MS) goes to metrics and DR_MSG_STATUS.
  *
  * Drain: stop claiming, let every stage thread finish the step it is in
  * (that step's commit included), join. Jobs that were queued inside the

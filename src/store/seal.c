@@ -13,7 +13,7 @@
  * segment is bound to the header (H), to its place (i) and to the end
  * (final), and an object's length follows from its header.
  *
- * One pass: sealing reads the plaintext once in ~1 MiB chunks, hashing and
+ * One pass: sealing reads the plaintext once in CHUNK (256 KiB) chunks, hashing and
  * encrypting each chunk, writes the header with zeroed SHA/tag first and
  * rewrites those 48 bytes at the end (pwrite), then fsyncs (unless the
  * caller says the file is scratch, see seal_params.scratch). Writeback is
@@ -670,7 +670,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     }
 
     if (size >= THREADED_HASH_MIN)
-        pager_start(&pg, in, 0, size, false, out, 0, true); /* see below */
+        pager_start(&pg, in, 0, size, false, out, 0, true); /* input stays cached: see above */
     uint64_t left = size, idx = 0, written = hl, chunk_no = 0;
     do {
         size_t want = (size_t)DR_MIN((uint64_t)ichunk, left);

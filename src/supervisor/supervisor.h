@@ -17,7 +17,7 @@
 
 struct dr_config;
 
-/* Process exit codes (CONTRACT.md). */
+/* Process exit codes (docs/OPERATIONS.md, "Exit codes"). */
 enum {
     DR_EXIT_OK = 0,      /* clean stop */
     DR_EXIT_STARTUP = 1, /* bad config, start-up failure, worker said "fatal config" */
