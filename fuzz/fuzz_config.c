@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < errs.n; i++)
             check(strncmp(errs.msgs[i], "fuzz.yaml:", 10) == 0);
     }
-    config_free(cfg);
-    config_errors_free(&errs);
+    config_destroy(cfg);
+    config_errors_clear(&errs);
 
     char *s = malloc(size + 1);
     uint64_t v;

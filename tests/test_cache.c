@@ -239,7 +239,7 @@ START_TEST(test_adopt_and_evictor_thread)
         usleep(1000);
     ck_assert_int_eq(__atomic_load_n(&met.cache_bytes, __ATOMIC_RELAXED), 2000);
     cache_evictor_stop(ev);
-    config_free(cfg);
+    config_destroy(cfg);
 }
 END_TEST
 

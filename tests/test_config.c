@@ -57,7 +57,7 @@ static struct dr_config *load_ok(const char *text)
     ck_assert_int_eq(rc, 0);
     ck_assert_uint_eq(e.n, 0);
     ck_assert_ptr_nonnull(c);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     return c;
 }
 
@@ -94,7 +94,7 @@ static void expect_one(const char *text, int line, int col, const char *body)
     }
     ck_assert_uint_eq(e.n, 1);
     ck_assert_int_eq(find_msg(&e, line, col, body), 0);
-    config_errors_free(&e);
+    config_errors_clear(&e);
 }
 
 /* ---- defaults and valid files ---- */
@@ -150,8 +150,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->scrub.rate_limit, 50u << 20);
     ck_assert_str_eq(c->log.level, "info");
     ck_assert_uint_eq(c->n_webhooks, 0);
-    config_free(c);
-    config_free(NULL);
+    config_destroy(c);
+    config_destroy(NULL);
 }
 END_TEST
 
@@ -301,7 +301,7 @@ START_TEST(test_full_file)
     ck_assert_str_eq(c->webhooks[0].secret, "s");
     ck_assert_str_eq(c->webhooks[1].url, "https://hooks.example.com/x");
     ck_assert_str_eq(c->webhooks[1].secret, "t");
-    config_free(c);
+    config_destroy(c);
     unlink(path);
     free(path);
 }
@@ -322,7 +322,7 @@ START_TEST(test_example_file)
     ck_assert_str_eq(c->users[0].name, "alice");
     ck_assert_uint_eq(c->n_webhooks, 0);
     ck_assert_str_eq(c->listen[0], "127.0.0.1:8080");
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -362,7 +362,7 @@ START_TEST(test_flow_json)
     ck_assert_uint_eq(c->pipeline.test_store_delay, 300);
     ck_assert_uint_eq(c->limits.max_upload_size, 1048576);
     ck_assert_str_eq(c->path, "t.yaml");
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -371,15 +371,15 @@ START_TEST(test_derived_paths)
     struct dr_config *c = load_ok(USERS_OK "data_dir: /srv/d/\n");
     ck_assert_str_eq(c->storage.local.path, "/srv/d/objects");
     ck_assert_str_eq(c->encryption.key_file, "/srv/d/master.key");
-    config_free(c);
+    config_destroy(c);
     c = load_ok(USERS_OK "data_dir: /\n");
     ck_assert_str_eq(c->storage.local.path, "/objects");
-    config_free(c);
+    config_destroy(c);
     /* explicit values win */
     c = load_ok(USERS_OK "data_dir: d\nstorage: {local: {path: o}}\nencryption: {key_file: k}\n");
     ck_assert_str_eq(c->storage.local.path, "o");
     ck_assert_str_eq(c->encryption.key_file, "k");
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -391,12 +391,12 @@ START_TEST(test_aliases)
                                            "    store: *st\n");
     ck_assert_int_eq(c->pipeline.upload.encrypt.concurrency, 7);
     ck_assert_int_eq(c->pipeline.upload.store.concurrency, 7);
-    config_free(c);
+    config_destroy(c);
     /* a collection containing itself neither hangs nor crashes */
     struct dr_config_errors e = {NULL, 0};
     load_bad(USERS_OK "storage: &a {s3: *a}\n", &e);
     ck_assert_int_ge(find_msg(&e, 2, 14, "storage.s3.s3: unknown key"), 0);
-    config_errors_free(&e);
+    config_errors_clear(&e);
 }
 END_TEST
 
@@ -492,7 +492,7 @@ START_TEST(test_bad_boolean)
     struct dr_config *c = load_ok(USERS_OK "storage: {s3: {verify_tls: No, path_style: TRUE}}\n");
     ck_assert(!c->storage.s3.verify_tls);
     ck_assert(c->storage.s3.path_style);
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -515,13 +515,13 @@ START_TEST(test_unknown_keys)
     load_bad(USERS_OK "frobnicate: 1\n", &e);
     ck_assert_uint_eq(e.n, 1);
     ck_assert_str_eq(e.msgs[0], "t.yaml:2:1: frobnicate: unknown key");
-    config_errors_free(&e);
+    config_errors_clear(&e);
     /* the suggestion comes from the siblings, not from elsewhere */
     load_bad(USERS_OK "log: {levle: info, bucket: x}\n", &e);
     ck_assert_int_ge(find_msg(&e, 2, 7, "log.levle: unknown key, did you mean 'level'?"), 0);
     ck_assert_int_ge(find_msg(&e, 2, 20, "log.bucket: unknown key"), 0);
     ck_assert(strstr(e.msgs[1], "did you mean") == NULL);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     expect_one("{users: [{name: a, token: aaaaaaaa}], [a]: 1}\n", 1, 39,
                "keys must be plain strings, got a sequence");
 }
@@ -562,7 +562,7 @@ START_TEST(test_empty_file)
     char *want = fmt("%s:1:1: empty config file", path);
     ck_assert_str_eq(e.msgs[0], want);
     free(want);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     unlink(path);
     free(path);
 }
@@ -578,7 +578,7 @@ START_TEST(test_missing_file)
     ck_assert_str_eq(
         e.msgs[0],
         "/nonexistent/dripd.yaml:1:1: cannot open config file: No such file or directory");
-    config_errors_free(&e);
+    config_errors_clear(&e);
     /* errs may be NULL */
     ck_assert_int_eq(config_load("/nonexistent/dripd.yaml", &c, NULL), -ENOENT);
     ck_assert_int_eq(config_load_buffer("x", "a: 1", 4, &c, NULL), -EINVAL);
@@ -617,20 +617,20 @@ START_TEST(test_users)
     load_bad(doc, &e);
     ck_assert_uint_eq(e.n, 1);
     ck_assert_int_eq(find_msg(&e, 1, 16, "users[0].name: expected a name of 1-64"), 0);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     free(doc);
     memset(name65, 'n', 64);
     name65[64] = '\0';
     doc = fmt("users: [{name: %s, token: abcdefgh}]\n", name65);
-    config_free(load_ok(doc));
+    config_destroy(load_ok(doc));
     free(doc);
     /* the secret is never echoed */
     load_bad("users: [{name: a, token: [hunter2hunter2]}]\n", &e);
     ck_assert_int_eq(find_msg(&e, 1, 26, "users[0].token: expected a string, got a sequence"), 0);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     load_bad("users: [{name: a, token: \"hunter2 x\"}]\n", &e);
     ck_assert(strstr(e.msgs[0], "hunter2") == NULL);
-    config_errors_free(&e);
+    config_errors_clear(&e);
 }
 END_TEST
 
@@ -656,11 +656,11 @@ START_TEST(test_listen)
                          "\"unix:./rel.sock\"]\n");
     ck_assert_uint_eq(c->n_listen, 4);
     ck_assert_str_eq(c->listen[3], "unix:./rel.sock");
-    config_free(c);
+    config_destroy(c);
     /* an empty list: only sockets inherited from systemd */
     c = load_ok(USERS_OK "listen: []\n");
     ck_assert_uint_eq(c->n_listen, 0);
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -676,12 +676,12 @@ START_TEST(test_storage)
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.bucket: required"), 1);
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.access_key_id: required"), 2);
     ck_assert_int_eq(find_msg(&e, 5, 5, "storage.s3.secret_access_key: required"), 3);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     /* no s3 block at all: points at storage */
     load_bad(USERS_OK "storage:\n  backend: s3\n", &e);
     ck_assert_uint_eq(e.n, 4);
     ck_assert_int_eq(find_msg(&e, 3, 3, "storage.s3.endpoint: required"), 0);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     expect_one(
         USERS_OK "storage: {s3: {endpoint: \"s3.amazonaws.com\"}}\n", 2, 26,
         "storage.s3.endpoint: expected an http:// or https:// URL, got \"s3.amazonaws.com\"");
@@ -695,7 +695,7 @@ START_TEST(test_storage)
     /* local backend ignores missing s3 settings */
     struct dr_config *c = load_ok(USERS_OK "storage: {backend: local}\n");
     ck_assert_ptr_null(c->storage.s3.endpoint);
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 
@@ -739,7 +739,7 @@ START_TEST(test_processing)
     ck_assert_uint_eq(c->processing.limits.timeout, 30000);
     ck_assert_uint_eq(c->processing.limits.memory, 512ull << 20);
     ck_assert_int_eq(c->pipeline.upload.process.concurrency, 2);
-    config_free(c);
+    config_destroy(c);
     /* a list replaces the defaults; quality defaults to 80; [] is none */
     c = load_ok(USERS_OK "processing:\n  variants:\n    - {name: small, max: 64, format: png}\n"
                          "  strip_metadata: true\n  limits: {memory: 1GiB}\n");
@@ -748,11 +748,11 @@ START_TEST(test_processing)
     ck_assert_int_eq(c->processing.variants[0].quality, 80);
     ck_assert(c->processing.strip_metadata);
     ck_assert_uint_eq(c->processing.limits.memory, 1ull << 30);
-    config_free(c);
+    config_destroy(c);
     c = load_ok(USERS_OK "processing: {enabled: false, variants: []}\n");
     ck_assert(!c->processing.enabled);
     ck_assert_uint_eq(c->processing.n_variants, 0);
-    config_free(c);
+    config_destroy(c);
 
     expect_one(USERS_OK "processing: {variants: [{name: Big, max: 9, format: webp}]}\n", 2, 32,
                "processing.variants[0].name: expected a name of 1-31 characters from a-z 0-9 _ "
@@ -816,11 +816,11 @@ START_TEST(test_multiple_errors)
     ck_assert_int_eq(find_msg(&e, 7, 35, "pipeline.upload.encrypt.concurrency: "), 4);
     ck_assert_int_eq(find_msg(&e, 8, 19, "cache.max_size: "), 5);
     ck_assert_int_eq(find_msg(&e, 9, 1, "loq: unknown key, did you mean 'log'?"), 6);
-    config_errors_free(&e);
+    config_errors_clear(&e);
     /* unknown-key problem counted too (it was the 9th line) */
     load_bad(doc, &e);
     ck_assert_int_eq(find_msg(&e, 9, 1, "loq: unknown key, did you mean 'log'?"), 5);
-    config_errors_free(&e);
+    config_errors_clear(&e);
 }
 END_TEST
 
@@ -835,7 +835,7 @@ START_TEST(test_too_many_errors)
     load_bad(doc, &e);
     ck_assert_uint_eq(e.n, 101);
     ck_assert_str_eq(e.msgs[100], "t.yaml:1:1: too many problems, 200 more not shown");
-    config_errors_free(&e);
+    config_errors_clear(&e);
     free(doc);
 }
 END_TEST
@@ -985,7 +985,7 @@ START_TEST(test_token_file)
     ck_assert_str_eq(c->users[1].token, "crlf-token-5678");
     ck_assert_str_eq(c->storage.s3.secret_access_key, "s3-secret-from-file");
     ck_assert_ptr_eq(config_find_token(c, "file-token-1234", 15), &c->users[0]);
-    config_free(c);
+    config_destroy(c);
     free(doc);
 
     doc = fmt("users: [{name: a, token_file: %s}]\n", short_tok);
@@ -1030,7 +1030,7 @@ START_TEST(test_find_token)
     memcpy(buf, "bob-secret-tokenGARBAGE", 23);
     ck_assert_ptr_eq(config_find_token(c, buf, 16), &c->users[1]);
     ck_assert_ptr_null(config_find_token(NULL, "x", 1));
-    config_free(c);
+    config_destroy(c);
 }
 END_TEST
 

@@ -198,7 +198,7 @@ static void teardown(void)
         close(cli);
     cli = -1;
     http_server_destroy(srv);
-    config_free(cfg);
+    config_destroy(cfg);
 }
 
 static void send_all(const void *p, size_t n)

@@ -127,7 +127,7 @@ START_TEST(test_threads_share_commits)
     ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
     make_running(cat, THREADS * PER_THREAD, jids, mids);
     struct cb_count cc = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct pl_committer *c = pl_committer_new(8, on_commit, &cc);
+    struct pl_committer *c = pl_committer_create(8, on_commit, &cc);
     pthread_t tid[THREADS];
     struct worker_arg wa[THREADS];
     for (int t = 0; t < THREADS; t++) {
@@ -165,7 +165,7 @@ START_TEST(test_threads_share_commits)
     ck_assert_int_eq(catalog_events_since(cat, NULL, 0, 10000, &ev, &ne), 0);
     ck_assert_int_eq((int)ne, total * 4);
     catalog_events_free(ev, ne);
-    pl_committer_free(c);
+    pl_committer_destroy(c);
     catalog_close(cat);
     printf("group commit: %d steps in %llu transactions\n", total * 4, (unsigned long long)txs);
 }
@@ -176,7 +176,7 @@ START_TEST(test_alone_commits_at_once)
     struct catalog *cat;
     ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
     make_running(cat, 1, jids, mids);
-    struct pl_committer *c = pl_committer_new(0, NULL, NULL); /* batch clamped to 1 */
+    struct pl_committer *c = pl_committer_create(0, NULL, NULL); /* batch clamped to 1 */
     struct dr_job_step s = {.job_id = jids[0], .next_stage = "store"};
     ck_assert_int_eq(pl_commit_step(c, cat, &s), 0);
     ck_assert_int_eq(s.result, 0);
@@ -192,8 +192,8 @@ START_TEST(test_alone_commits_at_once)
     pl_committer_stats(c, &txs, &steps);
     ck_assert_int_eq((int)txs, 2);
     ck_assert_int_eq((int)steps, 2);
-    pl_committer_free(c);
-    pl_committer_free(NULL);
+    pl_committer_destroy(c);
+    pl_committer_destroy(NULL);
     catalog_close(cat);
 }
 END_TEST

@@ -75,7 +75,7 @@ START_TEST(server_paths_from_config)
     ck_assert_str_eq(out, "a [server path] b [server path] c [server path] d");
     free(out);
     ck_assert_ptr_null(redact_server_paths(NULL, cfg));
-    config_free(cfg);
+    config_destroy(cfg);
 }
 END_TEST
 

@@ -213,7 +213,7 @@ START_TEST(test_slow_consumer_bounded)
                               .ops = &t_ops,
                               .arg = &t,
                               .metrics = &m};
-    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     /* the consumer asked for max_demand and nothing more */
@@ -249,7 +249,7 @@ START_TEST(test_slow_consumer_bounded)
     for (int i = 0; i < 100; i++)
         ck_assert_int_eq(t.seen[i], i); /* FIFO */
     ck_assert_str_eq(t.names[0], "slow-1");
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
     ck_assert_int_eq(t.discarded, 100); /* the last stage hands finished items back */
 }
 END_TEST
@@ -275,7 +275,7 @@ START_TEST(test_backpressure_two_stages)
          .ops = &t_ops,
          .arg = &b},
     };
-    struct stage_pipeline *p = stage_pipeline_new(specs, 2);
+    struct stage_pipeline *p = stage_pipeline_create(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     /* b holds 2 (its max: item 0 in its handler, item 1 queued), a holds 2
@@ -306,7 +306,7 @@ START_TEST(test_backpressure_two_stages)
         ck_assert_int_eq(b.seen[i], i);
     stage_get_stats(p, 1, &sb);
     ck_assert_int_le(sb.max_outstanding_seen, 2);
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
 }
 END_TEST
 
@@ -323,7 +323,7 @@ START_TEST(test_work_sharing)
                               .min_demand = 1,
                               .ops = &t_ops,
                               .arg = &t};
-    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     push_all(p, &next, 12);
@@ -331,7 +331,7 @@ START_TEST(test_work_sharing)
     ck_assert_int_eq(seen(&t), 11);
     sem_post(&t.unblock);
     wait_seen(&t, 12);
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
 }
 END_TEST
 
@@ -347,7 +347,7 @@ START_TEST(test_stop_discards_queued)
                               .min_demand = 1,
                               .ops = &t_ops,
                               .arg = &t};
-    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     push_all(p, &next, 5);
@@ -362,7 +362,7 @@ START_TEST(test_stop_discards_queued)
     pthread_join(th, NULL);
     ck_assert_int_eq(seen(&t), 1);
     ck_assert_int_eq(t.discarded, 5); /* 4 queued + the finished one (last stage) */
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
 }
 END_TEST
 
@@ -388,7 +388,7 @@ START_TEST(test_stop_unblocks_forwarder)
          .ops = &t_ops,
          .arg = &b},
     };
-    struct stage_pipeline *p = stage_pipeline_new(specs, 2);
+    struct stage_pipeline *p = stage_pipeline_create(specs, 2);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     /* a handled 2: item 0 went to b (in b's handler), item 1 is blocked in
@@ -407,7 +407,7 @@ START_TEST(test_stop_unblocks_forwarder)
     ck_assert_int_eq(seen(&b), 1);
     /* item 1 (blocked in a's hand-off) and item 0 (finished by the last stage) */
     ck_assert_int_eq(a.discarded + b.discarded, 2);
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
 }
 END_TEST
 
@@ -432,7 +432,7 @@ START_TEST(test_thread_init_failure)
                               .min_demand = 1,
                               .ops = &ops,
                               .arg = &t};
-    struct stage_pipeline *p = stage_pipeline_new(&spec, 1);
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
     ck_assert_int_eq(stage_pipeline_start(p), 0);
     int next = 0;
     while (next < 30)
@@ -440,7 +440,7 @@ START_TEST(test_thread_init_failure)
     wait_seen(&t, 30);
     for (int i = 0; i < 30; i++)
         ck_assert_str_eq(t.names[i], "f-2");
-    stage_pipeline_free(p);
+    stage_pipeline_destroy(p);
 }
 END_TEST
 

@@ -50,7 +50,7 @@ static void setup(void)
 static void teardown(void)
 {
     store_close(st);
-    config_free(cfg);
+    config_destroy(cfg);
     char *cmd = xasprintf("rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
     free(cmd);

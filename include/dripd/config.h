@@ -173,13 +173,13 @@ struct dr_config_errors {
 };
 
 /* Embedded defaults (listen 127.0.0.1:8080, data_dir ./var, local store,
- * no users). Caller owns the result; free with config_free(). */
+ * no users). Caller owns the result; free with config_destroy(). */
 struct dr_config *config_defaults(void);
 
 /* Load and validate FILE. On success returns 0 and sets *out (caller owns).
  * On failure returns -EINVAL (or -errno when the file cannot be read),
  * sets *out to NULL and appends every problem found to errs (caller frees
- * with config_errors_free). Relative paths stay relative to the cwd. */
+ * with config_errors_clear). Relative paths stay relative to the cwd. */
 int config_load(const char *path, struct dr_config **out, struct dr_config_errors *errs);
 
 /* For `dripd --check`, before config_load: a token_file or other secret
@@ -190,8 +190,8 @@ int config_load(const char *path, struct dr_config **out, struct dr_config_error
  * off by default. */
 void config_check_mode(bool on);
 
-void config_free(struct dr_config *cfg); /* NULL ok */
-void config_errors_free(struct dr_config_errors *errs);
+void config_destroy(struct dr_config *cfg); /* NULL ok */
+void config_errors_clear(struct dr_config_errors *errs);
 
 /* "10MiB" -> bytes, "30s" -> ms. 0 / -EINVAL. Exposed for tests and dripctl. */
 int config_parse_size(const char *s, uint64_t *out);

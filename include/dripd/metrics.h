@@ -21,8 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DR_HIST_BUCKETS 14                               /* 1ms .. 60s, plus +Inf */
-extern const double dr_hist_bounds[DR_HIST_BUCKETS - 1]; /* seconds */
+#define DR_HIST_BUCKETS 14 /* 1ms .. 60s, plus +Inf (bounds in metrics.c) */
 
 struct dr_hist {
     uint64_t buckets[DR_HIST_BUCKETS]; /* non-cumulative; last is +Inf */
@@ -47,11 +46,9 @@ enum dr_route_class {
 
 enum dr_pipeline_id { DR_PL_UPLOAD, DR_PL_DOWNLOAD, DR_PL_SCRUB, DR_PL_COUNT };
 #define DR_STAGE_SLOTS 5
-/* Stage slot names per pipeline (NULL = unused slot): upload starter,
+/* Stage slots per pipeline (their names are metrics.c's): upload starter,
  * encrypt, store, notify; download starter, fetch, decrypt, notify;
- * scrub starter, verify. The stage engine indexes stages[][] by these. */
-extern const char *const dr_pipeline_names[DR_PL_COUNT];
-extern const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS];
+ * scrub starter, verify. The pipeline worker indexes stages[][] by these. */
 
 struct dr_stage_metrics {
     uint64_t processed; /* counter */

@@ -161,7 +161,7 @@ struct dr_config *config_defaults(void)
     return c;
 }
 
-void config_free(struct dr_config *c)
+void config_destroy(struct dr_config *c)
 {
     if (c == NULL)
         return;
@@ -194,7 +194,7 @@ void config_free(struct dr_config *c)
     free(c);
 }
 
-void config_errors_free(struct dr_config_errors *errs)
+void config_errors_clear(struct dr_config_errors *errs)
 {
     if (errs == NULL)
         return;
@@ -1610,7 +1610,7 @@ out:
     free(L.locs);
     flush_problems(&L, errs);
     if (L.n_errors > 0) {
-        config_free(c);
+        config_destroy(c);
         return -EINVAL;
     }
     *out = c;
@@ -1647,6 +1647,6 @@ out:
     if (fd >= 0)
         close(fd);
     free(buf);
-    config_errors_free(&scratch);
+    config_errors_clear(&scratch);
     return rc;
 }

@@ -12,8 +12,8 @@
 
 #include "dripd/util.h"
 
-const double dr_hist_bounds[DR_HIST_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                    0.25,  0.5,    1,     2.5,  5,     60};
+static const double hist_bounds[DR_HIST_BUCKETS - 1] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 60};
 
 static const int status_codes[DR_STATUS_SLOTS] = {200, 201, 202, 204, 206, 304, 400, 401,
                                                   403, 404, 405, 409, 412, 413, 415, 416,
@@ -41,7 +41,7 @@ void metrics_observe(struct dr_hist *h, uint64_t usec)
 {
     double s = (double)usec / 1e6;
     int i = 0;
-    while (i < DR_HIST_BUCKETS - 1 && s > dr_hist_bounds[i])
+    while (i < DR_HIST_BUCKETS - 1 && s > hist_bounds[i])
         i++;
     metrics_add(&h->buckets[i], 1);
     metrics_add(&h->count, 1);
@@ -71,8 +71,8 @@ enum dr_route_class metrics_route_class(const char *name)
     return DR_RC_OTHER;
 }
 
-const char *const dr_pipeline_names[DR_PL_COUNT] = {"upload", "download", "scrub"};
-const char *const dr_stage_names[DR_PL_COUNT][DR_STAGE_SLOTS] = {
+static const char *const pipeline_names[DR_PL_COUNT] = {"upload", "download", "scrub"};
+static const char *const stage_names[DR_PL_COUNT][DR_STAGE_SLOTS] = {
     {"starter", "encrypt", "store", "notify", NULL},
     {"starter", "fetch", "decrypt", "notify", NULL},
     {"starter", "verify", NULL, NULL, NULL},
@@ -157,7 +157,7 @@ static void hist(struct mbuf *b, const char *name, const char *labels, const str
     for (int i = 0; i < DR_HIST_BUCKETS; i++) {
         cum += ld(&h->buckets[i]);
         if (i < DR_HIST_BUCKETS - 1)
-            mb_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, dr_hist_bounds[i],
+            mb_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, hist_bounds[i],
                       (unsigned long long)cum);
         else
             mb_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
@@ -235,15 +235,15 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
              g ? "Jobs being handled by a stage." : "Jobs waiting in a stage's inbox.");
         for (int p = 0; p < DR_PL_COUNT; p++)
             for (int s = 0; s < DR_STAGE_SLOTS; s++) {
-                if (dr_stage_names[p][s] == NULL)
+                if (stage_names[p][s] == NULL)
                     continue;
                 size_t off =
                     offsetof(struct dr_proc_gauges, stages) +
                     ((size_t)p * DR_STAGE_SLOTS + (size_t)s) * sizeof(struct dr_stage_gauges) +
                     (g ? offsetof(struct dr_stage_gauges, in_flight)
                        : offsetof(struct dr_stage_gauges, queued));
-                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %lld\n", name, dr_pipeline_names[p],
-                          dr_stage_names[p][s], (long long)proc_sum(m, off));
+                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %lld\n", name, pipeline_names[p],
+                          stage_names[p][s], (long long)proc_sum(m, off));
             }
     }
     static const char *const cf[] = {"processed", "failed"};
@@ -254,29 +254,29 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
              c ? "Jobs a stage failed (each attempt)." : "Jobs a stage finished.");
         for (int p = 0; p < DR_PL_COUNT; p++)
             for (int s = 0; s < DR_STAGE_SLOTS; s++) {
-                if (dr_stage_names[p][s] == NULL)
+                if (stage_names[p][s] == NULL)
                     continue;
                 const struct dr_stage_metrics *sm = &m->stages[p][s];
-                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %llu\n", name, dr_pipeline_names[p],
-                          dr_stage_names[p][s],
+                mb_printf(&b, "%s{pipeline=\"%s\",stage=\"%s\"} %llu\n", name, pipeline_names[p],
+                          stage_names[p][s],
                           (unsigned long long)ld(c ? &sm->failed : &sm->processed));
             }
     }
     head(&b, "dripd_stage_busy_seconds_total", "counter", "Time stage handlers spent working.");
     for (int p = 0; p < DR_PL_COUNT; p++)
         for (int s = 0; s < DR_STAGE_SLOTS; s++)
-            if (dr_stage_names[p][s] != NULL)
+            if (stage_names[p][s] != NULL)
                 mb_printf(&b, "dripd_stage_busy_seconds_total{pipeline=\"%s\",stage=\"%s\"} %.6f\n",
-                          dr_pipeline_names[p], dr_stage_names[p][s],
+                          pipeline_names[p], stage_names[p][s],
                           (double)ld(&m->stages[p][s].busy_us) / 1e6);
     head(&b, "dripd_stage_duration_seconds", "histogram",
          "Time one job spent in a stage's handler.");
     for (int p = 0; p < DR_PL_COUNT; p++)
         for (int s = 0; s < DR_STAGE_SLOTS; s++) {
-            if (dr_stage_names[p][s] == NULL)
+            if (stage_names[p][s] == NULL)
                 continue;
-            snprintf(l, sizeof l, "pipeline=\"%s\",stage=\"%s\",", dr_pipeline_names[p],
-                     dr_stage_names[p][s]);
+            snprintf(l, sizeof l, "pipeline=\"%s\",stage=\"%s\",", pipeline_names[p],
+                     stage_names[p][s]);
             hist(&b, "dripd_stage_duration_seconds", l, &m->stages[p][s].duration);
         }
 
@@ -290,7 +290,7 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
         snprintf(name, sizeof name, "dripd_jobs_%s_total", jf[c]);
         head(&b, name, "counter", c ? "Jobs that failed for good." : "Jobs completed.");
         for (int p = 0; p < DR_PL_COUNT; p++)
-            mb_printf(&b, "%s{pipeline=\"%s\"} %llu\n", name, dr_pipeline_names[p],
+            mb_printf(&b, "%s{pipeline=\"%s\"} %llu\n", name, pipeline_names[p],
                       (unsigned long long)ld(c ? &m->jobs_failed[p] : &m->jobs_completed[p]));
     }
     counter1(&b, "dripd_uploads_rejected_total",

@@ -47,7 +47,7 @@ struct pl_committer {
     uint64_t transactions, steps;
 };
 
-struct pl_committer *pl_committer_new(int max_batch, pl_commit_cb cb, void *arg)
+struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg)
 {
     struct pl_committer *c = xcalloc(1, sizeof *c);
     c->max_batch = max_batch < 1 ? 1 : max_batch;
@@ -60,7 +60,7 @@ struct pl_committer *pl_committer_new(int max_batch, pl_commit_cb cb, void *arg)
     return c;
 }
 
-void pl_committer_free(struct pl_committer *c)
+void pl_committer_destroy(struct pl_committer *c)
 {
     if (c == NULL)
         return;

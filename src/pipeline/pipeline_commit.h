@@ -34,8 +34,8 @@ struct pl_committer;
 typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, int done);
 
 /* max_batch: steps per transaction (>= 1). cb may be NULL. */
-struct pl_committer *pl_committer_new(int max_batch, pl_commit_cb cb, void *arg);
-void pl_committer_free(struct pl_committer *c); /* NULL ok; no thread may be inside */
+struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg);
+void pl_committer_destroy(struct pl_committer *c); /* NULL ok; no thread may be inside */
 
 /* Commit step durably, possibly with other threads' steps (see above), on
  * cat if this thread leads. Blocks until the transaction holding it ended.

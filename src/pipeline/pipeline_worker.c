@@ -128,7 +128,7 @@ static void report_event(struct runner *r, struct catalog *cat)
     int64_t seq = 0;
     if (catalog_events_last_seq(cat, &seq) == 0 && r->pc->wctx)
         worker_send(r->pc->wctx, DR_MSG_EVENT, (uint64_t)seq);
-    webhooks_wake(*r->hooks);
+    webhook_wake(*r->hooks);
 }
 
 /* The queue depth (the /metrics gauge and the sd_notify STATUS) is a
@@ -611,7 +611,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .gauges = &pc->gauges->stages[pl][i + 1],
         };
     }
-    r->sp = stage_pipeline_new(specs, N_STAGES);
+    r->sp = stage_pipeline_create(specs, N_STAGES);
 }
 
 static int runner_start(struct runner *r)
@@ -640,7 +640,7 @@ static void runner_join(struct runner *r)
     if (r->starter_started)
         pthread_join(r->starter, NULL);
     r->starter_started = false;
-    stage_pipeline_free(r->sp);
+    stage_pipeline_destroy(r->sp);
     r->sp = NULL;
     for (int i = 0; i < r->n_orphans; i++)
         free(r->orphans[i]);
@@ -669,7 +669,7 @@ static void on_commit(void *arg, struct catalog *cat, int64_t last_seq, int done
     struct worker *w = arg;
     if (last_seq > 0 && w->pc.wctx)
         worker_send(w->pc.wctx, DR_MSG_EVENT, (uint64_t)last_seq);
-    webhooks_wake(w->hooks);
+    webhook_wake(w->hooks);
     if (done > 0)
         report_depth(&w->pc, cat);
 }
@@ -681,7 +681,7 @@ static void *drain_main(void *arg)
     int64_t t0 = dr_mono_ms();
     runner_join(&w->up); /* each finishes the steps in flight */
     runner_join(&w->down);
-    webhooks_stop(w->hooks);
+    webhook_stop(w->hooks);
     w->hooks = NULL;
     cache_evictor_stop(w->pc.evictor);
     w->pc.evictor = NULL;
@@ -798,9 +798,9 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     clean_work_dir(pc->work_dir);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    pc->committer = pl_committer_new(COMMIT_BATCH, on_commit, w);
+    pc->committer = pl_committer_create(COMMIT_BATCH, on_commit, w);
     pc->evictor = cache_evictor_start(cfg, pc->metrics);
-    w->hooks = webhooks_start(cfg, pc->metrics);
+    w->hooks = webhook_start(cfg, pc->metrics);
     runner_init(&w->up, pc, DR_PL_UPLOAD, &w->hooks);
     runner_init(&w->down, pc, DR_PL_DOWNLOAD, &w->hooks);
     if ((rc = runner_start(&w->up)) != 0 || (rc = runner_start(&w->down)) != 0) {
@@ -849,7 +849,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             if (wake && !w->draining) {
                 runner_wake(&w->up);
                 runner_wake(&w->down);
-                webhooks_wake(w->hooks);
+                webhook_wake(w->hooks);
                 scrub_poll(w->scrub);
             }
             if (r < 0) {
@@ -866,7 +866,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     pthread_join(w->drain_thread, NULL);
     scrub_destroy(w->scrub);
     store_probe_stop(w->probe);
-    pl_committer_free(pc->committer);
+    pl_committer_destroy(pc->committer);
 out:
     close(w->drained_pipe[0]);
     close(w->drained_pipe[1]);

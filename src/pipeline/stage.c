@@ -277,7 +277,7 @@ static void *stage_thread_main(void *arg)
 
 /* ---- public ---- */
 
-struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n)
+struct stage_pipeline *stage_pipeline_create(const struct stage_spec *specs, int n)
 {
     struct stage_pipeline *p = xcalloc(1, sizeof *p);
     p->n = n;
@@ -401,7 +401,7 @@ void stage_pipeline_stop(struct stage_pipeline *p)
     }
 }
 
-void stage_pipeline_free(struct stage_pipeline *p)
+void stage_pipeline_destroy(struct stage_pipeline *p)
 {
     if (p == NULL)
         return;

@@ -65,7 +65,7 @@ struct stage_pipeline;
 
 /* Create a pipeline of n stages (specs are copied; names must outlive it).
  * Invalid demand settings are clamped (max >= 1, 0 <= min < max). */
-struct stage_pipeline *stage_pipeline_new(const struct stage_spec *specs, int n);
+struct stage_pipeline *stage_pipeline_create(const struct stage_spec *specs, int n);
 /* Start every stage's threads (signals blocked in them). 0 / -errno. */
 int stage_pipeline_start(struct stage_pipeline *p);
 /* Producer side. Wait up to timeout_ms (-1 forever) for demand of the first
@@ -83,7 +83,7 @@ void stage_pipeline_signal_stop(struct stage_pipeline *p);
  * item it is processing (a finished item is not forwarded any more),
  * queued items go to ops->discard, threads are joined. Idempotent. */
 void stage_pipeline_stop(struct stage_pipeline *p);
-void stage_pipeline_free(struct stage_pipeline *p); /* stops first; NULL ok */
+void stage_pipeline_destroy(struct stage_pipeline *p); /* stops first; NULL ok */
 
 /* Stats for tests: items queued in stage i's inbox, its unmet demand, items
  * its threads hold (popped, not finished) and the most items the stage ever

@@ -11,7 +11,7 @@
  * those events are sent again: at least once, never skipped, always in seq
  * order per webhook; a failing webhook delays only itself.
  *
- * Wake-ups: webhooks_wake() after the pipeline commits events and when the
+ * Wake-ups: webhook_wake() after the pipeline commits events and when the
  * http worker enqueues jobs; otherwise a 1 s fallback re-check (events are
  * also written by the http worker, which cannot reach this process
  * directly).
@@ -282,7 +282,7 @@ static void *hook_main(void *arg)
     return NULL;
 }
 
-struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *m)
+struct webhooks *webhook_start(const struct dr_config *cfg, struct dr_metrics *m)
 {
     if (cfg->n_webhooks == 0)
         return NULL;
@@ -323,7 +323,7 @@ struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *
     return wh;
 }
 
-void webhooks_wake(struct webhooks *wh)
+void webhook_wake(struct webhooks *wh)
 {
     if (wh == NULL)
         return;
@@ -333,7 +333,7 @@ void webhooks_wake(struct webhooks *wh)
     pthread_mutex_unlock(&wh->mu);
 }
 
-void webhooks_stop(struct webhooks *wh)
+void webhook_stop(struct webhooks *wh)
 {
     if (wh == NULL)
         return;

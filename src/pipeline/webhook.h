@@ -23,10 +23,10 @@ struct webhooks;
 
 /* Start one thread per configured webhook; NULL when there are none.
  * Call curl_global_init() first (once per process). */
-struct webhooks *webhooks_start(const struct dr_config *cfg, struct dr_metrics *m);
+struct webhooks *webhook_start(const struct dr_config *cfg, struct dr_metrics *m);
 /* New events may be there (any thread). NULL ok. */
-void webhooks_wake(struct webhooks *wh);
+void webhook_wake(struct webhooks *wh);
 /* Stop and join (an in-flight POST is aborted). NULL ok. */
-void webhooks_stop(struct webhooks *wh);
+void webhook_stop(struct webhooks *wh);
 
 #endif

@@ -132,16 +132,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s\n", errs.msgs[i]);
             if (errs.n == 0)
                 fprintf(stderr, "%s: %s\n", path, strerror(-r));
-            config_errors_free(&errs);
+            config_errors_clear(&errs);
             return DR_EXIT_STARTUP;
         }
-        config_errors_free(&errs);
+        config_errors_clear(&errs);
     } else {
         cfg = config_defaults();
     }
     if (check) {
         printf("ok\n");
-        config_free(cfg);
+        config_destroy(cfg);
         return DR_EXIT_OK;
     }
 
@@ -150,19 +150,19 @@ int main(int argc, char **argv)
     if (path == NULL && !rebuild && cfg->n_users == 0 &&
         supervisor_default_admin(cfg, err, sizeof err) < 0) {
         log_error("%s", err);
-        config_free(cfg);
+        config_destroy(cfg);
         return DR_EXIT_STARTUP;
     }
     if (supervisor_prepare(cfg, rebuild ? DR_PREP_NO_NEW_KEY : 0, err, sizeof err) < 0) {
         log_error("%s", err);
-        config_free(cfg);
+        config_destroy(cfg);
         return DR_EXIT_STARTUP;
     }
     if (rebuild) {
         int r = rebuild_catalog(cfg, err, sizeof err);
         if (r < 0)
             log_error("rebuild-catalog: %s", err[0] ? err : strerror(-r));
-        config_free(cfg);
+        config_destroy(cfg);
         return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
     }
     return supervisor_run(cfg, path, NULL);

@@ -769,11 +769,11 @@ static void start_reload(struct sup *s)
             log_error("%s", errs.msgs[i]);
         if (errs.n == 0)
             log_error("%s: %s", s->config_path, strerror(-r));
-        config_errors_free(&errs);
+        config_errors_clear(&errs);
         reload_rejected(s, "the configuration has errors");
         return;
     }
-    config_errors_free(&errs);
+    config_errors_clear(&errs);
 
     char err[DR_ERRLEN] = "";
     struct dr_listen_set nls;
@@ -821,7 +821,7 @@ static void start_reload(struct sup *s)
     spawn_generation(s, s->gen);
     return;
 reject:
-    config_free(nc);
+    config_destroy(nc);
     reload_rejected(s, err);
 }
 
@@ -850,7 +850,7 @@ static void commit_reload(struct sup *s)
     int r = listen_write_file(&s->ls, s->listen_file);
     if (r < 0)
         log_error("%s: %s", s->listen_file, strerror(-r));
-    config_free(s->prev_cfg);
+    config_destroy(s->prev_cfg);
     s->prev_cfg = NULL;
     s->prev_gen = 0;
     s->reloading = false;
@@ -876,7 +876,7 @@ static void abort_reload(struct sup *s, const char *why)
     listen_set_close(&s->ls, &s->prev_ls);
     s->ls = s->prev_ls;
     memset(&s->prev_ls, 0, sizeof s->prev_ls);
-    config_free(s->cfg);
+    config_destroy(s->cfg);
     s->cfg = s->prev_cfg;
     s->prev_cfg = NULL;
     s->gen = s->prev_gen;
@@ -1338,8 +1338,8 @@ out:
     listen_set_close(&s->ls, NULL);
     sdnotify_close(s->sd);
     metrics_destroy_shared(s->metrics);
-    config_free(s->prev_cfg);
-    config_free(s->cfg);
+    config_destroy(s->prev_cfg);
+    config_destroy(s->cfg);
     free(s->listen_file);
     if (s->lock_fd >= 0) {
         if (ftruncate(s->lock_fd, 0) < 0) /* no stale pid; the file itself stays */
