@@ -1159,6 +1159,42 @@ START_TEST(test_list_aggregates_and_is_prefix_safe)
 }
 END_TEST
 
+/* ---- a file and a folder never share a path ---------------------------- */
+
+START_TEST(test_file_and_folder_never_share_a_path)
+{
+    char a[DR_ID_LEN + 1], b[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/photos/2024/cat.jpg", 1, a, NULL), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/notes.txt", 1, b, NULL), 0);
+    /* what catalog_path_exists says */
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos/2024/cat.jpg"), DR_PATH_FILE);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos"), DR_PATH_FOLDER);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos/2024"), DR_PATH_FOLDER);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/notes.txt/x"), DR_PATH_UNDER_FILE);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos/2024/cat.jpg/y/z"),
+                     DR_PATH_UNDER_FILE);
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photo"), 0); /* prefix-safe */
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos-old"), 0);
+    ck_assert_int_eq(catalog_path_exists(cat, "bob", "/photos"), 0); /* per owner */
+    /* an insert may not make either clash: -EEXIST, nothing written */
+    struct dr_intake it = {.owner = "alice", .path = "/photos", .size = 1, .spool_path = "/s/1"};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+    ck_assert_int_eq(it.result, -EEXIST);
+    struct dr_intake it2 = {
+        .owner = "alice", .path = "/notes.txt/inside", .size = 1, .spool_path = "/s/2"};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it2, 1), 0);
+    ck_assert_int_eq(it2.result, -EEXIST);
+    ck_assert_int_eq(intake1(cat, "bob", "/photos", 1, NULL, NULL), 0);
+    /* nor may a move; a move within its own folder tree is fine */
+    ck_assert_int_eq(catalog_media_move(cat, b, "alice", "/photos"), -EEXIST);
+    ck_assert_int_eq(catalog_media_move(cat, a, "alice", "/notes.txt/cat.jpg"), -EEXIST);
+    ck_assert_int_eq(catalog_media_move(cat, a, "alice", "/photos/2024"), 0); /* its only file */
+    ck_assert_int_eq(catalog_path_exists(cat, "alice", "/photos/2024"), DR_PATH_FILE);
+    ck_assert_str_eq(catalog_path_clash_text(DR_PATH_FOLDER),
+                     "is a folder (a file and a folder cannot share a path)");
+}
+END_TEST
+
 /* ---- move, delete ------------------------------------------------------- */
 
 START_TEST(test_move_and_rename)
@@ -1662,6 +1698,7 @@ static Suite *catalog_suite(void)
     tcase_add_test(tc, test_recover_releases_dead_claimers);
     tcase_add_test(tc, test_visibility_owner_shared_stranger);
     tcase_add_test(tc, test_list_aggregates_and_is_prefix_safe);
+    tcase_add_test(tc, test_file_and_folder_never_share_a_path);
     tcase_add_test(tc, test_move_and_rename);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_foreach_and_insert);

@@ -155,8 +155,19 @@ struct dr_intake {
  * the others are committed. Returns 0 when the transaction committed
  * (check each item's result), else -errno and nothing is committed. */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
-/* 1 if owner already has a live media at path, 0 if not, -errno. */
+/* Whether owner may put a new file at path. A file and a folder never
+ * share a path, so besides a file at path (DR_PATH_FILE) a folder there
+ * (owner has files below path: DR_PATH_FOLDER) and a file at a folder
+ * above it ("/a.txt" for "/a.txt/b": DR_PATH_UNDER_FILE) take it too.
+ * 0 when it is free, one of those (> 0), or -errno. Inserts and moves
+ * check the same inside their transaction and answer -EEXIST. */
+#define DR_PATH_FILE 1
+#define DR_PATH_FOLDER 2
+#define DR_PATH_UNDER_FILE 3
 int catalog_path_exists(struct catalog *cat, const char *owner, const char *path);
+/* "already exists", "is a folder (...)", ...: what a clash from
+ * catalog_path_exists means, to follow the path in a message. */
+const char *catalog_path_clash_text(int clash);
 /* Jobs not yet done or failed (the queue depth that queue_limit bounds). */
 int catalog_queue_depth(struct catalog *cat, uint64_t *out);
 

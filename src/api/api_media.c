@@ -204,6 +204,7 @@ struct media_req {
     /* work in/out (pool thread) */
     char *arg;        /* PATCH: new path (a folder when into_folder); shares: target user */
     bool into_folder; /* PATCH: the path ended in '/': keep the name, as mv does */
+    int clash;        /* PATCH: catalog_path_exists() of the new path */
     int rc;
     int status; /* shares: 200/201 */
     bool have_media, have_job;
@@ -498,6 +499,8 @@ static void patch_work(void *arg)
             return;
         }
     }
+    /* Which clash, for the message (the move checks again, atomically). */
+    r->clash = catalog_path_exists(cat, r->user, r->arg);
     r->rc = catalog_media_move(cat, r->id, r->user, r->arg);
     if (r->rc == 0 && catalog_media_get(cat, r->id, r->user, &r->m) == 0)
         r->have_media = true;
@@ -509,7 +512,8 @@ static void patch_done(struct http_exchange *ex, void *arg)
     if (http_ex_closed(ex))
         return;
     if (r->rc == -EEXIST) {
-        http_respond_problem(ex, 409, "%s already exists", r->arg);
+        http_respond_problem(ex, 409, "%s %s", r->arg,
+                             catalog_path_clash_text(r->clash > 0 ? r->clash : DR_PATH_FILE));
     } else if (r->rc == -ENOENT) {
         http_respond_problem(ex, 404, "no such media of yours");
     } else if (r->rc == -ENAMETOOLONG) {

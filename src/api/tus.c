@@ -615,8 +615,8 @@ static void create_head(struct tus_req *st)
         fail_rc(st, rc, "checking the path");
         goto out;
     }
-    if (rc == 1) {
-        fail(st, 409, "%s already exists", path);
+    if (rc > 0) {
+        fail(st, 409, "%s %s", path, catalog_path_clash_text(rc));
         goto out;
     }
 

@@ -195,12 +195,12 @@ static int part_begin(void *arg, const struct mp_part *part)
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
     int rc = cat != NULL ? catalog_path_exists(cat, st->owner, path) : -EAGAIN;
     if (rc != 0) {
-        if (rc == 1)
-            req_error(st, 409, "%s already exists", path);
+        if (rc > 0)
+            req_error(st, 409, "%s %s", path, catalog_path_clash_text(rc));
         else
             req_error(st, status_for(rc), "checking %s: %s", path, strerror(-rc));
         free(path);
-        return rc == 1 ? -EEXIST : rc;
+        return rc > 0 ? -EEXIST : rc;
     }
     char id[DR_ID_LEN + 1];
     dr_id_new(id);

@@ -130,8 +130,8 @@ static void put_head(struct http_exchange *ex)
     struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
     int rc = cat ? catalog_path_exists(cat, http_user(ex), path) : -EIO;
     if (rc != 0) {
-        if (rc == 1) {
-            http_respond_problem(ex, 409, "%s already exists", path);
+        if (rc > 0) {
+            http_respond_problem(ex, 409, "%s %s", path, catalog_path_clash_text(rc));
         } else {
             http_add_header(ex, "Retry-After", "5");
             http_respond_problem(ex, 503, "the catalog is not available");

@@ -14,6 +14,11 @@
  *    (owner, path) ignores failed rows, and so do catalog_path_exists and
  *    catalog_media_by_path. Inserts use ON CONFLICT DO NOTHING, so a taken
  *    path is "0 rows" (-EEXIST) and never aborts the caller's transaction.
+ *  - A file and a folder never share a path, per owner: a new or moved
+ *    file may not sit where the owner has files below (a folder), nor
+ *    below a path that is one of the owner's files. insert and move check
+ *    it in their write transaction (SQLite's write lock serialises them)
+ *    and answer -EEXIST; catalog_path_exists says which clash it is.
  *  - A viewer sees media it owns or that were shared with it; NULL is
  *    internal and sees everything; anything else is -ENOENT.
  *  - The folder listing is prefix-safe: "/ab" never matches "/abc".
@@ -57,7 +62,15 @@ static const struct db_sql q_share_insert = {
     "ON CONFLICT (media_id, \"user\") DO NOTHING",
     NULL};
 static const struct db_sql q_path_exists = {
-    "SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed'", NULL};
+    "SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' AND id <> $3", NULL};
+/* A folder at F: a live file of the owner in F or below it, i.e. whose
+ * folder is F or in (F + "/", F + "0") (see q_list_folders). */
+static const struct db_sql q_folder_at = {
+    "SELECT 1 FROM media WHERE owner = $1 AND state <> 'failed' AND id <> $4 "
+    "AND (folder = $2 OR (folder > $3 AND folder < $5)) LIMIT 1",
+    NULL};
+static const struct db_sql q_owner_of = {
+    "SELECT owner FROM media WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
 static const struct db_sql q_get = {
     "SELECT " MEDIA_COLS " FROM media m WHERE m.id = $1 AND " VISIBLE_TO("$2"), NULL};
 /* The live row wins over failed ones, then the newest. */
@@ -161,6 +174,61 @@ void dr_media_clear(struct dr_media *m)
     memset(m, 0, sizeof *m);
 }
 
+/* ---- a file and a folder never share a path ----------------------------- */
+
+/* 1 if owner has a live file at path (other than media `except`, "" for
+ * none), 0 if not, -errno. */
+static int file_at(struct db *db, const char *owner, const char *path, const char *except)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_path_exists, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, owner);
+    db_bind_text(s, 2, path);
+    db_bind_text(s, 3, except);
+    rc = db_step(s, "path exists");
+    db_reset(s);
+    return rc < 0 ? rc : rc == DB_ROW;
+}
+
+/* Where owner may put a file at path (media `except` aside): 0, or
+ * DR_PATH_FILE / DR_PATH_FOLDER / DR_PATH_UNDER_FILE, or -errno. */
+static int path_clash(struct db *db, const char *owner, const char *path, const char *except)
+{
+    int rc = file_at(db, owner, path, except);
+    if (rc != 0)
+        return rc < 0 ? rc : DR_PATH_FILE;
+    /* Every folder above path ("/a", "/a/b" for "/a/b/c") must not be a file. */
+    char *up = xstrdup(path);
+    for (char *slash = strchr(up + 1, '/'); slash != NULL && rc == 0;
+         slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        rc = file_at(db, owner, up, except);
+        *slash = '/';
+    }
+    free(up);
+    if (rc != 0)
+        return rc < 0 ? rc : DR_PATH_UNDER_FILE;
+    char *lo = xasprintf("%s/", path), *hi = xasprintf("%s0", path);
+    struct db_stmt *s;
+    rc = db_prepare(db, &q_folder_at, &s);
+    if (rc == 0) {
+        db_bind_text(s, 1, owner);
+        db_bind_text(s, 2, path);
+        db_bind_text(s, 3, lo);
+        db_bind_text(s, 4, except);
+        db_bind_text(s, 5, hi);
+        rc = db_step(s, "folder at");
+        db_reset(s);
+        if (rc >= 0)
+            rc = rc == DB_ROW ? DR_PATH_FOLDER : 0;
+    }
+    free(lo);
+    free(hi);
+    return rc;
+}
+
 /* ---- rows for the other modules ---------------------------------------- */
 
 int catalog_media_add(struct db *db, const struct dr_media *m)
@@ -169,6 +237,11 @@ int catalog_media_add(struct db *db, const struct dr_media *m)
     int rc = split_path(m->path, &folder, &name);
     if (rc < 0)
         return rc;
+    rc = path_clash(db, m->owner, m->path, m->id);
+    if (rc != 0) {
+        rc = rc < 0 ? rc : -EEXIST;
+        goto out;
+    }
     struct db_stmt *s;
     rc = db_prepare(db, &q_insert, &s);
     if (rc < 0)
@@ -284,19 +357,23 @@ int catalog_media_fail_queued(struct db *db, const char *id)
 
 int catalog_path_exists(struct catalog *cat, const char *owner, const char *path)
 {
-    if (cat == NULL || owner == NULL || path == NULL)
+    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/')
         return -EINVAL;
-    struct db_stmt *s;
-    int rc = db_prepare(cat->db, &q_path_exists, &s);
-    if (rc < 0)
-        return rc;
-    db_bind_text(s, 1, owner);
-    db_bind_text(s, 2, path);
-    rc = db_step(s, "path exists");
-    db_reset(s);
-    if (rc < 0)
-        return rc;
-    return rc == DB_ROW ? 1 : 0;
+    return path_clash(cat->db, owner, path, "");
+}
+
+const char *catalog_path_clash_text(int clash)
+{
+    switch (clash) {
+    case DR_PATH_FILE:
+        return "already exists";
+    case DR_PATH_FOLDER:
+        return "is a folder (a file and a folder cannot share a path)";
+    case DR_PATH_UNDER_FILE:
+        return "is inside a path that is a file (a file and a folder cannot share a path)";
+    default:
+        return "is free";
+    }
 }
 
 /* Run a bound statement expected to give at most one media row. */
@@ -438,14 +515,37 @@ int catalog_media_move(struct catalog *cat, const char *id, const char *owner, c
 {
     if (cat == NULL || id == NULL)
         return -EINVAL;
-    char *folder, *name;
+    char *folder, *name, *row_owner = NULL;
     int rc = split_path(new_path, &folder, &name);
     if (rc < 0)
         return rc;
-    struct db_stmt *s;
-    rc = db_prepare(cat->db, &q_move, &s);
+    rc = db_begin(cat->db, 0);
     if (rc < 0)
         goto out;
+    struct db_stmt *s;
+    rc = db_prepare(cat->db, &q_owner_of, &s);
+    if (rc < 0)
+        goto end;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, owner);
+    rc = db_step(s, "media owner");
+    if (rc == DB_ROW)
+        row_owner = db_col_strdup(s, 0);
+    db_reset(s);
+    if (rc < 0)
+        goto end;
+    if (row_owner == NULL) {
+        rc = -ENOENT;
+        goto end;
+    }
+    rc = path_clash(cat->db, row_owner, new_path, id);
+    if (rc != 0) {
+        rc = rc < 0 ? rc : -EEXIST;
+        goto end;
+    }
+    rc = db_prepare(cat->db, &q_move, &s);
+    if (rc < 0)
+        goto end;
     db_bind_text(s, 1, id);
     db_bind_text(s, 2, owner);
     db_bind_text(s, 3, new_path);
@@ -454,7 +554,10 @@ int catalog_media_move(struct catalog *cat, const char *id, const char *owner, c
     rc = db_exec(s, "media move");
     if (rc >= 0)
         rc = rc == 0 ? -ENOENT : 0;
+end:
+    rc = db_end(cat->db, rc);
 out:
+    free(row_owner);
     free(folder);
     free(name);
     return rc;

@@ -173,6 +173,35 @@ def test_move_into_a_folder_keeps_the_name(dripd):
     assert get_media(d, m["id"])[1]["path"] == "/cat.jpg"
 
 
+def test_a_file_and_a_folder_never_share_a_path(dripd):
+    """Per owner: no file where there is a folder, none below a file; each
+    way in (PUT, multipart, tus, PATCH) says which, with 409."""
+    d = dripd
+    upload(d, "/photos/cat.jpg", 10)
+    notes, _ = upload(d, "/notes.txt", 11)
+    local = os.path.join(d.dir, "x.bin")
+    make_file(local, 5)
+    folder_msg = "is a folder (a file and a folder cannot share a path)"
+    under_msg = "is inside a path that is a file (a file and a folder cannot share a path)"
+    st, _, body = d.curl("-T", local, d.url("/v1/files/photos"))
+    assert st == 409 and ("/photos " + folder_msg).encode() in body, body
+    st, _, body = d.curl("-T", local, d.url("/v1/files/notes.txt/inside.bin"))
+    assert st == 409 and ("/notes.txt/inside.bin " + under_msg).encode() in body, body
+    st, _, body = d.curl("-F", "file=@%s;filename=photos" % local, d.url("/v1/files/"))
+    assert st == 409 and folder_msg.encode() in body, body
+    st, h, body = d.curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 5", "-H",
+                         "Upload-Metadata: filename cGhvdG9z,folder Lw==", d.url("/v1/uploads"))  # /photos
+    assert st == 409 and folder_msg.encode() in body, body
+    st, doc, _ = d.json("PATCH", "/v1/media/" + notes["id"], {"path": "/photos"})
+    assert st == 409 and doc["detail"] == "/photos " + folder_msg, doc
+    m, _ = upload(d, "/inbox/a.txt", 12)
+    st, doc, _ = d.json("PATCH", "/v1/media/" + m["id"], {"path": "/notes.txt/a.txt"})
+    assert st == 409 and doc["detail"] == "/notes.txt/a.txt " + under_msg, doc
+    # another user's tree is theirs: bob may have a file /photos
+    st, _ = d.put_file(local, "/photos", user="bob")
+    assert st == 202
+
+
 def test_delete_removes_row_cache_and_object(dripd):
     d = dripd
     m, _ = upload(d, "/del/me.bin", 4096)

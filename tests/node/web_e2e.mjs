@@ -26,6 +26,8 @@ const fileB = writeRandom(path.join(work, xssName), 2048);
 const fileLong = writeRandom(path.join(work, longName), 4096);
 const fileBig = writeRandom(path.join(work, 'big.bin'), 6 * 1024 * 1024);
 const fileHuge = writeRandom(path.join(work, 'too-big.bin'), maxUpload + 1024 * 1024);
+fs.mkdirSync(path.join(work, 'as-folder'));
+const fileSub = writeRandom(path.join(work, 'as-folder', 'sub'), 100);
 
 // bob's file in bob's /e2e, shared with alice: it shows in her /e2e.
 async function bobShares() {
@@ -160,6 +162,17 @@ try {
   await page.waitForSelector('#uploads li[data-state=conflict]', { timeout: 5000 });
   await page.locator('#uploads li[data-state=conflict] button.skip').click();
   await page.waitForSelector('#uploads li[data-state=skipped]');
+  // A file named like a folder of this folder: the same choice, said so.
+  await page.evaluate(async (t) => {
+    const r = await fetch('/v1/files/e2e/sub/inner.txt', { method: 'PUT', headers: { Authorization: 'Bearer ' + t }, body: 'x' });
+    if (r.status !== 202) throw new Error('PUT ' + r.status);
+  }, token);
+  await page.setInputFiles('#file-input', [fileSub]);
+  const subRow = page.locator('#uploads li[data-state=conflict][data-name="sub"]');
+  await subRow.waitFor({ timeout: 5000 });
+  const subMsg = await subRow.locator('.umsg').textContent();
+  check(subMsg === 'There is a folder named “sub” in /e2e; a file cannot have the same name.', 'folder clash: ' + subMsg);
+  await subRow.locator('button.skip').click();
   step('conflict: rename or skip');
 
   // Over the server's limit: final at once, red, no Retry.

@@ -44,6 +44,11 @@ export function plainError(status, detail, context) {
       return 'That file is no longer there (it was moved or deleted).';
     case status === 409 && /exists/.test(detail):
       return 'A file named ' + name + ' already exists' + (c.folder ? ' in ' + c.folder : '') + '.';
+    case status === 409 && /is a folder/.test(detail):
+      return 'There is a folder named ' + name + (c.folder ? ' in ' + c.folder : '') +
+        '; a file cannot have the same name.';
+    case status === 409 && /inside a path that is a file/.test(detail):
+      return 'That place is inside a file, not a folder; choose another folder.';
     case status === 409 && /not available/.test(detail):
       return name[0].toUpperCase() + name.slice(1) + ' is still being processed. Try again in a moment.';
     case status === 409:

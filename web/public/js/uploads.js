@@ -228,7 +228,7 @@ function begin(rec, resume) {
       const st = statusOf(err);
       const ctx = { name: rec.name, folder: rec.folder };
       const msg = plainError(st, detailOf(err), ctx);
-      if (st === 409 && /exists/.test(detailOf(err))) setStatus(rec, 'conflict', msg);
+      if (st === 409 && /exists|is a folder/.test(detailOf(err))) setStatus(rec, 'conflict', msg);
       else if (st === 0 || st >= 500) setStatus(rec, 'error', msg + ' Retry resumes where it stopped.');
       else setStatus(rec, 'failed', msg);
     },
@@ -275,7 +275,7 @@ async function renameAfterConflict(rec) {
   try { taken = await names(); taken.add(rec.name); } catch (e) { /* propose from what we know */ }
   const name = await ask({
     title: 'Upload “' + rec.name + '” under another name',
-    text: 'A file named “' + rec.name + '” already exists in ' + rec.folder + '.',
+    text: rec.message,
     label: 'New name',
     value: freeName(rec.name, taken),
     okText: 'Upload',
