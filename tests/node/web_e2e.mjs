@@ -173,6 +173,8 @@ try {
   const subMsg = await subRow.locator('.umsg').textContent();
   check(subMsg === 'There is a folder named “sub” in /e2e; a file cannot have the same name.', 'folder clash: ' + subMsg);
   await subRow.locator('button.skip').click();
+  await page.waitForSelector('#uploads li[data-state=skipped][data-name="sub"]');
+  check(await page.textContent('#uploads li[data-state=skipped][data-name="sub"] .umsg') === 'Skipped: “sub” is taken in /e2e.', 'skip message');
   step('conflict: rename or skip');
 
   // Over the server's limit: final at once, red, no Retry.

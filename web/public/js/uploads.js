@@ -58,7 +58,7 @@ function buildRow(rec) {
     cancel: b('cancel', 'Cancel', () => cancel(rec)),
     retry: b('retry', 'Retry', () => begin(rec, true)),
     rename: b('rename', 'Rename…', () => renameAfterConflict(rec)),
-    skip: b('skip', 'Skip', () => setStatus(rec, 'skipped', 'Skipped: a file with this name was already there.')),
+    skip: b('skip', 'Skip', () => setStatus(rec, 'skipped', 'Skipped: “' + rec.name + '” is taken in ' + rec.folder + '.')),
     dismiss: b('dismiss', 'Dismiss', () => removeRow(rec)),
   };
   const u = rec.ui;
