@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "decode/decode_proto.h"
+#include "dripd/decode_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -20,8 +20,8 @@ allowed() {
     catalog | store) echo "core" ;;
     decode) echo "core" ;; # the dripd-decode helper and its client (decode.h)
     http) echo "core catalog" ;; # each loop and pool thread owns a catalog handle
-    pipeline) echo "core catalog store" ;;
-    api) echo "core catalog store http" ;;
+    pipeline) echo "core catalog store decode" ;; # decode: spawning dripd-decode helpers
+    api) echo "core catalog store http decode" ;; # decode: decode_probe picks an upload's first stage
     supervisor) echo "core catalog store http api pipeline" ;;
     dripctl) echo "core" ;;
     *) echo "?" ;;

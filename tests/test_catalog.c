@@ -119,7 +119,7 @@ START_TEST(test_pragmas_and_migrate)
     ck_assert_int_eq(info.synchronous, 2); /* FULL */
     ck_assert(info.foreign_keys);
     ck_assert_int_eq(info.busy_timeout_ms, 5000);
-    ck_assert_int_eq(info.schema_version, 2);
+    ck_assert_int_eq(info.schema_version, 3);
 
     /* Idempotent, also while a handle is open; data survives. */
     char mid[DR_ID_LEN + 1];
@@ -141,13 +141,17 @@ START_TEST(test_pragmas_and_migrate)
     sqlite3_finalize(s);
     ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_int_eq(sqlite3_column_int(s, 0), 2);
+    ck_assert_int_eq(sqlite3_column_int(s, 0), 3);
     sqlite3_finalize(s);
 
-    /* A version-1 file (no jobs_owner index) is brought to version 2. */
-    ck_assert_int_eq(
-        sqlite3_exec(db, "DROP INDEX jobs_owner; PRAGMA user_version=1", NULL, NULL, NULL),
-        SQLITE_OK);
+    /* A version-1 file (no jobs_owner index, no processing columns and
+     * table) is brought to version 3. */
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "DROP INDEX jobs_owner; DROP TABLE variants; "
+                                  "ALTER TABLE media DROP COLUMN metadata; "
+                                  "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     ck_assert_int_eq(catalog_migrate(tmpdir), 0);
     ck_assert_int_eq(sqlite3_prepare_v2(db,
                                         "SELECT (SELECT count(*) FROM sqlite_master WHERE "
@@ -157,8 +161,13 @@ START_TEST(test_pragmas_and_migrate)
                      SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
     ck_assert_int_eq(sqlite3_column_int(s, 0), 1);
-    ck_assert_int_eq(sqlite3_column_int(s, 1), 2);
+    ck_assert_int_eq(sqlite3_column_int(s, 1), 3);
     sqlite3_finalize(s);
+    ck_assert_int_eq(sqlite3_exec(db,
+                                  "SELECT metadata FROM media; SELECT variant FROM jobs; "
+                                  "SELECT name FROM variants",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
     free(path);
 
@@ -255,7 +264,7 @@ START_TEST(test_intake_batch_with_taken_path)
     ck_assert_int_eq(catalog_job_get(cat, items[0].job_id, "alice", &j), 0);
     ck_assert_str_eq(j.kind, "upload");
     ck_assert_str_eq(j.state, "queued");
-    ck_assert_str_eq(j.stage, "encrypt");
+    ck_assert_str_eq(j.stage, "process");
     ck_assert_str_eq(j.media_id, items[0].media_id);
     ck_assert_str_eq(j.owner, "alice");
     ck_assert_str_eq(j.spool_path, "/s/b");
@@ -283,7 +292,7 @@ START_TEST(test_intake_batch_with_taken_path)
     ck_assert_str_eq(jstr(o, "id"), items[0].job_id);
     ck_assert_str_eq(jstr(o, "kind"), "upload");
     ck_assert_str_eq(jstr(o, "state"), "queued");
-    ck_assert_str_eq(jstr(o, "stage"), "encrypt");
+    ck_assert_str_eq(jstr(o, "stage"), "process");
     ck_assert_str_eq(jstr(o, "media_id"), items[0].media_id);
     ck_assert_str_eq(jstr(o, "path"), "/photos/b.jpg");
     ck_assert_str_eq(jstr(o, "name"), "b.jpg");
@@ -329,7 +338,7 @@ START_TEST(test_job_lifecycle_events_in_order)
     claim_one("upload", "node:1", &j);
     ck_assert_str_eq(j.id, jid);
     ck_assert_str_eq(j.state, "running");
-    ck_assert_str_eq(j.stage, "encrypt");
+    ck_assert_str_eq(j.stage, "process");
     dr_job_clear(&j);
     /* Nothing else to claim. */
     int n = -1;
@@ -404,7 +413,7 @@ START_TEST(test_job_lifecycle_events_in_order)
     ck_assert_int_eq(catalog_events_since(cat, "alice", 0, 100, &ev, &ne), 0);
     ck_assert_int_eq((int)ne, 4);
     const char *types[] = {"job.created", "job.stage", "job.stage", "job.done"};
-    const char *stages[] = {"encrypt", "store", "notify", "notify"};
+    const char *stages[] = {"process", "store", "notify", "notify"};
     const char *states[] = {"queued", "running", "running", "done"};
     for (size_t i = 0; i < ne; i++) {
         ck_assert_str_eq(ev[i].type, types[i]);
@@ -505,12 +514,12 @@ START_TEST(test_jobs_step_batch)
     ck_assert_str_eq(g.work_path, "/w/1");
     dr_job_clear(&g);
     ck_assert_int_eq(catalog_job_get(cat, jid[2], NULL, &g), 0);
-    ck_assert_str_eq(g.stage, "encrypt"); /* rolled back with its savepoint */
+    ck_assert_str_eq(g.stage, "process"); /* rolled back with its savepoint */
     ck_assert_ptr_null(g.work_path);
     dr_job_clear(&g);
     ck_assert_int_eq(catalog_job_get(cat, jid[3], NULL, &g), 0);
     ck_assert_str_eq(g.state, "queued");
-    ck_assert_str_eq(g.stage, "encrypt");
+    ck_assert_str_eq(g.stage, "process");
     dr_job_clear(&g);
     struct dr_media m;
     ck_assert_int_eq(catalog_media_get(cat, mid[1], NULL, &m), 0);
@@ -1510,7 +1519,7 @@ START_TEST(test_tus_lifecycle)
     struct dr_job j;
     ck_assert_int_eq(catalog_job_get(cat, it.job_id, "alice", &j), 0);
     ck_assert_str_eq(j.spool_path, "/spool/t.part");
-    ck_assert_str_eq(j.stage, "encrypt");
+    ck_assert_str_eq(j.stage, "process");
     dr_job_clear(&j);
     struct dr_event *ev;
     size_t n;

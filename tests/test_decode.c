@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include "decode/decode.h"
+#include "dripd/decode.h"
 
 static char dir[256];
 

@@ -50,7 +50,7 @@ START_TEST(test_render_format)
     ck_assert_ptr_nonnull(m);
     metrics_add(&m->http_requests[DR_RC_UPLOAD][metrics_status_slot(202)], 3);
     metrics_observe(&m->http_duration[DR_RC_UPLOAD], 1500);
-    metrics_observe(&m->stages[DR_PL_UPLOAD][1].duration, 2000000);
+    metrics_observe(&m->stages[DR_PL_UPLOAD][2].duration, 2000000); /* slot 2: encrypt */
     metrics_gauge_set(&m->jobs_queue_depth, 7);
     char *text;
     size_t len;

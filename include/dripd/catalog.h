@@ -63,6 +63,7 @@ struct dr_media {
     size_t wrapped_key_len;
     int64_t created_at;  /* ms since epoch */
     int64_t uploaded_at; /* ms; 0 until stored */
+    char *metadata;      /* JSON object the process stage found (catalog_variants.h); NULL none */
 };
 
 struct dr_job {
@@ -72,6 +73,7 @@ struct dr_job {
     char *owner;    /* the user who caused the job */
     char state[16]; /* "queued" | "running" | "done" | "failed" */
     char stage[16];
+    char variant[32];   /* download: the variant to fetch ("thumb"); "" the original */
     int attempts;       /* failed attempts so far */
     char *error;        /* last error, NULL if none */
     char *spool_path;   /* upload: plaintext spool file; NULL otherwise */
@@ -143,6 +145,7 @@ struct dr_intake {
     uint64_t size;
     const char *content_type; /* may be NULL */
     const char *spool_path;   /* fsynced plaintext file */
+    const char *stage;        /* the job's first stage: "process" (NULL) or "encrypt" */
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
@@ -150,7 +153,7 @@ struct dr_intake {
     int64_t created_at; /* ms, the media's created_at as committed */
 };
 /* In ONE transaction, for each item: insert the media row (state "queued"),
- * an upload job (stage "encrypt", state "queued") and a "job.created"
+ * an upload job (stage it->stage, "process" by default; state "queued") and a "job.created"
  * event. Items whose path is taken get result -EEXIST and are skipped;
  * the others are committed. Returns 0 when the transaction committed
  * (check each item's result), else -errno and nothing is committed. */

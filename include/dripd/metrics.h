@@ -47,7 +47,7 @@ enum dr_route_class {
 enum dr_pipeline_id { DR_PL_UPLOAD, DR_PL_DOWNLOAD, DR_PL_SCRUB, DR_PL_COUNT };
 #define DR_STAGE_SLOTS 5
 /* Stage slots per pipeline (their names are metrics.c's): upload starter,
- * encrypt, store, notify; download starter, fetch, decrypt, notify;
+ * process, encrypt, store, notify; download starter, fetch, decrypt, notify;
  * scrub starter, verify. The pipeline worker indexes stages[][] by these. */
 
 struct dr_stage_metrics {
@@ -105,6 +105,10 @@ struct dr_metrics {
     uint64_t scrub_objects, scrub_bytes, scrub_corrupt, scrub_missing;
     /* per worker process */
     struct dr_proc_gauges procs[DR_PROC_SLOTS];
+    /* processing: dripd-decode helpers run, and those that crashed, were
+     * killed or did not answer */
+    uint64_t decode_runs, decode_failures;
+    uint64_t reprocess_media; /* media a reprocess run handled */
 };
 
 /* Map a zeroed struct shared with future children. NULL on failure. */

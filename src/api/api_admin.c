@@ -1,15 +1,19 @@
 /* api_admin.c - who the caller is, and the admin-only routes: usage
- * report and scrub control.
+ * report, scrub and reprocess control.
  *
  *   GET  /v1/me            any user: {"user": name, "admin": bool} (the web
  *                          UI shows who is signed in and what they may do)
  *   GET  /v1/admin/usage   users ranked by bytes: {"users":[{"user","files","bytes"}]}
  *   POST /v1/admin/scrub   ask the pipeline to verify every stored object (202)
  *   GET  /v1/admin/scrub   progress and findings of the last scrub
+ *   POST /v1/admin/reprocess[?path=/folder|/file]   make the variants and
+ *                          metadata of stored media again (202), all of
+ *                          them or those at or under path
+ *   GET  /v1/admin/reprocess   progress of the last reprocess run
  *
- * Scrub hand-off: the http worker writes <data_dir>/run/scrub.request and
- * wakes the pipeline; the pipeline's scrub (scrub.c) reports into
- * <data_dir>/run/scrub.json (replaced atomically), which GET returns.
+ * Hand-off: the http worker writes <data_dir>/run/<what>.request and
+ * wakes the pipeline; the pipeline's runner (scrub.c, reprocess.c) reports
+ * into <data_dir>/run/<what>.json (replaced atomically), which GET returns.
  *
  * Runs on http loop threads; the usage query is a single aggregate over
  * the catalog, fast enough to run on the loop. Non-admins get 403. */
@@ -26,6 +30,7 @@
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
+#include "dripd/path.h"
 #include "dripd/router.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
@@ -86,9 +91,11 @@ static int write_atomic(const char *path, const char *text)
     return rc;
 }
 
-static json_t *read_status(struct http_exchange *ex)
+static json_t *read_status(struct http_exchange *ex, const char *what)
 {
-    char *p = run_path(ex, "scrub.json");
+    char *name = xasprintf("%s.json", what);
+    char *p = run_path(ex, name);
+    free(name);
     json_t *doc = json_load_file(p, 0, NULL);
     free(p);
     return doc ? doc : json_pack("{s:s}", "state", "idle");
@@ -99,27 +106,35 @@ static void scrub_get_on_head(struct http_exchange *ex)
     if (require_admin(ex) < 0)
         return;
     http_add_header(ex, "Cache-Control", "no-store");
-    http_respond_json(ex, 200, read_status(ex));
+    http_respond_json(ex, 200, read_status(ex, "scrub"));
 }
 
-static void scrub_post_on_head(struct http_exchange *ex)
+/* Record a request for the pipeline's runner `what` (scrub, reprocess)
+ * and answer 202 with doc (taken) plus the request's state; a run under
+ * way answers its status instead. */
+static void request_run(struct http_exchange *ex, const char *what, json_t *doc)
 {
-    if (require_admin(ex) < 0)
-        return;
-    json_t *cur = read_status(ex);
+    json_t *cur = read_status(ex, what);
     const char *st = json_string_value(json_object_get(cur, "state"));
     if (st && (strcmp(st, "running") == 0 || strcmp(st, "requested") == 0)) {
+        json_decref(doc);
         http_respond_json(ex, 202, cur); /* already under way: same answer */
         return;
     }
     json_decref(cur);
     char ts[32];
     dr_fmt_time(dr_now_ms(), ts, sizeof ts);
-    json_t *doc =
-        json_pack("{s:s,s:s,s:s,s:i,s:i,s:[],s:[]}", "state", "requested", "requested_at", ts,
-                  "requested_by", http_user(ex), "checked", 0, "total", 0, "corrupt", "missing");
+    json_object_set_new(doc, "state", json_string("requested"));
+    json_object_set_new(doc, "requested_at", json_string(ts));
+    json_object_set_new(doc, "requested_by", json_string(http_user(ex)));
+    json_object_set_new(doc, "checked", json_integer(0));
+    json_object_set_new(doc, "total", json_integer(0));
     char *text = json_dumps(doc, JSON_COMPACT);
-    char *req = run_path(ex, "scrub.request"), *status = run_path(ex, "scrub.json");
+    char *rname = xasprintf("%s.request", what), *sname = xasprintf("%s.json", what);
+    char *req = run_path(ex, rname), *status = run_path(ex, sname);
+    char *loc = xasprintf("/v1/admin/%s", what);
+    free(rname);
+    free(sname);
     int rc = write_atomic(status, text);
     if (rc == 0)
         rc = write_atomic(req, text);
@@ -128,24 +143,64 @@ static void scrub_post_on_head(struct http_exchange *ex)
     free(status);
     if (rc < 0) {
         json_decref(doc);
-        http_respond_problem(ex, 507, "cannot record the scrub request: %s", strerror(-rc));
+        free(loc);
+        http_respond_problem(ex, 507, "cannot record the %s request: %s", what, strerror(-rc));
         return;
     }
     worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 0);
-    http_add_header(ex, "Location", "/v1/admin/scrub");
+    http_add_header(ex, "Location", loc);
+    free(loc);
     http_respond_json(ex, 202, doc);
 }
 
 static const struct http_route_ops me_ops = {.route_class = "media", .on_head = me_on_head};
+static void scrub_post_on_head(struct http_exchange *ex)
+{
+    if (require_admin(ex) < 0)
+        return;
+    request_run(ex, "scrub", json_pack("{s:[],s:[]}", "corrupt", "missing"));
+}
+
+static void reprocess_get_on_head(struct http_exchange *ex)
+{
+    if (require_admin(ex) < 0)
+        return;
+    http_add_header(ex, "Cache-Control", "no-store");
+    http_respond_json(ex, 200, read_status(ex, "reprocess"));
+}
+
+static void reprocess_post_on_head(struct http_exchange *ex)
+{
+    if (require_admin(ex) < 0)
+        return;
+    const char *p = http_query_param(ex, "path");
+    char *norm = NULL, err[DR_ERRLEN];
+    if (p && path_normalize_folder(p, &norm, err, sizeof err) < 0) {
+        http_respond_problem(ex, 400, "bad path: %s", err);
+        return;
+    }
+    json_t *doc =
+        json_pack("{s:s?,s:i,s:i,s:[]}", "path", norm, "processed", 0, "failed", 0, "errors");
+    free(norm);
+    request_run(ex, "reprocess", doc);
+}
+
 static const struct http_route_ops usage_ops = {.route_class = "media", .on_head = usage_on_head};
 static const struct http_route_ops scrub_get_ops = {.route_class = "jobs",
                                                     .on_head = scrub_get_on_head};
 static const struct http_route_ops scrub_post_ops = {.route_class = "jobs",
                                                      .on_head = scrub_post_on_head};
 
+static const struct http_route_ops reprocess_get_ops = {.route_class = "jobs",
+                                                        .on_head = reprocess_get_on_head};
+static const struct http_route_ops reprocess_post_ops = {.route_class = "jobs",
+                                                         .on_head = reprocess_post_on_head};
+
 void api_admin_register_routes(void)
 {
     router_add("GET", "/v1/me", true, &me_ops);
+    router_add("GET", "/v1/admin/reprocess", true, &reprocess_get_ops);
+    router_add("POST", "/v1/admin/reprocess", true, &reprocess_post_ops);
     router_add("GET", "/v1/admin/usage", true, &usage_ops);
     router_add("GET", "/v1/admin/scrub", true, &scrub_get_ops);
     router_add("POST", "/v1/admin/scrub", true, &scrub_post_ops);

@@ -1,8 +1,14 @@
-/* api_content.c - GET/HEAD /v1/media/{id}/content (routes.h, docs/API.md).
+/* api_content.c - GET/HEAD /v1/media/{id}/content and
+ * /v1/media/{id}/variants/{name} (routes.h, docs/API.md).
  *
- * What: serves a media's plaintext from this node's cache with sendfile,
- * with conditional and range requests; on a cache miss it enqueues a
- * download job and waits for it, then serves.
+ * What: serves a media's plaintext (or one of its variants: thumb,
+ * preview, poster; docs/PROCESSING.md) from this node's cache with
+ * sendfile, with conditional and range requests; on a cache miss it
+ * enqueues a download job and waits for it, then serves. A variant is
+ * the same machinery with its own row: its size, its SHA-256 as ETag, its
+ * cache entry cache/<id>~<name> and a download job naming the variant; a
+ * variant not made yet answers 409 while its media's upload runs, a
+ * failed or unknown one 404 (the media JSON says why it failed).
  *
  * Order of checks (all on the loop thread, before any byte is read):
  * visibility (404) -> media state (409 unless "available") ->
@@ -47,6 +53,7 @@
 
 #include "dripd/cache.h"
 #include "dripd/catalog.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
@@ -60,6 +67,7 @@
 
 #define CONTENT_PREFIX "/v1/media/"
 #define CONTENT_SUFFIX "/content"
+#define VARIANT_INFIX "/variants/"
 /* Download jobs one request may start (a done job whose entry vanished). */
 #define CONTENT_MAX_JOBS 3
 /* How long a request waits for its download job before 503. */
@@ -70,6 +78,8 @@ struct content_req {
     struct http_thread *thread;
     const struct dr_config *cfg;
     char id[DR_ID_LEN + 1];
+    char variant[DR_VARIANT_NAME_LEN];                  /* "" for the original */
+    char cache_id[DR_ID_LEN + DR_VARIANT_NAME_LEN + 2]; /* "<id>" or "<id>~<variant>" */
     char *user;
     char *name;
     char *content_type;
@@ -156,7 +166,7 @@ static int content_cache_open(const struct content_req *cr, struct dr_metrics *m
 {
     int fd = -1;
     uint64_t size = 0;
-    int rc = cache_open_fresh(cr->cfg->data_dir, cr->id, cr->cfg->cache.ttl, m, &fd, &size);
+    int rc = cache_open_fresh(cr->cfg->data_dir, cr->cache_id, cr->cfg->cache.ttl, m, &fd, &size);
     if (rc < 0) {
         if (rc != -ENOENT)
             log_warn("content %s: cache entry unreadable: %s", cr->id, strerror(-rc));
@@ -233,10 +243,10 @@ static bool attr_char(unsigned char c)
            (c != '\0' && strchr("!#$&+-.^_`|~", c) != NULL);
 }
 
-/* attachment; filename="<ASCII fallback>"; filename*=UTF-8''<RFC 8187>.
+/* <type>; filename="<ASCII fallback>"; filename*=UTF-8''<RFC 8187>.
  * The fallback keeps printable ASCII except '"', '\\' and '%' and puts one
  * '_' per other character; caller frees. */
-static char *content_disposition(const char *name)
+static char *content_disposition(const char *type, const char *name)
 {
     if (!name || !*name)
         name = "download";
@@ -260,7 +270,7 @@ static char *content_disposition(const char *name)
     }
     fb[f] = '\0';
     star[s] = '\0';
-    char *v = xasprintf("attachment; filename=\"%s\"; filename*=UTF-8''%s", fb, star);
+    char *v = xasprintf("%s; filename=\"%s\"; filename*=UTF-8''%s", type, fb, star);
     free(fb);
     free(star);
     return v;
@@ -289,7 +299,8 @@ static void content_serve(struct content_req *cr, int fd)
     }
     add_common_headers(cr);
     http_add_header(ex, "Accept-Ranges", "bytes");
-    char *cd = content_disposition(cr->name);
+    /* a variant is an image to show (the web UI's <img>), not to save */
+    char *cd = content_disposition(cr->variant[0] ? "inline" : "attachment", cr->name);
     http_add_header(ex, "Content-Disposition", cd);
     free(cd);
     http_add_header(ex, "Content-Security-Policy", "default-src 'none'; sandbox");
@@ -394,7 +405,9 @@ static void enqueue_work(void *arg)
         cr->enqueue_rc = -ENOSPC;
         return;
     }
-    cr->enqueue_rc = catalog_enqueue_download(cat, cr->id, cr->user, cr->job_id);
+    cr->enqueue_rc = cr->variant[0] ? catalog_enqueue_variant_download(cat, cr->id, cr->variant,
+                                                                       cr->user, cr->job_id)
+                                    : catalog_enqueue_download(cat, cr->id, cr->user, cr->job_id);
 }
 
 static void enqueue_done(struct http_exchange *ex, void *arg)
@@ -447,7 +460,7 @@ static void content_miss(struct content_req *cr)
     cr->jobs_started++;
     /* Someone on this thread already waits for this media: share the job. */
     for (struct content_req *w = tl_waiters; w; w = w->next) {
-        if (w != cr && strcmp(w->id, cr->id) == 0 && w->job_id[0] &&
+        if (w != cr && strcmp(w->cache_id, cr->cache_id) == 0 && w->job_id[0] &&
             strcmp(w->job_id, cr->job_id) != 0) {
             memcpy(cr->job_id, w->job_id, sizeof cr->job_id);
             waiter_add(cr);
@@ -486,23 +499,88 @@ static void content_event_hook(struct http_server *srv, uint64_t seq)
 /* ------------------------------------------------------------------ */
 /* the route                                                           */
 
-static bool content_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1])
+/* /v1/media/{id}/content, or /v1/media/{id}/variants/{name} (variant
+ * set; "" for content). */
+static bool content_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1],
+                            char variant[DR_VARIANT_NAME_LEN])
 {
     const char *p = http_req(ex)->path;
     size_t pl = sizeof CONTENT_PREFIX - 1, sl = sizeof CONTENT_SUFFIX - 1;
-    if (!p || strlen(p) != pl + DR_ID_LEN + sl || strncmp(p, CONTENT_PREFIX, pl) != 0 ||
-        strcmp(p + pl + DR_ID_LEN, CONTENT_SUFFIX) != 0)
+    size_t vl = sizeof VARIANT_INFIX - 1;
+    variant[0] = '\0';
+    if (!p || strlen(p) < pl + DR_ID_LEN || strncmp(p, CONTENT_PREFIX, pl) != 0)
         return false;
+    const char *rest = p + pl + DR_ID_LEN;
+    if (strncmp(rest, VARIANT_INFIX, vl) == 0) {
+        const char *name = rest + vl;
+        size_t n = strlen(name);
+        if (n == 0 || n >= DR_VARIANT_NAME_LEN ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+            return false;
+        memcpy(variant, name, n + 1);
+    } else if (strlen(rest) != sl || strcmp(rest, CONTENT_SUFFIX) != 0) {
+        return false;
+    }
     memcpy(id, p + pl, DR_ID_LEN);
     id[DR_ID_LEN] = '\0';
     return dr_id_valid(id);
 }
 
+static bool variant_configured(const struct dr_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg->processing.enabled && i < cfg->processing.n_variants; i++)
+        if (strcmp(cfg->processing.variants[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* The variant's row as the served entity (fills cr's size, tag, type and
+ * file name), or the answer: 409 pending, 404 failed or unknown. Loop
+ * thread. true when cr may go on. */
+static bool variant_lookup(struct http_exchange *ex, struct catalog *cat, struct content_req *cr,
+                           const struct dr_media *m)
+{
+    struct dr_variant v;
+    int rc = catalog_variant_get(cat, cr->id, cr->variant, cr->user, &v);
+    if (rc == -ENOENT) {
+        if (m->state && strcmp(m->state, "queued") == 0 && variant_configured(cr->cfg, cr->variant))
+            http_respond_problem(ex, 409, "variant %s of media %s is not made yet (pending)",
+                                 cr->variant, cr->id);
+        else
+            http_respond_problem(ex, 404, "media %s has no variant %s", cr->id, cr->variant);
+        return false;
+    }
+    if (rc < 0) {
+        http_add_header(ex, "Retry-After", "1");
+        http_respond_problem(ex, 503, "variant lookup failed: %s", strerror(-rc));
+        return false;
+    }
+    if (strcmp(v.state, "available") != 0 || v.storage_key == NULL) {
+        http_respond_problem(ex, 404, "variant %s of media %s failed: %s", cr->variant, cr->id,
+                             v.error ? v.error : "unknown error");
+        dr_variant_clear(&v);
+        return false;
+    }
+    cr->size = v.size;
+    snprintf(cr->etag, sizeof cr->etag, "\"%s\"", v.sha256);
+    free(cr->content_type);
+    cr->content_type = xstrdup(v.content_type);
+    const char *ext = v.content_type && strstr(v.content_type, "webp")  ? "webp"
+                      : v.content_type && strstr(v.content_type, "png") ? "png"
+                                                                        : "jpg";
+    const char *dot = m->name ? strrchr(m->name, '.') : NULL;
+    int base = dot && dot != m->name ? (int)(dot - m->name) : (int)strlen(m->name ? m->name : "");
+    free(cr->name);
+    cr->name = xasprintf("%.*s.%s.%s", base, m->name ? m->name : "", cr->variant, ext);
+    dr_variant_clear(&v);
+    return true;
+}
+
 static void content_on_head(struct http_exchange *ex)
 {
-    char id[DR_ID_LEN + 1];
-    if (!content_path_id(ex, id)) {
-        http_respond_problem(ex, 404, "no such media");
+    char id[DR_ID_LEN + 1], variant[DR_VARIANT_NAME_LEN];
+    if (!content_path_id(ex, id, variant)) {
+        http_respond_problem(ex, 404, variant[0] ? "no such variant" : "no such media");
         return;
     }
     struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
@@ -522,7 +600,7 @@ static void content_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 503, "media lookup failed: %s", strerror(-rc));
         return;
     }
-    if (!m.state || strcmp(m.state, "available") != 0) {
+    if (!variant[0] && (!m.state || strcmp(m.state, "available") != 0)) {
         http_respond_problem(ex, 409, "media %s is not available yet (state %s)", id,
                              m.state ? m.state : "unknown");
         dr_media_clear(&m);
@@ -535,14 +613,23 @@ static void content_on_head(struct http_exchange *ex)
     cr->cfg = http_cfg(ex);
     cr->lock_fd = -1;
     memcpy(cr->id, id, sizeof cr->id);
+    memcpy(cr->variant, variant, sizeof cr->variant);
+    if (variant[0])
+        snprintf(cr->cache_id, sizeof cr->cache_id, "%s~%s", id, variant);
+    else
+        snprintf(cr->cache_id, sizeof cr->cache_id, "%s", id);
     cr->user = xstrdup(http_user(ex));
     cr->name = xstrdup(m.name);
     cr->content_type = xstrdup(m.content_type);
     cr->size = m.size;
     if (m.sha256[0])
         snprintf(cr->etag, sizeof cr->etag, "\"%s\"", m.sha256);
-    dr_media_clear(&m);
     http_set_data(ex, cr);
+    if (variant[0] && !variant_lookup(ex, cat, cr, &m)) {
+        dr_media_clear(&m);
+        return;
+    }
+    dr_media_clear(&m);
 
     const char *inm = http_header(ex, "If-None-Match");
     if (inm && cr->etag[0] && etag_list_matches(inm, cr->etag)) {

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
@@ -88,8 +89,8 @@ static json_t *json_time_or_null(int64_t ms)
 
 /* A media as the API shows it to viewer (new reference, caller owns):
  * {"id","path","name","folder","size","sha256","content_type","state",
- *  "owner","created_at","uploaded_at","shared"}; times RFC 3339, absent
- * values null, "shared" true when viewer is not the owner. */
+ *  "owner","created_at","uploaded_at","shared","metadata"}; times RFC
+ * 3339, absent values null, "shared" true when viewer is not the owner. */
 static json_t *api_media_json(const struct dr_media *m, const char *viewer)
 {
     json_t *o = json_object();
@@ -106,7 +107,60 @@ static json_t *api_media_json(const struct dr_media *m, const char *viewer)
     json_object_set_new(o, "uploaded_at", json_time_or_null(m->uploaded_at));
     bool shared = viewer && m->owner && strcmp(viewer, m->owner) != 0;
     json_object_set_new(o, "shared", json_boolean(shared));
+    /* what the process stage found: only the keys that apply, {} none */
+    json_t *jm = m->metadata ? json_loads(m->metadata, 0, NULL) : NULL;
+    if (!json_is_object(jm)) {
+        json_decref(jm);
+        jm = json_object();
+    }
+    json_object_set_new(o, "metadata", jm);
     return o;
+}
+
+/* GET /v1/media/{id}'s variants, added to o: "variants"
+ * ([{"name","content_type","width","height","size","state"}],
+ * a failed one with its "error"; while the upload runs, the configured
+ * variants not made yet are "pending"). */
+static void add_variants(json_t *o, struct catalog *cat, const struct dr_media *m,
+                         const char *viewer, const struct dr_config *cfg)
+{
+    struct dr_variant *v = NULL;
+    size_t n = 0;
+    json_t *arr = json_array();
+    if (catalog_variants_list(cat, m->id, viewer, &v, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *jv = json_object();
+            bool ok = strcmp(v[i].state, "available") == 0;
+            json_object_set_new(jv, "name", json_string(v[i].name));
+            json_object_set_new(jv, "content_type", json_str_or_null(v[i].content_type));
+            json_object_set_new(jv, "width", ok ? json_integer(v[i].width) : json_null());
+            json_object_set_new(jv, "height", ok ? json_integer(v[i].height) : json_null());
+            json_object_set_new(jv, "size", ok ? json_integer((json_int_t)v[i].size) : json_null());
+            json_object_set_new(jv, "state", json_string(v[i].state));
+            if (!ok)
+                json_object_set_new(jv, "error", json_str_or_null(v[i].error));
+            json_array_append_new(arr, jv);
+        }
+    }
+    bool queued = m->state && strcmp(m->state, "queued") == 0;
+    for (size_t k = 0; queued && cfg->processing.enabled && k < cfg->processing.n_variants; k++) {
+        const struct dr_variant_cfg *vc = &cfg->processing.variants[k];
+        bool have = false;
+        for (size_t i = 0; i < n && !have; i++)
+            have = strcmp(v[i].name, vc->name) == 0;
+        if (have)
+            continue;
+        json_t *jv = json_object();
+        json_object_set_new(jv, "name", json_string(vc->name));
+        json_object_set_new(jv, "content_type", json_null());
+        json_object_set_new(jv, "width", json_null());
+        json_object_set_new(jv, "height", json_null());
+        json_object_set_new(jv, "size", json_null());
+        json_object_set_new(jv, "state", json_string("pending"));
+        json_array_append_new(arr, jv);
+    }
+    catalog_variants_free(v, n);
+    json_object_set_new(o, "variants", arr);
 }
 
 /* A job as GET /v1/jobs/{id} shows it (new reference, caller owns):
@@ -456,7 +510,9 @@ static void get_on_head(struct http_exchange *ex)
         respond_catalog_error(ex, rc, "media lookup");
         return;
     }
-    http_respond_json(ex, 200, api_media_json(&m, http_user(ex)));
+    json_t *o = api_media_json(&m, http_user(ex));
+    add_variants(o, cat, &m, http_user(ex), http_cfg(ex));
+    http_respond_json(ex, 200, o);
     dr_media_clear(&m);
 }
 
@@ -571,14 +627,31 @@ static void delete_work(void *arg)
         return;
     }
     char *key = NULL;
+    /* the variants' objects go with it (their rows go with the media row) */
+    struct dr_variant *v = NULL;
+    size_t nv = 0;
+    if (catalog_variants_list(cat, r->id, r->user, &v, &nv) < 0)
+        nv = 0;
     r->rc = catalog_media_delete(cat, r->id, r->user, &key);
-    if (r->rc < 0)
+    if (r->rc < 0) {
+        catalog_variants_free(v, nv);
         return;
+    }
     /* The row is gone: from here on, failures leave garbage, never a lie. */
     char *cache = xasprintf("%s/cache/%s", r->cfg->data_dir, r->id);
     if (unlink(cache) < 0 && errno != ENOENT)
         log_warn("media %s: cannot remove cache entry %s: %s", r->id, cache, strerror(errno));
     free(cache);
+    for (size_t i = 0; i < nv; i++) {
+        char err[DR_ERRLEN] = "";
+        char *vc = xasprintf("%s/cache/%s~%s", r->cfg->data_dir, r->id, v[i].name);
+        unlink(vc);
+        free(vc);
+        if (v[i].storage_key && media_store_delete(r->cfg, v[i].storage_key, err, sizeof err) < 0)
+            log_warn("media %s: store delete of variant %s failed: %s; the object is an orphan",
+                     r->id, v[i].storage_key, err);
+    }
+    catalog_variants_free(v, nv);
     if (key) {
         char err[DR_ERRLEN] = "";
         int rc = media_store_delete(r->cfg, key, err, sizeof err);
@@ -857,8 +930,10 @@ static const struct http_route_ops link_ops = {
     .on_done = req_on_finish,
 };
 
-/* Signed links get GET/HEAD of /v1/media/{id}/content without a bearer
- * token (router_set_alt_auth); anything else is not a link (0). */
+/* Signed links get GET/HEAD of /v1/media/{id}/content, and of its
+ * variants (/v1/media/{id}/variants/{name}: derived from the content, so
+ * the same link reads them), without a bearer token
+ * (router_set_alt_auth); anything else is not a link (0). */
 static int link_auth(struct http_exchange *ex, const char **user, bool *admin)
 {
     const char *sig = http_query_param(ex, "sig");
@@ -866,7 +941,8 @@ static int link_auth(struct http_exchange *ex, const char **user, bool *admin)
     char id[DR_ID_LEN + 1];
     const char *rest;
     if (sig == NULL || (rq->method != HTTP_GET && rq->method != HTTP_HEAD) ||
-        !media_path_id(ex, id, &rest) || strcmp(rest, "content") != 0)
+        !media_path_id(ex, id, &rest) ||
+        (strcmp(rest, "content") != 0 && strncmp(rest, "variants/", 9) != 0))
         return 0;
     const struct dr_user *u = NULL;
     enum link_verdict v = link_check(http_cfg(ex), id, http_query_param(ex, "user"),
@@ -980,7 +1056,7 @@ static const char *sub_allow(const char *rest)
 {
     if (rest[0] == '\0')
         return "GET, HEAD, PATCH, DELETE";
-    if (strcmp(rest, "content") == 0)
+    if (strcmp(rest, "content") == 0 || strncmp(rest, "variants/", 9) == 0)
         return "GET, HEAD";
     if (strcmp(rest, "download") == 0 || strcmp(rest, "shares") == 0 || strcmp(rest, "link") == 0)
         return "POST";
@@ -1021,9 +1097,9 @@ static const struct http_route_ops *media_pick(const struct http_exchange *ex)
             return &patch_ops;
         if (m == HTTP_DELETE)
             return &delete_ops;
-    } else if (strcmp(rest, "content") == 0) {
+    } else if (strcmp(rest, "content") == 0 || strncmp(rest, "variants/", 9) == 0) {
         if (get)
-            return api_content_route();
+            return api_content_route(); /* it answers 404 for a malformed name */
     } else if (strcmp(rest, "download") == 0) {
         if (m == HTTP_POST)
             return &download_ops;

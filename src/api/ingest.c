@@ -39,6 +39,7 @@
 #include "ingest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@
 #include <jansson.h>
 
 #include "dripd/config.h"
+#include "dripd/decode.h"
+#include "dripd/decode_proto.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/path.h"
@@ -162,6 +165,7 @@ static void sync_batch(struct ingest_req *batch)
     for (struct ingest_req *r = batch; r != NULL; r = r->next) {
         r->rc = 0;
         for (size_t i = 0; i < r->n; i++, k++) {
+            r->items[i].stage = ingest_first_stage(G.cfg, r->items[i].spool_path);
             if (rcs[k] < 0 && r->rc == 0) {
                 log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-rcs[k]));
                 r->rc = rcs[k];
@@ -409,6 +413,19 @@ void ingest_respond_busy(struct http_exchange *ex)
             http_cfg(ex)->pipeline.queue_limit);
 }
 
+const char *ingest_first_stage(const struct dr_config *cfg, const char *spool_path)
+{
+    if (!cfg->processing.enabled)
+        return "encrypt";
+    uint8_t head[DECODE_PROBE_LEN];
+    int fd = spool_path ? open(spool_path, O_RDONLY | O_CLOEXEC) : -1;
+    ssize_t n = fd >= 0 ? dr_pread_full(fd, head, sizeof head, 0) : -EBADF;
+    if (fd >= 0)
+        close(fd);
+    /* when in doubt, process: the stage checks again and costs no commit */
+    return n >= 0 && decode_probe(head, (size_t)n) == DECODE_KIND_OTHER ? "encrypt" : "process";
+}
+
 char *ingest_item_json(const struct dr_intake *item, const char *state)
 {
     char *folder, *name;
@@ -420,9 +437,10 @@ char *ingest_item_json(const struct dr_intake *item, const char *state)
                   "path", item->path, "name", name, "folder", folder, "size",
                   (json_int_t)item->size, "sha256", "content_type", item->content_type, "state",
                   state ? state : "queued", "owner", item->owner, "created_at", ts);
-    json_t *job = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n}", "id", item->job_id, "kind",
-                            "upload", "state", "queued", "stage", "encrypt", "media_id",
-                            item->media_id, "attempts", 0, "error");
+    json_t *job =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n}", "id", item->job_id, "kind", "upload",
+                  "state", "queued", "stage", item->stage ? item->stage : "process", "media_id",
+                  item->media_id, "attempts", 0, "error");
     json_t *o = json_pack("{s:o, s:o}", "media", media, "job", job);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);

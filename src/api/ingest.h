@@ -50,6 +50,11 @@ bool ingest_queue_full(struct http_exchange *ex);
 void ingest_respond_busy(struct http_exchange *ex);
 /* {"media":{...},"job":{...}} JSON text for one accepted item (caller frees);
  * used for 202 bodies. */
+/* The first stage of an upload job for its spool file: "process" when
+ * processing is on and the file's first bytes may be media (decode_probe;
+ * also when it cannot be read), else "encrypt" (a file that is not media
+ * skips the stage outright). */
+const char *ingest_first_stage(const struct dr_config *cfg, const char *spool_path);
 char *ingest_item_json(const struct dr_intake *item, const char *state);
 
 #endif

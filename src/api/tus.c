@@ -469,6 +469,7 @@ static void work_commit(void *arg)
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
+        st->intake.stage = ingest_first_stage(st->cfg, st->row.spool_path);
         rc = catalog_tus_finish(cat, st->id, &st->intake);
         if (rc == -EEXIST) {
             /* Nobody can ever finish this one: drop it so a retry sees 404. */

@@ -39,6 +39,7 @@
 #include "catalog_internal.h"
 #include "catalog_jobs.h"
 #include "catalog_media.h"
+#include "dripd/catalog_variants.h"
 #include "db.h"
 #include "dripd/log.h"
 #include "dripd/util.h"
@@ -47,14 +48,15 @@
 
 #define JOB_COLS                                                                                   \
     "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "            \
-    "not_before, created_at, updated_at"
+    "not_before, created_at, updated_at, variant"
 #define JOB_COLS_J                                                                                 \
     "j.id, j.kind, j.media_id, j.owner, j.state, j.stage, j.attempts, j.error, j.spool_path, "     \
-    "j.work_path, j.not_before, j.created_at, j.updated_at"
+    "j.work_path, j.not_before, j.created_at, j.updated_at, j.variant"
 
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7)",
+    "not_before, created_at, updated_at, variant) "
+    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)",
     NULL};
 static const struct db_sql q_depth = {
     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
@@ -66,7 +68,7 @@ static const struct db_sql q_list = {
     "ORDER BY created_at DESC, rowid DESC LIMIT $3",
     "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
     "ORDER BY created_at DESC, pos DESC LIMIT $3"};
-/* The claim. Column 13 is the queue position (see the design comment). */
+/* The claim. Column 14 is the queue position (see the design comment). */
 static const struct db_sql q_claim = {
     "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
     "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
@@ -113,6 +115,7 @@ static void read_job(struct db_stmt *s, struct dr_job *j)
     j->not_before = db_col_i64(s, 10);
     j->created_at = db_col_i64(s, 11);
     j->updated_at = db_col_i64(s, 12);
+    db_col_copy(s, 13, j->variant, sizeof j->variant);
 }
 
 void dr_job_clear(struct dr_job *j)
@@ -127,7 +130,8 @@ void dr_job_clear(struct dr_job *j)
 }
 
 static int add_job(struct db *db, const char *job_id, const char *kind, const char *media_id,
-                   const char *owner, const char *stage, const char *spool_path, int64_t now)
+                   const char *owner, const char *stage, const char *spool_path,
+                   const char *variant, int64_t now)
 {
     struct db_stmt *s;
     int rc = db_prepare(db, &q_insert, &s);
@@ -140,6 +144,7 @@ static int add_job(struct db *db, const char *job_id, const char *kind, const ch
     db_bind_text(s, 5, stage);
     db_bind_text(s, 6, spool_path);
     db_bind_i64(s, 7, now);
+    db_bind_text(s, 8, variant);
     rc = db_exec(s, "insert job");
     return rc < 0 ? rc : 0;
 }
@@ -175,7 +180,8 @@ int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
     dr_id_new(job_id);
     rc = catalog_share_add(db, m.id, it->owner, now);
     if (rc == 0)
-        rc = add_job(db, job_id, "upload", m.id, it->owner, "encrypt", it->spool_path, now);
+        rc = add_job(db, job_id, "upload", m.id, it->owner, it->stage ? it->stage : "process",
+                     it->spool_path, NULL, now);
     if (rc == 0)
         rc = catalog_event_add(db, job_id, "job.created", now);
     if (rc == 0) {
@@ -296,6 +302,12 @@ void catalog_jobs_list_free(struct dr_job *jobs, size_t n)
 int catalog_enqueue_download(struct catalog *cat, const char *media_id, const char *viewer,
                              char job_id_out[DR_ID_LEN + 1])
 {
+    return catalog_enqueue_variant_download(cat, media_id, NULL, viewer, job_id_out);
+}
+
+int catalog_enqueue_variant_download(struct catalog *cat, const char *media_id, const char *name,
+                                     const char *viewer, char job_id_out[DR_ID_LEN + 1])
+{
     if (cat == NULL || media_id == NULL || job_id_out == NULL)
         return -EINVAL;
     job_id_out[0] = '\0';
@@ -312,7 +324,7 @@ int catalog_enqueue_download(struct catalog *cat, const char *media_id, const ch
     dr_id_new(job_id);
     int64_t now = dr_now_ms();
     rc = add_job(cat->db, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch",
-                 NULL, now);
+                 NULL, name, now);
     if (rc == 0)
         rc = catalog_event_add(cat->db, job_id, "job.created", now);
 out:
@@ -368,7 +380,7 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
         if (n < max) {
             read_job(s, &got[n].job);
             got[n].created_at = got[n].job.created_at;
-            got[n].pos = db_col_i64(s, 13);
+            got[n].pos = db_col_i64(s, 14);
             n++;
         }
     }

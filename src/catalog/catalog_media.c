@@ -45,7 +45,7 @@
 
 #define MEDIA_COLS                                                                                 \
     "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
-    "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at"
+    "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at, m.metadata"
 /* v is the viewer's placeholder: NULL sees everything, else own or shared
  * media. */
 #define VISIBLE_TO(v)                                                                              \
@@ -157,6 +157,7 @@ static void read_media(struct db_stmt *s, struct dr_media *m)
     }
     m->created_at = db_col_i64(s, 11);
     m->uploaded_at = db_col_i64(s, 12);
+    m->metadata = db_col_strdup(s, 13);
 }
 
 void dr_media_clear(struct dr_media *m)
@@ -171,6 +172,7 @@ void dr_media_clear(struct dr_media *m)
     free(m->state);
     free(m->storage_key);
     free(m->wrapped_key);
+    free(m->metadata);
     memset(m, 0, sizeof *m);
 }
 

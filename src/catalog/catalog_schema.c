@@ -126,6 +126,26 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
                "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"},
     /* v2: GET /v1/jobs lists a user's newest jobs without a scan. */
     {.sqlite = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);"},
+    /* v3: processing (docs/PROCESSING.md): the media's metadata (a JSON
+     * object), its variants (one sealed object each), and the variant a
+     * download job fetches (NULL: the original). */
+    {.sqlite = "ALTER TABLE media ADD COLUMN metadata TEXT;"
+               "ALTER TABLE jobs ADD COLUMN variant TEXT;"
+               "CREATE TABLE IF NOT EXISTS variants ("
+               "  media_id     TEXT NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+               "  name         TEXT NOT NULL,"
+               "  state        TEXT NOT NULL CHECK (state IN ('available', 'failed')),"
+               "  content_type TEXT,"
+               "  width        INTEGER NOT NULL DEFAULT 0,"
+               "  height       INTEGER NOT NULL DEFAULT 0,"
+               "  size         INTEGER NOT NULL DEFAULT 0,"
+               "  sha256       TEXT NOT NULL DEFAULT '',"
+               "  wrapped_key  BLOB,"
+               "  storage_key  TEXT,"
+               "  error        TEXT,"
+               "  created_at   INTEGER NOT NULL,"
+               "  PRIMARY KEY (media_id, name)"
+               ") WITHOUT ROWID;"},
 };
 
 static const struct db_sql q_version = {"SELECT user_version FROM pragma_user_version", NULL};

@@ -4,7 +4,7 @@
 
 #include "db.h"
 
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 3
 
 /* The schema version the database records (0 for an empty one). */
 int catalog_schema_version(struct db *db, int *out);

@@ -73,7 +73,7 @@ enum dr_route_class metrics_route_class(const char *name)
 
 static const char *const pipeline_names[DR_PL_COUNT] = {"upload", "download", "scrub"};
 static const char *const stage_names[DR_PL_COUNT][DR_STAGE_SLOTS] = {
-    {"starter", "encrypt", "store", "notify", NULL},
+    {"starter", "process", "encrypt", "store", "notify"},
     {"starter", "fetch", "decrypt", "notify", NULL},
     {"starter", "verify", NULL, NULL, NULL},
 };
@@ -342,6 +342,13 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
              ld(&m->scrub_corrupt));
     counter1(&b, "dripd_scrub_missing_total", "Objects scrub found missing.",
              ld(&m->scrub_missing));
+    counter1(&b, "dripd_decode_runs_total", "dripd-decode helpers run by the process stage.",
+             ld(&m->decode_runs));
+    counter1(&b, "dripd_decode_failures_total",
+             "dripd-decode helpers that crashed, were killed or gave no usable answer.",
+             ld(&m->decode_failures));
+    counter1(&b, "dripd_reprocess_media_total", "Media handled by reprocess runs.",
+             ld(&m->reprocess_media));
 
     *out = b.p;
     *len = b.len;

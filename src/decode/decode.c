@@ -17,7 +17,7 @@
  *
  * Threads: any stage thread; nothing shared but the helper path.
  */
-#include "decode.h"
+#include "dripd/decode.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "decode_proto.h"
+#include "dripd/decode_proto.h"
 #include "decoder.h"
 #include "sandbox.h"
 #include "dripd/util.h"

@@ -12,7 +12,7 @@
  *
  * Threads: pure functions, no state.
  */
-#include "decode_proto.h"
+#include "dripd/decode_proto.h"
 
 #include <errno.h>
 #include <string.h>

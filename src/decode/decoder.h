@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "decode_proto.h"
+#include "dripd/decode_proto.h"
 
 /* Load the libraries and everything they read from disk (libvips and its
  * loader modules, the magic database), before the sandbox closes the file

@@ -41,7 +41,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "decode_proto.h"
+#include "dripd/decode_proto.h"
 #include "dripd/util.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -73,6 +73,7 @@ struct pl_media_update {
     char storage_key[300];
     bool available;      /* the media becomes "available" */
     bool media_optional; /* a deleted media does not stop the step */
+    bool no_commit;      /* nothing to record: hand on without a commit (no job.stage event) */
 };
 
 /* A job travelling through a pipeline (intrusive stage item first). */

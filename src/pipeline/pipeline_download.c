@@ -20,6 +20,9 @@
  *            also covers a scratch file damaged by a crash. Next: "notify".
  *   notify   nothing left but the job's completion (by the caller).
  *
+ * A job naming a variant (catalog_enqueue_variant_download) does the same
+ * with the variant's row and object, into cache/<media id>~<name>.
+ *
  * Idempotence: fetch re-copies; decrypt skips work when a fresh entry is
  * already there (it re-fetches when the scratch file is gone); notify does
  * nothing twice.
@@ -36,6 +39,7 @@
 #include <unistd.h>
 
 #include "dripd/cache.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "pipeline_download.h"
@@ -43,10 +47,48 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 
-/* The job's media, which must be available (stored). */
+/* The job's cache entry name: "<media id>", or "<media id>~<variant>". */
+static void entry_name(const struct pl_job *j, char *out, size_t outlen)
+{
+    if (j->job.variant[0])
+        snprintf(out, outlen, "%s~%s", j->job.media_id, j->job.variant);
+    else
+        snprintf(out, outlen, "%s", j->job.media_id);
+}
+
+/* A variant's row as the media to fetch: its object, hash and size. */
+static int load_variant(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
+                        size_t errlen)
+{
+    struct dr_variant v;
+    int rc = catalog_variant_get(t->cat, j->job.media_id, j->job.variant, NULL, &v);
+    if (rc != 0) {
+        snprintf(err, errlen, "variant %s of media %s: %s", j->job.variant, j->job.media_id,
+                 rc == -ENOENT ? "no longer exists" : strerror(-rc));
+        return rc;
+    }
+    if (v.storage_key == NULL || strcmp(v.state, "available") != 0) {
+        snprintf(err, errlen, "variant %s of media %s is not available", v.name, v.media_id);
+        dr_variant_clear(&v);
+        return -ENOENT;
+    }
+    memset(m, 0, sizeof *m);
+    snprintf(m->id, sizeof m->id, "%s", v.media_id);
+    m->storage_key = v.storage_key;
+    v.storage_key = NULL;
+    memcpy(m->sha256, v.sha256, sizeof m->sha256);
+    m->size = v.size;
+    m->state = xstrdup("available");
+    dr_variant_clear(&v);
+    return 0;
+}
+
+/* The job's media (or the variant it names), which must be available (stored). */
 static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, char *err,
                       size_t errlen)
 {
+    if (j->job.variant[0])
+        return load_variant(t, j, m, err, errlen);
     int rc = pl_load_media(t, j, m, err, errlen);
     if (rc != 0)
         return rc;
@@ -104,7 +146,9 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
                       size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    if (cache_is_fresh(pc->cfg->data_dir, j->job.media_id, pc->cfg->cache.ttl, NULL)) {
+    char entry[DR_ID_LEN + DR_VARIANT_NAME_LEN + 2];
+    entry_name(j, entry, sizeof entry);
+    if (cache_is_fresh(pc->cfg->data_dir, entry, pc->cfg->cache.ttl, NULL)) {
         j->original = true;
         return 0;
     }
@@ -136,14 +180,14 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
 }
 
 /* Decrypt the object read from in (not closed here) into a new cache
- * entry for m. */
-static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, int in, char *err,
-                         size_t errlen)
+ * entry named entry for m. */
+static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char *entry, int in,
+                         char *err, size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
     int out;
     char *tmp = NULL;
-    int rc = cache_create_tmp(pc->cfg->data_dir, m->id, &out, &tmp);
+    int rc = cache_create_tmp(pc->cfg->data_dir, entry, &out, &tmp);
     if (rc != 0) {
         snprintf(err, errlen, "cache: cannot create an entry: %s", strerror(-rc));
         return rc;
@@ -161,7 +205,7 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, int in, cha
     }
     close(out);
     if (rc == 0) {
-        rc = cache_commit_tmp(pc->cfg->data_dir, m->id, tmp);
+        rc = cache_commit_tmp(pc->cfg->data_dir, entry, tmp);
         if (rc != 0)
             snprintf(err, errlen, "cache: cannot publish the entry: %s", strerror(-rc));
         else
@@ -175,8 +219,8 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, int in, cha
 }
 
 /* Decrypt the scratch copy at src into a new cache entry for m. */
-static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *src, char *err,
-                      size_t errlen)
+static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *entry,
+                      const char *src, char *err, size_t errlen)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
@@ -184,7 +228,7 @@ static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *sr
         snprintf(err, errlen, "open %s: %s", src, strerror(errno));
         return rc;
     }
-    int rc = fill_cache_fd(t, m, in, err, errlen);
+    int rc = fill_cache_fd(t, m, entry, in, err, errlen);
     close(in);
     return rc;
 }
@@ -198,7 +242,9 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
         return 0;
     int in = j->obj_fd; /* the object itself, opened by fetch (local store) */
     j->obj_fd = -1;
-    if (cache_is_fresh(pc->cfg->data_dir, j->job.media_id, pc->cfg->cache.ttl, NULL)) {
+    char entry[DR_ID_LEN + DR_VARIANT_NAME_LEN + 2];
+    entry_name(j, entry, sizeof entry);
+    if (cache_is_fresh(pc->cfg->data_dir, entry, pc->cfg->cache.ttl, NULL)) {
         if (j->job.work_path) /* filled by an earlier run or another job meanwhile */
             unlink(j->job.work_path);
         if (in >= 0)
@@ -222,7 +268,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
     }
     if (in >= 0) {
         /* No scratch copy that could be damaged: a bad object is bad. */
-        rc = fill_cache_fd(t, &m, in, err, errlen);
+        rc = fill_cache_fd(t, &m, entry, in, err, errlen);
         close(in);
         if (rc == 0)
             log_debug("job %s: media %s decrypted into the cache (in place)", j->job.id, m.id);
@@ -236,7 +282,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
         if (rc != 0)
             goto out;
     }
-    rc = fill_cache(t, &m, work, err, errlen);
+    rc = fill_cache(t, &m, entry, work, err, errlen);
     if (rc == -EBADMSG && !j->refetched) {
         /* The scratch copy may be what is damaged: fetch once more. */
         char first[256];
@@ -245,7 +291,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
         j->refetched = true;
         rc = fetch_object(t, &m, work, err, errlen);
         if (rc == 0)
-            rc = fill_cache(t, &m, work, err, errlen);
+            rc = fill_cache(t, &m, entry, work, err, errlen);
     }
     if (rc == 0)
         log_debug("job %s: media %s decrypted into the cache", j->job.id, m.id);

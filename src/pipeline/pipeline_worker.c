@@ -71,19 +71,22 @@
 
 #include "dripd/cache.h"
 #include "dripd/config.h"
+#include "dripd/decode.h"
 #include "dripd/log.h"
 #include "pipeline.h"
 #include "pipeline_download.h"
+#include "pipeline_process.h"
 #include "pipeline_upload.h"
 #include "pipeline_commit.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
+#include "reprocess.h"
 #include "scrub.h"
 #include "dripd/store_probe.h"
 #include "webhook.h"
 #include "dripd/worker.h"
 
-#define N_STAGES 3
+#define N_STAGES 4 /* most stages of a pipeline (upload: process, encrypt, store, notify) */
 #define CLAIM_BATCH 16
 #define FALLBACK_MS 1000
 #define RECOVER_EVERY_MS 5000
@@ -105,6 +108,7 @@ struct runner {
     struct pl_ctx *pc;
     enum dr_pipeline_id pl;
     const char *kind;
+    int n_stages;
     const char *names[N_STAGES];
     struct pl_stage stages[N_STAGES];
     struct stage_pipeline *sp;
@@ -197,7 +201,7 @@ static void free_job(struct pl_job *j)
 
 static int stage_index(const struct runner *r, const char *stage)
 {
-    for (int i = 0; i < N_STAGES; i++)
+    for (int i = 0; i < r->n_stages; i++)
         if (strcmp(r->names[i], stage) == 0)
             return i;
     return -1;
@@ -278,6 +282,13 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
     }
     memset(&j->upd, 0, sizeof j->upd);
     int rc = s->fn(t, j, &wp, err, sizeof err);
+    if (rc == 0 && j->upd.no_commit && s->next != NULL) {
+        /* nothing durable happened (process, for a file that is not
+         * media): no commit; after a crash the step runs again */
+        snprintf(j->job.stage, sizeof j->job.stage, "%s", s->next);
+        free(wp);
+        return STAGE_FORWARD;
+    }
     if (rc == 0) {
         const char *keep = wp; /* each step names the scratch file the next one needs */
         const struct pl_media_update *u = &j->upd;
@@ -581,23 +592,28 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     pl_step_fn fns[N_STAGES];
     if (pl == DR_PL_UPLOAD) {
         r->kind = "upload";
-        r->names[0] = "encrypt", r->names[1] = "store", r->names[2] = "notify";
-        shorts[0] = "enc", shorts[1] = "store", shorts[2] = "unot";
-        sc[0] = &cfg->pipeline.upload.encrypt, sc[1] = &cfg->pipeline.upload.store;
-        fns[0] = pl_upload_encrypt, fns[1] = pl_upload_store, fns[2] = pl_upload_notify;
+        r->n_stages = 4;
+        r->names[0] = "process", r->names[1] = "encrypt", r->names[2] = "store";
+        r->names[3] = "notify";
+        shorts[0] = "proc", shorts[1] = "enc", shorts[2] = "store", shorts[3] = "unot";
+        sc[0] = &cfg->pipeline.upload.process, sc[1] = &cfg->pipeline.upload.encrypt;
+        sc[2] = &cfg->pipeline.upload.store, sc[3] = &notify_cfg;
+        fns[0] = pl_upload_process, fns[1] = pl_upload_encrypt, fns[2] = pl_upload_store;
+        fns[3] = pl_upload_notify;
     } else {
         r->kind = "download";
+        r->n_stages = 3;
         r->names[0] = "fetch", r->names[1] = "decrypt", r->names[2] = "notify";
         shorts[0] = "fetch", shorts[1] = "dec", shorts[2] = "dnot";
         sc[0] = &cfg->pipeline.download.fetch, sc[1] = &cfg->pipeline.download.decrypt;
+        sc[2] = &notify_cfg;
         fns[0] = pl_download_fetch, fns[1] = pl_download_decrypt, fns[2] = pl_download_notify;
     }
-    sc[2] = &notify_cfg;
-    for (int i = 0; i < N_STAGES; i++) {
+    for (int i = 0; i < r->n_stages; i++) {
         r->stages[i] = (struct pl_stage){.r = r,
                                          .order = i,
                                          .name = r->names[i],
-                                         .next = i + 1 < N_STAGES ? r->names[i + 1] : NULL,
+                                         .next = i + 1 < r->n_stages ? r->names[i + 1] : NULL,
                                          .fn = fns[i]};
         specs[i] = (struct stage_spec){
             .name = r->names[i],
@@ -611,7 +627,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .gauges = &pc->gauges->stages[pl][i + 1],
         };
     }
-    r->sp = stage_pipeline_create(specs, N_STAGES);
+    r->sp = stage_pipeline_create(specs, r->n_stages);
 }
 
 static int runner_start(struct runner *r)
@@ -655,6 +671,7 @@ struct worker {
     struct runner up, down;
     struct webhooks *hooks;
     struct scrub *scrub;       /* admin scrub runs (scrub.c) */
+    struct reprocess *reproc;  /* admin reprocess runs (reprocess.c) */
     struct store_probe *probe; /* store reachability for /readyz */
     int drained_pipe[2];
     pthread_t drain_thread;
@@ -808,14 +825,19 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         exit_code = 1;
         begin_drain(w);
     } else {
-        log_info("pipelines running as %s: upload encrypt x%d, store x%d; download fetch x%d, "
-                 "decrypt x%d",
-                 pc->claimer, cfg->pipeline.upload.encrypt.concurrency,
-                 cfg->pipeline.upload.store.concurrency, cfg->pipeline.download.fetch.concurrency,
+        log_info("pipelines running as %s: upload process x%d (%s), encrypt x%d, store x%d; "
+                 "download fetch x%d, decrypt x%d",
+                 pc->claimer, cfg->pipeline.upload.process.concurrency,
+                 !cfg->processing.enabled ? "off"
+                 : decode_helper_path()   ? decode_helper_path()
+                                          : "dripd-decode MISSING",
+                 cfg->pipeline.upload.encrypt.concurrency, cfg->pipeline.upload.store.concurrency,
+                 cfg->pipeline.download.fetch.concurrency,
                  cfg->pipeline.download.decrypt.concurrency);
         worker_send(ctx, DR_MSG_READY, 0);
     }
     w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
+    w->reproc = reprocess_create(pc);
     w->probe = store_probe_start(cfg, pc->metrics, cfg->health.store_probe_interval);
 
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
@@ -826,8 +848,10 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         if (now >= next_hb) {
             worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
             next_hb = now + (int64_t)iv;
-            if (!w->draining)
+            if (!w->draining) {
                 scrub_poll(w->scrub); /* fallback for a lost wake-up */
+                reprocess_poll(w->reproc);
+            }
         }
         struct pollfd pfd[2] = {{.fd = chan_open ? ctx->chan_fd : -1, .events = POLLIN},
                                 {.fd = w->drained_pipe[0], .events = POLLIN}};
@@ -851,6 +875,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
                 runner_wake(&w->down);
                 webhook_wake(w->hooks);
                 scrub_poll(w->scrub);
+                reprocess_poll(w->reproc);
             }
             if (r < 0) {
                 chan_open = false; /* the supervisor is gone: stop listening */
@@ -865,6 +890,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     }
     pthread_join(w->drain_thread, NULL);
     scrub_destroy(w->scrub);
+    reprocess_destroy(w->reproc);
     store_probe_stop(w->probe);
     pl_committer_destroy(pc->committer);
 out:

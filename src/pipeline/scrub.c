@@ -1,4 +1,6 @@
-/* scrub.c - verifying every stored object, the Flow analog (see scrub.h).
+/* scrub.c - verifying every stored object, the Flow analog (see scrub.h):
+ * originals and their variants (thumbnails, previews: sealed objects of
+ * their own, docs/PROCESSING.md).
  *
  * Threads: the pipeline worker's thread that calls scrub_poll(); one
  * coordinator thread per run; `threads` verifier threads. The coordinator
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
@@ -254,7 +257,8 @@ static int orphan_one(const char *key, uint64_t size, void *arg)
     (void)size;
     struct orphan_scan *o = arg;
     char id[DR_ID_LEN + 1];
-    snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "_."), key);
+    /* "<id>_<time><ext>" an original, "<id>~<name>.<ext>" a variant */
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "_.~"), key);
     struct dr_media m;
     memset(&m, 0, sizeof m);
     int rc = catalog_media_get(o->cat, id, NULL, &m);
@@ -286,6 +290,26 @@ static void find_orphans(struct scrub *s)
     catalog_close(o.cat);
 }
 
+/* Variants are sealed objects too (their path: "<variant name> variant"). */
+static int collect_variant(const struct dr_variant *v, void *arg)
+{
+    struct collect *c = arg;
+    if (v->storage_key == NULL)
+        return 0;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 64;
+        c->v = xrealloc(c->v, c->cap * sizeof *c->v);
+    }
+    struct item *it = &c->v[c->n++];
+    memset(it, 0, sizeof *it);
+    snprintf(it->id, sizeof it->id, "%s", v->media_id);
+    it->path = xasprintf("%s variant", v->name);
+    it->key = xstrdup(v->storage_key);
+    snprintf(it->sha, sizeof it->sha, "%s", v->sha256);
+    it->size = v->size;
+    return 0;
+}
+
 static void *coordinator(void *arg)
 {
     struct scrub *s = arg;
@@ -295,6 +319,8 @@ static void *coordinator(void *arg)
     int rc = catalog_open(s->cfg->data_dir, &cat);
     if (rc == 0)
         rc = catalog_media_foreach(cat, collect_one, &c);
+    if (rc == 0)
+        rc = catalog_variants_foreach(cat, collect_variant, &c);
     catalog_close(cat);
     if (rc < 0) {
         write_status(s, "failed", "cannot list the catalog");

@@ -2,7 +2,8 @@
  *
  * The http worker records a request in <data_dir>/run/scrub.request
  * (api_admin.c); the pipeline worker calls scrub_poll() when it wakes. A
- * run takes the request, lists every available media in the catalog, and
+ * run takes the request, lists every available media in the catalog and
+ * every available variant (path "<name> variant" in the findings), and
  * has `threads` verifier threads (nice +10, pulling one object at a time
  * from a bounded queue, so uploads keep their CPU and the store its
  * bandwidth) fetch each object, check every AEAD tag and the SHA-256, and

@@ -6,9 +6,14 @@
  * parses and authenticates its header with the master key
  * (seal_read_header: media id, owner, path, size, SHA-256, content type,
  * created_at, wrapped data key) and inserts the media rows the catalog
- * lacks, state "available", storage_key = the object key. The body is not
- * read: every download verifies it anyway (unseal), and scrub exists for
- * a full check.
+ * lacks, state "available", storage_key = the object key. Variant objects
+ * (thumbnails, previews: key "<media id>~<name>.<ext>", content type
+ * "image/webp; width=W; height=H" in their header; docs/PROCESSING.md)
+ * get their variant rows back, in a second pass once the originals are
+ * in. The metadata of the media (capture time, duration...) is not in the
+ * objects: a reprocess makes it again. The body is not read: every
+ * download verifies it anyway (unseal), and scrub exists for a full
+ * check.
  *
  * What it cannot restore: shares (only the owner's link is recreated),
  * jobs, events and tus sessions, none of which the objects carry; an
@@ -29,6 +34,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/keys.h"
 #include "dripd/log.h"
@@ -47,6 +53,7 @@ enum skip_reason {                   /* > 0: 0 means restored */
                    SKIP_PATHTAKEN,   /* the owner already has another media at that path */
                    SKIP_INVALID,     /* the catalog refused the row (bad path in header) */
                    SKIP_UNREADABLE,  /* the store would not give the header (after retries) */
+                   SKIP_ORPHAN,      /* a variant whose media is not in the catalog */
                    SKIP_COUNT
 };
 
@@ -59,6 +66,7 @@ static const char *const skip_names[SKIP_COUNT] = {
     "path taken by another media",
     "refused by the catalog",
     "unreadable (store errors)",
+    "variants of a media not in the catalog",
 };
 
 struct keylist {
@@ -192,6 +200,64 @@ static int restore_one(struct catalog *cat, const char *key, const struct seal_h
     return rc;
 }
 
+/* "<media id>~<name>.<ext>": a variant's key (originals have no '~'). */
+static bool variant_key(const char *key, char *name, size_t namelen)
+{
+    const char *t = strchr(key, '~');
+    if (t == NULL)
+        return false;
+    const char *dot = strrchr(t, '.');
+    size_t n = dot ? (size_t)(dot - t - 1) : strlen(t + 1);
+    if (n == 0 || n >= namelen)
+        return false;
+    memcpy(name, t + 1, n);
+    name[n] = '\0';
+    return true;
+}
+
+/* The unsigned value of "; key=N" in a content type, 0 if absent. */
+static uint32_t ct_param(const char *ct, const char *key)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, "; %s=", key);
+    const char *p = ct ? strstr(ct, pat) : NULL;
+    return p ? (uint32_t)strtoul(p + strlen(pat), NULL, 10) : 0;
+}
+
+/* Insert the variant row one header describes. 0, a skip reason, -errno. */
+static int restore_variant(struct catalog *cat, const char *key, const char *name,
+                           const struct seal_header *h, char *err, size_t errlen)
+{
+    struct dr_variant v;
+    memset(&v, 0, sizeof v);
+    snprintf(v.media_id, sizeof v.media_id, "%s", h->media_id);
+    snprintf(v.name, sizeof v.name, "%s", name);
+    snprintf(v.state, sizeof v.state, "available");
+    const char *ct = h->content_type ? h->content_type : "";
+    size_t tl = strcspn(ct, ";");
+    v.content_type = xstrndup(ct, tl);
+    v.width = ct_param(ct, "width");
+    v.height = ct_param(ct, "height");
+    v.size = h->size;
+    memcpy(v.sha256, h->sha256_hex, sizeof v.sha256);
+    v.wrapped_key = (uint8_t *)h->wrapped_key;
+    v.wrapped_key_len = DR_WRAPPED_KEY_LEN;
+    v.storage_key = (char *)key;
+    v.created_at = h->created_at;
+    int rc = catalog_variant_insert(cat, &v);
+    free(v.content_type);
+    if (rc == -EEXIST)
+        return SKIP_PRESENT;
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "media %s is not in the catalog", h->media_id);
+        return SKIP_ORPHAN;
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "inserting variant %s of %s failed: %s", name, h->media_id,
+                 strerror(-rc));
+    return rc;
+}
+
 int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
 {
     uint8_t master[DR_KEY_LEN];
@@ -199,7 +265,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
     struct dr_store *st = NULL;
     struct keylist l = {0};
     size_t skipped[SKIP_COUNT] = {0};
-    size_t restored = 0;
+    size_t restored = 0, restored_variants = 0;
     char why[DR_ERRLEN];
     int rc = keys_load_master(cfg->encryption.key_file, false, master, why, sizeof why);
     if (rc < 0) {
@@ -226,7 +292,13 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         goto out;
     }
     log_info("rebuild: %zu objects in the %s store", l.n, st->ops->name);
-    for (size_t i = 0; i < l.n; i++) {
+    /* pass 0: originals; pass 1: variants (their media must be there) */
+    for (size_t k = 0; k < 2 * l.n; k++) {
+        size_t i = k % l.n;
+        char vname[DR_VARIANT_NAME_LEN];
+        bool is_variant = variant_key(l.keys[i], vname, sizeof vname);
+        if (is_variant != (k >= l.n))
+            continue;
         struct seal_header h;
         memset(&h, 0, sizeof h);
         why[0] = '\0';
@@ -237,7 +309,8 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
             continue;
         }
         if (r == 0) {
-            r = restore_one(cat, l.keys[i], &h, why, sizeof why);
+            r = is_variant ? restore_variant(cat, l.keys[i], vname, &h, why, sizeof why)
+                           : restore_one(cat, l.keys[i], &h, why, sizeof why);
             seal_header_clear(&h);
         }
         if (r < 0) {
@@ -246,7 +319,10 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
             goto out;
         }
         if (r == 0) {
-            restored++;
+            if (is_variant)
+                restored_variants++;
+            else
+                restored++;
             log_debug("rebuild: %s restored", l.keys[i]);
         } else {
             skipped[r]++;
@@ -268,8 +344,9 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         if (k > 0 && (size_t)k < sizeof reasons - at)
             at += (size_t)k;
     }
-    fprintf(stderr, "rebuild: %zu objects, %zu media restored, %zu skipped%s%s%s\n", l.n, restored,
-            total_skipped, at ? " (" : "", reasons, at ? ")" : "");
+    fprintf(stderr,
+            "rebuild: %zu objects, %zu media restored (and %zu variants), %zu skipped%s%s%s\n", l.n,
+            restored, restored_variants, total_skipped, at ? " (" : "", reasons, at ? ")" : "");
     fprintf(stderr, "rebuild: shares, jobs and events are not in the objects and were not "
                     "restored; owners must share again\n");
     if (skipped[SKIP_UNREADABLE] > 0) {

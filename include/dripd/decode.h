@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "decode_proto.h"
+#include "dripd/decode_proto.h"
 
 /* How many leading bytes decode_probe() looks at. */
 #define DECODE_PROBE_LEN 64
