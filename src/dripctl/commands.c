@@ -310,15 +310,40 @@ int cmd_download(struct client *c, const struct args *a)
     if (id == NULL)
         return fail(c, what);
     char *path = xasprintf("/v1/media/%s", id);
-    char *cpath = xasprintf("/v1/media/%s/content", id);
+    char *cpath = NULL, *vname = NULL;
     char *dst = NULL;
     json_t *m = NULL;
     int code = EXIT_OK;
+    if (a->variant) {
+        char *ev = client_escape(c, a->variant);
+        cpath = xasprintf("/v1/media/%s/variants/%s", id, ev);
+        free(ev);
+    } else {
+        cpath = xasprintf("/v1/media/%s/content", id);
+    }
     if (client_json(c, "GET", path, NULL, &m) < 0) {
         code = fail(c, what);
         goto out;
     }
     const char *name = jstr(m, "name", id);
+    if (a->variant) {
+        /* "cat.jpg" -> "cat.thumb.webp", from the variant's own type */
+        size_t i;
+        json_t *v;
+        const char *ct = NULL;
+        json_array_foreach(json_object_get(m, "variants"), i, v)
+        {
+            if (strcmp(jstr(v, "name", ""), a->variant) == 0)
+                ct = jstr(v, "content_type", NULL);
+        }
+        const char *ext = ct && strstr(ct, "webp")  ? "webp"
+                          : ct && strstr(ct, "png") ? "png"
+                                                    : "jpg";
+        const char *dot = strrchr(name, '.');
+        int base = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+        vname = xasprintf("%.*s.%s.%s", base, name, a->variant, ext);
+        name = vname;
+    }
     struct stat st;
     if (to_stdout) {
         if (client_download(c, cpath, stdout, name) < 0 || fflush(stdout) != 0) {
@@ -349,12 +374,37 @@ out:
     json_decref(m);
     free(dst);
     free(cpath);
+    free(vname);
     free(path);
     free(id);
     return code;
 }
 
 /* ---------- ls ---------- */
+
+/* "3000x4000", "0:03", "3000x4000 1:02:03", "12 pages" from a file's
+ * metadata (processing); "" when there is nothing to say. */
+static void media_facts(json_t *meta, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    size_t o = 0;
+    long long w = jint(meta, "width"), h = jint(meta, "height");
+    if (w > 0 && h > 0)
+        o += (size_t)snprintf(out + o, outlen - o, "%lldx%lld", w, h);
+    json_t *d = json_object_get(meta, "duration_ms");
+    if (json_is_integer(d) && o < outlen) {
+        long long s = (json_integer_value(d) + 500) / 1000;
+        if (s >= 3600)
+            o += (size_t)snprintf(out + o, outlen - o, "%s%lld:%02lld:%02lld", o ? " " : "",
+                                  s / 3600, s / 60 % 60, s % 60);
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "%s%lld:%02lld", o ? " " : "", s / 60,
+                                  s % 60);
+    }
+    long long pages = jint(meta, "pages");
+    if (pages > 0 && o < outlen)
+        snprintf(out + o, outlen - o, "%s%lld page%s", o ? " " : "", pages, pages == 1 ? "" : "s");
+}
 int cmd_ls(struct client *c, const struct args *a)
 {
     const char *folder = a->argc > 0 ? a->argv[0] : "/";
@@ -383,8 +433,11 @@ int cmd_ls(struct client *c, const struct args *a)
             human_size((double)jint(e, "size"), sz, sizeof sz);
             const char *owner = jstr(e, "owner", "");
             bool shared = json_is_true(json_object_get(e, "shared"));
-            printf("%-26s  %10s  %-9s %s%s%s%s\n", jstr(e, "id", "?"), sz, jstr(e, "state", ""),
-                   jstr(e, "name", ""), shared ? "  (shared by " : "", shared ? owner : "",
+            char facts[64];
+            media_facts(json_object_get(e, "metadata"), facts, sizeof facts);
+            printf("%-26s  %10s  %-9s %s%s%s%s%s%s%s\n", jstr(e, "id", "?"), sz,
+                   jstr(e, "state", ""), jstr(e, "name", ""), facts[0] ? "  (" : "", facts,
+                   facts[0] ? ")" : "", shared ? "  (shared by " : "", shared ? owner : "",
                    shared ? ")" : "");
         }
     }
@@ -627,6 +680,74 @@ int cmd_usage(struct client *c, const struct args *a)
     }
     json_decref(doc);
     return EXIT_OK;
+}
+
+int cmd_reprocess(struct client *c, const struct args *a)
+{
+    if ((a->argc > 0) == a->all) {
+        fprintf(stderr, "dripctl reprocess: give a PATH or --all\n");
+        return EXIT_USAGE;
+    }
+    char *q = NULL;
+    if (a->argc > 0) {
+        char *ep = client_escape(c, a->argv[0]);
+        q = xasprintf("/v1/admin/reprocess?path=%s", ep);
+        free(ep);
+    }
+    json_t *doc = NULL;
+    int r = client_json(c, "POST", q ? q : "/v1/admin/reprocess", NULL, &doc);
+    free(q);
+    if (r < 0)
+        return fail(c, "reprocess");
+    json_decref(doc);
+    bool drawn = false;
+    for (int i = 0; i < 36000; i++) { /* bounded: one hour */
+        doc = NULL;
+        if (client_json(c, "GET", "/v1/admin/reprocess", NULL, &doc) < 0) {
+            if (drawn)
+                fputc('\n', stderr);
+            return fail(c, "reprocess");
+        }
+        const char *st = jstr(doc, "state", "");
+        long long done = jint(doc, "checked"), total = jint(doc, "total");
+        if (human_out(c)) {
+            fprintf(stderr,
+                    c->tty ? "\rreprocess: %lld/%lld files" : "reprocess: %lld/%lld files\n", done,
+                    total);
+            drawn = c->tty;
+        }
+        if (strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
+            if (drawn)
+                fputc('\n', stderr);
+            long long bad = jint(doc, "failed");
+            if (c->json) {
+                print_json(doc);
+            } else {
+                size_t k;
+                json_t *e;
+                json_array_foreach(json_object_get(doc, "errors"), k, e)
+                    printf("failed %s (%s): %s\n", jstr(e, "id", "?"), jstr(e, "path", ""),
+                           jstr(e, "error", ""));
+                printf("reprocess: %lld files, %lld processed, %lld failed\n", done,
+                       jint(doc, "processed"), bad);
+            }
+            bool failed = strcmp(st, "done") != 0 || bad > 0;
+            json_decref(doc);
+            return failed ? EXIT_FAIL : EXIT_OK;
+        }
+        json_decref(doc);
+        client_sleep_ms(100);
+        if (client_interrupted()) {
+            if (drawn)
+                fputc('\n', stderr);
+            client_local_error(c, EXIT_INTERRUPTED,
+                               "interrupted (the run goes on on the server; dripctl reprocess "
+                               "--all again only follows it while it runs)");
+            return fail(c, "reprocess");
+        }
+    }
+    client_local_error(c, EXIT_FAIL, "reprocess did not finish within an hour");
+    return fail(c, "reprocess");
 }
 
 int cmd_scrub(struct client *c, const struct args *a)

@@ -20,6 +20,8 @@ struct args {
     bool force;
     const char *state;
     const char *limit;
+    const char *variant; /* download --variant */
+    bool all;            /* reprocess --all */
 };
 
 int cmd_upload(struct client *c, const struct args *a);
@@ -32,6 +34,7 @@ int cmd_jobs(struct client *c, const struct args *a);
 int cmd_watch(struct client *c, const struct args *a);
 int cmd_usage(struct client *c, const struct args *a);
 int cmd_scrub(struct client *c, const struct args *a);
+int cmd_reprocess(struct client *c, const struct args *a);
 
 /* The job states `jobs --state` takes (the server's four), NULL-ended. */
 extern const char *const job_states[];

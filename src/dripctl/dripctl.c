@@ -36,6 +36,8 @@ enum {
     OPT_LIMIT_RATE,
     OPT_STATE,
     OPT_LIMIT,
+    OPT_VARIANT,
+    OPT_ALL,
 };
 
 #define NO_OPTS                                                                                    \
@@ -80,24 +82,32 @@ static const struct command commands[] = {
       {"limit-rate", required_argument, 0, OPT_LIMIT_RATE},
       {0, 0, 0, 0}}},
     {"download",
-     "ID|PATH [-o FILE|DIR|-] [--force]",
-     "fetch the plaintext",
+     "ID|PATH [-o FILE|DIR|-] [--force] [--variant NAME]",
+     "fetch the plaintext (or a thumbnail, preview, poster)",
      "Save a file's plaintext. Without -o it goes into the current directory\n"
      "under the file's name, but never over an existing file (unless --force)\n"
      "and never as a hidden file (a name starting with a dot).\n"
      "\n"
      "  -o, --output FILE   save as FILE (replaced if it exists); a directory\n"
      "                      keeps the file's name; - writes to stdout\n"
-     "  -f, --force         replace an existing file of the same name\n",
+     "  -f, --force         replace an existing file of the same name\n"
+     "      --variant NAME  a processed variant instead (thumb, preview, ...: the\n"
+     "                      server's processing.variants), saved as\n"
+     "                      NAME.VARIANT.EXT; exit 4 if it does not exist or\n"
+     "                      failed, 5 while it is still being made\n",
      1,
      1,
      cmd_download,
      "o:f",
-     {{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'}, {0, 0, 0, 0}}},
+     {{"output", required_argument, 0, 'o'},
+      {"force", no_argument, 0, 'f'},
+      {"variant", required_argument, 0, OPT_VARIANT},
+      {0, 0, 0, 0}}},
     {"ls", "[/folder]", "list a folder",
      "List a folder's subfolders (with the number of files and the size of\n"
-     "everything below them) and files (id, size, state, name; files shared\n"
-     "with you say by whom).\n",
+     "everything below them) and files (id, size, state, name; the width x\n"
+     "height of photos, videos and PDFs, a video's or a song's duration;\n"
+     "files shared with you say by whom).\n",
      0, 1, cmd_ls, "", NO_OPTS},
     {"mv", "ID|PATH NEWPATH", "move or rename",
      "Move or rename a file, as mv(1) does: a NEWPATH that ends in / or names\n"
@@ -131,6 +141,21 @@ static const struct command commands[] = {
     {"usage", "", "media count and size per user (admin)",
      "Rank users by the bytes they store, with their file counts (admin).\n", 0, 0, cmd_usage, "",
      NO_OPTS},
+    {"reprocess",
+     "[PATH|--all]",
+     "make thumbnails, previews and metadata again (admin)",
+     "Make the variants and metadata of stored files again, e.g. after a change\n"
+     "of processing.variants or for files stored before processing existed: the\n"
+     "file at PATH, everything under the folder PATH, or --all. A rate-limited\n"
+     "batch on the server (processing.rate_limit); progress is shown, and the\n"
+     "exit code is 1 if any file failed (admin).\n"
+     "\n"
+     "  --all   every stored file\n",
+     0,
+     1,
+     cmd_reprocess,
+     "",
+     {{"all", no_argument, 0, OPT_ALL}, {0, 0, 0, 0}}},
     {"scrub", "", "verify every stored object (admin)",
      "Re-verify every stored object (tags and SHA-256) with progress; list what\n"
      "is corrupt or missing and exit 1 if anything is (admin).\n",
@@ -419,6 +444,12 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
             break;
         case OPT_LIMIT:
             a->limit = optarg;
+            break;
+        case OPT_VARIANT:
+            a->variant = optarg;
+            break;
+        case OPT_ALL:
+            a->all = true;
             break;
         case ':':
             if (optopt > 0 && optopt < 256)

@@ -1,0 +1,435 @@
+"""The process stage (issue 14, docs/PROCESSING.md) against the real daemon:
+real photos, video, PDF made at test time with Debian's tools (ffmpeg,
+exiftool, vips), uploaded with curl, their metadata and variants read back
+through the API and checked with vipsheader and exiftool; hostile files and
+injected decoder failures never cost the original."""
+import glob
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import DRIPCTL, DRIPD, make_file, pids_of, wait_until
+
+
+def run(cmd, cwd):
+    r = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True)
+    assert r.returncode == 0, "%s: %s" % (cmd, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory):
+    """Real inputs, made once per module: a missing tool fails the tests."""
+    d = str(tmp_path_factory.mktemp("media"))
+    run("ffmpeg -v error -y -f lavfi -i 'testsrc2=size=4000x3000:rate=1' -frames:v 1 -q:v 2 "
+        "phone.jpg", d)
+    run("exiftool -q -overwrite_original -Orientation#=6 -GPSLatitude=48.8584 "
+        "-GPSLatitudeRef=N -GPSLongitude=2.2945 -GPSLongitudeRef=E "
+        "-DateTimeOriginal='2024:05:01 12:34:56' -Model='Pixel 7' phone.jpg", d)
+    run("ffmpeg -v error -y -f lavfi -i 'color=c=blue@0.5:size=640x480,format=rgba' "
+        "-frames:v 1 alpha.png", d)
+    run("ffmpeg -v error -y -f lavfi -i 'testsrc2=size=800x600' -frames:v 1 pic.webp", d)
+    run("ffmpeg -v error -y -f lavfi -i 'testsrc2=size=320x240:rate=5' -t 2 anim.gif", d)
+    run("ffmpeg -v error -y -f lavfi -i 'testsrc2=size=640x360:rate=25' -t 3 -c:v libx264 "
+        "-pix_fmt yuv420p clip.mp4", d)
+    run("vips copy pic.webp 'photo.heic[compression=hevc]'", d)
+    with open(os.path.join(d, "doc.pdf"), "wb") as f:
+        f.write(two_page_pdf())
+    run("head -c 300000 phone.jpg > truncated.jpg && echo 'just text' > lying.jpg && "
+        ": > empty.jpg && cp alpha.png notajpeg.jpg", d)
+    with open(os.path.join(d, "bomb.png"), "wb") as f:
+        f.write(png_bomb(50000, 50000))
+    return d
+
+
+def two_page_pdf():
+    """A two-page US Letter PDF, each page a filled rectangle (no fonts)."""
+    body = b"0 0 1 rg 100 100 412 592 re f"
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(body), body),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>"]
+    out, offs = b"%PDF-1.4\n", []
+    for i, o in enumerate(objs):
+        offs.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i + 1, o)
+    xref = len(out)
+    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offs)
+    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return out
+
+
+def png_bomb(w, h):
+    """A PNG whose header claims w x h RGBA pixels (a few dozen bytes)."""
+    import struct
+    import zlib
+
+    def chunk(t, data):
+        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) +
+            chunk(b"IEND", b""))
+
+
+def upload(d, local, remote, user="alice", wait=True, stage="process"):
+    """PUT; the job's first stage is process for media, encrypt for the rest."""
+    st, h, b = d.curl("-T", local, d.url("/v1/files" + urllib.parse.quote(remote)), user=user)
+    assert st == 202, (st, b[:300])
+    doc = json.loads(b)
+    assert doc["job"]["stage"] == stage
+    if wait:
+        job = d.wait_job(doc["job"]["id"], user=user)
+        assert job["state"] == "done", job
+    return doc["media"]["id"], doc["job"]["id"]
+
+
+def media(d, mid, user="alice"):
+    st, doc, _ = d.json("GET", "/v1/media/" + mid, user=user, expect=200)
+    return doc
+
+
+def variants(doc):
+    return {v["name"]: v for v in doc["variants"]}
+
+
+def fetch(d, mid, name, dest, *extra, user="alice"):
+    st, h, body = d.curl(*extra, d.url("/v1/media/%s/variants/%s" % (mid, name)), user=user)
+    if dest and st == 200:
+        with open(dest, "wb") as f:
+            f.write(body)
+    return st, h, body
+
+
+def vips_dims(path):
+    w = subprocess.run(["vipsheader", "-f", "width", path], capture_output=True, text=True)
+    h = subprocess.run(["vipsheader", "-f", "height", path], capture_output=True, text=True)
+    assert w.returncode == 0, w.stderr
+    return int(w.stdout), int(h.stdout)
+
+
+def meta_tags(path):
+    """EXIF, GPS, XMP and IPTC tags exiftool finds in a file."""
+    r = subprocess.run(["exiftool", "-q", "-q", "-EXIF:all", "-GPS:all", "-XMP:all", "-IPTC:all",
+                        "-s", path], capture_output=True, text=True)
+    return [line for line in r.stdout.splitlines() if line.strip()]
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def original_intact(d, mid, local, user="alice"):
+    st, _, body = d.curl(d.url("/v1/media/%s/content" % mid), user=user)
+    assert st == 200
+    assert hashlib.sha256(body).hexdigest() == sha256(local)
+
+
+def test_phone_photo(dripd, media_dir, tmp_path):
+    local = os.path.join(media_dir, "phone.jpg")
+    mid, _ = upload(dripd, local, "/photos/phone.jpg")
+    doc = media(dripd, mid)
+    m = doc["metadata"]
+    assert m["detected_type"] == "image/jpeg"
+    assert (m["width"], m["height"]) == (3000, 4000)  # as displayed: orientation 6
+    assert m["taken_at"] == "2024-05-01T12:34:56"
+    assert m["camera"] == "Pixel 7"
+    assert "duration_ms" not in m and "pages" not in m
+    v = variants(doc)
+    assert v["thumb"]["state"] == "available", v
+    assert (v["thumb"]["width"], v["thumb"]["height"]) == (192, 256)
+    assert v["thumb"]["content_type"] == "image/webp"
+    assert (v["preview"]["width"], v["preview"]["height"]) == (960, 1280)
+    assert v["preview"]["content_type"] == "image/jpeg"
+    for name, want in (("thumb", (192, 256)), ("preview", (960, 1280))):
+        out = str(tmp_path / name)
+        st, h, body = fetch(dripd, mid, name, out)
+        assert st == 200
+        assert len(body) == v[name]["size"]
+        assert h["content-type"] == v[name]["content_type"]
+        assert h["content-disposition"].startswith("inline;")
+        assert vips_dims(out) == want  # upright: portrait like the displayed photo
+        assert meta_tags(out) == [], meta_tags(out)  # no EXIF, no GPS
+    assert any("GPS" in t for t in meta_tags(local))  # the original keeps them
+    original_intact(dripd, mid, local)
+
+
+def test_variant_range_etag_and_links(dripd, media_dir):
+    local = os.path.join(media_dir, "pic.webp")
+    mid, _ = upload(dripd, local, "/pic.webp")
+    st, h, full = fetch(dripd, mid, "preview", None)
+    assert st == 200
+    etag = h["etag"]
+    assert re.match(r'^"[0-9a-f]{64}"$', etag)
+    assert etag == '"%s"' % hashlib.sha256(full).hexdigest()
+    st, h, part = fetch(dripd, mid, "preview", None, "-H", "Range: bytes=10-109")
+    assert st == 206 and part == full[10:110]
+    assert h["content-range"] == "bytes 10-109/%d" % len(full)
+    st, h, body = fetch(dripd, mid, "preview", None, "-H", "If-None-Match: " + etag)
+    assert st == 304 and body == b""
+    # a signed link for the media reads its variants too, without a token
+    st, doc, _ = dripd.json("POST", "/v1/media/%s/link" % mid, {})
+    assert st in (200, 201), doc
+    url = doc["url"].replace("/content?", "/variants/thumb?")
+    st, _, body = dripd.curl(url if url.startswith("http") else dripd.url(url), user=None)
+    assert st == 200 and body[:4] == b"RIFF"
+    # unknown variant: 404; never cached under another name
+    st, _, _ = fetch(dripd, mid, "huge", None)
+    assert st == 404
+    st, _, _ = fetch(dripd, mid, "../content", None, "--path-as-is")
+    assert st == 404
+    st, _, _ = fetch(dripd, mid, "Thumb", None)
+    assert st == 404
+
+
+def test_cache_miss_goes_through_the_download_pipeline(dripd, media_dir):
+    local = os.path.join(media_dir, "alpha.png")
+    mid, _ = upload(dripd, local, "/alpha.png")
+    for f in glob.glob(os.path.join(dripd.data_dir, "cache", mid + "~*")):
+        os.unlink(f)
+    st, h, body = fetch(dripd, mid, "thumb", None)
+    assert st == 200 and body[:4] == b"RIFF"
+    assert os.path.exists(os.path.join(dripd.data_dir, "cache", mid + "~thumb"))
+    st, jobs, _ = dripd.json("GET", "/v1/jobs", expect=200)
+    assert any(j["kind"] == "download" and j["media_id"] == mid for j in jobs["jobs"])
+
+
+@pytest.mark.parametrize("name,meta,dims", [
+    ("alpha.png", {"detected_type": "image/png", "width": 640, "height": 480}, (256, 192)),
+    ("pic.webp", {"detected_type": "image/webp", "width": 800, "height": 600}, (256, 192)),
+    ("anim.gif", {"detected_type": "image/gif", "width": 320, "height": 240, "frames": 10},
+     (256, 192)),
+    ("photo.heic", {"detected_type": "image/heic", "width": 800, "height": 600}, (256, 192)),
+    ("doc.pdf", {"detected_type": "application/pdf", "pages": 2}, (198, 256)),
+    ("notajpeg.jpg", {"detected_type": "image/png", "width": 640}, (256, 192)),
+])
+def test_formats(dripd, media_dir, tmp_path, name, meta, dims):
+    local = os.path.join(media_dir, name)
+    mid, _ = upload(dripd, local, "/f/" + name)
+    doc = media(dripd, mid)
+    for k, want in meta.items():
+        assert doc["metadata"].get(k) == want, doc["metadata"]
+    v = variants(doc)["thumb"]
+    assert v["state"] == "available", v
+    out = str(tmp_path / "t.webp")
+    assert fetch(dripd, mid, "thumb", out)[0] == 200
+    assert vips_dims(out) == dims
+    original_intact(dripd, mid, local)
+
+
+def test_video_poster(dripd, media_dir, tmp_path):
+    local = os.path.join(media_dir, "clip.mp4")
+    mid, _ = upload(dripd, local, "/v/clip.mp4")
+    doc = media(dripd, mid)
+    m = doc["metadata"]
+    assert m["detected_type"] == "video/mp4"
+    assert 2900 <= m["duration_ms"] <= 3100
+    assert (m["width"], m["height"]) == (640, 360)
+    v = variants(doc)
+    assert v["preview"]["state"] == "available" and v["preview"]["width"] == 640
+    out = str(tmp_path / "poster.webp")
+    assert fetch(dripd, mid, "thumb", out)[0] == 200
+    assert vips_dims(out) == (256, 144)
+    original_intact(dripd, mid, local)
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("truncated.jpg", r"truncated|Premature"),
+    ("bomb.png", r"max_pixels"),
+])
+def test_hostile_files(dripd, media_dir, name, reason):
+    local = os.path.join(media_dir, name)
+    mid, _ = upload(dripd, local, "/h/" + name)
+    doc = media(dripd, mid)
+    assert doc["state"] == "available"
+    for v in doc["variants"]:
+        assert v["state"] == "failed", v
+        assert re.search(reason, v["error"]), v
+    st, _, body = fetch(dripd, mid, "thumb", None)
+    assert st == 404 and re.search(reason, body.decode()), body
+    original_intact(dripd, mid, local)
+
+
+@pytest.mark.parametrize("name", ["lying.jpg", "empty.jpg"])
+def test_not_media(dripd, media_dir, name):
+    """No helper for what is not media: no variants, no metadata keys."""
+    local = os.path.join(media_dir, name)
+    mid, _ = upload(dripd, local, "/n/" + name, stage="encrypt")
+    doc = media(dripd, mid)
+    assert doc["variants"] == [] and doc["metadata"] == {}
+    assert fetch(dripd, mid, "thumb", None)[0] == 404
+    original_intact(dripd, mid, local)
+
+
+def test_random_file_runs_no_decoder(dripd, tmp_path):
+    local = str(tmp_path / "random.bin")
+    make_file(local, 4 << 20, seed=7)
+    before = metric(dripd, "dripd_decode_runs_total")
+    mid, _ = upload(dripd, local, "/random.bin", stage="encrypt")
+    assert metric(dripd, "dripd_decode_runs_total") == before
+    assert media(dripd, mid)["variants"] == []
+
+
+def metric(d, name):
+    st, _, body = d.curl(d.url("/metrics"), user=None)
+    m = re.search(r"^%s (\d+)" % name, body.decode(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.mark.parametrize("hook,reason", [
+    ("segv", r"SIGSEGV"),
+    ("socket", r"SIGSYS"),
+])
+def test_decoder_failure_keeps_the_original(dripd_factory, media_dir, hook, reason):
+    d = dripd_factory(config={"processing": {"test_decoder": hook}})
+    local = os.path.join(media_dir, "phone.jpg")
+    mid, _ = upload(d, local, "/crash.jpg")
+    doc = media(d, mid)
+    assert doc["state"] == "available"
+    assert {v["state"] for v in doc["variants"]} == {"failed"}
+    assert all(re.search(reason, v["error"]) for v in doc["variants"]), doc["variants"]
+    original_intact(d, mid, local)
+    assert metric(d, "dripd_decode_failures_total") >= 1
+    assert len(pids_of(d.pid, "dripd-pipeline")) == 1  # the worker never went down
+    assert d.wait_log(r"decoder killed", timeout=5)
+
+
+def test_hang_is_killed_helper_is_a_child_and_variants_pend(dripd_factory, media_dir):
+    d = dripd_factory(config={"processing": {"test_decoder": "hang",
+                                             "limits": {"timeout": "3s"}}})
+    local = os.path.join(media_dir, "pic.webp")
+    mid, job = upload(d, local, "/hang.webp", wait=False)
+    pl = d.worker("pipeline")
+    helpers = wait_until(lambda: pids_of(pl, "dripd-decode"), 10, "a dripd-decode child")
+    assert helpers  # named dripd-decode, a child of dripd-pipeline
+    st, body, _ = d.json("GET", "/v1/media/%s" % mid)
+    assert {v["state"] for v in body["variants"]} == {"pending"}
+    st, _, b = fetch(d, mid, "thumb", None)
+    assert st == 409, b
+    job = d.wait_job(job, timeout=30)
+    assert job["state"] == "done"
+    doc = media(d, mid)
+    assert all("processing.limits.timeout" in v["error"] for v in doc["variants"]), doc
+    wait_until(lambda: not pids_of(pl, "dripd-decode"), 10, "the helper to be gone")
+    original_intact(d, mid, local)
+
+
+def test_delete_removes_variant_objects(dripd, media_dir):
+    local = os.path.join(media_dir, "alpha.png")
+    mid, _ = upload(dripd, local, "/del.png")
+    objs = os.path.join(dripd.data_dir, "objects")
+    assert len(glob.glob(os.path.join(objs, "**", mid + "~*"), recursive=True)) == 2
+    dripd.json("DELETE", "/v1/media/" + mid, expect=204)
+    assert glob.glob(os.path.join(objs, "**", mid + "*"), recursive=True) == []
+    assert glob.glob(os.path.join(dripd.data_dir, "cache", mid + "*")) == []
+
+
+def test_processing_disabled(dripd_factory, media_dir):
+    d = dripd_factory(config={"processing": {"enabled": False}})
+    local = os.path.join(media_dir, "pic.webp")
+    mid, _ = upload(d, local, "/off.webp", stage="encrypt")
+    doc = media(d, mid)
+    assert doc["variants"] == [] and doc["metadata"] == {}
+    assert fetch(d, mid, "thumb", None)[0] == 404
+
+
+def test_memory_stays_bounded(dripd, media_dir):
+    """Peak RSS of the dripd processes themselves after a bomb and a 12 MP
+    photo: decoding happens in the helpers, never in them."""
+    for name in ("bomb.png", "phone.jpg"):
+        upload(dripd, os.path.join(media_dir, name), "/mem/" + name)
+    total = 0
+    for pid in [dripd.pid] + dripd.workers("http") + dripd.workers("pipeline"):
+        with open("/proc/%d/status" % pid) as f:
+            hwm = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+        total += int(hwm.group(1))
+    assert total < 128 * 1024, total
+
+
+def ctl(d, *args, user="alice"):
+    env = dict(os.environ)
+    env.update({"DRIPD_URL": d.url(), "DRIPD_TOKEN": d.token(user), "HOME": d.dir})
+    env.pop("XDG_CONFIG_HOME", None)
+    return subprocess.run([DRIPCTL] + list(args), capture_output=True, text=True, env=env,
+                          timeout=300, cwd=d.dir)
+
+
+def test_dripctl_variant_and_ls(dripd, media_dir):
+    mid, _ = upload(dripd, os.path.join(media_dir, "phone.jpg"), "/cam/phone.jpg")
+    upload(dripd, os.path.join(media_dir, "clip.mp4"), "/cam/clip.mp4")
+    r = ctl(dripd, "download", "/cam/phone.jpg", "--variant", "thumb")
+    assert r.returncode == 0, r.stderr
+    out = os.path.join(dripd.dir, "phone.thumb.webp")
+    assert vips_dims(out) == (192, 256)
+    r = ctl(dripd, "download", mid, "--variant", "nope")
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    r = ctl(dripd, "ls", "/cam")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"phone\.jpg\s+\(3000x4000\)", r.stdout), r.stdout
+    assert re.search(r"clip\.mp4\s+\(640x360 0:03\)", r.stdout), r.stdout
+
+
+def test_reprocess_after_enabling(dripd_factory, media_dir):
+    d = dripd_factory(config={"processing": {"enabled": False}})
+    a, _ = upload(d, os.path.join(media_dir, "phone.jpg"), "/r/a.jpg", stage="encrypt")
+    b, _ = upload(d, os.path.join(media_dir, "alpha.png"), "/other/b.png", stage="encrypt")
+    assert media(d, a)["variants"] == []
+    assert d.stop() == 0
+    d.config["processing"] = {"enabled": True,
+                              "variants": [{"name": "small", "max": 64, "format": "png"}]}
+    d.write_config()
+    d.restart()
+    r = ctl(d, "reprocess", "/r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 files, 1 processed, 0 failed" in r.stdout, r.stdout
+    doc = media(d, a)
+    assert [v["name"] for v in doc["variants"]] == ["small"]
+    assert doc["variants"][0]["width"] == 48 and doc["metadata"]["camera"] == "Pixel 7"
+    assert media(d, b)["variants"] == []  # not under /r
+    assert ctl(d, "reprocess", "--all").returncode == 0
+    assert variants(media(d, b))["small"]["state"] == "available"
+    assert ctl(d, "reprocess", "/r", user="bob").returncode == 3  # admin only
+
+
+def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
+    mid, _ = upload(dripd, os.path.join(media_dir, "pic.webp"), "/s/pic.webp")
+    objs = glob.glob(os.path.join(dripd.data_dir, "objects", "**", mid + "~thumb*"),
+                     recursive=True)
+    assert len(objs) == 1
+    before = variants(media(dripd, mid))
+    # rebuild: the variant rows come back from the objects alone
+    assert dripd.stop() == 0
+    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
+        os.unlink(f)
+    for f in glob.glob(os.path.join(dripd.data_dir, "cache", "*")):
+        os.unlink(f)
+    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "1 media restored (and 2 variants)" in r.stderr, r.stderr
+    dripd.restart()
+    after = variants(media(dripd, mid))
+    for name in ("thumb", "preview"):
+        for k in ("content_type", "width", "height", "size", "state"):
+            assert after[name][k] == before[name][k], (name, k, after[name], before[name])
+    assert fetch(dripd, mid, "thumb", None)[0] == 200
+    # scrub: a damaged variant object is found
+    with open(objs[0], "r+b") as f:
+        f.seek(-20, os.SEEK_END)
+        b = f.read(1)
+        f.seek(-20, os.SEEK_END)
+        f.write(bytes([b[0] ^ 0xFF]))
+    dripd.json("POST", "/v1/admin/scrub", expect=202)
+
+    def done():
+        st, doc, _ = dripd.json("GET", "/v1/admin/scrub")
+        return doc if doc and doc.get("state") == "done" else None
+    doc = wait_until(done, 60, "scrub to finish")
+    assert doc["checked"] == 3, doc
+    assert [(c["id"], c["path"]) for c in doc["corrupt"]] == [(mid, "thumb variant")], doc
