@@ -347,8 +347,7 @@ static void save_variant(const struct decode_variant_req *vr, VipsImage *im, int
         }
         break;
     case DECODE_FMT_JPEG:
-        rc = vips_jpegsave_buffer(im, &buf, &len, "Q", (int)vr->quality, "strip", TRUE,
-                                  "optimize_coding", TRUE, NULL);
+        rc = vips_jpegsave_buffer(im, &buf, &len, "Q", (int)vr->quality, "strip", TRUE, NULL);
         break;
     default:
         rc = vips_pngsave_buffer(im, &buf, &len, "strip", TRUE, NULL);
@@ -394,6 +393,25 @@ static void sort_variants(const struct decode_req *req, int *order)
         }
 }
 
+/* im scaled so that its longest side is max (never enlarged), in memory.
+ * NULL on failure (vips_error set). */
+static VipsImage *fit_in_memory(VipsImage *im, uint32_t max)
+{
+    int w = vips_image_get_width(im), h = vips_image_get_height(im);
+    int longest = w > h ? w : h;
+    VipsImage *r = NULL;
+    if (longest > (int)max) {
+        if (vips_resize(im, &r, (double)max / longest, "kernel", VIPS_KERNEL_LANCZOS3, NULL) != 0)
+            return NULL;
+    } else {
+        g_object_ref(im);
+        r = im;
+    }
+    VipsImage *mem = vips_image_copy_memory(r);
+    g_object_unref(r);
+    return mem;
+}
+
 /* The chain from an already decoded, upright image (a video frame). */
 static void variants_from_image(const struct decode_req *req, VipsImage *first, const int *out_fds,
                                 struct decode_resp *resp)
@@ -405,17 +423,12 @@ static void variants_from_image(const struct decode_req *req, VipsImage *first, 
     for (uint32_t k = 0; k < req->n_variants; k++) {
         int i = order[k];
         const struct decode_variant_req *vr = &req->v[i];
-        VipsImage *t = NULL, *mem = NULL;
-        if (vips_thumbnail_image(prev, &t, (int)vr->max, "height", (int)vr->max, "size",
-                                 VIPS_SIZE_DOWN, "no_rotate", TRUE, NULL) != 0 ||
-            (mem = vips_image_copy_memory(t)) == NULL) {
+        VipsImage *mem = fit_in_memory(prev, vr->max);
+        if (mem == NULL) {
             resp->v[i].status = -EIO;
             vips_reason(resp->v[i].reason, sizeof resp->v[i].reason, "resize");
-            if (t)
-                g_object_unref(t);
             continue;
         }
-        g_object_unref(t);
         save_variant(vr, mem, out_fds[i], &resp->v[i]);
         g_object_unref(prev);
         prev = mem;
@@ -430,6 +443,52 @@ static VipsSource *source_at_start(int fd)
     if (lseek(fd, 0, SEEK_SET) != 0)
         return NULL;
     return vips_source_new_from_descriptor(fd);
+}
+
+/* The one decode of a plain JPEG photo (8-bit sRGB or grey), cheaper than
+ * vips_thumbnail: libjpeg's own shrink-on-load (1/2, 1/4, 1/8: the
+ * largest that still leaves the longest side >= max), one Lanczos3 resize
+ * to max, rendered to memory, then turned upright by its EXIF orientation
+ * (after the resize: rotating the small image is cheap). NULL when the
+ * file is not such a JPEG (CMYK, an ICC profile other than sRGB...):
+ * the caller falls back to vips_thumbnail_source. */
+static VipsImage *jpeg_fit(int fd, uint32_t max)
+{
+    VipsSource *src = source_at_start(fd);
+    VipsImage *hdr = NULL, *img = NULL, *mem = NULL, *up = NULL;
+    if (src == NULL)
+        return NULL;
+    hdr = vips_image_new_from_source(src, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (hdr == NULL || vips_image_get_format(hdr) != VIPS_FORMAT_UCHAR ||
+        (vips_image_get_bands(hdr) != 3 && vips_image_get_bands(hdr) != 1) ||
+        vips_image_get_typeof(hdr, VIPS_META_ICC_NAME) != 0)
+        goto out;
+    int w = vips_image_get_width(hdr), h = vips_image_get_height(hdr);
+    int longest = w > h ? w : h, shrink = 1;
+    while (shrink < 8 && longest / (shrink * 2) >= (int)max)
+        shrink *= 2;
+    g_object_unref(hdr);
+    hdr = NULL;
+    g_object_unref(src);
+    if ((src = source_at_start(fd)) == NULL ||
+        vips_jpegload_source(src, &img, "shrink", shrink, "access", VIPS_ACCESS_SEQUENTIAL, NULL) !=
+            0)
+        goto out;
+    mem = fit_in_memory(img, max);
+    if (mem != NULL && vips_autorot(mem, &up, NULL) != 0)
+        up = NULL;
+out:
+    if (mem)
+        g_object_unref(mem);
+    if (img)
+        g_object_unref(img);
+    if (hdr)
+        g_object_unref(hdr);
+    if (src)
+        g_object_unref(src);
+    if (up == NULL)
+        vips_error_clear();
+    return up;
 }
 
 static void do_image(const struct decode_req *req, int in_fd, const int *out_fds,
@@ -491,19 +550,24 @@ static void do_image(const struct decode_req *req, int in_fd, const int *out_fds
     int order[DECODE_MAX_VARIANTS];
     sort_variants(req, order);
     const struct decode_variant_req *first = &req->v[order[0]];
-    if (src == NULL || vips_thumbnail_source(src, &big, (int)first->max, "height", (int)first->max,
-                                             "size", VIPS_SIZE_DOWN, NULL) != 0) {
-        char why[DECODE_REASON_LEN];
-        vips_reason(why, sizeof why, "decode");
-        fail_variants(req, resp, -EBADMSG, why);
-        goto out;
-    }
     if (req->flags & DECODE_F_TEST_SEGV)
         raise(SIGSEGV); /* test hook: a crash inside the decoder */
-    mem = vips_image_copy_memory(big);
-    /* the loader reports its warnings when it is closed */
-    g_object_unref(big);
-    big = NULL;
+    if (strcmp(resp->mime, "image/jpeg") == 0)
+        mem = jpeg_fit(in_fd, first->max);
+    if (mem == NULL) {
+        if (src == NULL ||
+            vips_thumbnail_source(src, &big, (int)first->max, "height", (int)first->max, "size",
+                                  VIPS_SIZE_DOWN, NULL) != 0) {
+            char why[DECODE_REASON_LEN];
+            vips_reason(why, sizeof why, "decode");
+            fail_variants(req, resp, -EBADMSG, why);
+            goto out;
+        }
+        mem = vips_image_copy_memory(big);
+        /* the loader reports its warnings when it is closed */
+        g_object_unref(big);
+        big = NULL;
+    }
     g_object_unref(src);
     src = NULL;
     if (mem == NULL || truncated_reason()) {

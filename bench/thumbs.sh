@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# bench/thumbs.sh: dripd's process stage against Debian's own thumbnailers,
+# and what processing costs a file that is not media (issue 14).
+#
+#   photos    N (20) noisy 12 MP JPEGs (made like ../shared/anchors/thumbs.sh,
+#             in the same $ANCHOR/photos), per run in alternating order:
+#             (a) dripd: all N PUT into a fresh daemon (default config: thumb
+#                 256 px WebP + preview 1280 px JPEG), as many uploads at once
+#                 as there are cores; photos/s from the first PUT to the last
+#                 job done (hash, encrypt, store and both variants, each
+#                 variant sealed and stored too);
+#             (b) vipsthumbnail: the same two variants, one CLI run each, as
+#                 many photos in parallel as there are cores;
+#             (c) ImageMagick convert -thumbnail, the same work.
+#             Peak RSS of all dripd processes while (a) runs: the sum of
+#             VmRSS over the supervisor and every descendant (workers and
+#             dripd-decode helpers), sampled every 20 ms.
+#   nonmedia  1 GiB of random bytes through the upload pipeline (accepted
+#             with the pipeline worker held, clock from SIGCONT to
+#             available, as bench/pipeline.sh), processing on vs off,
+#             alternating: a file that is not media costs one type check.
+#
+#   RUNS=3 bench/thumbs.sh      (default 3; medians and ratios of medians)
+#   N=20  ONLY=photos|nonmedia
+# Output: "RESULT name min=.. median=.. max=.. n=.." lines on stdout,
+# detail on stderr. Data under $ANCHOR/thumbs (removed at the end; the
+# photos stay in $ANCHOR/photos for the anchor script); daemons are
+# stopped by pid, also on failure. The machine may be shared: the figures
+# are only comparable within one run.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/anchors/lib.sh"
+RUNS=${RUNS:-3}
+N=${N:-20}
+P=$(nproc)
+ONLY=${ONLY:-}
+W=$ANCHOR/thumbs
+D=$ANCHOR/photos
+BIG=$ANCHOR/src-1g.bin
+TOKEN=bench-thumbs-token-0123
+AUTH="Authorization: Bearer $TOKEN"
+DRIPD=${DRIPD_BIN:-$ROOT/bin/dripd}
+[ -x "$DRIPD" ] || die "build first: make"
+for t in ffmpeg vipsthumbnail sqlite3; do command -v $t >/dev/null || die "$t missing (make deps)"; done
+[ -x /usr/bin/convert ] || die "ImageMagick missing (make deps)"
+
+SUP=""
+SAMPLER=""
+cleanup() {
+  [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
+  [ -n "$SUP" ] && stop_pid "$SUP" dripd
+  [ -n "${KEEP:-}" ] && cp -r "$W" /tmp/media-benchkeep; rm -rf "$W"
+}
+trap cleanup EXIT; trap 'exit 143' INT TERM
+mkdir -p "$W" "$D"
+
+for i in $(seq 1 "$N"); do
+  [ -s "$D/p$i.jpg" ] || ffmpeg -v error -y -f lavfi \
+    -i "testsrc2=size=4000x3000:rate=1,noise=alls=$((i * 3)):allf=t" -frames:v 1 -q:v 2 "$D/p$i.jpg"
+done
+
+start_dripd() {  # start_dripd PROCESSING(true|false)
+  rm -rf "$W/d"; mkdir -p "$W/d"
+  cat > "$W/d/dripd.yaml" <<EOF
+{"listen": ["127.0.0.1:0"], "data_dir": "$W/d/var",
+ "users": [{"name": "bench", "token": "$TOKEN", "admin": true}],
+ "pipeline": {"queue_limit": 100000},
+ "cache": {"max_size": "4GiB"},
+ "limits": {"max_upload_size": "2GiB"},
+ "supervisor": {"heartbeat_timeout": "600s"},
+ "processing": {"enabled": $1},
+ "log": {"level": "${LOG_LEVEL:-info}"}}
+EOF
+  "$DRIPD" -c "$W/d/dripd.yaml" > "$W/d/dripd.log" 2>&1 &
+  SUP=$!
+  local i
+  for i in $(seq 1 200); do [ -s "$W/d/var/run/listen" ] && break; sleep 0.05; done
+  URL=http://$(head -1 "$W/d/var/run/listen")
+  for i in $(seq 1 200); do curl -sf -o /dev/null "$URL/readyz" && break; sleep 0.05; done
+}
+stop_dripd() { stop_pid "$SUP" dripd; SUP=""; }
+sql() { sqlite3 -readonly "$W/d/var/catalog.db" "$1"; }
+now_s() { date +%s.%N; }
+wait_sql() {
+  local i
+  for i in $(seq 1 60000); do
+    [ "$(sql "$1" 2>/dev/null || echo 0)" = 1 ] && return 0
+    sleep 0.01
+  done
+  die "timed out waiting for: $1"
+}
+
+# The sum of VmRSS (KiB) of pid and all its descendants.
+tree_rss() {
+  local all p sum=0
+  all=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
+  for p in $all; do all="$all $(ps -o pid= --ppid "$p" 2>/dev/null || true)"; done
+  for p in "$1" $all; do sum=$((sum + $(rss_kib "$p" 2>/dev/null || echo 0))); done
+  echo "$sum"
+}
+sample_rss() {  # in the background: the peak of tree_rss into $W/peak
+  local peak=0 r
+  while :; do
+    r=$(tree_rss "$1")
+    [ "$r" -gt "$peak" ] && { peak=$r; echo "$peak" > "$W/peak"; }
+    sleep 0.02
+  done
+}
+
+run_dripd() {
+  start_dripd true
+  echo 0 > "$W/peak"
+  sample_rss "$SUP" & SAMPLER=$!
+  local t0 t1
+  t0=$(now_s)
+  ls "$D"/p*.jpg | head -n "$N" | xargs -P "$P" -I{} sh -c \
+    'curl -sS -o /dev/null -w "%{http_code}\n" -H "$1" -T "$2" "$3/v1/files/photos/$(basename "$2")"' \
+    _ "$AUTH" {} "$URL" | grep -v '^202$' && die "an upload was refused"
+  wait_sql "SELECT count(*) = $N FROM jobs WHERE kind = 'upload' AND state IN ('done', 'failed')"
+  t1=$(now_s)
+  kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""
+  [ "$(sql "SELECT count(*) FROM variants WHERE state = 'available'")" = $((2 * N)) ] ||
+    die "not every photo got its two variants: $(sql "SELECT name, error FROM variants WHERE state <> 'available' LIMIT 3")"
+  echo "$(cat "$W/peak")" >> "$W/rss"
+  [ -n "${KEEP:-}" ] && cp "$W/d/dripd.log" "$W/dripd-photos.log"
+  stop_dripd
+  awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", n/(b-a)}'
+}
+vips_one() { vipsthumbnail "$1" -s 256 -o "$OUT/%s-t.webp" && vipsthumbnail "$1" -s 1280 -o "$OUT/%s-p.jpg[Q=82]"; }
+im_one() { b=$(basename "$1" .jpg); /usr/bin/convert "$1" -auto-orient -thumbnail 256x256 -strip "$OUT/$b-t.webp" &&
+           /usr/bin/convert "$1" -auto-orient -thumbnail 1280x1280 -strip -quality 82 "$OUT/$b-p.jpg"; }
+export -f vips_one im_one
+export OUT=$W/out
+run_cli() {
+  rm -rf "$OUT"; mkdir -p "$OUT"
+  local t0 t1; t0=$(now_s)
+  ls "$D"/p*.jpg | head -n "$N" | xargs -P "$P" -I{} bash -c "$1 {}"
+  t1=$(now_s)
+  awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", n/(b-a)}'
+}
+
+run_nonmedia() {  # run_nonmedia true|false -> MB/s accepted -> available
+  start_dripd "$1"
+  local pp mid out t0 ms
+  pp=$(pgrep -P "$SUP" -x dripd-pipeline)
+  kill -STOP "$pp"
+  out=$(curl -sS -H "$AUTH" -T "$BIG" "$URL/v1/files/bench/big.bin")
+  mid=$(echo "$out" | sed -n 's/.*"media":{"id":"\([0-9A-Z]*\)".*/\1/p')
+  [ -n "$mid" ] || die "upload failed: $out"
+  sync; sleep "${SETTLE_IO_S:-3}"
+  t0=$(date +%s%3N)
+  kill -CONT "$pp"
+  wait_sql "SELECT state = 'available' FROM media WHERE id = '$mid'"
+  ms=$(( $(sql "SELECT uploaded_at FROM media WHERE id = '$mid'") - t0 ))
+  stop_dripd
+  awk -v b=$GIB -v ms="$ms" 'BEGIN { printf "%.1f\n", b / (ms / 1000) / 1e6 }'
+}
+
+if [ "$ONLY" != nonmedia ]; then
+  for r in $(seq 1 "$RUNS"); do
+    if [ $((r % 2)) = 1 ]; then
+      a=$(run_dripd); v=$(run_cli vips_one); m=$(run_cli im_one)
+    else
+      m=$(run_cli im_one); v=$(run_cli vips_one); a=$(run_dripd)
+    fi
+    log "run $r: dripd $a photos/s (peak RSS $(tail -1 "$W/rss") KiB), vipsthumbnail $v, convert $m ($P at a time, 2 variants each)"
+    echo "$a" >> "$W/dripd"; echo "$v" >> "$W/vips"; echo "$m" >> "$W/im"
+    awk -v a="$a" -v b="$v" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rv"
+    awk -v a="$a" -v b="$m" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rm"
+  done
+  echo "RESULT dripd_photos_per_s $(stats < "$W/dripd")"
+  echo "RESULT vipsthumbnail_photos_per_s $(stats < "$W/vips")"
+  echo "RESULT imagemagick_photos_per_s $(stats < "$W/im")"
+  echo "RESULT ratio_dripd_over_vipsthumbnail $(stats < "$W/rv")"
+  echo "RESULT ratio_dripd_over_imagemagick $(stats < "$W/rm")"
+  awk '{print $1 / 1024}' "$W/rss" > "$W/rss_mib"
+  echo "RESULT dripd_peak_rss_all_processes_MiB $(stats < "$W/rss_mib")"
+fi
+if [ "$ONLY" != photos ]; then
+  mkrand "$BIG" $GIB
+  for r in $(seq 1 "$RUNS"); do
+    if [ $((r % 2)) = 1 ]; then on=$(run_nonmedia true); off=$(run_nonmedia false)
+    else off=$(run_nonmedia false); on=$(run_nonmedia true); fi
+    log "run $r: 1 GiB random, processing on $on MB/s, off $off MB/s"
+    echo "$on" >> "$W/on"; echo "$off" >> "$W/off"
+    awk -v a="$on" -v b="$off" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/ron"
+  done
+  echo "RESULT nonmedia_1GiB_processing_on_MBps $(stats < "$W/on")"
+  echo "RESULT nonmedia_1GiB_processing_off_MBps $(stats < "$W/off")"
+  echo "RESULT ratio_nonmedia_on_over_off $(stats < "$W/ron")"
+fi
