@@ -682,127 +682,112 @@ int cmd_usage(struct client *c, const struct args *a)
     return EXIT_OK;
 }
 
+/* Start an admin run (POST path) and follow GET /v1/admin/<what> with
+ * progress ("<what>: N/M <unit>") until it ends: 0 and *final (caller
+ * decrefs), or the exit code of what went wrong. */
+static int follow_run(struct client *c, const char *what, const char *post, const char *unit,
+                      json_t **final)
+{
+    char *get = xasprintf("/v1/admin/%s", what);
+    json_t *doc = NULL;
+    int code = -1;
+    bool drawn = false;
+    if (client_json(c, "POST", post, NULL, &doc) < 0)
+        code = fail(c, what);
+    json_decref(doc);
+    for (int i = 0; code < 0 && i < 36000; i++) { /* bounded: one hour */
+        doc = NULL;
+        if (client_json(c, "GET", get, NULL, &doc) < 0) {
+            code = fail(c, what);
+            break;
+        }
+        const char *st = jstr(doc, "state", "");
+        long long done = jint(doc, "checked"), total = jint(doc, "total");
+        if (human_out(c)) {
+            fprintf(stderr, c->tty ? "\r%s: %lld/%lld %s" : "%s: %lld/%lld %s\n", what, done, total,
+                    unit);
+            drawn = c->tty;
+        }
+        if (strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
+            *final = doc;
+            code = 0;
+            break;
+        }
+        json_decref(doc);
+        client_sleep_ms(100);
+        if (client_interrupted()) {
+            client_local_error(c, EXIT_INTERRUPTED,
+                               "interrupted (the %s goes on on the server; rerun to follow it)",
+                               what);
+            code = fail(c, what);
+        }
+    }
+    if (drawn)
+        fputc('\n', stderr);
+    if (code < 0) {
+        client_local_error(c, EXIT_FAIL, "%s did not finish within an hour", what);
+        code = fail(c, what);
+    }
+    free(get);
+    return code;
+}
+
 int cmd_reprocess(struct client *c, const struct args *a)
 {
     if ((a->argc > 0) == a->all) {
         fprintf(stderr, "dripctl reprocess: give a PATH or --all\n");
         return EXIT_USAGE;
     }
-    char *q = NULL;
+    char *post = xstrdup("/v1/admin/reprocess");
     if (a->argc > 0) {
         char *ep = client_escape(c, a->argv[0]);
-        q = xasprintf("/v1/admin/reprocess?path=%s", ep);
+        free(post);
+        post = xasprintf("/v1/admin/reprocess?path=%s", ep);
         free(ep);
     }
     json_t *doc = NULL;
-    int r = client_json(c, "POST", q ? q : "/v1/admin/reprocess", NULL, &doc);
-    free(q);
-    if (r < 0)
-        return fail(c, "reprocess");
-    json_decref(doc);
-    bool drawn = false;
-    for (int i = 0; i < 36000; i++) { /* bounded: one hour */
-        doc = NULL;
-        if (client_json(c, "GET", "/v1/admin/reprocess", NULL, &doc) < 0) {
-            if (drawn)
-                fputc('\n', stderr);
-            return fail(c, "reprocess");
-        }
-        const char *st = jstr(doc, "state", "");
-        long long done = jint(doc, "checked"), total = jint(doc, "total");
-        if (human_out(c)) {
-            fprintf(stderr,
-                    c->tty ? "\rreprocess: %lld/%lld files" : "reprocess: %lld/%lld files\n", done,
-                    total);
-            drawn = c->tty;
-        }
-        if (strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
-            if (drawn)
-                fputc('\n', stderr);
-            long long bad = jint(doc, "failed");
-            if (c->json) {
-                print_json(doc);
-            } else {
-                size_t k;
-                json_t *e;
-                json_array_foreach(json_object_get(doc, "errors"), k, e)
-                    printf("failed %s (%s): %s\n", jstr(e, "id", "?"), jstr(e, "path", ""),
-                           jstr(e, "error", ""));
-                printf("reprocess: %lld files, %lld processed, %lld failed\n", done,
-                       jint(doc, "processed"), bad);
-            }
-            bool failed = strcmp(st, "done") != 0 || bad > 0;
-            json_decref(doc);
-            return failed ? EXIT_FAIL : EXIT_OK;
-        }
-        json_decref(doc);
-        client_sleep_ms(100);
-        if (client_interrupted()) {
-            if (drawn)
-                fputc('\n', stderr);
-            client_local_error(c, EXIT_INTERRUPTED,
-                               "interrupted (the run goes on on the server; dripctl reprocess "
-                               "--all again only follows it while it runs)");
-            return fail(c, "reprocess");
-        }
+    int code = follow_run(c, "reprocess", post, "files", &doc);
+    free(post);
+    if (code != 0)
+        return code;
+    long long bad = jint(doc, "failed");
+    if (c->json) {
+        print_json(doc);
+    } else {
+        size_t k;
+        json_t *e;
+        json_array_foreach(json_object_get(doc, "errors"), k, e) printf(
+            "failed %s (%s): %s\n", jstr(e, "id", "?"), jstr(e, "path", ""), jstr(e, "error", ""));
+        printf("reprocess: %lld files, %lld processed, %lld failed\n", jint(doc, "checked"),
+               jint(doc, "processed"), bad);
     }
-    client_local_error(c, EXIT_FAIL, "reprocess did not finish within an hour");
-    return fail(c, "reprocess");
+    code = strcmp(jstr(doc, "state", ""), "done") != 0 || bad > 0 ? EXIT_FAIL : EXIT_OK;
+    json_decref(doc);
+    return code;
 }
 
 int cmd_scrub(struct client *c, const struct args *a)
 {
     (void)a;
     json_t *doc = NULL;
-    if (client_json(c, "POST", "/v1/admin/scrub", NULL, &doc) < 0)
-        return fail(c, "scrub");
-    json_decref(doc);
-    bool drawn = false;
-    for (int i = 0; i < 36000; i++) { /* bounded: one hour */
-        doc = NULL;
-        if (client_json(c, "GET", "/v1/admin/scrub", NULL, &doc) < 0) {
-            if (drawn)
-                fputc('\n', stderr);
-            return fail(c, "scrub");
-        }
-        const char *st = jstr(doc, "state", "");
-        long long done = jint(doc, "checked"), total = jint(doc, "total");
-        if (human_out(c)) {
-            fprintf(stderr, c->tty ? "\rscrub: %lld/%lld objects" : "scrub: %lld/%lld objects\n",
-                    done, total);
-            drawn = c->tty;
-        }
-        if (strcmp(st, "running") != 0 && strcmp(st, "requested") != 0) {
-            if (drawn)
-                fputc('\n', stderr);
-            long long bad = (long long)(json_array_size(json_object_get(doc, "corrupt")) +
-                                        json_array_size(json_object_get(doc, "missing")));
-            if (c->json) {
-                print_json(doc);
-            } else {
-                size_t k;
-                json_t *e;
-                json_array_foreach(json_object_get(doc, "corrupt"), k, e)
-                    printf("corrupt %s: %s\n", jstr(e, "id", "?"), jstr(e, "error", ""));
-                json_array_foreach(json_object_get(doc, "missing"), k, e)
-                    printf("missing %s\n", jstr(e, "id", "?"));
-                json_array_foreach(json_object_get(doc, "orphans"), k, e) printf(
-                    "orphan %s (no media: garbage a delete left behind)\n", jstr(e, "key", "?"));
-                printf("scrub: %lld objects checked, %lld bad\n", done, bad);
-            }
-            json_decref(doc);
-            return bad ? EXIT_FAIL : EXIT_OK;
-        }
-        json_decref(doc);
-        client_sleep_ms(100);
-        if (client_interrupted()) {
-            if (drawn)
-                fputc('\n', stderr);
-            client_local_error(c, EXIT_INTERRUPTED,
-                               "interrupted (the scrub goes on on the server; rerun to follow it)");
-            return fail(c, "scrub");
-        }
+    int code = follow_run(c, "scrub", "/v1/admin/scrub", "objects", &doc);
+    if (code != 0)
+        return code;
+    long long bad = (long long)(json_array_size(json_object_get(doc, "corrupt")) +
+                                json_array_size(json_object_get(doc, "missing")));
+    if (c->json) {
+        print_json(doc);
+    } else {
+        size_t k;
+        json_t *e;
+        json_array_foreach(json_object_get(doc, "corrupt"), k, e)
+            printf("corrupt %s: %s\n", jstr(e, "id", "?"), jstr(e, "error", ""));
+        json_array_foreach(json_object_get(doc, "missing"), k, e)
+            printf("missing %s\n", jstr(e, "id", "?"));
+        json_array_foreach(json_object_get(doc, "orphans"), k, e)
+            printf("orphan %s (no media: garbage a delete left behind)\n", jstr(e, "key", "?"));
+        printf("scrub: %lld objects checked, %lld bad\n", jint(doc, "checked"), bad);
     }
-    client_local_error(c, EXIT_FAIL, "scrub did not finish within an hour");
-    return fail(c, "scrub");
+    json_decref(doc);
+    return bad ? EXIT_FAIL : EXIT_OK;
 }

@@ -1,7 +1,8 @@
 /* pipeline.c - the helpers every pipeline step uses (pipeline.h): the
  * scratch path of a job, which errors are worth a retry, the job's media
- * row, the stage thread's lazily opened store handle, and the
- * interruptible sleep of the stop protocol.
+ * row, the stage thread's lazily opened store handle, the interruptible
+ * sleep of the stop protocol, and the run/ files of the admin runs
+ * (scrub, reprocess).
  *
  * Threads: any stage thread. pl_tls_store() touches only the calling
  * thread's struct pl_tls; pl_sleep()/pl_ctx_stop() meet under pc->stop_mu
@@ -10,10 +11,15 @@
 #include "pipeline.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dripd/store.h"
 #include "dripd/util.h"
@@ -88,4 +94,55 @@ void pl_ctx_stop(struct pl_ctx *pc)
 bool pl_stopping(struct pl_ctx *pc)
 {
     return __atomic_load_n(&pc->stopping, __ATOMIC_RELAXED) != 0;
+}
+
+static char *run_file(const char *data_dir, const char *what, const char *ext)
+{
+    return xasprintf("%s/run/%s.%s", data_dir, what, ext);
+}
+
+bool pl_run_requested(const char *data_dir, const char *what)
+{
+    char *req = run_file(data_dir, what, "request");
+    struct stat st;
+    bool yes = stat(req, &st) == 0;
+    free(req);
+    return yes;
+}
+
+json_t *pl_run_take(const char *data_dir, const char *what)
+{
+    char *req = run_file(data_dir, what, "request");
+    json_t *doc = json_load_file(req, 0, NULL);
+    unlink(req);
+    free(req);
+    return doc;
+}
+
+void pl_run_status(const char *data_dir, const char *what, json_t *doc, const char *state,
+                   int64_t started_ms)
+{
+    char ts[32];
+    dr_fmt_time(started_ms, ts, sizeof ts);
+    json_object_set_new(doc, "state", json_string(state));
+    json_object_set_new(doc, "started_at", json_string(ts));
+    if (strcmp(state, "running") != 0) {
+        dr_fmt_time(dr_now_ms(), ts, sizeof ts);
+        json_object_set_new(doc, "finished_at", json_string(ts));
+    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    char *path = run_file(data_dir, what, "json");
+    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0 && text && dr_write_all(fd, text, strlen(text)) == 0 && close(fd) == 0) {
+        rename(tmp, path);
+    } else {
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+    }
+    free(tmp);
+    free(path);
+    free(text);
 }

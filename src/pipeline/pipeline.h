@@ -115,6 +115,17 @@ bool pl_is_transient(int rc);
 bool pl_sleep(struct pl_ctx *pc, uint64_t ms);
 /* Begin the stop: every pl_sleep() returns false from now on. Any thread. */
 void pl_ctx_stop(struct pl_ctx *pc);
+
+/* Admin runs (scrub.c, reprocess.c) meet the http worker in
+ * <data_dir>/run/: <what>.request asks for a run, <what>.json is its
+ * status. pl_run_requested: is there a request (one stat)?
+ * pl_run_take: its JSON (NULL if it does not parse), the file removed.
+ * pl_run_status: replace <what>.json atomically with doc plus "state",
+ * "started_at" and, once not running, "finished_at" (doc is taken). */
+bool pl_run_requested(const char *data_dir, const char *what);
+struct json_t *pl_run_take(const char *data_dir, const char *what);
+void pl_run_status(const char *data_dir, const char *what, struct json_t *doc, const char *state,
+                   int64_t started_ms);
 /* True once pl_ctx_stop() was called. Any thread, no lock. */
 bool pl_stopping(struct pl_ctx *pc);
 

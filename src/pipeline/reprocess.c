@@ -57,44 +57,17 @@ struct reprocess {
     int64_t started_ms;
 };
 
-static char *run_file(const struct reprocess *r, const char *name)
-{
-    return xasprintf("%s/run/%s", r->pc->cfg->data_dir, name);
-}
-
 static void write_status(struct reprocess *r, const char *state, const char *error)
 {
-    char ts[32];
     pthread_mutex_lock(&r->mu);
-    dr_fmt_time(r->started_ms, ts, sizeof ts);
-    json_t *doc =
-        json_pack("{s:s,s:s?,s:s,s:I,s:I,s:I,s:I,s:I,s:O}", "state", state, "path", r->path,
-                  "started_at", ts, "checked", (json_int_t)r->checked, "total",
-                  (json_int_t)r->total, "processed", (json_int_t)r->processed, "skipped",
-                  (json_int_t)r->skipped, "failed", (json_int_t)r->n_errors, "errors", r->errors);
+    json_t *doc = json_pack("{s:s?,s:I,s:I,s:I,s:I,s:I,s:O}", "path", r->path, "checked",
+                            (json_int_t)r->checked, "total", (json_int_t)r->total, "processed",
+                            (json_int_t)r->processed, "skipped", (json_int_t)r->skipped, "failed",
+                            (json_int_t)r->n_errors, "errors", r->errors);
     pthread_mutex_unlock(&r->mu);
     if (error)
         json_object_set_new(doc, "error", json_string(error));
-    if (strcmp(state, "running") != 0) {
-        char end[32];
-        dr_fmt_time(dr_now_ms(), end, sizeof end);
-        json_object_set_new(doc, "finished_at", json_string(end));
-    }
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    char *path = run_file(r, "reprocess.json");
-    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0 && dr_write_all(fd, text, strlen(text)) == 0 && close(fd) == 0) {
-        rename(tmp, path);
-    } else {
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-    }
-    free(tmp);
-    free(path);
-    free(text);
+    pl_run_status(r->pc->cfg->data_dir, "reprocess", doc, state, r->started_ms);
 }
 
 /* Does media path p fall under the request (the path itself, or below
@@ -283,23 +256,16 @@ static void reap(struct reprocess *r)
 
 void reprocess_poll(struct reprocess *r)
 {
-    char *req = run_file(r, "reprocess.request");
-    struct stat st;
-    if (stat(req, &st) < 0) {
-        free(req);
+    const char *dir = r->pc->cfg->data_dir;
+    if (!pl_run_requested(dir, "reprocess"))
         return;
-    }
     pthread_mutex_lock(&r->mu);
     bool busy = r->running && !r->finished;
     pthread_mutex_unlock(&r->mu);
-    if (busy) {
-        free(req);
+    if (busy)
         return; /* the request stays; it is taken when this run ends */
-    }
     reap(r);
-    json_t *doc = json_load_file(req, 0, NULL);
-    unlink(req);
-    free(req);
+    json_t *doc = pl_run_take(dir, "reprocess");
     const char *p = json_string_value(json_object_get(doc, "path"));
     r->path = p ? xstrdup(p) : NULL;
     json_decref(doc);

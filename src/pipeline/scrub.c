@@ -24,6 +24,8 @@
  */
 #include "scrub.h"
 
+#include "pipeline.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -83,43 +85,16 @@ static void item_free(struct item *it)
     free(it->key);
 }
 
-static char *run_file(const struct scrub *s, const char *name)
-{
-    return xasprintf("%s/run/%s", s->cfg->data_dir, name);
-}
-
 static void write_status(struct scrub *s, const char *state, const char *error)
 {
     pthread_mutex_lock(&s->mu);
-    char ts[32];
-    dr_fmt_time(s->started_ms, ts, sizeof ts);
-    json_t *doc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:O,s:O,s:O}", "state", state, "started_at", ts,
-                            "checked", (json_int_t)s->checked, "total", (json_int_t)s->total,
-                            "bytes", (json_int_t)s->bytes, "corrupt", s->corrupt, "missing",
-                            s->missing, "orphans", s->orphans);
+    json_t *doc = json_pack("{s:I,s:I,s:I,s:O,s:O,s:O}", "checked", (json_int_t)s->checked, "total",
+                            (json_int_t)s->total, "bytes", (json_int_t)s->bytes, "corrupt",
+                            s->corrupt, "missing", s->missing, "orphans", s->orphans);
     pthread_mutex_unlock(&s->mu);
     if (error)
         json_object_set_new(doc, "error", json_string(error));
-    if (strcmp(state, "running") != 0) {
-        char end[32];
-        dr_fmt_time(dr_now_ms(), end, sizeof end);
-        json_object_set_new(doc, "finished_at", json_string(end));
-    }
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    char *path = run_file(s, "scrub.json");
-    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0 && dr_write_all(fd, text, strlen(text)) == 0 && close(fd) == 0)
-        rename(tmp, path);
-    else {
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-    }
-    free(tmp);
-    free(path);
-    free(text);
+    pl_run_status(s->cfg->data_dir, "scrub", doc, state, s->started_ms);
 }
 
 /* Sleep so that total bytes read stay under rate_limit bytes/s since start. */
@@ -228,22 +203,27 @@ struct collect {
     size_t n, cap;
 };
 
-static int collect_one(const struct dr_media *m, void *arg)
+/* One object to verify (path is taken). */
+static void push_item(struct collect *c, const char *id, char *path, const char *key,
+                      const char *sha, uint64_t size)
 {
-    struct collect *c = arg;
-    if (m->state == NULL || strcmp(m->state, "available") != 0 || m->storage_key == NULL)
-        return 0;
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 64;
         c->v = xrealloc(c->v, c->cap * sizeof *c->v);
     }
     struct item *it = &c->v[c->n++];
     memset(it, 0, sizeof *it);
-    snprintf(it->id, sizeof it->id, "%s", m->id);
-    it->path = xstrdup(m->path);
-    it->key = xstrdup(m->storage_key);
-    snprintf(it->sha, sizeof it->sha, "%s", m->sha256);
-    it->size = m->size;
+    snprintf(it->id, sizeof it->id, "%s", id);
+    it->path = path;
+    it->key = xstrdup(key);
+    snprintf(it->sha, sizeof it->sha, "%s", sha);
+    it->size = size;
+}
+
+static int collect_one(const struct dr_media *m, void *arg)
+{
+    if (m->state != NULL && strcmp(m->state, "available") == 0 && m->storage_key != NULL)
+        push_item(arg, m->id, xstrdup(m->path), m->storage_key, m->sha256, m->size);
     return 0;
 }
 
@@ -293,20 +273,9 @@ static void find_orphans(struct scrub *s)
 /* Variants are sealed objects too (their path: "<variant name> variant"). */
 static int collect_variant(const struct dr_variant *v, void *arg)
 {
-    struct collect *c = arg;
-    if (v->storage_key == NULL)
-        return 0;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 64;
-        c->v = xrealloc(c->v, c->cap * sizeof *c->v);
-    }
-    struct item *it = &c->v[c->n++];
-    memset(it, 0, sizeof *it);
-    snprintf(it->id, sizeof it->id, "%s", v->media_id);
-    it->path = xasprintf("%s variant", v->name);
-    it->key = xstrdup(v->storage_key);
-    snprintf(it->sha, sizeof it->sha, "%s", v->sha256);
-    it->size = v->size;
+    if (v->storage_key != NULL)
+        push_item(arg, v->media_id, xasprintf("%s variant", v->name), v->storage_key, v->sha256,
+                  v->size);
     return 0;
 }
 
@@ -443,22 +412,15 @@ static void reap(struct scrub *s)
 
 void scrub_poll(struct scrub *s)
 {
-    char *req = run_file(s, "scrub.request");
-    struct stat st;
-    if (stat(req, &st) < 0) {
-        free(req);
+    if (!pl_run_requested(s->cfg->data_dir, "scrub"))
         return;
-    }
     pthread_mutex_lock(&s->mu);
     bool busy = s->running && !s->finished;
     pthread_mutex_unlock(&s->mu);
-    if (busy) {
-        free(req);
+    if (busy)
         return; /* the request stays; it is taken when this run ends */
-    }
     reap(s);
-    unlink(req);
-    free(req);
+    json_decref(pl_run_take(s->cfg->data_dir, "scrub"));
     s->checked = s->total = s->bytes = s->budget_used = 0;
     s->qhead = s->qlen = 0;
     s->feeding_done = false;
