@@ -54,7 +54,9 @@ def media_subresources():
     src = open(os.path.join(ROOT, "src", "api", "api_media.c")).read()
     m = re.search(r"static const char \*sub_allow\(const char \*rest\)\n\{(.*?)\n\}", src, re.S)
     assert m, "api_media.c: sub_allow() not found (update tests/blackbox/test_docs.py)"
-    return set(re.findall(r'strcmp\(rest, "(\w+)"\)', m.group(1)))
+    # strcmp(rest, "x"): /x; strncmp(rest, "x/", n): /x/{name} (one level more)
+    return (set(re.findall(r'strcmp\(rest, "(\w+)"\)', m.group(1))) |
+            {p + "/{name}" for p in re.findall(r'strncmp\(rest, "(\w+)/", \d+\)', m.group(1))})
 
 
 def doc_routes():
@@ -106,7 +108,7 @@ def test_every_documented_route_exists():
         if path in ("/", "/{file}"):
             ok = ("GET", "/") in code
         elif path.startswith("/v1/media/{id}/"):
-            ok = path.rsplit("/", 1)[1] in subs
+            ok = path[len("/v1/media/{id}/"):] in subs
         else:
             ok = any(covers(path, p) and methods_match(m, method) for m, p in code)
         if not ok:
