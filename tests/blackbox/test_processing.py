@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import DRIPCTL, DRIPD, make_file, pids_of, wait_until
+from conftest import DRIPCTL, DRIPD, ROOT, make_file, pids_of, wait_until
 
 
 def run(cmd, cwd):
@@ -433,3 +433,25 @@ def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     doc = wait_until(done, 60, "scrub to finish")
     assert doc["checked"] == 3, doc
     assert [(c["id"], c["path"]) for c in doc["corrupt"]] == [(mid, "thumb variant")], doc
+
+
+def test_web_ui_thumbnails_and_preview(dripd, media_dir):
+    """The web UI in Debian's Chromium: a thumbnail in the listing, the grid
+    view, and the preview on click without the original (screenshots in
+    tests/artifacts/web/media-*.png)."""
+    node_dir = os.path.join(ROOT, "tests", "node")
+    assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
+    assert os.path.isdir(os.path.join(node_dir, "node_modules", "playwright-core")), \
+        "playwright-core is missing: sh scripts/node-deps.sh"
+    upload(dripd, os.path.join(media_dir, "phone.jpg"), "/ui/phone.jpg")
+    upload(dripd, os.path.join(media_dir, "lying.jpg"), "/ui/notes.txt", stage="encrypt")
+    shots = os.path.join(ROOT, "tests", "artifacts", "web")
+    os.makedirs(shots, exist_ok=True)
+    r = subprocess.run(["node", os.path.join(node_dir, "web_media.mjs"), dripd.url(),
+                        dripd.token("alice"), "/ui", shots],
+                       capture_output=True, text=True, timeout=180, cwd=node_dir)
+    out = r.stdout.strip().splitlines()
+    res = json.loads(out[-1]) if out else {}
+    assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s" % (
+        res.get("error"), r.stderr[-3000:])
+    assert res["steps"] == ["thumbnail in the listing", "grid view", "preview on click"]

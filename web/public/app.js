@@ -10,6 +10,7 @@
  *   browser.js  the folder view; registerFileAction / registerRowDecorator
  *   actions.js  download, rename or move, share, delete
  *   uploads.js  tus uploads and the Uploads panel
+ *   media.js    thumbnails, the grid view and the preview dialog
  * A new feature is a new module that registers itself here.
  *
  * Security rules every module keeps:
@@ -28,6 +29,7 @@ import { startEvents, stopEvents, onJobEvent } from './js/events.js';
 import { view, folderFromHash, openFolder, loadListing, renderListing, markAvailable } from './js/browser.js';
 import { registerActions } from './js/actions.js';
 import { initUploads, addFiles } from './js/uploads.js';
+import { registerMedia } from './js/media.js';
 
 function showSignIn(message) {
   stopEvents();
@@ -83,6 +85,7 @@ function wireDropzone() {
 
 function init() {
   registerActions();
+  registerMedia();
   initUploads();
   onJobEvent(onJob);
   onRefused(() => { forget(); showSignIn('Your token was refused. Sign in again.'); });
