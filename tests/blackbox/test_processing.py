@@ -455,3 +455,18 @@ def test_web_ui_thumbnails_and_preview(dripd, media_dir):
     assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s" % (
         res.get("error"), r.stderr[-3000:])
     assert res["steps"] == ["thumbnail in the listing", "grid view", "preview on click"]
+
+
+def test_process_stage_in_jobs_and_events(dripd, media_dir):
+    """SSE shows a photo's job go process -> encrypt -> store -> notify."""
+    from test_events import SSE
+    sse = SSE(dripd)
+    try:
+        sse.wait_comment("connected")
+        mid, job = upload(dripd, os.path.join(media_dir, "pic.webp"), "/ev/pic.webp")
+        evs = sse.until_job_end(job)
+        seen = [(e["event"], e["data"]["stage"]) for e in evs]
+        assert seen[0] == ("job.created", "process"), seen
+        assert ("job.stage", "encrypt") in seen and seen[-1][0] == "job.done", seen
+    finally:
+        sse.close()
