@@ -33,7 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     char err[256];
-    if (decoder_init(err, sizeof err) != 0)
+    if (decoder_open(err, sizeof err) != 0)
         abort();
     return 0;
 }

@@ -4,7 +4,7 @@
  * per file, never by hand. It finds its file descriptors in place (see
  * decode_proto.h: 3 the request/response socket, 4 the input, 5.. the
  * variant outputs), closes every other one, reads the request, loads the
- * libraries (decoder_init: everything read from disk is read now), enters
+ * libraries (decoder_open: everything read from disk is read now), enters
  * the sandbox (sandbox.h: RLIMIT_AS, RLIMIT_CPU, seccomp), and only then
  * reads the first byte of the file. It answers with one response message
  * and exits 0; exit 2 means it could not even read its request. A crash,
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 
     struct decode_resp resp;
     char err[DECODE_REASON_LEN] = "";
-    if (decoder_init(err, sizeof err) != 0) {
+    if (decoder_open(err, sizeof err) != 0) {
         fail_all(&resp, &req, -EIO, err);
         answer(&resp);
         return 0;

@@ -115,7 +115,7 @@ static void load_modules(void)
     }
 }
 
-int decoder_init(char *err, size_t errlen)
+int decoder_open(char *err, size_t errlen)
 {
     /* orc JIT off before vips_init reads it: W^X (sandbox, systemd) */
     setenv("VIPS_NOVECTOR", "1", 1);
@@ -143,7 +143,7 @@ int decoder_init(char *err, size_t errlen)
     return 0;
 }
 
-void decoder_shutdown(void)
+void decoder_close(void)
 {
     if (magic)
         magic_close(magic);

@@ -23,7 +23,7 @@
  * MemoryDenyWriteExecute= forbid), its operation cache is off, it runs one
  * worker thread, and only the loaders for the formats dripd processes stay
  * enabled (JPEG, PNG, WebP, GIF, TIFF, HEIF, PDF). 0 / -errno + err. */
-int decoder_init(char *err, size_t errlen);
+int decoder_open(char *err, size_t errlen);
 
 /* Examine the file at in_fd (read from offset 0; it need not be seekable
  * by others) and write variant i of req into out_fds[i] (an empty file,
@@ -37,7 +37,7 @@ void decoder_run(const struct decode_req *req, int in_fd, const int *out_fds,
  * when b is not a well-formed WebP. */
 size_t decoder_webp_strip(uint8_t *b, size_t len);
 
-/* Release what decoder_init loaded (fuzz target, leak checks). */
-void decoder_shutdown(void);
+/* Release what decoder_open loaded (fuzz target, leak checks). */
+void decoder_close(void);
 
 #endif

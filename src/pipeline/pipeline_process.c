@@ -14,7 +14,7 @@
  *      the media's id, owner and path, content type "image/webp;
  *      width=W; height=H" so --rebuild-catalog can restore the row) into
  *      work/<tag>.<name>.sealed and put in the store under
- *      "<media id>~<name>.<ext>" (pl_variant_key). A variant whose put
+ *      "<media id>~<name>.<ext>" (pl_process_variant_key). A variant whose put
  *      fails is recorded as failed with the store's error.
  *   4. One catalog transaction records the metadata (a JSON object: only
  *      the keys that apply) and the variant rows (available, or failed
@@ -58,8 +58,8 @@ static const char *format_ext(const char *format)
     return strcmp(format, "jpeg") == 0 ? "jpg" : format;
 }
 
-void pl_variant_key(const struct dr_media *m, const char *name, const char *format, char *out,
-                    size_t outlen)
+void pl_process_variant_key(const struct dr_media *m, const char *name, const char *format,
+                            char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s~%s.%s", m->id, name, format_ext(format));
 }
@@ -152,7 +152,7 @@ static void seal_and_store(struct pl_tls *t, const struct dr_media *m,
     if (rc == 0)
         rc = pl_tls_store(t, err, sizeof err);
     char key[300];
-    pl_variant_key(m, vc->name, vc->format, key, sizeof key);
+    pl_process_variant_key(m, vc->name, vc->format, key, sizeof key);
     if (rc == 0)
         rc = store_put(t->store, key, sealed, err, sizeof err); /* measured by store.c */
     unlink(sealed);
@@ -313,8 +313,8 @@ out:
     return rc;
 }
 
-int pl_upload_process(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                      size_t errlen)
+int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                    size_t errlen)
 {
     (void)work_path_out;
     if (!t->pc->cfg->processing.enabled) {

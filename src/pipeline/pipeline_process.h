@@ -14,8 +14,8 @@
  * that crashes or hangs, is not an error of the step: its variants are
  * recorded as failed with the reason and the job goes on. Errors (retried
  * as usual) are the catalog's and a missing spool file. */
-int pl_upload_process(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
-                      size_t errlen);
+int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
+                    size_t errlen);
 
 /* Process the plaintext file open at fd (read from offset 0; not closed)
  * for media m, stored or not: what the step does, for reprocess too. tag
@@ -27,7 +27,7 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int fd, const ch
 
 /* "<original's key>~<name>.<ext>": the store key of a media's variant
  * (never a key the original could have: those have no '~'). out >= 64. */
-void pl_variant_key(const struct dr_media *m, const char *name, const char *format, char *out,
-                    size_t outlen);
+void pl_process_variant_key(const struct dr_media *m, const char *name, const char *format,
+                            char *out, size_t outlen);
 
 #endif

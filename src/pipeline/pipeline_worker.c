@@ -598,7 +598,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
         shorts[0] = "proc", shorts[1] = "enc", shorts[2] = "store", shorts[3] = "unot";
         sc[0] = &cfg->pipeline.upload.process, sc[1] = &cfg->pipeline.upload.encrypt;
         sc[2] = &cfg->pipeline.upload.store, sc[3] = &notify_cfg;
-        fns[0] = pl_upload_process, fns[1] = pl_upload_encrypt, fns[2] = pl_upload_store;
+        fns[0] = pl_process_step, fns[1] = pl_upload_encrypt, fns[2] = pl_upload_store;
         fns[3] = pl_upload_notify;
     } else {
         r->kind = "download";
