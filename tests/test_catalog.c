@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dripd/catalog.h"
@@ -1204,6 +1205,53 @@ START_TEST(test_file_and_folder_never_share_a_path)
 }
 END_TEST
 
+/* CPU seconds of this thread for `calls` path checks of owner under
+ * folder (the least of 5 rounds: the machine is shared). */
+static double path_check_cpu(const char *owner, const char *folder, int calls)
+{
+    double best = 1e9;
+    for (int round = 0; round < 5; round++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        for (int i = 0; i < calls; i++) {
+            char p[64];
+            snprintf(p, sizeof p, "%s/new-%d.bin", folder, i);
+            ck_assert_int_eq(catalog_path_exists(cat, owner, p), 0);
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        best = s < best ? s : best;
+    }
+    return best;
+}
+
+/* Every upload asks whether its path is a folder. With the owner's files
+ * counted by tens of thousands that must stay an index range, not a walk
+ * over all of them (issue 15: it was a walk, through media_owner). */
+START_TEST(test_path_checks_do_not_scan_the_owners_files)
+{
+    enum { FILES = 20000, BATCH = 500 };
+    struct dr_intake *its = xcalloc(BATCH, sizeof *its);
+    char(*paths)[48] = xcalloc(BATCH, sizeof *paths);
+    for (int at = 0; at < FILES; at += BATCH) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(paths[i], sizeof paths[i], "/many/f-%d.bin", at + i);
+            its[i] = (struct dr_intake){
+                .owner = "alice", .path = paths[i], .size = 1, .spool_path = "/s/x"};
+        }
+        ck_assert_int_eq(catalog_intake_uploads(cat, its, BATCH), 0);
+    }
+    free(its);
+    free(paths);
+    ck_assert_int_eq(intake1(cat, "bob", "/many/one.bin", 1, NULL, NULL), 0);
+    double many = path_check_cpu("alice", "/many", 200);
+    double one = path_check_cpu("bob", "/many", 200);
+    /* an index range costs about the same for both (a scan: ~100x more) */
+    ck_assert_msg(many < 10 * one + 0.002, "20,000 files: %.3f ms per check, 1 file: %.3f ms",
+                  many * 1e3 / 200, one * 1e3 / 200);
+}
+END_TEST
+
 /* ---- move, delete ------------------------------------------------------- */
 
 START_TEST(test_move_and_rename)
@@ -1708,6 +1756,7 @@ static Suite *catalog_suite(void)
     tcase_add_test(tc, test_visibility_owner_shared_stranger);
     tcase_add_test(tc, test_list_aggregates_and_is_prefix_safe);
     tcase_add_test(tc, test_file_and_folder_never_share_a_path);
+    tcase_add_test(tc, test_path_checks_do_not_scan_the_owners_files);
     tcase_add_test(tc, test_move_and_rename);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_foreach_and_insert);
