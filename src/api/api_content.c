@@ -543,7 +543,8 @@ static bool variant_lookup(struct http_exchange *ex, struct catalog *cat, struct
     struct dr_variant v;
     int rc = catalog_variant_get(cat, cr->id, cr->variant, cr->user, &v);
     if (rc == -ENOENT) {
-        if (m->state && strcmp(m->state, "queued") == 0 && variant_configured(cr->cfg, cr->variant))
+        if (m->state && strcmp(m->state, "queued") == 0 && m->metadata == NULL &&
+            variant_configured(cr->cfg, cr->variant))
             http_respond_problem(ex, 409, "variant %s of media %s is not made yet (pending)",
                                  cr->variant, cr->id);
         else

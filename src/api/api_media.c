@@ -119,8 +119,9 @@ static json_t *api_media_json(const struct dr_media *m, const char *viewer)
 
 /* GET /v1/media/{id}'s variants, added to o: "variants"
  * ([{"name","content_type","width","height","size","state"}],
- * a failed one with its "error"; while the upload runs, the configured
- * variants not made yet are "pending"). */
+ * a failed one with its "error"; while an upload that goes through the
+ * process stage runs, the configured variants not made yet are
+ * "pending"). */
 static void add_variants(json_t *o, struct catalog *cat, const struct dr_media *m,
                          const char *viewer, const struct dr_config *cfg)
 {
@@ -142,7 +143,9 @@ static void add_variants(json_t *o, struct catalog *cat, const struct dr_media *
             json_array_append_new(arr, jv);
         }
     }
-    bool queued = m->state && strcmp(m->state, "queued") == 0;
+    /* pending: queued and not processed yet (metadata is set at intake for
+     * uploads that skip processing, by the process stage for the others) */
+    bool queued = m->state && strcmp(m->state, "queued") == 0 && m->metadata == NULL;
     for (size_t k = 0; queued && cfg->processing.enabled && k < cfg->processing.n_variants; k++) {
         const struct dr_variant_cfg *vc = &cfg->processing.variants[k];
         bool have = false;

@@ -168,6 +168,11 @@ int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
     m.content_type = (char *)it->content_type;
     m.state = (char *)"queued";
     m.created_at = now;
+    /* an upload that skips the process stage has nothing to be found out
+     * about: its (empty) metadata is known now, so no variant is pending */
+    const char *stage = it->stage ? it->stage : "process";
+    if (strcmp(stage, "process") != 0)
+        m.metadata = (char *)"{}";
     int rc = catalog_media_add(db, &m);
     if (rc == -EEXIST) {
         it->result = -EEXIST;
@@ -180,8 +185,7 @@ int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
     dr_id_new(job_id);
     rc = catalog_share_add(db, m.id, it->owner, now);
     if (rc == 0)
-        rc = add_job(db, job_id, "upload", m.id, it->owner, it->stage ? it->stage : "process",
-                     it->spool_path, NULL, now);
+        rc = add_job(db, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL, now);
     if (rc == 0)
         rc = catalog_event_add(db, job_id, "job.created", now);
     if (rc == 0) {

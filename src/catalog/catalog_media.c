@@ -54,8 +54,8 @@
 
 static const struct db_sql q_insert = {
     "INSERT INTO media(id, owner, path, folder, name, size, sha256, content_type, state, "
-    "storage_key, wrapped_key, created_at, uploaded_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+    "storage_key, wrapped_key, created_at, uploaded_at, metadata) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
     NULL};
 static const struct db_sql q_share_insert = {
     "INSERT INTO shares(media_id, \"user\", created_at) VALUES ($1, $2, $3) "
@@ -264,6 +264,7 @@ int catalog_media_add(struct db *db, const struct dr_media *m)
     db_bind_blob(s, 11, m->wrapped_key, m->wrapped_key != NULL ? m->wrapped_key_len : 0);
     db_bind_i64(s, 12, m->created_at);
     db_bind_i64(s, 13, m->uploaded_at);
+    db_bind_text(s, 14, m->metadata);
     rc = db_exec(s, "insert media");
     if (rc >= 0)
         rc = rc == 1 ? 0 : -EEXIST;

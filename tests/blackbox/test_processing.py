@@ -267,13 +267,18 @@ def test_not_media(dripd, media_dir, name):
     original_intact(dripd, mid, local)
 
 
-def test_random_file_runs_no_decoder(dripd, tmp_path):
+def test_random_file_runs_no_decoder(dripd_factory, tmp_path):
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "2s"}})
     local = str(tmp_path / "random.bin")
     make_file(local, 4 << 20, seed=7)
-    before = metric(dripd, "dripd_decode_runs_total")
-    mid, _ = upload(dripd, local, "/random.bin", stage="encrypt")
-    assert metric(dripd, "dripd_decode_runs_total") == before
-    assert media(dripd, mid)["variants"] == []
+    before = metric(d, "dripd_decode_runs_total")
+    mid, job = upload(d, local, "/random.bin", stage="encrypt", wait=False)
+    doc = media(d, mid)  # still queued (the store step waits 2 s): nothing pending
+    assert doc["state"] == "queued" and doc["variants"] == [] and doc["metadata"] == {}, doc
+    assert fetch(d, mid, "thumb", None)[0] == 404
+    assert d.wait_job(job)["state"] == "done"
+    assert metric(d, "dripd_decode_runs_total") == before
+    assert media(d, mid)["variants"] == []
 
 
 def metric(d, name):
