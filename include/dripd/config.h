@@ -111,8 +111,9 @@ struct dr_config {
         uint64_t body_timeout;
         uint64_t keepalive_timeout; /* default 75s */
         int max_connections;
-        uint64_t max_header_size; /* default 16KiB */
-        int max_headers;          /* default 100 */
+        uint64_t max_header_size;    /* default 16KiB */
+        uint64_t max_buffered_input; /* upload bodies' read buffers, all together; default 64MiB */
+        int max_headers;             /* default 100 */
     } limits;
 
     struct {

@@ -139,6 +139,7 @@ struct dr_config *config_defaults(void)
     c->limits.keepalive_timeout = 75000;
     c->limits.max_connections = 10000;
     c->limits.max_header_size = 16 << 10;
+    c->limits.max_buffered_input = 64ull << 20;
     c->limits.max_headers = 100;
     c->tus.expiration = 24ull * 3600 * 1000;
     c->supervisor.max_restarts = 5;
@@ -834,6 +835,7 @@ static const struct field limits_fields[] = {
     F_DUR("keepalive_timeout", C(limits.keepalive_timeout), 0, U64_LIMIT),
     F_INT("max_connections", C(limits.max_connections), 1, INT_LIMIT),
     F_SIZE("max_header_size", C(limits.max_header_size), 1ull << 10, 1 * MiB),
+    F_SIZE("max_buffered_input", C(limits.max_buffered_input), 0, U64_LIMIT),
     F_INT("max_headers", C(limits.max_headers), 1, 10000),
     END,
 };

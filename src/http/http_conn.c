@@ -9,11 +9,16 @@
  * I/O: the connection does its own socket I/O with two libevent events
  * and two evbuffers instead of a bufferevent, because libevent 2.1's
  * evbuffer_read() reads at most 4096 bytes per call (262144 read calls
- * and loop turns per GiB). Here one readv() takes up to 256 KiB, bounded
- * by the input high-water mark IN_HIGH: once that much is buffered the
- * read event is removed, so a handler that pauses the body (or writes it
- * synchronously to disk in on_body) slows the client down through TCP
- * flow control, and a connection never holds more than ~256 KiB of input.
+ * and loop turns per GiB). Input is bounded by a high-water mark: once
+ * that much is buffered the read event is removed, so a handler that
+ * pauses the body (or writes it synchronously to disk in on_body) slows
+ * the client down through TCP flow control. The mark is IN_BASE (8 KiB)
+ * for everything but an accepted request body: heads are parsed as they
+ * arrive, and whatever a client pipelines behind a response it does not
+ * read stays in the kernel, not here. A connection streaming an accepted
+ * body reads up to IN_HIGH (256 KiB) per readv() when the server-wide
+ * budget limits.max_buffered_input grants it the difference (released when
+ * the exchange ends); otherwise it streams at IN_BASE.
  * Output goes through evbuffer_write_atmost(), which uses sendfile(2) for
  * http_respond_file() segments.
  *
@@ -56,7 +61,8 @@
 #include "dripd/metrics.h"
 #include "dripd/util.h"
 
-#define IN_HIGH (256u << 10)     /* input bound: reading stops at this many buffered bytes */
+#define IN_BASE (8u << 10)       /* input bound of every connection */
+#define IN_HIGH (256u << 10)     /* input bound while streaming an accepted body, if granted */
 #define READ_MIN 4096u           /* smallest read attempt */
 #define STREAM_HIGH (256u << 10) /* http_stream_write returns -EAGAIN above this */
 #define DISCARD_MAX (64u << 10)  /* unaccepted bodies up to this are read and dropped */
@@ -126,6 +132,7 @@ struct http_conn {
     const char *err_detail; /* set by parser callbacks: why a body failed */
     bool reading, writing, peer_eof, dead, closing, lingering, draining;
     bool in_progress, again, head_done, refused, freed;
+    bool in_big; /* holds IN_HIGH - IN_BASE of limits.max_buffered_input */
     int64_t linger_end;
     unsigned nreq;
     unsigned idle_nreq; /* nreq when the T_IDLE timer was last armed */
@@ -945,12 +952,26 @@ static void linger_rearm(struct http_conn *c)
     set_timer(c, T_LINGER, (uint64_t)DR_MIN(left, LINGER_IDLE_MS), true);
 }
 
+static size_t in_cap(const struct http_conn *c)
+{
+    return c->in_big ? IN_HIGH : IN_BASE;
+}
+
+static void in_big_release(struct http_conn *c)
+{
+    if (!c->in_big)
+        return;
+    c->in_big = false;
+    http_thread_input_release(c->t, IN_HIGH - IN_BASE);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct http_conn *c = arg;
     size_t have = evbuffer_get_length(c->in);
-    size_t room = have < IN_HIGH ? IN_HIGH - have : 0;
+    size_t cap = in_cap(c);
+    size_t room = have < cap ? cap - have : 0;
     if (c->lingering)
         room = IN_HIGH;
     if (room == 0) {
@@ -1110,6 +1131,7 @@ static void conn_free(struct http_conn *c)
     event_free(c->wev);
     event_free(c->kick);
     event_free(c->timer);
+    in_big_release(c);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
     metrics_gauge_add(&http_thread_gauges(c->t)->http_connections_open, -1);
@@ -1157,6 +1179,7 @@ static void finish_exchange(struct http_conn *c)
                  http_thread_draining(c->t) || c->p.upgrade;
     ex_free(ex);
     c->ex = NULL;
+    in_big_release(c);
     c->nreq++;
     c->head_done = false;
     c->head_bytes = 0;
@@ -1409,7 +1432,7 @@ static void update_io(struct http_conn *c)
 {
     if (c->dead || c->lingering)
         return;
-    set_reading(c, !c->peer_eof && evbuffer_get_length(c->in) < IN_HIGH);
+    set_reading(c, !c->peer_eof && evbuffer_get_length(c->in) < in_cap(c));
     const struct dr_config *cfg = cfg_of(c);
     struct http_exchange *ex = c->ex;
     if (c->closing) {
@@ -1614,6 +1637,9 @@ void http_accept_body(struct http_exchange *ex)
         return;
     ex->rq = RQ_BODY;
     ex->accepted = true;
+    struct http_conn *c = ex->c;
+    if (!c->in_big && !body_empty(ex) && http_thread_input_reserve(c->t, IN_HIGH - IN_BASE))
+        c->in_big = true;
     if (ex->req.expect_continue && !ex->sent_100 && !body_empty(ex)) {
         ex->sent_100 = true;
         out_add(ex->c, "HTTP/1.1 100 Continue\r\n\r\n", 25);

@@ -42,6 +42,10 @@ struct http_conn *http_conn_next(const struct http_conn *c);
 /* ---- what the connection layer needs from the server (http_server.c) ---- */
 const struct dr_config *http_thread_config(struct http_thread *t);
 struct dr_metrics *http_thread_metrics(struct http_thread *t);
+/* Read-ahead memory for accepted bodies, from limits.max_buffered_input
+ * (all loops together): true when n bytes were granted. Any thread. */
+bool http_thread_input_reserve(struct http_thread *t, size_t n);
+void http_thread_input_release(struct http_thread *t, size_t n);
 /* This process's gauge block (metrics_proc) */
 struct dr_proc_gauges *http_thread_gauges(struct http_thread *t);
 http_dispatch_fn http_thread_dispatch_fn(struct http_thread *t);

@@ -111,10 +111,11 @@ struct http_server {
     struct evconnlistener **lev;
     size_t n_lev;
     unsigned rr;
-    int n_conns;    /* atomic: open, not refused */
-    int n_refusing; /* atomic */
-    int draining;   /* atomic flag */
-    int stopping;   /* atomic flag */
+    uint64_t in_reserved; /* atomic: bytes of limits.max_buffered_input taken */
+    int n_conns;          /* atomic: open, not refused */
+    int n_refusing;       /* atomic */
+    int draining;         /* atomic flag */
+    int stopping;         /* atomic flag */
     /* pool */
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
@@ -157,6 +158,24 @@ http_dispatch_fn http_thread_dispatch_fn(struct http_thread *t)
 bool http_thread_draining(struct http_thread *t)
 {
     return __atomic_load_n(&t->srv->draining, __ATOMIC_ACQUIRE) != 0;
+}
+
+bool http_thread_input_reserve(struct http_thread *t, size_t n)
+{
+    struct http_server *srv = t->srv;
+    uint64_t max = srv->cfg->limits.max_buffered_input;
+    uint64_t cur = __atomic_load_n(&srv->in_reserved, __ATOMIC_RELAXED);
+    do {
+        if (cur + n > max)
+            return false;
+    } while (!__atomic_compare_exchange_n(&srv->in_reserved, &cur, cur + n, true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    return true;
+}
+
+void http_thread_input_release(struct http_thread *t, size_t n)
+{
+    __atomic_sub_fetch(&t->srv->in_reserved, (uint64_t)n, __ATOMIC_ACQ_REL);
 }
 
 struct http_conn **http_thread_conn_list(struct http_thread *t)

@@ -325,3 +325,62 @@ def test_pipelining_flood_keeps_heartbeat_and_sigterm(dripd_factory):
     assert "silent for" not in log and "heartbeat withheld" not in log, log[-3000:]
     assert log_time(drain) - log_time(stop) < 1.0, (stop, drain)
     assert worst < 2.0, "a bystander's /healthz took %.1fs during the flood" % worst
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_fed_connections_buffer_little(dripd_factory):
+    """Issue 17 item 8: every connection could buffer 256 KiB of input (1,000
+    idle-but-fed connections: 86 MB; 10,000: 2.5 GiB). Here 500 clients
+    pipeline ~340 KB of requests each and never read a response: the worker
+    now reads at most 8 KiB ahead per connection (the rest waits in the
+    kernel), so its memory grows by a few MiB, not by ~130 MiB."""
+    import select
+    import socket
+    d = dripd_factory(config={"http": {"threads": 1}, "log": {"level": "info"}})
+    pid = d.worker("http")
+    before = rss_mib(pid)
+    payload = request("GET", "/healthz") * 10000
+    socks = []
+    try:
+        for _ in range(500):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect((d.host, d.port))
+            s.setblocking(False)
+            socks.append([s, 0])
+        # feed every connection until the server takes no more bytes at all:
+        # no socket can send anything for a whole second
+        deadline = time.monotonic() + 120
+        quiet_since = None
+        while quiet_since is None or time.monotonic() - quiet_since < 1.0:
+            assert time.monotonic() < deadline, "the server kept reading for 120 s"
+            progress = False
+            for e in socks:
+                while e[1] < len(payload):
+                    try:
+                        n = e[0].send(payload[e[1]:e[1] + 65536])
+                    except BlockingIOError:
+                        break
+                    e[1] += n
+                    progress = True
+            if progress:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            select.select([], [], [], 0.02)  # pace the polling
+        grown = rss_mib(pid) - before
+        sent = sum(e[1] for e in socks) / 1e6
+        print("fed %d connections %.0f MB; http worker RSS +%.1f MiB" % (len(socks), sent, grown))
+        assert grown < 48, "the http worker grew by %.0f MiB for 500 fed connections" % grown
+        st, _, _ = d.curl(d.url("/healthz"), user=None)
+        assert st == 200
+    finally:
+        for e in socks:
+            e[0].close()
