@@ -298,5 +298,13 @@ struct dr_usage {
 /* Users ranked by bytes desc; free with catalog_usage_free. */
 int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out);
 void catalog_usage_free(struct dr_usage *u, size_t n);
+/* What counts against one user's quotas (config quotas): bytes of their
+ * live media plus what their unfinished tus uploads announced (the length,
+ * or the offset while it is deferred), and their jobs queued or running. */
+struct dr_user_load {
+    uint64_t bytes;
+    uint64_t pending_jobs;
+};
+int catalog_user_load(struct catalog *cat, const char *user, struct dr_user_load *out);
 
 #endif

@@ -35,6 +35,20 @@ struct dr_webhook {
 
 enum dr_store_backend { DR_STORE_LOCAL = 0, DR_STORE_S3 = 1 };
 
+/* One user's limits (config `quotas:`); 0 means no limit. */
+struct dr_quota {
+    uint64_t max_bytes;            /* bytes stored (live media, open tus uploads); over: 507 */
+    uint64_t max_inflight_uploads; /* files being received at once (a multipart part is one); 429 */
+    uint64_t max_queued_jobs;      /* jobs queued or running; 429 */
+    uint64_t max_event_streams;    /* open GET /v1/events streams; 429 */
+};
+#define DR_QUOTA_UNSET UINT64_MAX /* in quotas.users entries: inherit quotas.default */
+
+struct dr_quota_user {
+    char *name;
+    struct dr_quota q; /* DR_QUOTA_UNSET where the entry does not say */
+};
+
 /* processing.variants[i]: an image the process stage makes from a photo,
  * a video's poster frame or a PDF's first page. */
 struct dr_variant_cfg {
@@ -165,6 +179,12 @@ struct dr_config {
          * "open", "segv", "hang" or "alloc"; NULL none */
         char *test_decoder;
     } processing;
+
+    struct {
+        struct dr_quota def;         /* quotas.default */
+        struct dr_quota_user *users; /* quotas.users.<name>: every name is a configured user */
+        size_t n_users;
+    } quotas;
 };
 
 /* A list of problems, each "FILE:LINE:COL: message". */
@@ -202,6 +222,9 @@ int config_parse_duration(const char *s, uint64_t *out_ms);
 const struct dr_user *config_find_token(const struct dr_config *cfg, const char *token, size_t len);
 /* The configured user with that name, or NULL. */
 const struct dr_user *config_find_user(const struct dr_config *cfg, const char *name);
+/* The limits of user `name`: quotas.default with whatever quotas.users.<name>
+ * sets instead. */
+struct dr_quota config_user_quota(const struct dr_config *cfg, const char *name);
 
 /* Added by the config loader: load and validate an in-memory YAML text of
  * len bytes (need not be NUL-terminated); name is the file name used in

@@ -18,6 +18,10 @@
  * (http_stream_on_drain), so a slow reader holds at most that much memory
  * on the server and never blocks the loop.
  *
+ * Limits: API_EVENTS_MAX_STREAMS per loop thread (503), and per user
+ * quotas.max_event_streams (429, quota.h), so one user cannot take them
+ * all.
+ *
  * Drain (SIGTERM/reload): the next wake-up (the router's 1 s fallback
  * tick at the latest) or ping ends every stream with http_stream_end(), so
  * streams never hold a drain until drain_timeout; clients reconnect with
@@ -42,6 +46,7 @@
 #include "dripd/log.h"
 #include "dripd/router.h"
 #include "dripd/util.h"
+#include "quota.h"
 
 #define API_EVENTS_PING_MS 15000
 /* Open streams per event-loop thread; more get 503. */
@@ -59,8 +64,9 @@ struct sse_stream {
     struct http_timer *ping;  /* repeating */
     struct http_timer *retry; /* one-shot; NULL once fired */
     bool linked;
-    bool blocked; /* waiting for on_drained() */
-    bool ended;   /* http_stream_end() called (drain) */
+    bool blocked;           /* waiting for on_drained() */
+    bool ended;             /* http_stream_end() called (drain) */
+    struct quota_hold hold; /* the user's stream slot (quotas.max_event_streams) */
     struct sse_stream *prev, *next;
 };
 
@@ -103,6 +109,7 @@ static void stream_free(struct http_exchange *ex)
     http_set_data(ex, NULL);
     http_stream_on_drain(ex, NULL, NULL);
     stream_unlink(s);
+    quota_release(&s->hold, 0, 0);
     http_timer_stop(s->ping);
     http_timer_stop(s->retry);
     log_debug("events: stream of %s closed at seq %lld", s->user, (long long)s->last_seq);
@@ -301,8 +308,12 @@ static void events_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 503, "too many event streams");
         return;
     }
+    struct quota_hold hold = QUOTA_HOLD_INIT;
+    if (quota_stream_take(ex, &hold) < 0)
+        return; /* 429: the user's own streams are at quotas.max_event_streams */
 
     struct sse_stream *s = xcalloc(1, sizeof *s);
+    s->hold = hold;
     s->ex = ex;
     s->thread = t;
     s->user = xstrdup(http_user(ex));

@@ -69,6 +69,7 @@
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
+#include "quota.h"
 #include "spool.h"
 #include "dripd/tus_header.h"
 #include "dripd/util.h"
@@ -112,8 +113,10 @@ struct tus_req {
     int64_t length;        /* the upload's length, -1 while deferred */
     int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
     bool streaming;        /* body accepted, bytes may be in the file */
-    bool committed;        /* the commit work ran (nothing left to save) */
-    bool committed_row;    /* POST: the session row exists */
+    bool with_upload;      /* POST: creation-with-upload */
+    struct quota_hold hold;
+    bool committed;     /* the commit work ran (nothing left to save) */
+    bool committed_row; /* POST: the session row exists */
     bool responded;
     EVP_MD_CTX *md;
     struct tus_checksum ck;
@@ -254,6 +257,8 @@ static int status_for(int rc)
         return 413;
     case -EBUSY:
     case -EAGAIN:
+    case -EMFILE:
+    case -ENFILE:
         return 503;
     case -ENOSPC:
     case -EDQUOT:
@@ -321,6 +326,8 @@ static void fail_rc(struct tus_req *st, int rc, const char *what)
     int status = status_for(rc);
     if (status == 404)
         fail(st, 404, "no such upload");
+    else if (rc == -EMFILE || rc == -ENFILE)
+        fail(st, 503, "the server has too many files open (%s); retry", what);
     else if (status == 507)
         fail(st, 507, "%s: no space left on the server", what);
     else
@@ -343,6 +350,10 @@ static void req_free(struct tus_req *st)
 {
     if (st == NULL)
         return;
+    /* what a session row or a finish made durable counts until the next
+     * catalog read (quota.h) */
+    bool kept = st->op == OP_CREATE ? st->committed_row : st->committed && st->rc == 0;
+    quota_release(&st->hold, kept ? st->hold.reserved : 0, st->finished ? 1 : 0);
     if (st->fd >= 0)
         close(st->fd);
     /* A creation that never got its session row leaves no file behind. */
@@ -531,6 +542,27 @@ static void begin_commit(struct tus_req *st)
 
 /* ---- POST: creation (+ creation-with-upload, creation-defer-length) ---- */
 
+/* Within the user's quotas: the spool file, then the first bytes or the
+ * session row. */
+static void create_admitted(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
+    int rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
+    if (rc < 0) {
+        fail_rc(st, rc, "creating the spool file");
+        return;
+    }
+    if (st->with_upload) {
+        if (start_checksum(st) < 0)
+            return;
+        st->start = 0;
+        st->streaming = true;
+        http_accept_body(ex);
+        return;
+    }
+    begin_commit(st);
+}
+
 static void create_head(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
@@ -633,26 +665,19 @@ static void create_head(struct tus_req *st)
     st->row.content_type = xstrdup(ctype);
     st->row.created_at = now;
     st->row.expires_at = now + (int64_t)st->cfg->tus.expiration;
-    rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
-    if (rc < 0) {
-        fail_rc(st, rc, "creating the spool file");
-        goto out;
-    }
-
     bool with_upload = media_type_is(http_header(ex, "Content-Type"), TUS_OCTET) && !body_empty(rq);
-    if (with_upload) {
-        if (rq->has_length && st->length >= 0 && rq->content_length > (uint64_t)st->length) {
-            fail(st, 413, "the body is longer than Upload-Length");
-            goto out;
-        }
-        if (start_checksum(st) < 0)
-            goto out;
-        st->start = 0;
-        st->streaming = true;
-        http_accept_body(ex);
+    st->with_upload = with_upload;
+    if (with_upload && rq->has_length && st->length >= 0 &&
+        rq->content_length > (uint64_t)st->length) {
+        fail(st, 413, "the body is longer than Upload-Length");
         goto out;
     }
-    begin_commit(st);
+    uint64_t declared = st->length >= 0                 ? (uint64_t)st->length
+                        : with_upload && rq->has_length ? rq->content_length
+                                                        : 0;
+    bool finishes = st->length == 0 || (with_upload && st->length > 0 && rq->has_length &&
+                                        rq->content_length == (uint64_t)st->length);
+    quota_admit(ex, declared, with_upload ? 1 : 0, finishes, &st->hold, create_admitted, st);
 out:
     tus_metadata_clear(&meta);
     free(folder);
@@ -722,6 +747,8 @@ static void head_head(struct tus_req *st)
 
 /* ---- PATCH ---- */
 
+static void patch_admitted(struct http_exchange *ex, void *arg);
+
 static void patch_head(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
@@ -789,11 +816,25 @@ static void patch_head(struct tus_req *st)
         return;
     }
     st->start = off;
-    if (body_empty(rq)) {
+    /* new bytes against max_bytes: a known length was counted when it
+     * was announced; a deferred one counts as it streams (tus_on_body) */
+    uint64_t declared = st->new_length >= 0                ? (uint64_t)st->new_length - off
+                        : st->length < 0 && rq->has_length ? rq->content_length
+                                                           : 0;
+    uint64_t body = body_empty(rq) ? 0 : rq->has_length ? rq->content_length : UINT64_MAX;
+    bool finishes = st->length >= 0 && body != UINT64_MAX && off + body == (uint64_t)st->length;
+    quota_admit(ex, declared, body_empty(rq) ? 0 : 1, finishes, &st->hold, patch_admitted, st);
+}
+
+/* Within the user's quotas: finish at once, or take the body. */
+static void patch_admitted(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
+    if (body_empty(http_req(ex))) {
         begin_commit(st); /* may set the length and finish */
         return;
     }
-    int rc = spool_reopen(st->row.spool_path, off, &st->fd);
+    int rc = spool_reopen(st->row.spool_path, st->start, &st->fd);
     if (rc < 0) {
         fail(st, rc == -ENOENT ? 404 : status_for(rc), "the upload's data is %s",
              rc == -ENOENT ? "gone" : "unavailable");
@@ -865,6 +906,7 @@ static void tus_on_head(struct http_exchange *ex)
     st->fd = -1;
     st->length = -1;
     st->new_length = -1;
+    st->hold = (struct quota_hold)QUOTA_HOLD_INIT;
     http_set_data(ex, st);
     common_headers(ex);
 
@@ -911,6 +953,12 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         return -ECANCELED;
     uint64_t limit = st->length >= 0 ? (uint64_t)st->length : st->cfg->limits.max_upload_size;
     uint64_t at = st->start + st->received;
+    if (st->length < 0 && st->received + len > st->hold.allowance) {
+        st->streaming = false;
+        drop_received(st);
+        fail(st, 507, "the upload would take %s past their quota (quotas.max_bytes)", st->owner);
+        return -EDQUOT;
+    }
     if (len > limit - at) {
         st->streaming = false; /* the chunk is refused, the offset stays */
         drop_received(st);

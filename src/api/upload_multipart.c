@@ -15,7 +15,11 @@
  * 409 when a target path is taken: checked as each part begins (a catalog
  * read on the loop thread), and again by the intake transaction (-EEXIST;
  * the other items of the batch are committed then, and the 409 body lists
- * them under "uploads").
+ * them under "uploads"). The user's quotas (quota.h): the request as a
+ * whole before its body (507 below health.min_free_disk or over
+ * max_bytes, 429 for queued jobs), each file part as it begins (it holds
+ * a descriptor until the batch commits: 429 past max_inflight_uploads),
+ * and the bytes as they stream (507 past max_bytes).
  *
  * Threads: everything runs on the connection's loop thread; the spool
  * writes are page-cache writes (handed to writeback every 8 MiB without
@@ -43,6 +47,7 @@
 #include "dripd/multipart.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
+#include "quota.h"
 #include "spool.h"
 #include "dripd/util.h"
 
@@ -79,6 +84,7 @@ struct mp_req {
     char detail[300];
     struct dr_intake *items;
     int *fds;
+    struct quota_hold hold;
 };
 
 static void req_error(struct mp_req *st, int status, const char *fmt, ...)
@@ -97,8 +103,8 @@ static void respond_error(struct mp_req *st, int status, const char *detail)
     if (st->responded)
         return;
     st->responded = true;
-    if (status == 503)
-        http_add_header(st->ex, "Retry-After", "1");
+    if (status == 503 || status == 429)
+        http_add_header(st->ex, "Retry-After", status == 429 ? "5" : "1");
     http_respond_problem(st->ex, status, "%s", detail);
 }
 
@@ -112,6 +118,8 @@ static int status_for(int rc)
         return 507;
     case -EBUSY:
     case -EAGAIN:
+    case -EMFILE:
+    case -ENFILE:
         return 503;
     default:
         return 500;
@@ -202,11 +210,22 @@ static int part_begin(void *arg, const struct mp_part *part)
         free(path);
         return rc > 0 ? -EEXIST : rc;
     }
+    char quota_detail[256];
+    if (quota_take_file(st->ex, &st->hold, quota_detail, sizeof quota_detail) < 0) {
+        req_error(st, 429, "%s", quota_detail);
+        free(path);
+        return -EDQUOT;
+    }
     char id[DR_ID_LEN + 1];
     dr_id_new(id);
     int fd;
     char *spool_path;
     rc = spool_create(st->cfg->data_dir, id, &fd, &spool_path);
+    if (rc == -EMFILE || rc == -ENFILE) {
+        req_error(st, 503, "the server has too many files open (creating a spool file); retry");
+        free(path);
+        return rc;
+    }
     if (rc < 0) {
         req_error(st, status_for(rc), "creating a spool file: %s", strerror(-rc));
         free(path);
@@ -351,11 +370,18 @@ static void ingest_done(struct http_exchange *ex, struct dr_intake *items, size_
 
 /* ---- route ops ---- */
 
+static void mp_admitted(struct http_exchange *ex, void *arg)
+{
+    (void)arg;
+    http_accept_body(ex);
+}
+
 static void mp_on_head(struct http_exchange *ex)
 {
     const struct http_request *rq = http_req(ex);
     struct mp_req *st = xcalloc(1, sizeof(*st));
     char err[DR_ERRLEN];
+    st->hold = (struct quota_hold)QUOTA_HOLD_INIT;
     st->ex = ex;
     st->cfg = http_cfg(ex);
     st->owner = xstrdup(http_user(ex));
@@ -399,7 +425,7 @@ static void mp_on_head(struct http_exchange *ex)
         respond_error(st, 400, "bad boundary");
         return;
     }
-    http_accept_body(ex);
+    quota_admit(ex, rq->has_length ? rq->content_length : 0, 0, true, &st->hold, mp_admitted, st);
 }
 
 static int mp_on_body(struct http_exchange *ex, const char *data, size_t len)
@@ -413,6 +439,10 @@ static int mp_on_body(struct http_exchange *ex, const char *data, size_t len)
         snprintf(d, sizeof(d), "the body is over the limit of %llu bytes", (unsigned long long)max);
         respond_error(st, 413, d);
         return -EFBIG;
+    }
+    if (len > st->hold.allowance - st->total) {
+        respond_error(st, 507, "the body is over your quota (quotas.max_bytes)");
+        return -EDQUOT;
     }
     st->total += len;
     int rc = mp_parser_feed(st->parser, data, len);
@@ -461,10 +491,25 @@ static void mp_on_end(struct http_exchange *ex)
     }
 }
 
+/* Give the quota back; what was handed to jobs counts as stored. */
+static void release_quota(struct mp_req *st)
+{
+    uint64_t bytes = 0;
+    unsigned jobs = 0;
+    for (size_t i = 0; i < st->n; i++)
+        if (st->files[i].handed) {
+            bytes += st->files[i].size;
+            jobs++;
+        }
+    quota_release(&st->hold, bytes, jobs);
+}
+
 static void mp_on_abort(struct http_exchange *ex)
 {
     struct mp_req *st = http_get_data(ex);
     http_set_data(ex, NULL);
+    if (st != NULL)
+        release_quota(st);
     size_t dropped = 0;
     for (size_t i = 0; st != NULL && i < st->n; i++)
         dropped += st->files[i].handed ? 0 : 1;
@@ -478,6 +523,8 @@ static void mp_on_done(struct http_exchange *ex)
 {
     struct mp_req *st = http_get_data(ex);
     http_set_data(ex, NULL);
+    if (st != NULL)
+        release_quota(st);
     req_free(st);
 }
 

@@ -6,18 +6,20 @@
  *   on_head  path check (400), size check from Content-Length (413, before
  *            any body byte is read: with Expect: 100-continue the client
  *            never sees 100), queue full (503 + Retry-After), path taken
- *            (409), then a spool file is created and the body accepted
- *            (which sends 100 Continue if it was expected);
+ *            (409), the user's quotas and the free-disk floor (quota.h:
+ *            507, 429 + Retry-After), then a spool file is created and the
+ *            body accepted (which sends 100 Continue if it was expected);
  *   on_body  each piece is written synchronously into the spool file. That
  *            write IS the back-pressure: the loop does not read the socket
  *            faster than the disk takes the bytes, and the connection
- *            buffers at most 256 KiB, so an upload costs a small constant
+ *            buffers at most 256 KiB (http_conn.c), so an upload costs a small constant
  *            of memory whatever its size. Every 8 MiB the written range is
  *            handed to writeback, and the range 16 MiB behind is waited for
  *            and dropped from the page cache (stream_writeback), so the
  *            fdatasync at the end finds little left to flush.
- *            Chunked bodies are checked against max_upload_size as they
- *            stream (413); a full disk is 507; either removes the file;
+ *            Chunked bodies are checked against max_upload_size (413)
+ *            and the user's max_bytes (507) as they stream; a full disk
+ *            is 507; any of them removes the file;
  *   on_end   ingest_submit(): the committer fdatasyncs the file and
  *            commits media + job + event in a group transaction; then 202
  *            {"media":..,"job":..} with Location: /v1/jobs/{id}.
@@ -42,6 +44,7 @@
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/router.h"
+#include "quota.h"
 #include "spool.h"
 #include "dripd/util.h"
 
@@ -58,6 +61,7 @@ struct put {
     uint64_t writeback_at;
     struct dr_intake item;
     bool committed;
+    struct quota_hold hold;
 };
 
 static void put_free(struct put *p)
@@ -99,10 +103,28 @@ static char *clean_ctype(const char *v)
 
 static void respond_storage_error(struct http_exchange *ex, int rc, const char *what)
 {
-    if (rc == -ENOSPC || rc == -EDQUOT)
+    if (rc == -ENOSPC || rc == -EDQUOT) {
         http_respond_problem(ex, 507, "no space left on the spool disk (%s)", what);
-    else
+    } else if (rc == -EMFILE || rc == -ENFILE) {
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the server has too many files open (%s); retry", what);
+    } else
         http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
+}
+
+/* Within the user's quotas: take a spool file and the body. */
+static void put_admitted(struct http_exchange *ex, void *arg)
+{
+    struct put *p = arg;
+    char id[DR_ID_LEN + 1];
+    dr_id_new(id);
+    int rc = spool_create(http_cfg(ex)->data_dir, id, &p->fd, &p->spool_path);
+    if (rc < 0) {
+        p->fd = -1;
+        respond_storage_error(ex, rc, "creating the spool file");
+        return;
+    }
+    http_accept_body(ex);
 }
 
 static void put_head(struct http_exchange *ex)
@@ -143,17 +165,9 @@ static void put_head(struct http_exchange *ex)
     p->fd = -1;
     p->path = path;
     p->ctype = clean_ctype(http_header(ex, "Content-Type"));
-    char id[DR_ID_LEN + 1];
-    dr_id_new(id);
-    rc = spool_create(cfg->data_dir, id, &p->fd, &p->spool_path);
-    if (rc < 0) {
-        p->fd = -1;
-        respond_storage_error(ex, rc, "creating the spool file");
-        put_free(p);
-        return;
-    }
-    http_set_data(ex, p);
-    http_accept_body(ex);
+    p->hold = (struct quota_hold)QUOTA_HOLD_INIT;
+    http_set_data(ex, p); /* freed by put_finish, whatever happens next */
+    quota_admit(ex, req->has_length ? req->content_length : 0, 1, true, &p->hold, put_admitted, p);
 }
 
 /* Keep a streaming upload's page-cache footprint small: each finished
@@ -190,6 +204,12 @@ static int put_body(struct http_exchange *ex, const char *data, size_t len)
         http_respond_problem(ex, 413, "the body is over limits.max_upload_size (%" PRIu64 " bytes)",
                              max);
         return -EFBIG;
+    }
+    if (p->size + len > p->hold.allowance) {
+        put_discard(p);
+        http_respond_problem(ex, 507, "the body is over %s's quota (quotas.max_bytes)",
+                             http_user(ex));
+        return -EDQUOT;
     }
     int rc = spool_write(p->fd, data, len);
     if (rc < 0) {
@@ -259,7 +279,10 @@ static void put_end(struct http_exchange *ex)
 
 static void put_finish(struct http_exchange *ex)
 {
-    put_free(http_get_data(ex));
+    struct put *p = http_get_data(ex);
+    if (p != NULL)
+        quota_release(&p->hold, p->committed ? p->size : 0, p->committed ? 1 : 0);
+    put_free(p);
     http_set_data(ex, NULL);
 }
 

@@ -8,13 +8,14 @@
  * Threads: a handle is used by one thread at a time (catalog.h); no state
  * of its own.
  *
- * Guarantees: catalog_sync_users is one transaction; catalog_usage is one
- * statement (one snapshot).
+ * Guarantees: catalog_sync_users is one transaction; catalog_usage and
+ * catalog_user_load are one statement each (one snapshot).
  */
 #include "dripd/catalog.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "catalog_internal.h"
 #include "catalog_users.h"
@@ -27,6 +28,14 @@ static const struct db_sql q_upsert = {
     "ON CONFLICT (name) DO UPDATE SET admin = excluded.admin",
     NULL};
 static const struct db_sql q_exists = {"SELECT 1 FROM users WHERE name = $1", NULL};
+/* One user's quota load: media bytes (media_owner), open tus uploads'
+ * bytes, and pending jobs (jobs_claim: only pending rows are read). */
+static const struct db_sql q_user_load = {
+    "SELECT (SELECT COALESCE(SUM(size), 0) FROM media WHERE owner = $1 AND state <> 'failed') + "
+    "(SELECT COALESCE(SUM(CASE WHEN length >= 0 THEN length ELSE \"offset\" END), 0) FROM tus "
+    "WHERE owner = $1 AND job_id IS NULL), "
+    "(SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND owner = $1)",
+    NULL};
 /* Every known user (even without media) and every owner, ranked by the
  * bytes and then the number of their own live media. */
 static const struct db_sql q_usage = {
@@ -113,4 +122,27 @@ int catalog_usage(struct catalog *cat, struct dr_usage **out, size_t *n_out)
     *out = u;
     *n_out = n;
     return 0;
+}
+
+int catalog_user_load(struct catalog *cat, const char *user, struct dr_user_load *out)
+{
+    memset(out, 0, sizeof *out);
+    if (cat == NULL || user == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_user_load, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, user);
+    rc = db_step(s, "user load");
+    if (rc == DB_ROW) {
+        int64_t b = db_col_i64(s, 0), j = db_col_i64(s, 1);
+        out->bytes = b > 0 ? (uint64_t)b : 0;
+        out->pending_jobs = j > 0 ? (uint64_t)j : 0;
+        rc = 0;
+    } else if (rc == DB_DONE) {
+        rc = -EIO;
+    }
+    db_reset(s);
+    return rc;
 }

@@ -140,6 +140,9 @@ struct dr_config *config_defaults(void)
     c->limits.max_connections = 10000;
     c->limits.max_header_size = 16 << 10;
     c->limits.max_buffered_input = 64ull << 20;
+    /* unlimited bytes and queue by default (operators know their disks);
+     * bounded files in flight (descriptors) and event streams per user */
+    c->quotas.def = (struct dr_quota){.max_inflight_uploads = 128, .max_event_streams = 64};
     c->limits.max_headers = 100;
     c->tus.expiration = 24ull * 3600 * 1000;
     c->supervisor.max_restarts = 5;
@@ -190,6 +193,9 @@ void config_destroy(struct dr_config *c)
         free(c->webhooks[i].secret);
     }
     free(c->webhooks);
+    for (size_t i = 0; i < c->quotas.n_users; i++)
+        free(c->quotas.users[i].name);
+    free(c->quotas.users);
     free_variants(c);
     free(c->processing.test_decoder);
     free(c);
@@ -353,6 +359,26 @@ const struct dr_user *config_find_user(const struct dr_config *cfg, const char *
         if (strcmp(cfg->users[i].name, name) == 0)
             return &cfg->users[i];
     return NULL;
+}
+
+struct dr_quota config_user_quota(const struct dr_config *cfg, const char *name)
+{
+    struct dr_quota q = cfg->quotas.def;
+    for (size_t i = 0; name != NULL && i < cfg->quotas.n_users; i++) {
+        const struct dr_quota *o = &cfg->quotas.users[i].q;
+        if (strcmp(cfg->quotas.users[i].name, name) != 0)
+            continue;
+        if (o->max_bytes != DR_QUOTA_UNSET)
+            q.max_bytes = o->max_bytes;
+        if (o->max_inflight_uploads != DR_QUOTA_UNSET)
+            q.max_inflight_uploads = o->max_inflight_uploads;
+        if (o->max_queued_jobs != DR_QUOTA_UNSET)
+            q.max_queued_jobs = o->max_queued_jobs;
+        if (o->max_event_streams != DR_QUOTA_UNSET)
+            q.max_event_streams = o->max_event_streams;
+        break;
+    }
+    return q;
 }
 
 /* ------------------------------------------------------------------ */
@@ -699,6 +725,7 @@ enum kind {
     K_BACKEND, /* enum dr_store_backend */
     K_STRLIST, /* char ** at off, size_t count at off_n */
     K_LIST,    /* array of item_size structs at off, count at off_n, each a sub mapping */
+    K_QUOTAS,  /* quotas.users: user name -> a quota mapping (struct dr_quota_user) */
 };
 
 struct field {
@@ -835,8 +862,8 @@ static const struct field limits_fields[] = {
     F_DUR("keepalive_timeout", C(limits.keepalive_timeout), 0, U64_LIMIT),
     F_INT("max_connections", C(limits.max_connections), 1, INT_LIMIT),
     F_SIZE("max_header_size", C(limits.max_header_size), 1ull << 10, 1 * MiB),
-    F_SIZE("max_buffered_input", C(limits.max_buffered_input), 0, U64_LIMIT),
     F_INT("max_headers", C(limits.max_headers), 1, 10000),
+    F_SIZE("max_buffered_input", C(limits.max_buffered_input), 0, U64_LIMIT),
     END,
 };
 
@@ -902,6 +929,22 @@ static const struct field processing_fields[] = {
     END,
 };
 
+/* offsets into struct dr_quota */
+static const struct field quota_fields[] = {
+    F_SIZE("max_bytes", offsetof(struct dr_quota, max_bytes), 0, U64_LIMIT),
+    F_U64("max_inflight_uploads", offsetof(struct dr_quota, max_inflight_uploads), 0, U64_LIMIT),
+    F_U64("max_queued_jobs", offsetof(struct dr_quota, max_queued_jobs), 0, U64_LIMIT),
+    F_U64("max_event_streams", offsetof(struct dr_quota, max_event_streams), 0, U64_LIMIT),
+    END,
+};
+
+static const struct field quotas_fields[] = {
+    F_MAP("default", C(quotas.def), quota_fields),
+    {"users", K_QUOTAS, C(quotas.users), C(quotas.n_users), quota_fields,
+     sizeof(struct dr_quota_user), 0, 0, NULL, false},
+    END,
+};
+
 static const struct field root_fields[] = {
     {"listen", K_STRLIST, C(listen), C(n_listen), NULL, 0, 0, 0, check_listen, false},
     F_STR("data_dir", C(data_dir)),
@@ -920,6 +963,7 @@ static const struct field root_fields[] = {
     F_MAP("processing", 0, processing_fields),
     {"webhooks", K_LIST, C(webhooks), C(n_webhooks), webhook_fields, sizeof(struct dr_webhook), 0,
      0, NULL, false},
+    F_MAP("quotas", 0, quotas_fields),
     END,
 };
 
@@ -1239,6 +1283,46 @@ static void apply_list(struct loader *L, const struct field *f, const yaml_node_
     }
 }
 
+/* quotas.users: {alice: {max_bytes: 100GiB}, ...}; the names are checked
+ * against users in validate_quotas. */
+static void apply_quotas(struct loader *L, const struct field *f, const yaml_node_t *n, char *base,
+                         const char *path)
+{
+    struct dr_quota_user **arr = (struct dr_quota_user **)(void *)(base + f->off);
+    size_t *cnt = (size_t *)(void *)(base + f->off_n);
+    if (n->type != YAML_MAPPING_NODE) {
+        err_expected(L, path, n, false, "a mapping of user names to quotas");
+        return;
+    }
+    if (*arr != NULL) /* a duplicate key: reported by the walker */
+        return;
+    size_t items = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    *arr = xcalloc(items ? items : 1, sizeof **arr);
+    *cnt = 0;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
+        if (k == NULL || v == NULL)
+            continue;
+        if (k->type != YAML_SCALAR_NODE) {
+            err_mark(L, k->start_mark, "%s: user names must be plain strings", path);
+            continue;
+        }
+        char *shown = escape(k->data.scalar.value, k->data.scalar.length);
+        char *upath = child_path(path, shown);
+        free(shown);
+        record_loc(L, upath, v);
+        struct dr_quota_user *u = &(*arr)[(*cnt)++];
+        u->name = xstrndup((const char *)k->data.scalar.value, k->data.scalar.length);
+        u->q = (struct dr_quota){DR_QUOTA_UNSET, DR_QUOTA_UNSET, DR_QUOTA_UNSET, DR_QUOTA_UNSET};
+        if (v->type != YAML_MAPPING_NODE)
+            err_expected(L, upath, v, false, "a mapping");
+        else
+            walk_map(L, v, f->sub, (char *)&u->q, upath);
+        free(upath);
+    }
+}
+
 static void apply_field(struct loader *L, const struct field *f, const yaml_node_t *n, char *base,
                         const char *path)
 {
@@ -1288,6 +1372,9 @@ static void apply_field(struct loader *L, const struct field *f, const yaml_node
         break;
     case K_LIST:
         apply_list(L, f, n, base, path);
+        break;
+    case K_QUOTAS:
+        apply_quotas(L, f, n, base, path);
         break;
     }
 }
@@ -1466,9 +1553,24 @@ static void validate_variants(struct loader *L, const struct dr_config *c)
     }
 }
 
+static void validate_quotas(struct loader *L, const struct dr_config *c)
+{
+    for (size_t i = 0; i < c->quotas.n_users; i++) {
+        const struct dr_quota_user *q = &c->quotas.users[i];
+        if (config_find_user(c, q->name) != NULL)
+            continue;
+        char *shown = escape((const unsigned char *)q->name, strlen(q->name));
+        char *p = xasprintf("quotas.users.%s", shown);
+        err_path(L, p, "no user named \"%s\" (users[].name)", shown);
+        free(p);
+        free(shown);
+    }
+}
+
 static void validate(struct loader *L, const struct dr_config *c)
 {
     validate_users(L, c);
+    validate_quotas(L, c);
     validate_variants(L, c);
     validate_s3(L, c);
     validate_stages(L, c);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "dripd/config.h"
@@ -67,6 +68,27 @@ static int make_token(const char *file)
     explicit_bzero(token, strlen(token));
     free(token);
     return DR_EXIT_OK;
+}
+
+/* Every connection and every file an upload holds is a descriptor: take
+ * the hard limit the system grants (the workers inherit it), and say so
+ * when it cannot cover limits.max_connections. Past it, connections wait
+ * in the backlog and uploads get 503 + Retry-After. */
+static void raise_fd_limit(const struct dr_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t want = (uint64_t)cfg->limits.max_connections + 1024;
+    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < want)
+        log_warn("the descriptor limit (%llu) is below limits.max_connections + 1024 (%llu): "
+                 "raise LimitNOFILE / ulimit -n, or lower limits.max_connections",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 int main(int argc, char **argv)
@@ -165,5 +187,6 @@ int main(int argc, char **argv)
         config_destroy(cfg);
         return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
     }
+    raise_fd_limit(cfg);
     return supervisor_run(cfg, path, NULL);
 }

@@ -1,0 +1,201 @@
+"""Per-user quotas (config quotas:, issue 17 item 9) and the free-disk
+floor for uploads: 507 for bytes and disk, 429 + Retry-After for a user's
+own uploads in flight, queued jobs and event streams, problem+json every
+time; and one user at a limit never stops another."""
+import base64
+import http.client
+import json
+import os
+import socket
+import subprocess
+
+from conftest import DRIPD, make_file, wait_until
+
+
+def problem(st, h, body, status):
+    assert st == status, (st, body[:300])
+    assert h["content-type"].startswith("application/problem+json"), h
+    doc = json.loads(body)
+    assert doc["status"] == status
+    return doc["detail"]
+
+
+def put_bytes(d, remote, data, user="alice"):
+    c = http.client.HTTPConnection(d.host, d.port, timeout=60)
+    try:
+        c.request("PUT", "/v1/files" + remote, body=data,
+                  headers={"Authorization": "Bearer " + d.token(user)})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def open_put(d, remote, length, user="alice"):
+    """A PUT whose body is under way: admitted (100 Continue) and a first
+    byte sent."""
+    s = socket.create_connection((d.host, d.port))
+    s.settimeout(20)
+    s.sendall(b"PUT /v1/files%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+              % (remote.encode(), d.token(user).encode(), length))
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(1024)
+        assert chunk, "closed before 100 Continue"
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 100"), got
+    s.sendall(b"x")
+    return s
+
+
+def test_max_bytes_507_per_user_with_override(dripd_factory):
+    d = dripd_factory(config={"quotas": {"default": {"max_bytes": "100KiB"},
+                                         "users": {"carol": {"max_bytes": "1MiB"}}}})
+    st, h, b = put_bytes(d, "/q/a.bin", os.urandom(60 << 10))
+    assert st == 202, b
+    st, h, b = put_bytes(d, "/q/b.bin", os.urandom(60 << 10))
+    detail = problem(st, h, b, 507)
+    assert "alice" in detail and "quotas.max_bytes" in detail, detail
+    # chunked (no length up front): cut when it passes the quota
+    c = http.client.HTTPConnection(d.host, d.port, timeout=60)
+    c.request("PUT", "/v1/files/q/chunked.bin", body=iter([os.urandom(32 << 10)] * 4),
+              headers={"Authorization": "Bearer " + d.token()}, encode_chunked=True)
+    r = c.getresponse()
+    problem(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read(), 507)
+    c.close()
+    # the others are not affected; carol has her own, bigger quota
+    assert put_bytes(d, "/q/b.bin", os.urandom(60 << 10), user="bob")[0] == 202
+    for i in range(5):
+        assert put_bytes(d, "/q/%d.bin" % i, os.urandom(150 << 10), user="carol")[0] == 202
+    # tus: an announced length over the quota is refused at creation
+    st, h, b = d.curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 200000",
+                      "-H", "Upload-Metadata: filename %s" % base64.b64encode(b"t.bin").decode(),
+                      d.url("/v1/uploads"))
+    problem(st, h, b, 507)
+    # deleting frees the quota
+    st, doc, _ = d.json("GET", "/v1/media?folder=/q")
+    for m in doc["files"]:
+        d.json("DELETE", "/v1/media/" + m["id"], expect=204)
+    wait_until(lambda: put_bytes(d, "/q/again.bin", os.urandom(60 << 10))[0] == 202, 10,
+               "alice's quota freed by the delete")
+
+
+def test_inflight_uploads_429_then_free(dripd_factory, tmpdir_path):
+    d = dripd_factory(config={"quotas": {"default": {"max_inflight_uploads": 2}}})
+    a = open_put(d, "/f/1.bin", 1000)
+    b = open_put(d, "/f/2.bin", 1000)
+    try:
+        st, h, body = put_bytes(d, "/f/3.bin", b"abc")
+        detail = problem(st, h, body, 429)
+        assert h["retry-after"].isdigit() and "quotas.max_inflight_uploads" in detail, (h, detail)
+        assert put_bytes(d, "/f/bob.bin", b"abc", user="bob")[0] == 202
+        # each multipart part holds a file until the batch commits: carol's
+        # 3-file request passes her 2 part way
+        files = []
+        for i in range(3):
+            f = make_file(os.path.join(tmpdir_path, "m%d" % i), 100)
+            files += ["-F", "file=@%s;filename=m%d.bin" % (f, i)]
+        st, h, body = d.curl(*files, d.url("/v1/files/mp"), user="carol")
+        detail = problem(st, h, body, 429)
+        assert "carol" in detail and "quotas.max_inflight_uploads" in detail, detail
+        st, h, body = d.curl(*files[:4], d.url("/v1/files/mp"), user="carol")
+        assert st == 202, body
+    finally:
+        a.close()
+        b.close()
+    wait_until(lambda: put_bytes(d, "/f/3.bin", b"abc")[0] == 202, 20, "a slot free again")
+
+
+def test_queued_jobs_429_for_that_user_only(dripd_factory):
+    d = dripd_factory(config={"quotas": {"default": {"max_queued_jobs": 2}},
+                              "pipeline": {"test_store_delay": "3s"}})
+    assert put_bytes(d, "/j/1.bin", b"1")[0] == 202
+    assert put_bytes(d, "/j/2.bin", b"2")[0] == 202
+    st, h, body = put_bytes(d, "/j/3.bin", b"3")
+    detail = problem(st, h, body, 429)
+    assert h["retry-after"].isdigit() and "quotas.max_queued_jobs" in detail, detail
+    assert put_bytes(d, "/j/bob.bin", b"b", user="bob")[0] == 202  # the queue is not alice's alone
+    wait_until(lambda: put_bytes(d, "/j/3.bin", b"3")[0] == 202, 60, "alice's jobs done, room again")
+
+
+def test_event_streams_429(dripd_factory):
+    d = dripd_factory(config={"quotas": {"default": {"max_event_streams": 2}}})
+    socks = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection((d.host, d.port))
+            s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                      % d.token().encode())
+            s.settimeout(10)
+            assert s.recv(100).startswith(b"HTTP/1.1 200"), "stream not opened"
+            socks.append(s)
+        st, h, body = d.curl("--max-time", "5", d.url("/v1/events"))
+        detail = problem(st, h, body, 429)
+        assert "quotas.max_event_streams" in detail
+        st, h, _ = d.curl("--max-time", "1", d.url("/v1/events"), user="bob")
+        assert st == 200  # curl times out reading the stream; the head said 200
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: d.curl("--max-time", "1", d.url("/v1/events"))[0] == 200, 20,
+               "a stream slot free again")
+
+
+def test_uploads_refused_below_min_free_disk(dripd_factory, tmpdir_path):
+    d = dripd_factory(config={"health": {"min_free_disk": "1000000TiB"}})
+    st, h, body = put_bytes(d, "/d/a.bin", b"abc")
+    detail = problem(st, h, body, 507)
+    assert "health.min_free_disk" in detail
+    f = make_file(os.path.join(tmpdir_path, "m.bin"), 100)
+    st, h, body = d.curl("-F", "file=@%s" % f, d.url("/v1/files/d"))
+    problem(st, h, body, 507)
+    st, h, body = d.curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 3",
+                         "-H", "Upload-Metadata: filename %s" % base64.b64encode(b"t").decode(),
+                         d.url("/v1/uploads"))
+    problem(st, h, body, 507)
+    assert d.curl(d.url("/readyz"), user=None)[0] == 503
+    assert os.listdir(os.path.join(d.data_dir, "spool")) == [] if os.path.isdir(
+        os.path.join(d.data_dir, "spool")) else True
+
+
+def test_quota_config_errors(dripd_factory):
+    d = dripd_factory(start=False, config={"quotas": {
+        "default": {"max_bytes": "lots"},
+        "users": {"nobody": {"max_bytes": "1GiB"}, "bob": {"max_inflight": 3}}}})
+    d.write_config()
+    r = subprocess.run([DRIPD, "-c", d.config_path, "--check"], capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "quotas.default.max_bytes: expected a size" in out, out
+    assert 'quotas.users.nobody: no user named "nobody"' in out, out
+    assert "quotas.users.bob.max_inflight: unknown key, did you mean 'max_inflight_uploads'?" in out, out
+
+
+def test_out_of_descriptors_is_503_not_500(dripd_factory, tmpdir_path):
+    """Each multipart part holds a descriptor until the batch commits; when
+    the process runs out, the answer is 503 + Retry-After with a clear
+    detail (it was a 500), and the server goes on serving."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+    d = dripd_factory(start=False, config={"http": {"threads": 1}})
+    d.write_config()
+    import conftest
+    env = dict(os.environ, NOTIFY_SOCKET=os.path.join(d.dir, "notify.sock"))
+    d.notify = conftest.Notify(env["NOTIFY_SOCKET"])
+    d.logf = open(d.log_path, "ab")
+    d.proc = subprocess.Popen([DRIPD, "-c", d.config_path], stdout=d.logf, stderr=d.logf, env=env,
+                              cwd=d.dir, preexec_fn=low_limit)
+    d.wait_ready()
+    part = make_file(os.path.join(tmpdir_path, "p.bin"), 10)
+    files = []
+    for i in range(100):
+        files += ["-F", "file=@%s;filename=p%03d.bin" % (part, i)]
+    st, h, body = d.curl(*files, d.url("/v1/files/many"))
+    detail = problem(st, h, body, 503)
+    assert h["retry-after"].isdigit() and "too many files open" in detail, detail
+    assert d.curl(d.url("/healthz"), user=None)[0] == 200
+    st, h, body = d.curl(*files[:20], d.url("/v1/files/few"))
+    assert st == 202, body
