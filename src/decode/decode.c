@@ -113,15 +113,19 @@ static const char *const env_pass[] = {"ASAN_OPTIONS=",
                                        "DRIPD_DECODE_SECCOMP_TRAP=",
                                        "LD_PRELOAD="};
 
-static int build_env(char **envp, int cap)
+static int build_env(char **envp, int cap, bool injected_segv)
 {
     extern char **environ;
     int n = 0;
     envp[n++] = "PATH=/usr/bin:/bin";
     envp[n++] = "LC_ALL=C";
+    /* the test hook's SIGSEGV must kill a sanitized helper as it kills a
+     * plain one (ASan would catch it, report and exit 1) */
+    if (injected_segv)
+        envp[n++] = "ASAN_OPTIONS=handle_segv=0";
     for (char **e = environ; e && *e && n < cap - 1; e++)
         for (size_t i = 0; i < DR_ARRAY_LEN(env_pass); i++)
-            if (strncmp(*e, env_pass[i], strlen(env_pass[i])) == 0)
+            if (strncmp(*e, env_pass[i], strlen(env_pass[i])) == 0 && !(injected_segv && i == 0))
                 envp[n++] = *e;
     envp[n] = NULL;
     return n;
@@ -232,7 +236,7 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     char *envp[16];
-    build_env(envp, (int)DR_ARRAY_LEN(envp));
+    build_env(envp, (int)DR_ARRAY_LEN(envp), (req->flags & DECODE_F_TEST_SEGV) != 0);
     char *argv[] = {"dripd-decode", NULL};
     int64_t started = dr_mono_ms();
     int e = posix_spawn(&pid, helper, &fa, &attr, argv, envp);
