@@ -227,7 +227,7 @@ int spool_sweep(const char *data_dir, spool_refs_fn refs, void *arg, size_t *rem
             free(r[i]);
             r[i] = b;
         }
-        if (rc == 0)
+        if (rc == 0 && nr > 0) /* r is NULL when nothing is named */
             qsort(r, nr, sizeof *r, cmp_str);
         /* 3. the rest is an orphan */
         for (size_t i = 0; i < k; i++) {
@@ -235,7 +235,7 @@ int spool_sweep(const char *data_dir, spool_refs_fn refs, void *arg, size_t *rem
                 continue;
             const char *name = names[at + i];
             struct stat st;
-            if (rc == 0 && bsearch(&name, r, nr, sizeof *r, cmp_str) == NULL &&
+            if (rc == 0 && (nr == 0 || bsearch(&name, r, nr, sizeof *r, cmp_str) == NULL) &&
                 fstat(fds[i], &st) == 0 && S_ISREG(st.st_mode) && unlinkat(dfd, name, 0) == 0) {
                 (*removed)++;
                 *bytes += (uint64_t)st.st_size;

@@ -398,7 +398,8 @@ def dripd_factory(tmpdir_path):
         text = inst.log_text()
         m = SANITIZER_REPORT.search(text)
         if m:
-            pytest.fail("sanitizer report in %s:\n%s" % (inst.log_path, text[m.start():m.start() + 4000]))
+            start = text.rfind("\n", 0, m.start()) + 1  # the whole line: it names the source
+            pytest.fail("sanitizer report in %s:\n%s" % (inst.log_path, text[start:start + 4000]))
 
 
 @pytest.fixture
