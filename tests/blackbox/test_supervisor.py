@@ -421,7 +421,10 @@ def test_hung_worker_is_killed_and_replaced(dripd):
         # never before the timeout; after it, as soon as the supervisor's
         # loop runs again (seconds late on a loaded machine, never 10)
         assert 3.0 <= float(m.group(1)) < 10.0
-        assert time.monotonic() - t0 >= 2.9
+        # "silent" counts from the last heartbeat, which came before the
+        # SIGSTOP (by up to the 200 ms interval, more when a loaded machine
+        # delays it): the kill still comes well after the stop
+        assert time.monotonic() - t0 >= 2.0
         d.wait_log(r"worker pipeline pid %d still running .* sending SIGKILL" % old, after=at)
         d.wait_log(r"worker pipeline pid %d killed by signal 9 \(Killed\)" % old, after=at)
         new = new_worker(d, "pipeline", [old])
