@@ -6,7 +6,7 @@
 set -eu
 PKGS="build-essential pkg-config clang clang-format libclang-rt-14-dev
 libevent-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libssl-dev libsqlite3-dev libexpat1-dev check
+libssl-dev libsqlite3-dev libpq-dev libexpat1-dev check postgresql-15
 libvips-dev libmagic-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
 libseccomp-dev
 libvips-tools ffmpeg libimage-exiftool-perl imagemagick

@@ -2,8 +2,20 @@
 # Run every Check suite given as an argument; print each suite's own
 # summary, then one line counting all of them. VALGRIND=1 runs each under
 # valgrind (Check's fork mode is kept; children are traced).
+#
+# The catalog suites also run against PostgreSQL: one throw-away server
+# (scripts/pgtest.sh) serves the whole run, started here, outside valgrind,
+# unless DRIPD_TEST_PG_DSN names one already. No server is a failure.
 set -u
 pass=0; fail=0; bad=""
+pgdir=""
+if [ -z "${DRIPD_TEST_PG_DSN:-}" ]; then
+  pgdir=$(mktemp -d /tmp/dripd-unit-pg.XXXXXX)
+  DRIPD_TEST_PG_DSN=$(sh "$(dirname "$0")/pgtest.sh" start "$pgdir") || {
+    echo "unit: cannot start PostgreSQL for the catalog suites (make deps)"; rm -rf "$pgdir"; exit 1; }
+  export DRIPD_TEST_PG_DSN
+  trap 'sh "$(dirname "$0")/pgtest.sh" stop "$pgdir"; rm -rf "$pgdir"' EXIT
+fi
 for t in "$@"; do
   if [ "${VALGRIND:-0}" = 1 ]; then
     out=$(CK_DEFAULT_TIMEOUT=120 valgrind -q --trace-children=yes --error-exitcode=99 \

@@ -1,9 +1,12 @@
-/* test_catalog.c - Check suite for the SQLite catalog (catalog.h).
+/* test_catalog.c - Check suite for the catalog (catalog.h), run twice:
+ * against SQLite and against PostgreSQL (a real server, tests/pgtest.h).
  *
- * Each test gets a fresh temporary data_dir (checked fixture), a migrated
- * catalog, and the users alice, bob and carol. Concurrency is tested with
- * threads (one handle each; also run under SANITIZE=thread) and with
- * forked processes.
+ * Each test gets a fresh temporary data_dir (checked fixture) and, for
+ * PostgreSQL, a fresh database; a migrated catalog; and the users alice,
+ * bob and carol. Concurrency is tested with threads (one handle each; also
+ * run under SANITIZE=thread) and with forked processes. The few checks
+ * that look at the database from outside (schema version, lock timeout,
+ * cascades) go through each engine's own client library.
  */
 #include <check.h>
 #include <errno.h>
@@ -22,9 +25,13 @@
 #include "dripd/config.h"
 #include "dripd/id.h"
 #include "dripd/util.h"
+#include "pgtest.h"
 
 static char tmpdir[256];
 static struct catalog *cat;
+static struct dr_config tcfg; /* data_dir = tmpdir; the backend of this test */
+static bool use_pg;
+static char pgdsn[320];
 
 static void sync_users(struct catalog *c)
 {
@@ -43,9 +50,29 @@ static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_catalog.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
-    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    memset(&tcfg, 0, sizeof tcfg);
+    tcfg.data_dir = tmpdir;
+    if (use_pg) {
+        ck_assert_int_eq(pgtest_createdb(pgdsn, sizeof pgdsn), 0);
+        tcfg.catalog.backend = DR_CATALOG_POSTGRES;
+        tcfg.catalog.postgres.dsn = pgdsn;
+        tcfg.catalog.postgres.pool = 8;
+    }
+    ck_assert_int_eq(catalog_migrate(&tcfg), 0);
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
     sync_users(cat);
+}
+
+static void setup_sqlite(void)
+{
+    use_pg = false;
+    setup();
+}
+
+static void setup_pg(void)
+{
+    use_pg = true;
+    setup();
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -60,7 +87,74 @@ static void teardown(void)
 {
     catalog_close(cat);
     cat = NULL;
+    if (use_pg)
+        pgtest_dropdb(pgdsn);
     nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- the database seen from outside the catalog ------------------------ */
+
+/* A second client of the test's database (sqlite3 or libpq). */
+struct raw {
+    sqlite3 *lite;
+    PGconn *pg;
+};
+
+static struct raw raw_open(void)
+{
+    struct raw r = {0};
+    if (use_pg) {
+        r.pg = PQconnectdb(pgdsn);
+        ck_assert_int_eq(PQstatus(r.pg), CONNECTION_OK);
+    } else {
+        char *path = xasprintf("%s/catalog.db", tmpdir);
+        ck_assert_int_eq(sqlite3_open(path, &r.lite), SQLITE_OK);
+        free(path);
+    }
+    return r;
+}
+
+static void raw_close(struct raw *r)
+{
+    sqlite3_close(r->lite);
+    PQfinish(r->pg);
+}
+
+/* Run sql (no rows expected). */
+static void raw_exec(struct raw *r, const char *sql)
+{
+    if (r->pg != NULL) {
+        PGresult *res = PQexec(r->pg, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                          PQresultStatus(res) == PGRES_TUPLES_OK,
+                      "%s: %s", sql, PQresultErrorMessage(res));
+        PQclear(res);
+    } else {
+        ck_assert_int_eq(sqlite3_exec(r->lite, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+}
+
+/* The integer sql returns, with arg as its parameter $1 (may be NULL). */
+static long long raw_int(struct raw *r, const char *sql, const char *arg)
+{
+    long long v;
+    if (r->pg != NULL) {
+        const char *vals[1] = {arg};
+        PGresult *res = PQexecParams(r->pg, sql, arg != NULL ? 1 : 0, NULL, vals, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+                      PQresultErrorMessage(res));
+        v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        return v;
+    }
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(r->lite, sql, -1, &st, NULL), SQLITE_OK);
+    if (arg != NULL)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
 }
 
 /* One upload through intake; returns its result. */
@@ -117,77 +211,91 @@ START_TEST(test_pragmas_and_migrate)
     struct dr_catalog_info info;
     ck_assert_int_eq(catalog_info(cat, &info), 0);
     ck_assert_str_eq(info.journal_mode, "wal");
-    ck_assert_int_eq(info.synchronous, 2); /* FULL */
+    ck_assert_int_eq(info.synchronous, 2); /* FULL (PostgreSQL: synchronous_commit on) */
     ck_assert(info.foreign_keys);
-    ck_assert_int_eq(info.busy_timeout_ms, 5000);
+    ck_assert_int_eq(info.busy_timeout_ms, 5000); /* PostgreSQL: lock_timeout */
     ck_assert_int_eq(info.schema_version, 3);
+    ck_assert_int_eq(catalog_ping(cat), 0);
 
     /* Idempotent, also while a handle is open; data survives. */
     char mid[DR_ID_LEN + 1];
     ck_assert_int_eq(intake1(cat, "alice", "/a.txt", 3, mid, NULL), 0);
-    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
-    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
+    ck_assert_int_eq(catalog_migrate(&tcfg), 0);
+    ck_assert_int_eq(catalog_migrate(&tcfg), 0);
     struct dr_media m;
     ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), 0);
     dr_media_clear(&m);
 
-    /* The file itself says WAL and user_version 2 to any other client. */
-    char *path = xasprintf("%s/catalog.db", tmpdir);
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *s;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
-    sqlite3_finalize(s);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_int_eq(sqlite3_column_int(s, 0), 3);
-    sqlite3_finalize(s);
-
-    /* A version-1 file (no jobs_owner index, no processing columns and
-     * table) is brought to version 3. */
-    ck_assert_int_eq(sqlite3_exec(db,
-                                  "DROP INDEX jobs_owner; DROP TABLE variants; "
-                                  "ALTER TABLE media DROP COLUMN metadata; "
-                                  "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(catalog_migrate(tmpdir), 0);
-    ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                        "SELECT (SELECT count(*) FROM sqlite_master WHERE "
-                                        "name = 'jobs_owner'), (SELECT user_version FROM "
-                                        "pragma_user_version)",
-                                        -1, &s, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_int_eq(sqlite3_column_int(s, 0), 1);
-    ck_assert_int_eq(sqlite3_column_int(s, 1), 3);
-    sqlite3_finalize(s);
-    ck_assert_int_eq(sqlite3_exec(db,
-                                  "SELECT metadata FROM media; SELECT variant FROM jobs; "
-                                  "SELECT name FROM variants",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    free(path);
-
-    /* A fresh directory: open alone creates the schema too. */
-    char *sub = xasprintf("%s/fresh", tmpdir);
-    ck_assert_int_eq(dr_mkdirs(sub, 0700), 0);
-    struct catalog *c2;
-    ck_assert_int_eq(catalog_open(sub, &c2), 0);
-    uint64_t depth = 99;
-    ck_assert_int_eq(catalog_queue_depth(c2, &depth), 0);
-    ck_assert_int_eq((int)depth, 0);
-    catalog_close(c2);
+    /* The database itself says version 3 (and WAL) to any other client,
+     * and a version-1 database (no jobs_owner index, no processing columns
+     * and table) is brought to 3. */
+    struct raw r = raw_open();
+    if (use_pg) {
+        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 3);
+        ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM catalog_schema", NULL), 1);
+        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; "
+                     "ALTER TABLE media DROP COLUMN metadata; "
+                     "ALTER TABLE jobs DROP COLUMN variant; UPDATE catalog_schema SET version = 1");
+        ck_assert_int_eq(catalog_migrate(&tcfg), 0);
+        ck_assert_int_eq(
+            raw_int(&r, "SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_owner'", NULL), 1);
+        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 3);
+        /* Newer than this binary: refused, untouched. */
+        raw_exec(&r, "UPDATE catalog_schema SET version = 99");
+        ck_assert_int_eq(catalog_migrate(&tcfg), -EIO);
+        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 99);
+        raw_exec(&r, "UPDATE catalog_schema SET version = 3");
+    } else {
+        ck_assert_int_eq(raw_int(&r, "SELECT journal_mode = 'wal' FROM pragma_journal_mode", NULL),
+                         1);
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), 3);
+        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; "
+                     "ALTER TABLE media DROP COLUMN metadata; "
+                     "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1");
+        ck_assert_int_eq(catalog_migrate(&tcfg), 0);
+        ck_assert_int_eq(
+            raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), 3);
+    }
+    /* The processing columns and table are there again. */
+    raw_exec(&r, "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants");
+    raw_close(&r);
     catalog_close(NULL);
-    free(sub);
 
-    /* A directory that does not exist cannot be opened. */
-    struct catalog *c3 = (struct catalog *)1;
-    ck_assert_int_lt(catalog_open("/nonexistent/dir/for/dripd", &c3), 0);
-    ck_assert_ptr_null(c3);
+    if (!use_pg) {
+        /* A fresh directory: open alone creates the schema too. */
+        char *sub = xasprintf("%s/fresh", tmpdir);
+        ck_assert_int_eq(dr_mkdirs(sub, 0700), 0);
+        struct dr_config c2cfg = {.data_dir = sub};
+        struct catalog *c2;
+        ck_assert_int_eq(catalog_open(&c2cfg, &c2), 0);
+        uint64_t depth = 99;
+        ck_assert_int_eq(catalog_queue_depth(c2, &depth), 0);
+        ck_assert_int_eq((int)depth, 0);
+        catalog_close(c2);
+        free(sub);
+        /* A directory that does not exist cannot be opened. */
+        struct dr_config bad = {.data_dir = (char *)"/nonexistent/dir/for/dripd"};
+        struct catalog *c3 = (struct catalog *)1;
+        ck_assert_int_lt(catalog_open(&bad, &c3), 0);
+        ck_assert_ptr_null(c3);
+    } else {
+        /* A server that is not there: migrate fails (transient), a handle
+         * opens (workers start during an outage) and its calls fail
+         * with -EBUSY. */
+        struct dr_config bad = tcfg;
+        bad.catalog.postgres.dsn = (char *)"host=127.0.0.1 port=1 user=postgres dbname=x";
+        ck_assert_int_eq(catalog_migrate(&bad), -EBUSY);
+        struct catalog *c3 = NULL;
+        ck_assert_int_eq(catalog_open(&bad, &c3), 0);
+        uint64_t depth;
+        ck_assert_int_eq(catalog_queue_depth(c3, &depth), -EBUSY);
+        ck_assert_int_eq(catalog_ping(c3), -EBUSY);
+        catalog_close(c3);
+    }
+    struct catalog *c4 = (struct catalog *)1;
+    ck_assert_int_eq(catalog_open(NULL, &c4), -EINVAL);
+    ck_assert_ptr_null(c4);
 }
 END_TEST
 
@@ -195,26 +303,25 @@ START_TEST(test_busy_maps_to_ebusy_and_readers_proceed)
 {
     char mid[DR_ID_LEN + 1];
     ck_assert_int_eq(intake1(cat, "alice", "/a.txt", 3, mid, NULL), 0);
-    /* Another connection holds the write lock. */
-    char *path = xasprintf("%s/catalog.db", tmpdir);
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    /* WAL: readers are not blocked by the writer. */
+    /* Another connection holds the write lock (PostgreSQL: the event
+     * writers' lock, which an intake needs for its job.created event). */
+    struct raw r = raw_open();
+    raw_exec(&r, use_pg ? "BEGIN; SELECT pg_advisory_xact_lock(1685219696, 1)" : "BEGIN IMMEDIATE");
+    /* Readers are not blocked by the writer. */
     struct dr_media m;
     ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
     dr_media_clear(&m);
-    /* A writer gives up after the 5 s busy timeout with -EBUSY. */
+    /* A writer gives up after the 5 s timeout with -EBUSY. */
     int64_t t0 = dr_mono_ms();
     struct dr_intake it = {.owner = "alice", .path = "/b.txt", .size = 1, .spool_path = "/s"};
     ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), -EBUSY);
     ck_assert_int_eq(it.result, -EBUSY);
     int64_t waited = dr_mono_ms() - t0;
     ck_assert_msg(waited >= 4500, "gave up after %lld ms", (long long)waited);
-    ck_assert_int_eq(catalog_job_retry(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x", 0), -EBUSY);
-    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    free(path);
+    if (!use_pg) /* SQLite's one lock covers every write */
+        ck_assert_int_eq(catalog_job_retry(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x", 0), -EBUSY);
+    raw_exec(&r, "ROLLBACK");
+    raw_close(&r);
     /* Once the lock is free, writes work again. */
     ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
     ck_assert_int_eq(it.result, 0);
@@ -505,9 +612,17 @@ START_TEST(test_jobs_step_batch)
     ck_assert_int_eq(st[3].result, -ENOENT); /* not running */
     ck_assert(!st[3].media_gone);
     ck_assert_int_gt(seq, before);
+    /* seq is the newest event; the high-water mark may be above it
+     * (PostgreSQL's sequence does not give back the seq of the undone
+     * step), with nothing in between. */
     int64_t last = 0;
     ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
-    ck_assert_int_eq(last, seq);
+    ck_assert_int_ge(last, seq);
+    struct dr_event *after;
+    size_t n_after = 9;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, seq, 10, &after, &n_after), 0);
+    ck_assert_int_eq((int)n_after, 0);
+    catalog_events_free(after, n_after);
 
     struct dr_job g;
     ck_assert_int_eq(catalog_job_get(cat, jid[1], NULL, &g), 0);
@@ -834,7 +949,7 @@ static void *claim_thread(void *arg)
 {
     struct claimer *c = arg;
     struct catalog *h;
-    c->err = catalog_open(tmpdir, &h);
+    c->err = catalog_open(&tcfg, &h);
     if (c->err < 0)
         return NULL;
     char name[32];
@@ -968,7 +1083,7 @@ START_TEST(test_concurrent_claim_processes)
     }
     check_union(created, all, n);
     free(all);
-    ck_assert_int_eq(catalog_open(tmpdir, &cat), 0);
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
     uint64_t depth = 0;
     ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
     ck_assert_int_eq((int)depth, CONC_JOBS); /* all running */
@@ -1325,19 +1440,9 @@ START_TEST(test_delete)
     ck_assert_int_eq(gone.result, -ENOENT);
     ck_assert(gone.media_gone);
     /* The shares went with it (the file itself confirms). */
-    char *path = xasprintf("%s/catalog.db", tmpdir);
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *s;
-    ck_assert_int_eq(
-        sqlite3_prepare_v2(db, "SELECT count(*) FROM shares WHERE media_id = ?1", -1, &s, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(s, 1, mid, -1, SQLITE_STATIC);
-    ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
-    ck_assert_int_eq(sqlite3_column_int(s, 0), 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    free(path);
+    struct raw r = raw_open();
+    ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM shares WHERE media_id = $1", mid), 0);
+    raw_close(&r);
     /* The job stays (history); the path is free. */
     ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
     dr_job_clear(&j);
@@ -1737,50 +1842,65 @@ START_TEST(test_sync_users)
 }
 END_TEST
 
+/* The same tests for each backend: name (and name-concurrency) cases. */
+static void add_cases(Suite *s, const char *core, const char *conc, void (*fixture)(void))
+{
+    const TTest *core_tests[] = {
+        test_pragmas_and_migrate,
+        test_intake_batch_with_taken_path,
+        test_path_exists_and_by_path,
+        test_job_lifecycle_events_in_order,
+        test_jobs_step_batch,
+        test_job_fail_marks_upload_media_failed,
+        test_jobs_list_own_newest_first,
+        test_retry_backoff_and_claim_order,
+        test_claim_is_fifo_within_one_millisecond,
+        test_recover_releases_dead_claimers,
+        test_visibility_owner_shared_stranger,
+        test_list_aggregates_and_is_prefix_safe,
+        test_file_and_folder_never_share_a_path,
+        test_path_checks_do_not_scan_the_owners_files,
+        test_move_and_rename,
+        test_delete,
+        test_foreach_and_insert,
+        test_events_filter_and_paging,
+        test_prune_finished_only,
+        test_tus_lifecycle,
+        test_tus_finish_path_taken,
+        test_tus_expiry,
+        test_usage_ranking,
+        test_sync_users,
+    };
+    const TTest *conc_tests[] = {
+        test_concurrent_claim_threads,
+        test_concurrent_claim_processes,
+        test_busy_maps_to_ebusy_and_readers_proceed,
+    };
+    TCase *tc = tcase_create(core);
+    tcase_add_checked_fixture(tc, fixture, teardown);
+    tcase_set_timeout(tc, 60);
+    for (size_t i = 0; i < DR_ARRAY_LEN(core_tests); i++)
+        tcase_add_test(tc, core_tests[i]);
+    suite_add_tcase(s, tc);
+    TCase *cc = tcase_create(conc);
+    tcase_add_checked_fixture(cc, fixture, teardown);
+    tcase_set_timeout(cc, 120);
+    for (size_t i = 0; i < DR_ARRAY_LEN(conc_tests); i++)
+        tcase_add_test(cc, conc_tests[i]);
+    suite_add_tcase(s, cc);
+}
+
 static Suite *catalog_suite(void)
 {
     Suite *s = suite_create("catalog");
-    TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_pragmas_and_migrate);
-    tcase_add_test(tc, test_intake_batch_with_taken_path);
-    tcase_add_test(tc, test_path_exists_and_by_path);
-    tcase_add_test(tc, test_job_lifecycle_events_in_order);
-    tcase_add_test(tc, test_jobs_step_batch);
-    tcase_add_test(tc, test_job_fail_marks_upload_media_failed);
-    tcase_add_test(tc, test_jobs_list_own_newest_first);
-    tcase_add_test(tc, test_retry_backoff_and_claim_order);
-    tcase_add_test(tc, test_claim_is_fifo_within_one_millisecond);
-    tcase_add_test(tc, test_recover_releases_dead_claimers);
-    tcase_add_test(tc, test_visibility_owner_shared_stranger);
-    tcase_add_test(tc, test_list_aggregates_and_is_prefix_safe);
-    tcase_add_test(tc, test_file_and_folder_never_share_a_path);
-    tcase_add_test(tc, test_path_checks_do_not_scan_the_owners_files);
-    tcase_add_test(tc, test_move_and_rename);
-    tcase_add_test(tc, test_delete);
-    tcase_add_test(tc, test_foreach_and_insert);
-    tcase_add_test(tc, test_events_filter_and_paging);
-    tcase_add_test(tc, test_prune_finished_only);
-    tcase_add_test(tc, test_tus_lifecycle);
-    tcase_add_test(tc, test_tus_finish_path_taken);
-    tcase_add_test(tc, test_tus_expiry);
-    tcase_add_test(tc, test_usage_ranking);
-    tcase_add_test(tc, test_sync_users);
-    suite_add_tcase(s, tc);
-
-    TCase *conc = tcase_create("concurrency");
-    tcase_add_checked_fixture(conc, setup, teardown);
-    tcase_set_timeout(conc, 120);
-    tcase_add_test(conc, test_concurrent_claim_threads);
-    tcase_add_test(conc, test_concurrent_claim_processes);
-    tcase_add_test(conc, test_busy_maps_to_ebusy_and_readers_proceed);
-    suite_add_tcase(s, conc);
+    add_cases(s, "sqlite", "sqlite-concurrency", setup_sqlite);
+    add_cases(s, "postgres", "postgres-concurrency", setup_pg);
     return s;
 }
 
 int main(void)
 {
+    pgtest_server(); /* before the forks: one server for every test */
     SRunner *sr = srunner_create(catalog_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

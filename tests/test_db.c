@@ -1,12 +1,15 @@
 /* test_db.c - Check suite for the catalog's database layer (catalog/db.h):
  * the statement cache, numbered placeholders, typed binds and columns,
- * transactions and savepoints, and the error mapping.
+ * transactions and savepoints, and the error mapping, on both backends;
+ * and for PostgreSQL its pool, connection loss and LISTEN/NOTIFY.
  *
- * Each test gets a fresh SQLite database in a temporary directory with a
- * small table t. (The catalog's own semantics are test_catalog.c's.)
+ * Each test gets a fresh database (a SQLite file in a temporary directory,
+ * or a PostgreSQL database on the server of tests/pgtest.h) with a small
+ * table t. (The catalog's own semantics are test_catalog.c's.)
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +18,12 @@
 
 #include "catalog/db.h"
 #include "dripd/util.h"
+#include "pgtest.h"
 
 static char tmpdir[256];
 static struct db *db;
+static bool use_pg;
+static char pgdsn[320];
 
 static const struct db_sql q_insert = {"INSERT INTO t(k, n, s, b) VALUES ($1, $2, $3, $4)", NULL};
 static const struct db_sql q_insert_quiet = {
@@ -25,19 +31,42 @@ static const struct db_sql q_insert_quiet = {
 static const struct db_sql q_get = {"SELECT k, n, s, b FROM t WHERE k = $1", NULL};
 static const struct db_sql q_count = {"SELECT count(*) FROM t", NULL};
 
+static int open_one(struct db **out)
+{
+    if (use_pg)
+        return db_pg_open(pgdsn, 4, out);
+    char *path = xasprintf("%s/t.db", tmpdir);
+    int rc = db_sqlite_open(path, out);
+    free(path);
+    return rc;
+}
+
 static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_db.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    char *path = xasprintf("%s/t.db", tmpdir);
-    ck_assert_int_eq(db_sqlite_open(path, &db), 0);
-    free(path);
+    if (use_pg)
+        ck_assert_int_eq(pgtest_createdb(pgdsn, sizeof pgdsn), 0);
+    ck_assert_int_eq(open_one(&db), 0);
     ck_assert_int_eq(db_script(db,
-                               "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL "
-                               "CHECK (n >= -9223372036854775807 - 1), s TEXT, b BLOB,"
-                               " CHECK (n <> 42));",
+                               use_pg ? "CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT NOT NULL, "
+                                        "s TEXT, b BYTEA, CHECK (n <> 42));"
+                                      : "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL, "
+                                        "s TEXT, b BLOB, CHECK (n <> 42));",
                                "create"),
                      0);
+}
+
+static void setup_sqlite(void)
+{
+    use_pg = false;
+    setup();
+}
+
+static void setup_pg(void)
+{
+    use_pg = true;
+    setup();
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -52,6 +81,8 @@ static void teardown(void)
 {
     db_close(db);
     db = NULL;
+    if (use_pg)
+        pgtest_dropdb(pgdsn);
     nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -79,7 +110,7 @@ static int64_t count(void)
 
 START_TEST(test_cache_returns_one_statement_per_sql)
 {
-    ck_assert_int_eq(db_dialect(db), DB_SQLITE);
+    ck_assert_int_eq(db_dialect(db), use_pg ? DB_POSTGRES : DB_SQLITE);
     struct db_stmt *a, *b, *c;
     ck_assert_int_eq(db_prepare(db, &q_get, &a), 0);
     ck_assert_int_eq(db_prepare(db, &q_get, &b), 0);
@@ -168,7 +199,7 @@ START_TEST(test_typed_binds_and_columns)
     ck_assert_ptr_null(db_col_blob(s, 3, &len));
     db_reset(s);
 
-    static const struct db_sql q_null = {"SELECT $1 IS NULL, $2 IS NULL", NULL};
+    static const struct db_sql q_null = {"SELECT CAST($1 AS TEXT) IS NULL, $2 IS NULL", NULL};
     ck_assert_int_eq(db_prepare(db, &q_null, &s), 0);
     db_bind_null(s, 1);
     db_bind_i64(s, 2, 0);
@@ -197,11 +228,20 @@ START_TEST(test_error_mapping)
     ck_assert_int_eq(db_prepare(db, &q_notnull, &s), 0);
     db_bind_null(s, 1);
     ck_assert_int_eq(db_exec(s, "not null"), -EIO);
-    /* Bad SQL fails at prepare (-EIO) and is not cached. */
+    /* Bad SQL fails with -EIO: SQLite at prepare (and it is not cached),
+     * PostgreSQL (which prepares on a connection at first use) at step. */
     static const struct db_sql q_bad = {"SELEC nonsense", NULL};
-    ck_assert_int_eq(db_prepare(db, &q_bad, &s), -EIO);
-    ck_assert_ptr_null(s);
-    ck_assert_int_eq(db_prepare(db, &q_bad, &s), -EIO);
+    if (use_pg) {
+        ck_assert_int_eq(db_prepare(db, &q_bad, &s), 0);
+        ck_assert_int_eq(db_step(s, "bad"), -EIO);
+        db_reset(s);
+        ck_assert_int_eq(db_step(s, "bad"), -EIO);
+        db_reset(s);
+    } else {
+        ck_assert_int_eq(db_prepare(db, &q_bad, &s), -EIO);
+        ck_assert_ptr_null(s);
+        ck_assert_int_eq(db_prepare(db, &q_bad, &s), -EIO);
+    }
     ck_assert_int_eq(db_script(db, "CREATE TABLE t (x);", "script"), -EIO);
     ck_assert_int_eq(count(), 1);
 }
@@ -224,10 +264,27 @@ START_TEST(test_transactions_and_savepoints)
     ck_assert_int_eq(db_savepoint(db), 0);
     ck_assert_int_eq(insert("c", 3, NULL, NULL, 0), 1);
     ck_assert_int_eq(db_savepoint_release(db), 0);
-    /* A failed statement inside the transaction does not end it. */
+    /* A failed statement inside a savepoint is undone alone. */
+    ck_assert_int_eq(db_savepoint(db), 0);
     ck_assert_int_eq(insert("a", 9, NULL, NULL, 0), -EEXIST);
+    ck_assert_int_eq(db_savepoint_rollback(db), 0);
+    ck_assert_int_eq(db_savepoint_release(db), 0);
     ck_assert_int_eq(db_end(db, 0), 0);
     ck_assert_int_eq(count(), 2); /* a and c */
+
+    /* Without a savepoint, SQLite undoes the failed statement only;
+     * PostgreSQL aborts the whole transaction, so its COMMIT fails. (So
+     * the catalog never lets a statement fail inside a transaction it
+     * means to commit: ON CONFLICT DO NOTHING, or a savepoint.) */
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(insert("e", 5, NULL, NULL, 0), 1);
+    ck_assert_int_eq(insert("a", 9, NULL, NULL, 0), -EEXIST);
+    ck_assert_int_eq(db_end(db, 0), use_pg ? -EIO : 0);
+    ck_assert_int_eq(count(), use_pg ? 2 : 3);
+    static const struct db_sql q_del_e = {"DELETE FROM t WHERE k = 'e'", NULL};
+    struct db_stmt *s;
+    ck_assert_int_eq(db_prepare(db, &q_del_e, &s), 0);
+    ck_assert_int_ge(db_exec(s, "delete e"), 0);
 
     /* db_end with an error rolls back and hands the error on. */
     ck_assert_int_eq(db_begin(db, 0), 0);
@@ -239,14 +296,26 @@ END_TEST
 
 START_TEST(test_busy_is_ebusy)
 {
-    /* A second connection holds the write lock past the 5 s timeout. */
-    char *path = xasprintf("%s/t.db", tmpdir);
+    /* A second connection holds a lock past the 5 s timeout (SQLite: the
+     * write lock; PostgreSQL: lock_timeout on an advisory lock). */
+    static const struct db_sql q_lock = {"SELECT 1", "SELECT pg_advisory_xact_lock(7)"};
     struct db *other;
-    ck_assert_int_eq(db_sqlite_open(path, &other), 0);
-    free(path);
+    ck_assert_int_eq(open_one(&other), 0);
     ck_assert_int_eq(db_begin(other, 0), 0);
+    struct db_stmt *s;
+    ck_assert_int_eq(db_prepare(other, &q_lock, &s), 0);
+    ck_assert_int_eq(db_step(s, "lock"), DB_ROW);
+    db_reset(s);
     int64_t t0 = dr_mono_ms();
-    ck_assert_int_eq(db_begin(db, DB_BEGIN_POLL), -EBUSY);
+    if (use_pg) {
+        ck_assert_int_eq(db_begin(db, DB_BEGIN_POLL), 0);
+        ck_assert_int_eq(db_prepare(db, &q_lock, &s), 0);
+        ck_assert_int_eq(db_step(s, "lock"), -EBUSY);
+        db_reset(s);
+        db_rollback(db);
+    } else {
+        ck_assert_int_eq(db_begin(db, DB_BEGIN_POLL), -EBUSY);
+    }
     ck_assert_int_ge(dr_mono_ms() - t0, 4500);
     ck_assert_int_eq(count(), 0); /* readers still read */
     db_rollback(other);
@@ -265,25 +334,212 @@ START_TEST(test_open_missing_directory)
 }
 END_TEST
 
-static Suite *db_suite(void)
+/* ---- PostgreSQL only ---------------------------------------------------- */
+
+static const struct db_sql q_pid = {NULL, "SELECT pg_backend_pid()"};
+
+static int64_t backend_pid(struct db *d)
 {
-    Suite *s = suite_create("db");
-    TCase *tc = tcase_create("sqlite");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
+    struct db_stmt *s;
+    ck_assert_int_eq(db_prepare(d, &q_pid, &s), 0);
+    ck_assert_int_eq(db_step(s, "pid"), DB_ROW);
+    int64_t pid = db_col_i64(s, 0);
+    db_reset(s);
+    return pid;
+}
+
+/* Kill the server process behind pid, as a server restart would. */
+static void terminate(int64_t pid)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
+    PGconn *c = PQconnectdb(pgdsn);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    /* pg_terminate_backend only signals: wait until the process is gone. */
+    for (int i = 0; i < 500; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld",
+                 (long long)pid);
+        r = PQexec(c, sql);
+        int left = atoi(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (left == 0)
+            break;
+        usleep(10000);
+    }
+    PQfinish(c);
+}
+
+START_TEST(test_pg_connection_loss)
+{
+    /* An idle pooled connection whose server process died is replaced
+     * before use: the statement just works. */
+    ck_assert_int_eq(insert("a", 1, NULL, NULL, 0), 1);
+    int64_t pid = backend_pid(db);
+    terminate(pid);
+    ck_assert_int_eq(count(), 1);
+    ck_assert_int_ne(backend_pid(db), pid);
+
+    /* Inside a transaction the loss is the transaction's: its statements
+     * and its COMMIT fail (-EBUSY), nothing is committed, and after the
+     * rollback the handle works again. */
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(insert("b", 2, NULL, NULL, 0), 1);
+    terminate(backend_pid(db));
+    ck_assert_int_eq(insert("c", 3, NULL, NULL, 0), -EBUSY);
+    ck_assert_int_eq(insert("d", 4, NULL, NULL, 0), -EBUSY);
+    ck_assert_int_eq(db_commit(db), -EBUSY);
+    db_rollback(db);
+    ck_assert_int_eq(count(), 1);
+    ck_assert_int_eq(insert("b", 2, NULL, NULL, 0), 1);
+    ck_assert_int_eq(count(), 2);
+}
+END_TEST
+
+START_TEST(test_pg_pool_is_bounded)
+{
+    /* pool = 1: a second handle waits for the one connection, then gives
+     * up with -EBUSY after 5 s; once it is free, it gets it. */
+    struct db *a, *b;
+    ck_assert_int_eq(db_pg_open(pgdsn, 1, &a), 0);
+    ck_assert_int_eq(db_pg_open(pgdsn, 1, &b), 0);
+    ck_assert_int_eq(db_begin(a, 0), 0);
+    int64_t t0 = dr_mono_ms();
+    ck_assert_int_eq(db_begin(b, 0), -EBUSY);
+    ck_assert_int_ge(dr_mono_ms() - t0, 4500);
+    ck_assert_int_eq(db_end(a, 0), 0);
+    ck_assert_int_eq(db_begin(b, 0), 0);
+    ck_assert_int_eq(db_end(b, 0), 0);
+    ck_assert(db_pg_reachable(a));
+    db_close(a);
+    db_close(b);
+    /* A server that is not there: open works, statements fail at once
+     * (after the first connect) with -EBUSY, and reachable says so. */
+    struct db *z;
+    ck_assert_int_eq(db_pg_open("host=127.0.0.1 port=1 user=postgres dbname=x", 2, &z), 0);
+    ck_assert_int_eq(db_begin(z, 0), -EBUSY);
+    ck_assert(!db_pg_reachable(z));
+    t0 = dr_mono_ms();
+    ck_assert_int_eq(db_begin(z, 0), -EBUSY);
+    ck_assert_int_lt(dr_mono_ms() - t0, 1000);
+    db_close(z);
+}
+END_TEST
+
+struct heard {
+    int jobs, events;
+    char payload[32];
+};
+
+static void on_note(const char *channel, const char *payload, void *arg)
+{
+    struct heard *h = arg;
+    if (strcmp(channel, "t_jobs") == 0) {
+        h->jobs++;
+        snprintf(h->payload, sizeof h->payload, "%s", payload);
+    } else if (strcmp(channel, "t_events") == 0) {
+        h->events++;
+    }
+}
+
+/* Wait (up to 10 s) until the listener has something, then drain it. */
+static int drain_wait(struct db_listener *l, struct heard *h, int timeout_ms)
+{
+    struct pollfd p = {.fd = db_listen_fd(l), .events = POLLIN};
+    int64_t end = dr_mono_ms() + timeout_ms;
+    int got = 0;
+    while (got == 0 && dr_mono_ms() < end) {
+        if (poll(&p, 1, (int)(end - dr_mono_ms())) <= 0)
+            continue;
+        got = db_listen_drain(l, on_note, h);
+        ck_assert_int_ge(got, 0);
+    }
+    return got;
+}
+
+START_TEST(test_pg_notify_on_commit_only)
+{
+    const char *chans[] = {"t_jobs", "t_events"};
+    struct db_listener *l;
+    char err[256];
+    ck_assert_int_eq(db_listen_open(pgdsn, chans, 2, &l, err, sizeof err), 0);
+    struct heard h = {0};
+    /* Rolled back: nothing. */
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(db_notify(db, "t_jobs", "upload"), 0);
+    db_rollback(db);
+    /* Committed: once, even if sent twice; both channels. */
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(db_notify(db, "t_jobs", "upload"), 0);
+    ck_assert_int_eq(db_notify(db, "t_jobs", "upload"), 0);
+    ck_assert_int_eq(db_notify(db, "t_events", ""), 0);
+    ck_assert_int_eq(h.jobs, 0);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    while (h.jobs + h.events < 2)
+        ck_assert_int_gt(drain_wait(l, &h, 10000), 0);
+    ck_assert_int_eq(h.jobs, 1);
+    ck_assert_int_eq(h.events, 1);
+    ck_assert_str_eq(h.payload, "upload");
+    /* Nothing more arrives. */
+    ck_assert_int_eq(drain_wait(l, &h, 300), 0);
+    /* The listener's connection dies: drain says so. */
+    static const struct db_sql q_kill = {
+        NULL, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              "WHERE query LIKE 'LISTEN%' AND datname = current_database()"};
+    struct db_stmt *s;
+    ck_assert_int_eq(db_prepare(db, &q_kill, &s), 0);
+    ck_assert_int_eq(db_step(s, "kill"), DB_ROW);
+    db_reset(s);
+    struct pollfd p = {.fd = db_listen_fd(l), .events = POLLIN};
+    int rc = 0;
+    for (int64_t end = dr_mono_ms() + 10000; rc >= 0 && dr_mono_ms() < end;)
+        if (poll(&p, 1, 100) > 0)
+            rc = db_listen_drain(l, on_note, &h);
+    ck_assert_int_eq(rc, -EBUSY);
+    db_listen_close(l);
+    db_listen_close(NULL);
+    /* Unreachable: an error, with a reason. */
+    ck_assert_int_eq(
+        db_listen_open("host=127.0.0.1 port=1 user=postgres", chans, 2, &l, err, sizeof err),
+        -EBUSY);
+    ck_assert(strstr(err, "unreachable") != NULL);
+}
+END_TEST
+
+static void add_common(TCase *tc)
+{
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cache_returns_one_statement_per_sql);
     tcase_add_test(tc, test_placeholders_repeat_and_any_order);
     tcase_add_test(tc, test_typed_binds_and_columns);
     tcase_add_test(tc, test_error_mapping);
     tcase_add_test(tc, test_transactions_and_savepoints);
     tcase_add_test(tc, test_busy_is_ebusy);
-    tcase_add_test(tc, test_open_missing_directory);
-    suite_add_tcase(s, tc);
+}
+
+static Suite *db_suite(void)
+{
+    Suite *s = suite_create("db");
+    TCase *lite = tcase_create("sqlite");
+    tcase_add_checked_fixture(lite, setup_sqlite, teardown);
+    add_common(lite);
+    tcase_add_test(lite, test_open_missing_directory);
+    suite_add_tcase(s, lite);
+    TCase *pg = tcase_create("postgres");
+    tcase_add_checked_fixture(pg, setup_pg, teardown);
+    add_common(pg);
+    tcase_add_test(pg, test_pg_connection_loss);
+    tcase_add_test(pg, test_pg_pool_is_bounded);
+    tcase_add_test(pg, test_pg_notify_on_commit_only);
+    suite_add_tcase(s, pg);
     return s;
 }
 
 int main(void)
 {
+    pgtest_server();
     SRunner *sr = srunner_create(db_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

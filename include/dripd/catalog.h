@@ -114,11 +114,23 @@ struct dr_tus {
 };
 
 /* ---- lifecycle ---- */
-/* Create or upgrade the schema in <data_dir>/catalog.db. Run once by the
- * supervisor before it forks; idempotent. */
-int catalog_migrate(const char *data_dir);
-int catalog_open(const char *data_dir, struct catalog **out);
+/* The catalog is where cfg says: catalog.backend sqlite (the default) is
+ * <data_dir>/catalog.db; postgres is the database of catalog.postgres.dsn,
+ * reached through a per-process pool of catalog.postgres.pool
+ * connections. */
+/* Create or upgrade the schema. Run once by the supervisor before it
+ * forks; idempotent, and safe with concurrent migrators (other nodes).
+ * For PostgreSQL this is where an unreachable server or a bad DSN shows
+ * (-EBUSY / -EIO, logged). */
+int catalog_migrate(const struct dr_config *cfg);
+/* A handle for one thread. A PostgreSQL handle connects lazily, so it
+ * opens while the server is down; its calls then fail with -EBUSY until
+ * the server is back. cfg must outlive the handle. */
+int catalog_open(const struct dr_config *cfg, struct catalog **out);
 void catalog_close(struct catalog *cat); /* NULL ok */
+/* One round trip: 0 if the database answers, else -errno (-EBUSY while
+ * PostgreSQL is unreachable). For health probes. */
+int catalog_ping(struct catalog *cat);
 /* Insert/refresh the users of the config (name, admin). */
 int catalog_sync_users(struct catalog *cat, const struct dr_config *cfg);
 /* Connection settings as the database reports them (tests, diagnostics). */
@@ -288,6 +300,24 @@ int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out
  * any tus session's bytes), as stored. Caller frees with dr_strv_free. */
 int catalog_spool_refs(struct catalog *cat, char ***out, size_t *n_out);
 void dr_tus_clear(struct dr_tus *t);
+
+/* ---- wake-ups across nodes (catalog_watch.c) ---- */
+/* With catalog.backend postgres, other nodes (and this node's other
+ * process) enqueue jobs and write events: a watch thread hears of them
+ * through PostgreSQL LISTEN/NOTIFY and pings the server every probe_ms.
+ * wake(what, arg) and state(up, arg) run on that thread: quick and
+ * thread-safe only. After each (re)connection wake gets both bits once
+ * (notifications may have been missed); keep a slow safety poll anyway.
+ * With SQLite there is nothing to watch: 0 and *out = NULL. */
+enum { CATALOG_WAKE_JOBS = 1u << 0, CATALOG_WAKE_EVENTS = 1u << 1 };
+struct catalog_watch;
+struct catalog_watch_ops {
+    void (*wake)(unsigned what, void *arg);
+    void (*state)(bool up, void *arg); /* reachability changed; may be NULL */
+};
+int catalog_watch_start(const struct dr_config *cfg, uint64_t probe_ms,
+                        const struct catalog_watch_ops *ops, void *arg, struct catalog_watch **out);
+void catalog_watch_stop(struct catalog_watch *w); /* NULL ok; joins the thread */
 
 /* ---- usage ---- */
 struct dr_usage {

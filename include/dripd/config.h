@@ -34,6 +34,7 @@ struct dr_webhook {
 };
 
 enum dr_store_backend { DR_STORE_LOCAL = 0, DR_STORE_S3 = 1 };
+enum dr_catalog_backend { DR_CATALOG_SQLITE = 0, DR_CATALOG_POSTGRES = 1 };
 
 /* One user's limits (config `quotas:`); 0 means no limit. */
 struct dr_quota {
@@ -94,6 +95,18 @@ struct dr_config {
     struct {
         char *key_file; /* default <data_dir>/master.key, created if absent */
     } encryption;
+
+    struct {
+        enum dr_catalog_backend backend; /* default sqlite: <data_dir>/catalog.db */
+        struct {
+            char *dsn; /* libpq connection string (or read from dsn_file); required for postgres */
+            int pool;  /* connections per process, default 8 */
+        } postgres;
+    } catalog;
+
+    struct {
+        char *id; /* this node's name in a cluster; default: the host name */
+    } node;
 
     struct {
         uint64_t queue_limit; /* accepted jobs waiting; then 503 */

@@ -96,6 +96,8 @@ struct dr_metrics {
     int64_t store_up;       /* gauge: 1 reachable, 0 not, -1 not probed yet (store_probe.c) */
     int64_t store_errno;    /* gauge: errno of the last failed probe */
     int64_t store_probe_ms; /* gauge: wall time of the last probe */
+    /* catalog (PostgreSQL; SQLite stays -1) */
+    int64_t catalog_up; /* gauge: 1 reachable, 0 not, -1 not probed (catalog_watch) */
     /* supervisor */
     uint64_t restarts[2]; /* by enum dr_role */
     uint64_t reloads;

@@ -3,7 +3,8 @@
  * /healthz answers 200 whenever the loop that serves it runs: that is
  * liveness. /readyz answers 200 {"ready":true,...} only when this node can
  * take an upload now: not draining, the catalog opens and its file is
- * writable, the durable queue is below pipeline.queue_limit, and the
+ * writable (PostgreSQL: its server answered the last ping,
+ * dripd_catalog_up), the durable queue is below pipeline.queue_limit, and the
  * spool disk has at least health.min_free_disk free; otherwise 503 with
  * the failed checks listed. Both run on the loop thread and only do cheap
  * local checks (access(2), statvfs(2), a shared counter).
@@ -42,6 +43,10 @@ static void readyz_head(struct http_exchange *ex)
         json_array_append_new(problems, json_string("draining"));
     if (http_thread_catalog(http_ex_thread(ex)) == NULL) {
         json_array_append_new(problems, json_string("catalog cannot be opened"));
+    } else if (cfg->catalog.backend == DR_CATALOG_POSTGRES) {
+        /* The pipeline's catalog-watch thread pings the server. */
+        if (__atomic_load_n(&http_ex_metrics(ex)->catalog_up, __ATOMIC_RELAXED) == 0)
+            json_array_append_new(problems, json_string("catalog (postgres) unreachable"));
     } else {
         char *db = xasprintf("%s/catalog.db", cfg->data_dir);
         if (access(db, W_OK) != 0)

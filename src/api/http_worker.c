@@ -11,6 +11,9 @@
  *     EOF (the supervisor died) -> stop now;
  *   - a 1 s fallback timer -> router_run_event_hooks(seq 0), because relay
  *     messages are wake-ups that may be lost;
+ *   - with a PostgreSQL catalog, events written on any node: the
+ *     catalog-watch thread (catalog.h) posts router_run_event_hooks(0) to
+ *     loop 0, so SSE streams and download waiters hear of them at once;
  *   - a 100 ms timer that notices the SIGTERM/SIGINT flag (the handler only
  *     sets a sig_atomic_t) and starts the drain: stop accepting, finish
  *     in-flight exchanges, close idle keep-alives; after
@@ -57,8 +60,25 @@ struct hw {
     struct http_server *srv;
     struct http_timer *heartbeat, *fallback, *sigpoll, *drain_deadline;
     struct event *chan_ev;
+    struct catalog_watch *watch; /* PostgreSQL: events from every node */
     bool draining;
 };
+
+static void run_event_hooks(struct http_thread *t, void *arg)
+{
+    (void)t;
+    struct hw *w = arg;
+    router_run_event_hooks(w->srv, 0);
+}
+
+/* On the catalog-watch thread: hand the wake-up to loop 0 (a full post
+ * queue drops it; the fallback timer re-checks). */
+static void on_watch_wake(unsigned what, void *arg)
+{
+    struct hw *w = arg;
+    if (what & CATALOG_WAKE_EVENTS)
+        (void)http_thread_post(http_server_thread(w->srv, 0), run_event_hooks, w);
+}
 
 static void setup_routes(void)
 {
@@ -84,7 +104,7 @@ static int spool_refs(void *arg, char ***paths, size_t *n)
 static void sweep_spool(const struct dr_config *cfg)
 {
     struct catalog *cat = NULL;
-    int rc = catalog_open(cfg->data_dir, &cat);
+    int rc = catalog_open(cfg, &cat);
     size_t removed = 0;
     uint64_t bytes = 0;
     if (rc == 0)
@@ -203,12 +223,18 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     if (w.chan_ev != NULL)
         event_add(w.chan_ev, NULL);
 
+    static const struct catalog_watch_ops watch_ops = {.wake = on_watch_wake};
+    rc = catalog_watch_start(cfg, cfg->health.store_probe_interval, &watch_ops, &w, &w.watch);
+    if (rc < 0)
+        log_warn("http: no catalog watch thread (%s): other nodes' events come by polling",
+                 strerror(-rc));
     log_info("http: serving with %d loop thread(s)", http_server_thread_count(w.srv));
     worker_send(ctx, DR_MSG_READY, 0);
     worker_send(ctx, DR_MSG_HEARTBEAT, (uint64_t)getpid());
     if (worker_term_requested())
         start_drain(&w, "SIGTERM");
     rc = http_server_run(w.srv);
+    catalog_watch_stop(w.watch);
 
     http_timer_stop(w.heartbeat);
     http_timer_stop(w.fallback);

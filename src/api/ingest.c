@@ -138,7 +138,7 @@ static int open_catalog(void)
 {
     if (G.cat != NULL)
         return 0;
-    int rc = catalog_open(G.cfg->data_dir, &G.cat);
+    int rc = catalog_open(G.cfg, &G.cat);
     if (rc < 0) {
         log_error("ingest: cannot open the catalog: %s", strerror(-rc));
         G.cat = NULL;

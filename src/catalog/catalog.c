@@ -42,15 +42,23 @@
 #include "catalog_internal.h"
 #include "catalog_schema.h"
 #include "db.h"
+#include "dripd/config.h"
 #include "dripd/log.h"
 #include "dripd/util.h"
 
-/* SQLite's settings as the connection reports them (catalog_info). */
-static const struct db_sql q_info = {"SELECT (SELECT journal_mode FROM pragma_journal_mode), "
-                                     "(SELECT synchronous FROM pragma_synchronous), "
-                                     "(SELECT foreign_keys FROM pragma_foreign_keys), "
-                                     "(SELECT timeout FROM pragma_busy_timeout)",
-                                     NULL};
+/* The connection's settings as the database reports them (catalog_info).
+ * PostgreSQL: its log is a WAL too, synchronous_commit maps to SQLite's
+ * levels (off 0, local 1, on and the remote ones 2), foreign keys are
+ * always on, and lock_timeout plays busy_timeout's part. */
+static const struct db_sql q_info = {
+    "SELECT (SELECT journal_mode FROM pragma_journal_mode), "
+    "(SELECT synchronous FROM pragma_synchronous), "
+    "(SELECT foreign_keys FROM pragma_foreign_keys), "
+    "(SELECT timeout FROM pragma_busy_timeout)",
+    "SELECT 'wal', CASE current_setting('synchronous_commit') WHEN 'off' THEN 0 "
+    "WHEN 'local' THEN 1 ELSE 2 END, 1, "
+    "(extract(epoch FROM current_setting('lock_timeout')::interval) * 1000)::bigint"};
+static const struct db_sql q_ping = {"SELECT 1", NULL};
 
 /* Housekeeping (catalog_prune), one transaction. */
 static const struct db_sql q_prune_events = {"DELETE FROM events WHERE created_at < $1", NULL};
@@ -59,26 +67,42 @@ static const struct db_sql q_prune_jobs = {
 static const struct db_sql q_prune_tus = {
     "DELETE FROM tus WHERE job_id IS NOT NULL AND expires_at < $1", NULL};
 
-int catalog_open(const char *data_dir, struct catalog **out)
+/* The database of cfg: a connection to <data_dir>/catalog.db, or a handle
+ * on the PostgreSQL pool of catalog.postgres.dsn. */
+static int open_db(const struct dr_config *cfg, struct db **out)
+{
+    if (cfg->catalog.backend == DR_CATALOG_POSTGRES)
+        return db_pg_open(cfg->catalog.postgres.dsn, cfg->catalog.postgres.pool, out);
+    char *path = xasprintf("%s/catalog.db", cfg->data_dir);
+    int rc = db_sqlite_open(path, out);
+    free(path);
+    return rc;
+}
+
+int catalog_open(const struct dr_config *cfg, struct catalog **out)
 {
     if (out == NULL)
         return -EINVAL;
     *out = NULL;
-    if (data_dir == NULL)
+    if (cfg == NULL || (cfg->catalog.backend == DR_CATALOG_SQLITE && cfg->data_dir == NULL) ||
+        (cfg->catalog.backend == DR_CATALOG_POSTGRES && cfg->catalog.postgres.dsn == NULL))
         return -EINVAL;
-    char *path = xasprintf("%s/catalog.db", data_dir);
     struct catalog *cat = xcalloc(1, sizeof *cat);
-    int rc = db_sqlite_open(path, &cat->db);
-    free(path);
+    int rc = open_db(cfg, &cat->db);
     if (rc < 0)
         goto fail;
-    /* A process that opens a fresh or older catalog migrates it too. */
-    int version = 0;
-    rc = catalog_schema_version(cat->db, &version);
-    if (rc == 0 && version != CATALOG_SCHEMA_VERSION)
-        rc = catalog_schema_migrate(cat->db);
-    if (rc < 0)
-        goto fail;
+    /* A process that opens a fresh or older SQLite catalog migrates it
+     * too. A PostgreSQL handle connects lazily (the server may be down
+     * while a worker restarts); catalog_migrate, which the supervisor runs
+     * before it starts the workers, checks and migrates its schema. */
+    if (cfg->catalog.backend == DR_CATALOG_SQLITE) {
+        int version = 0;
+        rc = catalog_schema_version(cat->db, &version);
+        if (rc == 0 && version != CATALOG_SCHEMA_VERSION)
+            rc = catalog_schema_migrate(cat->db);
+        if (rc < 0)
+            goto fail;
+    }
     *out = cat;
     return 0;
 fail:
@@ -94,19 +118,36 @@ void catalog_close(struct catalog *cat)
     free(cat);
 }
 
-int catalog_migrate(const char *data_dir)
+int catalog_migrate(const struct dr_config *cfg)
 {
-    if (data_dir == NULL)
+    if (cfg == NULL)
         return -EINVAL;
-    int rc = dr_mkdirs(data_dir, 0750);
-    if (rc < 0) {
-        log_error("catalog: cannot create %s: %s", data_dir, strerror(-rc));
-        return rc;
+    if (cfg->catalog.backend == DR_CATALOG_SQLITE && cfg->data_dir != NULL) {
+        int rc = dr_mkdirs(cfg->data_dir, 0750);
+        if (rc < 0) {
+            log_error("catalog: cannot create %s: %s", cfg->data_dir, strerror(-rc));
+            return rc;
+        }
     }
     struct catalog *cat;
-    rc = catalog_open(data_dir, &cat); /* migrates */
+    int rc = catalog_open(cfg, &cat); /* SQLite migrates here */
+    if (rc == 0 && cfg->catalog.backend == DR_CATALOG_POSTGRES)
+        rc = catalog_schema_migrate(cat->db);
     catalog_close(cat);
     return rc;
+}
+
+int catalog_ping(struct catalog *cat)
+{
+    if (cat == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_ping, &s);
+    if (rc < 0)
+        return rc;
+    rc = db_step(s, "ping");
+    db_reset(s);
+    return rc < 0 ? rc : 0;
 }
 
 int catalog_info(struct catalog *cat, struct dr_catalog_info *out)

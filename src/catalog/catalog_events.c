@@ -12,6 +12,12 @@
  *    (SQLite: AUTOINCREMENT, whose high-water mark sqlite_sequence keeps).
  *  - Writers are serialised, so seq order is commit order: a reader that
  *    has seen seq N never later finds a committed event below N it missed.
+ *    SQLite serialises all writers. PostgreSQL would not (a BIGSERIAL is
+ *    taken at INSERT, not at commit), so the insert takes the advisory
+ *    lock CATALOG_LOCK_EVENTS, held until its transaction ends, in the
+ *    same statement (no extra round trip), and also NOTIFYs
+ *    CATALOG_CHANNEL_EVENTS: every node's listeners learn of new events
+ *    when (and only if) the transaction commits.
  *  - The data is the job as GET /v1/jobs/{id} shows it plus its media's
  *    path and name, built by the database from the rows the transaction
  *    has just written (SQLite json_object, PostgreSQL json_build_object).
@@ -24,6 +30,7 @@
 
 #include "catalog_events.h"
 #include "catalog_internal.h"
+#include "catalog_schema.h"
 #include "db.h"
 #include "dripd/util.h"
 
@@ -40,7 +47,9 @@ static const struct db_sql q_insert = {
     "SELECT j.owner, $2, j.id, j.media_id, json_build_object('id', j.id, 'kind', j.kind, "
     "'state', j.state, 'stage', j.stage, 'media_id', j.media_id, 'attempts', j.attempts, "
     "'error', j.error, 'path', m.path, 'name', m.name)::text, $3 "
-    "FROM jobs j LEFT JOIN media m ON m.id = j.media_id WHERE j.id = $1"};
+    "FROM jobs j LEFT JOIN media m ON m.id = j.media_id CROSS JOIN (SELECT "
+    "pg_advisory_xact_lock(" CATALOG_LOCK_EVENTS "), pg_notify('" CATALOG_CHANNEL_EVENTS
+    "', '')) AS l WHERE j.id = $1"};
 /* Inside a writer's transaction, the newest seq is its own last event:
  * event writers are serialised. (Cheaper than RETURNING on every insert,
  * which costs SQLite an ephemeral table per row.) */
@@ -51,10 +60,12 @@ static const struct db_sql q_since_user = {
     "SELECT " EVENT_COLS " FROM events WHERE \"user\" = $3 AND seq > $1 ORDER BY seq LIMIT $2",
     NULL};
 /* The high-water mark survives pruning: SQLite keeps it in
- * sqlite_sequence, PostgreSQL in the column's sequence. */
+ * sqlite_sequence, PostgreSQL in the column's sequence, read under the
+ * event writers' lock so that every seq below it has committed. */
 static const struct db_sql q_last = {
     "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq_seq"};
+    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq_seq, "
+    "(SELECT pg_advisory_xact_lock(" CATALOG_LOCK_EVENTS ")) AS l"};
 
 int catalog_event_add(struct db *db, const char *job_id, const char *type, int64_t now)
 {

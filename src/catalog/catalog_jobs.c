@@ -39,6 +39,7 @@
 #include "catalog_internal.h"
 #include "catalog_jobs.h"
 #include "catalog_media.h"
+#include "catalog_schema.h"
 #include "dripd/catalog_variants.h"
 #include "db.h"
 #include "dripd/log.h"
@@ -53,11 +54,16 @@
     "j.id, j.kind, j.media_id, j.owner, j.state, j.stage, j.attempts, j.error, j.spool_path, "     \
     "j.work_path, j.not_before, j.created_at, j.updated_at, j.variant"
 
+/* PostgreSQL also NOTIFYs the job's kind on CATALOG_CHANNEL_JOBS, in the
+ * same statement: every node's starters hear of it when it commits. */
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
     "not_before, created_at, updated_at, variant) "
     "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)",
-    NULL};
+    "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
+    "not_before, created_at, updated_at, variant) "
+    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8 "
+    "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
 static const struct db_sql q_depth = {
     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
 static const struct db_sql q_get = {
@@ -653,6 +659,9 @@ int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer,
             rc = 0;
         }
     }
+    /* Released jobs are claimable again: wake every node's starters. */
+    if (rc == 0 && total > 0)
+        rc = db_notify(cat->db, CATALOG_CHANNEL_JOBS, "");
     rc = db_end(cat->db, rc);
     if (rc == 0 && released != NULL)
         *released = total;

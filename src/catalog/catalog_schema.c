@@ -18,7 +18,18 @@
  * meets a half-made database. A database newer than this binary is
  * refused (-EIO, logged), never written.
  *
- * SQLite records the version in PRAGMA user_version.
+ * SQLite records the version in PRAGMA user_version and serialises
+ * migrators with BEGIN IMMEDIATE. PostgreSQL records it in the one-row
+ * table catalog_schema, and migrators take pg_advisory_xact_lock(
+ * CATALOG_LOCK_MIGRATE) first (DDL is transactional there too).
+ *
+ * PostgreSQL's tables are SQLite's with its types: BIGINT for integers
+ * (milliseconds, sizes), BYTEA for the wrapped key, BIGSERIAL for
+ * events.seq and for jobs.pos, the queue position SQLite's rowid gives,
+ * and COLLATE "C" on every text column that is compared or sorted, so that
+ * ordering and the folder listing's range scan are byte order, as in
+ * SQLite, whatever the database's locale. A schema step must have both
+ * texts; the PostgreSQL catalog tests run every migration.
  */
 #include "catalog_schema.h"
 
@@ -30,8 +41,10 @@
 /* One schema step, per dialect. */
 struct migration {
     const char *sqlite;
-    const char *pg; /* NULL: this dialect has no catalog yet */
+    const char *pg;
 };
+
+#define T "TEXT COLLATE \"C\""
 
 static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
     /* v1 */
@@ -123,9 +136,93 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
                "  finished_at  INTEGER,"
                "  CHECK (\"offset\" >= 0 AND (length < 0 OR \"offset\" <= length))"
                ");"
-               "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"},
+               "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;",
+     .pg = "CREATE TABLE IF NOT EXISTS users ("
+           "  name        " T " PRIMARY KEY,"
+           "  admin       BIGINT NOT NULL DEFAULT 0,"
+           "  created_at  BIGINT NOT NULL"
+           ");"
+           "CREATE TABLE IF NOT EXISTS media ("
+           "  id           " T " PRIMARY KEY,"
+           "  owner        " T " NOT NULL,"
+           "  path         " T " NOT NULL CHECK (substr(path, 1, 1) = '/'),"
+           "  folder       " T " NOT NULL,"
+           "  name         " T " NOT NULL CHECK (name <> '' AND strpos(name, '/') = 0),"
+           "  size         BIGINT NOT NULL DEFAULT 0 CHECK (size >= 0),"
+           "  sha256       " T " NOT NULL DEFAULT '',"
+           "  content_type " T ","
+           "  state        " T " NOT NULL DEFAULT 'queued'"
+           "               CHECK (state IN ('queued', 'available', 'failed')),"
+           "  storage_key  " T ","
+           "  wrapped_key  BYTEA,"
+           "  created_at   BIGINT NOT NULL,"
+           "  uploaded_at  BIGINT NOT NULL DEFAULT 0"
+           ");"
+           "CREATE UNIQUE INDEX IF NOT EXISTS media_owner_path ON media(owner, path)"
+           "  WHERE state <> 'failed';"
+           "CREATE INDEX IF NOT EXISTS media_folder ON media(folder);"
+           "CREATE INDEX IF NOT EXISTS media_owner ON media(owner);"
+           "CREATE TABLE IF NOT EXISTS shares ("
+           "  media_id   " T " NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+           "  \"user\"     " T " NOT NULL,"
+           "  created_at BIGINT NOT NULL,"
+           "  PRIMARY KEY (media_id, \"user\")"
+           ");"
+           "CREATE INDEX IF NOT EXISTS shares_user ON shares(\"user\");"
+           "CREATE TABLE IF NOT EXISTS jobs ("
+           "  id          " T " PRIMARY KEY,"
+           "  pos         BIGSERIAL NOT NULL,"
+           "  kind        " T " NOT NULL CHECK (kind IN ('upload', 'download')),"
+           "  media_id    " T " NOT NULL,"
+           "  owner       " T " NOT NULL,"
+           "  state       " T " NOT NULL"
+           "              CHECK (state IN ('queued', 'running', 'done', 'failed')),"
+           "  stage       " T " NOT NULL,"
+           "  attempts    BIGINT NOT NULL DEFAULT 0,"
+           "  error       TEXT,"
+           "  spool_path  TEXT,"
+           "  work_path   TEXT,"
+           "  claimed_by  " T ","
+           "  not_before  BIGINT NOT NULL DEFAULT 0,"
+           "  created_at  BIGINT NOT NULL,"
+           "  updated_at  BIGINT NOT NULL"
+           ");"
+           /* The claim walks the queued jobs of a kind in queue order:
+            * a partial index keeps that walk short whatever the history. */
+           "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(kind, created_at, pos)"
+           "  WHERE state = 'queued';"
+           "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);"
+           "CREATE INDEX IF NOT EXISTS jobs_media ON jobs(media_id);"
+           "CREATE TABLE IF NOT EXISTS events ("
+           "  seq        BIGSERIAL PRIMARY KEY,"
+           "  \"user\"     " T " NOT NULL,"
+           "  type       " T " NOT NULL,"
+           "  job_id     " T " NOT NULL,"
+           "  media_id   " T " NOT NULL,"
+           "  data       TEXT NOT NULL,"
+           "  created_at BIGINT NOT NULL"
+           ");"
+           "CREATE INDEX IF NOT EXISTS events_user ON events(\"user\", seq);"
+           "CREATE TABLE IF NOT EXISTS tus ("
+           "  id           " T " PRIMARY KEY,"
+           "  owner        " T " NOT NULL,"
+           "  length       BIGINT NOT NULL DEFAULT -1,"
+           "  \"offset\"     BIGINT NOT NULL DEFAULT 0,"
+           "  path         " T " NOT NULL,"
+           "  metadata     TEXT,"
+           "  content_type " T ","
+           "  spool_path   TEXT NOT NULL,"
+           "  expires_at   BIGINT NOT NULL,"
+           "  created_at   BIGINT NOT NULL,"
+           "  job_id       " T ","
+           "  media_id     " T ","
+           "  finished_at  BIGINT,"
+           "  CHECK (\"offset\" >= 0 AND (length < 0 OR \"offset\" <= length))"
+           ");"
+           "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"},
     /* v2: GET /v1/jobs lists a user's newest jobs without a scan. */
-    {.sqlite = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);"},
+    {.sqlite = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);",
+     .pg = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);"},
     /* v3: processing (docs/PROCESSING.md): the media's metadata (a JSON
      * object), its variants (one sealed object each), and the variant a
      * download job fetches (NULL: the original). */
@@ -145,30 +242,90 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
                "  error        TEXT,"
                "  created_at   INTEGER NOT NULL,"
                "  PRIMARY KEY (media_id, name)"
-               ") WITHOUT ROWID;"},
+               ") WITHOUT ROWID;",
+     .pg = "ALTER TABLE media ADD COLUMN IF NOT EXISTS metadata TEXT;"
+           "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS variant " T ";"
+           "CREATE TABLE IF NOT EXISTS variants ("
+           "  media_id     " T " NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+           "  name         " T " NOT NULL,"
+           "  state        " T " NOT NULL CHECK (state IN ('available', 'failed')),"
+           "  content_type " T ","
+           "  width        BIGINT NOT NULL DEFAULT 0,"
+           "  height       BIGINT NOT NULL DEFAULT 0,"
+           "  size         BIGINT NOT NULL DEFAULT 0,"
+           "  sha256       " T " NOT NULL DEFAULT '',"
+           "  wrapped_key  BYTEA,"
+           "  storage_key  " T ","
+           "  error        TEXT,"
+           "  created_at   BIGINT NOT NULL,"
+           "  PRIMARY KEY (media_id, name)"
+           ");"},
 };
 
-static const struct db_sql q_version = {"SELECT user_version FROM pragma_user_version", NULL};
+/* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not
+ * exist yet (0), so its presence is asked first. */
+static const struct db_sql q_version = {"SELECT user_version FROM pragma_user_version",
+                                        "SELECT to_regclass('catalog_schema') IS NOT NULL"};
+static const struct db_sql q_pg_version = {NULL, "SELECT coalesce(max(version), 0) "
+                                                 "FROM catalog_schema"};
+static const struct db_sql q_pg_lock = {NULL,
+                                        "SELECT pg_advisory_xact_lock(" CATALOG_LOCK_MIGRATE ")"};
+static const struct db_sql q_pg_set = {NULL, "UPDATE catalog_schema SET version = $1"};
 
-int catalog_schema_version(struct db *db, int *out)
+static int read_int(struct db *db, const struct db_sql *q, int64_t *out, const char *what)
 {
     *out = 0;
     struct db_stmt *s;
-    int rc = db_prepare(db, &q_version, &s);
+    int rc = db_prepare(db, q, &s);
     if (rc < 0)
         return rc;
-    rc = db_step(s, "schema version");
+    rc = db_step(s, what);
     if (rc == DB_ROW)
-        *out = (int)db_col_i64(s, 0);
+        *out = db_col_i64(s, 0);
     db_reset(s);
     return rc < 0 ? rc : 0;
 }
 
+int catalog_schema_version(struct db *db, int *out)
+{
+    *out = 0;
+    int64_t v = 0;
+    int rc = read_int(db, &q_version, &v, "schema version");
+    if (rc == 0 && db_dialect(db) == DB_POSTGRES)
+        rc = v != 0 ? read_int(db, &q_pg_version, &v, "schema version") : 0;
+    *out = (int)v;
+    return rc;
+}
+
 static int set_version(struct db *db, int version)
 {
+    if (db_dialect(db) == DB_POSTGRES) {
+        struct db_stmt *s;
+        int rc = db_prepare(db, &q_pg_set, &s);
+        if (rc < 0)
+            return rc;
+        db_bind_i64(s, 1, version);
+        rc = db_exec(s, "set schema version");
+        return rc < 0 ? rc : 0;
+    }
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d", version);
     return db_script(db, sql, "set user_version");
+}
+
+/* PostgreSQL: migrators queue on an advisory lock, and the version table
+ * exists (with its one row) before the version is read under it. */
+static int pg_prepare_migration(struct db *db)
+{
+    int64_t ignored;
+    int rc = read_int(db, &q_pg_lock, &ignored, "migration lock");
+    if (rc == 0)
+        rc = db_script(db,
+                       "CREATE TABLE IF NOT EXISTS catalog_schema (version INTEGER NOT NULL);"
+                       "INSERT INTO catalog_schema SELECT 0 "
+                       "WHERE NOT EXISTS (SELECT 1 FROM catalog_schema);",
+                       "schema version table");
+    return rc;
 }
 
 int catalog_schema_migrate(struct db *db)
@@ -176,6 +333,8 @@ int catalog_schema_migrate(struct db *db)
     int rc = db_begin(db, 0);
     if (rc < 0)
         return rc;
+    if (db_dialect(db) == DB_POSTGRES && (rc = pg_prepare_migration(db)) < 0)
+        goto out;
     int version = 0;
     rc = catalog_schema_version(db, &version);
     if (rc < 0)

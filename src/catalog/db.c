@@ -1,8 +1,10 @@
 /* db.c - the backend-independent half of the catalog's database layer.
  *
- * What: the per-connection cache of prepared statements, the transaction
- * and savepoint statements (the one place BEGIN differs by dialect), error
- * logging, and dispatch to the backend's struct db_ops (db_backend.h).
+ * What: the per-connection cache of prepared statements, the savepoint
+ * statements, error logging, and dispatch to the backend's struct db_ops
+ * (db_backend.h), which also owns BEGIN/COMMIT/ROLLBACK (they differ by
+ * dialect, and a backend that loses its connection must know the
+ * transaction went with it).
  * The SQL semantics are documented in db.h and docs/CATALOG.md.
  *
  * Threads: none of its own and no locks; a connection and its statements
@@ -30,9 +32,6 @@
 
 #define CACHE_MIN 64
 
-static const struct db_sql q_begin = {"BEGIN IMMEDIATE", "BEGIN"};
-static const struct db_sql q_commit = {"COMMIT", NULL};
-static const struct db_sql q_rollback = {"ROLLBACK", NULL};
 static const struct db_sql q_savepoint = {"SAVEPOINT step", NULL};
 static const struct db_sql q_release = {"RELEASE step", NULL};
 static const struct db_sql q_rollback_to = {"ROLLBACK TO step", NULL};
@@ -228,39 +227,24 @@ static int run(struct db *db, const struct db_sql *q, const char *what)
     return rc < 0 ? rc : 0;
 }
 
-static void poll_off(struct db *db)
-{
-    if (db->polling) {
-        db->ops->busy_poll(db, false);
-        db->polling = false;
-    }
-}
-
 int db_begin(struct db *db, unsigned flags)
 {
-    if ((flags & DB_BEGIN_POLL) && db->ops->busy_poll != NULL) {
-        db->ops->busy_poll(db, true);
-        db->polling = true;
-    }
-    int rc = run(db, &q_begin, "begin");
-    if (rc < 0)
-        poll_off(db);
-    return rc;
+    int rc = db->ops->begin(db, flags);
+    return rc < 0 ? db_fail(db, rc, "begin") : 0;
 }
 
 void db_rollback(struct db *db)
 {
-    if (db->ops->in_tx(db))
-        (void)run(db, &q_rollback, "rollback");
-    poll_off(db);
+    db->ops->rollback(db);
 }
 
 int db_commit(struct db *db)
 {
-    int rc = run(db, &q_commit, "commit");
-    if (rc < 0)
-        db_rollback(db);
-    poll_off(db);
+    int rc = db->ops->commit(db);
+    if (rc < 0) {
+        rc = db_fail(db, rc, "commit");
+        db->ops->rollback(db);
+    }
     return rc;
 }
 
@@ -285,4 +269,21 @@ int db_savepoint_release(struct db *db)
 int db_savepoint_rollback(struct db *db)
 {
     return run(db, &q_rollback_to, "rollback to savepoint");
+}
+
+/* ---- notifications ------------------------------------------------------ */
+
+int db_notify(struct db *db, const char *channel, const char *payload)
+{
+    if (db->ops->dialect != DB_POSTGRES)
+        return 0; /* SQLite: the supervisor relays wake-ups */
+    static const struct db_sql q_notify = {NULL, "SELECT pg_notify($1, $2)"};
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_notify, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, channel);
+    db_bind_text(s, 2, payload != NULL ? payload : "");
+    rc = db_exec(s, "notify");
+    return rc < 0 ? rc : 0;
 }

@@ -61,6 +61,13 @@ enum { DB_DONE = 0, DB_ROW = 1 }; /* what db_step returns besides -errno */
  * *out is NULL and the error is logged; a missing directory gives the OS
  * errno (-ENOENT). */
 int db_sqlite_open(const char *path, struct db **out);
+/* A handle on the PostgreSQL database dsn (libpq connection string or
+ * URI) through this process's pool of at most pool connections for that
+ * DSN (db_pg.c). Connects lazily: the server may be down at open. */
+int db_pg_open(const char *dsn, int pool, struct db **out);
+/* false while the PostgreSQL server of db's pool cannot be reached (the
+ * last attempt to connect failed); true for any other handle. */
+bool db_pg_reachable(struct db *db);
 void db_close(struct db *db); /* NULL ok; finalises every cached statement */
 enum db_dialect db_dialect(const struct db *db);
 
@@ -111,5 +118,27 @@ int db_savepoint_rollback(struct db *db);
 /* Run a script of statements without parameters (DDL), in the current
  * transaction if any. 0 / -errno. */
 int db_script(struct db *db, const char *sql, const char *what);
+
+/* ---- notifications (PostgreSQL LISTEN/NOTIFY) ---- */
+/* Inside the caller's transaction: tell every listener on channel, when
+ * (and only if) the transaction commits. Identical notifications of one
+ * transaction arrive once. A no-op on SQLite, whose wake-ups go through
+ * the supervisor. */
+int db_notify(struct db *db, const char *channel, const char *payload);
+/* A dedicated connection (not from the pool) that LISTENs on channels.
+ * The caller polls db_listen_fd for readability and then calls
+ * db_listen_drain, which calls fn for each notification that arrived and
+ * returns how many, or -EBUSY once the connection is lost (close it and
+ * open again later: notifications sent meanwhile are gone, so re-read the
+ * tables). err gets one line on failure. */
+struct db_listener;
+int db_listen_open(const char *dsn, const char *const *channels, size_t n, struct db_listener **out,
+                   char *err, size_t errlen);
+int db_listen_fd(const struct db_listener *l);
+int db_listen_drain(struct db_listener *l,
+                    void (*fn)(const char *channel, const char *payload, void *arg), void *arg);
+/* One round trip on the listening connection: 0, or -EBUSY if it is gone. */
+int db_listen_ping(struct db_listener *l);
+void db_listen_close(struct db_listener *l); /* NULL ok */
 
 #endif

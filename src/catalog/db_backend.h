@@ -35,10 +35,12 @@ struct db_ops {
     void (*reset)(struct db_stmt *s);
     int (*changes)(struct db_stmt *s); /* rows changed by s, after DB_DONE */
     int (*script)(struct db *db, const char *sql);
-    bool (*in_tx)(struct db *db);
-    /* DB_BEGIN_POLL on (before the BEGIN) and off (after COMMIT or
-     * ROLLBACK); may be NULL. */
-    void (*busy_poll)(struct db *db, bool on);
+    /* Transactions (db.h's db_begin, db_commit, db_rollback). rollback is
+     * a no-op outside a transaction and never fails: a backend that cannot
+     * roll back (a lost connection) forgets the transaction. */
+    int (*begin)(struct db *db, unsigned flags);
+    int (*commit)(struct db *db);
+    void (*rollback)(struct db *db);
 };
 
 struct db_slot {
@@ -50,7 +52,6 @@ struct db {
     const struct db_ops *ops;
     struct db_slot *slots; /* open addressing, keyed by &db_sql; cap is a power of 2 */
     size_t cap, used;
-    bool polling; /* DB_BEGIN_POLL is on until the transaction ends */
     char err[256];
 };
 

@@ -45,10 +45,15 @@
  * CATALOG_BUSY_MS in all. */
 #define POLL_US 100
 
+enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_N };
+static const char *const tx_sql[TX_N] = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"};
+
 struct sq_db {
     struct db base;
     sqlite3 *conn;
-    uint64_t busy_since; /* the polling busy handler's start, ns */
+    sqlite3_stmt *tx[TX_N]; /* prepared on first use */
+    bool polling;           /* DB_BEGIN_POLL's handler is on until the transaction ends */
+    uint64_t busy_since;    /* the polling busy handler's start, ns */
 };
 
 struct sq_stmt {
@@ -222,11 +227,6 @@ static int sq_script(struct db *db, const char *sql)
     return rc;
 }
 
-static bool sq_in_tx(struct db *db)
-{
-    return !sqlite3_get_autocommit(conn_of(db));
-}
-
 static int poll_handler(void *arg, int count)
 {
     uint64_t *start = arg;
@@ -240,18 +240,65 @@ static int poll_handler(void *arg, int count)
     return 1;
 }
 
-static void sq_busy_poll(struct db *db, bool on)
+static void poll_off(struct sq_db *d)
+{
+    if (d->polling) {
+        sqlite3_busy_timeout(d->conn, CATALOG_BUSY_MS);
+        d->polling = false;
+    }
+}
+
+/* Run one of the transaction statements (prepared once, kept). */
+static int run_tx(struct sq_db *d, int which)
+{
+    if (d->tx[which] == NULL) {
+        int rc = sqlite3_prepare_v3(d->conn, tx_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &d->tx[which], NULL);
+        if (rc != SQLITE_OK) {
+            d->tx[which] = NULL;
+            return fail(&d->base, rc, NULL);
+        }
+    }
+    int rc = sqlite3_step(d->tx[which]);
+    sqlite3_reset(d->tx[which]);
+    return rc == SQLITE_DONE ? 0 : fail(&d->base, rc, NULL);
+}
+
+static int sq_begin(struct db *db, unsigned flags)
 {
     struct sq_db *d = (struct sq_db *)db;
-    if (on)
+    if (flags & DB_BEGIN_POLL) {
         sqlite3_busy_handler(d->conn, poll_handler, &d->busy_since);
-    else
-        sqlite3_busy_timeout(d->conn, CATALOG_BUSY_MS);
+        d->polling = true;
+    }
+    int rc = run_tx(d, TX_BEGIN);
+    if (rc < 0)
+        poll_off(d);
+    return rc;
+}
+
+static int sq_commit(struct db *db)
+{
+    struct sq_db *d = (struct sq_db *)db;
+    int rc = run_tx(d, TX_COMMIT);
+    if (rc == 0)
+        poll_off(d);
+    return rc;
+}
+
+static void sq_rollback(struct db *db)
+{
+    struct sq_db *d = (struct sq_db *)db;
+    if (!sqlite3_get_autocommit(d->conn) && run_tx(d, TX_ROLLBACK) < 0)
+        log_error("catalog: rollback: %s", db->err);
+    poll_off(d);
 }
 
 static void sq_close(struct db *db)
 {
     struct sq_db *d = (struct sq_db *)db;
+    for (int i = 0; i < TX_N; i++)
+        sqlite3_finalize(d->tx[i]);
     sqlite3_close_v2(d->conn);
     free(d);
 }
@@ -272,8 +319,9 @@ static const struct db_ops sqlite_ops = {
     .reset = sq_reset,
     .changes = sq_changes,
     .script = sq_script,
-    .in_tx = sq_in_tx,
-    .busy_poll = sq_busy_poll,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
 };
 
 /* ---- opening ------------------------------------------------------------ */

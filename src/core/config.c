@@ -79,6 +79,13 @@ static void config_finish(struct dr_config *c)
         c->storage.local.path = join_dir(c->data_dir, "objects");
     if (c->encryption.key_file == NULL)
         c->encryption.key_file = join_dir(c->data_dir, "master.key");
+    if (c->node.id == NULL) {
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+            snprintf(host, sizeof host, "%s", "localhost");
+        host[strcspn(host, ":")] = '\0'; /* a claimer is "<node>:<pid>" */
+        c->node.id = xstrdup(host);
+    }
 }
 
 static void free_variants(struct dr_config *c)
@@ -120,6 +127,8 @@ struct dr_config *config_defaults(void)
     c->storage.s3.connect_timeout = 5000;
     c->storage.s3.idle_timeout = 30000;
     c->storage.s3.timeout = 3600000;
+    c->catalog.backend = DR_CATALOG_SQLITE;
+    c->catalog.postgres.pool = 8;
     c->pipeline.queue_limit = 10000;
     c->pipeline.retention = 7ull * 24 * 3600 * 1000;
     c->pipeline.upload.process = (struct dr_stage_cfg){2, 10, 1};
@@ -187,6 +196,8 @@ void config_destroy(struct dr_config *c)
     free(c->storage.s3.secret_access_key);
     free(c->storage.s3.session_token);
     free(c->encryption.key_file);
+    free(c->catalog.postgres.dsn);
+    free(c->node.id);
     free(c->log.level);
     for (size_t i = 0; i < c->n_webhooks; i++) {
         free(c->webhooks[i].url);
@@ -653,6 +664,17 @@ static const char *check_user_name(const char *s)
     return NULL;
 }
 
+/* A node id: it names the node in claimers ("<node>:<pid>"), leases and
+ * logs. */
+static const char *check_node_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > NAME_MAX_LEN ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+        return "a name of 1-64 characters from A-Z a-z 0-9 _ . -";
+    return NULL;
+}
+
 static const char *check_token(const char *s)
 {
     size_t n = strlen(s);
@@ -723,6 +745,7 @@ enum kind {
     K_SIZE,    /* uint64_t bytes in [min, max] */
     K_DUR,     /* uint64_t ms in [min, max] */
     K_BACKEND, /* enum dr_store_backend */
+    K_CATALOG, /* enum dr_catalog_backend */
     K_STRLIST, /* char ** at off, size_t count at off_n */
     K_LIST,    /* array of item_size structs at off, count at off_n, each a sub mapping */
     K_QUOTAS,  /* quotas.users: user name -> a quota mapping (struct dr_quota_user) */
@@ -806,6 +829,24 @@ static const struct field storage_fields[] = {
 
 static const struct field encryption_fields[] = {
     F_STR("key_file", C(encryption.key_file)),
+    END,
+};
+
+static const struct field postgres_fields[] = {
+    F_SECRET("dsn", C(catalog.postgres.dsn), NULL),
+    F_FILE("dsn_file", C(catalog.postgres.dsn), NULL),
+    F_INT("pool", C(catalog.postgres.pool), 1, 1000),
+    END,
+};
+
+static const struct field catalog_fields[] = {
+    {"backend", K_CATALOG, C(catalog.backend), 0, NULL, 0, 0, 0, NULL, false},
+    F_MAP("postgres", 0, postgres_fields),
+    END,
+};
+
+static const struct field node_fields[] = {
+    F_STRC("id", C(node.id), check_node_id),
     END,
 };
 
@@ -951,6 +992,8 @@ static const struct field root_fields[] = {
     {"users", K_LIST, C(users), C(n_users), user_fields, sizeof(struct dr_user), 0, 0, NULL, false},
     F_MAP("storage", 0, storage_fields),
     F_MAP("encryption", 0, encryption_fields),
+    F_MAP("catalog", 0, catalog_fields),
+    F_MAP("node", 0, node_fields),
     F_MAP("pipeline", 0, pipeline_fields),
     F_MAP("cache", 0, cache_fields),
     F_MAP("limits", 0, limits_fields),
@@ -1367,6 +1410,19 @@ static void apply_field(struct loader *L, const struct field *f, const yaml_node
             err_expected(L, path, n, false, expected);
         break;
     }
+    case K_CATALOG: {
+        static const char *const expected = "one of sqlite, postgres";
+        const char *s = scalar_str(L, n, path, false, expected);
+        if (s == NULL)
+            break;
+        if (strcmp(s, "sqlite") == 0)
+            *(enum dr_catalog_backend *)(void *)slot = DR_CATALOG_SQLITE;
+        else if (strcmp(s, "postgres") == 0)
+            *(enum dr_catalog_backend *)(void *)slot = DR_CATALOG_POSTGRES;
+        else
+            err_expected(L, path, n, false, expected);
+        break;
+    }
     case K_STRLIST:
         apply_strlist(L, f, n, base, path);
         break;
@@ -1499,6 +1555,17 @@ static void validate_s3(struct loader *L, const struct dr_config *c)
                  "required (or secret_access_key_file) when storage.backend is s3");
 }
 
+static void validate_catalog(struct loader *L, const struct dr_config *c)
+{
+    bool has_d = given(L, "catalog.postgres.dsn");
+    bool has_f = given(L, "catalog.postgres.dsn_file");
+    if (has_d && has_f)
+        err_path(L, "catalog.postgres.dsn_file", "give either dsn or dsn_file, not both");
+    if (c->catalog.backend == DR_CATALOG_POSTGRES && !has_d && !has_f)
+        err_path(L, "catalog.postgres.dsn",
+                 "required (or dsn_file) when catalog.backend is postgres");
+}
+
 static void validate_stages(struct loader *L, const struct dr_config *c)
 {
     static const struct {
@@ -1573,6 +1640,7 @@ static void validate(struct loader *L, const struct dr_config *c)
     validate_quotas(L, c);
     validate_variants(L, c);
     validate_s3(L, c);
+    validate_catalog(L, c);
     validate_stages(L, c);
 
     if (c->pipeline.retry.max_backoff < c->pipeline.retry.backoff &&

@@ -28,6 +28,7 @@ struct dr_metrics *metrics_create_shared(void)
     memset(p, 0, sizeof(struct dr_metrics));
     ((struct dr_metrics *)p)->start_time_ms = (uint64_t)dr_now_ms();
     ((struct dr_metrics *)p)->store_up = -1;
+    ((struct dr_metrics *)p)->catalog_up = -1;
     return p;
 }
 
@@ -319,6 +320,10 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     gauge1(&b, "dripd_store_up",
            "1 when the last probe reached the storage backend, 0 when not, -1 before the first.",
            lds(&m->store_up));
+    gauge1(&b, "dripd_catalog_up",
+           "1 when the catalog's PostgreSQL server answers, 0 when not, -1 for SQLite or "
+           "before the first probe.",
+           lds(&m->catalog_up));
     counter1(&b, "dripd_store_uploaded_bytes_total", "Bytes put to the store.",
              ld(&m->store_bytes_up));
     counter1(&b, "dripd_store_downloaded_bytes_total", "Bytes read from the store.",

@@ -220,7 +220,7 @@ struct catalog *http_thread_catalog(struct http_thread *t)
     int64_t now = dr_mono_ms();
     if (now < t->cat_retry_at)
         return NULL;
-    int rc = catalog_open(t->srv->cfg->data_dir, &t->cat);
+    int rc = catalog_open(t->srv->cfg, &t->cat);
     if (rc < 0) {
         log_error("http: cannot open the catalog in %s: %s", t->srv->cfg->data_dir, strerror(-rc));
         t->cat = NULL;
@@ -238,7 +238,7 @@ struct catalog *http_work_catalog(void)
     int64_t now = dr_mono_ms();
     if (now < pool_cat_retry_at)
         return NULL;
-    int rc = catalog_open(pool_srv->cfg->data_dir, &pool_cat);
+    int rc = catalog_open(pool_srv->cfg, &pool_cat);
     if (rc < 0) {
         log_error("http pool: cannot open the catalog: %s", strerror(-rc));
         pool_cat = NULL;

@@ -11,16 +11,21 @@
  *                heartbeating.
  *   up-start,    one starter per pipeline: waits for demand from its first
  *   dl-start     stage (stage.h), then claims at most that many jobs
- *                (catalog_jobs_claim, claimer "<hostname>:<pid>") and pushes
+ *                (catalog_jobs_claim, claimer "<node.id>:<pid>") and pushes
  *                them in. With demand but no work it sleeps until woken by a
- *                JOB_ENQUEUED message, by a retry backoff falling due, or by
- *                a 1 s fallback re-check (wake-ups can be lost by design).
+ *                JOB_ENQUEUED message (PostgreSQL: a NOTIFY from any node,
+ *                through the catalog-watch thread), by a retry backoff
+ *                falling due, or by a fallback re-check every 1 s (10 s
+ *                with PostgreSQL; wake-ups can be lost by design).
  *                The upload starter also releases, at start and every 5 s,
  *                jobs claimed by dead pipeline processes of this node
  *                (catalog_jobs_recover: kill(pid, 0) + comm check).
  *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
  *   fetch-N, dec-N, dnot-N   download stages: fetch -> decrypt -> notify
  *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
+ *   catalog-watch  PostgreSQL only: LISTENs for other nodes' jobs and
+ *                events and pings the server (catalog.h, catalog_watch.c);
+ *                publishes dripd_catalog_up
  *
  * Durability. A job's stage in the catalog names the step still to do.
  * After a step succeeds, its thread commits the next stage (a "job.stage"
@@ -88,7 +93,8 @@
 
 #define N_STAGES 4 /* most stages of a pipeline (upload: process, encrypt, store, notify) */
 #define CLAIM_BATCH 16
-#define FALLBACK_MS 1000
+#define FALLBACK_MS 1000     /* the safety re-check of a starter with nothing to do */
+#define FALLBACK_PG_MS 10000 /* the same when PostgreSQL NOTIFY wakes it (catalog_watch) */
 #define RECOVER_EVERY_MS 5000
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define MAX_ORPHANS 256
@@ -265,7 +271,7 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
     if (t->cat == NULL) {
         /* Opened on a thread's first job, so idle threads (most download
          * threads, most of the time) hold no connection and its memory. */
-        int orc = catalog_open(pc->cfg->data_dir, &t->cat);
+        int orc = catalog_open(pc->cfg, &t->cat);
         if (orc != 0) {
             log_error("stage %s: cannot open the catalog: %s; job %s goes back to the queue",
                       s->name, strerror(-orc), j->job.id);
@@ -484,7 +490,9 @@ static void wait_for_work(struct runner *r, uint64_t seen_gen)
 {
     pthread_mutex_lock(&r->mu);
     while (r->gen == seen_gen && !r->stop) {
-        int64_t now = dr_mono_ms(), until = now + FALLBACK_MS;
+        int64_t now = dr_mono_ms();
+        int64_t until = now + (r->pc->cfg->catalog.backend == DR_CATALOG_POSTGRES ? FALLBACK_PG_MS
+                                                                                  : FALLBACK_MS);
         if (r->next_retry && r->next_retry < until)
             until = r->next_retry;
         if (until <= now) {
@@ -509,7 +517,7 @@ static void *starter_main(void *arg)
     struct catalog *cat = NULL;
     pthread_setname_np(pthread_self(), r->pl == DR_PL_UPLOAD ? "up-start" : "dl-start");
     while (!pl_stopping(pc)) {
-        int rc = catalog_open(pc->cfg->data_dir, &cat);
+        int rc = catalog_open(pc->cfg, &cat);
         if (rc == 0)
             break;
         log_error("%s starter: cannot open the catalog: %s", r->kind, strerror(-rc));
@@ -670,13 +678,33 @@ struct worker {
     struct pl_ctx pc;
     struct runner up, down;
     struct webhooks *hooks;
-    struct scrub *scrub;       /* admin scrub runs (scrub.c) */
-    struct reprocess *reproc;  /* admin reprocess runs (reprocess.c) */
-    struct store_probe *probe; /* store reachability for /readyz */
+    struct scrub *scrub;         /* admin scrub runs (scrub.c) */
+    struct reprocess *reproc;    /* admin reprocess runs (reprocess.c) */
+    struct store_probe *probe;   /* store reachability for /readyz */
+    struct catalog_watch *watch; /* PostgreSQL: other nodes' jobs and events */
     int drained_pipe[2];
     pthread_t drain_thread;
     bool draining;
 };
+
+/* The catalog watch thread (PostgreSQL): jobs enqueued or released on any
+ * node wake the starters, events written anywhere wake the webhooks. */
+static void on_watch_wake(unsigned what, void *arg)
+{
+    struct worker *w = arg;
+    if (what & CATALOG_WAKE_JOBS) {
+        runner_wake(&w->up);
+        runner_wake(&w->down);
+    }
+    if (what & CATALOG_WAKE_EVENTS)
+        webhooks_wake(w->hooks);
+}
+
+static void on_watch_state(bool up, void *arg)
+{
+    struct worker *w = arg;
+    __atomic_store_n(&w->pc.metrics->catalog_up, up ? 1 : 0, __ATOMIC_RELAXED);
+}
 
 /* After each group commit (pipeline_commit.h), on the leading stage
  * thread: wake SSE streams, content waiters and webhooks, and refresh the
@@ -800,9 +828,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         exit_code = rc == -EINVAL ? DR_EXIT_FATAL_CONFIG : 1;
         goto out;
     }
-    char host[256] = "localhost";
-    gethostname(host, sizeof host - 1);
-    snprintf(pc->claimer, sizeof pc->claimer, "%s:%ld", host, (long)getpid());
+    snprintf(pc->claimer, sizeof pc->claimer, "%s:%ld", cfg->node.id, (long)getpid());
     pc->work_dir = xasprintf("%s/work", cfg->data_dir);
     char *cache_dir = xasprintf("%s/cache", cfg->data_dir);
     if ((rc = dr_mkdirs(pc->work_dir, 0700)) != 0 || (rc = dr_mkdirs(cache_dir, 0700)) != 0) {
@@ -839,6 +865,12 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
     w->reproc = reprocess_create(pc);
     w->probe = store_probe_start(cfg, pc->metrics, cfg->health.store_probe_interval);
+    static const struct catalog_watch_ops watch_ops = {.wake = on_watch_wake,
+                                                       .state = on_watch_state};
+    rc = catalog_watch_start(cfg, cfg->health.store_probe_interval, &watch_ops, w, &w->watch);
+    if (rc < 0)
+        log_warn("catalog: no watch thread (%s): other nodes' work is found by polling",
+                 strerror(-rc));
 
     uint64_t iv = cfg->supervisor.heartbeat_interval ? cfg->supervisor.heartbeat_interval : 1000;
     int64_t next_hb = dr_mono_ms();
@@ -889,6 +921,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             break;
     }
     pthread_join(w->drain_thread, NULL);
+    catalog_watch_stop(w->watch);
     scrub_destroy(w->scrub);
     reprocess_destroy(w->reproc);
     store_probe_stop(w->probe);

@@ -164,7 +164,7 @@ static void *run_main(void *arg)
     struct pl_tls t = {.pc = pc};
     struct ids c = {.want = r->path};
     char err[DR_ERRLEN] = "";
-    int rc = catalog_open(pc->cfg->data_dir, &t.cat);
+    int rc = catalog_open(pc->cfg, &t.cat);
     if (rc == 0)
         rc = catalog_media_foreach(t.cat, collect, &c);
     if (rc < 0) {

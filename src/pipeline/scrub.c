@@ -261,7 +261,7 @@ static void find_orphans(struct scrub *s)
     struct orphan_scan o = {.s = s};
     struct dr_store *st = NULL;
     char err[DR_ERRLEN] = "";
-    int rc = catalog_open(s->cfg->data_dir, &o.cat);
+    int rc = catalog_open(s->cfg, &o.cat);
     if (rc == 0 && (rc = store_open(s->cfg, &st, err, sizeof err)) == 0)
         rc = st->ops->list(st, orphan_one, &o, err, sizeof err);
     if (rc < 0)
@@ -285,7 +285,7 @@ static void *coordinator(void *arg)
     pthread_setname_np(pthread_self(), "scrub");
     struct catalog *cat = NULL;
     struct collect c = {0};
-    int rc = catalog_open(s->cfg->data_dir, &cat);
+    int rc = catalog_open(s->cfg, &cat);
     if (rc == 0)
         rc = catalog_media_foreach(cat, collect_one, &c);
     if (rc == 0)

@@ -229,7 +229,7 @@ static void *hook_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     struct catalog *cat = NULL;
     while (!stopped(wh)) {
-        int rc = catalog_open(cfg->data_dir, &cat);
+        int rc = catalog_open(cfg, &cat);
         if (rc == 0)
             break;
         log_error("webhook %s: cannot open the catalog: %s", h->log_url, strerror(-rc));

@@ -272,9 +272,9 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "rebuild: the master key is needed to read the objects: %s", why);
         return rc;
     }
-    rc = catalog_migrate(cfg->data_dir);
+    rc = catalog_migrate(cfg);
     if (rc == 0)
-        rc = catalog_open(cfg->data_dir, &cat);
+        rc = catalog_open(cfg, &cat);
     if (rc == 0)
         rc = catalog_sync_users(cat, cfg);
     if (rc < 0) {

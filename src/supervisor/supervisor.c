@@ -168,7 +168,7 @@ int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, s
         }
         free(p);
     }
-    int r = catalog_migrate(cfg->data_dir);
+    int r = catalog_migrate(cfg);
     if (r < 0) {
         snprintf(err, errlen, "catalog %s/catalog.db: cannot open or migrate: %s", cfg->data_dir,
                  strerror(-r));
@@ -176,7 +176,7 @@ int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, s
     }
     /* The catalog knows the configured users (sharing checks them). */
     struct catalog *cat = NULL;
-    r = catalog_open(cfg->data_dir, &cat);
+    r = catalog_open(cfg, &cat);
     if (r == 0)
         r = catalog_sync_users(cat, cfg);
     catalog_close(cat);
