@@ -1842,8 +1842,191 @@ START_TEST(test_sync_users)
 }
 END_TEST
 
+/* ---- cluster: node affinity, heartbeats, leases ------------------------- */
+
+/* A second handle on the same catalog, as node "other". */
+static struct catalog *open_as(struct dr_config *c, const char *node)
+{
+    *c = tcfg;
+    c->node.id = (char *)node;
+    struct catalog *h;
+    ck_assert_int_eq(catalog_open(c, &h), 0);
+    return h;
+}
+
+START_TEST(test_cluster_nodes_and_leases)
+{
+    struct dr_config ocfg;
+    struct catalog *other = open_as(&ocfg, "other");
+
+    /* Jobs belong to the node that made them (PostgreSQL): another node
+     * does not claim them. SQLite is one node: anyone claims anything. */
+    char jid[DR_ID_LEN + 1], mid[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/n.txt", 1, mid, jid), 0);
+    struct dr_job j;
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim(other, "upload", 5, "other:1", &j, &n), 0);
+    ck_assert_int_eq(n, use_pg ? 0 : 1);
+    if (n == 0)
+        claim_one("upload", ":1", &j); /* its own node does */
+    ck_assert_str_eq(j.id, jid);
+    dr_job_clear(&j);
+
+    /* Leases: one holder at a time, renewed by it, cursor kept. */
+    int64_t cur = -1;
+    ck_assert_int_eq(catalog_lease(cat, "work", 60000, &cur), 1);
+    ck_assert_int_eq(cur, 0);
+    ck_assert_int_eq(catalog_lease_save(cat, "work", 42), 0);
+    ck_assert_int_eq(catalog_lease(cat, "work", 60000, &cur), 1); /* renewal */
+    ck_assert_int_eq(cur, use_pg ? 42 : 0);
+    ck_assert_int_eq(catalog_lease(other, "work", 60000, &cur), use_pg ? 0 : 1);
+    ck_assert_int_eq(catalog_lease_save(other, "work", 7), use_pg ? -ENOENT : 0);
+    /* Dropped: the other node takes it at once, with the cursor. */
+    ck_assert_int_eq(catalog_lease_drop(cat, "work"), 0);
+    ck_assert_int_eq(catalog_lease_drop(cat, "work"), 0);
+    ck_assert_int_eq(catalog_lease(other, "work", 300, &cur), 1);
+    /* (a dropped lease's row goes, and its cursor with it) */
+    ck_assert_int_eq(catalog_lease_save(other, "work", 43), 0);
+    /* Not renewed (its holder died): after the ttl, this node takes it,
+     * where the other stopped. */
+    int64_t deadline = dr_mono_ms() + 10000;
+    int got;
+    while ((got = catalog_lease(cat, "work", 60000, &cur)) == 0 && dr_mono_ms() < deadline)
+        ;
+    ck_assert_int_eq(got, 1);
+    ck_assert_int_eq(cur, use_pg ? 43 : 0);
+    ck_assert_int_eq(catalog_lease(NULL, "work", 1, NULL), -EINVAL);
+    ck_assert_int_eq(catalog_lease(cat, "work", 0, NULL), -EINVAL);
+
+    /* Heartbeats: a node is alive while it beats. */
+    ck_assert_int_eq(catalog_node_alive(cat, "other", 60000), use_pg ? 0 : 1); /* never beat */
+    ck_assert_int_eq(catalog_node_beat(other), 0);
+    ck_assert_int_eq(catalog_node_alive(cat, "other", 60000), 1);
+    /* A node that stopped beating: its download jobs fail. */
+    char djob[DR_ID_LEN + 1];
+    ck_assert_int_eq(
+        catalog_media_insert(cat, &(struct dr_media){.id = "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                                                     .owner = (char *)"alice",
+                                                     .path = (char *)"/d.bin",
+                                                     .size = 1}),
+        0);
+    ck_assert_int_eq(catalog_enqueue_download(other, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "alice", djob),
+                     0);
+    int failed = -1;
+    ck_assert_int_eq(catalog_nodes_reap(cat, 60000, &failed), 0);
+    ck_assert_int_eq(failed, 0); /* still alive */
+    deadline = dr_mono_ms() + 10000;
+    while (catalog_node_alive(cat, "other", 100) == 1 && dr_mono_ms() < deadline)
+        ;
+    ck_assert_int_eq(catalog_nodes_reap(cat, 100, &failed), 0);
+    ck_assert_int_eq(failed, use_pg ? 1 : 0);
+    ck_assert_int_eq(catalog_job_get(cat, djob, NULL, &j), 0);
+    ck_assert_str_eq(j.state, use_pg ? "failed" : "queued");
+    if (use_pg)
+        ck_assert_ptr_nonnull(strstr(j.error, "node other is gone"));
+    dr_job_clear(&j);
+    catalog_close(other);
+}
+END_TEST
+
+/* --migrate-catalog: a SQLite catalog with some history copied into the
+ * (empty) PostgreSQL one, verified, and usable there. */
+START_TEST(test_copy_sqlite_into_postgres)
+{
+    struct dr_config lite = {.data_dir = tmpdir};
+    lite.node.id = (char *)"n1";
+    struct catalog *l;
+    ck_assert_int_eq(catalog_migrate(&lite), 0);
+    ck_assert_int_eq(catalog_open(&lite, &l), 0);
+    sync_users(l);
+    char mid[3][DR_ID_LEN + 1], jid[3][DR_ID_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/m/%d.bin", i);
+        ck_assert_int_eq(intake1(l, "alice", path, 10 + (uint64_t)i, mid[i], jid[i]), 0);
+    }
+    struct dr_job js[3];
+    int n = 0;
+    ck_assert_int_eq(catalog_jobs_claim(l, "upload", 3, "n1:1", js, &n), 0);
+    ck_assert_int_eq(n, 3);
+    for (int i = 0; i < n; i++)
+        dr_job_clear(&js[i]);
+    uint8_t wk[40];
+    for (size_t i = 0; i < sizeof wk; i++)
+        wk[i] = (uint8_t)(i * 7); /* zero bytes included */
+    struct dr_job_step st = {.job_id = jid[0],
+                             .media_id = mid[0],
+                             .sha256_hex = "ab",
+                             .wrapped_key = wk,
+                             .wrapped_key_len = sizeof wk,
+                             .storage_key = "K0",
+                             .available = true};
+    ck_assert_int_eq(catalog_jobs_step(l, &st, 1, NULL), 0);
+    ck_assert_int_eq(catalog_media_share(l, mid[0], "alice", "bob"), 0);
+    ck_assert_int_eq(catalog_job_retry(l, jid[1], "transient \"quoted\" é", 0), 0);
+    struct dr_tus t = {.owner = (char *)"carol",
+                       .length = -1,
+                       .path = (char *)"/t.bin",
+                       .spool_path = (char *)"/s/t",
+                       .expires_at = dr_now_ms() + 60000};
+    dr_id_new(t.id);
+    ck_assert_int_eq(catalog_tus_create(l, &t), 0);
+    /* The events' high-water mark moves with them. */
+    int64_t hw = 0;
+    ck_assert_int_eq(catalog_events_last_seq(l, &hw), 0);
+    catalog_close(l);
+
+    struct dr_catalog_copy out[CATALOG_COPY_TABLES];
+    char err[256];
+    struct dr_config n1 = tcfg; /* the migrating node */
+    n1.node.id = (char *)"n1";
+    ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
+    const char *names[] = {"users", "media", "shares", "jobs", "events", "tus"};
+    uint64_t rows[] = {3, 3, 4, 3, 4, 1}; /* shares: 3 owner links + bob */
+    for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
+        ck_assert_str_eq(out[i].table, names[i]);
+        ck_assert_msg(out[i].rows == rows[i], "%s: %llu rows", names[i],
+                      (unsigned long long)out[i].rows);
+        ck_assert_int_eq((int)strlen(out[i].sha256), 64);
+    }
+    /* Usable on PostgreSQL: the same rows, the same seqs onwards. */
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, mid[0], "bob", &m), 0);
+    ck_assert_str_eq(m.state, "available");
+    ck_assert_int_eq((int)m.wrapped_key_len, (int)sizeof wk);
+    ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
+    dr_media_clear(&m);
+    int64_t last = 0;
+    ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
+    ck_assert_int_eq(last, hw);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, jid[1], NULL, &j), 0);
+    ck_assert_str_eq(j.error, "transient \"quoted\" é");
+    dr_job_clear(&j);
+    /* The retried job is queued again, and belongs to the migrating node. */
+    struct catalog *h;
+    ck_assert_int_eq(catalog_open(&n1, &h), 0);
+    ck_assert_int_eq(catalog_jobs_claim(h, "upload", 5, "n1:2", js, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(js[0].id, jid[1]);
+    dr_job_clear(&js[0]);
+    char nj[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(h, "alice", "/m/new.bin", 1, NULL, nj), 0);
+    struct dr_event *ev;
+    size_t ne;
+    ck_assert_int_eq(catalog_events_since(cat, NULL, hw, 10, &ev, &ne), 0);
+    ck_assert_int_eq((int)ne, 1);
+    ck_assert_int_eq(ev[0].seq, hw + 1);
+    catalog_events_free(ev, ne);
+    catalog_close(h);
+    /* Not into a catalog that has rows. */
+    ck_assert_int_eq(catalog_copy(&lite, &tcfg, out, err, sizeof err), -EEXIST);
+    ck_assert_ptr_nonnull(strstr(err, "not empty"));
+}
+END_TEST
+
 /* The same tests for each backend: name (and name-concurrency) cases. */
-static void add_cases(Suite *s, const char *core, const char *conc, void (*fixture)(void))
+static void add_cases(Suite *s, const char *core, const char *conc, void (*fixture)(void), bool pg)
 {
     const TTest *core_tests[] = {
         test_pragmas_and_migrate,
@@ -1870,6 +2053,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_tus_expiry,
         test_usage_ranking,
         test_sync_users,
+        test_cluster_nodes_and_leases,
     };
     const TTest *conc_tests[] = {
         test_concurrent_claim_threads,
@@ -1881,6 +2065,8 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
     tcase_set_timeout(tc, 60);
     for (size_t i = 0; i < DR_ARRAY_LEN(core_tests); i++)
         tcase_add_test(tc, core_tests[i]);
+    if (pg)
+        tcase_add_test(tc, test_copy_sqlite_into_postgres);
     suite_add_tcase(s, tc);
     TCase *cc = tcase_create(conc);
     tcase_add_checked_fixture(cc, fixture, teardown);
@@ -1893,8 +2079,8 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
 static Suite *catalog_suite(void)
 {
     Suite *s = suite_create("catalog");
-    add_cases(s, "sqlite", "sqlite-concurrency", setup_sqlite);
-    add_cases(s, "postgres", "postgres-concurrency", setup_pg);
+    add_cases(s, "sqlite", "sqlite-concurrency", setup_sqlite, false);
+    add_cases(s, "postgres", "postgres-concurrency", setup_pg, true);
     return s;
 }
 

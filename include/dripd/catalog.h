@@ -319,6 +319,47 @@ int catalog_watch_start(const struct dr_config *cfg, uint64_t probe_ms,
                         const struct catalog_watch_ops *ops, void *arg, struct catalog_watch **out);
 void catalog_watch_stop(struct catalog_watch *w); /* NULL ok; joins the thread */
 
+/* ---- a cluster's nodes and once-per-cluster work (catalog_nodes.c) ---- */
+/* With PostgreSQL every node's pipeline worker refreshes its heartbeat,
+ * and work that must run on one node at a time holds a named lease,
+ * renewed by its holder, taken over by another node once it expired (its
+ * holder died). With SQLite (one node) these are no-ops: every node is
+ * alive and every lease is this node's. Times are the database's clock. */
+int catalog_node_beat(struct catalog *cat); /* this node (node.id) is alive */
+/* 1 if node beat within lease_ms, 0 if not (or never), -errno. */
+int catalog_node_alive(struct catalog *cat, const char *node, int64_t lease_ms);
+/* Download jobs of nodes silent for lease_ms fail ("node ... is gone"):
+ * they would fill a cache nobody reads. *failed (may be NULL) counts them. */
+int catalog_nodes_reap(struct catalog *cat, int64_t lease_ms, int *failed);
+/* Take or renew the lease name for this node until now + ttl_ms: 1 held
+ * by this node now, 0 another node holds it, -errno. *cursor (may be
+ * NULL) gets the position the holders saved with catalog_lease_save (0 at
+ * first), so a new holder resumes where a dead one stopped. */
+int catalog_lease(struct catalog *cat, const char *name, int64_t ttl_ms, int64_t *cursor);
+/* Save the lease's cursor: 0, or -ENOENT if this node no longer holds it. */
+int catalog_lease_save(struct catalog *cat, const char *name, int64_t cursor);
+/* Give the lease up now (drain), so another node takes over at once. */
+int catalog_lease_drop(struct catalog *cat, const char *name);
+
+/* ---- moving between backends (catalog_copy.c) ---- */
+/* Copy every row of from's catalog into to's (dripd --migrate-catalog):
+ * users, media, shares, jobs (each now this node's: to's node.id), events
+ * (seqs and the high-water mark kept) and tus sessions, in ONE transaction
+ * of the target, then verify: per table the row count and a SHA-256 over
+ * every column of every row, read back from both sides, must agree. The
+ * target must hold no media, shares, jobs, events or tus (-EEXIST); its
+ * users are replaced. out[] gets each table's name, rows and digest. Stop
+ * the node first: nothing may write the source meanwhile. 0 / -errno, with
+ * one line in err. */
+#define CATALOG_COPY_TABLES 6
+struct dr_catalog_copy {
+    const char *table; /* static */
+    uint64_t rows;
+    char sha256[65];
+};
+int catalog_copy(const struct dr_config *from, const struct dr_config *to,
+                 struct dr_catalog_copy out[CATALOG_COPY_TABLES], char *err, size_t errlen);
+
 /* ---- usage ---- */
 struct dr_usage {
     char *user;

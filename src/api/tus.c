@@ -172,6 +172,8 @@ static void busy_release(const char *id)
 /* ---- the expiry sweep ---- */
 
 static struct http_timer *g_sweep; /* loop 0's; set before the server runs */
+static int64_t g_sweep_every;      /* ms between sweeps */
+#define SWEEP_LEASE_SWEEPS 3
 
 static void sweep(void *arg)
 {
@@ -179,6 +181,16 @@ static void sweep(void *arg)
     struct catalog *cat = http_thread_catalog(t);
     if (cat == NULL)
         return;
+    /* Once per cluster: the node holding the "tus-expiry" lease sweeps
+     * (renewed every sweep; another node takes over when its holder has
+     * been silent for SWEEP_LEASE_SWEEPS sweeps). A single node always
+     * holds it. */
+    int held = catalog_lease(cat, "tus-expiry", SWEEP_LEASE_SWEEPS * g_sweep_every, NULL);
+    if (held != 1) {
+        if (held < 0)
+            log_warn("tus: expiry sweep: lease: %s", strerror(-held));
+        return;
+    }
     struct dr_tus *rows = NULL;
     size_t n = 0;
     int rc = catalog_tus_expired(cat, dr_now_ms(), &rows, &n);
@@ -212,6 +224,7 @@ void tus_sweep_start(struct http_thread *t, const struct dr_config *cfg)
     uint64_t every = cfg->tus.expiration / 4;
     every = DR_MAX(every, 100);
     every = DR_MIN(every, 30000);
+    g_sweep_every = (int64_t)every;
     g_sweep = http_timer_start(t, every, true, sweep, t);
     log_debug("tus: expiry sweep every %" PRIu64 " ms", every);
 }

@@ -88,6 +88,7 @@ int catalog_open(const struct dr_config *cfg, struct catalog **out)
         (cfg->catalog.backend == DR_CATALOG_POSTGRES && cfg->catalog.postgres.dsn == NULL))
         return -EINVAL;
     struct catalog *cat = xcalloc(1, sizeof *cat);
+    cat->node = xstrdup(cfg->node.id != NULL ? cfg->node.id : "");
     int rc = open_db(cfg, &cat->db);
     if (rc < 0)
         goto fail;
@@ -115,6 +116,7 @@ void catalog_close(struct catalog *cat)
     if (cat == NULL)
         return;
     db_close(cat->db);
+    free(cat->node);
     free(cat);
 }
 

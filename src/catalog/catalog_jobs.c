@@ -54,15 +54,17 @@
     "j.id, j.kind, j.media_id, j.owner, j.state, j.stage, j.attempts, j.error, j.spool_path, "     \
     "j.work_path, j.not_before, j.created_at, j.updated_at, j.variant"
 
-/* PostgreSQL also NOTIFYs the job's kind on CATALOG_CHANNEL_JOBS, in the
- * same statement: every node's starters hear of it when it commits. */
+/* PostgreSQL also records the node the job belongs to ($9: the one whose
+ * disk holds its spool file, or whose cache a download fills) and
+ * NOTIFYs the job's kind on CATALOG_CHANNEL_JOBS, in the same statement:
+ * every node's starters hear of it when it commits. */
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
     "not_before, created_at, updated_at, variant) "
     "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)",
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant) "
-    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8 "
+    "not_before, created_at, updated_at, variant, node) "
+    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9 "
     "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
 static const struct db_sql q_depth = {
     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
@@ -74,13 +76,14 @@ static const struct db_sql q_list = {
     "ORDER BY created_at DESC, rowid DESC LIMIT $3",
     "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
     "ORDER BY created_at DESC, pos DESC LIMIT $3"};
-/* The claim. Column 14 is the queue position (see the design comment). */
+/* The claim. Column 14 is the queue position (see the design comment).
+ * PostgreSQL claims only the claimer's node's jobs ($5). */
 static const struct db_sql q_claim = {
     "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
     "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, rowid LIMIT $4) "
     "RETURNING " JOB_COLS ", rowid",
-    "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
+    "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND node = $5 AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, pos LIMIT $4 FOR UPDATE SKIP LOCKED) "
     "UPDATE jobs j SET state = 'running', claimed_by = $1, updated_at = $2 "
     "FROM picked WHERE j.id = picked.id AND j.state = 'queued' "
@@ -135,12 +138,12 @@ void dr_job_clear(struct dr_job *j)
     memset(j, 0, sizeof *j);
 }
 
-static int add_job(struct db *db, const char *job_id, const char *kind, const char *media_id,
+static int add_job(struct catalog *cat, const char *job_id, const char *kind, const char *media_id,
                    const char *owner, const char *stage, const char *spool_path,
                    const char *variant, int64_t now)
 {
     struct db_stmt *s;
-    int rc = db_prepare(db, &q_insert, &s);
+    int rc = db_prepare(cat->db, &q_insert, &s);
     if (rc < 0)
         return rc;
     db_bind_text(s, 1, job_id);
@@ -151,6 +154,8 @@ static int add_job(struct db *db, const char *job_id, const char *kind, const ch
     db_bind_text(s, 6, spool_path);
     db_bind_i64(s, 7, now);
     db_bind_text(s, 8, variant);
+    if (db_dialect(cat->db) == DB_POSTGRES)
+        db_bind_text(s, 9, cat->node);
     rc = db_exec(s, "insert job");
     return rc < 0 ? rc : 0;
 }
@@ -163,8 +168,9 @@ bool catalog_intake_valid(const struct dr_intake *it)
            it->path[strlen(it->path) - 1] != '/' && it->size <= INT64_MAX;
 }
 
-int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
+int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
 {
+    struct db *db = cat->db;
     it->created_at = now;
     struct dr_media m = {0};
     dr_id_new(m.id);
@@ -191,7 +197,7 @@ int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now)
     dr_id_new(job_id);
     rc = catalog_share_add(db, m.id, it->owner, now);
     if (rc == 0)
-        rc = add_job(db, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL, now);
+        rc = add_job(cat, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL, now);
     if (rc == 0)
         rc = catalog_event_add(db, job_id, "job.created", now);
     if (rc == 0) {
@@ -216,7 +222,7 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
     if (rc == 0) {
         int64_t now = dr_now_ms();
         for (size_t i = 0; i < n && rc == 0; i++)
-            rc = catalog_intake_one(cat->db, &items[i], now);
+            rc = catalog_intake_one(cat, &items[i], now);
         rc = db_end(cat->db, rc);
     }
     if (rc < 0)
@@ -333,8 +339,8 @@ int catalog_enqueue_variant_download(struct catalog *cat, const char *media_id, 
      * the events); an internal request (NULL viewer) to the media owner. */
     dr_id_new(job_id);
     int64_t now = dr_now_ms();
-    rc = add_job(cat->db, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch",
-                 NULL, name, now);
+    rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch", NULL,
+                 name, now);
     if (rc == 0)
         rc = catalog_event_add(cat->db, job_id, "job.created", now);
 out:
@@ -386,6 +392,8 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
     db_bind_i64(s, 2, dr_now_ms());
     db_bind_text(s, 3, kind);
     db_bind_i64(s, 4, max);
+    if (db_dialect(cat->db) == DB_POSTGRES)
+        db_bind_text(s, 5, cat->node);
     while ((rc = db_step(s, "jobs claim")) == DB_ROW) {
         if (n < max) {
             read_job(s, &got[n].job);

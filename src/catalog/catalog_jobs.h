@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "db.h"
 #include "dripd/catalog.h"
 
 /* The inputs of an intake item are complete and well formed. */
@@ -16,6 +15,6 @@ bool catalog_intake_valid(const struct dr_intake *it);
  * upload job, "job.created" event. A taken path is not an error here: the
  * item gets result -EEXIST (nothing of it written) and the transaction
  * goes on. Returns 0 or a fatal -errno. */
-int catalog_intake_one(struct db *db, struct dr_intake *it, int64_t now);
+int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now);
 
 #endif

@@ -30,6 +30,10 @@
  * ordering and the folder listing's range scan are byte order, as in
  * SQLite, whatever the database's locale. A schema step must have both
  * texts; the PostgreSQL catalog tests run every migration.
+ *
+ * What only a cluster needs exists only in PostgreSQL: jobs.node (the
+ * node whose disk a job needs: its spool file, its cache), and the tables
+ * nodes (heartbeats) and leases (once-per-cluster work).
  */
 #include "catalog_schema.h"
 
@@ -185,11 +189,13 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  claimed_by  " T ","
            "  not_before  BIGINT NOT NULL DEFAULT 0,"
            "  created_at  BIGINT NOT NULL,"
-           "  updated_at  BIGINT NOT NULL"
+           "  updated_at  BIGINT NOT NULL,"
+           "  node        " T " NOT NULL DEFAULT ''" /* the node whose disk it needs */
            ");"
-           /* The claim walks the queued jobs of a kind in queue order:
-            * a partial index keeps that walk short whatever the history. */
-           "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(kind, created_at, pos)"
+           /* The claim walks a node's queued jobs of a kind in queue
+            * order: a partial index keeps that walk short whatever the
+            * history. */
+           "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(node, kind, created_at, pos)"
            "  WHERE state = 'queued';"
            "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);"
            "CREATE INDEX IF NOT EXISTS jobs_media ON jobs(media_id);"
@@ -219,7 +225,19 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  finished_at  BIGINT,"
            "  CHECK (\"offset\" >= 0 AND (length < 0 OR \"offset\" <= length))"
            ");"
-           "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"},
+           "CREATE INDEX IF NOT EXISTS tus_open ON tus(expires_at) WHERE job_id IS NULL;"
+           /* Cluster only: the nodes' heartbeats, and the leases of work
+            * done once per cluster (catalog_nodes.c). */
+           "CREATE TABLE IF NOT EXISTS nodes ("
+           "  id      " T " PRIMARY KEY,"
+           "  seen_at BIGINT NOT NULL"
+           ");"
+           "CREATE TABLE IF NOT EXISTS leases ("
+           "  name       " T " PRIMARY KEY,"
+           "  holder     " T " NOT NULL,"
+           "  expires_at BIGINT NOT NULL,"
+           "  cursor     BIGINT NOT NULL DEFAULT 0"
+           ");"},
     /* v2: GET /v1/jobs lists a user's newest jobs without a scan. */
     {.sqlite = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);",
      .pg = "CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at);"},

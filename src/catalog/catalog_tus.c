@@ -178,9 +178,10 @@ int catalog_tus_set_length(struct catalog *cat, const char *id, int64_t length)
 
 /* Inside finish's transaction: the intake of the session row's upload and
  * the row marked finished. -EEXIST (path taken) writes nothing. */
-static int finish_open(struct db *db, const char *id, const struct dr_tus *row,
+static int finish_open(struct catalog *cat, const char *id, const struct dr_tus *row,
                        struct dr_intake *intake)
 {
+    struct db *db = cat->db;
     /* Inputs the caller left NULL come from the session row. */
     struct dr_intake it = *intake;
     if (it.owner == NULL)
@@ -193,7 +194,7 @@ static int finish_open(struct db *db, const char *id, const struct dr_tus *row,
         it.spool_path = row->spool_path;
     if (!catalog_intake_valid(&it))
         return -EINVAL;
-    int rc = catalog_intake_one(db, &it, dr_now_ms());
+    int rc = catalog_intake_one(cat, &it, dr_now_ms());
     if (rc < 0)
         return rc;
     intake->result = it.result;
@@ -235,7 +236,7 @@ int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *in
         memcpy(intake->job_id, row.job_id, sizeof intake->job_id);
         intake->result = 0;
     } else if (rc == 0) {
-        rc = finish_open(cat->db, id, &row, intake);
+        rc = finish_open(cat, id, &row, intake);
     }
     rc = db_end(cat->db, rc); /* the idempotent path commits an empty transaction */
 out:

@@ -171,6 +171,11 @@ int64_t db_col_i64(struct db_stmt *s, int i)
     return s->db->ops->col_i64(s, i);
 }
 
+bool db_col_null(struct db_stmt *s, int i)
+{
+    return s->db->ops->col_null(s, i);
+}
+
 const char *db_col_text(struct db_stmt *s, int i)
 {
     return s->db->ops->col_text(s, i);

@@ -81,7 +81,8 @@ void db_bind_blob(struct db_stmt *s, int i, const void *p, size_t n); /* NULL or
 void db_bind_null(struct db_stmt *s, int i);
 /* Next row: DB_ROW, DB_DONE or -errno (logged with what). */
 int db_step(struct db_stmt *s, const char *what);
-int64_t db_col_i64(struct db_stmt *s, int i);                   /* NULL reads as 0 */
+int64_t db_col_i64(struct db_stmt *s, int i); /* NULL reads as 0 */
+bool db_col_null(struct db_stmt *s, int i);
 const char *db_col_text(struct db_stmt *s, int i);              /* NULL for NULL */
 const void *db_col_blob(struct db_stmt *s, int i, size_t *len); /* NULL, 0 for NULL/empty */
 char *db_col_strdup(struct db_stmt *s, int i); /* heap copy (caller frees) or NULL */

@@ -30,6 +30,7 @@ struct db_ops {
     void (*bind_null)(struct db_stmt *s, int i); /* a NULL of no particular type */
     int (*step)(struct db_stmt *s);              /* DB_ROW, DB_DONE, -errno */
     int64_t (*col_i64)(struct db_stmt *s, int i);
+    bool (*col_null)(struct db_stmt *s, int i);
     const char *(*col_text)(struct db_stmt *s, int i);
     const void *(*col_blob)(struct db_stmt *s, int i, size_t *len);
     void (*reset)(struct db_stmt *s);

@@ -602,6 +602,11 @@ static int64_t pg_col_i64(struct db_stmt *st, int i)
     return strtoll(v, NULL, 10);
 }
 
+static bool pg_col_null(struct db_stmt *st, int i)
+{
+    return !have(pgst(st), i);
+}
+
 static const char *pg_col_text(struct db_stmt *st, int i)
 {
     struct pg_stmt *s = pgst(st);
@@ -746,6 +751,7 @@ static const struct db_ops pg_ops = {
     .bind_null = pg_bind_null,
     .step = pg_step,
     .col_i64 = pg_col_i64,
+    .col_null = pg_col_null,
     .col_text = pg_col_text,
     .col_blob = pg_col_blob,
     .reset = pg_reset,

@@ -190,6 +190,11 @@ static int64_t sq_col_i64(struct db_stmt *s, int i)
     return sqlite3_column_int64(st_of(s), i);
 }
 
+static bool sq_col_null(struct db_stmt *s, int i)
+{
+    return sqlite3_column_type(st_of(s), i) == SQLITE_NULL;
+}
+
 static const char *sq_col_text(struct db_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(st_of(s), i);
@@ -314,6 +319,7 @@ static const struct db_ops sqlite_ops = {
     .bind_null = sq_bind_null,
     .step = sq_step,
     .col_i64 = sq_col_i64,
+    .col_null = sq_col_null,
     .col_text = sq_col_text,
     .col_blob = sq_col_blob,
     .reset = sq_reset,

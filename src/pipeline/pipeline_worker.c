@@ -17,9 +17,12 @@
  *                through the catalog-watch thread), by a retry backoff
  *                falling due, or by a fallback re-check every 1 s (10 s
  *                with PostgreSQL; wake-ups can be lost by design).
- *                The upload starter also releases, at start and every 5 s,
- *                jobs claimed by dead pipeline processes of this node
- *                (catalog_jobs_recover: kill(pid, 0) + comm check).
+ *                The upload starter also, at start and every 5 s, refreshes
+ *                this node's heartbeat and releases jobs claimed by dead
+ *                pipeline processes of this node (catalog_jobs_recover:
+ *                kill(pid, 0) + comm check) or by nodes silent for 30 s
+ *                (PostgreSQL; their downloads fail), and prunes hourly
+ *                under the cluster's "prune" lease.
  *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
  *   fetch-N, dec-N, dnot-N   download stages: fetch -> decrypt -> notify
  *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
@@ -96,6 +99,9 @@
 #define FALLBACK_MS 1000     /* the safety re-check of a starter with nothing to do */
 #define FALLBACK_PG_MS 10000 /* the same when PostgreSQL NOTIFY wakes it (catalog_watch) */
 #define RECOVER_EVERY_MS 5000
+/* A node whose heartbeat (every RECOVER_EVERY_MS) is this old is gone:
+ * its running jobs are released, its download jobs fail (catalog.h). */
+#define NODE_LEASE_MS 30000
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define MAX_ORPHANS 256
 #define COMMIT_BATCH 64 /* job steps per group commit */
@@ -403,16 +409,29 @@ static const struct stage_ops pl_ops = {
 
 /* ---- recovery ---- */
 
+struct alive_arg {
+    struct pl_ctx *pc;
+    struct catalog *cat;
+};
+
+/* Is the claimer "<node>:<pid>" alive? This node's: its pid is a running
+ * dripd-pipeline. Another node's: that node's heartbeat is fresh (with
+ * SQLite there is no other node). */
 static bool claimer_alive(const char *claimer, void *arg)
 {
-    struct pl_ctx *pc = arg;
+    struct alive_arg *a = arg;
+    struct pl_ctx *pc = a->pc;
     const char *colon = strrchr(claimer, ':');
     const char *mine = strrchr(pc->claimer, ':');
     if (colon == NULL || mine == NULL)
         return true; /* not ours to judge */
     size_t nl = (size_t)(colon - claimer);
-    if (nl != (size_t)(mine - pc->claimer) || memcmp(claimer, pc->claimer, nl) != 0)
-        return true; /* another node: its own workers recover it */
+    if (nl != (size_t)(mine - pc->claimer) || memcmp(claimer, pc->claimer, nl) != 0) {
+        char *node = xstrndup(claimer, nl);
+        int alive = catalog_node_alive(a->cat, node, NODE_LEASE_MS);
+        free(node);
+        return alive != 0; /* an error: assume alive */
+    }
     char *end;
     long pid = strtol(colon + 1, &end, 10);
     if (*end != '\0' || pid <= 0)
@@ -437,10 +456,17 @@ static bool claimer_alive(const char *claimer, void *arg)
     return strcmp(comm, "dripd-pipeline") == 0;
 }
 
+/* Every RECOVER_EVERY_MS on the upload starter: this node's heartbeat,
+ * then the jobs of dead claimers (this node's dead processes, other
+ * nodes gone silent) back to the queue, and dead nodes' downloads failed. */
 static void recover(struct runner *r, struct catalog *cat)
 {
+    int rc = catalog_node_beat(cat);
+    if (rc != 0)
+        log_warn("heartbeat: catalog: %s", strerror(-rc));
     int released = 0;
-    int rc = catalog_jobs_recover(cat, claimer_alive, r->pc, &released);
+    struct alive_arg a = {r->pc, cat};
+    rc = catalog_jobs_recover(cat, claimer_alive, &a, &released);
     if (rc != 0) {
         log_warn("recovery: catalog: %s", strerror(-rc));
         return;
@@ -448,16 +474,27 @@ static void recover(struct runner *r, struct catalog *cat)
     if (released > 0)
         log_info("recovery: released %d job%s claimed by pipeline workers that are gone", released,
                  released == 1 ? "" : "s");
+    rc = catalog_nodes_reap(cat, NODE_LEASE_MS, NULL);
+    if (rc != 0)
+        log_warn("recovery: dead nodes: catalog: %s", strerror(-rc));
 }
 
 /* Finished jobs, their events and finished tus rows older than
- * pipeline.retention go (at start, then hourly); media never do. */
+ * pipeline.retention go (at start, then hourly); media never do. Once per
+ * cluster: the node that holds the "prune" lease does it (renewed hourly,
+ * taken over by another node two hours after its holder died). */
 static void prune(struct pl_ctx *pc, struct catalog *cat)
 {
     uint64_t keep = pc->cfg->pipeline.retention, removed = 0;
     if (keep == 0 || keep > (uint64_t)INT64_MAX / 2)
         return;
-    int rc = catalog_prune(cat, dr_now_ms() - (int64_t)keep, &removed);
+    int rc = catalog_lease(cat, "prune", 2 * PRUNE_EVERY_MS, NULL);
+    if (rc <= 0) {
+        if (rc < 0)
+            log_warn("retention: lease: catalog: %s", strerror(-rc));
+        return;
+    }
+    rc = catalog_prune(cat, dr_now_ms() - (int64_t)keep, &removed);
     if (rc != 0)
         log_warn("retention: catalog: %s", strerror(-rc));
     else if (removed > 0)
@@ -697,7 +734,7 @@ static void on_watch_wake(unsigned what, void *arg)
         runner_wake(&w->down);
     }
     if (what & CATALOG_WAKE_EVENTS)
-        webhooks_wake(w->hooks);
+        webhook_wake(w->hooks);
 }
 
 static void on_watch_state(bool up, void *arg)
@@ -724,6 +761,8 @@ static void *drain_main(void *arg)
     struct worker *w = arg;
     pthread_setname_np(pthread_self(), "drain");
     int64_t t0 = dr_mono_ms();
+    catalog_watch_stop(w->watch); /* it wakes the runners and webhooks: first */
+    w->watch = NULL;
     runner_join(&w->up); /* each finishes the steps in flight */
     runner_join(&w->down);
     webhook_stop(w->hooks);

@@ -11,6 +11,15 @@
  * those events are sent again: at least once, never skipped, always in seq
  * order per webhook; a failing webhook delays only itself.
  *
+ * Cluster (catalog.backend postgres): every node runs these threads, but
+ * a webhook is delivered by one node at a time, the holder of the
+ * catalog lease "webhook:<hash>" (catalog.h; renewed before each batch and
+ * each retry, LEASE_MS). The last delivered seq is the lease's cursor, in
+ * the catalog, so a node that takes over after its holder died resumes
+ * where it stopped: each event once per webhook, not once per node (at
+ * least once across a failover). Holding no lease, a thread re-tries to
+ * take it every LEASE_MS / 3.
+ *
  * Wake-ups: webhook_wake() after the pipeline commits events and when the
  * http worker enqueues jobs; otherwise a 1 s fallback re-check (events are
  * also written by the http worker, which cannot reach this process
@@ -46,6 +55,7 @@
 
 #define BATCH 32
 #define FALLBACK_MS 1000
+#define LEASE_MS 30000 /* a webhook's lease, renewed before every batch and retry */
 
 struct hook {
     struct webhooks *wh;
@@ -53,6 +63,7 @@ struct hook {
     const struct dr_webhook *conf;
     char *log_url; /* conf->url without userinfo or query (redact.h): what the log shows */
     char *state_path;
+    char *lease; /* "webhook:<hash>": the cluster's lease (and cursor) of this webhook */
     pthread_t tid;
     bool started;
 };
@@ -236,10 +247,31 @@ static void *hook_main(void *arg)
         hook_wait(wh, false, 0, 1000);
     }
     CURL *curl = curl_easy_init();
-    int64_t last = read_state(h->state_path);
-    log_info("webhook %s: delivering events after seq %" PRId64, h->log_url, last);
+    bool shared = cfg->catalog.backend == DR_CATALOG_POSTGRES;
+    bool holding = !shared; /* a single node holds every lease */
+    int64_t last = shared ? 0 : read_state(h->state_path);
+    if (!shared)
+        log_info("webhook %s: delivering events after seq %" PRId64, h->log_url, last);
     while (cat && curl && !stopped(wh)) {
         uint64_t gen = current_gen(wh);
+        if (shared) {
+            int64_t cursor = 0;
+            int held = catalog_lease(cat, h->lease, LEASE_MS, &cursor);
+            if (held != 1) {
+                if (held < 0)
+                    log_warn("webhook %s: lease: catalog: %s", h->log_url, strerror(-held));
+                else if (holding)
+                    log_info("webhook %s: another node delivers it now", h->log_url);
+                holding = false;
+                hook_wait(wh, false, 0, LEASE_MS / 3);
+                continue;
+            }
+            if (!holding)
+                log_info("webhook %s: this node delivers it, after seq %" PRId64, h->log_url,
+                         cursor);
+            holding = true;
+            last = cursor;
+        }
         struct dr_event *ev = NULL;
         size_t n = 0;
         int rc = catalog_events_since(cat, NULL, last, BATCH, &ev, &n);
@@ -250,7 +282,7 @@ static void *hook_main(void *arg)
             continue;
         }
         int64_t before = last;
-        for (size_t i = 0; i < n && !stopped(wh); i++) {
+        for (size_t i = 0; i < n && !stopped(wh) && holding; i++) {
             char *body = webhook_event_json(&ev[i]);
             for (int attempt = 1; !stopped(wh); attempt++) {
                 char err[256] = "";
@@ -269,13 +301,24 @@ static void *hook_main(void *arg)
                 log_warn("webhook %s: event %" PRId64 " (%s): %s; retrying in %llu ms", h->log_url,
                          ev[i].seq, ev[i].type, err, (unsigned long long)d);
                 hook_wait(wh, false, 0, (int64_t)d); /* only stop ends it early */
+                /* Still ours? (A long outage must not let two nodes post.) */
+                if (shared && catalog_lease(cat, h->lease, LEASE_MS, NULL) != 1) {
+                    holding = false;
+                    break;
+                }
             }
             free(body);
         }
         catalog_events_free(ev, n);
-        if (last != before)
-            write_state(h->state_path, last);
+        if (last != before) {
+            if (!shared)
+                write_state(h->state_path, last);
+            else if (catalog_lease_save(cat, h->lease, last) != 0)
+                holding = false; /* lost it: the new holder resends from its cursor */
+        }
     }
+    if (shared && holding && cat != NULL)
+        (void)catalog_lease_drop(cat, h->lease); /* a draining node hands over at once */
     if (curl)
         curl_easy_cleanup(curl);
     catalog_close(cat);
@@ -307,6 +350,7 @@ struct webhooks *webhook_start(const struct dr_config *cfg, struct dr_metrics *m
         char hex[65];
         dr_hex(dg, 8, hex);
         h->state_path = xasprintf("%s/webhook-%s.seq", run, hex);
+        h->lease = xasprintf("webhook:%s", hex);
         char shown[512];
         h->log_url = xstrdup(redact_url(url, shown, sizeof shown));
         if (h->conf->url == NULL || *h->conf->url == '\0') {
@@ -345,6 +389,7 @@ void webhook_stop(struct webhooks *wh)
         if (wh->hooks[i].started)
             pthread_join(wh->hooks[i].tid, NULL);
         free(wh->hooks[i].state_path);
+        free(wh->hooks[i].lease);
         free(wh->hooks[i].log_url);
     }
     free(wh->hooks);

@@ -3,6 +3,7 @@
  *   dripd [-c FILE]                      run (supervisor + workers)
  *   dripd [-c FILE] --check              validate the config, exit 0/1
  *   dripd -c FILE --rebuild-catalog      recreate media rows from the store
+ *   dripd -c FILE --migrate-catalog postgres   copy the SQLite catalog into PostgreSQL
  *   dripd --make-token FILE              create a bearer token file once
  *   dripd --version | --help
  *
@@ -23,13 +24,14 @@
 
 #include "dripd/config.h"
 #include "dripd/log.h"
+#include "migrate.h"
 #include "rebuild.h"
 #include "supervisor.h"
 #include "dripd/util.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dripd [-c FILE] [--check | --rebuild-catalog]\n"
+    fprintf(f, "usage: dripd [-c FILE] [--check | --rebuild-catalog | --migrate-catalog postgres]\n"
                "       dripd --make-token FILE\n"
                "       dripd --version | --help\n"
                "\n"
@@ -39,6 +41,10 @@ static void usage(FILE *f)
                "      --check          validate the configuration and exit (0 ok, 1 errors)\n"
                "      --rebuild-catalog recreate the catalog's media rows from the stored\n"
                "                       objects, then exit (0 ok, 1 failed)\n"
+               "      --migrate-catalog postgres\n"
+               "                       copy the SQLite catalog of data_dir into the PostgreSQL\n"
+               "                       database of catalog.postgres.dsn and verify it (stop\n"
+               "                       the node first)\n"
                "      --make-token FILE create FILE (0600) with a random bearer token unless\n"
                "                       it exists, then exit (0 ok, 1 failed); dripd-token.service\n"
                "                       makes /etc/dripd/admin.token with it at the first start\n"
@@ -50,7 +56,7 @@ static void usage(FILE *f)
                "            2 restart intensity exceeded.\n");
 }
 
-enum { OPT_CHECK = 256, OPT_REBUILD, OPT_MAKE_TOKEN };
+enum { OPT_CHECK = 256, OPT_REBUILD, OPT_MAKE_TOKEN, OPT_MIGRATE };
 
 /* --make-token FILE: the token file exists afterwards; says whether it was
  * made now. */
@@ -97,12 +103,13 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, OPT_CHECK},
         {"rebuild-catalog", no_argument, NULL, OPT_REBUILD},
+        {"migrate-catalog", required_argument, NULL, OPT_MIGRATE},
         {"make-token", required_argument, NULL, OPT_MAKE_TOKEN},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL, *token_file = NULL;
+    const char *path = NULL, *token_file = NULL, *migrate = NULL;
     bool check = false, rebuild = false;
     umask(077);
     int c;
@@ -120,6 +127,9 @@ int main(int argc, char **argv)
         case OPT_MAKE_TOKEN:
             token_file = optarg;
             break;
+        case OPT_MIGRATE:
+            migrate = optarg;
+            break;
         case 'V':
             printf("dripd %s\n", DRIPD_VERSION);
             return 0;
@@ -136,8 +146,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return DR_EXIT_STARTUP;
     }
-    if (check && rebuild) {
-        fprintf(stderr, "dripd: --check and --rebuild-catalog exclude each other\n");
+    if ((check ? 1 : 0) + (rebuild ? 1 : 0) + (migrate != NULL ? 1 : 0) > 1) {
+        fprintf(stderr, "dripd: --check, --rebuild-catalog and --migrate-catalog exclude each "
+                        "other\n");
+        return DR_EXIT_STARTUP;
+    }
+    if (migrate != NULL && path == NULL) {
+        fprintf(stderr, "dripd: --migrate-catalog needs -c FILE (its data_dir and "
+                        "catalog.postgres.dsn)\n");
         return DR_EXIT_STARTUP;
     }
     if (token_file)
@@ -168,6 +184,13 @@ int main(int argc, char **argv)
     }
 
     char err[DR_ERRLEN] = "";
+    if (migrate != NULL) {
+        int r = migrate_catalog(cfg, migrate, err, sizeof err);
+        if (r < 0)
+            log_error("migrate-catalog: %s", err[0] ? err : strerror(-r));
+        config_destroy(cfg);
+        return r < 0 ? DR_EXIT_STARTUP : DR_EXIT_OK;
+    }
     /* before prepare, which records the users in the catalog */
     if (path == NULL && !rebuild && cfg->n_users == 0 &&
         supervisor_default_admin(cfg, err, sizeof err) < 0) {

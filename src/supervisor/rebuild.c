@@ -278,7 +278,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
     if (rc == 0)
         rc = catalog_sync_users(cat, cfg);
     if (rc < 0) {
-        snprintf(err, errlen, "rebuild: catalog in %s: %s", cfg->data_dir, strerror(-rc));
+        snprintf(err, errlen, "rebuild: the catalog: %s", strerror(-rc));
         goto out;
     }
     rc = store_open(cfg, &st, why, sizeof why);
