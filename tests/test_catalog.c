@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/id.h"
 #include "dripd/util.h"
@@ -1963,6 +1964,20 @@ START_TEST(test_copy_sqlite_into_postgres)
                              .available = true};
     ck_assert_int_eq(catalog_jobs_step(l, &st, 1, NULL), 0);
     ck_assert_int_eq(catalog_media_share(l, mid[0], "alice", "bob"), 0);
+    struct dr_variant v = {.state = "available",
+                           .content_type = (char *)"image/webp",
+                           .width = 256,
+                           .height = 171,
+                           .size = 4000,
+                           .sha256 = "cd",
+                           .wrapped_key = wk,
+                           .wrapped_key_len = sizeof wk,
+                           .storage_key = (char *)"K0~thumb.webp",
+                           .created_at = 1};
+    memcpy(v.media_id, mid[0], sizeof v.media_id);
+    snprintf(v.name, sizeof v.name, "thumb");
+    ck_assert_int_eq(catalog_media_set_processed(l, mid[0], "{\"width\":256}", &v, 1, NULL, NULL),
+                     0);
     ck_assert_int_eq(catalog_job_retry(l, jid[1], "transient \"quoted\" é", 0), 0);
     struct dr_tus t = {.owner = (char *)"carol",
                        .length = -1,
@@ -1981,8 +1996,8 @@ START_TEST(test_copy_sqlite_into_postgres)
     struct dr_config n1 = tcfg; /* the migrating node */
     n1.node.id = (char *)"n1";
     ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
-    const char *names[] = {"users", "media", "shares", "jobs", "events", "tus"};
-    uint64_t rows[] = {3, 3, 4, 3, 4, 1}; /* shares: 3 owner links + bob */
+    const char *names[] = {"users", "media", "variants", "shares", "jobs", "events", "tus"};
+    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1}; /* shares: 3 owner links + bob */
     for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
         ck_assert_str_eq(out[i].table, names[i]);
         ck_assert_msg(out[i].rows == rows[i], "%s: %llu rows", names[i],
@@ -1995,7 +2010,13 @@ START_TEST(test_copy_sqlite_into_postgres)
     ck_assert_str_eq(m.state, "available");
     ck_assert_int_eq((int)m.wrapped_key_len, (int)sizeof wk);
     ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
+    ck_assert_str_eq(m.metadata, "{\"width\":256}");
     dr_media_clear(&m);
+    struct dr_variant vg;
+    ck_assert_int_eq(catalog_variant_get(cat, mid[0], "thumb", "bob", &vg), 0);
+    ck_assert_str_eq(vg.storage_key, "K0~thumb.webp");
+    ck_assert_int_eq((int)vg.height, 171);
+    dr_variant_clear(&vg);
     int64_t last = 0;
     ck_assert_int_eq(catalog_events_last_seq(cat, &last), 0);
     ck_assert_int_eq(last, hw);

@@ -343,15 +343,15 @@ int catalog_lease_drop(struct catalog *cat, const char *name);
 
 /* ---- moving between backends (catalog_copy.c) ---- */
 /* Copy every row of from's catalog into to's (dripd --migrate-catalog):
- * users, media, shares, jobs (each now this node's: to's node.id), events
+ * users, media, variants, shares, jobs (each now this node's: to's node.id), events
  * (seqs and the high-water mark kept) and tus sessions, in ONE transaction
  * of the target, then verify: per table the row count and a SHA-256 over
  * every column of every row, read back from both sides, must agree. The
- * target must hold no media, shares, jobs, events or tus (-EEXIST); its
+ * target must hold no media, variants, shares, jobs, events or tus (-EEXIST); its
  * users are replaced. out[] gets each table's name, rows and digest. Stop
  * the node first: nothing may write the source meanwhile. 0 / -errno, with
  * one line in err. */
-#define CATALOG_COPY_TABLES 6
+#define CATALOG_COPY_TABLES 7
 struct dr_catalog_copy {
     const char *table; /* static */
     uint64_t rows;

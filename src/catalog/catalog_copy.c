@@ -4,7 +4,7 @@
  * every row of the SQLite catalog in <data_dir>/catalog.db goes into the
  * PostgreSQL database of catalog.postgres.dsn, so a single node grows into
  * a cluster without re-uploading anything. Tables in foreign-key order:
- * users, media, shares, jobs (in queue order, so PostgreSQL's jobs.pos
+ * users, media, variants, shares, jobs (in queue order, so PostgreSQL's jobs.pos
  * keeps SQLite's rowid order; each job belongs to the migrating node,
  * whose disk has the spool files), events (seqs kept, and the sequence set
  * to SQLite's high-water mark, so no seq is ever reused), tus.
@@ -46,13 +46,17 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
     {"users", "name, admin, created_at", "tii", "name", "name"},
     {"media",
      "id, owner, path, folder, name, size, sha256, content_type, state, storage_key, "
-     "wrapped_key, created_at, uploaded_at",
-     "tttttittttbii", "id", "id"},
+     "wrapped_key, created_at, uploaded_at, metadata",
+     "tttttittttbiit", "id", "id"},
+    {"variants",
+     "media_id, name, state, content_type, width, height, size, sha256, wrapped_key, "
+     "storage_key, error, created_at",
+     "ttttiiitbtti", "media_id, name", "media_id, name"},
     {"shares", "media_id, \"user\", created_at", "tti", "media_id, \"user\"", "media_id, \"user\""},
     {"jobs",
      "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "
-     "claimed_by, not_before, created_at, updated_at",
-     "ttttttittttiii", "rowid", "pos"},
+     "claimed_by, not_before, created_at, updated_at, variant",
+     "ttttttittttiiit", "rowid", "pos"},
     {"events", "seq, \"user\", type, job_id, media_id, data, created_at", "ittttti", "seq", "seq"},
     {"tus",
      "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "
@@ -216,6 +220,7 @@ static int digest(struct catalog *c, struct sqlset *q, int t, int side, uint64_t
 
 static const struct db_sql q_target_rows = {
     "SELECT (SELECT count(*) FROM media) + (SELECT count(*) FROM shares) + "
+    "(SELECT count(*) FROM variants) + "
     "(SELECT count(*) FROM jobs) + (SELECT count(*) FROM events) + (SELECT count(*) FROM tus)",
     NULL};
 static const struct db_sql q_clear_users = {"DELETE FROM users", NULL};
@@ -235,7 +240,8 @@ static int prepare_target(struct catalog *dst, char *err, size_t errlen)
         return rc;
     if (n > 0) {
         snprintf(err, errlen,
-                 "the target catalog is not empty (%lld media, share, job, event or tus rows); "
+                 "the target catalog is not empty (%lld media, variant, share, job, event or tus "
+                 "rows); "
                  "migrate into an empty database",
                  (long long)n);
         return -EEXIST;
