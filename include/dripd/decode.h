@@ -33,8 +33,10 @@ int decode_probe(const uint8_t *head, size_t len);
 
 /* The helper program: $DRIPD_DECODE_BIN if set, else "dripd-decode" plus
  * the running program's suffix ("dripd-address-undefined" ->
- * "dripd-decode-address-undefined") in the directory of the running
- * program. A static buffer, computed once; NULL if none is found. */
+ * "dripd-decode-address-undefined"; but a "-thread" dripd runs the plain
+ * helper: TSan reports races inside uninstrumented libvips and glib) in
+ * the directory of the running program. A static buffer, computed once;
+ * NULL if none is found. */
 const char *decode_helper_path(void);
 
 /* Decode input_fd (read only from offset 0) with req, writing variant i
