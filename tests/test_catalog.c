@@ -2046,6 +2046,58 @@ START_TEST(test_copy_sqlite_into_postgres)
 }
 END_TEST
 
+/* A file and a folder never share a path, even when two writers race:
+ * one uploads /r<i>, the other /r<i>/f, at the same moment, 100 times;
+ * never do both win. (SQLite's write lock serialises them; PostgreSQL
+ * needs the owner's path lock.) */
+#define RACES 100
+struct racer {
+    pthread_barrier_t *bar;
+    bool folder; /* uploads /r<i>/f, else /r<i> */
+    int won[RACES];
+    int err;
+};
+
+static void *race_main(void *arg)
+{
+    struct racer *r = arg;
+    struct catalog *h;
+    if ((r->err = catalog_open(&tcfg, &h)) != 0)
+        return NULL;
+    for (int i = 0; i < RACES; i++) {
+        char path[64];
+        snprintf(path, sizeof path, r->folder ? "/r%d/f" : "/r%d", i);
+        struct dr_intake it = {.owner = "alice", .path = path, .size = 1, .spool_path = "/s"};
+        pthread_barrier_wait(r->bar);
+        int rc = catalog_intake_uploads(h, &it, 1);
+        if (rc != 0)
+            r->err = rc;
+        r->won[i] = rc == 0 && it.result == 0;
+    }
+    catalog_close(h);
+    return NULL;
+}
+
+START_TEST(test_path_clash_under_concurrency)
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    struct racer a = {.bar = &bar, .folder = false}, b = {.bar = &bar, .folder = true};
+    pthread_t ta, tb;
+    ck_assert_int_eq(pthread_create(&ta, NULL, race_main, &a), 0);
+    ck_assert_int_eq(pthread_create(&tb, NULL, race_main, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&bar);
+    ck_assert_int_eq(a.err, 0);
+    ck_assert_int_eq(b.err, 0);
+    for (int i = 0; i < RACES; i++) {
+        ck_assert_msg(!(a.won[i] && b.won[i]), "/r%d is a file and a folder", i);
+        ck_assert_msg(a.won[i] || b.won[i], "/r%d: neither won", i);
+    }
+}
+END_TEST
+
 /* The same tests for each backend: name (and name-concurrency) cases. */
 static void add_cases(Suite *s, const char *core, const char *conc, void (*fixture)(void), bool pg)
 {
@@ -2077,6 +2129,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_cluster_nodes_and_leases,
     };
     const TTest *conc_tests[] = {
+        test_path_clash_under_concurrency,
         test_concurrent_claim_threads,
         test_concurrent_claim_processes,
         test_busy_maps_to_ebusy_and_readers_proceed,

@@ -219,6 +219,16 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
             return -EINVAL;
     /* Every upload of the batch waits for this commit: poll for the lock. */
     int rc = db_begin(cat->db, DB_BEGIN_POLL);
+    if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES) {
+        /* The owners' path locks first, in name order (catalog_media.h). */
+        const char **owners = xmalloc(n * sizeof *owners);
+        for (size_t i = 0; i < n; i++)
+            owners[i] = items[i].owner;
+        rc = catalog_media_lock_owners(cat->db, owners, n);
+        free(owners);
+        if (rc < 0)
+            rc = db_end(cat->db, rc);
+    }
     if (rc == 0) {
         int64_t now = dr_now_ms();
         for (size_t i = 0; i < n && rc == 0; i++)

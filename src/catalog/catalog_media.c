@@ -17,8 +17,16 @@
  *  - A file and a folder never share a path, per owner: a new or moved
  *    file may not sit where the owner has files below (a folder), nor
  *    below a path that is one of the owner's files. insert and move check
- *    it in their write transaction (SQLite's write lock serialises them)
- *    and answer -EEXIST; catalog_path_exists says which clash it is.
+ *    it in their write transaction and answer -EEXIST; catalog_path_exists
+ *    says which clash it is. SQLite's write lock serialises the checkers;
+ *    PostgreSQL's READ COMMITTED would not, so the first check statement
+ *    takes the owner's advisory lock (CATALOG_LOCK_PATHS, hashtext(owner))
+ *    until the transaction ends, and the later checks, each a statement
+ *    with a fresh snapshot, see whatever the previous holder committed. (The
+ *    first statement's own snapshot may predate the lock: it asks for the
+ *    same path, which the unique index guards anyway.) An intake of several
+ *    owners takes their locks first, in name order, so intakes never
+ *    deadlock.
  *  - A viewer sees media it owns or that were shared with it; NULL is
  *    internal and sees everything; anything else is -ENOENT.
  *  - The folder listing is prefix-safe: "/ab" never matches "/abc".
@@ -37,6 +45,7 @@
 
 #include "catalog_internal.h"
 #include "catalog_media.h"
+#include "catalog_schema.h"
 #include "catalog_users.h"
 #include "db.h"
 #include "dripd/util.h"
@@ -61,8 +70,14 @@ static const struct db_sql q_share_insert = {
     "INSERT INTO shares(media_id, \"user\", created_at) VALUES ($1, $2, $3) "
     "ON CONFLICT (media_id, \"user\") DO NOTHING",
     NULL};
+/* PostgreSQL first takes the owner's path lock (see path_clash). */
 static const struct db_sql q_path_exists = {
-    "SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' AND id <> $3", NULL};
+    "SELECT EXISTS (SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' "
+    "AND id <> $3)",
+    "SELECT EXISTS (SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' "
+    "AND id <> $3) FROM (SELECT pg_advisory_xact_lock(" CATALOG_LOCK_PATHS ", hashtext($1))) AS l"};
+static const struct db_sql q_lock_owner = {NULL, "SELECT pg_advisory_xact_lock(" CATALOG_LOCK_PATHS
+                                                 ", hashtext($1))"};
 /* A folder at F: a live file of the owner in F or below it, i.e. whose
  * path starts with F + "/": it is in (F + "/", F + "0"), '0' being the
  * byte after '/' (as in q_list_folders). A range on the unique
@@ -194,8 +209,38 @@ static int file_at(struct db *db, const char *owner, const char *path, const cha
     db_bind_text(s, 2, path);
     db_bind_text(s, 3, except);
     rc = db_step(s, "path exists");
+    int64_t found = rc == DB_ROW ? db_col_i64(s, 0) : 0;
     db_reset(s);
-    return rc < 0 ? rc : rc == DB_ROW;
+    return rc < 0 ? rc : found != 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int catalog_media_lock_owners(struct db *db, const char *const *owners, size_t n)
+{
+    if (db_dialect(db) != DB_POSTGRES || n == 0)
+        return 0; /* SQLite: the write lock serialises every writer */
+    const char **v = xmalloc(n * sizeof *v);
+    memcpy(v, owners, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_str);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+            continue;
+        struct db_stmt *s;
+        rc = db_prepare(db, &q_lock_owner, &s);
+        if (rc < 0)
+            break;
+        db_bind_text(s, 1, v[i]);
+        rc = db_step(s, "owner path lock");
+        db_reset(s);
+        rc = rc < 0 ? rc : 0;
+    }
+    free(v);
+    return rc;
 }
 
 /* Where owner may put a file at path (media `except` aside): 0, or

@@ -14,6 +14,10 @@
  * transaction goes on); -EINVAL for a path that is not absolute or has an
  * empty name. */
 int catalog_media_add(struct db *db, const struct dr_media *m);
+/* Inside the caller's transaction: take the path locks of these owners
+ * (PostgreSQL; duplicates allowed), in name order, so that writers of
+ * several owners cannot deadlock on them. A no-op on SQLite. */
+int catalog_media_lock_owners(struct db *db, const char *const *owners, size_t n);
 /* Link user to media_id; a link that exists already is kept. */
 int catalog_share_add(struct db *db, const char *media_id, const char *user, int64_t now);
 /* The owner of media id if viewer may see it (NULL viewer: anyone), as

@@ -10,6 +10,8 @@
 #define CATALOG_LOCK_MIGRATE "1685219696, 0" /* migrators, one at a time */
 #define CATALOG_LOCK_EVENTS                                                                        \
     "1685219696, 1" /* event writers until commit: seq order = commit order */
+/* + hashtext(owner): an owner's path checks and writes (catalog_media.c) */
+#define CATALOG_LOCK_PATHS "1685219697"
 /* PostgreSQL NOTIFY channels (catalog_watch in catalog.h listens). */
 #define CATALOG_CHANNEL_JOBS "dripd_jobs"     /* payload: the job kind */
 #define CATALOG_CHANNEL_EVENTS "dripd_events" /* payload: empty */
