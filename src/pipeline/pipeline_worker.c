@@ -20,9 +20,10 @@
  *                The upload starter also, at start and every 5 s, refreshes
  *                this node's heartbeat and releases jobs claimed by dead
  *                pipeline processes of this node (catalog_jobs_recover:
- *                kill(pid, 0) + comm check) or by nodes silent for 30 s
- *                (PostgreSQL; their downloads fail), and prunes hourly
- *                under the cluster's "prune" lease.
+ *                kill(pid, 0), then /proc/<pid>/stat: a zombie is dead,
+ *                and the name must be dripd-pipeline) or by nodes silent
+ *                for 30 s (PostgreSQL; their downloads fail), and prunes
+ *                hourly under the cluster's "prune" lease.
  *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
  *   fetch-N, dec-N, dnot-N   download stages: fetch -> decrypt -> notify
  *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
@@ -440,20 +441,29 @@ static bool claimer_alive(const char *claimer, void *arg)
         return true;
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return false;
-    /* alive, but is it still a pipeline worker (pids are reused)? */
-    char path[64], comm[32] = "";
-    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    /* It exists, but is it a live pipeline worker? A zombie (state Z, or
+     * X while it is reaped) is dead: its parent has not reaped it yet (a
+     * supervisor killed with it leaves its workers to whoever adopts
+     * them, who may be slow). And pids are reused: the name must match.
+     * /proc/<pid>/stat is "pid (comm) S ...", comm may hold ')'. */
+    char path[64], st[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return true; /* cannot tell: assume alive */
-    ssize_t n = read(fd, comm, sizeof comm - 1);
+        return errno != ENOENT; /* gone meanwhile, or cannot tell: alive */
+    ssize_t n = read(fd, st, sizeof st - 1);
     close(fd);
     if (n <= 0)
         return true;
-    comm[n] = '\0';
-    if (comm[n - 1] == '\n')
-        comm[n - 1] = '\0';
-    return strcmp(comm, "dripd-pipeline") == 0;
+    st[n] = '\0';
+    char *open_paren = strchr(st, '('), *close_paren = strrchr(st, ')');
+    if (open_paren == NULL || close_paren == NULL || close_paren[1] != ' ')
+        return true;
+    char state = close_paren[2];
+    if (state == 'Z' || state == 'X')
+        return false;
+    *close_paren = '\0';
+    return strcmp(open_paren + 1, "dripd-pipeline") == 0;
 }
 
 /* Every RECOVER_EVERY_MS on the upload starter: this node's heartbeat,

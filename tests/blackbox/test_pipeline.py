@@ -17,12 +17,13 @@ import re
 import signal
 import subprocess
 import sqlite3
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import DRIPD, make_file, same_file, wait_until
+from conftest import DRIPD, Notify, make_file, pids_of, same_file, wait_until
 
 SEG = 64 * 1024
 BIG_MB = int(os.environ.get("DRIPD_TEST_BIG_MB", "300"))
@@ -327,6 +328,67 @@ def test_crash_in_each_stage(dripd_factory, stage):
     assert len(objects_of(d, mid)) == 1
     assert "released 1 job" in d.log_text()
     assert d.json("GET", "/v1/media/" + mid, expect=200)[1]["state"] == "available"
+
+
+# A parent that adopts orphans (PR_SET_CHILD_SUBREAPER) and reaps nothing
+# until its stdin closes: a dead dripd's workers stay zombies under it.
+KEEPER = r"""
+import ctypes, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+p = subprocess.Popen(sys.argv[1:], stdout=sys.stderr)
+print(p.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def _state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_zombie_worker_does_not_keep_its_jobs(dripd_factory):
+    """A node crash whose dead pipeline worker nobody has reaped yet (its
+    pid exists, as a zombie, named dripd-pipeline): the next worker
+    releases its jobs at once instead of taking it for alive."""
+    d = dripd_factory(start=False, config={"pipeline": {"test_store_delay": "60s"}})
+    d.write_config()
+    npath = os.path.join(d.dir, "notify.sock")
+    d.notify = Notify(npath)
+    d.logf = open(d.log_path, "ab")
+    keeper = subprocess.Popen([sys.executable, "-c", KEEPER, DRIPD, "-c", d.config_path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=d.logf,
+                              env=dict(os.environ, NOTIFY_SOCKET=npath), cwd=d.dir)
+    sup = int(keeper.stdout.readline())
+    try:
+        d.proc = keeper
+        d.wait_ready()
+        pid = wait_until(lambda: (pids_of(sup, "dripd-pipeline") or [None])[0], 20, "pipeline worker")
+        src = make_file(os.path.join(d.dir, "z.bin"), 100000)
+        after = d.log_size()
+        mid, jid = upload(d, src, "/zombie/z.bin")
+        d.wait_log(r"job %s \(upload\): encrypt done, next store" % jid, after=after)
+        (row,) = query(d, "SELECT state, claimed_by FROM jobs WHERE id = ?", jid)
+        assert row["state"] == "running" and row["claimed_by"].endswith(":%d" % pid), row
+        kids = pids_of(sup, "dripd-pipeline") + pids_of(sup, "dripd-http")
+        for p in [sup] + kids:
+            os.kill(p, signal.SIGKILL)
+        wait_until(lambda: _state(pid) == "Z", 20, "the killed pipeline worker a zombie")
+        d.notify.close()
+        d.logf.close()
+        d.config["pipeline"] = {}
+        d.config["listen"] = [d.addr]
+        after = d.log_size()
+        d.start()
+        job = d.wait_job(jid, timeout=30)
+        assert job["state"] == "done", job
+        assert _state(pid) == "Z"  # still unreaped: it was taken for dead, not waited out
+        d.wait_log(r"released 1 job", after=after, timeout=1)
+    finally:
+        if _state(sup) != "Z":  # failed before the crash: stop the first dripd
+            os.kill(sup, signal.SIGTERM)
+            wait_until(lambda: _state(sup) == "Z", 30, "the first dripd stopped")
+        keeper.stdin.close()  # the zombies go to init, which reaps them
+        keeper.wait(10)
 
 
 # ---------------------------------------------------------------- back-pressure
