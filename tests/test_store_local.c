@@ -1,11 +1,16 @@
 /* test_store_local.c - the local object store: atomic put, streaming get,
- * ranges, idempotent delete, listing, key validation. */
+ * ranges, idempotent delete, listing, key validation, the sweep of what
+ * puts cut short left. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -196,6 +201,125 @@ START_TEST(test_open_read_in_place)
 }
 END_TEST
 
+static void touch(const char *name)
+{
+    char *path = xasprintf("%s/objects/%s", dir, name);
+    write_file(path, "x", 1);
+    free(path);
+}
+
+static bool there(const char *name)
+{
+    char *path = xasprintf("%s/objects/%s", dir, name);
+    bool ok = access(path, F_OK) == 0;
+    free(path);
+    return ok;
+}
+
+/* Is there a file named prefix...suffix in the store directory? */
+static bool there_prefix(const char *prefix, const char *suffix)
+{
+    char *odir = xasprintf("%s/objects", dir);
+    DIR *d = opendir(odir);
+    ck_assert_ptr_nonnull(d);
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name), ls = strlen(suffix);
+        found = strncmp(e->d_name, prefix, strlen(prefix)) == 0 && n >= ls &&
+                strcmp(e->d_name + n - ls, suffix) == 0;
+    }
+    closedir(d);
+    free(odir);
+    return found;
+}
+
+struct put_arg {
+    const char *src;
+    int rc;
+};
+
+static void *put_thread(void *arg)
+{
+    struct put_arg *a = arg;
+    struct dr_store *own;
+    char err[256];
+    ck_assert_int_eq(store_open(cfg, &own, err, sizeof err), 0);
+    a->rc = store_put(own, "k7", a->src, err, sizeof err);
+    store_close(own);
+    return NULL;
+}
+
+/* A crash between a put's link and its rename leaves ".tmp-<rnd>-<key>";
+ * sweep removes such files, but never while a put runs anywhere. */
+START_TEST(test_sweep_leftovers_of_cut_puts)
+{
+    char err[256], *src = xasprintf("%s/src", dir);
+    write_file(src, "object", 6);
+    ck_assert_int_eq(store_put(st, "k4", src, err, sizeof err), 0); /* and it unlocked */
+    touch(".tmp-0123456789abcdef-k5");
+    touch(".tmp-fedcba9876543210-k4");
+    touch(".keep"); /* not a put's: stays */
+    size_t removed = 99;
+    /* a put of another process holds the directory's shared lock */
+    char *odir = xasprintf("%s/objects", dir);
+    int other = open(odir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(other, 0);
+    ck_assert_int_eq(flock(other, LOCK_SH), 0);
+    ck_assert_int_eq(store_sweep(st, &removed, err, sizeof err), -EAGAIN);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert(there(".tmp-0123456789abcdef-k5"));
+    ck_assert_int_eq(flock(other, LOCK_UN), 0);
+    /* a put of ours holds it while it runs: one copying from a FIFO on
+     * another filesystem (/dev/shm) waits in the copy for our bytes */
+    char *fifo = xasprintf("/dev/shm/dripd-test-store-fifo-%d", (int)getpid());
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    struct put_arg a = {.src = fifo, .rc = 1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, put_thread, &a), 0);
+    int w = open(fifo, O_WRONLY); /* returns once the put opened it */
+    ck_assert_int_ge(w, 0);
+    ck_assert_int_eq(write(w, "in", 2), 2);
+    int64_t deadline = dr_mono_ms() + 10000;
+    while (!there_prefix(".tmp-", "-k7")) { /* the put made its temporary file */
+        ck_assert_int_lt(dr_mono_ms(), deadline);
+        usleep(1000);
+    }
+    ck_assert_int_eq(store_sweep(st, &removed, err, sizeof err), -EAGAIN);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert(there(".tmp-0123456789abcdef-k5"));
+    ck_assert_int_eq(write(w, " flight", 7), 7);
+    close(w);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc, 0);
+    unlink(fifo);
+    free(fifo);
+    char back[16] = "", *dst = xasprintf("%s/dst", dir);
+    ck_assert_int_eq(store_get(st, "k7", dst, err, sizeof err), 0);
+    ck_assert_uint_eq(read_file(dst, back, sizeof back), 9);
+    ck_assert(memcmp(back, "in flight", 9) == 0);
+    free(dst);
+    /* no put runs: the leftovers go, the objects and other files stay */
+    ck_assert_int_eq(store_sweep(st, &removed, err, sizeof err), 0);
+    ck_assert_uint_eq(removed, 2);
+    ck_assert(!there(".tmp-0123456789abcdef-k5") && !there(".tmp-fedcba9876543210-k4"));
+    ck_assert(there("k4") && there(".keep"));
+    ck_assert_int_eq(store_sweep(st, &removed, err, sizeof err), 0);
+    ck_assert_uint_eq(removed, 0);
+    /* a backend without the operation has nothing to sweep */
+    struct dr_store_ops none = *st->ops;
+    none.sweep = NULL;
+    struct dr_store fake = {.ops = &none, .cfg = cfg};
+    removed = 99;
+    ck_assert_int_eq(store_sweep(&fake, &removed, err, sizeof err), 0);
+    ck_assert_uint_eq(removed, 0);
+    close(other);
+    free(odir);
+    free(src);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -205,6 +329,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_bad_keys);
     tcase_add_test(tc, test_copy_across_filesystems);
     tcase_add_test(tc, test_open_read_in_place);
+    tcase_add_test(tc, test_sweep_leftovers_of_cut_puts);
     suite_add_tcase(s, tc);
     return s;
 }

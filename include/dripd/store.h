@@ -48,6 +48,10 @@ struct dr_store_ops {
      * for backends whose objects are local files, so a reader needs no
      * copy (see store_open_read). */
     int (*open_read)(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
+    /* Optional (NULL: nothing to do): remove what puts cut short by a
+     * crash left behind, never what a running put (of any process) still
+     * uses; *removed counts it. -EAGAIN: puts are running, try later. */
+    int (*sweep)(struct dr_store *st, size_t *removed, char *err, size_t errlen);
 };
 
 /* Every backend's handle starts with this header. */
@@ -71,7 +75,8 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
  * store_errors[op]; store_bytes_up counts the object bytes a put stored,
  * store_bytes_down the bytes a get or get_range fetched. get_range counts
  * as a get, and so does store_open_read(), with the object's size as its
- * bytes (the caller reads all of it); list and check are not measured. */
+ * bytes (the caller reads all of it); list, check and sweep are not
+ * measured. */
 int store_put(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
 int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
 long store_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,
@@ -81,6 +86,9 @@ int store_exists(struct dr_store *st, const char *key, uint64_t *size, char *err
 int store_list(struct dr_store *st, int (*fn)(const char *key, uint64_t size, void *arg), void *arg,
                char *err, size_t errlen);
 int store_check(struct dr_store *st, char *err, size_t errlen);
+/* Remove leftovers of interrupted puts (the op above; 0 and *removed = 0
+ * for a backend without it). Not measured, like list and check. */
+int store_sweep(struct dr_store *st, size_t *removed, char *err, size_t errlen);
 /* Open the object key for reading in place. 0 and *fd (the caller closes
  * it; the object stays readable through it even if it is deleted or
  * replaced meanwhile), -ENOENT absent, -EOPNOTSUPP when the backend has no

@@ -23,7 +23,9 @@
  *                kill(pid, 0), then /proc/<pid>/stat: a zombie is dead,
  *                and the name must be dripd-pipeline) or by nodes silent
  *                for 30 s (PostgreSQL; their downloads fail), and prunes
- *                hourly under the cluster's "prune" lease.
+ *                hourly under the cluster's "prune" lease. Until it once
+ *                could, it also removes from the store what puts cut
+ *                short by a crash left (store_sweep).
  *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
  *   fetch-N, dec-N, dnot-N   download stages: fetch -> decrypt -> notify
  *   cache-evict  the cache evictor (cache.h); hook-N the webhooks (webhook.h)
@@ -136,6 +138,7 @@ struct runner {
     bool stop;
     char *orphans[MAX_ORPHANS]; /* jobs whose release to the queue failed */
     int n_orphans;
+    bool swept; /* the store's leftovers of interrupted puts are gone */
 };
 
 /* ---- reporting ---- */
@@ -489,6 +492,29 @@ static void recover(struct runner *r, struct catalog *cat)
         log_warn("recovery: dead nodes: catalog: %s", strerror(-rc));
 }
 
+/* What puts cut short by a crash left in the store (store_sweep) goes
+ * once per worker, as soon as no put of any process runs; true when done
+ * (or it cannot be done: a store that does not open is retried by the
+ * stages, and reported there). */
+static bool sweep_store(struct pl_ctx *pc)
+{
+    struct dr_store *st = NULL;
+    char err[256] = "";
+    size_t removed = 0;
+    int rc = store_open(pc->cfg, &st, err, sizeof err);
+    if (rc == 0)
+        rc = store_sweep(st, &removed, err, sizeof err);
+    store_close(st);
+    if (rc == -EAGAIN)
+        return false; /* puts are running: next time */
+    if (rc < 0)
+        log_warn("store: removing what interrupted puts left: %s", err);
+    else if (removed > 0)
+        log_info("store: removed %zu temporary file%s of puts cut short by a crash", removed,
+                 removed == 1 ? "" : "s");
+    return true;
+}
+
 /* Finished jobs, their events and finished tus rows older than
  * pipeline.retention go (at start, then hourly); media never do. Once per
  * cluster: the node that holds the "prune" lease does it (renewed hourly,
@@ -575,6 +601,8 @@ static void *starter_main(void *arg)
     while (cat && !pl_stopping(pc)) {
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_recover >= RECOVER_EVERY_MS) {
             recover(r, cat);
+            if (!r->swept)
+                r->swept = sweep_store(pc);
             last_recover = dr_mono_ms();
         }
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_prune >= PRUNE_EVERY_MS) {

@@ -119,6 +119,12 @@ int store_check(struct dr_store *st, char *err, size_t errlen)
     return st->ops->check ? st->ops->check(st, err, errlen) : 0;
 }
 
+int store_sweep(struct dr_store *st, size_t *removed, char *err, size_t errlen)
+{
+    *removed = 0;
+    return st->ops->sweep ? st->ops->sweep(st, removed, err, errlen) : 0;
+}
+
 int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen)
 {
     *fd = -1;

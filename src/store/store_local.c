@@ -23,6 +23,13 @@
  *     download pipeline decrypts from it: no copy);
  *   - del is idempotent (absent is success); exists/list never see
  *     temporary files (keys never start with '.').
+ *   - sweep removes the temporary files that puts cut short by a crash
+ *     left (nothing else ever would): a put holds a shared flock of the
+ *     store directory from before its temporary file exists until it is
+ *     renamed or removed, and sweep removes temporary files only under an
+ *     exclusive flock of the directory (taken without waiting: while a
+ *     put of any process runs, sweep says -EAGAIN and removes nothing).
+ *     Every temporary file it sees there belongs to no running put.
  * Keys are validated: 1..255 bytes, no '/', no NUL, not starting with '.',
  * so a key can never leave the directory.
  *
@@ -37,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -113,6 +121,10 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
     dr_hex(r, sizeof r, rnd);
     char *tmp = xasprintf(".tmp-%s-%s", rnd, key);
     int src = -1, dst = -1;
+    /* "a put is running" for sweep (no lock where flock is not supported:
+     * a sweep there never gets its exclusive lock either) */
+    while (flock(ls->dirfd, LOCK_SH) != 0 && errno == EINTR)
+        ;
 
     src = open(src_path, O_RDONLY | O_CLOEXEC);
     if (src < 0) {
@@ -159,6 +171,7 @@ out:
         if (rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -EINTR)
             rc = -EAGAIN; /* transient for the caller: retry with backoff */
     }
+    flock(ls->dirfd, LOCK_UN);
     free(tmp);
     return rc;
 }
@@ -282,6 +295,65 @@ static int local_list(struct dr_store *st, int (*fn)(const char *key, uint64_t s
     return rc;
 }
 
+static bool is_tmp(const char *name)
+{
+    return strncmp(name, ".tmp-", 5) == 0;
+}
+
+static int local_sweep(struct dr_store *st, size_t *removed, char *err, size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    *removed = 0;
+    /* Our own open file description: a flock belongs to it (the handle's
+     * dirfd holds a put's shared lock). */
+    int fd = openat(ls->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return set_err(err, errlen, -errno, "open directory", ls->dir);
+    int lfd = dup(fd);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d == NULL) {
+        int rc = set_err(err, errlen, -errno, "open directory", ls->dir);
+        if (lfd >= 0)
+            close(lfd);
+        close(fd);
+        return rc;
+    }
+    /* The names first, unlocked (a big directory is read without holding
+     * puts back); usually there are none. */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_tmp(e->d_name))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            names = xrealloc(names, cap * sizeof *names);
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    int rc = 0;
+    if (n > 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        set_err(err, errlen, rc, "lock directory", ls->dir);
+    } else if (n > 0) {
+        /* No put runs: each name that is still there is a put's leftover
+         * (one that finished meanwhile renamed or removed its own). */
+        for (size_t i = 0; i < n; i++)
+            if (unlinkat(fd, names[i], 0) == 0)
+                (*removed)++;
+        if (*removed > 0)
+            fsync(fd);
+        flock(fd, LOCK_UN);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    close(fd);
+    return rc;
+}
+
 static int local_check(struct dr_store *st, char *err, size_t errlen)
 {
     struct local_store *ls = (struct local_store *)st;
@@ -310,6 +382,7 @@ static const struct dr_store_ops local_ops = {
     .check = local_check,
     .close = local_close,
     .open_read = local_open_read,
+    .sweep = local_sweep,
 };
 
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen)

@@ -391,6 +391,30 @@ def test_a_zombie_worker_does_not_keep_its_jobs(dripd_factory):
         keeper.wait(10)
 
 
+def test_leftovers_of_cut_puts_are_swept_at_start(dripd_factory):
+    """A crash between a local put's link and its rename leaves a
+    .tmp-<random>-<key> file in objects/ that nothing else removes: the
+    pipeline worker sweeps them when it starts; objects stay."""
+    d = dripd_factory()
+    src = make_file(os.path.join(d.dir, "s.bin"), 5000)
+    mid, jid = upload(d, src, "/sweep/s.bin")
+    assert d.wait_job(jid)["state"] == "done"
+    (obj,) = objects_of(d, mid)
+    d.stop()
+    od = os.path.join(d.data_dir, "objects")
+    left = [os.path.join(od, ".tmp-%016x-%s" % (i, os.path.basename(obj))) for i in range(2)]
+    os.link(obj, left[0])  # a put cut after its link
+    with open(left[1], "wb") as f:  # one cut in its copy
+        f.write(b"partial")
+    after = d.log_size()
+    d.restart()
+    d.wait_log(r"store: removed 2 temporary files of puts cut short by a crash", after=after)
+    assert not any(os.path.exists(p) for p in left)
+    assert objects_of(d, mid) == [obj]
+    out = os.path.join(d.dir, "out.bin")
+    assert get_content(d, mid, out) == 200 and same_file(src, out)
+
+
 # ---------------------------------------------------------------- back-pressure
 
 def test_backpressure_queue_full_then_drains(dripd_factory):
