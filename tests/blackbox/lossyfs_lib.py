@@ -96,18 +96,8 @@ class Lossyfs:
         return self
 
     def threads(self):
-        """Where each thread of lossyfs is (state, kernel wait channel)."""
-        out = []
-        try:
-            for t in sorted(os.listdir("/proc/%d/task" % self.proc.pid)):
-                base = "/proc/%d/task/%s/" % (self.proc.pid, t)
-                with open(base + "stat") as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-                with open(base + "wchan") as f:
-                    out.append("%s %s %s" % (t, state, f.read()))
-        except OSError as e:
-            out.append(str(e))
-        return "\n".join(out)
+        """Where each thread of lossyfs is (state, wait channel, kernel stack)."""
+        return "\n".join(proc_where(self.proc.pid))
 
     def log_tail(self, n=30):
         try:
@@ -164,12 +154,21 @@ class Lossyfs:
         assert ans.startswith("ok"), ans
         self.wait_exit()
 
-    def wait_exit(self, timeout=90):
+    def wait_exit(self, timeout=90, slow=5):
+        """Wait for lossyfs to exit; an exit slower than `slow` seconds
+        prints where its threads and every blocked process are."""
+        t0 = time.monotonic()
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(slow)
         except subprocess.TimeoutExpired:
-            raise AssertionError("lossyfs did not exit within %ss; threads:\n%s\nlog:\n%s"
-                                 % (timeout, self.threads(), self.log_tail()))
+            print("lossyfs: still running %.0fs after it was told to go; threads:\n%s\n"
+                  "blocked processes:\n%s" % (slow, self.threads(), blocked_processes()))
+            try:
+                self.proc.wait(timeout - slow)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("lossyfs did not exit within %ss; threads:\n%s\nlog:\n%s"
+                                     % (timeout, self.threads(), self.log_tail()))
+        self.last_exit_s = time.monotonic() - t0
         self.proc.stdout.close()
         self.logf.close()
         deadline = time.monotonic() + timeout
@@ -191,6 +190,50 @@ class Lossyfs:
                 self.proc.kill()
                 self.proc.wait()
                 subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+
+
+def proc_where(pid):
+    """One line per thread of pid: tid, state, wait channel, kernel stack."""
+    out = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid))
+    except OSError as e:
+        return [str(e)]
+    for t in tids:
+        base = "/proc/%d/task/%s/" % (pid, t)
+        try:
+            with open(base + "stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(base + "wchan") as f:
+                wchan = f.read()
+            try:
+                with open(base + "stack") as f:
+                    stack = " < ".join(l.split()[-1] for l in f.read().splitlines())
+            except OSError as e:
+                stack = "(stack: %s)" % e.strerror
+            out.append("%s %s %s %s" % (t, state, wchan, stack))
+        except OSError as e:
+            out.append("%s %s" % (t, e))
+    return out
+
+
+def blocked_processes():
+    """Every process in uninterruptible sleep (D) with where it waits."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except OSError:
+            continue
+        if st.rsplit(")", 1)[1].split()[0] == "D" or any(
+                l.split()[1] == "D" for l in proc_where(int(d)) if len(l.split()) > 1):
+            out.append("pid %s %s\n  %s" % (d, cmd, "\n  ".join(proc_where(int(d)))))
+    return "\n".join(out) or "(none)"
 
 
 def fsync_path(path):

@@ -157,6 +157,7 @@ class Cluster:
         self.garbage = set()  # temporary files seen in objects/
         self.orphans = set()  # objects with no media (a delete cut before its store delete)
         self.timing = dict(load=0.0, quiet=0.0, crash=0.0, restart=0.0, verify=0.0)
+        self.slowest = {"lossyfs exit": 0.0, "dripd exit": 0.0}  # after a cut, seconds
         self.cut_desc = "start"
         self.cut_no = 0
         self.plan = None  # a fixed list of (name, op, match, n, when) instead of TARGETS
@@ -476,8 +477,8 @@ class Cluster:
         self.verify(rnd)
         self.timing["verify"] += time.monotonic() - t4
         if VERBOSE:
-            self.log("cut %d: %s [load %.2fs, verify %.2fs]" % (self.cut_no, self.cut_desc, t1 - t0,
-                                                                time.monotonic() - t4))
+            self.log("cut %d: %s [load %.2fs, lossyfs exit %.2fs, verify %.2fs]" % (
+                self.cut_no, self.cut_desc, t1 - t0, self.fs.last_exit_s, time.monotonic() - t4))
 
     def cut_now(self, rnd, what="at rest"):
         """A cut with no load running (after the caller's own requests)."""
@@ -493,7 +494,10 @@ class Cluster:
         t2 = time.monotonic()
         self.kill_dripd()
         self.fs.crash()
+        self.slowest["lossyfs exit"] = max(self.slowest["lossyfs exit"], self.fs.last_exit_s)
+        t = time.monotonic()
         self.reap_dripd()
+        self.slowest["dripd exit"] = max(self.slowest["dripd exit"], time.monotonic() - t)
         for t in clients:
             t.join(60)
             assert not t.is_alive(), "a client thread hangs after cut %d" % self.cut_no
@@ -627,6 +631,16 @@ class Cluster:
             if not self.download(up):
                 self.counts["lost"] += 1
                 up.lost = True
+        # what puts cut short left in objects/ is swept by the pipeline
+        # worker once no put runs (retried every 5 s)
+        odir = self.objects_dir()
+        def no_leftovers():
+            return not [n for n in os.listdir(odir) if n.startswith(".tmp-")]
+        try:
+            wait_until(no_leftovers, 15, "objects/ without temporary files", interval=0.1)
+        except AssertionError:
+            self.problem("objects/ still holds temporary files of cut puts: %s" % sorted(
+                n for n in os.listdir(odir) if n.startswith(".tmp-"))[:10])
         st, _, body = self.http("POST", "/v1/admin/scrub")
         if st != 202:
             self.problem("scrub request answered %s: %r" % (st, body[:200]))
@@ -640,7 +654,6 @@ class Cluster:
         if doc["state"] != "done" or doc["corrupt"] or doc["missing"]:
             self.problem("scrub: %s" % json.dumps(doc)[:2000])
         reported = {o["key"] for o in doc.get("orphans", [])}
-        odir = self.objects_dir()
         for name in sorted(self.orphans):
             if os.path.exists(os.path.join(odir, name)) and name not in reported:
                 self.problem("objects/%s belongs to no media and scrub did not report it" % name)
@@ -653,9 +666,8 @@ def _b64(s):
 
 def _subreaper():
     """Adopt our orphans: dripd's workers outlive their SIGKILLed supervisor
-    for a moment, and their zombies must be reaped before the next start
-    (a pid that still exists looks alive to the pipeline's recovery, which
-    then leaves that worker's jobs claimed for another 5 s)."""
+    for a moment; reap_dripd waits until they are gone and reaps them (the
+    pipeline's recovery takes a zombie for dead, so this is only tidiness)."""
     import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
@@ -700,11 +712,13 @@ def run(root, seed, cuts, env=None, config=None, plan=None, actions=None, ext4=F
 def summary(c):
     k = c.counts
     t = c.timing
-    return ("powerloss: time in load %.0fs, quiet %.0fs, crash %.0fs, restart %.0fs, verify %.0fs\n"
-            % (t["load"], t["quiet"], t["crash"], t["restart"], t["verify"]) +
+    return ("powerloss: time in load %.0fs, quiet %.0fs, crash %.0fs, restart %.0fs, verify %.0fs; "
+            "slowest exit after a cut: lossyfs %.2fs, dripd %.2fs\n"
+            % (t["load"], t["quiet"], t["crash"], t["restart"], t["verify"],
+               c.slowest["lossyfs exit"], c.slowest["dripd exit"]) +
             "powerloss: seed %d: %d cuts (%d armed ops not reached), %d uploads acknowledged "
             "(%d PUT, %d multipart, %d tus), %d deletes, %d moves, %d tus offsets checked "
-            "(%d resumed), %d downloads verified, %d temporary files left in objects/, "
+            "(%d resumed), %d downloads verified, %d temporary files of cut puts seen in objects/ (swept), "
             "%d orphan objects (a delete cut short; scrub reports them); "
             "lost %d, problems %d" % (
                 c.seed, k["cuts"], k["unreached"], k["acked"], k["put"], k["multipart"], k["tus"],
