@@ -122,7 +122,8 @@ class Lossyfs:
         finally:
             rep.close()
         if ans is None:
-            raise AssertionError("lossyfs: no answer to %r within %ss; log:\n%s" % (cmd, timeout, self.log_tail()))
+            raise AssertionError("lossyfs: no answer to %r within %ss; threads:\n%s\nblocked processes:\n%s\n"
+                                 "log:\n%s" % (cmd, timeout, self.threads(), blocked_processes(), self.log_tail()))
         return ans
 
     def sync(self):
@@ -226,8 +227,10 @@ def blocked_processes():
         try:
             with open("/proc/%s/stat" % d) as f:
                 st = f.read()
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+            # comm, not cmdline: reading another process's memory could
+            # wait on its mmap lock, held by a thread blocked on the mount
+            with open("/proc/%s/comm" % d) as f:
+                cmd = f.read().strip()
         except OSError:
             continue
         if st.rsplit(")", 1)[1].split()[0] == "D" or any(

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import pytest
 
-from lossyfs_lib import Lossyfs, PRELOAD, fsync_path, write_file
+from conftest import wait_until
+from lossyfs_lib import Lossyfs, PRELOAD, fsync_path, proc_where, write_file
 
 
 @pytest.fixture
@@ -250,6 +252,77 @@ def test_armed_freeze_stops_the_file_system_at_that_operation(lfs_factory, when)
         rep.close()
     fs.mount()
     assert read(p(fs, "f")) == (b"armed" if when == "after" else b"")
+
+
+STUCK_CHILD = r"""
+import errno, mmap, os, sys
+what, path = sys.argv[1], sys.argv[2]
+try:
+    if what == "fsync":
+        fd = os.open(path, os.O_WRONLY)
+        os.write(fd, b"x")
+        print("writing", flush=True)
+        os.fsync(fd)
+    elif what == "mmap":
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(fd, 1 << 20)
+        m = mmap.mmap(fd, 1 << 20)
+        m[:] = b"d" * (1 << 20)  # dirty shared pages: written back at close
+        print("mapped", flush=True)
+        sys.stdin.read()
+    else:
+        print("reading", flush=True)
+        sys.stdin.read()
+        with open(path, "rb") as f:
+            f.read()
+    print("no error")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+def test_crash_lets_go_of_every_process_inside(lfs_factory):
+    """A crash aborts the kernel's FUSE connection before it answers: every
+    process held by the freeze gets out at once (SIGKILLed ones exit, a
+    live one gets an error), and lossyfs exits at once, whatever was in
+    flight (a frozen fsync, dirty shared mappings written back at close)."""
+    fs = lfs_factory()
+    write_file(p(fs, "f"), b"", sync=True)
+    write_file(p(fs, "g"), b"g", sync=True)
+    fsync_path(fs.mnt)
+    rep = fs.arm("fsync", 1, when="after", match="/f")
+
+    def child(what, name):
+        c = subprocess.Popen([sys.executable, "-c", STUCK_CHILD, what, p(fs, name)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        c.stdout.readline()
+        return c
+    try:
+        mapper = child("mmap", "h")
+        reader = child("read", "g")
+        syncer = child("fsync", "f")
+        assert rep.line(30) == "frozen fsync /f"
+    finally:
+        rep.close()
+    mapper.kill()  # its exit writes the dirty pages back: held by the freeze
+    syncer.kill()  # held inside a frozen fsync
+    reader.stdin.write(b"go\n")
+    reader.stdin.close()  # reads from the frozen file system
+
+    def inside(c):
+        return any("fuse" in l for l in proc_where(c.pid))
+    for c in (mapper, syncer, reader):
+        wait_until(lambda: inside(c), 10, "pid %d waiting on lossyfs" % c.pid)
+    t = time.monotonic()
+    fs.crash()
+    assert fs.last_exit_s < 5 and time.monotonic() - t < 10, \
+        "lossyfs took %.1fs to exit after its crash" % fs.last_exit_s
+    for c in (mapper, syncer):
+        c.wait(5)
+    reader.wait(5)
+    out = reader.stdout.read().decode().strip()
+    assert out in ("ECONNABORTED", "ENOTCONN"), out
+    assert not fs.mounted()
 
 
 def test_random_writes_match_a_model(lfs):

@@ -15,9 +15,12 @@
  *   - `sync` on the control FIFO (or a syncfs of the mount through the
  *     LD_PRELOAD shim, preload.c) makes everything durable.
  * `crash` forgets everything else: nothing more is written to BACKING, the
- * file system is unmounted (lazily: processes still inside get errors) and
- * lossyfs exits. Mounting BACKING again shows what survived the "power
- * cut". A clean unmount (umount, SIGTERM) is a sync.
+ * kernel's FUSE connection is aborted (every process inside, frozen or
+ * not, gets an error at once, ECONNABORTED or ENOTCONN), the file system
+ * is unmounted (lazily if still in use) and lossyfs exits, all before it
+ * answers "ok crashed" but the exit itself. Mounting BACKING again shows
+ * what survived the "power cut". A clean unmount (umount, SIGTERM) is a
+ * sync.
  *
  * Control FIFO, one command a line (created 0600 if missing); REPLY is an
  * optional FIFO the answer ("ok ...", "frozen ...", "error ...") is
@@ -72,6 +75,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -196,6 +200,7 @@ static struct {
     pthread_cond_t cv;
     bool ext4, crashed, frozen;
     const char *backing, *mountpoint, *control;
+    dev_t dev; /* the mount's (mount_dev) */
     int orphfd;
     struct fuse_session *se;
     struct node *root;
@@ -1708,15 +1713,84 @@ static uint64_t dirty_bytes(void)
     return b;
 }
 
+/* The mount's device (major:minor, from /proc/self/mountinfo): its minor
+ * names the kernel's FUSE connection, /sys/fs/fuse/connections/<minor>.
+ * Read once the file system is mounted: a stat() of the mount point would
+ * ask ourselves. 0 when not found. */
+static dev_t mount_dev(void)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (f == NULL)
+        return 0;
+    char line[8192];
+    dev_t dev = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..."; the last match wins
+         * (a mount over ours would hide it) */
+        unsigned maj, min;
+        char mp[PATH_MAX];
+        if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mp) != 3)
+            continue;
+        /* space, tab, newline and backslash come as \ooo */
+        char *o = mp;
+        for (const char *i = mp; *i; o++)
+            if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] >= '0' && i[2] <= '7' &&
+                i[3] >= '0' && i[3] <= '7') {
+                *o = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+                i += 4;
+            } else {
+                *o = *i++;
+            }
+        *o = '\0';
+        if (strcmp(mp, G.mountpoint) == 0)
+            dev = makedev(maj, min);
+    }
+    fclose(f);
+    return dev;
+}
+
+/* Abort our kernel FUSE connection: every request queued or in flight
+ * ends with an error at once (processes held by a freeze, killed or not,
+ * get out, and none of our threads can be left waiting on the mount),
+ * and nothing more reaches us. Through the fusectl file system if it is
+ * mounted, else through a forced unmount (whose umount_begin is that
+ * abort; it also unmounts if nothing uses the mount any more). */
+static void abort_conn(void)
+{
+    if (G.dev != 0) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", minor(G.dev));
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t w = write(fd, "1", 1);
+            close(fd);
+            if (w == 1)
+                return;
+        }
+    }
+    if (mount_dev() != G.dev)
+        return; /* not our mount there (any more): do not touch it */
+    if (umount2(G.mountpoint, MNT_FORCE) != 0 && errno != EBUSY)
+        fprintf(stderr, "lossyfs: cannot abort the connection (no fusectl, umount -f: %s)\n",
+                strerror(errno));
+}
+
 /* Forget everything not durable: under G.mu, no operation runs (a frozen
  * one waits on G.cv and never returns); nothing more reaches BACKING but
- * the removal of the orphans, which a real file system frees too. */
+ * the removal of the orphans, which a real file system frees too. The
+ * connection is aborted first, so that the exit that follows waits for
+ * nothing (see abort_conn), then the mount is detached. */
 static void do_crash(const char *reply)
 {
     G.crashed = true;
+    abort_conn();
+    if (mount_dev() == G.dev && umount2(G.mountpoint, MNT_DETACH) != 0) {
+        if (errno == EPERM)
+            fuse_session_unmount(G.se); /* not root: fusermount3 -u -z */
+        else
+            fprintf(stderr, "lossyfs: umount %s: %s\n", G.mountpoint, strerror(errno));
+    }
     rm_rf_at(G.root->bfd, ORPHANS);
-    if (umount2(G.mountpoint, MNT_DETACH) != 0)
-        fprintf(stderr, "lossyfs: umount %s: %s\n", G.mountpoint, strerror(errno));
     fprintf(stderr, "lossyfs: crashed after %" PRIu64 " operations\n", G.ops);
     reply_to(reply, "ok crashed");
     _exit(0);
@@ -1907,6 +1981,8 @@ int main(int argc, char **argv)
         die("cannot set signal handlers");
     if (fuse_session_mount(G.se, G.mountpoint) != 0)
         die("cannot mount on %s", G.mountpoint);
+    if ((G.dev = mount_dev()) == 0)
+        die("cannot find the mount on %s in /proc/self/mountinfo", G.mountpoint);
     /* open before we say "mounted": commands may follow at once */
     int cfd = open(G.control, O_RDWR | O_CLOEXEC); /* O_RDWR: never sees EOF */
     if (cfd < 0)
