@@ -114,6 +114,7 @@ class Upload:
         self.lost = False      # reported lost (once)
         self.busy = False      # a client is deleting or moving it
         self.verified = False  # downloaded byte-identical at least once
+        self.touched_cut = -1  # the last cut whose load downloaded, moved or deleted it
         # tus only: the upload's URL and the largest offset the server reported
         self.tus = None
         self.offset = 0
@@ -156,7 +157,8 @@ class Cluster:
                            garbage=0)
         self.garbage = set()  # temporary files seen in objects/
         self.orphans = set()  # objects with no media (a delete cut before its store delete)
-        self.timing = dict(load=0.0, quiet=0.0, crash=0.0, restart=0.0, verify=0.0)
+        self.timing = dict(load=0.0, quiet=0.0, crash=0.0, restart=0.0, verify=0.0, settle=0.0,
+                           download=0.0)
         self.slowest = {"lossyfs exit": 0.0, "dripd exit": 0.0}  # after a cut, seconds
         self.cut_desc = "start"
         self.cut_no = 0
@@ -357,6 +359,7 @@ class Cluster:
                 return None
             up = rnd.choice(cands)
             up.busy = True
+            up.touched_cut = self.cut_no
             return up
 
     def do_delete(self, rnd, tag):
@@ -392,10 +395,15 @@ class Cluster:
     def do_download(self, rnd, tag):
         cands = self.live(lambda u: u.acked_cut < self.cut_no)
         if cands:
-            self.download(rnd.choice(cands), during_load=True)
+            up = rnd.choice(cands)
+            up.touched_cut = self.cut_no  # a cache fill the cut may have cut short
+            self.download(up, during_load=True)
 
     def download(self, up, during_load=False):
+        t0 = time.monotonic()
         st, _, body = self.http("GET", "/v1/media/%s/content" % up.media, timeout=60)
+        if not during_load:
+            self.timing["download"] += time.monotonic() - t0
         if st == 200:
             if hashlib.sha256(body).hexdigest() != up.sha:
                 self.problem("LOST: downloaded %d bytes that differ from the upload" % len(body), up)
@@ -472,6 +480,7 @@ class Cluster:
         while time.monotonic() < deadline and time.monotonic() - self.last_answer < 0.15:
             time.sleep(0.02)
         self.timing["load"] += t1 - t0
+        self.timing["quiet"] += time.monotonic() - t1
         self.power_cut_and_restart(ts)
         t4 = time.monotonic()
         self.verify(rnd)
@@ -522,6 +531,15 @@ class Cluster:
             db.close()
         return ok, media, jobs
 
+    def busy_jobs(self):
+        """How many jobs are queued or running (a cheap poll)."""
+        db = sqlite3.connect("file:%s/catalog.db?mode=ro" % self.data_dir, uri=True, timeout=30)
+        try:
+            return db.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')"
+                              ).fetchone()[0]
+        finally:
+            db.close()
+
     def verify(self, rnd):
         # tus uploads in progress: the offsets we were told are still there
         for up in list(self.tus_open):
@@ -547,16 +565,15 @@ class Cluster:
                 self.problem("tus resume from %d failed" % got, up)
                 self.tus_open.remove(up)
         # every job finishes (none stuck, none failed)
-        def settled():
-            _, _, jobs = self.catalog()
-            return not [j for j in jobs if j[3] in ("queued", "running")]
+        t0 = time.monotonic()
         try:
-            wait_until(settled, 60, "jobs to finish", interval=0.05)
+            wait_until(lambda: self.busy_jobs() == 0, 60, "jobs to finish", interval=0.05)
         except AssertionError:
             _, _, jobs = self.catalog()
             for j in jobs:
                 if j[3] in ("queued", "running"):
                     self.problem("job %s (%s, media %s) stuck: %s at %s, error %r" % j)
+        self.timing["settle"] += time.monotonic() - t0
         ok, media, jobs = self.catalog()
         if ok != [("ok",)]:
             self.problem("PRAGMA integrity_check: %r" % ok)
@@ -596,7 +613,9 @@ class Cluster:
                 self.counts["lost"] += 1
                 up.lost = True
                 continue
-            if not up.verified or up.acked_cut >= self.cut_no - 1 or rnd.random() < 0.02:
+            # downloaded: new ones, the ones this cut's load touched (a
+            # cache fill, move or delete cut short), and a sample of the rest
+            if not up.verified or up.touched_cut == self.cut_no or rnd.random() < 0.02:
                 if rnd.random() < 0.5:
                     self.evict(up)  # from the store, not the cache
                 if not self.download(up):
@@ -712,9 +731,10 @@ def run(root, seed, cuts, env=None, config=None, plan=None, actions=None, ext4=F
 def summary(c):
     k = c.counts
     t = c.timing
-    return ("powerloss: time in load %.0fs, quiet %.0fs, crash %.0fs, restart %.0fs, verify %.0fs; "
+    return ("powerloss: time in load %.0fs, quiet %.0fs, crash %.0fs, restart %.0fs, verify %.0fs "
+            "(jobs settling %.0fs, downloads %.0fs); "
             "slowest exit after a cut: lossyfs %.2fs, dripd %.2fs\n"
-            % (t["load"], t["quiet"], t["crash"], t["restart"], t["verify"],
+            % (t["load"], t["quiet"], t["crash"], t["restart"], t["verify"], t["settle"], t["download"],
                c.slowest["lossyfs exit"], c.slowest["dripd exit"]) +
             "powerloss: seed %d: %d cuts (%d armed ops not reached), %d uploads acknowledged "
             "(%d PUT, %d multipart, %d tus), %d deletes, %d moves, %d tus offsets checked "
