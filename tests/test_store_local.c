@@ -320,6 +320,24 @@ START_TEST(test_sweep_leftovers_of_cut_puts)
 }
 END_TEST
 
+/* A job resumed after a crash stores the same sealed file again: the
+ * temporary name and the key are then two links of one inode, and
+ * rename(2) between them does nothing (POSIX): the put must not leave
+ * its temporary file behind. */
+START_TEST(test_put_of_the_same_file_again_leaves_nothing)
+{
+    char err[256], *src = xasprintf("%s/sealed", dir);
+    write_file(src, "sealed bytes", 12);
+    ck_assert_int_eq(store_put(st, "k8", src, err, sizeof err), 0);
+    ck_assert_int_eq(store_put(st, "k8", src, err, sizeof err), 0);
+    ck_assert(!there_prefix(".tmp-", "-k8"));
+    uint64_t size = 0;
+    ck_assert_int_eq(store_exists(st, "k8", &size, err, sizeof err), 1);
+    ck_assert_uint_eq(size, 12);
+    free(src);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -330,6 +348,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_copy_across_filesystems);
     tcase_add_test(tc, test_open_read_in_place);
     tcase_add_test(tc, test_sweep_leftovers_of_cut_puts);
+    tcase_add_test(tc, test_put_of_the_same_file_again_leaves_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

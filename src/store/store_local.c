@@ -6,6 +6,8 @@
  *     file (".tmp-<random>-<key>") in the same directory, fsynced, renamed
  *     to its key, and the directory is fsynced; a reader sees the whole
  *     object or nothing, and a crash leaves at most a temporary file.
+ *     Putting the same file under the same key again is a success that
+ *     leaves nothing behind (a no-op rename, its temporary link removed).
  *     The temporary file is made, cheapest first, by a hard link when src
  *     is on the same filesystem (zero copy, and no new inode: the
  *     pipeline's sealed work files are written once and never modified in
@@ -157,6 +159,11 @@ static int local_put(struct dr_store *st, const char *key, const char *src_path,
         rc = set_err(err, errlen, -errno, "rename to", key);
         goto out;
     }
+    /* A put of the same file again (a job resumed after a crash stores
+     * its sealed file anew): tmp and key are two links of one inode, and
+     * rename(2) between them does nothing. */
+    if (linked)
+        unlinkat(ls->dirfd, tmp, 0); /* ENOENT unless the rename did nothing */
     if (!dr_test_skip_sync("store_dir") && fsync(ls->dirfd) != 0) {
         rc = set_err(err, errlen, -errno, "fsync directory of", key);
         goto out;

@@ -11,9 +11,7 @@ reading and writing (so it never reports a hang-up); waits have deadlines.
 """
 import os
 import select
-import stat
 import subprocess
-import tempfile
 import threading
 import time
 

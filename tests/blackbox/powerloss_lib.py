@@ -155,7 +155,7 @@ class Cluster:
         self.counts = dict(cuts=0, acked=0, put=0, multipart=0, tus=0, deletes=0, moves=0,
                            tus_offsets=0, tus_resumed=0, downloads=0, lost=0, unreached=0,
                            garbage=0)
-        self.garbage = set()  # temporary files seen in objects/
+        self.garbage = {}  # temporary files seen in objects/ after a cut -> that cut
         self.orphans = set()  # objects with no media (a delete cut before its store delete)
         self.timing = dict(load=0.0, quiet=0.0, crash=0.0, restart=0.0, verify=0.0, settle=0.0,
                            download=0.0)
@@ -208,6 +208,14 @@ class Cluster:
                    interval=0.01)
         self.notify.close()
         self.logf.close()
+
+    def log_grep(self, pattern):
+        """dripd's log lines matching pattern since its last start."""
+        import re
+        with open(self.log_path, "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+        start = max([i for i, l in enumerate(lines) if l.startswith("==== cut")] or [0])
+        return [l for l in lines[start:] if re.search(pattern, l)]
 
     def log_tail(self, n=40):
         with open(self.log_path, "rb") as f:
@@ -621,13 +629,27 @@ class Cluster:
                 if not self.download(up):
                     self.counts["lost"] += 1
                     up.lost = True
-        # the store holds nothing the catalog does not know
-        keys = {m[4] for m in media.values() if m[4]}
+        # the store holds nothing the catalog does not know, and no
+        # temporary file once jobs settled: the pipeline worker sweeps what
+        # puts cut short left when it starts (retried every 5 s while puts
+        # run), and a finished put leaves none
         odir = self.objects_dir()
+        def leftovers():
+            return sorted(n for n in os.listdir(odir) if n.startswith(".tmp-"))
+        for name in leftovers():
+            self.garbage.setdefault(name, self.cut_no)
+        try:
+            wait_until(lambda: not leftovers(), 15, "objects/ without temporary files", interval=0.1)
+        except AssertionError:
+            self.problem("objects/ still holds temporary files of puts: %s; dripd's sweeps since "
+                         "it started:\n%s" % (", ".join(leftovers()[:10]), "\n".join(
+                             self.log_grep(r"store: remov|==== cut %d" % self.cut_no))))
+        keys = {m[4] for m in media.values() if m[4]}
         for name in (os.listdir(odir) if os.path.isdir(odir) else []):
             if name.startswith("."):
-                self.garbage.add(name)
-            elif name not in keys and name.split("_")[0] not in media:
+                continue
+            elif name not in keys and name.split("_")[0].split("~")[0] not in media:
+                # (keys: "<media>_<created><ext>", variants "<media>~<name>.<ext>")
                 self.orphans.add(name)  # scrub must report it (final_check)
 
     def objects_dir(self):
@@ -650,16 +672,6 @@ class Cluster:
             if not self.download(up):
                 self.counts["lost"] += 1
                 up.lost = True
-        # what puts cut short left in objects/ is swept by the pipeline
-        # worker once no put runs (retried every 5 s)
-        odir = self.objects_dir()
-        def no_leftovers():
-            return not [n for n in os.listdir(odir) if n.startswith(".tmp-")]
-        try:
-            wait_until(no_leftovers, 15, "objects/ without temporary files", interval=0.1)
-        except AssertionError:
-            self.problem("objects/ still holds temporary files of cut puts: %s" % sorted(
-                n for n in os.listdir(odir) if n.startswith(".tmp-"))[:10])
         st, _, body = self.http("POST", "/v1/admin/scrub")
         if st != 202:
             self.problem("scrub request answered %s: %r" % (st, body[:200]))
@@ -673,6 +685,7 @@ class Cluster:
         if doc["state"] != "done" or doc["corrupt"] or doc["missing"]:
             self.problem("scrub: %s" % json.dumps(doc)[:2000])
         reported = {o["key"] for o in doc.get("orphans", [])}
+        odir = self.objects_dir()
         for name in sorted(self.orphans):
             if os.path.exists(os.path.join(odir, name)) and name not in reported:
                 self.problem("objects/%s belongs to no media and scrub did not report it" % name)
@@ -738,7 +751,7 @@ def summary(c):
                c.slowest["lossyfs exit"], c.slowest["dripd exit"]) +
             "powerloss: seed %d: %d cuts (%d armed ops not reached), %d uploads acknowledged "
             "(%d PUT, %d multipart, %d tus), %d deletes, %d moves, %d tus offsets checked "
-            "(%d resumed), %d downloads verified, %d temporary files of cut puts seen in objects/ (swept), "
+            "(%d resumed), %d downloads verified, %d temporary files seen in objects/ after jobs settled (and swept), "
             "%d orphan objects (a delete cut short; scrub reports them); "
             "lost %d, problems %d" % (
                 c.seed, k["cuts"], k["unreached"], k["acked"], k["put"], k["multipart"], k["tus"],

@@ -5,7 +5,6 @@ shim turns a real syncfs(2) into a lossyfs sync.
 Each test writes through the mount, crashes lossyfs, mounts the backing
 directory again and looks at what survived.
 """
-import ctypes
 import hashlib
 import os
 import random
@@ -13,13 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
 
 from conftest import wait_until
-from lossyfs_lib import Lossyfs, PRELOAD, fsync_path, proc_where, write_file
+from lossyfs_lib import Lossyfs, fsync_path, proc_where, write_file
 
 
 @pytest.fixture
