@@ -34,6 +34,10 @@ static struct dr_config tcfg; /* data_dir = tmpdir; the backend of this test */
 static bool use_pg;
 static char pgdsn[320];
 
+/* The schema version this catalog migrates to (catalog_schema.h). */
+#define SCHEMA_NOW 4
+#define SCHEMA_NOW_TEXT "4"
+
 static void sync_users(struct catalog *c)
 {
     struct dr_user users[] = {
@@ -215,7 +219,7 @@ START_TEST(test_pragmas_and_migrate)
     ck_assert_int_eq(info.synchronous, 2); /* FULL (PostgreSQL: synchronous_commit on) */
     ck_assert(info.foreign_keys);
     ck_assert_int_eq(info.busy_timeout_ms, 5000); /* PostgreSQL: lock_timeout */
-    ck_assert_int_eq(info.schema_version, 3);
+    ck_assert_int_eq(info.schema_version, SCHEMA_NOW);
     ck_assert_int_eq(catalog_ping(cat), 0);
 
     /* Idempotent, also while a handle is open; data survives. */
@@ -227,39 +231,43 @@ START_TEST(test_pragmas_and_migrate)
     ck_assert_int_eq(catalog_media_get(cat, mid, NULL, &m), 0);
     dr_media_clear(&m);
 
-    /* The database itself says version 3 (and WAL) to any other client,
+    /* The database itself says its version (and WAL) to any other client,
      * and a version-1 database (no jobs_owner index, no processing columns
-     * and table) is brought to 3. */
+     * and table, no folder shares or public links) is brought to the
+     * current one. */
     struct raw r = raw_open();
     if (use_pg) {
-        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 3);
+        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), SCHEMA_NOW);
         ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM catalog_schema", NULL), 1);
-        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; "
+        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
+                     "DROP TABLE links; "
                      "ALTER TABLE media DROP COLUMN metadata; "
                      "ALTER TABLE jobs DROP COLUMN variant; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_owner'", NULL), 1);
-        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 3);
+        ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), SCHEMA_NOW);
         /* Newer than this binary: refused, untouched. */
         raw_exec(&r, "UPDATE catalog_schema SET version = 99");
         ck_assert_int_eq(catalog_migrate(&tcfg), -EIO);
         ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), 99);
-        raw_exec(&r, "UPDATE catalog_schema SET version = 3");
+        raw_exec(&r, "UPDATE catalog_schema SET version = " SCHEMA_NOW_TEXT);
     } else {
         ck_assert_int_eq(raw_int(&r, "SELECT journal_mode = 'wal' FROM pragma_journal_mode", NULL),
                          1);
-        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), 3);
-        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; "
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), SCHEMA_NOW);
+        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
+                     "DROP TABLE links; "
                      "ALTER TABLE media DROP COLUMN metadata; "
                      "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
-        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), 3);
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), SCHEMA_NOW);
     }
     /* The processing columns and table are there again. */
-    raw_exec(&r, "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants");
+    raw_exec(&r, "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
+                 "SELECT lo FROM folder_shares; SELECT downloads FROM links");
     raw_close(&r);
     catalog_close(NULL);
 

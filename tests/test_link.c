@@ -81,12 +81,41 @@ START_TEST(test_rejections)
 }
 END_TEST
 
+/* Public link tokens: the id, then the unpadded base64url
+ * HMAC-SHA256(owner's token, "dripd-public-link-v1\n" id), from python3
+ * hmac + base64.urlsafe_b64encode: pins what docs/API.md documents. */
+START_TEST(test_public_token)
+{
+    char tok[DR_PUBLIC_TOKEN_LEN + 1], id[DR_ID_LEN + 1];
+    link_public_token(&users[0], MID, tok);
+    ck_assert_str_eq(tok, MID "Om7Bq0SLoteuRG8aWdIUI7bLStUFif8bIxIwYRCm3ZM");
+    ck_assert(link_public_id(tok, id));
+    ck_assert_str_eq(id, MID);
+    ck_assert(link_public_verify(&users[0], tok));
+    ck_assert(!link_public_verify(&users[1], tok)); /* another owner's key */
+    char bad[DR_PUBLIC_TOKEN_LEN + 1];
+    memcpy(bad, tok, sizeof bad);
+    bad[DR_PUBLIC_TOKEN_LEN - 1] = bad[DR_PUBLIC_TOKEN_LEN - 1] == 'M' ? 'N' : 'M';
+    ck_assert(!link_public_verify(&users[0], bad));
+    memcpy(bad, tok, sizeof bad);
+    bad[0] = 'I'; /* not a ULID character */
+    ck_assert(!link_public_id(bad, id));
+    ck_assert(!link_public_verify(&users[0], bad));
+    tok[DR_PUBLIC_TOKEN_LEN - 1] = '\0';
+    ck_assert(!link_public_id(tok, id));
+    ck_assert(!link_public_verify(&users[0], tok));
+    ck_assert(!link_public_id(NULL, id));
+    ck_assert(!link_public_verify(NULL, MID));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("link");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_round_trip_and_known_answer);
     tcase_add_test(tc, test_rejections);
+    tcase_add_test(tc, test_public_token);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

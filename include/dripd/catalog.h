@@ -187,7 +187,9 @@ const char *catalog_path_clash_text(int clash);
 int catalog_queue_depth(struct catalog *cat, uint64_t *out);
 
 /* ---- media API (http worker) ---- */
-/* viewer sees media it owns or that was shared with it; NULL viewer = admin/internal. */
+/* viewer sees media it owns, that was shared with it, or that is below a
+ * folder of its owner's shared with it (catalog_shares.h); NULL viewer =
+ * admin/internal. */
 int catalog_media_get(struct catalog *cat, const char *id, const char *viewer,
                       struct dr_media *out);
 int catalog_media_by_path(struct catalog *cat, const char *owner, const char *path,
@@ -203,7 +205,8 @@ void catalog_media_list_free(struct dr_media *files, size_t n_files,
 /* Move/rename; only the owner. -ENOENT not owner's, -EEXIST taken. */
 int catalog_media_move(struct catalog *cat, const char *id, const char *owner,
                        const char *new_path);
-/* Delete the row (and its shares); only the owner. On success copies the
+/* Delete the row (and its shares and public links); only the owner. On
+ * success copies the
  * storage key (may be NULL) into *storage_key_out (caller frees) so the
  * caller can remove the object. */
 int catalog_media_delete(struct catalog *cat, const char *id, const char *owner,

@@ -95,6 +95,8 @@ struct content_req {
     bool defer_pending;
     bool timed_out;
     bool waiting;
+    void *gate_arg; /* api_content_gate's, freed with the request */
+    void (*gate_free)(void *arg);
     struct content_req *prev, *next;
     struct http_timer *timer;
 };
@@ -149,6 +151,8 @@ static void cr_free(struct http_exchange *ex)
     wait_end(cr);
     if (cr->lock_fd >= 0)
         close(cr->lock_fd);
+    if (cr->gate_free)
+        cr->gate_free(cr->gate_arg);
     free(cr->user);
     free(cr->name);
     free(cr->content_type);
@@ -577,21 +581,37 @@ static bool variant_lookup(struct http_exchange *ex, struct catalog *cat, struct
     return true;
 }
 
-static void content_on_head(struct http_exchange *ex)
+/* The cache entry, or the miss path. */
+static void content_go(struct content_req *cr)
 {
-    char id[DR_ID_LEN + 1], variant[DR_VARIANT_NAME_LEN];
-    if (!content_path_id(ex, id, variant)) {
-        http_respond_problem(ex, 404, variant[0] ? "no such variant" : "no such media");
+    int fd;
+    if (content_cache_open(cr, http_ex_metrics(cr->ex), &fd) == 0) {
+        content_serve(cr, fd);
         return;
     }
+    content_miss(cr);
+}
+
+void api_content_go(struct http_exchange *ex)
+{
+    struct content_req *cr = http_get_data(ex);
+    if (cr && !http_ex_closed(ex))
+        content_go(cr);
+}
+
+void api_content_serve(struct http_exchange *ex, const char *id, const char *variant,
+                       const char *viewer, const struct api_content_gate *gate)
+{
     struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
+    struct dr_media m = {0};
+    int rc = cat ? catalog_media_get(cat, id, viewer, &m) : -EAGAIN;
+    if (rc < 0 && gate && gate->free)
+        gate->free(gate->arg); /* answered here, never asked */
     if (!cat) {
         http_add_header(ex, "Retry-After", "5");
         http_respond_problem(ex, 503, "the catalog cannot be opened");
         return;
     }
-    struct dr_media m = {0};
-    int rc = catalog_media_get(cat, id, http_user(ex), &m);
     if (rc == -ENOENT) {
         http_respond_problem(ex, 404, "no such media");
         return;
@@ -601,31 +621,34 @@ static void content_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 503, "media lookup failed: %s", strerror(-rc));
         return;
     }
-    if (!variant[0] && (!m.state || strcmp(m.state, "available") != 0)) {
-        http_respond_problem(ex, 409, "media %s is not available yet (state %s)", id,
-                             m.state ? m.state : "unknown");
-        dr_media_clear(&m);
-        return;
-    }
-
     struct content_req *cr = xcalloc(1, sizeof *cr);
+    if (gate) { /* the request owns the gate's arg from here on */
+        cr->gate_arg = gate->arg;
+        cr->gate_free = gate->free;
+    }
     cr->ex = ex;
     cr->thread = http_ex_thread(ex);
     cr->cfg = http_cfg(ex);
     cr->lock_fd = -1;
     memcpy(cr->id, id, sizeof cr->id);
-    memcpy(cr->variant, variant, sizeof cr->variant);
+    snprintf(cr->variant, sizeof cr->variant, "%s", variant);
     if (variant[0])
         snprintf(cr->cache_id, sizeof cr->cache_id, "%s~%s", id, variant);
     else
         snprintf(cr->cache_id, sizeof cr->cache_id, "%s", id);
-    cr->user = xstrdup(http_user(ex));
+    cr->user = xstrdup(viewer);
     cr->name = xstrdup(m.name);
     cr->content_type = xstrdup(m.content_type);
     cr->size = m.size;
     if (m.sha256[0])
         snprintf(cr->etag, sizeof cr->etag, "\"%s\"", m.sha256);
     http_set_data(ex, cr);
+    if (!variant[0] && (!m.state || strcmp(m.state, "available") != 0)) {
+        http_respond_problem(ex, 409, "media %s is not available yet (state %s)", id,
+                             m.state ? m.state : "unknown");
+        dr_media_clear(&m);
+        return;
+    }
     if (variant[0] && !variant_lookup(ex, cat, cr, &m)) {
         dr_media_clear(&m);
         return;
@@ -648,12 +671,29 @@ static void content_on_head(struct http_exchange *ex)
                              (unsigned long long)cr->size);
         return;
     }
-    int fd;
-    if (content_cache_open(cr, http_ex_metrics(ex), &fd) == 0) {
-        content_serve(cr, fd);
+    /* A gate sees every GET that will send bytes from the start of the
+     * entity (a whole body, or a range from byte 0): a new download. */
+    bool from_start = cr->rr != RANGE_PARTIAL || cr->start == 0;
+    if (gate && gate->fn && http_req(ex)->method == HTTP_GET && from_start) {
+        gate->fn(ex, gate->arg);
         return;
     }
-    content_miss(cr);
+    content_go(cr);
+}
+
+static void content_on_head(struct http_exchange *ex)
+{
+    char id[DR_ID_LEN + 1], variant[DR_VARIANT_NAME_LEN];
+    if (!content_path_id(ex, id, variant)) {
+        http_respond_problem(ex, 404, variant[0] ? "no such variant" : "no such media");
+        return;
+    }
+    api_content_serve(ex, id, variant, http_user(ex), NULL);
+}
+
+void api_content_finish(struct http_exchange *ex)
+{
+    cr_free(ex);
 }
 
 static const struct http_route_ops content_ops = {

@@ -5,16 +5,19 @@
  *   PATCH  /v1/media/{id}               move/rename {"path":"/new/name.ext"};
  *                                       {"path":"/folder/"} moves in, keeping the name
  *   DELETE /v1/media/{id}               delete row, cache entry and object
- *   POST   /v1/media/{id}/shares        share {"user":"bob"}
  *   POST   /v1/media/{id}/download      warm the cache (download job)
+ *   POST   /v1/media/{id}/link          a signed content URL (link.h)
  *   GET    /v1/media/{id}/content       handed to api_content.c
+ *   .../shares, .../shares/{user}       handed to api_shares.c
+ *   POST   /v1/media/{id}/public-links  handed to api_links.c
  *   GET    /v1/jobs/{id}                one job
  *
- * What: folder listing, get, move/rename, delete, share, download warm-up
- * and job status. GET /v1/media/{id}/content is api_content.c's; this file
- * only routes it there, because the router matches prefixes, not mid-path
- * parameters: one "*" route on "/v1/media/" picks the sub-route from the
- * path and method once per exchange (media_pick(), http_route_ops.pick).
+ * What: folder listing, get, move/rename, delete, download warm-up, signed
+ * links and job status. The other sub-resources of /v1/media/{id} belong
+ * to their modules; this file only routes them there, because the router
+ * matches prefixes, not mid-path parameters: one "*" route on
+ * "/v1/media/" picks the sub-route from the path and method once per
+ * exchange (media_pick(), http_route_ops.pick).
  *
  * Threads: handlers run on the connection's event-loop thread. Reads
  * (get, list, job) use the loop thread's catalog connection: SQLite WAL
@@ -47,6 +50,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_req.h"
 #include "dripd/catalog.h"
 #include "dripd/catalog_variants.h"
 #include "dripd/config.h"
@@ -65,57 +69,11 @@
 
 #define MEDIA_PREFIX "/v1/media/"
 #define JOBS_PREFIX "/v1/jobs/"
-/* Largest JSON request body (PATCH, shares). */
-#define MEDIA_BODY_MAX (64 * 1024)
 /* Store delete attempts for a transient error before leaving an orphan. */
 #define STORE_DELETE_TRIES 3
 
 /* ------------------------------------------------------------------ */
 /* JSON views                                                          */
-
-static json_t *json_str_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
-static json_t *json_time_or_null(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char buf[40];
-    dr_fmt_time(ms, buf, sizeof buf);
-    return json_string(buf);
-}
-
-/* A media as the API shows it to viewer (new reference, caller owns):
- * {"id","path","name","folder","size","sha256","content_type","state",
- *  "owner","created_at","uploaded_at","shared","metadata"}; times RFC
- * 3339, absent values null, "shared" true when viewer is not the owner. */
-static json_t *api_media_json(const struct dr_media *m, const char *viewer)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(m->id));
-    json_object_set_new(o, "path", json_str_or_null(m->path));
-    json_object_set_new(o, "name", json_str_or_null(m->name));
-    json_object_set_new(o, "folder", json_str_or_null(m->folder));
-    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
-    json_object_set_new(o, "sha256", json_str_or_null(m->sha256));
-    json_object_set_new(o, "content_type", json_str_or_null(m->content_type));
-    json_object_set_new(o, "state", json_str_or_null(m->state));
-    json_object_set_new(o, "owner", json_str_or_null(m->owner));
-    json_object_set_new(o, "created_at", json_time_or_null(m->created_at));
-    json_object_set_new(o, "uploaded_at", json_time_or_null(m->uploaded_at));
-    bool shared = viewer && m->owner && strcmp(viewer, m->owner) != 0;
-    json_object_set_new(o, "shared", json_boolean(shared));
-    /* what the process stage found: only the keys that apply, {} none */
-    json_t *jm = m->metadata ? json_loads(m->metadata, 0, NULL) : NULL;
-    if (!json_is_object(jm)) {
-        json_decref(jm);
-        jm = json_object();
-    }
-    json_object_set_new(o, "metadata", jm);
-    return o;
-}
 
 /* GET /v1/media/{id}'s variants, added to o: "variants"
  * ([{"name","content_type","width","height","size","state"}],
@@ -133,13 +91,13 @@ static void add_variants(json_t *o, struct catalog *cat, const struct dr_media *
             json_t *jv = json_object();
             bool ok = strcmp(v[i].state, "available") == 0;
             json_object_set_new(jv, "name", json_string(v[i].name));
-            json_object_set_new(jv, "content_type", json_str_or_null(v[i].content_type));
+            json_object_set_new(jv, "content_type", api_str_or_null(v[i].content_type));
             json_object_set_new(jv, "width", ok ? json_integer(v[i].width) : json_null());
             json_object_set_new(jv, "height", ok ? json_integer(v[i].height) : json_null());
             json_object_set_new(jv, "size", ok ? json_integer((json_int_t)v[i].size) : json_null());
             json_object_set_new(jv, "state", json_string(v[i].state));
             if (!ok)
-                json_object_set_new(jv, "error", json_str_or_null(v[i].error));
+                json_object_set_new(jv, "error", api_str_or_null(v[i].error));
             json_array_append_new(arr, jv);
         }
     }
@@ -176,65 +134,25 @@ static json_t *api_job_json(const struct dr_job *j, const struct dr_config *cfg)
     json_object_set_new(o, "id", json_string(j->id));
     json_object_set_new(o, "kind", json_string(j->kind));
     json_object_set_new(o, "state", json_string(j->state));
-    json_object_set_new(o, "stage", json_str_or_null(j->stage));
-    json_object_set_new(o, "media_id", json_str_or_null(j->media_id));
+    json_object_set_new(o, "stage", api_str_or_null(j->stage));
+    json_object_set_new(o, "media_id", api_str_or_null(j->media_id));
     json_object_set_new(o, "attempts", json_integer(j->attempts));
     char *error = redact_server_paths(j->error, cfg);
-    json_object_set_new(o, "error", json_str_or_null(error));
+    json_object_set_new(o, "error", api_str_or_null(error));
     free(error);
-    json_object_set_new(o, "created_at", json_time_or_null(j->created_at));
-    json_object_set_new(o, "updated_at", json_time_or_null(j->updated_at));
+    json_object_set_new(o, "created_at", api_time_or_null(j->created_at));
+    json_object_set_new(o, "updated_at", api_time_or_null(j->updated_at));
     return o;
 }
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 
-static void respond_busy(struct http_exchange *ex, const char *what)
-{
-    http_add_header(ex, "Retry-After", "1");
-    http_respond_problem(ex, 503, "%s: the catalog is busy, retry shortly", what);
-}
-
-/* Answer a catalog error that is not a 404/409 the caller handles. */
-static void respond_catalog_error(struct http_exchange *ex, int rc, const char *what)
-{
-    if (rc == -ENOENT)
-        http_respond_problem(ex, 404, "no such media");
-    else if (rc == -EBUSY || rc == -EAGAIN)
-        respond_busy(ex, what);
-    else
-        http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
-}
-
-static struct catalog *loop_catalog(struct http_exchange *ex)
-{
-    struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
-    if (!cat) {
-        http_add_header(ex, "Retry-After", "5");
-        http_respond_problem(ex, 503, "the catalog cannot be opened");
-    }
-    return cat;
-}
-
 /* The id in "/v1/media/<id>[/<rest>]"; *rest is "" or the part after the
  * id's slash. False if the path has no well-formed id. */
 static bool media_path_id(const struct http_exchange *ex, char id[DR_ID_LEN + 1], const char **rest)
 {
-    const char *p = http_req(ex)->path;
-    if (!p || strncmp(p, MEDIA_PREFIX, sizeof MEDIA_PREFIX - 1) != 0)
-        return false;
-    p += sizeof MEDIA_PREFIX - 1;
-    const char *slash = strchr(p, '/');
-    size_t n = slash ? (size_t)(slash - p) : strlen(p);
-    if (n != DR_ID_LEN)
-        return false;
-    memcpy(id, p, n);
-    id[n] = '\0';
-    if (!dr_id_valid(id))
-        return false;
-    *rest = slash ? slash + 1 : "";
-    return true;
+    return api_path_id(ex, MEDIA_PREFIX, id, rest);
 }
 
 /* The id of /v1/media/{id}[/...]; false after answering 404. */
@@ -251,19 +169,16 @@ static bool media_id_or_404(struct http_exchange *ex, char id[DR_ID_LEN + 1])
 /* per-request state                                                   */
 
 struct media_req {
+    struct api_body body; /* first: api_body_append's convention (api_req.h) */
     char id[DR_ID_LEN + 1];
     char *user;                  /* copy of the caller's name */
     const struct dr_config *cfg; /* immutable, safe on the pool */
-    /* request body */
-    char *body;
-    size_t body_len;
-    bool body_too_big;
     /* work in/out (pool thread) */
-    char *arg;        /* PATCH: new path (a folder when into_folder); shares: target user */
+    char *arg;        /* PATCH: new path (a folder when into_folder) */
     bool into_folder; /* PATCH: the path ended in '/': keep the name, as mv does */
     int clash;        /* PATCH: catalog_path_exists() of the new path */
     int rc;
-    int status; /* shares: 200/201 */
+    int status; /* link: expires_in */
     bool have_media, have_job;
     struct dr_media m;
     struct dr_job job;
@@ -287,7 +202,7 @@ static void req_free(struct http_exchange *ex)
         return;
     http_set_data(ex, NULL);
     free(r->user);
-    free(r->body);
+    api_body_free(&r->body);
     free(r->arg);
     dr_media_clear(&r->m);
     dr_job_clear(&r->job);
@@ -299,68 +214,20 @@ static void req_on_finish(struct http_exchange *ex)
     req_free(ex);
 }
 
-/* Start taking a JSON body of at most MEDIA_BODY_MAX bytes. */
-static bool body_start(struct http_exchange *ex)
-{
-    const struct http_request *rq = http_req(ex);
-    if (rq->has_length && rq->content_length > MEDIA_BODY_MAX) {
-        http_respond_problem(ex, 413, "request body over %d bytes", MEDIA_BODY_MAX);
-        return false;
-    }
-    http_accept_body(ex);
-    return true;
-}
-
-static int body_append(struct http_exchange *ex, const char *data, size_t len)
-{
-    struct media_req *r = http_get_data(ex);
-    if (r->body_len + len > MEDIA_BODY_MAX) {
-        r->body_too_big = true;
-        http_respond_problem(ex, 413, "request body over %d bytes", MEDIA_BODY_MAX);
-        return -EFBIG;
-    }
-    r->body = xrealloc(r->body, r->body_len + len + 1);
-    memcpy(r->body + r->body_len, data, len);
-    r->body_len += len;
-    r->body[r->body_len] = '\0';
-    return 0;
-}
-
-/* The body's string member `key`, or NULL after answering 400. */
+/* The body's string member `key`, or NULL after answering 400; *doc_out
+ * holds the document it points into (caller decrefs). */
 static const char *body_string(struct http_exchange *ex, const char *key, json_t **doc_out)
 {
-    struct media_req *r = http_get_data(ex);
-    json_error_t jerr;
-    json_t *doc = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc) {
-        http_respond_problem(ex, 400, "body is not valid JSON: %s", jerr.text);
+    json_t *doc = api_body_object(ex, false);
+    if (!doc)
         return NULL;
-    }
-    if (!json_is_object(doc)) {
+    const char *v = api_json_string(ex, doc, key);
+    if (!v) {
         json_decref(doc);
-        http_respond_problem(ex, 400, "body must be a JSON object");
-        return NULL;
-    }
-    json_t *v = json_object_get(doc, key);
-    if (!json_is_string(v) || json_string_length(v) == 0 ||
-        strlen(json_string_value(v)) != json_string_length(v)) {
-        json_decref(doc);
-        http_respond_problem(ex, 400, "body needs a non-empty string \"%s\"", key);
         return NULL;
     }
     *doc_out = doc;
-    return json_string_value(v);
-}
-
-static int defer_or_busy(struct http_exchange *ex, void (*work)(void *),
-                         void (*done)(struct http_exchange *, void *), struct media_req *r)
-{
-    int rc = http_defer(ex, work, done, r);
-    if (rc < 0) {
-        http_add_header(ex, "Retry-After", "1");
-        http_respond_problem(ex, 503, "the server is busy, retry shortly");
-    }
-    return rc;
+    return v;
 }
 
 /* ------------------------------------------------------------------ */
@@ -405,47 +272,11 @@ static int media_store_delete(const struct dr_config *cfg, const char *key, char
 /* ------------------------------------------------------------------ */
 /* GET /v1/media?folder=/x                                             */
 
-/* Is `key` present in the raw query? http_query_param() answers NULL both
- * for an absent parameter and for one that does not percent-decode. */
-static bool query_has(const struct http_exchange *ex, const char *key)
-{
-    const char *q = http_req(ex)->query;
-    size_t n = strlen(key);
-    while (q && *q) {
-        if (strncmp(q, key, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
-            return true;
-        q = strchr(q, '&');
-        if (q)
-            q++;
-    }
-    return false;
-}
-
-/* Integer query parameter name in lo..hi, *out = dflt when absent; false
- * after answering 400 "bad NAME: want lo..hi". */
-static bool query_long(struct http_exchange *ex, const char *name, long lo, long hi, long dflt,
-                       long *out)
-{
-    const char *v = http_query_param(ex, name);
-    *out = dflt;
-    if (v == NULL && !query_has(ex, name))
-        return true;
-    char *end = NULL;
-    errno = 0;
-    long n = v != NULL ? strtol(v, &end, 10) : 0;
-    if (v == NULL || end == v || *end != '\0' || errno != 0 || n < lo || n > hi) {
-        http_respond_problem(ex, 400, "bad %s: want %ld..%ld", name, lo, hi);
-        return false;
-    }
-    *out = n;
-    return true;
-}
-
 static void list_on_head(struct http_exchange *ex)
 {
     const char *folder_in = http_query_param(ex, "folder");
     char *folder = NULL, err[DR_ERRLEN];
-    if (!folder_in && query_has(ex, "folder")) {
+    if (!folder_in && api_query_has(ex, "folder")) {
         http_respond_problem(ex, 400, "bad folder: not decodable");
         return;
     }
@@ -453,7 +284,7 @@ static void list_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 400, "bad folder: %s", err);
         return;
     }
-    struct catalog *cat = loop_catalog(ex);
+    struct catalog *cat = api_loop_catalog(ex);
     if (!cat) {
         free(folder);
         return;
@@ -465,7 +296,7 @@ static void list_on_head(struct http_exchange *ex)
     int rc = catalog_media_list(cat, user, folder, &files, &nf, &folders, &nd);
     if (rc < 0) {
         free(folder);
-        respond_catalog_error(ex, rc == -ENOENT ? -EIO : rc, "listing");
+        api_respond_catalog_error(ex, rc == -ENOENT ? -EIO : rc, "listing");
         return;
     }
     json_t *jfolders = json_array(), *jfiles = json_array();
@@ -504,13 +335,13 @@ static void get_on_head(struct http_exchange *ex)
     char id[DR_ID_LEN + 1];
     if (!media_id_or_404(ex, id))
         return;
-    struct catalog *cat = loop_catalog(ex);
+    struct catalog *cat = api_loop_catalog(ex);
     if (!cat)
         return;
     struct dr_media m = {0};
     int rc = catalog_media_get(cat, id, http_user(ex), &m);
     if (rc < 0) {
-        respond_catalog_error(ex, rc, "media lookup");
+        api_respond_catalog_error(ex, rc, "media lookup");
         return;
     }
     json_t *o = api_media_json(&m, http_user(ex));
@@ -533,7 +364,7 @@ static void patch_on_head(struct http_exchange *ex)
     if (!media_id_or_404(ex, id))
         return;
     req_new(ex, id);
-    body_start(ex);
+    api_body_start(ex);
 }
 
 static void patch_work(void *arg)
@@ -578,7 +409,7 @@ static void patch_done(struct http_exchange *ex, void *arg)
     } else if (r->rc == -ENAMETOOLONG) {
         http_respond_problem(ex, 400, "bad path: %s is longer than %d bytes", r->arg, DR_PATH_MAX);
     } else if (r->rc < 0) {
-        respond_catalog_error(ex, r->rc, "move");
+        api_respond_catalog_error(ex, r->rc, "move");
     } else if (r->have_media) {
         log_info("media %s moved to %s by %s", r->id, r->arg, r->user);
         http_respond_json(ex, 200, api_media_json(&r->m, r->user));
@@ -606,13 +437,13 @@ static void patch_on_end(struct http_exchange *ex)
         http_respond_problem(ex, 400, "bad path: %s", err);
         return;
     }
-    defer_or_busy(ex, patch_work, patch_done, r);
+    api_defer(ex, patch_work, patch_done, r);
 }
 
 static const struct http_route_ops patch_ops = {
     .route_class = "media",
     .on_head = patch_on_head,
-    .on_body = body_append,
+    .on_body = api_body_append,
     .on_end = patch_on_end,
     .on_abort = req_on_finish,
     .on_done = req_on_finish,
@@ -675,7 +506,7 @@ static void delete_done(struct http_exchange *ex, void *arg)
     if (r->rc == -ENOENT)
         http_respond_problem(ex, 404, "no such media of yours");
     else if (r->rc < 0)
-        respond_catalog_error(ex, r->rc, "delete");
+        api_respond_catalog_error(ex, r->rc, "delete");
     else
         http_respond(ex, 204, NULL, NULL, 0);
 }
@@ -686,107 +517,12 @@ static void delete_on_head(struct http_exchange *ex)
     if (!media_id_or_404(ex, id))
         return;
     struct media_req *r = req_new(ex, id);
-    defer_or_busy(ex, delete_work, delete_done, r);
+    api_defer(ex, delete_work, delete_done, r);
 }
 
 static const struct http_route_ops delete_ops = {
     .route_class = "media",
     .on_head = delete_on_head,
-    .on_abort = req_on_finish,
-    .on_done = req_on_finish,
-};
-
-/* ------------------------------------------------------------------ */
-/* POST /v1/media/{id}/shares  {"user": "bob"}                         */
-
-static void shares_on_head(struct http_exchange *ex)
-{
-    char id[DR_ID_LEN + 1];
-    if (!media_id_or_404(ex, id))
-        return;
-    req_new(ex, id);
-    body_start(ex);
-}
-
-static void shares_work(void *arg)
-{
-    struct media_req *r = arg;
-    struct catalog *cat = http_work_catalog();
-    if (!cat) {
-        r->rc = -EAGAIN;
-        return;
-    }
-    struct dr_media m = {0};
-    r->rc = catalog_media_get(cat, r->id, r->user, &m);
-    bool owner = r->rc == 0 && m.owner && strcmp(m.owner, r->user) == 0;
-    dr_media_clear(&m);
-    if (r->rc < 0)
-        return;
-    if (!owner) {
-        r->rc = -ENOENT; /* visible through a share, but not theirs */
-        return;
-    }
-    if (config_find_user(r->cfg, r->arg) == NULL) {
-        r->rc = -ESRCH;
-        return;
-    }
-    /* Already visible to that user (the owner, or shared before): 200. */
-    struct dr_media seen = {0};
-    if (catalog_media_get(cat, r->id, r->arg, &seen) == 0) {
-        dr_media_clear(&seen);
-        r->status = 200;
-        return;
-    }
-    r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
-    if (r->rc == -ENOENT && catalog_sync_users(cat, r->cfg) == 0) {
-        /* A configured user the catalog has not been told about yet (users
-         * are synced at start-up and reload): the config is the truth. */
-        r->rc = catalog_media_share(cat, r->id, r->user, r->arg);
-    }
-    if (r->rc == -ENOENT)
-        r->rc = -ESRCH; /* owner checked above: the catalog does not know the user */
-    r->status = 201;
-}
-
-static void shares_done(struct http_exchange *ex, void *arg)
-{
-    struct media_req *r = arg;
-    if (http_ex_closed(ex))
-        return;
-    if (r->rc == -ENOENT) {
-        http_respond_problem(ex, 404, "no such media of yours");
-    } else if (r->rc == -ESRCH) {
-        http_respond_problem(ex, 400, "unknown user \"%s\"", r->arg);
-    } else if (r->rc < 0) {
-        respond_catalog_error(ex, r->rc, "share");
-    } else {
-        if (r->status == 201)
-            log_info("media %s shared with %s by %s", r->id, r->arg, r->user);
-        json_t *doc = json_object();
-        json_object_set_new(doc, "media_id", json_string(r->id));
-        json_object_set_new(doc, "user", json_string(r->arg));
-        json_object_set_new(doc, "created", json_boolean(r->status == 201));
-        http_respond_json(ex, r->status, doc);
-    }
-}
-
-static void shares_on_end(struct http_exchange *ex)
-{
-    struct media_req *r = http_get_data(ex);
-    json_t *doc = NULL;
-    const char *u = body_string(ex, "user", &doc);
-    if (!u)
-        return;
-    r->arg = xstrdup(u);
-    json_decref(doc);
-    defer_or_busy(ex, shares_work, shares_done, r);
-}
-
-static const struct http_route_ops shares_ops = {
-    .route_class = "media",
-    .on_head = shares_on_head,
-    .on_body = body_append,
-    .on_end = shares_on_end,
     .on_abort = req_on_finish,
     .on_done = req_on_finish,
 };
@@ -851,7 +587,7 @@ static void download_done(struct http_exchange *ex, void *arg)
         http_add_header(ex, "Retry-After", "5");
         http_respond_problem(ex, 503, "the job queue is full");
     } else if (r->rc < 0) {
-        respond_catalog_error(ex, r->rc, "download");
+        api_respond_catalog_error(ex, r->rc, "download");
     } else {
         http_add_headerf(ex, "Location", "/v1/jobs/%s", r->job.id);
         json_t *doc = json_object();
@@ -872,7 +608,7 @@ static void download_on_head(struct http_exchange *ex)
     if (!media_id_or_404(ex, id))
         return;
     struct media_req *r = req_new(ex, id);
-    defer_or_busy(ex, download_work, download_done, r);
+    api_defer(ex, download_work, download_done, r);
 }
 
 static const struct http_route_ops download_ops = {
@@ -897,7 +633,7 @@ static void link_done(struct http_exchange *ex, void *arg)
         return;
     const struct dr_user *u = config_find_user(r->cfg, r->user);
     if (r->rc < 0) {
-        respond_catalog_error(ex, r->rc, "link");
+        api_respond_catalog_error(ex, r->rc, "link");
     } else if (u == NULL || u->token == NULL) {
         http_respond_problem(ex, 403, "this user cannot make links");
     } else {
@@ -905,7 +641,7 @@ static void link_done(struct http_exchange *ex, void *arg)
         char *url = link_make(u, r->id, expires);
         json_t *doc = json_object();
         json_object_set_new(doc, "url", json_string(url));
-        json_object_set_new(doc, "expires_at", json_time_or_null(expires * 1000));
+        json_object_set_new(doc, "expires_at", api_time_or_null(expires * 1000));
         json_object_set_new(doc, "media_id", json_string(r->id));
         free(url);
         http_add_header(ex, "Cache-Control", "no-store");
@@ -919,11 +655,11 @@ static void link_on_head(struct http_exchange *ex)
     if (!media_id_or_404(ex, id))
         return;
     long ttl;
-    if (!query_long(ex, "expires_in", 1, DR_LINK_MAX_TTL, DR_LINK_DEFAULT_TTL, &ttl))
+    if (!api_query_long(ex, "expires_in", 1, DR_LINK_MAX_TTL, DR_LINK_DEFAULT_TTL, &ttl))
         return;
     struct media_req *r = req_new(ex, id);
     r->status = (int)ttl;
-    defer_or_busy(ex, link_work, link_done, r);
+    api_defer(ex, link_work, link_done, r);
 }
 
 static const struct http_route_ops link_ops = {
@@ -970,7 +706,7 @@ static void job_on_head(struct http_exchange *ex)
         http_respond_problem(ex, 404, "no such job");
         return;
     }
-    struct catalog *cat = loop_catalog(ex);
+    struct catalog *cat = api_loop_catalog(ex);
     if (!cat)
         return;
     struct dr_job j = {0};
@@ -980,7 +716,7 @@ static void job_on_head(struct http_exchange *ex)
         return;
     }
     if (rc < 0) {
-        respond_catalog_error(ex, rc, "job lookup");
+        api_respond_catalog_error(ex, rc, "job lookup");
         return;
     }
     http_respond_json(ex, 200, api_job_json(&j, http_cfg(ex)));
@@ -1010,21 +746,21 @@ static void jobs_list_on_head(struct http_exchange *ex)
             http_respond_problem(ex, 400, "bad state: want queued, running, done or failed");
             return;
         }
-    } else if (query_has(ex, "state")) {
+    } else if (api_query_has(ex, "state")) {
         http_respond_problem(ex, 400, "bad state: not decodable");
         return;
     }
     long limit;
-    if (!query_long(ex, "limit", 1, JOBS_LIST_MAX, JOBS_LIST_DEFAULT, &limit))
+    if (!api_query_long(ex, "limit", 1, JOBS_LIST_MAX, JOBS_LIST_DEFAULT, &limit))
         return;
-    struct catalog *cat = loop_catalog(ex);
+    struct catalog *cat = api_loop_catalog(ex);
     if (!cat)
         return;
     struct dr_job *jobs = NULL;
     size_t n = 0;
     int rc = catalog_jobs_list(cat, http_user(ex), state, (int)limit, &jobs, &n);
     if (rc < 0) {
-        respond_catalog_error(ex, rc, "job listing");
+        api_respond_catalog_error(ex, rc, "job listing");
         return;
     }
     json_t *arr = json_array();
@@ -1061,8 +797,13 @@ static const char *sub_allow(const char *rest)
         return "GET, HEAD, PATCH, DELETE";
     if (strcmp(rest, "content") == 0 || strncmp(rest, "variants/", 9) == 0)
         return "GET, HEAD";
-    if (strcmp(rest, "download") == 0 || strcmp(rest, "shares") == 0 || strcmp(rest, "link") == 0)
+    if (strcmp(rest, "download") == 0 || strcmp(rest, "link") == 0 ||
+        strcmp(rest, "public-links") == 0)
         return "POST";
+    if (strcmp(rest, "shares") == 0)
+        return "GET, HEAD, POST";
+    if (strncmp(rest, "shares/", 7) == 0)
+        return "DELETE";
     return NULL;
 }
 
@@ -1106,9 +847,14 @@ static const struct http_route_ops *media_pick(const struct http_exchange *ex)
     } else if (strcmp(rest, "download") == 0) {
         if (m == HTTP_POST)
             return &download_ops;
-    } else if (strcmp(rest, "shares") == 0) {
-        if (m == HTTP_POST)
-            return &shares_ops;
+    } else if (strcmp(rest, "shares") == 0 || strncmp(rest, "shares/", 7) == 0) {
+        const struct http_route_ops *ops = api_shares_media_route(m, rest);
+        if (ops)
+            return ops;
+    } else if (strcmp(rest, "public-links") == 0) {
+        const struct http_route_ops *ops = api_links_media_route(m);
+        if (ops)
+            return ops;
     } else if (strcmp(rest, "link") == 0) {
         if (m == HTTP_POST)
             return &link_ops;

@@ -1,5 +1,5 @@
-/* link.c - signed download links (see link.h for the format and why it is
- * keyed with the user's token).
+/* link.c - signed download links and the tokens of public links (see
+ * link.h for the formats and why they are keyed with the user's token).
  *
  * Both sides compute the same MAC with OpenSSL's one-shot HMAC(); the
  * verifier compares in constant time and checks the expiry only after the
@@ -69,4 +69,43 @@ enum link_verdict link_check(const struct dr_config *cfg, const char *media_id, 
         return LINK_EXPIRED;
     *out = u;
     return LINK_OK;
+}
+
+/* ---- public links ---- */
+
+#define PUBLIC_LABEL "dripd-public-link-v1"
+
+void link_public_token(const struct dr_user *u, const char *link_id,
+                       char out[DR_PUBLIC_TOKEN_LEN + 1])
+{
+    char msg[64];
+    int n = snprintf(msg, sizeof msg, PUBLIC_LABEL "\n%.*s", DR_ID_LEN, link_id);
+    uint8_t mac[32];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), u->token, (int)strlen(u->token), (const uint8_t *)msg, (size_t)n, mac, &len);
+    char b64[48];
+    EVP_EncodeBlock((unsigned char *)b64, mac, sizeof mac); /* 44 chars, one '=' */
+    for (char *c = b64; *c; c++)
+        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+    memcpy(out, link_id, DR_ID_LEN);
+    memcpy(out + DR_ID_LEN, b64, DR_PUBLIC_MAC_LEN);
+    out[DR_PUBLIC_TOKEN_LEN] = '\0';
+}
+
+bool link_public_id(const char *token, char id[DR_ID_LEN + 1])
+{
+    if (token == NULL || strlen(token) != DR_PUBLIC_TOKEN_LEN)
+        return false;
+    memcpy(id, token, DR_ID_LEN);
+    id[DR_ID_LEN] = '\0';
+    return dr_id_valid(id);
+}
+
+bool link_public_verify(const struct dr_user *u, const char *token)
+{
+    char id[DR_ID_LEN + 1], want[DR_PUBLIC_TOKEN_LEN + 1];
+    if (u == NULL || u->token == NULL || !link_public_id(token, id))
+        return false;
+    link_public_token(u, id, want);
+    return dr_consttime_eq(want, DR_PUBLIC_TOKEN_LEN, token, DR_PUBLIC_TOKEN_LEN);
 }

@@ -18,9 +18,11 @@
 #ifndef DRIPD_LINK_H
 #define DRIPD_LINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dripd/config.h"
+#include "dripd/id.h"
 
 #define DR_LINK_DEFAULT_TTL 300 /* seconds */
 #define DR_LINK_MAX_TTL 86400
@@ -42,5 +44,24 @@ char *link_make(const struct dr_user *u, const char *media_id, int64_t expires);
 enum link_verdict link_check(const struct dr_config *cfg, const char *media_id, const char *user,
                              const char *expires, const char *sig, int64_t now,
                              const struct dr_user **out);
+
+/* Public links (GET /p/{token}, stored in the catalog: catalog_links.h)
+ * use the same idea: the token is the link's id followed by the
+ * unpadded base64url HMAC-SHA256, keyed with the owner's bearer token, of
+ * "dripd-public-link-v1\n{id}" (43 characters). The catalog holds no
+ * secret, the owner's link list can show every URL again, and rotating
+ * the owner's token invalidates their public links, as it does their
+ * signed ones. */
+#define DR_PUBLIC_MAC_LEN 43
+#define DR_PUBLIC_TOKEN_LEN (DR_ID_LEN + DR_PUBLIC_MAC_LEN)
+
+/* The token of public link id, owned by u. */
+void link_public_token(const struct dr_user *u, const char *link_id,
+                       char out[DR_PUBLIC_TOKEN_LEN + 1]);
+/* The link id a token names (not checked yet); false when token cannot
+ * be one. */
+bool link_public_id(const char *token, char id[DR_ID_LEN + 1]);
+/* Is token the one of its link id for owner u? Constant-time compare. */
+bool link_public_verify(const struct dr_user *u, const char *token);
 
 #endif

@@ -13,8 +13,13 @@
  *   upload_put.c        PUT /v1/files/{path}
  *   upload_multipart.c  POST /v1/files/{folder} (multipart/form-data)
  *   tus.c               /v1/uploads (tus 1.0.0, docs/UPLOADS.md)
- *   api_media.c         GET|PATCH|DELETE /v1/media[/{id}], POST /v1/media/{id}/shares,
- *                       POST /v1/media/{id}/download, GET /v1/jobs[/{id}]
+ *   api_media.c         GET|PATCH|DELETE /v1/media[/{id}], POST /v1/media/{id}/download,
+ *                       POST /v1/media/{id}/link, GET /v1/jobs[/{id}]; the sub-router of
+ *                       /v1/media/{id}/... hands the others to their modules
+ *   api_shares.c        GET|POST /v1/media/{id}/shares, DELETE /v1/media/{id}/shares/{user},
+ *                       GET|POST|DELETE /v1/folders/shares
+ *   api_links.c         POST /v1/media/{id}/public-links, GET /v1/public-links,
+ *                       DELETE /v1/public-links/{id}, GET|HEAD /p/{token} (no auth)
  *   api_content.c       GET|HEAD /v1/media/{id}/content (reached through api_media)
  *   api_events.c        GET /v1/events (Server-Sent Events)
  *
@@ -23,6 +28,8 @@
  */
 #ifndef DRIPD_ROUTES_H
 #define DRIPD_ROUTES_H
+
+struct http_exchange;
 
 struct http_route_ops;
 struct http_thread;
@@ -40,11 +47,41 @@ void api_media_register_routes(void);
  * content route itself is api_content_route(). */
 void api_content_register_routes(void);
 void api_events_register_routes(void);
+void api_shares_register_routes(void);
+void api_links_register_routes(void);
 
 /* The ops for GET/HEAD /v1/media/{id}/content. The router has no mid-path
  * parameters, so api_media's "/v1/media/" route picks these ops for such
  * requests (http_route_ops.pick); metrics count them as "content". */
 const struct http_route_ops *api_content_route(void);
+
+/* Serve media id (variant "" for the original) as viewer sees it, on the
+ * loop thread, exactly as GET /v1/media/{id}/content does (404, 409 not
+ * available, 304, 416, cache or download job, Range, ETag): for routes
+ * that authorise a request their own way (public links). The exchange's
+ * data becomes the content request: the route's on_done and on_abort
+ * must be api_content_finish. With a gate, a GET that will send bytes
+ * from the start of the entity (a new download, not a resumed range or a
+ * HEAD) calls gate->fn(ex, gate->arg) once every check passed and before
+ * anything is sent; fn answers itself, or calls api_content_go(ex) to
+ * serve (later, e.g. from an http_defer done callback). gate->arg belongs
+ * to the request from the call on and gate->free(arg) runs with it. */
+struct api_content_gate {
+    void (*fn)(struct http_exchange *ex, void *arg);
+    void *arg;
+    void (*free)(void *arg); /* may be NULL */
+};
+void api_content_serve(struct http_exchange *ex, const char *id, const char *variant,
+                       const char *viewer, const struct api_content_gate *gate);
+void api_content_go(struct http_exchange *ex);
+void api_content_finish(struct http_exchange *ex);
+
+/* The ops of the /v1/media/{id}/ sub-resources other modules serve, for
+ * api_media's sub-router: "shares" (GET, POST) and "shares/{user}"
+ * (DELETE) from api_shares.c; "public-links" (POST) from api_links.c.
+ * NULL when the method is not one of them (api_media answers 405). */
+const struct http_route_ops *api_shares_media_route(int method, const char *rest);
+const struct http_route_ops *api_links_media_route(int method);
 
 /* tus expiry sweep on loop thread t: every expiration/4 (clamped to
  * 100 ms .. 30 s) it removes unfinished uploads whose expires_at passed,

@@ -27,8 +27,9 @@
  *    same path, which the unique index guards anyway.) An intake of several
  *    owners takes their locks first, in name order, so intakes never
  *    deadlock.
- *  - A viewer sees media it owns or that were shared with it; NULL is
- *    internal and sees everything; anything else is -ENOENT.
+ *  - A viewer sees media it owns, that were shared with it, or that lie
+ *    below a folder of their owner's shared with it (catalog_shares.h);
+ *    NULL is internal and sees everything; anything else is -ENOENT.
  *  - The folder listing is prefix-safe: "/ab" never matches "/abc".
  *  - catalog_media_foreach calls fn between pages, with no statement or
  *    transaction open, so fn may use the same handle.
@@ -55,11 +56,16 @@
 #define MEDIA_COLS                                                                                 \
     "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
     "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at, m.metadata"
-/* v is the viewer's placeholder: NULL sees everything, else own or shared
- * media. */
+/* v is the viewer's placeholder: NULL sees everything, else own media,
+ * media shared with v, and media below a folder of their owner's that is
+ * shared with v (catalog_shares.h: a folder share is a rule, so files
+ * added there later are covered; lo/hi are the folder's descendant range,
+ * as in q_list_folders). */
 #define VISIBLE_TO(v)                                                                              \
     "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "                   \
-    "s.media_id = m.id AND s.\"user\" = " v "))"
+    "s.media_id = m.id AND s.\"user\" = " v ") OR EXISTS (SELECT 1 FROM folder_shares fs "         \
+    "WHERE fs.\"user\" = " v " AND fs.owner = m.owner AND (m.folder = fs.path OR "                 \
+    "(m.folder > fs.lo AND m.folder < fs.hi))))"
 
 static const struct db_sql q_insert = {
     "INSERT INTO media(id, owner, path, folder, name, size, sha256, content_type, state, "
@@ -70,7 +76,7 @@ static const struct db_sql q_share_insert = {
     "INSERT INTO shares(media_id, \"user\", created_at) VALUES ($1, $2, $3) "
     "ON CONFLICT (media_id, \"user\") DO NOTHING",
     NULL};
-/* PostgreSQL first takes the owner's path lock (see path_clash). */
+/* PostgreSQL first takes the owner's path lock (see catalog_path_clash). */
 static const struct db_sql q_path_exists = {
     "SELECT EXISTS (SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' "
     "AND id <> $3)",
@@ -123,6 +129,7 @@ static const struct db_sql q_move = {"UPDATE media SET path = $3, folder = $4, n
                                      "WHERE id = $1 AND ($2 IS NULL OR owner = $2)",
                                      NULL};
 static const struct db_sql q_shares_delete = {"DELETE FROM shares WHERE media_id = $1", NULL};
+static const struct db_sql q_links_delete = {"DELETE FROM links WHERE media_id = $1", NULL};
 static const struct db_sql q_delete = {
     "DELETE FROM media WHERE id = $1 AND ($2 IS NULL OR owner = $2) RETURNING storage_key", NULL};
 static const struct db_sql q_owned = {
@@ -243,9 +250,7 @@ int catalog_media_lock_owners(struct db *db, const char *const *owners, size_t n
     return rc;
 }
 
-/* Where owner may put a file at path (media `except` aside): 0, or
- * DR_PATH_FILE / DR_PATH_FOLDER / DR_PATH_UNDER_FILE, or -errno. */
-static int path_clash(struct db *db, const char *owner, const char *path, const char *except)
+int catalog_path_clash(struct db *db, const char *owner, const char *path, const char *except)
 {
     int rc = file_at(db, owner, path, except);
     if (rc != 0)
@@ -287,7 +292,7 @@ int catalog_media_add(struct db *db, const struct dr_media *m)
     int rc = split_path(m->path, &folder, &name);
     if (rc < 0)
         return rc;
-    rc = path_clash(db, m->owner, m->path, m->id);
+    rc = catalog_path_clash(db, m->owner, m->path, m->id);
     if (rc != 0) {
         rc = rc < 0 ? rc : -EEXIST;
         goto out;
@@ -410,7 +415,7 @@ int catalog_path_exists(struct catalog *cat, const char *owner, const char *path
 {
     if (cat == NULL || owner == NULL || path == NULL || path[0] != '/')
         return -EINVAL;
-    return path_clash(cat->db, owner, path, "");
+    return catalog_path_clash(cat->db, owner, path, "");
 }
 
 const char *catalog_path_clash_text(int clash)
@@ -589,7 +594,7 @@ int catalog_media_move(struct catalog *cat, const char *id, const char *owner, c
         rc = -ENOENT;
         goto end;
     }
-    rc = path_clash(cat->db, row_owner, new_path, id);
+    rc = catalog_path_clash(cat->db, row_owner, new_path, id);
     if (rc != 0) {
         rc = rc < 0 ? rc : -EEXIST;
         goto end;
@@ -645,13 +650,21 @@ int catalog_media_delete(struct catalog *cat, const char *id, const char *owner,
     rc = check_owned(cat->db, id, owner, "media delete");
     if (rc < 0)
         goto out;
-    /* The shares go first, explicitly (ON DELETE CASCADE would also do it). */
+    /* The shares and public links go first, explicitly (ON DELETE
+     * CASCADE would also do it). */
     struct db_stmt *s;
     rc = db_prepare(cat->db, &q_shares_delete, &s);
     if (rc < 0)
         goto out;
     db_bind_text(s, 1, id);
     rc = db_exec(s, "delete shares");
+    if (rc < 0)
+        goto out;
+    rc = db_prepare(cat->db, &q_links_delete, &s);
+    if (rc < 0)
+        goto out;
+    db_bind_text(s, 1, id);
+    rc = db_exec(s, "delete public links");
     if (rc < 0)
         goto out;
     rc = db_prepare(cat->db, &q_delete, &s);

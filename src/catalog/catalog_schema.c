@@ -278,6 +278,52 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  created_at   BIGINT NOT NULL,"
            "  PRIMARY KEY (media_id, name)"
            ");"},
+    /* v4: sharing that can be taken back (docs/CATALOG.md, "Sharing"):
+     * folder shares (a live rule: every file of the owner under path, now
+     * and later; lo and hi are the descendant range of path, as in the
+     * listing, so the root needs no special case) and public links. */
+    {.sqlite = "CREATE TABLE IF NOT EXISTS folder_shares ("
+               "  owner      TEXT NOT NULL,"
+               "  path       TEXT NOT NULL,"
+               "  \"user\"     TEXT NOT NULL,"
+               "  lo         TEXT NOT NULL,"
+               "  hi         TEXT NOT NULL,"
+               "  created_at INTEGER NOT NULL,"
+               "  PRIMARY KEY (owner, path, \"user\")"
+               ") WITHOUT ROWID;"
+               "CREATE INDEX IF NOT EXISTS folder_shares_user ON folder_shares(\"user\", owner);"
+               "CREATE TABLE IF NOT EXISTS links ("
+               "  id            TEXT PRIMARY KEY,"
+               "  owner         TEXT NOT NULL,"
+               "  media_id      TEXT NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+               "  created_at    INTEGER NOT NULL,"
+               "  expires_at    INTEGER NOT NULL DEFAULT 0,"
+               "  max_downloads INTEGER NOT NULL DEFAULT 0,"
+               "  downloads     INTEGER NOT NULL DEFAULT 0"
+               ");"
+               "CREATE INDEX IF NOT EXISTS links_owner ON links(owner, created_at);"
+               "CREATE INDEX IF NOT EXISTS links_media ON links(media_id);",
+     .pg = "CREATE TABLE IF NOT EXISTS folder_shares ("
+           "  owner      " T " NOT NULL,"
+           "  path       " T " NOT NULL,"
+           "  \"user\"     " T " NOT NULL,"
+           "  lo         " T " NOT NULL,"
+           "  hi         " T " NOT NULL,"
+           "  created_at BIGINT NOT NULL,"
+           "  PRIMARY KEY (owner, path, \"user\")"
+           ");"
+           "CREATE INDEX IF NOT EXISTS folder_shares_user ON folder_shares(\"user\", owner);"
+           "CREATE TABLE IF NOT EXISTS links ("
+           "  id            " T " PRIMARY KEY,"
+           "  owner         " T " NOT NULL,"
+           "  media_id      " T " NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+           "  created_at    BIGINT NOT NULL,"
+           "  expires_at    BIGINT NOT NULL DEFAULT 0,"
+           "  max_downloads BIGINT NOT NULL DEFAULT 0,"
+           "  downloads     BIGINT NOT NULL DEFAULT 0"
+           ");"
+           "CREATE INDEX IF NOT EXISTS links_owner ON links(owner, created_at);"
+           "CREATE INDEX IF NOT EXISTS links_media ON links(media_id);"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

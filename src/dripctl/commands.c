@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "dripd/config.h"
 #include "dripd/util.h"
 #include "progress.h"
 
@@ -559,11 +560,243 @@ int cmd_rm(struct client *c, const struct args *a)
     return media_op(c, a->argv[0], "DELETE", "", NULL);
 }
 
+/* Does arg name a folder of the caller's (ends in '/', or "/x" is one)?
+ * 1 with *folder its normalised path (heap), 0 for a file or an id, -1
+ * with c->err. */
+static int folder_arg(struct client *c, const char *arg, char **folder)
+{
+    *folder = NULL;
+    if (arg[0] != '/')
+        return 0;
+    char *p = xstrdup(arg);
+    size_t n = strlen(p);
+    bool slash = n > 1 && p[n - 1] == '/';
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    int f = slash || strcmp(p, "/") == 0 ? 1 : is_folder(c, p);
+    if (f == 1)
+        *folder = p;
+    else
+        free(p);
+    return f;
+}
+
+/* "ok" output of a command that changed something: the server's JSON
+ * (or {"ok":true}) with --json, else line. */
+static void print_ok(struct client *c, json_t *doc, const char *line)
+{
+    if (c->json) {
+        json_t *o = doc ? json_incref(doc) : json_pack("{s:b}", "ok", 1);
+        print_json(o);
+        json_decref(o);
+    } else if (!c->quiet) {
+        printf("%s\n", line);
+    }
+}
+
 int cmd_share(struct client *c, const struct args *a)
 {
-    json_t *body = json_pack("{s:s}", "user", a->argv[1]);
-    int code = media_op(c, a->argv[0], "POST", "/shares", body);
+    const char *what = a->argv[0], *user = a->argv[1];
+    char *folder;
+    int f = folder_arg(c, what, &folder);
+    if (f < 0)
+        return fail(c, what);
+    if (f == 0) {
+        json_t *body = json_pack("{s:s}", "user", user);
+        int code = media_op(c, what, "POST", "/shares", body);
+        json_decref(body);
+        return code;
+    }
+    json_t *body = json_pack("{s:s,s:s}", "path", folder, "user", user), *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "POST", "/v1/folders/shares", body, &doc) < 0) {
+        code = fail(c, what);
+    } else {
+        char *line = xasprintf("share %s/ with %s: ok%s (and what is put there later)",
+                               strcmp(folder, "/") == 0 ? "" : folder, user,
+                               json_is_true(json_object_get(doc, "created")) ? "" : ", already");
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
     json_decref(body);
+    free(folder);
+    return code;
+}
+
+int cmd_unshare(struct client *c, const struct args *a)
+{
+    const char *what = a->argv[0], *user = a->argv[1];
+    char *folder;
+    int f = folder_arg(c, what, &folder);
+    if (f < 0)
+        return fail(c, what);
+    char *eu = client_escape(c, user), *path = NULL;
+    if (f == 1) {
+        char *ef = client_escape(c, folder);
+        path = xasprintf("/v1/folders/shares?path=%s&user=%s", ef, eu);
+        free(ef);
+    } else {
+        char *id = resolve(c, what);
+        if (id == NULL) {
+            free(eu);
+            return fail(c, what);
+        }
+        path = xasprintf("/v1/media/%s/shares/%s", id, eu);
+        free(id);
+    }
+    int code = EXIT_OK;
+    if (client_json(c, "DELETE", path, NULL, NULL) < 0) {
+        code = fail(c, what);
+    } else {
+        char *line = xasprintf("unshare %s from %s: ok", what, user);
+        print_ok(c, NULL, line);
+        free(line);
+    }
+    free(path);
+    free(eu);
+    free(folder);
+    return code;
+}
+
+int cmd_shares(struct client *c, const struct args *a)
+{
+    const char *what = a->argc > 0 ? a->argv[0] : NULL;
+    char *folder = NULL, *path = NULL;
+    int f = what ? folder_arg(c, what, &folder) : 1;
+    if (f < 0)
+        return fail(c, what);
+    if (f == 0) {
+        char *id = resolve(c, what);
+        if (id == NULL)
+            return fail(c, what);
+        path = xasprintf("/v1/media/%s/shares", id);
+        free(id);
+    } else if (folder) {
+        char *ef = client_escape(c, folder);
+        path = xasprintf("/v1/folders/shares?path=%s", ef);
+        free(ef);
+    } else {
+        path = xstrdup("/v1/folders/shares");
+    }
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "GET", path, NULL, &doc) < 0) {
+        code = fail(c, what ? what : "shares");
+    } else if (c->json) {
+        print_json(doc);
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(doc, "shares"), i, e)
+        {
+            const char *via = jstr(e, "folder", NULL);
+            if (f == 0)
+                printf("%-20s %s%s\n", jstr(e, "user", "?"), via ? "through folder " : "this file",
+                       via ? via : "");
+            else
+                printf("%-40s %s\n", jstr(e, "path", "?"), jstr(e, "user", "?"));
+        }
+        if (json_array_size(json_object_get(doc, "shares")) == 0 && !c->quiet)
+            fprintf(stderr, "dripctl: %s\n", f == 0 ? "shared with no one" : "no folder shares");
+    }
+    json_decref(doc);
+    free(path);
+    free(folder);
+    return code;
+}
+
+/* ---------- public links ---------- */
+
+static void print_link(struct client *c, json_t *l)
+{
+    const char *url = jstr(l, "url", NULL);
+    char count[48];
+    if (json_is_integer(json_object_get(l, "max_downloads")))
+        snprintf(count, sizeof count, "%lld/%lld", jint(l, "downloads"), jint(l, "max_downloads"));
+    else
+        snprintf(count, sizeof count, "%lld", jint(l, "downloads"));
+    printf("%-26s %-8s %9s %-24s %s %s%s\n", jstr(l, "id", "?"), jstr(l, "state", "?"), count,
+           jstr(l, "expires_at", "never"), jstr(l, "path", "?"), url ? c->url : "",
+           url ? url : "(no URL: the owner has no token)");
+}
+
+int cmd_link(struct client *c, const struct args *a)
+{
+    char *id = resolve(c, a->argv[0]);
+    if (id == NULL)
+        return fail(c, a->argv[0]);
+    json_t *body = json_object(), *doc = NULL;
+    uint64_t ms = 0;
+    if (a->expires && config_parse_duration(a->expires, &ms) == 0)
+        json_object_set_new(body, "expires_in", json_integer((json_int_t)(ms / 1000)));
+    if (a->max_downloads)
+        json_object_set_new(body, "max_downloads", json_integer(atoll(a->max_downloads)));
+    char *path = xasprintf("/v1/media/%s/public-links", id);
+    int code = EXIT_OK;
+    if (client_json(c, "POST", path, body, &doc) < 0) {
+        code = fail(c, a->argv[0]);
+    } else if (c->json) {
+        print_json(doc);
+    } else {
+        printf("%s%s\n", c->url, jstr(doc, "url", ""));
+        if (!c->quiet)
+            fprintf(stderr, "dripctl: public link %s to %s%s%s%s%s\n", jstr(doc, "id", "?"),
+                    jstr(doc, "path", a->argv[0]), a->expires ? ", expires " : "",
+                    a->expires ? jstr(doc, "expires_at", "") : "",
+                    a->max_downloads ? ", at most downloads: " : "",
+                    a->max_downloads ? a->max_downloads : "");
+    }
+    json_decref(doc);
+    json_decref(body);
+    free(path);
+    free(id);
+    return code;
+}
+
+int cmd_links(struct client *c, const struct args *a)
+{
+    char *path;
+    if (a->argc > 0) {
+        char *id = resolve(c, a->argv[0]);
+        if (id == NULL)
+            return fail(c, a->argv[0]);
+        path = xasprintf("/v1/public-links?media_id=%s", id);
+        free(id);
+    } else {
+        path = xstrdup("/v1/public-links");
+    }
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "GET", path, NULL, &doc) < 0) {
+        code = fail(c, "links");
+    } else if (c->json) {
+        print_json(doc);
+    } else {
+        size_t i;
+        json_t *l;
+        printf("%-26s %-8s %9s %-24s %s\n", "id", "state", "downloads", "expires", "path and URL");
+        json_array_foreach(json_object_get(doc, "links"), i, l) print_link(c, l);
+    }
+    json_decref(doc);
+    free(path);
+    return code;
+}
+
+int cmd_revoke(struct client *c, const struct args *a)
+{
+    char *el = client_escape(c, a->argv[0]);
+    char *path = xasprintf("/v1/public-links/%s", el);
+    int code = EXIT_OK;
+    if (client_json(c, "DELETE", path, NULL, NULL) < 0) {
+        code = fail(c, a->argv[0]);
+    } else {
+        char *line = xasprintf("revoke %s: ok", a->argv[0]);
+        print_ok(c, NULL, line);
+        free(line);
+    }
+    free(path);
+    free(el);
     return code;
 }
 

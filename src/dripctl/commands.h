@@ -20,8 +20,10 @@ struct args {
     bool force;
     const char *state;
     const char *limit;
-    const char *variant; /* download --variant */
-    bool all;            /* reprocess --all */
+    const char *variant;       /* download --variant */
+    bool all;                  /* reprocess --all */
+    const char *expires;       /* link --expires: seconds or a duration (7d) */
+    const char *max_downloads; /* link --max-downloads */
 };
 
 int cmd_upload(struct client *c, const struct args *a);
@@ -30,6 +32,11 @@ int cmd_ls(struct client *c, const struct args *a);
 int cmd_mv(struct client *c, const struct args *a);
 int cmd_rm(struct client *c, const struct args *a);
 int cmd_share(struct client *c, const struct args *a);
+int cmd_unshare(struct client *c, const struct args *a);
+int cmd_shares(struct client *c, const struct args *a);
+int cmd_link(struct client *c, const struct args *a);
+int cmd_links(struct client *c, const struct args *a);
+int cmd_revoke(struct client *c, const struct args *a);
 int cmd_jobs(struct client *c, const struct args *a);
 int cmd_watch(struct client *c, const struct args *a);
 int cmd_usage(struct client *c, const struct args *a);

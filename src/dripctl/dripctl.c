@@ -28,6 +28,7 @@
 
 #include "client.h"
 #include "commands.h"
+#include "dripd/config.h"
 #include "dripd/util.h"
 
 /* ---------- the commands ---------- */
@@ -38,6 +39,8 @@ enum {
     OPT_LIMIT,
     OPT_VARIANT,
     OPT_ALL,
+    OPT_EXPIRES,
+    OPT_MAX_DOWNLOADS,
 };
 
 #define NO_OPTS                                                                                    \
@@ -116,9 +119,46 @@ static const struct command commands[] = {
      2, 2, cmd_mv, "", NO_OPTS},
     {"rm", "ID|PATH", "delete", "Delete a file (its stored object goes too). Only its owner may.\n",
      1, 1, cmd_rm, "", NO_OPTS},
-    {"share", "ID|PATH USER", "share with another user",
-     "Let another user see and download a file. Only its owner may.\n", 2, 2, cmd_share, "",
-     NO_OPTS},
+    {"share", "ID|PATH|FOLDER USER", "share a file or a folder with another user",
+     "Let another user see and download a file, or everything in a folder (a\n"
+     "path that ends in / or names one of your folders). A folder share covers\n"
+     "the files put there later too, and no longer those moved out; `unshare`\n"
+     "takes it back. Only the owner may.\n",
+     2, 2, cmd_share, "", NO_OPTS},
+    {"unshare", "ID|PATH|FOLDER USER", "stop sharing a file or a folder",
+     "Take back a share made with `share`: of one file, or of a folder (a path\n"
+     "that ends in / or names one of your folders). A file that is also inside\n"
+     "a shared folder stays visible until that folder is unshared too.\n",
+     2, 2, cmd_unshare, "", NO_OPTS},
+    {"shares", "[ID|PATH|FOLDER]", "who a file is shared with; your folder shares",
+     "For a file: the users it is shared with, on its own or through a shared\n"
+     "folder (which one). For a folder, or with no argument: your folder\n"
+     "shares (of that folder only).\n",
+     0, 1, cmd_shares, "", NO_OPTS},
+    {"link",
+     "ID|PATH [--expires D] [--max-downloads N]",
+     "make a public link (no token needed to download)",
+     "Make a public link to a file: a URL anyone may download it from, without\n"
+     "a token, until it expires, has been used N times, or is revoked\n"
+     "(`links` lists them, `revoke` takes one back). Prints the URL.\n"
+     "\n"
+     "  --expires D         valid for D: seconds, or 30m, 12h, 7d (default: no expiry)\n"
+     "  --max-downloads N   at most N downloads (a resumed download counts once)\n",
+     1,
+     1,
+     cmd_link,
+     "",
+     {{"expires", required_argument, 0, OPT_EXPIRES},
+      {"max-downloads", required_argument, 0, OPT_MAX_DOWNLOADS},
+      {0, 0, 0, 0}}},
+    {"links", "[ID|PATH]", "list your public links",
+     "List your public links, newest first (of one file with an argument): id,\n"
+     "state (active, expired, used up), downloads, expiry, path and URL.\n",
+     0, 1, cmd_links, "", NO_OPTS},
+    {"revoke", "LINK_ID", "revoke a public link",
+     "Revoke a public link (its id is in `links`): its URL stops working at\n"
+     "once. Other links to the same file are not affected.\n",
+     1, 1, cmd_revoke, "", NO_OPTS},
     {"jobs",
      "[ID] [--state S] [--limit N]",
      "show a job, or list your newest jobs",
@@ -451,6 +491,12 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
         case OPT_ALL:
             a->all = true;
             break;
+        case OPT_EXPIRES:
+            a->expires = optarg;
+            break;
+        case OPT_MAX_DOWNLOADS:
+            a->max_downloads = optarg;
+            break;
         case ':':
             if (optopt > 0 && optopt < 256)
                 rc = usage_error(cmd, "option -%c needs a value", optopt);
@@ -492,6 +538,19 @@ static int check_args(const struct command *cmd, struct args *a)
         long v = strtol(a->limit, &end, 10);
         if (*end != '\0' || end == a->limit || v < 1 || v > 1000)
             return usage_error(cmd, "--limit wants a number from 1 to 1000, not %s", a->limit);
+    }
+    if (a->expires) {
+        uint64_t ms = 0;
+        if (config_parse_duration(a->expires, &ms) < 0 || ms < 1000)
+            return usage_error(cmd, "--expires wants seconds or a duration (30m, 12h, 7d), not %s",
+                               a->expires);
+    }
+    if (a->max_downloads) {
+        char *end;
+        long v = strtol(a->max_downloads, &end, 10);
+        if (*end != '\0' || end == a->max_downloads || v < 1 || v > INT32_MAX)
+            return usage_error(cmd, "--max-downloads wants a positive number, not %s",
+                               a->max_downloads);
     }
     if (a->argc > 0 && (a->state || a->limit) && cmd->run == cmd_jobs)
         return usage_error(cmd, "%s", "--state and --limit list jobs; give them without an ID");

@@ -262,11 +262,13 @@ try {
   // Share with someone who does not exist: said in the dialog.
   const rowR = page.locator('#rows tr.file', { hasText: 'renamed.bin' });
   await rowR.locator('button.share').click();
-  await page.fill('#dlg-input', 'mallory');
-  await page.click('#dlg-ok');
-  await page.waitForSelector('#dlg-error:not(:empty)');
-  check((await page.textContent('#dlg-error')) === 'There is no user named “mallory”.', 'share error: ' + await page.textContent('#dlg-error'));
-  await page.click('#dlg-cancel');
+  await page.waitForSelector('#share-dlg[open]');
+  await page.fill('#share-user', 'mallory');
+  await page.click('#share-add');
+  await page.waitForSelector('#share-error:not(:empty)');
+  check((await page.textContent('#share-error')) === 'There is no user named “mallory”.', 'share error: ' + await page.textContent('#share-error'));
+  check((await page.inputValue('#share-user')) === 'mallory', 'what was typed is kept');
+  await page.click('#share-close');
   step('share error in the dialog');
 
   // Download it and compare the bytes.

@@ -11,6 +11,7 @@
  *   actions.js  download, rename or move, share, delete
  *   uploads.js  tus uploads and the Uploads panel
  *   media.js    thumbnails, the grid view and the preview dialog
+ *   sharing.js  who sees a file or folder, unsharing, public links
  * A new feature is a new module that registers itself here.
  *
  * Security rules every module keeps:
@@ -30,6 +31,7 @@ import { view, folderFromHash, openFolder, loadListing, renderListing, markAvail
 import { registerActions } from './js/actions.js';
 import { initUploads, addFiles } from './js/uploads.js';
 import { registerMedia } from './js/media.js';
+import { registerSharing } from './js/sharing.js';
 
 function showSignIn(message) {
   stopEvents();
@@ -86,6 +88,7 @@ function wireDropzone() {
 function init() {
   registerActions();
   registerMedia();
+  registerSharing();
   initUploads();
   onJobEvent(onJob);
   onRefused(() => { forget(); showSignIn('Your token was refused. Sign in again.'); });

@@ -1,5 +1,6 @@
 /* actions.js - what can be done to a file: download (anyone who sees it),
- * rename or move, share and delete (its owner only). Each is registered
+ * rename or move, share (sharing.js: people and public links) and delete
+ * (its owner only). Each is registered
  * with the folder view (browser.js registerFileAction); other features add
  * theirs the same way.
  */
@@ -9,6 +10,7 @@ import { ask } from './dialog.js';
 import { notify } from './notices.js';
 import { registerFileAction, isOwn, loadListing } from './browser.js';
 import { mediaGone } from './uploads.js';
+import { shareFile } from './sharing.js';
 
 async function download(m) {
   /* The browser's own download manager streams the file to disk. It cannot
@@ -66,24 +68,6 @@ async function rename(m) {
   loadListing();
 }
 
-async function share(m) {
-  const r = await ask({
-    title: 'Share “' + m.name + '”',
-    text: 'They will be able to see and download it, not change it.',
-    label: 'User name',
-    value: '',
-    okText: 'Share',
-    submit: async (v) => {
-      const user = v.trim();
-      if (!user) throw new Error('Type the name of the user to share with.');
-      const res = await api('POST', '/v1/media/' + encodeURIComponent(m.id) + '/shares', { user }, { user, name: m.name });
-      return { user, created: res && res.created };
-    },
-  });
-  if (!r) return;
-  notify(r.created ? 'Shared “' + m.name + '” with ' + r.user + '.' : r.user + ' could already see “' + m.name + '”.');
-}
-
 async function remove(m) {
   const ok = await ask({
     title: 'Delete “' + m.name + '”?',
@@ -108,7 +92,7 @@ async function remove(m) {
 export function registerActions() {
   registerFileAction({ id: 'download', label: 'Download', run: download });
   registerFileAction({ id: 'rename', label: 'Rename', visible: isOwn, run: rename });
-  registerFileAction({ id: 'share', label: 'Share', visible: isOwn, run: share });
+  registerFileAction({ id: 'share', label: 'Share', visible: isOwn, run: shareFile });
   registerFileAction({ id: 'delete', label: 'Delete', visible: isOwn, run: remove });
 }
 

@@ -4,6 +4,9 @@
  * into it:
  *   registerFileAction({id, label, visible(m), run(m)})  a button on each
  *       file the action applies to (visible decides, e.g. owner-only);
+ *   registerFolderAction({id, label, visible(d), run(d)})  the same on each
+ *       subfolder row (d: {name, path, files, size} from the listing);
+ *   registerToolbarButton({id, label, run()})  a button in the toolbar;
  *   registerRowDecorator(fn(m, tr))  adds to a file's row (thumbnails...);
  *   onListing(fn(listing))           after every listing is shown.
  * A file shared with the caller carries `shared: true` and its `owner`;
@@ -15,11 +18,16 @@ import { api } from './api.js';
 
 export const view = { folder: '/', listing: null };
 const actions = [];
+const folderActions = [];
 const decorators = [];
 const listeners = new Set();
 let loadSeq = 0;
 
 export function registerFileAction(a) { actions.push(a); }
+export function registerFolderAction(a) { folderActions.push(a); }
+export function registerToolbarButton(b) {
+  $('toolbar-extra').append(el('button', { type: 'button', id: b.id, text: b.label, onclick: () => b.run() }));
+}
 export function registerRowDecorator(fn) { decorators.push(fn); }
 export function onListing(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 
@@ -101,6 +109,13 @@ export function renderListing() {
 
 function folderRow(d) {
   const count = d.files + (d.files === 1 ? ' file' : ' files');
+  const path = d.path || joinPath(view.folder, d.name);
+  const acts = el('td', { class: 'acts' });
+  for (const a of folderActions) {
+    if (a.visible && !a.visible(d)) continue;
+    acts.append(el('button', { type: 'button', class: a.id, 'aria-label': a.label + ' folder ' + d.name,
+      text: a.label, onclick: () => a.run(Object.assign({ path }, d)) }));
+  }
   return el('tr', { class: 'folder', 'data-folder': d.name },
     el('td', { class: 'name' },
       el('a', { href: folderHref(joinPath(view.folder, d.name)), class: 'folder-link' },
@@ -109,7 +124,7 @@ function folderRow(d) {
     el('td', { class: 'type', text: count }),
     el('td', { class: 'date' }),
     el('td', { class: 'state' }),
-    el('td', { class: 'acts' }));
+    acts);
 }
 
 const STATE_TEXT = { queued: 'processing', available: 'available', failed: 'failed' };

@@ -1,0 +1,218 @@
+/* api_req.c - what the JSON routes of the API share (api_req.h): JSON
+ * request bodies, the common answers, the media object, query parameters
+ * and the hand-off to the worker pool.
+ *
+ * Threads: the body, answer and query helpers run on the exchange's loop
+ * thread; api_media_json() and the JSON value helpers only build values
+ * and may run anywhere. No state of its own.
+ */
+#include "api_req.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dripd/util.h"
+
+/* ---- bodies ---- */
+
+bool api_body_start(struct http_exchange *ex)
+{
+    const struct http_request *rq = http_req(ex);
+    if (rq->has_length && rq->content_length > API_BODY_MAX) {
+        http_respond_problem(ex, 413, "request body over %d bytes", API_BODY_MAX);
+        return false;
+    }
+    http_accept_body(ex);
+    return true;
+}
+
+int api_body_append(struct http_exchange *ex, const char *data, size_t len)
+{
+    struct api_body *b = http_get_data(ex);
+    if (b->len + len > API_BODY_MAX) {
+        http_respond_problem(ex, 413, "request body over %d bytes", API_BODY_MAX);
+        return -EFBIG;
+    }
+    b->buf = xrealloc(b->buf, b->len + len + 1);
+    memcpy(b->buf + b->len, data, len);
+    b->len += len;
+    b->buf[b->len] = '\0';
+    return 0;
+}
+
+void api_body_free(struct api_body *b)
+{
+    if (b == NULL)
+        return;
+    free(b->buf);
+    b->buf = NULL;
+    b->len = 0;
+}
+
+json_t *api_body_object(struct http_exchange *ex, bool empty_ok)
+{
+    struct api_body *b = http_get_data(ex);
+    if (b->len == 0 && empty_ok)
+        return json_object();
+    json_error_t jerr;
+    json_t *doc = json_loadb(b->buf ? b->buf : "", b->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        http_respond_problem(ex, 400, "body is not valid JSON: %s", jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        http_respond_problem(ex, 400, "body must be a JSON object");
+        return NULL;
+    }
+    return doc;
+}
+
+const char *api_json_string(struct http_exchange *ex, json_t *doc, const char *key)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        http_respond_problem(ex, 400, "body needs a non-empty string \"%s\"", key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* ---- JSON values ---- */
+
+json_t *api_str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+json_t *api_time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    dr_fmt_time(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+/* Times RFC 3339, absent values null, "shared" true when viewer is not
+ * the owner. */
+json_t *api_media_json(const struct dr_media *m, const char *viewer)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(m->id));
+    json_object_set_new(o, "path", api_str_or_null(m->path));
+    json_object_set_new(o, "name", api_str_or_null(m->name));
+    json_object_set_new(o, "folder", api_str_or_null(m->folder));
+    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+    json_object_set_new(o, "sha256", api_str_or_null(m->sha256));
+    json_object_set_new(o, "content_type", api_str_or_null(m->content_type));
+    json_object_set_new(o, "state", api_str_or_null(m->state));
+    json_object_set_new(o, "owner", api_str_or_null(m->owner));
+    json_object_set_new(o, "created_at", api_time_or_null(m->created_at));
+    json_object_set_new(o, "uploaded_at", api_time_or_null(m->uploaded_at));
+    bool shared = viewer && m->owner && strcmp(viewer, m->owner) != 0;
+    json_object_set_new(o, "shared", json_boolean(shared));
+    /* what the process stage found: only the keys that apply, {} none */
+    json_t *jm = m->metadata ? json_loads(m->metadata, 0, NULL) : NULL;
+    if (!json_is_object(jm)) {
+        json_decref(jm);
+        jm = json_object();
+    }
+    json_object_set_new(o, "metadata", jm);
+    return o;
+}
+
+/* ---- answers ---- */
+
+void api_respond_busy(struct http_exchange *ex, const char *what)
+{
+    http_add_header(ex, "Retry-After", "1");
+    http_respond_problem(ex, 503, "%s: the catalog is busy, retry shortly", what);
+}
+
+void api_respond_catalog_error(struct http_exchange *ex, int rc, const char *what)
+{
+    if (rc == -ENOENT)
+        http_respond_problem(ex, 404, "no such media");
+    else if (rc == -EBUSY || rc == -EAGAIN)
+        api_respond_busy(ex, what);
+    else
+        http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
+}
+
+struct catalog *api_loop_catalog(struct http_exchange *ex)
+{
+    struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
+    if (!cat) {
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the catalog cannot be opened");
+    }
+    return cat;
+}
+
+int api_defer(struct http_exchange *ex, void (*work)(void *),
+              void (*done)(struct http_exchange *, void *), void *arg)
+{
+    int rc = http_defer(ex, work, done, arg);
+    if (rc < 0) {
+        http_add_header(ex, "Retry-After", "1");
+        http_respond_problem(ex, 503, "the server is busy, retry shortly");
+    }
+    return rc;
+}
+
+/* ---- the request line ---- */
+
+bool api_query_has(const struct http_exchange *ex, const char *key)
+{
+    const char *q = http_req(ex)->query;
+    size_t n = strlen(key);
+    while (q && *q) {
+        if (strncmp(q, key, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == '\0'))
+            return true;
+        q = strchr(q, '&');
+        if (q)
+            q++;
+    }
+    return false;
+}
+
+bool api_query_long(struct http_exchange *ex, const char *name, long lo, long hi, long dflt,
+                    long *out)
+{
+    const char *v = http_query_param(ex, name);
+    *out = dflt;
+    if (v == NULL && !api_query_has(ex, name))
+        return true;
+    char *end = NULL;
+    errno = 0;
+    long n = v != NULL ? strtol(v, &end, 10) : 0;
+    if (v == NULL || end == v || *end != '\0' || errno != 0 || n < lo || n > hi) {
+        http_respond_problem(ex, 400, "bad %s: want %ld..%ld", name, lo, hi);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+bool api_path_id(const struct http_exchange *ex, const char *prefix, char id[DR_ID_LEN + 1],
+                 const char **rest)
+{
+    const char *p = http_req(ex)->path;
+    size_t pl = strlen(prefix);
+    if (!p || strncmp(p, prefix, pl) != 0)
+        return false;
+    p += pl;
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if (n != DR_ID_LEN)
+        return false;
+    memcpy(id, p, n);
+    id[n] = '\0';
+    if (!dr_id_valid(id))
+        return false;
+    *rest = slash ? slash + 1 : "";
+    return true;
+}
