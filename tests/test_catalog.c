@@ -255,7 +255,8 @@ START_TEST(test_pragmas_and_migrate)
     } else {
         ck_assert_int_eq(raw_int(&r, "SELECT journal_mode = 'wal' FROM pragma_journal_mode", NULL),
                          1);
-        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), SCHEMA_NOW);
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL),
+                         SCHEMA_NOW);
         raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
                      "DROP TABLE links; "
                      "ALTER TABLE media DROP COLUMN metadata; "
@@ -263,7 +264,8 @@ START_TEST(test_pragmas_and_migrate)
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
-        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL), SCHEMA_NOW);
+        ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL),
+                         SCHEMA_NOW);
     }
     /* The processing columns and table are there again. */
     raw_exec(&r, "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "

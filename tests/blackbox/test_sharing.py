@@ -2,15 +2,27 @@
 daemon: the shares of a file and unsharing, folder shares (a rule: files
 put there later are covered, files moved out are not), and public links
 (unguessable, optional expiry and download limit, counted atomically,
-listed, revocable, served like /content without a token). Clients: curl
-and dripctl."""
+listed, revocable, served like /content without a token). Clients: curl,
+dripctl and Chromium. The API tests run on a SQLite and on a PostgreSQL
+catalog (pgutil.py)."""
 import concurrent.futures
 import json
 import os
 import subprocess
 import time
 
+import pytest
+
 from conftest import ARTIFACTS, DRIPCTL, ROOT, make_file, wait_until
+from pgutil import pg_config, pg_db, pg_server  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dripd(request, dripd_factory):
+    """The daemon on each catalog backend."""
+    if request.param == "sqlite":
+        return dripd_factory()
+    return dripd_factory(config=pg_config(request.getfixturevalue("pg_db")))
 
 
 def put(dripd, remote, data=b"x", user="alice"):
@@ -277,10 +289,11 @@ def test_dripctl_shares_and_links(dripd, tmpdir_path):
     assert code == 2
 
 
-def test_web_sharing(dripd):
+def test_web_sharing(dripd_factory):
     """The web UI in Chromium (tests/node/web_sharing.mjs): share and
     remove, errors in the dialog, a public link with expiry and limit
     (copied, used up, revoked), a folder share covering a later file."""
+    dripd = dripd_factory()
     node_dir = os.path.join(ROOT, "tests", "node")
     assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
     assert os.path.isdir(os.path.join(node_dir, "node_modules", "playwright-core")), \
