@@ -62,6 +62,8 @@ TARGETS = [
     ("a moment", None, None, None),
 ]
 
+SAMPLE = 4  # uploads verified earlier that are downloaded again after each cut
+
 SIZES = [(0, 4096, 45), (4097, 65536, 25), (65537, 1 << 20, 20), (2 << 20, 6 << 20, 10)]
 
 
@@ -587,6 +589,8 @@ class Cluster:
             self.problem("PRAGMA integrity_check: %r" % ok)
         failed = {j[2]: j for j in jobs if j[3] == "failed"}
         # every acknowledged upload is there, right, and downloads
+        rest = [u for u in self.uploads if u.verified and u.touched_cut != self.cut_no]
+        sample = set(rnd.sample(rest, min(SAMPLE, len(rest))))
         for up in list(self.uploads):
             if up.lost:
                 continue
@@ -622,8 +626,9 @@ class Cluster:
                 up.lost = True
                 continue
             # downloaded: new ones, the ones this cut's load touched (a
-            # cache fill, move or delete cut short), and a sample of the rest
-            if not up.verified or up.touched_cut == self.cut_no or rnd.random() < 0.02:
+            # cache fill, move or delete cut short), and a few of the rest
+            # (a bounded sample: a cut costs the same at the end of a run)
+            if not up.verified or up.touched_cut == self.cut_no or up in sample:
                 if rnd.random() < 0.5:
                     self.evict(up)  # from the store, not the cache
                 if not self.download(up):
@@ -735,7 +740,7 @@ def run(root, seed, cuts, env=None, config=None, plan=None, actions=None, ext4=F
             c.final_check()
         c.end()
     except BaseException:
-        log("POWERLOSS aborted in cut %d (%s); dripd log tail:\n%s" % (c.cut_no, c.cut_desc, c.log_tail()))
+        print("POWERLOSS aborted in cut %d (%s); dripd log tail:\n%s" % (c.cut_no, c.cut_desc, c.log_tail()))
         c.abort()
         raise
     return c
