@@ -19,6 +19,7 @@ One run is a sequence of cuts on one data_dir. Each cut:
 Everything random comes from one seed (printed; POWERLOSS_SEED replays
 the plan). Problems name the cut, the upload and the file.
 """
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -63,6 +64,7 @@ TARGETS = [
 ]
 
 SAMPLE = 4  # uploads verified earlier that are downloaded again after each cut
+DOWNLOADERS = 3  # verification downloads at once
 
 SIZES = [(0, 4096, 45), (4097, 65536, 25), (65537, 1 << 20, 20), (2 << 20, 6 << 20, 10)]
 
@@ -409,11 +411,18 @@ class Cluster:
             up.touched_cut = self.cut_no  # a cache fill the cut may have cut short
             self.download(up, during_load=True)
 
-    def download(self, up, during_load=False):
+    def download_all(self, ups):
+        """Download each (a few at a time); a wrong or missing answer is a loss."""
         t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(DOWNLOADERS) as pool:
+            for up, ok in zip(ups, pool.map(self.download, ups)):
+                if not ok:
+                    self.counts["lost"] += 1
+                    up.lost = True
+        self.timing["download"] += time.monotonic() - t0
+
+    def download(self, up, during_load=False):
         st, _, body = self.http("GET", "/v1/media/%s/content" % up.media, timeout=60)
-        if not during_load:
-            self.timing["download"] += time.monotonic() - t0
         if st == 200:
             if hashlib.sha256(body).hexdigest() != up.sha:
                 self.problem("LOST: downloaded %d bytes that differ from the upload" % len(body), up)
@@ -591,6 +600,7 @@ class Cluster:
         # every acknowledged upload is there, right, and downloads
         rest = [u for u in self.uploads if u.verified and u.touched_cut != self.cut_no]
         sample = set(rnd.sample(rest, min(SAMPLE, len(rest))))
+        fetch = []
         for up in list(self.uploads):
             if up.lost:
                 continue
@@ -631,9 +641,8 @@ class Cluster:
             if not up.verified or up.touched_cut == self.cut_no or up in sample:
                 if rnd.random() < 0.5:
                     self.evict(up)  # from the store, not the cache
-                if not self.download(up):
-                    self.counts["lost"] += 1
-                    up.lost = True
+                fetch.append(up)
+        self.download_all(fetch)
         # the store holds nothing the catalog does not know, and no
         # temporary file once jobs settled: the pipeline worker sweeps what
         # puts cut short left when it starts (retried every 5 s while puts
@@ -672,11 +681,10 @@ class Cluster:
     def final_check(self):
         """Every live acknowledged upload downloads byte-identical from the
         store, and a scrub finds every object sound."""
-        for up in self.live():
+        ups = self.live()
+        for up in ups:
             self.evict(up)
-            if not self.download(up):
-                self.counts["lost"] += 1
-                up.lost = True
+        self.download_all(ups)
         st, _, body = self.http("POST", "/v1/admin/scrub")
         if st != 202:
             self.problem("scrub request answered %s: %r" % (st, body[:200]))
