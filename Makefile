@@ -4,6 +4,7 @@
 #   make run         deps + build + start dripd on 127.0.0.1:8080 (embedded defaults)
 #   make test        deps + unit tests (Check) + black-box tests against the real daemon
 #   make test-powerloss  the long power-cut suite (dripd on lossyfs, issue 19)
+#   make test-cluster    three nodes behind nginx on PostgreSQL + S3 (issue 16)
 #   make SANITIZE=address,undefined test   |   make SANITIZE=thread test
 #   make CFLAGS='-O0 -g'   your CFLAGS/CPPFLAGS/LDFLAGS are added after the
 #                          project's (which stay: -Iinclude, warnings, hardening)
@@ -92,7 +93,7 @@ BIN_DECODE := bin/dripd-decode$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
 .PHONY: all check-layers check-pkgs deps run test test-all unit blackbox systemd-check \
         valgrind install clean format format-check fuzz fuzz-smoke bench chaos web lossyfs \
-        test-powerloss
+        test-powerloss test-cluster
 
 all: check-layers $(BIN_DRIPD) $(BIN_DECODE) $(if $(CTL_SRC),$(BIN_CTL))
 
@@ -175,6 +176,13 @@ blackbox: all lossyfs
 	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
 	  LOSSYFS_BIN=$(abspath $(LOSSYFS)) LOSSYFS_PRELOAD=$(abspath $(LOSSYFS_SO)) \
 	  sh scripts/run-blackbox.sh
+
+# Three dripd nodes behind nginx on one PostgreSQL catalog and one S3
+# bucket (tests/cluster, docs/CLUSTER.md): real servers on loopback.
+test-cluster: all
+	@sh scripts/node-deps.sh >/dev/null
+	@DRIPD_BIN=$(abspath $(BIN_DRIPD)) DRIPCTL_BIN=$(abspath $(BIN_CTL)) \
+	  /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/cluster $(PYTEST_ARGS)
 
 # Hundreds of power cuts (the short version is part of blackbox).
 test-powerloss: all lossyfs

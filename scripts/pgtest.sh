@@ -7,7 +7,9 @@
 #   sh scripts/pgtest.sh stop DIR    fast shutdown
 #
 # PostgreSQL refuses to run as root, so as root the server runs as the
-# `postgres` user (runuser) and DIR is handed to it. No system service is
+# `postgres` user (runuser) and DIR is handed to it. PGTEST_OPTIONS adds
+# server options ("-c shared_preload_libraries=pg_stat_statements" for
+# bench/cluster.sh). No system service is
 # used or needed. A missing PostgreSQL is an error (make deps installs it),
 # never a reason to skip.
 set -eu
@@ -31,7 +33,7 @@ start)
   for try in 1 2 3 4 5; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     if $as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on ${PGTEST_OPTIONS:-}" \
         start >/dev/null 2>&1; then
       echo "host=127.0.0.1 port=$port user=postgres"
       exit 0

@@ -26,8 +26,9 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 class PgServer:
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, pg_args=""):
         self.dir = tempfile.mkdtemp(prefix="dripd-pg-", dir=parent or "/tmp")
+        self.pg_args = pg_args  # extra server options ("-c name=value ...")
         os.chmod(self.dir, 0o755)
         self.dsn = None
         self.port = None
@@ -36,14 +37,14 @@ class PgServer:
     def start(self):
         if self.dsn is None:
             r = subprocess.run(["sh", PGTEST, "start", self.dir], capture_output=True, text=True,
-                               timeout=120)
+                               timeout=120, env=dict(os.environ, PGTEST_OPTIONS=self.pg_args))
             assert r.returncode == 0, "PostgreSQL did not start: %s" % r.stderr
             self.dsn = r.stdout.strip()
             self.port = int(self.dsn.split("port=")[1].split()[0])
         else:  # a restart on the same port and data directory
             self._pg_ctl("start", "-l", os.path.join(self.dir, "server.log"), "-o",
-                         "-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=300"
-                         % (self.port, self.dir))
+                         "-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=300 %s"
+                         % (self.port, self.dir, self.pg_args))
         return self
 
     def _pg_ctl(self, *args):
