@@ -36,6 +36,9 @@ static struct event_base *base;
 static void echo_head(struct http_exchange *ex)
 {
     const struct http_request *r = http_req(ex);
+    char *url = http_absolute_url(ex, "/x"); /* client view: scheme, host */
+    http_add_headerf(ex, "X-Client", "%s %s", r->client_addr, url);
+    free(url);
     const char *q = http_query_param(ex, "q");
     const char *h = http_header(ex, "X-Test");
     char *body =
@@ -133,6 +136,14 @@ static void init(void)
     cfg->users = xcalloc(1, sizeof *cfg->users);
     cfg->users[0].name = xstrdup("u");
     cfg->users[0].token = xstrdup("t");
+    /* the peer below is trusted: X-Forwarded-* and Forwarded get parsed,
+     * and CORS answers every request with an Origin */
+    cfg->n_trusted_proxies = 1;
+    cfg->trusted_proxies = xcalloc(1, sizeof(char *));
+    cfg->trusted_proxies[0] = xstrdup("127.0.0.0/8");
+    cfg->cors.n_origins = 1;
+    cfg->cors.origins = xcalloc(1, sizeof(char *));
+    cfg->cors.origins[0] = xstrdup("https://app.example");
     router_reset();
     router_add("GET", "/echo", false, &echo_ops);
     router_add("*", "/any/", false, &echo_ops);
@@ -173,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return 0;
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
-    http_conn_start(thr, sv[0], "fuzz", false);
+    http_conn_start(thr, sv[0], "127.0.0.1:1", false);
     size_t off = 0;
     int stuck = 0;
     while (off < size && stuck < 1000) {

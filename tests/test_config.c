@@ -664,6 +664,41 @@ START_TEST(test_listen)
 }
 END_TEST
 
+START_TEST(test_proxies_and_cors)
+{
+    expect_one(USERS_OK "trusted_proxies: [\"10.0.0.1/8\"]\n", 2, 19,
+               "trusted_proxies[0]: expected a block whose address has no bits set past the "
+               "prefix");
+    expect_one(USERS_OK "trusted_proxies: [\"10.0.0.0/8\", \"localhost\"]\n", 2, 33,
+               "trusted_proxies[1]: expected an IP address or CIDR block");
+    expect_one(USERS_OK "trusted_proxies: [\"::/129\"]\n", 2, 19,
+               "trusted_proxies[0]: expected a prefix length of 0-128 for IPv6");
+    expect_one(USERS_OK "trusted_proxies: \"127.0.0.1\"\n", 2, 18,
+               "trusted_proxies: expected a sequence of strings");
+    expect_one(USERS_OK "cors: {origins: [\"https://app.example/\"]}\n", 2, 18,
+               "cors.origins[0]: expected an origin like https://app.example");
+    expect_one(USERS_OK "cors: {origins: [\"app.example\"]}\n", 2, 18,
+               "cors.origins[0]: expected an origin like");
+    expect_one(USERS_OK "cors: {origins: [\"http://a.example:70000\"]}\n", 2, 18,
+               "cors.origins[0]: expected an origin like");
+    expect_one(USERS_OK "cors: {origin: [\"*\"]}\n", 2, 8,
+               "cors.origin: unknown key, did you mean 'origins'?");
+    struct dr_config *c = load_ok(USERS_OK "trusted_proxies: [\"127.0.0.1\", \"10.0.0.0/8\", "
+                                           "\"::1/128\", \"unix:\"]\n"
+                                           "cors: {origins: [\"https://app.example\", "
+                                           "\"http://[::1]:3000\", \"*\"]}\n");
+    ck_assert_uint_eq(c->n_trusted_proxies, 4);
+    ck_assert_str_eq(c->trusted_proxies[3], "unix:");
+    ck_assert_uint_eq(c->cors.n_origins, 3);
+    ck_assert_str_eq(c->cors.origins[1], "http://[::1]:3000");
+    config_destroy(c);
+    c = load_ok(USERS_OK);
+    ck_assert_uint_eq(c->n_trusted_proxies, 0);
+    ck_assert_uint_eq(c->cors.n_origins, 0);
+    config_destroy(c);
+}
+END_TEST
+
 START_TEST(test_storage)
 {
     expect_one(USERS_OK "storage: {backend: ftp}\n", 2, 20,
@@ -1059,6 +1094,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_users);
     tcase_add_test(tc, test_listen);
+    tcase_add_test(tc, test_proxies_and_cors);
     tcase_add_test(tc, test_storage);
     tcase_add_test(tc, test_pipeline_checks);
     tcase_add_test(tc, test_webhooks);

@@ -176,6 +176,16 @@ struct dr_config {
     struct dr_webhook *webhooks;
     size_t n_webhooks;
 
+    /* Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are
+     * believed (CIDR blocks, single addresses, "unix:"); none by default. */
+    char **trusted_proxies;
+    size_t n_trusted_proxies;
+
+    struct {
+        char **origins; /* browser origins allowed cross-origin ("https://app.example", "*") */
+        size_t n_origins;
+    } cors;
+
     struct {
         bool enabled; /* default true: the process stage runs (docs/PROCESSING.md) */
         struct dr_variant_cfg *variants; /* default thumb 256 webp, preview 1280 jpeg 82 */

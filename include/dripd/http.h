@@ -59,7 +59,14 @@ struct http_request {
     bool has_length; /* Content-Length given */
     uint64_t content_length;
     bool expect_continue;
-    const char *remote_addr; /* "127.0.0.1:5555" */
+    const char *remote_addr; /* the peer: "127.0.0.1:5555" */
+    /* Who asked, and how: the connection's own view, or what trusted
+     * proxies said (config trusted_proxies; X-Forwarded-For/-Proto/-Host,
+     * RFC 7239 Forwarded; docs/HTTP.md "Behind a proxy"). */
+    const char *client_addr; /* "192.0.2.1" (no port), "unix", "unknown" */
+    const char *scheme;      /* "http" or "https" */
+    const char *host;        /* authority the client addressed ("app.example:8443"), or NULL */
+    bool via_proxy;          /* client_addr came from a trusted proxy */
 };
 
 struct http_route_ops {
@@ -86,6 +93,11 @@ const struct http_request *http_req(const struct http_exchange *ex);
 const char *http_header(const struct http_exchange *ex, const char *name);
 /* Value of query parameter (percent-decoded into a per-exchange copy), or NULL. */
 const char *http_query_param(struct http_exchange *ex, const char *name);
+
+/* An absolute URL for path ("/v1/uploads/ID") as the client sees this
+ * server: "<scheme>://<host><path>" (req->scheme, req->host), or a copy of
+ * path when the request named no host. Caller frees. */
+char *http_absolute_url(const struct http_exchange *ex, const char *path);
 
 /* Per-exchange handler state. */
 void http_set_data(struct http_exchange *ex, void *data);

@@ -638,9 +638,12 @@ static void link_done(struct http_exchange *ex, void *arg)
         http_respond_problem(ex, 403, "this user cannot make links");
     } else {
         int64_t expires = dr_now_ms() / 1000 + r->status; /* status holds expires_in here */
-        char *url = link_make(u, r->id, expires);
+        char *path = link_make(u, r->id, expires);
+        char *url = http_absolute_url(ex, path); /* as the client (or its proxy) sees us */
         json_t *doc = json_object();
         json_object_set_new(doc, "url", json_string(url));
+        json_object_set_new(doc, "path", json_string(path));
+        free(path);
         json_object_set_new(doc, "expires_at", api_time_or_null(expires * 1000));
         json_object_set_new(doc, "media_id", json_string(r->id));
         free(url);

@@ -84,14 +84,6 @@
 #define TUS_SWEEP_BATCH 64
 #define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
 
-#define EXPOSE_HEADERS                                                                             \
-    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, "         \
-    "Upload-Job, Upload-Media, Location, Tus-Resumable, Tus-Version, Tus-Extension, "              \
-    "Tus-Max-Size, Tus-Checksum-Algorithm"
-#define ALLOW_HEADERS                                                                              \
-    "Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Defer-Length, "             \
-    "Upload-Metadata, Upload-Offset, Upload-Checksum, X-Requested-With"
-
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
 
 /* One exchange's state. */
@@ -281,24 +273,11 @@ static int status_for(int rc)
     }
 }
 
-/* Headers every tus response carries: the protocol version, and CORS for
- * a same-origin browser (tus-js-client reads Location/Upload-Offset). */
+/* What every tus response carries: the protocol version. (CORS headers,
+ * Upload-* exposed, come from the router for every route: cors.h.) */
 static void common_headers(struct http_exchange *ex)
 {
     http_add_header(ex, "Tus-Resumable", TUS_VERSION);
-    const char *origin = http_header(ex, "Origin");
-    const char *host = http_header(ex, "Host");
-    if (origin != NULL) {
-        const char *rest = NULL;
-        if (strncasecmp(origin, "http://", 7) == 0)
-            rest = origin + 7;
-        else if (strncasecmp(origin, "https://", 8) == 0)
-            rest = origin + 8;
-        if (rest != NULL && host != NULL && strcasecmp(rest, host) == 0)
-            http_add_header(ex, "Access-Control-Allow-Origin", origin);
-        http_add_header(ex, "Vary", "Origin");
-    }
-    http_add_header(ex, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
 }
 
 /* The answer is out: nothing of this request touches the upload any more,
@@ -541,8 +520,13 @@ static void done_commit(struct http_exchange *ex, void *arg)
     } else {
         add_expires(st);
     }
-    if (st->op == OP_CREATE)
-        http_add_headerf(ex, "Location", TUS_PREFIX "/%s", st->id);
+    if (st->op == OP_CREATE) {
+        char path[sizeof(TUS_PREFIX "/") + DR_ID_LEN];
+        snprintf(path, sizeof(path), TUS_PREFIX "/%s", st->id);
+        char *url = http_absolute_url(ex, path); /* tusd's form; a trusted proxy's host */
+        http_add_header(ex, "Location", url);
+        free(url);
+    }
     respond_empty(st, st->op == OP_CREATE ? 201 : 204);
 }
 
@@ -1065,7 +1049,8 @@ static void tus_on_done(struct http_exchange *ex)
     req_free(st);
 }
 
-/* OPTIONS: protocol discovery and CORS preflight; no auth, no state. */
+/* OPTIONS: protocol discovery (and the answer to a CORS preflight, whose
+ * Access-Control-* headers the router added); no auth, no state. */
 static void tus_options(struct http_exchange *ex)
 {
     char max[32];
@@ -1075,11 +1060,6 @@ static void tus_options(struct http_exchange *ex)
     http_add_header(ex, "Tus-Extension", TUS_EXTENSIONS);
     http_add_header(ex, "Tus-Max-Size", max);
     http_add_header(ex, "Tus-Checksum-Algorithm", TUS_CHECKSUM_ALGORITHMS);
-    if (http_header(ex, "Access-Control-Request-Method") != NULL) {
-        http_add_header(ex, "Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS");
-        http_add_header(ex, "Access-Control-Allow-Headers", ALLOW_HEADERS);
-        http_add_header(ex, "Access-Control-Max-Age", "86400");
-    }
     http_respond(ex, 204, NULL, NULL, 0);
 }
 

@@ -34,6 +34,7 @@
 #include "dripd/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -46,6 +47,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "dripd/netaddr.h"
 #include "dripd/redact.h"
 #include "dripd/util.h"
 
@@ -204,6 +206,8 @@ void config_destroy(struct dr_config *c)
         free(c->webhooks[i].secret);
     }
     free(c->webhooks);
+    dr_strv_free(c->trusted_proxies, c->n_trusted_proxies);
+    dr_strv_free(c->cors.origins, c->cors.n_origins);
     for (size_t i = 0; i < c->quotas.n_users; i++)
         free(c->quotas.users[i].name);
     free(c->quotas.users);
@@ -655,6 +659,53 @@ static const char *check_listen(const char *s)
     return NULL;
 }
 
+static const char *check_cidr(const char *s)
+{
+    struct dr_cidr c;
+    const char *why = NULL;
+    if (dr_cidr_parse(s, &c, &why) < 0)
+        return why;
+    return NULL;
+}
+
+/* A browser origin: "*", or scheme://host[:port] exactly as a browser
+ * sends it in Origin (no path, no trailing '/'). */
+static const char *check_origin(const char *s)
+{
+    static const char *const what =
+        "an origin like https://app.example or http://127.0.0.1:3000 (no path), or *";
+    if (strcmp(s, "*") == 0)
+        return NULL;
+    const char *rest = NULL;
+    if (strncasecmp(s, "http://", 7) == 0)
+        rest = s + 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        rest = s + 8;
+    if (rest == NULL || rest[0] == '\0')
+        return what;
+    size_t n = strlen(rest);
+    size_t i = 0;
+    if (rest[0] == '[') {
+        const char *close = strchr(rest, ']');
+        struct dr_addr a;
+        if (close == NULL || dr_addr_parse(rest, (size_t)(close - rest) + 1, &a) < 0)
+            return what;
+        i = (size_t)(close - rest) + 1;
+    } else {
+        while (i < n && (isalnum((unsigned char)rest[i]) || rest[i] == '.' || rest[i] == '-' ||
+                         rest[i] == '_'))
+            i++;
+        if (i == 0)
+            return what;
+    }
+    if (i == n)
+        return NULL;
+    if (rest[i] != ':' || i + 1 == n || n - i - 1 > 5 ||
+        strspn(rest + i + 1, "0123456789") != n - i - 1 || atoi(rest + i + 1) > 65535)
+        return what;
+    return NULL;
+}
+
 static const char *check_user_name(const char *s)
 {
     size_t n = strlen(s);
@@ -979,6 +1030,11 @@ static const struct field quota_fields[] = {
     END,
 };
 
+static const struct field cors_fields[] = {
+    {"origins", K_STRLIST, C(cors.origins), C(cors.n_origins), NULL, 0, 0, 0, check_origin, false},
+    END,
+};
+
 static const struct field quotas_fields[] = {
     F_MAP("default", C(quotas.def), quota_fields),
     {"users", K_QUOTAS, C(quotas.users), C(quotas.n_users), quota_fields,
@@ -1007,6 +1063,9 @@ static const struct field root_fields[] = {
     {"webhooks", K_LIST, C(webhooks), C(n_webhooks), webhook_fields, sizeof(struct dr_webhook), 0,
      0, NULL, false},
     F_MAP("quotas", 0, quotas_fields),
+    {"trusted_proxies", K_STRLIST, C(trusted_proxies), C(n_trusted_proxies), NULL, 0, 0, 0,
+     check_cidr, false},
+    F_MAP("cors", 0, cors_fields),
     END,
 };
 

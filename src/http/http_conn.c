@@ -38,6 +38,8 @@
  */
 #include "http_conn.h"
 
+#include "forwarded.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -57,6 +59,7 @@
 #include <jansson.h>
 
 #include "dripd/config.h"
+#include "dripd/netaddr.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
@@ -100,6 +103,9 @@ struct http_exchange {
     unsigned n_trailers;
     char *path, *query;
     struct qparam *qparams;
+    /* the request's view (http.h: client_addr, scheme, host) */
+    char client[DR_ADDR_STRLEN];
+    char host[FWD_HOST_MAX + 1];
     /* handler state */
     void *data;
     char *user;
@@ -137,6 +143,9 @@ struct http_conn {
     unsigned nreq;
     unsigned idle_nreq; /* nreq when the T_IDLE timer was last armed */
     char remote[64];
+    struct dr_addr peer;
+    bool peer_trusted; /* peer is in trusted_proxies */
+    char peer_host[DR_ADDR_STRLEN];
 };
 
 static void conn_progress(struct http_conn *c);
@@ -586,6 +595,63 @@ static bool value_has_token(const char *v, const char *token)
     return false;
 }
 
+/* Every line of header name joined with ", " (RFC 9110 5.3): the single
+ * value, a joined copy in *heap (the caller frees it), or NULL. */
+static const char *hdr_all(const struct http_exchange *ex, const char *name, char **heap)
+{
+    const char *first = NULL;
+    char *joined = NULL;
+    for (unsigned i = 0; i < ex->n_hdrs; i++) {
+        if (strcasecmp(ex->buf + ex->hdrs[i].name, name) != 0)
+            continue;
+        const char *v = ex->buf + ex->hdrs[i].value;
+        if (first == NULL) {
+            first = v;
+        } else {
+            char *j = xasprintf("%s, %s", joined ? joined : first, v);
+            free(joined);
+            joined = j;
+        }
+    }
+    *heap = joined;
+    return joined ? joined : first;
+}
+
+/* client_addr, scheme and host: the connection's, or a trusted proxy's
+ * word for them (forwarded.h). */
+static void resolve_view(struct http_conn *c, struct http_exchange *ex)
+{
+    struct http_request *r = &ex->req;
+    snprintf(ex->client, sizeof ex->client, "%s", c->peer_host);
+    r->scheme = "http";
+    const char *host = hdr_value(ex, "Host");
+    if (host != NULL && fwd_host_valid(host, strlen(host)))
+        snprintf(ex->host, sizeof ex->host, "%s", host);
+    if (c->peer_trusted) {
+        char *h[4];
+        const char *fw = hdr_all(ex, "Forwarded", &h[0]);
+        const char *xff = hdr_all(ex, "X-Forwarded-For", &h[1]);
+        const char *xfp = hdr_all(ex, "X-Forwarded-Proto", &h[2]);
+        const char *xfh = hdr_all(ex, "X-Forwarded-Host", &h[3]);
+        if (fw != NULL || xff != NULL || xfp != NULL || xfh != NULL) {
+            struct fwd_view v;
+            fwd_resolve(http_thread_trust(c->t), fw, xff, xfp, xfh, &v);
+            if (v.client[0] != '\0') {
+                snprintf(ex->client, sizeof ex->client, "%s", v.client);
+                r->via_proxy = true;
+            }
+            if (v.proto[0] != '\0')
+                r->scheme = strcmp(v.proto, "https") == 0 ? "https" : "http";
+            if (v.host[0] != '\0')
+                snprintf(ex->host, sizeof ex->host, "%s", v.host);
+        }
+        for (size_t i = 0; i < DR_ARRAY_LEN(h); i++)
+            free(h[i]);
+    }
+    r->client_addr = ex->client;
+    r->host = ex->host[0] != '\0' ? ex->host : NULL;
+}
+
 static void build_request(struct http_conn *c, struct http_exchange *ex)
 {
     /* trim trailing blanks of header values */
@@ -609,6 +675,7 @@ static void build_request(struct http_conn *c, struct http_exchange *ex)
     r->expect_continue = expect != NULL && r->http_major == 1 && r->http_minor >= 1 &&
                          value_has_token(expect, "100-continue");
     r->remote_addr = c->remote;
+    resolve_view(c, ex);
     ex->is_head = r->method == HTTP_HEAD;
     parse_target(ex);
     r->path = ex->path;
@@ -1173,8 +1240,13 @@ static void finish_exchange(struct http_conn *c)
     int status = ex->rs == RS_NONE ? 0 : ex->status;
     metrics_add(&m->http_requests[ex->rclass][metrics_status_slot(status)], 1);
     metrics_observe(&m->http_duration[ex->rclass], us);
-    log_debug("http: %s \"%s %.200s\" %d%s %.1fms", c->remote, ex->req.method_name, ex->req.target,
-              status, sent ? "" : " (aborted)", (double)us / 1000.0);
+    if (ex->req.via_proxy)
+        log_debug("http: %s via %s \"%s %.200s\" %d%s %.1fms", ex->req.client_addr, c->remote,
+                  ex->req.method_name, ex->req.target, status, sent ? "" : " (aborted)",
+                  (double)us / 1000.0);
+    else
+        log_debug("http: %s \"%s %.200s\" %d%s %.1fms", c->remote, ex->req.method_name,
+                  ex->req.target, status, sent ? "" : " (aborted)", (double)us / 1000.0);
     bool close = ex->close_after || ex->rq == RQ_ABANDONED || c->draining ||
                  http_thread_draining(c->t) || c->p.upgrade;
     ex_free(ex);
@@ -1499,6 +1571,13 @@ struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *rem
     c->fd = fd;
     c->refused = refuse;
     snprintf(c->remote, sizeof c->remote, "%s", remote ? remote : "-");
+    if (dr_addr_parse_peer(c->remote, &c->peer) == 0) {
+        c->peer_trusted = fwd_trusted(http_thread_trust(t), &c->peer);
+        dr_addr_format(&c->peer, c->peer_host, sizeof c->peer_host);
+    } else {
+        snprintf(c->peer_host, sizeof c->peer_host, "%.*s", (int)sizeof c->peer_host - 1,
+                 c->remote);
+    }
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -1560,6 +1639,13 @@ const struct http_request *http_req(const struct http_exchange *ex)
 const char *http_header(const struct http_exchange *ex, const char *name)
 {
     return hdr_value(ex, name);
+}
+
+char *http_absolute_url(const struct http_exchange *ex, const char *path)
+{
+    if (ex->req.host == NULL)
+        return xstrdup(path);
+    return xasprintf("%s://%s%s", ex->req.scheme, ex->req.host, path);
 }
 
 const char *http_query_param(struct http_exchange *ex, const char *name)

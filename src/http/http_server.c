@@ -55,6 +55,7 @@
 
 #include "dripd/catalog.h"
 #include "dripd/config.h"
+#include "forwarded.h"
 #include "http_conn.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
@@ -106,6 +107,7 @@ struct http_server {
     struct dr_metrics *metrics;
     struct dr_proc_gauges *gauges; /* this process's block */
     http_dispatch_fn dispatch;
+    struct fwd_trust *trust; /* trusted_proxies, compiled */
     int n_threads;
     struct http_thread *threads;
     struct evconnlistener **lev;
@@ -138,6 +140,11 @@ static __thread int64_t pool_cat_retry_at;
 const struct dr_config *http_thread_config(struct http_thread *t)
 {
     return t->srv->cfg;
+}
+
+const struct fwd_trust *http_thread_trust(struct http_thread *t)
+{
+    return t->srv->trust;
 }
 
 struct dr_metrics *http_thread_metrics(struct http_thread *t)
@@ -670,11 +677,16 @@ int http_server_create(const struct http_server_opts *opts, struct http_server *
     srv->gauges =
         metrics_proc(opts->ctx ? opts->ctx->metrics : NULL, opts->ctx ? opts->ctx->slot : 0);
     srv->dispatch = opts->dispatch;
+    int rc = fwd_trust_new(opts->cfg->trusted_proxies, opts->cfg->n_trusted_proxies, &srv->trust);
+    if (rc < 0) { /* config_load refuses these: cannot happen */
+        log_error("http: trusted_proxies: a bad entry");
+        free(srv);
+        return rc;
+    }
     srv->n_threads = opts->threads > 0 ? opts->threads : nproc();
     srv->threads = xcalloc((size_t)srv->n_threads, sizeof *srv->threads);
     pthread_mutex_init(&srv->pmu, NULL);
     pthread_cond_init(&srv->pcv, NULL);
-    int rc = 0;
     for (int i = 0; i < srv->n_threads && rc == 0; i++)
         rc = thread_init(srv, &srv->threads[i], i);
     if (rc < 0)
@@ -785,5 +797,6 @@ void http_server_destroy(struct http_server *srv)
     free(srv->threads);
     pthread_mutex_destroy(&srv->pmu);
     pthread_cond_destroy(&srv->pcv);
+    fwd_trust_free(srv->trust);
     free(srv);
 }

@@ -12,8 +12,17 @@
  * 405 with Allow. Authentication runs after matching, so an unknown path
  * is 404 even without a token. A request with no Authorization header may
  * still get in through the alt-auth hook (signed download links).
+ *
+ * CORS (cors.h) runs first, for every request with an Origin header:
+ * whatever answers it (a route, 401, 404, 405) carries the same
+ * Access-Control-* headers. A preflight (OPTIONS with
+ * Access-Control-Request-Method) needs no token: from an allowed origin it
+ * gets 204 with the methods of the path (or the path's own OPTIONS route,
+ * so tus discovery still answers), from any other origin 403.
  */
 #include "dripd/router.h"
+
+#include "cors.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,16 +118,26 @@ static void not_found_head(struct http_exchange *ex)
     http_respond_problem(ex, 404, "no such resource: %s", http_req(ex)->path);
 }
 
-/* "GET, HEAD, PUT" for every method registered on a pattern matching path */
-static char *allow_list(const char *path)
+#define ANY_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE"
+
+/* "GET, HEAD, PUT" for every method registered on a pattern matching path
+ * (*any: a "*" route matches too; its module knows its methods). */
+static char *allow_list(const char *path, bool *any)
 {
     char buf[256] = "";
     size_t len = 0;
     bool get = false;
+    if (any != NULL)
+        *any = false;
     for (size_t i = 0; i < n_routes; i++) {
         const struct route *r = &routes[i];
-        if (!path_matches(r, path) || strcmp(r->method, "*") == 0)
+        if (!path_matches(r, path))
             continue;
+        if (strcmp(r->method, "*") == 0) {
+            if (any != NULL)
+                *any = true;
+            continue;
+        }
         char needle[40];
         size_t ml = strlen(r->method);
         if (ml + 3 > sizeof needle)
@@ -143,7 +162,7 @@ static char *allow_list(const char *path)
 
 static void not_allowed_head(struct http_exchange *ex)
 {
-    char *allow = allow_list(http_req(ex)->path);
+    char *allow = allow_list(http_req(ex)->path, NULL);
     http_add_header(ex, "Allow", allow);
     http_respond_problem(ex, 405, "%s is not allowed here; allowed: %s", http_req(ex)->method_name,
                          allow);
@@ -181,6 +200,49 @@ static void link_expired_head(struct http_exchange *ex)
     http_respond_problem(ex, 403, "the link has expired; ask for a new one");
 }
 
+static void cors_refused_head(struct http_exchange *ex)
+{
+    http_respond_problem(ex, 403, "origin %s may not call this server (cors.origins)",
+                         http_header(ex, "Origin"));
+}
+
+static void preflight_head(struct http_exchange *ex)
+{
+    http_respond(ex, 204, NULL, NULL, 0);
+}
+
+static const struct http_route_ops cors_refused_ops = {.route_class = "other",
+                                                       .on_head = cors_refused_head};
+static const struct http_route_ops preflight_ops = {.route_class = "other",
+                                                    .on_head = preflight_head};
+
+/* A CORS preflight from an allowed origin: the path's methods, then its
+ * own OPTIONS route if it has one (no authentication either way). */
+static const struct http_route_ops *preflight(struct http_exchange *ex)
+{
+    const char *path = http_req(ex)->path;
+    bool any = false;
+    char *allow = allow_list(path, &any);
+    const struct route *own = NULL;
+    for (size_t i = 0; i < n_routes; i++) {
+        const struct route *r = &routes[i];
+        if (path_matches(r, path) && strcmp(r->method, "OPTIONS") == 0 &&
+            (own == NULL || r->plen > own->plen))
+            own = r;
+    }
+    const struct http_route_ops *ops = &preflight_ops;
+    if (allow[0] == '\0' && !any) {
+        ops = &not_found_ops;
+    } else {
+        const char *methods = any ? ANY_METHODS : allow;
+        cors_add_preflight(ex, methods);
+        if (own != NULL)
+            ops = own->ops;
+    }
+    free(allow);
+    return ops;
+}
+
 static const struct http_route_ops link_bad_ops = {.route_class = "other",
                                                    .on_head = link_bad_head};
 static const struct http_route_ops link_expired_ops = {.route_class = "other",
@@ -209,6 +271,17 @@ static const struct dr_user *authenticate(struct http_exchange *ex)
 const struct http_route_ops *router_dispatch(struct http_exchange *ex)
 {
     const struct http_request *req = http_req(ex);
+    const char *origin = http_header(ex, "Origin");
+    if (origin != NULL) {
+        bool allowed = cors_apply(ex, origin);
+        if (req->method == HTTP_OPTIONS &&
+            http_header(ex, "Access-Control-Request-Method") != NULL) {
+            if (!allowed)
+                return &cors_refused_ops;
+            if (req->path != NULL)
+                return preflight(ex);
+        }
+    }
     if (req->path == NULL)
         return &bad_path_ops;
     const struct route *best = NULL;

@@ -319,8 +319,9 @@ def test_signed_link_serves_without_a_token(dripd):
     m = upload(d, "/links/l.bin", local)
     st, doc, h = d.json("POST", "/v1/media/%s/link?expires_in=120" % m["id"], expect=200)
     assert h["cache-control"] == "no-store"
-    url = doc["url"]
+    url = doc["path"]
     assert url.startswith("/v1/media/%s/content?user=alice&expires=" % m["id"])
+    assert doc["url"] == d.url(url)  # absolute, as the client sees the server
     assert d.token() not in url
     exp = int(re.search(r"expires=(\d+)", url).group(1))
     assert 100 <= exp - time.time() <= 125
@@ -342,7 +343,7 @@ def test_signed_link_rejections(dripd):
     local = make_file(os.path.join(d.dir, "r.bin"), 1000)
     m = upload(d, "/links/r.bin", local)
     other = upload(d, "/links/other.bin", local)
-    url = d.json("POST", "/v1/media/%s/link" % m["id"], expect=200)[1]["url"]
+    url = d.json("POST", "/v1/media/%s/link" % m["id"], expect=200)[1]["path"]
     exp = int(re.search(r"expires=(\d+)", url).group(1))
     assert 290 <= exp - time.time() <= 305  # default lifetime 300 s
 
@@ -374,5 +375,5 @@ def test_signed_link_rejections(dripd):
     assert d.json("POST", "/v1/media/%s/link" % m["id"], user="bob")[0] == 404
     # shared with bob: bob's own link works, as bob
     d.json("POST", "/v1/media/%s/shares" % m["id"], {"user": "bob"}, expect=201)
-    burl = d.json("POST", "/v1/media/%s/link" % m["id"], user="bob", expect=200)[1]["url"]
+    burl = d.json("POST", "/v1/media/%s/link" % m["id"], user="bob", expect=200)[1]["path"]
     assert "user=bob&" in burl and get(burl)[0] == 200

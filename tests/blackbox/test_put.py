@@ -318,8 +318,8 @@ def test_spool_orphans_swept_at_start(dripd_factory):
     assert part not in left and os.path.basename(orphan) not in left, left
     assert os.path.basename(tus_file) in left, left
     # the session still works
-    loc = h["location"]
+    loc = h["location"]  # absolute: http://host/v1/uploads/ID
     st, h2, _ = d.curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
                        "-H", "Content-Type: application/offset+octet-stream",
-                       "--data-binary", "0123456789", d.url(loc))
+                       "--data-binary", "0123456789", loc)
     assert st == 204 and "upload-job" in h2, st

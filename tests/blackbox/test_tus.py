@@ -60,7 +60,11 @@ def create(d, length=None, defer=False, user="alice", expect=201, body=None, **m
     st, hd, b = req(d, "POST", "/v1/uploads", h, body=body, user=user)
     assert st == expect, (st, b)
     if st == 201:
-        assert re.fullmatch(r"/v1/uploads/[0-9A-HJKMNP-TV-Z]{26}", hd["location"]), hd
+        # absolute, tusd's way: the host the client addressed (trusted_proxies aside)
+        m = re.fullmatch(r"http://%s(/v1/uploads/[0-9A-HJKMNP-TV-Z]{26})" % re.escape(d.addr),
+                         hd["location"])
+        assert m, hd
+        return m.group(1), hd, b
     return hd.get("location"), hd, b
 
 
@@ -128,7 +132,7 @@ def assert_problem(st, h, body, status):
 # ---- discovery and protocol guard ----
 
 def test_options_without_auth(dripd):
-    st, h, _ = req(dripd, "OPTIONS", "/v1/uploads", user=None, tus=False,
+    st, h, _ = req(dripd, "OPTIONS", "/v1/uploads/01JD2Z8Q7W5N3K4M6P8R0T2V4X", user=None, tus=False,
                    headers={"Origin": "http://" + dripd.addr,
                             "Access-Control-Request-Method": "PATCH"})
     assert st in (200, 204)
@@ -145,10 +149,13 @@ def test_options_without_auth(dripd):
     exposed = h["access-control-expose-headers"].lower()
     for name in ("upload-offset", "location", "upload-length", "tus-resumable", "upload-job"):
         assert name in exposed
-    # a foreign origin is not allowed
+    # a foreign origin is not allowed (cors.origins: test_proxy.py)
     st, h, _ = req(dripd, "OPTIONS", "/v1/uploads", user=None, tus=False,
                    headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in h
+    st, h, _ = req(dripd, "OPTIONS", "/v1/uploads", user=None, tus=False,
+                   headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "PATCH"})
+    assert st == 403 and "access-control-allow-origin" not in h
 
 
 def test_tus_resumable_required(dripd):
