@@ -85,7 +85,7 @@ static void config_finish(struct dr_config *c)
         char host[256] = "";
         if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
             snprintf(host, sizeof host, "%s", "localhost");
-        host[strcspn(host, ":")] = '\0'; /* a claimer is "<node>:<pid>" */
+        host[strcspn(host, ":")] = '\0'; /* claimers are "<node>:...", claimer.h */
         c->node.id = xstrdup(host);
     }
 }
@@ -715,7 +715,7 @@ static const char *check_user_name(const char *s)
     return NULL;
 }
 
-/* A node id: it names the node in claimers ("<node>:<pid>"), leases and
+/* A node id: it names the node in claimers ("<node>:...", the first colon ends it), leases and
  * logs. */
 static const char *check_node_id(const char *s)
 {

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "claimer.h"
 #include "dripd/catalog.h"
 #include "dripd/keys.h"
 #include "dripd/metrics.h"
@@ -51,7 +52,7 @@ struct pl_ctx {
     struct dr_metrics *metrics;    /* never NULL (a private struct in tests) */
     struct dr_proc_gauges *gauges; /* this process's block (metrics_proc); never NULL */
     uint8_t master[DR_KEY_LEN];
-    char claimer[320];              /* "<node.id>:<pid>" */
+    char claimer[CLAIMER_MAX];      /* "<node.id>:<boot>.<start>:<pid>" (claimer.h) */
     char *work_dir;                 /* <data_dir>/work */
     struct cache_evictor *evictor;  /* may be NULL */
     struct pl_committer *committer; /* group commit of job steps (pipeline_commit.h) */

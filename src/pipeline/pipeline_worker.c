@@ -11,18 +11,19 @@
  *                heartbeating.
  *   up-start,    one starter per pipeline: waits for demand from its first
  *   dl-start     stage (stage.h), then claims at most that many jobs
- *                (catalog_jobs_claim, claimer "<node.id>:<pid>") and pushes
- *                them in. With demand but no work it sleeps until woken by a
- *                JOB_ENQUEUED message (PostgreSQL: a NOTIFY from any node,
- *                through the catalog-watch thread), by a retry backoff
- *                falling due, or by a fallback re-check every 1 s (10 s
- *                with PostgreSQL; wake-ups can be lost by design).
+ *                (catalog_jobs_claim, as claimer "<node.id>:<boot>.<start>:
+ *                <pid>", claimer.h) and pushes them in. With demand but
+ *                no work it sleeps until woken by a JOB_ENQUEUED message
+ *                (PostgreSQL: a NOTIFY from any node, through the
+ *                catalog-watch thread), by a retry backoff falling due, or
+ *                by a fallback re-check every 1 s (10 s with PostgreSQL;
+ *                wake-ups can be lost by design).
  *                The upload starter also, at start and every 5 s, refreshes
  *                this node's heartbeat and releases jobs claimed by dead
  *                pipeline processes of this node (catalog_jobs_recover:
- *                kill(pid, 0), then /proc/<pid>/stat: a zombie is dead,
- *                and the name must be dripd-pipeline) or by nodes silent
- *                for 30 s (PostgreSQL; their downloads fail), and prunes
+ *                claimer_alive_here: pid, start time, state) or by nodes
+ *                silent for 30 s (PostgreSQL; their downloads fail; with
+ *                SQLite another node id is this node's past), and prunes
  *                hourly under the cluster's "prune" lease. Until it once
  *                could, it also removes from the store what puts cut
  *                short by a crash left (store_sweep).
@@ -80,6 +81,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "claimer.h"
 #include "dripd/cache.h"
 #include "dripd/config.h"
 #include "dripd/decode.h"
@@ -418,55 +420,24 @@ struct alive_arg {
     struct catalog *cat;
 };
 
-/* Is the claimer "<node>:<pid>" alive? This node's: its pid is a running
- * dripd-pipeline. Another node's: that node's heartbeat is fresh (with
- * SQLite there is no other node). */
+/* Is the claimer alive? This node's: the process it names (claimer.h)
+ * still runs. Another node's: that node's heartbeat is fresh. With SQLite
+ * there is no other node: a claim under another node id is this node's
+ * own, from before its node.id changed (a new hostname, as a container
+ * gets on every re-creation), so it is dead. */
 static bool claimer_alive(const char *claimer, void *arg)
 {
     struct alive_arg *a = arg;
     struct pl_ctx *pc = a->pc;
-    const char *colon = strrchr(claimer, ':');
-    const char *mine = strrchr(pc->claimer, ':');
-    if (colon == NULL || mine == NULL)
-        return true; /* not ours to judge */
-    size_t nl = (size_t)(colon - claimer);
-    if (nl != (size_t)(mine - pc->claimer) || memcmp(claimer, pc->claimer, nl) != 0) {
-        char *node = xstrndup(claimer, nl);
-        int alive = catalog_node_alive(a->cat, node, NODE_LEASE_MS);
-        free(node);
-        return alive != 0; /* an error: assume alive */
-    }
-    char *end;
-    long pid = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || pid <= 0)
+    if (claimer_same_node(pc->claimer, claimer))
+        return claimer_alive_here(pc->claimer, claimer);
+    if (pc->cfg->catalog.backend != DR_CATALOG_POSTGRES)
         return false;
-    if (pid == (long)getpid())
-        return true;
-    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-        return false;
-    /* It exists, but is it a live pipeline worker? A zombie (state Z, or
-     * X while it is reaped) is dead: its parent has not reaped it yet (a
-     * supervisor killed with it leaves its workers to whoever adopts
-     * them, who may be slow). And pids are reused: the name must match.
-     * /proc/<pid>/stat is "pid (comm) S ...", comm may hold ')'. */
-    char path[64], st[256];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno != ENOENT; /* gone meanwhile, or cannot tell: alive */
-    ssize_t n = read(fd, st, sizeof st - 1);
-    close(fd);
-    if (n <= 0)
-        return true;
-    st[n] = '\0';
-    char *open_paren = strchr(st, '('), *close_paren = strrchr(st, ')');
-    if (open_paren == NULL || close_paren == NULL || close_paren[1] != ' ')
-        return true;
-    char state = close_paren[2];
-    if (state == 'Z' || state == 'X')
-        return false;
-    *close_paren = '\0';
-    return strcmp(open_paren + 1, "dripd-pipeline") == 0;
+    size_t nl = strcspn(claimer, ":");
+    char *node = xstrndup(claimer, nl);
+    int alive = catalog_node_alive(a->cat, node, NODE_LEASE_MS);
+    free(node);
+    return alive != 0; /* an error: assume alive */
 }
 
 /* Every RECOVER_EVERY_MS on the upload starter: this node's heartbeat,
@@ -905,7 +876,10 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         exit_code = rc == -EINVAL ? DR_EXIT_FATAL_CONFIG : 1;
         goto out;
     }
-    snprintf(pc->claimer, sizeof pc->claimer, "%s:%ld", cfg->node.id, (long)getpid());
+    rc = claimer_self(cfg->node.id, pc->claimer, sizeof pc->claimer);
+    if (rc != 0)
+        log_warn("cannot read this process's start time (%s): claiming as %s", strerror(-rc),
+                 pc->claimer);
     pc->work_dir = xasprintf("%s/work", cfg->data_dir);
     char *cache_dir = xasprintf("%s/cache", cfg->data_dir);
     if ((rc = dr_mkdirs(pc->work_dir, 0700)) != 0 || (rc = dr_mkdirs(cache_dir, 0700)) != 0) {

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import threading
 import time
@@ -104,8 +105,46 @@ def verify(d, load, timeout=180, user="alice"):
     print("CHAOS REPORT " + json.dumps(report))
     with open(os.path.join(d.dir, "chaos-report.json"), "w") as f:
         json.dump(report, f)
-    assert not lost, "lost or corrupted acknowledged uploads: %r\nlog:\n%s" % (lost[:5], d.log_tail(40))
+    assert not lost, "lost or corrupted acknowledged uploads: %r\nwhy:\n%s\nlog:\n%s" % (
+        lost[:5], explain(d, [x[0] for x in lost]), d.log_tail(40))
     return report
+
+
+def _proc_state(pid):
+    """'<comm> <state> start=<ticks>' of a pid, or 'gone'."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            text = f.read()
+    except OSError:
+        return "gone"
+    comm = text[text.find("(") + 1:text.rfind(")")]
+    rest = text[text.rfind(")") + 2:].split()
+    return "%s %s start=%s" % (comm, rest[0], rest[19])
+
+
+def explain(d, media_ids):
+    """Why each lost upload did not complete: its job rows (state, stage,
+    claimer, attempts, error) and, for a claimed job, what runs under the
+    claimer's pid now; the pipeline worker of the moment too."""
+    lines = []
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"), uri=True,
+                             timeout=10)
+        for mid in media_ids[:10]:
+            rows = db.execute("SELECT id, state, stage, claimed_by, attempts, not_before, error, "
+                              "updated_at FROM jobs WHERE media_id = ?", (mid,)).fetchall()
+            media = db.execute("SELECT state, sha256 IS NOT NULL FROM media WHERE id = ?",
+                               (mid,)).fetchone()
+            lines.append("media %s %r: %s" % (mid, media, rows or "NO JOB ROW"))
+            for r in rows:
+                if r[3] and r[3].rsplit(":", 1)[-1].isdigit():
+                    lines.append("  claimer %s: pid now %s" % (r[3], _proc_state(int(r[3].rsplit(":", 1)[-1]))))
+        db.close()
+    except sqlite3.Error as e:
+        lines.append("catalog: %s" % e)
+    for pid in d.workers("pipeline"):
+        lines.append("pipeline worker now: %d %s" % (pid, _proc_state(pid)))
+    return "\n".join(lines)
 
 
 def healthy(d):

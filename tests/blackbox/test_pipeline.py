@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sqlite3
@@ -413,6 +414,73 @@ def test_leftovers_of_cut_puts_are_swept_at_start(dripd_factory):
     assert objects_of(d, mid) == [obj]
     out = os.path.join(d.dir, "out.bin")
     assert get_content(d, mid, out) == 200 and same_file(src, out)
+
+
+def _crash_holding_a_job(d, name):
+    """Upload one file, crash the whole node (kill -9 of the supervisor and
+    both workers) while its job is claimed at stage store; returns (mid, jid)."""
+    src = make_file(os.path.join(d.dir, name), 100000)
+    after = d.log_size()
+    mid, jid = upload(d, src, "/reuse/" + name)
+    d.wait_log(r"job %s \(upload\): encrypt done, next store" % jid, after=after)
+    (row,) = query(d, "SELECT state FROM jobs WHERE id = ?", jid)
+    assert row["state"] == "running", row
+    d.kill_tree()
+    return mid, jid
+
+
+def _set_claimer(d, jid, claimer):
+    c = sqlite3.connect(os.path.join(d.data_dir, "catalog.db"), timeout=10)
+    with c:
+        c.execute("UPDATE jobs SET claimed_by = ? WHERE id = ?", (claimer, jid))
+    c.close()
+
+
+def _restart_and_finish(d, mid, jid):
+    d.config["pipeline"] = {}
+    after = d.log_size()
+    d.restart()
+    job = d.wait_job(jid, timeout=30)
+    assert job["state"] == "done", job
+    d.wait_log(r"released 1 job", after=after, timeout=1)
+    assert d.json("GET", "/v1/media/" + mid, expect=200)[1]["state"] == "available"
+
+
+def test_a_reused_pid_does_not_keep_a_dead_workers_jobs(dripd_factory):
+    """After a node crash the dead pipeline worker's pid belongs to another,
+    live process named dripd-pipeline (pids are reused; on a shared host,
+    or in a restarted container, it is often another dripd's worker). The
+    restarted dripd still takes the claim for dead: a claim names the
+    worker's start time, not only its pid. (The chaos suite lost uploads to
+    this: they stayed queued until its deadline.)"""
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "60s"}})
+    mid, jid = _crash_holding_a_job(d, "r.bin")
+    (row,) = query(d, "SELECT claimed_by FROM jobs WHERE id = ?", jid)
+    decoy_bin = os.path.join(d.dir, "dripd-pipeline")  # comm is the file's name
+    shutil.copy("/bin/sleep", decoy_bin)
+    decoy = subprocess.Popen([decoy_bin, "600"])
+    try:
+        wait_until(lambda: open("/proc/%d/comm" % decoy.pid).read().strip() == "dripd-pipeline",
+                   10, "the decoy named dripd-pipeline")
+        # the dead worker's claim, its pid now the decoy's
+        _set_claimer(d, jid, re.sub(r":\d+$", ":%d" % decoy.pid, row["claimed_by"]))
+        _restart_and_finish(d, mid, jid)
+        assert decoy.poll() is None  # it was alive all along
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_a_changed_node_id_does_not_keep_its_jobs(dripd_factory):
+    """With SQLite there is one node: a claim under another node id (the
+    hostname changed, as a re-created container's does) is this node's own
+    from before, and is released."""
+    d = dripd_factory(config={"node": {"id": "before"}, "pipeline": {"test_store_delay": "60s"}})
+    mid, jid = _crash_holding_a_job(d, "n.bin")
+    (row,) = query(d, "SELECT claimed_by FROM jobs WHERE id = ?", jid)
+    assert row["claimed_by"].startswith("before:"), row
+    d.config["node"] = {"id": "after"}
+    _restart_and_finish(d, mid, jid)
 
 
 # ---------------------------------------------------------------- back-pressure
