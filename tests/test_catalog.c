@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_links.h"
+#include "dripd/catalog_shares.h"
 #include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/id.h"
@@ -1996,6 +1998,10 @@ START_TEST(test_copy_sqlite_into_postgres)
                        .expires_at = dr_now_ms() + 60000};
     dr_id_new(t.id);
     ck_assert_int_eq(catalog_tus_create(l, &t), 0);
+    ck_assert_int_eq(catalog_folder_share(l, "alice", "/m", "carol", NULL), 0);
+    struct dr_link lk;
+    ck_assert_int_eq(catalog_link_create(l, mid[0], "alice", 0, 5, &lk), 0);
+    ck_assert_int_eq(catalog_link_count(l, lk.id, dr_now_ms(), NULL), 0);
     /* The events' high-water mark moves with them. */
     int64_t hw = 0;
     ck_assert_int_eq(catalog_events_last_seq(l, &hw), 0);
@@ -2006,8 +2012,9 @@ START_TEST(test_copy_sqlite_into_postgres)
     struct dr_config n1 = tcfg; /* the migrating node */
     n1.node.id = (char *)"n1";
     ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
-    const char *names[] = {"users", "media", "variants", "shares", "jobs", "events", "tus"};
-    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1}; /* shares: 3 owner links + bob */
+    const char *names[] = {"users",  "media", "variants",      "shares", "jobs",
+                           "events", "tus",   "folder_shares", "links"};
+    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1, 1, 1}; /* shares: 3 owner links + bob */
     for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
         ck_assert_str_eq(out[i].table, names[i]);
         ck_assert_msg(out[i].rows == rows[i], "%s: %llu rows", names[i],
@@ -2022,6 +2029,18 @@ START_TEST(test_copy_sqlite_into_postgres)
     ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
     ck_assert_str_eq(m.metadata, "{\"width\":256}");
     dr_media_clear(&m);
+    struct dr_link lg;
+    ck_assert_int_eq(catalog_link_get(cat, lk.id, &lg), 0);
+    ck_assert_int_eq(lg.downloads, 1);
+    ck_assert_int_eq(lg.max_downloads, 5);
+    dr_link_clear(&lg);
+    dr_link_clear(&lk);
+    struct dr_folder_share *fs;
+    size_t nfs;
+    ck_assert_int_eq(catalog_folder_shares_list(cat, "alice", NULL, &fs, &nfs), 0);
+    ck_assert_int_eq((int)nfs, 1);
+    ck_assert_str_eq(fs[0].path, "/m");
+    catalog_folder_shares_free(fs, nfs);
     struct dr_variant vg;
     ck_assert_int_eq(catalog_variant_get(cat, mid[0], "thumb", "bob", &vg), 0);
     ck_assert_str_eq(vg.storage_key, "K0~thumb.webp");

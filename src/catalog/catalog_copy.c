@@ -7,10 +7,12 @@
  * users, media, variants, shares, jobs (in queue order, so PostgreSQL's jobs.pos
  * keeps SQLite's rowid order; each job belongs to the migrating node,
  * whose disk has the spool files), events (seqs kept, and the sequence set
- * to SQLite's high-water mark, so no seq is ever reused), tus.
+ * to SQLite's high-water mark, so no seq is ever reused), tus, folder
+ * shares, public links.
  *
  * Guarantees: the target is written in ONE transaction: all or nothing.
- * It must hold no media, shares, jobs, events or tus rows (-EEXIST); its
+ * It must hold no media, shares, jobs, events, tus, folder share or link
+ * rows (-EEXIST); its
  * users (the config's, synced by an earlier start) are replaced by the
  * source's. After the commit both sides are read again and compared table
  * by table: the row count and a SHA-256 over every column of every row in
@@ -62,6 +64,10 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
      "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "
      "created_at, job_id, media_id, finished_at",
      "ttiittttiitti", "id", "id"},
+    {"folder_shares", "owner, path, \"user\", lo, hi, created_at", "ttttti",
+     "owner, path, \"user\"", "owner, path, \"user\""},
+    {"links", "id, owner, media_id, created_at, expires_at, max_downloads, downloads", "tttiiii",
+     "id", "id"},
 };
 
 /* Statements built from the table specs; their structs must outlive the
@@ -221,7 +227,8 @@ static int digest(struct catalog *c, struct sqlset *q, int t, int side, uint64_t
 static const struct db_sql q_target_rows = {
     "SELECT (SELECT count(*) FROM media) + (SELECT count(*) FROM shares) + "
     "(SELECT count(*) FROM variants) + "
-    "(SELECT count(*) FROM jobs) + (SELECT count(*) FROM events) + (SELECT count(*) FROM tus)",
+    "(SELECT count(*) FROM jobs) + (SELECT count(*) FROM events) + (SELECT count(*) FROM tus) + "
+    "(SELECT count(*) FROM folder_shares) + (SELECT count(*) FROM links)",
     NULL};
 static const struct db_sql q_clear_users = {"DELETE FROM users", NULL};
 static const struct db_sql q_setval = {NULL,
@@ -240,8 +247,8 @@ static int prepare_target(struct catalog *dst, char *err, size_t errlen)
         return rc;
     if (n > 0) {
         snprintf(err, errlen,
-                 "the target catalog is not empty (%lld media, variant, share, job, event or tus "
-                 "rows); "
+                 "the target catalog is not empty (%lld media, variant, share, job, event, tus, "
+                 "folder share or link rows); "
                  "migrate into an empty database",
                  (long long)n);
         return -EEXIST;
