@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_folders.h"
 #include "dripd/catalog_links.h"
 #include "dripd/catalog_shares.h"
 #include "dripd/catalog_variants.h"
@@ -37,8 +38,8 @@ static bool use_pg;
 static char pgdsn[320];
 
 /* The schema version this catalog migrates to (catalog_schema.h). */
-#define SCHEMA_NOW 4
-#define SCHEMA_NOW_TEXT "4"
+#define SCHEMA_NOW 5
+#define SCHEMA_NOW_TEXT "5"
 
 static void sync_users(struct catalog *c)
 {
@@ -235,14 +236,14 @@ START_TEST(test_pragmas_and_migrate)
 
     /* The database itself says its version (and WAL) to any other client,
      * and a version-1 database (no jobs_owner index, no processing columns
-     * and table, no folder shares or public links) is brought to the
+     * and table, no folder shares, public links or folders) is brought to the
      * current one. */
     struct raw r = raw_open();
     if (use_pg) {
         ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), SCHEMA_NOW);
         ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM catalog_schema", NULL), 1);
         raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
-                     "DROP TABLE links; "
+                     "DROP TABLE links; DROP TABLE folders; "
                      "ALTER TABLE media DROP COLUMN metadata; "
                      "ALTER TABLE jobs DROP COLUMN variant; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
@@ -260,7 +261,7 @@ START_TEST(test_pragmas_and_migrate)
         ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL),
                          SCHEMA_NOW);
         raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
-                     "DROP TABLE links; "
+                     "DROP TABLE links; DROP TABLE folders; "
                      "ALTER TABLE media DROP COLUMN metadata; "
                      "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
@@ -270,8 +271,9 @@ START_TEST(test_pragmas_and_migrate)
                          SCHEMA_NOW);
     }
     /* The processing columns and table are there again. */
-    raw_exec(&r, "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
-                 "SELECT lo FROM folder_shares; SELECT downloads FROM links");
+    raw_exec(&r,
+             "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
+             "SELECT lo FROM folder_shares; SELECT downloads FROM links; SELECT path FROM folders");
     raw_close(&r);
     catalog_close(NULL);
 
@@ -1999,6 +2001,7 @@ START_TEST(test_copy_sqlite_into_postgres)
     dr_id_new(t.id);
     ck_assert_int_eq(catalog_tus_create(l, &t), 0);
     ck_assert_int_eq(catalog_folder_share(l, "alice", "/m", "carol", NULL), 0);
+    ck_assert_int_eq(catalog_folder_create(l, "alice", "/m/empty", NULL, NULL), 0);
     struct dr_link lk;
     ck_assert_int_eq(catalog_link_create(l, mid[0], "alice", 0, 5, &lk), 0);
     ck_assert_int_eq(catalog_link_count(l, lk.id, dr_now_ms(), NULL), 0);
@@ -2013,8 +2016,8 @@ START_TEST(test_copy_sqlite_into_postgres)
     n1.node.id = (char *)"n1";
     ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
     const char *names[] = {"users",  "media", "variants",      "shares", "jobs",
-                           "events", "tus",   "folder_shares", "links"};
-    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1, 1, 1}; /* shares: 3 owner links + bob */
+                           "events", "tus",   "folder_shares", "links",  "folders"};
+    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1, 1, 1, 1}; /* shares: 3 owner links + bob */
     for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
         ck_assert_str_eq(out[i].table, names[i]);
         ck_assert_msg(out[i].rows == rows[i], "%s: %llu rows", names[i],

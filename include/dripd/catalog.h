@@ -354,7 +354,7 @@ int catalog_lease_drop(struct catalog *cat, const char *name);
  * users are replaced. out[] gets each table's name, rows and digest. Stop
  * the node first: nothing may write the source meanwhile. 0 / -errno, with
  * one line in err. */
-#define CATALOG_COPY_TABLES 9
+#define CATALOG_COPY_TABLES 10
 struct dr_catalog_copy {
     const char *table; /* static */
     uint64_t rows;

@@ -96,6 +96,17 @@ int store_sweep(struct dr_store *st, size_t *removed, char *err, size_t errlen);
  * -errno + err. */
 int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
 
+/* Remove what a media the catalog no longer has leaves behind: its
+ * objects, the original's (key; NULL: never stored) and its variants'
+ * (keys[0..n); NULL entries skipped), each retried on a transient error
+ * (three tries over about 0.6 s: the caller is a worker thread that may
+ * wait), and its cache entries on this node (cache/<id> and
+ * cache/<id>~<names[i]>, through cache_remove's lock, so no reader loses
+ * bytes mid-response). Returns how many objects are left behind; each is
+ * logged as an orphan, which the next scrub reports. */
+int store_forget(struct dr_store *st, const char *data_dir, const char *id, const char *key,
+                 char *const *names, char *const *keys, size_t n);
+
 /* The process-global metrics sink of the dispatch above. Set it once per
  * process, before any thread opens a store (each worker does, with the
  * supervisor's shared counters); NULL (the default) records nothing. */

@@ -28,9 +28,9 @@
  * and the immutable config.
  *
  * DELETE: the catalog row (and its shares) goes first, in one commit;
- * then, still on the pool thread, the node's cache entry is unlinked and
- * the object is deleted from the store through a store handle owned by
- * that pool thread (pthread key, closed when the thread exits). A store
+ * then, still on the pool thread, store_forget() removes the node's cache
+ * entries and deletes the objects (the original's and its variants')
+ * through the pool thread's store handle (api_pool_store). A store
  * failure after the row is gone is logged and still answered 204: the
  * row is the truth, and the leftover object is an orphan that scrub
  * reports. Only this node's cache entry is removed; other nodes' entries
@@ -44,7 +44,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +68,6 @@
 
 #define MEDIA_PREFIX "/v1/media/"
 #define JOBS_PREFIX "/v1/jobs/"
-/* Store delete attempts for a transient error before leaving an orphan. */
-#define STORE_DELETE_TRIES 3
 
 /* ------------------------------------------------------------------ */
 /* JSON views                                                          */
@@ -228,45 +225,6 @@ static const char *body_string(struct http_exchange *ex, const char *key, json_t
     }
     *doc_out = doc;
     return v;
-}
-
-/* ------------------------------------------------------------------ */
-/* the object store, behind one function                               */
-
-static pthread_key_t store_key;
-static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
-
-static void store_key_destroy(void *p)
-{
-    store_close(p);
-}
-
-static void store_key_init(void)
-{
-    if (pthread_key_create(&store_key, store_key_destroy) != 0)
-        abort();
-}
-
-/* Delete key from the store with the calling pool thread's own handle
- * (opened on first use, closed when the thread exits). 0 / -errno + err. */
-static int media_store_delete(const struct dr_config *cfg, const char *key, char *err,
-                              size_t errlen)
-{
-    pthread_once(&store_key_once, store_key_init);
-    struct dr_store *st = pthread_getspecific(store_key);
-    if (!st) {
-        int rc = store_open(cfg, &st, err, errlen);
-        if (rc < 0)
-            return rc;
-        pthread_setspecific(store_key, st);
-    }
-    int rc = -EAGAIN;
-    for (int i = 0; i < STORE_DELETE_TRIES && rc == -EAGAIN; i++) {
-        if (i > 0)
-            usleep(100000u << i); /* 200 ms, 400 ms: a pool thread may wait */
-        rc = store_delete(st, key, err, errlen);
-    }
-    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -472,28 +430,22 @@ static void delete_work(void *arg)
         return;
     }
     /* The row is gone: from here on, failures leave garbage, never a lie. */
-    char *cache = xasprintf("%s/cache/%s", r->cfg->data_dir, r->id);
-    if (unlink(cache) < 0 && errno != ENOENT)
-        log_warn("media %s: cannot remove cache entry %s: %s", r->id, cache, strerror(errno));
-    free(cache);
+    char **names = xcalloc(nv + 1, sizeof *names), **keys = xcalloc(nv + 1, sizeof *keys);
     for (size_t i = 0; i < nv; i++) {
-        char err[DR_ERRLEN] = "";
-        char *vc = xasprintf("%s/cache/%s~%s", r->cfg->data_dir, r->id, v[i].name);
-        unlink(vc);
-        free(vc);
-        if (v[i].storage_key && media_store_delete(r->cfg, v[i].storage_key, err, sizeof err) < 0)
-            log_warn("media %s: store delete of variant %s failed: %s; the object is an orphan",
-                     r->id, v[i].storage_key, err);
+        names[i] = v[i].name;
+        keys[i] = v[i].storage_key;
     }
+    char err[DR_ERRLEN] = "";
+    struct dr_store *st = api_pool_store(r->cfg, err, sizeof err);
+    if (st != NULL)
+        store_forget(st, r->cfg->data_dir, r->id, key, names, keys, nv);
+    else
+        log_warn("media %s: no store to delete its objects from (%s); they are orphans for "
+                 "scrub",
+                 r->id, err);
+    free(names);
+    free(keys);
     catalog_variants_free(v, nv);
-    if (key) {
-        char err[DR_ERRLEN] = "";
-        int rc = media_store_delete(r->cfg, key, err, sizeof err);
-        if (rc < 0)
-            log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan "
-                     "for scrub",
-                     r->id, key, strerror(-rc), err);
-    }
     log_info("media %s deleted by %s (object %s)", r->id, r->user, key ? key : "none");
     free(key);
 }

@@ -4,14 +4,18 @@
  *
  * Threads: the body, answer and query helpers run on the exchange's loop
  * thread; api_media_json() and the JSON value helpers only build values
- * and may run anywhere. No state of its own.
+ * and may run anywhere. api_pool_store() keeps one store handle per pool
+ * thread (a pthread key; closed when the thread exits); nothing else is
+ * state.
  */
 #include "api_req.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dripd/store.h"
 #include "dripd/util.h"
 
 /* ---- bodies ---- */
@@ -161,6 +165,31 @@ int api_defer(struct http_exchange *ex, void (*work)(void *),
         http_respond_problem(ex, 503, "the server is busy, retry shortly");
     }
     return rc;
+}
+
+/* ---- the store, per pool thread ---- */
+
+static pthread_key_t store_key;
+static pthread_once_t store_key_once = PTHREAD_ONCE_INIT;
+
+static void store_key_destroy(void *p)
+{
+    store_close(p);
+}
+
+static void store_key_init(void)
+{
+    if (pthread_key_create(&store_key, store_key_destroy) != 0)
+        abort();
+}
+
+struct dr_store *api_pool_store(const struct dr_config *cfg, char *err, size_t errlen)
+{
+    pthread_once(&store_key_once, store_key_init);
+    struct dr_store *st = pthread_getspecific(store_key);
+    if (st == NULL && store_open(cfg, &st, err, errlen) == 0)
+        pthread_setspecific(store_key, st);
+    return st;
 }
 
 /* ---- the request line ---- */

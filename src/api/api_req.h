@@ -21,7 +21,10 @@
 #include <stdint.h>
 
 #include "dripd/catalog.h"
+#include "dripd/config.h"
 #include "dripd/http.h"
+
+struct dr_store;
 
 /* Largest JSON request body (PATCH, shares, links, folders). */
 #define API_BODY_MAX (64 * 1024)
@@ -65,6 +68,10 @@ struct catalog *api_loop_catalog(struct http_exchange *ex);
  * (then -EAGAIN and nothing will run). */
 int api_defer(struct http_exchange *ex, void (*work)(void *),
               void (*done)(struct http_exchange *, void *), void *arg);
+
+/* The calling pool thread's own store handle (opened on first use,
+ * closed when the thread exits), or NULL + err. Pool threads only. */
+struct dr_store *api_pool_store(const struct dr_config *cfg, char *err, size_t errlen);
 
 /* Is key present in the raw query (http_query_param() also says NULL
  * for a value that does not percent-decode)? */

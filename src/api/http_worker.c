@@ -95,6 +95,7 @@ static void setup_routes(void)
     api_events_register_routes();  /* /v1/events + event hook */
     api_shares_register_routes();  /* /v1/folders/shares (media shares via api_media) */
     api_links_register_routes();   /* /v1/public-links[/], /p/ */
+    api_folders_register_routes(); /* /v1/folders */
 }
 
 static int spool_refs(void *arg, char ***paths, size_t *n)

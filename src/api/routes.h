@@ -18,6 +18,7 @@
  *                       /v1/media/{id}/... hands the others to their modules
  *   api_shares.c        GET|POST /v1/media/{id}/shares, DELETE /v1/media/{id}/shares/{user},
  *                       GET|POST|DELETE /v1/folders/shares
+ *   api_folders.c       POST|PATCH|DELETE /v1/folders (make, move, delete a folder)
  *   api_links.c         POST /v1/media/{id}/public-links, GET /v1/public-links,
  *                       DELETE /v1/public-links/{id}, GET|HEAD /p/{token} (no auth)
  *   api_content.c       GET|HEAD /v1/media/{id}/content (reached through api_media)
@@ -49,6 +50,7 @@ void api_content_register_routes(void);
 void api_events_register_routes(void);
 void api_shares_register_routes(void);
 void api_links_register_routes(void);
+void api_folders_register_routes(void);
 
 /* The ops for GET/HEAD /v1/media/{id}/content. The router has no mid-path
  * parameters, so api_media's "/v1/media/" route picks these ops for such

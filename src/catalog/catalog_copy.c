@@ -8,11 +8,11 @@
  * keeps SQLite's rowid order; each job belongs to the migrating node,
  * whose disk has the spool files), events (seqs kept, and the sequence set
  * to SQLite's high-water mark, so no seq is ever reused), tus, folder
- * shares, public links.
+ * shares, public links, made folders.
  *
  * Guarantees: the target is written in ONE transaction: all or nothing.
- * It must hold no media, shares, jobs, events, tus, folder share or link
- * rows (-EEXIST); its
+ * It must hold no media, shares, jobs, events, tus, folder share, link or
+ * folder rows (-EEXIST); its
  * users (the config's, synced by an earlier start) are replaced by the
  * source's. After the commit both sides are read again and compared table
  * by table: the row count and a SHA-256 over every column of every row in
@@ -68,6 +68,7 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
      "owner, path, \"user\"", "owner, path, \"user\""},
     {"links", "id, owner, media_id, created_at, expires_at, max_downloads, downloads", "tttiiii",
      "id", "id"},
+    {"folders", "owner, path, created_at", "tti", "owner, path", "owner, path"},
 };
 
 /* Statements built from the table specs; their structs must outlive the
@@ -228,7 +229,8 @@ static const struct db_sql q_target_rows = {
     "SELECT (SELECT count(*) FROM media) + (SELECT count(*) FROM shares) + "
     "(SELECT count(*) FROM variants) + "
     "(SELECT count(*) FROM jobs) + (SELECT count(*) FROM events) + (SELECT count(*) FROM tus) + "
-    "(SELECT count(*) FROM folder_shares) + (SELECT count(*) FROM links)",
+    "(SELECT count(*) FROM folder_shares) + (SELECT count(*) FROM links) + "
+    "(SELECT count(*) FROM folders)",
     NULL};
 static const struct db_sql q_clear_users = {"DELETE FROM users", NULL};
 static const struct db_sql q_setval = {NULL,
@@ -248,7 +250,7 @@ static int prepare_target(struct catalog *dst, char *err, size_t errlen)
     if (n > 0) {
         snprintf(err, errlen,
                  "the target catalog is not empty (%lld media, variant, share, job, event, tus, "
-                 "folder share or link rows); "
+                 "folder share, link or folder rows); "
                  "migrate into an empty database",
                  (long long)n);
         return -EEXIST;

@@ -94,6 +94,11 @@ static const struct db_sql q_folder_at = {
     "SELECT 1 FROM media WHERE owner = $1 AND path > $2 AND path < $3 AND state <> 'failed' "
     "AND id <> $4 LIMIT 1",
     NULL};
+/* A folder made with catalog_folder_create at F, or below it (so F is a
+ * folder too): the primary key (owner, path), point and range. */
+static const struct db_sql q_dir_at = {
+    "SELECT 1 FROM folders WHERE owner = $1 AND (path = $2 OR (path > $3 AND path < $4)) LIMIT 1",
+    NULL};
 static const struct db_sql q_owner_of = {
     "SELECT owner FROM media WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
 static const struct db_sql q_get = {
@@ -114,17 +119,22 @@ static const struct db_sql q_list_files = {
  * the text after P up to the next '/'. length() and substr() both count
  * characters, so they agree on UTF-8 names. SQLite finds the '/' with
  * instr(), PostgreSQL with strpos(). */
-static const struct db_sql q_list_folders = {
-    "SELECT CASE WHEN instr(r, '/') > 0 THEN substr(r, 1, instr(r, '/') - 1) ELSE r END "
-    "AS sub, count(*), coalesce(sum(size), 0) FROM ("
-    "  SELECT substr(m.folder, length($1) + 1) AS r, m.size AS size FROM media m"
-    "  WHERE m.folder > $1 AND m.folder < $2 AND " VISIBLE_TO("$3") ") AS d "
-                                                                    "GROUP BY sub ORDER BY sub",
-    "SELECT CASE WHEN strpos(r, '/') > 0 THEN substr(r, 1, strpos(r, '/') - 1) ELSE r END "
-    "AS sub, count(*), coalesce(sum(size), 0) FROM ("
-    "  SELECT substr(m.folder, length($1) + 1) AS r, m.size AS size FROM media m"
-    "  WHERE m.folder > $1 AND m.folder < $2 AND " VISIBLE_TO("$3") ") AS d "
-                                                                    "GROUP BY sub ORDER BY sub"};
+/* Folders made empty (catalog_folders.h) are listed too, with no files:
+ * their rows' paths go through the same range and child test. The owner
+ * sees theirs, and so does whoever a covering folder was shared with. */
+#define LIST_FOLDERS(instr)                                                                        \
+    "SELECT CASE WHEN " instr "(r, '/') > 0 THEN substr(r, 1, " instr "(r, '/') - 1) ELSE r END "  \
+    "AS sub, sum(n), coalesce(sum(size), 0) FROM ("                                                \
+    "  SELECT substr(m.folder, length($1) + 1) AS r, 1 AS n, m.size AS size FROM media m"          \
+    "  WHERE m.folder > $1 AND m.folder < $2 AND " VISIBLE_TO(                                     \
+        "$3") " UNION ALL "                                                                        \
+              "  SELECT substr(f.path, length($1) + 1), 0, 0 FROM folders f"                       \
+              "  WHERE f.path > $1 AND f.path < $2 AND ($3 IS NULL OR f.owner = $3 OR EXISTS "     \
+              "(SELECT 1 "                                                                         \
+              "  FROM folder_shares fs WHERE fs.\"user\" = $3 AND fs.owner = f.owner AND (f.path " \
+              "= fs.path "                                                                         \
+              "  OR (f.path > fs.lo AND f.path < fs.hi))))) AS d GROUP BY sub ORDER BY sub"
+static const struct db_sql q_list_folders = {LIST_FOLDERS("instr"), LIST_FOLDERS("strpos")};
 static const struct db_sql q_move = {"UPDATE media SET path = $3, folder = $4, name = $5 "
                                      "WHERE id = $1 AND ($2 IS NULL OR owner = $2)",
                                      NULL};
@@ -275,6 +285,16 @@ int catalog_path_clash(struct db *db, const char *owner, const char *path, const
         db_bind_text(s, 3, hi);
         db_bind_text(s, 4, except);
         rc = db_step(s, "folder at");
+        db_reset(s);
+        if (rc >= 0)
+            rc = rc == DB_ROW ? DR_PATH_FOLDER : 0;
+    }
+    if (rc == 0 && (rc = db_prepare(db, &q_dir_at, &s)) == 0) {
+        db_bind_text(s, 1, owner);
+        db_bind_text(s, 2, path);
+        db_bind_text(s, 3, lo);
+        db_bind_text(s, 4, hi);
+        rc = db_step(s, "made folder at");
         db_reset(s);
         if (rc >= 0)
             rc = rc == DB_ROW ? DR_PATH_FOLDER : 0;

@@ -21,7 +21,8 @@ int catalog_media_lock_owners(struct db *db, const char *const *owners, size_t n
 /* Where owner may put a file at path (media `except` aside, "" for
  * none): 0, or DR_PATH_FILE / DR_PATH_FOLDER / DR_PATH_UNDER_FILE
  * (catalog.h), or -errno. DR_PATH_FOLDER is also how to ask whether owner
- * has a folder at path. */
+ * has a folder at path: a file below it, or a folder made there or below
+ * it (catalog_folders.h). */
 int catalog_path_clash(struct db *db, const char *owner, const char *path, const char *except);
 /* Link user to media_id; a link that exists already is kept. */
 int catalog_share_add(struct db *db, const char *media_id, const char *user, int64_t now);

@@ -324,6 +324,21 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            ");"
            "CREATE INDEX IF NOT EXISTS links_owner ON links(owner, created_at);"
            "CREATE INDEX IF NOT EXISTS links_media ON links(media_id);"},
+    /* v5: folders made on their own (docs/CATALOG.md, "Folders"): a folder
+     * exists while a file is below it, or while its row (or one below it)
+     * is here, so an empty folder can be made and kept. */
+    {.sqlite = "CREATE TABLE IF NOT EXISTS folders ("
+               "  owner      TEXT NOT NULL,"
+               "  path       TEXT NOT NULL,"
+               "  created_at INTEGER NOT NULL,"
+               "  PRIMARY KEY (owner, path)"
+               ") WITHOUT ROWID;",
+     .pg = "CREATE TABLE IF NOT EXISTS folders ("
+           "  owner      " T " NOT NULL,"
+           "  path       " T " NOT NULL,"
+           "  created_at BIGINT NOT NULL,"
+           "  PRIMARY KEY (owner, path)"
+           ");"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

@@ -479,12 +479,107 @@ static int is_folder(struct client *c, const char *path)
     return r;
 }
 
+/* Does arg name a folder of the caller's (ends in '/', or "/x" is one)?
+ * 1 with *folder its normalised path (heap), 0 for a file or an id, -1
+ * with c->err. */
+static int folder_arg(struct client *c, const char *arg, char **folder)
+{
+    *folder = NULL;
+    if (arg[0] != '/')
+        return 0;
+    char *p = xstrdup(arg);
+    size_t n = strlen(p);
+    bool slash = n > 1 && p[n - 1] == '/';
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    int f = slash || strcmp(p, "/") == 0 ? 1 : is_folder(c, p);
+    if (f == 1)
+        *folder = p;
+    else
+        free(p);
+    return f;
+}
+
+/* "ok" output of a command that changed something: the server's JSON
+ * (or {"ok":true}) with --json, else line. */
+static void print_ok(struct client *c, json_t *doc, const char *line)
+{
+    if (c->json) {
+        json_t *o = doc ? json_incref(doc) : json_pack("{s:b}", "ok", 1);
+        print_json(o);
+        json_decref(o);
+    } else if (!c->quiet) {
+        printf("%s\n", line);
+    }
+}
+
+/* mv of a folder: PATCH /v1/folders; dest as mv(1) takes it. */
+static int mv_folder(struct client *c, const char *src, const char *from, const char *dest)
+{
+    size_t dl = strlen(dest);
+    char *to = NULL;
+    if (dest[dl - 1] == '/') {
+        to = xstrdup(dest);
+    } else {
+        int f = is_folder(c, dest);
+        if (f < 0)
+            return fail(c, dest);
+        to = f ? xasprintf("%s/", dest) : xstrdup(dest);
+    }
+    json_t *body = json_pack("{s:s,s:s}", "from", from, "to", to), *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "PATCH", "/v1/folders", body, &doc) < 0) {
+        code = fail(c, src);
+    } else {
+        char *line =
+            xasprintf("%s/ -> %s/ (%lld files)", from, jstr(doc, "to", to), jint(doc, "files"));
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
+    json_decref(body);
+    free(to);
+    return code;
+}
+
+int cmd_mkdir(struct client *c, const struct args *a)
+{
+    const char *path = a->argv[0];
+    if (path[0] != '/') {
+        fprintf(stderr, "dripctl mkdir: FOLDER must be absolute (start with /): %s\n", path);
+        return EXIT_USAGE;
+    }
+    json_t *body = json_pack("{s:s}", "path", path), *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "POST", "/v1/folders", body, &doc) < 0) {
+        code = fail(c, path);
+    } else {
+        char *line =
+            xasprintf("mkdir %s: %s", jstr(doc, "path", path),
+                      json_is_true(json_object_get(doc, "created")) ? "ok" : "ok, it was there");
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
+    json_decref(body);
+    return code;
+}
+
 int cmd_mv(struct client *c, const struct args *a)
 {
     const char *src = a->argv[0], *dest = a->argv[1];
     if (dest[0] != '/') {
         fprintf(stderr, "dripctl mv: NEWPATH must be absolute (start with /): %s\n", dest);
         return EXIT_USAGE;
+    }
+    char *from;
+    int isdir = folder_arg(c, src, &from);
+    if (isdir < 0)
+        return fail(c, src);
+    if (isdir) {
+        int code = mv_folder(c, src, from, dest);
+        free(from);
+        return code;
     }
     char *id = resolve(c, src);
     if (id == NULL)
@@ -557,41 +652,35 @@ static int media_op(struct client *c, const char *what, const char *method, cons
 
 int cmd_rm(struct client *c, const struct args *a)
 {
-    return media_op(c, a->argv[0], "DELETE", "", NULL);
-}
-
-/* Does arg name a folder of the caller's (ends in '/', or "/x" is one)?
- * 1 with *folder its normalised path (heap), 0 for a file or an id, -1
- * with c->err. */
-static int folder_arg(struct client *c, const char *arg, char **folder)
-{
-    *folder = NULL;
-    if (arg[0] != '/')
-        return 0;
-    char *p = xstrdup(arg);
-    size_t n = strlen(p);
-    bool slash = n > 1 && p[n - 1] == '/';
-    while (n > 1 && p[n - 1] == '/')
-        p[--n] = '\0';
-    int f = slash || strcmp(p, "/") == 0 ? 1 : is_folder(c, p);
-    if (f == 1)
-        *folder = p;
-    else
-        free(p);
-    return f;
-}
-
-/* "ok" output of a command that changed something: the server's JSON
- * (or {"ok":true}) with --json, else line. */
-static void print_ok(struct client *c, json_t *doc, const char *line)
-{
-    if (c->json) {
-        json_t *o = doc ? json_incref(doc) : json_pack("{s:b}", "ok", 1);
-        print_json(o);
-        json_decref(o);
-    } else if (!c->quiet) {
-        printf("%s\n", line);
+    const char *what = a->argv[0];
+    char *folder;
+    int f = folder_arg(c, what, &folder);
+    if (f < 0)
+        return fail(c, what);
+    if (f == 0 && !a->recursive)
+        return media_op(c, what, "DELETE", "", NULL);
+    if (f == 0 || !a->recursive) {
+        free(folder);
+        fprintf(stderr, "dripctl rm: %s %s\n", what,
+                f ? "is a folder: rm -r deletes it with everything in it"
+                  : "is not one of your folders (rm without -r deletes a file)");
+        return EXIT_USAGE;
     }
+    char *ef = client_escape(c, folder), *path = xasprintf("/v1/folders?path=%s", ef);
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "DELETE", path, NULL, &doc) < 0) {
+        code = fail(c, what);
+    } else {
+        char *line = xasprintf("rm -r %s: ok (%lld files)", folder, jint(doc, "files"));
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
+    free(path);
+    free(ef);
+    free(folder);
+    return code;
 }
 
 int cmd_share(struct client *c, const struct args *a)

@@ -24,12 +24,14 @@ struct args {
     bool all;                  /* reprocess --all */
     const char *expires;       /* link --expires: seconds or a duration (7d) */
     const char *max_downloads; /* link --max-downloads */
+    bool recursive;            /* rm -r */
 };
 
 int cmd_upload(struct client *c, const struct args *a);
 int cmd_download(struct client *c, const struct args *a);
 int cmd_ls(struct client *c, const struct args *a);
 int cmd_mv(struct client *c, const struct args *a);
+int cmd_mkdir(struct client *c, const struct args *a);
 int cmd_rm(struct client *c, const struct args *a);
 int cmd_share(struct client *c, const struct args *a);
 int cmd_unshare(struct client *c, const struct args *a);

@@ -112,13 +112,28 @@ static const struct command commands[] = {
      "height of photos, videos and PDFs, a video's or a song's duration;\n"
      "files shared with you say by whom).\n",
      0, 1, cmd_ls, "", NO_OPTS},
-    {"mv", "ID|PATH NEWPATH", "move or rename",
-     "Move or rename a file, as mv(1) does: a NEWPATH that ends in / or names\n"
-     "an existing folder receives the file under its own name; any other\n"
-     "NEWPATH is the file's new full path.\n",
+    {"mkdir", "/FOLDER", "make a folder",
+     "Make a folder (its parents need not exist). It stays, empty or not,\n"
+     "until it is deleted; making one that exists is no error.\n",
+     1, 1, cmd_mkdir, "", NO_OPTS},
+    {"mv", "ID|PATH|FOLDER NEWPATH", "move or rename a file or a folder",
+     "Move or rename a file, or a folder with everything in it (a path that\n"
+     "ends in / or names one of your folders; one transaction on the server),\n"
+     "as mv(1) does: a NEWPATH that ends in / or names an existing folder\n"
+     "receives it under its own name; any other NEWPATH is its new full path.\n",
      2, 2, cmd_mv, "", NO_OPTS},
-    {"rm", "ID|PATH", "delete", "Delete a file (its stored object goes too). Only its owner may.\n",
-     1, 1, cmd_rm, "", NO_OPTS},
+    {"rm",
+     "ID|PATH [-r FOLDER]",
+     "delete a file, or a folder with -r",
+     "Delete a file (its stored objects go too). With -r, delete a folder with\n"
+     "everything in it. Only the owner may.\n"
+     "\n"
+     "  -r, --recursive   PATH is a folder: delete it and all that is in it\n",
+     1,
+     1,
+     cmd_rm,
+     "r",
+     {{"recursive", no_argument, 0, 'r'}, {0, 0, 0, 0}}},
     {"share", "ID|PATH|FOLDER USER", "share a file or a folder with another user",
      "Let another user see and download a file, or everything in a folder (a\n"
      "path that ends in / or names one of your folders). A folder share covers\n"
@@ -470,6 +485,9 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
             break;
         case 'f':
             a->force = true;
+            break;
+        case 'r':
+            a->recursive = true;
             break;
         case OPT_CHUNK:
             if (!parse_size(optarg, &a->chunk))

@@ -7,6 +7,10 @@
  * metrics are taken, once, the same way for every backend (store.h says
  * what counts).
  *
+ * store_forget() is the one place that removes a deleted media's objects
+ * and cache entries (the media routes, folder deletes, and the trash and
+ * version housekeeping all call it).
+ *
  * Threads: handles are per thread (store.h). The only state here is the
  * metrics pointer, set once per process before any store thread starts and
  * only read afterwards; the counters are relaxed atomics in the shared
@@ -16,9 +20,14 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "dripd/cache.h"
 #include "dripd/config.h"
+#include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
 
@@ -139,4 +148,53 @@ int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, si
     if (rc == 0 && g_metrics != NULL && fstat(*fd, &sb) == 0)
         metrics_add(&g_metrics->store_bytes_down, (uint64_t)sb.st_size);
     return rc;
+}
+
+/* Store delete attempts for a transient error before leaving an orphan. */
+#define FORGET_TRIES 3
+
+/* 0, or -errno after FORGET_TRIES tries of a transient error; absent is
+ * done. */
+static int delete_retrying(struct dr_store *st, const char *key, char *err, size_t errlen)
+{
+    int rc = -EAGAIN;
+    for (int i = 0; i < FORGET_TRIES && rc == -EAGAIN; i++) {
+        if (i > 0)
+            usleep(100000u << i); /* 200 ms, 400 ms */
+        rc = store_delete(st, key, err, errlen);
+    }
+    return rc == -ENOENT ? 0 : rc;
+}
+
+int store_forget(struct dr_store *st, const char *data_dir, const char *id, const char *key,
+                 char *const *names, char *const *keys, size_t n)
+{
+    int left = 0;
+    int rc = cache_remove(data_dir, id);
+    if (rc < 0 && rc != -ENOENT)
+        log_warn("media %s: cannot remove its cache entry: %s", id, strerror(-rc));
+    for (size_t i = 0; i < n; i++) {
+        char err[DR_ERRLEN] = "";
+        if (names != NULL && names[i] != NULL) {
+            char *cid = xasprintf("%s~%s", id, names[i]);
+            cache_remove(data_dir, cid);
+            free(cid);
+        }
+        if (keys[i] != NULL && (rc = delete_retrying(st, keys[i], err, sizeof err)) < 0) {
+            log_warn("media %s: store delete of variant %s failed (%s): %s; the object is an "
+                     "orphan for scrub",
+                     id, keys[i], strerror(-rc), err);
+            left++;
+        }
+    }
+    if (key != NULL) {
+        char err[DR_ERRLEN] = "";
+        if ((rc = delete_retrying(st, key, err, sizeof err)) < 0) {
+            log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan "
+                     "for scrub",
+                     id, key, strerror(-rc), err);
+            left++;
+        }
+    }
+    return left;
 }

@@ -12,6 +12,7 @@
  *   uploads.js  tus uploads and the Uploads panel
  *   media.js    thumbnails, the grid view and the preview dialog
  *   sharing.js  who sees a file or folder, unsharing, public links
+ *   folders.js  new folder; rename, move and delete a folder
  * A new feature is a new module that registers itself here.
  *
  * Security rules every module keeps:
@@ -32,6 +33,7 @@ import { registerActions } from './js/actions.js';
 import { initUploads, addFiles } from './js/uploads.js';
 import { registerMedia } from './js/media.js';
 import { registerSharing } from './js/sharing.js';
+import { registerFolders } from './js/folders.js';
 
 function showSignIn(message) {
   stopEvents();
@@ -88,6 +90,7 @@ function wireDropzone() {
 function init() {
   registerActions();
   registerMedia();
+  registerFolders();
   registerSharing();
   initUploads();
   onJobEvent(onJob);

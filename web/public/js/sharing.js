@@ -19,7 +19,7 @@
 import { $, el, fmtDate } from './util.js';
 import { api } from './api.js';
 import { notify } from './notices.js';
-import { registerFolderAction, registerToolbarButton } from './browser.js';
+import { registerToolbarButton } from './browser.js';
 
 let target = null; /* {kind: 'file', m} or {kind: 'folder', d} */
 
@@ -218,9 +218,10 @@ function openAllLinks() {
 /* The file action "Share" (actions.js registers it, in its place among
  * the file's buttons). */
 export function shareFile(m) { open({ kind: 'file', m }); }
+/* The folder action "Share" (folders.js registers it). */
+export function shareFolder(d) { open({ kind: 'folder', d }); }
 
 export function registerSharing() {
-  registerFolderAction({ id: 'share-folder', label: 'Share', run: (d) => open({ kind: 'folder', d }) });
   registerToolbarButton({ id: 'show-links', label: 'Public links', run: openAllLinks });
   $('share-form').addEventListener('submit', share);
   $('link-form').addEventListener('submit', createLink);
