@@ -87,22 +87,27 @@ static void req_finish(struct http_exchange *ex)
     free(r);
 }
 
-/* What the owner sees of a link: {"id","url","media_id","path","state",
- * "created_at","expires_at","max_downloads","downloads","active"}; url is
- * null when the owner has no token to derive it from. */
-static json_t *link_json(const struct dr_link *l, const struct dr_config *cfg, int64_t now)
+/* What the owner sees of a link: {"id","url","link_path","media_id",
+ * "path","created_at","expires_at","max_downloads","downloads","state"}:
+ * url is absolute as the client (or its trusted proxy) sees this server,
+ * like a signed link's, and link_path its path (/p/<token>); both null
+ * when the owner has no token to derive it from. "path" is the file's. */
+static json_t *link_json(const struct http_exchange *ex, const struct dr_link *l, int64_t now)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(l->id));
-    const struct dr_user *u = config_find_user(cfg, l->owner);
+    const struct dr_user *u = config_find_user(http_cfg(ex), l->owner);
     if (u && u->token) {
         char tok[DR_PUBLIC_TOKEN_LEN + 1];
         link_public_token(u, l->id, tok);
-        char *url = xasprintf(PUBLIC_PREFIX "%s", tok);
+        char *lp = xasprintf(PUBLIC_PREFIX "%s", tok), *url = http_absolute_url(ex, lp);
         json_object_set_new(o, "url", json_string(url));
+        json_object_set_new(o, "link_path", json_string(lp));
         free(url);
+        free(lp);
     } else {
         json_object_set_new(o, "url", json_null());
+        json_object_set_new(o, "link_path", json_null());
     }
     json_object_set_new(o, "media_id", json_string(l->media_id));
     json_object_set_new(o, "path", api_str_or_null(l->path));
@@ -157,7 +162,7 @@ static void create_done(struct http_exchange *ex, void *arg)
     } else {
         log_info("media %s: public link %s made by %s", r->id, r->link.id, r->user);
         http_add_header(ex, "Cache-Control", "no-store");
-        http_respond_json(ex, 201, link_json(&r->link, r->cfg, dr_now_ms()));
+        http_respond_json(ex, 201, link_json(ex, &r->link, dr_now_ms()));
     }
 }
 
@@ -249,7 +254,7 @@ static void list_on_head(struct http_exchange *ex)
     int64_t now = dr_now_ms();
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, link_json(&v[i], http_cfg(ex), now));
+        json_array_append_new(arr, link_json(ex, &v[i], now));
     catalog_links_free(v, n);
     json_t *doc = json_object();
     json_object_set_new(doc, "links", arr);

@@ -797,7 +797,7 @@ int cmd_shares(struct client *c, const struct args *a)
 
 /* ---------- public links ---------- */
 
-static void print_link(struct client *c, json_t *l)
+static void print_link(json_t *l)
 {
     const char *url = jstr(l, "url", NULL);
     char count[48];
@@ -805,8 +805,8 @@ static void print_link(struct client *c, json_t *l)
         snprintf(count, sizeof count, "%lld/%lld", jint(l, "downloads"), jint(l, "max_downloads"));
     else
         snprintf(count, sizeof count, "%lld", jint(l, "downloads"));
-    printf("%-26s %-8s %9s %-24s %s %s%s\n", jstr(l, "id", "?"), jstr(l, "state", "?"), count,
-           jstr(l, "expires_at", "never"), jstr(l, "path", "?"), url ? c->url : "",
+    printf("%-26s %-8s %9s %-24s %s %s\n", jstr(l, "id", "?"), jstr(l, "state", "?"), count,
+           jstr(l, "expires_at", "never"), jstr(l, "path", "?"),
            url ? url : "(no URL: the owner has no token)");
 }
 
@@ -828,7 +828,7 @@ int cmd_link(struct client *c, const struct args *a)
     } else if (c->json) {
         print_json(doc);
     } else {
-        printf("%s%s\n", c->url, jstr(doc, "url", ""));
+        printf("%s\n", jstr(doc, "url", ""));
         if (!c->quiet)
             fprintf(stderr, "dripctl: public link %s to %s%s%s%s%s\n", jstr(doc, "id", "?"),
                     jstr(doc, "path", a->argv[0]), a->expires ? ", expires " : "",
@@ -865,7 +865,7 @@ int cmd_links(struct client *c, const struct args *a)
         size_t i;
         json_t *l;
         printf("%-26s %-8s %9s %-24s %s\n", "id", "state", "downloads", "expires", "path and URL");
-        json_array_foreach(json_object_get(doc, "links"), i, l) print_link(c, l);
+        json_array_foreach(json_object_get(doc, "links"), i, l) print_link(l);
     }
     json_decref(doc);
     free(path);

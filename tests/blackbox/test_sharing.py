@@ -134,7 +134,8 @@ def test_folder_share_is_a_rule(dripd):
 
 
 def link_url(dripd, link):
-    return dripd.url(link["url"])
+    assert link["url"] == dripd.url(link["link_path"])  # absolute, as the client sees us
+    return link["url"]
 
 
 def test_public_link_download_limit_and_revoke(dripd, tmpdir_path):
@@ -144,7 +145,7 @@ def test_public_link_download_limit_and_revoke(dripd, tmpdir_path):
     mid = put(dripd, "/share/big.bin", data)
     st, link, h = dripd.json("POST", "/v1/media/%s/public-links" % mid, {"max_downloads": 2}, expect=201)
     assert h["cache-control"] == "no-store"
-    assert link["url"].startswith("/p/") and len(link["url"]) == 3 + 26 + 43
+    assert link["link_path"].startswith("/p/") and len(link["link_path"]) == 3 + 26 + 43
     assert link["max_downloads"] == 2 and link["downloads"] == 0 and link["expires_at"] is None
     assert link["state"] == "active" and link["path"] == "/share/big.bin" and link["media_id"] == mid
     url = link_url(dripd, link)
@@ -175,7 +176,7 @@ def test_public_link_download_limit_and_revoke(dripd, tmpdir_path):
     # revoked one by one: the other link keeps working
     st, l2, _ = dripd.json("POST", "/v1/media/%s/public-links" % mid, {}, expect=201)
     st, l3, _ = dripd.json("POST", "/v1/media/%s/public-links" % mid, None, expect=201)
-    assert l2["url"] != l3["url"] and l2["max_downloads"] is None
+    assert l2["link_path"] != l3["link_path"] and l2["max_downloads"] is None
     dripd.json("DELETE", "/v1/public-links/" + l2["id"], user="bob", expect=404)
     dripd.json("DELETE", "/v1/public-links/" + l2["id"], expect=204)
     dripd.json("DELETE", "/v1/public-links/" + l2["id"], expect=404)
@@ -186,7 +187,7 @@ def test_public_link_download_limit_and_revoke(dripd, tmpdir_path):
     assert [l["id"] for l in doc["links"]] == [l3["id"], link["id"]]  # newest first
 
     # forged or mangled tokens look like nothing at all
-    good = l3["url"]
+    good = l3["link_path"]
     for bad in [good[:-1] + ("A" if good[-1] != "A" else "B"), good[:-1], good + "x",
                 "/p/" + link["id"] + good[3 + 26:], "/p/", "/p/x"]:
         st, _, _ = dripd.curl(dripd.url(bad), user=None)
