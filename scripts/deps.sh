@@ -53,3 +53,5 @@ fi
 sh "$(dirname "$0")/node-deps.sh"
 # promtool for the metrics test, without installing a Prometheus server.
 sh "$(dirname "$0")/promtool.sh" >/dev/null || echo "deps: promtool unavailable; the metrics test will use its own format check only"
+# and the Prometheus server binary for tests/blackbox/test_prometheus.py
+sh "$(dirname "$0")/promtool.sh" prometheus >/dev/null || echo "deps: the Prometheus server is unavailable; test_prometheus.py will fail"

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # rather than letting the tests that use them skip.
 sh scripts/node-deps.sh || { echo "blackbox: cannot install the npm test tools (sh scripts/node-deps.sh); run make deps" >&2; exit 1; }
 sh scripts/promtool.sh >/dev/null || { echo "blackbox: cannot get promtool (sh scripts/promtool.sh); the metrics test needs it" >&2; exit 1; }
+sh scripts/promtool.sh prometheus >/dev/null || { echo "blackbox: cannot get the Prometheus server (sh scripts/promtool.sh prometheus); test_prometheus.py needs it" >&2; exit 1; }
 mkdir -p tests/artifacts
 if [ "${1:-}" = "--chaos" ]; then
   export CHAOS_LONG=1
