@@ -29,7 +29,7 @@ comma    := ,
 # pkg-config runs when this file is parsed. On a fresh machine the -dev
 # packages are not there yet, so `run` and `test` install them first and
 # only then start a second make, which parses this file again (see below).
-PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libcrypto sqlite3 libpq expat
+PKGS     := libevent libevent_pthreads jansson yaml-0.1 libcurl libssl libcrypto sqlite3 libpq expat
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
 

@@ -187,6 +187,13 @@ struct dr_config {
     } cors;
 
     struct {
+        /* PEM files; both or neither. Set: HTTPS on every listen address.
+         * config_load checks they load and match (docs/CONFIG.md). */
+        char *cert; /* the certificate, then its chain */
+        char *key;  /* its private key, unencrypted */
+    } tls;
+
+    struct {
         bool enabled; /* default true: the process stage runs (docs/PROCESSING.md) */
         struct dr_variant_cfg *variants; /* default thumb 256 webp, preview 1280 jpeg 82 */
         size_t n_variants;               /* <= DR_MAX_VARIANTS */

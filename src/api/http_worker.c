@@ -206,6 +206,12 @@ int http_worker_main(struct dr_worker_ctx *ctx)
         .dispatch = router_dispatch,
     };
     int rc = http_server_create(&opts, &w.srv);
+    if (rc == -EKEYREJECTED) {
+        /* tls.cert/tls.key changed since the config was checked: a reload
+         * that brought them is abandoned, the old generation keeps serving */
+        log_error("http: cannot start the server: the TLS certificate or key does not load");
+        return DR_EXIT_FATAL_CONFIG;
+    }
     if (rc < 0) {
         log_error("http: cannot start the server: %s", strerror(-rc));
         return 1;

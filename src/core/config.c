@@ -45,6 +45,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <yaml.h>
 
 #include "dripd/netaddr.h"
@@ -208,6 +211,8 @@ void config_destroy(struct dr_config *c)
     free(c->webhooks);
     dr_strv_free(c->trusted_proxies, c->n_trusted_proxies);
     dr_strv_free(c->cors.origins, c->cors.n_origins);
+    free(c->tls.cert);
+    free(c->tls.key);
     for (size_t i = 0; i < c->quotas.n_users; i++)
         free(c->quotas.users[i].name);
     free(c->quotas.users);
@@ -1035,6 +1040,12 @@ static const struct field cors_fields[] = {
     END,
 };
 
+static const struct field tls_fields[] = {
+    F_STR("cert", C(tls.cert)),
+    F_STR("key", C(tls.key)),
+    END,
+};
+
 static const struct field quotas_fields[] = {
     F_MAP("default", C(quotas.def), quota_fields),
     {"users", K_QUOTAS, C(quotas.users), C(quotas.n_users), quota_fields,
@@ -1066,6 +1077,7 @@ static const struct field root_fields[] = {
     {"trusted_proxies", K_STRLIST, C(trusted_proxies), C(n_trusted_proxies), NULL, 0, 0, 0,
      check_cidr, false},
     F_MAP("cors", 0, cors_fields),
+    F_MAP("tls", 0, tls_fields),
     END,
 };
 
@@ -1693,8 +1705,88 @@ static void validate_quotas(struct loader *L, const struct dr_config *c)
     }
 }
 
+/* Never ask a terminal for a passphrase: an encrypted key is an error. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* The PEM file at path ("tls.cert"), opened: a BIO, or NULL after
+ * reporting why (or after a --check note about a service credential). */
+static BIO *open_pem(struct loader *L, const char *path, const char *file, bool *noted)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && credential_elsewhere(file, errno)) {
+        struct loc *l = near_loc(L, path);
+        fprintf(stderr,
+                "%s:%zu:%zu: note: %s: \"%s\" is a systemd credential, there only while the "
+                "service runs; not read by --check\n",
+                L->name, l ? l->mark.line + 1 : 1, l ? l->mark.column + 1 : 1, path, file);
+        *noted = true;
+        return NULL;
+    }
+    struct stat st;
+    if (fd < 0) {
+        err_path(L, path, "cannot read \"%s\": %s", file, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_path(L, path, "\"%s\" is not a regular file", file);
+        close(fd);
+        return NULL;
+    }
+    BIO *b = BIO_new_fd(fd, BIO_CLOSE);
+    if (b == NULL)
+        close(fd);
+    return b;
+}
+
+/* tls.cert and tls.key: both or neither; they load (the server loads
+ * them the same way) and the key is the certificate's. */
+static void validate_tls(struct loader *L, const struct dr_config *c)
+{
+    bool has_c = c->tls.cert != NULL, has_k = c->tls.key != NULL;
+    if (!has_c && !has_k)
+        return;
+    if (!has_c || !has_k) {
+        if (!is_bad(L, has_c ? "tls.cert" : "tls.key"))
+            err_path(L, has_c ? "tls.key" : "tls.cert", "required with tls.%s",
+                     has_c ? "cert" : "key");
+        return;
+    }
+    bool noted = false;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    BIO *b = open_pem(L, "tls.cert", c->tls.cert, &noted);
+    if (b != NULL) {
+        x = PEM_read_bio_X509_AUX(b, NULL, no_passphrase, NULL);
+        if (x == NULL)
+            err_path(L, "tls.cert", "\"%s\" holds no PEM certificate", c->tls.cert);
+        BIO_free(b);
+    }
+    b = open_pem(L, "tls.key", c->tls.key, &noted);
+    if (b != NULL) {
+        k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+        if (k == NULL)
+            err_path(L, "tls.key",
+                     "\"%s\" holds no PEM private key (an encrypted key is not supported)",
+                     c->tls.key);
+        BIO_free(b);
+    }
+    if (x != NULL && k != NULL && X509_check_private_key(x, k) != 1)
+        err_path(L, "tls.key", "\"%s\" is not the private key of tls.cert", c->tls.key);
+    ERR_clear_error();
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
 static void validate(struct loader *L, const struct dr_config *c)
 {
+    validate_tls(L, c);
     validate_users(L, c);
     validate_quotas(L, c);
     validate_variants(L, c);

@@ -233,6 +233,8 @@ static void reset(struct client *c, const char *path)
     curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(k, CURLOPT_USERAGENT, "dripctl/" DRIPD_VERSION);
+    if (c->cacert != NULL)
+        curl_easy_setopt(k, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, xfer_cb);
     curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);

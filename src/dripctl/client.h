@@ -14,7 +14,8 @@ struct progress;
 struct client {
     char *url; /* base, no trailing slash */
     char *token;
-    bool json; /* --json output */
+    char *cacert; /* --cacert: CA certificates (PEM) for https://, or NULL: the system's */
+    bool json;    /* --json output */
     bool quiet;
     bool tty;                  /* stderr is a terminal: progress bars */
     void *curl;                /* CURL * */

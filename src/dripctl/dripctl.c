@@ -222,6 +222,8 @@ static const char *const global_help =
     "  --url URL       the server (default $DRIPD_URL, the config file, then\n"
     "                  http://127.0.0.1:8080)\n"
     "  --token TOKEN   bearer token (default $DRIPD_TOKEN, then the config file)\n"
+    "  --cacert FILE   trust the CA certificates in FILE (PEM) for an https://\n"
+    "                  server (default $DRIPD_CACERT, then the system's CAs)\n"
     "  -j, --json      print one JSON document, errors included\n"
     "  -q, --quiet     no progress or summary output\n"
     "  -h, --help      this help; `dripctl help COMMAND` for a command's\n"
@@ -406,9 +408,10 @@ static void load_rc(char **url, char **token)
 
 /* ---------- the command line ---------- */
 static const struct option global_opts[] = {
-    {"url", required_argument, 0, 'u'}, {"token", required_argument, 0, 'T'},
-    {"json", no_argument, 0, 'j'},      {"quiet", no_argument, 0, 'q'},
-    {"help", no_argument, 0, 'h'},      {"version", no_argument, 0, 'V'},
+    {"url", required_argument, 0, 'u'},    {"token", required_argument, 0, 'T'},
+    {"cacert", required_argument, 0, 'C'}, {"json", no_argument, 0, 'j'},
+    {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
 };
 #define GLOBAL_SHORT "jqh"
 
@@ -422,14 +425,15 @@ static const char *find_command_word(int argc, char **argv)
             return i + 1 < argc ? argv[i + 1] : NULL;
         if (a[0] != '-' || a[1] == '\0')
             return a;
-        if ((strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0) && i + 1 < argc)
+        if ((strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 || strcmp(a, "--cacert") == 0) &&
+            i + 1 < argc)
             i++;
     }
     return NULL;
 }
 
 struct globals {
-    char *url, *token;
+    char *url, *token, *cacert;
     bool json, quiet, help, version;
 };
 
@@ -461,6 +465,10 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
         case 'T':
             free(g->token);
             g->token = xstrdup(optarg);
+            break;
+        case 'C':
+            free(g->cacert);
+            g->cacert = xstrdup(optarg);
             break;
         case 'j':
             g->json = true;
@@ -629,6 +637,8 @@ int main(int argc, char **argv)
         g.url = xstrdup(getenv("DRIPD_URL"));
     if (g.token == NULL && getenv("DRIPD_TOKEN"))
         g.token = xstrdup(getenv("DRIPD_TOKEN"));
+    if (g.cacert == NULL && getenv("DRIPD_CACERT"))
+        g.cacert = xstrdup(getenv("DRIPD_CACERT"));
     load_rc(&g.url, &g.token);
     if (g.url == NULL)
         g.url = xstrdup("http://127.0.0.1:8080");
@@ -637,6 +647,7 @@ int main(int argc, char **argv)
         g.url[--ul] = '\0';
     c.url = g.url;
     c.token = g.token;
+    c.cacert = g.cacert;
     c.json = g.json;
     c.quiet = g.quiet;
     if (client_init(&c) < 0) {
@@ -650,5 +661,6 @@ int main(int argc, char **argv)
 out:
     free(g.url);
     free(g.token);
+    free(g.cacert);
     return code;
 }

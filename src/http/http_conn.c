@@ -22,6 +22,23 @@
  * Output goes through evbuffer_write_atmost(), which uses sendfile(2) for
  * http_respond_file() segments.
  *
+ * TLS (tls: {cert, key}; tls.h): the same state machine, with OpenSSL's
+ * record layer on the same fd. A connection starts with the handshake
+ * (driven by the read and write events; the first request's header
+ * timeout covers it). Reads decrypt into the same bounded input buffer
+ * (SSL_read per record until the room or the socket runs out); bytes
+ * OpenSSL has already taken from the socket but not handed out yet are
+ * picked up without waiting for the socket (tls_pending). Writes encrypt
+ * the output buffer, TLS_WRITE_MAX per SSL_write and TLS_BATCH at a time,
+ * into tls_out, which goes to the socket like plain output (writev of
+ * many records at once); nothing more is encrypted while records wait
+ * for the socket, so ciphertext is bounded by TLS_BATCH too. A file
+ * response cannot go by sendfile (the kernel would send plaintext; kTLS,
+ * which could, is not on this kernel): it is "pumped" instead, PUMP_CHUNK
+ * bytes read with pread into the output buffer whenever it runs low, so a
+ * 1 GiB download holds a few hundred KiB. A close sends close_notify
+ * before shutdown(SHUT_WR).
+ *
  * Re-entrancy: handler callbacks may call any http.h function. Those only
  * change state and queue output, then ask for progress (conn_touch); all
  * state transitions, frees and socket writes happen in conn_progress(),
@@ -39,6 +56,7 @@
 #include "http_conn.h"
 
 #include "forwarded.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -71,8 +89,11 @@
 #define DISCARD_MAX (64u << 10)  /* unaccepted bodies up to this are read and dropped */
 #define LINGER_IDLE_MS 2000
 #define LINGER_TOTAL_MS 10000
-#define RH_MAX (16u << 10) /* extra response header bytes per exchange */
-#define STEP_BUDGET 64     /* state-machine steps per callback; then yield to the loop */
+#define RH_MAX (16u << 10)        /* extra response header bytes per exchange */
+#define STEP_BUDGET 64            /* state-machine steps per callback; then yield to the loop */
+#define TLS_WRITE_MAX (64u << 10) /* plaintext per SSL_write (four records) */
+#define TLS_BATCH (256u << 10)    /* plaintext encrypted before the records are sent */
+#define PUMP_CHUNK (256u << 10)   /* TLS file responses: bytes read from the file at a time */
 
 enum rq { RQ_HEAD, RQ_WAIT, RQ_BODY, RQ_DISCARD, RQ_DONE, RQ_ABANDONED };
 enum rs { RS_NONE, RS_STREAM, RS_COMPLETE };
@@ -145,6 +166,13 @@ struct http_conn {
     char remote[64];
     struct dr_addr peer;
     bool peer_trusted; /* peer is in trusted_proxies */
+    /* TLS (tls.h): the SSL on fd, or NULL for plain HTTP */
+    SSL *ssl;
+    struct evbuffer *tls_out; /* records OpenSSL wrote, not yet sent */
+    bool tls_handshaking;     /* before any request byte */
+    /* TLS file responses (sendfile cannot encrypt): what is left to read */
+    int pump_fd;
+    uint64_t pump_off, pump_left;
     char peer_host[DR_ADDR_STRLEN];
 };
 
@@ -167,6 +195,14 @@ static const struct dr_config *cfg_of(const struct http_conn *c)
 static struct dr_metrics *metrics_of(const struct http_conn *c)
 {
     return http_thread_metrics(c->t);
+}
+
+/* Output not yet handed to the socket: the buffer, and a TLS file
+ * response's unread rest. */
+static size_t out_pending(const struct http_conn *c)
+{
+    size_t n = evbuffer_get_length(c->out) + (size_t)c->pump_left;
+    return c->tls_out != NULL ? n + evbuffer_get_length(c->tls_out) : n;
 }
 
 static void conn_touch(struct http_conn *c)
@@ -623,7 +659,7 @@ static void resolve_view(struct http_conn *c, struct http_exchange *ex)
 {
     struct http_request *r = &ex->req;
     snprintf(ex->client, sizeof ex->client, "%s", c->peer_host);
-    r->scheme = "http";
+    r->scheme = c->ssl != NULL ? "https" : "http";
     const char *host = hdr_value(ex, "Host");
     if (host != NULL && fwd_host_valid(host, strlen(host)))
         snprintf(ex->host, sizeof ex->host, "%s", host);
@@ -832,6 +868,10 @@ void http_respond_file(struct http_exchange *ex, int status, const char *content
     ex->rs = RS_COMPLETE;
     if (ex->is_head || len == 0 || ex->c->dead) {
         close(fd);
+    } else if (ex->c->ssl != NULL) {
+        ex->c->pump_fd = fd; /* read as it is sent (flush_tls) */
+        ex->c->pump_off = offset;
+        ex->c->pump_left = len;
     } else if (evbuffer_add_file(ex->c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
         log_error("http: evbuffer_add_file failed; closing the connection");
         close(fd);
@@ -1032,10 +1072,19 @@ static void in_big_release(struct http_conn *c)
     http_thread_input_release(c->t, IN_HIGH - IN_BASE);
 }
 
+static void tls_handshake_step(struct http_conn *c);
+static void read_tls(struct http_conn *c, size_t room);
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct http_conn *c = arg;
+    if (c->ssl != NULL && !c->lingering) {
+        if (c->tls_handshaking) {
+            tls_handshake_step(c);
+            return;
+        }
+    }
     size_t have = evbuffer_get_length(c->in);
     size_t cap = in_cap(c);
     size_t room = have < cap ? cap - have : 0;
@@ -1043,6 +1092,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         room = IN_HIGH;
     if (room == 0) {
         set_reading(c, false);
+        return;
+    }
+    if (c->ssl != NULL && !c->lingering) {
+        read_tls(c, room);
         return;
     }
     int avail = 0;
@@ -1100,6 +1153,80 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (c->tmode == T_BODY)
         set_timer(c, T_BODY, cfg_of(c)->limits.body_timeout, true);
+    conn_progress(c);
+}
+
+/* Decrypt up to room bytes into the input buffer: record by record
+ * until the room or what the socket has runs out. */
+static void read_tls(struct http_conn *c, size_t room)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(c->in, (ev_ssize_t)room, v, 2);
+    if (nv <= 0) {
+        conn_kill(c);
+        conn_progress(c);
+        return;
+    }
+    size_t total = 0, left = room;
+    enum tls_io r = TLS_IO_OK;
+    int used = 0;
+    for (int i = 0; i < nv && left > 0 && r == TLS_IO_OK; i++) {
+        size_t cap = DR_MIN(v[i].iov_len, left), filled = 0;
+        while (filled < cap) {
+            size_t got = 0;
+            r = tls_read(c->ssl, (char *)v[i].iov_base + filled, cap - filled, &got);
+            if (r != TLS_IO_OK)
+                break;
+            filled += got;
+        }
+        v[i].iov_len = filled;
+        if (filled > 0)
+            used = i + 1;
+        total += filled;
+        left -= filled;
+    }
+    evbuffer_commit_space(c->in, v, used);
+    if (total > 0) {
+        metrics_add(&metrics_of(c)->http_bytes_received, (uint64_t)total);
+        if (c->tmode == T_BODY)
+            set_timer(c, T_BODY, cfg_of(c)->limits.body_timeout, true);
+    }
+    if (r == TLS_IO_EOF) {
+        c->peer_eof = true;
+        set_reading(c, false);
+    } else if (r == TLS_IO_ERROR || r == TLS_IO_WANT_WRITE) {
+        char why[160];
+        log_debug("http: %s: TLS read: %s", c->remote, tls_last_error(why, sizeof why));
+        conn_kill(c);
+    }
+    conn_progress(c); /* also sends what the read made OpenSSL write */
+}
+
+/* The handshake, one step per readable socket (conn_progress sends what
+ * it wrote). Done: requests may come (maybe already inside OpenSSL) and
+ * queued output (a refusal) may go. */
+static void tls_handshake_step(struct http_conn *c)
+{
+    enum tls_io r = tls_handshake(c->ssl);
+    if (r == TLS_IO_OK) {
+        char d[96];
+        c->tls_handshaking = false;
+        log_debug("http: %s: %s", c->remote, tls_describe(c->ssl, d, sizeof d));
+        if (tls_pending(c->ssl))
+            event_active(c->rev, EV_READ, 0);
+    } else if (r == TLS_IO_ERROR && tls_plain_http()) {
+        /* plain HTTP on an HTTPS port: say so in plain HTTP, as nginx does */
+        log_debug("http: %s: plain HTTP on the TLS port", c->remote);
+        tls_conn_free(c->ssl);
+        c->ssl = NULL;
+        c->tls_handshaking = false;
+        evbuffer_drain(c->tls_out, evbuffer_get_length(c->tls_out));
+        server_error(c, 400, "this port speaks HTTPS: use an https:// URL");
+    } else if (r != TLS_IO_WANT_READ) {
+        char why[160];
+        log_debug("http: %s: TLS handshake failed: %s", c->remote, tls_last_error(why, sizeof why));
+        conn_kill(c);
+    }
     conn_progress(c);
 }
 
@@ -1183,8 +1310,14 @@ static void conn_kill(struct http_conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    if (c->pump_fd >= 0)
+        close(c->pump_fd);
+    c->pump_fd = -1;
+    c->pump_left = 0;
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    if (c->tls_out != NULL)
+        evbuffer_drain(c->tls_out, evbuffer_get_length(c->tls_out));
     if (c->ex != NULL && c->ex->rq != RQ_HEAD)
         c->ex->aborting = true;
 }
@@ -1201,6 +1334,9 @@ static void conn_free(struct http_conn *c)
     in_big_release(c);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
+    tls_conn_free(c->ssl); /* before tls_out: its write BIO points there */
+    if (c->tls_out != NULL)
+        evbuffer_free(c->tls_out);
     metrics_gauge_add(&http_thread_gauges(c->t)->http_connections_open, -1);
     http_thread_conn_gone(c->t, c->refused);
     free(c);
@@ -1212,6 +1348,10 @@ static void start_linger(struct http_conn *c)
     if (c->peer_eof) {
         conn_kill(c);
         return;
+    }
+    if (c->ssl != NULL && !c->tls_handshaking) {
+        tls_close_notify(c->ssl); /* best effort: one try to send it */
+        (void)evbuffer_write_atmost(c->tls_out, c->fd, -1);
     }
     shutdown(c->fd, SHUT_WR);
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
@@ -1360,36 +1500,123 @@ static void parse_input(struct http_conn *c)
     }
 }
 
+/* A TLS file response: refill the output buffer from the file while it
+ * holds less than PUMP_CHUNK. 0, or -1 after killing the connection. */
+static int pump_refill(struct http_conn *c)
+{
+    while (c->pump_left > 0 && evbuffer_get_length(c->out) < PUMP_CHUNK) {
+        size_t want = (size_t)DR_MIN(c->pump_left, (uint64_t)PUMP_CHUNK);
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(c->out, (ev_ssize_t)want, &v, 1) != 1) {
+            conn_kill(c);
+            return -1;
+        }
+        ssize_t n;
+        do {
+            n = pread(c->pump_fd, v.iov_base, DR_MIN(want, v.iov_len), (off_t)c->pump_off);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            evbuffer_commit_space(c->out, &v, 0);
+            if (n == 0)
+                log_warn("http: %s: response file ended early; closing", c->remote);
+            else
+                log_warn("http: %s: reading the response file: %s", c->remote, strerror(errno));
+            conn_kill(c);
+            return -1;
+        }
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(c->out, &v, 1);
+        c->pump_off += (uint64_t)n;
+        c->pump_left -= (uint64_t)n;
+    }
+    if (c->pump_left == 0 && c->pump_fd >= 0) {
+        close(c->pump_fd);
+        c->pump_fd = -1;
+    }
+    return 0;
+}
+
+/* Send buf (plain output, or TLS records) as far as the socket takes it:
+ * 0, or -1 after killing the connection. */
+static int send_buffer(struct http_conn *c, struct evbuffer *buf)
+{
+    if (evbuffer_get_length(buf) == 0)
+        return 0;
+    errno = 0;
+    int n = evbuffer_write_atmost(buf, c->fd, -1);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        log_debug("http: %s: write: %s", c->remote, strerror(errno));
+        conn_kill(c);
+        return -1;
+    }
+    if (n == 0 && errno == 0) {
+        /* sendfile hit the end of a file shorter than announced */
+        log_warn("http: %s: response file ended early; closing", c->remote);
+        conn_kill(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Send the records waiting, then encrypt the next TLS_BATCH of output,
+ * and again, until the socket is full or nothing is left. */
+static void flush_tls(struct http_conn *c)
+{
+    for (;;) {
+        if (send_buffer(c, c->tls_out) < 0 || evbuffer_get_length(c->tls_out) > 0)
+            return; /* dead, or the socket is full: the write event resumes */
+        if (c->tls_handshaking)
+            return;
+        size_t budget = TLS_BATCH;
+        while (budget > 0) {
+            if (pump_refill(c) < 0)
+                return;
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+                break;
+            size_t put = 0;
+            size_t len = DR_MIN(DR_MIN(v.iov_len, (size_t)TLS_WRITE_MAX), budget);
+            if (tls_write(c->ssl, v.iov_base, len, &put) != TLS_IO_OK) {
+                char why[160];
+                log_debug("http: %s: TLS write: %s", c->remote, tls_last_error(why, sizeof why));
+                conn_kill(c);
+                return;
+            }
+            evbuffer_drain(c->out, put);
+            metrics_add(&metrics_of(c)->http_bytes_sent, (uint64_t)put);
+            budget -= put;
+        }
+        if (evbuffer_get_length(c->tls_out) == 0)
+            return; /* nothing more to send */
+    }
+}
+
+static void flush_plain(struct http_conn *c)
+{
+    size_t before = evbuffer_get_length(c->out);
+    if (send_buffer(c, c->out) == 0 && before > evbuffer_get_length(c->out))
+        metrics_add(&metrics_of(c)->http_bytes_sent, before - evbuffer_get_length(c->out));
+}
+
 static void flush_output(struct http_conn *c)
 {
     if (c->dead)
         return;
-    size_t before = evbuffer_get_length(c->out);
-    if (before > 0) {
-        errno = 0;
-        int n = evbuffer_write_atmost(c->out, c->fd, -1);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            log_debug("http: %s: write: %s", c->remote, strerror(errno));
-            conn_kill(c);
-            return;
-        }
-        if (n == 0 && errno == 0) {
-            /* sendfile hit the end of a file shorter than announced */
-            log_warn("http: %s: response file ended early; closing", c->remote);
-            conn_kill(c);
-            return;
-        }
-        if (n > 0)
-            metrics_add(&metrics_of(c)->http_bytes_sent, (uint64_t)n);
-    }
-    size_t after = evbuffer_get_length(c->out);
-    if (after > 0 && !c->writing) {
+    if (c->ssl != NULL)
+        flush_tls(c);
+    else
+        flush_plain(c);
+    if (c->dead)
+        return;
+    size_t after = out_pending(c);
+    bool wait = after > 0;
+    if (wait && !c->writing) {
         uint64_t ms = cfg_of(c)->limits.body_timeout;
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
                              .tv_usec = (suseconds_t)(ms % 1000) * 1000};
         event_add(c->wev, &tv);
         c->writing = true;
-    } else if (after == 0 && c->writing) {
+    } else if (!wait && c->writing) {
         event_del(c->wev);
         c->writing = false;
     }
@@ -1450,14 +1677,14 @@ static void step(struct http_conn *c)
     }
 
     if (ex != NULL && ex->holds == 0 && ex->rs == RS_COMPLETE && ex->c->writing == false &&
-        evbuffer_get_length(c->out) == 0 && (ex->rq == RQ_DONE || ex->rq == RQ_ABANDONED)) {
+        out_pending(c) == 0 && (ex->rq == RQ_DONE || ex->rq == RQ_ABANDONED)) {
         finish_exchange(c);
         c->again = true;
         return;
     }
 
     if (c->closing) { /* set only between exchanges (c->ex == NULL) */
-        if (c->ex == NULL && evbuffer_get_length(c->out) == 0)
+        if (c->ex == NULL && out_pending(c) == 0 && !c->writing)
             start_linger(c);
         return;
     }
@@ -1505,6 +1732,9 @@ static void update_io(struct http_conn *c)
     if (c->dead || c->lingering)
         return;
     set_reading(c, !c->peer_eof && evbuffer_get_length(c->in) < in_cap(c));
+    /* plaintext OpenSSL holds wakes no socket event: read it now */
+    if (c->ssl != NULL && c->reading && !c->tls_handshaking && tls_pending(c->ssl))
+        event_active(c->rev, EV_READ, 0);
     const struct dr_config *cfg = cfg_of(c);
     struct http_exchange *ex = c->ex;
     if (c->closing) {
@@ -1581,9 +1811,20 @@ struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *rem
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    c->pump_fd = -1;
+    struct tls_ctx *tls = http_thread_tls(t);
+    if (tls != NULL) {
+        c->tls_out = evbuffer_new();
+        if (c->tls_out == NULL) {
+            log_error("http: out of libevent resources");
+            abort();
+        }
+        c->ssl = tls_conn_new(tls, fd, c->tls_out);
+        c->tls_handshaking = true;
+    }
     c->in = evbuffer_new();
     c->out = evbuffer_new();
-    if (c->out) /* lets evbuffer_add_file() use sendfile(2) */
+    if (c->out && c->ssl == NULL) /* lets evbuffer_add_file() use sendfile(2) */
         evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
     c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, c);

@@ -24,6 +24,7 @@
 struct http_conn;
 struct dr_metrics;
 struct fwd_trust;
+struct tls_ctx;
 
 /* Serve the connected socket fd on thread t (call on t's loop thread).
  * Takes ownership of fd (made non-blocking here; closed when the
@@ -44,6 +45,8 @@ struct http_conn *http_conn_next(const struct http_conn *c);
 const struct dr_config *http_thread_config(struct http_thread *t);
 /* The compiled trusted_proxies (forwarded.h), never NULL after start. */
 const struct fwd_trust *http_thread_trust(struct http_thread *t);
+/* The TLS context (tls.h) when the server speaks HTTPS, else NULL. */
+struct tls_ctx *http_thread_tls(struct http_thread *t);
 struct dr_metrics *http_thread_metrics(struct http_thread *t);
 /* Read-ahead memory for accepted bodies, from limits.max_buffered_input
  * (all loops together): true when n bytes were granted. Any thread. */

@@ -57,6 +57,7 @@
 #include "dripd/config.h"
 #include "forwarded.h"
 #include "http_conn.h"
+#include "tls.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
@@ -108,6 +109,7 @@ struct http_server {
     struct dr_proc_gauges *gauges; /* this process's block */
     http_dispatch_fn dispatch;
     struct fwd_trust *trust; /* trusted_proxies, compiled */
+    struct tls_ctx *tls;     /* tls: {cert, key}, or NULL: plain HTTP */
     int n_threads;
     struct http_thread *threads;
     struct evconnlistener **lev;
@@ -145,6 +147,11 @@ const struct dr_config *http_thread_config(struct http_thread *t)
 const struct fwd_trust *http_thread_trust(struct http_thread *t)
 {
     return t->srv->trust;
+}
+
+struct tls_ctx *http_thread_tls(struct http_thread *t)
+{
+    return t->srv->tls;
 }
 
 struct dr_metrics *http_thread_metrics(struct http_thread *t)
@@ -683,6 +690,14 @@ int http_server_create(const struct http_server_opts *opts, struct http_server *
         free(srv);
         return rc;
     }
+    if (opts->cfg->tls.cert != NULL) {
+        rc = tls_ctx_new(opts->cfg, &srv->tls);
+        if (rc < 0) {
+            fwd_trust_free(srv->trust);
+            free(srv);
+            return rc;
+        }
+    }
     srv->n_threads = opts->threads > 0 ? opts->threads : nproc();
     srv->threads = xcalloc((size_t)srv->n_threads, sizeof *srv->threads);
     pthread_mutex_init(&srv->pmu, NULL);
@@ -798,5 +813,6 @@ void http_server_destroy(struct http_server *srv)
     pthread_mutex_destroy(&srv->pmu);
     pthread_cond_destroy(&srv->pcv);
     fwd_trust_free(srv->trust);
+    tls_ctx_free(srv->tls);
     free(srv);
 }
