@@ -602,7 +602,9 @@ START_TEST(test_jobs_step_batch)
          .media_id = mid[1],
          .sha256_hex = "bb11",
          .wrapped_key = wk,
-         .wrapped_key_len = sizeof wk},
+         .wrapped_key_len = sizeof wk,
+         .set_size = true, /* a stripped original: the stored bytes' size */
+         .size = 7},
         {.job_id = jid[2],
          .next_stage = "store",
          .work_path = "/w/2",
@@ -655,11 +657,13 @@ START_TEST(test_jobs_step_batch)
     struct dr_media m;
     ck_assert_int_eq(catalog_media_get(cat, mid[1], NULL, &m), 0);
     ck_assert_str_eq(m.sha256, "bb11");
+    ck_assert_uint_eq(m.size, 7);
     ck_assert_mem_eq(m.wrapped_key, wk, sizeof wk);
     ck_assert_str_eq(m.state, "queued");
     dr_media_clear(&m);
     ck_assert_int_eq(catalog_media_get(cat, mid[3], NULL, &m), 0);
     ck_assert_str_eq(m.sha256, ""); /* job 3's step was undone */
+    ck_assert_uint_eq(m.size, 10);
     dr_media_clear(&m);
 
     /* store, then notify (available + done) for job 0; media_optional lets

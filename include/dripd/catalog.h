@@ -258,8 +258,10 @@ struct dr_job_step {
     const uint8_t *wrapped_key;
     size_t wrapped_key_len;
     const char *storage_key; /* non-NULL: the media's storage key is set */
-    bool available;          /* the media becomes "available", uploaded_at = now */
-    bool media_optional;     /* a missing media row is no reason to refuse the step */
+    bool set_size;           /* the media's size becomes size (a stripped original) */
+    uint64_t size;
+    bool available;      /* the media becomes "available", uploaded_at = now */
+    bool media_optional; /* a missing media row is no reason to refuse the step */
     /* out */
     int result;      /* 0 applied; -ENOENT not applied: the job is not running, or
                       * (media_gone) its media row is missing and not optional */

@@ -552,7 +552,8 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
         struct dr_job_step *st = &steps[i];
-        bool media = st->sha256_hex != NULL || st->storage_key != NULL || st->available;
+        bool media =
+            st->sha256_hex != NULL || st->storage_key != NULL || st->available || st->set_size;
         if (st->job_id == NULL || (media && st->media_id == NULL)) {
             for (size_t k = 0; k < n; k++)
                 steps[k].result = -EINVAL;

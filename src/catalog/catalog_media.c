@@ -151,6 +151,7 @@ static const struct db_sql q_visible_owner = {
 static const struct db_sql q_set_sealed = {
     "UPDATE media SET sha256 = $2, wrapped_key = $3 WHERE id = $1", NULL};
 static const struct db_sql q_set_stored = {"UPDATE media SET storage_key = $2 WHERE id = $1", NULL};
+static const struct db_sql q_set_size = {"UPDATE media SET size = $2 WHERE id = $1", NULL};
 static const struct db_sql q_set_available = {
     "UPDATE media SET state = 'available', uploaded_at = $2 WHERE id = $1", NULL};
 static const struct db_sql q_set_failed = {
@@ -397,6 +398,16 @@ int catalog_media_apply_step(struct db *db, const struct dr_job_step *st, int64_
         db_bind_text(s, 2, st->sha256_hex);
         db_bind_blob(s, 3, st->wrapped_key, st->wrapped_key != NULL ? st->wrapped_key_len : 0);
         if ((rc = update_one(s, "step: media set sealed")) < 0)
+            return rc;
+    }
+    if (st->set_size) {
+        if (st->size > (uint64_t)INT64_MAX)
+            return -EINVAL;
+        if ((rc = db_prepare(db, &q_set_size, &s)) < 0)
+            return rc;
+        db_bind_text(s, 1, st->media_id);
+        db_bind_i64(s, 2, (int64_t)st->size);
+        if ((rc = update_one(s, "step: media set size")) < 0)
             return rc;
     }
     if (st->storage_key != NULL) {
