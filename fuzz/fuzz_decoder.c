@@ -1,12 +1,14 @@
 /* fuzz_decoder.c - libFuzzer target for the decoders dripd runs in its
  * dripd-decode helper (src/decode/decoder.c): libmagic, the libvips
  * image/PDF path (header, pixel limit, one decode, variants), the FFmpeg
- * poster path, and the WebP metadata stripper. The libraries themselves
+ * poster path, the WebP metadata stripper of the variants, and the
+ * lossless stripper of originals (strip.c). The libraries themselves
  * are not instrumented; dripd's code around them is, and a crash in them
  * is a crash here too (the helper's sandbox is not used: this is the code
  * the sandbox contains).
  *
- * Input: one byte; 'W' feeds the rest to decoder_webp_strip, anything
+ * Input: one byte; 'W' feeds the rest to decoder_webp_strip, 'S' the rest
+ * after an orientation byte to strip_image (output to /dev/null), anything
  * else feeds it as a file to decoder_run with a 4 Mpx limit and two small
  * variants (64 px WebP, 32 px JPEG). Seeds: fuzz/corpus/decoder/ (small
  * JPEG, PNG, GIF, WebP, PDF, MP4 files).
@@ -18,6 +20,9 @@
 #include <unistd.h>
 
 #include "decode/decoder.h"
+#include "decode/strip.h"
+
+#include <fcntl.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -48,6 +53,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = decoder_webp_strip(b, size - 1);
         if (n > size - 1)
             abort();
+        free(b);
+        return 0;
+    }
+    if (data[0] == 'S' && size >= 2) {
+        static int null_fd = -1;
+        if (null_fd < 0 && (null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+            abort();
+        uint8_t *b = malloc(size - 2 + 1); /* exact size: a read past it is caught */
+        memcpy(b, data + 2, size - 2);
+        uint64_t n = 0;
+        char why[200];
+        int rc = strip_image(b, size - 2, data[1] % 9, null_fd, &n, why, sizeof why);
+        if (rc == 0 && n > size + 64)
+            abort(); /* it only removes, and adds at most one small EXIF */
         free(b);
         return 0;
     }

@@ -40,7 +40,9 @@ int decode_probe(const uint8_t *head, size_t len);
 const char *decode_helper_path(void);
 
 /* Decode input_fd (read only from offset 0) with req, writing variant i
- * into out_fds[i] (an empty, writable file; -1 to skip). The helper is
+ * into out_fds[i] (an empty, writable file; -1 to skip), and with
+ * DECODE_F_STRIP an image's original without metadata into
+ * out_fds[req->n_variants] (resp->strip). The helper is
  * killed at req->timeout_ms. Returns 0 when the helper answered (resp
  * filled; resp->status and each resp->v[i].status say what worked), or
  * -errno with err: -ETIMEDOUT (killed at the deadline), -ECHILD (it died:

@@ -4,7 +4,8 @@
  * One helper decodes one file. The parent passes the file descriptors at
  * spawn time (never paths): fd 3 is a SOCK_SEQPACKET socket carrying one
  * request message and one response message, fd 4 the input (read-only),
- * fds 5.. one output file per requested variant (write-only, empty). Both
+ * fds 5.. one output file per requested variant (write-only, empty), and
+ * after them, with DECODE_F_STRIP, the output of the stripped original. Both
  * messages are fixed-layout little-endian records of at most
  * DECODE_MSG_MAX bytes; every count and string is bounded, and a parser
  * refuses anything malformed (fuzz/fuzz_decode_proto.c).
@@ -36,13 +37,14 @@ enum decode_format { DECODE_FMT_WEBP = 1, DECODE_FMT_JPEG = 2, DECODE_FMT_PNG = 
  * they make the helper misbehave on purpose, after its sandbox is up. */
 enum {
     DECODE_F_POSTER = 1u << 0,      /* video: make the variants from a poster frame */
+    DECODE_F_STRIP = 1u << 1,       /* images: the original without metadata (strip.h) */
     DECODE_F_TEST_SOCKET = 1u << 8, /* call socket(2): the filter kills it (SIGSYS) */
     DECODE_F_TEST_OPEN = 1u << 9,   /* open /etc/passwd: refused (EACCES), answered */
     DECODE_F_TEST_SEGV = 1u << 10,  /* crash with SIGSEGV inside the decoder */
     DECODE_F_TEST_HANG = 1u << 11,  /* never answer (the wall-clock timeout) */
     DECODE_F_TEST_ALLOC = 1u << 12, /* allocate and touch 2 GiB (RLIMIT_AS) */
 };
-#define DECODE_F_KNOWN 0x1f01u
+#define DECODE_F_KNOWN 0x1f03u
 
 struct decode_variant_req {
     char name[DECODE_NAME_LEN];
@@ -78,6 +80,14 @@ enum {
     DECODE_HAVE_FRAMES = 1u << 5,   /* frames (animated images) */
 };
 
+/* What became of the original with DECODE_F_STRIP (decode_resp.strip). */
+enum decode_strip {
+    DECODE_STRIP_NONE = 0,   /* not asked, or not an image */
+    DECODE_STRIP_DONE = 1,   /* written to the strip output: strip_size bytes */
+    DECODE_STRIP_CLEAN = 2,  /* nothing to remove: nothing written */
+    DECODE_STRIP_FAILED = 3, /* cannot (format, malformed file): strip_reason */
+};
+
 struct decode_variant_resp {
     int32_t status; /* 0 made, -errno failed (reason says why) */
     char reason[DECODE_REASON_LEN];
@@ -99,6 +109,9 @@ struct decode_resp {
     char camera[DECODE_TEXT_LEN]; /* "Pixel 7" */
     uint32_t n_variants;          /* == the request's */
     struct decode_variant_resp v[DECODE_MAX_VARIANTS];
+    uint32_t strip; /* enum decode_strip */
+    uint64_t strip_size;
+    char strip_reason[DECODE_REASON_LEN];
     /* Not on the wire: filled in by decode_run() from wait4(). */
     uint64_t peak_rss_kib; /* the helper's peak resident set */
     uint64_t wall_ms;      /* spawn to exit */

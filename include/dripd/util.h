@@ -65,7 +65,8 @@ int dr_mkdirs(const char *path, unsigned mode);
 /* fsync the directory containing path (after a rename/create). 0 / -errno. */
 int dr_fsync_parent(const char *path);
 /* Test hook (power-cut suite, docs/PIPELINE.md): true when the sync named
- * `what` ("spool", "spool_dir", "tus", "store", "store_dir", "catalog")
+ * `what` ("spool", "spool_dir", "tus", "store", "store_dir", "catalog",
+ * "strip")
  * is listed in $DRIPD_TEST_SKIP_SYNC, so that the suite can prove it
  * notices that sync missing. Never set it in production. */
 bool dr_test_skip_sync(const char *what);

@@ -178,7 +178,7 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
                struct decode_resp *resp, char *err, size_t errlen)
 {
     int sv[2] = {-1, -1};
-    int hi[2 + DECODE_MAX_VARIANTS];
+    int hi[3 + DECODE_MAX_VARIANTS];
     int n_hi = 0;
     pid_t pid = -1;
     int rc = 0;
@@ -204,11 +204,11 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
         return rc;
     }
     /* every fd the child gets, above the targets first */
-    int srcs[2 + DECODE_MAX_VARIANTS];
+    int srcs[3 + DECODE_MAX_VARIANTS];
     int n_src = 0;
     srcs[n_src++] = sv[1];
     srcs[n_src++] = input_fd;
-    for (uint32_t i = 0; i < req->n_variants; i++)
+    for (uint32_t i = 0; i < req->n_variants + ((req->flags & DECODE_F_STRIP) ? 1u : 0u); i++)
         srcs[n_src++] = out_fds[i];
     for (int i = 0; i < n_src; i++) {
         if (srcs[i] < 0) {

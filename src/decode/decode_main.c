@@ -111,15 +111,15 @@ int main(int argc, char **argv)
     }
     /* fds 0-2 stay (stderr is the daemon's log); 3, 4 and the outputs; no
      * other descriptor of the pipeline worker may leak in */
-    close_range(DECODE_FD_OUT0 + DECODE_MAX_VARIANTS, ~0u, 0);
+    close_range(DECODE_FD_OUT0 + DECODE_MAX_VARIANTS + 1, ~0u, 0);
 
     uint8_t buf[DECODE_MSG_MAX + 1];
     ssize_t n = recv(DECODE_FD_CHAN, buf, sizeof buf, 0);
     struct decode_req req;
     if (n <= 0 || n > DECODE_MSG_MAX || decode_req_parse(buf, (size_t)n, &req) != 0)
         return 2;
-    int out_fds[DECODE_MAX_VARIANTS];
-    for (uint32_t i = 0; i < req.n_variants; i++) {
+    int out_fds[DECODE_MAX_VARIANTS + 1];
+    for (uint32_t i = 0; i < req.n_variants + ((req.flags & DECODE_F_STRIP) ? 1 : 0); i++) {
         int fd = DECODE_FD_OUT0 + (int)i;
         out_fds[i] = fcntl(fd, F_GETFD) >= 0 ? fd : -1;
     }

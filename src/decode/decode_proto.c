@@ -17,7 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define VERSION 1
+#define VERSION 2
 
 struct cur {
     uint8_t *w;       /* writer */
@@ -219,6 +219,9 @@ int decode_resp_encode(const struct decode_resp *r, uint8_t *buf, size_t cap)
         put_u(&c, v->height, 4);
         put_u(&c, v->size, 8);
     }
+    put_u(&c, r->strip, 1);
+    put_u(&c, r->strip_size, 8);
+    put_str(&c, r->strip_reason, DECODE_REASON_LEN);
     return c.bad ? -EINVAL : (int)c.off;
 }
 
@@ -254,5 +257,11 @@ int decode_resp_parse(const uint8_t *buf, size_t len, struct decode_resp *out)
         if (c.bad || v->status > 0 || v->status < -4095)
             return -EBADMSG;
     }
+    out->strip = (uint32_t)get_u(&c, 1);
+    out->strip_size = get_u(&c, 8);
+    get_str(&c, out->strip_reason, DECODE_REASON_LEN);
+    if (c.bad || out->strip > DECODE_STRIP_FAILED ||
+        (out->strip != DECODE_STRIP_DONE && out->strip_size != 0))
+        return -EBADMSG;
     return c.off == len ? 0 : -EBADMSG;
 }

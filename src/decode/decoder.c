@@ -24,6 +24,9 @@
  * 4. Variants are written with "strip": no EXIF, GPS, XMP, IPTC or ICC
  *    profile in them. JPEG variants of images with alpha are flattened on
  *    white.
+ * 5. With DECODE_F_STRIP, an image's original is also written without its
+ *    metadata into the output after the variants' (strip.h: lossless,
+ *    the orientation kept), from the input mapped read-only.
  *
  * Every failure becomes a reason string in the response (the first line
  * of libvips's or FFmpeg's message). Nothing here opens a file: the input
@@ -40,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vips/vips.h>
 #include <vips/vector.h>
@@ -52,6 +57,7 @@
 #include <libswscale/swscale.h>
 
 #include "dripd/util.h"
+#include "strip.h"
 
 #define MAGIC_BYTES (64 * 1024)
 #define AVIO_BUF (64 * 1024)
@@ -491,8 +497,9 @@ out:
     return up;
 }
 
+/* *orientation gets the EXIF orientation from the header (1 if unknown). */
 static void do_image(const struct decode_req *req, int in_fd, const int *out_fds,
-                     struct decode_resp *resp)
+                     struct decode_resp *resp, int *orientation)
 {
     VipsSource *src = source_at_start(in_fd);
     VipsImage *hdr = NULL, *big = NULL, *mem = NULL;
@@ -516,6 +523,7 @@ static void do_image(const struct decode_req *req, int in_fd, const int *out_fds
             h = (uint64_t)ph;
     }
     bool swap = vips_image_get_orientation_swap(hdr);
+    *orientation = vips_image_get_orientation(hdr);
     resp->width = (uint32_t)(swap ? h : w);
     resp->height = (uint32_t)(swap ? w : h);
     resp->have |= DECODE_HAVE_SIZE;
@@ -846,6 +854,37 @@ fail:
     goto done;
 }
 
+/* ---- the original without its metadata (DECODE_F_STRIP) ---- */
+
+static void strip_original(int in_fd, int orientation, int out_fd, struct decode_resp *resp)
+{
+    struct stat st;
+    resp->strip = DECODE_STRIP_FAILED;
+    if (out_fd < 0 || fstat(in_fd, &st) != 0 || st.st_size <= 0) {
+        set_reason(resp->strip_reason, sizeof resp->strip_reason, "", "no input or output");
+        return;
+    }
+    size_t len = (size_t)st.st_size;
+    void *b = mmap(NULL, len, PROT_READ, MAP_PRIVATE, in_fd, 0);
+    if (b == MAP_FAILED) {
+        set_reason(resp->strip_reason, sizeof resp->strip_reason,
+                   "cannot map the original: ", strerror(errno));
+        return;
+    }
+    uint64_t n = 0;
+    char why[DECODE_REASON_LEN] = "";
+    int rc = strip_image(b, len, orientation, out_fd, &n, why, sizeof why);
+    munmap(b, len);
+    if (rc == 0) {
+        resp->strip = DECODE_STRIP_DONE;
+        resp->strip_size = n;
+    } else if (rc == 1) {
+        resp->strip = DECODE_STRIP_CLEAN;
+    } else {
+        set_reason(resp->strip_reason, sizeof resp->strip_reason, "", why[0] ? why : strerror(-rc));
+    }
+}
+
 void decoder_run(const struct decode_req *req, int in_fd, const int *out_fds,
                  struct decode_resp *resp)
 {
@@ -866,9 +905,13 @@ void decoder_run(const struct decode_req *req, int in_fd, const int *out_fds,
     resp->kind = kind_of(resp->mime);
     switch (resp->kind) {
     case DECODE_KIND_IMAGE:
-    case DECODE_KIND_PDF:
-        do_image(req, in_fd, out_fds, resp);
+    case DECODE_KIND_PDF: {
+        int orientation = 1;
+        do_image(req, in_fd, out_fds, resp, &orientation);
+        if ((req->flags & DECODE_F_STRIP) && resp->kind == DECODE_KIND_IMAGE)
+            strip_original(in_fd, orientation, out_fds[req->n_variants], resp);
         break;
+    }
     case DECODE_KIND_VIDEO:
     case DECODE_KIND_AUDIO:
         do_av(req, in_fd, out_fds, resp);

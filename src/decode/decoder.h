@@ -27,8 +27,10 @@ int decoder_open(char *err, size_t errlen);
 
 /* Examine the file at in_fd (read from offset 0; it need not be seekable
  * by others) and write variant i of req into out_fds[i] (an empty file,
- * or -1 to skip it). resp is filled in whatever happens; a file that is
- * not media is resp->status 0 with kind OTHER and no variants made. */
+ * or -1 to skip it); with DECODE_F_STRIP, an image's original without its
+ * metadata into out_fds[req->n_variants] (resp->strip says what became of
+ * it). resp is filled in whatever happens; a file that is not media is
+ * resp->status 0 with kind OTHER and no variants made. */
 void decoder_run(const struct decode_req *req, int in_fd, const int *out_fds,
                  struct decode_resp *resp);
 

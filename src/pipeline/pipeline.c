@@ -29,6 +29,11 @@ char *pl_work_path(const struct pl_ctx *pc, const char *job_id)
     return xasprintf("%s/%s.sealed", pc->work_dir, job_id);
 }
 
+char *pl_plain_path(const struct pl_ctx *pc, const char *job_id)
+{
+    return xasprintf("%s/%s.plain", pc->work_dir, job_id);
+}
+
 bool pl_is_transient(int rc)
 {
     switch (-rc) {

@@ -72,6 +72,8 @@ struct pl_media_update {
     uint8_t wrapped_key[DR_WRAPPED_KEY_LEN];
     bool stored; /* storage_key */
     char storage_key[300];
+    bool resized; /* size: the plaintext changed (process: a stripped original) */
+    uint64_t size;
     bool available;      /* the media becomes "available" */
     bool media_optional; /* a deleted media does not stop the step */
     bool no_commit;      /* nothing to record: hand on without a commit (no job.stage event) */
@@ -110,6 +112,10 @@ int pl_load_media(struct pl_tls *t, const struct pl_job *j, struct dr_media *m, 
 int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
 /* "<work_dir>/<job id>.sealed" (caller frees). */
 char *pl_work_path(const struct pl_ctx *pc, const char *job_id);
+/* "<work_dir>/<job id>.plain" (caller frees): the plaintext that replaces
+ * the spool file's when it exists (process made it: the original without
+ * its metadata); encrypt seals it, notify makes it the cache entry. */
+char *pl_plain_path(const struct pl_ctx *pc, const char *job_id);
 /* Is this -errno worth a retry (EAGAIN, EIO, ENOSPC, EBUSY, ETIMEDOUT...)? */
 bool pl_is_transient(int rc);
 /* Sleep up to ms, waking early when the pipeline stops. false if it did. */

@@ -90,25 +90,41 @@ static uint32_t hook_flags(const char *hook)
     return 0;
 }
 
-/* The metadata object: only the keys that apply. Heap JSON text. */
-static char *metadata_json(const struct decode_resp *r)
+/* The metadata object: only the keys that apply (r NULL: the helper did
+ * not answer, nothing is known). "stripped" says whether the stored
+ * original has its metadata removed: decided here when it was to be
+ * stripped (strip_asked), else kept from before (reprocess leaves the
+ * stored original alone). Heap JSON text. */
+static char *metadata_json(const struct decode_resp *r, bool strip_asked, const char *before)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "detected_type", json_string(r->mime));
-    if (r->have & DECODE_HAVE_SIZE) {
-        json_object_set_new(o, "width", json_integer(r->width));
-        json_object_set_new(o, "height", json_integer(r->height));
+    if (r != NULL) {
+        json_object_set_new(o, "detected_type", json_string(r->mime));
+        if (r->have & DECODE_HAVE_SIZE) {
+            json_object_set_new(o, "width", json_integer(r->width));
+            json_object_set_new(o, "height", json_integer(r->height));
+        }
+        if (r->have & DECODE_HAVE_DURATION)
+            json_object_set_new(o, "duration_ms", json_integer((json_int_t)r->duration_ms));
+        if (r->have & DECODE_HAVE_PAGES)
+            json_object_set_new(o, "pages", json_integer(r->pages));
+        if (r->have & DECODE_HAVE_FRAMES)
+            json_object_set_new(o, "frames", json_integer(r->frames));
+        if (r->have & DECODE_HAVE_TAKEN)
+            json_object_set_new(o, "taken_at", json_string(r->taken));
+        if (r->have & DECODE_HAVE_CAMERA)
+            json_object_set_new(o, "camera", json_string(r->camera));
     }
-    if (r->have & DECODE_HAVE_DURATION)
-        json_object_set_new(o, "duration_ms", json_integer((json_int_t)r->duration_ms));
-    if (r->have & DECODE_HAVE_PAGES)
-        json_object_set_new(o, "pages", json_integer(r->pages));
-    if (r->have & DECODE_HAVE_FRAMES)
-        json_object_set_new(o, "frames", json_integer(r->frames));
-    if (r->have & DECODE_HAVE_TAKEN)
-        json_object_set_new(o, "taken_at", json_string(r->taken));
-    if (r->have & DECODE_HAVE_CAMERA)
-        json_object_set_new(o, "camera", json_string(r->camera));
+    if (strip_asked) {
+        bool done = r != NULL && (r->strip == DECODE_STRIP_DONE || r->strip == DECODE_STRIP_CLEAN);
+        json_object_set_new(o, "stripped", json_boolean(done));
+    } else if (before != NULL) {
+        json_t *old = json_loads(before, 0, NULL);
+        json_t *v = old ? json_object_get(old, "stripped") : NULL;
+        if (json_is_boolean(v))
+            json_object_set(o, "stripped", v);
+        json_decref(old);
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s ? s : xstrdup("{}");
@@ -179,14 +195,38 @@ static void delete_object(struct pl_tls *t, const struct dr_media *m, const char
         log_warn("media %s: cannot remove the variant object %s: %s", m->id, key, err);
 }
 
+/* The helper wrote the stripped original into fd (tmp): make it durable
+ * under final (fsync, rename, fsync of the directory). 0 / -errno + err. */
+static int keep_stripped(int fd, const char *tmp, const char *final, uint64_t size, char *err,
+                         size_t errlen)
+{
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != size) {
+        dr_set_err(err, errlen, "the stripped original is not the size the decoder said");
+        return -EIO; /* transient: the step runs again */
+    }
+    if (!dr_test_skip_sync("strip") && fsync(fd) != 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, final) != 0)
+        rc = -errno;
+    if (rc == 0 && !dr_test_skip_sync("strip"))
+        rc = dr_fsync_parent(final);
+    if (rc != 0)
+        dr_set_err(err, errlen, "cannot keep the stripped original %s: %s", final, strerror(-rc));
+    return rc;
+}
+
 int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const char *tag,
-                    bool *decoded, char *err, size_t errlen)
+                    const char *strip_to, uint64_t *stripped, bool *decoded, char *err,
+                    size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
     const struct dr_config *cfg = pc->cfg;
     size_t nv = DR_MIN(cfg->processing.n_variants, (size_t)DECODE_MAX_VARIANTS);
-    int outs[DECODE_MAX_VARIANTS];
+    int outs[DECODE_MAX_VARIANTS + 1];
     char *plain[DECODE_MAX_VARIANTS] = {0};
+    char *strip_tmp = NULL;
     struct dr_variant vars[DECODE_MAX_VARIANTS];
     struct decode_resp resp;
     char derr[DR_ERRLEN] = "";
@@ -194,10 +234,12 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
     int rc = 0;
 
     memset(vars, 0, sizeof vars);
-    for (size_t i = 0; i < DECODE_MAX_VARIANTS; i++)
+    for (size_t i = 0; i < DECODE_MAX_VARIANTS + 1; i++)
         outs[i] = -1;
     if (decoded)
         *decoded = false;
+    if (stripped)
+        *stripped = 0;
     uint8_t head[DECODE_PROBE_LEN];
     ssize_t got = dr_pread_full(in, head, sizeof head, 0);
     if (got < 0) {
@@ -233,6 +275,16 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
             goto out;
         }
     }
+    if (strip_to != NULL && kind == DECODE_KIND_IMAGE) {
+        req.flags |= DECODE_F_STRIP;
+        strip_tmp = xasprintf("%s.tmp", strip_to);
+        outs[nv] = open(strip_tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (outs[nv] < 0) {
+            rc = -errno;
+            dr_set_err(err, errlen, "cannot create %s: %s", strip_tmp, strerror(errno));
+            goto out;
+        }
+    }
     int drc = decode_run(decode_helper_path(), &req, in, outs, &resp, derr, sizeof derr);
     if (decoded)
         *decoded = true;
@@ -242,9 +294,21 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
         log_warn("media %s: %s", m->id, derr);
         for (size_t i = 0; i < nv; i++)
             variant_failed(&vars[i], derr);
-        meta = xstrdup("{}"); /* nothing is known: the helper did not answer */
+        /* nothing is known: the helper did not answer (nor stripped) */
+        meta = metadata_json(NULL, (req.flags & DECODE_F_STRIP) != 0, m->metadata);
+        if (req.flags & DECODE_F_STRIP)
+            log_warn("media %s: the original keeps its metadata: the decoder failed", m->id);
     } else {
-        meta = metadata_json(&resp);
+        meta = metadata_json(&resp, (req.flags & DECODE_F_STRIP) != 0, m->metadata);
+        if (resp.strip == DECODE_STRIP_DONE) {
+            rc = keep_stripped(outs[nv], strip_tmp, strip_to, resp.strip_size, err, errlen);
+            if (rc != 0)
+                goto out;
+            if (stripped)
+                *stripped = resp.strip_size;
+        } else if (resp.strip == DECODE_STRIP_FAILED) {
+            log_warn("media %s: the original keeps its metadata: %s", m->id, resp.strip_reason);
+        }
         bool pictured = resp.kind == DECODE_KIND_IMAGE || resp.kind == DECODE_KIND_PDF ||
                         (resp.kind == DECODE_KIND_VIDEO && cfg->processing.video_poster);
         for (size_t i = 0; i < nv; i++) {
@@ -300,9 +364,14 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
         if (rc != 0 && vars[i].storage_key) /* not recorded: the objects go */
             delete_object(t, m, vars[i].storage_key);
 out:
-    for (size_t i = 0; i < DECODE_MAX_VARIANTS; i++) {
+    for (size_t i = 0; i < DECODE_MAX_VARIANTS + 1; i++)
         if (outs[i] >= 0)
             close(outs[i]);
+    if (strip_tmp) {
+        unlink(strip_tmp); /* renamed away when it was kept */
+        free(strip_tmp);
+    }
+    for (size_t i = 0; i < DECODE_MAX_VARIANTS; i++) {
         if (plain[i]) {
             unlink(plain[i]);
             free(plain[i]);
@@ -317,11 +386,22 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
                     size_t errlen)
 {
     (void)work_path_out;
+    /* A stripped original of an earlier run that did not commit: encrypt
+     * would take it for this run's (whatever this run decides). */
+    char *plain = pl_plain_path(t->pc, j->job.id);
+    if (unlink(plain) != 0 && errno != ENOENT) {
+        int e = errno;
+        dr_set_err(err, errlen, "cannot remove %s: %s", plain, strerror(e));
+        free(plain);
+        return -e;
+    }
     if (!t->pc->cfg->processing.enabled) {
+        free(plain);
         j->upd.no_commit = true;
         return 0;
     }
     if (j->job.spool_path == NULL) {
+        free(plain);
         dr_set_err(err, errlen, "upload job %s has no spool file", j->job.id);
         return -ENOENT;
     }
@@ -329,6 +409,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     int fd = open(j->job.spool_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
+        free(plain);
         dr_set_err(err, errlen, "spool file %s: %s", j->job.spool_path, strerror(e));
         return -e;
     }
@@ -336,6 +417,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     ssize_t got = dr_pread_full(fd, head, sizeof head, 0);
     if (got >= 0 && decode_probe(head, (size_t)got) == DECODE_KIND_OTHER) {
         close(fd);
+        free(plain);
         j->upd.no_commit = true;
         return 0;
     }
@@ -344,6 +426,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     int rc = catalog_media_get(t->cat, j->job.media_id, NULL, &m);
     if (rc != 0) {
         close(fd);
+        free(plain);
         if (rc == -ENOENT)
             dr_set_err(err, errlen, "media %s no longer exists", j->job.media_id);
         else
@@ -352,10 +435,18 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         return rc;
     }
     bool decoded = false;
-    rc = pl_process_file(t, &m, fd, j->job.id, &decoded, err, errlen);
+    uint64_t stripped = 0;
+    rc = pl_process_file(t, &m, fd, j->job.id, t->pc->cfg->processing.strip_metadata ? plain : NULL,
+                         &stripped, &decoded, err, errlen);
     close(fd);
+    if (rc == 0 && stripped > 0) {
+        /* the media's size is the stored bytes', committed with the stage */
+        j->upd.resized = true;
+        j->upd.size = stripped;
+    }
     if (rc == 0 && !decoded)
         j->upd.no_commit = true; /* not media: nothing was recorded */
     dr_media_clear(&m);
+    free(plain);
     return rc;
 }

@@ -19,11 +19,17 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
 
 /* Process the plaintext file open at fd (read from offset 0; not closed)
  * for media m, stored or not: what the step does, for reprocess too. tag
- * names the scratch files (unique per caller, e.g. a job id). *decoded
- * (may be NULL) is set when a helper ran (nothing is recorded when the
- * file is not media). 0 / -errno + err as the step. */
+ * names the scratch files (unique per caller, e.g. a job id). strip_to
+ * (NULL: no stripping) names where an image's original without its
+ * metadata goes, made durable there (fsync, rename, directory fsync);
+ * *stripped (may be NULL) gets its size, 0 when none was written (not an
+ * image, nothing to remove, a format or file that cannot be stripped, a
+ * failed helper; the metadata's "stripped" says which). *decoded (may be
+ * NULL) is set when a helper ran (nothing is recorded when the file is
+ * not media). 0 / -errno + err as the step. */
 int pl_process_file(struct pl_tls *t, const struct dr_media *m, int fd, const char *tag,
-                    bool *decoded, char *err, size_t errlen);
+                    const char *strip_to, uint64_t *stripped, bool *decoded, char *err,
+                    size_t errlen);
 
 /* "<original's key>~<name>.<ext>": the store key of a media's variant
  * (never a key the original could have: those have no '~'). out >= 64. */

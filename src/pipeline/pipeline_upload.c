@@ -1,6 +1,8 @@
 /* pipeline_upload.c - the steps of the upload pipeline:
  *
- *   encrypt  spool file -> work/<job>.sealed (seal.h), a fresh data key per
+ *   encrypt  spool file (or work/<job>.plain, the original without its
+ *            metadata, when process made one) -> work/<job>.sealed
+ *            (seal.h), a fresh data key per
  *            run wrapped by the master key; the SHA-256 and the wrapped key
  *            go into the object header and, committed by the caller with
  *            the next stage, into the media row (catalog_jobs_step).
@@ -14,9 +16,10 @@
  *            did not seal in this process (resumed after a crash) may have
  *            been lost with the page cache, so it is verified against the
  *            catalog first and sealed again if it does not match.
- *   notify   the plaintext spool file becomes the cache entry
- *            cache/<media id> (a finished upload warms the cache) or is
- *            removed; the sealed work file is removed; then media
+ *   notify   the plaintext (work/<job>.plain, else the spool file) becomes
+ *            the cache entry cache/<media id> (a finished upload warms the
+ *            cache) or is removed, and so is the spool file; the sealed
+ *            work file is removed; then media
  *            "available" and job done in one commit (by the caller).
  *
  * Idempotence (a crash may re-run any step): encrypt writes a new sealed
@@ -91,6 +94,10 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     rc = pl_load_media(t, j, &m, err, errlen);
     if (rc != 0)
         return rc;
+    /* the original without its metadata, if process made it (its size is
+     * the media's since process committed) */
+    char *plain = pl_plain_path(pc, j->job.id);
+    const char *src = access(plain, R_OK) == 0 ? plain : j->job.spool_path;
     keys_new_data_key(pc->master, dk, wk);
     sealed = pl_work_path(pc, j->job.id);
     struct seal_params sp = {
@@ -105,14 +112,15 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         .scratch = true, /* the store makes it durable; see pl_upload_store */
     };
     struct seal_result res;
-    rc = seal_file(j->job.spool_path, sealed, &sp, &res, err, errlen);
+    rc = seal_file(src, sealed, &sp, &res, err, errlen);
     memset(dk, 0, sizeof dk);
     if (rc != 0)
         goto out;
     if (res.size != m.size) {
         rc = -EBADMSG; /* permanent: retrying cannot make the sizes agree */
-        snprintf(err, errlen, "spool file %s has %llu bytes, the upload had %llu",
-                 j->job.spool_path, (unsigned long long)res.size, (unsigned long long)m.size);
+        snprintf(err, errlen, "%s file %s has %llu bytes, the upload had %llu",
+                 src == plain ? "stripped" : "spool", src, (unsigned long long)res.size,
+                 (unsigned long long)m.size);
         unlink(sealed);
         goto out;
     }
@@ -127,6 +135,7 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     sealed = NULL;
 out:
     free(sealed);
+    free(plain);
     dr_media_clear(&m);
     return rc;
 }
@@ -226,15 +235,20 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
         return -ECANCELED;
     }
     struct stat st;
-    if (j->job.spool_path && stat(j->job.spool_path, &st) == 0) {
+    char *plain = pl_plain_path(pc, j->job.id);
+    const char *src = stat(plain, &st) == 0 ? plain : j->job.spool_path;
+    if (src && (src == plain || stat(src, &st) == 0)) {
         uint64_t size = (uint64_t)st.st_size;
         if (size <= pc->cfg->cache.max_size &&
-            cache_adopt(pc->cfg->data_dir, j->job.media_id, j->job.spool_path) == 0) {
+            cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0) {
             cache_evictor_note_insert(pc->evictor, size);
         } else {
-            unlink(j->job.spool_path);
+            unlink(src);
         }
     }
+    if (src == plain && j->job.spool_path)
+        unlink(j->job.spool_path); /* the original with its metadata */
+    free(plain);
     if (j->job.work_path)
         unlink(j->job.work_path);
     /* "available" commits with "done"; a media deleted meanwhile does not
@@ -251,6 +265,9 @@ void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)
     char *sealed = pl_work_path(t->pc, j->job.id);
     unlink(sealed);
     free(sealed);
+    char *plain = pl_plain_path(t->pc, j->job.id);
+    unlink(plain);
+    free(plain);
     if (j->job.spool_path)
         unlink(j->job.spool_path);
     /* notify may have moved the plaintext into the cache before its commit */

@@ -319,6 +319,8 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
             .wrapped_key = u->sealed ? u->wrapped_key : NULL,
             .wrapped_key_len = u->sealed ? sizeof u->wrapped_key : 0,
             .storage_key = u->stored ? u->storage_key : NULL,
+            .set_size = u->resized,
+            .size = u->size,
             .available = u->available,
             .media_optional = u->media_optional,
         };

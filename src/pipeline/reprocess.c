@@ -195,7 +195,8 @@ static void *run_main(void *arg)
             if (rc == 0) {
                 rate_wait(r, &used, m.size);
                 bool decoded = false;
-                rc = pl_process_file(&t, &m, fd, "reprocess", &decoded, err, sizeof err);
+                rc =
+                    pl_process_file(&t, &m, fd, "reprocess", NULL, NULL, &decoded, err, sizeof err);
                 close(fd);
                 processed = rc == 0 && decoded;
             }

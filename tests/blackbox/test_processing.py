@@ -160,6 +160,84 @@ def test_phone_photo(dripd, media_dir, tmp_path):
     original_intact(dripd, mid, local)
 
 
+def same_pixels(a, b, tmp_path):
+    """The same decoded pixels (vips rawsave: the loaders do not rotate)."""
+    ra, rb = str(tmp_path / "a.raw"), str(tmp_path / "b.raw")
+    for src, dst in ((a, ra), (b, rb)):
+        r = subprocess.run(["vips", "rawsave", src, dst], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    return sha256(ra) == sha256(rb)
+
+
+def content(d, mid, dest, user="alice"):
+    st, h, body = d.curl(d.url("/v1/media/%s/content" % mid), user=user)
+    assert st == 200
+    with open(dest, "wb") as f:
+        f.write(body)
+    return h
+
+
+def test_strip_metadata_from_stored_originals(dripd_factory, media_dir, tmp_path):
+    """processing.strip_metadata: the stored original loses EXIF, GPS and
+    XMP (read back with exiftool) and keeps its pixels and its orientation;
+    size, sha256 and ETag are those of the stored bytes. A format it cannot
+    strip (HEIC) is stored as uploaded and says so; other files are not
+    touched."""
+    d = dripd_factory(config={"processing": {"strip_metadata": True}})
+    local = os.path.join(media_dir, "phone.jpg")
+    mid, _ = upload(d, local, "/private/phone.jpg")
+    doc = media(d, mid)
+    got = str(tmp_path / "got.jpg")
+    h = content(d, mid, got)
+    tags = meta_tags(got)
+    assert not any(re.search(r"GPS|Model|DateTimeOriginal", t) for t in tags), tags
+    assert tags == ["Orientation                     : Rotate 90 CW"], tags
+    assert any("GPS" in t for t in meta_tags(local))  # the upload had them
+    assert same_pixels(local, got, tmp_path)
+    assert doc["metadata"]["stripped"] is True
+    assert doc["metadata"]["camera"] == "Pixel 7"  # the record keeps what was found
+    assert doc["size"] == os.path.getsize(got) < os.path.getsize(local)
+    assert doc["sha256"] == sha256(got)
+    assert h["etag"] == '"%s"' % sha256(got)
+    assert variants(doc)["thumb"]["state"] == "available"
+    # a Range of the stored bytes
+    st, _, part = d.curl("-r", "0-99", d.url("/v1/media/%s/content" % mid))
+    assert st == 206 and part == open(got, "rb").read()[:100]
+
+    heic = os.path.join(media_dir, "photo.heic")
+    mid, _ = upload(d, heic, "/private/photo.heic")
+    assert media(d, mid)["metadata"]["stripped"] is False
+    original_intact(d, mid, heic)
+    clip = os.path.join(media_dir, "clip.mp4")
+    mid, _ = upload(d, clip, "/private/clip.mp4")
+    assert "stripped" not in media(d, mid)["metadata"]
+    original_intact(d, mid, clip)
+
+
+def test_strip_survives_a_crash_after_process(dripd_factory, media_dir, tmp_path):
+    """The pipeline worker is killed (SIGKILL) after process committed the
+    stripped original's size: the next worker seals, stores and serves the
+    stripped bytes, not the upload's."""
+    d = dripd_factory(config={"processing": {"strip_metadata": True},
+                              "pipeline": {"test_notify_delay": "2s"},
+                              "supervisor": {"max_restarts": 20}})
+    local = os.path.join(media_dir, "phone.jpg")
+    after = d.log_size()
+    mid, jid = upload(d, local, "/crash/phone.jpg", wait=False)
+    d.wait_log(r"job %s \(upload\): store done, next notify" % jid, after=after, timeout=60)
+    old = d.worker("pipeline")
+    os.kill(old, 9)
+    wait_until(lambda: (d.workers("pipeline") or [old])[0] != old, 30, "a new pipeline worker")
+    job = d.wait_job(jid, timeout=60)
+    assert job["state"] == "done", job
+    got = str(tmp_path / "got.jpg")
+    content(d, mid, got)
+    doc = media(d, mid)
+    assert doc["sha256"] == sha256(got) and doc["size"] == os.path.getsize(got)
+    assert not any("GPS" in t for t in meta_tags(got))
+    assert not glob.glob(os.path.join(d.data_dir, "work", jid + ".*"))  # nothing left behind
+
+
 def test_variant_range_etag_and_links(dripd, media_dir):
     local = os.path.join(media_dir, "pic.webp")
     mid, _ = upload(dripd, local, "/pic.webp")
