@@ -96,6 +96,83 @@ START_TEST(test_status_slots)
 }
 END_TEST
 
+/* The pipeline view's history ring: oldest first, bounded, wraps. */
+START_TEST(test_history_ring)
+{
+    static struct dr_metrics m;
+    memset(&m, 0, sizeof m);
+    struct dr_history_point *out = calloc(DR_HISTORY_POINTS, sizeof *out);
+    ck_assert_uint_eq(metrics_history_read(&m, out, DR_HISTORY_POINTS), 0);
+    for (int i = 0; i < DR_HISTORY_POINTS + 7; i++) {
+        m.stages[DR_PL_UPLOAD][3].processed = (uint64_t)i;
+        m.procs[2].stages[DR_PL_UPLOAD][3].queued = 5;
+        m.procs[3].stages[DR_PL_UPLOAD][3].queued = -9; /* a sum below 0 reads 0 */
+        m.procs[4].stages[DR_PL_UPLOAD][2].queued = 4;
+        metrics_history_record(&m, 1000 + (uint64_t)i);
+    }
+    size_t n = metrics_history_read(&m, out, DR_HISTORY_POINTS);
+    ck_assert_uint_eq(n, DR_HISTORY_POINTS);
+    ck_assert_uint_eq(out[0].t_ms, 1007);
+    ck_assert_uint_eq(out[n - 1].t_ms, 1000 + DR_HISTORY_POINTS + 6);
+    ck_assert_uint_eq(out[n - 1].stages[DR_PL_UPLOAD][3].processed, DR_HISTORY_POINTS + 6);
+    ck_assert_uint_eq(out[n - 1].stages[DR_PL_UPLOAD][3].queued, 0);
+    ck_assert_uint_eq(out[n - 1].stages[DR_PL_UPLOAD][2].queued, 4);
+    /* fewer than asked for: the newest */
+    ck_assert_uint_eq(metrics_history_read(&m, out, 3), 3);
+    ck_assert_uint_eq(out[2].t_ms, 1000 + DR_HISTORY_POINTS + 6);
+    /* a point being written (odd seq) is skipped, not read torn */
+    uint64_t h = m.history.head;
+    m.history.pts[(h - 1) % DR_HISTORY_POINTS].seq |= 1;
+    ck_assert_uint_eq(metrics_history_read(&m, out, DR_HISTORY_POINTS), DR_HISTORY_POINTS - 1);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_error_notes)
+{
+    static struct dr_metrics m;
+    memset(&m, 0, sizeof m);
+    struct dr_error_note out[DR_ERROR_NOTES];
+    ck_assert_uint_eq(metrics_errors_read(&m, out, DR_ERROR_NOTES), 0);
+    char big[1000];
+    memset(big, 'e', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (int i = 0; i < DR_ERROR_NOTES + 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "JOB%02d", i);
+        metrics_note_error(&m, DR_PL_UPLOAD, 3, id, i, i % 2,
+                           i == DR_ERROR_NOTES + 2 ? big : "boom");
+    }
+    size_t n = metrics_errors_read(&m, out, DR_ERROR_NOTES);
+    ck_assert_uint_eq(n, DR_ERROR_NOTES);
+    ck_assert_str_eq(metrics_error_job(&out[0]), "JOB18");                     /* newest first */
+    ck_assert_uint_eq(strlen(metrics_error_text(&out[0])), DR_ERROR_TEXT - 7); /* truncated */
+    ck_assert_str_eq(metrics_error_job(&out[1]), "JOB17");
+    ck_assert_str_eq(metrics_error_text(&out[1]), "boom");
+    ck_assert_uint_eq(out[1].final, 1);
+    ck_assert_uint_eq(out[1].attempt, 17);
+    ck_assert_str_eq(metrics_error_job(&out[n - 1]), "JOB03");
+    ck_assert_uint_eq(metrics_errors_read(&m, out, 2), 2);
+    ck_assert_ptr_null(metrics_stage_name(DR_PL_DOWNLOAD, 4));
+    ck_assert_str_eq(metrics_stage_name(DR_PL_UPLOAD, 3), "store");
+}
+END_TEST
+
+/* Quantiles interpolate within a bucket, as Prometheus's histogram_quantile. */
+START_TEST(test_quantile)
+{
+    uint64_t b[DR_HIST_BUCKETS] = {0};
+    ck_assert(metrics_quantile(b, 0.5) < 0);
+    b[10] = 10; /* ten in (1, 2.5] */
+    ck_assert_double_eq_tol(metrics_quantile(b, 0.5), 1.75, 1e-9);
+    ck_assert_double_eq_tol(metrics_quantile(b, 0.99), 2.485, 1e-9);
+    b[0] = 90; /* ninety in [0, 1ms] */
+    ck_assert_double_eq_tol(metrics_quantile(b, 0.5), 0.0005 * 50 / 45, 1e-9);
+    b[DR_HIST_BUCKETS - 1] = 1000; /* most above 60 s: the top finite bound */
+    ck_assert_double_eq_tol(metrics_quantile(b, 0.99), 60, 1e-9);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("metrics");
@@ -103,6 +180,9 @@ int main(void)
     tcase_add_test(tc, test_render_format);
     tcase_add_test(tc, test_histogram_buckets);
     tcase_add_test(tc, test_status_slots);
+    tcase_add_test(tc, test_history_ring);
+    tcase_add_test(tc, test_error_notes);
+    tcase_add_test(tc, test_quantile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

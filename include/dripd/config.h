@@ -22,6 +22,10 @@ struct dr_user {
     bool admin;
 };
 
+/* Threads of each pipeline's notify stage (not configurable: it is short,
+ * but two keep its commits off the critical path of small jobs). */
+#define DR_NOTIFY_STAGE_THREADS 2
+
 struct dr_stage_cfg {
     int concurrency; /* threads */
     int max_demand;

@@ -18,6 +18,7 @@
 #ifndef DRIPD_METRICS_H
 #define DRIPD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,49 @@ struct dr_proc_gauges {
 };
 #define DR_PROC_SLOTS 64 /* >= the supervisor's worker slots (two generations) */
 
+/* The pipeline view's history (issue 20, src/api/pipeview.c): every
+ * DR_HISTORY_STEP_MS the supervisor copies the counters below into a ring
+ * of DR_HISTORY_POINTS points (10 minutes), from its existing status tick:
+ * no thread, no extra wake-up. One writer (the supervisor); readers copy a
+ * point under its seqlock (seq odd while written) and drop a torn one.
+ * Every field is a uint64_t, so a point is copied word by word with
+ * relaxed atomics. */
+#define DR_HISTORY_POINTS 120
+#define DR_HISTORY_STEP_MS 5000
+struct dr_history_stage {
+    uint64_t queued, in_flight; /* gauges summed over the processes, >= 0 */
+    uint64_t processed, failed, busy_us;
+    uint64_t buckets[DR_HIST_BUCKETS]; /* the duration histogram, non-cumulative */
+};
+struct dr_history_point {
+    uint64_t seq;
+    uint64_t t_ms; /* wall clock, ms since the epoch */
+    struct dr_history_stage stages[DR_PL_COUNT][DR_STAGE_SLOTS];
+    uint64_t uploads_accepted; /* PUT/multipart 202s and tus uploads created (201) */
+    uint64_t http_requests, http_bytes_received, open_connections;
+    uint64_t jobs_queue_depth, retries, jobs_completed, jobs_failed, restarts;
+};
+struct dr_history {
+    uint64_t head; /* points written so far; the newest is pts[(head - 1) % N] */
+    struct dr_history_point pts[DR_HISTORY_POINTS];
+};
+
+/* The last DR_ERROR_NOTES failed job attempts (retried or final), written
+ * by the pipeline threads that failed them, newest at head - 1. A slot is
+ * taken with an atomic increment of head and written under its seqlock. */
+#define DR_ERROR_NOTES 16
+#define DR_ERROR_TEXT 240
+struct dr_error_note {
+    uint64_t seq;
+    uint64_t t_ms;
+    uint64_t pipeline, stage, attempt, final; /* final: 1 failed for good, 0 retried */
+    uint64_t text[DR_ERROR_TEXT / 8];         /* "job id\0error\0", NUL-padded */
+};
+struct dr_error_ring {
+    uint64_t head;
+    struct dr_error_note notes[DR_ERROR_NOTES];
+};
+
 struct dr_metrics {
     uint64_t start_time_ms;
     /* http */
@@ -111,6 +155,9 @@ struct dr_metrics {
      * killed or did not answer */
     uint64_t decode_runs, decode_failures;
     uint64_t reprocess_media; /* media a reprocess run handled */
+    /* the pipeline view (see above) */
+    struct dr_history history;
+    struct dr_error_ring errors;
 };
 
 /* Map a zeroed struct shared with future children. NULL on failure. */
@@ -140,6 +187,27 @@ void metrics_proc_reset(struct dr_metrics *m, unsigned slot);
 int metrics_status_slot(int status);
 int metrics_slot_status(int slot);
 enum dr_route_class metrics_route_class(const char *name); /* DR_RC_OTHER if unknown */
+
+/* The pipeline view's helpers (see struct dr_history). */
+const char *metrics_pipeline_name(int pl);     /* "upload", "download", "scrub" */
+const char *metrics_stage_name(int pl, int s); /* NULL for an unused slot */
+/* The counters now, as a history point (seq 0). */
+void metrics_history_now(const struct dr_metrics *m, uint64_t wall_ms, struct dr_history_point *p);
+/* The supervisor: append the counters now to the ring. */
+void metrics_history_record(struct dr_metrics *m, uint64_t wall_ms);
+/* Copy up to max points, oldest first, skipping any being written. */
+size_t metrics_history_read(const struct dr_metrics *m, struct dr_history_point *out, size_t max);
+/* A pipeline thread: note a failed attempt of job_id at (pl, stage). */
+void metrics_note_error(struct dr_metrics *m, int pl, int stage, const char *job_id, int attempt,
+                        bool final, const char *error);
+/* The noted errors, newest first (up to max); a note's text is read with
+ * metrics_error_job / metrics_error_text. */
+size_t metrics_errors_read(const struct dr_metrics *m, struct dr_error_note *out, size_t max);
+const char *metrics_error_job(const struct dr_error_note *n);
+const char *metrics_error_text(const struct dr_error_note *n);
+/* Interpolated quantile q (0..1) of a non-cumulative bucket array, as
+ * Prometheus's histogram_quantile; -1 when it holds no observation. */
+double metrics_quantile(const uint64_t buckets[DR_HIST_BUCKETS], double q);
 
 /* Prometheus text exposition of everything above. Caller frees *out. */
 int metrics_render(const struct dr_metrics *m, char **out, size_t *len);

@@ -34,14 +34,7 @@
 #include "dripd/router.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
-
-static int require_admin(struct http_exchange *ex)
-{
-    if (http_user_admin(ex))
-        return 0;
-    http_respond_problem(ex, 403, "this route needs an admin user");
-    return -1;
-}
+#include "api_req.h"
 
 static void me_on_head(struct http_exchange *ex)
 {
@@ -52,7 +45,7 @@ static void me_on_head(struct http_exchange *ex)
 
 static void usage_on_head(struct http_exchange *ex)
 {
-    if (require_admin(ex) < 0)
+    if (api_require_admin(ex) < 0)
         return;
     struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
     struct dr_usage *u = NULL;
@@ -103,7 +96,7 @@ static json_t *read_status(struct http_exchange *ex, const char *what)
 
 static void scrub_get_on_head(struct http_exchange *ex)
 {
-    if (require_admin(ex) < 0)
+    if (api_require_admin(ex) < 0)
         return;
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond_json(ex, 200, read_status(ex, "scrub"));
@@ -156,14 +149,14 @@ static void request_run(struct http_exchange *ex, const char *what, json_t *doc)
 static const struct http_route_ops me_ops = {.route_class = "media", .on_head = me_on_head};
 static void scrub_post_on_head(struct http_exchange *ex)
 {
-    if (require_admin(ex) < 0)
+    if (api_require_admin(ex) < 0)
         return;
     request_run(ex, "scrub", json_pack("{s:[],s:[]}", "corrupt", "missing"));
 }
 
 static void reprocess_get_on_head(struct http_exchange *ex)
 {
-    if (require_admin(ex) < 0)
+    if (api_require_admin(ex) < 0)
         return;
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond_json(ex, 200, read_status(ex, "reprocess"));
@@ -171,7 +164,7 @@ static void reprocess_get_on_head(struct http_exchange *ex)
 
 static void reprocess_post_on_head(struct http_exchange *ex)
 {
-    if (require_admin(ex) < 0)
+    if (api_require_admin(ex) < 0)
         return;
     const char *p = http_query_param(ex, "path");
     char *norm = NULL, err[DR_ERRLEN];

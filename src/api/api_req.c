@@ -245,3 +245,11 @@ bool api_path_id(const struct http_exchange *ex, const char *prefix, char id[DR_
     *rest = slash ? slash + 1 : "";
     return true;
 }
+
+int api_require_admin(struct http_exchange *ex)
+{
+    if (http_user_admin(ex))
+        return 0;
+    http_respond_problem(ex, 403, "this route needs an admin user");
+    return -1;
+}

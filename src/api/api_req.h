@@ -57,6 +57,10 @@ json_t *api_time_or_null(int64_t ms);
  *  "owner","created_at","uploaded_at","shared","metadata"}. */
 json_t *api_media_json(const struct dr_media *m, const char *viewer);
 
+/* 0 for an admin user (config `admin: true`); otherwise answers 403
+ * problem+json and returns -1. */
+int api_require_admin(struct http_exchange *ex);
+
 /* 503 + Retry-After: 1, "WHAT: the catalog is busy, retry shortly". */
 void api_respond_busy(struct http_exchange *ex, const char *what);
 /* A catalog error the caller has no better answer for: -ENOENT 404 "no

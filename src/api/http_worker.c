@@ -90,12 +90,13 @@ static void setup_routes(void)
     web_register_routes();
     upload_multipart_register_routes();
     tus_register_routes();
-    api_media_register_routes();   /* /v1/media, /v1/media/, /v1/jobs, /v1/jobs/ */
-    api_content_register_routes(); /* event hook; content is routed by api_media */
-    api_events_register_routes();  /* /v1/events + event hook */
-    api_shares_register_routes();  /* /v1/folders/shares (media shares via api_media) */
-    api_links_register_routes();   /* /v1/public-links[/], /p/ */
-    api_folders_register_routes(); /* /v1/folders */
+    api_media_register_routes();    /* /v1/media, /v1/media/, /v1/jobs, /v1/jobs/ */
+    api_content_register_routes();  /* event hook; content is routed by api_media */
+    api_events_register_routes();   /* /v1/events + event hook */
+    api_shares_register_routes();   /* /v1/folders/shares (media shares via api_media) */
+    api_links_register_routes();    /* /v1/public-links[/], /p/ */
+    api_folders_register_routes();  /* /v1/folders */
+    api_pipeline_register_routes(); /* /v1/admin/pipeline[/stream] */
 }
 
 static int spool_refs(void *arg, char ***paths, size_t *n)

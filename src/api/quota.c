@@ -243,6 +243,16 @@ void quota_release(struct quota_hold *h, uint64_t committed_bytes, unsigned comm
     *h = (struct quota_hold)QUOTA_HOLD_INIT;
 }
 
+int64_t quota_files_in_flight(void)
+{
+    int64_t n = 0;
+    pthread_mutex_lock(&G.mu);
+    for (size_t i = 0; G.u != NULL && i < G.n; i++)
+        n += __atomic_load_n(&G.u[i].files, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&G.mu);
+    return n;
+}
+
 int quota_stream_take(struct http_exchange *ex, struct quota_hold *h)
 {
     int idx = -1;

@@ -55,6 +55,8 @@ int quota_take_file(struct http_exchange *ex, struct quota_hold *h, char *detail
 /* Give back what h holds. committed_bytes / committed_jobs: what became
  * media and jobs (counted until the next catalog read). h may be unused. */
 void quota_release(struct quota_hold *h, uint64_t committed_bytes, unsigned committed_jobs);
+/* Files this process is receiving now, all users (the pipeline view). */
+int64_t quota_files_in_flight(void);
 /* An event stream for ex's user: 0, or answers 429 and returns -EDQUOT. */
 int quota_stream_take(struct http_exchange *ex, struct quota_hold *h);
 

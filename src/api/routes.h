@@ -23,6 +23,7 @@
  *                       DELETE /v1/public-links/{id}, GET|HEAD /p/{token} (no auth)
  *   api_content.c       GET|HEAD /v1/media/{id}/content (reached through api_media)
  *   api_events.c        GET /v1/events (Server-Sent Events)
+ *   api_pipeline.c      GET /v1/admin/pipeline[/stream] (the pipeline view, admin; SSE)
  *
  * Threads: registration runs on the process's main thread before any loop
  * thread exists; the handlers run on loop threads (http.h).
@@ -51,6 +52,7 @@ void api_events_register_routes(void);
 void api_shares_register_routes(void);
 void api_links_register_routes(void);
 void api_folders_register_routes(void);
+void api_pipeline_register_routes(void);
 
 /* The ops for GET/HEAD /v1/media/{id}/content. The router has no mid-path
  * parameters, so api_media's "/v1/media/" route picks these ops for such

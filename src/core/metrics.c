@@ -359,3 +359,181 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     *len = b.len;
     return 0;
 }
+
+/* ---- the pipeline view: history ring and error notes (metrics.h) ---- */
+
+const char *metrics_pipeline_name(int pl)
+{
+    return pl >= 0 && pl < DR_PL_COUNT ? pipeline_names[pl] : NULL;
+}
+
+const char *metrics_stage_name(int pl, int s)
+{
+    if (pl < 0 || pl >= DR_PL_COUNT || s < 0 || s >= DR_STAGE_SLOTS)
+        return NULL;
+    return stage_names[pl][s];
+}
+
+static uint64_t nonneg(int64_t v)
+{
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+void metrics_history_now(const struct dr_metrics *m, uint64_t wall_ms, struct dr_history_point *p)
+{
+    memset(p, 0, sizeof *p);
+    p->t_ms = wall_ms;
+    for (int pl = 0; pl < DR_PL_COUNT; pl++)
+        for (int s = 0; s < DR_STAGE_SLOTS; s++) {
+            struct dr_history_stage *h = &p->stages[pl][s];
+            const struct dr_stage_metrics *sm = &m->stages[pl][s];
+            size_t g = offsetof(struct dr_proc_gauges, stages) +
+                       ((size_t)pl * DR_STAGE_SLOTS + (size_t)s) * sizeof(struct dr_stage_gauges);
+            h->queued = nonneg(proc_sum(m, g + offsetof(struct dr_stage_gauges, queued)));
+            h->in_flight = nonneg(proc_sum(m, g + offsetof(struct dr_stage_gauges, in_flight)));
+            h->processed = ld(&sm->processed);
+            h->failed = ld(&sm->failed);
+            h->busy_us = ld(&sm->busy_us);
+            for (int b = 0; b < DR_HIST_BUCKETS; b++)
+                h->buckets[b] = ld(&sm->duration.buckets[b]);
+        }
+    p->uploads_accepted = ld(&m->http_requests[DR_RC_UPLOAD][metrics_status_slot(202)]) +
+                          ld(&m->http_requests[DR_RC_TUS][metrics_status_slot(201)]);
+    for (int r = 0; r < DR_RC_COUNT; r++)
+        for (int s = 0; s < DR_STATUS_SLOTS; s++)
+            p->http_requests += ld(&m->http_requests[r][s]);
+    p->http_bytes_received = ld(&m->http_bytes_received);
+    p->open_connections =
+        nonneg(proc_sum(m, offsetof(struct dr_proc_gauges, http_connections_open)));
+    p->jobs_queue_depth = nonneg(lds(&m->jobs_queue_depth));
+    p->retries = ld(&m->jobs_retries);
+    for (int pl = 0; pl < DR_PL_COUNT; pl++) {
+        p->jobs_completed += ld(&m->jobs_completed[pl]);
+        p->jobs_failed += ld(&m->jobs_failed[pl]);
+    }
+    p->restarts = ld(&m->restarts[0]) + ld(&m->restarts[1]);
+}
+
+/* Seqlock copies: the payload after `seq` is whole uint64_t words. */
+static void seq_write(uint64_t *seq, uint64_t *dst, const uint64_t *src, size_t words)
+{
+    uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+    if (s & 1) /* another writer (error notes only) is in this slot: take over */
+        s++;
+    __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (size_t i = 0; i < words; i++)
+        __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
+    __atomic_store_n(seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static bool seq_read(const uint64_t *seq, uint64_t *dst, const uint64_t *src, size_t words)
+{
+    uint64_t s1 = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+    if (s1 == 0 || (s1 & 1))
+        return false; /* never written, or being written */
+    for (size_t i = 0; i < words; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(seq, __ATOMIC_RELAXED) == s1;
+}
+
+#define PAYLOAD_WORDS(type) ((sizeof(type) - sizeof(uint64_t)) / sizeof(uint64_t))
+
+void metrics_history_record(struct dr_metrics *m, uint64_t wall_ms)
+{
+    struct dr_history_point p;
+    metrics_history_now(m, wall_ms, &p);
+    uint64_t h = __atomic_load_n(&m->history.head, __ATOMIC_RELAXED);
+    struct dr_history_point *slot = &m->history.pts[h % DR_HISTORY_POINTS];
+    seq_write(&slot->seq, &slot->t_ms, &p.t_ms, PAYLOAD_WORDS(struct dr_history_point));
+    __atomic_store_n(&m->history.head, h + 1, __ATOMIC_RELEASE);
+}
+
+size_t metrics_history_read(const struct dr_metrics *m, struct dr_history_point *out, size_t max)
+{
+    uint64_t h = __atomic_load_n(&m->history.head, __ATOMIC_ACQUIRE);
+    uint64_t have = h < DR_HISTORY_POINTS ? h : DR_HISTORY_POINTS;
+    if (have > max)
+        have = max;
+    size_t n = 0;
+    for (uint64_t i = h - have; i < h; i++) {
+        const struct dr_history_point *slot = &m->history.pts[i % DR_HISTORY_POINTS];
+        if (seq_read(&slot->seq, &out[n].t_ms, &slot->t_ms,
+                     PAYLOAD_WORDS(struct dr_history_point))) {
+            out[n].seq = 0;
+            n++;
+        }
+    }
+    return n;
+}
+
+void metrics_note_error(struct dr_metrics *m, int pl, int stage, const char *job_id, int attempt,
+                        bool final, const char *error)
+{
+    if (m == NULL)
+        return;
+    struct dr_error_note n = {0};
+    n.t_ms = (uint64_t)dr_now_ms();
+    n.pipeline = (uint64_t)pl;
+    n.stage = (uint64_t)stage;
+    n.attempt = (uint64_t)(attempt < 0 ? 0 : attempt);
+    n.final = final;
+    char *t = (char *)n.text;
+    size_t cap = sizeof n.text;
+    int k = snprintf(t, cap, "%s", job_id ? job_id : "");
+    size_t off = (size_t)(k < 0 ? 0 : k) + 1;
+    if (off < cap)
+        snprintf(t + off, cap - off, "%s", error ? error : "");
+    uint64_t h = __atomic_fetch_add(&m->errors.head, 1, __ATOMIC_ACQ_REL);
+    struct dr_error_note *slot = &m->errors.notes[h % DR_ERROR_NOTES];
+    seq_write(&slot->seq, &slot->t_ms, &n.t_ms, PAYLOAD_WORDS(struct dr_error_note));
+}
+
+size_t metrics_errors_read(const struct dr_metrics *m, struct dr_error_note *out, size_t max)
+{
+    uint64_t h = __atomic_load_n(&m->errors.head, __ATOMIC_ACQUIRE);
+    size_t n = 0;
+    for (uint64_t i = 0; i < DR_ERROR_NOTES && i < h && n < max; i++) {
+        const struct dr_error_note *slot = &m->errors.notes[(h - 1 - i) % DR_ERROR_NOTES];
+        if (seq_read(&slot->seq, &out[n].t_ms, &slot->t_ms, PAYLOAD_WORDS(struct dr_error_note))) {
+            ((char *)out[n].text)[sizeof out[n].text - 1] = '\0';
+            out[n].seq = 0;
+            n++;
+        }
+    }
+    return n;
+}
+
+const char *metrics_error_job(const struct dr_error_note *n)
+{
+    return (const char *)n->text;
+}
+
+const char *metrics_error_text(const struct dr_error_note *n)
+{
+    const char *t = (const char *)n->text;
+    size_t l = strnlen(t, sizeof n->text - 1);
+    return l + 1 < sizeof n->text ? t + l + 1 : "";
+}
+
+double metrics_quantile(const uint64_t buckets[DR_HIST_BUCKETS], double q)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < DR_HIST_BUCKETS; i++)
+        total += buckets[i];
+    if (total == 0)
+        return -1;
+    double rank = q * (double)total, cum = 0;
+    for (int i = 0; i < DR_HIST_BUCKETS; i++) {
+        double c = (double)buckets[i];
+        if (cum + c >= rank && c > 0) {
+            if (i == DR_HIST_BUCKETS - 1) /* +Inf: the highest finite bound, as Prometheus */
+                return hist_bounds[DR_HIST_BUCKETS - 2];
+            double lo = i == 0 ? 0 : hist_bounds[i - 1], hi = hist_bounds[i];
+            return lo + (hi - lo) * (rank - cum) / c;
+        }
+        cum += c;
+    }
+    return hist_bounds[DR_HIST_BUCKETS - 2];
+}

@@ -247,6 +247,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
         for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
             crc = catalog_job_retry(t->cat, j->job.id, err, (int64_t)delay);
         metrics_add(&pc->metrics->jobs_retries, 1);
+        metrics_note_error(pc->metrics, r->pl, s->order + 1, j->job.id, attempt, false, err);
         runner_note_retry(r, delay);
     } else {
         log_error("job %s (%s) failed at %s after %d attempt%s: %s", j->job.id, r->kind, s->name,
@@ -258,6 +259,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
         for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
             crc = catalog_job_fail(t->cat, j->job.id, err);
         metrics_add(&pc->metrics->jobs_failed[r->pl], 1);
+        metrics_note_error(pc->metrics, r->pl, s->order + 1, j->job.id, attempt, true, err);
     }
     if (crc != 0 && crc != -ENOENT) {
         log_error("job %s: catalog: cannot record the failure: %s", j->job.id, strerror(-crc));
@@ -642,7 +644,7 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     struct stage_spec specs[N_STAGES];
     /* notify is short but does two catalog commits and a directory fsync
      * per job: two threads keep it off the critical path of small jobs */
-    static const struct dr_stage_cfg notify_cfg = {2, 10, 1};
+    static const struct dr_stage_cfg notify_cfg = {DR_NOTIFY_STAGE_THREADS, 10, 1};
     const struct dr_stage_cfg *sc[N_STAGES];
     const char *shorts[N_STAGES];
     pl_step_fn fns[N_STAGES];

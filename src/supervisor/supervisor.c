@@ -10,6 +10,8 @@
  *        the pipeline workers and EVENT to the http workers
  *     -> timers: restart backoff, silent/never-ready workers, TERM->KILL
  *        escalation, the systemd watchdog
+ *     -> every 5 s: STATUS= rates, and a point of the pipeline view's
+ *        history ring in the shared metrics (metrics.h)
  *
  * The four signals are blocked at all times except inside ppoll(), so a
  * signal either interrupts the wait or is seen before the next one; no
@@ -131,6 +133,7 @@ struct sup {
     int64_t rate_t_ms;
     uint64_t rate_uploads, rate_jobs;
     double uploads_per_s, jobs_per_s;
+    int64_t history_t_ms; /* last point of the pipeline view's history (metrics.h) */
     struct dr_sdnotify *sd;
     uint64_t wd_ms; /* WATCHDOG=1 period; 0 off */
     int64_t wd_next_ms;
@@ -645,10 +648,22 @@ static void update_rates(struct sup *s, int64_t now)
     s->rate_jobs = jobs;
 }
 
+/* The pipeline view's 10-minute history: a point every DR_HISTORY_STEP_MS,
+ * taken on this existing tick (the loop wakes at least every heartbeat). */
+static void update_history(struct sup *s, int64_t now)
+{
+    if (s->history_t_ms != 0 && now - s->history_t_ms < DR_HISTORY_STEP_MS)
+        return;
+    s->history_t_ms = now;
+    if (s->metrics != NULL)
+        metrics_history_record(s->metrics, (uint64_t)dr_now_ms());
+}
+
 static void update_status(struct sup *s)
 {
     char st[sizeof s->status];
     update_rates(s, dr_mono_ms());
+    update_history(s, dr_mono_ms());
     int n = sdnotify_fmt_status(st, sizeof st, ready_workers(s), queue_depth(s));
     /* "STATUS=2 workers, queue depth 3, 12.4 uploads/s, 11.8 jobs/s" */
     if (n > 0 && (size_t)n < sizeof st)

@@ -1,0 +1,119 @@
+"""The pipeline view for admins (issue 20): GET /v1/admin/pipeline and its
+Server-Sent Events stream, on a real dripd."""
+import http.client
+import json
+import os
+import time
+
+from conftest import make_file, wait_until
+
+
+class Stream:
+    """GET /v1/admin/pipeline/stream; yields the snapshots as they come."""
+
+    def __init__(self, d, user="alice"):
+        self.c = http.client.HTTPConnection(d.host, d.port, timeout=20)
+        self.c.request("GET", "/v1/admin/pipeline/stream",
+                       headers={"Authorization": "Bearer " + d.token(user)})
+        self.r = self.c.getresponse()
+
+    def snapshots(self, deadline_s):
+        end = time.monotonic() + deadline_s
+        event, data = None, []
+        while time.monotonic() < end:
+            line = self.r.fp.readline()
+            if not line:
+                return
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "" and data:
+                if event == "pipeline":
+                    yield json.loads("\n".join(data))
+                event, data = None, []
+        raise AssertionError("no matching snapshot within %.0fs" % deadline_s)
+
+    def close(self):
+        self.c.close()
+
+
+def stage(snap, pipeline, name):
+    p = [p for p in snap["pipelines"] if p["name"] == pipeline][0]
+    return [s for s in p["stages"] if s["name"] == name][0]
+
+
+def test_admins_only(dripd):
+    for path in ("/v1/admin/pipeline", "/v1/admin/pipeline/stream"):
+        st, h, body = dripd.curl(dripd.url(path), user="bob")
+        assert st == 403, (path, st)
+        assert h["content-type"].startswith("application/problem+json")
+        assert json.loads(body)["status"] == 403
+        assert dripd.curl(dripd.url(path), user=None)[0] == 401
+    st, doc, h = dripd.json("GET", "/v1/admin/pipeline", expect=200)
+    assert h["cache-control"] == "no-store"
+    assert [p["name"] for p in doc["pipelines"]] == ["upload", "download"]
+    assert [s["name"] for s in doc["pipelines"][0]["stages"]] == ["starter", "process", "encrypt", "store", "notify"]
+    assert [s["name"] for s in doc["pipelines"][1]["stages"]] == ["starter", "fetch", "decrypt", "notify"]
+    assert doc["bottleneck"] is None and doc["errors"] == []
+    assert doc["queue"]["limit"] == 10000
+
+
+def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
+    """Uploads into a store stage slowed by the test hook: the stream shows
+    intake, the store's queue growing, and the store as the bottleneck;
+    the front end counts the open stream's connection."""
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "700ms",
+                                           "upload": {"store": {"concurrency": 1}}}})
+    s = Stream(d)
+    try:
+        assert s.r.status == 200 and s.r.getheader("Content-Type") == "text/event-stream"
+        first = next(s.snapshots(10))
+        assert first["front"]["open_connections"] >= 1
+        f = make_file(os.path.join(d.dir, "a.bin"), 2000)
+        for i in range(12):
+            assert d.put_file(f, "/v/%d.bin" % i)[0] == 202
+        seen = {}
+        for snap in s.snapshots(40):
+            st = stage(snap, "upload", "store")
+            seen["intake"] = seen.get("intake") or snap["front"]["intake_per_s"] > 0
+            seen["queued"] = max(seen.get("queued", 0), st["queued"])
+            if (seen["intake"] and seen["queued"] >= 3 and st["bottleneck"]
+                    and snap["bottleneck"]["stage"] == "store" and st["jobs_per_s"] > 0):
+                break
+        assert st["busy"] > 0.5 and st["threads"] == 1, st
+        assert stage(snap, "upload", "encrypt")["bottleneck"] is False
+        # the numbers keep moving: the store works the queue off
+        before = st["processed"]
+        for snap in s.snapshots(30):
+            if stage(snap, "upload", "store")["processed"] > before:
+                break
+        # and once it is drained nothing is behind
+        for snap in s.snapshots(30):
+            if snap["queue"]["depth"] == 0 and snap["bottleneck"] is None:
+                break
+        assert stage(snap, "upload", "store")["p50_ms"] >= 700
+    finally:
+        s.close()
+
+
+def test_errors_name_the_failed_jobs(dripd_factory):
+    d = dripd_factory(config={
+        "storage": {"backend": "s3",
+                    "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "media", "region": "us-east-1",
+                           "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret-example",
+                           "connect_timeout": "1s"}},
+        "pipeline": {"retry": {"attempts": 2, "backoff": "100ms", "max_backoff": "200ms"}}})
+    f = make_file(os.path.join(d.dir, "e.bin"), 1000)
+    st, doc = d.put_file(f, "/e/e.bin")
+    assert st == 202
+    job = d.wait_job(doc["job"]["id"])
+    assert job["state"] == "failed"
+    snap = d.json("GET", "/v1/admin/pipeline", expect=200)[1]
+    errs = [e for e in snap["errors"] if e["job_id"] == job["id"]]
+    assert [e["final"] for e in errs] == [True, False], errs  # newest first: failed, then the retry
+    assert errs[0]["stage"] == "store" and errs[0]["pipeline"] == "upload" and errs[0]["attempt"] == 2
+    assert errs[0]["error"] == job["error"]
+    assert snap["jobs"]["failed"] == 1 and snap["jobs"]["retries"] == 1
+    assert stage(snap, "upload", "store")["failed"] == 2
