@@ -317,6 +317,50 @@ def test_video_poster(dripd, media_dir, tmp_path):
     original_intact(dripd, mid, local)
 
 
+def mean_abs_diff(a, b, tmp_path):
+    """Mean absolute pixel difference of two same-sized RGB images (vips)."""
+    d, m = str(tmp_path / "d.v"), str(tmp_path / "m.v")
+    for cmd in (["vips", "subtract", a, b, d], ["vips", "abs", d, m]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    r = subprocess.run(["vips", "avg", m], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout)
+
+
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_rotated_video_poster(dripd, media_dir, tmp_path, rotate):
+    """A phone video held upright: landscape frames with a rotation in the
+    container (display matrix). The metadata gives the displayed size and
+    the poster is upright: it matches the first frame as ffmpeg shows it
+    (auto-rotated), not the frame turned the other way."""
+    local = str(tmp_path / "rot.mp4")
+    run("ffmpeg -v error -y -i clip.mp4 -c copy -metadata:s:v:0 rotate=%d %s" % (rotate, local),
+        media_dir)
+    # what a player shows: ffmpeg applies the display matrix when decoding
+    shown = str(tmp_path / "shown.png")
+    run("ffmpeg -v error -y -i %s -frames:v 1 %s && vips thumbnail %s %s 256"
+        % (local, str(tmp_path / "frame.png"), str(tmp_path / "frame.png"), shown), media_dir)
+    assert vips_dims(shown) == (144, 256)
+    wrong = str(tmp_path / "wrong.png")
+    run("vips rot %s %s d180" % (shown, wrong), media_dir)
+
+    mid, _ = upload(dripd, local, "/v/rot%d.mp4" % rotate)
+    doc = media(dripd, mid)
+    m = doc["metadata"]
+    assert (m["width"], m["height"]) == (360, 640), m  # as displayed
+    v = variants(doc)
+    assert v["thumb"]["state"] == "available", v
+    assert (v["thumb"]["width"], v["thumb"]["height"]) == (144, 256)
+    assert (v["preview"]["width"], v["preview"]["height"]) == (360, 640)
+    poster = str(tmp_path / "poster.webp")
+    assert fetch(dripd, mid, "thumb", poster)[0] == 200
+    assert vips_dims(poster) == (144, 256)
+    right, off = mean_abs_diff(poster, shown, tmp_path), mean_abs_diff(poster, wrong, tmp_path)
+    assert right < 12 and off > 4 * right, (right, off)  # upright, not upside down
+    original_intact(dripd, mid, local)
+
+
 @pytest.mark.parametrize("name,reason", [
     ("truncated.jpg", r"truncated|Premature"),
     ("bomb.png", r"max_pixels"),
