@@ -686,6 +686,8 @@ struct sse {
     int (*fn)(const char *, const char *, const char *, void *);
     void *arg;
     int stop;
+    void *curl;      /* to tell an error's body from the stream */
+    struct buf body; /* an error's body (problem+json), at most 64 KiB */
 };
 
 static void sse_line(struct sse *s, const char *l)
@@ -726,6 +728,13 @@ static size_t sse_write(char *data, size_t size, size_t n, void *arg)
 {
     struct sse *s = arg;
     size_t len = size * n;
+    long code = 0;
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200) {
+        if (s->body.len + len <= 65536)
+            buf_write(data, 1, len, &s->body);
+        return len;
+    }
     for (size_t i = 0; i < len; i++) {
         if (data[i] == '\n') {
             if (s->line.len && s->line.p[s->line.len - 1] == '\r')
@@ -747,8 +756,12 @@ int client_sse(struct client *c, const char *path, char *last_id, size_t cap, lo
                int (*fn)(const char *id, const char *type, const char *data, void *arg), void *arg)
 {
     reset(c, path);
-    struct sse s = {
-        .fn = fn, .arg = arg, .last_id = last_id, .last_cap = cap, .retry_ms = retry_ms};
+    struct sse s = {.fn = fn,
+                    .arg = arg,
+                    .last_id = last_id,
+                    .last_cap = cap,
+                    .retry_ms = retry_ms,
+                    .curl = c->curl};
     struct curl_slist *h = base_headers(c);
     h = curl_slist_append(h, "Accept: text/event-stream");
     if (last_id[0]) {
@@ -766,11 +779,15 @@ int client_sse(struct client *c, const char *path, char *last_id, size_t cap, lo
     curl_slist_free_all(h);
     free(s.line.p);
     free(s.data.p);
-    if (s.stop)
+    if (s.stop) {
+        free(s.body.p);
         return 0;
+    }
     if (rc != CURLE_OK || c->status != 200) {
-        set_error(c, rc, NULL);
+        set_error(c, rc, &s.body);
+        free(s.body.p);
         return -1;
     }
+    free(s.body.p);
     return 0;
 }

@@ -949,35 +949,44 @@ static int print_event(const char *id, const char *type, const char *data, void 
     return 0;
 }
 
-int cmd_watch(struct client *c, const struct args *a)
+int cmd_follow(struct client *c, const char *path, const char *what,
+               int (*fn)(const char *id, const char *type, const char *data, void *arg), void *arg,
+               const bool *done)
 {
-    (void)a;
     char last[64] = "";
     long retry_ms = 2000;
     int failures = 0;
     for (;;) {
-        int rc = client_sse(c, "/v1/events", last, sizeof last, &retry_ms, print_event, c);
+        int rc = client_sse(c, path, last, sizeof last, &retry_ms, fn, arg);
         if (client_interrupted())
             return EXIT_INTERRUPTED;
+        if (done != NULL && *done)
+            return EXIT_OK;
         long pause = retry_ms;
         if (rc == 0) {
             failures = 0;
             if (!c->quiet)
-                fprintf(stderr, "dripctl: watch: the server ended the stream; reconnecting\n");
+                fprintf(stderr, "dripctl: %s: the server ended the stream; reconnecting\n", what);
         } else {
             /* Refused (401/403), wrong URL (404), bad request: final. */
             if (c->status >= 400 && c->status < 500)
-                return fail(c, "watch");
+                return fail(c, what);
             failures++;
             pause = DR_MIN(retry_ms * failures, 30000L);
             if (!c->quiet)
-                fprintf(stderr, "dripctl: watch: %s; reconnecting in %ld s\n", c->err,
+                fprintf(stderr, "dripctl: %s: %s; reconnecting in %ld s\n", what, c->err,
                         (pause + 999) / 1000);
         }
         client_sleep_ms(pause);
         if (client_interrupted())
             return EXIT_INTERRUPTED;
     }
+}
+
+int cmd_watch(struct client *c, const struct args *a)
+{
+    (void)a;
+    return cmd_follow(c, "/v1/events", "watch", print_event, c, NULL);
 }
 
 /* ---------- admin ---------- */

@@ -25,6 +25,7 @@ struct args {
     const char *expires;       /* link --expires: seconds or a duration (7d) */
     const char *max_downloads; /* link --max-downloads */
     bool recursive;            /* rm -r */
+    long count;                /* top -n: snapshots to show; 0: until Ctrl-C */
 };
 
 int cmd_upload(struct client *c, const struct args *a);
@@ -44,6 +45,14 @@ int cmd_watch(struct client *c, const struct args *a);
 int cmd_usage(struct client *c, const struct args *a);
 int cmd_scrub(struct client *c, const struct args *a);
 int cmd_reprocess(struct client *c, const struct args *a);
+
+/* Follow the SSE stream at path, calling fn per event, reconnecting (with
+ * Last-Event-ID) when the server ends it or the connection drops, until
+ * Ctrl-C, *done (when not NULL) turns true after an event, or an HTTP 4xx
+ * (reported as `what`). Returns the exit code. */
+int cmd_follow(struct client *c, const char *path, const char *what,
+               int (*fn)(const char *id, const char *type, const char *data, void *arg), void *arg,
+               const bool *done);
 
 /* The job states `jobs --state` takes (the server's four), NULL-ended. */
 extern const char *const job_states[];

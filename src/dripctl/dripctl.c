@@ -28,6 +28,7 @@
 
 #include "client.h"
 #include "commands.h"
+#include "top.h"
 #include "dripd/config.h"
 #include "dripd/util.h"
 
@@ -193,6 +194,23 @@ static const struct command commands[] = {
      "connection drops or the server restarts, reconnect and carry on from the\n"
      "last event seen (Last-Event-ID), so none is missed. Runs until Ctrl-C.\n",
      0, 0, cmd_watch, "", NO_OPTS},
+    {"top",
+     "[-n N]",
+     "the pipeline live: stages, queues, rates, errors (admin)",
+     "Show the pipeline as it runs, like top(1): each stage of the upload and\n"
+     "download pipelines with its queue, jobs in flight, threads, jobs/s, busy\n"
+     "share, p50/p99 and its queue over the last minutes; the bottleneck; the\n"
+     "front end's intake; retries, failures and the last errors with their\n"
+     "jobs; worker restarts (admin). On a terminal it redraws in place every\n"
+     "second; otherwise it prints plain text, one block per second; with --json\n"
+     "one JSON line per snapshot (GET /v1/admin/pipeline's document).\n"
+     "\n"
+     "  -n N   stop after N snapshots (default: until Ctrl-C)\n",
+     0,
+     0,
+     cmd_top,
+     "n:",
+     {{"iterations", required_argument, 0, 'n'}, {0, 0, 0, 0}}},
     {"usage", "", "media count and size per user (admin)",
      "Rank users by the bytes they store, with their file counts (admin).\n", 0, 0, cmd_usage, "",
      NO_OPTS},
@@ -497,6 +515,15 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
         case 'r':
             a->recursive = true;
             break;
+        case 'n': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || v < 1 || v > 1000000)
+                rc = usage_error(cmd, "-n wants a count of snapshots, 1 or more: %s", optarg);
+            else
+                a->count = v;
+            break;
+        }
         case OPT_CHUNK:
             if (!parse_size(optarg, &a->chunk))
                 rc = usage_error(cmd, "--chunk-size wants a size in bytes (8M, 512K): %s", optarg);
