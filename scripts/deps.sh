@@ -4,7 +4,7 @@
 # Debian lacks (s3rver, tus-js-client, playwright-core) come from npm and are
 # pinned in tests/node/package-lock.json (installed by scripts/node-deps.sh).
 set -eu
-PKGS="build-essential pkg-config clang clang-format libclang-rt-14-dev
+PKGS="build-essential pkg-config clang clang-format clang-tools libclang-rt-14-dev
 libevent-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libssl-dev libsqlite3-dev libpq-dev libexpat1-dev check postgresql-15
 libvips-dev libmagic-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev

@@ -157,13 +157,30 @@ static const struct http_route_ops reject_ops = {.route_class = "upload",
 static const struct http_route_ops defer_ops = {.route_class = "other", .on_head = defer_head};
 static const struct http_route_ops stream_ops = {.route_class = "other", .on_head = stream_head};
 
+/* A fresh client connection (the old one, if any, is closed); its header
+ * timer starts now, with cfg's header_timeout. */
+static void new_conn(void)
+{
+    if (cli >= 0)
+        close(cli);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cli = sv[1];
+    fcntl(cli, F_SETFL, fcntl(cli, F_GETFL) | O_NONBLOCK);
+    http_conn_start(http_server_thread(srv, 0), sv[0], "test", false);
+    rlen = 0;
+    peer_closed = false;
+}
+
 static void setup(void)
 {
     cfg = config_defaults();
     cfg->limits.max_header_size = 2048;
     cfg->limits.max_headers = 10;
-    cfg->limits.body_timeout = 1000;
-    cfg->limits.header_timeout = 1000;
+    /* Long enough that a loaded machine (sanitizers, other builds) never
+     * times a test out; the timeout tests set their own (new_conn). */
+    cfg->limits.body_timeout = 10000;
+    cfg->limits.header_timeout = 10000;
     cfg->n_users = 1;
     cfg->users = xcalloc(1, sizeof *cfg->users);
     cfg->users[0].name = xstrdup("alice");
@@ -179,15 +196,9 @@ static void setup(void)
     router_add("GET", "/file", false, &file_ops);
     struct http_server_opts o = {.cfg = cfg, .threads = 1, .dispatch = router_dispatch};
     ck_assert_int_eq(http_server_create(&o, &srv), 0);
-    struct http_thread *t = http_server_thread(srv, 0);
-    base = http_thread_base(t);
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    cli = sv[1];
-    fcntl(cli, F_SETFL, fcntl(cli, F_GETFL) | O_NONBLOCK);
-    http_conn_start(t, sv[0], "test", false);
-    rlen = 0;
-    peer_closed = false;
+    base = http_thread_base(http_server_thread(srv, 0));
+    cli = -1;
+    new_conn();
     n_done = n_abort = n_end = 0;
     body_bytes = 0;
 }
@@ -396,8 +407,7 @@ static void send_body(size_t n)
 
 START_TEST(put_content_length)
 {
-    size_t n = 300000;                /* more than the 256 KiB input bound */
-    cfg->limits.body_timeout = 10000; /* a loaded machine must not fail this one */
+    size_t n = 300000; /* more than the 256 KiB input bound */
     char head[128];
     snprintf(head, sizeof head, "PUT /up/x HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
     send_str(head);
@@ -484,6 +494,8 @@ END_TEST
 
 START_TEST(body_timeout_408)
 {
+    cfg->limits.body_timeout = 1000;
+    new_conn();
     send_str("PUT /up/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
     ck_assert(pump(closed, 3000));
     ck_assert_ptr_nonnull(strstr(rbuf, "HTTP/1.1 408 "));
@@ -493,6 +505,8 @@ END_TEST
 
 START_TEST(header_timeout_408)
 {
+    cfg->limits.header_timeout = 1000;
+    new_conn();
     send_str("GET /echo HTTP/1.1\r\nX-Slow: ");
     ck_assert(pump(closed, 3000));
     ck_assert_ptr_nonnull(strstr(rbuf, "HTTP/1.1 408 "));

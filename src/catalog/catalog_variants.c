@@ -176,7 +176,7 @@ int catalog_media_set_processed(struct catalog *cat, const char *media_id, const
         rc = rc < 0 ? rc : 0;
     }
     rc = db_end(cat->db, rc);
-    if (rc == 0 && stale != NULL) {
+    if (rc == 0 && stale != NULL && n_stale != NULL) {
         *stale = old;
         *n_stale = n_old;
         old = NULL;

@@ -472,9 +472,11 @@ static void flush_problems(struct loader *L, struct dr_config_errors *errs)
         errs->msgs = xrealloc(errs->msgs, (errs->n + 2) * sizeof(char *));
         errs->msgs[errs->n++] = L->probs[i].msg;
     }
-    if (errs != NULL && L->n_errors > L->n_probs)
+    if (errs != NULL && L->n_errors > L->n_probs) {
+        errs->msgs = xrealloc(errs->msgs, (errs->n + 2) * sizeof(char *));
         errs->msgs[errs->n++] = xasprintf("%s:1:1: too many problems, %zu more not shown", L->name,
                                           L->n_errors - L->n_probs);
+    }
     free(L->probs);
     L->probs = NULL;
     L->n_probs = 0;

@@ -49,7 +49,7 @@ static size_t buf_write(char *data, size_t size, size_t n, void *arg)
         b->toobig = true;
         return 0;
     }
-    if (b->len + len + 1 > b->cap) {
+    if (b->p == NULL || b->len + len + 1 > b->cap) {
         b->cap = DR_MAX(b->cap * 2, b->len + len + 1);
         b->p = xrealloc(b->p, b->cap);
     }

@@ -398,7 +398,7 @@ static void *evictor_main(void *arg)
         ev->dirty = false; /* inserts from now on need another pass */
         uint64_t added = ev->added;
         pthread_mutex_unlock(&ev->mu);
-        struct cache_pass p;
+        struct cache_pass p = {0};
         if (cache_evict_pass(ev->cfg->data_dir, ev->cfg->cache.max_size, ttl, ev->m, &p) != 0)
             memset(&p, 0, sizeof p);
         pthread_mutex_lock(&ev->mu);

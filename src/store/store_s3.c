@@ -1277,7 +1277,7 @@ static int s3_list(struct dr_store *st, int (*fn)(const char *key, uint64_t size
     char *token = NULL;
     int rc = 0;
     for (;;) {
-        struct s3xml_list page;
+        struct s3xml_list page = {0};
         rc = list_page(s, token, S3_LIST_PAGE, &page, err, errlen);
         if (rc < 0)
             break;

@@ -391,7 +391,7 @@ int listen_set_open(struct dr_listen_set *out, char *const *specs, size_t n,
             continue;
         }
         struct dr_listen_addr a;
-        int fd, r = listen_parse(specs[i], &a, err, errlen);
+        int fd = -1, r = listen_parse(specs[i], &a, err, errlen);
         if (r == 0)
             r = listen_open(&a, &fd, err, errlen);
         if (r < 0) {

@@ -293,7 +293,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
     }
     log_info("rebuild: %zu objects in the %s store", l.n, st->ops->name);
     /* pass 0: originals; pass 1: variants (their media must be there) */
-    for (size_t k = 0; k < 2 * l.n; k++) {
+    for (size_t k = 0; l.n > 0 && k < 2 * l.n; k++) {
         size_t i = k % l.n;
         char vname[DR_VARIANT_NAME_LEN];
         bool is_variant = variant_key(l.keys[i], vname, sizeof vname);
