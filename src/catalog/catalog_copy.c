@@ -147,11 +147,12 @@ static int copy_table(struct catalog *src, struct catalog *dst, struct sqlset *q
     const struct table *tb = &tables[t];
     int ncol = (int)strlen(tb->types);
     bool node = db_dialect(dst->db) == DB_POSTGRES && strcmp(tb->name, "jobs") == 0;
-    struct db_stmt *r, *w;
+    struct db_stmt *r = NULL, *w = NULL;
     int rc = db_prepare(src->db, &q->select[t][0], &r);
     if (rc == 0)
         rc = db_prepare(dst->db, &q->insert[t], &w);
-    if (rc < 0) {
+    if (rc != 0 || r == NULL || w == NULL) {
+        rc = rc < 0 ? rc : -EIO;
         snprintf(err, errlen, "%s: preparing the copy failed: %s", tb->name, strerror(-rc));
         return rc;
     }
@@ -293,7 +294,8 @@ int catalog_copy(const struct dr_config *from, const struct dr_config *to,
     rc = catalog_migrate(to);
     if (rc == 0)
         rc = catalog_open(to, &dst);
-    if (rc < 0) {
+    if (rc != 0 || dst == NULL) {
+        rc = rc < 0 ? rc : -EIO;
         snprintf(err, errlen, "opening the target catalog: %s", strerror(-rc));
         catalog_close(src);
         return rc;
