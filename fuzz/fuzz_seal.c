@@ -4,7 +4,8 @@
  * --rebuild-catalog takes on untrusted store contents) and, from a memfd,
  * through unseal_fd() in verify-only mode, both with the fixed master key
  * 0x42 * 32 that the seeds in fuzz/corpus/seal/ were sealed with (so
- * mutations get past the key unwrap and the header tag). Invariants: no
+ * mutations get past the key unwrap and the header tag): format version 1
+ * (seed-*) and version 2 (seed-v2-*, encrypted meta block). Invariants: no
  * crash, no out-of-bounds read (ASan); a header that verifies has
  * consistent fields; a successful unseal was given exactly the object
  * length its header promises.

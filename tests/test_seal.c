@@ -1,5 +1,8 @@
 /* test_seal.c - the sealed object format (seal.c) and envelope keys (keys.c):
- * round trips at segment edges, and every kind of tampering detected. */
+ * round trips at segment edges, every kind of tampering detected, version 2
+ * headers that show nothing about the media, and version 1 objects (the
+ * fixtures in tests/fixtures/seal/, written by the version-1 sealer) still
+ * read and verified. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -356,6 +359,141 @@ START_TEST(test_plaintext_not_in_object)
 }
 END_TEST
 
+/* Version 2 (issue 17): whoever reads the bucket learns nothing about the
+ * media from the header: no owner, path, content type, media id, size or
+ * plaintext hash in clear; all of them come back with the master key. */
+START_TEST(test_v2_header_shows_nothing)
+{
+    char *plain = pth("plain"), *obj = pth("obj");
+    uint8_t data[5000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13);
+    write_all(plain, data, sizeof data);
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(master, dk, wk);
+    struct seal_params sp = {.media_id = "01JSECRETMEDIA0000000000ID",
+                             .owner = "owner-who-must-not-show",
+                             .path = "/private/diary/2024-secret.jpg",
+                             .content_type = "image/x-secret-type",
+                             .created_at = 0x0102030405060708,
+                             .segment_size = 1024,
+                             .data_key = dk,
+                             .wrapped_key = wk};
+    struct seal_result res;
+    char err[256] = "";
+    ck_assert_msg(seal_file(plain, obj, &sp, &res, err, sizeof err) == 0, "%s", err);
+    size_t len;
+    uint8_t *o = read_all(obj, &len);
+    ck_assert_int_eq(o[6] << 8 | o[7], 2);
+    static const char *const secrets[] = {"owner-who-must-not-show", "diary", "secret",
+                                          "image/x-secret-type", "01JSECRETMEDIA"};
+    for (size_t i = 0; i < DR_ARRAY_LEN(secrets); i++)
+        ck_assert_msg(memmem(o, len, secrets[i], strlen(secrets[i])) == NULL, "'%s' in clear",
+                      secrets[i]);
+    ck_assert_ptr_null(memmem(o, len, res.sha256, 32));
+    ck_assert_ptr_null(memmem(o, len, res.sha256_hex, 64));
+    uint8_t be_size[8] = {0, 0, 0, 0, 0, 0, 5000 >> 8, 5000 & 0xff};
+    ck_assert_ptr_null(memmem(o, len, be_size, sizeof be_size));
+    uint8_t be_created[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ck_assert_ptr_null(memmem(o, len, be_created, sizeof be_created));
+    struct seal_header h;
+    ck_assert_int_eq(seal_read_header(o, len, master, &h, err, sizeof err), 0);
+    ck_assert_uint_eq(h.version, 2);
+    ck_assert_str_eq(h.owner, sp.owner);
+    ck_assert_str_eq(h.path, sp.path);
+    ck_assert_str_eq(h.content_type, sp.content_type);
+    ck_assert_str_eq(h.media_id, sp.media_id);
+    ck_assert_int_eq(h.created_at, sp.created_at);
+    ck_assert_uint_eq(h.size, sizeof data);
+    ck_assert_str_eq(h.sha256_hex, res.sha256_hex);
+    /* the meta block is padded: a path 20 bytes longer makes the same
+     * header length, so the length does not tell the path's */
+    uint32_t hl = h.header_len;
+    ck_assert_uint_eq((hl - 90 - SEAL_TAG_LEN) % 256, 0);
+    seal_header_clear(&h);
+    sp.path = "/private/diary/2024-secret-but-twenty-more.jpg";
+    ck_assert_msg(seal_file(plain, obj, &sp, &res, err, sizeof err) == 0, "%s", err);
+    free(o);
+    o = read_all(obj, &len);
+    ck_assert_int_eq(seal_read_header(o, len, master, &h, err, sizeof err), 0);
+    ck_assert_str_eq(h.path, sp.path);
+    ck_assert_uint_eq(h.header_len, hl);
+    seal_header_clear(&h);
+    free(o);
+    free(plain);
+    free(obj);
+}
+END_TEST
+
+/* The version-1 fixtures (tests/fixtures/seal/README.md) read and verify,
+ * and tampering with them is still caught. */
+static char *fixture(const char *name)
+{
+    const char *d = getenv("DRIPD_SEAL_FIXTURES");
+    return xasprintf("%s/%s", d ? d : "tests/fixtures/seal", name);
+}
+
+START_TEST(test_v1_fixtures_still_read)
+{
+    uint8_t k1[DR_KEY_LEN];
+    for (int i = 0; i < DR_KEY_LEN; i++)
+        k1[i] = (uint8_t)(0xa0 + i);
+    char err[256] = "";
+    struct seal_header h;
+    /* 3000 bytes, byte i = (7i + 3) mod 256 */
+    char *f = fixture("v1-3000.sealed"), *back = pth("back"), *bad = pth("bad");
+    size_t len;
+    uint8_t *o = read_all(f, &len);
+    ck_assert_int_eq(seal_read_header(o, len, k1, &h, err, sizeof err), 0);
+    ck_assert_uint_eq(h.version, 1);
+    ck_assert_str_eq(h.media_id, "01JD2Z8Q7W5N3K4M6P8R0T2V4X");
+    ck_assert_str_eq(h.owner, "alice");
+    ck_assert_str_eq(h.path, "/photos/cat.jpg");
+    ck_assert_str_eq(h.content_type, "image/jpeg");
+    ck_assert_int_eq(h.created_at, 1733000000123);
+    ck_assert_uint_eq(h.size, 3000);
+    ck_assert_uint_eq(h.segment_size, 1024);
+    ck_assert_uint_eq(h.object_size, len);
+    seal_header_clear(&h);
+    const char *sha = "f541874101876255b4baf3a739778d04cb9cba25ffa38b30bc1fb8b0701f2a45";
+    int rc = unseal_file(f, back, k1, sha, &h, err, sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
+    size_t blen;
+    uint8_t *b = read_all(back, &blen);
+    ck_assert_uint_eq(blen, 3000);
+    for (size_t i = 0; i < blen; i++)
+        ck_assert_uint_eq(b[i], (uint8_t)((i * 7 + 3) & 0xff));
+    seal_header_clear(&h);
+    /* a flipped byte anywhere is caught, as before */
+    for (size_t i = 0; i < len; i += 7) {
+        o[i] ^= 0x04;
+        write_all(bad, o, len);
+        rc = unseal_file(bad, NULL, k1, NULL, NULL, err, sizeof err);
+        ck_assert_msg(rc == -EBADMSG, "v1 flip of byte %zu not detected (rc %d)", i, rc);
+        o[i] ^= 0x04;
+    }
+    free(b);
+    free(o);
+    free(f);
+    /* the empty one */
+    f = fixture("v1-empty.sealed");
+    rc =
+        unseal_file(f, back, k1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    &h, err, sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_uint_eq(h.size, 0);
+    ck_assert_ptr_null(h.content_type);
+    ck_assert_str_eq(h.path, "/empty.txt");
+    seal_header_clear(&h);
+    /* and the wrong master key is still named */
+    ck_assert_int_eq(unseal_file(f, NULL, master, NULL, NULL, err, sizeof err), -EBADMSG);
+    ck_assert_msg(strstr(err, "master key") != NULL, "%s", err);
+    free(f);
+    free(back);
+    free(bad);
+}
+END_TEST
+
 START_TEST(test_keys)
 {
     char *kf = pth("master.key");
@@ -404,6 +542,8 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_read_header);
     tcase_add_test(tc, test_plaintext_not_in_object);
     tcase_add_test(tc, test_keys);
+    tcase_add_test(tc, test_v2_header_shows_nothing);
+    tcase_add_test(tc, test_v1_fixtures_still_read);
     suite_add_tcase(s, tc);
     return s;
 }

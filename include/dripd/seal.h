@@ -1,11 +1,14 @@
 /* seal.h - dripd's sealed object format: self-describing, streaming
  * AES-256-GCM (docs/FORMAT.md is the byte-level reference).
  *
- * An object is a header (magic "DRIPD1", version, media id, owner, path,
- * plaintext size, SHA-256, content type, created_at, segment size, the data
- * key wrapped by the master key, a random nonce prefix; authenticated by
- * its own GCM tag under the data key) followed by the plaintext in fixed
- * segments, each encrypted under the data key with its own nonce
+ * An object is a header followed by the plaintext in fixed segments. The
+ * header's clear part (magic "DRIPD1", version, lengths, segment size, the
+ * data key wrapped by the master key, a random nonce prefix) says only how
+ * to read it; what it says about the media (media id, owner, path, size,
+ * SHA-256, content type, created_at) is sealed under the data key
+ * (version 2, which seal_file writes). Version-1 objects, whose header has
+ * those fields in clear and a GMAC tag, are still read. The plaintext
+ * follows in fixed segments, each encrypted under the data key with its own nonce
  * (prefix || segment index) and tag, and with the header digest, the
  * segment index and a final-segment flag in its associated data, so any
  * changed byte, truncation, extension or reordering is detected.
@@ -26,7 +29,7 @@
 #include "dripd/keys.h"
 
 #define SEAL_MAGIC "DRIPD1"
-#define SEAL_VERSION 1
+#define SEAL_VERSION 2 /* written; 1 and 2 are read */
 #define SEAL_TAG_LEN 16
 #define SEAL_NONCE_PREFIX_LEN 8
 /* Read this much of an object to get its header in one go in practice
@@ -40,7 +43,7 @@
 /* Everything an object says about itself. Strings are heap copies owned by
  * the struct (seal_header_clear frees them; a zeroed struct is fine). */
 struct seal_header {
-    unsigned version;
+    unsigned version; /* 1 or 2 */
     char media_id[DR_ID_LEN + 1];
     char *owner;
     char *path;

@@ -5,17 +5,29 @@
  * Layout: header || segment_0 || ... || segment_{n-1}; segment i is
  * AES-256-GCM(data key, nonce = prefix || be32(i), aad = H || be64(i) ||
  * final(i)) of plaintext bytes [i*S, min((i+1)*S, size)) followed by its
- * 16-byte tag, where H = SHA-256 of the header up to (not including) the
- * plaintext SHA-256 field and final(i) is 1 only for the last segment. The
- * header ends with the plaintext SHA-256 and a GCM tag (under the data key,
- * nonce prefix || 0xffffffff, no plaintext, aad = every header byte before
- * the tag). So every header byte is authenticated by the header tag, every
- * segment is bound to the header (H), to its place (i) and to the end
- * (final), and an object's length follows from its header.
+ * 16-byte tag, where final(i) is 1 only for the last segment.
+ *
+ * Version 2 (written since issue 17): the header's clear part says only
+ * how to read the object (magic, version, lengths, segment size, the
+ * wrapped data key, the nonce prefix). Everything about the media - its
+ * id, created_at, size, owner, path, content type and plaintext SHA-256 -
+ * is the "meta" block, zero-padded to a multiple of 256 bytes (so its
+ * length does not give away the length of the path) and sealed with
+ * AES-256-GCM under the data key (nonce prefix || 0xffffffff, aad = the
+ * clear part), so whoever can read the bucket sees none of it, and the
+ * meta tag authenticates every header byte. H = SHA-256(clear part ||
+ * meta without its SHA-256). (The object's length still tells the
+ * plaintext size, as for any unpadded cipher: docs/FORMAT.md.)
+ * Version 1 (read only): the same fields in clear, H = SHA-256 of the
+ * header up to its plaintext SHA-256, and a GMAC header tag (same nonce)
+ * over every header byte before it.
+ * So every segment is bound to its object (H), to its place (i) and to
+ * the end (final), and an object's length follows from its header.
  *
  * One pass: sealing reads the plaintext once in CHUNK (256 KiB) chunks, hashing and
- * encrypting each chunk, writes the header with zeroed SHA/tag first and
- * rewrites those 48 bytes at the end (pwrite), then fsyncs (unless the
+ * encrypting each chunk, writes the header with a zeroed meta block first
+ * and writes the sealed meta block (which holds the SHA-256) at the end
+ * (pwrite), then fsyncs (unless the
  * caller says the file is scratch, see seal_params.scratch). Writeback is
  * started every 8 MiB (sync_file_range) so the disk works while the CPU
  * encrypts, and the final fsync has little left to do. For objects of
@@ -49,8 +61,14 @@
 
 #include "dripd/util.h"
 
-#define FIXED_LEN 128 /* bytes before the owner field */
-#define TRAILER_LEN (32 + SEAL_TAG_LEN)
+#define FIXED_LEN 128                        /* v1: bytes before the owner field */
+#define TRAILER_LEN (32 + SEAL_TAG_LEN)      /* v1: plaintext SHA-256 + header tag */
+#define V2_CLEAR_LEN 90                      /* v2: the clear part, up to the meta block */
+#define V2_META_FIXED 42                     /* v2 meta: media id, created_at, size */
+#define V2_META_MIN (V2_META_FIXED + 6 + 32) /* ... three empty texts, SHA-256 */
+/* v2 meta blocks are zero-padded to a multiple of this, so the header's
+ * length does not tell how long the owner, path and content type are */
+#define V2_META_ALIGN 256
 /* Plaintext bytes per read (rounded to segments). 256 KiB reads run as
  * fast as 1 MiB ones here (the cipher, the hash and the disk dominate), and
  * keep a call's buffers near 1 MiB instead of 4 MiB: the pipeline process
@@ -286,37 +304,91 @@ static void hasher_finish(struct hasher *h, uint8_t out[32])
 
 /* ---- header ---- */
 
-/* Build the header with zeroed SHA-256 and tag. Returns its length and a
- * heap buffer in *out. */
-static size_t build_header(const struct seal_params *p, uint64_t size, const uint8_t prefix[8],
-                           uint8_t **out)
+/* A v2 header being written: the header bytes (the meta block and its
+ * tag zeroed until the end) and the meta plaintext (its SHA-256 zeroed). */
+struct v2_header {
+    uint8_t *hdr;
+    size_t hl;
+    uint8_t *meta;
+    size_t meta_len;
+};
+
+static uint8_t *put_text(uint8_t *q, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    put16(q, (uint16_t)n);
+    if (n)
+        memcpy(q + 2, s, n);
+    return q + 2 + n;
+}
+
+static void build_header(const struct seal_params *p, uint64_t size, const uint8_t prefix[8],
+                         struct v2_header *v)
 {
     size_t lo = strlen(p->owner), lp = strlen(p->path);
     size_t lc = p->content_type ? strlen(p->content_type) : 0;
-    size_t len = FIXED_LEN + 2 + lo + 2 + lp + 2 + lc + TRAILER_LEN;
-    uint8_t *h = xcalloc(1, len);
+    size_t used = V2_META_FIXED + 2 + lo + 2 + lp + 2 + lc + 32;
+    v->meta_len = (used + V2_META_ALIGN - 1) / V2_META_ALIGN * V2_META_ALIGN;
+    v->hl = V2_CLEAR_LEN + v->meta_len + SEAL_TAG_LEN;
+    uint8_t *h = xcalloc(1, v->hl), *m = xcalloc(1, v->meta_len);
     memcpy(h, SEAL_MAGIC, 6);
     put16(h + 6, SEAL_VERSION);
-    put32(h + 8, (uint32_t)len);
+    put32(h + 8, (uint32_t)v->hl);
     put32(h + 12, p->segment_size);
-    put64(h + 16, size);
-    put64(h + 24, (uint64_t)p->created_at);
-    memcpy(h + 32, p->media_id, DR_ID_LEN);
-    put16(h + 58, DR_WRAPPED_KEY_LEN);
-    memcpy(h + 60, p->wrapped_key, DR_WRAPPED_KEY_LEN);
-    memcpy(h + 120, prefix, SEAL_NONCE_PREFIX_LEN);
-    uint8_t *q = h + FIXED_LEN;
-    put16(q, (uint16_t)lo);
-    memcpy(q + 2, p->owner, lo);
-    q += 2 + lo;
-    put16(q, (uint16_t)lp);
-    memcpy(q + 2, p->path, lp);
-    q += 2 + lp;
-    put16(q, (uint16_t)lc);
-    if (lc)
-        memcpy(q + 2, p->content_type, lc);
-    *out = h;
-    return len;
+    put16(h + 16, DR_WRAPPED_KEY_LEN);
+    memcpy(h + 18, p->wrapped_key, DR_WRAPPED_KEY_LEN);
+    memcpy(h + 78, prefix, SEAL_NONCE_PREFIX_LEN);
+    put32(h + 86, (uint32_t)v->meta_len);
+    memcpy(m, p->media_id, DR_ID_LEN);
+    put64(m + 26, (uint64_t)p->created_at);
+    put64(m + 34, size);
+    uint8_t *q = put_text(m + V2_META_FIXED, p->owner);
+    q = put_text(q, p->path);
+    (void)put_text(q, p->content_type);
+    v->hdr = h;
+    v->meta = m;
+}
+
+/* H of a v2 object: the clear part and the meta block up to its SHA-256. */
+static void v2_hbind(const uint8_t *clear, const uint8_t *meta, size_t meta_len, uint8_t out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned n = 32;
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, clear, V2_CLEAR_LEN) != 1 ||
+        EVP_DigestUpdate(md, meta, meta_len - 32) != 1 || EVP_DigestFinal_ex(md, out, &n) != 1)
+        memset(out, 0, 32); /* fails every segment: never silently wrong */
+    EVP_MD_CTX_free(md);
+}
+
+/* Seal (enc) or open the meta block of a v2 header in place: AES-256-GCM
+ * under the data key, nonce prefix || 0xffffffff, aad = the clear part.
+ * Opening checks the tag: -EBADMSG when it does not match. */
+static int v2_meta_crypt(const uint8_t key[DR_KEY_LEN], const uint8_t *clear,
+                         const uint8_t prefix[SEAL_NONCE_PREFIX_LEN], const uint8_t *in,
+                         uint8_t *out, size_t len, uint8_t tag[SEAL_TAG_LEN], bool enc)
+{
+    uint8_t nonce[12], fin[16];
+    make_nonce(nonce, prefix, HEADER_NONCE_CTR);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, ok = c != NULL;
+    if (enc) {
+        ok = ok && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1;
+        ok = ok && EVP_EncryptUpdate(c, NULL, &n, clear, V2_CLEAR_LEN) == 1;
+        ok = ok && EVP_EncryptUpdate(c, out, &n, in, (int)len) == 1;
+        ok = ok && EVP_EncryptFinal_ex(c, fin, &n) == 1;
+        ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
+        EVP_CIPHER_CTX_free(c);
+        return ok ? 0 : -EIO;
+    }
+    ok = ok && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1;
+    ok = ok && EVP_DecryptUpdate(c, NULL, &n, clear, V2_CLEAR_LEN) == 1;
+    ok = ok && EVP_DecryptUpdate(c, out, &n, in, (int)len) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, tag) == 1;
+    bool set_up = ok;
+    ok = ok && EVP_DecryptFinal_ex(c, fin, &n) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : set_up ? -EBADMSG : -EIO;
 }
 
 static bool text_ok(const uint8_t *s, size_t n)
@@ -327,51 +399,12 @@ static bool text_ok(const uint8_t *s, size_t n)
     return true;
 }
 
-/* Parse + authenticate. data_key and hbind (may be NULL) receive the data
- * key and the header digest bound into every segment. */
-static int parse_header(const uint8_t *b, size_t len, const uint8_t master[DR_KEY_LEN],
-                        struct seal_header *h, uint8_t data_key[DR_KEY_LEN], uint8_t hbind[32],
-                        char *err, size_t errlen)
+/* The three length-prefixed texts (owner, path, content type) in
+ * [off, end), followed by zero bytes up to end when padded (v2):
+ * str/slen get them; -EBADMSG when they overrun or are bad. */
+static int parse_texts(const uint8_t *b, size_t off, size_t end, bool padded, const uint8_t *str[3],
+                       size_t slen[3], char *err, size_t errlen)
 {
-    uint8_t key[DR_KEY_LEN];
-    int rc;
-    memset(h, 0, sizeof *h);
-    if (len < 6 && memcmp(b, SEAL_MAGIC, len) == 0)
-        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
-    if (len < 6 || memcmp(b, SEAL_MAGIC, 6) != 0)
-        return fail(err, errlen, -EBADMSG, "object corrupt: not a dripd object (bad magic)");
-    if (len < 12)
-        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
-    h->version = get16(b + 6);
-    if (h->version != SEAL_VERSION)
-        return fail(err, errlen, -EBADMSG, "object corrupt: unsupported format version %u",
-                    h->version);
-    uint32_t hl = get32(b + 8);
-    if (hl < FIXED_LEN + 6 + TRAILER_LEN || hl > SEAL_HEADER_MAX)
-        return fail(err, errlen, -EBADMSG, "object corrupt: bad header length %" PRIu32, hl);
-    h->header_len = hl;
-    if (len < hl)
-        return fail(err, errlen, -EMSGSIZE, "object header: need %" PRIu32 " bytes", hl);
-    h->segment_size = get32(b + 12);
-    h->size = get64(b + 16);
-    h->created_at = (int64_t)get64(b + 24);
-    if (h->segment_size < SEAL_MIN_SEGMENT || h->segment_size > SEAL_MAX_SEGMENT)
-        return fail(err, errlen, -EBADMSG, "object corrupt: bad segment size %" PRIu32,
-                    h->segment_size);
-    if (h->size > (UINT64_C(1) << 60) ||
-        seal_segments(h->size, h->segment_size) >= HEADER_NONCE_CTR)
-        return fail(err, errlen, -EBADMSG, "object corrupt: bad plaintext size %" PRIu64, h->size);
-    memcpy(h->media_id, b + 32, DR_ID_LEN);
-    h->media_id[DR_ID_LEN] = '\0';
-    if (!text_ok(b + 32, DR_ID_LEN))
-        return fail(err, errlen, -EBADMSG, "object corrupt: bad media id");
-    if (get16(b + 58) != DR_WRAPPED_KEY_LEN)
-        return fail(err, errlen, -EBADMSG, "object corrupt: bad wrapped key length");
-    memcpy(h->wrapped_key, b + 60, DR_WRAPPED_KEY_LEN);
-    memcpy(h->nonce_prefix, b + 120, SEAL_NONCE_PREFIX_LEN);
-    size_t end = hl - TRAILER_LEN, off = FIXED_LEN;
-    const uint8_t *str[3];
-    size_t slen[3];
     for (int i = 0; i < 3; i++) {
         if (off + 2 > end)
             return fail(err, errlen, -EBADMSG, "object corrupt: header fields overrun");
@@ -381,8 +414,130 @@ static int parse_header(const uint8_t *b, size_t len, const uint8_t master[DR_KE
         if (off > end || !text_ok(str[i], slen[i]))
             return fail(err, errlen, -EBADMSG, "object corrupt: header fields overrun");
     }
+    for (; padded && off < end && b[off] == 0; off++)
+        ;
     if (off != end || slen[0] == 0 || slen[1] == 0)
         return fail(err, errlen, -EBADMSG, "object corrupt: bad header fields");
+    return 0;
+}
+
+/* Segment size and plaintext size as a header gives them. */
+static int check_sizes(struct seal_header *h, char *err, size_t errlen)
+{
+    if (h->segment_size < SEAL_MIN_SEGMENT || h->segment_size > SEAL_MAX_SEGMENT)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad segment size %" PRIu32,
+                    h->segment_size);
+    if (h->size > (UINT64_C(1) << 60) ||
+        seal_segments(h->size, h->segment_size) >= HEADER_NONCE_CTR)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad plaintext size %" PRIu64, h->size);
+    return 0;
+}
+
+/* Version 2: clear part, then the sealed meta block (see the top). */
+static int parse_v2(const uint8_t *b, size_t len, const uint8_t master[DR_KEY_LEN],
+                    struct seal_header *h, uint8_t data_key[DR_KEY_LEN], uint8_t hbind[32],
+                    char *err, size_t errlen)
+{
+    uint8_t key[DR_KEY_LEN];
+    uint8_t *m = NULL;
+    int rc;
+    uint32_t hl = get32(b + 8);
+    if (hl < V2_CLEAR_LEN + V2_META_MIN + SEAL_TAG_LEN || hl > SEAL_HEADER_MAX)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad header length %" PRIu32, hl);
+    h->header_len = hl;
+    if (len < hl)
+        return fail(err, errlen, -EMSGSIZE, "object header: need %" PRIu32 " bytes", hl);
+    h->segment_size = get32(b + 12);
+    if (h->segment_size < SEAL_MIN_SEGMENT || h->segment_size > SEAL_MAX_SEGMENT)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad segment size %" PRIu32,
+                    h->segment_size);
+    if (get16(b + 16) != DR_WRAPPED_KEY_LEN)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad wrapped key length");
+    memcpy(h->wrapped_key, b + 18, DR_WRAPPED_KEY_LEN);
+    memcpy(h->nonce_prefix, b + 78, SEAL_NONCE_PREFIX_LEN);
+    size_t ml = get32(b + 86);
+    if (ml < V2_META_MIN || V2_CLEAR_LEN + ml + SEAL_TAG_LEN != hl)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad header length %" PRIu32, hl);
+    if (keys_unwrap(master, h->wrapped_key, DR_WRAPPED_KEY_LEN, key) != 0)
+        return fail(err, errlen, -EBADMSG,
+                    "object corrupt or wrong master key: the data key does not unwrap");
+    m = xmalloc(ml);
+    uint8_t tag[SEAL_TAG_LEN];
+    memcpy(tag, b + V2_CLEAR_LEN + ml, SEAL_TAG_LEN);
+    rc = v2_meta_crypt(key, b, h->nonce_prefix, b + V2_CLEAR_LEN, m, ml, tag, false);
+    if (rc != 0) {
+        rc = rc == -EBADMSG ? fail(err, errlen, rc, "object corrupt: header tag mismatch")
+                            : fail(err, errlen, rc, "libcrypto: AES-256-GCM failed");
+        goto out;
+    }
+    /* authenticated from here: a bad field is a writer's bug, still refused */
+    memcpy(h->media_id, m, DR_ID_LEN);
+    h->media_id[DR_ID_LEN] = '\0';
+    h->created_at = (int64_t)get64(m + 26);
+    h->size = get64(m + 34);
+    const uint8_t *str[3] = {NULL, NULL, NULL};
+    size_t slen[3] = {0, 0, 0};
+    if (!text_ok(m, DR_ID_LEN)) {
+        rc = fail(err, errlen, -EBADMSG, "object corrupt: bad media id");
+        goto out;
+    }
+    rc = check_sizes(h, err, errlen);
+    if (rc == 0)
+        rc = parse_texts(m, V2_META_FIXED, ml - 32, true, str, slen, err, errlen);
+    if (rc != 0)
+        goto out;
+    memcpy(h->sha256, m + ml - 32, 32);
+    dr_hex(h->sha256, 32, h->sha256_hex);
+    h->object_size = seal_object_size(hl, h->size, h->segment_size);
+    h->owner = xstrndup((const char *)str[0], slen[0]);
+    h->path = xstrndup((const char *)str[1], slen[1]);
+    h->content_type = slen[2] ? xstrndup((const char *)str[2], slen[2]) : NULL;
+    if (hbind)
+        v2_hbind(b, m, ml, hbind);
+    if (data_key)
+        memcpy(data_key, key, DR_KEY_LEN);
+out:
+    if (m != NULL) {
+        OPENSSL_cleanse(m, ml);
+        free(m);
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+/* Version 1 (read only): every field in clear, a GMAC header tag. */
+static int parse_v1(const uint8_t *b, size_t len, const uint8_t master[DR_KEY_LEN],
+                    struct seal_header *h, uint8_t data_key[DR_KEY_LEN], uint8_t hbind[32],
+                    char *err, size_t errlen)
+{
+    uint8_t key[DR_KEY_LEN];
+    int rc;
+    uint32_t hl = get32(b + 8);
+    if (hl < FIXED_LEN + 6 + TRAILER_LEN || hl > SEAL_HEADER_MAX)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad header length %" PRIu32, hl);
+    h->header_len = hl;
+    if (len < hl)
+        return fail(err, errlen, -EMSGSIZE, "object header: need %" PRIu32 " bytes", hl);
+    h->segment_size = get32(b + 12);
+    h->size = get64(b + 16);
+    h->created_at = (int64_t)get64(b + 24);
+    rc = check_sizes(h, err, errlen);
+    if (rc != 0)
+        return rc;
+    memcpy(h->media_id, b + 32, DR_ID_LEN);
+    h->media_id[DR_ID_LEN] = '\0';
+    if (!text_ok(b + 32, DR_ID_LEN))
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad media id");
+    if (get16(b + 58) != DR_WRAPPED_KEY_LEN)
+        return fail(err, errlen, -EBADMSG, "object corrupt: bad wrapped key length");
+    memcpy(h->wrapped_key, b + 60, DR_WRAPPED_KEY_LEN);
+    memcpy(h->nonce_prefix, b + 120, SEAL_NONCE_PREFIX_LEN);
+    size_t end = hl - TRAILER_LEN;
+    const uint8_t *str[3] = {NULL, NULL, NULL};
+    size_t slen[3] = {0, 0, 0};
+    rc = parse_texts(b, FIXED_LEN, end, false, str, slen, err, errlen);
+    if (rc != 0)
+        return rc;
     memcpy(h->sha256, b + end, 32);
     dr_hex(h->sha256, 32, h->sha256_hex);
     h->object_size = seal_object_size(hl, h->size, h->segment_size);
@@ -413,6 +568,27 @@ static int parse_header(const uint8_t *b, size_t len, const uint8_t master[DR_KE
 bad:
     OPENSSL_cleanse(key, sizeof key);
     return rc;
+}
+
+/* Parse + authenticate either version. data_key and hbind (may be NULL)
+ * receive the data key and the header digest bound into every segment. */
+static int parse_header(const uint8_t *b, size_t len, const uint8_t master[DR_KEY_LEN],
+                        struct seal_header *h, uint8_t data_key[DR_KEY_LEN], uint8_t hbind[32],
+                        char *err, size_t errlen)
+{
+    memset(h, 0, sizeof *h);
+    if (len < 6 && memcmp(b, SEAL_MAGIC, len) == 0)
+        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
+    if (len < 6 || memcmp(b, SEAL_MAGIC, 6) != 0)
+        return fail(err, errlen, -EBADMSG, "object corrupt: not a dripd object (bad magic)");
+    if (len < 12)
+        return fail(err, errlen, -EMSGSIZE, "object header: need more bytes");
+    h->version = get16(b + 6);
+    if (h->version == 2)
+        return parse_v2(b, len, master, h, data_key, hbind, err, errlen);
+    if (h->version == 1)
+        return parse_v1(b, len, master, h, data_key, hbind, err, errlen);
+    return fail(err, errlen, -EBADMSG, "object corrupt: unsupported format version %u", h->version);
 }
 
 int seal_read_header(const void *buf, size_t len, const uint8_t master[DR_KEY_LEN],
@@ -601,6 +777,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
 {
     int rc = 0, in = -1, out = -1;
     uint8_t *hdr = NULL, *ibufs = NULL, *obuf = NULL;
+    struct v2_header vh = {0};
     EVP_CIPHER_CTX *c = NULL;
     struct hasher hs;
     struct pager pg = {.on = false};
@@ -642,13 +819,11 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
 
     uint8_t prefix[SEAL_NONCE_PREFIX_LEN];
     dr_random(prefix, sizeof prefix);
-    size_t hl = build_header(p, size, prefix, &hdr);
-    if (hdr == NULL || hl < TRAILER_LEN) { /* never: keeps the analyser's paths honest */
-        rc = fail(err, errlen, -EINVAL, "seal: internal error: no header");
-        goto out;
-    }
+    build_header(p, size, prefix, &vh);
+    hdr = vh.hdr;
+    size_t hl = vh.hl;
     uint8_t hbind[32];
-    sha256(hdr, hl - TRAILER_LEN, hbind);
+    v2_hbind(hdr, vh.meta, vh.meta_len, hbind);
 
     out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (out < 0) {
@@ -739,12 +914,14 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     pager_stop(&pg);
     hasher_finish(&hs, res->sha256);
     hs_on = false;
-    memcpy(hdr + hl - TRAILER_LEN, res->sha256, 32);
-    if (header_tag(p->data_key, hdr, hl - SEAL_TAG_LEN, prefix, hdr + hl - SEAL_TAG_LEN) != 0) {
+    /* the meta block, now with the plaintext SHA-256, sealed in place */
+    memcpy(vh.meta + vh.meta_len - 32, res->sha256, 32);
+    if (v2_meta_crypt(p->data_key, hdr, prefix, vh.meta, hdr + V2_CLEAR_LEN, vh.meta_len,
+                      hdr + V2_CLEAR_LEN + vh.meta_len, true) != 0) {
         rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
         goto out;
     }
-    rc = dr_pwrite_all(out, hdr + hl - TRAILER_LEN, TRAILER_LEN, hl - TRAILER_LEN);
+    rc = dr_pwrite_all(out, hdr + V2_CLEAR_LEN, vh.meta_len + SEAL_TAG_LEN, V2_CLEAR_LEN);
     if (rc == 0 && !p->scratch && fsync(out) != 0)
         rc = -errno;
     if (rc != 0) {
@@ -774,6 +951,10 @@ out:
         hasher_finish(&hs, NULL);
     EVP_CIPHER_CTX_free(c);
     free(hdr);
+    if (vh.meta != NULL) {
+        OPENSSL_cleanse(vh.meta, vh.meta_len);
+        free(vh.meta);
+    }
     free(ibufs);
     free(obuf);
     free(tmp);

@@ -197,15 +197,20 @@ def test_flipped_byte_detected(dripd):
 
 
 def test_flipped_header_byte_detected(dripd):
-    src, mid, obj = _stored(dripd, 1000, "hflip.bin")
-    with open(obj, "r+b") as f:
-        f.seek(40)  # inside the media id field
-        b = f.read(1)
-        f.seek(40)
-        f.write(bytes([b[0] ^ 0x04]))
-    job = dripd.wait_job(download_job(dripd, mid))
-    assert job["state"] == "failed" and "header tag mismatch" in job["error"], job
-    _assert_never_wrong_bytes(dripd, mid, src)
+    # docs/FORMAT.md, version 2: offset 82 is in the clear nonce prefix (the
+    # meta block's associated data), 100 inside the encrypted media id
+    for i, off in enumerate((82, 100)):
+        src, mid, obj = _stored(dripd, 1000, "hflip%d.bin" % i)
+        with open(obj, "rb") as f:
+            assert int.from_bytes(f.read(8)[6:8], "big") == 2
+        with open(obj, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0x04]))
+        job = dripd.wait_job(download_job(dripd, mid))
+        assert job["state"] == "failed" and "header tag mismatch" in job["error"], (off, job)
+        _assert_never_wrong_bytes(dripd, mid, src)
 
 
 def test_truncation_detected(dripd):
