@@ -1838,6 +1838,42 @@ START_TEST(test_usage_ranking)
 }
 END_TEST
 
+/* A user's quota load (quota.c, max_bytes and max_queued_jobs): live
+ * media bytes, and every job of theirs not finished yet, whether still
+ * queued or already claimed by the pipeline (running). */
+START_TEST(test_user_load_counts_queued_and_running_jobs)
+{
+    char m1[DR_ID_LEN + 1], j1[DR_ID_LEN + 1], j2[DR_ID_LEN + 1], j3[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/l1", 100, m1, j1), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/l2", 20, NULL, j2), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/l3", 3, NULL, j3), 0);
+    ck_assert_int_eq(intake1(cat, "bob", "/b", 7, NULL, NULL), 0);
+    struct dr_user_load l;
+    ck_assert_int_eq(catalog_user_load(cat, "alice", &l), 0);
+    ck_assert_uint_eq(l.bytes, 123);
+    ck_assert_uint_eq(l.pending_jobs, 3);
+    /* claimed by the pipeline: still pending for the quota */
+    struct dr_job j[3];
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 3, "node:1", j, &n), 0);
+    ck_assert_int_eq(n, 3);
+    for (int i = 0; i < n; i++)
+        dr_job_clear(&j[i]);
+    ck_assert_int_eq(catalog_user_load(cat, "alice", &l), 0);
+    ck_assert_uint_eq(l.pending_jobs, 3);
+    /* done and failed ones are not; a failed upload's bytes are not stored */
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = j1, .media_id = m1, .available = true}),
+                     0);
+    ck_assert_int_eq(catalog_job_fail(cat, j2, "boom"), 0);
+    ck_assert_int_eq(catalog_user_load(cat, "alice", &l), 0);
+    ck_assert_uint_eq(l.pending_jobs, 1);
+    ck_assert_uint_eq(l.bytes, 103);
+    ck_assert_int_eq(catalog_user_load(cat, "carol", &l), 0);
+    ck_assert_uint_eq(l.bytes, 0);
+    ck_assert_uint_eq(l.pending_jobs, 0);
+}
+END_TEST
+
 START_TEST(test_sync_users)
 {
     /* New users appear (share targets must exist); old ones may stay. */
@@ -2160,6 +2196,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_tus_finish_path_taken,
         test_tus_expiry,
         test_usage_ranking,
+        test_user_load_counts_queued_and_running_jobs,
         test_sync_users,
         test_cluster_nodes_and_leases,
     };

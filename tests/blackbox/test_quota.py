@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 
@@ -108,15 +109,51 @@ def test_inflight_uploads_429_then_free(dripd_factory, tmpdir_path):
 
 
 def test_queued_jobs_429_for_that_user_only(dripd_factory):
+    """Jobs queued or already claimed by the pipeline count against
+    max_queued_jobs until they finish: as this http worker counted them,
+    and as a fresh worker reads them from the catalog. Timing-free: the
+    store stage holds alice's jobs (test_store_delay 1h, never reached)
+    until a reload without the delay lets them finish. (The old version
+    waited 3 s and failed under load when the PUTs took longer than that.)"""
     d = dripd_factory(config={"quotas": {"default": {"max_queued_jobs": 2}},
-                              "pipeline": {"test_store_delay": "3s"}})
-    assert put_bytes(d, "/j/1.bin", b"1")[0] == 202
-    assert put_bytes(d, "/j/2.bin", b"2")[0] == 202
-    st, h, body = put_bytes(d, "/j/3.bin", b"3")
-    detail = problem(st, h, body, 429)
-    assert h["retry-after"].isdigit() and "quotas.max_queued_jobs" in detail, detail
+                              "pipeline": {"test_store_delay": "1h"}})
+    jobs = []
+    for i in (1, 2):
+        st, h, body = put_bytes(d, "/j/%d.bin" % i, b"%d" % i)
+        assert st == 202, body
+        jobs.append(json.loads(body)["job"]["id"])
+
+    def third_refused():
+        st, h, body = put_bytes(d, "/j/3.bin", b"3")
+        detail = problem(st, h, body, 429)
+        assert h["retry-after"].isdigit() and "quotas.max_queued_jobs" in detail, detail
+        assert "alice has 2 jobs queued" in detail, detail
+
+    def claimed(j):
+        wait_until(lambda: d.json("GET", "/v1/jobs/" + j)[1]["state"] == "running", 30,
+                   "job %s claimed" % j)
+
+    third_refused()  # as this worker counted them
     assert put_bytes(d, "/j/bob.bin", b"b", user="bob")[0] == 202  # the queue is not alice's alone
-    wait_until(lambda: put_bytes(d, "/j/3.bin", b"3")[0] == 202, 60, "alice's jobs done, room again")
+    # A fresh http worker knows them from the catalog only, where both are
+    # claimed (running) by the new pipeline, held in the store stage.
+    assert d.stop() == 0
+    d.restart()
+    old = d.workers("pipeline")
+    for j in jobs:
+        claimed(j)
+    third_refused()
+    # let them finish: a reload without the delay (the drain cancels the
+    # held steps; the new generation runs them again)
+    d.config["pipeline"]["test_store_delay"] = "0s"
+    d.write_config()
+    n = d.notify.count()
+    d.signal(signal.SIGHUP)
+    d.wait_ready(start=d.notify.wait("RELOADING=1", start=n) + 1)
+    for j in jobs:
+        assert d.wait_job(j, timeout=60)["state"] == "done"
+    assert not set(d.workers("pipeline")) & set(old)
+    wait_until(lambda: put_bytes(d, "/j/3.bin", b"3")[0] == 202, 30, "alice's jobs done, room again")
 
 
 def test_event_streams_429(dripd_factory):
