@@ -9,6 +9,13 @@
  * routes' path checks) and only for users with max_bytes or
  * max_queued_jobs set.
  *
+ * Globally: every file in flight is an open spool descriptor, so the
+ * files in flight of all users together are bounded too (G.files against
+ * G.files_max): the descriptor limit less what limits.max_connections and
+ * the worker's own files need (FD_RESERVE), but at least a quarter of the
+ * limit. Past it: 503 + Retry-After, before the process runs out of
+ * descriptors for connections, the catalog or the store.
+ *
  * Lock order: G.mu (setup only) and each user's mu are leaves.
  */
 #include "quota.h"
@@ -20,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include "dripd/catalog.h"
@@ -30,6 +38,7 @@
 
 #define LOAD_TTL_MS 1000
 #define RETRY_AFTER_S "5"
+#define FD_RESERVE 256 /* the worker's own descriptors: listeners, loops, catalog, store */
 
 struct user_state {
     pthread_mutex_t mu;
@@ -47,7 +56,21 @@ static struct {
     const struct dr_config *cfg;
     struct user_state *u;
     size_t n;
+    int64_t files;     /* atomic: files in flight, all users */
+    int64_t files_max; /* set with cfg: the bound of files */
 } G = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* How many upload files this process may hold open at once (see top). */
+static int64_t files_max(const struct dr_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)INT64_MAX / 2)
+        return INT64_MAX / 2;
+    int64_t lim = (int64_t)rl.rlim_cur;
+    int64_t rest = lim - (int64_t)cfg->limits.max_connections - FD_RESERVE;
+    return DR_MAX(rest, lim / 4);
+}
 
 /* The state of ex's user and its index; NULL for an unknown user. */
 static struct user_state *state_of(struct http_exchange *ex, int *idx)
@@ -60,6 +83,7 @@ static struct user_state *state_of(struct http_exchange *ex, int *idx)
             pthread_mutex_init(&u[i].mu, NULL);
         G.u = u; /* an older config's states stay allocated: tests only */
         G.n = cfg->n_users;
+        G.files_max = files_max(cfg);
         G.cfg = cfg;
     }
     pthread_mutex_unlock(&G.mu);
@@ -134,20 +158,56 @@ static void refresh(struct http_exchange *ex, struct user_state *s)
     s->read_at = now;
 }
 
+/* Files in flight for all users (G.files): 0, or -EMFILE with the 503
+ * detail when the process holds G.files_max already. */
+static int take_global_files(unsigned files, char *detail, size_t len)
+{
+    if (files == 0)
+        return 0;
+    int64_t now = __atomic_add_fetch(&G.files, (int64_t)files, __ATOMIC_ACQ_REL);
+    if (now <= G.files_max)
+        return 0;
+    __atomic_sub_fetch(&G.files, (int64_t)files, __ATOMIC_ACQ_REL);
+    snprintf(detail, len,
+             "the server has too many files open (%" PRId64 " uploads in flight, as many as its "
+             "descriptor limit allows); retry",
+             now - (int64_t)files);
+    return -EMFILE;
+}
+
+/* One user's files in flight (s->files) and the global count: 0, or
+ * -EDQUOT (429) / -EMFILE (503) with the detail; nothing taken then. */
 static int take_files(struct http_exchange *ex, struct user_state *s, const struct dr_quota *q,
                       unsigned files, char *detail, size_t len)
 {
     if (files == 0)
         return 0;
     int64_t now = __atomic_add_fetch(&s->files, (int64_t)files, __ATOMIC_ACQ_REL);
-    if (q->max_inflight_uploads == 0 || (uint64_t)now <= q->max_inflight_uploads)
-        return 0;
-    __atomic_sub_fetch(&s->files, (int64_t)files, __ATOMIC_ACQ_REL);
-    snprintf(detail, len,
-             "%s has %" PRId64 " files uploading (quotas.max_inflight_uploads %" PRIu64
-             "); retry when one has finished",
-             http_user(ex), now - (int64_t)files, q->max_inflight_uploads);
-    return -EDQUOT;
+    if (q->max_inflight_uploads != 0 && (uint64_t)now > q->max_inflight_uploads) {
+        __atomic_sub_fetch(&s->files, (int64_t)files, __ATOMIC_ACQ_REL);
+        snprintf(detail, len,
+                 "%s has %" PRId64 " files uploading (quotas.max_inflight_uploads %" PRIu64
+                 "); retry when one has finished",
+                 http_user(ex), now - (int64_t)files, q->max_inflight_uploads);
+        return -EDQUOT;
+    }
+    if (take_global_files(files, detail, len) < 0) {
+        __atomic_sub_fetch(&s->files, (int64_t)files, __ATOMIC_ACQ_REL);
+        return -EMFILE;
+    }
+    return 0;
+}
+
+/* Answer a refused take_files(): 429 over the user's own limit, 503 when
+ * the server holds all the files it may. */
+static void refuse_files(struct http_exchange *ex, int rc, const char *detail)
+{
+    if (rc == -EDQUOT) {
+        too_many(ex, "%s", detail);
+        return;
+    }
+    http_add_header(ex, "Retry-After", "1");
+    http_respond_problem(ex, 503, "%s", detail);
 }
 
 void quota_admit(struct http_exchange *ex, uint64_t declared, unsigned files, bool makes_job,
@@ -157,14 +217,20 @@ void quota_admit(struct http_exchange *ex, uint64_t declared, unsigned files, bo
         return;
     int idx = -1;
     struct user_state *s = state_of(ex, &idx);
-    if (s == NULL) {
+    char detail[256];
+    int rc;
+    if (s == NULL) { /* no such user (no quota): only the global bound */
+        if ((rc = take_global_files(files, detail, sizeof detail)) < 0) {
+            refuse_files(ex, rc, detail);
+            return;
+        }
+        h->files = files;
         then(ex, arg);
         return;
     }
     struct dr_quota q = config_user_quota(http_cfg(ex), http_user(ex));
-    char detail[256];
-    if (take_files(ex, s, &q, files, detail, sizeof detail) < 0) {
-        too_many(ex, "%s", detail);
+    if ((rc = take_files(ex, s, &q, files, detail, sizeof detail)) < 0) {
+        refuse_files(ex, rc, detail);
         return;
     }
     uint64_t reserved = 0, allowance = UINT64_MAX;
@@ -186,6 +252,7 @@ void quota_admit(struct http_exchange *ex, uint64_t declared, unsigned files, bo
         pthread_mutex_unlock(&s->mu);
         if (over_jobs || over_bytes) {
             __atomic_sub_fetch(&s->files, (int64_t)files, __ATOMIC_ACQ_REL);
+            __atomic_sub_fetch(&G.files, (int64_t)files, __ATOMIC_ACQ_REL);
             if (over_jobs) {
                 too_many(ex,
                          "%s has %" PRIu64 " jobs queued (quotas.max_queued_jobs %" PRIu64
@@ -212,13 +279,17 @@ void quota_admit(struct http_exchange *ex, uint64_t declared, unsigned files, bo
 
 int quota_take_file(struct http_exchange *ex, struct quota_hold *h, char *detail, size_t len)
 {
-    int idx = -1;
+    int idx = -1, rc;
     struct user_state *s = state_of(ex, &idx);
-    if (s == NULL)
+    if (s == NULL) {
+        if ((rc = take_global_files(1, detail, len)) < 0)
+            return rc;
+        h->files++;
         return 0;
+    }
     struct dr_quota q = config_user_quota(http_cfg(ex), http_user(ex));
-    if (take_files(ex, s, &q, 1, detail, len) < 0)
-        return -EDQUOT;
+    if ((rc = take_files(ex, s, &q, 1, detail, len)) < 0)
+        return rc;
     h->user = idx;
     h->files++;
     return 0;
@@ -226,8 +297,14 @@ int quota_take_file(struct http_exchange *ex, struct quota_hold *h, char *detail
 
 void quota_release(struct quota_hold *h, uint64_t committed_bytes, unsigned committed_jobs)
 {
-    if (h == NULL || h->user < 0 || (size_t)h->user >= G.n)
+    if (h == NULL)
         return;
+    if (h->files > 0)
+        __atomic_sub_fetch(&G.files, (int64_t)h->files, __ATOMIC_ACQ_REL);
+    if (h->user < 0 || (size_t)h->user >= G.n) {
+        *h = (struct quota_hold)QUOTA_HOLD_INIT;
+        return;
+    }
     struct user_state *s = &G.u[h->user];
     if (h->files > 0)
         __atomic_sub_fetch(&s->files, (int64_t)h->files, __ATOMIC_ACQ_REL);

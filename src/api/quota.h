@@ -6,11 +6,15 @@
  * accepts the body) or quota_admit() has answered: 507 problem+json below
  * health.min_free_disk or over the user's max_bytes, 429 + Retry-After
  * with the user's files in flight (max_inflight_uploads) or queued jobs
- * (max_queued_jobs) at their limit. What the upload took is recorded in a
+ * (max_queued_jobs) at their limit, 503 + Retry-After when the worker
+ * holds as many upload files as its descriptor limit allows (all users
+ * together: the limit less limits.max_connections and a reserve, at least
+ * a quarter of it). What the upload took is recorded in a
  * struct quota_hold that the route gives back with quota_release() from
  * on_done/on_abort. Event streams take a quota_stream_take() slot.
  *
- * Scope: counts of files in flight and streams are this http worker's;
+ * Scope: counts of files in flight (per user and in all) and streams are
+ * this http worker's;
  * bytes stored and queued jobs come from the catalog (catalog_user_load),
  * read at most once a second per user and kept current in between with
  * what this worker admitted and committed, so a burst may pass a limit by
@@ -49,8 +53,9 @@ struct quota_hold {
 void quota_admit(struct http_exchange *ex, uint64_t declared, unsigned files, bool makes_job,
                  struct quota_hold *h, void (*then)(struct http_exchange *ex, void *arg),
                  void *arg);
-/* One more file in flight (a multipart part): 0, or -EDQUOT with the
- * 429 detail in detail[] (the caller answers; Retry-After is added). */
+/* One more file in flight (a multipart part): 0, or -EDQUOT (the user's
+ * limit: 429) or -EMFILE (the worker's: 503) with the detail in detail[]
+ * (the caller answers, with Retry-After). */
 int quota_take_file(struct http_exchange *ex, struct quota_hold *h, char *detail, size_t len);
 /* Give back what h holds. committed_bytes / committed_jobs: what became
  * media and jobs (counted until the next catalog read). h may be unused. */

@@ -18,8 +18,9 @@
  * them under "uploads"). The user's quotas (quota.h): the request as a
  * whole before its body (507 below health.min_free_disk or over
  * max_bytes, 429 for queued jobs), each file part as it begins (it holds
- * a descriptor until the batch commits: 429 past max_inflight_uploads),
- * and the bytes as they stream (507 past max_bytes).
+ * a descriptor until the batch commits: 429 past max_inflight_uploads,
+ * 503 past what the worker's descriptor limit allows for all users), and
+ * the bytes as they stream (507 past max_bytes).
  *
  * Threads: everything runs on the connection's loop thread; the spool
  * writes are page-cache writes (handed to writeback every 8 MiB without
@@ -211,10 +212,11 @@ static int part_begin(void *arg, const struct mp_part *part)
         return rc > 0 ? -EEXIST : rc;
     }
     char quota_detail[256];
-    if (quota_take_file(st->ex, &st->hold, quota_detail, sizeof quota_detail) < 0) {
-        req_error(st, 429, "%s", quota_detail);
+    rc = quota_take_file(st->ex, &st->hold, quota_detail, sizeof quota_detail);
+    if (rc < 0) {
+        req_error(st, rc == -EMFILE ? 503 : 429, "%s", quota_detail);
         free(path);
-        return -EDQUOT;
+        return rc;
     }
     char id[DR_ID_LEN + 1];
     dr_id_new(id);

@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -236,3 +237,99 @@ def test_out_of_descriptors_is_503_not_500(dripd_factory, tmpdir_path):
     assert d.curl(d.url("/healthz"), user=None)[0] == 200
     st, h, body = d.curl(*files[:20], d.url("/v1/files/few"))
     assert st == 202, body
+
+
+def multipart_parts(prefix, n, size=10):
+    return b"".join(
+        b"--BND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s%03d.bin\"\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (prefix, i, b"x" * size)
+        for i in range(n))
+
+
+def open_multipart(d, user, body_len):
+    s = socket.create_connection((d.host, d.port))
+    s.settimeout(30)
+    s.sendall(b"POST /v1/files/g HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Content-Type: multipart/form-data; boundary=BND\r\nContent-Length: %d\r\n\r\n"
+              % (d.token(user).encode(), body_len))
+    return s
+
+
+def read_response(s):
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, "closed before a response: %r" % got
+        got += chunk
+    head, body = got.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    h = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    n = int(h.get("content-length", "0"))
+    while len(body) < n:
+        chunk = s.recv(65536)
+        assert chunk, "closed mid-body"
+        body += chunk
+    return status, h, body
+
+
+def test_files_in_flight_bounded_for_all_users(dripd_factory):
+    """Issue 17 item 8: every file being uploaded holds a descriptor (a
+    multipart request's parts until the batch commits), so all users
+    together are bounded too, by what the descriptor limit leaves after
+    the connections: here 400 descriptors and limits.max_connections 100
+    leave at most 100 files (a quarter of the limit). Alice holds 60 parts
+    open; bob, far below his own 128, gets 503 + Retry-After at his 41st
+    part (it used to be admitted until the process ran out of
+    descriptors), his 40 spool files go, and both succeed in turn."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+    d = dripd_factory(start=False, config={"limits": {"max_connections": 100}})
+    d.write_config()
+    import conftest
+    env = dict(os.environ, NOTIFY_SOCKET=os.path.join(d.dir, "notify.sock"))
+    d.notify = conftest.Notify(env["NOTIFY_SOCKET"])
+    d.logf = open(d.log_path, "ab")
+    d.proc = subprocess.Popen([DRIPD, "-c", d.config_path], stdout=d.logf, stderr=d.logf,
+                              env=env, cwd=d.dir, preexec_fn=limit)
+    d.wait_ready()
+    spool = os.path.join(d.data_dir, "spool")
+    end = b"--BND--\r\n"
+    a_parts, b_parts = multipart_parts(b"a", 60), multipart_parts(b"b", 50)
+    a = open_multipart(d, "alice", len(a_parts) + len(end))
+    b = None
+    try:
+        a.sendall(a_parts)
+        wait_until(lambda: len(os.listdir(spool)) == 60, 30, "alice's 60 parts spooled")
+        b = open_multipart(d, "bob", len(b_parts) + len(end))
+        try:
+            b.sendall(b_parts + end)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was sent
+        st, h, body = read_response(b)
+        detail = problem(st, h, body, 503)
+        assert h["retry-after"].isdigit(), h
+        assert "too many files open" in detail and "100 uploads in flight" in detail, detail
+        wait_until(lambda: len(os.listdir(spool)) == 60, 30, "bob's spool files removed")
+        assert d.curl(d.url("/healthz"), user=None)[0] == 200
+        a.sendall(end)
+        st, h, body = read_response(a)
+        assert st == 202, body
+        assert len(json.loads(body)["uploads"]) == 60
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+    b = open_multipart(d, "bob", len(b_parts) + len(end))
+    b.sendall(b_parts + end)
+    st, h, body = read_response(b)
+    b.close()
+    assert st == 202, body
+    assert len(json.loads(body)["uploads"]) == 50
+    # the access log line follows the response: wait for the last one
+    answers = wait_until(lambda: sorted(re.findall(r'"POST /v1/files/g" (\d{3})', d.log_text()))
+                         if d.log_text().count('"POST /v1/files/g"') == 3 else None, 10,
+                         "three access log lines")
+    assert answers == ["202", "202", "503"], answers
