@@ -117,3 +117,36 @@ def test_errors_name_the_failed_jobs(dripd_factory):
     assert errs[0]["error"] == job["error"]
     assert snap["jobs"]["failed"] == 1 and snap["jobs"]["retries"] == 1
     assert stage(snap, "upload", "store")["failed"] == 2
+
+
+def test_web_live_view_in_chromium(dripd_factory):
+    """js/pipeline.js in Debian's Chromium (tests/node/web_pipeline.mjs):
+    under a steady upload load into a store slowed by the test hook, the
+    numbers move, the store's queue grows and its box is the one marked
+    bottleneck; a non-admin gets no link, no view and 403; the view stacks
+    at phone width. Screenshots: tests/artifacts/web/pipeline-*.png."""
+    import shutil
+    import subprocess
+    from conftest import ARTIFACTS, ROOT
+    node_dir = os.path.join(ROOT, "tests", "node")
+    assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
+    assert os.path.isdir(os.path.join(node_dir, "node_modules", "playwright-core")), \
+        "playwright-core is missing: sh scripts/node-deps.sh"
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "600ms",
+                                           "upload": {"store": {"concurrency": 1}}}})
+    shots = os.path.join(ARTIFACTS, "web")
+    os.makedirs(shots, exist_ok=True)
+    for n in ("pipeline-desktop.png", "pipeline-phone.png", "pipeline-failure.png"):
+        if os.path.exists(os.path.join(shots, n)):
+            os.unlink(os.path.join(shots, n))
+    r = subprocess.run(["node", os.path.join(node_dir, "web_pipeline.mjs"), d.url(), d.token("alice"),
+                        d.token("bob"), shots], capture_output=True, text=True, timeout=180, cwd=node_dir)
+    out = r.stdout.strip().splitlines()
+    res = json.loads(out[-1]) if out else {}
+    assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s\n%s" % (
+        res.get("error"), r.stderr[-3000:], d.log_tail())
+    assert res["steps"] == ["non-admin: no link, no view, 403", "admin: the view, idle",
+                            "under load: intake moves, the store queue grows, marked bottleneck",
+                            "phone width: stacked, no overflow", "back to files"], res["steps"]
+    for n in ("pipeline-desktop.png", "pipeline-phone.png"):
+        assert os.path.getsize(os.path.join(shots, n)) > 10000, n

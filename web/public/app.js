@@ -13,6 +13,7 @@
  *   media.js    thumbnails, the grid view and the preview dialog
  *   sharing.js  who sees a file or folder, unsharing, public links
  *   folders.js  new folder; rename, move and delete a folder
+ *   pipeline.js the live pipeline view (#pipeline, admins only)
  * A new feature is a new module that registers itself here.
  *
  * Security rules every module keeps:
@@ -34,9 +35,13 @@ import { initUploads, addFiles } from './js/uploads.js';
 import { registerMedia } from './js/media.js';
 import { registerSharing } from './js/sharing.js';
 import { registerFolders } from './js/folders.js';
+import { initPipelineLink, isPipelineHash, startPipeline, stopPipeline } from './js/pipeline.js';
 
 function showSignIn(message) {
   stopEvents();
+  stopPipeline();
+  $('pipeline-link').hidden = true;
+  $('files-link').hidden = true;
   $('app').hidden = true;
   $('signout').hidden = true;
   $('whoami').hidden = true;
@@ -54,8 +59,23 @@ function showApp() {
   $('signin').hidden = true;
   $('app').hidden = false;
   $('signout').hidden = false;
-  openFolder(folderFromHash());
+  initPipelineLink();
+  route();
   startEvents();
+}
+
+/* #pipeline is the admins' live view; every other hash is a folder. The
+ * pipeline's stream runs only while its view is shown. */
+function route() {
+  const pipeline = isPipelineHash() && session.me && session.me.admin;
+  $('app').hidden = !!pipeline;
+  $('files-link').hidden = !pipeline;
+  if (pipeline) {
+    startPipeline();
+  } else {
+    stopPipeline();
+    openFolder(folderFromHash());
+  }
 }
 
 /* The listing follows the jobs: a finished upload shows at once, and the
@@ -108,7 +128,7 @@ function init() {
   $('signout').addEventListener('click', () => { forget(); clearNotices(); showSignIn(); });
   $('refresh').addEventListener('click', () => loadListing());
   $('sort').addEventListener('change', renderListing);
-  window.addEventListener('hashchange', () => { if (session.me) openFolder(folderFromHash()); });
+  window.addEventListener('hashchange', () => { if (session.me) route(); });
   wireDropzone();
   if (session.token) {
     signIn(session.token).then(showApp, () => { forget(); showSignIn(); });

@@ -45,7 +45,9 @@ export async function startEvents() {
   }
 }
 
-async function read(reader) {
+/* Read a Server-Sent Events body (a fetch() ReadableStream reader) until it
+ * ends, calling onEvent({id, type, data}) per event that carries data. */
+export async function readSSE(reader, onEvent) {
   const dec = new TextDecoder();
   let buf = '';
   for (;;) {
@@ -66,10 +68,16 @@ async function read(reader) {
         else if (field === 'event') ev.type = val;
         else if (field === 'data') ev.data += (ev.data ? '\n' : '') + val;
       }
-      if (ev.id) lastEventId = ev.id;
-      if (ev.data) dispatch(ev);
+      if (ev.data) onEvent(ev);
     }
   }
+}
+
+function read(reader) {
+  return readSSE(reader, (ev) => {
+    if (ev.id) lastEventId = ev.id;
+    dispatch(ev);
+  });
 }
 
 function dispatch(ev) {
