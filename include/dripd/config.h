@@ -198,6 +198,16 @@ struct dr_config {
     } tls;
 
     struct {
+        /* hooks.pre_upload: asked before an upload is accepted
+         * (src/api/upload_hook.c, docs/API.md "Pre-upload hook") */
+        struct {
+            char *url;        /* NULL: no hook */
+            uint64_t timeout; /* ms; default 2000 */
+            char *on_error;   /* "deny" (default) or "allow": when the hook fails */
+        } pre_upload;
+    } hooks;
+
+    struct {
         bool enabled; /* default true: the process stage runs (docs/PROCESSING.md) */
         struct dr_variant_cfg *variants; /* default thumb 256 webp, preview 1280 jpeg 82 */
         size_t n_variants;               /* <= DR_MAX_VARIANTS */

@@ -51,6 +51,7 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "spool.h"
+#include "upload_hook.h"
 
 #define EVENT_FALLBACK_MS 1000
 #define SIGNAL_POLL_MS 100
@@ -253,6 +254,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     tus_sweep_stop();
     if (w.chan_ev != NULL)
         event_free(w.chan_ev);
+    upload_hook_stop(); /* its last answers are posted before the destroy runs them */
     ingest_stop();
     http_server_destroy(w.srv);
     log_info("http: stopped");

@@ -7,7 +7,8 @@
  * grammar lives in tus_header.h.
  *
  * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
- * (optionally with its first bytes), HEAD reports the durable offset,
+ * (optionally with its first bytes; the pre-upload hook, upload_hook.h,
+ * is asked first, once per upload: PATCHes are not asked again), HEAD reports the durable offset,
  * PATCH appends at that offset, DELETE terminates. Session rows live in
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
@@ -70,6 +71,7 @@
 #include "dripd/path.h"
 #include "dripd/router.h"
 #include "quota.h"
+#include "upload_hook.h"
 #include "spool.h"
 #include "dripd/tus_header.h"
 #include "dripd/util.h"
@@ -106,6 +108,8 @@ struct tus_req {
     int64_t new_length;    /* Upload-Length given on PATCH for a deferred upload, else -1 */
     bool streaming;        /* body accepted, bytes may be in the file */
     bool with_upload;      /* POST: creation-with-upload */
+    uint64_t declared;     /* POST: bytes announced to the quotas (0: unknown) */
+    bool finishes;         /* POST: this request completes the upload */
     struct quota_hold hold;
     bool committed;     /* the commit work ran (nothing left to save) */
     bool committed_row; /* POST: the session row exists */
@@ -539,6 +543,16 @@ static void begin_commit(struct tus_req *st)
 
 /* ---- POST: creation (+ creation-with-upload, creation-defer-length) ---- */
 
+static void create_admitted(struct http_exchange *ex, void *arg);
+
+/* The pre-upload hook allowed it: the user's quotas. */
+static void create_checked(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
+    quota_admit(ex, st->declared, st->with_upload ? 1 : 0, st->finishes, &st->hold, create_admitted,
+                st);
+}
+
 /* Within the user's quotas: the spool file, then the first bytes or the
  * session row. */
 static void create_admitted(struct http_exchange *ex, void *arg)
@@ -674,7 +688,13 @@ static void create_head(struct tus_req *st)
                                                         : 0;
     bool finishes = st->length == 0 || (with_upload && st->length > 0 && rq->has_length &&
                                         rq->content_length == (uint64_t)st->length);
-    quota_admit(ex, declared, with_upload ? 1 : 0, finishes, &st->hold, create_admitted, st);
+    st->declared = declared;
+    st->finishes = finishes;
+    struct upload_hook_info hi = {.protocol = "tus",
+                                  .path = st->row.path,
+                                  .size = st->length,
+                                  .content_type = st->row.content_type};
+    upload_hook_check(ex, &hi, create_checked, st);
 out:
     tus_metadata_clear(&meta);
     free(folder);

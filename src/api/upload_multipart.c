@@ -15,7 +15,10 @@
  * 409 when a target path is taken: checked as each part begins (a catalog
  * read on the loop thread), and again by the intake transaction (-EEXIST;
  * the other items of the batch are committed then, and the 409 body lists
- * them under "uploads"). The user's quotas (quota.h): the request as a
+ * them under "uploads"). The pre-upload hook (upload_hook.h) is asked
+ * once for the request, before its body, with the folder as the path and
+ * the whole body's Content-Length as the size (the files' names are in
+ * the body). The user's quotas (quota.h): the request as a
  * whole before its body (507 below health.min_free_disk or over
  * max_bytes, 429 for queued jobs), each file part as it begins (it holds
  * a descriptor until the batch commits: 429 past max_inflight_uploads,
@@ -49,6 +52,7 @@
 #include "dripd/path.h"
 #include "dripd/router.h"
 #include "quota.h"
+#include "upload_hook.h"
 #include "spool.h"
 #include "dripd/util.h"
 
@@ -372,6 +376,16 @@ static void ingest_done(struct http_exchange *ex, struct dr_intake *items, size_
 
 /* ---- route ops ---- */
 
+static void mp_admitted(struct http_exchange *ex, void *arg);
+
+/* The pre-upload hook allowed it: the user's quotas. */
+static void mp_checked(struct http_exchange *ex, void *arg)
+{
+    const struct http_request *rq = http_req(ex);
+    quota_admit(ex, rq->has_length ? rq->content_length : 0, 0, true, &((struct mp_req *)arg)->hold,
+                mp_admitted, arg);
+}
+
 static void mp_admitted(struct http_exchange *ex, void *arg)
 {
     (void)arg;
@@ -427,7 +441,11 @@ static void mp_on_head(struct http_exchange *ex)
         respond_error(st, 400, "bad boundary");
         return;
     }
-    quota_admit(ex, rq->has_length ? rq->content_length : 0, 0, true, &st->hold, mp_admitted, st);
+    struct upload_hook_info hi = {.protocol = "multipart",
+                                  .path = st->folder,
+                                  .size = rq->has_length ? (int64_t)rq->content_length : -1,
+                                  .content_type = "multipart/form-data"};
+    upload_hook_check(ex, &hi, mp_checked, st);
 }
 
 static int mp_on_body(struct http_exchange *ex, const char *data, size_t len)

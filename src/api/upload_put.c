@@ -6,7 +6,9 @@
  *   on_head  path check (400), size check from Content-Length (413, before
  *            any body byte is read: with Expect: 100-continue the client
  *            never sees 100), queue full (503 + Retry-After), path taken
- *            (409), the user's quotas and the free-disk floor (quota.h:
+ *            (409), the pre-upload hook if one is configured
+ *            (upload_hook.h: 403 with its reason, 503 when it fails),
+ *            the user's quotas and the free-disk floor (quota.h:
  *            507, 429 + Retry-After), then a spool file is created and the
  *            body accepted (which sends 100 Continue if it was expected);
  *   on_body  each piece is written synchronously into the spool file. That
@@ -45,6 +47,7 @@
 #include "dripd/path.h"
 #include "dripd/router.h"
 #include "quota.h"
+#include "upload_hook.h"
 #include "spool.h"
 #include "dripd/util.h"
 
@@ -127,6 +130,14 @@ static void put_admitted(struct http_exchange *ex, void *arg)
     http_accept_body(ex);
 }
 
+/* The pre-upload hook allowed it: the user's quotas. */
+static void put_checked(struct http_exchange *ex, void *arg)
+{
+    struct put *p = arg;
+    const struct http_request *req = http_req(ex);
+    quota_admit(ex, req->has_length ? req->content_length : 0, 1, true, &p->hold, put_admitted, p);
+}
+
 static void put_head(struct http_exchange *ex)
 {
     const struct http_request *req = http_req(ex);
@@ -167,7 +178,11 @@ static void put_head(struct http_exchange *ex)
     p->ctype = clean_ctype(http_header(ex, "Content-Type"));
     p->hold = (struct quota_hold)QUOTA_HOLD_INIT;
     http_set_data(ex, p); /* freed by put_finish, whatever happens next */
-    quota_admit(ex, req->has_length ? req->content_length : 0, 1, true, &p->hold, put_admitted, p);
+    struct upload_hook_info hi = {.protocol = "put",
+                                  .path = p->path,
+                                  .size = req->has_length ? (int64_t)req->content_length : -1,
+                                  .content_type = p->ctype};
+    upload_hook_check(ex, &hi, put_checked, p);
 }
 
 /* Keep a streaming upload's page-cache footprint small: each finished

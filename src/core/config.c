@@ -159,6 +159,7 @@ struct dr_config *config_defaults(void)
     c->quotas.def = (struct dr_quota){.max_inflight_uploads = 128, .max_event_streams = 64};
     c->limits.max_headers = 100;
     c->tus.expiration = 24ull * 3600 * 1000;
+    c->hooks.pre_upload.timeout = 2000;
     c->supervisor.max_restarts = 5;
     c->supervisor.max_seconds = 10000;
     c->supervisor.heartbeat_interval = 1000;
@@ -213,6 +214,8 @@ void config_destroy(struct dr_config *c)
     dr_strv_free(c->cors.origins, c->cors.n_origins);
     free(c->tls.cert);
     free(c->tls.key);
+    free(c->hooks.pre_upload.url);
+    free(c->hooks.pre_upload.on_error);
     for (size_t i = 0; i < c->quotas.n_users; i++)
         free(c->quotas.users[i].name);
     free(c->quotas.users);
@@ -756,6 +759,13 @@ static const char *check_http_url(const char *s)
     return NULL;
 }
 
+static const char *check_on_error(const char *s)
+{
+    if (strcmp(s, "allow") == 0 || strcmp(s, "deny") == 0)
+        return NULL;
+    return "allow or deny";
+}
+
 static const char *check_variant_name(const char *s)
 {
     size_t n = strlen(s);
@@ -1048,6 +1058,18 @@ static const struct field tls_fields[] = {
     END,
 };
 
+static const struct field pre_upload_fields[] = {
+    F_STRC("url", C(hooks.pre_upload.url), check_http_url),
+    F_DUR("timeout", C(hooks.pre_upload.timeout), 1, 600000),
+    F_STRC("on_error", C(hooks.pre_upload.on_error), check_on_error),
+    END,
+};
+
+static const struct field hooks_fields[] = {
+    F_MAP("pre_upload", 0, pre_upload_fields),
+    END,
+};
+
 static const struct field quotas_fields[] = {
     F_MAP("default", C(quotas.def), quota_fields),
     {"users", K_QUOTAS, C(quotas.users), C(quotas.n_users), quota_fields,
@@ -1080,6 +1102,7 @@ static const struct field root_fields[] = {
      check_cidr, false},
     F_MAP("cors", 0, cors_fields),
     F_MAP("tls", 0, tls_fields),
+    F_MAP("hooks", 0, hooks_fields),
     END,
 };
 
