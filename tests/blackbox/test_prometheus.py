@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 
 from conftest import ROOT, make_file, wait_until
+from s3util import s3_config
 
 RULES = os.path.join(ROOT, "contrib", "prometheus", "dripd.rules.yml")
 RULES_TEST = os.path.join(ROOT, "contrib", "prometheus", "dripd.rules.test.yml")
@@ -223,13 +224,10 @@ def test_prometheus_scrapes_dripd_dashboard_has_data_alerts_fire(dripd_factory, 
     a = dripd_factory(config={"pipeline": {"test_store_delay": "6s", "queue_limit": 150,
                                            "upload": {"store": {"concurrency": 1}}}})
     # B: its S3 store is a closed port: the probe fails, jobs retry then fail.
-    b = dripd_factory(config={
-        "storage": {"backend": "s3",
-                    "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "media", "region": "us-east-1",
-                           "access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret-example",
-                           "connect_timeout": "1s"}},
-        "health": {"store_probe_interval": "200ms"},
-        "pipeline": {"retry": {"attempts": 3, "backoff": "100ms", "max_backoff": "200ms"}}})
+    b = dripd_factory(config=dict(
+        s3_config("http://127.0.0.1:9", connect_timeout="1s"),  # a closed port
+        health={"store_probe_interval": "200ms"},
+        pipeline={"retry": {"attempts": 3, "backoff": "100ms", "max_backoff": "200ms"}}))
     # C: healthy, but health.min_free_disk is 2/3 of what is free: uploads
     # still work (free > min) and the disk alert (free < 2 x min) fires.
     free = os.statvfs(tmpdir_path).f_bavail * os.statvfs(tmpdir_path).f_frsize
