@@ -88,12 +88,15 @@ START_TEST(test_errors_and_render_cache)
     ck_assert(json_is_true(json_object_get(e, "final")));
     json_decref(snap);
     size_t l1 = 0, l2 = 0;
-    const char *a = pipeview_render(&m, cfg, 0, &l1);
+    char *a = pipeview_render(&m, cfg, 0, &l1);
     ck_assert_ptr_nonnull(a);
     m.jobs_queue_depth = 42; /* within PIPEVIEW_REUSE_MS: the same rendering */
-    const char *b = pipeview_render(&m, cfg, 0, &l2);
-    ck_assert_ptr_eq(a, b);
+    char *b = pipeview_render(&m, cfg, 0, &l2);
+    ck_assert_str_eq(a, b);
     ck_assert_uint_eq(l1, l2);
+    ck_assert_ptr_null(strstr(b, "\"depth\":42"));
+    free(a);
+    free(b);
     config_destroy(cfg);
 }
 END_TEST

@@ -7,8 +7,8 @@
  * Non-admins get 403 problem+json. The snapshot is computed only when
  * asked: by a GET, or by a stream's 1 s timer while the stream is open;
  * with nobody watching nothing here runs (the supervisor's history points
- * are taken on its existing tick, metrics.h). Streams on one loop thread
- * share one rendering per tick (pipeview_render's cache).
+ * are taken on its existing tick, metrics.h). All streams share one
+ * rendering per tick (pipeview_render's cache).
  *
  * Back-pressure: a snapshot replaces the previous one, so a stream whose
  * output is backed up (http_stream_write -EAGAIN, over 256 KiB unsent)
@@ -49,7 +49,7 @@ struct pv_stream {
 
 static _Thread_local int tl_streams;
 
-static const char *render(struct http_exchange *ex, size_t *len)
+static char *render(struct http_exchange *ex, size_t *len)
 {
     const struct dr_worker_ctx *ctx = http_worker_ctx(ex);
     if (ctx == NULL || ctx->metrics == NULL)
@@ -62,13 +62,14 @@ static void snapshot_on_head(struct http_exchange *ex)
     if (api_require_admin(ex) < 0)
         return;
     size_t len = 0;
-    const char *text = render(ex, &len);
+    char *text = render(ex, &len);
     if (text == NULL) {
         http_respond_problem(ex, 503, "the pipeline's counters are not available");
         return;
     }
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond(ex, 200, "application/json", text, len);
+    free(text);
 }
 
 static void stream_free(struct http_exchange *ex)
@@ -96,10 +97,11 @@ static bool send_snapshot(struct pv_stream *s)
         return false;
     }
     size_t len = 0;
-    const char *text = render(s->ex, &len);
+    char *text = render(s->ex, &len);
     if (text == NULL)
         return true;
     char *frame = xasprintf("event: pipeline\ndata: %s\n\n", text);
+    free(text);
     (void)http_stream_write(s->ex, frame, strlen(frame)); /* -EAGAIN: this tick is skipped */
     free(frame);
     return true;

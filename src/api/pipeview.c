@@ -18,11 +18,13 @@
  * idle, so the busiest stage with work is the one behind. None when no
  * stage holds work or none is at least half busy with an empty inbox.
  *
- * Threads: any; the render cache is thread-local. Allocation: the ring
- * copy (about 300 KiB) lives only during a snapshot.
+ * Threads: any; the render cache is one per process, under its mutex
+ * (a leaf). Allocation: the ring copy (about 300 KiB) lives only during a
+ * snapshot.
  */
 #include "pipeview.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,25 +224,36 @@ json_t *pipeview_snapshot(const struct dr_metrics *m, const struct dr_config *cf
     return o;
 }
 
-static _Thread_local char *tl_text;
-static _Thread_local size_t tl_len;
-static _Thread_local int64_t tl_at;
+/* The last rendering, shared by every thread of the process (a global, so
+ * it stays reachable: no leak at exit). */
+static struct {
+    pthread_mutex_t mu;
+    char *text;
+    size_t len;
+    int64_t at;
+} cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-const char *pipeview_render(const struct dr_metrics *m, const struct dr_config *cfg,
-                            int64_t uploads_in_progress, size_t *len)
+char *pipeview_render(const struct dr_metrics *m, const struct dr_config *cfg,
+                      int64_t uploads_in_progress, size_t *len)
 {
+    pthread_mutex_lock(&cache.mu);
     int64_t now = dr_mono_ms();
-    if (tl_text == NULL || now - tl_at >= PIPEVIEW_REUSE_MS) {
+    if (cache.text == NULL || now - cache.at >= PIPEVIEW_REUSE_MS) {
         json_t *o = pipeview_snapshot(m, cfg, uploads_in_progress, (uint64_t)dr_now_ms());
         char *t = json_dumps(o, JSON_COMPACT);
         json_decref(o);
-        if (t == NULL)
+        if (t == NULL) {
+            pthread_mutex_unlock(&cache.mu);
             return NULL;
-        free(tl_text);
-        tl_text = t;
-        tl_len = strlen(t);
-        tl_at = now;
+        }
+        free(cache.text);
+        cache.text = t;
+        cache.len = strlen(t);
+        cache.at = now;
     }
-    *len = tl_len;
-    return tl_text;
+    char *copy = xmalloc(cache.len + 1);
+    memcpy(copy, cache.text, cache.len + 1);
+    *len = cache.len;
+    pthread_mutex_unlock(&cache.mu);
+    return copy;
 }

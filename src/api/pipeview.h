@@ -3,9 +3,9 @@
  * from the shared counters and their history ring (metrics.h).
  *
  * Computed on demand only: nothing here runs while nobody asks.
- * pipeview_render() keeps the last rendering for PIPEVIEW_REUSE_MS per
- * thread, so any number of viewers on a loop thread cost one snapshot
- * per second. Threads: any; the cache is thread-local.
+ * pipeview_render() keeps the last rendering for PIPEVIEW_REUSE_MS, so any
+ * number of viewers cost about one snapshot per second. Threads: any; the
+ * cache is one per process, under a mutex.
  */
 #ifndef DRIPD_PIPEVIEW_H
 #define DRIPD_PIPEVIEW_H
@@ -28,9 +28,9 @@ struct dr_metrics;
  * uploads_in_progress: this node's uploads receiving bodies now. */
 json_t *pipeview_snapshot(const struct dr_metrics *m, const struct dr_config *cfg,
                           int64_t uploads_in_progress, uint64_t wall_ms);
-/* The snapshot as compact JSON text, reused for PIPEVIEW_REUSE_MS on this
- * thread. The text stays valid until the next call on this thread. */
-const char *pipeview_render(const struct dr_metrics *m, const struct dr_config *cfg,
-                            int64_t uploads_in_progress, size_t *len);
+/* The snapshot as compact JSON text (a copy: the caller frees it), the
+ * same rendering for PIPEVIEW_REUSE_MS. NULL if it cannot be made. */
+char *pipeview_render(const struct dr_metrics *m, const struct dr_config *cfg,
+                      int64_t uploads_in_progress, size_t *len);
 
 #endif
