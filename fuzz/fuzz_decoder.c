@@ -38,7 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     char err[256];
-    if (decoder_open(err, sizeof err) != 0)
+    if (decoder_open(DECODE_F_MOD_HEIF | DECODE_F_MOD_PDF, err, sizeof err) != 0)
         abort();
     return 0;
 }

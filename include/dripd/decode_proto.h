@@ -38,13 +38,15 @@ enum decode_format { DECODE_FMT_WEBP = 1, DECODE_FMT_JPEG = 2, DECODE_FMT_PNG = 
 enum {
     DECODE_F_POSTER = 1u << 0,      /* video: make the variants from a poster frame */
     DECODE_F_STRIP = 1u << 1,       /* images: the original without metadata (strip.h) */
+    DECODE_F_MOD_HEIF = 1u << 2,    /* load libvips's HEIF module (decode_run adds it: ISO BMFF) */
+    DECODE_F_MOD_PDF = 1u << 3,     /* load libvips's PDF module (decode_run adds it: "%PDF-") */
     DECODE_F_TEST_SOCKET = 1u << 8, /* call socket(2): the filter kills it (SIGSYS) */
     DECODE_F_TEST_OPEN = 1u << 9,   /* open /etc/passwd: refused (EACCES), answered */
     DECODE_F_TEST_SEGV = 1u << 10,  /* crash with SIGSEGV inside the decoder */
     DECODE_F_TEST_HANG = 1u << 11,  /* never answer (the wall-clock timeout) */
     DECODE_F_TEST_ALLOC = 1u << 12, /* allocate and touch 2 GiB (RLIMIT_AS) */
 };
-#define DECODE_F_KNOWN 0x1f03u
+#define DECODE_F_KNOWN 0x1f0fu
 
 struct decode_variant_req {
     char name[DECODE_NAME_LEN];

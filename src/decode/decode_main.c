@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 
     struct decode_resp resp;
     char err[DECODE_REASON_LEN] = "";
-    if (decoder_open(err, sizeof err) != 0) {
+    if (decoder_open(req.flags, err, sizeof err) != 0) {
         fail_all(&resp, &req, -EIO, err);
         answer(&resp);
         return 0;

@@ -16,14 +16,15 @@
 
 #include "dripd/decode_proto.h"
 
-/* Load the libraries and everything they read from disk (libvips and its
- * loader modules, the magic database), before the sandbox closes the file
+/* Load the libraries and everything they read from disk (libvips and the
+ * loader modules flags ask for: DECODE_F_MOD_HEIF, DECODE_F_MOD_PDF; the
+ * magic database), before the sandbox closes the file
  * system: libvips's run-time code generator (orc) is turned off (it needs
  * writable+executable memory, which the sandbox and systemd's
  * MemoryDenyWriteExecute= forbid), its operation cache is off, it runs one
  * worker thread, and only the loaders for the formats dripd processes stay
  * enabled (JPEG, PNG, WebP, GIF, TIFF, HEIF, PDF). 0 / -errno + err. */
-int decoder_open(char *err, size_t errlen);
+int decoder_open(uint32_t flags, char *err, size_t errlen);
 
 /* Examine the file at in_fd (read from offset 0; it need not be seekable
  * by others) and write variant i of req into out_fds[i] (an empty file,
