@@ -1793,7 +1793,7 @@ static void conn_progress(struct http_conn *c)
 /* ------------------------------------------------------------------ */
 /* public: connection                                                  */
 
-struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *remote, bool refuse)
+void http_conn_start(struct http_thread *t, int fd, const char *remote, bool refuse)
 {
     struct http_conn *c = xcalloc(1, sizeof *c);
     struct event_base *base = http_thread_base(t);
@@ -1846,8 +1846,7 @@ struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *rem
         metrics_add(&http_thread_metrics(t)->http_connections_refused, 1);
         server_error(c, 503, "too many connections (limits.max_connections)");
     }
-    conn_progress(c);
-    return c;
+    conn_progress(c); /* may free c */
 }
 
 void http_conn_drain(struct http_conn *c)

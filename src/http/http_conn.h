@@ -29,8 +29,10 @@ struct tls_ctx;
 /* Serve the connected socket fd on thread t (call on t's loop thread).
  * Takes ownership of fd (made non-blocking here; closed when the
  * connection ends). refuse: answer 503 problem+json and close at once
- * (limits.max_connections reached). remote is copied ("1.2.3.4:5678"). */
-struct http_conn *http_conn_start(struct http_thread *t, int fd, const char *remote, bool refuse);
+ * (limits.max_connections reached). remote is copied ("1.2.3.4:5678").
+ * Returns nothing: the connection may already be gone when this returns
+ * (a refused one is answered and freed at once). */
+void http_conn_start(struct http_thread *t, int fd, const char *remote, bool refuse);
 /* Graceful stop of one connection: an idle one closes now, a busy one
  * after its current exchange (its response says Connection: close). */
 void http_conn_drain(struct http_conn *c);

@@ -145,8 +145,8 @@ bool claimer_alive_here(const char *self, const char *claim)
     if (inc != NULL && parse(self, &self_pid, &self_inc, &self_len) == 0 && self_inc != NULL &&
         memcmp(inc, self_inc, BOOT_LEN) != 0)
         return false;
-    char state, comm[32];
-    unsigned long long start;
+    char state = '\0', comm[32] = "";
+    unsigned long long start = 0;
     int rc = claimer_proc_stat((pid_t)pid, &state, &start, comm, sizeof comm);
     if (rc == -ENOENT)
         return false;
