@@ -1,10 +1,19 @@
 /* tus.c - the tus 1.0.0 endpoint: /v1/uploads (routes.h, docs/UPLOADS.md).
  *
  * Core protocol plus the extensions creation, creation-with-upload,
- * creation-defer-length, termination, checksum (sha1, sha256) and
- * expiration. A finished upload becomes an upload job (catalog_tus_finish)
- * whose id the last PATCH returns in the Upload-Job header. The header
- * grammar lives in tus_header.h.
+ * creation-defer-length, termination, checksum (sha1, sha256),
+ * expiration and concatenation. A finished upload becomes an upload job
+ * (catalog_tus_finish) whose id the last PATCH returns in the Upload-Job
+ * header. The header grammar lives in tus_header.h.
+ *
+ * Concatenation: a partial upload (Upload-Concat: partial) is a session
+ * row whose path is "" (no column of its own: the marker cannot be a
+ * media path); it is written like any upload but never finishes. A final
+ * upload (Upload-Concat: final;<URLs>) busy-marks its parts, joins their
+ * spool files into its own with copy_file_range on a pool thread, then
+ * goes the way of a creation that completes (fsync, row, finish: one
+ * job), and deletes the spent parts after the finish committed (a crash
+ * in between leaves them to the expiry sweep).
  *
  * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
  * (optionally with its first bytes; the pre-upload hook, upload_hook.h,
@@ -80,11 +89,14 @@
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS                                                                             \
-    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"         \
+    "concatenation"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
 #define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
+#define TUS_CONCAT_MAX 64             /* partial uploads one final upload may join */
+#define TUS_COPY_STEP (64u << 20)     /* bytes per copy_file_range call when joining */
 
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
 
@@ -110,6 +122,16 @@ struct tus_req {
     bool with_upload;      /* POST: creation-with-upload */
     uint64_t declared;     /* POST: bytes announced to the quotas (0: unknown) */
     bool finishes;         /* POST: this request completes the upload */
+    bool partial;          /* Upload-Concat: partial (the row's path is "") */
+    /* POST with Upload-Concat: final: the partial uploads it joins, in
+     * order, each busy-marked by this request until it ends */
+    struct tus_part {
+        char id[DR_ID_LEN + 1];
+        char *spool_path;
+        uint64_t length;
+        bool busy;
+    } * parts;
+    size_t n_parts;
     struct quota_hold hold;
     bool committed;     /* the commit work ran (nothing left to save) */
     bool committed_row; /* POST: the session row exists */
@@ -357,6 +379,12 @@ static void req_free(struct tus_req *st)
         spool_remove(st->row.spool_path);
     if (st->busy)
         busy_release(st->id);
+    for (size_t i = 0; i < st->n_parts; i++) {
+        if (st->parts[i].busy)
+            busy_release(st->parts[i].id);
+        free(st->parts[i].spool_path);
+    }
+    free(st->parts);
     EVP_MD_CTX_free(st->md);
     dr_tus_clear(&st->row);
     free(st->owner);
@@ -415,13 +443,88 @@ static int trim_for_finish(struct tus_req *st, uint64_t off, bool skip_sync)
     return rc;
 }
 
+/* ---- concatenation: joining partial uploads (pool thread) ---- */
+
+/* len bytes of in from its offset 0 to out at out_off, by read and write
+ * (where copy_file_range cannot: another file system, an old kernel). */
+static int copy_rw(int in, loff_t in_off, int out, loff_t out_off, uint64_t len)
+{
+    char *buf = xmalloc(1u << 20);
+    int rc = 0;
+    while (len > 0) {
+        ssize_t n = pread(in, buf, (size_t)DR_MIN(len, (uint64_t)(1u << 20)), in_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO; /* a partial's file shorter than its offset */
+            break;
+        }
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = pwrite(out, buf + done, (size_t)(n - done), out_off + done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -errno;
+                goto out;
+            }
+            done += w;
+        }
+        in_off += n;
+        out_off += n;
+        len -= (uint64_t)n;
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+/* The final upload's bytes: each partial's spool file, in order, into
+ * st->fd. copy_file_range lets the kernel copy (or the file system share
+ * the blocks, where it can reflink) without the bytes passing through
+ * this process; read/write where it cannot. Bytes a partial's file holds
+ * past its length (a refused chunk) are not copied. 0 / -errno. */
+static int join_parts(struct tus_req *st)
+{
+    loff_t out_off = 0;
+    for (size_t i = 0; i < st->n_parts; i++) {
+        int in = open(st->parts[i].spool_path, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            return errno == ENOENT ? -EIO : -errno;
+        loff_t in_off = 0;
+        uint64_t left = st->parts[i].length;
+        int rc = 0;
+        while (left > 0) {
+            ssize_t n = copy_file_range(in, &in_off, st->fd, &out_off,
+                                        (size_t)DR_MIN(left, (uint64_t)TUS_COPY_STEP), 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 &&
+                (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+                rc = copy_rw(in, in_off, st->fd, out_off, left);
+                out_off += (loff_t)left;
+                left = 0;
+                break;
+            }
+            if (n <= 0) {
+                rc = n < 0 ? -errno : -EIO;
+                break;
+            }
+            left -= (uint64_t)n;
+        }
+        close(in);
+        if (rc < 0)
+            return rc;
+    }
+    st->start = 0;
+    st->received = (uint64_t)out_off;
+    return 0;
+}
+
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
 static void work_commit(void *arg)
 {
     struct tus_req *st = arg;
-    uint64_t off = st->start + st->received;
-    bool completes = st->length >= 0 && off == (uint64_t)st->length;
     int rc = 0;
     st->committed = true;
     struct catalog *cat = http_work_catalog();
@@ -430,6 +533,13 @@ static void work_commit(void *arg)
         snprintf(st->detail, sizeof(st->detail), "catalog unavailable");
         goto out;
     }
+    if (st->n_parts > 0 && (rc = join_parts(st)) < 0) {
+        snprintf(st->detail, sizeof(st->detail), "joining the partial uploads: %s", strerror(-rc));
+        goto out;
+    }
+    uint64_t off = st->start + st->received;
+    /* a partial upload never finishes: a final upload takes its bytes */
+    bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
     bool skip = dr_test_skip_sync("tus");
     if (completes)
         rc = trim_for_finish(st, off, skip);
@@ -496,6 +606,12 @@ static void work_commit(void *arg)
         memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
         log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
                  st->row.path, off, st->intake.job_id);
+        /* the partial uploads it joined are spent (a crash before this
+         * leaves them to the expiry sweep) */
+        for (size_t i = 0; i < st->n_parts; i++) {
+            if (catalog_tus_delete(cat, st->parts[i].id, st->owner) == 0)
+                spool_remove(st->parts[i].spool_path);
+        }
     }
 out:
     st->rc = rc;
@@ -549,8 +665,8 @@ static void create_admitted(struct http_exchange *ex, void *arg);
 static void create_checked(struct http_exchange *ex, void *arg)
 {
     struct tus_req *st = arg;
-    quota_admit(ex, st->declared, st->with_upload ? 1 : 0, st->finishes, &st->hold, create_admitted,
-                st);
+    quota_admit(ex, st->declared, st->with_upload || st->n_parts > 0 ? 1 : 0, st->finishes,
+                &st->hold, create_admitted, st);
 }
 
 /* Within the user's quotas: the spool file, then the first bytes or the
@@ -574,12 +690,104 @@ static void create_admitted(struct http_exchange *ex, void *arg)
     begin_commit(st);
 }
 
+/* Upload-Concat: final;<URL> <URL>...: the partial uploads, each this
+ * user's, complete and not yet joined, busy-marked for this request;
+ * st->length is their sum. 0, or answered. Loop thread (catalog reads on
+ * its connection, like a HEAD). */
+static int load_parts(struct tus_req *st, const char *list)
+{
+    struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
+    if (cat == NULL) {
+        fail(st, 503, "catalog unavailable");
+        return -EAGAIN;
+    }
+    uint64_t sum = 0, max = st->cfg->limits.max_upload_size;
+    st->parts = xcalloc(TUS_CONCAT_MAX, sizeof *st->parts);
+    const char *p = list;
+    for (;;) {
+        p += strspn(p, " ");
+        if (*p == '\0')
+            break;
+        size_t n = strcspn(p, " ");
+        /* an absolute URL (tusd's Location, tus-js-client) or a path:
+         * what follows the last "/v1/uploads/" is the id */
+        const char *id = NULL;
+        for (const char *q = p; q < p + n; q++)
+            if (strncmp(q, TUS_PREFIX "/", strlen(TUS_PREFIX "/")) == 0)
+                id = q + strlen(TUS_PREFIX "/");
+        size_t idn = id != NULL ? (size_t)(p + n - id) : 0;
+        if (idn != DR_ID_LEN) {
+            fail(st, 400, "Upload-Concat: \"%.*s\" is not an upload URL of this server",
+                 (int)DR_MIN(n, (size_t)200), p);
+            return -EINVAL;
+        }
+        if (st->n_parts == TUS_CONCAT_MAX) {
+            fail(st, 400, "Upload-Concat: more than %d partial uploads", TUS_CONCAT_MAX);
+            return -EINVAL;
+        }
+        struct tus_part *part = &st->parts[st->n_parts];
+        memcpy(part->id, id, DR_ID_LEN);
+        part->id[DR_ID_LEN] = '\0';
+        p += n;
+        if (!dr_id_valid(part->id)) {
+            fail(st, 400, "Upload-Concat: %s is not an upload id", part->id);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < st->n_parts; i++) {
+            if (strcmp(st->parts[i].id, part->id) == 0) {
+                fail(st, 400, "Upload-Concat: %s is listed twice", part->id);
+                return -EINVAL;
+            }
+        }
+        if (!busy_take(part->id)) {
+            fail(st, 423, "partial upload %s is being written; retry", part->id);
+            return -EBUSY;
+        }
+        part->busy = true;
+        st->n_parts++;
+        struct dr_tus row = {0};
+        int rc = catalog_tus_get(cat, part->id, st->owner, &row);
+        if (rc == -ENOENT || (rc == 0 && row.job_id[0] == '\0' && row.expires_at <= dr_now_ms())) {
+            fail(st, 400, "partial upload %s: no such upload", part->id);
+            rc = -ENOENT;
+        } else if (rc < 0) {
+            fail_rc(st, rc, "reading a partial upload");
+        } else if (row.path[0] != '\0') {
+            fail(st, 400, "upload %s is not a partial upload (Upload-Concat: partial)", part->id);
+            rc = -EINVAL;
+        } else if (row.length < 0 || row.offset != (uint64_t)row.length) {
+            fail(st, 400, "partial upload %s is not complete (%" PRIu64 " of %s bytes)", part->id,
+                 row.offset, row.length < 0 ? "unknown" : "its");
+            rc = -EINVAL;
+        } else if ((uint64_t)row.length > max - sum) {
+            fail(st, 413, "the partial uploads add up to more than the limit of %" PRIu64 " bytes",
+                 max);
+            rc = -EFBIG;
+        } else {
+            part->length = (uint64_t)row.length;
+            part->spool_path = row.spool_path;
+            row.spool_path = NULL;
+            sum += part->length;
+        }
+        dr_tus_clear(&row);
+        if (rc < 0)
+            return rc;
+    }
+    if (st->n_parts == 0) {
+        fail(st, 400, "Upload-Concat: final; names no partial upload");
+        return -EINVAL;
+    }
+    st->length = (int64_t)sum;
+    return 0;
+}
+
 static void create_head(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
     const struct http_request *rq = http_req(ex);
     struct tus_metadata meta = {0};
     char *folder = NULL, *path = NULL;
+    const char *ctype = NULL;
     char err[DR_ERRLEN];
     uint64_t len = 0;
 
@@ -590,11 +798,34 @@ static void create_head(struct tus_req *st)
     }
     const char *ul = http_header(ex, "Upload-Length");
     const char *dl = http_header(ex, "Upload-Defer-Length");
-    if (ul != NULL && dl != NULL) {
+    const char *uc = http_header(ex, "Upload-Concat");
+    bool final = false;
+    if (uc != NULL) {
+        if (strcmp(uc, "partial") == 0) {
+            st->partial = true;
+        } else if (strncmp(uc, "final;", 6) == 0) {
+            final = true;
+        } else {
+            fail(st, 400, "Upload-Concat must be \"partial\" or \"final;<upload URLs>\"");
+            goto out;
+        }
+    }
+    if (final) {
+        if (ul != NULL || dl != NULL) {
+            fail(st, 400,
+                 "a final upload takes its length from its partial uploads: "
+                 "no Upload-Length or Upload-Defer-Length");
+            goto out;
+        }
+        if (!body_empty(rq)) {
+            fail(st, 400, "a final upload has no body: its bytes are the partial uploads'");
+            goto out;
+        }
+    } else if (ul != NULL && dl != NULL) {
         fail(st, 400, "Upload-Length and Upload-Defer-Length exclude each other");
         goto out;
     }
-    if (ul == NULL && dl == NULL) {
+    if (!final && ul == NULL && dl == NULL) {
         fail(st, 400, "Upload-Length or Upload-Defer-Length: 1 is required");
         goto out;
     }
@@ -612,6 +843,8 @@ static void create_head(struct tus_req *st)
         goto out;
     }
     st->length = ul != NULL ? (int64_t)len : -1;
+    if (final && load_parts(st, uc + 6) < 0)
+        goto out;
 
     const char *mh = http_header(ex, "Upload-Metadata");
     if (tus_parse_metadata(mh, &meta, err, sizeof(err)) < 0) {
@@ -619,6 +852,11 @@ static void create_head(struct tus_req *st)
         goto out;
     }
     const char *filename = tus_metadata_str(&meta, "filename");
+    if (st->partial) {
+        /* a part of an upload: no path of its own ("" marks it), never media */
+        path = xstrdup("");
+        goto checked;
+    }
     if (filename == NULL || filename[0] == '\0') {
         fail(st, 400, "Upload-Metadata must carry a filename");
         goto out;
@@ -639,7 +877,7 @@ static void create_head(struct tus_req *st)
         fail(st, 400, "bad filename: %s", err);
         goto out;
     }
-    const char *ctype = tus_metadata_str(&meta, "filetype");
+    ctype = tus_metadata_str(&meta, "filetype");
     if (ctype == NULL || ctype[0] == '\0')
         ctype = tus_metadata_str(&meta, "content-type");
     if (ctype != NULL && ctype[0] == '\0')
@@ -664,6 +902,7 @@ static void create_head(struct tus_req *st)
         goto out;
     }
 
+checked:;
     int64_t now = dr_now_ms();
     dr_id_new(st->id);
     memcpy(st->row.id, st->id, sizeof(st->id));
@@ -686,15 +925,19 @@ static void create_head(struct tus_req *st)
     uint64_t declared = st->length >= 0                 ? (uint64_t)st->length
                         : with_upload && rq->has_length ? rq->content_length
                                                         : 0;
-    bool finishes = st->length == 0 || (with_upload && st->length > 0 && rq->has_length &&
-                                        rq->content_length == (uint64_t)st->length);
+    bool finishes = !st->partial && (st->length == 0 || final ||
+                                     (with_upload && st->length > 0 && rq->has_length &&
+                                      rq->content_length == (uint64_t)st->length));
     st->declared = declared;
     st->finishes = finishes;
     struct upload_hook_info hi = {.protocol = "tus",
                                   .path = st->row.path,
                                   .size = st->length,
                                   .content_type = st->row.content_type};
-    upload_hook_check(ex, &hi, create_checked, st);
+    if (st->partial)
+        create_checked(ex, st); /* the hook is asked for the final upload */
+    else
+        upload_hook_check(ex, &hi, create_checked, st);
 out:
     tus_metadata_clear(&meta);
     free(folder);
@@ -734,6 +977,8 @@ static void head_respond(struct tus_req *st)
         http_add_header(ex, "Upload-Defer-Length", "1");
     if (st->row.metadata != NULL && st->row.metadata[0] != '\0')
         http_add_header(ex, "Upload-Metadata", st->row.metadata);
+    if (st->row.path[0] == '\0')
+        http_add_header(ex, "Upload-Concat", "partial");
     if (st->row.job_id[0] != '\0') {
         http_add_header(ex, "Upload-Job", st->row.job_id);
         http_add_header(ex, "Upload-Media", st->row.media_id);
@@ -751,7 +996,7 @@ static void head_head(struct tus_req *st)
     /* All bytes are there but the upload never became a job (its last
      * request was cut after the bytes were saved): finish it now, or a
      * client that sees offset == length would stop with no job. */
-    if (st->row.job_id[0] == '\0' && st->row.length >= 0 &&
+    if (st->row.job_id[0] == '\0' && st->row.path[0] != '\0' && st->row.length >= 0 &&
         st->row.offset == (uint64_t)st->row.length && busy_take(st->id)) {
         st->busy = true;
         st->length = st->row.length;
@@ -792,6 +1037,7 @@ static void patch_head(struct tus_req *st)
     st->busy = true;
     if (load_row(st) < 0)
         return;
+    st->partial = st->row.path[0] == '\0';
     if (off != st->row.offset) {
         fail(st, 409, "Upload-Offset %" PRIu64 " does not match the upload's offset %" PRIu64, off,
              st->row.offset);
@@ -839,7 +1085,8 @@ static void patch_head(struct tus_req *st)
                         : st->length < 0 && rq->has_length ? rq->content_length
                                                            : 0;
     uint64_t body = body_empty(rq) ? 0 : rq->has_length ? rq->content_length : UINT64_MAX;
-    bool finishes = st->length >= 0 && body != UINT64_MAX && off + body == (uint64_t)st->length;
+    bool finishes =
+        !st->partial && st->length >= 0 && body != UINT64_MAX && off + body == (uint64_t)st->length;
     quota_admit(ex, declared, body_empty(rq) ? 0 : 1, finishes, &st->hold, patch_admitted, st);
 }
 

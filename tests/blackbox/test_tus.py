@@ -140,7 +140,7 @@ def test_options_without_auth(dripd):
     assert h["tus-version"] == "1.0.0"
     assert set(h["tus-extension"].split(",")) == {
         "creation", "creation-with-upload", "creation-defer-length", "termination", "checksum",
-        "expiration"}
+        "expiration", "concatenation"}
     assert int(h["tus-max-size"]) > 0
     assert set(h["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256"}
     assert h["access-control-allow-origin"] == "http://" + dripd.addr
