@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "dripd/catalog.h"
+#include "dripd/catalog_versions.h"
 #include "dripd/catalog_folders.h"
 #include "dripd/catalog_links.h"
 #include "dripd/catalog_shares.h"
@@ -38,8 +39,8 @@ static bool use_pg;
 static char pgdsn[320];
 
 /* The schema version this catalog migrates to (catalog_schema.h). */
-#define SCHEMA_NOW 5
-#define SCHEMA_NOW_TEXT "5"
+#define SCHEMA_NOW 6
+#define SCHEMA_NOW_TEXT "6"
 
 static void sync_users(struct catalog *c)
 {
@@ -242,10 +243,16 @@ START_TEST(test_pragmas_and_migrate)
     if (use_pg) {
         ck_assert_int_eq(raw_int(&r, "SELECT version FROM catalog_schema", NULL), SCHEMA_NOW);
         ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM catalog_schema", NULL), 1);
-        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
-                     "DROP TABLE links; DROP TABLE folders; "
-                     "ALTER TABLE media DROP COLUMN metadata; "
-                     "ALTER TABLE jobs DROP COLUMN variant; UPDATE catalog_schema SET version = 1");
+        raw_exec(&r,
+                 "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
+                 "DROP TABLE links; DROP TABLE folders; "
+                 "ALTER TABLE media DROP COLUMN metadata; "
+                 "ALTER TABLE jobs DROP COLUMN variant; DROP INDEX media_file; DROP INDEX "
+                 "media_retired; "
+                 "DROP INDEX media_owner_path; ALTER TABLE media DROP COLUMN file_id; "
+                 "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
+                 "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
+                 "ALTER TABLE tus DROP COLUMN rename_taken; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_owner'", NULL), 1);
@@ -260,10 +267,16 @@ START_TEST(test_pragmas_and_migrate)
                          1);
         ck_assert_int_eq(raw_int(&r, "SELECT user_version FROM pragma_user_version", NULL),
                          SCHEMA_NOW);
-        raw_exec(&r, "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
-                     "DROP TABLE links; DROP TABLE folders; "
-                     "ALTER TABLE media DROP COLUMN metadata; "
-                     "ALTER TABLE jobs DROP COLUMN variant; PRAGMA user_version=1");
+        raw_exec(&r,
+                 "DROP INDEX jobs_owner; DROP TABLE variants; DROP TABLE folder_shares; "
+                 "DROP TABLE links; DROP TABLE folders; "
+                 "ALTER TABLE media DROP COLUMN metadata; "
+                 "ALTER TABLE jobs DROP COLUMN variant; DROP INDEX media_file; DROP INDEX "
+                 "media_retired; "
+                 "DROP INDEX media_owner_path; ALTER TABLE media DROP COLUMN file_id; "
+                 "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
+                 "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
+                 "ALTER TABLE tus DROP COLUMN rename_taken; PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
@@ -1471,6 +1484,153 @@ START_TEST(test_delete)
 }
 END_TEST
 
+/* ---- versions and the trash (catalog_versions.h) ------------------------ */
+
+/* Claim media's upload job and take it to done: sealed (sha), stored
+ * (key), available, with keep as versions.keep. */
+static void upload_done(const char *jid, const char *mid, const char *sha, const char *key,
+                        int keep)
+{
+    struct dr_job j;
+    claim_one("upload", "n:1", &j);
+    ck_assert_str_eq(j.id, jid);
+    dr_job_clear(&j);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid,
+                                                .media_id = mid,
+                                                .sha256_hex = sha,
+                                                .storage_key = key,
+                                                .available = true,
+                                                .keep_versions = keep}),
+                     0);
+}
+
+/* An If-Match intake of path; its result, ids out. */
+static int replace1(const char *path, const char *if_match, char *mid, char *jid)
+{
+    struct dr_intake it = {
+        .owner = "alice", .path = path, .size = 3, .spool_path = "/spool/y", .if_match = if_match};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+    memcpy(mid, it.media_id, DR_ID_LEN + 1);
+    memcpy(jid, it.job_id, DR_ID_LEN + 1);
+    free(it.renamed);
+    return it.result;
+}
+
+static const char *held_by(const char *path)
+{
+    static char id[DR_ID_LEN + 1];
+    struct dr_media m;
+    if (catalog_media_by_path(cat, "alice", path, &m) != 0)
+        return "";
+    snprintf(id, sizeof id, "%s", m.id);
+    dr_media_clear(&m);
+    return id;
+}
+
+START_TEST(test_versions_and_trash)
+{
+    char m1[DR_ID_LEN + 1], j1[DR_ID_LEN + 1], m2[DR_ID_LEN + 1], j2[DR_ID_LEN + 1];
+    char m3[DR_ID_LEN + 1], j3[DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/v.txt", 3, m1, j1), 0);
+    ck_assert_int_eq(catalog_media_share(cat, m1, "alice", "bob"), 0);
+    /* Not sealed yet: no ETag matches; "*" does; no file: -ESTALE. */
+    ck_assert_int_eq(replace1("/v.txt", "aa01", m2, j2), -ESTALE);
+    ck_assert_int_eq(replace1("/w.txt", "*", m2, j2), -ESTALE);
+    upload_done(j1, m1, "aa01", "K1", 1);
+    ck_assert_int_eq(replace1("/v.txt", "bb,cc", m2, j2), -ESTALE);
+    ck_assert_int_eq(replace1("/v.txt", "bb,aa01", m2, j2), 0);
+    /* A replacement on its way: the ETag is about to move on. */
+    ck_assert_int_eq(replace1("/v.txt", "aa01", m3, j3), -ESTALE);
+    /* Pending: the old one still holds the path, bob sees only it. */
+    ck_assert_str_eq(held_by("/v.txt"), m1);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, m2, "bob", &m), -ENOENT);
+    ck_assert_int_eq(catalog_media_get(cat, m2, "alice", &m), 0);
+    ck_assert_str_eq(m.retired, "pending");
+    ck_assert_str_eq(m.file_id, m1);
+    ck_assert_int_eq(m.version, 2);
+    dr_media_clear(&m);
+    upload_done(j2, m2, "bb02", "K2", 1);
+    /* Stored: it holds the path, the old one is version 1, shares followed. */
+    ck_assert_str_eq(held_by("/v.txt"), m2);
+    ck_assert_int_eq(catalog_media_get(cat, m2, "bob", &m), 0);
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_get(cat, m1, "bob", &m), -ENOENT);
+    struct dr_media *v = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(catalog_versions_list(cat, m1, "alice", &v, &n), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(v[0].id, m2);
+    ck_assert_str_eq(v[0].retired, "");
+    ck_assert_str_eq(v[1].id, m1);
+    ck_assert_str_eq(v[1].retired, "version");
+    catalog_media_list_free(v, n, NULL, 0);
+    ck_assert_int_eq(catalog_versions_list(cat, m1, "bob", &v, &n), -ENOENT);
+    /* Version 3 with keep 1: version 1 is to be purged. */
+    ck_assert_int_eq(replace1("/v.txt", "*", m3, j3), 0);
+    upload_done(j3, m3, "cc03", "K3", 1);
+    ck_assert_int_eq(catalog_media_get(cat, m1, "alice", &m), -ENOENT);
+    char ids[4][DR_ID_LEN + 1];
+    ck_assert_int_eq(catalog_retired_purgeable(cat, 4, ids, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(ids[0], m1);
+    ck_assert_int_eq(catalog_media_delete(cat, m1, NULL, NULL), 0);
+    /* Restore version 2. */
+    ck_assert_int_eq(catalog_version_restore(cat, m3, "alice", 1, 1, NULL), -ENOENT);
+    ck_assert_int_eq(catalog_version_restore(cat, m3, "alice", 2, 1, &m), 0);
+    ck_assert_str_eq(m.id, m2);
+    ck_assert_str_eq(m.path, "/v.txt");
+    dr_media_clear(&m);
+    ck_assert_str_eq(held_by("/v.txt"), m2);
+    /* The trash: out of the listing and the path, bob sees nothing. */
+    ck_assert_int_eq(catalog_media_trash(cat, m2, "bob"), -ENOENT);
+    ck_assert_int_eq(catalog_media_trash(cat, m2, "alice"), 0);
+    ck_assert_str_eq(held_by("/v.txt"), "");
+    ck_assert_int_eq(catalog_version_restore(cat, m3, "alice", 3, 1, NULL), -ESRCH);
+    ck_assert_int_eq(catalog_trash_list(cat, "alice", &v, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(v[0].id, m2);
+    catalog_media_list_free(v, n, NULL, 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/v.txt", 1, ids[0], ids[1]), 0);
+    int clash = 0;
+    ck_assert_int_eq(catalog_trash_restore(cat, m2, "alice", &clash, NULL), -EEXIST);
+    ck_assert_int_eq(clash, DR_PATH_FILE);
+    ck_assert_int_eq(catalog_media_delete(cat, ids[0], "alice", NULL), 0);
+    ck_assert_int_eq(catalog_trash_restore(cat, m2, "alice", NULL, &m), 0);
+    ck_assert_str_eq(m.retired, "");
+    dr_media_clear(&m);
+    ck_assert_int_eq(catalog_media_get(cat, m2, "bob", &m), 0);
+    dr_media_clear(&m);
+    /* Expiry: the trash older than the cut, then its earlier version. */
+    ck_assert_int_eq(catalog_media_trash(cat, m2, "alice"), 0);
+    uint64_t marked = 0;
+    ck_assert_int_eq(catalog_retired_expire(cat, dr_now_ms() - 60000, &marked), 0);
+    ck_assert_int_eq(marked, 0);
+    ck_assert_int_eq(catalog_retired_expire(cat, dr_now_ms(), &marked), 0);
+    ck_assert_int_eq(marked, 2); /* the trashed file and its version 3 */
+    ck_assert_int_eq(catalog_retired_purgeable(cat, 4, ids, &n), 0);
+    ck_assert_int_eq(n, 2);
+}
+END_TEST
+
+START_TEST(test_conflict_rename)
+{
+    ck_assert_int_eq(intake1(cat, "alice", "/r/cat.jpg", 1, NULL, NULL), 0);
+    struct dr_intake it[3] = {
+        {.owner = "alice", .path = "/r/cat.jpg", .spool_path = "/s/1", .rename = true},
+        {.owner = "alice", .path = "/r/cat.jpg", .spool_path = "/s/2", .rename = true},
+        {.owner = "alice", .path = "/r/dog", .spool_path = "/s/3", .rename = true},
+    };
+    ck_assert_int_eq(catalog_intake_uploads(cat, it, 3), 0);
+    ck_assert_int_eq(it[0].result, 0);
+    ck_assert_str_eq(it[0].renamed, "/r/cat (1).jpg");
+    ck_assert_str_eq(it[1].renamed, "/r/cat (2).jpg");
+    ck_assert_ptr_null(it[2].renamed);
+    for (int i = 0; i < 3; i++)
+        free(it[i].renamed);
+}
+END_TEST
+
 /* ---- foreach, insert ---------------------------------------------------- */
 
 static int count_cb(const struct dr_media *m, void *arg)
@@ -2189,6 +2349,8 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_file_and_folder_never_share_a_path,
         test_move_and_rename,
         test_delete,
+        test_versions_and_trash,
+        test_conflict_rename,
         test_foreach_and_insert,
         test_events_filter_and_paging,
         test_prune_finished_only,

@@ -699,6 +699,23 @@ START_TEST(test_proxies_and_cors)
 }
 END_TEST
 
+START_TEST(test_versions_and_trash)
+{
+    struct dr_config *c = load_ok(USERS_OK);
+    ck_assert_int_eq(c->versions.keep, 0); /* defaults: no versions, no trash */
+    ck_assert_uint_eq(c->trash.ttl, 0);
+    config_destroy(c);
+    c = load_ok(USERS_OK "versions: {keep: 5}\ntrash: {ttl: 30d}\n");
+    ck_assert_int_eq(c->versions.keep, 5);
+    ck_assert_uint_eq(c->trash.ttl, 30ull * 24 * 3600 * 1000);
+    config_destroy(c);
+    expect_one(USERS_OK "versions: {keep: -1}\n", 2, 18, "versions.keep:");
+    expect_one(USERS_OK "versions: {keep: 1001}\n", 2, 18, "versions.keep:");
+    expect_one(USERS_OK "trash: {ttl: soon}\n", 2, 14, "trash.ttl:");
+    expect_one(USERS_OK "trash: {tll: 1d}\n", 2, 9, "trash.tll: unknown key, did you mean 'ttl'?");
+}
+END_TEST
+
 START_TEST(test_storage)
 {
     expect_one(USERS_OK "storage: {backend: ftp}\n", 2, 20,
@@ -1096,6 +1113,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_listen);
     tcase_add_test(tc, test_proxies_and_cors);
     tcase_add_test(tc, test_storage);
+    tcase_add_test(tc, test_versions_and_trash);
     tcase_add_test(tc, test_pipeline_checks);
     tcase_add_test(tc, test_webhooks);
     tcase_add_test(tc, test_multiple_errors);

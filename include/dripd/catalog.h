@@ -64,6 +64,11 @@ struct dr_media {
     int64_t created_at;  /* ms since epoch */
     int64_t uploaded_at; /* ms; 0 until stored */
     char *metadata;      /* JSON object the process stage found (catalog_variants.h); NULL none */
+    /* versions and the trash (catalog_versions.h) */
+    char file_id[DR_ID_LEN + 1]; /* the file this is a version of: its first version's id */
+    int64_t version;             /* 1 for a file's first upload, then one more per replacement */
+    char retired[16];            /* "": holds its path; "pending", "version", "trash" or "purge" */
+    int64_t retired_at;          /* ms it stopped holding its path; 0 while it does */
 };
 
 struct dr_job {
@@ -111,6 +116,8 @@ struct dr_tus {
     int64_t created_at;
     char job_id[DR_ID_LEN + 1];   /* "" until finished */
     char media_id[DR_ID_LEN + 1]; /* "" until finished */
+    char *if_match;               /* as dr_intake.if_match, for the finishing intake; NULL */
+    bool rename;                  /* as dr_intake.rename */
 };
 
 /* ---- lifecycle ---- */
@@ -158,15 +165,25 @@ struct dr_intake {
     const char *content_type; /* may be NULL */
     const char *spool_path;   /* fsynced plaintext file */
     const char *stage;        /* the job's first stage: "process" (NULL) or "encrypt" */
+    /* overwrite (catalog_versions.h): NULL, or replace the file at path if
+     * its ETag (its sha256) is in this list: "*" (any file), or sha256 hex
+     * values separated by ',' (the route parses If-Match into this) */
+    const char *if_match;
+    bool rename; /* a taken path: the first free "name (n).ext" instead */
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
-    int result;         /* 0 or -EEXIST */
+    int result;         /* 0, -EEXIST (path taken), -ESTALE (if_match: no file, or ETag moved on) */
     int64_t created_at; /* ms, the media's created_at as committed */
+    char *renamed;      /* rename: the path it got instead (heap; caller frees), NULL its own */
+    char replaced[DR_ID_LEN + 1]; /* if_match: the media it replaced */
+    int64_t version;              /* the new media's version of its file (1: a new file) */
 };
 /* In ONE transaction, for each item: insert the media row (state "queued"),
  * an upload job (stage it->stage, "process" by default; state "queued") and a "job.created"
- * event. Items whose path is taken get result -EEXIST and are skipped;
+ * event; with if_match, the file it replaces is retired in the same
+ * transaction (catalog_versions.h). Items whose path is taken get result
+ * -EEXIST, items whose if_match fails -ESTALE, and are skipped;
  * the others are committed. Returns 0 when the transaction committed
  * (check each item's result), else -errno and nothing is committed. */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
@@ -205,9 +222,10 @@ void catalog_media_list_free(struct dr_media *files, size_t n_files,
 /* Move/rename; only the owner. -ENOENT not owner's, -EEXIST taken. */
 int catalog_media_move(struct catalog *cat, const char *id, const char *owner,
                        const char *new_path);
-/* Delete the row (and its shares and public links); only the owner. On
- * success copies the
- * storage key (may be NULL) into *storage_key_out (caller frees) so the
+/* Delete the row (and its shares and public links) for good; only the
+ * owner (NULL: anyone). When it held its path or was in the trash, the
+ * file's earlier versions become "purge" (catalog_versions.h). On
+ * success copies the storage key (may be NULL) into *storage_key_out (caller frees) so the
  * caller can remove the object. */
 int catalog_media_delete(struct catalog *cat, const char *id, const char *owner,
                          char **storage_key_out);
@@ -262,6 +280,7 @@ struct dr_job_step {
     uint64_t size;
     bool available;      /* the media becomes "available", uploaded_at = now */
     bool media_optional; /* a missing media row is no reason to refuse the step */
+    int keep_versions;   /* with available: versions.keep, for a replacing upload */
     /* out */
     int result;      /* 0 applied; -ENOENT not applied: the job is not running, or
                       * (media_gone) its media row is missing and not optional */

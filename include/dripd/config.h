@@ -225,6 +225,14 @@ struct dr_config {
     } processing;
 
     struct {
+        int keep; /* earlier versions kept per file (0, the default: none) */
+    } versions;
+
+    struct {
+        uint64_t ttl; /* ms a deleted file stays in the trash (0, the default: no trash) */
+    } trash;
+
+    struct {
         struct dr_quota def;         /* quotas.default */
         struct dr_quota_user *users; /* quotas.users.<name>: every name is a configured user */
         size_t n_users;

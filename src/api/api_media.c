@@ -9,6 +9,7 @@
  *   POST   /v1/media/{id}/link          a signed content URL (link.h)
  *   GET    /v1/media/{id}/content       handed to api_content.c
  *   .../shares, .../shares/{user}       handed to api_shares.c
+ *   .../versions, .../versions/{n}/restore  handed to api_versions.c
  *   POST   /v1/media/{id}/public-links  handed to api_links.c
  *   GET    /v1/jobs/{id}                one job
  *
@@ -27,7 +28,11 @@
  * busy timeout. The pool work functions only touch their struct media_req
  * and the immutable config.
  *
- * DELETE: the catalog row (and its shares) goes first, in one commit;
+ * DELETE: with trash.ttl set, a file that holds its path only moves into
+ * the trash (catalog_media_trash: nothing else changes, api_versions.c
+ * restores it); otherwise (no trash, or what is deleted is in the trash
+ * already, or an earlier version) it goes for good:
+ * the catalog row (and its shares) goes first, in one commit;
  * then, still on the pool thread, store_forget() removes the node's cache
  * entries and deletes the objects (the original's and its variants')
  * through the pool thread's store handle (api_pool_store). A store
@@ -52,6 +57,7 @@
 #include "api_req.h"
 #include "dripd/catalog.h"
 #include "dripd/catalog_variants.h"
+#include "dripd/catalog_versions.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
 #include "dripd/id.h"
@@ -418,6 +424,15 @@ static void delete_work(void *arg)
         r->rc = -EAGAIN;
         return;
     }
+    if (r->cfg->trash.ttl > 0) {
+        r->rc = catalog_media_trash(cat, r->id, r->user);
+        if (r->rc == 0) {
+            log_info("media %s moved to the trash by %s", r->id, r->user);
+            return;
+        }
+        if (r->rc != -ENOENT) /* -ENOENT: not a file holding its path; for good, below */
+            return;
+    }
     char *key = NULL;
     /* the variants' objects go with it (their rows go with the media row) */
     struct dr_variant *v = NULL;
@@ -759,6 +774,10 @@ static const char *sub_allow(const char *rest)
         return "GET, HEAD, POST";
     if (strncmp(rest, "shares/", 7) == 0)
         return "DELETE";
+    if (strcmp(rest, "versions") == 0)
+        return "GET, HEAD";
+    if (strncmp(rest, "versions/", 9) == 0)
+        return "POST";
     return NULL;
 }
 
@@ -804,6 +823,10 @@ static const struct http_route_ops *media_pick(const struct http_exchange *ex)
             return &download_ops;
     } else if (strcmp(rest, "shares") == 0 || strncmp(rest, "shares/", 7) == 0) {
         const struct http_route_ops *ops = api_shares_media_route(m, rest);
+        if (ops)
+            return ops;
+    } else if (strcmp(rest, "versions") == 0 || strncmp(rest, "versions/", 9) == 0) {
+        const struct http_route_ops *ops = api_versions_media_route(m, rest);
         if (ops)
             return ops;
     } else if (strcmp(rest, "public-links") == 0) {

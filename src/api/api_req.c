@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dripd/catalog_versions.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 
@@ -116,6 +117,13 @@ json_t *api_media_json(const struct dr_media *m, const char *viewer)
     json_object_set_new(o, "owner", api_str_or_null(m->owner));
     json_object_set_new(o, "created_at", api_time_or_null(m->created_at));
     json_object_set_new(o, "uploaded_at", api_time_or_null(m->uploaded_at));
+    /* versions and the trash (catalog_versions.h): "retired" only on a
+     * row that does not hold its path */
+    json_object_set_new(o, "version", json_integer(m->version > 0 ? m->version : 1));
+    if (m->retired[0]) {
+        json_object_set_new(o, "retired", json_string(m->retired));
+        json_object_set_new(o, "retired_at", api_time_or_null(m->retired_at));
+    }
     bool shared = viewer && m->owner && strcmp(viewer, m->owner) != 0;
     json_object_set_new(o, "shared", json_boolean(shared));
     /* what the process stage found: only the keys that apply, {} none */
@@ -252,4 +260,136 @@ int api_require_admin(struct http_exchange *ex)
         return 0;
     http_respond_problem(ex, 403, "this route needs an admin user");
     return -1;
+}
+
+/* ---- overwrite: If-Match and ?conflict=rename ---- */
+
+static bool etag_char(unsigned char c)
+{
+    return c == 0x21 || (c >= 0x23 && c != 0x7f);
+}
+
+/* "*" or a list of entity tags (RFC 9110 8.8.3) into "*" or the strong
+ * tags' opaque parts joined by ','; NULL when malformed. */
+static char *if_match_list(const char *hdr)
+{
+    size_t cap = strlen(hdr) + 2, n = 0;
+    char *out = xmalloc(cap);
+    out[0] = '\0';
+    const char *p = hdr;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '*') {
+        for (p++; *p == ' ' || *p == '\t'; p++)
+            ;
+        if (*p != '\0') {
+            free(out);
+            return NULL;
+        }
+        snprintf(out, cap, "*");
+        return out;
+    }
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            return out;
+        bool weak = p[0] == 'W' && p[1] == '/';
+        if (weak)
+            p += 2;
+        if (*p != '"')
+            break;
+        const char *q = p + 1;
+        while (*q && etag_char((unsigned char)*q))
+            q++;
+        if (*q != '"' || q == p + 1)
+            break;
+        if (!weak) {
+            if (n > 0)
+                out[n++] = ',';
+            memcpy(out + n, p + 1, (size_t)(q - p - 1));
+            n += (size_t)(q - p - 1);
+            out[n] = '\0';
+        }
+        p = q + 1;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != ',' && *p != '\0')
+            break;
+    }
+    free(out);
+    return NULL;
+}
+
+bool api_overwrite_read(struct http_exchange *ex, struct api_overwrite *ow)
+{
+    memset(ow, 0, sizeof *ow);
+    const char *conflict = http_query_param(ex, "conflict");
+    if (conflict != NULL || api_query_has(ex, "conflict")) {
+        if (conflict == NULL || strcmp(conflict, "rename") != 0) {
+            http_respond_problem(ex, 400,
+                                 "bad conflict: want conflict=rename (or If-Match to "
+                                 "replace the file)");
+            return false;
+        }
+        ow->rename = true;
+    }
+    const char *im = http_header(ex, "If-Match");
+    if (im != NULL) {
+        if (ow->rename) {
+            http_respond_problem(ex, 400,
+                                 "If-Match replaces the file and conflict=rename keeps "
+                                 "both: send one of them");
+            return false;
+        }
+        ow->if_match = if_match_list(im);
+        if (ow->if_match == NULL) {
+            http_respond_problem(ex, 400,
+                                 "bad If-Match: want \"*\" or entity tags such as "
+                                 "\"<sha256>\" (the file's ETag)");
+            return false;
+        }
+    }
+    return true;
+}
+
+void api_overwrite_free(struct api_overwrite *ow)
+{
+    free(ow->if_match);
+    ow->if_match = NULL;
+}
+
+bool api_overwrite_matches(const struct api_overwrite *ow, const struct dr_media *m)
+{
+    return ow->if_match == NULL || catalog_etag_listed(ow->if_match, m->sha256);
+}
+
+int api_overwrite_check(struct http_exchange *ex, struct catalog *cat, const char *owner,
+                        const char *path, const struct api_overwrite *ow)
+{
+    if (ow->rename)
+        return 0; /* any path: the commit finds a free name */
+    if (ow->if_match != NULL) {
+        struct dr_media m = {0};
+        int rc = catalog_media_by_path(cat, owner, path, &m);
+        bool live = rc == 0 && strcmp(m.state, "failed") != 0;
+        bool ok = live && api_overwrite_matches(ow, &m);
+        dr_media_clear(&m);
+        if (rc < 0 && rc != -ENOENT)
+            return rc;
+        if (ok)
+            return 0;
+        http_respond_problem(ex, 412,
+                             live ? "%s has changed: its ETag is not in If-Match"
+                                  : "%s does not exist (If-Match needs a file to replace)",
+                             path);
+        return 1;
+    }
+    int rc = catalog_path_exists(cat, owner, path);
+    if (rc > 0)
+        http_respond_problem(ex, 409,
+                             "%s %s (send If-Match: <its ETag> to replace it, or "
+                             "?conflict=rename to keep both)",
+                             path, catalog_path_clash_text(rc));
+    return rc < 0 ? rc : rc > 0;
 }

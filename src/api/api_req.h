@@ -84,6 +84,26 @@ bool api_query_has(const struct http_exchange *ex, const char *key);
  * after answering 400 "bad NAME: want lo..hi". */
 bool api_query_long(struct http_exchange *ex, const char *name, long lo, long hi, long dflt,
                     long *out);
+/* How an upload treats a taken path (docs/API.md, "Overwrite"): the
+ * If-Match header and ?conflict=rename. */
+struct api_overwrite {
+    char *if_match; /* NULL, or as dr_intake.if_match: "*" or sha256 hex values joined by ',' */
+    bool rename;    /* ?conflict=rename */
+};
+/* Read both from the request; false after answering 400 (a malformed
+ * If-Match, ?conflict other than rename, or both at once). Free with
+ * api_overwrite_free. Weak tags match nothing (If-Match compares
+ * strongly), so "W/\"x\"" alone gives "" (no ETag matches). */
+bool api_overwrite_read(struct http_exchange *ex, struct api_overwrite *ow);
+void api_overwrite_free(struct api_overwrite *ow);
+/* Before an upload's body: may owner's upload go to path, as ow says?
+ * 0 yes; 1 after answering 409 (taken; the detail says what to send) or
+ * 412 (If-Match: no file there, or another ETag); -errno when the catalog
+ * cannot tell (nothing answered). The commit checks again, atomically. */
+int api_overwrite_check(struct http_exchange *ex, struct catalog *cat, const char *owner,
+                        const char *path, const struct api_overwrite *ow);
+/* Does the ETag of m (its sha256) satisfy ow->if_match? */
+bool api_overwrite_matches(const struct api_overwrite *ow, const struct dr_media *m);
 /* The id in PREFIX + "<id>[/<rest>]" of the request path: *rest is "" or
  * what follows the id's slash. False when there is no well-formed id. */
 bool api_path_id(const struct http_exchange *ex, const char *prefix, char id[DR_ID_LEN + 1],

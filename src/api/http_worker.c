@@ -95,6 +95,7 @@ static void setup_routes(void)
     api_content_register_routes();  /* event hook; content is routed by api_media */
     api_events_register_routes();   /* /v1/events + event hook */
     api_shares_register_routes();   /* /v1/folders/shares (media shares via api_media) */
+    api_versions_register_routes(); /* /v1/trash, /v1/trash/ */
     api_links_register_routes();    /* /v1/public-links[/], /p/ */
     api_folders_register_routes();  /* /v1/folders */
     api_pipeline_register_routes(); /* /v1/admin/pipeline[/stream] */

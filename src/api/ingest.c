@@ -235,6 +235,9 @@ static void commit_batch(struct ingest_req *batch)
                 memcpy(r->items[i].media_id, all[k].media_id, sizeof all[k].media_id);
                 memcpy(r->items[i].job_id, all[k].job_id, sizeof all[k].job_id);
                 r->items[i].created_at = all[k].created_at;
+                r->items[i].renamed = all[k].renamed; /* the item owns it (it was NULL) */
+                r->items[i].version = all[k].version;
+                memcpy(r->items[i].replaced, all[k].replaced, sizeof all[k].replaced);
                 r->items[i].result = rc < 0 ? rc : all[k].result;
                 if (rc == 0 && all[k].result == 0)
                     accepted++;
@@ -429,14 +432,17 @@ const char *ingest_first_stage(const struct dr_config *cfg, const char *spool_pa
 char *ingest_item_json(const struct dr_intake *item, const char *state)
 {
     char *folder, *name;
-    path_split(item->path, &folder, &name);
+    const char *path = item->renamed ? item->renamed : item->path; /* ?conflict=rename */
+    path_split(path, &folder, &name);
     char ts[32];
     dr_fmt_time(item->created_at > 0 ? item->created_at : dr_now_ms(), ts, sizeof ts);
-    json_t *media =
-        json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s}", "id", item->media_id,
-                  "path", item->path, "name", name, "folder", folder, "size",
-                  (json_int_t)item->size, "sha256", "content_type", item->content_type, "state",
-                  state ? state : "queued", "owner", item->owner, "created_at", ts);
+    json_t *media = json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s, s:I}", "id",
+                              item->media_id, "path", path, "name", name, "folder", folder, "size",
+                              (json_int_t)item->size, "sha256", "content_type", item->content_type,
+                              "state", state ? state : "queued", "owner", item->owner, "created_at",
+                              ts, "version", (json_int_t)(item->version > 0 ? item->version : 1));
+    if (media != NULL && item->replaced[0]) /* If-Match: it replaces this one once stored */
+        json_object_set_new(media, "replaces", json_string(item->replaced));
     json_t *job =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n}", "id", item->job_id, "kind", "upload",
                   "state", "queued", "stage", item->stage ? item->stage : "process", "media_id",

@@ -22,6 +22,8 @@
  *   api_links.c         POST /v1/media/{id}/public-links, GET /v1/public-links,
  *                       DELETE /v1/public-links/{id}, GET|HEAD /p/{token} (no auth)
  *   api_content.c       GET|HEAD /v1/media/{id}/content (reached through api_media)
+ *   api_versions.c      GET /v1/media/{id}/versions, POST .../versions/{n}/restore (reached
+ *                       through api_media), GET /v1/trash, POST /v1/trash/{id}/restore
  *   api_events.c        GET /v1/events (Server-Sent Events)
  *   api_pipeline.c      GET /v1/admin/pipeline[/stream] (the pipeline view, admin; SSE)
  *
@@ -51,6 +53,7 @@ void api_content_register_routes(void);
 void api_events_register_routes(void);
 void api_shares_register_routes(void);
 void api_links_register_routes(void);
+void api_versions_register_routes(void);
 void api_folders_register_routes(void);
 void api_pipeline_register_routes(void);
 
@@ -86,6 +89,9 @@ void api_content_finish(struct http_exchange *ex);
  * NULL when the method is not one of them (api_media answers 405). */
 const struct http_route_ops *api_shares_media_route(int method, const char *rest);
 const struct http_route_ops *api_links_media_route(int method);
+/* The ops for /v1/media/{id}/versions (rest "versions") and
+ * .../versions/{n}/restore (rest "versions/..."), or NULL (405). */
+const struct http_route_ops *api_versions_media_route(int method, const char *rest);
 
 /* tus expiry sweep on loop thread t: every expiration/4 (clamped to
  * 100 ms .. 30 s) it removes unfinished uploads whose expires_at passed,

@@ -71,6 +71,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "api_req.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
@@ -284,6 +285,8 @@ static int status_for(int rc)
         return 404;
     case -EEXIST:
         return 409;
+    case -ESTALE:
+        return 412;
     case -EFBIG:
         return 413;
     case -EBUSY:
@@ -387,6 +390,7 @@ static void req_free(struct tus_req *st)
     free(st->parts);
     EVP_MD_CTX_free(st->md);
     dr_tus_clear(&st->row);
+    free(st->intake.renamed);
     free(st->owner);
     free(st);
 }
@@ -583,17 +587,19 @@ static void work_commit(void *arg)
         st->row.offset = off;
     }
     if (completes) {
+        free(st->intake.renamed);
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
         st->intake.stage = ingest_first_stage(st->cfg, st->row.spool_path);
         rc = catalog_tus_finish(cat, st->id, &st->intake);
-        if (rc == -EEXIST) {
+        if (rc == -EEXIST || rc == -ESTALE) {
             /* Nobody can ever finish this one: drop it so a retry sees 404. */
             (void)catalog_tus_delete(cat, st->id, st->owner);
             spool_remove(st->row.spool_path);
-            snprintf(st->detail, sizeof(st->detail), "%s already exists; the upload was terminated",
-                     st->row.path);
+            snprintf(st->detail, sizeof(st->detail), "%s %s; the upload was terminated",
+                     st->row.path,
+                     rc == -EEXIST ? "already exists" : "has changed: its ETag is not in If-Match");
             goto out;
         }
         if (rc < 0) {
@@ -892,15 +898,22 @@ static void create_head(struct tus_req *st)
         fail(st, 503, "catalog unavailable");
         goto out;
     }
-    int rc = catalog_path_exists(cat, st->owner, path);
-    if (rc < 0) {
-        fail_rc(st, rc, "checking the path");
+    struct api_overwrite ow;
+    if (!api_overwrite_read(ex, &ow)) {
+        st->responded = true;
         goto out;
     }
-    if (rc > 0) {
-        fail(st, 409, "%s %s", path, catalog_path_clash_text(rc));
+    int rc = api_overwrite_check(ex, cat, st->owner, path, &ow);
+    if (rc != 0) {
+        api_overwrite_free(&ow);
+        if (rc < 0)
+            fail_rc(st, rc, "checking the path");
+        else
+            st->responded = true;
         goto out;
     }
+    st->row.if_match = ow.if_match; /* the finishing intake decides again */
+    st->row.rename = ow.rename;
 
 checked:;
     int64_t now = dr_now_ms();

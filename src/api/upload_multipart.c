@@ -15,7 +15,10 @@
  * 409 when a target path is taken: checked as each part begins (a catalog
  * read on the loop thread), and again by the intake transaction (-EEXIST;
  * the other items of the batch are committed then, and the 409 body lists
- * them under "uploads"). The pre-upload hook (upload_hook.h) is asked
+ * them under "uploads"); with ?conflict=rename a taken name (also one
+ * that appears twice) gets the first free "name (n).ext" instead, picked
+ * by the intake transaction (If-Match is for PUT: 400 here). The
+ * pre-upload hook (upload_hook.h) is asked
  * once for the request, before its body, with the folder as the path and
  * the whole body's Content-Length as the size (the files' names are in
  * the body). The user's quotas (quota.h): the request as a
@@ -42,6 +45,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_req.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
@@ -90,6 +94,7 @@ struct mp_req {
     struct dr_intake *items;
     int *fds;
     struct quota_hold hold;
+    bool rename; /* ?conflict=rename */
 };
 
 static void req_error(struct mp_req *st, int status, const char *fmt, ...)
@@ -158,6 +163,8 @@ static void req_free(struct mp_req *st)
         free(f->content_type);
     }
     free(st->files);
+    for (size_t i = 0; st->items != NULL && i < st->n; i++)
+        free(st->items[i].renamed);
     free(st->items);
     free(st->fds);
     free(st->folder);
@@ -188,7 +195,7 @@ static int part_begin(void *arg, const struct mp_part *part)
         req_error(st, 400, "bad filename: %s", err);
         return -EINVAL;
     }
-    for (size_t i = 0; i < st->n; i++) {
+    for (size_t i = 0; i < st->n && !st->rename; i++) {
         if (strcmp(st->files[i].path, path) == 0) {
             req_error(st, 409, "%s appears twice in this request", path);
             free(path);
@@ -206,7 +213,7 @@ static int part_begin(void *arg, const struct mp_part *part)
         return -EINVAL;
     }
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
-    int rc = cat != NULL ? catalog_path_exists(cat, st->owner, path) : -EAGAIN;
+    int rc = cat == NULL ? -EAGAIN : st->rename ? 0 : catalog_path_exists(cat, st->owner, path);
     if (rc != 0) {
         if (rc > 0)
             req_error(st, 409, "%s %s", path, catalog_path_clash_text(rc));
@@ -419,6 +426,18 @@ static void mp_on_head(struct http_exchange *ex)
         respond_error(st, 400, d);
         return;
     }
+    struct api_overwrite ow;
+    if (!api_overwrite_read(ex, &ow)) {
+        st->responded = true;
+        return;
+    }
+    st->rename = ow.rename;
+    bool if_match = ow.if_match != NULL;
+    api_overwrite_free(&ow);
+    if (if_match) {
+        respond_error(st, 400, "If-Match replaces one file: use PUT /v1/files/{path}");
+        return;
+    }
     char boundary[MP_BOUNDARY_MAX + 1];
     rc = mp_boundary_from_content_type(http_header(ex, "Content-Type"), boundary, err, sizeof(err));
     if (rc < 0) {
@@ -502,6 +521,7 @@ static void mp_on_end(struct http_exchange *ex)
         st->items[i].size = st->files[i].size;
         st->items[i].content_type = st->files[i].content_type;
         st->items[i].spool_path = st->files[i].spool_path;
+        st->items[i].rename = st->rename;
         st->fds[i] = st->files[i].fd;
     }
     int rc = ingest_submit(ex, st->items, st->fds, st->n, ingest_done, st);

@@ -6,7 +6,9 @@
  *   on_head  path check (400), size check from Content-Length (413, before
  *            any body byte is read: with Expect: 100-continue the client
  *            never sees 100), queue full (503 + Retry-After), path taken
- *            (409), the pre-upload hook if one is configured
+ *            (409; with If-Match: no file there or another ETag, 412;
+ *            ?conflict=rename takes any path, see on_end), the
+ *            pre-upload hook if one is configured
  *            (upload_hook.h: 403 with its reason, 503 when it fails),
  *            the user's quotas and the free-disk floor (quota.h:
  *            507, 429 + Retry-After), then a spool file is created and the
@@ -24,7 +26,11 @@
  *            is 507; any of them removes the file;
  *   on_end   ingest_submit(): the committer fdatasyncs the file and
  *            commits media + job + event in a group transaction; then 202
- *            {"media":..,"job":..} with Location: /v1/jobs/{id}.
+ *            {"media":..,"job":..} with Location: /v1/jobs/{id}. The
+ *            transaction decides If-Match (412 when the ETag moved on
+ *            meanwhile; the upload then replaces the file once it is
+ *            stored, catalog_versions.h) and picks the free name of
+ *            ?conflict=rename ("cat (1).jpg"), which the 202 body shows.
  * A client that disconnects before the commit leaves nothing behind: the
  * spool file is removed in on_abort. Once committed, the spool file
  * belongs to the job (the pipeline reads and removes it).
@@ -38,6 +44,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_req.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/http.h"
@@ -65,6 +72,7 @@ struct put {
     struct dr_intake item;
     bool committed;
     struct quota_hold hold;
+    struct api_overwrite ow;
 };
 
 static void put_free(struct put *p)
@@ -78,6 +86,8 @@ static void put_free(struct put *p)
     free(p->spool_path);
     free(p->path);
     free(p->ctype);
+    free(p->item.renamed);
+    api_overwrite_free(&p->ow);
     free(p);
 }
 
@@ -160,19 +170,24 @@ static void put_head(struct http_exchange *ex)
         free(path);
         return;
     }
+    struct api_overwrite ow;
+    if (!api_overwrite_read(ex, &ow)) {
+        free(path);
+        return;
+    }
     struct catalog *cat = http_thread_catalog(http_ex_thread(ex));
-    int rc = cat ? catalog_path_exists(cat, http_user(ex), path) : -EIO;
+    int rc = cat ? api_overwrite_check(ex, cat, http_user(ex), path, &ow) : -EIO;
     if (rc != 0) {
-        if (rc > 0) {
-            http_respond_problem(ex, 409, "%s %s", path, catalog_path_clash_text(rc));
-        } else {
+        if (rc < 0) {
             http_add_header(ex, "Retry-After", "5");
             http_respond_problem(ex, 503, "the catalog is not available");
         }
+        api_overwrite_free(&ow);
         free(path);
         return;
     }
     struct put *p = xcalloc(1, sizeof *p);
+    p->ow = ow;
     p->fd = -1;
     p->path = path;
     p->ctype = clean_ctype(http_header(ex, "Content-Type"));
@@ -259,7 +274,13 @@ static void put_committed(struct http_exchange *ex, struct dr_intake *items, siz
     }
     if (items[0].result == -EEXIST) {
         put_discard(p);
-        http_respond_problem(ex, 409, "%s already exists", p->path);
+        http_respond_problem(ex, 409, "%s %s", p->path,
+                             p->ow.rename ? "has no free name left" : "already exists");
+        return;
+    }
+    if (items[0].result == -ESTALE) {
+        put_discard(p);
+        http_respond_problem(ex, 412, "%s has changed: its ETag is not in If-Match", p->path);
         return;
     }
     if (items[0].result != 0) {
@@ -284,6 +305,8 @@ static void put_end(struct http_exchange *ex)
         .size = p->size,
         .content_type = p->ctype,
         .spool_path = p->spool_path,
+        .if_match = p->ow.if_match,
+        .rename = p->ow.rename,
     };
     int rc = ingest_submit(ex, &p->item, &p->fd, 1, put_committed, p);
     if (rc < 0) {

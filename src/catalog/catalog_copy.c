@@ -48,8 +48,8 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
     {"users", "name, admin, created_at", "tii", "name", "name"},
     {"media",
      "id, owner, path, folder, name, size, sha256, content_type, state, storage_key, "
-     "wrapped_key, created_at, uploaded_at, metadata",
-     "tttttittttbiit", "id", "id"},
+     "wrapped_key, created_at, uploaded_at, metadata, file_id, version, retired, retired_at",
+     "tttttittttbiittiti", "id", "id"},
     {"variants",
      "media_id, name, state, content_type, width, height, size, sha256, wrapped_key, "
      "storage_key, error, created_at",
@@ -62,8 +62,8 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
     {"events", "seq, \"user\", type, job_id, media_id, data, created_at", "ittttti", "seq", "seq"},
     {"tus",
      "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "
-     "created_at, job_id, media_id, finished_at",
-     "ttiittttiitti", "id", "id"},
+     "created_at, job_id, media_id, finished_at, if_match, rename_taken",
+     "ttiittttiittiti", "id", "id"},
     {"folder_shares", "owner, path, \"user\", lo, hi, created_at", "ttttti",
      "owner, path, \"user\"", "owner, path, \"user\""},
     {"links", "id, owner, media_id, created_at, expires_at, max_downloads, downloads", "tttiiii",

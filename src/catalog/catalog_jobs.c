@@ -39,6 +39,7 @@
 #include "catalog_internal.h"
 #include "catalog_jobs.h"
 #include "catalog_media.h"
+#include "catalog_versions.h"
 #include "catalog_schema.h"
 #include "dripd/catalog_variants.h"
 #include "db.h"
@@ -185,9 +186,15 @@ int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
     const char *stage = it->stage ? it->stage : "process";
     if (strcmp(stage, "process") != 0)
         m.metadata = (char *)"{}";
-    int rc = catalog_media_add(db, &m);
-    if (rc == -EEXIST) {
+    /* If-Match and ?conflict=rename (catalog_versions.h) */
+    free(it->renamed);
+    it->renamed = NULL;
+    int rc = catalog_versions_place(db, it, &m);
+    if (rc == 0 && it->result == 0)
+        rc = catalog_media_add(db, &m);
+    if (rc == -EEXIST)
         it->result = -EEXIST;
+    if (rc == -EEXIST || (rc == 0 && it->result != 0)) {
         it->media_id[0] = it->job_id[0] = '\0';
         return 0;
     }

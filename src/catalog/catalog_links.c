@@ -36,7 +36,9 @@ static const struct db_sql q_insert = {
     "VALUES ($1, $2, $3, $4, $5, $6, 0)",
     NULL};
 static const struct db_sql q_get = {
-    "SELECT " LINK_COLS " FROM links l JOIN media m ON m.id = l.media_id WHERE l.id = $1", NULL};
+    "SELECT " LINK_COLS " FROM links l JOIN media m ON m.id = l.media_id WHERE l.id = $1 "
+    "AND m.retired IS NULL",
+    NULL};
 static const struct db_sql q_list = {
     "SELECT " LINK_COLS " FROM links l JOIN media m ON m.id = l.media_id WHERE l.owner = $1 "
     "AND ($2 IS NULL OR l.media_id = $2) ORDER BY l.created_at DESC, l.id DESC",

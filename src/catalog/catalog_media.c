@@ -48,29 +48,32 @@
 #include "catalog_media.h"
 #include "catalog_schema.h"
 #include "catalog_users.h"
+#include "catalog_versions.h"
 #include "db.h"
 #include "dripd/util.h"
 
 #define FOREACH_PAGE 256 /* rows read per statement by media_foreach */
 
-#define MEDIA_COLS                                                                                 \
-    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
-    "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at, m.metadata"
 /* v is the viewer's placeholder: NULL sees everything, else own media,
  * media shared with v, and media below a folder of their owner's that is
  * shared with v (catalog_shares.h: a folder share is a rule, so files
  * added there later are covered; lo/hi are the folder's descendant range,
- * as in q_list_folders). */
+ * as in q_list_folders). A row that no longer holds its path (an earlier
+ * version, one in the trash: catalog_versions.h) is its owner's alone, and
+ * one being purged is nobody's. */
 #define VISIBLE_TO(v)                                                                              \
-    "(" v " IS NULL OR m.owner = " v " OR EXISTS (SELECT 1 FROM shares s WHERE "                   \
+    "(" v " IS NULL OR (m.owner = " v " AND (m.retired IS NULL OR m.retired <> 'purge')) OR "      \
+    "(m.retired IS NULL AND (EXISTS (SELECT 1 FROM shares s WHERE "                                \
     "s.media_id = m.id AND s.\"user\" = " v ") OR EXISTS (SELECT 1 FROM folder_shares fs "         \
     "WHERE fs.\"user\" = " v " AND fs.owner = m.owner AND (m.folder = fs.path OR "                 \
-    "(m.folder > fs.lo AND m.folder < fs.hi))))"
+    "(m.folder > fs.lo AND m.folder < fs.hi))))))"
 
 static const struct db_sql q_insert = {
     "INSERT INTO media(id, owner, path, folder, name, size, sha256, content_type, state, "
-    "storage_key, wrapped_key, created_at, uploaded_at, metadata) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
+    "storage_key, wrapped_key, created_at, uploaded_at, metadata, file_id, version, retired, "
+    "retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "$17, $18) "
+    "ON CONFLICT DO NOTHING",
     NULL};
 static const struct db_sql q_share_insert = {
     "INSERT INTO shares(media_id, \"user\", created_at) VALUES ($1, $2, $3) "
@@ -79,9 +82,10 @@ static const struct db_sql q_share_insert = {
 /* PostgreSQL first takes the owner's path lock (see catalog_path_clash). */
 static const struct db_sql q_path_exists = {
     "SELECT EXISTS (SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' "
-    "AND id <> $3)",
+    "AND retired IS NULL AND id <> $3)",
     "SELECT EXISTS (SELECT 1 FROM media WHERE owner = $1 AND path = $2 AND state <> 'failed' "
-    "AND id <> $3) FROM (SELECT pg_advisory_xact_lock(" CATALOG_LOCK_PATHS ", hashtext($1))) AS l"};
+    "AND retired IS NULL AND id <> $3) FROM (SELECT pg_advisory_xact_lock(" CATALOG_LOCK_PATHS
+    ", hashtext($1))) AS l"};
 static const struct db_sql q_lock_owner = {NULL, "SELECT pg_advisory_xact_lock(" CATALOG_LOCK_PATHS
                                                  ", hashtext($1))"};
 /* A folder at F: a live file of the owner in F or below it, i.e. whose
@@ -92,7 +96,7 @@ static const struct db_sql q_lock_owner = {NULL, "SELECT pg_advisory_xact_lock("
  * media_owner: 100,000 files made each upload ~100x dearer). */
 static const struct db_sql q_folder_at = {
     "SELECT 1 FROM media WHERE owner = $1 AND path > $2 AND path < $3 AND state <> 'failed' "
-    "AND id <> $4 LIMIT 1",
+    "AND retired IS NULL AND id <> $4 LIMIT 1",
     NULL};
 /* A folder made with catalog_folder_create at F, or below it (so F is a
  * folder too): the primary key (owner, path), point and range. */
@@ -103,14 +107,15 @@ static const struct db_sql q_owner_of = {
     "SELECT owner FROM media WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
 static const struct db_sql q_get = {
     "SELECT " MEDIA_COLS " FROM media m WHERE m.id = $1 AND " VISIBLE_TO("$2"), NULL};
-/* The live row wins over failed ones, then the newest. */
+/* The live row wins over failed ones, then the newest; retired rows
+ * (catalog_versions.h) hold no path. */
 static const struct db_sql q_by_path = {
-    "SELECT " MEDIA_COLS " FROM media m WHERE m.owner = $1 AND m.path = $2 "
+    "SELECT " MEDIA_COLS " FROM media m WHERE m.owner = $1 AND m.path = $2 AND m.retired IS NULL "
     "ORDER BY m.state = 'failed', m.created_at DESC, m.id DESC LIMIT 1",
     NULL};
 static const struct db_sql q_list_files = {
-    "SELECT " MEDIA_COLS
-    " FROM media m WHERE m.folder = $1 AND " VISIBLE_TO("$2") " ORDER BY m.name, m.owner, m.id",
+    "SELECT " MEDIA_COLS " FROM media m WHERE m.folder = $1 AND m.retired IS NULL AND " VISIBLE_TO(
+        "$2") " ORDER BY m.name, m.owner, m.id",
     NULL};
 /* Descendants of folder F are the folders in ($1, $2): $1 = P = F + "/"
  * ("/" for the root) and $2 = P with its final '/' turned into '0', the
@@ -126,7 +131,7 @@ static const struct db_sql q_list_files = {
     "SELECT CASE WHEN " instr "(r, '/') > 0 THEN substr(r, 1, " instr "(r, '/') - 1) ELSE r END "  \
     "AS sub, sum(n), coalesce(sum(size), 0) FROM ("                                                \
     "  SELECT substr(m.folder, length($1) + 1) AS r, 1 AS n, m.size AS size FROM media m"          \
-    "  WHERE m.folder > $1 AND m.folder < $2 AND " VISIBLE_TO(                                     \
+    "  WHERE m.folder > $1 AND m.folder < $2 AND m.retired IS NULL AND " VISIBLE_TO(               \
         "$3") " UNION ALL "                                                                        \
               "  SELECT substr(f.path, length($1) + 1), 0, 0 FROM folders f"                       \
               "  WHERE f.path > $1 AND f.path < $2 AND ($3 IS NULL OR f.owner = $3 OR EXISTS "     \
@@ -172,7 +177,7 @@ static int split_path(const char *path, char **folder, char **name)
     return 0;
 }
 
-static void read_media(struct db_stmt *s, struct dr_media *m)
+void catalog_media_read(struct db_stmt *s, struct dr_media *m)
 {
     memset(m, 0, sizeof *m);
     db_col_copy(s, 0, m->id, sizeof m->id);
@@ -195,6 +200,10 @@ static void read_media(struct db_stmt *s, struct dr_media *m)
     m->created_at = db_col_i64(s, 11);
     m->uploaded_at = db_col_i64(s, 12);
     m->metadata = db_col_strdup(s, 13);
+    db_col_copy(s, 14, m->file_id, sizeof m->file_id);
+    m->version = db_col_i64(s, 15);
+    db_col_copy(s, 16, m->retired, sizeof m->retired);
+    m->retired_at = db_col_i64(s, 17);
 }
 
 void dr_media_clear(struct dr_media *m)
@@ -313,7 +322,8 @@ int catalog_media_add(struct db *db, const struct dr_media *m)
     int rc = split_path(m->path, &folder, &name);
     if (rc < 0)
         return rc;
-    rc = catalog_path_clash(db, m->owner, m->path, m->id);
+    /* a pending replacement holds no path yet (catalog_versions.h) */
+    rc = m->retired[0] ? 0 : catalog_path_clash(db, m->owner, m->path, m->id);
     if (rc != 0) {
         rc = rc < 0 ? rc : -EEXIST;
         goto out;
@@ -336,6 +346,10 @@ int catalog_media_add(struct db *db, const struct dr_media *m)
     db_bind_i64(s, 12, m->created_at);
     db_bind_i64(s, 13, m->uploaded_at);
     db_bind_text(s, 14, m->metadata);
+    db_bind_text(s, 15, m->file_id[0] ? m->file_id : m->id); /* a new file: its own first version */
+    db_bind_i64(s, 16, m->version > 0 ? m->version : 1);
+    db_bind_text(s, 17, m->retired[0] ? m->retired : NULL);
+    db_bind_i64(s, 18, m->retired_at);
     rc = db_exec(s, "insert media");
     if (rc >= 0)
         rc = rc == 1 ? 0 : -EEXIST;
@@ -425,6 +439,8 @@ int catalog_media_apply_step(struct db *db, const struct dr_job_step *st, int64_
         db_bind_i64(s, 2, now);
         if ((rc = update_one(s, "step: media set available")) < 0)
             return rc;
+        if ((rc = catalog_versions_promote(db, st->media_id, st->keep_versions, now)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -468,7 +484,7 @@ static int one_media(struct db_stmt *s, struct dr_media *out, const char *what)
 {
     int rc = db_step(s, what);
     if (rc == DB_ROW) {
-        read_media(s, out);
+        catalog_media_read(s, out);
         rc = 0;
     } else if (rc == DB_DONE) {
         rc = -ENOENT;
@@ -553,7 +569,7 @@ int catalog_media_list(struct catalog *cat, const char *viewer, const char *fold
             capf = capf ? 2 * capf : 16;
             fv = xrealloc(fv, capf * sizeof *fv);
         }
-        read_media(s, &fv[nf++]);
+        catalog_media_read(s, &fv[nf++]);
     }
     db_reset(s);
     if (rc < 0)
@@ -679,6 +695,8 @@ int catalog_media_delete(struct catalog *cat, const char *id, const char *owner,
     if (rc < 0)
         return rc;
     rc = check_owned(cat->db, id, owner, "media delete");
+    if (rc == 0) /* a file deleted for good takes its earlier versions along */
+        rc = catalog_versions_purge_of(cat->db, id, dr_now_ms());
     if (rc < 0)
         goto out;
     /* The shares and public links go first, explicitly (ON DELETE
@@ -758,7 +776,7 @@ int catalog_media_foreach(struct catalog *cat, int (*fn)(const struct dr_media *
         db_bind_i64(s, 2, FOREACH_PAGE);
         size_t n = 0;
         while (n < FOREACH_PAGE && (rc = db_step(s, "media foreach")) == DB_ROW)
-            read_media(s, &page[n++]);
+            catalog_media_read(s, &page[n++]);
         db_reset(s);
         if (rc < 0) {
             for (size_t i = 0; i < n; i++)

@@ -9,6 +9,14 @@
 #include "db.h"
 #include "dripd/catalog.h"
 
+/* The columns of a media row (alias m), in the order catalog_media_read
+ * reads them. */
+#define MEDIA_COLS                                                                                 \
+    "m.id, m.owner, m.path, m.name, m.folder, m.size, m.sha256, m.content_type, m.state, "         \
+    "m.storage_key, m.wrapped_key, m.created_at, m.uploaded_at, m.metadata, m.file_id, "           \
+    "m.version, m.retired, m.retired_at"
+/* The row s is on (selected with MEDIA_COLS) into m (zeroed first). */
+void catalog_media_read(struct db_stmt *s, struct dr_media *m);
 /* Insert m (folder and name derived from m->path). -EEXIST when the path
  * is taken among live media or the id exists (nothing written, and the
  * transaction goes on); -EINVAL for a path that is not absolute or has an

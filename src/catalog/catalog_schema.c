@@ -339,6 +339,43 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  created_at BIGINT NOT NULL,"
            "  PRIMARY KEY (owner, path)"
            ");"},
+    /* v6: versions and the trash (docs/CATALOG.md, "Versions and the
+     * trash"). Each upload stays its own media row; file_id groups the
+     * versions of one file (its first version's id), version numbers
+     * them, and retired says why a row does not hold its path: a
+     * replacement still uploading, an earlier version, deleted into the
+     * trash, or being purged (its objects are being deleted). Only rows
+     * that are not retired hold a path, so the unique index moves to
+     * them. A tus session keeps its upload's If-Match or
+     * ?conflict=rename for the intake at its end. */
+    {.sqlite = "ALTER TABLE media ADD COLUMN file_id TEXT;"
+               "ALTER TABLE media ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"
+               "ALTER TABLE media ADD COLUMN retired TEXT"
+               "  CHECK (retired IN ('pending', 'version', 'trash', 'purge'));"
+               "ALTER TABLE media ADD COLUMN retired_at INTEGER NOT NULL DEFAULT 0;"
+               "UPDATE media SET file_id = id WHERE file_id IS NULL;"
+               "DROP INDEX IF EXISTS media_owner_path;"
+               "CREATE UNIQUE INDEX IF NOT EXISTS media_owner_path ON media(owner, path)"
+               "  WHERE state <> 'failed' AND retired IS NULL;"
+               "CREATE INDEX IF NOT EXISTS media_file ON media(file_id);"
+               "CREATE INDEX IF NOT EXISTS media_retired ON media(retired, retired_at)"
+               "  WHERE retired IS NOT NULL;"
+               "ALTER TABLE tus ADD COLUMN if_match TEXT;"
+               "ALTER TABLE tus ADD COLUMN rename_taken INTEGER NOT NULL DEFAULT 0;",
+     .pg = "ALTER TABLE media ADD COLUMN IF NOT EXISTS file_id " T ";"
+           "ALTER TABLE media ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 1;"
+           "ALTER TABLE media ADD COLUMN IF NOT EXISTS retired " T
+           "  CHECK (retired IN ('pending', 'version', 'trash', 'purge'));"
+           "ALTER TABLE media ADD COLUMN IF NOT EXISTS retired_at BIGINT NOT NULL DEFAULT 0;"
+           "UPDATE media SET file_id = id WHERE file_id IS NULL;"
+           "DROP INDEX IF EXISTS media_owner_path;"
+           "CREATE UNIQUE INDEX IF NOT EXISTS media_owner_path ON media(owner, path)"
+           "  WHERE state <> 'failed' AND retired IS NULL;"
+           "CREATE INDEX IF NOT EXISTS media_file ON media(file_id);"
+           "CREATE INDEX IF NOT EXISTS media_retired ON media(retired, retired_at)"
+           "  WHERE retired IS NOT NULL;"
+           "ALTER TABLE tus ADD COLUMN IF NOT EXISTS if_match " T ";"
+           "ALTER TABLE tus ADD COLUMN IF NOT EXISTS rename_taken BIGINT NOT NULL DEFAULT 0;"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

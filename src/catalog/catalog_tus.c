@@ -33,12 +33,13 @@
 #define TUS_EXPIRED_MAX 1000 /* cap of one catalog_tus_expired call */
 #define TUS_COLS                                                                                   \
     "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "        \
-    "created_at, job_id, media_id"
+    "created_at, job_id, media_id, if_match, rename_taken"
 
 /* A duplicate id is "0 rows" (-EEXIST). */
 static const struct db_sql q_insert = {
     "INSERT INTO tus(id, owner, length, \"offset\", path, metadata, content_type, spool_path, "
-    "expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "expires_at, created_at, if_match, rename_taken) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
     "ON CONFLICT DO NOTHING",
     NULL};
 static const struct db_sql q_get = {
@@ -79,6 +80,8 @@ static void read_tus(struct db_stmt *s, struct dr_tus *t)
     t->created_at = db_col_i64(s, 9);
     db_col_copy(s, 10, t->job_id, sizeof t->job_id);
     db_col_copy(s, 11, t->media_id, sizeof t->media_id);
+    t->if_match = db_col_strdup(s, 12);
+    t->rename = db_col_i64(s, 13) != 0;
 }
 
 void dr_tus_clear(struct dr_tus *t)
@@ -90,6 +93,7 @@ void dr_tus_clear(struct dr_tus *t)
     free(t->metadata);
     free(t->content_type);
     free(t->spool_path);
+    free(t->if_match);
     memset(t, 0, sizeof *t);
 }
 
@@ -112,6 +116,8 @@ int catalog_tus_create(struct catalog *cat, const struct dr_tus *t)
     db_bind_text(s, 8, t->spool_path);
     db_bind_i64(s, 9, t->expires_at);
     db_bind_i64(s, 10, t->created_at != 0 ? t->created_at : dr_now_ms());
+    db_bind_text(s, 11, t->if_match);
+    db_bind_i64(s, 12, t->rename ? 1 : 0);
     rc = db_exec(s, "tus create");
     if (rc < 0)
         return rc;
@@ -192,15 +198,22 @@ static int finish_open(struct catalog *cat, const char *id, const struct dr_tus 
         it.content_type = row->content_type;
     if (it.spool_path == NULL)
         it.spool_path = row->spool_path;
+    if (it.if_match == NULL && !it.rename) { /* the creation's If-Match / ?conflict=rename */
+        it.if_match = row->if_match;
+        it.rename = row->rename;
+    }
     if (!catalog_intake_valid(&it))
         return -EINVAL;
     int rc = catalog_intake_one(cat, &it, dr_now_ms());
+    intake->renamed = it.renamed; /* intake_one replaced (and freed) the caller's */
     if (rc < 0)
         return rc;
     intake->result = it.result;
     intake->created_at = it.created_at;
+    intake->version = it.version;
+    memcpy(intake->replaced, it.replaced, sizeof intake->replaced);
     if (it.result < 0)
-        return it.result; /* -EEXIST: nothing written, the session stays open */
+        return it.result; /* -EEXIST, -ESTALE: nothing written, the session stays open */
     struct db_stmt *s;
     rc = db_prepare(db, &q_finish, &s);
     if (rc < 0)

@@ -1077,6 +1077,16 @@ static const struct field quotas_fields[] = {
     END,
 };
 
+static const struct field versions_fields[] = {
+    F_INT("keep", C(versions.keep), 0, 1000),
+    END,
+};
+
+static const struct field trash_fields[] = {
+    F_DUR("ttl", C(trash.ttl), 0, U64_LIMIT),
+    END,
+};
+
 static const struct field root_fields[] = {
     {"listen", K_STRLIST, C(listen), C(n_listen), NULL, 0, 0, 0, check_listen, false},
     F_STR("data_dir", C(data_dir)),
@@ -1103,6 +1113,8 @@ static const struct field root_fields[] = {
     F_MAP("cors", 0, cors_fields),
     F_MAP("tls", 0, tls_fields),
     F_MAP("hooks", 0, hooks_fields),
+    F_MAP("versions", 0, versions_fields),
+    F_MAP("trash", 0, trash_fields),
     END,
 };
 

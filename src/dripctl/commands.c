@@ -889,6 +889,112 @@ int cmd_revoke(struct client *c, const struct args *a)
     return code;
 }
 
+/* ---------- versions and the trash ---------- */
+
+int cmd_versions(struct client *c, const struct args *a)
+{
+    char *id = resolve(c, a->argv[0]);
+    if (id == NULL)
+        return fail(c, a->argv[0]);
+    char *path = xasprintf("/v1/media/%s/versions", id);
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "GET", path, NULL, &doc) < 0) {
+        code = fail(c, a->argv[0]);
+    } else if (c->json) {
+        print_json(doc);
+    } else {
+        size_t i;
+        json_t *v;
+        printf("%-8s %-26s %12s %-24s %s\n", "version", "id", "size", "uploaded", "path");
+        json_array_foreach(json_object_get(doc, "versions"), i, v)
+        {
+            const char *r = jstr(v, "retired", NULL);
+            printf("%-8lld %-26s %12lld %-24s %s%s%s\n", jint(v, "version"), jstr(v, "id", "?"),
+                   jint(v, "size"), jstr(v, "uploaded_at", "-"), jstr(v, "path", "?"),
+                   r == NULL                   ? " (current)"
+                   : strcmp(r, "pending") == 0 ? " (uploading)"
+                                               : "",
+                   r != NULL && strcmp(r, "trash") == 0 ? " (in the trash)" : "");
+        }
+    }
+    json_decref(doc);
+    free(path);
+    free(id);
+    return code;
+}
+
+int cmd_restore(struct client *c, const struct args *a)
+{
+    char *end = NULL;
+    long long n = strtoll(a->argv[1], &end, 10);
+    if (end == a->argv[1] || *end != '\0' || n <= 0) {
+        fprintf(stderr, "dripctl: restore: %s is not a version number (see `versions`)\n",
+                a->argv[1]);
+        return EXIT_USAGE;
+    }
+    char *id = resolve(c, a->argv[0]);
+    if (id == NULL)
+        return fail(c, a->argv[0]);
+    char *path = xasprintf("/v1/media/%s/versions/%lld/restore", id, n);
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "POST", path, NULL, &doc) < 0) {
+        code = fail(c, a->argv[0]);
+    } else {
+        char *line = xasprintf("restore %s version %lld: %s is %s again", a->argv[0], n,
+                               jstr(doc, "path", "?"), jstr(doc, "id", "?"));
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
+    free(path);
+    free(id);
+    return code;
+}
+
+int cmd_trash(struct client *c, const struct args *a)
+{
+    (void)a;
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "GET", "/v1/trash", NULL, &doc) < 0) {
+        code = fail(c, "trash");
+    } else if (c->json) {
+        print_json(doc);
+    } else {
+        size_t i;
+        json_t *f;
+        printf("%-26s %12s %-24s %-24s %s\n", "id", "size", "deleted", "goes", "path");
+        json_array_foreach(json_object_get(doc, "files"), i, f)
+            printf("%-26s %12lld %-24s %-24s %s\n", jstr(f, "id", "?"), jint(f, "size"),
+                   jstr(f, "retired_at", "?"), jstr(f, "expires_at", "-"), jstr(f, "path", "?"));
+        if (json_array_size(json_object_get(doc, "files")) == 0 && !c->quiet)
+            fprintf(stderr, "dripctl: the trash is empty\n");
+    }
+    json_decref(doc);
+    return code;
+}
+
+int cmd_untrash(struct client *c, const struct args *a)
+{
+    char *el = client_escape(c, a->argv[0]);
+    char *path = xasprintf("/v1/trash/%s/restore", el);
+    json_t *doc = NULL;
+    int code = EXIT_OK;
+    if (client_json(c, "POST", path, NULL, &doc) < 0) {
+        code = fail(c, a->argv[0]);
+    } else {
+        char *line = xasprintf("untrash %s: back at %s", a->argv[0], jstr(doc, "path", "?"));
+        print_ok(c, doc, line);
+        free(line);
+    }
+    json_decref(doc);
+    free(path);
+    free(el);
+    return code;
+}
+
 /* ---------- jobs ---------- */
 int cmd_jobs(struct client *c, const struct args *a)
 {

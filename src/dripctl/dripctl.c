@@ -175,6 +175,24 @@ static const struct command commands[] = {
      "Revoke a public link (its id is in `links`): its URL stops working at\n"
      "once. Other links to the same file are not affected.\n",
      1, 1, cmd_revoke, "", NO_OPTS},
+    {"versions", "ID|PATH", "list a file's versions",
+     "List a file's versions, the current one first, then the earlier ones the\n"
+     "server keeps (versions.keep), newest first: version, id, size, when it\n"
+     "was uploaded. An upload with If-Match makes a new version.\n",
+     1, 1, cmd_versions, "", NO_OPTS},
+    {"restore", "ID|PATH N", "make version N the file again",
+     "Make version N of a file (see `versions`) the current one, at the file's\n"
+     "path; the version it replaces is kept as an earlier version.\n",
+     2, 2, cmd_restore, "", NO_OPTS},
+    {"trash", "", "list your trash",
+     "List the files you deleted that are still in the trash (trash.ttl):\n"
+     "id, size, when deleted, when they go for good, path. `untrash` restores\n"
+     "one; `rm ID` on one deletes it for good.\n",
+     0, 0, cmd_trash, "", NO_OPTS},
+    {"untrash", "ID", "restore a file from the trash",
+     "Put a file from the trash (its id is in `trash`) back at its path; fails\n"
+     "if that path is taken meanwhile.\n",
+     1, 1, cmd_untrash, "", NO_OPTS},
     {"jobs",
      "[ID] [--state S] [--limit N]",
      "show a job, or list your newest jobs",

@@ -24,7 +24,8 @@
  *                claimer_alive_here: pid, start time, state) or by nodes
  *                silent for 30 s (PostgreSQL; their downloads fail; with
  *                SQLite another node id is this node's past), and prunes
- *                hourly under the cluster's "prune" lease. Until it once
+ *                hourly under the cluster's "prune" lease, and every 2 s
+ *                runs the retire sweep (retire.h) under the "retire" lease. Until it once
  *                could, it also removes from the store what puts cut
  *                short by a crash left (store_sweep).
  *   enc-N, store-N, unot-N   upload stages: encrypt -> store -> notify
@@ -94,6 +95,7 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "reprocess.h"
+#include "retire.h"
 #include "scrub.h"
 #include "dripd/store_probe.h"
 #include "webhook.h"
@@ -108,6 +110,7 @@
  * its running jobs are released, its download jobs fail (catalog.h). */
 #define NODE_LEASE_MS 30000
 #define PRUNE_EVERY_MS (3600 * 1000)
+#define RETIRE_EVERY_MS 2000 /* the retire sweep (retire.h): trash expiry, replaced versions */
 #define MAX_ORPHANS 256
 #define COMMIT_BATCH 64 /* job steps per group commit */
 
@@ -325,6 +328,7 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
             .size = u->size,
             .available = u->available,
             .media_optional = u->media_optional,
+            .keep_versions = pc->cfg->versions.keep,
         };
         int crc = pl_commit_step(pc->committer, t->cat, &step);
         for (int i = 1; i < CATALOG_TRIES && crc != 0; i++)
@@ -571,7 +575,7 @@ static void *starter_main(void *arg)
         log_error("%s starter: cannot open the catalog: %s", r->kind, strerror(-rc));
         pl_sleep(pc, 1000);
     }
-    int64_t last_recover = 0, last_prune = INT64_MIN / 2;
+    int64_t last_recover = 0, last_prune = INT64_MIN / 2, last_retire = 0;
     bool first = true;
     while (cat && !pl_stopping(pc)) {
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_recover >= RECOVER_EVERY_MS) {
@@ -579,6 +583,10 @@ static void *starter_main(void *arg)
             if (!r->swept)
                 r->swept = sweep_store(pc);
             last_recover = dr_mono_ms();
+        }
+        if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_retire >= RETIRE_EVERY_MS) {
+            /* more than a batch to purge: again at the next turn */
+            last_retire = retire_sweep(pc->cfg, cat) ? 0 : dr_mono_ms();
         }
         if (r->pl == DR_PL_UPLOAD && dr_mono_ms() - last_prune >= PRUNE_EVERY_MS) {
             prune(pc, cat);

@@ -14,6 +14,7 @@
  *   sharing.js  who sees a file or folder, unsharing, public links
  *   folders.js  new folder; rename, move and delete a folder
  *   pipeline.js the live pipeline view (#pipeline, admins only)
+ *   versions.js a file's versions and restoring one; the trash
  * A new feature is a new module that registers itself here.
  *
  * Security rules every module keeps:
@@ -36,6 +37,7 @@ import { registerMedia } from './js/media.js';
 import { registerSharing } from './js/sharing.js';
 import { registerFolders } from './js/folders.js';
 import { initPipelineLink, isPipelineHash, startPipeline, stopPipeline } from './js/pipeline.js';
+import { registerVersions } from './js/versions.js';
 
 function showSignIn(message) {
   stopEvents();
@@ -112,6 +114,7 @@ function init() {
   registerMedia();
   registerFolders();
   registerSharing();
+  registerVersions();
   initUploads();
   onJobEvent(onJob);
   onRefused(() => { forget(); showSignIn('Your token was refused. Sign in again.'); });

@@ -1,6 +1,7 @@
 /* actions.js - what can be done to a file: download (anyone who sees it),
- * rename or move, share (sharing.js: people and public links) and delete
- * (its owner only). Each is registered
+ * rename or move, share (sharing.js: people and public links), versions
+ * (versions.js) and delete (its owner only; into the trash when the server
+ * keeps one). Each is registered
  * with the folder view (browser.js registerFileAction); other features add
  * theirs the same way.
  */
@@ -11,6 +12,7 @@ import { notify } from './notices.js';
 import { registerFileAction, isOwn, loadListing } from './browser.js';
 import { mediaGone } from './uploads.js';
 import { shareFile } from './sharing.js';
+import { trashTtl, openVersions } from './versions.js';
 
 async function download(m) {
   /* The browser's own download manager streams the file to disk. It cannot
@@ -69,9 +71,11 @@ async function rename(m) {
 }
 
 async function remove(m) {
+  const ttl = await trashTtl();
   const ok = await ask({
     title: 'Delete “' + m.name + '”?',
-    text: m.path + ' and its stored copy will be deleted. This cannot be undone.',
+    text: ttl ? m.path + ' goes to the trash, where you can restore it for ' + fmtTtl(ttl) + '.' :
+      m.path + ' and its stored copy will be deleted. This cannot be undone.',
     okText: 'Delete',
     danger: true,
     submit: async () => {
@@ -85,14 +89,22 @@ async function remove(m) {
   });
   if (!ok) return;
   mediaGone(m.id);
-  notify('Deleted “' + m.name + '”.');
+  notify(ttl ? 'Moved “' + m.name + '” to the trash.' : 'Deleted “' + m.name + '”.');
   loadListing();
+}
+
+/* 3600 -> "1 hour", 172800 -> "2 days" */
+function fmtTtl(s) {
+  const unit = s >= 86400 ? ['day', 86400] : s >= 3600 ? ['hour', 3600] : s >= 60 ? ['minute', 60] : ['second', 1];
+  const n = Math.floor(s / unit[1]);
+  return n + ' ' + unit[0] + (n === 1 ? '' : 's');
 }
 
 export function registerActions() {
   registerFileAction({ id: 'download', label: 'Download', run: download });
   registerFileAction({ id: 'rename', label: 'Rename', visible: isOwn, run: rename });
   registerFileAction({ id: 'share', label: 'Share', visible: isOwn, run: shareFile });
+  registerFileAction({ id: 'versions', label: 'Versions', visible: isOwn, run: openVersions });
   registerFileAction({ id: 'delete', label: 'Delete', visible: isOwn, run: remove });
 }
 

@@ -1,0 +1,100 @@
+// The web UI's versions and trash (js/versions.js) in Debian's headless
+// Chromium, driven by playwright-core, against the real daemon (issue 18
+// item 4): a file's versions listed and an earlier one restored; a delete
+// that goes to the trash (the dialog says so) and a restore from it.
+// Usage: node web_versions.mjs BASE_URL TOKEN SHOTS_DIR
+// Exits 0 when every step passed; prints one JSON line of results last.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+
+const [base, token, shots] = process.argv.slice(2);
+const results = { steps: [] };
+const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
+const check = (cond, what) => { if (!cond) throw new Error(what); };
+const auth = { Authorization: 'Bearer ' + token };
+
+async function waitDone(jobId) {
+  for (let i = 0; i < 600; i++) {
+    const r = await fetch(base + '/v1/jobs/' + jobId, { headers: auth });
+    const j = await r.json();
+    if (j.state === 'done') return;
+    check(j.state !== 'failed', 'job failed: ' + j.error);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  throw new Error('job ' + jobId + ' not done');
+}
+async function putFile(remote, body, headers = {}) {
+  const r = await fetch(base + '/v1/files' + remote, { method: 'PUT', headers: { ...auth, ...headers }, body });
+  check(r.status === 202, 'PUT ' + remote + ' ' + r.status);
+  const doc = await r.json();
+  await waitDone(doc.job.id);
+  return doc.media.id;
+}
+async function listing(folder) {
+  const r = await fetch(base + '/v1/media?folder=' + encodeURIComponent(folder), { headers: auth });
+  return r.json();
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+let failed = null;
+let page;
+try {
+  const v1 = await putFile('/w/doc.txt', 'one');
+  const v2 = await putFile('/w/doc.txt', 'two!', { 'If-Match': '*' });
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 860 } });
+  page = await ctx.newPage();
+  const problems = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(String(e)));
+  await page.goto(base + '/#/w');
+  await page.fill('#token', token);
+  await page.click('#signin-form button[type=submit]');
+  await page.waitForSelector('#app:not([hidden])');
+  await page.waitForSelector('#rows tr.file[data-id="' + v2 + '"]');
+
+  // Versions: 2 is current, 1 is earlier with Restore; restore it.
+  await page.click('#rows tr.file[data-id="' + v2 + '"] button.versions');
+  await page.waitForSelector('#versions-dlg[open]');
+  await page.waitForSelector('#versions-list li[data-version="1"] button.restore');
+  check(await page.locator('#versions-list li[data-version="2"] button.restore').count() === 0, 'current has no Restore');
+  check((await page.textContent('#versions-list li[data-version="2"]')).includes('current'), 'current marked');
+  await page.screenshot({ path: path.join(shots, 'versions.png'), fullPage: true });
+  await page.click('#versions-list li[data-version="1"] button.restore');
+  await page.waitForSelector('#versions-list li[data-version="2"] button.restore');
+  await page.click('#versions-close');
+  await page.waitForSelector('#rows tr.file[data-id="' + v1 + '"]');
+  check((await listing('/w')).files[0].id === v1, 'version 1 is not current');
+  step('list versions and restore one');
+
+  // Delete: into the trash, as the dialog says; restore it from the Trash.
+  await page.click('#rows tr.file[data-id="' + v1 + '"] button.delete');
+  await page.waitForSelector('#dlg[open]');
+  check((await page.textContent('#dlg-text')).includes('goes to the trash'), 'delete text: ' + await page.textContent('#dlg-text'));
+  await page.click('#dlg-ok');
+  await page.waitForFunction((id) => !document.querySelector('#rows tr.file[data-id="' + id + '"]'), v1);
+  check((await listing('/w')).files.length === 0, 'still listed');
+  await page.click('#show-trash');
+  await page.waitForSelector('#trash-dlg[open]');
+  await page.waitForSelector('#trash-list li[data-id="' + v1 + '"]');
+  check((await page.textContent('#trash-list li[data-id="' + v1 + '"]')).includes('/w/doc.txt'), 'trash row path');
+  await page.screenshot({ path: path.join(shots, 'trash.png'), fullPage: true });
+  await page.click('#trash-list li[data-id="' + v1 + '"] button.restore');
+  await page.waitForFunction(() => document.querySelectorAll('#trash-list li').length === 0);
+  await page.click('#trash-close');
+  await page.waitForSelector('#rows tr.file[data-id="' + v1 + '"]');
+  step('delete into the trash and restore');
+
+  check(problems.length === 0, 'page problems: ' + problems.join(' | '));
+} catch (e) {
+  failed = e;
+  if (page) await page.screenshot({ path: path.join(shots, 'versions-failure.png'), fullPage: true }).catch(() => {});
+}
+await browser.close();
+results.ok = !failed;
+if (failed) results.error = String(failed.stack || failed);
+console.log(JSON.stringify(results));
+process.exit(failed ? 1 : 0);
