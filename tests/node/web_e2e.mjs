@@ -200,7 +200,7 @@ try {
   const sharedButtons = await shared.locator('td.acts button').evaluateAll((bs) => bs.map((b) => b.className));
   check(JSON.stringify(sharedButtons) === '["download"]', 'actions on a shared file: ' + sharedButtons);
   const ownButtons = await page.locator('#rows tr.file', { hasText: 'alpha.bin' }).locator('td.acts button').evaluateAll((bs) => bs.map((b) => b.className));
-  check(JSON.stringify(ownButtons) === '["download","rename","share","delete"]', 'actions on an own file: ' + ownButtons);
+  check(JSON.stringify(ownButtons) === '["download","rename","share","versions","delete"]', 'actions on an own file: ' + ownButtons);
   step('shared file shows its owner and only download');
 
   // The hostile name shows as text, not markup.
