@@ -49,6 +49,10 @@ def test_rules_check_and_unit_tests(tmpdir_path):
     r = subprocess.run([promtool, "test", "rules", RULES_TEST], capture_output=True, text=True,
                        cwd=os.path.dirname(RULES_TEST))
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+    # the example scrape config loads, rules included
+    r = subprocess.run([promtool, "check", "config", os.path.join(os.path.dirname(RULES), "prometheus.yml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS: %d rules found" % len(ALERTS) in r.stdout, r.stdout + r.stderr
     text = open(RULES).read()
     assert sorted(re.findall(r"- alert: (\w+)", text)) == sorted(ALERTS)
     tested = set(re.findall(r"alertname: (\w+)", open(RULES_TEST).read()))
