@@ -367,14 +367,19 @@ static bool body_empty(const struct http_request *rq)
     return !rq->chunked && (!rq->has_length || rq->content_length == 0);
 }
 
+/* Give the quota back: what a session row or a finish made durable counts
+ * until the next catalog read (quota.h). A second call does nothing. */
+static void release_quota(struct tus_req *st)
+{
+    bool kept = st->op == OP_CREATE ? st->committed_row : st->committed && st->rc == 0;
+    quota_release(&st->hold, kept ? st->hold.reserved : 0, st->finished ? 1 : 0);
+}
+
 static void req_free(struct tus_req *st)
 {
     if (st == NULL)
         return;
-    /* what a session row or a finish made durable counts until the next
-     * catalog read (quota.h) */
-    bool kept = st->op == OP_CREATE ? st->committed_row : st->committed && st->rc == 0;
-    quota_release(&st->hold, kept ? st->hold.reserved : 0, st->finished ? 1 : 0);
+    release_quota(st);
     if (st->fd >= 0)
         close(st->fd);
     /* A creation that never got its session row leaves no file behind. */
@@ -639,6 +644,7 @@ static void done_commit(struct http_exchange *ex, void *arg)
         head_respond(st);
         return;
     }
+    release_quota(st); /* counted before the client hears the answer */
     http_add_headerf(ex, "Upload-Offset", "%" PRIu64, st->row.offset);
     if (st->finished) {
         http_add_header(ex, "Upload-Job", st->intake.job_id);

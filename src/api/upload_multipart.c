@@ -320,6 +320,19 @@ static char *uploads_json(const struct dr_intake *items, size_t n, size_t *count
     return out;
 }
 
+/* Give the quota back; what was handed to jobs counts as stored. */
+static void release_quota(struct mp_req *st)
+{
+    uint64_t bytes = 0;
+    unsigned jobs = 0;
+    for (size_t i = 0; i < st->n; i++)
+        if (st->files[i].handed) {
+            bytes += st->files[i].size;
+            jobs++;
+        }
+    quota_release(&st->hold, bytes, jobs);
+}
+
 static void ingest_done(struct http_exchange *ex, struct dr_intake *items, size_t n, int rc,
                         void *arg)
 {
@@ -348,6 +361,7 @@ static void ingest_done(struct http_exchange *ex, struct dr_intake *items, size_
                                     : "committing the upload failed");
         return;
     }
+    release_quota(st); /* counted before the client hears the answer */
     size_t accepted;
     char *list = uploads_json(items, n, &accepted);
     st->responded = true;
@@ -529,19 +543,6 @@ static void mp_on_end(struct http_exchange *ex)
         st->responded = true;
         ingest_respond_busy(ex);
     }
-}
-
-/* Give the quota back; what was handed to jobs counts as stored. */
-static void release_quota(struct mp_req *st)
-{
-    uint64_t bytes = 0;
-    unsigned jobs = 0;
-    for (size_t i = 0; i < st->n; i++)
-        if (st->files[i].handed) {
-            bytes += st->files[i].size;
-            jobs++;
-        }
-    quota_release(&st->hold, bytes, jobs);
 }
 
 static void mp_on_abort(struct http_exchange *ex)

@@ -288,6 +288,9 @@ static void put_committed(struct http_exchange *ex, struct dr_intake *items, siz
         respond_storage_error(ex, items[0].result, "committing the upload");
         return;
     }
+    /* counted before the client hears 202: its next upload, maybe on
+     * another loop thread, must see this job (on_done would be too late) */
+    quota_release(&p->hold, p->size, 1);
     char *body = ingest_item_json(&items[0], "queued");
     http_add_headerf(ex, "Location", "/v1/jobs/%s", items[0].job_id);
     http_respond(ex, 202, "application/json", body, strlen(body));
