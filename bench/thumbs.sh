@@ -93,10 +93,11 @@ wait_sql() {
 
 # The sum of VmRSS (KiB) of pid and all its descendants.
 tree_rss() {
-  local all p sum=0
+  local all p r sum=0
   all=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
   for p in $all; do all="$all $(ps -o pid= --ppid "$p" 2>/dev/null || true)"; done
-  for p in "$1" $all; do sum=$((sum + $(rss_kib "$p" 2>/dev/null || echo 0))); done
+  # a helper that just exited is gone or a zombie (no VmRSS line): 0
+  for p in "$1" $all; do r=$(rss_kib "$p" 2>/dev/null || true); sum=$((sum + ${r:-0})); done
   echo "$sum"
 }
 sample_rss() {  # in the background: the peak of tree_rss into $W/peak
