@@ -42,6 +42,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dripd/util.h"
+
 struct out {
     int fd;            /* -1: the dry pass */
     const uint8_t *b;  /* the input */
@@ -54,20 +56,10 @@ struct out {
 
 static void flush(struct out *o)
 {
-    const uint8_t *p = o->b + o->run;
     size_t n = o->n_run;
     o->n_run = 0;
-    while (o->fd >= 0 && n > 0 && o->err == 0) {
-        ssize_t w = write(o->fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            o->err = w < 0 ? -errno : -EIO;
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
+    if (o->fd >= 0 && n > 0 && o->err == 0)
+        o->err = dr_write_all(o->fd, o->b + o->run, n);
 }
 
 /* Copy input bytes [off, off + n). */
@@ -94,18 +86,8 @@ static void emit(struct out *o, const void *p, size_t n)
     o->changed = true;
     o->total += n;
     flush(o);
-    const uint8_t *q = p;
-    while (o->fd >= 0 && n > 0 && o->err == 0) {
-        ssize_t w = write(o->fd, q, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            o->err = w < 0 ? -errno : -EIO;
-            return;
-        }
-        q += w;
-        n -= (size_t)w;
-    }
+    if (o->fd >= 0 && n > 0 && o->err == 0)
+        o->err = dr_write_all(o->fd, p, n);
 }
 
 static uint32_t be32(const uint8_t *p)
