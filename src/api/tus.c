@@ -941,7 +941,11 @@ checked:;
         fail(st, 413, "the body is longer than Upload-Length");
         goto out;
     }
-    uint64_t declared = st->length >= 0                 ? (uint64_t)st->length
+    /* a final upload's bytes were counted against max_bytes when its
+     * parts announced them (unfinished sessions count until the catalog
+     * drops them): counting them again would refuse a user at half quota */
+    uint64_t declared = final                           ? 0
+                        : st->length >= 0               ? (uint64_t)st->length
                         : with_upload && rq->has_length ? rq->content_length
                                                         : 0;
     bool finishes = !st->partial && (st->length == 0 || final ||

@@ -16,6 +16,7 @@ Usage in a test:
     def test_y(dripd_factory):          # custom config
         d = dripd_factory(config={"pipeline": {"queue_limit": 2}})
 """
+import hashlib
 import json
 import os
 import re
@@ -360,6 +361,17 @@ def same_file(a, b):
                 return False
             if not x:
                 return True
+
+
+def sha256_of(path_or_bytes):
+    """Hex SHA-256 of bytes, or of the file at a path (read 1 MiB at a time)."""
+    if isinstance(path_or_bytes, bytes):
+        return hashlib.sha256(path_or_bytes).hexdigest()
+    h = hashlib.sha256()
+    with open(path_or_bytes, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
 
 
 SANITIZER_REPORT = re.compile(r"WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|"

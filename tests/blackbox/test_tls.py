@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import DRIPCTL, DRIPD, ROOT, make_file, wait_until
+from conftest import DRIPCTL, DRIPD, ROOT, make_file, sha256_of as sha, wait_until
 
 NODE_DIR = os.path.join(ROOT, "tests", "node")
 
@@ -78,16 +78,6 @@ def wait_job_tls(d, ca, job, timeout=120):
         doc = json.loads(b) if st == 200 else None
         return doc if doc and doc["state"] in ("done", "failed") else None
     return wait_until(poll, timeout, "job " + job, interval=0.05)
-
-
-def sha(path_or_bytes):
-    if isinstance(path_or_bytes, bytes):
-        return hashlib.sha256(path_or_bytes).hexdigest()
-    h = hashlib.sha256()
-    with open(path_or_bytes, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def handshakes(d, after=0):

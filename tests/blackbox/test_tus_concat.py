@@ -4,25 +4,14 @@ not media and make no job; Upload-Concat: final;<URLs> joins them
 parallelUploads (with a part cut mid-body and the upload resumed from its
 URL store), and curl for the protocol's edges."""
 import base64
-import hashlib
 import json
 import os
 import re
 import subprocess
 
-from conftest import ROOT, make_file, wait_until
+from conftest import ROOT, make_file, sha256_of as sha, wait_until
 
 NODE_DIR = os.path.join(ROOT, "tests", "node")
-
-
-def sha(path_or_bytes):
-    if isinstance(path_or_bytes, bytes):
-        return hashlib.sha256(path_or_bytes).hexdigest()
-    h = hashlib.sha256()
-    with open(path_or_bytes, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def b64(s):
@@ -131,6 +120,20 @@ def test_final_refusals(dripd_factory):
     st, h, body = final(d, [p2], "ok.bin")
     assert st == 409, body
     assert tus(d, "HEAD", p2)[0] == 200
+
+
+def test_final_within_quota_counts_the_bytes_once(dripd_factory):
+    """quotas.max_bytes: the parts' bytes count when they are announced;
+    the final upload joining them does not count them a second time."""
+    d = dripd_factory(config={"quotas": {"default": {"max_bytes": "100KiB"}}})
+    locs = [partial(d, os.urandom(30 << 10)) for _ in range(2)]  # 60 KiB of 100
+    st, h, body = final(d, locs, "q.bin")
+    assert st == 201 and h["upload-offset"] == str(60 << 10), body
+    assert d.wait_job(h["upload-job"])["state"] == "done"
+    # 60 KiB stored: a part that would pass the quota is refused when announced
+    st, h, body = tus(d, "POST", d.url("/v1/uploads"), "-H", "Upload-Concat: partial",
+                      "-H", "Upload-Length: %d" % (50 << 10))
+    assert st == 507 and "quotas.max_bytes" in json.loads(body)["detail"], body
 
 
 def test_tus_js_client_parallel_uploads_cut_and_resumed(dripd_factory):

@@ -10,7 +10,8 @@
 //        --token T --file PATH [--name NAME] [--parallel 4] [--chunk-size N]
 //        [--cut 1] [--store /tmp/tus-urls.json]
 //
-// Prints one JSON line: {"url", "job", "media", "size", "cut_at", "ms"};
+// Prints one JSON line: {"url", "job", "media", "size", "cut_at", "ms",
+// "final_ms"} (final_ms: the final upload's POST, the join, alone);
 // exits non-zero (message on stderr) on failure.
 import { createRequire } from 'node:module'
 import * as fs from 'node:fs'
@@ -104,11 +105,22 @@ class CuttingStack {
   }
 }
 
+let finalT0 = 0
+let finalMs = null
+
 function run(a, resume) {
   return new Promise((resolve, reject) => {
     let stopped = false
     let upload = null
     const extra = {
+      onBeforeRequest(req) {
+        const uc = req.getHeader('Upload-Concat')
+        if (req.getMethod() === 'POST' && uc && uc.startsWith('final')) finalT0 = Date.now()
+      },
+      onAfterResponse(req) {
+        const uc = req.getHeader('Upload-Concat')
+        if (req.getMethod() === 'POST' && uc && uc.startsWith('final')) finalMs = Date.now() - finalT0
+      },
       onSuccess({ lastResponse }) {
         resolve({
           url: upload.url,
@@ -162,6 +174,7 @@ async function main() {
       size: fs.statSync(a.file).size,
       cut_at: cutAt,
       ms: Date.now() - t0,
+      final_ms: finalMs,
     }) + '\n',
   )
   fs.rmSync(a.store, { force: true })
