@@ -444,6 +444,197 @@ START_TEST(test_thread_init_failure)
 }
 END_TEST
 
+/* ---- batches ---- */
+
+struct bstage {
+    pthread_mutex_t mu;
+    sem_t unblock;
+    int batches[64][2]; /* (first item, size) of each batch */
+    int n_batches;
+    int handled[64]; /* times each item was handled (not given back) */
+    int blocking;    /* batches that start with an item below this wait for unblock */
+    int again_first; /* give back all but the first item of this many batches (of 2 or more) */
+    int given_back;
+};
+
+static void b_handle(void *arg, void *tls, struct stage_item **its, int n, enum stage_verdict *v)
+{
+    (void)tls;
+    struct bstage *b = arg;
+    int first = ((struct titem *)its[0])->n;
+    if (first < b->blocking)
+        sem_wait(&b->unblock); /* the others queue up meanwhile */
+    pthread_mutex_lock(&b->mu);
+    bool give_back = b->again_first > 0 && n > 1;
+    if (give_back)
+        b->again_first--;
+    if (b->n_batches < 64) {
+        b->batches[b->n_batches][0] = first;
+        b->batches[b->n_batches][1] = give_back ? 1 : n;
+        b->n_batches++;
+    }
+    for (int i = 0; i < n; i++) {
+        v[i] = give_back && i > 0 ? STAGE_AGAIN : STAGE_FORWARD;
+        if (v[i] == STAGE_FORWARD)
+            b->handled[((struct titem *)its[i])->n]++;
+        else
+            b->given_back++;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void b_discard(void *arg, struct stage_item *it)
+{
+    (void)arg;
+    (void)it; /* the last stage hands its items back: nothing to free */
+}
+
+static const struct stage_ops b_ops = {.handle_batch = b_handle, .discard = b_discard};
+
+static int b_batches(struct bstage *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int n = b->n_batches;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+/* Push items from..n-1 (costs from cost[]) as demand allows. */
+static void push_costed(struct stage_pipeline *p, int from, int n, const uint64_t *cost)
+{
+    int next = from;
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    while (next < n && dr_mono_ms() < end) {
+        int d = stage_wait_demand(p, 50);
+        for (int k = 0; k < d && next < n; k++, next++) {
+            items[next].n = next;
+            items[next].link.cost = cost[next];
+            struct stage_item *it = &items[next].link;
+            ck_assert_int_eq(stage_push(p, &it, 1), 1);
+        }
+    }
+    ck_assert_int_eq(next, n);
+}
+
+START_TEST(test_batches_by_count_and_cost)
+{
+    /* One thread takes the items queued behind the one it pops: at most
+     * max_batch, costs adding up to at most batch_cost; a costly item
+     * goes alone; the batches reach the next stage in order. */
+    struct bstage b;
+    memset(&b, 0, sizeof b);
+    pthread_mutex_init(&b.mu, NULL);
+    sem_init(&b.unblock, 0, 0);
+    b.blocking = 1;
+    struct tstage next;
+    tstage_init(&next, false);
+    struct stage_spec specs[2] = {
+        {.name = "b",
+         .short_name = "b",
+         .concurrency = 1,
+         .max_demand = 32,
+         .min_demand = 1,
+         .max_batch = 8,
+         .batch_cost = 10,
+         .ops = &b_ops,
+         .arg = &b},
+        {.name = "n",
+         .short_name = "n",
+         .concurrency = 1,
+         .max_demand = 32,
+         .min_demand = 1,
+         .ops = &t_ops,
+         .arg = &next},
+    };
+    struct stage_pipeline *p = stage_pipeline_create(specs, 2);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    uint64_t cost[20];
+    for (int i = 0; i < 20; i++)
+        cost[i] = i == 5 ? 100 : 1;
+    push_costed(p, 0, 1, cost);
+    struct stage_stats st;
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    do { /* until item 0 is in the handler: the rest queue up behind it */
+        stage_get_stats(p, 0, &st);
+        if (st.in_flight != 1)
+            usleep(1000);
+    } while (st.in_flight != 1 && dr_mono_ms() < end);
+    ck_assert_int_eq(st.in_flight, 1);
+    push_costed(p, 1, 20, cost);
+    stage_get_stats(p, 0, &st);
+    ck_assert_int_eq(st.queued, 19);
+    sem_post(&b.unblock);
+    wait_seen(&next, 20);
+    static const int want[][2] = {{0, 1}, {1, 4}, {5, 1}, {6, 8}, {14, 6}};
+    ck_assert_int_eq(b_batches(&b), 5);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(b.batches[i][0], want[i][0]);
+        ck_assert_int_eq(b.batches[i][1], want[i][1]);
+    }
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(next.seen[i], i); /* in order */
+    stage_get_stats(p, 0, &st);
+    ck_assert_uint_eq(st.processed, 20);
+    ck_assert_int_le(st.max_outstanding_seen, 32);
+    stage_pipeline_destroy(p);
+}
+END_TEST
+
+START_TEST(test_again_gives_items_back)
+{
+    /* A handler that gives back what it did not start: the items return to
+     * the front of the inbox, are handled exactly once, by either thread,
+     * and the demand bookkeeping still lets everything through. */
+    struct bstage b;
+    memset(&b, 0, sizeof b);
+    pthread_mutex_init(&b.mu, NULL);
+    sem_init(&b.unblock, 0, 0);
+    b.blocking = 2;
+    b.again_first = 3;
+    struct stage_spec spec = {.name = "a",
+                              .short_name = "a",
+                              .concurrency = 2,
+                              .max_demand = 8,
+                              .min_demand = 2,
+                              .max_batch = 16,
+                              .ops = &b_ops,
+                              .arg = &b};
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    uint64_t cost[60] = {0};
+    /* items 0 and 1 hold both threads, 2..15 queue up behind them */
+    push_costed(p, 0, 1, cost);
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    struct stage_stats st;
+    do {
+        stage_get_stats(p, 0, &st);
+        if (st.in_flight != 1)
+            usleep(1000);
+    } while (st.in_flight != 1 && dr_mono_ms() < end);
+    push_costed(p, 1, 2, cost);
+    do {
+        stage_get_stats(p, 0, &st);
+        if (st.in_flight != 2)
+            usleep(1000);
+    } while (st.in_flight != 2 && dr_mono_ms() < end);
+    push_costed(p, 2, 16, cost);
+    sem_post(&b.unblock);
+    sem_post(&b.unblock);
+    push_costed(p, 16, 60, cost);
+    do {
+        stage_get_stats(p, 0, &st);
+        if (st.processed < 60)
+            usleep(1000);
+    } while (st.processed < 60 && dr_mono_ms() < end);
+    ck_assert_uint_eq(st.processed, 60);
+    for (int i = 0; i < 60; i++)
+        ck_assert_int_eq(b.handled[i], 1);
+    ck_assert_int_eq(b.again_first, 0);
+    ck_assert_int_gt(b.given_back, 0);
+    stage_pipeline_destroy(p);
+}
+END_TEST
+
 static Suite *stage_suite(void)
 {
     Suite *s = suite_create("stage");
@@ -458,6 +649,8 @@ static Suite *stage_suite(void)
     tcase_add_test(tc, test_stop_discards_queued);
     tcase_add_test(tc, test_stop_unblocks_forwarder);
     tcase_add_test(tc, test_thread_init_failure);
+    tcase_add_test(tc, test_batches_by_count_and_cost);
+    tcase_add_test(tc, test_again_gives_items_back);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,14 +20,26 @@
  * sibling is idle); the thread that finishes an item decrements its own
  * outstanding. Invariant (under mu):
  *     sum(outstanding) == demand + queued + held-by-threads
- * so a stage never holds more than concurrency * max_demand items and one
- * thread never more than max_demand.
+ * so a stage never holds more than concurrency * max_demand items.
+ *
+ * Batches (GenStage hands a consumer a list of events). With
+ * ops->handle_batch, a thread that pops an item also takes the items
+ * queued behind it, up to spec.max_batch and while their costs (the
+ * producer's estimate, e.g. bytes) add up to at most spec.batch_cost; the
+ * first item goes alone if it is bigger. The handler does the per-item
+ * work for all of them, then what they can share once (one sync, one
+ * commit), and the items are handed on together (one lock, one wake-up
+ * of the next stage). A thread may so take more than it asked for: its
+ * own outstanding goes below zero and it asks again; the sum above, and
+ * the bound, hold. A handler that runs out of time gives the items it
+ * did not start back (STAGE_AGAIN): they return to the front of the
+ * inbox, still outstanding, for whichever thread is free first.
  *
  * Back-pressure. A thread that finished an item must hand it downstream
  * before it counts the item finished; when the next stage has no demand it
- * blocks (on that stage's demand_cv) holding the item, asks its own
- * producer for nothing more, and so the stall travels up to the starter,
- * which only takes new work from stage_wait_demand().
+ * blocks (on that stage's demand_cv) holding the item (the rest of its
+ * batch), asks its own producer for nothing more, and so the stall travels
+ * up to the starter, which only takes new work from stage_wait_demand().
  *
  * Stop. stage_pipeline_stop() marks every stage stopping, takes the queued
  * items out (they go to ops->discard), puts one sentinel per thread in each
@@ -156,6 +168,18 @@ static void fifo_push(struct stage *st, struct stage_item *it)
         gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
 }
 
+/* Caller holds st->mu: put it back at the head (STAGE_AGAIN). */
+static void fifo_push_front(struct stage *st, struct stage_item *it)
+{
+    it->next = st->head;
+    st->head = it;
+    if (st->tail == NULL)
+        st->tail = it;
+    st->queued++;
+    if (st->spec.gauges)
+        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
+}
+
 /* Caller holds st->mu; inbox not empty. */
 static struct stage_item *fifo_pop(struct stage *st)
 {
@@ -189,24 +213,48 @@ static bool is_sentinel(struct stage *st, struct stage_item *it)
     return false;
 }
 
-/* Hand it to stage `to`; blocks while `to` has no demand. Returns false when
- * the pipeline stops first (the item was discarded). */
-static bool forward(struct stage *from, struct stage *to, struct stage_item *it)
+/* Hand n items to stage `to`, in order, as its demand allows: one lock
+ * and one wake-up for all that fit, blocking while `to` has no demand.
+ * Items left when the pipeline stops are discarded. */
+static void forward(struct stage *from, struct stage *to, struct stage_item **its, int n)
 {
+    int k = 0;
     pthread_mutex_lock(&to->mu);
-    while (to->demand == 0 && !to->stopping)
-        pthread_cond_wait(&to->demand_cv, &to->mu);
-    if (to->stopping) {
-        pthread_mutex_unlock(&to->mu);
-        if (from->spec.ops->discard)
-            from->spec.ops->discard(from->spec.arg, it);
-        return false;
+    while (k < n) {
+        while (to->demand == 0 && !to->stopping)
+            pthread_cond_wait(&to->demand_cv, &to->mu);
+        if (to->stopping)
+            break;
+        int m = 0;
+        for (; k < n && to->demand > 0; k++, m++) {
+            to->demand--;
+            fifo_push(to, its[k]);
+        }
+        if (m > 1)
+            pthread_cond_broadcast(&to->items_cv);
+        else
+            pthread_cond_signal(&to->items_cv);
     }
-    to->demand--;
-    fifo_push(to, it);
-    pthread_cond_signal(&to->items_cv);
     pthread_mutex_unlock(&to->mu);
-    return true;
+    for (; k < n; k++)
+        if (from->spec.ops->discard)
+            from->spec.ops->discard(from->spec.arg, its[k]);
+}
+
+/* Caller holds st->mu and popped `first`: add to batch[] the items that
+ * follow it in the inbox while the batch stays within max_batch and
+ * batch_cost (a sentinel ends it). Returns the batch's size. */
+static int take_batch(struct stage *st, struct stage_item *first, struct stage_item **batch)
+{
+    int n = 0;
+    batch[n++] = first;
+    uint64_t cost = first->cost, cap = st->spec.batch_cost;
+    while (n < st->spec.max_batch && st->head != NULL && !is_sentinel(st, st->head) &&
+           (cap == 0 || cost + st->head->cost <= cap)) {
+        cost += st->head->cost;
+        batch[n++] = fifo_pop(st);
+    }
+    return n;
 }
 
 static void *stage_thread_main(void *arg)
@@ -233,6 +281,9 @@ static void *stage_thread_main(void *arg)
         return NULL;
     }
 
+    int cap = ops->handle_batch ? st->spec.max_batch : 1;
+    struct stage_item **batch = xcalloc((size_t)cap, sizeof *batch);
+    enum stage_verdict *verdicts = xcalloc((size_t)cap, sizeof *verdicts);
     pthread_mutex_lock(&st->mu);
     ask_more(st, t);
     for (;;) {
@@ -241,35 +292,74 @@ static void *stage_thread_main(void *arg)
         struct stage_item *it = fifo_pop(st);
         if (is_sentinel(st, it))
             break;
-        st->held++;
+        int n = cap > 1 ? take_batch(st, it, batch) : (batch[0] = it, 1);
+        st->held += n;
         pthread_mutex_unlock(&st->mu);
 
         if (g)
-            metrics_gauge_add(&g->in_flight, 1);
+            metrics_gauge_add(&g->in_flight, n);
         uint64_t t0 = dr_mono_ns();
-        enum stage_verdict v = ops->handle(st->spec.arg, tls, it);
+        if (ops->handle_batch)
+            ops->handle_batch(st->spec.arg, tls, batch, n, verdicts);
+        else
+            verdicts[0] = ops->handle(st->spec.arg, tls, it);
         uint64_t us = (dr_mono_ns() - t0) / 1000;
         if (g)
-            metrics_gauge_add(&g->in_flight, -1);
+            metrics_gauge_add(&g->in_flight, -n);
+        int done = n;
+        for (int i = 0; i < n; i++)
+            done -= verdicts[i] == STAGE_AGAIN;
         if (m) {
-            metrics_add(&m->processed, 1);
+            metrics_add(&m->processed, (uint64_t)done);
             metrics_add(&m->busy_us, us);
-            metrics_observe(&m->duration, us);
+            for (int i = 0; i < done; i++) /* a batch's items share its time */
+                metrics_observe(&m->duration, us / (uint64_t)done);
         }
-        if (v == STAGE_FORWARD) {
-            if (st->idx + 1 < p->n)
-                forward(st, &p->stages[st->idx + 1], it);
-            else if (ops->discard)
-                ops->discard(st->spec.arg, it); /* nothing downstream: treat as done */
+        int again = 0;
+        for (int i = 0; i < n; i++)
+            again += verdicts[i] == STAGE_AGAIN;
+        if (again > 0) {
+            pthread_mutex_lock(&st->mu);
+            bool stopping = st->stopping;
+            for (int i = n - 1; i >= 0 && !stopping; i--) /* back in front, in order */
+                if (verdicts[i] == STAGE_AGAIN)
+                    fifo_push_front(st, batch[i]);
+            if (!stopping) {
+                st->held -= again; /* still outstanding: queued again */
+                pthread_cond_broadcast(&st->items_cv);
+            }
+            pthread_mutex_unlock(&st->mu);
+            for (int i = 0; i < n && stopping; i++) /* stopping: as queued items are */
+                if (verdicts[i] == STAGE_AGAIN) {
+                    verdicts[i] = STAGE_DONE;
+                    if (ops->discard)
+                        ops->discard(st->spec.arg, batch[i]);
+                }
+            if (stopping)
+                again = 0;
         }
+        int fwd = 0, finished = n - again;
+        for (int i = 0; i < n; i++)
+            if (verdicts[i] == STAGE_FORWARD)
+                batch[fwd++] = batch[i];
+        if (fwd > 0 && st->idx + 1 < p->n)
+            forward(st, &p->stages[st->idx + 1], batch, fwd);
+        else
+            for (int i = 0; i < fwd && ops->discard; i++)
+                ops->discard(st->spec.arg, batch[i]); /* nothing downstream: treat as done */
 
         pthread_mutex_lock(&st->mu);
-        st->held--;
-        st->processed++;
-        t->outstanding--;
+        st->held -= finished;
+        st->processed += (uint64_t)finished;
+        /* A thread may have taken items its siblings asked for: its own
+         * count then goes below zero, and it asks again at once. The sum
+         * over the threads stays demand + queued + held. */
+        t->outstanding -= finished;
         ask_more(st, t);
     }
     pthread_mutex_unlock(&st->mu);
+    free(batch);
+    free(verdicts);
     if (ops->thread_fini)
         ops->thread_fini(st->spec.arg, tls);
     return NULL;
@@ -289,6 +379,8 @@ struct stage_pipeline *stage_pipeline_create(const struct stage_spec *specs, int
         st->spec = specs[i];
         if (st->spec.concurrency < 1)
             st->spec.concurrency = 1;
+        if (st->spec.max_batch < 1)
+            st->spec.max_batch = 1;
         stage_demand_clamp(&st->spec.max_demand, &st->spec.min_demand);
         pthread_mutex_init(&st->mu, NULL);
         dr_cond_init_mono(&st->items_cv);

@@ -30,11 +30,14 @@ struct dr_stage_gauges;
 
 struct stage_item {
     struct stage_item *next; /* engine-private link */
+    uint64_t cost;           /* the producer's estimate of the work (bytes); see max_batch */
 };
 
 enum stage_verdict {
     STAGE_FORWARD = 0, /* hand the item to the next stage (the last stage: same as DONE) */
     STAGE_DONE = 1,    /* the handler kept or freed the item; the engine forgets it */
+    STAGE_AGAIN = 2,   /* batches only: not started; back to the front of the inbox, for any
+                          thread of the stage (a handler that ran out of time) */
 };
 
 struct stage_ops {
@@ -43,8 +46,14 @@ struct stage_ops {
      * (logged) and the stage runs with fewer threads. */
     int (*thread_init)(void *arg, int index, void **tls);
     void (*thread_fini)(void *arg, void *tls);
-    /* Process one item (no engine lock held). */
+    /* Process one item (no engine lock held). Used when handle_batch is
+     * NULL. */
     enum stage_verdict (*handle)(void *arg, void *tls, struct stage_item *it);
+    /* Optional: process the n items a thread took at once (1 <= n <=
+     * max_batch, oldest first; no engine lock held) and set verdicts[i]
+     * for each. The items are then handed on in that order. */
+    void (*handle_batch)(void *arg, void *tls, struct stage_item **items, int n,
+                         enum stage_verdict *verdicts);
     /* An item still owned by the engine when the pipeline stops. */
     void (*discard)(void *arg, struct stage_item *it);
 };
@@ -55,6 +64,13 @@ struct stage_spec {
     int concurrency;        /* >= 1 */
     int max_demand;         /* >= 1 */
     int min_demand;         /* 0 <= min < max */
+    /* Batches (with ops->handle_batch): a thread that finds several items
+     * in the inbox takes up to max_batch of them at once (< 1: 1), as
+     * long as their costs add up to at most batch_cost (0: no limit); the
+     * first item is taken whatever its cost, so a big job goes alone and
+     * never holds small ones back. */
+    int max_batch;
+    uint64_t batch_cost;
     const struct stage_ops *ops;
     void *arg;
     struct dr_stage_metrics *metrics; /* counters; may be NULL */
