@@ -206,6 +206,34 @@ START_TEST(test_stale_tmp_removed)
 }
 END_TEST
 
+START_TEST(test_adopt_links_and_replaces)
+{
+    /* adopt links the file in (it keeps its own name, one inode) and
+     * replaces an entry that is there already, atomically */
+    char *a = xasprintf("%s/a", dir), *b = xasprintf("%s/b", dir);
+    for (int i = 0; i < 2; i++) {
+        int fd = open(i ? b : a, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ck_assert_int_eq(dr_write_all(fd, i ? "second" : "first", i ? 6 : 5), 0);
+        close(fd);
+    }
+    ck_assert_int_eq(cache_adopt(dir, "up", a), 0);
+    struct stat sa, se;
+    char *entry = cache_path(dir, "up");
+    ck_assert_int_eq(stat(a, &sa), 0);
+    ck_assert_int_eq(stat(entry, &se), 0);
+    ck_assert(sa.st_ino == se.st_ino && se.st_nlink == 2);
+    ck_assert_int_eq(cache_adopt(dir, "up", b), 0);
+    ck_assert_int_eq(stat(entry, &se), 0);
+    ck_assert_uint_eq((uint64_t)se.st_size, 6);
+    ck_assert_int_eq(stat(a, &sa), 0);
+    ck_assert_int_eq((int)sa.st_nlink, 1); /* the old entry's link is gone */
+    ck_assert(present("up"));
+    free(entry);
+    free(a);
+    free(b);
+}
+END_TEST
+
 START_TEST(test_adopt_and_evictor_thread)
 {
     struct dr_config *cfg = config_defaults();
@@ -224,7 +252,8 @@ START_TEST(test_adopt_and_evictor_thread)
         ck_assert_int_eq(dr_write_all(fd, buf, sizeof buf), 0);
         close(fd);
         ck_assert_int_eq(cache_adopt(dir, id, spool), 0);
-        ck_assert_int_ne(access(spool, F_OK), 0);
+        ck_assert_int_eq(access(spool, F_OK), 0); /* linked: the caller removes it */
+        ck_assert_int_eq(unlink(spool), 0);
         age(id, 10000 - i * 1000, 0);
         cache_evictor_note_insert(ev, 1000);
         free(spool);
@@ -255,6 +284,7 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_evicted_between_open_and_lock);
     tcase_add_test(tc, test_stale_tmp_removed);
     tcase_add_test(tc, test_adopt_and_evictor_thread);
+    tcase_add_test(tc, test_adopt_links_and_replaces);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -528,7 +528,7 @@ START_TEST(test_job_lifecycle_events_in_order)
     ck_assert_ptr_null(j.work_path);
     dr_job_clear(&j);
     ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid}), -ENOENT);
-    ck_assert_int_eq(catalog_job_fail(cat, jid, "late"), -ENOENT);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, NULL, "late"), -ENOENT);
 
     struct dr_media m;
     ck_assert_int_eq(catalog_media_get(cat, mid, "alice", &m), 0);
@@ -741,9 +741,11 @@ START_TEST(test_job_fail_marks_upload_media_failed)
     struct dr_job j;
     claim_one("upload", "node:1", &j);
     dr_job_clear(&j);
-    ck_assert_int_eq(catalog_job_fail(cat, jid, "encrypt: spool file vanished"), 0);
+    /* it failed past its committed stage (a job that commits once, when done) */
+    ck_assert_int_eq(catalog_job_fail(cat, jid, "store", "encrypt: spool file vanished"), 0);
     ck_assert_int_eq(catalog_job_get(cat, jid, "alice", &j), 0);
     ck_assert_str_eq(j.state, "failed");
+    ck_assert_str_eq(j.stage, "store");
     ck_assert_str_eq(j.error, "encrypt: spool file vanished");
     ck_assert_int_eq(j.attempts, 1);
     dr_job_clear(&j);
@@ -776,11 +778,11 @@ START_TEST(test_job_fail_marks_upload_media_failed)
     /* A queued job can be failed too; a download failing leaves media alone. */
     char did[DR_ID_LEN + 1];
     ck_assert_int_eq(catalog_enqueue_download(cat, mid2, "alice", did), 0);
-    ck_assert_int_eq(catalog_job_fail(cat, did, "cancelled"), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, did, NULL, "cancelled"), 0);
     ck_assert_int_eq(catalog_media_get(cat, mid2, NULL, &m), 0);
     ck_assert_str_eq(m.state, "queued");
     dr_media_clear(&m);
-    ck_assert_int_eq(catalog_job_fail(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "x"), -ENOENT);
+    ck_assert_int_eq(catalog_job_fail(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL, "x"), -ENOENT);
 }
 END_TEST
 
@@ -1480,7 +1482,7 @@ START_TEST(test_delete)
     dr_job_clear(&j);
     ck_assert_int_eq(intake1(cat, "alice", "/d.txt", 1, NULL, NULL), 0);
     /* Failing the orphaned upload job (still running) works (media gone). */
-    ck_assert_int_eq(catalog_job_fail(cat, jid, "media deleted"), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, NULL, "media deleted"), 0);
 }
 END_TEST
 
@@ -1976,7 +1978,7 @@ START_TEST(test_usage_ranking)
     ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 8, "n:1", all, &n), 0);
     for (int i = 0; i < n; i++)
         dr_job_clear(&all[i]);
-    ck_assert_int_eq(catalog_job_fail(cat, jid, "boom"), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, jid, NULL, "boom"), 0);
 
     struct dr_usage *u;
     size_t nu;
@@ -2024,7 +2026,7 @@ START_TEST(test_user_load_counts_queued_and_running_jobs)
     /* done and failed ones are not; a failed upload's bytes are not stored */
     ck_assert_int_eq(step1((struct dr_job_step){.job_id = j1, .media_id = m1, .available = true}),
                      0);
-    ck_assert_int_eq(catalog_job_fail(cat, j2, "boom"), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, j2, NULL, "boom"), 0);
     ck_assert_int_eq(catalog_user_load(cat, "alice", &l), 0);
     ck_assert_uint_eq(l.pending_jobs, 1);
     ck_assert_uint_eq(l.bytes, 103);

@@ -172,7 +172,7 @@ START_TEST(test_move_folders)
     ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 8, "t:1", claimed, &n), 0);
     for (int i = 0; i < n; i++) {
         if (strcmp(claimed[i].media_id, f) == 0)
-            ck_assert_int_eq(catalog_job_fail(cat, claimed[i].id, "boom"), 0);
+            ck_assert_int_eq(catalog_job_fail(cat, claimed[i].id, NULL, "boom"), 0);
         dr_job_clear(&claimed[i]);
     }
     ck_assert_int_eq(catalog_folder_create(cat, "alice", "/src/empty", NULL, NULL), 0);

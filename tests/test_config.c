@@ -121,14 +121,15 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->pipeline.queue_limit, 10000);
     ck_assert_int_eq(c->pipeline.upload.encrypt.concurrency, 2);
     ck_assert_int_eq(c->pipeline.upload.store.concurrency, 4);
-    ck_assert_int_eq(c->pipeline.upload.encrypt.max_demand, 10);
-    ck_assert_int_eq(c->pipeline.upload.encrypt.min_demand, 1);
+    ck_assert_int_eq(c->pipeline.upload.encrypt.max_demand, 64);
+    ck_assert_int_eq(c->pipeline.upload.encrypt.min_demand, 16);
     ck_assert_int_eq(c->pipeline.download.fetch.concurrency, 4);
     ck_assert_int_eq(c->pipeline.download.decrypt.concurrency, 2);
     ck_assert_int_eq(c->pipeline.retry.attempts, 5);
     ck_assert_uint_eq(c->pipeline.retry.backoff, 1000);
     ck_assert_uint_eq(c->pipeline.retry.max_backoff, 60000);
     ck_assert_uint_eq(c->pipeline.segment_size, 65536);
+    ck_assert_uint_eq(c->pipeline.stage_commit_size, 1u << 20);
     ck_assert_uint_eq(c->pipeline.test_store_delay, 0);
     ck_assert_uint_eq(c->cache.max_size, 1ull << 30);
     ck_assert_uint_eq(c->cache.ttl, 7200000);
@@ -197,6 +198,7 @@ static const char full_yaml[] = "# every key\n"
                                 "    decrypt: { concurrency: 1 }\n"
                                 "  retry: { attempts: 9, backoff: 250ms, max_backoff: 2m }\n"
                                 "  segment_size: 128KiB\n"
+                                "  stage_commit_size: 0\n"
                                 "  test_store_delay: 1.5s\n"
                                 "cache: { max_size: 2GB, ttl: 1d }\n"
                                 "limits:\n"
@@ -276,6 +278,7 @@ START_TEST(test_full_file)
     ck_assert_uint_eq(c->pipeline.retry.backoff, 250);
     ck_assert_uint_eq(c->pipeline.retry.max_backoff, 120000);
     ck_assert_uint_eq(c->pipeline.segment_size, 128u << 10);
+    ck_assert_uint_eq(c->pipeline.stage_commit_size, 0);
     ck_assert_uint_eq(c->pipeline.test_store_delay, 1500);
     ck_assert_uint_eq(c->cache.max_size, 2000000000ull);
     ck_assert_uint_eq(c->cache.ttl, 86400000);
@@ -753,8 +756,8 @@ END_TEST
 
 START_TEST(test_pipeline_checks)
 {
-    expect_one(USERS_OK "pipeline: {upload: {encrypt: {min_demand: 11}}}\n", 2, 43,
-               "pipeline.upload.encrypt.min_demand: min_demand (11) must be <= max_demand (10)");
+    expect_one(USERS_OK "pipeline: {upload: {encrypt: {min_demand: 65}}}\n", 2, 43,
+               "pipeline.upload.encrypt.min_demand: min_demand (65) must be <= max_demand (64)");
     expect_one(
         USERS_OK "pipeline:\n  download:\n    fetch:\n      max_demand: 2\n      min_demand: 3\n",
         6, 19, "pipeline.download.fetch.min_demand: min_demand (3) must be <= max_demand (2)");
@@ -827,8 +830,8 @@ START_TEST(test_processing)
     expect_one(USERS_OK "processing: {test_decoder: crash}\n", 2, 28,
                "processing.test_decoder: expected one of socket, open, segv, hang, alloc, got "
                "\"crash\"");
-    expect_one(USERS_OK "pipeline: {upload: {process: {min_demand: 11}}}\n", 2, 43,
-               "pipeline.upload.process.min_demand: min_demand (11) must be <= max_demand (10)");
+    expect_one(USERS_OK "pipeline: {upload: {process: {min_demand: 65}}}\n", 2, 43,
+               "pipeline.upload.process.min_demand: min_demand (65) must be <= max_demand (64)");
 }
 END_TEST
 

@@ -11,9 +11,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "catalog/db.h"
@@ -297,7 +299,8 @@ END_TEST
 START_TEST(test_busy_is_ebusy)
 {
     /* A second connection holds a lock past the 5 s timeout (SQLite: the
-     * write lock; PostgreSQL: lock_timeout on an advisory lock). */
+     * write lock, here the writer mutex of this process; PostgreSQL:
+     * lock_timeout on an advisory lock). */
     static const struct db_sql q_lock = {"SELECT 1", "SELECT pg_advisory_xact_lock(7)"};
     struct db *other;
     ck_assert_int_eq(open_one(&other), 0);
@@ -323,6 +326,103 @@ START_TEST(test_busy_is_ebusy)
     ck_assert_int_eq(db_end(db, 0), 0);
     db_close(other);
     db_close(NULL);
+}
+END_TEST
+
+/* A lazy transaction commits its rows like any other (db.h: only its
+ * flush to disk is left to the next durable commit), and the connection's
+ * next transaction is durable again. */
+START_TEST(test_lazy_commits)
+{
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_LAZY), 0);
+    ck_assert_int_eq(insert("lazy", 1, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_LAZY), 0);
+    ck_assert_int_eq(insert("gone", 2, NULL, NULL, 0), 1);
+    db_rollback(db);
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(insert("durable", 3, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_int_eq(count(), 2);
+    if (!use_pg) { /* the connection is FULL again (2), not NORMAL (1) */
+        static const struct db_sql q_sync = {"PRAGMA synchronous", NULL};
+        struct db_stmt *st;
+        ck_assert_int_eq(db_prepare(db, &q_sync, &st), 0);
+        ck_assert_int_eq(db_step(st, "synchronous"), DB_ROW);
+        ck_assert_int_eq(db_col_i64(st, 0), 2);
+        db_reset(st);
+    }
+}
+END_TEST
+
+/* SQLite: another process holds the write lock past the 5 s timeout:
+ * SQLite's busy handler, then -EBUSY. */
+START_TEST(test_busy_across_processes)
+{
+    int ready[2], done[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(done), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct db *other;
+        char c = open_one(&other) == 0 && db_begin(other, 0) == 0 ? 'y' : 'n';
+        (void)!write(ready[1], &c, 1);
+        (void)!read(done[0], &c, 1);
+        _exit(0); /* the lock goes with the process */
+    }
+    char c = 0;
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_int_eq(c, 'y');
+    int64_t t0 = dr_mono_ms();
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_POLL), -EBUSY);
+    ck_assert_int_ge(dr_mono_ms() - t0, 4500);
+    ck_assert_int_eq(count(), 0); /* readers still read */
+    ck_assert_int_eq(write(done[1], "x", 1), 1);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    ck_assert_int_eq(db_end(db, 0), 0);
+}
+END_TEST
+
+struct holder {
+    struct db *db;
+    int hold_ms;
+    int began; /* atomic */
+};
+
+/* A writer of this process that keeps the write lock for hold_ms. */
+static void *hold_write_lock(void *arg)
+{
+    struct holder *h = arg;
+    ck_assert_int_eq(db_begin(h->db, 0), 0);
+    __atomic_store_n(&h->began, 1, __ATOMIC_RELEASE);
+    usleep((useconds_t)h->hold_ms * 1000);
+    ck_assert_int_eq(db_end(h->db, 0), 0);
+    return NULL;
+}
+
+/* SQLite: writers of one process queue on the writer mutex: the second
+ * waits for the first (well within the 5 s), then begins; a lazy
+ * transaction's rows are committed like any others (only its fsync is
+ * left to a later commit). */
+START_TEST(test_writers_of_a_process_queue)
+{
+    struct holder h = {.hold_ms = 200};
+    ck_assert_int_eq(open_one(&h.db), 0);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hold_write_lock, &h), 0);
+    while (!__atomic_load_n(&h.began, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    int64_t t0 = dr_mono_ns();
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_LAZY), 0);
+    int64_t waited_ms = (dr_mono_ns() - t0) / 1000000;
+    ck_assert_int_eq(insert("lazy", 1, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_ge(waited_ms, 150);
+    ck_assert_int_eq(count(), 1);
+    db_close(h.db);
 }
 END_TEST
 
@@ -517,6 +617,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, test_error_mapping);
     tcase_add_test(tc, test_transactions_and_savepoints);
     tcase_add_test(tc, test_busy_is_ebusy);
+    tcase_add_test(tc, test_lazy_commits);
 }
 
 static Suite *db_suite(void)
@@ -526,6 +627,8 @@ static Suite *db_suite(void)
     tcase_add_checked_fixture(lite, setup_sqlite, teardown);
     add_common(lite);
     tcase_add_test(lite, test_open_missing_directory);
+    tcase_add_test(lite, test_busy_across_processes);
+    tcase_add_test(lite, test_writers_of_a_process_queue);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);

@@ -199,6 +199,53 @@ START_TEST(test_threads_share_commits)
 }
 END_TEST
 
+START_TEST(test_batches_commit_whole)
+{
+    /* A stage thread's batch is one request: all of it in one transaction
+     * (even when bigger than max_batch), each step with its own result; a
+     * small job's last step carries every media field at once. */
+    enum { N = 20 };
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, N, jids, mids);
+    struct pl_committer *c = pl_committer_create(8, NULL, NULL);
+    uint8_t wk[40];
+    memset(wk, 3, sizeof wk);
+    struct dr_job_step steps[N];
+    for (int i = 0; i < N; i++)
+        steps[i] = (struct dr_job_step){.job_id = jids[i],
+                                        .media_id = mids[i],
+                                        .sha256_hex = "cd",
+                                        .wrapped_key = wk,
+                                        .wrapped_key_len = sizeof wk,
+                                        .storage_key = "S",
+                                        .available = true};
+    steps[7].job_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV"; /* not running: refused alone */
+    ck_assert_int_eq(pl_commit_steps(c, cat, steps, N), 0);
+    uint64_t txs = 0, n = 0;
+    pl_committer_stats(c, &txs, &n);
+    ck_assert_int_eq((int)txs, 1);
+    ck_assert_int_eq((int)n, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(steps[i].result, i == 7 ? -ENOENT : 0);
+        struct dr_media m;
+        ck_assert_int_eq(catalog_media_get(cat, mids[i], NULL, &m), 0);
+        ck_assert_str_eq(m.state, i == 7 ? "queued" : "available");
+        if (i != 7) {
+            ck_assert_str_eq(m.sha256, "cd");
+            ck_assert_str_eq(m.storage_key, "S");
+            ck_assert_uint_eq(m.wrapped_key_len, sizeof wk);
+        }
+        dr_media_clear(&m);
+    }
+    ck_assert_int_eq(pl_commit_steps(c, cat, steps, 0), 0); /* nothing: no transaction */
+    pl_committer_stats(c, &txs, &n);
+    ck_assert_int_eq((int)txs, 1);
+    pl_committer_destroy(c);
+    catalog_close(cat);
+}
+END_TEST
+
 START_TEST(test_alone_commits_at_once)
 {
     struct catalog *cat;
@@ -239,6 +286,7 @@ static Suite *suite(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_threads_share_commits);
         tcase_add_test(tc, test_alone_commits_at_once);
+        tcase_add_test(tc, test_batches_commit_whole);
         suite_add_tcase(s, tc);
     }
     return s;

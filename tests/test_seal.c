@@ -138,6 +138,53 @@ START_TEST(test_round_trip_edges)
 }
 END_TEST
 
+START_TEST(test_scratch_is_written_anew)
+{
+    /* A scratch seal writes out_path in place (no temporary name), but as
+     * a new inode: a link the store took to the old one keeps its bytes
+     * (the pipeline's store moves or links the sealed file; a re-run of
+     * encrypt must never change an object in the store). */
+    char *plain = pth("plain"), *obj = pth("obj"), *kept = pth("kept");
+    struct seal_result res;
+    uint8_t *p = make_sealed(5000, 65536, plain, obj, &res);
+    ck_assert_int_eq(link(obj, kept), 0);
+    size_t n0;
+    uint8_t *before = read_all(kept, &n0);
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(master, dk, wk);
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .created_at = 1764000000123,
+                             .segment_size = 65536,
+                             .data_key = dk,
+                             .wrapped_key = wk,
+                             .scratch = true};
+    char err[256] = "";
+    struct seal_result res2;
+    ck_assert_msg(seal_file(plain, obj, &sp, &res2, err, sizeof err) == 0, "%s", err);
+    struct stat a, b;
+    ck_assert_int_eq(stat(obj, &a), 0);
+    ck_assert_int_eq(stat(kept, &b), 0);
+    ck_assert(a.st_ino != b.st_ino);
+    ck_assert_int_eq((int)b.st_nlink, 1);
+    size_t n1;
+    uint8_t *after = read_all(kept, &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert(memcmp(before, after, n0) == 0);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.tmp", obj);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    ck_assert_str_eq(res2.sha256_hex, res.sha256_hex);
+    free(before);
+    free(after);
+    free(p);
+    free(plain);
+    free(obj);
+    free(kept);
+}
+END_TEST
+
 START_TEST(test_segments_math)
 {
     ck_assert_uint_eq(seal_segments(0, 1024), 1);
@@ -534,6 +581,7 @@ static Suite *seal_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_segments_math);
+    tcase_add_test(tc, test_scratch_is_written_anew);
     tcase_add_test(tc, test_round_trip_edges);
     tcase_add_test(tc, test_every_byte_flip_detected);
     tcase_add_test(tc, test_error_names_segment);

@@ -338,6 +338,51 @@ START_TEST(test_put_of_the_same_file_again_leaves_nothing)
 }
 END_TEST
 
+START_TEST(test_put_nosync_batch)
+{
+    /* puts without a sync: each object is there at once, whole, src moved
+     * in (one directory entry made); a second put of a key replaces it;
+     * one sync then makes the batch durable; across file systems the put
+     * copies (and leaves src) */
+    char err[256];
+    static uint8_t data[5][5000], back[5001];
+    char *keys[5];
+    for (int i = 0; i < 5; i++) {
+        dr_random(data[i], sizeof data[i]);
+        char *src = xasprintf("%s/src%d", dir, i);
+        write_file(src, data[i], sizeof data[i]);
+        keys[i] = xasprintf("b%d", i % 4); /* b0 twice */
+        ck_assert_int_eq(store_put_nosync(st, keys[i], src, err, sizeof err), 0);
+        ck_assert_int_eq(access(src, F_OK), -1); /* moved into the store */
+        char *obj = xasprintf("%s/objects/%s", dir, keys[i]);
+        ck_assert_uint_eq(read_file(obj, back, sizeof back), sizeof data[i]);
+        ck_assert(memcmp(back, data[i], sizeof data[i]) == 0);
+        free(obj);
+        free(src);
+    }
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0); /* nothing left: no-op */
+    int n = 0;
+    ck_assert_int_eq(store_list(st, count_keys, &n, err, sizeof err), 0);
+    ck_assert_int_eq(n, 4);
+    char *obj = xasprintf("%s/objects/b0", dir);
+    ck_assert_uint_eq(read_file(obj, back, sizeof back), sizeof data[4]); /* the second put */
+    ck_assert(memcmp(back, data[4], sizeof data[4]) == 0);
+    free(obj);
+    char *shm = xasprintf("/dev/shm/dripd-test-store-nosync-%d", (int)getpid());
+    write_file(shm, data[0], sizeof data[0]);
+    ck_assert_int_eq(store_put_nosync(st, "x", shm, err, sizeof err), 0);
+    ck_assert_int_eq(access(shm, F_OK), 0); /* copied */
+    unlink(shm);
+    free(shm);
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    ck_assert_int_eq(store_put_nosync(st, "../x", "/nonexistent", err, sizeof err), -EINVAL);
+    ck_assert_int_eq(store_put_nosync(st, "y", "/nonexistent", err, sizeof err), -ENOENT);
+    for (int i = 0; i < 5; i++)
+        free(keys[i]);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -349,6 +394,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_open_read_in_place);
     tcase_add_test(tc, test_sweep_leftovers_of_cut_puts);
     tcase_add_test(tc, test_put_of_the_same_file_again_leaves_nothing);
+    tcase_add_test(tc, test_put_nosync_batch);
     suite_add_tcase(s, tc);
     return s;
 }

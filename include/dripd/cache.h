@@ -47,8 +47,12 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
  * rename it to cache/<id>, fsync the directory. On failure tmp_path is
  * removed. */
 int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path);
-/* Move an existing complete, fsynced file (a finished upload's spool file,
- * same filesystem) into the cache as cache/<id>; same as commit. */
+/* Link an existing complete, fsynced file (a finished upload's spool file,
+ * same filesystem) into the cache as cache/<id>, replacing any entry;
+ * path keeps its name (the caller removes it once nothing needs it: the
+ * upload's job is done). As commit, but the directory is not fsynced: the
+ * entry is derived data, its bytes are durable already, and a cut that
+ * loses the link leaves a miss. */
 int cache_adopt(const char *data_dir, const char *id, const char *path);
 /* Remove an entry if no reader holds it (flock LOCK_EX|LOCK_NB). 1 removed,
  * 0 absent, -EBUSY being read. */

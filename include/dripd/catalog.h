@@ -262,8 +262,9 @@ int catalog_job_advance(struct catalog *cat, const char *job_id, const char *nex
  * not_before = now + delay_ms (the stage stays, so it resumes there). */
 int catalog_job_retry(struct catalog *cat, const char *job_id, const char *error, int64_t delay_ms);
 /* Permanent failure: state "failed", error kept, media state "failed" for
- * uploads, "job.failed" event. */
-int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error);
+ * uploads, "job.failed" event. stage: where it failed, when that is past
+ * its committed stage (a job that commits once, when done), else NULL. */
+int catalog_job_fail(struct catalog *cat, const char *job_id, const char *stage, const char *error);
 /* One finished stage of one job, for catalog_jobs_step: the media fields
  * the stage filled in and the job's next stage, committed together. */
 struct dr_job_step {

@@ -126,7 +126,10 @@ struct dr_config {
             uint64_t max_backoff;
         } retry;
         uint64_t segment_size; /* AEAD segment, default 64KiB */
-        uint64_t retention;    /* ms finished jobs and events are kept; 0 = forever; default 7d */
+        /* jobs of at least this many bytes commit (and announce) every
+         * stage; smaller ones commit once, when done; default 1MiB */
+        uint64_t stage_commit_size;
+        uint64_t retention; /* ms finished jobs and events are kept; 0 = forever; default 7d */
         uint64_t test_store_delay;  /* test hook: store stage sleeps this long per job; default 0 */
         uint64_t test_notify_delay; /* test hook: the same in the upload notify stage */
     } pipeline;

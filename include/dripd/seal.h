@@ -72,7 +72,10 @@ struct seal_params {
     const uint8_t *wrapped_key; /* DR_WRAPPED_KEY_LEN bytes: data_key under the master key */
     /* A scratch file whose durability the caller takes care of (the
      * pipeline: the store fsyncs what it keeps, and a crash re-checks or
-     * re-seals): no fsync of the file or of its directory. */
+     * re-seals): no fsync of the file or of its directory, and no
+     * temporary name: out_path is unlinked (an inode the store may have
+     * linked stays as it is) and written anew, so a crash can leave it
+     * partial: the caller verifies a scratch file it did not just seal. */
     bool scratch;
 };
 
@@ -91,8 +94,9 @@ uint64_t seal_object_size(uint32_t header_len, uint64_t size, uint32_t segment_s
 /* Seal the file in_path into out_path in one streaming pass (SHA-256 and
  * encryption together). out_path is replaced atomically: the object is
  * written to "<out_path>.tmp", fsynced, renamed, and the directory fsynced
- * (no fsyncs with p->scratch), so out_path is always absent or complete
- * (after a system crash too, unless scratch). Returns 0 and fills res. */
+ * (with p->scratch: written in place, no fsyncs, see above), so out_path
+ * is always absent or complete (after a system crash too), unless
+ * scratch. Returns 0 and fills res. */
 int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
               struct seal_result *res, char *err, size_t errlen);
 

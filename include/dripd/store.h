@@ -44,6 +44,13 @@ struct dr_store_ops {
     /* Is the backend reachable and writable? (readiness). 0 or -errno + err. */
     int (*check)(struct dr_store *st, char *err, size_t errlen);
     void (*close)(struct dr_store *st);
+    /* Optional (NULL: put is durable when it returns, and store_sync has
+     * nothing to do): put src_path as key, visible at once but durable
+     * only after the next sync of this handle, so that a batch of puts
+     * shares one sync (store_put_nosync); src may be moved. */
+    int (*put_nosync)(struct dr_store *st, const char *key, const char *src_path, char *err,
+                      size_t errlen);
+    int (*sync)(struct dr_store *st, char *err, size_t errlen);
     /* Optional (NULL: not supported): a read-only fd on the object itself,
      * for backends whose objects are local files, so a reader needs no
      * copy (see store_open_read). */
@@ -78,6 +85,20 @@ int store_s3_open(const struct dr_config *cfg, struct dr_store **out, char *err,
  * bytes (the caller reads all of it); list, check and sweep are not
  * measured. */
 int store_put(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen);
+/* A put that may leave the object's durability to the next store_sync() of
+ * this handle (local: src is moved in, the file and directory syncs are
+ * shared by every put of the batch); measured as a put. src_path is
+ * consumed: it may be gone afterwards (moved into the store), or not.
+ * Backends whose puts are durable at once (S3) just put. Until
+ * store_sync() returned 0 nothing may rest on the object: a crash may
+ * lose it, or leave its name with garbage behind it (never a partial
+ * object: it is moved in whole).
+ * store_sync(): 0 when every put_nosync since the last sync is durable,
+ * else -errno + err for the whole batch (-EAGAIN when transient: put them
+ * again). Not measured. */
+int store_put_nosync(struct dr_store *st, const char *key, const char *src_path, char *err,
+                     size_t errlen);
+int store_sync(struct dr_store *st, char *err, size_t errlen);
 int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
 long store_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,
                      char *err, size_t errlen);

@@ -64,6 +64,16 @@ ssize_t dr_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int dr_mkdirs(const char *path, unsigned mode);
 /* fsync the directory containing path (after a rename/create). 0 / -errno. */
 int dr_fsync_parent(const char *path);
+/* Make n files' written data durable at once: one syncfs(2) of their
+ * file system when n > 1 (one write-out round and one device cache flush
+ * for all, instead of an fdatasync and a flush per file; it also writes
+ * whatever else is dirty there), then each file's writeback error state;
+ * fdatasync when n == 1. rcs[i] gets file i's 0 / -errno; returns how
+ * many failed. All the fds must be on one file system. The names of new
+ * files need their directory fsynced too (on ext4 without a journal
+ * syncfs flushes the device before its last metadata write-out). With
+ * `skip_hook` listed in $DRIPD_TEST_SKIP_SYNC nothing is synced. */
+size_t dr_sync_files(const int *fds, int *rcs, size_t n, const char *skip_hook);
 /* Test hook (power-cut suite, docs/PIPELINE.md): true when the sync named
  * `what` ("spool", "spool_dir", "tus", "store", "store_dir", "catalog",
  * "strip")

@@ -137,33 +137,9 @@ int spool_sync(int fd)
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-/* The writeback error state of one file after a syncfs: waits for pages
- * still under writeback (none, normally) and reports, once per fd, an
- * error that hit this file's pages since it was opened. */
-static int check_written(int fd)
-{
-    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER) < 0
-               ? -errno
-               : 0;
-}
-
 size_t spool_sync_batch(const int *fds, int *rcs, size_t n)
 {
-    size_t failed = 0;
-    if (n == 0)
-        return 0;
-    if (n > 1 && !dr_test_skip_sync("spool") && syncfs(fds[0]) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            rcs[i] = check_written(fds[i]);
-            failed += rcs[i] < 0;
-        }
-        return failed;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rcs[i] = spool_sync(fds[i]);
-        failed += rcs[i] < 0;
-    }
-    return failed;
+    return dr_sync_files(fds, rcs, n, "spool");
 }
 
 void spool_remove(const char *path)

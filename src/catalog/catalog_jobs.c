@@ -20,6 +20,10 @@
  *    leaves "queued" in the statement that picks it. PostgreSQL: the
  *    picking SELECT locks its rows FOR UPDATE SKIP LOCKED, so concurrent
  *    claimers take different rows and the UPDATE re-checks each.
+ *  - A claim is not durable when it returns (DB_BEGIN_LAZY): the next
+ *    durable commit makes it so. A power cut before that loses it, and
+ *    its jobs are simply queued again; the steps that follow commit
+ *    durably (and so the claim with them) before anything rests on them.
  *  - Claimed jobs come back oldest first: created_at, then insertion
  *    order (SQLite's rowid, PostgreSQL's pos), sorted in C because
  *    RETURNING has no defined order.
@@ -97,7 +101,8 @@ static const struct db_sql q_retry = {
     "claimed_by = NULL, updated_at = $4 WHERE id = $1 AND state = 'running'",
     NULL};
 static const struct db_sql q_fail = {
-    "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = $2, updated_at = $3 "
+    "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = $2, updated_at = $3, "
+    "stage = COALESCE($4, stage) "
     "WHERE id = $1 AND state IN ('queued', 'running') RETURNING kind, media_id",
     NULL};
 static const struct db_sql q_done = {
@@ -398,7 +403,9 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
         max = CLAIM_MAX;
     struct claimed *got = xcalloc((size_t)max, sizeof *got);
     int n = 0;
-    int rc = db_begin(cat->db, 0);
+    /* lazy: a claim lost in a power cut leaves its jobs queued, as the
+     * recovery of a dead claimer would, and nobody was told of it */
+    int rc = db_begin(cat->db, DB_BEGIN_LAZY);
     if (rc < 0)
         goto done;
     struct db_stmt *s;
@@ -500,7 +507,7 @@ int catalog_job_retry(struct catalog *cat, const char *job_id, const char *error
     return rc == 0 ? -ENOENT : 0;
 }
 
-int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error)
+int catalog_job_fail(struct catalog *cat, const char *job_id, const char *stage, const char *error)
 {
     if (cat == NULL || job_id == NULL)
         return -EINVAL;
@@ -517,6 +524,7 @@ int catalog_job_fail(struct catalog *cat, const char *job_id, const char *error)
     db_bind_text(s, 1, job_id);
     db_bind_text(s, 2, error);
     db_bind_i64(s, 3, now);
+    db_bind_text(s, 4, stage);
     while ((rc = db_step(s, "job fail")) == DB_ROW) {
         found = true;
         db_col_copy(s, 0, kind, sizeof kind);

@@ -123,7 +123,7 @@ int catalog_nodes_reap(struct catalog *cat, int64_t lease_ms, int *failed)
     int done = 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
         char *why = xasprintf("node %s is gone (its cache was the download's target)", nodes[i]);
-        int r = catalog_job_fail(cat, ids[i], why);
+        int r = catalog_job_fail(cat, ids[i], NULL, why);
         free(why);
         if (r == 0)
             done++;

@@ -100,10 +100,24 @@ enum {
      * (SQLite's busy handler sleeps up to 25 ms between tries): for
      * latency-sensitive writers like the upload intake. Same timeout. */
     DB_BEGIN_POLL = 1u << 0,
+    /* The commit need not be durable when it returns, only in order: the
+     * next durable commit of any connection makes it durable too, and a
+     * power cut before that loses it (never a later commit without it).
+     * For writes nobody was promised anything about, whose loss only
+     * means the work is done again (the pipeline's claims). SQLite:
+     * synchronous=NORMAL for this transaction (no WAL fsync at commit);
+     * PostgreSQL: SET LOCAL synchronous_commit = off. */
+    DB_BEGIN_LAZY = 1u << 1,
 };
 /* Begin a write transaction: SQLite BEGIN IMMEDIATE (the write lock is
  * taken before the first read, so a read-then-write transaction never
- * fails on a stale snapshot); PostgreSQL BEGIN (READ COMMITTED). */
+ * fails on a stale snapshot); PostgreSQL BEGIN (READ COMMITTED).
+ * SQLite has one writer at a time, so the writers of one process queue
+ * on a mutex first (held until the transaction ends): they then wait
+ * for each other without the busy handler's sleeps, which are only left
+ * to writers of other processes; after the same 5 s, -EBUSY. Hence: a
+ * thread inside a write transaction never begins another one, on any
+ * connection. */
 int db_begin(struct db *db, unsigned flags);
 /* Commit; on failure the transaction is rolled back and -errno returned. */
 int db_commit(struct db *db);

@@ -673,7 +673,8 @@ static int pg_script(struct db *db, const char *sql)
 
 static int pg_begin(struct db *db, unsigned flags)
 {
-    (void)flags; /* PostgreSQL queues on row locks itself; no busy handler to tune */
+    /* PostgreSQL queues on row locks itself: no busy handler to tune
+     * (DB_BEGIN_POLL) */
     struct pg_db *d = pgdb(db);
     if (d->tx != TX_NONE) {
         db_set_err(db, "BEGIN inside a transaction");
@@ -686,6 +687,9 @@ static int pg_begin(struct db *db, unsigned flags)
             return rc;
         d->tx = TX_OPEN;
         rc = command(d, "BEGIN", NULL);
+        /* lazy: the commit does not wait for its WAL flush (db.h) */
+        if (rc == 0 && (flags & DB_BEGIN_LAZY))
+            rc = command(d, "SET LOCAL synchronous_commit TO OFF", NULL);
         if (rc == 0)
             return 0;
         d->tx = TX_NONE;

@@ -136,15 +136,18 @@ struct dr_config *config_defaults(void)
     c->catalog.postgres.pool = 8;
     c->pipeline.queue_limit = 10000;
     c->pipeline.retention = 7ull * 24 * 3600 * 1000;
-    c->pipeline.upload.process = (struct dr_stage_cfg){2, 10, 1};
-    c->pipeline.upload.encrypt = (struct dr_stage_cfg){2, 10, 1};
-    c->pipeline.upload.store = (struct dr_stage_cfg){4, 10, 1};
+    /* 64/16: a stage keeps enough small jobs in hand to make batches of
+     * them (docs/PIPELINE.md); a big job is still taken alone */
+    c->pipeline.upload.process = (struct dr_stage_cfg){2, 64, 16};
+    c->pipeline.upload.encrypt = (struct dr_stage_cfg){2, 64, 16};
+    c->pipeline.upload.store = (struct dr_stage_cfg){4, 64, 16};
     c->pipeline.download.fetch = (struct dr_stage_cfg){4, 10, 1};
     c->pipeline.download.decrypt = (struct dr_stage_cfg){2, 10, 1};
     c->pipeline.retry.attempts = 5;
     c->pipeline.retry.backoff = 1000;
     c->pipeline.retry.max_backoff = 60000;
     c->pipeline.segment_size = 64 << 10;
+    c->pipeline.stage_commit_size = 1 << 20;
     c->cache.max_size = 1ull << 30;
     c->cache.ttl = 2 * 3600 * 1000;
     c->limits.max_upload_size = 10ull << 30;
@@ -952,6 +955,7 @@ static const struct field pipeline_fields[] = {
     F_MAP("download", 0, download_fields),
     F_MAP("retry", 0, retry_fields),
     F_SIZE("segment_size", C(pipeline.segment_size), 1ull << 10, 64 * MiB),
+    F_SIZE("stage_commit_size", C(pipeline.stage_commit_size), 0, U64_LIMIT),
     F_DUR("retention", C(pipeline.retention), 0, U64_LIMIT),
     F_DUR("test_store_delay", C(pipeline.test_store_delay), 0, U64_LIMIT),
     F_DUR("test_notify_delay", C(pipeline.test_notify_delay), 0, U64_LIMIT),

@@ -57,15 +57,30 @@ bool pl_is_transient(int rc)
     }
 }
 
-int pl_load_media(struct pl_tls *t, const struct pl_job *j, struct dr_media *m, char *err,
+int pl_read_media(struct pl_tls *t, const char *id, struct dr_media *m, char *err, size_t errlen)
+{
+    int rc = catalog_media_get(t->cat, id, NULL, m);
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "media %s no longer exists", id);
+    else if (rc != 0)
+        snprintf(err, errlen, "catalog: cannot read media %s: %s", id, strerror(-rc));
+    return rc;
+}
+
+int pl_load_media(struct pl_tls *t, struct pl_job *j, const struct dr_media **m, char *err,
                   size_t errlen)
 {
-    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, m);
-    if (rc == -ENOENT)
-        snprintf(err, errlen, "media %s no longer exists", j->job.media_id);
-    else if (rc != 0)
-        snprintf(err, errlen, "catalog: cannot read media %s: %s", j->job.media_id, strerror(-rc));
-    return rc;
+    if (j->media == NULL) {
+        struct dr_media *got = xcalloc(1, sizeof *got);
+        int rc = pl_read_media(t, j->job.media_id, got, err, errlen);
+        if (rc != 0) {
+            free(got);
+            return rc;
+        }
+        j->media = got;
+    }
+    *m = j->media;
+    return 0;
 }
 
 int pl_tls_store(struct pl_tls *t, char *err, size_t errlen)

@@ -77,6 +77,7 @@ struct pl_media_update {
     bool available;      /* the media becomes "available" */
     bool media_optional; /* a deleted media does not stop the step */
     bool no_commit;      /* nothing to record: hand on without a commit (no job.stage event) */
+    bool put_unsynced;   /* stored with store_put_nosync: the batch's store_sync makes it durable */
 };
 
 /* A job travelling through a pipeline (intrusive stage item first). */
@@ -84,10 +85,11 @@ struct pl_job {
     struct stage_item link;
     struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
-    bool original;    /* download: served from a fresh cache entry */
-    bool refetched;   /* download: scratch fetched again after a bad read */
-    bool sealed_here; /* upload: encrypt ran in this process (see pl_upload_store) */
-    int obj_fd;       /* download: the local object, opened by fetch for decrypt; -1 none */
+    bool original;          /* download: served from a fresh cache entry */
+    bool refetched;         /* download: scratch fetched again after a bad read */
+    bool sealed_here;       /* upload: encrypt ran in this process (see pl_upload_store) */
+    int obj_fd;             /* download: the local object, opened by fetch for decrypt; -1 none */
+    struct dr_media *media; /* the media row as the job's first step here read it (pl_load_media) */
     struct pl_media_update upd; /* cleared before each step */
 };
 
@@ -103,11 +105,17 @@ struct pl_tls {
 typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                           size_t errlen);
 
-/* The job's media row, read with the thread's catalog connection into m
- * (dr_media_clear() it). 0, -ENOENT ("media X no longer exists") or
- * another -errno, with a line in err. */
-int pl_load_media(struct pl_tls *t, const struct pl_job *j, struct dr_media *m, char *err,
+/* The job's media row: read with the thread's catalog connection by the
+ * first step that asks, then kept with the job (j->media, freed with it)
+ * for the steps after it, which so read nothing (the row's fields they
+ * use do not change meanwhile; a delete shows at the job's next commit).
+ * 0 and *m, -ENOENT ("media X no longer exists") or another -errno, with
+ * a line in err. */
+int pl_load_media(struct pl_tls *t, struct pl_job *j, const struct dr_media **m, char *err,
                   size_t errlen);
+/* The media row id, read now into m (dr_media_clear() it); errors as
+ * pl_load_media. */
+int pl_read_media(struct pl_tls *t, const char *id, struct dr_media *m, char *err, size_t errlen);
 /* Open the thread's store handle if not open yet. 0 / -errno + err. */
 int pl_tls_store(struct pl_tls *t, char *err, size_t errlen);
 /* "<work_dir>/<job id>.sealed" (caller frees). */

@@ -2,11 +2,13 @@
  *
  * DESIGN
  *
- * A waiting list of requests (each on its submitter's stack) under one
+ * A waiting list of requests (each on its submitter's stack, each one or
+ * more steps: a stage thread submits its whole batch at once) under one
  * mutex, and a "leading" flag. A submitter appends its request; while its
  * request is not done it either waits (someone leads) or becomes the
- * leader: it takes up to max_batch requests from the head, drops the
- * mutex, commits them in one catalog_jobs_step transaction on its own
+ * leader: it takes requests from the head while they hold at most
+ * max_batch steps in all (at least one request, whatever its size), drops
+ * the mutex, commits them in one catalog_jobs_step transaction on its own
  * connection, then, under the mutex again, writes each result back, marks
  * the requests done and wakes everyone. Then it runs the commit callback
  * (still the leader, so callbacks never overlap and the next batch keeps
@@ -28,7 +30,8 @@
 #include "dripd/util.h"
 
 struct req {
-    struct dr_job_step *step;
+    struct dr_job_step *steps;
+    int n;
     int rc;
     bool done;
     struct req *next;
@@ -40,8 +43,9 @@ struct pl_committer {
     struct req *head, *tail; /* waiting, oldest first */
     bool leading;
     int max_batch;
-    struct dr_job_step *buf; /* the leader's copy of its batch (max_batch) */
-    struct req **batch;      /* the leader's requests (max_batch) */
+    struct dr_job_step *buf; /* the leader's copy of its batch's steps (cap) */
+    size_t cap;
+    struct req **batch; /* the leader's requests (max_batch) */
     pl_commit_cb cb;
     void *arg;
     uint64_t transactions, steps;
@@ -51,7 +55,8 @@ struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *a
 {
     struct pl_committer *c = xcalloc(1, sizeof *c);
     c->max_batch = max_batch < 1 ? 1 : max_batch;
-    c->buf = xcalloc((size_t)c->max_batch, sizeof *c->buf);
+    c->cap = (size_t)c->max_batch;
+    c->buf = xcalloc(c->cap, sizeof *c->buf);
     c->batch = xcalloc((size_t)c->max_batch, sizeof *c->batch);
     c->cb = cb;
     c->arg = arg;
@@ -74,30 +79,39 @@ void pl_committer_destroy(struct pl_committer *c)
 /* Caller holds mu and is the leader: run one batch. Returns with mu held. */
 static void lead(struct pl_committer *c, struct catalog *cat)
 {
-    int n = 0;
-    while (c->head != NULL && n < c->max_batch) {
+    int nr = 0;
+    size_t n = 0;
+    while (c->head != NULL && nr < c->max_batch &&
+           (nr == 0 || n + (size_t)c->head->n <= (size_t)c->max_batch)) {
         struct req *r = c->head;
         c->head = r->next;
         if (c->head == NULL)
             c->tail = NULL;
-        c->batch[n] = r;
-        c->buf[n] = *r->step;
-        n++;
+        c->batch[nr++] = r;
+        if (n + (size_t)r->n > c->cap) { /* a request bigger than max_batch */
+            c->cap = n + (size_t)r->n;
+            c->buf = xrealloc(c->buf, c->cap * sizeof *c->buf);
+        }
+        memcpy(c->buf + n, r->steps, (size_t)r->n * sizeof *c->buf);
+        n += (size_t)r->n;
     }
     pthread_mutex_unlock(&c->mu);
 
     int64_t seq = 0;
-    int rc = catalog_jobs_step(cat, c->buf, (size_t)n, &seq);
+    int rc = catalog_jobs_step(cat, c->buf, n, &seq);
     int done = 0;
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         if (rc == 0 && c->buf[i].result == 0 && c->buf[i].next_stage == NULL)
             done++;
 
     pthread_mutex_lock(&c->mu);
-    for (int i = 0; i < n; i++) {
+    size_t k = 0;
+    for (int i = 0; i < nr; i++) {
         struct req *r = c->batch[i];
-        r->step->result = c->buf[i].result;
-        r->step->media_gone = c->buf[i].media_gone;
+        for (int j = 0; j < r->n; j++, k++) {
+            r->steps[j].result = c->buf[k].result;
+            r->steps[j].media_gone = c->buf[k].media_gone;
+        }
         r->rc = rc;
         r->done = true;
     }
@@ -113,7 +127,14 @@ static void lead(struct pl_committer *c, struct catalog *cat)
 
 int pl_commit_step(struct pl_committer *c, struct catalog *cat, struct dr_job_step *step)
 {
-    struct req me = {.step = step};
+    return pl_commit_steps(c, cat, step, 1);
+}
+
+int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n)
+{
+    if (n <= 0)
+        return 0;
+    struct req me = {.steps = steps, .n = n};
     pthread_mutex_lock(&c->mu);
     if (c->tail != NULL)
         c->tail->next = &me;

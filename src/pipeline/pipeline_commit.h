@@ -33,7 +33,8 @@ struct pl_committer;
  * finished a job. */
 typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, int done);
 
-/* max_batch: steps per transaction (>= 1). cb may be NULL. */
+/* max_batch: steps per transaction (>= 1; a bigger request goes alone).
+ * cb may be NULL. */
 struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg);
 void pl_committer_destroy(struct pl_committer *c); /* NULL ok; no thread may be inside */
 
@@ -44,6 +45,10 @@ void pl_committer_destroy(struct pl_committer *c); /* NULL ok; no thread may be 
  * was committed; step->result is that -errno too). The step's strings are
  * borrowed until the call returns. */
 int pl_commit_step(struct pl_committer *c, struct catalog *cat, struct dr_job_step *step);
+/* The same for n steps at once (a stage thread's batch): they go into one
+ * transaction, with other threads' steps as above; each steps[i].result
+ * says whether that step applied. */
+int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n);
 
 /* Stats for tests and logs: transactions run and steps committed. */
 void pl_committer_stats(struct pl_committer *c, uint64_t *transactions, uint64_t *steps);

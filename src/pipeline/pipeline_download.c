@@ -89,7 +89,7 @@ static int load_media(struct pl_tls *t, struct pl_job *j, struct dr_media *m, ch
 {
     if (j->job.variant[0])
         return load_variant(t, j, m, err, errlen);
-    int rc = pl_load_media(t, j, m, err, errlen);
+    int rc = pl_read_media(t, j->job.media_id, m, err, errlen);
     if (rc != 0)
         return rc;
     if (m->storage_key == NULL || strcmp(m->state, "available") != 0) {
@@ -156,6 +156,7 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     int rc = load_media(t, j, &m, err, errlen);
     if (rc != 0)
         return rc;
+    j->link.cost = m.size; /* for decrypt's batches */
     /* A local object is decrypted where it is: keep it open for decrypt
      * (the fd pins it, even if the media is deleted meanwhile). */
     int fd;

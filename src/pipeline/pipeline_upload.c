@@ -8,28 +8,34 @@
  *            the next stage, into the media row (catalog_jobs_step).
  *            Next: "store" with the sealed path.
  *            The sealed file is scratch: not fsynced (see store).
- *   store    store_put(key "<media id>_<UTC created>Z<ext>", sealed file);
- *            the key is committed with the next stage (catalog_jobs_step).
- *            Next: "notify". The store makes
- *            the object durable (local: fsync of the object, which for a
- *            hard link is the scratch file itself). A sealed file the job
+ *   store    store_put_nosync(key "<media id>_<UTC created>Z<ext>", sealed
+ *            file); the worker's store_sync for the whole batch makes the
+ *            objects durable (local: one syncfs + one directory fsync, or
+ *            the fsync of the object, which for a hard link is the scratch
+ *            file itself, when it is alone), then the key is committed
+ *            with the next stage (catalog_jobs_step). Next: "notify". A
+ *            sealed file the job
  *            did not seal in this process (resumed after a crash) may have
  *            been lost with the page cache, so it is verified against the
  *            catalog first and sealed again if it does not match.
- *   notify   the plaintext (work/<job>.plain, else the spool file) becomes
- *            the cache entry cache/<media id> (a finished upload warms the
- *            cache) or is removed, and so is the spool file; the sealed
- *            work file is removed; then media
- *            "available" and job done in one commit (by the caller).
+ *   notify   the plaintext (work/<job>.plain, the original without its
+ *            metadata when process made one, else the spool file) is
+ *            linked into the cache as cache/<media id> (a finished upload
+ *            warms the cache); the sealed work file is removed if the store
+ *            left it; then media "available" and job done in one commit (by
+ *            the caller), and only then are the spool file and the plain
+ *            file removed (pl_upload_forget): a job whose last commit a
+ *            crash loses starts over from them.
  *
  * Idempotence (a crash may re-run any step): encrypt writes a new sealed
- * file under a temporary name and renames it over the old one, and
- * overwrites the media's key and hash with the new ones (committed before
- * the store step can put the new object); the store key is
+ * file (unlinking any old one: a new inode) and overwrites the media's key
+ * and hash with the new ones (committed before the store step can put the
+ * new object, or, for a small job, with its last step); the store key is
  * a function of the media (id, created_at, name), so a re-run puts the same
- * key again (atomic replace); notify only renames/removes files that are
- * still there. Files are cleaned up before the job is marked done, so a
- * done job never leaves node-local files behind.
+ * key again (atomic replace); notify only links/removes files that are
+ * still there. The work file is gone before the job is marked done, the
+ * spool file right after (a crash in between leaves a spool file nothing
+ * names, which the http worker's spool sweep removes).
  *
  * Threads: each function runs on a stage thread with its own catalog and
  * store handles (struct pl_tls); nothing here is shared.
@@ -80,24 +86,24 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
                       size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    struct dr_media m;
-    memset(&m, 0, sizeof m);
+    const struct dr_media *mp;
     char *sealed = NULL;
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
     int rc;
 
-    if (j->job.spool_path == NULL || access(j->job.spool_path, R_OK) != 0) {
-        snprintf(err, errlen, "spool file %s is missing",
-                 j->job.spool_path ? j->job.spool_path : "(none)");
+    if (j->job.spool_path == NULL) {
+        snprintf(err, errlen, "upload job %s has no spool file", j->job.id);
         return -ENOENT;
     }
-    rc = pl_load_media(t, j, &m, err, errlen);
+    rc = pl_load_media(t, j, &mp, err, errlen);
     if (rc != 0)
         return rc;
-    /* the original without its metadata, if process made it (its size is
-     * the media's since process committed) */
+    const struct dr_media m = *mp;
+    /* the original without its metadata, if process made it; its size is
+     * the media's once process committed, or rides along in j->upd */
     char *plain = pl_plain_path(pc, j->job.id);
     const char *src = access(plain, R_OK) == 0 ? plain : j->job.spool_path;
+    uint64_t want = j->upd.resized ? j->upd.size : m.size;
     keys_new_data_key(pc->master, dk, wk);
     sealed = pl_work_path(pc, j->job.id);
     struct seal_params sp = {
@@ -114,13 +120,15 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     struct seal_result res;
     rc = seal_file(src, sealed, &sp, &res, err, errlen);
     memset(dk, 0, sizeof dk);
+    if (rc == -ENOENT && access(j->job.spool_path, F_OK) != 0)
+        snprintf(err, errlen, "spool file %s is missing", j->job.spool_path);
     if (rc != 0)
         goto out;
-    if (res.size != m.size) {
+    if (res.size != want) {
         rc = -EBADMSG; /* permanent: retrying cannot make the sizes agree */
         snprintf(err, errlen, "%s file %s has %llu bytes, the upload had %llu",
                  src == plain ? "stripped" : "spool", src, (unsigned long long)res.size,
-                 (unsigned long long)m.size);
+                 (unsigned long long)want);
         unlink(sealed);
         goto out;
     }
@@ -136,7 +144,6 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
 out:
     free(sealed);
     free(plain);
-    dr_media_clear(&m);
     return rc;
 }
 
@@ -177,12 +184,12 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
                     size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    struct dr_media m;
-    memset(&m, 0, sizeof m);
-    int rc = pl_load_media(t, j, &m, err, errlen);
+    const struct dr_media *mp;
+    int rc = pl_load_media(t, j, &mp, err, errlen);
     if (rc != 0)
         return rc;
-    if (j->job.work_path == NULL || access(j->job.work_path, R_OK) != 0) {
+    const struct dr_media m = *mp;
+    if (j->job.work_path == NULL || (!j->sealed_here && access(j->job.work_path, R_OK) != 0)) {
         /* The sealed file is gone (disk trouble, manual cleanup): seal again
          * if the plaintext is still here. */
         rc = -ESTALE;
@@ -207,20 +214,22 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         goto out;
     char key[300];
     storage_key(m.id, m.created_at, m.name, key, sizeof key);
-    struct stat st;
-    uint64_t bytes = stat(j->job.work_path, &st) == 0 ? (uint64_t)st.st_size : 0;
-    uint64_t t0 = dr_mono_ns();
-    rc = store_put(t->store, key, j->job.work_path, err, errlen); /* measured by store.c */
-    uint64_t us = (dr_mono_ns() - t0) / 1000;
+    /* durable once the batch's store_sync returned (the worker calls it
+     * before the commit): one sync for all the objects of a batch. The
+     * sealed file may move into the store. */
+    rc = store_put_nosync(t->store, key, j->job.work_path, err, errlen); /* measured by store.c */
+    if (rc == -ENOENT && access(j->job.work_path, F_OK) != 0) {
+        rc = -ESTALE; /* lost meanwhile: seal again */
+        snprintf(err, errlen, "sealed file %s is missing", j->job.work_path);
+    }
     if (rc != 0)
         goto out;
+    j->upd.put_unsynced = true;
     j->upd.stored = true; /* committed with the job's next stage */
     snprintf(j->upd.storage_key, sizeof j->upd.storage_key, "%s", key);
-    log_debug("job %s: stored media %s as %s (%llu bytes, %.1f ms)", j->job.id, m.id, key,
-              (unsigned long long)bytes, (double)us / 1000.0);
-    *work_path_out = xstrdup(j->job.work_path); /* notify removes it */
+    log_debug("job %s: stored media %s as %s", j->job.id, m.id, key);
+    *work_path_out = xstrdup(j->job.work_path); /* notify removes it if it is still there */
 out:
-    dr_media_clear(&m);
     return rc;
 }
 
@@ -234,20 +243,18 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
         snprintf(err, errlen, "draining");
         return -ECANCELED;
     }
+    /* The spool file stays until the job is done (the worker removes it
+     * after the commit): a job whose commit a crash loses starts over
+     * from it, the small ones from their first step. */
     struct stat st;
     char *plain = pl_plain_path(pc, j->job.id);
     const char *src = stat(plain, &st) == 0 ? plain : j->job.spool_path;
     if (src && (src == plain || stat(src, &st) == 0)) {
         uint64_t size = (uint64_t)st.st_size;
         if (size <= pc->cfg->cache.max_size &&
-            cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0) {
+            cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
             cache_evictor_note_insert(pc->evictor, size);
-        } else {
-            unlink(src);
-        }
     }
-    if (src == plain && j->job.spool_path)
-        unlink(j->job.spool_path); /* the original with its metadata */
     free(plain);
     if (j->job.work_path)
         unlink(j->job.work_path);
@@ -256,6 +263,15 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
     j->upd.available = true;
     j->upd.media_optional = true;
     return 0;
+}
+
+void pl_upload_forget(const struct pl_ctx *pc, const struct pl_job *j)
+{
+    if (j->job.spool_path != NULL)
+        unlink(j->job.spool_path);
+    char *plain = pl_plain_path(pc, j->job.id);
+    unlink(plain);
+    free(plain);
 }
 
 void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)

@@ -14,6 +14,9 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
                     size_t errlen);
 int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                      size_t errlen);
+/* After the commit of a job's done: remove its spool file and the
+ * stripped original (the cache has its own link to the one it keeps). */
+void pl_upload_forget(const struct pl_ctx *pc, const struct pl_job *j);
 /* Remove the node-local files of a job that failed for good (spool file,
  * sealed scratch, a cache entry notify may have made). */
 void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j);

@@ -102,7 +102,7 @@
 #include "dripd/worker.h"
 
 #define N_STAGES 4 /* most stages of a pipeline (upload: process, encrypt, store, notify) */
-#define CLAIM_BATCH 16
+#define CLAIM_BATCH 64
 #define FALLBACK_MS 1000     /* the safety re-check of a starter with nothing to do */
 #define FALLBACK_PG_MS 10000 /* the same when PostgreSQL NOTIFY wakes it (catalog_watch) */
 #define RECOVER_EVERY_MS 5000
@@ -113,6 +113,14 @@
 #define RETIRE_EVERY_MS 2000 /* the retire sweep (retire.h): trash expiry, replaced versions */
 #define MAX_ORPHANS 256
 #define COMMIT_BATCH 64 /* job steps per group commit */
+/* A stage thread's batch (stage.h): at most STAGE_BATCH jobs of at most
+ * BATCH_COST bytes in all, and steps are started for BATCH_NS at most
+ * (the rest goes back to the stage's inbox), so that a batch never keeps
+ * jobs waiting behind a long step for long. */
+#define STAGE_BATCH 64
+
+#define BATCH_COST (4u << 20)
+#define BATCH_NS (20 * 1000000ull)
 
 struct runner;
 
@@ -216,6 +224,10 @@ static void free_job(struct pl_job *j)
 {
     if (j->obj_fd >= 0)
         close(j->obj_fd);
+    if (j->media != NULL) {
+        dr_media_clear(j->media);
+        free(j->media);
+    }
     dr_job_clear(&j->job);
     free(j);
 }
@@ -260,7 +272,7 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
         else
             pl_download_cleanup(t, j);
         for (int i = 0; i < CATALOG_TRIES && crc != 0 && crc != -ENOENT; i++)
-            crc = catalog_job_fail(t->cat, j->job.id, err);
+            crc = catalog_job_fail(t->cat, j->job.id, s->name, err);
         metrics_add(&pc->metrics->jobs_failed[r->pl], 1);
         metrics_note_error(pc->metrics, r->pl, s->order + 1, j->job.id, attempt, true, err);
     }
@@ -272,101 +284,79 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
     report_event(r, t->cat);
 }
 
-static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
+/* One job of a stage thread's batch, between its step and its commit. */
+struct pl_run {
+    struct pl_job *j;
+    int rc;   /* the step's result (then the sync's or the commit's) */
+    char *wp; /* the step's work path for the next stage (heap) */
+    int step; /* its index in the batch's commit, -1 none */
+    char err[512];
+};
+
+/* After the batch's commit: forward the job, or finish it, or fail it. */
+static enum stage_verdict settle(struct pl_stage *s, struct pl_tls *t, struct pl_run *x,
+                                 const struct dr_job_step *step, int crc)
 {
-    struct pl_stage *s = arg;
-    struct pl_tls *t = tls;
-    struct pl_job *j = (struct pl_job *)it;
     struct runner *r = s->r;
     struct pl_ctx *pc = r->pc;
-    char err[512] = "";
-    char *wp = NULL;
-
-    int cur = stage_index(r, j->job.stage);
-    if (cur > s->order)
-        return STAGE_FORWARD; /* resumed past this stage */
-    if (t->cat == NULL) {
-        /* Opened on a thread's first job, so idle threads (most download
-         * threads, most of the time) hold no connection and its memory. */
-        int orc = catalog_open(pc->cfg, &t->cat);
-        if (orc != 0) {
-            log_error("stage %s: cannot open the catalog: %s; job %s goes back to the queue",
-                      s->name, strerror(-orc), j->job.id);
-            runner_add_orphan(r, j->job.id); /* the starter releases it */
-            free_job(j);
-            return STAGE_DONE;
+    struct pl_job *j = x->j;
+    int rc = x->rc;
+    if (rc == 0 && step == NULL) {
+        /* No commit: nothing durable happened (process, for a file that
+         * is not media), or the job is small and its next stage and media
+         * fields wait for its last step's commit; after a crash it
+         * resumes from its last committed stage. */
+        if (!j->upd.no_commit) {
+            free(j->job.work_path);
+            j->job.work_path = x->wp;
+            x->wp = NULL;
         }
-    }
-    if (cur < s->order) {
-        snprintf(err, sizeof err, "job is at unknown stage '%s'", j->job.stage);
-        job_failure(s, t, j, -EINVAL, err);
-        free_job(j);
-        return STAGE_DONE;
-    }
-    memset(&j->upd, 0, sizeof j->upd);
-    int rc = s->fn(t, j, &wp, err, sizeof err);
-    if (rc == 0 && j->upd.no_commit && s->next != NULL) {
-        /* nothing durable happened (process, for a file that is not
-         * media): no commit; after a crash the step runs again */
         snprintf(j->job.stage, sizeof j->job.stage, "%s", s->next);
-        free(wp);
         return STAGE_FORWARD;
     }
     if (rc == 0) {
-        const char *keep = wp; /* each step names the scratch file the next one needs */
-        const struct pl_media_update *u = &j->upd;
-        struct dr_job_step step = {
-            .job_id = j->job.id,
-            .next_stage = s->next,
-            .work_path = s->next ? keep : NULL,
-            .media_id = j->job.media_id,
-            .sha256_hex = u->sealed ? u->sha256_hex : NULL,
-            .wrapped_key = u->sealed ? u->wrapped_key : NULL,
-            .wrapped_key_len = u->sealed ? sizeof u->wrapped_key : 0,
-            .storage_key = u->stored ? u->storage_key : NULL,
-            .set_size = u->resized,
-            .size = u->size,
-            .available = u->available,
-            .media_optional = u->media_optional,
-            .keep_versions = pc->cfg->versions.keep,
-        };
-        int crc = pl_commit_step(pc->committer, t->cat, &step);
-        for (int i = 1; i < CATALOG_TRIES && crc != 0; i++)
-            crc = pl_commit_step(pc->committer, t->cat, &step);
-        if (crc == 0 && step.result == 0) {
-            if (step.media_gone && r->pl == DR_PL_UPLOAD) /* deleted during notify */
+        if (crc == 0 && step->result == 0) {
+            if (step->media_gone && r->pl == DR_PL_UPLOAD) {
+                /* deleted before its last step: nothing of it may stay */
                 cache_remove(pc->cfg->data_dir, j->job.media_id);
+                if (j->upd.stored && pl_tls_store(t, x->err, sizeof x->err) == 0 &&
+                    store_delete(t->store, j->upd.storage_key, x->err, sizeof x->err) != 0)
+                    log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id,
+                             x->err);
+            }
+            memset(&j->upd, 0, sizeof j->upd); /* committed */
+            if (s->next == NULL && r->pl == DR_PL_UPLOAD)
+                pl_upload_forget(pc, j); /* done: the cache has its own link */
             if (s->next == NULL) {
                 metrics_add(&pc->metrics->jobs_completed[r->pl], 1);
                 log_info("job %s (%s) done: media %s", j->job.id, r->kind, j->job.media_id);
-                free(wp);
                 free_job(j);
                 return STAGE_DONE;
             }
-            char *nw = keep ? xstrdup(keep) : NULL;
             free(j->job.work_path);
-            j->job.work_path = nw;
+            j->job.work_path = x->wp; /* each step names the scratch file the next one needs */
+            x->wp = NULL;
             snprintf(j->job.stage, sizeof j->job.stage, "%s", s->next);
-            free(wp);
             log_debug("job %s (%s): %s done, next %s", j->job.id, r->kind, s->name, s->next);
             return STAGE_FORWARD;
         }
-        free(wp);
-        if (crc == 0 && !step.media_gone) {
+        if (crc == 0 && !step->media_gone) {
             log_warn("job %s is no longer ours (released or deleted); dropping it", j->job.id);
             free_job(j);
             return STAGE_DONE;
         }
         if (crc == 0) {
             /* the media row was deleted while this step ran */
-            if (u->stored && pl_tls_store(t, err, sizeof err) == 0 &&
-                store_delete(t->store, u->storage_key, err, sizeof err) != 0)
-                log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id, err);
+            const struct pl_media_update *u = &j->upd;
+            if (u->stored && pl_tls_store(t, x->err, sizeof x->err) == 0 &&
+                store_delete(t->store, u->storage_key, x->err, sizeof x->err) != 0)
+                log_warn("job %s: cannot remove the object of a deleted media: %s", j->job.id,
+                         x->err);
             rc = -ENOENT;
-            snprintf(err, sizeof err, "media %s no longer exists", j->job.media_id);
+            snprintf(x->err, sizeof x->err, "media %s no longer exists", j->job.media_id);
         } else {
             rc = crc;
-            snprintf(err, sizeof err, "catalog: cannot commit stage %s: %s", s->name,
+            snprintf(x->err, sizeof x->err, "catalog: cannot commit stage %s: %s", s->name,
                      strerror(-crc));
         }
     }
@@ -378,13 +368,124 @@ static enum stage_verdict pl_handle(void *arg, void *tls, struct stage_item *it)
     if (rc == -ESTALE && r->pl == DR_PL_UPLOAD) {
         /* sealed scratch lost: back to encrypt (if the plaintext is gone too,
          * encrypt fails the job) */
-        log_warn("job %s: %s; sealing again", j->job.id, err);
+        log_warn("job %s: %s; sealing again", j->job.id, x->err);
         catalog_job_advance(t->cat, j->job.id, "encrypt", NULL);
         rc = -EAGAIN;
     }
-    job_failure(s, t, j, rc, err);
+    job_failure(s, t, j, rc, x->err);
     free_job(j);
     return STAGE_DONE;
+}
+
+/* The step of every job of a batch, then what they share: one store sync
+ * for the puts that await it, one group commit for all their next stages
+ * (pipeline_commit.h); then each job goes on, finishes or fails. */
+static void pl_handle_batch(void *arg, void *tls, struct stage_item **items, int n,
+                            enum stage_verdict *verdicts)
+{
+    struct pl_stage *s = arg;
+    struct pl_tls *t = tls;
+    struct runner *r = s->r;
+    struct pl_ctx *pc = r->pc;
+    struct pl_run *runs = xcalloc((size_t)n, sizeof *runs);
+    struct dr_job_step *steps = xcalloc((size_t)n, sizeof *steps);
+    bool unsynced = false;
+    int n_steps = 0;
+    uint64_t t0 = dr_mono_ns();
+
+    if (t->cat == NULL) {
+        /* Opened on a thread's first job, so idle threads (most download
+         * threads, most of the time) hold no connection and its memory. */
+        int orc = catalog_open(pc->cfg, &t->cat);
+        if (orc != 0) {
+            log_error("stage %s: cannot open the catalog: %s; %d job(s) go back to the queue",
+                      s->name, strerror(-orc), n);
+            for (int i = 0; i < n; i++) {
+                runner_add_orphan(r, ((struct pl_job *)items[i])->job.id); /* released later */
+                free_job((struct pl_job *)items[i]);
+                verdicts[i] = STAGE_DONE;
+            }
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        struct pl_run *x = &runs[i];
+        struct pl_job *j = x->j = (struct pl_job *)items[i];
+        x->step = -1;
+        verdicts[i] = STAGE_DONE;
+        int cur = stage_index(r, j->job.stage);
+        if (cur > s->order) {
+            verdicts[i] = STAGE_FORWARD; /* resumed past this stage */
+            x->j = NULL;
+            continue;
+        }
+        if (cur < s->order) {
+            snprintf(x->err, sizeof x->err, "job is at unknown stage '%s'", j->job.stage);
+            job_failure(s, t, j, -EINVAL, x->err);
+            free_job(j);
+            x->j = NULL;
+            continue;
+        }
+        if (i > 0 && dr_mono_ns() - t0 > BATCH_NS) {
+            /* out of time: the rest goes back for an idle sibling */
+            for (int k = i; k < n; k++) {
+                verdicts[k] = STAGE_AGAIN;
+                runs[k].j = NULL;
+                runs[k].step = -1;
+            }
+            break;
+        }
+        /* the media fields of uncommitted steps ride along (j->upd) */
+        j->upd.no_commit = j->upd.put_unsynced = false;
+        x->rc = s->fn(t, j, &x->wp, x->err, sizeof x->err);
+        unsynced = unsynced || (x->rc == 0 && j->upd.put_unsynced);
+    }
+    if (unsynced) {
+        /* the objects the steps put become durable together */
+        char err[512] = "";
+        int src = store_sync(t->store, err, sizeof err);
+        for (int i = 0; i < n && src != 0; i++)
+            if (runs[i].j != NULL && runs[i].rc == 0 && runs[i].j->upd.put_unsynced) {
+                runs[i].rc = src;
+                snprintf(runs[i].err, sizeof runs[i].err, "%s", err);
+            }
+    }
+    for (int i = 0; i < n; i++) {
+        struct pl_run *x = &runs[i];
+        if (x->j == NULL || x->rc != 0 ||
+            (s->next != NULL &&
+             (x->j->upd.no_commit || x->j->link.cost < pc->cfg->pipeline.stage_commit_size)))
+            continue; /* handed on without a commit (settle) */
+        const struct pl_media_update *u = &x->j->upd;
+        x->step = n_steps;
+        steps[n_steps++] = (struct dr_job_step){
+            .job_id = x->j->job.id,
+            .next_stage = s->next,
+            .work_path = s->next ? x->wp : NULL,
+            .media_id = x->j->job.media_id,
+            .sha256_hex = u->sealed ? u->sha256_hex : NULL,
+            .wrapped_key = u->sealed ? u->wrapped_key : NULL,
+            .wrapped_key_len = u->sealed ? sizeof u->wrapped_key : 0,
+            .storage_key = u->stored ? u->storage_key : NULL,
+            .set_size = u->resized,
+            .size = u->size,
+            .available = u->available,
+            .media_optional = u->media_optional,
+            .keep_versions = pc->cfg->versions.keep,
+        };
+    }
+    int crc = n_steps > 0 ? pl_commit_steps(pc->committer, t->cat, steps, n_steps) : 0;
+    for (int i = 1; i < CATALOG_TRIES && crc != 0; i++)
+        crc = pl_commit_steps(pc->committer, t->cat, steps, n_steps);
+    for (int i = 0; i < n; i++) {
+        struct pl_run *x = &runs[i];
+        if (x->j != NULL)
+            verdicts[i] = settle(s, t, x, x->step >= 0 ? &steps[x->step] : NULL, crc);
+        free(x->wp);
+    }
+out:
+    free(runs);
+    free(steps);
 }
 
 static int pl_thread_init(void *arg, int index, void **tls)
@@ -392,7 +493,7 @@ static int pl_thread_init(void *arg, int index, void **tls)
     struct pl_stage *s = arg;
     (void)index;
     struct pl_tls *t = xcalloc(1, sizeof *t);
-    t->pc = s->r->pc; /* the catalog is opened on the first job (pl_handle) */
+    t->pc = s->r->pc; /* the catalog is opened on the first job (pl_handle_batch) */
     *tls = t;
     return 0;
 }
@@ -417,7 +518,7 @@ static void pl_discard(void *arg, struct stage_item *it)
 static const struct stage_ops pl_ops = {
     .thread_init = pl_thread_init,
     .thread_fini = pl_thread_fini,
-    .handle = pl_handle,
+    .handle_batch = pl_handle_batch,
     .discard = pl_discard,
 };
 
@@ -562,6 +663,15 @@ static void wait_for_work(struct runner *r, uint64_t seen_gen)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* The bytes a job's steps will handle, as far as the starter knows them
+ * (its spool file; a download's object is sized by fetch), for the
+ * stages' batches. */
+static uint64_t job_cost(const struct dr_job *j)
+{
+    struct stat st;
+    return j->spool_path != NULL && stat(j->spool_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static void *starter_main(void *arg)
 {
     struct runner *r = arg;
@@ -624,6 +734,7 @@ static void *starter_main(void *arg)
             j->obj_fd = -1;
             j->job = jobs[i];
             j->pl = r->pl;
+            j->link.cost = job_cost(&j->job);
             items[i] = &j->link;
             log_info("job %s (%s) claimed at stage %s (attempt %d): media %s", j->job.id, r->kind,
                      j->job.stage, j->job.attempts + 1, j->job.media_id);
@@ -650,9 +761,9 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
     dr_cond_init_mono(&r->cv);
     const struct dr_config *cfg = pc->cfg;
     struct stage_spec specs[N_STAGES];
-    /* notify is short but does two catalog commits and a directory fsync
-     * per job: two threads keep it off the critical path of small jobs */
-    static const struct dr_stage_cfg notify_cfg = {DR_NOTIFY_STAGE_THREADS, 10, 1};
+    /* notify is short (a link into the cache, then its batch's commit):
+     * two threads keep it off the critical path of small jobs */
+    static const struct dr_stage_cfg notify_cfg = {DR_NOTIFY_STAGE_THREADS, 64, 16};
     const struct dr_stage_cfg *sc[N_STAGES];
     const char *shorts[N_STAGES];
     pl_step_fn fns[N_STAGES];
@@ -687,6 +798,8 @@ static void runner_init(struct runner *r, struct pl_ctx *pc, enum dr_pipeline_id
             .concurrency = sc[i]->concurrency > 0 ? sc[i]->concurrency : 1,
             .max_demand = sc[i]->max_demand > 0 ? sc[i]->max_demand : 10,
             .min_demand = sc[i]->min_demand >= 0 ? sc[i]->min_demand : 1,
+            .max_batch = STAGE_BATCH,
+            .batch_cost = BATCH_COST,
             .ops = &pl_ops,
             .arg = &r->stages[i],
             .metrics = &pc->metrics->stages[pl][i + 1], /* slot 0 is the starter (metrics.h) */

@@ -10,7 +10,9 @@
  *
  * Filling: the download pipeline writes cache/<id>.tmp.<random>, fsyncs and
  * renames it (cache_create_tmp/cache_commit_tmp); a finished upload renames
- * its fsynced spool file in (cache_adopt). Both stamp atime = mtime = now.
+ * its fsynced spool file in (cache_adopt: a hard link, no directory fsync,
+ * see cache.h).
+ * Both stamp atime = mtime = now.
  *
  * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
  * re-check that the open file is still the one named cache/<id> (the
@@ -170,15 +172,41 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
     return 0;
 }
 
-/* Rename src into the cache as id. mtime = now (the TTL clock); atime =
- * now, or now + cache_pin_ms when `reserve` (see cache_commit_tmp). */
-static int publish(const char *data_dir, const char *id, const char *src, bool remove_on_fail,
-                   bool reserve)
+enum {
+    PUB_REMOVE_ON_FAIL = 1 << 0, /* unlink src if it cannot be published */
+    PUB_RESERVE = 1 << 1,        /* atime in the future (see cache_commit_tmp) */
+    PUB_SYNC_DIR = 1 << 2,       /* fsync the cache directory after */
+    PUB_LINK = 1 << 3,           /* link src in (src keeps its name), do not move it */
+};
+
+/* src at dst: moved, or (PUB_LINK) linked, replacing what is there. */
+static int place(const char *src, const char *dst, unsigned flags)
+{
+    if (!(flags & PUB_LINK))
+        return rename(src, dst) == 0 ? 0 : -errno;
+    if (link(src, dst) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -errno;
+    char *tmp = xasprintf("%s.tmp.link", dst); /* replaced atomically */
+    unlink(tmp);
+    int rc = link(src, tmp) == 0 ? 0 : -errno;
+    if (rc == 0 && rename(tmp, dst) != 0) {
+        rc = -errno;
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* Put src into the cache as id. mtime = now (the TTL clock); atime = now,
+ * or now + cache_pin_ms with PUB_RESERVE. */
+static int publish(const char *data_dir, const char *id, const char *src, unsigned flags)
 {
     struct timespec ts[2];
     clock_gettime(CLOCK_REALTIME, &ts[1]);
     ts[0] = ts[1];
-    if (reserve)
+    if (flags & PUB_RESERVE)
         ts[0].tv_sec += cache_pin_ms / 1000;
     if (!valid_id(id))
         return -EINVAL;
@@ -186,19 +214,18 @@ static int publish(const char *data_dir, const char *id, const char *src, bool r
     char *dst = cache_path(data_dir, id);
     if (utimensat(AT_FDCWD, src, ts, 0) != 0)
         rc = -errno;
-    if (rc == 0 && rename(src, dst) != 0) {
-        rc = -errno;
-        if (rc == -ENOENT) { /* the cache directory is gone (src is there: utimensat) */
-            char *dir = cache_dir(data_dir);
-            rc = dr_mkdirs(dir, 0700);
-            free(dir);
-            if (rc == 0 && rename(src, dst) != 0)
-                rc = -errno;
-        }
-    }
     if (rc == 0)
+        rc = place(src, dst, flags);
+    if (rc == -ENOENT) { /* the cache directory is gone (src is there: utimensat) */
+        char *dir = cache_dir(data_dir);
+        rc = dr_mkdirs(dir, 0700);
+        free(dir);
+        if (rc == 0)
+            rc = place(src, dst, flags);
+    }
+    if (rc == 0 && (flags & PUB_SYNC_DIR))
         dr_fsync_parent(dst);
-    else if (remove_on_fail)
+    else if (rc != 0 && (flags & PUB_REMOVE_ON_FAIL))
         unlink(src);
     free(dst);
     return rc;
@@ -209,12 +236,12 @@ int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path)
     /* Reserve the entry for the request that is waiting for it: an atime
      * in the future is "not yet read", and the LRU pass skips it until
      * then or until a reader touches it (setting atime to now). */
-    return publish(data_dir, id, tmp_path, true, true);
+    return publish(data_dir, id, tmp_path, PUB_REMOVE_ON_FAIL | PUB_RESERVE | PUB_SYNC_DIR);
 }
 
 int cache_adopt(const char *data_dir, const char *id, const char *path)
 {
-    return publish(data_dir, id, path, false, false);
+    return publish(data_dir, id, path, PUB_LINK);
 }
 
 /* Unlink dir/name only under an exclusive, non-blocking flock on the inode

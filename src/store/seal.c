@@ -782,7 +782,9 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     struct hasher hs;
     struct pager pg = {.on = false};
     bool hs_on = false;
-    char *tmp = xasprintf("%s.tmp", out_path);
+    /* scratch: written in place, no temporary name (one directory entry
+     * made instead of two); see seal.h */
+    char *tmp = p->scratch ? xstrdup(out_path) : xasprintf("%s.tmp", out_path);
     uint32_t seg = p->segment_size;
     struct seal_result unused;
     if (res == NULL)
@@ -825,7 +827,11 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     uint8_t hbind[32];
     v2_hbind(hdr, vh.meta, vh.meta_len, hbind);
 
-    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (p->scratch && unlink(tmp) != 0 && errno != ENOENT) { /* a new inode, never the old one */
+        rc = fail(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    out = open(tmp, O_WRONLY | O_CREAT | (p->scratch ? O_EXCL : O_TRUNC) | O_CLOEXEC, 0600);
     if (out < 0) {
         rc = fail(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
         goto out;
@@ -930,7 +936,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     }
     close(out);
     out = -1;
-    if (rename(tmp, out_path) != 0) {
+    if (!p->scratch && rename(tmp, out_path) != 0) {
         rc = fail(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
         goto out;
     }

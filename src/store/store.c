@@ -68,15 +68,37 @@ static void observe(enum dr_store_op op, uint64_t t0_ns, long rc)
         metrics_add(&g_metrics->store_errors[op], 1);
 }
 
-int store_put(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen)
+typedef int (*put_fn)(struct dr_store *st, const char *key, const char *src_path, char *err,
+                      size_t errlen);
+
+static int measured_put(put_fn put, struct dr_store *st, const char *key, const char *src_path,
+                        char *err, size_t errlen)
 {
+    struct stat sb; /* before: a put may move src */
+    bool sized = g_metrics != NULL && stat(src_path, &sb) == 0;
     uint64_t t0 = dr_mono_ns();
-    int rc = st->ops->put(st, key, src_path, err, errlen);
+    int rc = put(st, key, src_path, err, errlen);
     observe(DR_SOP_PUT, t0, rc);
-    struct stat sb;
-    if (rc == 0 && g_metrics != NULL && stat(src_path, &sb) == 0)
+    if (rc == 0 && sized)
         metrics_add(&g_metrics->store_bytes_up, (uint64_t)sb.st_size);
     return rc;
+}
+
+int store_put(struct dr_store *st, const char *key, const char *src_path, char *err, size_t errlen)
+{
+    return measured_put(st->ops->put, st, key, src_path, err, errlen);
+}
+
+int store_put_nosync(struct dr_store *st, const char *key, const char *src_path, char *err,
+                     size_t errlen)
+{
+    return measured_put(st->ops->put_nosync ? st->ops->put_nosync : st->ops->put, st, key, src_path,
+                        err, errlen);
+}
+
+int store_sync(struct dr_store *st, char *err, size_t errlen)
+{
+    return st->ops->sync != NULL ? st->ops->sync(st, err, errlen) : 0;
 }
 
 int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen)

@@ -20,6 +20,15 @@
  *     file, i.e. an inode allocated and freed, and right after mass
  *     deletes ext4's inode allocator is slow: 4 KiB jobs spent half their
  *     CPU there.)
+ *   - put_nosync (the pipeline's store stage, one batch of jobs at a
+ *     time) moves src to its key at once (rename: one directory entry
+ *     made, none left to remove later; a complete file, so readers see
+ *     all of it or nothing, and an existing key is replaced atomically)
+ *     and keeps an fd on it; sync then makes the whole batch durable with
+ *     one syncfs of the store's file system (dr_sync_files; fdatasync for
+ *     one object) and one fsync of the directory: 2 syncs per batch
+ *     instead of 2 per object. A src on another file system is put the
+ *     durable way (a copy) at once.
  *   - get streams the object into dst (in-kernel copy), get_range preads,
  *     open_read hands out a read-only fd on the object file itself (the
  *     download pipeline decrypts from it: no copy);
@@ -55,10 +64,14 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 
+#define PENDING_MAX 256 /* puts awaiting one sync; a put beyond syncs first */
+
 struct local_store {
     struct dr_store base;
     char *dir;
     int dirfd;
+    int pending[PENDING_MAX]; /* fds of objects put without a sync yet */
+    size_t n_pending;
 };
 
 static int key_ok(const char *key, char *err, size_t errlen)
@@ -181,6 +194,54 @@ out:
     flock(ls->dirfd, LOCK_UN);
     free(tmp);
     return rc;
+}
+
+static void drop_pending(struct local_store *ls)
+{
+    for (size_t i = 0; i < ls->n_pending; i++)
+        close(ls->pending[i]);
+    ls->n_pending = 0;
+}
+
+static int local_sync(struct dr_store *st, char *err, size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    if (ls->n_pending == 0)
+        return 0;
+    int rcs[PENDING_MAX], rc = 0;
+    if (dr_sync_files(ls->pending, rcs, ls->n_pending, "store") > 0)
+        for (size_t i = 0; i < ls->n_pending && rc == 0; i++)
+            rc = rcs[i];
+    if (rc != 0)
+        set_err(err, errlen, rc, "sync of", "a batch of objects");
+    else if (!dr_test_skip_sync("store_dir") && fsync(ls->dirfd) != 0)
+        rc = set_err(err, errlen, -errno, "fsync directory", ls->dir);
+    drop_pending(ls);
+    return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -EINTR ? -EAGAIN : rc;
+}
+
+static int local_put_nosync(struct dr_store *st, const char *key, const char *src_path, char *err,
+                            size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    int rc = key_ok(key, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (ls->n_pending == PENDING_MAX && (rc = local_sync(st, err, errlen)) != 0)
+        return rc;
+    int src = open(src_path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return set_err(err, errlen, -errno, "open source", src_path);
+    if (renameat(AT_FDCWD, src_path, ls->dirfd, key) != 0) {
+        rc = -errno;
+        close(src);
+        if (rc == -EXDEV) /* another file system: a copy, made durable now */
+            return local_put(st, key, src_path, err, errlen);
+        set_err(err, errlen, rc, "move into the store as", key);
+        return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO ? -EAGAIN : rc;
+    }
+    ls->pending[ls->n_pending++] = src;
+    return 0;
 }
 
 static int local_get(struct dr_store *st, const char *key, const char *dst_path, char *err,
@@ -372,6 +433,7 @@ static int local_check(struct dr_store *st, char *err, size_t errlen)
 static void local_close(struct dr_store *st)
 {
     struct local_store *ls = (struct local_store *)st;
+    drop_pending(ls); /* not synced: the caller did not count on them */
     if (ls->dirfd >= 0)
         close(ls->dirfd);
     free(ls->dir);
@@ -390,6 +452,8 @@ static const struct dr_store_ops local_ops = {
     .close = local_close,
     .open_read = local_open_read,
     .sweep = local_sweep,
+    .put_nosync = local_put_nosync,
+    .sync = local_sync,
 };
 
 int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *err, size_t errlen)

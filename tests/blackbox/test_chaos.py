@@ -55,7 +55,10 @@ def replace_worker(d, role, sig=signal.SIGKILL):
 
 def test_kill9_pipeline_in_each_stage(dripd_factory, tmpdir_path):
     # Many kills in a row on purpose: allow them, restart intensity is tested elsewhere.
-    d = dripd_factory(config={"pipeline": {"test_store_delay": "150ms"},
+    # Every job commits every stage (stage_commit_size 0), so that a kill
+    # finds jobs committed at each stage and they resume there; a small job
+    # by default commits once and starts over (test_powerloss, the rest).
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "150ms", "stage_commit_size": 0},
                               "supervisor": {"max_restarts": 100, "max_seconds": "10s"}})
     # A bounded load: the store is slowed on purpose, so an unbounded one
     # would queue more than verify() can wait for.

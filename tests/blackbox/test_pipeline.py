@@ -356,7 +356,9 @@ def test_a_zombie_worker_does_not_keep_its_jobs(dripd_factory):
     """A node crash whose dead pipeline worker nobody has reaped yet (its
     pid exists, as a zombie, named dripd-pipeline): the next worker
     releases its jobs at once instead of taking it for alive."""
-    d = dripd_factory(start=False, config={"pipeline": {"test_store_delay": "60s"}})
+    # stage_commit_size 0: the small job commits (and logs) its encrypt step
+    d = dripd_factory(start=False, config={"pipeline": {"test_store_delay": "60s",
+                                                        "stage_commit_size": 0}})
     d.write_config()
     npath = os.path.join(d.dir, "notify.sock")
     d.notify = Notify(npath)
@@ -423,7 +425,9 @@ def test_leftovers_of_cut_puts_are_swept_at_start(dripd_factory):
 
 def _crash_holding_a_job(d, name):
     """Upload one file, crash the whole node (kill -9 of the supervisor and
-    both workers) while its job is claimed at stage store; returns (mid, jid)."""
+    both workers) while its job is claimed at stage store (the config has
+    stage_commit_size 0, so the small job logs its encrypt step); returns
+    (mid, jid)."""
     src = make_file(os.path.join(d.dir, name), 100000)
     after = d.log_size()
     mid, jid = upload(d, src, "/reuse/" + name)
@@ -458,7 +462,7 @@ def test_a_reused_pid_does_not_keep_a_dead_workers_jobs(dripd_factory):
     restarted dripd still takes the claim for dead: a claim names the
     worker's start time, not only its pid. (The chaos suite lost uploads to
     this: they stayed queued until its deadline.)"""
-    d = dripd_factory(config={"pipeline": {"test_store_delay": "60s"}})
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "60s", "stage_commit_size": 0}})
     mid, jid = _crash_holding_a_job(d, "r.bin")
     (row,) = query(d, "SELECT claimed_by FROM jobs WHERE id = ?", jid)
     decoy_bin = os.path.join(d.dir, "dripd-pipeline")  # comm is the file's name
@@ -480,7 +484,8 @@ def test_a_changed_node_id_does_not_keep_its_jobs(dripd_factory):
     """With SQLite there is one node: a claim under another node id (the
     hostname changed, as a re-created container's does) is this node's own
     from before, and is released."""
-    d = dripd_factory(config={"node": {"id": "before"}, "pipeline": {"test_store_delay": "60s"}})
+    d = dripd_factory(config={"node": {"id": "before"},
+                              "pipeline": {"test_store_delay": "60s", "stage_commit_size": 0}})
     mid, jid = _crash_holding_a_job(d, "n.bin")
     (row,) = query(d, "SELECT claimed_by FROM jobs WHERE id = ?", jid)
     assert row["claimed_by"].startswith("before:"), row
@@ -620,7 +625,9 @@ def hook_server():
 def test_webhook_signed_events_in_order(dripd_factory, hook_server):
     secret = "whsec-test-1"
     url = "http://127.0.0.1:%d/hook" % hook_server.server_address[1]
-    d = dripd_factory(config={"webhooks": [{"url": url, "secret": secret}]})
+    # stage_commit_size 0: even a small job commits, and announces, every stage
+    d = dripd_factory(config={"webhooks": [{"url": url, "secret": secret}],
+                              "pipeline": {"stage_commit_size": 0}})
     src = make_file(os.path.join(d.dir, "h.bin"), 2000)
     mid, jid = upload(d, src, "/hooks/h.bin")
     assert d.wait_job(jid)["state"] == "done"
@@ -660,12 +667,22 @@ def test_webhook_signed_events_in_order(dripd_factory, hook_server):
 
 
 def test_job_events_and_stage_metrics(dripd):
-    src = make_file(os.path.join(dripd.dir, "m.bin"), 5000)
-    mid, jid = upload(dripd, src, "/m/m.bin")
-    assert dripd.wait_job(jid)["state"] == "done"
-    rows = query(dripd, "SELECT type, data FROM events WHERE job_id = ? ORDER BY seq", jid)
-    stages = [json.loads(r["data"])["stage"] for r in rows if r["type"] == "job.stage"]
-    assert stages == ["store", "notify"], stages
+    """A job of pipeline.stage_commit_size (1 MiB) or more commits every
+    stage after its first (process: nothing to record for a file that is
+    not media), each with its event; a smaller one commits once, when done,
+    and all its media fields with it."""
+    for size, want in ((1 << 20, ["store", "notify"]), ((1 << 20) - 1, [])):
+        src = make_file(os.path.join(dripd.dir, "m%d.bin" % size), size)
+        mid, jid = upload(dripd, src, "/m/m%d.bin" % size)
+        assert dripd.wait_job(jid)["state"] == "done"
+        rows = query(dripd, "SELECT type, data FROM events WHERE job_id = ? ORDER BY seq", jid)
+        stages = [json.loads(r["data"])["stage"] for r in rows if r["type"] == "job.stage"]
+        assert stages == want, (size, stages)
+        assert [r["type"] for r in rows] == ["job.created"] + ["job.stage"] * len(want) + ["job.done"]
+        m = dripd.json("GET", "/v1/media/" + mid, expect=200)[1]
+        with open(src, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        assert m["state"] == "available" and m["sha256"] == sha, m
     wait_until(lambda: metric(dripd, "dripd_jobs_queue_depth") == 0, 5, "queue depth gauge 0")
 
 

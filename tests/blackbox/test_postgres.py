@@ -177,7 +177,7 @@ def test_one_webhook_delivery_per_event(dripd_factory, pg_server, pg_db, tmp_pat
         for j in jobs:
             a.wait_job(j)
         n_events = int(pg_server.query(pg_db, "SELECT count(*) FROM events")[0][0])
-        assert n_events >= 6 * 4  # created, stages, done
+        assert n_events >= 6 * 2  # created, done (a small job commits no job.stage)
 
         def all_delivered():
             with _Hook.lock:

@@ -584,9 +584,12 @@ def test_web_ui_thumbnails_and_preview(dripd, media_dir):
     assert res["steps"] == ["thumbnail in the listing", "grid view", "preview on click"]
 
 
-def test_process_stage_in_jobs_and_events(dripd, media_dir):
-    """SSE shows a photo's job go process -> encrypt -> store -> notify."""
+def test_process_stage_in_jobs_and_events(dripd_factory, media_dir):
+    """SSE shows a photo's job go process -> encrypt -> store -> notify
+    (every stage committed: stage_commit_size 0; by default a photo under
+    1 MiB commits once, when done)."""
     from test_events import SSE
+    dripd = dripd_factory(config={"pipeline": {"stage_commit_size": 0}})
     sse = SSE(dripd)
     try:
         sse.wait_comment("connected")
