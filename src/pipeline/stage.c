@@ -94,6 +94,7 @@ struct stage {
     int queued;
     int demand;   /* unmet demand announced to the producer(s) */
     int held;     /* popped by a thread and not yet finished */
+    int waiting;  /* of those, in a thread's batch behind the item it runs */
     int max_held; /* peak of queued + held (stats) */
     uint64_t processed;
     bool stopping;
@@ -152,6 +153,15 @@ static void gauge_set(int64_t *g, int64_t v)
     __atomic_store_n(g, v, __ATOMIC_RELAXED);
 }
 
+/* Caller holds st->mu. The queued gauge counts the jobs that wait for a
+ * thread of the stage: in the inbox, or in a batch behind the job its
+ * thread runs (so in_flight counts the threads at work). */
+static void publish_queued(struct stage *st)
+{
+    if (st->spec.gauges)
+        gauge_set(&st->spec.gauges->queued, (int64_t)(st->queued + st->waiting));
+}
+
 /* Caller holds st->mu. */
 static void fifo_push(struct stage *st, struct stage_item *it)
 {
@@ -164,8 +174,7 @@ static void fifo_push(struct stage *st, struct stage_item *it)
     st->queued++;
     if (st->queued + st->held > st->max_held)
         st->max_held = st->queued + st->held;
-    if (st->spec.gauges)
-        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
+    publish_queued(st);
 }
 
 /* Caller holds st->mu: put it back at the head (STAGE_AGAIN). */
@@ -176,8 +185,7 @@ static void fifo_push_front(struct stage *st, struct stage_item *it)
     if (st->tail == NULL)
         st->tail = it;
     st->queued++;
-    if (st->spec.gauges)
-        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
+    publish_queued(st);
 }
 
 /* Caller holds st->mu; inbox not empty. */
@@ -189,8 +197,7 @@ static struct stage_item *fifo_pop(struct stage *st)
         st->tail = NULL;
     it->next = NULL;
     st->queued--;
-    if (st->spec.gauges)
-        gauge_set(&st->spec.gauges->queued, (int64_t)st->queued);
+    publish_queued(st);
     return it;
 }
 
@@ -294,10 +301,12 @@ static void *stage_thread_main(void *arg)
             break;
         int n = cap > 1 ? take_batch(st, it, batch) : (batch[0] = it, 1);
         st->held += n;
+        st->waiting += n - 1;
+        publish_queued(st);
         pthread_mutex_unlock(&st->mu);
 
         if (g)
-            metrics_gauge_add(&g->in_flight, n);
+            metrics_gauge_add(&g->in_flight, 1);
         uint64_t t0 = dr_mono_ns();
         if (ops->handle_batch)
             ops->handle_batch(st->spec.arg, tls, batch, n, verdicts);
@@ -305,7 +314,13 @@ static void *stage_thread_main(void *arg)
             verdicts[0] = ops->handle(st->spec.arg, tls, it);
         uint64_t us = (dr_mono_ns() - t0) / 1000;
         if (g)
-            metrics_gauge_add(&g->in_flight, -n);
+            metrics_gauge_add(&g->in_flight, -1);
+        if (n > 1) {
+            pthread_mutex_lock(&st->mu);
+            st->waiting -= n - 1;
+            publish_queued(st);
+            pthread_mutex_unlock(&st->mu);
+        }
         int done = n;
         for (int i = 0; i < n; i++)
             done -= verdicts[i] == STAGE_AGAIN;
