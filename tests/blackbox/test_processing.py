@@ -218,8 +218,10 @@ def test_strip_survives_a_crash_after_process(dripd_factory, media_dir, tmp_path
     """The pipeline worker is killed (SIGKILL) after process committed the
     stripped original's size: the next worker seals, stores and serves the
     stripped bytes, not the upload's."""
+    # stage_commit_size 0: the small photo's job commits (and logs) each
+    # stage, so process's commit of the size is there before the kill
     d = dripd_factory(config={"processing": {"strip_metadata": True},
-                              "pipeline": {"test_notify_delay": "2s"},
+                              "pipeline": {"test_notify_delay": "2s", "stage_commit_size": 0},
                               "supervisor": {"max_restarts": 20}})
     local = os.path.join(media_dir, "phone.jpg")
     after = d.log_size()
