@@ -511,7 +511,6 @@ static int join_parts(struct tus_req *st)
                 (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
                 rc = copy_rw(in, in_off, st->fd, out_off, left);
                 out_off += (loff_t)left;
-                left = 0;
                 break;
             }
             if (n <= 0) {
