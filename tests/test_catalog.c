@@ -1914,6 +1914,63 @@ START_TEST(test_tus_finish_path_taken)
 }
 END_TEST
 
+START_TEST(test_tus_in_a_group_intake)
+{
+    /* one transaction: a PUT, a tus creation, a finish, a finish whose path
+     * is taken, a finish of no session, a creation that also finishes */
+    ck_assert_int_eq(intake1(cat, "alice", "/taken.txt", 1, NULL, NULL), 0);
+    struct dr_tus open1, taken, both, made;
+    tus_new(&open1, "alice", "/open.txt", 3, dr_now_ms() + 60000);
+    tus_new(&taken, "alice", "/taken.txt", 3, dr_now_ms() + 60000);
+    tus_new(&both, "alice", "/both.txt", 3, dr_now_ms() + 60000);
+    tus_new(&made, "alice", "/made.txt", 3, dr_now_ms() + 60000);
+    ck_assert_int_eq(catalog_tus_create(cat, &open1), 0);
+    ck_assert_int_eq(catalog_tus_create(cat, &taken), 0);
+    struct dr_intake it[6] = {
+        {.owner = "alice", .path = "/put.txt", .size = 3, .spool_path = "/spool/p.part"},
+        {.owner = "alice", .size = 0, .spool_path = "/spool/t.part", .tus_new = &made},
+        {.owner = "alice", .size = 3, .tus_id = open1.id, .stage = "encrypt"},
+        {.owner = "alice", .size = 3, .tus_id = taken.id},
+        {.owner = "alice", .size = 3, .tus_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+        {.owner = "alice", .size = 3, .tus_new = &both, .tus_id = both.id},
+    };
+    ck_assert_int_eq(catalog_intake_uploads(cat, it, 6), 0);
+    int want[6] = {0, 0, 0, -EEXIST, -ENOENT, 0};
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(it[i].result, want[i]);
+    ck_assert_str_eq(it[1].job_id, ""); /* a creation makes no job */
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, made.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, "");
+    dr_tus_clear(&got);
+    ck_assert_int_eq(catalog_tus_get(cat, open1.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, it[2].job_id);
+    ck_assert_int_eq((int)got.offset, 3);
+    dr_tus_clear(&got);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, it[2].job_id, NULL, &j), 0);
+    ck_assert_str_eq(j.stage, "encrypt");
+    ck_assert_str_eq(j.spool_path, "/spool/t.part"); /* the row's */
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_tus_get(cat, taken.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, ""); /* still open, nothing of it written */
+    dr_tus_clear(&got);
+    ck_assert_int_eq(catalog_tus_get(cat, both.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, it[5].job_id);
+    dr_tus_clear(&got);
+    uint64_t depth = 0;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 4); /* /taken.txt, the PUT, two finishes */
+    /* a finish sent again gives the same ids and makes nothing */
+    struct dr_intake again = {.owner = "alice", .size = 3, .tus_id = open1.id};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &again, 1), 0);
+    ck_assert_int_eq(again.result, 0);
+    ck_assert_str_eq(again.job_id, it[2].job_id);
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 4);
+}
+END_TEST
+
 START_TEST(test_tus_expiry)
 {
     int64_t now = dr_now_ms();
@@ -2358,6 +2415,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_prune_finished_only,
         test_tus_lifecycle,
         test_tus_finish_path_taken,
+        test_tus_in_a_group_intake,
         test_tus_expiry,
         test_usage_ranking,
         test_user_load_counts_queued_and_running_jobs,

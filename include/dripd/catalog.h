@@ -170,6 +170,11 @@ struct dr_intake {
      * values separated by ',' (the route parses If-Match into this) */
     const char *if_match;
     bool rename; /* a taken path: the first free "name (n).ext" instead */
+    /* tus (both optional): create this session row first (alone: no media,
+     * no job); finish the session of this id as catalog_tus_finish does
+     * (path, content type and spool path NULL: the row's) */
+    const struct dr_tus *tus_new;
+    const char *tus_id;
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
@@ -183,9 +188,13 @@ struct dr_intake {
  * an upload job (stage it->stage, "process" by default; state "queued") and a "job.created"
  * event; with if_match, the file it replaces is retired in the same
  * transaction (catalog_versions.h). Items whose path is taken get result
- * -EEXIST, items whose if_match fails -ESTALE, and are skipped;
- * the others are committed. Returns 0 when the transaction committed
- * (check each item's result), else -errno and nothing is committed. */
+ * -EEXIST, items whose if_match fails -ESTALE, and are skipped; the
+ * others are committed. A tus item (tus_new, tus_id) is undone alone
+ * when it cannot apply: result -EEXIST (session id or path taken: for a
+ * finish nothing was written, the session stays open), -ESTALE (its
+ * If-Match failed) or -ENOENT (no such session); a finished one gives
+ * the same ids again. Returns 0 when the transaction committed (check
+ * each item's result), else -errno and nothing is committed. */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
 /* Whether owner may put a new file at path. A file and a folder never
  * share a path, so besides a file at path (DR_PATH_FILE) a folder there

@@ -159,16 +159,19 @@ static void sync_batch(struct ingest_req *batch)
     size_t k = 0;
     for (struct ingest_req *r = batch; r != NULL; r = r->next)
         for (size_t i = 0; i < r->n; i++)
-            fds[k++] = r->fds[i];
-    spool_sync_batch(fds, rcs, nfds);
+            if (r->fds[i] >= 0) /* -1: synced already, or a test skips it */
+                fds[k++] = r->fds[i];
+    spool_sync_batch(fds, rcs, k);
     k = 0;
     for (struct ingest_req *r = batch; r != NULL; r = r->next) {
         r->rc = 0;
-        for (size_t i = 0; i < r->n; i++, k++) {
-            r->items[i].stage = ingest_first_stage(G.cfg, r->items[i].spool_path);
-            if (rcs[k] < 0 && r->rc == 0) {
-                log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-rcs[k]));
-                r->rc = rcs[k];
+        for (size_t i = 0; i < r->n; i++) {
+            int src = r->fds[i] >= 0 ? rcs[k++] : 0;
+            if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
+                r->items[i].stage = ingest_first_stage(G.cfg, r->items[i].spool_path);
+            if (src < 0 && r->rc == 0) {
+                log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-src));
+                r->rc = src;
             }
         }
         if (r->rc == 0 && r->n > 0 && dir_of == NULL)
@@ -239,8 +242,8 @@ static void commit_batch(struct ingest_req *batch)
                 r->items[i].version = all[k].version;
                 memcpy(r->items[i].replaced, all[k].replaced, sizeof all[k].replaced);
                 r->items[i].result = rc < 0 ? rc : all[k].result;
-                if (rc == 0 && all[k].result == 0)
-                    accepted++;
+                if (rc == 0 && all[k].result == 0 && all[k].job_id[0] != '\0')
+                    accepted++; /* a tus creation makes no job */
             }
             r->rc = rc;
         }

@@ -24,9 +24,14 @@
  * Threads: handlers run on the connection's loop thread. Body bytes are
  * written to the spool file there (page cache writes; every 8 MiB the
  * written range is handed to writeback without waiting, so the fsync at
- * the end of a PATCH finds little left to flush). Everything slow
- * goes through http_defer(): creating the session row, fsync + recording
- * the new offset, the final catalog_tus_finish(), termination. Two short
+ * the end of a PATCH finds little left to flush). Creating the session
+ * row and the finish (the request that completes an upload) go through
+ * ingest's group commit (ingest.h), as PUT bodies do: the spool file is
+ * synced with the other uploads' of the batch (one syncfs and one fsync of
+ * spool/), the row or the finish (media, job) commits in their
+ * transaction. The rest that is slow goes through http_defer(): fsync +
+ * recording a partial offset, a new length, a creation that also
+ * completes, termination. Two short
  * things run on the loop thread's own catalog connection: the session
  * lookup of HEAD/PATCH (a read), and - rarely - the expiry sweep and the
  * save of an interrupted PATCH (see below).
@@ -145,6 +150,8 @@ struct tus_req {
     char detail[200];
     struct dr_intake intake;
     bool finished;
+    bool grouped; /* committed through ingest's group commit */
+    int sync_fd;  /* the fd ingest syncs: st->fd, or -1 (test hook "tus") */
 };
 
 /* ---- the busy set ---- */
@@ -630,7 +637,7 @@ out:
 static void done_commit(struct http_exchange *ex, void *arg)
 {
     struct tus_req *st = arg;
-    if (st->finished && st->wctx != NULL)
+    if (st->finished && !st->grouped && st->wctx != NULL) /* ingest wakes it itself */
         (void)worker_send(st->wctx, DR_MSG_JOB_ENQUEUED, 1);
     if (http_ex_closed(ex))
         return; /* on_abort frees st; the state is durable already */
@@ -661,8 +668,88 @@ static void done_commit(struct http_exchange *ex, void *arg)
     respond_empty(st, st->op == OP_CREATE ? 201 : 204);
 }
 
+/* A finish whose path was taken meanwhile: nobody can ever finish this
+ * one, so it is dropped and a retry sees 404. Pool thread. */
+static void work_terminate_taken(void *arg)
+{
+    struct tus_req *st = arg;
+    struct catalog *cat = http_work_catalog();
+    if (cat != NULL)
+        (void)catalog_tus_delete(cat, st->id, st->owner);
+    spool_remove(st->row.spool_path);
+    snprintf(st->detail, sizeof(st->detail), "%s %s; the upload was terminated", st->row.path,
+             st->rc == -EEXIST ? "already exists" : "has changed: its ETag is not in If-Match");
+}
+
+/* ingest's completion (loop thread): what work_commit would have left. */
+static void group_committed(struct http_exchange *ex, struct dr_intake *items, size_t n, int rc,
+                            void *arg)
+{
+    (void)n;
+    struct tus_req *st = arg;
+    uint64_t off = st->start + st->received;
+    int r = rc < 0 ? rc : items[0].result;
+    st->rc = r;
+    if (r == 0) {
+        st->committed_row = st->committed_row || st->op == OP_CREATE;
+        st->row.offset = off;
+        if (st->intake.tus_id != NULL) {
+            st->finished = true;
+            memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+            memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+            log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id,
+                     st->owner, st->row.path, off, st->intake.job_id);
+        }
+    } else if ((r == -EEXIST || r == -ESTALE) && st->intake.tus_id != NULL) {
+        if (http_defer(ex, work_terminate_taken, done_commit, st) == 0)
+            return;
+        st->rc = -EAGAIN;
+        snprintf(st->detail, sizeof(st->detail), "server busy, retry later");
+    } else {
+        snprintf(st->detail, sizeof(st->detail), "%s the upload: %s",
+                 st->intake.tus_id != NULL ? "finishing" : "creating", strerror(-r));
+    }
+    done_commit(ex, st);
+}
+
+/* Creation and finish go through ingest's group commit (ingest.h): their
+ * spool files synced together with other uploads' (one syncfs, one fsync
+ * of spool/), their rows in the same transaction. 0, or -errno: use
+ * work_commit. An offset, a length, a creation that also completes
+ * (its row must exist before it finishes) take the pool thread. */
+static int begin_group_commit(struct tus_req *st)
+{
+    uint64_t off = st->start + st->received;
+    /* a partial upload never finishes; a final one joins its parts first */
+    bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
+    if ((st->op != OP_CREATE && st->op != OP_PATCH) || st->fd < 0 || st->new_length >= 0 ||
+        st->n_parts > 0 || (st->op == OP_CREATE) == completes)
+        return -EINVAL;
+    if (st->op == OP_PATCH && ftruncate(st->fd, (off_t)off) < 0)
+        return -errno; /* exactly the upload's bytes; work_commit says why not */
+    free(st->intake.renamed);
+    memset(&st->intake, 0, sizeof(st->intake));
+    st->intake.owner = st->owner;
+    st->intake.size = off;
+    st->intake.spool_path = st->row.spool_path; /* the directory ingest fsyncs */
+    if (st->op == OP_CREATE) {
+        st->row.offset = off;
+        st->intake.tus_new = &st->row;
+    } else {
+        st->intake.tus_id = st->id;
+    }
+    st->sync_fd = dr_test_skip_sync("tus") ? -1 : st->fd;
+    st->committed = st->grouped = true;
+    int rc = ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
+    if (rc < 0)
+        st->committed = st->grouped = false;
+    return rc;
+}
+
 static void begin_commit(struct tus_req *st)
 {
+    if (begin_group_commit(st) == 0)
+        return;
     int rc = http_defer(st->ex, work_commit, done_commit, st);
     if (rc < 0)
         fail(st, 503, "server busy, retry later");

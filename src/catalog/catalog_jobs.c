@@ -227,8 +227,8 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!catalog_intake_valid(&items[i]))
-            return -EINVAL;
+        if (items[i].tus_new == NULL && items[i].tus_id == NULL && !catalog_intake_valid(&items[i]))
+            return -EINVAL; /* a tus finish takes its inputs from the row, then checks */
     /* Every upload of the batch waits for this commit: poll for the lock. */
     int rc = db_begin(cat->db, DB_BEGIN_POLL);
     if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES) {
@@ -244,7 +244,9 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
     if (rc == 0) {
         int64_t now = dr_now_ms();
         for (size_t i = 0; i < n && rc == 0; i++)
-            rc = catalog_intake_one(cat, &items[i], now);
+            rc = items[i].tus_new != NULL || items[i].tus_id != NULL
+                     ? catalog_tus_intake(cat, &items[i])
+                     : catalog_intake_one(cat, &items[i], now);
         rc = db_end(cat->db, rc);
     }
     if (rc < 0)

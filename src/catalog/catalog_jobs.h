@@ -1,6 +1,7 @@
 /* catalog_jobs.h - what catalog_jobs.c gives the other catalog modules:
- * the intake of one upload, which the tus module's finish shares. (Its
- * public calls are in include/dripd/catalog.h.) */
+ * the intake of one upload, which the tus module's finish shares; and the
+ * tus module's item of a group intake. (Their public calls are in
+ * include/dripd/catalog.h.) */
 #ifndef DRIPD_CATALOG_JOBS_H
 #define DRIPD_CATALOG_JOBS_H
 
@@ -16,5 +17,9 @@ bool catalog_intake_valid(const struct dr_intake *it);
  * item gets result -EEXIST (nothing of it written) and the transaction
  * goes on. Returns 0 or a fatal -errno. */
 int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now);
+/* (catalog_tus.c) A tus intake item (it->tus_new, it->tus_id) inside the
+ * caller's transaction, under a savepoint: it->result as
+ * catalog_intake_uploads says; returns 0 or a fatal -errno. */
+int catalog_tus_intake(struct catalog *cat, struct dr_intake *it);
 
 #endif

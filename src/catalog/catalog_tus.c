@@ -261,6 +261,38 @@ out:
     return rc;
 }
 
+int catalog_tus_intake(struct catalog *cat, struct dr_intake *it)
+{
+    int res = 0, rc = db_savepoint(cat->db);
+    if (rc < 0)
+        return rc;
+    if (it->tus_new != NULL) {
+        rc = catalog_tus_create(cat, it->tus_new);
+        if (rc == -EEXIST)
+            res = -EEXIST, rc = 0;
+    }
+    if (rc == 0 && res == 0 && it->tus_id != NULL) {
+        struct dr_tus row = {0};
+        rc = get_row(cat->db, it->tus_id, it->owner, &row, "tus finish");
+        if (rc == 0 && row.job_id[0] != '\0') {
+            /* finished already (a retried last PATCH): the same ids */
+            memcpy(it->media_id, row.media_id, sizeof it->media_id);
+            memcpy(it->job_id, row.job_id, sizeof it->job_id);
+        } else if (rc == 0) {
+            rc = finish_open(cat, it->tus_id, &row, it);
+        }
+        if (rc == -ENOENT || rc == -EEXIST || rc == -ESTALE)
+            res = rc, rc = 0;
+        dr_tus_clear(&row);
+    }
+    if (rc < 0)
+        return rc; /* the caller's transaction ends with it */
+    it->result = res;
+    if (res < 0)
+        it->media_id[0] = it->job_id[0] = '\0';
+    return res < 0 ? db_savepoint_rollback(cat->db) : db_savepoint_release(cat->db);
+}
+
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner)
 {
     if (cat == NULL || id == NULL)

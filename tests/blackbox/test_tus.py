@@ -297,6 +297,50 @@ def test_path_taken_and_size_limit(dripd_factory):
     create(d, 3, expect=201, filename="taken.txt", user="bob")
 
 
+def test_creations_and_finishes_share_the_group_commit(dripd):
+    """Creations and finishes go through ingest's group commit, as PUT
+    bodies do (issue 15): the log counts them in its commits. 12 uploads
+    at once, each one POST and one PATCH: all durable, all served."""
+    import threading
+    d = dripd
+    after = d.log_size()
+    bodies = [os.urandom(4096) for _ in range(12)]
+    res = [None] * len(bodies)
+
+    def one(i):
+        loc, _, _ = create(d, len(bodies[i]), filename="g%d.bin" % i, folder="/group")
+        st, h, _ = patch(d, loc, 0, bodies[i])
+        res[i] = (st, h)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i, (st, h) in enumerate(res):
+        assert st == 204 and int(h["upload-offset"]) == 4096, (st, h)
+        assert uploaded_bytes(d, h["upload-media"], h["upload-job"]) == bodies[i]
+    with open(d.log_path, "rb") as f:
+        f.seek(after)
+        log = f.read().decode(errors="replace")
+    # 12 creations + 12 finishes; nothing else was uploaded meanwhile
+    assert sum(int(n) for n in re.findall(r"ingest: committed (\d+) uploads", log)) == 24, log[-3000:]
+
+
+def test_finish_of_a_path_taken_meanwhile_terminates(dripd):
+    """Two sessions for one path (the check at creation passed for both):
+    the second finish finds the path taken, answers 409, and the session is
+    gone (a retry sees 404), its spool file too."""
+    a, _, _ = create(dripd, 3, filename="twice.txt")
+    b, _, _ = create(dripd, 3, filename="twice.txt")
+    st, h, _ = patch(dripd, a, 0, b"abc")
+    assert st == 204 and "upload-job" in h
+    st, h, body = patch(dripd, b, 0, b"xyz")
+    assert_problem(st, h, body, 409)
+    assert b"already exists; the upload was terminated" in body
+    assert head(dripd, b)[0] == 404
+    assert not os.path.exists(spool_of(dripd, b))
+
+
 def test_defer_length(dripd):
     data = os.urandom(70_000)
     loc, _, _ = create(dripd, defer=True, filename="deferred.bin")
