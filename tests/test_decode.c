@@ -443,7 +443,8 @@ START_TEST(test_hostile_files)
     ck_assert_uint_eq(r.resp.width, 50000);
     ck_assert_int_eq(r.resp.v[0].status, -EFBIG);
     ck_assert_ptr_nonnull(strstr(r.resp.v[0].reason, "max_pixels"));
-    ck_assert_uint_lt(r.resp.peak_rss_kib, 64 * 1024); /* refused from the header */
+    /* refused from the header (valgrind's own tool takes ~130 MiB) */
+    ck_assert_uint_lt(r.resp.peak_rss_kib, (RUNNING_ON_VALGRIND ? 256 : 64) * 1024);
 
     decode_file("truncated.jpg", 0, 30000, &r);
     ck_assert_msg(r.rc == 0, "%s", r.err);
