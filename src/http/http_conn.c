@@ -1689,7 +1689,10 @@ static void step(struct http_conn *c)
         return;
     }
 
-    if (ex == NULL && (c->draining || http_thread_draining(c->t)) &&
+    /* Only a keep-alive connection that served a request is idle: one
+     * accepted just before the drain (in its TLS handshake, or its first
+     * request still in flight) gets that request answered, with close. */
+    if (ex == NULL && c->nreq > 0 && (c->draining || http_thread_draining(c->t)) &&
         evbuffer_get_length(c->in) == 0) {
         conn_kill(c); /* idle keep-alive during a drain */
         return;
