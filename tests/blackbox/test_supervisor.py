@@ -123,6 +123,22 @@ def test_check_missing_file_and_run_with_bad_config(dripd_factory):
     assert d.config_path + ":" in r.stderr
 
 
+def instance_workers(config_path):
+    """Live dripd-http/dripd-pipeline processes whose argv names config_path."""
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/comm" % p) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if comm in ("dripd-http", "dripd-pipeline") and config_path.encode() in argv:
+            found.append((int(p), comm))
+    return found
+
+
 def test_startup_failures_exit_1(dripd_factory, tmpdir_path):
     # data_dir cannot be created (a file is in the way)
     blocker = os.path.join(tmpdir_path, "a-file")
@@ -146,7 +162,10 @@ def test_startup_failures_exit_1(dripd_factory, tmpdir_path):
         assert "Address already in use" in r.stderr, r.stderr
         assert "start-up failed; exit status 1" in r.stderr
         assert not os.path.exists(os.path.join(d.data_dir, "run", "listen"))
-        assert not pids_of(os.getpid(), "dripd-http")
+        # No worker of this instance anywhere (reparented to init or to a
+        # subreaper pytest). Matched by its config path, which workers (forks)
+        # keep in their argv: another test's leftover under pytest is not ours.
+        assert not instance_workers(d.config_path)
     finally:
         busy.close()
 
