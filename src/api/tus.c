@@ -13,7 +13,9 @@
  * spool files into its own with copy_file_range on a pool thread, then
  * goes the way of a creation that completes (fsync, row, finish: one
  * job), and deletes the spent parts after the finish committed (a crash
- * in between leaves them to the expiry sweep).
+ * in between leaves them to the expiry sweep). Its metadata column keeps
+ * the parts' ids after its Upload-Metadata (final_metadata), for HEAD's
+ * Upload-Concat: final;<URLs>; a PATCH on it is 403 (never modified).
  *
  * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
  * (optionally with its first bytes; the pre-upload hook, upload_hook.h,
@@ -879,6 +881,29 @@ static int load_parts(struct tus_req *st, const char *list)
     return 0;
 }
 
+/* A final upload's metadata column: its Upload-Metadata header, then a
+ * line "final;<id> <id>..." naming the partial uploads it joined (a
+ * header value holds no newline, so the two never mix; no column of its
+ * own, like the partial's "" path). HEAD answers Upload-Concat from it. */
+static char *final_metadata(const struct tus_req *st, const char *mh)
+{
+    size_t mlen = mh != NULL ? strlen(mh) : 0;
+    size_t cap = mlen + sizeof("\nfinal;") + st->n_parts * (DR_ID_LEN + 1);
+    char *s = xmalloc(cap);
+    int n = snprintf(s, cap, "%s\nfinal;", mh != NULL ? mh : "");
+    for (size_t i = 0; i < st->n_parts; i++)
+        n += snprintf(s + n, cap - (size_t)n, "%s%s", i > 0 ? " " : "", st->parts[i].id);
+    return s;
+}
+
+/* The final upload's "final;<ids>" line in its metadata column, or NULL
+ * (final_metadata). */
+static const char *final_line(const struct dr_tus *row)
+{
+    const char *nl = row->metadata != NULL ? strchr(row->metadata, '\n') : NULL;
+    return nl != NULL && strncmp(nl + 1, "final;", 6) == 0 ? nl + 1 : NULL;
+}
+
 static void create_head(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
@@ -1016,7 +1041,9 @@ checked:;
     st->row.offset = 0;
     st->row.path = path;
     path = NULL;
-    st->row.metadata = mh != NULL && mh[0] != '\0' ? xstrdup(mh) : NULL;
+    st->row.metadata = final                         ? final_metadata(st, mh)
+                       : mh != NULL && mh[0] != '\0' ? xstrdup(mh)
+                                                     : NULL;
     st->row.content_type = xstrdup(ctype);
     st->row.created_at = now;
     st->row.expires_at = now + (int64_t)st->cfg->tus.expiration;
@@ -1076,6 +1103,27 @@ static int load_row(struct tus_req *st)
     return 0;
 }
 
+/* Upload-Concat: final;<URL> <URL>... of a final upload (tusd's form:
+ * the partial uploads' absolute URLs, in order). ids: "<id> <id>...". */
+static void add_final_concat(struct tus_req *st, const char *ids)
+{
+    char *v = xstrdup("final;");
+    for (const char *p = ids; *p != '\0';) {
+        size_t n = strcspn(p, " ");
+        char path[sizeof(TUS_PREFIX "/") + DR_ID_LEN];
+        snprintf(path, sizeof(path), TUS_PREFIX "/%.*s", (int)DR_MIN(n, (size_t)DR_ID_LEN), p);
+        char *url = http_absolute_url(st->ex, path);
+        char *next = xasprintf("%s%s%s", v, p == ids ? "" : " ", url);
+        free(url);
+        free(v);
+        v = next;
+        p += n;
+        p += strspn(p, " ");
+    }
+    http_add_header(st->ex, "Upload-Concat", v);
+    free(v);
+}
+
 static void head_respond(struct tus_req *st)
 {
     struct http_exchange *ex = st->ex;
@@ -1084,10 +1132,16 @@ static void head_respond(struct tus_req *st)
         http_add_headerf(ex, "Upload-Length", "%" PRId64, st->row.length);
     else
         http_add_header(ex, "Upload-Defer-Length", "1");
-    if (st->row.metadata != NULL && st->row.metadata[0] != '\0')
-        http_add_header(ex, "Upload-Metadata", st->row.metadata);
+    const char *fl = final_line(&st->row);
+    size_t mlen = st->row.metadata == NULL ? 0
+                  : fl != NULL             ? (size_t)(fl - 1 - st->row.metadata)
+                                           : strlen(st->row.metadata);
+    if (mlen > 0)
+        http_add_headerf(ex, "Upload-Metadata", "%.*s", (int)mlen, st->row.metadata);
     if (st->row.path[0] == '\0')
         http_add_header(ex, "Upload-Concat", "partial");
+    if (fl != NULL)
+        add_final_concat(st, fl + 6);
     if (st->row.job_id[0] != '\0') {
         http_add_header(ex, "Upload-Job", st->row.job_id);
         http_add_header(ex, "Upload-Media", st->row.media_id);
@@ -1147,6 +1201,11 @@ static void patch_head(struct tus_req *st)
     if (load_row(st) < 0)
         return;
     st->partial = st->row.path[0] == '\0';
+    if (final_line(&st->row) != NULL) {
+        /* tus concatenation: a final upload is never modified (tusd) */
+        fail(st, 403, "a final upload cannot be patched: its bytes are its partial uploads'");
+        return;
+    }
     if (off != st->row.offset) {
         fail(st, 409, "Upload-Offset %" PRIu64 " does not match the upload's offset %" PRIu64, off,
              st->row.offset);

@@ -76,6 +76,19 @@ def test_partials_join_into_one_upload(dripd_factory):
     st, doc, _ = d.json("GET", "/v1/media/" + media)
     assert doc["path"] == "/cat/joined.bin" and doc["size"] == 400001
     assert len(jobs(d)) == 1  # the partials made none
+    # the final upload says what it joined (tusd: the parts' absolute URLs,
+    # in order) beside its own metadata, and is never patched (403)
+    fin = h["location"]
+    st, h, _ = tus(d, "HEAD", fin)
+    assert st == 200 and h["upload-concat"] == "final;" + " ".join(locs), h
+    assert h["upload-metadata"] == "filename %s,folder %s" % (b64("joined.bin"), b64("/cat"))
+    assert h["upload-offset"] == h["upload-length"] == "400001" and h["upload-job"] == job
+    st, h, body = tus(d, "PATCH", fin, "-H", "Upload-Offset: 400001", "-H",
+                      "Content-Type: application/offset+octet-stream", "--data-binary", "x")
+    assert st == 403 and h["content-type"] == "application/problem+json", (st, h, body)
+    assert "final upload" in json.loads(body)["detail"]
+    st, h, _ = tus(d, "HEAD", fin)
+    assert h["upload-offset"] == "400001"
     # the partials are spent: gone, and not joinable twice
     for loc in locs:
         assert tus(d, "HEAD", loc)[0] == 404
