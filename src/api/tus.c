@@ -19,7 +19,8 @@
  *
  * What: OPTIONS (no auth) advertises the protocol; POST creates an upload
  * (optionally with its first bytes; the pre-upload hook, upload_hook.h,
- * is asked first, once per upload: PATCHes are not asked again), HEAD reports the durable offset,
+ * is asked first, once per upload, partial and final ones included:
+ * PATCHes are not asked again), HEAD reports the durable offset,
  * PATCH appends at that offset, DELETE terminates. Session rows live in
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
@@ -1066,14 +1067,21 @@ checked:;
                                       rq->content_length == (uint64_t)st->length));
     st->declared = declared;
     st->finishes = finishes;
+    /* every creation is asked, a partial upload's (no path) and a final
+     * upload's (with the parts it joins) too, as tusd's pre-create hook */
+    const char *part_ids[TUS_CONCAT_MAX];
+    for (size_t i = 0; i < st->n_parts; i++)
+        part_ids[i] = st->parts[i].id;
     struct upload_hook_info hi = {.protocol = "tus",
-                                  .path = st->row.path,
+                                  .path = st->partial ? NULL : st->row.path,
                                   .size = st->length,
-                                  .content_type = st->row.content_type};
-    if (st->partial)
-        create_checked(ex, st); /* the hook is asked for the final upload */
-    else
-        upload_hook_check(ex, &hi, create_checked, st);
+                                  .content_type = st->row.content_type,
+                                  .concat = st->partial ? "partial"
+                                            : final     ? "final"
+                                                        : NULL,
+                                  .parts = part_ids,
+                                  .n_parts = st->n_parts};
+    upload_hook_check(ex, &hi, create_checked, st);
 out:
     tus_metadata_clear(&meta);
     free(folder);

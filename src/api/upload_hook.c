@@ -4,6 +4,8 @@
  *   {"user": "alice", "path": "/photos/cat.jpg", "size": 123 | null,
  *    "content_type": "image/jpeg" | null, "protocol": "put",
  *    "client": "192.0.2.1"}
+ * plus, for tus concatenation, "concat": "partial" (path null) or
+ * "concat": "final" with "partial_uploads": ["<id>", ...]
  * and expect 200 with {"allow": true} or {"allow": false, "reason": "..."}
  * (tusd's pre-create hook, reduced to the decision). Anything else within
  * hooks.pre_upload.timeout (a refused connection, a timeout, another
@@ -223,12 +225,21 @@ static char *request_json(struct http_exchange *ex, const struct upload_hook_inf
 {
     json_t *o = json_object();
     json_object_set_new(o, "user", json_string(http_user(ex)));
-    json_object_set_new(o, "path", json_string(in->path));
+    json_object_set_new(o, "path", in->path != NULL ? json_string(in->path) : json_null());
     json_object_set_new(o, "size", in->size >= 0 ? json_integer(in->size) : json_null());
     json_object_set_new(o, "content_type",
                         in->content_type ? json_string(in->content_type) : json_null());
     json_object_set_new(o, "protocol", json_string(in->protocol));
     json_object_set_new(o, "client", json_string(http_req(ex)->client_addr));
+    if (in->concat != NULL) {
+        json_object_set_new(o, "concat", json_string(in->concat));
+        if (in->n_parts > 0) {
+            json_t *a = json_array();
+            for (size_t i = 0; i < in->n_parts; i++)
+                json_array_append_new(a, json_string(in->parts[i]));
+            json_object_set_new(o, "partial_uploads", a);
+        }
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (s == NULL)

@@ -19,6 +19,7 @@
 #ifndef DRIPD_UPLOAD_HOOK_H
 #define DRIPD_UPLOAD_HOOK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct http_exchange;
@@ -28,6 +29,12 @@ struct upload_hook_info {
     const char *path;         /* the file's path; for multipart, the folder */
     int64_t size;             /* declared bytes, -1 unknown */
     const char *content_type; /* NULL: not given */
+    /* tus concatenation (tusd's pre-create hook sees it too): NULL, or
+     * "partial" (path NULL: a part has none) or "final" with the partial
+     * uploads' ids it joins, in order */
+    const char *concat;
+    const char *const *parts;
+    size_t n_parts;
 };
 
 /* Ask the hook (copies info). then(ex, arg) runs once if the upload may

@@ -47,7 +47,7 @@ class Hook:
                     hook.release.wait(30)
                 if hook.answer is not None:
                     status, body = hook.answer
-                elif "secret" in doc["path"]:
+                elif "secret" in (doc["path"] or "") or doc["size"] == 666:
                     status, body = 200, json.dumps({"allow": False,
                                                     "reason": "no secrets here, " + doc["user"]})
                 else:
@@ -142,6 +142,56 @@ def test_hook_allows_and_refuses_each_protocol(dripd_factory, hook):
     st, h, body = tus_post(d, "secret.mov", 5000)
     assert st == 403 and h.get("tus-resumable") == "1.0.0"
     assert problem(body) == "refused by the pre-upload hook: no secrets here, alice"
+
+
+def test_hook_sees_partial_and_final_uploads(dripd_factory, hook):
+    """tus concatenation: each partial upload is offered (no path, its own
+    size, "concat": "partial"), and the final one with its parts' ids; a
+    refused part is never created."""
+    d = hooked(dripd_factory, hook.url)
+    tus = ("-H", "Tus-Resumable: 1.0.0")
+    locs = []
+    for data in (b"abc", b"defgh"):
+        st, h, body = d.curl("-X", "POST", *tus, "-H", "Upload-Concat: partial",
+                             "-H", "Upload-Length: %d" % len(data), d.url("/v1/uploads"))
+        assert st == 201, body
+        assert hook.calls[-1] == {"user": "alice", "path": None, "size": len(data),
+                                  "content_type": None, "protocol": "tus", "concat": "partial",
+                                  "client": "127.0.0.1", "_content_type": "application/json"}
+        st, _, body = d.curl("-X", "PATCH", *tus, "-H", "Upload-Offset: 0", "-H",
+                             "Content-Type: application/offset+octet-stream",
+                             "--data-binary", data.decode(), h["location"])
+        assert st == 204, body
+        locs.append(h["location"])
+    n = len(hook.calls)
+    st, h, body = d.curl("-X", "POST", *tus, "-H", "Upload-Concat: partial",
+                         "-H", "Upload-Length: 666", d.url("/v1/uploads"))
+    assert st == 403 and "location" not in h and "no secrets here" in problem(body), body
+    assert len(hook.calls) == n + 1
+    ids = [u.rsplit("/", 1)[1] for u in locs]
+    meta = "filename " + base64.b64encode(b"joined.txt").decode()
+    st, h, body = d.curl("-X", "POST", *tus, "-H", "Upload-Concat: final;" + " ".join(locs),
+                         "-H", "Upload-Metadata: " + meta, d.url("/v1/uploads"))
+    assert st == 201, body
+    assert hook.calls[-1] == {"user": "alice", "path": "/joined.txt", "size": 8,
+                              "content_type": None, "protocol": "tus", "concat": "final",
+                              "partial_uploads": ids, "client": "127.0.0.1",
+                              "_content_type": "application/json"}
+    # a final upload the hook refuses: 403, and its parts stay for another try
+    p = []
+    for data in (b"xy", b"z"):
+        st, h, _ = d.curl("-X", "POST", *tus, "-H", "Upload-Concat: partial",
+                          "-H", "Upload-Length: %d" % len(data), "-H",
+                          "Content-Type: application/offset+octet-stream",
+                          "--data-binary", data.decode(), d.url("/v1/uploads"))
+        assert st == 201
+        p.append(h["location"])
+    meta = "filename " + base64.b64encode(b"secret.txt").decode()
+    st, h, body = d.curl("-X", "POST", *tus, "-H", "Upload-Concat: final;" + " ".join(p),
+                         "-H", "Upload-Metadata: " + meta, d.url("/v1/uploads"))
+    assert st == 403 and "no secrets here" in problem(body), body
+    st, h, _ = d.curl("-I", *tus, p[0])
+    assert st == 200 and h["upload-concat"] == "partial"
 
 
 def test_tus_js_client_sees_the_reason(dripd_factory, hook):
