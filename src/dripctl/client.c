@@ -186,6 +186,7 @@ int client_exit_code(const struct client *c)
     case 404:
         return EXIT_NOTFOUND;
     case 409:
+    case 412:
         return EXIT_CONFLICT;
     case 503:
         return EXIT_BUSY;
@@ -491,11 +492,12 @@ static int tus_recover(struct client *c, const char *label, const char *loc, int
     return -1;
 }
 
-/* POST /v1/uploads: a new upload of size bytes; its path into *loc. */
+/* POST /v1/uploads: a new upload of size bytes; its path into *loc.
+ * if_match (a header value) or rename: what a taken name means. */
 static int tus_create(struct client *c, const char *name, const char *folder, uint64_t size,
-                      char **loc)
+                      const char *if_match, bool rename, char **loc)
 {
-    reset(c, "/v1/uploads");
+    reset(c, rename ? "/v1/uploads?conflict=rename" : "/v1/uploads");
     struct hdrs hd = {0};
     struct buf b = {0};
     char *m1 = b64(name), *m2 = b64(folder);
@@ -505,6 +507,11 @@ static int tus_create(struct client *c, const char *name, const char *folder, ui
     h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
     h = curl_slist_append(h, meta);
     h = curl_slist_append(h, len);
+    if (if_match != NULL) {
+        char *im = xasprintf("If-Match: %s", if_match);
+        h = curl_slist_append(h, im);
+        free(im);
+    }
     free(m1);
     free(m2);
     free(meta);
@@ -583,8 +590,17 @@ static int tus_patch(struct client *c, const char *loc, FILE *f, int64_t *off, u
     return ret;
 }
 
+/* --if-match ETAG as a header value: an entity tag is quoted ("<sha256>",
+ * as the server's ETag header gives it); a bare one is quoted here. */
+static char *if_match_value(const char *etag)
+{
+    if (strcmp(etag, "*") == 0 || etag[0] == '"' || strncmp(etag, "W/", 2) == 0)
+        return xstrdup(etag);
+    return xasprintf("\"%s\"", etag);
+}
+
 int client_tus_upload(struct client *c, const char *file, const char *folder,
-                      const char *state_file, uint64_t chunk, uint64_t limit_rate, char *job_id,
+                      const char *state_file, const struct tus_opts *o, char *job_id,
                       char *media_id, uint64_t *resumed_at)
 {
     struct stat st;
@@ -629,7 +645,13 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
         }
     }
     if (loc == NULL) {
-        if (tus_create(c, base, folder, (uint64_t)st.st_size, &loc) < 0)
+        char *im = o->if_match != NULL ? if_match_value(o->if_match) : NULL;
+        int rc = tus_create(c, base, folder, (uint64_t)st.st_size, im, o->rename, &loc);
+        free(im);
+        /* --replace: the name is taken, so replace whatever is there */
+        if (rc < 0 && o->replace && c->status == 409)
+            rc = tus_create(c, base, folder, (uint64_t)st.st_size, "*", false, &loc);
+        if (rc < 0)
             goto out;
         off = 0;
         json_object_set_new(state, fp, json_string(loc));
@@ -639,9 +661,9 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
     c->progress = &pg;
     int attempts = 0;
     while ((uint64_t)off < (uint64_t)st.st_size || (st.st_size == 0 && job_id[0] == '\0')) {
-        uint64_t n = DR_MIN(chunk, (uint64_t)st.st_size - (uint64_t)off);
+        uint64_t n = DR_MIN(o->chunk, (uint64_t)st.st_size - (uint64_t)off);
         int64_t before = off;
-        if (tus_patch(c, loc, f, &off, n, limit_rate, job_id, media_id) == 0) {
+        if (tus_patch(c, loc, f, &off, n, o->limit_rate, job_id, media_id) == 0) {
             if (off > before)
                 attempts = 0;
             progress_update(&pg, (uint64_t)off);

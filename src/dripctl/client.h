@@ -33,7 +33,7 @@ enum {
     EXIT_USAGE = 2,
     EXIT_AUTH = 3,     /* 401, 403 */
     EXIT_NOTFOUND = 4, /* 404 */
-    EXIT_CONFLICT = 5, /* 409 */
+    EXIT_CONFLICT = 5, /* 409, 412 */
     EXIT_BUSY = 6,     /* 503: try again later */
     EXIT_INTERRUPTED = 130,
 };
@@ -63,15 +63,23 @@ int client_json(struct client *c, const char *method, const char *path, json_t *
 /* GET path into the stream f (a file or stdout), with progress as label.
  * Only a 200's body reaches f; an error's body becomes c->err. 0 / -1. */
 int client_download(struct client *c, const char *path, FILE *f, const char *label);
+/* How client_tus_upload sends a file. */
+struct tus_opts {
+    uint64_t chunk;       /* bytes per PATCH */
+    uint64_t limit_rate;  /* bytes/s, 0 = none (exists for tests) */
+    const char *if_match; /* If-Match on the creation: replace the file with
+                           * that ETag (412 when it moved on); NULL: none */
+    bool replace;         /* a taken name (409) is replaced (If-Match: *) */
+    bool rename;          /* ?conflict=rename: a taken name gets a free one */
+};
 /* Resumable tus upload of file into folder (remote name = base name).
  * The upload URL is kept in state_file so an interrupted run resumes.
  * A lost connection or a 5xx is retried (the server's offset is asked for
  * again each time) for about 20 s before giving up.
- * limit_rate (bytes/s, 0 = none) exists for tests. On success fills
- * job_id/media_id (64 bytes each) and returns 0. *resumed_at is the
- * offset this run started from. */
+ * On success fills job_id/media_id (64 bytes each) and returns 0.
+ * *resumed_at is the offset this run started from. */
 int client_tus_upload(struct client *c, const char *file, const char *folder,
-                      const char *state_file, uint64_t chunk, uint64_t limit_rate, char *job_id,
+                      const char *state_file, const struct tus_opts *o, char *job_id,
                       char *media_id, uint64_t *resumed_at);
 /* Follow an SSE stream once, calling fn(id, event type, data) per event.
  * last_id (in/out, cap bytes) is sent as Last-Event-ID when non-empty and

@@ -169,7 +169,12 @@ static int upload_one(struct client *c, const struct args *a, const char *file, 
     char job[64] = "", media[64] = "";
     uint64_t resumed = 0;
     c->err[0] = '\0';
-    if (client_tus_upload(c, file, a->to, sf, a->chunk, a->limit_rate, job, media, &resumed) < 0) {
+    struct tus_opts o = {.chunk = a->chunk,
+                         .limit_rate = a->limit_rate,
+                         .if_match = a->if_match,
+                         .replace = a->replace,
+                         .rename = a->rename};
+    if (client_tus_upload(c, file, a->to, sf, &o, job, media, &resumed) < 0) {
         *res = json_pack("{s:s,s:b,s:s,s:i}", "file", file, "ok", 0, "error", c->err, "status",
                          (int)c->status);
         return fail_item(c, file);
@@ -194,9 +199,25 @@ static int upload_one(struct client *c, const struct args *a, const char *file, 
             return fail_item(c, file);
         }
     }
+    /* where it went: its own name, or (--conflict=rename) a free one */
+    char *dest =
+        xasprintf("%s%s%s", a->to, a->to[strlen(a->to) - 1] == '/' ? "" : "/", base_name(file));
+    if (a->rename && media[0]) {
+        char *mp = xasprintf("/v1/media/%s", media);
+        json_t *m = NULL;
+        if (client_json(c, "GET", mp, NULL, &m) == 0 &&
+            json_is_string(json_object_get(m, "path"))) {
+            free(dest);
+            dest = xstrdup(jstr(m, "path", ""));
+        }
+        c->err[0] = '\0'; /* the upload is done either way */
+        json_decref(m);
+        free(mp);
+    }
+    json_object_set_new(r, "path", json_string(dest));
     if (human_out(c))
-        printf("%s -> %s%s%s (media %s, job %s)\n", file, a->to,
-               a->to[strlen(a->to) - 1] == '/' ? "" : "/", base_name(file), media, job);
+        printf("%s -> %s (media %s, job %s)\n", file, dest, media, job);
+    free(dest);
     return EXIT_OK;
 }
 

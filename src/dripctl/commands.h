@@ -16,6 +16,9 @@ struct args {
     const char *to;
     bool wait;
     uint64_t chunk, limit_rate;
+    const char *if_match; /* upload --if-match ETAG */
+    bool replace;         /* upload --replace */
+    bool rename;          /* upload --conflict=rename */
     const char *output;
     bool force;
     const char *state;

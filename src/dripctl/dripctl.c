@@ -42,6 +42,9 @@ enum {
     OPT_ALL,
     OPT_EXPIRES,
     OPT_MAX_DOWNLOADS,
+    OPT_IF_MATCH,
+    OPT_REPLACE,
+    OPT_CONFLICT,
 };
 
 #define NO_OPTS                                                                                    \
@@ -59,21 +62,27 @@ struct command {
     int min_args, max_args;
     int (*run)(struct client *c, const struct args *a);
     const char *shortopts;
-    struct option opts[5];
+    struct option opts[8];
 };
 
 static const struct command commands[] = {
     {"upload",
-     "FILE... [--to /folder] [--wait]",
+     "FILE... [--to /folder] [--wait] [--replace | --if-match ETAG | --conflict=rename]",
      "resumable (tus) upload; rerun to resume",
      "Upload files into a folder (default /), each under its own name. An\n"
      "interrupted upload (Ctrl-C, a lost connection) resumes where the server's\n"
      "durable offset stands when the same command runs again. With several\n"
      "files a failure does not stop the others: a summary follows and the exit\n"
-     "code is the first failure's.\n"
+     "code is the first failure's. A name that is taken is a conflict (exit 5)\n"
+     "unless one of --replace, --if-match or --conflict says otherwise; a\n"
+     "replaced file's previous version is kept when the server keeps versions.\n"
      "\n"
      "  -t, --to FOLDER     the folder to upload into (default /)\n"
      "  -w, --wait          wait until each upload's job is done (or failed)\n"
+     "      --replace       replace a file of the same name, whatever its content\n"
+     "      --if-match ETAG replace the file only while its ETag is ETAG (exit 5\n"
+     "                      when it changed meanwhile, or there is none)\n"
+     "      --conflict=rename  keep both: a taken name gets a free one (cat (1).jpg)\n"
      "      --chunk-size N  bytes per PATCH request (default 8M; K, M, G suffixes)\n"
      "      --limit-rate N  at most N bytes/s (K, M, G suffixes)\n",
      1,
@@ -84,6 +93,9 @@ static const struct command commands[] = {
       {"wait", no_argument, 0, 'w'},
       {"chunk-size", required_argument, 0, OPT_CHUNK},
       {"limit-rate", required_argument, 0, OPT_LIMIT_RATE},
+      {"replace", no_argument, 0, OPT_REPLACE},
+      {"if-match", required_argument, 0, OPT_IF_MATCH},
+      {"conflict", required_argument, 0, OPT_CONFLICT},
       {0, 0, 0, 0}}},
     {"download",
      "ID|PATH [-o FILE|DIR|-] [--force] [--variant NAME]",
@@ -568,6 +580,19 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
         case OPT_MAX_DOWNLOADS:
             a->max_downloads = optarg;
             break;
+        case OPT_IF_MATCH:
+            if (optarg[0] == '\0')
+                rc = usage_error(cmd, "--if-match wants the file's ETag (dripctl ls --json)");
+            a->if_match = optarg;
+            break;
+        case OPT_REPLACE:
+            a->replace = true;
+            break;
+        case OPT_CONFLICT:
+            if (strcmp(optarg, "rename") != 0)
+                rc = usage_error(cmd, "--conflict wants rename (keep both): %s", optarg);
+            a->rename = true;
+            break;
         case ':':
             if (optopt > 0 && optopt < 256)
                 rc = usage_error(cmd, "option -%c needs a value", optopt);
@@ -594,6 +619,8 @@ static int check_args(const struct command *cmd, struct args *a)
         return usage_error(cmd, "%s", a->argc ? "too few arguments" : "missing arguments");
     if (cmd->max_args >= 0 && a->argc > cmd->max_args)
         return usage_error(cmd, "unexpected argument %s", a->argv[cmd->max_args]);
+    if ((a->if_match != NULL) + a->replace + a->rename > 1)
+        return usage_error(cmd, "--replace, --if-match and --conflict=rename exclude each other");
     if (a->to && a->to[0] != '/')
         return usage_error(cmd, "--to wants an absolute folder (/photos): %s", a->to);
     if (a->state) {

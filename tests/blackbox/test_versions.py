@@ -266,7 +266,8 @@ def test_dripctl_versions_and_trash(kept):
 
 def test_web_versions_and_trash(dripd_factory):
     """The web UI in Chromium (tests/node/web_versions.mjs): a file's
-    versions, restoring one; a delete into the trash and back."""
+    versions, restoring one; a delete into the trash and back; an upload
+    onto a taken name replaced (a new version) or kept beside it."""
     d = dripd_factory(config={"versions": {"keep": 3}, "trash": {"ttl": "1d"}})
     node_dir = os.path.join(ROOT, "tests", "node")
     assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
@@ -280,7 +281,8 @@ def test_web_versions_and_trash(dripd_factory):
     res = json.loads(out[-1]) if out else {}
     assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s\n%s" % (
         res.get("error"), r.stderr[-3000:], d.log_tail())
-    assert res["steps"] == ["list versions and restore one", "delete into the trash and restore"]
+    assert res["steps"] == ["list versions and restore one", "delete into the trash and restore",
+                            "upload onto a taken name: replace or keep both"]
 
 
 def abs_url(d, location):
@@ -339,3 +341,54 @@ def test_tus_if_match_and_rename(dripd):
     assert st == 204
     d.wait_job(h["upload-job"])
     assert d.json("GET", "/v1/media/" + h["upload-media"], expect=200)[1]["path"] == "/u/a (1).txt"
+
+
+def test_dripctl_upload_replace_if_match_rename(dripd_factory):
+    """dripctl upload on a taken name: a conflict (exit 5) by default;
+    --replace and --if-match ETAG make a new version (the old one kept),
+    a stale --if-match is exit 5 and changes nothing; --conflict=rename
+    keeps both and says the name it got."""
+    d = dripd_factory(config={"versions": {"keep": 2}})
+    src = os.path.join(d.dir, "n.txt")
+
+    def up(data, *opts):
+        with open(src, "wb") as f:
+            f.write(data)
+        return ctl(d, "--json", "upload", src, "--to", "/c", "--wait", *opts)
+
+    code, out, err = up(b"one")
+    assert code == 0, err
+    v1 = json.loads(out)[0]["media_id"]
+    etag1 = content(d, v1)[1]
+    code, out, err = up(b"two")
+    res = json.loads(out)[0]
+    assert code == 5 and res["status"] == 409 and "If-Match" in res["error"], (code, out)
+    code, out, err = up(b"two", "--replace")
+    assert code == 0, err
+    v2 = json.loads(out)[0]["media_id"]
+    assert json.loads(out)[0]["path"] == "/c/n.txt"
+    assert files(d, "/c")["n.txt"]["id"] == v2 and content(d, v2)[0] == b"two"
+    assert [v["id"] for v in versions(d, v2)[1]["versions"]] == [v2, v1]
+    # --if-match with the ETag that moved on: exit 5, nothing changes
+    code, out, err = up(b"three", "--if-match", etag1)
+    res = json.loads(out)[0]
+    assert code == 5 and res["status"] == 412 and "has changed" in res["error"], (code, out)
+    assert files(d, "/c")["n.txt"]["id"] == v2
+    # the current ETag, bare or quoted as the server gives it
+    etag2 = content(d, v2)[1]
+    code, out, err = up(b"three", "--if-match", etag2.strip('"'))
+    assert code == 0, err
+    v3 = json.loads(out)[0]["media_id"]
+    assert files(d, "/c")["n.txt"]["id"] == v3 and content(d, v3)[0] == b"three"
+    code, out, err = up(b"four", "--conflict=rename")
+    assert code == 0, err
+    res = json.loads(out)[0]
+    assert res["path"] == "/c/n (1).txt", res
+    got = files(d, "/c")
+    assert got["n.txt"]["id"] == v3 and got["n (1).txt"]["id"] == res["media_id"]
+    # without --json it says where the file went
+    code, out, err = ctl(d, "upload", src, "--to", "/c", "--conflict=rename")
+    assert code == 0 and "-> /c/n (2).txt" in out, (out, err)
+    # usage: the three exclude each other; --conflict takes only rename
+    assert ctl(d, "upload", src, "--replace", "--conflict=rename")[0] == 2
+    assert ctl(d, "upload", src, "--conflict=skip")[0] == 2

@@ -88,6 +88,31 @@ try {
   await page.waitForSelector('#rows tr.file[data-id="' + v1 + '"]');
   step('delete into the trash and restore');
 
+  // Upload onto a taken name: the row offers Replace and Keep both (not
+  // only Rename/Skip); Replace makes a new version, Keep both a free name.
+  const row = (state) => page.locator('#uploads li[data-state=' + state + ']');
+  await page.setInputFiles('#file-input', [{ name: 'doc.txt', mimeType: 'text/plain', buffer: Buffer.from('three') }]);
+  await page.waitForSelector('#uploads li[data-state=conflict]', { timeout: 10000 });
+  check(await row('conflict').locator('button.replace').isVisible(), 'Replace offered');
+  check(await row('conflict').locator('button.keepboth').isVisible(), 'Keep both offered');
+  await page.screenshot({ path: path.join(shots, 'upload-conflict.png'), fullPage: true });
+  await row('conflict').locator('button.replace').click();
+  await page.waitForSelector('#uploads li[data-state=available]', { timeout: 20000 });
+  check((await row('available').locator('.umsg').textContent()).includes('Replaced'), 'replace message');
+  let files = (await listing('/w')).files;
+  check(files.length === 1 && files[0].id !== v1 && files[0].version === 3, 'replaced: ' + JSON.stringify(files));
+  const vs = await (await fetch(base + '/v1/media/' + files[0].id + '/versions', { headers: auth })).json();
+  check(vs.versions.map((v) => v.id).includes(v1), 'the replaced file is an earlier version');
+  await page.click('#uploads-clear');
+  await page.setInputFiles('#file-input', [{ name: 'doc.txt', mimeType: 'text/plain', buffer: Buffer.from('four') }]);
+  await page.waitForSelector('#uploads li[data-state=conflict]', { timeout: 10000 });
+  await row('conflict').locator('button.keepboth').click();
+  await page.waitForSelector('#uploads li[data-state=available][data-name="doc (1).txt"]', { timeout: 20000 });
+  check((await row('available').locator('.umsg').textContent()).includes('Kept both'), 'keep both message');
+  files = (await listing('/w')).files.map((f) => f.name).sort();
+  check(JSON.stringify(files) === '["doc (1).txt","doc.txt"]', 'kept both: ' + files);
+  step('upload onto a taken name: replace or keep both');
+
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;

@@ -6,9 +6,11 @@
  * available) live from the event stream. Failures are plain sentences:
  *   - a lost connection or a 5xx is retried by tus, then offers Retry;
  *   - any other 4xx is final: the bar turns red and no Retry is offered;
- *   - a name that exists already (409) offers Rename... (the next free
- *     name, "photo (2).jpg", is proposed) or Skip. Replace and a
- *     server-side "keep both" come with If-Match / ?conflict=rename.
+ *   - a name that exists already (409) offers Replace (a new version of
+ *     the file that is there: If-Match with the ETag the folder showed,
+ *     so a file changed meanwhile is not overwritten blindly), Keep both
+ *     (?conflict=rename: the server picks the free name, "photo (1).jpg",
+ *     shown once stored), Rename... (a name of one's own) or Skip.
  * "Clear finished" empties the panel of what is done; deleting a file in
  * the folder view removes its row too.
  */
@@ -57,6 +59,8 @@ function buildRow(rec) {
     pause: b('pause', 'Pause', () => togglePause(rec)),
     cancel: b('cancel', 'Cancel', () => cancel(rec)),
     retry: b('retry', 'Retry', () => begin(rec, true)),
+    replace: b('replace', 'Replace', () => replaceAfterConflict(rec)),
+    keepboth: b('keepboth', 'Keep both', () => begin(rec, false, { rename: true })),
     rename: b('rename', 'Rename…', () => renameAfterConflict(rec)),
     skip: b('skip', 'Skip', () => setStatus(rec, 'skipped', 'Skipped: “' + rec.name + '” is taken in ' + rec.folder + '.')),
     dismiss: b('dismiss', 'Dismiss', () => removeRow(rec)),
@@ -65,7 +69,7 @@ function buildRow(rec) {
   rec.li = el('li', { class: 'upload', 'data-upload': rec.id, 'data-name': rec.name },
     el('div', { class: 'uhead' }, u.name, u.state),
     u.where, u.bar, u.stat, u.msg,
-    el('div', { class: 'uacts' }, u.pause, u.cancel, u.retry, u.rename, u.skip, u.dismiss));
+    el('div', { class: 'uacts' }, u.pause, u.cancel, u.retry, u.replace, u.keepboth, u.rename, u.skip, u.dismiss));
   $('uploads').prepend(rec.li);
   render(rec);
 }
@@ -96,6 +100,8 @@ function render(rec) {
   u.pause.textContent = s === 'paused' ? 'Resume' : 'Pause';
   u.cancel.hidden = !(s === 'uploading' || s === 'paused' || s === 'error');
   u.retry.hidden = s !== 'error';
+  u.replace.hidden = !(s === 'conflict' && rec.takenBy === 'file');
+  u.keepboth.hidden = s !== 'conflict';
   u.rename.hidden = s !== 'conflict';
   u.skip.hidden = s !== 'conflict';
   u.dismiss.hidden = !(FINISHED.has(s) || s === 'conflict');
@@ -188,14 +194,18 @@ function transient(err) {
   return st >= 500 && st !== 507;
 }
 
-function begin(rec, resume) {
+/* how: {ifMatch: '"<sha256>"' | '*'} replaces the file at the name,
+ * {rename: true} keeps both (the server picks a free name); both only on
+ * the creation request. */
+function begin(rec, resume, how = {}) {
   if (rec.upload) rec.upload.abort(false);
+  rec.how = how;
   rec.bytes = 0;
   rec.meter = new RateMeter();
   rec.t0 = performance.now();
   setStatus(rec, 'uploading');
   const up = new window.tus.Upload(rec.file, {
-    endpoint: '/v1/uploads',
+    endpoint: how.rename ? '/v1/uploads?conflict=rename' : '/v1/uploads',
     headers: authHeaders(),
     metadata: { filename: rec.name, folder: rec.folder, filetype: rec.file.type || 'application/octet-stream' },
     chunkSize: CHUNK,
@@ -217,6 +227,9 @@ function begin(rec, resume) {
       if (rec.message && rec.status === 'uploading') rec.message = '';
       render(rec);
     },
+    onBeforeRequest(req) {
+      if (how.ifMatch && req.getMethod() === 'POST') req.setHeader('If-Match', how.ifMatch);
+    },
     onAfterResponse(req, res) {
       const job = res.getHeader('Upload-Job');
       const media = res.getHeader('Upload-Media');
@@ -228,14 +241,22 @@ function begin(rec, resume) {
       const st = statusOf(err);
       const ctx = { name: rec.name, folder: rec.folder };
       const msg = plainError(st, detailOf(err), ctx);
-      if (st === 409 && /exists|is a folder/.test(detailOf(err))) setStatus(rec, 'conflict', msg);
-      else if (st === 0 || st >= 500) setStatus(rec, 'error', msg + ' Retry resumes where it stopped.');
+      if (st === 409 && /exists|is a folder/.test(detailOf(err))) {
+        rec.takenBy = /exists/.test(detailOf(err)) ? 'file' : 'folder';
+        setStatus(rec, 'conflict', msg);
+      } else if (st === 412) {
+        /* Replace: the file changed since the folder was read */
+        rec.takenBy = 'file';
+        setStatus(rec, 'conflict', '“' + rec.name + '” in ' + rec.folder +
+          ' changed meanwhile (someone replaced or removed it). Replace again, or keep both.');
+      } else if (st === 0 || st >= 500) setStatus(rec, 'error', msg + ' Retry resumes where it stopped.');
       else setStatus(rec, 'failed', msg);
     },
     onSuccess() {
       rec.bytes = rec.total;
       rec.secs = (performance.now() - rec.t0) / 1000;
-      setStatus(rec, 'queued');
+      setStatus(rec, 'queued', how.ifMatch ? 'Replaced “' + rec.name + '” with a new version.' : '');
+      if (how.rename && rec.mediaId) showGivenName(rec);
       if (!rec.jobId) return;
       const seen = jobs.get(rec.jobId);
       if (seen) applyJob(rec, seen);
@@ -264,6 +285,31 @@ function togglePause(rec) {
 function cancel(rec) {
   if (rec.upload) rec.upload.abort(true); /* and terminate it on the server */
   setStatus(rec, 'cancelled');
+}
+
+/* Replace: the version the folder shows now (its ETag), or whatever is
+ * there when the file has no checksum yet. */
+async function replaceAfterConflict(rec) {
+  let tag = '*';
+  try {
+    const doc = await api('GET', '/v1/media?folder=' + encodeURIComponent(rec.folder));
+    const f = (doc.files || []).find((x) => x.name === rec.name);
+    if (f && f.sha256) tag = '"' + f.sha256 + '"';
+  } catch (e) { /* replace what is there */ }
+  begin(rec, false, { ifMatch: tag });
+}
+
+/* Keep both: the name the server gave the upload. */
+async function showGivenName(rec) {
+  try {
+    const m = await api('GET', '/v1/media/' + encodeURIComponent(rec.mediaId));
+    const name = (m.path || '').split('/').pop();
+    if (name && name !== rec.name) {
+      rec.name = name;
+      rec.message = 'Kept both: uploaded as “' + name + '”.';
+      render(rec);
+    }
+  } catch (e) { /* the listing shows it */ }
 }
 
 async function renameAfterConflict(rec) {
@@ -297,12 +343,12 @@ function applyJob(rec, job) {
   if (rec.status !== 'queued' && rec.status !== 'processing') return;
   if (job.media_id) rec.mediaId = job.media_id;
   if (job.state === 'done') {
-    setStatus(rec, 'available');
+    setStatus(rec, 'available', rec.message); /* replaced / kept both says so */
   } else if (job.state === 'failed') {
     setStatus(rec, 'failed', 'The server could not store the file: ' + (job.error || 'unknown error') + '.');
   } else {
     rec.stage = job.stage || job.state;
-    setStatus(rec, 'processing');
+    setStatus(rec, 'processing', rec.message);
   }
 }
 
