@@ -267,7 +267,8 @@ def test_dripctl_versions_and_trash(kept):
 def test_web_versions_and_trash(dripd_factory):
     """The web UI in Chromium (tests/node/web_versions.mjs): a file's
     versions, restoring one; a delete into the trash and back; an upload
-    onto a taken name replaced (a new version) or kept beside it."""
+    onto a taken name replaced (a new version) or kept beside it; a 65 MiB
+    file sent as 4 tus partial uploads and a final one."""
     d = dripd_factory(config={"versions": {"keep": 3}, "trash": {"ttl": "1d"}})
     node_dir = os.path.join(ROOT, "tests", "node")
     assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
@@ -282,7 +283,8 @@ def test_web_versions_and_trash(dripd_factory):
     assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s\n%s" % (
         res.get("error"), r.stderr[-3000:], d.log_tail())
     assert res["steps"] == ["list versions and restore one", "delete into the trash and restore",
-                            "upload onto a taken name: replace or keep both"]
+                            "upload onto a taken name: replace or keep both",
+                            "a big file goes up as parallel parts"]
 
 
 def abs_url(d, location):

@@ -1,11 +1,16 @@
 // The web UI's versions and trash (js/versions.js) in Debian's headless
 // Chromium, driven by playwright-core, against the real daemon (issue 18
 // item 4): a file's versions listed and an earlier one restored; a delete
-// that goes to the trash (the dialog says so) and a restore from it.
+// that goes to the trash (the dialog says so) and a restore from it; an
+// upload onto a taken name replaced or kept beside it; a big file sent as
+// parallel tus partial uploads (concatenation).
 // Usage: node web_versions.mjs BASE_URL TOKEN SHOTS_DIR
 // Exits 0 when every step passed; prints one JSON line of results last.
 import { chromium } from 'playwright-core';
 import path from 'node:path';
+import fs from 'node:fs';
+import os from 'node:os';
+import crypto from 'node:crypto';
 
 const [base, token, shots] = process.argv.slice(2);
 const results = { steps: [] };
@@ -112,6 +117,27 @@ try {
   files = (await listing('/w')).files.map((f) => f.name).sort();
   check(JSON.stringify(files) === '["doc (1).txt","doc.txt"]', 'kept both: ' + files);
   step('upload onto a taken name: replace or keep both');
+
+  // A big file (>= 64 MiB) goes up as 4 partial uploads + 1 final one
+  // (tus-js-client parallelUploads); its name is checked before any byte.
+  const big = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'webpar-')), 'big.bin');
+  const bytes = crypto.randomBytes(65 * 1024 * 1024 + 17);
+  fs.writeFileSync(big, bytes);
+  const concat = [];
+  page.on('request', (r) => { const h = r.headers()['upload-concat']; if (h && r.method() === 'POST') concat.push(h); });
+  await page.click('#uploads-clear');
+  await page.setInputFiles('#file-input', [big]);
+  await page.waitForSelector('#uploads li[data-state=available][data-name="big.bin"]', { timeout: 120000 });
+  check(concat.length === 5 && concat.slice(0, 4).every((h) => h === 'partial'), 'partials: ' + JSON.stringify(concat));
+  check(concat[4].startsWith('final;') && concat[4].split(' ').length === 4, 'final: ' + concat[4]);
+  const f = (await listing('/w')).files.find((x) => x.name === 'big.bin');
+  check(f && f.size === bytes.length && f.sha256 === crypto.createHash('sha256').update(bytes).digest('hex'), 'big.bin: ' + JSON.stringify(f));
+  await page.click('#uploads-clear');
+  await page.setInputFiles('#file-input', [big]);
+  await page.waitForSelector('#uploads li[data-state=conflict][data-name="big.bin"]', { timeout: 10000 });
+  check(concat.length === 5, 'a taken name sent parts: ' + concat.length);
+  fs.rmSync(path.dirname(big), { recursive: true, force: true });
+  step('a big file goes up as parallel parts');
 
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {

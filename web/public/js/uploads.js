@@ -6,6 +6,9 @@
  * available) live from the event stream. Failures are plain sentences:
  *   - a lost connection or a 5xx is retried by tus, then offers Retry;
  *   - any other 4xx is final: the bar turns red and no Retry is offered;
+ * A file of 64 MiB or more goes up as 4 partial uploads at once (tus
+ * concatenation: tus-js-client parallelUploads), joined by the server;
+ * its name is checked before any byte is sent.
  *   - a name that exists already (409) offers Replace (a new version of
  *     the file that is there: If-Match with the ETag the folder showed,
  *     so a file changed meanwhile is not overwritten blindly), Keep both
@@ -21,6 +24,10 @@ import { jobs, onJobEvent } from './events.js';
 import { onListing } from './browser.js';
 
 const CHUNK = 8 * 1024 * 1024;
+/* A file this big goes up as PARALLEL partial uploads at once, joined by
+ * a final one (tus concatenation, tus-js-client parallelUploads). */
+const PARALLEL_MIN = 64 * 1024 * 1024;
+const PARALLEL = 4;
 const FINISHED = new Set(['available', 'skipped', 'failed', 'cancelled', 'gone']);
 const recs = new Map();
 let seq = 0;
@@ -60,7 +67,7 @@ function buildRow(rec) {
     cancel: b('cancel', 'Cancel', () => cancel(rec)),
     retry: b('retry', 'Retry', () => begin(rec, true)),
     replace: b('replace', 'Replace', () => replaceAfterConflict(rec)),
-    keepboth: b('keepboth', 'Keep both', () => begin(rec, false, { rename: true })),
+    keepboth: b('keepboth', 'Keep both', () => begin(rec, true, { rename: true })),
     rename: b('rename', 'Rename…', () => renameAfterConflict(rec)),
     skip: b('skip', 'Skip', () => setStatus(rec, 'skipped', 'Skipped: “' + rec.name + '” is taken in ' + rec.folder + '.')),
     dismiss: b('dismiss', 'Dismiss', () => removeRow(rec)),
@@ -204,7 +211,9 @@ function begin(rec, resume, how = {}) {
   rec.meter = new RateMeter();
   rec.t0 = performance.now();
   setStatus(rec, 'uploading');
+  const parallel = rec.file.size >= PARALLEL_MIN;
   const up = new window.tus.Upload(rec.file, {
+    parallelUploads: parallel ? PARALLEL : 1,
     endpoint: how.rename ? '/v1/uploads?conflict=rename' : '/v1/uploads',
     headers: authHeaders(),
     metadata: { filename: rec.name, folder: rec.folder, filetype: rec.file.type || 'application/octet-stream' },
@@ -264,11 +273,34 @@ function begin(rec, resume, how = {}) {
     },
   });
   rec.upload = up;
-  if (!resume) { up.start(); return; }
-  up.findPreviousUploads().then((prev) => {
-    if (prev.length) up.resumeFromPreviousUpload(prev[0]);
-    up.start();
+  /* the name is checked by the final upload, after every part was sent:
+   * for a big file, ask first rather than send it all for a 409 */
+  const taken = parallel && !how.ifMatch && !how.rename ? nameTaken(rec) : Promise.resolve(null);
+  taken.then((what) => {
+    if (rec.upload !== up || rec.status !== 'uploading') return;
+    if (what) {
+      rec.takenBy = what;
+      setStatus(rec, 'conflict', plainError(409, what === 'file' ? 'already exists' : 'is a folder',
+        { name: rec.name, folder: rec.folder }));
+      return;
+    }
+    if (!resume) { up.start(); return; }
+    up.findPreviousUploads().then((prev) => {
+      if (prev.length) up.resumeFromPreviousUpload(prev[0]);
+      up.start();
+    });
   });
+}
+
+/* 'file' or 'folder' when rec.name is taken in its folder, else null (and
+ * null when the listing fails: the final upload still says 409). */
+async function nameTaken(rec) {
+  try {
+    const doc = await api('GET', '/v1/media?folder=' + encodeURIComponent(rec.folder));
+    if ((doc.files || []).some((f) => f.name === rec.name)) return 'file';
+    if ((doc.folders || []).some((f) => f.name === rec.name)) return 'folder';
+  } catch (e) { /* let the server decide */ }
+  return null;
 }
 
 function togglePause(rec) {
@@ -296,7 +328,7 @@ async function replaceAfterConflict(rec) {
     const f = (doc.files || []).find((x) => x.name === rec.name);
     if (f && f.sha256) tag = '"' + f.sha256 + '"';
   } catch (e) { /* replace what is there */ }
-  begin(rec, false, { ifMatch: tag });
+  begin(rec, true, { ifMatch: tag }); /* parallel parts already sent are reused */
 }
 
 /* Keep both: the name the server gave the upload. */
