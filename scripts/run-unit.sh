@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run every Check suite given as an argument; print each suite's own
-# summary, then one line counting all of them. VALGRIND=1 runs each under
+# summary (and its time when 5 s or more), then one line counting all of
+# them. VALGRIND=1 runs each under
 # valgrind (Check's fork mode is kept; children are traced: the
 # dripd-decode helpers, not the shell and the tools that make test inputs).
 #
@@ -8,6 +9,7 @@
 # (scripts/pgtest.sh) serves the whole run, started here, outside valgrind,
 # unless DRIPD_TEST_PG_DSN names one already. No server is a failure.
 set -u
+t0=$(date +%s)
 pass=0; fail=0; bad=""
 pgdir=""
 if [ -z "${DRIPD_TEST_PG_DSN:-}" ]; then
@@ -18,6 +20,7 @@ if [ -z "${DRIPD_TEST_PG_DSN:-}" ]; then
   trap 'sh "$(dirname "$0")/pgtest.sh" stop "$pgdir"; rm -rf "$pgdir"' EXIT
 fi
 for t in "$@"; do
+  ts=$(date +%s)
   if [ "${VALGRIND:-0}" = 1 ]; then
     out=$(CK_DEFAULT_TIMEOUT=120 valgrind -q --trace-children=yes \
           --trace-children-skip='/bin/*,/usr/bin/*' --error-exitcode=99 \
@@ -26,6 +29,8 @@ for t in "$@"; do
     out=$("$t" 2>&1); rc=$?
   fi
   echo "$out" | grep -E '^[0-9]+%: Checks|:[EF]:' || true
+  ts=$(($(date +%s) - ts))
+  [ "$ts" -lt 5 ] || echo "unit: $(basename "$t") took $ts s"
   line=$(echo "$out" | grep -E '^[0-9]+%: Checks' | tail -1)
   n=$(echo "$line" | sed -n 's/.*Checks: \([0-9]*\).*/\1/p'); n=${n:-0}
   f=$(echo "$line" | sed -n 's/.*Failures: \([0-9]*\).*/\1/p'); f=${f:-0}
@@ -37,5 +42,6 @@ for t in "$@"; do
   fi
 done
 [ -n "$bad" ] && echo "unit: failing suites:$bad"
+echo "unit: $# suites in $(($(date +%s) - t0)) s"
 echo "unit: $pass passed, $fail failed"
 [ "$fail" = 0 ] && [ -z "$bad" ]
