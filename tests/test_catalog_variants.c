@@ -1,7 +1,7 @@
 /* test_catalog_variants.c - Check suite for the variants table and the
  * media metadata (catalog_variants.c): replace-all with stale keys, reads
  * with the viewer's visibility, the rows going with their media, the scrub
- * walk, rebuild inserts and download jobs that name a variant. Every case
+ * walk, rebuild inserts (rows and metadata) and download jobs that name a variant. Every case
  * runs on SQLite and on PostgreSQL (tests/pgtest.h).
  */
 #include <check.h>
@@ -223,6 +223,17 @@ START_TEST(test_foreach_insert_and_download_jobs)
     ck_assert_str_eq(j.variant, "");
     dr_job_clear(&j);
     ck_assert_int_eq(catalog_enqueue_variant_download(cat, m1, "thumb", "bob", jid), -ENOENT);
+
+    /* rebuild: the metadata object's, only where the media has none */
+    ck_assert_int_eq(catalog_media_restore_metadata(cat, m1, "{\"width\":4}"), 0);
+    ck_assert_int_eq(catalog_media_restore_metadata(cat, m1, "{\"width\":5}"), -EEXIST);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, m1, NULL, &m), 0);
+    ck_assert_str_eq(m.metadata, "{\"width\":4}");
+    dr_media_clear(&m);
+    char ghost[DR_ID_LEN + 1];
+    dr_id_new(ghost);
+    ck_assert_int_eq(catalog_media_restore_metadata(cat, ghost, "{}"), -ENOENT);
 }
 END_TEST
 

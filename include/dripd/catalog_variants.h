@@ -62,6 +62,10 @@ int catalog_variants_foreach(struct catalog *cat, int (*fn)(const struct dr_vari
 /* Insert one variant row as found in the store (rebuild-catalog). -EEXIST
  * if (media, name) is there; -ENOENT if the media row is not. */
 int catalog_variant_insert(struct catalog *cat, const struct dr_variant *v);
+/* Set the media's metadata (JSON object text) if it has none, as read
+ * from its metadata object (rebuild-catalog). -EEXIST if it has some
+ * (left as is); -ENOENT if the media row is not there. */
+int catalog_media_restore_metadata(struct catalog *cat, const char *media_id, const char *metadata);
 /* A download job (as catalog_enqueue_download) that warms the cache with
  * the variant `name` of media_id: the job row carries the variant, and
  * the download pipeline fetches and decrypts its object into

@@ -16,6 +16,7 @@
 #ifndef DRIPD_STORE_H
 #define DRIPD_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -117,8 +118,19 @@ int store_sweep(struct dr_store *st, size_t *removed, char *err, size_t errlen);
  * -errno + err. */
 int store_open_read(struct dr_store *st, const char *key, int *fd, char *err, size_t errlen);
 
+/* The media's metadata object: "<media id>.meta", a sealed JSON document
+ * (content type STORE_META_TYPE) that the process stage writes beside the
+ * variants so that --rebuild-catalog restores the metadata and the failed
+ * variants, which no other object carries (docs/FORMAT.md). out >= 64. */
+#define STORE_META_SUFFIX ".meta"
+#define STORE_META_TYPE "application/vnd.dripd.metadata+json"
+void store_meta_key(const char *media_id, char *out, size_t outlen);
+/* Is key a metadata object's? Then its media id goes into id (>= 27 bytes). */
+bool store_is_meta_key(const char *key, char *id, size_t idlen);
+
 /* Remove what a media the catalog no longer has leaves behind: its
- * objects, the original's (key; NULL: never stored) and its variants'
+ * objects, the original's (key; NULL: never stored), its metadata
+ * object's (store_meta_key; absent is fine) and its variants'
  * (keys[0..n); NULL entries skipped), each retried on a transient error
  * (three tries over about 0.6 s: the caller is a worker thread that may
  * wait), and its cache entries on this node (cache/<id> and

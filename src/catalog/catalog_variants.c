@@ -4,7 +4,8 @@
  * What: one row per (media, variant name), written by the process stage
  * and reprocess (catalog_media_set_processed: the metadata JSON and the
  * whole set of variants in one transaction), read by the media API, scrub
- * and the variants route, inserted one by one by --rebuild-catalog. Rows
+ * and the variants route, inserted one by one by --rebuild-catalog
+ * (which also puts back the metadata: catalog_media_restore_metadata). Rows
  * go with their media (ON DELETE CASCADE): whoever deletes a media first
  * lists its variants' storage keys to delete the objects.
  *
@@ -32,6 +33,8 @@
 
 static const struct db_sql q_media_exists = {"SELECT 1 FROM media WHERE id = $1", NULL};
 static const struct db_sql q_set_meta = {"UPDATE media SET metadata = $2 WHERE id = $1", NULL};
+static const struct db_sql q_restore_meta = {
+    "UPDATE media SET metadata = $2 WHERE id = $1 AND metadata IS NULL", NULL};
 static const struct db_sql q_old_keys = {
     "SELECT storage_key FROM variants WHERE media_id = $1 AND storage_key IS NOT NULL", NULL};
 static const struct db_sql q_delete_all = {"DELETE FROM variants WHERE media_id = $1", NULL};
@@ -283,6 +286,22 @@ int catalog_variant_insert(struct catalog *cat, const struct dr_variant *v)
         bind_variant(s, v);
         rc = db_exec(s, "variants: rebuild");
         rc = rc < 0 ? rc : 0;
+    }
+    return db_end(cat->db, rc);
+}
+
+int catalog_media_restore_metadata(struct catalog *cat, const char *media_id, const char *metadata)
+{
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    rc = media_exists(cat->db, media_id);
+    struct db_stmt *s;
+    if (rc == 0 && (rc = db_prepare(cat->db, &q_restore_meta, &s)) == 0) {
+        db_bind_text(s, 1, media_id);
+        db_bind_text(s, 2, metadata);
+        rc = db_exec(s, "variants: restore metadata");
+        rc = rc < 0 ? rc : rc == 0 ? -EEXIST : 0;
     }
     return db_end(cat->db, rc);
 }

@@ -20,10 +20,16 @@
  *      the keys that apply) and the variant rows (available, or failed
  *      with the reason), replacing earlier ones; objects no longer
  *      referenced are then deleted from the store.
+ *   5. The metadata and the failed variants, which no variant object
+ *      carries, are sealed into the media's metadata object
+ *      "<media id>.meta" (store_meta_key) and put in the store, replacing
+ *      an earlier one, so --rebuild-catalog restores them. A put that
+ *      fails fails the step (retried as usual; the catalog already has
+ *      the row, and a re-run writes the same).
  *
  * What the decoders do (crash, SIGSYS, timeout, refusal) never fails the
  * job: the variants say why. Errors that do (retried as usual): a missing
- * file, the catalog.
+ * file, the catalog, the store refusing the metadata object.
  *
  * Idempotence: a re-run makes the variants again, puts the same keys
  * (atomic replace) and overwrites the rows. Scratch files are removed
@@ -188,6 +194,76 @@ static void seal_and_store(struct pl_tls *t, const struct dr_media *m,
     v->storage_key = xstrdup(key);
 }
 
+/* The metadata object (store_meta_key): what --rebuild-catalog cannot
+ * read from the variants' objects, sealed like them and put after the
+ * catalog has it: {"v":1, "metadata":{...}, "failed":[{"name","error",
+ * "created_at"}]} (docs/FORMAT.md). 0, or -errno + err (the step is
+ * retried: the catalog row is recorded, a re-run makes the same one). */
+static int keep_metadata(struct pl_tls *t, const struct dr_media *m, const char *tag,
+                         const char *meta, const struct dr_variant *vars, size_t n, char *err,
+                         size_t errlen)
+{
+    struct pl_ctx *pc = t->pc;
+    json_t *failed = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(vars[i].state, "failed") == 0)
+            json_array_append_new(failed, json_pack("{s:s, s:s?, s:I}", "name", vars[i].name,
+                                                    "error", vars[i].error, "created_at",
+                                                    (json_int_t)vars[i].created_at));
+    json_t *doc = json_pack("{s:i, s:o, s:o}", "v", 1, "metadata", json_loads(meta, 0, NULL),
+                            "failed", failed);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        dr_set_err(err, errlen, "media %s: cannot encode its metadata", m->id);
+        return -EINVAL;
+    }
+    char *plain = xasprintf("%s/%s.meta", pc->work_dir, tag);
+    char *sealed = xasprintf("%s/%s.meta.sealed", pc->work_dir, tag);
+    char key[64], why[DR_ERRLEN] = "";
+    store_meta_key(m->id, key, sizeof key);
+    int rc = 0;
+    int fd = open(plain, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        rc = -errno;
+    else
+        rc = dr_write_all(fd, text, strlen(text));
+    if (fd >= 0 && close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc != 0)
+        dr_set_err(why, sizeof why, "%s: %s", plain, strerror(-rc));
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(pc->master, dk, wk);
+    struct seal_params sp = {
+        .media_id = m->id,
+        .owner = m->owner,
+        .path = m->path,
+        .content_type = STORE_META_TYPE,
+        .created_at = m->created_at,
+        .segment_size = (uint32_t)pc->cfg->pipeline.segment_size,
+        .data_key = dk,
+        .wrapped_key = wk,
+        .scratch = true, /* the store makes it durable */
+    };
+    struct seal_result res;
+    if (rc == 0)
+        rc = seal_file(plain, sealed, &sp, &res, why, sizeof why);
+    memset(dk, 0, sizeof dk);
+    if (rc == 0)
+        rc = pl_tls_store(t, why, sizeof why);
+    if (rc == 0)
+        rc = store_put(t->store, key, sealed, why, sizeof why);
+    unlink(plain);
+    unlink(sealed);
+    free(plain);
+    free(sealed);
+    free(text);
+    if (rc != 0)
+        dr_set_err(err, errlen, "media %s: cannot store its metadata object %s: %s", m->id, key,
+                   why);
+    return rc;
+}
+
 static void delete_object(struct pl_tls *t, const struct dr_media *m, const char *key)
 {
     char err[DR_ERRLEN] = "";
@@ -346,6 +422,7 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
         }
     char **stale = NULL;
     size_t n_stale = 0;
+    bool recorded = false;
     rc = catalog_media_set_processed(t->cat, m->id, meta, vars, n, &stale, &n_stale);
     for (size_t i = 0; i < n_stale; i++) {
         delete_object(t, m, stale[i]);
@@ -354,6 +431,8 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
     free(stale);
     if (rc == 0) {
         log_debug("media %s: processed (%s), %zu variant%s", m->id, meta, n, n == 1 ? "" : "s");
+        rc = keep_metadata(t, m, tag, meta, vars, n, err, errlen);
+        recorded = true;
     } else if (rc == -ENOENT) {
         rc = 0; /* deleted meanwhile: the commit of the step will say so */
     } else {
@@ -361,7 +440,7 @@ int pl_process_file(struct pl_tls *t, const struct dr_media *m, int in, const ch
                    strerror(-rc));
     }
     for (size_t i = 0; i < n; i++)
-        if (rc != 0 && vars[i].storage_key) /* not recorded: the objects go */
+        if (rc != 0 && !recorded && vars[i].storage_key) /* not recorded: the objects go */
             delete_object(t, m, vars[i].storage_key);
 out:
     for (size_t i = 0; i < DECODE_MAX_VARIANTS + 1; i++)

@@ -8,8 +8,8 @@
  * what counts).
  *
  * store_forget() is the one place that removes a deleted media's objects
- * and cache entries (the media routes, folder deletes, and the trash and
- * version housekeeping all call it).
+ * (original, variants, metadata object) and cache entries (the media routes, folder deletes, and
+ * the trash and version housekeeping all call it).
  *
  * Threads: handles are per thread (store.h). The only state here is the
  * metrics pointer, set once per process before any store thread starts and
@@ -27,6 +27,7 @@
 
 #include "dripd/cache.h"
 #include "dripd/config.h"
+#include "dripd/id.h"
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
@@ -188,6 +189,22 @@ static int delete_retrying(struct dr_store *st, const char *key, char *err, size
     return rc == -ENOENT ? 0 : rc;
 }
 
+void store_meta_key(const char *media_id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s" STORE_META_SUFFIX, media_id);
+}
+
+bool store_is_meta_key(const char *key, char *id, size_t idlen)
+{
+    size_t n = strlen(key), sl = sizeof STORE_META_SUFFIX - 1;
+    if (n != DR_ID_LEN + sl || strcmp(key + DR_ID_LEN, STORE_META_SUFFIX) != 0 ||
+        idlen <= DR_ID_LEN)
+        return false;
+    memcpy(id, key, DR_ID_LEN);
+    id[DR_ID_LEN] = '\0';
+    return dr_id_valid(id);
+}
+
 int store_forget(struct dr_store *st, const char *data_dir, const char *id, const char *key,
                  char *const *names, char *const *keys, size_t n)
 {
@@ -208,6 +225,13 @@ int store_forget(struct dr_store *st, const char *data_dir, const char *id, cons
                      id, keys[i], strerror(-rc), err);
             left++;
         }
+    }
+    char meta[64], merr[DR_ERRLEN] = "";
+    store_meta_key(id, meta, sizeof meta);
+    if ((rc = delete_retrying(st, meta, merr, sizeof merr)) < 0) {
+        log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan for scrub",
+                 id, meta, strerror(-rc), merr);
+        left++;
     }
     if (key != NULL) {
         char err[DR_ERRLEN] = "";

@@ -10,10 +10,16 @@
  * (thumbnails, previews: key "<media id>~<name>.<ext>", content type
  * "image/webp; width=W; height=H" in their header; docs/PROCESSING.md)
  * get their variant rows back, in a second pass once the originals are
- * in. The metadata of the media (capture time, duration...) is not in the
- * objects: a reprocess makes it again. The body is not read: every
- * download verifies it anyway (unseal), and scrub exists for a full
- * check.
+ * in. A third pass reads the metadata objects ("<media id>.meta", small
+ * sealed JSON documents the process stage writes, store.h): each is read
+ * whole and unsealed (every tag checked), and gives its media back its
+ * metadata (dimensions, capture time, camera, duration...) and the rows
+ * of its failed variants (with their reasons). So a rebuilt catalog
+ * answers GET /v1/media/{id} as before once the rebuild returns; no
+ * reprocess is needed. Media processed before metadata objects existed
+ * have none: a reprocess makes their metadata again. The originals'
+ * bodies are not read: every download verifies them anyway (unseal), and
+ * scrub exists for a full check.
  *
  * What it cannot restore: shares (only the owner's link is recreated),
  * jobs, events and tus sessions, none of which the objects carry; an
@@ -31,7 +37,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "dripd/catalog.h"
 #include "dripd/catalog_variants.h"
@@ -43,7 +52,8 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 
-#define READ_TRIES 4 /* per object, on transient store errors */
+#define READ_TRIES 4        /* per object, on transient store errors */
+#define META_MAX (1u << 20) /* a metadata object is a few hundred bytes */
 
 enum skip_reason {                   /* > 0: 0 means restored */
                    SKIP_PRESENT = 1, /* the catalog already has this media id */
@@ -54,6 +64,7 @@ enum skip_reason {                   /* > 0: 0 means restored */
                    SKIP_INVALID,     /* the catalog refused the row (bad path in header) */
                    SKIP_UNREADABLE,  /* the store would not give the header (after retries) */
                    SKIP_ORPHAN,      /* a variant whose media is not in the catalog */
+                   SKIP_BADMETA,     /* a metadata object that does not unseal or parse */
                    SKIP_COUNT
 };
 
@@ -66,7 +77,8 @@ static const char *const skip_names[SKIP_COUNT] = {
     "path taken by another media",
     "refused by the catalog",
     "unreadable (store errors)",
-    "variants of a media not in the catalog",
+    "variants or metadata of a media not in the catalog",
+    "metadata objects not readable",
 };
 
 struct keylist {
@@ -258,6 +270,125 @@ static int restore_variant(struct catalog *cat, const char *key, const char *nam
     return rc;
 }
 
+/* Unseal the whole object buf[0..len) (every tag, the length and the
+ * SHA-256 checked) into a heap string. 0, SKIP_BADMETA, or -errno. */
+static int unseal_small(const uint8_t *buf, size_t len, const uint8_t master[DR_KEY_LEN],
+                        struct seal_header *h, char **out, char *err, size_t errlen)
+{
+    int in = memfd_create("rebuild-in", MFD_CLOEXEC),
+        plain = memfd_create("rebuild-out", MFD_CLOEXEC);
+    int rc = in < 0 || plain < 0 ? -errno : 0;
+    if (rc == 0)
+        rc = dr_write_all(in, buf, len);
+    if (rc < 0) {
+        snprintf(err, errlen, "memfd: %s", strerror(-rc));
+    } else if (unseal_fd(in, plain, master, NULL, h, err, errlen) != 0) {
+        rc = SKIP_BADMETA;
+    } else {
+        off_t n = lseek(plain, 0, SEEK_END);
+        char *text = n >= 0 && (size_t)n < META_MAX ? xmalloc((size_t)n + 1) : NULL;
+        ssize_t got = text ? dr_pread_full(plain, text, (size_t)n, 0) : -1;
+        if (got != n) {
+            free(text);
+            snprintf(err, errlen, "cannot read its plaintext back");
+            rc = SKIP_BADMETA;
+        } else {
+            text[n] = '\0';
+            *out = text;
+        }
+    }
+    if (in >= 0)
+        close(in);
+    if (plain >= 0)
+        close(plain);
+    return rc;
+}
+
+/* Restore what the metadata object key (of media id, size bytes) says:
+ * the media's metadata, if it has none, and its failed variants' rows.
+ * 0, a skip reason (> 0), or -errno (a catalog error). */
+static int restore_meta(struct dr_store *st, struct catalog *cat, const char *key, const char *id,
+                        uint64_t size, const uint8_t master[DR_KEY_LEN], char *err, size_t errlen)
+{
+    if (size > META_MAX) {
+        snprintf(err, errlen, "%llu bytes, more than a metadata object has",
+                 (unsigned long long)size);
+        return SKIP_BADMETA;
+    }
+    uint8_t *buf = xmalloc(size ? size : 1);
+    long n = read_range(st, key, buf, size, err, errlen);
+    int rc = n < 0 ? (int)n : 0;
+    if (rc == 0 && (uint64_t)n != size) {
+        snprintf(err, errlen, "read %ld of its %llu bytes", n, (unsigned long long)size);
+        rc = SKIP_SIZE;
+    }
+    struct seal_header h;
+    memset(&h, 0, sizeof h);
+    char *text = NULL;
+    if (rc == 0 &&
+        (size < sizeof SEAL_MAGIC - 1 || memcmp(buf, SEAL_MAGIC, sizeof SEAL_MAGIC - 1))) {
+        snprintf(err, errlen, "does not start with %s", SEAL_MAGIC);
+        rc = SKIP_FOREIGN;
+    }
+    if (rc == 0)
+        rc = unseal_small(buf, size, master, &h, &text, err, errlen);
+    free(buf);
+    if (rc < 0) {
+        seal_header_clear(&h);
+        return -EAGAIN; /* counted as unreadable: run the rebuild again */
+    }
+    if (rc == 0 && (strcmp(h.media_id, id) != 0 || h.content_type == NULL ||
+                    strcmp(h.content_type, STORE_META_TYPE) != 0)) {
+        snprintf(err, errlen, "its header names media %s, content type %s", h.media_id,
+                 h.content_type ? h.content_type : "none");
+        rc = SKIP_BADMETA;
+    }
+    seal_header_clear(&h);
+    json_t *doc = rc == 0 ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *meta = json_object_get(doc, "metadata");
+    json_t *failed = json_object_get(doc, "failed");
+    if (rc == 0 && (!json_is_object(meta) || !json_is_array(failed))) {
+        snprintf(err, errlen, "not a metadata document");
+        rc = SKIP_BADMETA;
+    }
+    char *mtext = rc == 0 ? json_dumps(meta, JSON_COMPACT) : NULL;
+    if (rc == 0)
+        rc = catalog_media_restore_metadata(cat, id, mtext);
+    free(mtext);
+    if (rc == -EEXIST) {
+        rc = SKIP_PRESENT; /* the media kept its metadata: leave its variants alone too */
+    } else if (rc == -ENOENT) {
+        snprintf(err, errlen, "media %s is not in the catalog", id);
+        rc = SKIP_ORPHAN;
+    } else if (rc < 0) {
+        snprintf(err, errlen, "restoring the metadata of %s failed: %s", id, strerror(-rc));
+    }
+    size_t i;
+    json_t *f;
+    json_array_foreach(rc == 0 ? failed : NULL, i, f)
+    {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (name == NULL || strlen(name) >= DR_VARIANT_NAME_LEN)
+            continue;
+        struct dr_variant v;
+        memset(&v, 0, sizeof v);
+        snprintf(v.media_id, sizeof v.media_id, "%s", id);
+        snprintf(v.name, sizeof v.name, "%s", name);
+        snprintf(v.state, sizeof v.state, "failed");
+        v.error = (char *)json_string_value(json_object_get(f, "error"));
+        v.created_at = (int64_t)json_integer_value(json_object_get(f, "created_at"));
+        int r = catalog_variant_insert(cat, &v);
+        if (r < 0 && r != -EEXIST) { /* EEXIST: an object of that name was restored */
+            snprintf(err, errlen, "inserting variant %s of %s failed: %s", name, id, strerror(-r));
+            rc = r;
+            break;
+        }
+    }
+    json_decref(doc);
+    return rc;
+}
+
 int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
 {
     uint8_t master[DR_KEY_LEN];
@@ -265,7 +396,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
     struct dr_store *st = NULL;
     struct keylist l = {0};
     size_t skipped[SKIP_COUNT] = {0};
-    size_t restored = 0, restored_variants = 0;
+    size_t restored = 0, restored_variants = 0, restored_meta = 0;
     char why[DR_ERRLEN];
     int rc = keys_load_master(cfg->encryption.key_file, false, master, why, sizeof why);
     if (rc < 0) {
@@ -292,26 +423,38 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         goto out;
     }
     log_info("rebuild: %zu objects in the %s store", l.n, st->ops->name);
-    /* pass 0: originals; pass 1: variants (their media must be there) */
-    for (size_t k = 0; l.n > 0 && k < 2 * l.n; k++) {
+    /* pass 0: originals; pass 1: variants; pass 2: metadata objects
+     * (passes 1 and 2 need their media's row) */
+    for (size_t k = 0; l.n > 0 && k < 3 * l.n; k++) {
         size_t i = k % l.n;
-        char vname[DR_VARIANT_NAME_LEN];
-        bool is_variant = variant_key(l.keys[i], vname, sizeof vname);
-        if (is_variant != (k >= l.n))
+        char vname[DR_VARIANT_NAME_LEN], mid[DR_ID_LEN + 1];
+        bool is_meta = store_is_meta_key(l.keys[i], mid, sizeof mid);
+        bool is_variant = !is_meta && variant_key(l.keys[i], vname, sizeof vname);
+        if ((size_t)(is_meta ? 2 : is_variant ? 1 : 0) != k / l.n)
             continue;
-        struct seal_header h;
-        memset(&h, 0, sizeof h);
         why[0] = '\0';
-        int r = read_header(st, l.keys[i], l.sizes[i], master, &h, why, sizeof why);
-        if (r < 0) {
-            log_warn("rebuild: %s: %s", l.keys[i], why);
-            skipped[SKIP_UNREADABLE]++;
-            continue;
-        }
-        if (r == 0) {
-            r = is_variant ? restore_variant(cat, l.keys[i], vname, &h, why, sizeof why)
-                           : restore_one(cat, l.keys[i], &h, why, sizeof why);
-            seal_header_clear(&h);
+        int r;
+        if (is_meta) {
+            r = restore_meta(st, cat, l.keys[i], mid, l.sizes[i], master, why, sizeof why);
+            if (r == -EAGAIN) {
+                log_warn("rebuild: %s: %s", l.keys[i], why);
+                skipped[SKIP_UNREADABLE]++;
+                continue;
+            }
+        } else {
+            struct seal_header h;
+            memset(&h, 0, sizeof h);
+            r = read_header(st, l.keys[i], l.sizes[i], master, &h, why, sizeof why);
+            if (r < 0) {
+                log_warn("rebuild: %s: %s", l.keys[i], why);
+                skipped[SKIP_UNREADABLE]++;
+                continue;
+            }
+            if (r == 0) {
+                r = is_variant ? restore_variant(cat, l.keys[i], vname, &h, why, sizeof why)
+                               : restore_one(cat, l.keys[i], &h, why, sizeof why);
+                seal_header_clear(&h);
+            }
         }
         if (r < 0) {
             snprintf(err, errlen, "rebuild: %s: %s", l.keys[i], why);
@@ -319,7 +462,9 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
             goto out;
         }
         if (r == 0) {
-            if (is_variant)
+            if (is_meta)
+                restored_meta++;
+            else if (is_variant)
                 restored_variants++;
             else
                 restored++;
@@ -345,8 +490,10 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
             at += (size_t)k;
     }
     fprintf(stderr,
-            "rebuild: %zu objects, %zu media restored (and %zu variants), %zu skipped%s%s%s\n", l.n,
-            restored, restored_variants, total_skipped, at ? " (" : "", reasons, at ? ")" : "");
+            "rebuild: %zu objects, %zu media restored (and %zu variants, %zu metadata), %zu "
+            "skipped%s%s%s\n",
+            l.n, restored, restored_variants, restored_meta, total_skipped, at ? " (" : "", reasons,
+            at ? ")" : "");
     fprintf(stderr, "rebuild: shares, jobs and events are not in the objects and were not "
                     "restored; owners must share again\n");
     if (skipped[SKIP_UNREADABLE] > 0) {

@@ -541,7 +541,7 @@ def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "1 media restored (and 2 variants)" in r.stderr, r.stderr
+    assert "1 media restored (and 2 variants, 1 metadata)" in r.stderr, r.stderr
     dripd.restart()
     after = variants(media(dripd, mid))
     for name in ("thumb", "preview"):
@@ -562,6 +562,56 @@ def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     doc = wait_until(done, 60, "scrub to finish")
     assert doc["checked"] == 3, doc
     assert [(c["id"], c["path"]) for c in doc["corrupt"]] == [(mid, "thumb variant")], doc
+
+
+def test_rebuild_restores_metadata(dripd, media_dir):
+    """--rebuild-catalog gives back what the process stage recorded: a photo's
+    EXIF-derived metadata, a video's duration, a truncated JPEG's failed
+    variants with their reasons; GET /v1/media/{id} answers as before (but
+    uploaded_at, which no object records) as soon as the rebuild returns."""
+    files = [("phone.jpg", "/rb/phone.jpg"), ("clip.mp4", "/rb/clip.mp4"),
+             ("truncated.jpg", "/rb/truncated.jpg"), ("lying.jpg", "/rb/lying.jpg")]
+    ids = []
+    for name, remote in files:
+        stage = "encrypt" if name == "lying.jpg" else "process"
+        ids.append(upload(dripd, os.path.join(media_dir, name), remote, stage=stage)[0])
+    before = {mid: media(dripd, mid) for mid in ids}
+    photo, clip, broken, _text = (before[mid] for mid in ids)
+    assert photo["metadata"]["camera"] == "Pixel 7" and photo["metadata"]["height"] == 4000
+    assert clip["metadata"]["duration_ms"] > 0
+    assert {v["state"] for v in broken["variants"]} == {"failed"}
+    objs = os.path.join(dripd.data_dir, "objects")
+    metas = glob.glob(os.path.join(objs, "**", "*.meta"), recursive=True)
+    assert sorted(os.path.basename(p) for p in metas) == sorted(m + ".meta" for m in ids[:3])
+    assert dripd.stop() == 0
+    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
+        os.unlink(f)
+    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "4 media restored (and 4 variants, 3 metadata)" in r.stderr, r.stderr
+    dripd.restart()
+    for mid in ids:
+        after = media(dripd, mid)
+        assert after.pop("uploaded_at") == after["created_at"]
+        want = dict(before[mid])
+        want.pop("uploaded_at")
+        assert after == want, (mid, after, want)
+    # a damaged metadata object is skipped with a reason; the rest comes back
+    with open(metas[0], "r+b") as f:
+        f.seek(-20, os.SEEK_END)
+        b = f.read(1)
+        f.seek(-20, os.SEEK_END)
+        f.write(bytes([b[0] ^ 0xFF]))
+    assert dripd.stop() == 0
+    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
+        os.unlink(f)
+    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "(and 4 variants, 2 metadata)" in r.stderr and "1 metadata objects not readable" in \
+        r.stderr, r.stderr
+    dripd.restart()
 
 
 def test_web_ui_thumbnails_and_preview(dripd, media_dir):

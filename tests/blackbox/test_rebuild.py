@@ -78,7 +78,7 @@ def rebuild(d):
                        capture_output=True, timeout=300)
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 0, "rebuild exited %d:\n%s" % (r.returncode, err)
-    m = re.search(r"rebuild: (\d+) objects, (\d+) media restored \(and \d+ variants\), "
+    m = re.search(r"rebuild: (\d+) objects, (\d+) media restored \(and \d+ variants, \d+ metadata\), "
                   r"(\d+) skipped(?: \((.*)\))?", err)
     assert m, err
     return int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4) or "", err
