@@ -15,13 +15,21 @@
  * progress callback returns non-zero once it is set, so libcurl stops the
  * transfer within about a second and the caller reports where it stopped.
  *
- * Threads: one, dripctl's.
+ * Parallel upload (--parallel N, tus concatenation): the file is N
+ * partial uploads, each sent by a thread of its own with its own easy
+ * handle and FILE (nothing else is shared but the read-only settings and
+ * an atomic byte count per part that the calling thread sums for the
+ * progress line), then one final upload joins them on the server. The
+ * parts' URLs are kept in the state file, so a rerun resumes each.
+ *
+ * Threads: dripctl's, plus a parallel upload's part threads while it runs.
  */
 #include "client.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -146,6 +154,8 @@ static int xfer_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t u
     struct client *c = arg;
     if (g_interrupted)
         return 1;
+    if (c->xfer_now != NULL && (ultotal > 0 || ulnow > 0))
+        __atomic_store_n(c->xfer_now, c->xfer_base + (uint64_t)ulnow, __ATOMIC_RELAXED);
     struct progress *p = c->progress;
     if (p == NULL)
         return 0;
@@ -492,30 +502,44 @@ static int tus_recover(struct client *c, const char *label, const char *loc, int
     return -1;
 }
 
-/* POST /v1/uploads: a new upload of size bytes; its path into *loc.
- * if_match (a header value) or rename: what a taken name means. */
-static int tus_create(struct client *c, const char *name, const char *folder, uint64_t size,
-                      const char *if_match, bool rename, char **loc)
+/* What a creation (POST /v1/uploads) asks for. */
+struct create_req {
+    const char *name, *folder; /* NULL name: a partial upload (no metadata) */
+    int64_t length;            /* Upload-Length; -1: none (a final upload) */
+    const char *concat;        /* Upload-Concat value, or NULL */
+    const char *if_match;      /* If-Match value, or NULL */
+    bool rename;               /* ?conflict=rename */
+};
+
+/* POST /v1/uploads; the new upload's path into *loc, and (a final upload,
+ * which completes at once) its job and media ids into job_id / media_id
+ * (64 bytes each) when given. 0 / -1 with c->status / c->err. */
+static int tus_create(struct client *c, const struct create_req *r, char **loc, char *job_id,
+                      char *media_id)
 {
-    reset(c, rename ? "/v1/uploads?conflict=rename" : "/v1/uploads");
+    reset(c, r->rename ? "/v1/uploads?conflict=rename" : "/v1/uploads");
     struct hdrs hd = {0};
     struct buf b = {0};
-    char *m1 = b64(name), *m2 = b64(folder);
-    char *meta = xasprintf("Upload-Metadata: filename %s,folder %s", m1, m2);
-    char *len = xasprintf("Upload-Length: %llu", (unsigned long long)size);
     struct curl_slist *h = base_headers(c);
     h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
-    h = curl_slist_append(h, meta);
-    h = curl_slist_append(h, len);
-    if (if_match != NULL) {
-        char *im = xasprintf("If-Match: %s", if_match);
-        h = curl_slist_append(h, im);
-        free(im);
+    char *v[4] = {NULL, NULL, NULL, NULL};
+    if (r->name != NULL) {
+        char *m1 = b64(r->name), *m2 = b64(r->folder);
+        v[0] = xasprintf("Upload-Metadata: filename %s,folder %s", m1, m2);
+        free(m1);
+        free(m2);
     }
-    free(m1);
-    free(m2);
-    free(meta);
-    free(len);
+    if (r->length >= 0)
+        v[1] = xasprintf("Upload-Length: %lld", (long long)r->length);
+    if (r->concat != NULL)
+        v[2] = xasprintf("Upload-Concat: %s", r->concat);
+    if (r->if_match != NULL)
+        v[3] = xasprintf("If-Match: %s", r->if_match);
+    for (int i = 0; i < 4; i++) {
+        if (v[i] != NULL)
+            h = curl_slist_append(h, v[i]);
+        free(v[i]);
+    }
     curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, 0L);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
@@ -534,18 +558,24 @@ static int tus_create(struct client *c, const char *name, const char *folder, ui
         const char *p = strstr(hd.location, "://");
         p = p ? strchr(p + 3, '/') : hd.location;
         *loc = xstrdup(p ? p : hd.location);
+        if (job_id != NULL && hd.job[0])
+            snprintf(job_id, 64, "%s", hd.job);
+        if (media_id != NULL && hd.media[0])
+            snprintf(media_id, 64, "%s", hd.media);
         ret = 0;
     }
     free(b.p);
     return ret;
 }
 
-/* One PATCH of n bytes of f at *off. 0 with *off moved on (and the job and
- * media ids once the server has them); -1 with c->status / c->err. */
-static int tus_patch(struct client *c, const char *loc, FILE *f, int64_t *off, uint64_t n,
-                     uint64_t limit_rate, char *job_id, char *media_id)
+/* One PATCH of n bytes of f at base + *off (base: where a partial
+ * upload's bytes start in the file). 0 with *off moved on (and the job and
+ * media ids, when given, once the server has them); -1 with c->status /
+ * c->err. */
+static int tus_patch(struct client *c, const char *loc, FILE *f, uint64_t base, int64_t *off,
+                     uint64_t n, uint64_t limit_rate, char *job_id, char *media_id)
 {
-    if (fseeko(f, (off_t)*off, SEEK_SET) < 0) {
+    if (fseeko(f, (off_t)(base + (uint64_t)*off), SEEK_SET) < 0) {
         client_local_error(c, EXIT_FAIL, "%s", strerror(errno));
         return -1;
     }
@@ -578,9 +608,9 @@ static int tus_patch(struct client *c, const char *loc, FILE *f, int64_t *off, u
     int ret = -1;
     if (rc == CURLE_OK && c->status == 204 && hd.offset[0]) {
         *off = strtoll(hd.offset, NULL, 10);
-        if (hd.job[0])
+        if (job_id != NULL && hd.job[0])
             snprintf(job_id, 64, "%s", hd.job);
-        if (hd.media[0])
+        if (media_id != NULL && hd.media[0])
             snprintf(media_id, 64, "%s", hd.media);
         ret = 0;
     } else {
@@ -597,6 +627,196 @@ static char *if_match_value(const char *etag)
     if (strcmp(etag, "*") == 0 || etag[0] == '"' || strncmp(etag, "W/", 2) == 0)
         return xstrdup(etag);
     return xasprintf("\"%s\"", etag);
+}
+
+/* ---------- parallel: tus concatenation ---------- */
+
+/* One partial upload of a parallel upload, sent by its own thread with
+ * its own easy handle (libcurl handles are not shared across threads). */
+struct part {
+    struct client c; /* url, token, cacert borrowed from the caller's */
+    const char *file;
+    char *loc;
+    uint64_t start, len; /* the part's bytes in the file */
+    int64_t off;         /* the server's durable offset of the part */
+    uint64_t chunk, limit_rate;
+    uint64_t sent; /* atomic: bytes of the part sent so far (progress) */
+    int done;      /* atomic: the thread has finished */
+    int rc;        /* 0, or -1 with c.status / c.err */
+};
+
+static void *part_main(void *arg)
+{
+    struct part *p = arg;
+    FILE *f = fopen(p->file, "rb");
+    p->rc = -1;
+    if (f == NULL) {
+        client_local_error(&p->c, EXIT_FAIL, "%s: %s", p->file, strerror(errno));
+        goto out;
+    }
+    int attempts = 0;
+    while ((uint64_t)p->off < p->len) {
+        uint64_t n = DR_MIN(p->chunk, p->len - (uint64_t)p->off);
+        int64_t before = p->off;
+        if (tus_patch(&p->c, p->loc, f, p->start, &p->off, n, p->limit_rate, NULL, NULL) == 0) {
+            if (p->off > before)
+                attempts = 0;
+            __atomic_store_n(&p->sent, (uint64_t)p->off, __ATOMIC_RELAXED);
+            continue;
+        }
+        if (p->c.local_code == EXIT_INTERRUPTED ||
+            tus_recover(&p->c, p->loc, p->loc, &attempts, &p->off) < 0)
+            goto out;
+    }
+    p->rc = 0;
+out:
+    if (f != NULL)
+        fclose(f);
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* The file as n partial uploads sent at once, then one final upload that
+ * joins them (Upload-Concat). state[key] holds the parts' URLs, so a rerun
+ * resumes each part where the server has it; a final upload refused (409,
+ * 412) keeps them for a rerun with --replace or --conflict=rename. */
+static int tus_upload_parallel(struct client *c, const char *file, uint64_t size, const char *name,
+                               const char *folder, const char *state_file, json_t *state,
+                               const char *key, const struct tus_opts *o, char *job_id,
+                               char *media_id, uint64_t *resumed_at)
+{
+    size_t n = o->parallel;
+    struct part *parts = xcalloc(n, sizeof *parts);
+    pthread_t *th = xcalloc(n, sizeof *th);
+    size_t started = 0;
+    int ret = -1;
+    json_t *known = json_object_get(state, key);
+    if (!json_is_array(known) || json_array_size(known) != n)
+        known = NULL;
+    json_t *locs = json_array();
+    uint64_t have = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = &parts[i];
+        p->file = file;
+        p->start = size * i / n;
+        p->len = size * (i + 1) / n - p->start;
+        p->chunk = o->chunk;
+        p->limit_rate = o->limit_rate;
+        const char *k = known ? json_string_value(json_array_get(known, i)) : NULL;
+        p->off = -1;
+        if (k != NULL) {
+            p->off = tus_head(c, k);
+            if (p->off < 0 && c->local_code == EXIT_INTERRUPTED)
+                goto out;
+            if (p->off >= 0)
+                p->loc = xstrdup(k);
+        }
+        if (p->off < 0) { /* new, expired or gone: a new partial upload */
+            struct create_req r = {.length = (int64_t)p->len, .concat = "partial"};
+            if (tus_create(c, &r, &p->loc, NULL, NULL) < 0)
+                goto out;
+            p->off = 0;
+        }
+        p->sent = (uint64_t)p->off;
+        have += (uint64_t)p->off;
+        json_array_append_new(locs, json_string(p->loc));
+    }
+    json_object_set(state, key, locs);
+    state_save(state_file, state);
+    *resumed_at = have;
+
+    struct progress pg;
+    progress_begin(&pg, !c->quiet && !c->json, c->tty, name, size, have);
+    c->progress = &pg;
+    for (; started < n; started++) {
+        struct part *p = &parts[started];
+        p->c.url = c->url;
+        p->c.token = c->token;
+        p->c.cacert = c->cacert;
+        p->c.quiet = c->quiet || c->json;
+        p->c.curl = curl_easy_init();
+        p->c.xfer_now = &p->sent;
+        if (p->c.curl == NULL || pthread_create(&th[started], NULL, part_main, p) != 0) {
+            client_local_error(c, EXIT_FAIL, "cannot start the upload of part %zu", started + 1);
+            if (p->c.curl != NULL)
+                curl_easy_cleanup(p->c.curl);
+            p->c.curl = NULL;
+            break;
+        }
+    }
+    /* the threads stop by themselves on Ctrl-C (xfer_cb) */
+    for (;;) {
+        uint64_t sent = 0;
+        size_t done = 0;
+        for (size_t i = 0; i < started; i++) {
+            sent += __atomic_load_n(&parts[i].sent, __ATOMIC_RELAXED);
+            done += __atomic_load_n(&parts[i].done, __ATOMIC_ACQUIRE) != 0;
+        }
+        progress_update(&pg, sent);
+        if (done == started)
+            break;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    bool ok = started == n;
+    for (size_t i = 0; i < started && ok; i++) {
+        if (parts[i].rc < 0) { /* the first failure says why */
+            ok = false;
+            c->status = parts[i].c.status;
+            c->local_code = parts[i].c.local_code;
+            snprintf(c->err, sizeof c->err, "part %zu of %zu: %.400s", i + 1, n, parts[i].c.err);
+        }
+    }
+    if (!ok) {
+        progress_break(&pg);
+        c->progress = NULL;
+        goto out;
+    }
+    pg.done = size;
+    progress_end(&pg);
+    c->progress = NULL;
+
+    /* the final upload: joins the parts, becomes the file and its job */
+    size_t cap = 8;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(parts[i].loc) + 1;
+    char *concat = xmalloc(cap);
+    size_t at = (size_t)snprintf(concat, cap, "final;");
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(concat + at, cap - at, "%s%s", i ? " " : "", parts[i].loc);
+    char *im = o->if_match != NULL ? if_match_value(o->if_match) : NULL;
+    struct create_req r = {.name = name,
+                           .folder = folder,
+                           .length = -1,
+                           .concat = concat,
+                           .if_match = im,
+                           .rename = o->rename};
+    char *loc = NULL;
+    int rc = tus_create(c, &r, &loc, job_id, media_id);
+    if (rc < 0 && o->replace && c->status == 409) {
+        r.if_match = "*";
+        rc = tus_create(c, &r, &loc, job_id, media_id);
+    }
+    free(im);
+    free(concat);
+    free(loc);
+    if (rc < 0)
+        goto out;
+    json_object_del(state, key);
+    state_save(state_file, state);
+    ret = 0;
+out:
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].c.curl != NULL)
+            curl_easy_cleanup(parts[i].c.curl);
+        free(parts[i].loc);
+    }
+    json_decref(locs);
+    free(parts);
+    free(th);
+    return ret;
 }
 
 int client_tus_upload(struct client *c, const char *file, const char *folder,
@@ -628,6 +848,19 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
                          (long long)st.st_mtime, folder, c->url);
     free(abs);
     json_t *state = state_load(state_file);
+    if (o->parallel > 1 && (uint64_t)st.st_size >= o->parallel) {
+        char *key = xasprintf("%s|parallel %u", fp, o->parallel);
+        int r = tus_upload_parallel(c, file, (uint64_t)st.st_size, base, folder, state_file, state,
+                                    key, o, job_id, media_id, resumed_at);
+        free(key);
+        if (r < 0 && c->local_code == EXIT_INTERRUPTED)
+            client_local_error(c, EXIT_INTERRUPTED,
+                               "interrupted; rerun the same command to resume each part");
+        fclose(f);
+        json_decref(state);
+        free(fp);
+        return r;
+    }
     const char *known = json_string_value(json_object_get(state, fp));
     char *loc = known ? xstrdup(known) : NULL;
     int64_t off = -1;
@@ -646,11 +879,18 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
     }
     if (loc == NULL) {
         char *im = o->if_match != NULL ? if_match_value(o->if_match) : NULL;
-        int rc = tus_create(c, base, folder, (uint64_t)st.st_size, im, o->rename, &loc);
-        free(im);
+        struct create_req r = {.name = base,
+                               .folder = folder,
+                               .length = st.st_size,
+                               .if_match = im,
+                               .rename = o->rename};
+        int rc = tus_create(c, &r, &loc, NULL, NULL);
         /* --replace: the name is taken, so replace whatever is there */
-        if (rc < 0 && o->replace && c->status == 409)
-            rc = tus_create(c, base, folder, (uint64_t)st.st_size, "*", false, &loc);
+        if (rc < 0 && o->replace && c->status == 409) {
+            r.if_match = "*";
+            rc = tus_create(c, &r, &loc, NULL, NULL);
+        }
+        free(im);
         if (rc < 0)
             goto out;
         off = 0;
@@ -663,7 +903,7 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
     while ((uint64_t)off < (uint64_t)st.st_size || (st.st_size == 0 && job_id[0] == '\0')) {
         uint64_t n = DR_MIN(o->chunk, (uint64_t)st.st_size - (uint64_t)off);
         int64_t before = off;
-        if (tus_patch(c, loc, f, &off, n, o->limit_rate, job_id, media_id) == 0) {
+        if (tus_patch(c, loc, f, 0, &off, n, o->limit_rate, job_id, media_id) == 0) {
             if (off > before)
                 attempts = 0;
             progress_update(&pg, (uint64_t)off);

@@ -1,6 +1,8 @@
 /* client.h - dripctl's HTTP client: JSON requests, streamed downloads,
  * resumable tus uploads and an event stream, over one libcurl easy handle.
- * Single-threaded; one struct client per process. */
+ * One struct client per process, used by one thread; a parallel upload
+ * (tus_opts.parallel) runs each part on a thread of its own with an easy
+ * handle of its own. */
 #ifndef DRIPCTL_CLIENT_H
 #define DRIPCTL_CLIENT_H
 
@@ -24,6 +26,8 @@ struct client {
     int local_code;            /* with status 0: the exit code of a local error (0 = EXIT_FAIL) */
     struct progress *progress; /* the transfer on screen, or NULL */
     uint64_t xfer_base;        /* private: the offset of the chunk being sent */
+    uint64_t *xfer_now;        /* private: a parallel part's thread stores the bytes it
+                                * has sent here (atomic), or NULL */
 };
 
 /* Exit codes: README.md ("With dripctl") and dripctl(1) list the same. */
@@ -71,6 +75,8 @@ struct tus_opts {
                            * that ETag (412 when it moved on); NULL: none */
     bool replace;         /* a taken name (409) is replaced (If-Match: *) */
     bool rename;          /* ?conflict=rename: a taken name gets a free one */
+    unsigned parallel;    /* > 1: that many partial uploads at once, then a final
+                           * one joining them (tus concatenation); 0, 1: one */
 };
 /* Resumable tus upload of file into folder (remote name = base name).
  * The upload URL is kept in state_file so an interrupted run resumes.

@@ -173,7 +173,8 @@ static int upload_one(struct client *c, const struct args *a, const char *file, 
                          .limit_rate = a->limit_rate,
                          .if_match = a->if_match,
                          .replace = a->replace,
-                         .rename = a->rename};
+                         .rename = a->rename,
+                         .parallel = a->parallel};
     if (client_tus_upload(c, file, a->to, sf, &o, job, media, &resumed) < 0) {
         *res = json_pack("{s:s,s:b,s:s,s:i}", "file", file, "ok", 0, "error", c->err, "status",
                          (int)c->status);

@@ -19,6 +19,7 @@ struct args {
     const char *if_match; /* upload --if-match ETAG */
     bool replace;         /* upload --replace */
     bool rename;          /* upload --conflict=rename */
+    unsigned parallel;    /* upload --parallel N */
     const char *output;
     bool force;
     const char *state;

@@ -45,6 +45,7 @@ enum {
     OPT_IF_MATCH,
     OPT_REPLACE,
     OPT_CONFLICT,
+    OPT_PARALLEL,
 };
 
 #define NO_OPTS                                                                                    \
@@ -62,12 +63,13 @@ struct command {
     int min_args, max_args;
     int (*run)(struct client *c, const struct args *a);
     const char *shortopts;
-    struct option opts[8];
+    struct option opts[10];
 };
 
 static const struct command commands[] = {
     {"upload",
-     "FILE... [--to /folder] [--wait] [--replace | --if-match ETAG | --conflict=rename]",
+     "FILE... [--to /folder] [--wait] [--parallel N] [--replace | --if-match ETAG | "
+     "--conflict=rename]",
      "resumable (tus) upload; rerun to resume",
      "Upload files into a folder (default /), each under its own name. An\n"
      "interrupted upload (Ctrl-C, a lost connection) resumes where the server's\n"
@@ -83,8 +85,11 @@ static const struct command commands[] = {
      "      --if-match ETAG replace the file only while its ETag is ETAG (exit 5\n"
      "                      when it changed meanwhile, or there is none)\n"
      "      --conflict=rename  keep both: a taken name gets a free one (cat (1).jpg)\n"
+     "      --parallel N    send each file as N parts at once (2 to 16; tus\n"
+     "                      concatenation), joined on the server; rerun resumes\n"
+     "                      each part\n"
      "      --chunk-size N  bytes per PATCH request (default 8M; K, M, G suffixes)\n"
-     "      --limit-rate N  at most N bytes/s (K, M, G suffixes)\n",
+     "      --limit-rate N  at most N bytes/s (K, M, G suffixes; per part)\n",
      1,
      -1,
      cmd_upload,
@@ -96,6 +101,7 @@ static const struct command commands[] = {
       {"replace", no_argument, 0, OPT_REPLACE},
       {"if-match", required_argument, 0, OPT_IF_MATCH},
       {"conflict", required_argument, 0, OPT_CONFLICT},
+      {"parallel", required_argument, 0, OPT_PARALLEL},
       {0, 0, 0, 0}}},
     {"download",
      "ID|PATH [-o FILE|DIR|-] [--force] [--variant NAME]",
@@ -588,6 +594,15 @@ static int parse(int argc, char **argv, const struct command *cmd, struct global
         case OPT_REPLACE:
             a->replace = true;
             break;
+        case OPT_PARALLEL: {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || v < 1 || v > 16)
+                rc = usage_error(cmd, "--parallel wants a number of parts, 1 to 16: %s", optarg);
+            else
+                a->parallel = (unsigned)v;
+            break;
+        }
         case OPT_CONFLICT:
             if (strcmp(optarg, "rename") != 0)
                 rc = usage_error(cmd, "--conflict wants rename (keep both): %s", optarg);

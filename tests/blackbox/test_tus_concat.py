@@ -175,3 +175,71 @@ def test_tus_js_client_parallel_uploads_cut_and_resumed(dripd_factory):
     assert any(x > 0 for x in saved), saved
     heads = set(re.findall(r'"HEAD /v1/uploads/(\w+)" 200', log))
     assert len(heads) == 4, heads  # every partial asked for its offset
+
+
+def test_dripctl_parallel_killed_and_resumed(dripd_factory):
+    """dripctl upload --parallel 4: four partial uploads at once, then a
+    final one. dripctl is killed mid-way; the rerun resumes each part where
+    the server has it (the parts' URLs are in its state file) and the file
+    arrives whole as one upload job; the parts are spent."""
+    from conftest import DRIPCTL, same_file
+    d = dripd_factory()
+    src = make_file(os.path.join(d.dir, "par.bin"), 16 << 20)
+    state = os.path.join(d.dir, "state", "dripctl", "uploads.json")
+    env = dict(os.environ, DRIPD_URL=d.url(), DRIPD_TOKEN=d.token(), HOME=d.dir,
+               XDG_STATE_HOME=os.path.join(d.dir, "state"))
+    cmd = [DRIPCTL, "upload", src, "--to", "/p", "--parallel", "4", "--chunk-size", "512K"]
+    p = subprocess.Popen(cmd + ["--limit-rate", "1M"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+
+    def parts():
+        try:
+            with open(state) as f:
+                v = [u for k, u in json.load(f).items() if k.endswith("|parallel 4")]
+        except (OSError, ValueError):
+            return []
+        return v[0] if v else []
+
+    def held():
+        offs = []
+        for u in parts():
+            st, h, _ = tus(d, "HEAD", d.url(u))
+            assert st == 200 and h["upload-concat"] == "partial", (st, h)
+            offs.append(int(h["upload-offset"]))
+        return offs
+
+    try:
+        wait_until(lambda: len(parts()) == 4 and all(o >= 512 << 10 for o in held()), 60,
+                   "every part under way")
+    finally:
+        p.kill()
+        p.wait()
+    offs = held()
+    assert len(offs) == 4 and sum(offs) < 16 << 20, offs
+    urls = parts()
+    assert jobs(d) == []
+    r = subprocess.run(cmd + ["--json", "--wait"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    out = json.loads(r.stdout)[0]
+    assert out["resumed_at"] >= sum(offs) and out["job"]["state"] == "done", out
+    assert out["path"] == "/p/par.bin"
+    got = os.path.join(d.dir, "got.bin")
+    st, _, body = d.curl(d.url("/v1/media/%s/content" % out["media_id"]))
+    with open(got, "wb") as f:
+        f.write(body)
+    assert st == 200 and same_file(src, got)
+    assert len(jobs(d)) == 1
+    for u in urls:  # joined: spent
+        assert tus(d, "HEAD", d.url(u))[0] == 404
+    assert parts() == []
+    # the name is taken now: the final upload is refused (exit 5) and the
+    # parts stay; --replace then sends no byte again, only the final upload
+    r = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 5 and json.loads(r.stdout)[0]["status"] == 409, r.stdout
+    assert len(parts()) == 4
+    r = subprocess.run(cmd + ["--json", "--replace"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout
+    assert json.loads(r.stdout)[0]["resumed_at"] == 16 << 20
+    assert len(jobs(d)) == 2 and parts() == []
