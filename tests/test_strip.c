@@ -3,7 +3,8 @@
  * carrying EXIF with GPS, XMP, IPTC, comments, PNG text chunks, WebP
  * EXIF/XMP chunks and a GIF comment; stripped, then read back with
  * exiftool (no GPS, no camera, no text; the orientation kept) and
- * decoded with vips (the very same pixels). Hostile inputs: every prefix
+ * decoded with vips (the very same pixels). A JPEG cut in its image data
+ * is stripped, one cut in its headers refused. Hostile inputs: every prefix
  * of a real JPEG and PNG, and segment lengths that overrun the file. A
  * missing tool fails the suite.
  */
@@ -177,6 +178,42 @@ START_TEST(test_jpeg)
 }
 END_TEST
 
+/* A JPEG cut short in its image data (a truncated upload) is stripped:
+ * the metadata segments go, every byte of the image data up to the cut
+ * stays as it is. One cut in its headers is refused (stored as uploaded):
+ * there the walk cannot tell metadata from image. */
+START_TEST(test_truncated_jpeg)
+{
+    uint64_t n;
+    char why[200];
+    static char t[32768];
+    ck_assert_int_eq(sh("cd %s && size=$(stat -c %%s photo.jpg) && "
+                        "head -c $((size * 2 / 3)) photo.jpg > cut.jpg && "
+                        "head -c 200 photo.jpg > cuthead.jpg",
+                        dir),
+                     0);
+    ck_assert_int_eq(strip_file("cut.jpg", 6, &n, why, sizeof why), 0);
+    tags("s-cut.jpg", t, sizeof t);
+    ck_assert_msg(strstr(t, "GPS") == NULL && strstr(t, "Pixel 7") == NULL &&
+                      strstr(t, "Alice") == NULL && strstr(t, "secret") == NULL,
+                  "%s", t);
+    ck_assert_msg(strstr(t, "Rotate 90 CW"), "%s", t);
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/cut.jpg", dir);
+    snprintf(out, sizeof out, "%s/s-cut.jpg", dir);
+    size_t il, ol;
+    uint8_t *a = slurp(in, &il), *b = slurp(out, &ol);
+    ck_assert_uint_lt(ol, il);    /* the metadata went */
+    ck_assert_uint_gt(ol, 8192u); /* the image data did not */
+    size_t tail = ol - 4096;      /* all but the headers: the image data, byte for byte */
+    ck_assert_int_eq(memcmp(a + il - tail, b + ol - tail, tail), 0);
+    free(a);
+    free(b);
+    ck_assert_int_eq(strip_file("cuthead.jpg", 6, &n, why, sizeof why), -EBADMSG);
+    ck_assert_msg(strstr(why, "JPEG"), "%s", why);
+}
+END_TEST
+
 START_TEST(test_nothing_to_strip)
 {
     uint64_t n = 7;
@@ -321,6 +358,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_jpeg);
+    tcase_add_test(tc, test_truncated_jpeg);
     tcase_add_test(tc, test_nothing_to_strip);
     tcase_add_test(tc, test_png);
     tcase_add_test(tc, test_webp);

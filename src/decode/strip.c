@@ -21,6 +21,19 @@
  *   GIF   blocks; dropped: comment extensions, XMP application
  *         extensions, anything after the trailer.
  *
+ * Truncated and malformed files. The rule: drop only bytes the walk can
+ * name as metadata, never image data, and never guess. A JPEG cut short
+ * inside its entropy-coded data (a truncated upload) has been walked in
+ * full up to the cut, so it is stripped like a whole one: the metadata
+ * segments before the cut go, every byte from the scan to the cut is
+ * kept as it is (the user asked for the metadata to go, and the pixels
+ * the file has are all still there). A file whose structure does not hold
+ * (a segment or chunk that claims more bytes than the file has, a cut
+ * inside the headers, a marker where none may be, no PNG IEND, a RIFF
+ * size past the end) is refused with -EBADMSG: there the walk cannot tell
+ * metadata from image data, and the process stage stores the file as
+ * uploaded with metadata.stripped false.
+ *
  * The EXIF orientation, when not 1, is written back as a minimal EXIF
  * (one IFD, one tag) where the format keeps EXIF, so the stored original
  * still shows upright; nothing else of EXIF survives.
@@ -196,7 +209,7 @@ static int walk_jpeg(struct out *o, const uint8_t *b, size_t len, int orientatio
         size_t start = p;
         for (;;) {
             const uint8_t *ff = memchr(b + p, 0xff, len - p);
-            if (ff == NULL) { /* cut short: keep what there is, as the original has it */
+            if (ff == NULL) { /* cut short (truncated): keep what there is, byte for byte */
                 copy(o, start, len - start);
                 return 0;
             }

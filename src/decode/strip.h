@@ -21,7 +21,10 @@
  * Returns 0 with *out_len bytes written; 1 when there is nothing to
  * remove (nothing written: the original stays as it is); -ENOTSUP for a
  * format it cannot strip (only JPEG, PNG, WebP and GIF); -EBADMSG with why
- * for a malformed file; -errno of a failed write. */
+ * for a file whose structure does not hold together (nothing written: it
+ * is stored as uploaded); -errno of a failed write. A JPEG cut short in
+ * its image data is not malformed in that sense: it is stripped, the
+ * image bytes up to the cut kept as they are (strip.c). */
 int strip_image(const uint8_t *b, size_t len, int orientation, int out_fd, uint64_t *out_len,
                 char *why, size_t whylen);
 

@@ -180,9 +180,9 @@ def content(d, mid, dest, user="alice"):
 def test_strip_metadata_from_stored_originals(dripd_factory, media_dir, tmp_path):
     """processing.strip_metadata: the stored original loses EXIF, GPS and
     XMP (read back with exiftool) and keeps its pixels and its orientation;
-    size, sha256 and ETag are those of the stored bytes. A format it cannot
-    strip (HEIC) is stored as uploaded and says so; other files are not
-    touched."""
+    size, sha256 and ETag are those of the stored bytes. A truncated JPEG
+    is stripped too, its image bytes kept. A format it cannot strip (HEIC)
+    is stored as uploaded and says so; other files are not touched."""
     d = dripd_factory(config={"processing": {"strip_metadata": True}})
     local = os.path.join(media_dir, "phone.jpg")
     mid, _ = upload(d, local, "/private/phone.jpg")
@@ -203,6 +203,20 @@ def test_strip_metadata_from_stored_originals(dripd_factory, media_dir, tmp_path
     # a Range of the stored bytes
     st, _, part = d.curl("-r", "0-99", d.url("/v1/media/%s/content" % mid))
     assert st == 206 and part == open(got, "rb").read()[:100]
+
+    # a truncated photo: its metadata goes, its image bytes up to the cut stay
+    cut = os.path.join(media_dir, "truncated.jpg")
+    mid, _ = upload(d, cut, "/private/truncated.jpg")
+    doc = media(d, mid)
+    assert doc["metadata"]["stripped"] is True, doc
+    assert {v["state"] for v in doc["variants"]} == {"failed"}, doc
+    got = str(tmp_path / "got-cut.jpg")
+    content(d, mid, got)
+    assert any("GPS" in t for t in meta_tags(cut))
+    assert not any(re.search(r"GPS|Model", t) for t in meta_tags(got)), meta_tags(got)
+    with open(cut, "rb") as a, open(got, "rb") as b:
+        orig, stored = a.read(), b.read()
+    assert len(stored) < len(orig) and orig[-250000:] == stored[-250000:]
 
     heic = os.path.join(media_dir, "photo.heic")
     mid, _ = upload(d, heic, "/private/photo.heic")
