@@ -160,6 +160,39 @@ def test_phone_photo(dripd, media_dir, tmp_path):
     original_intact(dripd, mid, local)
 
 
+def test_tus_photo_and_video(dripd, media_dir, tmp_path):
+    """The same through tus (tus-js-client, interrupted and resumed, the
+    type sent as application/octet-stream): the phone photo gets its
+    upright thumbnail without GPS and its metadata, the video its poster."""
+    node_dir = os.path.join(ROOT, "tests", "node")
+    assert os.path.isdir(os.path.join(node_dir, "node_modules", "tus-js-client")), \
+        "tus-js-client is missing: sh scripts/node-deps.sh"
+    got = {}
+    for name in ("phone.jpg", "clip.mp4"):
+        local = os.path.join(media_dir, name)
+        r = subprocess.run(["node", os.path.join(node_dir, "tus_upload.mjs"),
+                            "--endpoint", dripd.url("/v1/uploads"), "--token", dripd.token(),
+                            "--file", local, "--folder", "/tus", "--interrupt", "chunk",
+                            "--chunk-size", str(os.path.getsize(local) // 2 + 1),
+                            "--store", str(tmp_path / (name + ".urls.json"))],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert dripd.wait_job(out["job"])["state"] == "done"
+        got[name] = media(dripd, out["media"])
+        original_intact(dripd, out["media"], local)
+    photo, clip = got["phone.jpg"], got["clip.mp4"]
+    assert photo["metadata"]["camera"] == "Pixel 7"
+    assert (photo["metadata"]["width"], photo["metadata"]["height"]) == (3000, 4000)
+    thumb = str(tmp_path / "thumb.webp")
+    assert fetch(dripd, photo["id"], "thumb", thumb)[0] == 200
+    assert vips_dims(thumb) == (192, 256) and meta_tags(thumb) == []
+    assert clip["metadata"]["detected_type"] == "video/mp4" and clip["metadata"]["duration_ms"] > 0
+    poster = str(tmp_path / "poster.webp")
+    assert fetch(dripd, clip["id"], "thumb", poster)[0] == 200
+    assert vips_dims(poster) == (256, 144)
+
+
 def same_pixels(a, b, tmp_path):
     """The same decoded pixels (vips rawsave: the loaders do not rotate)."""
     ra, rb = str(tmp_path / "a.raw"), str(tmp_path / "b.raw")
@@ -629,25 +662,27 @@ def test_rebuild_restores_metadata(dripd, media_dir):
 
 
 def test_web_ui_thumbnails_and_preview(dripd, media_dir):
-    """The web UI in Debian's Chromium: a thumbnail in the listing, the grid
-    view, and the preview on click without the original (screenshots in
-    tests/artifacts/web/media-*.png)."""
+    """The web UI in Debian's Chromium: a phone photo and a video uploaded
+    through its file picker, their thumbnails in the listing (the photo's
+    upright, the video's poster), the grid view, and the preview on click
+    without the original (screenshots in tests/artifacts/web/media-*.png)."""
     node_dir = os.path.join(ROOT, "tests", "node")
     assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
     assert os.path.isdir(os.path.join(node_dir, "node_modules", "playwright-core")), \
         "playwright-core is missing: sh scripts/node-deps.sh"
-    upload(dripd, os.path.join(media_dir, "phone.jpg"), "/ui/phone.jpg")
     upload(dripd, os.path.join(media_dir, "lying.jpg"), "/ui/notes.txt", stage="encrypt")
     shots = os.path.join(ROOT, "tests", "artifacts", "web")
     os.makedirs(shots, exist_ok=True)
     r = subprocess.run(["node", os.path.join(node_dir, "web_media.mjs"), dripd.url(),
-                        dripd.token("alice"), "/ui", shots],
+                        dripd.token("alice"), "/ui", shots, os.path.join(media_dir, "phone.jpg"),
+                        os.path.join(media_dir, "clip.mp4")],
                        capture_output=True, text=True, timeout=180, cwd=node_dir)
     out = r.stdout.strip().splitlines()
     res = json.loads(out[-1]) if out else {}
     assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s" % (
         res.get("error"), r.stderr[-3000:])
-    assert res["steps"] == ["thumbnail in the listing", "grid view", "preview on click"]
+    assert res["steps"] == ["photo and video uploaded", "thumbnail in the listing", "grid view",
+                            "preview on click"]
 
 
 def test_process_stage_in_jobs_and_events(dripd_factory, media_dir):

@@ -3,16 +3,14 @@
 // Usage: node web_e2e.mjs BASE_URL ALICE_TOKEN BOB_TOKEN WORKDIR SHOTS_DIR MAX_UPLOAD
 // (alice is an admin; the daemon refuses uploads over MAX_UPLOAD bytes).
 // Exits 0 when every step passed; prints one JSON line of results last.
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { check, steps, launch, finish, api } from './lib/browser.mjs';
 
 const [base, token, bobToken, work, shots, maxUploadArg] = process.argv.slice(2);
 const maxUpload = Number(maxUploadArg);
-const results = { steps: [], shots: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
+const { results, step } = steps({ shots: [] });
 
 function writeRandom(p, n) {
   fs.writeFileSync(p, crypto.randomBytes(n));
@@ -31,26 +29,16 @@ const fileSub = writeRandom(path.join(work, 'as-folder', 'sub'), 100);
 
 // bob's file in bob's /e2e, shared with alice: it shows in her /e2e.
 async function bobShares() {
-  const h = { Authorization: 'Bearer ' + bobToken };
-  let r = await fetch(base + '/v1/files/e2e/from-bob.txt', { method: 'PUT', headers: h, body: 'hello from bob\n' });
-  check(r.status === 202, 'bob PUT ' + r.status);
-  const { media, job } = await r.json();
-  for (let i = 0; i < 300; i++) {
-    const j = await (await fetch(base + '/v1/jobs/' + job.id, { headers: h })).json();
-    if (j.state === 'done') break;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  r = await fetch(base + '/v1/media/' + media.id + '/shares', {
+  const bob = api(base, bobToken);
+  const h = bob.auth;
+  const { media } = await bob.put('/e2e/from-bob.txt', 'hello from bob\n');
+  const r = await fetch(base + '/v1/media/' + media.id + '/shares', {
     method: 'POST', headers: { ...h, 'Content-Type': 'application/json' }, body: JSON.stringify({ user: 'alice' }),
   });
   check(r.status === 201, 'bob share ' + r.status);
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 const dialogs = [];
 let page;
@@ -326,8 +314,4 @@ try {
   failed = e;
   try { if (page) await shot('99-failure'); } catch (e2) { /* the page may be gone */ }
 }
-await browser.close();
-results.ok = !failed;
-if (failed) results.error = String(failed && failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);

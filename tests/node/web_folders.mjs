@@ -4,31 +4,15 @@
 // delete one after a confirmation that says how many files go.
 // Usage: node web_folders.mjs BASE_URL TOKEN SHOTS_DIR
 // Exits 0 when every step passed; prints one JSON line of results last.
-import { chromium } from 'playwright-core';
 import path from 'node:path';
+import { check, steps, launch, watchProblems, signIn, failureShot, finish, api } from './lib/browser.mjs';
 
 const [base, token, shots] = process.argv.slice(2);
-const results = { steps: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
-const auth = { Authorization: 'Bearer ' + token };
+const { results, step } = steps();
+const { put, listing } = api(base, token);
+const putFile = async (remote, body) => (await put(remote, body, { wait: false })).media.id;
 
-async function putFile(remote, body) {
-  const r = await fetch(base + '/v1/files' + remote, { method: 'PUT', headers: auth, body });
-  check(r.status === 202, 'PUT ' + remote + ' ' + r.status);
-  const { media } = await r.json();
-  return media.id;
-}
-async function listing(folder) {
-  const r = await fetch(base + '/v1/media?folder=' + encodeURIComponent(folder), { headers: auth });
-  return r.json();
-}
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 let page;
 try {
@@ -38,11 +22,8 @@ try {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 860 } });
   page = await ctx.newPage();
   const problems = [];
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(String(e)));
-  await page.goto(base + '/#/f');
-  await page.fill('#token', token);
-  await page.click('#signin-form button[type=submit]');
+  watchProblems(page, problems);
+  await signIn(page, base + '/#/f', token);
   await page.waitForSelector('#app:not([hidden])');
   await page.waitForSelector('#rows tr.folder[data-folder=trip]');
 
@@ -109,10 +90,6 @@ try {
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;
-  if (page) await page.screenshot({ path: path.join(shots, 'folders-failure.png'), fullPage: true }).catch(() => {});
+  await failureShot(page, shots, 'folders');
 }
-await browser.close();
-results.ok = !failed;
-if (failed) results.error = String(failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);

@@ -1,22 +1,18 @@
 // The web UI's thumbnails, grid view and preview (js/media.js) in Debian's
 // headless Chromium, driven by playwright-core, against the real daemon.
-// Usage: node web_media.mjs BASE_URL TOKEN FOLDER SHOTS_DIR
-// The folder holds a processed photo (portrait as displayed) and a file
-// that is not media. Exits 0 when every step passed; prints one JSON line
+// Usage: node web_media.mjs BASE_URL TOKEN FOLDER SHOTS_DIR PHOTO VIDEO
+// The folder holds a file that is not media; the phone photo (EXIF
+// orientation 6: portrait as displayed) and the video are uploaded through
+// the UI's file picker, and come back with their thumbnails (the video's
+// from its poster). Exits 0 when every step passed; prints one JSON line
 // of results last.
-import { chromium } from 'playwright-core';
 import path from 'node:path';
+import { check, steps, launch, watchProblems, signIn, failureShot, finish } from './lib/browser.mjs';
 
-const [base, token, folder, shots] = process.argv.slice(2);
-const results = { steps: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
+const [base, token, folder, shots, photo, video] = process.argv.slice(2);
+const { results, step } = steps();
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 let page;
 try {
@@ -24,19 +20,27 @@ try {
   page = await ctx.newPage();
   const problems = [];
   const urls = [];
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(String(e)));
+  watchProblems(page, problems);
   page.on('request', (r) => urls.push(r.url()));
-  await page.goto(base + '/#' + folder);
-  await page.fill('#token', token);
-  await page.click('#signin-form button[type=submit]');
+  await signIn(page, base + '/#' + folder, token);
   await page.waitForSelector('#app:not([hidden])');
 
-  // the photo gets a thumbnail (from a blob: URL), the other file none
-  await page.waitForSelector('#rows img.thumb.loaded', { timeout: 20000 });
-  const thumbs = await page.$$eval('#rows img.thumb.loaded', (l) => l.map((i) => [i.naturalWidth, i.naturalHeight, i.src.slice(0, 5)]));
-  check(thumbs.length === 1, 'one thumbnail, got ' + thumbs.length);
-  check(thumbs[0][0] === 192 && thumbs[0][1] === 256 && thumbs[0][2] === 'blob:', 'thumb ' + thumbs[0]);
+  // the photo and the video go up through the file picker and are processed
+  await page.setInputFiles('#file-input', [photo, video]);
+  for (const f of [photo, video]) {
+    const name = path.basename(f);
+    await page.waitForFunction((n) => [...document.querySelectorAll('#uploads li')].find((l) => l.dataset.name === n)?.dataset.state === 'available', name, { timeout: 60000 });
+  }
+  step('photo and video uploaded');
+
+  // each gets a thumbnail (from a blob: URL), the other file none
+  await page.waitForFunction(() => document.querySelectorAll('#rows img.thumb.loaded').length === 2, null, { timeout: 20000 });
+  const thumb = (name) => page.locator('#rows tr', { hasText: name }).locator('img.thumb.loaded');
+  const dims = (l) => l.evaluate((i) => [i.naturalWidth, i.naturalHeight, i.src.slice(0, 5)]);
+  const pt = await dims(thumb(path.basename(photo)));
+  check(pt[0] === 192 && pt[1] === 256 && pt[2] === 'blob:', 'photo thumb ' + pt);
+  const vt = await dims(thumb(path.basename(video)));
+  check(vt[0] === 256 && vt[1] === 144 && vt[2] === 'blob:', 'video thumb ' + vt);
   check(!urls.some((u) => /token|Bearer/i.test(u)), 'a token in a URL');
   step('thumbnail in the listing');
 
@@ -46,13 +50,13 @@ try {
   await page.screenshot({ path: path.join(shots, 'media-grid.png'), fullPage: true });
   step('grid view');
 
-  // a press on the thumbnail opens the preview, without the original
+  // a press on the photo's thumbnail opens the preview, without the original
   const before = urls.filter((u) => /\/content/.test(u)).length;
-  await page.click('#rows .thumb-btn');
+  await page.locator('#rows tr', { hasText: path.basename(photo) }).locator('.thumb-btn').click();
   await page.waitForSelector('#preview[open]');
   await page.waitForFunction(() => document.getElementById('preview-img').naturalWidth > 0, null, { timeout: 20000 });
-  const dims = await page.$eval('#preview-img', (i) => [i.naturalWidth, i.naturalHeight]);
-  check(dims[0] === 960 && dims[1] === 1280, 'preview ' + dims);
+  const pd = await page.$eval('#preview-img', (i) => [i.naturalWidth, i.naturalHeight]);
+  check(pd[0] === 960 && pd[1] === 1280, 'preview ' + pd);
   const facts = await page.textContent('#preview-facts');
   check(facts.includes('3000 × 4000') && facts.includes('Pixel 7'), 'facts: ' + facts);
   check(urls.filter((u) => /\/content/.test(u)).length === before, 'the original was downloaded');
@@ -64,10 +68,6 @@ try {
   if (problems.length) throw new Error('page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;
-  try { if (page) await page.screenshot({ path: path.join(shots, 'media-failure.png'), fullPage: true }); } catch (e2) { /* gone */ }
+  await failureShot(page, shots, 'media');
 }
-await browser.close();
-results.ok = !failed;
-if (failed) results.error = String(failed && failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);

@@ -6,19 +6,13 @@
 // gets no link and no view; screenshots at desktop and phone widths.
 // Usage: node web_pipeline.mjs BASE_URL ADMIN_TOKEN USER_TOKEN SHOTS_DIR
 // Exits 0 when every step passed; prints one JSON line of results last.
-import { chromium } from 'playwright-core';
 import path from 'node:path';
+import { check, steps, launch, watchProblems, signIn, failureShot, finish } from './lib/browser.mjs';
 
 const [base, admin, user, shots] = process.argv.slice(2);
-const results = { steps: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
+const { results, step } = steps();
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 let page;
 let loading = true;
@@ -34,13 +28,10 @@ async function load() {
   }
 }
 const problems = [];
-async function signIn(ctx, token, hash) {
+async function openAs(ctx, token, hash) {
   const p = await ctx.newPage();
-  p.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
-  p.on('pageerror', (e) => problems.push(String(e)));
-  await p.goto(base + '/' + hash);
-  await p.fill('#token', token);
-  await p.click('#signin-form button[type=submit]');
+  watchProblems(p, problems);
+  await signIn(p, base + '/' + hash, token);
   await p.waitForSelector('#whoami:not([hidden])');
   return p;
 }
@@ -57,7 +48,7 @@ async function box(p, stage) {
 try {
   // A user who is not an admin: no link, and #pipeline shows the files.
   const uctx = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  const up = await signIn(uctx, user, '#pipeline');
+  const up = await openAs(uctx, user, '#pipeline');
   await up.waitForSelector('#app:not([hidden])');
   check(await up.isHidden('#pipeline-link'), 'non-admin sees the Pipeline link');
   check(await up.isHidden('#pipeline-view'), 'non-admin sees the pipeline view');
@@ -68,7 +59,7 @@ try {
   step('non-admin: no link, no view, 403');
 
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  page = await signIn(ctx, admin, '#/');
+  page = await openAs(ctx, admin, '#/');
   await page.waitForSelector('#pipeline-link:not([hidden])');
   await page.click('#pipeline-link');
   await page.waitForSelector('#pipeline-view:not([hidden])');
@@ -128,11 +119,6 @@ try {
 } catch (e) {
   failed = e;
   loading = false;
-  if (page) await page.screenshot({ path: path.join(shots, 'pipeline-failure.png'), fullPage: true }).catch(() => {});
-} finally {
-  await browser.close();
+  await failureShot(page, shots, 'pipeline');
 }
-results.ok = !failed;
-if (failed) results.error = String(failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);

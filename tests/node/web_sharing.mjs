@@ -4,33 +4,17 @@
 // expiry and a download limit (copy, list, revoke).
 // Usage: node web_sharing.mjs BASE_URL ALICE_TOKEN BOB_TOKEN CAROL_TOKEN SHOTS_DIR
 // Exits 0 when every step passed; prints one JSON line of results last.
-import { chromium } from 'playwright-core';
 import path from 'node:path';
+import { check, steps, launch, watchProblems, signIn, failureShot, finish, api } from './lib/browser.mjs';
 
 const [base, token, bobToken, carolToken, shots] = process.argv.slice(2);
-const results = { steps: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
+const { results, step } = steps();
 const auth = (t) => ({ Authorization: 'Bearer ' + t });
-
-async function putFile(remote, body) {
-  const r = await fetch(base + '/v1/files' + remote, { method: 'PUT', headers: auth(token), body });
-  check(r.status === 202, 'PUT ' + remote + ' ' + r.status);
-  const { media, job } = await r.json();
-  for (let i = 0; i < 600; i++) {
-    const j = await (await fetch(base + '/v1/jobs/' + job.id, { headers: auth(token) })).json();
-    if (j.state === 'done') return media.id;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  throw new Error('job of ' + remote + ' not done');
-}
+const { put } = api(base, token);
+const putFile = async (remote, body) => (await put(remote, body)).media.id;
 const status = async (url, t) => (await fetch(url, { headers: t ? auth(t) : {} })).status;
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 let page;
 try {
@@ -41,11 +25,8 @@ try {
   await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   page = await ctx.newPage();
   const problems = [];
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(String(e)));
-  await page.goto(base + '/#/w');
-  await page.fill('#token', token);
-  await page.click('#signin-form button[type=submit]');
+  watchProblems(page, problems);
+  await signIn(page, base + '/#/w', token);
   await page.waitForSelector('#app:not([hidden])');
   const row = page.locator('#rows tr.file', { hasText: 'report.txt' });
   await row.waitFor();
@@ -140,10 +121,6 @@ try {
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;
-  if (page) await page.screenshot({ path: path.join(shots, 'sharing-failure.png'), fullPage: true }).catch(() => {});
+  await failureShot(page, shots, 'sharing');
 }
-await browser.close();
-results.ok = !failed;
-if (failed) results.error = String(failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);

@@ -6,45 +6,18 @@
 // parallel tus partial uploads (concatenation).
 // Usage: node web_versions.mjs BASE_URL TOKEN SHOTS_DIR
 // Exits 0 when every step passed; prints one JSON line of results last.
-import { chromium } from 'playwright-core';
 import path from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
 import crypto from 'node:crypto';
+import { check, steps, launch, watchProblems, signIn, failureShot, finish, api } from './lib/browser.mjs';
 
 const [base, token, shots] = process.argv.slice(2);
-const results = { steps: [] };
-const step = (name) => { results.steps.push(name); console.error('step: ' + name); };
-const check = (cond, what) => { if (!cond) throw new Error(what); };
-const auth = { Authorization: 'Bearer ' + token };
+const { results, step } = steps();
+const { auth, put, listing } = api(base, token);
+const putFile = async (remote, body, headers = {}) => (await put(remote, body, { headers })).media.id;
 
-async function waitDone(jobId) {
-  for (let i = 0; i < 600; i++) {
-    const r = await fetch(base + '/v1/jobs/' + jobId, { headers: auth });
-    const j = await r.json();
-    if (j.state === 'done') return;
-    check(j.state !== 'failed', 'job failed: ' + j.error);
-    await new Promise((ok) => setTimeout(ok, 50));
-  }
-  throw new Error('job ' + jobId + ' not done');
-}
-async function putFile(remote, body, headers = {}) {
-  const r = await fetch(base + '/v1/files' + remote, { method: 'PUT', headers: { ...auth, ...headers }, body });
-  check(r.status === 202, 'PUT ' + remote + ' ' + r.status);
-  const doc = await r.json();
-  await waitDone(doc.job.id);
-  return doc.media.id;
-}
-async function listing(folder) {
-  const r = await fetch(base + '/v1/media?folder=' + encodeURIComponent(folder), { headers: auth });
-  return r.json();
-}
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 let failed = null;
 let page;
 try {
@@ -53,11 +26,8 @@ try {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 860 } });
   page = await ctx.newPage();
   const problems = [];
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) problems.push(m.text()); });
-  page.on('pageerror', (e) => problems.push(String(e)));
-  await page.goto(base + '/#/w');
-  await page.fill('#token', token);
-  await page.click('#signin-form button[type=submit]');
+  watchProblems(page, problems);
+  await signIn(page, base + '/#/w', token);
   await page.waitForSelector('#app:not([hidden])');
   await page.waitForSelector('#rows tr.file[data-id="' + v2 + '"]');
 
@@ -142,10 +112,6 @@ try {
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;
-  if (page) await page.screenshot({ path: path.join(shots, 'versions-failure.png'), fullPage: true }).catch(() => {});
+  await failureShot(page, shots, 'versions');
 }
-await browser.close();
-results.ok = !failed;
-if (failed) results.error = String(failed.stack || failed);
-console.log(JSON.stringify(results));
-process.exit(failed ? 1 : 0);
+await finish(browser, results, failed);
