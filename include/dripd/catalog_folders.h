@@ -61,5 +61,13 @@ void catalog_gone_free(struct dr_gone *g, size_t n);
  * for "/". */
 int catalog_folder_delete(struct catalog *cat, const char *owner, const char *path,
                           struct dr_gone **out, size_t *n_out);
+/* The same with the trash on (trash.ttl > 0), in ONE transaction: every
+ * live file below path goes to the trash (retired "trash" at now_ms, as
+ * catalog_media_trash: its shares, links, variants and earlier versions
+ * stay, to come back with it), the folders made at or below it and the
+ * folder shares of it and below are deleted. *n_out: the files trashed.
+ * Nothing leaves the store. -ENOENT no folder there; -EINVAL for "/". */
+int catalog_folder_trash(struct catalog *cat, const char *owner, const char *path, int64_t now_ms,
+                         size_t *n_out);
 
 #endif

@@ -12,7 +12,9 @@
  * removes each deleted media's objects and cache entries, as DELETE
  * /v1/media/{id} does, before the answer. A store failure after the rows
  * are gone leaves an orphan for scrub and is still a success: the rows are
- * the truth.
+ * the truth. With trash.ttl > 0 a delete moves the folder's files to the
+ * trash instead (catalog_folder_trash, one transaction; nothing leaves the
+ * store), as a file's delete does; each comes back with its restore.
  *
  * Threads: handlers on the loop thread; every catalog write and the store
  * deletes on the worker pool (http_defer), with that pool thread's own
@@ -53,6 +55,7 @@ struct folder_req {
     int rc;
     int clash;
     bool created;
+    bool trashed; /* delete: into the trash (trash.ttl > 0) */
     uint64_t files;
 };
 
@@ -222,6 +225,14 @@ static void delete_work(void *arg)
     }
     struct dr_gone *g = NULL;
     size_t n = 0;
+    if (r->cfg->trash.ttl > 0) { /* into the trash, like one file's delete */
+        r->rc = catalog_folder_trash(cat, r->user, r->path, dr_now_ms(), &n);
+        r->files = n;
+        r->trashed = true;
+        if (r->rc == 0)
+            log_info("folder %s of %s moved to the trash: %zu files", r->path, r->user, n);
+        return;
+    }
     r->rc = catalog_folder_delete(cat, r->user, r->path, &g, &n);
     if (r->rc < 0)
         return;
@@ -258,6 +269,7 @@ static void delete_done(struct http_exchange *ex, void *arg)
         json_t *doc = json_object();
         json_object_set_new(doc, "path", json_string(r->path));
         json_object_set_new(doc, "files", json_integer((json_int_t)r->files));
+        json_object_set_new(doc, "trash", json_boolean(r->trashed));
         http_respond_json(ex, 200, doc);
     }
 }

@@ -85,6 +85,11 @@ static const struct db_sql q_delete_media = {"DELETE FROM media WHERE " MEDIA_BE
 static const struct db_sql q_delete_folders = {"DELETE FROM folders WHERE " PATH_AT_OR_BELOW, NULL};
 static const struct db_sql q_delete_fshares = {"DELETE FROM folder_shares WHERE " PATH_AT_OR_BELOW,
                                                NULL};
+/* $5 now: the live files below go to the trash, as one file's delete does
+ * (catalog_media_trash: shares, links, variants and earlier versions stay) */
+static const struct db_sql q_trash_media = {
+    "UPDATE media SET retired = 'trash', retired_at = $5 WHERE retired IS NULL AND " MEDIA_BELOW,
+    NULL};
 
 /* F's descendant range (F + "/", F + "0"); F is not the root. */
 static void range_of(const char *f, char **lo, char **hi)
@@ -360,6 +365,50 @@ end:
     } else {
         catalog_gone_free(g, n);
     }
+out:
+    free(lo);
+    free(hi);
+    return rc;
+}
+
+int catalog_folder_trash(struct catalog *cat, const char *owner, const char *path, int64_t now_ms,
+                         size_t *n_out)
+{
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || n_out == NULL)
+        return -EINVAL;
+    if (strcmp(path, "/") == 0)
+        return -EINVAL;
+    char *lo, *hi;
+    range_of(path, &lo, &hi);
+    struct db_stmt *s;
+    int trashed = 0, made = 0;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        goto out;
+    int c = catalog_path_clash(cat->db, owner, path, "");
+    if (c < 0 || c == DR_PATH_FILE || c == DR_PATH_UNDER_FILE) {
+        rc = c < 0 ? c : -ENOENT;
+        goto end;
+    }
+    if ((rc = db_prepare(cat->db, &q_trash_media, &s)) < 0)
+        goto end;
+    bind_range(s, owner, path, lo, hi);
+    db_bind_i64(s, 5, now_ms);
+    rc = trashed = db_exec(s, "folder to trash: media");
+    if (rc >= 0)
+        rc = made = exec_range(cat->db, &q_delete_folders, owner, path, lo, hi, NULL,
+                               "folder to trash: folders");
+    if (rc >= 0)
+        rc = exec_range(cat->db, &q_delete_fshares, owner, path, lo, hi, NULL,
+                        "folder to trash: folder shares");
+    if (rc >= 0)
+        rc = trashed == 0 && made == 0 ? -ENOENT : 0;
+end:
+    rc = db_end(cat->db, rc);
+    if (rc == 0)
+        *n_out = (size_t)trashed;
 out:
     free(lo);
     free(hi);

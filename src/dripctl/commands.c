@@ -694,7 +694,9 @@ int cmd_rm(struct client *c, const struct args *a)
     if (client_json(c, "DELETE", path, NULL, &doc) < 0) {
         code = fail(c, what);
     } else {
-        char *line = xasprintf("rm -r %s: ok (%lld files)", folder, jint(doc, "files"));
+        bool trash = json_is_true(json_object_get(doc, "trash"));
+        char *line = xasprintf("rm -r %s: ok (%lld files%s)", folder, jint(doc, "files"),
+                               trash ? " moved to the trash; dripctl trash lists them" : "");
         print_ok(c, doc, line);
         free(line);
     }

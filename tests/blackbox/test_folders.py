@@ -183,7 +183,7 @@ def test_delete_a_folder_with_everything_in_it(dripd):
     assert len(objects(dripd) - before) == 3
     dripd.json("DELETE", "/v1/folders?path=/old", user="bob", expect=404)
     st, doc, _ = dripd.json("DELETE", "/v1/folders?path=/old/", expect=200)
-    assert doc == {"path": "/old", "files": 2}
+    assert doc == {"path": "/old", "files": 2, "trash": False}
     # rows, objects, cache entries, shares, links and made folders are gone
     for mid in (a, b):
         assert dripd.json("GET", "/v1/media/" + mid)[0] == 404

@@ -221,6 +221,41 @@ def test_trash_delete_restore(kept):
     assert len(objects(d)) == n_before - 1
 
 
+def test_folder_delete_goes_to_the_trash(kept):
+    """With trash.ttl, deleting a folder moves its files to the trash (one
+    transaction; no object leaves the store) as deleting a file does, and
+    restoring them brings the folder back, versions, shares and links
+    with them."""
+    d = kept
+    v1 = put(d, "/f/a.txt", b"one")["media"]
+    a = put(d, "/f/a.txt", b"two", "-H", "If-Match: *")["media"]
+    b = put(d, "/f/sub/b.txt", b"bee")["media"]
+    keep = put(d, "/fx/c.txt", b"c")["media"]
+    d.json("POST", "/v1/media/%s/shares" % a["id"], {"user": "bob"}, expect=201)
+    link = d.json("POST", "/v1/media/%s/public-links" % b["id"], {}, expect=201)[1]
+    d.json("POST", "/v1/folders", {"path": "/f/empty"}, expect=201)
+    n = len(objects(d))
+    st, doc, _ = d.json("DELETE", "/v1/folders?path=/f", expect=200)
+    assert doc == {"path": "/f", "files": 2, "trash": True}, doc
+    assert "f" not in [x["name"] for x in d.json("GET", "/v1/media?folder=/", expect=200)[1]["folders"]]
+    assert files(d, "/fx")["c.txt"]["id"] == keep["id"]
+    d.json("GET", "/v1/media/" + a["id"], user="bob", expect=404)
+    assert d.curl(link["url"], user=None)[0] == 404
+    assert len(objects(d)) == n  # nothing left the store
+    st, doc, _ = d.json("GET", "/v1/trash", expect=200)
+    assert sorted((f["id"], f["path"]) for f in doc["files"]) == sorted(
+        [(a["id"], "/f/a.txt"), (b["id"], "/f/sub/b.txt")]), doc
+    d.json("DELETE", "/v1/folders?path=/f", expect=404)  # nothing live there now
+    for m in (a, b):
+        d.json("POST", "/v1/trash/%s/restore" % m["id"], expect=200)
+    assert sorted(files(d, "/f")) == ["a.txt"] and sorted(files(d, "/f/sub")) == ["b.txt"]
+    assert content(d, a["id"], user="bob")[0] == b"two"
+    assert d.curl(link["url"], user=None)[0] == 200
+    assert [v for v, _ in versions(d, a["id"])[0]] == [2, 1]
+    assert content(d, v1["id"])[0] == b"one"
+    assert d.json("GET", "/v1/trash", expect=200)[1]["files"] == []
+
+
 def test_trash_expires(dripd_factory):
     d = dripd_factory(config={"trash": {"ttl": "1s"}, "versions": {"keep": 1}})
     m = put(d, "/e/a.txt", b"aaa")["media"]
@@ -284,7 +319,8 @@ def test_web_versions_and_trash(dripd_factory):
         res.get("error"), r.stderr[-3000:], d.log_tail())
     assert res["steps"] == ["list versions and restore one", "delete into the trash and restore",
                             "upload onto a taken name: replace or keep both",
-                            "a big file goes up as parallel parts"]
+                            "a big file goes up as parallel parts",
+                            "delete a folder into the trash and restore its files"]
 
 
 def abs_url(d, location):

@@ -109,6 +109,32 @@ try {
   fs.rmSync(path.dirname(big), { recursive: true, force: true });
   step('a big file goes up as parallel parts');
 
+  // Delete a folder: its files go to the trash (the dialog says so), and
+  // restoring them from the Trash brings the folder back.
+  const x = await putFile('/w/dir/x.txt', 'x');
+  const y = await putFile('/w/dir/deep/y.txt', 'y');
+  await page.click('#refresh');
+  await page.waitForSelector('#rows tr.folder[data-folder=dir]');
+  await page.click('#rows tr.folder[data-folder=dir] button.delete-folder');
+  await page.waitForSelector('#dlg[open]');
+  const says = await page.textContent('#dlg-text');
+  check(says.includes('2 files in it go to the trash') && says.includes('restoring brings the folder back'), 'folder delete text: ' + says);
+  await page.click('#dlg-ok');
+  await page.waitForSelector('.notice >> text=Moved the folder /w/dir and its 2 files to the trash.');
+  await page.waitForFunction(() => !document.querySelector('#rows tr.folder[data-folder=dir]'));
+  await page.click('#show-trash');
+  await page.waitForSelector('#trash-dlg[open]');
+  for (const id of [x, y]) {
+    await page.waitForSelector('#trash-list li[data-id="' + id + '"]');
+    await page.click('#trash-list li[data-id="' + id + '"] button.restore');
+    await page.waitForFunction((i) => !document.querySelector('#trash-list li[data-id="' + i + '"]'), id);
+  }
+  await page.click('#trash-close');
+  await page.waitForSelector('#rows tr.folder[data-folder=dir]');
+  check((await listing('/w/dir')).files.map((f) => f.id).join() === x, 'x back in /w/dir');
+  check((await listing('/w/dir/deep')).files.map((f) => f.id).join() === y, 'y back in /w/dir/deep');
+  step('delete a folder into the trash and restore its files');
+
   check(problems.length === 0, 'page problems: ' + problems.join(' | '));
 } catch (e) {
   failed = e;

@@ -5,7 +5,7 @@
  * with the folder view (browser.js registerFileAction); other features add
  * theirs the same way.
  */
-import { el, joinPath } from './util.js';
+import { el, joinPath, fmtTtl } from './util.js';
 import { api, authHeaders, ApiError, problemDetail } from './api.js';
 import { ask } from './dialog.js';
 import { notify } from './notices.js';
@@ -91,13 +91,6 @@ async function remove(m) {
   mediaGone(m.id);
   notify(ttl ? 'Moved “' + m.name + '” to the trash.' : 'Deleted “' + m.name + '”.');
   loadListing();
-}
-
-/* 3600 -> "1 hour", 172800 -> "2 days" */
-function fmtTtl(s) {
-  const unit = s >= 86400 ? ['day', 86400] : s >= 3600 ? ['hour', 3600] : s >= 60 ? ['minute', 60] : ['second', 1];
-  const n = Math.floor(s / unit[1]);
-  return n + ' ' + unit[0] + (n === 1 ? '' : 's');
 }
 
 export function registerActions() {

@@ -2,18 +2,20 @@
  * on each folder "Rename" (a new name, a new path, or a folder ending in /
  * to move it there, with everything in it), "Share" (sharing.js) and
  * "Delete" (with everything
- * in it, after a confirmation that says how many files go).
+ * in it, after a confirmation that says how many files go, and whether
+ * they go to the trash: trash.ttl).
  *
  * Server routes: POST /v1/folders {"path"}, PATCH /v1/folders
  * {"from","to"} (one transaction on the server: the folder moves whole or
  * not at all), DELETE /v1/folders?path=.
  */
-import { joinPath } from './util.js';
+import { joinPath, fmtTtl } from './util.js';
 import { api } from './api.js';
 import { ask } from './dialog.js';
 import { notify } from './notices.js';
 import { view, registerFolderAction, registerToolbarButton, loadListing, openFolder } from './browser.js';
 import { shareFolder } from './sharing.js';
+import { trashTtl } from './versions.js';
 
 const enc = encodeURIComponent;
 
@@ -86,10 +88,14 @@ async function renameFolder(d) {
 
 async function deleteFolder(d) {
   const n = d.files || 0;
+  const ttl = await trashTtl();
+  const some = n === 1 ? 'file' : n + ' files';
   const ok = await ask({
     title: 'Delete the folder ' + d.path + '?',
-    text: n ? 'The folder and the ' + (n === 1 ? 'file' : n + ' files') + ' in it will be deleted, with their stored copies. This cannot be undone.' :
-      'The folder is empty. It will be deleted.',
+    text: !n ? 'The folder is empty. It will be deleted.'
+      : ttl ? 'The ' + some + ' in it go' + (n === 1 ? 'es' : '') + ' to the trash, where you can restore ' +
+        (n === 1 ? 'it' : 'them') + ' for ' + fmtTtl(ttl) + '; restoring brings the folder back.'
+        : 'The folder and the ' + some + ' in it will be deleted, with their stored copies. This cannot be undone.',
     okText: n ? 'Delete ' + (n === 1 ? '1 file' : n + ' files') : 'Delete',
     danger: true,
     submit: async () => {
@@ -102,7 +108,9 @@ async function deleteFolder(d) {
     },
   });
   if (!ok) return;
-  notify('Deleted the folder ' + ok.path + (ok.files ? ' and ' + ok.files + (ok.files === 1 ? ' file.' : ' files.') : '.'));
+  const nf = ok.files ? ok.files + (ok.files === 1 ? ' file' : ' files') : '';
+  notify(ok.trash && nf ? 'Moved the folder ' + ok.path + ' and its ' + nf + ' to the trash.'
+    : 'Deleted the folder ' + ok.path + (nf ? ' and ' + nf + '.' : '.'));
   if (view.folder === d.path || view.folder.startsWith(d.path + '/')) openFolder('/');
   else loadListing();
 }

@@ -95,3 +95,10 @@ export class RateMeter {
     return (total - s[s.length - 1].bytes) / r;
   }
 }
+
+/* 3600 -> "1 hour", 172800 -> "2 days" */
+export function fmtTtl(s) {
+  const unit = s >= 86400 ? ['day', 86400] : s >= 3600 ? ['hour', 3600] : s >= 60 ? ['minute', 60] : ['second', 1];
+  const n = Math.floor(s / unit[1]);
+  return n + ' ' + unit[0] + (n === 1 ? '' : 's');
+}
