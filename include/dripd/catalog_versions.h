@@ -54,6 +54,9 @@ int catalog_trash_restore(struct catalog *cat, const char *id, const char *owner
  * trash_before_ms, and earlier versions of files that no longer exist,
  * become "purge". *marked (may be NULL) counts them. */
 int catalog_retired_expire(struct catalog *cat, int64_t trash_before_ms, uint64_t *marked);
+/* versions.keep lowered: every file's earlier versions beyond its newest
+ * keep become "purge" (one statement). *marked (may be NULL) counts them. */
+int catalog_versions_trim_all(struct catalog *cat, int keep, uint64_t *marked);
 /* Up to max ids of "purge" rows whose upload is not running any more
  * (state not "queued"), oldest first: delete each with its variants'
  * objects as DELETE /v1/media/{id} does (catalog_media_delete, NULL

@@ -72,6 +72,13 @@ static const struct db_sql q_trim = {
     "(SELECT id FROM media WHERE file_id = $1 AND retired = 'version' ORDER BY version DESC "
     "LIMIT $2)",
     NULL};
+/* every file's earlier versions beyond the newest $1 (versions.keep
+ * lowered since they were kept) */
+static const struct db_sql q_trim_all = {
+    "UPDATE media SET retired = 'purge' WHERE retired = 'version' AND "
+    "(SELECT count(*) FROM media n WHERE n.file_id = media.file_id AND n.retired = 'version' "
+    "AND n.version > media.version) >= $1",
+    NULL};
 static const struct db_sql q_purge_of = {
     "UPDATE media SET retired = 'purge', retired_at = $2 WHERE retired = 'version' "
     "AND id <> $1 AND file_id = (SELECT file_id FROM media WHERE id = $1 AND "
@@ -576,4 +583,23 @@ int catalog_retired_purgeable(struct catalog *cat, size_t max, char (*ids)[DR_ID
         db_col_copy(s, 0, ids[(*n)++], DR_ID_LEN + 1);
     db_reset(s);
     return rc < 0 ? rc : 0;
+}
+
+int catalog_versions_trim_all(struct catalog *cat, int keep, uint64_t *marked)
+{
+    if (marked != NULL)
+        *marked = 0;
+    if (cat == NULL)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(cat->db, &q_trim_all, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_i64(s, 1, keep > 0 ? keep : 0);
+    rc = db_exec(s, "trim every file's versions");
+    if (rc < 0)
+        return rc;
+    if (marked != NULL)
+        *marked = (uint64_t)rc;
+    return 0;
 }

@@ -3,7 +3,8 @@
  *
  * Threads: runs on the upload starter's thread with its catalog handle;
  * opens a store only when there is something to delete, and closes it
- * before returning. No state of its own.
+ * before returning. Its one piece of state: the versions.keep it last
+ * trimmed every file's versions to (that thread's alone).
  *
  * Guarantees: once per cluster (lease "retire", RETIRE_LEASE_MS, taken
  * over when its holder stops renewing); a row goes before its objects
@@ -28,6 +29,10 @@
 
 #define RETIRE_BATCH 64
 #define RETIRE_LEASE_MS 60000
+
+/* the versions.keep every file's versions were last trimmed to (-1: not
+ * yet in this process); only the upload starter's thread touches it */
+static int g_trimmed_for = -1;
 
 /* Delete one purge row and its objects; 0 / -errno (-ENOENT: gone already). */
 static int purge_one(const struct dr_config *cfg, struct catalog *cat, struct dr_store **st,
@@ -73,6 +78,21 @@ bool retire_sweep(const struct dr_config *cfg, struct catalog *cat)
         return false;
     }
     uint64_t ttl = cfg->trash.ttl, marked = 0;
+    /* versions.keep lowered since versions were kept: trim every file's
+     * once, at the first sweep of this process and after a reload changed
+     * it, not only at the file's next replace */
+    if (cfg->versions.keep != g_trimmed_for) {
+        uint64_t trimmed = 0;
+        rc = catalog_versions_trim_all(cat, cfg->versions.keep, &trimmed);
+        if (rc < 0) {
+            log_warn("retire: trimming versions to versions.keep: catalog: %s", strerror(-rc));
+            return false;
+        }
+        g_trimmed_for = cfg->versions.keep;
+        if (trimmed > 0)
+            log_info("retire: %" PRIu64 " earlier versions beyond versions.keep %d to delete",
+                     trimmed, cfg->versions.keep);
+    }
     int64_t now = dr_now_ms();
     int64_t before = ttl >= (uint64_t)now ? 0 : now - (int64_t)ttl;
     rc = catalog_retired_expire(cat, before, &marked);

@@ -187,6 +187,42 @@ def test_versions_kept_listed_restored(kept):
     d.json("GET", "/v1/media/%s/versions/3/restore" % v5["id"], expect=405)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def keep3(request, dripd_factory):
+    return dripd_factory(config=backend_config(request, {"versions": {"keep": 3}}))
+
+
+def test_lowering_versions_keep_trims_at_reload_and_start(keep3):
+    """versions.keep lowered takes effect at once, not at each file's next
+    replace: on a reload (SIGHUP) and at startup the extra earlier versions
+    go, objects included."""
+    import signal
+    d = keep3
+    ids = [put(d, "/k/a.txt", b"v%d" % i, *(() if i == 1 else ("-H", "If-Match: *")))["media"]["id"]
+           for i in range(1, 5)]
+    other = [put(d, "/k/b.txt", b"b%d" % i, *(() if i == 1 else ("-H", "If-Match: *")))["media"]["id"]
+             for i in range(1, 3)]
+    assert versions(d, ids[3])[0] == [(4, ""), (3, "version"), (2, "version"), (1, "version")]
+    n = len(objects(d))
+    d.config["versions"]["keep"] = 1
+    d.write_config()
+    k = d.notify.count()
+    d.signal(signal.SIGHUP)
+    d.wait_ready(start=d.notify.wait("RELOADING=1", start=k) + 1)
+    wait_until(lambda: versions(d, ids[3])[0] == [(4, ""), (3, "version")], 30,
+               "versions beyond keep 1 to go")
+    wait_until(lambda: len(objects(d)) == n - 2, 30, "their objects to go")
+    assert versions(d, other[1])[0] == [(2, ""), (1, "version")]  # within keep: stays
+    assert d.stop() == 0
+    d.config["versions"]["keep"] = 0
+    d.write_config()
+    d.restart()
+    wait_until(lambda: versions(d, ids[3])[0] == [(4, "")] and
+               versions(d, other[1])[0] == [(2, "")], 30, "every earlier version to go")
+    wait_until(lambda: len(objects(d)) == n - 4, 30, "their objects to go")
+    assert content(d, ids[3])[0] == b"v4"
+
+
 def test_trash_delete_restore(kept):
     d = kept
     m = put(d, "/t/a.txt", b"aaa")["media"]
