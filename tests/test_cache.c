@@ -1,5 +1,6 @@
 /* test_cache.c - the plaintext cache: fill/serve conventions, TTL by mtime,
- * LRU by atime, and the evictor skipping entries a reader holds. */
+ * LRU by atime, the evictor skipping entries a reader holds, and unsynced
+ * fills dropped after a reboot. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -272,6 +273,44 @@ START_TEST(test_adopt_and_evictor_thread)
 }
 END_TEST
 
+/* After a reboot (another boot id) the unsynced fills (0400) go, adopted
+ * uploads (0600, fsynced) stay; the same boot keeps everything. */
+START_TEST(test_drop_unsynced_after_reboot)
+{
+    char *run = xasprintf("%s/run", dir);
+    ck_assert_int_eq(dr_mkdirs(run, 0700), 0);
+    free(run);
+    size_t dropped = 99;
+    setenv("DRIPD_TEST_BOOT_ID", "boot-a", 1);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* first start: nothing there */
+    ck_assert_uint_eq(dropped, 0);
+    fill("f1", 10);
+    fill("f2", 10);
+    char *p = cache_path(dir, "f1");
+    struct stat st;
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0400);
+    free(p);
+    char *spool = xasprintf("%s/spool-x", dir);
+    int fd = open(spool, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(cache_adopt(dir, "up", spool), 0);
+    unlink(spool);
+    free(spool);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* same boot */
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert(present("f1") && present("f2") && present("up"));
+    setenv("DRIPD_TEST_BOOT_ID", "boot-b", 1);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* rebooted */
+    ck_assert_uint_eq(dropped, 2);
+    ck_assert(!present("f1") && !present("f2") && present("up"));
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* recorded */
+    ck_assert_uint_eq(dropped, 0);
+    unsetenv("DRIPD_TEST_BOOT_ID");
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -285,6 +324,7 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_stale_tmp_removed);
     tcase_add_test(tc, test_adopt_and_evictor_thread);
     tcase_add_test(tc, test_adopt_links_and_replaces);
+    tcase_add_test(tc, test_drop_unsynced_after_reboot);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,8 +2,10 @@
  *
  * Conventions (shared by the http worker, which serves entries, and the
  * pipeline, which fills and evicts them):
- *   - an entry is written as cache/<id>.tmp.<random>, fsynced, then renamed
- *     to cache/<id>: a present cache/<id> is always complete;
+ *   - an entry is written as cache/<id>.tmp.<random> (mode 0400), then
+ *     renamed to cache/<id> once verified: a present cache/<id> is always
+ *     complete. A fill is not fsynced (derived data): after a reboot the
+ *     supervisor drops the 0400 entries (cache_drop_unsynced);
  *   - its MTIME is the time it was filled (never touched afterwards): an
  *     entry older than cache.ttl is a miss for everybody;
  *   - its ATIME is the LRU clock: readers set it to now when they open it;
@@ -40,13 +42,18 @@ int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, stru
  * *size when not NULL. */
 bool cache_is_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, uint64_t *size);
 
-/* A new temporary entry cache/<id>.tmp.<random> (0600, O_EXCL): 0 with
- * *fd (caller closes) and *tmp_path (caller frees). */
+/* A new temporary entry cache/<id>.tmp.<random> (0400: an unsynced fill,
+ * O_EXCL): 0 with *fd (caller closes) and *tmp_path (caller frees). */
 int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_path);
-/* Publish a complete, fsynced temporary entry: set its mtime/atime to now,
- * rename it to cache/<id>, fsync the directory. On failure tmp_path is
- * removed. */
+/* Publish a complete temporary entry: set its mtime/atime to now, rename
+ * it to cache/<id>. Nothing is fsynced. On failure tmp_path is removed. */
 int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path);
+/* At start, before any worker: when the machine rebooted since the last
+ * start (run/cache-boot holds the boot id; DRIPD_TEST_BOOT_ID replaces
+ * /proc/sys/kernel/random/boot_id in tests), remove every unsynced fill
+ * (mode 0400), whose bytes a power cut may have lost, and record this
+ * boot. 0 (*dropped: how many) or -errno. */
+int cache_drop_unsynced(const char *data_dir, size_t *dropped);
 /* Link an existing complete, fsynced file (a finished upload's spool file,
  * same filesystem) into the cache as cache/<id>, replacing any entry;
  * path keeps its name (the caller removes it once nothing needs it: the

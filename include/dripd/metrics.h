@@ -132,7 +132,8 @@ struct dr_metrics {
     uint64_t uploads_rejected_full; /* 503 queue full */
     /* cache */
     uint64_t cache_hits, cache_misses, cache_evictions;
-    int64_t cache_bytes; /* gauge */
+    uint64_t cache_fills, cache_fill_failures; /* misses filled (no job row), fills that failed */
+    int64_t cache_bytes;                       /* gauge */
     /* store */
     struct dr_hist store_duration[DR_SOP_COUNT];
     uint64_t store_errors[DR_SOP_COUNT];

@@ -40,12 +40,20 @@ enum dr_msg_type {
     DR_MSG_JOB_ENQUEUED = 3, /* http -> pipeline (relayed): arg = queued-job hint */
     DR_MSG_EVENT = 4,        /* pipeline -> http (relayed): arg = newest event seq */
     DR_MSG_STATUS = 5,       /* worker -> supervisor: arg = queue depth (for STATUS=) */
+    DR_MSG_FILL = 6,         /* http -> pipeline (relayed): fill the cache entry in data */
+    DR_MSG_FILLED = 7,       /* pipeline -> http (relayed): flags DR_FILL_*, data entry\0error */
 };
+
+/* DR_MSG_FILLED's flags. */
+enum { DR_FILL_OK = 0, DR_FILL_FAILED = 1, DR_FILL_BUSY = 2 };
+
+#define DR_MSG_DATA_LEN 240
 
 struct dr_msg {
     uint32_t type;
     uint32_t flags;
     uint64_t arg;
+    char data[DR_MSG_DATA_LEN]; /* DR_MSG_FILL, DR_MSG_FILLED; zeros otherwise */
 };
 
 struct dr_worker_ctx {
@@ -62,6 +70,10 @@ struct dr_worker_ctx {
 /* Send one message; never blocks. Returns 0, or -EAGAIN when the channel is
  * full (the message is dropped: heartbeats and wake-ups are idempotent). */
 int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg);
+/* The same with flags and data (len bytes, at most DR_MSG_DATA_LEN; the
+ * rest is zeroed). */
+int worker_send_data(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,
+                     const void *data, size_t len);
 /* Read one message if one is waiting: 1 got one, 0 none, -EPIPE supervisor gone. */
 int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg);
 

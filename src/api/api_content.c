@@ -4,9 +4,9 @@
  * What: serves a media's plaintext (or one of its variants: thumb,
  * preview, poster; docs/PROCESSING.md) from this node's cache with
  * sendfile, with conditional and range requests; on a cache miss it
- * enqueues a download job and waits for it, then serves. A variant is
- * the same machinery with its own row: its size, its SHA-256 as ETag, its
- * cache entry cache/<id>~<name> and a download job naming the variant; a
+ * asks the pipeline to fill the entry and waits for it, then serves. A
+ * variant is the same machinery with its own row: its size, its SHA-256
+ * as ETag, its cache entry cache/<id>~<name>, filled the same way; a
  * variant not made yet answers 409 while its media's upload runs, a
  * failed or unknown one 404 (the media JSON says why it failed).
  *
@@ -24,24 +24,30 @@
  * http_respond_file() is a dup of ours, and ours (lock_fd) is closed in
  * on_done/on_abort, so the lock is held until the response is complete.
  *
- * Miss path: the request enqueues a download job (pool thread, with the
- * queue_limit check), wakes the pipeline (DR_MSG_JOB_ENQUEUED) and parks
- * on its loop thread's waiter list. router event hook -> post to every
- * loop thread -> each re-reads its waiters' jobs (catalog_job_get with
- * the loop thread's connection). done -> serve from the cache (a job done
- * but the entry gone again is retried, at most CONTENT_MAX_JOBS jobs);
- * failed -> 502 with the job's error; nothing after API_CONTENT_WAIT_MS
- * -> 503 + Retry-After. Requests on the same loop thread for the same
- * media share one job.
+ * Miss path (issue 15: a fill is derived data, so no durable job, no
+ * catalog write, no fsync): the request sends DR_MSG_FILL naming the entry
+ * (worker.h; the pipeline's download stages fetch, verify and decrypt it,
+ * pipeline_worker.c) and parks on its loop thread's waiter list.
+ * DR_MSG_FILLED (api_content_filled, on loop 0) goes into a small ring
+ * and wakes every loop thread; each checks the waiters of the entries
+ * named since it last looked: filled -> serve from the cache (an entry
+ * gone again is asked for once more, at most CONTENT_MAX_FILLS times);
+ * failed -> 502 with the error; busy (the pipeline has FILL_MAX fills) ->
+ * 503 + Retry-After. The 1 s fallback (router event hook, seq 0) checks
+ * every waiter and asks again every FILL_RESEND_MS (messages can be lost,
+ * the pipeline may have restarted); nothing after API_CONTENT_WAIT_MS ->
+ * 503 + Retry-After. The pipeline fills an entry once, however many
+ * requests ask.
  *
- * Threads: everything except enqueue_work() runs on the exchange's loop
- * thread; waiter lists are thread-local, so no locks. enqueue_work() runs
- * on a pool thread and touches only its struct content_req's id/user/rc.
+ * Threads: everything runs on the exchange's loop thread; waiter lists
+ * are thread-local. The ring of fill answers is shared: fill_mu guards it
+ * (a leaf lock).
  */
 #include "routes.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,10 +74,16 @@
 #define CONTENT_PREFIX "/v1/media/"
 #define CONTENT_SUFFIX "/content"
 #define VARIANT_INFIX "/variants/"
-/* Download jobs one request may start (a done job whose entry vanished). */
-#define CONTENT_MAX_JOBS 3
-/* How long a request waits for its download job before 503. */
+/* Fills one request may ask for (a filled entry that vanished at once). */
+#define CONTENT_MAX_FILLS 3
+/* How long a request waits for its fill before 503. */
 #define API_CONTENT_WAIT_MS 60000
+/* A waiter asks again when nothing was heard for this long. */
+#define FILL_RESEND_MS 1000
+/* Fill answers kept for the loop threads (one that fell further behind
+ * checks all its waiters). */
+#define FILLED_RING 256
+#define ENTRY_LEN (DR_ID_LEN + DR_VARIANT_NAME_LEN + 2)
 
 struct content_req {
     struct http_exchange *ex;
@@ -89,11 +101,9 @@ struct content_req {
     uint64_t start, len;
     int lock_fd; /* holds LOCK_SH while the response is sent; -1 */
     /* miss path */
-    char job_id[DR_ID_LEN + 1];
-    int jobs_started;
-    int enqueue_rc;
-    bool defer_pending;
-    bool timed_out;
+    int fills_asked;    /* DR_MSG_FILL episodes (CONTENT_MAX_FILLS) */
+    int64_t asked_at;   /* mono ms of the last DR_MSG_FILL */
+    uint64_t asked_seq; /* fill_seq then: older answers are not about this ask */
     bool waiting;
     void *gate_arg; /* api_content_gate's, freed with the request */
     void (*gate_free)(void *arg);
@@ -101,10 +111,22 @@ struct content_req {
     struct http_timer *timer;
 };
 
-/* Requests of this loop thread waiting for a download job. */
+/* Requests of this loop thread waiting for a fill. */
 static _Thread_local struct content_req *tl_waiters;
 /* All waiters of the process: lets the event hook skip posting when idle. */
 static int n_waiters;
+
+/* The pipeline's answers (DR_MSG_FILLED), newest fill_seq last. */
+struct filled {
+    uint64_t seq;
+    uint32_t how; /* DR_FILL_* */
+    char entry[ENTRY_LEN];
+    char err[DR_MSG_DATA_LEN];
+};
+static pthread_mutex_t fill_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct filled fill_ring[FILLED_RING];
+static uint64_t fill_seq;              /* under fill_mu */
+static _Thread_local uint64_t tl_seen; /* the newest answer this loop thread looked at */
 
 static void waiter_add(struct content_req *cr)
 {
@@ -343,44 +365,56 @@ static void respond_wait_timeout(struct content_req *cr)
                          cr->id);
 }
 
-/* Re-read cr's job; answer if it finished. Loop thread. */
-static void content_check(struct content_req *cr)
+/* Serve cr if its entry is there now: true when answered. */
+static bool try_serve(struct content_req *cr)
 {
-    if (!cr->waiting)
+    int fd;
+    if (content_cache_open(cr, NULL, &fd) != 0)
+        return false;
+    wait_end(cr); /* before answering: cr may be freed once it is sent */
+    content_serve(cr, fd);
+    return true;
+}
+
+/* Ask the pipeline (again) to fill cr's entry. */
+static void ask_fill(struct content_req *cr)
+{
+    pthread_mutex_lock(&fill_mu);
+    cr->asked_seq = fill_seq;
+    pthread_mutex_unlock(&fill_mu);
+    cr->asked_at = dr_mono_ms();
+    struct dr_worker_ctx *ctx = http_worker_ctx(cr->ex);
+    if (ctx)
+        worker_send_data(ctx, DR_MSG_FILL, 0, cr->cache_id, strlen(cr->cache_id) + 1);
+}
+
+/* The pipeline answered about cr's entry. Loop thread. */
+static void content_answer(struct content_req *cr, uint32_t how, const char *err)
+{
+    if (try_serve(cr))
         return;
-    struct catalog *cat = http_thread_catalog(cr->thread);
-    if (!cat)
-        return; /* try again at the next wake-up or time out */
-    struct dr_job j = {0};
-    int rc = catalog_job_get(cat, cr->job_id, NULL, &j);
-    if (rc == -ENOENT) {
-        wait_end(cr);
-        http_respond_problem(cr->ex, 500, "download job %s disappeared", cr->job_id);
-        return;
-    }
-    if (rc < 0)
-        return;
-    if (strcmp(j.state, "done") == 0) {
-        dr_job_clear(&j);
-        waiter_remove(cr);
-        int fd;
-        if (content_cache_open(cr, NULL, &fd) == 0) {
-            wait_end(cr); /* before answering: cr may be freed once it is sent */
-            content_serve(cr, fd);
-            return;
-        }
+    if (how == DR_FILL_OK) {
         content_miss(cr); /* evicted or expired already: once more */
         return;
     }
-    if (strcmp(j.state, "failed") == 0) {
-        wait_end(cr);
-        log_warn("content %s: download job %s failed: %s", cr->id, j.id, j.error ? j.error : "?");
-        http_respond_problem(cr->ex, 502, "download failed: %s",
-                             j.error ? j.error : "unknown error");
-        dr_job_clear(&j);
+    wait_end(cr);
+    if (how == DR_FILL_BUSY) {
+        http_add_header(cr->ex, "Retry-After", "1");
+        http_respond_problem(cr->ex, 503, "the server is busy filling its cache; retry shortly");
         return;
     }
-    dr_job_clear(&j);
+    log_warn("content %s: the download failed: %s", cr->cache_id, err);
+    http_respond_problem(cr->ex, 502, "download failed: %s", err[0] ? err : "unknown error");
+}
+
+/* The fallback: serve if the entry is there (an answer may be lost), or
+ * ask again when nothing came for FILL_RESEND_MS. Loop thread. */
+static void content_check(struct content_req *cr)
+{
+    if (!cr->waiting || try_serve(cr))
+        return;
+    if (dr_mono_ms() - cr->asked_at >= FILL_RESEND_MS)
+        ask_fill(cr);
 }
 
 static void content_deadline(void *arg)
@@ -388,116 +422,87 @@ static void content_deadline(void *arg)
     struct content_req *cr = arg;
     http_timer_stop(cr->timer); /* one-shot timers are released by their owner */
     cr->timer = NULL;
-    if (cr->defer_pending) {
-        cr->timed_out = true; /* enqueue_done answers */
-        return;
-    }
     respond_wait_timeout(cr);
 }
 
-static void enqueue_work(void *arg)
-{
-    struct content_req *cr = arg;
-    struct catalog *cat = http_work_catalog();
-    if (!cat) {
-        cr->enqueue_rc = -EAGAIN;
-        return;
-    }
-    uint64_t depth = 0;
-    if (cr->cfg->pipeline.queue_limit > 0 && catalog_queue_depth(cat, &depth) == 0 &&
-        depth >= cr->cfg->pipeline.queue_limit) {
-        cr->enqueue_rc = -ENOSPC;
-        return;
-    }
-    cr->enqueue_rc = cr->variant[0] ? catalog_enqueue_variant_download(cat, cr->id, cr->variant,
-                                                                       cr->user, cr->job_id)
-                                    : catalog_enqueue_download(cat, cr->id, cr->user, cr->job_id);
-}
-
-static void enqueue_done(struct http_exchange *ex, void *arg)
-{
-    struct content_req *cr = arg;
-    cr->defer_pending = false;
-    if (cr->enqueue_rc == 0) {
-        if (http_worker_ctx(ex))
-            worker_send(http_worker_ctx(ex), DR_MSG_JOB_ENQUEUED, 1);
-        log_debug("content %s: cache miss, download job %s", cr->id, cr->job_id);
-    }
-    if (http_ex_closed(ex))
-        return;
-    if (cr->timed_out) {
-        respond_wait_timeout(cr);
-        return;
-    }
-    if (cr->enqueue_rc == -ENOSPC) {
-        wait_end(cr);
-        http_add_header(ex, "Retry-After", "5");
-        http_respond_problem(ex, 503, "the job queue is full");
-        return;
-    }
-    if (cr->enqueue_rc == -ENOENT) {
-        wait_end(cr);
-        http_respond_problem(ex, 404, "no such media");
-        return;
-    }
-    if (cr->enqueue_rc < 0) {
-        wait_end(cr);
-        http_add_header(ex, "Retry-After", "1");
-        http_respond_problem(ex, 503, "cannot start the download: %s", strerror(-cr->enqueue_rc));
-        return;
-    }
-    waiter_add(cr);
-    content_check(cr); /* it may be done already */
-}
-
-/* The entry is not there: start (or join) a download job and wait. */
+/* The entry is not there: ask for a fill and wait. */
 static void content_miss(struct content_req *cr)
 {
-    if (cr->jobs_started >= CONTENT_MAX_JOBS) {
+    if (cr->fills_asked >= CONTENT_MAX_FILLS) {
         wait_end(cr);
         http_add_header(cr->ex, "Retry-After", "5");
         http_respond_problem(cr->ex, 503, "the cache entry of media %s keeps disappearing", cr->id);
         return;
     }
-    if (!cr->timer && cr->jobs_started == 0)
+    if (!cr->timer && cr->fills_asked == 0)
         cr->timer = http_timer_start(cr->thread, API_CONTENT_WAIT_MS, false, content_deadline, cr);
-    cr->jobs_started++;
-    /* Someone on this thread already waits for this media: share the job. */
-    for (struct content_req *w = tl_waiters; w; w = w->next) {
-        if (w != cr && strcmp(w->cache_id, cr->cache_id) == 0 && w->job_id[0] &&
-            strcmp(w->job_id, cr->job_id) != 0) {
-            memcpy(cr->job_id, w->job_id, sizeof cr->job_id);
-            waiter_add(cr);
-            content_check(cr);
-            return;
-        }
-    }
-    cr->job_id[0] = '\0';
-    cr->defer_pending = true;
-    if (http_defer(cr->ex, enqueue_work, enqueue_done, cr) < 0) {
-        cr->defer_pending = false;
-        wait_end(cr);
-        http_add_header(cr->ex, "Retry-After", "1");
-        http_respond_problem(cr->ex, 503, "the server is busy, retry shortly");
-    }
+    cr->fills_asked++;
+    waiter_add(cr);
+    ask_fill(cr);
+    log_debug("content %s: cache miss, fill asked", cr->cache_id);
 }
 
+/* On every loop thread: the answers since this thread last looked go to
+ * their waiters; arg != NULL (the fallback): every waiter is checked. */
 static void wake_thread(struct http_thread *t, void *arg)
 {
     (void)t;
-    (void)arg;
-    struct content_req *next;
-    for (struct content_req *cr = tl_waiters; cr; cr = next) {
-        next = cr->next;
-        content_check(cr);
+    enum { BATCH = 32 };
+    for (;;) {
+        struct filled got[BATCH];
+        int n = 0;
+        bool all = false;
+        pthread_mutex_lock(&fill_mu);
+        if (fill_seq - tl_seen > FILLED_RING) {
+            all = true; /* fell behind: check everyone below */
+            tl_seen = fill_seq;
+        }
+        while (n < BATCH && tl_seen < fill_seq) {
+            tl_seen++;
+            got[n++] = fill_ring[tl_seen % FILLED_RING];
+        }
+        bool more = tl_seen < fill_seq;
+        pthread_mutex_unlock(&fill_mu);
+        struct content_req *next;
+        for (int i = 0; i < n; i++)
+            for (struct content_req *cr = tl_waiters; cr; cr = next) {
+                next = cr->next;
+                if (got[i].seq > cr->asked_seq && strcmp(got[i].entry, cr->cache_id) == 0)
+                    content_answer(cr, got[i].how, got[i].err);
+            }
+        if (all || (!more && arg != NULL))
+            for (struct content_req *cr = tl_waiters; cr; cr = next) {
+                next = cr->next;
+                content_check(cr);
+            }
+        if (!more)
+            return;
     }
+}
+
+void api_content_filled(struct http_server *srv, uint32_t how, const char *data)
+{
+    struct filled f = {.how = how};
+    size_t n = strnlen(data, DR_MSG_DATA_LEN);
+    if (n >= sizeof f.entry)
+        return;
+    memcpy(f.entry, data, n);
+    if (n + 1 < DR_MSG_DATA_LEN)
+        snprintf(f.err, sizeof f.err, "%.*s", (int)(DR_MSG_DATA_LEN - n - 1), data + n + 1);
+    pthread_mutex_lock(&fill_mu);
+    f.seq = ++fill_seq;
+    fill_ring[f.seq % FILLED_RING] = f;
+    pthread_mutex_unlock(&fill_mu);
+    if (__atomic_load_n(&n_waiters, __ATOMIC_RELAXED) > 0)
+        http_server_post_all(srv, wake_thread, NULL);
 }
 
 static void content_event_hook(struct http_server *srv, uint64_t seq)
 {
-    (void)seq;
-    if (__atomic_load_n(&n_waiters, __ATOMIC_RELAXED) > 0)
-        http_server_post_all(srv, wake_thread, NULL);
+    static int fallback;
+    /* only the fallback (seq 0): fills are not catalog events */
+    if (seq == 0 && __atomic_load_n(&n_waiters, __ATOMIC_RELAXED) > 0)
+        http_server_post_all(srv, wake_thread, &fallback);
 }
 
 /* ------------------------------------------------------------------ */

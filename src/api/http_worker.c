@@ -7,7 +7,8 @@
  * On loop 0 (so a stuck loop stops them):
  *   - heartbeat timer (supervisor.heartbeat_interval): DR_MSG_HEARTBEAT,
  *     sent only while every loop thread ticks (http_server_loops_alive);
- *   - the supervisor channel: DR_MSG_EVENT -> router_run_event_hooks(seq);
+ *   - the supervisor channel: DR_MSG_EVENT -> router_run_event_hooks(seq),
+ *     DR_MSG_FILLED -> api_content_filled (requests waiting for a cache fill);
  *     EOF (the supervisor died) -> stop now;
  *   - a 1 s fallback timer -> router_run_event_hooks(seq 0), because relay
  *     messages are wake-ups that may be lost;
@@ -179,6 +180,8 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
         if (m.type == DR_MSG_EVENT) {
             event = true;
             newest = DR_MAX(newest, m.arg);
+        } else if (m.type == DR_MSG_FILLED) {
+            api_content_filled(w->srv, m.flags, m.data);
         }
     }
     if (event)

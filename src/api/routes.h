@@ -33,7 +33,10 @@
 #ifndef DRIPD_ROUTES_H
 #define DRIPD_ROUTES_H
 
+#include <stdint.h>
+
 struct http_exchange;
+struct http_server;
 
 struct http_route_ops;
 struct http_thread;
@@ -47,9 +50,13 @@ void upload_put_register_routes(void);
 void upload_multipart_register_routes(void);
 void tus_register_routes(void);
 void api_media_register_routes(void);
-/* Only the event hook that wakes requests waiting for a download job: the
- * content route itself is api_content_route(). */
+/* Only the event hook whose fallback re-checks requests waiting for a
+ * cache fill: the content route itself is api_content_route(). */
 void api_content_register_routes(void);
+/* DR_MSG_FILLED from the pipeline (worker.h: how = DR_FILL_*, data = the
+ * entry, a NUL, the error): wakes the requests waiting for that entry.
+ * Loop 0 (the supervisor channel). */
+void api_content_filled(struct http_server *srv, uint32_t how, const char *data);
 void api_events_register_routes(void);
 void api_shares_register_routes(void);
 void api_links_register_routes(void);
@@ -64,7 +71,7 @@ const struct http_route_ops *api_content_route(void);
 
 /* Serve media id (variant "" for the original) as viewer sees it, on the
  * loop thread, exactly as GET /v1/media/{id}/content does (404, 409 not
- * available, 304, 416, cache or download job, Range, ETag): for routes
+ * available, 304, 416, cache or cache fill, Range, ETag): for routes
  * that authorise a request their own way (public links). The exchange's
  * data becomes the content request: the route's on_done and on_abort
  * must be api_content_finish. With a gate, a GET that will send bytes

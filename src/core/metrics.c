@@ -301,6 +301,10 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
              ld(&m->cache_hits));
     counter1(&b, "dripd_cache_misses_total", "Content requests that needed the download pipeline.",
              ld(&m->cache_misses));
+    counter1(&b, "dripd_cache_fills_total",
+             "Cache misses the download stages filled (no durable job).", ld(&m->cache_fills));
+    counter1(&b, "dripd_cache_fill_failures_total",
+             "Cache fills that failed for good (the GET got 502).", ld(&m->cache_fill_failures));
     counter1(&b, "dripd_cache_evictions_total", "Cache entries evicted (LRU or TTL).",
              ld(&m->cache_evictions));
     gauge1(&b, "dripd_cache_bytes", "Bytes held in the plaintext cache.", lds(&m->cache_bytes));

@@ -1,7 +1,8 @@
 /* worker.c - the worker side of the supervisor channel, and the signal
  * setup every worker process shares (see worker.h).
  * Non-blocking SEQPACKET sends: a full channel drops the message, which is
- * fine because every message is an idempotent heartbeat or wake-up.
+ * fine because every message is an idempotent heartbeat, wake-up or cache
+ * fill request (re-sent by its waiter).
  * Signals: the handler only sets a sig_atomic_t; the worker's main loop
  * polls it. */
 #include "dripd/worker.h"
@@ -38,12 +39,11 @@ bool worker_term_requested(void)
     return term_flag != 0;
 }
 
-int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg)
+static int send_msg(const struct dr_worker_ctx *ctx, const struct dr_msg *m)
 {
-    struct dr_msg m = {.type = (uint32_t)type, .flags = 0, .arg = arg};
     for (;;) {
-        ssize_t n = send(ctx->chan_fd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n == (ssize_t)sizeof m)
+        ssize_t n = send(ctx->chan_fd, m, sizeof *m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == (ssize_t)sizeof *m)
             return 0;
         if (n < 0 && errno == EINTR)
             continue;
@@ -51,6 +51,20 @@ int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t
             return -EAGAIN;
         return n < 0 ? -errno : -EIO;
     }
+}
+
+int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg)
+{
+    struct dr_msg m = {.type = (uint32_t)type, .flags = 0, .arg = arg};
+    return send_msg(ctx, &m);
+}
+
+int worker_send_data(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,
+                     const void *data, size_t len)
+{
+    struct dr_msg m = {.type = (uint32_t)type, .flags = flags};
+    memcpy(m.data, data, len < sizeof m.data ? len : sizeof m.data);
+    return send_msg(ctx, &m);
 }
 
 int worker_recv(const struct dr_worker_ctx *ctx, struct dr_msg *msg)

@@ -85,6 +85,7 @@ struct pl_job {
     struct stage_item link;
     struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
+    bool fill;              /* download: a cache fill for a GET, no catalog row (see worker) */
     bool original;          /* download: served from a fresh cache entry */
     bool refetched;         /* download: scratch fetched again after a bad read */
     bool sealed_here;       /* upload: encrypt ran in this process (see pl_upload_store) */

@@ -1,4 +1,6 @@
-/* pipeline_download.c - the steps of the download pipeline (cache warm-up):
+/* pipeline_download.c - the steps of the download pipeline (cache fills for
+ * GETs that miss, and durable warm-up jobs; pipeline_worker.c says how a
+ * fill differs from a job: no row, nothing committed):
  *
  *   fetch    a fresh cache entry (cache/<id> younger than cache.ttl) is
  *            passed on as is ("original", as in the book); otherwise, when
@@ -10,7 +12,9 @@
  *   decrypt  unless original: verify and decrypt the object (in place,
  *            from fetch's fd, or opened again after a crash) or the scratch
  *            copy into
- *            cache/<id>.tmp.<random>, fsync, rename to cache/<id>. Every
+ *            cache/<id>.tmp.<random>, rename to cache/<id>; nothing is
+ *            fsynced (the cache is derived data: cache.h says why a power
+ *            cut cannot make it serve lost bytes). Every
  *            segment tag, the length and the SHA-256 (against the catalog's
  *            too) are checked before the rename, so the cache never holds
  *            wrong bytes; a corrupt object fails the job with the reason
@@ -199,10 +203,6 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char 
     if (rc == 0 && strcmp(h.media_id, m->id) != 0) {
         rc = -EBADMSG;
         snprintf(err, errlen, "object corrupt: it holds media %s, not %s", h.media_id, m->id);
-    }
-    if (rc == 0 && fsync(out) != 0) {
-        rc = -errno;
-        snprintf(err, errlen, "fsync %s: %s", tmp, strerror(errno));
     }
     close(out);
     if (rc == 0) {

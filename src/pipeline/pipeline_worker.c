@@ -56,6 +56,21 @@
  * jobs the queue depth (catalog_queue_depth, counted at most every
  * DEPTH_EVERY_MS) goes to metrics and DR_MSG_STATUS.
  *
+ * Cache fills (issue 15). A GET that misses the cache does not make a
+ * durable job: the http worker sends DR_MSG_FILL (worker.h) naming the
+ * entry, the main thread queues it in memory on the download runner (at
+ * most FILL_MAX fills queued or running; a request for an entry already
+ * there is dropped; past FILL_MAX the answer is "busy", a 503 upstream),
+ * and the download starter hands queued fills to fetch before it claims
+ * durable jobs, within the same demand. A fill runs the same steps
+ * (fetch, decrypt: every tag, the length and the SHA-256 verified before
+ * the entry is renamed in; notify) but commits nothing and fsyncs nothing
+ * (cache.h): its end, or its failure for good, goes back as DR_MSG_FILLED.
+ * Transient errors are retried in memory with the jobs' backoff. A crash
+ * loses the fills in flight (a .tmp file at most, never served); their
+ * waiters ask again. POST /v1/media/{id}/download still makes a durable
+ * job.
+ *
  * Drain: stop claiming, let every stage thread finish the step it is in
  * (that step's commit included), join. Jobs that were queued inside the
  * pipeline stay claimed by this pid and are released by the next worker's
@@ -86,6 +101,7 @@
 #include "dripd/cache.h"
 #include "dripd/config.h"
 #include "dripd/decode.h"
+#include "dripd/id.h"
 #include "dripd/log.h"
 #include "pipeline.h"
 #include "pipeline_download.h"
@@ -112,7 +128,9 @@
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define RETIRE_EVERY_MS 2000 /* the retire sweep (retire.h): trash expiry, replaced versions */
 #define MAX_ORPHANS 256
-#define COMMIT_BATCH 64 /* job steps per group commit */
+#define COMMIT_BATCH 64                         /* job steps per group commit */
+#define FILL_MAX 256                            /* cache fills queued or running (see the top) */
+#define FILL_ENTRY_LEN (DR_ID_LEN + 1 + 32 + 1) /* "<media id>[~<variant>]" and its NUL */
 /* A stage thread's batch (stage.h): at most STAGE_BATCH jobs of at most
  * BATCH_COST bytes in all, and steps are started for BATCH_NS at most
  * (the rest goes back to the stage's inbox), so that a batch never keeps
@@ -123,6 +141,14 @@
 #define BATCH_NS (20 * 1000000ull)
 
 struct runner;
+
+/* A cache fill asked for by a GET (see the top), queued or running. */
+struct fill {
+    char entry[FILL_ENTRY_LEN];
+    int attempts;       /* failed attempts so far */
+    int64_t not_before; /* mono ms: retry backoff */
+    bool queued;        /* false while the stages run it */
+};
 
 struct pl_stage {
     struct runner *r;
@@ -151,7 +177,9 @@ struct runner {
     bool stop;
     char *orphans[MAX_ORPHANS]; /* jobs whose release to the queue failed */
     int n_orphans;
-    bool swept; /* the store's leftovers of interrupted puts are gone */
+    bool swept;                  /* the store's leftovers of interrupted puts are gone */
+    struct fill fills[FILL_MAX]; /* download: cache fills, under mu */
+    int n_fills;
 };
 
 /* ---- reporting ---- */
@@ -216,6 +244,137 @@ static void runner_add_orphan(struct runner *r, const char *job_id)
     else
         log_error("job %s stays claimed until this worker restarts", job_id);
     pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- cache fills (see the top) ---- */
+
+/* Tell the http workers how a fill ended (DR_FILL_*). */
+static void fill_answer(struct pl_ctx *pc, const char *entry, uint32_t how, const char *err)
+{
+    if (pc->wctx == NULL)
+        return;
+    char data[DR_MSG_DATA_LEN] = "";
+    size_t n = strlen(entry) + 1;
+    memcpy(data, entry, n);
+    snprintf(data + n, sizeof data - n, "%s", err ? err : "");
+    worker_send_data(pc->wctx, DR_MSG_FILLED, how, data, sizeof data);
+}
+
+/* "<media id>" or "<media id>~<variant>" into a job's media_id/variant;
+ * false when it is neither. */
+static bool fill_parse(const char *entry, struct dr_job *job)
+{
+    size_t n = strlen(entry);
+    if (n < DR_ID_LEN || (n > DR_ID_LEN && entry[DR_ID_LEN] != '~'))
+        return false;
+    memcpy(job->media_id, entry, DR_ID_LEN);
+    job->media_id[DR_ID_LEN] = '\0';
+    if (!dr_id_valid(job->media_id))
+        return false;
+    job->variant[0] = '\0';
+    if (n == DR_ID_LEN)
+        return true;
+    const char *v = entry + DR_ID_LEN + 1;
+    size_t vl = strlen(v);
+    if (vl == 0 || vl >= sizeof job->variant ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != vl)
+        return false;
+    memcpy(job->variant, v, vl + 1);
+    return true;
+}
+
+/* DR_MSG_FILL on the main thread: queue the fill unless it is there. */
+static void fill_request(struct runner *r, const char *data)
+{
+    char entry[FILL_ENTRY_LEN];
+    struct dr_job probe;
+    size_t n = strnlen(data, DR_MSG_DATA_LEN);
+    if (n >= sizeof entry)
+        return;
+    memcpy(entry, data, n);
+    entry[n] = '\0';
+    if (!fill_parse(entry, &probe)) {
+        log_warn("cache fill: bad entry name '%s'", entry);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_fills; i++)
+        if (strcmp(r->fills[i].entry, entry) == 0) {
+            pthread_mutex_unlock(&r->mu);
+            return; /* being filled: its end answers every waiter */
+        }
+    if (r->n_fills >= FILL_MAX) {
+        pthread_mutex_unlock(&r->mu);
+        fill_answer(r->pc, entry, DR_FILL_BUSY, "too many cache fills at once");
+        return;
+    }
+    struct fill *f = &r->fills[r->n_fills++];
+    memset(f, 0, sizeof *f);
+    memcpy(f->entry, entry, n + 1);
+    f->queued = true;
+    r->gen++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The fill of entry leaves the list, or (delay_ms >= 0) goes back to the
+ * queue after delay_ms. */
+static void fill_end(struct runner *r, const char *entry, int64_t delay_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_fills; i++) {
+        struct fill *f = &r->fills[i];
+        if (strcmp(f->entry, entry) != 0)
+            continue;
+        if (delay_ms >= 0) {
+            f->queued = true;
+            f->attempts++;
+            f->not_before = dr_mono_ms() + delay_ms;
+        } else {
+            *f = r->fills[--r->n_fills];
+        }
+        break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (delay_ms >= 0)
+        runner_note_retry(r, (uint64_t)delay_ms);
+}
+
+/* On the download starter: up to max queued fills that are due, as jobs
+ * into items. Returns how many. */
+static int fill_take(struct runner *r, int max, struct stage_item **items)
+{
+    int n = 0;
+    int64_t now = dr_mono_ms();
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n_fills && n < max; i++) {
+        struct fill *f = &r->fills[i];
+        if (!f->queued || f->not_before > now)
+            continue;
+        f->queued = false;
+        struct pl_job *j = xcalloc(1, sizeof *j);
+        j->obj_fd = -1;
+        j->fill = true;
+        j->pl = r->pl;
+        dr_id_new(j->job.id); /* names its scratch file and its log lines */
+        snprintf(j->job.kind, sizeof j->job.kind, "download");
+        snprintf(j->job.state, sizeof j->job.state, "running");
+        snprintf(j->job.stage, sizeof j->job.stage, "%s", r->names[0]);
+        fill_parse(f->entry, &j->job);
+        j->job.attempts = f->attempts;
+        items[n++] = &j->link;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* "<media id>[~<variant>]" of a fill's job. */
+static void fill_entry(const struct pl_job *j, char out[FILL_ENTRY_LEN])
+{
+    if (j->job.variant[0])
+        snprintf(out, FILL_ENTRY_LEN, "%s~%s", j->job.media_id, j->job.variant);
+    else
+        snprintf(out, FILL_ENTRY_LEN, "%s", j->job.media_id);
 }
 
 /* ---- the stage wrapper: run a step, commit, retry or fail ---- */
@@ -284,6 +443,37 @@ static void job_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, 
     report_event(r, t->cat);
 }
 
+/* A fill's step failed: back to its queue with backoff when transient and
+ * attempts are left, else the waiters hear the error. */
+static void fill_failure(struct pl_stage *s, struct pl_tls *t, struct pl_job *j, int rc,
+                         const char *err)
+{
+    struct runner *r = s->r;
+    struct pl_ctx *pc = r->pc;
+    const struct dr_config *cfg = pc->cfg;
+    char entry[FILL_ENTRY_LEN];
+    fill_entry(j, entry);
+    metrics_add(&pc->metrics->stages[r->pl][s->order + 1].failed, 1);
+    pl_download_cleanup(t, j);
+    int attempt = j->job.attempts + 1;
+    if (pl_is_transient(rc) && attempt < cfg->pipeline.retry.attempts) {
+        uint32_t rnd;
+        dr_random(&rnd, sizeof rnd);
+        uint64_t delay = stage_backoff_ms(attempt, cfg->pipeline.retry.backoff,
+                                          cfg->pipeline.retry.max_backoff, rnd);
+        log_warn("cache fill %s at %s: %s; attempt %d of %d, retrying in %llu ms", entry, s->name,
+                 err, attempt, cfg->pipeline.retry.attempts, (unsigned long long)delay);
+        metrics_add(&pc->metrics->jobs_retries, 1);
+        fill_end(r, entry, (int64_t)delay);
+        return;
+    }
+    log_error("cache fill %s failed at %s after %d attempt%s: %s", entry, s->name, attempt,
+              attempt == 1 ? "" : "s", err);
+    metrics_add(&pc->metrics->cache_fill_failures, 1);
+    fill_end(r, entry, -1);
+    fill_answer(pc, entry, DR_FILL_FAILED, err);
+}
+
 /* One job of a stage thread's batch, between its step and its commit. */
 struct pl_run {
     struct pl_job *j;
@@ -293,6 +483,36 @@ struct pl_run {
     char err[512];
 };
 
+/* After a fill's step: on to the next stage, or its end. Nothing is
+ * committed: a fill has no row. */
+static enum stage_verdict settle_fill(struct pl_stage *s, struct pl_tls *t, struct pl_run *x)
+{
+    struct runner *r = s->r;
+    struct pl_job *j = x->j;
+    char entry[FILL_ENTRY_LEN];
+    fill_entry(j, entry);
+    if (x->rc == 0 && s->next != NULL) {
+        free(j->job.work_path);
+        j->job.work_path = x->wp;
+        x->wp = NULL;
+        snprintf(j->job.stage, sizeof j->job.stage, "%s", s->next);
+        return STAGE_FORWARD;
+    }
+    if (x->rc == 0) {
+        metrics_add(&r->pc->metrics->cache_fills, 1);
+        log_debug("cache fill %s done (job %s)", entry, j->job.id);
+        fill_end(r, entry, -1);
+        fill_answer(r->pc, entry, DR_FILL_OK, NULL);
+    } else if (x->rc == -ECANCELED && pl_stopping(r->pc)) {
+        pl_download_cleanup(t, j); /* drained mid-step: its waiter asks the next worker */
+        fill_end(r, entry, -1);
+    } else {
+        fill_failure(s, t, j, x->rc, x->err);
+    }
+    free_job(j);
+    return STAGE_DONE;
+}
+
 /* After the batch's commit: forward the job, or finish it, or fail it. */
 static enum stage_verdict settle(struct pl_stage *s, struct pl_tls *t, struct pl_run *x,
                                  const struct dr_job_step *step, int crc)
@@ -301,6 +521,8 @@ static enum stage_verdict settle(struct pl_stage *s, struct pl_tls *t, struct pl
     struct pl_ctx *pc = r->pc;
     struct pl_job *j = x->j;
     int rc = x->rc;
+    if (j->fill)
+        return settle_fill(s, t, x);
     if (rc == 0 && step == NULL) {
         /* No commit: nothing durable happened (process, for a file that
          * is not media), or the job is small and its next stage and media
@@ -401,8 +623,12 @@ static void pl_handle_batch(void *arg, void *tls, struct stage_item **items, int
             log_error("stage %s: cannot open the catalog: %s; %d job(s) go back to the queue",
                       s->name, strerror(-orc), n);
             for (int i = 0; i < n; i++) {
-                runner_add_orphan(r, ((struct pl_job *)items[i])->job.id); /* released later */
-                free_job((struct pl_job *)items[i]);
+                struct pl_job *j = (struct pl_job *)items[i];
+                if (j->fill)
+                    fill_failure(s, t, j, -EAGAIN, "cannot open the catalog");
+                else
+                    runner_add_orphan(r, j->job.id); /* released later */
+                free_job(j);
                 verdicts[i] = STAGE_DONE;
             }
             goto out;
@@ -419,7 +645,7 @@ static void pl_handle_batch(void *arg, void *tls, struct stage_item **items, int
             x->j = NULL;
             continue;
         }
-        if (cur < s->order) {
+        if (cur < s->order && !j->fill) {
             snprintf(x->err, sizeof x->err, "job is at unknown stage '%s'", j->job.stage);
             job_failure(s, t, j, -EINVAL, x->err);
             free_job(j);
@@ -452,7 +678,7 @@ static void pl_handle_batch(void *arg, void *tls, struct stage_item **items, int
     }
     for (int i = 0; i < n; i++) {
         struct pl_run *x = &runs[i];
-        if (x->j == NULL || x->rc != 0 ||
+        if (x->j == NULL || x->rc != 0 || x->j->fill ||
             (s->next != NULL &&
              (x->j->upd.no_commit || x->j->link.cost < pc->cfg->pipeline.stage_commit_size)))
             continue; /* handed on without a commit (settle) */
@@ -511,8 +737,14 @@ static void pl_thread_fini(void *arg, void *tls)
 
 static void pl_discard(void *arg, struct stage_item *it)
 {
-    (void)arg;
-    free_job((struct pl_job *)it); /* stays claimed; recovery releases it */
+    struct pl_stage *s = arg;
+    struct pl_job *j = (struct pl_job *)it;
+    if (j->fill) { /* its waiter asks the next worker */
+        char entry[FILL_ENTRY_LEN];
+        fill_entry(j, entry);
+        fill_end(s->r, entry, -1);
+    }
+    free_job(j); /* a job stays claimed; recovery releases it */
 }
 
 static const struct stage_ops pl_ops = {
@@ -716,6 +948,17 @@ static void *starter_main(void *arg)
         pthread_mutex_lock(&r->mu);
         uint64_t gen = r->gen;
         pthread_mutex_unlock(&r->mu);
+        if (r->pl == DR_PL_DOWNLOAD) {
+            /* cache fills first: a GET waits for each */
+            struct stage_item *fills[CLAIM_BATCH];
+            int nf = fill_take(r, DR_MIN(d, CLAIM_BATCH), fills);
+            int taken = nf > 0 ? stage_push(r->sp, fills, nf) : 0;
+            for (int i = taken; i < nf; i++) /* stopping */
+                pl_discard(&r->stages[0], fills[i]);
+            d -= nf;
+            if (nf > 0 && d <= 0)
+                continue;
+        }
         struct dr_job jobs[CLAIM_BATCH];
         int n = 0;
         int rc = catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
@@ -1075,9 +1318,12 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             struct dr_msg m;
             int r;
             bool wake = false;
-            while ((r = worker_recv(ctx, &m)) == 1)
+            while ((r = worker_recv(ctx, &m)) == 1) {
                 if (m.type == DR_MSG_JOB_ENQUEUED)
                     wake = true;
+                else if (m.type == DR_MSG_FILL && !w->draining)
+                    fill_request(&w->down, m.data);
+            }
             if (wake && !w->draining) {
                 runner_wake(&w->up);
                 runner_wake(&w->down);

@@ -8,11 +8,21 @@
  * file system's own metadata is the state: MTIME = filled at (TTL), ATIME
  * = last served (LRU), flock = "being served".
  *
- * Filling: the download pipeline writes cache/<id>.tmp.<random>, fsyncs and
- * renames it (cache_create_tmp/cache_commit_tmp); a finished upload renames
- * its fsynced spool file in (cache_adopt: a hard link, no directory fsync,
- * see cache.h).
- * Both stamp atime = mtime = now.
+ * Filling: the download pipeline writes cache/<id>.tmp.<random> and renames
+ * it (cache_create_tmp/cache_commit_tmp) once every byte is verified; a
+ * finished upload renames its fsynced spool file in (cache_adopt: a hard
+ * link, no directory fsync, see cache.h). Both stamp atime = mtime = now.
+ *
+ * A fill is derived data and is never fsynced (issue 15): a process crash
+ * cannot tear it (the page cache holds what was written before the
+ * rename), and a power cut may. So a fill is created mode 0400, which
+ * marks it "maybe not durable" (an adopted upload keeps its 0600: its
+ * bytes were fsynced before the 202), and cache_drop_unsynced(), run by
+ * the supervisor at every start, removes every 0400 entry when the machine
+ * rebooted since the last start (the boot id in run/cache-boot changed).
+ * A lost fill is a miss; a fill whose bytes did not reach the disk is
+ * never served. (The http side also refuses an entry whose size is not
+ * the media's.)
  *
  * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
  * re-check that the open file is still the one named cache/<id> (the
@@ -53,6 +63,8 @@
 #include "dripd/util.h"
 
 #define TMP_MAX_AGE_MS (3600 * 1000)
+/* The mode of a fill, never fsynced (see the top); an adopted file is 0600. */
+#define CACHE_UNSYNCED_MODE 0400
 /* An entry filled by the download pipeline is not an LRU victim until its
  * first read or for this long, so the request that ran the download can
  * open it even when the entry alone is larger than cache.max_size (the
@@ -161,7 +173,7 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
     dr_random(r, sizeof r);
     dr_hex(r, sizeof r, hex);
     char *p = xasprintf("%s/cache/%s.tmp.%s", data_dir, id, hex);
-    int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, CACHE_UNSYNCED_MODE);
     if (f < 0) {
         rc = -errno;
         free(p);
@@ -175,8 +187,7 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
 enum {
     PUB_REMOVE_ON_FAIL = 1 << 0, /* unlink src if it cannot be published */
     PUB_RESERVE = 1 << 1,        /* atime in the future (see cache_commit_tmp) */
-    PUB_SYNC_DIR = 1 << 2,       /* fsync the cache directory after */
-    PUB_LINK = 1 << 3,           /* link src in (src keeps its name), do not move it */
+    PUB_LINK = 1 << 2,           /* link src in (src keeps its name), do not move it */
 };
 
 /* src at dst: moved, or (PUB_LINK) linked, replacing what is there. */
@@ -223,9 +234,7 @@ static int publish(const char *data_dir, const char *id, const char *src, unsign
         if (rc == 0)
             rc = place(src, dst, flags);
     }
-    if (rc == 0 && (flags & PUB_SYNC_DIR))
-        dr_fsync_parent(dst);
-    else if (rc != 0 && (flags & PUB_REMOVE_ON_FAIL))
+    if (rc != 0 && (flags & PUB_REMOVE_ON_FAIL))
         unlink(src);
     free(dst);
     return rc;
@@ -235,8 +244,82 @@ int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path)
 {
     /* Reserve the entry for the request that is waiting for it: an atime
      * in the future is "not yet read", and the LRU pass skips it until
-     * then or until a reader touches it (setting atime to now). */
-    return publish(data_dir, id, tmp_path, PUB_REMOVE_ON_FAIL | PUB_RESERVE | PUB_SYNC_DIR);
+     * then or until a reader touches it (setting atime to now). Nothing is
+     * fsynced: see the top. */
+    return publish(data_dir, id, tmp_path, PUB_REMOVE_ON_FAIL | PUB_RESERVE);
+}
+
+/* This boot's id (DRIPD_TEST_BOOT_ID stands in for it in tests): 0 and
+ * out, or -errno. */
+static int boot_id(char *out, size_t outlen)
+{
+    const char *t = getenv("DRIPD_TEST_BOOT_ID");
+    if (t && *t) {
+        snprintf(out, outlen, "%s", t);
+        return 0;
+    }
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, out, outlen - 1);
+    int rc = n > 0 ? 0 : -EIO;
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    return rc;
+}
+
+int cache_drop_unsynced(const char *data_dir, size_t *dropped)
+{
+    *dropped = 0;
+    char now[64], was[64] = "";
+    int rc = boot_id(now, sizeof now);
+    if (rc != 0)
+        snprintf(now, sizeof now, "unknown"); /* no id: every start is after a reboot */
+    char *rec = xasprintf("%s/run/cache-boot", data_dir);
+    int fd = open(rec, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, was, sizeof was - 1);
+        was[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    if (rc == 0 && strcmp(now, was) == 0) {
+        free(rec);
+        return 0; /* same boot: the page cache kept every fill */
+    }
+    char *dir = cache_dir(data_dir);
+    DIR *d = opendir(dir);
+    free(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            struct stat st;
+            if (e->d_name[0] == '.' ||
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISREG(st.st_mode) || (st.st_mode & 0777) != CACHE_UNSYNCED_MODE)
+                continue;
+            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+                (*dropped)++;
+        }
+        closedir(d);
+    }
+    /* Record this boot (durably: a cut before it only repeats the sweep). */
+    char *tmp = xasprintf("%s.tmp", rec);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    rc = fd < 0 ? -errno : 0;
+    if (rc == 0 && (dr_write_all(fd, now, strlen(now)) != 0 || fsync(fd) != 0))
+        rc = -EIO;
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0 && rename(tmp, rec) != 0)
+        rc = -errno;
+    if (rc == 0)
+        dr_fsync_parent(rec);
+    else
+        unlink(tmp);
+    free(tmp);
+    free(rec);
+    return rc;
 }
 
 int cache_adopt(const char *data_dir, const char *id, const char *path)

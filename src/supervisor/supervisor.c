@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dripd/cache.h"
 #include "dripd/catalog.h"
 #include "dripd/config.h"
 #include "dripd/keys.h"
@@ -171,7 +172,14 @@ int supervisor_prepare(const struct dr_config *cfg, unsigned flags, char *err, s
         }
         free(p);
     }
-    int r = catalog_migrate(cfg);
+    size_t dropped = 0;
+    int r = cache_drop_unsynced(cfg->data_dir, &dropped);
+    if (r < 0)
+        log_warn("cache: cannot record this boot: %s", strerror(-r));
+    if (dropped > 0)
+        log_info("cache: rebooted since the last start: dropped %zu unsynced cache fill%s", dropped,
+                 dropped == 1 ? "" : "s");
+    r = catalog_migrate(cfg);
     if (r < 0) {
         snprintf(err, errlen, "catalog %s/catalog.db: cannot open or migrate: %s", cfg->data_dir,
                  strerror(-r));
@@ -1064,8 +1072,13 @@ static void handle_msg(struct sup *s, struct slot *w, const struct dr_msg *m, in
             relay(s, DR_ROLE_PIPELINE, m);
         break;
     case DR_MSG_EVENT:
+    case DR_MSG_FILLED:
         if (w->role == DR_ROLE_PIPELINE)
             relay(s, DR_ROLE_HTTP, m);
+        break;
+    case DR_MSG_FILL:
+        if (w->role == DR_ROLE_HTTP)
+            relay(s, DR_ROLE_PIPELINE, m);
         break;
     case DR_MSG_STATUS:
         w->queue_depth = m->arg;

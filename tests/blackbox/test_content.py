@@ -204,6 +204,75 @@ def test_cache_miss_runs_download(dripd):
         assert st == 200 and body == data
 
 
+def metrics(d):
+    st, _h, body = d.curl(d.url("/metrics"), user=None)
+    assert st == 200
+    return {k: float(v) for k, v in re.findall(r"^(dripd_[a-z_]+) ([0-9.e+-]+)$", body.decode(), re.M)}
+
+
+def db_rows(d, sql):
+    import sqlite3
+    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.data_dir, "catalog.db"), uri=True, timeout=10)
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def test_cache_miss_is_a_fill_without_a_job(dripd):
+    """A cache fill is derived data (issue 15): the download stages fill the
+    entry, but no job row, no event and no catalog commit come of it, and the
+    entry is marked as an unsynced fill (mode 0400, cache.h)."""
+    d = dripd
+    local = make_file(os.path.join(d.dir, "fill.bin"), 3 * 65536 + 11)
+    data = read(local)
+    m = upload(d, "/c/fill.bin", local)
+    cache = os.path.join(d.data_dir, "cache", m["id"])
+    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
+    os.unlink(cache)
+    jobs, events = db_rows(d, "SELECT count(*) FROM jobs")[0][0], db_rows(d, "SELECT count(*) FROM events")[0][0]
+    before = metrics(d)
+    st, h, body = d.curl(content_url(d, m["id"]))
+    assert st == 200 and body == data
+    after = metrics(d)
+    assert after["dripd_cache_fills_total"] == before["dripd_cache_fills_total"] + 1
+    assert after["dripd_cache_misses_total"] == before["dripd_cache_misses_total"] + 1
+    assert after["dripd_cache_fill_failures_total"] == before["dripd_cache_fill_failures_total"]
+    assert db_rows(d, "SELECT count(*) FROM jobs")[0][0] == jobs
+    assert db_rows(d, "SELECT count(*) FROM events")[0][0] == events
+    assert os.stat(cache).st_mode & 0o777 == 0o400
+    # the entry is there: a hit, no second fill
+    assert d.curl(content_url(d, m["id"]))[2] == data
+    assert metrics(d)["dripd_cache_fills_total"] == after["dripd_cache_fills_total"]
+
+
+def test_pipeline_killed_mid_fill_serves_nothing_bad(dripd):
+    """kill -9 of the pipeline while it decrypts a fill: the waiting GET asks
+    the restarted pipeline again and gets the right bytes; the half-written
+    temporary file is never served."""
+    d = dripd
+    size = 96 * 1024 * 1024
+    local = make_file(os.path.join(d.dir, "killfill.bin"), size)
+    want = hashlib.sha256(read(local)).hexdigest()
+    m = upload(d, "/c/killfill.bin", local)
+    cache = os.path.join(d.data_dir, "cache", m["id"])
+    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
+    os.unlink(cache)
+    old = d.worker("pipeline")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        get = pool.submit(d.curl, content_url(d, m["id"]))
+        tmp = wait_until(lambda: glob.glob(cache + ".tmp.*"), 60, "the fill's temporary file",
+                         interval=0.002)
+        os.kill(old, 9)
+        st, _h, body = get.result(timeout=120)
+    assert st == 200
+    assert hashlib.sha256(body).hexdigest() == want
+    assert d.worker("pipeline") != old
+    assert hashlib.sha256(read(cache)).hexdigest() == want
+    # what the killed fill left is not an entry, and the evictor removes it later
+    assert all(".tmp." in os.path.basename(t) for t in tmp)
+
+
 def test_not_available_yet_and_visibility(dripd_factory):
     d = dripd_factory(config={"pipeline": {"test_store_delay": "3s"}})
     local = make_file(os.path.join(d.dir, "slow.bin"), 100)

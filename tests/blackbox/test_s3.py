@@ -233,8 +233,12 @@ def test_parallel_get_retries_one_failed_range(dripd_factory, s3rver, proxy, tmp
     tries = [st for r, st in gets if r.startswith(second)]
     assert tries == [503, 206], gets
     assert len(gets) == 4, gets  # 3 ranges + the retried one
-    st, jobs, _h = d.json("GET", "/v1/jobs?limit=1")
-    assert jobs["jobs"][0]["kind"] == "download" and jobs["jobs"][0]["attempts"] == 0, jobs
+    # the GET's cache fill (no job row: issue 15) neither failed nor restarted
+    st, _h, body = d.curl(d.url("/metrics"), user=None)
+    text = body.decode()
+    assert re.search(r"^dripd_cache_fills_total 1$", text, re.M), text
+    assert re.search(r"^dripd_cache_fill_failures_total 0$", text, re.M)
+    assert re.search(r"^dripd_job_retries_total 0$", text, re.M)
     assert proxy.failures == [], proxy.failures
 
 
