@@ -21,9 +21,18 @@
  * bodies are not read: every download verifies them anyway (unseal), and
  * scrub exists for a full check.
  *
+ * Versions: the originals of one owner and path are one file's versions
+ * (an If-Match replacement keeps the path): all their headers are read
+ * first, then the newest becomes the file and the older ones its earlier
+ * versions (numbered by created_at, the first one's id as the file's).
+ *
  * What it cannot restore: shares (only the owner's link is recreated),
- * jobs, events and tus sessions, none of which the objects carry; an
- * upload whose object never reached the store is gone with its catalog.
+ * jobs, events and tus sessions, none of which the objects carry; the
+ * trash (a trashed file comes back live: being trashed happens after its
+ * object was written), moves and renames (the header's path is the
+ * upload's), which version was restored as current (the newest object
+ * is); an upload whose object never reached the store is gone with its
+ * catalog.
  *
  * Safe to run again: rows whose id is already present are left alone, so
  * a rebuild interrupted by a store outage is finished by running it again.
@@ -167,9 +176,17 @@ out:
     return rc;
 }
 
+/* What place an original takes among the versions of its file (the
+ * objects of one owner and path: an If-Match replacement keeps the path). */
+struct place {
+    const char *file_id; /* the file's first version's id */
+    int64_t version;     /* 1, 2, ... by created_at */
+    int64_t retired_at;  /* > 0: an earlier version, replaced then; 0: the file */
+};
+
 /* Insert the row one header describes. 0, or a skip reason (> 0), or -errno. */
-static int restore_one(struct catalog *cat, const char *key, const struct seal_header *h, char *err,
-                       size_t errlen)
+static int restore_one(struct catalog *cat, const char *key, const struct seal_header *h,
+                       const struct place *pl, char *err, size_t errlen)
 {
     struct dr_media have;
     memset(&have, 0, sizeof have);
@@ -196,6 +213,12 @@ static int restore_one(struct catalog *cat, const char *key, const struct seal_h
     m.wrapped_key_len = DR_WRAPPED_KEY_LEN;
     m.created_at = h->created_at;
     m.uploaded_at = h->created_at; /* the store keeps no upload time dripd can read */
+    snprintf(m.file_id, sizeof m.file_id, "%s", pl->file_id);
+    m.version = pl->version;
+    if (pl->retired_at > 0) { /* an earlier version: holds no path */
+        snprintf(m.retired, sizeof m.retired, "version");
+        m.retired_at = pl->retired_at;
+    }
     rc = catalog_media_insert(cat, &m);
     free(m.folder);
     free(m.name);
@@ -389,6 +412,88 @@ static int restore_meta(struct dr_store *st, struct catalog *cat, const char *ke
     return rc;
 }
 
+/* One original's header, kept until its file's versions are all known. */
+struct orig {
+    size_t key; /* index into the key list */
+    struct seal_header h;
+};
+
+/* owner, path, then created_at and id: a file's versions, oldest first */
+static int orig_cmp(const void *a, const void *b)
+{
+    const struct seal_header *x = &((const struct orig *)a)->h, *y = &((const struct orig *)b)->h;
+    int c = strcmp(x->owner, y->owner);
+    if (c == 0)
+        c = strcmp(x->path, y->path);
+    if (c == 0)
+        c = x->created_at < y->created_at ? -1 : x->created_at > y->created_at;
+    return c != 0 ? c : strcmp(x->media_id, y->media_id);
+}
+
+/* Pass 0: read every original's header, then restore each owner's path as
+ * one file: the newest object is the file, the older ones its earlier
+ * versions (versions.keep kept them; each replaced when the next one was
+ * made), numbered from 1 with the first one's id as the file's. The
+ * headers of all originals are held at once (a few hundred bytes each).
+ * 0, or -errno with err set (a catalog error). */
+static int restore_originals(struct dr_store *st, struct catalog *cat, const struct keylist *l,
+                             const uint8_t master[DR_KEY_LEN], size_t *skipped, size_t *restored,
+                             char *err, size_t errlen)
+{
+    struct orig *o = xcalloc(l->n ? l->n : 1, sizeof *o);
+    size_t n = 0;
+    int rc = 0;
+    char why[DR_ERRLEN];
+    for (size_t i = 0; i < l->n; i++) {
+        char vname[DR_VARIANT_NAME_LEN], mid[DR_ID_LEN + 1];
+        if (store_is_meta_key(l->keys[i], mid, sizeof mid) ||
+            variant_key(l->keys[i], vname, sizeof vname))
+            continue;
+        why[0] = '\0';
+        int r = read_header(st, l->keys[i], l->sizes[i], master, &o[n].h, why, sizeof why);
+        if (r < 0) {
+            log_warn("rebuild: %s: %s", l->keys[i], why);
+            skipped[SKIP_UNREADABLE]++;
+        } else if (r > 0) {
+            skipped[r]++;
+            log_warn("rebuild: %s skipped, %s: %s", l->keys[i], skip_names[r], why);
+        } else {
+            o[n++].key = i;
+        }
+    }
+    qsort(o, n, sizeof *o, orig_cmp);
+    for (size_t i = 0, first = 0; i < n; i++) {
+        if (i > 0 && (strcmp(o[i].h.owner, o[i - 1].h.owner) != 0 ||
+                      strcmp(o[i].h.path, o[i - 1].h.path) != 0))
+            first = i;
+        bool last = i + 1 == n || strcmp(o[i].h.owner, o[i + 1].h.owner) != 0 ||
+                    strcmp(o[i].h.path, o[i + 1].h.path) != 0;
+        struct place pl = {.file_id = o[first].h.media_id,
+                           .version = (int64_t)(i - first) + 1,
+                           .retired_at = last ? 0 : DR_MAX(o[i + 1].h.created_at, 1)};
+        const char *key = l->keys[o[i].key];
+        why[0] = '\0';
+        int r = restore_one(cat, key, &o[i].h, &pl, why, sizeof why);
+        if (r < 0) {
+            snprintf(err, errlen, "rebuild: %s: %s", key, why);
+            rc = r;
+            break;
+        }
+        if (r == 0) {
+            (*restored)++;
+            log_debug("rebuild: %s restored%s", key, pl.retired_at ? " as an earlier version" : "");
+        } else {
+            skipped[r]++;
+            if (r != SKIP_PRESENT)
+                log_warn("rebuild: %s skipped, %s: %s", key, skip_names[r], why);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        seal_header_clear(&o[i].h);
+    free(o);
+    return rc;
+}
+
 int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
 {
     uint8_t master[DR_KEY_LEN];
@@ -423,9 +528,14 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         goto out;
     }
     log_info("rebuild: %zu objects in the %s store", l.n, st->ops->name);
-    /* pass 0: originals; pass 1: variants; pass 2: metadata objects
-     * (passes 1 and 2 need their media's row) */
-    for (size_t k = 0; l.n > 0 && k < 3 * l.n; k++) {
+    /* pass 0: originals, their headers read first so that the objects of
+     * one owner and path (a file and its earlier versions) are restored
+     * together, in created_at order; pass 1: variants; pass 2: metadata
+     * objects (passes 1 and 2 need their media's row) */
+    rc = restore_originals(st, cat, &l, master, skipped, &restored, err, errlen);
+    if (rc < 0)
+        goto out;
+    for (size_t k = l.n; l.n > 0 && k < 3 * l.n; k++) {
         size_t i = k % l.n;
         char vname[DR_VARIANT_NAME_LEN], mid[DR_ID_LEN + 1];
         bool is_meta = store_is_meta_key(l.keys[i], mid, sizeof mid);
@@ -451,8 +561,7 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
                 continue;
             }
             if (r == 0) {
-                r = is_variant ? restore_variant(cat, l.keys[i], vname, &h, why, sizeof why)
-                               : restore_one(cat, l.keys[i], &h, why, sizeof why);
+                r = restore_variant(cat, l.keys[i], vname, &h, why, sizeof why);
                 seal_header_clear(&h);
             }
         }
@@ -464,10 +573,8 @@ int rebuild_catalog(const struct dr_config *cfg, char *err, size_t errlen)
         if (r == 0) {
             if (is_meta)
                 restored_meta++;
-            else if (is_variant)
-                restored_variants++;
             else
-                restored++;
+                restored_variants++;
             log_debug("rebuild: %s restored", l.keys[i]);
         } else {
             skipped[r]++;

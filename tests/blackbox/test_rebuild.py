@@ -7,6 +7,7 @@ downloads must come from the store), run `dripd -c FILE --rebuild-catalog`,
 start again, and compare.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -153,6 +154,41 @@ def check_rebuild(d, tmp_path, extra_objects=0):
 def test_rebuild_local_store(dripd_factory, tmp_path):
     d = dripd_factory()
     check_rebuild(d, tmp_path)
+
+
+def test_rebuild_keeps_earlier_versions_as_versions(dripd_factory, tmp_path):
+    """A file replaced twice (versions.keep 2) has three objects at one
+    path: the rebuild makes the newest the file and the others its earlier
+    versions (listed, restorable), not three files fighting for the path."""
+    d = dripd_factory(config={"versions": {"keep": 2}})
+    ids = []
+    for i, data in enumerate([b"one", b"two!", b"three"]):
+        local = tmp_path / ("v%d" % i)
+        local.write_bytes(data)
+        args = ["-T", str(local)] + (["-H", "If-Match: *"] if i else [])
+        st, _h, body = d.curl(*args, d.url("/v1/files/v/a.txt"))
+        assert st == 202, body
+        doc = json.loads(body)
+        assert d.wait_job(doc["job"]["id"])["state"] == "done"
+        ids.append(doc["media"]["id"])
+    st, other = d.put_file(str(local), "/v/b.txt")
+    assert st == 202 and d.wait_job(other["job"]["id"])["state"] == "done"
+    st, before, _ = d.json("GET", "/v1/media/%s/versions" % ids[2])
+    assert [v["id"] for v in before["versions"]] == [ids[2], ids[1], ids[0]]
+    lose_catalog(d)
+    n, restored, skipped, reasons, _err = rebuild(d)
+    assert (restored, skipped) == (4, 0), (n, restored, skipped, reasons)
+    d.restart()
+    st, doc, _ = d.json("GET", "/v1/media?folder=/v")
+    assert sorted((f["name"], f["id"]) for f in doc["files"]) == sorted(
+        [("a.txt", ids[2]), ("b.txt", other["media"]["id"])]), doc
+    st, after, _ = d.json("GET", "/v1/media/%s/versions" % ids[2])
+    assert [(v["id"], v["version"], v.get("retired", "")) for v in after["versions"]] == [
+        (ids[2], 3, ""), (ids[1], 2, "version"), (ids[0], 1, "version")], after
+    st, _h, body = d.curl(d.url("/v1/media/%s/content" % ids[0]))
+    assert st == 200 and body == b"one"
+    st, m, _ = d.json("POST", "/v1/media/%s/versions/1/restore" % ids[2])
+    assert st == 200 and m["id"] == ids[0] and m["path"] == "/v/a.txt", m
 
 
 def test_rebuild_s3_store(dripd_factory, s3rver, tmp_path):  # noqa: F811
