@@ -4,7 +4,7 @@
  * safety, the root, listings and their sums), and links: ownership, the
  * counted use with its expiry and limit (also from several threads at
  * once), revocation, and links going with their media. Every case runs
- * on SQLite and on PostgreSQL (tests/pgtest.h).
+ * on SQLite and on PostgreSQL (tests/catalog_fixture.h).
  */
 #include <check.h>
 #include <errno.h>
@@ -20,62 +20,7 @@
 #include "dripd/catalog_shares.h"
 #include "dripd/config.h"
 #include "dripd/util.h"
-#include "pgtest.h"
-
-static char tmpdir[256];
-static struct catalog *cat;
-static struct dr_config tcfg;
-static bool use_pg;
-static char pgdsn[320];
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_catalog_shares.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    memset(&tcfg, 0, sizeof tcfg);
-    tcfg.data_dir = tmpdir;
-    if (use_pg) {
-        ck_assert_int_eq(pgtest_createdb(pgdsn, sizeof pgdsn), 0);
-        tcfg.catalog.backend = DR_CATALOG_POSTGRES;
-        tcfg.catalog.postgres.dsn = pgdsn;
-        tcfg.catalog.postgres.pool = 8;
-    }
-    ck_assert_int_eq(catalog_migrate(&tcfg), 0);
-    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
-    struct dr_user users[] = {{.name = (char *)"alice", .token = (char *)"a", .admin = true},
-                              {.name = (char *)"bob", .token = (char *)"b", .admin = false},
-                              {.name = (char *)"carol", .token = (char *)"c", .admin = false}};
-    struct dr_config cfg = {0};
-    cfg.users = users;
-    cfg.n_users = 3;
-    ck_assert_int_eq(catalog_sync_users(cat, &cfg), 0);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void setup_sqlite(void)
-{
-    use_pg = false;
-    setup();
-}
-
-static void setup_pg(void)
-{
-    use_pg = true;
-    setup();
-}
-
-static void teardown(void)
-{
-    catalog_close(cat);
-    if (use_pg)
-        pgtest_dropdb(pgdsn);
-    nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+#include "catalog_fixture.h"
 
 /* A media of owner's at path, of size bytes; its id in id. */
 static void add(const char *owner, const char *path, uint64_t size, char id[DR_ID_LEN + 1])
@@ -318,25 +263,11 @@ END_TEST
 
 int main(void)
 {
-    pgtest_server();
-    Suite *s = suite_create("catalog_shares");
-    struct {
-        const char *name;
-        void (*fixture)(void);
-    } backends[] = {{"sqlite", setup_sqlite}, {"postgres", setup_pg}};
-    for (size_t i = 0; i < DR_ARRAY_LEN(backends); i++) {
-        TCase *tc = tcase_create(backends[i].name);
-        tcase_add_checked_fixture(tc, backends[i].fixture, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, test_list_and_unshare);
-        tcase_add_test(tc, test_folder_share_is_a_rule);
-        tcase_add_test(tc, test_links);
-        tcase_add_test(tc, test_link_count_concurrent);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *tests[] = {
+        test_list_and_unshare,
+        test_folder_share_is_a_rule,
+        test_links,
+        test_link_count_concurrent,
+    };
+    return catalog_fixture_main("catalog_shares", 60, tests, DR_ARRAY_LEN(tests));
 }

@@ -1,8 +1,9 @@
 /* test_catalog_variants.c - Check suite for the variants table and the
  * media metadata (catalog_variants.c): replace-all with stale keys, reads
  * with the viewer's visibility, the rows going with their media, the scrub
- * walk, rebuild inserts (rows and metadata) and download jobs that name a variant. Every case
- * runs on SQLite and on PostgreSQL (tests/pgtest.h).
+ * walk, rebuild inserts (rows and metadata) and download jobs that name
+ * a variant. Every case runs on SQLite and on PostgreSQL
+ * (tests/catalog_fixture.h).
  */
 #include <check.h>
 #include <errno.h>
@@ -16,61 +17,7 @@
 #include "dripd/catalog_variants.h"
 #include "dripd/config.h"
 #include "dripd/util.h"
-#include "pgtest.h"
-
-static char tmpdir[256];
-static struct catalog *cat;
-static struct dr_config tcfg;
-static bool use_pg;
-static char pgdsn[320];
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_catalog_variants.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    memset(&tcfg, 0, sizeof tcfg);
-    tcfg.data_dir = tmpdir;
-    if (use_pg) {
-        ck_assert_int_eq(pgtest_createdb(pgdsn, sizeof pgdsn), 0);
-        tcfg.catalog.backend = DR_CATALOG_POSTGRES;
-        tcfg.catalog.postgres.dsn = pgdsn;
-        tcfg.catalog.postgres.pool = 4;
-    }
-    ck_assert_int_eq(catalog_migrate(&tcfg), 0);
-    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
-    struct dr_user users[] = {{.name = (char *)"alice", .token = (char *)"a", .admin = true},
-                              {.name = (char *)"bob", .token = (char *)"b", .admin = false}};
-    struct dr_config cfg = {0};
-    cfg.users = users;
-    cfg.n_users = 2;
-    ck_assert_int_eq(catalog_sync_users(cat, &cfg), 0);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void setup_sqlite(void)
-{
-    use_pg = false;
-    setup();
-}
-
-static void setup_pg(void)
-{
-    use_pg = true;
-    setup();
-}
-
-static void teardown(void)
-{
-    catalog_close(cat);
-    if (use_pg)
-        pgtest_dropdb(pgdsn);
-    nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+#include "catalog_fixture.h"
 
 /* A media of alice's at path; its id in id. */
 static void add_media(const char *path, char id[DR_ID_LEN + 1])
@@ -239,24 +186,10 @@ END_TEST
 
 int main(void)
 {
-    pgtest_server();
-    Suite *s = suite_create("catalog_variants");
-    struct {
-        const char *name;
-        void (*fixture)(void);
-    } backends[] = {{"sqlite", setup_sqlite}, {"postgres", setup_pg}};
-    for (size_t i = 0; i < DR_ARRAY_LEN(backends); i++) {
-        TCase *tc = tcase_create(backends[i].name);
-        tcase_add_checked_fixture(tc, backends[i].fixture, teardown);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, test_set_processed_replaces_and_reports_stale_keys);
-        tcase_add_test(tc, test_visibility_and_cascade);
-        tcase_add_test(tc, test_foreach_insert_and_download_jobs);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf == 0 ? 0 : 1;
+    const TTest *tests[] = {
+        test_set_processed_replaces_and_reports_stale_keys,
+        test_visibility_and_cascade,
+        test_foreach_insert_and_download_jobs,
+    };
+    return catalog_fixture_main("catalog_variants", 30, tests, DR_ARRAY_LEN(tests));
 }

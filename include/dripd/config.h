@@ -281,6 +281,12 @@ const struct dr_user *config_find_user(const struct dr_config *cfg, const char *
  * sets instead. */
 struct dr_quota config_user_quota(const struct dr_config *cfg, const char *name);
 
+/* OpenSSL's pem_password_cb that never asks a terminal for a passphrase
+ * (returns -1): an encrypted tls.key is refused, the same way by the
+ * config check (config.c) and by the TLS front end that loads it
+ * (src/http/tls.c). */
+int config_no_passphrase(char *buf, int size, int rwflag, void *u);
+
 /* Added by the config loader: load and validate an in-memory YAML text of
  * len bytes (need not be NUL-terminated); name is the file name used in
  * messages (and cfg->path). Same contract as config_load: 0 and *out set

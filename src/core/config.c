@@ -1747,7 +1747,7 @@ static void validate_quotas(struct loader *L, const struct dr_config *c)
 }
 
 /* Never ask a terminal for a passphrase: an encrypted key is an error. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
+int config_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
@@ -1804,14 +1804,14 @@ static void validate_tls(struct loader *L, const struct dr_config *c)
     EVP_PKEY *k = NULL;
     BIO *b = open_pem(L, "tls.cert", c->tls.cert, &noted);
     if (b != NULL) {
-        x = PEM_read_bio_X509_AUX(b, NULL, no_passphrase, NULL);
+        x = PEM_read_bio_X509_AUX(b, NULL, config_no_passphrase, NULL);
         if (x == NULL)
             err_path(L, "tls.cert", "\"%s\" holds no PEM certificate", c->tls.cert);
         BIO_free(b);
     }
     b = open_pem(L, "tls.key", c->tls.key, &noted);
     if (b != NULL) {
-        k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+        k = PEM_read_bio_PrivateKey(b, NULL, config_no_passphrase, NULL);
         if (k == NULL)
             err_path(L, "tls.key",
                      "\"%s\" holds no PEM private key (an encrypted key is not supported)",
