@@ -143,19 +143,16 @@ static void variant_failed(struct dr_variant *v, const char *why)
     v->error = xstrdup(why && *why ? why : "failed");
 }
 
-/* Seal the plaintext variant at plain and put it in the store; fills the
- * available row. On failure v is marked failed; returns nothing because a
- * variant never fails the job. */
-static void seal_and_store(struct pl_tls *t, const struct dr_media *m,
-                           const struct dr_variant_cfg *vc, const char *plain, const char *sealed,
-                           struct dr_variant *v)
+/* Seal the file plain as an object of media m (its own data key, the
+ * media's id, owner and path, content type ct) into sealed and put that
+ * in the store under key; sealed is removed. 0 with *res and wk (the
+ * wrapped data key) filled, or -errno + err. */
+static int seal_put(struct pl_tls *t, const struct dr_media *m, const char *ct, const char *plain,
+                    const char *sealed, const char *key, struct seal_result *res,
+                    uint8_t wk[DR_WRAPPED_KEY_LEN], char *err, size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    char err[DR_ERRLEN] = "", ct[96];
-    const char *mime = decode_format_mime(format_code(vc->format));
-    snprintf(ct, sizeof ct, "%s; width=%u; height=%u", mime, (unsigned)v->width,
-             (unsigned)v->height);
+    uint8_t dk[DR_KEY_LEN];
     keys_new_data_key(pc->master, dk, wk);
     struct seal_params sp = {
         .media_id = m->id,
@@ -168,16 +165,31 @@ static void seal_and_store(struct pl_tls *t, const struct dr_media *m,
         .wrapped_key = wk,
         .scratch = true, /* the store makes it durable */
     };
-    struct seal_result res;
-    int rc = seal_file(plain, sealed, &sp, &res, err, sizeof err);
+    int rc = seal_file(plain, sealed, &sp, res, err, errlen);
     memset(dk, 0, sizeof dk);
     if (rc == 0)
-        rc = pl_tls_store(t, err, sizeof err);
-    char key[300];
-    pl_process_variant_key(m, vc->name, vc->format, key, sizeof key);
+        rc = pl_tls_store(t, err, errlen);
     if (rc == 0)
-        rc = store_put(t->store, key, sealed, err, sizeof err); /* measured by store.c */
+        rc = store_put(t->store, key, sealed, err, errlen); /* measured by store.c */
     unlink(sealed);
+    return rc;
+}
+
+/* Seal the plaintext variant at plain and put it in the store; fills the
+ * available row. On failure v is marked failed; returns nothing because a
+ * variant never fails the job. */
+static void seal_and_store(struct pl_tls *t, const struct dr_media *m,
+                           const struct dr_variant_cfg *vc, const char *plain, const char *sealed,
+                           struct dr_variant *v)
+{
+    uint8_t wk[DR_WRAPPED_KEY_LEN];
+    char err[DR_ERRLEN] = "", ct[96], key[300];
+    const char *mime = decode_format_mime(format_code(vc->format));
+    snprintf(ct, sizeof ct, "%s; width=%u; height=%u", mime, (unsigned)v->width,
+             (unsigned)v->height);
+    pl_process_variant_key(m, vc->name, vc->format, key, sizeof key);
+    struct seal_result res;
+    int rc = seal_put(t, m, ct, plain, sealed, key, &res, wk, err, sizeof err);
     if (rc != 0) {
         char why[DR_ERRLEN + 16];
         snprintf(why, sizeof why, "store: %s", err);
@@ -232,29 +244,11 @@ static int keep_metadata(struct pl_tls *t, const struct dr_media *m, const char 
         rc = -errno;
     if (rc != 0)
         dr_set_err(why, sizeof why, "%s: %s", plain, strerror(-rc));
-    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    keys_new_data_key(pc->master, dk, wk);
-    struct seal_params sp = {
-        .media_id = m->id,
-        .owner = m->owner,
-        .path = m->path,
-        .content_type = STORE_META_TYPE,
-        .created_at = m->created_at,
-        .segment_size = (uint32_t)pc->cfg->pipeline.segment_size,
-        .data_key = dk,
-        .wrapped_key = wk,
-        .scratch = true, /* the store makes it durable */
-    };
+    uint8_t wk[DR_WRAPPED_KEY_LEN];
     struct seal_result res;
     if (rc == 0)
-        rc = seal_file(plain, sealed, &sp, &res, why, sizeof why);
-    memset(dk, 0, sizeof dk);
-    if (rc == 0)
-        rc = pl_tls_store(t, why, sizeof why);
-    if (rc == 0)
-        rc = store_put(t->store, key, sealed, why, sizeof why);
+        rc = seal_put(t, m, STORE_META_TYPE, plain, sealed, key, &res, wk, why, sizeof why);
     unlink(plain);
-    unlink(sealed);
     free(plain);
     free(sealed);
     free(text);

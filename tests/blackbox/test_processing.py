@@ -579,6 +579,21 @@ def test_reprocess_after_enabling(dripd_factory, media_dir):
     assert ctl(d, "reprocess", "/r", user="bob").returncode == 3  # admin only
 
 
+def rebuild_from_store(d, drop_cache=False):
+    """Stop d, lose its catalog (and its cache), run --rebuild-catalog, start
+    it again: the rebuild's stderr."""
+    assert d.stop() == 0
+    for f in glob.glob(os.path.join(d.data_dir, "catalog.db*")):
+        os.unlink(f)
+    for f in glob.glob(os.path.join(d.data_dir, "cache", "*")) if drop_cache else []:
+        os.unlink(f)
+    r = subprocess.run([DRIPD, "-c", d.config_path, "--rebuild-catalog"], cwd=d.dir,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d.restart()
+    return r.stderr
+
+
 def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     mid, _ = upload(dripd, os.path.join(media_dir, "pic.webp"), "/s/pic.webp")
     objs = glob.glob(os.path.join(dripd.data_dir, "objects", "**", mid + "~thumb*"),
@@ -586,16 +601,8 @@ def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     assert len(objs) == 1
     before = variants(media(dripd, mid))
     # rebuild: the variant rows come back from the objects alone
-    assert dripd.stop() == 0
-    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
-        os.unlink(f)
-    for f in glob.glob(os.path.join(dripd.data_dir, "cache", "*")):
-        os.unlink(f)
-    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "1 media restored (and 2 variants, 1 metadata)" in r.stderr, r.stderr
-    dripd.restart()
+    out = rebuild_from_store(dripd, drop_cache=True)
+    assert "1 media restored (and 2 variants, 1 metadata)" in out, out
     after = variants(media(dripd, mid))
     for name in ("thumb", "preview"):
         for k in ("content_type", "width", "height", "size", "state"):
@@ -636,14 +643,8 @@ def test_rebuild_restores_metadata(dripd, media_dir):
     objs = os.path.join(dripd.data_dir, "objects")
     metas = glob.glob(os.path.join(objs, "**", "*.meta"), recursive=True)
     assert sorted(os.path.basename(p) for p in metas) == sorted(m + ".meta" for m in ids[:3])
-    assert dripd.stop() == 0
-    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
-        os.unlink(f)
-    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "4 media restored (and 4 variants, 3 metadata)" in r.stderr, r.stderr
-    dripd.restart()
+    out = rebuild_from_store(dripd)
+    assert "4 media restored (and 4 variants, 3 metadata)" in out, out
     for mid in ids:
         after = media(dripd, mid)
         assert after.pop("uploaded_at") == after["created_at"]
@@ -656,15 +657,8 @@ def test_rebuild_restores_metadata(dripd, media_dir):
         b = f.read(1)
         f.seek(-20, os.SEEK_END)
         f.write(bytes([b[0] ^ 0xFF]))
-    assert dripd.stop() == 0
-    for f in glob.glob(os.path.join(dripd.data_dir, "catalog.db*")):
-        os.unlink(f)
-    r = subprocess.run([DRIPD, "-c", dripd.config_path, "--rebuild-catalog"], cwd=dripd.dir,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "(and 4 variants, 2 metadata)" in r.stderr and "1 metadata objects not readable" in \
-        r.stderr, r.stderr
-    dripd.restart()
+    out = rebuild_from_store(dripd)
+    assert "(and 4 variants, 2 metadata)" in out and "1 metadata objects not readable" in out, out
 
 
 def test_web_ui_thumbnails_and_preview(dripd, media_dir):
