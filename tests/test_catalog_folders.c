@@ -2,7 +2,8 @@
  * (catalog_folders.c): made folders (listed empty, kept, clashing with
  * files both ways), moving a folder with all below it (files of every
  * state, made folders, folder shares; UTF-8; the length limit; refusals)
- * and deleting one (what is left for the store, variants included).
+ * and deleting one (what is left for the store, variants included), or
+ * moving its files to the trash.
  * Every case runs on SQLite and on PostgreSQL (tests/catalog_fixture.h).
  */
 #include <check.h>
@@ -15,6 +16,7 @@
 
 #include "dripd/catalog.h"
 #include "dripd/catalog_folders.h"
+#include "dripd/catalog_versions.h"
 #include "dripd/catalog_shares.h"
 #include "dripd/catalog_variants.h"
 #include "dripd/path.h"
@@ -267,12 +269,58 @@ START_TEST(test_delete_folders)
 }
 END_TEST
 
+/* trash.ttl on: a folder's live files go to the trash (their rows stay,
+ * retired), its made folders and folder shares go; restore brings each
+ * file and so the folder back. */
+START_TEST(test_trash_folders)
+{
+    char a[DR_ID_LEN + 1], b[DR_ID_LEN + 1], keep[DR_ID_LEN + 1];
+    add("alice", "/tr/a.jpg", 3, a);
+    add("alice", "/tr/sub/b.jpg", 2, b);
+    add("alice", "/trx/keep.jpg", 1, keep);
+    ck_assert_int_eq(catalog_folder_create(cat, "alice", "/tr/empty", NULL, NULL), 0);
+    ck_assert_int_eq(catalog_folder_share(cat, "alice", "/tr", "carol", NULL), 0);
+    char(*ids)[DR_ID_LEN + 1];
+    size_t n;
+    ck_assert_int_eq(catalog_folder_trash(cat, "bob", "/tr", 1000, &ids, &n), -ENOENT);
+    ck_assert_int_eq(catalog_folder_trash(cat, "alice", "/", 1000, &ids, &n), -EINVAL);
+    ck_assert_int_eq(catalog_folder_trash(cat, "alice", "/trx/keep.jpg", 1000, &ids, &n), -ENOENT);
+    ck_assert_int_eq(catalog_folder_trash(cat, "alice", "/tr", 1000, &ids, &n), 0);
+    ck_assert_int_eq((int)n, 2);
+    bool got_a = strcmp(ids[0], a) == 0 || strcmp(ids[1], a) == 0;
+    bool got_b = strcmp(ids[0], b) == 0 || strcmp(ids[1], b) == 0;
+    ck_assert(got_a && got_b);
+    free(ids);
+    struct dr_media m;
+    ck_assert_int_eq(catalog_media_get(cat, a, NULL, &m), 0);
+    ck_assert_str_eq(m.retired, "trash");
+    ck_assert_int_eq((int)m.retired_at, 1000);
+    dr_media_clear(&m);
+    char buf[256];
+    subs("alice", "/", buf, sizeof buf);
+    ck_assert_str_eq(buf, "trx:1:1");
+    struct dr_folder_share *fs;
+    size_t nfs;
+    ck_assert_int_eq(catalog_folder_shares_list(cat, "alice", NULL, &fs, &nfs), 0);
+    ck_assert_int_eq((int)nfs, 0);
+    catalog_folder_shares_free(fs, nfs);
+    ck_assert_int_eq(catalog_folder_trash(cat, "alice", "/tr", 2000, &ids, &n), -ENOENT);
+    ck_assert_int_eq(catalog_trash_restore(cat, b, "alice", NULL, NULL), 0);
+    subs("alice", "/", buf, sizeof buf);
+    ck_assert_str_eq(buf, "tr:1:2,trx:1:1");
+    ck_assert_int_eq(catalog_media_get(cat, keep, NULL, &m), 0);
+    ck_assert_str_eq(m.retired, "");
+    dr_media_clear(&m);
+}
+END_TEST
+
 int main(void)
 {
     const TTest *tests[] = {
         test_make_folders,
         test_move_folders,
         test_delete_folders,
+        test_trash_folders,
     };
     return catalog_fixture_main("catalog_folders", 60, tests, DR_ARRAY_LEN(tests));
 }

@@ -65,9 +65,11 @@ int catalog_folder_delete(struct catalog *cat, const char *owner, const char *pa
  * live file below path goes to the trash (retired "trash" at now_ms, as
  * catalog_media_trash: its shares, links, variants and earlier versions
  * stay, to come back with it), the folders made at or below it and the
- * folder shares of it and below are deleted. *n_out: the files trashed.
- * Nothing leaves the store. -ENOENT no folder there; -EINVAL for "/". */
+ * folder shares of it and below are deleted. *ids (caller frees; NULL
+ * when none) and *n_out: the files trashed, for their trash marks
+ * (store_mark_trash). Nothing leaves the store. -ENOENT no folder there;
+ * -EINVAL for "/". */
 int catalog_folder_trash(struct catalog *cat, const char *owner, const char *path, int64_t now_ms,
-                         size_t *n_out);
+                         char (**ids)[DR_ID_LEN + 1], size_t *n_out);
 
 #endif

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dripd/id.h"
+
 struct dr_config;
 struct dr_store;
 
@@ -128,9 +130,24 @@ void store_meta_key(const char *media_id, char *out, size_t outlen);
 /* Is key a metadata object's? Then its media id goes into id (>= 27 bytes). */
 bool store_is_meta_key(const char *key, char *id, size_t idlen);
 
+/* A media in the trash (trash.ttl) has a trash mark: "<media id>.trash",
+ * a small JSON document {"v":1,"retired_at":ms} (not sealed: the http
+ * process that trashes has no master key; it names nothing but the id),
+ * so that --rebuild-catalog puts the media back in the trash and not
+ * among the live files (docs/FORMAT.md). */
+#define STORE_TRASH_SUFFIX ".trash"
+void store_trash_key(const char *media_id, char *out, size_t outlen);
+bool store_is_trash_key(const char *key, char *id, size_t idlen);
+/* Put (in_trash, at: when) or delete (a restore) the trash marks of
+ * ids[0..n), through a temporary file in tmp_dir (on the data disk).
+ * Best effort, after the catalog committed: returns how many failed, each
+ * logged (a missing mark only means a rebuild shows that file live). */
+int store_mark_trash(struct dr_store *st, const char *tmp_dir, const char (*ids)[DR_ID_LEN + 1],
+                     size_t n, bool in_trash, int64_t at);
+
 /* Remove what a media the catalog no longer has leaves behind: its
  * objects, the original's (key; NULL: never stored), its metadata
- * object's (store_meta_key; absent is fine) and its variants'
+ * object's (store_meta_key) and trash mark's (absent is fine) and its variants'
  * (keys[0..n); NULL entries skipped), each retried on a transient error
  * (three tries over about 0.6 s: the caller is a worker thread that may
  * wait), and its cache entries on this node (cache/<id> and

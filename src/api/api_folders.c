@@ -226,11 +226,16 @@ static void delete_work(void *arg)
     struct dr_gone *g = NULL;
     size_t n = 0;
     if (r->cfg->trash.ttl > 0) { /* into the trash, like one file's delete */
-        r->rc = catalog_folder_trash(cat, r->user, r->path, dr_now_ms(), &n);
+        char(*ids)[DR_ID_LEN + 1] = NULL;
+        int64_t now = dr_now_ms();
+        r->rc = catalog_folder_trash(cat, r->user, r->path, now, &ids, &n);
         r->files = n;
         r->trashed = true;
-        if (r->rc == 0)
+        if (r->rc == 0) {
+            api_trash_marks(r->cfg, (const char(*)[DR_ID_LEN + 1]) ids, n, true, now);
             log_info("folder %s of %s moved to the trash: %zu files", r->path, r->user, n);
+        }
+        free(ids);
         return;
     }
     r->rc = catalog_folder_delete(cat, r->user, r->path, &g, &n);

@@ -425,8 +425,10 @@ static void delete_work(void *arg)
         return;
     }
     if (r->cfg->trash.ttl > 0) {
+        int64_t now = dr_now_ms();
         r->rc = catalog_media_trash(cat, r->id, r->user);
         if (r->rc == 0) {
+            api_trash_marks(r->cfg, (const char(*)[DR_ID_LEN + 1]) & r->id, 1, true, now);
             log_info("media %s moved to the trash by %s", r->id, r->user);
             return;
         }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dripd/catalog_versions.h"
+#include "dripd/log.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 
@@ -198,6 +199,21 @@ struct dr_store *api_pool_store(const struct dr_config *cfg, char *err, size_t e
     if (st == NULL && store_open(cfg, &st, err, errlen) == 0)
         pthread_setspecific(store_key, st);
     return st;
+}
+
+void api_trash_marks(const struct dr_config *cfg, const char (*ids)[DR_ID_LEN + 1], size_t n,
+                     bool in_trash, int64_t at)
+{
+    char err[DR_ERRLEN] = "";
+    struct dr_store *st = n > 0 ? api_pool_store(cfg, err, sizeof err) : NULL;
+    if (n > 0 && st == NULL) {
+        log_warn("trash: no store for the trash marks of %zu files (%s); a rebuilt catalog "
+                 "would show them %s",
+                 n, err, in_trash ? "live" : "in the trash");
+        return;
+    }
+    if (n > 0)
+        (void)store_mark_trash(st, cfg->data_dir, ids, n, in_trash, at);
 }
 
 /* ---- the request line ---- */

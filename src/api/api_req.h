@@ -77,6 +77,12 @@ int api_defer(struct http_exchange *ex, void (*work)(void *),
  * closed when the thread exits), or NULL + err. Pool threads only. */
 struct dr_store *api_pool_store(const struct dr_config *cfg, char *err, size_t errlen);
 
+/* After the catalog moved ids[0..n) into the trash (in_trash, at ms) or
+ * out of it: their trash marks in the store (store_mark_trash), so a
+ * rebuilt catalog knows them. Best effort, logged. Pool threads only. */
+void api_trash_marks(const struct dr_config *cfg, const char (*ids)[DR_ID_LEN + 1], size_t n,
+                     bool in_trash, int64_t at);
+
 /* Is key present in the raw query (http_query_param() also says NULL
  * for a value that does not percent-decode)? */
 bool api_query_has(const struct http_exchange *ex, const char *key);

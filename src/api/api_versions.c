@@ -239,6 +239,8 @@ static void untrash_work(void *arg)
         return;
     }
     r->rc = catalog_trash_restore(cat, r->id, r->user, &r->clash, &r->m);
+    if (r->rc == 0)
+        api_trash_marks(r->cfg, (const char(*)[DR_ID_LEN + 1]) & r->id, 1, false, 0);
     if (r->rc == -EEXIST) /* for the message: the path it wants */
         (void)catalog_media_get(cat, r->id, r->user, &r->m);
 }

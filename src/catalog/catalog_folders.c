@@ -87,6 +87,8 @@ static const struct db_sql q_delete_fshares = {"DELETE FROM folder_shares WHERE 
                                                NULL};
 /* $5 now: the live files below go to the trash, as one file's delete does
  * (catalog_media_trash: shares, links, variants and earlier versions stay) */
+static const struct db_sql q_live_below = {
+    "SELECT id FROM media WHERE retired IS NULL AND " MEDIA_BELOW " ORDER BY id", NULL};
 static const struct db_sql q_trash_media = {
     "UPDATE media SET retired = 'trash', retired_at = $5 WHERE retired IS NULL AND " MEDIA_BELOW,
     NULL};
@@ -372,17 +374,22 @@ out:
 }
 
 int catalog_folder_trash(struct catalog *cat, const char *owner, const char *path, int64_t now_ms,
-                         size_t *n_out)
+                         char (**ids)[DR_ID_LEN + 1], size_t *n_out)
 {
+    if (ids != NULL)
+        *ids = NULL;
     if (n_out != NULL)
         *n_out = 0;
-    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || n_out == NULL)
+    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || ids == NULL ||
+        n_out == NULL)
         return -EINVAL;
     if (strcmp(path, "/") == 0)
         return -EINVAL;
     char *lo, *hi;
     range_of(path, &lo, &hi);
     struct db_stmt *s;
+    char(*got)[DR_ID_LEN + 1] = NULL;
+    size_t n = 0, cap = 0;
     int trashed = 0, made = 0;
     int rc = db_begin(cat->db, 0);
     if (rc < 0)
@@ -392,7 +399,19 @@ int catalog_folder_trash(struct catalog *cat, const char *owner, const char *pat
         rc = c < 0 ? c : -ENOENT;
         goto end;
     }
-    if ((rc = db_prepare(cat->db, &q_trash_media, &s)) < 0)
+    /* the ids first (for their trash marks in the store), then the rows */
+    if ((rc = db_prepare(cat->db, &q_live_below, &s)) < 0)
+        goto end;
+    bind_range(s, owner, path, lo, hi);
+    while ((rc = db_step(s, "folder to trash: ids")) == DB_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            got = xrealloc(got, cap * sizeof *got);
+        }
+        db_col_copy(s, 0, got[n++], DR_ID_LEN + 1);
+    }
+    db_reset(s);
+    if (rc < 0 || (rc = db_prepare(cat->db, &q_trash_media, &s)) < 0)
         goto end;
     bind_range(s, owner, path, lo, hi);
     db_bind_i64(s, 5, now_ms);
@@ -407,9 +426,13 @@ int catalog_folder_trash(struct catalog *cat, const char *owner, const char *pat
         rc = trashed == 0 && made == 0 ? -ENOENT : 0;
 end:
     rc = db_end(cat->db, rc);
-    if (rc == 0)
-        *n_out = (size_t)trashed;
+    if (rc == 0) {
+        *ids = got;
+        *n_out = n;
+        got = NULL;
+    }
 out:
+    free(got);
     free(lo);
     free(hi);
     return rc;

@@ -194,15 +194,71 @@ void store_meta_key(const char *media_id, char *out, size_t outlen)
     snprintf(out, outlen, "%s" STORE_META_SUFFIX, media_id);
 }
 
-bool store_is_meta_key(const char *key, char *id, size_t idlen)
+/* Is key "<media id><suffix>"? Then the id into id. */
+static bool is_suffixed_key(const char *key, const char *suffix, char *id, size_t idlen)
 {
-    size_t n = strlen(key), sl = sizeof STORE_META_SUFFIX - 1;
-    if (n != DR_ID_LEN + sl || strcmp(key + DR_ID_LEN, STORE_META_SUFFIX) != 0 ||
-        idlen <= DR_ID_LEN)
+    size_t n = strlen(key), sl = strlen(suffix);
+    if (n != DR_ID_LEN + sl || strcmp(key + DR_ID_LEN, suffix) != 0 || idlen <= DR_ID_LEN)
         return false;
     memcpy(id, key, DR_ID_LEN);
     id[DR_ID_LEN] = '\0';
     return dr_id_valid(id);
+}
+
+bool store_is_meta_key(const char *key, char *id, size_t idlen)
+{
+    return is_suffixed_key(key, STORE_META_SUFFIX, id, idlen);
+}
+
+void store_trash_key(const char *media_id, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s" STORE_TRASH_SUFFIX, media_id);
+}
+
+bool store_is_trash_key(const char *key, char *id, size_t idlen)
+{
+    return is_suffixed_key(key, STORE_TRASH_SUFFIX, id, idlen);
+}
+
+int store_mark_trash(struct dr_store *st, const char *tmp_dir, const char (*ids)[DR_ID_LEN + 1],
+                     size_t n, bool in_trash, int64_t at)
+{
+    int left = 0;
+    char *tmp = NULL;
+    if (in_trash && n > 0) {
+        tmp = xasprintf("%s/.trash-mark-XXXXXX", tmp_dir);
+        int fd = mkstemp(tmp);
+        char doc[64];
+        int len = snprintf(doc, sizeof doc, "{\"v\":1,\"retired_at\":%lld}\n", (long long)at);
+        int rc = fd < 0 ? -errno : dr_write_all(fd, doc, (size_t)len);
+        if (fd >= 0)
+            close(fd);
+        if (rc < 0) {
+            log_warn("trash: cannot write a trash mark (%s): %s; a rebuilt catalog would show "
+                     "%zu trashed files as live",
+                     tmp, strerror(-rc), n);
+            if (fd >= 0)
+                unlink(tmp);
+            free(tmp);
+            return (int)n;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        char key[64], err[DR_ERRLEN] = "";
+        store_trash_key(ids[i], key, sizeof key);
+        int rc = in_trash ? store_put(st, key, tmp, err, sizeof err)
+                          : delete_retrying(st, key, err, sizeof err);
+        if (rc < 0) {
+            log_warn("media %s: store %s of %s failed (%s): %s", ids[i],
+                     in_trash ? "put" : "delete", key, strerror(-rc), err);
+            left++;
+        }
+    }
+    if (tmp != NULL) {
+        unlink(tmp);
+        free(tmp);
+    }
+    return left;
 }
 
 int store_forget(struct dr_store *st, const char *data_dir, const char *id, const char *key,
@@ -226,12 +282,18 @@ int store_forget(struct dr_store *st, const char *data_dir, const char *id, cons
             left++;
         }
     }
-    char meta[64], merr[DR_ERRLEN] = "";
-    store_meta_key(id, meta, sizeof meta);
-    if ((rc = delete_retrying(st, meta, merr, sizeof merr)) < 0) {
-        log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan for scrub",
-                 id, meta, strerror(-rc), merr);
-        left++;
+    for (int k = 0; k < 2; k++) { /* its metadata object, its trash mark: absent is fine */
+        char meta[64], merr[DR_ERRLEN] = "";
+        if (k == 0)
+            store_meta_key(id, meta, sizeof meta);
+        else
+            store_trash_key(id, meta, sizeof meta);
+        if ((rc = delete_retrying(st, meta, merr, sizeof merr)) < 0) {
+            log_warn("media %s: store delete of %s failed (%s): %s; the object is an orphan for "
+                     "scrub",
+                     id, meta, strerror(-rc), merr);
+            left++;
+        }
     }
     if (key != NULL) {
         char err[DR_ERRLEN] = "";

@@ -25,14 +25,15 @@
  * (an If-Match replacement keeps the path): all their headers are read
  * first, then the newest becomes the file and the older ones its earlier
  * versions (numbered by created_at, the first one's id as the file's).
+ * The trash: a media with a trash mark ("<id>.trash", store.h) comes back
+ * in the trash (its expiry counted from the rebuild), and ends its file:
+ * a newer object at its path is another file.
  *
  * What it cannot restore: shares (only the owner's link is recreated),
- * jobs, events and tus sessions, none of which the objects carry; the
- * trash (a trashed file comes back live: being trashed happens after its
- * object was written), moves and renames (the header's path is the
- * upload's), which version was restored as current (the newest object
- * is); an upload whose object never reached the store is gone with its
- * catalog.
+ * jobs, events and tus sessions, none of which the objects carry; moves
+ * and renames (the header's path is the upload's), which version was
+ * restored as current (the newest object is); an upload whose object
+ * never reached the store is gone with its catalog.
  *
  * Safe to run again: rows whose id is already present are left alone, so
  * a rebuild interrupted by a store outage is finished by running it again.
@@ -181,7 +182,8 @@ out:
 struct place {
     const char *file_id; /* the file's first version's id */
     int64_t version;     /* 1, 2, ... by created_at */
-    int64_t retired_at;  /* > 0: an earlier version, replaced then; 0: the file */
+    const char *retired; /* "": the file; "version": an earlier one; "trash" */
+    int64_t retired_at;  /* when it stopped being the file (trash: the rebuild's time) */
 };
 
 /* Insert the row one header describes. 0, or a skip reason (> 0), or -errno. */
@@ -215,8 +217,8 @@ static int restore_one(struct catalog *cat, const char *key, const struct seal_h
     m.uploaded_at = h->created_at; /* the store keeps no upload time dripd can read */
     snprintf(m.file_id, sizeof m.file_id, "%s", pl->file_id);
     m.version = pl->version;
-    if (pl->retired_at > 0) { /* an earlier version: holds no path */
-        snprintf(m.retired, sizeof m.retired, "version");
+    if (pl->retired[0] != '\0') { /* an earlier version or the trash: holds no path */
+        snprintf(m.retired, sizeof m.retired, "%s", pl->retired);
         m.retired_at = pl->retired_at;
     }
     rc = catalog_media_insert(cat, &m);
@@ -418,6 +420,16 @@ struct orig {
     struct seal_header h;
 };
 
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static bool in_trash(char (*trash)[DR_ID_LEN + 1], size_t n, const char *id)
+{
+    return n > 0 && bsearch(id, trash, n, sizeof *trash, id_cmp) != NULL;
+}
+
 /* owner, path, then created_at and id: a file's versions, oldest first */
 static int orig_cmp(const void *a, const void *b)
 {
@@ -444,9 +456,17 @@ static int restore_originals(struct dr_store *st, struct catalog *cat, const str
     size_t n = 0;
     int rc = 0;
     char why[DR_ERRLEN];
+    /* the trash marks (store_trash_key): which media were in the trash */
+    char(*trash)[DR_ID_LEN + 1] = xcalloc(l->n ? l->n : 1, sizeof *trash);
+    size_t nt = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (store_is_trash_key(l->keys[i], trash[nt], sizeof trash[nt]))
+            nt++;
+    qsort(trash, nt, sizeof *trash, id_cmp);
     for (size_t i = 0; i < l->n; i++) {
         char vname[DR_VARIANT_NAME_LEN], mid[DR_ID_LEN + 1];
         if (store_is_meta_key(l->keys[i], mid, sizeof mid) ||
+            store_is_trash_key(l->keys[i], mid, sizeof mid) ||
             variant_key(l->keys[i], vname, sizeof vname))
             continue;
         why[0] = '\0';
@@ -462,15 +482,25 @@ static int restore_originals(struct dr_store *st, struct catalog *cat, const str
         }
     }
     qsort(o, n, sizeof *o, orig_cmp);
+    int64_t now = dr_now_ms();
     for (size_t i = 0, first = 0; i < n; i++) {
-        if (i > 0 && (strcmp(o[i].h.owner, o[i - 1].h.owner) != 0 ||
-                      strcmp(o[i].h.path, o[i - 1].h.path) != 0))
+        bool same_path = i > 0 && strcmp(o[i].h.owner, o[i - 1].h.owner) == 0 &&
+                         strcmp(o[i].h.path, o[i - 1].h.path) == 0;
+        /* a file ends at a trashed object (a newer one at its path is
+         * another file) or at its path's newest object */
+        if (!same_path || in_trash(trash, nt, o[i - 1].h.media_id))
             first = i;
-        bool last = i + 1 == n || strcmp(o[i].h.owner, o[i + 1].h.owner) != 0 ||
+        bool trashed = in_trash(trash, nt, o[i].h.media_id);
+        bool last = trashed || i + 1 == n || strcmp(o[i].h.owner, o[i + 1].h.owner) != 0 ||
                     strcmp(o[i].h.path, o[i + 1].h.path) != 0;
         struct place pl = {.file_id = o[first].h.media_id,
                            .version = (int64_t)(i - first) + 1,
-                           .retired_at = last ? 0 : DR_MAX(o[i + 1].h.created_at, 1)};
+                           .retired = trashed ? "trash"
+                                      : last  ? ""
+                                              : "version",
+                           .retired_at = trashed ? now
+                                         : last  ? 0
+                                                 : DR_MAX(o[i + 1].h.created_at, 1)};
         const char *key = l->keys[o[i].key];
         why[0] = '\0';
         int r = restore_one(cat, key, &o[i].h, &pl, why, sizeof why);
@@ -481,7 +511,7 @@ static int restore_originals(struct dr_store *st, struct catalog *cat, const str
         }
         if (r == 0) {
             (*restored)++;
-            log_debug("rebuild: %s restored%s", key, pl.retired_at ? " as an earlier version" : "");
+            log_debug("rebuild: %s restored%s%s", key, pl.retired[0] ? " as " : "", pl.retired);
         } else {
             skipped[r]++;
             if (r != SKIP_PRESENT)
@@ -491,6 +521,7 @@ static int restore_originals(struct dr_store *st, struct catalog *cat, const str
     for (size_t i = 0; i < n; i++)
         seal_header_clear(&o[i].h);
     free(o);
+    free(trash);
     return rc;
 }
 

@@ -156,32 +156,51 @@ def test_rebuild_local_store(dripd_factory, tmp_path):
     check_rebuild(d, tmp_path)
 
 
-def test_rebuild_keeps_earlier_versions_as_versions(dripd_factory, tmp_path):
+def test_rebuild_keeps_versions_and_the_trash(dripd_factory, tmp_path):
     """A file replaced twice (versions.keep 2) has three objects at one
     path: the rebuild makes the newest the file and the others its earlier
-    versions (listed, restorable), not three files fighting for the path."""
-    d = dripd_factory(config={"versions": {"keep": 2}})
-    ids = []
-    for i, data in enumerate([b"one", b"two!", b"three"]):
-        local = tmp_path / ("v%d" % i)
+    versions (listed, restorable), not three files fighting for the path.
+    Files in the trash (trash.ttl; deleted one by one or with their folder)
+    come back in the trash, thanks to their trash marks; a file restored
+    from the trash comes back live; a trashed file whose path a new upload
+    took is in the trash beside it."""
+    d = dripd_factory(config={"versions": {"keep": 2}, "trash": {"ttl": "1h"}})
+
+    def put(path, data, *args):
+        local = tmp_path / "up.bin"
         local.write_bytes(data)
-        args = ["-T", str(local)] + (["-H", "If-Match: *"] if i else [])
-        st, _h, body = d.curl(*args, d.url("/v1/files/v/a.txt"))
+        st, _h, body = d.curl("-T", str(local), *args, d.url("/v1/files" + path))
         assert st == 202, body
         doc = json.loads(body)
         assert d.wait_job(doc["job"]["id"])["state"] == "done"
-        ids.append(doc["media"]["id"])
-    st, other = d.put_file(str(local), "/v/b.txt")
-    assert st == 202 and d.wait_job(other["job"]["id"])["state"] == "done"
+        return doc["media"]["id"]
+
+    ids = [put("/v/a.txt", b"one"), put("/v/a.txt", b"two!", "-H", "If-Match: *"),
+           put("/v/a.txt", b"three", "-H", "If-Match: *")]
+    b = put("/v/b.txt", b"b")
+    t = put("/v/t.txt", b"t")
+    r = put("/v/r.txt", b"r")
+    x_old = put("/v/x.txt", b"x old")
+    f1, f2 = put("/f/1.txt", b"1"), put("/f/sub/2.txt", b"2")
+    for mid in (t, r, x_old):
+        d.json("DELETE", "/v1/media/" + mid, expect=204)
+    d.json("POST", "/v1/trash/%s/restore" % r, expect=200)
+    x_new = put("/v/x.txt", b"x new")
+    st, doc, _ = d.json("DELETE", "/v1/folders?path=/f", expect=200)
+    assert doc["trash"] is True
+    marks = {f for _, _, fs in os.walk(os.path.join(d.data_dir, "objects")) for f in fs
+             if f.endswith(".trash")}
+    assert marks == {m + ".trash" for m in (t, x_old, f1, f2)}, marks
     st, before, _ = d.json("GET", "/v1/media/%s/versions" % ids[2])
     assert [v["id"] for v in before["versions"]] == [ids[2], ids[1], ids[0]]
+
     lose_catalog(d)
     n, restored, skipped, reasons, _err = rebuild(d)
-    assert (restored, skipped) == (4, 0), (n, restored, skipped, reasons)
+    assert (restored, skipped) == (10, 0), (n, restored, skipped, reasons)
     d.restart()
     st, doc, _ = d.json("GET", "/v1/media?folder=/v")
     assert sorted((f["name"], f["id"]) for f in doc["files"]) == sorted(
-        [("a.txt", ids[2]), ("b.txt", other["media"]["id"])]), doc
+        [("a.txt", ids[2]), ("b.txt", b), ("r.txt", r), ("x.txt", x_new)]), doc
     st, after, _ = d.json("GET", "/v1/media/%s/versions" % ids[2])
     assert [(v["id"], v["version"], v.get("retired", "")) for v in after["versions"]] == [
         (ids[2], 3, ""), (ids[1], 2, "version"), (ids[0], 1, "version")], after
@@ -189,6 +208,19 @@ def test_rebuild_keeps_earlier_versions_as_versions(dripd_factory, tmp_path):
     assert st == 200 and body == b"one"
     st, m, _ = d.json("POST", "/v1/media/%s/versions/1/restore" % ids[2])
     assert st == 200 and m["id"] == ids[0] and m["path"] == "/v/a.txt", m
+    st, trash, _ = d.json("GET", "/v1/trash")
+    assert sorted(f["id"] for f in trash["files"]) == sorted([t, x_old, f1, f2]), trash
+    root = d.json("GET", "/v1/media?folder=/", expect=200)[1]
+    assert [x["name"] for x in root["folders"]] == ["v"], root  # /f's files are in the trash
+    # restoring them brings the folder back, and drops their marks
+    for mid in (f1, f2):
+        d.json("POST", "/v1/trash/%s/restore" % mid, expect=200)
+    st, _h, body = d.curl(d.url("/v1/media/%s/content" % f2))
+    assert st == 200 and body == b"2"
+    assert d.json("GET", "/v1/media?folder=/f/sub", expect=200)[1]["files"][0]["id"] == f2
+    marks = {f for _, _, fs in os.walk(os.path.join(d.data_dir, "objects")) for f in fs
+             if f.endswith(".trash")}
+    assert marks == {m + ".trash" for m in (t, x_old)}, marks
 
 
 def test_rebuild_s3_store(dripd_factory, s3rver, tmp_path):  # noqa: F811

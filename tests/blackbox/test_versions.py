@@ -64,8 +64,16 @@ def files(d, folder="/", user="alice"):
 
 
 def objects(d):
+    """The media objects in the local store (not the trash marks)."""
     root = os.path.join(d.data_dir, "objects")
-    return {f for _, _, fs in os.walk(root) for f in fs if not f.startswith(".")}
+    return {f for _, _, fs in os.walk(root) for f in fs
+            if not f.startswith(".") and not f.endswith(".trash")}
+
+
+def marks(d):
+    """The ids with a trash mark ("<id>.trash") in the local store."""
+    root = os.path.join(d.data_dir, "objects")
+    return {f[:-len(".trash")] for _, _, fs in os.walk(root) for f in fs if f.endswith(".trash")}
 
 
 def test_if_match_replaces_and_412_when_stale(dripd):
@@ -229,7 +237,7 @@ def test_trash_delete_restore(kept):
     d.json("POST", "/v1/media/%s/shares" % m["id"], {"user": "bob"}, expect=201)
     link = d.json("POST", "/v1/media/%s/public-links" % m["id"], {}, expect=201)[1]
     d.json("DELETE", "/v1/media/" + m["id"], expect=204)
-    assert files(d, "/t") == {}
+    assert files(d, "/t") == {} and marks(d) == {m["id"]}
     d.json("GET", "/v1/media/" + m["id"], user="bob", expect=404)
     st, _, _ = d.curl(link["url"], user=None)
     assert st == 404
@@ -244,7 +252,7 @@ def test_trash_delete_restore(kept):
     assert back["path"] == "/t/a.txt" and "retired" not in back
     assert content(d, m["id"], user="bob")[0] == b"aaa"
     assert d.curl(link["url"], user=None)[0] == 200
-    assert d.json("GET", "/v1/trash", expect=200)[1]["files"] == []
+    assert d.json("GET", "/v1/trash", expect=200)[1]["files"] == [] and marks(d) == set()
     d.json("POST", "/v1/trash/%s/restore" % m["id"], expect=404)
     # its path taken meanwhile: 409, the file stays in the trash
     d.json("DELETE", "/v1/media/" + m["id"], expect=204)
@@ -254,7 +262,7 @@ def test_trash_delete_restore(kept):
     n_before = len(objects(d))
     d.json("DELETE", "/v1/media/" + m["id"], expect=204)
     assert d.json("GET", "/v1/trash", expect=200)[1]["files"] == []
-    assert len(objects(d)) == n_before - 1
+    assert len(objects(d)) == n_before - 1 and marks(d) == set()  # its mark went too
 
 
 def test_folder_delete_goes_to_the_trash(kept):
@@ -278,6 +286,7 @@ def test_folder_delete_goes_to_the_trash(kept):
     d.json("GET", "/v1/media/" + a["id"], user="bob", expect=404)
     assert d.curl(link["url"], user=None)[0] == 404
     assert len(objects(d)) == n  # nothing left the store
+    assert marks(d) == {a["id"], b["id"]}  # what a rebuilt catalog puts back in the trash
     st, doc, _ = d.json("GET", "/v1/trash", expect=200)
     assert sorted((f["id"], f["path"]) for f in doc["files"]) == sorted(
         [(a["id"], "/f/a.txt"), (b["id"], "/f/sub/b.txt")]), doc
