@@ -130,6 +130,7 @@ struct dr_metrics {
     uint64_t jobs_completed[DR_PL_COUNT];
     uint64_t jobs_failed[DR_PL_COUNT];
     uint64_t uploads_rejected_full; /* 503 queue full */
+    uint64_t uploads_waited;        /* uploads that waited for a place at the queue limit */
     /* cache */
     uint64_t cache_hits, cache_misses, cache_evictions;
     uint64_t cache_fills, cache_fill_failures; /* misses filled (no job row), fills that failed */

@@ -31,6 +31,19 @@
  * transaction and gets that error; the rest of the batch commits.
  * Requests keep their submission order through both stages.
  *
+ * Admission (ingest_admit, loop threads only; issue 15): an upload whose
+ * head arrives while the durable queue is at pipeline.queue_limit is not
+ * refused at once. It waits, its body unread (the client's bytes stay in
+ * the kernel: "stop reading"), on its loop thread's FIFO of waiters, and
+ * a 10 ms timer lets waiters in, oldest first, as the queue drains below
+ * the limit; one still waiting after ADMIT_WAIT_MS gets 503 + Retry-After
+ * (the seconds the pipeline needs, at its recent job rate, to drain what
+ * is over the limit). So under sustained overload the intake runs at the
+ * pipeline's pace with a bounded wait, instead of accepting at full speed
+ * and then refusing everybody. Waiters are bounded by the connections
+ * (one exchange each) and by ADMIT_MAX per loop thread. The FIFO and its
+ * timer are thread-local; the job-rate estimate is a pair of atomics.
+ *
  * Lock order: the one mutex G.mu is a leaf (both FIFOs, the in-flight
  * count, start/stop); nothing else is locked here, and no I/O runs under
  * it. The threads start on the first submit (or ingest_start) and stop in
@@ -404,6 +417,146 @@ bool ingest_queue_full(struct http_exchange *ex)
     const struct dr_config *cfg = http_cfg(ex);
     int64_t depth = __atomic_load_n(&http_ex_metrics(ex)->jobs_queue_depth, __ATOMIC_RELAXED);
     return depth >= 0 && (uint64_t)depth >= cfg->pipeline.queue_limit;
+}
+
+/* ---- admission at the queue limit (see the top) ---- */
+
+#define ADMIT_WAIT_MS 1000 /* longest wait for a free place before 503 */
+#define ADMIT_TICK_MS 10
+#define ADMIT_MAX 4096 /* waiters per loop thread */
+
+struct admit {
+    struct http_exchange *ex;
+    ingest_admit_fn go;
+    void *arg;
+    void (*refused)(void *arg);
+    int64_t deadline; /* mono ms */
+    struct admit *next;
+};
+
+static _Thread_local struct {
+    struct admit *head, *tail;
+    int n;
+    struct http_timer *timer;
+} tl_admit;
+
+/* The upload pipeline's recent job rate (jobs/s), for Retry-After: sampled
+ * from jobs_completed at most once a second by any loop thread. */
+static int64_t rate_at, rate_done; /* mono ms, jobs_completed then (atomics) */
+static double rate_jobs_s;         /* atomic via its bits */
+
+static double job_rate(struct dr_metrics *m)
+{
+    int64_t now = dr_mono_ms(), at = __atomic_load_n(&rate_at, __ATOMIC_RELAXED);
+    int64_t done = (int64_t)__atomic_load_n(&m->jobs_completed[DR_PL_UPLOAD], __ATOMIC_RELAXED);
+    double r;
+    __atomic_load(&rate_jobs_s, &r, __ATOMIC_RELAXED);
+    if (now - at >= 1000 && __atomic_compare_exchange_n(&rate_at, &at, now, false, __ATOMIC_RELAXED,
+                                                        __ATOMIC_RELAXED)) {
+        int64_t before = __atomic_exchange_n(&rate_done, done, __ATOMIC_RELAXED);
+        if (at != 0 && now - at < 10000) {
+            r = (double)(done - before) * 1000.0 / (double)(now - at);
+            __atomic_store(&rate_jobs_s, &r, __ATOMIC_RELAXED);
+        }
+    }
+    return r;
+}
+
+/* 503 + Retry-After: the seconds the pipeline needs to drain what is over
+ * the limit at its recent rate (1..60; 5 when it is not known). */
+static void respond_full(struct http_exchange *ex)
+{
+    struct dr_metrics *m = http_ex_metrics(ex);
+    const struct dr_config *cfg = http_cfg(ex);
+    int64_t depth = __atomic_load_n(&m->jobs_queue_depth, __ATOMIC_RELAXED);
+    double rate = job_rate(m);
+    int64_t over = depth - (int64_t)cfg->pipeline.queue_limit + 1;
+    int64_t secs = rate > 0.5 ? (int64_t)((double)DR_MAX(over, 1) / rate) + 1 : 5;
+    metrics_add(&m->uploads_rejected_full, 1);
+    http_add_headerf(ex, "Retry-After", "%lld", (long long)DR_MIN(DR_MAX(secs, 1), 60));
+    http_respond_problem(ex, 503,
+                         "the job queue is full (pipeline.queue_limit %" PRIu64
+                         "); waited %d ms for a place; retry later",
+                         cfg->pipeline.queue_limit, ADMIT_WAIT_MS);
+}
+
+static void admit_tick(void *arg)
+{
+    (void)arg;
+    int64_t now = dr_mono_ms();
+    struct admit *w;
+    if (tl_admit.head != NULL)
+        (void)job_rate(http_ex_metrics(tl_admit.head->ex)); /* keeps the estimate fresh */
+    while ((w = tl_admit.head) != NULL) {
+        struct http_exchange *ex = w->ex;
+        bool gone = http_ex_closed(ex);
+        bool room = !gone && !ingest_queue_full(ex);
+        if (!gone && !room && now < w->deadline)
+            break; /* the ones behind it came later */
+        tl_admit.head = w->next;
+        if (tl_admit.head == NULL)
+            tl_admit.tail = NULL;
+        tl_admit.n--;
+        if (room) {
+            w->go(ex, w->arg);
+        } else {
+            if (!gone)
+                respond_full(ex);
+            if (w->refused)
+                w->refused(w->arg);
+        }
+        http_ex_release(ex);
+        free(w);
+    }
+    if (tl_admit.head == NULL) {
+        http_timer_stop(tl_admit.timer);
+        tl_admit.timer = NULL;
+    }
+}
+
+void ingest_admit(struct http_exchange *ex, ingest_admit_fn go, void *arg,
+                  void (*refused)(void *arg))
+{
+    if (http_server_draining(http_thread_server(http_ex_thread(ex)))) {
+        ingest_respond_busy(ex);
+        if (refused)
+            refused(arg);
+        return;
+    }
+    if (tl_admit.head == NULL && !ingest_queue_full(ex)) {
+        go(ex, arg);
+        return;
+    }
+    if (tl_admit.n >= ADMIT_MAX) {
+        respond_full(ex);
+        if (refused)
+            refused(arg);
+        return;
+    }
+    if (tl_admit.timer == NULL) {
+        tl_admit.timer =
+            http_timer_start(http_ex_thread(ex), ADMIT_TICK_MS, true, admit_tick, NULL);
+        if (tl_admit.timer == NULL) {
+            respond_full(ex);
+            if (refused)
+                refused(arg);
+            return;
+        }
+    }
+    struct admit *w = xcalloc(1, sizeof *w);
+    *w = (struct admit){.ex = ex,
+                        .go = go,
+                        .arg = arg,
+                        .refused = refused,
+                        .deadline = dr_mono_ms() + ADMIT_WAIT_MS};
+    http_ex_hold(ex);
+    if (tl_admit.tail)
+        tl_admit.tail->next = w;
+    else
+        tl_admit.head = w;
+    tl_admit.tail = w;
+    tl_admit.n++;
+    metrics_add(&http_ex_metrics(ex)->uploads_waited, 1);
 }
 
 void ingest_respond_busy(struct http_exchange *ex)

@@ -9,9 +9,11 @@
  * pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
  * bytes and the job are durable.
  *
- * Back-pressure: the committer's queue is bounded; and ingest_queue_full()
- * tells routes, before they read any body, that the durable queue holds
- * pipeline.queue_limit jobs (answer 503 + Retry-After).
+ * Back-pressure: the committer's queue is bounded; and before a route
+ * reads any body, ingest_admit() lets it in at once while the durable queue
+ * is below pipeline.queue_limit, else makes it wait (body unread) until the
+ * pipeline drained a place, or answers 503 + Retry-After after a bounded
+ * wait (ingest.c, "Admission").
  */
 #ifndef DRIPD_INGEST_H
 #define DRIPD_INGEST_H
@@ -46,6 +48,16 @@ int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *
                   ingest_done_fn done, void *arg);
 /* True when the durable job queue is at pipeline.queue_limit. */
 bool ingest_queue_full(struct http_exchange *ex);
+/* Admission of an upload whose head was checked, before any body byte is
+ * read (loop thread): go(ex, arg) now when the queue is below the limit
+ * and nobody waits before it, else later, in arrival order, once there is
+ * room; or 503 + Retry-After (the server draining, or no room within
+ * ADMIT_WAIT_MS), and then refused(arg) when not NULL (it frees arg, or
+ * marks the request answered). The exchange is held while it waits; for a
+ * client gone meanwhile only refused runs. */
+typedef void (*ingest_admit_fn)(struct http_exchange *ex, void *arg);
+void ingest_admit(struct http_exchange *ex, ingest_admit_fn go, void *arg,
+                  void (*refused)(void *arg));
 /* Respond 503 problem+json with Retry-After for a full queue or draining. */
 void ingest_respond_busy(struct http_exchange *ex);
 /* {"media":{...},"job":{...}} JSON text for one accepted item (caller frees);

@@ -905,9 +905,23 @@ static const char *final_line(const struct dr_tus *row)
     return nl != NULL && strncmp(nl + 1, "final;", 6) == 0 ? nl + 1 : NULL;
 }
 
+/* The creation got no place in the queue (ingest_admit answered). */
+static void create_refused(void *arg)
+{
+    ((struct tus_req *)arg)->responded = true;
+}
+
+static void create_head_admitted(struct http_exchange *ex, void *arg);
+
+/* A creation waits for a place while the queue is at its limit. */
 static void create_head(struct tus_req *st)
 {
-    struct http_exchange *ex = st->ex;
+    ingest_admit(st->ex, create_head_admitted, st, create_refused);
+}
+
+static void create_head_admitted(struct http_exchange *ex, void *arg)
+{
+    struct tus_req *st = arg;
     const struct http_request *rq = http_req(ex);
     struct tus_metadata meta = {0};
     char *folder = NULL, *path = NULL;
@@ -915,11 +929,6 @@ static void create_head(struct tus_req *st)
     char err[DR_ERRLEN];
     uint64_t len = 0;
 
-    if (ingest_queue_full(ex)) {
-        st->responded = true;
-        ingest_respond_busy(ex);
-        goto out;
-    }
     const char *ul = http_header(ex, "Upload-Length");
     const char *dl = http_header(ex, "Upload-Defer-Length");
     const char *uc = http_header(ex, "Upload-Concat");

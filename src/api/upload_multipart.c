@@ -413,6 +413,9 @@ static void mp_admitted(struct http_exchange *ex, void *arg)
     http_accept_body(ex);
 }
 
+static void mp_head_admitted(struct http_exchange *ex, void *arg);
+static void mp_refused(void *arg);
+
 static void mp_on_head(struct http_exchange *ex)
 {
     const struct http_request *rq = http_req(ex);
@@ -458,11 +461,6 @@ static void mp_on_head(struct http_exchange *ex)
         respond_error(st, rc == -ENOTSUP ? 415 : 400, err);
         return;
     }
-    if (ingest_queue_full(ex)) {
-        st->responded = true;
-        ingest_respond_busy(ex);
-        return;
-    }
     uint64_t max = st->cfg->limits.max_upload_size;
     if (rq->has_length && rq->content_length > max) {
         snprintf(err, sizeof(err), "the body is over the limit of %llu bytes",
@@ -474,6 +472,20 @@ static void mp_on_head(struct http_exchange *ex)
         respond_error(st, 400, "bad boundary");
         return;
     }
+    ingest_admit(ex, mp_head_admitted, st, mp_refused); /* waits at the queue limit */
+}
+
+/* No place in the queue (ingest_admit answered). */
+static void mp_refused(void *arg)
+{
+    ((struct mp_req *)arg)->responded = true;
+}
+
+/* The queue has room: the pre-upload hook, then the quotas. */
+static void mp_head_admitted(struct http_exchange *ex, void *arg)
+{
+    struct mp_req *st = arg;
+    const struct http_request *rq = http_req(ex);
     struct upload_hook_info hi = {.protocol = "multipart",
                                   .path = st->folder,
                                   .size = rq->has_length ? (int64_t)rq->content_length : -1,

@@ -148,6 +148,8 @@ static void put_checked(struct http_exchange *ex, void *arg)
     quota_admit(ex, req->has_length ? req->content_length : 0, 1, true, &p->hold, put_admitted, p);
 }
 
+static void put_head_admitted(struct http_exchange *ex, void *arg);
+
 static void put_head(struct http_exchange *ex)
 {
     const struct http_request *req = http_req(ex);
@@ -165,11 +167,15 @@ static void put_head(struct http_exchange *ex)
         free(path);
         return;
     }
-    if (http_server_draining(http_thread_server(http_ex_thread(ex))) || ingest_queue_full(ex)) {
-        ingest_respond_busy(ex);
-        free(path);
-        return;
-    }
+    ingest_admit(ex, put_head_admitted, path, free); /* waits at the queue limit */
+}
+
+/* The head is fine and the queue has room: overwrite rules, then the
+ * pre-upload hook. */
+static void put_head_admitted(struct http_exchange *ex, void *arg)
+{
+    const struct http_request *req = http_req(ex);
+    char *path = arg;
     struct api_overwrite ow;
     if (!api_overwrite_read(ex, &ow)) {
         free(path);

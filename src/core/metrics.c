@@ -296,6 +296,9 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     }
     counter1(&b, "dripd_uploads_rejected_total",
              "Uploads refused with 503 because the queue was full.", ld(&m->uploads_rejected_full));
+    counter1(&b, "dripd_uploads_waited_total",
+             "Uploads that waited, body unread, for the queue to drain below its limit.",
+             ld(&m->uploads_waited));
 
     counter1(&b, "dripd_cache_hits_total", "Content requests served from the cache.",
              ld(&m->cache_hits));

@@ -499,7 +499,8 @@ def test_a_changed_node_id_does_not_keep_its_jobs(dripd_factory):
 
 def test_backpressure_queue_full_then_drains(dripd_factory):
     d = dripd_factory(config={"pipeline": {
-        "queue_limit": 3, "test_store_delay": "1s",
+        # longer than the 1 s an upload waits at the limit for a place
+        "queue_limit": 3, "test_store_delay": "2500ms",
         "upload": {"encrypt": {"concurrency": 1, "max_demand": 2, "min_demand": 1},
                    "store": {"concurrency": 1, "max_demand": 2, "min_demand": 1}}}})
     src = make_file(os.path.join(d.dir, "bp.bin"), 1000)

@@ -247,6 +247,49 @@ def test_queue_full_503_with_retry_after(dripd_factory, tmpdir_path):
     assert len(spool_files(d)) <= 1  # only the accepted upload's file (if still spooled)
 
 
+def test_sustained_overload_waits_then_503_with_retry_after(dripd_factory, tmpdir_path):
+    """Issue 15: at the queue limit an upload waits, its body unread, for
+    the pipeline to drain a place (so the intake runs at the pipeline's
+    pace), and one that waited too long gets 503 + Retry-After; the queue
+    stays bounded whatever the load."""
+    import concurrent.futures
+    limit, clients, total = 3, 6, 36
+    d = dripd_factory(config={"pipeline": {
+        "queue_limit": limit, "test_store_delay": "100ms",
+        "upload": {"encrypt": {"concurrency": 1, "max_demand": 1, "min_demand": 1},
+                   "store": {"concurrency": 1, "max_demand": 1, "min_demand": 1}}}})
+    f = make_file(os.path.join(tmpdir_path, "o.bin"), 2000)
+    results, deepest = [], [0]
+
+    def depth():
+        return db_row(d, "SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'running')")["n"]
+
+    def client(c):
+        for i in range(total // clients):
+            t0 = time.monotonic()
+            st, h, body = d.curl("-T", f, d.url("/v1/files/o/%d-%d.bin" % (c, i)))
+            results.append((st, h, body, time.monotonic() - t0))
+            deepest[0] = max(deepest[0], depth())
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    ok = [r for r in results if r[0] == 202]
+    busy = [r for r in results if r[0] == 503]
+    assert len(ok) + len(busy) == total, [r[:1] + r[2:3] for r in results if r[0] not in (202, 503)]
+    # the queue is bounded: at most the limit plus the uploads let in at once
+    assert deepest[0] <= limit + clients, deepest
+    # more than the limit got in: the ones that waited for a place
+    assert len(ok) > limit, (len(ok), len(busy))
+    st, _h, body = d.curl(d.url("/metrics"), user=None)
+    waited = int(re.search(r"^dripd_uploads_waited_total (\d+)$", body.decode(), re.M).group(1))
+    assert waited > 0
+    for st, h, body, _t in busy:
+        assert 1 <= int(h["retry-after"]) <= 60, h
+        assert "waited" in json.loads(body)["detail"]
+    for st, h, body, _t in ok:
+        assert d.wait_job(json.loads(body)["job"]["id"], timeout=60)["state"] == "done"
+
+
 def _can_mount_tmpfs(path):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False

@@ -1,0 +1,114 @@
+# bench/lib.sh: what the benchmark scripts of bench/ share (run.sh, small.sh,
+# download.sh): the servers (dripd, nginx WebDAV, @tus/server, a discarding
+# tus sink) on fixed loopback ports, their cleanup, dripd's metrics and jobs,
+# and the report table (report.py: ratios of medians with their spread). Source it after setting HERE and ROOT:
+#   . "$HERE/lib.sh"; bench_init NAME; start_dripd 'cache: {max_size: 8GiB}'
+# Everything lives under $B=$ANCHOR/bench-NAME (anchors/lib.sh: ANCHOR).
+. "$HERE/anchors/lib.sh"
+RUNS=${RUNS:-3}
+SKIP=${SKIP:-}
+DPORT=18090
+DURL=http://127.0.0.1:$DPORT
+NURL=http://127.0.0.1:18080
+TURL=http://127.0.0.1:18081/files/
+SURL=http://127.0.0.1:18082/files/
+TOKEN=bench-token-0123456789
+AUTH="Authorization: Bearer $TOKEN"
+DRIPD='' NGX='' TUS='' SINK=''
+
+skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
+now() { date +%s.%N; }
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN{printf "%.1f", b/t/1e6}'; }
+# field LINE KEY: the number after KEY= in a "WRK k=v ..." line
+field() { echo "$1" | sed "s/.*[ ]$2=\([0-9.]*\).*/\1/"; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+# metric NAME: the first sample of a dripd metric (NAME may carry labels)
+metric() { curl -sS "$DURL/metrics" | awk -v k="$1" 'index($1, k) == 1 && !v {v = $2} END {print v}'; }
+dpids() { echo "$DRIPD $(pgrep -P "$DRIPD" | tr '\n' ' ')"; }
+nwork() { echo "$NGX $(pgrep -P "$NGX" | tr '\n' ' ')"; }
+sum_hwm_mib() { local p s=0; for p in "$@"; do s=$((s + $(hwm_kib "$p"))); done; awk -v k=$s 'BEGIN{printf "%.1f", k/1024}'; }
+
+# wait_job ID: until done or failed; prints the state
+wait_job() {
+  local i st
+  for i in $(seq 1 12000); do
+    st=$(curl -sS -H "$AUTH" "$DURL/v1/jobs/$1" | jget 'd["state"]')
+    case "$st" in done|failed) echo "$st"; return 0 ;; esac
+    sleep 0.05
+  done
+  echo timeout
+}
+
+# wait_queue_empty [TRIES]: until dripd's durable job queue is empty (0.05 s a try)
+wait_queue_empty() {
+  local k q
+  for k in $(seq 1 "${1:-36000}"); do
+    q=$(metric dripd_jobs_queue_depth)
+    [ "${q:-1}" = 0 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# bench_init NAME: root, a build, free ports, a fresh $B with $R (results)
+# and $NGX_P (nginx prefix); the exit trap stops what start_* started.
+bench_init() {
+  B=$ANCHOR/bench${1:+-$1}
+  R=$B/results
+  NGX_P=$B/nginx
+  [ "$(id -u)" = 0 ] || die "run as root (drop_caches, nginx workers, clear_refs of other users' processes)"
+  [ -x "$ROOT/bin/dripd" ] || die "build first: make"
+  local p
+  for p in 18080 18081 18082 $DPORT; do port_free $p || die "127.0.0.1:$p is in use"; done
+  rm -rf "$B"; mkdir -p "$R" "$NGX_P"/{logs,data,tmp} "$B/tus/files" "$B/dripd"
+  chown nobody:nogroup "$NGX_P/data"
+  rm -f "$ANCHOR/busy.log"
+  trap bench_cleanup EXIT; trap 'exit 143' INT TERM
+}
+
+bench_cleanup() {
+  [ -z "$SINK" ] || stop_pid "$SINK" sink
+  [ -z "$TUS" ] || stop_pid "$TUS" tus
+  [ -z "$NGX" ] || stop_pid "$NGX" nginx
+  [ -z "$DRIPD" ] || stop_pid "$DRIPD" dripd
+  rm -rf "$B/dripd" "$NGX_P/data" "$B/tus/files"  # GiBs; the results stay
+}
+
+# start_dripd [YAML LINES]: dripd on $DPORT with a bench user and the
+# extra top-level config lines given
+start_dripd() {
+  cat > "$B/dripd.yaml" <<EOF
+listen: ["127.0.0.1:$DPORT"]
+data_dir: $B/dripd/var
+users: [{name: bench, token: "$TOKEN", admin: true}]
+log: {level: warn}
+${1:-}
+EOF
+  "$ROOT/bin/dripd" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
+  DRIPD=$!
+  wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
+}
+
+start_nginx() {
+  nginx -p "$NGX_P/" -c "$HERE/anchors/nginx.conf" -e "$NGX_P/logs/error.log" &
+  NGX=$!
+  wait_http "$NURL/" || die "nginx did not start"
+}
+
+# start_tus: @tus/server + FileStore on 18081, the discarding sink on 18082
+start_tus() {
+  sh "$ROOT/scripts/node-deps.sh" >/dev/null
+  ln -sfn "$ROOT/tests/node/node_modules" "$HERE/node/node_modules"
+  node "$HERE/node/tus_server.mjs" "$B/tus/files" > "$B/tus/server.log" 2>&1 &
+  TUS=$!
+  python3 "$HERE/node/tus_sink.py" 18082 > "$B/tus/sink.log" 2>&1 &
+  SINK=$!
+  wait_http "$TURL" || die "tus server did not start"
+  local i
+  for i in $(seq 1 100); do grep -q "tus sink" "$B/tus/sink.log" && break; sleep 0.05; done
+}
+
+# busy_median: the median busy % quiet() logged before the runs
+busy_median() {
+  sort -n "$ANCHOR/busy.log" 2>/dev/null | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'
+}
