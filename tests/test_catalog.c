@@ -39,8 +39,8 @@ static bool use_pg;
 static char pgdsn[320];
 
 /* The schema version this catalog migrates to (catalog_schema.h). */
-#define SCHEMA_NOW 6
-#define SCHEMA_NOW_TEXT "6"
+#define SCHEMA_NOW 7
+#define SCHEMA_NOW_TEXT "7"
 
 static void sync_users(struct catalog *c)
 {
@@ -252,7 +252,8 @@ START_TEST(test_pragmas_and_migrate)
                  "DROP INDEX media_owner_path; ALTER TABLE media DROP COLUMN file_id; "
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
-                 "ALTER TABLE tus DROP COLUMN rename_taken; UPDATE catalog_schema SET version = 1");
+                 "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
+                 "DROP TABLE staged_parts; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_owner'", NULL), 1);
@@ -276,7 +277,8 @@ START_TEST(test_pragmas_and_migrate)
                  "DROP INDEX media_owner_path; ALTER TABLE media DROP COLUMN file_id; "
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
-                 "ALTER TABLE tus DROP COLUMN rename_taken; PRAGMA user_version=1");
+                 "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
+                 "PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
@@ -286,7 +288,10 @@ START_TEST(test_pragmas_and_migrate)
     /* The processing columns and table are there again. */
     raw_exec(&r,
              "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
-             "SELECT lo FROM folder_shares; SELECT downloads FROM links; SELECT path FROM folders");
+             "SELECT lo FROM folder_shares; SELECT downloads FROM links; SELECT path FROM folders; "
+             "SELECT staged FROM jobs");
+    if (use_pg)
+        raw_exec(&r, "SELECT part FROM staged_parts");
     raw_close(&r);
     catalog_close(NULL);
 
@@ -2203,6 +2208,158 @@ START_TEST(test_cluster_nodes_and_leases)
 }
 END_TEST
 
+/* Cluster uploads staged in the bucket (catalog_staged.c): a PUT's one
+ * part comes with its intake; a tus session's parts come with its offset,
+ * compare and set; parts nothing needs are garbage; a silent node's jobs
+ * with a staged body are adopted. SQLite stages nothing: the same calls
+ * answer with nothing, and the offsets still move. */
+START_TEST(test_staged_bodies)
+{
+    char body[DR_ID_LEN + 1];
+    dr_id_new(body);
+    struct dr_intake it = {.owner = "alice",
+                           .path = "/st/a.bin",
+                           .size = 9,
+                           .spool_path = "/spool/a",
+                           .staged = body,
+                           .staged_part = body};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+    ck_assert_int_eq(it.result, 0);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, it.job_id, NULL, &j), 0);
+    ck_assert_str_eq(j.staged, body);
+    dr_job_clear(&j);
+    struct dr_staged_part *p = NULL;
+    size_t n = 99;
+    ck_assert_int_eq(catalog_staged_parts(cat, body, &p, &n), 0);
+    ck_assert_int_eq((int)n, use_pg ? 1 : 0);
+    if (use_pg) {
+        ck_assert_str_eq(p[0].part, body);
+        ck_assert_int_eq((int)p[0].off, 0);
+        ck_assert_int_eq((int)p[0].len, 9);
+    }
+    free(p);
+    /* a part past the size is refused */
+    struct dr_intake bad = it;
+    bad.path = "/st/bad.bin";
+    bad.staged_off = 10;
+    ck_assert_int_eq(catalog_intake_uploads(cat, &bad, 1), -EINVAL);
+
+    /* Needed while its job is pending: no garbage. */
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    free(p);
+
+    /* tus: parts tile the upload; a request that lost the race to the
+     * offset records nothing. */
+    struct dr_tus t;
+    tus_new(&t, "alice", "/st/t.bin", 10, dr_now_ms() + 60000);
+    ck_assert_int_eq(catalog_tus_create(cat, &t), 0);
+    char p1[DR_ID_LEN + 1], p2[DR_ID_LEN + 1], p3[DR_ID_LEN + 1];
+    dr_id_new(p1);
+    dr_id_new(p2);
+    dr_id_new(p3);
+    ck_assert_int_eq(catalog_tus_add_part(cat, t.id, p1, 0, 4, -1), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, t.id, p2, 0, 4, -1), -ECANCELED);
+    ck_assert_int_eq(catalog_tus_add_part(cat, t.id, p2, 4, 7, -1), -EINVAL); /* past 10 */
+    ck_assert_int_eq(catalog_tus_add_part(cat, t.id, p2, 4, 3, -1), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", p3, 0, 1, -1),
+                     -ENOENT);
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, NULL, &got), 0);
+    ck_assert_int_eq((int)got.offset, 7);
+    dr_tus_clear(&got);
+    /* the last part finishes only from offset 7 */
+    struct dr_intake fin = {
+        .owner = "alice", .size = 10, .staged = t.id, .staged_part = p3, .staged_off = 4};
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &fin), -ECANCELED);
+    ck_assert_int_eq(catalog_tus_get(cat, t.id, NULL, &got), 0);
+    ck_assert_str_eq(got.job_id, "");
+    dr_tus_clear(&got);
+    fin.staged_off = 7;
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &fin), 0);
+    ck_assert_int_eq(fin.result, 0);
+    /* finished: a late request's part is not needed */
+    struct dr_intake late = fin;
+    ck_assert_int_eq(catalog_tus_finish(cat, t.id, &late), -ECANCELED);
+    ck_assert_int_eq(catalog_job_get(cat, fin.job_id, NULL, &j), 0);
+    ck_assert_str_eq(j.staged, t.id);
+    dr_job_clear(&j);
+    ck_assert_int_eq(catalog_staged_parts(cat, t.id, &p, &n), 0);
+    ck_assert_int_eq((int)n, use_pg ? 3 : 0);
+    for (size_t i = 0; i < n; i++) {
+        static const int offs[] = {0, 4, 7}, lens[] = {4, 3, 3};
+        ck_assert_int_eq((int)p[i].off, offs[i]);
+        ck_assert_int_eq((int)p[i].len, lens[i]);
+        ck_assert_str_eq(p[i].body, t.id);
+    }
+    ck_assert(n == 0 || strcmp(p[2].part, p3) == 0);
+    free(p);
+
+    /* An expired (deleted) session's parts and a finished job's are garbage. */
+    struct dr_tus gone;
+    tus_new(&gone, "bob", "/st/g.bin", 5, dr_now_ms() + 60000);
+    ck_assert_int_eq(catalog_tus_create(cat, &gone), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, gone.id, p1, 0, 2, -1), 0);
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    free(p);
+    ck_assert_int_eq(catalog_tus_delete(cat, gone.id, NULL), 0);
+    ck_assert_int_eq(catalog_job_fail(cat, it.job_id, NULL, "test"), 0);
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    ck_assert_int_eq((int)n, use_pg ? 2 : 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert(strcmp(p[i].body, body) == 0 || strcmp(p[i].body, gone.id) == 0);
+        ck_assert_int_eq(catalog_staged_forget(cat, p[i].body, p[i].off), 0);
+    }
+    free(p);
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    ck_assert_int_eq((int)n, 0);
+    free(p);
+    ck_assert_int_eq(catalog_staged_forget(cat, body, 0), 0); /* absent: fine */
+
+    /* Adoption: another node's staged job, once that node is silent. */
+    struct dr_config ocfg;
+    struct catalog *other = open_as(&ocfg, "other");
+    ck_assert_int_eq(catalog_node_beat(other), 0);
+    char b2[DR_ID_LEN + 1];
+    dr_id_new(b2);
+    struct dr_intake o = {.owner = "alice",
+                          .path = "/st/o.bin",
+                          .size = 1,
+                          .spool_path = "/other/spool/o",
+                          .staged = b2,
+                          .staged_part = b2};
+    ck_assert_int_eq(catalog_intake_uploads(other, &o, 1), 0);
+    ck_assert_int_eq(intake1(other, "alice", "/st/unstaged.bin", 1, NULL, NULL), 0);
+    int adopted = -1;
+    ck_assert_int_eq(catalog_staged_adopt(cat, 60000, 10, &adopted), 0);
+    ck_assert_int_eq(adopted, 0); /* alive */
+    int64_t deadline = dr_mono_ms() + 10000;
+    while (catalog_node_alive(cat, "other", 100) == 1 && dr_mono_ms() < deadline)
+        ;
+    ck_assert_int_eq(catalog_staged_adopt(cat, 100, 10, &adopted), 0);
+    ck_assert_int_eq(adopted, use_pg ? 1 : 0);
+    ck_assert_int_eq(catalog_staged_adopt(cat, 100, 10, &adopted), 0);
+    ck_assert_int_eq(adopted, 0);
+    /* now this node claims it (and the unstaged job stays the other's) */
+    struct dr_job cl[4];
+    int nc = -1;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 4, "me:1", cl, &nc), 0);
+    bool mine = false;
+    for (int i = 0; i < nc; i++) {
+        if (strcmp(cl[i].media_id, o.media_id) == 0)
+            mine = true;
+        else if (use_pg)
+            ck_assert_str_eq(cl[i].media_id, fin.media_id); /* this node's own */
+        dr_job_clear(&cl[i]);
+    }
+    ck_assert(mine);
+    ck_assert_int_eq(nc, use_pg ? 2 : 3);
+    catalog_close(other);
+}
+END_TEST
+
 /* --migrate-catalog: a SQLite catalog with some history copied into the
  * (empty) PostgreSQL one, verified, and usable there. */
 START_TEST(test_copy_sqlite_into_postgres)
@@ -2421,6 +2578,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_user_load_counts_queued_and_running_jobs,
         test_sync_users,
         test_cluster_nodes_and_leases,
+        test_staged_bodies,
     };
     const TTest *conc_tests[] = {
         test_path_clash_under_concurrency,

@@ -83,6 +83,8 @@ struct dr_job {
     char *error;        /* last error, NULL if none */
     char *spool_path;   /* upload: plaintext spool file; NULL otherwise */
     char *work_path;    /* stage scratch file (e.g. sealed file), NULL if none */
+    char *staged;       /* upload, cluster: the staged body it reads (catalog_staged_parts);
+                         * NULL: only spool_path has its bytes */
     int64_t not_before; /* ms; retry backoff */
     int64_t created_at, updated_at;
 };
@@ -175,6 +177,13 @@ struct dr_intake {
      * (path, content type and spool path NULL: the row's) */
     const struct dr_tus *tus_new;
     const char *tus_id;
+    /* Cluster: the body is staged in the bucket (docs/CLUSTER.md). staged
+     * names it (jobs.staged); a non-NULL staged_part is recorded with the
+     * intake as its part [staged_off, size) (a PUT: its only part, at 0;
+     * a tus upload's last PATCH: the last one). */
+    const char *staged;
+    const char *staged_part;
+    uint64_t staged_off;
     /* out */
     char media_id[DR_ID_LEN + 1];
     char job_id[DR_ID_LEN + 1];
@@ -186,13 +195,14 @@ struct dr_intake {
 };
 /* In ONE transaction, for each item: insert the media row (state "queued"),
  * an upload job (stage it->stage, "process" by default; state "queued") and a "job.created"
- * event; with if_match, the file it replaces is retired in the same
- * transaction (catalog_versions.h). Items whose path is taken get result
- * -EEXIST, items whose if_match fails -ESTALE, and are skipped; the
- * others are committed. A tus item (tus_new, tus_id) is undone alone
- * when it cannot apply: result -EEXIST (session id or path taken: for a
- * finish nothing was written, the session stays open), -ESTALE (its
- * If-Match failed) or -ENOENT (no such session); a finished one gives
+ * event, and its staged part if any; with if_match, the file it replaces
+ * is retired in the same transaction (catalog_versions.h). Items whose
+ * path is taken get result -EEXIST, items whose if_match fails -ESTALE,
+ * and are skipped; the others are committed. A tus item (tus_new, tus_id)
+ * is undone alone when it cannot apply: result -EEXIST (session id or path
+ * taken: for a finish nothing was written, the session stays open),
+ * -ESTALE (its If-Match failed), -ENOENT (no such session) or -ECANCELED
+ * (a staged last part whose offset moved meanwhile); a finished one gives
  * the same ids again. Returns 0 when the transaction committed (check
  * each item's result), else -errno and nothing is committed. */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
@@ -325,8 +335,18 @@ int catalog_tus_get(struct catalog *cat, const char *id, const char *owner, stru
 int catalog_tus_set_offset(struct catalog *cat, const char *id, uint64_t offset);
 int catalog_tus_set_length(struct catalog *cat, const char *id, int64_t length);
 /* The last PATCH: in ONE transaction, media + upload job + event (as
- * catalog_intake_uploads) and the tus row marked finished with their ids. */
+ * catalog_intake_uploads) and the tus row marked finished with their ids.
+ * With intake->staged_part (cluster) only if the session's offset is
+ * still intake->staged_off, else -ECANCELED and nothing is written (another
+ * request moved it, or finished it: read the row again). */
 int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *intake);
+/* Cluster: a PATCH's bytes [off, off + len) were staged as part (its
+ * object staging-<id>-<part>): in ONE transaction the part is recorded and
+ * the unfinished session's offset moves to off + len (and its length to
+ * new_length when >= 0), only if the offset is still off: else -ECANCELED,
+ * nothing written (-ENOENT: no unfinished session). */
+int catalog_tus_add_part(struct catalog *cat, const char *id, const char *part, uint64_t off,
+                         uint64_t len, int64_t new_length);
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner);
 /* Unfinished sessions with expires_at < now_ms; caller frees with dr_tus_clear each. */
 int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out, size_t *n_out);
@@ -334,6 +354,37 @@ int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out
  * any tus session's bytes), as stored. Caller frees with dr_strv_free. */
 int catalog_spool_refs(struct catalog *cat, char ***out, size_t *n_out);
 void dr_tus_clear(struct dr_tus *t);
+
+/* ---- staged upload bodies (cluster; catalog_staged.c) ---- */
+/* With PostgreSQL the bytes of an upload are in the bucket before it is
+ * acknowledged (docs/CLUSTER.md, "Staged bodies"): a body is one or more
+ * parts, each a sealed object staging-<body>-<part> (staging.h) holding
+ * the bytes [off, off + len). A PUT's body is one part; a tus upload's
+ * body (its id) has a part per PATCH. The parts of a body tile
+ * [0, size) in order of off. With SQLite nothing is staged: no parts. */
+struct dr_staged_part {
+    char body[DR_ID_LEN + 1];
+    char part[DR_ID_LEN + 1];
+    uint64_t off, len;
+};
+/* The parts of body in order of off; caller frees *out. */
+int catalog_staged_parts(struct catalog *cat, const char *body, struct dr_staged_part **out,
+                         size_t *n_out);
+/* At most max parts (oldest first) nothing needs any more: no queued or
+ * running job reads their body, and no unfinished tus session owns it.
+ * Delete each one's object, then catalog_staged_forget it. */
+int catalog_staged_garbage(struct catalog *cat, int max, struct dr_staged_part **out,
+                           size_t *n_out);
+/* The part's row goes (its object is gone). Absent is fine. */
+int catalog_staged_forget(struct catalog *cat, const char *body, uint64_t off);
+/* 1 if a row records part of body, 0 if none does (its object is an
+ * orphan once it is older than any put that may still record it), -errno. */
+int catalog_staged_known(struct catalog *cat, const char *body, const char *part);
+/* Upload jobs with a staged body whose node has been silent for lease_ms
+ * become this node's (at most max per call; queued ones: recovery
+ * releases a dead node's running jobs first), so that a node lost with
+ * its disk loses nothing acknowledged. *adopted (may be NULL) counts them. */
+int catalog_staged_adopt(struct catalog *cat, int64_t lease_ms, int max, int *adopted);
 
 /* ---- wake-ups across nodes (catalog_watch.c) ---- */
 /* With catalog.backend postgres, other nodes (and this node's other

@@ -45,6 +45,7 @@
 #include "catalog_media.h"
 #include "catalog_versions.h"
 #include "catalog_schema.h"
+#include "catalog_staged.h"
 #include "dripd/catalog_variants.h"
 #include "db.h"
 #include "dripd/log.h"
@@ -54,22 +55,22 @@
 
 #define JOB_COLS                                                                                   \
     "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "            \
-    "not_before, created_at, updated_at, variant"
+    "not_before, created_at, updated_at, variant, staged"
 #define JOB_COLS_J                                                                                 \
     "j.id, j.kind, j.media_id, j.owner, j.state, j.stage, j.attempts, j.error, j.spool_path, "     \
-    "j.work_path, j.not_before, j.created_at, j.updated_at, j.variant"
+    "j.work_path, j.not_before, j.created_at, j.updated_at, j.variant, j.staged"
 
-/* PostgreSQL also records the node the job belongs to ($9: the one whose
+/* PostgreSQL also records the node the job belongs to ($10: the one whose
  * disk holds its spool file, or whose cache a download fills) and
  * NOTIFYs the job's kind on CATALOG_CHANNEL_JOBS, in the same statement:
  * every node's starters hear of it when it commits. */
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant) "
-    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)",
+    "not_before, created_at, updated_at, variant, staged) "
+    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9)",
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant, node) "
-    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9 "
+    "not_before, created_at, updated_at, variant, staged, node) "
+    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10 "
     "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
 static const struct db_sql q_depth = {
     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
@@ -81,7 +82,7 @@ static const struct db_sql q_list = {
     "ORDER BY created_at DESC, rowid DESC LIMIT $3",
     "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
     "ORDER BY created_at DESC, pos DESC LIMIT $3"};
-/* The claim. Column 14 is the queue position (see the design comment).
+/* The claim. Column 15 is the queue position (see the design comment).
  * PostgreSQL claims only the claimer's node's jobs ($5). */
 static const struct db_sql q_claim = {
     "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
@@ -131,6 +132,7 @@ static void read_job(struct db_stmt *s, struct dr_job *j)
     j->created_at = db_col_i64(s, 11);
     j->updated_at = db_col_i64(s, 12);
     db_col_copy(s, 13, j->variant, sizeof j->variant);
+    j->staged = db_col_strdup(s, 14);
 }
 
 void dr_job_clear(struct dr_job *j)
@@ -141,12 +143,13 @@ void dr_job_clear(struct dr_job *j)
     free(j->error);
     free(j->spool_path);
     free(j->work_path);
+    free(j->staged);
     memset(j, 0, sizeof *j);
 }
 
 static int add_job(struct catalog *cat, const char *job_id, const char *kind, const char *media_id,
                    const char *owner, const char *stage, const char *spool_path,
-                   const char *variant, int64_t now)
+                   const char *variant, const char *staged, int64_t now)
 {
     struct db_stmt *s;
     int rc = db_prepare(cat->db, &q_insert, &s);
@@ -160,8 +163,9 @@ static int add_job(struct catalog *cat, const char *job_id, const char *kind, co
     db_bind_text(s, 6, spool_path);
     db_bind_i64(s, 7, now);
     db_bind_text(s, 8, variant);
+    db_bind_text(s, 9, staged);
     if (db_dialect(cat->db) == DB_POSTGRES)
-        db_bind_text(s, 9, cat->node);
+        db_bind_text(s, 10, cat->node);
     rc = db_exec(s, "insert job");
     return rc < 0 ? rc : 0;
 }
@@ -171,7 +175,8 @@ static int add_job(struct catalog *cat, const char *job_id, const char *kind, co
 bool catalog_intake_valid(const struct dr_intake *it)
 {
     return it->owner != NULL && it->path != NULL && it->path[0] == '/' &&
-           it->path[strlen(it->path) - 1] != '/' && it->size <= INT64_MAX;
+           it->path[strlen(it->path) - 1] != '/' && it->size <= INT64_MAX &&
+           (it->staged_part == NULL || (it->staged != NULL && it->staged_off <= it->size));
 }
 
 int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
@@ -209,7 +214,11 @@ int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
     dr_id_new(job_id);
     rc = catalog_share_add(db, m.id, it->owner, now);
     if (rc == 0)
-        rc = add_job(cat, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL, now);
+        rc = add_job(cat, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL,
+                     it->staged, now);
+    if (rc == 0 && it->staged != NULL && it->staged_part != NULL)
+        rc = catalog_staged_add(db, it->staged, it->staged_part, it->staged_off,
+                                it->size - it->staged_off, now);
     if (rc == 0)
         rc = catalog_event_add(db, job_id, "job.created", now);
     if (rc == 0) {
@@ -364,7 +373,7 @@ int catalog_enqueue_variant_download(struct catalog *cat, const char *media_id, 
     dr_id_new(job_id);
     int64_t now = dr_now_ms();
     rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch", NULL,
-                 name, now);
+                 name, NULL, now);
     if (rc == 0)
         rc = catalog_event_add(cat->db, job_id, "job.created", now);
 out:
@@ -424,7 +433,7 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
         if (n < max) {
             read_job(s, &got[n].job);
             got[n].created_at = got[n].job.created_at;
-            got[n].pos = db_col_i64(s, 14);
+            got[n].pos = db_col_i64(s, 15);
             n++;
         }
     }

@@ -33,7 +33,9 @@
  *
  * What only a cluster needs exists only in PostgreSQL: jobs.node (the
  * node whose disk a job needs: its spool file, its cache), and the tables
- * nodes (heartbeats) and leases (once-per-cluster work).
+ * nodes (heartbeats), leases (once-per-cluster work) and staged_parts
+ * (upload bodies staged in the bucket). jobs.staged is in both, always
+ * NULL in SQLite, so that the job statements are one text.
  */
 #include "catalog_schema.h"
 
@@ -376,6 +378,23 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  WHERE retired IS NOT NULL;"
            "ALTER TABLE tus ADD COLUMN IF NOT EXISTS if_match " T ";"
            "ALTER TABLE tus ADD COLUMN IF NOT EXISTS rename_taken BIGINT NOT NULL DEFAULT 0;"},
+    /* v7: cluster uploads staged in the bucket before their ack
+     * (docs/CLUSTER.md, "Staged bodies"): jobs.staged names the body an
+     * upload job reads (NULL: its node's spool file), in both dialects so
+     * that job rows read alike; the parts of each body (sealed objects
+     * staging-<body>-<part>, in order of off) only in PostgreSQL, as only
+     * a cluster stages. */
+    {.sqlite = "ALTER TABLE jobs ADD COLUMN staged TEXT;",
+     .pg = "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS staged " T ";"
+           "CREATE INDEX IF NOT EXISTS jobs_staged ON jobs(staged) WHERE staged IS NOT NULL;"
+           "CREATE TABLE IF NOT EXISTS staged_parts ("
+           "  body       " T " NOT NULL,"
+           "  off        BIGINT NOT NULL CHECK (off >= 0),"
+           "  len        BIGINT NOT NULL CHECK (len >= 0),"
+           "  part       " T " NOT NULL,"
+           "  created_at BIGINT NOT NULL,"
+           "  PRIMARY KEY (body, off)"
+           ");"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

@@ -18,6 +18,11 @@
  *    finished with their ids. Finishing a finished session returns the
  *    same ids and creates nothing; a taken path writes nothing and leaves
  *    the session open.
+ *  - Cluster (staged parts, catalog_staged.c): a part is recorded only
+ *    together with the offset move it makes, and only from the offset it
+ *    starts at (compare and set under the row lock), so concurrent
+ *    requests on several nodes can never record overlapping or missing
+ *    bytes: the loser gets -ECANCELED and nothing of it is written.
  */
 #include "dripd/catalog.h"
 
@@ -27,6 +32,7 @@
 
 #include "catalog_internal.h"
 #include "catalog_jobs.h"
+#include "catalog_staged.h"
 #include "db.h"
 #include "dripd/util.h"
 
@@ -48,9 +54,16 @@ static const struct db_sql q_set_offset = {
     "UPDATE tus SET \"offset\" = $2 WHERE id = $1 AND job_id IS NULL", NULL};
 static const struct db_sql q_set_length = {
     "UPDATE tus SET length = $2 WHERE id = $1 AND job_id IS NULL", NULL};
+/* $6 >= 0 (a staged last part): only if the offset is still $6. */
 static const struct db_sql q_finish = {
     "UPDATE tus SET job_id = $2, media_id = $3, \"offset\" = $4, length = $4, finished_at = $5 "
-    "WHERE id = $1 AND job_id IS NULL",
+    "WHERE id = $1 AND job_id IS NULL AND ($6 < 0 OR \"offset\" = $6)",
+    NULL};
+/* A staged PATCH: the offset moves from $2 to $3 (and the length to $4
+ * if >= 0) only if it is still $2. */
+static const struct db_sql q_add_part = {
+    "UPDATE tus SET \"offset\" = $3, length = CASE WHEN $4 >= 0 THEN $4 ELSE length END "
+    "WHERE id = $1 AND job_id IS NULL AND \"offset\" = $2",
     NULL};
 static const struct db_sql q_delete = {
     "DELETE FROM tus WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
@@ -204,7 +217,23 @@ static int finish_open(struct catalog *cat, const char *id, const struct dr_tus 
     }
     if (!catalog_intake_valid(&it))
         return -EINVAL;
-    int rc = catalog_intake_one(cat, &it, dr_now_ms());
+    int rc = 0;
+    if (it.staged_part != NULL) {
+        /* the offset is still where the last part starts, and stays so
+         * (the row is locked until commit), before its part is recorded */
+        struct db_stmt *s;
+        rc = db_prepare(db, &q_add_part, &s);
+        if (rc < 0)
+            return rc;
+        db_bind_text(s, 1, id);
+        db_bind_i64(s, 2, (int64_t)it.staged_off);
+        db_bind_i64(s, 3, (int64_t)it.staged_off);
+        db_bind_i64(s, 4, -1);
+        rc = db_exec(s, "tus finish: offset");
+        if (rc <= 0)
+            return rc < 0 ? rc : -ECANCELED;
+    }
+    rc = catalog_intake_one(cat, &it, dr_now_ms());
     intake->renamed = it.renamed; /* intake_one replaced (and freed) the caller's */
     if (rc < 0)
         return rc;
@@ -223,9 +252,10 @@ static int finish_open(struct catalog *cat, const char *id, const struct dr_tus 
     db_bind_text(s, 3, it.media_id);
     db_bind_i64(s, 4, (int64_t)it.size);
     db_bind_i64(s, 5, dr_now_ms());
+    db_bind_i64(s, 6, it.staged_part != NULL ? (int64_t)it.staged_off : -1);
     rc = db_exec(s, "tus finish");
     if (rc >= 0)
-        rc = rc == 1 ? 0 : -ENOENT;
+        rc = rc == 1 ? 0 : it.staged_part != NULL ? -ECANCELED : -ENOENT;
     if (rc == 0) {
         memcpy(intake->media_id, it.media_id, sizeof intake->media_id);
         memcpy(intake->job_id, it.job_id, sizeof intake->job_id);
@@ -243,7 +273,9 @@ int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *in
     if (rc < 0)
         goto out;
     rc = get_row(cat->db, id, intake->owner, &row, "tus finish");
-    if (rc == 0 && row.job_id[0] != '\0') {
+    if (rc == 0 && row.job_id[0] != '\0' && intake->staged_part != NULL) {
+        rc = -ECANCELED; /* finished by another request: this part is not needed */
+    } else if (rc == 0 && row.job_id[0] != '\0') {
         /* Finished already (a retried last PATCH): the same ids, no new job. */
         memcpy(intake->media_id, row.media_id, sizeof intake->media_id);
         memcpy(intake->job_id, row.job_id, sizeof intake->job_id);
@@ -274,14 +306,16 @@ int catalog_tus_intake(struct catalog *cat, struct dr_intake *it)
     if (rc == 0 && res == 0 && it->tus_id != NULL) {
         struct dr_tus row = {0};
         rc = get_row(cat->db, it->tus_id, it->owner, &row, "tus finish");
-        if (rc == 0 && row.job_id[0] != '\0') {
+        if (rc == 0 && row.job_id[0] != '\0' && it->staged_part != NULL) {
+            rc = -ECANCELED; /* finished by another request: this part is not needed */
+        } else if (rc == 0 && row.job_id[0] != '\0') {
             /* finished already (a retried last PATCH): the same ids */
             memcpy(it->media_id, row.media_id, sizeof it->media_id);
             memcpy(it->job_id, row.job_id, sizeof it->job_id);
         } else if (rc == 0) {
             rc = finish_open(cat, it->tus_id, &row, it);
         }
-        if (rc == -ENOENT || rc == -EEXIST || rc == -ESTALE)
+        if (rc == -ENOENT || rc == -EEXIST || rc == -ESTALE || rc == -ECANCELED)
             res = rc, rc = 0;
         dr_tus_clear(&row);
     }
@@ -291,6 +325,36 @@ int catalog_tus_intake(struct catalog *cat, struct dr_intake *it)
     if (res < 0)
         it->media_id[0] = it->job_id[0] = '\0';
     return res < 0 ? db_savepoint_rollback(cat->db) : db_savepoint_release(cat->db);
+}
+
+int catalog_tus_add_part(struct catalog *cat, const char *id, const char *part, uint64_t off,
+                         uint64_t len, int64_t new_length)
+{
+    if (cat == NULL || id == NULL || part == NULL || off > INT64_MAX || len > INT64_MAX - off)
+        return -EINVAL;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    struct db_stmt *s;
+    rc = db_prepare(cat->db, &q_add_part, &s);
+    if (rc == 0) {
+        db_bind_text(s, 1, id);
+        db_bind_i64(s, 2, (int64_t)off);
+        db_bind_i64(s, 3, (int64_t)(off + len));
+        db_bind_i64(s, 4, new_length);
+        rc = db_exec(s, "tus add part");
+        if (rc == 0) {
+            /* moved by another request, finished, or gone */
+            struct dr_tus row = {0};
+            rc = get_row(cat->db, id, NULL, &row, "tus add part");
+            if (rc == 0)
+                rc = -ECANCELED;
+            dr_tus_clear(&row);
+        } else if (rc > 0) {
+            rc = catalog_staged_add(cat->db, id, part, off, len, dr_now_ms());
+        }
+    }
+    return db_end(cat->db, rc);
 }
 
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner)

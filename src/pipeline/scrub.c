@@ -45,6 +45,7 @@
 #include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/seal.h"
+#include "dripd/staging.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 
@@ -236,6 +237,8 @@ static int orphan_one(const char *key, uint64_t size, void *arg)
 {
     (void)size;
     struct orphan_scan *o = arg;
+    if (staging_key_is(key))
+        return 0; /* a staged upload body: the staged-gc collector's (cluster) */
     char id[DR_ID_LEN + 1];
     /* "<id>_<time><ext>" an original, "<id>~<name>.<ext>" a variant */
     snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "_.~"), key);

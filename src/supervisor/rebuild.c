@@ -59,6 +59,7 @@
 #include "dripd/log.h"
 #include "dripd/path.h"
 #include "dripd/seal.h"
+#include "dripd/staging.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
 
@@ -100,6 +101,8 @@ struct keylist {
 static int collect(const char *key, uint64_t size, void *arg)
 {
     struct keylist *l = arg;
+    if (staging_key_is(key))
+        return 0; /* a staged upload body (cluster), not a media object */
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 256;
         l->keys = xrealloc(l->keys, l->cap * sizeof *l->keys);
