@@ -52,6 +52,7 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "spool.h"
+#include "stager.h"
 #include "upload_hook.h"
 
 #define EVENT_FALLBACK_MS 1000
@@ -222,9 +223,12 @@ int http_worker_main(struct dr_worker_ctx *ctx)
         log_error("http: cannot start the server: %s", strerror(-rc));
         return 1;
     }
-    rc = ingest_start(cfg, ctx);
+    rc = stager_start(cfg);
+    if (rc == 0)
+        rc = ingest_start(cfg, ctx);
     if (rc < 0) {
         http_server_destroy(w.srv);
+        stager_stop();
         return 1;
     }
     sweep_spool(cfg);
@@ -261,6 +265,7 @@ int http_worker_main(struct dr_worker_ctx *ctx)
     upload_hook_stop(); /* its last answers are posted before the destroy runs them */
     ingest_stop();
     http_server_destroy(w.srv);
+    stager_stop();
     log_info("http: stopped");
     return rc < 0 ? 1 : 0;
 }

@@ -12,6 +12,13 @@
  *     several, instead of one fdatasync + cache flush per file), fsyncs
  *     the spool directory once (also the cache flush that ends the
  *     syncfs), and moves the requests to the "synced" FIFO;
+ *   - cluster mode (stager.h: a PostgreSQL catalog) adds a stage between
+ *     the two: STAGE_THREADS threads ("dripd-stage") take the synced
+ *     requests one at a time and seal each item's spool file into the
+ *     shared store as its body's one part (stager_put), in parallel, so
+ *     the 202 never rests on this node's disk alone; a request whose part
+ *     cannot be staged gets that error (503 for a transient one). Only
+ *     then does a request reach the commit thread;
  *   - the commit thread ("dripd-commit") takes everything synced, runs ONE
  *     catalog_intake_uploads() transaction for all items of all requests,
  *     posts each completion to its exchange's loop thread
@@ -29,7 +36,11 @@
  * are durable (the synced FIFO only holds requests whose sync finished).
  * A request whose spool file cannot be synced is left out of the
  * transaction and gets that error; the rest of the batch commits.
- * Requests keep their submission order through both stages.
+ * Requests keep their submission order through both stages (not through
+ * the parallel staging: concurrent requests have no order anyway, and
+ * each request's items keep theirs). In cluster mode nothing is committed
+ * before its parts are in the store, and a part the commit did not record
+ * (a taken path, a failed transaction) is deleted again.
  *
  * Admission (ingest_admit, loop threads only; issue 15): an upload whose
  * head arrives while the durable queue is at pipeline.queue_limit is not
@@ -44,10 +55,10 @@
  * (one exchange each) and by ADMIT_MAX per loop thread. The FIFO and its
  * timer are thread-local; the job-rate estimate is a pair of atomics.
  *
- * Lock order: the one mutex G.mu is a leaf (both FIFOs, the in-flight
+ * Lock order: the one mutex G.mu is a leaf (the FIFOs, the in-flight
  * count, start/stop); nothing else is locked here, and no I/O runs under
  * it. The threads start on the first submit (or ingest_start) and stop in
- * ingest_stop(), which syncs and commits what is queued first.
+ * ingest_stop(), which syncs, stages and commits what is queued first.
  */
 #include "ingest.h"
 
@@ -68,12 +79,14 @@
 #include "dripd/metrics.h"
 #include "dripd/path.h"
 #include "spool.h"
+#include "stager.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
 
 #define INGEST_QUEUE_MAX 512 /* requests submitted and not yet completed */
 #define BATCH_MAX 128        /* requests per sync round */
 #define BUSY_RETRIES 3
+#define STAGE_THREADS 4 /* cluster mode: parts put into the store at once */
 
 struct ingest_req {
     struct ingest_req *next;
@@ -85,6 +98,7 @@ struct ingest_req {
     ingest_done_fn done;
     void *arg;
     int rc;
+    char (*bodies)[DR_ID_LEN + 1]; /* cluster mode: each item's staged body (= its part) */
 };
 
 struct fifo {
@@ -95,17 +109,22 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv_sync, cv_commit;
     struct fifo waiting; /* submitted, not yet synced */
-    struct fifo synced;  /* spool files durable (or failed), not yet committed */
+    struct fifo tostage; /* cluster mode: synced, not yet staged */
+    struct fifo synced;  /* spool files durable (and staged) or failed, not yet committed */
     unsigned n;          /* requests submitted and not yet completed */
-    bool started, starting, stop, sync_done;
-    pthread_t sync_th, commit_th;
+    bool started, starting, stop, sync_done, stage_done;
+    bool staging;     /* cluster mode (stager_on) */
+    unsigned stagers; /* stage threads still running */
+    pthread_cond_t cv_stage;
+    pthread_t sync_th, commit_th, stage_th[STAGE_THREADS];
     const struct dr_config *cfg;
     struct dr_worker_ctx *ctx;
     struct dr_metrics *metrics;
     struct catalog *cat; /* the commit thread's */
 } G = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .cv_sync = PTHREAD_COND_INITIALIZER,
-       .cv_commit = PTHREAD_COND_INITIALIZER};
+       .cv_commit = PTHREAD_COND_INITIALIZER,
+       .cv_stage = PTHREAD_COND_INITIALIZER};
 
 /* Append a NULL-terminated list. Caller holds G.mu. */
 static void fifo_append(struct fifo *f, struct ingest_req *list)
@@ -144,6 +163,7 @@ static void complete(struct http_thread *t, void *arg)
     struct ingest_req *r = arg;
     r->done(r->ex, r->items, r->n, r->rc, r->arg);
     http_ex_release(r->ex);
+    free(r->bodies);
     free(r);
 }
 
@@ -261,6 +281,11 @@ static void commit_batch(struct ingest_req *batch)
             r->rc = rc;
         }
         free(all);
+        /* parts the transaction did not record will never be read */
+        for (struct ingest_req *r = batch; G.staging && r != NULL; r = r->next)
+            for (size_t i = 0; i < r->n; i++)
+                if (r->items[i].staged != NULL && r->items[i].result != 0)
+                    stager_delete(G.cfg, r->items[i].staged, r->items[i].staged_part);
         if (rc < 0)
             log_error("ingest: intake of %zu uploads failed: %s", total, strerror(-rc));
         else
@@ -287,13 +312,77 @@ static void *sync_main(void *arg)
         if (batch == NULL) {
             G.sync_done = true;
             pthread_cond_signal(&G.cv_commit);
+            pthread_cond_broadcast(&G.cv_stage);
             pthread_mutex_unlock(&G.mu);
             break;
         }
         pthread_mutex_unlock(&G.mu);
         sync_batch(batch);
         pthread_mutex_lock(&G.mu);
-        fifo_append(&G.synced, batch);
+        if (G.staging) {
+            fifo_append(&G.tostage, batch);
+            pthread_cond_broadcast(&G.cv_stage);
+        } else {
+            fifo_append(&G.synced, batch);
+            pthread_cond_signal(&G.cv_commit);
+        }
+        pthread_mutex_unlock(&G.mu);
+    }
+    return NULL;
+}
+
+/* Cluster mode: each item's spool file becomes its body's one part in
+ * the store (the body's id is the part's), before anything commits. */
+static void stage_req(struct ingest_req *r)
+{
+    if (r->rc != 0 || r->n == 0)
+        return;
+    r->bodies = xcalloc(r->n, sizeof *r->bodies);
+    for (size_t i = 0; i < r->n && r->rc == 0; i++) {
+        struct dr_intake *it = &r->items[i];
+        dr_id_new(r->bodies[i]);
+        struct stager_part p = {.body = r->bodies[i],
+                                .part = r->bodies[i],
+                                .owner = it->owner,
+                                .path = it->path,
+                                .content_type = it->content_type};
+        char err[256] = "";
+        int rc = stager_put(G.cfg, &p, it->spool_path, err, sizeof err);
+        if (rc < 0) {
+            log_error("ingest: staging %s of %s in the store: %s", it->path, it->owner, err);
+            /* a store that does not answer is an outage: 503, retry */
+            r->rc = rc == -EAGAIN || rc == -ETIMEDOUT ? -EAGAIN : rc;
+            for (size_t k = 0; k < i; k++) {
+                stager_delete(G.cfg, r->bodies[k], r->bodies[k]);
+                r->items[k].staged = r->items[k].staged_part = NULL;
+            }
+            break;
+        }
+        it->staged = it->staged_part = r->bodies[i];
+        it->staged_off = 0;
+    }
+}
+
+static void *stage_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&G.mu);
+        while (G.tostage.head == NULL && !G.sync_done)
+            pthread_cond_wait(&G.cv_stage, &G.mu);
+        struct ingest_req *r = fifo_take(&G.tostage, 1);
+        if (r == NULL) {
+            if (--G.stagers == 0) {
+                G.stage_done = true;
+                pthread_cond_signal(&G.cv_commit);
+            }
+            pthread_mutex_unlock(&G.mu);
+            break;
+        }
+        pthread_mutex_unlock(&G.mu);
+        stage_req(r);
+        pthread_mutex_lock(&G.mu);
+        fifo_append(&G.synced, r);
         pthread_cond_signal(&G.cv_commit);
         pthread_mutex_unlock(&G.mu);
     }
@@ -305,7 +394,7 @@ static void *commit_main(void *arg)
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&G.mu);
-        while (G.synced.head == NULL && !G.sync_done)
+        while (G.synced.head == NULL && !(G.staging ? G.stage_done : G.sync_done))
             pthread_cond_wait(&G.cv_commit, &G.mu);
         struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
         pthread_mutex_unlock(&G.mu);
@@ -340,17 +429,30 @@ static int start_locked(const struct dr_config *cfg, struct dr_worker_ctx *ctx,
     G.cfg = cfg;
     G.ctx = ctx;
     G.metrics = metrics;
-    G.stop = G.sync_done = false;
+    G.stop = G.sync_done = G.stage_done = false;
+    G.staging = stager_on(cfg);
+    G.stagers = 0;
     int rc = spawn(&G.commit_th, commit_main, "dripd-commit");
     if (rc < 0)
         return rc;
-    rc = spawn(&G.sync_th, sync_main, "dripd-ingest");
+    for (unsigned i = 0; G.staging && i < STAGE_THREADS && rc == 0; i++) {
+        rc = spawn(&G.stage_th[i], stage_main, "dripd-stage");
+        if (rc == 0)
+            G.stagers++;
+    }
+    if (rc == 0)
+        rc = spawn(&G.sync_th, sync_main, "dripd-ingest");
     if (rc < 0) {
-        /* nothing was queued yet: the commit thread exits at once */
+        /* nothing was queued yet: the other threads exit at once */
         G.sync_done = true;
+        G.stage_done = G.stagers == 0;
         G.starting = true;
         pthread_cond_signal(&G.cv_commit);
+        pthread_cond_broadcast(&G.cv_stage);
+        unsigned stagers = G.stagers;
         pthread_mutex_unlock(&G.mu);
+        for (unsigned i = 0; i < stagers; i++)
+            pthread_join(G.stage_th[i], NULL);
         pthread_join(G.commit_th, NULL);
         pthread_mutex_lock(&G.mu);
         G.starting = false;
@@ -379,6 +481,8 @@ void ingest_stop(void)
     pthread_cond_signal(&G.cv_sync);
     pthread_mutex_unlock(&G.mu);
     pthread_join(G.sync_th, NULL); /* syncs what is waiting, then sync_done */
+    for (unsigned i = 0; G.staging && i < STAGE_THREADS; i++)
+        pthread_join(G.stage_th[i], NULL); /* stage what was synced, then stage_done */
     pthread_join(G.commit_th, NULL);
     pthread_mutex_lock(&G.mu);
     G.started = false;

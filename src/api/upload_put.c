@@ -121,6 +121,9 @@ static void respond_storage_error(struct http_exchange *ex, int rc, const char *
     } else if (rc == -EMFILE || rc == -ENFILE) {
         http_add_header(ex, "Retry-After", "5");
         http_respond_problem(ex, 503, "the server has too many files open (%s); retry", what);
+    } else if (rc == -EAGAIN) { /* cluster mode: the store took no staged body */
+        http_add_header(ex, "Retry-After", "5");
+        http_respond_problem(ex, 503, "the store is unreachable (%s); retry", what);
     } else
         http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
 }

@@ -39,6 +39,7 @@
  * reprocess thread (scrub.c's runner) through pl_process_file.
  */
 #include "pipeline_process.h"
+#include "pipeline_staged.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -473,6 +474,9 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         j->upd.no_commit = true;
         return 0;
     }
+    int rc = pl_staged_body(t, j, err, errlen); /* cluster: maybe from the store */
+    if (rc != 0)
+        return rc;
     if (j->job.spool_path == NULL) {
         free(plain);
         dr_set_err(err, errlen, "upload job %s has no spool file", j->job.id);
@@ -496,7 +500,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     }
     struct dr_media m;
     memset(&m, 0, sizeof m);
-    int rc = catalog_media_get(t->cat, j->job.media_id, NULL, &m);
+    rc = catalog_media_get(t->cat, j->job.media_id, NULL, &m);
     if (rc != 0) {
         close(fd);
         free(plain);

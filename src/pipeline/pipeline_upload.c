@@ -53,6 +53,7 @@
 #include "dripd/config.h"
 #include "dripd/log.h"
 #include "pipeline_upload.h"
+#include "pipeline_staged.h"
 #include "dripd/seal.h"
 #include "dripd/store.h"
 #include "dripd/util.h"
@@ -89,7 +90,9 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     const struct dr_media *mp;
     char *sealed = NULL;
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    int rc;
+    int rc = pl_staged_body(t, j, err, errlen); /* cluster: maybe from the store */
+    if (rc != 0)
+        return rc;
 
     if (j->job.spool_path == NULL) {
         snprintf(err, errlen, "upload job %s has no spool file", j->job.id);

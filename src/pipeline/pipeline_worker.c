@@ -111,6 +111,7 @@
 #include "dripd/store.h"
 #include "dripd/util.h"
 #include "reprocess.h"
+#include "pipeline_staged.h"
 #include "retire.h"
 #include "scrub.h"
 #include "dripd/store_probe.h"
@@ -125,6 +126,7 @@
 /* A node whose heartbeat (every RECOVER_EVERY_MS) is this old is gone:
  * its running jobs are released, its download jobs fail (catalog.h). */
 #define NODE_LEASE_MS 30000
+#define ADOPT_BATCH 64 /* a dead node's staged uploads taken over per recovery */
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define RETIRE_EVERY_MS 2000 /* the retire sweep (retire.h): trash expiry, replaced versions */
 #define MAX_ORPHANS 256
@@ -802,6 +804,10 @@ static void recover(struct runner *r, struct catalog *cat)
     rc = catalog_nodes_reap(cat, NODE_LEASE_MS, NULL);
     if (rc != 0)
         log_warn("recovery: dead nodes: catalog: %s", strerror(-rc));
+    /* cluster: a dead node's uploads are in the store; this node finishes them */
+    rc = catalog_staged_adopt(cat, NODE_LEASE_MS, ADOPT_BATCH, NULL);
+    if (rc != 0)
+        log_warn("recovery: dead nodes' uploads: catalog: %s", strerror(-rc));
 }
 
 /* What puts cut short by a crash left in the store (store_sweep) goes
@@ -1096,6 +1102,7 @@ struct worker {
     struct reprocess *reproc;    /* admin reprocess runs (reprocess.c) */
     struct store_probe *probe;   /* store reachability for /readyz */
     struct catalog_watch *watch; /* PostgreSQL: other nodes' jobs and events */
+    struct pl_staged_gc *gc;     /* PostgreSQL: staged parts nothing needs (pipeline_staged.h) */
     int drained_pipe[2];
     pthread_t drain_thread;
     bool draining;
@@ -1282,6 +1289,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         worker_send(ctx, DR_MSG_READY, 0);
     }
     w->scrub = scrub_create(cfg, pc->metrics, pc->master, 2);
+    w->gc = pl_staged_gc_start(pc);
     w->reproc = reprocess_create(pc);
     w->probe = store_probe_start(cfg, pc->metrics, cfg->health.store_probe_interval);
     static const struct catalog_watch_ops watch_ops = {.wake = on_watch_wake,
@@ -1343,6 +1351,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
             break;
     }
     pthread_join(w->drain_thread, NULL);
+    pl_staged_gc_stop(w->gc); /* pl_ctx_stop ran: it ends its batch */
     catalog_watch_stop(w->watch);
     scrub_destroy(w->scrub);
     reprocess_destroy(w->reproc);

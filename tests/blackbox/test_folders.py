@@ -44,7 +44,10 @@ def listing(dripd, folder, user="alice"):
 
 def objects(dripd):
     root = os.path.join(dripd.data_dir, "objects")
-    return {f for _, _, fs in os.walk(root) for f in fs if not f.startswith(".")}
+    # staging-*: a PostgreSQL catalog's staged upload bodies (docs/CLUSTER.md),
+    # not media objects; their collector deletes them on its own clock
+    return {f for _, _, fs in os.walk(root) for f in fs
+            if not f.startswith(".") and not f.startswith("staging-")}
 
 
 def test_make_an_empty_folder(dripd):

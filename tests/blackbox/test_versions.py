@@ -66,8 +66,10 @@ def files(d, folder="/", user="alice"):
 def objects(d):
     """The media objects in the local store (not the trash marks)."""
     root = os.path.join(d.data_dir, "objects")
+    # staging-*: a PostgreSQL catalog's staged upload bodies (docs/CLUSTER.md),
+    # not media objects; their collector deletes them on its own clock
     return {f for _, _, fs in os.walk(root) for f in fs
-            if not f.startswith(".") and not f.endswith(".trash")}
+            if not f.startswith(".") and not f.endswith(".trash") and not f.startswith("staging-")}
 
 
 def marks(d):

@@ -10,6 +10,7 @@ catalog and one S3 bucket, all real servers on loopback (make test-cluster):
     c = cluster                        # the fixture: started, ready
     c.url("/v1/files/x")               # through the balancer
     c.nodes[1].url(...)                # one node directly
+    cluster_factory(extra={...}, node_extra={1: {...}})  # config for all, for node-b
     c.curl(...), c.json(...)           # through the balancer, as alice
     c.upstreams()                      # which node served each request so far
 
@@ -147,7 +148,7 @@ class Balancer:
 
 
 class Cluster:
-    def __init__(self, tmp, extra=None, nodes=len(NODES), pg_args=""):
+    def __init__(self, tmp, extra=None, nodes=len(NODES), pg_args="", node_extra=None, env=None):
         self.tmp = tmp
         self.pg = PgServer(pg_args=pg_args).start()
         self.dsn = self.pg.createdb("dripd")
@@ -161,9 +162,11 @@ class Cluster:
             cfg.update(s3_config(self.s3.endpoint))
             if extra:
                 cfg.update(extra)
+            if node_extra and len(self.nodes) in node_extra:  # this node's own settings
+                cfg.update(node_extra[len(self.nodes)])
             d = os.path.join(tmp, name)
             os.makedirs(d, exist_ok=True)
-            self.nodes.append(Dripd(d, config=cfg))
+            self.nodes.append(Dripd(d, config=cfg, env=env))
         self.lb = Balancer(tmp, [n.addr for n in self.nodes])
         self.users = {u["name"]: u["token"] for u in USERS}
         self.dir = tmp
@@ -238,8 +241,9 @@ def cluster_factory():
     made = []
     tmp = tempfile.mkdtemp(prefix="dripd-cluster-")
 
-    def make(extra=None):
-        c = Cluster(os.path.join(tmp, "c%d" % len(made)), extra=extra)
+    def make(extra=None, node_extra=None, env=None):
+        c = Cluster(os.path.join(tmp, "c%d" % len(made)), extra=extra, node_extra=node_extra,
+                    env=env)
         made.append(c)
         return c
     yield make
