@@ -15,7 +15,9 @@
  *   - cluster mode (stager.h: a PostgreSQL catalog) adds a stage between
  *     the two: STAGE_THREADS threads ("dripd-stage") take the synced
  *     requests one at a time and seal each item's spool file into the
- *     shared store as its body's one part (stager_put), in parallel, so
+ *     shared store as its body's one part (stager_put; tus items are
+ *     never staged here: tus.c stages each request's part itself and does
+ *     not use the group commit in cluster mode), in parallel, so
  *     the 202 never rests on this node's disk alone; a request whose part
  *     cannot be staged gets that error (503 for a transient one). Only
  *     then does a request reach the commit thread;
@@ -340,6 +342,8 @@ static void stage_req(struct ingest_req *r)
     r->bodies = xcalloc(r->n, sizeof *r->bodies);
     for (size_t i = 0; i < r->n && r->rc == 0; i++) {
         struct dr_intake *it = &r->items[i];
+        if (it->tus_new != NULL || it->tus_id != NULL)
+            continue; /* tus stages its own parts (tus.c, work_commit_staged) */
         dr_id_new(r->bodies[i]);
         struct stager_part p = {.body = r->bodies[i],
                                 .part = r->bodies[i],
@@ -353,6 +357,8 @@ static void stage_req(struct ingest_req *r)
             /* a store that does not answer is an outage: 503, retry */
             r->rc = rc == -EAGAIN || rc == -ETIMEDOUT ? -EAGAIN : rc;
             for (size_t k = 0; k < i; k++) {
+                if (r->items[k].staged == NULL)
+                    continue; /* a tus item */
                 stager_delete(G.cfg, r->bodies[k], r->bodies[k]);
                 r->items[k].staged = r->items[k].staged_part = NULL;
             }

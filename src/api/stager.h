@@ -6,7 +6,7 @@
  *
  * Threads: stager_start/stop once, from the worker's main thread, before
  * and after every user; stager_put/delete from any thread (ingest's stage
- * threads), each with a store handle of its own
+ * threads, the worker pool for tus), each with a store handle of its own
  * (thread-local, opened on first use, closed when the thread exits).
  */
 #ifndef DRIPD_API_STAGER_H
@@ -37,5 +37,18 @@ int stager_put(const struct dr_config *cfg, const struct stager_part *p, const c
                char *err, size_t errlen);
 /* Remove a part's object that will not be recorded (best effort, logged). */
 void stager_delete(const struct dr_config *cfg, const char *body, const char *part);
+
+/* A tus PATCH cut short (the client went away) in cluster mode: what it
+ * received, in the part file path, is staged and recorded later, off the
+ * loop thread (catalog_tus_add_part from off, with new_length if >= 0; a
+ * request that moved the offset meanwhile wins and the part is dropped).
+ * The file is removed afterwards. Strings are copied. At most
+ * STAGER_SAVES_MAX wait; beyond that (or without the saver thread) the
+ * bytes are dropped, as a client must be ready for: it resends from the
+ * offset HEAD reports. */
+#define STAGER_SAVES_MAX 64
+void stager_save_later(const struct dr_config *cfg, const char *tus_id, const char *part,
+                       const char *owner, const char *path, const char *content_type,
+                       const char *file, uint64_t off, uint64_t len, int64_t new_length);
 
 #endif

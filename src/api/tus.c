@@ -24,6 +24,21 @@
  * PATCH appends at that offset, DELETE terminates. Session rows live in
  * the shared catalog (catalog_tus_*), bodies in node-local spool files.
  *
+ * Cluster mode (stager.h: a PostgreSQL catalog; docs/CLUSTER.md): any
+ * node takes any request of an upload. Each request's bytes go to a spool
+ * file of their own (<part id>.part), are sealed into the shared store as
+ * one part of the upload's staged body (stager_put) and recorded together
+ * with the offset they move (catalog_tus_add_part, compare and set: a
+ * request that lost the race to the offset, on this node or another, is
+ * answered 409 and its part deleted). The local file then goes, except a
+ * part that is the whole upload (a one-request upload): that one is the
+ * job's spool file, so the common case fetches nothing. The job reads the
+ * staged body (jobs.staged = the upload id). A request cut short hands
+ * what it received to the saver thread (stager_save_later).
+ * Concatenation is not offered there (not advertised; Upload-Concat is a
+ * 400): a partial's parts are its own body's, which a final upload's job
+ * cannot read.
+ *
  * Threads: handlers run on the connection's loop thread. Body bytes are
  * written to the spool file there (page cache writes; every 8 MiB the
  * written range is handed to writeback without waiting, so the fsync at
@@ -91,15 +106,17 @@
 #include "quota.h"
 #include "upload_hook.h"
 #include "spool.h"
+#include "stager.h"
 #include "dripd/tus_header.h"
 #include "dripd/util.h"
 #include "dripd/worker.h"
 
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
-#define TUS_EXTENSIONS                                                                             \
-    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"         \
-    "concatenation"
+/* Cluster mode does not offer concatenation (docs/CLUSTER.md, "Limits"). */
+#define TUS_EXTENSIONS_CLUSTER                                                                     \
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+#define TUS_EXTENSIONS TUS_EXTENSIONS_CLUSTER ",concatenation"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
@@ -122,7 +139,12 @@ struct tus_req {
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
-    uint64_t start; /* offset the body is written at */
+    uint64_t start;           /* offset the body is written at */
+    uint64_t fbase;           /* where in the file the body starts (start; 0 for a part file) */
+    bool cluster;             /* stager_on: the body goes to a part file and the store */
+    char part[DR_ID_LEN + 1]; /* cluster: the part's id */
+    char *part_path;          /* cluster: its spool file; NULL none */
+    bool part_kept;           /* cluster: the part file is the job's spool file now */
     uint64_t received;
     uint64_t writeback_at; /* bytes of this body already handed to writeback */
     int64_t length;        /* the upload's length, -1 while deferred */
@@ -294,6 +316,7 @@ static int status_for(int rc)
     case -ENOENT:
         return 404;
     case -EEXIST:
+    case -ECANCELED: /* cluster: another request moved the offset first */
         return 409;
     case -ESTALE:
         return 412;
@@ -392,6 +415,9 @@ static void req_free(struct tus_req *st)
     release_quota(st);
     if (st->fd >= 0)
         close(st->fd);
+    if (st->part_path != NULL && !st->part_kept)
+        spool_remove(st->part_path); /* in the store now, or not needed */
+    free(st->part_path);
     /* A creation that never got its session row leaves no file behind. */
     if (st->op == OP_CREATE && !st->committed_row && st->row.spool_path != NULL)
         spool_remove(st->row.spool_path);
@@ -437,7 +463,7 @@ static void drop_received(struct tus_req *st)
 {
     if (st->fd < 0 || st->received == 0)
         return;
-    if (ftruncate(st->fd, (off_t)st->start) < 0)
+    if (ftruncate(st->fd, (off_t)st->fbase) < 0)
         log_warn("tus: upload %s: dropping %" PRIu64 " refused bytes: %s", st->id, st->received,
                  strerror(errno));
     st->received = 0;
@@ -540,9 +566,161 @@ static int join_parts(struct tus_req *st)
 
 /* ---- commit: fsync, record the offset, maybe finish (pool thread) ---- */
 
+/* Cluster mode: the finish of an upload whose bytes are staged; part is
+ * this request's part (NULL: none, the bytes are all recorded). The
+ * request lost a race (-ECANCELED) when the offset moved; if another
+ * request finished the upload meanwhile, that finish is the answer. */
+static int finish_staged(struct tus_req *st, struct catalog *cat, const char *part, uint64_t off)
+{
+    bool keep = part != NULL && st->start == 0; /* this part is the whole upload */
+    free(st->intake.renamed);
+    memset(&st->intake, 0, sizeof(st->intake));
+    st->intake.owner = st->owner;
+    st->intake.size = off;
+    st->intake.staged = st->id;
+    st->intake.staged_part = part;
+    st->intake.staged_off = st->start;
+    st->intake.spool_path = keep ? st->part_path : NULL;
+    st->intake.stage = ingest_first_stage(st->cfg, keep ? st->part_path : NULL);
+    int rc = catalog_tus_finish(cat, st->id, &st->intake);
+    if (rc == -ECANCELED) {
+        struct dr_tus row = {0};
+        if (catalog_tus_get(cat, st->id, st->owner, &row) == 0 && row.job_id[0] != '\0' &&
+            row.offset == off) { /* finished by the same bytes sent again */
+            memcpy(st->intake.job_id, row.job_id, sizeof(st->intake.job_id));
+            memcpy(st->intake.media_id, row.media_id, sizeof(st->intake.media_id));
+            rc = 0;
+        } else {
+            snprintf(st->detail, sizeof(st->detail),
+                     "another request moved the upload's offset (now %" PRIu64
+                     "); HEAD for it and resume from there",
+                     row.offset);
+        }
+        dr_tus_clear(&row);
+        if (part != NULL)
+            stager_delete(st->cfg, st->id, part);
+        return rc;
+    }
+    if (rc == -EEXIST || rc == -ESTALE) {
+        /* Nobody can ever finish this one: drop it so a retry sees 404
+         * (its parts are garbage now, the collector's). */
+        (void)catalog_tus_delete(cat, st->id, st->owner);
+        if (part != NULL)
+            stager_delete(st->cfg, st->id, part);
+        snprintf(st->detail, sizeof(st->detail), "%s %s; the upload was terminated", st->row.path,
+                 rc == -EEXIST ? "already exists" : "has changed: its ETag is not in If-Match");
+        return rc;
+    }
+    if (rc < 0) {
+        if (part != NULL)
+            stager_delete(st->cfg, st->id, part);
+        snprintf(st->detail, sizeof(st->detail), "finishing the upload: %s", strerror(-rc));
+        return rc;
+    }
+    st->part_kept = keep; /* the job's spool file now */
+    return 0;
+}
+
+/* Cluster mode (see the design comment): stage this request's bytes as a
+ * part, then record it with the offset it moves, or finish. */
+static void work_commit_staged(struct tus_req *st)
+{
+    uint64_t off = st->start + st->received;
+    bool completes = st->length >= 0 && off == (uint64_t)st->length;
+    const char *part = st->part_path != NULL && st->received > 0 ? st->part : NULL;
+    int rc = 0;
+    st->committed = true;
+    struct catalog *cat = http_work_catalog();
+    if (cat == NULL) {
+        rc = -EAGAIN;
+        snprintf(st->detail, sizeof(st->detail), "catalog unavailable");
+        goto out;
+    }
+    /* a one-request upload's file becomes the job's spool file: durable
+     * like any (the staged part is the copy that counts, this one saves
+     * a fetch) */
+    if (part != NULL && completes && st->start == 0 && !dr_test_skip_sync("tus"))
+        rc = spool_sync(st->fd);
+    if (rc == 0 && part != NULL) {
+        struct stager_part p = {.body = st->id,
+                                .part = part,
+                                .owner = st->owner,
+                                .path = st->row.path,
+                                .content_type = st->row.content_type};
+        char err[256] = "";
+        rc = stager_put(st->cfg, &p, st->part_path, err, sizeof err);
+        if (rc < 0) {
+            log_error("tus: upload %s: staging %" PRIu64 " bytes at %" PRIu64 ": %s", st->id,
+                      st->received, st->start, err);
+            rc = rc == -ETIMEDOUT ? -EAGAIN : rc;
+            snprintf(st->detail, sizeof(st->detail), "the store did not take the bytes (%.150s)",
+                     err);
+            goto out;
+        }
+    }
+    if (rc < 0) {
+        snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
+        goto out;
+    }
+    if (st->op == OP_CREATE) {
+        st->row.offset = 0;
+        rc = catalog_tus_create(cat, &st->row);
+        if (rc < 0) {
+            snprintf(st->detail, sizeof(st->detail), "creating the upload: %s", strerror(-rc));
+            if (part != NULL)
+                stager_delete(st->cfg, st->id, part);
+            goto out;
+        }
+        st->committed_row = true;
+    } else if (st->new_length >= 0 && (part == NULL || completes)) {
+        rc = catalog_tus_set_length(cat, st->id, st->new_length);
+        if (rc < 0) {
+            snprintf(st->detail, sizeof(st->detail), "recording the length: %s", strerror(-rc));
+            if (part != NULL)
+                stager_delete(st->cfg, st->id, part);
+            goto out;
+        }
+        st->row.length = st->new_length;
+    }
+    if (part != NULL && !completes) {
+        rc = catalog_tus_add_part(cat, st->id, part, st->start, st->received,
+                                  st->op == OP_CREATE ? -1 : st->new_length);
+        if (rc < 0) {
+            stager_delete(st->cfg, st->id, part);
+            if (rc == -ECANCELED)
+                snprintf(st->detail, sizeof(st->detail),
+                         "another request moved the upload's offset from %" PRIu64
+                         "; HEAD for it and resume from there",
+                         st->start);
+            else
+                snprintf(st->detail, sizeof(st->detail), "recording the offset: %s", strerror(-rc));
+            goto out;
+        }
+        if (st->new_length >= 0)
+            st->row.length = st->new_length;
+    }
+    st->row.offset = off;
+    if (completes) {
+        rc = finish_staged(st, cat, part, off);
+        if (rc < 0)
+            goto out;
+        st->finished = true;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+        log_info("tus: upload %s of %s finished: %s, %" PRIu64 " bytes, job %s", st->id, st->owner,
+                 st->row.path, off, st->intake.job_id);
+    }
+out:
+    st->rc = rc;
+}
+
 static void work_commit(void *arg)
 {
     struct tus_req *st = arg;
+    if (st->cluster) {
+        work_commit_staged(st);
+        return;
+    }
     int rc = 0;
     st->committed = true;
     struct catalog *cat = http_work_catalog();
@@ -719,14 +897,16 @@ static void group_committed(struct http_exchange *ex, struct dr_intake *items, s
  * spool files synced together with other uploads' (one syncfs, one fsync
  * of spool/), their rows in the same transaction. 0, or -errno: use
  * work_commit. An offset, a length, a creation that also completes
- * (its row must exist before it finishes) take the pool thread. */
+ * (its row must exist before it finishes) take the pool thread, and so
+ * does every request in cluster mode (work_commit_staged: its bytes are a
+ * staged part recorded with the offset it moves, not a spool file). */
 static int begin_group_commit(struct tus_req *st)
 {
     uint64_t off = st->start + st->received;
     /* a partial upload never finishes; a final one joins its parts first */
     bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
-    if ((st->op != OP_CREATE && st->op != OP_PATCH) || st->fd < 0 || st->new_length >= 0 ||
-        st->n_parts > 0 || (st->op == OP_CREATE) == completes)
+    if (st->cluster || (st->op != OP_CREATE && st->op != OP_PATCH) || st->fd < 0 ||
+        st->new_length >= 0 || st->n_parts > 0 || (st->op == OP_CREATE) == completes)
         return -EINVAL;
     if (st->op == OP_PATCH && ftruncate(st->fd, (off_t)off) < 0)
         return -errno; /* exactly the upload's bytes; work_commit says why not */
@@ -758,6 +938,13 @@ static void begin_commit(struct tus_req *st)
         fail(st, 503, "server busy, retry later");
 }
 
+/* Cluster mode: a spool file of its own for this request's bytes. */
+static int open_part(struct tus_req *st)
+{
+    dr_id_new(st->part);
+    return spool_create(st->cfg->data_dir, st->part, &st->fd, &st->part_path);
+}
+
 /* ---- POST: creation (+ creation-with-upload, creation-defer-length) ---- */
 
 static void create_admitted(struct http_exchange *ex, void *arg);
@@ -775,7 +962,13 @@ static void create_checked(struct http_exchange *ex, void *arg)
 static void create_admitted(struct http_exchange *ex, void *arg)
 {
     struct tus_req *st = arg;
-    int rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
+    int rc;
+    if (st->cluster) { /* no session file: each request's bytes are a part */
+        st->row.spool_path = xstrdup("");
+        rc = st->with_upload ? open_part(st) : 0;
+    } else {
+        rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
+    }
     if (rc < 0) {
         fail_rc(st, rc, "creating the spool file");
         return;
@@ -784,6 +977,7 @@ static void create_admitted(struct http_exchange *ex, void *arg)
         if (start_checksum(st) < 0)
             return;
         st->start = 0;
+        st->fbase = 0;
         st->streaming = true;
         http_accept_body(ex);
         return;
@@ -933,6 +1127,14 @@ static void create_head_admitted(struct http_exchange *ex, void *arg)
     const char *dl = http_header(ex, "Upload-Defer-Length");
     const char *uc = http_header(ex, "Upload-Concat");
     bool final = false;
+    if (uc != NULL && st->cluster) {
+        /* a partial's bytes are staged parts of its own body, which a
+         * final upload's job cannot read yet */
+        fail(st, 400,
+             "Upload-Concat: concatenation is not available in cluster mode (catalog.backend "
+             "postgres); upload the file as one tus upload");
+        goto out;
+    }
     if (uc != NULL) {
         if (strcmp(uc, "partial") == 0) {
             st->partial = true;
@@ -1283,7 +1485,8 @@ static void patch_admitted(struct http_exchange *ex, void *arg)
         begin_commit(st); /* may set the length and finish */
         return;
     }
-    int rc = spool_reopen(st->row.spool_path, st->start, &st->fd);
+    st->fbase = st->cluster ? 0 : st->start;
+    int rc = st->cluster ? open_part(st) : spool_reopen(st->row.spool_path, st->start, &st->fd);
     if (rc < 0) {
         fail(st, rc == -ENOENT ? 404 : status_for(rc), "the upload's data is %s",
              rc == -ENOENT ? "gone" : "unavailable");
@@ -1355,6 +1558,7 @@ static void tus_on_head(struct http_exchange *ex)
     st->fd = -1;
     st->length = -1;
     st->new_length = -1;
+    st->cluster = stager_on(cfg);
     st->hold = (struct quota_hold)QUOTA_HOLD_INIT;
     http_set_data(ex, st);
     common_headers(ex);
@@ -1427,7 +1631,7 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
     st->received += len;
     if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
         /* never waits: the fsync at the end then finds little to flush */
-        (void)sync_file_range(st->fd, (off_t)(st->start + st->writeback_at),
+        (void)sync_file_range(st->fd, (off_t)(st->fbase + st->writeback_at),
                               (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
         st->writeback_at = st->received;
     }
@@ -1467,7 +1671,13 @@ static void save_partial(struct tus_req *st)
         return;
     }
     if (st->op != OP_PATCH || st->received == 0)
-        return; /* creation: no Location was given (req_free removes the file) */
+        return;        /* creation: no Location was given (req_free removes the file) */
+    if (st->cluster) { /* staged off the loop thread; the saver removes the file */
+        stager_save_later(st->cfg, st->id, st->part, st->owner, st->row.path, st->row.content_type,
+                          st->part_path, st->start, st->received, st->new_length);
+        st->part_kept = true;
+        return;
+    }
     uint64_t off = st->start + st->received;
     int rc = spool_sync(st->fd);
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
@@ -1509,7 +1719,8 @@ static void tus_options(struct http_exchange *ex)
     snprintf(max, sizeof(max), "%" PRIu64, http_cfg(ex)->limits.max_upload_size);
     common_headers(ex);
     http_add_header(ex, "Tus-Version", TUS_VERSION);
-    http_add_header(ex, "Tus-Extension", TUS_EXTENSIONS);
+    http_add_header(ex, "Tus-Extension",
+                    stager_on(http_cfg(ex)) ? TUS_EXTENSIONS_CLUSTER : TUS_EXTENSIONS);
     http_add_header(ex, "Tus-Max-Size", max);
     http_add_header(ex, "Tus-Checksum-Algorithm", TUS_CHECKSUM_ALGORITHMS);
     http_respond(ex, 204, NULL, NULL, 0);

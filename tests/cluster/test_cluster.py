@@ -4,12 +4,13 @@ S3 bucket (conftest.py). What a client of the balancer sees: one dripd.
 Covered here (issue 16): uploads and downloads across nodes, SSE across
 nodes, one webhook delivery per event, job claims never duplicated under
 contention, a PostgreSQL restart under load, dripctl through the balancer,
-a node lost with its disk under load (nothing acknowledged lost).
-Not yet (item 2): tus resumed across nodes (see docs/CLUSTER.md, "Limits
-today").
+a node lost with its disk under load (nothing acknowledged lost), tus
+uploads whose requests land on any node (tus-js-client through the
+balancer, concurrent PATCHes on two nodes).
 """
 import http.server
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -229,6 +230,11 @@ def test_node_lost_with_its_disk(cluster_factory, tmp_path):
                                      "kind = 'upload' AND state IN ('queued', 'running')")
             return int(rows[0][0]) >= 12
         wait_until(victim_behind, 60, "the victim to hold acknowledged uploads not yet stored")
+        # a tus upload half done on the victim, to be finished elsewhere
+        tdata = os.urandom(100000)
+        tloc = tus_create(victim, len(tdata), "half.bin")
+        st, _, body = tus_patch(victim, tloc, 0, tdata[:60000])
+        assert st == 204, body
         victim.kill_tree()
         shutil.rmtree(victim.data_dir)
         pending = int(c.pg.query(c.dsn, "SELECT count(*) FROM jobs WHERE node = 'node-b' AND "
@@ -253,6 +259,11 @@ def test_node_lost_with_its_disk(cluster_factory, tmp_path):
     survivors = [c.nodes[0], c.nodes[2]]
     fetched = sum(n.log_text().count("came from staged body") for n in survivors)
     assert fetched >= pending, (fetched, pending)
+    st, h, _ = tus(c.nodes[2], "HEAD", tloc)
+    assert st == 200 and h["upload-offset"] == "60000", h
+    st, h, body = tus_patch(c.nodes[0], tloc, 60000, tdata[60000:])
+    assert st == 204 and "upload-job" in h, (st, body)
+    assert finished_bytes(c, h, tmp_path) == tdata
     some = list(acked)[:3] + list(acked)[-3:]
     for mid in some:
         out = content(c, mid, str(tmp_path / "o.bin"))
@@ -265,3 +276,117 @@ def test_node_lost_with_its_disk(cluster_factory, tmp_path):
     # names: the collector's orphan sweep removes them once they are old.
     wait_until(lambda: not [k for k in c.s3.objects() if k.startswith("staging-")], 90,
                "staged objects deleted from the bucket", interval=0.5)
+
+
+# ---- tus across nodes (issue 16 item 2) ----
+
+OCTET = "application/offset+octet-stream"
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
+
+
+def tus(target, method, path, headers=None, body=None):
+    """One tus request to a node or the balancer: (status, headers, body)."""
+    import http.client
+    h = {"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + target.token()}
+    h.update(headers or {})
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def tus_create(target, length, name):
+    import base64
+    md = "filename " + base64.b64encode(name.encode()).decode()
+    st, h, b = tus(target, "POST", "/v1/uploads",
+                   {"Upload-Length": str(length), "Upload-Metadata": md})
+    assert st == 201, (st, b)
+    return h["location"]
+
+
+def tus_patch(target, loc, off, data):
+    return tus(target, "PATCH", loc, {"Content-Type": OCTET, "Upload-Offset": str(off)}, data)
+
+
+def finished_bytes(c, h, tmp_path):
+    """The content of a finished tus upload (its job done), through the balancer."""
+    assert c.wait_job(h["upload-job"], timeout=120)["state"] == "done"
+    with open(content(c, h["upload-media"], str(tmp_path / "t.out")), "rb") as f:
+        return f.read()
+
+
+def test_tus_any_node_takes_the_next_patch(cluster, tmp_path):
+    """Created on A, PATCHed on B and C, HEAD anywhere, finished on A: the
+    bytes are one upload. Two PATCHes at one offset on two nodes: one wins,
+    the other gets 409 and records nothing."""
+    c = cluster
+    a, b, n3 = c.nodes
+    data = os.urandom(3 * 70000 + 5)
+    loc = tus_create(a, len(data), "x.bin")
+    st, h, body = tus_patch(b, loc, 0, data[:70000])
+    assert st == 204 and h["upload-offset"] == "70000", (st, body)
+    for n in c.nodes:  # every node knows the offset
+        st, h, _ = tus(n, "HEAD", loc)
+        assert st == 200 and h["upload-offset"] == "70000", h
+    # a race: the same offset on two nodes at once
+    res = {}
+    ts = [threading.Thread(target=lambda n=n: res.__setitem__(n.addr, tus_patch(
+        n, loc, 70000, data[70000:140000]))) for n in (n3, a)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    codes = sorted(r[0] for r in res.values())
+    assert codes == [204, 409], res
+    st, h, _ = tus(b, "HEAD", loc)
+    assert h["upload-offset"] == "140000"
+    st, h, body = tus_patch(n3, loc, 70000, data[70000:140000])  # stale: refused
+    assert st == 409, body
+    st, h, body = tus_patch(a, loc, 140000, data[140000:])
+    assert st == 204 and "upload-job" in h, (st, body)
+    # a retried last PATCH (another node) gets the same answer
+    st, h2, _ = tus(b, "HEAD", loc)
+    assert h2["upload-job"] == h["upload-job"]
+    assert finished_bytes(c, h, tmp_path) == data
+    parts = int(c.pg.query(c.dsn, "SELECT count(*) FROM staged_parts WHERE body = '%s'"
+                           % loc.rsplit("/", 1)[1])[0][0])
+    # 3 parts until the job is done and the collector takes them
+    wait_until(lambda: c.pg.query(c.dsn, "SELECT count(*) FROM staged_parts")[0][0] == "0", 60,
+               "parts collected (%d were recorded)" % parts)
+    wait_until(lambda: not [k for k in c.s3.objects() if k.startswith("staging-")], 60,
+               "staged objects gone (the race's loser deleted its own)")
+    # concatenation is not offered in cluster mode: not advertised, refused
+    st, h, _ = tus(a, "OPTIONS", "/v1/uploads")
+    assert st == 204 and "concatenation" not in h["tus-extension"], h
+    st, h, body = tus(b, "POST", "/v1/uploads", {"Upload-Length": "10",
+                                                 "Upload-Concat": "partial"})
+    assert st == 400 and b"cluster mode" in body, (st, body)
+
+
+def test_tus_js_client_across_the_balancer(cluster, tmp_path):
+    """tus-js-client through nginx round robin: 5 MiB chunks land on
+    different nodes, the second one is cut mid-body, and the client resumes
+    (on whichever node) where the cluster says it is."""
+    c = cluster
+    size = 20 * 1024 * 1024
+    src = make_file(str(tmp_path / "movie.bin"), size)
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "tus_upload.mjs"),
+                        "--endpoint", c.url("/v1/uploads"), "--token", c.token(), "--file", src,
+                        "--name", "movie.bin", "--folder", "/js", "--chunk-size",
+                        str(5 * 1024 * 1024), "--interrupt", "mid",
+                        "--store", str(tmp_path / "urls.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["size"] == size and out["interrupted_at"] > 0
+    patches = {u[3] for u in c.upstreams() if u[0] == "PATCH"}
+    assert len(patches) >= 2, c.upstreams()  # no stickiness: several nodes took PATCHes
+    assert c.wait_job(out["job"], timeout=120)["state"] == "done"
+    assert same_file(src, content(c, out["media"], str(tmp_path / "movie.out")))
+    # the cut request's bytes were saved by its node, or lost the race to
+    # the client's resumed PATCH (both are fine; the upload is whole)
+    logs = "".join(n.log_text() for n in c.nodes)
+    assert re.search(r"interrupted; (saved offset|its \d+ bytes at \d+ were not needed)", logs)
