@@ -20,7 +20,7 @@ skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 now() { date +%s.%N; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN{printf "%.1f", b/t/1e6}'; }
 # field LINE KEY: the number after KEY= in a "WRK k=v ..." line
-field() { echo "$1" | sed "s/.*[ ]$2=\([0-9.]*\).*/\1/"; }
+field() { echo "$1" | sed "s/\(^\|.* \)$2=\([0-9.]*\).*/\2/"; }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 # metric NAME: the first sample of a dripd metric (NAME may carry labels)
 metric() { curl -sS "$DURL/metrics" | awk -v k="$1" 'index($1, k) == 1 && !v {v = $2} END {print v}'; }

@@ -9,6 +9,7 @@ with their spread [min-max] and the ratio of the medians (when there is a
 target, or the anchor is another dripd figure), writes OUT_JSON."""
 import json
 import os
+import platform
 import statistics
 import sys
 
@@ -29,7 +30,9 @@ def fmt(s):
     return "%.1f [%.1f-%.1f]" % (s["median"], s["min"], s["max"]) if s else "-"
 
 
-res = {"busy_pct_median": busy, "scenarios": []}
+res = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                   "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+       "busy_pct_median": busy, "scenarios": []}
 print("%-50s %22s %22s %7s %6s" % ("scenario", "dripd med [min-max]", "anchor med [min-max]", "ratio", "target"))
 for line in sys.stdin:
     if not line.strip():

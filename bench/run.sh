@@ -12,77 +12,18 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-. "$HERE/anchors/lib.sh"
-RUNS=${RUNS:-3}
-SKIP=${SKIP:-}
-B=$ANCHOR/bench
-R=$B/results
-NGX_P=$B/nginx
+. "$HERE/lib.sh"
 BIG=$ANCHOR/src-1g.bin
 MIB1=$ANCHOR/src-1m.bin
 SMALL=$ANCHOR/src-4k.bin
-DPORT=18090
-DURL=http://127.0.0.1:$DPORT
-NURL=http://127.0.0.1:18080
-TURL=http://127.0.0.1:18081/files/
-SURL=http://127.0.0.1:18082/files/
-TOKEN=bench-token-0123456789
-AUTH="Authorization: Bearer $TOKEN"
-skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root (drop_caches, clear_refs of other users' processes)"
-[ -x "$ROOT/bin/dripd" ] || die "build first: make"
-for p in 18080 18081 18082 $DPORT; do port_free $p || die "127.0.0.1:$p is in use"; done
-rm -rf "$B"; mkdir -p "$R" "$NGX_P"/{logs,data,tmp} "$B/tus/files" "$B/dripd"
-chown nobody:nogroup "$NGX_P/data"
-rm -f "$ANCHOR/busy.log"
+bench_init
 mkrand "$BIG" $GIB; mkrand "$MIB1" 1048576; mkrand "$SMALL" 4096
-sh "$ROOT/scripts/node-deps.sh" >/dev/null
-ln -sfn "$ROOT/tests/node/node_modules" "$HERE/node/node_modules"
-
-# ---- servers ----------------------------------------------------------------------
-cat > "$B/dripd.yaml" <<EOF
-listen: ["127.0.0.1:$DPORT"]
-data_dir: $B/dripd/var
-users: [{name: bench, token: "$TOKEN", admin: true}]
-pipeline: {queue_limit: 10000000}
+start_dripd "pipeline: {queue_limit: 10000000}
 cache: {max_size: 8GiB, ttl: 2h}
-limits: {max_connections: 20000, max_upload_size: 4GiB, keepalive_timeout: 300s}
-log: {level: warn}
-EOF
-"$ROOT/bin/dripd" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
-DRIPD=$!
-nginx -p "$NGX_P/" -c "$HERE/anchors/nginx.conf" -e "$NGX_P/logs/error.log" &
-NGX=$!
-node "$HERE/node/tus_server.mjs" "$B/tus/files" > "$B/tus/server.log" 2>&1 &
-TUS=$!
-# the client's own ceiling: a tus endpoint that discards the bytes
-python3 "$HERE/node/tus_sink.py" 18082 > "$B/tus/sink.log" 2>&1 &
-SINK=$!
-cleanup() {
-  stop_pid $SINK sink; stop_pid $TUS tus; stop_pid $NGX nginx; stop_pid $DRIPD dripd
-  rm -rf "$B/dripd" "$NGX_P/data" "$B/tus/files"  # several GiB; the results stay
-}
-trap cleanup EXIT; trap 'exit 143' INT TERM
-wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
-wait_http "$NURL/" || die "nginx did not start"
-wait_http "$TURL" || die "tus server did not start"
-for i in $(seq 1 100); do grep -q "tus sink" "$B/tus/sink.log" && break; sleep 0.05; done
-dpids() { echo "$DRIPD $(pgrep -P "$DRIPD" | tr '\n' ' ')"; }
-nwork() { echo "$NGX $(pgrep -P "$NGX" | tr '\n' ' ')"; }
-sum_hwm_mib() { local p s=0; for p in "$@"; do s=$((s + $(hwm_kib "$p"))); done; awk -v k=$s 'BEGIN{printf "%.1f", k/1024}'; }
-mbps() { awk -v b="$1" -v t="$2" 'BEGIN{printf "%.1f", b/t/1e6}'; }
-now() { date +%s.%N; }
-jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
-wait_job() {  # wait_job ID: until done; prints the state
-  local i st
-  for i in $(seq 1 12000); do
-    st=$(curl -sS -H "$AUTH" "$DURL/v1/jobs/$1" | jget 'd["state"]')
-    case "$st" in done|failed) echo "$st"; return 0 ;; esac
-    sleep 0.05
-  done
-  echo timeout
-}
+limits: {max_connections: 20000, max_upload_size: 4GiB, keepalive_timeout: 300s}"
+start_nginx
+start_tus
 log "dripd $(dpids)| nginx $(nwork)| tus $TUS"
 
 # ---- 1 GiB PUT (+ upload pipeline end to end, + peak RSS) ---------------------------
@@ -199,10 +140,7 @@ if ! skip small; then
     echo "$line" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/' >> "$R/dripd_put4k_p99"
     n=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
     # job rate: accepted 4 KiB uploads until the queue is empty again
-    for k in $(seq 1 6000); do
-      q=$(curl -sS "$DURL/metrics" | awk '$1=="dripd_jobs_queue_depth" {print $2}')
-      [ "${q:-1}" = 0 ] && break; sleep 0.1
-    done
+    wait_queue_empty 12000 || log "the queue did not empty"
     t1=$(now)
     echo "$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", n/(b-a)}')" >> "$R/dripd_jobs4k"
     echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_put4k_rss"
@@ -220,49 +158,21 @@ if ! skip idle; then
 fi
 
 # ---- report ------------------------------------------------------------------------------
-python3 - "$R" "$ROOT/bench/results/latest.json" <<'PY'
-import json, os, statistics, sys, platform, subprocess
-R, out = sys.argv[1], sys.argv[2]
-def vals(k):
-    p = os.path.join(R, k)
-    return [float(x) for x in open(p).read().split()] if os.path.exists(p) else []
-def stat(k):
-    v = vals(k)
-    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} if v else None
-rows = [
-    ("1 GiB PUT (MB/s)", "dripd_put", "nginx_put", 0.9),
-    ("1 GiB tus upload (MB/s)", "dripd_tus", "tus_put", 2.0),
-    ("1 GiB tus upload / client ceiling (a sink) (MB/s)", "dripd_tus", "tus_ceiling", None),
-    ("4 KiB PUT, 64 conns (req/s)", "dripd_put4k", "nginx_put4k", 0.5),
-    ("1 GiB GET from cache (MB/s)", "dripd_get", "nginx_get", 0.9),
-    ("100 x 1 MiB GET (req/s)", "dripd_get100", "nginx_get100", None),
-    ("upload pipeline 1 GiB, accepted->available (MB/s)", "dripd_pipeline_up", None, None),
-    ("download pipeline 1 GiB, stored->cached (MB/s)", "dripd_pipeline_down", None, None),
-    ("4 KiB jobs, accepted->done (jobs/s)", "dripd_jobs4k", "dripd_put4k", None),
-    ("peak RSS during 1 GiB PUT, all dripd procs (MiB)", "dripd_put_rss", None, None),
-    ("peak RSS during upload pipeline (MiB)", "dripd_pipeline_rss", None, None),
-    ("peak RSS during 1 GiB tus upload (MiB)", "dripd_tus_rss", None, None),
-    ("peak RSS during GET (MiB)", "dripd_get_rss", None, None),
-    ("peak RSS during 4 KiB PUTs (MiB)", "dripd_put4k_rss", None, None),
-    ("RSS with 10,000 idle keep-alive conns (MiB)", "dripd_idle_rss", None, None),
-    ("p99 of a request beside 10,000 idle conns (ms)", "dripd_idle_p99", None, None),
-]
-res = {"machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                   "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
-       "scenarios": []}
-print("%-52s %12s %12s %8s %7s" % ("scenario", "dripd", "anchor", "ratio", "target"))
-for name, d, a, target in rows:
-    sd, sa = stat(d), (stat(a) if a else None)
-    if not sd:
-        continue
-    ratio = sd["median"] / sa["median"] if sa and sa["median"] else None
-    spread = "%.1f-%.1f" % (sd["min"], sd["max"])
-    print("%-52s %12s %12s %8s %7s" % (name, "%.1f (%s)" % (sd["median"], spread),
-          "%.1f" % sa["median"] if sa else "-", "%.2f" % ratio if ratio else "-",
-          ("%.1fx" % target) if target else ""))
-    res["scenarios"].append({"name": name, "dripd": sd, "anchor": sa, "anchor_key": a,
-                             "ratio_of_medians": ratio, "target_ratio": target})
-os.makedirs(os.path.dirname(out), exist_ok=True)
-json.dump(res, open(out, "w"), indent=2)
-print("written", out)
-PY
+python3 "$HERE/report.py" "$R" "$ROOT/bench/results/latest.json" "$(busy_median)" <<EOF
+1 GiB PUT (MB/s)|dripd_put|nginx_put|0.9
+1 GiB tus upload (MB/s)|dripd_tus|tus_put|2.0
+1 GiB tus upload / client ceiling (a sink) (MB/s)|dripd_tus|tus_ceiling|
+4 KiB PUT, 64 conns (req/s)|dripd_put4k|nginx_put4k|0.5
+1 GiB GET from cache (MB/s)|dripd_get|nginx_get|0.9
+100 x 1 MiB GET (req/s)|dripd_get100|nginx_get100|
+upload pipeline 1 GiB, accepted->available (MB/s)|dripd_pipeline_up||
+download pipeline 1 GiB, stored->cached (MB/s)|dripd_pipeline_down||
+4 KiB jobs, accepted->done (jobs/s)|dripd_jobs4k|dripd_put4k|
+peak RSS during 1 GiB PUT, all dripd procs (MiB)|dripd_put_rss||
+peak RSS during upload pipeline (MiB)|dripd_pipeline_rss||
+peak RSS during 1 GiB tus upload (MiB)|dripd_tus_rss||
+peak RSS during GET (MiB)|dripd_get_rss||
+peak RSS during 4 KiB PUTs (MiB)|dripd_put4k_rss||
+RSS with 10,000 idle keep-alive conns (MiB)|dripd_idle_rss||
+p99 of a request beside 10,000 idle conns (ms)|dripd_idle_p99||
+EOF

@@ -137,12 +137,12 @@ static void *worker(void *arg)
         struct dr_job_step b = {
             .job_id = jids[i], .next_stage = "notify", .media_id = mids[i], .storage_key = "K"};
         struct dr_job_step c = {.job_id = jids[i], .media_id = mids[i], .available = true};
-        if (pl_commit_step(w->c, cat, &a) != 0 || a.result != 0 ||
-            pl_commit_step(w->c, cat, &b) != 0 || b.result != 0 ||
-            pl_commit_step(w->c, cat, &c) != 0 || c.result != 0)
+        if (pl_commit_steps(w->c, cat, &a, 1) != 0 || a.result != 0 ||
+            pl_commit_steps(w->c, cat, &b, 1) != 0 || b.result != 0 ||
+            pl_commit_steps(w->c, cat, &c, 1) != 0 || c.result != 0)
             w->failures++;
         /* done twice: refused, nothing changes */
-        if (pl_commit_step(w->c, cat, &c) != 0 || c.result != -ENOENT)
+        if (pl_commit_steps(w->c, cat, &c, 1) != 0 || c.result != -ENOENT)
             w->failures++;
     }
     catalog_close(cat);
@@ -253,7 +253,7 @@ START_TEST(test_alone_commits_at_once)
     make_running(cat, 1, jids, mids);
     struct pl_committer *c = pl_committer_create(0, NULL, NULL); /* batch clamped to 1 */
     struct dr_job_step s = {.job_id = jids[0], .next_stage = "store"};
-    ck_assert_int_eq(pl_commit_step(c, cat, &s), 0);
+    ck_assert_int_eq(pl_commit_steps(c, cat, &s, 1), 0);
     ck_assert_int_eq(s.result, 0);
     struct dr_job j;
     ck_assert_int_eq(catalog_job_get(cat, jids[0], NULL, &j), 0);
@@ -261,7 +261,7 @@ START_TEST(test_alone_commits_at_once)
     dr_job_clear(&j);
     /* a step the catalog refuses as a whole: the transaction's error */
     struct dr_job_step bad = {.job_id = jids[0], .available = true}; /* no media id */
-    ck_assert_int_eq(pl_commit_step(c, cat, &bad), -EINVAL);
+    ck_assert_int_eq(pl_commit_steps(c, cat, &bad, 1), -EINVAL);
     ck_assert_int_eq(bad.result, -EINVAL);
     uint64_t txs = 0, steps = 0;
     pl_committer_stats(c, &txs, &steps);

@@ -125,11 +125,6 @@ static void lead(struct pl_committer *c, struct catalog *cat)
     }
 }
 
-int pl_commit_step(struct pl_committer *c, struct catalog *cat, struct dr_job_step *step)
-{
-    return pl_commit_steps(c, cat, step, 1);
-}
-
 int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n)
 {
     if (n <= 0)

@@ -11,7 +11,7 @@
  * the next leader. Alone, a thread commits at once (no timer, no added
  * latency); under load, one fsync covers the steps of many jobs.
  *
- * Durability is unchanged: pl_commit_step returns only after the
+ * Durability is unchanged: pl_commit_steps returns only after the
  * transaction holding the step committed (or failed).
  *
  * Threads: any number of threads, each with its own catalog connection.
@@ -38,16 +38,13 @@ typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, i
 struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg);
 void pl_committer_destroy(struct pl_committer *c); /* NULL ok; no thread may be inside */
 
-/* Commit step durably, possibly with other threads' steps (see above), on
- * cat if this thread leads. Blocks until the transaction holding it ended.
- * Returns 0 when it committed (step->result says whether the step applied,
- * as catalog_jobs_step), else the transaction's -errno (nothing of the step
- * was committed; step->result is that -errno too). The step's strings are
+/* Commit n steps (a stage thread's batch) durably in one transaction,
+ * possibly with other threads' steps (see above), on cat if this thread
+ * leads. Blocks until the transaction holding them ended. Returns 0 when it
+ * committed (each steps[i].result says whether that step applied, as
+ * catalog_jobs_step), else the transaction's -errno (nothing of the steps
+ * was committed; each result is that -errno too). The steps' strings are
  * borrowed until the call returns. */
-int pl_commit_step(struct pl_committer *c, struct catalog *cat, struct dr_job_step *step);
-/* The same for n steps at once (a stage thread's batch): they go into one
- * transaction, with other threads' steps as above; each steps[i].result
- * says whether that step applied. */
 int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n);
 
 /* Stats for tests and logs: transactions run and steps committed. */
