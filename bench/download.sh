@@ -3,7 +3,7 @@
 # same plaintext from disk, in the same run, alternating (A B A B), ratios
 # of medians with their spread.
 #
-#   cold: NCOLD (1200) files of 1 MiB; before each run the page cache is
+#   cold: NCOLD (2500) files of 1 MiB; before each run the page cache is
 #     dropped (echo 3 > /proc/sys/vm/drop_caches) and dripd's cache
 #     emptied; wrk -t2 -c32 for COLD_S (3) s, a Lua script over the
 #     files' paths (anchors/get_paths.lua), each requested once: dripd
@@ -15,14 +15,14 @@
 #   big: a 1 GiB GET with curl, dripd from its cache, nginx static, both
 #     files in the page cache.
 #
-#   RUNS=3 NCOLD=1200 NWARM=300 COLD_S=3 WARM_S=10 SKIP="cold warm big"
+#   RUNS=3 NCOLD=2500 NWARM=300 COLD_S=3 WARM_S=10 SKIP="cold warm big"
 # Results: bench/results/download.json and a table on stdout. The machine
 # is shared: the table says how busy it was before the runs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 . "$HERE/lib.sh"
-NCOLD=${NCOLD:-1200}
+NCOLD=${NCOLD:-2500}
 NWARM=${NWARM:-300}
 COLD_S=${COLD_S:-3}
 WARM_S=${WARM_S:-10}
@@ -42,11 +42,16 @@ CACHE=$B/dripd/var/cache
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # wrk_get NAME URL PATHS SECONDS [TOKEN]: one run, its figures into $R/NAME*
-# (a cold run must not get through all its paths: it would not be cold)
+# (a cold run must not get through all its paths: it would not be cold),
+# with the CPU time the server's processes spent per request (ms)
 wrk_get() {
-  local out line
+  local out line pids c0
+  case $1 in nginx*) pids=$(nwork) ;; *) pids=$(dpids) ;; esac
+  c0=$(cpu_s $pids)
   out=$(timeout $(($4 + 60)) wrk -t 2 -c 32 -d "${4}s" --timeout 30s -s "$LUA" "$2" -- "$3" 2 "${5:-}") ||
     die "wrk $1: $out"
+  awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$out" requests)" \
+      'BEGIN{printf "%.3f\n", n > 0 ? (b - a) * 1000 / n : 0}' >> "$R/${1}_cpu"
   line=$(echo "$out" | grep '^WRK ') || die "wrk $1: $out"
   [ "$(field "$line" non2xx)" = 0 ] || die "$1: $(field "$line" non2xx) answers were not 2xx"
   case $1 in *cold) [ "$(field "$line" wraps)" = 0 ] || log "WARNING: $1 went through every path $(field "$line" wraps) time(s): raise NCOLD" ;; esac
@@ -132,8 +137,10 @@ python3 "$HERE/report.py" "$R" "$ROOT/bench/results/download.json" "$(busy_media
 1 MiB GET cold, 32 conns (req/s)|dripd_cold|nginx_cold|0.8
 cold p50 / p99, dripd (ms)|dripd_cold_p50|dripd_cold_p99|-
 cold p50 / p99, nginx (ms)|nginx_cold_p50|nginx_cold_p99|-
+CPU per cold GET, all processes of the server (ms)|dripd_cold_cpu|nginx_cold_cpu|
 1 MiB GET warm, 32 conns (req/s)|dripd_warm|nginx_warm|0.95
 warm p50 / p99, dripd (ms)|dripd_warm_p50|dripd_warm_p99|-
 warm p50 / p99, nginx (ms)|nginx_warm_p50|nginx_warm_p99|-
+CPU per warm GET, all processes of the server (ms)|dripd_warm_cpu|nginx_warm_cpu|
 1 GiB GET from the cache (MB/s)|dripd_big|nginx_big|0.95
 EOF

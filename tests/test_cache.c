@@ -96,6 +96,17 @@ START_TEST(test_open_fresh_hit_miss)
     ck_assert_uint_eq(met.cache_hits, 1);
     ck_assert_uint_eq(met.cache_misses, 1);
     ck_assert(cache_is_fresh(dir, "m1", 60000, &size));
+    /* an atime under a second old is left alone: no inode write per read */
+    age("m1", 300, 1000);
+    struct stat before;
+    char *p1 = cache_path(dir, "m1");
+    ck_assert_int_eq(stat(p1, &before), 0);
+    ck_assert_int_eq(cache_open_fresh(dir, "m1", 60000, &met, &fd, &size), 0);
+    close(fd);
+    ck_assert_int_eq(stat(p1, &st), 0);
+    free(p1);
+    ck_assert(st.st_atim.tv_sec == before.st_atim.tv_sec &&
+              st.st_atim.tv_nsec == before.st_atim.tv_nsec);
     /* invalid ids never escape the directory */
     ck_assert_int_eq(cache_open_fresh(dir, "../x", 0, NULL, &fd, &size), -EINVAL);
     ck_assert_int_eq(cache_open_fresh(dir, ".hidden", 0, NULL, &fd, &size), -EINVAL);

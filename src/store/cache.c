@@ -27,8 +27,9 @@
  * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
  * re-check that the open file is still the one named cache/<id> (the
  * evictor may have unlinked it, or a new fill replaced it, between our open
- * and our lock), check the TTL, set atime. The shared lock is held until
- * the reader closes the fd.
+ * and our lock), check the TTL, set atime (unless it is less than a second
+ * old: the LRU order is kept to the second, without an inode write per GET). The shared lock is
+ * held until the reader closes the fd.
  *
  * Evicting (cache_evict_pass, the "cache-evict" thread of the pipeline
  * process): scan, expire by mtime, then drop least recently used entries
@@ -63,6 +64,7 @@
 #include "dripd/util.h"
 
 #define TMP_MAX_AGE_MS (3600 * 1000)
+#define ATIME_STEP_MS 1000 /* the LRU clock's resolution (cache_open_fresh) */
 /* The mode of a fill, never fsynced (see the top); an adopted file is 0600. */
 #define CACHE_UNSYNCED_MODE 0400
 /* An entry filled by the download pipeline is not an LRU victim until its
@@ -132,8 +134,14 @@ int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, stru
             rc = -ENOENT;
             break;
         }
-        struct timespec ts[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
-        futimens(fd, ts); /* the LRU clock */
+        /* the LRU clock, to the second: an atime this recent is left alone
+         * (a write of the inode per GET otherwise); one in the future is a
+         * reservation (cache_commit_tmp) that the first read ends */
+        int64_t at = ts_ms(&st.st_atim), now = dr_now_ms();
+        if (at > now || now - at >= ATIME_STEP_MS) {
+            struct timespec ts[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_OMIT}};
+            futimens(fd, ts);
+        }
         *fd_out = fd;
         if (size)
             *size = (uint64_t)st.st_size;

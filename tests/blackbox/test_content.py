@@ -177,14 +177,21 @@ def test_content_type_catalog_or_sniffed(dripd):
     assert h["content-type"] == (doc["content_type"] or "text/plain; charset=utf-8")
 
 
-def test_cache_miss_runs_download(dripd):
-    d = dripd
-    local = make_file(os.path.join(d.dir, "miss.bin"), 200 * 1024 + 3)
-    data = read(local)
-    m = upload(d, "/c/miss.bin", local)
+def uploaded_uncached(d, name, size):
+    """Upload a file of size bytes as /c/<name>, wait until done, remove its
+    cache entry (the next GET misses): (media, local path, cache path)."""
+    local = make_file(os.path.join(d.dir, name), size)
+    m = upload(d, "/c/" + name, local)
     cache = os.path.join(d.data_dir, "cache", m["id"])
     wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
     os.unlink(cache)
+    return m, local, cache
+
+
+def test_cache_miss_runs_download(dripd):
+    d = dripd
+    m, local, cache = uploaded_uncached(d, "miss.bin", 200 * 1024 + 3)
+    data = read(local)
 
     st, h, body = d.curl(content_url(d, m["id"]))
     assert st == 200
@@ -224,12 +231,8 @@ def test_cache_miss_is_a_fill_without_a_job(dripd):
     entry, but no job row, no event and no catalog commit come of it, and the
     entry is marked as an unsynced fill (mode 0400, cache.h)."""
     d = dripd
-    local = make_file(os.path.join(d.dir, "fill.bin"), 3 * 65536 + 11)
+    m, local, cache = uploaded_uncached(d, "fill.bin", 3 * 65536 + 11)
     data = read(local)
-    m = upload(d, "/c/fill.bin", local)
-    cache = os.path.join(d.data_dir, "cache", m["id"])
-    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
-    os.unlink(cache)
     jobs, events = db_rows(d, "SELECT count(*) FROM jobs")[0][0], db_rows(d, "SELECT count(*) FROM events")[0][0]
     before = metrics(d)
     st, h, body = d.curl(content_url(d, m["id"]))
@@ -251,13 +254,9 @@ def test_pipeline_killed_mid_fill_serves_nothing_bad(dripd):
     the restarted pipeline again and gets the right bytes; the half-written
     temporary file is never served."""
     d = dripd
-    size = 96 * 1024 * 1024
-    local = make_file(os.path.join(d.dir, "killfill.bin"), size)
+    size = 48 * 1024 * 1024
+    m, local, cache = uploaded_uncached(d, "killfill.bin", size)
     want = hashlib.sha256(read(local)).hexdigest()
-    m = upload(d, "/c/killfill.bin", local)
-    cache = os.path.join(d.data_dir, "cache", m["id"])
-    wait_until(lambda: os.path.exists(cache), what="cache entry after upload")
-    os.unlink(cache)
     old = d.worker("pipeline")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         get = pool.submit(d.curl, content_url(d, m["id"]))
