@@ -204,7 +204,10 @@ struct dr_intake {
  * -ESTALE (its If-Match failed), -ENOENT (no such session) or -ECANCELED
  * (a staged last part whose offset moved meanwhile); a finished one gives
  * the same ids again. Returns 0 when the transaction committed (check
- * each item's result), else -errno and nothing is committed. */
+ * each item's result), else -errno and nothing is committed, except
+ * -ENOTCONN (PostgreSQL): the connection broke during the COMMIT and no
+ * server answered within 30 s whether it committed (a commit whose
+ * outcome can be looked up is reported as it turned out). */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
 /* Whether owner may put a new file at path. A file and a folder never
  * share a path, so besides a file at path (DR_PATH_FILE) a folder there

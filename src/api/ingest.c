@@ -283,10 +283,13 @@ static void commit_batch(struct ingest_req *batch)
             r->rc = rc;
         }
         free(all);
-        /* parts the transaction did not record will never be read */
+        /* parts the transaction did not record will never be read (one
+         * whose commit outcome stayed unknown may be: the staged-gc
+         * collector's orphan sweep deletes it if no row names it) */
         for (struct ingest_req *r = batch; G.staging && r != NULL; r = r->next)
             for (size_t i = 0; i < r->n; i++)
-                if (r->items[i].staged != NULL && r->items[i].result != 0)
+                if (r->items[i].staged != NULL && r->items[i].result != 0 &&
+                    r->items[i].result != -ENOTCONN)
                     stager_delete(G.cfg, r->items[i].staged, r->items[i].staged_part);
         if (rc < 0)
             log_error("ingest: intake of %zu uploads failed: %s", total, strerror(-rc));

@@ -326,6 +326,7 @@ static int status_for(int rc)
     case -EAGAIN:
     case -EMFILE:
     case -ENFILE:
+    case -ENOTCONN: /* the catalog's COMMIT outcome is unknown: HEAD and resume */
         return 503;
     case -ENOSPC:
     case -EDQUOT:
@@ -612,7 +613,9 @@ static int finish_staged(struct tus_req *st, struct catalog *cat, const char *pa
         return rc;
     }
     if (rc < 0) {
-        if (part != NULL)
+        /* -ENOTCONN: the finish may have committed with this part; if not,
+         * the staged-gc collector's orphan sweep deletes it */
+        if (part != NULL && rc != -ENOTCONN)
             stager_delete(st->cfg, st->id, part);
         snprintf(st->detail, sizeof(st->detail), "finishing the upload: %s", strerror(-rc));
         return rc;
@@ -686,7 +689,8 @@ static void work_commit_staged(struct tus_req *st)
         rc = catalog_tus_add_part(cat, st->id, part, st->start, st->received,
                                   st->op == OP_CREATE ? -1 : st->new_length);
         if (rc < 0) {
-            stager_delete(st->cfg, st->id, part);
+            if (rc != -ENOTCONN) /* else maybe recorded: left to the orphan sweep */
+                stager_delete(st->cfg, st->id, part);
             if (rc == -ECANCELED)
                 snprintf(st->detail, sizeof(st->detail),
                          "another request moved the upload's offset from %" PRIu64

@@ -130,6 +130,7 @@ static int status_for(int rc)
     case -EAGAIN:
     case -EMFILE:
     case -ENFILE:
+    case -ENOTCONN: /* the catalog's COMMIT outcome stayed unknown */
         return 503;
     default:
         return 500;
@@ -357,8 +358,10 @@ static void ingest_done(struct http_exchange *ex, struct dr_intake *items, size_
         return; /* on_abort frees st and removes what was not committed */
     if (rc < 0) {
         respond_error(st, status_for(rc),
-                      rc == -ENOSPC ? "no space left on the server"
-                                    : "committing the upload failed");
+                      rc == -ENOSPC     ? "no space left on the server"
+                      : rc == -ENOTCONN ? "the catalog connection broke while committing the "
+                                          "upload: whether it was recorded is unknown; retry"
+                                        : "committing the upload failed");
         return;
     }
     release_quota(st); /* counted before the client hears the answer */

@@ -276,6 +276,11 @@ static void put_committed(struct http_exchange *ex, struct dr_intake *items, siz
         if (rc == -EBUSY) {
             http_add_header(ex, "Retry-After", "5");
             http_respond_problem(ex, 503, "the catalog is busy; retry");
+        } else if (rc == -ENOTCONN) { /* catalog.h: the commit's outcome stayed unknown */
+            http_add_header(ex, "Retry-After", "5");
+            http_respond_problem(ex, 503,
+                                 "the catalog connection broke while committing the upload: "
+                                 "whether it was recorded is unknown; retry");
         } else {
             respond_storage_error(ex, rc, "committing the upload");
         }

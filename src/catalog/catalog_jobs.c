@@ -11,7 +11,11 @@
  *
  * Guarantees:
  *  - Intake writes all its items in ONE transaction (one fsync for the
- *    batch); an item whose path is taken is skipped alone.
+ *    batch); an item whose path is taken is skipped alone. A COMMIT whose
+ *    outcome is unknown (PostgreSQL: the connection broke during it) is
+ *    looked up, for up to OUTCOME_WAIT_MS while the server comes back:
+ *    committed is committed, absent is -EBUSY, and only a server that
+ *    stays away leaves -ENOTCONN (nothing can be said).
  *  - A job state change a user can observe commits with its event
  *    (catalog_event_add in the same transaction).
  *  - No job is handed to two claimers. SQLite: the claim is one UPDATE
@@ -38,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog_events.h"
 #include "catalog_internal.h"
@@ -72,6 +77,12 @@ static const struct db_sql q_insert = {
     "not_before, created_at, updated_at, variant, staged, node) "
     "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10 "
     "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
+/* Whether an intake whose COMMIT outcome is unknown committed: one of its
+ * new rows is there. */
+static const struct db_sql q_job_there = {"SELECT 1 FROM jobs WHERE id = $1", NULL};
+static const struct db_sql q_tus_there = {"SELECT 1 FROM tus WHERE id = $1", NULL};
+#define OUTCOME_WAIT_MS 30000
+
 static const struct db_sql q_depth = {
     "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')", NULL};
 static const struct db_sql q_get = {
@@ -229,6 +240,50 @@ int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
     return rc;
 }
 
+/* The intake of items committed or not, its COMMIT having lost its
+ * connection: 0 (it did), -EBUSY (it did not), -ENOTCONN (no server to ask
+ * within OUTCOME_WAIT_MS). A plain item's new job, else a tus creation's
+ * session row, tells; a tus finish cannot (a finish sent again gives the
+ * job it made before), so a batch of finishes only stays unknown. */
+static int intake_outcome(struct catalog *cat, const struct dr_intake *items, size_t n)
+{
+    const struct db_sql *q = NULL;
+    const char *id = NULL;
+    for (size_t i = 0; i < n && id == NULL; i++) {
+        if (items[i].result != 0 || items[i].tus_id != NULL)
+            continue;
+        if (items[i].tus_new != NULL)
+            q = &q_tus_there, id = items[i].tus_new->id;
+        else if (items[i].job_id[0] != '\0')
+            q = &q_job_there, id = items[i].job_id;
+    }
+    bool finishes = false;
+    for (size_t i = 0; i < n; i++)
+        finishes = finishes || (items[i].result == 0 && items[i].tus_id != NULL);
+    if (id == NULL)
+        return finishes ? -ENOTCONN : -EBUSY; /* nothing else was written */
+    int64_t deadline = dr_now_ms() + OUTCOME_WAIT_MS;
+    for (unsigned ms = 100;; ms = ms < 1000 ? ms * 2 : 1000) {
+        struct db_stmt *s;
+        int rc = db_prepare(cat->db, q, &s);
+        if (rc == 0) {
+            db_bind_text(s, 1, id);
+            rc = db_step(s, "intake outcome");
+            db_reset(s);
+            if (rc == DB_ROW || rc == DB_DONE) {
+                log_warn("catalog: an intake of %zu uploads lost its connection during COMMIT; "
+                         "it %s",
+                         n, rc == DB_ROW ? "committed" : "did not commit");
+                return rc == DB_ROW ? 0 : -EBUSY;
+            }
+        }
+        if (dr_now_ms() >= deadline)
+            return -ENOTCONN;
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n)
 {
     if (cat == NULL || (items == NULL && n > 0))
@@ -257,6 +312,8 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
                      ? catalog_tus_intake(cat, &items[i])
                      : catalog_intake_one(cat, &items[i], now);
         rc = db_end(cat->db, rc);
+        if (rc == -ENOTCONN)
+            rc = intake_outcome(cat, items, n);
     }
     if (rc < 0)
         for (size_t i = 0; i < n; i++) {

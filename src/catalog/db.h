@@ -119,7 +119,10 @@ enum {
  * thread inside a write transaction never begins another one, on any
  * connection. */
 int db_begin(struct db *db, unsigned flags);
-/* Commit; on failure the transaction is rolled back and -errno returned. */
+/* Commit; on failure the transaction is rolled back and -errno returned.
+ * -ENOTCONN (PostgreSQL): the connection broke during the COMMIT, so
+ * whether it committed is unknown; the caller may look (its rows are
+ * there or not) once a connection can be had again. */
 int db_commit(struct db *db);
 void db_rollback(struct db *db); /* no-op outside a transaction */
 /* Finish a write transaction: commit when rc is 0, else roll back; the

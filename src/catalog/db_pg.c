@@ -25,7 +25,8 @@
  * network) is dropped from the pool. A statement that found it broken
  * returns -EBUSY (transient); a transaction that lost its connection stays
  * "lost" until the caller rolls back, and its COMMIT fails (never a silent
- * commit of nothing on a fresh connection). New connections are made with
+ * commit of nothing on a fresh connection). A connection that breaks
+ * during the COMMIT itself leaves the outcome unknown: -ENOTCONN. New connections are made with
  * exponential backoff (100 ms doubling to 5 s) while the server is
  * unreachable; meanwhile calls fail at once with -EBUSY, which /readyz
  * reports. Idle pooled connections are checked before use (a server that
@@ -715,7 +716,7 @@ static int pg_commit(struct db *db)
     bool broken = PQstatus(d->conn->c) != CONNECTION_OK;
     if (rc < 0 && broken) {
         db_set_err(db, "the connection broke during COMMIT: the outcome is unknown");
-        rc = -EIO;
+        rc = -ENOTCONN; /* db.h: the caller may look whether it committed */
     }
     d->tx = TX_NONE;
     settle(d);

@@ -11,6 +11,8 @@ catalog and one S3 bucket, all real servers on loopback (make test-cluster):
     c.url("/v1/files/x")               # through the balancer
     c.nodes[1].url(...)                # one node directly
     cluster_factory(extra={...}, node_extra={1: {...}})  # config for all, for node-b
+    cluster_factory(own_pg=True)   # a PostgreSQL server of its own (default: one per run)
+    cluster_factory(nodes=2, pg=server)  # two nodes, on a server of the test's
     c.curl(...), c.json(...)           # through the balancer, as alice
     c.upstreams()                      # which node served each request so far
 
@@ -148,10 +150,13 @@ class Balancer:
 
 
 class Cluster:
-    def __init__(self, tmp, extra=None, nodes=len(NODES), pg_args="", node_extra=None, env=None):
+    def __init__(self, tmp, extra=None, nodes=len(NODES), pg_args="", node_extra=None, env=None,
+                 pg=None, own_pg=True):
         self.tmp = tmp
-        self.pg = PgServer(pg_args=pg_args).start()
-        self.dsn = self.pg.createdb("dripd")
+        # pg: a started server to use instead of a new one; own_pg: stop() destroys it
+        self.pg = pg or PgServer(pg_args=pg_args).start()
+        self.own_pg = own_pg or pg is None
+        self.dsn = self.pg.createdb()  # a database of its own
         self.s3 = S3rver(os.path.join(tmp, "s3")).start()
         key = os.path.join(tmp, "master.key")
         self.nodes = []
@@ -229,21 +234,34 @@ class Cluster:
                 except AssertionError:
                     pass
         self.s3.stop()
-        self.pg.destroy()
+        if self.own_pg:
+            self.pg.destroy()
 
 
 SANITIZER_REPORT = re.compile(r"WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|"
                               r"\bruntime error: ")
 
 
+@pytest.fixture(scope="session")
+def shared_pg():
+    """One PostgreSQL server for the clusters of the whole run (initdb costs
+    seconds), a database per cluster; a test that stops or breaks its server
+    asks for its own (cluster_factory(own_pg=True), or pg=...)."""
+    srv = PgServer().start()
+    yield srv
+    srv.destroy()
+
+
 @pytest.fixture
-def cluster_factory():
+def cluster_factory(shared_pg):
     made = []
     tmp = tempfile.mkdtemp(prefix="dripd-cluster-")
 
-    def make(extra=None, node_extra=None, env=None):
+    def make(extra=None, node_extra=None, env=None, nodes=len(NODES), pg=None, own_pg=False):
+        if pg is None and not own_pg:
+            pg = shared_pg
         c = Cluster(os.path.join(tmp, "c%d" % len(made)), extra=extra, node_extra=node_extra,
-                    env=env)
+                    env=env, nodes=nodes, pg=pg, own_pg=pg is not shared_pg)
         made.append(c)
         return c
     yield make

@@ -149,8 +149,8 @@ def test_claims_once_and_one_webhook_per_event(cluster_factory, tmp_path):
         srv.server_close()
 
 
-def test_postgres_restart_under_load(cluster, tmp_path):
-    c = cluster
+def test_postgres_restart_under_load(cluster_factory, tmp_path):
+    c = cluster_factory(own_pg=True)  # not the run's shared server: this one is stopped
     src = make_file(str(tmp_path / "l.bin"), 20000)
     acked, statuses, stop = [], [], threading.Event()
 
