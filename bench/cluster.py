@@ -63,9 +63,11 @@ def tree_cpu(pid):
     return total
 
 
-def pids_by_name(name):
-    r = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
-    return [int(x) for x in r.stdout.split()]
+def pg_cpu(setup):
+    """CPU seconds of this setup's PostgreSQL server (its postmaster's tree;
+    other servers on the shared machine are not counted)."""
+    with open(os.path.join(setup.pg.dir, "data", "postmaster.pid")) as f:
+        return tree_cpu(int(f.readline()))
 
 
 class SqliteSetup:
@@ -132,7 +134,7 @@ def run_load(setup, tag):
         conn.close()
 
     node_cpu0 = [tree_cpu(n.pid) for n in setup.nodes]
-    pg_cpu0 = sum(tree_cpu(p) for p in pids_by_name("postgres")) if setup.pg else 0.0
+    pg_cpu0 = pg_cpu(setup) if setup.pg else 0.0
     lb_cpu0 = tree_cpu(setup.lb.proc.pid)
     counts0 = pg_counts(setup) if setup.pg else None
     t0 = time.monotonic()
@@ -162,7 +164,7 @@ def run_load(setup, tag):
         "lb_cpu": tree_cpu(setup.lb.proc.pid) - lb_cpu0,
     }
     if setup.pg:
-        out["pg_cpu"] = sum(tree_cpu(p) for p in pids_by_name("postgres")) - pg_cpu0
+        out["pg_cpu"] = pg_cpu(setup) - pg_cpu0
         c1 = pg_counts(setup)
         out["tx_per_upload"] = (c1[0] - counts0[0]) / N
         out["stmts_per_upload"] = (c1[1] - counts0[1]) / N
@@ -201,16 +203,21 @@ def main():
     for name in CONFIGS:
         rs = results[name]
         jobs = [r["jobs_s"] for r in rs]
-        line = "RESULT %-6s jobs/s %s  MB/s %s  accept/s %s  cpu s/job: nodes %.4f" % (
+        per_node = " ".join("%.1f" % statistics.median(r["node_cpu"][k] for r in rs)
+                            for k in range(len(rs[0]["node_cpu"])))
+        line = "RESULT %-6s jobs/s %s  MB/s %s  accept/s %s  cpu s per node [%s]  cpu s/job: nodes %.4f" % (
             name, fmt(jobs), fmt([r["mb_s"] for r in rs]), fmt([r["accept_s"] for r in rs]),
-            statistics.median(sum(r["node_cpu"]) / N for r in rs))
+            per_node, statistics.median(sum(r["node_cpu"]) / N for r in rs))
         if rs[0].get("pg_cpu") is not None:
             line += " postgres %.4f, tx/upload %.2f, statements/upload %.1f" % (
                 statistics.median(r["pg_cpu"] / N for r in rs),
                 statistics.median(r["tx_per_upload"] for r in rs),
                 statistics.median(r["stmts_per_upload"] for r in rs))
         if base:
-            line += "  ratio to sqlite %.2f" % (statistics.median(jobs) / base)
+            # each round's ratio (the configurations ran back to back in it)
+            ratios = [r["jobs_s"] / b["jobs_s"] for r, b in zip(rs, results["sqlite"])]
+            line += "  ratio to sqlite %.2f (rounds %.2f..%.2f)" % (
+                statistics.median(jobs) / base, min(ratios), max(ratios))
         print(line)
     subprocess.run(["rm", "-rf", tmp])
 
