@@ -316,7 +316,7 @@ static int unseal_small(const uint8_t *buf, size_t len, const uint8_t master[DR_
         off_t n = lseek(plain, 0, SEEK_END);
         char *text = n >= 0 && (size_t)n < META_MAX ? xmalloc((size_t)n + 1) : NULL;
         ssize_t got = text ? dr_pread_full(plain, text, (size_t)n, 0) : -1;
-        if (got != n) {
+        if (text == NULL || got != n) { /* lseek -1: got == n == -1 without a buffer */
             free(text);
             snprintf(err, errlen, "cannot read its plaintext back");
             rc = SKIP_BADMETA;
