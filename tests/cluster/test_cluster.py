@@ -1,7 +1,8 @@
 """Three dripd nodes behind nginx round robin, one PostgreSQL catalog, one
 S3 bucket (conftest.py). What a client of the balancer sees: one dripd.
 
-Covered here (issue 16): uploads and downloads across nodes, SSE across
+Covered here (issue 16): uploads and downloads across nodes, the web UI
+through the balancer (Chromium), SSE across
 nodes, one webhook delivery per event, job claims never duplicated under
 contention, a PostgreSQL restart under load, dripctl through the balancer,
 a node lost with its disk under load (nothing acknowledged lost), tus
@@ -390,3 +391,28 @@ def test_tus_js_client_across_the_balancer(cluster, tmp_path):
     # the client's resumed PATCH (both are fine; the upload is whole)
     logs = "".join(n.log_text() for n in c.nodes)
     assert re.search(r"interrupted; (saved offset|its \d+ bytes at \d+ were not needed)", logs)
+
+
+def test_web_ui_through_the_balancer(cluster_factory, tmp_path):
+    """The web UI's end-to-end run (tests/node/web_e2e.mjs: sign in,
+    uploads with a name conflict and one over the limit, a file bob shares,
+    rename, share, download and compare, delete) in Chromium against the
+    balancer: its requests land on all three nodes, and it sees one dripd."""
+    assert os.path.exists("/usr/bin/chromium"), "Debian chromium is missing: make deps"
+    max_upload = 16 << 20
+    c = cluster_factory(extra={"limits": {"max_upload_size": max_upload}})
+    work, shots = tmp_path / "web", tmp_path / "shots"
+    work.mkdir()
+    shots.mkdir()
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "web_e2e.mjs"), c.url(), c.token("alice"),
+                        c.token("bob"), str(work), str(shots), str(max_upload)],
+                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
+    out = r.stdout.strip().splitlines()
+    res = json.loads(out[-1]) if out else {}
+    assert r.returncode == 0 and res.get("ok"), "browser test failed: %s\n%s" % (
+        res.get("error"), r.stderr[-3000:])
+    for s in ["signed in, shows who", "conflict: rename or skip", "413 is final and plain",
+              "shared file shows its owner and only download", "downloaded and compared",
+              "deleted, and its upload row with it"]:
+        assert s in res["steps"], res["steps"]
+    assert len(served_by(c)) == 3, served_by(c)  # no stickiness: every node served it
