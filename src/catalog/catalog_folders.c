@@ -311,6 +311,30 @@ out:
     return 0;
 }
 
+/* The start of a folder's delete or trash: owner's folder path (not "/"),
+ * its range into *lo / *hi (caller frees both), a transaction begun and
+ * the folder checked to be one (not a file, nor under one). 0 inside the
+ * transaction; else -errno with nothing open (-ENOENT not a folder,
+ * -EINVAL for "/"). */
+static int folder_begin(struct catalog *cat, const char *owner, const char *path, char **lo,
+                        char **hi)
+{
+    *lo = *hi = NULL;
+    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || strcmp(path, "/") == 0)
+        return -EINVAL;
+    range_of(path, lo, hi);
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    int c = catalog_path_clash(cat->db, owner, path, "");
+    if (c < 0 || c == DR_PATH_FILE || c == DR_PATH_UNDER_FILE) {
+        rc = c < 0 ? c : -ENOENT;
+        (void)db_end(cat->db, rc); /* rolls back */
+        return rc;
+    }
+    return 0;
+}
+
 int catalog_folder_delete(struct catalog *cat, const char *owner, const char *path,
                           struct dr_gone **out, size_t *n_out)
 {
@@ -318,23 +342,14 @@ int catalog_folder_delete(struct catalog *cat, const char *owner, const char *pa
         *out = NULL;
     if (n_out != NULL)
         *n_out = 0;
-    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || out == NULL ||
-        n_out == NULL)
-        return -EINVAL;
-    if (strcmp(path, "/") == 0)
+    if (out == NULL || n_out == NULL)
         return -EINVAL;
     char *lo, *hi;
-    range_of(path, &lo, &hi);
     struct dr_gone *g = NULL;
     size_t n = 0;
-    int rc = db_begin(cat->db, 0);
+    int rc = folder_begin(cat, owner, path, &lo, &hi);
     if (rc < 0)
         goto out;
-    int c = catalog_path_clash(cat->db, owner, path, "");
-    if (c < 0 || c == DR_PATH_FILE || c == DR_PATH_UNDER_FILE) {
-        rc = c < 0 ? c : -ENOENT;
-        goto end;
-    }
     rc = read_gone(cat->db, owner, path, lo, hi, &g, &n);
     int made = 0;
     /* Shares, links and variants first, explicitly (the foreign keys
@@ -359,7 +374,6 @@ int catalog_folder_delete(struct catalog *cat, const char *owner, const char *pa
      * is deleted too; nothing at all there is absent) */
     if (rc >= 0)
         rc = n == 0 && made == 0 ? -ENOENT : 0;
-end:
     rc = db_end(cat->db, rc);
     if (rc == 0) {
         *out = g;
@@ -380,25 +394,16 @@ int catalog_folder_trash(struct catalog *cat, const char *owner, const char *pat
         *ids = NULL;
     if (n_out != NULL)
         *n_out = 0;
-    if (cat == NULL || owner == NULL || path == NULL || path[0] != '/' || ids == NULL ||
-        n_out == NULL)
-        return -EINVAL;
-    if (strcmp(path, "/") == 0)
+    if (ids == NULL || n_out == NULL)
         return -EINVAL;
     char *lo, *hi;
-    range_of(path, &lo, &hi);
     struct db_stmt *s;
     char(*got)[DR_ID_LEN + 1] = NULL;
     size_t n = 0, cap = 0;
     int trashed = 0, made = 0;
-    int rc = db_begin(cat->db, 0);
+    int rc = folder_begin(cat, owner, path, &lo, &hi);
     if (rc < 0)
         goto out;
-    int c = catalog_path_clash(cat->db, owner, path, "");
-    if (c < 0 || c == DR_PATH_FILE || c == DR_PATH_UNDER_FILE) {
-        rc = c < 0 ? c : -ENOENT;
-        goto end;
-    }
     /* the ids first (for their trash marks in the store), then the rows */
     if ((rc = db_prepare(cat->db, &q_live_below, &s)) < 0)
         goto end;
