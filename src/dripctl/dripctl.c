@@ -497,7 +497,7 @@ struct globals {
 static int parse(int argc, char **argv, const struct command *cmd, struct globals *g,
                  struct args *a, int *first)
 {
-    struct option opts[DR_ARRAY_LEN(global_opts) + 5];
+    struct option opts[DR_ARRAY_LEN(global_opts) + DR_ARRAY_LEN(((struct command *)NULL)->opts)];
     size_t n = 0;
     for (size_t i = 0; i < DR_ARRAY_LEN(global_opts); i++)
         opts[n++] = global_opts[i];
