@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -662,8 +663,9 @@ class Cluster:
         for name in (os.listdir(odir) if os.path.isdir(odir) else []):
             if name.startswith("."):
                 continue
-            elif name not in keys and name.split("_")[0].split("~")[0] not in media:
-                # (keys: "<media>_<created><ext>", variants "<media>~<name>.<ext>")
+            elif name not in keys and re.split(r"[_~.]", name)[0] not in media:
+                # (keys: "<media>_<created><ext>", variants "<media>~<name>.<ext>",
+                # metadata "<media>.meta" and trash marks "<media>.trash": as scrub)
                 self.orphans.add(name)  # scrub must report it (final_check)
 
     def objects_dir(self):
