@@ -416,3 +416,17 @@ def test_web_ui_through_the_balancer(cluster_factory, tmp_path):
               "deleted, and its upload row with it"]:
         assert s in res["steps"], res["steps"]
     assert len(served_by(c)) == 3, served_by(c)  # no stickiness: every node served it
+
+
+def test_web_ui_big_file_through_the_balancer(cluster, tmp_path):
+    """A 65 MiB file from the web UI (web_cluster_big.mjs), which it sends
+    as parallel tus partial uploads where concatenation is offered: one
+    upload here (a cluster does not offer it), and it arrives whole."""
+    c = cluster
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "web_cluster_big.mjs"), c.url(),
+                        c.token("alice"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
+    out = r.stdout.strip().splitlines()
+    res = json.loads(out[-1]) if out else {}
+    assert r.returncode == 0 and res.get("ok"), "big file: %s\n%s" % (res.get("error"),
+                                                                       r.stderr[-3000:])

@@ -8,7 +8,9 @@
  *   - any other 4xx is final: the bar turns red and no Retry is offered;
  * A file of 64 MiB or more goes up as 4 partial uploads at once (tus
  * concatenation: tus-js-client parallelUploads), joined by the server;
- * its name is checked before any byte is sent.
+ * its name is checked before any byte is sent. Only if the server offers
+ * concatenation (OPTIONS /v1/uploads, Tus-Extension, asked once at the
+ * start): a cluster (docs/CLUSTER.md) does not, and gets one upload.
  *   - a name that exists already (409) offers Replace (a new version of
  *     the file that is there: If-Match with the ETag the folder showed,
  *     so a file changed meanwhile is not overwritten blindly), Keep both
@@ -29,11 +31,16 @@ const CHUNK = 8 * 1024 * 1024;
 const PARALLEL_MIN = 64 * 1024 * 1024;
 const PARALLEL = 4;
 const FINISHED = new Set(['available', 'skipped', 'failed', 'cancelled', 'gone']);
+/* whether the server offers tus concatenation (initUploads asks) */
+let concatOffered = true;
 const recs = new Map();
 let seq = 0;
 
 export function initUploads() {
   $('uploads-clear').addEventListener('click', clearFinished);
+  fetch('/v1/uploads', { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } })
+    .then((r) => { concatOffered = (r.headers.get('Tus-Extension') || '').includes('concatenation'); })
+    .catch(() => {}); /* unanswered: keep trying parallel; a refusal is a plain 4xx */
   onJobEvent(onJob);
   onListing(checkStillThere);
 }
@@ -211,7 +218,7 @@ function begin(rec, resume, how = {}) {
   rec.meter = new RateMeter();
   rec.t0 = performance.now();
   setStatus(rec, 'uploading');
-  const parallel = rec.file.size >= PARALLEL_MIN;
+  const parallel = concatOffered && rec.file.size >= PARALLEL_MIN;
   const up = new window.tus.Upload(rec.file, {
     parallelUploads: parallel ? PARALLEL : 1,
     endpoint: how.rename ? '/v1/uploads?conflict=rename' : '/v1/uploads',
