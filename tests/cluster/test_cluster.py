@@ -1,13 +1,13 @@
 """Three dripd nodes behind nginx round robin, one PostgreSQL catalog, one
 S3 bucket (conftest.py). What a client of the balancer sees: one dripd.
 
-Covered here (issue 16): uploads and downloads across nodes, the web UI
-through the balancer (Chromium), SSE across
-nodes, one webhook delivery per event, job claims never duplicated under
-contention, a PostgreSQL restart under load, dripctl through the balancer,
-a node lost with its disk under load (nothing acknowledged lost), tus
-uploads whose requests land on any node (tus-js-client through the
-balancer, concurrent PATCHes on two nodes).
+Covered here (issue 16): uploads, downloads and signed links across
+nodes, the web UI through the balancer (Chromium, a big file too), SSE
+across nodes, one webhook delivery per event, job claims never duplicated
+under contention, a PostgreSQL restart under load, dripctl (ls, download,
+upload) through the balancer, a node lost with its disk under load
+(nothing acknowledged lost), tus uploads whose requests land on any node
+(tus-js-client through the balancer, concurrent PATCHes on two nodes).
 """
 import http.server
 import json
@@ -59,6 +59,13 @@ def test_one_dripd_behind_the_balancer(cluster, tmp_path):
         assert same_file(src, content(c, mid, str(tmp_path / "o.bin")))
     st, doc, _ = c.json("GET", "/v1/media?folder=/c", expect=200)
     assert len(doc["files"]) == 6
+    # A signed link made through the balancer works on every node, no token.
+    link = c.json("POST", "/v1/media/%s/link?expires_in=120" % ids[0][0], expect=200)[1]["path"]
+    with open(src, "rb") as f:
+        data = f.read()
+    for n in c.nodes:
+        st, _, body = n.curl(n.url(link), user=None)
+        assert st == 200 and body == data, (n.addr, st, body[:200])
     # The uploads were spread over the three nodes, and each was processed
     # by the node that took it.
     puts = [u for u in c.upstreams() if u[0] == "PUT"]
@@ -74,6 +81,11 @@ def test_one_dripd_behind_the_balancer(cluster, tmp_path):
     r = subprocess.run([DRIPCTL, "--url", c.url(), "--token", c.token(), "download", "/c/3.bin",
                         "-o", out], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and same_file(src, out), r.stderr
+    r = subprocess.run([DRIPCTL, "--url", c.url(), "--token", c.token(), "upload", src, "--to",
+                        "/ctl", "--wait"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert same_file(src, content(c, c.json("GET", "/v1/media?folder=/ctl", expect=200)[1]
+                                  ["files"][0]["id"], str(tmp_path / "ctl2.bin")))
 
 
 def test_sse_carries_every_nodes_events(cluster, tmp_path):
