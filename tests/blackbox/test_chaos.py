@@ -260,9 +260,15 @@ def test_burst_above_queue_limit(dripd_factory, tmpdir_path):
         t.join(120)
     busy = [r for r in results if r[0] == 503]
     ok = [r for r in results if r[0] == 202]
-    assert busy, "no 503 although the burst was above queue_limit"
-    assert all("retry-after" in h for _, h, _ in busy)
-    assert len(ok) + len(busy) == burst
+    # Name every other answer (status 0: curl got no HTTP answer at all),
+    # so that a failure says what the daemon said, not only a count.
+    other = ["%s %r" % (st or "no HTTP answer", body[:300]) for st, _, body in results if st not in (202, 503)]
+    assert not other and len(results) == burst, \
+        "%d of %d uploads answered: %d x 202, %d x 503, others: %s" % (
+            len(results), burst, len(ok), len(busy), "; ".join(other) or "none")
+    assert busy, "no 503 although the burst was above queue_limit (%d x 202)" % len(ok)
+    assert all("retry-after" in h for _, h, _ in busy), \
+        "503 without Retry-After: %r" % [h for _, h, _ in busy if "retry-after" not in h][:3]
     load = Load(d, tmpdir_path)
     digest = hashlib.sha256(open(f, "rb").read()).hexdigest()
     for _, _, body in ok:
