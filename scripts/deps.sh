@@ -10,7 +10,7 @@ libssl-dev libsqlite3-dev libpq-dev libexpat1-dev check postgresql-15
 libvips-dev libmagic-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
 libseccomp-dev
 libvips-tools ffmpeg libimage-exiftool-perl imagemagick
-curl python3 python3-pytest nginx-light apache2-utils wrk awscli sqlite3
+curl python3 python3-pytest python3-pytest-xdist nginx-light apache2-utils wrk awscli sqlite3
 systemd valgrind procps iproute2 openssl nodejs npm chromium
 libfuse3-dev fuse3 util-linux"
 missing=""

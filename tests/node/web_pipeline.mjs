@@ -99,7 +99,13 @@ try {
     'sparkline points');
   await page.screenshot({ path: path.join(shots, 'pipeline-desktop.png'), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(1200); // a snapshot redrawn at the new width
+  // a snapshot redrawn at the new width: poll for it (a fixed wait was too
+  // short on a loaded machine); the checks below say what is wrong if not
+  await page.waitForFunction(() => {
+    const cs = [...document.querySelectorAll('#pv-pipelines .pv-chain')];
+    return cs.length > 0 && cs.every((c) => getComputedStyle(c).flexDirection === 'column') &&
+      document.documentElement.scrollWidth <= window.innerWidth;
+  }, null, { timeout: 20000, polling: 100 }).catch(() => {});
   const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(over <= 0, 'phone width overflows by ' + over + 'px');
   const col = await page.$$eval('#pv-pipelines .pv-chain', (cs) => cs.map((c) => getComputedStyle(c).flexDirection));
