@@ -8,6 +8,7 @@
 # header changed. Needs clang.
 #   FUZZ_CC=clang-17 sh scripts/build-fuzz.sh  # another clang
 #   FUZZ_CFLAGS="-O2" sh scripts/build-fuzz.sh # override optimisation
+#   JOBS=1 sh scripts/build-fuzz.sh            # one compiler at a time (default: one per core)
 # The flag variables below are word-split on purpose.
 # shellcheck disable=SC2086
 set -eu
@@ -30,27 +31,38 @@ DECODE_PKGS=$(sed -n 's/^DECODE_PKGS[[:space:]]*:=[[:space:]]*//p' Makefile)
 DECODE_CFLAGS="$(pkg-config --cflags $DECODE_PKGS gmodule-2.0 | sed 's/-I/-isystem /g') -DDRIPD_VIPS_LIBDIR=\"$(pkg-config --variable=libdir vips)\""
 DECODE_LIBS="$(pkg-config --libs $DECODE_PKGS gmodule-2.0)"
 
+# One object: the loop below runs `build-fuzz.sh --cc SRC OBJ` JOBS at a
+# time (default: one per core).
+if [ "${1:-}" = --cc ]; then
+  src=$2; o=$3; extra=""
+  case "$src" in src/decode/decoder.c|src/decode/sandbox.c) extra=$DECODE_CFLAGS ;; esac
+  echo "  CC      $src"
+  rm -f "$o"
+  # fuzzer-no-link: instrument without pulling in libFuzzer's main().
+  exec $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS $extra \
+    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -c "$src" -o "$o"
+fi
+
 mkdir -p "$OBJ"
 objs=""
 bad=""
+todo=""
 for src in src/*/*.c; do
   case "$src" in src/supervisor/main.c|src/dripctl/*|src/decode/decode_main.c) continue ;; esac
-  extra=""
-  case "$src" in src/decode/decoder.c|src/decode/sandbox.c) extra=$DECODE_CFLAGS ;; esac
   o=$OBJ/$(echo "${src#src/}" | tr / _ | sed 's/\.c$//').o
   # Rebuild when the source or any header is newer than the object.
   if [ ! -f "$o" ] || [ -n "$(find "$src" include src -newer "$o" -name '*.h' | head -1)" ] || [ "$src" -nt "$o" ]; then
-    echo "  CC      $src"
-    rm -f "$o"
-    # fuzzer-no-link: instrument without pulling in libFuzzer's main().
-    if ! $CC $CFLAGS "-DDRIPD_VERSION=\"$VERSION\"" $PKG_CFLAGS $extra \
-        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-        -c "$src" -o "$o"; then
-      bad="$bad $src"
-      continue
-    fi
+    todo="$todo $src $o"
   fi
   objs="$objs $o"
+done
+if [ -n "$todo" ]; then
+  printf '%s %s\n' $todo | xargs -P "${JOBS:-$(nproc)}" -n 2 sh scripts/build-fuzz.sh --cc || true
+fi
+# a failed compile leaves no object (--cc removes it first)
+set -- $objs; objs=""
+for o in "$@"; do
+  if [ -f "$o" ]; then objs="$objs $o"; else bad="$bad $o"; fi
 done
 # An archive, as the Makefile's libdripd.a: a target pulls in only the
 # modules it uses, so unrelated unfinished modules cannot break its link.
