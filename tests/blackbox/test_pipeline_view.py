@@ -1,5 +1,6 @@
 """The pipeline view for admins (issue 20): GET /v1/admin/pipeline and its
 Server-Sent Events stream, on a real dripd."""
+import concurrent.futures
 import http.client
 import json
 import os
@@ -65,7 +66,9 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
     """Uploads into a store stage slowed by the test hook: the stream shows
     intake, the store's queue growing, and the store as the bottleneck;
     the front end counts the open stream's connection."""
-    d = dripd_factory(config={"pipeline": {"test_store_delay": "500ms",
+    # 1 s a store and the 8 uploads at once: one after the other at 500 ms,
+    # on a loaded machine the store kept up and its queue never reached 3
+    d = dripd_factory(config={"pipeline": {"test_store_delay": "1s",
                                            "upload": {"store": {"concurrency": 1}}}})
     s = Stream(d)
     try:
@@ -73,8 +76,9 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
         first = next(s.snapshots(10))
         assert first["front"]["open_connections"] >= 1
         f = make_file(os.path.join(d.dir, "a.bin"), 2000)
-        for i in range(8):
-            assert d.put_file(f, "/v/%d.bin" % i)[0] == 202
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            sts = list(ex.map(lambda i: d.put_file(f, "/v/%d.bin" % i)[0], range(8)))
+        assert sts == [202] * 8, sts
         seen = {}
         for snap in s.snapshots(40):
             st = stage(snap, "upload", "store")
@@ -91,7 +95,7 @@ def test_stream_moves_and_marks_the_slow_stage(dripd_factory):
             if stage(snap, "upload", "store")["processed"] > before:
                 break
         # and once it is drained nothing is behind
-        for snap in s.snapshots(30):
+        for snap in s.snapshots(60):
             if snap["queue"]["depth"] == 0 and snap["bottleneck"] is None:
                 break
         assert stage(snap, "upload", "store")["p50_ms"] >= 500
