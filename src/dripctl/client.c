@@ -20,7 +20,9 @@
  * handle and FILE (nothing else is shared but the read-only settings and
  * an atomic byte count per part that the calling thread sums for the
  * progress line), then one final upload joins them on the server. The
- * parts' URLs are kept in the state file, so a rerun resumes each.
+ * parts' URLs are kept in the state file, so a rerun resumes each. A
+ * server that does not offer concatenation (a cluster: OPTIONS says so)
+ * gets the file as one stream, with a note on stderr.
  *
  * Threads: dripctl's, plus a parallel upload's part threads while it runs.
  */
@@ -74,6 +76,7 @@ struct hdrs {
     char job[64];
     char media[64];
     char retry_after[32];
+    char extension[256];
 };
 
 static void copy_hdr(char *dst, size_t cap, const char *v, size_t n)
@@ -104,6 +107,7 @@ static size_t hdr_cb(char *data, size_t size, size_t n, void *arg)
     HDR("Upload-Job", job)
     HDR("Upload-Media", media)
     HDR("Retry-After", retry_after)
+    HDR("Tus-Extension", extension)
 #undef HDR
     return len;
 }
@@ -452,6 +456,27 @@ static int64_t tus_head(struct client *c, const char *loc)
         return strtoll(hd.offset, NULL, 10);
     set_error(c, rc, NULL);
     return -1;
+}
+
+/* Does the server offer tus concatenation (OPTIONS /v1/uploads, its
+ * Tus-Extension)? A cluster does not (docs/CLUSTER.md); when the answer
+ * is anything else, the caller sends one stream, whose own requests say
+ * what is wrong. */
+static bool tus_offers_concat(struct client *c)
+{
+    reset(c, "/v1/uploads");
+    struct hdrs hd = {0};
+    struct curl_slist *h = base_headers(c);
+    h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "OPTIONS");
+    curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = perform(c);
+    curl_slist_free_all(h);
+    return rc == CURLE_OK && c->status / 100 == 2 && strstr(hd.extension, "concatenation") != NULL;
 }
 
 /* A chunk failed with c->status / c->err. When that may pass (no answer,
@@ -848,7 +873,15 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
                          (long long)st.st_mtime, folder, c->url);
     free(abs);
     json_t *state = state_load(state_file);
-    if (o->parallel > 1 && (uint64_t)st.st_size >= o->parallel) {
+    bool parallel = o->parallel > 1 && (uint64_t)st.st_size >= o->parallel;
+    if (parallel && !tus_offers_concat(c)) {
+        fprintf(stderr,
+                "dripctl: %s does not offer tus concatenation (a cluster); sending %s as one "
+                "stream\n",
+                c->url, base);
+        parallel = false;
+    }
+    if (parallel) {
         char *key = xasprintf("%s|parallel %u", fp, o->parallel);
         int r = tus_upload_parallel(c, file, (uint64_t)st.st_size, base, folder, state_file, state,
                                     key, o, job_id, media_id, resumed_at);

@@ -86,6 +86,15 @@ def test_one_dripd_behind_the_balancer(cluster, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert same_file(src, content(c, c.json("GET", "/v1/media?folder=/ctl", expect=200)[1]
                                   ["files"][0]["id"], str(tmp_path / "ctl2.bin")))
+    # --parallel: a cluster offers no tus concatenation, so dripctl says so
+    # and sends one stream instead of failing on the partial uploads.
+    r = subprocess.run([DRIPCTL, "--url", c.url(), "--token", c.token(), "upload", src, "--to",
+                        "/par", "--parallel", "4", "--wait"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "does not offer tus concatenation" in r.stderr, r.stderr
+    assert same_file(src, content(c, c.json("GET", "/v1/media?folder=/par", expect=200)[1]
+                                  ["files"][0]["id"], str(tmp_path / "par.bin")))
 
 
 def test_sse_carries_every_nodes_events(cluster, tmp_path):
