@@ -1333,8 +1333,13 @@ static void add_final_concat(struct tus_req *st, const char *ids)
     char *v = xstrdup("final;");
     for (const char *p = ids; *p != '\0';) {
         size_t n = strcspn(p, " ");
+        /* copied, not snprintf'd: GCC's -Wformat-truncation, inlining
+         * this into head_respond under -fsanitize, took p for NULL */
         char path[sizeof(TUS_PREFIX "/") + DR_ID_LEN];
-        snprintf(path, sizeof(path), TUS_PREFIX "/%.*s", (int)DR_MIN(n, (size_t)DR_ID_LEN), p);
+        size_t k = DR_MIN(n, (size_t)DR_ID_LEN), pre = sizeof(TUS_PREFIX "/") - 1;
+        memcpy(path, TUS_PREFIX "/", pre);
+        memcpy(path + pre, p, k);
+        path[pre + k] = '\0';
         char *url = http_absolute_url(st->ex, path);
         char *next = xasprintf("%s%s%s", v, p == ids ? "" : " ", url);
         free(url);
