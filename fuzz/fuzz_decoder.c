@@ -1,6 +1,7 @@
 /* fuzz_decoder.c - libFuzzer target for the decoders dripd runs in its
  * dripd-decode helper (src/decode/decoder.c): libmagic, the libvips
- * image/PDF path (header, pixel limit, one decode, variants), the FFmpeg
+ * image path (header, pixel limit, one decode, variants; PDFs not: see
+ * LLVMFuzzerInitialize), the FFmpeg
  * poster path, the WebP metadata stripper of the variants, and the
  * lossless stripper of originals (strip.c). The libraries themselves
  * are not instrumented; dripd's code around them is, and a crash in them
@@ -38,7 +39,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     char err[256];
-    if (decoder_open(DECODE_F_MOD_HEIF | DECODE_F_MOD_PDF, err, sizeof err) != 0)
+    /* No PDF module: poppler recurses without bound on some 200-byte PDFs
+     * (one ran 88 s into 2 GiB, poppler 22.02), a poppler bug that the
+     * helper's sandbox contains (memory limit, timeout; test_processing's
+     * hostile files) and that would only stall this target. The PDF path
+     * is still tested end to end (test_formats). */
+    if (decoder_open(DECODE_F_MOD_HEIF, err, sizeof err) != 0)
         abort();
     return 0;
 }
