@@ -156,7 +156,10 @@ def test_dead_workers_gauges_are_reset(dripd_factory, tmpdir_path):
     for role in ("http", "pipeline"):
         old = d.worker(role)
         os.kill(old, signal.SIGKILL)
-        wait_until(lambda: d.workers(role) and d.workers(role)[0] != old, 30, "a new %s worker" % role)
+        def replaced(role=role, old=old):
+            w = d.workers(role)  # read once: the list can change between two reads
+            return bool(w) and w[0] != old
+        wait_until(replaced, 30, "a new %s worker" % role)
     d.wait_job(doc["job"]["id"], timeout=60)
     for c in conns:
         c.close()
