@@ -439,19 +439,29 @@ static size_t read_cb(char *dst, size_t size, size_t n, void *arg)
 
 /* HEAD the upload: its offset, or -1 with c->err set (c->status 404 when
  * it is gone). */
-static int64_t tus_head(struct client *c, const char *loc)
+/* A tus request without a body (HEAD, OPTIONS): its headers into *hd. */
+static CURLcode tus_bodiless(struct client *c, const char *method, const char *path,
+                             struct hdrs *hd)
 {
-    reset(c, loc);
-    struct hdrs hd = {0};
+    reset(c, path);
     struct curl_slist *h = base_headers(c);
     h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
+    if (strcmp(method, "HEAD") != 0)
+        curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
-    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, hd);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 30L);
     CURLcode rc = perform(c);
     curl_slist_free_all(h);
+    return rc;
+}
+
+static int64_t tus_head(struct client *c, const char *loc)
+{
+    struct hdrs hd = {0};
+    CURLcode rc = tus_bodiless(c, "HEAD", loc, &hd);
     if (rc == CURLE_OK && c->status == 200 && hd.offset[0] != '\0')
         return strtoll(hd.offset, NULL, 10);
     set_error(c, rc, NULL);
@@ -464,18 +474,8 @@ static int64_t tus_head(struct client *c, const char *loc)
  * what is wrong. */
 static bool tus_offers_concat(struct client *c)
 {
-    reset(c, "/v1/uploads");
     struct hdrs hd = {0};
-    struct curl_slist *h = base_headers(c);
-    h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "OPTIONS");
-    curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, hdr_cb);
-    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hd);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = perform(c);
-    curl_slist_free_all(h);
+    CURLcode rc = tus_bodiless(c, "OPTIONS", "/v1/uploads", &hd);
     return rc == CURLE_OK && c->status / 100 == 2 && strstr(hd.extension, "concatenation") != NULL;
 }
 
