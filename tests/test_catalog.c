@@ -39,8 +39,8 @@ static bool use_pg;
 static char pgdsn[320];
 
 /* The schema version this catalog migrates to (catalog_schema.h). */
-#define SCHEMA_NOW 7
-#define SCHEMA_NOW_TEXT "7"
+#define SCHEMA_NOW 8
+#define SCHEMA_NOW_TEXT "8"
 
 static void sync_users(struct catalog *c)
 {
@@ -2208,6 +2208,119 @@ START_TEST(test_cluster_nodes_and_leases)
 }
 END_TEST
 
+/* Tus concatenation in a cluster (catalog_tus_join): a final upload takes
+ * complete partial uploads in one transaction, their staged parts become
+ * its body's at their place in it (rows move; the objects keep their
+ * names: src), and it is finished with one job reading that body. A
+ * partial is taken once; a refusal of any kind writes nothing. SQLite
+ * stages nothing, but the join is the same. */
+START_TEST(test_tus_join)
+{
+    int64_t exp = dr_now_ms() + 60000;
+    struct dr_tus pa, pb, open_p, whole, fin;
+    tus_new(&pa, "alice", "", 5, exp);
+    tus_new(&pb, "alice", "", 3, exp);
+    tus_new(&open_p, "alice", "", 4, exp);
+    tus_new(&whole, "alice", "/j/whole.bin", 2, exp);
+    for (struct dr_tus *t = &pa; t != NULL; t = t == &pa ? &pb : t == &pb ? &open_p : NULL)
+        ck_assert_int_eq(catalog_tus_create(cat, t), 0);
+    ck_assert_int_eq(catalog_tus_create(cat, &whole), 0);
+    char x1[DR_ID_LEN + 1], x2[DR_ID_LEN + 1], x3[DR_ID_LEN + 1];
+    dr_id_new(x1);
+    dr_id_new(x2);
+    dr_id_new(x3);
+    ck_assert_int_eq(catalog_tus_add_part(cat, pa.id, x1, 0, 2, -1), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, pa.id, x2, 2, 3, -1), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, pb.id, x3, 0, 3, -1), 0);
+    ck_assert_int_eq(catalog_tus_add_part(cat, open_p.id, x3, 0, 1, -1), 0); /* 1 of 4 */
+
+    tus_new(&fin, "alice", "/j/final.bin", 8, exp);
+    fin.spool_path = (char *)"";
+    struct dr_intake it = {.owner = "alice", .staged = fin.id};
+    size_t bad = 99;
+    /* refused, nothing written: an unfinished partial, not a partial, not
+     * this user's, listed lengths that do not add up */
+    const char *unfinished[] = {pa.id, open_p.id};
+    ck_assert_int_eq(catalog_tus_join(cat, &fin, unfinished, 2, &it, &bad), -EINVAL);
+    ck_assert_int_eq((int)bad, 1);
+    const char *not_partial[] = {whole.id};
+    ck_assert_int_eq(catalog_tus_join(cat, &fin, not_partial, 1, &it, &bad), -EINVAL);
+    ck_assert_int_eq((int)bad, 0);
+    struct dr_tus bobs = fin;
+    bobs.owner = (char *)"bob";
+    const char *both[] = {pa.id, pb.id};
+    ck_assert_int_eq(catalog_tus_join(cat, &bobs, both, 2, &it, &bad), -ENOENT);
+    ck_assert_int_eq((int)bad, 0);
+    struct dr_tus shorter = fin;
+    shorter.length = 7;
+    ck_assert_int_eq(catalog_tus_join(cat, &shorter, both, 2, &it, &bad), -EIO);
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(cat, pa.id, NULL, &got), 0);
+    dr_tus_clear(&got);
+    ck_assert_int_eq(catalog_tus_get(cat, fin.id, NULL, &got), -ENOENT);
+    /* a taken path: nothing written either, the partials stay */
+    struct dr_tus taken = fin;
+    taken.path = (char *)"/j/t.bin";
+    ck_assert_int_eq(intake1(cat, "alice", "/j/t.bin", 1, NULL, NULL), 0);
+    ck_assert_int_eq(catalog_tus_join(cat, &taken, both, 2, &it, &bad), -EEXIST);
+    ck_assert_int_eq(catalog_tus_get(cat, pb.id, NULL, &got), 0);
+    dr_tus_clear(&got);
+
+    /* joined: one job on the final's body, the partials gone */
+    ck_assert_int_eq(catalog_tus_join(cat, &fin, both, 2, &it, &bad), 0);
+    ck_assert_int_eq(it.result, 0);
+    ck_assert_int_eq(catalog_tus_get(cat, fin.id, "alice", &got), 0);
+    ck_assert_str_eq(got.job_id, it.job_id);
+    ck_assert_int_eq((int)got.offset, 8);
+    ck_assert_int_eq((int)got.length, 8);
+    dr_tus_clear(&got);
+    ck_assert_int_eq(catalog_tus_get(cat, pa.id, NULL, &got), -ENOENT);
+    ck_assert_int_eq(catalog_tus_get(cat, pb.id, NULL, &got), -ENOENT);
+    struct dr_job j;
+    ck_assert_int_eq(catalog_job_get(cat, it.job_id, NULL, &j), 0);
+    ck_assert_str_eq(j.staged, fin.id);
+    dr_job_clear(&j);
+    struct dr_staged_part *p = NULL;
+    size_t n = 99;
+    ck_assert_int_eq(catalog_staged_parts(cat, fin.id, &p, &n), 0);
+    ck_assert_int_eq((int)n, use_pg ? 3 : 0);
+    static const int offs[] = {0, 2, 5}, lens[] = {2, 3, 3};
+    const char *srcs[] = {pa.id, pa.id, pb.id}, *parts[] = {x1, x2, x3};
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(p[i].body, fin.id);
+        ck_assert_str_eq(p[i].src, srcs[i]);
+        ck_assert_str_eq(p[i].part, parts[i]);
+        ck_assert_int_eq((int)p[i].off, offs[i]);
+        ck_assert_int_eq((int)p[i].len, lens[i]);
+    }
+    free(p);
+    /* the objects are known by the names they were staged under */
+    ck_assert_int_eq(catalog_staged_known(cat, pa.id, x2), use_pg ? 1 : 0);
+    ck_assert_int_eq(catalog_staged_known(cat, fin.id, x2), 0);
+    /* a partial is taken once: a second final finds it gone */
+    struct dr_tus again;
+    tus_new(&again, "alice", "/j/again.bin", 3, exp);
+    again.spool_path = (char *)"";
+    struct dr_intake it2 = {.owner = "alice", .staged = again.id};
+    const char *just_b[] = {pb.id};
+    ck_assert_int_eq(catalog_tus_join(cat, &again, just_b, 1, &it2, &bad), -ENOENT);
+    ck_assert_int_eq((int)bad, 0);
+    /* needed while the job is pending; garbage with their src after */
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_str_ne(p[i].body, fin.id);
+    free(p);
+    ck_assert_int_eq(catalog_job_fail(cat, it.job_id, NULL, "test"), 0);
+    ck_assert_int_eq(catalog_staged_garbage(cat, 10, &p, &n), 0);
+    size_t mine = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].body, fin.id) == 0 && strcmp(p[i].src, p[i].body) != 0)
+            mine++;
+    ck_assert_int_eq((int)mine, use_pg ? 3 : 0);
+    free(p);
+}
+END_TEST
+
 /* Cluster uploads staged in the bucket (catalog_staged.c): a PUT's one
  * part comes with its intake; a tus session's parts come with its offset,
  * compare and set; parts nothing needs are garbage; a silent node's jobs
@@ -2579,6 +2692,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_sync_users,
         test_cluster_nodes_and_leases,
         test_staged_bodies,
+        test_tus_join,
     };
     const TTest *conc_tests[] = {
         test_path_clash_under_concurrency,

@@ -350,6 +350,21 @@ int catalog_tus_finish(struct catalog *cat, const char *id, struct dr_intake *in
  * nothing written (-ENOENT: no unfinished session). */
 int catalog_tus_add_part(struct catalog *cat, const char *id, const char *part, uint64_t off,
                          uint64_t len, int64_t new_length);
+/* Tus concatenation in a cluster (the bytes are staged parts): in ONE
+ * transaction, the partial uploads parts[0..n) of final->owner are taken
+ * (each must be unfinished, unexpired, a partial - path "" - and
+ * complete: its rows are deleted, so exactly one final upload can take
+ * it), their staged parts become the parts of final->id's body at their
+ * place in it (catalog_staged_move: rows move, no byte does), and the
+ * final upload's session row final is created and finished as
+ * catalog_tus_finish does (intake: media, an upload job reading the
+ * staged body intake->staged, event). *bad (may be NULL) gets the index
+ * of the partial that failed: -ENOENT (gone: joined by another final
+ * upload, expired, terminated), -EINVAL (not a complete partial upload).
+ * -EEXIST / -ESTALE: the path is taken / If-Match failed (intake->result
+ * too). On any error nothing is written: the partial uploads stay. */
+int catalog_tus_join(struct catalog *cat, const struct dr_tus *final, const char *const *parts,
+                     size_t n, struct dr_intake *intake, size_t *bad);
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner);
 /* Unfinished sessions with expires_at < now_ms; caller frees with dr_tus_clear each. */
 int catalog_tus_expired(struct catalog *cat, int64_t now_ms, struct dr_tus **out, size_t *n_out);
@@ -364,10 +379,14 @@ void dr_tus_clear(struct dr_tus *t);
  * parts, each a sealed object staging-<body>-<part> (staging.h) holding
  * the bytes [off, off + len). A PUT's body is one part; a tus upload's
  * body (its id) has a part per PATCH. The parts of a body tile
- * [0, size) in order of off. With SQLite nothing is staged: no parts. */
+ * [0, size) in order of off. With SQLite nothing is staged: no parts.
+ * A part's object is named after src, the body it was staged for: body,
+ * unless a final tus upload took the part over from its partial upload
+ * (catalog_tus_join), which moves rows, never objects. */
 struct dr_staged_part {
     char body[DR_ID_LEN + 1];
     char part[DR_ID_LEN + 1];
+    char src[DR_ID_LEN + 1]; /* its object: staging-<src>-<part> */
     uint64_t off, len;
 };
 /* The parts of body in order of off; caller frees *out. */

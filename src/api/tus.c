@@ -35,9 +35,16 @@
  * job's spool file, so the common case fetches nothing. The job reads the
  * staged body (jobs.staged = the upload id). A request cut short hands
  * what it received to the saver thread (stager_save_later).
- * Concatenation is not offered there (not advertised; Upload-Concat is a
- * 400): a partial's parts are its own body's, which a final upload's job
- * cannot read.
+ * Concatenation there: a partial upload's bytes are staged parts of its
+ * own body like any upload's (any node takes its requests); the final
+ * upload joins no files but claims the partials in one catalog
+ * transaction (join_staged, catalog_tus_join): their rows are taken
+ * (deleted: of two finals racing for a partial on two nodes, the second
+ * finds it gone), their staged part rows re-pointed to the final's body
+ * at their place in it (the objects keep their names: no byte is copied
+ * or moved), and the final's row created and finished with its job, so
+ * the partials stay whole if anything fails. The job reads the parts
+ * from the bucket on whichever node runs it.
  *
  * Threads: handlers run on the connection's loop thread. Body bytes are
  * written to the spool file there (page cache writes; every 8 MiB the
@@ -113,10 +120,12 @@
 
 #define TUS_PREFIX "/v1/uploads"
 #define TUS_VERSION "1.0.0"
-/* Cluster mode does not offer concatenation (docs/CLUSTER.md, "Limits"). */
-#define TUS_EXTENSIONS_CLUSTER                                                                     \
-    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
-#define TUS_EXTENSIONS TUS_EXTENSIONS_CLUSTER ",concatenation"
+#define TUS_EXTENSIONS                                                                             \
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"         \
+    "concatenation"
+/* What a partial upload's staged parts name as their path in their sealed
+ * header (seal.h wants one; a partial has none of its own) */
+#define TUS_PARTIAL_SEAL_PATH "(tus partial upload)"
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
@@ -172,6 +181,7 @@ struct tus_req {
 
     /* deferred work results */
     int rc;
+    int status; /* the answer to rc when not status_for(rc); 0: status_for */
     char detail[200];
     struct dr_intake intake;
     bool finished;
@@ -624,12 +634,76 @@ static int finish_staged(struct tus_req *st, struct catalog *cat, const char *pa
     return 0;
 }
 
+/* Cluster mode: the final upload takes its partial uploads and their
+ * staged parts in one transaction (catalog_tus_join: rows re-pointed, no
+ * byte copied), and is finished: one upload job, which any node runs
+ * from the parts. The partial uploads stay if it fails. */
+static int join_staged(struct tus_req *st, struct catalog *cat)
+{
+    const char *ids[TUS_CONCAT_MAX];
+    for (size_t i = 0; i < st->n_parts; i++)
+        ids[i] = st->parts[i].id;
+    free(st->intake.renamed);
+    memset(&st->intake, 0, sizeof(st->intake));
+    st->intake.owner = st->owner;
+    st->intake.size = (uint64_t)st->length;
+    st->intake.staged = st->id;
+    st->intake.stage = ingest_first_stage(st->cfg, NULL);
+    size_t bad = st->n_parts;
+    int rc = catalog_tus_join(cat, &st->row, ids, st->n_parts, &st->intake, &bad);
+    if (rc == -ENOTCONN) { /* did the COMMIT go through? */
+        struct dr_tus row = {0};
+        if (catalog_tus_get(cat, st->id, st->owner, &row) == 0 && row.job_id[0] != '\0') {
+            memcpy(st->intake.job_id, row.job_id, sizeof(st->intake.job_id));
+            memcpy(st->intake.media_id, row.media_id, sizeof(st->intake.media_id));
+            rc = 0;
+        }
+        dr_tus_clear(&row);
+    }
+    const char *part = bad < st->n_parts ? st->parts[bad].id : "";
+    if (rc == -ENOENT && bad < st->n_parts) {
+        st->status = 400;
+        snprintf(st->detail, sizeof(st->detail),
+                 "partial upload %s: no such upload (another final upload took it, or it expired "
+                 "or was terminated)",
+                 part);
+    } else if (rc == -EINVAL && bad < st->n_parts) {
+        st->status = 400;
+        snprintf(st->detail, sizeof(st->detail), "upload %s is not a complete partial upload",
+                 part);
+    } else if (rc == -EEXIST || rc == -ESTALE) {
+        snprintf(st->detail, sizeof(st->detail), "%s %s; the partial uploads are kept",
+                 st->row.path,
+                 rc == -EEXIST ? "already exists" : "has changed: its ETag is not in If-Match");
+    } else if (rc < 0) {
+        snprintf(st->detail, sizeof(st->detail), "joining the partial uploads: %s", strerror(-rc));
+    } else {
+        st->committed_row = true;
+        st->finished = true;
+        st->row.offset = (uint64_t)st->length;
+        memcpy(st->row.job_id, st->intake.job_id, sizeof(st->row.job_id));
+        memcpy(st->row.media_id, st->intake.media_id, sizeof(st->row.media_id));
+        log_info("tus: upload %s of %s finished: %s, %" PRId64
+                 " bytes joined from %zu partial upload(s), job %s",
+                 st->id, st->owner, st->row.path, st->length, st->n_parts, st->intake.job_id);
+    }
+    return rc;
+}
+
+/* The path a staged part's sealed header names: the upload's; a partial
+ * upload has none of its own. */
+static const char *seal_path(const struct tus_req *st)
+{
+    return st->row.path[0] != '\0' ? st->row.path : TUS_PARTIAL_SEAL_PATH;
+}
+
 /* Cluster mode (see the design comment): stage this request's bytes as a
  * part, then record it with the offset it moves, or finish. */
 static void work_commit_staged(struct tus_req *st)
 {
     uint64_t off = st->start + st->received;
-    bool completes = st->length >= 0 && off == (uint64_t)st->length;
+    /* a partial upload never finishes: a final upload takes its parts */
+    bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
     const char *part = st->part_path != NULL && st->received > 0 ? st->part : NULL;
     int rc = 0;
     st->committed = true;
@@ -637,6 +711,10 @@ static void work_commit_staged(struct tus_req *st)
     if (cat == NULL) {
         rc = -EAGAIN;
         snprintf(st->detail, sizeof(st->detail), "catalog unavailable");
+        goto out;
+    }
+    if (st->n_parts > 0) {
+        rc = join_staged(st, cat);
         goto out;
     }
     /* a one-request upload's file becomes the job's spool file: durable
@@ -648,7 +726,7 @@ static void work_commit_staged(struct tus_req *st)
         struct stager_part p = {.body = st->id,
                                 .part = part,
                                 .owner = st->owner,
-                                .path = st->row.path,
+                                .path = seal_path(st),
                                 .content_type = st->row.content_type};
         char err[256] = "";
         rc = stager_put(st->cfg, &p, st->part_path, err, sizeof err);
@@ -827,7 +905,7 @@ static void done_commit(struct http_exchange *ex, void *arg)
     if (http_ex_closed(ex))
         return; /* on_abort frees st; the state is durable already */
     if (st->rc < 0) {
-        int status = status_for(st->rc);
+        int status = st->status != 0 ? st->status : status_for(st->rc);
         fail(st, status, "%s", status == 507 ? "no space left on the server" : st->detail);
         return;
     }
@@ -1131,14 +1209,6 @@ static void create_head_admitted(struct http_exchange *ex, void *arg)
     const char *dl = http_header(ex, "Upload-Defer-Length");
     const char *uc = http_header(ex, "Upload-Concat");
     bool final = false;
-    if (uc != NULL && st->cluster) {
-        /* a partial's bytes are staged parts of its own body, which a
-         * final upload's job cannot read yet */
-        fail(st, 400,
-             "Upload-Concat: concatenation is not available in cluster mode (catalog.backend "
-             "postgres); upload the file as one tus upload");
-        goto out;
-    }
     if (uc != NULL) {
         if (strcmp(uc, "partial") == 0) {
             st->partial = true;
@@ -1682,7 +1752,7 @@ static void save_partial(struct tus_req *st)
     if (st->op != OP_PATCH || st->received == 0)
         return;        /* creation: no Location was given (req_free removes the file) */
     if (st->cluster) { /* staged off the loop thread; the saver removes the file */
-        stager_save_later(st->cfg, st->id, st->part, st->owner, st->row.path, st->row.content_type,
+        stager_save_later(st->cfg, st->id, st->part, st->owner, seal_path(st), st->row.content_type,
                           st->part_path, st->start, st->received, st->new_length);
         st->part_kept = true;
         return;
@@ -1728,8 +1798,7 @@ static void tus_options(struct http_exchange *ex)
     snprintf(max, sizeof(max), "%" PRIu64, http_cfg(ex)->limits.max_upload_size);
     common_headers(ex);
     http_add_header(ex, "Tus-Version", TUS_VERSION);
-    http_add_header(ex, "Tus-Extension",
-                    stager_on(http_cfg(ex)) ? TUS_EXTENSIONS_CLUSTER : TUS_EXTENSIONS);
+    http_add_header(ex, "Tus-Extension", TUS_EXTENSIONS);
     http_add_header(ex, "Tus-Max-Size", max);
     http_add_header(ex, "Tus-Checksum-Algorithm", TUS_CHECKSUM_ALGORITHMS);
     http_respond(ex, 204, NULL, NULL, 0);

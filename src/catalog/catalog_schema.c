@@ -395,6 +395,14 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
            "  created_at BIGINT NOT NULL,"
            "  PRIMARY KEY (body, off)"
            ");"},
+    /* v8: tus concatenation in a cluster (docs/CLUSTER.md, "Staged
+     * bodies"): a final upload takes its partial uploads' parts over by
+     * re-pointing their rows to its own body, without moving a byte; src
+     * keeps the body each part's object is named after (NULL: body).
+     * Only PostgreSQL stages: nothing for SQLite to change. */
+    {.sqlite = "SELECT 1;",
+     .pg = "ALTER TABLE staged_parts ADD COLUMN IF NOT EXISTS src " T ";"
+           "CREATE INDEX IF NOT EXISTS staged_parts_part ON staged_parts(part);"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

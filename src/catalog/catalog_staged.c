@@ -22,6 +22,11 @@
  * perhaps with its disk) that read a staged body become the adopting
  * node's, so a node lost with its disk loses nothing acknowledged.
  *
+ * Concatenation: a final tus upload takes its partial uploads' parts over
+ * in its join's transaction (catalog_tus_join): their rows move to its
+ * body at their place in it, and src keeps the body their objects are
+ * named after, so no byte is copied or moved in the store.
+ *
  * SQLite (one node) stages nothing: no table, every call a no-op.
  *
  * Threads: a handle is used by one thread at a time (catalog.h); no state
@@ -46,15 +51,25 @@
 static const struct db_sql q_add = {
     NULL, "INSERT INTO staged_parts(body, off, len, part, created_at) VALUES ($1, $2, $3, $4, $5)"};
 static const struct db_sql q_parts = {
-    NULL, "SELECT body, part, off, len FROM staged_parts WHERE body = $1 ORDER BY off"};
+    NULL, "SELECT body, part, off, len, coalesce(src, body) FROM staged_parts WHERE body = $1 "
+          "ORDER BY off"};
 static const struct db_sql q_garbage = {
-    NULL, "SELECT p.body, p.part, p.off, p.len FROM staged_parts p "
+    NULL, "SELECT p.body, p.part, p.off, p.len, coalesce(p.src, p.body) FROM staged_parts p "
           "WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.staged = p.body "
           "                  AND j.state IN ('queued', 'running')) "
           "AND NOT EXISTS (SELECT 1 FROM tus t WHERE t.id = p.body AND t.job_id IS NULL) "
           "ORDER BY p.created_at LIMIT $1"};
+/* by the object's name: a part a final tus upload took over is still
+ * known by the body it was staged for */
 static const struct db_sql q_known = {
-    NULL, "SELECT count(*) FROM staged_parts WHERE body = $1 AND part = $2"};
+    NULL, "SELECT count(*) FROM staged_parts WHERE part = $2 AND coalesce(src, body) = $1"};
+/* Tus concatenation: the parts of body $1 become the parts of body $2,
+ * each $3 further on; their objects keep their names (src). */
+static const struct db_sql q_len = {
+    NULL, "SELECT coalesce(sum(len), 0), count(*) FROM staged_parts WHERE body = $1"};
+static const struct db_sql q_move = {
+    NULL, "UPDATE staged_parts SET body = $2, off = off + $3, src = coalesce(src, body) "
+          "WHERE body = $1"};
 static const struct db_sql q_forget = {NULL,
                                        "DELETE FROM staged_parts WHERE body = $1 AND off = $2"};
 /* Queued upload jobs with a staged body, of nodes silent for $2 ms, one
@@ -92,6 +107,44 @@ int catalog_staged_add(struct db *db, const char *body, const char *part, uint64
     return rc < 0 ? rc : 0;
 }
 
+int catalog_staged_move(struct db *db, const char *from, const char *to, uint64_t base,
+                        uint64_t len)
+{
+    if (db_dialect(db) != DB_POSTGRES)
+        return 0;
+    if (from == NULL || to == NULL || base > INT64_MAX || len > INT64_MAX - base)
+        return -EINVAL;
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_len, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, from);
+    rc = db_step(s, "staged body length");
+    int64_t have = -1, parts = 0;
+    if (rc == DB_ROW) {
+        have = db_col_i64(s, 0);
+        parts = db_col_i64(s, 1);
+    }
+    db_reset(s);
+    if (rc < 0)
+        return rc;
+    if (have != (int64_t)len) {
+        log_error("catalog: staged body %s holds %lld bytes in %lld part(s), its upload %llu", from,
+                  (long long)have, (long long)parts, (unsigned long long)len);
+        return -EIO;
+    }
+    if (parts == 0)
+        return 0;
+    rc = db_prepare(db, &q_move, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, from);
+    db_bind_text(s, 2, to);
+    db_bind_i64(s, 3, (int64_t)base);
+    rc = db_exec(s, "staged parts move");
+    return rc < 0 ? rc : 0;
+}
+
 static int read_parts(struct catalog *cat, const struct db_sql *q, const char *body, int64_t max,
                       struct dr_staged_part **out, size_t *n_out, const char *what)
 {
@@ -118,6 +171,7 @@ static int read_parts(struct catalog *cat, const struct db_sql *q, const char *b
         db_col_copy(s, 1, v[n].part, sizeof v[n].part);
         v[n].off = (uint64_t)db_col_i64(s, 2);
         v[n].len = (uint64_t)db_col_i64(s, 3);
+        db_col_copy(s, 4, v[n].src, sizeof v[n].src);
         n++;
     }
     db_reset(s);

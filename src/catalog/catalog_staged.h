@@ -14,4 +14,11 @@
 int catalog_staged_add(struct db *db, const char *body, const char *part, uint64_t off,
                        uint64_t len, int64_t now);
 
+/* Inside the caller's transaction (tus concatenation): every part of body
+ * from, which must hold exactly len bytes (-EIO otherwise), becomes a
+ * part of body to at base + its offset; its object keeps its name (src).
+ * A no-op (0) on SQLite. */
+int catalog_staged_move(struct db *db, const char *from, const char *to, uint64_t base,
+                        uint64_t len);
+
 #endif

@@ -65,6 +65,13 @@ static const struct db_sql q_add_part = {
     "UPDATE tus SET \"offset\" = $3, length = CASE WHEN $4 >= 0 THEN $4 ELSE length END "
     "WHERE id = $1 AND job_id IS NULL AND \"offset\" = $2",
     NULL};
+/* Tus concatenation: a complete partial upload is taken (deleted) by the
+ * final upload that joins it, once: a concurrent join waits for the row
+ * lock, then finds nothing to delete. */
+static const struct db_sql q_take = {
+    "DELETE FROM tus WHERE id = $1 AND owner = $2 AND path = '' AND job_id IS NULL "
+    "AND length = $3 AND \"offset\" = length AND expires_at > $4",
+    NULL};
 static const struct db_sql q_delete = {
     "DELETE FROM tus WHERE id = $1 AND ($2 IS NULL OR owner = $2)", NULL};
 static const struct db_sql q_expired = {"SELECT " TUS_COLS
@@ -355,6 +362,80 @@ int catalog_tus_add_part(struct catalog *cat, const char *id, const char *part, 
         }
     }
     return db_end(cat->db, rc);
+}
+
+/* Inside the join's transaction: take the partial upload id of owner, its
+ * staged parts becoming final's at *base, which moves past them. */
+static int take_partial(struct catalog *cat, const char *id, const char *owner, const char *final,
+                        uint64_t *base, int64_t now)
+{
+    struct dr_tus row = {0};
+    int rc = get_row(cat->db, id, owner, &row, "tus join");
+    if (rc == 0 && (row.job_id[0] != '\0' || row.expires_at <= now))
+        rc = -ENOENT;
+    else if (rc == 0 && (row.path == NULL || row.path[0] != '\0' || row.length < 0 ||
+                         row.offset != (uint64_t)row.length))
+        rc = -EINVAL; /* not a partial upload, or not complete */
+    else if (rc == 0 && (uint64_t)row.length > INT64_MAX - *base)
+        rc = -EFBIG;
+    int64_t len = row.length;
+    dr_tus_clear(&row);
+    if (rc < 0)
+        return rc;
+    struct db_stmt *s;
+    rc = db_prepare(cat->db, &q_take, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, owner);
+    db_bind_i64(s, 3, len);
+    db_bind_i64(s, 4, now);
+    rc = db_exec(s, "tus join: take");
+    if (rc <= 0)
+        return rc < 0 ? rc : -ENOENT; /* taken meanwhile (another final upload, the expiry) */
+    rc = catalog_staged_move(cat->db, id, final, *base, (uint64_t)len);
+    if (rc == 0)
+        *base += (uint64_t)len;
+    return rc;
+}
+
+int catalog_tus_join(struct catalog *cat, const struct dr_tus *final, const char *const *parts,
+                     size_t n, struct dr_intake *intake, size_t *bad)
+{
+    if (bad != NULL)
+        *bad = n;
+    if (cat == NULL || final == NULL || parts == NULL || n == 0 || intake == NULL ||
+        final->owner == NULL || final->length < 0)
+        return -EINVAL;
+    intake->media_id[0] = intake->job_id[0] = '\0';
+    int64_t now = dr_now_ms();
+    uint64_t base = 0;
+    int rc = db_begin(cat->db, 0);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = take_partial(cat, parts[i], final->owner, final->id, &base, now);
+        if (rc < 0 && bad != NULL)
+            *bad = i;
+    }
+    if (rc == 0 && base != (uint64_t) final->length)
+        rc = -EIO; /* the partial uploads are not the lengths the caller read */
+    if (rc == 0) {
+        struct dr_tus row = *final;
+        row.offset = 0;
+        rc = catalog_tus_create(cat, &row);
+    }
+    if (rc == 0) {
+        intake->size = base;
+        rc = finish_open(cat, final->id, final, intake);
+    }
+    rc = db_end(cat->db, rc);
+    if (rc < 0) {
+        if (rc != -EEXIST && rc != -ESTALE)
+            intake->result = rc;
+        intake->media_id[0] = intake->job_id[0] = '\0';
+    }
+    return rc;
 }
 
 int catalog_tus_delete(struct catalog *cat, const char *id, const char *owner)

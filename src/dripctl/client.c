@@ -21,8 +21,9 @@
  * an atomic byte count per part that the calling thread sums for the
  * progress line), then one final upload joins them on the server. The
  * parts' URLs are kept in the state file, so a rerun resumes each. A
- * server that does not offer concatenation (a cluster: OPTIONS says so)
- * gets the file as one stream, with a note on stderr.
+ * server that does not offer concatenation (OPTIONS says so: an older
+ * dripd, another tus server) gets the file as one stream, with a note on
+ * stderr. A cluster offers it: any node takes any part.
  *
  * Threads: dripctl's, plus a parallel upload's part threads while it runs.
  */
@@ -875,9 +876,7 @@ int client_tus_upload(struct client *c, const char *file, const char *folder,
     json_t *state = state_load(state_file);
     bool parallel = o->parallel > 1 && (uint64_t)st.st_size >= o->parallel;
     if (parallel && !tus_offers_concat(c)) {
-        fprintf(stderr,
-                "dripctl: %s does not offer tus concatenation (a cluster); sending %s as one "
-                "stream\n",
+        fprintf(stderr, "dripctl: %s does not offer tus concatenation; sending %s as one stream\n",
                 c->url, base);
         parallel = false;
     }

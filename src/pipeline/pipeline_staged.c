@@ -70,8 +70,8 @@ static int fetch_parts(struct pl_tls *t, const struct pl_job *j, const struct dr
         snprintf(err, errlen, "create %s: %s", tmp, strerror(errno));
     }
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = staging_fetch(t->store, t->pc->master, p[i].body, p[i].part, p[i].len, fd, scratch,
-                           err, errlen);
+        rc = staging_fetch(t->store, t->pc->master, p[i].src, p[i].part, p[i].len, fd, scratch, err,
+                           errlen);
     if (fd >= 0 && close(fd) != 0 && rc == 0) {
         rc = -errno;
         snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
@@ -205,9 +205,9 @@ static int gc_batch(struct pl_ctx *pc, struct catalog *cat, struct dr_store *st)
     int done = 0;
     for (size_t i = 0; i < n && rc == 0 && !pl_stopping(pc); i++) {
         char err[256] = "";
-        rc = staging_delete(st, p[i].body, p[i].part, err, sizeof err);
+        rc = staging_delete(st, p[i].src, p[i].part, err, sizeof err);
         if (rc < 0) {
-            log_warn("staging: deleting part %s of %s: %s", p[i].part, p[i].body, err);
+            log_warn("staging: deleting part %s of %s: %s", p[i].part, p[i].src, err);
             break;
         }
         rc = catalog_staged_forget(cat, p[i].body, p[i].off);

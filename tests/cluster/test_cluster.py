@@ -7,7 +7,11 @@ across nodes, one webhook delivery per event, job claims never duplicated
 under contention, a PostgreSQL restart under load, dripctl (ls, download,
 upload) through the balancer, a node lost with its disk under load
 (nothing acknowledged lost), tus uploads whose requests land on any node
-(tus-js-client through the balancer, concurrent PATCHes on two nodes).
+(tus-js-client through the balancer, concurrent PATCHes on two nodes),
+and tus concatenation across nodes (issue 18: partial uploads on any
+nodes, a final upload joining them on another, two finals racing,
+tus-js-client parallelUploads and dripctl --parallel through the
+balancer, the partials' node lost with its disk before the final).
 """
 import http.server
 import json
@@ -86,13 +90,18 @@ def test_one_dripd_behind_the_balancer(cluster, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert same_file(src, content(c, c.json("GET", "/v1/media?folder=/ctl", expect=200)[1]
                                   ["files"][0]["id"], str(tmp_path / "ctl2.bin")))
-    # --parallel: a cluster offers no tus concatenation, so dripctl says so
-    # and sends one stream instead of failing on the partial uploads.
+    # --parallel: four partial uploads at once through the balancer (so on
+    # several nodes), then one final upload that joins them.
+    before = len(c.upstreams())
     r = subprocess.run([DRIPCTL, "--url", c.url(), "--token", c.token(), "upload", src, "--to",
                         "/par", "--parallel", "4", "--wait"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "does not offer tus concatenation" in r.stderr, r.stderr
+    assert "does not offer" not in r.stderr, r.stderr
+    sent = [u for u in c.upstreams()[before:] if u[1].startswith("/v1/uploads")]
+    creations = [u for u in sent if u[0] == "POST" and u[2] == "201"]
+    assert len(creations) == 5, sent  # four partial uploads and the final one
+    assert len({u[3] for u in sent if u[0] in ("POST", "PATCH")}) >= 2, sent
     assert same_file(src, content(c, c.json("GET", "/v1/media?folder=/par", expect=200)[1]
                                   ["files"][0]["id"], str(tmp_path / "par.bin")))
 
@@ -380,12 +389,145 @@ def test_tus_any_node_takes_the_next_patch(cluster, tmp_path):
                "parts collected (%d were recorded)" % parts)
     wait_until(lambda: not [k for k in c.s3.objects() if k.startswith("staging-")], 60,
                "staged objects gone (the race's loser deleted its own)")
-    # concatenation is not offered in cluster mode: not advertised, refused
+    # a cluster offers concatenation too (test_tus_concat_across_nodes)
     st, h, _ = tus(a, "OPTIONS", "/v1/uploads")
-    assert st == 204 and "concatenation" not in h["tus-extension"], h
-    st, h, body = tus(b, "POST", "/v1/uploads", {"Upload-Length": "10",
-                                                 "Upload-Concat": "partial"})
-    assert st == 400 and b"cluster mode" in body, (st, body)
+    assert st == 204 and "concatenation" in h["tus-extension"], h
+
+
+# ---- tus concatenation across nodes (issue 18) ----
+
+def tus_partial(target, length, data=None):
+    """A partial upload (with its bytes when data is given): its URL."""
+    h = {"Upload-Length": str(length), "Upload-Concat": "partial"}
+    if data is not None:
+        h["Content-Type"] = OCTET
+    st, h, b = tus(target, "POST", "/v1/uploads", h, data)
+    assert st == 201, (st, b)
+    return h["location"]
+
+
+def tus_final(target, urls, name):
+    import base64
+    return tus(target, "POST", "/v1/uploads",
+               {"Upload-Concat": "final;" + " ".join(urls),
+                "Upload-Metadata": "filename " + base64.b64encode(name.encode()).decode()})
+
+
+def upload_id(url):
+    return url.rsplit("/", 1)[1]
+
+
+def staged_gone(c):
+    """No staged part left in the catalog or in the bucket."""
+    wait_until(lambda: c.pg.query(c.dsn, "SELECT count(*) FROM staged_parts")[0][0] == "0", 60,
+               "staged parts collected")
+    wait_until(lambda: not [k for k in c.s3.objects() if k.startswith("staging-")], 60,
+               "staged objects deleted from the bucket", interval=0.2)
+
+
+def test_tus_concat_across_nodes(cluster, tmp_path):
+    """Partial uploads created and PATCHed on any nodes (their bytes staged
+    in the bucket), HEAD anywhere says partial, none is a job; the final
+    upload on another node joins them by moving catalog rows, no byte
+    copied; two finals racing for the same partials on two nodes: exactly
+    one wins; refusals as on one node; the joined parts are collected from
+    the bucket, by the names they were staged under, once the job is done."""
+    c = cluster
+    a, b, n3 = c.nodes
+    d1, d2 = os.urandom(150000), os.urandom(70001)
+    p1 = tus_partial(a, len(d1))
+    st, h, body = tus_patch(b, p1, 0, d1[:80000])
+    assert st == 204 and h["upload-offset"] == "80000", (st, body)
+    st, _, body = tus_final(n3, [p1], "early.bin")  # not complete: refused
+    assert st == 400 and b"not complete" in body, (st, body)
+    st, h, body = tus_patch(n3, p1, 80000, d1[80000:])
+    assert st == 204 and "upload-job" not in h, (st, h, body)
+    p2 = tus_partial(b, len(d2), d2)  # creation-with-upload: complete at once
+    for n in c.nodes:
+        for p, d in ((p1, d1), (p2, d2)):
+            st, h, _ = tus(n, "HEAD", p)
+            assert st == 200 and h["upload-concat"] == "partial", h
+            assert h["upload-offset"] == str(len(d)) and "upload-job" not in h, h
+    assert c.pg.query(c.dsn, "SELECT count(*) FROM jobs")[0][0] == "0"  # partials are no jobs
+    st, _, body = tus_final(a, [p1, p1], "twice.bin")
+    assert st == 400 and b"listed twice" in body, (st, body)
+
+    # Two finals race for the same partials on two nodes: one wins.
+    res = {}
+    ts = [threading.Thread(target=lambda n=n: res.__setitem__(n.addr, tus_final(
+        n, [p1, p2], "joined.bin"))) for n in (a, n3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    codes = sorted(r[0] for r in res.values())
+    assert codes == [201, 400], res
+    win = [r for r in res.values() if r[0] == 201][0][1]
+    lose = [r for r in res.values() if r[0] == 400][0][2]
+    assert b"no such upload" in lose, lose
+    fid = upload_id(win["location"])
+    # the final's body is the partials' parts, in order, named as staged
+    rows = c.pg.query(c.dsn, "SELECT src, off, len FROM staged_parts WHERE body = '%s' "
+                             "ORDER BY off" % fid)
+    assert [r[0] for r in rows] == [upload_id(p1)] * 2 + [upload_id(p2)], rows
+    assert [int(r[1]) for r in rows] == [0, 80000, 150000], rows
+    assert c.pg.query(c.dsn, "SELECT count(*) FROM tus WHERE path = ''")[0][0] == "0"
+    st, h, _ = tus(b, "HEAD", win["location"])
+    assert st == 200 and h["upload-concat"].startswith("final;"), h
+    urls = h["upload-concat"][len("final;"):].split()
+    assert [upload_id(u) for u in urls] == [upload_id(p1), upload_id(p2)], h
+    assert h["upload-job"] == win["upload-job"], h
+    st, _, body = tus_patch(n3, win["location"], len(d1) + len(d2), b"x")
+    assert st == 403, (st, body)
+    st, _, body = tus_final(b, [p2], "again.bin")  # joined already
+    assert st == 400 and b"no such upload" in body, (st, body)
+    assert finished_bytes(c, win, tmp_path) == d1 + d2
+    assert c.pg.query(c.dsn, "SELECT count(*) FROM jobs")[0][0] == "1"
+    staged_gone(c)
+
+
+def test_tus_js_client_parallel_across_the_balancer(cluster, tmp_path):
+    """tus-js-client parallelUploads: 4 through nginx round robin: the
+    partial uploads' requests land on several nodes, one PATCH is cut
+    mid-body and the upload resumed; the file, downloaded from a node that
+    did not take the final upload, is byte-identical. Then partial uploads
+    acknowledged by a node that is killed (kill -9) with its data_dir
+    deleted are joined by a final upload on another node."""
+    c = cluster
+    size = 40 << 20
+    src = make_file(str(tmp_path / "par.bin"), size)
+    before = len(c.upstreams())
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "tus_parallel.mjs"),
+                        "--endpoint", c.url("/v1/uploads"), "--token", c.token(), "--file", src,
+                        "--name", "par.bin", "--parallel", "4", "--cut", "1",
+                        "--store", str(tmp_path / "urls.json")],
+                       capture_output=True, text=True, timeout=300, cwd=NODE_DIR)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["cut_at"] and 0 < out["cut_at"] < size, out
+    sent = c.upstreams()[before:]
+    assert len({u[3] for u in sent if u[0] == "PATCH"}) >= 2, sent
+    finals = [u for u in sent if u[0] == "POST" and u[2] == "201"]
+    assert len(finals) == 5, sent  # four partials, then the final one
+    assert c.wait_job(out["job"], timeout=120)["state"] == "done"
+    other = [n for n in c.nodes if n.addr != finals[-1][3]][0]
+    got = content(other, out["media"], str(tmp_path / "par.out"))
+    assert sha256_of(got) == sha256_of(src)
+    assert c.pg.query(c.dsn, "SELECT count(*) FROM jobs WHERE kind = 'upload'")[0][0] == "1"
+
+    # The partials' node dies with its disk after acknowledging them.
+    victim, a = c.nodes[1], c.nodes[0]
+    d1, d2 = os.urandom(90000), os.urandom(50000)
+    p1 = tus_partial(victim, len(d1), d1)
+    p2 = tus_partial(victim, len(d2))
+    st, _, body = tus_patch(victim, p2, 0, d2)
+    assert st == 204, body
+    victim.kill_tree()
+    shutil.rmtree(victim.data_dir)
+    st, h, body = tus_final(a, [p1, p2], "after-loss.bin")
+    assert st == 201 and "upload-job" in h, (st, body)
+    assert finished_bytes(c, h, tmp_path) == d1 + d2
+    staged_gone(c)
 
 
 def test_tus_js_client_across_the_balancer(cluster, tmp_path):
@@ -441,8 +583,8 @@ def test_web_ui_through_the_balancer(cluster_factory, tmp_path):
 
 def test_web_ui_big_file_through_the_balancer(cluster, tmp_path):
     """A 65 MiB file from the web UI (web_cluster_big.mjs), which it sends
-    as parallel tus partial uploads where concatenation is offered: one
-    upload here (a cluster does not offer it), and it arrives whole."""
+    as parallel tus partial uploads (a cluster offers concatenation),
+    joined by a final upload: it arrives whole."""
     c = cluster
     r = subprocess.run(["node", os.path.join(NODE_DIR, "web_cluster_big.mjs"), c.url(),
                         c.token("alice"), str(tmp_path)],

@@ -1,7 +1,7 @@
-// The web UI against a cluster (issue 16): a file of 64 MiB or more,
-// which the UI sends as parallel tus partial uploads where the server
-// offers concatenation, goes up as one upload when it does not (a
-// cluster: OPTIONS leaves concatenation out), and arrives whole.
+// The web UI against a cluster (issues 16, 18): a file of 64 MiB or more
+// goes up as parallel tus partial uploads (a cluster offers
+// concatenation: OPTIONS says so), through the balancer to any nodes,
+// joined by one final upload, and arrives whole.
 // Usage: node web_cluster_big.mjs BASE_URL TOKEN WORKDIR
 // Exits 0 when every step passed; prints one JSON line of results last.
 import path from 'node:path';
@@ -28,11 +28,14 @@ try {
   fs.writeFileSync(big, bytes);
   await page.setInputFiles('#file-input', [big]);
   await page.waitForSelector('#uploads li[data-state=available][data-name="big.bin"]', { timeout: 240000 });
-  check(posts.length === 1 && posts[0] === '', 'one creation, no Upload-Concat: ' + JSON.stringify(posts));
+  const partials = posts.filter((p) => p === 'partial').length;
+  const finals = posts.filter((p) => p.startsWith('final;')).length;
+  check(partials >= 4 && finals === 1 && partials + finals === posts.length,
+    'four partial uploads and one final: ' + JSON.stringify(posts));
   const f = (await listing('/big')).files.find((x) => x.name === 'big.bin');
   check(f && f.size === bytes.length && f.sha256 === crypto.createHash('sha256').update(bytes).digest('hex'),
     'big.bin: ' + JSON.stringify(f));
-  step('a big file goes up as one upload');
+  step('a big file goes up as parallel partial uploads');
 } catch (e) {
   failed = e;
 }

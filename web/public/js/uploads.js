@@ -10,7 +10,8 @@
  * concatenation: tus-js-client parallelUploads), joined by the server;
  * its name is checked before any byte is sent. Only if the server offers
  * concatenation (OPTIONS /v1/uploads, Tus-Extension, asked once at the
- * start): a cluster (docs/CLUSTER.md) does not, and gets one upload.
+ * start; a cluster does too, docs/CLUSTER.md): a tus server that does
+ * not gets one upload.
  *   - a name that exists already (409) offers Replace (a new version of
  *     the file that is there: If-Match with the ETag the folder showed,
  *     so a file changed meanwhile is not overwritten blindly), Keep both
