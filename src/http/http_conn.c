@@ -173,6 +173,11 @@ struct http_conn {
     /* TLS file responses (sendfile cannot encrypt): what is left to read */
     int pump_fd;
     uint64_t pump_off, pump_left;
+    /* Plain file responses, counted in bytes of output since the start:
+     * those handed to the socket, where the file queued behind a response
+     * head starts (flush_plain sends that head with MSG_MORE), and where the
+     * last file queued ends */
+    uint64_t out_sent, file_at, file_end;
     char peer_host[DR_ADDR_STRLEN];
 };
 
@@ -872,11 +877,18 @@ void http_respond_file(struct http_exchange *ex, int status, const char *content
         ex->c->pump_fd = fd; /* read as it is sent (flush_tls) */
         ex->c->pump_off = offset;
         ex->c->pump_left = len;
-    } else if (evbuffer_add_file(ex->c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
-        log_error("http: evbuffer_add_file failed; closing the connection");
-        close(fd);
-        conn_kill(ex->c);
-        return;
+    } else {
+        struct http_conn *c = ex->c;
+        uint64_t at = c->out_sent + evbuffer_get_length(c->out); /* after the head */
+        if (evbuffer_add_file(c->out, fd, (ev_off_t)offset, (ev_off_t)len) != 0) {
+            log_error("http: evbuffer_add_file failed; closing the connection");
+            close(fd);
+            conn_kill(c);
+            return;
+        }
+        if (c->file_end <= c->out_sent) /* only memory before it */
+            c->file_at = at;
+        c->file_end = at + len;
     }
     conn_touch(ex->c);
 }
@@ -1591,11 +1603,38 @@ static void flush_tls(struct http_conn *c)
     }
 }
 
+/* Plain output. A response head with a file behind it (http_respond_file)
+ * goes out by send(MSG_MORE) and the file by sendfile in the same pass:
+ * the kernel holds the head back for the file's first bytes (one segment,
+ * as nginx's tcp_nopush; TCP_NODELAY would send it alone), and no loop
+ * turn is spent between the two (libevent writes either memory or a file
+ * per call). */
 static void flush_plain(struct http_conn *c)
 {
     size_t before = evbuffer_get_length(c->out);
-    if (send_buffer(c, c->out) == 0 && before > evbuffer_get_length(c->out))
+    size_t lead = c->file_at > c->out_sent ? (size_t)(c->file_at - c->out_sent) : 0;
+    if (lead > 0 && lead < before) {
+        unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)lead);
+        ssize_t n = p ? send(c->fd, p, lead, MSG_MORE | MSG_NOSIGNAL) : -1;
+        if (n < 0 && p && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            log_debug("http: %s: write: %s", c->remote, strerror(errno));
+            conn_kill(c);
+            return;
+        }
+        if (n > 0) {
+            evbuffer_drain(c->out, (size_t)n);
+            c->out_sent += (uint64_t)n;
+        }
+        if (n != (ssize_t)lead && p) { /* the socket is full: the write event resumes */
+            metrics_add(&metrics_of(c)->http_bytes_sent, before - evbuffer_get_length(c->out));
+            return;
+        }
+    }
+    size_t mid = evbuffer_get_length(c->out);
+    if (send_buffer(c, c->out) == 0 && before > evbuffer_get_length(c->out)) {
+        c->out_sent += mid - evbuffer_get_length(c->out);
         metrics_add(&metrics_of(c)->http_bytes_sent, before - evbuffer_get_length(c->out));
+    }
 }
 
 static void flush_output(struct http_conn *c)

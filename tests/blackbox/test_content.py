@@ -13,6 +13,7 @@ import time
 import urllib.parse
 
 from conftest import make_file, wait_until
+from httpraw import Conn
 
 SIZE = 300 * 1024 + 17
 
@@ -137,6 +138,38 @@ def test_head(dripd):
     assert re.search(r"(?im)^content-length: 777\r?$", head), head
     assert re.search(r"(?im)^etag: \"[0-9a-f]{64}\"\r?$", head), head
     assert body == b""
+
+
+def test_pipelined_file_responses_keep_their_bytes(dripd):
+    """Responses queued behind one another on a keep-alive connection:
+    a file body (its head goes out with MSG_MORE, the file by sendfile),
+    a range of it, a 304 and a 404 (memory only), a second file while the
+    first may still be in flight. Every head and body arrives whole and in
+    order (3 MiB fill the socket: the later heads wait behind the file)."""
+    d = dripd
+    big = make_file(os.path.join(d.dir, "p1.bin"), 3 * 1024 * 1024 + 5)
+    small = make_file(os.path.join(d.dir, "p2.bin"), 4096)
+    m1, m2 = upload(d, "/c/p1.bin", big), upload(d, "/c/p2.bin", small)
+    d1, d2 = read(big), read(small)
+    etag2 = '"%s"' % hashlib.sha256(d2).hexdigest()
+    tok = d.token()
+
+    def get(mid, extra=""):
+        return ("GET /v1/media/%s/content HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n"
+                % (mid, tok, extra))
+    c = Conn(d.host, d.port, timeout=30)
+    c.send(get(m1["id"]) + get(m2["id"]) + get(m1["id"], "Range: bytes=100-199\r\n") +
+           get(m2["id"], "If-None-Match: %s\r\n" % etag2) + get("0" * 26) + get(m2["id"]) +
+           get(m1["id"]))
+    want = [(200, d1), (200, d2), (206, d1[100:200]), (304, b""), (404, None), (200, d2), (200, d1)]
+    for i, (st, body) in enumerate(want):
+        r = c.read_response(timeout=30)
+        assert r.status == st, (i, r)
+        if body is not None:
+            assert r.body == body, i
+            if st != 304:
+                assert int(r.headers["content-length"]) == len(body), i
+    c.close()
 
 
 def test_hostile_file_name_disposition(dripd):
