@@ -50,9 +50,9 @@ wrk_get() {
   c0=$(cpu_s $pids)
   out=$(timeout $(($4 + 60)) wrk -t 2 -c 32 -d "${4}s" --timeout 30s -s "$LUA" "$2" -- "$3" 2 "${5:-}") ||
     die "wrk $1: $out"
-  awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$out" requests)" \
-      'BEGIN{printf "%.3f\n", n > 0 ? (b - a) * 1000 / n : 0}' >> "$R/${1}_cpu"
   line=$(echo "$out" | grep '^WRK ') || die "wrk $1: $out"
+  awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$line" requests)" \
+      'BEGIN{printf "%.3f\n", n > 0 ? (b - a) * 1000 / n : 0}' >> "$R/${1}_cpu"
   [ "$(field "$line" non2xx)" = 0 ] || die "$1: $(field "$line" non2xx) answers were not 2xx"
   case $1 in *cold) [ "$(field "$line" wraps)" = 0 ] || log "WARNING: $1 went through every path $(field "$line" wraps) time(s): raise NCOLD" ;; esac
   field "$line" rps >> "$R/$1"
