@@ -228,6 +228,57 @@ START_TEST(test_every_byte_flip_detected)
 }
 END_TEST
 
+/* unseal_fd_tags (cache fills): the same checks but the plaintext hash. */
+static int try_tags(const char *obj, const char *sha, const char *out, char *err, size_t errlen)
+{
+    int in = open(obj, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(in, 0);
+    int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    int rc = unseal_fd_tags(in, fd, master, sha, NULL, err, errlen);
+    close(in);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+START_TEST(test_tags_only_detects_every_flip_and_cut)
+{
+    char *plain = pth("plain"), *obj = pth("obj"), *bad = pth("bad"), *back = pth("back");
+    struct seal_result res;
+    uint8_t *p = make_sealed(2500, 1024, plain, obj, &res); /* 3 segments */
+    size_t len, blen;
+    uint8_t *o = read_all(obj, &len);
+    char err[256];
+    for (size_t i = 0; i < len; i++) {
+        o[i] ^= 0x01;
+        write_all(bad, o, len);
+        err[0] = 0;
+        ck_assert_msg(try_tags(bad, NULL, NULL, err, sizeof err) == -EBADMSG,
+                      "flip of byte %zu not detected", i);
+        o[i] ^= 0x01;
+    }
+    write_all(bad, o, len - SEAL_TAG_LEN - 1); /* cut inside the last segment */
+    ck_assert_int_eq(try_tags(bad, NULL, NULL, err, sizeof err), -EBADMSG);
+    /* another media's hash: not this object */
+    ck_assert_int_eq(try_tags(obj,
+                              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                              NULL, err, sizeof err),
+                     -EBADMSG);
+    ck_assert_str_eq(err, "object corrupt: its sha256 is not the catalog's");
+    ck_assert_int_eq(try_tags(obj, res.sha256_hex, back, err, sizeof err), 0);
+    uint8_t *b = read_all(back, &blen);
+    ck_assert_uint_eq(blen, 2500);
+    ck_assert(memcmp(b, p, blen) == 0);
+    free(b);
+    free(o);
+    free(p);
+    free(plain);
+    free(obj);
+    free(bad);
+    free(back);
+}
+END_TEST
+
 START_TEST(test_error_names_segment)
 {
     char *plain = pth("plain"), *obj = pth("obj"), *back = pth("back");
@@ -584,6 +635,7 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_scratch_is_written_anew);
     tcase_add_test(tc, test_round_trip_edges);
     tcase_add_test(tc, test_every_byte_flip_detected);
+    tcase_add_test(tc, test_tags_only_detects_every_flip_and_cut);
     tcase_add_test(tc, test_error_names_segment);
     tcase_add_test(tc, test_truncation_and_reorder);
     tcase_add_test(tc, test_wrong_master_key);

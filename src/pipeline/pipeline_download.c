@@ -14,10 +14,14 @@
  *            copy into
  *            cache/<id>.tmp.<random>, rename to cache/<id>; nothing is
  *            fsynced (the cache is derived data: cache.h says why a power
- *            cut cannot make it serve lost bytes). Every
- *            segment tag, the length and the SHA-256 (against the catalog's
- *            too) are checked before the rename, so the cache never holds
- *            wrong bytes; a corrupt object fails the job with the reason
+ *            cut cannot make it serve lost bytes). The header (its tag,
+ *            its SHA-256 against the catalog's), the length and every
+ *            segment tag, order and end are checked before the rename,
+ *            so the cache never holds bytes that were not sealed for this
+ *            media; a durable job also hashes the plaintext against the
+ *            header's SHA-256, a fill does not (unseal_fd_tags, seal.h:
+ *            the tags already prove each byte; the hash was a third of a
+ *            1 MiB fill's CPU). A corrupt object fails the job with the reason
  *            ("object corrupt: segment 3 tag mismatch"). The scratch copy is
  *            not fsynced (it is scratch): if it does not verify, it is
  *            fetched once more before the object is declared corrupt, which
@@ -190,9 +194,10 @@ int pl_download_fetch(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
 }
 
 /* Decrypt the object read from in (not closed here) into a new cache
- * entry named entry for m. */
+ * entry named entry for m; hash: also check the plaintext's SHA-256 (a
+ * durable job), else the tags only (a fill, see the top). */
 static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char *entry, int in,
-                         char *err, size_t errlen)
+                         bool hash, char *err, size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
     int out;
@@ -204,7 +209,9 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char 
     }
     struct seal_header h;
     memset(&h, 0, sizeof h);
-    rc = unseal_fd(in, out, pc->master, m->sha256[0] ? m->sha256 : NULL, &h, err, errlen);
+    const char *sha = m->sha256[0] ? m->sha256 : NULL;
+    rc = hash ? unseal_fd(in, out, pc->master, sha, &h, err, errlen)
+              : unseal_fd_tags(in, out, pc->master, sha, &h, err, errlen);
     if (rc == 0 && strcmp(h.media_id, m->id) != 0) {
         rc = -EBADMSG;
         snprintf(err, errlen, "object corrupt: it holds media %s, not %s", h.media_id, m->id);
@@ -226,7 +233,7 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char 
 
 /* Decrypt the scratch copy at src into a new cache entry for m. */
 static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *entry,
-                      const char *src, char *err, size_t errlen)
+                      const char *src, bool hash, char *err, size_t errlen)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
@@ -234,7 +241,7 @@ static int fill_cache(struct pl_tls *t, const struct dr_media *m, const char *en
         snprintf(err, errlen, "open %s: %s", src, strerror(errno));
         return rc;
     }
-    int rc = fill_cache_fd(t, m, entry, in, err, errlen);
+    int rc = fill_cache_fd(t, m, entry, in, hash, err, errlen);
     close(in);
     return rc;
 }
@@ -274,7 +281,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
     }
     if (in >= 0) {
         /* No scratch copy that could be damaged: a bad object is bad. */
-        rc = fill_cache_fd(t, &m, entry, in, err, errlen);
+        rc = fill_cache_fd(t, &m, entry, in, !j->fill, err, errlen);
         close(in);
         if (rc == 0)
             log_debug("job %s: media %s decrypted into the cache (in place)", j->job.id, m.id);
@@ -288,7 +295,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
         if (rc != 0)
             goto out;
     }
-    rc = fill_cache(t, &m, entry, work, err, errlen);
+    rc = fill_cache(t, &m, entry, work, !j->fill, err, errlen);
     if (rc == -EBADMSG && !j->refetched) {
         /* The scratch copy may be what is damaged: fetch once more. */
         char first[256];
@@ -297,7 +304,7 @@ int pl_download_decrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out
         j->refetched = true;
         rc = fetch_object(t, &m, work, err, errlen);
         if (rc == 0)
-            rc = fill_cache(t, &m, entry, work, err, errlen);
+            rc = fill_cache(t, &m, entry, work, !j->fill, err, errlen);
     }
     if (rc == 0)
         log_debug("job %s: media %s decrypted into the cache", j->job.id, m.id);

@@ -63,8 +63,9 @@
  * there is dropped; past FILL_MAX the answer is "busy", a 503 upstream),
  * and the download starter hands queued fills to fetch before it claims
  * durable jobs, within the same demand. A fill runs the same steps
- * (fetch, decrypt: every tag, the length and the SHA-256 verified before
- * the entry is renamed in; notify) but commits nothing and fsyncs nothing
+ * (fetch, decrypt: the header, the length and every tag verified before
+ * the entry is renamed in, the plaintext not hashed again: seal.h
+ * unseal_fd_tags; notify) but commits nothing and fsyncs nothing
  * (cache.h): its end, or its failure for good, goes back as DR_MSG_FILLED.
  * Transient errors are retried in memory with the jobs' backoff. A crash
  * loses the fills in flight (a .tmp file at most, never served); their

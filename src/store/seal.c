@@ -38,7 +38,8 @@
  *
  * Unsealing checks the header (magic, version, bounds, key unwrap, header
  * tag) and the object length before it decrypts anything, then every
- * segment tag in order, then the SHA-256 of all the plaintext.
+ * segment tag in order, then the SHA-256 of all the plaintext
+ * (unseal_fd_tags, for cache fills, stops after the tags: seal.h).
  *
  * Threads: any; no shared state but each thread's spare unseal buffer.
  * Memory per call: for objects of 8 MiB and more, RING input (seal) or
@@ -1012,8 +1013,10 @@ out:
 
 /* ---- unsealing ---- */
 
-int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const char *expected_sha_hex,
-              struct seal_header *hdr_out, char *err, size_t errlen)
+/* unseal_fd, and without the plaintext's SHA-256 when !hash (seal.h). */
+static int unseal_impl(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN],
+                       const char *expected_sha_hex, bool hash, struct seal_header *hdr_out,
+                       char *err, size_t errlen)
 {
     int rc = 0;
     uint8_t *hb = xmalloc(SEAL_HEADER_READ), *ibuf = NULL, *obufs = NULL;
@@ -1066,14 +1069,14 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
     uint32_t seg = h.segment_size, k = chunk_segs(seg, nseg);
     size_t ichunk = (size_t)k * (seg + SEAL_TAG_LEN);
     size_t ochunk = (size_t)k * seg;
-    threaded = h.size >= THREADED_HASH_MIN;
+    threaded = hash && h.size >= THREADED_HASH_MIN;
     unsigned nbufs = threaded ? RING : 1;
     buflen = ichunk + ochunk * nbufs; /* small objects: the thread's spare */
     ibuf = threaded ? xmalloc(buflen) : spare_take(buflen);
     obufs = ibuf + ichunk;
     c = EVP_CIPHER_CTX_new();
-    int hrc = hasher_init(&hs, threaded);
-    hs_on = true;
+    int hrc = hash ? hasher_init(&hs, threaded) : 0;
+    hs_on = hash;
     if (c == NULL || hrc != 0 || EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, NULL) != 1) {
         rc = fail(err, errlen, -EIO, "libcrypto: cannot set up AES-256-GCM/SHA-256");
         goto out;
@@ -1090,7 +1093,7 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
                     out_start >= 0 ? (uint64_t)out_start : 0, false);
     while (idx < nseg) {
         uint8_t *obuf = obufs + (chunk_no % nbufs) * ochunk;
-        if (chunk_no >= RING)
+        if (hash && chunk_no >= RING)
             hasher_wait(&hs, chunk_no - RING + 1);
         uint64_t segs = DR_MIN((uint64_t)k, nseg - idx);
         uint64_t plain = DR_MIN(segs * seg, left);
@@ -1126,7 +1129,8 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
             ioff += sl + SEAL_TAG_LEN;
             ooff += sl;
         }
-        hasher_submit(&hs, obuf, ooff);
+        if (hash)
+            hasher_submit(&hs, obuf, ooff);
         chunk_no++;
         if (out_fd >= 0 && ooff > 0) {
             rc = dr_write_all(out_fd, obuf, ooff);
@@ -1142,9 +1146,10 @@ int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const cha
     }
     pager_stop(&pg);
     uint8_t got[32];
-    hasher_finish(&hs, got);
+    if (hash)
+        hasher_finish(&hs, got);
     hs_on = false;
-    if (!dr_consttime_eq(got, 32, h.sha256, 32)) {
+    if (hash && !dr_consttime_eq(got, 32, h.sha256, 32)) {
         rc = fail(err, errlen, -EBADMSG, "object corrupt: plaintext sha256 mismatch");
         goto out;
     }
@@ -1165,6 +1170,18 @@ out:
     else
         spare_give(ibuf, buflen);
     return rc;
+}
+
+int unseal_fd(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN], const char *expected_sha_hex,
+              struct seal_header *hdr, char *err, size_t errlen)
+{
+    return unseal_impl(in_fd, out_fd, master, expected_sha_hex, true, hdr, err, errlen);
+}
+
+int unseal_fd_tags(int in_fd, int out_fd, const uint8_t master[DR_KEY_LEN],
+                   const char *expected_sha_hex, struct seal_header *hdr, char *err, size_t errlen)
+{
+    return unseal_impl(in_fd, out_fd, master, expected_sha_hex, false, hdr, err, errlen);
 }
 
 int unseal_file(const char *in_path, const char *out_path, const uint8_t master[DR_KEY_LEN],
