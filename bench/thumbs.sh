@@ -91,6 +91,26 @@ wait_sql() {
   die "timed out waiting for: $1"
 }
 
+# CPU ticks (1/100 s) of pid and all its descendants, each split as
+# "self reaped": a process's own utime+stime, and cutime+cstime (its reaped
+# children: a pipeline worker's dripd-decode helpers). Prints
+# "supervisor http pipeline helpers" in ticks.
+tree_cpu() {
+  local p comm rest sup=0 http=0 pipe=0 help=0 s c
+  for p in $(ps -o pid= --ppid "$1" 2>/dev/null || true) "$1"; do
+    rest=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    comm=$(cat "/proc/$p/comm" 2>/dev/null) || continue
+    set -- $rest   # field 3 (state) is $1: utime $12 stime $13 cutime $14 cstime $15
+    s=$(( ${12} + ${13} )); c=$(( ${14} + ${15} ))
+    case "$comm" in
+      dripd-http) http=$((http + s + c)) ;;
+      dripd-pipeline) pipe=$((pipe + s)); help=$((help + c)) ;;
+      *) sup=$((sup + s)) ;;
+    esac
+  done
+  echo "$sup $http $pipe $help"
+}
+
 # The sum of VmRSS (KiB) of pid and all its descendants.
 tree_rss() {
   local all p r sum=0
@@ -113,14 +133,21 @@ run_dripd() {
   start_dripd true
   echo 0 > "$W/peak"
   sample_rss "$SUP" & SAMPLER=$!
-  local t0 t1
+  local t0 t1 c0 c1
+  c0=$(tree_cpu "$SUP")
   t0=$(now_s)
   ls "$D"/p*.jpg | head -n "$N" | xargs -P "$P" -I{} sh -c \
     'curl -sS -o /dev/null -w "%{http_code}\n" -H "$1" -T "$2" "$3/v1/files/photos/$(basename "$2")"' \
     _ "$AUTH" {} "$URL" | grep -v '^202$' && die "an upload was refused"
   wait_sql "SELECT count(*) = $N FROM jobs WHERE kind = 'upload' AND state IN ('done', 'failed')"
   t1=$(now_s)
+  c1=$(tree_cpu "$SUP")
   kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""
+  # CPU ms per photo: all dripd processes, and split (supervisor, http
+  # worker, pipeline worker, decode helpers); helpers still running at t1
+  # are none (every job is done)
+  echo "$c0 $c1" | awk -v n="$N" '{ t = 0; for (i = 1; i <= 4; i++) { d[i] = ($(i+4) - $i) * 10 / n; t += d[i] }
+    printf "%.0f %.0f %.0f %.0f %.0f\n", t, d[1], d[2], d[3], d[4] }' >> "$W/cpu_dripd"
   [ "$(sql "SELECT count(*) FROM variants WHERE state = 'available'")" = $((2 * N)) ] ||
     die "not every photo got its two variants: $(sql "SELECT name, error FROM variants WHERE state <> 'available' LIMIT 3")"
   echo "$(cat "$W/peak")" >> "$W/rss"
@@ -133,11 +160,13 @@ im_one() { b=$(basename "$1" .jpg); /usr/bin/convert "$1" -auto-orient -thumbnai
            /usr/bin/convert "$1" -auto-orient -thumbnail 1280x1280 -strip -quality 82 "$OUT/$b-p.jpg"; }
 export -f vips_one im_one
 export OUT=$W/out
-run_cli() {
+run_cli() {  # run_cli FUNCTION -> photos/s; CPU ms per photo into $W/cpu_$1
   rm -rf "$OUT"; mkdir -p "$OUT"
   local t0 t1; t0=$(now_s)
-  ls "$D"/p*.jpg | head -n "$N" | xargs -P "$P" -I{} bash -c "$1 {}"
+  /usr/bin/time -f "%U %S" -o "$W/time" bash -c \
+    'ls "$1"/p*.jpg | head -n "$2" | xargs -P "$3" -I{} bash -c "$4 {}"' _ "$D" "$N" "$P" "$1"
   t1=$(now_s)
+  awk -v n="$N" '{ printf "%.0f\n", ($1 + $2) * 1000 / n }' "$W/time" >> "$W/cpu_$1"
   awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", n/(b-a)}'
 }
 
@@ -166,6 +195,7 @@ if [ "$ONLY" != nonmedia ]; then
       m=$(run_cli im_one); v=$(run_cli vips_one); a=$(run_dripd)
     fi
     log "run $r: dripd $a photos/s (peak RSS $(tail -1 "$W/rss") KiB), vipsthumbnail $v, convert $m ($P at a time, 2 variants each)"
+    log "run $r: CPU ms per photo: dripd $(tail -1 "$W/cpu_dripd") (all, supervisor, http, pipeline, helpers), vipsthumbnail $(tail -1 "$W/cpu_vips_one"), convert $(tail -1 "$W/cpu_im_one")"
     echo "$a" >> "$W/dripd"; echo "$v" >> "$W/vips"; echo "$m" >> "$W/im"
     awk -v a="$a" -v b="$v" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rv"
     awk -v a="$a" -v b="$m" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rm"
@@ -175,6 +205,13 @@ if [ "$ONLY" != nonmedia ]; then
   echo "RESULT imagemagick_photos_per_s $(stats < "$W/im")"
   echo "RESULT ratio_dripd_over_vipsthumbnail $(stats < "$W/rv")"
   echo "RESULT ratio_dripd_over_imagemagick $(stats < "$W/rm")"
+  echo "RESULT dripd_cpu_ms_per_photo $(cut -d' ' -f1 "$W/cpu_dripd" | stats)"
+  echo "RESULT dripd_cpu_ms_per_photo_supervisor $(cut -d' ' -f2 "$W/cpu_dripd" | stats)"
+  echo "RESULT dripd_cpu_ms_per_photo_http_worker $(cut -d' ' -f3 "$W/cpu_dripd" | stats)"
+  echo "RESULT dripd_cpu_ms_per_photo_pipeline_worker $(cut -d' ' -f4 "$W/cpu_dripd" | stats)"
+  echo "RESULT dripd_cpu_ms_per_photo_decode_helpers $(cut -d' ' -f5 "$W/cpu_dripd" | stats)"
+  echo "RESULT vipsthumbnail_cpu_ms_per_photo $(stats < "$W/cpu_vips_one")"
+  echo "RESULT imagemagick_cpu_ms_per_photo $(stats < "$W/cpu_im_one")"
   awk '{print $1 / 1024}' "$W/rss" > "$W/rss_mib"
   echo "RESULT dripd_peak_rss_all_processes_MiB $(stats < "$W/rss_mib")"
 fi

@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
 #include <valgrind/valgrind.h>
 
 #include "dripd/decode.h"
@@ -506,11 +508,13 @@ END_TEST
 START_TEST(test_no_helper_no_leak)
 {
     int before = 0, after = 0;
+    struct run r;
+    decode_file("pic.webp", 0, 30000, &r); /* the zygote's control socket stays */
+    ck_assert_int_eq(r.rc, 0);
     DIR *d = opendir("/proc/self/fd");
     while (readdir(d))
         before++;
     closedir(d);
-    struct run r;
     decode_file("pic.webp", 0, 30000, &r);
     ck_assert_int_eq(r.rc, 0);
     d = opendir("/proc/self/fd");
@@ -523,6 +527,93 @@ START_TEST(test_no_helper_no_leak)
     char err[256];
     ck_assert_int_eq(decode_run("/nonexistent/dripd-decode", &req, 0, NULL, &resp, err, sizeof err),
                      -ENOENT);
+}
+END_TEST
+
+/* The pids of this process's children named comm (/proc/PID/stat). */
+static int children_named(const char *comm, pid_t *out, int cap)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        int ppid = 0;
+        char state = 0;
+        if (open == NULL || close == NULL || sscanf(close + 2, "%c %d", &state, &ppid) != 2)
+            continue;
+        *close = '\0';
+        if (ppid == getpid() && state != 'Z' && strcmp(open + 1, comm) == 0 && n < cap)
+            out[n++] = atoi(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void *decode_in_thread(void *arg)
+{
+    decode_file("pic.webp", 0, 30000, arg);
+    return NULL;
+}
+
+static void *hang_in_thread(void *arg)
+{
+    decode_file("pic.webp", DECODE_F_TEST_HANG, 3000, arg);
+    return NULL;
+}
+
+/* One zygote serves many files; its children are this process's own
+ * (CLONE_PARENT: they are waited for, timed out and measured here); it
+ * outlives the thread that first needed it (a reprocess run's thread
+ * ends); a zygote that dies is replaced at the next file. */
+START_TEST(test_zygote)
+{
+    struct run r;
+    pthread_t t;
+    pid_t z[4], h[4];
+    ck_assert_int_eq(children_named("dripd-zygote", z, 4), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, decode_in_thread, &r), 0);
+    pthread_join(t, NULL); /* the thread that started the zygote is gone */
+    ck_assert_msg(r.rc == 0, "%s", r.err);
+    ck_assert_int_eq(children_named("dripd-zygote", z, 4), 1);
+    pid_t first = z[0];
+    decode_file("photo.jpg", 0, 30000, &r);
+    ck_assert_msg(r.rc == 0, "%s", r.err);
+    ck_assert_int_eq(r.resp.n_variants, 2);
+    ck_assert_int_eq(children_named("dripd-zygote", z, 4), 1);
+    ck_assert_int_eq(z[0], first); /* the same one, alive */
+
+    /* a helper hanging: a child of this process, named dripd-decode */
+    struct run hr;
+    ck_assert_int_eq(pthread_create(&t, NULL, hang_in_thread, &hr), 0);
+    int n = 0;
+    for (int i = 0; i < 2000 && n == 0; i++) {
+        n = children_named("dripd-decode", h, 4);
+        if (n == 0)
+            usleep(1000); /* polling /proc with a deadline (2 s) */
+    }
+    ck_assert_int_eq(n, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(hr.rc, -ETIMEDOUT);
+    ck_assert_int_eq(children_named("dripd-decode", h, 4), 0); /* reaped */
+
+    /* the zygote killed: the next file gets a new one */
+    ck_assert_int_eq(kill(first, SIGKILL), 0);
+    decode_file("pic.webp", 0, 30000, &r);
+    ck_assert_msg(r.rc == 0, "%s", r.err);
+    ck_assert_int_eq(children_named("dripd-zygote", z, 4), 1);
+    ck_assert_int_ne(z[0], first);
 }
 END_TEST
 
@@ -545,6 +636,7 @@ int main(void)
     tcase_add_test(tc, test_sandbox_kills);
     tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_no_helper_no_leak);
+    tcase_add_test(tc, test_zygote);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

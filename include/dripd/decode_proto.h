@@ -26,10 +26,24 @@
 #define DECODE_MIME_LEN 80
 #define DECODE_TEXT_LEN 64 /* camera model, capture time */
 
-/* The fds a helper finds at exec. */
+/* The fds a helper finds in place when it starts. */
 #define DECODE_FD_CHAN 3
 #define DECODE_FD_INPUT 4
 #define DECODE_FD_OUT0 5
+
+/* The zygote (`dripd-decode --zygote`, decode.c): a helper exec'd once,
+ * its libraries loaded, that makes one child per file. Its fd 3 is a
+ * SOCK_SEQPACKET control socket; each message is one decode_fork_req
+ * with n descriptors (SCM_RIGHTS), descriptor k going to fd
+ * DECODE_FD_CHAN + slot[k] in the child. The answer is an int32: the
+ * child's pid (a child of the zygote's parent, CLONE_PARENT), or -errno. */
+#define DECODE_FORK_MAGIC 0x6b726f66u /* "fork" */
+#define DECODE_FORK_MAX_FDS (2 + DECODE_MAX_VARIANTS + 1)
+struct decode_fork_req {
+    uint32_t magic;
+    uint32_t n;
+    uint8_t slot[DECODE_FORK_MAX_FDS];
+};
 
 enum decode_format { DECODE_FMT_WEBP = 1, DECODE_FMT_JPEG = 2, DECODE_FMT_PNG = 3 };
 

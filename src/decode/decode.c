@@ -1,21 +1,31 @@
 /* decode.c - the pipeline side of a dripd-decode helper (decode.h).
  *
+ * The zygote: `dripd-decode --zygote`, started with posix_spawn (vfork +
+ * exec: the threaded worker is never forked into a copy that runs code)
+ * with its control socket at fd 3, a minimal environment and every other
+ * descriptor closed. It loads the decoders' ~170 shared libraries once
+ * (~60 ms of CPU that an exec per file paid for every photo) and makes
+ * one child per file (decode_main.c). It is started and reaped by a
+ * keeper thread of its own (zygote_keeper), because a child's parent
+ * death signal follows the thread that started the zygote: a stage or
+ * reprocess thread that ends must not take the helpers of the others
+ * with it. After DECODE_ZYGOTE_FORKS children, or when it fails, it is
+ * replaced (a fresh exec: a new address-space layout).
+ *
  * decode_run(): socketpair(SOCK_SEQPACKET) for the one request and the one
- * response; the input and output fds are first duplicated above fd 63
- * (so the dup2s into 3, 4, 5.. at spawn cannot clobber each other), then
- * posix_spawn runs the helper with file actions that dup2 them into place
- * and close every other descriptor (posix_spawn_file_actions_addclosefrom_np),
- * with a minimal environment. posix_spawn is vfork+exec: the threaded
- * worker is never forked into a copy that runs code.
+ * response; the zygote gets that socket's other end, the input and the
+ * output fds (SCM_RIGHTS, with the slot each takes: 3, 4, 5..) and answers
+ * the child's pid; the child is this process's own (CLONE_PARENT).
  *
  * The wait: poll the socket until the response or EOF, then until EOF
  * (the helper's exit closes its end), all within one deadline; past it
- * the helper is SIGKILLed. Then wait4(pid) (its peak RSS goes into the
- * response) (this thread reaps its own
- * child; the pipeline process has no SIGCHLD handler). A response counts
- * only when the helper also exited 0.
+ * the helper is SIGKILLed. Then wait4(pid) (its peak RSS and CPU time go
+ * into the response) (this thread reaps its own helper; the pipeline
+ * process has no SIGCHLD handler and never waits for any child). A
+ * response counts only when the helper also exited 0.
  *
- * Threads: any stage thread; nothing shared but the helper path.
+ * Threads: any stage thread; the zygote's control socket under zy.mu; the
+ * keeper thread.
  */
 #include "dripd/decode.h"
 
@@ -37,6 +47,8 @@
 #include "dripd/util.h"
 
 #define HIGH_FD 64
+#define DECODE_ZYGOTE_FORKS 256 /* children per zygote (one address-space layout) */
+#define ZYGOTE_ANSWER_MS 10000  /* for the zygote's pid answer */
 
 int decode_probe(const uint8_t *b, size_t len)
 {
@@ -117,22 +129,216 @@ static const char *const env_pass[] = {"ASAN_OPTIONS=",
                                        "DRIPD_DECODE_SECCOMP_TRAP=",
                                        "LD_PRELOAD="};
 
-static int build_env(char **envp, int cap, bool injected_segv)
+static int build_env(char **envp, int cap)
 {
     extern char **environ;
     int n = 0;
     envp[n++] = "PATH=/usr/bin:/bin";
     envp[n++] = "LC_ALL=C";
-    /* the test hook's SIGSEGV must kill a sanitized helper as it kills a
-     * plain one (ASan would catch it, report and exit 1) */
-    if (injected_segv)
-        envp[n++] = "ASAN_OPTIONS=handle_segv=0";
     for (char **e = environ; e && *e && n < cap - 1; e++)
         for (size_t i = 0; i < DR_ARRAY_LEN(env_pass); i++)
-            if (strncmp(*e, env_pass[i], strlen(env_pass[i])) == 0 && !(injected_segv && i == 0))
+            if (strncmp(*e, env_pass[i], strlen(env_pass[i])) == 0)
                 envp[n++] = *e;
     envp[n] = NULL;
     return n;
+}
+
+static int wait_fd(int fd, int64_t deadline);
+
+/* ---- the zygote ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool keeper;         /* the keeper thread runs */
+    bool want;           /* a start is asked of the keeper */
+    uint64_t starts;     /* start attempts the keeper finished */
+    int start_err;       /* of the last one: 0 or -errno */
+    pid_t pid;           /* the running zygote, 0: none */
+    int ctl;             /* its control socket, -1: none */
+    unsigned forks;      /* children it made */
+    char path[PATH_MAX]; /* of the running one, or of the one to start */
+} zy = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0, 0, 0, -1, 0, ""};
+
+/* posix_spawn `path --zygote` with the control socket at fd 3. */
+static int zygote_spawn(const char *path, pid_t *pid, int *ctl)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    int hi = fcntl(sv[1], F_DUPFD_CLOEXEC, HIGH_FD);
+    close(sv[1]);
+    if (hi < 0) {
+        int e = errno;
+        close(sv[0]);
+        return -e;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, hi, DECODE_FD_CHAN);
+    posix_spawn_file_actions_addclosefrom_np(&fa, DECODE_FD_CHAN + 1);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *envp[16];
+    build_env(envp, (int)DR_ARRAY_LEN(envp));
+    char *argv[] = {"dripd-decode", "--zygote", NULL};
+    int e = posix_spawn(pid, path, &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    close(hi);
+    if (e != 0) {
+        close(sv[0]);
+        return -e;
+    }
+    *ctl = sv[0];
+    return 0;
+}
+
+/* Starts a zygote when asked (zy.want) and reaps it when it ends: the
+ * zygote and, through CLONE_PARENT, every helper are children of this
+ * thread, which never exits (their PR_SET_PDEATHSIG follows it). */
+static void *zygote_keeper(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&zy.mu);
+    for (;;) {
+        while (!zy.want)
+            pthread_cond_wait(&zy.cv, &zy.mu);
+        zy.want = false;
+        pid_t pid = 0;
+        int ctl = -1;
+        zy.start_err = zygote_spawn(zy.path, &pid, &ctl);
+        zy.starts++;
+        if (zy.start_err == 0) {
+            zy.pid = pid;
+            zy.ctl = ctl;
+            zy.forks = 0;
+        }
+        pthread_cond_broadcast(&zy.cv);
+        if (zy.start_err != 0)
+            continue;
+        pthread_mutex_unlock(&zy.mu);
+        /* wait without reaping: its pid stays its own (a zombie) until
+         * zy.pid no longer names it, so a kill() under zy.mu never hits a
+         * reused pid */
+        siginfo_t si;
+        while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) != 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&zy.mu);
+        if (zy.pid == pid) { /* it ended on its own */
+            close(zy.ctl);
+            zy.ctl = -1;
+            zy.pid = 0;
+        }
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    return NULL;
+}
+
+/* Under zy.mu: stop using the running zygote (the keeper reaps it). */
+static void zygote_retire(void)
+{
+    if (zy.pid == 0)
+        return;
+    kill(zy.pid, SIGKILL);
+    close(zy.ctl);
+    zy.ctl = -1;
+    zy.pid = 0;
+}
+
+/* Under zy.mu: a running zygote of path, or -errno. */
+static int zygote_get(const char *path)
+{
+    if (!zy.keeper) {
+        pthread_t t;
+        int rc = dr_thread_start(&t, zygote_keeper, NULL);
+        if (rc != 0)
+            return rc;
+        pthread_detach(t);
+        zy.keeper = true;
+    }
+    if (zy.pid != 0 && (strcmp(zy.path, path) != 0 || zy.forks >= DECODE_ZYGOTE_FORKS))
+        zygote_retire();
+    if (zy.pid != 0)
+        return 0;
+    snprintf(zy.path, sizeof zy.path, "%s", path);
+    uint64_t asked = zy.starts;
+    zy.want = true;
+    pthread_cond_broadcast(&zy.cv);
+    while (zy.starts == asked)
+        pthread_cond_wait(&zy.cv, &zy.mu);
+    return zy.pid != 0 ? 0 : (zy.start_err ? zy.start_err : -ECHILD);
+}
+
+/* One request to a running zygote (under zy.mu): the child's pid, or
+ * -errno (the zygote is then retired). */
+static pid_t zygote_ask(const int *fds, const uint8_t *slot, uint32_t n)
+{
+    struct decode_fork_req fr = {.magic = DECODE_FORK_MAGIC, .n = n};
+    memcpy(fr.slot, slot, n);
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * DECODE_FORK_MAX_FDS)];
+        struct cmsghdr align;
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    struct iovec iov = {.iov_base = &fr, .iov_len = sizeof fr};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = cm.buf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    int32_t ans = -EPROTO;
+    ssize_t w;
+    while ((w = sendmsg(zy.ctl, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (w == (ssize_t)sizeof fr) {
+        int r = wait_fd(zy.ctl, dr_mono_ms() + ZYGOTE_ANSWER_MS);
+        if (r == 1 && recv(zy.ctl, &ans, sizeof ans, MSG_DONTWAIT) != (ssize_t)sizeof ans)
+            ans = -EPROTO;
+        else if (r != 1)
+            ans = r == 0 ? -ETIMEDOUT : r;
+    } else {
+        ans = w < 0 ? -errno : -EPROTO;
+    }
+    if (ans > 0)
+        zy.forks++;
+    else
+        zygote_retire();
+    return ans;
+}
+
+/* A helper for one file: a child of this process with fds[k] at fd
+ * DECODE_FD_CHAN + slot[k]; its pid, or -errno + err. A zygote that
+ * fails is replaced once. */
+static pid_t zygote_fork(const char *path, const int *fds, const uint8_t *slot, uint32_t n,
+                         char *err, size_t errlen)
+{
+    pid_t pid = -EPROTO;
+    pthread_mutex_lock(&zy.mu);
+    for (int attempt = 0; attempt < 2 && pid < 0; attempt++) {
+        int rc = zygote_get(path);
+        if (rc != 0) {
+            pthread_mutex_unlock(&zy.mu);
+            dr_set_err(err, errlen, "cannot start %s: %s", path, strerror(-rc));
+            return rc;
+        }
+        pid = zygote_ask(fds, slot, n);
+    }
+    pthread_mutex_unlock(&zy.mu);
+    if (pid < 0)
+        dr_set_err(err, errlen, "%s made no helper: %s", path, strerror(-pid));
+    return pid;
 }
 
 static const char *sig_text(int sig)
@@ -178,12 +384,8 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
                struct decode_resp *resp, char *err, size_t errlen)
 {
     int sv[2] = {-1, -1};
-    int hi[3 + DECODE_MAX_VARIANTS];
-    int n_hi = 0;
-    pid_t pid = -1;
+    pid_t pid;
     int rc = 0;
-    posix_spawn_file_actions_t fa;
-    bool fa_init = false;
     uint8_t buf[DECODE_MSG_MAX + 1];
     uint64_t rss = 0, wall = 0, cpu = 0;
 
@@ -214,56 +416,21 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
         dr_set_err(err, errlen, "socketpair: %s", strerror(errno));
         return rc;
     }
-    /* every fd the child gets, above the targets first */
-    int srcs[3 + DECODE_MAX_VARIANTS];
-    int n_src = 0;
-    srcs[n_src++] = sv[1];
-    srcs[n_src++] = input_fd;
+    /* every fd the child gets, and the slot it takes (3 + slot) */
+    int fds[DECODE_FORK_MAX_FDS];
+    uint8_t slot[DECODE_FORK_MAX_FDS];
+    uint32_t n_fd = 0;
+    fds[n_fd] = sv[1], slot[n_fd++] = 0;
+    fds[n_fd] = input_fd, slot[n_fd++] = 1;
     for (uint32_t i = 0; i < req->n_variants + ((req->flags & DECODE_F_STRIP) ? 1u : 0u); i++)
-        srcs[n_src++] = out_fds[i];
-    for (int i = 0; i < n_src; i++) {
-        if (srcs[i] < 0) {
-            hi[n_hi++] = -1;
-            continue;
-        }
-        int d = fcntl(srcs[i], F_DUPFD_CLOEXEC, HIGH_FD);
-        if (d < 0) {
-            rc = -errno;
-            dr_set_err(err, errlen, "dup: %s", strerror(errno));
-            goto out;
-        }
-        hi[n_hi++] = d;
-    }
+        if (out_fds[i] >= 0)
+            fds[n_fd] = out_fds[i], slot[n_fd++] = (uint8_t)(2 + i);
+    int64_t started = dr_mono_ms();
+    pid = zygote_fork(helper, fds, slot, n_fd, err, errlen);
     close(sv[1]);
     sv[1] = -1;
-    posix_spawn_file_actions_init(&fa);
-    fa_init = true;
-    for (int i = 0; i < n_hi; i++)
-        if (hi[i] >= 0)
-            posix_spawn_file_actions_adddup2(&fa, hi[i], DECODE_FD_CHAN + i);
-    posix_spawn_file_actions_addclosefrom_np(&fa, DECODE_FD_CHAN + n_hi);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *envp[16];
-    build_env(envp, (int)DR_ARRAY_LEN(envp), (req->flags & DECODE_F_TEST_SEGV) != 0);
-    char *argv[] = {"dripd-decode", NULL};
-    int64_t started = dr_mono_ms();
-    int e = posix_spawn(&pid, helper, &fa, &attr, argv, envp);
-    posix_spawnattr_destroy(&attr);
-    for (int i = 0; i < n_hi; i++)
-        if (hi[i] >= 0)
-            close(hi[i]);
-    n_hi = 0;
-    if (e != 0) {
-        pid = -1;
-        rc = -e;
-        dr_set_err(err, errlen, "cannot start %s: %s", helper, strerror(e));
+    if (pid < 0) {
+        rc = pid;
         goto out;
     }
 
@@ -293,7 +460,6 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
     memset(&ru, 0, sizeof ru);
     while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
         ;
-    pid = -1;
     rss = (uint64_t)ru.ru_maxrss;
     cpu = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
@@ -324,11 +490,6 @@ int decode_run(const char *helper, const struct decode_req *req, int input_fd, c
         rc = 0;
     }
 out:
-    if (fa_init)
-        posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < n_hi; i++)
-        if (hi[i] >= 0)
-            close(hi[i]);
     if (sv[0] >= 0)
         close(sv[0]);
     if (sv[1] >= 0)

@@ -6,7 +6,7 @@
  *      A file that cannot be an image, a video, audio or a PDF ends here:
  *      one small read, no helper, nothing written (a 1 GiB random file
  *      costs one type check).
- *   2. Otherwise one dripd-decode helper (decode.h: exec'd, sandboxed,
+ *   2. Otherwise one dripd-decode helper (decode.h: forked by the exec'd zygote, sandboxed,
  *      killed at processing.limits.timeout) gets the file and one empty
  *      scratch file per configured variant, work/<tag>.<name>.var, and
  *      answers with libmagic's type, the metadata and what it made.
