@@ -2222,9 +2222,9 @@ START_TEST(test_tus_join)
     tus_new(&pb, "alice", "", 3, exp);
     tus_new(&open_p, "alice", "", 4, exp);
     tus_new(&whole, "alice", "/j/whole.bin", 2, exp);
-    for (struct dr_tus *t = &pa; t != NULL; t = t == &pa ? &pb : t == &pb ? &open_p : NULL)
-        ck_assert_int_eq(catalog_tus_create(cat, t), 0);
-    ck_assert_int_eq(catalog_tus_create(cat, &whole), 0);
+    struct dr_tus *made[] = {&pa, &pb, &open_p, &whole};
+    for (size_t i = 0; i < DR_ARRAY_LEN(made); i++)
+        ck_assert_int_eq(catalog_tus_create(cat, made[i]), 0);
     char x1[DR_ID_LEN + 1], x2[DR_ID_LEN + 1], x3[DR_ID_LEN + 1];
     dr_id_new(x1);
     dr_id_new(x2);

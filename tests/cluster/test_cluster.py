@@ -342,6 +342,18 @@ def tus_patch(target, loc, off, data):
     return tus(target, "PATCH", loc, {"Content-Type": OCTET, "Upload-Offset": str(off)}, data)
 
 
+def race(nodes, request):
+    """request(node) on each node at once: {node addr: its answer}."""
+    res = {}
+    ts = [threading.Thread(target=lambda n=n: res.__setitem__(n.addr, request(n)))
+          for n in nodes]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    return res
+
+
 def finished_bytes(c, h, tmp_path):
     """The content of a finished tus upload (its job done), through the balancer."""
     assert c.wait_job(h["upload-job"], timeout=120)["state"] == "done"
@@ -363,13 +375,7 @@ def test_tus_any_node_takes_the_next_patch(cluster, tmp_path):
         st, h, _ = tus(n, "HEAD", loc)
         assert st == 200 and h["upload-offset"] == "70000", h
     # a race: the same offset on two nodes at once
-    res = {}
-    ts = [threading.Thread(target=lambda n=n: res.__setitem__(n.addr, tus_patch(
-        n, loc, 70000, data[70000:140000]))) for n in (n3, a)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
+    res = race((n3, a), lambda n: tus_patch(n, loc, 70000, data[70000:140000]))
     codes = sorted(r[0] for r in res.values())
     assert codes == [204, 409], res
     st, h, _ = tus(b, "HEAD", loc)
@@ -453,13 +459,7 @@ def test_tus_concat_across_nodes(cluster, tmp_path):
     assert st == 400 and b"listed twice" in body, (st, body)
 
     # Two finals race for the same partials on two nodes: one wins.
-    res = {}
-    ts = [threading.Thread(target=lambda n=n: res.__setitem__(n.addr, tus_final(
-        n, [p1, p2], "joined.bin"))) for n in (a, n3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
+    res = race((a, n3), lambda n: tus_final(n, [p1, p2], "joined.bin"))
     codes = sorted(r[0] for r in res.values())
     assert codes == [201, 400], res
     win = [r for r in res.values() if r[0] == 201][0][1]
@@ -483,6 +483,28 @@ def test_tus_concat_across_nodes(cluster, tmp_path):
     assert st == 400 and b"no such upload" in body, (st, body)
     assert finished_bytes(c, win, tmp_path) == d1 + d2
     assert c.pg.query(c.dsn, "SELECT count(*) FROM jobs")[0][0] == "1"
+    staged_gone(c)
+
+
+def test_unjoined_partials_expire_once(cluster_factory):
+    """Partial uploads no final upload joined expire like any tus upload:
+    once per cluster (the node holding the tus-expiry lease removes them),
+    and their staged parts are then collected from the bucket."""
+    c = cluster_factory(extra={"tus": {"expiration": "2s"}}, nodes=2)
+    a, b = c.nodes
+    p1 = tus_partial(a, 5000, os.urandom(5000))
+    p2 = tus_partial(b, 7000)
+    st, _, body = tus_patch(a, p2, 0, os.urandom(3000))
+    assert st == 204, body
+    assert len([k for k in c.s3.objects() if k.startswith("staging-")]) == 2
+    wait_until(lambda: c.pg.query(c.dsn, "SELECT count(*) FROM tus")[0][0] == "0", 30,
+               "the partial uploads expired")
+    removed = {n.addr: len(re.findall(r"tus: upload (%s|%s) of alice expired" % (
+        upload_id(p1), upload_id(p2)), n.log_text())) for n in c.nodes}
+    assert sorted(removed.values()) == [0, 2], removed  # one node removed both
+    for p in (p1, p2):
+        st, _, _ = tus(b, "HEAD", p)
+        assert st == 404
     staged_gone(c)
 
 
