@@ -3,9 +3,10 @@
 # same plaintext from disk, in the same run, alternating (A B A B), ratios
 # of medians with their spread.
 #
-#   cold: NCOLD (2500) files of 1 MiB; before each run the page cache is
+#   cold: NCOLD (4000) files of 1 MiB; before each run the page cache is
 #     dropped (echo 3 > /proc/sys/vm/drop_caches) and dripd's cache
-#     emptied; wrk -t2 -c32 for COLD_S (3) s, a Lua script over the
+#     emptied; wrk -t2 -c32 for COLD_S (2) s (nginx reads ~1,400 a second
+#     on a quiet machine: 2,500 in 3 s wrapped), a Lua script over the
 #     files' paths (anchors/get_paths.lua), each requested once: dripd
 #     fills every entry from its object (fetch, decrypt and verify), nginx
 #     reads the file from disk. A run that got through every file and
@@ -15,16 +16,16 @@
 #   big: a 1 GiB GET with curl, dripd from its cache, nginx static, both
 #     files in the page cache.
 #
-#   RUNS=3 NCOLD=2500 NWARM=300 COLD_S=3 WARM_S=10 SKIP="cold warm big"
+#   RUNS=3 NCOLD=4000 NWARM=300 COLD_S=2 WARM_S=10 SKIP="cold warm big"
 # Results: bench/results/download.json and a table on stdout. The machine
 # is shared: the table says how busy it was before the runs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 . "$HERE/lib.sh"
-NCOLD=${NCOLD:-2500}
+NCOLD=${NCOLD:-4000}
 NWARM=${NWARM:-300}
-COLD_S=${COLD_S:-3}
+COLD_S=${COLD_S:-2}
 WARM_S=${WARM_S:-10}
 export QUIET_WAIT=${QUIET_WAIT:-5}
 MIB1=$ANCHOR/src-1m.bin
@@ -52,7 +53,7 @@ wrk_get() {
     die "wrk $1: $out"
   line=$(echo "$out" | grep '^WRK ') || die "wrk $1: $out"
   awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$line" requests)" \
-      'BEGIN{printf "%.3f\n", n > 0 ? (b - a) * 1000 / n : 0}' >> "$R/${1}_cpu"
+      'BEGIN{printf "%.3f\n", (n > 0 ? (b - a) * 1000 / n : 0)}' >> "$R/${1}_cpu"
   [ "$(field "$line" non2xx)" = 0 ] || die "$1: $(field "$line" non2xx) answers were not 2xx"
   case $1 in *cold) [ "$(field "$line" wraps)" = 0 ] || log "WARNING: $1 went through every path $(field "$line" wraps) time(s): raise NCOLD" ;; esac
   field "$line" rps >> "$R/$1"
