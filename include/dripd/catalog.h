@@ -209,6 +209,14 @@ struct dr_intake {
  * server answered within 30 s whether it committed (a commit whose
  * outcome can be looked up is reported as it turned out). */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
+/* The same for tus creations alone (every item has tus_new and no tus_id,
+ * else -EINVAL), but lazily (db.h DB_BEGIN_LAZY): the rows are there for
+ * every connection when it returns, durable only with the next durable
+ * commit (of any connection); a power cut before that loses them, never
+ * anything committed after them. A tus 201 promises no durability
+ * (docs/UPLOADS.md, "Create"): a lost creation is a 404 and the client
+ * creates the upload again. */
+int catalog_intake_creations(struct catalog *cat, struct dr_intake *items, size_t n);
 /* Whether owner may put a new file at path. A file and a folder never
  * share a path, so besides a file at path (DR_PATH_FILE) a folder there
  * (owner has files below path: DR_PATH_FOLDER) and a file at a folder

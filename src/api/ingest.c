@@ -26,6 +26,11 @@
  *     posts each completion to its exchange's loop thread
  *     (http_thread_post: a locked list + event_active per loop), bumps
  *     jobs_queue_depth and wakes the pipeline (DR_MSG_JOB_ENQUEUED).
+ *   - lazy requests (ingest_submit_lazy: tus creations, which promise no
+ *     durability) skip the sync thread: the commit thread commits them
+ *     first, in a transaction of their own without a WAL fsync
+ *     (catalog_intake_creations), so a creation waits for no sync of
+ *     anybody's; the next durable commit makes them durable too.
  *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
  *   fsync) instead of N of each, and the two stages overlap: while one
  *   batch commits, the next one is being synced and the one after that
@@ -113,6 +118,7 @@ static struct {
     struct fifo waiting; /* submitted, not yet synced */
     struct fifo tostage; /* cluster mode: synced, not yet staged */
     struct fifo synced;  /* spool files durable (and staged) or failed, not yet committed */
+    struct fifo lazy;    /* ingest_submit_lazy: tus creations, not yet committed */
     unsigned n;          /* requests submitted and not yet completed */
     bool started, starting, stop, sync_done, stage_done;
     bool staging;     /* cluster mode (stager_on) */
@@ -242,8 +248,9 @@ static void complete_all(struct ingest_req *batch)
 }
 
 /* ONE transaction for every synced request of the list, then complete
- * them all (those that failed to sync with their error). */
-static void commit_batch(struct ingest_req *batch)
+ * them all (those that failed to sync with their error). lazy: a list of
+ * ingest_submit_lazy requests, committed by catalog_intake_creations. */
+static void commit_batch(struct ingest_req *batch, bool lazy)
 {
     size_t total = 0, k;
     for (struct ingest_req *r = batch; r != NULL; r = r->next)
@@ -259,7 +266,8 @@ static void commit_batch(struct ingest_req *batch)
                     all[k++] = r->items[i];
         rc = open_catalog();
         for (int attempt = 0; rc == 0 || rc == -EBUSY; attempt++) {
-            rc = catalog_intake_uploads(G.cat, all, total);
+            rc = lazy ? catalog_intake_creations(G.cat, all, total)
+                      : catalog_intake_uploads(G.cat, all, total);
             if (rc != -EBUSY || attempt >= BUSY_RETRIES)
                 break;
             log_warn("ingest: catalog busy, retrying the batch of %zu", total);
@@ -403,13 +411,19 @@ static void *commit_main(void *arg)
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&G.mu);
-        while (G.synced.head == NULL && !(G.staging ? G.stage_done : G.sync_done))
+        while (G.synced.head == NULL && G.lazy.head == NULL &&
+               !(G.staging ? G.stage_done : G.sync_done))
             pthread_cond_wait(&G.cv_commit, &G.mu);
+        struct ingest_req *lazy = fifo_take(&G.lazy, INGEST_QUEUE_MAX);
         struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
         pthread_mutex_unlock(&G.mu);
-        if (batch == NULL)
+        if (batch == NULL && lazy == NULL)
             break;
-        commit_batch(batch);
+        /* the lazy ones first: their commit has no fsync to wait for */
+        if (lazy != NULL)
+            commit_batch(lazy, true);
+        if (batch != NULL)
+            commit_batch(batch, false);
     }
     catalog_close(G.cat);
     G.cat = NULL;
@@ -498,16 +512,18 @@ void ingest_stop(void)
     pthread_mutex_unlock(&G.mu);
 }
 
-int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
-                  ingest_done_fn done, void *arg)
+static int submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
+                  ingest_done_fn done, void *arg, bool lazy)
 {
     pthread_mutex_lock(&G.mu);
     int rc = start_locked(http_cfg(ex), http_worker_ctx(ex), http_ex_metrics(ex));
+    if (rc == 0 && lazy && G.staging)
+        rc = -EINVAL; /* cluster mode: tus does not use the group commit */
     if (rc == 0 && (G.n >= INGEST_QUEUE_MAX || G.stop))
         rc = -EAGAIN;
     if (rc < 0) {
         pthread_mutex_unlock(&G.mu);
-        return -EAGAIN;
+        return rc == -EINVAL ? rc : -EAGAIN;
     }
     struct ingest_req *r = xcalloc(1, sizeof *r);
     r->ex = ex;
@@ -517,12 +533,29 @@ int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *
     r->n = n;
     r->done = done;
     r->arg = arg;
-    fifo_append(&G.waiting, r);
+    if (lazy) {
+        fifo_append(&G.lazy, r);
+        pthread_cond_signal(&G.cv_commit);
+    } else {
+        fifo_append(&G.waiting, r);
+        pthread_cond_signal(&G.cv_sync);
+    }
     G.n++;
     http_ex_hold(ex);
-    pthread_cond_signal(&G.cv_sync);
     pthread_mutex_unlock(&G.mu);
     return 0;
+}
+
+int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
+                  ingest_done_fn done, void *arg)
+{
+    return submit(ex, items, fds, n, done, arg, false);
+}
+
+int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t n,
+                       ingest_done_fn done, void *arg)
+{
+    return submit(ex, items, NULL, n, done, arg, true);
 }
 
 bool ingest_queue_full(struct http_exchange *ex)

@@ -46,6 +46,12 @@ typedef void (*ingest_done_fn)(struct http_exchange *ex, struct dr_intake *items
  * queue is full (done will not run; answer 503). */
 int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
                   ingest_done_fn done, void *arg);
+/* The same for tus creations (each item tus_new only, no fds): nothing to
+ * sync, and the commit need not be durable when done runs (it is visible
+ * to every connection; catalog_intake_creations). -EINVAL in cluster
+ * mode, -EAGAIN when the queue is full. */
+int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t n,
+                       ingest_done_fn done, void *arg);
 /* True when the durable job queue is at pipeline.queue_limit. */
 bool ingest_queue_full(struct http_exchange *ex);
 /* Admission of an upload whose head was checked, before any body byte is

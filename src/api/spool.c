@@ -66,10 +66,29 @@ static int dir_lock_fd(const char *spool_dir, bool fresh)
     return fd;
 }
 
+char *spool_path_for(const char *data_dir, const char *id)
+{
+    return xasprintf("%s/spool/%s.part", data_dir, id);
+}
+
 int spool_create(const char *data_dir, const char *id, int *fd, char **path)
 {
-    char *dir = xasprintf("%s/spool", data_dir);
-    char *p = xasprintf("%s/%s.part", dir, id);
+    char *p = spool_path_for(data_dir, id);
+    int rc = spool_create_at(p, fd);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    *path = p;
+    return 0;
+}
+
+int spool_create_at(const char *p, int *fd)
+{
+    const char *slash = strrchr(p, '/');
+    if (slash == NULL || slash == p)
+        return -EINVAL;
+    char *dir = xstrndup(p, (size_t)(slash - p));
     int rc = 0, f = -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         int lk = dir_lock_fd(dir, attempt > 0);
@@ -102,11 +121,9 @@ int spool_create(const char *data_dir, const char *id, int *fd, char **path)
             close(f);
             unlink(p);
         }
-        free(p);
         return rc;
     }
     *fd = f;
-    *path = p;
     return 0;
 }
 

@@ -49,12 +49,16 @@
  * Threads: handlers run on the connection's loop thread. Body bytes are
  * written to the spool file there (page cache writes; every 8 MiB the
  * written range is handed to writeback without waiting, so the fsync at
- * the end of a PATCH finds little left to flush). Creating the session
- * row and the finish (the request that completes an upload) go through
- * ingest's group commit (ingest.h), as PUT bodies do: the spool file is
- * synced with the other uploads' of the batch (one syncfs and one fsync of
- * spool/), the row or the finish (media, job) commits in their
- * transaction. The rest that is slow goes through http_defer(): fsync +
+ * the end of a PATCH finds little left to flush). A creation without
+ * bytes makes no spool file (the first PATCH makes it: open_spool) and
+ * its session row commits lazily (ingest_submit_lazy: with the next batch,
+ * waiting for nobody's sync, no WAL fsync of its own: a 201 promises no
+ * durability, see below). A creation with bytes and the finish (the
+ * request that completes an upload) go through ingest's group commit
+ * (ingest.h), as PUT bodies do: the spool file is synced with the other
+ * uploads' of the batch (one syncfs and one fsync of spool/), the row or
+ * the finish (media, job) commits in their transaction. The rest that is
+ * slow goes through http_defer(): fsync +
  * recording a partial offset, a new length, a creation that also
  * completes, termination. Two short
  * things run on the loop thread's own catalog connection: the session
@@ -63,7 +67,14 @@
  *
  * Guarantees:
  *  - the offset a client is told (PATCH 204, HEAD) is durable: the bytes
- *    up to it were fdatasync'ed before the catalog recorded it;
+ *    up to it were fdatasync'ed (and a new spool file's name fsynced)
+ *    before the catalog recorded it;
+ *  - a creation without bytes (201, offset 0) is not durable by itself,
+ *    as with tusd's stores: a power cut before the next durable commit
+ *    (any upload's: the WAL keeps the order) may take it, and its HEAD or
+ *    PATCH then answers 404, so the client creates the upload again. It
+ *    never takes more: the first 204 with an offset makes the row
+ *    durable; a row left without its file restarts at offset 0;
  *  - a PATCH cut short (client gone, timeout) keeps what arrived: on_abort
  *    fsyncs and records the partial offset, synchronously, so a HEAD that
  *    follows sees it. Not with Upload-Checksum: unverifiable bytes are
@@ -185,8 +196,9 @@ struct tus_req {
     char detail[200];
     struct dr_intake intake;
     bool finished;
-    bool grouped; /* committed through ingest's group commit */
-    int sync_fd;  /* the fd ingest syncs: st->fd, or -1 (test hook "tus") */
+    bool grouped;   /* committed through ingest's group commit */
+    bool made_file; /* this request made the spool file (open_spool): sync its name too */
+    int sync_fd;    /* the fd ingest syncs: st->fd, or -1 (test hook "tus") */
 };
 
 /* ---- the busy set ---- */
@@ -480,6 +492,31 @@ static void drop_received(struct tus_req *st)
     st->received = 0;
 }
 
+/* The upload's spool file, open for writing at off (spool_reopen cuts
+ * what lies past it). A creation without bytes makes no file
+ * (create_admitted), and a power cut may take the file of one that did
+ * (its name is synced with its first offset): at offset 0 nothing can be
+ * lost, so the file is made here (st->made_file: the commit must then
+ * make its name durable). Loop or pool thread. */
+static int open_spool(struct tus_req *st, uint64_t off, int *fd)
+{
+    int rc = spool_reopen(st->row.spool_path, off, fd);
+    if (rc == -ENOENT && off == 0) {
+        rc = spool_create_at(st->row.spool_path, fd);
+        st->made_file = rc == 0;
+    }
+    return rc;
+}
+
+/* The spool file's name must be durable before the catalog records an
+ * offset in it, or finishes: a power cut would keep the row and lose the
+ * file. A new file's name is synced once, by the request that made it
+ * (a creation with bytes, or the first PATCH of one without: made_file). */
+static bool syncs_name(const struct tus_req *st)
+{
+    return st->made_file || (st->op == OP_CREATE && st->fd >= 0);
+}
+
 /* The finishing request: the spool file holds exactly the upload's bytes
  * (whatever an earlier refused or cut request left past the offset is
  * cut off), durably. Pool thread. */
@@ -487,7 +524,7 @@ static int trim_for_finish(struct tus_req *st, uint64_t off, bool skip_sync)
 {
     int fd = st->fd, rc = 0;
     if (fd < 0) {
-        rc = spool_reopen(st->row.spool_path, off, &fd); /* truncates to off */
+        rc = open_spool(st, off, &fd); /* truncates to off */
         if (rc < 0)
             return rc;
     } else if (ftruncate(fd, (off_t)off) < 0) {
@@ -825,7 +862,7 @@ static void work_commit(void *arg)
         rc = skip ? 0 : spool_sync(st->fd);
     /* a new spool file's name must be durable before the catalog points
      * at it: else a power cut keeps the row, loses the file */
-    if (rc == 0 && st->op == OP_CREATE && !skip)
+    if (rc == 0 && syncs_name(st) && !skip)
         rc = dr_fsync_parent(st->row.spool_path);
     if (rc < 0) {
         snprintf(st->detail, sizeof(st->detail), "syncing the upload: %s", strerror(-rc));
@@ -977,18 +1014,23 @@ static void group_committed(struct http_exchange *ex, struct dr_intake *items, s
 
 /* Creation and finish go through ingest's group commit (ingest.h): their
  * spool files synced together with other uploads' (one syncfs, one fsync
- * of spool/), their rows in the same transaction. 0, or -errno: use
- * work_commit. An offset, a length, a creation that also completes
- * (its row must exist before it finishes) take the pool thread, and so
- * does every request in cluster mode (work_commit_staged: its bytes are a
- * staged part recorded with the offset it moves, not a spool file). */
+ * of spool/), their rows in the same transaction; a creation that also
+ * completes (creation-with-upload of the whole file: one round trip per
+ * small upload) makes its row and finishes it in one savepoint; a
+ * creation without bytes commits lazily (ingest_submit_lazy). 0, or
+ * -errno: use work_commit. An offset, a length, concatenation take the
+ * pool thread, and so does every request in cluster mode
+ * (work_commit_staged: its bytes are a staged part recorded with the
+ * offset it moves, not a spool file). */
 static int begin_group_commit(struct tus_req *st)
 {
     uint64_t off = st->start + st->received;
     /* a partial upload never finishes; a final one joins its parts first */
     bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
-    if (st->cluster || (st->op != OP_CREATE && st->op != OP_PATCH) || st->fd < 0 ||
-        st->new_length >= 0 || st->n_parts > 0 || (st->op == OP_CREATE) == completes)
+    bool lazy = st->op == OP_CREATE && st->fd < 0; /* no file, no bytes: nothing to sync */
+    if (st->cluster || (st->op != OP_CREATE && st->op != OP_PATCH) || (st->fd < 0 && !lazy) ||
+        st->new_length >= 0 || st->n_parts > 0 || (st->op == OP_PATCH && !completes) ||
+        (lazy && completes))
         return -EINVAL;
     if (st->op == OP_PATCH && ftruncate(st->fd, (off_t)off) < 0)
         return -errno; /* exactly the upload's bytes; work_commit says why not */
@@ -1000,12 +1042,13 @@ static int begin_group_commit(struct tus_req *st)
     if (st->op == OP_CREATE) {
         st->row.offset = off;
         st->intake.tus_new = &st->row;
-    } else {
-        st->intake.tus_id = st->id;
     }
+    if (completes) /* a creation that completes: row and finish in one savepoint */
+        st->intake.tus_id = st->id;
     st->sync_fd = dr_test_skip_sync("tus") ? -1 : st->fd;
     st->committed = st->grouped = true;
-    int rc = ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
+    int rc = lazy ? ingest_submit_lazy(st->ex, &st->intake, 1, group_committed, st)
+                  : ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
     if (rc < 0)
         st->committed = st->grouped = false;
     return rc;
@@ -1048,6 +1091,11 @@ static void create_admitted(struct http_exchange *ex, void *arg)
     if (st->cluster) { /* no session file: each request's bytes are a part */
         st->row.spool_path = xstrdup("");
         rc = st->with_upload ? open_part(st) : 0;
+    } else if (!st->with_upload && !st->partial && st->n_parts == 0 && st->length != 0) {
+        /* no bytes yet: the first PATCH makes the file (open_spool), and
+         * the row commits lazily (a 201 promises no durability) */
+        st->row.spool_path = spool_path_for(st->cfg->data_dir, st->id);
+        rc = 0;
     } else {
         rc = spool_create(st->cfg->data_dir, st->id, &st->fd, &st->row.spool_path);
     }
@@ -1565,7 +1613,7 @@ static void patch_admitted(struct http_exchange *ex, void *arg)
         return;
     }
     st->fbase = st->cluster ? 0 : st->start;
-    int rc = st->cluster ? open_part(st) : spool_reopen(st->row.spool_path, st->start, &st->fd);
+    int rc = st->cluster ? open_part(st) : open_spool(st, st->start, &st->fd);
     if (rc < 0) {
         fail(st, rc == -ENOENT ? 404 : status_for(rc), "the upload's data is %s",
              rc == -ENOENT ? "gone" : "unavailable");
@@ -1759,6 +1807,8 @@ static void save_partial(struct tus_req *st)
     }
     uint64_t off = st->start + st->received;
     int rc = spool_sync(st->fd);
+    if (rc == 0 && st->made_file)
+        rc = dr_fsync_parent(st->row.spool_path);
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
     if (rc == 0 && cat == NULL)
         rc = -EAGAIN;

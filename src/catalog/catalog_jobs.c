@@ -284,7 +284,9 @@ static int intake_outcome(struct catalog *cat, const struct dr_intake *items, si
     }
 }
 
-int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n)
+/* catalog_intake_uploads and catalog_intake_creations: flags for db_begin
+ * (every upload of the batch waits for this commit: poll for the lock). */
+static int intake(struct catalog *cat, struct dr_intake *items, size_t n, unsigned flags)
 {
     if (cat == NULL || (items == NULL && n > 0))
         return -EINVAL;
@@ -293,8 +295,7 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
     for (size_t i = 0; i < n; i++)
         if (items[i].tus_new == NULL && items[i].tus_id == NULL && !catalog_intake_valid(&items[i]))
             return -EINVAL; /* a tus finish takes its inputs from the row, then checks */
-    /* Every upload of the batch waits for this commit: poll for the lock. */
-    int rc = db_begin(cat->db, DB_BEGIN_POLL);
+    int rc = db_begin(cat->db, DB_BEGIN_POLL | flags);
     if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES) {
         /* The owners' path locks first, in name order (catalog_media.h). */
         const char **owners = xmalloc(n * sizeof *owners);
@@ -321,6 +322,19 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
             items[i].media_id[0] = items[i].job_id[0] = '\0';
         }
     return rc;
+}
+
+int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n)
+{
+    return intake(cat, items, n, 0);
+}
+
+int catalog_intake_creations(struct catalog *cat, struct dr_intake *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (items == NULL || items[i].tus_new == NULL || items[i].tus_id != NULL)
+            return -EINVAL; /* only what nobody was promised durability for */
+    return intake(cat, items, n, DB_BEGIN_LAZY);
 }
 
 int catalog_queue_depth(struct catalog *cat, uint64_t *out)

@@ -13,7 +13,8 @@ One run is a sequence of cuts on one data_dir. Each cut:
   4. mounts the backing directory again, starts dripd and checks:
      every acknowledged upload completes and downloads byte-identical;
      every tus offset a HEAD (or PATCH) reported is still there (and the
-     upload is resumed from it); no acknowledged delete or move comes
+     upload is resumed from it; a creation, offset 0, may be gone: a tus
+     201 promises no durability, docs/UPLOADS.md); no acknowledged delete or move comes
      back; PRAGMA integrity_check passes; no job is stuck or failed; the
      store holds no object the catalog does not know.
 Everything random comes from one seed (printed; POWERLOSS_SEED replays
@@ -158,8 +159,8 @@ class Cluster:
         self.lock = threading.Lock()
         self.problems = []
         self.counts = dict(cuts=0, acked=0, put=0, multipart=0, tus=0, deletes=0, moves=0,
-                           tus_offsets=0, tus_resumed=0, downloads=0, lost=0, unreached=0,
-                           garbage=0)
+                           tus_offsets=0, tus_resumed=0, tus_creations_gone=0, downloads=0,
+                           lost=0, unreached=0, garbage=0)
         self.garbage = {}  # temporary files seen in objects/ after a cut -> that cut
         self.orphans = set()  # objects with no media (a delete cut before its store delete)
         self.timing = dict(load=0.0, quiet=0.0, crash=0.0, restart=0.0, verify=0.0, settle=0.0,
@@ -565,6 +566,12 @@ class Cluster:
         for up in list(self.tus_open):
             st, h, _ = self.http("HEAD", up.tus, headers={"Tus-Resumable": "1.0.0"})
             self.counts["tus_offsets"] += 1
+            if st == 404 and up.offset == 0:
+                # a creation that no durable commit followed (a 201
+                # promises no durability): the client creates it again
+                self.counts["tus_creations_gone"] += 1
+                self.tus_open.remove(up)
+                continue
             if st != 200:
                 self.problem("tus HEAD answered %s after the cut; offset %d was reported (%s)"
                              % (st, up.offset, up.offset_how), up)
@@ -766,9 +773,10 @@ def summary(c):
                c.slowest["lossyfs exit"], c.slowest["dripd exit"]) +
             "powerloss: seed %d: %d cuts (%d armed ops not reached), %d uploads acknowledged "
             "(%d PUT, %d multipart, %d tus), %d deletes, %d moves, %d tus offsets checked "
-            "(%d resumed), %d downloads verified, %d temporary files seen in objects/ after jobs settled (and swept), "
+            "(%d resumed, %d creations gone), %d downloads verified, %d temporary files seen in objects/ after jobs settled (and swept), "
             "%d orphan objects (a delete cut short; scrub reports them); "
             "lost %d, problems %d" % (
                 c.seed, k["cuts"], k["unreached"], k["acked"], k["put"], k["multipart"], k["tus"],
-                k["deletes"], k["moves"], k["tus_offsets"], k["tus_resumed"], k["downloads"],
+                k["deletes"], k["moves"], k["tus_offsets"], k["tus_resumed"], k["tus_creations_gone"],
+                k["downloads"],
                 len(c.garbage), len(c.orphans), k["lost"], len(c.problems)))

@@ -106,7 +106,10 @@ def test_regression_tus_creation_syncs_the_spool_directory(root):
     """Seed 1 (cut 7, 'any operation #303 before'): a tus upload created
     and reported at offset 0 answered 404 'the upload's data is gone'
     after the cut: the catalog row was durable, the new spool file's name
-    was not (its directory was never fsynced)."""
+    was not (its directory was never fsynced). Today a creation makes no
+    spool file and its row is not durable by itself: the upload may be
+    gone (404, allowed at offset 0), or its row may come back without a
+    file, and its first PATCH makes the file (and syncs its name)."""
     c = pl.run(root, 1, 6, plan=[("after creation", "write", "/spool/", 2, "before")],
                actions=[("tus", 1)], threads=2, final=False)
     assert not c.problems, report(c)

@@ -383,6 +383,31 @@ def test_creation_with_upload(dripd):
     assert h["upload-offset"] == "0" and "upload-job" in h
 
 
+def test_creation_makes_no_file_the_first_patch_does(dripd):
+    """Issue 15: a creation without bytes makes no spool file (its row
+    is committed without waiting for a sync: a 201 promises no
+    durability); the first PATCH makes the file, and the upload works as
+    any. A creation with bytes makes its file at once."""
+    loc, h, _ = create(dripd, 1000, filename="lazy.bin")
+    assert h["upload-offset"] == "0"
+    assert not os.path.exists(spool_of(dripd, loc))
+    st, h, _ = head(dripd, loc)
+    assert st == 200 and h["upload-offset"] == "0" and h["upload-length"] == "1000"
+    st, h, b = patch(dripd, loc, 0, b"a" * 400)
+    assert st == 204 and h["upload-offset"] == "400", b
+    assert os.path.getsize(spool_of(dripd, loc)) == 400
+    st, h, b = patch(dripd, loc, 400, b"b" * 600)
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 400 + b"b" * 600
+    loc, h, _ = create(dripd, 10, body=b"12345", filename="eager.bin")
+    assert h["upload-offset"] == "5" and os.path.getsize(spool_of(dripd, loc)) == 5
+    # terminated before any byte: nothing was ever made, nothing is left
+    loc, _, _ = create(dripd, 10, filename="never.bin")
+    st, _, _ = req(dripd, "DELETE", loc)
+    assert st == 204
+    assert head(dripd, loc)[0] == 404
+
+
 def test_termination(dripd):
     loc, _, _ = create(dripd, 1000, filename="gone.bin")
     st, _, _ = patch(dripd, loc, 0, b"x" * 500)
@@ -473,7 +498,8 @@ def test_one_writer_at_a_time(dripd):
                "Content-Length: 1000\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET)
                ).encode() + b"a" * 300)
     sp = spool_of(dripd, loc)
-    wait_until(lambda: os.path.getsize(sp) == 300, 10, "the first PATCH to be streaming")
+    wait_until(lambda: os.path.exists(sp) and os.path.getsize(sp) == 300, 10,
+               "the first PATCH to be streaming")
     st, h, b = patch(dripd, loc, 0, b"b" * 10)
     assert st == 423, b
     assert h["tus-resumable"] == "1.0.0"
