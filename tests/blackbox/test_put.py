@@ -335,6 +335,11 @@ def test_spool_orphans_swept_at_start(dripd_factory):
     st, h, _ = d.curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 10",
                       "-H", "Upload-Metadata: filename YS5iaW4=", d.url("/v1/uploads"))
     assert st == 201, st
+    # (a creation makes no file: its first PATCH does)
+    st, _, _ = d.curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                      "-H", "Content-Type: application/offset+octet-stream", "--data-binary",
+                      "abcde", h["location"])
+    assert st == 204, st
     tus_file = os.path.join(spool, h["location"].rsplit("/", 1)[1] + ".part")
     assert os.path.exists(tus_file)
     # an orphan nobody names (a lost session, a crashed build)
@@ -363,7 +368,7 @@ def test_spool_orphans_swept_at_start(dripd_factory):
     assert os.path.basename(tus_file) in left, left
     # the session still works
     loc = h["location"]  # absolute: http://host/v1/uploads/ID
-    st, h2, _ = d.curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+    st, h2, _ = d.curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 5",
                        "-H", "Content-Type: application/offset+octet-stream",
-                       "--data-binary", "0123456789", loc)
+                       "--data-binary", "56789", loc)
     assert st == 204 and "upload-job" in h2, st
