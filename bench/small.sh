@@ -11,7 +11,9 @@
 #     with its p50/p99.
 #   tus: tus-js-client (bench/node/tus_small.mjs), 4 KiB uploads, 16 in
 #     flight for TUS_S (20) s, against dripd, @tus/server + FileStore and
-#     a discarding sink (the client's own ceiling).
+#     a discarding sink (the client's own ceiling); then dripd and the sink
+#     again with creation-with-upload (one round trip per upload; the
+#     default two-request form stays the headline).
 #
 #   RUNS=3 DURATION_S=60 TUS_S=20 SETTLE_S=65 SKIP="tus|sustained"
 # On a fresh data_dir, after a settle (anchors/lib.sh). Results:
@@ -64,12 +66,14 @@ fi
 
 if ! skip tus; then
   for i in $(seq 1 "$RUNS"); do
-    for who in sink anchor dripd; do
+    for who in sink anchor dripd sink_cwu dripd_cwu; do
       sync; quiet
       case $who in
         sink) out=$(node "$HERE/node/tus_small.mjs" "$SMALL" "$SURL" "$TUS_S" 16) ;;
         anchor) out=$(node "$HERE/node/tus_small.mjs" "$SMALL" "$TURL" "$TUS_S" 16) ;;
         dripd) out=$(node "$HERE/node/tus_small.mjs" "$SMALL" "$DURL/v1/uploads" "$TUS_S" 16 "$TOKEN" "/tus$i") ;;
+        sink_cwu) out=$(node "$HERE/node/tus_small.mjs" "$SMALL" "$SURL" "$TUS_S" 16 "" /x cwu) ;;
+        dripd_cwu) out=$(node "$HERE/node/tus_small.mjs" "$SMALL" "$DURL/v1/uploads" "$TUS_S" 16 "$TOKEN" "/tusc$i" cwu) ;;
       esac
       [ "$(field "$out" errors)" = 0 ] || log "tus $who: $(field "$out" errors) errors"
       field "$out" ups >> "$R/tus_$who"
@@ -89,4 +93,6 @@ jobs done during the intake (jobs/s)|dripd_during|dripd_e2e|0.8
 tus 4 KiB, 16 in flight (uploads/s)|tus_dripd|tus_anchor|3.0
 tus 4 KiB / client ceiling (a sink)|tus_dripd|tus_sink|0.8
 tus p50 / p99 (ms)|tus_dripd_p50|tus_dripd_p99|-
+tus creation-with-upload / its sink|tus_dripd_cwu|tus_sink_cwu|0.8
+tus creation-with-upload p50 / p99 (ms)|tus_dripd_cwu_p50|tus_dripd_cwu_p99|-
 EOF

@@ -49,8 +49,11 @@ def serve(conn):
             if method == "POST":
                 with lock:
                     uid = "u%d" % len(uploads)
-                    uploads[uid] = 0
-                reply(conn, "201 Created", {"Location": "/files/" + uid})
+                    uploads[uid] = clen
+                hdr = {"Location": "/files/" + uid}
+                if clen > 0:  # creation-with-upload: the bytes came with the POST
+                    hdr["Upload-Offset"] = str(clen)
+                reply(conn, "201 Created", hdr)
             elif method == "PATCH":
                 uid = path.rsplit("/", 1)[1]
                 with lock:

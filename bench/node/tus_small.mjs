@@ -1,11 +1,13 @@
 // Many small tus uploads with tus-js-client: CONC uploads in flight for
-// SECONDS, each a fresh upload of FILE (POST creation, then one PATCH).
-// Usage: node tus_small.mjs FILE ENDPOINT SECONDS CONC [TOKEN] [FOLDER]
+// SECONDS, each a fresh upload of FILE (POST creation, then one PATCH; with
+// MODE "cwu", creation-with-upload: the bytes ride on the POST, one round
+// trip, tus-js-client uploadDataDuringCreation).
+// Usage: node tus_small.mjs FILE ENDPOINT SECONDS CONC [TOKEN] [FOLDER] [MODE]
 // Prints: uploads=.. elapsed_s=.. ups=.. p50_ms=.. p99_ms=.. errors=..
 import fs from 'node:fs'
 import { Upload } from 'tus-js-client'
 
-const [file, endpoint, secs, conc, token, folder = '/tus-small'] = process.argv.slice(2)
+const [file, endpoint, secs, conc, token, folder = '/tus-small', mode = ''] = process.argv.slice(2)
 const data = fs.readFileSync(file)
 const until = Date.now() + Number(secs) * 1000
 const lat = []
@@ -18,6 +20,7 @@ function one() {
     const up = new Upload(data, {
       endpoint,
       retryDelays: null,
+      uploadDataDuringCreation: mode === 'cwu',
       headers: token ? { Authorization: 'Bearer ' + token } : {},
       metadata: { filename: `t${process.pid}-${seq++}.bin`, folder },
       onError: () => { errors++; resolve() },
