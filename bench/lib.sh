@@ -98,7 +98,7 @@ start_nginx() {
 # start_tus: @tus/server + FileStore on 18081, the discarding sink on 18082
 start_tus() {
   sh "$ROOT/scripts/node-deps.sh" >/dev/null
-  ln -sfn "$ROOT/tests/node/node_modules" "$HERE/node/node_modules"
+  ln -sfn ../../tests/node/node_modules "$HERE/node/node_modules" # relative: the link is committed
   node "$HERE/node/tus_server.mjs" "$B/tus/files" > "$B/tus/server.log" 2>&1 &
   TUS=$!
   python3 "$HERE/node/tus_sink.py" 18082 > "$B/tus/sink.log" 2>&1 &
