@@ -1976,6 +1976,70 @@ START_TEST(test_tus_in_a_group_intake)
 }
 END_TEST
 
+START_TEST(test_tus_intake_creations)
+{
+    /* creations alone, lazily: the rows are there for every connection at
+     * once (a HEAD or PATCH on another thread finds them), no job, and the
+     * connection is back to durable commits afterwards */
+    struct dr_tus a, b, dup;
+    tus_new(&a, "alice", "/lazy/a.txt", 3, dr_now_ms() + 60000);
+    tus_new(&b, "bob", "/lazy/b.txt", -1, dr_now_ms() + 60000);
+    tus_new(&dup, "alice", "/lazy/dup.txt", 3, dr_now_ms() + 60000);
+    ck_assert_int_eq(catalog_tus_create(cat, &dup), 0);
+    struct dr_intake it[3] = {
+        {.owner = "alice", .spool_path = a.spool_path, .tus_new = &a},
+        {.owner = "alice", .spool_path = dup.spool_path, .tus_new = &dup}, /* its id is taken */
+        {.owner = "bob", .spool_path = b.spool_path, .tus_new = &b},
+    };
+    ck_assert_int_eq(catalog_intake_creations(cat, it, 3), 0);
+    int want[3] = {0, -EEXIST, 0};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(it[i].result, want[i]);
+        ck_assert_str_eq(it[i].job_id, ""); /* a creation makes no job */
+    }
+    struct catalog *c2;
+    ck_assert_int_eq(catalog_open(&tcfg, &c2), 0);
+    struct dr_tus got;
+    ck_assert_int_eq(catalog_tus_get(c2, a.id, "alice", &got), 0);
+    ck_assert_str_eq(got.path, "/lazy/a.txt");
+    ck_assert_int_eq(got.length, 3);
+    ck_assert_int_eq((int)got.offset, 0);
+    ck_assert_str_eq(got.job_id, "");
+    dr_tus_clear(&got);
+    ck_assert_int_eq(catalog_tus_get(c2, b.id, "bob", &got), 0);
+    ck_assert_int_eq(got.length, -1);
+    dr_tus_clear(&got);
+    catalog_close(c2);
+    uint64_t depth = 1;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, 0);
+    struct dr_catalog_info info;
+    ck_assert_int_eq(catalog_info(cat, &info), 0);
+    ck_assert_int_eq(info.synchronous, 2); /* FULL again (PostgreSQL: on) */
+
+    /* only creations: a finish, or an item without a row, is refused and
+     * nothing of the batch is written */
+    struct dr_tus c;
+    tus_new(&c, "alice", "/lazy/c.txt", 3, dr_now_ms() + 60000);
+    struct dr_intake bad[2] = {
+        {.owner = "alice", .spool_path = c.spool_path, .tus_new = &c},
+        {.owner = "alice", .size = 3, .tus_new = &a, .tus_id = a.id},
+    };
+    ck_assert_int_eq(catalog_intake_creations(cat, bad, 2), -EINVAL);
+    bad[1] = (struct dr_intake){
+        .owner = "alice", .path = "/put.txt", .size = 3, .spool_path = "/spool/p.part"};
+    ck_assert_int_eq(catalog_intake_creations(cat, bad, 2), -EINVAL);
+    ck_assert_int_eq(catalog_tus_get(cat, c.id, NULL, &got), -ENOENT);
+    ck_assert_int_eq(catalog_intake_creations(cat, NULL, 0), 0);
+
+    /* a lazy creation is finished like any other (the first PATCH) */
+    struct dr_intake fin = {.owner = "alice", .size = 3, .tus_id = a.id};
+    ck_assert_int_eq(catalog_intake_uploads(cat, &fin, 1), 0);
+    ck_assert_int_eq(fin.result, 0);
+    ck_assert(dr_id_valid(fin.job_id));
+}
+END_TEST
+
 START_TEST(test_tus_expiry)
 {
     int64_t now = dr_now_ms();
@@ -2686,6 +2750,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_tus_lifecycle,
         test_tus_finish_path_taken,
         test_tus_in_a_group_intake,
+        test_tus_intake_creations,
         test_tus_expiry,
         test_usage_ranking,
         test_user_load_counts_queued_and_running_jobs,
