@@ -16,6 +16,17 @@
 #   big: a 1 GiB GET with curl, dripd from its cache, nginx static, both
 #     files in the page cache.
 #
+#   alt: with ALT=DIR (another checkout, built), each cold run also
+#     measures DIR/bin/dripd on the same data (dripd restarted between
+#     the two, alternating which goes first): a before/after comparison
+#     in one run, as "alt_cold" beside "dripd_cold".
+#   CACHE_MAX (8GiB: never full here) is dripd's cache.max_size; a size
+#     under what a cold run fills (e.g. 256MiB) measures the cache at its
+#     bound, evicting as it fills (the steady state of a long-lived node).
+#
+#   PERF=1: perf record -g of dripd's processes during each cold run of
+#     this build (PERF_OF=alt_cold: of the ALT build), $R/*.perf.N.
+#
 #   RUNS=3 NCOLD=4000 NWARM=300 COLD_S=2 WARM_S=10 SKIP="cold warm big"
 # Results: bench/results/download.json and a table on stdout. The machine
 # is shared: the table says how busy it was before the runs.
@@ -35,9 +46,13 @@ LUA=$HERE/anchors/get_paths.lua
 bench_init download
 mkrand "$MIB1" 1048576
 skip big || mkrand "$BIG" $GIB
-start_dripd "pipeline: {queue_limit: 10000000}
-cache: {max_size: 8GiB, ttl: 2h}
+CACHE_MAX=${CACHE_MAX:-8GiB}
+ALT=${ALT:-}
+DCONF="pipeline: {queue_limit: 10000000}
+cache: {max_size: $CACHE_MAX, ttl: 2h}
 limits: {max_connections: 20000, max_upload_size: 4GiB, keepalive_timeout: 300s}"
+[ -z "$ALT" ] || [ -x "$ALT/bin/dripd" ] || die "ALT=$ALT: no $ALT/bin/dripd (build it)"
+start_dripd "$DCONF"
 start_nginx
 CACHE=$B/dripd/var/cache
 
@@ -49,8 +64,15 @@ wrk_get() {
   local out line pids c0
   case $1 in nginx*) pids=$(nwork) ;; *) pids=$(dpids) ;; esac
   c0=$(cpu_s $pids)
+  local perf=''
+  if [ -n "${PERF:-}" ] && [ "$1" = "${PERF_OF:-dripd_cold}" ]; then  # profile this build's cold runs
+    perf record -q -F 499 -g -p "$(echo $pids | tr ' ' ,)" -o "$R/$1.perf.$(wc -l < "$R/$1" 2>/dev/null || echo 0)" \
+      -- sleep "$4" > /dev/null 2>&1 &
+    perf=$!
+  fi
   out=$(timeout $(($4 + 60)) wrk -t 2 -c 32 -d "${4}s" --timeout 30s -s "$LUA" "$2" -- "$3" 2 "${5:-}") ||
     die "wrk $1: $out"
+  [ -z "$perf" ] || wait "$perf" || true
   line=$(echo "$out" | grep '^WRK ') || die "wrk $1: $out"
   awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$line" requests)" \
       'BEGIN{printf "%.3f\n", (n > 0 ? (b - a) * 1000 / n : 0)}' >> "$R/${1}_cpu"
@@ -90,13 +112,24 @@ for i in $(seq 1 "$RUNS"); do
   if ! skip cold; then
     quiet; drop_caches
     wrk_get nginx_cold "$NURL" "$B/paths-n" "$COLD_S"
-    rm -f "$CACHE"/*
-    quiet; drop_caches
-    f0=$(metric dripd_cache_fills_total)
-    wrk_get dripd_cold "$DURL" "$B/paths-d" "$COLD_S" "$TOKEN"
-    log "cold run $i: nginx $(tail -1 "$R/nginx_cold") req/s (p99 $(tail -1 "$R/nginx_cold_p99") ms)," \
-        "dripd $(tail -1 "$R/dripd_cold") req/s (p99 $(tail -1 "$R/dripd_cold_p99") ms," \
-        "$(( $(metric dripd_cache_fills_total) - f0 )) fills)"
+    order=dripd
+    [ -z "$ALT" ] || { [ $((i % 2)) = 1 ] && order="dripd alt" || order="alt dripd"; }
+    for who in $order; do
+      if [ -n "$ALT" ]; then  # the build under test on the same data
+        stop_pid "$DRIPD" dripd
+        DRIPD_EXE=$([ $who = alt ] && echo "$ALT/bin/dripd" || echo "$ROOT/bin/dripd") start_dripd "$DCONF"
+      fi
+      rm -f "$CACHE"/*  # the entries (a free pool, cache/.free, is dripd's own state)
+      quiet; drop_caches
+      f0=$(metric dripd_cache_fills_total)
+      wrk_get ${who}_cold "$DURL" "$B/paths-d" "$COLD_S" "$TOKEN"
+      log "cold run $i: nginx $(tail -1 "$R/nginx_cold") req/s (p99 $(tail -1 "$R/nginx_cold_p99") ms)," \
+          "$who $(tail -1 "$R/${who}_cold") req/s (p99 $(tail -1 "$R/${who}_cold_p99") ms," \
+          "$(( $(metric dripd_cache_fills_total) - f0 )) fills, CPU $(tail -1 "$R/${who}_cold_cpu") ms/GET)"
+    done
+    if [ -n "$ALT" ] && [ "$order" = "dripd alt" ]; then  # the build under test serves the rest
+      stop_pid "$DRIPD" dripd; start_dripd "$DCONF"
+    fi
   fi
   if ! skip warm; then
     xargs -a "$B/warm-n" -I{} cat "$NGX_P/data{}" > /dev/null
@@ -136,6 +169,9 @@ fi
 
 python3 "$HERE/report.py" "$R" "$ROOT/bench/results/download.json" "$(busy_median)" <<EOF
 1 MiB GET cold, 32 conns (req/s)|dripd_cold|nginx_cold|0.8
+$([ -z "$ALT" ] || echo "1 MiB GET cold, ALT build (req/s)|alt_cold|nginx_cold|0.8
+cold, this build / ALT build (req/s)|dripd_cold|alt_cold|
+CPU per cold GET, this build / ALT build (ms)|dripd_cold_cpu|alt_cold_cpu|")
 cold p50 / p99, dripd (ms)|dripd_cold_p50|dripd_cold_p99|-
 cold p50 / p99, nginx (ms)|nginx_cold_p50|nginx_cold_p99|-
 CPU per cold GET, all processes of the server (ms)|dripd_cold_cpu|nginx_cold_cpu|

@@ -75,7 +75,7 @@ bench_cleanup() {
 }
 
 # start_dripd [YAML LINES]: dripd on $DPORT with a bench user and the
-# extra top-level config lines given
+# extra top-level config lines given ($DRIPD_EXE, else $ROOT/bin/dripd)
 start_dripd() {
   cat > "$B/dripd.yaml" <<EOF
 listen: ["127.0.0.1:$DPORT"]
@@ -84,7 +84,7 @@ users: [{name: bench, token: "$TOKEN", admin: true}]
 log: {level: warn}
 ${1:-}
 EOF
-  "$ROOT/bin/dripd" -c "$B/dripd.yaml" > "$B/dripd.log" 2>&1 &
+  "${DRIPD_EXE:-$ROOT/bin/dripd}" -c "$B/dripd.yaml" >> "$B/dripd.log" 2>&1 &
   DRIPD=$!
   wait_http "$DURL/healthz" || die "dripd did not start: $(tail -5 "$B/dripd.log")"
 }

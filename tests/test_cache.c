@@ -2,6 +2,7 @@
  * LRU by atime, the evictor skipping entries a reader holds, and unsynced
  * fills dropped after a reboot. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -129,8 +130,10 @@ START_TEST(test_ttl_by_mtime)
     ck_assert_uint_eq(p.evicted, 1);
     ck_assert(!present("old"));
     ck_assert(present("new"));
-    ck_assert_uint_eq(p.bytes, 100);
-    ck_assert_int_eq(met.cache_bytes, 100);
+    ck_assert_uint_eq(p.entries, 1);
+    ck_assert_uint_eq(p.free_bytes, 100); /* "old" waits in the pool, */
+    ck_assert_uint_eq(p.bytes, 200);      /* which counts in the bound */
+    ck_assert_int_eq(met.cache_bytes, 200);
     ck_assert_uint_eq(met.cache_evictions, 1);
 }
 END_TEST
@@ -144,7 +147,8 @@ START_TEST(test_lru_by_atime)
     age("b", 2000, 3000);
     age("c", 1000, 3000);
     struct cache_pass p;
-    ck_assert_int_eq(cache_evict_pass(dir, 2000, 0, &met, &p), 0);
+    /* (the entries go down to max_size less a sixteenth: 2062) */
+    ck_assert_int_eq(cache_evict_pass(dir, 2200, 0, &met, &p), 0);
     ck_assert_uint_eq(p.evicted, 1);
     ck_assert(!present("a"));
     ck_assert(present("b") && present("c"));
@@ -153,7 +157,7 @@ START_TEST(test_lru_by_atime)
     uint64_t size;
     ck_assert_int_eq(cache_open_fresh(dir, "b", 0, NULL, &fd, &size), 0);
     close(fd);
-    ck_assert_int_eq(cache_evict_pass(dir, 1000, 0, &met, &p), 0);
+    ck_assert_int_eq(cache_evict_pass(dir, 1100, 0, &met, &p), 0);
     ck_assert(present("b"));
     ck_assert(!present("c"));
     ck_assert_uint_eq(p.entries, 1);
@@ -322,6 +326,188 @@ START_TEST(test_drop_unsynced_after_reboot)
 }
 END_TEST
 
+/* A fill through the pool (cache_take_tmp): bytes of size `size` of `c`. */
+static bool refill(const char *id, size_t size, char c)
+{
+    struct cache_tmp t;
+    ck_assert_int_eq(cache_take_tmp(dir, id, &t), 0);
+    char *buf = xcalloc(1, size + 1);
+    memset(buf, c, size);
+    ck_assert_int_eq(dr_write_all(t.fd, buf, size), 0);
+    ck_assert_int_eq(cache_seal_tmp(&t, size), 0);
+    close(t.fd);
+    ck_assert_int_eq(cache_commit_tmp(dir, id, t.path), 0);
+    free(t.path);
+    free(buf);
+    return t.recycled;
+}
+
+/* Every byte of entry id is c, and it is size bytes long, mode 0400. */
+static void assert_entry(const char *id, size_t size, char c)
+{
+    int fd;
+    uint64_t got;
+    ck_assert_int_eq(cache_open_fresh(dir, id, 0, NULL, &fd, &got), 0);
+    ck_assert_uint_eq(got, size);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0400);
+    char *buf = xcalloc(1, size + 16);
+    ck_assert_int_eq(pread(fd, buf, size + 16, 0), (ssize_t)size);
+    for (size_t i = 0; i < size; i++)
+        ck_assert_int_eq(buf[i], c);
+    free(buf);
+    close(fd);
+}
+
+static int count_free(void)
+{
+    char *fdir = xasprintf("%s/cache/.free", dir);
+    DIR *d = opendir(fdir);
+    free(fdir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* An evicted fill waits in the pool; a fill reuses it, shorter or longer
+ * than what it held, and never serves a byte of the old entry. */
+START_TEST(test_recycle_no_stale_bytes)
+{
+    fill("old", 3000);
+    age("old", 0, 10000);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.evicted, 1);
+    ck_assert_uint_eq(p.recycled, 1);
+    ck_assert_uint_eq(p.free, 1);
+    ck_assert_uint_eq(p.bytes, 3000); /* the pool counts */
+    ck_assert(!present("old"));
+    ck_assert_int_eq(count_free(), 1);
+    ck_assert(refill("short", 1000, 'b')); /* from the pool */
+    assert_entry("short", 1000, 'b');
+    ck_assert_int_eq(count_free(), 0);
+    ck_assert(!refill("new", 10, 'c')); /* pool empty: a new file */
+    assert_entry("new", 10, 'c');
+    /* longer than the file it reuses */
+    age("short", 0, 10000);
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.recycled, 1);
+    ck_assert(refill("long", 5000, 'd'));
+    assert_entry("long", 5000, 'd');
+    /* the same id again, through its own old file */
+    age("long", 0, 10000);
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert(refill("long", 4000, 'e'));
+    assert_entry("long", 4000, 'e');
+}
+END_TEST
+
+/* The bound counts the pool: after a pass entries + free files fit
+ * max_size, the entries fit max_size less the slack, the pool holds at most
+ * 64 files, and an adopted (durable, 0600) entry is never recycled. */
+START_TEST(test_recycle_bound)
+{
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof id, "e%d", i);
+        fill(id, 1000);
+        age(id, 10000 - i * 100, 0);
+    }
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 8000, 0, &met, &p), 0);
+    ck_assert_uint_eq(p.evicted, 3); /* down to 8000 - 8000/16 */
+    ck_assert(!present("e0") && !present("e1") && !present("e2") && present("e3"));
+    ck_assert_uint_eq(p.entries, 7);
+    ck_assert_uint_eq(p.free, 1); /* two of the three unlinked: over the bound */
+    ck_assert_uint_eq(p.bytes, 8000);
+    ck_assert_int_eq(met.cache_bytes, 8000);
+    ck_assert_int_eq(count_free(), 1);
+    /* a fill through the pool keeps the total */
+    ck_assert(refill("n1", 1000, 'n'));
+    ck_assert_int_eq(cache_evict_pass(dir, 8000, 0, &met, &p), 0);
+    ck_assert_uint_eq(p.evicted, 0);
+    ck_assert_uint_eq(p.bytes, 8000);
+    /* adopted entries are unlinked, not pooled */
+    char *spool = xasprintf("%s/spool", dir);
+    int fd = open(spool, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_eq(dr_write_all(fd, "0123456789", 10), 0);
+    close(fd);
+    ck_assert_int_eq(cache_adopt(dir, "up", spool), 0);
+    unlink(spool);
+    free(spool);
+    age("up", 0, 10000);
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.evicted, 1);
+    ck_assert_uint_eq(p.recycled, 0);
+    /* at most 64 free files */
+    for (int i = 0; i < 70; i++) {
+        snprintf(id, sizeof id, "s%d", i);
+        fill(id, 10);
+        age(id, 0, 10000);
+    }
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.evicted, 70);
+    ck_assert_int_eq(count_free(), 64);
+    ck_assert_uint_eq(p.free, 64);
+    /* max_size 0: everything goes, the pool too */
+    ck_assert_int_eq(cache_evict_pass(dir, 0, 0, NULL, &p), 0);
+    ck_assert_int_eq(count_free(), 0);
+    ck_assert_uint_eq(p.bytes, 0);
+    ck_assert_uint_eq(p.entries, 0);
+}
+END_TEST
+
+/* A recycled fill is as unsynced as a new one: after a reboot it goes,
+ * and so does one whose chmod to 0400 a cut lost (0200); a free file is
+ * never an entry. */
+START_TEST(test_recycle_dropped_after_reboot)
+{
+    char *run = xasprintf("%s/run", dir);
+    ck_assert_int_eq(dr_mkdirs(run, 0700), 0);
+    free(run);
+    size_t dropped;
+    setenv("DRIPD_TEST_BOOT_ID", "boot-a", 1);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0);
+    fill("a", 100);
+    fill("b", 100);
+    age("a", 0, 10000);
+    age("b", 0, 10000);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.recycled, 2);
+    ck_assert(refill("r", 50, 'r'));
+    /* a refill cut short of its chmod: published 0200 (as a cut may leave it) */
+    struct cache_tmp t;
+    ck_assert_int_eq(cache_take_tmp(dir, "cut", &t), 0);
+    ck_assert(t.recycled);
+    ck_assert_int_eq(dr_write_all(t.fd, "xx", 2), 0);
+    close(t.fd);
+    char *cut = cache_path(dir, "cut");
+    ck_assert_int_eq(rename(t.path, cut), 0);
+    free(t.path);
+    struct stat st;
+    ck_assert_int_eq(stat(cut, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0200);
+    free(cut);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* same boot */
+    ck_assert_uint_eq(dropped, 0);
+    setenv("DRIPD_TEST_BOOT_ID", "boot-b", 1);
+    ck_assert_int_eq(cache_drop_unsynced(dir, &dropped), 0); /* rebooted */
+    ck_assert_uint_eq(dropped, 2);
+    ck_assert(!present("r") && !present("cut"));
+    unsetenv("DRIPD_TEST_BOOT_ID");
+    /* ".free" is no id: the pool cannot be read as an entry */
+    int fd;
+    uint64_t size;
+    ck_assert_int_eq(cache_open_fresh(dir, ".free", 0, NULL, &fd, &size), -EINVAL);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -336,6 +522,9 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_adopt_and_evictor_thread);
     tcase_add_test(tc, test_adopt_links_and_replaces);
     tcase_add_test(tc, test_drop_unsynced_after_reboot);
+    tcase_add_test(tc, test_recycle_no_stale_bytes);
+    tcase_add_test(tc, test_recycle_bound);
+    tcase_add_test(tc, test_recycle_dropped_after_reboot);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,9 @@
  *     renamed to cache/<id> once verified: a present cache/<id> is always
  *     complete. A fill is not fsynced (derived data): after a reboot the
  *     supervisor drops the 0400 entries (cache_drop_unsynced);
+ *   - evicted fills wait in cache/.free (mode 0200, never served) for a
+ *     fill to overwrite them (cache_take_tmp): no inode created or freed
+ *     per fill; the pool counts toward cache.max_size (cache.c: recycling);
  *   - its MTIME is the time it was filled (never touched afterwards): an
  *     entry older than cache.ttl is a miss for everybody;
  *   - its ATIME is the LRU clock: readers set it to now when they open it;
@@ -45,13 +48,30 @@ bool cache_is_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, uint6
 /* A new temporary entry cache/<id>.tmp.<random> (0400: an unsynced fill,
  * O_EXCL): 0 with *fd (caller closes) and *tmp_path (caller frees). */
 int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_path);
+/* A temporary entry for a fill, taken from the free pool when it has a
+ * file (cache_take_tmp): recycled, that file keeps its blocks and its old
+ * bytes past what the fill writes until cache_seal_tmp. */
+struct cache_tmp {
+    int fd;            /* open for writing at offset 0 (the caller closes it) */
+    char *path;        /* cache/<id>.tmp.<random> (the caller frees it) */
+    bool recycled;     /* a free file, not a new one */
+    uint64_t old_size; /* its size when taken (0 when new) */
+};
+/* As cache_create_tmp, but a free file (cache/.free, mode 0200, filled by
+ * the evictor) is renamed to the temporary name and reused when there is
+ * one: no inode to allocate, no blocks to free and allocate again. 0 with
+ * *t; -errno (nothing to free). */
+int cache_take_tmp(const char *data_dir, const char *id, struct cache_tmp *t);
+/* After every byte of a size-byte fill is written to t->fd: a recycled
+ * file is cut to size and made 0400 (unsynced fill). 0 or -errno. */
+int cache_seal_tmp(const struct cache_tmp *t, uint64_t size);
 /* Publish a complete temporary entry: set its mtime/atime to now, rename
  * it to cache/<id>. Nothing is fsynced. On failure tmp_path is removed. */
 int cache_commit_tmp(const char *data_dir, const char *id, const char *tmp_path);
 /* At start, before any worker: when the machine rebooted since the last
  * start (run/cache-boot holds the boot id; DRIPD_TEST_BOOT_ID replaces
  * /proc/sys/kernel/random/boot_id in tests), remove every unsynced fill
- * (mode 0400), whose bytes a power cut may have lost, and record this
+ * (mode 0400, or 0200: a refill cut short), whose bytes a power cut may have lost, and record this
  * boot. 0 (*dropped: how many) or -errno. */
 int cache_drop_unsynced(const char *data_dir, size_t *dropped);
 /* Link an existing complete, fsynced file (a finished upload's spool file,
@@ -66,13 +86,17 @@ int cache_adopt(const char *data_dir, const char *id, const char *path);
 int cache_remove(const char *data_dir, const char *id);
 
 /* One eviction pass: remove entries whose mtime is older than ttl_ms, then
- * the least recently used (oldest atime) until the total is at most
- * max_size; entries a reader holds are skipped. Temporary files older than
+ * the least recently used (oldest atime) until they are at most max_size
+ * less a sixteenth (at most 64 MiB); entries a reader holds are skipped.
+ * Removed fills go to the free pool (at most 64 files) and free files are
+ * unlinked while entries + pool exceed max_size. Temporary files older than
  * an hour (left by a crash) go too. Updates m->cache_bytes and
  * m->cache_evictions when m is not NULL. */
 struct cache_pass {
-    uint64_t entries, bytes; /* what is left */
+    uint64_t entries, bytes;   /* what is left (bytes: the entries' and the pool's) */
+    uint64_t free, free_bytes; /* the free pool, left */
     uint64_t evicted, evicted_bytes, skipped_busy;
+    uint64_t recycled; /* of the evicted, how many went into the pool */
 };
 int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
                      struct cache_pass *out);

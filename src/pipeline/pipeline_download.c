@@ -200,9 +200,8 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char 
                          bool hash, char *err, size_t errlen)
 {
     struct pl_ctx *pc = t->pc;
-    int out;
-    char *tmp = NULL;
-    int rc = cache_create_tmp(pc->cfg->data_dir, entry, &out, &tmp);
+    struct cache_tmp tmp;
+    int rc = cache_take_tmp(pc->cfg->data_dir, entry, &tmp);
     if (rc != 0) {
         snprintf(err, errlen, "cache: cannot create an entry: %s", strerror(-rc));
         return rc;
@@ -210,24 +209,30 @@ static int fill_cache_fd(struct pl_tls *t, const struct dr_media *m, const char 
     struct seal_header h;
     memset(&h, 0, sizeof h);
     const char *sha = m->sha256[0] ? m->sha256 : NULL;
-    rc = hash ? unseal_fd(in, out, pc->master, sha, &h, err, errlen)
-              : unseal_fd_tags(in, out, pc->master, sha, &h, err, errlen);
+    rc = hash ? unseal_fd(in, tmp.fd, pc->master, sha, &h, err, errlen)
+              : unseal_fd_tags(in, tmp.fd, pc->master, sha, &h, err, errlen);
     if (rc == 0 && strcmp(h.media_id, m->id) != 0) {
         rc = -EBADMSG;
         snprintf(err, errlen, "object corrupt: it holds media %s, not %s", h.media_id, m->id);
     }
-    close(out);
     if (rc == 0) {
-        rc = cache_commit_tmp(pc->cfg->data_dir, entry, tmp);
+        rc = cache_seal_tmp(&tmp, h.size);
+        if (rc != 0)
+            snprintf(err, errlen, "cache: cannot finish the entry: %s", strerror(-rc));
+    }
+    close(tmp.fd);
+    if (rc == 0) {
+        rc = cache_commit_tmp(pc->cfg->data_dir, entry, tmp.path);
         if (rc != 0)
             snprintf(err, errlen, "cache: cannot publish the entry: %s", strerror(-rc));
-        else
-            cache_evictor_note_insert(pc->evictor, h.size);
+        else /* what the cache grew by: a recycled file was counted already */
+            cache_evictor_note_insert(pc->evictor,
+                                      h.size > tmp.old_size ? h.size - tmp.old_size : 0);
     } else {
-        unlink(tmp);
+        unlink(tmp.path);
     }
     seal_header_clear(&h);
-    free(tmp);
+    free(tmp.path);
     return rc;
 }
 

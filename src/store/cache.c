@@ -8,8 +8,9 @@
  * file system's own metadata is the state: MTIME = filled at (TTL), ATIME
  * = last served (LRU), flock = "being served".
  *
- * Filling: the download pipeline writes cache/<id>.tmp.<random> and renames
- * it (cache_create_tmp/cache_commit_tmp) once every byte is verified; a
+ * Filling: the download pipeline writes cache/<id>.tmp.<random> (a new file,
+ * or a recycled one: below) and renames it (cache_take_tmp/cache_seal_tmp/
+ * cache_commit_tmp) once every byte is verified; a
  * finished upload renames its fsynced spool file in (cache_adopt: a hard
  * link, no directory fsync, see cache.h). Both stamp atime = mtime = now.
  *
@@ -18,11 +19,35 @@
  * rename), and a power cut may. So a fill is created mode 0400, which
  * marks it "maybe not durable" (an adopted upload keeps its 0600: its
  * bytes were fsynced before the 202), and cache_drop_unsynced(), run by
- * the supervisor at every start, removes every 0400 entry when the machine
- * rebooted since the last start (the boot id in run/cache-boot changed).
+ * the supervisor at every start, removes every entry that is not 0600-like
+ * (readable and writable by its owner: 0400 fills, 0200 refills, below)
+ * when the machine rebooted since the last start (the boot id in
+ * run/cache-boot changed).
  * A lost fill is a miss; a fill whose bytes did not reach the disk is
  * never served. (The http side also refuses an entry whose size is not
  * the media's.)
+ *
+ * Recycling (issue 15): creating a file is a third of a cold GET's
+ * system time on ext4 without a journal, whose inode allocator skips (and
+ * re-reads the inode table for) every inode deleted in the last minute or
+ * so: an evicting cache that unlinks one file per fill makes each create
+ * scan all of them. So the evictor does not unlink an evicted fill: it
+ * renames it to cache/.free/<random> (under the entry's LOCK_EX, like an
+ * unlink) and makes it mode 0200, and a fill (cache_take_tmp) claims a
+ * free file by renaming it to its .tmp name, overwrites it in place (its
+ * blocks stay allocated), cuts it to size and makes it 0400 again
+ * (cache_seal_tmp) before the rename into place. The pool is bounded:
+ * at most FREE_MAX files, and its bytes count toward cache.max_size; the
+ * LRU pass brings the entries down to max_size less a slack (a sixteenth,
+ * at most SLACK_MAX) so what it evicts can wait in the pool, then unlinks
+ * free files while entries + pool exceed max_size. Only unsynced fills
+ * (0400, one link) are recycled; an adopted upload is unlinked as before.
+ * Crash safety is the fills': a free file is writable and not readable
+ * (0200), so it is never served, and a refill becomes an entry only
+ * after it was rewritten and made 0400. After a reboot every entry that
+ * is not both readable and writable by its owner (0400 fills, and a
+ * 0200 refill whose chmod a cut lost) is dropped; a cut may leave the
+ * previous entry's bytes in a recycled file, which therefore goes too.
  *
  * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
  * re-check that the open file is still the one named cache/<id> (the
@@ -33,7 +58,9 @@
  *
  * Evicting (cache_evict_pass, the "cache-evict" thread of the pipeline
  * process): scan, expire by mtime, then drop least recently used entries
- * until the total fits cache.max_size. An entry is unlinked only under
+ * until they fit cache.max_size less the slack, then trim the free pool
+ * until entries + pool fit cache.max_size. An entry is unlinked (or moved
+ * to the pool) only under
  * flock(LOCK_EX|LOCK_NB) taken on the same inode the name still points to;
  * a held entry is skipped, so a reader never loses the file it serves
  * (and, thanks to the re-check above, never serves an unlinked one after
@@ -67,6 +94,15 @@
 #define ATIME_STEP_MS 1000 /* the LRU clock's resolution (cache_open_fresh) */
 /* The mode of a fill, never fsynced (see the top); an adopted file is 0600. */
 #define CACHE_UNSYNCED_MODE 0400
+/* The mode of a free file (see the top): writable, never readable, so it
+ * can be refilled without a chmod that could reach the disk before the
+ * bytes do, and it is never served. */
+#define CACHE_FREE_MODE 0200
+/* The free files kept for recycling (see the top): at most FREE_MAX of
+ * them, about the LRU pass's slack in bytes. */
+#define FREE_DIR ".free"
+#define FREE_MAX 64
+#define SLACK_MAX ((uint64_t)64 << 20)
 /* An entry filled by the download pipeline is not an LRU victim until its
  * first read or for this long, so the request that ran the download can
  * open it even when the entry alone is larger than cache.max_size (the
@@ -101,6 +137,21 @@ static bool stale(const struct stat *st, uint64_t ttl_ms)
 static bool valid_id(const char *id)
 {
     return id && *id && strchr(id, '/') == NULL && id[0] != '.' && strlen(id) < 128;
+}
+
+/* A file whose bytes may not be on the disk: a fill (0400), a free file or
+ * one being refilled (0200). Only a durable (adopted) file is both
+ * readable and writable by its owner. */
+static bool unsynced_mode(mode_t mode)
+{
+    return (mode & (S_IRUSR | S_IWUSR)) != (S_IRUSR | S_IWUSR);
+}
+
+/* How far below max_size the LRU pass brings the entries, so that what it
+ * evicts can wait in the free pool for the next fills. */
+static uint64_t slack(uint64_t max_size)
+{
+    return DR_MIN(max_size / 16, SLACK_MAX);
 }
 
 int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, struct dr_metrics *m,
@@ -190,6 +241,73 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
     *fd = f;
     *tmp_path = p;
     return 0;
+}
+
+/* Claim a free file for id as cache/<id>.tmp.<hex> (renamed out of
+ * cache/.free: the rename is the claim, so two fills never share one) and
+ * open it for writing into *t. -ENOENT when the pool is empty. */
+static int take_free(const char *data_dir, const char *id, const char *hex, struct cache_tmp *t)
+{
+    char *fdir = xasprintf("%s/cache/" FREE_DIR, data_dir);
+    DIR *d = opendir(fdir);
+    free(fdir);
+    if (d == NULL)
+        return -ENOENT;
+    char *p = xasprintf("%s/cache/%s.tmp.%s", data_dir, id, hex);
+    int rc = -ENOENT;
+    struct dirent *e;
+    while (rc == -ENOENT && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (renameat(dirfd(d), e->d_name, AT_FDCWD, p) != 0)
+            continue; /* taken by another fill meanwhile */
+        int f = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (f < 0 || fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (f >= 0) /* not a free file after all (a cut lost its chmod?): drop it */
+                close(f);
+            unlink(p);
+            continue;
+        }
+        /* a fresh mtime: the pass removes .tmp files by age */
+        futimens(f, NULL);
+        t->fd = f;
+        t->old_size = (uint64_t)st.st_size;
+        t->recycled = true;
+        rc = 0;
+    }
+    closedir(d);
+    if (rc == 0)
+        t->path = p;
+    else
+        free(p);
+    return rc;
+}
+
+int cache_take_tmp(const char *data_dir, const char *id, struct cache_tmp *t)
+{
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    if (!valid_id(id))
+        return -EINVAL;
+    uint8_t r[6];
+    char hex[13];
+    dr_random(r, sizeof r);
+    dr_hex(r, sizeof r, hex);
+    if (take_free(data_dir, id, hex, t) == 0)
+        return 0;
+    return cache_create_tmp(data_dir, id, &t->fd, &t->path);
+}
+
+int cache_seal_tmp(const struct cache_tmp *t, uint64_t size)
+{
+    if (!t->recycled)
+        return 0; /* created 0400, exactly as long as what was written */
+    if (t->old_size > size && ftruncate(t->fd, (off_t)size) != 0)
+        return -errno;
+    /* 0400 before the rename: what cache_drop_unsynced drops after a cut
+     * (a cut that loses this chmod leaves 0200, dropped as well) */
+    return fchmod(t->fd, CACHE_UNSYNCED_MODE) == 0 ? 0 : -errno;
 }
 
 enum {
@@ -304,7 +422,7 @@ int cache_drop_unsynced(const char *data_dir, size_t *dropped)
             struct stat st;
             if (e->d_name[0] == '.' ||
                 fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                !S_ISREG(st.st_mode) || (st.st_mode & 0777) != CACHE_UNSYNCED_MODE)
+                !S_ISREG(st.st_mode) || !unsynced_mode(st.st_mode))
                 continue;
             if (unlinkat(dirfd(d), e->d_name, 0) == 0)
                 (*dropped)++;
@@ -335,9 +453,12 @@ int cache_adopt(const char *data_dir, const char *id, const char *path)
     return publish(data_dir, id, path, PUB_LINK);
 }
 
-/* Unlink dir/name only under an exclusive, non-blocking flock on the inode
- * the name points to. 1 removed, 0 absent, -EBUSY held by a reader. */
-static int evict_one(int dirfd, const char *name)
+/* Take dir/name out of the cache only under an exclusive, non-blocking
+ * flock on the inode the name points to: into the free pool (renamed to
+ * .free/<random>, mode 0200) when free_fd >= 0 and it is an unsynced fill,
+ * else unlinked. 1 removed, 2 moved to the pool, 0 absent, -EBUSY held by
+ * a reader. */
+static int evict_to(int dirfd, const char *name, int free_fd, char pooled[16])
 {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -354,9 +475,30 @@ static int evict_one(int dirfd, const char *name)
         close(fd); /* replaced meanwhile: leave the new one for the next pass */
         return 0;
     }
+    if (free_fd >= 0 && (a.st_mode & 0777) == CACHE_UNSYNCED_MODE && a.st_nlink == 1) {
+        uint8_t r[6];
+        char *hex = pooled;
+        dr_random(r, sizeof r);
+        dr_hex(r, sizeof r, hex);
+        /* renamed first, then made writable: a reader that opens the name
+         * meanwhile still finds a readable file (it then sees the name
+         * moved, under its lock, and does not serve it) */
+        if (renameat(dirfd, name, free_fd, hex) == 0) {
+            if (fchmod(fd, CACHE_FREE_MODE) != 0)
+                unlinkat(free_fd, hex, 0);
+            close(fd);
+            return 2;
+        }
+    }
     rc = unlinkat(dirfd, name, 0) == 0 ? 1 : (errno == ENOENT ? 0 : -errno);
     close(fd);
     return rc;
+}
+
+static int evict_one(int dirfd, const char *name)
+{
+    char unused[16];
+    return evict_to(dirfd, name, -1, unused);
 }
 
 int cache_remove(const char *data_dir, const char *id)
@@ -390,6 +532,53 @@ static int by_atime(const void *a, const void *b)
     return 0;
 }
 
+/* The free pool: cache/.free opened (created if need be) into *free_fd,
+ * its files' names and sizes appended to *fl. -1 in *free_fd if it cannot
+ * be had (then nothing is recycled). */
+struct freefile {
+    char name[16];
+    uint64_t size;
+};
+
+static void pool_add(struct freefile **fl, size_t *nf, size_t *cap, const char *name,
+                     uint64_t size);
+
+static void scan_free(int dirfd, int *free_fd, struct freefile **fl, size_t *nf, size_t *cap)
+{
+    *free_fd = openat(dirfd, FREE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*free_fd < 0 && errno == ENOENT && mkdirat(dirfd, FREE_DIR, 0700) == 0)
+        *free_fd = openat(dirfd, FREE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*free_fd < 0)
+        return;
+    int lfd = dup(*free_fd);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d == NULL) {
+        if (lfd >= 0)
+            close(lfd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(*fl)->name ||
+            fstatat(*free_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        pool_add(fl, nf, cap, e->d_name, (uint64_t)st.st_size);
+    }
+    closedir(d);
+}
+
+static void pool_add(struct freefile **fl, size_t *nf, size_t *cap, const char *name, uint64_t size)
+{
+    if (*nf == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *fl = xrealloc(*fl, *cap * sizeof **fl);
+    }
+    snprintf((*fl)[*nf].name, sizeof(*fl)->name, "%s", name);
+    (*fl)[*nf].size = size;
+    (*nf)++;
+}
+
 int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, struct dr_metrics *m,
                      struct cache_pass *out)
 {
@@ -414,6 +603,13 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
         close(dirfd);
         return rc;
     }
+    struct freefile *fl = NULL;
+    size_t nf = 0, fcap = 0;
+    int free_fd = -1;
+    scan_free(dirfd, &free_fd, &fl, &nf, &fcap);
+    uint64_t fbytes = 0; /* the pool's */
+    for (size_t i = 0; i < nf; i++)
+        fbytes += fl[i].size;
     struct entry *ents = NULL;
     size_t n = 0, cap = 0;
     int64_t now = dr_now_ms();
@@ -431,10 +627,16 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
             continue;
         }
         if (stale(&st, ttl_ms)) {
-            int r = evict_one(dirfd, e->d_name);
-            if (r == 1) {
+            char pooled[16];
+            int r = evict_to(dirfd, e->d_name, nf < FREE_MAX ? free_fd : -1, pooled);
+            if (r == 1 || r == 2) {
                 res.evicted++;
                 res.evicted_bytes += (uint64_t)st.st_size;
+                if (r == 2) {
+                    res.recycled++;
+                    fbytes += (uint64_t)st.st_size;
+                    pool_add(&fl, &nf, &fcap, pooled, (uint64_t)st.st_size);
+                }
                 continue;
             }
             if (r == -EBUSY)
@@ -454,39 +656,67 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
     }
     closedir(d);
     size_t gone = 0;
-    if (res.bytes > max_size && n > 0) {
+    /* Over the bound: the least recently used entries go until the entries
+     * fit in max_size less the slack; unsynced fills wait in the pool. */
+    if (res.bytes + fbytes > max_size && n > 0) {
+        uint64_t low = max_size - slack(max_size);
         qsort(ents, n, sizeof *ents, by_atime);
-        for (size_t i = 0; i < n && res.bytes > max_size; i++) {
+        for (size_t i = 0; i < n && res.bytes > low; i++) {
             if (ents[i].young) {
                 res.skipped_busy++; /* just filled: its requester has not opened it yet */
                 continue;
             }
-            int r = evict_one(dirfd, ents[i].name);
-            if (r == 1 || r == 0) {
+            char pooled[16];
+            int r = evict_to(dirfd, ents[i].name, nf < FREE_MAX ? free_fd : -1, pooled);
+            if (r >= 0) {
                 res.bytes -= ents[i].size;
                 gone++;
-                if (r == 1) {
+                if (r >= 1) {
                     res.evicted++;
                     res.evicted_bytes += ents[i].size;
+                }
+                if (r == 2) {
+                    res.recycled++;
+                    fbytes += ents[i].size;
+                    pool_add(&fl, &nf, &fcap, pooled, ents[i].size);
                 }
             } else if (r == -EBUSY) {
                 res.skipped_busy++;
             }
         }
     }
+    /* The pool counts in the bound: unlink free files while over it, the
+     * oldest (found by the scan) first. */
+    size_t kept = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (res.bytes + fbytes > max_size &&
+            (unlinkat(free_fd, fl[i].name, 0) == 0 || errno == ENOENT)) {
+            fbytes -= fl[i].size; /* ENOENT: taken by a fill (now an entry or tmp) */
+            continue;
+        }
+        kept++;
+    }
+    nf = kept;
+    res.free = nf;
+    res.free_bytes = fbytes;
     res.entries = n - gone;
     for (size_t i = 0; i < n; i++)
         free(ents[i].name);
     free(ents);
+    free(fl);
+    if (free_fd >= 0)
+        close(free_fd);
     close(dirfd);
+    res.bytes += fbytes;
     if (m) {
         metrics_gauge_set(&m->cache_bytes, (int64_t)res.bytes);
         metrics_add(&m->cache_evictions, res.evicted);
     }
     if (res.evicted)
-        log_debug("cache: evicted %llu entries (%llu bytes), %llu bytes left",
+        log_debug("cache: evicted %llu entries (%llu bytes, %llu into the free pool), %llu bytes "
+                  "left",
                   (unsigned long long)res.evicted, (unsigned long long)res.evicted_bytes,
-                  (unsigned long long)res.bytes);
+                  (unsigned long long)res.recycled, (unsigned long long)res.bytes);
     if (out)
         *out = res;
     return 0;

@@ -575,15 +575,22 @@ def test_cache_eviction_and_ttl(dripd_factory):
         srcs.append(s)
         mids.append(mid)
 
-    def cache_bytes():
-        cd = os.path.join(d.data_dir, "cache")
-        return sum(os.path.getsize(os.path.join(cd, n)) for n in os.listdir(cd))
+    cd = os.path.join(d.data_dir, "cache")
+
+    def entries():  # cache/.free is the pool of evicted fills (cache.c), not entries
+        return [n for n in os.listdir(cd) if not n.startswith(".")]
+
+    def cache_bytes():  # the pool counts toward max_size
+        fd = os.path.join(cd, ".free")
+        pool = os.listdir(fd) if os.path.isdir(fd) else []
+        return (sum(os.path.getsize(os.path.join(cd, n)) for n in entries()) +
+                sum(os.path.getsize(os.path.join(fd, n)) for n in pool))
     wait_until(lambda: cache_bytes() <= 300 * 1024, 10, "cache under max_size")
     assert not os.path.exists(cache_file(d, mids[0])), "the least recently used entry stays"
     assert os.path.exists(cache_file(d, mids[2]))
     assert metric(d, "dripd_cache_evictions_total") >= 1
     # TTL: every entry expires, and content is still served (pipeline refills)
-    wait_until(lambda: not os.listdir(os.path.join(d.data_dir, "cache")), 15, "entries expired")
+    wait_until(lambda: not entries(), 15, "entries expired")
     out = os.path.join(d.dir, "o.bin")
     assert get_content(d, mids[1], out) == 200
     assert same_file(srcs[1], out)
