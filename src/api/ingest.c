@@ -30,7 +30,9 @@
  *     durability) skip the sync thread: the commit thread commits them
  *     first, in a transaction of their own without a WAL fsync
  *     (catalog_intake_creations), so a creation waits for no sync of
- *     anybody's; the next durable commit makes them durable too.
+ *     anybody's; the next durable commit makes them durable too. They
+ *     hold no exchange: tus answers the 201 at once, and done(NULL, ...)
+ *     runs on the submitting loop thread after the commit.
  *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
  *   fsync) instead of N of each, and the two stages overlap: while one
  *   batch commits, the next one is being synced and the one after that
@@ -170,7 +172,8 @@ static void complete(struct http_thread *t, void *arg)
     (void)t;
     struct ingest_req *r = arg;
     r->done(r->ex, r->items, r->n, r->rc, r->arg);
-    http_ex_release(r->ex);
+    if (r->ex != NULL) /* a lazy request holds no exchange */
+        http_ex_release(r->ex);
     free(r->bodies);
     free(r);
 }
@@ -526,7 +529,7 @@ static int submit(struct http_exchange *ex, struct dr_intake *items, const int *
         return rc == -EINVAL ? rc : -EAGAIN;
     }
     struct ingest_req *r = xcalloc(1, sizeof *r);
-    r->ex = ex;
+    r->ex = lazy ? NULL : ex; /* the creation's answer need not wait */
     r->t = http_ex_thread(ex);
     r->items = items;
     r->fds = fds;
@@ -541,7 +544,8 @@ static int submit(struct http_exchange *ex, struct dr_intake *items, const int *
         pthread_cond_signal(&G.cv_sync);
     }
     G.n++;
-    http_ex_hold(ex);
+    if (!lazy)
+        http_ex_hold(ex);
     pthread_mutex_unlock(&G.mu);
     return 0;
 }

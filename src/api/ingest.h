@@ -48,8 +48,10 @@ int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *
                   ingest_done_fn done, void *arg);
 /* The same for tus creations (each item tus_new only, no fds): nothing to
  * sync, and the commit need not be durable when done runs (it is visible
- * to every connection; catalog_intake_creations). -EINVAL in cluster
- * mode, -EAGAIN when the queue is full. */
+ * to every connection; catalog_intake_creations). ex is not held: the
+ * caller may answer (and ex end) before the commit; done then runs with
+ * ex NULL on ex's loop thread, and items stay the caller's until then.
+ * -EINVAL in cluster mode, -EAGAIN when the queue is full. */
 int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t n,
                        ingest_done_fn done, void *arg);
 /* True when the durable job queue is at pipeline.queue_limit. */

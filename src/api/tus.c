@@ -53,7 +53,9 @@
  * bytes makes no spool file (the first PATCH makes it: open_spool) and
  * its session row commits lazily (ingest_submit_lazy: with the next batch,
  * waiting for nobody's sync, no WAL fsync of its own: a 201 promises no
- * durability, see below). A creation with bytes and the finish (the
+ * durability, see below), and the 201 does not wait for that commit: a
+ * HEAD/PATCH/DELETE of the upload that comes before it waits for it
+ * ("creations in flight" below). A creation with bytes and the finish (the
  * request that completes an upload) go through ingest's group commit
  * (ingest.h), as PUT bodies do: the spool file is synced with the other
  * uploads' of the batch (one syncfs and one fsync of spool/), the row or
@@ -72,7 +74,8 @@
  *  - a creation without bytes (201, offset 0) is not durable by itself,
  *    as with tusd's stores: a power cut before the next durable commit
  *    (any upload's: the WAL keeps the order) may take it, and its HEAD or
- *    PATCH then answers 404, so the client creates the upload again. It
+ *    PATCH then answers 404, so the client creates the upload again (so
+ *    does a commit that fails after the 201, or a worker killed first). It
  *    never takes more: the first 204 with an offset makes the row
  *    durable; a row left without its file restarts at offset 0;
  *  - a PATCH cut short (client gone, timeout) keeps what arrived: on_abort
@@ -94,8 +97,9 @@
  *    the upload's busy mark (423 Locked while another holds it), and the
  *    expiry sweep skips (and so never deletes) a busy upload.
  *
- * Locks: g_busy.mu only guards the busy set; it is a leaf (nothing is
- * called while holding it).
+ * Locks: g_busy.mu only guards the busy set, g_creating.mu the creations
+ * in flight; each is a leaf (nothing is called while holding it but
+ * http_ex_hold, a counter of the caller's own exchange).
  */
 #include "routes.h"
 
@@ -199,6 +203,7 @@ struct tus_req {
     bool grouped;   /* committed through ingest's group commit */
     bool made_file; /* this request made the spool file (open_spool): sync its name too */
     int sync_fd;    /* the fd ingest syncs: st->fd, or -1 (test hook "tus") */
+    struct tus_req *wait_next; /* HEAD/PATCH/DELETE waiting for its creation */
 };
 
 /* ---- the busy set ---- */
@@ -243,6 +248,130 @@ static void busy_release(const char *id)
 }
 
 /* ---- the expiry sweep ---- */
+
+/* ---- creations in flight ----
+ *
+ * A creation without bytes answers 201 as soon as its row is queued for
+ * the lazy commit (ingest_submit_lazy), without waiting for it: the
+ * client's next request (its PATCH, 1-3 ms later) and the commit overlap.
+ * Until the row is committed its id is here, and a HEAD, PATCH or DELETE
+ * of it waits (its exchange held, its body unread) and goes on once the
+ * commit ran, on its own loop thread (http_thread_post): it then finds
+ * the row, or 404 if the commit failed (a 201 promises no durability).
+ * Bounded by ingest's queue (INGEST_QUEUE_MAX requests in flight).
+ * Locks: g_creating.mu is a leaf. */
+struct creation {
+    struct creation *next;
+    struct dr_tus row; /* the session row being committed */
+    char *owner;
+    struct dr_intake intake;
+    struct quota_hold hold;  /* the bytes it announced, until its row counts */
+    struct tus_req *waiters; /* through wait_next; each exchange held */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct creation *head;
+} g_creating = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void tus_dispatch(struct tus_req *st);
+
+/* Whether st's upload is being created: then st waits for it (true;
+ * creation_committed resumes it). Loop thread. */
+static bool creation_wait(struct tus_req *st)
+{
+    bool wait = false;
+    pthread_mutex_lock(&g_creating.mu);
+    for (struct creation *c = g_creating.head; c != NULL && !wait; c = c->next) {
+        if (strcmp(c->row.id, st->id) == 0) {
+            st->wait_next = c->waiters;
+            c->waiters = st;
+            http_ex_hold(st->ex); /* this thread's own counter: no I/O */
+            wait = true;
+        }
+    }
+    pthread_mutex_unlock(&g_creating.mu);
+    return wait;
+}
+
+/* Back on a waiter's loop thread: the row is committed (or not). */
+static void creation_resume(struct http_thread *t, void *arg)
+{
+    (void)t;
+    struct tus_req *st = arg;
+    struct http_exchange *ex = st->ex;
+    if (!http_ex_closed(ex))
+        tus_dispatch(st);
+    http_ex_release(ex); /* a client gone meanwhile: on_abort frees st */
+}
+
+/* ingest's completion of a lazy creation (the POST's loop thread; its
+ * exchange may be long gone: ex is NULL). */
+static void creation_committed(struct http_exchange *ex, struct dr_intake *items, size_t n, int rc,
+                               void *arg)
+{
+    (void)ex, (void)n;
+    struct creation *c = arg;
+    int r = rc < 0 ? rc : items[0].result;
+    pthread_mutex_lock(&g_creating.mu);
+    for (struct creation **pp = &g_creating.head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    struct tus_req *w = c->waiters;
+    pthread_mutex_unlock(&g_creating.mu);
+    if (r < 0)
+        log_warn("tus: upload %s of %s answered 201 but its row was not recorded: %s (the "
+                 "client gets 404 and creates it again)",
+                 c->row.id, c->owner, strerror(-r));
+    quota_release(&c->hold, r == 0 ? c->hold.reserved : 0, 0);
+    while (w != NULL) {
+        struct tus_req *next = w->wait_next;
+        w->wait_next = NULL;
+        (void)http_thread_post(http_ex_thread(w->ex), creation_resume, w);
+        w = next;
+    }
+    dr_tus_clear(&c->row);
+    free(c->owner);
+    free(c->intake.renamed);
+    free(c);
+}
+
+/* A creation without bytes: its row goes to the lazy commit, owned by a
+ * struct creation (st's row keeps only its numbers: the answer needs
+ * them), and the 201 goes out at once. 0, or -errno (nothing queued,
+ * st as it was). Loop thread. */
+static int begin_lazy_creation(struct tus_req *st)
+{
+    struct creation *c = xcalloc(1, sizeof *c);
+    c->row = st->row; /* takes its strings */
+    c->row.offset = 0;
+    c->owner = xstrdup(st->owner);
+    c->intake.owner = c->owner;
+    c->intake.spool_path = c->row.spool_path;
+    c->intake.tus_new = &c->row;
+    int rc = ingest_submit_lazy(st->ex, &c->intake, 1, creation_committed, c);
+    if (rc < 0) {
+        free(c->owner);
+        free(c);
+        return rc;
+    }
+    /* its completion runs on this thread, after this returns */
+    c->hold = st->hold;
+    st->hold = (struct quota_hold)QUOTA_HOLD_INIT;
+    pthread_mutex_lock(&g_creating.mu);
+    c->next = g_creating.head;
+    g_creating.head = c;
+    pthread_mutex_unlock(&g_creating.mu);
+    st->row.owner = st->row.path = st->row.metadata = st->row.content_type = NULL;
+    st->row.spool_path = st->row.if_match = NULL;
+    st->row.offset = 0;
+    st->committed = st->committed_row = true;
+    st->rc = 0;
+    return 0;
+}
 
 static struct http_timer *g_sweep; /* loop 0's; set before the server runs */
 static int64_t g_sweep_every;      /* ms between sweeps */
@@ -1017,7 +1146,8 @@ static void group_committed(struct http_exchange *ex, struct dr_intake *items, s
  * of spool/), their rows in the same transaction; a creation that also
  * completes (creation-with-upload of the whole file: one round trip per
  * small upload) makes its row and finishes it in one savepoint; a
- * creation without bytes commits lazily (ingest_submit_lazy). 0, or
+ * creation without bytes commits lazily and is answered at once
+ * (begin_lazy_creation). 0, or
  * -errno: use work_commit. An offset, a length, concatenation take the
  * pool thread, and so does every request in cluster mode
  * (work_commit_staged: its bytes are a staged part recorded with the
@@ -1045,10 +1175,15 @@ static int begin_group_commit(struct tus_req *st)
     }
     if (completes) /* a creation that completes: row and finish in one savepoint */
         st->intake.tus_id = st->id;
+    if (lazy) { /* the 201 goes out now, the commit runs behind it */
+        int rc = begin_lazy_creation(st);
+        if (rc == 0)
+            done_commit(st->ex, st);
+        return rc;
+    }
     st->sync_fd = dr_test_skip_sync("tus") ? -1 : st->fd;
     st->committed = st->grouped = true;
-    int rc = lazy ? ingest_submit_lazy(st->ex, &st->intake, 1, group_committed, st)
-                  : ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
+    int rc = ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
     if (rc < 0)
         st->committed = st->grouped = false;
     return rc;
@@ -1714,16 +1849,21 @@ static void tus_on_head(struct http_exchange *ex)
         return;
     }
     memcpy(st->id, id, DR_ID_LEN + 1);
-    if (strcmp(m, "HEAD") == 0) {
-        st->op = OP_HEAD;
+    st->op = strcmp(m, "HEAD") == 0 ? OP_HEAD : strcmp(m, "PATCH") == 0 ? OP_PATCH : OP_DELETE;
+    if (creation_wait(st))
+        return; /* its row is being committed: creation_resume goes on */
+    tus_dispatch(st);
+}
+
+/* HEAD, PATCH or DELETE of an upload (st->id) whose row is committed. */
+static void tus_dispatch(struct tus_req *st)
+{
+    if (st->op == OP_HEAD)
         head_head(st);
-    } else if (strcmp(m, "PATCH") == 0) {
-        st->op = OP_PATCH;
+    else if (st->op == OP_PATCH)
         patch_head(st);
-    } else {
-        st->op = OP_DELETE;
+    else
         delete_head(st);
-    }
 }
 
 static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)

@@ -408,6 +408,65 @@ def test_creation_makes_no_file_the_first_patch_does(dripd):
     assert head(dripd, loc)[0] == 404
 
 
+def test_creation_answers_before_its_row_commits(dripd):
+    """Issue 15: a creation without bytes answers 201 without waiting for
+    the (lazy) commit of its row, so that commit overlaps the client's
+    next round trip; a HEAD or PATCH of the upload that arrives before the
+    row is committed waits for it instead of answering 404. The test
+    holds the catalog's write lock, so no commit can go through until it
+    lets go."""
+    import sqlite3
+    import threading
+    db = sqlite3.connect(os.path.join(dripd.data_dir, "catalog.db"), isolation_level=None,
+                         timeout=30)
+    db.execute("BEGIN IMMEDIATE")
+    results, sent, threads = {}, [], []
+    try:
+        # answered while the row cannot be committed (the old way waited
+        # for the commit: this timed out)
+        c = http.client.HTTPConnection(dripd.host, dripd.port, timeout=10)
+        c.request("POST", "/v1/uploads", headers={
+            "Tus-Resumable": "1.0.0", "Authorization": "Bearer " + dripd.token("alice"),
+            "Upload-Length": "6", "Upload-Metadata": meta(filename="early.bin")})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 201
+        loc = re.sub(r"^http://[^/]+", "", r.getheader("Location"))
+        upload_id = loc.rsplit("/", 1)[1]
+        assert catalog_row(dripd, "SELECT id FROM tus WHERE id=?", upload_id) is None
+
+        def run(name, method, headers, body):
+            h = {"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + dripd.token("alice")}
+            h.update(headers)
+            conn = http.client.HTTPConnection(dripd.host, dripd.port, timeout=60)
+            conn.request(method, loc, body=body, headers=h)
+            ev = threading.Event()
+            sent.append(ev)
+            ev.set()
+            resp = conn.getresponse()
+            results[name] = (resp.status, {k.lower(): v for k, v in resp.getheaders()},
+                             resp.read())
+            conn.close()
+
+        for args in (("head", "HEAD", {}, None),
+                     ("patch", "PATCH", {"Content-Type": OCTET, "Upload-Offset": "0"},
+                      b"abcdef")):
+            t = threading.Thread(target=run, args=args)
+            t.start()
+            threads.append(t)
+        wait_until(lambda: len(sent) == 2, timeout=10)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    for t in threads:
+        t.join(60)
+    assert results["head"][0] == 200, results["head"]
+    st, h, b = results["patch"]
+    assert st == 204 and "upload-job" in h, (st, b)
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"abcdef"
+
+
 def test_termination(dripd):
     loc, _, _ = create(dripd, 1000, filename="gone.bin")
     st, _, _ = patch(dripd, loc, 0, b"x" * 500)
