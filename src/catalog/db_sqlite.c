@@ -409,15 +409,27 @@ static int configure(struct sq_db *d)
 }
 
 /* Savepoints (each tus item of an intake batch is undone alone, catalog
- * _tus.c) keep a statement journal, which SQLite holds in memory up to
- * 64 KiB and then spills to a temporary file made (and unlinked) for that
- * transaction: an inode allocation per intake batch, and on ext4 without
- * a journal each one scans past the recently deleted inodes (perf, 4 KiB
- * tus uploads: ~13% of dripd-http's CPU, in the commit thread). Kept in
- * memory up to STMTJRNL_SPILL instead (a batch of 512 items journals a
- * few MiB). Process-wide, before SQLite initialises: the first open does
- * it (the supervisor's, whose settings the forked workers inherit). */
-#define STMTJRNL_SPILL (16 << 20)
+ * _tus.c; each job step of a pipeline commit, catalog_jobs.c) keep a
+ * statement journal. SQLite holds it in memory up to the spill size and
+ * then spills it to a temporary file made (and unlinked) for that
+ * transaction: with the default 64 KiB, an inode allocation per intake
+ * batch, and on ext4 without a journal each one scans past the recently
+ * deleted inodes (perf, 4 KiB tus uploads: ~13% of dripd-http's CPU, in
+ * the commit thread). A positive spill size is also the size of each of
+ * the journal's memory chunks: 16 MiB made every savepoint mmap and
+ * munmap 16 MiB in dripd-pipeline (whose mmap threshold is fixed at
+ * 128 KiB, pipeline_worker.c): ~30% of its CPU in page faults, munmap
+ * and TLB shootdowns during a 4 KiB PUT intake (issue 15). So -1: the
+ * journal stays in memory, in 1 KiB chunks from the heap, and never
+ * spills. It holds the first image of each page changed inside a
+ * savepoint or a statement that may abort, and is emptied when the last
+ * savepoint is released: the catalog's savepoints are one job step or
+ * one tus item (a few pages each); the largest statement journal is a
+ * schema migration's UPDATE over a table (catalog_schema.c), once, in
+ * the supervisor. Process-wide, before SQLite initialises: the first
+ * open does it (the supervisor's, whose settings the forked workers
+ * inherit). */
+#define STMTJRNL_SPILL (-1)
 static pthread_once_t g_config_once = PTHREAD_ONCE_INIT;
 
 static void sq_config(void)
