@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "dripd/catalog.h"
 #include "pipeline/pipeline_commit.h"
 #include "dripd/config.h"
+#include "dripd/metrics.h"
 #include "dripd/util.h"
 #include "pgtest.h"
 
@@ -273,6 +276,59 @@ START_TEST(test_alone_commits_at_once)
 }
 END_TEST
 
+struct commit_arg {
+    struct pl_committer *c;
+    struct dr_job_step *step;
+    int rc;
+};
+
+static void *commit_one(void *arg)
+{
+    struct commit_arg *a = arg;
+    struct catalog *cat = NULL;
+    a->rc = catalog_open(&tcfg, &cat);
+    if (a->rc == 0)
+        a->rc = pl_commit_steps(a->c, cat, a->step, 1);
+    catalog_close(cat);
+    return NULL;
+}
+
+START_TEST(test_commit_is_a_priority_write)
+{
+    /* From before its BEGIN to its end, the leader's transaction counts as
+     * a priority commit (metrics.h), which the intake lets go first: seen
+     * here while another process's writer (a raw connection) holds
+     * SQLite's write lock. */
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, 1, jids, mids);
+    struct dr_proc_gauges g = {0};
+    struct pl_committer *c = pl_committer_create(8, NULL, NULL);
+    pl_committer_set_gauges(c, &g);
+    char path[300];
+    snprintf(path, sizeof path, "%s/catalog.db", tmpdir);
+    sqlite3 *other;
+    ck_assert_int_eq(sqlite3_open(path, &other), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct dr_job_step s = {.job_id = jids[0], .next_stage = "store"};
+    struct commit_arg a = {.c = c, .step = &s, .rc = 1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, commit_one, &a), 0);
+    while (__atomic_load_n(&g.writers_pending, __ATOMIC_RELAXED) == 0)
+        sched_yield(); /* the committer is waiting for the lock, counted */
+    ck_assert_uint_eq(__atomic_load_n(&g.writes_done, __ATOMIC_RELAXED), 0);
+    ck_assert_int_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.rc, 0);
+    ck_assert_int_eq(s.result, 0);
+    ck_assert_int_eq(g.writers_pending, 0);
+    ck_assert_uint_eq(g.writes_done, 1);
+    sqlite3_close(other);
+    pl_committer_destroy(c);
+    catalog_close(cat);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pipeline_commit");
@@ -287,6 +343,8 @@ static Suite *suite(void)
         tcase_add_test(tc, test_threads_share_commits);
         tcase_add_test(tc, test_alone_commits_at_once);
         tcase_add_test(tc, test_batches_commit_whole);
+        if (i == 0) /* SQLite's one writer: the lock held by a raw connection */
+            tcase_add_test(tc, test_commit_is_a_priority_write);
         suite_add_tcase(s, tc);
     }
     return s;

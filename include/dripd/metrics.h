@@ -69,6 +69,11 @@ struct dr_stage_gauges {
 struct dr_proc_gauges {
     int64_t http_connections_open;
     struct dr_stage_gauges stages[DR_PL_COUNT][DR_STAGE_SLOTS];
+    /* The catalog writer's priority (metrics_writer_enter): this
+     * process's priority commits waiting for or holding SQLite's write
+     * lock, and those it finished. */
+    int64_t writers_pending;
+    uint64_t writes_done;
 };
 #define DR_PROC_SLOTS 64 /* >= the supervisor's worker slots (two generations) */
 
@@ -185,6 +190,26 @@ struct dr_proc_gauges *metrics_proc(struct dr_metrics *m, unsigned slot);
 /* Zero a block whose process is gone (the supervisor, after reaping it,
  * and before a new process gets the slot). */
 void metrics_proc_reset(struct dr_metrics *m, unsigned slot);
+/* The catalog writer's priority (issue 15). SQLite has one writer; the
+ * intake's group commits run back to back and poll for the lock, so the
+ * pipeline's commits, each finishing many jobs, waited behind them. A
+ * priority commit (the pipeline's step commits and claims) counts itself
+ * in its process's block from before its BEGIN to its end; the intake's
+ * committer (ingest.c) lets the commits pending when it looks finish
+ * before it begins its own (bounded: it waits at most a few ms). A block
+ * is zeroed with its dead process, so a crash mid-commit cannot hold the
+ * intake back. Relaxed atomics: a stale read costs one wait or one turn. */
+static inline void metrics_writer_enter(struct dr_proc_gauges *g)
+{
+    __atomic_fetch_add(&g->writers_pending, 1, __ATOMIC_RELAXED);
+}
+static inline void metrics_writer_leave(struct dr_proc_gauges *g)
+{
+    __atomic_fetch_add(&g->writes_done, 1, __ATOMIC_RELAXED); /* before pending drops */
+    __atomic_fetch_sub(&g->writers_pending, 1, __ATOMIC_RELAXED);
+}
+/* The sums over every process block: priority commits pending, and done. */
+void metrics_writers(const struct dr_metrics *m, int64_t *pending, uint64_t *done);
 /* Status code -> slot in http_requests[][] (and back, for rendering). */
 int metrics_status_slot(int status);
 int metrics_slot_status(int slot);

@@ -33,6 +33,17 @@
  *     anybody's; the next durable commit makes them durable too. They
  *     hold no exchange: tus answers the 201 at once, and done(NULL, ...)
  *     runs on the submitting loop thread after the commit.
+ *   Before each durable round (the lazy ones go at once) the commit
+ *   thread yields the catalog's writer to the pipeline (ingest_yield,
+ *   issue 15): the pipeline's commits that are pending when it looks
+ *   (metrics.h, metrics_writer_enter: a step commit finishing a batch of
+ *   jobs, a claim) go first, for at most YIELD_MAX_MS, and only then does
+ *   it take the synced requests, those synced meanwhile included. SQLite has one writer, and these
+ * commits, back to back, each polling for the lock, kept the pipeline's commits (SQLite's busy
+ *   handler sleeps 1, 2, 5... ms) waiting, so the stages finished ~1 job
+ *   in 3 of their drain rate while the intake ran. Meanwhile the next
+ *   batch grows: the intake spends less per upload in commits exactly
+ *   when the stages are busy.
  *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
  *   fsync) instead of N of each, and the two stages overlap: while one
  *   batch commits, the next one is being synced and the one after that
@@ -77,6 +88,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -96,6 +108,8 @@
 #define BATCH_MAX 128        /* requests per sync round */
 #define BUSY_RETRIES 3
 #define STAGE_THREADS 4 /* cluster mode: parts put into the store at once */
+#define YIELD_MAX_MS 20 /* longest wait of a commit round for the pipeline's commits */
+#define YIELD_POLL_US 100
 
 struct ingest_req {
     struct ingest_req *next;
@@ -409,6 +423,29 @@ static void *stage_main(void *arg)
     return NULL;
 }
 
+int64_t ingest_yield(const struct dr_metrics *m, int64_t max_ms)
+{
+    int64_t pending;
+    uint64_t done0, done;
+    if (m == NULL)
+        return 0;
+    metrics_writers(m, &pending, &done0);
+    if (pending <= 0)
+        return 0;
+    int64_t t0 = (int64_t)dr_mono_ns(), now = t0;
+    while (now - t0 < max_ms * 1000000) {
+        struct timespec ts = {0, YIELD_POLL_US * 1000L};
+        nanosleep(&ts, NULL);
+        now = (int64_t)dr_mono_ns();
+        int64_t p;
+        metrics_writers(m, &p, &done);
+        /* the ones pending at the start are done (or their process is) */
+        if (p <= 0 || done >= done0 + (uint64_t)pending)
+            break;
+    }
+    return (now - t0) / 1000;
+}
+
 static void *commit_main(void *arg)
 {
     (void)arg;
@@ -418,15 +455,22 @@ static void *commit_main(void *arg)
                !(G.staging ? G.stage_done : G.sync_done))
             pthread_cond_wait(&G.cv_commit, &G.mu);
         struct ingest_req *lazy = fifo_take(&G.lazy, INGEST_QUEUE_MAX);
-        struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
+        bool durable = G.synced.head != NULL;
         pthread_mutex_unlock(&G.mu);
-        if (batch == NULL && lazy == NULL)
+        if (!durable && lazy == NULL)
             break;
         /* the lazy ones first: their commit has no fsync to wait for */
         if (lazy != NULL)
             commit_batch(lazy, true);
-        if (batch != NULL)
-            commit_batch(batch, false);
+        if (!durable)
+            continue;
+        /* the pipeline's pending commits go first; what is synced
+         * meanwhile joins this round's batch */
+        (void)ingest_yield(G.metrics, YIELD_MAX_MS);
+        pthread_mutex_lock(&G.mu);
+        struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
+        pthread_mutex_unlock(&G.mu);
+        commit_batch(batch, false);
     }
     catalog_close(G.cat);
     G.cat = NULL;

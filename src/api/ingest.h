@@ -56,6 +56,13 @@ int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t
                        ingest_done_fn done, void *arg);
 /* True when the durable job queue is at pipeline.queue_limit. */
 bool ingest_queue_full(struct http_exchange *ex);
+
+/* The commit thread, before each round (see ingest.c): wait until the
+ * pipeline's priority commits pending now (metrics_writers) are done, or
+ * their processes gone, or max_ms passed. Returns the microseconds it
+ * waited (0: nothing was pending, or m is NULL). */
+struct dr_metrics;
+int64_t ingest_yield(const struct dr_metrics *m, int64_t max_ms);
 /* Admission of an upload whose head was checked, before any body byte is
  * read (loop thread): go(ex, arg) now when the queue is below the limit
  * and nobody waits before it, else later, in arrival order, once there is

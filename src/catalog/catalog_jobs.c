@@ -486,8 +486,11 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
     struct claimed *got = xcalloc((size_t)max, sizeof *got);
     int n = 0;
     /* lazy: a claim lost in a power cut leaves its jobs queued, as the
-     * recovery of a dead claimer would, and nobody was told of it */
-    int rc = db_begin(cat->db, DB_BEGIN_LAZY);
+     * recovery of a dead claimer would, and nobody was told of it. Poll:
+     * the intake lets the pipeline's writes go first (ingest.c), so the
+     * lock is held by one intake commit at most, ~1 ms; the busy
+     * handler's sleeps (1, 2, 5... ms) would overshoot it. */
+    int rc = db_begin(cat->db, DB_BEGIN_LAZY | DB_BEGIN_POLL);
     if (rc < 0)
         goto done;
     struct db_stmt *s;
@@ -662,7 +665,7 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
     if (n == 0)
         return 0;
     struct db *db = cat->db;
-    int rc = db_begin(db, 0);
+    int rc = db_begin(db, DB_BEGIN_POLL); /* as the claim's */
     if (rc < 0)
         return rc;
     int64_t now = dr_now_ms(), seq = 0;

@@ -130,11 +130,25 @@ void metrics_proc_reset(struct dr_metrics *m, unsigned slot)
         return;
     struct dr_proc_gauges *g = &m->procs[slot];
     __atomic_store_n(&g->http_connections_open, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->writers_pending, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->writes_done, 0, __ATOMIC_RELAXED);
     for (int p = 0; p < DR_PL_COUNT; p++)
         for (int s = 0; s < DR_STAGE_SLOTS; s++) {
             __atomic_store_n(&g->stages[p][s].queued, 0, __ATOMIC_RELAXED);
             __atomic_store_n(&g->stages[p][s].in_flight, 0, __ATOMIC_RELAXED);
         }
+}
+
+void metrics_writers(const struct dr_metrics *m, int64_t *pending, uint64_t *done)
+{
+    int64_t p = 0;
+    uint64_t d = 0;
+    for (unsigned i = 0; m != NULL && i < DR_PROC_SLOTS; i++) {
+        d += __atomic_load_n(&m->procs[i].writes_done, __ATOMIC_RELAXED);
+        p += __atomic_load_n(&m->procs[i].writers_pending, __ATOMIC_RELAXED);
+    }
+    *pending = p;
+    *done = d;
 }
 
 /* The sum of one gauge over every process block (offset into the block). */

@@ -15,6 +15,12 @@
  * growing meanwhile) and gives up the lead. If its own request did not fit
  * in the batch it goes round again.
  *
+ * Priority: the leader counts its transaction as a priority commit of the
+ * catalog's writer (metrics_writer_enter, from before its BEGIN to its
+ * end), so the http worker's intake lets it go first (ingest.c): one
+ * commit here finishes a batch of jobs, one there accepts uploads that
+ * only add to the queue.
+ *
  * Threads: any; a request's step is read by the leader only between its
  * hand-over and its completion, both under the mutex (the happens-before
  * edges TSan wants). Lock order: the mutex is a leaf; the catalog call and
@@ -27,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dripd/metrics.h"
 #include "dripd/util.h"
 
 struct req {
@@ -48,6 +55,7 @@ struct pl_committer {
     struct req **batch; /* the leader's requests (max_batch) */
     pl_commit_cb cb;
     void *arg;
+    struct dr_proc_gauges *gauges; /* NULL: no priority (tests) */
     uint64_t transactions, steps;
 };
 
@@ -63,6 +71,11 @@ struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *a
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     return c;
+}
+
+void pl_committer_set_gauges(struct pl_committer *c, struct dr_proc_gauges *gauges)
+{
+    c->gauges = gauges;
 }
 
 void pl_committer_destroy(struct pl_committer *c)
@@ -98,7 +111,11 @@ static void lead(struct pl_committer *c, struct catalog *cat)
     pthread_mutex_unlock(&c->mu);
 
     int64_t seq = 0;
+    if (c->gauges != NULL)
+        metrics_writer_enter(c->gauges);
     int rc = catalog_jobs_step(cat, c->buf, n, &seq);
+    if (c->gauges != NULL)
+        metrics_writer_leave(c->gauges);
     int done = 0;
     for (size_t i = 0; i < n; i++)
         if (rc == 0 && c->buf[i].result == 0 && c->buf[i].next_stage == NULL)

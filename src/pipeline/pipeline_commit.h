@@ -37,6 +37,12 @@ typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, i
  * cb may be NULL. */
 struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg);
 void pl_committer_destroy(struct pl_committer *c); /* NULL ok; no thread may be inside */
+/* Count each transaction as a priority commit of the catalog's writer in
+ * gauges (metrics.h, metrics_writer_enter), so that the intake lets it go
+ * first. Before the first commit; gauges is borrowed (the process's own
+ * block, which outlives the committer). */
+struct dr_proc_gauges;
+void pl_committer_set_gauges(struct pl_committer *c, struct dr_proc_gauges *gauges);
 
 /* Commit n steps (a stage thread's batch) durably in one transaction,
  * possibly with other threads' steps (see above), on cat if this thread

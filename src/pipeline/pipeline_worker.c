@@ -968,7 +968,9 @@ static void *starter_main(void *arg)
         }
         struct dr_job jobs[CLAIM_BATCH];
         int n = 0;
+        metrics_writer_enter(pc->gauges); /* the intake lets it go first (metrics.h) */
         int rc = catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
+        metrics_writer_leave(pc->gauges);
         if (rc != 0) {
             log_warn("%s starter: claim: %s", r->kind, strerror(-rc));
             wait_for_work(r, gen);
@@ -1269,6 +1271,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     pc->committer = pl_committer_create(COMMIT_BATCH, on_commit, w);
+    pl_committer_set_gauges(pc->committer, pc->gauges);
     pc->evictor = cache_evictor_start(cfg, pc->metrics);
     w->hooks = webhook_start(cfg, pc->metrics);
     runner_init(&w->up, pc, DR_PL_UPLOAD, &w->hooks);

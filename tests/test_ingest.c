@@ -1,0 +1,118 @@
+/* test_ingest.c - the intake's commit thread yields the catalog's writer
+ * to the pipeline's priority commits (ingest_yield, metrics.h), bounded,
+ * and never waits for a dead process's commits. */
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "api/ingest.h"
+#include "dripd/metrics.h"
+#include "dripd/util.h"
+
+struct yield_arg {
+    struct dr_metrics *m;
+    int64_t max_ms;
+    int64_t waited_us; /* ingest_yield's answer */
+    int64_t wall_ms;   /* as measured here */
+};
+
+static void *yielder(void *arg)
+{
+    struct yield_arg *a = arg;
+    uint64_t t0 = dr_mono_ns();
+    a->waited_us = ingest_yield(a->m, a->max_ms);
+    a->wall_ms = (int64_t)((dr_mono_ns() - t0) / 1000000);
+    return NULL;
+}
+
+START_TEST(test_nothing_pending_no_wait)
+{
+    ck_assert_int_eq(ingest_yield(NULL, 1000), 0);
+    struct dr_metrics *m = metrics_create_shared();
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(ingest_yield(m, 1000), 0);
+    /* a commit that came and went: nothing pending any more */
+    struct dr_proc_gauges *g = metrics_proc(m, 3);
+    metrics_writer_enter(g);
+    metrics_writer_leave(g);
+    ck_assert_int_eq(ingest_yield(m, 1000), 0);
+    int64_t pending;
+    uint64_t done;
+    metrics_writers(m, &pending, &done);
+    ck_assert_int_eq(pending, 0);
+    ck_assert_uint_eq(done, 1);
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+START_TEST(test_waits_for_the_pending_commit)
+{
+    /* The pipeline's commit is pending: the intake waits until it is done,
+     * however long it takes within the bound (here far more than it needs). */
+    struct dr_metrics *m = metrics_create_shared();
+    struct dr_proc_gauges *g = metrics_proc(m, 5);
+    metrics_writer_enter(g);
+    struct yield_arg a = {.m = m, .max_ms = 60000};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, yielder, &a), 0);
+    metrics_writer_leave(g);
+    pthread_join(th, NULL);
+    ck_assert_int_lt(a.wall_ms, 30000); /* did not run into the bound */
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+START_TEST(test_wait_is_bounded)
+{
+    /* A commit that never ends (a stuck pipeline) holds the intake back for
+     * max_ms at most. */
+    struct dr_metrics *m = metrics_create_shared();
+    metrics_writer_enter(metrics_proc(m, 1));
+    struct yield_arg a = {.m = m, .max_ms = 30};
+    yielder(&a);
+    ck_assert_int_ge(a.waited_us, 30 * 1000);
+    ck_assert_int_ge(a.wall_ms, 30);
+    ck_assert_int_lt(a.wall_ms, 30000);
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+START_TEST(test_dead_writer_is_forgotten)
+{
+    /* The pipeline died inside its commit: the supervisor zeroes its block
+     * (metrics_proc_reset) and the intake goes on at once. */
+    struct dr_metrics *m = metrics_create_shared();
+    struct dr_proc_gauges *g = metrics_proc(m, 7);
+    metrics_writer_enter(g);
+    metrics_writer_enter(g);
+    struct yield_arg a = {.m = m, .max_ms = 60000};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, yielder, &a), 0);
+    metrics_proc_reset(m, 7);
+    pthread_join(th, NULL);
+    ck_assert_int_lt(a.wall_ms, 30000);
+    int64_t pending;
+    uint64_t done;
+    metrics_writers(m, &pending, &done);
+    ck_assert_int_eq(pending, 0);
+    ck_assert_int_eq(ingest_yield(m, 60000), 0);
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ingest");
+    TCase *tc = tcase_create("yield");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_nothing_pending_no_wait);
+    tcase_add_test(tc, test_waits_for_the_pending_commit);
+    tcase_add_test(tc, test_wait_is_bounded);
+    tcase_add_test(tc, test_dead_writer_is_forgotten);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
