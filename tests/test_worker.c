@@ -38,6 +38,14 @@ START_TEST(test_channel)
     ck_assert_int_eq(worker_recv(&sup, &m), 1);
     ck_assert_uint_eq(m.type, DR_MSG_HEARTBEAT);
     ck_assert_uint_eq(m.arg, 42);
+    ck_assert_uint_eq(m.flags, 0);
+    /* the intake's wake-up says "uploads only" (the pipeline leaves its
+     * download starter asleep) and keeps its hint */
+    ck_assert_int_eq(worker_send_flags(&w, DR_MSG_JOB_ENQUEUED, DR_ENQ_UPLOADS, 7), 0);
+    ck_assert_int_eq(worker_recv(&sup, &m), 1);
+    ck_assert_uint_eq(m.type, DR_MSG_JOB_ENQUEUED);
+    ck_assert_uint_eq(m.flags, DR_ENQ_UPLOADS);
+    ck_assert_uint_eq(m.arg, 7);
     close(sv[1]);
     ck_assert_int_eq(worker_recv(&w, &m), -EPIPE); /* the supervisor is gone */
     close(sv[0]);

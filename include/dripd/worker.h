@@ -43,6 +43,11 @@ enum dr_msg_type {
     DR_MSG_FILL = 6,         /* http -> pipeline (relayed): fill the cache entry in data */
     DR_MSG_FILLED = 7,       /* pipeline -> http (relayed): flags DR_FILL_*, data entry\0error */
 };
+/* DR_MSG_JOB_ENQUEUED flags: only upload jobs were queued (the intake's
+ * group commit), so the pipeline wakes its upload starter alone; without
+ * it every starter looks (each look at an empty queue is a write
+ * transaction, issue 15). */
+#define DR_ENQ_UPLOADS 1u
 
 /* DR_MSG_FILLED's flags. */
 enum { DR_FILL_OK = 0, DR_FILL_FAILED = 1, DR_FILL_BUSY = 2 };
@@ -70,6 +75,9 @@ struct dr_worker_ctx {
 /* Send one message; never blocks. Returns 0, or -EAGAIN when the channel is
  * full (the message is dropped: heartbeats and wake-ups are idempotent). */
 int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t arg);
+/* The same with flags (DR_MSG_JOB_ENQUEUED: DR_ENQ_*). */
+int worker_send_flags(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,
+                      uint64_t arg);
 /* The same with flags and data (len bytes, at most DR_MSG_DATA_LEN; the
  * rest is zeroed). */
 int worker_send_data(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,

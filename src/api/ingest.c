@@ -25,7 +25,8 @@
  *     catalog_intake_uploads() transaction for all items of all requests,
  *     posts each completion to its exchange's loop thread
  *     (http_thread_post: a locked list + event_active per loop), bumps
- *     jobs_queue_depth and wakes the pipeline (DR_MSG_JOB_ENQUEUED).
+ *     jobs_queue_depth and wakes the pipeline's upload starter
+ *     (DR_MSG_JOB_ENQUEUED, DR_ENQ_UPLOADS).
  *   - lazy requests (ingest_submit_lazy: tus creations, which promise no
  *     durability) skip the sync thread: the commit thread commits them
  *     first, in a transaction of their own without a WAL fsync
@@ -325,7 +326,7 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
         /* completions first, then wake the pipeline */
         complete_all(batch);
         if (accepted > 0 && G.ctx != NULL)
-            worker_send(G.ctx, DR_MSG_JOB_ENQUEUED, accepted);
+            worker_send_flags(G.ctx, DR_MSG_JOB_ENQUEUED, DR_ENQ_UPLOADS, accepted);
         return;
     }
     complete_all(batch);

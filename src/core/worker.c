@@ -59,6 +59,13 @@ int worker_send(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint64_t
     return send_msg(ctx, &m);
 }
 
+int worker_send_flags(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,
+                      uint64_t arg)
+{
+    struct dr_msg m = {.type = (uint32_t)type, .flags = flags, .arg = arg};
+    return send_msg(ctx, &m);
+}
+
 int worker_send_data(const struct dr_worker_ctx *ctx, enum dr_msg_type type, uint32_t flags,
                      const void *data, size_t len)
 {

@@ -6,9 +6,8 @@
  * Threads (all named, all with signals blocked except the main thread):
  *   main         the supervisor channel: READY once started, HEARTBEAT every
  *                heartbeat_interval, DR_MSG_JOB_ENQUEUED wakes the starters
- *                and webhooks; SIGTERM (or the channel's EOF) starts a
- *                drain, which runs on a "drain" thread while main keeps
- *                heartbeating.
+ *                (the upload starter alone for DR_ENQ_UPLOADS) and webhooks; SIGTERM (or the
+ * channel's EOF) starts a drain, which runs on a "drain" thread while main keeps heartbeating.
  *   up-start,    one starter per pipeline: waits for demand from its first
  *   dl-start     stage (stage.h), then claims at most that many jobs
  *                (catalog_jobs_claim, as claimer "<node.id>:<boot>.<start>:
@@ -1329,16 +1328,19 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             struct dr_msg m;
             int r;
-            bool wake = false;
+            bool wake = false, wake_down = false;
             while ((r = worker_recv(ctx, &m)) == 1) {
-                if (m.type == DR_MSG_JOB_ENQUEUED)
+                if (m.type == DR_MSG_JOB_ENQUEUED) {
                     wake = true;
-                else if (m.type == DR_MSG_FILL && !w->draining)
+                    wake_down = wake_down || !(m.flags & DR_ENQ_UPLOADS);
+                } else if (m.type == DR_MSG_FILL && !w->draining) {
                     fill_request(&w->down, m.data);
+                }
             }
             if (wake && !w->draining) {
                 runner_wake(&w->up);
-                runner_wake(&w->down);
+                if (wake_down) /* not for uploads alone (worker.h) */
+                    runner_wake(&w->down);
                 webhook_wake(w->hooks);
                 scrub_poll(w->scrub);
                 reprocess_poll(w->reproc);
