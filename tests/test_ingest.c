@@ -25,6 +25,28 @@ static void *yielder(void *arg)
     return NULL;
 }
 
+/* Yield (bound 60 s) on a thread while this one runs release(m); the
+ * yield must end well before its bound. */
+static void yield_while(struct dr_metrics *m, void (*release)(struct dr_metrics *))
+{
+    struct yield_arg a = {.m = m, .max_ms = 60000};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, yielder, &a), 0);
+    release(m);
+    pthread_join(th, NULL);
+    ck_assert_int_lt(a.wall_ms, 30000); /* did not run into the bound */
+}
+
+static void leave_5(struct dr_metrics *m)
+{
+    metrics_writer_leave(metrics_proc(m, 5));
+}
+
+static void reset_7(struct dr_metrics *m)
+{
+    metrics_proc_reset(m, 7);
+}
+
 START_TEST(test_nothing_pending_no_wait)
 {
     ck_assert_int_eq(ingest_yield(NULL, 1000), 0);
@@ -50,14 +72,8 @@ START_TEST(test_waits_for_the_pending_commit)
     /* The pipeline's commit is pending: the intake waits until it is done,
      * however long it takes within the bound (here far more than it needs). */
     struct dr_metrics *m = metrics_create_shared();
-    struct dr_proc_gauges *g = metrics_proc(m, 5);
-    metrics_writer_enter(g);
-    struct yield_arg a = {.m = m, .max_ms = 60000};
-    pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, yielder, &a), 0);
-    metrics_writer_leave(g);
-    pthread_join(th, NULL);
-    ck_assert_int_lt(a.wall_ms, 30000); /* did not run into the bound */
+    metrics_writer_enter(metrics_proc(m, 5));
+    yield_while(m, leave_5);
     metrics_destroy_shared(m);
 }
 END_TEST
@@ -85,12 +101,7 @@ START_TEST(test_dead_writer_is_forgotten)
     struct dr_proc_gauges *g = metrics_proc(m, 7);
     metrics_writer_enter(g);
     metrics_writer_enter(g);
-    struct yield_arg a = {.m = m, .max_ms = 60000};
-    pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, yielder, &a), 0);
-    metrics_proc_reset(m, 7);
-    pthread_join(th, NULL);
-    ck_assert_int_lt(a.wall_ms, 30000);
+    yield_while(m, reset_7);
     int64_t pending;
     uint64_t done;
     metrics_writers(m, &pending, &done);
