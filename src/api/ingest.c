@@ -39,9 +39,10 @@
  *   issue 15): the pipeline's commits that are pending when it looks
  *   (metrics.h, metrics_writer_enter: a step commit finishing a batch of
  *   jobs, a claim) go first, for at most YIELD_MAX_MS, and only then does
- *   it take the synced requests, those synced meanwhile included. SQLite has one writer, and these
- * commits, back to back, each polling for the lock, kept the pipeline's commits (SQLite's busy
- *   handler sleeps 1, 2, 5... ms) waiting, so the stages finished ~1 job
+ *   it take the synced requests, those synced meanwhile included. SQLite
+ *   has one writer, and these commits, back to back, each polling for the
+ *   lock, kept the pipeline's commits (SQLite's busy handler sleeps 1, 2,
+ *   5... ms) waiting, so the stages finished ~1 job
  *   in 3 of their drain rate while the intake ran. Meanwhile the next
  *   batch grows: the intake spends less per upload in commits exactly
  *   when the stages are busy.
