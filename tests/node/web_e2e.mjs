@@ -290,7 +290,12 @@ try {
   }, [staleId, token]);
   await stale.locator('button.download').click();
   await page.waitForSelector('.notice-error');
-  await page.waitForTimeout(3500); // longer than any toast used to last
+  // It outlives a confirmation: one made now (through the page's own
+  // notices module) fades on its timer while the error stays.
+  await page.evaluate(() => import('/js/notices.js').then((m) => m.notify('probe', 'info')));
+  await page.waitForSelector('.notice-info:has-text("probe")');
+  await page.waitForSelector('.notice-info:has-text("probe")', { state: 'detached', timeout: 15000 });
+  check(await page.locator('.notice-error').count() === 1, 'the error notice vanished with the confirmation');
   const note = await page.textContent('.notice-error .notice-text');
   check(note === '“alpha (2).bin” could not be downloaded. That file is no longer there (it was moved or deleted).', 'notice: ' + note);
   await shot('09-error-notice-light');
