@@ -141,6 +141,34 @@ def test_put_409_when_path_taken(dripd, tmpdir_path):
     assert dripd.put_file(f, "/d/dup.bin", user="bob")[0] == 202
 
 
+def test_put_409_before_or_after_the_body(dripd, tmpdir_path):
+    """A small body without Expect: 100-continue is checked by the commit
+    only (it came with the head), and gets the same 409 and detail; with
+    Expect, or a body over 64 KiB, the 409 comes before any body byte."""
+    f = make_file(os.path.join(tmpdir_path, "t.bin"), 10)
+    st, first = dripd.put_file(f, "/t/a.bin")
+    assert st == 202
+    dripd.wait_job(first["job"]["id"])  # the pipeline is done with its spool file
+    taken = "/t/a.bin already exists (send If-Match"
+    c = conn(dripd)
+    c.send(request("PUT", "/v1/files/t/a.bin", TOKEN, b"x" * 4096))
+    r = c.read_response()
+    assert r.status == 409 and taken in json.loads(r.body)["detail"], r
+    c.send(request("PUT", "/v1/files/t/a.bin/in.bin", TOKEN, b"x" * 4096))  # below a file
+    r = c.read_response()
+    assert r.status == 409 and b"is inside a path that is a file" in r.body, r
+    for size, expect in ((4096, True), ((64 << 10) + 1, False)):
+        c = conn(dripd)
+        head = dict(TOKEN, **{"Content-Length": str(size)})
+        if expect:
+            head["Expect"] = "100-continue"
+        c.send(request("PUT", "/v1/files/t/a.bin", head))  # the head only
+        r = c.read_response()
+        assert r.status == 409 and taken in json.loads(r.body)["detail"], (size, r)
+        assert b"100 Continue" not in r.raw_head
+    assert spool_files(dripd) == []  # nothing left behind
+
+
 @pytest.mark.parametrize("target", [
     "/v1/files/a/../b.txt",
     "/v1/files/..",
