@@ -15,13 +15,23 @@
 #             Peak RSS of all dripd processes while (a) runs: the sum of
 #             VmRSS over the supervisor and every descendant (workers and
 #             dripd-decode helpers), sampled every 20 ms.
+#             What watches (a) costs next to no CPU (bench/watch.py: one
+#             process samples the RSS, one polls the catalog every 20 ms,
+#             both started before the clock): until 2026-12-04 the shell's
+#             sampler and poll loop forked ps, awk, sqlite3 and sleep ~100
+#             times a second and took ~1.1 of the 2 cores while dripd ran,
+#             which the CLI anchors never had to share.
 #   nonmedia  1 GiB of random bytes through the upload pipeline (accepted
 #             with the pipeline worker held, clock from SIGCONT to
 #             available, as bench/pipeline.sh), processing on vs off,
 #             alternating: a file that is not media costs one type check.
 #
 #   RUNS=3 bench/thumbs.sh      (default 3; medians and ratios of medians)
-#   N=20  ONLY=photos|nonmedia
+#   N=20  ONLY=photos|nonmedia  DRIPD_BIN=path (default bin/dripd)
+#   DRIPD_ALT=path              photos: a second dripd build (its own
+#                               dripd-decode beside it), run next to the
+#                               first in every round, in alternating order:
+#                               "alt" figures and alt / dripd
 # Output: "RESULT name min=.. median=.. max=.. n=.." lines on stdout,
 # detail on stderr. Data under $ANCHOR/thumbs (removed at the end; the
 # photos stay in $ANCHOR/photos for the anchor script); daemons are
@@ -42,13 +52,20 @@ TOKEN=bench-thumbs-token-0123
 AUTH="Authorization: Bearer $TOKEN"
 DRIPD=${DRIPD_BIN:-$ROOT/bin/dripd}
 [ -x "$DRIPD" ] || die "build first: make"
+ALT=${DRIPD_ALT:-}
+[ -z "$ALT" ] || [ -x "$ALT" ] || die "DRIPD_ALT=$ALT is not a program"
 for t in ffmpeg vipsthumbnail sqlite3; do command -v $t >/dev/null || die "$t missing (make deps)"; done
 [ -x /usr/bin/convert ] || die "ImageMagick missing (make deps)"
 
 SUP=""
 SAMPLER=""
+WAITER=""
+# bench/watch.py; the system's python when there is one (a pyenv shim costs
+# ~0.5 s of CPU per start)
+PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 cleanup() {
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
+  [ -n "$WAITER" ] && kill "$WAITER" 2>/dev/null || true
   [ -n "$SUP" ] && stop_pid "$SUP" dripd
   [ -n "${KEEP:-}" ] && cp -r "$W" /tmp/media-benchkeep; rm -rf "$W"
 }
@@ -82,13 +99,14 @@ EOF
 stop_dripd() { stop_pid "$SUP" dripd; SUP=""; }
 sql() { sqlite3 -readonly "$W/d/var/catalog.db" "$1"; }
 now_s() { date +%s.%N; }
-wait_sql() {
-  local i
-  for i in $(seq 1 60000); do
-    [ "$(sql "$1" 2>/dev/null || echo 0)" = 1 ] && return 0
-    sleep 0.01
-  done
-  die "timed out waiting for: $1"
+# wait_start SQL: poll the catalog (every 20 ms, one process) until SQL
+# answers 1; wait_end: until it did (dies after 600 s)
+wait_start() { "$PY" "$HERE/watch.py" wait "$W/d/var/catalog.db" "$1" 600 & WAITER=$!; }
+wait_end() {
+  local rc=0
+  wait "$WAITER" || rc=$?
+  WAITER=""
+  [ "$rc" = 0 ] || die "timed out waiting for the jobs (watch.py wait: $rc)"
 }
 
 # CPU ticks (1/100 s) of pid and all its descendants, each split as
@@ -111,35 +129,19 @@ tree_cpu() {
   echo "$sup $http $pipe $help"
 }
 
-# The sum of VmRSS (KiB) of pid and all its descendants.
-tree_rss() {
-  local all p r sum=0
-  all=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
-  for p in $all; do all="$all $(ps -o pid= --ppid "$p" 2>/dev/null || true)"; done
-  # a helper that just exited is gone or a zombie (no VmRSS line): 0
-  for p in "$1" $all; do r=$(rss_kib "$p" 2>/dev/null || true); sum=$((sum + ${r:-0})); done
-  echo "$sum"
-}
-sample_rss() {  # in the background: the peak of tree_rss into $W/peak
-  local peak=0 r
-  while :; do
-    r=$(tree_rss "$1")
-    [ "$r" -gt "$peak" ] && { peak=$r; echo "$peak" > "$W/peak"; }
-    sleep 0.02
-  done
-}
-
-run_dripd() {
+run_dripd() {  # run_dripd [SUFFIX]: photos/s; CPU, RSS into $W/cpu_dripd$1, $W/rss$1
   start_dripd true
   echo 0 > "$W/peak"
-  sample_rss "$SUP" & SAMPLER=$!
+  "$PY" "$HERE/watch.py" rss "$SUP" "$W/peak" & SAMPLER=$!
+  wait_start "SELECT count(*) = $N FROM jobs WHERE kind = 'upload' AND state IN ('done', 'failed')"
+  sleep 0.2  # both started (their start is not timed)
   local t0 t1 c0 c1
   c0=$(tree_cpu "$SUP")
   t0=$(now_s)
   ls "$D"/p*.jpg | head -n "$N" | xargs -P "$P" -I{} sh -c \
     'curl -sS -o /dev/null -w "%{http_code}\n" -H "$1" -T "$2" "$3/v1/files/photos/$(basename "$2")"' \
     _ "$AUTH" {} "$URL" | grep -v '^202$' && die "an upload was refused"
-  wait_sql "SELECT count(*) = $N FROM jobs WHERE kind = 'upload' AND state IN ('done', 'failed')"
+  wait_end
   t1=$(now_s)
   c1=$(tree_cpu "$SUP")
   kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""
@@ -147,10 +149,10 @@ run_dripd() {
   # worker, pipeline worker, decode helpers); helpers still running at t1
   # are none (every job is done)
   echo "$c0 $c1" | awk -v n="$N" '{ t = 0; for (i = 1; i <= 4; i++) { d[i] = ($(i+4) - $i) * 10 / n; t += d[i] }
-    printf "%.0f %.0f %.0f %.0f %.0f\n", t, d[1], d[2], d[3], d[4] }' >> "$W/cpu_dripd"
+    printf "%.0f %.0f %.0f %.0f %.0f\n", t, d[1], d[2], d[3], d[4] }' >> "$W/cpu_dripd${1:-}"
   [ "$(sql "SELECT count(*) FROM variants WHERE state = 'available'")" = $((2 * N)) ] ||
     die "not every photo got its two variants: $(sql "SELECT name, error FROM variants WHERE state <> 'available' LIMIT 3")"
-  echo "$(cat "$W/peak")" >> "$W/rss"
+  echo "$(cat "$W/peak")" >> "$W/rss${1:-}"
   [ -n "${KEEP:-}" ] && cp "$W/d/dripd.log" "$W/dripd-photos.log"
   stop_dripd
   awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", n/(b-a)}'
@@ -179,9 +181,10 @@ run_nonmedia() {  # run_nonmedia true|false -> MB/s accepted -> available
   mid=$(echo "$out" | sed -n 's/.*"media":{"id":"\([0-9A-Z]*\)".*/\1/p')
   [ -n "$mid" ] || die "upload failed: $out"
   sync; sleep "${SETTLE_IO_S:-3}"
+  wait_start "SELECT state = 'available' FROM media WHERE id = '$mid'"
   t0=$(date +%s%3N)
   kill -CONT "$pp"
-  wait_sql "SELECT state = 'available' FROM media WHERE id = '$mid'"
+  wait_end
   ms=$(( $(sql "SELECT uploaded_at FROM media WHERE id = '$mid'") - t0 ))
   stop_dripd
   awk -v b=$GIB -v ms="$ms" 'BEGIN { printf "%.1f\n", b / (ms / 1000) / 1e6 }'
@@ -190,9 +193,17 @@ run_nonmedia() {  # run_nonmedia true|false -> MB/s accepted -> available
 if [ "$ONLY" != nonmedia ]; then
   for r in $(seq 1 "$RUNS"); do
     if [ $((r % 2)) = 1 ]; then
-      a=$(run_dripd); v=$(run_cli vips_one); m=$(run_cli im_one)
+      a=$(run_dripd); [ -z "$ALT" ] || x=$(DRIPD=$ALT run_dripd _alt)
+      v=$(run_cli vips_one); m=$(run_cli im_one)
     else
-      m=$(run_cli im_one); v=$(run_cli vips_one); a=$(run_dripd)
+      m=$(run_cli im_one); v=$(run_cli vips_one)
+      [ -z "$ALT" ] || x=$(DRIPD=$ALT run_dripd _alt); a=$(run_dripd)
+    fi
+    if [ -n "$ALT" ]; then
+      log "run $r: alt dripd $x photos/s (peak RSS $(tail -1 "$W/rss_alt") KiB), CPU ms per photo $(tail -1 "$W/cpu_dripd_alt")"
+      echo "$x" >> "$W/alt"
+      awk -v a="$x" -v b="$v" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rxv"
+      awk -v a="$x" -v b="$a" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rxa"
     fi
     log "run $r: dripd $a photos/s (peak RSS $(tail -1 "$W/rss") KiB), vipsthumbnail $v, convert $m ($P at a time, 2 variants each)"
     log "run $r: CPU ms per photo: dripd $(tail -1 "$W/cpu_dripd") (all, supervisor, http, pipeline, helpers), vipsthumbnail $(tail -1 "$W/cpu_vips_one"), convert $(tail -1 "$W/cpu_im_one")"
@@ -214,6 +225,15 @@ if [ "$ONLY" != nonmedia ]; then
   echo "RESULT imagemagick_cpu_ms_per_photo $(stats < "$W/cpu_im_one")"
   awk '{print $1 / 1024}' "$W/rss" > "$W/rss_mib"
   echo "RESULT dripd_peak_rss_all_processes_MiB $(stats < "$W/rss_mib")"
+  if [ -n "$ALT" ]; then
+    echo "RESULT alt_dripd_photos_per_s $(stats < "$W/alt")"
+    echo "RESULT ratio_alt_over_vipsthumbnail $(stats < "$W/rxv")"
+    echo "RESULT ratio_alt_over_dripd $(stats < "$W/rxa")"
+    echo "RESULT alt_dripd_cpu_ms_per_photo $(cut -d' ' -f1 "$W/cpu_dripd_alt" | stats)"
+    echo "RESULT alt_dripd_cpu_ms_per_photo_decode_helpers $(cut -d' ' -f5 "$W/cpu_dripd_alt" | stats)"
+    awk '{print $1 / 1024}' "$W/rss_alt" > "$W/rss_alt_mib"
+    echo "RESULT alt_dripd_peak_rss_all_processes_MiB $(stats < "$W/rss_alt_mib")"
+  fi
 fi
 if [ "$ONLY" != photos ]; then
   mkrand "$BIG" $GIB
