@@ -1207,12 +1207,21 @@ static void clean_work_dir(const char *dir)
  * spend their time in syscalls and crypto, not in malloc), and fixed
  * thresholds (setting them turns the adaptation off): blocks of 128 KiB
  * and more are mmapped and given back on free, and an arena gives back
- * free memory above 256 KiB at its top. Must run before the first thread. */
+ * free memory above TRIM_THRESHOLD at its top. That is 2 MiB, not less:
+ * SQLite's temporary b-trees (the claim's IN (SELECT ...) and RETURNING,
+ * one each per claim) take their page cache from the heap and free it
+ * when the statement ends; with 256 KiB each claim gave a few hundred
+ * KiB back (brk), faulted it in again at the next one, and every brk
+ * that shrinks the heap flushes the TLB of both cores (an IPI to the
+ * other one): ~6% of this process's CPU with 4 KiB uploads (issue 15).
+ * At most TRIM_THRESHOLD per arena stays resident after a burst.
+ * Must run before the first thread. */
+#define TRIM_THRESHOLD (2 << 20)
 static void tune_malloc(void)
 {
     mallopt(M_ARENA_MAX, 2);
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
 }
 
 int pipeline_worker_main(struct dr_worker_ctx *ctx)
