@@ -27,7 +27,8 @@
  * One pass: sealing reads the plaintext once in CHUNK (256 KiB) chunks, hashing and
  * encrypting each chunk, writes the header with a zeroed meta block first
  * and writes the sealed meta block (which holds the SHA-256) at the end
- * (pwrite), then fsyncs (unless the
+ * (pwrite); an object of one chunk is written once, at the end, header
+ * and segments together. Then it fsyncs (unless the
  * caller says the file is scratch, see seal_params.scratch). Writeback is
  * started every 8 MiB (sync_file_range) so the disk works while the CPU
  * encrypts, and the final fsync has little left to do. For objects of
@@ -861,7 +862,16 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
             fail(err, errlen, -EFBIG, "seal: %s too large for segment size %" PRIu32, in_path, seg);
         goto out;
     }
-    posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint32_t k = chunk_segs(seg, nseg);
+    size_t ichunk = (size_t)k * seg;
+    /* An object of one chunk (up to CHUNK, 256 KiB: most small files)
+     * goes out in one write, its header in front of its segments, once
+     * the header's meta block is sealed; a bigger one writes the header
+     * first and its meta block again at the end (3 syscalls -> 1 for a
+     * 4 KiB upload, issue 15). */
+    bool single = (uint64_t)k >= nseg;
+    if (!single)
+        posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 
     uint8_t prefix[SEAL_NONCE_PREFIX_LEN];
     dr_random(prefix, sizeof prefix);
@@ -871,27 +881,34 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     uint8_t hbind[32];
     v2_hbind(hdr, vh.meta, vh.meta_len, hbind);
 
-    if (p->scratch && unlink(tmp) != 0 && errno != ENOENT) { /* a new inode, never the old one */
-        rc = fail(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
-        goto out;
+    /* scratch: a new inode, never the old one (the store may have taken
+     * it); an old file is rare, so create first and unlink only then */
+    int oflags = O_WRONLY | O_CREAT | (p->scratch ? O_EXCL : O_TRUNC) | O_CLOEXEC;
+    out = open(tmp, oflags, 0600);
+    if (out < 0 && errno == EEXIST && p->scratch) {
+        if (unlink(tmp) != 0 && errno != ENOENT) {
+            rc = fail(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
+            goto out;
+        }
+        out = open(tmp, oflags, 0600);
     }
-    out = open(tmp, O_WRONLY | O_CREAT | (p->scratch ? O_EXCL : O_TRUNC) | O_CLOEXEC, 0600);
     if (out < 0) {
         rc = fail(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
         goto out;
     }
-    rc = dr_write_all(out, hdr, hl);
-    if (rc != 0) {
-        fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
-        goto out;
+    if (!single) {
+        rc = dr_write_all(out, hdr, hl);
+        if (rc != 0) {
+            fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
+            goto out;
+        }
     }
 
-    uint32_t k = chunk_segs(seg, nseg);
-    size_t ichunk = (size_t)k * seg;
     bool threaded = size >= THREADED_HASH_MIN;
     unsigned nbufs = threaded ? RING : 1; /* inline hashing is done with a buffer at once */
     ibufs = xmalloc(ichunk * nbufs);
-    obuf = xmalloc(ichunk + (size_t)k * SEAL_TAG_LEN);
+    size_t pre = single ? hl : 0; /* room for the header in front */
+    obuf = xmalloc(pre + ichunk + (size_t)k * SEAL_TAG_LEN);
     c = EVP_CIPHER_CTX_new();
     int hrc = hasher_init(&hs, threaded);
     hs_on = true;
@@ -904,6 +921,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     if (size >= THREADED_HASH_MIN)
         pager_start(&pg, in, 0, size, false, out, 0, true); /* input stays cached: see above */
     uint64_t left = size, idx = 0, written = hl, chunk_no = 0;
+    size_t body = 0; /* single: the segments' bytes in obuf, after the header */
     do {
         size_t want = (size_t)DR_MIN((uint64_t)ichunk, left);
         uint8_t *ibuf = ibufs + (chunk_no % nbufs) * ichunk;
@@ -921,7 +939,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         }
         hasher_submit(&hs, ibuf, want);
         chunk_no++;
-        size_t ooff = 0;
+        size_t ooff = pre;
         for (size_t off = 0; off < want || (want == 0 && idx == 0);) {
             size_t sl = DR_MIN((size_t)seg, want - off);
             bool final = idx == nseg - 1;
@@ -946,11 +964,13 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
             if (want == 0)
                 break;
         }
-        rc = dr_write_all(out, obuf, ooff);
+        ooff -= pre;
+        rc = single ? 0 : dr_write_all(out, obuf, ooff);
         if (rc != 0) {
             fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
             goto out;
         }
+        body = ooff;
         written += ooff;
         pager_post(&pg, roff + want, written); /* writeback starts now, fsync later */
         left -= want;
@@ -971,7 +991,12 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         rc = fail(err, errlen, -EIO, "libcrypto: AES-256-GCM failed");
         goto out;
     }
-    rc = dr_pwrite_all(out, hdr + V2_CLEAR_LEN, vh.meta_len + SEAL_TAG_LEN, V2_CLEAR_LEN);
+    if (single) {
+        memcpy(obuf, hdr, hl);
+        rc = dr_write_all(out, obuf, hl + body);
+    } else {
+        rc = dr_pwrite_all(out, hdr + V2_CLEAR_LEN, vh.meta_len + SEAL_TAG_LEN, V2_CLEAR_LEN);
+    }
     if (rc == 0 && !p->scratch && fsync(out) != 0)
         rc = -errno;
     if (rc != 0) {
