@@ -89,6 +89,8 @@ struct pl_job {
     bool original;          /* download: served from a fresh cache entry */
     bool refetched;         /* download: scratch fetched again after a bad read */
     bool sealed_here;       /* upload: encrypt ran in this process (see pl_upload_store) */
+    bool no_plain;          /* upload: encrypt found no stripped original (work/<job>.plain);
+                               none appears later, so notify and forget do not look */
     int obj_fd;             /* download: the local object, opened by fetch for decrypt; -1 none */
     struct dr_media *media; /* the media row as the job's first step here read it (pl_load_media) */
     struct pl_media_update upd; /* cleared before each step */

@@ -106,6 +106,8 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
      * the media's once process committed, or rides along in j->upd */
     char *plain = pl_plain_path(pc, j->job.id);
     const char *src = access(plain, R_OK) == 0 ? plain : j->job.spool_path;
+    /* only process makes one, and it ran before (or not at all) */
+    j->no_plain = src != plain && errno == ENOENT;
     uint64_t want = j->upd.resized ? j->upd.size : m.size;
     keys_new_data_key(pc->master, dk, wk);
     sealed = pl_work_path(pc, j->job.id);
@@ -251,7 +253,7 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
      * from it, the small ones from their first step. */
     struct stat st;
     char *plain = pl_plain_path(pc, j->job.id);
-    const char *src = stat(plain, &st) == 0 ? plain : j->job.spool_path;
+    const char *src = !j->no_plain && stat(plain, &st) == 0 ? plain : j->job.spool_path;
     if (src && (src == plain || stat(src, &st) == 0)) {
         uint64_t size = (uint64_t)st.st_size;
         if (size <= pc->cfg->cache.max_size &&
@@ -272,6 +274,8 @@ void pl_upload_forget(const struct pl_ctx *pc, const struct pl_job *j)
 {
     if (j->job.spool_path != NULL)
         unlink(j->job.spool_path);
+    if (j->no_plain)
+        return;
     char *plain = pl_plain_path(pc, j->job.id);
     unlink(plain);
     free(plain);
