@@ -205,7 +205,7 @@ if [ "$ONLY" != nonmedia ]; then
       awk -v a="$x" -v b="$v" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rxv"
       awk -v a="$x" -v b="$a" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rxa"
     fi
-    log "run $r: dripd $a photos/s (peak RSS $(tail -1 "$W/rss") KiB), vipsthumbnail $v, convert $m ($P at a time, 2 variants each)"
+    log "run $r: dripd $a photos/s (peak RSS $(tail -1 "$W/rss") KiB), vipsthumbnail $v, convert $m ($P at a time, 2 variants each; load average $(cut -d' ' -f1-3 /proc/loadavg))"
     log "run $r: CPU ms per photo: dripd $(tail -1 "$W/cpu_dripd") (all, supervisor, http, pipeline, helpers), vipsthumbnail $(tail -1 "$W/cpu_vips_one"), convert $(tail -1 "$W/cpu_im_one")"
     echo "$a" >> "$W/dripd"; echo "$v" >> "$W/vips"; echo "$m" >> "$W/im"
     awk -v a="$a" -v b="$v" 'BEGIN{printf "%.3f\n", a/b}' >> "$W/rv"
