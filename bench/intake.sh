@@ -8,6 +8,9 @@
 #                                holding a dripd), in their order; default
 #                                "A=bin" (this tree's build)
 #   RUNS=2 DURATION_S=30 CLIENTS=64 SETTLE_S=0 QUIET_WAIT=5
+#   DRAIN=1   then wait until the queue is empty: the end-to-end rate
+#             (jobs done from the first request until the last job is
+#             done, as bench/small.sh) and jobs/s during the intake over it
 #
 # Every run gets a fresh data_dir (queue_limit above the run's total, so
 # no upload waits for admission) and a fresh nginx root; the data is
@@ -47,15 +50,21 @@ for i in $(seq 1 "$RUNS"); do
 limits: {max_connections: 20000, keepalive_timeout: 300s}"
     http=$(role_pid dripd-http); pipe=$(role_pid dripd-pipeline)
     sync; quiet
-    d0=$(done_up); load=$(cut -d' ' -f1 /proc/loadavg)
+    d0=$(done_up); t0=$(now); load=$(cut -d' ' -f1 /proc/loadavg)
     perf stat -e task-clock -x, -o "$B/perf-http.txt" -p "$http" &
     ph=$!
     perf stat -e task-clock -x, -o "$B/perf-pipe.txt" -p "$pipe" &
     pp=$!
     timeout $((DURATION_S + 30)) wrk -t 2 -c "$CLIENTS" -d "${DURATION_S}s" -s "$HERE/anchors/put4k_dripd.lua" \
       "$DURL" -- "d$i" "$TOKEN" > "$B/wrk-d.txt" 2>&1
-    d1=$(done_up)
+    d1=$(done_up); t1=$(now)
     kill -INT "$ph" "$pp"; wait "$ph" "$pp" || true
+    e2e=NA during_e2e=NA
+    if [ "${DRAIN:-0}" = 1 ]; then
+      wait_queue_empty || log "the queue did not empty"
+      e2e=$(awk -v n=$(($(done_up) - d0)) -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", n/(b-a)}')
+      during_e2e=$(awk -v n=$((d1 - d0)) -v a="$t0" -v b="$t1" -v e="$e2e" 'BEGIN{printf "%.3f", n/(b-a)/e}')
+    fi
     line=$(grep '^WRK ' "$B/wrk-d.txt") || die "wrk dripd: $(tail -3 "$B/wrk-d.txt")"
     [ "$(field "$line" non2xx)" = 0 ] || log "dripd answered $(field "$line" non2xx) non-2xx"
     n=$(field "$line" requests)
@@ -66,19 +75,21 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
 $(awk -v m="$ms_http" -v n="$n" 'BEGIN{printf "%.1f", m*1000/n}') \
 $(awk -v m="$ms_pipe" -v n="$n" 'BEGIN{printf "%.1f", m*1000/n}') \
 $(awk -v d=$((d1 - d0)) -v t="$DURATION_S" 'BEGIN{printf "%.1f", d/t}') \
-$(field "$line" p50_ms) $(field "$line" p99_ms) $load" >> "$R/runs"
+$(field "$line" p50_ms) $(field "$line" p99_ms) $load $e2e $during_e2e" >> "$R/runs"
     log "run $i $b: $(tail -1 "$R/runs")"
     stop_pid "$DRIPD" dripd; DRIPD=''
   done
 done
 rm -rf "$B"/dripd-*
 
-echo "build req/s nginx ratio http_us/req pipe_us/req jobs_during/s p50_ms p99_ms load1"
+echo "build req/s nginx ratio http_us/req pipe_us/req jobs_during/s p50_ms p99_ms load1 e2e/s during/e2e"
 for b in $NAMES; do
   awk -v b="$b" '$1 == b' "$R/runs" | python3 -c '
 import sys, statistics as st
 rows = [l.split() for l in sys.stdin]
 cols = list(zip(*rows))
-def f(v): v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
+def f(v):
+    if "NA" in v: return "NA"
+    v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
 print(rows[0][0], " | ".join(f(c) for c in cols[1:]))'
 done
