@@ -1,6 +1,7 @@
 /* test_ingest.c - the intake's commit thread yields the catalog's writer
- * to the pipeline's priority commits (ingest_yield, metrics.h), bounded,
- * and never waits for a dead process's commits. */
+ * to the pipeline's priority commits (ingest_yield, metrics.h) when the
+ * job queue is behind (its threshold), bounded, and never waits for a
+ * dead process's commits. */
 #include <check.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -20,7 +21,7 @@ static void *yielder(void *arg)
 {
     struct yield_arg *a = arg;
     uint64_t t0 = dr_mono_ns();
-    a->waited_us = ingest_yield(a->m, a->max_ms);
+    a->waited_us = ingest_yield(a->m, 0, a->max_ms);
     a->wall_ms = (int64_t)((dr_mono_ns() - t0) / 1000000);
     return NULL;
 }
@@ -49,15 +50,15 @@ static void reset_7(struct dr_metrics *m)
 
 START_TEST(test_nothing_pending_no_wait)
 {
-    ck_assert_int_eq(ingest_yield(NULL, 1000), 0);
+    ck_assert_int_eq(ingest_yield(NULL, 0, 1000), 0);
     struct dr_metrics *m = metrics_create_shared();
     ck_assert_ptr_nonnull(m);
-    ck_assert_int_eq(ingest_yield(m, 1000), 0);
+    ck_assert_int_eq(ingest_yield(m, 0, 1000), 0);
     /* a commit that came and went: nothing pending any more */
     struct dr_proc_gauges *g = metrics_proc(m, 3);
     metrics_writer_enter(g);
     metrics_writer_leave(g);
-    ck_assert_int_eq(ingest_yield(m, 1000), 0);
+    ck_assert_int_eq(ingest_yield(m, 0, 1000), 0);
     int64_t pending;
     uint64_t done;
     metrics_writers(m, &pending, &done);
@@ -106,7 +107,40 @@ START_TEST(test_dead_writer_is_forgotten)
     uint64_t done;
     metrics_writers(m, &pending, &done);
     ck_assert_int_eq(pending, 0);
-    ck_assert_int_eq(ingest_yield(m, 60000), 0);
+    ck_assert_int_eq(ingest_yield(m, 0, 60000), 0);
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+START_TEST(test_no_wait_below_the_backlog)
+{
+    /* A commit of the pipeline's is pending (one nearly always is), but
+     * its queue is short: it keeps up, and the intake goes on at once. A
+     * stuck writer would hold the yield for max_ms (test_wait_is_bounded). */
+    struct dr_metrics *m = metrics_create_shared();
+    metrics_writer_enter(metrics_proc(m, 1));
+    int64_t min = ingest_yield_backlog(10000000);
+    ck_assert_int_eq(min, 512);
+    metrics_gauge_set(&m->jobs_queue_depth, min - 1);
+    ck_assert_int_eq(ingest_yield(m, min, 2000), 0); /* a wait would be >= 2 s */
+    /* behind: from the threshold on it waits (here for the bound) */
+    metrics_gauge_set(&m->jobs_queue_depth, min);
+    ck_assert_int_ge(ingest_yield(m, min, 30), 30 * 1000);
+    metrics_destroy_shared(m);
+}
+END_TEST
+
+START_TEST(test_backlog_follows_a_small_queue_limit)
+{
+    /* at most half of pipeline.queue_limit: with a limit of 100 the
+     * admission holds the queue at 100, and the yield must still happen */
+    ck_assert_int_eq(ingest_yield_backlog(100), 50);
+    ck_assert_int_eq(ingest_yield_backlog(1024), 512);
+    ck_assert_int_eq(ingest_yield_backlog(1), 0);
+    struct dr_metrics *m = metrics_create_shared();
+    metrics_writer_enter(metrics_proc(m, 2));
+    metrics_gauge_set(&m->jobs_queue_depth, 60);
+    ck_assert_int_ge(ingest_yield(m, ingest_yield_backlog(100), 30), 30 * 1000);
     metrics_destroy_shared(m);
 }
 END_TEST
@@ -120,6 +154,8 @@ int main(void)
     tcase_add_test(tc, test_waits_for_the_pending_commit);
     tcase_add_test(tc, test_wait_is_bounded);
     tcase_add_test(tc, test_dead_writer_is_forgotten);
+    tcase_add_test(tc, test_no_wait_below_the_backlog);
+    tcase_add_test(tc, test_backlog_follows_a_small_queue_limit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -36,16 +36,24 @@
  *     runs on the submitting loop thread after the commit.
  *   Before each durable round (the lazy ones go at once) the commit
  *   thread yields the catalog's writer to the pipeline (ingest_yield,
- *   issue 15): the pipeline's commits that are pending when it looks
- *   (metrics.h, metrics_writer_enter: a step commit finishing a batch of
- *   jobs, a claim) go first, for at most YIELD_MAX_MS, and only then does
- *   it take the synced requests, those synced meanwhile included. SQLite
- *   has one writer, and these commits, back to back, each polling for the
- *   lock, kept the pipeline's commits (SQLite's busy handler sleeps 1, 2,
- *   5... ms) waiting, so the stages finished ~1 job
- *   in 3 of their drain rate while the intake ran. Meanwhile the next
- *   batch grows: the intake spends less per upload in commits exactly
- *   when the stages are busy.
+ *   issue 15) when the pipeline is behind: when the durable job queue
+ *   holds YIELD_BACKLOG jobs or more (what one round can hold; at most
+ *   half of pipeline.queue_limit: ingest_yield_backlog). Then the
+ *   pipeline's commits that are pending when it looks (metrics.h,
+ *   metrics_writer_enter: a step commit finishing a batch of jobs, a
+ *   claim) go first, for at most YIELD_MAX_MS, and only then does it take
+ *   the synced requests, those synced meanwhile included. SQLite has one
+ *   writer, and these commits, back to back, each polling for the lock,
+ *   kept the pipeline's commits (SQLite's busy handler sleeps 1, 2, 5...
+ *   ms) waiting, so the stages finished ~1 job in 3 of their drain rate
+ *   while the intake ran. Meanwhile the next batch grows: the intake
+ *   spends less per upload in commits exactly when the stages are busy.
+ *   The threshold: some commit of the pipeline's is pending nearly
+ *   always, so a yield before every round made every upload wait, also
+ *   while the pipeline kept up; now a pipeline that keeps up costs the
+ *   intake nothing, and one that falls behind gets the writer until its
+ *   queue is back under the threshold (under sustained load the backlog
+ *   stays near it).
  *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
  *   fsync) instead of N of each, and the two stages overlap: while one
  *   batch commits, the next one is being synced and the one after that
@@ -112,6 +120,7 @@
 #define STAGE_THREADS 4 /* cluster mode: parts put into the store at once */
 #define YIELD_MAX_MS 20 /* longest wait of a commit round for the pipeline's commits */
 #define YIELD_POLL_US 100
+#define YIELD_BACKLOG INGEST_QUEUE_MAX /* queued jobs from which on the intake yields */
 
 struct ingest_req {
     struct ingest_req *next;
@@ -425,11 +434,16 @@ static void *stage_main(void *arg)
     return NULL;
 }
 
-int64_t ingest_yield(const struct dr_metrics *m, int64_t max_ms)
+int64_t ingest_yield_backlog(uint64_t queue_limit)
+{
+    return (int64_t)DR_MIN((uint64_t)YIELD_BACKLOG, queue_limit / 2);
+}
+
+int64_t ingest_yield(const struct dr_metrics *m, int64_t min_backlog, int64_t max_ms)
 {
     int64_t pending;
     uint64_t done0, done;
-    if (m == NULL)
+    if (m == NULL || __atomic_load_n(&m->jobs_queue_depth, __ATOMIC_RELAXED) < min_backlog)
         return 0;
     metrics_writers(m, &pending, &done0);
     if (pending <= 0)
@@ -468,7 +482,8 @@ static void *commit_main(void *arg)
             continue;
         /* the pipeline's pending commits go first; what is synced
          * meanwhile joins this round's batch */
-        (void)ingest_yield(G.metrics, YIELD_MAX_MS);
+        (void)ingest_yield(G.metrics, ingest_yield_backlog(G.cfg->pipeline.queue_limit),
+                           YIELD_MAX_MS);
         pthread_mutex_lock(&G.mu);
         struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
         pthread_mutex_unlock(&G.mu);

@@ -57,12 +57,18 @@ int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t
 /* True when the durable job queue is at pipeline.queue_limit. */
 bool ingest_queue_full(struct http_exchange *ex);
 
-/* The commit thread, before each round (see ingest.c): wait until the
- * pipeline's priority commits pending now (metrics_writers) are done, or
- * their processes gone, or max_ms passed. Returns the microseconds it
- * waited (0: nothing was pending, or m is NULL). */
+/* The commit thread, before each round (see ingest.c): when the durable
+ * job queue (m->jobs_queue_depth) holds min_backlog jobs or more, wait
+ * until the pipeline's priority commits pending now (metrics_writers) are
+ * done, or their processes gone, or max_ms passed. Returns the
+ * microseconds it waited (0: the queue was shorter, nothing was pending,
+ * or m is NULL). */
 struct dr_metrics;
-int64_t ingest_yield(const struct dr_metrics *m, int64_t max_ms);
+int64_t ingest_yield(const struct dr_metrics *m, int64_t min_backlog, int64_t max_ms);
+/* The backlog from which on the commit thread yields, for a queue_limit:
+ * what one commit round can hold (INGEST_QUEUE_MAX jobs), at most half of
+ * the limit. */
+int64_t ingest_yield_backlog(uint64_t queue_limit);
 /* Admission of an upload whose head was checked, before any body byte is
  * read (loop thread): go(ex, arg) now when the queue is below the limit
  * and nobody waits before it, else later, in arrival order, once there is
