@@ -107,7 +107,7 @@ def test_counters_move(dripd, tmpdir_path):
     old = dripd.worker("http")
     _os.kill(old, signal.SIGKILL)
     from conftest import wait_until
-    wait_until(lambda: dripd.workers("http") and dripd.workers("http")[0] != old, 20, "new http worker")
+    wait_until(lambda: old not in (dripd.workers("http") or [old]), 20, "new http worker")
     def scraped():
         try:
             return scrape(dripd)[1]

@@ -615,7 +615,7 @@ def test_http_worker_killed_mid_patch(dripd):
     wait_until(lambda: os.path.getsize(sp) >= 2 * 1024 * 1024, 15, "the PATCH bytes on disk")
     old = dripd.worker("http")
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: dripd.workers("http") and dripd.workers("http")[0] != old, 30,
+    wait_until(lambda: old not in (dripd.workers("http") or [old]), 30,
                "a new http worker")
     s.close()
 
