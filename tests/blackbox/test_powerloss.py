@@ -8,6 +8,8 @@ test-powerloss` (POWERLOSS_LONG=1) makes hundreds of cuts.
     POWERLOSS_CUTS=N     how many cuts (in all shards together)
     POWERLOSS_SHARDS=N   split them over N runs side by side (long: 4)
     POWERLOSS_VERBOSE=1  a line per cut (what it froze at, timings)
+    POWERLOSS_KEEP=1     keep each run's directory (lossyfs backing, dripd's
+                         log and data_dir) under /tmp/powerloss-*
 
 The suite can fail: with one of dripd's syncs skipped
 (DRIPD_TEST_SKIP_SYNC, docs/PIPELINE.md) it must report lost uploads.
@@ -31,7 +33,8 @@ LONG = os.environ.get("POWERLOSS_LONG") == "1"
 def root():
     d = tempfile.mkdtemp(prefix="powerloss-")
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if not os.environ.get("POWERLOSS_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def seed_from_env():
@@ -79,8 +82,11 @@ SKIPS = {
     "tus": ([("tus commit", "fsync", "/catalog.db-wal", 4, "after")], [("tus", 1)], 2, "tus"),
     # the object's data is never made durable (the download evicts the cache)
     "store": ([("after done", "rename", "/cache/", 1, "after")], UPLOADS, 2, "LOST"),
-    # the object's name is never made durable
-    "store_dir": ([("after done", "rename", "/cache/", 1, "after")], UPLOADS, 2, "LOST"),
+    # the object's name is never made durable: one PUT at a time, so no
+    # batch of several files makes it durable with a syncfs (which lossyfs
+    # takes as "sync everything"; with two clients, 8 cuts sometimes lost
+    # nothing)
+    "store_dir": ([("after done", "rename", "/cache/", 1, "after")], [("put", 1)], 1, "LOST"),
     # synchronous=OFF: commits are not durable
     "catalog": ([AFTER_ACK], UPLOADS, 3, "LOST"),
 }
