@@ -65,10 +65,7 @@
  * a held entry is skipped, so a reader never loses the file it serves
  * (and, thanks to the re-check above, never serves an unlinked one after
  * waiting for the lock). The thread runs a pass when inserts may have
- * pushed the cache over max_size and on a timer (ttl/4, 1..60 s); in
- * between, the cache_bytes gauge follows the inserts within a second
- * (the last pass's total plus the bytes inserted since: an entry removed
- * by cache_remove counts until the next pass).
+ * pushed the cache over max_size and on a timer (ttl/4, 1..60 s).
  *
  * Lock order: the evictor's own mutex guards only its counters and flags;
  * flock()s are never held while taking it. A pass holds at most one entry's
@@ -746,7 +743,7 @@ static void *evictor_main(void *arg)
     int64_t period = ttl ? (int64_t)DR_MAX(1000, DR_MIN(60000, ttl / 4)) : 60000;
     pthread_mutex_lock(&ev->mu);
     while (!ev->stop) {
-        ev->dirty = false; /* the pass sets the gauge; inserts from now on move it */
+        ev->dirty = false; /* inserts from now on need another pass */
         uint64_t added = ev->added;
         pthread_mutex_unlock(&ev->mu);
         struct cache_pass p = {0};
@@ -756,26 +753,12 @@ static void *evictor_main(void *arg)
         ev->estimate = p.bytes + (ev->added - added); /* + what came in meanwhile */
         if (ev->stop)
             break;
-        int64_t last = dr_mono_ms(), shown = last;
+        int64_t last = dr_mono_ms();
         while (!ev->stop && !ev->kick) {
-            /* The next pass: on the timer, or when inserts may have pushed
-             * the cache over max_size (kick). Inserts under the bound only
-             * refresh the gauge, a second after the last refresh, from the
-             * estimate: a pass stats every entry, and one a second while
-             * small uploads kept arriving cost this process 6-19% of its
-             * CPU (issue 15). */
-            int64_t now = dr_mono_ms(), due = last + period;
-            if (now >= due)
+            /* the next pass: on the timer, or a second after an insert */
+            int64_t due = last + (ev->dirty ? DR_MIN(period, 1000) : period);
+            if (dr_mono_ms() >= due)
                 break;
-            if (ev->dirty && now >= shown + 1000) {
-                if (ev->m)
-                    metrics_gauge_set(&ev->m->cache_bytes, (int64_t)ev->estimate);
-                ev->dirty = false;
-                shown = now;
-                continue;
-            }
-            if (ev->dirty)
-                due = DR_MIN(due, shown + 1000);
             struct timespec ts;
             dr_mono_timespec(&ts, due);
             pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
@@ -811,7 +794,7 @@ void cache_evictor_note_insert(struct cache_evictor *ev, uint64_t bytes)
     pthread_mutex_lock(&ev->mu);
     ev->estimate += bytes;
     ev->added += bytes;
-    ev->dirty = true; /* the cache_bytes gauge follows within a second */
+    ev->dirty = true; /* refresh the cache_bytes gauge within a second */
     if (ev->estimate > ev->cfg->cache.max_size)
         ev->kick = true;
     pthread_cond_signal(&ev->cv); /* recompute its deadline */
