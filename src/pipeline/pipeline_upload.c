@@ -253,8 +253,12 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
      * from it, the small ones from their first step. */
     struct stat st;
     char *plain = pl_plain_path(pc, j->job.id);
-    const char *src = !j->no_plain && stat(plain, &st) == 0 ? plain : j->job.spool_path;
-    if (src && (src == plain || stat(src, &st) == 0)) {
+    const char *src = NULL;
+    if (!j->no_plain && stat(plain, &st) == 0)
+        src = plain;
+    else if (j->job.spool_path != NULL && stat(j->job.spool_path, &st) == 0)
+        src = j->job.spool_path;
+    if (src != NULL) {
         uint64_t size = (uint64_t)st.st_size;
         if (size <= pc->cfg->cache.max_size &&
             cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
