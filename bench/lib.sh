@@ -28,27 +28,18 @@ dpids() { echo "$DRIPD $(pgrep -P "$DRIPD" | tr '\n' ' ')"; }
 nwork() { echo "$NGX $(pgrep -P "$NGX" | tr '\n' ' ')"; }
 sum_hwm_mib() { local p s=0; for p in "$@"; do s=$((s + $(hwm_kib "$p"))); done; awk -v k=$s 'BEGIN{printf "%.1f", k/1024}'; }
 
-# wait_job ID: until done or failed; prints the state
-wait_job() {
-  local i st
-  for i in $(seq 1 12000); do
-    st=$(curl -sS -H "$AUTH" "$DURL/v1/jobs/$1" | jget 'd["state"]')
-    case "$st" in done|failed) echo "$st"; return 0 ;; esac
-    sleep 0.05
-  done
-  echo timeout
-}
+# The waits below run in one long-lived bench/watch.py each (the system's
+# python when there is one: a pyenv shim costs ~0.5 s of CPU per start).
+# A poll loop of curl, awk and sleep here forked ~60 processes a second and
+# took CPU from the dripd it was timing.
+PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
-# wait_queue_empty [TRIES]: until dripd's durable job queue is empty (0.05 s a try)
-wait_queue_empty() {
-  local k q
-  for k in $(seq 1 "${1:-36000}"); do
-    q=$(metric dripd_jobs_queue_depth)
-    [ "${q:-1}" = 0 ] && return 0
-    sleep 0.05
-  done
-  return 1
-}
+# wait_job ID: until done or failed (600 s); prints the state or "timeout"
+wait_job() { "$PY" "$HERE/watch.py" job "$DURL/v1/jobs/$1" "$TOKEN" 600 || true; }
+
+# wait_queue_empty [TIMEOUT_S]: until dripd's durable job queue is empty
+# (1800 s); 1 on timeout
+wait_queue_empty() { "$PY" "$HERE/watch.py" zero "$DURL/metrics" dripd_jobs_queue_depth "${1:-1800}"; }
 
 # bench_init NAME: root, a build, free ports, a fresh $B with $R (results)
 # and $NGX_P (nginx prefix); the exit trap stops what start_* started.

@@ -140,7 +140,7 @@ if ! skip small; then
     echo "$line" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/' >> "$R/dripd_put4k_p99"
     n=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
     # job rate: accepted 4 KiB uploads until the queue is empty again
-    wait_queue_empty 12000 || log "the queue did not empty"
+    wait_queue_empty 600 || log "the queue did not empty"
     t1=$(now)
     echo "$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", n/(b-a)}')" >> "$R/dripd_jobs4k"
     echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_put4k_rss"
