@@ -136,6 +136,8 @@ struct dr_metrics {
     uint64_t jobs_failed[DR_PL_COUNT];
     uint64_t uploads_rejected_full; /* 503 queue full */
     uint64_t uploads_waited;        /* uploads that waited for a place at the queue limit */
+    uint64_t ingest_rounds;         /* ingest's durable commit rounds (one sync, one commit) */
+    uint64_t ingest_round_requests; /* upload requests those rounds made durable */
     /* cache */
     uint64_t cache_hits, cache_misses, cache_evictions;
     uint64_t cache_fills, cache_fill_failures; /* misses filled (no job row), fills that failed */

@@ -33,7 +33,15 @@
  *     (catalog_intake_creations), so a creation waits for no sync of
  *     anybody's; the next durable commit makes them durable too. They
  *     hold no exchange: tus answers the 201 at once, and done(NULL, ...)
- *     runs on the submitting loop thread after the commit.
+ *     runs on the submitting loop thread after the commit. A durable
+ *     round takes the lazy requests queued until then together with its
+ *     batch (under G.mu) and commits them first: a lazy request submitted
+ *     before a durable one is committed before it (tus lets the PATCH
+ *     that finishes an upload go on before its creation committed).
+ *   Each durable round counts in dripd_ingest_rounds_total, its requests
+ *   in dripd_ingest_round_requests_total (the batch size, for tests and
+ *   benchmarks). Test hook DRIPD_TEST_INGEST_GATHER=N: a sync round
+ *   waits for N requests (at most GATHER_MAX_MS).
  *   Before each durable round (the lazy ones go at once) the commit
  *   thread yields the catalog's writer to the pipeline (ingest_yield,
  *   issue 15) when the pipeline is behind: when the durable job queue
@@ -121,6 +129,7 @@
 #define YIELD_MAX_MS 20 /* longest wait of a commit round for the pipeline's commits */
 #define YIELD_POLL_US 100
 #define YIELD_BACKLOG INGEST_QUEUE_MAX /* queued jobs from which on the intake yields */
+#define GATHER_MAX_MS 20000            /* test hook DRIPD_TEST_INGEST_GATHER: longest gather */
 
 struct ingest_req {
     struct ingest_req *next;
@@ -150,6 +159,7 @@ static struct {
     bool started, starting, stop, sync_done, stage_done;
     bool staging;     /* cluster mode (stager_on) */
     unsigned stagers; /* stage threads still running */
+    unsigned gather;  /* test hook: requests a sync round waits for (gather_locked) */
     pthread_cond_t cv_stage;
     pthread_t sync_th, commit_th, stage_th[STAGE_THREADS];
     const struct dr_config *cfg;
@@ -333,6 +343,13 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
             log_debug("ingest: committed %zu uploads (%" PRIu64 " accepted)", total, accepted);
         if (accepted > 0 && G.metrics != NULL)
             metrics_gauge_add(&G.metrics->jobs_queue_depth, (int64_t)accepted);
+        if (!lazy && G.metrics != NULL) {
+            uint64_t reqs = 0;
+            for (struct ingest_req *r = batch; r != NULL; r = r->next)
+                reqs += r->rc == 0;
+            metrics_add(&G.metrics->ingest_rounds, 1);
+            metrics_add(&G.metrics->ingest_round_requests, reqs);
+        }
         /* completions first, then wake the pipeline */
         complete_all(batch);
         if (accepted > 0 && G.ctx != NULL)
@@ -342,6 +359,24 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
     complete_all(batch);
 }
 
+/* Test hook DRIPD_TEST_INGEST_GATHER=N (blackbox tests of the batching):
+ * a round starts once N requests wait, or GATHER_MAX_MS after the first
+ * one came. Caller holds G.mu. */
+static void gather_locked(void)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += GATHER_MAX_MS / 1000;
+    for (;;) {
+        unsigned n = 0;
+        for (struct ingest_req *r = G.waiting.head; r != NULL; r = r->next)
+            n++;
+        if (n >= G.gather || G.stop ||
+            pthread_cond_timedwait(&G.cv_sync, &G.mu, &until) == ETIMEDOUT)
+            return;
+    }
+}
+
 static void *sync_main(void *arg)
 {
     (void)arg;
@@ -349,6 +384,8 @@ static void *sync_main(void *arg)
         pthread_mutex_lock(&G.mu);
         while (G.waiting.head == NULL && !G.stop)
             pthread_cond_wait(&G.cv_sync, &G.mu);
+        if (G.gather > 1)
+            gather_locked();
         struct ingest_req *batch = fifo_take(&G.waiting, BATCH_MAX);
         if (batch == NULL) {
             G.sync_done = true;
@@ -484,9 +521,15 @@ static void *commit_main(void *arg)
          * meanwhile joins this round's batch */
         (void)ingest_yield(G.metrics, ingest_yield_backlog(G.cfg->pipeline.queue_limit),
                            YIELD_MAX_MS);
+        /* and the creations queued until now, in front of it: a tus
+         * finish in this batch may be of one of them (tus.c lets a PATCH
+         * that completes an upload go on before its creation committed) */
         pthread_mutex_lock(&G.mu);
         struct ingest_req *batch = fifo_take(&G.synced, INGEST_QUEUE_MAX);
+        lazy = fifo_take(&G.lazy, INGEST_QUEUE_MAX);
         pthread_mutex_unlock(&G.mu);
+        if (lazy != NULL)
+            commit_batch(lazy, true);
         commit_batch(batch, false);
     }
     catalog_close(G.cat);
@@ -519,6 +562,8 @@ static int start_locked(const struct dr_config *cfg, struct dr_worker_ctx *ctx,
     G.stop = G.sync_done = G.stage_done = false;
     G.staging = stager_on(cfg);
     G.stagers = 0;
+    const char *gather = getenv("DRIPD_TEST_INGEST_GATHER");
+    G.gather = gather != NULL ? (unsigned)strtoul(gather, NULL, 10) : 0;
     int rc = spawn(&G.commit_th, commit_main, "dripd-commit");
     if (rc < 0)
         return rc;

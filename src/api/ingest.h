@@ -51,7 +51,8 @@ int ingest_submit(struct http_exchange *ex, struct dr_intake *items, const int *
  * to every connection; catalog_intake_creations). ex is not held: the
  * caller may answer (and ex end) before the commit; done then runs with
  * ex NULL on ex's loop thread, and items stay the caller's until then.
- * -EINVAL in cluster mode, -EAGAIN when the queue is full. */
+ * It commits no later than (in front of) any ingest_submit that follows
+ * it. -EINVAL in cluster mode, -EAGAIN when the queue is full. */
 int ingest_submit_lazy(struct http_exchange *ex, struct dr_intake *items, size_t n,
                        ingest_done_fn done, void *arg);
 /* True when the durable job queue is at pipeline.queue_limit. */

@@ -55,16 +55,16 @@
  * waiting for nobody's sync, no WAL fsync of its own: a 201 promises no
  * durability, see below), and the 201 does not wait for that commit: a
  * HEAD/PATCH/DELETE of the upload that comes before it waits for it
- * ("creations in flight" below). A creation with bytes and the finish (the
- * request that completes an upload) go through ingest's group commit
- * (ingest.h), as PUT bodies do: the spool file is synced with the other
- * uploads' of the batch (one syncfs and one fsync of spool/), the row or
- * the finish (media, job) commits in their transaction. The rest that is
- * slow goes through http_defer(): fsync +
- * recording a partial offset, a new length, a creation that also
- * completes, termination. Two short
- * things run on the loop thread's own catalog connection: the session
- * lookup of HEAD/PATCH (a read), and - rarely - the expiry sweep and the
+ * ("creations in flight" below), except a PATCH that completes the upload
+ * at once (offset 0, the whole length): it goes on with a copy of the row,
+ * and ingest commits the creations queued before its finish in front of
+ * it (one group commit round covers a small upload's POST + PATCH). A creation with bytes and the
+ * finish (the request that completes an upload) go through ingest's group commit (ingest.h), as PUT
+ * bodies do: the spool file is synced with the other uploads' of the batch (one syncfs and one
+ * fsync of spool/), the row or the finish (media, job) commits in their transaction. The rest that
+ * is slow goes through http_defer(): fsync + recording a partial offset, a new length, a creation
+ * that also completes, termination. Two short things run on the loop thread's own catalog
+ * connection: the session lookup of HEAD/PATCH (a read), and - rarely - the expiry sweep and the
  * save of an interrupted PATCH (see below).
  *
  * Guarantees:
@@ -204,6 +204,7 @@ struct tus_req {
     bool made_file; /* this request made the spool file (open_spool): sync its name too */
     int sync_fd;    /* the fd ingest syncs: st->fd, or -1 (test hook "tus") */
     struct tus_req *wait_next; /* HEAD/PATCH/DELETE waiting for its creation */
+    bool row_loaded;           /* PATCH: row copied from its creation in flight */
 };
 
 /* ---- the busy set ---- */
@@ -258,6 +259,10 @@ static void busy_release(const char *id)
  * of it waits (its exchange held, its body unread) and goes on once the
  * commit ran, on its own loop thread (http_thread_post): it then finds
  * the row, or 404 if the commit failed (a 201 promises no durability).
+ * A PATCH that completes the upload does not wait (completes_creation):
+ * it goes the group commit's way, whose round commits the creations
+ * queued before it first; should the creation fail, so does its finish
+ * (404), and the spool file it made is an orphan for spool_sweep.
  * Bounded by ingest's queue (INGEST_QUEUE_MAX requests in flight).
  * Locks: g_creating.mu is a leaf. */
 struct creation {
@@ -276,19 +281,54 @@ static struct {
 
 static void tus_dispatch(struct tus_req *st);
 
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* Whether st is a PATCH that completes the upload row c is creating, by
+ * its head alone: offset 0, the whole length as its Content-Length, no
+ * Upload-Length of its own. Such a PATCH ends in ingest's group commit
+ * (begin_group_commit), which commits the creations queued before it in
+ * front of it (ingest.c, commit_main), so it need not wait for the row. */
+static bool completes_creation(const struct tus_req *st, const struct creation *c)
+{
+    const struct http_request *rq = http_req(st->ex);
+    uint64_t off;
+    return st->op == OP_PATCH && !st->cluster && c->row.length > 0 && c->row.path != NULL &&
+           c->row.path[0] != '\0' && rq->has_length && !rq->chunked &&
+           rq->content_length == (uint64_t)c->row.length &&
+           tus_parse_uint(http_header(st->ex, "Upload-Offset"), &off) == 0 && off == 0 &&
+           http_header(st->ex, "Upload-Length") == NULL;
+}
+
 /* Whether st's upload is being created: then st waits for it (true;
- * creation_committed resumes it). Loop thread. */
+ * creation_committed resumes it), unless st completes it at once
+ * (completes_creation): then st takes a copy of the row being committed
+ * (row_loaded) and goes on (false). Loop thread. */
 static bool creation_wait(struct tus_req *st)
 {
     bool wait = false;
     pthread_mutex_lock(&g_creating.mu);
-    for (struct creation *c = g_creating.head; c != NULL && !wait; c = c->next) {
-        if (strcmp(c->row.id, st->id) == 0) {
+    for (struct creation *c = g_creating.head; c != NULL; c = c->next) {
+        if (strcmp(c->row.id, st->id) != 0)
+            continue;
+        if (completes_creation(st, c)) {
+            st->row = c->row;
+            st->row.owner = dup_or_null(c->row.owner);
+            st->row.path = dup_or_null(c->row.path);
+            st->row.metadata = dup_or_null(c->row.metadata);
+            st->row.content_type = dup_or_null(c->row.content_type);
+            st->row.spool_path = dup_or_null(c->row.spool_path);
+            st->row.if_match = dup_or_null(c->row.if_match);
+            st->row_loaded = true;
+        } else {
             st->wait_next = c->waiters;
             c->waiters = st;
             http_ex_hold(st->ex); /* this thread's own counter: no I/O */
             wait = true;
         }
+        break;
     }
     pthread_mutex_unlock(&g_creating.mu);
     return wait;
@@ -1562,6 +1602,8 @@ out:
  * connection). 0, or responded. */
 static int load_row(struct tus_req *st)
 {
+    if (st->row_loaded)
+        return 0; /* its creation is in flight (creation_wait): a fresh row */
     struct catalog *cat = http_thread_catalog(http_ex_thread(st->ex));
     if (cat == NULL) {
         fail(st, 503, "catalog unavailable");

@@ -313,6 +313,13 @@ int metrics_render(const struct dr_metrics *m, char **out, size_t *len)
     counter1(&b, "dripd_uploads_waited_total",
              "Uploads that waited, body unread, for the queue to drain below its limit.",
              ld(&m->uploads_waited));
+    counter1(
+        &b, "dripd_ingest_rounds_total",
+        "Group commit rounds of the intake: one sync of the spool and one catalog commit each.",
+        ld(&m->ingest_rounds));
+    counter1(&b, "dripd_ingest_round_requests_total",
+             "Upload requests (PUT, multipart, tus finishes) made durable by those rounds.",
+             ld(&m->ingest_round_requests));
 
     counter1(&b, "dripd_cache_hits_total", "Content requests served from the cache.",
              ld(&m->cache_hits));

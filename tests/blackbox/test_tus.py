@@ -326,6 +326,95 @@ def test_creations_and_finishes_share_the_group_commit(dripd):
     assert sum(int(n) for n in re.findall(r"ingest: committed (\d+) uploads", log)) == 24, log[-3000:]
 
 
+def ingest_counters(d):
+    st, _, body = d.curl(d.url("/metrics"), user=None)
+    assert st == 200
+    text = body.decode()
+    return tuple(int(re.search(r"^%s (\d+)$" % n, text, re.M).group(1))
+                 for n in ("dripd_ingest_rounds_total", "dripd_ingest_round_requests_total"))
+
+
+@pytest.mark.parametrize("cwu", [False, True])
+def test_concurrent_finals_share_one_commit_round(dripd_factory, cwu):
+    """Issue 15: N tus finals in flight at once are made durable by ONE
+    round of ingest's group commit (one sync of the spool, one catalog
+    commit), the POST + PATCH form (tus-js-client's default; each PATCH
+    goes on without waiting for its creation's lazy commit) and
+    creation-with-upload alike; every 204 names its job and the bytes
+    are served. The test hook makes the round wait until all N are in,
+    so the count is exact on any machine."""
+    import threading
+    n = 12
+    d = dripd_factory(env={"DRIPD_TEST_INGEST_GATHER": str(n)})
+    rounds0, reqs0 = ingest_counters(d)
+    bodies = [os.urandom(4096) for _ in range(n)]
+    res = [None] * n
+
+    def one(i):
+        name = "r%d-%d.bin" % (cwu, i)
+        if cwu:
+            _, h, _ = create(d, 4096, body=bodies[i], filename=name, folder="/rounds")
+            res[i] = (204, h)
+        else:
+            loc, _, _ = create(d, 4096, filename=name, folder="/rounds")
+            st, h, _ = patch(d, loc, 0, bodies[i])
+            res[i] = (st, h)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i, r in enumerate(res):
+        assert r is not None, i
+        st, h = r
+        assert st == 204 and int(h["upload-offset"]) == 4096 and "upload-job" in h, (st, h)
+    rounds1, reqs1 = ingest_counters(d)
+    assert (rounds1 - rounds0, reqs1 - reqs0) == (1, n)
+    for i, (_, h) in enumerate(res):
+        assert uploaded_bytes(d, h["upload-media"], h["upload-job"]) == bodies[i]
+
+
+def test_finishing_patch_does_not_wait_for_its_creation(dripd):
+    """Issue 15: a PATCH that completes an upload (offset 0, the whole
+    length) whose creation's row is not committed yet goes on at once:
+    it writes its spool file while the test holds the catalog's write
+    lock (no commit can go through), and its finish commits after the
+    creation, in ingest's order, once the lock is free. A PATCH of part
+    of the upload still waits for the row."""
+    import sqlite3
+    import threading
+    db = sqlite3.connect(os.path.join(dripd.data_dir, "catalog.db"), isolation_level=None,
+                         timeout=30)
+    results, threads = {}, []
+
+    def run(name, loc, data):
+        results[name] = patch(dripd, loc, 0, data)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        whole, _, _ = create(dripd, 6, filename="whole-early.bin")
+        part, _, _ = create(dripd, 9, filename="part-early.bin")
+        assert catalog_row(dripd, "SELECT id FROM tus WHERE id=?", whole.rsplit("/", 1)[1]) is None
+        for args in (("whole", whole, b"abcdef"), ("part", part, b"abc")):
+            t = threading.Thread(target=run, args=args)
+            t.start()
+            threads.append(t)
+        # the finishing PATCH took its body while no row could commit
+        wait_until(lambda: os.path.exists(spool_of(dripd, whole))
+                   and os.path.getsize(spool_of(dripd, whole)) == 6, timeout=30)
+        assert "whole" not in results
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    for t in threads:
+        t.join(60)
+    st, h, b = results["whole"]
+    assert st == 204 and "upload-job" in h, (st, b)
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"abcdef"
+    st, h, b = results["part"]
+    assert st == 204 and h["upload-offset"] == "3" and "upload-job" not in h, (st, b)
+    assert offset_of(dripd, part) == 3
+
+
 def test_finish_of_a_path_taken_meanwhile_terminates(dripd):
     """Two sessions for one path (the check at creation passed for both):
     the second finish finds the path taken, answers 409, and the session is
