@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,6 +510,164 @@ START_TEST(test_recycle_dropped_after_reboot)
 }
 END_TEST
 
+/* ---- races between fills, the evictor and readers ---- */
+
+/* Every entry sN holds RACE_SIZE bytes of 'A' + N, whoever filled it. */
+#define RACE_IDS 3
+#define RACE_SIZE 8192
+#define RACE_FILLS 6000 /* fills in all, then the test stops */
+
+struct race {
+    pthread_mutex_t mu;
+    uint64_t fills;      /* completed fills (mu) */
+    bool stop;           /* (mu) */
+    uint64_t reads, bad; /* (mu) */
+    char what[256];      /* the first bad read (mu) */
+};
+
+static uint64_t race_fills(struct race *r, bool *stop)
+{
+    pthread_mutex_lock(&r->mu);
+    uint64_t n = r->fills;
+    *stop = r->stop;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+static void *race_filler(void *arg)
+{
+    struct race *r = arg;
+    char *buf = xcalloc(1, RACE_SIZE);
+    for (unsigned i = 0;; i++) {
+        bool stop;
+        race_fills(r, &stop);
+        if (stop)
+            break;
+        char id[8];
+        int k = (int)(i % RACE_IDS);
+        snprintf(id, sizeof id, "s%d", k);
+        struct cache_tmp t;
+        if (cache_take_tmp(dir, id, &t) != 0)
+            continue;
+        memset(buf, 'A' + k, RACE_SIZE);
+        bool ok = dr_write_all(t.fd, buf, RACE_SIZE) == 0 && cache_seal_tmp(&t, RACE_SIZE) == 0;
+        close(t.fd);
+        if (ok)
+            ok = cache_commit_tmp(dir, id, t.path) == 0;
+        else
+            unlink(t.path);
+        free(t.path);
+        pthread_mutex_lock(&r->mu);
+        r->fills += ok;
+        if (r->fills >= RACE_FILLS)
+            r->stop = true;
+        pthread_mutex_unlock(&r->mu);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *race_evictor(void *arg)
+{
+    struct race *r = arg;
+    for (unsigned i = 0;; i++) {
+        bool stop;
+        race_fills(r, &stop);
+        if (stop)
+            break;
+        /* room for about one entry: nearly every fill evicts another */
+        cache_evict_pass(dir, RACE_SIZE + RACE_SIZE / 2, 0, NULL, NULL);
+        if (i % 4 == 3) { /* and the deletes' path (cache_remove) */
+            char id[8];
+            snprintf(id, sizeof id, "s%u", i / 4 % RACE_IDS);
+            cache_remove(dir, id);
+        }
+    }
+    return NULL;
+}
+
+/* Is every byte of fd that of entry k? */
+static bool race_check(int fd, int k, char *buf, char *what, size_t whatlen)
+{
+    ssize_t n = pread(fd, buf, RACE_SIZE + 1, 0);
+    if (n != RACE_SIZE) {
+        snprintf(what, whatlen, "s%d: read %zd bytes, not %d", k, n, RACE_SIZE);
+        return false;
+    }
+    for (size_t i = 0; i < RACE_SIZE; i++)
+        if (buf[i] != 'A' + k) {
+            snprintf(what, whatlen, "s%d: byte %zu is '%c', not '%c'", k, i, buf[i], 'A' + k);
+            return false;
+        }
+    return true;
+}
+
+static void *race_reader(void *arg)
+{
+    struct race *r = arg;
+    char *buf = xcalloc(1, RACE_SIZE + 1);
+    for (unsigned i = 0;; i++) {
+        bool stop;
+        uint64_t at = race_fills(r, &stop);
+        if (stop)
+            break;
+        int k = (int)(i % RACE_IDS);
+        char id[8], what[256];
+        snprintf(id, sizeof id, "s%d", k);
+        int fd;
+        uint64_t size;
+        if (cache_open_fresh(dir, id, 0, NULL, &fd, &size) != 0)
+            continue;
+        /* Serve it "slowly": check it now, and again once a few more fills
+         * (each of which may take a free file) have run, as a download of
+         * a large entry does while the cache keeps turning over. */
+        bool ok =
+            size == RACE_SIZE ||
+            (snprintf(what, sizeof what, "s%d: size %llu", k, (unsigned long long)size), false);
+        ok = ok && race_check(fd, k, buf, what, sizeof what);
+        while (ok && race_fills(r, &stop) < at + 4 && !stop)
+            sched_yield();
+        ok = ok && race_check(fd, k, buf, what, sizeof what);
+        close(fd);
+        pthread_mutex_lock(&r->mu);
+        r->reads++;
+        if (!ok && r->bad++ == 0)
+            snprintf(r->what, sizeof r->what, "%s", what);
+        pthread_mutex_unlock(&r->mu);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Fills of a few ids, an evictor with room for about one entry and
+ * readers that hold what they open while the cache turns over: a reader
+ * only ever sees its entry's own bytes. A stress test (the races are
+ * windows of a few system calls), bounded by RACE_FILLS; before the fix
+ * of the evictor's rename (a fill published between its check and its
+ * rename went into the pool and was refilled under its reader) it failed
+ * in every run here. */
+START_TEST(test_race_readers_see_their_own_bytes)
+{
+    struct race r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_t th[6];
+    void *(*fn[6])(void *) = {race_filler, race_filler, race_evictor,
+                              race_reader, race_reader, race_reader};
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, fn[i], &r), 0);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&r.mu);
+    fprintf(stderr, "race: %llu fills, %llu reads, %llu bad%s%s\n", (unsigned long long)r.fills,
+            (unsigned long long)r.reads, (unsigned long long)r.bad, r.bad ? ", first: " : "",
+            r.what);
+    ck_assert_msg(r.bad == 0, "%llu of %llu reads saw other bytes; first: %s",
+                  (unsigned long long)r.bad, (unsigned long long)r.reads, r.what);
+    ck_assert_uint_gt(r.reads, 0);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -526,6 +686,11 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_recycle_bound);
     tcase_add_test(tc, test_recycle_dropped_after_reboot);
     suite_add_tcase(s, tc);
+    TCase *race = tcase_create("race");
+    tcase_add_checked_fixture(race, setup, teardown);
+    tcase_set_timeout(race, 120);
+    tcase_add_test(race, test_race_readers_see_their_own_bytes);
+    suite_add_tcase(s, race);
     return s;
 }
 

@@ -25,18 +25,24 @@
  * run/cache-boot changed).
  * A lost fill is a miss; a fill whose bytes did not reach the disk is
  * never served. (The http side also refuses an entry whose size is not
- * the media's.)
+ * the media's.) There is no per-entry identity tag (an xattr or a header
+ * with the id and SHA-256) that a reader checks: that would be a system
+ * call or a read per GET, and what ties a file to its name is the rule
+ * below that a file a reader holds never reaches the free pool.
  *
  * Recycling (issue 15): creating a file is a third of a cold GET's
  * system time on ext4 without a journal, whose inode allocator skips (and
  * re-reads the inode table for) every inode deleted in the last minute or
  * so: an evicting cache that unlinks one file per fill makes each create
- * scan all of them. So the evictor does not unlink an evicted fill: it
- * renames it to cache/.free/<random> (under the entry's LOCK_EX, like an
- * unlink) and makes it mode 0200, and a fill (cache_take_tmp) claims a
- * free file by renaming it to its .tmp name, overwrites it in place (its
- * blocks stay allocated), cuts it to size and makes it 0400 again
- * (cache_seal_tmp) before the rename into place. The pool is bounded:
+ * scan all of them. So the evictor does not unlink an evicted fill: under
+ * the entry's LOCK_EX it renames it to a name of its own, checks that
+ * this name holds the inode it locked (see "Evicting"), makes it mode
+ * 0200 and renames it to cache/.free/<random>; a fill (cache_take_tmp)
+ * claims a free file by renaming it to its .tmp name, and overwrites it
+ * only if it is 0200 with one link and it gets flock(LOCK_EX|LOCK_NB) on
+ * it (else the file is unlinked), in place (its blocks stay allocated),
+ * cuts it to size and makes it 0400 again (cache_seal_tmp) before the
+ * rename into place. The pool is bounded:
  * at most FREE_MAX files, and its bytes count toward cache.max_size; the
  * LRU pass brings the entries down to max_size less a slack (a sixteenth,
  * at most SLACK_MAX) so what it evicts can wait in the pool, then unlinks
@@ -52,7 +58,9 @@
  * Reading (cache_open_fresh, any process): open, flock(LOCK_SH), then
  * re-check that the open file is still the one named cache/<id> (the
  * evictor may have unlinked it, or a new fill replaced it, between our open
- * and our lock), check the TTL, set atime (unless it is less than a second
+ * and our lock), refuse a file its owner cannot read (a free file a cut
+ * left under the name: root reads it all the same), check the TTL, set
+ * atime (unless it is less than a second
  * old: the LRU order is kept to the second, without an inode write per GET). The shared lock is
  * held until the reader closes the fd.
  *
@@ -60,11 +68,19 @@
  * process): scan, expire by mtime, then drop least recently used entries
  * until they fit cache.max_size less the slack, then trim the free pool
  * until entries + pool fit cache.max_size. An entry is unlinked (or moved
- * to the pool) only under
- * flock(LOCK_EX|LOCK_NB) taken on the same inode the name still points to;
- * a held entry is skipped, so a reader never loses the file it serves
- * (and, thanks to the re-check above, never serves an unlinked one after
- * waiting for the lock). The thread runs a pass when inserts may have
+ * to the pool) only under flock(LOCK_EX|LOCK_NB) on the inode the pass
+ * scanned; a held entry is skipped, so a reader never loses the file it
+ * serves (and, thanks to the re-check above, never serves an unlinked one
+ * after waiting for the lock). A rename or an unlink goes by name, and a
+ * fill (or an adopt) may publish a new inode under the name between the
+ * lock and the rename; a reader may already hold that new file. Moved
+ * straight into the pool, it was refilled with another entry's bytes
+ * under that reader (the wrong-bytes downloads of the power-cut suite,
+ * issue 15). So the evictor first renames the name to
+ * <name>.tmp.x<random>, which nobody else uses, and goes on only if that
+ * holds the inode it locked; a newer file taken by mistake is renamed
+ * back (RENAME_NOREPLACE; if an even newer one took the name meanwhile
+ * it is unlinked, never pooled). The thread runs a pass when inserts may have
  * pushed the cache over max_size and on a timer (ttl/4, 1..60 s).
  *
  * Lock order: the evictor's own mutex guards only its counters and flags;
@@ -180,7 +196,9 @@ int cache_open_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, stru
             rc = -ENOENT;
             continue;
         }
-        if (!S_ISREG(st.st_mode) || stale(&st, ttl_ms)) {
+        /* not readable by its owner: a free file (0200) a cut left under
+         * the name; root could read it all the same */
+        if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IRUSR) || stale(&st, ttl_ms)) {
             close(fd);
             rc = -ENOENT;
             break;
@@ -261,10 +279,16 @@ static int take_free(const char *data_dir, const char *id, const char *hex, stru
             continue;
         if (renameat(dirfd(d), e->d_name, AT_FDCWD, p) != 0)
             continue; /* taken by another fill meanwhile */
+        /* Only a file the evictor pooled (0200, one link) that nobody
+         * holds is overwritten; anything else (a cut lost its chmod, a
+         * reader holds it) is dropped: unlinked, its readers keep their
+         * bytes. The lock is held until the fill closes t->fd. */
         int f = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         struct stat st;
-        if (f < 0 || fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
-            if (f >= 0) /* not a free file after all (a cut lost its chmod?): drop it */
+        if (f < 0 || fstat(f, &st) != 0 || !S_ISREG(st.st_mode) ||
+            (st.st_mode & 0777) != CACHE_FREE_MODE || st.st_nlink != 1 ||
+            flock(f, LOCK_EX | LOCK_NB) != 0) {
+            if (f >= 0)
                 close(f);
             unlink(p);
             continue;
@@ -453,12 +477,22 @@ int cache_adopt(const char *data_dir, const char *id, const char *path)
     return publish(data_dir, id, path, PUB_LINK);
 }
 
-/* Take dir/name out of the cache only under an exclusive, non-blocking
- * flock on the inode the name points to: into the free pool (renamed to
- * .free/<random>, mode 0200) when free_fd >= 0 and it is an unsynced fill,
- * else unlinked. 1 removed, 2 moved to the pool, 0 absent, -EBUSY held by
- * a reader. */
-static int evict_to(int dirfd, const char *name, int free_fd, char pooled[16])
+/* Take dir/name out of the cache, if it is the inode want (0: whichever it
+ * is now), only under an exclusive, non-blocking flock on that inode:
+ * into the free pool (cache/.free/<random> in pooled, mode 0200) when
+ * free_fd >= 0 and it is an unsynced fill, else unlinked. 1 removed, 2
+ * moved to the pool, 0 absent (or replaced meanwhile), -EBUSY held by a
+ * reader.
+ *
+ * A fill or an adopt may publish a new inode under name at any time, also
+ * between our lock and our rename, and a rename (or an unlink) goes by
+ * name: it would take the new file, which a reader may hold, having
+ * opened, locked and re-checked it after the publish. So the file is
+ * first renamed to a name only this call knows (<name>.tmp.x<random>),
+ * and only if that name holds the locked inode does it go on to the pool
+ * or away; a new file taken by mistake is put back (or, when an even
+ * newer one took the name meanwhile, unlinked: never recycled). */
+static int evict_to(int dirfd, const char *name, ino_t want, int free_fd, char pooled[16])
 {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -470,35 +504,47 @@ static int evict_to(int dirfd, const char *name, int free_fd, char pooled[16])
         return rc;
     }
     struct stat a, b;
-    if (fstat(fd, &a) != 0 || fstatat(dirfd, name, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
-        a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+    if (fstat(fd, &a) != 0 || a.st_nlink == 0 || (want != 0 && a.st_ino != want)) {
         close(fd); /* replaced meanwhile: leave the new one for the next pass */
         return 0;
     }
-    if (free_fd >= 0 && (a.st_mode & 0777) == CACHE_UNSYNCED_MODE && a.st_nlink == 1) {
-        uint8_t r[6];
-        char *hex = pooled;
+    uint8_t r[6];
+    char hex[13];
+    dr_random(r, sizeof r);
+    dr_hex(r, sizeof r, hex);
+    char *own = xasprintf("%s.tmp.x%s", name, hex);
+    if (renameat(dirfd, name, dirfd, own) != 0) {
+        rc = errno == ENOENT ? 0 : -errno;
+        goto out;
+    }
+    if (fstatat(dirfd, own, &b, AT_SYMLINK_NOFOLLOW) != 0) {
+        rc = 0; /* the pass's sweep of old .tmp. names took it: unlinked */
+        goto out;
+    }
+    if (b.st_ino != a.st_ino || b.st_dev != a.st_dev) {
+        /* a newer entry, not ours (ours lost its name to it): back it goes */
+        if (renameat2(dirfd, own, dirfd, name, RENAME_NOREPLACE) != 0)
+            unlinkat(dirfd, own, 0);
+        rc = 0;
+        goto out;
+    }
+    /* Ours, under a name nobody else uses: made writable, then pooled (a
+     * reader that opened it before the rename and waits for our lock finds
+     * the name moved once it has the lock, and does not serve it). */
+    if (free_fd >= 0 && (a.st_mode & 0777) == CACHE_UNSYNCED_MODE && a.st_nlink == 1 &&
+        fchmod(fd, CACHE_FREE_MODE) == 0) {
         dr_random(r, sizeof r);
-        dr_hex(r, sizeof r, hex);
-        /* renamed first, then made writable: a reader that opens the name
-         * meanwhile still finds a readable file (it then sees the name
-         * moved, under its lock, and does not serve it) */
-        if (renameat(dirfd, name, free_fd, hex) == 0) {
-            if (fchmod(fd, CACHE_FREE_MODE) != 0)
-                unlinkat(free_fd, hex, 0);
-            close(fd);
-            return 2;
+        dr_hex(r, sizeof r, pooled);
+        if (renameat(dirfd, own, free_fd, pooled) == 0) {
+            rc = 2;
+            goto out;
         }
     }
-    rc = unlinkat(dirfd, name, 0) == 0 ? 1 : (errno == ENOENT ? 0 : -errno);
+    rc = unlinkat(dirfd, own, 0) == 0 || errno == ENOENT ? 1 : -errno;
+out:
+    free(own);
     close(fd);
     return rc;
-}
-
-static int evict_one(int dirfd, const char *name)
-{
-    char unused[16];
-    return evict_to(dirfd, name, -1, unused);
 }
 
 int cache_remove(const char *data_dir, const char *id)
@@ -510,13 +556,15 @@ int cache_remove(const char *data_dir, const char *id)
     free(dir);
     if (dirfd < 0)
         return errno == ENOENT ? 0 : -errno;
-    int rc = evict_one(dirfd, id);
+    char unused[16];
+    int rc = evict_to(dirfd, id, 0, -1, unused);
     close(dirfd);
     return rc;
 }
 
 struct entry {
     char *name;
+    ino_t ino; /* the file scanned: a newer one under the name is left alone */
     uint64_t size;
     struct timespec atime;
     bool young; /* atime in the future: filled for a waiter that has not read it yet */
@@ -628,7 +676,7 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
         }
         if (stale(&st, ttl_ms)) {
             char pooled[16];
-            int r = evict_to(dirfd, e->d_name, nf < FREE_MAX ? free_fd : -1, pooled);
+            int r = evict_to(dirfd, e->d_name, st.st_ino, nf < FREE_MAX ? free_fd : -1, pooled);
             if (r == 1 || r == 2) {
                 res.evicted++;
                 res.evicted_bytes += (uint64_t)st.st_size;
@@ -648,6 +696,7 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
             ents = xrealloc(ents, cap * sizeof *ents);
         }
         ents[n].name = xstrdup(e->d_name);
+        ents[n].ino = st.st_ino;
         ents[n].size = (uint64_t)st.st_size;
         ents[n].atime = st.st_atim;
         ents[n].young = ts_ms(&st.st_atim) > now; /* reserved by cache_commit_tmp */
@@ -667,7 +716,8 @@ int cache_evict_pass(const char *data_dir, uint64_t max_size, uint64_t ttl_ms, s
                 continue;
             }
             char pooled[16];
-            int r = evict_to(dirfd, ents[i].name, nf < FREE_MAX ? free_fd : -1, pooled);
+            int r =
+                evict_to(dirfd, ents[i].name, ents[i].ino, nf < FREE_MAX ? free_fd : -1, pooled);
             if (r >= 0) {
                 res.bytes -= ents[i].size;
                 gone++;
