@@ -470,6 +470,45 @@ END_TEST
 
 /* ---- jobs --------------------------------------------------------------- */
 
+/* The claim with the media rows: each job comes with its own media's
+ * row, read in the claim's transaction, in queue order; a job whose media
+ * is gone comes with NULL. */
+START_TEST(test_claim_with_media)
+{
+    char mid[3][DR_ID_LEN + 1], jid[3][DR_ID_LEN + 1];
+    ck_assert_int_eq(intake1(cat, "alice", "/m/a.bin", 11, mid[0], jid[0]), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/m/b.bin", 22, mid[1], jid[1]), 0);
+    ck_assert_int_eq(intake1(cat, "alice", "/m/c.bin", 33, mid[2], jid[2]), 0);
+    ck_assert_int_eq(catalog_media_delete(cat, mid[1], "alice", NULL), 0);
+    struct dr_job j[4];
+    struct dr_media *m[4];
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim_media(cat, "upload", 4, "node:1", j, NULL, &n), -EINVAL);
+    ck_assert_int_eq(n, 0);
+    ck_assert_int_eq(catalog_jobs_claim_media(cat, "upload", 4, "node:1", j, m, &n), 0);
+    ck_assert_int_eq(n, 3);
+    static const char *const path[3] = {"/m/a.bin", NULL, "/m/c.bin"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(j[i].id, jid[i]);
+        ck_assert_str_eq(j[i].media_id, mid[i]);
+        if (path[i] == NULL) {
+            ck_assert_ptr_null(m[i]);
+        } else {
+            ck_assert_ptr_nonnull(m[i]);
+            ck_assert_str_eq(m[i]->id, mid[i]);
+            ck_assert_str_eq(m[i]->path, path[i]);
+            ck_assert_int_eq(m[i]->size, (uint64_t)(11 * (i + 1)));
+            ck_assert_str_eq(m[i]->owner, "alice");
+            dr_media_clear(m[i]);
+            free(m[i]);
+        }
+        dr_job_clear(&j[i]);
+    }
+    ck_assert_int_eq(catalog_jobs_claim_media(cat, "upload", 4, "node:1", j, m, &n), 0);
+    ck_assert_int_eq(n, 0);
+}
+END_TEST
+
 START_TEST(test_job_lifecycle_events_in_order)
 {
     char mid[DR_ID_LEN + 1], jid[DR_ID_LEN + 1];
@@ -2731,6 +2770,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_intake_batch_with_taken_path,
         test_path_exists_and_by_path,
         test_job_lifecycle_events_in_order,
+        test_claim_with_media,
         test_jobs_step_batch,
         test_job_fail_marks_upload_media_failed,
         test_jobs_list_own_newest_first,

@@ -284,6 +284,12 @@ int catalog_enqueue_download(struct catalog *cat, const char *media_id, const ch
  * Never returns a job to two claimers. */
 int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
                        struct dr_job *out, int *n_out);
+/* catalog_jobs_claim, and each claimed job's media row read in the same
+ * transaction (no read transaction of its own later): media[i] is out[i]'s
+ * row, on the heap (the caller owns it: dr_media_clear, then free), or
+ * NULL when it is gone. On failure nothing is written to out or media. */
+int catalog_jobs_claim_media(struct catalog *cat, const char *kind, int max, const char *claimer,
+                             struct dr_job *out, struct dr_media **media, int *n_out);
 /* Commit that job finished its current stage and moves to next_stage
  * (still "running"), with a "job.stage" event. work_path may be NULL. */
 int catalog_job_advance(struct catalog *cat, const char *job_id, const char *next_stage,

@@ -28,6 +28,10 @@
  *    durable commit makes it so. A power cut before that loses it, and
  *    its jobs are simply queued again; the steps that follow commit
  *    durably (and so the claim with them) before anything rests on them.
+ *  - catalog_jobs_claim_media also reads each claimed job's media row
+ *    in the claim's transaction (a row read there is the committed one:
+ *    the claim holds the write lock), so the pipeline needs no read
+ *    transaction of its own for it (issue 15).
  *  - Claimed jobs come back oldest first: created_at, then insertion
  *    order (SQLite's rowid, PostgreSQL's pos), sorted in C because
  *    RETURNING has no defined order.
@@ -459,6 +463,7 @@ out:
 struct claimed {
     int64_t created_at, pos;
     struct dr_job job;
+    struct dr_media *media; /* catalog_jobs_claim_media: its row, or NULL */
 };
 
 /* Queue order: created_at, then insertion order. ULIDs are random within
@@ -472,8 +477,39 @@ static int claimed_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
-                       struct dr_job *out, int *n_out)
+/* The media rows of the claimed jobs, inside the claim's transaction:
+ * the pages are in the connection's cache by then, and the reader needs
+ * no transaction of its own (each begins by dropping a page cache that
+ * another connection's commit made stale, and reading the pages again). */
+static int claim_media(struct db *db, struct claimed *got, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct dr_media *m = xcalloc(1, sizeof *m);
+        int rc = catalog_media_read_id(db, got[i].job.media_id, m);
+        if (rc == -ENOENT) {
+            free(m);
+            continue;
+        }
+        if (rc < 0) {
+            free(m);
+            return rc;
+        }
+        got[i].media = m;
+    }
+    return 0;
+}
+
+static void claimed_free_media(struct claimed *c)
+{
+    if (c->media != NULL) {
+        dr_media_clear(c->media);
+        free(c->media);
+        c->media = NULL;
+    }
+}
+
+static int claim(struct catalog *cat, const char *kind, int max, const char *claimer,
+                 struct dr_job *out, struct dr_media **media, int *n_out)
 {
     if (n_out != NULL)
         *n_out = 0;
@@ -513,21 +549,45 @@ int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const cha
     }
     db_reset(s);
     rc = rc < 0 ? rc : 0;
+    if (rc == 0 && media != NULL)
+        rc = claim_media(cat->db, got, n);
 out:
     rc = db_end(cat->db, rc);
 done:
     if (rc < 0) {
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             dr_job_clear(&got[i].job);
+            claimed_free_media(&got[i]);
+        }
     } else {
         /* RETURNING gives no order guarantee; hand them out oldest first. */
         qsort(got, (size_t)n, sizeof *got, claimed_cmp);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             out[i] = got[i].job;
+            if (media != NULL)
+                media[i] = got[i].media;
+        }
         *n_out = n;
     }
     free(got);
     return rc;
+}
+
+int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
+                       struct dr_job *out, int *n_out)
+{
+    return claim(cat, kind, max, claimer, out, NULL, n_out);
+}
+
+int catalog_jobs_claim_media(struct catalog *cat, const char *kind, int max, const char *claimer,
+                             struct dr_job *out, struct dr_media **media, int *n_out)
+{
+    if (media == NULL && max > 0) {
+        if (n_out != NULL)
+            *n_out = 0;
+        return -EINVAL;
+    }
+    return claim(cat, kind, max, claimer, out, media, n_out);
 }
 
 /* ---- changes of running jobs -------------------------------------------- */

@@ -153,12 +153,25 @@ static const struct db_sql q_page = {
     "SELECT " MEDIA_COLS " FROM media m WHERE m.id > $1 ORDER BY m.id LIMIT $2", NULL};
 static const struct db_sql q_visible_owner = {
     "SELECT m.owner FROM media m WHERE m.id = $1 AND " VISIBLE_TO("$2"), NULL};
-static const struct db_sql q_set_sealed = {
-    "UPDATE media SET sha256 = $2, wrapped_key = $3 WHERE id = $1", NULL};
-static const struct db_sql q_set_stored = {"UPDATE media SET storage_key = $2 WHERE id = $1", NULL};
-static const struct db_sql q_set_size = {"UPDATE media SET size = $2 WHERE id = $1", NULL};
-static const struct db_sql q_set_available = {
-    "UPDATE media SET state = 'available', uploaded_at = $2 WHERE id = $1", NULL};
+/* A job step's media fields in one statement (catalog_media_apply_step):
+ * a NULL parameter leaves its field(s) alone: $2 the SHA-256 (with $3,
+ * the wrapped key), $4 the size, $5 the storage key, $6 uploaded_at (and
+ * the state "available"). It returns whether the row is a version waiting
+ * to replace the file's current one (catalog_versions_promote). */
+static const struct db_sql q_set_step = {
+    "UPDATE media SET sha256 = COALESCE($2, sha256), "
+    "wrapped_key = CASE WHEN $2 IS NULL THEN wrapped_key ELSE $3 END, "
+    "size = COALESCE($4, size), storage_key = COALESCE($5, storage_key), "
+    "state = CASE WHEN $6 IS NULL THEN state ELSE 'available' END, "
+    "uploaded_at = COALESCE($6, uploaded_at) "
+    "WHERE id = $1 RETURNING CASE WHEN retired = 'pending' THEN 1 ELSE 0 END",
+    /* PostgreSQL types each parameter from its first use: cast them */
+    "UPDATE media SET sha256 = COALESCE($2::text, sha256), "
+    "wrapped_key = CASE WHEN $2::text IS NULL THEN wrapped_key ELSE $3::bytea END, "
+    "size = COALESCE($4::bigint, size), storage_key = COALESCE($5::text, storage_key), "
+    "state = CASE WHEN $6::bigint IS NULL THEN state ELSE 'available' END, "
+    "uploaded_at = COALESCE($6::bigint, uploaded_at) "
+    "WHERE id = $1 RETURNING CASE WHEN retired = 'pending' THEN 1 ELSE 0 END"};
 static const struct db_sql q_set_failed = {
     "UPDATE media SET state = 'failed' WHERE id = $1 AND state = 'queued'", NULL};
 
@@ -391,57 +404,46 @@ int catalog_media_owner_for(struct db *db, const char *id, const char *viewer, c
 }
 
 /* An UPDATE of one media row by id, bound: 0, -ENOENT if no such row. */
-static int update_one(struct db_stmt *s, const char *what)
-{
-    int rc = db_exec(s, what);
-    if (rc < 0)
-        return rc;
-    return rc == 0 ? -ENOENT : 0;
-}
-
 int catalog_media_apply_step(struct db *db, const struct dr_job_step *st, int64_t now)
 {
+    if (st->sha256_hex == NULL && !st->set_size && st->storage_key == NULL && !st->available)
+        return 0;
+    if (st->sha256_hex != NULL && st->wrapped_key_len > INT32_MAX)
+        return -EINVAL;
+    if (st->set_size && st->size > (uint64_t)INT64_MAX)
+        return -EINVAL;
     struct db_stmt *s;
-    int rc;
-    if (st->sha256_hex != NULL) {
-        if (st->wrapped_key_len > INT32_MAX)
-            return -EINVAL;
-        if ((rc = db_prepare(db, &q_set_sealed, &s)) < 0)
-            return rc;
-        db_bind_text(s, 1, st->media_id);
-        db_bind_text(s, 2, st->sha256_hex);
+    int rc = db_prepare(db, &q_set_step, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, st->media_id);
+    db_bind_text(s, 2, st->sha256_hex);
+    if (st->sha256_hex != NULL)
         db_bind_blob(s, 3, st->wrapped_key, st->wrapped_key != NULL ? st->wrapped_key_len : 0);
-        if ((rc = update_one(s, "step: media set sealed")) < 0)
-            return rc;
+    else
+        db_bind_blob(s, 3, NULL, 0);
+    if (st->set_size)
+        db_bind_i64(s, 4, (int64_t)st->size);
+    else
+        db_bind_null(s, 4);
+    db_bind_text(s, 5, st->storage_key);
+    if (st->available)
+        db_bind_i64(s, 6, now);
+    else
+        db_bind_null(s, 6);
+    bool pending = false;
+    rc = db_step(s, "step: media fields");
+    if (rc == DB_ROW) {
+        pending = db_col_i64(s, 0) != 0;
+        rc = db_step(s, "step: media fields"); /* the id is unique: DB_DONE */
+    } else if (rc == DB_DONE) {
+        rc = -ENOENT;
     }
-    if (st->set_size) {
-        if (st->size > (uint64_t)INT64_MAX)
-            return -EINVAL;
-        if ((rc = db_prepare(db, &q_set_size, &s)) < 0)
-            return rc;
-        db_bind_text(s, 1, st->media_id);
-        db_bind_i64(s, 2, (int64_t)st->size);
-        if ((rc = update_one(s, "step: media set size")) < 0)
-            return rc;
-    }
-    if (st->storage_key != NULL) {
-        if ((rc = db_prepare(db, &q_set_stored, &s)) < 0)
-            return rc;
-        db_bind_text(s, 1, st->media_id);
-        db_bind_text(s, 2, st->storage_key);
-        if ((rc = update_one(s, "step: media set stored")) < 0)
-            return rc;
-    }
-    if (st->available) {
-        if ((rc = db_prepare(db, &q_set_available, &s)) < 0)
-            return rc;
-        db_bind_text(s, 1, st->media_id);
-        db_bind_i64(s, 2, now);
-        if ((rc = update_one(s, "step: media set available")) < 0)
-            return rc;
-        if ((rc = catalog_versions_promote(db, st->media_id, st->keep_versions, now)) < 0)
-            return rc;
-    }
+    db_reset(s);
+    if (rc < 0)
+        return rc;
+    if (st->available && pending)
+        return catalog_versions_promote(db, st->media_id, st->keep_versions, now);
     return 0;
 }
 
@@ -491,6 +493,18 @@ static int one_media(struct db_stmt *s, struct dr_media *out, const char *what)
     }
     db_reset(s);
     return rc;
+}
+
+int catalog_media_read_id(struct db *db, const char *id, struct dr_media *m)
+{
+    memset(m, 0, sizeof *m);
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_get, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, id);
+    db_bind_text(s, 2, NULL);
+    return one_media(s, m, "media get");
 }
 
 int catalog_media_get(struct catalog *cat, const char *id, const char *viewer, struct dr_media *out)

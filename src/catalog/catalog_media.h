@@ -17,6 +17,9 @@
     "m.version, m.retired, m.retired_at"
 /* The row s is on (selected with MEDIA_COLS) into m (zeroed first). */
 void catalog_media_read(struct db_stmt *s, struct dr_media *m);
+/* Inside the caller's transaction (or none): the media row id into m
+ * (zeroed first; dr_media_clear it). 0, -ENOENT, -errno. */
+int catalog_media_read_id(struct db *db, const char *id, struct dr_media *m);
 /* Insert m (folder and name derived from m->path). -EEXIST when the path
  * is taken among live media or the id exists (nothing written, and the
  * transaction goes on); -EINVAL for a path that is not absolute or has an
@@ -38,8 +41,9 @@ int catalog_share_add(struct db *db, const char *media_id, const char *user, int
  * a heap copy in *owner (caller frees); -ENOENT otherwise. */
 int catalog_media_owner_for(struct db *db, const char *id, const char *viewer, char **owner);
 /* The media fields a job step fills in (sealed: hash and wrapped key;
- * stored: storage key; available: state and uploaded_at = now). 0, or
- * -ENOENT when the row is gone. */
+ * size; stored: storage key; available: state and uploaded_at = now), in
+ * one UPDATE, then, for an available row that is a pending version,
+ * catalog_versions_promote. 0, or -ENOENT when the row is gone. */
 int catalog_media_apply_step(struct db *db, const struct dr_job_step *st, int64_t now);
 /* A media still "queued" becomes "failed" (its upload job failed); any
  * other state, or no row, is left alone. */

@@ -23,6 +23,16 @@
  *    as long as the connection) from text whose `$n` placeholders are
  *    rewritten to SQLite's `?n` once, at prepare time.
  *
+ * Not used: mmap_size (memory-mapped reads), measured 1.3-1.5x the CPU
+ * per 4 KiB upload in both processes (bench/intake.sh, issue 15). Every
+ * connection (one per thread, in two processes) finds the WAL changed by
+ * another one at the start of nearly every transaction, and SQLite then
+ * unmaps the whole file besides dropping its page cache (pager.c,
+ * pagerBeginReadTransaction): a munmap (a TLB shootdown of both cores),
+ * an mmap and a page fault per page read again, where pread costs one
+ * system call per page; and the hot pages are mostly in the WAL, which
+ * is read with pread either way.
+ *
  * Errors: BUSY/LOCKED -> -EBUSY, FULL -> -ENOSPC, NOMEM -> -ENOMEM,
  * CONSTRAINT UNIQUE/PRIMARY KEY -> -EEXIST, CONSTRAINT CHECK -> -EINVAL,
  * CANTOPEN at open -> the OS errno, anything else -> -EIO.

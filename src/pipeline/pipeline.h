@@ -92,7 +92,8 @@ struct pl_job {
     bool no_plain;          /* upload: encrypt found no stripped original (work/<job>.plain);
                                none appears later, so notify and forget do not look */
     int obj_fd;             /* download: the local object, opened by fetch for decrypt; -1 none */
-    struct dr_media *media; /* the media row as the job's first step here read it (pl_load_media) */
+    struct dr_media *media; /* the media row as the upload claim (unless the job is at
+                               process) or the job's first step here read it (pl_load_media) */
     struct pl_media_update upd; /* cleared before each step */
 };
 
@@ -108,7 +109,8 @@ struct pl_tls {
 typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                           size_t errlen);
 
-/* The job's media row: read with the thread's catalog connection by the
+/* The job's media row: read in the upload claim's transaction (see
+ * pipeline_worker.c) or else with the thread's catalog connection by the
  * first step that asks, then kept with the job (j->media, freed with it)
  * for the steps after it, which so read nothing (the row's fields they
  * use do not change meanwhile; a delete shows at the job's next commit).

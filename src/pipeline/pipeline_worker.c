@@ -11,7 +11,8 @@
  *   up-start,    one starter per pipeline: waits for demand from its first
  *   dl-start     stage (stage.h), then claims at most that many jobs
  *                (catalog_jobs_claim, as claimer "<node.id>:<boot>.<start>:
- *                <pid>", claimer.h) and pushes them in. With demand but
+ *                <pid>", claimer.h; uploads with their media rows,
+ *                catalog_jobs_claim_media) and pushes them in. With demand but
  *                no work it sleeps until woken by a JOB_ENQUEUED message
  *                (PostgreSQL: a NOTIFY from any node, through the
  *                catalog-watch thread), by a retry backoff falling due, or
@@ -966,9 +967,15 @@ static void *starter_main(void *arg)
                 continue;
         }
         struct dr_job jobs[CLAIM_BATCH];
+        struct dr_media *media[CLAIM_BATCH];
         int n = 0;
         metrics_writer_enter(pc->gauges); /* the intake lets it go first (metrics.h) */
-        int rc = catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
+        /* uploads: the media rows come with the claim (see below) */
+        int rc =
+            r->pl == DR_PL_UPLOAD
+                ? catalog_jobs_claim_media(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs,
+                                           media, &n)
+                : catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
         metrics_writer_leave(pc->gauges);
         if (rc != 0) {
             log_warn("%s starter: claim: %s", r->kind, strerror(-rc));
@@ -985,6 +992,17 @@ static void *starter_main(void *arg)
             j->obj_fd = -1;
             j->job = jobs[i];
             j->pl = r->pl;
+            /* The row read in the claim's transaction is the one the
+             * job's first step would read (pl_load_media), unless that
+             * step is process, which changes it (metadata, size): then
+             * encrypt reads it after process committed, as before. */
+            if (r->pl == DR_PL_UPLOAD && media[i] != NULL && strcmp(j->job.stage, "process") == 0) {
+                dr_media_clear(media[i]);
+                free(media[i]);
+                media[i] = NULL;
+            }
+            if (r->pl == DR_PL_UPLOAD)
+                j->media = media[i];
             j->link.cost = job_cost(&j->job);
             items[i] = &j->link;
             log_info("job %s (%s) claimed at stage %s (attempt %d): media %s", j->job.id, r->kind,
