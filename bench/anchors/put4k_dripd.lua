@@ -1,5 +1,6 @@
 -- wrk script: PUT 4 KiB to a unique dripd path per request, with the bearer
--- token (wrk args: PREFIX TOKEN). Same output line as anchors/put4k.lua.
+-- token (wrk args: PREFIX TOKEN [LIMIT]). Same output line as anchors/put4k.lua.
+-- LIMIT > 0: each thread stops after about LIMIT answers (bench/cpu_per_upload.sh).
 local threads, tid = {}, 0
 
 function setup(thread)
@@ -11,7 +12,8 @@ end
 function init(args)
   prefix = args[1] or "w"
   token = args[2] or ""
-  n = 0
+  limit = tonumber(args[3] or "0")
+  n, got = 0, 0
   local t = {}
   for i = 1, 4096 do t[i] = string.char(math.random(0, 255)) end
   body = table.concat(t)
@@ -21,6 +23,11 @@ end
 function request()
   n = n + 1
   return wrk.format("PUT", "/v1/files/" .. prefix .. "/" .. id .. "-" .. n .. ".bin", headers, body)
+end
+
+function response(status, headers, body)
+  got = got + 1
+  if limit > 0 and got >= limit then wrk.thread:stop() end
 end
 
 function done(summary, latency, requests)
