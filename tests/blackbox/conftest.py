@@ -437,6 +437,26 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
+def pytest_configure(config):
+    """The controller makes one directory for this run's _alone lock files
+    (a worker has workerinput; without xdist there are no locks). It is
+    removed when the run ends, so /tmp does not collect two files a run."""
+    if not hasattr(config, "workerinput"):
+        config.dripd_lockdir = tempfile.mkdtemp(prefix="dripd-blackbox-")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: hand the lock directory to each worker."""
+    node.workerinput["dripd_lockdir"] = node.config.dripd_lockdir
+
+
+def pytest_unconfigure(config):
+    d = getattr(config, "dripd_lockdir", None)
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _alone(request):
     """Under xdist, every test holds a shared lock on a file of this run
@@ -448,7 +468,7 @@ def _alone(request):
         yield
         return
     import fcntl
-    base = os.path.join(tempfile.gettempdir(), "dripd-blackbox-%s" % wi["testrunuid"])
+    base = os.path.join(wi["dripd_lockdir"], "run")
     alone = _test_name(request.node) in ALONE
     with open(base + ".gate", "a+") as gate, open(base + ".lock", "a+") as lock:
         fcntl.flock(gate, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
