@@ -635,6 +635,149 @@ START_TEST(test_again_gives_items_back)
 }
 END_TEST
 
+/* ---- wake-ups: one signal per hand-over, passed on ---- */
+
+/* A stage whose handlers meet: each batch waits (up to DEADLINE_MS) until
+ * `meet` batches are in handlers at once. */
+struct mstage {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int meet;
+    int inside, max_inside;
+    int handled;
+    int sizes[16]; /* size of each batch */
+    int n_batches;
+};
+
+static void m_handle(void *arg, void *tls, struct stage_item **its, int n, enum stage_verdict *v)
+{
+    (void)tls;
+    (void)its;
+    struct mstage *m = arg;
+    struct timespec ts;
+    dr_mono_timespec(&ts, dr_mono_ms() + DEADLINE_MS);
+    pthread_mutex_lock(&m->mu);
+    m->inside++;
+    if (m->inside > m->max_inside)
+        m->max_inside = m->inside;
+    if (m->n_batches < 16)
+        m->sizes[m->n_batches++] = n;
+    pthread_cond_broadcast(&m->cv);
+    while (m->max_inside < m->meet)
+        if (pthread_cond_timedwait(&m->cv, &m->mu, &ts) == ETIMEDOUT)
+            break;
+    m->inside--;
+    m->handled += n;
+    pthread_mutex_unlock(&m->mu);
+    for (int i = 0; i < n; i++)
+        v[i] = STAGE_FORWARD;
+}
+
+static const struct stage_ops m_ops = {.handle_batch = m_handle, .discard = b_discard};
+
+/* Once every thread of the stage waits for items (the stage's demand is
+ * n: each thread asked under the stage's lock, then waited on it), push n
+ * items at once (one call, one signal) and wait until all are handled. */
+static void push_at_once(struct stage_pipeline *p, struct mstage *m, int threads, int n)
+{
+    int64_t end = dr_mono_ms() + DEADLINE_MS;
+    struct stage_stats st;
+    do {
+        stage_get_stats(p, 0, &st);
+        if (st.demand < n)
+            usleep(1000);
+    } while (st.demand < n && dr_mono_ms() < end);
+    ck_assert_int_eq(st.demand, n);
+    struct stage_item *its[16];
+    for (int i = 0; i < n; i++) {
+        items[i].n = i;
+        items[i].link.cost = 0;
+        its[i] = &items[i].link;
+    }
+    ck_assert_int_eq(stage_push(p, its, n), n);
+    do {
+        pthread_mutex_lock(&m->mu);
+        int h = m->handled;
+        pthread_mutex_unlock(&m->mu);
+        if (h == n)
+            break;
+        usleep(1000);
+    } while (dr_mono_ms() < end);
+    pthread_mutex_lock(&m->mu);
+    ck_assert_int_eq(m->handled, n);
+    ck_assert_int_eq(m->max_inside, threads); /* no item waited for a busy thread */
+    pthread_mutex_unlock(&m->mu);
+}
+
+START_TEST(test_signal_one_wakes_enough)
+{
+    /* Four items pushed at once into a stage of four idle threads that do
+     * not batch: the push wakes one thread, each thread that leaves items
+     * behind wakes the next, so all four run at once (the handlers only
+     * return once four are inside). */
+    struct mstage m = {.meet = 4};
+    pthread_mutex_init(&m.mu, NULL);
+    dr_cond_init_mono(&m.cv);
+    struct stage_spec spec = {.name = "s",
+                              .short_name = "s",
+                              .concurrency = 4,
+                              .max_demand = 1, /* demand 4: every thread asked */
+                              .min_demand = 0,
+                              .max_batch = 1,
+                              .ops = &m_ops,
+                              .arg = &m};
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    push_at_once(p, &m, 4, 4);
+    ck_assert_int_eq(m.n_batches, 4);
+    stage_pipeline_destroy(p);
+    pthread_cond_destroy(&m.cv);
+    pthread_mutex_destroy(&m.mu);
+}
+END_TEST
+
+START_TEST(test_signal_one_batches)
+{
+    /* Six items at once, batches of at most two, three threads: three
+     * batches of two run at once. With batches of up to eight, the one
+     * woken thread takes all six and wakes nobody. */
+    struct mstage m = {.meet = 3};
+    pthread_mutex_init(&m.mu, NULL);
+    dr_cond_init_mono(&m.cv);
+    struct stage_spec spec = {.name = "s",
+                              .short_name = "s",
+                              .concurrency = 3,
+                              .max_demand = 2, /* demand 6: every thread asked */
+                              .min_demand = 0,
+                              .max_batch = 2,
+                              .ops = &m_ops,
+                              .arg = &m};
+    struct stage_pipeline *p = stage_pipeline_create(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    push_at_once(p, &m, 3, 6);
+    ck_assert_int_eq(m.n_batches, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(m.sizes[i], 2);
+    stage_pipeline_destroy(p);
+
+    struct mstage one = {.meet = 1};
+    pthread_mutex_init(&one.mu, NULL);
+    dr_cond_init_mono(&one.cv);
+    spec.max_batch = 8;
+    spec.arg = &one;
+    p = stage_pipeline_create(&spec, 1);
+    ck_assert_int_eq(stage_pipeline_start(p), 0);
+    push_at_once(p, &one, 1, 6);
+    ck_assert_int_eq(one.n_batches, 1);
+    ck_assert_int_eq(one.sizes[0], 6);
+    stage_pipeline_destroy(p);
+    pthread_cond_destroy(&one.cv);
+    pthread_mutex_destroy(&one.mu);
+    pthread_cond_destroy(&m.cv);
+    pthread_mutex_destroy(&m.mu);
+}
+END_TEST
+
 static Suite *stage_suite(void)
 {
     Suite *s = suite_create("stage");
@@ -651,6 +794,8 @@ static Suite *stage_suite(void)
     tcase_add_test(tc, test_thread_init_failure);
     tcase_add_test(tc, test_batches_by_count_and_cost);
     tcase_add_test(tc, test_again_gives_items_back);
+    tcase_add_test(tc, test_signal_one_wakes_enough);
+    tcase_add_test(tc, test_signal_one_batches);
     suite_add_tcase(s, tc);
     return s;
 }

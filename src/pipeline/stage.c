@@ -35,6 +35,20 @@
  * did not start back (STAGE_AGAIN): they return to the front of the
  * inbox, still outstanding, for whichever thread is free first.
  *
+ * Wake-ups (issue 15: each one is a context switch, much of what a small
+ * job costs the pipeline process). Whoever puts items into an
+ * inbox (the starter's stage_push, forward(), STAGE_AGAIN) signals ONE
+ * waiting thread of the stage, however many items it put: that thread
+ * takes the oldest as a batch, and a thread that leaves items behind in
+ * the inbox (its batch was full, or the stage does not batch) signals one
+ * more before it starts work. So every queued item has a thread on its
+ * way, the wake-ups follow the work, and a burst that fits one batch
+ * wakes one thread, not all of them to find the inbox empty. A woken
+ * thread may still find nothing (a busy sibling came back first): it waits
+ * again. Stop is the exception: it broadcasts (every thread must see its
+ * sentinel). Demand is unchanged by this: who takes an item from the
+ * inbox never mattered to the counts below.
+ *
  * Back-pressure. A thread that finished an item must hand it downstream
  * before it counts the item finished; when the next stage has no demand it
  * blocks (on that stage's demand_cv) holding the item (the rest of its
@@ -237,10 +251,7 @@ static void forward(struct stage *from, struct stage *to, struct stage_item **it
             to->demand--;
             fifo_push(to, its[k]);
         }
-        if (m > 1)
-            pthread_cond_broadcast(&to->items_cv);
-        else
-            pthread_cond_signal(&to->items_cv);
+        pthread_cond_signal(&to->items_cv); /* one: it wakes the next (see the top) */
     }
     pthread_mutex_unlock(&to->mu);
     for (; k < n; k++)
@@ -303,6 +314,8 @@ static void *stage_thread_main(void *arg)
         st->held += n;
         st->waiting += n - 1;
         publish_queued(st);
+        if (st->head != NULL) /* left some behind: a sibling's turn (see the top) */
+            pthread_cond_signal(&st->items_cv);
         pthread_mutex_unlock(&st->mu);
 
         if (g)
@@ -341,7 +354,7 @@ static void *stage_thread_main(void *arg)
                     fifo_push_front(st, batch[i]);
             if (!stopping) {
                 st->held -= again; /* still outstanding: queued again */
-                pthread_cond_broadcast(&st->items_cv);
+                pthread_cond_signal(&st->items_cv);
             }
             pthread_mutex_unlock(&st->mu);
             for (int i = 0; i < n && stopping; i++) /* stopping: as queued items are */
@@ -459,7 +472,7 @@ int stage_push(struct stage_pipeline *p, struct stage_item **items, int n)
         fifo_push(st, items[taken++]);
     }
     if (taken > 0)
-        pthread_cond_broadcast(&st->items_cv);
+        pthread_cond_signal(&st->items_cv); /* one: it wakes the next (see the top) */
     pthread_mutex_unlock(&st->mu);
     return taken;
 }
