@@ -13,7 +13,9 @@
  *                (catalog_jobs_claim, as claimer "<node.id>:<boot>.<start>:
  *                <pid>", claimer.h; uploads with their media rows,
  *                catalog_jobs_claim_media) and pushes them in. With demand but
- *                no work it sleeps until woken by a JOB_ENQUEUED message
+ *                no work (an empty claim, or with SQLite one that returned
+ *                fewer jobs than asked: the queue is empty, and a claim is a
+ *                write transaction) it sleeps until woken by a JOB_ENQUEUED message
  *                (PostgreSQL: a NOTIFY from any node, through the
  *                catalog-watch thread), by a retry backoff falling due, or
  *                by a fallback re-check every 1 s (10 s with PostgreSQL;
@@ -968,14 +970,12 @@ static void *starter_main(void *arg)
         }
         struct dr_job jobs[CLAIM_BATCH];
         struct dr_media *media[CLAIM_BATCH];
-        int n = 0;
+        int n = 0, want = DR_MIN(d, CLAIM_BATCH);
         metrics_writer_enter(pc->gauges); /* the intake lets it go first (metrics.h) */
         /* uploads: the media rows come with the claim (see below) */
-        int rc =
-            r->pl == DR_PL_UPLOAD
-                ? catalog_jobs_claim_media(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs,
-                                           media, &n)
-                : catalog_jobs_claim(cat, r->kind, DR_MIN(d, CLAIM_BATCH), pc->claimer, jobs, &n);
+        int rc = r->pl == DR_PL_UPLOAD
+                     ? catalog_jobs_claim_media(cat, r->kind, want, pc->claimer, jobs, media, &n)
+                     : catalog_jobs_claim(cat, r->kind, want, pc->claimer, jobs, &n);
         metrics_writer_leave(pc->gauges);
         if (rc != 0) {
             log_warn("%s starter: claim: %s", r->kind, strerror(-rc));
@@ -1012,6 +1012,14 @@ static void *starter_main(void *arg)
         for (int i = taken; i < n; i++) /* stopping: leave them claimed for recovery */
             free_job((struct pl_job *)items[i]);
         report_depth(pc, cat);
+        /* A short claim emptied the queue (of the jobs due): another
+         * would find nothing, and costs a write transaction all the same.
+         * Sleep as after an empty claim; a job enqueued since `gen` was
+         * read wakes us at once. Not with PostgreSQL, whose claim skips
+         * the rows other transactions hold (SKIP LOCKED): short is not
+         * empty there. */
+        if (n < want && pc->cfg->catalog.backend != DR_CATALOG_POSTGRES)
+            wait_for_work(r, gen);
     }
     catalog_close(cat);
     return NULL;
