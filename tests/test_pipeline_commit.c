@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dripd/catalog.h"
 #include "pipeline/pipeline_commit.h"
@@ -329,6 +330,73 @@ START_TEST(test_commit_is_a_priority_write)
 }
 END_TEST
 
+/* The first commit's callback holds the lead until the test opens it. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    bool open;
+};
+
+static void on_commit_gated(void *arg, struct catalog *cat, int64_t last_seq, int done)
+{
+    (void)cat;
+    (void)last_seq;
+    (void)done;
+    struct gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->calls++;
+    pthread_cond_broadcast(&g->cv);
+    while (g->calls == 1 && !g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+START_TEST(test_lead_passes_on)
+{
+    /* Requests queued behind a leader, one per transaction (max_batch 1):
+     * each leader, done, wakes the oldest waiting to lead the next, so all
+     * of them commit (nobody is woken by a broadcast any more). */
+    enum { K = 5 };
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, K + 1, jids, mids);
+    struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct pl_committer *c = pl_committer_create(1, on_commit_gated, &g);
+    struct dr_job_step s[K + 1];
+    struct commit_arg a[K + 1];
+    pthread_t th[K + 1];
+    for (int i = 0; i <= K; i++) {
+        s[i] = (struct dr_job_step){.job_id = jids[i], .next_stage = "store"};
+        a[i] = (struct commit_arg){.c = c, .step = &s[i], .rc = 1};
+    }
+    ck_assert_int_eq(pthread_create(&th[0], NULL, commit_one, &a[0]), 0);
+    pthread_mutex_lock(&g.mu);
+    while (g.calls == 0) /* the first leader is in its callback, leading */
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    for (int i = 1; i <= K; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, commit_one, &a[i]), 0);
+    usleep(300 * 1000); /* they queue up behind it */
+    pthread_mutex_lock(&g.mu);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    for (int i = 0; i <= K; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(a[i].rc, 0);
+        ck_assert_int_eq(s[i].result, 0);
+    }
+    uint64_t txs = 0, steps = 0;
+    pl_committer_stats(c, &txs, &steps);
+    ck_assert_int_eq((int)txs, K + 1);
+    ck_assert_int_eq((int)steps, K + 1);
+    ck_assert_int_eq(g.calls, K + 1);
+    pl_committer_destroy(c);
+    catalog_close(cat);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pipeline_commit");
@@ -343,6 +411,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_threads_share_commits);
         tcase_add_test(tc, test_alone_commits_at_once);
         tcase_add_test(tc, test_batches_commit_whole);
+        tcase_add_test(tc, test_lead_passes_on);
         if (i == 0) /* SQLite's one writer: the lock held by a raw connection */
             tcase_add_test(tc, test_commit_is_a_priority_write);
         suite_add_tcase(s, tc);

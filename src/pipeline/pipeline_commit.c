@@ -9,11 +9,21 @@
  * leader: it takes requests from the head while they hold at most
  * max_batch steps in all (at least one request, whatever its size), drops
  * the mutex, commits them in one catalog_jobs_step transaction on its own
- * connection, then, under the mutex again, writes each result back, marks
- * the requests done and wakes everyone. Then it runs the commit callback
- * (still the leader, so callbacks never overlap and the next batch keeps
- * growing meanwhile) and gives up the lead. If its own request did not fit
- * in the batch it goes round again.
+ * connection, then, under the mutex again, writes each result back and
+ * marks the requests done. Then it runs the commit callback (still the
+ * leader, so callbacks never overlap and the next batch keeps growing
+ * meanwhile) and gives up the lead. If its own request did not fit in the
+ * batch it goes round again.
+ *
+ * Wake-ups (issue 15: each is a context switch). Each request has its own
+ * condition variable (on its submitter's stack), and a waiter is woken
+ * only when it has something to do: when its request is done (the leader
+ * signals the other submitters in its batch; alone in it, it wakes
+ * nobody), or when the lead is free and its request is the oldest waiting
+ * (the leader that gives up the lead signals the head's submitter, who
+ * leads the next batch). A broadcast on one shared variable woke every
+ * waiter twice per commit, to find its request done or not, and the lead
+ * taken or not.
  *
  * Priority: the leader counts its transaction as a priority commit of the
  * catalog's writer (metrics_writer_enter, from before its BEGIN to its
@@ -41,12 +51,12 @@ struct req {
     int n;
     int rc;
     bool done;
+    pthread_cond_t cv; /* its submitter waits here: done, or its turn to lead */
     struct req *next;
 };
 
 struct pl_committer {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     struct req *head, *tail; /* waiting, oldest first */
     bool leading;
     int max_batch;
@@ -69,7 +79,6 @@ struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *a
     c->cb = cb;
     c->arg = arg;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
     return c;
 }
 
@@ -83,14 +92,14 @@ void pl_committer_destroy(struct pl_committer *c)
     if (c == NULL)
         return;
     pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
     free(c->buf);
     free(c->batch);
     free(c);
 }
 
-/* Caller holds mu and is the leader: run one batch. Returns with mu held. */
-static void lead(struct pl_committer *c, struct catalog *cat)
+/* Caller holds mu and is the leader, `me` its request: run one batch.
+ * Returns with mu held. */
+static void lead(struct pl_committer *c, struct catalog *cat, struct req *me)
 {
     int nr = 0;
     size_t n = 0;
@@ -131,10 +140,11 @@ static void lead(struct pl_committer *c, struct catalog *cat)
         }
         r->rc = rc;
         r->done = true;
+        if (r != me) /* its submitter returns, and may free r, once mu is free */
+            pthread_cond_signal(&r->cv);
     }
     c->transactions++;
     c->steps += (uint64_t)n;
-    pthread_cond_broadcast(&c->cv);
     if (rc == 0 && c->cb != NULL) {
         pthread_mutex_unlock(&c->mu);
         c->cb(c->arg, cat, seq, done);
@@ -147,6 +157,7 @@ int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_s
     if (n <= 0)
         return 0;
     struct req me = {.steps = steps, .n = n};
+    pthread_cond_init(&me.cv, NULL);
     pthread_mutex_lock(&c->mu);
     if (c->tail != NULL)
         c->tail->next = &me;
@@ -155,15 +166,19 @@ int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_s
     c->tail = &me;
     while (!me.done) {
         if (c->leading) {
-            pthread_cond_wait(&c->cv, &c->mu);
+            pthread_cond_wait(&me.cv, &c->mu);
             continue;
         }
         c->leading = true;
-        lead(c, cat);
+        lead(c, cat, &me);
         c->leading = false;
-        pthread_cond_broadcast(&c->cv); /* a waiter may lead the next batch */
+        /* Mine did not fit: I lead again, from the head. Else the oldest
+         * request waiting leads the next batch. */
+        if (me.done && c->head != NULL)
+            pthread_cond_signal(&c->head->cv);
     }
     pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&me.cv);
     return me.rc;
 }
 
