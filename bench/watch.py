@@ -14,6 +14,8 @@ long-lived process each, so that the watching costs next to no CPU.
                           keep-alive connection until the first sample whose
                           name starts with NAME is 0; exit 0, or 1 after
                           TIMEOUT_S (1800).
+  watch.py least URL NAME VALUE [TIMEOUT_S]
+                          the same until that sample is VALUE or more.
   watch.py job URL TOKEN [TIMEOUT_S]
                           every 20 ms, GETs URL (/v1/jobs/ID) with the bearer
                           TOKEN until its state is done or failed; prints
@@ -138,14 +140,14 @@ def http_get(conns, url, headers):
         return None
 
 
-def cmd_zero(url, name, timeout):
+def cmd_until(url, name, ok, timeout):
     end, conns = time.monotonic() + timeout, [None]
     while time.monotonic() < end:
         body = http_get(conns, url, {})
         for line in (body or "").splitlines():
             f = line.split()
             if len(f) >= 2 and f[0].startswith(name):
-                if float(f[1]) == 0:
+                if ok(float(f[1])):
                     return 0
                 break
         time.sleep(0.02)
@@ -176,7 +178,11 @@ if __name__ == "__main__":
     elif len(a) in (3, 4) and a[0] == "wait":
         sys.exit(cmd_wait(a[1], a[2], float(a[3]) if len(a) == 4 else 600))
     elif len(a) in (3, 4) and a[0] == "zero":
-        sys.exit(cmd_zero(a[1], a[2], float(a[3]) if len(a) == 4 else 1800))
+        sys.exit(cmd_until(a[1], a[2], lambda v: v == 0,
+                           float(a[3]) if len(a) == 4 else 1800))
+    elif len(a) in (4, 5) and a[0] == "least":
+        sys.exit(cmd_until(a[1], a[2], lambda v, m=float(a[3]): v >= m,
+                           float(a[4]) if len(a) == 5 else 1800))
     elif len(a) in (3, 4) and a[0] == "job":
         sys.exit(cmd_job(a[1], a[2], float(a[3]) if len(a) == 4 else 600))
     else:
