@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -446,6 +450,60 @@ START_TEST(test_recycle_no_stale_bytes)
 }
 END_TEST
 
+/* A response that already left the server keeps its bytes when its entry
+ * is recycled: sendfile() queues the file's page-cache pages on the socket
+ * by reference (on loopback they wait in the client's receive queue), and
+ * the reader's lock ends when sendfile returns. A refill written over the
+ * old pages in place changed what the client then read (issue 15, the
+ * torn downloads of make test-powerloss); a refill of an emptied file
+ * writes new pages. */
+START_TEST(test_recycle_spares_bytes_in_flight)
+{
+    enum { SIZE = 64 << 10 };
+    fill("sent", SIZE); /* 'a' */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 1), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int big = 4 << 20;
+    setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big); /* room for all of it */
+    ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int sfd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(sfd, 0);
+    /* the GET: the entry is locked, sent with sendfile, and released */
+    int fd;
+    ck_assert_int_eq(cache_open_fresh(dir, "sent", 0, NULL, &fd, NULL), 0);
+    off_t off = 0;
+    while (off < SIZE) {
+        ssize_t n = sendfile(sfd, fd, &off, SIZE - (size_t)off);
+        ck_assert_int_gt(n, 0);
+    }
+    close(fd); /* the response is complete: the lock goes */
+    /* evicted into the pool, then refilled with other bytes */
+    age("sent", 0, 10000);
+    struct cache_pass p;
+    ck_assert_int_eq(cache_evict_pass(dir, 1 << 20, 5000, NULL, &p), 0);
+    ck_assert_uint_eq(p.recycled, 1);
+    ck_assert(refill("other", SIZE, 'z'));
+    assert_entry("other", SIZE, 'z');
+    /* only now does the client read its response */
+    char *buf = xcalloc(1, SIZE);
+    ck_assert_int_eq(dr_read_full(cfd, buf, SIZE), SIZE);
+    size_t bad = 0;
+    while (bad < SIZE && buf[bad] == 'a')
+        bad++;
+    ck_assert_msg(bad == SIZE, "the client read byte %zu as '%c', not 'a'", bad, buf[bad]);
+    free(buf);
+    close(cfd);
+    close(sfd);
+    close(lfd);
+}
+END_TEST
+
 /* The bound counts the pool: after a pass entries + free files fit
  * max_size, the entries fit max_size less the slack, the pool holds at most
  * 64 files, and an adopted (durable, 0600) entry is never recycled. */
@@ -721,6 +779,7 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_adopt_links_and_replaces);
     tcase_add_test(tc, test_drop_unsynced_after_reboot);
     tcase_add_test(tc, test_recycle_no_stale_bytes);
+    tcase_add_test(tc, test_recycle_spares_bytes_in_flight);
     tcase_add_test(tc, test_recycle_bound);
     tcase_add_test(tc, test_recycle_dropped_after_reboot);
     suite_add_tcase(s, tc);

@@ -49,8 +49,8 @@ bool cache_is_fresh(const char *data_dir, const char *id, uint64_t ttl_ms, uint6
  * O_EXCL): 0 with *fd (caller closes) and *tmp_path (caller frees). */
 int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_path);
 /* A temporary entry for a fill, taken from the free pool when it has a
- * file (cache_take_tmp): recycled, that file keeps its blocks and its old
- * bytes past what the fill writes until cache_seal_tmp. */
+ * file (cache_take_tmp): recycled, that file is emptied first (never
+ * written over: a response may still reference its old pages, cache.c). */
 struct cache_tmp {
     int fd;            /* open for writing at offset 0 (the caller closes it) */
     char *path;        /* cache/<id>.tmp.<random> (the caller frees it) */
@@ -59,11 +59,10 @@ struct cache_tmp {
 };
 /* As cache_create_tmp, but a free file (cache/.free, mode 0200, filled by
  * the evictor) is renamed to the temporary name and reused when there is
- * one: no inode to allocate, no blocks to free and allocate again. 0 with
- * *t; -errno (nothing to free). */
+ * one: no inode to allocate or free. 0 with *t; -errno (nothing to free). */
 int cache_take_tmp(const char *data_dir, const char *id, struct cache_tmp *t);
 /* After every byte of a size-byte fill is written to t->fd: a recycled
- * file is cut to size and made 0400 (unsynced fill). 0 or -errno. */
+ * file is made 0400 (unsynced fill). 0 or -errno. */
 int cache_seal_tmp(const struct cache_tmp *t, uint64_t size);
 /* Publish a complete temporary entry: set its mtime/atime to now, rename
  * it to cache/<id>. Nothing is fsynced. On failure tmp_path is removed. */

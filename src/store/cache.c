@@ -38,11 +38,11 @@
  * the entry's LOCK_EX it renames it to a name of its own, checks that
  * this name holds the inode it locked (see "Evicting"), makes it mode
  * 0200 and renames it to cache/.free/<random>; a fill (cache_take_tmp)
- * claims a free file by renaming it to its .tmp name, and overwrites it
+ * claims a free file by renaming it to its .tmp name, and refills it
  * only if it is 0200 with one link and it gets flock(LOCK_EX|LOCK_NB) on
- * it (else the file is unlinked), in place (its blocks stay allocated),
- * cuts it to size and makes it 0400 again (cache_seal_tmp) before the
- * rename into place. The pool is bounded:
+ * it (else the file is unlinked): truncated to 0 first (never written
+ * over, see "Sendfile"), then made 0400 again (cache_seal_tmp) before
+ * the rename into place. The pool is bounded:
  * at most FREE_MAX files, and its bytes count toward cache.max_size; the
  * LRU pass brings the entries down to max_size less a slack (a sixteenth,
  * at most SLACK_MAX) so what it evicts can wait in the pool, then unlinks
@@ -63,6 +63,17 @@
  * atime (unless it is less than a second
  * old: the LRU order is kept to the second, without an inode write per GET). The shared lock is
  * held until the reader closes the fd.
+ *
+ * Sendfile: the http worker serves an entry with sendfile(), which puts
+ * the file's page-cache pages into the socket by reference (on loopback
+ * they wait in the client's receive queue until it reads), and its lock
+ * goes when sendfile has returned, not when the client has the bytes. So
+ * a file that was an entry is never written over in place: a recycled
+ * one is truncated to 0 before its refill, which takes the old pages out
+ * of the file and leaves them to whoever still references them. Written
+ * over, they sent another entry's bytes inside a response that had
+ * already left the server (the torn downloads of make test-powerloss,
+ * issue 15: one media's first 1.9 MB, then another's bytes).
  *
  * Evicting (cache_evict_pass, the "cache-evict" thread of the pipeline
  * process): scan, expire by mtime, then drop least recently used entries
@@ -296,6 +307,16 @@ static int take_free(const char *data_dir, const char *id, const char *hex, stru
             unlink(p);
             continue;
         }
+        /* Empty before a byte is written: never over pages a response
+         * may still reference (see "Sendfile" at the top). The truncate
+         * takes the old pages out of the file, whoever references them
+         * keeps them, and the fill writes new ones; the inode is still
+         * reused (no create). */
+        if (ftruncate(f, 0) != 0) {
+            close(f);
+            unlink(p);
+            continue;
+        }
         /* a fresh mtime: the pass removes .tmp files by age */
         futimens(f, NULL);
         t->fd = f;
@@ -328,10 +349,9 @@ int cache_take_tmp(const char *data_dir, const char *id, struct cache_tmp *t)
 
 int cache_seal_tmp(const struct cache_tmp *t, uint64_t size)
 {
+    (void)size; /* a recycled file was emptied when taken: what was written is all of it */
     if (!t->recycled)
-        return 0; /* created 0400, exactly as long as what was written */
-    if (t->old_size > size && ftruncate(t->fd, (off_t)size) != 0)
-        return -errno;
+        return 0; /* created 0400 */
     /* 0400 before the rename: what cache_drop_unsynced drops after a cut
      * (a cut that loses this chmod leaves 0200, dropped as well) */
     return fchmod(t->fd, CACHE_UNSYNCED_MODE) == 0 ? 0 : -errno;

@@ -432,7 +432,8 @@ class Cluster:
         st, _, body = self.http("GET", "/v1/media/%s/content" % up.media, timeout=60)
         if st == 200:
             if hashlib.sha256(body).hexdigest() != up.sha:
-                self.problem("LOST: downloaded %d bytes that differ from the upload" % len(body), up)
+                self.problem("LOST: downloaded %d bytes that differ from the upload (%s)"
+                             % (len(body), self.describe_wrong(up, body)), up)
                 return False
             up.verified = True
             with self.lock:
@@ -441,6 +442,49 @@ class Cluster:
         if not during_load:
             self.problem("LOST: content answered %s: %r" % (st, body[:200]), up)
         return False
+
+    def describe_wrong(self, up, body):
+        """What wrong bytes are: where they start to differ, and whose they
+        are (another upload's, zeros), with the cache entry's state now."""
+        want = blob(up.key, up.size)
+        off = next((i for i, (a, b) in enumerate(zip(body, want)) if a != b), min(len(body), len(want)))
+        what = ["first difference at byte %d" % off]
+        rest = body[off:]
+        if rest and not rest.strip(b"\0"):
+            what.append("zeros from there")
+        elif rest:
+            probe = rest[:64]
+            with self.lock:
+                others = [u for u in self.uploads if u is not up and u.size > off]
+            for u in others:
+                if blob(u.key, u.size)[off:off + len(probe)] == probe:
+                    what.append("from there the bytes of %s%s" % (
+                        u, " (all of them)" if blob(u.key, u.size) == body else ""))
+                    break
+            else:
+                what.append("from there bytes of no upload at that offset")
+        try:  # the entry on disk now: right or wrong bytes?
+            with open(os.path.join(self.data_dir, "cache", up.media), "rb") as f:
+                now = f.read()
+            what.append("the cache file now holds %d bytes, %s" % (
+                len(now), "the right ones" if now == want else
+                "the ones served" if now == body else "other ones"))
+        except OSError:
+            pass
+        st2, _, again = self.http("GET", "/v1/media/%s/content" % up.media, timeout=60)
+        what.append("downloaded again: %s" % (
+            st2 if st2 != 200 else "right" if again == want else "the same wrong bytes"
+            if again == body else "other wrong bytes"))
+        try:
+            st = os.stat(os.path.join(self.data_dir, "cache", up.media))
+            what.append("cache entry now: inode %d, mode %o, %d links, %d B" % (
+                st.st_ino, st.st_mode & 0o7777, st.st_nlink, st.st_size))
+        except OSError as e:
+            what.append("cache entry now: %s" % e.strerror)
+        lines = self.log_grep(up.media)
+        if lines:
+            what.append("dripd's log on it: " + " | ".join(lines[-6:]))
+        return "; ".join(what)
 
     ACTIONS = [("put", 35), ("multipart", 15), ("tus", 22), ("delete", 9), ("move", 9), ("download", 10)]
 
