@@ -464,10 +464,16 @@ int store_local_open(const struct dr_config *cfg, struct dr_store **out, char *e
         snprintf(err, errlen, "storage.local.path is not set");
         return -EINVAL;
     }
-    int rc = dr_mkdirs(dir, 0700);
-    if (rc != 0)
-        return set_err(err, errlen, rc, "create directory", dir);
+    /* the directory is made only when it is missing: every handle open
+     * (the store probe opens one every few seconds) used to cost an mkdir
+     * per path component */
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        int rc = dr_mkdirs(dir, 0700);
+        if (rc != 0)
+            return set_err(err, errlen, rc, "create directory", dir);
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (fd < 0)
         return set_err(err, errlen, -errno, "open directory", dir);
     struct local_store *ls = xcalloc(1, sizeof *ls);
