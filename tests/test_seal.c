@@ -185,6 +185,68 @@ START_TEST(test_scratch_is_written_anew)
 }
 END_TEST
 
+START_TEST(test_seal_fd_at)
+{
+    /* seal_fd_at: from an open fd into a name relative to a directory fd,
+     * the sealed file handed over open (the very inode named), a new inode
+     * like seal_file's scratch; it makes scratch files only */
+    char *plain = pth("plain"), *obj = pth("obj");
+    struct seal_result res;
+    uint8_t *p = make_sealed(70000, 65536, plain, obj, &res);
+    char *kept = pth("kept"); /* keeps the old inode's number from being reused */
+    ck_assert_int_eq(link(obj, kept), 0);
+    struct stat old;
+    ck_assert_int_eq(stat(obj, &old), 0);
+    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+    keys_new_data_key(master, dk, wk);
+    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                             .owner = "alice",
+                             .path = "/photos/cat.jpg",
+                             .created_at = 1764000000123,
+                             .segment_size = 65536,
+                             .data_key = dk,
+                             .wrapped_key = wk,
+                             .scratch = true};
+    char err[256] = "";
+    int in = open(plain, O_RDONLY | O_CLOEXEC), dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(in, 0);
+    ck_assert_int_ge(dfd, 0);
+    int out = -1;
+    struct seal_result res2;
+    ck_assert_msg(seal_fd_at(in, plain, dfd, "obj", &sp, &res2, &out, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_ge(out, 0);
+    struct stat a, b;
+    ck_assert_int_eq(fstat(out, &a), 0);
+    ck_assert_int_eq(stat(obj, &b), 0);
+    ck_assert(a.st_ino == b.st_ino && a.st_ino != old.st_ino);
+    ck_assert_uint_eq((uint64_t)a.st_size, res2.object_size);
+    ck_assert_str_eq(res2.sha256_hex, res.sha256_hex);
+    ck_assert_uint_eq(res2.size, 70000);
+    close(out);
+    ck_assert_int_ge(fcntl(in, F_GETFD), 0); /* the caller's */
+    char *back = pth("back");
+    ck_assert_msg(unseal_file(obj, back, master, res2.sha256_hex, NULL, err, sizeof err) == 0, "%s",
+                  err);
+    size_t n;
+    uint8_t *got = read_all(back, &n);
+    ck_assert_uint_eq(n, 70000);
+    ck_assert(memcmp(got, p, n) == 0);
+    sp.scratch = false;
+    ck_assert_int_eq(seal_fd_at(in, plain, dfd, "obj2", &sp, &res2, &out, err, sizeof err),
+                     -EINVAL);
+    ck_assert_int_eq(out, -1);
+    close(in);
+    close(dfd);
+    free(got);
+    free(back);
+    free(kept);
+    free(p);
+    free(plain);
+    free(obj);
+}
+END_TEST
+
 START_TEST(test_segments_math)
 {
     ck_assert_uint_eq(seal_segments(0, 1024), 1);
@@ -640,6 +702,7 @@ static Suite *seal_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_segments_math);
     tcase_add_test(tc, test_scratch_is_written_anew);
+    tcase_add_test(tc, test_seal_fd_at);
     tcase_add_test(tc, test_round_trip_edges);
     tcase_add_test(tc, test_every_byte_flip_detected);
     tcase_add_test(tc, test_tags_only_detects_every_flip_and_cut);

@@ -99,6 +99,16 @@ uint64_t seal_object_size(uint32_t header_len, uint64_t size, uint32_t segment_s
  * scratch. Returns 0 and fills res. */
 int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
               struct seal_result *res, char *err, size_t errlen);
+/* seal_file for the pipeline's scratch files (p->scratch must be set),
+ * with no path lookups of its own: in is an open plaintext fd (read from
+ * offset 0 with pread; the caller keeps and closes it; in_path names it in
+ * messages), the object is made as out_name in the directory out_dirfd,
+ * and on success *out_fd is its fd, open for writing, which the caller
+ * owns (the pipeline hands it to the store, which syncs that very inode
+ * without opening it again); -1 on failure, where nothing is left. */
+int seal_fd_at(int in, const char *in_path, int out_dirfd, const char *out_name,
+               const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
+               size_t errlen);
 
 /* Parse and authenticate the header at the start of buf (len bytes): the
  * magic, the fields, the wrapped key (unwrapped with master) and the header

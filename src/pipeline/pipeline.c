@@ -1,5 +1,6 @@
 /* pipeline.c - the helpers every pipeline step uses (pipeline.h): the
- * scratch path of a job, which errors are worth a retry, the job's media
+ * scratch path of a job, the *at calls relative to the work/ and spool/
+ * directory fds (pl_at), which errors are worth a retry, the job's media
  * row, the stage thread's lazily opened store handle, the interruptible
  * sleep of the stop protocol, and the run/ files of the admin runs
  * (scrub, reprocess).
@@ -32,6 +33,51 @@ char *pl_work_path(const struct pl_ctx *pc, const char *job_id)
 char *pl_plain_path(const struct pl_ctx *pc, const char *job_id)
 {
     return xasprintf("%s/%s.plain", pc->work_dir, job_id);
+}
+
+/* path's last component if it is a file directly in dir, else NULL */
+static const char *name_in(const char *dir, const char *path)
+{
+    size_t n = dir != NULL ? strlen(dir) : 0;
+    if (n == 0 || strncmp(path, dir, n) != 0 || path[n] != '/')
+        return NULL;
+    const char *name = path + n + 1;
+    return *name != '\0' && strchr(name, '/') == NULL ? name : NULL;
+}
+
+int pl_at(const struct pl_ctx *pc, const char *path, const char **name)
+{
+    const char *s;
+    if (pc->work_fd >= 0 && (s = name_in(pc->work_dir, path)) != NULL) {
+        *name = s;
+        return pc->work_fd;
+    }
+    if (pc->spool_fd >= 0 && (s = name_in(pc->spool_dir, path)) != NULL) {
+        *name = s;
+        return pc->spool_fd;
+    }
+    *name = path;
+    return AT_FDCWD;
+}
+
+int pl_open(const struct pl_ctx *pc, const char *path, int flags)
+{
+    const char *name;
+    int dfd = pl_at(pc, path, &name);
+    int fd = openat(dfd, name, flags | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && dfd >= 0 && dfd == pc->spool_fd)
+        fd = open(path, flags | O_CLOEXEC);
+    return fd;
+}
+
+int pl_unlink(const struct pl_ctx *pc, const char *path)
+{
+    const char *name;
+    int dfd = pl_at(pc, path, &name);
+    int rc = unlinkat(dfd, name, 0);
+    if (rc != 0 && errno == ENOENT && dfd >= 0 && dfd == pc->spool_fd)
+        rc = unlink(path);
+    return rc;
 }
 
 bool pl_is_transient(int rc)

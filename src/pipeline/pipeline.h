@@ -54,6 +54,11 @@ struct pl_ctx {
     uint8_t master[DR_KEY_LEN];
     char claimer[CLAIMER_MAX];      /* "<node.id>:<boot>.<start>:<pid>" (claimer.h) */
     char *work_dir;                 /* <data_dir>/work */
+    char *spool_dir;                /* <data_dir>/spool (the http worker's uploads) */
+    int work_fd;                    /* work_dir, open for the *at calls (pl_at); -1 none */
+    int spool_fd;                   /* spool_dir, the same; -1 none */
+    int plains;                     /* a work/<job>.plain may exist (atomic; never cleared): one
+                                       was there at start, or process may have made one */
     struct cache_evictor *evictor;  /* may be NULL */
     struct pl_committer *committer; /* group commit of job steps (pipeline_commit.h) */
     int stopping;                   /* drain began; set by pl_ctx_stop() */
@@ -89,8 +94,10 @@ struct pl_job {
     bool original;          /* download: served from a fresh cache entry */
     bool refetched;         /* download: scratch fetched again after a bad read */
     bool sealed_here;       /* upload: encrypt ran in this process (see pl_upload_store) */
-    bool no_plain;          /* upload: encrypt found no stripped original (work/<job>.plain);
-                               none appears later, so notify and forget do not look */
+    bool no_plain;          /* upload: there is no stripped original (work/<job>.plain):
+                               process ran here and made none, or encrypt found none;
+                               none appears later, so encrypt, notify and forget do
+                               not look */
     int obj_fd;             /* download: the local object, opened by fetch for decrypt; -1 none */
     struct dr_media *media; /* the media row as the upload claim (unless the job is at
                                process) or the job's first step here read it (pl_load_media) */
@@ -129,6 +136,16 @@ char *pl_work_path(const struct pl_ctx *pc, const char *job_id);
  * the spool file's when it exists (process made it: the original without
  * its metadata); encrypt seals it, notify makes it the cache entry. */
 char *pl_plain_path(const struct pl_ctx *pc, const char *job_id);
+/* Where path is for the *at calls: a file directly in work_dir or
+ * spool_dir is *name (its last component) in pc->work_fd or pc->spool_fd,
+ * which saves the kernel the walk of every directory above it; any other
+ * path is itself in AT_FDCWD. */
+int pl_at(const struct pl_ctx *pc, const char *path, const char **name);
+/* open(2) and unlink(2) through pl_at. A spool file that is not found so
+ * is looked for again by its full path (spool/ was made anew since the
+ * worker opened it). -1 and errno as the calls. */
+int pl_open(const struct pl_ctx *pc, const char *path, int flags);
+int pl_unlink(const struct pl_ctx *pc, const char *path);
 /* Is this -errno worth a retry (EAGAIN, EIO, ENOSPC, EBUSY, ETIMEDOUT...)? */
 bool pl_is_transient(int rc);
 /* Sleep up to ms, waking early when the pipeline stops. false if it did. */

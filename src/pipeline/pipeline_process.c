@@ -461,14 +461,18 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
 {
     (void)work_path_out;
     /* A stripped original of an earlier run that did not commit: encrypt
-     * would take it for this run's (whatever this run decides). */
+     * would take it for this run's (whatever this run decides). None can
+     * be there while the worker has seen none (pc->plains). */
     char *plain = pl_plain_path(t->pc, j->job.id);
-    if (unlink(plain) != 0 && errno != ENOENT) {
+    bool plains = __atomic_load_n(&t->pc->plains, __ATOMIC_ACQUIRE) != 0;
+    if (plains && pl_unlink(t->pc, plain) != 0 && errno != ENOENT) {
         int e = errno;
         dr_set_err(err, errlen, "cannot remove %s: %s", plain, strerror(e));
         free(plain);
         return -e;
     }
+    /* from here on this step alone may make one, where it says so */
+    j->no_plain = true;
     if (!t->pc->cfg->processing.enabled) {
         free(plain);
         j->upd.no_commit = true;
@@ -483,7 +487,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         return -ENOENT;
     }
     /* the type check first: a file that is not media costs this read */
-    int fd = open(j->job.spool_path, O_RDONLY | O_CLOEXEC);
+    int fd = pl_open(t->pc, j->job.spool_path, O_RDONLY);
     if (fd < 0) {
         int e = errno;
         free(plain);
@@ -513,8 +517,14 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     }
     bool decoded = false;
     uint64_t stripped = 0;
-    rc = pl_process_file(t, &m, fd, j->job.id, t->pc->cfg->processing.strip_metadata ? plain : NULL,
-                         &stripped, &decoded, err, errlen);
+    bool strip = t->pc->cfg->processing.strip_metadata;
+    if (strip) {
+        /* before the file can exist: encrypt and later runs look for it */
+        __atomic_store_n(&t->pc->plains, 1, __ATOMIC_RELEASE);
+        j->no_plain = false;
+    }
+    rc = pl_process_file(t, &m, fd, j->job.id, strip ? plain : NULL, &stripped, &decoded, err,
+                         errlen);
     close(fd);
     if (rc == 0 && stripped > 0) {
         /* the media's size is the stored bytes', committed with the stage */

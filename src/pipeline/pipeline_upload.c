@@ -8,6 +8,8 @@
  *            the next stage, into the media row (catalog_jobs_step).
  *            Next: "store" with the sealed path.
  *            The sealed file is scratch: not fsynced (see store).
+ *            work/<job>.plain is looked for only when one may exist
+ *            (pc->plains, j->no_plain: see pipeline.h).
  *   store    store_put_nosync(key "<media id>_<UTC created>Z<ext>", sealed
  *            file); the worker's store_sync for the whole batch makes the
  *            objects durable (local: one syncfs + one directory fsync, or
@@ -21,8 +23,9 @@
  *   notify   the plaintext (work/<job>.plain, the original without its
  *            metadata when process made one, else the spool file) is
  *            linked into the cache as cache/<media id> (a finished upload
- *            warms the cache); the sealed work file is removed if the store
- *            left it; then media "available" and job done in one commit (by
+ *            warms the cache; the spool file's size is the media's, not
+ *            stat'ed); the sealed work file is removed if the store left it;
+ *            then media "available" and job done in one commit (by
  *            the caller), and only then are the spool file and the plain
  *            file removed (pl_upload_forget): a job whose last commit a
  *            crash loses starts over from them.
@@ -36,6 +39,10 @@
  * still there. The work file is gone before the job is marked done, the
  * spool file right after (a crash in between leaves a spool file nothing
  * names, which the http worker's spool sweep removes).
+ *
+ * Files are named relative to the work/ and spool/ directory fds (pl_at,
+ * pl_open, pl_unlink: one path component per call, not the walk of
+ * data_dir's every directory).
  *
  * Threads: each function runs on a stage thread with its own catalog and
  * store handles (struct pl_tls); nothing here is shared.
@@ -103,11 +110,34 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         return rc;
     const struct dr_media m = *mp;
     /* the original without its metadata, if process made it; its size is
-     * the media's once process committed, or rides along in j->upd */
+     * the media's once process committed, or rides along in j->upd. Not
+     * looked for when none can be there: process ran here and made none,
+     * or the worker has seen none (pc->plains). */
     char *plain = pl_plain_path(pc, j->job.id);
-    const char *src = access(plain, R_OK) == 0 ? plain : j->job.spool_path;
+    const char *src = j->job.spool_path;
+    int in = -1;
+    if (!j->no_plain && __atomic_load_n(&pc->plains, __ATOMIC_ACQUIRE) != 0) {
+        in = pl_open(pc, plain, O_RDONLY);
+        if (in >= 0)
+            src = plain;
+        else if (errno != ENOENT) {
+            rc = -errno;
+            snprintf(err, errlen, "open %s: %s", plain, strerror(errno));
+            goto out;
+        }
+    }
     /* only process makes one, and it ran before (or not at all) */
-    j->no_plain = src != plain && errno == ENOENT;
+    j->no_plain = src != plain;
+    if (in < 0)
+        in = pl_open(pc, src, O_RDONLY);
+    if (in < 0) {
+        rc = -errno;
+        if (rc == -ENOENT)
+            snprintf(err, errlen, "spool file %s is missing", src);
+        else
+            snprintf(err, errlen, "open %s: %s", src, strerror(errno));
+        goto out;
+    }
     uint64_t want = j->upd.resized ? j->upd.size : m.size;
     keys_new_data_key(pc->master, dk, wk);
     sealed = pl_work_path(pc, j->job.id);
@@ -123,10 +153,12 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         .scratch = true, /* the store makes it durable; see pl_upload_store */
     };
     struct seal_result res;
-    rc = seal_file(src, sealed, &sp, &res, err, errlen);
+    /* made relative to work/ */
+    const char *sealed_name;
+    int sealed_dir = pl_at(pc, sealed, &sealed_name);
+    int out_fd = -1;
+    rc = seal_fd_at(in, src, sealed_dir, sealed_name, &sp, &res, &out_fd, err, errlen);
     memset(dk, 0, sizeof dk);
-    if (rc == -ENOENT && access(j->job.spool_path, F_OK) != 0)
-        snprintf(err, errlen, "spool file %s is missing", j->job.spool_path);
     if (rc != 0)
         goto out;
     if (res.size != want) {
@@ -134,9 +166,11 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         snprintf(err, errlen, "%s file %s has %llu bytes, the upload had %llu",
                  src == plain ? "stripped" : "spool", src, (unsigned long long)res.size,
                  (unsigned long long)want);
-        unlink(sealed);
+        close(out_fd);
+        unlinkat(sealed_dir, sealed_name, 0);
         goto out;
     }
+    close(out_fd);
     /* committed with the job's next stage, before anything is stored */
     j->upd.sealed = true;
     memcpy(j->upd.sha256_hex, res.sha256_hex, sizeof j->upd.sha256_hex);
@@ -147,6 +181,8 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     *work_path_out = sealed;
     sealed = NULL;
 out:
+    if (in >= 0)
+        close(in);
     free(sealed);
     free(plain);
     return rc;
@@ -254,19 +290,25 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
     struct stat st;
     char *plain = pl_plain_path(pc, j->job.id);
     const char *src = NULL;
-    if (!j->no_plain && stat(plain, &st) == 0)
+    uint64_t size = 0;
+    if (!j->no_plain && stat(plain, &st) == 0) {
         src = plain;
-    else if (j->job.spool_path != NULL && stat(j->job.spool_path, &st) == 0)
+        size = (uint64_t)st.st_size;
+    } else if (j->job.spool_path != NULL && j->no_plain && j->media != NULL) {
+        /* the plaintext is the spool file, of the media's size (encrypt
+         * checked it); cache_adopt fails if it is gone */
         src = j->job.spool_path;
-    if (src != NULL) {
-        uint64_t size = (uint64_t)st.st_size;
-        if (size <= pc->cfg->cache.max_size &&
-            cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
-            cache_evictor_note_insert(pc->evictor, size);
+        size = j->media->size;
+    } else if (j->job.spool_path != NULL && stat(j->job.spool_path, &st) == 0) {
+        src = j->job.spool_path;
+        size = (uint64_t)st.st_size;
     }
+    if (src != NULL && size <= pc->cfg->cache.max_size &&
+        cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
+        cache_evictor_note_insert(pc->evictor, size);
     free(plain);
     if (j->job.work_path)
-        unlink(j->job.work_path);
+        pl_unlink(pc, j->job.work_path);
     /* "available" commits with "done"; a media deleted meanwhile does not
      * stop the job (the caller then drops the cache entry made above) */
     j->upd.available = true;
@@ -277,26 +319,26 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
 void pl_upload_forget(const struct pl_ctx *pc, const struct pl_job *j)
 {
     if (j->job.spool_path != NULL)
-        unlink(j->job.spool_path);
+        pl_unlink(pc, j->job.spool_path);
     if (j->no_plain)
         return;
     char *plain = pl_plain_path(pc, j->job.id);
-    unlink(plain);
+    pl_unlink(pc, plain);
     free(plain);
 }
 
 void pl_upload_cleanup(struct pl_tls *t, struct pl_job *j)
 {
     if (j->job.work_path)
-        unlink(j->job.work_path);
+        pl_unlink(t->pc, j->job.work_path);
     char *sealed = pl_work_path(t->pc, j->job.id);
-    unlink(sealed);
+    pl_unlink(t->pc, sealed);
     free(sealed);
     char *plain = pl_plain_path(t->pc, j->job.id);
-    unlink(plain);
+    pl_unlink(t->pc, plain);
     free(plain);
     if (j->job.spool_path)
-        unlink(j->job.spool_path);
+        pl_unlink(t->pc, j->job.spool_path);
     /* notify may have moved the plaintext into the cache before its commit */
     cache_remove(t->pc->cfg->data_dir, j->job.media_id);
 }

@@ -1203,15 +1203,21 @@ static int begin_drain(struct worker *w)
     return 0;
 }
 
-static void clean_work_dir(const char *dir)
+/* Remove old .tmp leftovers; note whether a stripped original
+ * (<job>.plain) is there, else encrypt need not look for one (pc->plains). */
+static void clean_work_dir(struct pl_ctx *pc)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
+    DIR *d = opendir(pc->work_dir);
+    if (d == NULL) {
+        pc->plains = 1; /* unknown */
         return;
+    }
     struct dirent *e;
     int64_t now = dr_now_ms();
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
+        if (n >= 6 && strcmp(e->d_name + n - 6, ".plain") == 0)
+            pc->plains = 1;
         if (n < 4 || strcmp(e->d_name + n - 4, ".tmp") != 0)
             continue;
         struct stat st;
@@ -1271,6 +1277,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
     sigprocmask(SIG_BLOCK, &term, NULL); /* delivered only inside ppoll */
 
     pc->cfg = cfg;
+    pc->work_fd = pc->spool_fd = -1;
     pc->wctx = ctx;
     pc->metrics = ctx->metrics ? ctx->metrics : &private_metrics;
     pc->gauges = metrics_proc(ctx->metrics, ctx->slot);
@@ -1293,6 +1300,7 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         log_warn("cannot read this process's start time (%s): claiming as %s", strerror(-rc),
                  pc->claimer);
     pc->work_dir = xasprintf("%s/work", cfg->data_dir);
+    pc->spool_dir = xasprintf("%s/spool", cfg->data_dir);
     char *cache_dir = xasprintf("%s/cache", cfg->data_dir);
     if ((rc = dr_mkdirs(pc->work_dir, 0700)) != 0 || (rc = dr_mkdirs(cache_dir, 0700)) != 0) {
         log_error("cannot create %s or %s: %s", pc->work_dir, cache_dir, strerror(-rc));
@@ -1301,7 +1309,14 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
         goto out;
     }
     free(cache_dir);
-    clean_work_dir(pc->work_dir);
+    /* The steps name their files relative to these (pl_at). work/ is the
+     * pipeline's own; spool/ is the http worker's, made by the supervisor
+     * before the workers start (without it, full paths as before). */
+    pc->work_fd = open(pc->work_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    pc->spool_fd = open(pc->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pc->spool_fd < 0)
+        log_warn("cannot open %s: %s", pc->spool_dir, strerror(errno));
+    clean_work_dir(pc);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     pc->committer = pl_committer_create(COMMIT_BATCH, on_commit, w);
@@ -1402,7 +1417,12 @@ out:
     close(w->drained_pipe[0]);
     close(w->drained_pipe[1]);
     memset(pc->master, 0, sizeof pc->master);
+    if (pc->work_fd >= 0)
+        close(pc->work_fd);
+    if (pc->spool_fd >= 0)
+        close(pc->spool_fd);
     free(pc->work_dir);
+    free(pc->spool_dir);
     pthread_mutex_destroy(&pc->stop_mu);
     pthread_cond_destroy(&pc->stop_cv);
     free(w);

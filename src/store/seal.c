@@ -817,10 +817,15 @@ static uint32_t chunk_segs(uint32_t seg, uint64_t nseg)
     return nseg < k ? (uint32_t)(nseg ? nseg : 1) : k;
 }
 
-int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
-              struct seal_result *res, char *err, size_t errlen)
+/* seal_file and seal_fd_at: in is open (the caller closes it), in_path
+ * names it in messages; out_path is relative to out_dirfd (AT_FDCWD: as
+ * is). With out_fd, a sealed scratch file is handed over open instead of
+ * closed. */
+static int seal_core(int in, const char *in_path, int out_dirfd, const char *out_path,
+                     const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
+                     size_t errlen)
 {
-    int rc = 0, in = -1, out = -1;
+    int rc = 0, out = -1;
     uint8_t *hdr = NULL, *ibufs = NULL, *obuf = NULL;
     struct v2_header vh = {0};
     EVP_CIPHER_CTX *c = NULL;
@@ -843,11 +848,6 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         p->path == NULL || !*p->owner || !*p->path || strlen(p->owner) > 4096 ||
         strlen(p->path) > 4096 || (p->content_type && strlen(p->content_type) > 1024)) {
         rc = fail(err, errlen, -EINVAL, "seal: bad header fields");
-        goto out;
-    }
-    in = open(in_path, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        rc = fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
         goto out;
     }
     struct stat st;
@@ -884,13 +884,13 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     /* scratch: a new inode, never the old one (the store may have taken
      * it); an old file is rare, so create first and unlink only then */
     int oflags = O_WRONLY | O_CREAT | (p->scratch ? O_EXCL : O_TRUNC) | O_CLOEXEC;
-    out = open(tmp, oflags, 0600);
+    out = openat(out_dirfd, tmp, oflags, 0600);
     if (out < 0 && errno == EEXIST && p->scratch) {
-        if (unlink(tmp) != 0 && errno != ENOENT) {
+        if (unlinkat(out_dirfd, tmp, 0) != 0 && errno != ENOENT) {
             rc = fail(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
             goto out;
         }
-        out = open(tmp, oflags, 0600);
+        out = openat(out_dirfd, tmp, oflags, 0600);
     }
     if (out < 0) {
         rc = fail(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
@@ -1003,14 +1003,20 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
         fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
         goto out;
     }
-    close(out);
+    if (p->scratch && out_fd != NULL) {
+        *out_fd = out; /* the caller's now (a store syncs it) */
+    } else {
+        close(out);
+    }
     out = -1;
-    if (!p->scratch && rename(tmp, out_path) != 0) {
+    if (!p->scratch && renameat(out_dirfd, tmp, out_dirfd, out_path) != 0) {
         rc = fail(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
         goto out;
     }
-    if (!p->scratch)
+    if (!p->scratch && out_dirfd == AT_FDCWD)
         dr_fsync_parent(out_path);
+    else if (!p->scratch)
+        fsync(out_dirfd);
     res->size = size;
     dr_hex(res->sha256, 32, res->sha256_hex);
     res->object_size = written;
@@ -1019,9 +1025,7 @@ out:
     if (out >= 0)
         close(out);
     if (rc != 0)
-        unlink(tmp);
-    if (in >= 0)
-        close(in);
+        unlinkat(out_dirfd, tmp, 0);
     if (hs_on)
         hasher_finish(&hs, NULL);
     EVP_CIPHER_CTX_free(c);
@@ -1034,6 +1038,27 @@ out:
     free(obuf);
     free(tmp);
     return rc;
+}
+
+int seal_file(const char *in_path, const char *out_path, const struct seal_params *p,
+              struct seal_result *res, char *err, size_t errlen)
+{
+    int in = open(in_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
+    int rc = seal_core(in, in_path, AT_FDCWD, out_path, p, res, NULL, err, errlen);
+    close(in);
+    return rc;
+}
+
+int seal_fd_at(int in, const char *in_path, int out_dirfd, const char *out_name,
+               const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
+               size_t errlen)
+{
+    *out_fd = -1;
+    if (!p->scratch)
+        return fail(err, errlen, -EINVAL, "seal: seal_fd_at makes scratch files only");
+    return seal_core(in, in_path, out_dirfd, out_name, p, res, out_fd, err, errlen);
 }
 
 /* ---- unsealing ---- */
