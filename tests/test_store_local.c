@@ -383,6 +383,63 @@ START_TEST(test_put_nosync_batch)
 }
 END_TEST
 
+START_TEST(test_put_nosync_fd)
+{
+    /* the caller's open fd and the name relative to a directory fd: moved
+     * in (*moved), the fd kept for the sync; across file systems a copy
+     * (src left, not moved); a bad key or a missing name fails, and the
+     * fd is consumed whatever happens */
+    char err[256];
+    static uint8_t data[3000], back[3001];
+    dr_random(data, sizeof data);
+    char *src = xasprintf("%s/sealed", dir);
+    write_file(src, data, sizeof data);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(dfd, 0);
+    int fd = open(src, O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    bool moved = false;
+    ck_assert_int_eq(
+        store_put_nosync_fd(st, "f1", dfd, "sealed", src, fd, sizeof data, &moved, err, sizeof err),
+        0);
+    ck_assert(moved);
+    ck_assert_int_eq(access(src, F_OK), -1);
+    char *obj = xasprintf("%s/objects/f1", dir);
+    ck_assert_uint_eq(read_file(obj, back, sizeof back), sizeof data);
+    ck_assert(memcmp(back, data, sizeof data) == 0);
+    free(obj);
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+
+    char *shm = xasprintf("/dev/shm/dripd-test-store-fd-%d", (int)getpid());
+    write_file(shm, data, sizeof data);
+    int sdfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fd = open(shm, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(store_put_nosync_fd(st, "f2", sdfd, strrchr(shm, '/') + 1, shm, fd,
+                                         sizeof data, &moved, err, sizeof err),
+                     0);
+    ck_assert(!moved);
+    ck_assert_int_eq(access(shm, F_OK), 0); /* copied */
+    unlink(shm);
+    free(shm);
+    close(sdfd);
+
+    fd = open(dir, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_eq(
+        store_put_nosync_fd(st, "../x", dfd, "sealed", src, fd, 1, &moved, err, sizeof err),
+        -EINVAL);
+    ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* closed */
+    fd = open(dir, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_eq(
+        store_put_nosync_fd(st, "f3", dfd, "sealed", src, fd, 1, &moved, err, sizeof err), -ENOENT);
+    ck_assert(!moved);
+    ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    close(dfd);
+    free(src);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -395,6 +452,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sweep_leftovers_of_cut_puts);
     tcase_add_test(tc, test_put_of_the_same_file_again_leaves_nothing);
     tcase_add_test(tc, test_put_nosync_batch);
+    tcase_add_test(tc, test_put_nosync_fd);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -54,6 +54,11 @@ struct dr_store_ops {
     int (*put_nosync)(struct dr_store *st, const char *key, const char *src_path, char *err,
                       size_t errlen);
     int (*sync)(struct dr_store *st, char *err, size_t errlen);
+    /* Optional (NULL: put_nosync by src_path): put_nosync of an open file,
+     * named src_name in the directory src_dirfd, without opening it again
+     * (store_put_nosync_fd). */
+    int (*put_nosync_fd)(struct dr_store *st, const char *key, int src_dirfd, const char *src_name,
+                         const char *src_path, int fd, bool *moved, char *err, size_t errlen);
     /* Optional (NULL: not supported): a read-only fd on the object itself,
      * for backends whose objects are local files, so a reader needs no
      * copy (see store_open_read). */
@@ -101,6 +106,17 @@ int store_put(struct dr_store *st, const char *key, const char *src_path, char *
  * again). Not measured. */
 int store_put_nosync(struct dr_store *st, const char *key, const char *src_path, char *err,
                      size_t errlen);
+/* store_put_nosync of a file its caller has open (the pipeline's sealed
+ * scratch file, handed on by encrypt), by the fd and its name relative to
+ * a directory fd: no path lookups but the move itself. fd is open on the
+ * file named src_name in src_dirfd (src_path is the same file by its full
+ * path, for backends that need one and for messages), size its bytes (for
+ * the metrics). fd is consumed, on success and on failure: kept until the
+ * sync (local), or closed. *moved: the file was moved into the store
+ * (src_name is gone), else it is still there for the caller to remove. */
+int store_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd, const char *src_name,
+                        const char *src_path, int fd, uint64_t size, bool *moved, char *err,
+                        size_t errlen);
 int store_sync(struct dr_store *st, char *err, size_t errlen);
 int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
 long store_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,

@@ -90,17 +90,21 @@ struct pl_job {
     struct stage_item link;
     struct dr_job job; /* as claimed; stage/work_path kept current */
     enum dr_pipeline_id pl;
-    bool fill;              /* download: a cache fill for a GET, no catalog row (see worker) */
-    bool original;          /* download: served from a fresh cache entry */
-    bool refetched;         /* download: scratch fetched again after a bad read */
-    bool sealed_here;       /* upload: encrypt ran in this process (see pl_upload_store) */
-    bool no_plain;          /* upload: there is no stripped original (work/<job>.plain):
-                               process ran here and made none, or encrypt found none;
-                               none appears later, so encrypt, notify and forget do
-                               not look */
-    int obj_fd;             /* download: the local object, opened by fetch for decrypt; -1 none */
-    struct dr_media *media; /* the media row as the upload claim (unless the job is at
-                               process) or the job's first step here read it (pl_load_media) */
+    bool fill;                  /* download: a cache fill for a GET, no catalog row (see worker) */
+    bool original;              /* download: served from a fresh cache entry */
+    bool refetched;             /* download: scratch fetched again after a bad read */
+    bool sealed_here;           /* upload: encrypt ran in this process (see pl_upload_store) */
+    bool no_plain;              /* upload: there is no stripped original (work/<job>.plain):
+                                   process ran here and made none, or encrypt found none;
+                                   none appears later, so encrypt, notify and forget do
+                                   not look */
+    int obj_fd;                 /* download: the local object, opened by fetch for decrypt;
+                                   upload: the sealed scratch file, made by encrypt in this
+                                   process and handed to store (which takes it); -1 none */
+    uint64_t obj_size;          /* upload: obj_fd's bytes */
+    bool sealed_moved;          /* upload: the store moved the sealed file in (nothing to remove) */
+    struct dr_media *media;     /* the media row as the upload claim (unless the job is at
+                                   process) or the job's first step here read it (pl_load_media) */
     struct pl_media_update upd; /* cleared before each step */
 };
 

@@ -6,12 +6,16 @@
  *            run wrapped by the master key; the SHA-256 and the wrapped key
  *            go into the object header and, committed by the caller with
  *            the next stage, into the media row (catalog_jobs_step).
- *            Next: "store" with the sealed path.
+ *            Next: "store" with the sealed path, and the sealed file's fd
+ *            in the job (j->obj_fd, seal_fd_at).
  *            The sealed file is scratch: not fsynced (see store).
  *            work/<job>.plain is looked for only when one may exist
  *            (pc->plains, j->no_plain: see pipeline.h).
  *   store    store_put_nosync(key "<media id>_<UTC created>Z<ext>", sealed
- *            file); the worker's store_sync for the whole batch makes the
+ *            file; store_put_nosync_fd with encrypt's fd when the job was
+ *            sealed in this process: the local store moves the file in by
+ *            its name in work/ and syncs that fd, no lookup or open of its
+ *            own); the worker's store_sync for the whole batch makes the
  *            objects durable (local: one syncfs + one directory fsync, or
  *            the fsync of the object, which for a hard link is the scratch
  *            file itself, when it is alone), then the key is committed
@@ -24,8 +28,9 @@
  *            metadata when process made one, else the spool file) is
  *            linked into the cache as cache/<media id> (a finished upload
  *            warms the cache; the spool file's size is the media's, not
- *            stat'ed); the sealed work file is removed if the store left it;
- *            then media "available" and job done in one commit (by
+ *            stat'ed); the sealed work file is removed if the store left it
+ *            (the store says when it moved it); then media "available" and
+ *            job done in one commit (by
  *            the caller), and only then are the spool file and the plain
  *            file removed (pl_upload_forget): a job whose last commit a
  *            crash loses starts over from them.
@@ -153,7 +158,8 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         .scratch = true, /* the store makes it durable; see pl_upload_store */
     };
     struct seal_result res;
-    /* made relative to work/ */
+    /* made relative to work/ and handed to the store open (j->obj_fd),
+     * which so neither looks it up nor opens it again */
     const char *sealed_name;
     int sealed_dir = pl_at(pc, sealed, &sealed_name);
     int out_fd = -1;
@@ -170,7 +176,10 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         unlinkat(sealed_dir, sealed_name, 0);
         goto out;
     }
-    close(out_fd);
+    if (j->obj_fd >= 0)
+        close(j->obj_fd); /* an earlier run's (the store did not take it) */
+    j->obj_fd = out_fd;
+    j->obj_size = res.object_size;
     /* committed with the job's next stage, before anything is stored */
     j->upd.sealed = true;
     memcpy(j->upd.sha256_hex, res.sha256_hex, sizeof j->upd.sha256_hex);
@@ -257,8 +266,19 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
     storage_key(m.id, m.created_at, m.name, key, sizeof key);
     /* durable once the batch's store_sync returned (the worker calls it
      * before the commit): one sync for all the objects of a batch. The
-     * sealed file may move into the store. */
-    rc = store_put_nosync(t->store, key, j->job.work_path, err, errlen); /* measured by store.c */
+     * sealed file may move into the store. Sealed here, it comes as the
+     * fd encrypt made it with, named relative to work/; else (resumed,
+     * retried) by its path. */
+    if (j->obj_fd >= 0) {
+        const char *name;
+        int dir = pl_at(pc, j->job.work_path, &name);
+        int fd = j->obj_fd;
+        j->obj_fd = -1; /* the store's now, whatever happens */
+        rc = store_put_nosync_fd(t->store, key, dir, name, j->job.work_path, fd, j->obj_size,
+                                 &j->sealed_moved, err, errlen); /* measured by store.c */
+    } else {
+        rc = store_put_nosync(t->store, key, j->job.work_path, err, errlen);
+    }
     if (rc == -ENOENT && access(j->job.work_path, F_OK) != 0) {
         rc = -ESTALE; /* lost meanwhile: seal again */
         snprintf(err, errlen, "sealed file %s is missing", j->job.work_path);
@@ -307,7 +327,7 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
         cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
         cache_evictor_note_insert(pc->evictor, size);
     free(plain);
-    if (j->job.work_path)
+    if (j->job.work_path && !j->sealed_moved)
         pl_unlink(pc, j->job.work_path);
     /* "available" commits with "done"; a media deleted meanwhile does not
      * stop the job (the caller then drops the cache entry made above) */

@@ -97,6 +97,23 @@ int store_put_nosync(struct dr_store *st, const char *key, const char *src_path,
                         err, errlen);
 }
 
+int store_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd, const char *src_name,
+                        const char *src_path, int fd, uint64_t size, bool *moved, char *err,
+                        size_t errlen)
+{
+    *moved = false;
+    if (st->ops->put_nosync_fd == NULL) {
+        close(fd);
+        return store_put_nosync(st, key, src_path, err, errlen);
+    }
+    uint64_t t0 = dr_mono_ns();
+    int rc = st->ops->put_nosync_fd(st, key, src_dirfd, src_name, src_path, fd, moved, err, errlen);
+    observe(DR_SOP_PUT, t0, rc);
+    if (rc == 0 && g_metrics != NULL)
+        metrics_add(&g_metrics->store_bytes_up, size);
+    return rc;
+}
+
 int store_sync(struct dr_store *st, char *err, size_t errlen)
 {
     return st->ops->sync != NULL ? st->ops->sync(st, err, errlen) : 0;

@@ -28,7 +28,13 @@
  *     one syncfs of the store's file system (dr_sync_files; fdatasync for
  *     one object) and one fsync of the directory: 2 syncs per batch
  *     instead of 2 per object. A src on another file system is put the
- *     durable way (a copy) at once.
+ *     durable way (a copy) at once. put_nosync_fd is the same with the
+ *     caller's open fd on src and src's name relative to a directory fd
+ *     (the pipeline's sealed file, handed on by encrypt): no open, no
+ *     stat, and a rename of one path component, so the store looks up no
+ *     path of the caller's; the fd, written by the caller, also reports
+ *     writeback errors since the file was made (one opened afterwards
+ *     does not see earlier ones).
  *   - get streams the object into dst (in-kernel copy), get_range preads,
  *     open_read hands out a read-only fd on the object file itself (the
  *     download pipeline decrypts from it: no copy);
@@ -244,6 +250,34 @@ static int local_put_nosync(struct dr_store *st, const char *key, const char *sr
     return 0;
 }
 
+static int local_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd,
+                               const char *src_name, const char *src_path, int fd, bool *moved,
+                               char *err, size_t errlen)
+{
+    struct local_store *ls = (struct local_store *)st;
+    int rc = key_ok(key, err, errlen);
+    if (rc == 0 && ls->n_pending == PENDING_MAX)
+        rc = local_sync(st, err, errlen);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    /* fd is the file named src_name (the caller's word: it made the file
+     * and nothing renames it meanwhile), so the sync below is of the
+     * inode moved in, as with put_nosync's own open */
+    if (renameat(src_dirfd, src_name, ls->dirfd, key) != 0) {
+        rc = -errno;
+        close(fd);
+        if (rc == -EXDEV) /* another file system: a copy, made durable now */
+            return local_put(st, key, src_path, err, errlen);
+        set_err(err, errlen, rc, "move into the store as", key);
+        return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO ? -EAGAIN : rc;
+    }
+    ls->pending[ls->n_pending++] = fd;
+    *moved = true;
+    return 0;
+}
+
 static int local_get(struct dr_store *st, const char *key, const char *dst_path, char *err,
                      size_t errlen)
 {
@@ -453,6 +487,7 @@ static const struct dr_store_ops local_ops = {
     .open_read = local_open_read,
     .sweep = local_sweep,
     .put_nosync = local_put_nosync,
+    .put_nosync_fd = local_put_nosync_fd,
     .sync = local_sync,
 };
 
