@@ -15,7 +15,8 @@
 # a shared VM, where wall-clock rates are not. Context switches (cs: the
 # thread-wake-ups a job costs, issue 15) are voluntary + nonvoluntary, summed
 # over /proc/<pid>/task/*/status over the same span (a thread that ended
-# meanwhile is not counted), per job. wrk runs until its threads have had
+# meanwhile is not counted), per job; the supervisor's (sup_cs: the relay
+# of wake-up messages between the workers) too. wrk runs until its threads have had
 # N answers between them (put4k_dripd.lua stops sending then, but wrk
 # itself would sleep out its -d 600s): once N jobs are done it is stopped
 # (SIGINT), and the jobs of the requests it had in flight are waited for.
@@ -60,7 +61,7 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
     http=$(role_pid dripd-http); pipe=$(role_pid dripd-pipeline)
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     d0=$(done_up); h0=$(ticks "$http"); p0=$(ticks "$pipe")
-    cs_snap "$http" > "$B/cs-http0"; cs_snap "$pipe" > "$B/cs-pipe0"
+    cs_snap "$http" > "$B/cs-http0"; cs_snap "$pipe" > "$B/cs-pipe0"; cs_snap "$DRIPD" > "$B/cs-sup0"
     pids=''
     if [ "${PERF:-0}" = 1 ]; then
       perf record -g -o "$B/perf-http-$i$b.data" -p "$http" >/dev/null 2>&1 & pids="$pids $!"
@@ -78,7 +79,8 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
     kill -INT "$WRK" 2>/dev/null || true; wait "$WRK" || true; WRK=''
     wait_queue_empty || log "the queue did not empty"
     h1=$(ticks "$http"); p1=$(ticks "$pipe"); n=$(($(done_up) - d0))
-    cs_snap "$http" > "$B/cs-http1"; cs_snap "$pipe" > "$B/cs-pipe1"
+    cs_snap "$http" > "$B/cs-http1"; cs_snap "$pipe" > "$B/cs-pipe1"; cs_snap "$DRIPD" > "$B/cs-sup1"
+    cs_delta "$B/cs-sup0" "$B/cs-sup1" > "$B/cs-sup"
     cs_delta "$B/cs-http0" "$B/cs-http1" > "$B/cs-http"
     cs_delta "$B/cs-pipe0" "$B/cs-pipe1" > "$B/cs-pipe"
     # shellcheck disable=SC2086
@@ -90,7 +92,7 @@ $(awk -F, -v n=$n '/sys_enter/ {printf "%.1f", $1/n}' "$B/sys-pipe.txt")"
     fi
     echo "$b $n $(awk -v t=$((h1 - h0)) -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", t/hz*1e6/n}') \
 $(awk -v t=$((p1 - p0)) -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", t/hz*1e6/n}') \
-$(per_job "$B/cs-http" "$n") $(per_job "$B/cs-pipe" "$n")$sys" >> "$R/runs"
+$(per_job "$B/cs-http" "$n") $(per_job "$B/cs-pipe" "$n") $(per_job "$B/cs-sup" "$n")$sys" >> "$R/runs"
     if [ "${CTXSW_THREADS:-0}" = 1 ]; then
       for role in http pipe; do # one line per thread name (numbers folded: enc-N)
         awk -v b="$b" -v r="$role" -v n="$n" '{sub(/-[0-9]+$/, "-N", $1); v[$1] += $2; nv[$1] += $3}
@@ -104,7 +106,7 @@ $(per_job "$B/cs-http" "$n") $(per_job "$B/cs-pipe" "$n")$sys" >> "$R/runs"
 done
 rm -rf "$B/dripd"
 # the columns of the rows above
-hdr="build uploads http_us/upload pipe_us/upload http_cs/upload pipe_cs/upload"
+hdr="build uploads http_us/upload pipe_us/upload http_cs/upload pipe_cs/upload sup_cs/upload"
 [ "${SYSCALLS:-0}" != 1 ] || hdr="$hdr http_sys/upload pipe_sys/upload"
 echo "$hdr"
 for b in $NAMES; do

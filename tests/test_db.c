@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "catalog/db.h"
+#include "catalog/db_backend.h"
 #include "dripd/util.h"
 #include "pgtest.h"
 
@@ -385,6 +387,49 @@ START_TEST(test_busy_across_processes)
 }
 END_TEST
 
+/* SQLite, after db_sqlite_share_writer (the supervisor's call before it
+ * forks): a writer of another process holds the shared writer mutex, so
+ * this one waits on it (not on SQLite's file lock: the message says
+ * whose) and gets -EBUSY after 5 s; then that process is killed inside
+ * its transaction: the robust mutex passes on (EOWNERDEAD, made
+ * consistent), its row is rolled back, and writers go on as before. */
+START_TEST(test_shared_writer_survives_a_killed_holder)
+{
+    ck_assert_int_eq(db_sqlite_share_writer(), 0);
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct db *other;
+        char c = 'n';
+        if (open_one(&other) == 0 && db_begin(other, 0) == 0) {
+            db = other; /* insert()'s connection, in this process */
+            c = insert("doomed", 1, NULL, NULL, 0) == 1 ? 'y' : 'n';
+        }
+        (void)!write(ready[1], &c, 1);
+        for (;;)
+            pause(); /* killed inside the transaction */
+    }
+    char c = 0;
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_int_eq(c, 'y');
+    int64_t t0 = dr_mono_ms();
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_POLL), -EBUSY);
+    ck_assert_int_ge(dr_mono_ms() - t0, 4500);
+    ck_assert_msg(strstr(db->err, "another thread of dripd") != NULL, "waited on: %s", db->err);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    static const char *const keys[] = {"a0", "a1", "a2"};
+    for (int i = 0; i < 3; i++) { /* the first finds the owner dead */
+        ck_assert_int_eq(db_begin(db, 0), 0);
+        ck_assert_int_eq(insert(keys[i], i, NULL, NULL, 0), 1);
+        ck_assert_int_eq(db_end(db, 0), 0);
+    }
+    ck_assert_int_eq(count(), 3);
+}
+END_TEST
+
 struct holder {
     struct db *db;
     int hold_ms;
@@ -629,6 +674,7 @@ static Suite *db_suite(void)
     tcase_add_test(lite, test_open_missing_directory);
     tcase_add_test(lite, test_busy_across_processes);
     tcase_add_test(lite, test_writers_of_a_process_queue);
+    tcase_add_test(lite, test_shared_writer_survives_a_killed_holder);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);

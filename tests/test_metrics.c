@@ -128,6 +128,24 @@ START_TEST(test_history_ring)
 }
 END_TEST
 
+/* The SSE streams the pipeline asks about before it relays an event:
+ * summed over the process blocks, gone with a restarted process's block;
+ * without shared metrics the answer is "send". */
+START_TEST(test_event_streams)
+{
+    static struct dr_metrics m;
+    memset(&m, 0, sizeof m);
+    ck_assert_int_eq(metrics_event_streams(&m), 0);
+    metrics_event_streams_add(metrics_proc(&m, 3), 1);
+    metrics_event_streams_add(metrics_proc(&m, 5), 2);
+    metrics_event_streams_add(metrics_proc(&m, 5), -1);
+    ck_assert_int_eq(metrics_event_streams(&m), 2);
+    metrics_proc_reset(&m, 3); /* that http worker died with its stream */
+    ck_assert_int_eq(metrics_event_streams(&m), 1);
+    ck_assert_int_eq(metrics_event_streams(NULL), 1);
+}
+END_TEST
+
 START_TEST(test_error_notes)
 {
     static struct dr_metrics m;
@@ -182,6 +200,7 @@ int main(void)
     tcase_add_test(tc, test_status_slots);
     tcase_add_test(tc, test_history_ring);
     tcase_add_test(tc, test_error_notes);
+    tcase_add_test(tc, test_event_streams);
     tcase_add_test(tc, test_quantile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

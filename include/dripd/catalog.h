@@ -132,6 +132,11 @@ struct dr_tus {
  * For PostgreSQL this is where an unreachable server or a bad DSN shows
  * (-EBUSY / -EIO, logged). */
 int catalog_migrate(const struct dr_config *cfg);
+/* SQLite: the write transactions of this process and of the workers it
+ * forks from now on queue on one lock in shared memory (a futex wait),
+ * instead of polling SQLite's file lock across processes. Called by the
+ * supervisor before it forks; a no-op for PostgreSQL. 0 or -errno. */
+int catalog_share_writer(const struct dr_config *cfg);
 /* A handle for one thread. A PostgreSQL handle connects lazily, so it
  * opens while the server is down; its calls then fail with -EBUSY until
  * the server is back. cfg must outlive the handle. */

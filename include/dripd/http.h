@@ -46,6 +46,7 @@ struct dr_worker_ctx;
 struct catalog;
 struct json_t;
 struct dr_metrics;
+struct dr_proc_gauges;
 
 struct http_request {
     int method;              /* enum http_method from http_parser.h */
@@ -113,6 +114,8 @@ const struct dr_config *http_cfg(const struct http_exchange *ex);
 struct dr_worker_ctx *http_worker_ctx(const struct http_exchange *ex);
 /* Shared counters (never NULL: a private zeroed struct without a worker ctx). */
 struct dr_metrics *http_ex_metrics(const struct http_exchange *ex);
+/* This process's gauges in it (never NULL, as http_ex_metrics). */
+struct dr_proc_gauges *http_ex_gauges(const struct http_exchange *ex);
 /* The loop thread's own catalog connection (opened lazily, never NULL
  * unless the catalog cannot be opened; then NULL and the caller answers 503). */
 struct catalog *http_thread_catalog(struct http_thread *t);

@@ -74,6 +74,10 @@ struct dr_proc_gauges {
      * lock, and those it finished. */
     int64_t writers_pending;
     uint64_t writes_done;
+    /* SSE streams (GET /v1/events) open in this process: the pipeline
+     * relays its commits' event seqs (DR_MSG_EVENT) only while some are
+     * (metrics_event_streams). */
+    int64_t event_streams;
 };
 #define DR_PROC_SLOTS 64 /* >= the supervisor's worker slots (two generations) */
 
@@ -212,6 +216,18 @@ static inline void metrics_writer_leave(struct dr_proc_gauges *g)
 }
 /* The sums over every process block: priority commits pending, and done. */
 void metrics_writers(const struct dr_metrics *m, int64_t *pending, uint64_t *done);
+/* An SSE stream opens (+1) or ends (-1) in the process of block g. A
+ * full barrier: the stream's first read of the event log comes after it,
+ * so a commit either sees the stream (metrics_event_streams) or is seen
+ * by that read. */
+static inline void metrics_event_streams_add(struct dr_proc_gauges *g, int64_t n)
+{
+    __atomic_fetch_add(&g->event_streams, n, __ATOMIC_SEQ_CST);
+}
+/* The SSE streams open over every process block, read after a full
+ * barrier (the pairing of metrics_event_streams_add). m NULL: 1, so a
+ * caller without shared metrics (tests) always sends. */
+int64_t metrics_event_streams(const struct dr_metrics *m);
 /* Status code -> slot in http_requests[][] (and back, for rendering). */
 int metrics_status_slot(int status);
 int metrics_slot_status(int slot);

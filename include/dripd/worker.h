@@ -15,7 +15,8 @@
  * chan_fd is one end of a SOCK_SEQPACKET socketpair; each message is one
  * struct dr_msg. The supervisor relays "notify" messages between roles:
  * DR_MSG_JOB_ENQUEUED from an http worker goes to every pipeline worker,
- * DR_MSG_EVENT from a pipeline worker goes to every http worker. These are
+ * DR_MSG_EVENT from a pipeline worker goes to every http worker (sent only
+ * while an http worker has an SSE stream open: metrics.h event_streams). These are
  * wake-ups only: the durable state is in the catalog, so a lost message
  * costs latency, never data (receivers also re-check on a slow timer).
  * For several nodes this relay becomes PostgreSQL LISTEN/NOTIFY.

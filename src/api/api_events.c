@@ -10,6 +10,11 @@
  * Wake-ups: the router's event hook (DR_MSG_EVENT from the pipeline, and
  * the router's slow fallback timer) posts to every loop thread, which
  * pumps its own streams. The 15 s ping timer pumps too, as a last resort.
+ * The pipeline sends DR_MSG_EVENT only while some process has a stream
+ * open (metrics.h event_streams, counted in stream_link before the
+ * stream's first pump reads the log): a commit that finds none wakes
+ * neither the supervisor nor dripd-http (issue 15: ~2 process wake-ups
+ * per group commit, for nobody).
  *
  * Back-pressure: a pump writes at most SSE_BATCHES * SSE_BATCH events, then
  * yields to the loop (1 ms timer). When http_stream_write() answers -EAGAIN
@@ -44,6 +49,7 @@
 #include "dripd/catalog.h"
 #include "dripd/http.h"
 #include "dripd/log.h"
+#include "dripd/metrics.h"
 #include "dripd/router.h"
 #include "dripd/util.h"
 #include "quota.h"
@@ -59,6 +65,7 @@
 struct sse_stream {
     struct http_exchange *ex;
     struct http_thread *thread;
+    struct dr_proc_gauges *gauges; /* event_streams counts it while linked */
     char *user;
     int64_t last_seq;
     struct http_timer *ping;  /* repeating */
@@ -84,6 +91,7 @@ static void stream_link(struct sse_stream *s)
     tl_streams = s;
     tl_count++;
     __atomic_add_fetch(&n_streams, 1, __ATOMIC_RELAXED);
+    metrics_event_streams_add(s->gauges, 1);
 }
 
 static void stream_unlink(struct sse_stream *s)
@@ -99,6 +107,7 @@ static void stream_unlink(struct sse_stream *s)
     s->linked = false;
     tl_count--;
     __atomic_sub_fetch(&n_streams, 1, __ATOMIC_RELAXED);
+    metrics_event_streams_add(s->gauges, -1);
 }
 
 static void stream_free(struct http_exchange *ex)
@@ -316,6 +325,7 @@ static void events_on_head(struct http_exchange *ex)
     s->hold = hold;
     s->ex = ex;
     s->thread = t;
+    s->gauges = http_ex_gauges(ex);
     s->user = xstrdup(http_user(ex));
     s->last_seq = after;
     http_set_data(ex, s);

@@ -79,6 +79,11 @@ static int open_db(const struct dr_config *cfg, struct db **out)
     return rc;
 }
 
+int catalog_share_writer(const struct dr_config *cfg)
+{
+    return cfg->catalog.backend == DR_CATALOG_SQLITE ? db_sqlite_share_writer() : 0;
+}
+
 int catalog_open(const struct dr_config *cfg, struct catalog **out)
 {
     if (out == NULL)

@@ -61,6 +61,11 @@ enum { DB_DONE = 0, DB_ROW = 1 }; /* what db_step returns besides -errno */
  * *out is NULL and the error is logged; a missing directory gives the OS
  * errno (-ENOENT). */
 int db_sqlite_open(const char *path, struct db **out);
+/* From now on the SQLite writers of this process and of every process
+ * it forks queue on one mutex in shared memory (db_sqlite.c, Threads).
+ * Call once, before the first fork, with no transaction open. 0 or
+ * -errno. */
+int db_sqlite_share_writer(void);
 /* A handle on the PostgreSQL database dsn (libpq connection string or
  * URI) through this process's pool of at most pool connections for that
  * DSN (db_pg.c). Connects lazily: the server may be down at open. */

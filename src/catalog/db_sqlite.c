@@ -7,11 +7,15 @@
  *
  * Threads: a connection is used by one thread at a time; any number of
  * connections, in any number of processes, share the file. WAL lets
- * readers run alongside the one writer; the writers of one process queue
- * on a mutex (g_writer, a leaf lock held from BEGIN to the end of the
- * transaction), writers of different processes wait for SQLite's lock
- * through the busy handler; either way after CATALOG_BUSY_MS, -EBUSY.
- * So a thread inside a write transaction never begins another one.
+ * readers run alongside the one writer; the writers queue on a mutex
+ * (g_writer, a leaf lock held from BEGIN to the end of the transaction):
+ * one per process, or, after db_sqlite_share_writer, one robust mutex in
+ * shared memory that the supervisor and every worker it forks share, so
+ * dripd-http and dripd-pipeline wait for each other on a futex, not by
+ * polling SQLite's lock. Other processes (a second dripd, sqlite3(1))
+ * wait for SQLite's lock through the busy handler; either way after
+ * CATALOG_BUSY_MS, -EBUSY. So a thread inside a write transaction never
+ * begins another one.
  *
  * Guarantees:
  *  - journal_mode=WAL (persistent in the file) and synchronous=FULL: a
@@ -45,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "db_backend.h"
@@ -263,14 +268,62 @@ static int poll_handler(void *arg, int count)
     return 1;
 }
 
-/* SQLite has one writer at a time; the writers of this process queue on
- * this mutex (held from BEGIN to the end of the transaction), so they
- * wait for each other without the busy handler's sleeps (1, 2, 5, 10...
- * up to 25 ms between tries: a pipeline claim and a commit that met
- * cost ~20% of the pipeline's time), and only writers of other
- * processes meet SQLite's lock. After CATALOG_BUSY_MS, -EBUSY, as SQLite
- * would say. */
-static pthread_mutex_t g_writer = PTHREAD_MUTEX_INITIALIZER;
+/* SQLite has one writer at a time; its writers queue on g_writer (held
+ * from BEGIN to the end of the transaction), so they wait for each other
+ * without the busy handler's sleeps (1, 2, 5, 10... up to 25 ms between
+ * tries: a pipeline claim and a commit that met cost ~20% of the
+ * pipeline's time) or its polls (DB_BEGIN_POLL: a wake-up every 100 us,
+ * which made the upload starter and notify threads wake ~0.5-0.7 times
+ * per 4 KiB upload while dripd-http's intake held the lock, issue 15).
+ * Only writers outside dripd's process tree meet SQLite's lock. After
+ * CATALOG_BUSY_MS, -EBUSY, as SQLite would say.
+ *
+ * g_writer is this process's own mutex until db_sqlite_share_writer
+ * points it at a process-shared one. That one is robust: a worker killed
+ * inside a transaction (its SQLite lock goes with its file descriptors,
+ * and the next connection rolls the WAL's uncommitted frames back) leaves
+ * the mutex to the next locker with EOWNERDEAD, which marks it consistent
+ * and goes on. */
+static pthread_mutex_t g_local = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t *g_writer = &g_local;
+
+int db_sqlite_share_writer(void)
+{
+    if (g_writer != &g_local)
+        return 0;
+    pthread_mutex_t *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    int e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (e == 0)
+        e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (e == 0)
+        e = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    if (e != 0) {
+        munmap(m, sizeof *m);
+        return -e;
+    }
+    g_writer = m;
+    return 0;
+}
+
+/* Lock g_writer for at most CATALOG_BUSY_MS: 0 or an errno. */
+static int writer_lock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* pthread_mutex_timedlock's clock */
+    ts.tv_sec += CATALOG_BUSY_MS / 1000;
+    int e = pthread_mutex_timedlock(g_writer, &ts);
+    if (e == EOWNERDEAD) {
+        log_warn("catalog: a process died inside a write transaction; going on");
+        e = pthread_mutex_consistent(g_writer);
+    }
+    return e;
+}
 
 /* The transaction ended (or never began): undo what sq_begin set. */
 static void tx_done(struct sq_db *d)
@@ -287,7 +340,7 @@ static void tx_done(struct sq_db *d)
     }
     if (d->writer) {
         d->writer = false;
-        pthread_mutex_unlock(&g_writer);
+        pthread_mutex_unlock(g_writer);
     }
 }
 
@@ -310,12 +363,9 @@ static int run_tx(struct sq_db *d, int which)
 static int sq_begin(struct db *db, unsigned flags)
 {
     struct sq_db *d = (struct sq_db *)db;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts); /* pthread_mutex_timedlock's clock */
-    ts.tv_sec += CATALOG_BUSY_MS / 1000;
-    int e = pthread_mutex_timedlock(&g_writer, &ts);
+    int e = writer_lock();
     if (e != 0) {
-        db_set_err(db, "another thread of this process kept the write lock for %d ms",
+        db_set_err(db, "another thread of dripd kept the write lock for %d ms",
                    CATALOG_BUSY_MS);
         return e == ETIMEDOUT ? -EBUSY : -e;
     }

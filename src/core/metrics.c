@@ -132,6 +132,7 @@ void metrics_proc_reset(struct dr_metrics *m, unsigned slot)
     __atomic_store_n(&g->http_connections_open, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&g->writers_pending, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&g->writes_done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->event_streams, 0, __ATOMIC_RELAXED);
     for (int p = 0; p < DR_PL_COUNT; p++)
         for (int s = 0; s < DR_STAGE_SLOTS; s++) {
             __atomic_store_n(&g->stages[p][s].queued, 0, __ATOMIC_RELAXED);
@@ -149,6 +150,17 @@ void metrics_writers(const struct dr_metrics *m, int64_t *pending, uint64_t *don
     }
     *pending = p;
     *done = d;
+}
+
+int64_t metrics_event_streams(const struct dr_metrics *m)
+{
+    if (m == NULL)
+        return 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int64_t n = 0;
+    for (unsigned i = 0; i < DR_PROC_SLOTS; i++)
+        n += __atomic_load_n(&m->procs[i].event_streams, __ATOMIC_RELAXED);
+    return n;
 }
 
 /* The sum of one gauge over every process block (offset into the block). */

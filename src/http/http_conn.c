@@ -1999,6 +1999,11 @@ struct dr_metrics *http_ex_metrics(const struct http_exchange *ex)
     return metrics_of(ex->c);
 }
 
+struct dr_proc_gauges *http_ex_gauges(const struct http_exchange *ex)
+{
+    return http_thread_gauges(ex->c->t);
+}
+
 void http_accept_body(struct http_exchange *ex)
 {
     if (ex->rq != RQ_WAIT || ex->rs != RS_NONE || ex->aborting)

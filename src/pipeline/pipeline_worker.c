@@ -53,8 +53,9 @@
  * kept, not_before); after pipeline.retry.attempts attempts, or on a
  * permanent error, catalog_job_fail keeps the error and the job's
  * node-local files are removed. After every commit the newest event seq is
- * sent to the supervisor (DR_MSG_EVENT: http wakes SSE streams and
- * download waiters), and after each claim and each commit that finished
+ * sent to the supervisor (DR_MSG_EVENT: http wakes its SSE streams), if
+ * some http worker has a stream open (metrics_event_streams), and after
+ * each claim and each commit that finished
  * jobs the queue depth (catalog_queue_depth, counted at most every
  * DEPTH_EVERY_MS) goes to metrics and DR_MSG_STATUS.
  *
@@ -192,7 +193,8 @@ struct runner {
 static void report_event(struct runner *r, struct catalog *cat)
 {
     int64_t seq = 0;
-    if (catalog_events_last_seq(cat, &seq) == 0 && r->pc->wctx)
+    if (r->pc->wctx && metrics_event_streams(r->pc->metrics) > 0 &&
+        catalog_events_last_seq(cat, &seq) == 0)
         worker_send(r->pc->wctx, DR_MSG_EVENT, (uint64_t)seq);
     webhook_wake(*r->hooks);
 }
@@ -1161,7 +1163,7 @@ static void on_watch_state(bool up, void *arg)
 static void on_commit(void *arg, struct catalog *cat, int64_t last_seq, int done)
 {
     struct worker *w = arg;
-    if (last_seq > 0 && w->pc.wctx)
+    if (last_seq > 0 && w->pc.wctx && metrics_event_streams(w->pc.metrics) > 0)
         worker_send(w->pc.wctx, DR_MSG_EVENT, (uint64_t)last_seq);
     webhook_wake(w->hooks);
     if (done > 0)

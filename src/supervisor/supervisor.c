@@ -1315,7 +1315,12 @@ int supervisor_run(struct dr_config *cfg, const char *config_path, const struct 
         log_error("cannot map the shared metrics: %s", strerror(errno));
         goto out;
     }
-    int r = sdnotify_open_env(&s->sd);
+    int r = catalog_share_writer(s->cfg);
+    if (r < 0) {
+        log_error("cannot map the catalog's shared write lock: %s", strerror(-r));
+        goto out;
+    }
+    r = sdnotify_open_env(&s->sd);
     if (r < 0)
         log_warn("NOTIFY_SOCKET: %s; not notifying systemd", strerror(-r));
     uint64_t wd_us = 0;
