@@ -291,8 +291,8 @@ int db_sqlite_share_writer(void)
 {
     if (g_writer != &g_local)
         return 0;
-    pthread_mutex_t *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE,
-                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pthread_mutex_t *m =
+        mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return -errno;
     pthread_mutexattr_t a;
@@ -365,8 +365,7 @@ static int sq_begin(struct db *db, unsigned flags)
     struct sq_db *d = (struct sq_db *)db;
     int e = writer_lock();
     if (e != 0) {
-        db_set_err(db, "another thread of dripd kept the write lock for %d ms",
-                   CATALOG_BUSY_MS);
+        db_set_err(db, "another thread of dripd kept the write lock for %d ms", CATALOG_BUSY_MS);
         return e == ETIMEDOUT ? -EBUSY : -e;
     }
     d->writer = true;
