@@ -73,6 +73,18 @@ START_TEST(test_at)
 }
 END_TEST
 
+/* The http worker makes spool file f; the pipeline opens and removes it. */
+static void spool_file_round_trip(const char *f)
+{
+    int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    fd = pl_open(&pc, f, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(pl_unlink(&pc, f), 0);
+}
+
 /* A spool file is found by its full path when spool/ was made anew after
  * the worker opened it (the fd names the removed directory). */
 START_TEST(test_spool_replaced)
@@ -84,22 +96,10 @@ START_TEST(test_spool_replaced)
     pc.spool_dir = spool;
     pc.spool_fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     ck_assert_int_ge(pc.spool_fd, 0);
-    int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    fd = pl_open(&pc, f, O_RDONLY);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    ck_assert_int_eq(pl_unlink(&pc, f), 0);
+    spool_file_round_trip(f);
     ck_assert_int_eq(rmdir(spool), 0);
     ck_assert_int_eq(mkdir(spool, 0700), 0); /* the http worker's new spool/ */
-    fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    fd = pl_open(&pc, f, O_RDONLY);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    ck_assert_int_eq(pl_unlink(&pc, f), 0);
+    spool_file_round_trip(f);
     ck_assert_int_eq(access(f, F_OK), -1);
     ck_assert_int_eq(pl_open(&pc, f, O_RDONLY), -1);
     ck_assert_int_eq(errno, ENOENT);

@@ -138,6 +138,21 @@ START_TEST(test_round_trip_edges)
 }
 END_TEST
 
+/* Params to seal the test file again as a scratch file, under a new
+ * data key (dk and wk, the caller's, are filled in). */
+static struct seal_params rescratch_params(uint8_t dk[DR_KEY_LEN], uint8_t wk[DR_WRAPPED_KEY_LEN])
+{
+    keys_new_data_key(master, dk, wk);
+    return (struct seal_params){.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
+                                .owner = "alice",
+                                .path = "/photos/cat.jpg",
+                                .created_at = 1764000000123,
+                                .segment_size = 65536,
+                                .data_key = dk,
+                                .wrapped_key = wk,
+                                .scratch = true};
+}
+
 START_TEST(test_scratch_is_written_anew)
 {
     /* A scratch seal writes out_path in place (no temporary name), but as
@@ -151,15 +166,7 @@ START_TEST(test_scratch_is_written_anew)
     size_t n0;
     uint8_t *before = read_all(kept, &n0);
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    keys_new_data_key(master, dk, wk);
-    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
-                             .owner = "alice",
-                             .path = "/photos/cat.jpg",
-                             .created_at = 1764000000123,
-                             .segment_size = 65536,
-                             .data_key = dk,
-                             .wrapped_key = wk,
-                             .scratch = true};
+    struct seal_params sp = rescratch_params(dk, wk);
     char err[256] = "";
     struct seal_result res2;
     ck_assert_msg(seal_file(plain, obj, &sp, &res2, err, sizeof err) == 0, "%s", err);
@@ -198,15 +205,7 @@ START_TEST(test_seal_fd_at)
     struct stat old;
     ck_assert_int_eq(stat(obj, &old), 0);
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    keys_new_data_key(master, dk, wk);
-    struct seal_params sp = {.media_id = "01JABCDEFGHJKMNPQRSTVWXYZ0",
-                             .owner = "alice",
-                             .path = "/photos/cat.jpg",
-                             .created_at = 1764000000123,
-                             .segment_size = 65536,
-                             .data_key = dk,
-                             .wrapped_key = wk,
-                             .scratch = true};
+    struct seal_params sp = rescratch_params(dk, wk);
     char err[256] = "";
     int in = open(plain, O_RDONLY | O_CLOEXEC), dfd = open(dir, O_RDONLY | O_DIRECTORY);
     ck_assert_int_ge(in, 0);

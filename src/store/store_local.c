@@ -226,6 +226,28 @@ static int local_sync(struct dr_store *st, char *err, size_t errlen)
     return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -EINTR ? -EAGAIN : rc;
 }
 
+/* The put_nosyncs' move: src_name (relative to src_dirfd; src_path is
+ * the same file by full path) becomes the object key (*moved true), and
+ * fd, that file open, waits in pending[] for the next sync (a slot is
+ * free); on failure fd is closed. Across file systems, a durable copy
+ * instead (local_put; the source stays, *moved false). */
+static int move_in(struct local_store *ls, const char *key, int src_dirfd, const char *src_name,
+                   const char *src_path, int fd, bool *moved, char *err, size_t errlen)
+{
+    *moved = false;
+    if (renameat(src_dirfd, src_name, ls->dirfd, key) != 0) {
+        int rc = -errno;
+        close(fd);
+        if (rc == -EXDEV) /* another file system: a copy, made durable now */
+            return local_put(&ls->base, key, src_path, err, errlen);
+        set_err(err, errlen, rc, "move into the store as", key);
+        return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO ? -EAGAIN : rc;
+    }
+    ls->pending[ls->n_pending++] = fd;
+    *moved = true;
+    return 0;
+}
+
 static int local_put_nosync(struct dr_store *st, const char *key, const char *src_path, char *err,
                             size_t errlen)
 {
@@ -238,16 +260,8 @@ static int local_put_nosync(struct dr_store *st, const char *key, const char *sr
     int src = open(src_path, O_RDONLY | O_CLOEXEC);
     if (src < 0)
         return set_err(err, errlen, -errno, "open source", src_path);
-    if (renameat(AT_FDCWD, src_path, ls->dirfd, key) != 0) {
-        rc = -errno;
-        close(src);
-        if (rc == -EXDEV) /* another file system: a copy, made durable now */
-            return local_put(st, key, src_path, err, errlen);
-        set_err(err, errlen, rc, "move into the store as", key);
-        return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO ? -EAGAIN : rc;
-    }
-    ls->pending[ls->n_pending++] = src;
-    return 0;
+    bool moved;
+    return move_in(ls, key, AT_FDCWD, src_path, src_path, src, &moved, err, errlen);
 }
 
 static int local_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd,
@@ -265,17 +279,7 @@ static int local_put_nosync_fd(struct dr_store *st, const char *key, int src_dir
     /* fd is the file named src_name (the caller's word: it made the file
      * and nothing renames it meanwhile), so the sync below is of the
      * inode moved in, as with put_nosync's own open */
-    if (renameat(src_dirfd, src_name, ls->dirfd, key) != 0) {
-        rc = -errno;
-        close(fd);
-        if (rc == -EXDEV) /* another file system: a copy, made durable now */
-            return local_put(st, key, src_path, err, errlen);
-        set_err(err, errlen, rc, "move into the store as", key);
-        return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO ? -EAGAIN : rc;
-    }
-    ls->pending[ls->n_pending++] = fd;
-    *moved = true;
-    return 0;
+    return move_in(ls, key, src_dirfd, src_name, src_path, fd, moved, err, errlen);
 }
 
 static int local_get(struct dr_store *st, const char *key, const char *dst_path, char *err,
