@@ -20,6 +20,10 @@
 # N answers between them (put4k_dripd.lua stops sending then, but wrk
 # itself would sleep out its -d 600s): once N jobs are done it is stopped
 # (SIGINT), and the jobs of the requests it had in flight are waited for.
+# Each run starts after a settle (SETTLE_S, default 65 s; anchors/lib.sh):
+# without it, ext4 without a journal (this VM's /) scans past the inodes
+# the previous run's cleanup deleted at every file create, which was 21-24%
+# of both processes' CPU in a profile (session 14).
 # Output: one line per run on stderr (with the load average before it),
 # medians [min-max] per build on stdout.
 set -euo pipefail
@@ -56,6 +60,7 @@ trap '[ -z "$WRK" ] || kill -INT "$WRK" 2>/dev/null || true; bench_cleanup' EXIT
 for i in $(seq 1 "$RUNS"); do
   for b in $NAMES; do
     rm -rf "$B/dripd"; mkdir -p "$B/dripd"
+    settle # the last run's files were just deleted (anchors/lib.sh)
     DRIPD_EXE=${EXE[$b]} start_dripd "pipeline: {queue_limit: 10000000}
 limits: {max_connections: 20000, keepalive_timeout: 300s}"
     http=$(role_pid dripd-http); pipe=$(role_pid dripd-pipeline)

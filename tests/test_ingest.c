@@ -1,12 +1,20 @@
 /* test_ingest.c - the intake's commit thread yields the catalog's writer
  * to the pipeline's priority commits (ingest_yield, metrics.h) when the
  * job queue is behind (its threshold), bounded, and never waits for a
- * dead process's commits. */
+ * dead process's commits; an upload's first stage is probed through the
+ * spool file's own descriptor, or its path when that one is not
+ * readable. */
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "api/ingest.h"
+#include "api/spool.h"
+#include "dripd/config.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
 
@@ -145,6 +153,46 @@ START_TEST(test_backlog_follows_a_small_queue_limit)
 }
 END_TEST
 
+/* A JPEG's first bytes go to process, other bytes to encrypt, read
+ * through spool_create's descriptor, through the path when the descriptor
+ * is write-only, and "process" (when in doubt) when neither can be read. */
+START_TEST(test_first_stage_probe)
+{
+    char tmpl[] = "/tmp/test_ingest.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    struct dr_config *cfg = config_defaults();
+    cfg->processing.enabled = true;
+    static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 'J', 'F', 'I', 'F', 0};
+    int fd = -1, other = -1;
+    char *path = NULL, *other_path = NULL;
+    ck_assert_int_eq(spool_create(tmpl, "jpeg", &fd, &path), 0);
+    ck_assert_int_eq(dr_write_all(fd, jpeg, sizeof jpeg), 0);
+    ck_assert_int_eq(spool_create(tmpl, "text", &other, &other_path), 0);
+    ck_assert_int_eq(dr_write_all(other, "hello, world\n", 13), 0);
+    ck_assert_str_eq(ingest_first_stage(cfg, fd, NULL), "process");
+    ck_assert_str_eq(ingest_first_stage(cfg, other, NULL), "encrypt");
+    int wronly = open(other_path, O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(wronly, 0);
+    ck_assert_str_eq(ingest_first_stage(cfg, wronly, other_path), "encrypt");
+    ck_assert_str_eq(ingest_first_stage(cfg, -1, path), "process");
+    ck_assert_str_eq(ingest_first_stage(cfg, -1, NULL), "process");
+    cfg->processing.enabled = false;
+    ck_assert_str_eq(ingest_first_stage(cfg, fd, NULL), "encrypt");
+    close(wronly);
+    close(fd);
+    close(other);
+    unlink(path);
+    unlink(other_path);
+    free(path);
+    free(other_path);
+    char *spool = xasprintf("%s/spool", tmpl);
+    rmdir(spool);
+    free(spool);
+    rmdir(tmpl);
+    config_destroy(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ingest");
@@ -157,6 +205,9 @@ int main(void)
     tcase_add_test(tc, test_no_wait_below_the_backlog);
     tcase_add_test(tc, test_backlog_follows_a_small_queue_limit);
     suite_add_tcase(s, tc);
+    TCase *probe = tcase_create("probe");
+    tcase_add_test(probe, test_first_stage_probe);
+    suite_add_tcase(s, probe);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -1,14 +1,54 @@
 /* test_util.c - the shared helpers of src/core/util.c that have no module
  * of their own to be tested through: hex, the monotonic condition
- * variable, threads started with signals blocked. */
+ * variable, threads started with signals blocked, the random pool. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dripd/util.h"
+
+/* dr_random hands out each byte once: two draws differ, draws larger
+ * than the pool work, and a forked child never gets the bytes its parent
+ * gets next (both would take the same slice of an inherited pool). */
+START_TEST(test_random_pool)
+{
+    unsigned char a[16], b[16], big[4096];
+    dr_random(a, sizeof a);
+    dr_random(b, sizeof b);
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    memset(big, 0, sizeof big);
+    dr_random(big, sizeof big);
+    size_t zeros = 0;
+    for (size_t i = 0; i < sizeof big; i++)
+        zeros += big[i] == 0;
+    ck_assert_uint_lt(zeros, 64); /* ~16 expected */
+    for (int round = 0; round < 8; round++) {
+        int fds[2];
+        ck_assert_int_eq(pipe(fds), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            unsigned char c[16];
+            dr_random(c, sizeof c);
+            _exit(write(fds[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+        }
+        unsigned char child[16], parent[16];
+        dr_random(parent, sizeof parent);
+        ck_assert_int_eq(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        ck_assert(memcmp(child, parent, sizeof child) != 0);
+        close(fds[0]);
+        close(fds[1]);
+    }
+}
+END_TEST
 
 START_TEST(test_hex_byte)
 {
@@ -85,6 +125,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_random_pool);
     tcase_add_test(tc, test_hex_byte);
     tcase_add_test(tc, test_mono_cond_times_out);
     tcase_add_test(tc, test_thread_start_blocks_signals);

@@ -83,7 +83,8 @@ bool dr_test_skip_sync(const char *what);
 /* Start a thread with every signal blocked, so signals stay with the main
  * thread (whose handlers only set flags). 0 / -errno. */
 int dr_thread_start(pthread_t *tid, void *(*fn)(void *), void *arg);
-/* Secure random bytes (getrandom). Aborts if the kernel cannot give any. */
+/* Secure random bytes (getrandom, through a per-thread pool that a fork
+ * empties; not for a child of a raw clone). Aborts if none can be had. */
 void dr_random(void *buf, size_t len);
 /* Constant-time comparison; true when equal. */
 bool dr_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);

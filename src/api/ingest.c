@@ -247,7 +247,7 @@ static void sync_batch(struct ingest_req *batch)
         for (size_t i = 0; i < r->n; i++) {
             int src = r->fds[i] >= 0 ? rcs[k++] : 0;
             if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
-                r->items[i].stage = ingest_first_stage(G.cfg, r->items[i].spool_path);
+                r->items[i].stage = ingest_first_stage(G.cfg, r->fds[i], r->items[i].spool_path);
             if (src < 0 && r->rc == 0) {
                 log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-src));
                 r->rc = src;
@@ -828,15 +828,18 @@ void ingest_respond_busy(struct http_exchange *ex)
             http_cfg(ex)->pipeline.queue_limit);
 }
 
-const char *ingest_first_stage(const struct dr_config *cfg, const char *spool_path)
+const char *ingest_first_stage(const struct dr_config *cfg, int fd, const char *spool_path)
 {
     if (!cfg->processing.enabled)
         return "encrypt";
     uint8_t head[DECODE_PROBE_LEN];
-    int fd = spool_path ? open(spool_path, O_RDONLY | O_CLOEXEC) : -1;
+    /* the writer's own descriptor saves an open (a full path walk) and a
+     * close per upload; one opened write-only (EBADF) is not readable */
     ssize_t n = fd >= 0 ? dr_pread_full(fd, head, sizeof head, 0) : -EBADF;
-    if (fd >= 0)
+    if (n == -EBADF && spool_path != NULL && (fd = open(spool_path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        n = dr_pread_full(fd, head, sizeof head, 0);
         close(fd);
+    }
     /* when in doubt, process: the stage checks again and costs no commit */
     return n >= 0 && decode_probe(head, (size_t)n) == DECODE_KIND_OTHER ? "encrypt" : "process";
 }

@@ -87,8 +87,9 @@ void ingest_respond_busy(struct http_exchange *ex);
 /* The first stage of an upload job for its spool file: "process" when
  * processing is on and the file's first bytes may be media (decode_probe;
  * also when it cannot be read), else "encrypt" (a file that is not media
- * skips the stage outright). */
-const char *ingest_first_stage(const struct dr_config *cfg, const char *spool_path);
+ * skips the stage outright). The file is read through fd when fd >= 0 is
+ * readable (spool_create's are), else opened by its path. */
+const char *ingest_first_stage(const struct dr_config *cfg, int fd, const char *spool_path);
 char *ingest_item_json(const struct dr_intake *item, const char *state);
 
 #endif

@@ -39,6 +39,9 @@
 #define LOAD_TTL_MS 1000
 #define RETRY_AFTER_S "5"
 #define FD_RESERVE 256 /* the worker's own descriptors: listeners, loops, catalog, store */
+#define DISK_TTL_MS 100
+#define DISK_MARGIN                                                                                \
+    (256ull << 20) /* free space above the floor that is read at most every DISK_TTL_MS */
 
 struct user_state {
     pthread_mutex_t mu;
@@ -119,14 +122,28 @@ static void human(uint64_t v, char *out, size_t len)
     snprintf(out, len, i ? "%.1f %s" : "%.0f %s", d, unit[i]);
 }
 
-/* Below health.min_free_disk the spool cannot take uploads: 507. */
+/* Below health.min_free_disk the spool cannot take uploads: 507. Each
+ * loop thread reads the free space (a statvfs: a path walk) at most every
+ * DISK_TTL_MS while it was more than DISK_MARGIN above the floor, and at
+ * every upload nearer to it (issue 15: one statvfs per 4 KiB upload). */
 static bool disk_ok(struct http_exchange *ex)
 {
+    static __thread int64_t read_at = -1;
+    static __thread uint64_t avail;
     const struct dr_config *cfg = http_cfg(ex);
-    struct statvfs vfs;
-    if (cfg->health.min_free_disk == 0 || statvfs(cfg->data_dir, &vfs) != 0)
+    if (cfg->health.min_free_disk == 0)
         return true;
-    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    int64_t now = dr_mono_ms();
+    if (read_at < 0 || now - read_at >= DISK_TTL_MS ||
+        avail < cfg->health.min_free_disk + DISK_MARGIN) {
+        struct statvfs vfs;
+        if (statvfs(cfg->data_dir, &vfs) != 0) {
+            read_at = -1;
+            return true;
+        }
+        avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        read_at = now;
+    }
     if (avail >= cfg->health.min_free_disk)
         return true;
     char a[32], m[32];

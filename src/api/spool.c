@@ -106,7 +106,7 @@ int spool_create_at(const char *p, int *fd)
         }
         rc = 0;
         (void)flock(lk, LOCK_SH); /* waits only while a sweep looks */
-        f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        f = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (f < 0)
             rc = -errno;
         else if (flock(f, LOCK_EX | LOCK_NB) < 0)
@@ -129,7 +129,7 @@ int spool_create_at(const char *p, int *fd)
 
 int spool_reopen(const char *path, uint64_t offset, int *fd)
 {
-    int f = open(path, O_WRONLY | O_CLOEXEC);
+    int f = open(path, O_RDWR | O_CLOEXEC);
     if (f < 0)
         return -errno;
     /* Drop anything past the acknowledged offset (a write that was cut). */

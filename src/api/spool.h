@@ -13,8 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Create <data_dir>/spool/<id>.part exclusively (O_EXCL, 0600) and lock
- * it (flock LOCK_EX, held until *fd is closed). On success returns 0,
+/* Create <data_dir>/spool/<id>.part exclusively (O_EXCL, 0600), open for
+ * reading and writing (ingest reads the head through it), and lock it
+ * (flock LOCK_EX, held until *fd is closed). On success returns 0,
  * sets *fd (caller owns) and *path (caller frees). */
 int spool_create(const char *data_dir, const char *id, int *fd, char **path);
 /* The same at a path spool_path_for() gave (a tus upload whose creation
@@ -22,7 +23,8 @@ int spool_create(const char *data_dir, const char *id, int *fd, char **path);
 int spool_create_at(const char *path, int *fd);
 /* <data_dir>/spool/<id>.part, the path spool_create() gives (caller frees). */
 char *spool_path_for(const char *data_dir, const char *id);
-/* Reopen an existing spool file for appending at offset (tus resume). */
+/* Reopen an existing spool file (read-write) for appending at offset (tus
+ * resume). */
 int spool_reopen(const char *path, uint64_t offset, int *fd);
 /* Append len bytes; 0, -ENOSPC (disk full: answer 507), -EDQUOT, -EIO... */
 int spool_write(int fd, const void *data, size_t len);

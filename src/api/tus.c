@@ -798,7 +798,7 @@ static int finish_staged(struct tus_req *st, struct catalog *cat, const char *pa
     st->intake.staged_part = part;
     st->intake.staged_off = st->start;
     st->intake.spool_path = keep ? st->part_path : NULL;
-    st->intake.stage = ingest_first_stage(st->cfg, keep ? st->part_path : NULL);
+    st->intake.stage = ingest_first_stage(st->cfg, -1, keep ? st->part_path : NULL);
     int rc = catalog_tus_finish(cat, st->id, &st->intake);
     if (rc == -ECANCELED) {
         struct dr_tus row = {0};
@@ -854,7 +854,7 @@ static int join_staged(struct tus_req *st, struct catalog *cat)
     st->intake.owner = st->owner;
     st->intake.size = (uint64_t)st->length;
     st->intake.staged = st->id;
-    st->intake.stage = ingest_first_stage(st->cfg, NULL);
+    st->intake.stage = ingest_first_stage(st->cfg, -1, NULL);
     size_t bad = st->n_parts;
     int rc = catalog_tus_join(cat, &st->row, ids, st->n_parts, &st->intake, &bad);
     if (rc == -ENOTCONN) { /* did the COMMIT go through? */
@@ -1071,7 +1071,7 @@ static void work_commit(void *arg)
         memset(&st->intake, 0, sizeof(st->intake));
         st->intake.owner = st->owner;
         st->intake.size = off;
-        st->intake.stage = ingest_first_stage(st->cfg, st->row.spool_path);
+        st->intake.stage = ingest_first_stage(st->cfg, st->fd, st->row.spool_path);
         rc = catalog_tus_finish(cat, st->id, &st->intake);
         if (rc == -EEXIST || rc == -ESTALE) {
             /* Nobody can ever finish this one: drop it so a retry sees 404. */

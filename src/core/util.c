@@ -321,9 +321,32 @@ bool dr_test_skip_sync(const char *what)
     return false;
 }
 
-void dr_random(void *buf, size_t len)
+/* Secure random bytes come from getrandom(2) through a small per-thread
+ * pool, each byte handed out once and wiped from the pool: a getrandom per
+ * call cost ~4 system calls per 4 KiB upload (ids, data keys, nonces,
+ * scratch names; issue 15), and OpenSSL's RAND_bytes makes a getpid per
+ * call for its fork check. A forked child must never hand out bytes its
+ * parent has too: fork() bumps pool_gen (pthread_atfork, registered before
+ * the first pool is filled), which empties every pool the child inherited.
+ * A raw clone(2) runs no atfork handler, so such a child (the decode
+ * zygote's) must not call dr_random. */
+#define RANDOM_POOL 256
+static unsigned pool_gen; /* atomic */
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forked(void)
 {
-    char *p = buf;
+    __atomic_add_fetch(&pool_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+static void pool_init(void)
+{
+    if (pthread_atfork(NULL, NULL, pool_forked) != 0)
+        abort();
+}
+
+static void getrandom_all(unsigned char *p, size_t len)
+{
     while (len > 0) {
         ssize_t n = getrandom(p, len, 0);
         if (n < 0) {
@@ -334,6 +357,32 @@ void dr_random(void *buf, size_t len)
         p += n;
         len -= (size_t)n;
     }
+}
+
+void dr_random(void *buf, size_t len)
+{
+    static __thread unsigned char pool[RANDOM_POOL];
+    static __thread size_t left; /* unused bytes, at the end of pool */
+    static __thread unsigned gen;
+    pthread_once(&pool_once, pool_init);
+    unsigned g = __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST);
+    if (gen != g) {
+        explicit_bzero(pool, sizeof pool);
+        left = 0;
+        gen = g;
+    }
+    if (len > RANDOM_POOL / 2) {
+        getrandom_all(buf, len);
+        return;
+    }
+    if (left < len) {
+        getrandom_all(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    unsigned char *src = pool + sizeof pool - left;
+    memcpy(buf, src, len);
+    explicit_bzero(src, len);
+    left -= len;
 }
 
 bool dr_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
