@@ -3,6 +3,10 @@
  * transactions and savepoints, and the error mapping, on both backends;
  * and for PostgreSQL its pool, connection loss and LISTEN/NOTIFY.
  *
+ * SQLite's WAL writes go through sqlite_walbuf.h: a transaction's frames
+ * in one write, readable by another connection once it committed, across
+ * cache spills, rollbacks and WAL restarts.
+ *
  * Each test gets a fresh database (a SQLite file in a temporary directory,
  * or a PostgreSQL database on the server of tests/pgtest.h) with a small
  * table t. (The catalog's own semantics are test_catalog.c's.)
@@ -21,6 +25,7 @@
 
 #include "catalog/db.h"
 #include "catalog/db_backend.h"
+#include "catalog/sqlite_walbuf.h"
 #include "dripd/util.h"
 #include "pgtest.h"
 
@@ -357,6 +362,86 @@ START_TEST(test_lazy_commits)
 }
 END_TEST
 
+static int64_t count_on(struct db *d)
+{
+    struct db_stmt *st;
+    ck_assert_int_eq(db_prepare(d, &q_count, &st), 0);
+    ck_assert_int_eq(db_step(st, "count"), DB_ROW);
+    int64_t n = db_col_i64(st, 0);
+    db_reset(st);
+    return n;
+}
+
+static void integrity_ok(struct db *d)
+{
+    static const struct db_sql q_check = {"PRAGMA integrity_check", NULL};
+    struct db_stmt *st;
+    ck_assert_int_eq(db_prepare(d, &q_check, &st), 0);
+    ck_assert_int_eq(db_step(st, "integrity"), DB_ROW);
+    ck_assert_str_eq(db_col_text(st, 0), "ok");
+    db_reset(st);
+}
+
+/* Insert rows [from, to) with 1 KiB blobs in one transaction of flags. */
+static void insert_rows(int from, int to, unsigned flags, bool commit)
+{
+    char blob[1024], k[32];
+    memset(blob, 'w', sizeof blob);
+    ck_assert_int_eq(db_begin(db, flags), 0);
+    for (int i = from; i < to; i++) {
+        snprintf(k, sizeof k, "row-%06d", i);
+        ck_assert_int_eq(insert(k, 100000 + i, k, blob, sizeof blob), 1); /* n <> 42 */
+    }
+    if (commit)
+        ck_assert_int_eq(db_end(db, 0), 0);
+    else
+        db_rollback(db);
+}
+
+/* A transaction of many pages reaches the WAL in a few writes (two per
+ * page without the buffer), and what commits is there for another
+ * connection at once: after FULL and lazy commits, a transaction that
+ * spills pages to the WAL and reads them back, a rollback after a spill,
+ * and a WAL that a checkpoint truncated starts over at its header. */
+START_TEST(test_wal_frames_written_per_transaction)
+{
+    struct db *other;
+    ck_assert_int_eq(open_one(&other), 0);
+    uint64_t asked0, made0, asked1, made1;
+    sqlite_walbuf_counts(&asked0, &made0);
+    insert_rows(0, 200, 0, true); /* ~60 pages: ~120 writes asked */
+    sqlite_walbuf_counts(&asked1, &made1);
+    ck_assert_uint_ge(asked1 - asked0, 100);
+    ck_assert_uint_le(made1 - made0, (asked1 - asked0) / 10);
+    ck_assert_int_eq(count_on(other), 200);
+    insert_rows(200, 260, DB_BEGIN_LAZY, true);
+    ck_assert_int_eq(count_on(other), 260);
+    /* a page cache of 8 pages: the transaction spills, then reads back */
+    ck_assert_int_eq(db_script(db, "PRAGMA cache_size=8", "cache"), 0);
+    insert_rows(1000, 1600, 0, false);
+    ck_assert_int_eq(count_on(other), 260);
+    ck_assert_int_eq(db_begin(db, 0), 0);
+    char blob[1024], k[32];
+    memset(blob, 's', sizeof blob);
+    for (int i = 2000; i < 2600; i++) {
+        snprintf(k, sizeof k, "spill-%06d", i);
+        ck_assert_int_eq(insert(k, 100000 + i, k, blob, sizeof blob), 1); /* n <> 42 */
+    }
+    ck_assert_int_eq(count(), 860); /* its own spilled pages, read back */
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_int_eq(count_on(other), 860);
+    integrity_ok(other);
+    /* the WAL emptied: the next commit writes a new header at offset 0 */
+    ck_assert_int_eq(db_script(other, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpoint"), 0);
+    insert_rows(3000, 3100, DB_BEGIN_LAZY, true);
+    insert_rows(3100, 3200, 0, true);
+    ck_assert_int_eq(count_on(other), 1060);
+    integrity_ok(other);
+    integrity_ok(db);
+    db_close(other);
+}
+END_TEST
+
 /* Once the forked holder says (on fd) it began its transaction: a begin
  * here waits out the 5 s and gets -EBUSY. */
 static void busy_behind(int fd)
@@ -677,6 +762,7 @@ static Suite *db_suite(void)
     tcase_add_test(lite, test_busy_across_processes);
     tcase_add_test(lite, test_writers_of_a_process_queue);
     tcase_add_test(lite, test_shared_writer_survives_a_killed_holder);
+    tcase_add_test(lite, test_wal_frames_written_per_transaction);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);
