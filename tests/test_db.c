@@ -106,15 +106,21 @@ static int insert(const char *k, int64_t n, const char *s, const void *b, size_t
     return db_exec(st, "insert");
 }
 
-static int64_t count(void)
+/* The one integer row of q on d. */
+static int64_t one_i64(struct db *d, const struct db_sql *q, const char *what)
 {
     struct db_stmt *st;
-    ck_assert_int_eq(db_prepare(db, &q_count, &st), 0);
-    ck_assert_int_eq(db_step(st, "count"), DB_ROW);
+    ck_assert_int_eq(db_prepare(d, q, &st), 0);
+    ck_assert_int_eq(db_step(st, what), DB_ROW);
     int64_t n = db_col_i64(st, 0);
-    ck_assert_int_eq(db_step(st, "count"), DB_DONE);
+    ck_assert_int_eq(db_step(st, what), DB_DONE);
     db_reset(st);
     return n;
+}
+
+static int64_t count(void)
+{
+    return one_i64(db, &q_count, "count");
 }
 
 START_TEST(test_cache_returns_one_statement_per_sql)
@@ -364,12 +370,7 @@ END_TEST
 
 static int64_t count_on(struct db *d)
 {
-    struct db_stmt *st;
-    ck_assert_int_eq(db_prepare(d, &q_count, &st), 0);
-    ck_assert_int_eq(db_step(st, "count"), DB_ROW);
-    int64_t n = db_col_i64(st, 0);
-    db_reset(st);
-    return n;
+    return one_i64(d, &q_count, "count");
 }
 
 static void integrity_ok(struct db *d)
@@ -572,12 +573,7 @@ static const struct db_sql q_pid = {NULL, "SELECT pg_backend_pid()"};
 
 static int64_t backend_pid(struct db *d)
 {
-    struct db_stmt *s;
-    ck_assert_int_eq(db_prepare(d, &q_pid, &s), 0);
-    ck_assert_int_eq(db_step(s, "pid"), DB_ROW);
-    int64_t pid = db_col_i64(s, 0);
-    db_reset(s);
-    return pid;
+    return one_i64(d, &q_pid, "pid");
 }
 
 /* Kill the server process behind pid, as a server restart would. */
