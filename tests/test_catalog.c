@@ -39,8 +39,8 @@ static bool use_pg;
 static char pgdsn[320];
 
 /* The schema version this catalog migrates to (catalog_schema.h). */
-#define SCHEMA_NOW 8
-#define SCHEMA_NOW_TEXT "8"
+#define SCHEMA_NOW 9
+#define SCHEMA_NOW_TEXT "9"
 
 static void sync_users(struct catalog *c)
 {
@@ -253,6 +253,7 @@ START_TEST(test_pragmas_and_migrate)
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
                  "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
+                 "ALTER TABLE jobs DROP COLUMN body; "
                  "DROP TABLE staged_parts; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
@@ -278,7 +279,7 @@ START_TEST(test_pragmas_and_migrate)
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
                  "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
-                 "PRAGMA user_version=1");
+                 "ALTER TABLE jobs DROP COLUMN body; PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
@@ -289,7 +290,7 @@ START_TEST(test_pragmas_and_migrate)
     raw_exec(&r,
              "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
              "SELECT lo FROM folder_shares; SELECT downloads FROM links; SELECT path FROM folders; "
-             "SELECT staged FROM jobs");
+             "SELECT staged FROM jobs; SELECT body FROM jobs");
     if (use_pg)
         raw_exec(&r, "SELECT part FROM staged_parts");
     raw_close(&r);
@@ -827,6 +828,63 @@ START_TEST(test_job_fail_marks_upload_media_failed)
     ck_assert_str_eq(m.state, "queued");
     dr_media_clear(&m);
     ck_assert_int_eq(catalog_job_fail(cat, "01ARZ3NDEKTSV4RRFFQ69G5FAV", NULL, "x"), -ENOENT);
+}
+END_TEST
+
+/* A small upload's bytes in its job row (docs/CATALOG.md, "Inline
+ * bodies"): committed with the intake, handed out by the claim, gone once
+ * the job is done or failed. */
+START_TEST(test_inline_body_lifecycle)
+{
+    static const char hello[] = "hello, inline";
+    const size_t len = sizeof hello - 1;
+    struct dr_intake bad[2] = {
+        {.owner = "alice", .path = "/i/bad.bin", .size = len + 1, .body = hello, .body_len = len},
+        {.owner = "alice",
+         .path = "/i/bad.bin",
+         .size = len,
+         .body = hello,
+         .body_len = len,
+         .spool_path = "/spool/x"},
+    };
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(catalog_intake_uploads(cat, &bad[i], 1), -EINVAL);
+    char jid[2][DR_ID_LEN + 1];
+    for (int i = 0; i < 2; i++) {
+        struct dr_intake it = {.owner = "alice",
+                               .path = i == 0 ? "/i/a.bin" : "/i/b.bin",
+                               .size = len,
+                               .body = hello,
+                               .body_len = len};
+        ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+        ck_assert_int_eq(it.result, 0);
+        memcpy(jid[i], it.job_id, sizeof jid[i]);
+    }
+    struct raw r = raw_open();
+    ck_assert_int_eq(raw_int(&r, "SELECT length(body) FROM jobs WHERE id = $1", jid[0]),
+                     (long long)len);
+    struct dr_job j[2];
+    int n = -1;
+    ck_assert_int_eq(catalog_jobs_claim(cat, "upload", 2, "node:1", j, &n), 0);
+    ck_assert_int_eq(n, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_str_eq(j[i].id, jid[i]);
+        ck_assert_ptr_null(j[i].spool_path);
+        ck_assert_uint_eq(j[i].body_len, len);
+        ck_assert_mem_eq(j[i].body, hello, len);
+        dr_job_clear(&j[i]);
+    }
+    /* GET /v1/jobs reads no body */
+    ck_assert_int_eq(catalog_job_get(cat, jid[0], "alice", &j[0]), 0);
+    ck_assert_ptr_null(j[0].body);
+    dr_job_clear(&j[0]);
+    ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid[0]}), 0); /* done */
+    ck_assert_int_eq(catalog_job_fail(cat, jid[1], NULL, "x"), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM jobs WHERE id = $1 AND body IS NULL",
+                                 jid[i]),
+                         1);
+    raw_close(&r);
 }
 END_TEST
 
@@ -2773,6 +2831,7 @@ static void add_cases(Suite *s, const char *core, const char *conc, void (*fixtu
         test_claim_with_media,
         test_jobs_step_batch,
         test_job_fail_marks_upload_media_failed,
+        test_inline_body_lifecycle,
         test_jobs_list_own_newest_first,
         test_retry_backoff_and_claim_order,
         test_claim_is_fifo_within_one_millisecond,

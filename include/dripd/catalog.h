@@ -87,6 +87,9 @@ struct dr_job {
                          * NULL: only spool_path has its bytes */
     int64_t not_before; /* ms; retry backoff */
     int64_t created_at, updated_at;
+    void *body;       /* upload, claimed (catalog_jobs_claim*): its inline body (jobs.body,
+                       * heap), NULL when its bytes are in a file (spool_path, staged) */
+    size_t body_len;
 };
 
 struct dr_event {
@@ -170,7 +173,12 @@ struct dr_intake {
     const char *path; /* normalised media path */
     uint64_t size;
     const char *content_type; /* may be NULL */
-    const char *spool_path;   /* fsynced plaintext file */
+    const char *spool_path;   /* fsynced plaintext file, or NULL with body */
+    /* or the bytes themselves (1..INGEST_INLINE_MAX of them, SQLite only):
+     * committed in the job's row (jobs.body) with the intake, so the
+     * commit's WAL fsync makes them durable; no spool file */
+    const void *body;
+    size_t body_len;
     const char *stage;        /* the job's first stage: "process" (NULL) or "encrypt" */
     /* overwrite (catalog_versions.h): NULL, or replace the file at path if
      * its ETag (its sha256) is in this list: "*" (any file), or sha256 hex

@@ -62,6 +62,14 @@
  *   intake nothing, and one that falls behind gets the writer until its
  *   queue is back under the threshold (under sustained load the backlog
  *   stays near it).
+ *   Inline requests (every item's bytes in memory, dr_intake.body: small
+ *   PUTs, ingest.h) skip the sync thread: there is no file to sync, the
+ *   bytes go into the job rows, and the round's WAL fsync makes them
+ *   durable with the jobs. submit() probes each body for its first stage
+ *   and appends the request to the "synced" FIFO itself. (Order: such a
+ *   request may be committed before a spooled one submitted earlier;
+ *   concurrent requests have no order, and each request's items keep
+ *   theirs.)
  *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
  *   fsync) instead of N of each, and the two stages overlap: while one
  *   batch commits, the next one is being synced and the one after that
@@ -621,13 +629,26 @@ void ingest_stop(void)
     pthread_mutex_unlock(&G.mu);
 }
 
+/* Is every item of a request inline (nothing to sync)? */
+static bool all_inline(const struct dr_intake *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (items[i].body == NULL)
+            return false;
+    return n > 0;
+}
+
 static int submit(struct http_exchange *ex, struct dr_intake *items, const int *fds, size_t n,
                   ingest_done_fn done, void *arg, bool lazy)
 {
+    bool inline_only = !lazy && all_inline(items, n);
+    if (inline_only) /* on the loop thread: a memory probe, before the lock */
+        for (size_t i = 0; i < n; i++)
+            items[i].stage = ingest_first_stage_mem(http_cfg(ex), items[i].body, items[i].body_len);
     pthread_mutex_lock(&G.mu);
     int rc = start_locked(http_cfg(ex), http_worker_ctx(ex), http_ex_metrics(ex));
-    if (rc == 0 && lazy && G.staging)
-        rc = -EINVAL; /* cluster mode: tus does not use the group commit */
+    if (rc == 0 && (lazy || inline_only) && G.staging)
+        rc = -EINVAL; /* cluster mode: tus does not use the group commit; bodies are staged */
     if (rc == 0 && (G.n >= INGEST_QUEUE_MAX || G.stop))
         rc = -EAGAIN;
     if (rc < 0) {
@@ -644,6 +665,9 @@ static int submit(struct http_exchange *ex, struct dr_intake *items, const int *
     r->arg = arg;
     if (lazy) {
         fifo_append(&G.lazy, r);
+        pthread_cond_signal(&G.cv_commit);
+    } else if (inline_only) {
+        fifo_append(&G.synced, r); /* nothing to sync (see the top) */
         pthread_cond_signal(&G.cv_commit);
     } else {
         fifo_append(&G.waiting, r);
@@ -826,6 +850,35 @@ void ingest_respond_busy(struct http_exchange *ex)
         http_respond_problem(
             ex, 503, "the job queue is full (pipeline.queue_limit %" PRIu64 "); retry later",
             http_cfg(ex)->pipeline.queue_limit);
+}
+
+/* ---- inline bodies (ingest.h) ---- */
+
+static uint64_t inline_held; /* bytes reserved by ingest_inline_take (atomic) */
+
+bool ingest_inline_take(const struct dr_config *cfg, uint64_t len)
+{
+    if (len == 0 || len > INGEST_INLINE_MAX || cfg->catalog.backend != DR_CATALOG_SQLITE)
+        return false;
+    uint64_t held = __atomic_add_fetch(&inline_held, len, __ATOMIC_RELAXED);
+    if (held <= INGEST_INLINE_BUDGET)
+        return true;
+    __atomic_sub_fetch(&inline_held, len, __ATOMIC_RELAXED);
+    return false;
+}
+
+void ingest_inline_release(uint64_t len)
+{
+    __atomic_sub_fetch(&inline_held, len, __ATOMIC_RELAXED);
+}
+
+const char *ingest_first_stage_mem(const struct dr_config *cfg, const void *data, size_t len)
+{
+    if (!cfg->processing.enabled)
+        return "encrypt";
+    return decode_probe(data, DR_MIN(len, (size_t)DECODE_PROBE_LEN)) == DECODE_KIND_OTHER
+               ? "encrypt"
+               : "process";
 }
 
 const char *ingest_first_stage(const struct dr_config *cfg, int fd, const char *spool_path)

@@ -9,6 +9,13 @@
  * pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
  * bytes and the job are durable.
  *
+ * Small bodies (issue 15): a route may keep a body of at most
+ * INGEST_INLINE_MAX bytes in memory instead of a spool file (ingest_inline_
+ * take) and submit it as the item's body (dr_intake.body): it is committed
+ * in its job's row, so the commit's one WAL fsync makes the bytes and the
+ * job durable together, with no spool file, no file sync and no wait for
+ * the sync thread. SQLite catalogs only (a cluster stages its bodies).
+ *
  * Back-pressure: the committer's queue is bounded; and before a route
  * reads any body, ingest_admit() lets it in at once while the durable queue
  * is below pipeline.queue_limit, else makes it wait (body unread) until the
@@ -84,12 +91,26 @@ void ingest_admit(struct http_exchange *ex, ingest_admit_fn go, void *arg,
 void ingest_respond_busy(struct http_exchange *ex);
 /* {"media":{...},"job":{...}} JSON text for one accepted item (caller frees);
  * used for 202 bodies. */
+/* Inline bodies: at most INGEST_INLINE_MAX bytes each, INGEST_INLINE_BUDGET
+ * bytes held by all the requests of the process at once (received or
+ * waiting for their commit), so the memory is bounded whatever the number
+ * of connections. ingest_inline_take reserves len bytes when the body may
+ * be inline (a SQLite catalog, 1 <= len <= INGEST_INLINE_MAX, room in the
+ * budget) and says so; else the route spools it. Each reservation is given
+ * back once, with ingest_inline_release. */
+#define INGEST_INLINE_MAX (16u << 10)
+#define INGEST_INLINE_BUDGET (8u << 20)
+bool ingest_inline_take(const struct dr_config *cfg, uint64_t len);
+void ingest_inline_release(uint64_t len);
+
 /* The first stage of an upload job for its spool file: "process" when
  * processing is on and the file's first bytes may be media (decode_probe;
  * also when it cannot be read), else "encrypt" (a file that is not media
  * skips the stage outright). The file is read through fd when fd >= 0 is
  * readable (spool_create's are), else opened by its path. */
 const char *ingest_first_stage(const struct dr_config *cfg, int fd, const char *spool_path);
+/* The same for bytes in memory (an inline body). */
+const char *ingest_first_stage_mem(const struct dr_config *cfg, const void *data, size_t len);
 char *ingest_item_json(const struct dr_intake *item, const char *state);
 
 #endif

@@ -15,7 +15,12 @@
  *            the user's quotas and the free-disk floor (quota.h:
  *            507, 429 + Retry-After), then a spool file is created and the
  *            body accepted (which sends 100 Continue if it was expected);
- *   on_body  each piece is written synchronously into the spool file. That
+ *            a body of at most INGEST_INLINE_MAX bytes (Content-Length)
+ *            gets a buffer instead, while the process's inline budget has
+ *            room (ingest.h: SQLite catalogs only): its bytes are
+ *            committed in the job's row, with no spool file;
+ *   on_body  an inline body is copied into its buffer; any other piece
+ *            is written synchronously into the spool file. That
  *            write IS the back-pressure: the loop does not read the socket
  *            faster than the disk takes the bytes, and the connection
  *            buffers at most 256 KiB (http_conn.c), so an upload costs a small constant
@@ -69,6 +74,8 @@
 struct put {
     int fd;
     char *spool_path;
+    uint8_t *buf;        /* an inline body (ingest.h), else NULL */
+    uint64_t inline_len; /* its Content-Length, reserved in the inline budget; 0 none */
     char *path;
     char *ctype;
     uint64_t size;
@@ -87,6 +94,9 @@ static void put_free(struct put *p)
         close(p->fd);
     if (!p->committed && p->spool_path != NULL)
         spool_remove(p->spool_path);
+    free(p->buf);
+    if (p->inline_len > 0)
+        ingest_inline_release(p->inline_len);
     free(p->spool_path);
     free(p->path);
     free(p->ctype);
@@ -95,12 +105,18 @@ static void put_free(struct put *p)
     free(p);
 }
 
-/* Drop the partial spool file now (error answers), keep the struct. */
+/* Drop the partial spool file or inline body now (error answers), keep
+ * the struct. */
 static void put_discard(struct put *p)
 {
     if (p->fd >= 0)
         close(p->fd);
     p->fd = -1;
+    free(p->buf);
+    p->buf = NULL;
+    if (p->inline_len > 0)
+        ingest_inline_release(p->inline_len);
+    p->inline_len = 0;
     if (p->spool_path != NULL)
         spool_remove(p->spool_path);
     free(p->spool_path);
@@ -132,10 +148,18 @@ static void respond_storage_error(struct http_exchange *ex, int rc, const char *
         http_respond_problem(ex, 500, "%s failed: %s", what, strerror(-rc));
 }
 
-/* Within the user's quotas: take a spool file and the body. */
+/* Within the user's quotas: take a buffer (a small body) or a spool file,
+ * and the body. */
 static void put_admitted(struct http_exchange *ex, void *arg)
 {
     struct put *p = arg;
+    const struct http_request *req = http_req(ex);
+    if (req->has_length && ingest_inline_take(http_cfg(ex), req->content_length)) {
+        p->inline_len = req->content_length;
+        p->buf = xmalloc(p->inline_len);
+        http_accept_body(ex);
+        return;
+    }
     char id[DR_ID_LEN + 1];
     dr_id_new(id);
     int rc = spool_create(http_cfg(ex)->data_dir, id, &p->fd, &p->spool_path);
@@ -270,6 +294,16 @@ static int put_body(struct http_exchange *ex, const char *data, size_t len)
                              http_user(ex));
         return -EDQUOT;
     }
+    if (p->buf != NULL) {
+        if (p->size + len > p->inline_len) { /* the parser keeps to Content-Length */
+            put_discard(p);
+            http_respond_problem(ex, 400, "the body is longer than its Content-Length");
+            return -EINVAL;
+        }
+        memcpy(p->buf + p->size, data, len);
+        p->size += len;
+        return 0;
+    }
     int rc = spool_write(p->fd, data, len);
     if (rc < 0) {
         log_warn("upload: writing %s: %s", p->spool_path, strerror(-rc));
@@ -340,7 +374,7 @@ static void put_committed(struct http_exchange *ex, struct dr_intake *items, siz
 static void put_end(struct http_exchange *ex)
 {
     struct put *p = http_get_data(ex);
-    if (p == NULL || p->fd < 0)
+    if (p == NULL || (p->fd < 0 && p->buf == NULL))
         return;
     p->item = (struct dr_intake){
         .owner = http_user(ex),
@@ -348,6 +382,8 @@ static void put_end(struct http_exchange *ex)
         .size = p->size,
         .content_type = p->ctype,
         .spool_path = p->spool_path,
+        .body = p->buf,
+        .body_len = p->buf != NULL ? p->size : 0,
         .if_match = p->ow.if_match,
         .rename = p->ow.rename,
     };

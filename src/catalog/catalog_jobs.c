@@ -75,11 +75,11 @@
  * every node's starters hear of it when it commits. */
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant, staged) "
-    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9)",
+    "not_before, created_at, updated_at, variant, staged, body) "
+    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $11)",
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant, staged, node) "
-    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10 "
+    "not_before, created_at, updated_at, variant, staged, node, body) "
+    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10, $11 "
     "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
 /* Whether an intake whose COMMIT outcome is unknown committed: one of its
  * new rows is there. */
@@ -97,18 +97,18 @@ static const struct db_sql q_list = {
     "ORDER BY created_at DESC, rowid DESC LIMIT $3",
     "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
     "ORDER BY created_at DESC, pos DESC LIMIT $3"};
-/* The claim. Column 15 is the queue position (see the design comment).
- * PostgreSQL claims only the claimer's node's jobs ($5). */
+/* The claim. Column 15 is the queue position (see the design comment),
+ * 16 the inline body. PostgreSQL claims only the claimer's node's jobs ($5). */
 static const struct db_sql q_claim = {
     "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
     "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, rowid LIMIT $4) "
-    "RETURNING " JOB_COLS ", rowid",
+    "RETURNING " JOB_COLS ", rowid, body",
     "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND node = $5 AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, pos LIMIT $4 FOR UPDATE SKIP LOCKED) "
     "UPDATE jobs j SET state = 'running', claimed_by = $1, updated_at = $2 "
     "FROM picked WHERE j.id = picked.id AND j.state = 'queued' "
-    "RETURNING " JOB_COLS_J ", j.pos"};
+    "RETURNING " JOB_COLS_J ", j.pos, j.body"};
 static const struct db_sql q_advance = {"UPDATE jobs SET stage = $2, work_path = $3, "
                                         "updated_at = $4 WHERE id = $1 AND state = 'running'",
                                         NULL};
@@ -118,11 +118,13 @@ static const struct db_sql q_retry = {
     NULL};
 static const struct db_sql q_fail = {
     "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = $2, updated_at = $3, "
-    "stage = COALESCE($4, stage) "
+    "stage = COALESCE($4, stage), body = NULL "
     "WHERE id = $1 AND state IN ('queued', 'running') RETURNING kind, media_id",
     NULL};
 static const struct db_sql q_done = {
-    "UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1 AND state = 'running'", NULL};
+    "UPDATE jobs SET state = 'done', updated_at = $2, body = NULL "
+    "WHERE id = $1 AND state = 'running'",
+    NULL};
 static const struct db_sql q_claimers = {
     "SELECT DISTINCT claimed_by FROM jobs WHERE state = 'running'", NULL};
 static const struct db_sql q_release = {
@@ -159,12 +161,14 @@ void dr_job_clear(struct dr_job *j)
     free(j->spool_path);
     free(j->work_path);
     free(j->staged);
+    free(j->body);
     memset(j, 0, sizeof *j);
 }
 
 static int add_job(struct catalog *cat, const char *job_id, const char *kind, const char *media_id,
                    const char *owner, const char *stage, const char *spool_path,
-                   const char *variant, const char *staged, int64_t now)
+                   const char *variant, const char *staged, const void *body,
+                   size_t body_len, int64_t now)
 {
     struct db_stmt *s;
     int rc = db_prepare(cat->db, &q_insert, &s);
@@ -181,6 +185,7 @@ static int add_job(struct catalog *cat, const char *job_id, const char *kind, co
     db_bind_text(s, 9, staged);
     if (db_dialect(cat->db) == DB_POSTGRES)
         db_bind_text(s, 10, cat->node);
+    db_bind_blob(s, 11, body, body_len);
     rc = db_exec(s, "insert job");
     return rc < 0 ? rc : 0;
 }
@@ -191,7 +196,9 @@ bool catalog_intake_valid(const struct dr_intake *it)
 {
     return it->owner != NULL && it->path != NULL && it->path[0] == '/' &&
            it->path[strlen(it->path) - 1] != '/' && it->size <= INT64_MAX &&
-           (it->staged_part == NULL || (it->staged != NULL && it->staged_off <= it->size));
+           (it->staged_part == NULL || (it->staged != NULL && it->staged_off <= it->size)) &&
+           (it->body == NULL ||
+            (it->body_len > 0 && it->body_len == it->size && it->spool_path == NULL));
 }
 
 int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
@@ -230,7 +237,7 @@ int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now)
     rc = catalog_share_add(db, m.id, it->owner, now);
     if (rc == 0)
         rc = add_job(cat, job_id, "upload", m.id, it->owner, stage, it->spool_path, NULL,
-                     it->staged, now);
+                     it->staged, it->body, it->body_len, now);
     if (rc == 0 && it->staged != NULL && it->staged_part != NULL)
         rc = catalog_staged_add(db, it->staged, it->staged_part, it->staged_off,
                                 it->size - it->staged_off, now);
@@ -448,7 +455,7 @@ int catalog_enqueue_variant_download(struct catalog *cat, const char *media_id, 
     dr_id_new(job_id);
     int64_t now = dr_now_ms();
     rc = add_job(cat, job_id, "download", media_id, viewer != NULL ? viewer : owner, "fetch", NULL,
-                 name, NULL, now);
+                 name, NULL, NULL, 0, now);
     if (rc == 0)
         rc = catalog_event_add(cat->db, job_id, "job.created", now);
 out:
@@ -544,6 +551,13 @@ static int claim(struct catalog *cat, const char *kind, int max, const char *cla
             read_job(s, &got[n].job);
             got[n].created_at = got[n].job.created_at;
             got[n].pos = db_col_i64(s, 15);
+            size_t len;
+            const void *body = db_col_blob(s, 16, &len);
+            if (body != NULL && len > 0) {
+                got[n].job.body = xmalloc(len);
+                memcpy(got[n].job.body, body, len);
+                got[n].job.body_len = len;
+            }
             n++;
         }
     }

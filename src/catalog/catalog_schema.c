@@ -403,6 +403,15 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
     {.sqlite = "SELECT 1;",
      .pg = "ALTER TABLE staged_parts ADD COLUMN IF NOT EXISTS src " T ";"
            "CREATE INDEX IF NOT EXISTS staged_parts_part ON staged_parts(part);"},
+    /* v9: small upload bodies inline (issue 15; docs/CATALOG.md, "Inline
+     * bodies"): a body of at most INGEST_INLINE_MAX bytes is committed in
+     * its job's row instead of a spool file, and set to NULL when the job
+     * is done or failed. Last in the row, so reads of the other columns
+     * never touch its overflow pages. PostgreSQL has it so that job rows
+     * read alike (and a copied SQLite catalog keeps its queued bodies);
+     * only a SQLite catalog writes it. */
+    {.sqlite = "ALTER TABLE jobs ADD COLUMN body BLOB;",
+     .pg = "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS body BYTEA;"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

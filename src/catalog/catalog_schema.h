@@ -4,7 +4,7 @@
 
 #include "db.h"
 
-#define CATALOG_SCHEMA_VERSION 8
+#define CATALOG_SCHEMA_VERSION 9
 
 /* PostgreSQL advisory lock keys (two int4: 'drip', n), as SQL text. */
 #define CATALOG_LOCK_MIGRATE "1685219696, 0" /* migrators, one at a time */

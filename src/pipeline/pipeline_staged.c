@@ -87,8 +87,45 @@ static int fetch_parts(struct pl_tls *t, const struct pl_job *j, const struct dr
     return rc;
 }
 
+/* An inline body (jobs.body, claimed with the job) into <work_dir>/<job
+ * id>.body. Scratch, like a fetched body: not fsynced (the catalog row is
+ * the durable copy until the job is done), trusted only by the process
+ * that wrote it (the path is set in memory only). The memory goes once
+ * the file has it. */
+static int inline_body(struct pl_tls *t, struct pl_job *j, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/%s.body", t->pc->work_dir, j->job.id);
+    int rc = 0;
+    const char *name;
+    int dfd = pl_at(t->pc, path, &name);
+    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "create %s: %s", path, strerror(-rc));
+    } else {
+        rc = dr_write_all(fd, j->job.body, j->job.body_len);
+        if (close(fd) != 0 && rc == 0)
+            rc = -errno;
+        if (rc < 0)
+            snprintf(err, errlen, "write %s: %s", path, strerror(-rc));
+    }
+    if (rc < 0) {
+        (void)pl_unlink(t->pc, path);
+        free(path);
+        return rc;
+    }
+    free(j->job.spool_path);
+    j->job.spool_path = path;
+    free(j->job.body);
+    j->job.body = NULL;
+    j->job.body_len = 0;
+    return 0;
+}
+
 int pl_staged_body(struct pl_tls *t, struct pl_job *j, char *err, size_t errlen)
 {
+    if (j->job.body != NULL)
+        return inline_body(t, j, err, errlen);
     if (j->job.staged == NULL)
         return 0;
     char *fetched = xasprintf("%s/%s.body", t->pc->work_dir, j->job.id);

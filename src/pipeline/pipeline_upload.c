@@ -102,7 +102,7 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     const struct dr_media *mp;
     char *sealed = NULL;
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    int rc = pl_staged_body(t, j, err, errlen); /* cluster: maybe from the store */
+    int rc = pl_staged_body(t, j, err, errlen); /* inline, or (cluster) from the store */
     if (rc != 0)
         return rc;
 

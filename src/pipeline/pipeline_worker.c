@@ -907,11 +907,13 @@ static void wait_for_work(struct runner *r, uint64_t seen_gen)
 }
 
 /* The bytes a job's steps will handle, as far as the starter knows them
- * (its spool file; a download's object is sized by fetch), for the
- * stages' batches. */
+ * (its inline body or spool file; a download's object is sized by
+ * fetch), for the stages' batches. */
 static uint64_t job_cost(const struct dr_job *j)
 {
     struct stat st;
+    if (j->body != NULL)
+        return j->body_len;
     return j->spool_path != NULL && stat(j->spool_path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
@@ -1205,7 +1207,8 @@ static int begin_drain(struct worker *w)
     return 0;
 }
 
-/* Remove old .tmp leftovers; note whether a stripped original
+/* Remove old .tmp and .body leftovers (a .body file is trusted only by
+ * the process that wrote it: pipeline_staged.h); note whether a stripped original
  * (<job>.plain) is there, else encrypt need not look for one (pc->plains). */
 static void clean_work_dir(struct pl_ctx *pc)
 {
@@ -1220,7 +1223,8 @@ static void clean_work_dir(struct pl_ctx *pc)
         size_t n = strlen(e->d_name);
         if (n >= 6 && strcmp(e->d_name + n - 6, ".plain") == 0)
             pc->plains = 1;
-        if (n < 4 || strcmp(e->d_name + n - 4, ".tmp") != 0)
+        if ((n < 4 || strcmp(e->d_name + n - 4, ".tmp") != 0) &&
+            (n < 5 || strcmp(e->d_name + n - 5, ".body") != 0))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&

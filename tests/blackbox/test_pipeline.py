@@ -739,7 +739,8 @@ def test_spool_size_mismatch_fails_once_without_server_paths(dripd_factory):
     disk had hiccupped). The API's error names no server file; the log
     keeps the full text."""
     d = dripd_factory(config={"supervisor": {"heartbeat_timeout": "60s"}})
-    src = make_file(os.path.join(d.dir, "mm.bin"), 1000)
+    # over the inline size (16 KiB): a body that has a spool file
+    src = make_file(os.path.join(d.dir, "mm.bin"), 20000)
     pl = d.worker("pipeline")
     os.kill(pl, signal.SIGSTOP)
     try:
@@ -752,12 +753,12 @@ def test_spool_size_mismatch_fails_once_without_server_paths(dripd_factory):
         os.kill(pl, signal.SIGCONT)
     job = d.wait_job(jid, timeout=60)
     assert job["state"] == "failed" and job["attempts"] == 1, job
-    assert "1011 bytes, the upload had 1000" in job["error"], job
+    assert "20011 bytes, the upload had 20000" in job["error"], job
     assert d.data_dir not in job["error"] and "/spool/" not in job["error"], job
     assert "[server path]" in job["error"], job
     st, doc, _ = d.json("GET", "/v1/jobs?state=failed")
     assert st == 200 and all(d.data_dir not in (j["error"] or "") for j in doc["jobs"]), doc
-    assert re.search(r"spool file %s has 1011 bytes" % re.escape(parts[0]), d.log_text())
+    assert re.search(r"spool file %s has 20011 bytes" % re.escape(parts[0]), d.log_text())
 
 
 def test_webhook_url_secrets_never_logged(dripd_factory, hook_server):
