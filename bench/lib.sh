@@ -66,11 +66,12 @@ bench_cleanup() {
 }
 
 # start_dripd [YAML LINES]: dripd on $DPORT with a bench user and the
-# extra top-level config lines given ($DRIPD_EXE, else $ROOT/bin/dripd)
+# extra top-level config lines given ($DRIPD_EXE, else $ROOT/bin/dripd;
+# data_dir $DRIPD_DATA, else $B/dripd/var)
 start_dripd() {
   cat > "$B/dripd.yaml" <<EOF
 listen: ["127.0.0.1:$DPORT"]
-data_dir: $B/dripd/var
+data_dir: ${DRIPD_DATA:-$B/dripd/var}
 users: [{name: bench, token: "$TOKEN", admin: true}]
 log: {level: warn}
 ${1:-}

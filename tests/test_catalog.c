@@ -253,7 +253,7 @@ START_TEST(test_pragmas_and_migrate)
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
                  "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
-                 "ALTER TABLE jobs DROP COLUMN body; "
+                 "DROP TABLE job_bodies; "
                  "DROP TABLE staged_parts; UPDATE catalog_schema SET version = 1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
@@ -279,7 +279,7 @@ START_TEST(test_pragmas_and_migrate)
                  "ALTER TABLE media DROP COLUMN version; ALTER TABLE media DROP COLUMN retired; "
                  "ALTER TABLE media DROP COLUMN retired_at; ALTER TABLE tus DROP COLUMN if_match; "
                  "ALTER TABLE tus DROP COLUMN rename_taken; ALTER TABLE jobs DROP COLUMN staged; "
-                 "ALTER TABLE jobs DROP COLUMN body; PRAGMA user_version=1");
+                 "DROP TABLE job_bodies; PRAGMA user_version=1");
         ck_assert_int_eq(catalog_migrate(&tcfg), 0);
         ck_assert_int_eq(
             raw_int(&r, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_owner'", NULL), 1);
@@ -290,7 +290,7 @@ START_TEST(test_pragmas_and_migrate)
     raw_exec(&r,
              "SELECT metadata FROM media; SELECT variant FROM jobs; SELECT name FROM variants; "
              "SELECT lo FROM folder_shares; SELECT downloads FROM links; SELECT path FROM folders; "
-             "SELECT staged FROM jobs; SELECT body FROM jobs");
+             "SELECT staged FROM jobs; SELECT body FROM job_bodies");
     if (use_pg)
         raw_exec(&r, "SELECT part FROM staged_parts");
     raw_close(&r);
@@ -861,7 +861,7 @@ START_TEST(test_inline_body_lifecycle)
         memcpy(jid[i], it.job_id, sizeof jid[i]);
     }
     struct raw r = raw_open();
-    ck_assert_int_eq(raw_int(&r, "SELECT length(body) FROM jobs WHERE id = $1", jid[0]),
+    ck_assert_int_eq(raw_int(&r, "SELECT length(body) FROM job_bodies WHERE job_id = $1", jid[0]),
                      (long long)len);
     struct dr_job j[2];
     int n = -1;
@@ -881,9 +881,8 @@ START_TEST(test_inline_body_lifecycle)
     ck_assert_int_eq(step1((struct dr_job_step){.job_id = jid[0]}), 0); /* done */
     ck_assert_int_eq(catalog_job_fail(cat, jid[1], NULL, "x"), 0);
     for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM jobs WHERE id = $1 AND body IS NULL",
-                                 jid[i]),
-                         1);
+        ck_assert_int_eq(raw_int(&r, "SELECT count(*) FROM job_bodies WHERE job_id = $1", jid[i]),
+                         0);
     raw_close(&r);
 }
 END_TEST
@@ -2648,6 +2647,15 @@ START_TEST(test_copy_sqlite_into_postgres)
     for (int i = 0; i < 3; i++) {
         char path[32];
         snprintf(path, sizeof path, "/m/%d.bin", i);
+        if (i == 1) { /* an inline body: it moves with its job */
+            struct dr_intake it = {
+                .owner = "alice", .path = path, .size = 11, .body = "hello world", .body_len = 11};
+            ck_assert_int_eq(catalog_intake_uploads(l, &it, 1), 0);
+            ck_assert_int_eq(it.result, 0);
+            memcpy(mid[i], it.media_id, sizeof mid[i]);
+            memcpy(jid[i], it.job_id, sizeof jid[i]);
+            continue;
+        }
         ck_assert_int_eq(intake1(l, "alice", path, 10 + (uint64_t)i, mid[i], jid[i]), 0);
     }
     struct dr_job js[3];
@@ -2705,9 +2713,9 @@ START_TEST(test_copy_sqlite_into_postgres)
     struct dr_config n1 = tcfg; /* the migrating node */
     n1.node.id = (char *)"n1";
     ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
-    const char *names[] = {"users",  "media", "variants",      "shares", "jobs",
-                           "events", "tus",   "folder_shares", "links",  "folders"};
-    uint64_t rows[] = {3, 3, 1, 4, 3, 4, 1, 1, 1, 1}; /* shares: 3 owner links + bob */
+    const char *names[] = {"users", "media",         "variants", "shares",  "jobs",      "job_bodies",
+                           "events", "tus", "folder_shares", "links",    "folders"};
+    uint64_t rows[] = {3, 3, 1, 4, 3, 1, 4, 1, 1, 1, 1}; /* shares: 3 owner links + bob */
     for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
         ck_assert_str_eq(out[i].table, names[i]);
         ck_assert_msg(out[i].rows == rows[i], "%s: %llu rows", names[i],
@@ -2752,6 +2760,8 @@ START_TEST(test_copy_sqlite_into_postgres)
     ck_assert_int_eq(catalog_jobs_claim(h, "upload", 5, "n1:2", js, &n), 0);
     ck_assert_int_eq(n, 1);
     ck_assert_str_eq(js[0].id, jid[1]);
+    ck_assert_uint_eq(js[0].body_len, 11);
+    ck_assert_mem_eq(js[0].body, "hello world", 11);
     dr_job_clear(&js[0]);
     char nj[DR_ID_LEN + 1];
     ck_assert_int_eq(intake1(h, "alice", "/m/new.bin", 1, NULL, nj), 0);

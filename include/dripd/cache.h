@@ -80,6 +80,12 @@ int cache_drop_unsynced(const char *data_dir, size_t *dropped);
  * entry is derived data, its bytes are durable already, and a cut that
  * loses the link leaves a miss. */
 int cache_adopt(const char *data_dir, const char *id, const char *path);
+/* Move a complete file that was never fsynced (an upload's bytes the
+ * pipeline wrote from its inline body, or fetched from its staged body;
+ * same filesystem) into the cache as cache/<id>, replacing any entry; it
+ * is made mode 0400 first, an unsynced fill, which cache_drop_unsynced
+ * drops after a reboot. path is gone on success. */
+int cache_adopt_scratch(const char *data_dir, const char *id, const char *path);
 /* Remove an entry if no reader holds it (flock LOCK_EX|LOCK_NB). 1 removed,
  * 0 absent, -EBUSY being read. */
 int cache_remove(const char *data_dir, const char *id);

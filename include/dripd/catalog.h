@@ -87,7 +87,7 @@ struct dr_job {
                          * NULL: only spool_path has its bytes */
     int64_t not_before; /* ms; retry backoff */
     int64_t created_at, updated_at;
-    void *body;       /* upload, claimed (catalog_jobs_claim*): its inline body (jobs.body,
+    void *body;       /* upload, claimed (catalog_jobs_claim*): its inline body (job_bodies,
                        * heap), NULL when its bytes are in a file (spool_path, staged) */
     size_t body_len;
 };
@@ -175,7 +175,7 @@ struct dr_intake {
     const char *content_type; /* may be NULL */
     const char *spool_path;   /* fsynced plaintext file, or NULL with body */
     /* or the bytes themselves (1..INGEST_INLINE_MAX of them, SQLite only):
-     * committed in the job's row (jobs.body) with the intake, so the
+     * committed with the job (table job_bodies) in the intake, so the
      * commit's WAL fsync makes them durable; no spool file */
     const void *body;
     size_t body_len;
@@ -485,7 +485,7 @@ int catalog_lease_drop(struct catalog *cat, const char *name);
  * users are replaced. out[] gets each table's name, rows and digest. Stop
  * the node first: nothing may write the source meanwhile. 0 / -errno, with
  * one line in err. */
-#define CATALOG_COPY_TABLES 10
+#define CATALOG_COPY_TABLES 11
 struct dr_catalog_copy {
     const char *table; /* static */
     uint64_t rows;

@@ -109,6 +109,12 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
 int seal_fd_at(int in, const char *in_path, int out_dirfd, const char *out_name,
                const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
                size_t errlen);
+/* seal_fd_at for a plaintext in memory (len bytes at mem, at least one;
+ * what names it in messages): a small upload's inline body, sealed where
+ * it lies, no file read. */
+int seal_mem_at(const void *mem, size_t len, const char *what, int out_dirfd, const char *out_name,
+                const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
+                size_t errlen);
 
 /* Parse and authenticate the header at the start of buf (len bytes): the
  * magic, the fields, the wrapped key (unwrapped with master) and the header

@@ -254,15 +254,18 @@ static void sync_batch(struct ingest_req *batch)
         r->rc = 0;
         for (size_t i = 0; i < r->n; i++) {
             int src = r->fds[i] >= 0 ? rcs[k++] : 0;
-            if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
+            if (r->items[i].body != NULL) /* an inline item beside spooled ones */
+                r->items[i].stage =
+                    ingest_first_stage_mem(G.cfg, r->items[i].body, r->items[i].body_len);
+            else if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
                 r->items[i].stage = ingest_first_stage(G.cfg, r->fds[i], r->items[i].spool_path);
             if (src < 0 && r->rc == 0) {
                 log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-src));
                 r->rc = src;
             }
         }
-        if (r->rc == 0 && r->n > 0 && dir_of == NULL)
-            dir_of = r->items[0].spool_path;
+        for (size_t i = 0; r->rc == 0 && i < r->n && dir_of == NULL; i++)
+            dir_of = r->items[i].spool_path; /* NULL for an inline item */
     }
     free(fds);
     free(rcs);
@@ -647,6 +650,9 @@ static int submit(struct http_exchange *ex, struct dr_intake *items, const int *
             items[i].stage = ingest_first_stage_mem(http_cfg(ex), items[i].body, items[i].body_len);
     pthread_mutex_lock(&G.mu);
     int rc = start_locked(http_cfg(ex), http_worker_ctx(ex), http_ex_metrics(ex));
+    /* (the test hook DRIPD_TEST_INGEST_GATHER gathers in the sync thread:
+     * there inline requests go too) */
+    inline_only = inline_only && G.gather <= 1;
     if (rc == 0 && (lazy || inline_only) && G.staging)
         rc = -EINVAL; /* cluster mode: tus does not use the group commit; bodies are staged */
     if (rc == 0 && (G.n >= INGEST_QUEUE_MAX || G.stop))

@@ -12,9 +12,10 @@
  * Small bodies (issue 15): a route may keep a body of at most
  * INGEST_INLINE_MAX bytes in memory instead of a spool file (ingest_inline_
  * take) and submit it as the item's body (dr_intake.body): it is committed
- * in its job's row, so the commit's one WAL fsync makes the bytes and the
- * job durable together, with no spool file, no file sync and no wait for
- * the sync thread. SQLite catalogs only (a cluster stages its bodies).
+ * with its job (table job_bodies), so the commit's one WAL fsync makes the
+ * bytes and the job durable together, with no spool file, no file sync
+ * and no wait for the sync thread. SQLite catalogs only (a cluster stages
+ * its bodies).
  *
  * Back-pressure: the committer's queue is bounded; and before a route
  * reads any body, ingest_admit() lets it in at once while the durable queue

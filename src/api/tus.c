@@ -67,6 +67,16 @@
  * connection: the session lookup of HEAD/PATCH (a read), and - rarely - the expiry sweep and the
  * save of an interrupted PATCH (see below).
  *
+ * Small uploads inline (issue 15; ingest.h): the request that carries a
+ * whole upload of at most INGEST_INLINE_MAX bytes in one go (a PATCH at
+ * offset 0 whose Content-Length is the Upload-Length, or a creation with
+ * all of it) keeps the bytes in memory instead of the spool file, and its
+ * finish commits them with its job (job_bodies): no file to write or sync, no wait
+ * for the sync thread. SQLite catalogs only, within ingest's inline
+ * budget. Should the bytes have to go to the file after all (the PATCH
+ * is cut short and what arrived is saved; the group commit is full and
+ * the pool thread finishes it), they are written there first (spill).
+ *
  * Guarantees:
  *  - the offset a client is told (PATCH 204, HEAD) is durable: the bytes
  *    up to it were fdatasync'ed (and a new spool file's name fsynced)
@@ -163,6 +173,8 @@ struct tus_req {
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
+    uint8_t *buf;        /* inline body (tus_inline): the whole upload, in memory; else NULL */
+    uint64_t inline_len; /* its length, reserved in ingest's inline budget; 0 none */
     uint64_t start;           /* offset the body is written at */
     uint64_t fbase;           /* where in the file the body starts (start; 0 for a part file) */
     bool cluster;             /* stager_on: the body goes to a part file and the store */
@@ -600,11 +612,14 @@ static void release_quota(struct tus_req *st)
     quota_release(&st->hold, kept ? st->hold.reserved : 0, st->finished ? 1 : 0);
 }
 
+static void inline_release(struct tus_req *st);
+
 static void req_free(struct tus_req *st)
 {
     if (st == NULL)
         return;
     release_quota(st);
+    inline_release(st);
     if (st->fd >= 0)
         close(st->fd);
     if (st->part_path != NULL && !st->part_kept)
@@ -653,6 +668,10 @@ static void head_respond(struct tus_req *st);
  * unverifiable chunk): they must not sit in the spool file. */
 static void drop_received(struct tus_req *st)
 {
+    if (st->buf != NULL) {
+        st->received = 0; /* never written anywhere */
+        return;
+    }
     if (st->fd < 0 || st->received == 0)
         return;
     if (ftruncate(st->fd, (off_t)st->fbase) < 0)
@@ -684,6 +703,51 @@ static int open_spool(struct tus_req *st, uint64_t off, int *fd)
 static bool syncs_name(const struct tus_req *st)
 {
     return st->made_file || (st->op == OP_CREATE && st->fd >= 0);
+}
+
+/* May this request's body be inline (see the top)? It must be the whole
+ * upload, from offset 0, with its length known up front; reserves its
+ * place in the budget (inline_release gives it back). Loop thread. */
+static bool inline_take(struct tus_req *st)
+{
+    const struct http_request *rq = http_req(st->ex);
+    if (st->cluster || st->partial || st->n_parts > 0 || st->length <= 0 || st->start != 0 ||
+        st->new_length >= 0 || !rq->has_length || rq->chunked ||
+        rq->content_length != (uint64_t)st->length ||
+        !ingest_inline_take(st->cfg, rq->content_length))
+        return false;
+    st->inline_len = rq->content_length;
+    st->buf = xmalloc(st->inline_len);
+    return true;
+}
+
+static void inline_release(struct tus_req *st)
+{
+    free(st->buf);
+    st->buf = NULL;
+    if (st->inline_len > 0)
+        ingest_inline_release(st->inline_len);
+    st->inline_len = 0;
+}
+
+/* The inline bytes received so far go to the spool file after all
+ * (open_spool: made at offset 0 if need be), which then takes the
+ * request's further course. 0, or -errno (nothing kept). */
+static int spill(struct tus_req *st)
+{
+    int fd = -1;
+    int rc = open_spool(st, st->start, &fd);
+    if (rc == 0 && st->received > 0 && (rc = spool_write(fd, st->buf, st->received)) < 0)
+        close(fd);
+    if (rc < 0) {
+        log_warn("tus: upload %s: writing its bytes to the spool file: %s", st->id,
+                 strerror(-rc));
+    } else {
+        st->fd = fd;
+        st->fbase = st->start;
+    }
+    inline_release(st);
+    return rc;
 }
 
 /* The finishing request: the spool file holds exactly the upload's bytes
@@ -1197,18 +1261,26 @@ static int begin_group_commit(struct tus_req *st)
     uint64_t off = st->start + st->received;
     /* a partial upload never finishes; a final one joins its parts first */
     bool completes = !st->partial && st->length >= 0 && off == (uint64_t)st->length;
-    bool lazy = st->op == OP_CREATE && st->fd < 0; /* no file, no bytes: nothing to sync */
-    if (st->cluster || (st->op != OP_CREATE && st->op != OP_PATCH) || (st->fd < 0 && !lazy) ||
-        st->new_length >= 0 || st->n_parts > 0 || (st->op == OP_PATCH && !completes) ||
-        (lazy && completes))
+    bool inl = st->buf != NULL && completes && st->received == off; /* inline: the whole upload */
+    bool lazy = st->op == OP_CREATE && st->fd < 0 && !inl; /* no file, no bytes: nothing to sync */
+    if (st->buf != NULL && !inl)
+        return -EINVAL; /* (cannot happen: the body was the whole upload) */
+    if (st->cluster || (st->op != OP_CREATE && st->op != OP_PATCH) ||
+        (st->fd < 0 && !lazy && !inl) || st->new_length >= 0 || st->n_parts > 0 ||
+        (st->op == OP_PATCH && !completes) || (lazy && completes))
         return -EINVAL;
-    if (st->op == OP_PATCH && ftruncate(st->fd, (off_t)off) < 0)
+    if (st->op == OP_PATCH && !inl && ftruncate(st->fd, (off_t)off) < 0)
         return -errno; /* exactly the upload's bytes; work_commit says why not */
     free(st->intake.renamed);
     memset(&st->intake, 0, sizeof(st->intake));
     st->intake.owner = st->owner;
     st->intake.size = off;
-    st->intake.spool_path = st->row.spool_path; /* the directory ingest fsyncs */
+    if (inl) {
+        st->intake.body = st->buf; /* committed with the job */
+        st->intake.body_len = off;
+    } else {
+        st->intake.spool_path = st->row.spool_path; /* the directory ingest fsyncs */
+    }
     if (st->op == OP_CREATE) {
         st->row.offset = off;
         st->intake.tus_new = &st->row;
@@ -1221,7 +1293,7 @@ static int begin_group_commit(struct tus_req *st)
             done_commit(st->ex, st);
         return rc;
     }
-    st->sync_fd = dr_test_skip_sync("tus") ? -1 : st->fd;
+    st->sync_fd = dr_test_skip_sync("tus") || inl ? -1 : st->fd;
     st->committed = st->grouped = true;
     int rc = ingest_submit(st->ex, &st->intake, &st->sync_fd, 1, group_committed, st);
     if (rc < 0)
@@ -1233,6 +1305,10 @@ static void begin_commit(struct tus_req *st)
 {
     if (begin_group_commit(st) == 0)
         return;
+    if (st->buf != NULL && spill(st) < 0) { /* work_commit reads the file */
+        fail(st, 503, "cannot write the upload's bytes; retry");
+        return;
+    }
     int rc = http_defer(st->ex, work_commit, done_commit, st);
     if (rc < 0)
         fail(st, 503, "server busy, retry later");
@@ -1269,6 +1345,10 @@ static void create_admitted(struct http_exchange *ex, void *arg)
     } else if (!st->with_upload && !st->partial && st->n_parts == 0 && st->length != 0) {
         /* no bytes yet: the first PATCH makes the file (open_spool), and
          * the row commits lazily (a 201 promises no durability) */
+        st->row.spool_path = spool_path_for(st->cfg->data_dir, st->id);
+        rc = 0;
+    } else if (st->with_upload && inline_take(st)) { /* st->start is 0 */
+        /* all of it in this request: in memory, finished with its row */
         st->row.spool_path = spool_path_for(st->cfg->data_dir, st->id);
         rc = 0;
     } else {
@@ -1790,7 +1870,9 @@ static void patch_admitted(struct http_exchange *ex, void *arg)
         return;
     }
     st->fbase = st->cluster ? 0 : st->start;
-    int rc = st->cluster ? open_part(st) : open_spool(st, st->start, &st->fd);
+    int rc = st->cluster   ? open_part(st)
+             : inline_take(st) ? 0 /* the whole upload in memory: no file */
+                               : open_spool(st, st->start, &st->fd);
     if (rc < 0) {
         fail(st, rc == -ENOENT ? 404 : status_for(rc), "the upload's data is %s",
              rc == -ENOENT ? "gone" : "unavailable");
@@ -1932,6 +2014,15 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         fail(st, 500, "checksum update failed");
         return -EIO;
     }
+    if (st->buf != NULL) {
+        if (len > st->inline_len - st->received) { /* the parser keeps to Content-Length */
+            fail(st, 400, "the body is longer than its Content-Length");
+            return -EINVAL;
+        }
+        memcpy(st->buf + st->received, data, len);
+        st->received += len;
+        return 0;
+    }
     int rc = spool_write(st->fd, data, len);
     if (rc < 0) {
         fail_rc(st, rc, "writing the upload");
@@ -1973,7 +2064,7 @@ static void tus_on_end(struct http_exchange *ex)
 /* Save what a cut-short PATCH received (see the design comment). */
 static void save_partial(struct tus_req *st)
 {
-    if (!st->streaming || st->committed || st->responded || st->fd < 0)
+    if (!st->streaming || st->committed || st->responded || (st->fd < 0 && st->buf == NULL))
         return;
     if (st->op == OP_PATCH && st->md != NULL) {
         drop_received(st); /* checksum: unverifiable bytes are dropped */
@@ -1981,6 +2072,8 @@ static void save_partial(struct tus_req *st)
     }
     if (st->op != OP_PATCH || st->received == 0)
         return;        /* creation: no Location was given (req_free removes the file) */
+    if (st->buf != NULL && spill(st) < 0)
+        return; /* the offset stays */
     if (st->cluster) { /* staged off the loop thread; the saver removes the file */
         stager_save_later(st->cfg, st->id, st->part, st->owner, seal_path(st), st->row.content_type,
                           st->part_path, st->start, st->received, st->new_length);

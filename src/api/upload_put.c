@@ -18,7 +18,7 @@
  *            a body of at most INGEST_INLINE_MAX bytes (Content-Length)
  *            gets a buffer instead, while the process's inline budget has
  *            room (ingest.h: SQLite catalogs only): its bytes are
- *            committed in the job's row, with no spool file;
+ *            committed with its job (job_bodies), with no spool file;
  *   on_body  an inline body is copied into its buffer; any other piece
  *            is written synchronously into the spool file. That
  *            write IS the back-pressure: the loop does not read the socket

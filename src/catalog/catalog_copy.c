@@ -57,8 +57,9 @@ static const struct table tables[CATALOG_COPY_TABLES] = {
     {"shares", "media_id, \"user\", created_at", "tti", "media_id, \"user\"", "media_id, \"user\""},
     {"jobs",
      "id, kind, media_id, owner, state, stage, attempts, error, spool_path, work_path, "
-     "claimed_by, not_before, created_at, updated_at, variant, staged, body",
-     "ttttttittttiiittb", "rowid", "pos"},
+     "claimed_by, not_before, created_at, updated_at, variant, staged",
+     "ttttttittttiiitt", "rowid", "pos"},
+    {"job_bodies", "job_id, body", "tb", "job_id", "job_id"},
     {"events", "seq, \"user\", type, job_id, media_id, data, created_at", "ittttti", "seq", "seq"},
     {"tus",
      "id, owner, length, \"offset\", path, metadata, content_type, spool_path, expires_at, "

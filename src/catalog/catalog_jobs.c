@@ -75,12 +75,18 @@
  * every node's starters hear of it when it commits. */
 static const struct db_sql q_insert = {
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant, staged, body) "
-    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $11)",
+    "not_before, created_at, updated_at, variant, staged) "
+    "VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9)",
     "INSERT INTO jobs(id, kind, media_id, owner, state, stage, attempts, spool_path, "
-    "not_before, created_at, updated_at, variant, staged, node, body) "
-    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10, $11 "
+    "not_before, created_at, updated_at, variant, staged, node) "
+    "SELECT $1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8, $9, $10 "
     "FROM (SELECT pg_notify('" CATALOG_CHANNEL_JOBS "', $2)) AS n"};
+/* Inline bodies (docs/CATALOG.md): one row per job that has one, from
+ * its intake until it is done or failed. */
+static const struct db_sql q_body_add = {"INSERT INTO job_bodies(job_id, body) VALUES ($1, $2)",
+                                         NULL};
+static const struct db_sql q_body_get = {"SELECT body FROM job_bodies WHERE job_id = $1", NULL};
+static const struct db_sql q_body_del = {"DELETE FROM job_bodies WHERE job_id = $1", NULL};
 /* Whether an intake whose COMMIT outcome is unknown committed: one of its
  * new rows is there. */
 static const struct db_sql q_job_there = {"SELECT 1 FROM jobs WHERE id = $1", NULL};
@@ -97,18 +103,18 @@ static const struct db_sql q_list = {
     "ORDER BY created_at DESC, rowid DESC LIMIT $3",
     "SELECT " JOB_COLS " FROM jobs WHERE owner = $1 AND ($2 IS NULL OR state = $2) "
     "ORDER BY created_at DESC, pos DESC LIMIT $3"};
-/* The claim. Column 15 is the queue position (see the design comment),
- * 16 the inline body. PostgreSQL claims only the claimer's node's jobs ($5). */
+/* The claim. Column 15 is the queue position (see the design comment).
+ * PostgreSQL claims only the claimer's node's jobs ($5). */
 static const struct db_sql q_claim = {
     "UPDATE jobs SET state = 'running', claimed_by = $1, updated_at = $2 "
     "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, rowid LIMIT $4) "
-    "RETURNING " JOB_COLS ", rowid, body",
+    "RETURNING " JOB_COLS ", rowid",
     "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND node = $5 AND kind = $3 "
     "AND not_before <= $2 ORDER BY created_at, pos LIMIT $4 FOR UPDATE SKIP LOCKED) "
     "UPDATE jobs j SET state = 'running', claimed_by = $1, updated_at = $2 "
     "FROM picked WHERE j.id = picked.id AND j.state = 'queued' "
-    "RETURNING " JOB_COLS_J ", j.pos, j.body"};
+    "RETURNING " JOB_COLS_J ", j.pos"};
 static const struct db_sql q_advance = {"UPDATE jobs SET stage = $2, work_path = $3, "
                                         "updated_at = $4 WHERE id = $1 AND state = 'running'",
                                         NULL};
@@ -118,13 +124,11 @@ static const struct db_sql q_retry = {
     NULL};
 static const struct db_sql q_fail = {
     "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = $2, updated_at = $3, "
-    "stage = COALESCE($4, stage), body = NULL "
+    "stage = COALESCE($4, stage) "
     "WHERE id = $1 AND state IN ('queued', 'running') RETURNING kind, media_id",
     NULL};
 static const struct db_sql q_done = {
-    "UPDATE jobs SET state = 'done', updated_at = $2, body = NULL "
-    "WHERE id = $1 AND state = 'running'",
-    NULL};
+    "UPDATE jobs SET state = 'done', updated_at = $2 WHERE id = $1 AND state = 'running'", NULL};
 static const struct db_sql q_claimers = {
     "SELECT DISTINCT claimed_by FROM jobs WHERE state = 'running'", NULL};
 static const struct db_sql q_release = {
@@ -185,8 +189,27 @@ static int add_job(struct catalog *cat, const char *job_id, const char *kind, co
     db_bind_text(s, 9, staged);
     if (db_dialect(cat->db) == DB_POSTGRES)
         db_bind_text(s, 10, cat->node);
-    db_bind_blob(s, 11, body, body_len);
     rc = db_exec(s, "insert job");
+    if (rc < 0 || body == NULL)
+        return rc < 0 ? rc : 0;
+    rc = db_prepare(cat->db, &q_body_add, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, job_id);
+    db_bind_blob(s, 2, body, body_len);
+    rc = db_exec(s, "insert job body");
+    return rc < 0 ? rc : 0;
+}
+
+/* Inside a transaction: the job's inline body goes (done, failed). */
+static int body_delete(struct db *db, const char *job_id)
+{
+    struct db_stmt *s;
+    int rc = db_prepare(db, &q_body_del, &s);
+    if (rc < 0)
+        return rc;
+    db_bind_text(s, 1, job_id);
+    rc = db_exec(s, "delete job body");
     return rc < 0 ? rc : 0;
 }
 
@@ -506,6 +529,34 @@ static int claim_media(struct db *db, struct claimed *got, int n)
     return 0;
 }
 
+/* The inline bodies of the claimed uploads that have one (no spool file,
+ * no staged body), inside the claim's transaction as claim_media. */
+static int claim_bodies(struct db *db, struct claimed *got, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct dr_job *j = &got[i].job;
+        if (strcmp(j->kind, "upload") != 0 || j->spool_path != NULL || j->staged != NULL)
+            continue;
+        struct db_stmt *s;
+        int rc = db_prepare(db, &q_body_get, &s);
+        if (rc < 0)
+            return rc;
+        db_bind_text(s, 1, j->id);
+        rc = db_step(s, "claim body");
+        size_t len = 0;
+        const void *body = rc == DB_ROW ? db_col_blob(s, 0, &len) : NULL;
+        if (body != NULL && len > 0) {
+            j->body = xmalloc(len);
+            memcpy(j->body, body, len);
+            j->body_len = len;
+        }
+        db_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static void claimed_free_media(struct claimed *c)
 {
     if (c->media != NULL) {
@@ -551,18 +602,13 @@ static int claim(struct catalog *cat, const char *kind, int max, const char *cla
             read_job(s, &got[n].job);
             got[n].created_at = got[n].job.created_at;
             got[n].pos = db_col_i64(s, 15);
-            size_t len;
-            const void *body = db_col_blob(s, 16, &len);
-            if (body != NULL && len > 0) {
-                got[n].job.body = xmalloc(len);
-                memcpy(got[n].job.body, body, len);
-                got[n].job.body_len = len;
-            }
             n++;
         }
     }
     db_reset(s);
     rc = rc < 0 ? rc : 0;
+    if (rc == 0)
+        rc = claim_bodies(cat->db, got, n);
     if (rc == 0 && media != NULL)
         rc = claim_media(cat->db, got, n);
 out:
@@ -699,6 +745,8 @@ int catalog_job_fail(struct catalog *cat, const char *job_id, const char *stage,
     /* Only a media still waiting for its upload fails; the row may also be
      * gone (deleted meanwhile), which is fine. */
     rc = strcmp(kind, "upload") == 0 ? catalog_media_fail_queued(cat->db, media_id) : 0;
+    if (rc == 0 && strcmp(kind, "upload") == 0)
+        rc = body_delete(cat->db, job_id);
     if (rc == 0)
         rc = catalog_event_add(cat->db, job_id, "job.failed", now);
 out:
@@ -717,7 +765,8 @@ static int step_job(struct db *db, const struct dr_job_step *st, int64_t now)
         return rc;
     db_bind_text(s, 1, st->job_id);
     db_bind_i64(s, 2, now);
-    return job_change(db, s, st->job_id, "job.done", now, "job done");
+    rc = job_change(db, s, st->job_id, "job.done", now, "job done");
+    return rc == 0 ? body_delete(db, st->job_id) : rc;
 }
 
 int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq)

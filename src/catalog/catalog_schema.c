@@ -404,14 +404,21 @@ static const struct migration migrations[CATALOG_SCHEMA_VERSION] = {
      .pg = "ALTER TABLE staged_parts ADD COLUMN IF NOT EXISTS src " T ";"
            "CREATE INDEX IF NOT EXISTS staged_parts_part ON staged_parts(part);"},
     /* v9: small upload bodies inline (issue 15; docs/CATALOG.md, "Inline
-     * bodies"): a body of at most INGEST_INLINE_MAX bytes is committed in
-     * its job's row instead of a spool file, and set to NULL when the job
-     * is done or failed. Last in the row, so reads of the other columns
-     * never touch its overflow pages. PostgreSQL has it so that job rows
-     * read alike (and a copied SQLite catalog keeps its queued bodies);
-     * only a SQLite catalog writes it. */
-    {.sqlite = "ALTER TABLE jobs ADD COLUMN body BLOB;",
-     .pg = "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS body BYTEA;"},
+     * bodies"): a body of at most INGEST_INLINE_MAX bytes is committed with
+     * its job instead of a spool file, in a table of its own (an UPDATE
+     * rewrites a whole row, overflow pages included: in the jobs row the
+     * bytes would be copied by every claim and step), and deleted when the
+     * job is done or failed. PostgreSQL has it so that a copied SQLite
+     * catalog keeps the bodies of its queued jobs; only a SQLite catalog
+     * writes it. */
+    {.sqlite = "CREATE TABLE IF NOT EXISTS job_bodies ("
+               "  job_id TEXT PRIMARY KEY,"
+               "  body   BLOB NOT NULL"
+               ");",
+     .pg = "CREATE TABLE IF NOT EXISTS job_bodies ("
+           "  job_id " T " PRIMARY KEY,"
+           "  body   BYTEA NOT NULL"
+           ");"},
 };
 
 /* SQLite: PRAGMA user_version. PostgreSQL: catalog_schema, which may not

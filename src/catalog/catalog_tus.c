@@ -216,7 +216,7 @@ static int finish_open(struct catalog *cat, const char *id, const struct dr_tus 
         it.path = row->path;
     if (it.content_type == NULL)
         it.content_type = row->content_type;
-    if (it.spool_path == NULL)
+    if (it.spool_path == NULL && it.body == NULL) /* an inline body has no file */
         it.spool_path = row->spool_path;
     if (it.if_match == NULL && !it.rename) { /* the creation's If-Match / ?conflict=rename */
         it.if_match = row->if_match;

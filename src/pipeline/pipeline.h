@@ -103,6 +103,10 @@ struct pl_job {
                                    process and handed to store (which takes it); -1 none */
     uint64_t obj_size;          /* upload: obj_fd's bytes */
     bool sealed_moved;          /* upload: the store moved the sealed file in (nothing to remove) */
+    bool scratch_body;          /* upload: job.spool_path is a copy of its bytes this process
+                                   wrote (an inline or fetched staged body: pipeline_staged.h),
+                                   never synced: notify moves it into the cache as such */
+    bool body_moved;            /* upload: notify moved that copy into the cache */
     struct dr_media *media;     /* the media row as the upload claim (unless the job is at
                                    process) or the job's first step here read it (pl_load_media) */
     struct pl_media_update upd; /* cleared before each step */

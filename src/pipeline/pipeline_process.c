@@ -478,7 +478,7 @@ int pl_process_step(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
         j->upd.no_commit = true;
         return 0;
     }
-    int rc = pl_staged_body(t, j, err, errlen); /* inline, or (cluster) from the store */
+    int rc = pl_staged_body(t, j, true, err, errlen); /* a file: inline, or (cluster) fetched */
     if (rc != 0)
         return rc;
     if (j->job.spool_path == NULL) {

@@ -87,7 +87,7 @@ static int fetch_parts(struct pl_tls *t, const struct pl_job *j, const struct dr
     return rc;
 }
 
-/* An inline body (jobs.body, claimed with the job) into <work_dir>/<job
+/* An inline body (job_bodies, claimed with the job) into <work_dir>/<job
  * id>.body. Scratch, like a fetched body: not fsynced (the catalog row is
  * the durable copy until the job is done), trusted only by the process
  * that wrote it (the path is set in memory only). The memory goes once
@@ -116,16 +116,17 @@ static int inline_body(struct pl_tls *t, struct pl_job *j, char *err, size_t err
     }
     free(j->job.spool_path);
     j->job.spool_path = path;
+    j->scratch_body = true;
     free(j->job.body);
     j->job.body = NULL;
     j->job.body_len = 0;
     return 0;
 }
 
-int pl_staged_body(struct pl_tls *t, struct pl_job *j, char *err, size_t errlen)
+int pl_staged_body(struct pl_tls *t, struct pl_job *j, bool need_file, char *err, size_t errlen)
 {
     if (j->job.body != NULL)
-        return inline_body(t, j, err, errlen);
+        return need_file ? inline_body(t, j, err, errlen) : 0;
     if (j->job.staged == NULL)
         return 0;
     char *fetched = xasprintf("%s/%s.body", t->pc->work_dir, j->job.id);
@@ -168,6 +169,7 @@ int pl_staged_body(struct pl_tls *t, struct pl_job *j, char *err, size_t errlen)
                      (double)(dr_mono_ns() - t0) / 1e6);
             free(j->job.spool_path);
             j->job.spool_path = fetched;
+            j->scratch_body = true;
             fetched = NULL;
         }
     }

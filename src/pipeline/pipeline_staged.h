@@ -3,21 +3,23 @@
 #ifndef DRIPD_PIPELINE_STAGED_H
 #define DRIPD_PIPELINE_STAGED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "pipeline.h"
 
-/* Before a step reads j->job.spool_path: make it a local file holding the
- * upload's bytes. An inline body (a small upload's bytes in its job row,
- * j->job.body: docs/CATALOG.md, "Inline bodies") is written, not synced,
- * into <work_dir>/<job id>.body, which becomes the job's spool path in
- * memory (and the memory is freed). Nothing to do for a job without a
- * staged body, or when its spool file is on this node (the node that took
- * the upload, the common case). Otherwise (another node took it, or this
- * node lost its disk) the body's parts are fetched from the store,
- * verified, into <work_dir>/<job id>.body, the same way.
+/* Before a step reads the upload's bytes: make them local. An inline body
+ * (a small upload's bytes claimed with its job, j->job.body:
+ * docs/CATALOG.md, "Inline bodies") stays in memory, unless need_file (a
+ * decoder reads a file): then it is written, not synced, into
+ * <work_dir>/<job id>.body, which becomes the job's spool path in memory
+ * (j->scratch_body), and the memory is freed. Nothing to do for a job
+ * without a staged body, or when its spool file is on this node (the node
+ * that took the upload, the common case). Otherwise (another node took
+ * it, or this node lost its disk) the body's parts are fetched from the
+ * store, verified, into <work_dir>/<job id>.body, the same way.
  * 0, or -errno + err (-EAGAIN and the store's transient errors: retry). */
-int pl_staged_body(struct pl_tls *t, struct pl_job *j, char *err, size_t errlen);
+int pl_staged_body(struct pl_tls *t, struct pl_job *j, bool need_file, char *err, size_t errlen);
 
 /* The collector of staged parts nothing needs any more (their job is
  * done or failed, their tus session gone; catalog_staged_garbage): one

@@ -1,7 +1,8 @@
 /* pipeline_upload.c - the steps of the upload pipeline:
  *
  *   encrypt  spool file (or work/<job>.plain, the original without its
- *            metadata, when process made one) -> work/<job>.sealed
+ *            metadata, when process made one; or the inline body, in
+ *            memory, unless process wrote it out) -> work/<job>.sealed
  *            (seal.h), a fresh data key per
  *            run wrapped by the master key; the SHA-256 and the wrapped key
  *            go into the object header and, committed by the caller with
@@ -26,9 +27,14 @@
  *            catalog first and sealed again if it does not match.
  *   notify   the plaintext (work/<job>.plain, the original without its
  *            metadata when process made one, else the spool file) is
- *            linked into the cache as cache/<media id> (a finished upload
- *            warms the cache; the spool file's size is the media's, not
- *            stat'ed); the sealed work file is removed if the store left it
+ *            linked into the cache as cache/<media id>, or, a scratch
+ *            copy of an inline or staged body, moved in and marked
+ *            unsynced (cache_adopt_scratch): a finished upload warms the
+ *            cache (the spool file's size is the media's, not
+ *            stat'ed), except an inline body sealed from memory, which
+ *            has no file (its first GET fills the cache, issue 15: a file
+ *            made and moved per small upload cost the pipeline more than
+ *            the spool file saved); the sealed work file is removed if the store left it
  *            (the store says when it moved it); then media "available" and
  *            job done in one commit (by
  *            the caller), and only then are the spool file and the plain
@@ -102,11 +108,11 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     const struct dr_media *mp;
     char *sealed = NULL;
     uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    int rc = pl_staged_body(t, j, err, errlen); /* inline, or (cluster) from the store */
+    int rc = pl_staged_body(t, j, false, err, errlen); /* (cluster) from the store */
     if (rc != 0)
         return rc;
 
-    if (j->job.spool_path == NULL) {
+    if (j->job.spool_path == NULL && j->job.body == NULL) {
         snprintf(err, errlen, "upload job %s has no spool file", j->job.id);
         return -ENOENT;
     }
@@ -119,7 +125,9 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
      * looked for when none can be there: process ran here and made none,
      * or the worker has seen none (pc->plains). */
     char *plain = pl_plain_path(pc, j->job.id);
-    const char *src = j->job.spool_path;
+    /* an inline body is sealed where it lies (kept until the job is done:
+     * a sealed file lost before the store sends the job back here) */
+    const char *src = j->job.body != NULL ? "(inline body)" : j->job.spool_path;
     int in = -1;
     if (!j->no_plain && __atomic_load_n(&pc->plains, __ATOMIC_ACQUIRE) != 0) {
         in = pl_open(pc, plain, O_RDONLY);
@@ -133,9 +141,9 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     }
     /* only process makes one, and it ran before (or not at all) */
     j->no_plain = src != plain;
-    if (in < 0)
+    if (in < 0 && j->job.body == NULL)
         in = pl_open(pc, src, O_RDONLY);
-    if (in < 0) {
+    if (in < 0 && j->job.body == NULL) {
         rc = -errno;
         if (rc == -ENOENT)
             snprintf(err, errlen, "spool file %s is missing", src);
@@ -163,7 +171,9 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     const char *sealed_name;
     int sealed_dir = pl_at(pc, sealed, &sealed_name);
     int out_fd = -1;
-    rc = seal_fd_at(in, src, sealed_dir, sealed_name, &sp, &res, &out_fd, err, errlen);
+    rc = in < 0 ? seal_mem_at(j->job.body, j->job.body_len, src, sealed_dir, sealed_name, &sp, &res,
+                              &out_fd, err, errlen)
+                : seal_fd_at(in, src, sealed_dir, sealed_name, &sp, &res, &out_fd, err, errlen);
     memset(dk, 0, sizeof dk);
     if (rc != 0)
         goto out;
@@ -323,9 +333,15 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
         src = j->job.spool_path;
         size = (uint64_t)st.st_size;
     }
+    /* a scratch copy moves in (nothing to remove later, nothing deleted
+     * in work/), marked unsynced; a synced spool file is linked */
+    bool scratch = src != NULL && src == j->job.spool_path && j->scratch_body;
     if (src != NULL && size <= pc->cfg->cache.max_size &&
-        cache_adopt(pc->cfg->data_dir, j->job.media_id, src) == 0)
+        (scratch ? cache_adopt_scratch(pc->cfg->data_dir, j->job.media_id, src)
+                 : cache_adopt(pc->cfg->data_dir, j->job.media_id, src)) == 0) {
         cache_evictor_note_insert(pc->evictor, size);
+        j->body_moved = scratch;
+    }
     free(plain);
     if (j->job.work_path && !j->sealed_moved)
         pl_unlink(pc, j->job.work_path);
@@ -338,7 +354,7 @@ int pl_upload_notify(struct pl_tls *t, struct pl_job *j, char **work_path_out, c
 
 void pl_upload_forget(const struct pl_ctx *pc, const struct pl_job *j)
 {
-    if (j->job.spool_path != NULL)
+    if (j->job.spool_path != NULL && !j->body_moved)
         pl_unlink(pc, j->job.spool_path);
     if (j->no_plain)
         return;

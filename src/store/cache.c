@@ -12,7 +12,10 @@
  * or a recycled one: below) and renames it (cache_take_tmp/cache_seal_tmp/
  * cache_commit_tmp) once every byte is verified; a
  * finished upload renames its fsynced spool file in (cache_adopt: a hard
- * link, no directory fsync, see cache.h). Both stamp atime = mtime = now.
+ * link, no directory fsync, see cache.h), or moves in the scratch copy of
+ * its bytes the pipeline wrote and never synced (an inline or a fetched
+ * staged body: cache_adopt_scratch, made 0400 as a fill is). All stamp
+ * atime = mtime = now.
  *
  * A fill is derived data and is never fsynced (issue 15): a process crash
  * cannot tear it (the page cache holds what was written before the
@@ -361,6 +364,7 @@ enum {
     PUB_REMOVE_ON_FAIL = 1 << 0, /* unlink src if it cannot be published */
     PUB_RESERVE = 1 << 1,        /* atime in the future (see cache_commit_tmp) */
     PUB_LINK = 1 << 2,           /* link src in (src keeps its name), do not move it */
+    PUB_UNSYNCED = 1 << 3,       /* mark src an unsynced fill (mode 0400) before the move */
 };
 
 /* src at dst: moved, or (PUB_LINK) linked, replacing what is there. */
@@ -397,6 +401,8 @@ static int publish(const char *data_dir, const char *id, const char *src, unsign
     int rc = 0;
     char *dst = cache_path(data_dir, id);
     if (utimensat(AT_FDCWD, src, ts, 0) != 0)
+        rc = -errno;
+    if (rc == 0 && (flags & PUB_UNSYNCED) && chmod(src, CACHE_UNSYNCED_MODE) != 0)
         rc = -errno;
     if (rc == 0)
         rc = place(src, dst, flags);
@@ -498,6 +504,11 @@ int cache_drop_unsynced(const char *data_dir, size_t *dropped)
 int cache_adopt(const char *data_dir, const char *id, const char *path)
 {
     return publish(data_dir, id, path, PUB_LINK);
+}
+
+int cache_adopt_scratch(const char *data_dir, const char *id, const char *path)
+{
+    return publish(data_dir, id, path, PUB_UNSYNCED);
 }
 
 /* Take dir/name out of the cache, if it is the inode want (0: whichever it

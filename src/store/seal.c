@@ -817,13 +817,14 @@ static uint32_t chunk_segs(uint32_t seg, uint64_t nseg)
     return nseg < k ? (uint32_t)(nseg ? nseg : 1) : k;
 }
 
-/* seal_file and seal_fd_at: in is open (the caller closes it), in_path
+/* seal_file, seal_fd_at and seal_mem_at: in is open (the caller closes
+ * it), or, with mem, -1 and the plaintext is mem's mem_len bytes; in_path
  * names it in messages; out_path is relative to out_dirfd (AT_FDCWD: as
  * is). With out_fd, a sealed scratch file is handed over open instead of
  * closed. */
-static int seal_core(int in, const char *in_path, int out_dirfd, const char *out_path,
-                     const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
-                     size_t errlen)
+static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *in_path,
+                     int out_dirfd, const char *out_path, const struct seal_params *p,
+                     struct seal_result *res, int *out_fd, char *err, size_t errlen)
 {
     int rc = 0, out = -1;
     uint8_t *hdr = NULL, *ibufs = NULL, *obuf = NULL;
@@ -851,11 +852,11 @@ static int seal_core(int in, const char *in_path, int out_dirfd, const char *out
         goto out;
     }
     struct stat st;
-    if (fstat(in, &st) != 0) {
+    if (mem == NULL && fstat(in, &st) != 0) {
         rc = fail(err, errlen, -errno, "stat %s: %s", in_path, strerror(errno));
         goto out;
     }
-    uint64_t size = (uint64_t)st.st_size;
+    uint64_t size = mem != NULL ? mem_len : (uint64_t)st.st_size;
     uint64_t nseg = seal_segments(size, seg);
     if (nseg >= HEADER_NONCE_CTR) {
         rc =
@@ -870,7 +871,7 @@ static int seal_core(int in, const char *in_path, int out_dirfd, const char *out
      * first and its meta block again at the end (3 syscalls -> 1 for a
      * 4 KiB upload, issue 15). */
     bool single = (uint64_t)k >= nseg;
-    if (!single)
+    if (!single && mem == NULL)
         posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 
     uint8_t prefix[SEAL_NONCE_PREFIX_LEN];
@@ -906,7 +907,7 @@ static int seal_core(int in, const char *in_path, int out_dirfd, const char *out
 
     bool threaded = size >= THREADED_HASH_MIN;
     unsigned nbufs = threaded ? RING : 1; /* inline hashing is done with a buffer at once */
-    ibufs = xmalloc(ichunk * nbufs);
+    ibufs = mem == NULL ? xmalloc(ichunk * nbufs) : NULL; /* mem is read where it lies */
     size_t pre = single ? hl : 0; /* room for the header in front */
     obuf = xmalloc(pre + ichunk + (size_t)k * SEAL_TAG_LEN);
     c = EVP_CIPHER_CTX_new();
@@ -918,17 +919,17 @@ static int seal_core(int in, const char *in_path, int out_dirfd, const char *out
         goto out;
     }
 
-    if (size >= THREADED_HASH_MIN)
+    if (size >= THREADED_HASH_MIN && mem == NULL)
         pager_start(&pg, in, 0, size, false, out, 0, true); /* input stays cached: see above */
     uint64_t left = size, idx = 0, written = hl, chunk_no = 0;
     size_t body = 0; /* single: the segments' bytes in obuf, after the header */
     do {
         size_t want = (size_t)DR_MIN((uint64_t)ichunk, left);
-        uint8_t *ibuf = ibufs + (chunk_no % nbufs) * ichunk;
+        uint64_t roff = size - left;
+        uint8_t *ibuf = mem != NULL ? (uint8_t *)mem + roff : ibufs + (chunk_no % nbufs) * ichunk;
         if (chunk_no >= RING)
             hasher_wait(&hs, chunk_no - RING + 1); /* the hasher is done with it */
-        uint64_t roff = size - left;
-        ssize_t n = want ? dr_pread_full(in, ibuf, want, roff) : 0;
+        ssize_t n = mem != NULL ? (ssize_t)want : want ? dr_pread_full(in, ibuf, want, roff) : 0;
         if (n < 0) {
             rc = fail(err, errlen, (int)n, "read %s: %s", in_path, strerror((int)-n));
             goto out;
@@ -1046,7 +1047,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     int in = open(in_path, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
-    int rc = seal_core(in, in_path, AT_FDCWD, out_path, p, res, NULL, err, errlen);
+    int rc = seal_core(in, NULL, 0, in_path, AT_FDCWD, out_path, p, res, NULL, err, errlen);
     close(in);
     return rc;
 }
@@ -1058,7 +1059,17 @@ int seal_fd_at(int in, const char *in_path, int out_dirfd, const char *out_name,
     *out_fd = -1;
     if (!p->scratch)
         return fail(err, errlen, -EINVAL, "seal: seal_fd_at makes scratch files only");
-    return seal_core(in, in_path, out_dirfd, out_name, p, res, out_fd, err, errlen);
+    return seal_core(in, NULL, 0, in_path, out_dirfd, out_name, p, res, out_fd, err, errlen);
+}
+
+int seal_mem_at(const void *mem, size_t len, const char *what, int out_dirfd, const char *out_name,
+                const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
+                size_t errlen)
+{
+    *out_fd = -1;
+    if (!p->scratch || mem == NULL)
+        return fail(err, errlen, -EINVAL, "seal: seal_mem_at makes scratch files of bytes");
+    return seal_core(-1, mem, len, what, out_dirfd, out_name, p, res, out_fd, err, errlen);
 }
 
 /* ---- unsealing ---- */

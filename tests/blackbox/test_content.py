@@ -391,7 +391,8 @@ def test_cache_entry_locked_while_served_and_atime_touched(dripd):
 
 def test_stale_entry_is_a_miss(dripd_factory):
     d = dripd_factory(config={"cache": {"ttl": "1h"}})
-    local = make_file(os.path.join(d.dir, "stale.bin"), 5000)
+    # over 16 KiB: not an inline body, so the upload itself warms the cache
+    local = make_file(os.path.join(d.dir, "stale.bin"), 20000)
     m = upload(d, "/c/stale.bin", local)
     cache = os.path.join(d.data_dir, "cache", m["id"])
     wait_until(lambda: os.path.exists(cache), what="cache entry after upload")

@@ -107,11 +107,11 @@ def test_put_empty_file(dripd):
 def test_small_put_body_rides_in_its_job_row(dripd_factory, tmpdir_path):
     """A body of at most 16 KiB (Content-Length) is committed in its job's
     row, not spooled: with the pipeline stopped, the 202 leaves no spool
-    file and the bytes in jobs.body; a larger one, and a chunked one, get a
-    spool file. The pipeline killed while it holds the small job (its bytes
-    written out of the row into work/<job>.body, the job held in notify by
-    a test hook) does the job again from the row after its restart: the
-    bytes come back intact, and the row's copy is gone once it is done."""
+    file and the bytes in job_bodies; a larger one, and a chunked one, get a
+    spool file. The pipeline killed while it holds the small job (claimed
+    with its bytes, held in notify by a test hook) does the job again from
+    the catalog after its restart: the bytes come back intact, and the
+    catalog's copy is gone once it is done."""
     import signal
     d = dripd_factory(config={"supervisor": {"heartbeat_timeout": "60s"},
                               "pipeline": {"test_notify_delay": "1500ms"}})
@@ -126,28 +126,29 @@ def test_small_put_body_rides_in_its_job_row(dripd_factory, tmpdir_path):
             st, _, body = d.curl("-T", f, *extra, d.url("/v1/files/in/%s.bin" % name))
             assert st == 202, body
             docs[name] = json.loads(body)
-        row = db_row(d, "SELECT spool_path, length(body) AS n FROM jobs WHERE id = ?",
-                     (docs["s"]["job"]["id"],))
+        row = db_row(d, "SELECT spool_path, (SELECT length(body) FROM job_bodies WHERE job_id = id)"
+                        " AS n FROM jobs WHERE id = ?", (docs["s"]["job"]["id"],))
         assert row == {"spool_path": None, "n": 16384}, row
         for name in ("b", "c"):
-            row = db_row(d, "SELECT spool_path, body FROM jobs WHERE id = ?",
-                         (docs[name]["job"]["id"],))
-            assert row["body"] is None and row["spool_path"], row
+            row = db_row(d, "SELECT spool_path, (SELECT count(*) FROM job_bodies WHERE job_id = id)"
+                            " AS n FROM jobs WHERE id = ?", (docs[name]["job"]["id"],))
+            assert row["n"] == 0 and row["spool_path"], row
         assert len(spool_files(d)) == 2, spool_files(d)
     finally:
         os.kill(pl, signal.SIGCONT)
-    held = os.path.join(d.data_dir, "work", docs["s"]["job"]["id"] + ".body")
-    wait_until(lambda: os.path.exists(held), 30, "the small job's bytes out of its row")
+    wait_until(lambda: db_row(d, "SELECT state FROM jobs WHERE id = ?",
+                              (docs["s"]["job"]["id"],))["state"] == "running", 30,
+               "the pipeline to claim the small job")
     os.kill(pl, signal.SIGKILL)
     wait_until(lambda: (d.workers("pipeline") or [pl])[0] != pl, 30, "a new pipeline worker")
     for name, f in (("s", small), ("b", big), ("c", small)):
         check_stored(d, docs[name], f)
-    row = db_row(d, "SELECT state, attempts, body FROM jobs WHERE id = ?",
-                 (docs["s"]["job"]["id"],))
-    assert row == {"state": "done", "attempts": 0, "body": None}, row
+    row = db_row(d, "SELECT state, attempts, (SELECT count(*) FROM job_bodies WHERE job_id = id)"
+                    " AS n FROM jobs WHERE id = ?", (docs["s"]["job"]["id"],))
+    assert row == {"state": "done", "attempts": 0, "n": 0}, row
     assert spool_files(d) == []
     work = os.path.join(d.data_dir, "work")
-    assert not [n for n in os.listdir(work) if n.endswith(".body")], os.listdir(work)
+    assert os.listdir(work) == [], os.listdir(work)
 
 
 def test_put_chunked_body(dripd, tmpdir_path):

@@ -389,18 +389,20 @@ def test_finishing_patch_does_not_wait_for_its_creation(dripd):
 
     def run(name, loc, data):
         results[name] = patch(dripd, loc, 0, data)
+    # over 16 KiB, so that its bytes go to the spool file, where they show
+    data = os.urandom(20000)
     db.execute("BEGIN IMMEDIATE")
     try:
-        whole, _, _ = create(dripd, 6, filename="whole-early.bin")
+        whole, _, _ = create(dripd, len(data), filename="whole-early.bin")
         part, _, _ = create(dripd, 9, filename="part-early.bin")
         assert catalog_row(dripd, "SELECT id FROM tus WHERE id=?", whole.rsplit("/", 1)[1]) is None
-        for args in (("whole", whole, b"abcdef"), ("part", part, b"abc")):
+        for args in (("whole", whole, data), ("part", part, b"abc")):
             t = threading.Thread(target=run, args=args)
             t.start()
             threads.append(t)
         # the finishing PATCH took its body while no row could commit
         wait_until(lambda: os.path.exists(spool_of(dripd, whole))
-                   and os.path.getsize(spool_of(dripd, whole)) == 6, timeout=30)
+                   and os.path.getsize(spool_of(dripd, whole)) == len(data), timeout=30)
         assert "whole" not in results
     finally:
         db.execute("ROLLBACK")
@@ -409,7 +411,7 @@ def test_finishing_patch_does_not_wait_for_its_creation(dripd):
         t.join(60)
     st, h, b = results["whole"]
     assert st == 204 and "upload-job" in h, (st, b)
-    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"abcdef"
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
     st, h, b = results["part"]
     assert st == 204 and h["upload-offset"] == "3" and "upload-job" not in h, (st, b)
     assert offset_of(dripd, part) == 3
@@ -470,6 +472,60 @@ def test_creation_with_upload(dripd):
     # an empty file finishes at creation
     loc, h, _ = create(dripd, 0, filename="empty.bin")
     assert h["upload-offset"] == "0" and "upload-job" in h
+
+
+def test_small_upload_rides_in_its_job_row(dripd_factory):
+    """Issue 15: a request that carries a whole upload of at most 16 KiB (a
+    PATCH at offset 0 with all of it, or a creation with all of it) keeps
+    the bytes out of the spool: its finish commits them in the job's row
+    (job_bodies), with the pipeline stopped to look. One byte more is
+    spooled. A PATCH of that kind cut short still saves what arrived (in
+    the spool file, so HEAD reports it), and the upload finishes from
+    there."""
+    d = dripd_factory(config={"supervisor": {"heartbeat_timeout": "60s"}})
+    data, big = os.urandom(16384), os.urandom(16385)
+    pl = d.worker("pipeline")
+    os.kill(pl, signal.SIGSTOP)
+    try:
+        loc, _, _ = create(d, len(data), filename="p.bin")
+        st, h, b = patch(d, loc, 0, data)
+        assert st == 204 and h["upload-offset"] == str(len(data)), b
+        done = [(loc, h["upload-job"], h["upload-media"], data)]
+        loc, h, _ = create(d, len(data), body=data, filename="c.bin")
+        assert h["upload-offset"] == str(len(data))
+        done.append((loc, h["upload-job"], h["upload-media"], data))
+        for loc, job, _, _ in done:
+            assert not os.path.exists(spool_of(d, loc))
+            row = catalog_row(d, "SELECT spool_path, (SELECT length(body) FROM job_bodies"
+                                 " WHERE job_id = id) AS n FROM jobs WHERE id = ?", job)
+            assert row == {"spool_path": None, "n": 16384}, row
+        loc, _, _ = create(d, len(big), filename="b.bin")
+        st, h, b = patch(d, loc, 0, big)
+        assert st == 204, b
+        row = catalog_row(d, "SELECT spool_path, (SELECT count(*) FROM job_bodies WHERE job_id = id)"
+                             " AS n FROM jobs WHERE id = ?", h["upload-job"])
+        assert row == {"spool_path": spool_of(d, loc), "n": 0}, row
+        done.append((loc, h["upload-job"], h["upload-media"], big))
+    finally:
+        os.kill(pl, signal.SIGCONT)
+    for loc, job, media, want in done:
+        assert uploaded_bytes(d, media, job) == want
+        st, h, _ = head(d, loc)
+        assert st == 200 and h["upload-offset"] == str(len(want)) and h["upload-job"] == job
+    # an inline PATCH whose client dies after 1000 of its 4096 bytes
+    whole = os.urandom(4096)
+    loc, _, _ = create(d, len(whole), filename="cut.bin")
+    s = socket.create_connection((d.host, d.port))
+    s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+               "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
+               "Content-Length: %d\r\n\r\n" % (loc, d.addr, d.token(), OCTET, len(whole))
+               ).encode() + whole[:1000])
+    s.close()
+    wait_until(lambda: offset_of(d, loc) == 1000, 15, "HEAD to show the saved offset")
+    assert os.path.getsize(spool_of(d, loc)) == 1000
+    st, h, b = patch(d, loc, 1000, whole[1000:])
+    assert st == 204 and "upload-job" in h, b
+    assert uploaded_bytes(d, h["upload-media"], h["upload-job"]) == whole
 
 
 def test_creation_makes_no_file_the_first_patch_does(dripd):
@@ -639,11 +695,12 @@ def test_tus_js_client_resumes_after_interruption(dripd, tmpdir_path, interrupt)
 def test_one_writer_at_a_time(dripd):
     """While a PATCH is streaming, a second PATCH or a DELETE gets 423 (tus
     clients retry it); once the first is cut, its bytes are saved."""
-    loc, _, _ = create(dripd, 1000, filename="locked.bin")
+    # over 16 KiB: the PATCH streams into the spool file (not inline)
+    loc, _, _ = create(dripd, 20000, filename="locked.bin")
     s = socket.create_connection((dripd.host, dripd.port))
     s.sendall(("PATCH %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
                "Tus-Resumable: 1.0.0\r\nContent-Type: %s\r\nUpload-Offset: 0\r\n"
-               "Content-Length: 1000\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET)
+               "Content-Length: 20000\r\n\r\n" % (loc, dripd.addr, dripd.token(), OCTET)
                ).encode() + b"a" * 300)
     sp = spool_of(dripd, loc)
     wait_until(lambda: os.path.exists(sp) and os.path.getsize(sp) == 300, 10,
@@ -657,9 +714,9 @@ def test_one_writer_at_a_time(dripd):
     assert st == 200 and h["upload-offset"] == "0"
     s.close()
     wait_until(lambda: offset_of(dripd, loc) == 300, 10, "the cut PATCH's bytes to be saved")
-    st, h, b = patch(dripd, loc, 300, b"c" * 700)
+    st, h, b = patch(dripd, loc, 300, b"c" * 19700)
     assert st == 204 and "upload-job" in h, b
-    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 300 + b"c" * 700
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == b"a" * 300 + b"c" * 19700
 
 
 def test_head_finishes_an_upload_whose_last_request_was_cut(dripd):
