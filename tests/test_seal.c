@@ -246,6 +246,54 @@ START_TEST(test_seal_fd_at)
 }
 END_TEST
 
+START_TEST(test_seal_mem_at)
+{
+    /* seal_mem_at: the same object from bytes in memory (an inline body)
+     * as seal_fd_at makes from a file of them, for a small body, one of
+     * several segments, and one past the single-write size; scratch only */
+    static const size_t sizes[] = {1, 4096, 16384, 70000, 300000};
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(dfd, 0);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        char *plain = pth("mplain"), *obj = pth("mobj"), *back = pth("mback");
+        struct seal_result want, got;
+        uint8_t *p = make_sealed(sizes[k], 65536, plain, obj, &want);
+        uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
+        struct seal_params sp = rescratch_params(dk, wk);
+        sp.segment_size = 65536;
+        char err[256] = "";
+        int out = -1;
+        ck_assert_msg(seal_mem_at(p, sizes[k], "(inline body)", dfd, "mobj", &sp, &got, &out, err,
+                                  sizeof err) == 0,
+                      "%zu: %s", sizes[k], err);
+        ck_assert_int_ge(out, 0);
+        struct stat a;
+        ck_assert_int_eq(fstat(out, &a), 0);
+        ck_assert_uint_eq((uint64_t)a.st_size, got.object_size);
+        close(out);
+        ck_assert_str_eq(got.sha256_hex, want.sha256_hex);
+        ck_assert_uint_eq(got.size, sizes[k]);
+        ck_assert_msg(unseal_file(obj, back, master, got.sha256_hex, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        size_t n;
+        uint8_t *b = read_all(back, &n);
+        ck_assert_uint_eq(n, sizes[k]);
+        ck_assert(memcmp(b, p, n) == 0);
+        sp.scratch = false;
+        ck_assert_int_eq(seal_mem_at(p, sizes[k], "x", dfd, "mobj2", &sp, &got, &out, err,
+                                     sizeof err),
+                         -EINVAL);
+        ck_assert_int_eq(out, -1);
+        free(b);
+        free(p);
+        free(plain);
+        free(obj);
+        free(back);
+    }
+    close(dfd);
+}
+END_TEST
+
 START_TEST(test_segments_math)
 {
     ck_assert_uint_eq(seal_segments(0, 1024), 1);
@@ -702,6 +750,7 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_segments_math);
     tcase_add_test(tc, test_scratch_is_written_anew);
     tcase_add_test(tc, test_seal_fd_at);
+    tcase_add_test(tc, test_seal_mem_at);
     tcase_add_test(tc, test_round_trip_edges);
     tcase_add_test(tc, test_every_byte_flip_detected);
     tcase_add_test(tc, test_tags_only_detects_every_flip_and_cut);

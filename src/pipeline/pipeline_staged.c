@@ -1,7 +1,12 @@
 /* pipeline_staged.c - an upload's bytes on this node, from its staged
  * body if need be (pipeline_staged.h).
  *
- * What: in cluster mode (catalog.backend postgres) every upload was
+ * What: a small upload's inline body (docs/CATALOG.md, "Inline bodies")
+ * comes with its claim and stays in memory (encrypt seals it there); a
+ * step that needs a file (process: the decoder reads one) has it written
+ * to <work_dir>/<job>.body, scratch like a fetched body below.
+ *
+ * In cluster mode (catalog.backend postgres) every upload was
  * sealed into the shared store before its ack (staging.h), as parts the
  * catalog lists (catalog_staged_parts) and the job names (jobs.staged).
  * The first step that reads the bytes (process, else encrypt) calls
