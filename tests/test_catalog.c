@@ -2713,8 +2713,8 @@ START_TEST(test_copy_sqlite_into_postgres)
     struct dr_config n1 = tcfg; /* the migrating node */
     n1.node.id = (char *)"n1";
     ck_assert_int_eq(catalog_copy(&lite, &n1, out, err, sizeof err), 0);
-    const char *names[] = {"users", "media",         "variants", "shares",  "jobs",      "job_bodies",
-                           "events", "tus", "folder_shares", "links",    "folders"};
+    const char *names[] = {"users",  "media", "variants",      "shares", "jobs",   "job_bodies",
+                           "events", "tus",   "folder_shares", "links",  "folders"};
     uint64_t rows[] = {3, 3, 1, 4, 3, 1, 4, 1, 1, 1, 1}; /* shares: 3 owner links + bob */
     for (int i = 0; i < CATALOG_COPY_TABLES; i++) {
         ck_assert_str_eq(out[i].table, names[i]);

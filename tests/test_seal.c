@@ -280,9 +280,8 @@ START_TEST(test_seal_mem_at)
         ck_assert_uint_eq(n, sizes[k]);
         ck_assert(memcmp(b, p, n) == 0);
         sp.scratch = false;
-        ck_assert_int_eq(seal_mem_at(p, sizes[k], "x", dfd, "mobj2", &sp, &got, &out, err,
-                                     sizeof err),
-                         -EINVAL);
+        ck_assert_int_eq(
+            seal_mem_at(p, sizes[k], "x", dfd, "mobj2", &sp, &got, &out, err, sizeof err), -EINVAL);
         ck_assert_int_eq(out, -1);
         free(b);
         free(p);

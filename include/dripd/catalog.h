@@ -87,8 +87,8 @@ struct dr_job {
                          * NULL: only spool_path has its bytes */
     int64_t not_before; /* ms; retry backoff */
     int64_t created_at, updated_at;
-    void *body;       /* upload, claimed (catalog_jobs_claim*): its inline body (job_bodies,
-                       * heap), NULL when its bytes are in a file (spool_path, staged) */
+    void *body; /* upload, claimed (catalog_jobs_claim*): its inline body (job_bodies,
+                 * heap), NULL when its bytes are in a file (spool_path, staged) */
     size_t body_len;
 };
 
@@ -179,7 +179,7 @@ struct dr_intake {
      * commit's WAL fsync makes them durable; no spool file */
     const void *body;
     size_t body_len;
-    const char *stage;        /* the job's first stage: "process" (NULL) or "encrypt" */
+    const char *stage; /* the job's first stage: "process" (NULL) or "encrypt" */
     /* overwrite (catalog_versions.h): NULL, or replace the file at path if
      * its ETag (its sha256) is in this list: "*" (any file), or sha256 hex
      * values separated by ',' (the route parses If-Match into this) */

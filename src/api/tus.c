@@ -173,8 +173,8 @@ struct tus_req {
 
     /* body streaming (PATCH, POST with upload) */
     int fd;
-    uint8_t *buf;        /* inline body (tus_inline): the whole upload, in memory; else NULL */
-    uint64_t inline_len; /* its length, reserved in ingest's inline budget; 0 none */
+    uint8_t *buf;             /* inline body (tus_inline): the whole upload, in memory; else NULL */
+    uint64_t inline_len;      /* its length, reserved in ingest's inline budget; 0 none */
     uint64_t start;           /* offset the body is written at */
     uint64_t fbase;           /* where in the file the body starts (start; 0 for a part file) */
     bool cluster;             /* stager_on: the body goes to a part file and the store */
@@ -740,8 +740,7 @@ static int spill(struct tus_req *st)
     if (rc == 0 && st->received > 0 && (rc = spool_write(fd, st->buf, st->received)) < 0)
         close(fd);
     if (rc < 0) {
-        log_warn("tus: upload %s: writing its bytes to the spool file: %s", st->id,
-                 strerror(-rc));
+        log_warn("tus: upload %s: writing its bytes to the spool file: %s", st->id, strerror(-rc));
     } else {
         st->fd = fd;
         st->fbase = st->start;
@@ -1870,7 +1869,7 @@ static void patch_admitted(struct http_exchange *ex, void *arg)
         return;
     }
     st->fbase = st->cluster ? 0 : st->start;
-    int rc = st->cluster   ? open_part(st)
+    int rc = st->cluster       ? open_part(st)
              : inline_take(st) ? 0 /* the whole upload in memory: no file */
                                : open_spool(st, st->start, &st->fd);
     if (rc < 0) {
@@ -2071,9 +2070,9 @@ static void save_partial(struct tus_req *st)
         return;
     }
     if (st->op != OP_PATCH || st->received == 0)
-        return;        /* creation: no Location was given (req_free removes the file) */
+        return; /* creation: no Location was given (req_free removes the file) */
     if (st->buf != NULL && spill(st) < 0)
-        return; /* the offset stays */
+        return;        /* the offset stays */
     if (st->cluster) { /* staged off the loop thread; the saver removes the file */
         stager_save_later(st->cfg, st->id, st->part, st->owner, seal_path(st), st->row.content_type,
                           st->part_path, st->start, st->received, st->new_length);

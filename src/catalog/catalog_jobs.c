@@ -171,8 +171,8 @@ void dr_job_clear(struct dr_job *j)
 
 static int add_job(struct catalog *cat, const char *job_id, const char *kind, const char *media_id,
                    const char *owner, const char *stage, const char *spool_path,
-                   const char *variant, const char *staged, const void *body,
-                   size_t body_len, int64_t now)
+                   const char *variant, const char *staged, const void *body, size_t body_len,
+                   int64_t now)
 {
     struct db_stmt *s;
     int rc = db_prepare(cat->db, &q_insert, &s);

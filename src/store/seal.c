@@ -908,7 +908,7 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     bool threaded = size >= THREADED_HASH_MIN;
     unsigned nbufs = threaded ? RING : 1; /* inline hashing is done with a buffer at once */
     ibufs = mem == NULL ? xmalloc(ichunk * nbufs) : NULL; /* mem is read where it lies */
-    size_t pre = single ? hl : 0; /* room for the header in front */
+    size_t pre = single ? hl : 0;                         /* room for the header in front */
     obuf = xmalloc(pre + ichunk + (size_t)k * SEAL_TAG_LEN);
     c = EVP_CIPHER_CTX_new();
     int hrc = hasher_init(&hs, threaded);
