@@ -178,6 +178,11 @@ START_TEST(test_first_stage_probe)
     ck_assert_str_eq(ingest_first_stage(cfg, -1, NULL), "process");
     cfg->processing.enabled = false;
     ck_assert_str_eq(ingest_first_stage(cfg, fd, NULL), "encrypt");
+    /* an inline body is probed where it lies */
+    ck_assert_str_eq(ingest_first_stage_mem(cfg, jpeg, sizeof jpeg), "encrypt");
+    cfg->processing.enabled = true;
+    ck_assert_str_eq(ingest_first_stage_mem(cfg, jpeg, sizeof jpeg), "process");
+    ck_assert_str_eq(ingest_first_stage_mem(cfg, "hello, world\n", 13), "encrypt");
     close(wronly);
     close(fd);
     close(other);
@@ -189,6 +194,30 @@ START_TEST(test_first_stage_probe)
     rmdir(spool);
     free(spool);
     rmdir(tmpl);
+    config_destroy(cfg);
+}
+END_TEST
+
+/* The inline budget (ingest.h): 1..INGEST_INLINE_MAX bytes a body, at
+ * most INGEST_INLINE_BUDGET bytes held at once, SQLite catalogs only. */
+START_TEST(test_inline_budget)
+{
+    struct dr_config *cfg = config_defaults();
+    ck_assert(!ingest_inline_take(cfg, 0));
+    ck_assert(!ingest_inline_take(cfg, INGEST_INLINE_MAX + 1));
+    unsigned n = INGEST_INLINE_BUDGET / INGEST_INLINE_MAX;
+    for (unsigned i = 0; i < n; i++)
+        ck_assert(ingest_inline_take(cfg, INGEST_INLINE_MAX));
+    ck_assert(!ingest_inline_take(cfg, 1)); /* full: the route spools it */
+    ingest_inline_release(INGEST_INLINE_MAX);
+    ck_assert(!ingest_inline_take(cfg, INGEST_INLINE_MAX + 1));
+    ck_assert(ingest_inline_take(cfg, INGEST_INLINE_MAX));
+    for (unsigned i = 0; i < n; i++)
+        ingest_inline_release(INGEST_INLINE_MAX);
+    ck_assert(ingest_inline_take(cfg, 1));
+    ingest_inline_release(1);
+    cfg->catalog.backend = DR_CATALOG_POSTGRES; /* a cluster stages its bodies */
+    ck_assert(!ingest_inline_take(cfg, 1));
     config_destroy(cfg);
 }
 END_TEST
@@ -207,6 +236,7 @@ int main(void)
     suite_add_tcase(s, tc);
     TCase *probe = tcase_create("probe");
     tcase_add_test(probe, test_first_stage_probe);
+    tcase_add_test(probe, test_inline_budget);
     suite_add_tcase(s, probe);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

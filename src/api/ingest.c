@@ -63,9 +63,9 @@
  *   queue is back under the threshold (under sustained load the backlog
  *   stays near it).
  *   Inline requests (every item's bytes in memory, dr_intake.body: small
- *   PUTs, ingest.h) skip the sync thread: there is no file to sync, the
- *   bytes go into the job rows, and the round's WAL fsync makes them
- *   durable with the jobs. submit() probes each body for its first stage
+ *   PUTs and tus uploads, ingest.h) skip the sync thread: there is no
+ *   file to sync, the bytes are committed with their jobs (job_bodies),
+ *   and the round's WAL fsync makes them durable with the jobs. submit() probes each body for its first stage
  *   and appends the request to the "synced" FIFO itself. (Order: such a
  *   request may be committed before a spooled one submitted earlier;
  *   concurrent requests have no order, and each request's items keep
