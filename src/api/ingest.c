@@ -65,15 +65,13 @@
  *   Inline requests (every item's bytes in memory, dr_intake.body: small
  *   PUTs and tus uploads, ingest.h) skip the sync thread: there is no
  *   file to sync, the bytes are committed with their jobs (job_bodies),
- *   and the round's WAL fsync makes them durable with the jobs. submit() probes each body for its first stage
- *   and appends the request to the "synced" FIFO itself. (Order: such a
- *   request may be committed before a spooled one submitted earlier;
- *   concurrent requests have no order, and each request's items keep
- *   theirs.)
- *   So N concurrent uploads cost one syncfs and one SQLite commit (one WAL
- *   fsync) instead of N of each, and the two stages overlap: while one
- *   batch commits, the next one is being synced and the one after that
- *   gathers. A stage that is slower than the other gets bigger batches.
+ *   and the round's WAL fsync makes them durable with the jobs. submit() probes each body for its
+ * first stage and appends the request to the "synced" FIFO itself. (Order: such a request may be
+ * committed before a spooled one submitted earlier; concurrent requests have no order, and each
+ * request's items keep theirs.) So N concurrent uploads cost one syncfs and one SQLite commit (one
+ * WAL fsync) instead of N of each, and the two stages overlap: while one batch commits, the next
+ * one is being synced and the one after that gathers. A stage that is slower than the other gets
+ * bigger batches.
  *
  * Guarantees: done() runs exactly once per accepted submit, on the
  * exchange's loop thread, after the transaction that holds its items
