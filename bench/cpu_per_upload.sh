@@ -33,15 +33,9 @@ ROOT=$(cd "$HERE/.." && pwd)
 N=${N:-20000}
 CLIENTS=${CLIENTS:-16}
 declare -A EXE
-NAMES=''
-for nb in ${BUILDS:-A=$ROOT/bin}; do
-  NAMES="$NAMES ${nb%%=*}"; EXE[${nb%%=*}]=${nb#*=}/dripd
-  [ -x "${EXE[${nb%%=*}]}" ] || die "no dripd in ${nb#*=}"
-done
+builds_parse
 bench_init cpu
 done_up() { metric 'dripd_jobs_completed_total{pipeline="upload"}'; }
-role_pid() { local p; for p in $(pgrep -P "$DRIPD"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done; return 0; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # cs_snap PID: "tid name voluntary nonvoluntary" per thread
 cs_snap() {
   awk '/^Name:/ {n = $2} /^voluntary_ctxt_switches:/ {v = $2}
@@ -53,7 +47,6 @@ cs_snap() {
 cs_delta() { awk 'NR == FNR {v[$1] = $3; nv[$1] = $4; next} {print $2, $3 - v[$1], $4 - nv[$1]}' "$1" "$2"; }
 # per_job FILE N: the context switches of a cs_delta per job
 per_job() { awk -v n="$2" '{s += $2 + $3} END {printf "%.2f", s / n}' "$1"; }
-HZ=$(getconf CLK_TCK)
 WRK=''
 trap '[ -z "$WRK" ] || kill -INT "$WRK" 2>/dev/null || true; bench_cleanup' EXIT
 
@@ -114,15 +107,7 @@ rm -rf "$B/dripd"
 hdr="build uploads http_us/upload pipe_us/upload http_cs/upload pipe_cs/upload sup_cs/upload"
 [ "${SYSCALLS:-0}" != 1 ] || hdr="$hdr http_sys/upload pipe_sys/upload"
 echo "$hdr"
-for b in $NAMES; do
-  awk -v b="$b" '$1 == b' "$R/runs" | python3 -c '
-import sys, statistics as st
-rows = [l.split() for l in sys.stdin]
-cols = list(zip(*rows))
-def f(v):
-    v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
-print(rows[0][0], " | ".join(f(c) for c in cols[1:]))'
-done
+medians_by_build "$R/runs"
 if [ "${CTXSW_THREADS:-0}" = 1 ]; then
   echo "build process thread voluntary_cs/upload nonvoluntary_cs/upload"
   sort -k1,1 -k2,2 -k3,3 "$R/threads" | python3 -c '

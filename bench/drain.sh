@@ -19,15 +19,8 @@ ROOT=$(cd "$HERE/.." && pwd)
 . "$HERE/lib.sh"
 N=${N:-16000}
 declare -A EXE
-NAMES=''
-for nb in ${BUILDS:-A=$ROOT/bin}; do
-  NAMES="$NAMES ${nb%%=*}"; EXE[${nb%%=*}]=${nb#*=}/dripd
-  [ -x "${EXE[${nb%%=*}]}" ] || die "no dripd in ${nb#*=}"
-done
+builds_parse
 bench_init drain
-role_pid() { local p; for p in $(pgrep -P "$DRIPD"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done; return 0; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 WRK='' PP=''
 trap '[ -z "$WRK" ] || kill -INT "$WRK" 2>/dev/null || true; bench_cleanup' EXIT
 settle
@@ -58,12 +51,4 @@ $(awk -v t=$((p1 - p0)) -v q="$q" -v hz="$HZ" 'BEGIN{printf "%.1f", t/hz*1e6/q}'
   done
 done
 echo "build jobs drain_jobs_per_s pipe_us_per_job"
-for b in $NAMES; do
-  awk -v b="$b" '$1 == b' "$R/runs" | python3 -c '
-import sys, statistics as st
-rows = [l.split() for l in sys.stdin]
-cols = list(zip(*rows))
-def f(v):
-    v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
-print(rows[0][0], " | ".join(f(c) for c in cols[1:]))'
-done
+medians_by_build "$R/runs"

@@ -25,16 +25,11 @@ DURATION_S=${DURATION_S:-30}
 CLIENTS=${CLIENTS:-64}
 export QUIET_WAIT=${QUIET_WAIT:-5}
 declare -A EXE
-NAMES=''
-for nb in ${BUILDS:-A=$ROOT/bin}; do
-  NAMES="$NAMES ${nb%%=*}"; EXE[${nb%%=*}]=${nb#*=}/dripd
-  [ -x "${EXE[${nb%%=*}]}" ] || die "no dripd in ${nb#*=}"
-done
+builds_parse
 
 bench_init intake
 start_nginx
 done_up() { metric 'dripd_jobs_completed_total{pipeline="upload"}'; }
-role_pid() { local p; for p in $(pgrep -P "$DRIPD"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done; return 0; }
 [ "${SETTLE_S:-0}" = 0 ] || settle
 
 for i in $(seq 1 "$RUNS"); do
@@ -83,13 +78,4 @@ done
 rm -rf "$B"/dripd-*
 
 echo "build req/s nginx ratio http_us/req pipe_us/req jobs_during/s p50_ms p99_ms load1 e2e/s during/e2e"
-for b in $NAMES; do
-  awk -v b="$b" '$1 == b' "$R/runs" | python3 -c '
-import sys, statistics as st
-rows = [l.split() for l in sys.stdin]
-cols = list(zip(*rows))
-def f(v):
-    if "NA" in v: return "NA"
-    v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
-print(rows[0][0], " | ".join(f(c) for c in cols[1:]))'
-done
+medians_by_build "$R/runs"

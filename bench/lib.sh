@@ -104,3 +104,35 @@ start_tus() {
 busy_median() {
   sort -n "$ANCHOR/busy.log" 2>/dev/null | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'
 }
+
+# builds_parse: NAMES (" A B") and EXE[name] (its dripd) from
+# BUILDS="A=dir B=dir" (directories holding a dripd), default this tree's
+# bin as A. declare -A EXE first.
+builds_parse() {
+  local nb
+  NAMES=''
+  for nb in ${BUILDS:-A=$ROOT/bin}; do
+    NAMES="$NAMES ${nb%%=*}"; EXE[${nb%%=*}]=${nb#*=}/dripd
+    [ -x "${EXE[${nb%%=*}]}" ] || die "no dripd in ${nb#*=}"
+  done
+}
+# role_pid NAME: the pid of $DRIPD's worker of that name (dripd-http, ...)
+role_pid() { local p; for p in $(pgrep -P "$DRIPD"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done; return 0; }
+# ticks PID: its utime + stime, in clock ticks (HZ a second)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# medians_by_build FILE: for each build of NAMES, the median [min-max] of
+# each column of FILE's rows "BUILD v1 v2 ..." ("NA" stays NA)
+medians_by_build() {
+  local b
+  for b in $NAMES; do
+    awk -v b="$b" '$1 == b' "$1" | python3 -c '
+import sys, statistics as st
+rows = [l.split() for l in sys.stdin]
+cols = list(zip(*rows))
+def f(v):
+    if "NA" in v: return "NA"
+    v = sorted(map(float, v)); return "%g [%g-%g]" % (st.median(v), v[0], v[-1])
+print(rows[0][0], " | ".join(f(c) for c in cols[1:]))'
+  done
+}

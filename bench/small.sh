@@ -34,11 +34,7 @@ SMALL=$ANCHOR/src-4k.bin
 
 declare -A EXE
 if [ -n "${BUILDS:-}" ]; then
-  NAMES=''
-  for nb in $BUILDS; do
-    NAMES="$NAMES ${nb%%=*}"; EXE[${nb%%=*}]=${nb#*=}/dripd
-    [ -x "${EXE[${nb%%=*}]}" ] || die "no dripd in ${nb#*=}"
-  done
+  builds_parse
 else
   NAMES=-; EXE[-]=${DRIPD_EXE:-$ROOT/bin/dripd}
 fi
