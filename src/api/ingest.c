@@ -252,10 +252,11 @@ static void sync_batch(struct ingest_req *batch)
         r->rc = 0;
         for (size_t i = 0; i < r->n; i++) {
             int src = r->fds[i] >= 0 ? rcs[k++] : 0;
-            if (r->items[i].body != NULL) /* an inline item beside spooled ones */
-                r->items[i].stage =
-                    ingest_first_stage_mem(G.cfg, r->items[i].body, r->items[i].body_len);
-            else if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
+            if (r->items[i].body != NULL) { /* inline: probed here unless submit() did */
+                if (r->items[i].stage == NULL)
+                    r->items[i].stage =
+                        ingest_first_stage_mem(G.cfg, r->items[i].body, r->items[i].body_len);
+            } else if (r->items[i].tus_new == NULL || r->items[i].tus_id != NULL) /* makes a job */
                 r->items[i].stage = ingest_first_stage(G.cfg, r->fds[i], r->items[i].spool_path);
             if (src < 0 && r->rc == 0) {
                 log_error("ingest: syncing %s: %s", r->items[i].spool_path, strerror(-src));
