@@ -10,7 +10,7 @@
 #
 # One upload, stored once; both files synced, dropped from the page cache
 # and read back alike with cat before the first round, so neither side
-# keeps dirty or half-dropped pages (download.sh, "big", says why).
+# keeps dirty or half-dropped pages (lib.sh, drop_pages).
 # Each GET: curl to /dev/null, MB/s and the CPU seconds of the server's
 # processes. Output: per build the medians [min-max] of its rate, its CPU
 # and its rate over the nginx GET just before it; nginx's own line.
@@ -30,15 +30,9 @@ first=$(echo $NAMES | cut -d' ' -f1)
 DRIPD_EXE=${EXE[$first]} start_dripd "$CONF"
 start_nginx
 curl -sS -T "$BIG" "$NURL/big.bin" -o /dev/null
-out=$(curl -sS -T "$BIG" -H "$AUTH" "$DURL/v1/files/big_get/big.bin")
-[ "$(wait_job "$(echo "$out" | jget 'd["job"]["id"]')")" = done ] || die "1 GiB upload"
-ID=$(echo "$out" | jget 'd["media"]["id"]')
+ID=$(put_done "$BIG" /big_get/big.bin)
 stop_pid "$DRIPD" dripd; DRIPD=''
-sync
-"$PY" -c 'import os, sys
-for p in sys.argv[1:]:
-    fd = os.open(p, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
-  "$NGX_P/data/big.bin" "$B/dripd/var/cache/$ID"
+drop_pages "$NGX_P/data/big.bin" "$B/dripd/var/cache/$ID"
 cat "$NGX_P/data/big.bin" "$B/dripd/var/cache/$ID" > /dev/null
 
 # get URL HEADER PIDS: "MB/s cpu_s" of one GET

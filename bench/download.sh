@@ -147,19 +147,10 @@ done
 
 if ! skip big; then
   curl -sS -T "$BIG" "$NURL/big.bin" -o /dev/null
-  out=$(curl -sS -T "$BIG" -H "$AUTH" "$DURL/v1/files/dl/big.bin")
-  [ "$(wait_job "$(echo "$out" | jget 'd["job"]["id"]')")" = done ] || die "1 GiB upload"
-  BIGID=$(echo "$out" | jget 'd["media"]["id"]')
-  # Both files in the same page-cache state: nginx's keeps the dirty pages
-  # its PUT wrote (written back by the flusher during the runs), dripd's
-  # entry (the upload's spool inode) had its pages written back and dropped
-  # behind the upload (docs/HTTP.md). So both are synced and dropped once,
-  # and the cat below reads both back alike (session 14: 0.74x -> 0.88x).
-  sync
-  "$PY" -c 'import os, sys
-for p in sys.argv[1:]:
-    fd = os.open(p, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
-    "$NGX_P/data/big.bin" "$CACHE/$BIGID"
+  BIGID=$(put_done "$BIG" /dl/big.bin)
+  # Both files in the same page-cache state (lib.sh, drop_pages); the cat
+  # below reads both back alike.
+  drop_pages "$NGX_P/data/big.bin" "$CACHE/$BIGID"
   for i in $(seq 1 "$RUNS"); do
     for who in nginx dripd; do
       cat "$NGX_P/data/big.bin" "$CACHE/$BIGID" > /dev/null  # both in the page cache
