@@ -20,6 +20,8 @@
 #     measures DIR/bin/dripd on the same data (dripd restarted between
 #     the two, alternating which goes first): a before/after comparison
 #     in one run, as "alt_cold" beside "dripd_cold".
+#     ALT_DCONF (optional): the ALT run's config in place of this one's
+#     (with ALT=. it compares two settings of one build).
 #   CACHE_MAX (8GiB: never full here) is dripd's cache.max_size; a size
 #     under what a cold run fills (e.g. 256MiB) measures the cache at its
 #     bound, evicting as it fills (the steady state of a long-lived node).
@@ -64,6 +66,7 @@ wrk_get() {
   local out line pids c0
   case $1 in nginx*) pids=$(nwork) ;; *) pids=$(dpids) ;; esac
   c0=$(cpu_s $pids)
+  local m0; m0=$(head -1 /proc/stat)
   local perf=''
   if [ -n "${PERF:-}" ] && [ "$1" = "${PERF_OF:-dripd_cold}" ]; then  # profile this build's cold runs
     perf record -q -F 499 -g -p "$(echo $pids | tr ' ' ,)" -o "$R/$1.perf.$(wc -l < "$R/$1" 2>/dev/null || echo 0)" \
@@ -76,6 +79,7 @@ wrk_get() {
   line=$(echo "$out" | grep '^WRK ') || die "wrk $1: $out"
   awk -v a="$c0" -v b="$(cpu_s $pids)" -v n="$(field "$line" requests)" \
       'BEGIN{printf "%.3f\n", (n > 0 ? (b - a) * 1000 / n : 0)}' >> "$R/${1}_cpu"
+  busy_between "$m0" "$(head -1 /proc/stat)" >> "$R/${1}_busy"
   [ "$(field "$line" non2xx)" = 0 ] || die "$1: $(field "$line" non2xx) answers were not 2xx"
   case $1 in *cold) [ "$(field "$line" wraps)" = 0 ] || log "WARNING: $1 went through every path $(field "$line" wraps) time(s): raise NCOLD" ;; esac
   field "$line" rps >> "$R/$1"
@@ -117,7 +121,8 @@ for i in $(seq 1 "$RUNS"); do
     for who in $order; do
       if [ -n "$ALT" ]; then  # the build under test on the same data
         stop_pid "$DRIPD" dripd
-        DRIPD_EXE=$([ $who = alt ] && echo "$ALT/bin/dripd" || echo "$ROOT/bin/dripd") start_dripd "$DCONF"
+        DRIPD_EXE=$([ $who = alt ] && echo "$ALT/bin/dripd" || echo "$ROOT/bin/dripd") \
+          start_dripd "$([ $who = alt ] && echo "${ALT_DCONF:-$DCONF}" || echo "$DCONF")"
       fi
       rm -f "$CACHE"/*  # the entries (a free pool, cache/.free, is dripd's own state)
       quiet; drop_caches
@@ -176,9 +181,11 @@ CPU per cold GET, this build / ALT build (ms)|dripd_cold_cpu|alt_cold_cpu|")
 cold p50 / p99, dripd (ms)|dripd_cold_p50|dripd_cold_p99|-
 cold p50 / p99, nginx (ms)|nginx_cold_p50|nginx_cold_p99|-
 CPU per cold GET, all processes of the server (ms)|dripd_cold_cpu|nginx_cold_cpu|
+machine CPU busy during the cold runs (%), incl. wrk|dripd_cold_busy|nginx_cold_busy|-
 1 MiB GET warm, 32 conns (req/s)|dripd_warm|nginx_warm|0.95
 warm p50 / p99, dripd (ms)|dripd_warm_p50|dripd_warm_p99|-
 warm p50 / p99, nginx (ms)|nginx_warm_p50|nginx_warm_p99|-
 CPU per warm GET, all processes of the server (ms)|dripd_warm_cpu|nginx_warm_cpu|
+machine CPU busy during the warm runs (%), incl. wrk|dripd_warm_busy|nginx_warm_busy|-
 1 GiB GET from the cache (MB/s)|dripd_big|nginx_big|0.95
 EOF

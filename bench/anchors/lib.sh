@@ -76,13 +76,18 @@ settle() {
   sleep "${SETTLE_S:-65}"
 }
 
-# busy_pct [SECONDS]: % of all CPUs busy (not idle/iowait) over a short window, from /proc/stat
-busy_pct() {
-  local a b
-  a=$(head -1 /proc/stat); sleep "${1:-1}"; b=$(head -1 /proc/stat)
-  echo "$a $b" | awk '{ for (i = 2; i <= 9; i++) { t1 += $i; t2 += $(i+11) }
+# busy_between "LINE1" "LINE2": % of all CPUs busy (not idle/iowait) between two
+# readings of /proc/stat's first line (head -1 /proc/stat)
+busy_between() {
+  echo "$1 $2" | awk '{ for (i = 2; i <= 9; i++) { t1 += $i; t2 += $(i+11) }
     d = t2 - t1; if (d <= 0) { print 0; exit }
-    printf "%.0f", 100 * (1 - (($16 + $17) - ($5 + $6)) / d) }'
+    printf "%.0f\n", 100 * (1 - (($16 + $17) - ($5 + $6)) / d) }'
+}
+
+# busy_pct [SECONDS]: % of all CPUs busy over a short window
+busy_pct() {
+  local a; a=$(head -1 /proc/stat); sleep "${1:-1}"
+  busy_between "$a" "$(head -1 /proc/stat)"
 }
 
 # quiet: before a measured run, wait (at most QUIET_WAIT s, default 120) until other load

@@ -110,6 +110,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,16 @@
 #define FREE_DIR ".free"
 #define FREE_MAX 64
 #define SLACK_MAX ((uint64_t)64 << 20)
+/* Whether the pool is worth a look (a cold GET's fill otherwise opens and
+ * reads an empty directory: 5 system calls). Files are pooled only by the
+ * evictor, which runs in the pipeline worker, the process whose fills take
+ * them: pool_gen counts the files this process pooled, and a take that
+ * found the pool empty records the count it saw before looking
+ * (pool_empty_gen). The next take looks again only once a file was pooled
+ * since. A new process starts with "maybe" (what an earlier worker pooled
+ * is still there). */
+static _Atomic uint64_t pool_gen = 1;
+static _Atomic uint64_t pool_empty_gen;
 /* An entry filled by the download pipeline is not an LRU victim until its
  * first read or for this long, so the request that ran the download can
  * open it even when the entry alone is larger than cache.max_size (the
@@ -257,19 +268,24 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
 {
     if (!valid_id(id))
         return -EINVAL;
-    char *dir = cache_dir(data_dir);
-    int rc = dr_mkdirs(dir, 0700);
-    free(dir);
-    if (rc != 0)
-        return rc;
     uint8_t r[6];
     char hex[13];
     dr_random(r, sizeof r);
     dr_hex(r, sizeof r, hex);
     char *p = xasprintf("%s/cache/%s.tmp.%s", data_dir, id, hex);
     int f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, CACHE_UNSYNCED_MODE);
+    if (f < 0 && errno == ENOENT) { /* the first entry: make the directory */
+        char *dir = cache_dir(data_dir);
+        int rc = dr_mkdirs(dir, 0700);
+        free(dir);
+        if (rc != 0) {
+            free(p);
+            return rc;
+        }
+        f = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, CACHE_UNSYNCED_MODE);
+    }
     if (f < 0) {
-        rc = -errno;
+        int rc = -errno;
         free(p);
         return rc;
     }
@@ -283,11 +299,17 @@ int cache_create_tmp(const char *data_dir, const char *id, int *fd, char **tmp_p
  * open it for writing into *t. -ENOENT when the pool is empty. */
 static int take_free(const char *data_dir, const char *id, const char *hex, struct cache_tmp *t)
 {
+    uint64_t gen = atomic_load(&pool_gen);
+    if (atomic_load(&pool_empty_gen) == gen)
+        return -ENOENT; /* empty when last looked, nothing pooled since (see FREE_MAX) */
     char *fdir = xasprintf("%s/cache/" FREE_DIR, data_dir);
     DIR *d = opendir(fdir);
     free(fdir);
-    if (d == NULL)
+    if (d == NULL) {
+        if (errno == ENOENT)
+            atomic_store(&pool_empty_gen, gen);
         return -ENOENT;
+    }
     char *p = xasprintf("%s/cache/%s.tmp.%s", data_dir, id, hex);
     int rc = -ENOENT;
     struct dirent *e;
@@ -328,10 +350,12 @@ static int take_free(const char *data_dir, const char *id, const char *hex, stru
         rc = 0;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0) {
         t->path = p;
-    else
+    } else {
         free(p);
+        atomic_store(&pool_empty_gen, gen);
+    }
     return rc;
 }
 
@@ -570,6 +594,7 @@ static int evict_to(int dirfd, const char *name, ino_t want, int free_fd, char p
         dr_random(r, sizeof r);
         dr_hex(r, sizeof r, pooled);
         if (renameat(dirfd, own, free_fd, pooled) == 0) {
+            atomic_fetch_add(&pool_gen, 1);
             rc = 2;
             goto out;
         }
