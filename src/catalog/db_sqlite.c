@@ -508,6 +508,14 @@ static void sq_config(void)
     int rc = sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMTJRNL_SPILL);
     if (rc != SQLITE_OK) /* SQLite was initialised already (not by us) */
         log_debug("catalog: statement journal spill: %s", sqlite3_errstr(rc));
+    /* No memory statistics (nothing reads sqlite3_memory_used()): with
+     * them, every sqlite3_malloc and free takes one process-wide mutex,
+     * which the ~20 threads of dripd-pipeline, each on its own connection,
+     * then queue on. Measured with bench/drain.sh: 3% less CPU per 4 KiB
+     * job (issue 15). */
+    rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (rc != SQLITE_OK)
+        log_debug("catalog: memory statistics: %s", sqlite3_errstr(rc));
     g_vfs = sqlite_walbuf_register() == 0 ? SQLITE_WALBUF_VFS : NULL;
     if (g_vfs == NULL)
         log_warn("catalog: no WAL write buffer (sqlite_walbuf.h): SQLite's default VFS");
