@@ -3,7 +3,8 @@
 # 15), of one or more builds run alternating (A B A B): N 4 KiB PUTs are
 # accepted with dripd-pipeline stopped (SIGSTOP), then it is let go and
 # timed until every job is done; also its CPU per job (utime + stime of
-# dripd-pipeline over the drain).
+# dripd-pipeline over the drain) and its peak RSS (VmHWM: it was stopped
+# during the intake, so this is the drain's).
 #
 #   BUILDS="A=dir B=dir"  directories holding a dripd (default this tree's bin)
 #   RUNS=3 N=16000        N uploads per run (wrk, 64 keep-alive clients)
@@ -45,10 +46,11 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
     t1=$(now); p1=$(ticks "$pipe")
     [ -z "$PP" ] || { kill -INT "$PP"; wait "$PP" || true; PP=''; }
     echo "$b $q $(awk -v q="$q" -v a="$t0" -v c="$t1" 'BEGIN{printf "%.0f", q/(c-a)}') \
-$(awk -v t=$((p1 - p0)) -v q="$q" -v hz="$HZ" 'BEGIN{printf "%.1f", t/hz*1e6/q}')" >> "$R/runs"
+$(awk -v t=$((p1 - p0)) -v q="$q" -v hz="$HZ" 'BEGIN{printf "%.1f", t/hz*1e6/q}') \
+$(awk -v k="$(hwm_kib "$pipe")" 'BEGIN{printf "%.1f", k/1024}')" >> "$R/runs"
     log "run $i $b: $(tail -1 "$R/runs")"
     stop_pid "$DRIPD" dripd; DRIPD=''
   done
 done
-echo "build jobs drain_jobs_per_s pipe_us_per_job"
+echo "build jobs drain_jobs_per_s pipe_us_per_job pipe_peak_rss_mib"
 medians_by_build "$R/runs"
