@@ -26,10 +26,15 @@
 #     under what a cold run fills (e.g. 256MiB) measures the cache at its
 #     bound, evicting as it fills (the steady state of a long-lived node).
 #
+#   floor: each cold round also runs bench/fill_floor.c on NFLOOR (300)
+#     sealed 1 MiB objects of its own, page cache dropped: the CPU of the
+#     bare fill (pread, AES-256-GCM with every tag checked, write into a
+#     new file, rename) per object, beside dripd's and nginx's CPU per GET.
+#     SKIP=floor leaves it out.
 #   PERF=1: perf record -g of dripd's processes during each cold run of
 #     this build (PERF_OF=alt_cold: of the ALT build), $R/*.perf.N.
 #
-#   RUNS=3 NCOLD=4000 NWARM=300 COLD_S=2 WARM_S=10 SKIP="cold warm big"
+#   RUNS=3 NCOLD=4000 NWARM=300 COLD_S=2 WARM_S=10 SKIP="cold warm big floor"
 # Results: bench/results/download.json and a table on stdout. The machine
 # is shared: the table says how busy it was before the runs.
 set -euo pipefail
@@ -38,6 +43,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 . "$HERE/lib.sh"
 NCOLD=${NCOLD:-4000}
 NWARM=${NWARM:-300}
+NFLOOR=${NFLOOR:-300}
 COLD_S=${COLD_S:-2}
 WARM_S=${WARM_S:-10}
 export QUIET_WAIT=${QUIET_WAIT:-5}
@@ -111,6 +117,10 @@ wait_queue_empty || die "the uploads did not finish"
 head -n "$NWARM" "$B/paths-n" > "$B/warm-n"
 head -n "$NWARM" "$B/paths-d" > "$B/warm-d"
 log "dripd $(dpids)| nginx $(nwork)"
+if ! skip cold && ! skip floor; then
+  cc -O2 -o "$B/fill_floor" "$HERE/fill_floor.c" -lcrypto || die "cannot build bench/fill_floor.c"
+  "$B/fill_floor" prepare "$B/floor" "$NFLOOR" 1048576
+fi
 
 for i in $(seq 1 "$RUNS"); do
   if ! skip cold; then
@@ -132,6 +142,12 @@ for i in $(seq 1 "$RUNS"); do
           "$who $(tail -1 "$R/${who}_cold") req/s (p99 $(tail -1 "$R/${who}_cold_p99") ms," \
           "$(( $(metric dripd_cache_fills_total) - f0 )) fills, CPU $(tail -1 "$R/${who}_cold_cpu") ms/GET)"
     done
+    if ! skip floor; then
+      quiet; drop_caches
+      line=$("$B/fill_floor" run "$B/floor" "$NFLOOR" 1048576) || die "fill_floor: $line"
+      field "$line" cpu_ms >> "$R/floor_cpu"
+      log "cold run $i: the bare fill loop $(tail -1 "$R/floor_cpu") ms CPU per 1 MiB object"
+    fi
     if [ -n "$ALT" ] && [ "$order" = "dripd alt" ]; then  # the build under test serves the rest
       stop_pid "$DRIPD" dripd; start_dripd "$DCONF"
     fi
@@ -149,6 +165,7 @@ for i in $(seq 1 "$RUNS"); do
         "dripd $(tail -1 "$R/dripd_warm") req/s (p99 $(tail -1 "$R/dripd_warm_p99") ms)"
   fi
 done
+rm -rf "$B/floor"
 
 if ! skip big; then
   curl -sS -T "$BIG" "$NURL/big.bin" -o /dev/null
@@ -181,6 +198,7 @@ CPU per cold GET, this build / ALT build (ms)|dripd_cold_cpu|alt_cold_cpu|")
 cold p50 / p99, dripd (ms)|dripd_cold_p50|dripd_cold_p99|-
 cold p50 / p99, nginx (ms)|nginx_cold_p50|nginx_cold_p99|-
 CPU per cold GET, all processes of the server (ms)|dripd_cold_cpu|nginx_cold_cpu|
+$(skip floor || echo "CPU of the bare fill loop per 1 MiB object / nginx's per cold GET (ms)|floor_cpu|nginx_cold_cpu|")
 machine CPU busy during the cold runs (%), incl. wrk|dripd_cold_busy|nginx_cold_busy|-
 1 MiB GET warm, 32 conns (req/s)|dripd_warm|nginx_warm|0.95
 warm p50 / p99, dripd (ms)|dripd_warm_p50|dripd_warm_p99|-

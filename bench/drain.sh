@@ -27,8 +27,11 @@ trap '[ -z "$WRK" ] || kill -INT "$WRK" 2>/dev/null || true; bench_cleanup' EXIT
 settle
 for i in $(seq 1 "$RUNS"); do
   for b in $NAMES; do
+    # heartbeat_timeout: the stopped pipeline sends none (the default 10 s
+    # kills it while quiet waits for the machine to settle)
     DRIPD_EXE=${EXE[$b]} DRIPD_DATA=$B/dripd/var-$b-$i start_dripd "pipeline: {queue_limit: 10000000}
-limits: {max_connections: 20000, keepalive_timeout: 300s}"
+limits: {max_connections: 20000, keepalive_timeout: 300s}
+supervisor: {heartbeat_timeout: 15m}"
     pipe=$(role_pid dripd-pipeline)
     kill -STOP "$pipe"
     wrk -t 2 -c 64 -d 600s -s "$HERE/anchors/put4k_dripd.lua" "$DURL" -- "d$i" "$TOKEN" $((N / 2)) > "$B/wrk.txt" 2>&1 &

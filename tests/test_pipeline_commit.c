@@ -203,6 +203,92 @@ START_TEST(test_threads_share_commits)
 }
 END_TEST
 
+/* pl_committer_share_conn: the steps of many threads and a claimer's
+ * transactions (pl_committer_run) all go through the committer's one
+ * connection, one at a time: every step commits, every job is claimed
+ * exactly once, and fn is handed that connection, not the fallback. */
+struct claim_loop {
+    struct pl_committer *c;
+    struct catalog *own, *seen;
+    int want, claimed, failures;
+};
+
+static int claim_some(struct catalog *cat, void *arg)
+{
+    struct claim_loop *l = arg;
+    l->seen = cat;
+    struct dr_job got[4];
+    int k = 0;
+    int rc = catalog_jobs_claim(cat, "upload", 4, "node:2", got, &k);
+    for (int i = 0; i < k; i++)
+        dr_job_clear(&got[i]);
+    l->claimed += k;
+    return rc;
+}
+
+static void *claimer(void *arg)
+{
+    struct claim_loop *l = arg;
+    if (catalog_open(&tcfg, &l->own) != 0) {
+        l->failures++;
+        return NULL;
+    }
+    for (int tries = 0; l->claimed < l->want && tries < 10000; tries++)
+        if (pl_committer_run(l->c, l->own, claim_some, l) != 0)
+            l->failures++;
+    return NULL;
+}
+
+START_TEST(test_shared_connection)
+{
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, THREADS * PER_THREAD, jids, mids);
+    enum { EXTRA = 40 };
+    for (int i = 0; i < EXTRA; i++) { /* queued, for the claimer */
+        char path[64];
+        snprintf(path, sizeof path, "/q/%d.bin", i);
+        struct dr_intake it = {.owner = "alice", .path = path, .size = 1, .spool_path = "/s"};
+        ck_assert_int_eq(catalog_intake_uploads(cat, &it, 1), 0);
+        ck_assert_int_eq(it.result, 0);
+    }
+    struct cb_count cc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct pl_committer *c = pl_committer_create(8, on_commit, &cc);
+    pl_committer_share_conn(c, &tcfg);
+    struct claim_loop cl = {.c = c, .want = EXTRA};
+    pthread_t ct, tid[THREADS];
+    struct worker_arg wa[THREADS];
+    ck_assert_int_eq(pthread_create(&ct, NULL, claimer, &cl), 0);
+    for (int t = 0; t < THREADS; t++) {
+        wa[t] = (struct worker_arg){.c = c, .index = t};
+        ck_assert_int_eq(pthread_create(&tid[t], NULL, worker, &wa[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(tid[t], NULL);
+        ck_assert_int_eq(wa[t].failures, 0);
+    }
+    pthread_join(ct, NULL);
+    ck_assert_int_eq(cl.failures, 0);
+    ck_assert_int_eq(cl.claimed, EXTRA);
+    ck_assert_ptr_nonnull(cl.seen);
+    ck_assert_ptr_ne(cl.seen, cl.own);
+    catalog_close(cl.own);
+    int total = THREADS * PER_THREAD;
+    ck_assert_int_eq(cc.done, total);
+    uint64_t depth = 1;
+    ck_assert_int_eq(catalog_queue_depth(cat, &depth), 0);
+    ck_assert_int_eq((int)depth, EXTRA); /* claimed (running), not done */
+    for (int i = 0; i < total; i++) {
+        struct dr_media m;
+        ck_assert_int_eq(catalog_media_get(cat, mids[i], NULL, &m), 0);
+        ck_assert_str_eq(m.state, "available");
+        dr_media_clear(&m);
+    }
+    pl_committer_destroy(c);
+    catalog_close(cat);
+}
+END_TEST
+
 START_TEST(test_batches_commit_whole)
 {
     /* A stage thread's batch is one request: all of it in one transaction
@@ -409,6 +495,7 @@ static Suite *suite(void)
         tcase_add_checked_fixture(tc, backends[i].fixture, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_threads_share_commits);
+        tcase_add_test(tc, test_shared_connection);
         tcase_add_test(tc, test_alone_commits_at_once);
         tcase_add_test(tc, test_batches_commit_whole);
         tcase_add_test(tc, test_lead_passes_on);

@@ -67,6 +67,10 @@ struct pl_committer {
     void *arg;
     struct dr_proc_gauges *gauges; /* NULL: no priority (tests) */
     uint64_t transactions, steps;
+    /* The shared connection (pl_committer_share_conn), under conn_mu. */
+    const struct dr_config *cfg; /* NULL: none, each leader commits on its own */
+    pthread_mutex_t conn_mu;
+    struct catalog *conn;
 };
 
 struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *arg)
@@ -79,7 +83,33 @@ struct pl_committer *pl_committer_create(int max_batch, pl_commit_cb cb, void *a
     c->cb = cb;
     c->arg = arg;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->conn_mu, NULL);
     return c;
+}
+
+void pl_committer_share_conn(struct pl_committer *c, const struct dr_config *cfg)
+{
+    c->cfg = cfg;
+}
+
+/* With conn_mu held: the shared connection (opened now if need be), or
+ * fallback when there is none or it cannot be opened. */
+static struct catalog *conn_get(struct pl_committer *c, struct catalog *fallback)
+{
+    if (c->cfg == NULL)
+        return fallback;
+    if (c->conn == NULL && catalog_open(c->cfg, &c->conn) != 0)
+        c->conn = NULL;
+    return c->conn != NULL ? c->conn : fallback;
+}
+
+int pl_committer_run(struct pl_committer *c, struct catalog *fallback,
+                     int (*fn)(struct catalog *cat, void *arg), void *arg)
+{
+    pthread_mutex_lock(&c->conn_mu);
+    int rc = fn(conn_get(c, fallback), arg);
+    pthread_mutex_unlock(&c->conn_mu);
+    return rc;
 }
 
 void pl_committer_set_gauges(struct pl_committer *c, struct dr_proc_gauges *gauges)
@@ -91,6 +121,8 @@ void pl_committer_destroy(struct pl_committer *c)
 {
     if (c == NULL)
         return;
+    catalog_close(c->conn);
+    pthread_mutex_destroy(&c->conn_mu);
     pthread_mutex_destroy(&c->mu);
     free(c->buf);
     free(c->batch);
@@ -122,7 +154,9 @@ static void lead(struct pl_committer *c, struct catalog *cat, struct req *me)
     int64_t seq = 0;
     if (c->gauges != NULL)
         metrics_writer_enter(c->gauges);
-    int rc = catalog_jobs_step(cat, c->buf, n, &seq);
+    pthread_mutex_lock(&c->conn_mu);
+    int rc = catalog_jobs_step(conn_get(c, cat), c->buf, n, &seq);
+    pthread_mutex_unlock(&c->conn_mu);
     if (c->gauges != NULL)
         metrics_writer_leave(c->gauges);
     int done = 0;

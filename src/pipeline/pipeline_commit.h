@@ -14,9 +14,11 @@
  * Durability is unchanged: pl_commit_steps returns only after the
  * transaction holding the step committed (or failed).
  *
- * Threads: any number of threads, each with its own catalog connection.
- * Lock order: the committer's mutex is a leaf; no catalog call and no
- * callback runs under it.
+ * Threads: any number of threads, each with its own catalog connection
+ * (or one shared connection: pl_committer_share_conn). Lock order: the
+ * committer's mutex is a leaf; no catalog call and no callback runs under
+ * it. The shared connection's mutex is held for one catalog transaction
+ * and nothing else is taken under it but the catalog's own writer lock.
  */
 #ifndef DRIPD_PIPELINE_COMMIT_H
 #define DRIPD_PIPELINE_COMMIT_H
@@ -52,6 +54,22 @@ void pl_committer_set_gauges(struct pl_committer *c, struct dr_proc_gauges *gaug
  * was committed; each result is that -errno too). The steps' strings are
  * borrowed until the call returns. */
 int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n);
+
+/* One connection for the process's job writes (issue 15): from now on the
+ * batches commit on a catalog connection of the committer's own (opened
+ * with cfg at the first use; the leader's, should that fail), and
+ * pl_committer_run lends it out. SQLite drops a connection's whole page
+ * cache when another connection has written since its last transaction;
+ * with the claim and the step commits on one connection, the pages one
+ * reads (the jobs' rows, their bodies' overflow pages, the indexes) are
+ * still cached for the other. Before the first commit; cfg is borrowed. */
+struct dr_config;
+void pl_committer_share_conn(struct pl_committer *c, const struct dr_config *cfg);
+/* fn(cat, arg) on the shared connection (fallback: none, or it cannot be
+ * opened), alone on it: no batch commits meanwhile. Returns fn's result.
+ * fn must end any transaction it begins. */
+int pl_committer_run(struct pl_committer *c, struct catalog *fallback,
+                     int (*fn)(struct catalog *cat, void *arg), void *arg);
 
 /* Stats for tests and logs: transactions run and steps committed. */
 void pl_committer_stats(struct pl_committer *c, uint64_t *transactions, uint64_t *steps);

@@ -82,7 +82,9 @@
  *
  * Lock order: a starter's wake mutex (runner.mu) and the stage mutexes
  * inside stage.c are never held together; pc.stop_mu is a leaf. Each
- * thread has its own catalog connection and store handle.
+ * thread has its own catalog connection and store handle; with SQLite
+ * the upload claims and the group commits also share the committer's
+ * (pl_committer_share_conn: its page cache stays warm between them).
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -917,6 +919,25 @@ static uint64_t job_cost(const struct dr_job *j)
     return j->spool_path != NULL && stat(j->spool_path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* A starter's claim (pl_committer_run's fn). */
+struct claim_args {
+    struct runner *r;
+    int want, n;
+    struct dr_job jobs[CLAIM_BATCH];
+    struct dr_media *media[CLAIM_BATCH];
+};
+
+static int claim_on(struct catalog *cat, void *arg)
+{
+    struct claim_args *a = arg;
+    struct runner *r = a->r;
+    a->n = 0;
+    return r->pl == DR_PL_UPLOAD
+               ? catalog_jobs_claim_media(cat, r->kind, a->want, r->pc->claimer, a->jobs, a->media,
+                                          &a->n)
+               : catalog_jobs_claim(cat, r->kind, a->want, r->pc->claimer, a->jobs, &a->n);
+}
+
 static void *starter_main(void *arg)
 {
     struct runner *r = arg;
@@ -972,15 +993,16 @@ static void *starter_main(void *arg)
             if (nf > 0 && d <= 0)
                 continue;
         }
-        struct dr_job jobs[CLAIM_BATCH];
-        struct dr_media *media[CLAIM_BATCH];
-        int n = 0, want = DR_MIN(d, CLAIM_BATCH);
+        struct claim_args ca = {.r = r, .want = DR_MIN(d, CLAIM_BATCH)};
         metrics_writer_enter(pc->gauges); /* the intake lets it go first (metrics.h) */
-        /* uploads: the media rows come with the claim (see below) */
-        int rc = r->pl == DR_PL_UPLOAD
-                     ? catalog_jobs_claim_media(cat, r->kind, want, pc->claimer, jobs, media, &n)
-                     : catalog_jobs_claim(cat, r->kind, want, pc->claimer, jobs, &n);
+        /* uploads: the media rows come with the claim (see below), on the
+         * connection the jobs' steps commit on (pipeline_commit.h) */
+        int rc = r->pl == DR_PL_UPLOAD ? pl_committer_run(pc->committer, cat, claim_on, &ca)
+                                       : claim_on(cat, &ca);
         metrics_writer_leave(pc->gauges);
+        struct dr_job *jobs = ca.jobs;
+        struct dr_media **media = ca.media;
+        int n = ca.n;
         if (rc != 0) {
             log_warn("%s starter: claim: %s", r->kind, strerror(-rc));
             wait_for_work(r, gen);
@@ -1022,7 +1044,7 @@ static void *starter_main(void *arg)
          * read wakes us at once. Not with PostgreSQL, whose claim skips
          * the rows other transactions hold (SKIP LOCKED): short is not
          * empty there. */
-        if (n < want && pc->cfg->catalog.backend != DR_CATALOG_POSTGRES)
+        if (n < ca.want && pc->cfg->catalog.backend != DR_CATALOG_POSTGRES)
             wait_for_work(r, gen);
     }
     catalog_close(cat);
@@ -1327,6 +1349,8 @@ int pipeline_worker_main(struct dr_worker_ctx *ctx)
 
     pc->committer = pl_committer_create(COMMIT_BATCH, on_commit, w);
     pl_committer_set_gauges(pc->committer, pc->gauges);
+    if (cfg->catalog.backend == DR_CATALOG_SQLITE) /* one writer at a time anyway */
+        pl_committer_share_conn(pc->committer, cfg);
     pc->evictor = cache_evictor_start(cfg, pc->metrics);
     w->hooks = webhook_start(cfg, pc->metrics);
     runner_init(&w->up, pc, DR_PL_UPLOAD, &w->hooks);
