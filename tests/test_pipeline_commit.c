@@ -153,13 +153,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-START_TEST(test_threads_share_commits)
+/* THREADS workers on c, joined; none may have failed. */
+static void run_workers(struct pl_committer *c)
 {
-    struct catalog *cat;
-    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
-    make_running(cat, THREADS * PER_THREAD, jids, mids);
-    struct cb_count cc = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct pl_committer *c = pl_committer_create(8, on_commit, &cc);
     pthread_t tid[THREADS];
     struct worker_arg wa[THREADS];
     for (int t = 0; t < THREADS; t++) {
@@ -170,6 +166,16 @@ START_TEST(test_threads_share_commits)
         pthread_join(tid[t], NULL);
         ck_assert_int_eq(wa[t].failures, 0);
     }
+}
+
+START_TEST(test_threads_share_commits)
+{
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, THREADS * PER_THREAD, jids, mids);
+    struct cb_count cc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct pl_committer *c = pl_committer_create(8, on_commit, &cc);
+    run_workers(c);
     uint64_t txs = 0, steps = 0;
     pl_committer_stats(c, &txs, &steps);
     int total = THREADS * PER_THREAD;
@@ -256,17 +262,9 @@ START_TEST(test_shared_connection)
     struct pl_committer *c = pl_committer_create(8, on_commit, &cc);
     pl_committer_share_conn(c, &tcfg);
     struct claim_loop cl = {.c = c, .want = EXTRA};
-    pthread_t ct, tid[THREADS];
-    struct worker_arg wa[THREADS];
+    pthread_t ct;
     ck_assert_int_eq(pthread_create(&ct, NULL, claimer, &cl), 0);
-    for (int t = 0; t < THREADS; t++) {
-        wa[t] = (struct worker_arg){.c = c, .index = t};
-        ck_assert_int_eq(pthread_create(&tid[t], NULL, worker, &wa[t]), 0);
-    }
-    for (int t = 0; t < THREADS; t++) {
-        pthread_join(tid[t], NULL);
-        ck_assert_int_eq(wa[t].failures, 0);
-    }
+    run_workers(c);
     pthread_join(ct, NULL);
     ck_assert_int_eq(cl.failures, 0);
     ck_assert_int_eq(cl.claimed, EXTRA);
