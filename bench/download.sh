@@ -131,8 +131,9 @@ for i in $(seq 1 "$RUNS"); do
     for who in $order; do
       if [ -n "$ALT" ]; then  # the build under test on the same data
         stop_pid "$DRIPD" dripd
-        DRIPD_EXE=$([ $who = alt ] && echo "$ALT/bin/dripd" || echo "$ROOT/bin/dripd") \
-          start_dripd "$([ $who = alt ] && echo "${ALT_DCONF:-$DCONF}" || echo "$DCONF")"
+        exe=$ROOT/bin/dripd conf=$DCONF
+        [ $who != alt ] || { exe=$ALT/bin/dripd; conf=${ALT_DCONF:-$DCONF}; }
+        DRIPD_EXE=$exe start_dripd "$conf"
       fi
       rm -f "$CACHE"/*  # the entries (a free pool, cache/.free, is dripd's own state)
       quiet; drop_caches

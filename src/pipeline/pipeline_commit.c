@@ -38,11 +38,13 @@
  */
 #include "pipeline_commit.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dripd/log.h"
 #include "dripd/metrics.h"
 #include "dripd/util.h"
 
@@ -93,13 +95,21 @@ void pl_committer_share_conn(struct pl_committer *c, const struct dr_config *cfg
 }
 
 /* With conn_mu held: the shared connection (opened now if need be), or
- * fallback when there is none or it cannot be opened. */
+ * fallback when there is none. One that cannot be opened is not tried
+ * again at every commit: sharing is off from then on (it only saves
+ * page reads; each caller's own connection works as before). */
 static struct catalog *conn_get(struct pl_committer *c, struct catalog *fallback)
 {
-    if (c->cfg == NULL)
-        return fallback;
-    if (c->conn == NULL && catalog_open(c->cfg, &c->conn) != 0)
-        c->conn = NULL;
+    if (c->cfg != NULL && c->conn == NULL) {
+        int rc = catalog_open(c->cfg, &c->conn);
+        if (rc != 0) {
+            log_warn("group commit: no connection of its own (%s): each stage thread "
+                     "commits on its own",
+                     strerror(-rc));
+            c->conn = NULL;
+            c->cfg = NULL;
+        }
+    }
     return c->conn != NULL ? c->conn : fallback;
 }
 

@@ -57,7 +57,8 @@ int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_s
 
 /* One connection for the process's job writes (issue 15): from now on the
  * batches commit on a catalog connection of the committer's own (opened
- * with cfg at the first use; the leader's, should that fail), and
+ * with cfg at the first use; should that fail, the leader's, from then
+ * on), and
  * pl_committer_run lends it out. SQLite drops a connection's whole page
  * cache when another connection has written since its last transaction;
  * with the claim and the step commits on one connection, the pages one
