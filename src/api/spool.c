@@ -147,6 +147,22 @@ int spool_write(int fd, const void *data, size_t len)
     return dr_write_all(fd, data, len);
 }
 
+void spool_writeback(int fd, uint64_t base, uint64_t size, uint64_t *at)
+{
+    while (size - *at >= SPOOL_WRITEBACK_STEP) {
+        off_t win = (off_t)(base + *at);
+        (void)sync_file_range(fd, win, SPOOL_WRITEBACK_STEP, SYNC_FILE_RANGE_WRITE);
+        *at += SPOOL_WRITEBACK_STEP;
+        if (*at >= 3ull * SPOOL_WRITEBACK_STEP) {
+            off_t old = win - 2 * (off_t)SPOOL_WRITEBACK_STEP;
+            (void)sync_file_range(fd, old, SPOOL_WRITEBACK_STEP,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                      SYNC_FILE_RANGE_WAIT_AFTER);
+            (void)posix_fadvise(fd, old, SPOOL_WRITEBACK_STEP, POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
 int spool_sync(int fd)
 {
     if (dr_test_skip_sync("spool"))

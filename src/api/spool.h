@@ -28,6 +28,20 @@ char *spool_path_for(const char *data_dir, const char *id);
 int spool_reopen(const char *path, uint64_t offset, int *fd);
 /* Append len bytes; 0, -ENOSPC (disk full: answer 507), -EDQUOT, -EIO... */
 int spool_write(int fd, const void *data, size_t len);
+/* Keep a streaming body's page-cache footprint small (PUT, tus PATCH,
+ * multipart parts; docs/HTTP.md): called after each write with the bytes
+ * of the body written so far (size, from file offset base on) and
+ * *at, the bytes already handed to writeback (0 at the start). Each
+ * finished SPOOL_WRITEBACK_STEP window is handed to writeback at once
+ * (no wait), and the window two steps back is waited for and dropped from
+ * the page cache. The final fdatasync then finds at most ~2 windows to
+ * flush, dirty memory stays bounded whatever the size, and the same few
+ * page-cache pages are recycled instead of touching fresh memory for
+ * every MiB. A body smaller than 3 windows stays cached for the
+ * pipeline. The wait blocks the caller only when the disk is slower than
+ * the network: back-pressure. */
+#define SPOOL_WRITEBACK_STEP (8u << 20)
+void spool_writeback(int fd, uint64_t base, uint64_t size, uint64_t *at);
 /* fsync the file (and, the first time, its directory). 0 / -errno. */
 int spool_sync(int fd);
 /* Make n spool files (open fds, all on the spool filesystem) durable at

@@ -48,8 +48,9 @@
  *
  * Threads: handlers run on the connection's loop thread. Body bytes are
  * written to the spool file there (page cache writes; every 8 MiB the
- * written range is handed to writeback without waiting, so the fsync at
- * the end of a PATCH finds little left to flush). A creation without
+ * written window is handed to writeback and the one 16 MiB behind waited
+ * for and dropped, spool_writeback, so the fsync at the end of a PATCH
+ * finds little left to flush). A creation without
  * bytes makes no spool file (the first PATCH makes it: open_spool) and
  * its session row commits lazily (ingest_submit_lazy: with the next batch,
  * waiting for nobody's sync, no WAL fsync of its own: a 201 promises no
@@ -154,9 +155,8 @@
 #define TUS_OCTET "application/offset+octet-stream"
 #define TUS_CT_MAX 255
 #define TUS_SWEEP_BATCH 64
-#define TUS_WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a body */
-#define TUS_CONCAT_MAX 64             /* partial uploads one final upload may join */
-#define TUS_COPY_STEP (64u << 20)     /* bytes per copy_file_range call when joining */
+#define TUS_CONCAT_MAX 64         /* partial uploads one final upload may join */
+#define TUS_COPY_STEP (64u << 20) /* bytes per copy_file_range call when joining */
 
 enum tus_op { OP_CREATE, OP_HEAD, OP_PATCH, OP_DELETE };
 
@@ -2028,12 +2028,7 @@ static int tus_on_body(struct http_exchange *ex, const char *data, size_t len)
         return rc;
     }
     st->received += len;
-    if (st->received - st->writeback_at >= TUS_WRITEBACK_STEP) {
-        /* never waits: the fsync at the end then finds little to flush */
-        (void)sync_file_range(st->fd, (off_t)(st->fbase + st->writeback_at),
-                              (off_t)(st->received - st->writeback_at), SYNC_FILE_RANGE_WRITE);
-        st->writeback_at = st->received;
-    }
+    spool_writeback(st->fd, st->fbase, st->received, &st->writeback_at);
     return 0;
 }
 

@@ -29,8 +29,9 @@
  * the bytes as they stream (507 past max_bytes).
  *
  * Threads: everything runs on the connection's loop thread; the spool
- * writes are page-cache writes (handed to writeback every 8 MiB without
- * waiting), the fsyncs happen in ingest's committer.
+ * writes are page-cache writes (spool_writeback: handed to writeback
+ * every 8 MiB, the window 16 MiB behind waited for and dropped), the
+ * fsyncs happen in ingest's committer.
  * Cleanup: every spool file that did not become a job is removed, on any
  * error, abort or conflict.
  */
@@ -65,7 +66,6 @@
  * the batch commits). */
 #define UPLOAD_MULTIPART_MAX_FILES 100
 #define CT_MAX 255
-#define WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB of a part */
 
 struct mp_file {
     char *path; /* media path */
@@ -272,12 +272,7 @@ static int part_data(void *arg, const char *data, size_t len)
     }
     struct mp_file *f = st->cur;
     f->size += len;
-    if (f->size - f->writeback_at >= WRITEBACK_STEP) {
-        /* never waits: the committer's fdatasync then finds little to flush */
-        (void)sync_file_range(f->fd, (off_t)f->writeback_at, (off_t)(f->size - f->writeback_at),
-                              SYNC_FILE_RANGE_WRITE);
-        f->writeback_at = f->size;
-    }
+    spool_writeback(f->fd, 0, f->size, &f->writeback_at);
     return 0;
 }
 

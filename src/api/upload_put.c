@@ -26,7 +26,7 @@
  *            buffers at most 256 KiB (http_conn.c), so an upload costs a small constant
  *            of memory whatever its size. Every 8 MiB the written range is
  *            handed to writeback, and the range 16 MiB behind is waited for
- *            and dropped from the page cache (stream_writeback), so the
+ *            and dropped from the page cache (spool_writeback), so the
  *            fdatasync at the end finds little left to flush.
  *            Chunked bodies are checked against max_upload_size (413)
  *            and the user's max_bytes (507) as they stream; a full disk
@@ -67,7 +67,6 @@
 #include "dripd/util.h"
 
 #define PREFIX "/v1/files"
-#define WRITEBACK_STEP (8u << 20)
 #define CTYPE_MAX 255
 #define EARLY_CHECK_MAX (64u << 10) /* a smaller body skips the early path check */
 
@@ -253,31 +252,6 @@ static void put_head_admitted(struct http_exchange *ex, void *arg)
     upload_hook_check(ex, &hi, put_checked, p);
 }
 
-/* Keep a streaming upload's page-cache footprint small: each finished
- * WRITEBACK_STEP window is handed to writeback at once (no wait), and the
- * window two steps back is waited for and dropped from the page cache.
- * The final fdatasync then finds at most ~2 windows to flush, dirty memory
- * stays bounded whatever the size, and the same few page-cache pages are
- * recycled instead of touching fresh memory for every MiB (on this VM,
- * writes into recycled pages are several times faster). Uploads smaller
- * than 3 windows stay fully cached for the pipeline. The wait blocks the
- * loop only when the disk is slower than the network: back-pressure. */
-static void stream_writeback(struct put *p)
-{
-    while (p->size - p->writeback_at >= WRITEBACK_STEP) {
-        off_t win = (off_t)p->writeback_at;
-        (void)sync_file_range(p->fd, win, WRITEBACK_STEP, SYNC_FILE_RANGE_WRITE);
-        p->writeback_at += WRITEBACK_STEP;
-        off_t old = win - 2 * (off_t)WRITEBACK_STEP;
-        if (old >= 0) {
-            (void)sync_file_range(p->fd, old, WRITEBACK_STEP,
-                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                      SYNC_FILE_RANGE_WAIT_AFTER);
-            (void)posix_fadvise(p->fd, old, WRITEBACK_STEP, POSIX_FADV_DONTNEED);
-        }
-    }
-}
-
 static int put_body(struct http_exchange *ex, const char *data, size_t len)
 {
     struct put *p = http_get_data(ex);
@@ -312,7 +286,7 @@ static int put_body(struct http_exchange *ex, const char *data, size_t len)
         return rc;
     }
     p->size += len;
-    stream_writeback(p);
+    spool_writeback(p->fd, 0, p->size, &p->writeback_at);
     return 0;
 }
 

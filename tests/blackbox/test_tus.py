@@ -222,6 +222,21 @@ def test_interrupted_patch_resumes_and_finishes(dripd, tmpdir_path):
     assert st == 204 and h["upload-job"] == job
 
 
+
+def test_big_patches_keep_every_byte(dripd):
+    """PATCHes long enough for spool_writeback to drop windows from the
+    page cache (each 8 MiB window handed to writeback, the one 16 MiB
+    behind waited for and dropped), the second starting at an unaligned
+    offset of the file: what is stored is every byte sent, in order."""
+    data = os.urandom(40 * 1024 * 1024 + 17)
+    first = 25 * 1024 * 1024 + 5
+    loc, _, _ = create(dripd, len(data), filename="windows.bin")
+    st, h, b = patch(dripd, loc, 0, data[:first])
+    assert st == 204 and h["upload-offset"] == str(first), b
+    st, h, b = patch(dripd, loc, first, data[first:])
+    assert st == 204 and h["upload-offset"] == str(len(data)), b
+    assert uploaded_bytes(dripd, h["upload-media"], h["upload-job"]) == data
+
 def test_checksum(dripd):
     data = os.urandom(100_000)
     loc, _, _ = create(dripd, len(data), filename="ck.bin")
