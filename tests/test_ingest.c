@@ -3,9 +3,10 @@
  * job queue is behind (its threshold), bounded, and never waits for a
  * dead process's commits; an upload's first stage is probed through the
  * spool file's own descriptor, or its path when that one is not
- * readable. */
+ * readable; the 202 body written by hand is the JSON jansson made. */
 #include <check.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "api/spool.h"
 #include "dripd/config.h"
 #include "dripd/metrics.h"
+#include "dripd/path.h"
 #include "dripd/util.h"
 
 struct yield_arg {
@@ -222,6 +224,74 @@ START_TEST(test_inline_budget)
 }
 END_TEST
 
+/* The 202 body as jansson made it before ingest_item_json wrote it by
+ * hand: the same bytes are expected. */
+static char *reference_json(const struct dr_intake *item, const char *state)
+{
+    char *folder, *name;
+    const char *path = item->renamed ? item->renamed : item->path;
+    path_split(path, &folder, &name);
+    char ts[32];
+    dr_fmt_time(item->created_at > 0 ? item->created_at : dr_now_ms(), ts, sizeof ts);
+    json_t *media = json_pack("{s:s, s:s, s:s, s:s, s:I, s:n, s:s?, s:s, s:s, s:s, s:I}", "id",
+                              item->media_id, "path", path, "name", name, "folder", folder, "size",
+                              (json_int_t)item->size, "sha256", "content_type", item->content_type,
+                              "state", state ? state : "queued", "owner", item->owner, "created_at",
+                              ts, "version", (json_int_t)(item->version > 0 ? item->version : 1));
+    if (media != NULL && item->replaced[0])
+        json_object_set_new(media, "replaces", json_string(item->replaced));
+    json_t *job =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:n}", "id", item->job_id, "kind", "upload",
+                  "state", "queued", "stage", item->stage ? item->stage : "process", "media_id",
+                  item->media_id, "attempts", 0, "error");
+    json_t *o = json_pack("{s:o, s:o}", "media", media, "job", job);
+    ck_assert_ptr_nonnull(o);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    free(folder);
+    free(name);
+    return s;
+}
+
+START_TEST(test_item_json)
+{
+    /* escapes of every kind, UTF-8 passed through, a rename, If-Match */
+    const char *paths[] = {
+        "/photos/cat.jpg", "/a \"quoted\"/back\\slash.txt", "/ctl/\x01\x1f\b\f\n\r\t.bin",
+        "/caf\xc3\xa9/\xe2\x82\xac \xf0\x9f\x90\x88.png", "/del/\x7f and /slash"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        for (int variant = 0; variant < 4; variant++) {
+            struct dr_intake it = {0};
+            it.owner = variant == 3 ? "o\"wn\\er" : "alice";
+            it.path = paths[i];
+            it.size = variant == 2 ? INT64_MAX : 4096 * (uint64_t)i;
+            it.content_type = variant == 1 ? NULL : "image/jpeg; name=\"x\"";
+            it.stage = variant == 0 ? NULL : "encrypt";
+            it.created_at = variant == 2 ? 0 : 1796000000123;
+            it.version = variant;
+            memcpy(it.media_id, "01M976CSVKR4B1J31JSXRRXT5W", DR_ID_LEN + 1);
+            memcpy(it.job_id, "01M976CSVKR4B1J31JSXRRXT5X", DR_ID_LEN + 1);
+            if (variant == 1)
+                memcpy(it.replaced, "01M976CSVKR4B1J31JSXRRXT5Y", DR_ID_LEN + 1);
+            char renamed[] = "/photos/cat (1).jpg";
+            if (variant == 3)
+                it.renamed = renamed;
+            const char *state = variant == 2 ? NULL : "queued";
+            char *want = reference_json(&it, state);
+            char *got = ingest_item_json(&it, state);
+            if (variant == 2) { /* "now": the two clocks may straddle a millisecond */
+                char *a = strstr(want, "\"created_at\":"), *b = strstr(got, "\"created_at\":");
+                ck_assert(a != NULL && b != NULL);
+                memcpy(b, a, strlen("\"created_at\":\"2026-12-07T02:47:43.731Z\""));
+            }
+            ck_assert_str_eq(got, want);
+            free(want);
+            free(got);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ingest");
@@ -237,6 +307,7 @@ int main(void)
     TCase *probe = tcase_create("probe");
     tcase_add_test(probe, test_first_stage_probe);
     tcase_add_test(probe, test_inline_budget);
+    tcase_add_test(probe, test_item_json);
     suite_add_tcase(s, probe);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
