@@ -479,6 +479,83 @@ START_TEST(content_disposition)
 }
 END_TEST
 
+/* ---- how often on_part_data is called ---- */
+struct calls {
+    int data;
+    size_t bytes;
+    char last;
+};
+
+static int count_data(void *arg, const char *d, size_t n)
+{
+    struct calls *c = arg;
+    c->data++;
+    c->bytes += n;
+    c->last = d[n - 1];
+    return 0;
+}
+
+static const struct mp_callbacks COUNT_CB = {NULL, count_data, NULL};
+
+/* Data full of CRs and of delimiter prefixes that fail (binary files
+ * have a CR every ~256 bytes) goes to on_part_data in one call per
+ * buffer fed: each call is a write(2) of the upload. A prefix that
+ * straddles two buffers and fails is the one extra call. */
+START_TEST(one_data_call_per_buffer)
+{
+    /* BND without its last byte: the whole delimiter would end the part */
+    const char *near[] = {
+        "\r",       "\r\n", "\r\n-", "\r\n--", "\r\n------WebKitFormBoundary7MA4YWxkTrZu0g",
+        "\r\r\n--", "\n\r"};
+    char *data = NULL;
+    size_t dlen = 0;
+    for (int k = 0; k < 2000; k++) {
+        const char *piece = near[k % (sizeof near / sizeof *near)];
+        char filler[16];
+        int n = snprintf(filler, sizeof filler, "x%dy", k);
+        data = xrealloc(data, dlen + strlen(piece) + (size_t)n + 1);
+        memcpy(data + dlen, piece, strlen(piece));
+        dlen += strlen(piece);
+        memcpy(data + dlen, filler, (size_t)n);
+        dlen += (size_t)n;
+    }
+    const char *head = "--" BND "\r\nContent-Disposition: form-data; name=\"f\"; "
+                       "filename=\"b.bin\"\r\n\r\n";
+    const char *tail = "\r\n--" BND "--\r\n";
+    size_t hl = strlen(head), tl = strlen(tail), len = hl + dlen + tl;
+    char *body = xmalloc(len);
+    memcpy(body, head, hl);
+    memcpy(body + hl, data, dlen);
+    memcpy(body + hl + dlen, tail, tl);
+
+    struct calls c = {0};
+    struct mp_parser *p = NULL;
+    ck_assert_int_eq(mp_parser_create(BND, &COUNT_CB, &c, &p), 0);
+    ck_assert_int_eq(mp_parser_feed(p, body, len), 0);
+    ck_assert_int_eq(mp_parser_finish(p), 0);
+    mp_parser_destroy(p);
+    ck_assert_int_eq(c.data, 1);
+    ck_assert_uint_eq(c.bytes, dlen);
+
+    /* the data in two buffers, split inside a delimiter prefix that fails
+     * (BND but its last byte, then 'x'): the held bytes come as one extra
+     * call */
+    const char *cut = strstr(body + hl, "\r\n------WebKitFormBoundary7MA4YWxkTrZu0gx");
+    ck_assert_ptr_nonnull(cut);
+    size_t at = (size_t)(cut - body) + 5;
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(mp_parser_create(BND, &COUNT_CB, &c, &p), 0);
+    ck_assert_int_eq(mp_parser_feed(p, body, at), 0);
+    ck_assert_int_eq(mp_parser_feed(p, body + at, len - at), 0);
+    ck_assert_int_eq(mp_parser_finish(p), 0);
+    mp_parser_destroy(p);
+    ck_assert_int_eq(c.data, 3);
+    ck_assert_uint_eq(c.bytes, dlen);
+    free(body);
+    free(data);
+}
+END_TEST
+
 static Suite *multipart_suite(void)
 {
     Suite *s = suite_create("multipart");
@@ -494,6 +571,7 @@ static Suite *multipart_suite(void)
     tcase_add_test(tc, callback_stops_parser);
     tcase_add_test(tc, boundary_from_content_type);
     tcase_add_test(tc, content_disposition);
+    tcase_add_test(tc, one_data_call_per_buffer);
     suite_add_tcase(s, tc);
     return s;
 }

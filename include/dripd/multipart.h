@@ -3,7 +3,9 @@
  * Push style: the caller feeds body bytes in chunks of any size, as they
  * arrive; a delimiter may be split across chunks at any byte. The parser
  * calls back for each part's headers, its data (in pieces, never copied
- * into a growing buffer) and its end. Memory is bounded: one parser holds
+ * into a growing buffer: at most one call per part and chunk fed, plus one
+ * when bytes held over from the previous chunk as a possible delimiter
+ * turn out to be data) and its end. Memory is bounded: one parser holds
  * the part-header block (at most MP_HEADER_MAX bytes) and nothing else
  * that grows with the input.
  *

@@ -6,9 +6,11 @@
  * a boundary never contains CR (RFC 2046 bchars), the only place a failed
  * partial match can restart is the byte that broke it; so the parser
  * never keeps data bytes of its own: bytes that looked like the start of
- * a delimiter are, on a mismatch, handed to on_part_data straight out of
- * the delimiter string (they are equal to its prefix). Data runs between
- * CRs are passed through without copying (memchr).
+ * a delimiter are data on a mismatch, and stay in the buffer's run of data
+ * (one on_part_data call per buffer, without copying: memchr finds the
+ * CRs); only a partial match carried over from the previous buffer is
+ * handed over straight out of the delimiter string (it is equal to its
+ * prefix).
  *
  * Part headers are collected in a fixed MP_HEADER_MAX buffer, checked
  * (CRLF line ends, no NUL, no bare CR/LF), then parsed in place.
@@ -530,35 +532,56 @@ static int delimiter_seen(struct mp_parser *p)
 
 /* Part data: pass runs through, hold back a possible delimiter start.
  * Returns bytes consumed (the delimiter included when found) or -err. */
+/* Part data: d[0..len) in S_DATA. A delimiter can only start at a CR,
+ * and the bytes that matched its prefix before a mismatch are data; when
+ * they lie in d they stay in the run, so a buffer's data goes to
+ * on_part_data in one call (not two more at every CR in it, which cost the
+ * upload two write(2)s per ~256 bytes of binary data). Only a partial
+ * match carried over from the previous buffer is handed over out of the
+ * delimiter string when it fails. Returns the bytes used (up to and
+ * including a delimiter), or the error. */
 static ssize_t feed_data(struct mp_parser *p, const char *d, size_t len)
 {
     size_t i = 0;
-    while (i < len) {
-        if (p->matched == 0) {
-            const char *cr = memchr(d + i, '\r', len - i);
-            size_t run = cr != NULL ? (size_t)(cr - (d + i)) : len - i;
-            if (emit(p, d + i, run) < 0)
-                return p->err;
-            i += run;
-            if (cr == NULL)
-                break;
-            p->matched = 1;
-            i++;
-            continue;
-        }
-        if (d[i] == p->delim[p->matched]) {
+    if (p->matched > 0) { /* a match begun in the previous buffer */
+        size_t carried = p->matched;
+        while (i < len && d[i] == p->delim[p->matched]) {
             i++;
             if (++p->matched == p->dlen)
                 return delimiter_seen(p) < 0 ? p->err : (ssize_t)i;
-            continue;
         }
-        /* Mismatch: the held bytes were data; d[i] is looked at again. */
-        size_t held = p->matched;
-        p->matched = 0;
-        if (emit(p, p->delim, held) < 0)
+        if (i == len)
+            return (ssize_t)i;
+        p->matched = 0; /* d[i] broke it: the held bytes were data */
+        if (emit(p, p->delim, carried) < 0)
             return p->err;
     }
-    return (ssize_t)i;
+    size_t start = 0; /* d[start..) is data not yet handed over */
+    while (i < len) {
+        const char *cr = memchr(d + i, '\r', len - i);
+        if (cr == NULL)
+            break;
+        size_t at = (size_t)(cr - d), j = at + 1;
+        p->matched = 1;
+        while (j < len && d[j] == p->delim[p->matched]) {
+            j++;
+            if (++p->matched == p->dlen) {
+                if (emit(p, d + start, at - start) < 0)
+                    return p->err;
+                return delimiter_seen(p) < 0 ? p->err : (ssize_t)j;
+            }
+        }
+        if (j == len) { /* the buffer ends inside a possible delimiter */
+            if (emit(p, d + start, at - start) < 0)
+                return p->err;
+            return (ssize_t)len;
+        }
+        p->matched = 0; /* d[at..j) were data; d[j] may start a delimiter */
+        i = j;
+    }
+    if (emit(p, d + start, len - start) < 0)
+        return p->err;
+    return (ssize_t)len;
 }
 
 static int feed_header_byte(struct mp_parser *p, char c)

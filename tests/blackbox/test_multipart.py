@@ -75,6 +75,19 @@ def test_three_files_in_one_request(dripd, tmpdir_path):
         assert doc == {"kind": "upload", "media_id": u["media"]["id"]}
 
 
+
+def test_big_binary_file_keeps_every_byte(dripd, tmpdir_path):
+    """40 MiB of binary data (a CR every ~256 bytes, so many delimiter
+    prefixes that fail) through curl -F: past spool_writeback's windows
+    (each 8 MiB handed to writeback, the one 16 MiB behind dropped), the
+    bytes stored are the bytes sent."""
+    f = make_file(os.path.join(tmpdir_path, "big.bin"), (40 << 20) + 17)
+    st, _, body = dripd.curl("-F", "file=@" + f, dripd.url("/v1/files/big"))
+    assert st == 202, body
+    up = json.loads(body)["uploads"][0]
+    assert up["media"]["size"] == (40 << 20) + 17
+    assert uploaded_bytes(dripd, up["media"]["id"], up["job"]["id"]) == read(f)
+
 def test_root_folder_and_trailing_slash(dripd, tmpdir_path):
     a = make_file(os.path.join(tmpdir_path, "root.txt"), 10)
     st, _, body = dripd.curl("-F", "file=@" + a, dripd.url("/v1/files"))
