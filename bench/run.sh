@@ -5,7 +5,7 @@
 #
 #   RUNS=3 (default)    runs per scenario and server
 #   SETTLE_S=65         wait before small-file phases (ext4 recently-deleted inodes)
-#   SKIP="tus idle"     scenarios to skip: put tus small get get100 download idle
+#   SKIP="tus idle"     scenarios to skip: put form tus small get get100 download idle
 #
 # Output: a table of ratios (dripd / anchor) with medians and spreads on
 # stdout, detail on stderr, and bench/results/latest.json.
@@ -52,6 +52,21 @@ if ! skip put; then
     echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_pipeline_rss"
     log "PUT run $i: nginx $(tail -1 "$R/nginx_put") MB/s, dripd $(tail -1 "$R/dripd_put") MB/s" \
         "(rss $(tail -1 "$R/dripd_put_rss") MiB), pipeline $(tail -1 "$R/dripd_pipeline_up") MB/s"
+  done
+fi
+
+# ---- 1 GiB browser-style upload (multipart/form-data): its ceiling is dripd's PUT -----
+if ! skip form; then
+  for i in $(seq 1 "$RUNS"); do
+    sync; quiet
+    out=$(curl -sS --max-time 600 -F "file=@$BIG" -H "$AUTH" -w '\n%{http_code} %{size_upload} %{time_total}\n' \
+          "$DURL/v1/files/form$i/")
+    read -r code bytes secs < <(echo "$out" | tail -1)
+    [ "$code" = 202 ] || die "dripd form upload $code: $out"
+    echo "$(mbps "$bytes" "$secs")" >> "$R/dripd_form"
+    job=$(echo "$out" | head -1 | jget 'd["uploads"][0]["job"]["id"]')
+    [ "$(wait_job "$job")" = done ] || die "form upload job $job"
+    log "form run $i: dripd $(tail -1 "$R/dripd_form") MB/s"
   done
 fi
 
@@ -160,6 +175,7 @@ fi
 # ---- report ------------------------------------------------------------------------------
 python3 "$HERE/report.py" "$R" "$ROOT/bench/results/latest.json" "$(busy_median)" <<EOF
 1 GiB PUT (MB/s)|dripd_put|nginx_put|0.9
+1 GiB form upload, curl -F / dripd's PUT (MB/s)|dripd_form|dripd_put|
 1 GiB tus upload (MB/s)|dripd_tus|tus_put|2.0
 1 GiB tus upload / client ceiling (a sink) (MB/s)|dripd_tus|tus_ceiling|
 4 KiB PUT, 64 conns (req/s)|dripd_put4k|nginx_put4k|0.5
