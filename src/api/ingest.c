@@ -940,33 +940,14 @@ static void jb_str(struct jbuf *b, const char *s)
             continue;
         jb_put(b, run, (size_t)(s - run));
         run = s + 1;
+        static const char named[] = "\"\\\b\f\n\r\t", letter[] = "\"\\bfnrt";
+        const char *k = strchr(named, c); /* c is not NUL here */
         char esc[8];
-        switch (c) {
-        case '"':
-            jb_lit(b, "\\\"");
-            break;
-        case '\\':
-            jb_lit(b, "\\\\");
-            break;
-        case '\b':
-            jb_lit(b, "\\b");
-            break;
-        case '\f':
-            jb_lit(b, "\\f");
-            break;
-        case '\n':
-            jb_lit(b, "\\n");
-            break;
-        case '\r':
-            jb_lit(b, "\\r");
-            break;
-        case '\t':
-            jb_lit(b, "\\t");
-            break;
-        default:
+        if (k != NULL)
+            snprintf(esc, sizeof esc, "\\%c", letter[k - named]);
+        else
             snprintf(esc, sizeof esc, "\\u%04X", c);
-            jb_lit(b, esc);
-        }
+        jb_lit(b, esc);
     }
     jb_put(b, run, (size_t)(s - run));
     jb_put(b, "\"", 1);

@@ -530,8 +530,18 @@ static int delimiter_seen(struct mp_parser *p)
     return 0;
 }
 
-/* Part data: pass runs through, hold back a possible delimiter start.
- * Returns bytes consumed (the delimiter included when found) or -err. */
+/* Go on matching the delimiter from p->matched with d[j..len): returns
+ * the index of the first byte that breaks the match, or len, or the index
+ * just past the delimiter when it is complete (p->matched == p->dlen). */
+static size_t match_delim(struct mp_parser *p, const char *d, size_t j, size_t len)
+{
+    while (j < len && p->matched < p->dlen && d[j] == p->delim[p->matched]) {
+        j++;
+        p->matched++;
+    }
+    return j;
+}
+
 /* Part data: d[0..len) in S_DATA. A delimiter can only start at a CR,
  * and the bytes that matched its prefix before a mismatch are data; when
  * they lie in d they stay in the run, so a buffer's data goes to
@@ -545,11 +555,9 @@ static ssize_t feed_data(struct mp_parser *p, const char *d, size_t len)
     size_t i = 0;
     if (p->matched > 0) { /* a match begun in the previous buffer */
         size_t carried = p->matched;
-        while (i < len && d[i] == p->delim[p->matched]) {
-            i++;
-            if (++p->matched == p->dlen)
-                return delimiter_seen(p) < 0 ? p->err : (ssize_t)i;
-        }
+        i = match_delim(p, d, 0, len);
+        if (p->matched == p->dlen)
+            return delimiter_seen(p) < 0 ? p->err : (ssize_t)i;
         if (i == len)
             return (ssize_t)i;
         p->matched = 0; /* d[i] broke it: the held bytes were data */
@@ -561,20 +569,15 @@ static ssize_t feed_data(struct mp_parser *p, const char *d, size_t len)
         const char *cr = memchr(d + i, '\r', len - i);
         if (cr == NULL)
             break;
-        size_t at = (size_t)(cr - d), j = at + 1;
+        size_t at = (size_t)(cr - d);
         p->matched = 1;
-        while (j < len && d[j] == p->delim[p->matched]) {
-            j++;
-            if (++p->matched == p->dlen) {
-                if (emit(p, d + start, at - start) < 0)
-                    return p->err;
-                return delimiter_seen(p) < 0 ? p->err : (ssize_t)j;
-            }
-        }
-        if (j == len) { /* the buffer ends inside a possible delimiter */
+        size_t j = match_delim(p, d, at + 1, len);
+        if (p->matched == p->dlen || j == len) { /* a delimiter, or maybe one */
             if (emit(p, d + start, at - start) < 0)
                 return p->err;
-            return (ssize_t)len;
+            if (p->matched < p->dlen)
+                return (ssize_t)len; /* the next buffer tells */
+            return delimiter_seen(p) < 0 ? p->err : (ssize_t)j;
         }
         p->matched = 0; /* d[at..j) were data; d[j] may start a delimiter */
         i = j;
