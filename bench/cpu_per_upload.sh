@@ -24,6 +24,10 @@
 # without it, ext4 without a journal (this VM's /) scans past the inodes
 # the previous run's cleanup deleted at every file create, which was 21-24%
 # of both processes' CPU in a profile (session 14).
+# Also the disk's work per upload over the same span (disk_stat, lib.sh:
+# the whole device, so other users' I/O counts too; compare builds in the
+# same run): write requests, ms the disk spent writing, cache flushes
+# (each fsync, fdatasync or syncfs ends in one) and ms flushing.
 # Output: one line per run on stderr (with the load average before it),
 # medians [min-max] per build on stdout.
 set -euo pipefail
@@ -58,7 +62,7 @@ for i in $(seq 1 "$RUNS"); do
 limits: {max_connections: 20000, keepalive_timeout: 300s}"
     http=$(role_pid dripd-http); pipe=$(role_pid dripd-pipeline)
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    d0=$(done_up); h0=$(ticks "$http"); p0=$(ticks "$pipe")
+    d0=$(done_up); h0=$(ticks "$http"); p0=$(ticks "$pipe"); read -r w0 wms0 f0 fms0 < <(disk_stat "$B")
     cs_snap "$http" > "$B/cs-http0"; cs_snap "$pipe" > "$B/cs-pipe0"; cs_snap "$DRIPD" > "$B/cs-sup0"
     pids=''
     if [ "${PERF:-0}" = 1 ]; then
@@ -76,7 +80,7 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
       $((d0 + N / 2 * 2)) 1800 || log "$((N / 2 * 2)) uploads were not done"
     kill -INT "$WRK" 2>/dev/null || true; wait "$WRK" || true; WRK=''
     wait_queue_empty || log "the queue did not empty"
-    h1=$(ticks "$http"); p1=$(ticks "$pipe"); n=$(($(done_up) - d0))
+    h1=$(ticks "$http"); p1=$(ticks "$pipe"); n=$(($(done_up) - d0)); read -r w1 wms1 f1 fms1 < <(disk_stat "$B")
     cs_snap "$http" > "$B/cs-http1"; cs_snap "$pipe" > "$B/cs-pipe1"; cs_snap "$DRIPD" > "$B/cs-sup1"
     cs_delta "$B/cs-sup0" "$B/cs-sup1" > "$B/cs-sup"
     cs_delta "$B/cs-http0" "$B/cs-http1" > "$B/cs-http"
@@ -90,7 +94,9 @@ $(awk -F, -v n=$n '/sys_enter/ {printf "%.1f", $1/n}' "$B/sys-pipe.txt")"
     fi
     echo "$b $n $(awk -v t=$((h1 - h0)) -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", t/hz*1e6/n}') \
 $(awk -v t=$((p1 - p0)) -v n=$n -v hz=$HZ 'BEGIN{printf "%.1f", t/hz*1e6/n}') \
-$(per_job "$B/cs-http" "$n") $(per_job "$B/cs-pipe" "$n") $(per_job "$B/cs-sup" "$n")$sys" >> "$R/runs"
+$(per_job "$B/cs-http" "$n") $(per_job "$B/cs-pipe" "$n") $(per_job "$B/cs-sup" "$n") \
+$(awk -v w=$((w1 - w0)) -v wms=$((wms1 - wms0)) -v f=$((f1 - f0)) -v fms=$((fms1 - fms0)) -v n=$n \
+  'BEGIN{printf "%.3f %.3f %.3f %.3f", w/n, wms/n, f/n, fms/n}')$sys" >> "$R/runs"
     if [ "${CTXSW_THREADS:-0}" = 1 ]; then
       for role in http pipe; do # one line per thread name (numbers folded: enc-N)
         awk -v b="$b" -v r="$role" -v n="$n" '{sub(/-[0-9]+$/, "-N", $1); v[$1] += $2; nv[$1] += $3}
@@ -105,6 +111,7 @@ done
 rm -rf "$B/dripd"
 # the columns of the rows above
 hdr="build uploads http_us/upload pipe_us/upload http_cs/upload pipe_cs/upload sup_cs/upload"
+hdr="$hdr disk_writes/upload disk_write_ms/upload flushes/upload flush_ms/upload"
 [ "${SYSCALLS:-0}" != 1 ] || hdr="$hdr http_sys/upload pipe_sys/upload"
 echo "$hdr"
 medians_by_build "$R/runs"

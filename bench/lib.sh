@@ -139,6 +139,17 @@ builds_parse() {
 role_pid() { local p; for p in $(pgrep -P "$DRIPD"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done; return 0; }
 # ticks PID: its utime + stime, in clock ticks (HZ a second)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# disk_stat DIR: the block device holding DIR (the whole disk, not the
+# partition), its /sys/block/<dev>/stat: "writes completed, ms writing,
+# flushes completed, ms flushing" (Documentation/block/stat.rst; flushes
+# are fields 16-17, kernel 5.5+; "0 0" where the kernel has none), the
+# whole device's (other users' I/O included).
+disk_stat() {
+  local src name
+  src=$(df --output=source "$1" | tail -1); name=$(basename "$src")
+  [ ! -e "/sys/class/block/$name/partition" ] || name=$(basename "$(readlink -f "/sys/class/block/$name/..")")
+  awk '{print $5, $8, (NF >= 17 ? $16 : 0), (NF >= 17 ? $17 : 0)}' "/sys/block/$name/stat" 2>/dev/null || echo "0 0 0 0"
+}
 HZ=$(getconf CLK_TCK)
 # medians_by_build FILE: for each build of NAMES, the median [min-max] of
 # each column of FILE's rows "BUILD v1 v2 ..." ("NA" stays NA)
