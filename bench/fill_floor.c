@@ -34,36 +34,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#define FLOOR_NAME "fill_floor"
+#include "floor.h"
+
 #define SEG (64u << 10) /* dripd's default pipeline.segment_size */
 #define TAG 16u
 #define CHUNK (4u * (SEG + TAG)) /* about 256 KiB of plaintext per read, as seal.c */
 
 static const unsigned char key[32] = {1, 2, 3};
 
-static void die(const char *what)
-{
-    fprintf(stderr, "fill_floor: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 static void nonce_of(unsigned char iv[12], unsigned idx)
 {
     memset(iv, 0, 12);
     iv[8] = (unsigned char)(idx >> 24), iv[9] = (unsigned char)(idx >> 16);
     iv[10] = (unsigned char)(idx >> 8), iv[11] = (unsigned char)idx;
-}
-
-static void write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            die("write");
-        c += w, n -= (size_t)w;
-    }
 }
 
 static void prepare(const char *dir, int n, size_t size)
@@ -96,21 +80,6 @@ static void prepare(const char *dir, int n, size_t size)
     EVP_CIPHER_CTX_free(c);
     free(plain);
     free(out);
-}
-
-static double cpu_s(void)
-{
-    struct rusage r;
-    getrusage(RUSAGE_SELF, &r);
-    return (double)r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + (double)r.ru_stime.tv_sec +
-           r.ru_stime.tv_usec / 1e6;
-}
-
-static double wall_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
 static void run(const char *dir, int n, size_t size)

@@ -32,40 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static void die(const char *what)
-{
-    fprintf(stderr, "store_floor: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static double cpu_us(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
-           ru.ru_stime.tv_usec;
-}
-
-static double wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            die("write");
-        c += w;
-        n -= (size_t)w;
-    }
-}
+#define FLOOR_NAME "store_floor"
+#include "floor.h"
 
 /* dripd's key shape: "<26-char ULID>_<yyyymmddThhmmssZ>.bin" */
 static void key_of(unsigned i, char *out, size_t len)
@@ -158,15 +126,15 @@ int main(int argc, char **argv)
     close(r);
     if (mkdir(dir, 0700) != 0)
         die("mkdir DIR");
-    double c0 = cpu_us(), w0 = wall_us();
+    double c0 = cpu_s(), w0 = wall_s();
     if (strcmp(mode, "files") == 0)
         run_files(dir, n, size, batch, buf);
     else if (strcmp(mode, "pack") == 0)
         run_pack(dir, n, size, batch, buf);
     else
         return 2;
-    printf("FLOOR mode=%s cpu_us=%.1f wall_us=%.1f\n", mode, (cpu_us() - c0) / n,
-           (wall_us() - w0) / n);
+    printf("FLOOR mode=%s cpu_us=%.1f wall_us=%.1f\n", mode, (cpu_s() - c0) * 1e6 / n,
+           (wall_s() - w0) * 1e6 / n);
     free(buf);
     return 0;
 }
