@@ -9,6 +9,10 @@
  *       O_EXCL), renamed into DIR/objects under its key; after every
  *       BATCH objects one syncfs of the file system and one fsync of
  *       DIR/objects (store_local.c: put_nosync, then sync)
+ *   store_floor tmpfile DIR N SIZE BATCH
+ *       the same without the work file: each object is an O_TMPFILE in
+ *       DIR/objects, linked in under its key (linkat of /proc/self/fd/N);
+ *       the same syncs per batch
  *   store_floor pack DIR N SIZE BATCH
  *       each object appended to DIR/pack (a 64-byte record header with
  *       its key and length, then its bytes; O_APPEND); after every BATCH
@@ -23,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +46,8 @@ static void key_of(unsigned i, char *out, size_t len)
     snprintf(out, len, "01JEXAMPLE%016u_20261207T060000Z.bin", i);
 }
 
-static void run_files(const char *dir, unsigned n, size_t size, unsigned batch, const char *buf)
+static void run_files(const char *dir, unsigned n, size_t size, unsigned batch, const char *buf,
+                      bool tmpfile)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/work", dir);
@@ -60,12 +66,19 @@ static void run_files(const char *dir, unsigned n, size_t size, unsigned batch, 
         char name[64], key[64];
         snprintf(name, sizeof name, "job%u.sealed", i);
         key_of(i, key, sizeof key);
-        int fd = openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int fd = tmpfile ? openat(objs, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600)
+                         : openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
             die("create");
         write_all(fd, buf + (i % 64), size);
-        if (renameat(work, name, objs, key) != 0)
+        if (tmpfile) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+            if (linkat(AT_FDCWD, proc, objs, key, AT_SYMLINK_FOLLOW) != 0)
+                die("linkat");
+        } else if (renameat(work, name, objs, key) != 0) {
             die("rename");
+        }
         fds[pending++] = fd;
         if (pending == batch || i + 1 == n) {
             if (syncfs(fds[0]) != 0 || fsync(objs) != 0)
@@ -110,7 +123,7 @@ static void run_pack(const char *dir, unsigned n, size_t size, unsigned batch, c
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: store_floor files|pack DIR N SIZE BATCH\n");
+        fprintf(stderr, "usage: store_floor files|tmpfile|pack DIR N SIZE BATCH\n");
         return 2;
     }
     const char *mode = argv[1], *dir = argv[2];
@@ -127,8 +140,8 @@ int main(int argc, char **argv)
     if (mkdir(dir, 0700) != 0)
         die("mkdir DIR");
     double c0 = cpu_s(), w0 = wall_s();
-    if (strcmp(mode, "files") == 0)
-        run_files(dir, n, size, batch, buf);
+    if (strcmp(mode, "files") == 0 || strcmp(mode, "tmpfile") == 0)
+        run_files(dir, n, size, batch, buf, strcmp(mode, "tmpfile") == 0);
     else if (strcmp(mode, "pack") == 0)
         run_pack(dir, n, size, batch, buf);
     else

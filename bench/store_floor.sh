@@ -3,8 +3,10 @@
 # machine at the least, one file per object (dripd's local store today)
 # against appending to one pack file (issue 15: what a pack store for
 # small objects would save), with nothing of dripd around either
-# (bench/store_floor.c says exactly what each mode does). The two modes
-# alternate, the order swapped every round, each run in a fresh
+# (bench/store_floor.c says exactly what each mode does), and between
+# them a file per object made with O_TMPFILE in the store directory and
+# linked in (no work file, no rename). The modes alternate, the order
+# reversed every round, each run in a fresh
 # directory; nothing is deleted before the end (a deletion slows the next
 # runs' file creation on ext4: anchors/lib.sh, "settle").
 #
@@ -28,8 +30,8 @@ trap 'rm -rf "$B"' EXIT
 cc -O2 -o "$B/store_floor" "$HERE/store_floor.c" || die "cannot build bench/store_floor.c"
 settle
 for i in $(seq 1 "$RUNS"); do
-  order="files pack"
-  [ $((i % 2)) = 1 ] || order="pack files"
+  order="files tmpfile pack"
+  [ $((i % 2)) = 1 ] || order="pack tmpfile files"
   for m in $order; do
     line=$("$B/store_floor" "$m" "$B/$m-$i" "$N" "$SIZE" "$BATCH")
     log "run $i: $line"
@@ -45,9 +47,10 @@ for l in open(sys.argv[1]):
 def f(v):
     v = sorted(v); return "%.1f [%.1f-%.1f]" % (st.median(v), v[0], v[-1])
 print("mode   cpu_us/object       wall_us/object")
-for m in ("files", "pack"):
+for m in ("files", "tmpfile", "pack"):
     print("%-6s %-19s %s" % (m, f(r[0] for r in rows[m]), f(r[1] for r in rows[m])))
-for k, name in ((0, "cpu"), (1, "wall")):
-    a = st.median(r[k] for r in rows["pack"]); b = st.median(r[k] for r in rows["files"])
-    print("pack / files, %s: %.2f" % (name, a / b))
+for m in ("tmpfile", "pack"):
+    for k, name in ((0, "cpu"), (1, "wall")):
+        a = st.median(r[k] for r in rows[m]); b = st.median(r[k] for r in rows["files"])
+        print("%s / files, %s: %.2f" % (m, name, a / b))
 PY
