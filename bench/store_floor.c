@@ -1,7 +1,8 @@
 /* bench/store_floor.c - what storing a small object durably costs here at
  * the least (issue 15), one file per object (what dripd's local store
- * does) against one pack file that objects are appended to (what it
- * could do), with nothing of dripd around either.
+ * does for all but small uploads) against one pack file that objects are
+ * appended to and against rows of an SQLite table (what it does for
+ * small uploads: .small.db), with nothing of dripd around any.
  *
  *   store_floor files DIR N SIZE BATCH
  *       as the pipeline's encrypt and store steps do for a small upload:
@@ -13,6 +14,11 @@
  *       the same without the work file: each object is an O_TMPFILE in
  *       DIR/objects, linked in under its key (linkat of /proc/self/fd/N);
  *       the same syncs per batch
+ *   store_floor sqlite DIR N SIZE BATCH
+ *       each object a row (key, blob) of one SQLite table in DIR/objects.db
+ *       (WAL, synchronous=FULL, the default autocheckpoint), a transaction
+ *       per BATCH objects: what keeping small objects in a database of the
+ *       store's own would cost
  *   store_floor pack DIR N SIZE BATCH
  *       each object appended to DIR/pack (a 64-byte record header with
  *       its key and length, then its bytes; O_APPEND); after every BATCH
@@ -36,6 +42,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #define FLOOR_NAME "store_floor"
 #include "floor.h"
@@ -120,10 +128,50 @@ static void run_pack(const char *dir, unsigned n, size_t size, unsigned batch, c
     close(fd);
 }
 
+static void sql(sqlite3 *db, const char *q)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, q, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, FLOOR_NAME ": %s: %s\n", q, msg ? msg : "?");
+        exit(1);
+    }
+}
+
+static void run_sqlite(const char *dir, unsigned n, size_t size, unsigned batch, const char *buf)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/objects.db", dir);
+    sqlite3 *db;
+    sqlite3_stmt *ins;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        die("sqlite3_open");
+    sql(db, "PRAGMA journal_mode=WAL");
+    sql(db, "PRAGMA synchronous=FULL");
+    sql(db, "CREATE TABLE o(key TEXT PRIMARY KEY, data BLOB NOT NULL)");
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO o VALUES(?1, ?2)", -1, &ins, NULL) !=
+        SQLITE_OK)
+        die("prepare");
+    for (unsigned i = 0; i < n; i++) {
+        char key[64];
+        key_of(i, key, sizeof key);
+        if (i % batch == 0)
+            sql(db, "BEGIN");
+        sqlite3_bind_text(ins, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 2, buf + (i % 64), (int)size, SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            die("insert");
+        sqlite3_reset(ins);
+        if ((i + 1) % batch == 0 || i + 1 == n)
+            sql(db, "COMMIT");
+    }
+    sqlite3_finalize(ins);
+    sqlite3_close(db);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: store_floor files|tmpfile|pack DIR N SIZE BATCH\n");
+        fprintf(stderr, "usage: store_floor files|tmpfile|sqlite|pack DIR N SIZE BATCH\n");
         return 2;
     }
     const char *mode = argv[1], *dir = argv[2];
@@ -142,6 +190,8 @@ int main(int argc, char **argv)
     double c0 = cpu_s(), w0 = wall_s();
     if (strcmp(mode, "files") == 0 || strcmp(mode, "tmpfile") == 0)
         run_files(dir, n, size, batch, buf, strcmp(mode, "tmpfile") == 0);
+    else if (strcmp(mode, "sqlite") == 0)
+        run_sqlite(dir, n, size, batch, buf);
     else if (strcmp(mode, "pack") == 0)
         run_pack(dir, n, size, batch, buf);
     else

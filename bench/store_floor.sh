@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/store_floor.sh: what a small object's durable store costs on this
-# machine at the least, one file per object (dripd's local store today)
-# against appending to one pack file (issue 15: what a pack store for
-# small objects would save), with nothing of dripd around either
-# (bench/store_floor.c says exactly what each mode does), and between
-# them a file per object made with O_TMPFILE in the store directory and
-# linked in (no work file, no rename). The modes alternate, the order
+# machine at the least, one file per object (dripd's local store for
+# all but small uploads) against appending to one pack file (issue 15:
+# what a pack store for small objects would save) and against rows of an
+# SQLite table (what the local store's .small.db does), with nothing of
+# dripd around any (bench/store_floor.c says exactly what each mode
+# does), and a file per object made with O_TMPFILE in the store
+# directory and linked in (no work file, no rename). The modes alternate, the order
 # reversed every round, each run in a fresh
 # directory; nothing is deleted before the end (a deletion slows the next
 # runs' file creation on ext4: anchors/lib.sh, "settle").
@@ -27,11 +28,11 @@ B=$ANCHOR/bench-store-floor
 rm -rf "$B"
 mkdir -p "$B"
 trap 'rm -rf "$B"' EXIT
-cc -O2 -o "$B/store_floor" "$HERE/store_floor.c" || die "cannot build bench/store_floor.c"
+cc -O2 -o "$B/store_floor" "$HERE/store_floor.c" -lsqlite3 || die "cannot build bench/store_floor.c"
 settle
 for i in $(seq 1 "$RUNS"); do
-  order="files tmpfile pack"
-  [ $((i % 2)) = 1 ] || order="pack tmpfile files"
+  order="files tmpfile sqlite pack"
+  [ $((i % 2)) = 1 ] || order="pack sqlite tmpfile files"
   for m in $order; do
     line=$("$B/store_floor" "$m" "$B/$m-$i" "$N" "$SIZE" "$BATCH")
     log "run $i: $line"
@@ -47,9 +48,9 @@ for l in open(sys.argv[1]):
 def f(v):
     v = sorted(v); return "%.1f [%.1f-%.1f]" % (st.median(v), v[0], v[-1])
 print("mode   cpu_us/object       wall_us/object")
-for m in ("files", "tmpfile", "pack"):
-    print("%-6s %-19s %s" % (m, f(r[0] for r in rows[m]), f(r[1] for r in rows[m])))
-for m in ("tmpfile", "pack"):
+for m in ("files", "tmpfile", "sqlite", "pack"):
+    print("%-7s %-19s %s" % (m, f(r[0] for r in rows[m]), f(r[1] for r in rows[m])))
+for m in ("tmpfile", "sqlite", "pack"):
     for k, name in ((0, "cpu"), (1, "wall")):
         a = st.median(r[k] for r in rows[m]); b = st.median(r[k] for r in rows["files"])
         print("%s / files, %s: %.2f" % (m, name, a / b))
