@@ -16,7 +16,7 @@
 #   BATCH: objects per sync (the pipeline's store stage syncs once per
 #          batch of up to 64 jobs)
 # Output: a line per run on stderr; per mode the median [min-max] of CPU
-# and wall time per object on stdout, and pack/files.
+# and wall time per object on stdout, and each mode against files.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/anchors/lib.sh"

@@ -1,6 +1,6 @@
 /* test_store_local.c - the local object store: atomic put, streaming get,
  * ranges, idempotent delete, listing, key validation, the sweep of what
- * puts cut short left. */
+ * puts cut short left, small objects kept as rows of .small.db. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -440,6 +440,177 @@ START_TEST(test_put_nosync_fd)
 }
 END_TEST
 
+static void *dup_bytes(const void *b, size_t len)
+{
+    void *m = xmalloc(len);
+    memcpy(m, b, len);
+    return m;
+}
+
+static int collect_keys(const char *key, uint64_t size, void *arg)
+{
+    char *seen = arg; /* "key=size;" ... */
+    snprintf(seen + strlen(seen), 4096 - strlen(seen), "%s=%llu;", key, (unsigned long long)size);
+    return 0;
+}
+
+START_TEST(test_put_nosync_mem)
+{
+    /* small objects from memory: nothing before the sync (no file ever),
+     * rows of .small.db after it that every read finds (exists, get,
+     * get_range, open_read from offset 0) and another handle sees; a
+     * second put of a key replaces it; list yields rows and files once
+     * each; delete removes the row and is idempotent */
+    char err[256];
+    static uint8_t a[4200], b[5000], c[300], back[8192];
+    dr_random(a, sizeof a);
+    dr_random(b, sizeof b);
+    dr_random(c, sizeof c);
+    const char *ka = "01JABCDEFGHJKMNPQRSTVWXYZ0_20261207T120000Z.jpg", *kb = "small-b";
+    ck_assert_int_eq(store_put_nosync_mem(st, ka, dup_bytes(c, sizeof c), sizeof c, err, sizeof err),
+                     0);
+    ck_assert_int_eq(store_put_nosync_mem(st, ka, dup_bytes(a, sizeof a), sizeof a, err, sizeof err),
+                     0);
+    ck_assert_int_eq(store_put_nosync_mem(st, kb, dup_bytes(b, sizeof b), sizeof b, err, sizeof err),
+                     0);
+    ck_assert_int_eq(store_exists(st, ka, NULL, err, sizeof err), 0); /* not before the sync */
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    char *file = xasprintf("%s/objects/%s", dir, ka);
+    ck_assert_int_eq(access(file, F_OK), -1); /* a row, never a file */
+    free(file);
+    uint64_t size = 0;
+    ck_assert_int_eq(store_exists(st, ka, &size, err, sizeof err), 1);
+    ck_assert_uint_eq(size, sizeof a); /* the second put */
+    char *dst = xasprintf("%s/dst", dir);
+    ck_assert_int_eq(store_get(st, kb, dst, err, sizeof err), 0);
+    ck_assert_uint_eq(read_file(dst, back, sizeof back), sizeof b);
+    ck_assert(memcmp(back, b, sizeof b) == 0);
+    uint8_t r[100];
+    ck_assert_int_eq(store_get_range(st, ka, 0, r, 100, err, sizeof err), 100);
+    ck_assert(memcmp(r, a, 100) == 0);
+    ck_assert_int_eq(store_get_range(st, ka, 2000, r, 100, err, sizeof err), 100);
+    ck_assert(memcmp(r, a + 2000, 100) == 0);
+    ck_assert_int_eq(store_get_range(st, ka, sizeof a - 10, r, 100, err, sizeof err), 10);
+    ck_assert(memcmp(r, a + sizeof a - 10, 10) == 0);
+    ck_assert_int_eq(store_get_range(st, ka, sizeof a + 10, r, 100, err, sizeof err), 0);
+    int fd = -1;
+    ck_assert_int_eq(store_open_read(st, ka, &fd, err, sizeof err), 0);
+    ck_assert_int_eq(dr_read_full(fd, back, sizeof back), (ssize_t)sizeof a);
+    ck_assert(memcmp(back, a, sizeof a) == 0);
+    /* another handle (another stage thread, another process) reads it */
+    struct dr_store *st2;
+    ck_assert_int_eq(store_open(cfg, &st2, err, sizeof err), 0);
+    ck_assert_int_eq(store_exists(st2, kb, &size, err, sizeof err), 1);
+    ck_assert_uint_eq(size, sizeof b);
+    /* a file object beside the rows: list yields each key once */
+    char *src = xasprintf("%s/src", dir);
+    write_file(src, c, sizeof c);
+    ck_assert_int_eq(store_put(st2, "a-file", src, err, sizeof err), 0);
+    char seen[4096] = "";
+    ck_assert_int_eq(store_list(st, collect_keys, seen, err, sizeof err), 0);
+    char want[4096];
+    snprintf(want, sizeof want, "%s=%zu;", ka, sizeof a);
+    ck_assert_msg(strstr(seen, want) != NULL, "%s", seen);
+    ck_assert_msg(strstr(seen, "small-b=5000;") != NULL, "%s", seen);
+    ck_assert_msg(strstr(seen, "a-file=300;") != NULL, "%s", seen);
+    int n = 0;
+    ck_assert_int_eq(store_list(st, count_keys, &n, err, sizeof err), 0);
+    ck_assert_int_eq(n, 3);
+    /* delete: the row goes (the open copy stays readable), twice is fine */
+    ck_assert_int_eq(store_delete(st2, ka, err, sizeof err), 0);
+    ck_assert_int_eq(store_exists(st, ka, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(store_delete(st, ka, err, sizeof err), 0);
+    ck_assert_int_eq(store_get(st, ka, dst, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(store_open_read(st, ka, &n, err, sizeof err), -ENOENT);
+    ck_assert_int_eq(pread(fd, back, 10, 0), 10);
+    ck_assert(memcmp(back, a, 10) == 0);
+    close(fd);
+    /* refused: a bad key, an object too big to be small; mem is taken */
+    ck_assert_int_eq(store_put_nosync_mem(st, "../x", xmalloc(10), 10, err, sizeof err), -EINVAL);
+    ck_assert_int_eq(
+        store_put_nosync_mem(st, "big", xmalloc(STORE_MEM_MAX + 1), STORE_MEM_MAX + 1, err,
+                             sizeof err),
+        -EOPNOTSUPP);
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    store_close(st2);
+    free(src);
+    free(dst);
+}
+END_TEST
+
+START_TEST(test_put_nosync_mem_bounded)
+{
+    /* at most 256 objects wait in memory: the next put commits them
+     * first, so another handle sees them before this one syncs; closing
+     * without a sync drops what waits (the caller never counted on it) */
+    char err[256];
+    uint8_t one[64];
+    dr_random(one, sizeof one);
+    for (int i = 0; i <= 256; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%03d", i);
+        ck_assert_int_eq(
+            store_put_nosync_mem(st, key, dup_bytes(one, sizeof one), sizeof one, err, sizeof err),
+            0);
+    }
+    struct dr_store *st2;
+    ck_assert_int_eq(store_open(cfg, &st2, err, sizeof err), 0);
+    int n = 0;
+    ck_assert_int_eq(store_list(st2, count_keys, &n, err, sizeof err), 0);
+    ck_assert_int_eq(n, 256);
+    store_close(st); /* k256 was never synced */
+    ck_assert_int_eq(store_open(cfg, &st, err, sizeof err), 0);
+    ck_assert_int_eq(store_exists(st2, "k256", NULL, err, sizeof err), 0);
+    ck_assert_int_eq(store_exists(st2, "k255", NULL, err, sizeof err), 1);
+    store_close(st2);
+}
+END_TEST
+
+struct mem_writer {
+    int id;
+    int rc;
+};
+
+static void *mem_writer_main(void *arg)
+{
+    struct mem_writer *w = arg;
+    char err[256];
+    struct dr_store *s;
+    w->rc = store_open(cfg, &s, err, sizeof err);
+    for (int batch = 0; batch < 20 && w->rc == 0; batch++) {
+        for (int i = 0; i < 16 && w->rc == 0; i++) {
+            char key[64];
+            snprintf(key, sizeof key, "w%d-%d-%d", w->id, batch, i);
+            w->rc = store_put_nosync_mem(s, key, xcalloc(1, 100), 100, err, sizeof err);
+        }
+        if (w->rc == 0)
+            w->rc = store_sync(s, err, sizeof err);
+    }
+    store_close(s);
+    return NULL;
+}
+
+START_TEST(test_put_nosync_mem_threads)
+{
+    /* stage threads commit their batches side by side (the first of them
+     * makes the database): every batch lands, none is refused as busy */
+    pthread_t th[4];
+    struct mem_writer w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct mem_writer){.id = i, .rc = -1};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, mem_writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].rc, 0);
+    }
+    char err[256];
+    int n = 0;
+    ck_assert_int_eq(store_list(st, count_keys, &n, err, sizeof err), 0);
+    ck_assert_int_eq(n, 4 * 20 * 16);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -453,6 +624,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_put_of_the_same_file_again_leaves_nothing);
     tcase_add_test(tc, test_put_nosync_batch);
     tcase_add_test(tc, test_put_nosync_fd);
+    tcase_add_test(tc, test_put_nosync_mem);
+    tcase_add_test(tc, test_put_nosync_mem_bounded);
+    tcase_add_test(tc, test_put_nosync_mem_threads);
     suite_add_tcase(s, tc);
     return s;
 }

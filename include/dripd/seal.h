@@ -116,6 +116,14 @@ int seal_mem_at(const void *mem, size_t len, const char *what, int out_dirfd, co
                 const struct seal_params *p, struct seal_result *res, int *out_fd, char *err,
                 size_t errlen);
 
+/* seal_mem_at into memory, no file: the sealed object, res->object_size
+ * bytes, in *out (malloc'd, the caller's; NULL on failure). For a small
+ * upload kept in the local store's database (store_put_nosync_mem): at
+ * most SEAL_MEM_MAX bytes of plaintext, sealed in one chunk. */
+#define SEAL_MEM_MAX (64u << 10)
+int seal_mem_buf(const void *mem, size_t len, const char *what, const struct seal_params *p,
+                 struct seal_result *res, uint8_t **out, char *err, size_t errlen);
+
 /* Parse and authenticate the header at the start of buf (len bytes): the
  * magic, the fields, the wrapped key (unwrapped with master) and the header
  * tag. 0 and *out filled (caller clears it); -EMSGSIZE when buf is shorter

@@ -59,6 +59,11 @@ struct dr_store_ops {
      * (store_put_nosync_fd). */
     int (*put_nosync_fd)(struct dr_store *st, const char *key, int src_dirfd, const char *src_name,
                          const char *src_path, int fd, bool *moved, char *err, size_t errlen);
+    /* Optional (NULL: not supported): put_nosync of a small sealed object
+     * held in memory (len <= STORE_MEM_MAX bytes at mem, malloc'd), which
+     * the store takes, on success and on failure (store_put_nosync_mem). */
+    int (*put_nosync_mem)(struct dr_store *st, const char *key, void *mem, size_t len, char *err,
+                          size_t errlen);
     /* Optional (NULL: not supported): a read-only fd on the object itself,
      * for backends whose objects are local files, so a reader needs no
      * copy (see store_open_read). */
@@ -117,6 +122,19 @@ int store_put_nosync(struct dr_store *st, const char *key, const char *src_path,
 int store_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd, const char *src_name,
                         const char *src_path, int fd, uint64_t size, bool *moved, char *err,
                         size_t errlen);
+/* Small objects (issue 15): a backend that keeps them apart from files
+ * (local: rows of <dir>/.small.db, store_local.c) takes a sealed object
+ * from memory, so that a small upload makes no file at all: no inode, no
+ * rename, and a batch's objects made durable by one commit.
+ * store_takes_mem(cfg): whether the configured backend does (then the
+ * pipeline seals an inline body of at most STORE_MEM_MAX bytes of object
+ * into memory: seal_mem_buf). store_put_nosync_mem: as store_put_nosync,
+ * durable after the next store_sync; mem (len bytes, malloc'd) is the
+ * store's, on success and on failure; measured as a put. */
+#define STORE_MEM_MAX (80u << 10)
+bool store_takes_mem(const struct dr_config *cfg);
+int store_put_nosync_mem(struct dr_store *st, const char *key, void *mem, size_t len, char *err,
+                         size_t errlen);
 int store_sync(struct dr_store *st, char *err, size_t errlen);
 int store_get(struct dr_store *st, const char *key, const char *dst_path, char *err, size_t errlen);
 long store_get_range(struct dr_store *st, const char *key, uint64_t offset, void *buf, size_t len,

@@ -101,7 +101,10 @@ struct pl_job {
     int obj_fd;                 /* download: the local object, opened by fetch for decrypt;
                                    upload: the sealed scratch file, made by encrypt in this
                                    process and handed to store (which takes it); -1 none */
-    uint64_t obj_size;          /* upload: obj_fd's bytes */
+    void *obj_mem;              /* upload: the sealed object in memory (encrypt of an inline
+                                   body, store_takes_mem), handed to store, which takes it;
+                                   NULL none */
+    uint64_t obj_size;          /* upload: obj_fd's or obj_mem's bytes */
     bool sealed_moved;          /* upload: the store moved the sealed file in (nothing to remove) */
     bool scratch_body;          /* upload: job.spool_path is a copy of its bytes this process
                                    wrote (an inline or fetched staged body: pipeline_staged.h),

@@ -8,7 +8,10 @@
  *            go into the object header and, committed by the caller with
  *            the next stage, into the media row (catalog_jobs_step).
  *            Next: "store" with the sealed path, and the sealed file's fd
- *            in the job (j->obj_fd, seal_fd_at).
+ *            in the job (j->obj_fd, seal_fd_at); or, an inline body when
+ *            the store keeps small objects apart (store_takes_mem: the
+ *            local store's .small.db), the sealed object in memory
+ *            (j->obj_mem, seal_mem_buf) and no file at all.
  *            The sealed file is scratch: not fsynced (see store).
  *            work/<job>.plain is looked for only when one may exist
  *            (pc->plains, j->no_plain: see pipeline.h).
@@ -16,7 +19,8 @@
  *            file; store_put_nosync_fd with encrypt's fd when the job was
  *            sealed in this process: the local store moves the file in by
  *            its name in work/ and syncs that fd, no lookup or open of its
- *            own); the worker's store_sync for the whole batch makes the
+ *            own; store_put_nosync_mem with encrypt's j->obj_mem, which
+ *            the store takes); the worker's store_sync for the whole batch makes the
  *            objects durable (local: one syncfs + one directory fsync, or
  *            the fsync of the object, which for a hard link is the scratch
  *            file itself, when it is alone), then the key is committed
@@ -171,9 +175,19 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
     const char *sealed_name;
     int sealed_dir = pl_at(pc, sealed, &sealed_name);
     int out_fd = -1;
-    rc = in < 0 ? seal_mem_at(j->job.body, j->job.body_len, src, sealed_dir, sealed_name, &sp, &res,
-                              &out_fd, err, errlen)
-                : seal_fd_at(in, src, sealed_dir, sealed_name, &sp, &res, &out_fd, err, errlen);
+    uint8_t *out_mem = NULL;
+    /* an inline body into memory when the store keeps small objects apart
+     * (store_takes_mem): no file at all; the work path recorded stays
+     * the name it would have had, which a resumed store step finds absent
+     * (seal again) */
+    bool mem = in < 0 && store_takes_mem(pc->cfg) && j->job.body_len <= SEAL_MEM_MAX;
+    if (mem)
+        rc = seal_mem_buf(j->job.body, j->job.body_len, src, &sp, &res, &out_mem, err, errlen);
+    else if (in < 0)
+        rc = seal_mem_at(j->job.body, j->job.body_len, src, sealed_dir, sealed_name, &sp, &res,
+                         &out_fd, err, errlen);
+    else
+        rc = seal_fd_at(in, src, sealed_dir, sealed_name, &sp, &res, &out_fd, err, errlen);
     memset(dk, 0, sizeof dk);
     if (rc != 0)
         goto out;
@@ -182,13 +196,18 @@ int pl_upload_encrypt(struct pl_tls *t, struct pl_job *j, char **work_path_out, 
         snprintf(err, errlen, "%s file %s has %llu bytes, the upload had %llu",
                  src == plain ? "stripped" : "spool", src, (unsigned long long)res.size,
                  (unsigned long long)want);
-        close(out_fd);
-        unlinkat(sealed_dir, sealed_name, 0);
+        if (out_fd >= 0) {
+            close(out_fd);
+            unlinkat(sealed_dir, sealed_name, 0);
+        }
+        free(out_mem);
         goto out;
     }
     if (j->obj_fd >= 0)
         close(j->obj_fd); /* an earlier run's (the store did not take it) */
+    free(j->obj_mem);
     j->obj_fd = out_fd;
+    j->obj_mem = out_mem;
     j->obj_size = res.object_size;
     /* committed with the job's next stage, before anything is stored */
     j->upd.sealed = true;
@@ -279,7 +298,12 @@ int pl_upload_store(struct pl_tls *t, struct pl_job *j, char **work_path_out, ch
      * sealed file may move into the store. Sealed here, it comes as the
      * fd encrypt made it with, named relative to work/; else (resumed,
      * retried) by its path. */
-    if (j->obj_fd >= 0) {
+    if (j->obj_mem != NULL) {
+        void *mem = j->obj_mem;
+        j->obj_mem = NULL; /* the store's now, whatever happens */
+        rc = store_put_nosync_mem(t->store, key, mem, j->obj_size, err, errlen);
+        j->sealed_moved = true; /* no file was made */
+    } else if (j->obj_fd >= 0) {
         const char *name;
         int dir = pl_at(pc, j->job.work_path, &name);
         int fd = j->obj_fd;

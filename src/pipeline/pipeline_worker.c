@@ -392,6 +392,7 @@ static void free_job(struct pl_job *j)
 {
     if (j->obj_fd >= 0)
         close(j->obj_fd);
+    free(j->obj_mem);
     if (j->media != NULL) {
         dr_media_clear(j->media);
         free(j->media);

@@ -817,14 +817,16 @@ static uint32_t chunk_segs(uint32_t seg, uint64_t nseg)
     return nseg < k ? (uint32_t)(nseg ? nseg : 1) : k;
 }
 
-/* seal_file, seal_fd_at and seal_mem_at: in is open (the caller closes
- * it), or, with mem, -1 and the plaintext is mem's mem_len bytes; in_path
- * names it in messages; out_path is relative to out_dirfd (AT_FDCWD: as
- * is). With out_fd, a sealed scratch file is handed over open instead of
- * closed. */
+/* seal_file, seal_fd_at, seal_mem_at and seal_mem_buf: in is open (the
+ * caller closes it), or, with mem, -1 and the plaintext is mem's mem_len
+ * bytes; in_path names it in messages; out_path is relative to out_dirfd
+ * (AT_FDCWD: as is). With out_fd, a sealed scratch file is handed over
+ * open instead of closed. With out_buf (and out_path NULL), no file: the
+ * sealed object is handed over in memory, one chunk at most. */
 static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *in_path,
                      int out_dirfd, const char *out_path, const struct seal_params *p,
-                     struct seal_result *res, int *out_fd, char *err, size_t errlen)
+                     struct seal_result *res, int *out_fd, uint8_t **out_buf, char *err,
+                     size_t errlen)
 {
     int rc = 0, out = -1;
     uint8_t *hdr = NULL, *ibufs = NULL, *obuf = NULL;
@@ -835,7 +837,9 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     bool hs_on = false;
     /* scratch: written in place, no temporary name (one directory entry
      * made instead of two); see seal.h */
-    char *tmp = p->scratch ? xstrdup(out_path) : xasprintf("%s.tmp", out_path);
+    char *tmp = out_buf != NULL ? NULL
+                : p->scratch ? xstrdup(out_path)
+                             : xasprintf("%s.tmp", out_path);
     uint32_t seg = p->segment_size;
     struct seal_result unused;
     if (res == NULL)
@@ -871,6 +875,10 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
      * first and its meta block again at the end (3 syscalls -> 1 for a
      * 4 KiB upload, issue 15). */
     bool single = (uint64_t)k >= nseg;
+    if (out_buf != NULL && !single) {
+        rc = fail(err, errlen, -EFBIG, "seal: %s too large to seal in memory", in_path);
+        goto out;
+    }
     if (!single && mem == NULL)
         posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 
@@ -885,15 +893,15 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     /* scratch: a new inode, never the old one (the store may have taken
      * it); an old file is rare, so create first and unlink only then */
     int oflags = O_WRONLY | O_CREAT | (p->scratch ? O_EXCL : O_TRUNC) | O_CLOEXEC;
-    out = openat(out_dirfd, tmp, oflags, 0600);
-    if (out < 0 && errno == EEXIST && p->scratch) {
+    out = out_buf != NULL ? -1 : openat(out_dirfd, tmp, oflags, 0600);
+    if (out < 0 && out_buf == NULL && errno == EEXIST && p->scratch) {
         if (unlinkat(out_dirfd, tmp, 0) != 0 && errno != ENOENT) {
             rc = fail(err, errlen, -errno, "unlink %s: %s", tmp, strerror(errno));
             goto out;
         }
         out = openat(out_dirfd, tmp, oflags, 0600);
     }
-    if (out < 0) {
+    if (out < 0 && out_buf == NULL) {
         rc = fail(err, errlen, -errno, "create %s: %s", tmp, strerror(errno));
         goto out;
     }
@@ -909,7 +917,10 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     unsigned nbufs = threaded ? RING : 1; /* inline hashing is done with a buffer at once */
     ibufs = mem == NULL ? xmalloc(ichunk * nbufs) : NULL; /* mem is read where it lies */
     size_t pre = single ? hl : 0;                         /* room for the header in front */
-    obuf = xmalloc(pre + ichunk + (size_t)k * SEAL_TAG_LEN);
+    /* one chunk: exactly the object (a small one kept in memory by the
+     * caller holds no more than its own bytes) */
+    obuf = xmalloc(single ? pre + (size_t)size + (size_t)(nseg ? nseg : 1) * SEAL_TAG_LEN
+                          : pre + ichunk + (size_t)k * SEAL_TAG_LEN);
     c = EVP_CIPHER_CTX_new();
     int hrc = hasher_init(&hs, threaded);
     hs_on = true;
@@ -994,29 +1005,32 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     }
     if (single) {
         memcpy(obuf, hdr, hl);
-        rc = dr_write_all(out, obuf, hl + body);
+        rc = out_buf != NULL ? 0 : dr_write_all(out, obuf, hl + body);
     } else {
         rc = dr_pwrite_all(out, hdr + V2_CLEAR_LEN, vh.meta_len + SEAL_TAG_LEN, V2_CLEAR_LEN);
     }
-    if (rc == 0 && !p->scratch && fsync(out) != 0)
+    if (rc == 0 && out_buf == NULL && !p->scratch && fsync(out) != 0)
         rc = -errno;
     if (rc != 0) {
         fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
         goto out;
     }
-    if (p->scratch && out_fd != NULL) {
+    if (out_buf != NULL) {
+        *out_buf = obuf; /* the caller's now (a store keeps it) */
+        obuf = NULL;
+    } else if (p->scratch && out_fd != NULL) {
         *out_fd = out; /* the caller's now (a store syncs it) */
     } else {
         close(out);
     }
     out = -1;
-    if (!p->scratch && renameat(out_dirfd, tmp, out_dirfd, out_path) != 0) {
+    if (out_buf == NULL && !p->scratch && renameat(out_dirfd, tmp, out_dirfd, out_path) != 0) {
         rc = fail(err, errlen, -errno, "rename %s: %s", tmp, strerror(errno));
         goto out;
     }
-    if (!p->scratch && out_dirfd == AT_FDCWD)
+    if (out_buf == NULL && !p->scratch && out_dirfd == AT_FDCWD)
         dr_fsync_parent(out_path);
-    else if (!p->scratch)
+    else if (out_buf == NULL && !p->scratch)
         fsync(out_dirfd);
     res->size = size;
     dr_hex(res->sha256, 32, res->sha256_hex);
@@ -1025,7 +1039,7 @@ out:
     pager_stop(&pg);
     if (out >= 0)
         close(out);
-    if (rc != 0)
+    if (rc != 0 && tmp != NULL)
         unlinkat(out_dirfd, tmp, 0);
     if (hs_on)
         hasher_finish(&hs, NULL);
@@ -1047,7 +1061,7 @@ int seal_file(const char *in_path, const char *out_path, const struct seal_param
     int in = open(in_path, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return fail(err, errlen, -errno, "open %s: %s", in_path, strerror(errno));
-    int rc = seal_core(in, NULL, 0, in_path, AT_FDCWD, out_path, p, res, NULL, err, errlen);
+    int rc = seal_core(in, NULL, 0, in_path, AT_FDCWD, out_path, p, res, NULL, NULL, err, errlen);
     close(in);
     return rc;
 }
@@ -1059,7 +1073,7 @@ int seal_fd_at(int in, const char *in_path, int out_dirfd, const char *out_name,
     *out_fd = -1;
     if (!p->scratch)
         return fail(err, errlen, -EINVAL, "seal: seal_fd_at makes scratch files only");
-    return seal_core(in, NULL, 0, in_path, out_dirfd, out_name, p, res, out_fd, err, errlen);
+    return seal_core(in, NULL, 0, in_path, out_dirfd, out_name, p, res, out_fd, NULL, err, errlen);
 }
 
 int seal_mem_at(const void *mem, size_t len, const char *what, int out_dirfd, const char *out_name,
@@ -1069,7 +1083,17 @@ int seal_mem_at(const void *mem, size_t len, const char *what, int out_dirfd, co
     *out_fd = -1;
     if (!p->scratch || mem == NULL)
         return fail(err, errlen, -EINVAL, "seal: seal_mem_at makes scratch files of bytes");
-    return seal_core(-1, mem, len, what, out_dirfd, out_name, p, res, out_fd, err, errlen);
+    return seal_core(-1, mem, len, what, out_dirfd, out_name, p, res, out_fd, NULL, err, errlen);
+}
+
+int seal_mem_buf(const void *mem, size_t len, const char *what, const struct seal_params *p,
+                 struct seal_result *res, uint8_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (mem == NULL || len > SEAL_MEM_MAX)
+        return fail(err, errlen, -EINVAL, "seal: seal_mem_buf seals at most %u bytes of memory",
+                    (unsigned)SEAL_MEM_MAX);
+    return seal_core(-1, mem, len, what, AT_FDCWD, NULL, p, res, NULL, out, err, errlen);
 }
 
 /* ---- unsealing ---- */

@@ -114,6 +114,27 @@ int store_put_nosync_fd(struct dr_store *st, const char *key, int src_dirfd, con
     return rc;
 }
 
+bool store_takes_mem(const struct dr_config *cfg)
+{
+    return cfg->storage.backend == DR_STORE_LOCAL;
+}
+
+int store_put_nosync_mem(struct dr_store *st, const char *key, void *mem, size_t len, char *err,
+                         size_t errlen)
+{
+    if (st->ops->put_nosync_mem == NULL || len > STORE_MEM_MAX) {
+        free(mem);
+        snprintf(err, errlen, "%s store: cannot put %zu bytes from memory", st->ops->name, len);
+        return -EOPNOTSUPP;
+    }
+    uint64_t t0 = dr_mono_ns();
+    int rc = st->ops->put_nosync_mem(st, key, mem, len, err, errlen);
+    observe(DR_SOP_PUT, t0, rc);
+    if (rc == 0 && g_metrics != NULL)
+        metrics_add(&g_metrics->store_bytes_up, len);
+    return rc;
+}
+
 int store_sync(struct dr_store *st, char *err, size_t errlen)
 {
     return st->ops->sync != NULL ? st->ops->sync(st, err, errlen) : 0;

@@ -33,6 +33,7 @@ import subprocess
 import threading
 import time
 
+import objstore
 from conftest import DRIPD, USERS, Notify, deep_merge, wait_until
 from lossyfs_lib import Lossyfs
 
@@ -50,6 +51,11 @@ TARGETS = [
     ("store: fsync", "fsync", "/work/", 3),
     ("store: rename", "rename", "/objects/", 3),
     ("store: dir fsync", "fsyncdir", "/objects", 3),
+    # small objects are rows of objects/.small.db, an SQLite WAL (issue 15;
+    # objstore.py): its commits are the store's puts and deletes of them
+    ("store: small db WAL write", "write", "/objects/.small.db-wal", 12),
+    ("store: small db commit", "fsync", "/objects/.small.db-wal", 6),
+    ("store: small db checkpoint", "fsync", "/objects/.small.db", 2),
     ("catalog: WAL write", "write", "/catalog.db-wal", 12),
     ("catalog: commit", "fsync", "/catalog.db-wal", 6),
     ("catalog: checkpoint", "fsync", "/catalog.db", 2),
@@ -717,17 +723,16 @@ class Cluster:
                          "it started:\n%s" % (", ".join(leftovers()[:10]), "\n".join(
                              self.log_grep(r"store: remov|==== cut %d" % self.cut_no))))
         keys = {m[4] for m in media.values() if m[4]}
-        for name in (os.listdir(odir) if os.path.isdir(odir) else []):
-            if name.startswith("."):
-                continue
-            elif name not in keys and re.split(r"[_~.]", name)[0] not in media:
+        # every object: files and rows of objects/.small.db (objstore.py);
+        # temporary files and the database's own start with '.', never keys
+        for name in sorted(objstore.keys(odir)):
+            if name not in keys and re.split(r"[_~.]", name)[0] not in media:
                 # (keys: "<media>_<created><ext>", variants "<media>~<name>.<ext>",
                 # metadata "<media>.meta" and trash marks "<media>.trash": as scrub)
                 self.orphans.add(name)  # scrub must report it (final_check)
 
     def objects_dir(self):
-        return self.config.get("storage", {}).get("local", {}).get("path") or \
-            os.path.join(self.data_dir, "objects")
+        return objstore.objects_dir(self)
 
     def evict(self, up):
         """Drop the node's cache entry (as the evictor may): the next
@@ -759,7 +764,7 @@ class Cluster:
         reported = {o["key"] for o in doc.get("orphans", [])}
         odir = self.objects_dir()
         for name in sorted(self.orphans):
-            if os.path.exists(os.path.join(odir, name)) and name not in reported:
+            if objstore.exists(odir, name) and name not in reported:
                 self.problem("objects/%s belongs to no media and scrub did not report it" % name)
 
 

@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.parse
 
+import objstore
 from conftest import make_file, wait_until
 from httpraw import Conn
 
@@ -331,13 +332,11 @@ def test_corrupt_object_is_502(dripd):
     m = upload(d, "/c/corrupt.bin", local)
     # the original's object, <id>_<version>.bin: random bytes can look like
     # media to the type check now and then and get a "<id>.meta" beside it
-    objs = glob.glob(os.path.join(d.data_dir, "objects", "**", m["id"] + "_*"), recursive=True)
+    # (a file or a row of objects/.small.db: objstore.py)
+    od = objstore.objects_dir(d)
+    objs = objstore.matching(od, m["id"] + "_*")
     assert len(objs) == 1, objs
-    with open(objs[0], "r+b") as f:
-        f.seek(os.path.getsize(objs[0]) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    objstore.flip(od, objs[0], objstore.size(od, objs[0]) // 2)
     cache = os.path.join(d.data_dir, "cache", m["id"])
     if os.path.exists(cache):
         os.unlink(cache)

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+import objstore
 from conftest import DRIPCTL, ROOT, make_file, same_file, wait_until
 
 
@@ -190,15 +191,11 @@ def test_scrub_clean_then_corrupt(dripd, tmpdir_path):
     r = ctl(dripd, "--json", "scrub", check=True)
     doc = json.loads(r.stdout)
     assert doc["state"] == "done" and doc["checked"] == 3 and doc["corrupt"] == [] and doc["missing"] == []
-    # Corrupt one stored object: flip a byte in its middle.
-    objdir = os.path.join(dripd.data_dir, "objects")
-    victim = sorted(p for p in os.listdir(objdir) if p.startswith(ids[1]))[0]
-    path = os.path.join(objdir, victim)
-    with open(path, "r+b") as f:
-        f.seek(os.path.getsize(path) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    # Corrupt one stored object: flip a byte in its middle (wherever it is:
+    # a file or a row of objects/.small.db, objstore.py).
+    objdir = objstore.objects_dir(dripd)
+    victim = objstore.matching(objdir, ids[1] + "*")[0]
+    objstore.flip(objdir, victim, objstore.size(objdir, victim) // 2)
     r = ctl(dripd, "--json", "scrub")
     assert r.returncode == 1
     doc = json.loads(r.stdout)

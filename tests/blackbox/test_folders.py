@@ -12,6 +12,7 @@ import urllib.parse
 
 import pytest
 
+import objstore
 from conftest import ARTIFACTS, DRIPCTL, ROOT, wait_until
 from pgutil import pg_config, pg_db, pg_server  # noqa: F401
 
@@ -43,11 +44,11 @@ def listing(dripd, folder, user="alice"):
 
 
 def objects(dripd):
-    root = os.path.join(dripd.data_dir, "objects")
+    """The object keys in the local store: files and rows of
+    objects/.small.db (objstore.py)."""
     # staging-*: a PostgreSQL catalog's staged upload bodies (docs/CLUSTER.md),
     # not media objects; their collector deletes them on its own clock
-    return {f for _, _, fs in os.walk(root) for f in fs
-            if not f.startswith(".") and not f.startswith("staging-")}
+    return {k for k in objstore.keys(objstore.objects_dir(dripd)) if not k.startswith("staging-")}
 
 
 def test_make_an_empty_folder(dripd):

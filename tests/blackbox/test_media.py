@@ -1,11 +1,11 @@
 """Media API black-box tests: listing, get, move/rename, delete, shares,
 jobs and download warm-up, against the real daemon with curl."""
-import glob
 import hashlib
 import os
 import re
 import urllib.parse
 
+import objstore
 from conftest import make_file, wait_until
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -28,7 +28,9 @@ def get_media(d, mid, user="alice"):
 
 
 def objects_for(d, mid):
-    return glob.glob(os.path.join(d.data_dir, "objects", "**", mid + "*"), recursive=True)
+    """The media's object keys (original, variants, metadata, trash mark):
+    files and rows of objects/.small.db (objstore.py)."""
+    return objstore.matching(objstore.objects_dir(d), mid + "*")
 
 
 def test_listing_aggregates_folders(dripd):

@@ -24,6 +24,7 @@ import time
 
 import pytest
 
+import objstore
 from conftest import DRIPD, Notify, make_file, pids_of, same_file, wait_until
 
 SEG = 64 * 1024
@@ -56,8 +57,9 @@ def upload(d, local, remote, user="alice"):
 
 
 def objects_of(d, media_id):
-    od = os.path.join(d.data_dir, "objects")
-    return [os.path.join(od, n) for n in os.listdir(od) if n.startswith(media_id + "_")]
+    """The keys of the media's original object(s) in the local store, files
+    or rows of objects/.small.db (objstore.py)."""
+    return sorted(k for k in objstore.keys(objstore.objects_dir(d)) if k.startswith(media_id + "_"))
 
 
 def cache_file(d, media_id):
@@ -97,11 +99,9 @@ def test_round_trip(dripd, size):
     # exactly one object, sealed: starts with the magic, no plaintext inside
     objs = objects_of(dripd, mid)
     assert len(objs) == 1, objs
-    osize = os.path.getsize(objs[0])
+    blob = objstore.read(objstore.objects_dir(dripd), objs[0])
     nseg = max(1, -(-size // SEG))
-    assert osize > size + 16 * nseg
-    with open(objs[0], "rb") as f:
-        blob = f.read()
+    assert len(blob) > size + 16 * nseg
     assert blob[:6] == b"DRIPD1"
     if size >= 64:
         with open(src, "rb") as f:
@@ -148,7 +148,8 @@ def test_download_job_warms_cache(dripd):
     assert same_file(src, cache_file(dripd, mid))
     # the local store's object is decrypted where it is: no scratch copy
     (obj,) = objects_of(dripd, mid)
-    assert metric(dripd, "dripd_store_downloaded_bytes_total") - before == os.path.getsize(obj)
+    assert metric(dripd, "dripd_store_downloaded_bytes_total") - before == objstore.size(
+        objstore.objects_dir(dripd), obj)
     assert "job %s: media %s decrypted into the cache (in place)" % (djid, mid) in dripd.log_text()
     assert os.listdir(os.path.join(dripd.data_dir, "work")) == []
     # a second download with a fresh entry passes it on ("original"): no store read
@@ -156,6 +157,62 @@ def test_download_job_warms_cache(dripd):
     job = dripd.wait_job(download_job(dripd, mid))
     assert job["state"] == "done"
     assert metric(dripd, "dripd_store_downloaded_bytes_total") == before
+
+
+def test_small_objects_are_rows_of_the_small_db(dripd):
+    """Issue 15: the sealed object of a small upload (a body kept inline, at
+    most INLINE_MAX bytes) is a row of objects/.small.db (WAL), keyed by the
+    name its file would have had, not a file; a larger one stays a file.
+    Both download byte for byte from the store, and a DELETE removes the row."""
+    od = objstore.objects_dir(dripd)
+    small = make_file(os.path.join(dripd.dir, "small.bin"), 4 << 10)
+    large = make_file(os.path.join(dripd.dir, "large.bin"), 100 << 10)
+    s_mid, s_jid = upload(dripd, small, "/small/s.bin")
+    l_mid, l_jid = upload(dripd, large, "/small/l.bin")
+    for mid, jid in ((s_mid, s_jid), (l_mid, l_jid)):
+        assert dripd.wait_job(jid)["state"] == "done"
+        assert dripd.json("GET", "/v1/media/" + mid, expect=200)[1]["state"] == "available"
+
+    # the database: WAL mode, table objects(key, data)
+    assert os.path.isfile(objstore.db_path(od))
+    c = sqlite3.connect("file:%s?mode=ro" % objstore.db_path(od), uri=True, timeout=10)
+    try:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        cols = [(r[1], r[2].upper(), r[3], r[5]) for r in c.execute("PRAGMA table_info(objects)")]
+    finally:
+        c.close()
+    assert cols == [("key", "TEXT", 1, 1), ("data", "BLOB", 1, 0)], cols
+
+    # the small one: a row, sealed (no plaintext in it), and no file
+    (s_key,) = objects_of(dripd, s_mid)
+    assert objstore.in_db(od, s_key), (s_key, sorted(objstore.db_keys(od)))
+    assert not os.path.exists(os.path.join(od, s_key)), s_key
+    assert s_key not in objstore.file_keys(od)
+    blob = objstore.read(od, s_key)
+    assert blob[:6] == b"DRIPD1" and len(blob) > (4 << 10) + 16
+    with open(small, "rb") as f:
+        plain = f.read()
+    assert plain[:64] not in blob and plain[-64:] not in blob
+    # the large one: a file, and no row
+    (l_key,) = objects_of(dripd, l_mid)
+    assert os.path.isfile(os.path.join(od, l_key)) and not objstore.in_db(od, l_key), l_key
+
+    # both download byte for byte, decrypted from the store (not the cache)
+    fills = metric(dripd, "dripd_cache_fills_total") or 0
+    for mid, src in ((s_mid, small), (l_mid, large)):
+        if os.path.exists(cache_file(dripd, mid)):
+            os.unlink(cache_file(dripd, mid))
+        out = os.path.join(dripd.dir, "out-" + mid)
+        assert get_content(dripd, mid, out) == 200
+        assert same_file(src, out), mid
+    assert metric(dripd, "dripd_cache_fills_total") == fills + 2
+
+    # a DELETE removes the small media's row; the large file stays
+    st, _, body = dripd.curl("-X", "DELETE", dripd.url("/v1/media/" + s_mid))
+    assert st == 204, body
+    assert not objstore.in_db(od, s_key) and not objstore.exists(od, s_key)
+    assert objects_of(dripd, s_mid) == []
+    assert objects_of(dripd, l_mid) == [l_key] and objstore.is_file(od, l_key)
 
 
 def metric(d, name):
@@ -191,13 +248,10 @@ def _assert_never_wrong_bytes(dripd, mid, src):
 
 def test_flipped_byte_detected(dripd):
     src, mid, obj = _stored(dripd, 5 * SEG + 100, "flip.bin")
-    hdr_len = int.from_bytes(open(obj, "rb").read(12)[8:12], "big")
+    od = objstore.objects_dir(dripd)
+    hdr_len = int.from_bytes(objstore.read(od, obj)[8:12], "big")
     off = hdr_len + 3 * (SEG + 16) + 777  # inside segment 3
-    with open(obj, "r+b") as f:
-        f.seek(off)
-        b = f.read(1)
-        f.seek(off)
-        f.write(bytes([b[0] ^ 0x01]))
+    objstore.flip(od, obj, off, 0x01)
     job = dripd.wait_job(download_job(dripd, mid))
     assert job["state"] == "failed", job
     assert "object corrupt: segment 3 tag mismatch" in job["error"], job
@@ -209,14 +263,11 @@ def test_flipped_header_byte_detected(dripd):
     # docs/FORMAT.md, version 2: offset 82 is in the clear nonce prefix (the
     # meta block's associated data), 100 inside the encrypted media id
     for i, off in enumerate((82, 100)):
+        # 1000 bytes: a small object, a row of objects/.small.db (objstore.py)
         src, mid, obj = _stored(dripd, 1000, "hflip%d.bin" % i)
-        with open(obj, "rb") as f:
-            assert int.from_bytes(f.read(8)[6:8], "big") == 2
-        with open(obj, "r+b") as f:
-            f.seek(off)
-            b = f.read(1)
-            f.seek(off)
-            f.write(bytes([b[0] ^ 0x04]))
+        od = objstore.objects_dir(dripd)
+        assert int.from_bytes(objstore.read(od, obj)[6:8], "big") == 2
+        objstore.flip(od, obj, off, 0x04)
         job = dripd.wait_job(download_job(dripd, mid))
         assert job["state"] == "failed" and "header tag mismatch" in job["error"], (off, job)
         _assert_never_wrong_bytes(dripd, mid, src)
@@ -224,16 +275,17 @@ def test_flipped_header_byte_detected(dripd):
 
 def test_truncation_detected(dripd):
     src, mid, obj = _stored(dripd, 4 * SEG, "trunc.bin")
-    hdr_len = int.from_bytes(open(obj, "rb").read(12)[8:12], "big")
-    os.truncate(obj, hdr_len + 3 * (SEG + 16))  # drop the last segment exactly
+    od = objstore.objects_dir(dripd)
+    hdr_len = int.from_bytes(objstore.read(od, obj)[8:12], "big")
+    objstore.truncate(od, obj, hdr_len + 3 * (SEG + 16))  # drop the last segment exactly
     job = dripd.wait_job(download_job(dripd, mid))
     assert job["state"] == "failed" and "truncated" in job["error"], job
     _assert_never_wrong_bytes(dripd, mid, src)
 
 
 def test_missing_object_fails_cleanly(dripd):
-    src, mid, obj = _stored(dripd, 10, "gone.bin")
-    os.unlink(obj)
+    src, mid, obj = _stored(dripd, 10, "gone.bin")  # a row of objects/.small.db
+    assert objstore.delete(objstore.objects_dir(dripd), obj)
     job = dripd.wait_job(download_job(dripd, mid))
     assert job["state"] == "failed" and "missing from the store" in job["error"], job
 
@@ -413,14 +465,18 @@ def test_leftovers_of_cut_puts_are_swept_at_start(dripd_factory):
     .tmp-<random>-<key> file in objects/ that nothing else removes: the
     pipeline worker sweeps them when it starts; objects stay."""
     d = dripd_factory()
-    src = make_file(os.path.join(d.dir, "s.bin"), 5000)
+    # more than INLINE_MAX: the object is a file (a small one would be a row
+    # of objects/.small.db, put with no temporary file), so the leftovers
+    # below are those of a put of a file, linked to it as a real one's are
+    src = make_file(os.path.join(d.dir, "s.bin"), INLINE_MAX + 5000)
     mid, jid = upload(d, src, "/sweep/s.bin")
     assert d.wait_job(jid)["state"] == "done"
     (obj,) = objects_of(d, mid)
+    od = objstore.objects_dir(d)
+    assert objstore.is_file(od, obj) and not objstore.in_db(od, obj)
     d.stop()
-    od = os.path.join(d.data_dir, "objects")
-    left = [os.path.join(od, ".tmp-%016x-%s" % (i, os.path.basename(obj))) for i in range(2)]
-    os.link(obj, left[0])  # a put cut after its link
+    left = [os.path.join(od, ".tmp-%016x-%s" % (i, obj)) for i in range(2)]
+    os.link(os.path.join(od, obj), left[0])  # a put cut after its link
     with open(left[1], "wb") as f:  # one cut in its copy
         f.write(b"partial")
     after = d.log_size()

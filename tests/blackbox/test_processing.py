@@ -14,6 +14,7 @@ import urllib.parse
 
 import pytest
 
+import objstore
 from conftest import DRIPCTL, DRIPD, ROOT, make_file, pids_of, wait_until
 
 
@@ -505,10 +506,11 @@ def test_hang_is_killed_helper_is_a_child_and_variants_pend(dripd_factory, media
 def test_delete_removes_variant_objects(dripd, media_dir):
     local = os.path.join(media_dir, "alpha.png")
     mid, _ = upload(dripd, local, "/del.png")
-    objs = os.path.join(dripd.data_dir, "objects")
-    assert len(glob.glob(os.path.join(objs, "**", mid + "~*"), recursive=True)) == 2
+    # (objects as files or rows of objects/.small.db: objstore.py)
+    objs = objstore.objects_dir(dripd)
+    assert len(objstore.matching(objs, mid + "~*")) == 2
     dripd.json("DELETE", "/v1/media/" + mid, expect=204)
-    assert glob.glob(os.path.join(objs, "**", mid + "*"), recursive=True) == []
+    assert objstore.matching(objs, mid + "*") == []
     assert glob.glob(os.path.join(dripd.data_dir, "cache", mid + "*")) == []
 
 
@@ -596,8 +598,8 @@ def rebuild_from_store(d, drop_cache=False):
 
 def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
     mid, _ = upload(dripd, os.path.join(media_dir, "pic.webp"), "/s/pic.webp")
-    objs = glob.glob(os.path.join(dripd.data_dir, "objects", "**", mid + "~thumb*"),
-                     recursive=True)
+    od = objstore.objects_dir(dripd)
+    objs = objstore.matching(od, mid + "~thumb*")
     assert len(objs) == 1
     before = variants(media(dripd, mid))
     # rebuild: the variant rows come back from the objects alone
@@ -609,11 +611,7 @@ def test_scrub_and_rebuild_cover_variants(dripd, media_dir):
             assert after[name][k] == before[name][k], (name, k, after[name], before[name])
     assert fetch(dripd, mid, "thumb", None)[0] == 200
     # scrub: a damaged variant object is found
-    with open(objs[0], "r+b") as f:
-        f.seek(-20, os.SEEK_END)
-        b = f.read(1)
-        f.seek(-20, os.SEEK_END)
-        f.write(bytes([b[0] ^ 0xFF]))
+    objstore.flip(od, objs[0], -20)
     dripd.json("POST", "/v1/admin/scrub", expect=202)
 
     def done():
@@ -640,9 +638,9 @@ def test_rebuild_restores_metadata(dripd, media_dir):
     assert photo["metadata"]["camera"] == "Pixel 7" and photo["metadata"]["height"] == 4000
     assert clip["metadata"]["duration_ms"] > 0
     assert {v["state"] for v in broken["variants"]} == {"failed"}
-    objs = os.path.join(dripd.data_dir, "objects")
-    metas = glob.glob(os.path.join(objs, "**", "*.meta"), recursive=True)
-    assert sorted(os.path.basename(p) for p in metas) == sorted(m + ".meta" for m in ids[:3])
+    objs = objstore.objects_dir(dripd)
+    metas = objstore.matching(objs, "*.meta")
+    assert metas == sorted(m + ".meta" for m in ids[:3])
     out = rebuild_from_store(dripd)
     assert "4 media restored (and 4 variants, 3 metadata)" in out, out
     for mid in ids:
@@ -652,11 +650,7 @@ def test_rebuild_restores_metadata(dripd, media_dir):
         want.pop("uploaded_at")
         assert after == want, (mid, after, want)
     # a damaged metadata object is skipped with a reason; the rest comes back
-    with open(metas[0], "r+b") as f:
-        f.seek(-20, os.SEEK_END)
-        b = f.read(1)
-        f.seek(-20, os.SEEK_END)
-        f.write(bytes([b[0] ^ 0xFF]))
+    objstore.flip(objs, metas[0], -20)
     out = rebuild_from_store(dripd)
     assert "(and 4 variants, 2 metadata)" in out and "1 metadata objects not readable" in out, out
 

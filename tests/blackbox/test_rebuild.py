@@ -14,6 +14,7 @@ import shutil
 import subprocess
 
 
+import objstore
 from conftest import DRIPD, ROOT, make_file, same_file, wait_until
 from s3util import aws, s3_config, s3rver  # noqa: F401
 
@@ -188,8 +189,7 @@ def test_rebuild_keeps_versions_and_the_trash(dripd_factory, tmp_path):
     x_new = put("/v/x.txt", b"x new")
     st, doc, _ = d.json("DELETE", "/v1/folders?path=/f", expect=200)
     assert doc["trash"] is True
-    marks = {f for _, _, fs in os.walk(os.path.join(d.data_dir, "objects")) for f in fs
-             if f.endswith(".trash")}
+    marks = {k for k in objstore.keys(objstore.objects_dir(d)) if k.endswith(".trash")}
     assert marks == {m + ".trash" for m in (t, x_old, f1, f2)}, marks
     st, before, _ = d.json("GET", "/v1/media/%s/versions" % ids[2])
     assert [v["id"] for v in before["versions"]] == [ids[2], ids[1], ids[0]]
@@ -218,8 +218,7 @@ def test_rebuild_keeps_versions_and_the_trash(dripd_factory, tmp_path):
     st, _h, body = d.curl(d.url("/v1/media/%s/content" % f2))
     assert st == 200 and body == b"2"
     assert d.json("GET", "/v1/media?folder=/f/sub", expect=200)[1]["files"][0]["id"] == f2
-    marks = {f for _, _, fs in os.walk(os.path.join(d.data_dir, "objects")) for f in fs
-             if f.endswith(".trash")}
+    marks = {k for k in objstore.keys(objstore.objects_dir(d)) if k.endswith(".trash")}
     assert marks == {m + ".trash" for m in (t, x_old)}, marks
 
 
@@ -288,7 +287,7 @@ def test_version_1_objects_rebuild_download_and_scrub(dripd_factory, tmp_path):
             os.unlink(os.path.join(d.data_dir, f))
     with open(os.path.join(d.data_dir, "master.key"), "w") as f:
         f.write(V1_KEY + "\n")
-    objdir = os.path.join(d.data_dir, "objects")
+    objdir = objstore.objects_dir(d)
     keys = {}
     for name, mid, path, _ct, _plain in V1:
         keys[mid] = "%s_20241130T205320Z%s" % (mid, os.path.splitext(path)[1])
@@ -312,22 +311,17 @@ def test_version_1_objects_rebuild_download_and_scrub(dripd_factory, tmp_path):
     assert st == 202, doc
     new_id = doc["media"]["id"]
     assert d.wait_job(doc["job"]["id"])["state"] == "done"
-    new_obj = [p for p in os.listdir(objdir) if p.startswith(new_id)]
-    assert len(new_obj) == 1, os.listdir(objdir)
-    with open(os.path.join(objdir, new_obj[0]), "rb") as f:
-        raw = f.read()
+    # 5000 bytes: a row of objects/.small.db, not a file (objstore.py)
+    new_obj = objstore.matching(objdir, new_id + "*")
+    assert len(new_obj) == 1, sorted(objstore.keys(objdir))
+    raw = objstore.read(objdir, new_obj[0])
     assert raw[:8] == b"DRIPD1\x00\x02", raw[:8]
     for secret in (b"alice", b"secret-folder", b"new-upload", new_id.encode()):
         assert secret not in raw, secret
     # scrub reads both versions, then finds the damaged version-1 object
     doc = scrub(d)
     assert doc["checked"] == 3 and doc["corrupt"] == [] and doc["missing"] == [], doc
-    victim = os.path.join(objdir, keys[V1[0][1]])
-    with open(victim, "r+b") as f:
-        f.seek(1500)
-        b = f.read(1)
-        f.seek(1500)
-        f.write(bytes([b[0] ^ 0x10]))
+    objstore.flip(objdir, keys[V1[0][1]], 1500, 0x10)
     doc = scrub(d)
     assert [c["id"] for c in doc["corrupt"]] == [V1[0][1]], doc
     assert doc["checked"] == 3, doc

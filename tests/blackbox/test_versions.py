@@ -13,6 +13,7 @@ import urllib.parse
 
 import pytest
 
+import objstore
 from conftest import ARTIFACTS, ROOT, wait_until
 from pgutil import pg_config, pg_db, pg_server  # noqa: F401
 
@@ -64,18 +65,17 @@ def files(d, folder="/", user="alice"):
 
 
 def objects(d):
-    """The media objects in the local store (not the trash marks)."""
-    root = os.path.join(d.data_dir, "objects")
+    """The media objects in the local store (not the trash marks): files and
+    rows of objects/.small.db (objstore.py)."""
     # staging-*: a PostgreSQL catalog's staged upload bodies (docs/CLUSTER.md),
     # not media objects; their collector deletes them on its own clock
-    return {f for _, _, fs in os.walk(root) for f in fs
-            if not f.startswith(".") and not f.endswith(".trash") and not f.startswith("staging-")}
+    return {k for k in objstore.keys(objstore.objects_dir(d))
+            if not k.endswith(".trash") and not k.startswith("staging-")}
 
 
 def marks(d):
     """The ids with a trash mark ("<id>.trash") in the local store."""
-    root = os.path.join(d.data_dir, "objects")
-    return {f[:-len(".trash")] for _, _, fs in os.walk(root) for f in fs if f.endswith(".trash")}
+    return {k[:-len(".trash")] for k in objstore.keys(objstore.objects_dir(d)) if k.endswith(".trash")}
 
 
 def test_if_match_replaces_and_412_when_stale(dripd):
