@@ -6,6 +6,9 @@
 #   BUILDS="A=path/to/bin B=..."  directories holding a dripd (default this tree's bin)
 #   RUNS=3 N=20000 CLIENTS=16   N uploads (wrk keep-alive, 2 threads)
 #   PERF=1   also perf record -g both processes (B/perf-<role>-<run>.data)
+#   PERF_CG="--call-graph dwarf -F 499"  perf's call-graph options instead
+#            of -g (Debian's libsqlite3 and libc keep no frame pointers:
+#            only dwarf unwinding attributes their time to callers)
 #   SYSCALLS=1  also count syscalls (perf stat -e raw_syscalls:sys_enter)
 #   CTXSW_THREADS=1  also the context switches per thread name (enc-N: all
 #               the enc threads), per process, voluntary and not
@@ -66,8 +69,10 @@ limits: {max_connections: 20000, keepalive_timeout: 300s}"
     cs_snap "$http" > "$B/cs-http0"; cs_snap "$pipe" > "$B/cs-pipe0"; cs_snap "$DRIPD" > "$B/cs-sup0"
     pids=''
     if [ "${PERF:-0}" = 1 ]; then
-      perf record -g -o "$B/perf-http-$i$b.data" -p "$http" >/dev/null 2>&1 & pids="$pids $!"
-      perf record -g -o "$B/perf-pipe-$i$b.data" -p "$pipe" >/dev/null 2>&1 & pids="$pids $!"
+      # shellcheck disable=SC2086 # PERF_CG is several words
+      perf record ${PERF_CG:--g} -o "$B/perf-http-$i$b.data" -p "$http" >/dev/null 2>&1 & pids="$pids $!"
+      # shellcheck disable=SC2086
+      perf record ${PERF_CG:--g} -o "$B/perf-pipe-$i$b.data" -p "$pipe" >/dev/null 2>&1 & pids="$pids $!"
     fi
     if [ "${SYSCALLS:-0}" = 1 ]; then
       perf stat -e raw_syscalls:sys_enter -x, -o "$B/sys-http.txt" -p "$http" & pids="$pids $!"

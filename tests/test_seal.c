@@ -250,8 +250,9 @@ START_TEST(test_seal_mem_at)
 {
     /* seal_mem_at: the same object from bytes in memory (an inline body)
      * as seal_fd_at makes from a file of them, for a small body, one of
-     * several segments, and one past the single-write size; scratch only */
-    static const size_t sizes[] = {1, 4096, 16384, 70000, 300000};
+     * several segments, the most seal_mem_buf takes, and one past the
+     * single-write size; scratch only */
+    static const size_t sizes[] = {1, 4096, 16384, SEAL_MEM_MAX, 70000, 300000};
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     ck_assert_int_ge(dfd, 0);
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
@@ -279,64 +280,38 @@ START_TEST(test_seal_mem_at)
         uint8_t *b = read_all(back, &n);
         ck_assert_uint_eq(n, sizes[k]);
         ck_assert(memcmp(b, p, n) == 0);
+        free(b);
+        /* seal_mem_buf: the same object in memory, made nowhere else
+         * (up to SEAL_MEM_MAX bytes of plaintext; beyond, refused) */
+        uint8_t *mem = (uint8_t *)"x";
+        int mrc = seal_mem_buf(p, sizes[k], "(inline body)", &sp, &got, &mem, err, sizeof err);
+        if (sizes[k] > SEAL_MEM_MAX) {
+            ck_assert_int_eq(mrc, -EINVAL);
+            ck_assert_ptr_null(mem);
+        } else {
+            ck_assert_msg(mrc == 0, "%zu: %s", sizes[k], err);
+            ck_assert_uint_eq(got.object_size, (uint64_t)a.st_size); /* the same layout */
+            write_all(obj, mem, got.object_size);
+            free(mem);
+            ck_assert_str_eq(got.sha256_hex, want.sha256_hex);
+            ck_assert_msg(unseal_file(obj, back, master, got.sha256_hex, NULL, err, sizeof err) ==
+                              0,
+                          "%s", err);
+            b = read_all(back, &n);
+            ck_assert_uint_eq(n, sizes[k]);
+            ck_assert(memcmp(b, p, n) == 0);
+            free(b);
+        }
         sp.scratch = false;
         ck_assert_int_eq(
             seal_mem_at(p, sizes[k], "x", dfd, "mobj2", &sp, &got, &out, err, sizeof err), -EINVAL);
         ck_assert_int_eq(out, -1);
-        free(b);
         free(p);
         free(plain);
         free(obj);
         free(back);
     }
     close(dfd);
-}
-END_TEST
-
-START_TEST(test_seal_mem_buf)
-{
-    /* seal_mem_buf: the object seal_mem_at makes, in memory and nowhere
-     * else (it unseals to the same bytes and hash), for a byte, a small
-     * upload, several segments, and the largest it takes; one more byte
-     * is refused */
-    static const size_t sizes[] = {1, 4096, 16384, 40000, SEAL_MEM_MAX};
-    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-        char *plain = pth("bplain"), *obj = pth("bobj"), *back = pth("bback");
-        struct seal_result want, got;
-        uint8_t *p = make_sealed(sizes[k], 16384, plain, obj, &want);
-        uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-        struct seal_params sp = rescratch_params(dk, wk);
-        sp.segment_size = 16384;
-        char err[256] = "";
-        uint8_t *mem = NULL;
-        ck_assert_msg(seal_mem_buf(p, sizes[k], "(inline body)", &sp, &got, &mem, err,
-                                   sizeof err) == 0,
-                      "%zu: %s", sizes[k], err);
-        ck_assert_ptr_nonnull(mem);
-        ck_assert_str_eq(got.sha256_hex, want.sha256_hex);
-        ck_assert_uint_eq(got.size, sizes[k]);
-        write_all(obj, mem, got.object_size); /* the bytes a store would keep */
-        ck_assert_msg(unseal_file(obj, back, master, got.sha256_hex, NULL, err, sizeof err) == 0,
-                      "%s", err);
-        size_t n;
-        uint8_t *b = read_all(back, &n);
-        ck_assert_uint_eq(n, sizes[k]);
-        ck_assert(memcmp(b, p, n) == 0);
-        free(b);
-        free(mem);
-        free(p);
-        free(plain);
-        free(obj);
-        free(back);
-    }
-    uint8_t dk[DR_KEY_LEN], wk[DR_WRAPPED_KEY_LEN];
-    struct seal_params sp = rescratch_params(dk, wk);
-    uint8_t *big = xcalloc(1, SEAL_MEM_MAX + 1), *mem = (uint8_t *)1;
-    char err[256] = "";
-    ck_assert_int_eq(seal_mem_buf(big, SEAL_MEM_MAX + 1, "x", &sp, NULL, &mem, err, sizeof err),
-                     -EINVAL);
-    ck_assert_ptr_null(mem);
-    free(big);
 }
 END_TEST
 
@@ -797,7 +772,6 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_scratch_is_written_anew);
     tcase_add_test(tc, test_seal_fd_at);
     tcase_add_test(tc, test_seal_mem_at);
-    tcase_add_test(tc, test_seal_mem_buf);
     tcase_add_test(tc, test_round_trip_edges);
     tcase_add_test(tc, test_every_byte_flip_detected);
     tcase_add_test(tc, test_tags_only_detects_every_flip_and_cut);

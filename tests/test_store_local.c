@@ -467,12 +467,12 @@ START_TEST(test_put_nosync_mem)
     dr_random(b, sizeof b);
     dr_random(c, sizeof c);
     const char *ka = "01JABCDEFGHJKMNPQRSTVWXYZ0_20261207T120000Z.jpg", *kb = "small-b";
-    ck_assert_int_eq(store_put_nosync_mem(st, ka, dup_bytes(c, sizeof c), sizeof c, err, sizeof err),
-                     0);
-    ck_assert_int_eq(store_put_nosync_mem(st, ka, dup_bytes(a, sizeof a), sizeof a, err, sizeof err),
-                     0);
-    ck_assert_int_eq(store_put_nosync_mem(st, kb, dup_bytes(b, sizeof b), sizeof b, err, sizeof err),
-                     0);
+    ck_assert_int_eq(
+        store_put_nosync_mem(st, ka, dup_bytes(c, sizeof c), sizeof c, err, sizeof err), 0);
+    ck_assert_int_eq(
+        store_put_nosync_mem(st, ka, dup_bytes(a, sizeof a), sizeof a, err, sizeof err), 0);
+    ck_assert_int_eq(
+        store_put_nosync_mem(st, kb, dup_bytes(b, sizeof b), sizeof b, err, sizeof err), 0);
     ck_assert_int_eq(store_exists(st, ka, NULL, err, sizeof err), 0); /* not before the sync */
     ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
     char *file = xasprintf("%s/objects/%s", dir, ka);
@@ -527,10 +527,9 @@ START_TEST(test_put_nosync_mem)
     close(fd);
     /* refused: a bad key, an object too big to be small; mem is taken */
     ck_assert_int_eq(store_put_nosync_mem(st, "../x", xmalloc(10), 10, err, sizeof err), -EINVAL);
-    ck_assert_int_eq(
-        store_put_nosync_mem(st, "big", xmalloc(STORE_MEM_MAX + 1), STORE_MEM_MAX + 1, err,
-                             sizeof err),
-        -EOPNOTSUPP);
+    ck_assert_int_eq(store_put_nosync_mem(st, "big", xmalloc(STORE_MEM_MAX + 1), STORE_MEM_MAX + 1,
+                                          err, sizeof err),
+                     -EOPNOTSUPP);
     ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
     store_close(st2);
     free(src);

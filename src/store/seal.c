@@ -838,8 +838,8 @@ static int seal_core(int in, const uint8_t *mem, uint64_t mem_len, const char *i
     /* scratch: written in place, no temporary name (one directory entry
      * made instead of two); see seal.h */
     char *tmp = out_buf != NULL ? NULL
-                : p->scratch ? xstrdup(out_path)
-                             : xasprintf("%s.tmp", out_path);
+                : p->scratch    ? xstrdup(out_path)
+                                : xasprintf("%s.tmp", out_path);
     uint32_t seg = p->segment_size;
     struct seal_result unused;
     if (res == NULL)
