@@ -568,22 +568,24 @@ END_TEST
 struct mem_writer {
     int id;
     int rc;
+    char err[256];
 };
 
 static void *mem_writer_main(void *arg)
 {
     struct mem_writer *w = arg;
-    char err[256];
+    char *err = w->err;
+    const size_t errlen = sizeof w->err;
     struct dr_store *s;
-    w->rc = store_open(cfg, &s, err, sizeof err);
+    w->rc = store_open(cfg, &s, err, errlen);
     for (int batch = 0; batch < 20 && w->rc == 0; batch++) {
         for (int i = 0; i < 16 && w->rc == 0; i++) {
             char key[64];
             snprintf(key, sizeof key, "w%d-%d-%d", w->id, batch, i);
-            w->rc = store_put_nosync_mem(s, key, xcalloc(1, 100), 100, err, sizeof err);
+            w->rc = store_put_nosync_mem(s, key, xcalloc(1, 100), 100, err, errlen);
         }
         if (w->rc == 0)
-            w->rc = store_sync(s, err, sizeof err);
+            w->rc = store_sync(s, err, errlen);
     }
     store_close(s);
     return NULL;
@@ -601,7 +603,7 @@ START_TEST(test_put_nosync_mem_threads)
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
-        ck_assert_int_eq(w[i].rc, 0);
+        ck_assert_msg(w[i].rc == 0, "writer %d: %d %s", i, w[i].rc, w[i].err);
     }
     char err[256];
     int n = 0;

@@ -191,22 +191,31 @@ static int small_open(struct local_store *ls, bool create, char *err, size_t err
     }
     char *path = xasprintf("%s/" SMALL_DB, ls->dir);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    /* A writer sets the database up (WAL, which is persistent, and the
+     * table) under the process's write mutex: two threads switching a
+     * new file to WAL at once get "database is locked" at once, without
+     * the busy handler. A reader only opens what a writer made. */
+    if (create)
+        pthread_mutex_lock(&small_write_mu);
     int src = sqlite3_open_v2(path, &ls->db, flags, NULL);
     free(path);
     if (src == SQLITE_OK) {
         sqlite3_busy_timeout(ls->db, SMALL_BUSY_MS);
-        src = sqlite3_exec(ls->db,
-                           dr_test_skip_sync("store") ? "PRAGMA journal_mode=WAL;"
-                                                        "PRAGMA synchronous=OFF;"
-                                                      : "PRAGMA journal_mode=WAL;"
-                                                        "PRAGMA synchronous=FULL;",
-                           NULL, NULL, NULL);
+        if (create)
+            src = sqlite3_exec(ls->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     }
+    if (src == SQLITE_OK)
+        src = sqlite3_exec(ls->db,
+                           dr_test_skip_sync("store") ? "PRAGMA synchronous=OFF"
+                                                      : "PRAGMA synchronous=FULL",
+                           NULL, NULL, NULL);
     if (src == SQLITE_OK && create)
         src = sqlite3_exec(ls->db,
                            "CREATE TABLE IF NOT EXISTS objects("
                            "key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL)",
                            NULL, NULL, NULL);
+    if (create)
+        pthread_mutex_unlock(&small_write_mu);
     const unsigned pf = SQLITE_PREPARE_PERSISTENT;
     if (src == SQLITE_OK)
         src = sqlite3_prepare_v3(ls->db, "SELECT data FROM objects WHERE key=?1", -1, pf,
