@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dripd/config.h"
@@ -612,6 +613,53 @@ START_TEST(test_put_nosync_mem_threads)
 }
 END_TEST
 
+START_TEST(test_put_nosync_mem_two_processes)
+{
+    /* the http worker deletes rows while the pipeline commits batches:
+     * two processes on one database, neither refused (busy handler, BEGIN
+     * IMMEDIATE), and what each did is there afterwards */
+    char err[256];
+    for (int i = 0; i < 200; i++) { /* rows for the child to delete */
+        char key[32];
+        snprintf(key, sizeof key, "old%03d", i);
+        ck_assert_int_eq(store_put_nosync_mem(st, key, xcalloc(1, 50), 50, err, sizeof err), 0);
+    }
+    ck_assert_int_eq(store_sync(st, err, sizeof err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct dr_store *c;
+        char cerr[256];
+        int rc = store_open(cfg, &c, cerr, sizeof cerr);
+        for (int i = 0; i < 200 && rc == 0; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "old%03d", i);
+            rc = store_delete(c, key, cerr, sizeof cerr);
+        }
+        if (rc != 0)
+            fprintf(stderr, "child: %d %s\n", rc, cerr);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int rc = 0;
+    for (int batch = 0; batch < 40 && rc == 0; batch++) {
+        for (int i = 0; i < 16 && rc == 0; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "new%02d-%02d", batch, i);
+            rc = store_put_nosync_mem(st, key, xcalloc(1, 4200), 4200, err, sizeof err);
+        }
+        if (rc == 0)
+            rc = store_sync(st, err, sizeof err);
+    }
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int n = 0;
+    ck_assert_int_eq(store_list(st, count_keys, &n, err, sizeof err), 0);
+    ck_assert_int_eq(n, 40 * 16); /* every old row gone, every new one there */
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store_local");
@@ -628,6 +676,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_put_nosync_mem);
     tcase_add_test(tc, test_put_nosync_mem_bounded);
     tcase_add_test(tc, test_put_nosync_mem_threads);
+    tcase_add_test(tc, test_put_nosync_mem_two_processes);
     suite_add_tcase(s, tc);
     return s;
 }

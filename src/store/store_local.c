@@ -311,12 +311,24 @@ static int small_delete(struct local_store *ls, const char *key, char *err, size
     int rc = small_open(ls, false, err, errlen);
     if (rc != 0)
         return rc == -ENOENT ? 0 : rc;
+    /* BEGIN IMMEDIATE: the write lock first, waited for in the busy
+     * handler (another process's commit), never a read snapshot that a
+     * commit makes stale before the write */
     pthread_mutex_lock(&small_write_mu);
-    sqlite3_bind_text(ls->q_del, 1, key, -1, SQLITE_STATIC);
-    int src = sqlite3_step(ls->q_del);
-    sqlite3_reset(ls->q_del);
+    int src = sqlite3_exec(ls->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(ls->q_del, 1, key, -1, SQLITE_STATIC);
+        src = sqlite3_step(ls->q_del);
+        sqlite3_reset(ls->q_del);
+        src = src == SQLITE_DONE ? sqlite3_exec(ls->db, "COMMIT", NULL, NULL, NULL) : src;
+    }
+    if (src != SQLITE_OK) {
+        rc = small_fail(ls, src, "delete from", err, errlen);
+        if (!sqlite3_get_autocommit(ls->db))
+            sqlite3_exec(ls->db, "ROLLBACK", NULL, NULL, NULL);
+    }
     pthread_mutex_unlock(&small_write_mu);
-    return src == SQLITE_DONE ? 0 : small_fail(ls, src, "delete from", err, errlen);
+    return rc;
 }
 
 /* Full copy src -> dst from offset 0, in the kernel when possible. */
