@@ -60,11 +60,12 @@
  *     after it. One writer per process at a time (small_write_mu: the
  *     store threads queue on a mutex, not in SQLite's sleeping busy
  *     handler); other processes (the http worker's deletes) wait in the
- *     busy handler. The database is made by the first such put; until it
- *     exists every read is of files only. Reads look for a row first,
- *     then for a file: a key is in one place or the other (a small
- *     upload's object is always a row, any other always a file), and
- *     del removes both. get, get_range and exists read the row; open_read
+ *     busy handler (deletes too begin with the write lock: BEGIN
+ *     IMMEDIATE). The database is made, and set to WAL, by the first such
+ *     put, under that mutex; until it exists every read is of files only.
+ *     Reads look for a row first, then for a file: a key is in one place
+ *     or the other (a small upload's object is always a row, any other
+ *     always a file), and del removes both. get, get_range and exists read the row; open_read
  *     copies it into a memfd (the caller reads an fd from offset 0 as it
  *     does a file, and the copy stays readable if the row goes); list
  *     yields the rows and then the files that are not rows. A deleted
