@@ -65,11 +65,12 @@
  *     put, under that mutex; until it exists every read is of files only.
  *     Reads look for a row first, then for a file: a key is in one place
  *     or the other (a small upload's object is always a row, any other
- *     always a file), and del removes both. get, get_range and exists read the row; open_read
- *     copies it into a memfd (the caller reads an fd from offset 0 as it
- *     does a file, and the copy stays readable if the row goes); list
- *     yields the rows and then the files that are not rows. A deleted
- *     row's pages are reused by later rows (the database does not shrink).
+ *     always a file), and del removes both. get, get_range and exists
+ *     read the row; open_read copies it into a memfd (the caller reads an
+ *     fd from offset 0 as it does a file, and the copy stays readable if
+ *     the row goes); list yields the rows and then the files that are
+ *     not rows. A deleted row's pages are reused by later rows (the
+ *     database does not shrink).
  * Keys are validated: 1..255 bytes, no '/', no NUL, not starting with '.',
  * so a key can never leave the directory (nor name .small.db).
  *
