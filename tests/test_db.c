@@ -443,6 +443,31 @@ START_TEST(test_wal_frames_written_per_transaction)
 }
 END_TEST
 
+/* Another connection restarted the WAL (a checkpoint, then its own
+ * commit from the WAL's start): this connection's next transaction writes
+ * below where its last one ended, and its frames are still buffered, not
+ * taken for frames rewritten in place (two writes per page). */
+START_TEST(test_wal_frames_buffered_after_another_restarts_the_wal)
+{
+    struct db *other;
+    ck_assert_int_eq(open_one(&other), 0);
+    insert_rows(0, 400, 0, true);
+    ck_assert_int_eq(db_script(other, "PRAGMA wal_checkpoint(RESTART)", "checkpoint"), 0);
+    ck_assert_int_eq(db_begin(other, 0), 0);
+    ck_assert_int_eq(db_script(other, "DELETE FROM t WHERE k = 'row-000000'", "delete"), 0);
+    ck_assert_int_eq(db_end(other, 0), 0);
+    uint64_t asked0, made0, asked1, made1;
+    sqlite_walbuf_counts(&asked0, &made0);
+    insert_rows(400, 600, 0, true); /* ~60 pages: ~120 writes asked */
+    sqlite_walbuf_counts(&asked1, &made1);
+    ck_assert_uint_ge(asked1 - asked0, 100);
+    ck_assert_uint_le(made1 - made0, (asked1 - asked0) / 10);
+    ck_assert_int_eq(count_on(other), 599);
+    integrity_ok(other);
+    db_close(other);
+}
+END_TEST
+
 /* Once the forked holder says (on fd) it began its transaction: a begin
  * here waits out the 5 s and gets -EBUSY. */
 static void busy_behind(int fd)
@@ -759,6 +784,7 @@ static Suite *db_suite(void)
     tcase_add_test(lite, test_writers_of_a_process_queue);
     tcase_add_test(lite, test_shared_writer_survives_a_killed_holder);
     tcase_add_test(lite, test_wal_frames_written_per_transaction);
+    tcase_add_test(lite, test_wal_frames_buffered_after_another_restarts_the_wal);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);

@@ -26,9 +26,16 @@
  *     them by then, so this is a safety net; should a write fail there,
  *     where it cannot be reported, the process aborts rather than let a
  *     reader find a committed frame missing.
- * A write to an offset already written in this WAL (a frame rewritten in
- * place, checksums rewritten after a cache spill) goes straight to the
- * file. A write at offset 0 (a new WAL's header) starts the WAL over.
+ * A write to an offset this write transaction already wrote (a frame
+ * rewritten in place, checksums rewritten after a cache spill) goes
+ * straight to the file. What a transaction wrote is counted from when it
+ * takes the WAL's write lock (xShmLock of WAL_WRITE_LOCK): another
+ * connection may have restarted the WAL since this one last wrote, and
+ * then this one's frames go below its old end. Counted from its first
+ * write instead, every frame went through unbuffered, one pwrite per
+ * header and one per page, in every connection but the one that
+ * restarted the WAL (issue 15: 8 of 9 of dripd-http's WAL writes under
+ * load). A write at offset 0 (a new WAL's header) starts the WAL over.
  * Frames that never commit (a spill, then a rollback) are written like
  * the others; SQLite never publishes them.
  *
@@ -52,6 +59,7 @@
 #define WALBUF_SIZE (128u << 10) /* bytes of frames held per WAL file */
 #define WAL_HDR 32               /* the WAL file's header */
 #define WAL_FRAME_HDR 24         /* each frame's header */
+#define WAL_WRITE_LOCK 0         /* the wal-index lock slot of the one writer (wal.c) */
 
 struct wb_file {
     sqlite3_file base;   /* pMethods: &wb_io */
@@ -63,7 +71,7 @@ struct wb_file {
     unsigned char *buf;  /* pending bytes (sqlite3_malloc'd on first use) */
     size_t len;          /* of buf */
     sqlite3_int64 off;   /* file offset of buf[0] */
-    sqlite3_int64 end;   /* the end of what this WAL has written (or holds) */
+    sqlite3_int64 end;   /* the end of what this write transaction wrote (or holds) */
 };
 
 #define FILE_HDR ((sizeof(struct wb_file) + 7) & ~(size_t)7)
@@ -235,7 +243,12 @@ static int wb_shm_lock(sqlite3_file *f, int offset, int n, int flags)
         return rc;
     if (REAL(f)->pMethods->iVersion < 2)
         return SQLITE_IOERR_SHMLOCK;
-    return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+    rc = REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+    struct wb_file *wal = ((struct wb_file *)f)->wal;
+    if (rc == SQLITE_OK && offset == WAL_WRITE_LOCK && (flags & SQLITE_SHM_LOCK) &&
+        (flags & SQLITE_SHM_EXCLUSIVE) && wal != NULL)
+        wal->end = 0; /* a new write transaction: nothing of it written yet */
+    return rc;
 }
 
 static void wb_shm_barrier(sqlite3_file *f)
