@@ -81,7 +81,11 @@
  * Guarantees:
  *  - the offset a client is told (PATCH 204, HEAD) is durable: the bytes
  *    up to it were fdatasync'ed (and a new spool file's name fsynced)
- *    before the catalog recorded it;
+ *    before the catalog recorded it. (One window: a HEAD that reads the
+ *    row while another request's commit of it awaits its WAL fsync,
+ *    db_sqlite.c, may report that offset ~1 fsync early; should the power
+ *    fail in that window, the client's next PATCH from there gets 409
+ *    and it asks again, as tus clients do);
  *  - a creation without bytes (201, offset 0) is not durable by itself,
  *    as with tusd's stores: a power cut before the next durable commit
  *    (any upload's: the WAL keeps the order) may take it, and its HEAD or

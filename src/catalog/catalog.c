@@ -5,7 +5,7 @@
  * the states and the queue semantics). The implementation is split by
  * table over src/catalog/catalog_*.c (see catalog_internal.h), and all
  * SQL goes through the database layer db.h, today on SQLite
- * (db_sqlite.c: <data_dir>/catalog.db, WAL, synchronous=FULL). This file
+ * (db_sqlite.c: <data_dir>/catalog.db, WAL, every commit fsynced). This file
  * owns the handle's lifecycle and the calls that span tables.
  *
  * Threads and processes: a struct catalog is one database connection with
@@ -16,8 +16,8 @@
  * -EBUSY. The catalog has no global state and takes no locks of its own.
  *
  * Guarantees (every module keeps them):
- *  - A write function that returned 0 has committed durably (SQLite:
- *    synchronous=FULL fsyncs the WAL at commit).
+ *  - A write function that returned 0 has committed durably (SQLite: the
+ *    WAL fsynced after the commit, db_sqlite.c).
  *  - Every multi-statement write is one transaction begun with db_begin
  *    (SQLite BEGIN IMMEDIATE: the write lock before the first read, so a
  *    read-then-write transaction never fails on a stale snapshot).

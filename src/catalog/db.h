@@ -109,9 +109,9 @@ enum {
      * next durable commit of any connection makes it durable too, and a
      * power cut before that loses it (never a later commit without it).
      * For writes nobody was promised anything about, whose loss only
-     * means the work is done again (the pipeline's claims). SQLite:
-     * synchronous=NORMAL for this transaction (no WAL fsync at commit);
-     * PostgreSQL: SET LOCAL synchronous_commit = off. */
+     * means the work is done again (the pipeline's claims). SQLite: no
+     * WAL fsync after the commit (db_sqlite.c); PostgreSQL: SET LOCAL
+     * synchronous_commit = off. */
     DB_BEGIN_LAZY = 1u << 1,
 };
 /* Begin a write transaction: SQLite BEGIN IMMEDIATE (the write lock is
@@ -124,7 +124,10 @@ enum {
  * thread inside a write transaction never begins another one, on any
  * connection. */
 int db_begin(struct db *db, unsigned flags);
-/* Commit; on failure the transaction is rolled back and -errno returned.
+/* Commit, durably unless DB_BEGIN_LAZY: SQLite fsyncs the WAL after the
+ * write lock is let go, before returning (db_sqlite.c); should that fsync
+ * fail, the transaction has committed all the same and -EIO is returned.
+ * On any other failure the transaction is rolled back and -errno returned.
  * -ENOTCONN (PostgreSQL): the connection broke during the COMMIT, so
  * whether it committed is unknown; the caller may look (its rows are
  * there or not) once a connection can be had again. */
