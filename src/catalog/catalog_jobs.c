@@ -318,6 +318,32 @@ static int intake_outcome(struct catalog *cat, const struct dr_intake *items, si
     }
 }
 
+/* Inside the intake's transaction, on PostgreSQL: the owners' path locks
+ * first, in name order (catalog_media.h). On failure the transaction is
+ * rolled back. */
+static int lock_owners(struct catalog *cat, const struct dr_intake *items, size_t n)
+{
+    const char **owners = xmalloc(n * sizeof *owners);
+    for (size_t i = 0; i < n; i++)
+        owners[i] = items[i].owner;
+    int rc = catalog_media_lock_owners(cat->db, owners, n);
+    free(owners);
+    return rc < 0 ? db_end(cat->db, rc) : 0;
+}
+
+/* Inside the intake's transaction: every item (catalog_tus_intake says
+ * what savepoint and redo mean). */
+static int intake_items(struct catalog *cat, struct dr_intake *items, size_t n, int64_t now,
+                        bool savepoint, bool *redo)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0 && (savepoint || !*redo); i++)
+        rc = items[i].tus_new != NULL || items[i].tus_id != NULL
+                 ? catalog_tus_intake(cat, &items[i], savepoint, redo)
+                 : catalog_intake_one(cat, &items[i], now);
+    return rc;
+}
+
 /* catalog_intake_uploads and catalog_intake_creations: flags for db_begin
  * (every upload of the batch waits for this commit: poll for the lock). */
 static int intake(struct catalog *cat, struct dr_intake *items, size_t n, unsigned flags)
@@ -330,26 +356,26 @@ static int intake(struct catalog *cat, struct dr_intake *items, size_t n, unsign
         if (items[i].tus_new == NULL && items[i].tus_id == NULL && !catalog_intake_valid(&items[i]))
             return -EINVAL; /* a tus finish takes its inputs from the row, then checks */
     int rc = db_begin(cat->db, DB_BEGIN_POLL | flags);
-    if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES) {
-        /* The owners' path locks first, in name order (catalog_media.h). */
-        const char **owners = xmalloc(n * sizeof *owners);
-        for (size_t i = 0; i < n; i++)
-            owners[i] = items[i].owner;
-        rc = catalog_media_lock_owners(cat->db, owners, n);
-        free(owners);
-        if (rc < 0)
-            rc = db_end(cat->db, rc);
-    }
+    if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES && (rc = lock_owners(cat, items, n)) < 0)
+        goto out;
     if (rc == 0) {
         int64_t now = dr_now_ms();
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = items[i].tus_new != NULL || items[i].tus_id != NULL
-                     ? catalog_tus_intake(cat, &items[i])
-                     : catalog_intake_one(cat, &items[i], now);
+        bool redo = false;
+        rc = intake_items(cat, items, n, now, false, &redo);
+        if (rc == 0 && redo) { /* a tus item failed: again, one savepoint each */
+            db_rollback(cat->db);
+            rc = db_begin(cat->db, DB_BEGIN_POLL | flags);
+            if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES)
+                rc = lock_owners(cat, items, n);
+            if (rc < 0)
+                goto out;
+            rc = intake_items(cat, items, n, now, true, &redo);
+        }
         rc = db_end(cat->db, rc);
         if (rc == -ENOTCONN)
             rc = intake_outcome(cat, items, n);
     }
+out:
     if (rc < 0)
         for (size_t i = 0; i < n; i++) {
             items[i].result = rc;

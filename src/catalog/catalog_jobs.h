@@ -18,8 +18,13 @@ bool catalog_intake_valid(const struct dr_intake *it);
  * goes on. Returns 0 or a fatal -errno. */
 int catalog_intake_one(struct catalog *cat, struct dr_intake *it, int64_t now);
 /* (catalog_tus.c) A tus intake item (it->tus_new, it->tus_id) inside the
- * caller's transaction, under a savepoint: it->result as
- * catalog_intake_uploads says; returns 0 or a fatal -errno. */
-int catalog_tus_intake(struct catalog *cat, struct dr_intake *it);
+ * caller's transaction: it->result as catalog_intake_uploads says;
+ * returns 0 or a fatal -errno. With savepoint, the item runs under one, so
+ * an item that fails (it->result < 0) is undone alone. Without, such an
+ * item sets *redo instead and may leave changes behind: the caller rolls
+ * the transaction back and runs every item again with savepoints (a
+ * savepoint copies each page its item changes into the statement journal
+ * first; items fail rarely). */
+int catalog_tus_intake(struct catalog *cat, struct dr_intake *it, bool savepoint, bool *redo);
 
 #endif

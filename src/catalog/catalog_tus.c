@@ -300,9 +300,9 @@ out:
     return rc;
 }
 
-int catalog_tus_intake(struct catalog *cat, struct dr_intake *it)
+int catalog_tus_intake(struct catalog *cat, struct dr_intake *it, bool savepoint, bool *redo)
 {
-    int res = 0, rc = db_savepoint(cat->db);
+    int res = 0, rc = savepoint ? db_savepoint(cat->db) : 0;
     if (rc < 0)
         return rc;
     if (it->tus_new != NULL) {
@@ -331,6 +331,10 @@ int catalog_tus_intake(struct catalog *cat, struct dr_intake *it)
     it->result = res;
     if (res < 0)
         it->media_id[0] = it->job_id[0] = '\0';
+    if (!savepoint) {
+        *redo = *redo || res < 0;
+        return 0;
+    }
     return res < 0 ? db_savepoint_rollback(cat->db) : db_savepoint_release(cat->db);
 }
 
