@@ -399,6 +399,18 @@ static void insert_rows(int from, int to, unsigned flags, bool commit)
         db_rollback(db);
 }
 
+/* insert_rows of a durable transaction of ~60 pages (~120 writes asked
+ * of the WAL buffer), which reach the file in a tenth of that or fewer. */
+static void insert_rows_buffered(int from, int to)
+{
+    uint64_t asked0, made0, asked1, made1;
+    sqlite_walbuf_counts(&asked0, &made0);
+    insert_rows(from, to, 0, true);
+    sqlite_walbuf_counts(&asked1, &made1);
+    ck_assert_uint_ge(asked1 - asked0, 100);
+    ck_assert_uint_le(made1 - made0, (asked1 - asked0) / 10);
+}
+
 /* A transaction of many pages reaches the WAL in a few writes (two per
  * page without the buffer), and what commits is there for another
  * connection at once: after FULL and lazy commits, a transaction that
@@ -408,12 +420,7 @@ START_TEST(test_wal_frames_written_per_transaction)
 {
     struct db *other;
     ck_assert_int_eq(open_one(&other), 0);
-    uint64_t asked0, made0, asked1, made1;
-    sqlite_walbuf_counts(&asked0, &made0);
-    insert_rows(0, 200, 0, true); /* ~60 pages: ~120 writes asked */
-    sqlite_walbuf_counts(&asked1, &made1);
-    ck_assert_uint_ge(asked1 - asked0, 100);
-    ck_assert_uint_le(made1 - made0, (asked1 - asked0) / 10);
+    insert_rows_buffered(0, 200);
     ck_assert_int_eq(count_on(other), 200);
     insert_rows(200, 260, DB_BEGIN_LAZY, true);
     ck_assert_int_eq(count_on(other), 260);
@@ -456,12 +463,7 @@ START_TEST(test_wal_frames_buffered_after_another_restarts_the_wal)
     ck_assert_int_eq(db_begin(other, 0), 0);
     ck_assert_int_eq(db_script(other, "DELETE FROM t WHERE k = 'row-000000'", "delete"), 0);
     ck_assert_int_eq(db_end(other, 0), 0);
-    uint64_t asked0, made0, asked1, made1;
-    sqlite_walbuf_counts(&asked0, &made0);
-    insert_rows(400, 600, 0, true); /* ~60 pages: ~120 writes asked */
-    sqlite_walbuf_counts(&asked1, &made1);
-    ck_assert_uint_ge(asked1 - asked0, 100);
-    ck_assert_uint_le(made1 - made0, (asked1 - asked0) / 10);
+    insert_rows_buffered(400, 600);
     ck_assert_int_eq(count_on(other), 599);
     integrity_ok(other);
     db_close(other);
