@@ -30,14 +30,17 @@
  *    new WAL's header before its frames), and sq_commit then syncs the
  *    connection's WAL file itself, the write lock already released,
  *    before it returns. Single statements outside a transaction
- *    (autocommit) run with synchronous=FULL, SQLite's own fsync. So the next writer writes its
- * frames while this one's fsync runs, instead of waiting for it: with both processes' commits
- * queued on the one writer, the fsync was ~40% of the time the lock was held under a 4 KiB PUT
- * intake (on a disk where an fsync under that load took ~1 ms). Readers may see a commit ~1 fsync
- * before it is durable, as they already saw lazy ones; whoever acts on what it read with something
- * that cannot be undone (a store delete) does so after a durable commit of its own, whose fsync
- * covers every frame before it. A failed sync returns -EIO although the transaction committed: its
- * caller answers an error, and nobody was promised it.
+ *    (autocommit) run with synchronous=FULL, SQLite's own fsync. So the
+ *    next writer writes its frames while this one's fsync runs, instead
+ *    of waiting for it: with both processes' commits queued on the one
+ *    writer, the fsync was ~40% of the time the lock was held under a
+ *    4 KiB PUT intake (on a disk where an fsync under that load took
+ *    ~1 ms). Readers may see a commit ~1 fsync before it is durable, as
+ *    they already saw lazy ones; whoever acts on what it read with
+ *    something that cannot be undone (a store delete) does so after a
+ *    durable commit of its own, whose fsync covers every frame before it.
+ *    A failed sync returns -EIO although the transaction committed: its
+ *    caller answers an error, and nobody was promised it.
  *  - foreign_keys=ON on every connection.
  *  - Statements are prepared with SQLITE_PREPARE_PERSISTENT (they live
  *    as long as the connection) from text whose `$n` placeholders are
@@ -98,6 +101,7 @@ struct sq_db {
     bool polling;           /* DB_BEGIN_POLL's handler is on until the transaction ends */
     bool lazy;              /* DB_BEGIN_LAZY: no WAL sync after this transaction's commit */
     bool relaxed;           /* synchronous=NORMAL until the transaction ends */
+    bool nosync;            /* DRIPD_TEST_SKIP_SYNC=catalog: synchronous=OFF, no WAL sync */
     bool writer;            /* holds g_writer until the transaction ends */
     uint64_t busy_since;    /* the polling busy handler's start, ns */
 };
@@ -406,7 +410,7 @@ static int sq_begin(struct db *db, unsigned flags)
     /* lazy: no WAL fsync after this commit; the next durable commit's
      * fsync covers its frames (they come first in the WAL) */
     d->lazy = (flags & DB_BEGIN_LAZY) != 0;
-    if (!dr_test_skip_sync("catalog")) { /* the power-cut suite's OFF stays OFF */
+    if (!d->nosync) { /* the power-cut suite's OFF stays OFF */
         int r = run_tx(d, TX_NORMAL);
         if (r < 0) {
             tx_done(d);
@@ -426,7 +430,7 @@ static int sq_begin(struct db *db, unsigned flags)
  * handle, which no other thread uses meanwhile. */
 static int sync_wal(struct sq_db *d)
 {
-    if (dr_test_skip_sync("catalog"))
+    if (d->nosync)
         return 0;
     sqlite3_file *f = NULL;
     int rc = sqlite3_file_control(d->conn, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
@@ -518,9 +522,9 @@ static int configure(struct sq_db *d)
         return -EIO;
     /* DRIPD_TEST_SKIP_SYNC=catalog (util.h): the power-cut suite's proof
      * that it can see a lost commit. */
-    rc = sq_script(&d->base, dr_test_skip_sync("catalog")
-                                 ? "PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON;"
-                                 : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    d->nosync = dr_test_skip_sync("catalog");
+    rc = sq_script(&d->base, d->nosync ? "PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON;"
+                                       : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
     if (rc < 0)
         log_error("catalog: pragmas: %s", d->base.err);
     return rc;
