@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -470,6 +471,49 @@ START_TEST(test_wal_frames_buffered_after_another_restarts_the_wal)
 }
 END_TEST
 
+static off_t wal_size(void)
+{
+    char *path = xasprintf("%s/t.db-wal", tmpdir);
+    struct stat sb;
+    off_t size = stat(path, &sb) == 0 ? sb.st_size : -1;
+    free(path);
+    return size;
+}
+
+static uint64_t ckpt_ns(enum dr_writer_kind kind)
+{
+    struct dr_writer_stats st[DR_WRITER_KINDS];
+    db_sqlite_writer_stats(st);
+    return st[kind].ckpt_ns;
+}
+
+/* SQLite's autocheckpoint would run inside a transaction's COMMIT, with
+ * the writer mutex held; dripd's wal_hook moves it after the mutex, and
+ * an autocommit statement checkpoints as SQLite would. Either way the
+ * WAL stays near CKPT_FRAMES (1,000 pages): without checkpoints these
+ * writes would make it ~20 MiB, and then ~10 more. */
+START_TEST(test_commits_checkpoint_the_wal)
+{
+    const off_t bound = 1400 * (4096 + 24); /* CKPT_FRAMES and one transaction's worth */
+    uint64_t other0 = ckpt_ns(DR_WRITER_OTHER), steps0 = ckpt_ns(DR_WRITER_STEPS);
+    for (int i = 0; i < 200; i++) /* 20,000 rows of 1 KiB: ~5,000 pages */
+        insert_rows(i * 100, (i + 1) * 100, DB_BEGIN_LAZY, true);
+    ck_assert_int_le(wal_size(), bound);
+    ck_assert_uint_gt(ckpt_ns(DR_WRITER_OTHER), other0); /* counted for its kind */
+    ck_assert_uint_eq(ckpt_ns(DR_WRITER_STEPS), steps0);
+    /* autocommit: 600 rows of 12 KiB, ~2,000 pages */
+    char *blob = xcalloc(1, 12 * 1024), k[32];
+    for (int i = 0; i < 600; i++) {
+        snprintf(k, sizeof k, "auto-%06d", i);
+        ck_assert_int_eq(insert(k, 100000 + i, k, blob, 12 * 1024), 1);
+    }
+    free(blob);
+    ck_assert_int_le(wal_size(), bound);
+    ck_assert_int_eq(count(), 20600);
+    integrity_ok(db);
+}
+END_TEST
+
 /* Once the forked holder says (on fd) it began its transaction: a begin
  * here waits out the 5 s and gets -EBUSY. */
 static void busy_behind(int fd)
@@ -787,6 +831,7 @@ static Suite *db_suite(void)
     tcase_add_test(lite, test_shared_writer_survives_a_killed_holder);
     tcase_add_test(lite, test_wal_frames_written_per_transaction);
     tcase_add_test(lite, test_wal_frames_buffered_after_another_restarts_the_wal);
+    tcase_add_test(lite, test_commits_checkpoint_the_wal);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);

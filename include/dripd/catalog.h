@@ -140,6 +140,25 @@ int catalog_migrate(const struct dr_config *cfg);
  * instead of polling SQLite's file lock across processes. Called by the
  * supervisor before it forks; a no-op for PostgreSQL. 0 or -errno. */
 int catalog_share_writer(const struct dr_config *cfg);
+/* What the catalog's one writer (SQLite) was busy with: each kind of
+ * write transaction's count, and the time its threads spent waiting for
+ * the write lock, holding it, and fsyncing the WAL after it (db_sqlite.c).
+ * Summed over every process sharing the writer (catalog_share_writer),
+ * for GET /metrics; all zero with PostgreSQL, whose writers do not queue
+ * on one lock. */
+enum dr_writer_kind {
+    DR_WRITER_OTHER,  /* anything not below: API writes, recovery, deletes */
+    DR_WRITER_INTAKE, /* dripd-http's group commits of accepted uploads */
+    DR_WRITER_STEPS,  /* the pipelines' group commits of job steps */
+    DR_WRITER_CLAIMS, /* the pipelines' job claims */
+    DR_WRITER_KINDS
+};
+struct dr_writer_stats {
+    uint64_t transactions;
+    uint64_t wait_ns, held_ns, sync_ns, ckpt_ns;
+};
+extern const char *const dr_writer_kind_names[DR_WRITER_KINDS];
+void catalog_writer_stats(struct dr_writer_stats out[DR_WRITER_KINDS]);
 /* A handle for one thread. A PostgreSQL handle connects lazily, so it
  * opens while the server is down; its calls then fail with -EBUSY until
  * the server is back. cfg must outlive the handle. */

@@ -84,6 +84,11 @@ int catalog_share_writer(const struct dr_config *cfg)
     return cfg->catalog.backend == DR_CATALOG_SQLITE ? db_sqlite_share_writer() : 0;
 }
 
+void catalog_writer_stats(struct dr_writer_stats out[DR_WRITER_KINDS])
+{
+    db_sqlite_writer_stats(out);
+}
+
 int catalog_open(const struct dr_config *cfg, struct catalog **out)
 {
     if (out == NULL)

@@ -355,7 +355,7 @@ static int intake(struct catalog *cat, struct dr_intake *items, size_t n, unsign
     for (size_t i = 0; i < n; i++)
         if (items[i].tus_new == NULL && items[i].tus_id == NULL && !catalog_intake_valid(&items[i]))
             return -EINVAL; /* a tus finish takes its inputs from the row, then checks */
-    int rc = db_begin(cat->db, DB_BEGIN_POLL | flags);
+    int rc = db_begin(cat->db, DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_INTAKE) | flags);
     if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES && (rc = lock_owners(cat, items, n)) < 0)
         goto out;
     if (rc == 0) {
@@ -364,7 +364,7 @@ static int intake(struct catalog *cat, struct dr_intake *items, size_t n, unsign
         rc = intake_items(cat, items, n, now, false, &redo);
         if (rc == 0 && redo) { /* a tus item failed: again, one savepoint each */
             db_rollback(cat->db);
-            rc = db_begin(cat->db, DB_BEGIN_POLL | flags);
+            rc = db_begin(cat->db, DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_INTAKE) | flags);
             if (rc == 0 && db_dialect(cat->db) == DB_POSTGRES)
                 rc = lock_owners(cat, items, n);
             if (rc < 0)
@@ -610,7 +610,7 @@ static int claim(struct catalog *cat, const char *kind, int max, const char *cla
      * the intake lets the pipeline's writes go first (ingest.c), so the
      * lock is held by one intake commit at most, ~1 ms; the busy
      * handler's sleeps (1, 2, 5... ms) would overshoot it. */
-    int rc = db_begin(cat->db, DB_BEGIN_LAZY | DB_BEGIN_POLL);
+    int rc = db_begin(cat->db, DB_BEGIN_LAZY | DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_CLAIMS));
     if (rc < 0)
         goto done;
     struct db_stmt *s;
@@ -860,7 +860,8 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
     if (n == 0)
         return 0;
     struct db *db = cat->db;
-    int rc = db_begin(db, DB_BEGIN_POLL); /* as the claim's */
+    unsigned flags = DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_STEPS); /* poll as the claim's */
+    int rc = db_begin(db, flags);
     if (rc < 0)
         return rc;
     int64_t now = dr_now_ms(), seq = 0;
@@ -869,7 +870,7 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
     if (rc == 0 && redo) {
         /* a step cannot apply: undo them all, then one savepoint each */
         db_rollback(db);
-        if ((rc = db_begin(db, DB_BEGIN_POLL)) < 0) {
+        if ((rc = db_begin(db, flags)) < 0) {
             for (size_t i = 0; i < n; i++)
                 steps[i].result = rc;
             return rc;

@@ -41,6 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dripd/catalog.h"
+
 struct db;
 struct db_stmt;
 
@@ -66,6 +68,9 @@ int db_sqlite_open(const char *path, struct db **out);
  * Call once, before the first fork, with no transaction open. 0 or
  * -errno. */
 int db_sqlite_share_writer(void);
+/* The writer's statistics (catalog_writer_stats): this process's, or
+ * after db_sqlite_share_writer those of every process sharing it. */
+void db_sqlite_writer_stats(struct dr_writer_stats out[DR_WRITER_KINDS]);
 /* A handle on the PostgreSQL database dsn (libpq connection string or
  * URI) through this process's pool of at most pool connections for that
  * DSN (db_pg.c). Connects lazily: the server may be down at open. */
@@ -114,6 +119,9 @@ enum {
      * synchronous_commit = off. */
     DB_BEGIN_LAZY = 1u << 1,
 };
+/* Whose transaction it is, for the writer's statistics (catalog.h,
+ * catalog_writer_stats), or'ed into db_begin's flags; none: OTHER. */
+#define DB_BEGIN_KIND(kind) ((unsigned)(kind) << 8)
 /* Begin a write transaction: SQLite BEGIN IMMEDIATE (the write lock is
  * taken before the first read, so a read-then-write transaction never
  * fails on a stale snapshot); PostgreSQL BEGIN (READ COMMITTED).

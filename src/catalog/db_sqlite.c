@@ -8,7 +8,7 @@
  * Threads: a connection is used by one thread at a time; any number of
  * connections, in any number of processes, share the file. WAL lets
  * readers run alongside the one writer; the writers queue on a mutex
- * (g_writer, a leaf lock held from BEGIN to the end of the transaction):
+ * (g_w->mu, a leaf lock held from BEGIN to the end of the transaction):
  * one per process, or, after db_sqlite_share_writer, one robust mutex in
  * shared memory that the supervisor and every worker it forks share, so
  * dripd-http and dripd-pipeline wait for each other on a futex, not by
@@ -41,6 +41,9 @@
  *    durable commit of its own, whose fsync covers every frame before it.
  *    A failed sync returns -EIO although the transaction committed: its
  *    caller answers an error, and nobody was promised it.
+ *  - Checkpoints come after the write lock too (wal_hook): the commit
+ *    that finds the WAL CKPT_FRAMES long runs a passive checkpoint once
+ *    it has let the lock go (and fsynced), not inside its COMMIT.
  *  - foreign_keys=ON on every connection.
  *  - Statements are prepared with SQLITE_PREPARE_PERSISTENT (they live
  *    as long as the connection) from text whose `$n` placeholders are
@@ -89,6 +92,10 @@
  * lock within a fraction of a WAL commit of its release, for the same
  * CATALOG_BUSY_MS in all. */
 #define POLL_US 100
+/* The WAL's length, in frames (pages), from which the commit that made it
+ * so checkpoints it, after the write lock (wal_hook): SQLite's default
+ * wal_autocheckpoint. */
+#define CKPT_FRAMES 1000
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_NORMAL, TX_FULL, TX_N };
 static const char *const tx_sql[TX_N] = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK",
@@ -102,7 +109,10 @@ struct sq_db {
     bool lazy;              /* DB_BEGIN_LAZY: no WAL sync after this transaction's commit */
     bool relaxed;           /* synchronous=NORMAL until the transaction ends */
     bool nosync;            /* DRIPD_TEST_SKIP_SYNC=catalog: synchronous=OFF, no WAL sync */
-    bool writer;            /* holds g_writer until the transaction ends */
+    bool writer;            /* holds g_w->mu until the transaction ends */
+    unsigned kind;          /* the transaction's dr_writer_kind (DB_BEGIN_KIND) */
+    uint64_t held_since;    /* when it took g_w->mu, dr_mono_ns */
+    bool ckpt_due;          /* wal_hook: checkpoint after this transaction */
     uint64_t busy_since;    /* the polling busy handler's start, ns */
 };
 
@@ -295,7 +305,7 @@ static int poll_handler(void *arg, int count)
     return 1;
 }
 
-/* SQLite has one writer at a time; its writers queue on g_writer (held
+/* SQLite has one writer at a time; its writers queue on g_w->mu (held
  * from BEGIN to the end of the transaction), so they wait for each other
  * without the busy handler's sleeps (1, 2, 5, 10... up to 25 ms between
  * tries: a pipeline claim and a commit that met cost ~20% of the
@@ -305,22 +315,37 @@ static int poll_handler(void *arg, int count)
  * Only writers outside dripd's process tree meet SQLite's lock. After
  * CATALOG_BUSY_MS, -EBUSY, as SQLite would say.
  *
- * g_writer is this process's own mutex until db_sqlite_share_writer
+ * g_w is this process's own mutex until db_sqlite_share_writer
  * points it at a process-shared one. That one is robust: a worker killed
  * inside a transaction (its SQLite lock goes with its file descriptors,
  * and the next connection rolls the WAL's uncommitted frames back) leaves
  * the mutex to the next locker with EOWNERDEAD, which marks it consistent
- * and goes on. */
-static pthread_mutex_t g_local = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t *g_writer = &g_local;
+ * and goes on.
+ *
+ * Next to the mutex, the writer's statistics (catalog_writer_stats, GET
+ * /metrics): per kind of transaction, the time spent waiting for the
+ * mutex, holding it (BEGIN to COMMIT or ROLLBACK), and in the WAL fsync
+ * after it. With the one mutex every process shares, the held time of
+ * all kinds together is the fraction of time the catalog could take no
+ * other write: near 1 s per second, the writer is the bound (issue 15:
+ * it was, under a 4 KiB PUT intake). */
+struct writer {
+    pthread_mutex_t mu;
+    /* catalog_writer_stats, by kind (DB_BEGIN_KIND); relaxed atomics */
+    struct dr_writer_stats stats[DR_WRITER_KINDS];
+};
+static struct writer g_local = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static struct writer *g_w = &g_local;
+
+const char *const dr_writer_kind_names[DR_WRITER_KINDS] = {"other", "intake", "steps", "claims"};
 
 int db_sqlite_share_writer(void)
 {
-    if (g_writer != &g_local)
+    if (g_w != &g_local)
         return 0;
-    pthread_mutex_t *m =
-        mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
+    struct writer *w =
+        mmap(NULL, sizeof *w, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (w == MAP_FAILED)
         return -errno;
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
@@ -328,32 +353,51 @@ int db_sqlite_share_writer(void)
     if (e == 0)
         e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
     if (e == 0)
-        e = pthread_mutex_init(m, &a);
+        e = pthread_mutex_init(&w->mu, &a);
     pthread_mutexattr_destroy(&a);
     if (e != 0) {
-        munmap(m, sizeof *m);
+        munmap(w, sizeof *w);
         return -e;
     }
-    g_writer = m;
+    g_w = w; /* the mapping is zeroed: the statistics start from there */
     return 0;
 }
 
-/* Lock g_writer for at most CATALOG_BUSY_MS: 0 or an errno. */
+/* The statistics: a few relaxed atomic adds per transaction, and two
+ * clock reads (vDSO) besides the lock's. */
+static void stat_add(uint64_t *counter, uint64_t v)
+{
+    __atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
+}
+
+void db_sqlite_writer_stats(struct dr_writer_stats out[DR_WRITER_KINDS])
+{
+    for (int k = 0; k < DR_WRITER_KINDS; k++) {
+        const struct dr_writer_stats *s = &g_w->stats[k];
+        out[k].transactions = __atomic_load_n(&s->transactions, __ATOMIC_RELAXED);
+        out[k].wait_ns = __atomic_load_n(&s->wait_ns, __ATOMIC_RELAXED);
+        out[k].held_ns = __atomic_load_n(&s->held_ns, __ATOMIC_RELAXED);
+        out[k].sync_ns = __atomic_load_n(&s->sync_ns, __ATOMIC_RELAXED);
+        out[k].ckpt_ns = __atomic_load_n(&s->ckpt_ns, __ATOMIC_RELAXED);
+    }
+}
+
+/* Lock g_w->mu for at most CATALOG_BUSY_MS: 0 or an errno. */
 static int writer_lock(void)
 {
     /* A free mutex (and one whose owner died while nobody waited) is
      * taken without a clock read; ThreadSanitizer also models a trylock's
      * EOWNERDEAD, where it misses a timedlock's. */
-    int e = pthread_mutex_trylock(g_writer);
+    int e = pthread_mutex_trylock(&g_w->mu);
     if (e == EBUSY) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts); /* pthread_mutex_timedlock's clock */
         ts.tv_sec += CATALOG_BUSY_MS / 1000;
-        e = pthread_mutex_timedlock(g_writer, &ts);
+        e = pthread_mutex_timedlock(&g_w->mu, &ts);
     }
     if (e == EOWNERDEAD) {
         log_warn("catalog: a process died inside a write transaction; going on");
-        e = pthread_mutex_consistent(g_writer);
+        e = pthread_mutex_consistent(&g_w->mu);
     }
     return e;
 }
@@ -370,7 +414,10 @@ static void tx_done(struct sq_db *d)
     d->lazy = false;
     if (d->writer) {
         d->writer = false;
-        pthread_mutex_unlock(g_writer);
+        struct dr_writer_stats *st = &g_w->stats[d->kind];
+        stat_add(&st->held_ns, dr_mono_ns() - d->held_since);
+        stat_add(&st->transactions, 1);
+        pthread_mutex_unlock(&g_w->mu);
     }
     if (d->relaxed) {
         (void)run_tx(d, TX_FULL); /* for autocommit statements; needs no lock */
@@ -397,7 +444,12 @@ static int run_tx(struct sq_db *d, int which)
 static int sq_begin(struct db *db, unsigned flags)
 {
     struct sq_db *d = (struct sq_db *)db;
+    unsigned kind = flags >> 8;
+    d->kind = kind < DR_WRITER_KINDS ? kind : DR_WRITER_OTHER;
+    uint64_t t0 = dr_mono_ns();
     int e = writer_lock();
+    d->held_since = dr_mono_ns();
+    stat_add(&g_w->stats[d->kind].wait_ns, d->held_since - t0);
     if (e != 0) {
         db_set_err(db, "another thread of dripd kept the write lock for %d ms", CATALOG_BUSY_MS);
         return e == ETIMEDOUT ? -EBUSY : -e;
@@ -436,14 +488,33 @@ static int sync_wal(struct sq_db *d)
     int rc = sqlite3_file_control(d->conn, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
     if (rc == SQLITE_OK && (f == NULL || f->pMethods == NULL))
         rc = SQLITE_MISUSE; /* not in WAL mode: configure() refused that */
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
+        uint64_t t0 = dr_mono_ns();
         rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+        stat_add(&g_w->stats[d->kind].sync_ns, dr_mono_ns() - t0);
+    }
     if (rc == SQLITE_OK)
         return 0;
     db_set_err(&d->base, "the transaction committed, but syncing the WAL after it failed (%s)",
                sqlite3_errstr(rc));
     log_error("catalog: %s", d->base.err);
     return -EIO;
+}
+
+/* A passive checkpoint of the WAL, when a commit of this connection
+ * found it CKPT_FRAMES long (wal_hook): without dripd's writer mutex, so
+ * the other writers go on meanwhile (SQLite lets a checkpoint run beside
+ * a writer; it copies the frames no reader still needs, and the next
+ * writer restarts the WAL once all are copied). With another
+ * connection's checkpoint already running, SQLITE_BUSY: nothing to do. */
+static void checkpoint(struct sq_db *d)
+{
+    d->ckpt_due = false;
+    uint64_t t0 = dr_mono_ns();
+    int rc = sqlite3_wal_checkpoint_v2(d->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    stat_add(&g_w->stats[d->kind].ckpt_ns, dr_mono_ns() - t0);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        log_warn("catalog: checkpoint: %s", sqlite3_errmsg(d->conn));
 }
 
 static int sq_commit(struct db *db)
@@ -454,7 +525,10 @@ static int sq_commit(struct db *db)
         return rc; /* db_commit rolls back */
     bool durable = !d->lazy;
     tx_done(d); /* the write lock goes before the fsync */
-    return durable ? sync_wal(d) : 0;
+    rc = durable ? sync_wal(d) : 0;
+    if (d->ckpt_due)
+        checkpoint(d);
+    return rc;
 }
 
 static void sq_rollback(struct db *db)
@@ -500,6 +574,30 @@ static const struct db_ops sqlite_ops = {
 
 /* Per-connection settings. journal_mode=WAL is persistent in the file;
  * setting it again is a no-op once it is WAL. */
+static void checkpoint(struct sq_db *d);
+
+/* Called by SQLite after each commit of this connection, SQLite's write
+ * lock released, with the WAL's length in frames. It replaces the
+ * autocheckpoint hook, which checkpoints right there: inside sq_commit's
+ * COMMIT, while dripd's writer mutex is still held, where the
+ * checkpoints (copying ~1,000 pages into the database file and fsyncing
+ * it) were ~15% of dripd-http's commit thread and kept the writer busy
+ * ~20% longer under a 4 KiB PUT intake (issue 15). So a transaction's
+ * checkpoint waits until sq_commit has let the mutex go; an autocommit
+ * statement, which holds no mutex, checkpoints here as SQLite would. */
+static int wal_hook(void *arg, sqlite3 *conn, const char *name, int frames)
+{
+    (void)conn;
+    (void)name;
+    struct sq_db *d = arg;
+    if (frames < CKPT_FRAMES)
+        return SQLITE_OK;
+    d->ckpt_due = true;
+    if (!d->writer)
+        checkpoint(d);
+    return SQLITE_OK;
+}
+
 static int configure(struct sq_db *d)
 {
     sqlite3_stmt *st = NULL;
@@ -523,6 +621,7 @@ static int configure(struct sq_db *d)
     /* DRIPD_TEST_SKIP_SYNC=catalog (util.h): the power-cut suite's proof
      * that it can see a lost commit. */
     d->nosync = dr_test_skip_sync("catalog");
+    sqlite3_wal_hook(d->conn, wal_hook, d); /* instead of SQLite's autocheckpoint */
     rc = sq_script(&d->base, d->nosync ? "PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON;"
                                        : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
     if (rc < 0)

@@ -118,6 +118,31 @@ def test_counters_move(dripd, tmpdir_path):
     assert again['dripd_supervisor_restarts_total{role="http"}'] >= 1
 
 
+def test_catalog_writer_counts_each_kind_of_transaction(dripd, tmpdir_path):
+    """An upload's intake, its claim and its steps each count on the catalog
+    writer's statistics, which every process adds to (shared memory)."""
+    _, before = scrape(dripd)
+    f = make_file(os.path.join(tmpdir_path, "w.bin"), 4096)
+    st, doc = dripd.put_file(f, "/w/w.bin")
+    assert st == 202
+    dripd.wait_job(doc["job"]["id"])
+    _, after = scrape(dripd)
+
+    def moved(kind, phase=None):
+        key = ('dripd_catalog_writer_seconds_total{kind="%s",phase="%s"}' % (kind, phase) if phase
+               else 'dripd_catalog_writer_transactions_total{kind="%s"}' % kind)
+        return after[key] - before[key]
+
+    assert moved("intake") >= 1  # dripd-http's group commit of the upload
+    assert moved("claims") >= 1  # dripd-pipeline's claim of its job
+    assert moved("steps") >= 1   # and the steps that finished it
+    for kind in ("intake", "claims", "steps"):
+        assert moved(kind, "held") > 0, kind
+        assert moved(kind, "wait") >= 0, kind
+    # the intake's commit is durable: it fsyncs the WAL after the lock
+    assert moved("intake", "sync") > 0
+
+
 def test_status_line_has_queue_depth_and_rates(dripd, tmpdir_path):
     """sd_notify STATUS= shows the queue depth and upload/job rates (5 s windows)."""
     import re as _re
