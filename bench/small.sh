@@ -8,7 +8,10 @@
 #     and *available* (job done), counted from the first request until the
 #     last job is done (the end-to-end rate), the jobs done while the
 #     intake ran (jobs/s during the intake), and the intake's own rate
-#     with its p50/p99.
+#     with its p50/p99; and how busy the catalog's one SQLite writer was
+#     while the intake ran (% of the time held, all kinds of transactions:
+#     dripd_catalog_writer_seconds_total), the bound of these rates when
+#     near 100.
 #   tus: tus-js-client (bench/node/tus_small.mjs), 4 KiB uploads, 16 in
 #     flight for TUS_S (20) s, against dripd, @tus/server + FileStore and
 #     a discarding sink (the client's own ceiling); then dripd and the sink
@@ -55,6 +58,8 @@ dripd_up "$FIRST" 0
 start_nginx
 skip tus || start_tus
 done_up() { metric 'dripd_jobs_completed_total{pipeline="upload"}'; }
+# seconds the catalog's writer was held so far, all kinds together
+writer_held() { curl -sS "$DURL/metrics" | awk '/^dripd_catalog_writer_seconds_total\{.*phase="held"/ {s += $2} END {printf "%.6f", s}'; }
 settle
 
 if ! skip sustained; then
@@ -68,9 +73,9 @@ if ! skip sustained; then
       x=$(sfx "$b")
       [ -z "${BUILDS:-}" ] || dripd_up "$b" "$i"
       sync; quiet
-      d0=$(done_up); t0=$(now)
+      d0=$(done_up); w0=$(writer_held); t0=$(now)
       timeout $((DURATION_S + 30)) wrk -t 2 -c 64 -d "${DURATION_S}s" -s "$HERE/anchors/put4k_dripd.lua" "$DURL" -- "s$i" "$TOKEN" > "$B/wrk-d.txt" 2>&1
-      t_in=$(now); d_in=$(done_up)
+      t_in=$(now); d_in=$(done_up); w_in=$(writer_held)
       line=$(grep '^WRK ' "$B/wrk-d.txt") || die "wrk dripd: $(tail -3 "$B/wrk-d.txt")"
       [ "$(field "$line" non2xx)" = 0 ] || log "dripd answered $(field "$line" non2xx) non-2xx"
       n=$(field "$line" requests)
@@ -81,10 +86,11 @@ if ! skip sustained; then
       field "$line" p99_ms >> "$R/dripd_put4k_p99$x"
       awk -v n="$((d1 - d0))" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f\n", n/(b-a)}' >> "$R/dripd_e2e$x"
       awk -v n="$((d_in - d0))" -v a="$t0" -v b="$t_in" 'BEGIN{printf "%.1f\n", n/(b-a)}' >> "$R/dripd_during$x"
+      awk -v w="$w0" -v v="$w_in" -v a="$t0" -v b="$t_in" 'BEGIN{printf "%.1f\n", 100*(v-w)/(b-a)}' >> "$R/dripd_writer$x"
       log "sustained run $i$x: nginx $(tail -1 "$R/nginx_put4k") req/s; dripd intake $(tail -1 "$R/dripd_put4k$x") req/s" \
           "(p50 $(tail -1 "$R/dripd_put4k_p50$x") ms, p99 $(tail -1 "$R/dripd_put4k_p99$x") ms, $n accepted)," \
           "end to end $(tail -1 "$R/dripd_e2e$x")/s ($((d1 - d0)) done in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", b-a}') s)," \
-          "during the intake $(tail -1 "$R/dripd_during$x")/s"
+          "during the intake $(tail -1 "$R/dripd_during$x")/s, catalog writer held $(tail -1 "$R/dripd_writer$x")%"
     done
   done
 fi
@@ -128,6 +134,7 @@ rows() {
 sustained end to end, available (uploads/s)$n|dripd_e2e$x|nginx_put4k|0.5
 jobs done during the intake (jobs/s)$n|dripd_during$x|dripd_e2e$x|0.8
 4 KiB PUT p50 / p99 (ms)$n|dripd_put4k_p50$x|dripd_put4k_p99$x|-
+catalog writer held during the intake (%)$n|dripd_writer$x||
 tus 4 KiB, 16 in flight (uploads/s)$n|tus_dripd$x|tus_anchor|3.0
 tus 4 KiB / client ceiling (a sink)$n|tus_dripd$x|tus_sink|0.8
 tus p50 / p99 (ms)$n|tus_dripd${x}_p50|tus_dripd${x}_p99|-
