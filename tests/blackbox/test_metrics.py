@@ -89,13 +89,19 @@ def test_promtool_check_metrics_after_traffic(dripd, tmpdir_path):
     assert subprocess.run([tool, "check", "metrics"], input=bad, capture_output=True).returncode != 0
 
 
-def test_counters_move(dripd, tmpdir_path):
-    _, before = scrape(dripd)
-    f = make_file(os.path.join(tmpdir_path, "m.bin"), 200000)
-    st, doc = dripd.put_file(f, "/m/m.bin")
+def scrape_around_upload(d, tmpdir_path, name, size):
+    """(before, after): the samples before a PUT of size bytes and after its job is done."""
+    _, before = scrape(d)
+    f = make_file(os.path.join(tmpdir_path, name), size)
+    st, doc = d.put_file(f, "/%s/%s" % (name.split(".")[0], name))
     assert st == 202
-    dripd.wait_job(doc["job"]["id"])
-    _, after = scrape(dripd)
+    d.wait_job(doc["job"]["id"])
+    _, after = scrape(d)
+    return before, after
+
+
+def test_counters_move(dripd, tmpdir_path):
+    before, after = scrape_around_upload(dripd, tmpdir_path, "m.bin", 200000)
     key = 'dripd_http_requests_total{route="upload",status="202"}'
     assert after.get(key, 0) == before.get(key, 0) + 1
     assert after["dripd_http_received_bytes_total"] >= before["dripd_http_received_bytes_total"] + 200000
@@ -121,12 +127,7 @@ def test_counters_move(dripd, tmpdir_path):
 def test_catalog_writer_counts_each_kind_of_transaction(dripd, tmpdir_path):
     """An upload's intake, its claim and its steps each count on the catalog
     writer's statistics, which every process adds to (shared memory)."""
-    _, before = scrape(dripd)
-    f = make_file(os.path.join(tmpdir_path, "w.bin"), 4096)
-    st, doc = dripd.put_file(f, "/w/w.bin")
-    assert st == 202
-    dripd.wait_job(doc["job"]["id"])
-    _, after = scrape(dripd)
+    before, after = scrape_around_upload(dripd, tmpdir_path, "w.bin", 4096)
 
     def moved(kind, phase=None):
         key = ('dripd_catalog_writer_seconds_total{kind="%s",phase="%s"}' % (kind, phase) if phase
