@@ -44,8 +44,8 @@ if ! skip put; then
     [ "$code" = 202 ] || die "dripd PUT $code: $out"
     echo "$(mbps "$bytes" "$secs")" >> "$R/dripd_put"
     echo "$(sum_hwm_mib $(dpids))" >> "$R/dripd_put_rss"
-    job=$(echo "$out" | head -1 | jget 'd["job"]["id"]')
-    MEDIA[$i]=$(echo "$out" | head -1 | jget 'd["media"]["id"]')
+    job=$(sed -n 1p <<< "$out" | jget 'd["job"]["id"]')
+    MEDIA[$i]=$(sed -n 1p <<< "$out" | jget 'd["media"]["id"]')
     st=$(wait_job "$job"); t_done=$(now)
     [ "$st" = done ] || die "upload job $job: $st"
     echo "$(awk -v b=$GIB -v a="$t_acc" -v d="$t_done" 'BEGIN{printf "%.1f", b/(d-a)/1e6}')" >> "$R/dripd_pipeline_up"
@@ -64,7 +64,7 @@ if ! skip form; then
     read -r code bytes secs < <(echo "$out" | tail -1)
     [ "$code" = 202 ] || die "dripd form upload $code: $out"
     echo "$(mbps "$bytes" "$secs")" >> "$R/dripd_form"
-    job=$(echo "$out" | head -1 | jget 'd["uploads"][0]["job"]["id"]')
+    job=$(sed -n 1p <<< "$out" | jget 'd["uploads"][0]["job"]["id"]')
     [ "$(wait_job "$job")" = done ] || die "form upload job $job"
     log "form run $i: dripd $(tail -1 "$R/dripd_form") MB/s"
   done
