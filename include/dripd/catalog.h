@@ -142,7 +142,8 @@ int catalog_migrate(const struct dr_config *cfg);
 int catalog_share_writer(const struct dr_config *cfg);
 /* What the catalog's one writer (SQLite) was busy with: each kind of
  * write transaction's count, and the time its threads spent waiting for
- * the write lock, holding it, and fsyncing the WAL after it (db_sqlite.c).
+ * the write lock, holding it, fsyncing the WAL after it, and in WAL
+ * checkpoints, which run inside the held time (db_sqlite.c).
  * Summed over every process sharing the writer (catalog_share_writer),
  * for GET /metrics; all zero with PostgreSQL, whose writers do not queue
  * on one lock. */

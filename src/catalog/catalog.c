@@ -84,6 +84,8 @@ int catalog_share_writer(const struct dr_config *cfg)
     return cfg->catalog.backend == DR_CATALOG_SQLITE ? db_sqlite_share_writer() : 0;
 }
 
+const char *const dr_writer_kind_names[DR_WRITER_KINDS] = {"other", "intake", "steps", "claims"};
+
 void catalog_writer_stats(struct dr_writer_stats out[DR_WRITER_KINDS])
 {
     db_sqlite_writer_stats(out);

@@ -320,8 +320,8 @@ static int poll_handler(void *arg, int count)
  * Only writers outside dripd's process tree meet SQLite's lock. After
  * CATALOG_BUSY_MS, -EBUSY, as SQLite would say.
  *
- * g_w is this process's own mutex until db_sqlite_share_writer
- * points it at a process-shared one. That one is robust: a worker killed
+ * g_w is this process's own writer (mutex and statistics) until
+ * db_sqlite_share_writer points it at a process-shared one. That one is robust: a worker killed
  * inside a transaction (its SQLite lock goes with its file descriptors,
  * and the next connection rolls the WAL's uncommitted frames back) leaves
  * the mutex to the next locker with EOWNERDEAD, which marks it consistent
@@ -329,9 +329,9 @@ static int poll_handler(void *arg, int count)
  *
  * Next to the mutex, the writer's statistics (catalog_writer_stats, GET
  * /metrics): per kind of transaction, the time spent waiting for the
- * mutex, holding it (BEGIN to COMMIT or ROLLBACK), and in the WAL fsync
- * after it. With the one mutex every process shares, the held time of
- * all kinds together is the fraction of time the catalog could take no
+ * mutex, holding it (BEGIN to COMMIT or ROLLBACK), in the WAL fsync
+ * after it, and in checkpoints (wal_hook; inside the held time). With the one mutex every process
+ * shares, the held time of all kinds together is the fraction of time the catalog could take no
  * other write: near 1 s per second, the writer is the bound (issue 15:
  * it was, under a 4 KiB PUT intake). */
 struct writer {
@@ -341,8 +341,6 @@ struct writer {
 };
 static struct writer g_local = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static struct writer *g_w = &g_local;
-
-const char *const dr_writer_kind_names[DR_WRITER_KINDS] = {"other", "intake", "steps", "claims"};
 
 int db_sqlite_share_writer(void)
 {
@@ -558,8 +556,6 @@ static const struct db_ops sqlite_ops = {
 
 /* ---- opening ------------------------------------------------------------ */
 
-/* Per-connection settings. journal_mode=WAL is persistent in the file;
- * setting it again is a no-op once it is WAL. */
 /* Called by SQLite after each commit of this connection, SQLite's write
  * lock released, with the WAL's length in frames: SQLite's own
  * autocheckpoint (a passive checkpoint from CKPT_FRAMES on), timed for
@@ -585,6 +581,8 @@ static int wal_hook(void *arg, sqlite3 *conn, const char *name, int frames)
     return SQLITE_OK; /* as SQLite's: a failed checkpoint is tried again next time */
 }
 
+/* Per-connection settings. journal_mode=WAL is persistent in the file;
+ * setting it again is a no-op once it is WAL. */
 static int configure(struct sq_db *d)
 {
     sqlite3_stmt *st = NULL;
