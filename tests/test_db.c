@@ -515,6 +515,43 @@ START_TEST(test_commits_checkpoint_the_wal_timed)
 }
 END_TEST
 
+static uint64_t sync_ns(enum dr_writer_kind kind)
+{
+    struct dr_writer_stats st[DR_WRITER_KINDS];
+    db_sqlite_writer_stats(st);
+    return st[kind].sync_ns;
+}
+
+/* DB_BEGIN_DEFER_SYNC (the intake's group commit, issue 15): the commit
+ * is there for every connection at once but does not sync the WAL; a
+ * db_sync on another connection, one that never read before (its WAL not
+ * open yet), does, timed for the kind it names. A durable commit syncs
+ * at once, a lazy one never. */
+START_TEST(test_deferred_commit_synced_elsewhere)
+{
+    struct db *other = NULL;
+    ck_assert_int_eq(open_one(&other), 0);
+    uint64_t s0 = sync_ns(DR_WRITER_INTAKE);
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_DEFER_SYNC | DB_BEGIN_KIND(DR_WRITER_INTAKE)), 0);
+    ck_assert_int_eq(insert("deferred", 1, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_uint_eq(sync_ns(DR_WRITER_INTAKE), s0); /* no fsync yet */
+    ck_assert_int_eq(db_sync(other, DR_WRITER_INTAKE), 0);
+    uint64_t s1 = sync_ns(DR_WRITER_INTAKE);
+    ck_assert_uint_gt(s1, s0);
+    ck_assert_int_eq(count_on(other), 1);
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_LAZY | DB_BEGIN_KIND(DR_WRITER_INTAKE)), 0);
+    ck_assert_int_eq(insert("lazy", 2, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_uint_eq(sync_ns(DR_WRITER_INTAKE), s1);
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_KIND(DR_WRITER_INTAKE)), 0);
+    ck_assert_int_eq(insert("durable", 3, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    ck_assert_uint_gt(sync_ns(DR_WRITER_INTAKE), s1);
+    db_close(other);
+}
+END_TEST
+
 /* Once the forked holder says (on fd) it began its transaction: a begin
  * here waits out the 5 s and gets -EBUSY. */
 static void busy_behind(int fd)
@@ -833,6 +870,7 @@ static Suite *db_suite(void)
     tcase_add_test(lite, test_wal_frames_written_per_transaction);
     tcase_add_test(lite, test_wal_frames_buffered_after_another_restarts_the_wal);
     tcase_add_test(lite, test_commits_checkpoint_the_wal_timed);
+    tcase_add_test(lite, test_deferred_commit_synced_elsewhere);
     suite_add_tcase(s, lite);
     TCase *pg = tcase_create("postgres");
     tcase_add_checked_fixture(pg, setup_pg, teardown);

@@ -414,7 +414,8 @@ START_TEST(test_commit_is_a_priority_write)
 }
 END_TEST
 
-/* The first commit's callback holds the lead until the test opens it. */
+/* The first commit's callback is held until the test opens the gate
+ * (and with it every later callback: they never overlap). */
 struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -481,6 +482,66 @@ START_TEST(test_lead_passes_on)
 }
 END_TEST
 
+static uint64_t steps_sync_ns(void)
+{
+    struct dr_writer_stats st[DR_WRITER_KINDS];
+    catalog_writer_stats(st);
+    return st[DR_WRITER_STEPS].sync_ns;
+}
+
+START_TEST(test_next_commit_overlaps_the_last_ones_end)
+{
+    /* A leader gives the lead up as soon as its transaction committed,
+     * then makes it durable (SQLite: the WAL's fsync, counted before its
+     * callback runs) and runs its callback: a request that comes while
+     * that callback is held commits meanwhile (issue 15: the next
+     * transaction overlaps the last one's fsync). */
+    struct catalog *cat;
+    ck_assert_int_eq(catalog_open(&tcfg, &cat), 0);
+    make_running(cat, 2, jids, mids);
+    struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct pl_committer *c = pl_committer_create(8, on_commit_gated, &g);
+    struct dr_job_step s[2];
+    struct commit_arg a[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        s[i] = (struct dr_job_step){.job_id = jids[i], .next_stage = "store"};
+        a[i] = (struct commit_arg){.c = c, .step = &s[i], .rc = 1};
+    }
+    uint64_t sync0 = steps_sync_ns();
+    ck_assert_int_eq(pthread_create(&th[0], NULL, commit_one, &a[0]), 0);
+    pthread_mutex_lock(&g.mu);
+    while (g.calls == 0) /* the first leader is in its callback */
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    if (!use_pg) /* PostgreSQL's commits are durable when they return */
+        ck_assert_uint_gt(steps_sync_ns(), sync0);
+    ck_assert_int_eq(pthread_create(&th[1], NULL, commit_one, &a[1]), 0);
+    for (;;) { /* the second commits, the first callback still held */
+        struct dr_job j;
+        ck_assert_int_eq(catalog_job_get(cat, jids[1], NULL, &j), 0);
+        bool moved = strcmp(j.stage, "store") == 0;
+        dr_job_clear(&j);
+        if (moved)
+            break;
+        sched_yield();
+    }
+    pthread_mutex_lock(&g.mu);
+    ck_assert_int_eq(g.calls, 1);
+    g.open = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(a[i].rc, 0);
+        ck_assert_int_eq(s[i].result, 0);
+    }
+    ck_assert_int_eq(g.calls, 2);
+    pl_committer_destroy(c);
+    catalog_close(cat);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pipeline_commit");
@@ -497,6 +558,7 @@ static Suite *suite(void)
         tcase_add_test(tc, test_alone_commits_at_once);
         tcase_add_test(tc, test_batches_commit_whole);
         tcase_add_test(tc, test_lead_passes_on);
+        tcase_add_test(tc, test_next_commit_overlaps_the_last_ones_end);
         if (i == 0) /* SQLite's one writer: the lock held by a raw connection */
             tcase_add_test(tc, test_commit_is_a_priority_write);
         suite_add_tcase(s, tc);

@@ -242,6 +242,18 @@ struct dr_intake {
  * server answered within 30 s whether it committed (a commit whose
  * outcome can be looked up is reported as it turned out). */
 int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t n);
+/* The same, except that the commit is not yet durable when it returns
+ * 0 (SQLite; PostgreSQL's is): the caller makes it so with
+ * catalog_make_durable, on any handle, before it tells anybody. So the
+ * intake's next transaction runs while this one's fsync does (ingest.c,
+ * issue 15). A power cut before that loses the batch, never anything
+ * committed after it without it. */
+int catalog_intake_uploads_deferred(struct catalog *cat, struct dr_intake *items, size_t n);
+/* Make every commit so far, of every handle, durable (SQLite: one fsync
+ * of the WAL, timed as kind's in catalog_writer_stats; PostgreSQL:
+ * nothing to do). 0, or -EIO: the commits stand, but their durability is
+ * unknown. */
+int catalog_make_durable(struct catalog *cat, enum dr_writer_kind kind);
 /* The same for tus creations alone (every item has tus_new and no tus_id,
  * else -EINVAL), but lazily (db.h DB_BEGIN_LAZY): the rows are there for
  * every connection when it returns, durable only with the next durable
@@ -365,6 +377,13 @@ struct dr_job_step {
  * every result is that -errno. The pipeline's stages commit this way
  * (pipeline_commit.c), the stages of several jobs in one transaction. */
 int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq);
+/* The same, except that the commit is not yet durable when it returns 0
+ * (SQLite; PostgreSQL's is): the caller makes it so with
+ * catalog_make_durable before it acts on it or tells anybody, so that the
+ * next group commit's transaction runs while this one's fsync does
+ * (pipeline_commit.c, issue 15). */
+int catalog_jobs_step_deferred(struct catalog *cat, struct dr_job_step *steps, size_t n,
+                               int64_t *last_seq);
 /* Put "running" jobs whose claimer is not alive back to "queued", keeping
  * their stage. alive(claimer) decides; returns how many were released. */
 int catalog_jobs_recover(struct catalog *cat, bool (*alive)(const char *claimer, void *arg),

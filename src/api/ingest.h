@@ -2,12 +2,13 @@
  *
  * Used by every upload route (PUT, multipart, tus). ingest_submit() hands
  * a batch of finished spool files to the committer, which group-commits
- * in two threads (ingest.c): one makes every spool file of every waiting
+ * in three threads (ingest.c): one makes every spool file of every waiting
  * request durable (one syncfs for several files, see spool_sync_batch),
- * the other runs ONE catalog_intake_uploads() transaction for all of
- * them, then completes each request on its own loop thread and wakes the
- * pipeline (DR_MSG_JOB_ENQUEUED). Only then may the route answer 202: the
- * bytes and the job are durable.
+ * the next runs ONE catalog_intake_uploads_deferred() transaction for all
+ * of them, and the last makes that commit durable (the WAL's fsync, while
+ * the next round's transaction runs), then completes each request on its
+ * own loop thread and wakes the pipeline (DR_MSG_JOB_ENQUEUED). Only then
+ * may the route answer 202: the bytes and the job are durable.
  *
  * Small bodies (issue 15): a route may keep a body of at most
  * INGEST_INLINE_MAX bytes in memory instead of a spool file (ingest_inline_
@@ -41,9 +42,10 @@ int ingest_start(const struct dr_config *cfg, struct dr_worker_ctx *ctx);
  * stop the committer. Call after the HTTP server has drained. */
 void ingest_stop(void);
 
-/* Called on ex's loop thread. rc == 0: the transaction committed, look at
- * each items[i].result (0 accepted, -EEXIST path taken) and ids. rc < 0:
- * nothing was committed (-ENOSPC, -EIO...). Also called when the client
+/* Called on ex's loop thread. rc == 0: the transaction committed and is
+ * durable, look at each items[i].result (0 accepted, -EEXIST path taken)
+ * and ids. rc < 0: nothing was committed (-ENOSPC, -EIO...), or -EIO,
+ * what committed could not be made durable. Also called when the client
  * is gone (http_ex_closed(ex)): the jobs are durable anyway. */
 typedef void (*ingest_done_fn)(struct http_exchange *ex, struct dr_intake *items, size_t n, int rc,
                                void *arg);

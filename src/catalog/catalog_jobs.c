@@ -389,6 +389,16 @@ int catalog_intake_uploads(struct catalog *cat, struct dr_intake *items, size_t 
     return intake(cat, items, n, 0);
 }
 
+int catalog_intake_uploads_deferred(struct catalog *cat, struct dr_intake *items, size_t n)
+{
+    return intake(cat, items, n, DB_BEGIN_DEFER_SYNC);
+}
+
+int catalog_make_durable(struct catalog *cat, enum dr_writer_kind kind)
+{
+    return cat == NULL ? -EINVAL : db_sync(cat->db, (unsigned)kind);
+}
+
 int catalog_intake_creations(struct catalog *cat, struct dr_intake *items, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -841,7 +851,10 @@ static int steps_apply(struct db *db, struct dr_job_step *steps, size_t n, int64
     return rc;
 }
 
-int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq)
+/* catalog_jobs_step and catalog_jobs_step_deferred: extra, more flags
+ * for db_begin. */
+static int jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq,
+                     unsigned extra)
 {
     if (cat == NULL || (steps == NULL && n > 0))
         return -EINVAL;
@@ -860,7 +873,8 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
     if (n == 0)
         return 0;
     struct db *db = cat->db;
-    unsigned flags = DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_STEPS); /* poll as the claim's */
+    /* poll as the claim's */
+    unsigned flags = DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_STEPS) | extra;
     int rc = db_begin(db, flags);
     if (rc < 0)
         return rc;
@@ -888,6 +902,17 @@ int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, 
         *last_seq = seq; /* 0 when no event was written */
     }
     return rc;
+}
+
+int catalog_jobs_step(struct catalog *cat, struct dr_job_step *steps, size_t n, int64_t *last_seq)
+{
+    return jobs_step(cat, steps, n, last_seq, 0);
+}
+
+int catalog_jobs_step_deferred(struct catalog *cat, struct dr_job_step *steps, size_t n,
+                               int64_t *last_seq)
+{
+    return jobs_step(cat, steps, n, last_seq, DB_BEGIN_DEFER_SYNC);
 }
 
 /* ---- recovery ----------------------------------------------------------- */

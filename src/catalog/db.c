@@ -253,6 +253,14 @@ int db_commit(struct db *db)
     return rc;
 }
 
+int db_sync(struct db *db, unsigned kind)
+{
+    if (db->ops->sync == NULL)
+        return 0;
+    int rc = db->ops->sync(db, kind);
+    return rc < 0 ? db_fail(db, rc, "sync") : 0;
+}
+
 int db_end(struct db *db, int rc)
 {
     if (rc == 0)

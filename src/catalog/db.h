@@ -118,6 +118,13 @@ enum {
      * WAL fsync after the commit (db_sqlite.c); PostgreSQL: SET LOCAL
      * synchronous_commit = off. */
     DB_BEGIN_LAZY = 1u << 1,
+    /* The commit is made durable later, by db_sync on any connection of
+     * the same database, before anybody is told of it (the intake's
+     * group commit, whose next transaction then runs while the last
+     * one's fsync does, issue 15). SQLite: no WAL fsync after the commit,
+     * as DB_BEGIN_LAZY; PostgreSQL: ignored, the commit is durable when
+     * it returns. */
+    DB_BEGIN_DEFER_SYNC = 1u << 2,
 };
 /* Whose transaction it is, for the writer's statistics (catalog.h,
  * catalog_writer_stats), or'ed into db_begin's flags; none: OTHER. */
@@ -141,6 +148,12 @@ int db_begin(struct db *db, unsigned flags);
  * there or not) once a connection can be had again. */
 int db_commit(struct db *db);
 void db_rollback(struct db *db); /* no-op outside a transaction */
+/* Make every commit so far of every connection to this database durable,
+ * outside a transaction (DB_BEGIN_DEFER_SYNC): SQLite fsyncs the WAL file
+ * through this connection (opening it first if this connection has not
+ * read yet); PostgreSQL has nothing to do. kind: whose wait it is, for the
+ * writer's statistics (DR_WRITER_*, catalog.h). 0, or -EIO. */
+int db_sync(struct db *db, unsigned kind);
 /* Finish a write transaction: commit when rc is 0, else roll back; the
  * result (rc, or the commit's error). */
 int db_end(struct db *db, int rc);

@@ -42,6 +42,8 @@ struct db_ops {
     int (*begin)(struct db *db, unsigned flags);
     int (*commit)(struct db *db);
     void (*rollback)(struct db *db);
+    /* db_sync; NULL: every commit is durable when it returns. */
+    int (*sync)(struct db *db, unsigned kind);
 };
 
 struct db_slot {

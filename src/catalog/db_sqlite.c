@@ -463,8 +463,9 @@ static int sq_begin(struct db *db, unsigned flags)
         d->polling = true;
     }
     /* lazy: no WAL fsync after this commit; the next durable commit's
-     * fsync covers its frames (they come first in the WAL) */
-    d->lazy = (flags & DB_BEGIN_LAZY) != 0;
+     * fsync covers its frames (they come first in the WAL). Deferred:
+     * none either; the caller's db_sync makes it durable. */
+    d->lazy = (flags & (DB_BEGIN_LAZY | DB_BEGIN_DEFER_SYNC)) != 0;
     if (!d->nosync) { /* the power-cut suite's OFF stays OFF */
         int r = run_tx(d, TX_NORMAL);
         if (r < 0) {
@@ -515,6 +516,22 @@ static int sq_commit(struct db *db)
     return durable ? sync_wal(d) : 0;
 }
 
+/* db_sync: the same fsync of the WAL as a durable commit's, through this
+ * connection's handle of the WAL file. A connection that has not read
+ * since it opened has none yet: a read of the schema opens it. */
+static int sq_sync(struct db *db, unsigned kind)
+{
+    struct sq_db *d = (struct sq_db *)db;
+    d->kind = kind < DR_WRITER_KINDS ? kind : DR_WRITER_OTHER;
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(d->conn, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    if (rc == SQLITE_OK && (f == NULL || f->pMethods == NULL))
+        rc = sqlite3_exec(d->conn, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail(db, rc, NULL);
+    return sync_wal(d);
+}
+
 static void sq_rollback(struct db *db)
 {
     struct sq_db *d = (struct sq_db *)db;
@@ -552,6 +569,7 @@ static const struct db_ops sqlite_ops = {
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .sync = sq_sync,
 };
 
 /* ---- opening ------------------------------------------------------------ */

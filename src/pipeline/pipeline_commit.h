@@ -12,7 +12,10 @@
  * latency); under load, one fsync covers the steps of many jobs.
  *
  * Durability is unchanged: pl_commit_steps returns only after the
- * transaction holding the step committed (or failed).
+ * transaction holding the step committed and was made durable (or
+ * failed). The fsync after a commit runs on its leader's own connection
+ * after the lead went to the next batch, so the next transaction and that
+ * fsync overlap.
  *
  * Threads: any number of threads, each with its own catalog connection
  * (or one shared connection: pl_committer_share_conn). Lock order: the
@@ -29,10 +32,11 @@
 
 struct pl_committer;
 
-/* Called by the leader after each transaction that committed, outside the
- * lock, on the leader's thread, with its connection: last_seq is the
- * newest event seq written (0 if none) and done the number of steps that
- * finished a job. */
+/* Called by the leader after each transaction that committed and is
+ * durable, outside the lock, on the leader's thread, with its connection
+ * (callbacks never overlap, but a later transaction's may come first):
+ * last_seq is the newest event seq written (0 if none) and done the
+ * number of steps that finished a job. */
 typedef void (*pl_commit_cb)(void *arg, struct catalog *cat, int64_t last_seq, int done);
 
 /* max_batch: steps per transaction (>= 1; a bigger request goes alone).
@@ -48,10 +52,11 @@ void pl_committer_set_gauges(struct pl_committer *c, struct dr_proc_gauges *gaug
 
 /* Commit n steps (a stage thread's batch) durably in one transaction,
  * possibly with other threads' steps (see above), on cat if this thread
- * leads. Blocks until the transaction holding them ended. Returns 0 when it
- * committed (each steps[i].result says whether that step applied, as
+ * leads. Blocks until the transaction holding them ended (and, committed,
+ * is durable). Returns 0 when it committed (each steps[i].result says whether that step applied, as
  * catalog_jobs_step), else the transaction's -errno (nothing of the steps
- * was committed; each result is that -errno too). The steps' strings are
+ * was committed; each result is that -errno too; -EIO also when the fsync
+ * after a commit failed). The steps' strings are
  * borrowed until the call returns. */
 int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_step *steps, int n);
 
