@@ -383,6 +383,7 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
         if (r->rc == 0)
             total += r->n;
     int rc = 0;
+    uint64_t accepted = 0;
     if (total > 0) {
         struct dr_intake *all = xcalloc(total, sizeof *all);
         k = 0;
@@ -399,7 +400,6 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
             log_warn("ingest: catalog busy, retrying the batch of %zu", total);
         }
         k = 0;
-        uint64_t accepted = 0;
         for (struct ingest_req *r = batch; r != NULL; r = r->next) {
             if (r->rc != 0)
                 continue;
@@ -438,17 +438,11 @@ static void commit_batch(struct ingest_req *batch, bool lazy)
             metrics_add(&G.metrics->ingest_rounds, 1);
             metrics_add(&G.metrics->ingest_round_requests, reqs);
         }
-        if (!lazy) {
-            hand_durable(batch, accepted);
-            return;
-        }
-        complete_all(batch); /* a lazy commit makes no job */
-        return;
     }
     if (lazy)
-        complete_all(batch);
+        complete_all(batch); /* a lazy commit makes no job */
     else
-        hand_durable(batch, 0); /* in their order among the rounds */
+        hand_durable(batch, accepted); /* also a round that failed: in order */
 }
 
 /* Test hook DRIPD_TEST_INGEST_GATHER=N (blackbox tests of the batching):

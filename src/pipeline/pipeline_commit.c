@@ -25,8 +25,8 @@
  * signals the other submitters in its batch; alone in it, it wakes
  * nobody), or when the lead is free and its request is the oldest waiting
  * (the leader that gives up the lead signals the head's submitter, who
- * leads the next batch). A request that committed and awaits its fsync
- * is out of the waiting list and never leads. A broadcast on one shared
+ * leads the next batch). A request taken into a batch is out of the
+ * waiting list and never leads, also while its batch's fsync runs. A broadcast on one shared
  * variable woke every waiter twice per commit, to find its request done
  * or not, and the lead taken or not.
  *
@@ -57,7 +57,7 @@ struct req {
     struct dr_job_step *steps;
     int n;
     int rc;
-    bool committed; /* in a transaction that committed: waits for its fsync */
+    bool in_batch; /* taken by a leader: waits for it to finish the batch */
     bool done;
     pthread_cond_t cv; /* its submitter waits here: done, or its turn to lead */
     struct req *next;
@@ -201,7 +201,7 @@ static void lead(struct pl_committer *c, struct catalog *cat, struct req *me)
             r->steps[j].result = c->buf[k].result;
             r->steps[j].media_gone = c->buf[k].media_gone;
         }
-        r->committed = rc == 0;
+        r->in_batch = true;
     }
     c->transactions++;
     c->steps += (uint64_t)n;
@@ -210,9 +210,17 @@ static void lead(struct pl_committer *c, struct catalog *cat, struct req *me)
         pthread_cond_signal(&c->head->cv);
     pthread_mutex_unlock(&c->mu);
 
-    /* On this thread's own handle: the shared one is the next leader's. */
-    if (rc == 0 && (rc = catalog_make_durable(cat != NULL ? cat : conn, DR_WRITER_STEPS)) < 0)
-        log_error("group commit: %d steps committed, but their fsync failed", (int)n);
+    /* On this thread's own handle: the shared one is the next leader's
+     * (a leader without a handle of its own takes its turn on it). */
+    if (rc == 0) {
+        if (cat == NULL)
+            pthread_mutex_lock(&c->conn_mu);
+        rc = catalog_make_durable(cat != NULL ? cat : conn, DR_WRITER_STEPS);
+        if (cat == NULL)
+            pthread_mutex_unlock(&c->conn_mu);
+        if (rc < 0)
+            log_error("group commit: %d steps committed, but their fsync failed", (int)n);
+    }
 
     pthread_mutex_lock(&c->mu);
     for (struct req *r = mine, *next; r != NULL; r = next) {
@@ -244,7 +252,7 @@ int pl_commit_steps(struct pl_committer *c, struct catalog *cat, struct dr_job_s
         c->head = &me;
     c->tail = &me;
     while (!me.done) {
-        if (c->leading || me.committed) {
+        if (c->leading || me.in_batch) {
             pthread_cond_wait(&me.cv, &c->mu);
             continue;
         }

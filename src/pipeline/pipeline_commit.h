@@ -21,6 +21,7 @@
  * (or one shared connection: pl_committer_share_conn). Lock order: the
  * committer's mutex is a leaf; no catalog call and no callback runs under
  * it. The shared connection's mutex is held for one catalog transaction
+ * (or, for a leader without a connection of its own, the fsync after it)
  * and nothing else is taken under it but the catalog's own writer lock.
  */
 #ifndef DRIPD_PIPELINE_COMMIT_H
