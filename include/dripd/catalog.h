@@ -177,6 +177,7 @@ struct dr_catalog_info {
     bool foreign_keys;
     int busy_timeout_ms; /* 5000 */
     int schema_version;  /* PRAGMA user_version */
+    int secure_delete;   /* SQLite: 2 = FAST (docs/CATALOG.md); PostgreSQL: 0 */
 };
 int catalog_info(struct catalog *cat, struct dr_catalog_info *out);
 /* Housekeeping, in one transaction: delete events created before before_ms,

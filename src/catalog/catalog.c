@@ -49,15 +49,17 @@
 /* The connection's settings as the database reports them (catalog_info).
  * PostgreSQL: its log is a WAL too, synchronous_commit maps to SQLite's
  * levels (off 0, local 1, on and the remote ones 2), foreign keys are
- * always on, and lock_timeout plays busy_timeout's part. */
+ * always on, lock_timeout plays busy_timeout's part, and a DELETE leaves
+ * its rows' bytes to VACUUM (secure_delete 0). */
 static const struct db_sql q_info = {
     "SELECT (SELECT journal_mode FROM pragma_journal_mode), "
     "(SELECT synchronous FROM pragma_synchronous), "
     "(SELECT foreign_keys FROM pragma_foreign_keys), "
-    "(SELECT timeout FROM pragma_busy_timeout)",
+    "(SELECT timeout FROM pragma_busy_timeout), "
+    "(SELECT secure_delete FROM pragma_secure_delete)",
     "SELECT 'wal', CASE current_setting('synchronous_commit') WHEN 'off' THEN 0 "
     "WHEN 'local' THEN 1 ELSE 2 END, 1, "
-    "(extract(epoch FROM current_setting('lock_timeout')::interval) * 1000)::bigint"};
+    "(extract(epoch FROM current_setting('lock_timeout')::interval) * 1000)::bigint, 0"};
 static const struct db_sql q_ping = {"SELECT 1", NULL};
 
 /* Housekeeping (catalog_prune), one transaction. */
@@ -179,6 +181,7 @@ int catalog_info(struct catalog *cat, struct dr_catalog_info *out)
         out->synchronous = (int)db_col_i64(s, 1);
         out->foreign_keys = db_col_i64(s, 2) != 0;
         out->busy_timeout_ms = (int)db_col_i64(s, 3);
+        out->secure_delete = (int)db_col_i64(s, 4);
     }
     db_reset(s);
     if (rc < 0)
