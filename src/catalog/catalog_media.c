@@ -172,8 +172,8 @@ static const struct db_sql q_visible_owner = {
 static const struct db_sql q_set_step = {
     SET_STEP("$2", "$3", "$4", "$5", "$6"),
     /* PostgreSQL types each parameter from its first use: cast them */
-    SET_STEP("$2::text", "$3::bytea", "$4::bigint", "$5::text", "$6::bigint")
-    " RETURNING CASE WHEN retired = 'pending' THEN 1 ELSE 0 END"};
+    SET_STEP("$2::text", "$3::bytea", "$4::bigint", "$5::text",
+             "$6::bigint") " RETURNING CASE WHEN retired = 'pending' THEN 1 ELSE 0 END"};
 static const struct db_sql q_pending = {
     "SELECT CASE WHEN retired = 'pending' THEN 1 ELSE 0 END FROM media WHERE id = $1", NULL};
 static const struct db_sql q_set_failed = {
