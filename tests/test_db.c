@@ -552,6 +552,43 @@ START_TEST(test_deferred_commit_synced_elsewhere)
 }
 END_TEST
 
+/* DB_BEGIN_READ (the claim's reads of bodies and media, issue 15): a read
+ * transaction holds no writer up, on SQLite not even dripd's writer mutex
+ * (a write transaction of another connection of this thread begins and
+ * commits at once, where it would wait 5 s for a lock and fail), reads
+ * one snapshot (that commit shows only once the reader has ended), and
+ * its end syncs nothing (SQLite). */
+START_TEST(test_read_transaction)
+{
+    struct db *other = NULL;
+    ck_assert_int_eq(open_one(&other), 0);
+    ck_assert_int_eq(insert("before", 1, NULL, NULL, 0), 1);
+    ck_assert_int_eq(db_begin(db, DB_BEGIN_READ), 0);
+    ck_assert_int_eq(count(), 1);
+    int64_t t0 = dr_mono_ms();
+    ck_assert_int_eq(db_begin(other, DB_BEGIN_POLL), 0);
+    struct db_stmt *st;
+    ck_assert_int_eq(db_prepare(other, &q_insert, &st), 0);
+    db_bind_text(st, 1, "during");
+    db_bind_i64(st, 2, 2);
+    db_bind_text(st, 3, NULL);
+    db_bind_blob(st, 4, NULL, 0);
+    ck_assert_int_eq(db_exec(st, "insert"), 1);
+    ck_assert_int_eq(db_end(other, 0), 0);
+    ck_assert_int_lt(dr_mono_ms() - t0, 2000);
+    ck_assert_int_eq(count(), 1); /* still the reader's snapshot */
+    uint64_t s0 = 0, s1 = 0;
+    for (int k = 0; k < DR_WRITER_KINDS && !use_pg; k++)
+        s0 += sync_ns((enum dr_writer_kind)k);
+    ck_assert_int_eq(db_end(db, 0), 0);
+    for (int k = 0; k < DR_WRITER_KINDS && !use_pg; k++)
+        s1 += sync_ns((enum dr_writer_kind)k);
+    ck_assert_uint_eq(s1, s0);
+    ck_assert_int_eq(count(), 2);
+    db_close(other);
+}
+END_TEST
+
 /* Once the forked holder says (on fd) it began its transaction: a begin
  * here waits out the 5 s and gets -EBUSY. */
 static void busy_behind(int fd)
@@ -855,6 +892,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, test_transactions_and_savepoints);
     tcase_add_test(tc, test_busy_is_ebusy);
     tcase_add_test(tc, test_lazy_commits);
+    tcase_add_test(tc, test_read_transaction);
 }
 
 static Suite *db_suite(void)

@@ -28,10 +28,15 @@
  *    durable commit makes it so. A power cut before that loses it, and
  *    its jobs are simply queued again; the steps that follow commit
  *    durably (and so the claim with them) before anything rests on them.
- *  - catalog_jobs_claim_media also reads each claimed job's media row
- *    in the claim's transaction (a row read there is the committed one:
- *    the claim holds the write lock), so the pipeline needs no read
- *    transaction of its own for it (issue 15).
+ *  - catalog_jobs_claim_media also reads each claimed job's media row,
+ *    and every claim the inline bodies of its uploads, so the pipeline
+ *    needs no read transaction of its own for them (issue 15). SQLite
+ *    reads them in a read transaction right after the claim commits,
+ *    outside the one write lock, which the claim then holds about half
+ *    as long; PostgreSQL in the claim's transaction (no second round
+ *    trip). Either way a row read is a committed one. Should those reads
+ *    fail after the claim committed, its jobs are put back (retried: see
+ *    unclaim) and the claim fails.
  *  - Claimed jobs come back oldest first: created_at, then insertion
  *    order (SQLite's rowid, PostgreSQL's pos), sorted in C because
  *    RETURNING has no defined order.
@@ -543,10 +548,7 @@ static int claimed_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* The media rows of the claimed jobs, inside the claim's transaction:
- * the pages are in the connection's cache by then, and the reader needs
- * no transaction of its own (each begins by dropping a page cache that
- * another connection's commit made stale, and reading the pages again). */
+/* The media rows of the claimed jobs (claim_reads). */
 static int claim_media(struct db *db, struct claimed *got, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -566,7 +568,7 @@ static int claim_media(struct db *db, struct claimed *got, int n)
 }
 
 /* The inline bodies of the claimed uploads that have one (no spool file,
- * no staged body), inside the claim's transaction as claim_media. */
+ * no staged body) (claim_reads). */
 static int claim_bodies(struct db *db, struct claimed *got, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -591,6 +593,31 @@ static int claim_bodies(struct db *db, struct claimed *got, int n)
             return rc;
     }
     return 0;
+}
+
+/* The reads of a claim (see the top): inside a transaction, the claim's
+ * or a read transaction after it. */
+static int claim_reads(struct db *db, struct claimed *got, int n, bool media)
+{
+    int rc = claim_bodies(db, got, n);
+    return rc == 0 && media ? claim_media(db, got, n) : rc;
+}
+
+/* SQLite: claim_reads after the claim committed, in a read transaction.
+ * On failure the jobs are put back, as a failed stage puts its job back
+ * (catalog_job_retry: queued again at once, one attempt more). */
+static int claim_reads_apart(struct catalog *cat, struct claimed *got, int n, bool media)
+{
+    int rc = db_begin(cat->db, DB_BEGIN_READ);
+    if (rc == 0)
+        rc = db_end(cat->db, claim_reads(cat->db, got, n, media));
+    if (rc == 0)
+        return 0;
+    log_warn("catalog: %d claimed jobs put back: reading their bodies and media failed: %s", n,
+             strerror(-rc));
+    for (int i = 0; i < n; i++)
+        (void)catalog_job_retry(cat, got[i].job.id, "claim: reading its body or media failed", 0);
+    return rc;
 }
 
 static void claimed_free_media(struct claimed *c)
@@ -620,6 +647,7 @@ static int claim(struct catalog *cat, const char *kind, int max, const char *cla
      * the intake lets the pipeline's writes go first (ingest.c), so the
      * lock is held by one intake commit at most, ~1 ms; the busy
      * handler's sleeps (1, 2, 5... ms) would overshoot it. */
+    bool apart = db_dialect(cat->db) == DB_SQLITE; /* the reads after the commit */
     int rc = db_begin(cat->db, DB_BEGIN_LAZY | DB_BEGIN_POLL | DB_BEGIN_KIND(DR_WRITER_CLAIMS));
     if (rc < 0)
         goto done;
@@ -643,12 +671,12 @@ static int claim(struct catalog *cat, const char *kind, int max, const char *cla
     }
     db_reset(s);
     rc = rc < 0 ? rc : 0;
-    if (rc == 0)
-        rc = claim_bodies(cat->db, got, n);
-    if (rc == 0 && media != NULL)
-        rc = claim_media(cat->db, got, n);
+    if (rc == 0 && !apart)
+        rc = claim_reads(cat->db, got, n, media != NULL);
 out:
     rc = db_end(cat->db, rc);
+    if (rc == 0 && apart && n > 0)
+        rc = claim_reads_apart(cat, got, n, media != NULL);
 done:
     if (rc < 0) {
         for (int i = 0; i < n; i++) {

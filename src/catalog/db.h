@@ -125,6 +125,13 @@ enum {
      * as DB_BEGIN_LAZY; PostgreSQL: ignored, the commit is durable when
      * it returns. */
     DB_BEGIN_DEFER_SYNC = 1u << 2,
+    /* A read transaction: it only reads, from one snapshot taken at its
+     * first read. SQLite: BEGIN (deferred), without the write lock or
+     * dripd's writer mutex, so it neither waits for writers nor holds
+     * them up (the other flags are ignored, and a write inside it is a
+     * bug); PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
+     * (one snapshot, as SQLite's). db_end finishes it. */
+    DB_BEGIN_READ = 1u << 3,
 };
 /* Whose transaction it is, for the writer's statistics (catalog.h,
  * catalog_writer_stats), or'ed into db_begin's flags; none: OTHER. */

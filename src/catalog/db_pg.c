@@ -687,7 +687,10 @@ static int pg_begin(struct db *db, unsigned flags)
         if (rc < 0)
             return rc;
         d->tx = TX_OPEN;
-        rc = command(d, "BEGIN", NULL);
+        rc = command(d,
+                     (flags & DB_BEGIN_READ) ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                             : "BEGIN",
+                     NULL);
         /* lazy: the commit does not wait for its WAL flush (db.h) */
         if (rc == 0 && (flags & DB_BEGIN_LAZY))
             rc = command(d, "SET LOCAL synchronous_commit TO OFF", NULL);

@@ -105,9 +105,10 @@
  * then stays near 16 MiB. */
 #define CKPT_FRAMES 4000
 
-enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_NORMAL, TX_FULL, TX_N };
-static const char *const tx_sql[TX_N] = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK",
-                                         "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"};
+enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_NORMAL, TX_FULL, TX_READ, TX_N };
+static const char *const tx_sql[TX_N] = {
+    "BEGIN IMMEDIATE",         "COMMIT", "ROLLBACK", "PRAGMA synchronous=NORMAL",
+    "PRAGMA synchronous=FULL", "BEGIN"};
 
 struct sq_db {
     struct db base;
@@ -449,6 +450,13 @@ static int run_tx(struct sq_db *d, int which)
 static int sq_begin(struct db *db, unsigned flags)
 {
     struct sq_db *d = (struct sq_db *)db;
+    if (flags & DB_BEGIN_READ) {
+        d->lazy = true; /* nothing to sync at its end (tx_done clears it) */
+        int rc = run_tx(d, TX_READ);
+        if (rc < 0)
+            tx_done(d);
+        return rc;
+    }
     unsigned kind = flags >> 8;
     d->kind = kind < DR_WRITER_KINDS ? kind : DR_WRITER_OTHER;
     uint64_t t0 = dr_mono_ns();
