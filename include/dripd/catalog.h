@@ -330,10 +330,13 @@ int catalog_enqueue_download(struct catalog *cat, const char *media_id, const ch
  * Never returns a job to two claimers. */
 int catalog_jobs_claim(struct catalog *cat, const char *kind, int max, const char *claimer,
                        struct dr_job *out, int *n_out);
-/* catalog_jobs_claim, and each claimed job's media row read in the same
- * transaction (no read transaction of its own later): media[i] is out[i]'s
+/* catalog_jobs_claim, and each claimed job's media row read with the claim
+ * (SQLite: in a read transaction right after it commits, outside the write
+ * lock; PostgreSQL: in its transaction), so the caller needs no read
+ * transaction of its own later: media[i] is out[i]'s
  * row, on the heap (the caller owns it: dr_media_clear, then free), or
- * NULL when it is gone. On failure nothing is written to out or media. */
+ * NULL when it is gone. On failure nothing is written to out or media
+ * (and a claim whose reads failed has put its jobs back). */
 int catalog_jobs_claim_media(struct catalog *cat, const char *kind, int max, const char *claimer,
                              struct dr_job *out, struct dr_media **media, int *n_out);
 /* Commit that job finished its current stage and moves to next_stage

@@ -127,7 +127,7 @@ struct pl_tls {
 typedef int (*pl_step_fn)(struct pl_tls *t, struct pl_job *j, char **work_path_out, char *err,
                           size_t errlen);
 
-/* The job's media row: read in the upload claim's transaction (see
+/* The job's media row: read with the upload claim (catalog_jobs_claim_media, see
  * pipeline_worker.c) or else with the thread's catalog connection by the
  * first step that asks, then kept with the job (j->media, freed with it)
  * for the steps after it, which so read nothing (the row's fields they

@@ -1019,7 +1019,7 @@ static void *starter_main(void *arg)
             j->obj_fd = -1;
             j->job = jobs[i];
             j->pl = r->pl;
-            /* The row read in the claim's transaction is the one the
+            /* The row read with the claim is the one the
              * job's first step would read (pl_load_media), unless that
              * step is process, which changes it (metadata, size): then
              * encrypt reads it after process committed, as before. */
