@@ -96,15 +96,21 @@ static void teardown(void)
     nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static int insert(const char *k, int64_t n, const char *s, const void *b, size_t blen)
+static int insert_on(struct db *d, const char *k, int64_t n, const char *s, const void *b,
+                     size_t blen)
 {
     struct db_stmt *st;
-    ck_assert_int_eq(db_prepare(db, &q_insert, &st), 0);
+    ck_assert_int_eq(db_prepare(d, &q_insert, &st), 0);
     db_bind_text(st, 1, k);
     db_bind_i64(st, 2, n);
     db_bind_text(st, 3, s);
     db_bind_blob(st, 4, b, blen);
     return db_exec(st, "insert");
+}
+
+static int insert(const char *k, int64_t n, const char *s, const void *b, size_t blen)
+{
+    return insert_on(db, k, n, s, b, blen);
 }
 
 /* The one integer row of q on d. */
@@ -567,13 +573,7 @@ START_TEST(test_read_transaction)
     ck_assert_int_eq(count(), 1);
     int64_t t0 = dr_mono_ms();
     ck_assert_int_eq(db_begin(other, DB_BEGIN_POLL), 0);
-    struct db_stmt *st;
-    ck_assert_int_eq(db_prepare(other, &q_insert, &st), 0);
-    db_bind_text(st, 1, "during");
-    db_bind_i64(st, 2, 2);
-    db_bind_text(st, 3, NULL);
-    db_bind_blob(st, 4, NULL, 0);
-    ck_assert_int_eq(db_exec(st, "insert"), 1);
+    ck_assert_int_eq(insert_on(other, "during", 2, NULL, NULL, 0), 1);
     ck_assert_int_eq(db_end(other, 0), 0);
     ck_assert_int_lt(dr_mono_ms() - t0, 2000);
     ck_assert_int_eq(count(), 1); /* still the reader's snapshot */
