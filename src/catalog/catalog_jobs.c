@@ -36,7 +36,7 @@
  *    as long; PostgreSQL in the claim's transaction (no second round
  *    trip). Either way a row read is a committed one. Should those reads
  *    fail after the claim committed, its jobs are put back (retried: see
- *    unclaim) and the claim fails.
+ *    claim_reads_apart) and the claim fails.
  *  - Claimed jobs come back oldest first: created_at, then insertion
  *    order (SQLite's rowid, PostgreSQL's pos), sorted in C because
  *    RETURNING has no defined order.

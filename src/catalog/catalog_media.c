@@ -160,8 +160,8 @@ static const struct db_sql q_visible_owner = {
  * version waiting to replace the file's current one
  * (catalog_versions_promote). SQLite's does not: it runs a RETURNING
  * clause into an ephemeral table (a temporary B-tree with a page cache of
- * its own, allocated and freed per statement), which was a third of the
- * step's CPU for a small upload's last step (issue 15); q_pending reads
+ * its own, allocated and freed per statement), ~3.4 us of the ~28 us a
+ * small upload's last step cost (issue 15, bench/catalog_loop.sh); q_pending reads
  * that flag there instead, before the UPDATE and in its transaction. */
 #define SET_STEP(p2, p3, p4, p5, p6)                                                               \
     "UPDATE media SET sha256 = COALESCE(" p2 ", sha256), "                                         \

@@ -644,10 +644,9 @@ static int configure(struct sq_db *d)
      * 15). The freed page keeps its old bytes until the next body reuses
      * it; docs/CATALOG.md says why that is no weaker than the rest of
      * data_dir. */
-    rc = sq_script(&d->base, d->nosync ? "PRAGMA synchronous=OFF; PRAGMA foreign_keys=ON; "
-                                         "PRAGMA secure_delete=FAST;"
-                                       : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-                                         "PRAGMA secure_delete=FAST;");
+    rc = sq_script(&d->base, d->nosync ? "PRAGMA synchronous=OFF;" : "PRAGMA synchronous=FULL;");
+    if (rc == 0)
+        rc = sq_script(&d->base, "PRAGMA foreign_keys=ON; PRAGMA secure_delete=FAST;");
     if (rc < 0)
         log_error("catalog: pragmas: %s", d->base.err);
     return rc;
